@@ -1,0 +1,444 @@
+"""One engine for backtest, paper and live: each timeline step fills, checks triggers, decides and revalues.
+
+A step of the timeline is one bar close time. Per step, in order:
+
+1. ``fill_pending``   orders planned by an earlier cycle fill at this bar's open (``next_open``);
+2. ``check_triggers`` stop-loss, trailing stop and take-profit against this bar's range;
+3. ``mark_to_market`` open positions take this bar's close;
+4. ``run_cycle``      when a cycle is due: the strategy decides, sells then buys are planned
+                      (and filled at once at this close when fill timing is ``close``);
+5. the caller records the valuation.
+
+The engine never sleeps and never reads a clock: the backtest runner drives it over history,
+the daemon drives it from a feed on wall-clock cycles.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Iterable, Protocol
+
+import pandas as pd
+
+from tradeexecutor.config import EngineConfig
+from tradeexecutor.data.market import MarketData
+from tradeexecutor.engine import accounting, triggers
+from tradeexecutor.execution.model import ExecutionModel
+from tradeexecutor.execution.simulated import SimulatedExecution
+from tradeexecutor.state import DEFAULT_QUANTITY_STEP, Position, State, Trade, TradeKind, TradeStatus
+from tradeexecutor.strategy.context import CycleContext
+from tradeexecutor.strategy.indicators import IndicatorStore, compute_indicators
+from tradeexecutor.strategy.intents import KEEP, Intent
+from tradeexecutor.strategy.loader import LoadedStrategy
+
+
+class EventSink(Protocol):
+    """Receives what happened (order filled, trigger fired, ...) for the journal; must not raise."""
+
+    def __call__(self, event: str, **fields: Any) -> None: ...
+
+
+def _no_events(event: str, **fields: Any) -> None:
+    return None
+
+
+@dataclass
+class CycleReport:
+    """What one strategy cycle did, for the journal and RunState."""
+
+    cycle_time: pd.Timestamp
+    #: Intents the strategy returned.
+    decisions: int = 0
+    #: Trades planned this cycle.
+    planned: int = 0
+    #: Trades filled this cycle (fill timing ``close``).
+    executed: int = 0
+    #: Trades rejected this cycle.
+    rejected: int = 0
+    #: Intents that did nothing, with the reason (position already open, paused, ...).
+    ignored: list[str] = field(default_factory=list)
+    #: Wall-clock seconds spent in the strategy and execution.
+    duration: float = 0.0
+
+
+def _to_datetime(ns: int) -> datetime:
+    return pd.Timestamp(ns, tz="UTC").to_pydatetime()
+
+
+def _ns(value: datetime) -> int:
+    return pd.Timestamp(value).value
+
+
+class Engine:
+    """Runs a strategy against market data, changing only the state it was given."""
+
+    def __init__(
+        self,
+        strategy: LoadedStrategy,
+        market: MarketData,
+        state: State,
+        *,
+        config: EngineConfig | None = None,
+        execution: ExecutionModel | None = None,
+        indicators: IndicatorStore | None = None,
+        asset_types: dict[str, str] | None = None,
+        trigger_market: MarketData | None = None,
+        events: EventSink | None = None,
+    ):
+        self.strategy = strategy
+        self.market = market
+        self.state = state
+        self.config = config or EngineConfig()
+        self.execution: ExecutionModel = execution or SimulatedExecution(self.config.execution)
+        self.fill_at_close = self.config.execution.fill_timing == "close"
+        self.trigger_market = trigger_market
+        self.events: EventSink = events or _no_events
+        self.symbols = tuple(strategy.instruments)
+        types = asset_types or {}
+        self.instrument_ids: dict[str, int] = {}
+        for symbol in self.symbols:
+            asset_type = types.get(symbol) or strategy.asset_types.get(symbol) or "equity"
+            instrument = state.add_instrument(
+                symbol, asset_type, DEFAULT_QUANTITY_STEP.get(asset_type, 1.0), self.config.execution.min_notional
+            )
+            self.instrument_ids[symbol] = instrument.id
+        self.symbol_of = {iid: symbol for symbol, iid in self.instrument_ids.items()}
+        self.indicators = indicators if indicators is not None else compute_indicators(
+            strategy.indicators, market, strategy.parameters, check_causality=self.config.check_indicator_lookahead
+        )
+        self.context = CycleContext(market, self.indicators, state, strategy.parameters, self.symbols)
+        self.context._set_instrument_ids(self.instrument_ids)
+        self._decide = strategy.decide
+        self._bars = [market.bars[s] for s in self.symbols]
+        self._closing_at = [market.closing_at[s] for s in self.symbols]
+        self._last_closed = [market.last_closed[s] for s in self.symbols]
+        self._slot = {self.instrument_ids[s]: i for i, s in enumerate(self.symbols)}
+        #: Planned trades waiting for a fill, sells before buys.
+        self.pending: list[tuple[Position, Trade]] = [
+            (p, t) for p in state.portfolio.open_positions for t in p.trades if t.status == TradeStatus.planned.value
+        ]
+
+    # -- the step, as a recipe ------------------------------------------------------------
+
+    def process_step(self, step: int, cycle_time_ns: int | None = None, *, report: bool = True) -> CycleReport | None:
+        """Advance the portfolio through one timeline step; run a cycle when one is due.
+
+        ``report=False`` skips building the CycleReport (the backtest's hot path).
+        """
+        if self.pending:
+            self.fill_pending(step)
+        if self.state.portfolio.open_positions:
+            self.check_triggers(step)
+            self.mark_to_market(step)
+        if cycle_time_ns is None:
+            return None
+        if not report:
+            self.decide(step, cycle_time_ns)
+            return None
+        return self.run_cycle(step, cycle_time_ns)
+
+    def valuation(self) -> tuple[float, float, float]:
+        """Equity, cash and exposure at the latest marks."""
+        portfolio = self.state.portfolio
+        cash = portfolio.cash
+        if not portfolio.open_positions:
+            return cash, cash, 0.0
+        value = 0.0
+        for position in portfolio.open_positions:
+            if position.last_price is not None:
+                value += position.quantity * position.last_price
+        equity = cash + value
+        return equity, cash, (value / equity if equity else 0.0)
+
+    # -- 1. fills of planned trades --------------------------------------------------------
+
+    def fill_pending(self, step: int) -> None:
+        """Fill trades planned by an earlier cycle at the open of the first bar that starts after the decision."""
+        still: list[tuple[Position, Trade]] = []
+        for position, trade in self.pending:
+            if trade.status != TradeStatus.planned.value:
+                continue
+            slot = self._slot[trade.instrument_id]
+            index = int(self._closing_at[slot][step])
+            if index < 0:
+                still.append((position, trade))
+                continue
+            bars = self._bars[slot]
+            open_ns = int(bars.open_time_ns[index])
+            if open_ns < _ns(trade.planned_at):
+                still.append((position, trade))
+                continue
+            self._fill(position, trade, bars.open.item(index), _to_datetime(open_ns))
+        self.pending = still
+
+    # -- 2. triggers -------------------------------------------------------------------------
+
+    def check_triggers(self, step: int) -> int:
+        """Check every open position's protective orders against the bar closing at ``step``.
+
+        Returns how many positions a trigger closed.
+        """
+        fired = 0
+        for position in list(self.state.portfolio.open_positions):
+            if position.quantity <= 0 or not triggers.has_triggers(position):
+                continue
+            slot = self._slot[position.instrument_id]
+            index = int(self._closing_at[slot][step])
+            if index < 0:
+                continue
+            bars = self._bars[slot]
+            for open_, high, low, open_ns, close_ns in self._trigger_bars(slot, index):
+                hit = triggers.check_bar(position, open_, high, low)
+                if hit is not None:
+                    kind, level, price = hit
+                    at_ns = open_ns if price == open_ and price != level else close_ns
+                    self._exit_on_trigger(position, kind, level, price, _to_datetime(at_ns))
+                    fired += 1
+                    break
+                triggers.update_high_water(position, high)
+        return fired
+
+    def _trigger_bars(self, slot: int, index: int) -> Iterable[tuple[float, float, float, int, int]]:
+        bars = self._bars[slot]
+        if self.trigger_market is not None:
+            symbol = self.symbols[slot]
+            fine = self.trigger_market.bars.get(symbol)
+            if fine is not None:
+                start = int(bars.open_time_ns[index])
+                end = int(bars.close_time_ns[index])
+                lo = int(fine.open_time_ns.searchsorted(start, side="left"))
+                hi = int(fine.open_time_ns.searchsorted(end, side="left"))
+                if hi > lo:
+                    return [
+                        (fine.open.item(i), fine.high.item(i), fine.low.item(i),
+                         int(fine.open_time_ns[i]), int(fine.close_time_ns[i]))
+                        for i in range(lo, hi)
+                    ]
+        return [(bars.open.item(index), bars.high.item(index), bars.low.item(index),
+                 int(bars.open_time_ns[index]), int(bars.close_time_ns[index]))]
+
+    def _exit_on_trigger(self, position: Position, kind: str, level: float, price: float, at: datetime) -> None:
+        trade = self._new_trade(position, TradeKind.close.value, at, planned_quantity=-position.quantity,
+                                planned_price=level)
+        trade.trigger = kind
+        trade.trigger_price = level
+        for _, other in self.pending:
+            if other.position_id == position.id and other.status == TradeStatus.planned.value:
+                accounting.reject(other, f"cancelled: position closed by {kind}", at)
+        instrument = self.state.instrument(position.instrument_id)
+        fill = self.execution.sell(instrument, price, quantity=position.quantity, held=position.quantity,
+                                   closing=True, apply_slippage=kind != "take_profit")
+        closed = accounting.apply_sell(self.state.portfolio, position, trade, fill, at)
+        self.events("trigger_fired", position_id=position.id, symbol=instrument.symbol, trigger=kind,
+                    level=level, price=fill.price, quantity=fill.quantity)
+        if closed:
+            accounting.retire_position(self.state.portfolio, position)
+
+    # -- 3. marks ----------------------------------------------------------------------------
+
+    def mark_to_market(self, step: int) -> None:
+        """Value open positions at the last close known at ``step``."""
+        for position in self.state.portfolio.open_positions:
+            slot = self._slot[position.instrument_id]
+            index = self._last_closed[slot][step]
+            if index >= 0:
+                position.last_price = self._bars[slot].close.item(index)
+
+    def revalue(self, step: int, now: datetime) -> float:
+        """Mark to market and stamp the valuation time; returns equity (the daemon's revaluation job)."""
+        self.mark_to_market(step)
+        for position in self.state.portfolio.open_positions:
+            position.last_valued_at = now
+        return self.valuation()[0]
+
+    def record_valuation(self, step: int) -> None:
+        """Append this step's equity, cash and exposure to the state's series (paper and live)."""
+        equity, cash, exposure = self.valuation()
+        self.state.valuations.append(int(self.market.timeline_ns[step]) // 1_000_000, equity, cash, exposure)
+
+    # -- 4. the strategy cycle ------------------------------------------------------------
+
+    def run_cycle(self, step: int, cycle_time_ns: int) -> CycleReport:
+        """Let the strategy decide on data closed by the cycle time, then plan (and maybe fill) its trades."""
+        started = time.perf_counter()
+        report = CycleReport(pd.Timestamp(cycle_time_ns, tz="UTC"))
+        self.decide(step, cycle_time_ns, report)
+        report.duration = time.perf_counter() - started
+        return report
+
+    def decide(self, step: int, cycle_time_ns: int, report: CycleReport | None = None) -> None:
+        """Call the strategy and plan what it returns; the core of run_cycle without the bookkeeping."""
+        context = self.context
+        context._move_to(step, cycle_time_ns)
+        intents = self._decide(context)
+        if intents:
+            intents = list(intents)
+            if report is None:
+                report = CycleReport(context.timestamp)
+            report.decisions = len(intents)
+            self._plan(intents, step, cycle_time_ns, report)
+
+    def _plan(self, intents: list[Intent], step: int, cycle_time_ns: int, report: CycleReport) -> None:
+        for intent in intents:
+            if not isinstance(intent, Intent):
+                raise TypeError(f"decide() must return a list of intents (open_long(), close(), ...), got {intent!r}")
+        at = _to_datetime(cycle_time_ns)
+        equity = self.valuation()[0]
+        ordered = sorted(intents, key=lambda i: i.is_buy)  # sells first, stable otherwise
+        for intent in ordered:
+            symbol = self.context._symbol(intent.symbol)
+            instrument_id = self.instrument_ids[symbol]
+            position = self.state.portfolio.open_position_for(instrument_id)
+            slot = self._slot[instrument_id]
+            last = int(self._last_closed[slot][step])
+            price = self._bars[slot].close.item(last) if last >= 0 else None
+            reason = self._plan_one(intent, symbol, instrument_id, position, price, equity, at, report)
+            if reason:
+                report.ignored.append(f"{intent.action} {symbol}: {reason}")
+                self.events("intent_ignored", symbol=symbol, action=intent.action, reason=reason)
+        if self.fill_at_close:
+            self._fill_at_close(step)
+
+    def _plan_one(self, intent: Intent, symbol: str, instrument_id: int, position: Position | None,
+                  price: float | None, equity: float, at: datetime, report: CycleReport) -> str | None:
+        action = intent.action
+        if price is None:
+            return "no closed bar yet"
+        if action in ("open", "increase") and self.context.paused:
+            return "paused: no new positions"
+        if action == "open":
+            if position is not None:
+                return "a position is already open; use increase()"
+            position = self._new_position(instrument_id, at, intent)
+            value = intent.value if intent.value is not None else equity * (intent.equity_fraction or 0.0)
+            self._queue(position, self._new_trade(position, TradeKind.open.value, at, planned_value=value,
+                                                  planned_price=price, note=intent.note), report)
+            return None
+        if position is None:
+            return "no open position"
+        if action == "increase":
+            value = intent.value if intent.value is not None else equity * (intent.equity_fraction or 0.0)
+            self._queue(position, self._new_trade(position, TradeKind.increase.value, at, planned_value=value,
+                                                  planned_price=price, note=intent.note), report)
+        elif action == "close":
+            if position.quantity <= 0:
+                for _, pending in self.pending:
+                    if pending.position_id == position.id and pending.status == TradeStatus.planned.value:
+                        accounting.reject(pending, "cancelled by close() before it filled", at)
+                accounting.retire_position(self.state.portfolio, position)
+                return None
+            self._queue(position, self._new_trade(position, TradeKind.close.value, at,
+                                                  planned_quantity=-position.quantity, planned_price=price,
+                                                  note=intent.note), report)
+        elif action == "reduce":
+            if intent.quantity is not None:
+                quantity = intent.quantity
+            elif intent.position_fraction is not None:
+                quantity = position.quantity * intent.position_fraction
+            else:
+                quantity = (intent.value or 0.0) / price
+            self._queue(position, self._new_trade(position, TradeKind.reduce.value, at, planned_quantity=-quantity,
+                                                  planned_price=price, note=intent.note), report)
+        elif action == "set_triggers":
+            if intent.stop_loss is not KEEP:
+                position.stop_loss = intent.stop_loss
+            if intent.take_profit is not KEEP:
+                position.take_profit = intent.take_profit
+            if intent.trailing_stop_pct is not KEEP:
+                position.trailing_stop_pct = intent.trailing_stop_pct
+                if intent.trailing_stop_pct is not None and position.high_water is None:
+                    position.high_water = position.last_price
+        else:
+            raise ValueError(f"unknown intent action {action!r}")
+        return None
+
+    def _new_position(self, instrument_id: int, at: datetime, intent: Intent) -> Position:
+        portfolio = self.state.portfolio
+        position = Position(id=portfolio.next_position_id, instrument_id=instrument_id, opened_at=at)
+        portfolio.next_position_id += 1
+        position.stop_loss = None if intent.stop_loss is KEEP else intent.stop_loss
+        position.take_profit = None if intent.take_profit is KEEP else intent.take_profit
+        position.stop_loss_pct = None if intent.stop_loss_pct is KEEP else intent.stop_loss_pct
+        position.take_profit_pct = None if intent.take_profit_pct is KEEP else intent.take_profit_pct
+        position.trailing_stop_pct = None if intent.trailing_stop_pct is KEEP else intent.trailing_stop_pct
+        portfolio.open_positions.append(position)
+        return position
+
+    def _new_trade(self, position: Position, kind: str, at: datetime, *, planned_quantity: float = 0.0,
+                   planned_value: float | None = None, planned_price: float | None = None,
+                   note: str | None = None) -> Trade:
+        portfolio = self.state.portfolio
+        trade = Trade(
+            id=portfolio.next_trade_id, position_id=position.id, instrument_id=position.instrument_id,
+            kind=kind, status=TradeStatus.planned.value, planned_at=at, planned_quantity=planned_quantity,
+            planned_value=planned_value, planned_price=planned_price, note=note,
+        )
+        portfolio.next_trade_id += 1
+        position.trades.append(trade)
+        return trade
+
+    def _queue(self, position: Position, trade: Trade, report: CycleReport) -> None:
+        report.planned += 1
+        self.pending.append((position, trade))
+        self.events("order_planned", trade_id=trade.id, position_id=position.id,
+                    symbol=self.symbol_of[trade.instrument_id], kind=trade.kind,
+                    value=trade.planned_value, quantity=trade.planned_quantity)
+
+    def _fill_at_close(self, step: int) -> None:
+        pending, self.pending = self.pending, []
+        for position, trade in pending:
+            if trade.status != TradeStatus.planned.value:
+                continue
+            slot = self._slot[trade.instrument_id]
+            index = int(self._last_closed[slot][step])
+            bars = self._bars[slot]
+            self._fill(position, trade, bars.close.item(index), _to_datetime(int(bars.close_time_ns[index])))
+
+    # -- fills --------------------------------------------------------------------------
+
+    def _fill(self, position: Position, trade: Trade, price: float, at: datetime) -> None:
+        portfolio = self.state.portfolio
+        instrument = self.state.instrument(trade.instrument_id)
+        if trade.kind in (TradeKind.open.value, TradeKind.increase.value):
+            fill = self.execution.buy(instrument, price, value=trade.planned_value,
+                                      quantity=trade.planned_quantity or None, cash_available=portfolio.cash)
+            if fill.reject_reason:
+                self._reject(position, trade, fill.reject_reason, at)
+                return
+            opening = position.quantity == 0
+            accounting.apply_buy(portfolio, position, trade, fill, at)
+            if opening:
+                self._arm_triggers(position, fill.price)
+        else:
+            if position.quantity <= 0:
+                self._reject(position, trade, "nothing to sell: the position holds no quantity", at)
+                return
+            closing = trade.kind == TradeKind.close.value
+            fill = self.execution.sell(instrument, price, quantity=abs(trade.planned_quantity),
+                                       held=position.quantity, closing=closing)
+            if fill.reject_reason:
+                self._reject(position, trade, fill.reject_reason, at)
+                return
+            if accounting.apply_sell(portfolio, position, trade, fill, at):
+                accounting.retire_position(portfolio, position)
+        self.events("order_filled", trade_id=trade.id, position_id=position.id, symbol=instrument.symbol,
+                    kind=trade.kind, quantity=trade.executed_quantity, price=trade.executed_price, fee=trade.fee)
+
+    def _reject(self, position: Position, trade: Trade, reason: str, at: datetime) -> None:
+        accounting.reject(trade, reason, at)
+        self.events("order_rejected", trade_id=trade.id, position_id=position.id,
+                    symbol=self.symbol_of[trade.instrument_id], kind=trade.kind, reason=reason)
+        if position.quantity <= 0 and position.is_open and not any(
+            t.status == TradeStatus.planned.value for t in position.trades
+        ):
+            accounting.retire_position(self.state.portfolio, position)
+
+    def _arm_triggers(self, position: Position, entry: float) -> None:
+        if position.stop_loss_pct is not None:
+            position.stop_loss = entry * (1.0 - position.stop_loss_pct)
+        if position.take_profit_pct is not None:
+            position.take_profit = entry * (1.0 + position.take_profit_pct)
+        if position.trailing_stop_pct is not None:
+            position.high_water = entry

@@ -1,0 +1,74 @@
+"""One exception tree for the whole package; the loop boundary decides retry versus stop.
+
+::
+
+    TradeExecutorError              base of everything we raise on purpose
+    ├── UserInputError              bad input from a person: exit code 2, nothing written
+    │   ├── ConfigError             an option, environment variable or run spec is wrong
+    │   ├── DataError               a candle file is missing, malformed or inconsistent
+    │   ├── StrategyLoadError       a strategy module cannot be loaded or fails validation
+    │   └── ParameterError          a strategy parameter override is wrong
+    ├── StateError                  the persisted state cannot be used
+    │   ├── StateCorruptError       the file exists but cannot be read; never overwritten
+    │   ├── SchemaVersionError      the file was written by a newer schema
+    │   └── StateLockedError        another process holds the state lock
+    ├── LookaheadError              a strategy asked for data from the future
+    └── TemporaryError              transient failure (feed timeout); the loop may retry
+
+An order that cannot be filled is *not* an exception: it becomes a rejected trade with
+its reason kept on the trade.
+"""
+
+from __future__ import annotations
+
+
+class TradeExecutorError(Exception):
+    """Base class for every error tradeexecutor raises on purpose."""
+
+
+class UserInputError(TradeExecutorError):
+    """Input a person gave us is wrong; the message says what, where and how to fix it."""
+
+    exit_code = 2
+
+
+class ConfigError(UserInputError):
+    """An option, environment variable or run spec value is invalid."""
+
+
+class DataError(UserInputError):
+    """Market data cannot be loaded or fails validation."""
+
+
+class StrategyLoadError(UserInputError):
+    """A strategy module is missing, does not compile or declares something invalid."""
+
+
+class ParameterError(UserInputError):
+    """A strategy parameter override does not match the declared parameters."""
+
+
+class StateError(TradeExecutorError):
+    """The persisted state cannot be used as it is."""
+
+    exit_code = 3
+
+
+class StateCorruptError(StateError):
+    """A state file exists but cannot be parsed; it is left untouched for inspection."""
+
+
+class SchemaVersionError(StateError):
+    """A state file was written by a newer schema than this version understands."""
+
+
+class StateLockedError(StateError):
+    """Another process holds the exclusive lock on this state."""
+
+
+class LookaheadError(TradeExecutorError):
+    """A strategy or indicator tried to use data from after the cycle's timestamp."""
+
+
+class TemporaryError(TradeExecutorError):
+    """A transient failure (a feed that timed out); the loop may retry the job later."""

@@ -1,0 +1,62 @@
+"""Cash and positions, with the id counters that keep trade and position ids unique."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterator
+
+from dataclasses_json import dataclass_json
+
+from tradeexecutor.state.position import Position
+from tradeexecutor.state.trade import Trade
+
+
+@dataclass_json
+@dataclass(slots=True)
+class Portfolio:
+    """What the strategy owns.
+
+    Closed positions are moved to their own list, never changed again, so that a store can
+    write them once and append.
+    """
+
+    #: Cash in the quote currency, after fees.
+    cash: float = 0.0
+    #: Open positions, at most one per instrument for long-only spot.
+    open_positions: list[Position] = field(default_factory=list)
+    #: Closed positions in the order they closed; immutable once here.
+    closed_positions: list[Position] = field(default_factory=list)
+    #: Positions whose every trade was rejected; kept for the record, never traded.
+    failed_positions: list[Position] = field(default_factory=list)
+    #: Next Position.id to hand out.
+    next_position_id: int = 1
+    #: Next Trade.id to hand out.
+    next_trade_id: int = 1
+    #: Total fees paid over the life of the portfolio.
+    fees_paid: float = 0.0
+
+    def open_position_for(self, instrument_id: int) -> Position | None:
+        """The open position in an instrument, if any."""
+        for position in self.open_positions:
+            if position.instrument_id == instrument_id:
+                return position
+        return None
+
+    def all_positions(self) -> Iterator[Position]:
+        """Open, closed and failed positions."""
+        yield from self.open_positions
+        yield from self.closed_positions
+        yield from self.failed_positions
+
+    def all_trades(self) -> Iterator[Trade]:
+        """Every trade of every position, in no particular order."""
+        for position in self.all_positions():
+            yield from position.trades
+
+    def market_value(self) -> float:
+        """Value of open positions at their last valuation price."""
+        return sum(p.market_value for p in self.open_positions)
+
+    def equity(self) -> float:
+        """Cash plus the market value of open positions."""
+        return self.cash + self.market_value()

@@ -1,0 +1,100 @@
+"""A holding in one instrument from its opening fill to its closing fill, with its protective orders."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from dataclasses_json import dataclass_json
+
+from tradeexecutor.state.timestamps import datetime_field, required_datetime_field
+from tradeexecutor.state.trade import Trade, TradeStatus
+
+
+@dataclass_json
+@dataclass(slots=True)
+class Position:
+    """One position; ``quantity`` is signed so that shorts fit the same record later."""
+
+    #: Unique within the state.
+    id: int
+    #: Instrument.id of what is held.
+    instrument_id: int
+    #: When the position was created (its first trade was planned).
+    opened_at: datetime = required_datetime_field()
+    #: ``long`` now; ``short`` is reserved for later.
+    direction: str = "long"
+    #: Signed quantity currently held (sum of executed trade quantities).
+    quantity: float = 0.0
+    #: Cost of the quantity held, at average entry price, excluding fees.
+    cost_basis: float = 0.0
+    #: Profit or loss realised by reducing or closing fills, net of all fees paid.
+    realised_pnl: float = 0.0
+    #: Fees paid on all fills of this position.
+    fees_paid: float = 0.0
+    #: Absolute stop-loss price, or None.
+    stop_loss: float | None = None
+    #: Absolute take-profit price, or None.
+    take_profit: float | None = None
+    #: Trailing stop distance as a fraction below the highest price seen (0.05 = 5 %).
+    trailing_stop_pct: float | None = None
+    #: Highest price seen since the position opened, for the trailing stop.
+    high_water: float | None = None
+    #: Stop-loss as a fraction below the entry price, resolved to stop_loss when the entry fills.
+    stop_loss_pct: float | None = None
+    #: Take-profit as a fraction above the entry price, resolved to take_profit when the entry fills.
+    take_profit_pct: float | None = None
+    #: Latest price the position was valued at.
+    last_price: float | None = None
+    #: When it was last valued.
+    last_valued_at: datetime | None = datetime_field()
+    #: When the closing fill happened; None while open.
+    closed_at: datetime | None = datetime_field()
+    #: Every trade of this position, planned, executed and rejected, in order.
+    trades: list[Trade] = field(default_factory=list)
+
+    @property
+    def is_open(self) -> bool:
+        """A position stays open until a fill brings its quantity to zero."""
+        return self.closed_at is None
+
+    @property
+    def average_price(self) -> float:
+        """Average entry price of the quantity held."""
+        return self.cost_basis / self.quantity if self.quantity else 0.0
+
+    @property
+    def market_value(self) -> float:
+        """Signed value at the last valuation price."""
+        return self.quantity * (self.last_price or 0.0)
+
+    @property
+    def unrealised_pnl(self) -> float:
+        """Gain of the quantity held against its cost, at the last valuation."""
+        if not self.quantity or self.last_price is None:
+            return 0.0
+        return self.quantity * self.last_price - self.cost_basis
+
+    def executed_trades(self) -> list[Trade]:
+        """Trades that filled, in order."""
+        return [t for t in self.trades if t.status == TradeStatus.executed]
+
+    def pending_trades(self) -> list[Trade]:
+        """Trades planned but not yet filled or rejected."""
+        return [t for t in self.trades if t.status == TradeStatus.planned]
+
+    def entry_price(self) -> float | None:
+        """Fill price of the opening trade."""
+        for trade in self.trades:
+            if trade.status == TradeStatus.executed:
+                return trade.executed_price
+        return None
+
+    def exit_price(self) -> float | None:
+        """Fill price of the last executed trade of a closed position."""
+        if self.is_open:
+            return None
+        for trade in reversed(self.trades):
+            if trade.status == TradeStatus.executed:
+                return trade.executed_price
+        return None

@@ -1,0 +1,1 @@
+"""Strategies: the author-facing API, typed parameters, the cycle context and the module loader."""

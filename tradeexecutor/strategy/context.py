@@ -1,0 +1,193 @@
+"""What a strategy's decide() sees at one cycle: candles closed by then, indicators, the portfolio.
+
+Every accessor stops at the last bar closed by the cycle's time; later bars are out of reach
+(asking for them raises LookaheadError), and history comes back as copies, never views.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from tradeexecutor.data.market import MarketData
+from tradeexecutor.errors import LookaheadError
+from tradeexecutor.strategy.indicators import IndicatorStore
+from tradeexecutor.strategy.parameters import Parameters
+
+if TYPE_CHECKING:
+    from tradeexecutor.state import Position, State
+
+
+class CycleContext:
+    """The strategy's window onto the world at one cycle; one object reused across cycles."""
+
+    __slots__ = ("_market", "_indicators", "_state", "_parameters", "_symbols", "_default", "_step",
+                 "_last", "_timestamp_ns", "_instrument_ids", "paused", "_default_last", "_default_values",
+                 "_default_close", "_default_closed")
+
+    def __init__(self, market: MarketData, indicators: IndicatorStore, state: "State", parameters: Parameters,
+                 symbols: tuple[str, ...]):
+        self._market = market
+        self._indicators = indicators.values
+        self._state = state
+        self._parameters = parameters
+        self._symbols = symbols
+        self._default = symbols[0] if len(symbols) == 1 else None
+        self._step = -1
+        self._last: dict[str, int] = {}
+        self._timestamp_ns = 0
+        self._instrument_ids: dict[str, int] = {}
+        # Single-instrument fast path: most strategies trade one symbol and read it every cycle.
+        self._default_last = -1
+        self._default_values = indicators.values.get(self._default, {}) if self._default else {}
+        self._default_close = market.bars[self._default].close if self._default else None
+        self._default_closed = market.last_closed[self._default] if self._default else None
+        #: True while an operator has paused new positions; open intents are then dropped.
+        self.paused = False
+
+    # -- set by the engine --------------------------------------------------------------
+
+    def _move_to(self, step: int, timestamp_ns: int) -> None:
+        self._step = step
+        self._timestamp_ns = timestamp_ns
+        if self._default is not None:
+            last = self._default_closed.item(step)
+            self._default_last = last
+            self._last = {self._default: last}
+        else:
+            market = self._market
+            self._last = {s: market.last_closed[s].item(step) for s in self._symbols}
+
+    def _set_instrument_ids(self, ids: dict[str, int]) -> None:
+        self._instrument_ids = ids
+
+    def _symbol(self, symbol: str | None) -> str:
+        if symbol is None:
+            if self._default is None:
+                raise ValueError(f"this strategy trades {len(self._symbols)} instruments: name the symbol")
+            return self._default
+        if symbol not in self._last:
+            raise KeyError(f"{symbol!r} is not one of this strategy's instruments: {', '.join(self._symbols)}")
+        return symbol
+
+    # -- time, parameters, universe -----------------------------------------------------
+
+    @property
+    def timestamp(self) -> pd.Timestamp:
+        """The cycle's time (UTC); every bar visible closed at or before it."""
+        return pd.Timestamp(self._timestamp_ns, tz="UTC")
+
+    @property
+    def parameters(self) -> Parameters:
+        """Resolved parameter values: ``ctx.parameters.fast``."""
+        return self._parameters
+
+    @property
+    def symbols(self) -> tuple[str, ...]:
+        """The instruments this strategy trades."""
+        return self._symbols
+
+    # -- prices ---------------------------------------------------------------------------
+
+    def bars_available(self, symbol: str | None = None) -> int:
+        """How many closed bars of ``symbol`` exist at this cycle."""
+        return self._last[self._symbol(symbol)] + 1
+
+    def close(self, symbol: str | None = None, ago: int = 0) -> float:
+        """Close of the last closed bar (``ago`` bars earlier); NaN before the data starts."""
+        if ago < 0:
+            raise LookaheadError(f"close(ago={ago}) asks for a bar after the cycle time {self.timestamp}")
+        if symbol is None and self._default is not None:
+            index = self._default_last - ago
+            return math.nan if index < 0 else self._default_close.item(index)
+        sym = self._symbol(symbol)
+        index = self._last[sym] - ago
+        if index < 0:
+            return math.nan
+        return self._market.bars[sym].close.item(index)
+
+    def bar(self, symbol: str | None = None, ago: int = 0) -> dict[str, Any]:
+        """The last closed bar as a dict: time (open time), open, high, low, close, volume."""
+        sym = self._symbol(symbol)
+        if ago < 0:
+            raise LookaheadError(f"bar(ago={ago}) asks for a bar after the cycle time {self.timestamp}")
+        index = self._last[sym] - ago
+        if index < 0:
+            raise IndexError(f"no closed bar of {sym} {ago} bars before {self.timestamp}")
+        bars = self._market.bars[sym]
+        return {
+            "time": pd.Timestamp(int(bars.open_time_ns[index]), tz="UTC"),
+            "open": bars.open.item(index),
+            "high": bars.high.item(index),
+            "low": bars.low.item(index),
+            "close": bars.close.item(index),
+            "volume": bars.volume.item(index),
+        }
+
+    def candles(self, symbol: str | None = None, bars: int | None = None) -> pd.DataFrame:
+        """A copy of the closed candles, the last ``bars`` of them (all when None)."""
+        sym = self._symbol(symbol)
+        end = self._last[sym] + 1
+        start = 0 if bars is None else max(0, end - bars)
+        return self._market.bars[sym].frame.iloc[start:end].copy()
+
+    # -- indicators -------------------------------------------------------------------
+
+    def indicator(self, name: str, symbol: str | None = None, ago: int = 0) -> float:
+        """An indicator's value at the last closed bar (``ago`` bars earlier); NaN before it exists."""
+        if ago < 0:
+            raise LookaheadError(f"indicator({name!r}, ago={ago}) asks for a value after the cycle time {self.timestamp}")
+        if symbol is None and self._default is not None:
+            index = self._default_last - ago
+            values = self._default_values.get(name)
+            if values is not None:
+                return math.nan if index < 0 else values.item(index)
+            sym = self._default
+        else:
+            sym = self._symbol(symbol)
+            index = self._last[sym] - ago
+        if index < 0:
+            return math.nan
+        try:
+            values = self._indicators[sym][name]
+        except KeyError:
+            raise KeyError(f"no indicator {name!r} for {sym}; indicators() returned "
+                           f"{', '.join(self._indicators.get(sym, {})) or 'nothing'}") from None
+        return values.item(index)
+
+    def indicator_history(self, name: str, symbol: str | None = None, bars: int | None = None) -> np.ndarray:
+        """A copy of the indicator's values up to the last closed bar (the last ``bars`` of them)."""
+        sym = self._symbol(symbol)
+        end = self._last[sym] + 1
+        start = 0 if bars is None else max(0, end - bars)
+        return np.array(self._indicators[sym][name][start:end], copy=True)
+
+    # -- portfolio --------------------------------------------------------------------
+
+    def position(self, symbol: str | None = None) -> "Position | None":
+        """The open position in ``symbol``, or None; treat it as read-only."""
+        sym = self._symbol(symbol)
+        instrument_id = self._instrument_ids.get(sym)
+        if instrument_id is None:
+            return None
+        for position in self._state.portfolio.open_positions:
+            if position.instrument_id == instrument_id:
+                return position
+        return None
+
+    def has_position(self, symbol: str | None = None) -> bool:
+        """True when an open position in ``symbol`` exists (its entry may still be pending)."""
+        return self.position(symbol) is not None
+
+    @property
+    def cash(self) -> float:
+        """Cash available now."""
+        return self._state.portfolio.cash
+
+    @property
+    def equity(self) -> float:
+        """Cash plus open positions at the latest close."""
+        return self._state.portfolio.equity()

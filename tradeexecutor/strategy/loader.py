@@ -1,0 +1,243 @@
+"""Load a strategy module by path and validate everything it declares before anything runs."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import inspect
+import sys
+import types
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping
+
+from tradeexecutor.errors import StrategyLoadError
+from tradeexecutor.state.instrument import ASSET_TYPES
+from tradeexecutor.strategy.intents import Intent
+from tradeexecutor.strategy.parameters import (
+    BarFrequency,
+    Parameter,
+    Parameters,
+    Symbol,
+    resolve_parameters,
+    validate_specs,
+)
+from tradeexecutor.timeframe import parse_duration
+
+
+@dataclass(frozen=True)
+class LoadedStrategy:
+    """A validated strategy: its declarations, resolved parameters and callables."""
+
+    path: Path
+    source: str
+    #: sha256 of the source text, the strategy's version.
+    version: str
+    name: str
+    description: str
+    cycle_duration: timedelta
+    #: Symbols traded, in declaration order.
+    instruments: tuple[str, ...]
+    parameter_specs: Mapping[str, Parameter]
+    parameters: Parameters
+    decide: Callable[[Any], Iterable[Intent] | None]
+    indicators: Callable[..., Mapping[str, Any]] | None
+    #: Bar frequency the strategy reads, when it declares one (else the data's own).
+    bar_frequency: timedelta | None = None
+    #: Asset type expected per symbol, from Symbol parameters or the module's ``asset_types``.
+    asset_types: Mapping[str, str] = field(default_factory=dict)
+
+    def describe(self) -> dict[str, Any]:
+        """A JSON-safe summary for run metadata and the status page."""
+        return {
+            "name": self.name,
+            "description": self.description,
+            "version": self.version,
+            "cycle_duration": str(self.cycle_duration),
+            "instruments": list(self.instruments),
+            "parameters": dict(self.parameters.values),
+        }
+
+
+def strategy_version(source: str) -> str:
+    """The sha256 of a strategy's source text."""
+    return hashlib.sha256(source.encode("utf-8")).hexdigest()
+
+
+def _positional_count(function: Callable[..., Any]) -> tuple[int, int]:
+    signature = inspect.signature(function)
+    required = 0
+    total = 0
+    for parameter in signature.parameters.values():
+        if parameter.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD):
+            total += 1
+            if parameter.default is inspect.Parameter.empty:
+                required += 1
+        elif parameter.kind is inspect.Parameter.VAR_POSITIONAL:
+            total += 99
+        elif parameter.kind is inspect.Parameter.KEYWORD_ONLY and parameter.default is inspect.Parameter.empty:
+            required += 99
+    return required, total
+
+
+def _execute_module(path: Path, source: str) -> types.ModuleType:
+    try:
+        code = compile(source, str(path), "exec")
+    except SyntaxError as exc:
+        raise StrategyLoadError(f"{path}:{exc.lineno}: syntax error: {exc.msg}") from None
+    module_name = f"tradeexecutor_strategy_{strategy_version(source)[:12]}"
+    spec = importlib.util.spec_from_loader(module_name, loader=None, origin=str(path))
+    assert spec is not None
+    module = importlib.util.module_from_spec(spec)
+    module.__file__ = str(path)
+    sys.modules[module_name] = module  # dataclasses and pickling inside strategies need it
+    try:
+        exec(code, module.__dict__)
+    except Exception as exc:  # noqa: BLE001 - any failure of user code becomes a load error
+        sys.modules.pop(module_name, None)
+        line = _user_line(exc, str(path))
+        where = f"{path}:{line}" if line else str(path)
+        raise StrategyLoadError(f"{where}: failed to import: {type(exc).__name__}: {exc}") from None
+    return module
+
+
+def _user_line(exc: BaseException, filename: str) -> int | None:
+    tb = exc.__traceback__
+    line = None
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == filename:
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return line
+
+
+def load_strategy(path: str | Path, overrides: Mapping[str, Any] | None = None) -> LoadedStrategy:
+    """Read, compile, execute and validate the strategy at ``path``.
+
+    Every problem is a one-line StrategyLoadError or ParameterError (exit code 2) raised before
+    anything is written.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise StrategyLoadError(f"{path}: strategy file not found")
+    if not path.is_file():
+        raise StrategyLoadError(f"{path}: not a file; give the path of a strategy .py file")
+    try:
+        source = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise StrategyLoadError(f"{path}: cannot read strategy: {exc}") from None
+    module = _execute_module(path, source)
+    where = str(path)
+
+    name = getattr(module, "name", None)
+    if not isinstance(name, str) or not name.strip():
+        raise StrategyLoadError(f"{where}: missing `name = \"...\"`: every strategy declares a name")
+    description = getattr(module, "description", None) or (module.__doc__ or "").strip()
+    if not isinstance(description, str) or not description:
+        raise StrategyLoadError(f"{where}: missing `description = \"...\"` (or a module docstring)")
+
+    raw_cycle = getattr(module, "cycle_duration", None)
+    if raw_cycle is None:
+        raise StrategyLoadError(f"{where}: missing `cycle_duration`, such as \"1h\" or \"1d\"")
+    try:
+        cycle = parse_duration(raw_cycle)
+    except Exception as exc:  # ConfigError from parse_duration
+        raise StrategyLoadError(f"{where}: cycle_duration: {exc}") from None
+
+    decide = getattr(module, "decide", None)
+    if decide is None:
+        raise StrategyLoadError(f"{where}: missing decision function: define `def decide(ctx): ...`")
+    if not callable(decide):
+        raise StrategyLoadError(f"{where}: `decide` must be a function taking one argument (the cycle context)")
+    required, total = _positional_count(decide)
+    if required > 1 or total < 1:
+        raise StrategyLoadError(
+            f"{where}: decide{inspect.signature(decide)} has the wrong signature: it must take exactly one "
+            "argument, the cycle context: `def decide(ctx):`"
+        )
+
+    indicators = getattr(module, "indicators", None)
+    if indicators is not None:
+        if not callable(indicators):
+            raise StrategyLoadError(f"{where}: `indicators` must be a function `def indicators(candles, parameters):`")
+        required, total = _positional_count(indicators)
+        if required > 2 or total < 2:
+            raise StrategyLoadError(
+                f"{where}: indicators{inspect.signature(indicators)} has the wrong signature: it must be "
+                "`def indicators(candles, parameters):` returning a dict of name to series"
+            )
+
+    specs = validate_specs(getattr(module, "parameters", None), where)
+    parameters = resolve_parameters(specs, overrides or {}, where)
+
+    asset_types: dict[str, str] = {}
+    declared_types = getattr(module, "asset_types", None) or {}
+    if not isinstance(declared_types, Mapping):
+        raise StrategyLoadError(f"{where}: asset_types must be a dict of symbol to asset type")
+    for symbol, asset_type in declared_types.items():
+        if asset_type not in ASSET_TYPES:
+            raise StrategyLoadError(f"{where}: asset_types[{symbol!r}] = {asset_type!r} is not one of {', '.join(ASSET_TYPES)}")
+        asset_types[str(symbol)] = asset_type
+
+    symbols: list[str] = []
+    declared = getattr(module, "instruments", None)
+    if callable(declared):
+        declared = declared(parameters)
+    if declared is not None:
+        if isinstance(declared, str) or not all(isinstance(s, str) and s for s in declared):
+            raise StrategyLoadError(f"{where}: instruments must be a list of symbols such as [\"GOOG\"]")
+        symbols.extend(declared)
+    for param_name, spec in specs.items():
+        if isinstance(spec, Symbol):
+            value = parameters[param_name]
+            if value not in symbols:
+                symbols.append(value)
+            asset_types.setdefault(value, spec.asset_type)
+    if not symbols:
+        raise StrategyLoadError(f"{where}: no instruments: declare `instruments = [...]` or a Symbol parameter")
+
+    bar_frequency = None
+    for param_name, spec in specs.items():
+        if isinstance(spec, BarFrequency):
+            bar_frequency = parse_duration(parameters[param_name])
+    if bar_frequency is None and getattr(module, "bar_frequency", None) is not None:
+        bar_frequency = parse_duration(module.bar_frequency)
+
+    return LoadedStrategy(
+        path=path,
+        source=source,
+        version=strategy_version(source),
+        name=name.strip(),
+        description=description.strip(),
+        cycle_duration=cycle,
+        instruments=tuple(dict.fromkeys(symbols)),
+        parameter_specs=specs,
+        parameters=parameters,
+        decide=decide,
+        indicators=indicators,
+        bar_frequency=bar_frequency,
+        asset_types=asset_types,
+    )
+
+
+def check_universe(strategy: LoadedStrategy, available: Mapping[str, str | None]) -> dict[str, str]:
+    """Check the strategy's symbols against the data; return each symbol's asset type.
+
+    A symbol missing from the data, or present with another asset type than the strategy
+    expects, is a one-line StrategyLoadError.
+    """
+    resolved: dict[str, str] = {}
+    where = str(strategy.path)
+    for symbol in strategy.instruments:
+        if symbol not in available:
+            names = ", ".join(sorted(available)) or "none"
+            raise StrategyLoadError(f"{where}: symbol {symbol!r} is not in the data (the data has: {names})")
+        expected = strategy.asset_types.get(symbol)
+        actual = available[symbol]
+        if expected and actual and expected != actual:
+            raise StrategyLoadError(
+                f"{where}: symbol {symbol!r} is {actual} in the data but the strategy expects {expected}"
+            )
+        resolved[symbol] = actual or expected or "equity"
+    return resolved
