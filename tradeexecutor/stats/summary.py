@@ -1,0 +1,537 @@
+"""Compute a run's performance statistics and trade list from its State, for reports and the webhook.
+
+Every statistic is defined precisely in ``docs/statistics.md``; the short version:
+
+* returns are period-to-period simple returns of ``state.valuations.equity``;
+* wins and losses are counted per *closed* position, using ``Position.realised_pnl`` (net of fees);
+* anything that is mathematically undefined (no rows, zero variance, no losing position, ...)
+  is ``None``, never NaN or infinity, so :meth:`Summary.to_dict` is always valid JSON.
+
+The return statistics are vectorised with numpy: a million valuation rows take tens of
+milliseconds, most of it converting the state's Python lists to arrays.
+
+:func:`trades_frame` and :func:`write_trades_csv` produce the one trade table shared by the
+backtest's trades CSV and the daemon's orders CSV; its columns are :data:`TRADE_COLUMNS`.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from tradeexecutor.state import Position, State, Trade, TradeStatus
+
+__all__ = [
+    "TRADE_COLUMNS",
+    "Summary",
+    "compute_summary",
+    "summary_table",
+    "trades_frame",
+    "write_trades_csv",
+]
+
+#: The Unix epoch, for turning epoch milliseconds into datetimes exactly.
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+#: Milliseconds in one day.
+_MS_PER_DAY = 86_400_000.0
+#: Days in the year used for CAGR and for inferring periods per year.
+DAYS_PER_YEAR = 365.25
+#: Milliseconds in one year of DAYS_PER_YEAR days.
+_MS_PER_YEAR = DAYS_PER_YEAR * _MS_PER_DAY
+
+#: Columns of the trades table, in order. The backtest's trades CSV and the daemon's orders CSV
+#: both use exactly these; add new columns at the end and never rename one.
+TRADE_COLUMNS: tuple[str, ...] = (
+    "trade_id",
+    "position_id",
+    "symbol",
+    "kind",
+    "status",
+    "side",
+    "planned_at",
+    "executed_at",
+    "planned_quantity",
+    "executed_quantity",
+    "executed_price",
+    "value",
+    "fee",
+    "slippage",
+    "realised_pnl",
+    "trigger",
+    "trigger_price",
+    "reject_reason",
+    "note",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    """Headline statistics of one run; see ``docs/statistics.md`` for each definition.
+
+    Fractions are plain fractions (0.21 = 21 %); money is in the quote currency; ``None`` means
+    the statistic is undefined for this run.
+    """
+
+    #: Time of the first valuation row, ISO 8601 UTC; None without valuations.
+    start: str | None
+    #: Time of the last valuation row, ISO 8601 UTC; None without valuations.
+    end: str | None
+    #: ``State.initial_cash``.
+    initial_cash: float | None
+    #: Equity at the last valuation row (current portfolio equity when there is none).
+    final_equity: float | None
+    #: final_equity / base - 1, base being initial_cash when positive, else the first equity row.
+    total_return: float | None
+    #: Compound annual growth rate over the valuation span, in years of 365.25 days.
+    cagr: float | None
+    #: Sample standard deviation of period returns times sqrt(periods_per_year).
+    annualised_volatility: float | None
+    #: Annualised Sharpe ratio of period returns in excess of the risk-free rate.
+    sharpe: float | None
+    #: Annualised Sortino ratio (downside deviation over all periods).
+    sortino: float | None
+    #: Largest peak-to-trough fall of equity, as a positive fraction of the peak.
+    max_drawdown: float | None
+    #: Longest time, in days, from an equity peak until equity regains it (or the run ends).
+    max_drawdown_duration: float | None
+    #: Closed positions with realised_pnl > 0, divided by closed positions.
+    win_rate: float | None
+    #: Sum of winning realised_pnl divided by the absolute sum of losing realised_pnl.
+    profit_factor: float | None
+    #: Mean realised_pnl of winning closed positions (positive).
+    average_win: float | None
+    #: Mean realised_pnl of losing closed positions (negative).
+    average_loss: float | None
+    #: Executed trades in every position.
+    trade_count: int
+    #: Closed positions.
+    position_count: int
+    #: Rejected trades in every position.
+    rejected_trade_count: int
+    #: Fraction of valuation rows with exposure > 0.
+    exposure_time: float | None
+    #: ``Portfolio.fees_paid``.
+    fees_paid: float
+    #: Equal-weighted mean of each benchmark series' first-to-last close return over the span.
+    buy_and_hold_return: float | None
+    #: Open positions now.
+    open_positions: int
+    #: Return periods per year used to annualise (given, or inferred from the rows).
+    periods_per_year: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-safe dict: NaN and infinities become None, so ``json.dumps`` never fails."""
+        result: dict[str, Any] = {}
+        for key, value in asdict(self).items():
+            if isinstance(value, float) and not math.isfinite(value):
+                value = None
+            result[key] = value
+        return result
+
+
+# ---------------------------------------------------------------------------------------------
+# Summary
+
+
+def compute_summary(
+    state: State,
+    *,
+    benchmark_prices: dict[str, pd.Series] | None = None,
+    periods_per_year: float | None = None,
+    risk_free_rate: float = 0.0,
+) -> Summary:
+    """Summarise a run's performance from its state, so every report uses one set of definitions.
+
+    ``benchmark_prices`` maps a symbol to its close prices (a Series with a DatetimeIndex,
+    UTC or naive-as-UTC); when given, ``buy_and_hold_return`` is their equal-weighted
+    first-to-last return over the valuation span. ``periods_per_year`` annualises volatility,
+    Sharpe and Sortino; when None it is inferred as *return periods / years spanned*
+    (about 252 for weekday-only daily stocks, 365 for daily crypto, ~6,200 for hourly FX).
+    ``risk_free_rate`` is an annual rate, converted per period as ``(1 + rf)**(1/ppy) - 1``.
+
+    >>> compute_summary(state).to_dict()["sharpe"]  # doctest: +SKIP
+    """
+    valuations = state.valuations
+    timestamps = np.asarray(valuations.timestamp, dtype=np.int64)
+    equity = np.asarray(valuations.equity, dtype=np.float64)
+    exposure = np.asarray(valuations.exposure, dtype=np.float64)
+    rows = len(timestamps)
+    portfolio = state.portfolio
+
+    start = _iso_ms(int(timestamps[0])) if rows else None
+    end = _iso_ms(int(timestamps[-1])) if rows else None
+    final_equity = float(equity[-1]) if rows else float(portfolio.equity())
+    initial_cash = float(state.initial_cash)
+    base = initial_cash if initial_cash > 0 else (float(equity[0]) if rows else 0.0)
+    years = (int(timestamps[-1]) - int(timestamps[0])) / _MS_PER_YEAR if rows >= 2 else 0.0
+
+    total_return = _safe(final_equity / base - 1.0) if base > 0 else None
+    cagr: float | None = None
+    if base > 0 and years > 0 and final_equity >= 0:
+        cagr = _safe((final_equity / base) ** (1.0 / years) - 1.0)
+
+    if periods_per_year is None and rows >= 2 and years > 0:
+        periods_per_year = (rows - 1) / years
+    ppy = float(periods_per_year) if periods_per_year and periods_per_year > 0 else None
+
+    returns = _period_returns(equity)
+    volatility, sharpe, sortino = _return_ratios(returns, ppy, risk_free_rate)
+    max_drawdown, max_drawdown_duration = _drawdowns(timestamps, equity)
+
+    wins, losses, closed = _closed_pnls(portfolio.closed_positions)
+    win_rate = len(wins) / closed if closed else None
+    losing_total = -math.fsum(losses)
+    profit_factor = math.fsum(wins) / losing_total if losing_total > 0 else None
+    average_win = math.fsum(wins) / len(wins) if wins else None
+    average_loss = math.fsum(losses) / len(losses) if losses else None
+
+    trade_count = 0
+    rejected = 0
+    for trade in portfolio.all_trades():
+        status = _text(trade.status)
+        if status == TradeStatus.executed.value:
+            trade_count += 1
+        elif status == TradeStatus.rejected.value:
+            rejected += 1
+
+    exposure_time = float(np.count_nonzero(exposure > 0)) / len(exposure) if len(exposure) else None
+    buy_and_hold = _buy_and_hold(benchmark_prices, timestamps) if benchmark_prices else None
+
+    return Summary(
+        start=start,
+        end=end,
+        initial_cash=initial_cash,
+        final_equity=_safe(final_equity),
+        total_return=total_return,
+        cagr=cagr,
+        annualised_volatility=volatility,
+        sharpe=sharpe,
+        sortino=sortino,
+        max_drawdown=max_drawdown,
+        max_drawdown_duration=max_drawdown_duration,
+        win_rate=win_rate,
+        profit_factor=_safe(profit_factor),
+        average_win=_safe(average_win),
+        average_loss=_safe(average_loss),
+        trade_count=trade_count,
+        position_count=closed,
+        rejected_trade_count=rejected,
+        exposure_time=exposure_time,
+        fees_paid=float(portfolio.fees_paid),
+        buy_and_hold_return=buy_and_hold,
+        open_positions=len(portfolio.open_positions),
+        periods_per_year=ppy,
+    )
+
+
+def _period_returns(equity: np.ndarray) -> np.ndarray:
+    """Simple returns e[i]/e[i-1] - 1, dropping periods that start at zero or are not finite."""
+    if len(equity) < 2:
+        return np.empty(0, dtype=np.float64)
+    previous = equity[:-1]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        returns = equity[1:] / previous - 1.0
+    keep = np.isfinite(returns) & (previous != 0)
+    result: np.ndarray = returns if keep.all() else returns[keep]
+    return result
+
+
+def _return_ratios(
+    returns: np.ndarray, ppy: float | None, risk_free_rate: float
+) -> tuple[float | None, float | None, float | None]:
+    """Annualised volatility, Sharpe and Sortino of period returns; None where undefined."""
+    if ppy is None or len(returns) == 0:
+        return None, None, None
+    rf_per_period = (1.0 + risk_free_rate) ** (1.0 / ppy) - 1.0
+    excess = returns - rf_per_period
+    mean_excess = float(excess.mean())
+    root = math.sqrt(ppy)
+
+    volatility = sharpe = None
+    if len(returns) >= 2:
+        std = float(returns.std(ddof=1))  # equals the std of excess returns
+        volatility = _safe(std * root)
+        if std > 0:
+            sharpe = _safe(mean_excess / std * root)
+
+    downside = np.minimum(excess, 0.0)
+    downside_dev = math.sqrt(float(np.dot(downside, downside)) / len(downside))
+    sortino = _safe(mean_excess / downside_dev * root) if downside_dev > 0 else None
+    return volatility, sharpe, sortino
+
+
+def _drawdowns(timestamps: np.ndarray, equity: np.ndarray) -> tuple[float | None, float | None]:
+    """Maximum drawdown (positive fraction) and longest drawdown in days.
+
+    A row is a "high" when equity is at or above every earlier row. A drawdown episode starts at
+    a high that is followed by a lower row and ends at the next high, or at the last row when
+    equity never recovers; its duration is the time between those two rows.
+    """
+    if len(equity) == 0:
+        return None, None
+    peaks = np.maximum.accumulate(equity)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        depth = np.where(peaks > 0, (peaks - equity) / peaks, 0.0)
+    max_drawdown = float(np.nanmax(depth)) if len(depth) else 0.0
+
+    highs = np.flatnonzero(equity >= peaks)
+    if len(highs) == 0:  # only when the first row is NaN
+        return _safe(max_drawdown), None
+    # Episodes between consecutive highs with at least one lower row in between.
+    gaps = np.diff(highs) > 1
+    durations = (timestamps[highs[1:]] - timestamps[highs[:-1]])[gaps]
+    longest_ms = int(durations.max()) if len(durations) else 0
+    if highs[-1] < len(equity) - 1:  # still under water at the end
+        longest_ms = max(longest_ms, int(timestamps[-1] - timestamps[highs[-1]]))
+    return _safe(max_drawdown), longest_ms / _MS_PER_DAY
+
+
+def _closed_pnls(positions: list[Position]) -> tuple[list[float], list[float], int]:
+    """Winning and losing realised P&L of closed positions, and how many positions closed."""
+    wins = [p.realised_pnl for p in positions if p.realised_pnl > 0]
+    losses = [p.realised_pnl for p in positions if p.realised_pnl < 0]
+    return wins, losses, len(positions)
+
+
+def _buy_and_hold(prices: dict[str, pd.Series], timestamps: np.ndarray) -> float | None:
+    """Equal-weighted mean of each series' first-to-last close return inside the valuation span.
+
+    Only closes at or after the first valuation and at or before the last count; a series with
+    fewer than one usable close, or a non-positive first close, is left out.
+    """
+    if len(timestamps) == 0:
+        return None
+    first, last = int(timestamps[0]), int(timestamps[-1])
+    results: list[float] = []
+    for series in prices.values():
+        if series is None or len(series) == 0:
+            continue
+        stamps = _index_ms(series.index)
+        values = np.asarray(series.to_numpy(dtype=np.float64, na_value=np.nan))
+        mask = (stamps >= first) & (stamps <= last) & np.isfinite(values)
+        inside = values[mask]
+        if len(inside) == 0 or inside[0] <= 0:
+            continue
+        results.append(float(inside[-1] / inside[0] - 1.0))
+    return _safe(math.fsum(results) / len(results)) if results else None
+
+
+# ---------------------------------------------------------------------------------------------
+# Terminal table
+
+#: (field, label, format) rows of summary_table, in order.
+_TABLE_ROWS: tuple[tuple[str, str, str], ...] = (
+    ("start", "Start", "text"),
+    ("end", "End", "text"),
+    ("initial_cash", "Initial cash", "money"),
+    ("final_equity", "Final equity", "money"),
+    ("total_return", "Total return", "pct"),
+    ("cagr", "CAGR", "pct"),
+    ("annualised_volatility", "Annualised volatility", "pct"),
+    ("sharpe", "Sharpe", "ratio"),
+    ("sortino", "Sortino", "ratio"),
+    ("max_drawdown", "Max drawdown", "pct"),
+    ("max_drawdown_duration", "Max drawdown duration", "days"),
+    ("win_rate", "Win rate", "pct"),
+    ("profit_factor", "Profit factor", "ratio"),
+    ("average_win", "Average win", "money"),
+    ("average_loss", "Average loss", "money"),
+    ("trade_count", "Trades executed", "int"),
+    ("rejected_trade_count", "Trades rejected", "int"),
+    ("position_count", "Positions closed", "int"),
+    ("open_positions", "Positions open", "int"),
+    ("exposure_time", "Exposure time", "pct"),
+    ("fees_paid", "Fees paid", "money"),
+    ("buy_and_hold_return", "Buy and hold return", "pct"),
+    ("periods_per_year", "Periods per year", "ratio"),
+)
+
+
+def summary_table(summary: Summary) -> str:
+    """Format a Summary as an aligned two-column plain-text table for the terminal.
+
+    Fractions print as percentages, undefined values as ``n/a``.
+    """
+    values = summary.to_dict()
+    lines = [(label, _format(values[name], kind)) for name, label, kind in _TABLE_ROWS]
+    label_width = max(len(label) for label, _ in lines)
+    value_width = max(len(text) for _, text in lines)
+    return "\n".join(f"{label:<{label_width}}  {text:>{value_width}}" for label, text in lines)
+
+
+def _format(value: Any, kind: str) -> str:
+    """One table cell."""
+    if value is None:
+        return "n/a"
+    if kind == "text":
+        return str(value)
+    if kind == "int":
+        return f"{int(value):,}"
+    if kind == "pct":
+        return f"{value * 100:,.2f} %"
+    if kind == "money":
+        return f"{value:,.2f}"
+    if kind == "days":
+        return f"{value:,.1f} days"
+    return f"{value:,.2f}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Trades table
+
+
+def trades_frame(state: State) -> pd.DataFrame:
+    """One row per trade of every status, sorted by trade_id: the trades/orders CSV as a frame.
+
+    Columns are :data:`TRADE_COLUMNS`. ``side`` is ``buy`` or ``sell``; ``value`` is the
+    absolute filled value for executed trades and the planned value (``planned_value``, or
+    ``|planned_quantity| * planned_price``) for planned and rejected ones, NaN when unknown.
+    ``planned_at`` and ``executed_at`` are ``datetime64[us, UTC]`` (NaT when not executed).
+    """
+    symbols = {instrument.id: instrument.symbol for instrument in state.instruments}
+    trades = sorted(state.portfolio.all_trades(), key=lambda t: t.id)
+    records = [_trade_record(trade, symbols) for trade in trades]
+    frame = pd.DataFrame.from_records(records, columns=list(TRADE_COLUMNS))
+    for column in ("planned_at", "executed_at"):
+        frame[column] = pd.to_datetime(frame[column], utc=True).astype("datetime64[us, UTC]")
+    numeric = (
+        "planned_quantity",
+        "executed_quantity",
+        "executed_price",
+        "value",
+        "fee",
+        "slippage",
+        "realised_pnl",
+        "trigger_price",
+    )
+    for column in numeric:
+        frame[column] = frame[column].astype("float64")
+    for column in ("trade_id", "position_id"):
+        frame[column] = frame[column].astype("int64")
+    return frame
+
+
+def write_trades_csv(state: State, path: str | os.PathLike[str]) -> Path:
+    """Write trades_frame(state) as CSV, atomically, so a reader never sees a half-written file.
+
+    Times are ISO 8601 (``2024-01-02T00:00:00+00:00``); missing values are empty cells.
+    Returns the path written.
+    """
+    frame = trades_frame(state)
+    for column in ("planned_at", "executed_at"):
+        frame[column] = [_iso_datetime(value) for value in frame[column]]
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8", newline="") as stream:
+            frame.to_csv(stream, index=False, lineterminator="\n")
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temp_name, target)
+    except BaseException:
+        Path(temp_name).unlink(missing_ok=True)
+        raise
+    _fsync_directory(target.parent)
+    return target
+
+
+def _trade_record(trade: Trade, symbols: dict[int, str]) -> dict[str, Any]:
+    """The TRADE_COLUMNS values of one trade."""
+    status = _text(trade.status)
+    if status == TradeStatus.executed.value:
+        value: float | None = trade.executed_value
+    elif trade.planned_value is not None:
+        value = abs(trade.planned_value)
+    elif trade.planned_quantity and trade.planned_price is not None:
+        value = abs(trade.planned_quantity) * trade.planned_price
+    else:
+        value = None
+    return {
+        "trade_id": trade.id,
+        "position_id": trade.position_id,
+        "symbol": symbols.get(trade.instrument_id, ""),
+        "kind": _text(trade.kind),
+        "status": status,
+        "side": "buy" if trade.is_buy else "sell",
+        "planned_at": _utc(trade.planned_at),
+        "executed_at": _utc(trade.executed_at),
+        "planned_quantity": trade.planned_quantity,
+        "executed_quantity": trade.executed_quantity,
+        "executed_price": trade.executed_price,
+        "value": value,
+        "fee": trade.fee,
+        "slippage": trade.slippage,
+        "realised_pnl": trade.realised_pnl,
+        "trigger": _text(trade.trigger) if trade.trigger is not None else None,
+        "trigger_price": trade.trigger_price,
+        "reject_reason": trade.reject_reason,
+        "note": trade.note,
+    }
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Make a rename durable; a no-op where directories cannot be opened (Windows)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+# ---------------------------------------------------------------------------------------------
+# Small helpers
+
+
+def _safe(value: float | None) -> float | None:
+    """The value as a float, or None when it is missing, NaN or infinite."""
+    if value is None:
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def _text(value: Any) -> str:
+    """An enum's value or the string itself (state fields hold either)."""
+    return str(value.value) if isinstance(value, Enum) else str(value)
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    """A datetime in UTC; naive values are taken as UTC, as the state's codec does."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+def _iso_ms(ms: int) -> str:
+    """Epoch milliseconds as ISO 8601 UTC text."""
+    return (_EPOCH + timedelta(milliseconds=ms)).isoformat()
+
+
+def _iso_datetime(value: Any) -> str:
+    """A pandas Timestamp as ISO 8601 text, or an empty string for NaT."""
+    if value is None or pd.isna(value):
+        return ""
+    return str(pd.Timestamp(value).isoformat())
+
+
+def _index_ms(index: pd.Index) -> np.ndarray:
+    """Epoch milliseconds (int64) of a DatetimeIndex; a naive index is taken as UTC."""
+    stamps: np.ndarray = pd.DatetimeIndex(index).as_unit("ms").asi8
+    return stamps

@@ -1,0 +1,14 @@
+"""Charts of a run (equity curve, prices with fills) as PNG or SVG bytes.
+
+Layer 5, and the only package that imports matplotlib; it uses the object-oriented Agg API,
+never pyplot, so charts can be drawn from any thread.
+
+>>> png = render_charts(state, {"GOOG": closes}, size="small", theme="dark")  # doctest: +SKIP
+>>> charts = render_all(state, {"GOOG": closes})  # {(size, theme, fmt): bytes}  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from tradeexecutor.visual.charts import FORMATS, SIZES, THEMES, render_all, render_charts
+
+__all__ = ["FORMATS", "SIZES", "THEMES", "render_all", "render_charts"]

@@ -1,0 +1,346 @@
+"""Draw a run's equity curve and its fills on price charts as PNG or SVG bytes, for the webhook and reports.
+
+Only this package imports matplotlib, and only its object-oriented API: every chart is a
+fresh :class:`matplotlib.figure.Figure` on a :class:`~matplotlib.backends.backend_agg.FigureCanvasAgg`,
+never ``pyplot``, so rendering is thread-safe, needs no display and leaves no global figure
+behind. Colours are set on each artist instead of through ``rcParams`` for the same reason.
+
+Lines are downsampled to at most :data:`MAX_POINTS` points (keeping each bucket's minimum
+and maximum, so peaks and crashes survive), which keeps a million-row state fast to draw.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import Enum
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
+from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter
+
+from tradeexecutor.state import State, TradeStatus
+
+__all__ = ["FORMATS", "MAX_POINTS", "SIZES", "THEMES", "render_all", "render_charts"]
+
+#: Figure size in inches at :data:`_DPI` dots per inch: small ≈ 600x300 px, large ≈ 1200x800 px.
+SIZES: dict[str, tuple[float, float]] = {"small": (6.0, 3.0), "large": (12.0, 8.0)}
+#: Output formats.
+FORMATS: tuple[str, ...] = ("png", "svg")
+#: At most this many points are drawn per line.
+MAX_POINTS = 2000
+#: At most this many price panels in a large chart.
+MAX_SYMBOLS = 4
+
+_DPI = 100
+
+
+@dataclass(frozen=True, slots=True)
+class _Theme:
+    """Colours of one theme."""
+
+    background: str
+    panel: str
+    text: str
+    grid: str
+    equity: str
+    price: str
+    buy: str
+    sell: str
+
+
+#: Colour themes by name.
+THEMES: dict[str, _Theme] = {
+    "light": _Theme(
+        background="#ffffff",
+        panel="#ffffff",
+        text="#222222",
+        grid="#dddddd",
+        equity="#1f77b4",
+        price="#555555",
+        buy="#2ca02c",
+        sell="#d62728",
+    ),
+    "dark": _Theme(
+        background="#111418",
+        panel="#171b21",
+        text="#d8dce2",
+        grid="#2c323b",
+        equity="#4fa3ff",
+        price="#a0a7b1",
+        buy="#3ddc84",
+        sell="#ff5c5c",
+    ),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class _Panel:
+    """One symbol's downsampled close prices and its executed fills."""
+
+    symbol: str
+    times: np.ndarray
+    closes: np.ndarray
+    buy_times: np.ndarray
+    buy_prices: np.ndarray
+    sell_times: np.ndarray
+    sell_prices: np.ndarray
+
+
+@dataclass(frozen=True, slots=True)
+class _ChartData:
+    """Everything the charts draw, prepared once and shared by every size, theme and format."""
+
+    title: str
+    times: np.ndarray
+    equity: np.ndarray
+    panels: tuple[_Panel, ...]
+
+
+def render_charts(
+    state: State,
+    prices: dict[str, pd.Series],
+    *,
+    size: str = "large",
+    theme: str = "light",
+    fmt: str = "png",
+) -> bytes:
+    """Render one chart of a state as image bytes, so callers can serve or save it as is.
+
+    ``small`` is the equity curve alone; ``large`` adds, below it, the close price of up to
+    four traded symbols with executed buys (``^``) and sells (``v``) at their fill price and
+    time. ``prices`` maps symbol to a close-price Series with a DatetimeIndex (UTC, or naive
+    taken as UTC); a traded symbol without prices still shows its fills. A state without
+    valuations gives a chart saying "no data yet". Bad ``size``, ``theme`` or ``fmt`` raise
+    ValueError naming the allowed values.
+    """
+    _check_options(size, theme, fmt)
+    return _draw(_prepare(state, prices), size, theme, fmt)
+
+
+def render_all(state: State, prices: dict[str, pd.Series]) -> dict[tuple[str, str, str], bytes]:
+    """Render every (size, theme, fmt) combination, preparing the data once, for the daemon to publish."""
+    data = _prepare(state, prices)
+    return {
+        (size, theme, fmt): _draw(data, size, theme, fmt)
+        for size in SIZES
+        for theme in THEMES
+        for fmt in FORMATS
+    }
+
+
+def _check_options(size: str, theme: str, fmt: str) -> None:
+    """Raise ValueError naming the allowed values of the first bad option."""
+    for name, value, allowed in (
+        ("size", size, tuple(SIZES)),
+        ("theme", theme, tuple(THEMES)),
+        ("fmt", fmt, FORMATS),
+    ):
+        if value not in allowed:
+            raise ValueError(f"invalid {name} {value!r}: use one of {', '.join(allowed)}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Data preparation
+
+
+def _prepare(state: State, prices: dict[str, pd.Series]) -> _ChartData:
+    """Downsample the equity curve and collect up to MAX_SYMBOLS price panels with their fills."""
+    valuations = state.valuations
+    stamps = np.asarray(valuations.timestamp, dtype=np.int64)
+    equity = np.asarray(valuations.equity, dtype=np.float64)
+    stamps, equity = _downsample(stamps, equity, MAX_POINTS)
+
+    fills: dict[int, list[tuple[int, float, bool]]] = {}
+    for trade in state.portfolio.all_trades():
+        if _text(trade.status) != TradeStatus.executed.value:
+            continue
+        if trade.executed_at is None or trade.executed_price is None:
+            continue
+        fills.setdefault(trade.instrument_id, []).append(
+            (_ms(trade.executed_at), float(trade.executed_price), trade.is_buy)
+        )
+
+    span = (int(stamps[0]), int(stamps[-1])) if len(stamps) else None
+    panels = []
+    symbols = {instrument.id: instrument.symbol for instrument in state.instruments}
+    for instrument_id in sorted(fills)[:MAX_SYMBOLS]:
+        symbol = symbols.get(instrument_id, f"#{instrument_id}")
+        panels.append(_panel(symbol, prices.get(symbol), fills[instrument_id], span))
+    return _ChartData(
+        title=f"{state.name} equity" if state.name else "Equity",
+        times=_to_datetime64(stamps),
+        equity=equity,
+        panels=tuple(panels),
+    )
+
+
+def _panel(
+    symbol: str,
+    series: pd.Series | None,
+    fills: list[tuple[int, float, bool]],
+    span: tuple[int, int] | None,
+) -> _Panel:
+    """One symbol's closes inside the valuation span, downsampled, and its buy and sell fills."""
+    if series is not None and len(series):
+        stamps = pd.DatetimeIndex(series.index).as_unit("ms").asi8
+        closes = series.to_numpy(dtype=np.float64, na_value=np.nan)
+        keep = np.isfinite(closes)
+        if span is not None:
+            keep &= (stamps >= span[0]) & (stamps <= span[1])
+        stamps, closes = _downsample(stamps[keep], closes[keep], MAX_POINTS)
+    else:
+        stamps, closes = np.empty(0, np.int64), np.empty(0, np.float64)
+    fill_times = np.array([f[0] for f in fills], dtype=np.int64)
+    fill_prices = np.array([f[1] for f in fills], dtype=np.float64)
+    is_buy = np.array([f[2] for f in fills], dtype=bool)
+    return _Panel(
+        symbol=symbol,
+        times=_to_datetime64(stamps),
+        closes=closes,
+        buy_times=_to_datetime64(fill_times[is_buy]),
+        buy_prices=fill_prices[is_buy],
+        sell_times=_to_datetime64(fill_times[~is_buy]),
+        sell_prices=fill_prices[~is_buy],
+    )
+
+
+def _downsample(x: np.ndarray, y: np.ndarray, max_points: int) -> tuple[np.ndarray, np.ndarray]:
+    """At most ``max_points`` points: each bucket's minimum and maximum, plus the first and last.
+
+    Min/max per bucket rather than every n-th point, so drawdowns and spikes stay visible.
+    """
+    n = len(y)
+    if n <= max_points:
+        return x, y
+    buckets = max(1, (max_points - 2) // 2)
+    width = math.ceil(n / buckets)
+    full = n // width * width
+    blocks = y[:full].reshape(-1, width)
+    offsets = np.arange(blocks.shape[0]) * width
+    parts = [
+        np.array([0, n - 1]),
+        offsets + np.nanargmin(blocks, axis=1),
+        offsets + np.nanargmax(blocks, axis=1),
+    ]
+    if full < n:
+        tail = y[full:]
+        parts.append(np.array([full + int(np.nanargmin(tail)), full + int(np.nanargmax(tail))]))
+    index = np.unique(np.concatenate(parts))
+    return x[index], y[index]
+
+
+# ---------------------------------------------------------------------------------------------
+# Drawing
+
+
+def _draw(data: _ChartData, size: str, theme_name: str, fmt: str) -> bytes:
+    """Draw prepared data into a new Agg figure and encode it."""
+    _check_options(size, theme_name, fmt)
+    theme = THEMES[theme_name]
+    figure = Figure(figsize=SIZES[size], dpi=_DPI, facecolor=theme.background)
+    FigureCanvasAgg(figure)
+
+    panels = data.panels if size == "large" and len(data.times) else ()
+    heights = [2.0] + [1.0] * len(panels)
+    grid = figure.add_gridspec(len(heights), 1, height_ratios=heights, hspace=0.35)
+    equity_axes = figure.add_subplot(grid[0])
+    _style(equity_axes, theme)
+
+    if len(data.times) == 0:
+        equity_axes.set_xticks([])
+        equity_axes.set_yticks([])
+        equity_axes.text(
+            0.5, 0.5, "no data yet", transform=equity_axes.transAxes,
+            ha="center", va="center", fontsize=14, color=theme.text,
+        )
+        equity_axes.set_title(data.title, color=theme.text, fontsize=11, loc="left")
+    else:
+        equity_axes.plot(data.times, data.equity, color=theme.equity, linewidth=1.2)
+        equity_axes.set_title(data.title, color=theme.text, fontsize=11, loc="left")
+        _date_axis(equity_axes, theme)
+        for i, panel in enumerate(panels):
+            axes = figure.add_subplot(grid[i + 1], sharex=equity_axes)
+            _style(axes, theme)
+            _draw_panel(axes, panel, theme)
+            _date_axis(axes, theme)
+
+    if size == "large":
+        figure.subplots_adjust(left=0.09, right=0.98, top=0.95, bottom=0.05)
+    else:
+        figure.subplots_adjust(left=0.14, right=0.97, top=0.88, bottom=0.12)
+    buffer = io.BytesIO()
+    metadata: dict[str, Any] = {"Date": None} if fmt == "svg" else {}
+    figure.savefig(buffer, format=fmt, dpi=_DPI, facecolor=theme.background, metadata=metadata)
+    return buffer.getvalue()
+
+
+def _draw_panel(axes: Axes, panel: _Panel, theme: _Theme) -> None:
+    """Close prices with buy (^) and sell (v) markers at their fills."""
+    if len(panel.times):
+        axes.plot(panel.times, panel.closes, color=theme.price, linewidth=0.9)
+    if len(panel.buy_times):
+        axes.scatter(panel.buy_times, panel.buy_prices, marker="^", s=36, color=theme.buy,
+                     zorder=3, label="buy")
+    if len(panel.sell_times):
+        axes.scatter(panel.sell_times, panel.sell_prices, marker="v", s=36, color=theme.sell,
+                     zorder=3, label="sell")
+    axes.set_title(panel.symbol, color=theme.text, fontsize=9, loc="left")
+
+
+def _style(axes: Axes, theme: _Theme) -> None:
+    """Apply a theme's colours to one axes, without touching global rcParams."""
+    axes.set_facecolor(theme.panel)
+    for spine in axes.spines.values():
+        spine.set_color(theme.grid)
+    axes.tick_params(colors=theme.text, labelsize=8)
+    axes.grid(True, color=theme.grid, linewidth=0.6)
+    axes.set_axisbelow(True)
+    # Plain numbers with thousands separators: no "1e6" offset text colliding with the title.
+    axes.yaxis.set_major_formatter(FuncFormatter(_number))
+
+
+def _date_axis(axes: Axes, theme: _Theme) -> None:
+    """Readable, compact date ticks."""
+    locator = AutoDateLocator(maxticks=8)  # type: ignore[no-untyped-call]
+    axes.xaxis.set_major_locator(locator)
+    axes.xaxis.set_major_formatter(ConciseDateFormatter(locator))  # type: ignore[no-untyped-call]
+    axes.xaxis.get_offset_text().set_color(theme.text)
+
+
+# ---------------------------------------------------------------------------------------------
+# Small helpers
+
+
+def _number(value: float, _position: int | None = None) -> str:
+    """A y tick label: thousands separators, and decimals only where the scale needs them."""
+    magnitude = abs(value)
+    if magnitude >= 1000 or magnitude == 0:
+        return f"{value:,.0f}"
+    if magnitude >= 10:
+        return f"{value:,.1f}".rstrip("0").rstrip(".")
+    return f"{value:.4f}".rstrip("0").rstrip(".")
+
+
+def _to_datetime64(ms: np.ndarray) -> np.ndarray:
+    """Epoch milliseconds as numpy datetime64[ms], which matplotlib plots as dates."""
+    return np.asarray(ms, dtype=np.int64).astype("datetime64[ms]")
+
+
+def _ms(value: datetime) -> int:
+    """A datetime as epoch milliseconds; naive values are taken as UTC."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return round(value.timestamp() * 1000)
+
+
+def _text(value: Any) -> str:
+    """An enum's value or the string itself."""
+    return str(value.value) if isinstance(value, Enum) else str(value)
