@@ -1,0 +1,1 @@
+"""The command line: parses options and environment, builds every object, and wires them together."""

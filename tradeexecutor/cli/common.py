@@ -1,0 +1,63 @@
+"""Helpers shared by the commands: user-error handling, option parsing, output writing."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from pathlib import Path
+from typing import Any, Callable, Sequence, TypeVar
+
+import click
+
+from tradeexecutor.errors import TradeExecutorError, UserInputError
+from tradeexecutor.strategy.parameters import parse_override
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: Every environment variable the CLI reads starts with this.
+ENV_PREFIX = "TRADEEXECUTOR_"
+
+
+def env(name: str) -> str:
+    """The environment variable for an option: ``env("CASH")`` → ``TRADEEXECUTOR_CASH``."""
+    return ENV_PREFIX + name
+
+
+def user_errors(function: F) -> F:
+    """Turn our errors into one line on stderr and the error's exit code, never a traceback."""
+
+    @functools.wraps(function)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return function(*args, **kwargs)
+        except UserInputError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(exc.exit_code)
+        except TradeExecutorError as exc:
+            click.echo(f"error: {type(exc).__name__}: {exc}", err=True)
+            sys.exit(getattr(exc, "exit_code", 1))
+
+    return wrapper  # type: ignore[return-value]
+
+
+def parse_overrides(values: Sequence[str]) -> dict[str, str]:
+    """``("fast=5", "slow=20")`` → ``{"fast": "5", "slow": "20"}``; env vars may join them with commas or spaces."""
+    result: dict[str, str] = {}
+    for value in values:
+        for part in value.replace(",", " ").split():
+            name, text = parse_override(part)
+            result[name] = text
+    return result
+
+
+def split_sources(values: Sequence[str]) -> list[str]:
+    """Data options may repeat or be comma separated (handy in env files)."""
+    return [part.strip() for value in values for part in value.split(",") if part.strip()]
+
+
+def write_json(path: Path, payload: Any) -> None:
+    """Write JSON crash-safely (temp file, fsync, rename)."""
+    from tradeexecutor.store.atomic import atomic_write_text
+
+    atomic_write_text(path, json.dumps(payload, indent=2, sort_keys=False, default=str) + "\n")

@@ -1,0 +1,26 @@
+"""Entry point of the ``tradeexecutor`` command; every option also reads an environment variable."""
+
+from __future__ import annotations
+
+import click
+
+from tradeexecutor import __version__
+from tradeexecutor.cli.backtest_cmd import backtest_command
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.version_option(__version__, prog_name="tradeexecutor")
+def cli() -> None:
+    """tradeexecutor: run one trading strategy unattended, or backtest it on history."""
+
+
+cli.add_command(backtest_command)
+
+
+def main() -> None:
+    """Console script entry point."""
+    cli(prog_name="tradeexecutor")
+
+
+if __name__ == "__main__":
+    main()
