@@ -34,6 +34,8 @@ def apply_buy(portfolio: Portfolio, position: Position, trade: Trade, fill: Fill
     portfolio.fees_paid += fill.fee
     position.quantity += quantity
     position.cost_basis += quantity * fill.price
+    if position.last_price is None:
+        position.last_price = fill.price  # valued from its first fill until the next mark
     position.fees_paid += fill.fee
     position.realised_pnl -= fill.fee
 

@@ -63,6 +63,13 @@ class CycleReport:
     duration: float = 0.0
 
 
+def _intent_order(intent: Intent) -> int:
+    """Sells free cash before buys use it; trigger changes apply to positions opened this cycle."""
+    if intent.action == "set_triggers":
+        return 2
+    return 1 if intent.is_buy else 0
+
+
 def _to_datetime(ns: int) -> datetime:
     return pd.Timestamp(ns, tz="UTC").to_pydatetime()
 
@@ -157,20 +164,24 @@ class Engine:
     def fill_pending(self, step: int) -> None:
         """Fill trades planned by an earlier cycle at the open of the first bar that starts after the decision."""
         still: list[tuple[Position, Trade]] = []
+        waiting_sell_at: int | None = None  # earliest decision whose sells have not filled yet
         for position, trade in self.pending:
             if trade.status != TradeStatus.planned.value:
                 continue
+            is_buy = trade.kind in (TradeKind.open.value, TradeKind.increase.value)
+            if is_buy and waiting_sell_at is not None and waiting_sell_at <= _ns(trade.planned_at):
+                still.append((position, trade))  # sells decided with or before it come first
+                continue
             slot = self._slot[trade.instrument_id]
             index = int(self._closing_at[slot][step])
-            if index < 0:
-                still.append((position, trade))
-                continue
             bars = self._bars[slot]
-            open_ns = int(bars.open_time_ns[index])
-            if open_ns < _ns(trade.planned_at):
+            if index < 0 or int(bars.open_time_ns[index]) < _ns(trade.planned_at):
                 still.append((position, trade))
+                if not is_buy:
+                    planned = _ns(trade.planned_at)
+                    waiting_sell_at = planned if waiting_sell_at is None else min(waiting_sell_at, planned)
                 continue
-            self._fill(position, trade, bars.open.item(index), _to_datetime(open_ns))
+            self._fill(position, trade, bars.open.item(index), _to_datetime(int(bars.open_time_ns[index])))
         self.pending = still
 
     # -- 2. triggers -------------------------------------------------------------------------
@@ -193,7 +204,7 @@ class Engine:
                 hit = triggers.check_bar(position, open_, high, low)
                 if hit is not None:
                     kind, level, price = hit
-                    at_ns = open_ns if price == open_ and price != level else close_ns
+                    at_ns = open_ns if price == open_ else close_ns  # at the open when it gapped there
                     self._exit_on_trigger(position, kind, level, price, _to_datetime(at_ns))
                     fired += 1
                     break
@@ -286,7 +297,7 @@ class Engine:
                 raise TypeError(f"decide() must return a list of intents (open_long(), close(), ...), got {intent!r}")
         at = _to_datetime(cycle_time_ns)
         equity = self.valuation()[0]
-        ordered = sorted(intents, key=lambda i: i.is_buy)  # sells first, stable otherwise
+        ordered = sorted(intents, key=_intent_order)  # sells, then buys, then trigger changes
         for intent in ordered:
             symbol = self.context._symbol(intent.symbol)
             instrument_id = self.instrument_ids[symbol]
@@ -300,6 +311,7 @@ class Engine:
                 self.events("intent_ignored", symbol=symbol, action=intent.action, reason=reason)
         if self.fill_at_close:
             self._fill_at_close(step)
+            self.mark_to_market(step)
 
     def _plan_one(self, intent: Intent, symbol: str, instrument_id: int, position: Position | None,
                   price: float | None, equity: float, at: datetime, report: CycleReport) -> str | None:

@@ -98,8 +98,13 @@ def _execute_module(path: Path, source: str) -> types.ModuleType:
         sys.modules.pop(module_name, None)
         line = _user_line(exc, str(path))
         where = f"{path}:{line}" if line else str(path)
-        raise StrategyLoadError(f"{where}: failed to import: {type(exc).__name__}: {exc}") from None
+        raise StrategyLoadError(f"{where}: failed to import: {type(exc).__name__}: {_one_line(exc)}") from None
     return module
+
+
+def _one_line(exc: BaseException) -> str:
+    """An exception message folded onto one line, so every load error stays one line."""
+    return " ".join(str(exc).split())
 
 
 def _user_line(exc: BaseException, filename: str) -> int | None:
@@ -183,7 +188,12 @@ def load_strategy(path: str | Path, overrides: Mapping[str, Any] | None = None) 
     symbols: list[str] = []
     declared = getattr(module, "instruments", None)
     if callable(declared):
-        declared = declared(parameters)
+        try:
+            declared = declared(parameters)
+        except Exception as exc:  # noqa: BLE001 - user code
+            line = _user_line(exc, str(path))
+            at = f"{path}:{line}" if line else where
+            raise StrategyLoadError(f"{at}: instruments(parameters) failed: {type(exc).__name__}: {_one_line(exc)}") from None
     if declared is not None:
         if isinstance(declared, str) or not all(isinstance(s, str) and s for s in declared):
             raise StrategyLoadError(f"{where}: instruments must be a list of symbols such as [\"GOOG\"]")
@@ -202,7 +212,10 @@ def load_strategy(path: str | Path, overrides: Mapping[str, Any] | None = None) 
         if isinstance(spec, BarFrequency):
             bar_frequency = parse_duration(parameters[param_name])
     if bar_frequency is None and getattr(module, "bar_frequency", None) is not None:
-        bar_frequency = parse_duration(module.bar_frequency)
+        try:
+            bar_frequency = parse_duration(module.bar_frequency)
+        except Exception as exc:  # ConfigError from parse_duration
+            raise StrategyLoadError(f"{where}: bar_frequency: {exc}") from None
 
     return LoadedStrategy(
         path=path,

@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Mapping
 
-from tradeexecutor.errors import ParameterError, StrategyLoadError
+from tradeexecutor.errors import ConfigError, ParameterError, StrategyLoadError
 from tradeexecutor.state.instrument import ASSET_TYPES
 from tradeexecutor.timeframe import parse_duration
 
@@ -184,7 +184,10 @@ class BarFrequency(Parameter):
     def check(self, value: Any) -> str:
         if not isinstance(value, str):
             raise ValueError(f"{value!r} is not a bar frequency such as 1h or 1d")
-        parse_duration(value)
+        try:
+            parse_duration(value)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
         allowed = self.choices or (self.default,)
         if value not in allowed:
             if not self.choices:
