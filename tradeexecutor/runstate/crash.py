@@ -1,0 +1,466 @@
+"""Crash records: turn an exception into JSON that keeps every frame and link, and keep them across restarts.
+
+A crash record is a plain, JSON-safe dict built with tblib::
+
+    {
+      "class": "tradeexecutor.errors.DataError",   # module-qualified class
+      "class_name": "DataError",                   # qualified name inside its module
+      "module": "tradeexecutor.errors",
+      "message": "str(exc)",
+      "repr": "repr(exc)",
+      "args": [...] | None,                        # only when every arg is JSON-safe
+      "notes": [...],                              # PEP 678 notes, possibly empty
+      "frames": [{"filename", "lineno", "name", "module", "line"}, ...],  # outermost first
+      "frames_omitted": 0,                         # frames dropped from the middle of a huge traceback
+      "suppress_context": false,
+      "chain": [{"relation": "cause" | "context", ...the same keys, no "chain"}, ...]
+    }
+
+``chain[0]`` is the exception the top-level one was raised *from* (relation ``"cause"``) or
+*while handling* (relation ``"context"``); ``chain[1]`` is the same for ``chain[0]``, and so on.
+``__suppress_context__`` (``raise X from None``) is respected the way Python's traceback module does.
+The record always describes the real exception, never a wrapper message.
+
+This is the only module of the package that imports tblib.
+"""
+
+from __future__ import annotations
+
+import json
+import linecache
+import logging
+import os
+import sys
+import tempfile
+import threading
+import traceback
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import tblib
+
+from tradeexecutor.errors import StateCorruptError
+
+logger = logging.getLogger(__name__)
+
+#: Frames kept per exception; a deeper traceback keeps its first and last half of this many.
+MAX_FRAMES = 200
+#: Links of ``__cause__``/``__context__`` followed before giving up (guards against cycles too).
+MAX_CHAIN = 32
+#: Crash times the crash file remembers.
+MAX_RECENT_CRASHES = 50
+#: File name of the crash file inside the state directory.
+CRASH_FILE_NAME = "crash.json"
+
+_CAUSE_HEADER = "\nThe above exception was the direct cause of the following exception:\n\n"
+_CONTEXT_HEADER = "\nDuring handling of the above exception, another exception occurred:\n\n"
+
+
+class RebuiltException(Exception):
+    """Stands in for an exception whose class cannot be found or constructed when a record is rebuilt."""
+
+    def __init__(self, message: str, original_class: str) -> None:
+        super().__init__(message)
+        #: Module-qualified name of the class the record was made from.
+        self.original_class = original_class
+
+
+# ---------------------------------------------------------------------------------------------
+# Serialising
+
+
+def serialise_exception(exc: BaseException) -> dict[str, Any]:
+    """Describe an exception and its whole cause/context chain as a JSON-safe dict, for /status and crash.json."""
+    record = _serialise_one(exc)
+    chain: list[dict[str, Any]] = []
+    seen = {id(exc)}
+    current: BaseException = exc
+    while len(chain) < MAX_CHAIN:
+        link = _next_link(current)
+        if link is None:
+            break
+        relation, nxt = link
+        if id(nxt) in seen:  # a cycle: Python's own formatter stops here too
+            break
+        seen.add(id(nxt))
+        entry = _serialise_one(nxt)
+        entry["relation"] = relation
+        chain.append(entry)
+        current = nxt
+    record["chain"] = chain
+    return record
+
+
+def _next_link(exc: BaseException) -> tuple[str, BaseException] | None:
+    """The exception shown above ``exc`` in a traceback, and how it is related, as Python decides it."""
+    if exc.__cause__ is not None:
+        return "cause", exc.__cause__
+    if exc.__context__ is not None and not exc.__suppress_context__:
+        return "context", exc.__context__
+    return None
+
+
+def _serialise_one(exc: BaseException) -> dict[str, Any]:
+    """Record one exception without following its chain."""
+    cls = type(exc)
+    module = cls.__module__
+    frames, omitted = _frames_of(exc)
+    notes = getattr(exc, "__notes__", None)
+    return {
+        "class": f"{module}.{cls.__qualname__}",
+        "class_name": cls.__qualname__,
+        "module": module,
+        "message": _safe_str(exc),
+        "repr": _safe_repr(exc),
+        "args": _json_safe_args(exc.args),
+        "notes": [str(note) for note in notes] if isinstance(notes, list) else [],
+        "frames": frames,
+        "frames_omitted": omitted,
+        "suppress_context": bool(exc.__suppress_context__),
+    }
+
+
+def _frames_of(exc: BaseException) -> tuple[list[dict[str, Any]], int]:
+    """Frames of the exception's traceback, outermost first, read through tblib; huge ones lose their middle."""
+    if exc.__traceback__ is None:
+        return [], 0
+    frames: list[dict[str, Any]] = []
+    # tblib.Traceback builds its copy iteratively, so a RecursionError's traceback is fine here.
+    current: Any = tblib.Traceback(exc.__traceback__)
+    while current is not None:
+        frame = current.tb_frame
+        filename = frame.f_code.co_filename
+        lineno = int(current.tb_lineno)
+        globals_ = frame.f_globals
+        line = linecache.getline(filename, lineno, globals_ if "__name__" in globals_ else None).strip()
+        frames.append(
+            {
+                "filename": filename,
+                "lineno": lineno,
+                "name": frame.f_code.co_name,
+                "module": globals_.get("__name__"),
+                "line": line or None,
+            }
+        )
+        current = current.tb_next
+    omitted = 0
+    if len(frames) > MAX_FRAMES:
+        half = MAX_FRAMES // 2
+        omitted = len(frames) - MAX_FRAMES
+        frames = frames[:half] + frames[-half:]
+    return frames, omitted
+
+
+def _safe_str(exc: BaseException) -> str:
+    """str(exc), even when the exception's __str__ itself fails."""
+    try:
+        return str(exc)
+    except Exception:  # noqa: BLE001 - a broken __str__ must not hide the crash
+        return f"<unprintable {type(exc).__name__} object>"
+
+
+def _safe_repr(exc: BaseException) -> str:
+    """repr(exc), even when the exception's __repr__ itself fails."""
+    try:
+        return repr(exc)
+    except Exception:  # noqa: BLE001 - a broken __repr__ must not hide the crash
+        return f"<unreprable {type(exc).__name__} object>"
+
+
+def _json_safe_args(args: tuple[Any, ...]) -> list[Any] | None:
+    """The exception's args when all are plain JSON scalars, so it can be rebuilt; otherwise None."""
+    if all(arg is None or isinstance(arg, (str, int, float, bool)) for arg in args):
+        return list(args)
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Rendering
+
+
+def format_exception_record(record: dict[str, Any]) -> str:
+    """Render a crash record as Python's traceback text, root cause first, for logs and people."""
+    links = [record, *record.get("chain", [])]
+    parts: list[str] = []
+    # links[0] is the outermost exception; Python prints the innermost first.
+    for index in range(len(links) - 1, -1, -1):
+        parts.append(_format_one(links[index]))
+        if index > 0:
+            relation = links[index].get("relation")
+            parts.append(_CAUSE_HEADER if relation == "cause" else _CONTEXT_HEADER)
+    return "".join(parts)
+
+
+def _format_one(record: dict[str, Any]) -> str:
+    """Render one exception of a record: its frames then its ``Class: message`` line."""
+    lines: list[str] = []
+    frames = record.get("frames") or []
+    if frames:
+        lines.append("Traceback (most recent call last):\n")
+        omitted = int(record.get("frames_omitted") or 0)
+        half = len(frames) // 2 if omitted else len(frames)
+        for position, frame in enumerate(frames):
+            if omitted and position == half:
+                lines.append(f"  [Previous frames omitted: {omitted} more]\n")
+            lines.append(f'  File "{frame["filename"]}", line {frame["lineno"]}, in {frame["name"]}\n')
+            if frame.get("line"):
+                lines.append(f"    {frame['line']}\n")
+    module = record.get("module")
+    name = record.get("class_name") or record.get("class") or "Exception"
+    if module not in (None, "builtins", "__main__"):
+        name = f"{module}.{name}"
+    message = record.get("message") or ""
+    lines.append(f"{name}: {message}\n" if message else f"{name}\n")
+    for note in record.get("notes") or []:
+        lines.append(f"{note}\n")
+    return "".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------
+# Rebuilding
+
+
+def rebuild_exception(record: dict[str, Any]) -> BaseException:
+    """Reconstruct an exception with a real traceback and chain from a record, for tests and re-raising.
+
+    The original class is used when its module is already imported (a record never causes an
+    import) and it can be built from the recorded args; otherwise a RebuiltException stands in.
+    """
+    links = [record, *record.get("chain", [])]
+    rebuilt = [_rebuild_one(link) for link in links]
+    for index in range(len(rebuilt) - 1):
+        outer, inner = rebuilt[index], rebuilt[index + 1]
+        if links[index + 1].get("relation") == "cause":
+            outer.__cause__ = inner
+        else:
+            outer.__context__ = inner
+    for exc, link in zip(rebuilt, links):
+        exc.__suppress_context__ = bool(link.get("suppress_context"))
+    return rebuilt[0]
+
+
+def _rebuild_one(record: dict[str, Any]) -> BaseException:
+    """Rebuild one exception of a record, traceback included, without its chain."""
+    exc = _instantiate(record)
+    frames = record.get("frames") or []
+    if frames:
+        exc = exc.with_traceback(_traceback_from_frames(frames))
+    return exc
+
+
+def _instantiate(record: dict[str, Any]) -> BaseException:
+    """An instance of the recorded class when possible, else a RebuiltException carrying the message."""
+    qualified = str(record.get("class") or "builtins.Exception")
+    message = str(record.get("message") or "")
+    cls = _find_class(record.get("module"), record.get("class_name"))
+    if cls is not None:
+        args = record.get("args")
+        try:
+            return cls(*args) if isinstance(args, list) else cls(message)
+        except Exception:  # a custom __init__ we cannot satisfy
+            logger.debug("cannot rebuild %s from its args; using RebuiltException", qualified, exc_info=True)
+    return RebuiltException(f"{qualified}: {message}" if message else qualified, qualified)
+
+
+def _find_class(module_name: Any, qualname: Any) -> type[BaseException] | None:
+    """Look a class up in an already imported module; never imports anything named by data."""
+    if not isinstance(module_name, str) or not isinstance(qualname, str):
+        return None
+    obj: Any = sys.modules.get(module_name)
+    for part in qualname.split("."):
+        if obj is None or part == "<locals>":
+            return None
+        obj = getattr(obj, part, None)
+    if isinstance(obj, type) and issubclass(obj, BaseException):
+        return obj
+    return None
+
+
+def _traceback_from_frames(frames: list[dict[str, Any]]) -> Any:
+    """A real traceback object whose frames carry the recorded file names, functions and line numbers."""
+    tb_dict: dict[str, Any] | None = None
+    for frame in reversed(frames):  # built innermost outwards, so no recursion here
+        tb_dict = {
+            "tb_frame": {
+                "f_globals": {"__name__": frame.get("module") or "?", "__file__": frame["filename"]},
+                "f_locals": {},
+                "f_code": {"co_filename": frame["filename"], "co_name": frame["name"]},
+                "f_lineno": frame["lineno"],
+            },
+            "tb_lineno": frame["lineno"],
+            "tb_next": tb_dict,
+        }
+    return tblib.Traceback.from_dict(tb_dict).as_traceback()
+
+
+# ---------------------------------------------------------------------------------------------
+# The crash file
+
+
+@dataclass
+class CrashHistory:
+    """What crash.json remembers: how many crashes, when the recent ones were, and the last record."""
+
+    #: Crashes recorded over the life of the state directory.
+    crash_count: int = 0
+    #: UTC times of the most recent crashes, oldest first, at most MAX_RECENT_CRASHES.
+    recent_crashes: list[datetime] = field(default_factory=list)
+    #: When the last crash happened.
+    last_crashed_at: datetime | None = None
+    #: Crash record of the last crash (see serialise_exception).
+    last_exception: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe form, datetimes as ISO 8601 text."""
+        return {
+            "crash_count": self.crash_count,
+            "recent_crashes": [moment.isoformat() for moment in self.recent_crashes],
+            "last_crashed_at": self.last_crashed_at.isoformat() if self.last_crashed_at else None,
+            "last_exception": self.last_exception,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CrashHistory:
+        """Inverse of to_dict."""
+        last = data.get("last_crashed_at")
+        return cls(
+            crash_count=int(data.get("crash_count", 0)),
+            recent_crashes=[_parse_utc(text) for text in data.get("recent_crashes", [])],
+            last_crashed_at=_parse_utc(last) if last else None,
+            last_exception=data.get("last_exception"),
+        )
+
+
+class CrashFile:
+    """Keeps the last crash record, a crash counter and recent crash times in one atomically written JSON file.
+
+    The daemon records every crash here before exiting, and loads it at start-up so /status still
+    shows the last crash after a restart and the crash policy can see a crash loop.
+    """
+
+    def __init__(self, path: Path | str) -> None:
+        #: Where the file lives; see for_state_dir for the usual place.
+        self.path = Path(path)
+        self._lock = threading.Lock()
+
+    @classmethod
+    def for_state_dir(cls, state_dir: Path | str) -> CrashFile:
+        """The crash file kept inside a state directory, next to the state file."""
+        return cls(Path(state_dir) / CRASH_FILE_NAME)
+
+    def load(self) -> CrashHistory | None:
+        """The recorded history, or None when no crash was ever recorded.
+
+        Raises StateCorruptError when the file exists but cannot be read; the file is left as it is.
+        """
+        try:
+            text = self.path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise StateCorruptError(f"cannot read crash file {self.path}: {exc}") from exc
+        try:
+            data = json.loads(text)
+            if not isinstance(data, dict):
+                raise TypeError("top level is not an object")
+            return CrashHistory.from_dict(data)
+        except (ValueError, TypeError, KeyError) as exc:
+            raise StateCorruptError(f"crash file {self.path} is not valid: {exc}") from exc
+
+    def record(self, exc: BaseException | dict[str, Any], now: datetime | None = None) -> CrashHistory:
+        """Add one crash (an exception or an already serialised record) and write the file atomically.
+
+        An unreadable existing file is moved aside (``crash.json.corrupt-<time>``), never overwritten.
+        """
+        now = _utc(now)
+        record = exc if isinstance(exc, dict) else serialise_exception(exc)
+        with self._lock:
+            try:
+                history = self.load() or CrashHistory()
+            except StateCorruptError:
+                aside = self.path.with_name(f"{self.path.name}.corrupt-{now.strftime('%Y%m%dT%H%M%S%f')}")
+                logger.warning("crash file %s is unreadable; moved aside to %s", self.path, aside)
+                os.replace(self.path, aside)
+                history = CrashHistory()
+            history.crash_count += 1
+            history.recent_crashes = [*history.recent_crashes, now][-MAX_RECENT_CRASHES:]
+            history.last_crashed_at = now
+            history.last_exception = record
+            payload = json.dumps(history.to_dict(), indent=2, default=str).encode("utf-8")
+            _atomic_write(self.path, payload)
+        return history
+
+    def recent_crashes(self, within: timedelta, now: datetime | None = None) -> list[datetime]:
+        """Crash times no older than ``within`` before ``now``, oldest first; for crash-loop detection."""
+        now = _utc(now)
+        history = self.load()
+        if history is None:
+            return []
+        cutoff = now - within
+        return [moment for moment in history.recent_crashes if cutoff <= moment <= now]
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    """Write bytes so a reader sees the old file or the new one, never half: temp, fsync, replace, fsync dir."""
+    directory = path.parent
+    directory.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        try:
+            os.unlink(tmp_name)
+        except FileNotFoundError:
+            pass
+        raise
+    if os.name == "posix":
+        dir_fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+
+def _utc(now: datetime | None) -> datetime:
+    """``now`` as an aware UTC datetime, the wall clock when None."""
+    if now is None:
+        return datetime.now(UTC)
+    if now.tzinfo is None:
+        return now.replace(tzinfo=UTC)
+    return now.astimezone(UTC)
+
+
+def _parse_utc(text: str) -> datetime:
+    """Parse ISO 8601 text; a naive value is taken as UTC."""
+    return _utc(datetime.fromisoformat(text))
+
+
+# ---------------------------------------------------------------------------------------------
+# Watchdog
+
+
+def dump_all_thread_stacks() -> dict[str, Any]:
+    """Every live thread's name, ident and formatted stack, for the watchdog to log when a job hangs."""
+    frames = sys._current_frames()
+    threads_by_ident = {thread.ident: thread for thread in threading.enumerate()}
+    threads: list[dict[str, Any]] = []
+    for ident, frame in frames.items():
+        thread = threads_by_ident.get(ident)
+        threads.append(
+            {
+                "name": thread.name if thread is not None else f"<unknown {ident}>",
+                "ident": ident,
+                "native_id": getattr(thread, "native_id", None),
+                "daemon": thread.daemon if thread is not None else None,
+                "stack": "".join(traceback.format_stack(frame)),
+            }
+        )
+    del frames
+    threads.sort(key=lambda item: str(item["name"]))
+    return {"taken_at": datetime.now(UTC).isoformat(), "threads": threads}
