@@ -24,6 +24,7 @@ and its traceback goes to the ``tradeexecutor.webhook`` log, never to the client
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -39,6 +40,7 @@ from pyramid.httpexceptions import HTTPBadRequest, HTTPError, HTTPException
 from pyramid.request import Request
 from pyramid.response import Response
 
+from tradeexecutor.webhook.options import WebhookOptions
 from tradeexecutor.runstate import IMAGE_FORMATS, IMAGE_SIZES, IMAGE_THEMES, RunState, image_key
 
 logger = logging.getLogger("tradeexecutor.webhook")
@@ -53,6 +55,7 @@ ROUTE_MODULES: tuple[str, ...] = ()
 
 _RUNSTATE_SETTING = "tradeexecutor.runstate"
 _SOURCE_ENABLED_SETTING = "tradeexecutor.source_enabled"
+_OPTIONS_SETTING = "tradeexecutor.options"
 
 _CONTENT_TYPES = {"png": "image/png", "svg": "image/svg+xml"}
 
@@ -102,6 +105,12 @@ def json_response(data: Any, status: int = 200, headers: dict[str, str] | None =
 def json_error(status: int, message: str, **details: Any) -> Response:
     """The one error shape: ``{"error": message, "status": status, **details}``."""
     return json_response({"error": message, "status": status, **details}, status=status)
+
+
+def get_options(request: Request) -> WebhookOptions:
+    """The WebhookOptions the app was built with."""
+    options: WebhookOptions = request.registry.settings[_OPTIONS_SETTING]
+    return options
 
 
 def get_runstate(request: Request) -> RunState:
@@ -294,13 +303,22 @@ def include_core(config: Configurator) -> None:
 def create_app(
     runstate: RunState,
     *,
-    source_enabled: bool = True,
+    source_enabled: bool | None = None,
     extra_includes: Sequence[Include] = (),
+    options: WebhookOptions | None = None,
 ) -> Callable[..., Any]:
-    """Build the WSGI app serving ``runstate``; ``extra_includes`` add route modules (or test-only views)."""
+    """Build the WSGI app serving ``runstate``; ``extra_includes`` add route modules (or test-only views).
+
+    ``options`` carries everything else the routes need (files, auth, CORS, control); route
+    modules read it with ``get_options(request)``.
+    """
+    options = options or WebhookOptions()
+    if source_enabled is not None:
+        options = dataclasses.replace(options, source_enabled=bool(source_enabled))
     settings = {
         _RUNSTATE_SETTING: runstate,
-        _SOURCE_ENABLED_SETTING: bool(source_enabled),
+        _SOURCE_ENABLED_SETTING: options.source_enabled,
+        _OPTIONS_SETTING: options,
     }
     config = Configurator(settings=settings)
     config.include(include_errors)

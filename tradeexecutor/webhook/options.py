@@ -1,0 +1,38 @@
+"""Settings of the webhook app, built once by the CLI and read by every route module."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+from tradeexecutor.store.layout import RunFiles
+
+#: Receives a control command name (stop, pause, resume, cycle_now) for the loop's queue; False when refused.
+CommandSink = Callable[[str], bool]
+
+
+@dataclass(frozen=True)
+class WebhookOptions:
+    """What the routes need beyond RunState; values, not environment lookups, so tests set them directly."""
+
+    #: Serve the strategy source at /source.
+    source_enabled: bool = True
+    #: The executor's state directory, for files the loop publishes (journal, state snapshot, orders).
+    files: RunFiles | None = None
+    #: Basic-auth username; auth is on when both username and password are set.
+    auth_username: str | None = field(default=None, repr=False)
+    #: Basic-auth password (read from the environment by the CLI; never logged or shown).
+    auth_password: str | None = field(default=None, repr=False)
+    #: Origins allowed by CORS; empty means no CORS headers at all.
+    cors_origins: tuple[str, ...] = ()
+    #: Where control requests go; None when the app runs without a loop (tests, `metrics serve`).
+    command_sink: CommandSink | None = None
+    #: /healthz fails when the next cycle is later than this many seconds.
+    health_grace_seconds: float = 60.0
+    #: /healthz fails when market data is older than this many seconds (0 disables the check).
+    data_stale_seconds: float = 0.0
+
+    @property
+    def auth_enabled(self) -> bool:
+        """Auth is on only when both halves of the credentials are present."""
+        return bool(self.auth_username) and bool(self.auth_password)
