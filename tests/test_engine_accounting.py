@@ -440,3 +440,17 @@ def test_rotation_sells_first_even_when_the_sold_instrument_has_a_gap(tmp_path: 
     # Bought with AAA's 10,000 proceeds: 200 shares of BBB, not before the sale.
     assert b_position.quantity == 200
     assert b_position.trades[0].executed_at >= a_position.trades[1].executed_at
+
+
+def test_cash_limited_buy_never_overspends_by_float_noise() -> None:
+    # cash = 3 lots * 100 * 1.002 * (1 - 1e-11): a hair short of 3 lots, so only 2 may be bought.
+    from tradeexecutor.config import ExecutionConfig as _Config
+    from tradeexecutor.execution.simulated import SimulatedExecution
+    from tradeexecutor.state import Instrument
+
+    execution = SimulatedExecution(_Config(fee=0.002))
+    instrument = Instrument(id=1, symbol="AAA", asset_type="equity", quantity_step=1.0)
+    cash = 3 * 100 * 1.002 * (1 - 1e-11)
+    fill = execution.buy(instrument, 100.0, value=cash, quantity=None, cash_available=cash)
+    assert fill.quantity == 2
+    assert fill.quantity * fill.price + fill.fee <= cash

@@ -32,6 +32,9 @@ class SimulatedExecution:
         size = wanted
         if size * unit_cost > cash_available:
             size = instrument.round_quantity(max(cash_available, 0.0) / unit_cost)
+            # round_quantity forgives 1e-9 of float noise; never let that buy a lot the cash cannot pay.
+            while size > 0 and size * unit_cost > cash_available:
+                size = instrument.round_quantity(size - step) if size - step > 0 else 0.0
         if size <= 0:
             return _rejected(
                 price,
