@@ -1,0 +1,130 @@
+"""Crash-safe writes: whole-file replacement leaves old or new bytes, appends are fsynced."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from tradeexecutor.store import atomic
+from tradeexecutor.store.atomic import atomic_write_bytes, atomic_write_text, fsync_append
+
+
+@pytest.fixture
+def synced(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Record which files and directories get fsynced (by path), still really fsyncing them."""
+    calls: list[str] = []
+    real_fsync = os.fsync
+
+    def recording_fsync(fd: int) -> None:
+        calls.append(os.readlink(f"/proc/self/fd/{fd}") if os.path.exists("/proc/self/fd") else str(fd))
+        real_fsync(fd)
+
+    monkeypatch.setattr(atomic.os, "fsync", recording_fsync)
+    return calls
+
+
+def test_write_creates_and_replaces(tmp_path: Path) -> None:
+    target = tmp_path / "state.json"
+    atomic_write_bytes(target, b"one")
+    assert target.read_bytes() == b"one"
+    atomic_write_bytes(str(target), b"two")
+    assert target.read_bytes() == b"two"
+    assert os.listdir(tmp_path) == ["state.json"]
+
+
+def test_write_fsyncs_the_file_then_the_directory(tmp_path: Path, synced: list[str]) -> None:
+    if not os.path.exists("/proc/self/fd"):
+        pytest.skip("needs /proc to name file descriptors")
+    atomic_write_bytes(tmp_path / "a.json", b"{}")
+    assert len(synced) == 2
+    assert os.path.basename(synced[0]).startswith(".a.json.")  # the temporary file, before the rename
+    assert synced[1] == str(tmp_path)
+
+
+def test_text_is_written_as_utf8(tmp_path: Path) -> None:
+    atomic_write_text(tmp_path / "t.txt", "päivää ✓\n")
+    assert (tmp_path / "t.txt").read_bytes() == "päivää ✓\n".encode()
+
+
+def test_failure_leaves_the_target_untouched_and_no_temporary_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = tmp_path / "state.json"
+    target.write_bytes(b"old")
+
+    def failing_replace(src: str, dst: str) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(atomic.os, "replace", failing_replace)
+    with pytest.raises(OSError):
+        atomic_write_bytes(target, b"new")
+    assert target.read_bytes() == b"old"
+    assert os.listdir(tmp_path) == ["state.json"]
+
+
+def test_failed_fsync_leaves_the_target_untouched(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    target = tmp_path / "state.json"
+    target.write_bytes(b"old")
+
+    def failing_fsync(fd: int) -> None:
+        raise OSError(5, "I/O error")
+
+    monkeypatch.setattr(atomic.os, "fsync", failing_fsync)
+    with pytest.raises(OSError):
+        atomic_write_bytes(target, b"new")
+    assert target.read_bytes() == b"old"
+    assert os.listdir(tmp_path) == ["state.json"]
+
+
+def test_existing_permissions_are_kept(tmp_path: Path) -> None:
+    target = tmp_path / "secret.json"
+    target.write_bytes(b"old")
+    target.chmod(0o600)
+    atomic_write_bytes(target, b"new")
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+
+
+def test_new_files_follow_the_umask(tmp_path: Path) -> None:
+    old = os.umask(0o027)
+    try:
+        atomic_write_bytes(tmp_path / "new.json", b"x")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "new.json").stat().st_mode) == 0o640
+
+
+def test_large_writes_are_complete(tmp_path: Path) -> None:
+    data = os.urandom(5 * 1024 * 1024 + 7)
+    atomic_write_bytes(tmp_path / "big", data)
+    assert (tmp_path / "big").read_bytes() == data
+
+
+def test_append_creates_appends_and_returns_the_size(tmp_path: Path) -> None:
+    log = tmp_path / "state.log"
+    assert fsync_append(log, b"a\n") == 2
+    assert fsync_append(str(log), b"bc\n") == 3
+    assert log.read_bytes() == b"a\nbc\n"
+
+
+def test_append_fsyncs_the_directory_only_when_it_creates_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    directories: list[str] = []
+    monkeypatch.setattr(atomic, "fsync_directory", lambda d: directories.append(os.fspath(d)))
+    log = tmp_path / "state.log"
+    fsync_append(log, b"1\n")
+    fsync_append(log, b"2\n")
+    fsync_append(log, b"3\n")
+    assert directories == [str(tmp_path)]
+
+
+def test_append_fsyncs_the_file(tmp_path: Path, synced: list[str]) -> None:
+    log = tmp_path / "state.log"
+    log.write_bytes(b"")
+    fsync_append(log, b"x\n")
+    assert len(synced) == 1
+    if os.path.exists("/proc/self/fd"):
+        assert synced[0] == str(log)
