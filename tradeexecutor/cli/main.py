@@ -6,6 +6,8 @@ import click
 
 from tradeexecutor import __version__
 from tradeexecutor.cli.backtest_cmd import backtest_command
+from tradeexecutor.cli.client_cmd import logs_command, status_command
+from tradeexecutor.cli.start_cmd import start_command
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
@@ -15,6 +17,9 @@ def cli() -> None:
 
 
 cli.add_command(backtest_command)
+cli.add_command(start_command)
+cli.add_command(status_command)
+cli.add_command(logs_command)
 
 
 def main() -> None:

@@ -1,0 +1,259 @@
+"""The real daemon as a subprocess, watched over HTTP: cycles, crashes, kill -9 with restarts, SIGTERM, bad input."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tradeexecutor.backtest import run_backtest
+from tradeexecutor.config import EngineConfig
+from tradeexecutor.data.source import load_market
+from tradeexecutor.state import State
+from tradeexecutor.store import StateStore
+from tradeexecutor.strategy.loader import load_strategy
+
+pytestmark = pytest.mark.slow
+
+STRATEGIES = Path(__file__).parent / "strategies"
+START, END = "2005-01-01", "2005-12-31"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Executor:
+    """One ``tradeexecutor start`` subprocess with its port and log file."""
+
+    def __init__(self, tmp_path: Path, *args: str, strategy: str = "daemon_sma.py", state_dir: Path | None = None):
+        self.port = free_port()
+        self.state_dir = state_dir or tmp_path / "state"
+        self.log = tmp_path / f"executor-{self.port}.log"
+        command = [sys.executable, "-m", "tradeexecutor.cli.main", "start", str(STRATEGIES / strategy),
+                   "--state-dir", str(self.state_dir), "--port", str(self.port), "--start", START, "--end", END,
+                   "--replay-start", "first", "--chart-seconds", "0", "--trigger-seconds", "0.5",
+                   "--revaluation-seconds", "0.7", *args]
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        with open(self.log, "wb") as log:
+            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+
+    def status(self) -> dict[str, Any] | None:
+        """GET /status, None while the webhook does not answer."""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/status", timeout=2) as response:
+                return json.loads(response.read())
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            return None
+
+    def wait_status(self, predicate: Callable[[dict[str, Any]], bool], timeout: float = 20) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            status = self.status()
+            if status is not None and predicate(status):
+                return status
+            if self.process.poll() is not None:
+                raise AssertionError(f"executor exited with {self.process.returncode}:\n{self.output()}")
+            time.sleep(0.05)
+        raise AssertionError(f"timed out waiting for /status; last: {self.status()}\n{self.output()}")
+
+    def wait(self, timeout: float = 20) -> int:
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            raise AssertionError(f"executor did not exit in {timeout}s:\n{self.output()}") from None
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait(10)
+
+
+@pytest.fixture
+def executors() -> Any:
+    started: list[Executor] = []
+    yield started
+    for executor in started:
+        executor.kill()
+
+
+def load_state(state_dir: Path) -> State | None:
+    return StateStore(state_dir).load()
+
+
+def all_trades(state: State) -> list[Any]:
+    portfolio = state.portfolio
+    return [t for p in portfolio.closed_positions + portfolio.open_positions + portfolio.failed_positions
+            for t in p.trades]
+
+
+def trade_rows(state: State) -> list[tuple[Any, ...]]:
+    return sorted((t.id, t.kind, t.status, str(t.planned_at), t.executed_quantity, t.executed_price)
+                  for t in all_trades(state))
+
+
+def check_state_invariants(state: State) -> None:
+    stamps = state.valuations.timestamp
+    assert all(a < b for a, b in itertools.pairwise(stamps)), "valuation times must strictly increase"
+    assert len(stamps) == state.replay_cursor + 1, "one valuation row per replayed bar: none repeated or lost"
+    trades = all_trades(state)
+    ids = [t.id for t in trades]
+    assert len(ids) == len(set(ids)), "trade ids are unique"
+    assert not ids or max(ids) < state.portfolio.next_trade_id
+    decisions = [(t.position_id, t.kind, t.planned_at) for t in trades if t.status == "executed"]
+    assert len(decisions) == len(set(decisions)), "no planned decision executed twice"
+
+
+# -- a healthy run --------------------------------------------------------------------------
+
+
+def test_paper_mode_trades_over_http_and_stops_gracefully_on_sigterm(tmp_path: Path, executors: list) -> None:
+    executor = Executor(tmp_path, "--replay-seconds", "0.05")
+    executors.append(executor)
+    status = executor.wait_status(lambda s: s["cycles"] >= 10 and s["summary_statistics"].get("trade_count", 0) >= 1)
+    assert status["status"] == "running" and status["mode"] == "paper" and status["executor_running"]
+    assert status["strategy_name"] == "Daemon SMA" and status["extra"]["next_trade_id"] > 1
+    assert status["market_data_feed_lag"] is not None and status["next_cycle_at"] is not None
+    executor.process.send_signal(signal.SIGTERM)
+    assert executor.wait() == 0
+    assert "executor stopped: SIGTERM" in executor.output()
+    state = load_state(executor.state_dir)
+    assert state is not None and state.replay_cursor >= status["extra"]["replay_cursor"]
+    check_state_invariants(state)
+
+
+# -- crashes --------------------------------------------------------------------------------
+
+
+def test_crash_under_serve_policy_is_visible_over_http_then_exits_non_zero(tmp_path: Path, executors: list) -> None:
+    executor = Executor(tmp_path, "--replay-seconds", "0.05", "--crash-policy", "serve",
+                        "--crash-serve-seconds", "2.5", strategy="daemon_crash.py")
+    executors.append(executor)
+    status = executor.wait_status(lambda s: s["status"] == "error")
+    crashed = time.monotonic()
+    record = status["exception"]
+    assert record["class_name"] == "StrategyBoom" and record["module"].startswith("tradeexecutor_strategy_")
+    assert record["message"] == "cannot price GOOG-price: the lookup table has no entry"
+    names = [frame["name"] for frame in record["frames"]]
+    assert "decide" in names and "_lookup" in names
+    cause = record["chain"][0]
+    assert cause["relation"] == "cause" and cause["class"] == "builtins.KeyError" and "GOOG-price" in cause["message"]
+    assert status["crash_count"] == 1 and not status["executor_running"]
+    time.sleep(0.8)
+    assert executor.process.poll() is None and executor.status() is not None  # still serving
+    assert executor.wait() == 1
+    assert 1.5 < time.monotonic() - crashed < 10
+    assert "daemon_crash.py" in executor.output() and "StrategyBoom" in executor.output()
+    crash = json.loads((executor.state_dir / "crash.json").read_text())
+    assert crash["crash_count"] == 1 and crash["last_exception"]["class_name"] == "StrategyBoom"
+
+
+def test_crash_under_exit_policy_exits_at_once(tmp_path: Path, executors: list) -> None:
+    executor = Executor(tmp_path, "--replay-seconds", "0.05", "--crash-policy", "exit", strategy="daemon_crash.py")
+    executors.append(executor)
+    assert executor.wait() == 1
+    crash = json.loads((executor.state_dir / "crash.json").read_text())
+    assert crash["crash_count"] == 1
+    state = load_state(executor.state_dir)
+    assert state is not None and state.cycles_completed == 2  # the failed third cycle was not saved
+
+
+# -- kill -9 ----------------------------------------------------------------------------------
+
+
+def test_kill_9_at_random_moments_never_repeats_a_cycle_or_a_trade(tmp_path: Path, executors: list) -> None:
+    rng = random.Random(20240521)
+    previous_cursor, previous_cycles, kills = -1, 0, 0
+    while kills < 8:
+        executor = Executor(tmp_path, "--replay-seconds", "0.02", "--crash-loop-count", "0")
+        executors.append(executor)
+        executor.wait_status(lambda s: s["status"] in ("running", "complete"))
+        time.sleep(rng.uniform(0.0, 0.6))
+        executor.kill()
+        kills += 1
+        state = load_state(executor.state_dir)
+        if state is None:
+            continue
+        check_state_invariants(state)
+        assert state.replay_cursor >= previous_cursor and state.cycles_completed >= previous_cycles
+        previous_cursor, previous_cycles = state.replay_cursor, state.cycles_completed
+    assert previous_cursor > 20, "the kills should land across many cycles"
+    final = Executor(tmp_path, "--replay-seconds", "0.01")
+    executors.append(final)
+    assert final.wait(60) == 0, final.output()
+    assert "executor complete" in final.output()
+    state = load_state(final.state_dir)
+    assert state is not None
+    check_state_invariants(state)
+    strategy = load_strategy(STRATEGIES / "daemon_sma.py")
+    market, _ = load_market([], strategy.instruments, start=START, end=END)
+    expected = run_backtest(strategy, market, EngineConfig()).state
+    assert state.replay_cursor == len(market) - 1
+    assert trade_rows(state) == trade_rows(expected)
+    assert state.cycles_completed == expected.cycles_completed
+
+
+# -- refusals ---------------------------------------------------------------------------------
+
+
+def test_live_mode_is_refused_with_exit_2(tmp_path: Path) -> None:
+    result = subprocess.run([sys.executable, "-m", "tradeexecutor.cli.main", "start", str(STRATEGIES / "daemon_sma.py"),
+                             "--mode", "live", "--state-dir", str(tmp_path / "state")],
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [result.stderr.strip()]  # one line
+    assert "live is not available yet" in result.stderr
+    assert not (tmp_path / "state").exists()
+
+
+def test_corrupt_state_stops_start_up_naming_the_file(tmp_path: Path) -> None:
+    state_dir = tmp_path / "state"
+    state_dir.mkdir()
+    garbage = b'{"schema_version": 1, "name": "Daemon SMA", "portfolio": {"cash": 1'
+    (state_dir / "state.json").write_bytes(garbage)
+    result = subprocess.run([sys.executable, "-m", "tradeexecutor.cli.main", "start", str(STRATEGIES / "daemon_sma.py"),
+                             "--state-dir", str(state_dir), "--port", str(free_port()), "--start", START,
+                             "--end", END], capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode != 0
+    assert str(state_dir / "state.json") in result.stderr
+    assert "Traceback" not in result.stderr
+    assert (state_dir / "state.json").read_bytes() == garbage
+
+
+def test_backtest_mode_saves_state_and_exits_0(tmp_path: Path, executors: list) -> None:
+    executor = Executor(tmp_path, "--mode", "backtest")
+    executors.append(executor)
+    assert executor.wait(60) == 0, executor.output()
+    state = load_state(executor.state_dir)
+    assert state is not None and state.cycles_completed > 200 and all_trades(state)
+
+
+def test_watchdog_exits_non_zero_with_every_thread_stack_in_the_crash_file(tmp_path: Path, executors: list) -> None:
+    executor = Executor(tmp_path, "--watchdog-seconds", "0.5", "-p", "hang_seconds=60", "--trade-immediately",
+                        strategy="daemon_hang.py")
+    executors.append(executor)
+    assert executor.wait(30) == 1
+    crash = json.loads((executor.state_dir / "crash.json").read_text())
+    record = crash["last_exception"]
+    assert record["class_name"] == "JobHangError" and "watchdog" in record["message"]
+    stacks = {thread["name"]: thread["stack"] for thread in record["thread_stacks"]["threads"]}
+    assert "time.sleep" in stacks["executor-loop"]

@@ -1,0 +1,379 @@
+"""The executor loop in-process: fake clock, in-memory scheduler twin, real engine and state store."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from tradeexecutor.backtest import run_backtest
+from tradeexecutor.config import EngineConfig
+from tradeexecutor.daemon import (
+    ApschedulerTicker,
+    Command,
+    CommandKind,
+    CommandQueue,
+    DaemonConfig,
+    FakeClock,
+    InMemoryTicker,
+    JobKind,
+    JobSpec,
+    build_daemon,
+)
+from tradeexecutor.daemon.runner import Daemon
+from tradeexecutor.data.feed import PriceFeed, ReplayFeed
+from tradeexecutor.data.source import load_market
+from tradeexecutor.errors import ConfigError, StateCorruptError, StateLockedError
+from tradeexecutor.runstate import CrashFile, RunStatus
+from tradeexecutor.store import StateStore
+from tradeexecutor.strategy.loader import load_strategy
+
+STRATEGIES = Path(__file__).parent / "strategies"
+START, END = "2005-01-01", "2005-12-31"
+T0 = datetime(2024, 1, 1, tzinfo=UTC)
+
+
+def make(tmp_path: Path, strategy: str = "daemon_sma.py", *, clock: FakeClock | None = None,
+         **options: object) -> tuple[Daemon, InMemoryTicker, FakeClock]:
+    """A daemon on the in-memory ticker; replay cycle 1 s, no trigger/revaluation jobs unless asked."""
+    settings: dict[str, object] = {
+        "strategy_file": STRATEGIES / strategy, "state_dir": tmp_path / "state", "start": START, "end": END,
+        "replay_seconds": 1.0, "replay_start": "first", "trigger_seconds": 0, "revaluation_seconds": 0,
+        "chart_seconds": 0, "watchdog_seconds": 0,
+    }
+    settings.update(options)
+    config = DaemonConfig(**settings)  # type: ignore[arg-type]
+    clock = clock or FakeClock(T0)
+    tickers: list[InMemoryTicker] = []
+
+    def factory(commands: CommandQueue) -> InMemoryTicker:
+        tickers.append(InMemoryTicker(commands, clock))
+        return tickers[0]
+
+    daemon = build_daemon(config, clock=clock, ticker_factory=factory)
+    daemon.start_jobs()
+    return daemon, tickers[0], clock
+
+
+def run_ticks(daemon: Daemon, ticker: InMemoryTicker, seconds: int, step: float = 1.0) -> None:
+    """Move time ``seconds`` in steps, letting the loop handle what fired after each step."""
+    for _ in range(int(seconds / step)):
+        ticker.advance(step)
+        if daemon.loop.run_pending() is not None:
+            return
+
+
+def trades(state) -> list[tuple[int, str, str, float | None, float | None]]:
+    positions = state.portfolio.closed_positions + state.portfolio.open_positions + state.portfolio.failed_positions
+    rows = [(t.id, t.kind, str(t.planned_at), t.executed_quantity, t.executed_price)
+            for p in positions for t in p.trades]
+    return sorted(rows)
+
+
+# -- scheduling -------------------------------------------------------------------------------
+
+
+def test_cycle_boundary_with_offset_fires_at_hh08(tmp_path: Path) -> None:
+    daemon, ticker, _ = make(tmp_path, replay_seconds=3600,
+                                 engine=EngineConfig(cycle_offset_seconds=480))
+    try:
+        assert ticker.next_run_time(JobKind.cycle) == T0 + timedelta(minutes=8)
+        assert ticker.advance(timedelta(minutes=7, seconds=59)) == []
+        assert ticker.advance(timedelta(seconds=1)) == [JobKind.cycle]
+        daemon.loop.run_pending()
+        assert daemon.runstate.cycles == 1
+        assert ticker.next_run_time(JobKind.cycle) == T0 + timedelta(hours=1, minutes=8)
+        assert daemon.runstate.snapshot().next_cycle_at == T0 + timedelta(hours=1, minutes=8)
+    finally:
+        daemon.close()
+
+
+@pytest.mark.parametrize("backend", ["memory", "apscheduler"])
+def test_both_tickers_align_jobs_on_boundaries_plus_offset(backend: str) -> None:
+    """The twin and APScheduler compute the same next run times from the same JobSpecs."""
+    commands = CommandQueue()
+    specs = [JobSpec(JobKind.cycle, timedelta(hours=1), timedelta(minutes=8)),
+             JobSpec(JobKind.triggers, timedelta(seconds=10))]
+    if backend == "memory":
+        clock = FakeClock(datetime(2024, 5, 5, 13, 37, 21, tzinfo=UTC))
+        ticker = InMemoryTicker(commands, clock)
+        now = clock.now()
+    else:
+        ticker = ApschedulerTicker(commands)  # type: ignore[assignment]
+        now = datetime.now(UTC)
+    ticker.start(specs)
+    try:
+        cycle_at = ticker.next_run_time(JobKind.cycle)
+        trigger_at = ticker.next_run_time(JobKind.triggers)
+        assert cycle_at is not None and trigger_at is not None
+        assert (cycle_at.minute, cycle_at.second, cycle_at.microsecond) == (8, 0, 0)
+        assert now < cycle_at <= now + timedelta(hours=1)
+        assert trigger_at.second % 10 == 0 and trigger_at.microsecond == 0
+        assert ticker.next_run_time(JobKind.revaluation) is None
+    finally:
+        ticker.shutdown()
+
+
+def test_apscheduler_ticker_only_queues_ticks_and_coalesces_while_the_loop_is_busy() -> None:
+    commands = CommandQueue()
+    ticker = ApschedulerTicker(commands)
+    ticker.start([JobSpec(JobKind.cycle, timedelta(seconds=0.05))])
+    try:
+        time.sleep(0.5)  # nobody consumes: a busy loop
+    finally:
+        ticker.shutdown()
+    first = commands.get_nowait()
+    assert first is not None and first.kind is CommandKind.tick and first.job is JobKind.cycle
+    assert commands.get_nowait() is None  # one waiting tick, however many firings
+    assert commands.counters.coalesced.get(JobKind.cycle, 0) >= 3
+
+
+def test_trigger_and_revaluation_intervals_and_zero_disables(tmp_path: Path) -> None:
+    daemon, ticker, _ = make(tmp_path, replay_seconds=5, trigger_seconds=2, revaluation_seconds=0)
+    try:
+        assert ticker.next_run_time(JobKind.revaluation) is None
+        run_ticks(daemon, ticker, 20)
+        snapshot = daemon.runstate.snapshot()
+        assert snapshot.position_trigger_checks == 10
+        assert snapshot.position_revaluations == 0
+        assert snapshot.cycles == 4
+    finally:
+        daemon.close()
+    daemon, ticker, _ = make(tmp_path / "b", replay_seconds=5, trigger_seconds=0, revaluation_seconds=3)
+    try:
+        assert ticker.next_run_time(JobKind.triggers) is None
+        run_ticks(daemon, ticker, 30)
+        snapshot = daemon.runstate.snapshot()
+        assert snapshot.position_trigger_checks == 0 and snapshot.position_revaluations == 10
+        rows = daemon.engine.state.valuations.timestamp
+        assert all(a < b for a, b in itertools.pairwise(rows))  # revaluations replace, never duplicate, a row
+        stored = StateStore(tmp_path / "b" / "state")
+    finally:
+        daemon.close()
+    assert stored.load().valuations.timestamp == rows  # type: ignore[union-attr]
+
+
+def test_missed_and_late_ticks_coalesce_into_one_run(tmp_path: Path) -> None:
+    daemon, ticker, _ = make(tmp_path)
+    try:
+        # The process slept through ten boundaries: the job fires once, late, not ten times.
+        assert ticker.advance(10.5) == [JobKind.cycle]
+        assert ticker.next_run_time(JobKind.cycle) == T0 + timedelta(seconds=11)
+        # The loop is busy: the next firings find a tick still queued and are dropped.
+        ticker.advance(1)
+        ticker.advance(1)
+        assert daemon.commands.counters.coalesced[JobKind.cycle] == 2
+        daemon.loop.run_pending()
+        assert daemon.feed.cursor == 0  # one bar replayed: a late replay slows down, it does not burst
+        assert daemon.runstate.cycles == 1
+    finally:
+        daemon.close()
+
+
+# -- commands ---------------------------------------------------------------------------------
+
+
+def test_commands_cycle_now_pause_resume_stop(tmp_path: Path) -> None:
+    daemon, ticker, _ = make(tmp_path)
+    loop, commands = daemon.loop, daemon.commands
+    try:
+        commands.put(Command(CommandKind.tick, job=JobKind.cycle))  # run a cycle now, no time passes
+        loop.run_pending()
+        assert daemon.feed.cursor == 0 and daemon.runstate.cycles == 1
+        commands.put(Command(CommandKind.pause))
+        loop.run_pending()
+        assert daemon.engine.context.paused and daemon.runstate.snapshot().paused
+        run_ticks(daemon, ticker, 120)
+        assert daemon.engine.state.portfolio.next_position_id == 1  # paused: nothing opened
+        assert commands.submit("resume") and not commands.submit("reboot")  # the webhook's command sink
+        loop.run_pending()
+        assert not daemon.engine.context.paused
+        run_ticks(daemon, ticker, 60)
+        assert daemon.engine.state.portfolio.next_position_id > 1
+        cursor = daemon.feed.cursor
+        commands.put_tick(JobKind.cycle)
+        commands.stop("test")  # stops jump the queue: the waiting tick never runs
+        outcome = loop.run_pending()
+        assert outcome is not None and outcome.status is RunStatus.stopped
+        assert daemon.runstate.snapshot().status is RunStatus.stopped
+        assert not daemon.runstate.snapshot().executor_running
+    finally:
+        daemon.close()
+    saved = StateStore(tmp_path / "state").load()
+    assert saved is not None and saved.replay_cursor == cursor
+
+
+def test_max_cycles_stops_the_loop(tmp_path: Path) -> None:
+    daemon, ticker, _ = make(tmp_path, max_cycles=5)
+    try:
+        run_ticks(daemon, ticker, 60)
+        assert daemon.loop.outcome is not None and daemon.loop.outcome.status is RunStatus.stopped
+        assert daemon.runstate.cycles == 5
+    finally:
+        daemon.close()
+
+
+# -- state safety -----------------------------------------------------------------------------
+
+
+def test_restarts_never_repeat_a_cycle_and_match_a_backtest(tmp_path: Path) -> None:
+    """Stopping and restarting on the same state directory replays each bar exactly once."""
+    seen: list[int] = []
+    for _ in range(3):
+        daemon, ticker, _ = make(tmp_path, clock=FakeClock(T0 + timedelta(days=len(seen))))
+        try:
+            start = daemon.feed.cursor
+            assert start == (seen[-1] if seen else -1)
+            run_ticks(daemon, ticker, 60)
+            seen.append(daemon.feed.cursor)
+            assert daemon.engine.state.replay_cursor == seen[-1]
+        finally:
+            daemon.close()  # no stop command: like a crash between two jobs
+    daemon, ticker, _ = make(tmp_path)
+    try:
+        run_ticks(daemon, ticker, 400)
+        assert daemon.loop.outcome is not None and daemon.loop.outcome.status is RunStatus.complete
+        assert daemon.runstate.snapshot().status is RunStatus.complete
+        final = daemon.engine.state
+    finally:
+        daemon.close()
+    strategy = load_strategy(STRATEGIES / "daemon_sma.py")
+    market, _ = load_market([], strategy.instruments, start=START, end=END)
+    expected = run_backtest(strategy, market, EngineConfig()).state
+    assert trades(final) == trades(expected)
+    assert final.valuations.timestamp == expected.valuations.timestamp
+    assert final.valuations.equity == pytest.approx(expected.valuations.equity)
+    assert final.cycles_completed == expected.cycles_completed
+    assert final.last_completed_cycle == expected.last_completed_cycle
+
+
+def test_a_completed_replay_is_complete_at_once_after_a_restart(tmp_path: Path) -> None:
+    daemon, ticker, _ = make(tmp_path, end="2005-02-01")
+    run_ticks(daemon, ticker, 100)
+    assert daemon.loop.outcome is not None and daemon.loop.outcome.status is RunStatus.complete
+    daemon.close()
+    daemon, ticker, _ = make(tmp_path, end="2005-02-01")
+    try:
+        outcome = daemon.loop.run_pending()
+        assert outcome is not None and outcome.status is RunStatus.complete
+        assert daemon.runstate.cycles == 0
+    finally:
+        daemon.close()
+
+
+def test_corrupt_state_stops_start_up_naming_the_file(tmp_path: Path) -> None:
+    state_dir = tmp_path / "state"
+    state_dir.mkdir()
+    (state_dir / "state.json").write_bytes(b'{"schema_version": 1, "portfol')
+    with pytest.raises(StateCorruptError, match="state.json"):
+        make(tmp_path)
+    assert (state_dir / "state.json").read_bytes() == b'{"schema_version": 1, "portfol'
+    daemon, _, _ = make(tmp_path / "other")  # the lock was released on the error path
+    daemon.close()
+
+
+def test_a_second_executor_on_the_same_state_dir_is_refused(tmp_path: Path) -> None:
+    daemon, _, _ = make(tmp_path)
+    try:
+        with pytest.raises(StateLockedError, match="in use"):
+            make(tmp_path)
+    finally:
+        daemon.close()
+
+
+def test_live_mode_is_refused() -> None:
+    with pytest.raises(ConfigError, match="live"):
+        DaemonConfig(strategy_file=STRATEGIES / "daemon_sma.py", mode="live")
+
+
+# -- crashes ----------------------------------------------------------------------------------
+
+
+def test_a_crash_fills_runstate_and_the_crash_file_and_is_not_saved(tmp_path: Path) -> None:
+    daemon, ticker, _ = make(tmp_path, "daemon_crash.py")
+    try:
+        run_ticks(daemon, ticker, 10)
+        outcome = daemon.loop.outcome
+        assert outcome is not None and outcome.status is RunStatus.error
+        snapshot = daemon.runstate.snapshot()
+        assert snapshot.status is RunStatus.error and not snapshot.executor_running
+        record = snapshot.exception
+        assert record is not None and record["class_name"] == "StrategyBoom"
+        assert "cannot price GOOG-price" in record["message"]
+        assert any(frame["name"] == "decide" for frame in record["frames"])
+        assert record["chain"][0]["relation"] == "cause" and record["chain"][0]["class"] == "builtins.KeyError"
+        assert snapshot.crash_count == 1
+    finally:
+        daemon.close()
+    crash = json.loads((tmp_path / "state" / "crash.json").read_text())
+    assert crash["crash_count"] == 1 and crash["last_exception"]["class_name"] == "StrategyBoom"
+    saved = StateStore(tmp_path / "state").load()
+    assert saved is not None and saved.replay_cursor == 1 and saved.cycles_completed == 2  # the failed cycle died
+
+
+def test_a_crash_loop_starts_in_safe_mode(tmp_path: Path) -> None:
+    clock = FakeClock(T0)
+    crash_file = CrashFile.for_state_dir(tmp_path / "state")
+    for minutes in (1, 2, 3):
+        crash_file.record(RuntimeError("boom"), T0 - timedelta(minutes=minutes))
+    daemon, ticker, _ = make(tmp_path, clock=clock, crash_loop_count=3, crash_loop_minutes=10)
+    try:
+        snapshot = daemon.runstate.snapshot()
+        assert snapshot.safe_mode and "3 crashes within 10 minutes" in (snapshot.safe_mode_reason or "")
+        assert snapshot.crash_count == 3 and snapshot.exception is not None  # the last crash stays visible
+        run_ticks(daemon, ticker, 120)
+        assert daemon.engine.context.paused
+        assert daemon.engine.state.portfolio.next_position_id == 1
+    finally:
+        daemon.close()
+    daemon, _, _ = make(tmp_path, clock=FakeClock(T0 + timedelta(minutes=20)))
+    try:
+        assert not daemon.runstate.snapshot().safe_mode  # the crashes are old now
+    finally:
+        daemon.close()
+
+
+def test_watchdog_turns_a_hung_job_into_a_crash_with_every_thread_stack(tmp_path: Path) -> None:
+    daemon, _, _ = make(tmp_path, "daemon_hang.py", params={"hang_seconds": "1.5"}, watchdog_seconds=0.3)
+    try:
+        daemon.watchdog.start()
+        daemon.commands.put_tick(JobKind.cycle)
+        worker = threading.Thread(target=daemon.loop.run_pending, name="executor-loop", daemon=True)
+        worker.start()
+        assert daemon.watchdog.fired.wait(5)
+        record = daemon.runstate.snapshot().exception
+        assert record is not None and record["class_name"] == "JobHangError"
+        stacks = {t["name"]: t["stack"] for t in record["thread_stacks"]["threads"]}
+        assert "time.sleep" in stacks["executor-loop"]
+        worker.join(5)
+    finally:
+        daemon.close()
+    crash = json.loads((tmp_path / "state" / "crash.json").read_text())
+    assert crash["last_exception"]["class_name"] == "JobHangError"
+
+
+# -- the replay feed --------------------------------------------------------------------------
+
+
+def test_replay_feed_plays_each_bar_once_and_restores_its_cursor() -> None:
+    market, _ = load_market([], ["GOOG"], start=START, end="2005-01-20")
+    now = [100.0]
+    feed = ReplayFeed(market, start=2, monotonic=lambda: now[0])
+    assert isinstance(feed, PriceFeed)
+    assert feed.cursor == 1 and feed.lag_seconds(now[0]) is None
+    steps = []
+    while (step := feed.advance()) is not None:
+        steps.append(step)
+    assert steps == list(range(2, len(market))) and feed.finished
+    assert feed.lag_seconds(103.0) == 3.0
+    again = ReplayFeed(market, start=2)
+    again.restore(5)
+    assert again.advance() == 6
+    fresh = ReplayFeed(market, start=2)
+    fresh.restore(-1)
+    assert fresh.advance() == 2

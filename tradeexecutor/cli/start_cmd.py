@@ -1,0 +1,158 @@
+"""``tradeexecutor start``: run a strategy unattended (paper trading on a replay feed, or a backtest) with its webhook."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from tradeexecutor.cli.common import env, parse_overrides, split_sources, user_errors
+from tradeexecutor.config import FILL_TIMINGS, EngineConfig, ExecutionConfig
+from tradeexecutor.errors import ConfigError
+
+if TYPE_CHECKING:
+    from tradeexecutor.daemon.settings import DaemonConfig
+
+MODES = ("paper", "backtest", "live")
+CRASH_POLICIES = ("exit", "serve")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+def _offset_seconds(text: str) -> float:
+    """``0``, ``90`` (seconds) or a duration such as ``8m``."""
+    from tradeexecutor.timeframe import parse_duration
+
+    text = text.strip()
+    try:
+        seconds = float(text)
+    except ValueError:
+        return parse_duration(text).total_seconds()
+    if seconds < 0:
+        raise ConfigError(f"--cycle-offset {text} must not be negative")
+    return seconds
+
+
+@click.command("start")
+@click.argument("strategy_file", type=click.Path(dir_okay=False, path_type=Path), envvar=env("STRATEGY_FILE"))
+@click.option("--mode", type=click.Choice(MODES), default="paper", show_default=True, envvar=env("MODE"),
+              show_envvar=True, help="paper: simulated fills on a replay feed; backtest: the whole history at once; "
+                                     "live: reserved (no exchange adapter yet).")
+@click.option("--data", "data", multiple=True, envvar=env("DATA"), show_envvar=True,
+              help="Bundled dataset or candle files to replay; default: the bundled dataset holding the symbols.")
+@click.option("--start", envvar=env("START"), show_envvar=True, help="First bar of the data (ISO, UTC).")
+@click.option("--end", envvar=env("END"), show_envvar=True, help="Last bar close of the data (ISO, UTC).")
+@click.option("-p", "--param", "params", multiple=True, envvar=env("PARAMS"), show_envvar=True,
+              help="Override a strategy parameter: -p fast=5 -p slow=20.")
+@click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              envvar=env("STATE_DIR"), show_envvar=True,
+              help="Folder of the state, its log and crash.json. Default: state/<strategy file stem>.")
+@click.option("--host", default="127.0.0.1", show_default=True, envvar=env("HOST"), show_envvar=True,
+              help="Interface the webhook listens on.")
+@click.option("--port", type=int, default=3456, show_default=True, envvar=env("PORT"), show_envvar=True,
+              help="Webhook port (0: any free port).")
+@click.option("--replay-seconds", type=float, default=0.1, show_default=True, envvar=env("REPLAY_SECONDS"),
+              show_envvar=True, help="Wall-clock seconds per replayed bar (the cycle job's period in replay mode).")
+@click.option("--replay-start", default="warm", show_default=True, envvar=env("REPLAY_START"), show_envvar=True,
+              help="Where a new replay begins: warm (once every indicator has a value), first, or an ISO date.")
+@click.option("--cycle-offset", default="0", show_default=True, envvar=env("CYCLE_OFFSET"), show_envvar=True,
+              help="Cycles fire this long after each boundary: seconds or a duration such as 8m.")
+@click.option("--trigger-seconds", type=float, default=10.0, show_default=True, envvar=env("TRIGGER_SECONDS"),
+              show_envvar=True, help="Seconds between position trigger checks; 0 disables.")
+@click.option("--revaluation-seconds", type=float, default=60.0, show_default=True,
+              envvar=env("REVALUATION_SECONDS"), show_envvar=True, help="Seconds between revaluations; 0 disables.")
+@click.option("--max-cycles", type=int, default=0, show_default=True, envvar=env("MAX_CYCLES"), show_envvar=True,
+              help="Stop after this many strategy cycles; 0: no limit.")
+@click.option("--run-single-cycle", is_flag=True, envvar=env("RUN_SINGLE_CYCLE"), show_envvar=True,
+              help="Run one cycle at once, then stop.")
+@click.option("--trade-immediately", is_flag=True, envvar=env("TRADE_IMMEDIATELY"), show_envvar=True,
+              help="Run a cycle at start-up instead of waiting for the first boundary.")
+@click.option("--crash-policy", type=click.Choice(CRASH_POLICIES), default="exit", show_default=True,
+              envvar=env("CRASH_POLICY"), show_envvar=True,
+              help="After a crash: exit at once, or serve the webhook for --crash-serve-seconds first (exit 1 both).")
+@click.option("--crash-serve-seconds", type=float, default=300.0, show_default=True,
+              envvar=env("CRASH_SERVE_SECONDS"), show_envvar=True, help="Webhook time after a crash (serve policy).")
+@click.option("--crash-loop-count", type=int, default=3, show_default=True, envvar=env("CRASH_LOOP_COUNT"),
+              show_envvar=True, help="Crashes within --crash-loop-minutes that start in safe mode; 0 disables.")
+@click.option("--crash-loop-minutes", type=float, default=10.0, show_default=True,
+              envvar=env("CRASH_LOOP_MINUTES"), show_envvar=True, help="Window of the crash-loop check.")
+@click.option("--watchdog-seconds", type=float, default=600.0, show_default=True, envvar=env("WATCHDOG_SECONDS"),
+              show_envvar=True, help="A job running longer is a crash (every thread's stack recorded); 0 disables.")
+@click.option("--complete-serve-seconds", type=float, default=0.0, show_default=True,
+              envvar=env("COMPLETE_SERVE_SECONDS"), show_envvar=True,
+              help="Webhook time after the replay (or backtest) completed.")
+@click.option("--chart-seconds", type=float, default=10.0, show_default=True, envvar=env("CHART_SECONDS"),
+              show_envvar=True, help="Least seconds between chart renders after cycles; 0 disables charts.")
+@click.option("--cash", type=float, default=10_000.0, show_default=True, envvar=env("CASH"), show_envvar=True,
+              help="Starting cash of a new state.")
+@click.option("--fee", type=float, default=0.0, show_default=True, envvar=env("FEE"), show_envvar=True,
+              help="Fee per fill as a fraction of traded value (0.002 = 0.2 %).")
+@click.option("--slippage-bps", type=float, default=0.0, show_default=True, envvar=env("SLIPPAGE_BPS"),
+              show_envvar=True, help="Adverse price move per fill in basis points.")
+@click.option("--fill-timing", type=click.Choice(FILL_TIMINGS), default="next_open", show_default=True,
+              envvar=env("FILL_TIMING"), show_envvar=True, help="next_open or close.")
+@click.option("--min-notional", type=float, default=0.0, show_default=True, envvar=env("MIN_NOTIONAL"),
+              show_envvar=True, help="Reject orders worth less than this.")
+@click.option("--log-level", type=click.Choice(LOG_LEVELS), default="info", show_default=True,
+              envvar=env("LOG_LEVEL"), show_envvar=True, help="Log verbosity on stderr.")
+@user_errors
+def start_command(strategy_file: Path, mode: str, data: tuple[str, ...], start: str | None, end: str | None,
+                  params: tuple[str, ...], state_dir: Path | None, host: str, port: int, replay_seconds: float,
+                  replay_start: str, cycle_offset: str, trigger_seconds: float, revaluation_seconds: float,
+                  max_cycles: int, run_single_cycle: bool, trade_immediately: bool, crash_policy: str,
+                  crash_serve_seconds: float, crash_loop_count: int, crash_loop_minutes: float,
+                  watchdog_seconds: float, complete_serve_seconds: float, chart_seconds: float, cash: float,
+                  fee: float, slippage_bps: float, fill_timing: str, min_notional: float, log_level: str) -> None:
+    """Run STRATEGY_FILE as a long-running executor with a webhook (/status, /summary, /visualisation)."""
+    from tradeexecutor.daemon.settings import DaemonConfig
+
+    # Everything is validated before anything is written.
+    config = DaemonConfig(
+        strategy_file=strategy_file, mode=mode,
+        state_dir=state_dir if state_dir is not None else Path("state") / strategy_file.stem,
+        data=tuple(split_sources(data)), start=start, end=end, params=parse_overrides(params),
+        engine=EngineConfig(
+            execution=ExecutionConfig(fee=fee, slippage_bps=slippage_bps, fill_timing=fill_timing,
+                                      min_notional=min_notional),
+            initial_cash=cash, cycle_offset_seconds=_offset_seconds(cycle_offset)),
+        host=host, port=port, replay_seconds=replay_seconds, replay_start=replay_start,
+        trigger_seconds=trigger_seconds, revaluation_seconds=revaluation_seconds, max_cycles=max_cycles,
+        run_single_cycle=run_single_cycle, trade_immediately=trade_immediately, crash_policy=crash_policy,
+        crash_serve_seconds=crash_serve_seconds, crash_loop_count=crash_loop_count,
+        crash_loop_minutes=crash_loop_minutes, watchdog_seconds=watchdog_seconds,
+        complete_serve_seconds=complete_serve_seconds, chart_seconds=chart_seconds,
+    )
+    _configure_logging(log_level)
+    sys.exit(_run(config))
+
+
+def _run(config: DaemonConfig) -> int:
+    """Build the daemon (or the backtest), hand it the webhook, run it."""
+    from tradeexecutor.runstate import RunState
+    from tradeexecutor.webhook import WebhookServer, create_app
+
+    def web(runstate: RunState) -> WebhookServer:
+        return WebhookServer(create_app(runstate), host=config.host, port=config.port)
+
+    if config.mode == "backtest":
+        from tradeexecutor.daemon.backtest_mode import prepare_backtest
+
+        backtest = prepare_backtest(config)
+        return backtest.run(web(backtest.runstate))
+    from tradeexecutor.daemon.runner import build_daemon
+
+    daemon = build_daemon(config)
+    try:
+        server = web(daemon.runstate)
+    except BaseException:
+        daemon.close()
+        raise
+    return daemon.run(server)
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(level=getattr(logging, level.upper()), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)

@@ -1,0 +1,47 @@
+"""The executor daemon: runs one strategy unattended on wall-clock cycles, one worker thread, crash-safe.
+
+Modules, one job each:
+
+- ``commands``  the loop's inbox: Command kinds and a queue that coalesces duplicate ticks;
+- ``clock``     injected time: SystemClock and a FakeClock for tests;
+- ``scheduler`` when jobs fire: APScheduler 3 ticker and its in-memory twin (only module importing apscheduler);
+- ``loop``      ExecutorLoop, the worker thread running the cycle, trigger-check and revaluation jobs;
+- ``publish``   keeps RunState current (counters, summary, charts, lag, next cycle);
+- ``crash``     crash records, crash-loop safe mode, the watchdog;
+- ``signals``   SIGTERM/SIGINT → graceful stop;
+- ``startup``   state-directory lock, loaded-state checks, replay start;
+- ``settings``  DaemonConfig, every option validated once;
+- ``runner``    builds and runs a paper-mode executor, maps endings to exit codes;
+- ``backtest_mode`` ``start --mode backtest``.
+
+The webhook is built by the CLI and handed in (the daemon never imports it).
+"""
+
+from __future__ import annotations
+
+from tradeexecutor.daemon.clock import Clock, FakeClock, SystemClock
+from tradeexecutor.daemon.commands import Command, CommandKind, CommandQueue, JobKind
+from tradeexecutor.daemon.loop import ExecutorLoop, LoopOutcome
+from tradeexecutor.daemon.runner import Daemon, build_daemon, log_journal
+from tradeexecutor.daemon.scheduler import ApschedulerTicker, InMemoryTicker, JobSpec, Ticker
+from tradeexecutor.daemon.settings import DaemonConfig
+
+__all__ = [
+    "ApschedulerTicker",
+    "Clock",
+    "Command",
+    "CommandKind",
+    "CommandQueue",
+    "Daemon",
+    "DaemonConfig",
+    "ExecutorLoop",
+    "FakeClock",
+    "InMemoryTicker",
+    "JobKind",
+    "JobSpec",
+    "LoopOutcome",
+    "SystemClock",
+    "Ticker",
+    "build_daemon",
+    "log_journal",
+]

@@ -1,0 +1,102 @@
+"""``start --mode backtest``: run the whole history at once with the daemon's strategy, config and state directory.
+
+The same RunState fields a paper run fills (status complete, summary, charts) are filled from
+the backtest's final state, the state is saved to the state directory as one snapshot, and the
+webhook can keep serving the result for ``--complete-serve-seconds``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+
+from tradeexecutor.backtest.runner import run_backtest
+from tradeexecutor.daemon.clock import Clock, SystemClock
+from tradeexecutor.daemon.commands import CommandQueue
+from tradeexecutor.daemon.runner import WebServer, log_journal
+from tradeexecutor.daemon.settings import DaemonConfig
+from tradeexecutor.daemon.signals import install_stop_signals
+from tradeexecutor.daemon.startup import StateDirLock
+from tradeexecutor.data.market import MarketData
+from tradeexecutor.data.source import load_market
+from tradeexecutor.engine.engine import EventSink
+from tradeexecutor.errors import StateError
+from tradeexecutor.runstate import RunState, RunStatus, image_key
+from tradeexecutor.stats import compute_summary
+from tradeexecutor.store import StateStore
+from tradeexecutor.strategy.loader import LoadedStrategy, check_universe, load_strategy
+from tradeexecutor.visual import render_all
+
+__all__ = ["BacktestRun", "prepare_backtest"]
+
+logger = logging.getLogger("tradeexecutor.daemon")
+
+
+@dataclass
+class BacktestRun:
+    """A validated backtest-mode run, ready to execute."""
+
+    config: DaemonConfig
+    strategy: LoadedStrategy
+    market: MarketData
+    runstate: RunState
+    journal: EventSink
+    clock: Clock
+
+    def run(self, web: WebServer | None = None) -> int:
+        """Backtest, publish, save, serve for --complete-serve-seconds; returns 0."""
+        if web is not None:
+            web.start()
+        stop_requested = threading.Event()
+        restore_signals = install_stop_signals(CommandQueue(), stop_requested)
+        lock = StateDirLock(self.config.state_dir).acquire()
+        try:
+            self._execute()
+            seconds = self.config.complete_serve_seconds
+            if seconds > 0:
+                logger.info("backtest complete; the webhook keeps serving for %gs", seconds)
+                stop_requested.wait(seconds)
+            return 0
+        finally:
+            lock.release()
+            restore_signals()
+            if web is not None:
+                web.stop()
+
+    def _execute(self) -> None:
+        config, strategy = self.config, self.strategy
+        store = StateStore(config.state_dir)
+        existing = store.load()  # an unreadable state stops here, untouched
+        if existing is not None and existing.replay_cursor >= 0:
+            raise StateError(f"{store.snapshot_path} holds a paper-trading state; a backtest will not replace it "
+                             "(use another --state-dir)")
+        market = self.market
+        self.runstate.update(status=RunStatus.running, executor_running=True)
+        result = run_backtest(strategy, market, config.engine, events=self.journal, now=self.clock.now())
+        store.save_snapshot(result.state)
+        prices = {symbol: market.close_series(symbol) for symbol in market.symbols}
+        summary = compute_summary(result.state, benchmark_prices=prices).to_dict()
+        self.runstate.update(summary_statistics=summary, cycles=result.cycles,
+                             completed_cycle=result.state.last_completed_cycle,
+                             extra={"state_dir": str(config.state_dir), "bars": result.bars,
+                                    "seconds": round(result.seconds, 3)})
+        if config.chart_seconds > 0:
+            images = render_all(result.state, prices)
+            self.runstate.set_images({image_key(*key): data for key, data in images.items()}, self.clock.now())
+        self.runstate.update(status=RunStatus.complete, executor_running=False)
+        logger.info("%s: backtest of %d bars, %d cycles in %.2fs; state saved to %s", strategy.name, result.bars,
+                    result.cycles, result.seconds, store.snapshot_path)
+
+
+def prepare_backtest(config: DaemonConfig, *, clock: Clock | None = None,
+                     journal: EventSink = log_journal) -> BacktestRun:
+    """Load and check the strategy and the data before anything is written."""
+    clock = clock or SystemClock()
+    strategy = load_strategy(config.strategy_file, config.params)
+    market, selection = load_market(list(config.data), strategy.instruments, bar_frequency=strategy.bar_frequency,
+                                    start=config.start, end=config.end)
+    check_universe(strategy, selection.available)
+    runstate = RunState.create(strategy.path.stem, mode="backtest", strategy_name=strategy.name,
+                               strategy_version=strategy.version, source_code=strategy.source, now=clock.now())
+    return BacktestRun(config=config, strategy=strategy, market=market, runstate=runstate, journal=journal, clock=clock)

@@ -1,0 +1,148 @@
+"""What happens when a job fails or hangs: crash records, crash-loop detection and the watchdog.
+
+- :class:`CrashRecorder` turns an exception escaping a job into RunState's crash record
+  (``set_fail``: the real exception, frames and cause chain), a crash.json record beside the
+  state (with its counter and recent crash times) and an ERROR log line.
+- :func:`crash_loop_reason` reads crash.json at start-up: after ``count`` crashes within
+  ``minutes`` the executor starts in *safe mode* — no new positions — and says why.
+- :class:`Watchdog` is a thread that watches the running job; one running longer than its
+  limit becomes a crash record holding every thread's stack (``dump_all_thread_stacks``), and
+  the runner then exits non-zero (the stuck job cannot be interrupted from outside).
+
+The crash *policy* (exit at once, or serve the webhook for a while, then exit non-zero) is
+applied by the runner on the main thread once the loop has ended.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from tradeexecutor.engine.engine import EventSink
+from tradeexecutor.errors import StateCorruptError, TradeExecutorError
+from tradeexecutor.runstate import CrashFile, RunState, dump_all_thread_stacks, format_exception_record
+
+__all__ = ["CrashRecorder", "JobHangError", "Watchdog", "crash_loop_reason"]
+
+logger = logging.getLogger("tradeexecutor.daemon")
+
+
+class JobHangError(TradeExecutorError):
+    """A job ran longer than the watchdog allows; the crash record carries every thread's stack."""
+
+
+class CrashRecorder:
+    """Records crashes in RunState, crash.json and the log; safe to call from any thread."""
+
+    def __init__(self, runstate: RunState, crash_file: CrashFile, journal: EventSink,
+                 now: Callable[[], datetime]) -> None:
+        self.runstate = runstate
+        self.crash_file = crash_file
+        self.journal = journal
+        self._now = now
+
+    def record(self, exc: BaseException, job: str) -> None:
+        """An exception escaped ``job``: make it visible in /status, crash.json and the log."""
+        now = self._now()
+        self.runstate.set_fail(exc, now)
+        record = self.runstate.snapshot().exception or {}
+        self._write(record, now)
+        logger.error("%s job crashed: %s: %s", job, type(exc).__name__, exc, exc_info=exc)
+        self.journal("crash", job=job, exception=record.get("class"), message=record.get("message"))
+
+    def record_hang(self, job: str, seconds: float) -> None:
+        """The watchdog saw ``job`` run for ``seconds``: a crash record with every thread's stack."""
+        now = self._now()
+        error = JobHangError(f"the {job} job has been running for {seconds:.0f}s, past the watchdog limit")
+        stacks = dump_all_thread_stacks()
+        self.runstate.set_fail(error, now)
+        with self.runstate.lock:
+            record = dict(self.runstate.exception or {})
+            record["thread_stacks"] = stacks
+            self.runstate.exception = record
+        self._write(record, now)
+        text = "\n".join(f"--- thread {t['name']} ---\n{t['stack']}" for t in stacks["threads"])
+        logger.error("watchdog: %s\n%s", error, text)
+        self.journal("crash", job=job, exception=record.get("class"), message=str(error))
+
+    def _write(self, record: dict[str, Any], now: datetime) -> None:
+        """Add the record to crash.json; a failure here is logged, never raised over the crash itself."""
+        try:
+            history = self.crash_file.record(record, now)
+        except OSError as error:
+            logger.error("cannot write crash file %s: %s", self.crash_file.path, error)
+            return
+        self.runstate.update(crash_count=history.crash_count)
+        logger.debug("crash record:\n%s", format_exception_record(record))
+
+
+def crash_loop_reason(crash_file: CrashFile, count: int, minutes: float, now: datetime) -> str | None:
+    """Why the executor must start in safe mode (``count`` crashes within ``minutes``), or None."""
+    if count <= 0:
+        return None
+    try:
+        recent = crash_file.recent_crashes(timedelta(minutes=minutes), now)
+    except StateCorruptError as error:
+        logger.warning("crash-loop check skipped: %s", error)
+        return None
+    if len(recent) < count:
+        return None
+    return (f"{len(recent)} crashes within {minutes:g} minutes (see {crash_file.path}); opening no new positions "
+            f"until a restart after {(recent[-1] + timedelta(minutes=minutes)).isoformat()}")
+
+
+class Watchdog:
+    """A daemon thread that reports a job running past ``seconds`` once, through ``on_hang(job, seconds)``."""
+
+    def __init__(self, seconds: float, on_hang: Callable[[str, float], None], *,
+                 monotonic: Callable[[], float] = time.monotonic, poll: float | None = None) -> None:
+        self.seconds = seconds
+        self.on_hang = on_hang
+        self._monotonic = monotonic
+        self._poll = poll if poll is not None else min(1.0, max(seconds / 10, 0.01))
+        self._lock = threading.Lock()
+        self._job: str | None = None
+        self._started = 0.0
+        self._stopped = threading.Event()
+        #: Set once a hang has been reported.
+        self.fired = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def job_started(self, job: str) -> None:
+        """The loop began ``job``."""
+        with self._lock:
+            self._job, self._started = job, self._monotonic()
+
+    def job_finished(self) -> None:
+        """The loop finished its job."""
+        with self._lock:
+            self._job = None
+
+    def start(self) -> None:
+        """Start watching (no-op when seconds is 0)."""
+        if self.seconds <= 0 or self._thread is not None:
+            return
+        self._thread = threading.Thread(target=self._watch, name="watchdog", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop watching."""
+        self._stopped.set()
+
+    def _watch(self) -> None:
+        while not self._stopped.wait(self._poll):
+            with self._lock:
+                job, started = self._job, self._started
+            if job is None:
+                continue
+            elapsed = self._monotonic() - started
+            if elapsed > self.seconds:
+                try:
+                    self.on_hang(job, elapsed)
+                finally:
+                    self.fired.set()
+                return

@@ -1,0 +1,247 @@
+"""ExecutorLoop: the one worker thread that takes commands off the queue and runs the jobs.
+
+Every state change happens here. The scheduler (or a test) only queues ticks; operators and
+signals only queue commands; the loop takes one command at a time, so the cycle, trigger-check
+and revaluation jobs never overlap. Each job is a short recipe of named steps and ends with
+the state saved (StateStore.save) before RunState is told.
+
+Idempotence. A cycle is identified by its timestamp. The state remembers the last completed
+cycle (``last_completed_cycle``) and the last replayed bar (``replay_cursor``); both are saved
+in the same write as the cycle's trades, so after a restart (even after kill -9) the feed
+continues after the cursor and a cycle at or before ``last_completed_cycle`` never runs again.
+A job that crashes is *not* saved: its half-done changes die with the process and the job runs
+again, cleanly, after the restart.
+
+Ending. ``stop`` (SIGTERM, SIGINT, ``--max-cycles``) finishes the running job, saves, sets
+status ``stopped``. The end of a replay sets ``complete``. An exception escaping a job sets
+``error`` with the crash record. In each case ``run`` returns a :class:`LoopOutcome` and the
+runner applies the exit policy.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+import numpy as np
+import pandas as pd
+
+from tradeexecutor.daemon.commands import Command, CommandKind, CommandQueue, JobKind
+from tradeexecutor.daemon.crash import CrashRecorder, Watchdog
+from tradeexecutor.daemon.publish import Publisher
+from tradeexecutor.data.feed import PriceFeed
+from tradeexecutor.engine.engine import CycleReport, Engine, EventSink
+from tradeexecutor.runstate import RunState, RunStatus
+from tradeexecutor.store import StateStoreProtocol
+
+__all__ = ["ExecutorLoop", "LoopOutcome"]
+
+logger = logging.getLogger("tradeexecutor.daemon")
+
+
+@dataclass(frozen=True)
+class LoopOutcome:
+    """How the loop ended: ``stopped``, ``complete`` or ``error``, and why."""
+
+    status: RunStatus
+    reason: str = ""
+
+
+class ExecutorLoop:
+    """Runs jobs from a CommandQueue against one engine, feed and store (see the module docstring)."""
+
+    def __init__(self, engine: Engine, feed: PriceFeed, store: StateStoreProtocol, runstate: RunState,
+                 commands: CommandQueue, publisher: Publisher, recorder: CrashRecorder, *,
+                 cycle_times: np.ndarray, journal: EventSink, now: Callable[[], datetime],
+                 cycle_limit: int = 0, safe_mode: bool = False, watchdog: Watchdog | None = None) -> None:
+        self.engine = engine
+        self.state = engine.state
+        self.feed = feed
+        self.store = store
+        self.runstate = runstate
+        self.commands = commands
+        self.publisher = publisher
+        self.recorder = recorder
+        self.journal = journal
+        self.watchdog = watchdog
+        self._now = now
+        self._due = cycle_times
+        #: Stop after this many strategy cycles (0: never).
+        self.cycle_limit = cycle_limit
+        #: Strategy cycles this process completed.
+        self.cycles = 0
+        #: Set when the loop has ended.
+        self.outcome: LoopOutcome | None = None
+        self.safe_mode = safe_mode
+        self.operator_paused = False
+        self._checked_step = feed.cursor  # newest bar whose triggers have been checked
+        self._jobs: dict[JobKind, Callable[[], None]] = {
+            JobKind.cycle: self.run_cycle,
+            JobKind.triggers: self.run_trigger_check,
+            JobKind.revaluation: self.run_revaluation,
+        }
+        self._begun = False
+
+    # -- driving ------------------------------------------------------------------------------
+
+    def begin(self) -> None:
+        """Mark the executor running (or complete at once when the replay already ended)."""
+        if self._begun:
+            return
+        self._begun = True
+        self._apply_pause()
+        self.runstate.update(status=RunStatus.running, executor_running=True)
+        self.publisher.progress(self.state)
+        self.journal("executor_started", cursor=self.feed.cursor, cycles_completed=self.state.cycles_completed)
+        if self.feed.finished:
+            self._guarded("complete", self._complete)
+
+    def run(self, idle_timeout: float = 1.0) -> LoopOutcome:
+        """Consume commands until the loop ends; the body of the worker thread."""
+        self.begin()
+        while self.outcome is None:
+            command = self.commands.get(timeout=idle_timeout)
+            if command is not None:
+                self.handle(command)
+        return self.outcome
+
+    def run_pending(self) -> LoopOutcome | None:
+        """Handle every queued command without waiting (tests drive the loop this way)."""
+        self.begin()
+        while self.outcome is None:
+            command = self.commands.get_nowait()
+            if command is None:
+                break
+            self.handle(command)
+        return self.outcome
+
+    def handle(self, command: Command) -> None:
+        """Do what one command asks."""
+        if self.outcome is not None:
+            return
+        if command.kind is not CommandKind.tick:
+            self.journal("command", command=command.kind.value, reason=command.reason)
+        if command.kind is CommandKind.tick and command.job is not None:
+            self._guarded(command.job.value, self._jobs[command.job])
+        elif command.kind is CommandKind.stop:
+            self._guarded("stop", lambda: self._stop(command.reason or "stop requested"))
+        elif command.kind in (CommandKind.pause, CommandKind.resume):
+            self.operator_paused = command.kind is CommandKind.pause
+            self._apply_pause()
+            logger.info("%s by operator", "paused" if self.operator_paused else "resumed")
+
+    def _guarded(self, job: str, body: Callable[[], None]) -> None:
+        """Run ``body`` under the watchdog; an escaping exception ends the loop as a crash."""
+        if self.watchdog is not None:
+            self.watchdog.job_started(job)
+        try:
+            body()
+        except Exception as exc:  # noqa: BLE001 - the loop boundary decides: every job failure is a crash
+            self.recorder.record(exc, job)
+            self.outcome = LoopOutcome(RunStatus.error, f"{job} job crashed: {type(exc).__name__}: {exc}")
+        finally:
+            if self.watchdog is not None:
+                self.watchdog.job_finished()
+
+    # -- the jobs, as recipes ---------------------------------------------------------------
+
+    def run_cycle(self) -> None:
+        """Deliver the next bar; fill, check triggers, mark and (when due) decide; save; publish."""
+        step = self.feed.advance()
+        if step is None:
+            return
+        cycle_ns = self._cycle_due(step)
+        report = self.engine.process_step(step, cycle_ns)
+        self.engine.record_valuation(step)
+        self._mark_progress(step, cycle_ns)
+        self.store.save(self.state)
+        self._publish_cycle(step, cycle_ns, report)
+        self._check_end()
+
+    def run_trigger_check(self) -> None:
+        """Check open positions' triggers against the newest bar not yet checked; save when one fired.
+
+        A replay checks each bar's triggers inside its cycle (``process_step``), so here it finds
+        nothing new; the job matters for feeds whose bars arrive between cycles.
+        """
+        step = self.feed.cursor
+        fired = 0
+        if step > self._checked_step and self.state.portfolio.open_positions:
+            fired = self.engine.check_triggers(step)
+        self._checked_step = max(self._checked_step, step)
+        if fired:
+            self.engine.mark_to_market(step)
+            self.engine.record_valuation(step)
+            self.store.save(self.state)
+        self.publisher.trigger_check_done(self.state)
+
+    def run_revaluation(self) -> None:
+        """Mark open positions to the newest bar, stamp the valuation time, record equity, save."""
+        step = self.feed.cursor
+        if step >= 0 and self.state.replay_cursor >= 0:
+            self.engine.revalue(step, self._now())
+            self.engine.record_valuation(step)
+            self.store.save(self.state)
+        self.publisher.revaluation_done(self.state)
+
+    # -- steps --------------------------------------------------------------------------------
+
+    def _cycle_due(self, step: int) -> int | None:
+        """The cycle time (ns) when a cycle ends at ``step`` and has not run before, else None."""
+        cycle_ns = int(self._due[step])
+        if not cycle_ns:
+            return None
+        done = self.state.last_completed_cycle
+        if done is not None and cycle_ns <= pd.Timestamp(done).value:
+            logger.warning("cycle %s already completed; not running it again", pd.Timestamp(cycle_ns, tz="UTC"))
+            return None
+        return cycle_ns
+
+    def _mark_progress(self, step: int, cycle_ns: int | None) -> None:
+        """Record in the state which bar and cycle are done, in the same save as their trades."""
+        self.state.replay_cursor = step
+        self._checked_step = step
+        if cycle_ns is not None:
+            self.state.last_completed_cycle = pd.Timestamp(cycle_ns, tz="UTC").to_pydatetime()
+            self.state.cycles_completed += 1
+            self.cycles += 1
+
+    def _publish_cycle(self, step: int, cycle_ns: int | None, report: CycleReport | None) -> None:
+        cycle_time = pd.Timestamp(cycle_ns, tz="UTC").to_pydatetime() if cycle_ns is not None else None
+        self.publisher.cycle_done(self.state, step, cycle_time)
+        if report is not None:
+            self.journal("cycle_completed", cycle_time=cycle_time, step=step, decisions=report.decisions,
+                         planned=report.planned, executed=report.executed, ignored=list(report.ignored),
+                         duration=round(report.duration, 6))
+
+    def _check_end(self) -> None:
+        if self.feed.finished:
+            self._complete()
+        elif self.cycle_limit and self.cycles >= self.cycle_limit:
+            self._stop(f"{self.cycles} cycle(s) run, the --max-cycles / --run-single-cycle limit")
+
+    def _apply_pause(self) -> None:
+        paused = self.operator_paused or self.safe_mode
+        self.engine.context.paused = paused
+        self.runstate.update(paused=self.operator_paused, safe_mode=self.safe_mode)
+
+    # -- endings ------------------------------------------------------------------------------
+
+    def _stop(self, reason: str) -> None:
+        """Save and end with status stopped."""
+        self.store.save(self.state)
+        self._end(RunStatus.stopped, reason)
+
+    def _complete(self) -> None:
+        """The replay reached the end of its data: final snapshot and charts, status complete."""
+        self.store.save_snapshot(self.state)
+        self.publisher.charts(self.state, self.feed.cursor)
+        self._end(RunStatus.complete, "the replay reached the end of the data")
+
+    def _end(self, status: RunStatus, reason: str) -> None:
+        self.runstate.update(status=status, executor_running=False, next_cycle_at=None)
+        self.journal("executor_" + status.value, reason=reason, cycles=self.cycles)
+        logger.info("executor %s: %s", status.value, reason)
+        self.outcome = LoopOutcome(status, reason)

@@ -1,0 +1,230 @@
+"""Builds everything ``tradeexecutor start`` runs in paper mode, runs it, and turns the ending into an exit code.
+
+Order of start-up (nothing is written before the inputs are known to be good):
+
+1. load the strategy and the data (UserInputError, exit 2);
+2. lock the state directory, load its state (StateCorruptError names the file, exit 3) and
+   check it fits the strategy and data;
+3. build the engine, the replay feed (restored to the saved cursor), RunState, the loop;
+4. read crash.json: show the last crash, and start in safe mode after a crash loop;
+5. start the webhook, signal handlers, the ticker and the watchdog; run the loop on its thread.
+
+The main thread then only waits: for the loop to end, for the watchdog to fire, or for a
+signal. It applies the crash policy and returns the exit code: 0 when stopped or complete, 1
+after a crash or a hang.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import NoReturn, Protocol
+
+from tradeexecutor.backtest.runner import new_state
+from tradeexecutor.daemon.clock import Clock, SystemClock
+from tradeexecutor.daemon.commands import CommandQueue, JobKind
+from tradeexecutor.daemon.crash import CrashRecorder, Watchdog, crash_loop_reason
+from tradeexecutor.daemon.loop import ExecutorLoop, LoopOutcome
+from tradeexecutor.daemon.publish import Publisher
+from tradeexecutor.daemon.scheduler import ApschedulerTicker, JobSpec, Ticker
+from tradeexecutor.daemon.settings import DaemonConfig
+from tradeexecutor.daemon.signals import install_stop_signals
+from tradeexecutor.daemon.startup import StateDirLock, check_loaded_state, replay_start_step
+from tradeexecutor.data.feed import ReplayFeed
+from tradeexecutor.data.source import load_market
+from tradeexecutor.engine.engine import Engine, EventSink
+from tradeexecutor.engine.schedule import cycle_times
+from tradeexecutor.errors import StateCorruptError
+from tradeexecutor.runstate import CrashFile, RunState, RunStatus
+from tradeexecutor.store import StateStore
+from tradeexecutor.strategy.loader import check_universe, load_strategy
+
+__all__ = ["Daemon", "WebServer", "build_daemon", "log_journal"]
+
+logger = logging.getLogger("tradeexecutor.daemon")
+journal_logger = logging.getLogger("tradeexecutor.journal")
+
+#: Exit code after a crash or a watchdog hang.
+CRASH_EXIT_CODE = 1
+
+
+class WebServer(Protocol):
+    """What the runner needs of the webhook (the CLI builds it; the daemon does not import the webhook)."""
+
+    def start(self) -> object: ...
+
+    def stop(self, timeout: float | None = None) -> None: ...
+
+
+def log_journal(event: str, **fields: object) -> None:
+    """The journal hook until issue 4's JSON-lines journal: one log line per event."""
+    quiet = event == "cycle_completed" and not fields.get("planned") and not fields.get("ignored")
+    text = " ".join(f"{key}={value}" for key, value in fields.items())
+    journal_logger.log(logging.DEBUG if quiet else logging.INFO, "%s %s", event, text)
+
+
+@dataclass
+class Daemon:
+    """Every object of one paper-mode executor process, wired together."""
+
+    config: DaemonConfig
+    clock: Clock
+    store: StateStore
+    lock: StateDirLock
+    feed: ReplayFeed
+    engine: Engine
+    runstate: RunState
+    commands: CommandQueue
+    ticker: Ticker
+    loop: ExecutorLoop
+    recorder: CrashRecorder
+    watchdog: Watchdog
+    #: Set by a signal; ends serve windows early.
+    stop_requested: threading.Event = field(default_factory=threading.Event)
+
+    def job_specs(self) -> list[JobSpec]:
+        """The cycle job (period: the replay cycle) and the enabled trigger and revaluation jobs."""
+        config = self.config
+        period = timedelta(seconds=config.replay_seconds)
+        specs = [JobSpec(JobKind.cycle, period, config.cycle_offset % period)]
+        if config.trigger_seconds > 0:
+            specs.append(JobSpec(JobKind.triggers, timedelta(seconds=config.trigger_seconds)))
+        if config.revaluation_seconds > 0:
+            specs.append(JobSpec(JobKind.revaluation, timedelta(seconds=config.revaluation_seconds)))
+        return specs
+
+    def start_jobs(self) -> None:
+        """Start the ticker; queue a first cycle at once when asked to trade immediately."""
+        self.ticker.start(self.job_specs())
+        if self.config.trade_immediately or self.config.run_single_cycle:
+            self.commands.put_tick(JobKind.cycle)
+
+    def run(self, web: WebServer | None = None) -> int:
+        """Run until stopped, complete or crashed (main thread); returns the process exit code."""
+        try:
+            if web is not None:
+                web.start()  # a port in use fails here, before any job ran
+        except BaseException:
+            self.close()
+            raise
+        restore_signals = install_stop_signals(self.commands, self.stop_requested)
+        try:
+            self.start_jobs()
+            self.watchdog.start()
+            outcome = self._run_loop_thread()
+            self.ticker.shutdown()
+            self.watchdog.stop()
+            if outcome is None:
+                return self._hard_exit()
+            return self._exit_code(outcome)
+        finally:
+            restore_signals()
+            if web is not None:
+                web.stop()
+            self.lock.release()
+
+    def _run_loop_thread(self) -> LoopOutcome | None:
+        """Run the loop on its worker thread and wait; None when the watchdog fired first."""
+        result: list[LoopOutcome] = []
+
+        def body() -> None:
+            try:
+                result.append(self.loop.run())
+            except Exception as exc:  # noqa: BLE001 - outside any job (start-up bookkeeping): still a crash
+                self.recorder.record(exc, "loop")
+                result.append(LoopOutcome(RunStatus.error, f"the loop crashed: {exc}"))
+
+        thread = threading.Thread(target=body, name="executor-loop", daemon=True)
+        thread.start()
+        while thread.is_alive() and not self.watchdog.fired.is_set():
+            thread.join(0.2)
+        return result[0] if result else None
+
+    def _exit_code(self, outcome: LoopOutcome) -> int:
+        """Apply the crash policy and the complete-serve window; the exit code."""
+        if outcome.status is RunStatus.complete:
+            self._serve_for(self.config.complete_serve_seconds, "the run is complete")
+            return 0
+        if outcome.status is RunStatus.stopped:
+            return 0
+        if self.config.crash_policy == "serve":
+            self._serve_for(self.config.crash_serve_seconds, "crashed")
+        return CRASH_EXIT_CODE
+
+    def _serve_for(self, seconds: float, why: str) -> None:
+        """Keep the webhook answering for ``seconds`` (a signal ends it early); never forever."""
+        if seconds > 0 and not self.stop_requested.is_set():
+            logger.info("%s; the webhook keeps serving for %gs", why, seconds)
+            self.stop_requested.wait(seconds)
+
+    def _hard_exit(self) -> NoReturn:
+        """The watchdog fired: the loop thread is stuck in a job, so serve if asked, then leave at once."""
+        if self.config.crash_policy == "serve":
+            self._serve_for(self.config.crash_serve_seconds, "a job hung")
+        logging.shutdown()
+        os._exit(CRASH_EXIT_CODE)
+
+    def close(self) -> None:
+        """Stop the ticker and watchdog and release the state directory (tests that build without run)."""
+        self.ticker.shutdown()
+        self.watchdog.stop()
+        self.lock.release()
+
+
+def build_daemon(config: DaemonConfig, *, clock: Clock | None = None, journal: EventSink = log_journal,
+                 ticker_factory: Callable[[CommandQueue], Ticker] | None = None) -> Daemon:
+    """Load, check and wire everything for a paper-mode run; raises our errors before anything is written."""
+    clock = clock or SystemClock()
+    strategy = load_strategy(config.strategy_file, config.params)
+    market, selection = load_market(list(config.data), strategy.instruments, bar_frequency=strategy.bar_frequency,
+                                    start=config.start, end=config.end)
+    asset_types = check_universe(strategy, selection.available)
+
+    lock = StateDirLock(config.state_dir).acquire()
+    try:
+        store = StateStore(config.state_dir)
+        state = store.load()
+        if state is None:
+            state = new_state(strategy, config.engine, clock.now())
+        else:
+            check_loaded_state(state, strategy, market, store.snapshot_path)
+        engine = Engine(strategy, market, state, config=config.engine, asset_types=asset_types, events=journal)
+        feed = ReplayFeed(market, start=replay_start_step(config.replay_start, market, engine.indicators),
+                          monotonic=clock.monotonic)
+        feed.restore(state.replay_cursor)
+    except BaseException:
+        lock.release()
+        raise
+
+    runstate = RunState.create(strategy.path.stem, mode=config.mode, strategy_name=strategy.name,
+                               strategy_version=strategy.version, source_code=strategy.source, now=clock.now())
+    crash_file = CrashFile.for_state_dir(config.state_dir)
+    try:
+        runstate.apply_crash_history(crash_file.load())
+    except StateCorruptError as error:
+        logger.warning("%s; the next crash record moves it aside", error)
+    safe_reason = crash_loop_reason(crash_file, config.crash_loop_count, config.crash_loop_minutes, clock.now())
+    if safe_reason:
+        logger.warning("starting in safe mode: %s", safe_reason)
+        runstate.update(safe_mode=True, safe_mode_reason=safe_reason)
+
+    commands = CommandQueue()
+    ticker = ticker_factory(commands) if ticker_factory else ApschedulerTicker(commands, clock)
+    recorder = CrashRecorder(runstate, crash_file, journal, clock.now)
+    watchdog = Watchdog(config.watchdog_seconds, recorder.record_hang)
+    publisher = Publisher(runstate, feed, clock, chart_seconds=config.chart_seconds,
+                          next_cycle_at=lambda: ticker.next_run_time(JobKind.cycle),
+                          extra={"state_dir": str(config.state_dir), "replay_start": feed.start})
+    due = cycle_times(market.timeline_ns, strategy.cycle_duration, config.cycle_offset)
+    loop = ExecutorLoop(engine, feed, store, runstate, commands, publisher, recorder, cycle_times=due,
+                        journal=journal, now=clock.now, cycle_limit=config.cycle_limit,
+                        safe_mode=bool(safe_reason), watchdog=watchdog)
+    logger.info("%s: paper mode replaying %d bars (bar %d onwards, %s) at %gs per bar, resuming after bar %d; "
+                "state in %s", strategy.name, len(market), feed.start, market.step_time(feed.start).date(),
+                config.replay_seconds, feed.cursor, config.state_dir)
+    return Daemon(config=config, clock=clock, store=store, lock=lock, feed=feed, engine=engine, runstate=runstate,
+                  commands=commands, ticker=ticker, loop=loop, recorder=recorder, watchdog=watchdog)

@@ -1,0 +1,118 @@
+"""Start-up checks of a state directory: take its lock, check a loaded state fits the strategy and data, pick the replay start.
+
+Nothing here writes to a state file: a state that does not fit stops start-up with a
+StateError naming the file, and the file is left as it is.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+
+from tradeexecutor.data.market import MarketData
+from tradeexecutor.errors import ConfigError, StateError, StateLockedError
+from tradeexecutor.state import State
+from tradeexecutor.strategy.indicators import IndicatorStore
+from tradeexecutor.strategy.loader import LoadedStrategy
+from tradeexecutor.timeframe import utc_timestamp
+
+__all__ = ["StateDirLock", "check_loaded_state", "replay_start_step"]
+
+logger = logging.getLogger("tradeexecutor.daemon")
+
+#: File in the state directory whose exclusive lock marks the directory as in use.
+LOCK_NAME = "executor.lock"
+
+
+class StateDirLock:
+    """An exclusive, non-blocking flock on ``<state dir>/executor.lock``; released when the process dies."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.path = Path(state_dir) / LOCK_NAME
+        self._fd: int | None = None
+
+    def acquire(self) -> StateDirLock:
+        """Create the directory if needed and lock it; StateLockedError when another process holds it."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as error:
+            os.close(fd)
+            raise StateLockedError(
+                f"{self.path.parent} is in use by another executor (lock {self.path} is held); "
+                "stop it first or use another --state-dir"
+            ) from error
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        """Unlock (closing the descriptor releases the flock)."""
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)
+
+
+def check_loaded_state(state: State, strategy: LoadedStrategy, market: MarketData, source: Path) -> None:
+    """Refuse a state that belongs to another strategy, or whose progress does not match the data."""
+    where = str(source)
+    if state.name and state.name != strategy.name:
+        raise StateError(f"{where} belongs to strategy {state.name!r}, not {strategy.name!r} "
+                         f"({strategy.path}); use another --state-dir")
+    if state.strategy_version and state.strategy_version != strategy.version:
+        logger.warning("the strategy source changed since %s was written (%s → %s); continuing with the new code",
+                       where, state.strategy_version[:12], strategy.version[:12])
+        state.strategy_version = strategy.version
+    for position in state.portfolio.open_positions:
+        symbol = state.instrument(position.instrument_id).symbol
+        if symbol not in strategy.instruments:
+            raise StateError(f"{where} holds an open position in {symbol}, which {strategy.path} no longer trades")
+    cursor = state.replay_cursor
+    if cursor >= len(market):
+        raise StateError(f"{where} replayed {cursor + 1} bars but the data has only {len(market)}: "
+                         "the data changed since the state was written; restore it or use another --state-dir")
+    stamps = np.asarray(state.valuations.timestamp, dtype=np.int64)
+    if len(stamps) > 1 and not bool(np.all(np.diff(stamps) > 0)):
+        raise StateError(f"{where} is inconsistent: its valuation times do not strictly increase")
+    if cursor >= 0 and len(stamps):
+        expected = int(market.timeline_ns[cursor]) // 1_000_000
+        if int(stamps[-1]) != expected:
+            raise StateError(f"{where} stops at a bar closing {utc_timestamp(int(stamps[-1]) * 1_000_000)} but bar "
+                             f"{cursor} of the data closes {market.step_time(cursor)}: the data changed since the "
+                             "state was written; restore it or use another --state-dir")
+    done = state.last_completed_cycle
+    if done is not None and cursor >= 0 and utc_timestamp(done) > market.step_time(cursor):
+        raise StateError(f"{where} is inconsistent: its last completed cycle {done} is after its replay cursor")
+
+
+def replay_start_step(start: str, market: MarketData, indicators: IndicatorStore) -> int:
+    """The first timeline step a new replay plays: ``first``, ``warm`` or the first bar closing at/after an ISO time.
+
+    ``warm`` skips the bars before every indicator of every symbol has a value: no strategy
+    can act on them, and skipping them makes the demo trade within seconds.
+    """
+    if start == "first":
+        return 0
+    if start == "warm":
+        step = 0
+        for symbol, values in indicators.values.items():
+            bars = market.bars[symbol]
+            for array in values.values():
+                finite = np.flatnonzero(np.isfinite(array))
+                index = int(finite[0]) if len(finite) else len(bars) - 1
+                step = max(step, int(np.searchsorted(market.timeline_ns, bars.close_time_ns[index])))
+        return min(step, len(market) - 1)
+    try:
+        moment = utc_timestamp(start)
+    except (ValueError, TypeError) as error:
+        raise ConfigError(f"--replay-start {start!r} is not warm, first or an ISO date or time") from error
+    step = int(np.searchsorted(market.timeline_ns, moment.value, side="left"))
+    if step >= len(market):
+        raise ConfigError(f"--replay-start {start} is after the last bar ({market.step_time(len(market) - 1)})")
+    return step
