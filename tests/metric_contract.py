@@ -1,0 +1,40 @@
+"""The metric names an executor exports at /metrics: a contract with deploy/prometheus/alerts.yml and
+the Grafana dashboard (deploy/grafana/dashboards/tradeexecutor.json).
+
+Sample names as Prometheus stores them (counters with their ``_total``). Alert rules and dashboard
+panels may use only these (tests/test_deploy.py checks both); the /metrics tests check the live
+endpoint exports every one. Renaming one breaks deployed alerts: add a new name instead.
+"""
+
+from __future__ import annotations
+
+#: Every metric name the deployment may rely on, with its labels in the comment.
+METRIC_NAMES: frozenset[str] = frozenset({
+    "tradeexecutor_info",                            # {executor_id, strategy, mode, version}, always 1
+    "tradeexecutor_up",                              # 1 while the executor's loop runs
+    "tradeexecutor_crashed",                         # 1 after a crash in this process
+    "tradeexecutor_healthy",                         # 1 when /healthz answers 200
+    "tradeexecutor_safe_mode",                       # 1 after a crash loop: no new positions
+    "tradeexecutor_paused",                          # 1 while an operator paused it
+    "tradeexecutor_cycles_total",                    # counter, this process
+    "tradeexecutor_position_trigger_checks_total",   # counter, this process
+    "tradeexecutor_position_revaluations_total",     # counter, this process
+    "tradeexecutor_crashes_total",                   # counter, this state directory (survives restarts)
+    "tradeexecutor_last_cycle_duration_seconds",
+    "tradeexecutor_last_cycle_lag_seconds",
+    "tradeexecutor_last_cycle_timestamp_seconds",
+    "tradeexecutor_next_cycle_overdue_seconds",
+    "tradeexecutor_market_data_feed_lag_seconds",
+    "tradeexecutor_portfolio_value",
+    "tradeexecutor_cash",
+    "tradeexecutor_unrealised_pnl",
+    "tradeexecutor_open_positions",
+    "tradeexecutor_orders",                          # {state}
+    "tradeexecutor_fees_paid",
+    "process_resident_memory_bytes",                 # prometheus_client's process collector
+})
+
+#: Labels the deployment adds or relies on beyond the metrics' own (job/instance from Prometheus,
+#: executor from the scrape configs).
+LABELS: frozenset[str] = frozenset({"executor_id", "strategy", "mode", "version", "state",
+                                    "job", "instance", "executor"})

@@ -1,0 +1,117 @@
+"""The documentation builds with ``mkdocs build --strict`` and its generated pages are current.
+
+Strict mode turns every warning into a failure: a broken link, a missing anchor, a page left out
+of the navigation. The configuration reference and the webhook API page are generated from the
+CLI and the OpenAPI document; a test fails when the committed page differs from the output.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = ROOT / "docs"
+MKDOCS_YML = ROOT / "mkdocs.yml"
+
+
+def load_script(path: Path) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def mkdocs_command() -> list[str]:
+    """``python -m mkdocs`` of this interpreter; skip when mkdocs is not installed (it is in the test extra)."""
+    if importlib.util.find_spec("mkdocs") is None:
+        pytest.skip("mkdocs is not installed: pip install -e '.[test]'")
+    return [sys.executable, "-m", "mkdocs"]
+
+
+@pytest.mark.slow
+def test_mkdocs_builds_strictly_without_warnings(tmp_path: Path) -> None:
+    command = [*mkdocs_command(), "build", "--strict", "--site-dir", str(tmp_path / "site")]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=240, check=False)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    warnings = [line for line in output.splitlines() if re.match(r"\s*(WARNING|ERROR)\b", line)]
+    assert not warnings, "\n".join(warnings)
+    for page in ("index", "quickstart", "writing-a-strategy", "configuration", "production", "webhook-api",
+                 "architecture", "statistics", "benchmarks"):
+        assert (tmp_path / "site" / f"{page}.html").is_file(), f"{page}.html not built"
+    assert not list((tmp_path / "site").glob("*.py")), "generator scripts must not be published"
+
+
+def test_mkdocs_config_is_strict_offline_and_lists_every_page() -> None:
+    config = yaml.safe_load(MKDOCS_YML.read_text(encoding="utf-8"))
+    assert config["strict"] is True
+    theme = config["theme"]["name"] if isinstance(config["theme"], dict) else config["theme"]
+    assert theme in {"mkdocs", "readthedocs"}, "built-in themes only: the build must not need the network"
+    assert not config.get("plugins"), "no plugins: they may need the network or extra packages"
+    pages = {next(iter(item.values())) for item in config["nav"]}
+    assert pages == {path.name for path in DOCS.glob("*.md")}
+
+
+def test_configuration_reference_is_generated_from_the_cli() -> None:
+    generator = load_script(DOCS / "gen_config_reference.py")
+    current = (DOCS / "configuration.md").read_text(encoding="utf-8")
+    assert current == generator.render(), "docs/configuration.md is out of date: run python docs/gen_config_reference.py"
+    from tradeexecutor.cli.main import cli
+
+    for command in cli.commands.values():  # type: ignore[attr-defined]
+        for param in command.params:
+            if param.envvar:
+                assert f"`{param.envvar}`" in current
+
+
+def test_webhook_api_page_is_generated_from_the_openapi_document() -> None:
+    source = ROOT / "tradeexecutor" / "webhook" / "openapi.yaml"
+    if not source.exists():
+        pytest.skip("no OpenAPI document yet")
+    generator = load_script(DOCS / "gen_webhook_api.py")
+    current = (DOCS / "webhook-api.md").read_text(encoding="utf-8")
+    assert current == generator.render(), "docs/webhook-api.md is out of date: run python docs/gen_webhook_api.py"
+    document = yaml.safe_load(source.read_text(encoding="utf-8"))
+    for path in document["paths"]:
+        assert f"`{path}`" in current
+
+
+def test_readme_commands_appear_in_the_quickstart() -> None:
+    """The quick start repeats the README's two commands word for word."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    quickstart = (DOCS / "quickstart.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```sh\n(.*?)```", readme, flags=re.DOTALL)
+    for command in ("pip install . && tradeexecutor start strategies/sma_crossover.py", "bash .ci/run"):
+        assert any(command in block for block in blocks), f"README no longer shows {command!r}"
+        assert command in quickstart
+
+
+def test_architecture_page_lists_every_package_part() -> None:
+    """Every top-level part of the package appears in the layer table of docs/architecture.md."""
+    text = (DOCS / "architecture.md").read_text(encoding="utf-8")
+    parts = {p.name for p in (ROOT / "tradeexecutor").iterdir() if p.is_dir() and (p / "__init__.py").exists()}
+    parts |= {p.stem for p in (ROOT / "tradeexecutor").glob("*.py") if p.stem != "__init__"}
+    missing = sorted(part for part in parts if f"`{part}`" not in text)
+    assert not missing, f"docs/architecture.md does not place {missing} in a layer"
+
+
+def test_docs_name_only_existing_repository_files() -> None:
+    """Paths quoted in the docs (`deploy/...`, `strategies/...`, `tradeexecutor/...`, `tests/...`) exist."""
+    problems = []
+    for page in DOCS.glob("*.md"):
+        for path in re.findall(r"`((?:deploy|strategies|tradeexecutor|tests|docs|bench)/[\w./-]+)`",
+                               page.read_text(encoding="utf-8")):
+            if "<" in path or "*" in path:
+                continue
+            if not (ROOT / path).exists():
+                problems.append(f"{page.name}: {path}")
+    assert not problems, "missing: " + ", ".join(problems)
