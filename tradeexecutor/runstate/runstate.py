@@ -26,6 +26,7 @@ from dataclasses_json import DataClassJsonMixin, config
 
 from tradeexecutor.runstate.crash import CrashHistory
 from tradeexecutor.runstate.crash import serialise_exception as _serialise_exception
+from tradeexecutor.runstate.figures import PortfolioFigures
 from tradeexecutor.state.timestamps import datetime_field
 
 #: Environment variable that names the deployed git commit (set it in images without a .git directory).
@@ -150,6 +151,13 @@ class RunState(DataClassJsonMixin):
     paused: bool = False
     #: Free-form extra values for new features before they earn a field.
     extra: dict[str, Any] = field(default_factory=dict)
+    #: Portfolio headline figures (value, cash, orders, fees), replaced as a whole after each cycle;
+    #: ``updated_at`` is None until the loop first fills them (see runstate.figures.FigureCounter).
+    portfolio: PortfolioFigures = field(default_factory=PortfolioFigures)
+    #: Wall-clock seconds the last strategy cycle took.
+    last_cycle_duration: float | None = None
+    #: Seconds between when the last cycle was due and when it started.
+    last_cycle_lag: float | None = None
 
     def __post_init__(self) -> None:
         """Give every instance its own lock (not a field: never serialised, copied or compared)."""

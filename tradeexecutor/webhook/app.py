@@ -51,7 +51,16 @@ View = Callable[[Request], Response]
 Include = str | Callable[[Configurator], None]
 
 #: Modules whose ``includeme`` adds routes; issue 4 appends its own here.
-ROUTE_MODULES: tuple[str, ...] = ()
+ROUTE_MODULES: tuple[str, ...] = (
+    "tradeexecutor.webhook.auth",
+    "tradeexecutor.webhook.control",
+    "tradeexecutor.webhook.openapi",
+    "tradeexecutor.webhook.dashboard",
+    "tradeexecutor.webhook.health",
+    "tradeexecutor.webhook.metrics",
+    "tradeexecutor.webhook.logs",
+    "tradeexecutor.webhook.files",
+)
 
 _RUNSTATE_SETTING = "tradeexecutor.runstate"
 _SOURCE_ENABLED_SETTING = "tradeexecutor.source_enabled"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
+from tradeexecutor.runstate.logbuffer import RingBufferHandler
 from tradeexecutor.store.layout import RunFiles
 
 #: Receives a control command name (stop, pause, resume, cycle_now) for the loop's queue; False when refused.
@@ -31,6 +32,8 @@ class WebhookOptions:
     health_grace_seconds: float = 60.0
     #: /healthz fails when market data is older than this many seconds (0 disables the check).
     data_stale_seconds: float = 0.0
+    #: Recent technical log records served by /logs/technical; None disables that route (404).
+    log_buffer: RingBufferHandler | None = field(default=None, repr=False, compare=False)
 
     @property
     def auth_enabled(self) -> bool:

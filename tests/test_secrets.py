@@ -1,0 +1,281 @@
+"""Secrets are names, not values: the real daemon never lets a credential out.
+
+``tradeexecutor start`` runs as a subprocess with known secret values in its environment (the
+webhook's basic-auth username and password, and exchange-key-like variables). Every route is
+called with the right credentials, wrong ones and none; the daemon is stopped with SIGTERM.
+Then every response body (gzip undone) and header, the process's stdout and stderr, and every
+file under the state directory (gzip undone) are searched for the secrets, raw and as the
+base64 of the basic-auth header: none may appear anywhere.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import http.client
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.parse
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parent.parent
+STRATEGY = ROOT / "strategies" / "sma_crossover.py"
+TOKEN = secrets.token_hex(6)
+USERNAME = f"op3rator-{TOKEN}"
+PASSWORD = f"s3cr3t-webhook-pw-{TOKEN}"
+API_KEY = f"s3cr3t-exchange-key-{TOKEN}"
+API_SECRET = f"s3cr3t-exchange-secret-{TOKEN}"
+
+
+def _basic(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+
+
+GOOD = _basic(USERNAME, PASSWORD)
+WRONG = {
+    "wrong password": _basic(USERNAME, "guess-" + PASSWORD),
+    "wrong user": _basic("root", PASSWORD),
+    "swapped": _basic(PASSWORD, USERNAME),
+    "not basic": "Bearer " + API_KEY,
+    "garbage": "Basic " + PASSWORD,
+}
+
+#: What may never show up: the raw values and the base64 of the right credentials.
+FORBIDDEN: dict[str, bytes] = {
+    "username": USERNAME.encode(),
+    "password": PASSWORD.encode(),
+    "exchange api key": API_KEY.encode(),
+    "exchange api secret": API_SECRET.encode(),
+    "basic auth token": GOOD.split()[1].encode(),
+    "token of the password": base64.b64encode(PASSWORD.encode()),
+}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Exchange:
+    """One request and what came back."""
+
+    label: str
+    method: str
+    path: str
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes
+
+
+@dataclass
+class Daemon:
+    process: subprocess.Popen[bytes]
+    port: int
+    state_dir: Path
+    stdout_path: Path
+    stderr_path: Path
+    exchanges: list[Exchange] = field(default_factory=list)
+
+    def request(self, method: str, path: str, label: str, authorization: str | None,
+                headers: dict[str, str] | None = None) -> Exchange:
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=15)
+        all_headers = dict(headers or {})
+        if authorization is not None:
+            all_headers["Authorization"] = authorization
+        try:
+            connection.request(method, path, headers=all_headers)
+            response = connection.getresponse()
+            body = response.read()
+            if response.getheader("Content-Encoding") == "gzip":
+                body = gzip.decompress(body)
+            exchange = Exchange(label, method, path, response.status, response.getheaders(), body)
+        finally:
+            connection.close()
+        self.exchanges.append(exchange)
+        return exchange
+
+    def get_json(self, path: str) -> Any:
+        exchange = self.request("GET", path, "good", GOOD)
+        assert exchange.status == 200, (path, exchange.status, exchange.body[:500])
+        return json.loads(exchange.body)
+
+
+def _wait(predicate: Any, what: str, daemon: Daemon, timeout: float = 60) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if daemon.process.poll() is not None:
+            raise AssertionError(f"daemon exited with {daemon.process.returncode} while waiting for {what}:\n"
+                                 + daemon.stderr_path.read_text(errors="replace")[-3000:])
+        try:
+            value = predicate()
+        except (OSError, http.client.HTTPException, ValueError):
+            value = None
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
+    tmp = tmp_path_factory.mktemp("secrets")
+    port = free_port()
+    state_dir = tmp / "state"
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("TRADEEXECUTOR_")}
+    environment.update({
+        "PYTHONUNBUFFERED": "1",
+        "TRADEEXECUTOR_WEBHOOK_USERNAME": USERNAME,
+        "TRADEEXECUTOR_WEBHOOK_PASSWORD": PASSWORD,
+        "TRADEEXECUTOR_EXCHANGE_API_KEY": API_KEY,
+        "TRADEEXECUTOR_EXCHANGE_API_SECRET": API_SECRET,
+    })
+    command = [sys.executable, "-m", "tradeexecutor.cli.main", "start", str(STRATEGY), "--port", str(port),
+               "--state-dir", str(state_dir), "--replay-seconds", "0.05", "--chart-seconds", "0.5",
+               "--trigger-seconds", "0.5", "--revaluation-seconds", "0.7", "--complete-serve-seconds", "60",
+               "--log-level", "debug"]
+    stdout_path, stderr_path = tmp / "stdout.txt", tmp / "stderr.txt"
+    with open(stdout_path, "wb") as out, open(stderr_path, "wb") as err:
+        process = subprocess.Popen(command, stdout=out, stderr=err, env=environment, cwd=tmp)
+    running = Daemon(process, port, state_dir, stdout_path, stderr_path)
+    try:
+        yield running
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
+
+
+def _documented_requests() -> list[tuple[str, str]]:
+    """(method, path) for every operation of the OpenAPI document, with path parameters and query variants."""
+    from tradeexecutor.webhook.openapi import openapi_document
+
+    document = yaml.safe_load(openapi_document())
+    requests: list[tuple[str, str]] = []
+    for path, item in document["paths"].items():
+        for method in item:
+            if method not in ("get", "post"):
+                continue
+            concrete = path.replace("{name}", "dashboard.css")
+            requests.append((method.upper(), concrete))
+    extra_queries = [
+        "/visualisation?type=small&theme=dark&format=svg", "/visualisation?format=png",
+        "/visualisation?type=huge", "/logs?limit=1000&level=debug", "/logs?since=0",
+        "/logs/technical?limit=1000&level=debug", "/positions?status=all&limit=1000",
+        "/positions?status=bogus", "/no-such-route", "/static/nothing.js",
+    ]
+    requests.extend(("GET", query) for query in extra_queries)
+    return requests
+
+
+def _secret_hits(data: bytes) -> list[str]:
+    found = [name for name, secret in FORBIDDEN.items() if secret in data]
+    # and percent-encoded, in case something echoes a query string or URL
+    for name, secret in FORBIDDEN.items():
+        quoted = urllib.parse.quote(secret.decode()).encode()
+        if quoted != secret and quoted in data:
+            found.append(name + " (url-encoded)")
+    return found
+
+
+def _file_bytes(path: Path) -> bytes:
+    data = path.read_bytes()
+    if data[:2] == b"\x1f\x8b":
+        try:
+            data += gzip.decompress(data)
+        except (OSError, EOFError):
+            pass
+    return data
+
+
+def test_no_secret_leaves_the_daemon(daemon: Daemon) -> None:
+    _wait(lambda: daemon.request("GET", "/ping", "probe", None).status == 200, "the webhook", daemon)
+    # Auth is in force: the credentials in the environment reached the webhook.
+    refused = daemon.request("GET", "/status", "none", None)
+    assert refused.status == 401, "TRADEEXECUTOR_WEBHOOK_USERNAME/PASSWORD did not turn basic auth on"
+    _wait(lambda: daemon.get_json("/status").get("cycles", 0) >= 3, "three cycles", daemon)
+    _wait(lambda: daemon.request("GET", "/visualisation?format=svg", "good", GOOD).status == 200, "charts", daemon)
+
+    for method, path in _documented_requests():
+        if path == "/control/stop":
+            continue  # stopped by SIGTERM below, as an operator's supervisor would
+        good = daemon.request(method, path, "good", GOOD)
+        assert good.status < 500, (method, path, good.status, good.body[:300])
+        for label, authorization in {**WRONG, "none": None}.items():
+            reply = daemon.request(method, path, label, authorization)
+            if path in ("/ping", "/healthz"):
+                assert reply.status < 500, (method, path, label, reply.status)
+            else:
+                assert reply.status == 401, (method, path, label, reply.status)
+    # gzip-encoded state, and the journal after the control commands
+    daemon.request("GET", "/state", "good gzip", GOOD, headers={"Accept-Encoding": "gzip"})
+    daemon.request("POST", "/control/stop", "wrong password", WRONG["wrong password"])
+    time.sleep(1.0)
+    daemon.request("GET", "/logs?limit=1000&level=debug", "good", GOOD)
+    daemon.request("GET", "/logs/technical?limit=1000&level=debug", "good", GOOD)
+
+    daemon.process.send_signal(signal.SIGTERM)
+    try:
+        code = daemon.process.wait(30)
+    except subprocess.TimeoutExpired:
+        pytest.fail("the daemon did not stop within 30 s of SIGTERM")
+    assert code in (0, 1, -signal.SIGTERM, 128 + signal.SIGTERM), code
+
+    leaks: list[str] = []
+    for exchange in daemon.exchanges:
+        where = f"{exchange.method} {exchange.path} ({exchange.label}, {exchange.status})"
+        for name in _secret_hits(exchange.body):
+            leaks.append(f"{name} in the body of {where}")
+        header_text = "\n".join(f"{k}: {v}" for k, v in exchange.headers).encode()
+        for name in _secret_hits(header_text):
+            leaks.append(f"{name} in the headers of {where}")
+    for label, path in (("stdout", daemon.stdout_path), ("stderr", daemon.stderr_path)):
+        for name in _secret_hits(path.read_bytes()):
+            leaks.append(f"{name} in the daemon's {label}")
+    files = [p for p in daemon.state_dir.rglob("*") if p.is_file()]
+    assert files, "the daemon wrote nothing to its state directory"
+    for path in files:
+        for name in _secret_hits(_file_bytes(path)):
+            leaks.append(f"{name} in {path.relative_to(daemon.state_dir)}")
+    assert not leaks, "secrets leaked:\n" + "\n".join(leaks)
+
+    # the scan saw real traffic: the happy path answered, and the daemon logged something
+    good_statuses = {e.path: e.status for e in daemon.exchanges if e.label == "good"}
+    assert good_statuses.get("/status") == 200 and good_statuses.get("/api/openapi.yaml") == 200
+    assert daemon.stderr_path.stat().st_size + daemon.stdout_path.stat().st_size > 0
+
+
+def test_help_never_shows_secret_values() -> None:
+    environment = {**os.environ, "TRADEEXECUTOR_WEBHOOK_USERNAME": USERNAME,
+                   "TRADEEXECUTOR_WEBHOOK_PASSWORD": PASSWORD, "TRADEEXECUTOR_EXCHANGE_API_KEY": API_KEY}
+    for command in (["start", "--help"], ["status", "--help"], ["logs", "--help"], ["--help"]):
+        result = subprocess.run([sys.executable, "-m", "tradeexecutor.cli.main", *command], capture_output=True,
+                                env=environment, timeout=60, check=False)
+        assert result.returncode == 0, result.stderr
+        assert not _secret_hits(result.stdout + result.stderr), command
+
+
+def test_the_scanner_can_fail() -> None:
+    """The search itself finds each form it looks for."""
+    assert _secret_hits(b"x" + PASSWORD.encode() + b"y") == ["password"]
+    assert "basic auth token" in _secret_hits(GOOD.encode())
+    assert "exchange api key" in _secret_hits(("key=" + API_KEY).encode())
+    # compressed bytes hide a secret from a plain search, hence _file_bytes and the gzip-decoded bodies
+    compressed = gzip.compress(PASSWORD.encode())
+    assert _secret_hits(compressed) == [] and _secret_hits(gzip.decompress(compressed)) == ["password"]
+    assert _secret_hits(b"nothing here") == []

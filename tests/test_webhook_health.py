@@ -1,0 +1,159 @@
+"""/healthz over real HTTP: 200 while the loop runs on time, 503 with a reason for every way it can fail."""
+
+from __future__ import annotations
+
+import http.client
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from tradeexecutor.runstate import RunState, RunStatus
+from tradeexecutor.runstate.crash import CrashHistory
+from tradeexecutor.webhook import WebhookServer, create_app
+from tradeexecutor.webhook.health import assess_health, next_cycle_overdue
+from tradeexecutor.webhook.options import WebhookOptions
+
+
+def get(server: WebhookServer, path: str) -> tuple[int, dict[str, Any]]:
+    connection = http.client.HTTPConnection("127.0.0.1", server.effective_port, timeout=10)
+    try:
+        connection.request("GET", path)
+        response = connection.getresponse()
+        body = response.read()
+        assert response.getheader("Content-Type", "").startswith("application/json")
+        assert response.getheader("Cache-Control") == "no-store"
+        return response.status, json.loads(body)
+    finally:
+        connection.close()
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+@pytest.fixture
+def runstate() -> RunState:
+    runstate = RunState.create("exec-health", mode="paper", version={"package": "0.1.0", "git_commit": None})
+    runstate.update(status="running", executor_running=True, next_cycle_at=_now() + timedelta(minutes=5))
+    return runstate
+
+
+def _server(runstate: RunState, **options: Any) -> WebhookServer:
+    return WebhookServer(create_app(runstate, options=WebhookOptions(**options)), port=0)
+
+
+@pytest.fixture
+def server(runstate: RunState) -> Iterator[WebhookServer]:
+    with _server(runstate, health_grace_seconds=60, data_stale_seconds=300) as running:
+        yield running
+
+
+def test_healthy_while_running_and_on_time(server: WebhookServer) -> None:
+    status, body = get(server, "/healthz")
+    assert status == 200
+    assert body["healthy"] is True and body["reasons"] == []
+    assert body["run_status"] == "running" and body["executor_running"] is True
+    assert body["next_cycle_overdue_seconds"] == 0
+
+
+def test_ping_is_unchanged(server: WebhookServer) -> None:
+    assert get(server, "/ping") == (200, {"ping": "pong"})
+
+
+def _assert_unhealthy(server: WebhookServer, fragment: str) -> dict[str, Any]:
+    status, body = get(server, "/healthz")
+    assert status == 503, body
+    assert body["status"] == 503 and body["healthy"] is False
+    assert fragment in body["error"], body
+    assert any(fragment in reason for reason in body["reasons"])
+    return body
+
+
+def test_crash_is_503_with_reason(server: WebhookServer, runstate: RunState) -> None:
+    try:
+        raise RuntimeError("exchange exploded")
+    except RuntimeError as exc:
+        runstate.set_fail(exc)
+    body = _assert_unhealthy(server, "crashed")
+    assert body["run_status"] == "error" and body["executor_running"] is False
+    assert "exchange exploded" not in json.dumps(body)  # the crash record lives in /status, not here
+
+
+def test_a_crash_before_this_process_started_does_not_fail_a_running_executor(
+    server: WebhookServer, runstate: RunState
+) -> None:
+    earlier = runstate.started_at - timedelta(hours=1)  # type: ignore[operator]
+    runstate.apply_crash_history(CrashHistory(crash_count=2, last_crashed_at=earlier, last_exception={"type": "X"}))
+    status, body = get(server, "/healthz")
+    assert status == 200 and body["healthy"] is True
+
+
+def test_crashed_at_in_this_process_fails_even_if_status_was_not_updated(
+    server: WebhookServer, runstate: RunState
+) -> None:
+    runstate.update(crashed_at=_now())
+    _assert_unhealthy(server, "crashed")
+
+
+@pytest.mark.parametrize("status", [RunStatus.stopped, RunStatus.complete])
+def test_stopped_or_complete_is_503(server: WebhookServer, runstate: RunState, status: RunStatus) -> None:
+    runstate.update(status=status, executor_running=False)
+    _assert_unhealthy(server, f"executor is {status.value}")
+
+
+def test_loop_not_running_yet_is_503(server: WebhookServer, runstate: RunState) -> None:
+    runstate.update(status="starting", executor_running=False)
+    _assert_unhealthy(server, "loop is not running")
+
+
+def test_overdue_next_cycle_beyond_grace_is_503(server: WebhookServer, runstate: RunState) -> None:
+    runstate.update(next_cycle_at=_now() - timedelta(seconds=30))  # late, but within 60 s grace
+    status, body = get(server, "/healthz")
+    assert status == 200 and 29 <= body["next_cycle_overdue_seconds"] < 60
+    runstate.update(next_cycle_at=_now() - timedelta(seconds=600))
+    body = _assert_unhealthy(server, "overdue")
+    assert body["next_cycle_overdue_seconds"] >= 600
+
+
+def test_paused_executor_is_not_failed_for_an_overdue_cycle(server: WebhookServer, runstate: RunState) -> None:
+    runstate.update(paused=True, next_cycle_at=_now() - timedelta(seconds=600))
+    status, body = get(server, "/healthz")
+    assert status == 200 and body["paused"] is True
+
+
+def test_safe_mode_alone_is_healthy(server: WebhookServer, runstate: RunState) -> None:
+    runstate.update(safe_mode=True, safe_mode_reason="too many rejections")
+    assert get(server, "/healthz")[0] == 200
+
+
+def test_stale_market_data_is_503(server: WebhookServer, runstate: RunState) -> None:
+    runstate.update(market_data_feed_lag=299.0)
+    assert get(server, "/healthz")[0] == 200
+    runstate.update(market_data_feed_lag=301.0)
+    _assert_unhealthy(server, "market data")
+
+
+def test_stale_check_is_off_when_limit_is_zero(runstate: RunState) -> None:
+    runstate.update(market_data_feed_lag=1e9)
+    with _server(runstate, data_stale_seconds=0) as server:
+        assert get(server, "/healthz")[0] == 200
+
+
+def test_several_reasons_are_all_reported(server: WebhookServer, runstate: RunState) -> None:
+    runstate.update(next_cycle_at=_now() - timedelta(hours=1), market_data_feed_lag=10_000.0)
+    body = _assert_unhealthy(server, "overdue")
+    assert len(body["reasons"]) == 2 and "market data" in body["error"]
+
+
+def test_assess_health_with_injected_time() -> None:
+    t0 = datetime(2024, 5, 1, tzinfo=UTC)
+    snapshot = RunState(executor_running=True, status=RunStatus.running, next_cycle_at=t0, started_at=t0)
+    options = WebhookOptions(health_grace_seconds=10)
+    assert next_cycle_overdue(snapshot, t0 - timedelta(seconds=5)) == 0
+    assert next_cycle_overdue(snapshot, t0 + timedelta(seconds=11)) == 11
+    assert assess_health(snapshot, options, t0 + timedelta(seconds=10)).healthy
+    verdict = assess_health(snapshot, options, t0 + timedelta(seconds=11))
+    assert not verdict.healthy and verdict.overdue_seconds == 11 and not verdict.crashed

@@ -1,0 +1,233 @@
+"""The run's journal: append-only JSON lines of what happened to the job, read back from the end.
+
+One ``journal.jsonl`` per state directory (``RunFiles.journal``), one line per event::
+
+    {"at": "2024-05-01T12:00:00+00:00", "level": "info", "event": "order_filled", "trade_id": 7, ...}
+
+Events the loop writes (any other name is accepted too): started, stopped, cycle_completed
+(``duration``, ``decisions``), order_planned, order_filled, order_rejected (``reason``),
+trigger_fired, revalued, crashed, safe_mode, paused, resumed, stop_requested and control
+(``who``, ``what``). Like every file the loop writes, the journal must never hold a secret.
+
+Writing: every :meth:`Journal.append` is flushed and fsynced before it returns (see
+``store.atomic.fsync_append``). Lines are in the order they were appended, which is time order
+because the loop appends as things happen.
+
+Reading: :meth:`Journal.read` scans backwards from the end in blocks, so the cost of reading the
+newest entries depends on how many are wanted, not on the size of the file. A crash during an
+append can leave a torn last line (no newline, or half a JSON object): readers skip it, and the
+next append starts a fresh line after it, so the torn fragment never swallows a good entry.
+
+Example::
+
+    journal = Journal(files.journal)
+    journal.append("order_rejected", level="warning", trade_id=12, reason="below minimum notional")
+    journal.read(limit=50, level="warning")   # the 50 newest warnings and errors, oldest first
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from datetime import UTC, date, datetime
+from enum import Enum
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import orjson
+
+from tradeexecutor.store.atomic import fsync_append
+
+__all__ = ["EVENTS", "LEVELS", "Journal", "level_rank", "parse_level"]
+
+#: Journal levels, least severe first; a level filter keeps entries at or above the level asked.
+LEVELS: tuple[str, ...] = ("debug", "info", "warning", "error")
+
+#: Event names the loop writes; documentation and a shared vocabulary, not a closed list.
+EVENTS: frozenset[str] = frozenset(
+    {
+        "started",
+        "stopped",
+        "cycle_completed",
+        "order_planned",
+        "order_filled",
+        "order_rejected",
+        "trigger_fired",
+        "revalued",
+        "crashed",
+        "safe_mode",
+        "paused",
+        "resumed",
+        "stop_requested",
+        "control",
+    }
+)
+
+#: Bytes read per step when scanning backwards.
+_BLOCK_SIZE = 64 * 1024
+
+#: Datetimes go through _default so that every one is written in UTC.
+_DUMP_OPTIONS = orjson.OPT_APPEND_NEWLINE | orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME
+
+_RANK = {name: rank for rank, name in enumerate(LEVELS)}
+
+
+def parse_level(level: str) -> str:
+    """A level name checked and lower-cased; raises ValueError naming the allowed ones."""
+    name = str(level).lower()
+    if name not in _RANK:
+        raise ValueError(f"unknown journal level {level!r}; allowed: {', '.join(LEVELS)}")
+    return name
+
+
+def level_rank(level: Any) -> int:
+    """Severity of a level name (an unknown one counts as info)."""
+    return _RANK.get(str(level).lower(), _RANK["info"])
+
+
+def _utc(value: datetime) -> datetime:
+    """An aware UTC datetime; a naive one is taken as UTC."""
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+def _default(value: Any) -> Any:
+    """Encode field values orjson does not know: datetime subclasses, enums, numpy scalars, the rest as text."""
+    if isinstance(value, datetime):
+        return _utc(value).isoformat()
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, Enum):
+        return value.value
+    if hasattr(value, "item"):  # numpy scalar
+        return value.item()
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    return str(value)
+
+
+def _entry_time(entry: dict[str, Any]) -> datetime | None:
+    """The ``at`` of an entry as an aware datetime, None when missing or unreadable."""
+    text = entry.get("at")
+    if not isinstance(text, str):
+        return None
+    try:
+        return _utc(datetime.fromisoformat(text))
+    except ValueError:
+        return None
+
+
+class Journal:
+    """Append-only JSON-lines journal of one run; one writer (the loop), any number of readers."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        #: The journal file (usually ``RunFiles.journal``).
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        self._checked_tail = False
+
+    # -- writing ---------------------------------------------------------------------------------
+
+    def append(self, event: str, *, level: str = "info", at: datetime | None = None, **fields: Any) -> dict[str, Any]:
+        """Write one entry, flushed and fsynced, and return it as written (``at`` as ISO text).
+
+        ``at`` defaults to now; it is stored in UTC. ``fields`` must be JSON-friendly (datetimes,
+        enums and numpy numbers are converted; anything else unknown is written as its text).
+        """
+        if not isinstance(event, str) or not event:
+            raise ValueError("a journal event needs a non-empty name")
+        entry: dict[str, Any] = {
+            "at": _utc(at if at is not None else datetime.now(UTC)).isoformat(),
+            "level": parse_level(level),
+            "event": event,
+            **fields,
+        }
+        line = orjson.dumps(entry, default=_default, option=_DUMP_OPTIONS)
+        with self._lock:
+            if not self._checked_tail:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                if self._ends_torn():
+                    line = b"\n" + line  # close the torn fragment so this entry gets its own line
+                self._checked_tail = True
+            fsync_append(self.path, line)
+        return orjson.loads(line)  # type: ignore[no-any-return]
+
+    def _ends_torn(self) -> bool:
+        """True when the file exists and its last byte is not a newline (a crash cut an append short)."""
+        try:
+            with open(self.path, "rb") as handle:
+                size = handle.seek(0, os.SEEK_END)
+                if size == 0:
+                    return False
+                handle.seek(size - 1)
+                return handle.read(1) != b"\n"
+        except FileNotFoundError:
+            return False
+
+    # -- reading ---------------------------------------------------------------------------------
+
+    def read(self, since: datetime | None = None, limit: int = 100, level: str | None = None) -> list[dict[str, Any]]:
+        """The ``limit`` most recent entries at or after ``since`` and at or above ``level``, oldest first.
+
+        Scans backwards from the end and stops once it has ``limit`` matches or meets an entry
+        older than ``since`` (entries are in time order), so it reads only the tail it needs.
+        An empty list when the journal does not exist yet. Unparsable lines (torn appends) are skipped.
+        """
+        if limit <= 0:
+            return []
+        floor = level_rank(parse_level(level)) if level is not None else None
+        since_utc = _utc(since) if since is not None else None
+        found: list[dict[str, Any]] = []
+        try:
+            handle = open(self.path, "rb")
+        except FileNotFoundError:
+            return []
+        with handle:
+            for line in _lines_backwards(handle):
+                try:
+                    entry = orjson.loads(line)
+                except orjson.JSONDecodeError:
+                    continue
+                if not isinstance(entry, dict):
+                    continue
+                if since_utc is not None:
+                    at = _entry_time(entry)
+                    if at is not None and at < since_utc:
+                        break
+                if floor is not None and level_rank(entry.get("level")) < floor:
+                    continue
+                found.append(entry)
+                if len(found) >= limit:
+                    break
+        found.reverse()
+        return found
+
+
+def _lines_backwards(handle: BinaryIO) -> Iterator[bytes]:
+    """Complete, non-empty lines of a file from last to first, reading blocks from the end.
+
+    The size is taken once, so lines appended during the scan are not seen. The bytes after the
+    last newline are a torn append (empty when the file ends cleanly) and are never yielded.
+    """
+    position = handle.seek(0, os.SEEK_END)
+    carry = b""
+    tail_pending = True  # the bytes after the last newline have not been dropped yet
+    while position > 0:
+        start = max(0, position - _BLOCK_SIZE)
+        handle.seek(start)
+        block = handle.read(position - start) + carry
+        position = start
+        pieces = block.split(b"\n")
+        carry = pieces.pop(0)  # may continue in the block before; whole when position is 0
+        if tail_pending:
+            if not pieces:  # no newline in sight yet: everything so far is the torn tail
+                continue
+            pieces.pop()
+            tail_pending = False
+        for line in reversed(pieces):
+            if line.strip():
+                yield line
+    if not tail_pending and carry.strip():
+        yield carry

@@ -1,0 +1,156 @@
+"""Optional HTTP basic auth and CORS for the webhook, as one Pyramid tween.
+
+Auth is on when ``WebhookOptions.auth_enabled`` (both username and password set). Then every
+route except the liveness probes (``/ping``, ``/healthz``) needs the credentials; a request
+without them, or with wrong ones, gets a 401 JSON error with
+``WWW-Authenticate: Basic realm="tradeexecutor"`` before any route runs (so unknown paths
+answer 401 too, and reveal nothing). Username and password are both compared in constant time
+with ``hmac.compare_digest``, both always, so the answer time does not tell which half was
+wrong. Credentials are never logged.
+
+CORS is off unless ``WebhookOptions.cors_origins`` lists origins: a response to a request whose
+``Origin`` is listed (or any origin, when the list holds ``"*"``) carries
+``Access-Control-Allow-Origin`` for that origin, and a preflight (``OPTIONS`` with
+``Access-Control-Request-Method``) from it is answered with 204 before auth, since browsers
+send preflights without credentials.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import logging
+from collections.abc import Callable
+
+from pyramid.config import Configurator
+from pyramid.registry import Registry
+from pyramid.request import Request
+from pyramid.response import Response
+
+from tradeexecutor.webhook.app import get_options, json_error
+from tradeexecutor.webhook.options import WebhookOptions
+
+logger = logging.getLogger("tradeexecutor.webhook")
+
+#: Paths served without credentials: probes for load balancers and orchestrators.
+PUBLIC_PATHS: frozenset[str] = frozenset({"/ping", "/healthz"})
+
+#: The realm named in the 401 challenge.
+REALM = "tradeexecutor"
+
+#: Methods and request headers a CORS preflight may ask for.
+CORS_ALLOW_METHODS = "GET, HEAD, POST, OPTIONS"
+CORS_ALLOW_HEADERS = "Authorization, Content-Type"
+#: Seconds a browser may cache a preflight answer.
+CORS_MAX_AGE = "600"
+
+Handler = Callable[[Request], Response]
+
+
+def _raw_path(request: Request) -> str:
+    """PATH_INFO exactly as received (WSGI latin-1 text), never raising on bad UTF-8."""
+    return str(request.environ.get("PATH_INFO", ""))
+
+
+def parse_basic_auth(header: str | None) -> tuple[bytes, bytes] | None:
+    """``"Basic dXNlcjpwdw=="`` → ``(b"user", b"pw")``; None when the header is missing or malformed."""
+    if not header:
+        return None
+    scheme, _, encoded = header.strip().partition(" ")
+    if scheme.lower() != "basic" or not encoded.strip():
+        return None
+    try:
+        decoded = base64.b64decode(encoded.strip().encode("ascii"), validate=True)
+    except (binascii.Error, UnicodeEncodeError, ValueError):
+        return None
+    username, colon, password = decoded.partition(b":")
+    if not colon:
+        return None
+    return username, password
+
+
+def credentials_match(options: WebhookOptions, header: str | None) -> bool:
+    """True when the Authorization header carries the configured username and password.
+
+    Both halves are compared with ``hmac.compare_digest`` every time, even when the username
+    is already wrong, so timing reveals neither.
+    """
+    expected_user = (options.auth_username or "").encode("utf-8")
+    expected_password = (options.auth_password or "").encode("utf-8")
+    given = parse_basic_auth(header)
+    # Compare against something of the right type even when nothing usable was sent.
+    user, password = given if given is not None else (b"", b"")
+    user_ok = hmac.compare_digest(user, expected_user)
+    password_ok = hmac.compare_digest(password, expected_password)
+    return given is not None and user_ok and password_ok
+
+
+def unauthorized() -> Response:
+    """The 401 answer: the JSON error shape plus the basic-auth challenge."""
+    response = json_error(401, "authentication required")
+    response.headers["WWW-Authenticate"] = f'Basic realm="{REALM}"'
+    return response
+
+
+def allowed_origin(options: WebhookOptions, origin: str | None) -> str | None:
+    """The origin to echo in ``Access-Control-Allow-Origin``, or None when CORS does not allow it."""
+    if not origin or not options.cors_origins:
+        return None
+    if origin in options.cors_origins or "*" in options.cors_origins:
+        return origin
+    return None
+
+
+def _add_cors_headers(response: Response, origin: str) -> None:
+    response.headers["Access-Control-Allow-Origin"] = origin
+    vary = response.headers.get("Vary")
+    if not vary:
+        response.headers["Vary"] = "Origin"
+    elif "origin" not in vary.lower():
+        response.headers["Vary"] = f"{vary}, Origin"
+
+
+def _preflight(origin: str) -> Response:
+    """204 answer to an allowed CORS preflight."""
+    response = Response(status=204)
+    _add_cors_headers(response, origin)
+    response.headers["Access-Control-Allow-Methods"] = CORS_ALLOW_METHODS
+    response.headers["Access-Control-Allow-Headers"] = CORS_ALLOW_HEADERS
+    response.headers["Access-Control-Max-Age"] = CORS_MAX_AGE
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def auth_tween_factory(handler: Handler, registry: Registry) -> Handler:
+    """The tween: answer CORS preflights, refuse unauthenticated requests, add CORS headers on the way out."""
+
+    def auth_tween(request: Request) -> Response:
+        options = get_options(request)
+        origin = allowed_origin(options, request.headers.get("Origin"))
+        if (
+            origin is not None
+            and request.method == "OPTIONS"
+            and "Access-Control-Request-Method" in request.headers
+        ):
+            return _preflight(origin)
+        if (
+            options.auth_enabled
+            and _raw_path(request) not in PUBLIC_PATHS
+            and not credentials_match(options, request.headers.get("Authorization"))
+        ):
+            # Never log the header or what it decodes to.
+            logger.info("refused unauthenticated %s request from %s", request.method, request.client_addr)
+            response = unauthorized()
+        else:
+            response = handler(request)
+        if origin is not None:
+            _add_cors_headers(response, origin)
+        return response
+
+    return auth_tween
+
+
+def includeme(config: Configurator) -> None:
+    """Register the auth/CORS tween (above Pyramid's exception view tween, so errors get CORS headers too)."""
+    config.add_tween("tradeexecutor.webhook.auth.auth_tween_factory")

@@ -1,0 +1,235 @@
+"""GET /metrics: Prometheus text exposition of the RunState, read at scrape time, plus process metrics.
+
+Each app gets its own ``CollectorRegistry`` (never prometheus_client's global one, so several
+apps in one process — tests, ``metrics serve`` — do not collide) holding
+
+- :class:`RunStateCollector`, which takes one ``runstate.snapshot()`` per scrape and turns it
+  into the ``tradeexecutor_*`` families below, and
+- prometheus_client's ``ProcessCollector`` (``process_resident_memory_bytes``, CPU seconds,
+  open file descriptors, start time).
+
+The metric names are a contract with the deployment's alert rules: never rename one.
+
+====================================================  ======================================
+``tradeexecutor_info{executor_id,strategy,mode,version}``  gauge, always 1
+``tradeexecutor_up``                                   1 while the loop runs
+``tradeexecutor_crashed``                              1 after a crash in this process
+``tradeexecutor_healthy``                              1/0, the /healthz rule
+``tradeexecutor_safe_mode``, ``tradeexecutor_paused``  1/0
+``tradeexecutor_cycles_total``                         counter (this process)
+``tradeexecutor_position_trigger_checks_total``        counter (this process)
+``tradeexecutor_position_revaluations_total``          counter (this process)
+``tradeexecutor_crashes_total``                        counter (this state directory)
+``tradeexecutor_last_cycle_duration_seconds``          when known
+``tradeexecutor_last_cycle_lag_seconds``               when known
+``tradeexecutor_last_cycle_timestamp_seconds``         Unix time of the last completed cycle
+``tradeexecutor_next_cycle_overdue_seconds``           ``max(0, now - next_cycle_at)``
+``tradeexecutor_market_data_feed_lag_seconds``         when known
+``tradeexecutor_portfolio_value``, ``_cash``,          once the loop has filled
+``_unrealised_pnl``, ``_open_positions``,              ``RunState.portfolio``
+``_orders{state="planned|filled|rejected"}``,
+``_fees_paid``
+====================================================  ======================================
+
+A value that is not known yet is left out (the family is still declared), never exported as NaN.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from pyramid.config import Configurator
+from pyramid.request import Request
+from pyramid.response import Response
+
+from tradeexecutor.runstate import RunState
+from tradeexecutor.webhook.app import add_json_route, get_options, get_runstate
+from tradeexecutor.webhook.health import assess_health, next_cycle_overdue
+from tradeexecutor.webhook.options import WebhookOptions
+
+__all__ = ["METRIC_NAMES", "RunStateCollector", "build_registry", "get_metrics_registry", "includeme"]
+
+#: Every ``tradeexecutor_*`` sample name this module exports (tests and alert rules rely on them).
+METRIC_NAMES: tuple[str, ...] = (
+    "tradeexecutor_info",
+    "tradeexecutor_up",
+    "tradeexecutor_crashed",
+    "tradeexecutor_healthy",
+    "tradeexecutor_safe_mode",
+    "tradeexecutor_paused",
+    "tradeexecutor_cycles_total",
+    "tradeexecutor_position_trigger_checks_total",
+    "tradeexecutor_position_revaluations_total",
+    "tradeexecutor_crashes_total",
+    "tradeexecutor_last_cycle_duration_seconds",
+    "tradeexecutor_last_cycle_lag_seconds",
+    "tradeexecutor_last_cycle_timestamp_seconds",
+    "tradeexecutor_next_cycle_overdue_seconds",
+    "tradeexecutor_market_data_feed_lag_seconds",
+    "tradeexecutor_portfolio_value",
+    "tradeexecutor_cash",
+    "tradeexecutor_unrealised_pnl",
+    "tradeexecutor_open_positions",
+    "tradeexecutor_orders",
+    "tradeexecutor_fees_paid",
+)
+
+_REGISTRY_SETTING = "tradeexecutor.metrics_registry"
+
+
+def _gauge(name: str, documentation: str, value: float | None) -> GaugeMetricFamily:
+    """A gauge family with one sample, or none when the value is unknown."""
+    family = GaugeMetricFamily(name, documentation)
+    if value is not None:
+        family.add_metric([], float(value))
+    return family
+
+
+def _flag(name: str, documentation: str, value: bool) -> GaugeMetricFamily:
+    """A 1/0 gauge."""
+    return _gauge(name, documentation, 1.0 if value else 0.0)
+
+
+def _counter(name: str, documentation: str, value: float) -> CounterMetricFamily:
+    """A counter family (``name`` without ``_total``; prometheus_client adds it)."""
+    return CounterMetricFamily(name, documentation, value=float(value))
+
+
+class RunStateCollector(Collector):
+    """Turns one RunState snapshot per scrape into the ``tradeexecutor_*`` families."""
+
+    def __init__(self, runstate: RunState, options: WebhookOptions) -> None:
+        self.runstate = runstate
+        self.options = options
+
+    def collect(self) -> Iterator[Metric]:
+        """Every family of the module docstring, from a snapshot taken now."""
+        snapshot = self.runstate.snapshot()
+        now = datetime.now(UTC)
+        verdict = assess_health(snapshot, self.options, now)
+
+        info = GaugeMetricFamily(
+            "tradeexecutor_info",
+            "Executor identity; always 1.",
+            labels=["executor_id", "strategy", "mode", "version"],
+        )
+        version = snapshot.version.get("package") or "unknown"
+        info.add_metric([snapshot.executor_id, snapshot.strategy_name, snapshot.mode, str(version)], 1.0)
+        yield info
+        yield _flag("tradeexecutor_up", "1 while the executor's loop is running.", snapshot.executor_running)
+        yield _flag("tradeexecutor_crashed", "1 when this process recorded a crash.", verdict.crashed)
+        yield _flag("tradeexecutor_healthy", "1 when /healthz answers 200.", verdict.healthy)
+        yield _flag("tradeexecutor_safe_mode", "1 while only existing positions are managed.", snapshot.safe_mode)
+        yield _flag("tradeexecutor_paused", "1 while cycles are paused by an operator.", snapshot.paused)
+        yield _counter("tradeexecutor_cycles", "Strategy cycles completed by this process.", snapshot.cycles)
+        yield _counter(
+            "tradeexecutor_position_trigger_checks",
+            "Stop-loss and take-profit checks done by this process.",
+            snapshot.position_trigger_checks,
+        )
+        yield _counter(
+            "tradeexecutor_position_revaluations",
+            "Position revaluations done by this process.",
+            snapshot.position_revaluations,
+        )
+        yield _counter("tradeexecutor_crashes", "Crashes recorded for this state directory.", snapshot.crash_count)
+        yield _gauge(
+            "tradeexecutor_last_cycle_duration_seconds",
+            "Wall-clock seconds the last strategy cycle took.",
+            snapshot.last_cycle_duration,
+        )
+        yield _gauge(
+            "tradeexecutor_last_cycle_lag_seconds",
+            "Seconds between when the last cycle was due and when it started.",
+            snapshot.last_cycle_lag,
+        )
+        completed = snapshot.completed_cycle
+        yield _gauge(
+            "tradeexecutor_last_cycle_timestamp_seconds",
+            "Unix time of the last completed strategy cycle.",
+            completed.timestamp() if completed is not None else None,
+        )
+        yield _gauge(
+            "tradeexecutor_next_cycle_overdue_seconds",
+            "Seconds the next strategy cycle is late (0 when on time).",
+            next_cycle_overdue(snapshot, now),
+        )
+        yield _gauge(
+            "tradeexecutor_market_data_feed_lag_seconds",
+            "Seconds between the newest market data and the wall clock.",
+            snapshot.market_data_feed_lag,
+        )
+        yield from self._portfolio(snapshot)
+
+    @staticmethod
+    def _portfolio(snapshot: RunState) -> Iterator[Metric]:
+        """The portfolio families; without samples until the loop has filled RunState.portfolio."""
+        figures = snapshot.portfolio
+        known = figures.updated_at is not None
+
+        def value(number: float) -> float | None:
+            return number if known else None
+
+        yield _gauge("tradeexecutor_portfolio_value", "Cash plus open positions at market value.",
+                     value(figures.portfolio_value))
+        yield _gauge("tradeexecutor_cash", "Cash in the quote currency.", value(figures.cash))
+        yield _gauge("tradeexecutor_unrealised_pnl", "Unrealised profit of open positions.",
+                     value(figures.unrealised_pnl))
+        yield _gauge("tradeexecutor_open_positions", "Positions open now.", value(figures.open_positions))
+        orders = GaugeMetricFamily("tradeexecutor_orders", "Orders by state.", labels=["state"])
+        if known:
+            orders.add_metric(["planned"], float(figures.orders_planned))
+            orders.add_metric(["filled"], float(figures.orders_filled))
+            orders.add_metric(["rejected"], float(figures.orders_rejected))
+        yield orders
+        yield _gauge("tradeexecutor_fees_paid", "Fees paid over the life of the state.", value(figures.fees_paid))
+
+
+def build_registry(runstate: RunState, options: WebhookOptions) -> CollectorRegistry:
+    """A new registry with the RunState collector and the process collector; nothing global is touched."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(RunStateCollector(runstate, options))
+    ProcessCollector(registry=registry)
+    return registry
+
+
+class _RegistryHolder:
+    """Builds the app's registry on the first scrape (from the app's RunState and options) and keeps it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._registry: CollectorRegistry | None = None
+
+    def get(self, request: Request) -> CollectorRegistry:
+        with self._lock:
+            if self._registry is None:
+                self._registry = build_registry(get_runstate(request), get_options(request))
+            return self._registry
+
+
+def get_metrics_registry(request: Request) -> CollectorRegistry:
+    """The prometheus registry of the app serving ``request``."""
+    holder: _RegistryHolder = request.registry.settings[_REGISTRY_SETTING]
+    return holder.get(request)
+
+
+def metrics(request: Request) -> Response:
+    """The Prometheus text format (0.0.4) of this app's registry."""
+    body = generate_latest(get_metrics_registry(request))
+    response = Response(body=body)
+    response.headers["Content-Type"] = CONTENT_TYPE_PLAIN_0_0_4  # every name is legacy-safe: 0.0.4 text
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+def includeme(config: Configurator) -> None:
+    """Give this app its own registry (built on first scrape) and register /metrics."""
+    config.registry.settings[_REGISTRY_SETTING] = _RegistryHolder()
+    add_json_route(config, "metrics", "/metrics", metrics)
