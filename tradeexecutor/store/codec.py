@@ -179,22 +179,47 @@ def position_to_dict(p: Position) -> dict[str, Any]:
     }
 
 
-def _portfolio_to_dict(p: Portfolio, *, head_only: bool) -> dict[str, Any]:
+class PositionFragments:
+    """Encoded JSON of closed and failed positions, kept because such positions never change.
+
+    A running executor writes its whole state again and again (compaction, the public /state
+    snapshot); with this cache only the positions that closed since the last write are encoded.
+    An entry is reused only for the very same Position object with the same number of trades, so
+    a reloaded state or a changed position is encoded afresh. One cache per state owner.
+    """
+
+    def __init__(self) -> None:
+        self._cache: dict[int, tuple[int, int, orjson.Fragment]] = {}
+
+    def __call__(self, position: Position) -> orjson.Fragment:
+        entry = self._cache.get(position.id)
+        if entry is not None and entry[0] == id(position) and entry[1] == len(position.trades):
+            return entry[2]
+        fragment = orjson.Fragment(orjson.dumps(position_to_dict(position), default=_json_default))
+        self._cache[position.id] = (id(position), len(position.trades), fragment)
+        return fragment
+
+    def __len__(self) -> int:
+        return len(self._cache)
+
+
+def _portfolio_to_dict(p: Portfolio, *, head_only: bool, fragments: PositionFragments | None = None) -> dict[str, Any]:
     """The portfolio as a dict; ``head_only`` leaves out closed and failed positions."""
     d: dict[str, Any] = {
         "cash": p.cash,
         "open_positions": [position_to_dict(x) for x in p.open_positions],
     }
     if not head_only:
-        d["closed_positions"] = [position_to_dict(x) for x in p.closed_positions]
-        d["failed_positions"] = [position_to_dict(x) for x in p.failed_positions]
+        encode: Any = fragments if fragments is not None else position_to_dict
+        d["closed_positions"] = [encode(x) for x in p.closed_positions]
+        d["failed_positions"] = [encode(x) for x in p.failed_positions]
     d["next_position_id"] = p.next_position_id
     d["next_trade_id"] = p.next_trade_id
     d["fees_paid"] = p.fees_paid
     return d
 
 
-def _state_to_dict(s: State, *, head_only: bool = False) -> dict[str, Any]:
+def _state_to_dict(s: State, *, head_only: bool = False, fragments: PositionFragments | None = None) -> dict[str, Any]:
     """The state as a dict with datetimes as objects and valuation columns shared with the state.
 
     ``head_only`` leaves out what only grows (closed and failed positions, valuation columns):
@@ -206,7 +231,7 @@ def _state_to_dict(s: State, *, head_only: bool = False) -> dict[str, Any]:
         "strategy_version": s.strategy_version,
         "created_at": s.created_at,
         "instruments": [_instrument_to_dict(i) for i in s.instruments],
-        "portfolio": _portfolio_to_dict(s.portfolio, head_only=head_only),
+        "portfolio": _portfolio_to_dict(s.portfolio, head_only=head_only, fragments=fragments),
     }
     if not head_only:
         v = s.valuations
@@ -256,10 +281,13 @@ def state_to_dict(state: State) -> dict[str, Any]:
     return d
 
 
-def dumps_state(state: State) -> bytes:
-    """The state as compact UTF-8 JSON ending in a newline: the content of a full snapshot file."""
+def dumps_state(state: State, fragments: PositionFragments | None = None) -> bytes:
+    """The state as compact UTF-8 JSON ending in a newline: the content of a full snapshot file.
+
+    Pass the owner's ``fragments`` cache to encode only positions closed since the last call.
+    """
     with gc_paused():
-        d = _state_to_dict(state)
+        d = _state_to_dict(state, fragments=fragments)
         data = dumps_json(d)
         del d  # freed while the collector is still paused
     return data

@@ -56,6 +56,7 @@ from tradeexecutor.store.codec import (
     dumps_state,
     gc_paused,
     loads_state,
+    PositionFragments,
     position_to_dict,
     state_from_dict,
     state_head_to_dict,
@@ -206,6 +207,8 @@ class StateStore:
         self.max_log_bytes = max_log_bytes
         #: Bytes the last save wrote (appended to the log, or the snapshot plus log header).
         self.last_save_bytes = 0
+        #: Encoded closed positions, so a compaction encodes only what closed since the last one.
+        self._fragments = PositionFragments()
 
         self._read_done = False  # the directory's content has been read (or found empty)
         self._refusal: StateError | None = None  # why writing is refused
@@ -330,7 +333,7 @@ class StateStore:
 
     def _write_snapshot(self, state: State) -> None:
         """Compact: keep the old snapshot as .bak, write the new one, then a fresh log that names it."""
-        data = dumps_state(state)
+        data = dumps_state(state, self._fragments)
         sha = hashlib.sha256(data).hexdigest()
         self._make_directory()
         if self._snapshot_sha is not None:
