@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import click
@@ -15,6 +16,7 @@ from tradeexecutor.errors import ConfigError
 
 if TYPE_CHECKING:
     from tradeexecutor.daemon.settings import DaemonConfig
+    from tradeexecutor.runstate.logbuffer import RingBufferHandler
 
 MODES = ("paper", "backtest", "live")
 CRASH_POLICIES = ("exit", "serve")
@@ -36,7 +38,11 @@ def _offset_seconds(text: str) -> float:
 
 
 @click.command("start")
-@click.argument("strategy_file", type=click.Path(dir_okay=False, path_type=Path), envvar=env("STRATEGY_FILE"))
+@click.argument("strategy_file", type=click.Path(dir_okay=False, path_type=Path), envvar=env("STRATEGY_FILE"),
+                required=False)
+@click.option("--spec", "spec_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Run spec (YAML) naming the strategy file, mode and config, instead of STRATEGY_FILE; "
+                   "TRADEEXECUTOR_* variables override its values, options it holds are refused.")
 @click.option("--mode", type=click.Choice(MODES), default="paper", show_default=True, envvar=env("MODE"),
               show_envvar=True, help="paper: simulated fills on a replay feed; backtest: the whole history at once; "
                                      "live: reserved (no exchange adapter yet).")
@@ -85,6 +91,21 @@ def _offset_seconds(text: str) -> float:
               help="Webhook time after the replay (or backtest) completed.")
 @click.option("--chart-seconds", type=float, default=10.0, show_default=True, envvar=env("CHART_SECONDS"),
               show_envvar=True, help="Least seconds between chart renders after cycles; 0 disables charts.")
+@click.option("--publish-seconds", type=float, default=2.0, show_default=True, envvar=env("PUBLISH_SECONDS"),
+              show_envvar=True, help="Least seconds between publications of /state, /orders.csv and /positions.")
+@click.option("--webhook-username", default=None, envvar=env("WEBHOOK_USERNAME"), show_envvar=True,
+              help="Turns on basic auth for every route but /ping and /healthz (with the password).")
+@click.option("--webhook-password", default=None, envvar=env("WEBHOOK_PASSWORD"), show_envvar=True,
+              help="Basic-auth password; give it through the environment variable, not the command line.")
+@click.option("--cors-origin", "cors_origins", multiple=True, envvar=env("CORS_ORIGINS"), show_envvar=True,
+              help="Origin allowed to read the webhook from a browser; repeat or comma-separate. Default: none.")
+@click.option("--health-grace-seconds", type=float, default=60.0, show_default=True,
+              envvar=env("HEALTH_GRACE_SECONDS"), show_envvar=True,
+              help="/healthz fails when the next cycle is this many seconds overdue.")
+@click.option("--data-stale-seconds", type=float, default=0.0, show_default=True, envvar=env("DATA_STALE_SECONDS"),
+              show_envvar=True, help="/healthz fails when market data is older than this; 0 disables.")
+@click.option("--source/--no-source", "source_enabled", default=True, show_default=True, envvar=env("SOURCE"),
+              show_envvar=True, help="Serve the strategy source at /source (off for closed-source strategies).")
 @click.option("--cash", type=float, default=10_000.0, show_default=True, envvar=env("CASH"), show_envvar=True,
               help="Starting cash of a new state.")
 @click.option("--fee", type=float, default=0.0, show_default=True, envvar=env("FEE"), show_envvar=True,
@@ -98,20 +119,30 @@ def _offset_seconds(text: str) -> float:
 @click.option("--log-level", type=click.Choice(LOG_LEVELS), default="info", show_default=True,
               envvar=env("LOG_LEVEL"), show_envvar=True, help="Log verbosity on stderr.")
 @user_errors
-def start_command(strategy_file: Path, mode: str, data: tuple[str, ...], start: str | None, end: str | None,
-                  params: tuple[str, ...], state_dir: Path | None, host: str, port: int, replay_seconds: float,
+def start_command(strategy_file: Path | None, spec_file: Path | None, mode: str, data: tuple[str, ...],
+                  start: str | None, end: str | None, params: tuple[str, ...], state_dir: Path | None, host: str, port: int, replay_seconds: float,
                   replay_start: str, cycle_offset: str, trigger_seconds: float, revaluation_seconds: float,
                   max_cycles: int, run_single_cycle: bool, trade_immediately: bool, crash_policy: str,
                   crash_serve_seconds: float, crash_loop_count: int, crash_loop_minutes: float,
-                  watchdog_seconds: float, complete_serve_seconds: float, chart_seconds: float, cash: float,
-                  fee: float, slippage_bps: float, fill_timing: str, min_notional: float, log_level: str) -> None:
-    """Run STRATEGY_FILE as a long-running executor with a webhook (/status, /summary, /visualisation)."""
+                  watchdog_seconds: float, complete_serve_seconds: float, chart_seconds: float,
+                  publish_seconds: float, webhook_username: str | None, webhook_password: str | None,
+                  cors_origins: tuple[str, ...], health_grace_seconds: float, data_stale_seconds: float,
+                  source_enabled: bool, cash: float, fee: float, slippage_bps: float, fill_timing: str,
+                  min_notional: float, log_level: str) -> None:
+    """Run STRATEGY_FILE (or --spec RUN_SPEC) as a long-running executor with a webhook (/status, /summary)."""
+    from tradeexecutor.cli.runs_cmd import spec_for_command
     from tradeexecutor.daemon.settings import DaemonConfig
 
     # Everything is validated before anything is written.
-    config = DaemonConfig(
+    spec = spec_for_command(spec_file, strategy_file)
+    spec_config = None if spec is None else spec.daemon_config(
+        state_dir if state_dir is not None else Path("state") / spec_file.stem,  # type: ignore[union-attr]
+        max_cycles=max_cycles, run_single_cycle=run_single_cycle, trade_immediately=trade_immediately,
+        complete_serve_seconds=complete_serve_seconds, chart_seconds=chart_seconds, publish_seconds=publish_seconds,
+        **({"port": port} if _on_command_line("port") else {}))
+    config = spec_config or DaemonConfig(
         strategy_file=strategy_file, mode=mode,
-        state_dir=state_dir if state_dir is not None else Path("state") / strategy_file.stem,
+        state_dir=state_dir if state_dir is not None else Path("state") / strategy_file.stem,  # type: ignore[union-attr]
         data=tuple(split_sources(data)), start=start, end=end, params=parse_overrides(params),
         engine=EngineConfig(
             execution=ExecutionConfig(fee=fee, slippage_bps=slippage_bps, fill_timing=fill_timing,
@@ -123,36 +154,81 @@ def start_command(strategy_file: Path, mode: str, data: tuple[str, ...], start: 
         crash_serve_seconds=crash_serve_seconds, crash_loop_count=crash_loop_count,
         crash_loop_minutes=crash_loop_minutes, watchdog_seconds=watchdog_seconds,
         complete_serve_seconds=complete_serve_seconds, chart_seconds=chart_seconds,
+        publish_seconds=publish_seconds,
     )
-    _configure_logging(log_level)
-    sys.exit(_run(config))
+    if bool(webhook_username) != bool(webhook_password):
+        raise ConfigError("webhook auth needs both TRADEEXECUTOR_WEBHOOK_USERNAME and TRADEEXECUTOR_WEBHOOK_PASSWORD")
+    if health_grace_seconds < 0 or data_stale_seconds < 0:
+        raise ConfigError("--health-grace-seconds and --data-stale-seconds must not be negative")
+    web = WebSettings(username=webhook_username, password=webhook_password,
+                      cors_origins=tuple(split_sources(cors_origins)), health_grace_seconds=health_grace_seconds,
+                      data_stale_seconds=data_stale_seconds, source_enabled=source_enabled)
+    log_buffer = _configure_logging(log_level)
+    sys.exit(_run(config, web, log_buffer))
 
 
-def _run(config: DaemonConfig) -> int:
+@dataclass(frozen=True)
+class WebSettings:
+    """Webhook settings from options and environment; the password is never shown in a repr."""
+
+    username: str | None = field(default=None, repr=False)
+    password: str | None = field(default=None, repr=False)
+    cors_origins: tuple[str, ...] = ()
+    health_grace_seconds: float = 60.0
+    data_stale_seconds: float = 0.0
+    source_enabled: bool = True
+
+
+def _on_command_line(name: str) -> bool:
+    """True when the option was given on the command line (not by default or environment)."""
+    from click.core import ParameterSource
+
+    return click.get_current_context().get_parameter_source(name) is ParameterSource.COMMANDLINE
+
+
+def _run(config: DaemonConfig, settings: WebSettings | None = None, log_buffer: RingBufferHandler | None = None) -> int:
     """Build the daemon (or the backtest), hand it the webhook, run it."""
     from tradeexecutor.runstate import RunState
+    from tradeexecutor.store.layout import RunFiles
     from tradeexecutor.webhook import WebhookServer, create_app
+    from tradeexecutor.webhook.options import CommandSink, WebhookOptions
 
-    def web(runstate: RunState) -> WebhookServer:
-        return WebhookServer(create_app(runstate), host=config.host, port=config.port)
+    settings = settings or WebSettings()
+
+    def web(runstate: RunState, command_sink: CommandSink | None) -> WebhookServer:
+        options = WebhookOptions(
+            source_enabled=settings.source_enabled, files=RunFiles(config.state_dir),
+            auth_username=settings.username, auth_password=settings.password,
+            cors_origins=settings.cors_origins, command_sink=command_sink,
+            health_grace_seconds=settings.health_grace_seconds, data_stale_seconds=settings.data_stale_seconds,
+            log_buffer=log_buffer,
+        )
+        return WebhookServer(create_app(runstate, options=options), host=config.host, port=config.port)
 
     if config.mode == "backtest":
         from tradeexecutor.daemon.backtest_mode import prepare_backtest
 
         backtest = prepare_backtest(config)
-        return backtest.run(web(backtest.runstate))
+        return backtest.run(web(backtest.runstate, None))
     from tradeexecutor.daemon.runner import build_daemon
 
     daemon = build_daemon(config)
     try:
-        server = web(daemon.runstate)
+        server = web(daemon.runstate, daemon.commands.submit)
     except BaseException:
         daemon.close()
         raise
     return daemon.run(server)
 
 
-def _configure_logging(level: str) -> None:
+def _configure_logging(level: str) -> RingBufferHandler:
+    """Log to stderr, and keep the recent records in a ring buffer for GET /logs/technical."""
+    from tradeexecutor.runstate.logbuffer import RingBufferHandler
+
     logging.basicConfig(level=getattr(logging, level.upper()), stream=sys.stderr,
                         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    buffer = RingBufferHandler(capacity=1000)
+    buffer.setLevel(getattr(logging, level.upper()))
+    logging.getLogger().addHandler(buffer)
+    return buffer

@@ -23,7 +23,12 @@ from tradeexecutor.data.source import load_market
 from tradeexecutor.engine.engine import EventSink
 from tradeexecutor.errors import StateError
 from tradeexecutor.runstate import RunState, RunStatus, image_key
-from tradeexecutor.stats import compute_summary
+from tradeexecutor.daemon.journal import JournalSink
+from tradeexecutor.runstate.figures import FigureCounter
+from tradeexecutor.stats import compute_summary, write_trades_csv
+from tradeexecutor.store.journal import Journal
+from tradeexecutor.store.layout import RunFiles
+from tradeexecutor.store.publish import publish
 from tradeexecutor.store import StateStore
 from tradeexecutor.strategy.loader import LoadedStrategy, check_universe, load_strategy
 from tradeexecutor.visual import render_all
@@ -72,7 +77,12 @@ class BacktestRun:
             raise StateError(f"{store.snapshot_path} holds a paper-trading state; a backtest will not replace it "
                              "(use another --state-dir)")
         market = self.market
+        files = RunFiles(config.state_dir)
+        journal = JournalSink(Journal(files.journal), self.clock.now)
         self.runstate.update(status=RunStatus.running, executor_running=True)
+        journal("started", mode="backtest", bars=len(market))
+        # Orders are not journaled one by one here: an fsynced line per fill would dominate a long backtest;
+        # they are all in orders.csv and the state.
         result = run_backtest(strategy, market, config.engine, events=self.journal, now=self.clock.now())
         store.save_snapshot(result.state)
         prices = {symbol: market.close_series(symbol) for symbol in market.symbols}
@@ -84,7 +94,16 @@ class BacktestRun:
         if config.chart_seconds > 0:
             images = render_all(result.state, prices)
             self.runstate.set_images({image_key(*key): data for key, data in images.items()}, self.clock.now())
-        self.runstate.update(status=RunStatus.complete, executor_running=False)
+        self.runstate.update(status=RunStatus.complete, executor_running=False,
+                             portfolio=FigureCounter().figures(result.state, now=self.clock.now()))
+        publish(result.state, files, orders_csv_writer=write_trades_csv, now=self.clock.now(), metadata={
+            "executor_id": self.runstate.executor_id, "name": strategy.name, "description": strategy.description,
+            "mode": "backtest", "strategy_version": strategy.version, "status": "complete",
+            "started_at": self.runstate.started_at, "cycles": result.cycles,
+            "key_figures": {key: summary.get(key) for key in ("final_equity", "total_return", "max_drawdown",
+                                                               "sharpe", "trade_count", "fees_paid")},
+        })
+        journal("complete", cycles=result.cycles, bars=result.bars, seconds=round(result.seconds, 3))
         logger.info("%s: backtest of %d bars, %d cycles in %.2fs; state saved to %s", strategy.name, result.bars,
                     result.cycles, result.seconds, store.snapshot_path)
 

@@ -52,7 +52,7 @@ class CrashRecorder:
         record = self.runstate.snapshot().exception or {}
         self._write(record, now)
         logger.error("%s job crashed: %s: %s", job, type(exc).__name__, exc, exc_info=exc)
-        self.journal("crash", job=job, exception=record.get("class"), message=record.get("message"))
+        self.journal("crashed", job=job, exception=record.get("class"), message=record.get("message"))
 
     def record_hang(self, job: str, seconds: float) -> None:
         """The watchdog saw ``job`` run for ``seconds``: a crash record with every thread's stack."""
@@ -67,7 +67,7 @@ class CrashRecorder:
         self._write(record, now)
         text = "\n".join(f"--- thread {t['name']} ---\n{t['stack']}" for t in stacks["threads"])
         logger.error("watchdog: %s\n%s", error, text)
-        self.journal("crash", job=job, exception=record.get("class"), message=str(error))
+        self.journal("crashed", job=job, exception=record.get("class"), message=str(error))
 
     def _write(self, record: dict[str, Any], now: datetime) -> None:
         """Add the record to crash.json; a failure here is logged, never raised over the crash itself."""

@@ -38,6 +38,13 @@ from tradeexecutor.store import StateStoreProtocol
 
 __all__ = ["ExecutorLoop", "LoopOutcome"]
 
+#: Journal event names of operator commands.
+_COMMAND_EVENTS = {
+    CommandKind.stop: "stop_requested",
+    CommandKind.pause: "paused",
+    CommandKind.resume: "resumed",
+}
+
 logger = logging.getLogger("tradeexecutor.daemon")
 
 
@@ -83,6 +90,8 @@ class ExecutorLoop:
             JobKind.revaluation: self.run_revaluation,
         }
         self._begun = False
+        #: Seconds between when the scheduler meant the running job to start and when it started.
+        self._job_lag: float | None = None
 
     # -- driving ------------------------------------------------------------------------------
 
@@ -94,7 +103,9 @@ class ExecutorLoop:
         self._apply_pause()
         self.runstate.update(status=RunStatus.running, executor_running=True)
         self.publisher.progress(self.state)
-        self.journal("executor_started", cursor=self.feed.cursor, cycles_completed=self.state.cycles_completed)
+        self.journal("started", cursor=self.feed.cursor, cycles_completed=self.state.cycles_completed)
+        if self.safe_mode:
+            self.journal("safe_mode", reason=self.runstate.snapshot().safe_mode_reason)
         if self.feed.finished:
             self._guarded("complete", self._complete)
 
@@ -122,8 +133,9 @@ class ExecutorLoop:
         if self.outcome is not None:
             return
         if command.kind is not CommandKind.tick:
-            self.journal("command", command=command.kind.value, reason=command.reason)
+            self.journal(_COMMAND_EVENTS.get(command.kind, command.kind.value), reason=command.reason)
         if command.kind is CommandKind.tick and command.job is not None:
+            self._job_lag = self._lag_of(command)
             self._guarded(command.job.value, self._jobs[command.job])
         elif command.kind is CommandKind.stop:
             self._guarded("stop", lambda: self._stop(command.reason or "stop requested"))
@@ -181,12 +193,19 @@ class ExecutorLoop:
         """Mark open positions to the newest bar, stamp the valuation time, record equity, save."""
         step = self.feed.cursor
         if step >= 0 and self.state.replay_cursor >= 0:
-            self.engine.revalue(step, self._now())
+            equity = self.engine.revalue(step, self._now())
             self.engine.record_valuation(step)
             self.store.save(self.state)
+            self.journal("revalued", step=step, equity=round(equity, 2))
         self.publisher.revaluation_done(self.state)
 
     # -- steps --------------------------------------------------------------------------------
+
+    def _lag_of(self, command: Command) -> float | None:
+        """How late the job starts against the time the scheduler gave it (None: unscheduled)."""
+        if command.scheduled_at is None:
+            return None
+        return max(0.0, (self._now() - command.scheduled_at).total_seconds())
 
     def _cycle_due(self, step: int) -> int | None:
         """The cycle time (ns) when a cycle ends at ``step`` and has not run before, else None."""
@@ -210,7 +229,8 @@ class ExecutorLoop:
 
     def _publish_cycle(self, step: int, cycle_ns: int | None, report: CycleReport | None) -> None:
         cycle_time = pd.Timestamp(cycle_ns, tz="UTC").to_pydatetime() if cycle_ns is not None else None
-        self.publisher.cycle_done(self.state, step, cycle_time)
+        self.publisher.cycle_done(self.state, step, cycle_time, duration=report.duration if report else None,
+                                  lag=self._job_lag)
         if report is not None:
             self.journal("cycle_completed", cycle_time=cycle_time, step=step, decisions=report.decisions,
                          planned=report.planned, executed=report.executed, ignored=list(report.ignored),
@@ -230,18 +250,20 @@ class ExecutorLoop:
     # -- endings ------------------------------------------------------------------------------
 
     def _stop(self, reason: str) -> None:
-        """Save and end with status stopped."""
+        """Save, publish the final snapshot and end with status stopped."""
         self.store.save(self.state)
+        self.publisher.final(self.state)
         self._end(RunStatus.stopped, reason)
 
     def _complete(self) -> None:
         """The replay reached the end of its data: final snapshot and charts, status complete."""
         self.store.save_snapshot(self.state)
         self.publisher.charts(self.state, self.feed.cursor)
+        self.publisher.final(self.state)
         self._end(RunStatus.complete, "the replay reached the end of the data")
 
     def _end(self, status: RunStatus, reason: str) -> None:
         self.runstate.update(status=status, executor_running=False, next_cycle_at=None)
-        self.journal("executor_" + status.value, reason=reason, cycles=self.cycles)
+        self.journal(status.value, reason=reason, cycles=self.cycles)
         logger.info("executor %s: %s", status.value, reason)
         self.outcome = LoopOutcome(status, reason)

@@ -21,11 +21,18 @@ import pandas as pd
 from tradeexecutor.daemon.clock import Clock
 from tradeexecutor.data.feed import PriceFeed
 from tradeexecutor.runstate import RunState, image_key
+from tradeexecutor.runstate.figures import FigureCounter
 from tradeexecutor.state import State
-from tradeexecutor.stats import compute_summary
+from tradeexecutor.stats import compute_summary, write_trades_csv
+from tradeexecutor.store.codec import PositionFragments
+from tradeexecutor.store.layout import RunFiles
+from tradeexecutor.store.publish import publish
 from tradeexecutor.visual import render_all
 
 __all__ = ["Publisher"]
+
+#: Summary figures repeated in metadata.json, for dashboards that list many executors.
+_KEY_FIGURES = ("final_equity", "total_return", "max_drawdown", "sharpe", "trade_count", "fees_paid")
 
 logger = logging.getLogger("tradeexecutor.daemon")
 
@@ -37,7 +44,8 @@ class Publisher:
                  chart_seconds: float = 10.0,
                  next_cycle_at: Callable[[], datetime | None] = lambda: None,
                  render: Callable[[State, dict[str, pd.Series]], dict[tuple[str, str, str], bytes]] = render_all,
-                 extra: dict[str, Any] | None = None) -> None:
+                 extra: dict[str, Any] | None = None, files: RunFiles | None = None,
+                 publish_seconds: float = 2.0, metadata: dict[str, Any] | None = None) -> None:
         self.runstate = runstate
         self.feed = feed
         self.clock = clock
@@ -47,21 +55,60 @@ class Publisher:
         self._closes = {symbol: feed.market.close_series(symbol) for symbol in feed.market.symbols}
         self._last_chart: float | None = None
         self._extra = dict(extra or {})
+        #: Where the public snapshot files go (None: not published, as in unit tests).
+        self.files = files
+        #: Least seconds between snapshot publications after cycles (each serialises the whole state).
+        self.publish_seconds = publish_seconds
+        self._metadata = dict(metadata or {})
+        self._last_publish: float | None = None
+        self._figures = FigureCounter()
+        self._fragments = PositionFragments()
 
     # -- after each job ---------------------------------------------------------------------
 
-    def cycle_done(self, state: State, step: int, cycle_time: datetime | None) -> None:
-        """After the cycle job: cycle counter, summary, maybe charts, progress."""
+    def cycle_done(self, state: State, step: int, cycle_time: datetime | None, *,
+                   duration: float | None = None, lag: float | None = None) -> None:
+        """After the cycle job: cycle counter, timing, summary, figures, maybe charts and files, progress."""
         now = self.clock.now()
         if cycle_time is not None:
             self.runstate.update_complete_cycle(cycle_time, now)
         else:
             self.runstate.bump_refreshed(now)
         prices = self._prices(step)
-        self.runstate.update(summary_statistics=_json_safe(compute_summary(state, benchmark_prices=prices).to_dict()))
+        summary = _json_safe(compute_summary(state, benchmark_prices=prices).to_dict())
+        self.runstate.update(summary_statistics=summary, last_cycle_duration=duration, last_cycle_lag=lag)
         if self._charts_due():
             self.charts(state, step, prices)
         self.progress(state)
+        if self._publish_due():
+            self.files_now(state, summary)
+
+    def final(self, state: State) -> None:
+        """At the end of a run: figures and files, whatever the throttle says."""
+        self.progress(state)
+        self.files_now(state, self.runstate.snapshot().summary_statistics or {})
+
+    def files_now(self, state: State, summary: dict[str, Any]) -> None:
+        """Publish state.json(.gz), orders.csv, positions.json and metadata.json for the webhook."""
+        if self.files is None:
+            return
+        self._last_publish = self.clock.monotonic()
+        snapshot = self.runstate.snapshot()
+        metadata = {
+            **self._metadata,
+            "status": str(snapshot.status),
+            "started_at": snapshot.started_at,
+            "cycles": snapshot.cycles,
+            "completed_cycle": snapshot.completed_cycle,
+            "key_figures": {key: summary.get(key) for key in _KEY_FIGURES},
+        }
+        publish(state, self.files, metadata=metadata, orders_csv_writer=write_trades_csv, now=self.clock.now(),
+                fragments=self._fragments)
+
+    def _publish_due(self) -> bool:
+        if self.files is None:
+            return False
+        return self._last_publish is None or self.clock.monotonic() - self._last_publish >= self.publish_seconds
 
     def trigger_check_done(self, state: State) -> None:
         """After a trigger check."""
@@ -90,6 +137,7 @@ class Publisher:
         self.runstate.update(
             next_cycle_at=self.next_cycle_at(),
             market_data_feed_lag=self.feed.lag_seconds(self.clock.monotonic()),
+            portfolio=self._figures.figures(state, now=self.clock.now()),
             extra=extra,
         )
 

@@ -28,6 +28,7 @@ from tradeexecutor.backtest.runner import new_state
 from tradeexecutor.daemon.clock import Clock, SystemClock
 from tradeexecutor.daemon.commands import CommandQueue, JobKind
 from tradeexecutor.daemon.crash import CrashRecorder, Watchdog, crash_loop_reason
+from tradeexecutor.daemon.journal import JournalSink
 from tradeexecutor.daemon.loop import ExecutorLoop, LoopOutcome
 from tradeexecutor.daemon.publish import Publisher
 from tradeexecutor.daemon.scheduler import ApschedulerTicker, JobSpec, Ticker
@@ -41,6 +42,8 @@ from tradeexecutor.engine.schedule import cycle_times
 from tradeexecutor.errors import StateCorruptError
 from tradeexecutor.runstate import CrashFile, RunState, RunStatus
 from tradeexecutor.store import StateStore
+from tradeexecutor.store.journal import Journal
+from tradeexecutor.store.layout import RunFiles
 from tradeexecutor.strategy.loader import check_universe, load_strategy
 
 __all__ = ["Daemon", "WebServer", "build_daemon", "log_journal"]
@@ -175,16 +178,22 @@ class Daemon:
         self.lock.release()
 
 
-def build_daemon(config: DaemonConfig, *, clock: Clock | None = None, journal: EventSink = log_journal,
+def build_daemon(config: DaemonConfig, *, clock: Clock | None = None, journal: EventSink | None = None,
                  ticker_factory: Callable[[CommandQueue], Ticker] | None = None) -> Daemon:
-    """Load, check and wire everything for a paper-mode run; raises our errors before anything is written."""
+    """Load, check and wire everything for a paper-mode run; raises our errors before anything is written.
+
+    ``journal`` defaults to the run's JSON-lines journal beside the state (plus the log).
+    """
     clock = clock or SystemClock()
+    files = RunFiles(config.state_dir)
     strategy = load_strategy(config.strategy_file, config.params)
     market, selection = load_market(list(config.data), strategy.instruments, bar_frequency=strategy.bar_frequency,
                                     start=config.start, end=config.end)
     asset_types = check_universe(strategy, selection.available)
 
     lock = StateDirLock(config.state_dir).acquire()
+    if journal is None:
+        journal = JournalSink(Journal(files.journal), clock.now)
     try:
         store = StateStore(config.state_dir)
         state = store.load()
@@ -218,7 +227,12 @@ def build_daemon(config: DaemonConfig, *, clock: Clock | None = None, journal: E
     watchdog = Watchdog(config.watchdog_seconds, recorder.record_hang)
     publisher = Publisher(runstate, feed, clock, chart_seconds=config.chart_seconds,
                           next_cycle_at=lambda: ticker.next_run_time(JobKind.cycle),
-                          extra={"state_dir": str(config.state_dir), "replay_start": feed.start})
+                          extra={"state_dir": str(config.state_dir), "replay_start": feed.start},
+                          files=files, publish_seconds=config.publish_seconds,
+                          metadata={"executor_id": runstate.executor_id, "name": strategy.name,
+                                    "description": strategy.description, "mode": config.mode,
+                                    "strategy_version": strategy.version,
+                                    "parameters": dict(strategy.parameters.values)})
     due = cycle_times(market.timeline_ns, strategy.cycle_duration, config.cycle_offset)
     loop = ExecutorLoop(engine, feed, store, runstate, commands, publisher, recorder, cycle_times=due,
                         journal=journal, now=clock.now, cycle_limit=config.cycle_limit,

@@ -72,6 +72,8 @@ class DaemonConfig:
     complete_serve_seconds: float = 0.0
     #: Least seconds between chart renders after cycles (a full render costs about a second); 0 disables charts.
     chart_seconds: float = 10.0
+    #: Least seconds between publications of the public snapshot files (state.json, orders.csv) after cycles.
+    publish_seconds: float = 2.0
 
     def __post_init__(self) -> None:
         if self.mode == "live":
@@ -86,7 +88,7 @@ class DaemonConfig:
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"--port {self.port} must be between 0 and 65535")
         for name in ("trigger_seconds", "revaluation_seconds", "crash_serve_seconds", "crash_loop_minutes",
-                     "watchdog_seconds", "complete_serve_seconds", "chart_seconds"):
+                     "watchdog_seconds", "complete_serve_seconds", "chart_seconds", "publish_seconds"):
             value = getattr(self, name)
             if value < 0:
                 raise ConfigError(f"--{name.replace('_', '-')} {value} must not be negative (0 disables)")

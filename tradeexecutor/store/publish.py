@@ -32,7 +32,7 @@ from typing import Any
 
 from tradeexecutor.state import State
 from tradeexecutor.store.atomic import atomic_write_bytes
-from tradeexecutor.store.codec import dumps_json, dumps_state, gc_paused, position_to_dict
+from tradeexecutor.store.codec import PositionFragments, dumps_json, dumps_state, gc_paused, position_to_dict
 from tradeexecutor.store.layout import RunFiles
 
 __all__ = ["GZIP_LEVEL", "OrdersCsvWriter", "PublishedSnapshot", "etag_of", "positions_document", "publish"]
@@ -93,6 +93,7 @@ def publish(
     metadata: Mapping[str, Any],
     orders_csv_writer: OrdersCsvWriter,
     now: datetime | None = None,
+    fragments: PositionFragments | None = None,
 ) -> PublishedSnapshot:
     """Write the public snapshot files of ``state`` (see the module docstring); call it once per change.
 
@@ -103,7 +104,7 @@ def publish(
     public = files.public
     public.mkdir(parents=True, exist_ok=True)
 
-    data = dumps_state(state)
+    data = dumps_state(state, fragments)
     etag = etag_of(data)
     compressed = gzip.compress(data, compresslevel=GZIP_LEVEL, mtime=0)
     with gc_paused():

@@ -1,0 +1,51 @@
+"""The loop's journal sink: every engine and loop event goes to the run's JSON-lines journal and the log."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from tradeexecutor.store.journal import Journal
+
+__all__ = ["JournalSink", "event_level"]
+
+logger = logging.getLogger("tradeexecutor.journal")
+
+#: Events that deserve more than ``info``; everything else is info.
+_LEVELS = {
+    "order_rejected": "warning",
+    "intent_ignored": "warning",
+    "safe_mode": "warning",
+    "stop_requested": "warning",
+    "crashed": "error",
+    "error": "error",
+}
+
+#: Events too frequent for the technical log at info level (they stay in the journal).
+_QUIET = {"cycle_completed", "revalued", "order_planned"}
+
+
+def event_level(event: str) -> str:
+    """The journal level of an event name."""
+    return _LEVELS.get(event, "info")
+
+
+class JournalSink:
+    """An EventSink that appends each event to the journal file (fsynced) and logs it.
+
+    Called on the loop's thread only. Without a journal (tests) it only logs.
+    """
+
+    def __init__(self, journal: Journal | None, now: Callable[[], datetime]) -> None:
+        self.journal = journal
+        self._now = now
+
+    def __call__(self, event: str, **fields: Any) -> None:
+        level = event_level(event)
+        text = " ".join(f"{key}={value}" for key, value in fields.items())
+        log_level = logging.DEBUG if event in _QUIET else getattr(logging, level.upper())
+        logger.log(log_level, "%s %s", event, text)
+        if self.journal is not None:
+            self.journal.append(event, level=level, at=self._now(), **fields)
