@@ -161,3 +161,20 @@ def test_image_key_validates() -> None:
     assert image_key("small", "dark", "svg") == "small/dark/svg"
     with pytest.raises(ValueError):
         image_key("huge", "dark", "svg")
+
+
+def test_cached_export_renders_once_per_change_and_sees_every_kind_of_write() -> None:
+    runstate = RunState.create("rev", mode="paper", now=T0)
+    calls: list[int] = []
+
+    def render(snapshot: RunState) -> dict:
+        calls.append(snapshot.cycles)
+        return snapshot.to_dict()
+
+    first = runstate.cached_export(render)
+    assert runstate.cached_export(render) is first and len(calls) == 1  # no write, no new rendering
+    runstate.update_complete_cycle(T0 + timedelta(minutes=1), now=T0 + timedelta(minutes=1))
+    assert runstate.cached_export(render)["cycles"] == 1 and len(calls) == 2
+    with runstate.lock:  # a writer setting a field directly is seen too
+        runstate.position_trigger_checks += 1
+    assert runstate.cached_export(render)["position_trigger_checks"] == 1 and len(calls) == 3

@@ -15,12 +15,12 @@ import copy
 import os
 import subprocess
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from dataclasses_json import DataClassJsonMixin, config
 
@@ -38,6 +38,10 @@ IMAGE_THEMES = ("light", "dark")
 IMAGE_FORMATS = ("svg", "png")
 
 _EXCLUDE = config(exclude=lambda _value: True)
+
+
+#: What a cached rendering of the exportable RunState is (bytes for /status).
+T = TypeVar("T")
 
 
 class RunStatus(StrEnum):
@@ -162,6 +166,7 @@ class RunState(DataClassJsonMixin):
     def __post_init__(self) -> None:
         """Give every instance its own lock (not a field: never serialised, copied or compared)."""
         self._lock = threading.RLock()
+        self._export_cache: tuple[int, Any] | None = None
         if not isinstance(self.status, RunStatus):
             self.status = RunStatus(self.status)
 
@@ -192,6 +197,36 @@ class RunState(DataClassJsonMixin):
             source_code=source_code,
             version=read_version_info() if version is None else dict(version),
         )
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        """Every write of a public field bumps the revision, so cached renderings know they are stale."""
+        object.__setattr__(self, name, value)
+        if not name.startswith("_"):
+            object.__setattr__(self, "_revision", self.__dict__.get("_revision", 0) + 1)
+
+    @property
+    def revision(self) -> int:
+        """Counts writes of public fields; equal revisions mean equal exportable content."""
+        return int(self.__dict__.get("_revision", 0))
+
+    def cached_export(self, render: Callable[[RunState], T]) -> T:
+        """``render(snapshot)`` computed once per revision and shared by every reader until the next write.
+
+        Serialise once: fifty dashboards polling /status between two cycles cost one rendering,
+        not fifty (the dataclasses-json conversion is the expensive part of a status request).
+        """
+        with self._lock:
+            revision = self.revision
+            cached = self._export_cache
+            if cached is not None and cached[0] == revision:
+                return cast(T, cached[1])
+            snapshot = self.make_exportable_copy()
+        rendered = render(snapshot)
+        with self._lock:
+            current = self._export_cache
+            if current is None or current[0] < revision:
+                self._export_cache = (revision, rendered)
+        return rendered
 
     # -- locking and reading --------------------------------------------------------------------
 

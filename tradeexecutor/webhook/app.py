@@ -226,8 +226,22 @@ def ping(request: Request) -> Response:
 
 
 def status(request: Request) -> Response:
-    """The RunState snapshot, crash record included."""
-    return json_response(get_runstate(request).snapshot().to_dict())
+    """The RunState snapshot, crash record included; rendered once per RunState change, not per request."""
+    body = get_runstate(request).cached_export(_status_body)
+    response = Response(body=body, content_type="application/json", charset="utf-8")
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+def _status_body(snapshot: RunState) -> bytes:
+    """The /status JSON bytes of one snapshot (the same encoding as json_response)."""
+    data = snapshot.to_dict()
+    try:
+        text = json.dumps(data, default=_json_default, allow_nan=False)
+    except ValueError:
+        text = json.dumps(_sanitise_floats(data), default=_json_default)
+    return text.encode("utf-8")
 
 
 def source(request: Request) -> Response:
