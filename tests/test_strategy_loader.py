@@ -473,3 +473,11 @@ def test_instruments_callable_that_raises(tmp_path: Path) -> None:
     decls = "def instruments(p):\n    return p.missing_parameter"
     message = load_error(write(tmp_path, body(decls, instruments=None)))
     assert "instruments" in message
+
+
+def test_parameters_behave_as_a_read_only_mapping() -> None:
+    from tradeexecutor.strategy.parameters import Parameters
+
+    parameters = Parameters({"fast": 10, "slow": 30})
+    assert dict(parameters) == {"fast": 10, "slow": 30}
+    assert list(parameters.values()) == [10, 30] and parameters.fast == 10 and parameters["slow"] == 30

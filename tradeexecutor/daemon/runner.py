@@ -232,7 +232,7 @@ def build_daemon(config: DaemonConfig, *, clock: Clock | None = None, journal: E
                           metadata={"executor_id": runstate.executor_id, "name": strategy.name,
                                     "description": strategy.description, "mode": config.mode,
                                     "strategy_version": strategy.version,
-                                    "parameters": dict(strategy.parameters.values)})
+                                    "parameters": dict(strategy.parameters)})
     due = cycle_times(market.timeline_ns, strategy.cycle_duration, config.cycle_offset)
     loop = ExecutorLoop(engine, feed, store, runstate, commands, publisher, recorder, cycle_times=due,
                         journal=journal, now=clock.now, cycle_limit=config.cycle_limit,

@@ -54,6 +54,7 @@ class CycleContext:
         self._step = step
         self._timestamp_ns = timestamp_ns
         if self._default is not None:
+            assert self._default_closed is not None
             last = self._default_closed.item(step)
             self._default_last = last
             self._last = {self._default: last}
@@ -102,6 +103,7 @@ class CycleContext:
             raise LookaheadError(f"close(ago={ago}) asks for a bar after the cycle time {self.timestamp}")
         if symbol is None and self._default is not None:
             index = self._default_last - ago
+            assert self._default_close is not None
             return math.nan if index < 0 else self._default_close.item(index)
         sym = self._symbol(symbol)
         index = self._last[sym] - ago

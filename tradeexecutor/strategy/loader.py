@@ -56,7 +56,7 @@ class LoadedStrategy:
             "version": self.version,
             "cycle_duration": str(self.cycle_duration),
             "instruments": list(self.instruments),
-            "parameters": dict(self.parameters.values),
+            "parameters": dict(self.parameters),
         }
 
 

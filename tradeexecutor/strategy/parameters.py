@@ -205,22 +205,25 @@ PARAMETER_TYPES: tuple[type[Parameter], ...] = (Integer, Decimal, Boolean, Choic
 
 @dataclass(frozen=True)
 class Parameters(Mapping[str, Any]):
-    """Resolved parameter values, read by name or attribute: ``p["fast"]`` or ``p.fast``."""
+    """Resolved parameter values, read by name or attribute: ``p["fast"]`` or ``p.fast``.
 
-    values: Mapping[str, Any] = field(default_factory=dict)
+    A read-only Mapping, so ``dict(p)``, ``p.items()`` and ``p.values()`` work as for a dict.
+    """
+
+    data: Mapping[str, Any] = field(default_factory=dict)
 
     def __getitem__(self, key: str) -> Any:
-        return self.values[key]
+        return self.data[key]
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self.values)
+        return iter(self.data)
 
     def __len__(self) -> int:
-        return len(self.values)
+        return len(self.data)
 
     def __getattr__(self, name: str) -> Any:
         try:
-            return self.__dict__["values"][name]
+            return self.__dict__["data"][name]
         except KeyError:
             raise AttributeError(f"strategy has no parameter {name!r}") from None
 
