@@ -216,3 +216,25 @@ def test_ring_buffer_is_thread_safe() -> None:
     for thread in threads:
         thread.join()
     assert len(handler.records()) == 8000
+
+
+def test_a_since_that_overflows_when_converted_to_utc_is_a_400_not_a_500(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """0001-01-01T00:00+01:00 is before year 1 in UTC; the parameter is named, nothing crashes."""
+    import json as _json
+    import urllib.error
+    import urllib.request
+
+    from tradeexecutor.runstate import RunState
+    from tradeexecutor.store.layout import RunFiles
+    from tradeexecutor.webhook import WebhookServer, create_app
+    from tradeexecutor.webhook.options import WebhookOptions
+
+    app = create_app(RunState.create("t", mode="paper"), options=WebhookOptions(files=RunFiles(tmp_path)))
+    with WebhookServer(app, port=0) as server:
+        url = f"http://127.0.0.1:{server.effective_port}/logs?since=0001-01-01T00:00%2B01:00"
+        try:
+            urllib.request.urlopen(url, timeout=5)
+            raise AssertionError("expected a 400")
+        except urllib.error.HTTPError as error:
+            assert error.code == 400
+            assert "since" in _json.loads(error.read())["error"]

@@ -93,4 +93,9 @@ def datetime_param(request: Request, name: str) -> datetime | None:
         raise BadParameter(
             name, f"parameter {name!r} must be an ISO 8601 time or Unix seconds, not {text!r}"
         ) from None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    if parsed.tzinfo is None:
+        return parsed.replace(tzinfo=UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00+01:00 is before year 1 in UTC
+        raise BadParameter(name, f"parameter {name!r} is out of range: {text!r}") from None
