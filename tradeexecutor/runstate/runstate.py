@@ -166,7 +166,7 @@ class RunState(DataClassJsonMixin):
     def __post_init__(self) -> None:
         """Give every instance its own lock (not a field: never serialised, copied or compared)."""
         self._lock = threading.RLock()
-        self._export_cache: tuple[int, Any] | None = None
+        self._export_cache: dict[Callable[..., Any], tuple[int, Any]] = {}
         if not isinstance(self.status, RunStatus):
             self.status = RunStatus(self.status)
 
@@ -210,22 +210,22 @@ class RunState(DataClassJsonMixin):
         return int(self.__dict__.get("_revision", 0))
 
     def cached_export(self, render: Callable[[RunState], T]) -> T:
-        """``render(snapshot)`` computed once per revision and shared by every reader until the next write.
+        """``render(snapshot)`` computed once per revision (per renderer) and shared until the next write.
 
         Serialise once: fifty dashboards polling /status between two cycles cost one rendering,
         not fifty (the dataclasses-json conversion is the expensive part of a status request).
         """
         with self._lock:
             revision = self.revision
-            cached = self._export_cache
+            cached = self._export_cache.get(render)
             if cached is not None and cached[0] == revision:
                 return cast(T, cached[1])
             snapshot = self.make_exportable_copy()
         rendered = render(snapshot)
         with self._lock:
-            current = self._export_cache
+            current = self._export_cache.get(render)
             if current is None or current[0] < revision:
-                self._export_cache = (revision, rendered)
+                self._export_cache[render] = (revision, rendered)
         return rendered
 
     # -- locking and reading --------------------------------------------------------------------

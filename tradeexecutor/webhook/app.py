@@ -227,16 +227,16 @@ def ping(request: Request) -> Response:
 
 def status(request: Request) -> Response:
     """The RunState snapshot, crash record included; rendered once per RunState change, not per request."""
-    body = get_runstate(request).cached_export(_status_body)
-    response = Response(body=body, content_type="application/json", charset="utf-8")
-    response.headers["Cache-Control"] = "no-store"
-    response.headers["X-Content-Type-Options"] = "nosniff"
-    return response
+    return _cached_json(get_runstate(request).cached_export(_status_body))
 
 
 def _status_body(snapshot: RunState) -> bytes:
-    """The /status JSON bytes of one snapshot (the same encoding as json_response)."""
-    data = snapshot.to_dict()
+    """The /status JSON bytes of one snapshot."""
+    return _encode(snapshot.to_dict())
+
+
+def _encode(data: Any) -> bytes:
+    """JSON bytes with the same encoding as json_response (NaN and infinity become null)."""
     try:
         text = json.dumps(data, default=_json_default, allow_nan=False)
     except ValueError:
@@ -303,11 +303,24 @@ def visualisation(request: Request) -> Response:
 
 
 def summary(request: Request) -> Response:
-    """The run's summary statistics; 404 until the loop has computed them."""
-    stats = get_runstate(request).snapshot().summary_statistics
-    if not stats:
+    """The run's summary statistics; 404 until the loop has computed them. Rendered once per change."""
+    body = get_runstate(request).cached_export(_summary_body)
+    if body is None:
         return json_error(404, "no summary statistics yet: the first cycle has not completed")
-    return json_response(stats)
+    return _cached_json(body)
+
+
+def _summary_body(snapshot: RunState) -> bytes | None:
+    """The /summary JSON bytes of one snapshot, None while there are no statistics."""
+    stats = snapshot.summary_statistics
+    return _encode(stats) if stats else None
+
+
+def _cached_json(body: bytes) -> Response:
+    response = Response(body=body, content_type="application/json", charset="utf-8")
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response
 
 
 def include_core(config: Configurator) -> None:
