@@ -14,7 +14,10 @@ PROGRESS_THRESHOLD = 100_000
 
 
 @click.command("backtest")
-@click.argument("strategy_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("strategy_file", type=click.Path(dir_okay=False, path_type=Path), required=False)
+@click.option("--spec", "spec_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Run spec (YAML) naming the strategy file and config, instead of STRATEGY_FILE; "
+                   "TRADEEXECUTOR_* variables override its values, options it holds are refused.")
 @click.option("--data", "data", multiple=True, envvar=env("DATA"), show_envvar=True,
               help="Bundled dataset (stocks-daily, eurusd-hourly) or candle files (CSV, CSV.gz, Parquet); "
                    "repeat or comma-separate. Default: the bundled dataset holding the strategy's symbols.")
@@ -40,11 +43,12 @@ PROGRESS_THRESHOLD = 100_000
               help="Folder for state.json, trades.csv and summary.json. Default: output/<strategy name>.")
 @click.option("--progress/--no-progress", default=None, help="Force the progress bar on or off.")
 @user_errors
-def backtest_command(strategy_file: Path, data: tuple[str, ...], start: str | None, end: str | None,
+def backtest_command(strategy_file: Path | None, spec_file: Path | None, data: tuple[str, ...], start: str | None,
+                     end: str | None,
                      params: tuple[str, ...], cash: float, fee: float, slippage_bps: float, fill_timing: str,
                      min_notional: float, trigger_data: tuple[str, ...], output: Path | None,
                      progress: bool | None) -> None:
-    """Backtest STRATEGY_FILE on historical candles and print its summary."""
+    """Backtest STRATEGY_FILE (or --spec RUN_SPEC) on historical candles and print its summary."""
     from tradeexecutor.backtest import run_backtest
     from tradeexecutor.data.source import load_market
     from tradeexecutor.stats import compute_summary, summary_table, write_trades_csv
@@ -52,9 +56,17 @@ def backtest_command(strategy_file: Path, data: tuple[str, ...], start: str | No
     from tradeexecutor.store.codec import dumps_state
     from tradeexecutor.strategy.loader import check_universe, load_strategy
 
+    from tradeexecutor.cli.runs_cmd import spec_for_command
+
     # Everything is validated before anything is written.
-    strategy = load_strategy(strategy_file, parse_overrides(params))
-    config = EngineConfig(
+    spec = spec_for_command(spec_file, strategy_file)
+    if spec is not None:  # the spec and the TRADEEXECUTOR_* variables decide
+        data, start, end = spec.environment.data, spec.environment.start, spec.environment.end
+        cash, fee, slippage_bps = spec.core.cash, spec.core.fee, spec.core.slippage_bps
+        fill_timing, min_notional = spec.core.fill_timing, spec.core.min_notional
+    strategy = (spec.load_strategy() if spec is not None
+                else load_strategy(strategy_file, parse_overrides(params)))  # type: ignore[arg-type]
+    config = spec.engine_config() if spec is not None else EngineConfig(
         execution=ExecutionConfig(fee=fee, slippage_bps=slippage_bps, fill_timing=fill_timing,
                                   min_notional=min_notional),
         initial_cash=cash,

@@ -6,7 +6,11 @@ import click
 
 from tradeexecutor import __version__
 from tradeexecutor.cli.backtest_cmd import backtest_command
+from tradeexecutor.cli.check_cmd import check_command
 from tradeexecutor.cli.client_cmd import logs_command, status_command
+from tradeexecutor.cli.metrics_cmd import metrics_group, report_command
+from tradeexecutor.cli.runs_cmd import runs_command
+from tradeexecutor.cli.optimize_cmd import optimize_command
 from tradeexecutor.cli.start_cmd import start_command
 
 
@@ -20,6 +24,11 @@ cli.add_command(backtest_command)
 cli.add_command(start_command)
 cli.add_command(status_command)
 cli.add_command(logs_command)
+cli.add_command(metrics_group)
+cli.add_command(report_command)
+cli.add_command(check_command)
+cli.add_command(runs_command)
+cli.add_command(optimize_command)
 
 
 def main() -> None:

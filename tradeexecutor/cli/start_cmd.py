@@ -141,7 +141,7 @@ def start_command(strategy_file: Path | None, spec_file: Path | None, mode: str,
         complete_serve_seconds=complete_serve_seconds, chart_seconds=chart_seconds, publish_seconds=publish_seconds,
         **({"port": port} if _on_command_line("port") else {}))
     config = spec_config or DaemonConfig(
-        strategy_file=strategy_file, mode=mode,
+        strategy_file=strategy_file, mode=mode,  # type: ignore[arg-type]
         state_dir=state_dir if state_dir is not None else Path("state") / strategy_file.stem,  # type: ignore[union-attr]
         data=tuple(split_sources(data)), start=start, end=end, params=parse_overrides(params),
         engine=EngineConfig(

@@ -1,0 +1,277 @@
+"""Runs in-process: the folder contract, pinning, fingerprints, reproducibility, edit/copy/reset and the lifecycle."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tradeexecutor import __version__
+from tradeexecutor.data.bundled import BUNDLED_DATASETS
+from tradeexecutor.errors import ConfigError
+from tradeexecutor.runs.registry import RunsError
+from tradeexecutor.runs.run import Runs, sha256_file
+from tradeexecutor.runs.runner import start_run, stop_run
+from tradeexecutor.stats import compute_summary
+from tradeexecutor.store import StateStore
+from tradeexecutor.store.journal import Journal
+
+ROOT = Path(__file__).resolve().parent.parent
+STRATEGIES = ROOT / "strategies"
+
+SPEC = """\
+strategy_file: {strategy}
+mode: {mode}
+name: SMA test
+environment:
+  data: [stocks-daily]
+  start: "2008-01-01"
+  end: "2011-12-31"
+strategy:
+  fast: 8
+core:
+  fee: 0.001
+"""
+
+
+@pytest.fixture
+def work(tmp_path: Path) -> Path:
+    """A private copy of the SMA strategy and a backtest spec beside it."""
+    shutil.copy(STRATEGIES / "sma_crossover.py", tmp_path / "sma.py")
+    (tmp_path / "bt.yaml").write_text(SPEC.format(strategy="sma.py", mode="backtest"))
+    (tmp_path / "paper.yaml").write_text(SPEC.format(strategy="sma.py", mode="paper"))
+    (tmp_path / "live.yaml").write_text(SPEC.format(strategy="sma.py", mode="live"))
+    return tmp_path
+
+
+@pytest.fixture
+def runs(work: Path) -> Runs:
+    manager = Runs(work / "runs", env={})
+    yield manager
+    manager.close()
+
+
+def timeline(runs: Runs, run_id: str) -> list[str]:
+    return [entry["event"] for entry in runs.metadata(run_id)["timeline"]]
+
+
+def test_create_writes_the_folder_contract(runs: Runs, work: Path) -> None:
+    record, created = runs.create(work / "bt.yaml", ref="sma")
+    assert created and record.status == "new" and record.ref == "sma" and record.name == "SMA test"
+    paths = runs.paths(record.id)
+    assert paths.root == work / "runs" / record.id
+    assert paths.strategy.read_text() == (work / "sma.py").read_text()
+    spec_text = paths.spec.read_text()
+    assert "strategy_file: strategy.py" in spec_text and "fee: 0.001" in spec_text
+    assert runs.load_run_spec(record.id).strategy_file == paths.strategy.resolve()
+    meta = json.loads(paths.metadata.read_text())
+    assert {"run_id", "ref", "name", "mode", "status", "timeline", "created_at", "started_at", "stopped_at",
+            "strategy_version", "fingerprints"} <= set(meta)
+    assert meta["run_id"] == record.id and meta["status"] == "new" and meta["mode"] == "backtest"
+    assert [e["event"] for e in meta["timeline"]] == ["created"] and meta["started_at"] is None
+    prints = meta["fingerprints"]
+    assert prints["code"] == meta["strategy_version"] == sha256_file(paths.strategy)
+    assert prints["config"] == runs.load_run_spec(record.id).config_fingerprint()
+    stocks = BUNDLED_DATASETS["stocks-daily"].path
+    assert prints["data"] == {str(stocks): sha256_file(stocks)} and prints["package_version"] == __version__
+    assert paths.state.is_dir()
+    assert [e["event"] for e in Journal(paths.journal).read()] == ["created"]
+    assert runs.registry.resolve("sma").id == runs.registry.resolve(record.id).id == record.id
+
+
+def test_a_bad_spec_creates_nothing(runs: Runs, work: Path) -> None:
+    (work / "bad.yaml").write_text("strategy_file: sma.py\nmode: backtest\ncore: {fe: 1}\n")
+    with pytest.raises(ConfigError, match="core.fe: unknown key; did you mean fee"):
+        runs.create(work / "bad.yaml", ref="bad")
+    with pytest.raises(RunsError, match="is not valid"):
+        runs.create(work / "bt.yaml", ref="no good")
+    assert runs.all() == []
+    assert [p.name for p in (work / "runs").iterdir()] in ([], ["registry.sqlite"], ["registry.sqlite",
+                                                                                       "registry.sqlite-wal",
+                                                                                       "registry.sqlite-shm"])
+
+
+def test_env_overrides_apply_at_creation_and_are_pinned(work: Path) -> None:
+    runs = Runs(work / "runs", env={"TRADEEXECUTOR_FEE": "0.002"})
+    record, _ = runs.create(work / "bt.yaml")
+    assert runs.load_run_spec(record.id).core.fee == 0.002
+    assert "fee: 0.002" in runs.paths(record.id).spec.read_text()
+
+
+def test_refs_upsert_and_set(runs: Runs, work: Path) -> None:
+    first, _ = runs.create(work / "bt.yaml", ref="sma")
+    with pytest.raises(RunsError, match="ref 'sma' is taken by run .*--upsert"):
+        runs.create(work / "bt.yaml", ref="sma")
+    (work / "bt.yaml").write_text(SPEC.format(strategy="sma.py", mode="backtest").replace("fast: 8", "fast: 6"))
+    again, created = runs.create(work / "bt.yaml", ref="sma", upsert=True)
+    assert not created and again.id == first.id and runs.load_run_spec(first.id).strategy == {"fast": 6}
+    assert timeline(runs, first.id) == ["created", "updated"]
+    fresh, created = runs.create(work / "bt.yaml", ref="other", upsert=True)
+    assert created and fresh.id != first.id
+
+    before = runs.metadata(first.id)["fingerprints"]["config"]
+    runs.set_values("sma", ["core.fee=0.003", "strategy.slow=40", "environment.start=2009-01-01", "name=renamed"])
+    spec = runs.load_run_spec(first.id)
+    assert spec.core.fee == 0.003 and spec.strategy == {"fast": 6, "slow": 40}
+    assert spec.environment.start == "2009-01-01" and runs.registry.resolve("sma").name == "renamed"
+    assert runs.metadata(first.id)["fingerprints"]["config"] == spec.config_fingerprint() != before
+    with pytest.raises(ConfigError, match="core.fe: unknown key; did you mean fee"):
+        runs.set_values("sma", ["core.fe=1"])
+    with pytest.raises(ConfigError, match="strategy.fast: 'x' is not an integer"):
+        runs.set_values("sma", ["strategy.fast=x"])
+    with pytest.raises(RunsError, match="strategy_file cannot change"):
+        runs.set_values("sma", ["strategy_file=other.py"])
+    assert runs.load_run_spec(first.id).core.fee == 0.003  # failed edits changed nothing
+
+    start_run(runs, "sma")
+    with pytest.raises(RunsError, match="is complete: its config was pinned when it started; copy it"):
+        runs.set_values("sma", ["core.fee=0.001"])
+    with pytest.raises(RunsError, match="run sma is complete: only a new run can be updated"):
+        runs.create(work / "bt.yaml", ref="sma", upsert=True)
+
+
+def _results(runs: Runs, run_id: str) -> tuple[Any, str, dict[str, Any]]:
+    state = StateStore(runs.paths(run_id).state).load()
+    assert state is not None
+    valuations = (list(state.valuations.timestamp), list(state.valuations.equity), list(state.valuations.cash))
+    return valuations, runs.paths(run_id).orders_csv.read_text(), compute_summary(state).to_dict()
+
+
+def test_a_backtest_run_completes_and_is_reproducible(runs: Runs, work: Path) -> None:
+    one, _ = runs.create(work / "bt.yaml", ref="one")
+    two, _ = runs.create(work / "bt.yaml", ref="two")
+    result = start_run(runs, "one")
+    assert result.record.status == "complete"
+    start_run(runs, two.id)
+    meta = runs.metadata(one.id)
+    assert timeline(runs, one.id) == ["created", "start_requested", "started", "complete"]
+    assert meta["started_at"] and meta["stopped_at"] and meta["summary"]["trade_count"] > 5
+    assert meta["executor"]["pid"] is None and runs.registry.get(one.id).pid is None
+    assert (runs.paths(one.id).state / "state.json").is_file()
+    assert runs.paths(one.id).orders_csv.read_text().startswith("trade_id,")
+    events = [e["event"] for e in Journal(runs.paths(one.id).journal).read(limit=1000)]
+    assert events[:3] == ["created", "start_requested", "started"] and events[-1] == "complete"
+    assert "order_filled" in events
+
+    assert _results(runs, one.id) == _results(runs, two.id)
+    first, second = runs.metadata(one.id), runs.metadata(two.id)
+    assert first["fingerprints"] == second["fingerprints"]
+    assert first["summary"] == second["summary"]
+
+    with pytest.raises(RunsError, match="backtest run one is complete; reset it"):
+        start_run(runs, "one")
+
+
+def test_a_changed_data_file_changes_the_data_fingerprint(runs: Runs, work: Path) -> None:
+    candles = work / "eurusd.csv"
+    shutil.copy(BUNDLED_DATASETS["eurusd-hourly"].path, candles)
+    shutil.copy(STRATEGIES / "eurusd_breakout.py", work / "breakout.py")
+    (work / "fx.yaml").write_text("strategy_file: breakout.py\nmode: backtest\nenvironment: {data: [eurusd.csv]}\n")
+    before, _ = runs.create(work / "fx.yaml")
+    lines = candles.read_text().splitlines()
+    fields = lines[100].split(",")
+    fields[4] = f"{float(fields[4]) + 0.0001:.5f}"  # one close price
+    lines[100] = ",".join(fields)
+    candles.write_text("\n".join(lines) + "\n")
+    after, _ = runs.create(work / "fx.yaml")
+    a, b = runs.metadata(before.id)["fingerprints"], runs.metadata(after.id)["fingerprints"]
+    assert a["data"] != b["data"] and list(a["data"]) == [str(candles.resolve())]
+    assert a["config"] == b["config"] and a["code"] == b["code"]
+    start_run(runs, after.id)
+    assert runs.metadata(after.id)["fingerprints"]["data"] == b["data"]
+
+
+def test_reset_clears_results_and_the_run_starts_fresh(runs: Runs, work: Path) -> None:
+    record, _ = runs.create(work / "bt.yaml", ref="sma")
+    start_run(runs, "sma")
+    paths = runs.paths(record.id)
+    first = _results(runs, record.id)
+    (paths.root / "report.md").write_text("old report")
+    (paths.root / "charts").mkdir(exist_ok=True)
+    reset = runs.reset("sma")
+    assert reset.status == "new"
+    assert not paths.orders_csv.exists() and not (paths.root / "report.md").exists()
+    assert not (paths.root / "charts").exists() and list(paths.state.iterdir()) == []
+    assert not any(p.name.startswith(".reset-") for p in paths.root.iterdir())
+    meta = runs.metadata(record.id)
+    assert meta["status"] == "new" and meta["summary"] is None and meta["started_at"] is None
+    assert timeline(runs, record.id)[-1] == "reset"
+    assert paths.spec.is_file() and paths.strategy.is_file() and paths.journal.is_file()
+    start_run(runs, "sma")
+    assert _results(runs, record.id) == first
+
+
+def test_copy_pins_the_same_strategy_and_config(runs: Runs, work: Path) -> None:
+    record, _ = runs.create(work / "bt.yaml", ref="sma")
+    start_run(runs, "sma")
+    copy = runs.copy("sma", ref="sma2")
+    assert copy.id != record.id and copy.status == "new" and copy.ref == "sma2"
+    a, b = runs.metadata(record.id), runs.metadata(copy.id)
+    assert a["fingerprints"] == b["fingerprints"] and b["copied_from"] == record.id
+    assert runs.paths(copy.id).spec.read_bytes() == runs.paths(record.id).spec.read_bytes()
+    assert runs.paths(copy.id).strategy.read_bytes() == runs.paths(record.id).strategy.read_bytes()
+    assert not runs.paths(copy.id).orders_csv.exists()
+    with pytest.raises(RunsError, match="ref 'sma2' is taken"):
+        runs.copy("sma", ref="sma2")
+    start_run(runs, "sma2")
+    assert _results(runs, copy.id) == _results(runs, record.id)
+
+
+def test_the_pinned_strategy_runs_and_a_changed_pin_is_refused(runs: Runs, work: Path) -> None:
+    record, _ = runs.create(work / "bt.yaml", ref="sma")
+    pinned = runs.metadata(record.id)["strategy_version"]
+    original = work / "sma.py"
+    original.write_text(original.read_text().replace("fast crossed above slow", "edited later"))
+    result = start_run(runs, "sma")  # the edit does not reach the run: it runs its pinned copy
+    assert result.record.status == "complete" and any("keeps its pinned copy" in n for n in result.notes)
+    assert "edited later" not in runs.paths(record.id).orders_csv.read_text()
+    assert runs.metadata(record.id)["strategy_version"] == pinned
+
+    second, _ = runs.create(work / "bt.yaml", ref="second")
+    strategy = runs.paths(second.id).strategy
+    strategy.write_text(strategy.read_text() + "\n# tampered\n")
+    with pytest.raises(RunsError, match=r"pinned strategy .* no longer matches .* copy it to a new run "
+                                        r"\(tradeexecutor runs copy second\)"):
+        start_run(runs, "second")
+    assert runs.resolve("second").status == "new"
+    copy = runs.copy("second", ref="third")
+    assert start_run(runs, copy.id).record.status == "complete"
+    assert runs.metadata(copy.id)["fingerprints"]["code"] == sha256_file(strategy)
+
+
+def test_a_run_whose_process_vanished_ends_in_error(runs: Runs, work: Path) -> None:
+    record, _ = runs.create(work / "paper.yaml", ref="paper")
+    dead = os.fork()
+    if dead == 0:
+        os._exit(0)
+    os.waitpid(dead, 0)
+    runs.record(record.id, "start_requested", status="starting", pid=dead)
+    assert runs.resolve("paper").status == "error"
+    meta = runs.metadata(record.id)
+    assert "ended without recording an outcome" in meta["error"] and timeline(runs, record.id)[-1] == "error"
+    with pytest.raises(RunsError, match="is error; only a starting or running run can be stopped"):
+        stop_run(runs, "paper")
+
+
+def test_active_runs_cannot_be_reset_and_live_runs_never(runs: Runs, work: Path) -> None:
+    paper, _ = runs.create(work / "paper.yaml", ref="paper")
+    runs.record(paper.id, "start_requested", status="starting", pid=os.getpid())
+    with pytest.raises(RunsError, match="is starting; stop it first"):
+        runs.reset("paper")
+    with pytest.raises(RunsError, match="already starting"):
+        start_run(runs, "paper")
+
+    live, _ = runs.create(work / "live.yaml", ref="live")
+    with pytest.raises(ConfigError, match="live is not available yet"):
+        start_run(runs, "live")
+    assert runs.resolve("live").status == "new"
+    with pytest.raises(RunsError, match="live run: reset is refused"):
+        runs.reset("live")
+    runs.record(live.id, "start_requested", status="running", pid=None)
+    stopped, notes = stop_run(runs, "live")
+    assert stopped.status == "stopped" and any("does not close its positions" in note for note in notes)
+    assert timeline(runs, live.id)[-2:] == ["stop_requested", "stopped"]

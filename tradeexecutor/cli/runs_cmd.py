@@ -1,0 +1,338 @@
+"""``tradeexecutor runs``: create runs from specs, start and stop them, and read their journal and orders.
+
+Every command takes a run id or a ref. Runs live in ``--runs-dir`` (``TRADEEXECUTOR_RUNS_DIR``,
+default ``./runs``); see :mod:`tradeexecutor.runs.run` for the folder layout.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from tradeexecutor.cli.client_cmd import LOG_FORMATS, LOG_LEVELS, LogWriter, Tail, log_row, resolve_timezone
+from tradeexecutor.cli.common import env, user_errors
+
+#: Most journal entries one read returns while tailing.
+TAIL_LIMIT = 1000
+
+#: Options of ``start`` and ``backtest`` whose values a run spec holds: parameter → spec key.
+SPEC_OPTIONS = {
+    "mode": "mode", "data": "environment.data", "start": "environment.start", "end": "environment.end",
+    "params": "strategy.<parameter>", "replay_seconds": "environment.replay_seconds",
+    "replay_start": "environment.replay_start", "cycle_offset": "core.cycle_offset_seconds", "host": "core.host",
+    "trigger_seconds": "core.trigger_seconds", "revaluation_seconds": "core.revaluation_seconds",
+    "crash_policy": "core.crash_policy", "crash_serve_seconds": "core.crash_serve_seconds",
+    "crash_loop_count": "core.crash_loop_count", "crash_loop_minutes": "core.crash_loop_minutes",
+    "watchdog_seconds": "core.watchdog_seconds", "cash": "core.cash", "fee": "core.fee",
+    "slippage_bps": "core.slippage_bps", "fill_timing": "core.fill_timing", "min_notional": "core.min_notional",
+}
+
+
+def spec_for_command(spec_file: Path | None, strategy_file: Path | None) -> Any:
+    """The RunSpec of ``start --spec`` / ``backtest --spec`` (None without --spec).
+
+    A spec and a STRATEGY_FILE together, or neither, is an error; so is an option on the command
+    line that the spec holds (the spec and the TRADEEXECUTOR_* variables decide those).
+    """
+    from click.core import ParameterSource
+
+    from tradeexecutor.errors import ConfigError
+    from tradeexecutor.runs.spec import load_spec
+
+    ctx = click.get_current_context()
+    from_command_line = ctx.get_parameter_source("strategy_file") is ParameterSource.COMMANDLINE
+    if spec_file is None:
+        if strategy_file is None:
+            raise ConfigError("give a STRATEGY_FILE, or --spec RUN_SPEC (a YAML run spec naming its strategy_file)")
+        return None
+    if strategy_file is not None and from_command_line:
+        raise ConfigError(f"give either STRATEGY_FILE or --spec, not both: {spec_file} names its own strategy_file")
+    for name, key in SPEC_OPTIONS.items():
+        if name in ctx.params and ctx.get_parameter_source(name) is ParameterSource.COMMANDLINE:
+            option = "--param" if name == "params" else "--" + name.replace("_", "-")
+            raise ConfigError(f"{option} cannot be combined with --spec: set {key} in {spec_file}, or its "
+                              "TRADEEXECUTOR_* environment variable")
+    return load_spec(spec_file)
+
+
+def _runs(ctx: click.Context) -> Any:
+    from tradeexecutor.runs.run import Runs
+
+    return Runs(ctx.obj["runs_dir"])
+
+
+@click.group("runs")
+@click.option("--runs-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("runs"),
+              show_default=True, envvar=env("RUNS_DIR"), show_envvar=True,
+              help="Folder holding the runs and their registry.")
+@click.pass_context
+def runs_command(ctx: click.Context, runs_dir: Path) -> None:
+    """Create, start, stop and inspect runs: a strategy with a pinned config, its state and its results."""
+    ctx.ensure_object(dict)
+    ctx.obj["runs_dir"] = runs_dir
+
+
+@runs_command.command("create")
+@click.argument("spec", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--ref", default=None, help="A unique name for the run, usable wherever an id is.")
+@click.option("--start", "start_now", is_flag=True, help="Start the run once created.")
+@click.option("--upsert", is_flag=True, help="Update the run holding --ref instead, while it is still new.")
+@click.option("--tail", is_flag=True, help="With --start: follow the run's journal until it ends.")
+@click.option("--port", type=int, default=None, help="Webhook port of a paper run (default: a free one).")
+@click.pass_context
+@user_errors
+def create_command(ctx: click.Context, spec: Path, ref: str | None, start_now: bool, upsert: bool, tail: bool,
+                   port: int | None) -> None:
+    """Create a run from the run spec SPEC (environment variables override its values, then it is pinned)."""
+    runs = _runs(ctx)
+    record, created = runs.create(spec, ref=ref, upsert=upsert)
+    verb = "created" if created else "updated"
+    click.echo(f"{verb} run {record.id}" + (f" (ref {record.ref})" if record.ref else "")
+               + f": {record.name}, {record.mode} — {runs.paths(record.id).root}")
+    if start_now:
+        _start(ctx, runs, record.id, port, tail)
+
+
+@runs_command.command("ls")
+@click.option("--json", "as_json", is_flag=True, help="Print the runs as JSON.")
+@click.pass_context
+@user_errors
+def ls_command(ctx: click.Context, as_json: bool) -> None:
+    """List the runs: ID, REF, NAME, MODE, STATUS."""
+    records = _runs(ctx).all()
+    if as_json:
+        click.echo(json.dumps([record.__dict__ for record in records], indent=2))
+        return
+    rows = [("ID", "REF", "NAME", "MODE", "STATUS")]
+    rows += [(r.id, r.ref or "-", r.name, r.mode, r.status) for r in records]
+    widths = [max(len(row[i]) for row in rows) for i in range(5)]
+    for row in rows:
+        click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+
+
+@runs_command.command("show")
+@click.argument("run")
+@click.option("--json", "as_json", is_flag=True, help="Print metadata.json as it is.")
+@click.pass_context
+@user_errors
+def show_command(ctx: click.Context, run: str, as_json: bool) -> None:
+    """Show one run: status, timeline, fingerprints and summary."""
+    runs = _runs(ctx)
+    record = runs.resolve(run)
+    meta = runs.metadata(record.id)
+    if as_json:
+        click.echo(json.dumps(meta, indent=2))
+        return
+    prints = meta.get("fingerprints") or {}
+    executor = meta.get("executor") or {}
+    lines = [
+        ("id", record.id), ("ref", record.ref or "-"), ("name", record.name), ("mode", record.mode),
+        ("status", record.status), ("folder", str(runs.paths(record.id).root)),
+        ("strategy", f"{meta.get('strategy_name')} (version {str(meta.get('strategy_version'))[:12]})"),
+        ("created", meta.get("created_at") or "-"), ("started", meta.get("started_at") or "-"),
+        ("stopped", meta.get("stopped_at") or "-"),
+        ("config", str(prints.get("config", "-"))), ("code", str(prints.get("code", "-"))),
+        ("package", str(prints.get("package_version", "-"))),
+    ]
+    lines += [("data", f"{sha} {name}") for name, sha in (prints.get("data") or {}).items()]
+    if executor.get("url"):
+        lines.append(("webhook", str(executor["url"])))
+    if meta.get("copied_from"):
+        lines.append(("copied from", str(meta["copied_from"])))
+    if meta.get("error"):
+        lines.append(("error", str(meta["error"])))
+    summary = meta.get("summary") or {}
+    for key in ("final_equity", "total_return", "max_drawdown", "sharpe", "trade_count"):
+        if key in summary:
+            lines.append((key.replace("_", " "), str(summary[key])))
+    width = max(len(label) for label, _ in lines) + 1
+    for label, value in lines:
+        click.echo(f"{(label + ':').ljust(width)} {value}")
+    click.echo("timeline:")
+    for entry in meta.get("timeline", []):
+        detail = f"  {entry['detail']}" if entry.get("detail") else ""
+        click.echo(f"  {entry.get('at')}  {entry.get('event')}{detail}")
+
+
+@runs_command.command("start")
+@click.argument("run")
+@click.option("--port", type=int, default=None, help="Webhook port of a paper run (default: a free one).")
+@click.option("--tail", is_flag=True, help="Follow the run's journal until it ends.")
+@click.pass_context
+@user_errors
+def start_command(ctx: click.Context, run: str, port: int | None, tail: bool) -> None:
+    """Start a run: a backtest runs here to completion; a paper run becomes its own executor process."""
+    runs = _runs(ctx)
+    _start(ctx, runs, run, port, tail)
+
+
+def _start(ctx: click.Context, runs: Any, run: str, port: int | None, tail: bool) -> None:
+    from tradeexecutor.runs.runner import start_run
+
+    result = start_run(runs, run, port=port)
+    for note in result.notes:
+        click.echo(note, err=True)
+    record = result.record
+    meta = runs.metadata(record.id)
+    if record.mode == "backtest":
+        summary = meta.get("summary") or {}
+        info = meta.get("backtest") or {}
+        click.echo(f"run {record.label} {record.status}: {info.get('bars', '?')} bars, {info.get('cycles', '?')} "
+                   f"cycles in {info.get('seconds', '?')}s; final equity {_number(summary.get('final_equity'))}, "
+                   f"total return {_percent(summary.get('total_return'))}, {summary.get('trade_count')} trades")
+    else:
+        executor = meta.get("executor") or {}
+        click.echo(f"run {record.label} {record.status}: webhook {result.url or executor.get('url') or '-'} "
+                   f"(pid {record.pid}); stop it with: tradeexecutor runs stop {record.label}")
+    if tail:
+        _follow(runs, record.id, "table", None, None, 100, 1.0)
+
+
+def _number(value: Any) -> str:
+    return f"{value:,.2f}" if isinstance(value, (int, float)) else "-"
+
+
+def _percent(value: Any) -> str:
+    return f"{value * 100:,.2f} %" if isinstance(value, (int, float)) else "-"
+
+
+@runs_command.command("stop")
+@click.argument("run")
+@click.option("--timeout", type=click.FloatRange(min=0.1), default=30.0, show_default=True,
+              help="Seconds to wait for a graceful exit before killing the executor.")
+@click.pass_context
+@user_errors
+def stop_command(ctx: click.Context, run: str, timeout: float) -> None:
+    """Stop a running run (SIGTERM, then wait); a live run's positions stay open."""
+    from tradeexecutor.runs.runner import stop_run
+
+    record, notes = stop_run(_runs(ctx), run, timeout=timeout)
+    for note in notes:
+        click.echo(note, err=True)
+    click.echo(f"run {record.label} {record.status}")
+
+
+@runs_command.command("reset")
+@click.argument("run")
+@click.pass_context
+@user_errors
+def reset_command(ctx: click.Context, run: str) -> None:
+    """Clear a backtest or paper run's results (state, reports) so it starts fresh; refused for live runs."""
+    record = _runs(ctx).reset(run)
+    click.echo(f"run {record.label} reset: status {record.status}")
+
+
+@runs_command.command("copy")
+@click.argument("run")
+@click.option("--ref", default=None, help="A unique name for the copy.")
+@click.pass_context
+@user_errors
+def copy_command(ctx: click.Context, run: str, ref: str | None) -> None:
+    """Make a new run with the same pinned strategy and config."""
+    runs = _runs(ctx)
+    record = runs.copy(run, ref=ref)
+    click.echo(f"created run {record.id}" + (f" (ref {record.ref})" if record.ref else "") + f" as a copy of {run}"
+               + f" — {runs.paths(record.id).root}")
+
+
+@runs_command.command("set")
+@click.argument("run")
+@click.argument("assignments", nargs=-1, required=True)
+@click.pass_context
+@user_errors
+def set_command(ctx: click.Context, run: str, assignments: tuple[str, ...]) -> None:
+    """Change spec values of a new run: runs set REF core.fee=0.002 strategy.fast=5 environment.start=2010-01-01."""
+    record = _runs(ctx).set_values(run, list(assignments))
+    click.echo(f"run {record.label} updated: {' '.join(assignments)}")
+
+
+@runs_command.command("logs")
+@click.argument("run")
+@click.option("--tail", "-f", "tail", is_flag=True, help="Keep following new entries until the run ends or Ctrl+C.")
+@click.option("--format", "fmt", type=click.Choice(LOG_FORMATS), default="table", show_default=True,
+              help="Output format.")
+@click.option("--timezone", "timezone_name", envvar=env("TIMEZONE"), show_envvar=True, default=None,
+              help="Show times in this IANA time zone (e.g. UTC, Europe/Helsinki); default: the local zone.")
+@click.option("--level", type=click.Choice(LOG_LEVELS), default=None, help="Only entries at this level or above.")
+@click.option("--limit", type=click.IntRange(1, TAIL_LIMIT), default=100, show_default=True,
+              help="How many of the most recent entries to show first.")
+@click.option("--interval", type=click.FloatRange(min=0.05), default=1.0, show_default=True,
+              help="Seconds between reads with --tail.")
+@click.pass_context
+@user_errors
+def logs_command(ctx: click.Context, run: str, tail: bool, fmt: str, timezone_name: str | None, level: str | None,
+                 limit: int, interval: float) -> None:
+    """Show the run's journal (lifecycle, orders, the executor's events), oldest first."""
+    runs = _runs(ctx)
+    record = runs.resolve(run)
+    _follow(runs, record.id, fmt, timezone_name, level, limit, interval if tail else None)
+
+
+def _follow(runs: Any, run_id: str, fmt: str, timezone_name: str | None, level: str | None, limit: int,
+            interval: float | None) -> None:
+    from datetime import datetime
+
+    from tradeexecutor.runs.run import ACTIVE_STATUSES
+
+    zone = resolve_timezone(timezone_name)
+    writer = LogWriter(fmt, sys.stdout)
+    seen = Tail()
+    try:
+        writer.rows([log_row(entry, zone) for entry in seen.new(runs.journal_entries(run_id, limit=limit,
+                                                                                     level=level))])
+        live = interval is not None and runs.resolve(run_id).status in ACTIVE_STATUSES
+        while live:
+            time.sleep(interval or 1.0)
+            live = runs.resolve(run_id).status in ACTIVE_STATUSES  # status first: entries before the end are read
+            since = datetime.fromisoformat(seen.last_at) if seen.last_at else None
+            fresh = seen.new(runs.journal_entries(run_id, since=since, limit=TAIL_LIMIT, level=level))
+            if fresh:
+                writer.rows([log_row(entry, zone) for entry in fresh])
+        writer.close()
+    except KeyboardInterrupt:
+        writer.close()
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
+@runs_command.command("orders")
+@click.argument("run")
+@click.pass_context
+@user_errors
+def orders_command(ctx: click.Context, run: str) -> None:
+    """Print the run's orders as CSV (every trade of every status)."""
+    from tradeexecutor.runs.registry import RunsError
+    from tradeexecutor.store.layout import RunFiles
+
+    runs = _runs(ctx)
+    record = runs.resolve(run)
+    paths = runs.paths(record.id)
+    published = RunFiles(paths.state).orders_csv
+    for path in ((published, paths.orders_csv) if record.status in ("starting", "running")
+                 else (paths.orders_csv, published)):
+        if path.is_file():
+            sys.stdout.write(path.read_text(encoding="utf-8"))
+            return
+    raise RunsError(f"run {record.label} has no orders yet ({record.status})")
+
+
+@runs_command.command("supervise", hidden=True)
+@click.argument("run_id")
+@click.option("--port", type=int, required=True)
+@click.pass_context
+@user_errors
+def supervise_command(ctx: click.Context, run_id: str, port: int) -> None:
+    """Internal: run a paper run's executor and record how it ends (started detached by `runs start`)."""
+    import logging
+
+    from tradeexecutor.runs.runner import supervise
+
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    sys.exit(supervise(_runs(ctx), run_id, port))

@@ -1,0 +1,98 @@
+"""Execute a backtest run in this process: its pinned strategy over its data, with state, orders and journal in the run folder.
+
+Nothing is written before the strategy and the data have loaded and checked out. The state is
+saved to ``state/`` as one snapshot (under the state directory's lock), every order goes to
+``orders.csv``, and the engine's events (orders planned, filled, rejected, triggers) are appended
+to the run's ``journal.jsonl`` in one fsynced write at the end, so a long backtest does not pay an
+fsync per event.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from tradeexecutor.backtest import run_backtest
+from tradeexecutor.daemon.startup import StateDirLock
+from tradeexecutor.data.source import load_market
+from tradeexecutor.runs.registry import RunsError
+from tradeexecutor.runs.run import RunPaths, data_fingerprints
+from tradeexecutor.runs.spec import RunSpec
+from tradeexecutor.stats import compute_summary, write_trades_csv
+from tradeexecutor.store import StateStore, fsync_append
+from tradeexecutor.strategy.loader import check_universe
+
+__all__ = ["BacktestOutcome", "EventBuffer", "execute_backtest"]
+
+#: Journal level of each engine event (others: info).
+EVENT_LEVELS = {"order_planned": "debug", "intent_ignored": "debug", "order_rejected": "warning"}
+
+
+@dataclass(frozen=True)
+class BacktestOutcome:
+    """What a finished backtest run produced."""
+
+    #: compute_summary(...).to_dict() with the close prices as the buy-and-hold benchmark.
+    summary: dict[str, Any]
+    bars: int
+    cycles: int
+    seconds: float
+    #: sha256 of every data file read, by path.
+    data: dict[str, str]
+
+
+@dataclass
+class EventBuffer:
+    """An engine event sink that keeps events in memory until :meth:`flush` appends them to a journal."""
+
+    run_id: str
+    entries: list[bytes] = field(default_factory=list)
+
+    def __call__(self, event: str, **fields: Any) -> None:
+        entry = {"at": datetime.now(UTC).isoformat(), "level": EVENT_LEVELS.get(event, "info"), "event": event,
+                 "run_id": self.run_id, **fields}
+        self.entries.append(json.dumps(entry, default=_plain).encode("utf-8") + b"\n")
+
+    def flush(self, path: Any) -> None:
+        """Append every buffered entry in one fsynced write."""
+        if self.entries:
+            fsync_append(path, b"".join(self.entries))
+            self.entries.clear()
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat()
+    if hasattr(value, "item"):
+        return value.item()
+    if hasattr(value, "value"):
+        return value.value
+    return str(value)
+
+
+def execute_backtest(spec: RunSpec, paths: RunPaths, run_id: str, *, now: datetime | None = None) -> BacktestOutcome:
+    """Backtest ``spec`` into ``paths``: state/ (one snapshot), orders.csv and the journal's order events."""
+    strategy = spec.load_strategy()
+    environment = spec.environment
+    market, selection = load_market(list(environment.data), strategy.instruments,
+                                    bar_frequency=strategy.bar_frequency, start=environment.start,
+                                    end=environment.end)
+    check_universe(strategy, selection.available)
+    data = data_fingerprints(spec, strategy.instruments)
+    lock = StateDirLock(paths.state).acquire()
+    try:
+        store = StateStore(paths.state)
+        if store.load() is not None:  # an unreadable state stops here, untouched
+            raise RunsError(f"{paths.state} already holds a state; reset the run to backtest it again")
+        events = EventBuffer(run_id)
+        result = run_backtest(strategy, market, spec.engine_config(), events=events, now=now)
+        store.save_snapshot(result.state)
+        write_trades_csv(result.state, paths.orders_csv)
+        prices = {symbol: market.close_series(symbol) for symbol in market.symbols}
+        summary = compute_summary(result.state, benchmark_prices=prices).to_dict()
+        events.flush(paths.journal)
+    finally:
+        lock.release()
+    return BacktestOutcome(summary=summary, bars=result.bars, cycles=result.cycles, seconds=result.seconds, data=data)

@@ -1,0 +1,557 @@
+"""Run folders: create, pin, fingerprint, edit, copy and reset runs, and record their lifecycle.
+
+The folder layout is a contract (the metrics and report writers rely on it)::
+
+    <runs_dir>/registry.sqlite         every run, its unique ref and status (runs.registry)
+    <runs_dir>/<run_id>/
+        spec.yaml         the spec, resolved: every key, data paths absolute, strategy_file: strategy.py
+        strategy.py       the pinned strategy source; the run always executes this copy
+        metadata.json     run_id, ref, name, mode, status, timeline [{event, at}], created_at, started_at,
+                          stopped_at, strategy_version, fingerprints {config, data {file: sha256}, code,
+                          package_version}, source, copied_from, executor {pid, port, url}, summary, error
+        journal.jsonl     the run's journal: lifecycle events (and a backtest's order events)
+        state/            the executor's state dir: state.json, state.log, journal.jsonl, crash.json, public/
+        executor.log      stdout and stderr of a paper run's executor
+        orders.csv, metrics.json, metrics.prom, report.md, report.html, charts/, readiness.json
+
+Lifecycle: ``new → starting → running → complete | stopped | error``. Every change goes through
+:meth:`Runs.record` inside the registry's ``BEGIN IMMEDIATE`` transaction, so metadata.json, the
+registry row and the journal stay in step even with several runner commands at once; every file
+is written crash-safely (temp file, fsync, rename).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import secrets
+import shutil
+import sqlite3
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psutil
+import yaml
+
+from tradeexecutor import __version__
+from tradeexecutor.data.bundled import BUNDLED_DATASETS, bundled_for_symbols
+from tradeexecutor.errors import ConfigError
+from tradeexecutor.runs.registry import Registry, RunRecord, RunsError, check_ref
+from tradeexecutor.runs.spec import RunSpec, load_spec, spec_from_dict
+from tradeexecutor.store.atomic import atomic_write_bytes, atomic_write_text, fsync_directory
+from tradeexecutor.store.journal import Journal
+from tradeexecutor.strategy.loader import strategy_version
+
+__all__ = [
+    "ACTIVE_STATUSES",
+    "ARTIFACTS",
+    "STATUSES",
+    "RunPaths",
+    "Runs",
+    "data_fingerprints",
+    "default_runs_dir",
+    "new_run_id",
+    "process_alive",
+]
+
+#: Every status a run can have, in lifecycle order.
+STATUSES = ("new", "starting", "running", "complete", "stopped", "error")
+#: Statuses during which a process works on the run.
+ACTIVE_STATUSES = ("starting", "running")
+#: Results a reset removes (besides state/).
+ARTIFACTS = ("orders.csv", "metrics.json", "metrics.prom", "report.md", "report.html", "charts", "readiness.json",
+             "executor.log")
+#: Environment variable naming the runs folder.
+RUNS_DIR_ENV = "TRADEEXECUTOR_RUNS_DIR"
+#: Spec keys ``runs set`` may change (besides every key of environment, strategy and core).
+SETTABLE_TOP_KEYS = ("mode", "name")
+
+
+def default_runs_dir(env: Mapping[str, str] = os.environ) -> Path:
+    """``$TRADEEXECUTOR_RUNS_DIR`` or ``./runs``."""
+    return Path(env.get(RUNS_DIR_ENV) or "runs")
+
+
+def new_run_id(now: datetime | None = None) -> str:
+    """``r`` + UTC date and time + 4 random hex digits: short, unique enough, sortable by creation."""
+    moment = (now or datetime.now(UTC)).astimezone(UTC)
+    return f"r{moment:%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds")
+
+
+def sha256_file(path: Path) -> str:
+    """sha256 of a file's bytes, read in blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def data_fingerprints(spec: RunSpec, instruments: tuple[str, ...]) -> dict[str, str]:
+    """sha256 of every data file the run reads (a bundled dataset by its file), by path."""
+    sources = list(spec.environment.data)
+    if not sources:
+        bundled = bundled_for_symbols(list(instruments))
+        sources = [bundled] if bundled else []
+    result: dict[str, str] = {}
+    for source in sources:
+        path = BUNDLED_DATASETS[source].path if source in BUNDLED_DATASETS else Path(source)
+        if path.is_file():
+            result[str(path)] = sha256_file(path)
+    return result
+
+
+def process_alive(pid: int | None) -> bool:
+    """True while ``pid`` is a live (not zombie) process that looks like ours."""
+    if not pid:
+        return False
+    try:
+        process = psutil.Process(pid)
+        if process.status() == psutil.STATUS_ZOMBIE:
+            try:
+                os.waitpid(pid, os.WNOHANG)  # our own child: reap it
+            except ChildProcessError:
+                pass
+            return False
+        try:
+            command = " ".join(process.cmdline())
+        except (psutil.AccessDenied, psutil.ZombieProcess):
+            return True
+        return "tradeexecutor" in command or "python" in command.lower() or not command
+    except psutil.NoSuchProcess:
+        return False
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    """Where the files of one run live (the layout contract)."""
+
+    #: The run folder, ``<runs_dir>/<run_id>``.
+    root: Path
+
+    @property
+    def spec(self) -> Path:
+        return self.root / "spec.yaml"
+
+    @property
+    def strategy(self) -> Path:
+        return self.root / "strategy.py"
+
+    @property
+    def metadata(self) -> Path:
+        return self.root / "metadata.json"
+
+    @property
+    def journal(self) -> Path:
+        return self.root / "journal.jsonl"
+
+    @property
+    def state(self) -> Path:
+        return self.root / "state"
+
+    @property
+    def state_journal(self) -> Path:
+        """The executor's own journal, when it writes one."""
+        return self.state / "journal.jsonl"
+
+    @property
+    def executor_log(self) -> Path:
+        return self.root / "executor.log"
+
+    @property
+    def orders_csv(self) -> Path:
+        return self.root / "orders.csv"
+
+    @property
+    def metrics_json(self) -> Path:
+        return self.root / "metrics.json"
+
+    @property
+    def metrics_prom(self) -> Path:
+        return self.root / "metrics.prom"
+
+    @property
+    def report_md(self) -> Path:
+        return self.root / "report.md"
+
+    @property
+    def report_html(self) -> Path:
+        return self.root / "report.html"
+
+    @property
+    def charts(self) -> Path:
+        return self.root / "charts"
+
+    @property
+    def readiness(self) -> Path:
+        return self.root / "readiness.json"
+
+
+def _spec_text(spec: RunSpec, header: str) -> str:
+    data = spec.to_dict()
+    data["strategy_file"] = "strategy.py"
+    body = yaml.safe_dump(data, sort_keys=False, allow_unicode=True, default_flow_style=False)
+    return "".join(f"# {line}\n" for line in header.splitlines()) + body
+
+
+def write_json(path: Path, payload: Any) -> None:
+    """JSON, crash-safely."""
+    atomic_write_text(path, json.dumps(payload, indent=2, default=str) + "\n")
+
+
+class Runs:
+    """The runs of one runs folder: the registry plus each run's folder."""
+
+    def __init__(self, runs_dir: Path, *, env: Mapping[str, str] = os.environ,
+                 clock: Callable[[], datetime] = _now) -> None:
+        #: The runs folder.
+        self.runs_dir = Path(runs_dir)
+        #: Environment variables that override spec values at creation.
+        self.env = env
+        self.clock = clock
+        self.registry = Registry(self.runs_dir)
+
+    def close(self) -> None:
+        self.registry.close()
+
+    def paths(self, run_id: str) -> RunPaths:
+        return RunPaths(self.runs_dir / run_id)
+
+    # -- reading ---------------------------------------------------------------------------------
+
+    def metadata(self, run_id: str) -> dict[str, Any]:
+        """The run's metadata.json."""
+        path = self.paths(run_id).metadata
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))  # type: ignore[no-any-return]
+        except FileNotFoundError:
+            raise RunsError(f"run {run_id}: {path} is missing; the run folder is incomplete") from None
+        except ValueError as exc:
+            raise RunsError(f"run {run_id}: {path} is not valid JSON: {exc}") from None
+
+    def resolve(self, ref_or_id: str) -> RunRecord:
+        """The run with this id or ref, its status brought up to date."""
+        return self.reconcile(self.registry.resolve(ref_or_id))
+
+    def all(self) -> list[RunRecord]:
+        """Every run, oldest first, statuses brought up to date."""
+        return [self.reconcile(record) for record in self.registry.all()]
+
+    def load_run_spec(self, run_id: str) -> RunSpec:
+        """The run's pinned spec (running its pinned strategy.py); environment variables do not apply."""
+        return load_spec(self.paths(run_id).spec, env={})
+
+    def reconcile(self, record: RunRecord) -> RunRecord:
+        """A run that says it is starting or running but whose process is gone ended in error."""
+        if record.status not in ACTIVE_STATUSES or record.pid is None or process_alive(record.pid):
+            return record
+        with self.registry.transaction():
+            fresh = self.registry.get(record.id)
+            if fresh is None or fresh.status not in ACTIVE_STATUSES or fresh.pid != record.pid:
+                return fresh or record
+            self.record(record.id, "error", status="error", level="error", pid=None,
+                        detail=f"the process running it (pid {record.pid}) ended without recording an outcome")
+            return self.registry.get(record.id) or record
+
+    def journal_entries(self, run_id: str, *, since: datetime | None = None, limit: int = 100,
+                        level: str | None = None) -> list[dict[str, Any]]:
+        """The newest entries of the run's journal and its executor's journal, merged by time, oldest first."""
+        paths = self.paths(run_id)
+        entries = Journal(paths.journal).read(since=since, limit=limit, level=level)
+        if paths.state_journal.exists():
+            entries += Journal(paths.state_journal).read(since=since, limit=limit, level=level)
+            entries.sort(key=lambda entry: str(entry.get("at", "")))
+        return entries[-limit:]
+
+    # -- recording -------------------------------------------------------------------------------
+
+    @contextmanager
+    def locked(self, ref_or_id: str) -> Iterator[RunRecord]:
+        """The run, with the registry's write lock held until the block ends."""
+        with self.registry.transaction():
+            yield self.registry.resolve(ref_or_id)
+
+    def record(self, run_id: str, event: str, *, status: str | None = None, level: str = "info",
+               detail: str | None = None, pid: int | None | str = "keep", port: int | None | str = "keep",
+               **metadata: Any) -> dict[str, Any]:
+        """Append ``event`` to the timeline and the journal, set the status and metadata fields; one transaction."""
+        with self.registry.transaction():
+            at = _iso(self.clock())
+            meta = self.metadata(run_id)
+            entry: dict[str, Any] = {"event": event, "at": at}
+            if detail:
+                entry["detail"] = detail
+            meta.setdefault("timeline", []).append(entry)
+            if status is not None:
+                meta["status"] = status
+            if event == "started":
+                meta["started_at"] = at
+            if status in ("complete", "stopped", "error"):
+                meta["stopped_at"] = at
+            if status == "error" and detail:
+                meta["error"] = detail
+            executor = dict(meta.get("executor") or {})
+            if pid != "keep":
+                executor["pid"] = pid
+            if port != "keep":
+                executor["port"] = port
+            if executor:
+                meta["executor"] = executor
+            meta.update(metadata)
+            write_json(self.paths(run_id).metadata, meta)
+            row: dict[str, Any] = {"updated_at": at}
+            if status is not None:
+                row["status"] = status
+            if pid != "keep":
+                row["pid"] = pid
+            if port != "keep":
+                row["port"] = port
+            for key in ("name", "mode", "ref"):
+                if key in metadata:
+                    row[key] = metadata[key]
+            self.registry.update(run_id, **row)
+            fields: dict[str, Any] = {"run_id": run_id}
+            if status is not None:
+                fields["status"] = status
+            if detail:
+                fields["detail"] = detail
+            Journal(self.paths(run_id).journal).append(event, level=level, **fields)
+            return meta
+
+    def journal(self, run_id: str, event: str, *, level: str = "info", **fields: Any) -> None:
+        """Append one entry to the run's journal (no status change)."""
+        Journal(self.paths(run_id).journal).append(event, level=level, run_id=run_id, **fields)
+
+    # -- create ----------------------------------------------------------------------------------
+
+    def create(self, spec_path: Path, *, ref: str | None = None, upsert: bool = False) -> tuple[RunRecord, bool]:
+        """A new run from the spec file (or, with ``upsert``, the new run holding ``ref`` updated); (run, created).
+
+        Everything is validated before anything is written; a failure leaves no folder behind.
+        """
+        if ref is not None:
+            check_ref(ref)
+        if upsert and ref is None:
+            raise RunsError("--upsert needs --ref: it updates the run holding that ref while it is new")
+        spec = load_spec(spec_path, env=self.env)
+        strategy = spec.load_strategy()
+        name = spec.name or strategy.name
+        source_info = {"spec": str(Path(spec_path).resolve()), "strategy_file": str(spec.strategy_file)}
+        fingerprints = self._fingerprints(spec, strategy.source, strategy.instruments)
+        header = (f"Run spec pinned from {source_info['spec']}\n"
+                  f"(strategy {source_info['strategy_file']}; environment overrides applied at creation).")
+        with self.registry.transaction():
+            existing = self.registry.find_ref(ref) if ref is not None else None
+            if existing is not None:
+                if not upsert:
+                    raise RunsError(f"ref {ref!r} is taken by run {existing.id} ({existing.status}); choose another "
+                                    "ref, or pass --upsert to update that run while it is new")
+                if existing.status != "new":
+                    raise RunsError(f"run {ref} is {existing.status}: only a new run can be updated; reset it "
+                                    f"(runs reset {ref}) or make another with a new ref")
+                paths = self.paths(existing.id)
+                atomic_write_text(paths.strategy, strategy.source)
+                atomic_write_text(paths.spec, _spec_text(spec, header))
+                self.record(existing.id, "updated", detail=f"from {source_info['spec']}", name=name,
+                            mode=spec.mode, strategy_name=strategy.name, strategy_version=strategy.version,
+                            fingerprints=fingerprints, source=source_info)
+                return self.registry.get(existing.id) or existing, False
+            run_id = self._free_id()
+            created = self.clock()
+            meta = self._new_metadata(run_id, ref, name, spec.mode, created, strategy.name, strategy.version,
+                                      fingerprints, source_info, copied_from=None)
+            self._write_folder(run_id, meta, spec_text=_spec_text(spec, header),
+                               strategy_bytes=strategy.source.encode("utf-8"))
+            record = RunRecord(id=run_id, ref=ref, name=name, mode=spec.mode, status="new",
+                               created_at=meta["created_at"], updated_at=meta["created_at"])
+            self._insert(record)
+            return record, True
+
+    def _fingerprints(self, spec: RunSpec, source: str, instruments: tuple[str, ...]) -> dict[str, Any]:
+        return {"config": spec.config_fingerprint(), "data": data_fingerprints(spec, instruments),
+                "code": strategy_version(source), "package_version": __version__}
+
+    def _free_id(self) -> str:
+        while True:
+            run_id = new_run_id(self.clock())
+            if self.registry.get(run_id) is None and not (self.runs_dir / run_id).exists():
+                return run_id
+
+    def _new_metadata(self, run_id: str, ref: str | None, name: str, mode: str, created: datetime,
+                      strategy_name: str, version: str, fingerprints: dict[str, Any], source: dict[str, Any],
+                      copied_from: str | None) -> dict[str, Any]:
+        at = _iso(created)
+        timeline: list[dict[str, Any]] = [{"event": "created", "at": at}]
+        if copied_from:
+            timeline[0]["detail"] = f"copy of {copied_from}"
+        return {
+            "run_id": run_id, "ref": ref, "name": name, "mode": mode, "status": "new", "timeline": timeline,
+            "created_at": at, "started_at": None, "stopped_at": None, "strategy_name": strategy_name,
+            "strategy_version": version, "fingerprints": fingerprints, "source": source, "copied_from": copied_from,
+            "executor": {"pid": None, "port": None, "url": None}, "summary": None, "error": None,
+        }
+
+    def _write_folder(self, run_id: str, meta: dict[str, Any], *, spec_text: str, strategy_bytes: bytes) -> None:
+        """Build the folder under a temporary name and rename it into place: all or nothing."""
+        self.runs_dir.mkdir(parents=True, exist_ok=True)
+        building = self.runs_dir / f".creating-{run_id}"
+        building.mkdir()
+        try:
+            atomic_write_text(building / "spec.yaml", spec_text)
+            atomic_write_bytes(building / "strategy.py", strategy_bytes)
+            write_json(building / "metadata.json", meta)
+            (building / "state").mkdir()
+            detail = meta["timeline"][0].get("detail")
+            Journal(building / "journal.jsonl").append("created", run_id=run_id, status="new",
+                                                       **({"detail": detail} if detail else {}))
+            os.rename(building, self.runs_dir / run_id)
+        except BaseException:
+            shutil.rmtree(building, ignore_errors=True)
+            raise
+        fsync_directory(self.runs_dir)
+
+    def _insert(self, record: RunRecord) -> None:
+        try:
+            self.registry.insert(record)
+        except (RunsError, sqlite3.Error):
+            shutil.rmtree(self.runs_dir / record.id, ignore_errors=True)
+            raise
+
+    # -- edit, copy, reset -----------------------------------------------------------------------
+
+    def set_values(self, ref_or_id: str, assignments: list[str]) -> RunRecord:
+        """Change spec keys (``core.fee=0.002``, ``strategy.fast=5``, ``mode=paper``) of a run that is still new."""
+        if not assignments:
+            raise RunsError("give at least one key=value, such as core.fee=0.002 or strategy.fast=5")
+        with self.locked(ref_or_id) as record:
+            if record.status != "new":
+                raise RunsError(f"run {record.label} is {record.status}: its config was pinned when it started; "
+                                f"copy it (runs copy {record.label}) and change the copy")
+            paths = self.paths(record.id)
+            data = yaml.safe_load(paths.spec.read_text(encoding="utf-8")) or {}
+            for assignment in assignments:
+                key, sep, text = assignment.partition("=")
+                key = key.strip()
+                if not sep or not key:
+                    raise RunsError(f"{assignment!r} must look like key=value, such as core.fee=0.002")
+                _assign(data, key, yaml.safe_load(text) if text.strip() else None)
+            spec = spec_from_dict(data, base_dir=paths.root, env={}, source=paths.spec)
+            strategy = spec.load_strategy()
+            header = paths.spec.read_text(encoding="utf-8").split("\n", 2)
+            comment = "\n".join(line[2:] for line in header[:2] if line.startswith("# "))
+            atomic_write_text(paths.spec, _spec_text(spec, comment or "Run spec"))
+            meta = self.metadata(record.id)
+            fingerprints = {**meta.get("fingerprints", {}),
+                            **{k: v for k, v in self._fingerprints(spec, strategy.source, strategy.instruments).items()
+                               if k in ("config", "data")}}
+            name = spec.name or strategy.name
+            self.record(record.id, "updated", detail=" ".join(assignments), name=name, mode=spec.mode,
+                        fingerprints=fingerprints)
+            return self.registry.get(record.id) or record
+
+    def copy(self, ref_or_id: str, *, ref: str | None = None) -> RunRecord:
+        """A new run with the same pinned strategy and config (status new, new id)."""
+        if ref is not None:
+            check_ref(ref)
+        source = self.registry.resolve(ref_or_id)
+        source_paths = self.paths(source.id)
+        spec_bytes = source_paths.spec.read_bytes()
+        strategy_bytes = source_paths.strategy.read_bytes()
+        spec = load_spec(source_paths.spec, env={})  # the copy must be valid as it is
+        strategy = spec.load_strategy()
+        old = self.metadata(source.id)
+        fingerprints = self._fingerprints(spec, strategy.source, strategy.instruments)
+        with self.registry.transaction():
+            run_id = self._free_id()
+            meta = self._new_metadata(run_id, ref, source.name, source.mode, self.clock(), strategy.name,
+                                      strategy.version, fingerprints, dict(old.get("source") or {}),
+                                      copied_from=source.id)
+            self._write_folder(run_id, meta, spec_text=spec_bytes.decode("utf-8"), strategy_bytes=strategy_bytes)
+            record = RunRecord(id=run_id, ref=ref, name=source.name, mode=source.mode, status="new",
+                               created_at=meta["created_at"], updated_at=meta["created_at"])
+            self._insert(record)
+        self.journal(source.id, "copied", to=run_id)
+        return record
+
+    def reset(self, ref_or_id: str) -> RunRecord:
+        """Clear a backtest's or paper run's results (state/, artifacts) so it can start fresh; refused for live."""
+        with self.locked(ref_or_id) as record:
+            record = self.reconcile(record)
+            if record.mode == "live":
+                raise RunsError(f"run {record.label} is a live run: reset is refused, its state records real "
+                                "positions; copy it to start a new run")
+            if record.status in ACTIVE_STATUSES:
+                raise RunsError(f"run {record.label} is {record.status}; stop it first (runs stop {record.label})")
+            paths = self.paths(record.id)
+            trash = paths.root / f".reset-{secrets.token_hex(4)}"
+            trash.mkdir()
+            for name in ("state", *ARTIFACTS):
+                target = paths.root / name
+                if target.exists():
+                    os.rename(target, trash / name)
+            (paths.root / "state").mkdir()
+            fsync_directory(paths.root)
+            self.record(record.id, "reset", status="new", started_at=None, stopped_at=None, summary=None, error=None,
+                        pid=None, port=None, executor={"pid": None, "port": None, "url": None})
+        shutil.rmtree(trash, ignore_errors=True)
+        return self.registry.get(record.id) or record
+
+    # -- pinning ---------------------------------------------------------------------------------
+
+    def check_pinned(self, record: RunRecord) -> list[str]:
+        """Refuse a run whose pinned strategy.py changed since creation; notes about an edited original file."""
+        paths = self.paths(record.id)
+        meta = self.metadata(record.id)
+        pinned = (meta.get("fingerprints") or {}).get("code")
+        try:
+            current = strategy_version(paths.strategy.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise RunsError(f"run {record.label}: its pinned strategy {paths.strategy} is missing") from None
+        if pinned and current != pinned:
+            raise RunsError(
+                f"run {record.label}: its pinned strategy {paths.strategy} no longer matches the version the run "
+                f"was created with (sha256 {pinned[:12]}, now {current[:12]}); a run never changes its code: "
+                f"copy it to a new run (tradeexecutor runs copy {record.label}) to run the edited strategy")
+        notes = []
+        original = Path((meta.get("source") or {}).get("strategy_file") or "")
+        if original.name and original.is_file():
+            try:
+                if strategy_version(original.read_text(encoding="utf-8")) != current:
+                    notes.append(f"note: {original} changed since run {record.label} was created; the run keeps its "
+                                 f"pinned copy ({current[:12]}); create a new run to use the edited file")
+            except (OSError, UnicodeDecodeError):
+                pass
+        return notes
+
+
+def _assign(data: dict[str, Any], key: str, value: Any) -> None:
+    """Set ``section.key`` (or a top-level key) in a spec dict, refusing the keys that are pinned."""
+    parts = key.split(".")
+    if parts[0] == "strategy_file":
+        raise RunsError("strategy_file cannot change: a run pins its strategy; create a new run from a spec")
+    if len(parts) == 1:
+        if parts[0] not in SETTABLE_TOP_KEYS:
+            raise ConfigError(f"{key}: not a settable key; use mode, name or a section key such as core.fee, "
+                              "environment.start or strategy.fast")
+        data[parts[0]] = value
+        return
+    if len(parts) != 2 or parts[0] not in ("environment", "strategy", "core"):
+        raise ConfigError(f"{key}: unknown key; use mode, name, environment.<key>, strategy.<parameter> or "
+                          "core.<key>")
+    section = data.get(parts[0])
+    if not isinstance(section, dict):
+        section = data[parts[0]] = {}
+    section[parts[1]] = value

@@ -1,0 +1,610 @@
+"""Run specs: a YAML file naming a strategy, a mode and its config, validated once into a frozen RunSpec.
+
+A spec has five top-level keys (``name`` is optional)::
+
+    strategy_file: ../sma_crossover.py     # relative to the spec file
+    mode: backtest                          # backtest, paper or live
+    name: SMA crossover on GOOG             # a label for listings
+    environment:                            # where the candles come from
+      data: [stocks-daily]                  # bundled dataset names or candle files (relative to the spec)
+      start: 2005-01-01
+      end: 2012-12-31
+      replay_seconds: 0.1                   # paper: wall-clock seconds per replayed bar
+      replay_start: warm                    # paper: warm, first or an ISO time
+    strategy:                               # parameter values, checked against the strategy's typed parameters
+      fast: 10
+      slow: 30
+    core:                                   # the executor: money, fills, schedule, webhook, crash policy
+      cash: 10000
+      fee: 0.001
+      ...
+
+Every key of ``environment`` and ``core`` has the default of the matching ``tradeexecutor
+start`` option, and the same environment variable overrides it (``TRADEEXECUTOR_FEE`` sets
+``core.fee``; ``TRADEEXECUTOR_PARAMS="fast=5,slow=20"`` sets strategy parameters; the mode and
+the strategy file are not overridable). Unknown keys, wrong types and bad values are one-line
+:class:`~tradeexecutor.errors.ConfigError` (exit 2) naming the file, the key path and what is
+allowed; strategy parameters are checked by loading the strategy.
+
+Example::
+
+    spec = load_spec("strategies/specs/sma_crossover_backtest.yaml")
+    config = spec.daemon_config(Path("state/sma"))   # what `tradeexecutor start --spec` runs
+    spec.config_fingerprint()                          # sha256 of the canonical config JSON
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import math
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field, fields, replace
+from datetime import date, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from tradeexecutor.config import FILL_TIMINGS, EngineConfig, ExecutionConfig
+from tradeexecutor.data.bundled import BUNDLED_DATASETS
+from tradeexecutor.errors import ConfigError, UserInputError
+from tradeexecutor.strategy.loader import LoadedStrategy, load_strategy
+from tradeexecutor.strategy.parameters import parse_override
+from tradeexecutor.timeframe import parse_duration, utc_timestamp
+
+if TYPE_CHECKING:  # the daemon package is heavy to import (charts); commands that only list runs skip it
+    from tradeexecutor.daemon.settings import DaemonConfig
+
+__all__ = [
+    "ENV_PREFIX",
+    "SPEC_MODES",
+    "CoreSection",
+    "EnvironmentSection",
+    "RunSpec",
+    "env_overrides",
+    "load_spec",
+    "spec_from_dict",
+]
+
+#: Every environment variable that overrides a spec value starts with this (as the CLI's do).
+ENV_PREFIX = "TRADEEXECUTOR_"
+#: Modes a spec may name; ``live`` is accepted here and refused when the run starts.
+SPEC_MODES = ("backtest", "paper", "live")
+#: Top-level keys of a spec.
+TOP_KEYS = ("strategy_file", "mode", "name", "environment", "strategy", "core")
+#: Environment variable (without the prefix) that overrides the strategy parameters.
+PARAMS_ENV = "PARAMS"
+
+
+@dataclass(frozen=True)
+class EnvironmentSection:
+    """Where the candles come from and how a paper run replays them."""
+
+    #: Bundled dataset names or candle files (absolute paths once loaded); empty: the bundled dataset of the symbols.
+    data: tuple[str, ...] = ()
+    #: First bar and last bar close (ISO, UTC); None: all of the data.
+    start: str | None = None
+    end: str | None = None
+    #: Paper mode: wall-clock seconds per replayed bar.
+    replay_seconds: float = 0.1
+    #: Paper mode: where a new replay starts (warm, first or an ISO time).
+    replay_start: str = "warm"
+
+
+@dataclass(frozen=True)
+class CoreSection:
+    """The executor's settings: money and fills, schedule, webhook and crash handling."""
+
+    #: Cycles fire this many seconds after each boundary.
+    cycle_offset_seconds: float = 0.0
+    #: Seconds between position trigger checks (paper); 0 disables.
+    trigger_seconds: float = 10.0
+    #: Seconds between revaluations (paper); 0 disables.
+    revaluation_seconds: float = 60.0
+    #: Starting cash.
+    cash: float = 10_000.0
+    #: Fee per fill as a fraction of traded value.
+    fee: float = 0.0
+    #: Adverse price move per fill in basis points.
+    slippage_bps: float = 0.0
+    #: next_open or close.
+    fill_timing: str = "next_open"
+    #: Orders worth less than this are rejected.
+    min_notional: float = 0.0
+    #: Webhook interface and port (the runner picks a free port for each paper run).
+    host: str = "127.0.0.1"
+    port: int = 3456
+    #: exit or serve after a crash.
+    crash_policy: str = "exit"
+    crash_serve_seconds: float = 300.0
+    #: Crashes within crash_loop_minutes that start the executor in safe mode; 0 disables.
+    crash_loop_count: int = 3
+    crash_loop_minutes: float = 10.0
+    #: A job running longer than this is a crash; 0 disables.
+    watchdog_seconds: float = 600.0
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """A validated run spec: the strategy file, the mode and the three config sections."""
+
+    #: The strategy module, absolute.
+    strategy_file: Path
+    #: backtest, paper or live.
+    mode: str
+    environment: EnvironmentSection
+    #: Strategy parameter values set by the spec (or TRADEEXECUTOR_PARAMS), in canonical typed form.
+    strategy: dict[str, Any]
+    core: CoreSection
+    #: The spec file it was read from, None when built from a dict.
+    source: Path | None
+    #: Optional label; listings fall back to the strategy's name.
+    name: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The spec as plain data (every key, defaults included); ``spec_from_dict`` reads it back."""
+        result: dict[str, Any] = {"strategy_file": str(self.strategy_file), "mode": self.mode}
+        if self.name is not None:
+            result["name"] = self.name
+        environment = asdict(self.environment)
+        environment["data"] = list(self.environment.data)
+        result["environment"] = environment
+        result["strategy"] = dict(self.strategy)
+        result["core"] = asdict(self.core)
+        return result
+
+    def canonical_json(self) -> bytes:
+        """The config as canonical JSON: mode and the three sections, sorted keys, no whitespace.
+
+        The strategy file's path and the name are left out: the code has its own fingerprint,
+        and the same config run from another folder or under another label is the same config.
+        """
+        data = self.to_dict()
+        data.pop("strategy_file")
+        data.pop("name", None)
+        return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+    def config_fingerprint(self) -> str:
+        """sha256 of :meth:`canonical_json`."""
+        return hashlib.sha256(self.canonical_json()).hexdigest()
+
+    def to_yaml(self) -> str:
+        """The spec as YAML text (every key), in the order a person would write it."""
+        return yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True, default_flow_style=False)
+
+    def parameter_overrides(self) -> dict[str, str]:
+        """The strategy values as override text (name → text), as ``-p name=value`` would give them."""
+        return {key: _override_text(value) for key, value in self.strategy.items()}
+
+    def load_strategy(self) -> LoadedStrategy:
+        """Load the strategy with the spec's parameter values."""
+        return load_strategy(self.strategy_file, self.strategy)
+
+    def engine_config(self) -> EngineConfig:
+        """Cash, fees, fills and the cycle offset as the engine's frozen config."""
+        core = self.core
+        return EngineConfig(
+            execution=ExecutionConfig(fee=core.fee, slippage_bps=core.slippage_bps, fill_timing=core.fill_timing,
+                                      min_notional=core.min_notional),
+            initial_cash=core.cash,
+            cycle_offset_seconds=core.cycle_offset_seconds,
+        )
+
+    def daemon_config(self, state_dir: Path, **extra: Any) -> DaemonConfig:
+        """The settings of ``tradeexecutor start`` for this spec; ``extra`` sets DaemonConfig fields the spec has not
+        (``max_cycles``, ``chart_seconds``, ...) or overrides ``port``. Mode live raises ConfigError."""
+        environment, core = self.environment, self.core
+        settings: dict[str, Any] = {
+            "strategy_file": self.strategy_file, "mode": self.mode, "state_dir": Path(state_dir),
+            "data": environment.data, "start": environment.start, "end": environment.end,
+            "params": self.parameter_overrides(), "engine": self.engine_config(), "host": core.host,
+            "port": core.port, "replay_seconds": environment.replay_seconds, "replay_start": environment.replay_start,
+            "trigger_seconds": core.trigger_seconds, "revaluation_seconds": core.revaluation_seconds,
+            "crash_policy": core.crash_policy, "crash_serve_seconds": core.crash_serve_seconds,
+            "crash_loop_count": core.crash_loop_count, "crash_loop_minutes": core.crash_loop_minutes,
+            "watchdog_seconds": core.watchdog_seconds,
+        }
+        settings.update(extra)
+        from tradeexecutor.daemon.settings import DaemonConfig
+
+        return DaemonConfig(**settings)
+
+    def with_strategy_file(self, path: Path) -> RunSpec:
+        """The same spec running another (pinned) copy of the strategy."""
+        return replace(self, strategy_file=Path(path).resolve())
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading
+
+
+def load_spec(path: str | os.PathLike[str], env: Mapping[str, str] = os.environ) -> RunSpec:
+    """Read and validate the YAML run spec at ``path``; environment variables in ``env`` override it."""
+    spec_path = Path(path)
+    if not spec_path.exists():
+        raise ConfigError(f"{spec_path}: run spec not found")
+    if not spec_path.is_file():
+        raise ConfigError(f"{spec_path}: not a file; give the path of a run spec (.yaml)")
+    try:
+        text = spec_path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{spec_path}: cannot read the run spec: {exc}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{spec_path}:{mark.line + 1}" if mark is not None else str(spec_path)
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{where}: not valid YAML: {' '.join(str(problem).split())}") from None
+    if data is None:
+        raise ConfigError(f"{spec_path}: the run spec is empty; it needs at least strategy_file and mode")
+    return spec_from_dict(data, base_dir=spec_path.resolve().parent, env=env, source=spec_path)
+
+
+def spec_from_dict(d: Any, *, base_dir: str | os.PathLike[str], env: Mapping[str, str] = os.environ,
+                   source: Path | None = None) -> RunSpec:
+    """Validate a spec given as data; relative paths are taken from ``base_dir`` (the spec's folder)."""
+    v = _Validator(str(source) if source is not None else "run spec", Path(base_dir))
+    if not isinstance(d, Mapping):
+        raise v.error("", f"a run spec is a mapping of {', '.join(TOP_KEYS)}; got {_type_name(d)}")
+    v.check_keys(d, "", TOP_KEYS)
+
+    if "strategy_file" not in d or d["strategy_file"] in (None, ""):
+        raise v.error("strategy_file", "missing: give the strategy .py file (relative to the spec file)")
+    raw_file = d["strategy_file"]
+    if not isinstance(raw_file, (str, os.PathLike)):
+        raise v.error("strategy_file", f"expected a file path, got {_type_name(raw_file)} {raw_file!r}")
+    strategy_file = (v.base_dir / Path(raw_file)).resolve()
+    if not strategy_file.is_file():
+        raise v.error("strategy_file", f"{strategy_file} not found (paths are relative to the spec file)")
+
+    mode = d.get("mode")
+    if mode is None:
+        raise v.error("mode", f"missing: one of {', '.join(SPEC_MODES)}")
+    if mode not in SPEC_MODES:
+        raise v.error("mode", f"{mode!r} is not a mode; use one of {', '.join(SPEC_MODES)}")
+
+    name = d.get("name")
+    if name is not None and not isinstance(name, str):
+        raise v.error("name", f"expected a string, got {_type_name(name)} {name!r}")
+
+    environment = EnvironmentSection(**v.section(d, "environment", _ENVIRONMENT_FIELDS, env))
+    core = CoreSection(**v.section(d, "core", _CORE_FIELDS, env))
+    strategy = v.strategy(d, strategy_file, env)
+
+    spec = RunSpec(strategy_file=strategy_file, mode=str(mode), environment=environment, strategy=strategy,
+                   core=core, source=source, name=name.strip() if isinstance(name, str) and name.strip() else None)
+    _check_values(spec, v)
+    return spec
+
+
+def _check_values(spec: RunSpec, v: _Validator) -> None:
+    """The range checks of the executor's own config objects, reported against the key that fails them."""
+    mode = "paper" if spec.mode == "live" else spec.mode
+    try:
+        spec.daemon_config(Path("state"), mode=mode)
+        return
+    except ConfigError as exc:
+        whole = str(exc)
+    plain = RunSpec(strategy_file=spec.strategy_file, mode=mode, environment=EnvironmentSection(), strategy={},
+                    core=CoreSection(), source=None)
+    for section in ("environment", "core"):
+        for item in fields(getattr(spec, section)):
+            one = replace(plain, **{section: replace(getattr(plain, section),
+                                                      **{item.name: getattr(getattr(spec, section), item.name)})})
+            try:
+                one.daemon_config(Path("state"))
+            except ConfigError as exc:
+                message = str(exc)
+                message = message.removeprefix("--" + item.name.replace("_", "-") + " ")
+                raise v.error(v.label(f"{section}.{item.name}"), message) from None
+    raise v.error("", whole)
+
+
+def env_overrides(env: Mapping[str, str]) -> dict[str, str]:
+    """The environment variables in ``env`` that override spec values: name → spec key path."""
+    names = {f"{ENV_PREFIX}{f.env}": f"{section}.{f.key}"
+             for section, table in (("environment", _ENVIRONMENT_FIELDS), ("core", _CORE_FIELDS)) for f in table}
+    names[ENV_PREFIX + PARAMS_ENV] = "strategy"
+    return {name: path for name, path in names.items() if env.get(name)}
+
+
+# ---------------------------------------------------------------------------------------------
+# Field table
+
+
+@dataclass(frozen=True)
+class _Field:
+    """One key of a section: its type check for spec values and its parser for environment text."""
+
+    key: str
+    #: The environment variable without the prefix.
+    env: str
+    #: Spec value → canonical value; raises ValueError saying what was expected.
+    check: Callable[[Any, _Validator], Any]
+    #: Environment text → canonical value; raises ValueError.
+    parse: Callable[[str, _Validator], Any]
+
+
+def _number(value: Any, _: _Validator) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"expected a number, got {_type_name(value)} {value!r}")
+    number = float(value)
+    if not math.isfinite(number):
+        raise ValueError(f"expected a finite number, got {value!r}")
+    return number
+
+
+def _parse_number(text: str, v: _Validator) -> float:
+    try:
+        number = float(text.strip())
+    except ValueError:
+        raise ValueError(f"{text!r} is not a number") from None
+    return _number(number, v)
+
+
+def _integer(value: Any, _: _Validator) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"expected an integer, got {_type_name(value)} {value!r}")
+    return value
+
+
+def _parse_integer(text: str, v: _Validator) -> int:
+    try:
+        return int(text.strip())
+    except ValueError:
+        raise ValueError(f"{text!r} is not an integer") from None
+
+
+def _string(value: Any, _: _Validator) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"expected a non-empty string, got {_type_name(value)} {value!r}")
+    return value.strip()
+
+
+def _choice(choices: tuple[str, ...] | Callable[[], tuple[str, ...]]) -> Callable[[Any, _Validator], str]:
+    def check(value: Any, v: _Validator) -> str:
+        text = _string(value, v)
+        allowed = choices() if callable(choices) else choices
+        if text not in allowed:
+            raise ValueError(f"{text!r} is not one of {', '.join(allowed)}")
+        return text
+
+    return check
+
+
+def _time(value: Any, _: _Validator) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, (date, datetime)):
+        return value.isoformat()
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"expected an ISO date or time, got {_type_name(value)} {value!r}")
+    text = value.strip()
+    try:
+        utc_timestamp(text)
+    except (ValueError, TypeError):
+        raise ValueError(f"{text!r} is not an ISO date or time (such as 2012-01-31 or 2012-01-31T12:00)") from None
+    return text
+
+
+def _replay_start(value: Any, v: _Validator) -> str:
+    if isinstance(value, (date, datetime)):
+        return value.isoformat()
+    text = _string(value, v)
+    from tradeexecutor.daemon.settings import REPLAY_STARTS
+
+    if text in REPLAY_STARTS:
+        return text
+    try:
+        utc_timestamp(text)
+    except (ValueError, TypeError):
+        raise ValueError(f"{text!r} is not {', '.join(REPLAY_STARTS)} or an ISO date or time") from None
+    return text
+
+
+def _offset(value: Any, v: _Validator) -> float:
+    if isinstance(value, str):
+        return _parse_offset(value, v)
+    seconds = _number(value, v)
+    if seconds < 0:
+        raise ValueError(f"{value} must not be negative")
+    return seconds
+
+
+def _parse_offset(text: str, v: _Validator) -> float:
+    """Seconds (``90``) or a duration (``8m``), as ``--cycle-offset`` takes them."""
+    try:
+        seconds = float(text.strip())
+    except ValueError:
+        try:
+            return parse_duration(text.strip()).total_seconds()
+        except UserInputError as exc:
+            raise ValueError(str(exc)) from None
+    if seconds < 0:
+        raise ValueError(f"{text} must not be negative")
+    return seconds
+
+
+def _sources(value: Any, v: _Validator) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple)) or not all(isinstance(item, str) and item.strip() for item in items):
+        raise ValueError(f"expected a list of bundled dataset names or candle files, got {_type_name(value)} "
+                         f"{value!r}")
+    return tuple(v.data_source(part.strip(), v.base_dir) for item in items for part in item.split(",")
+                 if part.strip())
+
+
+def _parse_sources(text: str, v: _Validator) -> tuple[str, ...]:
+    """Comma- or space-separated, relative to the working directory like the ``--data`` option."""
+    return tuple(v.data_source(part, Path.cwd()) for part in text.replace(",", " ").split())
+
+
+def _via_check(check: Callable[[Any, _Validator], Any]) -> Callable[[str, _Validator], Any]:
+    return check
+
+
+def _crash_policies() -> tuple[str, ...]:
+    from tradeexecutor.daemon.settings import CRASH_POLICIES
+
+    return CRASH_POLICIES
+
+
+_ENVIRONMENT_FIELDS: tuple[_Field, ...] = (
+    _Field("data", "DATA", _sources, _parse_sources),
+    _Field("start", "START", _time, _via_check(_time)),
+    _Field("end", "END", _time, _via_check(_time)),
+    _Field("replay_seconds", "REPLAY_SECONDS", _number, _parse_number),
+    _Field("replay_start", "REPLAY_START", _replay_start, _via_check(_replay_start)),
+)
+
+_CORE_FIELDS: tuple[_Field, ...] = (
+    _Field("cycle_offset_seconds", "CYCLE_OFFSET", _offset, _parse_offset),
+    _Field("trigger_seconds", "TRIGGER_SECONDS", _number, _parse_number),
+    _Field("revaluation_seconds", "REVALUATION_SECONDS", _number, _parse_number),
+    _Field("cash", "CASH", _number, _parse_number),
+    _Field("fee", "FEE", _number, _parse_number),
+    _Field("slippage_bps", "SLIPPAGE_BPS", _number, _parse_number),
+    _Field("fill_timing", "FILL_TIMING", _choice(FILL_TIMINGS), _via_check(_choice(FILL_TIMINGS))),
+    _Field("min_notional", "MIN_NOTIONAL", _number, _parse_number),
+    _Field("host", "HOST", _string, _via_check(_string)),
+    _Field("port", "PORT", _integer, _parse_integer),
+    _Field("crash_policy", "CRASH_POLICY", _choice(_crash_policies), _via_check(_choice(_crash_policies))),
+    _Field("crash_serve_seconds", "CRASH_SERVE_SECONDS", _number, _parse_number),
+    _Field("crash_loop_count", "CRASH_LOOP_COUNT", _integer, _parse_integer),
+    _Field("crash_loop_minutes", "CRASH_LOOP_MINUTES", _number, _parse_number),
+    _Field("watchdog_seconds", "WATCHDOG_SECONDS", _number, _parse_number),
+)
+
+assert [f.key for f in _ENVIRONMENT_FIELDS] == [f.name for f in fields(EnvironmentSection)]
+assert [f.key for f in _CORE_FIELDS] == [f.name for f in fields(CoreSection)]
+
+
+# ---------------------------------------------------------------------------------------------
+# Validation
+
+
+@dataclass
+class _Validator:
+    """Builds one-line errors that name the spec, the key path and what is allowed."""
+
+    where: str
+    base_dir: Path
+    #: Key paths whose value came from an environment variable → that variable.
+    from_env: dict[str, str] = field(default_factory=dict)
+
+    def label(self, path: str) -> str:
+        """How to name a key in an error: the variable that set it, or its path."""
+        variable = self.from_env.get(path)
+        return f"{variable} (overrides {path})" if variable else path
+
+    def error(self, path: str, message: str) -> ConfigError:
+        if path.startswith(ENV_PREFIX):
+            return ConfigError(f"{path}: {message}")
+        return ConfigError(f"{self.where}: {path}: {message}" if path else f"{self.where}: {message}")
+
+    def check_keys(self, mapping: Mapping[Any, Any], prefix: str, known: tuple[str, ...] | list[str],
+                   what: str = "key") -> None:
+        for key in mapping:
+            if key in known:
+                continue
+            path = f"{prefix}.{key}" if prefix else str(key)
+            close = difflib.get_close_matches(str(key), list(known), n=1, cutoff=0.6)
+            hint = f"; did you mean {close[0]}?" if close else ""
+            raise self.error(path, f"unknown {what}{hint} (known: {', '.join(known) or 'none'})")
+
+    def section(self, d: Mapping[str, Any], name: str, table: tuple[_Field, ...],
+                env: Mapping[str, str]) -> dict[str, Any]:
+        raw = d.get(name)
+        if raw is None:
+            raw = {}
+        if not isinstance(raw, Mapping):
+            raise self.error(name, f"expected a mapping of {', '.join(f.key for f in table)}; got {_type_name(raw)}")
+        self.check_keys(raw, name, [f.key for f in table])
+        values: dict[str, Any] = {}
+        for item in table:
+            path = f"{name}.{item.key}"
+            if item.key in raw:
+                try:
+                    values[item.key] = item.check(raw[item.key], self)
+                except ValueError as exc:
+                    raise self.error(path, str(exc)) from None
+            text = env.get(ENV_PREFIX + item.env)
+            if text:
+                self.from_env[path] = ENV_PREFIX + item.env
+                try:
+                    values[item.key] = item.parse(text, self)
+                except ValueError as exc:
+                    raise ConfigError(f"{self.label(path)}: {exc}") from None
+        return values
+
+    def data_source(self, source: str, base: Path) -> str:
+        """A bundled dataset name as it is; a file made absolute and checked to exist."""
+        if source in BUNDLED_DATASETS:
+            return source
+        path = (base / source).resolve()
+        if not path.is_file():
+            raise ValueError(f"{source!r} is neither a bundled dataset ({', '.join(BUNDLED_DATASETS)}) "
+                             f"nor an existing file ({path})")
+        return str(path)
+
+    def strategy(self, d: Mapping[str, Any], strategy_file: Path, env: Mapping[str, str]) -> dict[str, Any]:
+        raw = d.get("strategy")
+        if raw is None:
+            raw = {}
+        if not isinstance(raw, Mapping):
+            hint = " (the strategy module goes in strategy_file)" if isinstance(raw, str) else ""
+            raise self.error("strategy", f"expected a mapping of parameter values, got {_type_name(raw)}{hint}")
+        loaded = load_strategy(strategy_file)  # a broken module is its own one-line error
+        specs = loaded.parameter_specs
+        label = f"parameter of {loaded.name}"
+        values: dict[str, Any] = {}
+        self.check_keys(raw, "strategy", sorted(specs), what=label)
+        for key, value in raw.items():
+            spec = specs[key]
+            if isinstance(value, (date, datetime)):
+                value = value.isoformat()
+            if isinstance(value, (list, dict)) or value is None:
+                raise self.error(f"strategy.{key}", f"expected {spec.kind}, got {_type_name(value)} {value!r}")
+            try:
+                values[key] = spec.parse(value)
+            except ValueError as exc:
+                raise self.error(f"strategy.{key}", f"{exc} (expected {spec.kind})") from None
+        text = env.get(ENV_PREFIX + PARAMS_ENV)
+        if text:
+            variable = ENV_PREFIX + PARAMS_ENV
+            for part in text.replace(",", " ").split():
+                try:
+                    key, value_text = parse_override(part)
+                except UserInputError as exc:
+                    raise ConfigError(f"{variable}: {exc}") from None
+                if key not in specs:
+                    close = difflib.get_close_matches(key, list(specs), n=1, cutoff=0.6)
+                    hint = f"; did you mean {close[0]}?" if close else ""
+                    raise ConfigError(f"{variable} (overrides strategy.{key}): unknown {label}{hint} "
+                                      f"(known: {', '.join(sorted(specs)) or 'none'})")
+                try:
+                    values[key] = specs[key].parse(value_text)
+                except ValueError as exc:
+                    raise ConfigError(f"{variable} (overrides strategy.{key}): {exc} "
+                                      f"(expected {specs[key].kind})") from None
+        if values:
+            load_strategy(strategy_file, values)  # instruments(parameters) and the like see the values
+        return values
+
+
+def _type_name(value: Any) -> str:
+    names = {bool: "boolean", int: "integer", float: "number", str: "string", list: "list", dict: "mapping",
+             type(None): "nothing"}
+    return names.get(type(value), type(value).__name__)
+
+
+def _override_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
