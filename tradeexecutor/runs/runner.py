@@ -15,7 +15,6 @@ values: the run's config was pinned when it was created.
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 import signal
@@ -84,16 +83,9 @@ def executor_command(paths: RunPaths, port: int) -> list[str]:
 
 
 def write_artifacts(runs: Runs, run_id: str) -> str | None:
-    """Call ``tradeexecutor.runs.artifacts.write_artifacts(run_dir)`` when that module exists; a failure is a note."""
-    try:
-        module = importlib.import_module("tradeexecutor.runs.artifacts")
-    except ModuleNotFoundError as exc:
-        if exc.name == "tradeexecutor.runs.artifacts":
-            return None
-        raise
-    writer = getattr(module, "write_artifacts", None)
-    if writer is None:
-        return None
+    """Write the run's metrics, reports, charts and orders (runs.artifacts); a failure is a note, not an error."""
+    from tradeexecutor.runs.artifacts import write_artifacts as writer
+
     try:
         writer(runs.paths(run_id).root)
     except Exception as exc:  # noqa: BLE001 - the run's result stands; its reports are secondary
@@ -255,6 +247,9 @@ def supervise(runs: Runs, run_id: str, port: int) -> int:
     else:
         runs.record(run_id, "error", status="error", level="error", pid=None,
                     detail=_last_error(paths) or f"the executor exited with code {code}")
+    note = write_artifacts(runs, run_id)  # paper runs get the same metrics, reports and charts as backtests
+    if note:
+        logger.warning("%s", note)
     return 0 if code == 0 else 1
 
 
