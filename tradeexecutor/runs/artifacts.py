@@ -50,7 +50,7 @@ from tradeexecutor.runs.metrics_text import METRICS_FILE, render_runs
 from tradeexecutor.runstate import CrashFile
 from tradeexecutor.runstate.figures import figures_from_state
 from tradeexecutor.state import State
-from tradeexecutor.stats import Summary, compute_summary, write_trades_csv
+from tradeexecutor.stats import SUMMARY_ROWS, Summary, compute_summary, format_figure, write_trades_csv
 from tradeexecutor.store import StateStore
 from tradeexecutor.store.atomic import atomic_write_bytes, atomic_write_text
 from tradeexecutor.visual import render_charts
@@ -428,54 +428,11 @@ def run_checks(facts: RunFacts, thresholds: Thresholds) -> list[Check]:
 # ---------------------------------------------------------------------------------------------
 # Formatting
 
-#: (summary field, label, format) of the key figures table, in order (the rows of stats.summary_table).
-_FIGURE_ROWS: tuple[tuple[str, str, str], ...] = (
-    ("start", "Start", "text"),
-    ("end", "End", "text"),
-    ("initial_cash", "Initial cash", "money"),
-    ("final_equity", "Final equity", "money"),
-    ("total_return", "Total return", "pct"),
-    ("cagr", "CAGR", "pct"),
-    ("annualised_volatility", "Annualised volatility", "pct"),
-    ("sharpe", "Sharpe", "ratio"),
-    ("sortino", "Sortino", "ratio"),
-    ("max_drawdown", "Max drawdown", "pct"),
-    ("max_drawdown_duration", "Max drawdown duration", "days"),
-    ("win_rate", "Win rate", "pct"),
-    ("profit_factor", "Profit factor", "ratio"),
-    ("average_win", "Average win", "money"),
-    ("average_loss", "Average loss", "money"),
-    ("trade_count", "Trades executed", "int"),
-    ("rejected_trade_count", "Trades rejected", "int"),
-    ("position_count", "Positions closed", "int"),
-    ("open_positions", "Positions open", "int"),
-    ("exposure_time", "Exposure time", "pct"),
-    ("fees_paid", "Fees paid", "money"),
-    ("buy_and_hold_return", "Buy and hold return", "pct"),
-)
-
-
-def format_figure(value: Any, kind: str) -> str:
-    """One figure as the report prints it: percentages with two decimals, money with separators, n/a for None."""
-    if value is None:
-        return "n/a"
-    if kind == "text":
-        return str(value)
-    if kind == "int":
-        return f"{int(value):,}"
-    if kind == "pct":
-        return f"{value * 100:,.2f} %"
-    if kind == "money":
-        return f"{value:,.2f}"
-    if kind == "days":
-        return f"{value:,.1f} days"
-    return f"{value:,.2f}"
-
-
 def key_figures(summary: Summary, cycles: int | None = None) -> list[tuple[str, str]]:
     """(label, text) rows of a summary, as the report's key figures table shows them."""
     values = summary.to_dict()
-    rows = [(label, format_figure(values[name], kind)) for name, label, kind in _FIGURE_ROWS]
+    rows = [(label, format_figure(values[name], kind)) for name, label, kind in SUMMARY_ROWS
+            if name != "periods_per_year"]
     if cycles is not None:
         rows.append(("Cycles", f"{cycles:,}"))
     return rows

@@ -11,18 +11,22 @@ the standard library, numpy and pandas. Definitions of every statistic: ``docs/s
 from __future__ import annotations
 
 from tradeexecutor.stats.summary import (
-    TRADE_COLUMNS,
+    SUMMARY_ROWS,
     Summary,
+    TRADE_COLUMNS,
     compute_summary,
+    format_figure,
     summary_table,
     trades_frame,
     write_trades_csv,
 )
 
 __all__ = [
+    "SUMMARY_ROWS",
     "TRADE_COLUMNS",
     "Summary",
     "compute_summary",
+    "format_figure",
     "summary_table",
     "trades_frame",
     "write_trades_csv",

@@ -328,8 +328,8 @@ def _buy_and_hold(prices: dict[str, pd.Series], timestamps: np.ndarray) -> float
 # ---------------------------------------------------------------------------------------------
 # Terminal table
 
-#: (field, label, format) rows of summary_table, in order.
-_TABLE_ROWS: tuple[tuple[str, str, str], ...] = (
+#: (field, label, format) rows of summary_table and of the run report's key figures, in order.
+SUMMARY_ROWS: tuple[tuple[str, str, str], ...] = (
     ("start", "Start", "text"),
     ("end", "End", "text"),
     ("initial_cash", "Initial cash", "money"),
@@ -362,14 +362,14 @@ def summary_table(summary: Summary) -> str:
     Fractions print as percentages, undefined values as ``n/a``.
     """
     values = summary.to_dict()
-    lines = [(label, _format(values[name], kind)) for name, label, kind in _TABLE_ROWS]
+    lines = [(label, format_figure(values[name], kind)) for name, label, kind in SUMMARY_ROWS]
     label_width = max(len(label) for label, _ in lines)
     value_width = max(len(text) for _, text in lines)
     return "\n".join(f"{label:<{label_width}}  {text:>{value_width}}" for label, text in lines)
 
 
-def _format(value: Any, kind: str) -> str:
-    """One table cell."""
+def format_figure(value: Any, kind: str) -> str:
+    """One figure as tables print it: percentages with two decimals, money with separators, n/a for None."""
     if value is None:
         return "n/a"
     if kind == "text":
