@@ -171,3 +171,14 @@ def test_no_pyplot() -> None:
         "assert 'matplotlib.pyplot' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_render_formats_draws_once_and_matches_single_renders() -> None:
+    from tradeexecutor.visual import render_formats
+
+    state, prices = traded_state()
+    images = render_formats(state, prices, size="large", theme="dark", formats=("png", "svg"))
+    check_image(images["png"], "large", "png")
+    check_image(images["svg"], "large", "svg")
+    # The same drawing as a single-format render: SVG output is deterministic (no date metadata).
+    assert images["svg"] == render_charts(state, prices, size="large", theme="dark", fmt="svg")

@@ -53,7 +53,7 @@ from tradeexecutor.state import State
 from tradeexecutor.stats import SUMMARY_ROWS, Summary, compute_summary, format_figure, write_trades_csv
 from tradeexecutor.store import StateStore
 from tradeexecutor.store.atomic import atomic_write_bytes, atomic_write_text
-from tradeexecutor.visual import render_charts
+from tradeexecutor.visual import render_formats
 
 __all__ = [
     "ARTIFACT_FILES",
@@ -587,9 +587,11 @@ def _write_report_files(facts: RunFacts) -> None:
     charts_dir = facts.run_dir / "charts"
     charts_dir.mkdir(parents=True, exist_ok=True)
     charts: dict[str, bytes] = {}
-    for name, (size, fmt) in CHART_FILES.items():
-        data = render_charts(facts.state, facts.prices, size=size, theme="light", fmt=fmt)
-        atomic_write_bytes(charts_dir / name, data)
-        charts[name] = data
+    for size in dict.fromkeys(size for size, _ in CHART_FILES.values()):
+        names = {fmt: name for name, (chart_size, fmt) in CHART_FILES.items() if chart_size == size}
+        images = render_formats(facts.state, facts.prices, size=size, theme="light", formats=tuple(names))
+        for fmt, name in names.items():  # one drawing, saved in every format the folder keeps
+            atomic_write_bytes(charts_dir / name, images[fmt])
+            charts[name] = images[fmt]
     atomic_write_text(facts.run_dir / "report.md", _report_md(facts))
     atomic_write_text(facts.run_dir / "report.html", _report_html(facts, charts))

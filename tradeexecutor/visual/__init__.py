@@ -9,6 +9,6 @@ never pyplot, so charts can be drawn from any thread.
 
 from __future__ import annotations
 
-from tradeexecutor.visual.charts import FORMATS, SIZES, THEMES, render_all, render_charts
+from tradeexecutor.visual.charts import FORMATS, SIZES, THEMES, render_all, render_charts, render_formats
 
-__all__ = ["FORMATS", "SIZES", "THEMES", "render_all", "render_charts"]
+__all__ = ["FORMATS", "SIZES", "THEMES", "render_all", "render_charts", "render_formats"]

@@ -28,7 +28,7 @@ from matplotlib.ticker import FuncFormatter
 
 from tradeexecutor.state import State, TradeStatus
 
-__all__ = ["FORMATS", "MAX_POINTS", "SIZES", "THEMES", "render_all", "render_charts"]
+__all__ = ["FORMATS", "MAX_POINTS", "SIZES", "THEMES", "render_all", "render_charts", "render_formats"]
 
 #: Figure size in inches at :data:`_DPI` dots per inch: small ≈ 600x300 px, large ≈ 1200x800 px.
 SIZES: dict[str, tuple[float, float]] = {"small": (6.0, 3.0), "large": (12.0, 8.0)}
@@ -122,18 +122,32 @@ def render_charts(
     ValueError naming the allowed values.
     """
     _check_options(size, theme, fmt)
-    return _draw(_prepare(state, prices), size, theme, fmt)
+    return _draw(_prepare(state, prices), size, theme, (fmt,))[fmt]
+
+
+def render_formats(
+    state: State,
+    prices: dict[str, pd.Series],
+    *,
+    size: str = "large",
+    theme: str = "light",
+    formats: tuple[str, ...] = tuple(FORMATS),
+) -> dict[str, bytes]:
+    """One chart encoded in several formats from a single drawing (drawing is most of the cost)."""
+    for fmt in formats:
+        _check_options(size, theme, fmt)
+    return _draw(_prepare(state, prices), size, theme, formats)
 
 
 def render_all(state: State, prices: dict[str, pd.Series]) -> dict[tuple[str, str, str], bytes]:
-    """Render every (size, theme, fmt) combination, preparing the data once, for the daemon to publish."""
+    """Render every (size, theme, fmt) combination, preparing the data once and drawing each figure once."""
     data = _prepare(state, prices)
-    return {
-        (size, theme, fmt): _draw(data, size, theme, fmt)
-        for size in SIZES
-        for theme in THEMES
-        for fmt in FORMATS
-    }
+    images: dict[tuple[str, str, str], bytes] = {}
+    for size in SIZES:
+        for theme in THEMES:
+            for fmt, image in _draw(data, size, theme, tuple(FORMATS)).items():
+                images[(size, theme, fmt)] = image
+    return images
 
 
 def _check_options(size: str, theme: str, fmt: str) -> None:
@@ -241,9 +255,10 @@ def _downsample(x: np.ndarray, y: np.ndarray, max_points: int) -> tuple[np.ndarr
 # Drawing
 
 
-def _draw(data: _ChartData, size: str, theme_name: str, fmt: str) -> bytes:
-    """Draw prepared data into a new Agg figure and encode it."""
-    _check_options(size, theme_name, fmt)
+def _draw(data: _ChartData, size: str, theme_name: str, formats: tuple[str, ...]) -> dict[str, bytes]:
+    """Draw prepared data into a new Agg figure once and encode it in each of ``formats``."""
+    for fmt in formats:
+        _check_options(size, theme_name, fmt)
     theme = THEMES[theme_name]
     figure = Figure(figsize=SIZES[size], dpi=_DPI, facecolor=theme.background)
     FigureCanvasAgg(figure)
@@ -276,10 +291,13 @@ def _draw(data: _ChartData, size: str, theme_name: str, fmt: str) -> bytes:
         figure.subplots_adjust(left=0.09, right=0.98, top=0.95, bottom=0.05)
     else:
         figure.subplots_adjust(left=0.14, right=0.97, top=0.88, bottom=0.12)
-    buffer = io.BytesIO()
-    metadata: dict[str, Any] = {"Date": None} if fmt == "svg" else {}
-    figure.savefig(buffer, format=fmt, dpi=_DPI, facecolor=theme.background, metadata=metadata)
-    return buffer.getvalue()
+    images: dict[str, bytes] = {}
+    for fmt in formats:
+        buffer = io.BytesIO()
+        metadata: dict[str, Any] = {"Date": None} if fmt == "svg" else {}
+        figure.savefig(buffer, format=fmt, dpi=_DPI, facecolor=theme.background, metadata=metadata)
+        images[fmt] = buffer.getvalue()
+    return images
 
 
 def _draw_panel(axes: Axes, panel: _Panel, theme: _Theme) -> None:
