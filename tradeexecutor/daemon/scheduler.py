@@ -29,12 +29,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
+from apscheduler.executors.debug import DebugExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from tradeexecutor.daemon.clock import Clock, FakeClock, SystemClock
 from tradeexecutor.daemon.commands import CommandQueue, JobKind
-from tradeexecutor.timeframe import next_boundary
+from tradeexecutor.timeframe import floor_boundary, next_boundary
 
 __all__ = ["ApschedulerTicker", "InMemoryTicker", "JobSpec", "Ticker"]
 
@@ -58,6 +59,10 @@ class JobSpec:
     def next_run_after(self, moment: datetime) -> datetime:
         """The first firing strictly after ``moment``."""
         return next_boundary(moment, self.period, self.offset % self.period)
+
+    def last_run_at_or_before(self, moment: datetime) -> datetime:
+        """The boundary this job fired for when it runs at ``moment`` (for measuring lag)."""
+        return floor_boundary(moment, self.period, self.offset % self.period)
 
 
 class Ticker(Protocol):
@@ -83,13 +88,18 @@ class ApschedulerTicker:
         self.commands = commands
         self.clock = clock or SystemClock()
         self._scheduler: BackgroundScheduler | None = None
+        self._specs: dict[JobKind, JobSpec] = {}
 
     def start(self, jobs: Sequence[JobSpec]) -> None:
         """Add one interval job per spec, aligned on its boundaries, and start the scheduler thread."""
+        # The jobs only put a tick on the queue, so they run on the scheduler's own thread (DebugExecutor):
+        # a thread-pool hand-off would cost one more wait for the GIL while the webhook is busy.
         scheduler = BackgroundScheduler(
             timezone=UTC,
+            executors={"default": DebugExecutor()},
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
         )
+        self._specs = {spec.kind: spec for spec in jobs}
         now = self.clock.now()
         for spec in jobs:
             trigger = IntervalTrigger(seconds=spec.period.total_seconds(), start_date=spec.next_run_after(now),
@@ -99,8 +109,10 @@ class ApschedulerTicker:
         self._scheduler = scheduler
 
     def _fire(self, kind: JobKind) -> None:
-        """Runs on an APScheduler thread: only queue the tick."""
-        self.commands.put_tick(kind, self.clock.now())
+        """Runs on the APScheduler thread: only queue the tick, stamped with the boundary it is for."""
+        now = self.clock.now()
+        spec = self._specs.get(kind)
+        self.commands.put_tick(kind, spec.last_run_at_or_before(now) if spec is not None else now)
 
     def shutdown(self) -> None:
         """Stop the scheduler thread without waiting for anything (jobs are only queue puts)."""

@@ -1,0 +1,197 @@
+"""Benchmark: delay between a 1-second cycle boundary and the start of that cycle, with 50 pollers on /status.
+
+Run from the repository root::
+
+    python bench/bench_scheduler_lag.py [--runs 3] [--cycles 60] [--baseline-runs 1]
+
+The daemon does not publish a per-cycle lag (RunState.last_cycle_lag is never set), so each run
+is a harness in a fresh child process that builds the real daemon with ``build_daemon`` — the
+real ApschedulerTicker, CommandQueue, ExecutorLoop, Engine, StateStore and Publisher, exactly as
+``tradeexecutor start bench/strategies/sma_lag_probe.py --replay-seconds 1 --chart-seconds 0
+--max-cycles 60`` wires them — and serves its RunState on the real WebhookServer/create_app
+(default thread count) on 127.0.0.1, while wrk (``-c 50 -t 2``, or http.client poller threads in
+another process when wrk is missing) polls /status from its own process for the whole run.
+
+For every cycle it records three instants, each measured from the cycle's 1 s boundary:
+
+- fire: the APScheduler thread queued the tick (``CommandQueue.put_tick`` called);
+- job start: the loop's worker thread took the tick (a wrapper around ``ExecutorLoop.handle``);
+- decide: the strategy's ``decide()`` was entered (``time.time()`` recorded by the probe strategy).
+
+Reports p50/p95/p99/max of each, pooled over the runs with load (goal: p99 job start < 50 ms),
+the per-run p99s, and the same for runs without load. Not a pytest test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _load import LoadRun, have_wrk, percentile
+
+ROOT = Path(__file__).resolve().parents[1]
+PROBE_STRATEGY = ROOT / "bench" / "strategies" / "sma_lag_probe.py"
+MEASURES = ("fire", "job", "decide")
+
+
+def child(args: argparse.Namespace) -> None:
+    """One run: the real daemon in this process, the webhook under load from a wrk process; prints JSON."""
+    from tradeexecutor.daemon.commands import CommandKind, JobKind
+    from tradeexecutor.daemon.runner import build_daemon
+    from tradeexecutor.daemon.settings import DaemonConfig
+    from tradeexecutor.webhook import WebhookServer, create_app
+
+    workdir = Path(tempfile.mkdtemp(prefix="bench_lag_"))
+    # start_cmd._configure_logging, to a file instead of stderr.
+    logging.basicConfig(level=logging.INFO, filename=str(workdir / "daemon.log"),
+                        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    config = DaemonConfig(strategy_file=args.strategy, state_dir=workdir / "state", port=0, replay_seconds=1.0,
+                          max_cycles=args.cycles, chart_seconds=0.0)
+    daemon = build_daemon(config)
+    entries: list[float] = daemon.engine.strategy.decide.__globals__["ENTRIES"]
+    ticks: list[tuple[float, float]] = []  # (fired, job started) per cycle tick
+    fired: list[float] = []  # when the APScheduler thread queued each cycle tick
+    handle = daemon.loop.handle
+    put_tick = daemon.commands.put_tick
+
+    def timed_put_tick(job, scheduled_at=None):
+        if job is JobKind.cycle:
+            fired.append(time.time())
+        return put_tick(job, scheduled_at)
+
+    def timed_handle(command):
+        if command.kind is CommandKind.tick and command.job is JobKind.cycle:
+            ticks.append((fired[-1] if fired else math.nan, time.time()))
+        handle(command)
+
+    daemon.commands.put_tick = timed_put_tick
+
+    daemon.loop.handle = timed_handle
+    server = WebhookServer(create_app(daemon.runstate), host="127.0.0.1", port=0).start()
+    load = None
+    if args.load:
+        load = LoadRun(f"{server.url}/status", args.connections, args.cycles + 60, args.wrk_threads).start()
+        time.sleep(0.5)
+    try:
+        code = daemon.run(None)
+    finally:
+        result = load.stop() if load is not None else None
+        server.stop()
+    print("CHILDJSON " + json.dumps({
+        "exit_code": code, "ticks": ticks, "entries": list(entries), "threads": server.threads,
+        "rps": result.rps if result else None, "p50_ms": result.p50_ms if result else None,
+        "p99_ms": result.p99_ms if result else None,
+        "errors": (result.errors + result.non2xx) if result else 0}), flush=True)
+    logging.shutdown()
+    shutil.rmtree(workdir, ignore_errors=True)
+
+
+def lags(run: dict) -> dict[str, list[float]]:
+    """Per-cycle lags (ms) from the boundary (the whole second the tick fired in) to fire, job start, decide."""
+    ticks, entries = run["ticks"], run["entries"]
+    if len(ticks) != len(entries):
+        print(f"  warning: {len(ticks)} cycle ticks but {len(entries)} decide() calls", flush=True)
+    out: dict[str, list[float]] = {name: [] for name in MEASURES}
+    for (fired, started), entered in zip(ticks, entries):
+        boundary = math.floor(fired)
+        out["fire"].append((fired - boundary) * 1e3)
+        out["job"].append((started - boundary) * 1e3)
+        out["decide"].append((entered - boundary) * 1e3)
+    return out
+
+
+def run_child(args: argparse.Namespace, load: bool) -> dict:
+    command = [sys.executable, str(Path(__file__).resolve()), "--child", "--cycles", str(args.cycles),
+               "--connections", str(args.connections), "--wrk-threads", str(args.wrk_threads),
+               "--strategy", str(args.strategy)] + ([] if load else ["--no-load"])
+    proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True,
+                          timeout=args.cycles + 300, check=False)
+    line = next((row for row in proc.stdout.splitlines() if row.startswith("CHILDJSON ")), None)
+    if line is None:
+        raise RuntimeError(f"harness run failed (rc {proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
+    return json.loads(line.split(" ", 1)[1])
+
+
+def describe(values: list[float]) -> str:
+    return " | ".join(f"{percentile(values, q):.1f} ms" for q in (50, 95, 99)) + f" | {max(values):.1f} ms"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=3, help="runs with 50 pollers on /status")
+    parser.add_argument("--baseline-runs", type=int, default=1, help="runs without load")
+    parser.add_argument("--cycles", type=int, default=60)
+    parser.add_argument("--connections", type=int, default=50)
+    parser.add_argument("--wrk-threads", type=int, default=2)
+    parser.add_argument("--strategy", type=Path, default=PROBE_STRATEGY)
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--no-load", dest="load", action="store_false", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args)
+        return
+
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+          f"load average {os.getloadavg()[0]:.2f}; load generator: "
+          f"{f'wrk -c {args.connections} -t {args.wrk_threads}' if have_wrk() else 'http.client threads'}",
+          flush=True)
+    pooled = {True: {name: [] for name in MEASURES}, False: {name: [] for name in MEASURES}}
+    p99s: dict[bool, list[float]] = {True: [], False: []}
+    rps: list[float] = []
+    # Alternate loaded and quiet runs so slow drifts of the machine's other load hit both.
+    plan = [True] * args.runs
+    for i in range(args.baseline_runs):
+        plan.insert(min(len(plan), 2 * i + 1), False)
+    for number, load in enumerate(plan, 1):
+        run = run_child(args, load)
+        measured = lags(run)
+        for name in MEASURES:
+            pooled[load][name].extend(measured[name])
+        p99s[load].append(percentile(measured["job"], 99))
+        if load:
+            rps.append(run["rps"])
+        print(f"run {number} ({'50 pollers on /status' if load else 'no load'}): {len(measured['job'])} cycles, "
+              f"job start p50 {percentile(measured['job'], 50):.1f} ms p99 {percentile(measured['job'], 99):.1f} ms "
+              f"max {max(measured['job']):.1f} ms"
+              + (f"; /status {run['rps']:,.0f} req/s p99 {run['p99_ms']:.0f} ms, {run['errors']} errors, "
+                 f"{run['threads']} webhook threads" if load else ""), flush=True)
+
+    print()
+    print(f"Command: `python bench/bench_scheduler_lag.py --runs {args.runs} --cycles {args.cycles} "
+          f"--baseline-runs {args.baseline_runs}`")
+    print()
+    print("| boundary → | load | cycles | p50 | p95 | p99 | max | goal |")
+    print("|---|---|---|---|---|---|---|---|")
+    labels = {"fire": "tick queued (APScheduler thread)", "job": "**cycle job starts** (loop thread)",
+              "decide": "decide() entered"}
+    for load in (True, False):
+        if not pooled[load]["job"]:
+            continue
+        for name in MEASURES:
+            goal = "p99 < 50 ms" if name == "job" and load else ""
+            print(f"| {labels[name]} | {'50 pollers on /status' if load else 'none'} | {len(pooled[load][name])} | "
+                  f"{describe(pooled[load][name])} | {goal} |")
+    print()
+    print(f"per-run p99 of job start, with load: {', '.join(f'{x:.1f}' for x in p99s[True])} ms "
+          f"(median {statistics.median(p99s[True]):.1f} ms); without: "
+          f"{', '.join(f'{x:.1f}' for x in p99s[False])} ms; /status under load: "
+          f"{statistics.median(rps):,.0f} req/s (median)")
+
+
+if __name__ == "__main__":
+    main()
