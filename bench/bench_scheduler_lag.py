@@ -82,7 +82,8 @@ def child(args: argparse.Namespace) -> None:
     daemon.commands.put_tick = timed_put_tick
 
     daemon.loop.handle = timed_handle
-    server = WebhookServer(create_app(daemon.runstate), host="127.0.0.1", port=0).start()
+    server = WebhookServer(create_app(daemon.runstate), host="127.0.0.1", port=0,
+                           threads=args.webhook_threads).start()
     load = None
     if args.load:
         load = LoadRun(f"{server.url}/status", args.connections, args.cycles + 60, args.wrk_threads).start()
@@ -118,7 +119,8 @@ def lags(run: dict) -> dict[str, list[float]]:
 def run_child(args: argparse.Namespace, load: bool) -> dict:
     command = [sys.executable, str(Path(__file__).resolve()), "--child", "--cycles", str(args.cycles),
                "--connections", str(args.connections), "--wrk-threads", str(args.wrk_threads),
-               "--strategy", str(args.strategy)] + ([] if load else ["--no-load"])
+               "--strategy", str(args.strategy), "--webhook-threads", str(args.webhook_threads)]
+    command += [] if load else ["--no-load"]
     proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True,
                           timeout=args.cycles + 300, check=False)
     line = next((row for row in proc.stdout.splitlines() if row.startswith("CHILDJSON ")), None)
@@ -138,6 +140,7 @@ def main() -> None:
     parser.add_argument("--cycles", type=int, default=60)
     parser.add_argument("--connections", type=int, default=50)
     parser.add_argument("--wrk-threads", type=int, default=2)
+    parser.add_argument("--webhook-threads", type=int, default=4, help="the executor's webhook worker threads")
     parser.add_argument("--strategy", type=Path, default=PROBE_STRATEGY)
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--no-load", dest="load", action="store_false", help=argparse.SUPPRESS)

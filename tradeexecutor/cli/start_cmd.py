@@ -91,6 +91,9 @@ def _offset_seconds(text: str) -> float:
               help="Webhook time after the replay (or backtest) completed.")
 @click.option("--chart-seconds", type=float, default=10.0, show_default=True, envvar=env("CHART_SECONDS"),
               show_envvar=True, help="Least seconds between chart renders after cycles; 0 disables charts.")
+@click.option("--webhook-threads", type=click.IntRange(1, 64), default=4, show_default=True,
+              envvar=env("WEBHOOK_THREADS"), show_envvar=True,
+              help="Worker threads of the webhook server (fewer leave more room for the loop under heavy polling).")
 @click.option("--publish-seconds", type=float, default=2.0, show_default=True, envvar=env("PUBLISH_SECONDS"),
               show_envvar=True, help="Least seconds between publications of /state, /orders.csv and /positions.")
 @click.option("--webhook-username", default=None, envvar=env("WEBHOOK_USERNAME"), show_envvar=True,
@@ -125,7 +128,7 @@ def start_command(strategy_file: Path | None, spec_file: Path | None, mode: str,
                   max_cycles: int, run_single_cycle: bool, trade_immediately: bool, crash_policy: str,
                   crash_serve_seconds: float, crash_loop_count: int, crash_loop_minutes: float,
                   watchdog_seconds: float, complete_serve_seconds: float, chart_seconds: float,
-                  publish_seconds: float, webhook_username: str | None, webhook_password: str | None,
+                  webhook_threads: int, publish_seconds: float, webhook_username: str | None, webhook_password: str | None,
                   cors_origins: tuple[str, ...], health_grace_seconds: float, data_stale_seconds: float,
                   source_enabled: bool, cash: float, fee: float, slippage_bps: float, fill_timing: str,
                   min_notional: float, log_level: str) -> None:
@@ -160,7 +163,7 @@ def start_command(strategy_file: Path | None, spec_file: Path | None, mode: str,
         raise ConfigError("webhook auth needs both TRADEEXECUTOR_WEBHOOK_USERNAME and TRADEEXECUTOR_WEBHOOK_PASSWORD")
     if health_grace_seconds < 0 or data_stale_seconds < 0:
         raise ConfigError("--health-grace-seconds and --data-stale-seconds must not be negative")
-    web = WebSettings(username=webhook_username, password=webhook_password,
+    web = WebSettings(username=webhook_username, password=webhook_password, threads=webhook_threads,
                       cors_origins=tuple(split_sources(cors_origins)), health_grace_seconds=health_grace_seconds,
                       data_stale_seconds=data_stale_seconds, source_enabled=source_enabled)
     log_buffer = _configure_logging(log_level)
@@ -174,6 +177,7 @@ class WebSettings:
     username: str | None = field(default=None, repr=False)
     password: str | None = field(default=None, repr=False)
     cors_origins: tuple[str, ...] = ()
+    threads: int = 4
     health_grace_seconds: float = 60.0
     data_stale_seconds: float = 0.0
     source_enabled: bool = True
@@ -203,7 +207,8 @@ def _run(config: DaemonConfig, settings: WebSettings | None = None, log_buffer: 
             health_grace_seconds=settings.health_grace_seconds, data_stale_seconds=settings.data_stale_seconds,
             log_buffer=log_buffer,
         )
-        return WebhookServer(create_app(runstate, options=options), host=config.host, port=config.port)
+        return WebhookServer(create_app(runstate, options=options), host=config.host, port=config.port,
+                             threads=settings.threads)
 
     if config.mode == "backtest":
         from tradeexecutor.daemon.backtest_mode import prepare_backtest

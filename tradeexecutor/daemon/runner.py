@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -54,9 +53,6 @@ journal_logger = logging.getLogger("tradeexecutor.journal")
 
 #: Exit code after a crash or a watchdog hang.
 CRASH_EXIT_CODE = 1
-
-#: GIL switch interval of an executor process (CPython's default is 5 ms); see Daemon.run.
-SWITCH_INTERVAL_SECONDS = 0.001
 
 
 class WebServer(Protocol):
@@ -112,9 +108,6 @@ class Daemon:
 
     def run(self, web: WebServer | None = None) -> int:
         """Run until stopped, complete or crashed (main thread); returns the process exit code."""
-        # Cycles must start on time while web threads serve pollers: a thread waking for a job
-        # waits for the GIL in steps of the switch interval, so shorten it from 5 ms.
-        sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)
         try:
             if web is not None:
                 web.start()  # a port in use fails here, before any job ran
