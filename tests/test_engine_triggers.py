@@ -8,81 +8,18 @@ bar 0, so the entry fills at bar 1's open and bar 1 is the first bar checked for
 
 from __future__ import annotations
 
-import itertools
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 import pytest
+from scripted import START, after, bar_close, bar_open, ohlc, run
 
-from tradeexecutor.backtest.runner import BacktestResult, run_backtest
-from tradeexecutor.config import EngineConfig, ExecutionConfig
+from tradeexecutor.backtest.runner import BacktestResult
 from tradeexecutor.data.market import MarketData
 from tradeexecutor.engine import triggers
 from tradeexecutor.state import Position, TradeStatus
 from tradeexecutor.strategy.api import increase, open_long, reduce
-from tradeexecutor.strategy.loader import load_strategy
-
-START = pd.Timestamp("2024-01-01", tz="UTC")
-DAY = pd.Timedelta(days=1)
-_counter = itertools.count()
-
-SCRIPTED = '''\
-"""Scripted strategy for engine tests: decide() returns SCRIPT[cycle time]."""
-
-name = "Scripted"
-description = "Returns the intents scripted for each cycle time."
-cycle_duration = "{cycle}"
-instruments = {instruments!r}
-
-SCRIPT = {{}}
-SEEN = []
-
-
-def decide(ctx):
-    SEEN.append(ctx.timestamp)
-    action = SCRIPT.get(ctx.timestamp)
-    if action is None:
-        return []
-    return action(ctx) if callable(action) else list(action)
-'''
-
-
-def bar_open(i: int) -> pd.Timestamp:
-    return START + i * DAY
-
-
-def bar_close(i: int) -> pd.Timestamp:
-    return START + (i + 1) * DAY
-
-
-after = bar_close  # the cycle after bar i runs at its close time
-
-
-def ohlc(symbol: str, rows: list, start: pd.Timestamp = START, freq: str = "D") -> pd.DataFrame:
-    """Candles from (open, high, low, close) tuples; a bare number is a flat bar."""
-    rows = [(r, r, r, r) if isinstance(r, (int, float)) else r for r in rows]
-    index = pd.DatetimeIndex(pd.date_range(start, periods=len(rows), freq=freq), tz="UTC")
-    frame = pd.DataFrame(rows, columns=["open", "high", "low", "close"], index=index)
-    frame.insert(0, "symbol", symbol)
-    frame["volume"] = 1000.0
-    return frame
-
-
-def run(tmp_path: Path, frame: pd.DataFrame, script: dict[pd.Timestamp, Any], *, slippage_bps: float = 0.0,
-        cycle: str = "1d", offset: float = 0.0, market: MarketData | None = None,
-        trigger_market: MarketData | None = None) -> BacktestResult:
-    symbols = list(dict.fromkeys(frame["symbol"]))
-    path = tmp_path / f"scripted_{next(_counter)}.py"
-    path.write_text(SCRIPTED.format(cycle=cycle, instruments=symbols))
-    loaded = load_strategy(path)
-    loaded.decide.__globals__["SCRIPT"].update(script)
-    market = market or MarketData.from_long_frame(frame, asset_types={s: "equity" for s in symbols})
-    config = EngineConfig(execution=ExecutionConfig(slippage_bps=slippage_bps), cycle_offset_seconds=offset)
-    result = run_backtest(loaded, market, config, trigger_market=trigger_market)
-    assert set(script) <= set(loaded.decide.__globals__["SEEN"]), "a scripted cycle never ran"
-    return result
 
 
 def closed_position(result: BacktestResult) -> Position:
