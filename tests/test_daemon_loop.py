@@ -377,3 +377,14 @@ def test_replay_feed_plays_each_bar_once_and_restores_its_cursor() -> None:
     fresh = ReplayFeed(market, start=2)
     fresh.restore(-1)
     assert fresh.advance() == 2
+
+
+def test_publication_interval_stretches_with_the_cost_of_publishing() -> None:
+    from tradeexecutor.daemon.publish import publication_due
+
+    assert publication_due(None, 0.0, 2.0, 0.0)  # the first publication happens at once
+    assert not publication_due(10.0, 11.0, 2.0, 0.01)  # cheap: every 2 s
+    assert publication_due(10.0, 12.0, 2.0, 0.01)
+    # A 1.4 s publication (a 10,000-position state) waits 14 s, so it takes at most a tenth of the time.
+    assert not publication_due(10.0, 23.9, 2.0, 1.4)
+    assert publication_due(10.0, 24.0, 2.0, 1.4)

@@ -12,6 +12,7 @@ the cycle time ever shows.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -29,7 +30,7 @@ from tradeexecutor.store.layout import RunFiles
 from tradeexecutor.store.publish import publish
 from tradeexecutor.visual import render_all
 
-__all__ = ["Publisher"]
+__all__ = ["PUBLISH_TIME_SHARE", "Publisher", "publication_due"]
 
 #: Summary figures repeated in metadata.json, for dashboards that list many executors.
 _KEY_FIGURES = ("final_equity", "total_return", "max_drawdown", "sharpe", "trade_count", "fees_paid")
@@ -61,6 +62,7 @@ class Publisher:
         self.publish_seconds = publish_seconds
         self._metadata = dict(metadata or {})
         self._last_publish: float | None = None
+        self._publish_cost = 0.0  # wall seconds the last publication took
         self._figures = FigureCounter()
         self._fragments = PositionFragments()
 
@@ -93,6 +95,7 @@ class Publisher:
         if self.files is None:
             return
         self._last_publish = self.clock.monotonic()
+        started = time.perf_counter()
         snapshot = self.runstate.snapshot()
         metadata = {
             **self._metadata,
@@ -104,11 +107,12 @@ class Publisher:
         }
         publish(state, self.files, metadata=metadata, orders_csv_writer=write_trades_csv, now=self.clock.now(),
                 fragments=self._fragments)
+        self._publish_cost = time.perf_counter() - started
 
     def _publish_due(self) -> bool:
         if self.files is None:
             return False
-        return self._last_publish is None or self.clock.monotonic() - self._last_publish >= self.publish_seconds
+        return publication_due(self._last_publish, self.clock.monotonic(), self.publish_seconds, self._publish_cost)
 
     def trigger_check_done(self, state: State) -> None:
         """After a trigger check."""
@@ -164,6 +168,22 @@ class Publisher:
             last = int(market.last_closed[symbol][step]) if step >= 0 else -1
             result[symbol] = closes.iloc[: last + 1]
         return result
+
+
+#: Publishing may take at most this share of the loop's time: the interval stretches as the state grows.
+PUBLISH_TIME_SHARE = 0.1
+
+
+def publication_due(last: float | None, now: float, interval: float, cost: float) -> bool:
+    """True when the public files should be written again.
+
+    Writing them serialises the whole state, which grows with the run's history (about a second at
+    10,000 positions); waiting at least ``cost / PUBLISH_TIME_SHARE`` keeps that under a tenth of the
+    loop's time however large the state gets, while small states still publish every ``interval``.
+    """
+    if last is None:
+        return True
+    return now - last >= max(interval, cost / PUBLISH_TIME_SHARE)
 
 
 def _json_safe(values: dict[str, Any]) -> dict[str, Any]:
