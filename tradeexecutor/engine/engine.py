@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any, Iterable, Protocol
 
 import pandas as pd
@@ -199,7 +199,6 @@ class Engine:
             index = int(self._closing_at[slot][step])
             if index < 0:
                 continue
-            bars = self._bars[slot]
             for open_, high, low, open_ns, close_ns in self._trigger_bars(slot, index):
                 hit = triggers.check_bar(position, open_, high, low)
                 if hit is not None:
