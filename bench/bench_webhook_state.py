@@ -33,46 +33,23 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # state_builders.resized
 
 from tradeexecutor.backtest.runner import run_backtest  # noqa: E402
 from tradeexecutor.data.source import load_market  # noqa: E402
 from tradeexecutor.runstate import RunState  # noqa: E402
 from tradeexecutor.runstate.figures import FigureCounter  # noqa: E402
-from tradeexecutor.state import State  # noqa: E402
 from tradeexecutor.stats.summary import write_trades_csv  # noqa: E402
 from tradeexecutor.store.layout import RunFiles  # noqa: E402
 from tradeexecutor.store.publish import publish  # noqa: E402
 from tradeexecutor.strategy.loader import load_strategy  # noqa: E402
+from state_builders import resized  # noqa: E402
 from tradeexecutor.webhook import WebhookServer, create_app  # noqa: E402
 from tradeexecutor.webhook.options import WebhookOptions  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def resized(base: State, positions: int) -> State:
-    """A copy of ``base`` holding ``positions`` positions: its open ones plus closed ones cycled from its history."""
-    state = copy.deepcopy(base)
-    portfolio = state.portfolio
-    template = base.portfolio.closed_positions
-    closed = []
-    trade_id = 1
-    for i in range(positions - len(portfolio.open_positions)):
-        position = copy.deepcopy(template[i % len(template)])
-        position.id = i + 1
-        for trade in position.trades:
-            trade.id, trade.position_id = trade_id, position.id
-            trade_id += 1
-        closed.append(position)
-    for j, position in enumerate(portfolio.open_positions):
-        position.id = len(closed) + j + 1
-        for trade in position.trades:
-            trade.id, trade.position_id = trade_id, position.id
-            trade_id += 1
-    portfolio.closed_positions = closed
-    portfolio.failed_positions = []
-    portfolio.next_position_id = positions + 1
-    portfolio.next_trade_id = trade_id
-    return state
 
 
 def timed_get(port: int, path: str, headers: dict[str, str]) -> tuple[float, float, int, int]:

@@ -7,7 +7,6 @@ per change, for a 10-position state and a 10,000-position state alike.
 
 from __future__ import annotations
 
-import copy
 import csv
 import gzip
 import http.client
@@ -27,6 +26,8 @@ import tradeexecutor.webhook.files as files_module
 from tradeexecutor.backtest.runner import run_backtest
 from tradeexecutor.data.source import load_market
 from tradeexecutor.runstate import RunState
+from state_builders import resized
+
 from tradeexecutor.state import State
 from tradeexecutor.stats.summary import TRADE_COLUMNS, write_trades_csv
 from tradeexecutor.store.codec import dumps_state, loads_state
@@ -54,30 +55,6 @@ def backtest_state() -> State:
     return state
 
 
-def resized(base: State, positions: int) -> State:
-    """A copy of ``base`` holding ``positions`` positions: its open ones plus closed ones cycled from its history."""
-    state = copy.deepcopy(base)
-    portfolio = state.portfolio
-    template = base.portfolio.closed_positions
-    closed = []
-    trade_id = 1
-    for i in range(positions - len(portfolio.open_positions)):
-        position = copy.deepcopy(template[i % len(template)])
-        position.id = i + 1
-        for trade in position.trades:
-            trade.id, trade.position_id = trade_id, position.id
-            trade_id += 1
-        closed.append(position)
-    for j, position in enumerate(portfolio.open_positions):
-        position.id = len(closed) + j + 1
-        for trade in position.trades:
-            trade.id, trade.position_id = trade_id, position.id
-            trade_id += 1
-    portfolio.closed_positions = closed
-    portfolio.failed_positions = []
-    portfolio.next_position_id = positions + 1
-    portfolio.next_trade_id = trade_id
-    return state
 
 
 @pytest.fixture(scope="module")
