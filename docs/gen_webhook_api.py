@@ -154,17 +154,10 @@ def render() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Write the page, or with --check report whether it is current."""
-    args = sys.argv[1:] if argv is None else argv
-    text = render()
-    if "--check" in args:
-        current = TARGET.read_text(encoding="utf-8") if TARGET.exists() else ""
-        if current != text:
-            print("docs/webhook-api.md is out of date: run python docs/gen_webhook_api.py", file=sys.stderr)
-            return 1
-        return 0
-    TARGET.write_text(text, encoding="utf-8")
-    print(f"wrote {TARGET.relative_to(ROOT)}")
-    return 0
+    sys.path.insert(0, str(Path(__file__).resolve().parent))  # _generate, beside this script
+    from _generate import write_or_check
+
+    return write_or_check(TARGET, render(), "docs/gen_webhook_api.py", argv)
 
 
 if __name__ == "__main__":
