@@ -388,3 +388,30 @@ def test_publication_interval_stretches_with_the_cost_of_publishing() -> None:
     # A 1.4 s publication (a 10,000-position state) waits 14 s, so it takes at most a tenth of the time.
     assert not publication_due(10.0, 23.9, 2.0, 1.4)
     assert publication_due(10.0, 24.0, 2.0, 1.4)
+
+
+def test_chart_renders_wait_longer_when_a_render_is_slow() -> None:
+    """A render that takes 50 ms stretches a 0.1 s chart interval to 0.5 s (10 % of the loop's time)."""
+    from tradeexecutor.daemon.publish import Publisher
+    from tradeexecutor.runstate import RunState
+    from tradeexecutor.state import State
+
+    strategy = load_strategy(Path(__file__).parent / "strategies" / "daemon_sma.py")
+    market, _ = load_market([], strategy.instruments, start="2005-01-01", end="2005-03-01")
+    clock = FakeClock(T0)
+    renders: list[float] = []
+
+    def slow_render(state, prices):  # type: ignore[no-untyped-def]
+        renders.append(clock.monotonic())
+        time.sleep(0.05)
+        return {}
+
+    publisher = Publisher(RunState.create("charts", mode="paper", now=T0), ReplayFeed(market, monotonic=clock.monotonic),
+                          clock, chart_seconds=0.1, render=slow_render)
+    state = State(name="charts")
+    for _ in range(20):  # 2 s of fake time in 0.1 s steps, one cycle each
+        publisher.cycle_done(state, 5, None)
+        clock.advance(timedelta(seconds=0.1))
+    assert len(renders) >= 2
+    gaps = [b - a for a, b in zip(renders, renders[1:])]
+    assert min(gaps) >= 0.5 - 1e-9, gaps  # without the stretch they would be 0.1 s apart

@@ -55,6 +55,7 @@ class Publisher:
         self.render = render
         self._closes = {symbol: feed.market.close_series(symbol) for symbol in feed.market.symbols}
         self._last_chart: float | None = None
+        self._chart_cost = 0.0  # wall seconds the last full render took
         self._extra = dict(extra or {})
         #: Where the public snapshot files go (None: not published, as in unit tests).
         self.files = files
@@ -152,13 +153,15 @@ class Publisher:
         if self.chart_seconds <= 0 or step < 0:
             return
         self._last_chart = self.clock.monotonic()
+        started = time.perf_counter()
         images = self.render(state, prices if prices is not None else self._prices(step))
+        self._chart_cost = time.perf_counter() - started
         self.runstate.set_images({image_key(*key): data for key, data in images.items()}, self.clock.now())
 
     def _charts_due(self) -> bool:
         if self.chart_seconds <= 0:
             return False
-        return self._last_chart is None or self.clock.monotonic() - self._last_chart >= self.chart_seconds
+        return publication_due(self._last_chart, self.clock.monotonic(), self.chart_seconds, self._chart_cost)
 
     def _prices(self, step: int) -> dict[str, pd.Series]:
         """Close prices up to the bar closed at ``step``."""
@@ -170,16 +173,18 @@ class Publisher:
         return result
 
 
-#: Publishing may take at most this share of the loop's time: the interval stretches as the state grows.
+#: Publishing files or charts may take at most this share of the loop's time: intervals stretch as the state grows.
 PUBLISH_TIME_SHARE = 0.1
 
 
 def publication_due(last: float | None, now: float, interval: float, cost: float) -> bool:
-    """True when the public files should be written again.
+    """True when the public files (or the charts) should be produced again.
 
-    Writing them serialises the whole state, which grows with the run's history (about a second at
-    10,000 positions); waiting at least ``cost / PUBLISH_TIME_SHARE`` keeps that under a tenth of the
-    loop's time however large the state gets, while small states still publish every ``interval``.
+    Both grow with the run's history: the files serialise the whole state (about 0.6 s at 10,000
+    positions) and the charts prepare every valuation before downsampling (about a second for
+    eight images of a long run). Waiting at least ``cost / PUBLISH_TIME_SHARE`` keeps each under a
+    tenth of the loop's time however large the state gets, while small states still refresh every
+    ``interval``.
     """
     if last is None:
         return True
