@@ -41,7 +41,9 @@ def free_port() -> int:
 class Executor:
     """One ``tradeexecutor start`` subprocess with its port and log file."""
 
-    def __init__(self, tmp_path: Path, *args: str, strategy: str = "daemon_sma.py", state_dir: Path | None = None):
+    def __init__(self, tmp_path: Path, *args: str, strategy: str = "daemon_sma.py", state_dir: Path | None = None,
+                 env: dict[str, str] | None = None):
+        tmp_path.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.state_dir = state_dir or tmp_path / "state"
         self.log = tmp_path / f"executor-{self.port}.log"
@@ -49,9 +51,9 @@ class Executor:
                    "--state-dir", str(self.state_dir), "--port", str(self.port), "--start", START, "--end", END,
                    "--replay-start", "first", "--chart-seconds", "0", "--trigger-seconds", "0.5",
                    "--revaluation-seconds", "0.7", *args]
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        environment = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
         with open(self.log, "wb") as log:
-            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=environment)
 
     def status(self) -> dict[str, Any] | None:
         """GET /status, None while the webhook does not answer."""

@@ -11,6 +11,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from tradeexecutor.config import EngineConfig
+from tradeexecutor.daemon.affinity import check_cpu_setting
 from tradeexecutor.errors import ConfigError
 
 __all__ = ["CRASH_POLICIES", "MODES", "REPLAY_STARTS", "DaemonConfig"]
@@ -74,6 +75,8 @@ class DaemonConfig:
     chart_seconds: float = 10.0
     #: Least seconds between publications of the public snapshot files (state.json, orders.csv) after cycles.
     publish_seconds: float = 2.0
+    #: Pin every thread to one CPU: auto (least busy, moving off a crowded one), off, or a CPU number.
+    cpu: str = "auto"
 
     def __post_init__(self) -> None:
         if self.mode == "live":
@@ -85,6 +88,7 @@ class DaemonConfig:
             raise ConfigError(f"unknown crash policy {self.crash_policy!r}: use one of {', '.join(CRASH_POLICIES)}")
         if not self.replay_seconds > 0:
             raise ConfigError(f"--replay-seconds {self.replay_seconds} must be positive (0.1 = ten bars a second)")
+        object.__setattr__(self, "cpu", check_cpu_setting(str(self.cpu)))
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"--port {self.port} must be between 0 and 65535")
         for name in ("trigger_seconds", "revaluation_seconds", "crash_serve_seconds", "crash_loop_minutes",

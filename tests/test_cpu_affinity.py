@@ -1,0 +1,137 @@
+"""--cpu: every thread of a real executor process on one CPU, moved off a CPU that other work crowds.
+
+The daemon runs as a subprocess and its threads' CPU masks are read from /proc; the
+rebalancing check runs in a child process next to a real busy process, so the test process
+itself is never pinned.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from test_daemon_e2e import Executor, executors  # noqa: F401 - the fixture
+
+from tradeexecutor.daemon.affinity import busy_fractions, check_cpu_setting, read_cpu_times, thread_cpus
+from tradeexecutor.errors import ConfigError
+
+ALLOWED = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+needs_two_cpus = pytest.mark.skipif(len(ALLOWED) < 2 or not Path("/proc/self/task").is_dir(),
+                                    reason="pinning is observable only on Linux with two or more usable CPUs")
+
+
+@pytest.mark.parametrize(("text", "expected"), [("auto", "auto"), (" OFF ", "off"), ("3", "3"), ("007", "7")])
+def test_cpu_settings_are_normalised(text: str, expected: str) -> None:
+    assert check_cpu_setting(text) == expected
+
+
+@pytest.mark.parametrize("text", ["", "-1", "two", "1.5", "0,1", "123456"])
+def test_bad_cpu_settings_say_what_is_accepted(text: str) -> None:
+    with pytest.raises(ConfigError, match="use auto .* off .* or a CPU number"):
+        check_cpu_setting(text)
+
+
+@needs_two_cpus
+def test_proc_stat_covers_every_usable_cpu() -> None:
+    times = read_cpu_times()
+    assert set(ALLOWED) <= set(times)
+    assert all(0 <= busy <= total for busy, total in times.values())
+
+
+def test_busy_fractions_from_two_readings() -> None:
+    before = {0: (100, 1000), 1: (500, 1000)}
+    after = {0: (190, 1100), 1: (510, 1100), 2: (5, 10)}
+    assert busy_fractions(before, after) == {0: 0.9, 1: 0.1}
+
+
+def _masks(executor: Executor) -> set[frozenset[int]]:
+    return {frozenset(cpus) for cpus in thread_cpus(executor.process.pid).values()}
+
+
+@needs_two_cpus
+def test_default_pins_every_thread_of_the_executor_to_one_cpu(tmp_path: Path, executors: list[Executor]) -> None:
+    executor = Executor(tmp_path, "--replay-seconds", "0.05")
+    executors.append(executor)
+    executor.wait_status(lambda status: status["cycles"] >= 3)
+    masks = _masks(executor)
+    assert len(thread_cpus(executor.process.pid)) >= 5, "loop, scheduler, webhook and its workers are running"
+    assert len(masks) == 1 and len(next(iter(masks))) == 1, f"threads on different CPU sets: {masks}"
+    assert next(iter(next(iter(masks)))) in ALLOWED
+    assert "pinned to CPU" in executor.output()
+
+
+@needs_two_cpus
+def test_explicit_cpu_and_off(tmp_path: Path, executors: list[Executor]) -> None:
+    chosen = ALLOWED[-1]
+    pinned = Executor(tmp_path / "a", "--replay-seconds", "0.05", "--cpu", str(chosen))
+    unpinned = Executor(tmp_path / "b", "--replay-seconds", "0.05", env={"TRADEEXECUTOR_CPU": "off"})
+    executors.extend([pinned, unpinned])
+    for executor in (pinned, unpinned):
+        executor.wait_status(lambda status: status["cycles"] >= 2)
+    assert _masks(pinned) == {frozenset({chosen})}
+    assert _masks(unpinned) == {frozenset(ALLOWED)}, "--cpu off leaves every thread to the OS"
+
+
+@needs_two_cpus
+def test_a_cpu_the_process_may_not_use_is_refused_before_anything_is_written(tmp_path: Path) -> None:
+    state_dir = tmp_path / "state"
+    result = subprocess.run(
+        [sys.executable, "-m", "tradeexecutor.cli.main", "start", str(Path(__file__).parent / "strategies" /
+                                                                      "daemon_sma.py"),
+         "--state-dir", str(state_dir), "--port", "0", "--cpu", "4096"],
+        capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 2
+    assert "--cpu 4096 is not a CPU this process may use" in result.stderr
+    assert f"allowed: {', '.join(map(str, ALLOWED))}" in result.stderr
+    assert "Traceback" not in result.stderr and not state_dir.exists()
+
+
+_REBALANCE = textwrap.dedent("""
+    import json, os, subprocess, sys, threading, time
+    from tradeexecutor.daemon.affinity import CpuPinning, thread_cpus
+
+    pinning = CpuPinning("auto", rebalance_seconds=3600)  # no background checks: the test calls rebalance()
+    first = pinning.start()
+
+    # Our own busy thread on the pinned CPU must not count as crowding.
+    stop = time.monotonic() + 1.0
+    def spin():
+        while time.monotonic() < stop:
+            pass
+    spinner = threading.Thread(target=spin)
+    spinner.start()
+    spinner.join()
+    kept = pinning.rebalance()
+
+    # Another process busy on the same CPU must make the executor move.
+    burner = subprocess.Popen([sys.executable, "-c",
+                               f"import os; os.sched_setaffinity(0, {{{first}}})\\nwhile True: pass"])
+    time.sleep(1.5)
+    moved = pinning.rebalance()
+    burner.kill()
+    burner.wait()
+    masks = sorted({tuple(sorted(cpus)) for cpus in thread_cpus().values()})
+    pinning.stop()
+    print(json.dumps({"first": first, "kept": kept, "moved": moved, "masks": masks}))
+""")
+
+
+@needs_two_cpus
+def test_auto_moves_off_a_cpu_crowded_by_other_work_but_not_by_its_own(tmp_path: Path) -> None:
+    script = tmp_path / "rebalance.py"
+    script.write_text(_REBALANCE)
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60, check=False,
+                            env=env)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["first"] in ALLOWED
+    assert report["kept"] is None, "its own busy thread must not drive the executor off its CPU"
+    assert report["moved"] in ALLOWED and report["moved"] != report["first"]
+    assert report["masks"] == [[report["moved"]]], "every thread moved together"

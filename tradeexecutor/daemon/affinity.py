@@ -1,0 +1,222 @@
+"""Keep every thread of the executor on one CPU (``--cpu``), since CPython runs them one at a time anyway.
+
+Why. The loop, the scheduler and the webhook are threads of one interpreter and take turns
+holding the GIL. When the OS spreads them over several cores, each hand-over of the GIL is a
+wake-up on another core, and a thread woken by its timer (the scheduler at a cycle boundary)
+can lose the race for the GIL again and again to busy web threads. Under 50 pollers on a 2-core
+machine cycles started up to 100-170 ms late and /status served about 2,000 requests a second;
+with the same threads on one core, p99 was about 12 ms and /status about 7,800 requests a second
+(``docs/benchmarks.md``). Little is lost: only one thread runs Python at any moment.
+
+Settings:
+
+- ``auto`` (the default): pin to the least busy CPU this process may use (near-ties broken at
+  random, so executors started together spread out), then every ``rebalance_seconds`` move to
+  another CPU when other work crowds the chosen one (our own use of it does not count).
+- a CPU number: pin to that CPU and never move (operators who plan cores themselves).
+- ``off``: leave placement to the OS.
+
+Linux only (``sched_setaffinity``, ``/proc``): elsewhere ``auto`` does nothing and a number is
+a ConfigError. Pinning sets the mask of every thread in ``/proc/self/task`` (the call affects
+one thread at a time), and threads started later inherit their creator's mask.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from tradeexecutor.errors import ConfigError
+
+__all__ = ["CPU_SETTINGS", "CpuPinning", "check_cpu_setting", "read_cpu_times", "thread_cpus"]
+
+logger = logging.getLogger("tradeexecutor.daemon")
+
+#: What ``--cpu`` accepts besides a CPU number.
+CPU_SETTINGS = ("auto", "off")
+#: Seconds of /proc/stat sampled to choose the first CPU.
+_FIRST_SAMPLE_SECONDS = 0.1
+#: CPUs this much busier than the least busy one (fraction of a core) are not chosen.
+_NEAR_TIE = 0.1
+
+
+def check_cpu_setting(setting: str) -> str:
+    """``auto``, ``off`` or a CPU number, normalised; ConfigError otherwise."""
+    text = setting.strip().lower()
+    if text in CPU_SETTINGS or (text.isdigit() and len(text) < 5):
+        return str(int(text)) if text.isdigit() else text
+    raise ConfigError(f"--cpu {setting!r} is not valid: use auto (pin to the least busy CPU), off (let the OS "
+                      f"place threads) or a CPU number such as 0")
+
+
+def can_pin() -> bool:
+    """True where threads can be pinned (Linux)."""
+    return hasattr(os, "sched_setaffinity") and Path("/proc/self/task").is_dir()
+
+
+def read_cpu_times(path: Path = Path("/proc/stat")) -> dict[int, tuple[int, int]]:
+    """Per CPU, (busy, total) clock ticks since boot from ``/proc/stat``; empty when unreadable."""
+    times: dict[int, tuple[int, int]] = {}
+    try:
+        lines = path.read_text().splitlines()
+    except OSError:
+        return times
+    for line in lines:
+        name, _, rest = line.partition(" ")
+        if not name.startswith("cpu") or name == "cpu":
+            continue
+        try:
+            values = [int(value) for value in rest.split()]
+        except ValueError:
+            continue
+        idle = values[3] + (values[4] if len(values) > 4 else 0)  # idle + iowait
+        total = sum(values[:8])  # user nice system idle iowait irq softirq steal (guest is inside user)
+        times[int(name[3:])] = (total - idle, total)
+    return times
+
+
+def busy_fractions(before: dict[int, tuple[int, int]], after: dict[int, tuple[int, int]]) -> dict[int, float]:
+    """How busy each CPU was between two readings, 0..1."""
+    fractions: dict[int, float] = {}
+    for cpu, (busy, total) in after.items():
+        if cpu in before:
+            elapsed = total - before[cpu][1]
+            fractions[cpu] = (busy - before[cpu][0]) / elapsed if elapsed > 0 else 0.0
+    return fractions
+
+
+def thread_cpus(pid: int | str = "self") -> dict[int, set[int]]:
+    """The CPUs each thread of process ``pid`` may run on, by thread id (for logs and tests)."""
+    result: dict[int, set[int]] = {}
+    task_dir = Path(f"/proc/{pid}/task")
+    for entry in task_dir.iterdir():
+        try:
+            result[int(entry.name)] = os.sched_getaffinity(int(entry.name))
+        except (OSError, ValueError):
+            continue  # the thread ended meanwhile
+    return result
+
+
+def _pin_threads(cpu: int) -> None:
+    """Pin every thread of this process (and so the threads they start later) to ``cpu``."""
+    for entry in Path("/proc/self/task").iterdir():
+        try:
+            os.sched_setaffinity(int(entry.name), {cpu})
+        except ProcessLookupError:
+            continue  # the thread ended meanwhile
+
+
+class CpuPinning:
+    """Applies ``--cpu`` to this process and, for ``auto``, moves away from a crowded CPU (module docstring)."""
+
+    def __init__(self, setting: str = "auto", *, rebalance_seconds: float = 30.0, margin: float = 0.25,
+                 stat_path: Path = Path("/proc/stat"), rng: random.Random | None = None,
+                 process_time: Callable[[], float] = time.process_time) -> None:
+        self.setting = check_cpu_setting(setting)
+        self.rebalance_seconds = rebalance_seconds
+        #: Move when the pinned CPU's other work exceeds the least busy CPU's by this fraction of a core.
+        self.margin = margin
+        self.stat_path = stat_path
+        self._rng = rng or random.Random()
+        self._process_time = process_time
+        #: The CPU every thread is pinned to (None: not pinned).
+        self.cpu: int | None = None
+        self._allowed: list[int] = []
+        self._last: tuple[dict[int, tuple[int, int]], float, float] | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> int | None:
+        """Pin (and for ``auto`` start the rebalancing thread); the CPU chosen, or None when not pinned."""
+        if self.setting == "off":
+            return None
+        if not can_pin():
+            if self.setting != "auto":
+                raise ConfigError(f"--cpu {self.setting} needs Linux (sched_setaffinity); use --cpu auto or off")
+            logger.info("threads not pinned to a CPU: this system has no sched_setaffinity")
+            return None
+        self._allowed = sorted(os.sched_getaffinity(0))
+        if self.setting != "auto":
+            cpu = int(self.setting)
+            if cpu not in self._allowed:
+                raise ConfigError(f"--cpu {cpu} is not a CPU this process may use "
+                                  f"(allowed: {', '.join(map(str, self._allowed))}); pick one of those, or auto")
+            self._pin(cpu, "as --cpu asks")
+            return cpu
+        if len(self._allowed) == 1:
+            self.cpu = self._allowed[0]  # nothing to choose, nothing to move
+            return self.cpu
+        before = read_cpu_times(self.stat_path)
+        time.sleep(_FIRST_SAMPLE_SECONDS)
+        busy = busy_fractions(before, read_cpu_times(self.stat_path))
+        try:
+            self._pin(self._least_busy(busy), "the least busy")
+        except OSError as exc:  # a sandbox that forbids it: run unpinned rather than not at all
+            logger.warning("threads not pinned to a CPU: %s", exc)
+            self.cpu = None
+            return None
+        self._remember()
+        self._thread = threading.Thread(target=self._watch, name="cpu-rebalance", daemon=True)
+        self._thread.start()
+        return self.cpu
+
+    def stop(self) -> None:
+        """Stop rebalancing (the pin stays until the process ends)."""
+        self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(5.0)
+
+    def rebalance(self) -> int | None:
+        """Compare CPUs since the last check; move when another is clearly less busy. The new CPU, or None."""
+        if self.cpu is None or self._last is None:
+            return None
+        before, wall_before, own_before = self._last
+        after, wall_after, own_after = self._remember()
+        busy = busy_fractions(before, after)
+        if self.cpu not in busy or not busy:
+            return None
+        own = max(0.0, (own_after - own_before) / max(wall_after - wall_before, 1e-9))
+        others = {cpu: fraction for cpu, fraction in busy.items() if cpu in self._allowed}
+        others[self.cpu] = max(0.0, others[self.cpu] - own)  # our own work moves with us
+        quietest = min(others.values())
+        if others[self.cpu] - quietest <= self.margin:
+            _pin_threads(self.cpu)  # re-assert for threads started since (cheap)
+            return None
+        target = self._least_busy(others)
+        self._pin(target, f"CPU {self.cpu} is {others[self.cpu]:.0%} busy with other work, "
+                          f"CPU {target} {others[target]:.0%}")
+        return target
+
+    # -- helpers --------------------------------------------------------------------------------
+
+    def _least_busy(self, busy: dict[int, float]) -> int:
+        """A CPU within a near-tie of the least busy allowed one, at random."""
+        known = {cpu: busy[cpu] for cpu in self._allowed if cpu in busy}
+        if not known:
+            return self._rng.choice(self._allowed)
+        quietest = min(known.values())
+        return self._rng.choice(sorted(cpu for cpu, fraction in known.items() if fraction - quietest <= _NEAR_TIE))
+
+    def _pin(self, cpu: int, why: str) -> None:
+        _pin_threads(cpu)
+        moved = self.cpu is not None
+        self.cpu = cpu
+        logger.info("executor threads %s CPU %d (%s); --cpu off lets the OS place them",
+                    "moved to" if moved else "pinned to", cpu, why)
+
+    def _remember(self) -> tuple[dict[int, tuple[int, int]], float, float]:
+        self._last = (read_cpu_times(self.stat_path), time.monotonic(), self._process_time())
+        return self._last
+
+    def _watch(self) -> None:
+        while not self._stop.wait(self.rebalance_seconds):
+            try:
+                self.rebalance()
+            except OSError as exc:  # never let placement take the executor down
+                logger.warning("CPU rebalancing stopped: %s", exc)
+                return
