@@ -8,9 +8,9 @@ connections, exact percentiles from a Lua ``done`` hook — otherwise a fallback
 (``python bench/_load.py poll ...``), so the poller's GIL never competes with the measuring
 process.
 
-Bare app: ``python bench/_load.py bare --port P --threads T --body-file F`` serves the bytes of F
-as ``application/json`` for every path on waitress with T threads and the daemon's logging set-up,
-the baseline the webhook is compared with.
+Bare app: ``python bench/_load.py bare --port P --threads T --body-file F [--cpu auto]`` serves the
+bytes of F as ``application/json`` for every path on waitress with T threads, the daemon's logging
+set-up and (with ``--cpu``) the daemon's CPU pinning, the baseline the webhook is compared with.
 """
 
 from __future__ import annotations
@@ -244,14 +244,14 @@ def _poll_main(args: argparse.Namespace) -> None:
 class BareApp:
     """The baseline server in a child process: waitress, ``threads`` threads, one constant JSON body."""
 
-    def __init__(self, body: bytes, threads: int, workdir: Path) -> None:
+    def __init__(self, body: bytes, threads: int, workdir: Path, cpu: str = "off") -> None:
         self.port = free_port()
         self.body_file = workdir / "bare_body.json"
         self.body_file.write_bytes(body)
         self.log = open(workdir / "bare.log", "w")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
             [sys.executable, str(Path(__file__).resolve()), "bare", "--port", str(self.port),
-             "--threads", str(threads), "--body-file", str(self.body_file)],
+             "--threads", str(threads), "--body-file", str(self.body_file), "--cpu", cpu],
             stdout=self.log, stderr=subprocess.STDOUT)
         wait_http(self.port, "/status", timeout=30, proc=self.proc)
 
@@ -268,6 +268,11 @@ def _bare_main(args: argparse.Namespace) -> None:
     # The daemon's logging set-up (start_cmd._configure_logging), so waitress's queue warnings cost the same.
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    if args.cpu != "off":  # the daemon's own --cpu treatment, so the comparison stays like for like
+        sys.path.insert(0, str(ROOT))
+        from tradeexecutor.daemon.affinity import CpuPinning
+
+        CpuPinning(args.cpu).start()
     body = Path(args.body_file).read_bytes()
     headers = [("Content-Type", "application/json; charset=UTF-8"), ("Content-Length", str(len(body))),
                ("Cache-Control", "no-store"), ("X-Content-Type-Options", "nosniff")]
@@ -287,6 +292,7 @@ def main() -> None:
     bare.add_argument("--port", type=int, required=True)
     bare.add_argument("--threads", type=int, required=True)
     bare.add_argument("--body-file", required=True)
+    bare.add_argument("--cpu", default="off", help="pin like the daemon's --cpu (auto, off or a CPU number)")
     poll = sub.add_parser("poll", help="keep-alive poller threads (fallback when wrk is missing)")
     poll.add_argument("url")
     poll.add_argument("--connections", type=int, default=50)

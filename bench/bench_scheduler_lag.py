@@ -2,10 +2,9 @@
 
 Run from the repository root::
 
-    python bench/bench_scheduler_lag.py [--runs 3] [--cycles 60] [--baseline-runs 1]
+    python bench/bench_scheduler_lag.py [--runs 3] [--unpinned-runs 3] [--cycles 60] [--baseline-runs 1]
 
-The daemon does not publish a per-cycle lag (RunState.last_cycle_lag is never set), so each run
-is a harness in a fresh child process that builds the real daemon with ``build_daemon`` — the
+Each run is a harness in a fresh child process that builds the real daemon with ``build_daemon`` — the
 real ApschedulerTicker, CommandQueue, ExecutorLoop, Engine, StateStore and Publisher, exactly as
 ``tradeexecutor start bench/strategies/sma_lag_probe.py --replay-seconds 1 --chart-seconds 0
 --max-cycles 60`` wires them — and serves its RunState on the real WebhookServer/create_app
@@ -18,8 +17,12 @@ For every cycle it records three instants, each measured from the cycle's 1 s bo
 - job start: the loop's worker thread took the tick (a wrapper around ``ExecutorLoop.handle``);
 - decide: the strategy's ``decide()`` was entered (``time.time()`` recorded by the probe strategy).
 
-Reports p50/p95/p99/max of each, pooled over the runs with load (goal: p99 job start < 50 ms),
-the per-run p99s, and the same for runs without load. Not a pytest test.
+Three configurations run side by side, alternating: 50 pollers with the daemon's default
+``--cpu auto`` (every thread pinned to one CPU, as ``start`` does it with ``CpuPinning``), 50
+pollers with ``--cpu off`` (the OS places the threads: the baseline), and no load (pinned). wrk
+itself is never pinned. Reports p50/p95/p99/max of each measure pooled per configuration (goal:
+p99 job start < 50 ms under load), the per-run p99s, /status throughput, and the
+unpinned/pinned ratios. Not a pytest test.
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ MEASURES = ("fire", "job", "decide")
 
 def child(args: argparse.Namespace) -> None:
     """One run: the real daemon in this process, the webhook under load from a wrk process; prints JSON."""
+    from tradeexecutor.daemon.affinity import CpuPinning
     from tradeexecutor.daemon.commands import CommandKind, JobKind
     from tradeexecutor.daemon.runner import build_daemon
     from tradeexecutor.daemon.settings import DaemonConfig
@@ -61,7 +65,9 @@ def child(args: argparse.Namespace) -> None:
                         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
     config = DaemonConfig(strategy_file=args.strategy, state_dir=workdir / "state", port=0, replay_seconds=1.0,
-                          max_cycles=args.cycles, chart_seconds=0.0)
+                          max_cycles=args.cycles, chart_seconds=0.0, cpu=args.cpu)
+    pinning = CpuPinning(config.cpu)  # as start_cmd does, before any thread starts
+    pinning.start()
     daemon = build_daemon(config)
     entries: list[float] = daemon.engine.strategy.decide.__globals__["ENTRIES"]
     ticks: list[tuple[float, float]] = []  # (fired, job started) per cycle tick
@@ -97,7 +103,8 @@ def child(args: argparse.Namespace) -> None:
         "exit_code": code, "ticks": ticks, "entries": list(entries), "threads": server.threads,
         "rps": result.rps if result else None, "p50_ms": result.p50_ms if result else None,
         "p99_ms": result.p99_ms if result else None,
-        "errors": (result.errors + result.non2xx) if result else 0}), flush=True)
+        "errors": (result.errors + result.non2xx) if result else 0, "cpu": pinning.cpu}), flush=True)
+    pinning.stop()
     logging.shutdown()
     shutil.rmtree(workdir, ignore_errors=True)
 
@@ -116,10 +123,20 @@ def lags(run: dict) -> dict[str, list[float]]:
     return out
 
 
-def run_child(args: argparse.Namespace, load: bool) -> dict:
+#: The run configurations: (label, pollers on /status, threads pinned to one CPU).
+CONFIGS = {
+    "pinned": ("50 pollers, --cpu auto (default)", True, True),
+    "unpinned": ("50 pollers, --cpu off", True, False),
+    "quiet": ("no load, --cpu auto", False, True),
+}
+
+
+def run_child(args: argparse.Namespace, config: str) -> dict:
+    _, load, pinned = CONFIGS[config]
     command = [sys.executable, str(Path(__file__).resolve()), "--child", "--cycles", str(args.cycles),
                "--connections", str(args.connections), "--wrk-threads", str(args.wrk_threads),
-               "--strategy", str(args.strategy), "--webhook-threads", str(args.webhook_threads)]
+               "--strategy", str(args.strategy), "--webhook-threads", str(args.webhook_threads),
+               "--cpu", "auto" if pinned else "off"]
     command += [] if load else ["--no-load"]
     proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True,
                           timeout=args.cycles + 300, check=False)
@@ -133,14 +150,27 @@ def describe(values: list[float]) -> str:
     return " | ".join(f"{percentile(values, q):.1f} ms" for q in (50, 95, 99)) + f" | {max(values):.1f} ms"
 
 
+def plan_runs(args: argparse.Namespace) -> list[str]:
+    """Pinned and unpinned runs alternate (so the machine's drifts hit both); quiet runs are spread among them."""
+    plan: list[str] = []
+    for i in range(max(args.runs, args.unpinned_runs)):
+        plan += (["pinned"] if i < args.runs else []) + (["unpinned"] if i < args.unpinned_runs else [])
+    for i in range(args.baseline_runs):
+        plan.insert(min(len(plan), 3 * i + 2), "quiet")
+    return plan
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--runs", type=int, default=3, help="runs with 50 pollers on /status")
+    parser.add_argument("--runs", type=int, default=3, help="runs with 50 pollers, threads pinned (--cpu auto)")
+    parser.add_argument("--unpinned-runs", type=int, default=None,
+                        help="runs with 50 pollers and --cpu off (default: as many as --runs)")
     parser.add_argument("--baseline-runs", type=int, default=1, help="runs without load")
     parser.add_argument("--cycles", type=int, default=60)
     parser.add_argument("--connections", type=int, default=50)
     parser.add_argument("--wrk-threads", type=int, default=2)
     parser.add_argument("--webhook-threads", type=int, default=4, help="the executor's webhook worker threads")
+    parser.add_argument("--cpu", default="auto", help=argparse.SUPPRESS)
     parser.add_argument("--strategy", type=Path, default=PROBE_STRATEGY)
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--no-load", dest="load", action="store_false", help=argparse.SUPPRESS)
@@ -148,52 +178,59 @@ def main() -> None:
     if args.child:
         child(args)
         return
+    if args.unpinned_runs is None:
+        args.unpinned_runs = args.runs
 
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
           f"load average {os.getloadavg()[0]:.2f}; load generator: "
           f"{f'wrk -c {args.connections} -t {args.wrk_threads}' if have_wrk() else 'http.client threads'}",
           flush=True)
-    pooled = {True: {name: [] for name in MEASURES}, False: {name: [] for name in MEASURES}}
-    p99s: dict[bool, list[float]] = {True: [], False: []}
-    rps: list[float] = []
-    # Alternate loaded and quiet runs so slow drifts of the machine's other load hit both.
-    plan = [True] * args.runs
-    for i in range(args.baseline_runs):
-        plan.insert(min(len(plan), 2 * i + 1), False)
-    for number, load in enumerate(plan, 1):
-        run = run_child(args, load)
+    pooled = {config: {name: [] for name in MEASURES} for config in CONFIGS}
+    p99s: dict[str, list[float]] = {config: [] for config in CONFIGS}
+    rps: dict[str, list[float]] = {config: [] for config in CONFIGS}
+    for number, config in enumerate(plan_runs(args), 1):
+        label, load, _ = CONFIGS[config]
+        run = run_child(args, config)
         measured = lags(run)
         for name in MEASURES:
-            pooled[load][name].extend(measured[name])
-        p99s[load].append(percentile(measured["job"], 99))
+            pooled[config][name].extend(measured[name])
+        p99s[config].append(percentile(measured["job"], 99))
         if load:
-            rps.append(run["rps"])
-        print(f"run {number} ({'50 pollers on /status' if load else 'no load'}): {len(measured['job'])} cycles, "
+            rps[config].append(run["rps"])
+        print(f"run {number} ({label}): {len(measured['job'])} cycles, "
               f"job start p50 {percentile(measured['job'], 50):.1f} ms p99 {percentile(measured['job'], 99):.1f} ms "
               f"max {max(measured['job']):.1f} ms"
               + (f"; /status {run['rps']:,.0f} req/s p99 {run['p99_ms']:.0f} ms, {run['errors']} errors, "
-                 f"{run['threads']} webhook threads" if load else ""), flush=True)
+                 f"{run['threads']} webhook threads" if load else "")
+              + (f"; pinned to CPU {run['cpu']}" if run["cpu"] is not None else "; not pinned"),
+              flush=True)
 
     print()
-    print(f"Command: `python bench/bench_scheduler_lag.py --runs {args.runs} --cycles {args.cycles} "
-          f"--baseline-runs {args.baseline_runs}`")
+    print(f"Command: `python bench/bench_scheduler_lag.py --runs {args.runs} --unpinned-runs {args.unpinned_runs} "
+          f"--cycles {args.cycles} --baseline-runs {args.baseline_runs}`")
     print()
-    print("| boundary → | load | cycles | p50 | p95 | p99 | max | goal |")
+    print("| boundary → | runs | cycles | p50 | p95 | p99 | max | goal |")
     print("|---|---|---|---|---|---|---|---|")
     labels = {"fire": "tick queued (APScheduler thread)", "job": "**cycle job starts** (loop thread)",
               "decide": "decide() entered"}
-    for load in (True, False):
-        if not pooled[load]["job"]:
+    for config, (label, load, _) in CONFIGS.items():
+        if not pooled[config]["job"]:
             continue
         for name in MEASURES:
             goal = "p99 < 50 ms" if name == "job" and load else ""
-            print(f"| {labels[name]} | {'50 pollers on /status' if load else 'none'} | {len(pooled[load][name])} | "
-                  f"{describe(pooled[load][name])} | {goal} |")
+            print(f"| {labels[name]} | {label} | {len(pooled[config][name])} | "
+                  f"{describe(pooled[config][name])} | {goal} |")
     print()
-    print(f"per-run p99 of job start, with load: {', '.join(f'{x:.1f}' for x in p99s[True])} ms "
-          f"(median {statistics.median(p99s[True]):.1f} ms); without: "
-          f"{', '.join(f'{x:.1f}' for x in p99s[False])} ms; /status under load: "
-          f"{statistics.median(rps):,.0f} req/s (median)")
+    for config, (label, _, _) in CONFIGS.items():
+        if p99s[config]:
+            print(f"per-run p99 of job start, {label}: {', '.join(f'{x:.1f}' for x in p99s[config])} ms "
+                  f"(median {statistics.median(p99s[config]):.1f} ms)"
+                  + (f"; /status {statistics.median(rps[config]):,.0f} req/s (median)" if rps[config] else ""))
+    if pooled["pinned"]["job"] and pooled["unpinned"]["job"]:
+        ratio = percentile(pooled["unpinned"]["job"], 99) / max(percentile(pooled["pinned"]["job"], 99), 1e-9)
+        throughput = statistics.median(rps["pinned"]) / statistics.median(rps["unpinned"])
+        print(f"pooled p99 of job start, unpinned / pinned: {ratio:.1f}x; /status throughput, pinned / unpinned: "
+              f"{throughput:.2f}x")
 
 
 if __name__ == "__main__":

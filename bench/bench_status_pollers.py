@@ -7,12 +7,13 @@ Run from the repository root::
 Starts the real daemon as a subprocess::
 
     tradeexecutor start bench/strategies/sma_lag_probe.py --replay-seconds 1 --port <free>
-        --state-dir <tmp> --chart-seconds 0
+        --state-dir <tmp> --chart-seconds 0 --cpu <--cpu, default auto>
 
 (``sma_lag_probe`` is strategies/sma_crossover.py plus one ``time.time()`` recorded at the entry of
 each ``decide()``, appended to a file), and a bare waitress app in another subprocess that returns
 a constant JSON body (the daemon's own /status body, captured once) with the same thread count as
-the daemon's webhook (``WebhookServer``'s default, read by introspection). Each is driven by 50
+the daemon's webhook (``WebhookServer``'s default, read by introspection) and the same ``--cpu``
+pinning. Each is driven by 50
 keep-alive pollers in a separate process (wrk ``-c 50 -t 2`` when installed, else http.client
 threads in a child process) for ``--seconds`` each, alternating daemon and bare app::
 
@@ -57,9 +58,9 @@ def webhook_threads() -> int:
     return int(inspect.signature(WebhookServer.__init__).parameters["threads"].default)
 
 
-def start_daemon(workdir: Path, port: int, probe: Path, strategy: Path) -> tuple[subprocess.Popen, object]:
+def start_daemon(workdir: Path, port: int, probe: Path, strategy: Path, cpu: str) -> tuple[subprocess.Popen, object]:
     command = [sys.executable, "-m", "tradeexecutor.cli.main", "start", str(strategy), "--replay-seconds", "1",
-               "--port", str(port), "--state-dir", str(workdir / "state"), "--chart-seconds", "0"]
+               "--port", str(port), "--state-dir", str(workdir / "state"), "--chart-seconds", "0", "--cpu", cpu]
     log = open(workdir / "daemon.log", "w")  # noqa: SIM115 - closed by the caller
     env = {**os.environ, "TRADEEXECUTOR_BENCH_PROBE": str(probe)}
     proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -93,6 +94,8 @@ def main() -> None:
     parser.add_argument("--wrk-threads", type=int, default=2)
     parser.add_argument("--strategy", type=Path, default=PROBE_STRATEGY,
                         help="strategy run by the daemon (must append decide() entry times to $TRADEEXECUTOR_BENCH_PROBE)")
+    parser.add_argument("--cpu", default="auto",
+                        help="the daemon's --cpu, applied to the bare app too (default: the daemon's default, auto)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, state)")
     args = parser.parse_args()
 
@@ -105,7 +108,7 @@ def main() -> None:
           f"{f'wrk -c {args.connections} -t {args.wrk_threads}' if have_wrk() else 'http.client threads'}; "
           f"webhook threads: {threads}; workdir {workdir}", flush=True)
 
-    daemon, daemon_log = start_daemon(workdir, port, probe, args.strategy)
+    daemon, daemon_log = start_daemon(workdir, port, probe, args.strategy, args.cpu)
     bare: BareApp | None = None
     results: dict[str, list[LoadResult]] = {"status": [], "summary": [], "bare": []}
     ratios: dict[str, list[float]] = {"status": [], "summary": []}
@@ -113,7 +116,7 @@ def main() -> None:
     try:
         wait_http(port, "/summary", timeout=120, proc=daemon)  # 404 until the first cycle completed
         status_body = wait_http(port, "/status", proc=daemon)
-        bare = BareApp(status_body, threads, workdir)
+        bare = BareApp(status_body, threads, workdir, cpu=args.cpu)
         time.sleep(2)
         order = ["status", "bare", "summary", "bare", "quiet"]
         for round_no in range(1, args.rounds + 1):
@@ -155,7 +158,7 @@ def main() -> None:
         return statistics.median(getattr(r, attr) for r in results[phase])
 
     print()
-    print(f"Command: `python bench/bench_status_pollers.py --rounds {args.rounds} --seconds {args.seconds:g}`"
+    print(f"Command: `python bench/bench_status_pollers.py --rounds {args.rounds} --seconds {args.seconds:g} --cpu {args.cpu}`"
           f" — medians of {args.rounds} rounds ({len(results['bare'])} bare-app runs)")
     print()
     print("| measure | /status | /summary | bare waitress (same body, same threads) | goal |")

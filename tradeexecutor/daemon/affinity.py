@@ -146,7 +146,10 @@ class CpuPinning:
             if cpu not in self._allowed:
                 raise ConfigError(f"--cpu {cpu} is not a CPU this process may use "
                                   f"(allowed: {', '.join(map(str, self._allowed))}); pick one of those, or auto")
-            self._pin(cpu, "as --cpu asks")
+            try:
+                self._pin(cpu, "as --cpu asks")
+            except OSError as exc:
+                raise ConfigError(f"--cpu {cpu}: this system refused to pin threads ({exc}); use --cpu off") from None
             return cpu
         if len(self._allowed) == 1:
             self.cpu = self._allowed[0]  # nothing to choose, nothing to move
