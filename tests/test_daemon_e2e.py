@@ -227,6 +227,22 @@ def test_live_mode_is_refused_with_exit_2(tmp_path: Path) -> None:
     assert not (tmp_path / "state").exists()
 
 
+@pytest.mark.parametrize("mode", ["paper", "backtest"])
+def test_a_port_in_use_is_refused_with_exit_2_and_nothing_written(tmp_path: Path, mode: str) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run([sys.executable, "-m", "tradeexecutor.cli.main", "start",
+                                 str(STRATEGIES / "daemon_sma.py"), "--mode", mode, "--port", str(port),
+                                 "--state-dir", str(tmp_path / "state"), "--start", START, "--end", END],
+                                capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 2, result.stderr
+    assert f"webhook cannot listen on 127.0.0.1:{port}" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "state").exists(), "a refused start leaves no state directory or lock behind"
+
+
 def test_corrupt_state_stops_start_up_naming_the_file(tmp_path: Path) -> None:
     state_dir = tmp_path / "state"
     state_dir.mkdir()

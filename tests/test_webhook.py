@@ -17,7 +17,7 @@ from pyramid.request import Request
 
 from tradeexecutor.errors import ConfigError
 from tradeexecutor.runstate import RunState
-from tradeexecutor.webhook import WebhookServer, create_app
+from tradeexecutor.webhook import WebhookServer, check_port_free, create_app
 
 T0 = datetime(2024, 5, 1, tzinfo=UTC)
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 16
@@ -231,6 +231,20 @@ def test_shipped_app_has_no_failing_route(runstate: RunState) -> None:
 def test_port_in_use_is_config_error(server: WebhookServer, runstate: RunState) -> None:
     with pytest.raises(ConfigError, match=f"127.0.0.1:{server.effective_port}"):
         WebhookServer(create_app(runstate), port=server.effective_port).start()
+
+
+def test_port_check_matches_start(server: WebhookServer) -> None:
+    """check_port_free gives start()'s error without binding for real; port 0 and a free port pass."""
+    with pytest.raises(ConfigError, match=f"webhook cannot listen on 127.0.0.1:{server.effective_port}"):
+        check_port_free("127.0.0.1", server.effective_port)
+    with pytest.raises(ConfigError, match="webhook cannot listen on no-such-host.invalid:80"):
+        check_port_free("no-such-host.invalid", 80)
+    check_port_free("127.0.0.1", 0)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        free = probe.getsockname()[1]
+    check_port_free("127.0.0.1", free)
+    WebhookServer(create_app(RunState.create("again")), port=free).start().stop()  # and start() agrees
 
 
 def test_stop_releases_the_port(runstate: RunState) -> None:

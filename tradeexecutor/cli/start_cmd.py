@@ -199,10 +199,11 @@ def _run(config: DaemonConfig, settings: WebSettings | None = None, log_buffer: 
     """Build the daemon (or the backtest), hand it the webhook, run it."""
     from tradeexecutor.runstate import RunState
     from tradeexecutor.store.layout import RunFiles
-    from tradeexecutor.webhook import WebhookServer, create_app
+    from tradeexecutor.webhook import WebhookServer, check_port_free, create_app
     from tradeexecutor.webhook.options import CommandSink, WebhookOptions
 
     settings = settings or WebSettings()
+    check_port_free(config.host, config.port)  # before the state directory is made or locked
 
     def web(runstate: RunState, command_sink: CommandSink | None) -> WebhookServer:
         options = WebhookOptions(

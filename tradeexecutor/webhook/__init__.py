@@ -16,12 +16,13 @@ from tradeexecutor.webhook.app import (
     query_params,
     safe_path,
 )
-from tradeexecutor.webhook.server import WebhookServer
+from tradeexecutor.webhook.server import WebhookServer, check_port_free
 
 __all__ = [
     "ROUTE_MODULES",
     "WebhookServer",
     "add_json_route",
+    "check_port_free",
     "create_app",
     "get_runstate",
     "json_error",

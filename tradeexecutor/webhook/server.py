@@ -28,7 +28,9 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import select
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -93,6 +95,29 @@ def _close_after(workers: list[threading.Thread], triggers: list[Trigger]) -> No
             trigger.close()
         except OSError:
             pass
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Raise the ConfigError ``start()`` would raise when ``host:port`` is taken, before anything is written.
+
+    The executor calls this before it locks or creates its state directory, so a port already in
+    use (say, by another executor) leaves nothing behind. ``start()`` still binds for real later
+    and reports the same error if the port was taken in between. Port 0 is always free.
+    """
+    if port == 0:
+        return
+    try:
+        addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise ConfigError(f"webhook cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    for family, kind, proto, _, address in addresses:
+        with socket.socket(family, kind, proto) as sock:
+            if os.name == "posix":  # as waitress binds: a port in TIME_WAIT is free, a listening one is not
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind(address)
+            except OSError as exc:
+                raise ConfigError(f"webhook cannot listen on {host}:{port}: {exc.strerror or exc}") from None
 
 
 class WebhookServer:
