@@ -184,3 +184,15 @@ def test_render_formats_draws_once_and_matches_single_renders() -> None:
     single = render_charts(state, prices, size="large", theme="dark", fmt="svg")
     for element in (b"<path", b"<use", b"<text", b"<g "):
         assert images["svg"].count(element) == single.count(element), element
+
+
+@pytest.mark.parametrize("days", [2, 45, 100, 400, 1000, 1500, 1600, 2000, 3650])
+def test_date_axis_picks_ticks_for_any_span_without_warnings(days: int) -> None:
+    """Spans of 4-5 years (common backtests) used to make AutoDateLocator warn and fall back to a default."""
+    import warnings
+
+    state, prices = traded_state(days=days, symbols=("GOOG",) if days > 40 else ())  # fills fall on days 5 and 40
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        images = render_charts(state, prices, size="large", theme="light", fmt="png")
+    check_image(images, "large", "png")

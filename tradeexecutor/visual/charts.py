@@ -327,7 +327,9 @@ def _style(axes: Axes, theme: _Theme) -> None:
 
 def _date_axis(axes: Axes, theme: _Theme) -> None:
     """Readable, compact date ticks."""
-    locator = AutoDateLocator(maxticks=8)  # type: ignore[no-untyped-call]
+    # minticks 3 (not 5): with 5, spans of about 49-60 months fit no monthly interval under 8 ticks and
+    # AutoDateLocator warns and falls back; with 3 every span has an interval between 3 and 8 ticks.
+    locator = AutoDateLocator(minticks=3, maxticks=8)  # type: ignore[no-untyped-call]
     axes.xaxis.set_major_locator(locator)
     axes.xaxis.set_major_formatter(ConciseDateFormatter(locator))  # type: ignore[no-untyped-call]
     axes.xaxis.get_offset_text().set_color(theme.text)
