@@ -19,6 +19,8 @@ from typing import Any
 
 import click
 
+from tradeexecutor.cli.common import option_default
+
 ROOT = Path(__file__).resolve().parent.parent
 TARGET = ROOT / "deploy" / "compose" / "env.example"
 
@@ -50,18 +52,6 @@ def envvars(param: click.Parameter) -> list[str]:
     if not value:
         return []
     return [value] if isinstance(value, str) else list(value)
-
-
-def plain_default(param: click.Parameter) -> Any:
-    """The default as a value to print, or None when there is none (unset, None or computed)."""
-    default = param.default
-    if callable(default) or default is None:
-        return None
-    if isinstance(default, (str, int, float, bool)):
-        return default
-    if isinstance(default, (tuple, list)):
-        return default if default else None
-    return None  # click's UNSET sentinel and anything exotic
 
 
 def format_value(param: click.Parameter, default: Any) -> str:
@@ -106,7 +96,7 @@ def render() -> str:
         lines.extend(textwrap.wrap(describe(param), width=98, initial_indent="# ", subsequent_indent="# ",
                                    break_on_hyphens=False))
         for name in names:
-            lines.append(f"# {name}={format_value(param, plain_default(param))}")
+            lines.append(f"# {name}={format_value(param, option_default(param))}")
     return "\n".join(lines) + "\n"
 
 

@@ -19,6 +19,8 @@ from typing import Any
 
 import click
 
+from tradeexecutor.cli.common import option_default
+
 ROOT = Path(__file__).resolve().parent.parent
 TARGET = ROOT / "docs" / "configuration.md"
 
@@ -62,25 +64,13 @@ def envvars(param: click.Parameter) -> list[str]:
     return [value] if isinstance(value, str) else list(value)
 
 
-def plain_default(param: click.Parameter) -> Any:
-    """The default as a printable value, or None when there is none (unset, None or computed)."""
-    default = param.default
-    if callable(default) or default is None:
-        return None
-    if isinstance(default, (str, int, float, bool)):
-        return default
-    if isinstance(default, (tuple, list)) and default:
-        return default
-    return None  # click's UNSET sentinel
-
-
 def cell(text: str) -> str:
     """Text safe inside a Markdown table cell (no pipes, no stray HTML, one line)."""
     return " ".join(text.split()).replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def format_default(param: click.Parameter) -> str:
-    default = plain_default(param)
+    default = option_default(param)
     if default is None:
         return ""
     if isinstance(default, bool):

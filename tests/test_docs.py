@@ -115,3 +115,23 @@ def test_docs_name_only_existing_repository_files() -> None:
             if not (ROOT / path).exists():
                 problems.append(f"{page.name}: {path}")
     assert not problems, "missing: " + ", ".join(problems)
+
+
+def test_documented_defaults_do_not_depend_on_the_click_version() -> None:
+    """click 8.5 reports a flag's missing default as UNSET where 8.4 said False; the pages must not change."""
+    import click
+
+    from tradeexecutor.cli.common import option_default
+
+    @click.command()
+    @click.option("--flag", is_flag=True)
+    @click.option("--on/--off", default=True)
+    @click.option("--auto/--no-auto", default=None)
+    @click.option("--count", type=int, default=3)
+    @click.option("--name")
+    @click.option("--item", multiple=True)
+    def command(**_: object) -> None:
+        """A command with one option of each kind."""
+
+    defaults = {param.name: option_default(param) for param in command.params}
+    assert defaults == {"flag": False, "on": True, "auto": None, "count": 3, "name": None, "item": None}

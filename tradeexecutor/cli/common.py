@@ -61,3 +61,20 @@ def write_json(path: Path, payload: Any) -> None:
     from tradeexecutor.store.atomic import atomic_write_text
 
     atomic_write_text(path, json.dumps(payload, indent=2, sort_keys=False, default=str) + "\n")
+
+
+def option_default(param: click.Parameter) -> Any:
+    """An option's default as a plain value to document, or None when it has none (unset, None, computed).
+
+    One answer for the generated configuration page and env example, whatever click's version:
+    click 8.5 reports an on/off flag's missing default as an UNSET sentinel where 8.4 said False,
+    and the flag is off either way.
+    """
+    default = param.default
+    if default is None or callable(default):
+        return None  # no default (an explicit None: "decide at run time"), or a computed one
+    if not isinstance(default, (str, int, float, bool, tuple, list)):  # click's UNSET sentinel
+        return False if getattr(param, "is_bool_flag", False) else None
+    if isinstance(default, (tuple, list)):
+        return default if default else None
+    return default
