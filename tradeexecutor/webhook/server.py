@@ -108,16 +108,19 @@ def check_port_free(host: str, port: int) -> None:
         return
     try:
         addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-    except socket.gaierror as exc:
-        raise ConfigError(f"webhook cannot listen on {host}:{port}: {exc.strerror or exc}") from None
-    for family, kind, proto, _, address in addresses:
-        with socket.socket(family, kind, proto) as sock:
-            if os.name == "posix":  # as waitress binds: a port in TIME_WAIT is free, a listening one is not
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
+        for family, kind, proto, _, address in addresses:
+            with socket.socket(family, kind, proto) as sock:
+                if os.name == "posix":  # as waitress binds: a port in TIME_WAIT is free, a listening one is not
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                 sock.bind(address)
-            except OSError as exc:
-                raise ConfigError(f"webhook cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    except OSError as exc:  # gaierror included; also a family this system cannot open
+        raise _cannot_listen(host, port, exc) from None
+
+
+def _cannot_listen(host: str, port: int, exc: BaseException) -> ConfigError:
+    """The one error for a webhook address that cannot be used, from the probe and from start()."""
+    reason = getattr(exc, "strerror", None) or str(exc)
+    return ConfigError(f"webhook cannot listen on {host}:{port}: {reason}")
 
 
 class WebhookServer:
@@ -178,13 +181,9 @@ class WebhookServer:
                 ident="tradeexecutor",
                 expose_tracebacks=False,
             )
-        except OSError as exc:
+        except (OSError, ValueError) as exc:
             self._close_everything()  # the triggers and sockets made before bind failed
-            reason = exc.strerror or str(exc)
-            raise ConfigError(f"webhook cannot listen on {self.host}:{self.port}: {reason}") from exc
-        except ValueError as exc:
-            self._close_everything()
-            raise ConfigError(f"webhook cannot listen on {self.host}:{self.port}: {exc}") from exc
+            raise _cannot_listen(self.host, self.port, exc) from exc
         self._listeners = [obj for obj in self._map.values() if isinstance(obj, BaseWSGIServer)]
         for listener in self._listeners:
             listener.channel_class = _Channel
