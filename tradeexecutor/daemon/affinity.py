@@ -4,9 +4,10 @@ Why. The loop, the scheduler and the webhook are threads of one interpreter and 
 holding the GIL. When the OS spreads them over several cores, each hand-over of the GIL is a
 wake-up on another core, and a thread woken by its timer (the scheduler at a cycle boundary)
 can lose the race for the GIL again and again to busy web threads. Under 50 pollers on a 2-core
-machine cycles started up to 100-170 ms late and /status served about 2,000 requests a second;
-with the same threads on one core, p99 was about 12 ms and /status about 7,800 requests a second
-(``docs/benchmarks.md``). Little is lost: only one thread runs Python at any moment.
+machine the p99 delay of a cycle's start was about 110-130 ms and /status served 1,500-2,100
+requests a second; with the same threads on one core, p99 was about 8-10 ms and /status about
+7,400 requests a second (``docs/benchmarks.md``). Little is lost: only one thread runs Python at
+any moment.
 
 Settings:
 
