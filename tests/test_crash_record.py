@@ -14,12 +14,14 @@ import pytest
 from tradeexecutor.errors import DataError, StateCorruptError
 from tradeexecutor.runstate import (
     CrashFile,
+    CrashHistory,
     RebuiltException,
     dump_all_thread_stacks,
     format_exception_record,
     rebuild_exception,
     serialise_exception,
 )
+from tradeexecutor.runstate.crash import MAX_RECENT_CRASHES
 
 T0 = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
 _NO_CLEANUP: dict[str, int] = {}
@@ -182,17 +184,19 @@ def test_crash_file_survives_reload_and_counts(tmp_path: Path) -> None:
     ]
 
 
-def test_crash_file_keeps_last_50_times(tmp_path: Path) -> None:
+def test_crash_file_keeps_the_last_max_recent_crashes_times(tmp_path: Path) -> None:
     crash_file = CrashFile.for_state_dir(tmp_path)
-    for minute in range(60):
-        crash_file.record(
-            {"class": "builtins.ValueError", "message": str(minute)}, now=T0 + timedelta(minutes=minute)
-        )
+    times = [T0 + timedelta(minutes=minute) for minute in range(MAX_RECENT_CRASHES)]
+    crash_file.path.write_text(json.dumps(CrashHistory(crash_count=len(times), recent_crashes=times).to_dict()))
+    for extra in range(2):
+        crash_file.record({"class": "builtins.ValueError", "message": str(extra)},
+                          now=T0 + timedelta(minutes=MAX_RECENT_CRASHES + extra))
     history = crash_file.load()
     assert history is not None
-    assert history.crash_count == 60
-    assert len(history.recent_crashes) == 50
-    assert history.recent_crashes[0] == T0 + timedelta(minutes=10)
+    assert history.crash_count == MAX_RECENT_CRASHES + 2
+    assert len(history.recent_crashes) == MAX_RECENT_CRASHES
+    assert history.recent_crashes[0] == T0 + timedelta(minutes=2)
+    assert history.recent_crashes[-1] == T0 + timedelta(minutes=MAX_RECENT_CRASHES + 1)
 
 
 def test_corrupt_crash_file_is_never_overwritten(tmp_path: Path) -> None:

@@ -9,6 +9,8 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from tradeexecutor.backtest import run_backtest
@@ -25,9 +27,10 @@ from tradeexecutor.daemon import (
     JobSpec,
     build_daemon,
 )
-from tradeexecutor.daemon.runner import Daemon
+from tradeexecutor.daemon.runner import Daemon, replay_cycle_interval
 from tradeexecutor.data.feed import PriceFeed, ReplayFeed
 from tradeexecutor.data.source import load_market
+from tradeexecutor.engine.schedule import cycle_times
 from tradeexecutor.errors import ConfigError, StateCorruptError, StateLockedError
 from tradeexecutor.runstate import CrashFile, RunStatus
 from tradeexecutor.store import StateStore
@@ -334,6 +337,49 @@ def test_a_crash_loop_starts_in_safe_mode(tmp_path: Path) -> None:
     daemon, _, _ = make(tmp_path, clock=FakeClock(T0 + timedelta(minutes=20)))
     try:
         assert not daemon.runstate.snapshot().safe_mode  # the crashes are old now
+    finally:
+        daemon.close()
+
+
+def test_runstate_tells_wall_time_bar_time_and_data_age_apart(tmp_path: Path) -> None:
+    """What /metrics exports for alerts (issue 16): wall and bar time of the last cycle, the cycle
+    interval, and when the newest bar came, so its age grows while no job runs."""
+    daemon, ticker, clock = make(tmp_path)
+    try:
+        run_ticks(daemon, ticker, 5)
+        snapshot = daemon.runstate.snapshot()
+        assert snapshot.cycle_interval_seconds == 1.0  # a daily strategy on daily bars, replayed at 1 s a bar
+        assert snapshot.completed_cycle is not None and snapshot.completed_cycle.year == 2005  # bar time
+        assert snapshot.completed_cycle_at is not None
+        assert T0 < snapshot.completed_cycle_at <= clock.now()  # wall time
+        assert snapshot.market_data_at is not None and snapshot.market_data_at <= clock.now()
+        assert snapshot.market_data_age(clock.now()) == pytest.approx(snapshot.market_data_feed_lag or 0.0)
+        clock.advance(480)  # the loop is stuck: no job writes anything
+        assert daemon.runstate.snapshot().market_data_age(clock.now()) >= 480
+    finally:
+        daemon.close()
+
+
+def test_replay_cycle_interval_is_bars_per_cycle_times_the_replay_pace() -> None:
+    hourly = pd.date_range("2024-01-01 01:00", periods=24 * 10, freq="h", tz="UTC").as_unit("ns").asi8
+    assert replay_cycle_interval(cycle_times(hourly, timedelta(days=1)), 0.5) == 12.0  # 24 bars a cycle
+    assert replay_cycle_interval(cycle_times(hourly, timedelta(hours=1)), 0.5) == 0.5
+    assert replay_cycle_interval(np.zeros(5, dtype=np.int64), 0.5) is None
+
+
+def test_crashes_are_remembered_with_their_times_across_restarts(tmp_path: Path) -> None:
+    crash_file = CrashFile.for_state_dir(tmp_path / "state")
+    for minutes in (90, 20, 5):
+        crash_file.record(RuntimeError("boom"), T0 - timedelta(minutes=minutes))
+    daemon, ticker, clock = make(tmp_path, "daemon_crash.py", clock=FakeClock(T0), crash_loop_count=0)
+    try:
+        snapshot = daemon.runstate.snapshot()
+        assert snapshot.crashes_since(T0 - timedelta(minutes=30)) == 2
+        assert snapshot.crashes_since(T0 - timedelta(hours=24)) == 3
+        run_ticks(daemon, ticker, 10)  # crashes on its third cycle
+        snapshot = daemon.runstate.snapshot()
+        assert snapshot.crash_count == 4 and snapshot.crashes_since(T0 - timedelta(minutes=30)) == 3
+        assert snapshot.crashed_at == snapshot.recent_crashes[-1] and snapshot.crashed_at > T0
     finally:
         daemon.close()
 

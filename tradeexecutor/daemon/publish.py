@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import pandas as pd
@@ -130,7 +130,7 @@ class Publisher:
         self.progress(state)
 
     def progress(self, state: State) -> None:
-        """Next cycle time, feed lag and replay position."""
+        """Next cycle time, feed lag and when the newest data came (its age at scrape time), replay position."""
         extra = {
             **self._extra,
             "replay_cursor": state.replay_cursor,
@@ -139,10 +139,13 @@ class Publisher:
             "open_positions": len(state.portfolio.open_positions),
             "next_trade_id": state.portfolio.next_trade_id,
         }
+        now = self.clock.now()
+        lag = self.feed.lag_seconds(self.clock.monotonic())
         self.runstate.update(
             next_cycle_at=self.next_cycle_at(),
-            market_data_feed_lag=self.feed.lag_seconds(self.clock.monotonic()),
-            portfolio=self._figures.figures(state, now=self.clock.now()),
+            market_data_feed_lag=lag,
+            market_data_at=now - timedelta(seconds=lag) if lag is not None else None,
+            portfolio=self._figures.figures(state, now=now),
             extra=extra,
         )
 

@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import NoReturn, Protocol
 
+import numpy as np
+
 from tradeexecutor.backtest.runner import new_state
 from tradeexecutor.daemon.clock import Clock, SystemClock
 from tradeexecutor.daemon.commands import CommandQueue, JobKind
@@ -46,7 +48,7 @@ from tradeexecutor.store.journal import Journal
 from tradeexecutor.store.layout import RunFiles
 from tradeexecutor.strategy.loader import check_universe, load_strategy
 
-__all__ = ["Daemon", "WebServer", "build_daemon", "log_journal"]
+__all__ = ["Daemon", "WebServer", "build_daemon", "log_journal", "replay_cycle_interval"]
 
 logger = logging.getLogger("tradeexecutor.daemon")
 journal_logger = logging.getLogger("tradeexecutor.journal")
@@ -178,6 +180,19 @@ class Daemon:
         self.lock.release()
 
 
+def replay_cycle_interval(due: np.ndarray, replay_seconds: float) -> float | None:
+    """Wall-clock seconds between strategy cycles of a replay: the median bars per cycle times the replay pace.
+
+    A daily strategy on hourly bars replayed at 1 s a bar cycles every 24 s; alert rules compare
+    how late data and cycles are with this (tradeexecutor_cycle_interval_seconds). None without cycles.
+    """
+    steps = np.flatnonzero(due)
+    if len(steps) == 0:
+        return None
+    bars_per_cycle = float(np.median(np.diff(steps))) if len(steps) > 1 else 1.0
+    return bars_per_cycle * replay_seconds
+
+
 def build_daemon(config: DaemonConfig, *, clock: Clock | None = None, journal: EventSink | None = None,
                  ticker_factory: Callable[[CommandQueue], Ticker] | None = None) -> Daemon:
     """Load, check and wire everything for a paper-mode run; raises our errors before anything is written.
@@ -234,6 +249,7 @@ def build_daemon(config: DaemonConfig, *, clock: Clock | None = None, journal: E
                                     "strategy_version": strategy.version,
                                     "parameters": dict(strategy.parameters)})
     due = cycle_times(market.timeline_ns, strategy.cycle_duration, config.cycle_offset)
+    runstate.update(cycle_interval_seconds=replay_cycle_interval(due, config.replay_seconds))
     loop = ExecutorLoop(engine, feed, store, runstate, commands, publisher, recorder, cycle_times=due,
                         journal=journal, now=clock.now, cycle_limit=config.cycle_limit,
                         safe_mode=bool(safe_reason), watchdog=watchdog)

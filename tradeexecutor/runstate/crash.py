@@ -49,8 +49,9 @@ logger = logging.getLogger(__name__)
 MAX_FRAMES = 200
 #: Links of ``__cause__``/``__context__`` followed before giving up (guards against cycles too).
 MAX_CHAIN = 32
-#: Crash times the crash file remembers.
-MAX_RECENT_CRASHES = 50
+#: Crash times the crash file remembers: more than a day of a crash loop restarted once a minute, so
+#: /metrics can count the crashes of the last 24 hours exactly (``tradeexecutor_recent_crashes``).
+MAX_RECENT_CRASHES = 1500
 #: File name of the crash file inside the state directory.
 CRASH_FILE_NAME = "crash.json"
 

@@ -24,7 +24,7 @@ from typing import Any, TypeVar, cast
 
 from dataclasses_json import DataClassJsonMixin, config
 
-from tradeexecutor.runstate.crash import CrashHistory
+from tradeexecutor.runstate.crash import MAX_RECENT_CRASHES, CrashHistory
 from tradeexecutor.runstate.crash import serialise_exception as _serialise_exception
 from tradeexecutor.runstate.figures import PortfolioFigures
 from tradeexecutor.state.timestamps import datetime_field
@@ -111,8 +111,10 @@ class RunState(DataClassJsonMixin):
     last_refreshed_at: datetime | None = datetime_field()
     #: True while the loop is running jobs.
     executor_running: bool = False
-    #: Timestamp of the last completed strategy cycle.
+    #: Timestamp of the last completed strategy cycle, on the data's timeline (simulated in a replay).
     completed_cycle: datetime | None = datetime_field()
+    #: Wall-clock time the last strategy cycle completed (``completed_cycle`` is the cycle's own time).
+    completed_cycle_at: datetime | None = datetime_field()
     #: Strategy cycles completed by this process.
     cycles: int = 0
     #: Stop-loss / take-profit trigger checks done by this process.
@@ -131,8 +133,14 @@ class RunState(DataClassJsonMixin):
     visualisation_updated_at: datetime | None = datetime_field()
     #: Headline statistics of the run (JSON-safe values), empty until the first cycle.
     summary_statistics: dict[str, Any] = field(default_factory=dict)
-    #: Seconds between the newest market data and the wall clock, when known.
+    #: Seconds between the newest market data and the wall clock when the loop last looked, when known.
     market_data_feed_lag: float | None = None
+    #: Wall-clock time of the newest market data (when a replay delivered its bar), so its age can be
+    #: told at any moment (``market_data_age``), also while the loop is stuck in a job.
+    market_data_at: datetime | None = datetime_field()
+    #: Wall-clock seconds between strategy cycles: the cycle duration, or in a replay the time one
+    #: cycle's bars take to replay; alert thresholds are relative to it. None when unknown.
+    cycle_interval_seconds: float | None = None
     #: ``{"package": ..., "git_commit": ...}``, see read_version_info.
     version: dict[str, Any] = field(default_factory=dict)
     #: Life-cycle status.
@@ -147,6 +155,10 @@ class RunState(DataClassJsonMixin):
     next_cycle_at: datetime | None = datetime_field()
     #: Crashes recorded for this state directory (restored from crash.json at start-up).
     crash_count: int = 0
+    #: When the most recent of those crashes happened, oldest first (at most MAX_RECENT_CRASHES; from
+    #: crash.json plus this process's), so crashes within a window are counted exactly across restarts.
+    #: Not in /status (it can be long); read it with ``crashes_since``.
+    recent_crashes: tuple[datetime, ...] = field(default=(), metadata=_EXCLUDE)
     #: True when the executor only manages existing positions and opens nothing new.
     safe_mode: bool = False
     #: Why safe mode is on.
@@ -287,19 +299,23 @@ class RunState(DataClassJsonMixin):
     def update_complete_cycle(self, cycle_time: datetime, now: datetime | None = None) -> None:
         """Record a completed strategy cycle: its timestamp, the cycle count and the refresh time, together."""
         with self._lock:
+            now = _utcnow(now)
             self.completed_cycle = cycle_time
+            self.completed_cycle_at = now
             self.cycles += 1
-            self.last_refreshed_at = _utcnow(now)
+            self.last_refreshed_at = now
 
     def set_fail(self, exc: BaseException, now: datetime | None = None) -> None:
         """Record a crash: its full crash record, when it happened, status error and the loop stopped."""
         record = _serialise_exception(exc)
+        now = _utcnow(now)
         with self._lock:
-            self.crashed_at = _utcnow(now)
+            self.crashed_at = now
             self.exception = record
             self.status = RunStatus.error
             self.executor_running = False
             self.crash_count += 1
+            self.recent_crashes = (*self.recent_crashes, now)[-MAX_RECENT_CRASHES:]
 
     def apply_crash_history(self, history: CrashHistory | None) -> None:
         """Show the last crash recorded in crash.json (from before a restart) and its crash count."""
@@ -309,6 +325,24 @@ class RunState(DataClassJsonMixin):
             self.crash_count = history.crash_count
             self.crashed_at = history.last_crashed_at
             self.exception = copy.deepcopy(history.last_exception)
+            self.recent_crashes = tuple(history.recent_crashes)[-MAX_RECENT_CRASHES:]
+
+    # -- derived values (any thread, on a snapshot) ---------------------------------------------
+
+    def market_data_age(self, now: datetime | None = None) -> float | None:
+        """Seconds between the newest market data and ``now`` (the wall clock when None); None when unknown.
+
+        Computed when asked, from ``market_data_at``: a value stored after each job would stand
+        still while the loop hangs, exactly when it matters.
+        """
+        if self.market_data_at is None:
+            return self.market_data_feed_lag
+        return max(0.0, (_utcnow(now) - self.market_data_at).total_seconds())
+
+    def crashes_since(self, since: datetime) -> int:
+        """How many of ``recent_crashes`` happened at or after ``since``."""
+        since = _utcnow(since)
+        return sum(1 for moment in self.recent_crashes if moment >= since)
 
     def set_source(self, source_code: str | None) -> None:
         """Replace the strategy source text served by /source."""

@@ -8,7 +8,8 @@ The rule (:func:`assess_health`, shared with the ``tradeexecutor_healthy`` metri
 - the run is stopped or complete, or the loop is not running (yet);
 - the next cycle is late by more than ``options.health_grace_seconds`` (not checked while an
   operator has paused cycles: a paused executor is idle on purpose);
-- market data is older than ``options.data_stale_seconds``, when that is above zero.
+- market data is older than ``options.data_stale_seconds`` now (its age is taken at check time, so
+  it grows while the loop hangs), when that is above zero.
 
 Safe mode alone does not fail the check: the loop still manages its positions.
 """
@@ -80,7 +81,7 @@ def assess_health(snapshot: RunState, options: WebhookOptions, now: datetime | N
         reasons.append(
             f"next cycle is {overdue:.0f} s overdue (grace {options.health_grace_seconds:g} s)"
         )
-    lag = snapshot.market_data_feed_lag
+    lag = snapshot.market_data_age(now)
     if options.data_stale_seconds > 0 and lag is not None and lag > options.data_stale_seconds:
         reasons.append(f"market data is {lag:.0f} s old (limit {options.data_stale_seconds:g} s)")
     return HealthVerdict(healthy=not reasons, reasons=reasons, crashed=crashed, overdue_seconds=overdue)
@@ -102,7 +103,7 @@ def healthz(request: Request) -> Response:
         "last_refreshed_at": snapshot.last_refreshed_at,
         "next_cycle_at": snapshot.next_cycle_at,
         "next_cycle_overdue_seconds": verdict.overdue_seconds,
-        "market_data_feed_lag": snapshot.market_data_feed_lag,
+        "market_data_feed_lag": snapshot.market_data_age(now),
     }
     if verdict.healthy:
         return json_response(details)
