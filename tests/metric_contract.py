@@ -11,6 +11,7 @@ from __future__ import annotations
 #: Every metric name the deployment may rely on, with its labels in the comment.
 METRIC_NAMES: frozenset[str] = frozenset({
     "tradeexecutor_info",                            # {executor_id, strategy, mode, version}, always 1
+    "tradeexecutor_status",                          # {status}: 1 for the run's status, 0 for the others
     "tradeexecutor_up",                              # 1 while the executor's loop runs
     "tradeexecutor_crashed",                         # 1 after a crash in this process
     "tradeexecutor_healthy",                         # 1 when /healthz answers 200
@@ -20,11 +21,16 @@ METRIC_NAMES: frozenset[str] = frozenset({
     "tradeexecutor_position_trigger_checks_total",   # counter, this process
     "tradeexecutor_position_revaluations_total",     # counter, this process
     "tradeexecutor_crashes_total",                   # counter, this state directory (survives restarts)
+    "tradeexecutor_recent_crashes",                  # {window="30m|24h"}, this state directory, at scrape time
+    "tradeexecutor_last_crash_timestamp_seconds",    # wall time, this state directory
+    "tradeexecutor_cycle_interval_seconds",          # wall seconds between cycles (alert thresholds)
     "tradeexecutor_last_cycle_duration_seconds",
     "tradeexecutor_last_cycle_lag_seconds",
-    "tradeexecutor_last_cycle_timestamp_seconds",
-    "tradeexecutor_next_cycle_overdue_seconds",
-    "tradeexecutor_market_data_feed_lag_seconds",
+    "tradeexecutor_last_cycle_wall_timestamp_seconds",
+    "tradeexecutor_last_cycle_bar_timestamp_seconds",  # the cycle's time on the data's timeline
+    "tradeexecutor_last_cycle_timestamp_seconds",    # deprecated: same as _bar_ (kept for existing rules)
+    "tradeexecutor_next_cycle_overdue_seconds",      # at scrape time
+    "tradeexecutor_market_data_feed_lag_seconds",    # at scrape time
     "tradeexecutor_portfolio_value",
     "tradeexecutor_cash",
     "tradeexecutor_unrealised_pnl",
@@ -34,7 +40,10 @@ METRIC_NAMES: frozenset[str] = frozenset({
     "process_resident_memory_bytes",                 # prometheus_client's process collector
 })
 
+#: Series Prometheus writes itself for every target, which the rules and the dashboard may use too.
+SCRAPE_SERIES: frozenset[str] = frozenset({"up"})
+
 #: Labels the deployment adds or relies on beyond the metrics' own (job/instance from Prometheus,
 #: executor from the scrape configs).
-LABELS: frozenset[str] = frozenset({"executor_id", "strategy", "mode", "version", "state",
+LABELS: frozenset[str] = frozenset({"executor_id", "strategy", "mode", "version", "state", "status", "window",
                                     "job", "instance", "executor"})

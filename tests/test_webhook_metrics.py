@@ -21,7 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tradeexecutor.backtest.runner import run_backtest
 from tradeexecutor.data.source import load_market
-from tradeexecutor.runstate import RunState
+from tradeexecutor.runstate import CrashHistory, RunState
 from tradeexecutor.runstate.figures import FigureCounter, PortfolioFigures, figures_from_state
 from tradeexecutor.state import Position, State, TradeStatus
 from tradeexecutor.strategy.loader import load_strategy
@@ -31,6 +31,8 @@ from tradeexecutor.webhook.options import WebhookOptions
 
 ROOT = Path(__file__).resolve().parent.parent
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+#: The bar time of the fixture's last cycle: a replay of 2006 data, run in 2024.
+BAR = datetime(2006, 3, 1, tzinfo=UTC)
 
 #: Sample → value, labels as a sorted tuple of pairs.
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -74,14 +76,20 @@ def runstate(backtest_state: State) -> RunState:
         "exec-metrics", mode="paper", strategy_name="sma_crossover",
         version={"package": "1.2.3", "git_commit": "abc"}, now=T0,
     )
+    now = datetime.now(UTC)
+    runstate.apply_crash_history(CrashHistory(crash_count=2, recent_crashes=[now - timedelta(hours=25),
+                                                                             now - timedelta(hours=2)],
+                                              last_crashed_at=now - timedelta(hours=2)))
     runstate.update(
         status="running", executor_running=True, safe_mode=True, paused=False,
-        position_trigger_checks=17, position_revaluations=23, crash_count=2,
+        started_at=now - timedelta(minutes=1),  # after the restored crashes: not crashed in this process
+        position_trigger_checks=17, position_revaluations=23,
         last_cycle_duration=0.125, last_cycle_lag=1.5, market_data_feed_lag=42.0,
-        next_cycle_at=datetime.now(UTC) + timedelta(minutes=5),
+        market_data_at=now - timedelta(seconds=42), cycle_interval_seconds=86400.0,
+        next_cycle_at=now + timedelta(minutes=5),
         portfolio=figures_from_state(backtest_state, now=T0),
     )
-    runstate.update_complete_cycle(T0, now=T0)
+    runstate.update_complete_cycle(BAR, now=T0)
     return runstate
 
 
@@ -114,11 +122,23 @@ def test_values_match_the_runstate(server: WebhookServer, runstate: RunState, ba
     assert value(found, "tradeexecutor_position_trigger_checks_total") == 17
     assert value(found, "tradeexecutor_position_revaluations_total") == 23
     assert value(found, "tradeexecutor_crashes_total") == 2
+    assert value(found, "tradeexecutor_recent_crashes", window="30m") == 0
+    assert value(found, "tradeexecutor_recent_crashes", window="24h") == 1
+    crashed_at = runstate.snapshot().crashed_at
+    assert crashed_at is not None
+    assert value(found, "tradeexecutor_last_crash_timestamp_seconds") == crashed_at.timestamp()
+    assert value(found, "tradeexecutor_status", status="running") == 1
+    assert sum(v for (name, _), v in found.items() if name == "tradeexecutor_status") == 1
+    assert {dict(labels)["status"] for name, labels in found if name == "tradeexecutor_status"} == {
+        "new", "starting", "running", "complete", "stopped", "error"}
+    assert value(found, "tradeexecutor_cycle_interval_seconds") == 86400
     assert value(found, "tradeexecutor_last_cycle_duration_seconds") == 0.125
     assert value(found, "tradeexecutor_last_cycle_lag_seconds") == 1.5
-    assert value(found, "tradeexecutor_last_cycle_timestamp_seconds") == T0.timestamp()
+    assert value(found, "tradeexecutor_last_cycle_wall_timestamp_seconds") == T0.timestamp()
+    assert value(found, "tradeexecutor_last_cycle_bar_timestamp_seconds") == BAR.timestamp()
+    assert value(found, "tradeexecutor_last_cycle_timestamp_seconds") == BAR.timestamp()  # the old name: bar time
     assert value(found, "tradeexecutor_next_cycle_overdue_seconds") == 0
-    assert value(found, "tradeexecutor_market_data_feed_lag_seconds") == 42
+    assert 42 <= value(found, "tradeexecutor_market_data_feed_lag_seconds") < 42 + 60
 
     portfolio = backtest_state.portfolio
     figures = runstate.snapshot().portfolio
@@ -148,7 +168,22 @@ def test_values_follow_the_runstate_at_scrape_time(server: WebhookServer, runsta
     assert value(found, "tradeexecutor_healthy") == 0
     assert value(found, "tradeexecutor_paused") == 1
     assert value(found, "tradeexecutor_crashes_total") == 3
+    assert value(found, "tradeexecutor_recent_crashes", window="30m") == 1
+    assert value(found, "tradeexecutor_recent_crashes", window="24h") == 2
+    assert value(found, "tradeexecutor_status", status="error") == 1
+    assert value(found, "tradeexecutor_status", status="running") == 0
     assert 119 <= value(found, "tradeexecutor_next_cycle_overdue_seconds") < 200
+
+
+def test_time_dependent_values_are_computed_at_scrape_time(server: WebhookServer, runstate: RunState) -> None:
+    """A loop stuck in a job writes nothing: the feed lag and crash windows must still move (issue 16)."""
+    now = datetime.now(UTC)
+    runstate.update(market_data_at=now - timedelta(minutes=8), market_data_feed_lag=0.002,
+                    recent_crashes=(now - timedelta(minutes=31), now - timedelta(minutes=29, seconds=59)))
+    found = samples(scrape(server)[1])
+    assert 8 * 60 <= value(found, "tradeexecutor_market_data_feed_lag_seconds") < 8 * 60 + 60
+    assert value(found, "tradeexecutor_recent_crashes", window="30m") == 1
+    assert value(found, "tradeexecutor_recent_crashes", window="24h") == 2
 
 
 def test_unknown_values_are_left_out_not_nan() -> None:

@@ -8,28 +8,41 @@ apps in one process — tests, ``metrics serve`` — do not collide) holding
 - prometheus_client's ``ProcessCollector`` (``process_resident_memory_bytes``, CPU seconds,
   open file descriptors, start time).
 
-The metric names are a contract with the deployment's alert rules: never rename one.
+The metric names are a contract with the deployment's alert rules (deploy/prometheus/alerts.yml)
+and dashboard: never rename one; add a new name and keep the old one working.
 
 ====================================================  ======================================
 ``tradeexecutor_info{executor_id,strategy,mode,version}``  gauge, always 1
-``tradeexecutor_up``                                   1 while the loop runs
+``tradeexecutor_status{status}``                       1 for the run's status, 0 for the others
+                                                       (new, starting, running, complete, stopped, error)
+``tradeexecutor_up``                                   1 while the loop runs (0 once the run ended)
 ``tradeexecutor_crashed``                              1 after a crash in this process
 ``tradeexecutor_healthy``                              1/0, the /healthz rule
 ``tradeexecutor_safe_mode``, ``tradeexecutor_paused``  1/0
 ``tradeexecutor_cycles_total``                         counter (this process)
 ``tradeexecutor_position_trigger_checks_total``        counter (this process)
 ``tradeexecutor_position_revaluations_total``          counter (this process)
-``tradeexecutor_crashes_total``                        counter (this state directory)
+``tradeexecutor_crashes_total``                        counter (this state directory, from crash.json)
+``tradeexecutor_recent_crashes{window="30m|24h"}``     crashes of this state directory within the window
+``tradeexecutor_last_crash_timestamp_seconds``         wall time of the last crash (this state directory)
+``tradeexecutor_cycle_interval_seconds``               wall seconds between cycles (thresholds use it)
 ``tradeexecutor_last_cycle_duration_seconds``          when known
 ``tradeexecutor_last_cycle_lag_seconds``               when known
-``tradeexecutor_last_cycle_timestamp_seconds``         Unix time of the last completed cycle
+``tradeexecutor_last_cycle_wall_timestamp_seconds``    wall time the last cycle completed
+``tradeexecutor_last_cycle_bar_timestamp_seconds``     the last cycle's time on the data's timeline
+``tradeexecutor_last_cycle_timestamp_seconds``         the same (kept for existing rules; ambiguous name)
 ``tradeexecutor_next_cycle_overdue_seconds``           ``max(0, now - next_cycle_at)``
-``tradeexecutor_market_data_feed_lag_seconds``         when known
+``tradeexecutor_market_data_feed_lag_seconds``         age of the newest market data, at scrape time
 ``tradeexecutor_portfolio_value``, ``_cash``,          once the loop has filled
 ``_unrealised_pnl``, ``_open_positions``,              ``RunState.portfolio``
 ``_orders{state="planned|filled|rejected"}``,
 ``_fees_paid``
 ====================================================  ======================================
+
+Everything that depends on time is computed at scrape time (overdue, feed lag, crashes within a
+window), so it keeps moving while the loop is stuck in a job. Crash figures come from crash.json,
+which every crash updates before the process exits: the restarted executor reports crashes that
+no scrape of the crashed one could see (``--crash-policy exit`` leaves no time to scrape).
 
 A value that is not known yet is left out (the family is still declared), never exported as NaN.
 """
@@ -38,7 +51,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
@@ -48,16 +61,24 @@ from pyramid.config import Configurator
 from pyramid.request import Request
 from pyramid.response import Response
 
-from tradeexecutor.runstate import RunState
+from tradeexecutor.runstate import RunState, RunStatus
 from tradeexecutor.webhook.app import add_json_route, get_options, get_runstate
 from tradeexecutor.webhook.health import assess_health, next_cycle_overdue
 from tradeexecutor.webhook.options import WebhookOptions
 
-__all__ = ["METRIC_NAMES", "RunStateCollector", "build_registry", "get_metrics_registry", "includeme"]
+__all__ = [
+    "CRASH_WINDOWS",
+    "METRIC_NAMES",
+    "RunStateCollector",
+    "build_registry",
+    "get_metrics_registry",
+    "includeme",
+]
 
 #: Every ``tradeexecutor_*`` sample name this module exports (tests and alert rules rely on them).
 METRIC_NAMES: tuple[str, ...] = (
     "tradeexecutor_info",
+    "tradeexecutor_status",
     "tradeexecutor_up",
     "tradeexecutor_crashed",
     "tradeexecutor_healthy",
@@ -67,8 +88,13 @@ METRIC_NAMES: tuple[str, ...] = (
     "tradeexecutor_position_trigger_checks_total",
     "tradeexecutor_position_revaluations_total",
     "tradeexecutor_crashes_total",
+    "tradeexecutor_recent_crashes",
+    "tradeexecutor_last_crash_timestamp_seconds",
+    "tradeexecutor_cycle_interval_seconds",
     "tradeexecutor_last_cycle_duration_seconds",
     "tradeexecutor_last_cycle_lag_seconds",
+    "tradeexecutor_last_cycle_wall_timestamp_seconds",
+    "tradeexecutor_last_cycle_bar_timestamp_seconds",
     "tradeexecutor_last_cycle_timestamp_seconds",
     "tradeexecutor_next_cycle_overdue_seconds",
     "tradeexecutor_market_data_feed_lag_seconds",
@@ -79,6 +105,9 @@ METRIC_NAMES: tuple[str, ...] = (
     "tradeexecutor_orders",
     "tradeexecutor_fees_paid",
 )
+
+#: Windows of ``tradeexecutor_recent_crashes``: the crash-loop alert's and the dashboard's.
+CRASH_WINDOWS: dict[str, timedelta] = {"30m": timedelta(minutes=30), "24h": timedelta(hours=24)}
 
 _REGISTRY_SETTING = "tradeexecutor.metrics_registry"
 
@@ -99,6 +128,15 @@ def _flag(name: str, documentation: str, value: bool) -> GaugeMetricFamily:
 def _counter(name: str, documentation: str, value: float) -> CounterMetricFamily:
     """A counter family (``name`` without ``_total``; prometheus_client adds it)."""
     return CounterMetricFamily(name, documentation, value=float(value))
+
+
+def _unix(moment: datetime | None) -> float | None:
+    """Unix seconds of an aware datetime (naive is UTC), or None."""
+    if moment is None:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
 
 
 class RunStateCollector(Collector):
@@ -122,6 +160,11 @@ class RunStateCollector(Collector):
         version = snapshot.version.get("package") or "unknown"
         info.add_metric([snapshot.executor_id, snapshot.strategy_name, snapshot.mode, str(version)], 1.0)
         yield info
+        status = GaugeMetricFamily("tradeexecutor_status", "1 for the run's status, 0 for the others.",
+                                   labels=["status"])
+        for each in RunStatus:
+            status.add_metric([each.value], 1.0 if snapshot.status is each else 0.0)
+        yield status
         yield _flag("tradeexecutor_up", "1 while the executor's loop is running.", snapshot.executor_running)
         yield _flag("tradeexecutor_crashed", "1 when this process recorded a crash.", verdict.crashed)
         yield _flag("tradeexecutor_healthy", "1 when /healthz answers 200.", verdict.healthy)
@@ -138,7 +181,13 @@ class RunStateCollector(Collector):
             "Position revaluations done by this process.",
             snapshot.position_revaluations,
         )
-        yield _counter("tradeexecutor_crashes", "Crashes recorded for this state directory.", snapshot.crash_count)
+        yield from self._crashes(snapshot, now)
+        yield _gauge(
+            "tradeexecutor_cycle_interval_seconds",
+            "Wall-clock seconds between strategy cycles (the cycle duration; in a replay, the time one "
+            "cycle's bars take to replay).",
+            snapshot.cycle_interval_seconds,
+        )
         yield _gauge(
             "tradeexecutor_last_cycle_duration_seconds",
             "Wall-clock seconds the last strategy cycle took.",
@@ -149,11 +198,22 @@ class RunStateCollector(Collector):
             "Seconds between when the last cycle was due and when it started.",
             snapshot.last_cycle_lag,
         )
-        completed = snapshot.completed_cycle
+        yield _gauge(
+            "tradeexecutor_last_cycle_wall_timestamp_seconds",
+            "Unix time (wall clock) at which the last strategy cycle completed.",
+            _unix(snapshot.completed_cycle_at),
+        )
+        bar_time = _unix(snapshot.completed_cycle)
+        yield _gauge(
+            "tradeexecutor_last_cycle_bar_timestamp_seconds",
+            "Unix time of the last completed strategy cycle on the data's timeline (simulated in a replay).",
+            bar_time,
+        )
         yield _gauge(
             "tradeexecutor_last_cycle_timestamp_seconds",
-            "Unix time of the last completed strategy cycle.",
-            completed.timestamp() if completed is not None else None,
+            "Deprecated: same as tradeexecutor_last_cycle_bar_timestamp_seconds (the cycle's bar time, "
+            "not wall time).",
+            bar_time,
         )
         yield _gauge(
             "tradeexecutor_next_cycle_overdue_seconds",
@@ -162,10 +222,28 @@ class RunStateCollector(Collector):
         )
         yield _gauge(
             "tradeexecutor_market_data_feed_lag_seconds",
-            "Seconds between the newest market data and the wall clock.",
-            snapshot.market_data_feed_lag,
+            "Seconds between the newest market data and the wall clock, at scrape time.",
+            snapshot.market_data_age(now),
         )
         yield from self._portfolio(snapshot)
+
+    @staticmethod
+    def _crashes(snapshot: RunState, now: datetime) -> Iterator[Metric]:
+        """Crash counter, crashes within each of CRASH_WINDOWS and the last crash's time, all from crash.json."""
+        yield _counter("tradeexecutor_crashes", "Crashes recorded for this state directory.", snapshot.crash_count)
+        recent = GaugeMetricFamily(
+            "tradeexecutor_recent_crashes",
+            "Crashes recorded for this state directory within the window before the scrape.",
+            labels=["window"],
+        )
+        for window, span in CRASH_WINDOWS.items():
+            recent.add_metric([window], float(snapshot.crashes_since(now - span)))
+        yield recent
+        yield _gauge(
+            "tradeexecutor_last_crash_timestamp_seconds",
+            "Unix time of the last crash recorded for this state directory.",
+            _unix(snapshot.crashed_at),
+        )
 
     @staticmethod
     def _portfolio(snapshot: RunState) -> Iterator[Metric]:
