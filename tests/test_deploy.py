@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 import yaml
-from metric_contract import METRIC_NAMES
+from metric_contract import METRIC_NAMES, SCRAPE_SERIES
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
@@ -38,8 +38,11 @@ ALERTS_TEST = DEPLOY / "prometheus" / "alerts_test.yml"
 DASHBOARD = DEPLOY / "grafana" / "dashboards" / "tradeexecutor.json"
 KUBERNETES = DEPLOY / "kubernetes"
 
-#: The alerts the deployment promises (issue 6).
-REQUIRED_ALERTS = {"ExecutorCrashed", "CycleOverdue", "HealthFailing", "MarketDataStale", "ExecutorDown"}
+#: The alerts the deployment promises (issues 6 and 16).
+REQUIRED_ALERTS = {"ExecutorCrashed", "ExecutorCrashLooping", "CycleOverdue", "HealthFailing", "MarketDataStale",
+                   "ExecutorDown", "ExecutorRunFinished"}
+#: The scrape job the rules and the dashboard select (prometheus.yml; the ServiceMonitor's jobLabel).
+JOB = "tradeexecutor"
 #: Environment variables the deployment files may set that are not options of `tradeexecutor start`.
 EXTRA_ENV = {"TRADEEXECUTOR_GIT_COMMIT", "TRADEEXECUTOR_IMAGE_VERSION"}
 #: Services of the compose file that are not executors.
@@ -482,10 +485,11 @@ def test_alert_rules_cover_the_promised_alerts_with_contract_metrics() -> None:
     rules = alert_rules()
     names = {rule["alert"] for rule in rules}
     assert REQUIRED_ALERTS <= names, f"missing alerts: {sorted(REQUIRED_ALERTS - names)}"
+    allowed = METRIC_NAMES | SCRAPE_SERIES
     for rule in rules:
         used = promql_metric_names(str(rule["expr"]))
         assert used, f"{rule['alert']}: no metric found in {rule['expr']!r}"
-        assert used <= METRIC_NAMES, f"{rule['alert']}: not exported by /metrics: {sorted(used - METRIC_NAMES)}"
+        assert used <= allowed, f"{rule['alert']}: not exported by /metrics: {sorted(used - allowed)}"
         assert rule["labels"]["severity"] in {"critical", "warning", "info"}
         assert rule["annotations"]["summary"]
 
@@ -495,7 +499,8 @@ def test_grafana_dashboard_uses_only_contract_metrics() -> None:
     exprs = list(dashboard_exprs(dashboard))
     assert len(exprs) >= 10
     used = set().union(*(promql_metric_names(expr) for expr in exprs))
-    assert used <= METRIC_NAMES, f"dashboard uses metrics /metrics does not export: {sorted(used - METRIC_NAMES)}"
+    allowed = METRIC_NAMES | SCRAPE_SERIES
+    assert used <= allowed, f"dashboard uses metrics /metrics does not export: {sorted(used - allowed)}"
     assert len(used) >= 15, "the dashboard should show most of the exported metrics"
     datasources = yaml.safe_load((DEPLOY / "grafana/provisioning/datasources/prometheus.yml").read_text())
     uids = {source["uid"] for source in datasources["datasources"]}
@@ -535,8 +540,101 @@ def test_alert_and_dashboard_metrics_are_exported_by_a_live_app() -> None:
     used = set().union(*(promql_metric_names(str(rule["expr"])) for rule in alert_rules()))
     dashboard = json.loads(DASHBOARD.read_text(encoding="utf-8"))
     used |= set().union(*(promql_metric_names(expr) for expr in dashboard_exprs(dashboard)))
-    missing = used - exported
+    missing = used - exported - SCRAPE_SERIES
     assert not missing, f"/metrics does not export {sorted(missing)}"
+
+
+def selectors(expr: str) -> Iterator[tuple[str, str]]:
+    """(metric name, label matchers) of every selector of a PromQL expression."""
+    for match in re.finditer(r"\b([A-Za-z_:][A-Za-z0-9_:]*)\s*(\{[^}]*\})?", expr):
+        if match.group(1) in METRIC_NAMES | SCRAPE_SERIES:
+            yield match.group(1), match.group(2) or ""
+
+
+def test_up_is_always_read_for_the_executors_job_and_every_panel_selects_it() -> None:
+    """Prometheus's `up` covers every job: the rules must read the executors' (a job without a target is
+    then absent), and the dashboard must never show Prometheus's own process (Resident memory with All)."""
+    for rule in alert_rules():
+        for name, matchers in selectors(str(rule["expr"])):
+            if name == "up":
+                assert f'job="{JOB}"' in matchers, f"{rule['alert']}: {name}{matchers}"
+    dashboard = json.loads(DASHBOARD.read_text(encoding="utf-8"))
+    for expr in dashboard_exprs(dashboard):
+        found = list(selectors(expr))
+        assert found, expr
+        for name, matchers in found:
+            assert f'job="{JOB}"' in matchers, f"dashboard: {name}{matchers} may match other jobs"
+    variable = dashboard["templating"]["list"][0]
+    assert variable["query"]["query"] == f'label_values(up{{job="{JOB}"}}, instance)', (
+        "the Executor variable must list executors that never started too")
+
+
+def test_status_panels_show_the_current_value_not_the_last_one_of_the_day() -> None:
+    """A stat panel over a range reduces to the last value of a series that went stale hours ago: a killed
+    executor shows green. Instant queries show what is true now."""
+    dashboard = json.loads(DASHBOARD.read_text(encoding="utf-8"))
+    stats = [panel for panel in dashboard["panels"] if panel["type"] in ("stat", "table")]
+    assert len(stats) >= 7
+    for panel in stats:
+        for target in panel["targets"]:
+            assert target.get("instant") is True and target.get("range") in (False, None), panel["title"]
+    crashes = next(panel for panel in stats if panel["title"] == "Crashes (24h)")
+    assert crashes["fieldConfig"]["defaults"]["decimals"] == 0
+    assert "increase(" not in crashes["targets"][0]["expr"], "increase() extrapolates: fractions, undercounts"
+
+
+def test_every_alert_and_metric_is_documented_with_what_to_do() -> None:
+    """docs/production.md: one row per alert (fires when, severity, what to do) and per metric name."""
+    text = (ROOT / "docs" / "production.md").read_text(encoding="utf-8")
+    for alert in alert_rules():
+        rows = [line for line in text.splitlines() if line.startswith(f"| `{alert['alert']}` |")]
+        assert len(rows) == 1, f"{alert['alert']}: one row in the alerts table of docs/production.md"
+        cells = [cell.strip() for cell in rows[0].strip("|").split(" | ")]
+        assert len(cells) == 4 and cells[2] == alert["labels"]["severity"] and cells[3], rows[0]
+    for name in METRIC_NAMES:
+        assert f"`{name}" in text, f"{name} is not documented in docs/production.md"
+
+
+def rule(name: str) -> dict[str, Any]:
+    return next(rule for rule in alert_rules() if rule["alert"] == name)
+
+
+def longest_scrape_interval() -> float:
+    """The slowest scrape of the shipped configs (compose's Prometheus, the Kubernetes ServiceMonitor)."""
+    config = yaml.safe_load(PROMETHEUS_CONFIG.read_text(encoding="utf-8"))
+    intervals = [duration_seconds(config["global"]["scrape_interval"])]
+    monitor = yaml.safe_load((KUBERNETES / "servicemonitor.yaml").read_text(encoding="utf-8"))
+    intervals += [duration_seconds(endpoint["interval"]) for endpoint in monitor["spec"]["endpoints"]]
+    return max(intervals)
+
+
+def test_cycle_overdue_and_health_failing_fire_before_the_watchdog_ends_the_hang() -> None:
+    """Under the exit crash policy the watchdog kills a hung process at --watchdog-seconds; an alert on
+    the hang must fire first, counting the threshold, `for:`, and a scrape plus an evaluation of delay."""
+    from tradeexecutor.cli.main import cli
+
+    defaults = {param.name: param.default for param in cli.commands["start"].params}  # type: ignore[attr-defined]
+    watchdog, grace = float(defaults["watchdog_seconds"]), float(defaults["health_grace_seconds"])
+    assert watchdog > 0
+    config = yaml.safe_load(PROMETHEUS_CONFIG.read_text(encoding="utf-8"))
+    delay = longest_scrape_interval() + duration_seconds(config["global"]["evaluation_interval"])
+    overdue = rule("CycleOverdue")
+    threshold = float(re.fullmatch(r"tradeexecutor_next_cycle_overdue_seconds > (\d+)", overdue["expr"]).group(1))
+    assert threshold + duration_seconds(overdue["for"]) + delay < watchdog
+    assert grace + duration_seconds(rule("HealthFailing")["for"]) + delay < watchdog
+
+
+def test_kubernetes_scrape_uses_the_rules_job_and_a_stable_instance() -> None:
+    """The operator names the job after each Service unless jobLabel says otherwise, and `instance` after the
+    pod's address, which changes when the pod is re-created."""
+    monitor = yaml.safe_load((KUBERNETES / "servicemonitor.yaml").read_text(encoding="utf-8"))
+    job_label = monitor["spec"]["jobLabel"]
+    services = [doc for path in KUBERNETES.rglob("service.yaml") for doc in yaml.safe_load_all(path.read_text())]
+    assert services and all(service["metadata"]["labels"][job_label] == JOB for service in services)
+    relabelings = monitor["spec"]["endpoints"][0]["relabelings"]
+    assert {"sourceLabels": ["__meta_kubernetes_pod_name"], "targetLabel": "instance"} in relabelings
+    config = yaml.safe_load(PROMETHEUS_CONFIG.read_text(encoding="utf-8"))
+    assert JOB in {job["job_name"] for job in config["scrape_configs"]}
 
 
 # ---------------------------------------------------------------------------------------------------
