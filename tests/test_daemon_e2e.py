@@ -42,11 +42,11 @@ class Executor:
     """One ``tradeexecutor start`` subprocess with its port and log file."""
 
     def __init__(self, tmp_path: Path, *args: str, strategy: str = "daemon_sma.py", state_dir: Path | None = None,
-                 env: dict[str, str] | None = None):
+                 env: dict[str, str] | None = None, port: int | None = None):
         tmp_path.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
+        self.port = port or free_port()
         self.state_dir = state_dir or tmp_path / "state"
-        self.log = tmp_path / f"executor-{self.port}.log"
+        self.log = tmp_path / f"executor-{self.port}-{time.monotonic_ns()}.log"
         command = [sys.executable, "-m", "tradeexecutor.cli.main", "start", str(STRATEGIES / strategy),
                    "--state-dir", str(self.state_dir), "--port", str(self.port), "--start", START, "--end", END,
                    "--replay-start", "first", "--chart-seconds", "0", "--trigger-seconds", "0.5",
