@@ -65,14 +65,15 @@ class _Channel(HTTPChannel):
 class _Dispatcher(ThreadedTaskDispatcher):
     """waitress's worker pool, keeping each worker's Thread so stop() can join them."""
 
-    def __init__(self) -> None:
+    def __init__(self, name: str = "webhook") -> None:
         super().__init__()
         #: Every worker thread started.
         self.workers: list[threading.Thread] = []
+        self._slug = name.replace(" ", "-")
 
     def start_new_thread(self, target: Callable[[int], None], thread_no: int) -> None:
         thread = threading.Thread(
-            target=target, name=f"webhook-worker-{thread_no}", args=(thread_no,), daemon=True
+            target=target, name=f"{self._slug}-worker-{thread_no}", args=(thread_no,), daemon=True
         )
         self.workers.append(thread)
         thread.start()
@@ -97,7 +98,7 @@ def _close_after(workers: list[threading.Thread], triggers: list[Trigger]) -> No
             pass
 
 
-def check_port_free(host: str, port: int) -> None:
+def check_port_free(host: str, port: int, name: str = "webhook") -> None:
     """Raise the ConfigError ``start()`` would raise when ``host:port`` is taken, before anything is written.
 
     The executor calls this before it locks or creates its state directory, so a port already in
@@ -114,13 +115,13 @@ def check_port_free(host: str, port: int) -> None:
                     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                 sock.bind(address)
     except OSError as exc:  # gaierror included; also a family this system cannot open
-        raise _cannot_listen(host, port, exc) from None
+        raise _cannot_listen(name, host, port, exc) from None
 
 
-def _cannot_listen(host: str, port: int, exc: BaseException) -> ConfigError:
-    """The one error for a webhook address that cannot be used, from the probe and from start()."""
+def _cannot_listen(name: str, host: str, port: int, exc: BaseException) -> ConfigError:
+    """The one error for a server address that cannot be used, from the probe and from start()."""
     reason = getattr(exc, "strerror", None) or str(exc)
-    return ConfigError(f"webhook cannot listen on {host}:{port}: {reason}")
+    return ConfigError(f"{name} cannot listen on {host}:{port}: {reason}")
 
 
 class WebhookServer:
@@ -134,6 +135,7 @@ class WebhookServer:
         threads: int = 4,
         *,
         stop_timeout: float = 5.0,
+        name: str = "webhook",
     ) -> None:
         #: The WSGI application served.
         self.app = app
@@ -145,6 +147,9 @@ class WebhookServer:
         self.threads = threads
         #: Seconds stop() lets requests in flight finish (each later step gets at least 0.5 s more).
         self.stop_timeout = stop_timeout
+        #: What the server is called in its thread names, log lines and errors (the exchange simulator
+        #: runs on this class too).
+        self.name = name
         self._map: dict[int, Any] = {}
         self._server: Any = None
         self._dispatcher: _Dispatcher | None = None
@@ -169,7 +174,7 @@ class WebhookServer:
         self._draining = False
         self._busy = 0
         self._drained.clear()
-        dispatcher = _Dispatcher()
+        dispatcher = _Dispatcher(self.name)
         try:
             server = waitress.create_server(
                 self.app,
@@ -183,7 +188,7 @@ class WebhookServer:
             )
         except (OSError, ValueError) as exc:
             self._close_everything()  # the triggers and sockets made before bind failed
-            raise _cannot_listen(self.host, self.port, exc) from exc
+            raise _cannot_listen(self.name, self.host, self.port, exc) from exc
         self._listeners = [obj for obj in self._map.values() if isinstance(obj, BaseWSGIServer)]
         for listener in self._listeners:
             listener.channel_class = _Channel
@@ -195,9 +200,9 @@ class WebhookServer:
             self._effective = (str(listen[0][0]), int(listen[0][1]))
         else:
             self._effective = (str(server.effective_host), int(server.effective_port))
-        self._thread = threading.Thread(target=self._run, name="webhook-server", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=f"{self._slug}-server", daemon=True)
         self._thread.start()
-        logger.info("webhook listening on %s", self.url)
+        logger.info("%s listening on %s", self.name, self.url)
         return self
 
     def _run(self) -> None:
@@ -334,6 +339,10 @@ class WebhookServer:
         self._map.clear()
 
     # -- information --------------------------------------------------------------------------------
+
+    @property
+    def _slug(self) -> str:
+        return self.name.replace(" ", "-")
 
     @property
     def effective_port(self) -> int:
