@@ -8,6 +8,7 @@ from tradeexecutor import __version__
 from tradeexecutor.cli.backtest_cmd import backtest_command
 from tradeexecutor.cli.check_cmd import check_command
 from tradeexecutor.cli.client_cmd import logs_command, status_command
+from tradeexecutor.cli.exchange_sim_cmd import exchange_sim_command
 from tradeexecutor.cli.metrics_cmd import metrics_group, report_command
 from tradeexecutor.cli.runs_cmd import runs_command
 from tradeexecutor.cli.optimize_cmd import optimize_command
@@ -29,6 +30,7 @@ cli.add_command(report_command)
 cli.add_command(check_command)
 cli.add_command(runs_command)
 cli.add_command(optimize_command)
+cli.add_command(exchange_sim_command)
 
 
 def main() -> None:

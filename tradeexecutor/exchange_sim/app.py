@@ -41,12 +41,15 @@ logger = logging.getLogger("tradeexecutor.exchange_sim")
 
 StartResponse = Callable[..., Any]
 
+#: Binance's system status endpoint (ccxt's fetch_status), which answers during maintenance.
+STATUS_PATH = "/sapi/v1/system/status"
+
 #: Largest request body read (Binance's requests are a few hundred bytes).
 MAX_BODY = 64 * 1024
 
 _JSON = "application/json;charset=UTF-8"
 _HTML_PAGE = "<html><head><title>{status}</title></head><body><center><h1>{status}</h1></center></body></html>"
-_REASONS = {400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 413: "Payload Too Large",
+_REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 413: "Payload Too Large",
             418: "I'm a teapot", 429: "Too Many Requests", 500: "Internal Server Error", 502: "Bad Gateway",
             503: "Service Unavailable", 504: "Gateway Timeout"}
 
@@ -125,7 +128,9 @@ def _answer(sim: ExchangeSimulator, environ: dict[str, Any], method: str, path: 
         request = _parse(environ, method, path, str(environ.get("REMOTE_ADDR", "")))
         with sim.lock:
             clock = sim.clock_ms()
-            blocking = sim.faults.take(BLOCKING, method, path, clock)
+            # The status endpoint reports maintenance rather than suffering it.
+            kinds = [kind for kind in BLOCKING if not (kind == "maintenance" and path == STATUS_PATH)]
+            blocking = sim.faults.take(kinds, method, path, clock)
             if blocking is not None:
                 entry["fault"] = blocking.kind
                 error = _fault_reply(sim, blocking, clock)
