@@ -23,6 +23,7 @@ from tradeexecutor.exchange_sim import errors
 from tradeexecutor.exchange_sim.accounts import Accounts
 from tradeexecutor.exchange_sim.config import MarketSpec, SimConfig
 from tradeexecutor.exchange_sim.matching import Engine, NewOrder, PartialPlan
+from tradeexecutor.exchange_sim.orders import Order
 from tradeexecutor.exchange_sim.prices import replay_series
 
 T0 = 1_700_000_000_000
@@ -344,3 +345,23 @@ def test_no_sequence_of_orders_creates_or_loses_an_asset(actions: list[tuple], f
         assert engine.accounts.get(asset).free >= 0
     for placed in engine.orders.values():
         assert placed.executed_qty == sum((t.qty for t in placed.trades), D(0)) <= placed.orig_qty
+
+
+def test_each_request_s_work_grows_with_the_open_orders_not_the_history(monkeypatch: pytest.MonkeyPatch) -> None:
+    """advance() and open_orders() look at open orders only; they used to walk every order ever kept."""
+    engine = make_engine(balances={"USD": D(1_000_000), "XYZ": D(1000)})
+    for number in range(300):
+        engine.place(order("BUY" if number % 2 else "SELL", "MARKET", "0.1", cid=f"h{number}"), T0)
+    resting, _ = engine.place(order("BUY", "LIMIT", "1", "50", cid="rest"), T0)
+    looked_at: list[int] = []
+    original = Order.is_open
+
+    def counting(self: Order) -> bool:
+        looked_at.append(self.order_id)
+        return original.fget(self)  # type: ignore[attr-defined, no-any-return]
+
+    monkeypatch.setattr(Order, "is_open", property(counting))
+    engine.advance(T0 + 1000)
+    assert engine.open_orders("XYZUSD") == [resting]
+    engine.place(order("BUY", "MARKET", "0.1", cid="one-more"), T0 + 1000)
+    assert len(looked_at) < 20, f"{len(looked_at)} order state checks for one open order"

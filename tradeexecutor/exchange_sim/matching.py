@@ -80,6 +80,8 @@ class Engine:
     def reset(self) -> None:
         """Forget every order and trade (balances are the account's business)."""
         self.orders: dict[int, Order] = {}
+        #: The open ones, so that each request's work grows with the open orders, not the history.
+        self._open: dict[int, Order] = {}
         self.trades: deque[Trade] = deque(maxlen=self.config.max_trades)
         self._by_client_id: dict[tuple[str, str], list[int]] = {}
         self._closed: deque[int] = deque()
@@ -154,6 +156,7 @@ class Engine:
         self._reserve(order, market, touch)
         self._next_order_id += 1
         self.orders[order.order_id] = order
+        self._open[order.order_id] = order
         self._by_client_id.setdefault((order.symbol, order.client_order_id), []).append(order.order_id)
         trades = self._execute_on_arrival(order, market, touch, marketable, now_ms)
         return order, trades
@@ -210,6 +213,8 @@ class Engine:
         self._release(order)
 
     def _release(self, order: Order) -> None:
+        """Unlock what a closed order still holds, and forget the oldest closed orders beyond the limit."""
+        self._open.pop(order.order_id, None)
         if order.locked:
             self.accounts.unlock(order.locked_asset, order.locked)
             order.locked = ZERO
@@ -282,8 +287,8 @@ class Engine:
         for series in self.series.values():
             series.extend_to(now_ms)
         events: list[tuple[int, int]] = []
-        for order in self.orders.values():
-            if order.is_open and order.type != MARKET:
+        for order in self._open.values():
+            if order.type != MARKET:
                 touched = self._next_touch(order, now_ms)
                 if touched is not None:
                     events.append((touched, order.order_id))
@@ -301,9 +306,8 @@ class Engine:
                 again = self._next_touch(order, now_ms)
                 if again is not None:
                     heapq.heappush(events, (again, order_id))
-        for order in self.orders.values():
-            if order.is_open:
-                order.checked_ms = max(order.checked_ms, now_ms)
+        for order in self._open.values():
+            order.checked_ms = max(order.checked_ms, now_ms)
         return trades
 
     def _next_touch(self, order: Order, now_ms: int) -> int | None:
@@ -343,7 +347,7 @@ class Engine:
 
     def open_orders(self, symbol: str | None = None) -> list[Order]:
         """Open orders, oldest first, of one symbol or all."""
-        return [o for o in self.orders.values() if o.is_open and (symbol is None or o.symbol == symbol)]
+        return [o for o in self._open.values() if symbol is None or o.symbol == symbol]
 
     def all_orders(self, symbol: str | None = None) -> list[Order]:
         """Every order still kept, oldest first."""
