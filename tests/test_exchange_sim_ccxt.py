@@ -223,8 +223,6 @@ def raises_exactly(kind: type[BaseException], call: Any) -> BaseException:
     ({"kind": "error", "status": 504}, "RequestTimeout"),
     ({"kind": "error", "status": 503, "code": -1001,
       "msg": "Internal error; unable to process your request. Please try again."}, "OperationFailed"),
-    ({"kind": "error", "status": 503, "code": -1008, "msg": "Server is currently overloaded with other requests. "
-      "Please try again in a few minutes."}, "ExchangeError"),  # spot-only code, degraded on a loopback URL
     ({"kind": "latency", "seconds_delay": 3}, "RequestTimeout"),
 ])
 def test_a_fault_on_every_request_surfaces_as_its_ccxt_exception(running: Running, exchange: Any,
@@ -237,14 +235,31 @@ def test_a_fault_on_every_request_surfaces_as_its_ccxt_exception(running: Runnin
         assert "-1003" in str(raised)
 
 
-def test_restoring_the_spot_error_table_makes_an_overloaded_server_temporary(running: Running,
-                                                                             exchange: Any) -> None:
+@pytest.mark.parametrize(("code", "degraded", "restored"), [
+    (-1008, "ExchangeError", "OperationFailed"),  # server overloaded: temporary, or a "bug"
+    (-1131, "ExchangeError", "BadRequest"),  # recvWindow above 60000
+])
+def test_spot_only_codes_degrade_on_a_loopback_url_until_the_spot_table_is_merged(
+        running: Running, code: int, degraded: str, restored: str) -> None:
     """ccxt picks Binance's spot table by host name; a venue on a custom URL must add it back itself."""
-    exchange.exceptions["exact"] = {**exchange.exceptions["exact"], **exchange.exceptions["spot"]["exact"]}
-    running.control("POST", "faults", {"kind": "error", "status": 503, "code": -1008,
-                                       "msg": "Server is currently overloaded with other requests.", "count": 1})
-    raised = raises_exactly(ccxt.OperationFailed, lambda: exchange.fetch_ticker("EUR/USD"))
-    assert not isinstance(raised, ccxt.ExchangeError)
+
+    def fail(client: Any) -> None:
+        if code == -1008:
+            running.control("POST", "faults", {"kind": "error", "status": 503, "code": -1008,
+                                               "msg": "Server is currently overloaded with other requests.",
+                                               "count": 1})
+            client.fetch_ticker("EUR/USD")
+        else:
+            client.fetch_balance({"recvWindow": 70_000})
+
+    plain = ccxt_client(running.url)
+    plain.load_markets()
+    raises_exactly(getattr(ccxt, degraded), lambda: fail(plain))
+    merged = ccxt_client(running.url)
+    merged.load_markets()
+    # What ccxt does on api.binance.com: the spot table first, then the generic one.
+    merged.exceptions["exact"] = {**merged.exceptions["exact"], **merged.exceptions["spot"]["exact"]}
+    raises_exactly(getattr(ccxt, restored), lambda: fail(merged))
 
 
 def test_a_timeout_after_accept_leaves_the_order_on_the_exchange(running: Running, exchange: Any) -> None:
@@ -296,7 +311,8 @@ def test_clock_skew_is_invalid_nonce_until_the_client_measures_the_offset(runnin
 
 def test_credentials_errors(running: Running, exchange: Any) -> None:
     raises_exactly(ccxt.AuthenticationError, ccxt_client(running.url, secret="wrong-secret").fetch_balance)
-    raises_exactly(ccxt.AuthenticationError, ccxt_client(running.url, key="WrongKey123").fetch_balance)
+    raises_exactly(ccxt.AuthenticationError, ccxt_client(running.url, key="WrongKey123").fetch_balance)  # -2015
+    raises_exactly(ccxt.AuthenticationError, ccxt_client(running.url, key="bad-key!").fetch_balance)  # -2014
     # ccxt reads -2015 after a first success as a temporary ban (DDoSProtection): a revoked key looks temporary.
     exchange.fetch_balance()
     exchange.apiKey = "WrongKey123"

@@ -19,6 +19,9 @@ internal error        503     -1001 "Internal error; ..."                  Opera
 maintenance           503     1 "System is under maintenance."             OnMaintenance (by message)
 bare 5xx (no JSON)    5xx     HTML body                                    ExchangeNotAvailable (504:
                                                                            RequestTimeout)
+recvWindow > 60000    400     -1131                                        ExchangeError on a loopback
+                                                                           URL; BadRequest on
+                                                                           api.binance.com
 timestamp             400     -1021                                        InvalidNonce
 signature             400     -1022                                        AuthenticationError
 API key               401     -2014 / -2015                                AuthenticationError (-2015
