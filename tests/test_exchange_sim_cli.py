@@ -99,6 +99,6 @@ def test_a_port_in_use_is_refused_with_its_address() -> None:
 
 def test_help_lists_the_command_without_loading_the_simulator() -> None:
     probe = ("import sys\nfrom tradeexecutor.cli.main import cli\ntry:\n    cli(['--help'])\nexcept SystemExit:\n"
-             "    pass\nprint(sorted(m for m in ('tradeexecutor.exchange_sim', 'waitress', 'ccxt') if m in sys.modules))")
+             "    pass\nprint(sorted(m for m in ('tradeexecutor.exchange_sim', 'ccxt') if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert "exchange-sim" in result.stdout and result.stdout.strip().endswith("[]"), result.stdout + result.stderr
