@@ -199,6 +199,13 @@ def test_a_fault_applies_to_its_path_for_its_count(running: Running) -> None:
     assert running.control("GET", "faults") == (200, [])
 
 
+def test_a_fault_scoped_to_a_symbol_spares_the_others(running: Running) -> None:
+    running.control("POST", "faults", {"kind": "error", "status": 502, "symbol": "BTCUSDT", "count": 1})
+    assert call(running, "GET", "/api/v3/ticker/price", query="symbol=EURUSD")[0] == 200
+    assert call(running, "GET", "/api/v3/ticker/price")[0] == 200  # no symbol named: not in scope
+    assert call(running, "GET", "/api/v3/ticker/price", query="symbol=BTCUSDT")[0] == 502
+
+
 def test_a_fault_with_seconds_ends_on_the_clock_and_can_be_removed(running: Running, clock: Clock) -> None:
     _, first = running.control("POST", "faults", {"kind": "maintenance", "seconds": 30})
     _, second = running.control("POST", "faults", {"kind": "error", "status": 502, "path": "/api/v3/ping"})

@@ -118,19 +118,20 @@ def _answer(sim: ExchangeSimulator, environ: dict[str, Any], method: str, path: 
         route = ROUTES.get((method, path))
         if route is None:
             return _html(404)
+        request = _parse(environ, method, path, str(environ.get("REMOTE_ADDR", "")))
+        symbol = request.params.get("symbol")
         with sim.lock:
             clock = sim.clock_ms()
-            delays = sim.faults.find(("latency",), method, path, clock)
+            delays = sim.faults.find(("latency",), method, path, clock, symbol)
             for fault in delays:
                 sim.faults.use(fault, clock)
         for fault in delays:
             sim.wait(float(fault.params["seconds_delay"]))
-        request = _parse(environ, method, path, str(environ.get("REMOTE_ADDR", "")))
         with sim.lock:
             clock = sim.clock_ms()
             # The status endpoint reports maintenance rather than suffering it.
             kinds = [kind for kind in BLOCKING if not (kind == "maintenance" and path == STATUS_PATH)]
-            blocking = sim.faults.take(kinds, method, path, clock)
+            blocking = sim.faults.take(kinds, method, path, clock, symbol)
             if blocking is not None:
                 entry["fault"] = blocking.kind
                 error = _fault_reply(sim, blocking, clock)
@@ -149,7 +150,7 @@ def _answer(sim: ExchangeSimulator, environ: dict[str, Any], method: str, path: 
                 payload = route.handler(sim, request)
             finally:
                 entry.update(request.log)
-            drop = sim.faults.take(("timeout",), method, path, clock, request.log.get("symbol"))
+            drop = sim.faults.take(("timeout",), method, path, clock, symbol)
         if drop is not None:
             entry["fault"] = "timeout"
         return _Reply(200, json.dumps(payload, separators=(",", ":")).encode(), headers=headers, drop=drop)
