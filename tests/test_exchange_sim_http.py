@@ -169,6 +169,7 @@ def test_public_market_data_endpoints(running: Running) -> None:
 
 def test_request_weight_past_the_limit_is_429_then_an_ip_that_keeps_going_is_banned(
         running: Running, clock: Clock) -> None:
+    clock.advance(61 - clock() % 60)  # a second into a clock minute: the test ends long before the next
     used = 0
     while used + 20 <= 400:  # exchangeInfo weighs 20
         status, _, headers = call(running, "GET", "/api/v3/exchangeInfo")
