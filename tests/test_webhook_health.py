@@ -10,10 +10,9 @@ from typing import Any
 
 import pytest
 
-from tradeexecutor.runstate import RunState, RunStatus
+from tradeexecutor.runstate import HealthLimits, RunState, RunStatus, assess_health, next_cycle_overdue
 from tradeexecutor.runstate.crash import CrashHistory
 from tradeexecutor.webhook import WebhookServer, create_app
-from tradeexecutor.webhook.health import assess_health, next_cycle_overdue
 from tradeexecutor.webhook.options import WebhookOptions
 
 
@@ -160,7 +159,8 @@ def test_several_reasons_are_all_reported(server: WebhookServer, runstate: RunSt
 def test_assess_health_with_injected_time() -> None:
     t0 = datetime(2024, 5, 1, tzinfo=UTC)
     snapshot = RunState(executor_running=True, status=RunStatus.running, next_cycle_at=t0, started_at=t0)
-    options = WebhookOptions(health_grace_seconds=10)
+    options = WebhookOptions(health_grace_seconds=10).health_limits
+    assert options == HealthLimits(grace_seconds=10)
     assert next_cycle_overdue(snapshot, t0 - timedelta(seconds=5)) == 0
     assert next_cycle_overdue(snapshot, t0 + timedelta(seconds=11)) == 11
     assert assess_health(snapshot, options, t0 + timedelta(seconds=10)).healthy

@@ -61,9 +61,8 @@ from pyramid.config import Configurator
 from pyramid.request import Request
 from pyramid.response import Response
 
-from tradeexecutor.runstate import RunState, RunStatus
+from tradeexecutor.runstate import RunState, RunStatus, assess_health, next_cycle_overdue
 from tradeexecutor.webhook.app import add_json_route, get_options, get_runstate
-from tradeexecutor.webhook.health import assess_health, next_cycle_overdue
 from tradeexecutor.webhook.options import WebhookOptions
 
 __all__ = [
@@ -150,7 +149,7 @@ class RunStateCollector(Collector):
         """Every family of the module docstring, from a snapshot taken now."""
         snapshot = self.runstate.snapshot()
         now = datetime.now(UTC)
-        verdict = assess_health(snapshot, self.options, now)
+        verdict = assess_health(snapshot, self.options.health_limits, now)
 
         info = GaugeMetricFamily(
             "tradeexecutor_info",

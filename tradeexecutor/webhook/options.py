@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
+from tradeexecutor.runstate.health import HealthLimits
 from tradeexecutor.runstate.logbuffer import RingBufferHandler
 from tradeexecutor.store.layout import RunFiles
 
@@ -34,6 +35,11 @@ class WebhookOptions:
     data_stale_seconds: float = 0.0
     #: Recent technical log records served by /logs/technical; None disables that route (404).
     log_buffer: RingBufferHandler | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def health_limits(self) -> HealthLimits:
+        """The two health settings as the rule takes them."""
+        return HealthLimits(self.health_grace_seconds, self.data_stale_seconds)
 
     @property
     def auth_enabled(self) -> bool:

@@ -1,0 +1,98 @@
+"""The health rule: is the executor alive and on time? One verdict from one RunState snapshot.
+
+Both sides of the process apply the same rule: the webhook answers ``/healthz`` and the
+``tradeexecutor_healthy`` metric with it, and the daemon's health watch turns its changes into
+"health degraded" and "health recovered" notifications. It lives here, below both, so neither
+has to import the other.
+
+The rule fails when
+
+- the executor crashed: status ``error``, or a crash recorded by *this* process (a ``crashed_at``
+  at or after ``started_at``; a crash from before a restart, restored from crash.json, does not
+  make the restarted executor unhealthy);
+- the run is stopped or complete, or the loop is not running (yet);
+- the next cycle is late by more than ``limits.grace_seconds`` (not checked while an operator has
+  paused cycles: a paused executor is idle on purpose);
+- market data is older than ``limits.data_stale_seconds`` now (its age is taken at check time, so
+  it grows while the loop hangs), when that is above zero.
+
+Safe mode alone does not fail the check: the loop still manages its positions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from tradeexecutor.errors import ConfigError
+from tradeexecutor.runstate.runstate import RunState, RunStatus
+
+__all__ = ["HealthLimits", "HealthVerdict", "assess_health", "next_cycle_overdue"]
+
+
+@dataclass(frozen=True)
+class HealthLimits:
+    """How late and how stale the executor may be before it counts as unhealthy."""
+
+    #: Unhealthy when the next cycle is more than this many seconds overdue (``--health-grace-seconds``).
+    grace_seconds: float = 60.0
+    #: Unhealthy when market data is older than this many seconds; 0 disables (``--data-stale-seconds``).
+    data_stale_seconds: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.grace_seconds < 0 or self.data_stale_seconds < 0:
+            raise ConfigError("--health-grace-seconds and --data-stale-seconds must not be negative")
+
+
+@dataclass(frozen=True)
+class HealthVerdict:
+    """The outcome of one health check."""
+
+    #: True when nothing below is wrong.
+    healthy: bool
+    #: Why it is not healthy, one short sentence each; empty when healthy.
+    reasons: list[str] = field(default_factory=list)
+    #: Whether this process recorded a crash (or the status is error).
+    crashed: bool = False
+    #: Seconds the next cycle is late, 0 when on time or unknown.
+    overdue_seconds: float = 0.0
+
+
+def next_cycle_overdue(snapshot: RunState, now: datetime) -> float:
+    """``max(0, now - next_cycle_at)`` in seconds; 0 when no next cycle is known."""
+    if snapshot.next_cycle_at is None:
+        return 0.0
+    due = snapshot.next_cycle_at
+    if due.tzinfo is None:
+        due = due.replace(tzinfo=UTC)
+    return max(0.0, (now - due).total_seconds())
+
+
+def _crashed(snapshot: RunState) -> bool:
+    """Status error, or a crash recorded since this process started."""
+    if snapshot.status == RunStatus.error:
+        return True
+    if snapshot.crashed_at is None:
+        return False
+    return snapshot.started_at is None or snapshot.crashed_at >= snapshot.started_at
+
+
+def assess_health(snapshot: RunState, limits: HealthLimits, now: datetime | None = None) -> HealthVerdict:
+    """Apply the health rule of the module docstring to one RunState snapshot."""
+    now = now or datetime.now(UTC)
+    reasons: list[str] = []
+    crashed = _crashed(snapshot)
+    if crashed:
+        at = snapshot.crashed_at.isoformat() if snapshot.crashed_at else "unknown time"
+        reasons.append(f"executor crashed at {at}")
+    if snapshot.status in (RunStatus.stopped, RunStatus.complete):
+        reasons.append(f"executor is {snapshot.status.value}")
+    elif not snapshot.executor_running and not crashed:
+        reasons.append(f"loop is not running (status {snapshot.status.value})")
+    overdue = next_cycle_overdue(snapshot, now)
+    if not snapshot.paused and overdue > limits.grace_seconds:
+        reasons.append(f"next cycle is {overdue:.0f} s overdue (grace {limits.grace_seconds:g} s)")
+    lag = snapshot.market_data_age(now)
+    if limits.data_stale_seconds > 0 and lag is not None and lag > limits.data_stale_seconds:
+        reasons.append(f"market data is {lag:.0f} s old (limit {limits.data_stale_seconds:g} s)")
+    return HealthVerdict(healthy=not reasons, reasons=reasons, crashed=crashed, overdue_seconds=overdue)
