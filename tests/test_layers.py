@@ -17,7 +17,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "tradeexecutor"
 ALLOWED: dict[str, set[str]] = {
     "cli": {"*"},
     "daemon": {"engine", "backtest", "strategy", "data", "execution", "store", "runstate", "stats", "visual",
-               "state", "config", "errors", "timeframe", "atomic", "__init__"},
+               "notify", "state", "config", "errors", "timeframe", "atomic", "__init__"},
     "webhook": {"runstate", "store", "stats", "state", "config", "errors", "timeframe", "atomic", "__init__"},
     "runs": {"daemon", "backtest", "engine", "strategy", "data", "execution", "store", "runstate", "stats",
              "visual", "state", "config", "errors", "timeframe", "atomic", "__init__"},
@@ -30,6 +30,7 @@ ALLOWED: dict[str, set[str]] = {
     "store": {"state", "config", "errors", "timeframe", "atomic"},
     "runstate": {"state", "config", "errors", "timeframe", "atomic", "__init__"},
     "stats": {"state", "config", "errors", "timeframe", "atomic"},
+    "notify": {"state", "config", "errors", "timeframe"},
     "visual": {"state", "config", "errors", "timeframe"},
     "state": set(),
     "config": {"errors"},
@@ -49,6 +50,7 @@ DOORS: dict[str, set[str]] = {
     "dataclasses_json": {"state", "store", "runstate"},
     "matplotlib": {"visual"},
     "ccxt": {"venue"},  # the exchange simulator must work without it
+    "apprise": {"notify"},
 }
 
 

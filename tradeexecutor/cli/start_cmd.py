@@ -113,6 +113,26 @@ def _offset_seconds(text: str) -> float:
               show_envvar=True, help="/healthz fails when market data is older than this; 0 disables.")
 @click.option("--source/--no-source", "source_enabled", default=True, show_default=True, envvar=env("SOURCE"),
               show_envvar=True, help="Serve the strategy source at /source (off for closed-source strategies).")
+@click.option("--notify-events", default="all", show_default=True, envvar=env("NOTIFY_EVENTS"), show_envvar=True,
+              help="Events that send a notification: all, none, or names (crash, safe_mode, health, order_filled, "
+                   "order_rejected, trigger_fired, reconciliation_mismatch, risk_limit_hit, run_completed, "
+                   "daily_summary) separated by commas; -name switches one off (all,-order_filled). Channels come "
+                   "from the TRADEEXECUTOR_NOTIFY_*_URL variables (docs/notifications.md).")
+@click.option("--notify-cooldown-seconds", type=float, default=300.0, show_default=True,
+              envvar=env("NOTIFY_COOLDOWN_SECONDS"), show_envvar=True,
+              help="After a notification, similar ones (same event and subject) are held back this long and then "
+                   "summed up in one digest; 0 sends every one.")
+@click.option("--notify-queue-size", type=int, default=100, show_default=True, envvar=env("NOTIFY_QUEUE_SIZE"),
+              show_envvar=True, help="Notifications waiting per channel; when full the oldest low-priority one is "
+                                     "dropped (and counted in /metrics).")
+@click.option("--notify-summary-time", default="00:00", show_default=True, envvar=env("NOTIFY_SUMMARY_TIME"),
+              show_envvar=True, help="UTC time of day (HH:MM) of the daily summary notification.")
+@click.option("--notify-flush-seconds", type=float, default=5.0, show_default=True,
+              envvar=env("NOTIFY_FLUSH_SECONDS"), show_envvar=True,
+              help="At shutdown, how long to keep sending queued notifications.")
+@click.option("--public-url", default=None, envvar=env("PUBLIC_URL"), show_envvar=True,
+              help="Address operators reach the webhook at, for links in notifications (crash → /status). "
+                   "Default: http://HOST:PORT.")
 @click.option("--cash", type=float, default=10_000.0, show_default=True, envvar=env("CASH"), show_envvar=True,
               help="Starting cash of a new state.")
 @click.option("--fee", type=float, default=0.0, show_default=True, envvar=env("FEE"), show_envvar=True,
@@ -135,19 +155,28 @@ def start_command(strategy_file: Path | None, spec_file: Path | None, mode: str,
                   webhook_threads: int, publish_seconds: float, cpu: str,
                   webhook_username: str | None, webhook_password: str | None,
                   cors_origins: tuple[str, ...], health_grace_seconds: float, data_stale_seconds: float,
-                  source_enabled: bool, cash: float, fee: float, slippage_bps: float, fill_timing: str,
+                  source_enabled: bool, notify_events: str, notify_cooldown_seconds: float, notify_queue_size: int,
+                  notify_summary_time: str, notify_flush_seconds: float, public_url: str | None,
+                  cash: float, fee: float, slippage_bps: float, fill_timing: str,
                   min_notional: float, log_level: str) -> None:
     """Run STRATEGY_FILE (or --spec RUN_SPEC) as a long-running executor with a webhook (/status, /summary)."""
     from tradeexecutor.cli.runs_cmd import spec_for_command
     from tradeexecutor.daemon.settings import DaemonConfig
+    from tradeexecutor.notify import NotifyConfig, parse_event_switches, parse_summary_time
+    from tradeexecutor.runstate import HealthLimits
 
     # Everything is validated before anything is written.
+    health = HealthLimits(grace_seconds=health_grace_seconds, data_stale_seconds=data_stale_seconds)
+    notify = NotifyConfig(events=parse_event_switches(notify_events), cooldown_seconds=notify_cooldown_seconds,
+                          queue_size=notify_queue_size, summary_time=parse_summary_time(notify_summary_time),
+                          flush_seconds=notify_flush_seconds,
+                          public_url=public_url if public_url is not None else f"http://{host}:{port}" if port else "")
     spec = spec_for_command(spec_file, strategy_file)
     spec_config = None if spec is None else spec.daemon_config(
         state_dir if state_dir is not None else Path("state") / spec_file.stem,  # type: ignore[union-attr]
         max_cycles=max_cycles, run_single_cycle=run_single_cycle, trade_immediately=trade_immediately,
         complete_serve_seconds=complete_serve_seconds, chart_seconds=chart_seconds, publish_seconds=publish_seconds,
-        cpu=cpu, **({"port": port} if _on_command_line("port") else {}))
+        cpu=cpu, health=health, notify=notify, **({"port": port} if _on_command_line("port") else {}))
     config = spec_config or DaemonConfig(
         strategy_file=strategy_file, mode=mode,  # type: ignore[arg-type]
         state_dir=state_dir if state_dir is not None else Path("state") / strategy_file.stem,  # type: ignore[union-attr]
@@ -162,15 +191,12 @@ def start_command(strategy_file: Path | None, spec_file: Path | None, mode: str,
         crash_serve_seconds=crash_serve_seconds, crash_loop_count=crash_loop_count,
         crash_loop_minutes=crash_loop_minutes, watchdog_seconds=watchdog_seconds,
         complete_serve_seconds=complete_serve_seconds, chart_seconds=chart_seconds,
-        publish_seconds=publish_seconds, cpu=cpu,
+        publish_seconds=publish_seconds, cpu=cpu, health=health, notify=notify,
     )
     if bool(webhook_username) != bool(webhook_password):
         raise ConfigError("webhook auth needs both TRADEEXECUTOR_WEBHOOK_USERNAME and TRADEEXECUTOR_WEBHOOK_PASSWORD")
-    if health_grace_seconds < 0 or data_stale_seconds < 0:
-        raise ConfigError("--health-grace-seconds and --data-stale-seconds must not be negative")
     web = WebSettings(username=webhook_username, password=webhook_password, threads=webhook_threads,
-                      cors_origins=tuple(split_sources(cors_origins)), health_grace_seconds=health_grace_seconds,
-                      data_stale_seconds=data_stale_seconds, source_enabled=source_enabled)
+                      cors_origins=tuple(split_sources(cors_origins)), source_enabled=source_enabled)
     log_buffer = _configure_logging(log_level)
     sys.exit(_run(config, web, log_buffer))
 
@@ -183,8 +209,6 @@ class WebSettings:
     password: str | None = field(default=None, repr=False)
     cors_origins: tuple[str, ...] = ()
     threads: int = 4
-    health_grace_seconds: float = 60.0
-    data_stale_seconds: float = 0.0
     source_enabled: bool = True
 
 
@@ -200,18 +224,19 @@ def _run(config: DaemonConfig, settings: WebSettings | None = None, log_buffer: 
     from tradeexecutor.runstate import RunState
     from tradeexecutor.store.layout import RunFiles
     from tradeexecutor.webhook import WebhookServer, check_port_free, create_app
-    from tradeexecutor.webhook.options import CommandSink, WebhookOptions
+    from tradeexecutor.webhook.options import CommandSink, NotificationCounts, WebhookOptions
 
     settings = settings or WebSettings()
     check_port_free(config.host, config.port)  # before the state directory is made or locked
 
-    def web(runstate: RunState, command_sink: CommandSink | None) -> WebhookServer:
+    def web(runstate: RunState, command_sink: CommandSink | None,
+            notification_counts: NotificationCounts | None = None) -> WebhookServer:
         options = WebhookOptions(
             source_enabled=settings.source_enabled, files=RunFiles(config.state_dir),
             auth_username=settings.username, auth_password=settings.password,
             cors_origins=settings.cors_origins, command_sink=command_sink,
-            health_grace_seconds=settings.health_grace_seconds, data_stale_seconds=settings.data_stale_seconds,
-            log_buffer=log_buffer,
+            health_grace_seconds=config.health.grace_seconds, data_stale_seconds=config.health.data_stale_seconds,
+            log_buffer=log_buffer, notification_counts=notification_counts,
         )
         return WebhookServer(create_app(runstate, options=options), host=config.host, port=config.port,
                              threads=settings.threads)
@@ -230,7 +255,8 @@ def _run(config: DaemonConfig, settings: WebSettings | None = None, log_buffer: 
 
         daemon = build_daemon(config)
         try:
-            server = web(daemon.runstate, daemon.commands.submit)
+            server = web(daemon.runstate, daemon.commands.submit,
+                         daemon.notifier.counts if daemon.notifier is not None else None)
         except BaseException:
             daemon.close()
             raise

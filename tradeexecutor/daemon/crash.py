@@ -26,7 +26,7 @@ from tradeexecutor.engine.engine import EventSink
 from tradeexecutor.errors import StateCorruptError, TradeExecutorError
 from tradeexecutor.runstate import CrashFile, RunState, dump_all_thread_stacks, format_exception_record
 
-__all__ = ["CrashRecorder", "JobHangError", "Watchdog", "crash_loop_reason"]
+__all__ = ["CrashRecorder", "JobHangError", "Watchdog", "crash_loop_reason", "crash_site"]
 
 logger = logging.getLogger("tradeexecutor.daemon")
 
@@ -52,7 +52,8 @@ class CrashRecorder:
         record = self.runstate.snapshot().exception or {}
         self._write(record, now)
         logger.error("%s job crashed: %s: %s", job, type(exc).__name__, exc, exc_info=exc)
-        self.journal("crashed", job=job, exception=record.get("class"), message=record.get("message"))
+        self.journal("crashed", job=job, exception=record.get("class"), message=record.get("message"),
+                     where=crash_site(record))
 
     def record_hang(self, job: str, seconds: float) -> None:
         """The watchdog saw ``job`` run for ``seconds``: a crash record with every thread's stack."""
@@ -78,6 +79,15 @@ class CrashRecorder:
             return
         self.runstate.update(crash_count=history.crash_count)
         logger.debug("crash record:\n%s", format_exception_record(record))
+
+
+def crash_site(record: dict[str, Any]) -> str | None:
+    """``file:line in function`` of the innermost frame of a crash record (where it was raised), or None."""
+    frames = record.get("frames") or []
+    if not frames:
+        return None
+    frame = frames[-1]
+    return f"{frame.get('filename')}:{frame.get('lineno')} in {frame.get('name')}"
 
 
 def crash_loop_reason(crash_file: CrashFile, count: int, minutes: float, now: datetime) -> str | None:

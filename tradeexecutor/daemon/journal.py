@@ -1,15 +1,23 @@
-"""The loop's journal sink: every engine and loop event goes to the run's JSON-lines journal and the log."""
+"""The loop's journal sink: every engine and loop event goes to the run's JSON-lines journal and the log.
+
+After an event is written it is also handed to ``notify`` (the notifier, when notifications are
+configured) as ``(event, level, fields)``: the journal is the one place events flow through, and
+a notification never claims what the journal did not record.
+"""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
 from tradeexecutor.store.journal import Journal
 
-__all__ = ["JournalSink", "event_level"]
+__all__ = ["EventListener", "JournalSink", "event_level"]
+
+#: Receives each event after the journal wrote it: (event name, level, fields).
+EventListener = Callable[[str, str, Mapping[str, Any]], None]
 
 logger = logging.getLogger("tradeexecutor.journal")
 
@@ -35,12 +43,15 @@ def event_level(event: str) -> str:
 class JournalSink:
     """An EventSink that appends each event to the journal file (fsynced) and logs it.
 
-    Called on the loop's thread only. Without a journal (tests) it only logs.
+    Called on the loop's thread only. Without a journal (tests) it only logs. ``notify`` hears
+    every event once it is written.
     """
 
-    def __init__(self, journal: Journal | None, now: Callable[[], datetime]) -> None:
+    def __init__(self, journal: Journal | None, now: Callable[[], datetime], *,
+                 notify: EventListener | None = None) -> None:
         self.journal = journal
         self._now = now
+        self.notify = notify
 
     def __call__(self, event: str, **fields: Any) -> None:
         level = event_level(event)
@@ -49,3 +60,5 @@ class JournalSink:
         logger.log(log_level, "%s %s", event, text)
         if self.journal is not None:
             self.journal.append(event, level=level, at=self._now(), **fields)
+        if self.notify is not None:
+            self.notify(event, level, fields)

@@ -62,7 +62,8 @@ class ExecutorLoop:
     def __init__(self, engine: Engine, feed: PriceFeed, store: StateStoreProtocol, runstate: RunState,
                  commands: CommandQueue, publisher: Publisher, recorder: CrashRecorder, *,
                  cycle_times: np.ndarray, journal: EventSink, now: Callable[[], datetime],
-                 cycle_limit: int = 0, safe_mode: bool = False, watchdog: Watchdog | None = None) -> None:
+                 cycle_limit: int = 0, safe_mode: bool = False, watchdog: Watchdog | None = None,
+                 after_job: Callable[[], None] | None = None) -> None:
         self.engine = engine
         self.state = engine.state
         self.feed = feed
@@ -74,6 +75,8 @@ class ExecutorLoop:
         self.journal = journal
         self.watchdog = watchdog
         self._now = now
+        #: Runs after every scheduled job that did not end the loop (the daily summary check).
+        self.after_job = after_job
         self._due = cycle_times
         #: Stop after this many strategy cycles (0: never).
         self.cycle_limit = cycle_limit
@@ -137,6 +140,8 @@ class ExecutorLoop:
         if command.kind is CommandKind.tick and command.job is not None:
             self._job_lag = self._lag_of(command)
             self._guarded(command.job.value, self._jobs[command.job])
+            if self.after_job is not None and self.outcome is None:
+                self._guarded("after_job", self.after_job)
         elif command.kind is CommandKind.stop:
             self._guarded("stop", lambda: self._stop(command.reason or "stop requested"))
         elif command.kind in (CommandKind.pause, CommandKind.resume):

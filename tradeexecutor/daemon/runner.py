@@ -7,7 +7,9 @@ Order of start-up (nothing is written before the inputs are known to be good):
    check it fits the strategy and data;
 3. build the engine, the replay feed (restored to the saved cursor), RunState, the loop;
 4. read crash.json: show the last crash, and start in safe mode after a crash loop;
-5. start the webhook, signal handlers, the ticker and the watchdog; run the loop on its thread.
+5. start the notifier (when TRADEEXECUTOR_NOTIFY_*_URL channels are set; their URLs are checked
+   in step 1), then the webhook, signal handlers, the ticker, the watchdog and the health watch;
+   run the loop on its thread.
 
 The main thread then only waits: for the loop to end, for the watchdog to fire, or for a
 signal. It applies the crash policy and returns the exit code: 0 when stopped or complete, 1
@@ -19,7 +21,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import NoReturn, Protocol
@@ -30,6 +32,8 @@ from tradeexecutor.backtest.runner import new_state
 from tradeexecutor.daemon.clock import Clock, SystemClock
 from tradeexecutor.daemon.commands import CommandQueue, JobKind
 from tradeexecutor.daemon.crash import CrashRecorder, Watchdog, crash_loop_reason
+from tradeexecutor.daemon.daily import DailySummary
+from tradeexecutor.daemon.health_watch import HealthWatch
 from tradeexecutor.daemon.journal import JournalSink
 from tradeexecutor.daemon.loop import ExecutorLoop, LoopOutcome
 from tradeexecutor.daemon.publish import Publisher
@@ -42,6 +46,7 @@ from tradeexecutor.data.source import load_market
 from tradeexecutor.engine.engine import Engine, EventSink
 from tradeexecutor.engine.schedule import cycle_times
 from tradeexecutor.errors import StateCorruptError
+from tradeexecutor.notify import Notifier
 from tradeexecutor.runstate import CrashFile, RunState, RunStatus
 from tradeexecutor.store import StateStore
 from tradeexecutor.store.journal import Journal
@@ -88,6 +93,10 @@ class Daemon:
     loop: ExecutorLoop
     recorder: CrashRecorder
     watchdog: Watchdog
+    #: Sends notifications; None when no channel is configured.
+    notifier: Notifier | None = None
+    #: Reports health changes to the notifier; None without one.
+    health_watch: HealthWatch | None = None
     #: Set by a signal; ends serve windows early.
     stop_requested: threading.Event = field(default_factory=threading.Event)
 
@@ -120,9 +129,13 @@ class Daemon:
         try:
             self.start_jobs()
             self.watchdog.start()
+            if self.health_watch is not None:
+                self.health_watch.start()
             outcome = self._run_loop_thread()
             self.ticker.shutdown()
             self.watchdog.stop()
+            if self.health_watch is not None:
+                self.health_watch.stop()
             if outcome is None:
                 return self._hard_exit()
             return self._exit_code(outcome)
@@ -130,6 +143,7 @@ class Daemon:
             restore_signals()
             if web is not None:
                 web.stop()
+            self._close_notifier()
             self.lock.release()
 
     def _run_loop_thread(self) -> LoopOutcome | None:
@@ -170,13 +184,22 @@ class Daemon:
         """The watchdog fired: the loop thread is stuck in a job, so serve if asked, then leave at once."""
         if self.config.crash_policy == "serve":
             self._serve_for(self.config.crash_serve_seconds, "a job hung")
+        self._close_notifier()
         logging.shutdown()
         os._exit(CRASH_EXIT_CODE)
 
+    def _close_notifier(self) -> None:
+        """Send what the notifier still holds, within its flush deadline."""
+        if self.health_watch is not None:
+            self.health_watch.stop()
+        if self.notifier is not None:
+            self.notifier.close()
+
     def close(self) -> None:
-        """Stop the ticker and watchdog and release the state directory (tests that build without run)."""
+        """Stop the ticker, watchdog and notifier and release the state directory (tests that build without run)."""
         self.ticker.shutdown()
         self.watchdog.stop()
+        self._close_notifier()
         self.lock.release()
 
 
@@ -194,10 +217,13 @@ def replay_cycle_interval(due: np.ndarray, replay_seconds: float) -> float | Non
 
 
 def build_daemon(config: DaemonConfig, *, clock: Clock | None = None, journal: EventSink | None = None,
-                 ticker_factory: Callable[[CommandQueue], Ticker] | None = None) -> Daemon:
+                 ticker_factory: Callable[[CommandQueue], Ticker] | None = None,
+                 environ: Mapping[str, str] | None = None) -> Daemon:
     """Load, check and wire everything for a paper-mode run; raises our errors before anything is written.
 
-    ``journal`` defaults to the run's JSON-lines journal beside the state (plus the log).
+    ``journal`` defaults to the run's JSON-lines journal beside the state (plus the log), which
+    also feeds the notifier; a caller giving its own journal gets no event notifications.
+    ``environ`` (default ``os.environ``) holds the notification channels' URLs.
     """
     clock = clock or SystemClock()
     files = RunFiles(config.state_dir)
@@ -205,10 +231,12 @@ def build_daemon(config: DaemonConfig, *, clock: Clock | None = None, journal: E
     market, selection = load_market(list(config.data), strategy.instruments, bar_frequency=strategy.bar_frequency,
                                     start=config.start, end=config.end)
     asset_types = check_universe(strategy, selection.available)
+    notifier = Notifier.from_env(config.notify, os.environ if environ is None else environ,
+                                 source=strategy.path.stem)
 
     lock = StateDirLock(config.state_dir).acquire()
     if journal is None:
-        journal = JournalSink(Journal(files.journal), clock.now)
+        journal = JournalSink(Journal(files.journal), clock.now, notify=notifier)
     try:
         store = StateStore(config.state_dir)
         state = store.load()
@@ -242,7 +270,8 @@ def build_daemon(config: DaemonConfig, *, clock: Clock | None = None, journal: E
     watchdog = Watchdog(config.watchdog_seconds, recorder.record_hang)
     publisher = Publisher(runstate, feed, clock, chart_seconds=config.chart_seconds,
                           next_cycle_at=lambda: ticker.next_run_time(JobKind.cycle),
-                          extra={"state_dir": str(config.state_dir), "replay_start": feed.start},
+                          extra={"state_dir": str(config.state_dir), "replay_start": feed.start,
+                                 "notifications": notifier.describe() if notifier else []},
                           files=files, publish_seconds=config.publish_seconds,
                           metadata={"executor_id": runstate.executor_id, "name": strategy.name,
                                     "description": strategy.description, "mode": config.mode,
@@ -250,11 +279,16 @@ def build_daemon(config: DaemonConfig, *, clock: Clock | None = None, journal: E
                                     "parameters": dict(strategy.parameters)})
     due = cycle_times(market.timeline_ns, strategy.cycle_duration, config.cycle_offset)
     runstate.update(cycle_interval_seconds=replay_cycle_interval(due, config.replay_seconds))
+    daily = DailySummary(config.notify.summary_time, runstate, journal, clock.now) if notifier else None
     loop = ExecutorLoop(engine, feed, store, runstate, commands, publisher, recorder, cycle_times=due,
                         journal=journal, now=clock.now, cycle_limit=config.cycle_limit,
-                        safe_mode=bool(safe_reason), watchdog=watchdog)
+                        safe_mode=bool(safe_reason), watchdog=watchdog, after_job=daily)
+    health_watch = HealthWatch(runstate, config.health, notifier, clock.now) if notifier else None
     logger.info("%s: paper mode replaying %d bars (bar %d onwards, %s) at %gs per bar, resuming after bar %d; "
                 "state in %s", strategy.name, len(market), feed.start, market.step_time(feed.start).date(),
                 config.replay_seconds, feed.cursor, config.state_dir)
+    if notifier is not None:
+        notifier.start()
     return Daemon(config=config, clock=clock, store=store, lock=lock, feed=feed, engine=engine, runstate=runstate,
-                  commands=commands, ticker=ticker, loop=loop, recorder=recorder, watchdog=watchdog)
+                  commands=commands, ticker=ticker, loop=loop, recorder=recorder, watchdog=watchdog,
+                  notifier=notifier, health_watch=health_watch)

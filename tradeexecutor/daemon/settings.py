@@ -13,6 +13,8 @@ from pathlib import Path
 from tradeexecutor.config import EngineConfig
 from tradeexecutor.daemon.affinity import check_cpu_setting
 from tradeexecutor.errors import ConfigError
+from tradeexecutor.notify import NotifyConfig
+from tradeexecutor.runstate import HealthLimits
 
 __all__ = ["CRASH_POLICIES", "MODES", "REPLAY_STARTS", "DaemonConfig"]
 
@@ -77,6 +79,10 @@ class DaemonConfig:
     publish_seconds: float = 2.0
     #: Pin every thread to one CPU: auto (least busy, moving off a crowded one), off, or a CPU number.
     cpu: str = "auto"
+    #: When the executor counts as unhealthy (the /healthz rule; health changes are notified).
+    health: HealthLimits = field(default_factory=HealthLimits)
+    #: Which events notify and how often (the channels themselves come from TRADEEXECUTOR_NOTIFY_*_URL).
+    notify: NotifyConfig = field(default_factory=NotifyConfig)
 
     def __post_init__(self) -> None:
         if self.mode == "live":

@@ -37,12 +37,18 @@ and dashboard: never rename one; add a new name and keep the old one working.
 ``_unrealised_pnl``, ``_open_positions``,              ``RunState.portfolio``
 ``_orders{state="planned|filled|rejected"}``,
 ``_fees_paid``
+``tradeexecutor_notifications_total``                  counter ``{channel,event,outcome}``;
+                                                       outcome sent, failed or dropped
+``tradeexecutor_notifications_suppressed_total``       counter ``{event}``: held back by the
+                                                       rate limit (summed up in a digest)
 ====================================================  ======================================
 
 Everything that depends on time is computed at scrape time (overdue, feed lag, crashes within a
 window), so it keeps moving while the loop is stuck in a job. Crash figures come from crash.json,
 which every crash updates before the process exits: the restarted executor reports crashes that
 no scrape of the crashed one could see (``--crash-policy exit`` leaves no time to scrape).
+
+The notification families have samples only when a notification channel is configured.
 
 A value that is not known yet is left out (the family is still declared), never exported as NaN.
 """
@@ -68,6 +74,7 @@ from tradeexecutor.webhook.options import WebhookOptions
 __all__ = [
     "CRASH_WINDOWS",
     "METRIC_NAMES",
+    "NOTIFICATION_METRIC_NAMES",
     "RunStateCollector",
     "build_registry",
     "get_metrics_registry",
@@ -103,6 +110,12 @@ METRIC_NAMES: tuple[str, ...] = (
     "tradeexecutor_open_positions",
     "tradeexecutor_orders",
     "tradeexecutor_fees_paid",
+)
+
+#: Sample names of the notification counts, exported only by an executor with a notification channel.
+NOTIFICATION_METRIC_NAMES: tuple[str, ...] = (
+    "tradeexecutor_notifications_total",
+    "tradeexecutor_notifications_suppressed_total",
 )
 
 #: Windows of ``tradeexecutor_recent_crashes``: the crash-loop alert's and the dashboard's.
@@ -225,6 +238,23 @@ class RunStateCollector(Collector):
             snapshot.market_data_age(now),
         )
         yield from self._portfolio(snapshot)
+        yield from self._notifications()
+
+    def _notifications(self) -> Iterator[Metric]:
+        """The notifier's counts: per channel, event and outcome, and suppressed per event."""
+        counts = self.options.notification_counts() if self.options.notification_counts is not None else {}
+        delivered = CounterMetricFamily("tradeexecutor_notifications",
+                                        "Notifications by channel, event and outcome (sent, failed, dropped).",
+                                        labels=["channel", "event", "outcome"])
+        suppressed = CounterMetricFamily("tradeexecutor_notifications_suppressed",
+                                         "Notifications held back by the rate limit, by event.", labels=["event"])
+        for (channel, event, outcome), value in sorted(counts.items()):
+            if outcome == "suppressed":
+                suppressed.add_metric([event], float(value))
+            else:
+                delivered.add_metric([channel, event, outcome], float(value))
+        yield delivered
+        yield suppressed
 
     @staticmethod
     def _crashes(snapshot: RunState, now: datetime) -> Iterator[Metric]:

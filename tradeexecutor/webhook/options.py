@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Mapping
 
 from tradeexecutor.runstate.health import HealthLimits
 from tradeexecutor.runstate.logbuffer import RingBufferHandler
@@ -11,6 +11,9 @@ from tradeexecutor.store.layout import RunFiles
 
 #: Receives a control command name (stop, pause, resume, cycle_now) for the loop's queue; False when refused.
 CommandSink = Callable[[str], bool]
+
+#: Counts of the executor's notifications, ``(channel, event, outcome) → n`` (channel "" for suppressed).
+NotificationCounts = Callable[[], Mapping[tuple[str, str, str], int]]
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,8 @@ class WebhookOptions:
     data_stale_seconds: float = 0.0
     #: Recent technical log records served by /logs/technical; None disables that route (404).
     log_buffer: RingBufferHandler | None = field(default=None, repr=False, compare=False)
+    #: The notifier's counts for /metrics; None when no notification channel is configured.
+    notification_counts: NotificationCounts | None = field(default=None, repr=False, compare=False)
 
     @property
     def health_limits(self) -> HealthLimits:
