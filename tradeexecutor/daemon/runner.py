@@ -232,7 +232,7 @@ def build_daemon(config: DaemonConfig, *, clock: Clock | None = None, journal: E
                                     start=config.start, end=config.end)
     asset_types = check_universe(strategy, selection.available)
     notifier = Notifier.from_env(config.notify, os.environ if environ is None else environ,
-                                 source=strategy.path.stem)
+                                 source=strategy.path.stem, monotonic=clock.monotonic)
 
     lock = StateDirLock(config.state_dir).acquire()
     if journal is None:

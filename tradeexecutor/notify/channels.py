@@ -197,7 +197,7 @@ class Channel:
         with _SEND_LOG.capture() as lines:
             try:
                 accepted = bool(self._plugin.notify(
-                    body=message.body, title=message.title,
+                    body=message.body or message.title, title=message.title,
                     notify_type=apprise.NotifyType(_NOTIFY_TYPES.get(message.severity, "info"))))
             except Exception as error:  # noqa: BLE001 - a broken channel is counted and logged, never a crash
                 return self.redact(f"{type(error).__name__}: {error}")[:500]

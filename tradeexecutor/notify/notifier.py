@@ -52,10 +52,11 @@ class Notifier:
         self._closed = False
 
     @classmethod
-    def from_env(cls, config: NotifyConfig, env: Mapping[str, str], *, source: str) -> Notifier | None:
+    def from_env(cls, config: NotifyConfig, env: Mapping[str, str], *, source: str,
+                 monotonic: Callable[[], float] = time.monotonic) -> Notifier | None:
         """A notifier for the channels configured in ``env``, None when there are none; ConfigError on a bad URL."""
         channels = channels_from_env(env)
-        return cls(config, channels, source=source) if channels else None
+        return cls(config, channels, source=source, monotonic=monotonic) if channels else None
 
     def describe(self) -> list[str]:
         """``VARIABLE (Service)`` of each channel: how logs and /status name channels (never by URL)."""

@@ -76,6 +76,11 @@ class ChannelSender:
             self._queue.append(message)
             self._cond.notify()
 
+    def queued(self) -> int:
+        """Messages waiting (not counting one being sent)."""
+        with self._cond:
+            return len(self._queue)
+
     def pending(self) -> int:
         """Messages queued or being sent."""
         with self._cond:
