@@ -1,8 +1,8 @@
 """A loopback JSON endpoint that records what apprise's ``json://`` channel posts to it.
 
 Real HTTP on 127.0.0.1 (http.server on its own thread): the notifier's real apprise channel sends
-to it exactly as it would to a chat service's webhook. The endpoint can answer slowly or with an
-error status, to play a slow or broken service. Each received body is kept, parsed::
+to it exactly as it would to a chat service's webhook. The endpoint can answer slowly, hang until
+released (``hold``), or answer with an error status, to play a slow or broken service. Each received body is kept, parsed::
 
     with LoopbackEndpoint() as endpoint:
         env = {"TRADEEXECUTOR_NOTIFY_WEBHOOK_URL": endpoint.url}
@@ -28,6 +28,9 @@ class LoopbackEndpoint:
     def __init__(self, *, status: int = 200, delay: float = 0.0, token: str = "hook") -> None:
         self.status = status
         self.delay = delay
+        #: Cleared by hold(): requests wait (unanswered, unrecorded) until release().
+        self._open = threading.Event()
+        self._open.set()
         self.posts: list[dict[str, Any]] = []
         self.paths: list[str] = []
         self._lock = threading.Lock()
@@ -40,6 +43,7 @@ class LoopbackEndpoint:
                 body = self.rfile.read(length)
                 if endpoint.delay:
                     time.sleep(endpoint.delay)
+                endpoint._open.wait(120)
                 with endpoint._arrived:
                     endpoint.posts.append(json.loads(body))
                     endpoint.paths.append(self.path)
@@ -62,8 +66,17 @@ class LoopbackEndpoint:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.release()
         self.server.shutdown()
         self.server.server_close()
+
+    def hold(self) -> None:
+        """Keep every request waiting from now on, unanswered and unrecorded, until release()."""
+        self._open.clear()
+
+    def release(self) -> None:
+        """Let held requests (and later ones) through."""
+        self._open.set()
 
     def received(self) -> list[dict[str, Any]]:
         """A copy of every body received so far, oldest first."""

@@ -42,8 +42,11 @@ T0 = datetime(2024, 1, 1, tzinfo=UTC)
 
 
 def make(tmp_path: Path, strategy: str = "daemon_sma.py", *, clock: FakeClock | None = None,
-         **options: object) -> tuple[Daemon, InMemoryTicker, FakeClock]:
-    """A daemon on the in-memory ticker; replay cycle 1 s, no trigger/revaluation jobs unless asked."""
+         environ: dict[str, str] | None = None, **options: object) -> tuple[Daemon, InMemoryTicker, FakeClock]:
+    """A daemon on the in-memory ticker; replay cycle 1 s, no trigger/revaluation jobs unless asked.
+
+    ``environ`` stands for the process environment (notification URLs); default: none set.
+    """
     settings: dict[str, object] = {
         "strategy_file": STRATEGIES / strategy, "state_dir": tmp_path / "state", "start": START, "end": END,
         "replay_seconds": 1.0, "replay_start": "first", "trigger_seconds": 0, "revaluation_seconds": 0,
@@ -58,7 +61,7 @@ def make(tmp_path: Path, strategy: str = "daemon_sma.py", *, clock: FakeClock | 
         tickers.append(InMemoryTicker(commands, clock))
         return tickers[0]
 
-    daemon = build_daemon(config, clock=clock, ticker_factory=factory)
+    daemon = build_daemon(config, clock=clock, ticker_factory=factory, environ=environ or {})
     daemon.start_jobs()
     return daemon, tickers[0], clock
 

@@ -197,6 +197,12 @@ def start_command(strategy_file: Path | None, spec_file: Path | None, mode: str,
         raise ConfigError("webhook auth needs both TRADEEXECUTOR_WEBHOOK_USERNAME and TRADEEXECUTOR_WEBHOOK_PASSWORD")
     web = WebSettings(username=webhook_username, password=webhook_password, threads=webhook_threads,
                       cors_origins=tuple(split_sources(cors_origins)), source_enabled=source_enabled)
+    if config.mode != "backtest":
+        import os
+
+        from tradeexecutor.notify import channels_from_env
+
+        channels_from_env(os.environ)  # a bad TRADEEXECUTOR_NOTIFY_*_URL is one line, before the webhook loads
     log_buffer = _configure_logging(log_level)
     sys.exit(_run(config, web, log_buffer))
 

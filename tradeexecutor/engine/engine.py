@@ -242,7 +242,7 @@ class Engine:
                                    closing=True, apply_slippage=kind != "take_profit")
         closed = accounting.apply_sell(self.state.portfolio, position, trade, fill, at)
         self.events("trigger_fired", position_id=position.id, symbol=instrument.symbol, trigger=kind,
-                    level=level, price=fill.price, quantity=fill.quantity)
+                    trigger_price=level, price=fill.price, quantity=fill.quantity)
         if closed:
             accounting.retire_position(self.state.portfolio, position)
 
