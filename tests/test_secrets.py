@@ -1,8 +1,10 @@
 """Secrets are names, not values: the real daemon never lets a credential out.
 
 ``tradeexecutor start`` runs as a subprocess with known secret values in its environment (the
-webhook's basic-auth username and password, and exchange-key-like variables). Every route is
-called with the right credentials, wrong ones and none; the daemon is stopped with SIGTERM.
+webhook's basic-auth username and password, exchange-key-like variables, and a notification
+channel URL whose path and password are tokens, pointing at a loopback endpoint that answers 500
+so that failed sends are logged too). Every route is called with the right credentials, wrong
+ones and none; the daemon is stopped with SIGTERM.
 Then every response body (gzip undone) and header, the process's stdout and stderr, and every
 file under the state directory (gzip undone) are searched for the secrets, raw and as the
 base64 of the basic-auth header: none may appear anywhere.
@@ -29,6 +31,7 @@ from typing import Any
 
 import pytest
 import yaml
+from notify_endpoint import LoopbackEndpoint
 
 pytestmark = pytest.mark.slow
 
@@ -39,6 +42,9 @@ USERNAME = f"op3rator-{TOKEN}"
 PASSWORD = f"s3cr3t-webhook-pw-{TOKEN}"
 API_KEY = f"s3cr3t-exchange-key-{TOKEN}"
 API_SECRET = f"s3cr3t-exchange-secret-{TOKEN}"
+NOTIFY_PATH_TOKEN = f"s3cr3t-notify-path-{TOKEN}"
+NOTIFY_PASSWORD = f"s3cr3t-notify-pw-{TOKEN}"
+NOTIFY_VARIABLE = "TRADEEXECUTOR_NOTIFY_WEBHOOK_URL"
 
 
 def _basic(user: str, password: str) -> str:
@@ -62,6 +68,8 @@ FORBIDDEN: dict[str, bytes] = {
     "exchange api secret": API_SECRET.encode(),
     "basic auth token": GOOD.split()[1].encode(),
     "token of the password": base64.b64encode(PASSWORD.encode()),
+    "notification url token": NOTIFY_PATH_TOKEN.encode(),
+    "notification url password": NOTIFY_PASSWORD.encode(),
 }
 
 
@@ -133,7 +141,14 @@ def _wait(predicate: Any, what: str, daemon: Daemon, timeout: float = 60) -> Any
 
 
 @pytest.fixture(scope="module")
-def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
+def notify_endpoint() -> Iterator[LoopbackEndpoint]:
+    """Where the daemon's notifications go; it answers 500, so every send fails and is logged."""
+    with LoopbackEndpoint(status=500, token=NOTIFY_PATH_TOKEN) as endpoint:
+        yield endpoint
+
+
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory: pytest.TempPathFactory, notify_endpoint: LoopbackEndpoint) -> Iterator[Daemon]:
     tmp = tmp_path_factory.mktemp("secrets")
     port = free_port()
     state_dir = tmp / "state"
@@ -144,6 +159,8 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
         "TRADEEXECUTOR_WEBHOOK_PASSWORD": PASSWORD,
         "TRADEEXECUTOR_EXCHANGE_API_KEY": API_KEY,
         "TRADEEXECUTOR_EXCHANGE_API_SECRET": API_SECRET,
+        NOTIFY_VARIABLE: f"json://notifier:{NOTIFY_PASSWORD}@127.0.0.1:{notify_endpoint.port}/{NOTIFY_PATH_TOKEN}",
+        "TRADEEXECUTOR_NOTIFY_COOLDOWN_SECONDS": "0",
     })
     command = [sys.executable, "-m", "tradeexecutor.cli.main", "start", str(STRATEGY), "--port", str(port),
                "--state-dir", str(state_dir), "--replay-seconds", "0.05", "--chart-seconds", "0.5",
@@ -203,13 +220,17 @@ def _file_bytes(path: Path) -> bytes:
     return data
 
 
-def test_no_secret_leaves_the_daemon(daemon: Daemon) -> None:
+def test_no_secret_leaves_the_daemon(daemon: Daemon, notify_endpoint: LoopbackEndpoint) -> None:
     _wait(lambda: daemon.request("GET", "/ping", "probe", None).status == 200, "the webhook", daemon)
     # Auth is in force: the credentials in the environment reached the webhook.
     refused = daemon.request("GET", "/status", "none", None)
     assert refused.status == 401, "TRADEEXECUTOR_WEBHOOK_USERNAME/PASSWORD did not turn basic auth on"
     _wait(lambda: daemon.get_json("/status").get("cycles", 0) >= 3, "three cycles", daemon)
     _wait(lambda: daemon.request("GET", "/visualisation?format=svg", "good", GOOD).status == 200, "charts", daemon)
+    # The notification channel is in use, shown by its variable's name only.
+    assert daemon.get_json("/status")["extra"]["notifications"] == [f"{NOTIFY_VARIABLE} (JSON)"]
+    _wait(lambda: notify_endpoint.received(), "a notification", daemon)
+    assert notify_endpoint.paths[0] == f"/{NOTIFY_PATH_TOKEN}"  # the secret path really was the channel's
 
     for method, path in _documented_requests():
         if path == "/control/stop":
@@ -258,11 +279,14 @@ def test_no_secret_leaves_the_daemon(daemon: Daemon) -> None:
     good_statuses = {e.path: e.status for e in daemon.exchanges if e.label == "good"}
     assert good_statuses.get("/status") == 200 and good_statuses.get("/api/openapi.yaml") == 200
     assert daemon.stderr_path.stat().st_size + daemon.stdout_path.stat().st_size > 0
+    # failed sends were logged (by variable name), so the scan covered that path too
+    assert f"via {NOTIFY_VARIABLE} (JSON) failed" in daemon.stderr_path.read_text(errors="replace")
 
 
 def test_help_never_shows_secret_values() -> None:
     environment = {**os.environ, "TRADEEXECUTOR_WEBHOOK_USERNAME": USERNAME,
-                   "TRADEEXECUTOR_WEBHOOK_PASSWORD": PASSWORD, "TRADEEXECUTOR_EXCHANGE_API_KEY": API_KEY}
+                   "TRADEEXECUTOR_WEBHOOK_PASSWORD": PASSWORD, "TRADEEXECUTOR_EXCHANGE_API_KEY": API_KEY,
+                   NOTIFY_VARIABLE: f"json://notifier:{NOTIFY_PASSWORD}@127.0.0.1:9/{NOTIFY_PATH_TOKEN}"}
     for command in (["start", "--help"], ["status", "--help"], ["logs", "--help"], ["--help"]):
         result = subprocess.run([sys.executable, "-m", "tradeexecutor.cli.main", *command], capture_output=True,
                                 env=environment, timeout=60, check=False)
