@@ -2,7 +2,7 @@
 """Write deploy/compose/env.example from the options of ``tradeexecutor start``, so it cannot drift.
 
 Every option of the ``start`` command becomes a commented ``TRADEEXECUTOR_*=default`` line under
-its help text. Run it after adding or changing an option::
+its help text; the notification channel variables (which have no option) follow at the end. Run it after adding or changing an option::
 
     python deploy/generate_env_example.py           # rewrite the file
     python deploy/generate_env_example.py --check   # exit 1 when the file is out of date
@@ -84,6 +84,23 @@ def describe(param: click.Parameter) -> str:
     return " ".join(parts)
 
 
+NOTIFY_HEADER = """\
+# Notification channels: one apprise URL each, read only from the environment (no option: a
+# command line shows in `ps`). The URLs carry tokens: put them in an uncommitted env file or a
+# secret store. Unset or empty: no such channel. See docs/notifications.md."""
+
+
+def notify_lines() -> list[str]:
+    """The notification channel variables, from notify.channels.CHANNEL_KINDS, unset by default."""
+    from tradeexecutor.notify import CHANNEL_KINDS
+
+    lines = ["", NOTIFY_HEADER]
+    for kind in CHANNEL_KINDS:
+        lines.append(f"# {kind.service}: {kind.example}")
+        lines.append(f"# {kind.variable}=")
+    return lines
+
+
 def render() -> str:
     """The whole env.example text."""
     command = start_command()
@@ -97,6 +114,7 @@ def render() -> str:
                                    break_on_hyphens=False))
         for name in names:
             lines.append(f"# {name}={format_value(param, option_default(param))}")
+    lines.extend(notify_lines())
     return "\n".join(lines) + "\n"
 
 

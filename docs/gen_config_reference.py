@@ -50,10 +50,22 @@ OUTRO = """\
 | Variable | Read by | Meaning |
 |---|---|---|
 | `{git_commit}` | RunState | The deployed git commit shown in `/status` (`version.git_commit`); images set it at build time because they have no `.git` to ask. Without it the executor asks `git rev-parse HEAD`. |
+{notify_rows}
 
-Credentials (such as the webhook's basic-auth password) are read only from the environment, and
-never appear in a response, a log line, the journal, the state file or an artifact.
+Credentials (such as the webhook's basic-auth password and the notification URLs, which carry
+tokens) are read only from the environment, and never appear in a response, a log line, the
+journal, the state file or an artifact. The notification URLs have no option on purpose: a
+command line shows in `ps`. See [Notifications](notifications.md).
 """
+
+
+def notify_rows() -> str:
+    """One table row per notification channel variable, from notify.channels.CHANNEL_KINDS."""
+    from tradeexecutor.notify import CHANNEL_KINDS
+
+    return "\n".join(f"| `{kind.variable}` | `start` | {cell(kind.service)} notifications: one apprise URL, "
+                     f"`{cell(kind.example)}`. Checked at start-up; unset or empty: no such channel. |"
+                     for kind in CHANNEL_KINDS)
 
 
 def envvars(param: click.Parameter) -> list[str]:
@@ -148,7 +160,7 @@ def render() -> str:
     lines.append("")
     lines.append("`tradeexecutor --version` prints the version; `-h`/`--help` works on every command.")
     lines.append("")
-    lines.append(OUTRO.format(git_commit=GIT_COMMIT_ENV))
+    lines.append(OUTRO.format(git_commit=GIT_COMMIT_ENV, notify_rows=notify_rows()))
     return "\n".join(lines).rstrip("\n") + "\n"
 
 

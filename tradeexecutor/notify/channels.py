@@ -6,7 +6,7 @@ One variable per channel, each holding one apprise URL (``CHANNEL_KINDS``)::
     TRADEEXECUTOR_NOTIFY_DISCORD_URL    discord://WEBHOOK_ID/WEBHOOK_TOKEN
     TRADEEXECUTOR_NOTIFY_SLACK_URL      slack://TOKEN_A/TOKEN_B/TOKEN_C/#channel
     TRADEEXECUTOR_NOTIFY_EMAIL_URL      mailtos://user:password@smtp.example.com?to=ops@example.com
-    TRADEEXECUTOR_NOTIFY_WEBHOOK_URL    json://host:port/path (or jsons:// for https): a generic JSON POST
+    TRADEEXECUTOR_NOTIFY_WEBHOOK_URL    json://host:port/path (jsons:// for https): a generic JSON POST
 
 The URLs carry tokens, so they are read only from the environment (never an option: the
 command line shows in ``ps``), checked at start-up — a URL apprise cannot parse, or one of the
@@ -65,7 +65,7 @@ CHANNEL_KINDS: tuple[ChannelKind, ...] = (
     ChannelKind("slack", "TRADEEXECUTOR_NOTIFY_SLACK_URL", "Slack", "slack://TOKEN_A/TOKEN_B/TOKEN_C/#channel"),
     ChannelKind("email", "TRADEEXECUTOR_NOTIFY_EMAIL_URL", "E-Mail",
                 "mailtos://user:password@smtp.example.com?to=ops@example.com"),
-    ChannelKind("webhook", "TRADEEXECUTOR_NOTIFY_WEBHOOK_URL", "JSON", "json://host:port/path or jsons://..."),
+    ChannelKind("webhook", "TRADEEXECUTOR_NOTIFY_WEBHOOK_URL", "JSON", "json://host:port/path"),
 )
 
 #: apprise's notification type per message severity.
