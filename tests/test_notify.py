@@ -201,28 +201,6 @@ def test_policy_sends_one_per_window_and_a_digest_at_its_end_however_fast_it_fla
     assert policy.decide(Message("order_filled", "GOOG", "t", "")) == "suppressed"
 
 
-def test_flapping_reaches_the_endpoint_as_one_message_and_one_digest(endpoint: LoopbackEndpoint) -> None:
-    clock = FakeClock()
-    sender = notifier(endpoint.url, clock, cooldown_seconds=30)
-    try:
-        for i in range(200):
-            sender("health_degraded" if i % 2 == 0 else "health_recovered", "warning", {"reasons": ["late"]})
-            clock.advance(0.01)
-        assert sender.wait_idle(30)
-        assert endpoint.titles() == ["exec1 health degraded"]
-        clock.advance(30)
-        sender.tick()
-        posts = endpoint.wait_for(lambda posts: len(posts) >= 2, what="the digest")
-        assert sender.wait_idle(30)
-    finally:
-        sender.close()
-    assert len(endpoint.received()) == 2
-    assert "199 more similar events suppressed in the last 30 s" in posts[1]["message"]
-    assert posts[1]["title"] == "exec1 health recovered (and 199 more similar)"
-    assert sender.counts()[("", "health", "suppressed")] == 199
-    assert sender.counts()[("webhook", "health", "sent")] == 2
-
-
 def test_close_sends_the_digests_still_held_back(endpoint: LoopbackEndpoint) -> None:
     sender = notifier(endpoint.url, cooldown_seconds=3600)
     for _ in range(5):
