@@ -78,7 +78,7 @@ EVENTS: list[tuple[str, dict[str, Any], str, list[str], str]] = [
      ["- next cycle is 90 s overdue (grace 60 s)"], "warning"),
     ("health_recovered", {}, "exec1 health recovered", ["passes again"], "success"),
     ("order_filled", {"trade_id": 7, "symbol": "GOOG", "kind": "open", "quantity": 12.5, "price": 101.25,
-                      "fee": 0.25}, "exec1: open GOOG filled", ["trade 7: 12.5 at 101.25", "fee: 0.25"], "info"),
+                      "fee": 0.25}, "exec1: open GOOG filled", ["trade 7: bought 12.5 at 101.25", "fee: 0.25"], "info"),
     ("order_rejected", {"trade_id": 8, "symbol": "AAPL", "kind": "open", "reason": "below minimum notional"},
      "exec1: open AAPL rejected", ["reason: below minimum notional"], "warning"),
     ("trigger_fired", {"position_id": 3, "symbol": "GOOG", "trigger": "stop_loss", "trigger_price": 95.0,

@@ -65,7 +65,10 @@ def test_fills_and_completion_of_a_replay_reach_the_endpoint(tmp_path: Path, end
     assert len(fills) == len(trades) >= 2  # one message per fill, none lost
     first = min(trades, key=lambda t: t.id)
     assert fills[0]["title"] == f"daemon_sma: {first.kind} GOOG filled"
-    assert f"trade {first.id}: {first.executed_quantity:.6g} at {first.executed_price:.6g}" in fills[0]["message"]
+    assert f"trade {first.id}: bought {first.executed_quantity:.6g} at {first.executed_price:.6g}" in fills[0]["message"]
+    sale = min((t for t in trades if t.kind == "close"), key=lambda t: t.id)
+    assert any(f"trade {sale.id}: sold {abs(sale.executed_quantity):.6g} at {sale.executed_price:.6g}" in post["message"]
+               for post in fills)
     (done,) = with_title(posts, "run completed")
     assert "the replay reached the end of the data" in done["message"] and done["type"] == "success"
     assert daemon.runstate.snapshot().extra["notifications"] == [f"{VARIABLE} (JSON)"]

@@ -109,7 +109,10 @@ def _health_recovered(source: str, f: Mapping[str, Any], _: str) -> tuple[str, s
 
 def _filled(source: str, f: Mapping[str, Any], _: str) -> tuple[str, str, str, str]:
     symbol = str(f.get("symbol", "?"))
-    body = _lines(f"trade {f.get('trade_id', '?')}: {_amount(f.get('quantity'))} at {_amount(f.get('price'))}",
+    quantity = f.get("quantity")
+    side = "sold" if isinstance(quantity, (int, float)) and quantity < 0 else "bought"
+    amount = abs(quantity) if isinstance(quantity, (int, float)) else quantity
+    body = _lines(f"trade {f.get('trade_id', '?')}: {side} {_amount(amount)} at {_amount(f.get('price'))}",
                   f"fee: {_number(f.get('fee'))}" if f.get("fee") is not None else "")
     return f"{source}: {f.get('kind', 'order')} {symbol} filled", body, "info", symbol
 
