@@ -65,7 +65,7 @@ class WebServer(Protocol):
     def stop(self, timeout: float | None = None) -> None: ...
 
 
-def log_journal(event: str, **fields: object) -> None:
+def log_journal(event: str, /, **fields: object) -> None:
     """The journal hook until issue 4's JSON-lines journal: one log line per event."""
     quiet = event == "cycle_completed" and not fields.get("planned") and not fields.get("ignored")
     text = " ".join(f"{key}={value}" for key, value in fields.items())

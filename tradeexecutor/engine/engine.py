@@ -35,12 +35,16 @@ from tradeexecutor.strategy.loader import LoadedStrategy
 
 
 class EventSink(Protocol):
-    """Receives what happened (order filled, trigger fired, ...) for the journal; must not raise."""
+    """Receives what happened (order filled, trigger fired, ...) for the journal; must not raise.
 
-    def __call__(self, event: str, **fields: Any) -> None: ...
+    ``event`` is positional-only, so every keyword — ``event``, ``level`` and ``at`` included — is
+    one of the event's own fields; the sink keeps them apart from its own (see store/journal.py).
+    """
+
+    def __call__(self, event: str, /, **fields: Any) -> None: ...
 
 
-def _no_events(event: str, **fields: Any) -> None:
+def _no_events(event: str, /, **fields: Any) -> None:
     return None
 
 
@@ -242,7 +246,7 @@ class Engine:
                                    closing=True, apply_slippage=kind != "take_profit")
         closed = accounting.apply_sell(self.state.portfolio, position, trade, fill, at)
         self.events("trigger_fired", position_id=position.id, symbol=instrument.symbol, trigger=kind,
-                    level=level, price=fill.price, quantity=fill.quantity)
+                    trigger_price=level, price=fill.price, quantity=fill.quantity)
         if closed:
             accounting.retire_position(self.state.portfolio, position)
 
