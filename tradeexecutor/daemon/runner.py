@@ -252,7 +252,9 @@ def build_daemon(config: DaemonConfig, *, clock: Clock | None = None, journal: E
     runstate.update(cycle_interval_seconds=replay_cycle_interval(due, config.replay_seconds))
     loop = ExecutorLoop(engine, feed, store, runstate, commands, publisher, recorder, cycle_times=due,
                         journal=journal, now=clock.now, cycle_limit=config.cycle_limit,
-                        safe_mode=bool(safe_reason), watchdog=watchdog)
+                        safe_mode=bool(safe_reason), watchdog=watchdog,
+                        crash_loop=lambda: crash_loop_reason(crash_file, config.crash_loop_count,
+                                                             config.crash_loop_minutes, clock.now()))
     logger.info("%s: paper mode replaying %d bars (bar %d onwards, %s) at %gs per bar, resuming after bar %d; "
                 "state in %s", strategy.name, len(market), feed.start, market.step_time(feed.start).date(),
                 config.replay_seconds, feed.cursor, config.state_dir)

@@ -6,12 +6,15 @@ The rule (:func:`assess_health`, shared with the ``tradeexecutor_healthy`` metri
   at or after ``started_at``; a crash from before a restart, restored from crash.json, does not
   make the restarted executor unhealthy);
 - the run is stopped or complete, or the loop is not running (yet);
+- the executor is in safe mode (a crash loop): it manages positions but its strategy is no
+  longer called, which needs an operator — the reason says why and until when;
 - the next cycle is late by more than ``options.health_grace_seconds`` (not checked while an
   operator has paused cycles: a paused executor is idle on purpose);
 - market data is older than ``options.data_stale_seconds`` now (its age is taken at check time, so
   it grows while the loop hangs), when that is above zero.
 
-Safe mode alone does not fail the check: the loop still manages its positions.
+Safe mode is a stable state, not a crash: the process keeps running and serving. Orchestrators
+should probe liveness on ``/ping`` (deploy/ does) so that a 503 here never restarts it.
 """
 
 from __future__ import annotations
@@ -76,6 +79,8 @@ def assess_health(snapshot: RunState, options: WebhookOptions, now: datetime | N
         reasons.append(f"executor is {snapshot.status.value}")
     elif not snapshot.executor_running and not crashed:
         reasons.append(f"loop is not running (status {snapshot.status.value})")
+    if snapshot.safe_mode:
+        reasons.append(f"safe mode: {snapshot.safe_mode_reason or 'the strategy is not called'}")
     overdue = next_cycle_overdue(snapshot, now)
     if not snapshot.paused and overdue > options.health_grace_seconds:
         reasons.append(
