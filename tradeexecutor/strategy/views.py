@@ -18,17 +18,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from tradeexecutor.state import Position
+from tradeexecutor.state.position import HoldingFigures, Position
 
 __all__ = ["PositionView"]
 
 
 @dataclass(frozen=True, slots=True)
-class PositionView:
-    """An open position as decide() sees it: a frozen copy of its fields at the cycle."""
+class PositionView(HoldingFigures):
+    """An open position as decide() sees it: a frozen copy of its fields at the cycle.
+
+    ``average_price``, ``market_value`` and ``unrealised_pnl`` are computed as on Position.
+    """
 
     #: Unique within the state.
     id: int
@@ -66,20 +67,3 @@ class PositionView:
                    position.cost_basis, position.realised_pnl, position.fees_paid, position.stop_loss,
                    position.take_profit, position.trailing_stop_pct, position.high_water, position.last_price,
                    position.entry_price())
-
-    @property
-    def average_price(self) -> float:
-        """Average entry price of the quantity held."""
-        return self.cost_basis / self.quantity if self.quantity else 0.0
-
-    @property
-    def market_value(self) -> float:
-        """Value at the last valuation price."""
-        return self.quantity * (self.last_price or 0.0)
-
-    @property
-    def unrealised_pnl(self) -> float:
-        """Gain of the quantity held against its cost, at the last valuation."""
-        if not self.quantity or self.last_price is None:
-            return 0.0
-        return self.quantity * self.last_price - self.cost_basis
