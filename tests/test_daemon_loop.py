@@ -516,6 +516,22 @@ def test_a_restart_decides_the_cycle_its_crash_left_pending(tmp_path: Path) -> N
     assert cursor == 6  # the 2005-01-12 cycle's bar had been committed before its decide raised
 
 
+def test_intents_are_checked_before_any_is_planned(tmp_path: Path) -> None:
+    """A bad intent after a good one is the strategy's error and leaves nothing half-planned to be saved."""
+    daemon, ticker, _ = make(tmp_path, "daemon_bad_intents.py", crash_loop_count=1)
+    try:
+        run_ticks(daemon, ticker, 10)
+        assert daemon.loop.outcome is None and daemon.loop.safe_mode
+        record = daemon.runstate.snapshot().exception
+        assert record is not None and record["class_name"] == "KeyError" and "NOPE" in record["message"]
+        portfolio = daemon.engine.state.portfolio
+        assert portfolio.next_position_id == 1 and not portfolio.open_positions and not daemon.engine.pending
+    finally:
+        daemon.close()
+    saved = StateStore(tmp_path / "state").load()
+    assert saved is not None and saved.portfolio.next_position_id == 1 and saved.replay_cursor == daemon.feed.cursor
+
+
 def test_a_strategy_cannot_lift_a_pause_or_touch_its_position(tmp_path: Path) -> None:
     log = tmp_path / "attempts.txt"
     daemon, ticker, _ = make(tmp_path, "daemon_meddler.py", params={"log_file": str(log)})
