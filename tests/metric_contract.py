@@ -15,7 +15,7 @@ METRIC_NAMES: frozenset[str] = frozenset({
     "tradeexecutor_up",                              # 1 while the executor's loop runs
     "tradeexecutor_crashed",                         # 1 after a crash in this process
     "tradeexecutor_healthy",                         # 1 when /healthz answers 200
-    "tradeexecutor_safe_mode",                       # 1 after a crash loop: no new positions
+    "tradeexecutor_safe_mode",                       # 1 after a crash loop: strategy not called
     "tradeexecutor_paused",                          # 1 while an operator paused it
     "tradeexecutor_cycles_total",                    # counter, this process
     "tradeexecutor_position_trigger_checks_total",   # counter, this process

@@ -24,6 +24,7 @@ from tradeexecutor.config import EngineConfig
 from tradeexecutor.data.source import load_market
 from tradeexecutor.state import State
 from tradeexecutor.store import StateStore
+from tradeexecutor.store.journal import Journal
 from tradeexecutor.strategy.loader import load_strategy
 
 pytestmark = pytest.mark.slow
@@ -177,6 +178,76 @@ def test_crash_under_exit_policy_exits_at_once(tmp_path: Path, executors: list) 
     assert crash["crash_count"] == 1
     state = load_state(executor.state_dir)
     assert state is not None and state.cycles_completed == 2  # the failed third cycle was not saved
+
+
+def healthz(port: int) -> tuple[int, dict[str, Any]]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def test_a_strategy_that_keeps_crashing_ends_in_safe_mode_still_managing_its_stop(tmp_path: Path,
+                                                                                   executors: list) -> None:
+    """decide() raises every cycle from 2005-01-19 while a position's 5 % stop waits for the 2005-01-25 bar.
+
+    The test restarts the executor when it exits, as a container runtime would. The default crash
+    policy exits on the first two crashes; the third makes a crash loop, and that process stays up
+    in safe mode: serving, /healthz 503 with the reason, the strategy never called again, and the
+    stop still fires, journaled and saved.
+    """
+    calls = tmp_path / "calls.txt"
+    args = ("--replay-seconds", "0.05", "-p", "fail_from=2005-01-19", "-p", f"calls_file={calls}")
+    exits: list[int] = []
+    while True:
+        assert len(exits) < 4, f"still restarting after {exits}"
+        executor = Executor(tmp_path, *args, strategy="daemon_decide_fails.py")
+        executors.append(executor)
+        deadline = time.monotonic() + 30
+        while executor.process.poll() is None and time.monotonic() < deadline:
+            status = executor.status()
+            if status is not None and status["safe_mode"]:
+                break
+            time.sleep(0.05)
+        else:
+            exits.append(executor.wait(10))
+            continue
+        break
+    assert exits == [1, 1], executor.output()
+    status = executor.wait_status(lambda s: s["safe_mode"] and s["status"] == "running")
+    assert "the strategy keeps crashing: 3 crashes within 10 minutes" in status["safe_mode_reason"]
+    assert status["exception"]["class_name"] == "StrategyBoom" and status["crash_count"] == 3
+
+    journal = Journal(executor.state_dir / "journal.jsonl")
+    deadline = time.monotonic() + 30
+    while not [e for e in journal.read(limit=1000) if e["event"] == "trigger_fired"]:
+        assert time.monotonic() < deadline and executor.process.poll() is None, executor.output()
+        time.sleep(0.1)
+    cursor = executor.wait_status(lambda s: s["extra"]["replay_cursor"] > 0)["extra"]["replay_cursor"]
+    executor.wait_status(lambda s: s["extra"]["replay_cursor"] >= cursor + 10)  # serving on, not restarting
+    code, body = healthz(executor.port)
+    assert code == 503 and body["healthy"] is False and body["safe_mode"] is True
+    assert any(reason.startswith("safe mode: the strategy keeps crashing") for reason in body["reasons"])
+    assert "safe mode" in body["error"]
+    assert executor.status()["cycles"] == 0  # type: ignore[index]  # no decision in this process
+    executor.process.send_signal(signal.SIGTERM)
+    assert executor.wait() == 0
+
+    days = calls.read_text().split()
+    assert days.count("2005-01-19") == 3 and days[-1] == "2005-01-19"  # once per process, never after safe mode
+    fired = [e for e in journal.read(limit=1000) if e["event"] == "trigger_fired"]
+    assert [(e["level"], e["fields"]["trigger"], e["fields"]["position_id"]) for e in fired] == [
+        ("info", "stop_loss", 1)]
+    events = [e["event"] for e in journal.read(limit=1000)]
+    assert events.index("safe_mode") < events.index("trigger_fired")
+    state = load_state(executor.state_dir)
+    assert state is not None and not state.portfolio.open_positions
+    closed = state.portfolio.closed_positions[0]
+    assert closed.trades[-1].trigger == "stop_loss"
+    assert closed.trades[-1].executed_price == pytest.approx(fired[0]["fields"]["price"])
+    assert str(closed.closed_at.date()) == "2005-01-25"  # type: ignore[union-attr]
+    check_state_invariants(state)
 
 
 # -- kill -9 ----------------------------------------------------------------------------------

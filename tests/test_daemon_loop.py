@@ -34,6 +34,7 @@ from tradeexecutor.engine.schedule import cycle_times
 from tradeexecutor.errors import ConfigError, StateCorruptError, StateLockedError
 from tradeexecutor.runstate import CrashFile, RunStatus
 from tradeexecutor.store import StateStore
+from tradeexecutor.store.journal import Journal
 from tradeexecutor.strategy.loader import load_strategy
 
 STRATEGIES = Path(__file__).parent / "strategies"
@@ -300,7 +301,7 @@ def test_live_mode_is_refused() -> None:
 # -- crashes ----------------------------------------------------------------------------------
 
 
-def test_a_crash_fills_runstate_and_the_crash_file_and_is_not_saved(tmp_path: Path) -> None:
+def test_a_strategy_crash_fills_runstate_and_the_crash_file_and_its_decision_is_not_saved(tmp_path: Path) -> None:
     daemon, ticker, _ = make(tmp_path, "daemon_crash.py")
     try:
         run_ticks(daemon, ticker, 10)
@@ -319,7 +320,9 @@ def test_a_crash_fills_runstate_and_the_crash_file_and_is_not_saved(tmp_path: Pa
     crash = json.loads((tmp_path / "state" / "crash.json").read_text())
     assert crash["crash_count"] == 1 and crash["last_exception"]["class_name"] == "StrategyBoom"
     saved = StateStore(tmp_path / "state").load()
-    assert saved is not None and saved.replay_cursor == 1 and saved.cycles_completed == 2  # the failed cycle died
+    # The failed cycle's bar was managed and saved before the strategy ran; its decision died.
+    assert saved is not None and saved.replay_cursor == 2 and saved.cycles_completed == 2
+    assert len(saved.valuations) == 3
 
 
 def test_a_crash_loop_starts_in_safe_mode(tmp_path: Path) -> None:
@@ -404,6 +407,158 @@ def test_watchdog_turns_a_hung_job_into_a_crash_with_every_thread_stack(tmp_path
         daemon.close()
     crash = json.loads((tmp_path / "state" / "crash.json").read_text())
     assert crash["last_exception"]["class_name"] == "JobHangError"
+
+
+# -- a failing strategy: positions stay managed ---------------------------------------------
+
+#: daemon_decide_fails.py opens on the 2005-01-12 cycle with a 5 % stop that the bar closing on
+#: 2005-01-25 crosses (checked against a backtest below).
+STOP_BAR_CYCLE = "2005-01-25"
+
+
+def _stop_trade(state) -> object | None:  # type: ignore[no-untyped-def]
+    """The trade a stop-loss closed position 1 with, or None."""
+    for position in state.portfolio.closed_positions:
+        if position.id == 1 and position.trades[-1].trigger == "stop_loss":
+            return position.trades[-1]
+    return None
+
+
+def _journal(tmp_path: Path) -> list[dict]:  # type: ignore[type-arg]
+    return list(Journal(tmp_path / "state" / "journal.jsonl").entries())
+
+
+def test_the_stop_window_of_the_failing_strategy_holds() -> None:
+    """The premise of the tests below: without failures, the stop fires on the STOP_BAR_CYCLE bar."""
+    strategy = load_strategy(STRATEGIES / "daemon_decide_fails.py", {"fail_from": "2099-01-01"})
+    market, _ = load_market([], strategy.instruments, start=START, end=END)
+    trade = _stop_trade(run_backtest(strategy, market, EngineConfig()).state)
+    assert trade is not None and trade.executed_at.date().isoformat() == STOP_BAR_CYCLE  # type: ignore[attr-defined]
+
+
+def test_a_decide_that_raises_never_undoes_the_bars_fills_and_triggers(tmp_path: Path) -> None:
+    """The bar is committed before the strategy runs: its stop-loss is saved although that cycle's decide raised."""
+    daemon, ticker, _ = make(tmp_path, "daemon_decide_fails.py", params={"fail_from": STOP_BAR_CYCLE},
+                             crash_loop_count=0)
+    try:
+        run_ticks(daemon, ticker, 60)
+        outcome = daemon.loop.outcome
+        assert outcome is not None and outcome.status is RunStatus.error and "StrategyBoom" in outcome.reason
+    finally:
+        daemon.close()
+    saved = StateStore(tmp_path / "state").load()
+    assert saved is not None
+    trade = _stop_trade(saved)
+    assert trade is not None, "the stop-loss of the bar whose decide raised was lost"
+    assert saved.replay_cursor == daemon.feed.cursor and not saved.portfolio.open_positions
+    assert saved.last_completed_cycle is not None and saved.last_completed_cycle.date().isoformat() < STOP_BAR_CYCLE
+    assert saved.valuations.cash[-1] == pytest.approx(saved.portfolio.cash)
+    fired = [e for e in _journal(tmp_path) if e["event"] == "trigger_fired"]
+    assert [(e["fields"]["trigger"], e["fields"]["price"]) for e in fired] == [
+        ("stop_loss", pytest.approx(trade.executed_price))]  # type: ignore[attr-defined]
+
+
+def test_a_crash_loop_of_the_strategy_ends_in_safe_mode_and_positions_stay_managed(tmp_path: Path) -> None:
+    calls = tmp_path / "calls.txt"
+    daemon, ticker, _ = make(tmp_path, "daemon_decide_fails.py", crash_loop_count=1, trigger_seconds=0.5,
+                             revaluation_seconds=0.7, params={"fail_from": "2005-01-19", "calls_file": str(calls)})
+    try:
+        run_ticks(daemon, ticker, 40, step=0.25)
+        loop = daemon.loop
+        assert loop.outcome is None and loop.safe_mode  # still running: no crash exit, no restart
+        snapshot = daemon.runstate.snapshot()
+        assert snapshot.status is RunStatus.running and snapshot.executor_running and snapshot.safe_mode
+        assert "the strategy keeps crashing: 1 crashes within 10 minutes" in (snapshot.safe_mode_reason or "")
+        assert snapshot.exception is not None and snapshot.exception["class_name"] == "StrategyBoom"
+        assert daemon.engine.paused and daemon.engine.context.paused
+        days = calls.read_text().split()
+        assert days[-1] == "2005-01-19" and days.count("2005-01-19") == 1  # never called again
+        assert snapshot.position_trigger_checks > 0 and snapshot.position_revaluations > 0
+        cursor = daemon.feed.cursor
+        assert cursor > 30
+    finally:
+        daemon.close()
+    saved = StateStore(tmp_path / "state").load()
+    assert saved is not None and saved.replay_cursor == cursor and len(saved.valuations) == cursor + 1
+    assert _stop_trade(saved) is not None and not saved.portfolio.open_positions
+    assert saved.last_completed_cycle is not None and saved.last_completed_cycle.date().isoformat() == "2005-01-15"
+    events = [e["event"] for e in _journal(tmp_path)]
+    assert events.index("crashed") < events.index("safe_mode") < events.index("trigger_fired")
+    crash = json.loads((tmp_path / "state" / "crash.json").read_text())
+    assert crash["crash_count"] == 1
+
+
+def test_a_restart_decides_the_cycle_its_crash_left_pending(tmp_path: Path) -> None:
+    """Between the two commits the decision may die; the next process decides that cycle, exactly once."""
+    daemon, ticker, _ = make(tmp_path, "daemon_decide_fails.py", params={"fail_from": "2005-01-12"},
+                             crash_loop_count=0)
+    try:
+        run_ticks(daemon, ticker, 30)
+        assert daemon.loop.outcome is not None and daemon.loop.outcome.status is RunStatus.error
+    finally:
+        daemon.close()
+    crashed = StateStore(tmp_path / "state").load()
+    assert crashed is not None and not crashed.portfolio.open_positions
+    assert crashed.last_completed_cycle is not None and crashed.last_completed_cycle.date().isoformat() == "2005-01-11"
+    cursor = crashed.replay_cursor
+    fixed = {"fail_from": "2099-01-01"}  # the operator fixed the strategy (here: its parameter)
+    daemon, ticker, _ = make(tmp_path, "daemon_decide_fails.py", params=fixed, end="2005-03-01")
+    try:
+        run_ticks(daemon, ticker, 200)
+        assert daemon.loop.outcome is not None and daemon.loop.outcome.status is RunStatus.complete
+        final = daemon.engine.state
+    finally:
+        daemon.close()
+    strategy = load_strategy(STRATEGIES / "daemon_decide_fails.py", fixed)
+    market, _ = load_market([], strategy.instruments, start=START, end="2005-03-01")
+    expected = run_backtest(strategy, market, EngineConfig()).state
+    assert trades(final) == trades(expected) and final.cycles_completed == expected.cycles_completed
+    assert final.portfolio.closed_positions[0].opened_at.date().isoformat() == "2005-01-12"
+    assert final.valuations.timestamp == expected.valuations.timestamp
+    assert final.valuations.equity == pytest.approx(expected.valuations.equity)
+    assert cursor == 6  # the 2005-01-12 cycle's bar had been committed before its decide raised
+
+
+def test_intents_are_checked_before_any_is_planned(tmp_path: Path) -> None:
+    """A bad intent after a good one is the strategy's error and leaves nothing half-planned to be saved."""
+    daemon, ticker, _ = make(tmp_path, "daemon_bad_intents.py", crash_loop_count=1)
+    try:
+        run_ticks(daemon, ticker, 10)
+        assert daemon.loop.outcome is None and daemon.loop.safe_mode
+        record = daemon.runstate.snapshot().exception
+        assert record is not None and record["class_name"] == "KeyError" and "NOPE" in record["message"]
+        portfolio = daemon.engine.state.portfolio
+        assert portfolio.next_position_id == 1 and not portfolio.open_positions and not daemon.engine.pending
+    finally:
+        daemon.close()
+    saved = StateStore(tmp_path / "state").load()
+    assert saved is not None and saved.portfolio.next_position_id == 1 and saved.replay_cursor == daemon.feed.cursor
+
+
+def test_a_strategy_cannot_lift_a_pause_or_touch_its_position(tmp_path: Path) -> None:
+    log = tmp_path / "attempts.txt"
+    daemon, ticker, _ = make(tmp_path, "daemon_meddler.py", params={"log_file": str(log)})
+    loop, commands = daemon.loop, daemon.commands
+    try:
+        commands.put(Command(CommandKind.pause))
+        loop.run_pending()
+        run_ticks(daemon, ticker, 20)
+        attempts = log.read_text().split()
+        assert attempts and set(attempts) == {"paused:refused"}, attempts
+        assert daemon.engine.paused and daemon.runstate.snapshot().paused  # the pause held ...
+        assert daemon.engine.state.portfolio.next_position_id == 1  # ... and nothing was opened
+        commands.put(Command(CommandKind.resume))
+        loop.run_pending()
+        run_ticks(daemon, ticker, 20)
+        attempts = log.read_text().split()
+        assert {"stop_loss:refused", "quantity:refused", "trades:refused"} <= set(attempts), attempts
+        assert not {a for a in attempts if a.endswith(":changed")}, attempts
+        position = daemon.engine.state.portfolio.open_positions[0]
+        entry = position.entry_price()
+        assert entry is not None and position.quantity > 0
+        assert position.stop_loss == pytest.approx(entry * 0.9)  # as the engine armed it, untouched
+    finally:
+        daemon.close()
 
 
 # -- the replay feed --------------------------------------------------------------------------

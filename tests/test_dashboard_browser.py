@@ -751,12 +751,12 @@ def test_positions_journal_and_timeline_from_published_files(
     runstate = backtest_runstate("with-files")
     journal = Journal(files.journal)
     journal.append("started", at=datetime(2020, 1, 1, tzinfo=UTC))  # an earlier process: not on this run's timeline
-    journal.append("stopped", at=datetime(2020, 1, 2, tzinfo=UTC), reason="earlier run")
+    journal.append("stopped", {"reason": "earlier run"}, at=datetime(2020, 1, 2, tzinfo=UTC))
     for cycle in range(30):
-        journal.append("cycle_completed", cycle=cycle, duration=0.001)
-    journal.append("order_rejected", level="warning", trade_id=99, reason="below minimum notional")
-    journal.append("stop_requested", who="operator", what="stop")
-    journal.append("stopped", reason="operator request")
+        journal.append("cycle_completed", {"cycle": cycle, "duration": 0.001})
+    journal.append("order_rejected", {"trade_id": 99, "reason": "below minimum notional"}, level="warning")
+    journal.append("stop_requested", {"who": "operator", "what": "stop"})
+    journal.append("stopped", {"reason": "operator request"})
 
     includes = [name for name in ("tradeexecutor.webhook.files", "tradeexecutor.webhook.logs") if name not in ROUTE_MODULES]
     served = serve(create_app(runstate, options=WebhookOptions(files=files), extra_includes=includes))

@@ -92,7 +92,7 @@ def test_a_crash_says_what_where_and_links_to_status(tmp_path: Path, endpoint: L
     assert "job: cycle" in body and "status: http://te.example:3456/status" in body
     assert crash["type"] == "failure"
     journal = Journal(RunFiles(tmp_path / "state").journal).read(limit=10)
-    assert any(entry.get("event") == "crashed" and "daemon_crash.py" in str(entry.get("where")) for entry in journal)
+    assert any(entry.get("event") == "crashed" and "daemon_crash.py" in str(entry["fields"].get("where")) for entry in journal)
 
 
 def test_safe_mode_is_notified(tmp_path: Path, endpoint: LoopbackEndpoint) -> None:

@@ -206,18 +206,18 @@ def _hand_built_run(folder: Path) -> Path:
     state_dir.mkdir(parents=True)
     journal = Journal(state_dir / "journal.jsonl")
 
-    def events(event: str, **fields: object) -> None:
-        journal.append(event, level="warning" if event == "order_rejected" else "info", **fields)
+    def events(event: str, /, **fields: object) -> None:
+        journal.append(event, fields, level="warning" if event == "order_rejected" else "info")
 
     config = EngineConfig(execution=ExecutionConfig(fee=0.001, min_notional=50_000.0), initial_cash=10_000.0)
     result = run_backtest(strategy, market, config, events=events)
     StateStore(state_dir).save(result.state)
-    journal.append("trigger_fired", symbol="GOOG", trigger="stop_loss", price=512.5)
+    journal.append("trigger_fired", {"symbol": "GOOG", "trigger": "stop_loss", "price": 512.5})
     try:
         raise RuntimeError("feed went away")
     except RuntimeError as exc:
         CrashFile.for_state_dir(state_dir).record(exc)
-    Journal(folder / "journal.jsonl").append("crashed", level="error", message="RuntimeError: feed went away")
+    Journal(folder / "journal.jsonl").append("crashed", {"message": "RuntimeError: feed went away"}, level="error")
     (folder / "metadata.json").write_text(json.dumps({
         "run_id": "hand-1", "ref": "hand", "name": "Hand built", "mode": "paper", "status": "error",
         "strategy_name": strategy.name, "strategy_version": strategy.version,

@@ -109,10 +109,10 @@ def _fill_runstate(state_dir: Path) -> tuple[RunState, RunFiles]:
         orders_csv_writer=write_trades_csv,
     )
     journal = Journal(files.journal)
-    journal.append("started", mode="backtest")
-    journal.append("cycle_completed", duration=0.01, decisions=1)
-    journal.append("order_rejected", level="warning", trade_id=3, reason="below minimum notional")
-    journal.append("stopped", reason="complete")
+    journal.append("started", {"mode": "backtest"})
+    journal.append("cycle_completed", {"duration": 0.01, "decisions": 1})
+    journal.append("order_rejected", {"trade_id": 3, "reason": "below minimum notional"}, level="warning")
+    journal.append("stopped", {"reason": "complete"})
     return runstate, files
 
 

@@ -21,6 +21,7 @@ EXPECTED = [
     "Intent",
     "LookaheadError",
     "Parameters",
+    "PositionView",
     "Symbol",
     "Text",
     "close",

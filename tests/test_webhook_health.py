@@ -123,9 +123,11 @@ def test_paused_executor_is_not_failed_for_an_overdue_cycle(server: WebhookServe
     assert status == 200 and body["paused"] is True
 
 
-def test_safe_mode_alone_is_healthy(server: WebhookServer, runstate: RunState) -> None:
-    runstate.update(safe_mode=True, safe_mode_reason="too many rejections")
-    assert get(server, "/healthz")[0] == 200
+def test_safe_mode_is_503_with_its_reason(server: WebhookServer, runstate: RunState) -> None:
+    """The strategy is not called in safe mode: running and serving, but it needs an operator."""
+    runstate.update(safe_mode=True, safe_mode_reason="3 crashes within 10 minutes")
+    body = _assert_unhealthy(server, "safe mode: 3 crashes within 10 minutes")
+    assert body["safe_mode"] is True and body["run_status"] == "running"
 
 
 def test_stale_market_data_is_503(server: WebhookServer, runstate: RunState) -> None:

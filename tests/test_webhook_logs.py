@@ -76,15 +76,15 @@ def test_logs_serves_the_journal_tail_with_filters(server: WebhookServer, files:
 
     journal = Journal(files.journal)
     journal.append("started", at=T0)
-    journal.append("order_rejected", level="warning", at=T0 + timedelta(minutes=1), reason="no cash")
-    journal.append("cycle_completed", at=T0 + timedelta(minutes=2), duration=0.25, decisions=1)
-    journal.append("crashed", level="error", at=T0 + timedelta(minutes=3), error="boom")
+    journal.append("order_rejected", {"reason": "no cash"}, level="warning", at=T0 + timedelta(minutes=1))
+    journal.append("cycle_completed", {"duration": 0.25, "decisions": 1}, at=T0 + timedelta(minutes=2))
+    journal.append("crashed", {"error": "boom"}, level="error", at=T0 + timedelta(minutes=3))
 
     status, body = get(server, "/logs")
     assert status == 200 and body["count"] == 4
     assert [e["event"] for e in body["entries"]] == ["started", "order_rejected", "cycle_completed", "crashed"]
     assert body["entries"][1] == {
-        "at": "2024-05-01T12:01:00+00:00", "level": "warning", "event": "order_rejected", "reason": "no cash",
+        "at": "2024-05-01T12:01:00+00:00", "level": "warning", "event": "order_rejected", "fields": {"reason": "no cash"},
     }
     assert [e["event"] for e in get(server, "/logs", limit=2)[1]["entries"]] == ["cycle_completed", "crashed"]
     assert [e["event"] for e in get(server, "/logs", level="warning")[1]["entries"]] == ["order_rejected", "crashed"]

@@ -249,11 +249,10 @@ def status_command(url: str, as_json: bool, username: str | None, password: str 
 
 
 def _details(entry: dict[str, Any]) -> str:
-    """Every field but at/level/event as ``key=value`` (strings with spaces quoted)."""
+    """The event's fields as ``key=value`` (strings with spaces quoted)."""
+    fields = entry.get("fields")
     parts = []
-    for key, value in entry.items():
-        if key in ("at", "level", "event"):
-            continue
+    for key, value in (fields.items() if isinstance(fields, dict) else ()):
         if isinstance(value, str) and value and not any(ch.isspace() or ch in "\"=" for ch in value):
             text = value
         else:

@@ -81,7 +81,8 @@ def _offset_seconds(text: str) -> float:
 @click.option("--crash-serve-seconds", type=float, default=300.0, show_default=True,
               envvar=env("CRASH_SERVE_SECONDS"), show_envvar=True, help="Webhook time after a crash (serve policy).")
 @click.option("--crash-loop-count", type=int, default=3, show_default=True, envvar=env("CRASH_LOOP_COUNT"),
-              show_envvar=True, help="Crashes within --crash-loop-minutes that start in safe mode; 0 disables.")
+              show_envvar=True, help="Crashes within --crash-loop-minutes that put the executor in safe mode (the strategy is not "
+                   "called, positions are still managed); 0 disables.")
 @click.option("--crash-loop-minutes", type=float, default=10.0, show_default=True,
               envvar=env("CRASH_LOOP_MINUTES"), show_envvar=True, help="Window of the crash-loop check.")
 @click.option("--watchdog-seconds", type=float, default=600.0, show_default=True, envvar=env("WATCHDOG_SECONDS"),

@@ -3,8 +3,11 @@
 - :class:`CrashRecorder` turns an exception escaping a job into RunState's crash record
   (``set_fail``: the real exception, frames and cause chain), a crash.json record beside the
   state (with its counter and recent crash times) and an ERROR log line.
-- :func:`crash_loop_reason` reads crash.json at start-up: after ``count`` crashes within
-  ``minutes`` the executor starts in *safe mode* — no new positions — and says why.
+- :func:`crash_loop_reason` reads crash.json: after ``count`` crashes within ``minutes`` the
+  executor is in *safe mode* — the strategy is no longer called, positions are still managed
+  (fills, stop-loss, take-profit, trailing stop, revaluation) — and says why. It is asked at
+  start-up, and by the loop after each strategy crash, so a strategy that keeps failing ends in
+  safe mode in the running process rather than in endless restarts.
 - :class:`Watchdog` is a thread that watches the running job; one running longer than its
   limit becomes a crash record holding every thread's stack (``dump_all_thread_stacks``), and
   the runner then exits non-zero (the stuck job cannot be interrupted from outside).
@@ -101,8 +104,9 @@ def crash_loop_reason(crash_file: CrashFile, count: int, minutes: float, now: da
         return None
     if len(recent) < count:
         return None
-    return (f"{len(recent)} crashes within {minutes:g} minutes (see {crash_file.path}); opening no new positions "
-            f"until a restart after {(recent[-1] + timedelta(minutes=minutes)).isoformat()}")
+    return (f"{len(recent)} crashes within {minutes:g} minutes (see {crash_file.path}); the strategy is not called "
+            f"(positions are still managed) until a restart after "
+            f"{(recent[-1] + timedelta(minutes=minutes)).isoformat()}")
 
 
 class Watchdog:

@@ -53,12 +53,12 @@ class JournalSink:
         self._now = now
         self.notify = notify
 
-    def __call__(self, event: str, **fields: Any) -> None:
+    def __call__(self, event: str, /, **fields: Any) -> None:
         level = event_level(event)
         text = " ".join(f"{key}={value}" for key, value in fields.items())
         log_level = logging.DEBUG if event in _QUIET else getattr(logging, level.upper())
         logger.log(log_level, "%s %s", event, text)
         if self.journal is not None:
-            self.journal.append(event, level=level, at=self._now(), **fields)
+            self.journal.append(event, fields, level=level, at=self._now())
         if self.notify is not None:
             self.notify(event, level, fields)

@@ -5,12 +5,25 @@ signals only queue commands; the loop takes one command at a time, so the cycle,
 and revaluation jobs never overlap. Each job is a short recipe of named steps and ends with
 the state saved (StateStore.save) before RunState is told.
 
-Idempotence. A cycle is identified by its timestamp. The state remembers the last completed
-cycle (``last_completed_cycle``) and the last replayed bar (``replay_cursor``); both are saved
-in the same write as the cycle's trades, so after a restart (even after kill -9) the feed
-continues after the cursor and a cycle at or before ``last_completed_cycle`` never runs again.
-A job that crashes is *not* saved: its half-done changes die with the process and the job runs
-again, cleanly, after the restart.
+Two commits per bar. The cycle job first manages positions on the new bar — pending fills,
+stop-loss, take-profit and trailing stop, marks, the valuation — and saves that together with
+the replay cursor (``replay_cursor``); only then, when a cycle is due, does the strategy decide,
+and the decision's trades are saved with ``last_completed_cycle``. So a strategy that raises,
+hangs or is killed can never undo or hold up what happened to its positions.
+
+Idempotence. A cycle is identified by its timestamp; a cycle at or before
+``last_completed_cycle`` never runs again. After a restart (even after kill -9) the feed
+continues after the cursor, and a cycle due at the cursor's bar that never completed (the
+process died between the two commits) is decided at the first cycle job. A job that crashes
+is *not* saved past its last commit: half-done changes die with the process.
+
+A failing strategy. An exception from the strategy's own code (``Engine.ask_strategy``) is a
+crash like any other — recorded in RunState, crash.json and the journal — but the bar it came
+on stays committed. When that crash makes a crash loop (``crash_loop``: ``--crash-loop-count``
+crashes within ``--crash-loop-minutes``), the loop does not end: it enters *safe mode*, where
+the strategy is no longer called and the loop goes on filling, checking triggers, marking and
+revaluing, the webhook reporting the reason (``/healthz`` 503). Otherwise the crash ends the
+loop and the runner applies the crash policy; the restarted executor decides that cycle again.
 
 Ending. ``stop`` (SIGTERM, SIGINT, ``--max-cycles``) finishes the running job, saves, sets
 status ``stopped``. The end of a replay sets ``complete``. An exception escaping a job sets
@@ -21,6 +34,7 @@ runner applies the exit policy.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -56,6 +70,10 @@ class LoopOutcome:
     reason: str = ""
 
 
+def _crash_outcome(exc: BaseException, job: str) -> LoopOutcome:
+    return LoopOutcome(RunStatus.error, f"{job} job crashed: {type(exc).__name__}: {exc}")
+
+
 class ExecutorLoop:
     """Runs jobs from a CommandQueue against one engine, feed and store (see the module docstring)."""
 
@@ -63,6 +81,7 @@ class ExecutorLoop:
                  commands: CommandQueue, publisher: Publisher, recorder: CrashRecorder, *,
                  cycle_times: np.ndarray, journal: EventSink, now: Callable[[], datetime],
                  cycle_limit: int = 0, safe_mode: bool = False, watchdog: Watchdog | None = None,
+                 crash_loop: Callable[[], str | None] = lambda: None,
                  after_job: Callable[[], None] | None = None) -> None:
         self.engine = engine
         self.state = engine.state
@@ -84,8 +103,12 @@ class ExecutorLoop:
         self.cycles = 0
         #: Set when the loop has ended.
         self.outcome: LoopOutcome | None = None
+        #: Safe mode: the strategy is not called; positions are still managed.
         self.safe_mode = safe_mode
         self.operator_paused = False
+        #: Why the executor must enter safe mode now (a crash loop), or None; asked after a strategy crash.
+        self._crash_loop = crash_loop
+        self._resumed = False  # whether the first cycle job has looked for a decision left pending
         self._checked_step = feed.cursor  # newest bar whose triggers have been checked
         self._jobs: dict[JobKind, Callable[[], None]] = {
             JobKind.cycle: self.run_cycle,
@@ -156,8 +179,7 @@ class ExecutorLoop:
         try:
             body()
         except Exception as exc:  # noqa: BLE001 - the loop boundary decides: every job failure is a crash
-            self.recorder.record(exc, job)
-            self.outcome = LoopOutcome(RunStatus.error, f"{job} job crashed: {type(exc).__name__}: {exc}")
+            self._crashed(exc, job)
         finally:
             if self.watchdog is not None:
                 self.watchdog.job_finished()
@@ -165,22 +187,25 @@ class ExecutorLoop:
     # -- the jobs, as recipes ---------------------------------------------------------------
 
     def run_cycle(self) -> None:
-        """Deliver the next bar; fill, check triggers, mark and (when due) decide; save; publish."""
-        step = self.feed.advance()
+        """Deliver the next bar; manage its positions and save; when a cycle is due, decide and save; publish."""
+        if not self._resumed:
+            self._resumed = True
+            self._decide_left_pending()
+        step = self.feed.advance() if self.outcome is None else None
         if step is None:
             return
+        self._manage(step)
         cycle_ns = self._cycle_due(step)
-        report = self.engine.process_step(step, cycle_ns)
-        self.engine.record_valuation(step)
-        self._mark_progress(step, cycle_ns)
-        self.store.save(self.state)
-        self._publish_cycle(step, cycle_ns, report)
+        report = self._decide(step, cycle_ns) if cycle_ns is not None else None
+        if self.outcome is not None:
+            return
+        self._publish_cycle(step, cycle_ns if report is not None else None, report)
         self._check_end()
 
     def run_trigger_check(self) -> None:
         """Check open positions' triggers against the newest bar not yet checked; save when one fired.
 
-        A replay checks each bar's triggers inside its cycle (``process_step``), so here it finds
+        A replay checks each bar's triggers inside its cycle job (``Engine.manage``), so here it finds
         nothing new; the job matters for feeds whose bars arrive between cycles.
         """
         step = self.feed.cursor
@@ -223,14 +248,74 @@ class ExecutorLoop:
             return None
         return cycle_ns
 
-    def _mark_progress(self, step: int, cycle_ns: int | None) -> None:
-        """Record in the state which bar and cycle are done, in the same save as their trades."""
+    def _manage(self, step: int) -> None:
+        """Fills, triggers and marks of the bar, its valuation and the cursor: the first commit, before any decision."""
+        self.engine.manage(step)
+        self.engine.record_valuation(step)
         self.state.replay_cursor = step
         self._checked_step = step
-        if cycle_ns is not None:
-            self.state.last_completed_cycle = pd.Timestamp(cycle_ns, tz="UTC").to_pydatetime()
-            self.state.cycles_completed += 1
-            self.cycles += 1
+        self.store.save(self.state)
+
+    def _decide(self, step: int, cycle_ns: int) -> CycleReport | None:
+        """Ask the strategy and plan its trades; the second commit. None when it was not asked or failed.
+
+        In safe mode the strategy is not asked. When its own code raises, nothing has changed
+        since the first commit: the crash is recorded and the loop either enters safe mode (a
+        crash loop) or ends.
+        """
+        if self.safe_mode:
+            return None
+        started = time.perf_counter()
+        try:
+            intents = self.engine.ask_strategy(step, cycle_ns)
+        except Exception as exc:  # noqa: BLE001 - the strategy's code: any failure is its crash
+            self._strategy_crashed(exc)
+            return None
+        report = self.engine.plan(intents, step, cycle_ns)
+        report.duration = time.perf_counter() - started
+        self.engine.record_valuation(step)  # replaces the bar's row: a fill at the close changed it
+        self.state.last_completed_cycle = pd.Timestamp(cycle_ns, tz="UTC").to_pydatetime()
+        self.state.cycles_completed += 1
+        self.cycles += 1
+        self.store.save(self.state)
+        return report
+
+    def _decide_left_pending(self) -> None:
+        """Decide the cycle of the newest committed bar when a restart came between its two commits."""
+        step = self.state.replay_cursor
+        if step < 0 or step >= len(self._due):
+            return
+        cycle_ns = int(self._due[step])
+        done = self.state.last_completed_cycle
+        if not cycle_ns or (done is not None and cycle_ns <= pd.Timestamp(done).value):
+            return
+        logger.info("deciding the cycle of %s, which had not completed before the restart",
+                    pd.Timestamp(cycle_ns, tz="UTC"))
+        report = self._decide(step, cycle_ns)
+        if report is not None:
+            self._publish_cycle(step, cycle_ns, report)
+
+    def _strategy_crashed(self, exc: Exception) -> None:
+        """The strategy raised: a crash, recorded; in a crash loop, safe mode instead of the end of the loop."""
+        self.recorder.record(exc, "cycle")
+        reason = self._crash_loop()
+        if reason is None:
+            self.outcome = _crash_outcome(exc, "cycle")
+        else:
+            self._enter_safe_mode(f"the strategy keeps crashing: {reason}")
+
+    def _crashed(self, exc: BaseException, job: str) -> None:
+        """Record the crash and end the loop with status error."""
+        self.recorder.record(exc, job)
+        self.outcome = _crash_outcome(exc, job)
+
+    def _enter_safe_mode(self, reason: str) -> None:
+        """Stop calling the strategy for the rest of this process; positions stay managed."""
+        self.safe_mode = True
+        logger.warning("entering safe mode: %s", reason)
+        self.runstate.update(status=RunStatus.running, executor_running=True, safe_mode_reason=reason)
+        self._apply_pause()
+        self.journal("safe_mode", reason=reason)
 
     def _publish_cycle(self, step: int, cycle_ns: int | None, report: CycleReport | None) -> None:
         cycle_time = pd.Timestamp(cycle_ns, tz="UTC").to_pydatetime() if cycle_ns is not None else None
@@ -248,8 +333,7 @@ class ExecutorLoop:
             self._stop(f"{self.cycles} cycle(s) run, the --max-cycles / --run-single-cycle limit")
 
     def _apply_pause(self) -> None:
-        paused = self.operator_paused or self.safe_mode
-        self.engine.context.paused = paused
+        self.engine.set_paused(self.operator_paused or self.safe_mode)
         self.runstate.update(paused=self.operator_paused, safe_mode=self.safe_mode)
 
     # -- endings ------------------------------------------------------------------------------

@@ -70,7 +70,7 @@ class WebServer(Protocol):
     def stop(self, timeout: float | None = None) -> None: ...
 
 
-def log_journal(event: str, **fields: object) -> None:
+def log_journal(event: str, /, **fields: object) -> None:
     """The journal hook until issue 4's JSON-lines journal: one log line per event."""
     quiet = event == "cycle_completed" and not fields.get("planned") and not fields.get("ignored")
     text = " ".join(f"{key}={value}" for key, value in fields.items())
@@ -282,7 +282,9 @@ def build_daemon(config: DaemonConfig, *, clock: Clock | None = None, journal: E
     daily = DailySummary(config.notify.summary_time, runstate, journal, clock.now) if notifier else None
     loop = ExecutorLoop(engine, feed, store, runstate, commands, publisher, recorder, cycle_times=due,
                         journal=journal, now=clock.now, cycle_limit=config.cycle_limit,
-                        safe_mode=bool(safe_reason), watchdog=watchdog, after_job=daily)
+                        safe_mode=bool(safe_reason), watchdog=watchdog, after_job=daily,
+                        crash_loop=lambda: crash_loop_reason(crash_file, config.crash_loop_count,
+                                                             config.crash_loop_minutes, clock.now()))
     health_watch = HealthWatch(runstate, config.health, notifier, clock.now) if notifier else None
     logger.info("%s: paper mode replaying %d bars (bar %d onwards, %s) at %gs per bar, resuming after bar %d; "
                 "state in %s", strategy.name, len(market), feed.start, market.step_time(feed.start).date(),

@@ -9,6 +9,12 @@ A step of the timeline is one bar close time. Per step, in order:
                       (and filled at once at this close when fill timing is ``close``);
 5. the caller records the valuation.
 
+Steps 1-3 (``manage``) never call the strategy, so the daemon can commit them before step 4
+and keep managing positions while a strategy fails. Step 4 is two calls: ``ask_strategy`` runs
+only the strategy's code and checks what it returned, changing nothing; ``plan`` then turns the
+checked intents into trades. An exception from the first is the strategy's; from the second,
+the engine's.
+
 The engine never sleeps and never reads a clock: the backtest runner drives it over history,
 the daemon drives it from a feed on wall-clock cycles.
 """
@@ -35,12 +41,16 @@ from tradeexecutor.strategy.loader import LoadedStrategy
 
 
 class EventSink(Protocol):
-    """Receives what happened (order filled, trigger fired, ...) for the journal; must not raise."""
+    """Receives what happened (order filled, trigger fired, ...) for the journal; must not raise.
 
-    def __call__(self, event: str, **fields: Any) -> None: ...
+    ``event`` is positional-only, so every keyword — ``event``, ``level`` and ``at`` included — is
+    one of the event's own fields; the sink keeps them apart from its own (see store/journal.py).
+    """
+
+    def __call__(self, event: str, /, **fields: Any) -> None: ...
 
 
-def _no_events(event: str, **fields: Any) -> None:
+def _no_events(event: str, /, **fields: Any) -> None:
     return None
 
 
@@ -61,6 +71,10 @@ class CycleReport:
     ignored: list[str] = field(default_factory=list)
     #: Wall-clock seconds spent in the strategy and execution.
     duration: float = 0.0
+
+
+#: Intent actions the engine plans.
+_ACTIONS = frozenset({"open", "increase", "reduce", "close", "set_triggers"})
 
 
 def _intent_order(intent: Intent) -> int:
@@ -117,6 +131,9 @@ class Engine:
         )
         self.context = CycleContext(market, self.indicators, state, strategy.parameters, self.symbols)
         self.context._set_instrument_ids(self.instrument_ids)
+        #: True while no new positions may be opened (operator pause, safe mode). The strategy
+        #: sees it through the read-only ``ctx.paused`` and cannot change it.
+        self.paused = False
         self._decide = strategy.decide
         self._bars = [market.bars[s] for s in self.symbols]
         self._closing_at = [market.closing_at[s] for s in self.symbols]
@@ -134,17 +151,26 @@ class Engine:
 
         ``report=False`` skips building the CycleReport (the backtest's hot path).
         """
-        if self.pending:
-            self.fill_pending(step)
-        if self.state.portfolio.open_positions:
-            self.check_triggers(step)
-            self.mark_to_market(step)
+        self.manage(step)
         if cycle_time_ns is None:
             return None
         if not report:
             self.decide(step, cycle_time_ns)
             return None
         return self.run_cycle(step, cycle_time_ns)
+
+    def manage(self, step: int) -> None:
+        """Steps 1-3 for one bar: fill pending orders, check triggers, mark; never calls the strategy."""
+        if self.pending:
+            self.fill_pending(step)
+        if self.state.portfolio.open_positions:
+            self.check_triggers(step)
+            self.mark_to_market(step)
+
+    def set_paused(self, paused: bool) -> None:
+        """Stop (or allow again) new positions; ``ctx.paused`` shows it to the strategy, read-only."""
+        self.paused = paused
+        self.context._set_paused(paused)
 
     def valuation(self) -> tuple[float, float, float]:
         """Equity, cash and exposure at the latest marks."""
@@ -273,27 +299,46 @@ class Engine:
     def run_cycle(self, step: int, cycle_time_ns: int) -> CycleReport:
         """Let the strategy decide on data closed by the cycle time, then plan (and maybe fill) its trades."""
         started = time.perf_counter()
-        report = CycleReport(pd.Timestamp(cycle_time_ns, tz="UTC"))
-        self.decide(step, cycle_time_ns, report)
+        report = self.plan(self.ask_strategy(step, cycle_time_ns), step, cycle_time_ns)
         report.duration = time.perf_counter() - started
         return report
 
-    def decide(self, step: int, cycle_time_ns: int, report: CycleReport | None = None) -> None:
-        """Call the strategy and plan what it returns; the core of run_cycle without the bookkeeping."""
+    def decide(self, step: int, cycle_time_ns: int) -> None:
+        """ask_strategy then plan, with no report unless there are intents (the backtest's hot path, inlined)."""
         context = self.context
         context._move_to(step, cycle_time_ns)
         intents = self._decide(context)
         if intents:
-            intents = list(intents)
-            if report is None:
-                report = CycleReport(context.timestamp)
-            report.decisions = len(intents)
-            self._plan(intents, step, cycle_time_ns, report)
+            self.plan(self._checked(intents), step, cycle_time_ns)
 
-    def _plan(self, intents: list[Intent], step: int, cycle_time_ns: int, report: CycleReport) -> None:
+    def ask_strategy(self, step: int, cycle_time_ns: int) -> list[Intent]:
+        """The strategy's intents at this cycle, checked; only the strategy's code runs and nothing changes.
+
+        Raises whatever decide() raises, and TypeError, KeyError or ValueError for what it
+        returned (not intents, an unknown symbol) — always before any trade is planned.
+        """
+        context = self.context
+        context._move_to(step, cycle_time_ns)
+        intents = self._decide(context)
+        return self._checked(intents) if intents else []
+
+    def _checked(self, returned: Iterable[Intent]) -> list[Intent]:
+        """What decide() returned as a list of intents on this strategy's instruments, or an error naming it."""
+        intents = list(returned)
+        context = self.context
         for intent in intents:
             if not isinstance(intent, Intent):
                 raise TypeError(f"decide() must return a list of intents (open_long(), close(), ...), got {intent!r}")
+            if intent.action not in _ACTIONS:
+                raise ValueError(f"unknown intent action {intent.action!r}")
+            context._symbol(intent.symbol)
+        return intents
+
+    def plan(self, intents: list[Intent], step: int, cycle_time_ns: int) -> CycleReport:
+        """Turn checked intents (from ask_strategy) into planned trades, sells first; filled at once at ``close``."""
+        report = CycleReport(pd.Timestamp(cycle_time_ns, tz="UTC"), decisions=len(intents))
+        if not intents:
+            return report
         at = _to_datetime(cycle_time_ns)
         equity = self.valuation()[0]
         ordered = sorted(intents, key=_intent_order)  # sells, then buys, then trigger changes
@@ -311,13 +356,14 @@ class Engine:
         if self.fill_at_close:
             self._fill_at_close(step)
             self.mark_to_market(step)
+        return report
 
     def _plan_one(self, intent: Intent, symbol: str, instrument_id: int, position: Position | None,
                   price: float | None, equity: float, at: datetime, report: CycleReport) -> str | None:
         action = intent.action
         if price is None:
             return "no closed bar yet"
-        if action in ("open", "increase") and self.context.paused:
+        if action in ("open", "increase") and self.paused:
             return "paused: no new positions"
         if action == "open":
             if position is not None:
@@ -361,8 +407,6 @@ class Engine:
                 position.trailing_stop_pct = intent.trailing_stop_pct
                 if intent.trailing_stop_pct is not None and position.high_water is None:
                     position.high_water = position.last_price
-        else:
-            raise ValueError(f"unknown intent action {action!r}")
         return None
 
     def _new_position(self, instrument_id: int, at: datetime, intent: Intent) -> Position:

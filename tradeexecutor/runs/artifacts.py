@@ -37,13 +37,12 @@ import json
 import math
 import os
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pandas as pd
 
 from tradeexecutor.runs.metrics_text import METRICS_FILE, render_runs
@@ -53,6 +52,7 @@ from tradeexecutor.state import State
 from tradeexecutor.stats import SUMMARY_ROWS, Summary, compute_summary, format_figure, write_trades_csv
 from tradeexecutor.store import StateStore
 from tradeexecutor.store.atomic import atomic_write_bytes, atomic_write_text
+from tradeexecutor.store.journal import Journal
 from tradeexecutor.visual import render_formats
 
 __all__ = [
@@ -86,8 +86,8 @@ NOTABLE_EVENTS: frozenset[str] = frozenset({
 #: At most this many notable events are listed in a report (the rest are counted).
 MAX_LISTED_EVENTS = 25
 #: Journal fields shown next to an event in a report, in this order (never free-form payloads).
-_EVENT_FIELDS: tuple[str, ...] = ("symbol", "trade_id", "position_id", "trigger", "price", "reason", "who", "what",
-                                  "message", "error", "detail")
+_EVENT_FIELDS: tuple[str, ...] = ("symbol", "trade_id", "position_id", "trigger", "trigger_price", "price", "reason",
+                                  "who", "what", "message", "error", "detail")
 #: Version of the metrics.json layout.
 METRICS_FORMAT = 1
 
@@ -249,28 +249,12 @@ def _close_prices(sources: tuple[str, ...], symbols: tuple[str, ...], start: str
     return tuple((symbol, market.close_series(symbol)) for symbol in market.symbols)
 
 
-def _journal_lines(path: Path) -> Iterator[dict[str, Any]]:
-    """Entries of a JSON-lines journal, oldest first; torn or unparsable lines are skipped."""
-    if not path.is_file():
-        return
-    with open(path, "rb") as handle:
-        for line in handle:
-            if not line.strip():
-                continue
-            try:
-                entry = orjson.loads(line)
-            except orjson.JSONDecodeError:
-                continue
-            if isinstance(entry, dict):
-                yield entry
-
-
 def _journal_events(*paths: Path) -> tuple[Counter[str], list[dict[str, Any]], int]:
     """Event counts over the journals, the first notable entries (sorted by time) and how many more there were."""
     counts: Counter[str] = Counter()
     notable: list[dict[str, Any]] = []
     for path in paths:
-        for entry in _journal_lines(path):
+        for entry in Journal(path).entries():
             event = str(entry.get("event") or "")
             if not event:
                 continue
@@ -444,9 +428,10 @@ def _verdict(passed: bool | None) -> str:
 
 def _event_text(entry: Mapping[str, Any]) -> str:
     """An event's selected fields as ``key=value`` text (never the whole payload)."""
+    fields = entry.get("fields") or {}
     parts = []
     for key in _EVENT_FIELDS:
-        value = entry.get(key)
+        value = fields.get(key)
         if value is None or value == "":
             continue
         text = " ".join(str(value).split())

@@ -9,9 +9,8 @@ fsync per event.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from tradeexecutor.backtest import run_backtest
@@ -21,7 +20,8 @@ from tradeexecutor.runs.registry import RunsError
 from tradeexecutor.runs.run import RunPaths, data_fingerprints
 from tradeexecutor.runs.spec import RunSpec
 from tradeexecutor.stats import compute_summary, write_trades_csv
-from tradeexecutor.store import StateStore, fsync_append
+from tradeexecutor.store import StateStore
+from tradeexecutor.store.journal import Journal, encode_entry
 from tradeexecutor.strategy.loader import check_universe
 
 __all__ = ["BacktestOutcome", "EventBuffer", "execute_backtest"]
@@ -50,26 +50,15 @@ class EventBuffer:
     run_id: str
     entries: list[bytes] = field(default_factory=list)
 
-    def __call__(self, event: str, **fields: Any) -> None:
-        entry = {"at": datetime.now(UTC).isoformat(), "level": EVENT_LEVELS.get(event, "info"), "event": event,
-                 "run_id": self.run_id, **fields}
-        self.entries.append(json.dumps(entry, default=_plain).encode("utf-8") + b"\n")
+    def __call__(self, event: str, /, **fields: Any) -> None:
+        self.entries.append(encode_entry(event, {"run_id": self.run_id, **fields},
+                                         level=EVENT_LEVELS.get(event, "info")))
 
     def flush(self, path: Any) -> None:
         """Append every buffered entry in one fsynced write."""
         if self.entries:
-            fsync_append(path, b"".join(self.entries))
+            Journal(path).append_encoded(b"".join(self.entries))
             self.entries.clear()
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.astimezone(UTC).isoformat()
-    if hasattr(value, "item"):
-        return value.item()
-    if hasattr(value, "value"):
-        return value.value
-    return str(value)
 
 
 def execute_backtest(spec: RunSpec, paths: RunPaths, run_id: str, *, now: datetime | None = None) -> BacktestOutcome:

@@ -328,12 +328,13 @@ class Runs:
                 fields["status"] = status
             if detail:
                 fields["detail"] = detail
-            Journal(self.paths(run_id).journal).append(event, level=level, **fields)
+            Journal(self.paths(run_id).journal).append(event, fields, level=level)
             return meta
 
-    def journal(self, run_id: str, event: str, *, level: str = "info", **fields: Any) -> None:
-        """Append one entry to the run's journal (no status change)."""
-        Journal(self.paths(run_id).journal).append(event, level=level, run_id=run_id, **fields)
+    def journal(self, run_id: str, event: str, fields: Mapping[str, Any] | None = None, /, *,
+                level: str = "info") -> None:
+        """Append one entry to the run's journal (no status change); ``fields`` may use any names."""
+        Journal(self.paths(run_id).journal).append(event, {"run_id": run_id, **(fields or {})}, level=level)
 
     # -- create ----------------------------------------------------------------------------------
 
@@ -415,8 +416,8 @@ class Runs:
             write_json(building / "metadata.json", meta)
             (building / "state").mkdir()
             detail = meta["timeline"][0].get("detail")
-            Journal(building / "journal.jsonl").append("created", run_id=run_id, status="new",
-                                                       **({"detail": detail} if detail else {}))
+            Journal(building / "journal.jsonl").append("created", {"run_id": run_id, "status": "new",
+                                                                   **({"detail": detail} if detail else {})})
             os.rename(building, self.runs_dir / run_id)
         except BaseException:
             shutil.rmtree(building, ignore_errors=True)
@@ -483,7 +484,7 @@ class Runs:
             record = RunRecord(id=run_id, ref=ref, name=source.name, mode=source.mode, status="new",
                                created_at=meta["created_at"], updated_at=meta["created_at"])
             self._insert(record)
-        self.journal(source.id, "copied", to=run_id)
+        self.journal(source.id, "copied", {"to": run_id})
         return record
 
     def reset(self, ref_or_id: str) -> RunRecord:

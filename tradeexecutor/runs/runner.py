@@ -90,7 +90,7 @@ def write_artifacts(runs: Runs, run_id: str) -> str | None:
         writer(runs.paths(run_id).root)
     except Exception as exc:  # noqa: BLE001 - the run's result stands; its reports are secondary
         message = f"{type(exc).__name__}: {' '.join(str(exc).split())}"
-        runs.journal(run_id, "artifacts_failed", level="error", error=message)
+        runs.journal(run_id, "artifacts_failed", {"error": message}, level="error")
         return f"warning: the reports of run {run_id} could not be written: {message}"
     return None
 

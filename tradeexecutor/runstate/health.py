@@ -11,12 +11,15 @@ The rule fails when
   at or after ``started_at``; a crash from before a restart, restored from crash.json, does not
   make the restarted executor unhealthy);
 - the run is stopped or complete, or the loop is not running (yet);
+- the executor is in safe mode (a crash loop): it manages positions but its strategy is no
+  longer called, which needs an operator — the reason says why and until when;
 - the next cycle is late by more than ``limits.grace_seconds`` (not checked while an operator has
   paused cycles: a paused executor is idle on purpose);
 - market data is older than ``limits.data_stale_seconds`` now (its age is taken at check time, so
   it grows while the loop hangs), when that is above zero.
 
-Safe mode alone does not fail the check: the loop still manages its positions.
+Safe mode is a stable state, not a crash: the process keeps running and serving. Orchestrators
+should probe liveness on ``/ping`` (deploy/ does) so that a 503 here never restarts it.
 """
 
 from __future__ import annotations
@@ -89,6 +92,8 @@ def assess_health(snapshot: RunState, limits: HealthLimits, now: datetime | None
         reasons.append(f"executor is {snapshot.status.value}")
     elif not snapshot.executor_running and not crashed:
         reasons.append(f"loop is not running (status {snapshot.status.value})")
+    if snapshot.safe_mode:
+        reasons.append(f"safe mode: {snapshot.safe_mode_reason or 'the strategy is not called'}")
     overdue = next_cycle_overdue(snapshot, now)
     if not snapshot.paused and overdue > limits.grace_seconds:
         reasons.append(f"next cycle is {overdue:.0f} s overdue (grace {limits.grace_seconds:g} s)")

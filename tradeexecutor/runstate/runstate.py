@@ -159,7 +159,7 @@ class RunState(DataClassJsonMixin):
     #: crash.json plus this process's), so crashes within a window are counted exactly across restarts.
     #: Not in /status (it can be long); read it with ``crashes_since``.
     recent_crashes: tuple[datetime, ...] = field(default=(), metadata=_EXCLUDE)
-    #: True when the executor only manages existing positions and opens nothing new.
+    #: True after a crash loop: the strategy is not called; existing positions are still managed.
     safe_mode: bool = False
     #: Why safe mode is on.
     safe_mode_reason: str | None = None

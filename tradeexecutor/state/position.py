@@ -11,9 +11,39 @@ from tradeexecutor.state.timestamps import datetime_field, required_datetime_fie
 from tradeexecutor.state.trade import Trade, TradeStatus
 
 
+class HoldingFigures:
+    """Figures of a holding computed from its quantity, cost basis and last price.
+
+    Shared by Position and the read-only view a strategy gets of it
+    (``tradeexecutor.strategy.views.PositionView``), so both compute them one way.
+    """
+
+    __slots__ = ()
+    quantity: float
+    cost_basis: float
+    last_price: float | None
+
+    @property
+    def average_price(self) -> float:
+        """Average entry price of the quantity held."""
+        return self.cost_basis / self.quantity if self.quantity else 0.0
+
+    @property
+    def market_value(self) -> float:
+        """Signed value at the last valuation price."""
+        return self.quantity * (self.last_price or 0.0)
+
+    @property
+    def unrealised_pnl(self) -> float:
+        """Gain of the quantity held against its cost, at the last valuation."""
+        if not self.quantity or self.last_price is None:
+            return 0.0
+        return self.quantity * self.last_price - self.cost_basis
+
+
 @dataclass_json
 @dataclass(slots=True)
-class Position:
+class Position(HoldingFigures):
     """One position; ``quantity`` is signed so that shorts fit the same record later."""
 
     #: Unique within the state.
@@ -57,23 +87,6 @@ class Position:
     def is_open(self) -> bool:
         """A position stays open until a fill brings its quantity to zero."""
         return self.closed_at is None
-
-    @property
-    def average_price(self) -> float:
-        """Average entry price of the quantity held."""
-        return self.cost_basis / self.quantity if self.quantity else 0.0
-
-    @property
-    def market_value(self) -> float:
-        """Signed value at the last valuation price."""
-        return self.quantity * (self.last_price or 0.0)
-
-    @property
-    def unrealised_pnl(self) -> float:
-        """Gain of the quantity held against its cost, at the last valuation."""
-        if not self.quantity or self.last_price is None:
-            return 0.0
-        return self.quantity * self.last_price - self.cost_basis
 
     def executed_trades(self) -> list[Trade]:
         """Trades that filled, in order."""

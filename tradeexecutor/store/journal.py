@@ -2,12 +2,21 @@
 
 One ``journal.jsonl`` per state directory (``RunFiles.journal``), one line per event::
 
-    {"at": "2024-05-01T12:00:00+00:00", "level": "info", "event": "order_filled", "trade_id": 7, ...}
+    {"at": "2024-05-01T12:00:00+00:00", "level": "info", "event": "order_filled",
+     "fields": {"trade_id": 7, "price": 101.5, ...}}
+
+Every entry has exactly these four keys (:data:`ENTRY_KEYS`): the journal's own ``at``,
+``level`` and ``event``, and the event's ``fields`` in an object of their own. An event may
+therefore carry any field name at all — ``level``, ``at``, ``event`` included — without ever
+overwriting the journal's own (a trigger's ``level=`` once replaced the entry's level, and a
+keyword clash in ``append`` crashed the executor). :meth:`Journal.append` takes the fields as
+one mapping for the same reason: no field name can clash with a parameter.
 
 Events the loop writes (any other name is accepted too): started, stopped, cycle_completed
 (``duration``, ``decisions``), order_planned, order_filled, order_rejected (``reason``),
-trigger_fired, revalued, crashed, safe_mode, paused, resumed, stop_requested and control
-(``who``, ``what``). Like every file the loop writes, the journal must never hold a secret.
+trigger_fired (``trigger``, ``trigger_price``, ``price``), revalued, crashed, safe_mode, paused,
+resumed, stop_requested and control (``who``, ``what``). Like every file the loop writes, the
+journal must never hold a secret.
 
 Writing: every :meth:`Journal.append` is flushed and fsynced before it returns (see
 ``store.atomic.fsync_append``). Lines are in the order they were appended, which is time order
@@ -17,11 +26,13 @@ Reading: :meth:`Journal.read` scans backwards from the end in blocks, so the cos
 newest entries depends on how many are wanted, not on the size of the file. A crash during an
 append can leave a torn last line (no newline, or half a JSON object): readers skip it, and the
 next append starts a fresh line after it, so the torn fragment never swallows a good entry.
+Lines written before the ``fields`` object existed (event fields beside ``at``/``level``/``event``)
+are read back in the same four-key shape (:func:`entry_from_json`).
 
 Example::
 
     journal = Journal(files.journal)
-    journal.append("order_rejected", level="warning", trade_id=12, reason="below minimum notional")
+    journal.append("order_rejected", {"trade_id": 12, "reason": "below minimum notional"}, level="warning")
     journal.read(limit=50, level="warning")   # the 50 newest warnings and errors, oldest first
 """
 
@@ -29,7 +40,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import UTC, date, datetime
 from enum import Enum
 from pathlib import Path
@@ -39,10 +50,13 @@ import orjson
 
 from tradeexecutor.store.atomic import fsync_append
 
-__all__ = ["EVENTS", "LEVELS", "Journal", "level_rank", "parse_level"]
+__all__ = ["ENTRY_KEYS", "EVENTS", "LEVELS", "Journal", "encode_entry", "entry_from_json", "level_rank", "parse_level"]
 
 #: Journal levels, least severe first; a level filter keeps entries at or above the level asked.
 LEVELS: tuple[str, ...] = ("debug", "info", "warning", "error")
+
+#: The keys of every entry: the journal's own three, then the event's fields in an object of their own.
+ENTRY_KEYS: tuple[str, ...] = ("at", "level", "event", "fields")
 
 #: Event names the loop writes; documentation and a shared vocabulary, not a closed list.
 EVENTS: frozenset[str] = frozenset(
@@ -71,6 +85,8 @@ _BLOCK_SIZE = 64 * 1024
 _DUMP_OPTIONS = orjson.OPT_APPEND_NEWLINE | orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME
 
 _RANK = {name: rank for rank, name in enumerate(LEVELS)}
+_ENTRY_KEY_SET = frozenset(ENTRY_KEYS)
+_OWN_KEYS = frozenset(("at", "level", "event"))
 
 
 def parse_level(level: str) -> str:
@@ -119,6 +135,56 @@ def _entry_time(entry: dict[str, Any]) -> datetime | None:
         return None
 
 
+def encode_entry(event: str, fields: Mapping[Any, Any] | None = None, /, *, level: str = "info",
+                 at: datetime | None = None) -> bytes:
+    """One journal line (newline included): ``at``, ``level``, ``event`` and the event's ``fields``.
+
+    ``at`` defaults to now; it is stored in UTC. ``fields`` may use any names; their values must
+    be JSON-friendly (datetimes, enums and numpy numbers are converted; anything else unknown is
+    written as its text). Raises ValueError for an empty event name or an unknown level.
+    """
+    if not isinstance(event, str) or not event:
+        raise ValueError("a journal event needs a non-empty name")
+    entry: dict[str, Any] = {
+        "at": _utc(at if at is not None else datetime.now(UTC)).isoformat(),
+        "level": parse_level(level),
+        "event": event,
+        "fields": dict(fields) if fields else {},
+    }
+    return orjson.dumps(entry, default=_default, option=_DUMP_OPTIONS)
+
+
+def entry_from_json(value: Any) -> dict[str, Any] | None:
+    """A parsed journal line as an entry of the four :data:`ENTRY_KEYS`; None when it is not an object.
+
+    Lines written before the ``fields`` object existed kept event fields beside the journal's
+    own: those fields move into ``fields``, and a ``level`` that is not a level name (an event
+    field that had overwritten it) moves there too, the entry's level becoming ``info``.
+    """
+    if not isinstance(value, dict):
+        return None
+    fields = value.get("fields")
+    if isinstance(fields, dict) and value.keys() <= _ENTRY_KEY_SET:
+        return value
+    if fields is None and value.keys() <= _ENTRY_KEY_SET:
+        value["fields"] = {}
+        return value
+    moved = {key: item for key, item in value.items() if key not in _OWN_KEYS}
+    level = value.get("level", "info")
+    if not (isinstance(level, str) and level.lower() in _RANK):
+        moved["level"] = level
+        level = "info"
+    return {"at": value.get("at"), "level": level, "event": value.get("event"), "fields": moved}
+
+
+def _parse_line(line: bytes) -> dict[str, Any] | None:
+    """The entry on one line, None when the line is torn or not an object."""
+    try:
+        return entry_from_json(orjson.loads(line))
+    except orjson.JSONDecodeError:
+        return None
+
+
 class Journal:
     """Append-only JSON-lines journal of one run; one writer (the loop), any number of readers."""
 
@@ -130,29 +196,28 @@ class Journal:
 
     # -- writing ---------------------------------------------------------------------------------
 
-    def append(self, event: str, *, level: str = "info", at: datetime | None = None, **fields: Any) -> dict[str, Any]:
+    def append(self, event: str, fields: Mapping[Any, Any] | None = None, /, *, level: str = "info",
+               at: datetime | None = None) -> dict[str, Any]:
         """Write one entry, flushed and fsynced, and return it as written (``at`` as ISO text).
 
-        ``at`` defaults to now; it is stored in UTC. ``fields`` must be JSON-friendly (datetimes,
-        enums and numpy numbers are converted; anything else unknown is written as its text).
+        ``fields`` is one mapping, never keywords, so that an event field may be called
+        ``level`` or ``at`` (see the module docstring and :func:`encode_entry`).
         """
-        if not isinstance(event, str) or not event:
-            raise ValueError("a journal event needs a non-empty name")
-        entry: dict[str, Any] = {
-            "at": _utc(at if at is not None else datetime.now(UTC)).isoformat(),
-            "level": parse_level(level),
-            "event": event,
-            **fields,
-        }
-        line = orjson.dumps(entry, default=_default, option=_DUMP_OPTIONS)
+        line = encode_entry(event, fields, level=level, at=at)
+        self.append_encoded(line)
+        return orjson.loads(line)  # type: ignore[no-any-return]
+
+    def append_encoded(self, lines: bytes) -> None:
+        """Append lines made by :func:`encode_entry` (several at once: one fsync), after a torn tail if any."""
+        if not lines:
+            return
         with self._lock:
             if not self._checked_tail:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 if self._ends_torn():
-                    line = b"\n" + line  # close the torn fragment so this entry gets its own line
+                    lines = b"\n" + lines  # close the torn fragment so this entry gets its own line
                 self._checked_tail = True
-            fsync_append(self.path, line)
-        return orjson.loads(line)  # type: ignore[no-any-return]
+            fsync_append(self.path, lines)
 
     def _ends_torn(self) -> bool:
         """True when the file exists and its last byte is not a newline (a crash cut an append short)."""
@@ -186,11 +251,8 @@ class Journal:
             return []
         with handle:
             for line in _lines_backwards(handle):
-                try:
-                    entry = orjson.loads(line)
-                except orjson.JSONDecodeError:
-                    continue
-                if not isinstance(entry, dict):
+                entry = _parse_line(line)
+                if entry is None:
                     continue
                 if since_utc is not None:
                     at = _entry_time(entry)
@@ -203,6 +265,19 @@ class Journal:
                     break
         found.reverse()
         return found
+
+    def entries(self) -> Iterator[dict[str, Any]]:
+        """Every readable entry, oldest first (a whole-file pass, for reports); torn lines are skipped."""
+        try:
+            handle = open(self.path, "rb")
+        except FileNotFoundError:
+            return
+        with handle:
+            for line in handle:
+                if line.strip():
+                    entry = _parse_line(line)
+                    if entry is not None:
+                        yield entry
 
 
 def _lines_backwards(handle: BinaryIO) -> Iterator[bytes]:

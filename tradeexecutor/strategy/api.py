@@ -35,6 +35,10 @@ Rules the engine enforces:
   fills at the next bar's open; with ``close`` at the decision bar's close.
 - An order that cannot be filled (rounds to zero, lacks cash, is below the minimum notional)
   becomes a rejected trade with its reason; it never crashes the run.
+- ``ctx`` is read-only: ``ctx.paused`` cannot be set, and ``ctx.position()`` is a frozen
+  PositionView (a copy). Positions change only through the intents decide() returns.
+- Stops, take-profits and trailing stops are the engine's: they are checked on every bar even
+  when decide() raises, and a daemon whose strategy keeps failing stops calling it (safe mode).
 
 Parameter types: Integer, Decimal, Boolean, Choice, Text, Symbol (with its asset type) and
 BarFrequency (fixed, or a choice the operator may pick). Intents: open_long, increase, reduce,
@@ -56,6 +60,7 @@ from tradeexecutor.strategy.parameters import (
     Symbol,
     Text,
 )
+from tradeexecutor.strategy.views import PositionView
 
 __all__ = [
     "BarFrequency",
@@ -67,6 +72,7 @@ __all__ = [
     "Intent",
     "LookaheadError",
     "Parameters",
+    "PositionView",
     "Symbol",
     "Text",
     "close",

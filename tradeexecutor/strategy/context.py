@@ -2,6 +2,10 @@
 
 Every accessor stops at the last bar closed by the cycle's time; later bars are out of reach
 (asking for them raises LookaheadError), and history comes back as copies, never views.
+
+The strategy can read but never change what the engine decides with: ``paused`` is a read-only
+property (an operator pause or safe mode cannot be lifted from decide()), and ``position()``
+returns a frozen :class:`~tradeexecutor.strategy.views.PositionView`, never the live position.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from tradeexecutor.data.market import MarketData
 from tradeexecutor.errors import LookaheadError
 from tradeexecutor.strategy.indicators import IndicatorStore
 from tradeexecutor.strategy.parameters import Parameters
+from tradeexecutor.strategy.views import PositionView
 
 if TYPE_CHECKING:
     from tradeexecutor.state import Position, State
@@ -25,7 +30,7 @@ class CycleContext:
     """The strategy's window onto the world at one cycle; one object reused across cycles."""
 
     __slots__ = ("_market", "_indicators", "_state", "_parameters", "_symbols", "_default", "_step",
-                 "_last", "_timestamp_ns", "_instrument_ids", "paused", "_default_last", "_default_values",
+                 "_last", "_timestamp_ns", "_instrument_ids", "_paused", "_default_last", "_default_values",
                  "_default_close", "_default_closed")
 
     def __init__(self, market: MarketData, indicators: IndicatorStore, state: "State", parameters: Parameters,
@@ -45,8 +50,7 @@ class CycleContext:
         self._default_values = indicators.values.get(self._default, {}) if self._default else {}
         self._default_close = market.bars[self._default].close if self._default else None
         self._default_closed = market.last_closed[self._default] if self._default else None
-        #: True while an operator has paused new positions; open intents are then dropped.
-        self.paused = False
+        self._paused = False
 
     # -- set by the engine --------------------------------------------------------------
 
@@ -64,6 +68,9 @@ class CycleContext:
 
     def _set_instrument_ids(self, ids: dict[str, int]) -> None:
         self._instrument_ids = ids
+
+    def _set_paused(self, paused: bool) -> None:
+        self._paused = paused
 
     def _symbol(self, symbol: str | None) -> str:
         if symbol is None:
@@ -90,6 +97,11 @@ class CycleContext:
     def symbols(self) -> tuple[str, ...]:
         """The instruments this strategy trades."""
         return self._symbols
+
+    @property
+    def paused(self) -> bool:
+        """True while new positions are paused (by an operator or safe mode): open intents are dropped. Read-only."""
+        return self._paused
 
     # -- prices ---------------------------------------------------------------------------
 
@@ -169,20 +181,24 @@ class CycleContext:
 
     # -- portfolio --------------------------------------------------------------------
 
-    def position(self, symbol: str | None = None) -> "Position | None":
-        """The open position in ``symbol``, or None; treat it as read-only."""
+    def position(self, symbol: str | None = None) -> PositionView | None:
+        """The open position in ``symbol`` as a frozen view (a copy: assigning to it raises), or None."""
         sym = self._symbol(symbol)
-        instrument_id = self._instrument_ids.get(sym)
+        position = self._open_position(sym)
+        return None if position is None else PositionView.of(position, sym)
+
+    def has_position(self, symbol: str | None = None) -> bool:
+        """True when an open position in ``symbol`` exists (its entry may still be pending)."""
+        return self._open_position(self._symbol(symbol)) is not None
+
+    def _open_position(self, symbol: str) -> "Position | None":
+        instrument_id = self._instrument_ids.get(symbol)
         if instrument_id is None:
             return None
         for position in self._state.portfolio.open_positions:
             if position.instrument_id == instrument_id:
                 return position
         return None
-
-    def has_position(self, symbol: str | None = None) -> bool:
-        """True when an open position in ``symbol`` exists (its entry may still be pending)."""
-        return self.position(symbol) is not None
 
     @property
     def cash(self) -> float:

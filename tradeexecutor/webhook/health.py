@@ -2,8 +2,8 @@
 
 The rule itself (``runstate.health.assess_health``, shared with the ``tradeexecutor_healthy``
 metric and the daemon's health-change notifications) fails when the executor crashed, is stopped,
-complete or not running, its next cycle is overdue past the grace, or its market data is stale.
-Safe mode alone does not fail the check: the loop still manages its positions.
+complete or not running, is in safe mode (its strategy is no longer called), its next cycle is
+overdue past the grace, or its market data is stale. Liveness probes use ``/ping`` instead.
 """
 
 from __future__ import annotations

@@ -474,6 +474,11 @@
       .map((item) => item[2]);
   }
 
+  /** An entry's event fields: the journal keeps them apart from its own at, level and event. */
+  function eventFields(entry) {
+    return entry.fields && typeof entry.fields === "object" ? entry.fields : {};
+  }
+
   function renderJournal(result, entries) {
     const table = field("journal");
     if (entries === null) {
@@ -491,8 +496,7 @@
     }
     table.tBodies[0].replaceChildren(...tail.map((entry) => {
       const level = String(entry.level || "info").toLowerCase();
-      const details = Object.entries(entry)
-        .filter(([key]) => !["at", "level", "event"].includes(key))
+      const details = Object.entries(eventFields(entry))
         .map(([key, value]) => `${key}=${value !== null && typeof value === "object" ? JSON.stringify(value) : value}`)
         .join("  ");
       return element("tr", { "data-event": entry.event || "" },
@@ -517,9 +521,10 @@
       const known = TIMELINE_EVENTS[entry.event];
       if (!known || !entry.at) continue;
       if (!Number.isNaN(started) && Date.parse(entry.at) < started) continue; // an earlier process
+      const fields = eventFields(entry);
       const detail = entry.event === "crashed"
-        ? [entry.exception || entry.class_name || entry.class, entry.message].filter(Boolean).join(": ")
-        : entry.reason || entry.who || entry.source || entry.signal || entry.message || "";
+        ? [fields.exception || fields.class_name || fields.class, fields.message].filter(Boolean).join(": ")
+        : fields.reason || fields.who || fields.source || fields.signal || fields.message || "";
       items.push({ at: entry.at, kind: known[1], what: known[0], detail: String(detail) });
     }
     // The crash /status reports, unless the journal already showed it.
