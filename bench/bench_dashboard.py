@@ -19,7 +19,7 @@ Measured, per navigation, from the page's own Navigation Timing clock (``navigat
 "cold" disables the browser cache (``Network.setCacheDisabled``); "warm" reloads with the cache
 on (the versioned CSS/JS come from it, the page revalidates). Median of ``--runs`` navigations,
 each from ``about:blank`` in the same tab. Chromium is driven over the DevTools protocol on a
-pipe by the client in ``tests/test_dashboard_browser.py``.
+pipe by the client in ``tests/chromium.py``.
 """
 
 from __future__ import annotations
@@ -38,7 +38,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from test_dashboard_browser import Chromium, Page, backtest_runstate, find_chromium
+from chromium import Chromium, Page, find_chromium
+from test_dashboard_browser import backtest_runstate
 
 from tradeexecutor.backtest import run_backtest
 from tradeexecutor.data.source import load_market

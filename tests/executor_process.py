@@ -1,0 +1,82 @@
+"""``tradeexecutor start`` as a subprocess, watched over HTTP: the helper of the end-to-end tests.
+
+``Executor(tmp_path, *args, strategy=...)`` starts one executor on a free port (or ``port``)
+replaying ``START`` to ``END`` of the bundled data from the first bar, with charts off and fast
+trigger checks and revaluations; ``wait_status`` polls /status until a condition holds.
+Used by tests/test_daemon_e2e.py and tests/test_wallboard_browser.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+STRATEGIES = Path(__file__).parent / "strategies"
+START, END = "2005-01-01", "2005-12-31"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Executor:
+    """One ``tradeexecutor start`` subprocess with its port and log file."""
+
+    def __init__(self, tmp_path: Path, *args: str, strategy: str = "daemon_sma.py", state_dir: Path | None = None,
+                 env: dict[str, str] | None = None, port: int | None = None):
+        tmp_path.mkdir(parents=True, exist_ok=True)
+        self.port = port or free_port()
+        self.state_dir = state_dir or tmp_path / "state"
+        self.log = tmp_path / f"executor-{self.port}-{time.monotonic_ns()}.log"
+        command = [sys.executable, "-m", "tradeexecutor.cli.main", "start", str(STRATEGIES / strategy),
+                   "--state-dir", str(self.state_dir), "--port", str(self.port), "--start", START, "--end", END,
+                   "--replay-start", "first", "--chart-seconds", "0", "--trigger-seconds", "0.5",
+                   "--revaluation-seconds", "0.7", *args]
+        environment = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+        with open(self.log, "wb") as log:
+            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=environment)
+
+    def status(self) -> dict[str, Any] | None:
+        """GET /status, None while the webhook does not answer."""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/status", timeout=2) as response:
+                return json.loads(response.read())
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            return None
+
+    def wait_status(self, predicate: Callable[[dict[str, Any]], bool], timeout: float = 20) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            status = self.status()
+            if status is not None and predicate(status):
+                return status
+            if self.process.poll() is not None:
+                raise AssertionError(f"executor exited with {self.process.returncode}:\n{self.output()}")
+            time.sleep(0.05)
+        raise AssertionError(f"timed out waiting for /status; last: {self.status()}\n{self.output()}")
+
+    def wait(self, timeout: float = 20) -> int:
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            raise AssertionError(f"executor did not exit in {timeout}s:\n{self.output()}") from None
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait(10)
