@@ -17,10 +17,13 @@ PACKAGE = Path(__file__).resolve().parent.parent / "tradeexecutor"
 ALLOWED: dict[str, set[str]] = {
     "cli": {"*"},
     "daemon": {"engine", "backtest", "strategy", "data", "execution", "store", "runstate", "stats", "visual",
-               "notify", "state", "config", "errors", "timeframe", "atomic", "__init__"},
-    "webhook": {"runstate", "store", "stats", "state", "config", "errors", "timeframe", "atomic", "__init__"},
+               "notify", "state", "config", "errors", "timeframe", "cast", "atomic", "__init__"},
+    "webhook": {"web", "runstate", "store", "stats", "state", "config", "errors", "timeframe", "cast", "atomic",
+                "__init__"},
+    "wallboard": {"web", "cast", "errors", "__init__"},
+    "web": {"errors"},
     "runs": {"daemon", "backtest", "engine", "strategy", "data", "execution", "store", "runstate", "stats",
-             "visual", "state", "config", "errors", "timeframe", "atomic", "__init__"},
+             "visual", "state", "config", "errors", "timeframe", "cast", "atomic", "__init__"},
     "exchange_sim": {"data", "state", "config", "errors", "timeframe"},
     "backtest": {"engine", "strategy", "data", "execution", "state", "config", "errors", "timeframe"},
     "engine": {"strategy", "data", "execution", "state", "config", "errors", "timeframe"},
@@ -36,6 +39,7 @@ ALLOWED: dict[str, set[str]] = {
     "config": {"errors"},
     "errors": set(),
     "timeframe": {"errors"},
+    "cast": {"errors"},
     "atomic": set(),
     "__init__": set(),
 }
@@ -43,9 +47,9 @@ ALLOWED: dict[str, set[str]] = {
 #: Third-party libraries and the only parts of the package that may import them.
 DOORS: dict[str, set[str]] = {
     "apscheduler": {"daemon"},
-    "pyramid": {"webhook"},
+    "pyramid": {"webhook", "wallboard", "web"},
     "waitress": {"webhook", "exchange_sim"},
-    "webob": {"webhook"},
+    "webob": {"webhook", "wallboard", "web"},
     "tblib": {"runstate"},
     "dataclasses_json": {"state", "store", "runstate"},
     "matplotlib": {"visual"},

@@ -13,6 +13,7 @@ from tradeexecutor.cli.metrics_cmd import metrics_group, report_command
 from tradeexecutor.cli.runs_cmd import runs_command
 from tradeexecutor.cli.optimize_cmd import optimize_command
 from tradeexecutor.cli.start_cmd import start_command
+from tradeexecutor.cli.wallboard_cmd import wallboard_command
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
@@ -31,6 +32,7 @@ cli.add_command(check_command)
 cli.add_command(runs_command)
 cli.add_command(optimize_command)
 cli.add_command(exchange_sim_command)
+cli.add_command(wallboard_command)
 
 
 def main() -> None:

@@ -211,7 +211,7 @@ def _start_detached(runs: Runs, record: RunRecord, port: int, env: Mapping[str, 
 def supervise(runs: Runs, run_id: str, port: int) -> int:
     """Run the executor of a paper run, record started when its webhook answers and how it ended; exit code."""
     paths = runs.paths(run_id)
-    host = _spec_host(paths)
+    host = spec_host(paths)
     url = f"http://{host}:{port}"
     runs.registry.update(run_id, pid=os.getpid())
     stop = threading.Event()
@@ -253,7 +253,7 @@ def supervise(runs: Runs, run_id: str, port: int) -> int:
     return 0 if code == 0 else 1
 
 
-def _spec_host(paths: RunPaths) -> str:
+def spec_host(paths: RunPaths) -> str:
     """The webhook host of the pinned spec, as a client reaches it (read without loading the strategy)."""
     try:
         core = (yaml.safe_load(paths.spec.read_text(encoding="utf-8")) or {}).get("core") or {}
