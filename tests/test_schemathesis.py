@@ -60,9 +60,15 @@ class Recorder:
     """The command sink: records every command and accepts it."""
 
     calls: list[str] = field(default_factory=list)
+    #: Targets the cast sink got.
+    casts: list[str | None] = field(default_factory=list)
 
     def __call__(self, command: str) -> bool:
         self.calls.append(command)
+        return True
+
+    def cast(self, target: str | None) -> bool:
+        self.casts.append(target)
         return True
 
 
@@ -131,7 +137,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveExecutor]:
                                             None, sys.exc_info()))
     sink = Recorder()
     options = WebhookOptions(files=files, auth_username=USER, auth_password=PASSWORD, command_sink=sink,
-                             log_buffer=log_buffer, health_grace_seconds=3600)
+                             cast_sink=sink.cast, log_buffer=log_buffer, health_grace_seconds=3600)
     with WebhookServer(create_app(runstate, options=options), port=0, threads=4) as server:
         yield LiveExecutor(server, sink, runstate)
 
@@ -177,16 +183,17 @@ def test_every_operation_conforms(live: LiveExecutor, api: Any) -> None:
     assert all(seen[label] for label in labels), seen
     for label in ("GET /status", "GET /summary", "GET /visualisation", "GET /healthz", "GET /metrics",
                   "GET /logs", "GET /logs/technical", "GET /state", "GET /positions", "GET /orders.csv",
-                  "GET /metadata", "GET /", "GET /api/openapi.yaml", "POST /control/stop"):
+                  "GET /metadata", "GET /", "GET /api/openapi.yaml", "POST /control/stop", "POST /control/cast"):
         if label in seen:
             assert 200 in seen[label] or 202 in seen[label], (label, seen[label])
     assert {"stop", "pause", "resume", "cycle_now"} <= set(live.sink.calls)
+    assert live.sink.casts, "generated cast targets reached the sink"
     assert time.monotonic() - started < 120
 
 
 def test_without_credentials_everything_but_the_probes_is_401(live: LiveExecutor, api: Any) -> None:
     """The same operations without auth: a documented 401 (the probes stay open), never a 5xx."""
-    calls_before = list(live.sink.calls)
+    calls_before, casts_before = list(live.sink.calls), list(live.sink.casts)
     for operation in _operations(api):
         parameters = {"name": "dashboard.css"} if "{name}" in operation.path else {}
         case = operation.Case(path_parameters=parameters)
@@ -194,4 +201,4 @@ def test_without_credentials_everything_but_the_probes_is_401(live: LiveExecutor
         expected = 200 if operation.path in ("/ping", "/healthz") else 401
         assert response.status_code == expected, (operation.label, response.status_code)
         case.validate_response(response, checks=CHECKS)
-    assert live.sink.calls == calls_before
+    assert live.sink.calls == calls_before and live.sink.casts == casts_before

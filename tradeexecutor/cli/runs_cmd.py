@@ -336,3 +336,41 @@ def supervise_command(ctx: click.Context, run_id: str, port: int) -> None:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
     sys.exit(supervise(_runs(ctx), run_id, port))
+
+
+@runs_command.command("cast")
+@click.argument("run")
+@click.argument("target", required=False, default=None)
+@click.pass_context
+@user_errors
+def cast_command(ctx: click.Context, run: str, target: str | None) -> None:
+    """Make the run publish its equity and price chart data to a wallboard chart; - (or nothing) stops.
+
+    TARGET is a chart's path on the wallboard at $TRADEEXECUTOR_WALLBOARD_URL (/wallboard/page1/chart1)
+    or a whole URL. Returns at once; whether the wallboard takes the data shows in `runs logs RUN`
+    (cast_delivered, cast_failed).
+    """
+    from tradeexecutor.daemon.caster import CastConfig
+    from tradeexecutor.runs.cast import cast_run
+
+    result = cast_run(_runs(ctx), run, target, CastConfig.from_env(os.environ))
+    record = result.record
+    doing = f"casts to {result.target}" if result.target else "stops casting"
+    click.echo(f"run {record.label} {doing}" + (f": {result.notes[-1]}" if result.notes else ""))
+    for note in result.notes[:-1]:
+        click.echo(note, err=True)
+
+
+@runs_command.command("cast-send", hidden=True)
+@click.argument("run_id")
+@click.pass_context
+@user_errors
+def cast_send_command(ctx: click.Context, run_id: str) -> None:
+    """Internal: send a finished run's chart data once to its cast target (started detached by `runs cast`)."""
+    from tradeexecutor.daemon.caster import CastConfig
+    from tradeexecutor.runs.cast import cast_final
+
+    reason = cast_final(_runs(ctx), run_id, CastConfig.from_env(os.environ))
+    if reason:
+        click.echo(f"cast of run {run_id} failed: {reason}", err=True)
+        sys.exit(1)

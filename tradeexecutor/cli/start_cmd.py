@@ -107,6 +107,11 @@ def _offset_seconds(text: str) -> float:
               help="Basic-auth password; give it through the environment variable, not the command line.")
 @click.option("--cors-origin", "cors_origins", multiple=True, envvar=env("CORS_ORIGINS"), show_envvar=True,
               help="Origin allowed to read the webhook from a browser; repeat or comma-separate. Default: none.")
+@click.option("--wallboard-url", default=None, envvar=env("WALLBOARD_URL"), show_envvar=True,
+              help="Base URL of the fleet wallboard that `runs cast` / POST /control/cast targets given as paths "
+                   "(/wallboard/page1/chart1) are sent to.")
+@click.option("--wallboard-token", default=None, envvar=env("WALLBOARD_TOKEN"), show_envvar=True,
+              help="Bearer token the wallboard expects from casts; give it through the environment variable.")
 @click.option("--health-grace-seconds", type=float, default=60.0, show_default=True,
               envvar=env("HEALTH_GRACE_SECONDS"), show_envvar=True,
               help="/healthz fails when the next cycle is this many seconds overdue.")
@@ -155,13 +160,15 @@ def start_command(strategy_file: Path | None, spec_file: Path | None, mode: str,
                   watchdog_seconds: float, complete_serve_seconds: float, chart_seconds: float,
                   webhook_threads: int, publish_seconds: float, cpu: str,
                   webhook_username: str | None, webhook_password: str | None,
-                  cors_origins: tuple[str, ...], health_grace_seconds: float, data_stale_seconds: float,
+                  cors_origins: tuple[str, ...], wallboard_url: str | None, wallboard_token: str | None,
+                  health_grace_seconds: float, data_stale_seconds: float,
                   source_enabled: bool, notify_events: str, notify_cooldown_seconds: float, notify_queue_size: int,
                   notify_summary_time: str, notify_flush_seconds: float, public_url: str | None,
                   cash: float, fee: float, slippage_bps: float, fill_timing: str,
                   min_notional: float, log_level: str) -> None:
     """Run STRATEGY_FILE (or --spec RUN_SPEC) as a long-running executor with a webhook (/status, /summary)."""
     from tradeexecutor.cli.runs_cmd import spec_for_command
+    from tradeexecutor.daemon.caster import CastConfig
     from tradeexecutor.daemon.settings import DaemonConfig
     from tradeexecutor.notify import NotifyConfig, parse_event_switches, parse_summary_time
     from tradeexecutor.runstate import HealthLimits
@@ -173,11 +180,12 @@ def start_command(strategy_file: Path | None, spec_file: Path | None, mode: str,
                           flush_seconds=notify_flush_seconds,
                           public_url=public_url if public_url is not None else f"http://{host}:{port}" if port else "")
     spec = spec_for_command(spec_file, strategy_file)
+    cast = CastConfig(wallboard_url=wallboard_url or None, token=wallboard_token or None)
     spec_config = None if spec is None else spec.daemon_config(
         state_dir if state_dir is not None else Path("state") / spec_file.stem,  # type: ignore[union-attr]
         max_cycles=max_cycles, run_single_cycle=run_single_cycle, trade_immediately=trade_immediately,
         complete_serve_seconds=complete_serve_seconds, chart_seconds=chart_seconds, publish_seconds=publish_seconds,
-        cpu=cpu, health=health, notify=notify, **({"port": port} if _on_command_line("port") else {}))
+        cpu=cpu, health=health, notify=notify, cast=cast, **({"port": port} if _on_command_line("port") else {}))
     config = spec_config or DaemonConfig(
         strategy_file=strategy_file, mode=mode,  # type: ignore[arg-type]
         state_dir=state_dir if state_dir is not None else Path("state") / strategy_file.stem,  # type: ignore[union-attr]
@@ -192,7 +200,7 @@ def start_command(strategy_file: Path | None, spec_file: Path | None, mode: str,
         crash_serve_seconds=crash_serve_seconds, crash_loop_count=crash_loop_count,
         crash_loop_minutes=crash_loop_minutes, watchdog_seconds=watchdog_seconds,
         complete_serve_seconds=complete_serve_seconds, chart_seconds=chart_seconds,
-        publish_seconds=publish_seconds, cpu=cpu, health=health, notify=notify,
+        publish_seconds=publish_seconds, cpu=cpu, health=health, notify=notify, cast=cast,
     )
     if bool(webhook_username) != bool(webhook_password):
         raise ConfigError("webhook auth needs both TRADEEXECUTOR_WEBHOOK_USERNAME and TRADEEXECUTOR_WEBHOOK_PASSWORD")
@@ -231,17 +239,18 @@ def _run(config: DaemonConfig, settings: WebSettings | None = None, log_buffer: 
     from tradeexecutor.runstate import RunState
     from tradeexecutor.store.layout import RunFiles
     from tradeexecutor.webhook import WebhookServer, check_port_free, create_app
-    from tradeexecutor.webhook.options import CommandSink, NotificationCounts, WebhookOptions
+    from tradeexecutor.webhook.options import CastSink, CommandSink, NotificationCounts, WebhookOptions
 
     settings = settings or WebSettings()
     check_port_free(config.host, config.port)  # before the state directory is made or locked
 
     def web(runstate: RunState, command_sink: CommandSink | None,
-            notification_counts: NotificationCounts | None = None) -> WebhookServer:
+            notification_counts: NotificationCounts | None = None,
+            cast_sink: CastSink | None = None) -> WebhookServer:
         options = WebhookOptions(
             source_enabled=settings.source_enabled, files=RunFiles(config.state_dir),
             auth_username=settings.username, auth_password=settings.password,
-            cors_origins=settings.cors_origins, command_sink=command_sink,
+            cors_origins=settings.cors_origins, command_sink=command_sink, cast_sink=cast_sink,
             health_grace_seconds=config.health.grace_seconds, data_stale_seconds=config.health.data_stale_seconds,
             log_buffer=log_buffer, notification_counts=notification_counts,
         )
@@ -263,7 +272,7 @@ def _run(config: DaemonConfig, settings: WebSettings | None = None, log_buffer: 
         daemon = build_daemon(config)
         try:
             server = web(daemon.runstate, daemon.commands.submit,
-                         daemon.notifier.counts if daemon.notifier is not None else None)
+                         daemon.notifier.counts if daemon.notifier is not None else None, daemon.commands.cast)
         except BaseException:
             daemon.close()
             raise

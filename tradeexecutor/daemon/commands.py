@@ -2,7 +2,7 @@
 
 Everything that asks the loop to do something is a :class:`Command` on one
 :class:`CommandQueue`: scheduler ticks (run the cycle, trigger-check or revaluation job),
-operator requests (pause, resume, run a cycle now) and stop requests (SIGTERM, SIGINT, an
+operator requests (pause, resume, run a cycle now, cast elsewhere) and stop requests (SIGTERM, SIGINT, an
 end condition). Only the loop's worker thread takes commands off the queue, so jobs never
 overlap and state is changed on that one thread.
 
@@ -48,6 +48,8 @@ class CommandKind(StrEnum):
     pause = "pause"
     #: Lift an operator pause.
     resume = "resume"
+    #: Cast chart data to another wallboard chart (``Command.target``; None stops casting).
+    cast = "cast"
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,8 @@ class Command:
     scheduled_at: datetime | None = None
     #: Why, for logs: "SIGTERM", "max cycles reached", "operator", ...
     reason: str = ""
+    #: For cast: the wallboard path or URL to cast to, None to stop.
+    target: str | None = None
 
 
 @dataclass
@@ -123,6 +127,11 @@ class CommandQueue:
             self.put_tick(JobKind.cycle)
         else:
             return False
+        return True
+
+    def cast(self, target: str | None) -> bool:
+        """Queue a change of cast target (None: stop casting); the webhook's cast sink, ``POST /control/cast``."""
+        self.put(Command(CommandKind.cast, reason="control", target=target))
         return True
 
     def get(self, timeout: float | None = None) -> Command | None:

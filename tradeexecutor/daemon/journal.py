@@ -27,6 +27,7 @@ _LEVELS = {
     "intent_ignored": "warning",
     "safe_mode": "warning",
     "stop_requested": "warning",
+    "cast_failed": "warning",
     "crashed": "error",
     "error": "error",
 }

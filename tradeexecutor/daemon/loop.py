@@ -42,6 +42,7 @@ from datetime import datetime
 import numpy as np
 import pandas as pd
 
+from tradeexecutor.daemon.caster import Caster
 from tradeexecutor.daemon.commands import Command, CommandKind, CommandQueue, JobKind
 from tradeexecutor.daemon.crash import CrashRecorder, Watchdog
 from tradeexecutor.daemon.publish import Publisher
@@ -82,7 +83,7 @@ class ExecutorLoop:
                  cycle_times: np.ndarray, journal: EventSink, now: Callable[[], datetime],
                  cycle_limit: int = 0, safe_mode: bool = False, watchdog: Watchdog | None = None,
                  crash_loop: Callable[[], str | None] = lambda: None,
-                 after_job: Callable[[], None] | None = None) -> None:
+                 after_job: Callable[[], None] | None = None, caster: Caster | None = None) -> None:
         self.engine = engine
         self.state = engine.state
         self.feed = feed
@@ -93,6 +94,8 @@ class ExecutorLoop:
         self.recorder = recorder
         self.journal = journal
         self.watchdog = watchdog
+        #: Sends chart data to a wallboard after jobs, when a cast target is set (None: never).
+        self.caster = caster
         self._now = now
         #: Runs after every scheduled job that did not end the loop (the daily summary check).
         self.after_job = after_job
@@ -158,13 +161,18 @@ class ExecutorLoop:
         """Do what one command asks."""
         if self.outcome is not None:
             return
-        if command.kind is not CommandKind.tick:
+        if command.kind not in (CommandKind.tick, CommandKind.cast):  # a cast journals its own outcome
             self.journal(_COMMAND_EVENTS.get(command.kind, command.kind.value), reason=command.reason)
         if command.kind is CommandKind.tick and command.job is not None:
             self._job_lag = self._lag_of(command)
             self._guarded(command.job.value, self._jobs[command.job])
             if self.after_job is not None and self.outcome is None:
                 self._guarded("after_job", self.after_job)
+            self._cast()
+        elif command.kind is CommandKind.cast and self.caster is not None:
+            caster = self.caster
+            self._guarded("cast", lambda: caster.set_target(command.target, by=command.reason or "control"))
+            self._cast()
         elif command.kind is CommandKind.stop:
             self._guarded("stop", lambda: self._stop(command.reason or "stop requested"))
         elif command.kind in (CommandKind.pause, CommandKind.resume):
@@ -332,6 +340,23 @@ class ExecutorLoop:
         elif self.cycle_limit and self.cycles >= self.cycle_limit:
             self._stop(f"{self.cycles} cycle(s) run, the --max-cycles / --run-single-cycle limit")
 
+    def _cast(self, *, final: bool = False) -> None:
+        """Hand the caster what the job changed (it sends only when due and only what is new).
+
+        At the end of a run (``final``) the outcome is already decided: a failure to cast is
+        logged, not recorded as a crash of a run that did not crash.
+        """
+        if self.caster is None or (self.outcome is not None and not final):
+            return
+        caster, status = self.caster, self.runstate.snapshot().status.value
+        if not final:
+            self._guarded("cast", lambda: caster.after_job(self.state, self.feed.cursor, status=status))
+            return
+        try:
+            caster.after_job(self.state, self.feed.cursor, final=True, status=status)
+        except Exception:  # noqa: BLE001 - see the docstring
+            logger.exception("casting the final chart data failed")
+
     def _apply_pause(self) -> None:
         self.engine.set_paused(self.operator_paused or self.safe_mode)
         self.runstate.update(paused=self.operator_paused, safe_mode=self.safe_mode)
@@ -356,3 +381,4 @@ class ExecutorLoop:
         self.journal(status.value, reason=reason, cycles=self.cycles)
         logger.info("executor %s: %s", status.value, reason)
         self.outcome = LoopOutcome(status, reason)
+        self._cast(final=True)  # the run's last data, whatever the throttle says

@@ -9,7 +9,8 @@ Order of start-up (nothing is written before the inputs are known to be good):
 4. read crash.json: show the last crash, and start in safe mode after a crash loop;
 5. start the notifier (when TRADEEXECUTOR_NOTIFY_*_URL channels are set; their URLs are checked
    in step 1), then the webhook, signal handlers, the ticker, the watchdog and the health watch;
-   run the loop on its thread.
+   run the loop on its thread (the caster reads the cast target at build time; its sender
+   thread flushes the run's last chart data, bounded, when the loop has ended).
 
 The main thread then only waits: for the loop to end, for the watchdog to fire, or for a
 signal. It applies the crash policy and returns the exit code: 0 when stopped or complete, 1
@@ -29,6 +30,8 @@ from typing import NoReturn, Protocol
 import numpy as np
 
 from tradeexecutor.backtest.runner import new_state
+from tradeexecutor.daemon.castdata import ChartFeed
+from tradeexecutor.daemon.caster import Caster
 from tradeexecutor.daemon.clock import Clock, SystemClock
 from tradeexecutor.daemon.commands import CommandQueue, JobKind
 from tradeexecutor.daemon.crash import CrashRecorder, Watchdog, crash_loop_reason
@@ -42,6 +45,7 @@ from tradeexecutor.daemon.settings import DaemonConfig
 from tradeexecutor.daemon.signals import install_stop_signals
 from tradeexecutor.daemon.startup import StateDirLock, check_loaded_state, replay_start_step
 from tradeexecutor.data.feed import ReplayFeed
+from tradeexecutor.data.market import MarketData
 from tradeexecutor.data.source import load_market
 from tradeexecutor.engine.engine import Engine, EventSink
 from tradeexecutor.engine.schedule import cycle_times
@@ -49,6 +53,7 @@ from tradeexecutor.errors import StateCorruptError
 from tradeexecutor.notify import Notifier
 from tradeexecutor.runstate import CrashFile, RunState, RunStatus
 from tradeexecutor.store import StateStore
+from tradeexecutor.store.cast_target import CastTargetFile
 from tradeexecutor.store.journal import Journal
 from tradeexecutor.store.layout import RunFiles
 from tradeexecutor.strategy.loader import check_universe, load_strategy
@@ -97,6 +102,8 @@ class Daemon:
     notifier: Notifier | None = None
     #: Reports health changes to the notifier; None without one.
     health_watch: HealthWatch | None = None
+    #: Casts chart data to a wallboard (when cast.json names a target).
+    caster: Caster | None = None
     #: Set by a signal; ends serve windows early.
     stop_requested: threading.Event = field(default_factory=threading.Event)
 
@@ -136,6 +143,8 @@ class Daemon:
             self.watchdog.stop()
             if self.health_watch is not None:
                 self.health_watch.stop()
+            if self.caster is not None:
+                self.caster.close()  # the final chart data, within the cast timeout
             if outcome is None:
                 return self._hard_exit()
             return self._exit_code(outcome)
@@ -196,10 +205,12 @@ class Daemon:
             self.notifier.close()
 
     def close(self) -> None:
-        """Stop the ticker, watchdog and notifier and release the state directory (tests that build without run)."""
+        """Stop the ticker, watchdog, notifier and caster; release the state directory (tests that build without run)."""
         self.ticker.shutdown()
         self.watchdog.stop()
         self._close_notifier()
+        if self.caster is not None:
+            self.caster.close(0.0)
         self.lock.release()
 
 
@@ -279,12 +290,15 @@ def build_daemon(config: DaemonConfig, *, clock: Clock | None = None, journal: E
                                     "parameters": dict(strategy.parameters)})
     due = cycle_times(market.timeline_ns, strategy.cycle_duration, config.cycle_offset)
     runstate.update(cycle_interval_seconds=replay_cycle_interval(due, config.replay_seconds))
+    caster = build_caster(config, market, files, journal, clock, title=strategy.name,
+                          source={"name": strategy.name, "executor_id": runstate.executor_id, "mode": config.mode})
     daily = DailySummary(config.notify.summary_time, runstate, journal, clock.now) if notifier else None
     loop = ExecutorLoop(engine, feed, store, runstate, commands, publisher, recorder, cycle_times=due,
                         journal=journal, now=clock.now, cycle_limit=config.cycle_limit,
                         safe_mode=bool(safe_reason), watchdog=watchdog, after_job=daily,
                         crash_loop=lambda: crash_loop_reason(crash_file, config.crash_loop_count,
-                                                             config.crash_loop_minutes, clock.now()))
+                                                             config.crash_loop_minutes, clock.now()),
+                        caster=caster)
     health_watch = HealthWatch(runstate, config.health, notifier, clock.now) if notifier else None
     logger.info("%s: paper mode replaying %d bars (bar %d onwards, %s) at %gs per bar, resuming after bar %d; "
                 "state in %s", strategy.name, len(market), feed.start, market.step_time(feed.start).date(),
@@ -293,4 +307,15 @@ def build_daemon(config: DaemonConfig, *, clock: Clock | None = None, journal: E
         notifier.start()
     return Daemon(config=config, clock=clock, store=store, lock=lock, feed=feed, engine=engine, runstate=runstate,
                   commands=commands, ticker=ticker, loop=loop, recorder=recorder, watchdog=watchdog,
-                  notifier=notifier, health_watch=health_watch)
+                  notifier=notifier, health_watch=health_watch, caster=caster)
+
+
+def build_caster(config: DaemonConfig, market: MarketData, files: RunFiles, journal: EventSink, clock: Clock, *,
+                 title: str, source: dict[str, object]) -> Caster:
+    """The caster of one executor: its chart feed over the market's closes, its cast.json read now."""
+    prices = {symbol: (bars.close_time_ns // 1_000_000, bars.close) for symbol, bars in market.bars.items()}
+    caster = Caster(config.cast, CastTargetFile(files.cast), journal, ChartFeed(prices), title=title, source=source,
+                    last_bars=lambda step: {symbol: int(market.last_closed[symbol][step]) for symbol in market.symbols},
+                    monotonic=clock.monotonic, now=clock.now)
+    caster.load()
+    return caster

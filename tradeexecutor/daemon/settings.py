@@ -12,6 +12,7 @@ from pathlib import Path
 
 from tradeexecutor.config import EngineConfig
 from tradeexecutor.daemon.affinity import check_cpu_setting
+from tradeexecutor.daemon.caster import CastConfig
 from tradeexecutor.errors import ConfigError
 from tradeexecutor.notify import NotifyConfig
 from tradeexecutor.runstate import HealthLimits
@@ -83,6 +84,8 @@ class DaemonConfig:
     health: HealthLimits = field(default_factory=HealthLimits)
     #: Which events notify and how often (the channels themselves come from TRADEEXECUTOR_NOTIFY_*_URL).
     notify: NotifyConfig = field(default_factory=NotifyConfig)
+    #: The wallboard to cast chart data to (the target itself is in <state dir>/cast.json).
+    cast: CastConfig = field(default_factory=CastConfig)
 
     def __post_init__(self) -> None:
         if self.mode == "live":

@@ -32,6 +32,8 @@ from typing import Any
 
 import yaml
 
+from tradeexecutor.daemon.caster import CastConfig
+from tradeexecutor.runs.cast import cast_final
 from tradeexecutor.runs.registry import RunRecord, RunsError
 from tradeexecutor.runs.run import ACTIVE_STATUSES, RunPaths, Runs, process_alive
 from tradeexecutor.runs.spec import ENV_PREFIX, env_overrides
@@ -109,7 +111,7 @@ def start_run(runs: Runs, ref_or_id: str, *, port: int | None = None,
     paths = runs.paths(record.id)
     spec.daemon_config(paths.state)  # mode live and other settings the executor refuses stop here
     if record.mode == "backtest":
-        return _run_backtest(runs, record, tuple(notes))
+        return _run_backtest(runs, record, tuple(notes), CastConfig.from_env(env))
     return _start_detached(runs, record, port or free_port(spec.core.host), env, tuple(notes))
 
 
@@ -128,7 +130,7 @@ class _StopSignal(BaseException):
     """SIGTERM arrived while a backtest ran in this process."""
 
 
-def _run_backtest(runs: Runs, record: RunRecord, notes: tuple[str, ...]) -> StartResult:
+def _run_backtest(runs: Runs, record: RunRecord, notes: tuple[str, ...], cast: CastConfig) -> StartResult:
     run_id = record.id
     with runs.locked(run_id) as fresh:
         _check_startable(fresh)
@@ -155,7 +157,9 @@ def _run_backtest(runs: Runs, record: RunRecord, notes: tuple[str, ...]) -> Star
     runs.record(run_id, "complete", status="complete", pid=None, summary=outcome.summary, fingerprints=fingerprints,
                 backtest={"bars": outcome.bars, "cycles": outcome.cycles, "seconds": round(outcome.seconds, 3)})
     note = write_artifacts(runs, run_id)
-    return StartResult(runs.registry.get(run_id) or record, notes + ((note,) if note else ()))
+    failed = cast_final(runs, run_id, cast)  # when cast.json names a chart: the final data, once
+    cast_note = f"warning: casting the final data failed: {failed}" if failed else None
+    return StartResult(runs.registry.get(run_id) or record, notes + tuple(n for n in (note, cast_note) if n))
 
 
 def _raise_on_sigterm() -> Callable[[], None]:

@@ -28,6 +28,11 @@ class RunFiles:
         return self.root / "crash.json"
 
     @property
+    def cast(self) -> Path:
+        """Where the executor casts its charts (store.cast_target); survives restarts."""
+        return self.root / "cast.json"
+
+    @property
     def lock(self) -> Path:
         """Held exclusively by the executor that owns this state."""
         return self.root / "executor.lock"

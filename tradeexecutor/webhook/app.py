@@ -62,6 +62,7 @@ Include = str | Callable[[Configurator], None]
 ROUTE_MODULES: tuple[str, ...] = (
     "tradeexecutor.webhook.auth",
     "tradeexecutor.webhook.control",
+    "tradeexecutor.webhook.cast",
     "tradeexecutor.webhook.openapi",
     "tradeexecutor.webhook.dashboard",
     "tradeexecutor.webhook.health",

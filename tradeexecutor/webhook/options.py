@@ -11,6 +11,8 @@ from tradeexecutor.store.layout import RunFiles
 
 #: Receives a control command name (stop, pause, resume, cycle_now) for the loop's queue; False when refused.
 CommandSink = Callable[[str], bool]
+#: Receives a new cast target (a wallboard path or URL, None to stop) for the loop's queue; False when refused.
+CastSink = Callable[[str | None], bool]
 
 #: Counts of the executor's notifications, ``(channel, event, outcome) → n`` (channel "" for suppressed).
 NotificationCounts = Callable[[], Mapping[tuple[str, str, str], int]]
@@ -32,6 +34,8 @@ class WebhookOptions:
     cors_origins: tuple[str, ...] = ()
     #: Where control requests go; None when the app runs without a loop (tests, `metrics serve`).
     command_sink: CommandSink | None = None
+    #: Where ``POST /control/cast`` sends the new target; None when the app runs without a loop.
+    cast_sink: CastSink | None = None
     #: /healthz fails when the next cycle is later than this many seconds.
     health_grace_seconds: float = 60.0
     #: /healthz fails when market data is older than this many seconds (0 disables the check).
