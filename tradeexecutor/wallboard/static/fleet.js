@@ -3,8 +3,9 @@
  * Every refresh_seconds (from /api/executors; 10 s by default) both documents are fetched again
  * and the table redrawn in place; the sort the user chose (click a column header, again to
  * reverse) is kept in the URL's hash, so it survives a reload. <body data-refreshes="N"> counts
- * finished refreshes. Rows are <tr data-name>; cells are <td data-column data-value> holding
- * the raw value, so what is shown can be checked against the JSON.
+ * finished refreshes and data-generated-at names the poll shown. Rows are <tr data-name>; cells
+ * are <td data-column data-value> holding the raw value, so what is shown can be checked against
+ * the JSON.
  */
 "use strict";
 
@@ -208,6 +209,7 @@
       const [doc, index] = await Promise.all([getJson("/api/executors"), getJson("/api/wallboard")]);
       refreshSeconds = Number(doc.refresh_seconds) || refreshSeconds;
       rows = doc.executors || [];
+      document.body.dataset.generatedAt = doc.generated_at || "";
       draw();
       drawPages(index);
       drawSummary(doc);
