@@ -46,7 +46,7 @@ JOB = "tradeexecutor"
 #: Environment variables the deployment files may set that are not options of `tradeexecutor start`.
 EXTRA_ENV = {"TRADEEXECUTOR_GIT_COMMIT", "TRADEEXECUTOR_IMAGE_VERSION"}
 #: Services of the compose file that are not executors.
-MONITORING_SERVICES = {"prometheus", "grafana"}
+MONITORING_SERVICES = {"prometheus", "grafana", "wallboard"}
 WEBHOOK_PORT = 3456
 
 
@@ -132,15 +132,20 @@ def dockerfile_healthcheck_command(path: Path = DOCKERFILE) -> str:
     return command
 
 
-def start_command_envvars() -> set[str]:
-    """Every environment variable `tradeexecutor start` reads."""
+def command_envvars(command: str) -> set[str]:
+    """Every environment variable a `tradeexecutor` command reads."""
     from tradeexecutor.cli.main import cli
 
     names: set[str] = set()
-    for param in cli.commands["start"].params:  # type: ignore[attr-defined]
+    for param in cli.commands[command].params:  # type: ignore[attr-defined]
         if param.envvar:
             names.update([param.envvar] if isinstance(param.envvar, str) else param.envvar)
     return names
+
+
+def start_command_envvars() -> set[str]:
+    """Every environment variable `tradeexecutor start` reads."""
+    return command_envvars("start")
 
 
 def package_envvars() -> set[str]:
@@ -428,6 +433,26 @@ def test_compose_env_files_set_only_known_variables(compose: dict[str, Any]) -> 
         for env_file in service["env_file"]:
             unknown = set(read_env_file(COMPOSE_DIR / env_file)) - known
             assert not unknown, f"{env_file}: not options of tradeexecutor start: {sorted(unknown)}"
+
+
+def test_compose_wallboard_shows_every_executor_and_executors_cast_to_it(compose: dict[str, Any]) -> None:
+    from tradeexecutor.wallboard import parse_executors
+
+    service = compose["services"]["wallboard"]
+    assert service["command"] == ["wallboard"] and service["restart"] == "unless-stopped"
+    assert service["env_file"] == ["wallboard.env"]
+    values = read_env_file(COMPOSE_DIR / "wallboard.env")
+    assert set(values) <= command_envvars("wallboard"), sorted(set(values) - command_envvars("wallboard"))
+    assert "TRADEEXECUTOR_WALLBOARD_TOKEN" not in values, "the token belongs in an uncommitted env file"
+    named = {target.name for target in parse_executors([values["TRADEEXECUTOR_WALLBOARD_EXECUTORS"]])}
+    assert named == set(executor_services(compose)), "the wallboard names every executor service"
+    port = values["TRADEEXECUTOR_WALLBOARD_PORT"]
+    assert values["TRADEEXECUTOR_WALLBOARD_HOST"] == "0.0.0.0" and service["ports"] == [f"127.0.0.1:{port}:{port}"]
+    check = service["healthcheck"]["test"]
+    assert check[0] == "CMD-SHELL" and f"127.0.0.1:{port}/healthz" in check[1] and "$" not in check[1]
+    for name, executor in executor_services(compose).items():
+        settings = read_env_file(COMPOSE_DIR / executor["env_file"][0])
+        assert settings.get("TRADEEXECUTOR_WALLBOARD_URL") == f"http://wallboard:{port}", name
 
 
 def test_prometheus_scrapes_every_executor(compose: dict[str, Any]) -> None:
