@@ -79,7 +79,8 @@ def wallboard_command(host: str, port: int, runs_dir: Path | None, executors: tu
                         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
     fleet = (lambda: _fleet(runs_dir)) if runs_dir is not None else None
     poller = Poller(config, fleet)
-    server = WebhookServer(create_app(config, poller, ChartStore()), host=host, port=port, threads=threads)
+    server = WebhookServer(create_app(config, poller, ChartStore()), host=host, port=port, threads=threads,
+                           name="wallboard")
     server.start()  # a port in use fails here, with one line
     stop = threading.Event()
 
