@@ -45,6 +45,7 @@ API_SECRET = f"s3cr3t-exchange-secret-{TOKEN}"
 NOTIFY_PATH_TOKEN = f"s3cr3t-notify-path-{TOKEN}"
 NOTIFY_PASSWORD = f"s3cr3t-notify-pw-{TOKEN}"
 NOTIFY_VARIABLE = "TRADEEXECUTOR_NOTIFY_WEBHOOK_URL"
+WALLBOARD_TOKEN = f"s3cr3t-wallboard-token-{TOKEN}"
 
 
 def _basic(user: str, password: str) -> str:
@@ -70,6 +71,7 @@ FORBIDDEN: dict[str, bytes] = {
     "token of the password": base64.b64encode(PASSWORD.encode()),
     "notification url token": NOTIFY_PATH_TOKEN.encode(),
     "notification url password": NOTIFY_PASSWORD.encode(),
+    "wallboard token": WALLBOARD_TOKEN.encode(),
 }
 
 
@@ -161,7 +163,12 @@ def daemon(tmp_path_factory: pytest.TempPathFactory, notify_endpoint: LoopbackEn
         "TRADEEXECUTOR_EXCHANGE_API_SECRET": API_SECRET,
         NOTIFY_VARIABLE: f"json://notifier:{NOTIFY_PASSWORD}@127.0.0.1:{notify_endpoint.port}/{NOTIFY_PATH_TOKEN}",
         "TRADEEXECUTOR_NOTIFY_COOLDOWN_SECONDS": "0",
+        # Casting to a "wallboard" that refuses the PUT, so failed casts are journalled and logged too.
+        "TRADEEXECUTOR_WALLBOARD_URL": f"http://127.0.0.1:{notify_endpoint.port}",
+        "TRADEEXECUTOR_WALLBOARD_TOKEN": WALLBOARD_TOKEN,
     })
+    state_dir.mkdir()
+    (state_dir / "cast.json").write_text(json.dumps({"target": "/wallboard/secrets/chart"}))
     command = [sys.executable, "-m", "tradeexecutor.cli.main", "start", str(STRATEGY), "--port", str(port),
                "--state-dir", str(state_dir), "--replay-seconds", "0.05", "--chart-seconds", "0.5",
                "--trigger-seconds", "0.5", "--revaluation-seconds", "0.7", "--complete-serve-seconds", "60",
@@ -281,13 +288,16 @@ def test_no_secret_leaves_the_daemon(daemon: Daemon, notify_endpoint: LoopbackEn
     assert daemon.stderr_path.stat().st_size + daemon.stdout_path.stat().st_size > 0
     # failed sends were logged (by variable name), so the scan covered that path too
     assert f"via {NOTIFY_VARIABLE} (JSON) failed" in daemon.stderr_path.read_text(errors="replace")
+    assert "cast_failed" in daemon.stderr_path.read_text(errors="replace")  # and failed casts
 
 
 def test_help_never_shows_secret_values() -> None:
     environment = {**os.environ, "TRADEEXECUTOR_WEBHOOK_USERNAME": USERNAME,
                    "TRADEEXECUTOR_WEBHOOK_PASSWORD": PASSWORD, "TRADEEXECUTOR_EXCHANGE_API_KEY": API_KEY,
-                   NOTIFY_VARIABLE: f"json://notifier:{NOTIFY_PASSWORD}@127.0.0.1:9/{NOTIFY_PATH_TOKEN}"}
-    for command in (["start", "--help"], ["status", "--help"], ["logs", "--help"], ["--help"]):
+                   NOTIFY_VARIABLE: f"json://notifier:{NOTIFY_PASSWORD}@127.0.0.1:9/{NOTIFY_PATH_TOKEN}",
+                   "TRADEEXECUTOR_WALLBOARD_TOKEN": WALLBOARD_TOKEN}
+    for command in (["start", "--help"], ["status", "--help"], ["logs", "--help"], ["wallboard", "--help"],
+                    ["runs", "cast", "--help"], ["--help"]):
         result = subprocess.run([sys.executable, "-m", "tradeexecutor.cli.main", *command], capture_output=True,
                                 env=environment, timeout=60, check=False)
         assert result.returncode == 0, result.stderr
