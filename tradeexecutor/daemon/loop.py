@@ -348,7 +348,7 @@ class ExecutorLoop:
         """
         if self.caster is None or (self.outcome is not None and not final):
             return
-        caster, status = self.caster, self.runstate.snapshot().status.value
+        caster, status = self.caster, RunStatus(self.runstate.status).value  # the loop is its only writer
         if not final:
             self._guarded("cast", lambda: caster.after_job(self.state, self.feed.cursor, status=status))
             return
