@@ -112,7 +112,7 @@ def test_a_backtest_casts_its_final_data_once_when_it_completes_and_again_when_a
     while "cast_failed" not in [e["event"] for e in events(work, "bt")] and time.monotonic() < deadline:
         time.sleep(0.1)
     failed = [e for e in events(work, "bt") if e["event"] == "cast_failed"]
-    assert failed and "404" in failed[-1]["reason"] and failed[-1]["target"] == "/wallbord/backtests/sma"
+    assert failed and "404" in failed[-1]["fields"]["reason"] and failed[-1]["fields"]["target"] == "/wallbord/backtests/sma"
     assert TOKEN not in (work / "runs" / run_id / "journal.jsonl").read_text()
 
 
@@ -129,4 +129,4 @@ def test_bad_targets_are_refused_at_once_and_a_dash_stops(work: Path) -> None:
     assert runs(work, "cast", "bt", "-").stdout.strip() == "run bt stops casting: the run will not cast"
     assert runs(work, "cast", "bt").stdout.strip() == "run bt stops casting: the run will not cast"
     assert meta(work, "bt")["cast"] is None
-    assert [e["detail"] for e in events(work, "bt")] == ["/wallboard/p/c", "stop", "stop"]
+    assert [e["fields"]["detail"] for e in events(work, "bt")] == ["/wallboard/p/c", "stop", "stop"]

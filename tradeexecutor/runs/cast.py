@@ -133,7 +133,7 @@ def cast_final(runs: Runs, run_id: str, config: CastConfig) -> str | None:
     try:
         record = CastTargetFile(RunFiles(paths.state).cast).read()
     except StateCorruptError as exc:
-        runs.journal(run_id, "cast_failed", level="warning", reason=str(exc))
+        runs.journal(run_id, "cast_failed", {"reason": str(exc)}, level="warning")
         return str(exc)
     if record is None or record.target is None:
         return None
@@ -142,13 +142,13 @@ def cast_final(runs: Runs, run_id: str, config: CastConfig) -> str | None:
         url = target_url(target, config.wallboard_url)
         data = _final_data(runs, run_id)
     except (ValueError, RunsError, StateCorruptError) as exc:
-        runs.journal(run_id, "cast_failed", level="warning", target=target, reason=str(exc))
+        runs.journal(run_id, "cast_failed", {"target": target, "reason": str(exc)}, level="warning")
         return str(exc)
     reason = put_chart(url, config.token, data, config.timeout_seconds)
     if reason is None:
-        runs.journal(run_id, "cast_delivered", target=target, url=url)
+        runs.journal(run_id, "cast_delivered", {"target": target, "url": url})
     else:
-        runs.journal(run_id, "cast_failed", level="warning", target=target, url=url, reason=reason)
+        runs.journal(run_id, "cast_failed", {"target": target, "url": url, "reason": reason}, level="warning")
     return reason
 
 
