@@ -130,3 +130,9 @@ def test_bad_targets_are_refused_at_once_and_a_dash_stops(work: Path) -> None:
     assert runs(work, "cast", "bt").stdout.strip() == "run bt stops casting: the run will not cast"
     assert meta(work, "bt")["cast"] is None
     assert [e["fields"]["detail"] for e in events(work, "bt")] == ["/wallboard/p/c", "stop", "stop"]
+    # A damaged cast.json is refused by name, left as it is, and nothing is recorded.
+    damaged = work / "runs" / meta(work, "bt")["run_id"] / "state" / "cast.json"
+    damaged.write_text("{half")
+    refused = runs(work, "cast", "bt", "/wallboard/p/c", expect=2)
+    assert "cast.json" in refused.stderr and "fix or delete it" in refused.stderr
+    assert damaged.read_text() == "{half" and len(events(work, "bt")) == 3

@@ -66,10 +66,11 @@ def cast_run(runs: Runs, ref_or_id: str, text: str | None, config: CastConfig, *
     with runs.locked(ref_or_id) as record:
         target_file = CastTargetFile(RunFiles(runs.paths(record.id).state).cast)
         try:
-            target_file.write(target, "runs cast")
+            target_file.read()  # a damaged cast.json is refused, untouched, before anything is recorded
+            runs.record(record.id, "cast_requested", detail=target or "stop", cast=target)
+            target_file.write(target, "runs cast")  # last: the executor may take it up at once
         except StateCorruptError as exc:
             raise RunsError(f"run {record.label}: {exc}") from None
-        runs.record(record.id, "cast_requested", detail=target or "stop", cast=target)
     record = runs.resolve(record.id)
     notes: list[str] = []
     if target is not None:
