@@ -16,24 +16,27 @@ backtest's trades CSV and the daemon's orders CSV; its columns are :data:`TRADE_
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import tempfile
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from enum import Enum
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from tradeexecutor.state import Position, State, Trade, TradeStatus
+from tradeexecutor.state import State, Trade, TradeStatus
 
 __all__ = [
     "TRADE_COLUMNS",
     "Summary",
     "compute_summary",
+    "summarise_windows",
     "summary_table",
     "trades_frame",
     "write_trades_csv",
@@ -148,6 +151,7 @@ def compute_summary(
     benchmark_prices: dict[str, pd.Series] | None = None,
     periods_per_year: float | None = None,
     risk_free_rate: float = 0.0,
+    window: tuple[int, int] | None = None,
 ) -> Summary:
     """Summarise a run's performance from its state, so every report uses one set of definitions.
 
@@ -158,53 +162,153 @@ def compute_summary(
     (about 252 for weekday-only daily stocks, 365 for daily crypto, ~6,200 for hourly FX).
     ``risk_free_rate`` is an annual rate, converted per period as ``(1 + rf)**(1/ppy) - 1``.
 
+    ``window`` — ``(first_ms, last_ms)``, inclusive epoch milliseconds — summarises one stretch
+    of the run, as a parameter sweep's in-sample and out-of-sample figures do: the valuation
+    rows inside it, with returns, drawdown and the base of ``total_return`` starting from the
+    row just before it (its equity is the window's ``initial_cash``; the run's own initial cash
+    when the window starts at the first row), and the trades, fees and closed positions of the
+    bars inside it; ``open_positions`` are those open at its end. A window covering every row
+    gives the same figures as no window. Pass the whole run's ``periods_per_year`` so that
+    windows are annualised alike, or use :func:`summarise_windows`, which does.
+
     >>> compute_summary(state).to_dict()["sharpe"]  # doctest: +SKIP
     """
-    valuations = state.valuations
-    timestamps = np.asarray(valuations.timestamp, dtype=np.int64)
-    equity = np.asarray(valuations.equity, dtype=np.float64)
-    exposure = np.asarray(valuations.exposure, dtype=np.float64)
-    rows = len(timestamps)
-    portfolio = state.portfolio
+    return _summarise(_Run(state), benchmark_prices, periods_per_year, risk_free_rate, window)
 
-    start = _iso_ms(int(timestamps[0])) if rows else None
-    end = _iso_ms(int(timestamps[-1])) if rows else None
-    final_equity = float(equity[-1]) if rows else float(portfolio.equity())
-    initial_cash = float(state.initial_cash)
-    base = initial_cash if initial_cash > 0 else (float(equity[0]) if rows else 0.0)
-    years = (int(timestamps[-1]) - int(timestamps[0])) / _MS_PER_YEAR if rows >= 2 else 0.0
+
+def summarise_windows(
+    state: State,
+    windows: Sequence[tuple[int, int]],
+    *,
+    benchmark_prices: dict[str, pd.Series] | None = None,
+    risk_free_rate: float = 0.0,
+) -> tuple[Summary, list[Summary]]:
+    """The whole run's summary and one per window, annualised alike, reading the state once.
+
+    Equal to ``compute_summary(state)`` and ``compute_summary(state, window=w,
+    periods_per_year=<the whole run's>)`` for each window, without converting the state's
+    columns and trades again for each.
+    """
+    run = _Run(state)
+    whole = _summarise(run, benchmark_prices, None, risk_free_rate, None)
+    return whole, [_summarise(run, benchmark_prices, whole.periods_per_year, risk_free_rate, window)
+                   for window in windows]
+
+
+class _Run:
+    """A state's valuation columns as arrays, and its trades' and positions' times in epoch ms (made on demand)."""
+
+    def __init__(self, state: State) -> None:
+        valuations = state.valuations
+        self.state = state
+        self.timestamps = np.asarray(valuations.timestamp, dtype=np.int64)
+        self.equity = np.asarray(valuations.equity, dtype=np.float64)
+        self.exposure = np.asarray(valuations.exposure, dtype=np.float64)
+
+    @functools.cached_property
+    def trades(self) -> list[tuple[str, int | None, int | None, float]]:
+        """(status, executed ms, planned ms, fee) of every trade."""
+        return [(_text(t.status), _ms(t.executed_at) if t.executed_at else None,
+                 _ms(t.planned_at) if t.planned_at else None, t.fee) for t in self.state.portfolio.all_trades()]
+
+    @functools.cached_property
+    def closes(self) -> list[tuple[int | None, float]]:
+        """(closed ms, realised P&L) of every closed position."""
+        return [(_ms(p.closed_at) if p.closed_at else None, p.realised_pnl)
+                for p in self.state.portfolio.closed_positions]
+
+    @functools.cached_property
+    def spans(self) -> list[tuple[int, int | None]]:
+        """(opened ms, closed ms) of every open and closed position."""
+        portfolio = self.state.portfolio
+        return [(_ms(p.opened_at), _ms(p.closed_at) if p.closed_at else None)
+                for p in (*portfolio.open_positions, *portfolio.closed_positions)]
+
+
+def _summarise(run: _Run, benchmark_prices: dict[str, pd.Series] | None, periods_per_year: float | None,
+               risk_free_rate: float, window: tuple[int, int] | None) -> Summary:
+    """compute_summary's definitions over a prepared run (and optionally one window of it)."""
+    timestamps, equity, exposure = run.timestamps, run.equity, run.exposure
+    portfolio = run.state.portfolio
+    initial_cash = float(run.state.initial_cash)
+    if window is not None and len(timestamps) and window[0] <= timestamps[0] and window[1] >= timestamps[-1]:
+        window = None  # the whole run: its own figures exactly (fees as the portfolio summed them)
+    #: Trades, fills and closes strictly after ``after_ms`` and at or before ``until_ms`` belong to the window.
+    after_ms = -(1 << 62)
+    until_ms = 1 << 62
+    rows_from = 0
+    if window is not None:
+        first = int(np.searchsorted(timestamps, window[0], side="left"))
+        last = int(np.searchsorted(timestamps, window[1], side="right"))
+        until_ms = int(window[1])
+        exposure = exposure[first:last]
+        if first > 0:  # the row before the window is where its returns and its base start
+            after_ms = int(timestamps[first - 1])
+            initial_cash = float(equity[first - 1])
+            timestamps, equity = timestamps[first - 1:last], equity[first - 1:last]
+            rows_from = 1
+        else:
+            timestamps, equity = timestamps[:last], equity[:last]
+    rows = len(timestamps) - rows_from
+
+    start = _iso_ms(int(timestamps[rows_from])) if rows > 0 else None
+    end = _iso_ms(int(timestamps[-1])) if rows > 0 else None
+    if rows > 0:
+        final_equity = float(equity[-1])
+    else:
+        final_equity = initial_cash if window is not None else float(portfolio.equity())
+    base = initial_cash if initial_cash > 0 else (float(equity[0]) if len(equity) else 0.0)
+    years = (int(timestamps[-1]) - int(timestamps[0])) / _MS_PER_YEAR if len(timestamps) >= 2 else 0.0
 
     total_return = _safe(final_equity / base - 1.0) if base > 0 else None
     cagr: float | None = None
     if base > 0 and years > 0 and final_equity >= 0:
         cagr = _safe((final_equity / base) ** (1.0 / years) - 1.0)
 
-    if periods_per_year is None and rows >= 2 and years > 0:
-        periods_per_year = (rows - 1) / years
+    if periods_per_year is None and len(timestamps) >= 2 and years > 0:
+        periods_per_year = (len(timestamps) - 1) / years
     ppy = float(periods_per_year) if periods_per_year and periods_per_year > 0 else None
 
     returns = _period_returns(equity)
     volatility, sharpe, sortino = _return_ratios(returns, ppy, risk_free_rate)
     max_drawdown, max_drawdown_duration = _drawdowns(timestamps, equity)
 
-    wins, losses, closed = _closed_pnls(portfolio.closed_positions)
+    def inside(ms: int | None) -> bool:
+        return ms is not None and after_ms < ms <= until_ms
+
+    executed, rejected_status = TradeStatus.executed.value, TradeStatus.rejected.value
+    if window is None:
+        pnls = [p.realised_pnl for p in portfolio.closed_positions]
+        trade_count = rejected = 0
+        for trade in portfolio.all_trades():
+            status = _text(trade.status)
+            if status == executed:
+                trade_count += 1
+            elif status == rejected_status:
+                rejected += 1
+        fees_paid = float(portfolio.fees_paid)
+        open_positions = len(portfolio.open_positions)
+    else:
+        pnls = [pnl for closed_ms, pnl in run.closes if inside(closed_ms)]
+        fills = [fee for status, executed_ms, _, fee in run.trades if status == executed and inside(executed_ms)]
+        trade_count = len(fills)
+        rejected = sum(1 for status, _, planned_ms, _ in run.trades if status == rejected_status and inside(planned_ms))
+        fees_paid = math.fsum(fills)
+        open_positions = sum(1 for opened_ms, closed_ms in run.spans
+                             if opened_ms <= until_ms and (closed_ms is None or closed_ms > until_ms))
+
+    wins = [pnl for pnl in pnls if pnl > 0]
+    losses = [pnl for pnl in pnls if pnl < 0]
+    closed = len(pnls)
     win_rate = len(wins) / closed if closed else None
     losing_total = -math.fsum(losses)
     profit_factor = math.fsum(wins) / losing_total if losing_total > 0 else None
     average_win = math.fsum(wins) / len(wins) if wins else None
     average_loss = math.fsum(losses) / len(losses) if losses else None
 
-    trade_count = 0
-    rejected = 0
-    for trade in portfolio.all_trades():
-        status = _text(trade.status)
-        if status == TradeStatus.executed.value:
-            trade_count += 1
-        elif status == TradeStatus.rejected.value:
-            rejected += 1
-
     exposure_time = float(np.count_nonzero(exposure > 0)) / len(exposure) if len(exposure) else None
-    buy_and_hold = _buy_and_hold(benchmark_prices, timestamps) if benchmark_prices else None
+    buy_and_hold = (_buy_and_hold(benchmark_prices, timestamps[rows_from:])
+                    if benchmark_prices else None)
 
     return Summary(
         start=start,
@@ -226,9 +330,9 @@ def compute_summary(
         position_count=closed,
         rejected_trade_count=rejected,
         exposure_time=exposure_time,
-        fees_paid=float(portfolio.fees_paid),
+        fees_paid=fees_paid,
         buy_and_hold_return=buy_and_hold,
-        open_positions=len(portfolio.open_positions),
+        open_positions=open_positions,
         periods_per_year=ppy,
     )
 
@@ -293,13 +397,6 @@ def _drawdowns(timestamps: np.ndarray, equity: np.ndarray) -> tuple[float | None
     if highs[-1] < len(equity) - 1:  # still under water at the end
         longest_ms = max(longest_ms, int(timestamps[-1] - timestamps[highs[-1]]))
     return _safe(max_drawdown), longest_ms / _MS_PER_DAY
-
-
-def _closed_pnls(positions: list[Position]) -> tuple[list[float], list[float], int]:
-    """Winning and losing realised P&L of closed positions, and how many positions closed."""
-    wins = [p.realised_pnl for p in positions if p.realised_pnl > 0]
-    losses = [p.realised_pnl for p in positions if p.realised_pnl < 0]
-    return wins, losses, len(positions)
 
 
 def _buy_and_hold(prices: dict[str, pd.Series], timestamps: np.ndarray) -> float | None:
@@ -517,6 +614,13 @@ def _utc(value: datetime | None) -> datetime | None:
     if value.tzinfo is None:
         return value.replace(tzinfo=UTC)
     return value.astimezone(UTC)
+
+
+def _ms(moment: datetime) -> int:
+    """A datetime as epoch milliseconds; naive values are taken as UTC, as the state's codec does."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return round(moment.timestamp() * 1000)
 
 
 def _iso_ms(ms: int) -> str:
