@@ -481,3 +481,30 @@ def test_parameters_behave_as_a_read_only_mapping() -> None:
     parameters = Parameters({"fast": 10, "slow": 30})
     assert dict(parameters) == {"fast": 10, "slow": 30}
     assert list(parameters.values()) == [10, 30] and parameters.fast == 10 and parameters["slow"] == 30
+
+
+def test_source_loads_like_the_file_and_every_load_is_a_fresh_module(tmp_path: Path) -> None:
+    """A sweep worker loads the source it was sent; compiling is shared, module state never is."""
+    from tradeexecutor.strategy.loader import load_strategy_source
+
+    path = tmp_path / "counter.py"
+    path.write_text(textwrap.dedent('''
+        """Counts its own cycles in a module global."""
+        from tradeexecutor.strategy.api import Integer, Symbol
+        name = "counter"
+        cycle_duration = "1d"
+        parameters = {"symbol": Symbol("GOOG"), "n": Integer(1)}
+        seen = []
+        def decide(ctx):
+            seen.append(1)
+            return []
+    '''))
+    from_file = load_strategy(path, {"n": 3})
+    from_source = load_strategy_source(path.read_text(), "/elsewhere/counter.py", {"n": 3})
+    assert from_source.version == from_file.version and from_source.parameters == from_file.parameters
+    assert str(from_source.path) == "/elsewhere/counter.py"
+    from_file.decide(None)
+    assert from_file.decide.__globals__["seen"] == [1]
+    assert from_source.decide.__globals__["seen"] == []  # the second load did not inherit the first's list
+    with pytest.raises(StrategyLoadError, match=r"/elsewhere/bad.py:1: syntax error"):
+        load_strategy_source("def (:\n", "/elsewhere/bad.py")

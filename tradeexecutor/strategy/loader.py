@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import inspect
@@ -81,9 +82,19 @@ def _positional_count(function: Callable[..., Any]) -> tuple[int, int]:
     return required, total
 
 
+@functools.lru_cache(maxsize=32)
+def _compile(source: str, filename: str) -> types.CodeType:
+    """The module's code object, compiled once per source: a sweep loads the same strategy for every point.
+
+    Only compiling is shared; every load still executes the code into a fresh module, so no state
+    leaks from one load (one sweep point) to the next.
+    """
+    return compile(source, filename, "exec")
+
+
 def _execute_module(path: Path, source: str) -> types.ModuleType:
     try:
-        code = compile(source, str(path), "exec")
+        code = _compile(source, str(path))
     except SyntaxError as exc:
         raise StrategyLoadError(f"{path}:{exc.lineno}: syntax error: {exc.msg}") from None
     module_name = f"tradeexecutor_strategy_{strategy_version(source)[:12]}"
@@ -132,6 +143,15 @@ def load_strategy(path: str | Path, overrides: Mapping[str, Any] | None = None) 
         source = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise StrategyLoadError(f"{path}: cannot read strategy: {exc}") from None
+    return load_strategy_source(source, path, overrides)
+
+
+def load_strategy_source(source: str, path: str | Path, overrides: Mapping[str, Any] | None = None) -> LoadedStrategy:
+    """Compile, execute and validate strategy ``source`` as if read from ``path`` (named in errors only).
+
+    For a process that has the source but not the file: a sweep's worker on another machine.
+    """
+    path = Path(path)
     module = _execute_module(path, source)
     where = str(path)
 
