@@ -55,6 +55,9 @@ DOORS: dict[str, set[str]] = {
     "matplotlib": {"visual"},
     "ccxt": {"venue"},  # the exchange simulator must work without it
     "apprise": {"notify"},
+    "distributed": {"runs"},  # optional extras: only sweeps use them, and only when asked (runs.sweep_pool, runs.search)
+    "dask": {"runs"},
+    "optuna": {"runs"},
 }
 
 

@@ -1,4 +1,4 @@
-"""Parameter sweeps: grid syntax and its one-line errors, and a real 2x2 sweep whose ranking matches each run's summary."""
+"""Parameter sweeps: grid syntax and its one-line errors, ranking, and a real 2x2 sweep whose rows match the runs made for them."""
 
 from __future__ import annotations
 
@@ -12,13 +12,9 @@ from pathlib import Path
 import pytest
 
 from tradeexecutor.errors import ConfigError
-from tradeexecutor.runs.optimize import (
-    PointResult,
-    build_grid,
-    expand_values,
-    parse_param_option,
-    rank_results,
-)
+from tradeexecutor.runs.optimize import build_grid, expand_values, parse_param_option
+from tradeexecutor.runs.ranking import rank_results
+from tradeexecutor.runs.sweep_eval import PointResult
 from tradeexecutor.runs.registry import Registry
 from tradeexecutor.runs.spec import load_spec
 from tradeexecutor.strategy.parameters import Boolean, Decimal, Integer, Symbol
@@ -90,13 +86,14 @@ def test_build_grid_is_the_product_and_checks_names(spec_path: Path) -> None:
 
 def test_ranking_direction_and_missing_values_last() -> None:
     def point(i: int, **summary: float | None) -> PointResult:
-        return PointResult(i, {"x": i}, f"r{i}", "", "complete", dict(summary))
+        return PointResult(i, {"x": i}, "complete", dict(summary), windows={"in_sample": {"sharpe": -i}})
 
     results = [point(0, sharpe=0.5, max_drawdown=0.3), point(1, sharpe=None, max_drawdown=0.1),
                point(2, sharpe=1.5, max_drawdown=0.2),
-               PointResult(3, {"x": 3}, "", "", "error", None, error="boom")]
+               PointResult(3, {"x": 3}, "error", None, error="boom")]
     assert [r.index for r in rank_results(results, "sharpe")] == [2, 0, 1, 3]
     assert [r.index for r in rank_results(results, "max_drawdown")] == [1, 2, 0, 3]
+    assert [r.index for r in rank_results(results, "sharpe", "in_sample")] == [0, 1, 2, 3]
     with pytest.raises(ConfigError, match="did you mean sharpe"):
         rank_results(results, "sharp")
 
@@ -122,20 +119,23 @@ def test_cli_invalid_grid_is_one_line_exit_2_before_anything_runs(spec_path: Pat
     assert not runs_dir.exists() and not output.exists()
 
 
-def test_cli_sweep_2x2_ranks_by_each_runs_own_summary(spec_path: Path, tmp_path: Path) -> None:
+def test_cli_sweep_2x2_rows_match_the_runs_made_for_them(spec_path: Path, tmp_path: Path) -> None:
+    """Ranked in-sample; every point a full run (--reports all) whose own figures and fingerprints match its row."""
     runs_dir, output = tmp_path / "runs", tmp_path / "out"
     result = _cli("optimize", str(spec_path), "--param", "fast=5,10", "--param", "slow=20..30:10",
                   "--rank-by", "total_return", "--processes", "2", "--runs-dir", str(runs_dir),
-                  "--output", str(output), "--ref-prefix", "sweep")
+                  "--output", str(output), "--ref-prefix", "sweep", "--reports", "all")
     assert result.returncode == 0, result.stderr
-    assert "Ranked by total_return" in result.stdout and "| rank | fast | slow | total_return |" in result.stdout
+    assert "Ranked by **total_return in-sample**" in result.stdout
+    assert "| rank | fast | slow | total_return IS | total_return OOS |" in result.stdout
     with open(output / "results.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) == 4
     assert {(int(r["fast"]), int(r["slow"])) for r in rows} == {(5, 20), (5, 30), (10, 20), (10, 30)}
-    assert (output / "results.md").read_text().startswith("Ranked by total_return")
-
-    own = []
+    assert (output / "results.md").read_text().startswith("# Sweep of")
+    assert (output / "charts" / "in_vs_out_of_sample.png").read_bytes().startswith(b"\x89PNG")
+    assert [float(r["total_return_is"]) for r in rows] == sorted((float(r["total_return_is"]) for r in rows),
+                                                                 reverse=True)
     for row in rows:
         run = runs_dir / row["run_id"]
         metrics = json.loads((run / "metrics.json").read_text())
@@ -147,9 +147,11 @@ def test_cli_sweep_2x2_ranks_by_each_runs_own_summary(spec_path: Path, tmp_path:
             assert (run / name).exists(), name
         spec = load_spec(run / "spec.yaml", env={})
         assert spec.strategy["fast"] == int(row["fast"]) and spec.strategy["slow"] == int(row["slow"])
-        assert float(row["total_return"]) == pytest.approx(metrics["summary"]["total_return"])
-        own.append((metrics["summary"]["total_return"], row["run_id"]))
-    assert [run_id for _, run_id in sorted(own, key=lambda item: -item[0])] == [r["run_id"] for r in rows]
+        # The row's whole-period figures are the run's own, and it fingerprints the same config and code.
+        assert float(row["total_return"]) == pytest.approx(metrics["summary"]["total_return"], rel=1e-12)
+        assert float(row["sharpe"]) == pytest.approx(metrics["summary"]["sharpe"], rel=1e-12)
+        assert row["fingerprint_config"] == metadata["fingerprints"]["config"]
+        assert row["fingerprint_code"] == metadata["fingerprints"]["code"]
     assert [int(r["rank"]) for r in rows] == [1, 2, 3, 4]
     with Registry(runs_dir) as registry:
         records = registry.all()

@@ -1,21 +1,34 @@
-"""``tradeexecutor optimize SPEC --param fast=5..30:5 --param slow=20,30,50``: a parameter sweep of backtest runs.
+"""``tradeexecutor optimize SPEC --param fast=5..30:5 --param slow=20,30,50``: a parameter sweep, ranked in-sample, checked out-of-sample.
 
-Every grid point becomes a backtest run of its own (with its artifacts) in the runs folder; the
-table ranked by ``--rank-by`` is printed and written as results.csv and results.md. Bad
-``--param`` syntax, unknown parameters and wrong types stop with one line and exit 2 before
-anything runs.
+Every point gets a row (values, figures over the whole period, in-sample and out-of-sample, and
+fingerprints) in the sweep's folder as it finishes; the best ``--best`` points (``--reports``)
+also become full backtest runs with report, charts and state. Points run on local processes by
+default, or on a Dask cluster (``--cluster``, extra ``distributed``); ``--search random|tpe``
+samples the space with Optuna (extra ``search``). Bad options stop with one line and exit 2
+before anything runs; Ctrl+C keeps the finished points, prints the command that resumes the
+sweep, and exits 130.
 """
 
 from __future__ import annotations
 
+import os
+import shlex
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from tradeexecutor.cli.common import user_errors
 from tradeexecutor.cli.metrics_cmd import runs_dir_option
+
+if TYPE_CHECKING:
+    from tradeexecutor.runs.sweep import SweepResult
+    from tradeexecutor.runs.sweep_eval import PointResult
+
+#: Exit code of an interrupted sweep (128 + SIGINT, as shells report Ctrl+C).
+EXIT_INTERRUPTED = 130
 
 
 @click.command("optimize")
@@ -23,47 +36,135 @@ from tradeexecutor.cli.metrics_cmd import runs_dir_option
 @click.option("--param", "params", multiple=True, metavar="NAME=VALUES",
               help="Values of one strategy parameter: a range FIRST..LAST:STEP (inclusive), a list a,b,c or one "
                    "value; repeat for each parameter swept.")
+@click.option("--constraint", "constraints", multiple=True, metavar="EXPR",
+              help="A condition every point must meet, such as 'fast < slow' (parameter names, numbers, "
+                   "+ - * / // %, comparisons, and, or, not); repeatable, added to the spec's "
+                   "optimize.constraints. No search ever evaluates a point that breaks one.")
+@click.option("--search", type=click.Choice(["grid", "random", "tpe"]), default="grid", show_default=True,
+              help="grid: every admissible point; random or tpe: --trials points chosen by Optuna "
+                   "(pip install \"tradeexecutor[search]\").")
+@click.option("--trials", type=click.IntRange(min=1), default=None,
+              help="Distinct points a random or TPE search evaluates. Default: 100.")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seed of random and TPE search: the same seed gives the same trials and result.")
 @click.option("--rank-by", default="sharpe", show_default=True,
               help="Summary statistic to rank by (sharpe, sortino, total_return, cagr, max_drawdown, ...); "
                    "drawdown, volatility, fees and rejections rank lowest first.")
+@click.option("--holdout", type=float, default=0.3, show_default=True,
+              help="Last fraction of the bars kept out of the search: points are ranked in-sample and shown "
+                   "out-of-sample beside it. 0 ranks on the whole period.")
+@click.option("--walk-forward", "walk_forward", type=click.IntRange(min=1), default=1, show_default=True,
+              metavar="K",
+              help="Split the out-of-sample part into K anchored folds: each picks its best point on all the bars "
+                   "before its test window; their test windows chained are the combined out-of-sample curve.")
+@click.option("--reports", type=click.Choice(["best", "all", "none"]), default="best", show_default=True,
+              help="Which points also become full runs with report, charts and state (every point always gets "
+                   "its row, figures and fingerprints); none also skips the sweep's charts.")
+@click.option("--best", type=click.IntRange(min=1), default=5, show_default=True,
+              help="How many of the best points get full runs with --reports best.")
 @click.option("--processes", type=click.IntRange(min=1), default=None,
-              help="Worker processes. Default: every core.")
+              help="Local worker processes. Default: every core.")
+@click.option("--cluster", default=None, envvar="DASK_SCHEDULER_ADDRESS", metavar="ADDRESS",
+              help="Run the points on an existing Dask cluster, such as tcp://scheduler:8786 "
+                   "(pip install \"tradeexecutor[distributed]\"; workers need the same tradeexecutor version).")
 @click.option("--output", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Folder for results.csv, results.md and the point specs. "
+              help="The sweep's folder: sweep.json, points.jsonl, results.csv, results.md, charts, point specs. "
                    "Default: output/optimize-<spec>-<UTC time>.")
-@click.option("--ref-prefix", default=None, help="Give the runs refs PREFIX-001, PREFIX-002, ...")
+@click.option("--resume", is_flag=True, default=False,
+              help="Carry on the sweep in --output: points already done there are not run again.")
+@click.option("--quiet", is_flag=True, default=False, help="No progress bar or progress messages.")
+@click.option("--ref-prefix", default=None, help="Give the full runs refs PREFIX-001, PREFIX-002, ... (by point).")
 @runs_dir_option
 @user_errors
-def optimize_command(spec_file: Path, params: tuple[str, ...], rank_by: str, processes: int | None,
-                     output: Path | None, ref_prefix: str | None, runs_dir: Path) -> None:
-    """Backtest every combination of the --param values of SPEC_FILE in parallel and rank them."""
-    from tradeexecutor.runs.optimize import build_grid, check_rank_by, run_grid
-    from tradeexecutor.runs.registry import check_ref
+def optimize_command(spec_file: Path, params: tuple[str, ...], constraints: tuple[str, ...], search: str,
+                     trials: int | None, seed: int, rank_by: str, holdout: float, walk_forward: int, reports: str,
+                     best: int, processes: int | None, cluster: str | None, output: Path | None, resume: bool,
+                     quiet: bool, ref_prefix: str | None, runs_dir: Path) -> None:
+    """Backtest combinations of the --param values of SPEC_FILE in parallel; rank in-sample, check out-of-sample."""
     from tradeexecutor.runs.spec import load_spec
+    from tradeexecutor.runs.sweep import SweepOptions, plan_sweep, run_sweep
 
-    # Everything is checked before anything runs or is written.
-    check_rank_by(rank_by)
-    if ref_prefix is not None:
-        check_ref(f"{ref_prefix}-001")
-    spec = load_spec(spec_file)
-    grid = build_grid(spec, list(params))
+    if resume and output is None:
+        raise click.UsageError("--resume needs --output: the folder of the sweep to carry on")
+    options = SweepOptions(params=params, constraints=constraints, search=search, trials=trials, seed=seed,
+                           rank_by=rank_by, holdout=holdout, walk_forward=walk_forward, reports=reports, best=best,
+                           processes=processes, cluster=cluster or None, ref_prefix=ref_prefix)
     folder = output or Path("output") / f"optimize-{spec_file.stem}-{datetime.now(UTC):%Y%m%d-%H%M%S}"
-    click.echo(f"{len(grid)} backtests of {spec_file} into {runs_dir}", err=True)
+    try:
+        plan = plan_sweep(load_spec(spec_file), options)  # everything checked before anything runs or is written
+        progress = _Progress(quiet)
+        result = run_sweep(plan, output_dir=folder, runs_dir=runs_dir, resume=resume, progress=progress)
+        progress.close()
+    except KeyboardInterrupt:
+        click.echo("interrupted before any point ran; nothing was written", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    if result.interrupted:
+        done = sum(1 for row in result.results if row.status != "lost")
+        click.echo(f"interrupted: {done} of {result.total} points done and kept in {folder / 'points.jsonl'}; "
+                   f"resume with: {_resume_command(folder, output is None)}", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    _print(result, folder)
 
-    done = 0
 
-    def progress(point: object) -> None:
-        nonlocal done
-        done += 1
-        if sys.stderr.isatty():
-            click.echo(f"\r{done}/{len(grid)}", err=True, nl=False)
+def _resume_command(folder: Path, add_output: bool) -> str:
+    """The exact command line that carries this sweep on."""
+    words = ["tradeexecutor", *sys.argv[1:]]
+    if add_output:
+        words += ["--output", str(folder)]
+    if "--resume" not in words:
+        words.append("--resume")
+    return shlex.join(words)
 
-    result = run_grid(spec, grid, runs_dir=runs_dir, rank_by=rank_by, processes=processes, output_dir=folder,
-                      ref_prefix=ref_prefix, progress=progress)
-    if sys.stderr.isatty():
-        click.echo("", err=True)
-    click.echo(result.markdown)
-    click.echo(f"wrote {result.csv_path} and {result.markdown_path}")
+
+def _print(result: SweepResult, folder: Path) -> None:
+    from tradeexecutor.runs.sweep_report import PRINTED_ROWS, markdown_report
+
+    click.echo(markdown_report(result, limit=PRINTED_ROWS))
+    click.echo("")
+    click.echo(f"wrote {folder / 'results.md'} and {folder / 'results.csv'}")
+    runs = sum(1 for row in result.results if row.run_id)
+    if runs:
+        click.echo(f"{runs} full run{'s' if runs != 1 else ''} with reports: see the run column "
+                   "(tradeexecutor runs show RUN)")
     if result.failed:
-        click.echo(f"error: {result.failed} of {len(grid)} backtests failed (see the status column)", err=True)
+        click.echo(f"error: {result.failed} of {len(result.results)} points failed (see the status column)", err=True)
         sys.exit(1)
+
+
+class _Progress:
+    """A tqdm bar with an ETA on stderr (off when stderr is not a terminal, or with --quiet)."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self.enabled = not quiet and sys.stderr.isatty()
+        self.bar: Any = None
+
+    def start(self, total: int, done: int, description: str) -> None:
+        if not self.quiet:
+            resumed = f", {done} already done" if done else ""
+            click.echo(f"{total} points on {description}{resumed}", err=True)
+        if self.enabled:
+            from tqdm import tqdm
+
+            try:
+                size = os.get_terminal_size(sys.stderr.fileno())
+            except OSError:
+                size = os.terminal_size((0, 0))
+            # tqdm hides its bar on a terminal that reports no size (a bare pty, some CI runners): assume 80x24.
+            sized = size.columns > 0 and size.lines > 0
+            self.bar = tqdm(total=total, initial=done, unit="pt", file=sys.stderr, desc="sweep", leave=False,
+                            dynamic_ncols=sized, ncols=None if sized else 80, nrows=None if sized else 24)
+
+    def advance(self, row: PointResult) -> None:
+        if self.bar is not None:
+            self.bar.update(1)
+
+    def phase(self, text: str) -> None:
+        self.close()
+        if not self.quiet and text == "reports":
+            click.echo("making full runs of the chosen points (report, charts, state)", err=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None

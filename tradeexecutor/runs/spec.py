@@ -18,6 +18,8 @@ A spec has five top-level keys (``name`` is optional)::
       cash: 10000
       fee: 0.001
       ...
+    optimize:                               # optional: how sweeps of this spec may vary the parameters
+      constraints: ["fast < slow"]          # every search (grid, random, TPE) honours them
 
 Every key of ``environment`` and ``core`` has the default of the matching ``tradeexecutor
 start`` option, and the same environment variable overrides it (``TRADEEXECUTOR_FEE`` sets
@@ -74,7 +76,9 @@ ENV_PREFIX = "TRADEEXECUTOR_"
 #: Modes a spec may name; ``live`` is accepted here and refused when the run starts.
 SPEC_MODES = ("backtest", "paper", "live")
 #: Top-level keys of a spec.
-TOP_KEYS = ("strategy_file", "mode", "name", "environment", "strategy", "core")
+TOP_KEYS = ("strategy_file", "mode", "name", "environment", "strategy", "core", "optimize")
+#: Keys of the optional ``optimize`` section.
+OPTIMIZE_KEYS = ("constraints",)
 #: Environment variable (without the prefix) that overrides the strategy parameters.
 PARAMS_ENV = "PARAMS"
 
@@ -143,6 +147,8 @@ class RunSpec:
     source: Path | None
     #: Optional label; listings fall back to the strategy's name.
     name: str | None = None
+    #: ``optimize.constraints``: conditions between parameters every sweep of this spec honours (runs.constraints).
+    constraints: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """The spec as plain data (every key, defaults included); ``spec_from_dict`` reads it back."""
@@ -154,6 +160,8 @@ class RunSpec:
         result["environment"] = environment
         result["strategy"] = dict(self.strategy)
         result["core"] = asdict(self.core)
+        if self.constraints:
+            result["optimize"] = {"constraints": list(self.constraints)}
         return result
 
     def canonical_json(self) -> bytes:
@@ -161,10 +169,12 @@ class RunSpec:
 
         The strategy file's path and the name are left out: the code has its own fingerprint,
         and the same config run from another folder or under another label is the same config.
+        So are sweep constraints: they choose which runs a sweep makes, not what a run does.
         """
         data = self.to_dict()
         data.pop("strategy_file")
         data.pop("name", None)
+        data.pop("optimize", None)
         return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
     def config_fingerprint(self) -> str:
@@ -211,6 +221,10 @@ class RunSpec:
         from tradeexecutor.daemon.settings import DaemonConfig
 
         return DaemonConfig(**settings)
+
+    def with_parameters(self, values: Mapping[str, Any]) -> RunSpec:
+        """The same spec with some strategy values replaced (already typed, as a sweep's grid holds them)."""
+        return replace(self, strategy={**self.strategy, **values})
 
     def with_strategy_file(self, path: Path) -> RunSpec:
         """The same spec running another (pinned) copy of the strategy."""
@@ -274,9 +288,11 @@ def spec_from_dict(d: Any, *, base_dir: str | os.PathLike[str], env: Mapping[str
     environment = EnvironmentSection(**v.section(d, "environment", _ENVIRONMENT_FIELDS, env))
     core = CoreSection(**v.section(d, "core", _CORE_FIELDS, env))
     strategy = v.strategy(d, strategy_file, env)
+    constraints = v.constraints(d, strategy_file)
 
     spec = RunSpec(strategy_file=strategy_file, mode=str(mode), environment=environment, strategy=strategy,
-                   core=core, source=source, name=name.strip() if isinstance(name, str) and name.strip() else None)
+                   core=core, source=source, name=name.strip() if isinstance(name, str) and name.strip() else None,
+                   constraints=constraints)
     _check_values(spec, v)
     return spec
 
@@ -596,6 +612,28 @@ class _Validator:
         if values:
             load_strategy(strategy_file, values)  # instruments(parameters) and the like see the values
         return values
+
+
+    def constraints(self, d: Mapping[str, Any], strategy_file: Path) -> tuple[str, ...]:
+        """``optimize.constraints``: a list of conditions over the strategy's parameters, each checked here."""
+        raw = d.get("optimize")
+        if raw is None:
+            return ()
+        if not isinstance(raw, Mapping):
+            raise self.error("optimize", f"expected a mapping with constraints; got {_type_name(raw)}")
+        self.check_keys(raw, "optimize", OPTIMIZE_KEYS)
+        items = raw.get("constraints")
+        if items is None:
+            return ()
+        if isinstance(items, str):
+            items = [items]
+        if not isinstance(items, list) or not all(isinstance(item, str) for item in items):
+            raise self.error("optimize.constraints", "expected a list of conditions such as [\"fast < slow\"]")
+        from tradeexecutor.runs.constraints import parse_constraint
+
+        names = list(load_strategy(strategy_file).parameter_specs)
+        return tuple(parse_constraint(item, names, f"{self.where}: optimize.constraints[{index}]").text
+                     for index, item in enumerate(items))
 
 
 def _type_name(value: Any) -> str:

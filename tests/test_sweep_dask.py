@@ -1,0 +1,105 @@
+"""Sweeps on a real Dask cluster (a loopback LocalCluster of two worker processes): the same rows and ranking as the
+local pool, the data sent to each worker once, a worker killed mid-sweep costing only a retry of its points, and an
+unreachable scheduler refused before anything is written."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sweep_helpers import comparable, write_spec
+
+from tradeexecutor.errors import ConfigError
+from tradeexecutor.runs import sweep_pool
+from tradeexecutor.runs.spec import load_spec
+from tradeexecutor.runs.sweep import SweepOptions, plan_sweep, progress_callback, run_sweep
+from tradeexecutor.runs.sweep_eval import PointResult, load_counts
+
+distributed = pytest.importorskip("distributed")
+
+GRID = ("fast=5..15:5", "slow=20,30,40")
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Any:
+    """Scheduler and two single-threaded worker processes, all on 127.0.0.1, no dashboards."""
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                       dashboard_address=None, silence_logs=logging.ERROR)
+    try:
+        yield cluster
+    finally:
+        cluster.close()
+
+
+@pytest.fixture(scope="module")
+def paced(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """About a quarter of a second per point, so a worker can be killed while it runs one."""
+    return write_spec(tmp_path_factory.mktemp("spec"), pause=0.001, start="2012-01-01")
+
+
+@pytest.fixture(scope="module")
+def local(paced: Path, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The same sweep on the local pool: the reference every cluster sweep must equal."""
+    folder = tmp_path_factory.mktemp("local")
+    plan = plan_sweep(load_spec(paced, env={}), SweepOptions(params=GRID, processes=2, reports="none"))
+    return run_sweep(plan, output_dir=folder / "out", runs_dir=folder / "runs")
+
+
+def _on_cluster(spec: Path, address: str, folder: Path, progress: Any = None) -> Any:
+    plan = plan_sweep(load_spec(spec, env={}), SweepOptions(params=GRID, cluster=address, reports="none"))
+    return run_sweep(plan, output_dir=folder / "out", runs_dir=folder / "runs", progress=progress)
+
+
+def test_cluster_sweep_equals_the_local_pool_and_sends_the_data_once(cluster: Any, paced: Path, local: Any,
+                                                                      tmp_path: Path) -> None:
+    result = _on_cluster(paced, cluster.scheduler_address, tmp_path)
+    assert result.executor == f"Dask cluster {cluster.scheduler_address} (2 workers)"
+    assert comparable(result.results) == comparable(local.results)  # the fingerprints prove it, row by row
+    assert [row.values for row in result.results] == [row.values for row in local.results]
+    ran = {row.worker for row in result.results}
+    assert len(ran) == 2 and all(row.fingerprints["data"] == result.plan.definition["data"] for row in result.results)
+    with distributed.Client(cluster.scheduler_address) as client:
+        counts = client.run(load_counts)
+    token = result.plan.data.token
+    assert sorted(count.get(token, 0) for count in counts.values()) == [1, 1]  # 9 points, one copy per worker
+
+
+def test_a_worker_killed_mid_sweep_costs_only_a_retry_of_its_points(cluster: Any, paced: Path, local: Any,
+                                                                     tmp_path: Path) -> None:
+    killed: dict[str, Any] = {}
+    client = distributed.Client(cluster.scheduler_address)
+
+    def kill_a_busy_worker(row: PointResult) -> None:
+        if killed:
+            return
+        for address, keys in client.processing().items():
+            if keys:
+                pid = client.run(os.getpid, workers=[address])[address]
+                killed.update(pid=pid, keys=list(keys))
+                os.kill(pid, signal.SIGKILL)
+                return
+
+    try:
+        result = _on_cluster(paced, cluster.scheduler_address, tmp_path, progress_callback(kill_a_busy_worker))
+        client.wait_for_workers(2, timeout=120)  # the nanny restarts it, for the tests after this one
+    finally:
+        client.close()
+    assert killed, "no worker was busy when the first point finished"
+    assert all(row.status == "complete" for row in result.results)
+    assert comparable(result.results) == comparable(local.results)  # ranking and figures unchanged
+    lost = {int(key.rsplit("-", 1)[1]) for key in killed["keys"]}
+    rerun = [row for row in result.results if row.index in lost]
+    assert rerun and all(not row.worker.endswith(f":{killed['pid']}") for row in rerun)  # run again elsewhere
+
+
+def test_an_unreachable_scheduler_is_one_line_and_writes_nothing(paced: Path, tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sweep_pool, "CONNECT_SECONDS", 1.0)
+    with pytest.raises(ConfigError, match=r"--cluster tcp://127.0.0.1:9: cannot reach the Dask scheduler") as info:
+        _on_cluster(paced, "tcp://127.0.0.1:9", tmp_path)
+    assert "\n" not in str(info.value)
+    assert not (tmp_path / "out").exists()

@@ -1,0 +1,241 @@
+"""Local sweeps: identical rows in one process or a pool, in-sample ranking with out-of-sample beside it, walk-forward,
+resume after an interruption (in-process, and Ctrl+C on the real command), the progress bar, and no extra needed."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import select
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from sweep_helpers import ROOT, cli, cli_env, comparable, table, write_spec
+from tradeexecutor.errors import ConfigError
+from tradeexecutor.runs.ranking import statistic
+from tradeexecutor.runs.spec import load_spec
+from tradeexecutor.runs.sweep import SweepOptions, plan_sweep, progress_callback, run_sweep
+from tradeexecutor.runs.sweep_eval import PointResult
+
+GRID = ("fast=5..15:5", "slow=20,30,40")
+
+
+def _sweep(spec_path: Path, folder: Path, **options: object) -> object:
+    spec = load_spec(spec_path, env={})
+    plan = plan_sweep(spec, SweepOptions(params=GRID, reports="none", **options))  # type: ignore[arg-type]
+    return run_sweep(plan, output_dir=folder, runs_dir=folder.parent / "runs")
+
+
+def test_one_process_and_a_pool_give_identical_rows_ranked_in_sample(tmp_path: Path) -> None:
+    spec = write_spec(tmp_path)
+    alone = _sweep(spec, tmp_path / "one", processes=1)
+    pooled = _sweep(spec, tmp_path / "two", processes=2)
+    assert alone.executor == "1 process" and pooled.executor == "2 processes"  # type: ignore[attr-defined]
+    assert comparable(alone.results) == comparable(pooled.results)  # type: ignore[attr-defined]
+    rows = pooled.results  # type: ignore[attr-defined]
+    assert len(rows) == 9 and all(row.status == "complete" for row in rows)
+    assert len({row.worker for row in rows}) == 2  # both processes worked
+    plan = pooled.plan  # type: ignore[attr-defined]
+    for row in rows:
+        assert row.fingerprints["data"] == plan.definition["data"]  # the worker held the very same candles
+        assert row.fingerprints["config"] == plan.spec.with_parameters(row.values).config_fingerprint()
+        assert set(row.windows) == {"in_sample", "out_of_sample"}
+        assert row.windows["in_sample"]["end"] < row.windows["out_of_sample"]["start"]
+    in_sample = [statistic(row, "sharpe", "in_sample") for row in rows]
+    assert in_sample == sorted(in_sample, reverse=True)  # ranked on the in-sample window only
+    whole = [statistic(row, "sharpe") for row in rows]
+    assert whole != sorted(whole, reverse=True)  # which is not the whole period's order here
+    lines = (tmp_path / "two" / "points.jsonl").read_text().splitlines()
+    assert sorted(PointResult.from_json(json.loads(line)).index for line in lines) == list(range(9))
+
+
+def test_holdout_zero_ranks_on_the_whole_period(tmp_path: Path) -> None:
+    result = _sweep(write_spec(tmp_path), tmp_path / "out", processes=1, holdout=0.0)
+    whole = [statistic(row, "sharpe") for row in result.results]  # type: ignore[attr-defined]
+    assert whole == sorted(whole, reverse=True)
+    assert all(row.windows == {} for row in result.results)  # type: ignore[attr-defined]
+    assert "no out-of-sample check" in (tmp_path / "out" / "results.md").read_text()
+
+
+def test_walk_forward_chooses_each_fold_on_its_train_window_and_chains_the_tests(tmp_path: Path) -> None:
+    spec = load_spec(write_spec(tmp_path), env={})
+    plan = plan_sweep(spec, SweepOptions(params=GRID, processes=1, walk_forward=3, holdout=0.45, reports="best",
+                                         best=1))
+    result = run_sweep(plan, output_dir=tmp_path / "out", runs_dir=tmp_path / "runs")
+    assert len(result.folds) == 3
+    for fold in result.folds:
+        train, test = fold.fold.train, fold.fold.test
+        assert train.first_ms == plan.windows.in_sample.first_ms and train.last_ms < test.first_ms  # anchored
+        best = max(result.results, key=lambda row: statistic(row, "sharpe", train.name))
+        assert fold.chosen is not None and fold.chosen.values == best.values
+        assert fold.test == best.windows[test.name]
+    assert [f.fold.test.first_ms for f in result.folds][0] == plan.windows.out_of_sample.first_ms
+    assert result.folds[-1].fold.test.last_ms == plan.windows.out_of_sample.last_ms
+    chained = 1.0
+    for fold in result.folds:
+        chained *= 1 + fold.test["total_return"]
+    assert result.combined is not None and result.combined["total_return"] == pytest.approx(chained - 1)
+    assert result.combined["trade_count"] == sum(fold.test["trade_count"] for fold in result.folds)
+    report = (tmp_path / "out" / "results.md").read_text()
+    assert "## Walk-forward: 3 anchored folds" in report and "Combined out-of-sample (3 folds chained)" in report
+    assert "| sharpe IS | sharpe OOS |" in report
+    for chart in ("in_vs_out_of_sample.png", "walk_forward.png"):
+        assert (tmp_path / "out" / "charts" / chart).read_bytes().startswith(b"\x89PNG")
+        assert f"(charts/{chart})" in report
+    assert sum(1 for row in result.results if row.run_id) == 1  # --best 1: one full run
+    assert result.results[0].run_id and (tmp_path / "runs" / result.results[0].run_id / "report.html").exists()
+
+
+def test_too_many_folds_for_the_data_is_one_line(tmp_path: Path) -> None:
+    spec = load_spec(write_spec(tmp_path), env={})
+    with pytest.raises(ConfigError, match="each needs at least 10"):
+        plan_sweep(spec, SweepOptions(params=GRID, walk_forward=30))
+
+
+def test_an_interrupted_sweep_resumes_to_the_same_result(tmp_path: Path) -> None:
+    spec = load_spec(write_spec(tmp_path), env={})
+    options = SweepOptions(params=GRID, processes=1, reports="none")
+    whole = run_sweep(plan_sweep(spec, options), output_dir=tmp_path / "whole", runs_dir=tmp_path / "runs")
+
+    def stop_after_four(row: PointResult) -> None:
+        if row.index == 3:
+            raise KeyboardInterrupt
+
+    folder = tmp_path / "cut"
+    cut = run_sweep(plan_sweep(spec, options), output_dir=folder, runs_dir=tmp_path / "runs",
+                    progress=progress_callback(stop_after_four))
+    assert cut.interrupted and cut.evaluated == 4
+    assert len((folder / "points.jsonl").read_text().splitlines()) == 4
+    assert not (folder / "results.csv").exists()
+    with pytest.raises(ConfigError, match="already holds a sweep; add --resume"):
+        run_sweep(plan_sweep(spec, options), output_dir=folder, runs_dir=tmp_path / "runs")
+    resumed = run_sweep(plan_sweep(spec, options), output_dir=folder, runs_dir=tmp_path / "runs", resume=True)
+    assert (resumed.resumed, resumed.evaluated) == (4, 5)
+    assert comparable(resumed.results) == comparable(whole.results)
+    assert table(folder / "results.csv") == table(tmp_path / "whole" / "results.csv")
+
+
+def test_resume_refuses_another_sweep_and_damaged_rows(tmp_path: Path) -> None:
+    spec = load_spec(write_spec(tmp_path), env={})
+    folder = tmp_path / "out"
+    run_sweep(plan_sweep(spec, SweepOptions(params=GRID, processes=1, reports="none")), output_dir=folder,
+              runs_dir=tmp_path / "runs")
+    other = plan_sweep(spec, SweepOptions(params=("fast=5,10", "slow=20,30,40"), processes=1, reports="none"))
+    with pytest.raises(ConfigError, match=r"holds a different sweep \(changed: axes\)"):
+        run_sweep(other, output_dir=folder, runs_dir=tmp_path / "runs", resume=True)
+    with pytest.raises(ConfigError, match="nothing to resume"):
+        run_sweep(other, output_dir=tmp_path / "empty", runs_dir=tmp_path / "runs", resume=True)
+    points = folder / "points.jsonl"
+    lines = points.read_text().splitlines(keepends=True)
+    points.write_text("".join(lines[:-1]) + lines[-1][:40])  # a last write cut short: that point runs again
+    plan = plan_sweep(spec, SweepOptions(params=GRID, processes=1, reports="none"))
+    again = run_sweep(plan, output_dir=folder, runs_dir=tmp_path / "runs", resume=True)
+    assert (again.resumed, again.evaluated) == (8, 1)
+    damaged = "".join(lines[:3]) + "{not json\n" + "".join(lines[3:])
+    points.write_text(damaged)
+    with pytest.raises(ConfigError, match=r"points.jsonl:4: not a point row; the file is left as it is"):
+        run_sweep(plan, output_dir=folder, runs_dir=tmp_path / "runs", resume=True)
+    assert points.read_text() == damaged
+
+
+def _read_pty(master: int, process: subprocess.Popen[bytes]) -> bytes:
+    output = b""
+    while True:
+        ready, _, _ = select.select([master], [], [], 0.2)
+        if ready:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            output += chunk
+        elif process.poll() is not None:
+            break
+    return output
+
+
+@pytest.mark.slow
+def test_ctrl_c_keeps_finished_points_and_the_printed_command_resumes(tmp_path: Path) -> None:
+    """SIGINT to the real command mid-sweep: exit 130, the points kept, and the exact command it prints finishes
+    the sweep (with a progress bar on a terminal) to the table an uninterrupted sweep gives."""
+    spec_path = write_spec(tmp_path, pause=0.001, start="2012-01-01")  # about 250 bars: a quarter of a second a point
+    reference = run_sweep(plan_sweep(load_spec(spec_path, env={}), SweepOptions(params=GRID, processes=2,
+                                                                                 reports="none")),
+                          output_dir=tmp_path / "reference", runs_dir=tmp_path / "runs")
+    assert len(reference.results) == 9
+
+    # No --output: the message must name the folder the command chose.
+    work = tmp_path / "work"
+    work.mkdir()
+    command = [sys.executable, "-m", "tradeexecutor.cli.main", "optimize", str(spec_path), "--param", GRID[0],
+               "--param", GRID[1], "--reports", "none", "--processes", "2", "--runs-dir", str(tmp_path / "runs")]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env(),
+                               cwd=work)
+    deadline = time.monotonic() + 120
+    points: list[Path] = []
+    while time.monotonic() < deadline:
+        points = list(work.glob("output/*/points.jsonl"))
+        if points and len(points[0].read_text().splitlines()) >= 2:
+            break
+        assert process.poll() is None, process.communicate()
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert stdout == "" and "Traceback" not in stderr, stderr
+    last = stderr.splitlines()[-1]
+    kept = len(points[0].read_text().splitlines())
+    assert 2 <= kept < 9 and last.startswith(f"interrupted: {kept} of 9 points done and kept in "), stderr
+    words = shlex.split(last.split("resume with: ", 1)[1])
+    assert words[0] == "tradeexecutor" and words[-1] == "--resume" and "--output" in words
+
+    # The printed command, exactly, with stderr on a terminal: the bar starts at the kept points and shows an ETA.
+    master, slave = pty.openpty()
+    resumed = subprocess.Popen([sys.executable, "-m", "tradeexecutor.cli.main", *words[1:]],
+                               stdout=subprocess.DEVNULL, stderr=slave, env=cli_env(), cwd=work)
+    os.close(slave)
+    shown = _read_pty(master, resumed).decode("utf-8", "replace")
+    os.close(master)
+    assert resumed.wait(timeout=240) == 0, shown
+    assert f"9 points on 2 processes, {kept} already done" in shown, shown
+    assert f"sweep:" in shown and f"| {kept}/9 [" in shown and "<" in shown, shown  # elapsed<remaining
+    folder = work / words[words.index("--output") + 1]
+    assert len(folder.joinpath("points.jsonl").read_text().splitlines()) == 9  # the kept points were not run again
+    assert table(folder / "results.csv") == table(tmp_path / "reference" / "results.csv")
+
+
+@pytest.fixture()
+def without_extras(tmp_path: Path) -> dict[str, str]:
+    """An environment where importing distributed, dask or optuna fails, as when the extras are not installed."""
+    blocked = tmp_path / "blocked"
+    for name in ("distributed", "dask", "optuna"):
+        (blocked / name).mkdir(parents=True)
+        (blocked / name / "__init__.py").write_text(f"raise ImportError('{name} is not installed (test)')\n")
+    return cli_env(PYTHONPATH=str(blocked))
+
+
+@pytest.mark.slow
+def test_the_default_needs_no_extra_and_missing_extras_are_one_line(tmp_path: Path,
+                                                                     without_extras: dict[str, str]) -> None:
+    spec = write_spec(tmp_path)
+    base = ["optimize", str(spec), "--param", "fast=5,10", "--param", "slow=30", "--reports", "none",
+            "--runs-dir", str(tmp_path / "runs")]
+    local = cli(*base, "--output", str(tmp_path / "local"), "--quiet", env=without_extras)
+    assert local.returncode == 0, local.stderr
+    assert local.stderr == "" and "| rank | fast | slow |" in local.stdout  # --quiet: nothing on stderr
+    assert (tmp_path / "local" / "results.csv").exists()
+    for extra, option, hint in ((["--cluster", "tcp://127.0.0.1:9"], "--cluster", "tradeexecutor[distributed]"),
+                                (["--search", "tpe"], "--search tpe", "tradeexecutor[search]")):
+        folder = tmp_path / option.replace(" ", "-")
+        result = cli(*base, "--output", str(folder), *extra, env=without_extras)
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.count("\n") == 1 and result.stderr.startswith(f"error: {option} needs"), result.stderr
+        assert f'pip install "{hint}"' in result.stderr
+        assert not folder.exists()

@@ -1,0 +1,256 @@
+"""Evaluate one sweep point wherever it runs — here, in a pool process or on a Dask worker — from data sent there once.
+
+A sweep ships one :class:`SweepData` to each worker: the pinned strategy *source* (a worker on
+another machine needs no copy of the file), the base spec, the market data of every bar frequency
+the points need, and the windows every point is summarised over. :func:`evaluate` then backtests
+one point and returns its :class:`PointResult` — the row the sweep persists and ranks:
+
+- ``summary``: the whole period's :class:`~tradeexecutor.stats.Summary`;
+- ``windows``: the same figures for each in-sample / out-of-sample window (runs.walkforward);
+- ``fingerprints``: ``config`` (the point's spec, as the run it would become records it),
+  ``data`` (a hash of the market arrays *this worker* backtested on), ``code`` (the strategy's
+  sha256), ``package_version`` and ``result`` (a hash of the equity curve and every trade) — equal
+  fingerprints on two machines mean the same inputs gave the same outputs, bit for bit.
+
+Every point is a fresh module load and a fresh engine, so a point's result never depends on
+which worker ran it or what ran there before. A point that fails (a strategy exception, a
+symbol missing from the data) is a row with status ``error``, never the sweep's end.
+
+:data:`LOADS` counts, per process, how many times each sweep's data arrived here (it counts
+unpickling), which is how the tests show that a cluster received the data once per worker.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import socket
+import time
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from tradeexecutor import __version__
+from tradeexecutor.backtest import run_backtest
+from tradeexecutor.config import EngineConfig
+from tradeexecutor.data.market import MarketData
+from tradeexecutor.errors import TradeExecutorError
+from tradeexecutor.runs.spec import RunSpec
+from tradeexecutor.state import State
+from tradeexecutor.stats import summarise_windows
+from tradeexecutor.strategy.loader import load_strategy_source
+
+__all__ = ["LOADS", "PointResult", "SweepData", "Window", "evaluate", "load_counts", "market_fingerprint",
+           "result_fingerprint"]
+
+#: Per process: sweep token → how many times that sweep's data was unpickled here.
+LOADS: Counter[str] = Counter()
+
+#: Statuses of a row: complete, error (the point itself failed) or lost (its worker died every time it ran it).
+POINT_STATUSES = ("complete", "error", "lost")
+
+
+@dataclass(frozen=True)
+class Window:
+    """A stretch of the backtest every point is also summarised over (inclusive bar close times, epoch ms)."""
+
+    name: str
+    first_ms: int
+    last_ms: int
+
+
+@dataclass(frozen=True)
+class PointResult:
+    """One evaluated point: its values, its figures for the whole period and each window, and its fingerprints."""
+
+    #: Position of the point in the sweep (grid order, or trial number).
+    index: int
+    #: The swept parameter values.
+    values: dict[str, Any]
+    #: complete, error or lost (POINT_STATUSES).
+    status: str
+    #: Summary.to_dict() over the whole period (None unless complete).
+    summary: dict[str, Any] | None
+    #: Window name → Summary.to_dict() over that window.
+    windows: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: config, data, code, package_version, result (module docstring).
+    fingerprints: dict[str, str] = field(default_factory=dict)
+    #: One-line error, when the status is not complete.
+    error: str | None = None
+    #: Seconds the point took where it ran.
+    seconds: float = 0.0
+    #: Which process ran it (host:pid).
+    worker: str = ""
+    #: The full run made for this point (reports for the best N), when there is one.
+    run_id: str = ""
+
+    def figures(self, window: str | None) -> dict[str, Any] | None:
+        """The summary over ``window`` (None: the whole period)."""
+        if window is None:
+            return self.summary
+        return self.windows.get(window)
+
+    def to_json(self) -> dict[str, Any]:
+        """The row as one JSON object (what points.jsonl holds)."""
+        return {"index": self.index, "values": self.values, "status": self.status, "summary": self.summary,
+                "windows": self.windows, "fingerprints": self.fingerprints, "error": self.error,
+                "seconds": round(self.seconds, 6), "worker": self.worker}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> PointResult:
+        """Read a row written by :meth:`to_json`; KeyError or TypeError when it is not one."""
+        status = str(data["status"])
+        if status not in POINT_STATUSES or not isinstance(data["values"], dict):
+            raise TypeError("not a point row")
+        return cls(index=int(data["index"]), values=dict(data["values"]), status=status, summary=data["summary"],
+                   windows=dict(data.get("windows") or {}), fingerprints=dict(data.get("fingerprints") or {}),
+                   error=data.get("error"), seconds=float(data.get("seconds") or 0.0),
+                   worker=str(data.get("worker") or ""))
+
+    def with_run(self, run_id: str) -> PointResult:
+        return replace(self, run_id=run_id)
+
+
+class SweepData:
+    """Everything a worker needs for every point of one sweep, sent to each worker once."""
+
+    def __init__(self, *, token: str, spec: RunSpec, strategy_source: str, markets: Mapping[str, MarketData],
+                 windows: tuple[Window, ...]) -> None:
+        #: Unique per sweep execution: what LOADS counts.
+        self.token = token
+        #: The sweep's spec (its strategy values are the base every point overrides).
+        self.spec = spec
+        self.strategy_source = strategy_source
+        #: Bar frequency key (:func:`frequency_key`) → market data.
+        self.markets = dict(markets)
+        self.windows = windows
+        self.engine: EngineConfig = spec.engine_config()
+        self._prices: dict[str, dict[str, Any]] = {}
+        self._fingerprint: str | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_prices"] = {}  # rebuilt where needed, cheaper than sending
+        state["_fingerprint"] = None  # computed where the data lands: that is the proof it arrived intact
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        LOADS[self.token] += 1
+
+    def market_for(self, bar_frequency: Any) -> MarketData:
+        """The market a strategy with this bar frequency reads."""
+        key = frequency_key(bar_frequency)
+        if key not in self.markets:
+            raise TradeExecutorError(f"no market data prepared for bar frequency {key or 'native'}")
+        return self.markets[key]
+
+    def prices(self, key: str) -> dict[str, Any]:
+        """Close prices per symbol of one market (the buy-and-hold benchmark), built once per process."""
+        if key not in self._prices:
+            market = self.markets[key]
+            self._prices[key] = {symbol: market.close_series(symbol) for symbol in market.symbols}
+        return self._prices[key]
+
+    def fingerprint(self) -> str:
+        """:func:`market_fingerprint` of the markets as this process holds them (computed once here)."""
+        if self._fingerprint is None:
+            self._fingerprint = market_fingerprint(self.markets)
+        return self._fingerprint
+
+
+def frequency_key(bar_frequency: Any) -> str:
+    """A bar frequency (timedelta or None) as a dictionary key: seconds as text, "" for the data's own."""
+    if bar_frequency is None:
+        return ""
+    return f"{bar_frequency.total_seconds():g}s"
+
+
+def market_fingerprint(markets: Mapping[str, MarketData]) -> str:
+    """sha256 over every market's timeline and every symbol's OHLCV arrays, in a fixed order."""
+    digest = hashlib.sha256()
+    for key in sorted(markets):
+        market = markets[key]
+        digest.update(f"market {key} {market.frequency.value}\n".encode())
+        digest.update(np.ascontiguousarray(market.timeline_ns).tobytes())
+        for symbol in sorted(market.symbols):
+            bars = market.bars[symbol]
+            digest.update(f"symbol {symbol} {bars.asset_type}\n".encode())
+            for column in (bars.open_time_ns, bars.open, bars.high, bars.low, bars.close, bars.volume):
+                digest.update(np.ascontiguousarray(column).tobytes())
+    return digest.hexdigest()
+
+
+def result_fingerprint(state: State) -> str:
+    """sha256 over the equity curve (times and values) and every trade's outcome, in trade id order."""
+    digest = hashlib.sha256()
+    valuations = state.valuations
+    digest.update(np.asarray(valuations.timestamp, dtype=np.int64).tobytes())
+    digest.update(np.asarray(valuations.equity, dtype=np.float64).tobytes())
+    trades = sorted(state.portfolio.all_trades(), key=lambda t: t.id)
+    numbers = [(t.id, t.position_id, t.planned_quantity, t.executed_at.timestamp() if t.executed_at else -1.0,
+                t.executed_quantity, t.executed_price if t.executed_price is not None else -1.0, t.fee)
+               for t in trades]
+    digest.update(np.asarray(numbers, dtype=np.float64).tobytes())
+    digest.update("\n".join(f"{t.status}|{t.kind}|{t.reject_reason}" for t in trades).encode())
+    return digest.hexdigest()
+
+
+def worker_name() -> str:
+    """host:pid of this process."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def evaluate(data: SweepData, index: int, values: Mapping[str, Any]) -> PointResult:
+    """Backtest one point and summarise it over the whole period and every window; never raises for the point's own failure."""
+    started = time.perf_counter()
+    point = dict(values)
+    try:
+        strategy = load_strategy_source(data.strategy_source, data.spec.strategy_file, {**data.spec.strategy, **point})
+        key = frequency_key(strategy.bar_frequency)
+        market = data.market_for(strategy.bar_frequency)
+        result = run_backtest(strategy, market, data.engine)
+        prices = data.prices(key)
+        summary, parts = summarise_windows(result.state, [(w.first_ms, w.last_ms) for w in data.windows],
+                                           benchmark_prices=prices)
+        windows = {window.name: part.to_dict() for window, part in zip(data.windows, parts, strict=True)}
+        fingerprints = {
+            "config": data.spec.with_parameters(point).config_fingerprint(),
+            "data": data.fingerprint(),
+            "code": strategy.version,
+            "package_version": __version__,
+            "result": result_fingerprint(result.state),
+        }
+        return PointResult(index, point, "complete", summary.to_dict(), windows, fingerprints,
+                           seconds=time.perf_counter() - started, worker=worker_name())
+    except Exception as exc:  # noqa: BLE001 - one failed point must not stop the sweep
+        return PointResult(index, point, "error", None, error=one_line(exc), seconds=time.perf_counter() - started,
+                           worker=worker_name())
+
+
+def equity_curve(data: SweepData, values: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """The point's valuation times (epoch ms) and equity, backtested again (for the walk-forward curve)."""
+    strategy = load_strategy_source(data.strategy_source, data.spec.strategy_file, {**data.spec.strategy, **values})
+    result = run_backtest(strategy, data.market_for(strategy.bar_frequency), data.engine)
+    valuations = result.state.valuations
+    return np.asarray(valuations.timestamp, dtype=np.int64), np.asarray(valuations.equity, dtype=np.float64)
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception as one short line (our errors without their class name)."""
+    kind = "" if isinstance(exc, TradeExecutorError) else f"{type(exc).__name__}: "
+    return " ".join(f"{kind}{exc}".split())[:500]
+
+
+def load_counts() -> dict[str, int]:
+    """LOADS of this process, for a Dask ``client.run`` (how many times each sweep's data arrived)."""
+    return dict(LOADS)
+
+
+def canonical_values(values: Mapping[str, Any]) -> str:
+    """A point's values as canonical JSON: the key that identifies a point across resumes."""
+    return json.dumps(dict(values), sort_keys=True, separators=(",", ":"), ensure_ascii=False)

@@ -1,0 +1,238 @@
+"""Where sweep points run: in this process, in a pool of local processes (the default), or on an existing Dask cluster.
+
+All three take the sweep's :class:`~tradeexecutor.runs.sweep_eval.SweepData` once and then only
+``(index, values)`` per point, and hand back rows as points finish:
+
+- :class:`InProcess` — one process, no pool: nothing to start, nothing to send.
+- :class:`LocalPool` — a ``ProcessPoolExecutor``; on Linux its workers are forked after the data
+  is loaded, so they inherit it and nothing is sent at all (elsewhere each worker receives it
+  once, through its initializer). Workers ignore SIGINT: Ctrl+C is the parent's to handle, and
+  :meth:`LocalPool.close` stops them. A worker that dies loses only the points it held; they
+  come back as ``lost`` rows, which ``--resume`` runs again.
+- :class:`DaskCluster` — ``tradeexecutor optimize --cluster tcp://scheduler:8786`` (or
+  ``DASK_SCHEDULER_ADDRESS``). The data is scattered to every worker once
+  (``client.scatter(data, broadcast=True)``) and each point's task refers to it, so only the
+  point's values travel with a task. A point whose worker dies is rescheduled by the scheduler
+  on another worker (up to ``distributed.scheduler.allowed-failures`` times, 3 by default) and
+  an exception is retried (:data:`DASK_RETRIES`); a point that still fails is a ``lost`` row.
+  Every worker must run the same tradeexecutor version as this process (checked on connecting).
+
+``distributed`` is imported only by :class:`DaskCluster`, so the default needs no extra.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import signal
+import sys
+from collections import deque
+from collections.abc import Iterator, Mapping
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any, Protocol
+
+from tradeexecutor import __version__
+from tradeexecutor.errors import ConfigError
+from tradeexecutor.runs.sweep_eval import PointResult, SweepData, evaluate, one_line
+
+__all__ = ["DASK_RETRIES", "INSTALL_HINT", "DaskCluster", "Executor", "InProcess", "LocalPool", "require_distributed"]
+
+#: Times Dask retries a point whose task raised (a point's own failure is a row, not an exception).
+DASK_RETRIES = 2
+#: Seconds to wait for the scheduler to answer, and for a first worker to join.
+CONNECT_SECONDS = 10.0
+WORKER_WAIT_SECONDS = 60.0
+
+INSTALL_HINT = 'pip install "tradeexecutor[distributed]"'
+
+
+class Executor(Protocol):
+    """Runs points and hands back their rows as they finish."""
+
+    #: "1 process", "2 processes", "Dask cluster tcp://... (4 workers)".
+    description: str
+
+    def submit(self, index: int, values: Mapping[str, Any]) -> None: ...
+
+    def results(self) -> Iterator[PointResult]: ...
+
+    def close(self) -> None: ...
+
+
+# ---------------------------------------------------------------------------------------------
+# In this process
+
+
+class InProcess:
+    """Points run one after the other in this process."""
+
+    def __init__(self, data: SweepData) -> None:
+        self.data = data
+        self.description = "1 process"
+        self._queue: deque[tuple[int, dict[str, Any]]] = deque()
+
+    def submit(self, index: int, values: Mapping[str, Any]) -> None:
+        self._queue.append((index, dict(values)))
+
+    def results(self) -> Iterator[PointResult]:
+        while self._queue:
+            index, values = self._queue.popleft()
+            yield evaluate(self.data, index, values)
+
+    def close(self) -> None:
+        self._queue.clear()
+
+
+# ---------------------------------------------------------------------------------------------
+# Local processes
+
+#: The sweep data of this worker process (set by the initializer, or inherited through fork).
+_DATA: SweepData | None = None
+
+
+def _start_worker(data: SweepData) -> None:
+    global _DATA
+    _DATA = data
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C reaches the whole process group; the parent handles it
+
+
+def _evaluate_in_worker(index: int, values: dict[str, Any]) -> PointResult:
+    assert _DATA is not None, "worker started without sweep data"
+    return evaluate(_DATA, index, values)
+
+
+def _context() -> Any:
+    """fork on Linux (workers inherit the data and every import), spawn elsewhere."""
+    if sys.platform.startswith("linux"):
+        return multiprocessing.get_context("fork")
+    return multiprocessing.get_context("spawn")
+
+
+class LocalPool:
+    """Points run in ``processes`` local worker processes."""
+
+    def __init__(self, data: SweepData, processes: int) -> None:
+        self.description = f"{processes} processes"
+        self._pool = ProcessPoolExecutor(max_workers=processes, mp_context=_context(), initializer=_start_worker,
+                                         initargs=(data,))
+        self._pending: dict[Future[PointResult], tuple[int, dict[str, Any]]] = {}
+
+    def submit(self, index: int, values: Mapping[str, Any]) -> None:
+        point = dict(values)
+        try:
+            future = self._pool.submit(_evaluate_in_worker, index, point)
+        except BrokenProcessPool:
+            future = Future()
+            future.set_exception(BrokenProcessPool("the pool lost a worker process"))
+        self._pending[future] = (index, point)
+
+    def results(self) -> Iterator[PointResult]:
+        while self._pending:
+            done, _ = wait(list(self._pending), return_when=FIRST_COMPLETED)
+            for future in done:
+                index, values = self._pending.pop(future)
+                try:
+                    yield future.result()
+                except BrokenProcessPool as exc:
+                    yield PointResult(index, values, "lost", None,
+                                      error=f"a worker process died while running it ({one_line(exc)})")
+
+    def close(self) -> None:
+        """Cancel what has not started and stop the workers (a running point is abandoned, not waited for)."""
+        self._pending.clear()
+        processes = list(getattr(self._pool, "_processes", {}).values())  # the executor offers no terminate()
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        for process in processes:
+            if process.is_alive():
+                process.terminate()
+        for process in processes:
+            process.join(timeout=5)
+
+
+# ---------------------------------------------------------------------------------------------
+# A Dask cluster
+
+
+def require_distributed() -> Any:
+    """The distributed module; ConfigError naming the extra when it is not installed."""
+    try:
+        import distributed
+    except ImportError:
+        raise ConfigError(f"--cluster needs Dask's distributed package, which is not installed: {INSTALL_HINT}") \
+            from None
+    return distributed
+
+
+def _package_version() -> str:
+    """Run on each worker: the tradeexecutor version it imports."""
+    import tradeexecutor
+
+    return str(tradeexecutor.__version__)
+
+
+class DaskCluster:
+    """Points run as tasks on the workers of an existing Dask cluster."""
+
+    def __init__(self, data: SweepData, address: str) -> None:
+        distributed = require_distributed()
+        self._distributed = distributed
+        try:
+            self.client = distributed.Client(address, timeout=f"{CONNECT_SECONDS:g}s", set_as_default=False)
+        except (OSError, TimeoutError, ValueError) as exc:
+            raise ConfigError(f"--cluster {address}: cannot reach the Dask scheduler ({one_line(exc)}); "
+                              "is it running, and is the address tcp://HOST:PORT?") from None
+        try:
+            self._check_workers(address)
+            self._data = self.client.scatter(data, broadcast=True, hash=False)
+        except BaseException:
+            self.client.close()
+            raise
+        self._token = data.token
+        self._pending: dict[str, tuple[Any, int, dict[str, Any]]] = {}
+
+    def _check_workers(self, address: str) -> None:
+        try:
+            self.client.wait_for_workers(1, timeout=WORKER_WAIT_SECONDS)
+        except TimeoutError:
+            raise ConfigError(f"--cluster {address}: no worker joined the scheduler within "
+                              f"{WORKER_WAIT_SECONDS:g} s; start workers with: dask worker {address}") from None
+        versions = self.client.run(_package_version)
+        wrong = {worker: version for worker, version in versions.items() if version != __version__}
+        if wrong:
+            listed = ", ".join(f"{worker} has {version}" for worker, version in sorted(wrong.items()))
+            raise ConfigError(f"--cluster {address}: workers must run tradeexecutor {__version__} like this process "
+                              f"({listed}); install the same version everywhere")
+        count = len(versions)
+        self.description = f"Dask cluster {address} ({count} worker{'s' if count != 1 else ''})"
+
+    def submit(self, index: int, values: Mapping[str, Any]) -> None:
+        point = dict(values)
+        key = f"tradeexecutor-point-{self._token}-{index}"
+        future = self.client.submit(evaluate, self._data, index, point, key=key, pure=False, retries=DASK_RETRIES)
+        self._pending[key] = (future, index, point)
+
+    def results(self) -> Iterator[PointResult]:
+        if not self._pending:
+            return
+        pending = [future for future, _, _ in self._pending.values()]
+        for future in self._distributed.as_completed(pending, loop=self.client.loop):
+            _, index, values = self._pending.pop(future.key)
+            if future.status == "finished":
+                row: PointResult = future.result()
+            else:
+                try:
+                    reason = one_line(future.exception())
+                except BaseException as exc:  # noqa: BLE001 - a cancelled future raises instead of answering
+                    reason = one_line(exc)
+                row = PointResult(index, values, "lost", None, error=f"failed on the cluster: {reason}")
+            future.release()
+            yield row
+
+    def close(self) -> None:
+        pending = [future for future, _, _ in self._pending.values()]
+        self._pending.clear()
+        try:
+            if pending:
+                self.client.cancel(pending)
+        finally:
+            self.client.close()

@@ -1,0 +1,374 @@
+"""Finish a sweep: the walk-forward curve, full runs for the best points, results.csv, results.md and the sweep's charts.
+
+Written into the sweep's folder (next to sweep.json and points.jsonl):
+
+- ``results.csv`` — every point, ranked: the swept values, the ranking statistic and the table's
+  statistics over the whole period, in-sample (``_is``) and out-of-sample (``_oos``) at full
+  precision, status, error, the full run's id, and the point's fingerprints;
+- ``results.md`` — the same ranking for people, in-sample and out-of-sample side by side, then
+  the walk-forward folds and the combined out-of-sample result, and the charts;
+- ``charts/in_vs_out_of_sample.png`` and ``charts/walk_forward.png`` (unless ``reports="none"``);
+- ``specs/point-NNN.yaml`` — the spec of each point that became a full run.
+
+Full runs (``reports``: the best N, all, or none) are ordinary backtest runs in the runs folder,
+made through the registry like ``tradeexecutor runs create`` + ``start`` would make them — report,
+charts, state, journal — in parallel local processes. Their ids go to ``reports.json`` as they
+finish, so an interrupted or resumed sweep never makes a run twice.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from datetime import UTC, datetime
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from tradeexecutor.runs.ranking import RANKABLE, statistic
+from tradeexecutor.runs.sweep_eval import PointResult, canonical_values, equity_curve, one_line
+from tradeexecutor.runs.sweep_pool import _context
+from tradeexecutor.runs.walkforward import IN_SAMPLE, OUT_OF_SAMPLE, combine_curves
+from tradeexecutor.stats import SUMMARY_ROWS, format_figure
+from tradeexecutor.store.atomic import atomic_write_bytes, atomic_write_text
+
+if TYPE_CHECKING:
+    from tradeexecutor.runs.sweep import SweepProgress, SweepResult
+    from tradeexecutor.runs.sweep_store import SweepFolder
+
+__all__ = ["TABLE_STATISTICS", "finish", "markdown_report", "results_csv"]
+
+#: Statistics every results table shows (besides the ranking one).
+TABLE_STATISTICS: tuple[str, ...] = ("total_return", "sharpe", "max_drawdown", "trade_count")
+#: Rows of the ranking printed on the terminal (results.md has them all).
+PRINTED_ROWS = 20
+#: Kind of each statistic for formatting (stats.format_figure).
+_KINDS = {name: kind for name, _, kind in SUMMARY_ROWS}
+#: Window column suffixes: whole period, in-sample, out-of-sample.
+_SUFFIXES = (("", None), ("_is", IN_SAMPLE), ("_oos", OUT_OF_SAMPLE))
+
+
+def finish(result: SweepResult, folder: SweepFolder, *, runs_dir: Path, progress: SweepProgress) -> None:
+    """Everything after the points: walk-forward curve, full runs, tables and charts (module docstring)."""
+    plan = result.plan
+    curves = _walk_forward(result)
+    if plan.options.reports != "none":
+        progress.phase("reports")
+        _full_runs(result, folder, runs_dir=runs_dir)
+    files = [folder.path / "results.csv", folder.path / "results.md"]
+    charts = _charts(result, curves) if plan.options.reports != "none" else {}
+    if charts:
+        (folder.path / "charts").mkdir(exist_ok=True)
+    for name, image in charts.items():
+        atomic_write_bytes(folder.path / "charts" / name, image)
+        files.append(folder.path / "charts" / name)
+    atomic_write_text(files[0], results_csv(result))
+    result.markdown = markdown_report(result, charts=list(charts))
+    atomic_write_text(files[1], result.markdown + "\n")
+    result.files = files
+
+
+# ---------------------------------------------------------------------------------------------
+# Walk-forward
+
+
+def _walk_forward(result: SweepResult) -> dict[str, Any]:
+    """Backtest each fold's choice again for its equity, chain the test stretches; the curves for the chart."""
+    plan = result.plan
+    if not result.folds or any(fold.chosen is None for fold in result.folds):
+        return {}
+    curves = {fold.fold.number: equity_curve(plan.data, fold.chosen.values)  # type: ignore[union-attr]
+              for fold in result.folds}
+    combined = combine_curves(result.folds, curves, plan.spec.core.cash)
+    if combined is None:
+        return {}
+    times, equity, summary = combined
+    result.combined = summary
+    reference = curves[1]  # fold 1 chose on the in-sample window: the plain best in-sample point
+    oos = plan.windows.out_of_sample
+    assert oos is not None
+    keep = reference[0] >= oos.first_ms
+    base_index = max(int(keep.argmax()) - 1, 0)
+    scale = plan.spec.core.cash / float(reference[1][base_index]) if reference[1][base_index] > 0 else 1.0
+    return {"times": times, "equity": equity, "reference": (reference[0][keep], reference[1][keep] * scale),
+            "boundaries": [fold.fold.test.first_ms for fold in result.folds[1:]]}
+
+
+# ---------------------------------------------------------------------------------------------
+# Full runs
+
+
+@dataclass(frozen=True)
+class _RunJob:
+    """What a process needs to make one point's full run (all picklable)."""
+
+    index: int
+    values: dict[str, Any]
+    spec_file: Path
+    runs_dir: Path
+    ref: str | None
+
+
+def _make_run(job: _RunJob) -> tuple[int, str, str | None]:
+    """Create the point's run and start it (backtest, state, report, charts); (index, run id, error)."""
+    from tradeexecutor.runs.run import Runs
+    from tradeexecutor.runs.runner import start_run
+
+    runs = Runs(job.runs_dir, env={})  # the point's spec already holds every value; the environment must not
+    try:
+        record, _ = runs.create(job.spec_file, ref=job.ref)
+        runs.record(record.id, "swept", detail=f"sweep point {job.index + 1}: {_label(job.values)}",
+                    sweep={"index": job.index, "values": job.values})
+        outcome = start_run(runs, record.id)
+        if outcome.record.status != "complete":
+            return job.index, record.id, f"run {record.id} ended {outcome.record.status}"
+        return job.index, record.id, None
+    except Exception as exc:  # noqa: BLE001 - one failed report must not stop the others
+        return job.index, "", one_line(exc)
+    finally:
+        runs.close()
+
+
+def _label(values: dict[str, Any]) -> str:
+    return " ".join(f"{key}={value}" for key, value in values.items())
+
+
+def write_point_spec(result: SweepResult, row: PointResult, folder: Path) -> Path:
+    """``specs/point-NNN.yaml``: the sweep's spec with the point's values (absolute paths, so it works anywhere)."""
+    plan = result.plan
+    data = plan.spec.to_dict()
+    data["mode"] = "backtest"
+    data["name"] = f"{plan.spec.name or plan.strategy_name} [{_label(row.values)}]"
+    data["strategy"] = {**data.get("strategy", {}), **row.values}
+    path = folder / "specs" / f"point-{row.index + 1:03d}.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    header = f"# Point {row.index + 1} of a sweep of {plan.spec.source or 'a run spec'}\n"
+    atomic_write_text(path, header + yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
+    return path
+
+
+def _full_runs(result: SweepResult, folder: SweepFolder, *, runs_dir: Path) -> None:
+    """Make the full runs ``reports`` asks for (those not made before), in parallel; record their ids on the rows."""
+    plan = result.plan
+    complete = [row for row in result.results if row.status == "complete"]
+    chosen = complete if plan.options.reports == "all" else complete[:plan.options.best]
+    made = folder.reports()
+    prefix = plan.options.ref_prefix
+    jobs = [_RunJob(row.index, row.values, write_point_spec(result, row, folder.path), Path(runs_dir),
+                    f"{prefix}-{row.index + 1:03d}" if prefix else None)
+            for row in chosen if canonical_values(row.values) not in made]
+    by_index = {row.index: row for row in result.results}
+    Path(runs_dir).mkdir(parents=True, exist_ok=True)
+    for index, run_id, error in _run_jobs(jobs, plan.options.processes):
+        row = by_index[index]
+        if run_id:
+            made[canonical_values(row.values)] = run_id
+            folder.save_reports(made)
+        if error:
+            result.note = (result.note + "; " if result.note else "") + f"report of point {index + 1} failed: {error}"
+    result.results = [row.with_run(made.get(canonical_values(row.values), "")) for row in result.results]
+
+
+def _run_jobs(jobs: Sequence[_RunJob], processes: int | None) -> Iterable[tuple[int, str, str | None]]:
+    workers = max(1, min(processes or os.cpu_count() or 1, len(jobs)))
+    if workers == 1:
+        for job in jobs:
+            yield _make_run(job)
+        return
+    import tradeexecutor.runs.artifacts  # noqa: F401 - imported once before forking, not in every worker
+    import tradeexecutor.runs.runner  # noqa: F401
+
+    with ProcessPoolExecutor(max_workers=workers, mp_context=_context()) as pool:
+        futures = [pool.submit(_make_run, job) for job in jobs]
+        try:
+            for future in as_completed(futures):
+                yield future.result()
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
+
+
+# ---------------------------------------------------------------------------------------------
+# Charts
+
+
+def _charts(result: SweepResult, curves: dict[str, Any]) -> dict[str, bytes]:
+    from tradeexecutor.visual.sweep_charts import render_in_out_of_sample, render_walk_forward
+
+    plan = result.plan
+    charts: dict[str, bytes] = {}
+    rank_by = plan.options.rank_by
+    if plan.windows.folds:
+        pairs = [(statistic(row, rank_by, IN_SAMPLE), statistic(row, rank_by, OUT_OF_SAMPLE))
+                 for row in result.results]
+        xs = [a for a, b in pairs if a is not None and b is not None]
+        ys = [b for a, b in pairs if a is not None and b is not None]
+        best = pairs[0] if pairs and None not in pairs[0] else None
+        charts["in_vs_out_of_sample.png"] = render_in_out_of_sample(xs, ys, statistic=rank_by,
+                                                                    chosen=best)  # type: ignore[arg-type]
+    if curves:
+        folds = len(result.folds)
+        title = (f"Out-of-sample equity, walk-forward over {folds} folds" if folds > 1
+                 else "Out-of-sample equity of the best in-sample point")
+        charts["walk_forward.png"] = render_walk_forward(curves["times"], curves["equity"],
+                                                         boundaries_ms=curves["boundaries"],
+                                                         reference=curves["reference"] if folds > 1 else None,
+                                                         title=title)
+    return charts
+
+
+# ---------------------------------------------------------------------------------------------
+# Tables
+
+
+def _statistics(result: SweepResult) -> list[str]:
+    rank_by = result.plan.options.rank_by
+    return [rank_by, *[name for name in TABLE_STATISTICS if name != rank_by]]
+
+
+def _fmt(name: str, value: Any) -> str:
+    if value is None:
+        return "n/a"
+    return format_figure(value, _KINDS.get(name, "ratio"))
+
+
+def results_csv(result: SweepResult) -> str:
+    """Every point, ranked, at full precision (module docstring)."""
+    plan = result.plan
+    windows = [(suffix, window) for suffix, window in _SUFFIXES if window is None or plan.windows.folds]
+    statistics = list(dict.fromkeys([*_statistics(result), "final_equity"]))
+    columns = ["rank", *plan.parameters,
+               *[f"{name}{suffix}" for suffix, _ in windows for name in statistics],
+               "status", "error", "run_id", "seconds", "worker",
+               "fingerprint_config", "fingerprint_data", "fingerprint_code", "fingerprint_result"]
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(columns)
+    for rank, row in enumerate(result.results, start=1):
+        figures = [_raw(row, name, window) for _, window in windows for name in statistics]
+        prints = row.fingerprints
+        writer.writerow([rank, *[row.values.get(name) for name in plan.parameters], *figures, row.status,
+                         row.error or "", row.run_id, f"{row.seconds:.4f}", row.worker, prints.get("config", ""),
+                         prints.get("data", ""), prints.get("code", ""), prints.get("result", "")])
+    return buffer.getvalue()
+
+
+def _raw(row: PointResult, name: str, window: str | None) -> Any:
+    figures = row.figures(window)
+    value = figures.get(name) if figures else None
+    return "" if value is None else value
+
+
+def _when(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d")
+
+
+def _header(result: SweepResult) -> list[str]:
+    plan = result.plan
+    options = plan.options
+    direction = "higher is better" if RANKABLE[options.rank_by] else "lower is better"
+    search = {"grid": "grid", "random": f"random search (seed {options.seed})",
+              "tpe": f"TPE search (seed {options.seed})"}[options.search]
+    lines = [f"# Sweep of {plan.spec.source or 'a run spec'} ({plan.strategy_name})", ""]
+    done = f"{len(result.results)} points ({search}) in {result.seconds:.1f} s on {result.executor}"
+    if result.resumed:
+        done += f"; {result.resumed} were already done and not run again"
+    if result.failed:
+        done += f"; {result.failed} failed"
+    if plan.windows.folds:
+        ins, oos = plan.windows.in_sample, plan.windows.out_of_sample
+        assert ins is not None and oos is not None
+        lines.append(f"Ranked by **{options.rank_by} in-sample** ({direction}): {_when(ins.first_ms)} to "
+                     f"{_when(ins.last_ms)}. Out-of-sample (the last {plan.windows.holdout:.0%} of the bars, never "
+                     f"seen by the search or the ranking): {_when(oos.first_ms)} to {_when(oos.last_ms)}. {done}.")
+    else:
+        lines.append(f"Ranked by **{options.rank_by}** over the whole period ({direction}); no out-of-sample "
+                     f"check (--holdout 0). {done}.")
+    if plan.constraints:
+        lines.append("")
+        lines.append("Constraints: " + "; ".join(f"`{c.text}`" for c in plan.constraints) + ".")
+    if result.note:
+        lines += ["", f"Note: {result.note}."]
+    return lines
+
+
+def ranking_table(result: SweepResult, limit: int | None = None) -> list[str]:
+    """The ranked table as markdown lines (in-sample and out-of-sample side by side when there is a hold-out)."""
+    plan = result.plan
+    statistics = _statistics(result)
+    split = bool(plan.windows.folds)
+    figure_columns = ([f"{name} {label}" for name in statistics for label in ("IS", "OOS")] if split
+                      else list(statistics))
+    columns = ["rank", *plan.parameters, *figure_columns, "status", "run"]
+    lines = ["| " + " | ".join(columns) + " |",
+             "|" + "|".join("---" if c in ("status", "run") else "---:" for c in columns) + "|"]
+    rows = result.results if limit is None else result.results[:limit]
+    for rank, row in enumerate(rows, start=1):
+        cells = [str(rank), *[str(row.values.get(name)) for name in plan.parameters]]
+        for name in statistics:
+            if split:
+                cells += [_fmt(name, _value(row, name, IN_SAMPLE)), _fmt(name, _value(row, name, OUT_OF_SAMPLE))]
+            else:
+                cells.append(_fmt(name, _value(row, name, None)))
+        cells.append(row.status if row.error is None else f"{row.status}: {row.error}")
+        cells.append(row.run_id)
+        lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
+    if limit is not None and len(result.results) > limit:
+        lines.append(f"\n… and {len(result.results) - limit} more rows in results.md and results.csv")
+    return lines
+
+
+def _value(row: PointResult, name: str, window: str | None) -> Any:
+    figures = row.figures(window)
+    return figures.get(name) if figures else None
+
+
+def walk_forward_lines(result: SweepResult) -> list[str]:
+    """The folds (train, test, choice, figures) and the combined out-of-sample result, as markdown lines."""
+    plan = result.plan
+    if not result.folds:
+        return []
+    rank_by = plan.options.rank_by
+    count = len(result.folds)
+    title = (f"## Walk-forward: {count} anchored folds" if count > 1
+             else "## Out-of-sample check: the best in-sample point on data it never saw")
+    lines = [title, "",
+             "| fold | train | test | chosen | " + f"{rank_by} train | {rank_by} test | total_return test | "
+             "max_drawdown test | trades test |",
+             "|---:|---|---|---|---:|---:|---:|---:|---:|"]
+    for fold in result.folds:
+        train, test = fold.fold.train, fold.fold.test
+        chosen = _label(fold.chosen.values) if fold.chosen else "none"
+        lines.append(f"| {fold.fold.number} | {_when(train.first_ms)} to {_when(train.last_ms)} | "
+                     f"{_when(test.first_ms)} to {_when(test.last_ms)} | {chosen} | "
+                     f"{_fmt(rank_by, (fold.train or {}).get(rank_by))} | {_fmt(rank_by, (fold.test or {}).get(rank_by))} | "
+                     f"{_fmt('total_return', (fold.test or {}).get('total_return'))} | "
+                     f"{_fmt('max_drawdown', (fold.test or {}).get('max_drawdown'))} | "
+                     f"{_fmt('trade_count', (fold.test or {}).get('trade_count'))} |")
+    if result.combined is not None:
+        combined = result.combined
+        names = list(dict.fromkeys(["total_return", rank_by, "sharpe", "max_drawdown"]))
+        figures = ", ".join(f"{name.replace('_', ' ')} {_fmt(name, combined.get(name))}" for name in names)
+        lines += ["", f"Combined out-of-sample ({count} fold{'s' if count > 1 else ''} chained): {figures}, "
+                      f"{_fmt('trade_count', combined.get('trade_count'))} trades."]
+    return lines
+
+
+def markdown_report(result: SweepResult, *, charts: Sequence[str] = (), limit: int | None = None) -> str:
+    """results.md: header, ranked table, walk-forward, charts."""
+    lines = [*_header(result), "", *ranking_table(result, limit)]
+    folds = walk_forward_lines(result)
+    if folds:
+        lines += ["", *folds]
+    titles = {"in_vs_out_of_sample.png": "In-sample against out-of-sample",
+              "walk_forward.png": "Out-of-sample equity"}
+    if charts:
+        lines.append("")
+        lines += [f"![{titles.get(name, name)}](charts/{name})" for name in charts]
+    return "\n".join(lines)
