@@ -781,3 +781,49 @@ def test_kubernetes_kustomization_builds() -> None:
     namespaces = {doc["metadata"].get("namespace") for doc in yaml.safe_load_all(result.stdout)
                   if doc and doc["kind"] != "Namespace"}
     assert namespaces == {"tradeexecutor"}
+
+
+def test_dockerfile_extras_build_arg_installs_project_extras(tmp_path: Path) -> None:
+    """--build-arg EXTRAS=distributed,search gives the image sweep workers need; empty installs none."""
+    stage = final_stage(dockerfile_instructions())
+    assert 'EXTRAS=""' in [rest for keyword, rest in stage if keyword == "ARG"]
+    (install,) = [rest for keyword, rest in stage if keyword == "RUN" and "/wheels" in rest and "pip install" in rest]
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    (wheels / "tradeexecutor-0.1.0-py3-none-any.whl").write_bytes(b"")
+    command = install.split("&&")[0].replace("pip install", "printf '%s\\n'").replace("/wheels", str(wheels))
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["optional-dependencies"]
+    assert {"distributed", "search"} <= set(extras)
+    for value, suffix in (("", ""), ("distributed,search", "[distributed,search]")):
+        result = subprocess.run(["sh", "-c", command], env={"EXTRAS": value, "PATH": os.environ["PATH"]},
+                                capture_output=True, text=True, check=True)
+        assert result.stdout.strip() == f"{wheels}/tradeexecutor-0.1.0-py3-none-any.whl{suffix}"
+
+
+@pytest.mark.skipif(importlib.util.find_spec("distributed") is None, reason="the distributed extra is not installed")
+def test_sweep_worker_image_runs_the_dask_commands_charts_and_operators_call(tmp_path: Path) -> None:
+    """deploy/dask: the worker image's dask-worker and dask-scheduler commands are Dask's, and the helm values and
+    the DaskCluster run that image with one thread per worker."""
+    instructions = dockerfile_instructions(DEPLOY / "dask" / "Dockerfile")
+    assert [rest for keyword, rest in instructions if keyword == "ENTRYPOINT"] == ["[]"]
+    (shims,) = [rest for keyword, rest in instructions if keyword == "RUN" and "dask-worker" in rest]
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    script = shims.replace("/usr/local/bin", str(bin_dir)).replace("&& dask --version", "")
+    subprocess.run(["sh", "-c", script], check=True)
+    path = f"{bin_dir}{os.pathsep}{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
+    for command, usage in (("dask-worker", "Usage: dask worker"), ("dask-scheduler", "Usage: dask scheduler")):
+        result = subprocess.run([str(bin_dir / command), "--help"], capture_output=True, text=True,
+                                env={**os.environ, "PATH": path}, timeout=120)
+        assert result.returncode == 0 and usage in result.stdout, result.stdout + result.stderr
+    values = yaml.safe_load((DEPLOY / "dask" / "helm-values.yaml").read_text(encoding="utf-8"))
+    assert values["worker"]["image"]["dask_worker"] == "dask-worker"
+    assert values["worker"]["resources"]["limits"]["cpu"] == 1  # the chart passes it on as --nthreads
+    assert values["worker"]["image"]["tag"] == values["scheduler"]["image"]["tag"] == "sweep-worker"
+    cluster = yaml.safe_load((DEPLOY / "dask" / "daskcluster.yaml").read_text(encoding="utf-8"))
+    assert cluster["kind"] == "DaskCluster"
+    (worker,) = cluster["spec"]["worker"]["spec"]["containers"]
+    (scheduler,) = cluster["spec"]["scheduler"]["spec"]["containers"]
+    assert worker["image"] == scheduler["image"] and worker["image"].endswith(":sweep-worker")
+    assert worker["args"][0] == "dask-worker" and worker["args"][worker["args"].index("--nthreads") + 1] == "1"
+    assert scheduler["args"] == ["dask-scheduler"]

@@ -222,20 +222,29 @@ def without_extras(tmp_path: Path) -> dict[str, str]:
 
 
 @pytest.mark.slow
-def test_the_default_needs_no_extra_and_missing_extras_are_one_line(tmp_path: Path,
-                                                                     without_extras: dict[str, str]) -> None:
-    spec = write_spec(tmp_path)
-    base = ["optimize", str(spec), "--param", "fast=5,10", "--param", "slow=30", "--reports", "none",
-            "--runs-dir", str(tmp_path / "runs")]
-    local = cli(*base, "--output", str(tmp_path / "local"), "--quiet", env=without_extras)
-    assert local.returncode == 0, local.stderr
-    assert local.stderr == "" and "| rank | fast | slow |" in local.stdout  # --quiet: nothing on stderr
+def test_the_default_needs_no_extra(tmp_path: Path, without_extras: dict[str, str]) -> None:
+    result = cli("optimize", str(write_spec(tmp_path)), "--param", "fast=5,10", "--param", "slow=30", "--reports",
+                 "none", "--runs-dir", str(tmp_path / "runs"), "--output", str(tmp_path / "local"), "--quiet",
+                 env=without_extras)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == "" and "| rank | fast | slow |" in result.stdout  # --quiet: nothing on stderr
     assert (tmp_path / "local" / "results.csv").exists()
-    for extra, option, hint in ((["--cluster", "tcp://127.0.0.1:9"], "--cluster", "tradeexecutor[distributed]"),
-                                (["--search", "tpe"], "--search tpe", "tradeexecutor[search]")):
-        folder = tmp_path / option.replace(" ", "-")
-        result = cli(*base, "--output", str(folder), *extra, env=without_extras)
-        assert result.returncode == 2, result.stderr
-        assert result.stderr.count("\n") == 1 and result.stderr.startswith(f"error: {option} needs"), result.stderr
-        assert f'pip install "{hint}"' in result.stderr
-        assert not folder.exists()
+
+
+@pytest.mark.parametrize(("module", "option", "hint"), [
+    ("distributed", ["--cluster", "tcp://127.0.0.1:9"], "tradeexecutor[distributed]"),
+    ("optuna", ["--search", "tpe"], "tradeexecutor[search]"),
+])
+def test_a_missing_extra_is_one_line_and_exit_2(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, module: str,
+                                                option: list[str], hint: str) -> None:
+    from click.testing import CliRunner
+
+    from tradeexecutor.cli.main import cli as main
+
+    monkeypatch.setitem(sys.modules, module, None)  # what Python does when it is not installed: ImportError
+    folder = tmp_path / "out"
+    result = CliRunner().invoke(main, ["optimize", str(write_spec(tmp_path)), "--param", "fast=5,10", *option,
+                                       "--output", str(folder), "--runs-dir", str(tmp_path / "runs")])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith(f"error: {' '.join(option[:1])}")
+    assert f'pip install "{hint}"' in result.stderr and not folder.exists()

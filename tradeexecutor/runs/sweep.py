@@ -239,7 +239,6 @@ def plan_sweep(spec: RunSpec, options: SweepOptions) -> SweepPlan:
     data = SweepData(token=uuid.uuid4().hex, spec=spec, strategy_source=strategy.source, markets=markets,
                      windows=windows.windows)
     definition = {
-        "spec": spec.source and str(Path(spec.source).resolve()),
         "config": spec.config_fingerprint(),
         "code": strategy.version,
         "package_version": __version__,
@@ -306,7 +305,8 @@ def run_sweep(plan: SweepPlan, *, output_dir: Path, runs_dir: Path, resume: bool
     interrupted = False
     started = time.perf_counter()
     try:
-        folder.open(plan.definition)
+        folder.open(plan.definition, {"spec": str(Path(plan.spec.source).resolve()) if plan.spec.source else None,
+                                      "strategy": plan.strategy_name})
         progress.start(search.total, min(len(done), search.total), executor.description)
         for batch in search.batches():
             for values in batch:

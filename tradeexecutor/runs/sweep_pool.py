@@ -35,7 +35,8 @@ from tradeexecutor import __version__
 from tradeexecutor.errors import ConfigError
 from tradeexecutor.runs.sweep_eval import PointResult, SweepData, evaluate, one_line
 
-__all__ = ["DASK_RETRIES", "INSTALL_HINT", "DaskCluster", "Executor", "InProcess", "LocalPool", "require_distributed"]
+__all__ = ["DASK_RETRIES", "INSTALL_HINT", "DaskCluster", "Executor", "InProcess", "LocalPool", "process_context",
+           "require_distributed"]
 
 #: Times Dask retries a point whose task raised (a point's own failure is a row, not an exception).
 DASK_RETRIES = 2
@@ -101,7 +102,7 @@ def _evaluate_in_worker(index: int, values: dict[str, Any]) -> PointResult:
     return evaluate(_DATA, index, values)
 
 
-def _context() -> Any:
+def process_context() -> Any:
     """fork on Linux (workers inherit the data and every import), spawn elsewhere."""
     if sys.platform.startswith("linux"):
         return multiprocessing.get_context("fork")
@@ -113,7 +114,7 @@ class LocalPool:
 
     def __init__(self, data: SweepData, processes: int) -> None:
         self.description = f"{processes} processes"
-        self._pool = ProcessPoolExecutor(max_workers=processes, mp_context=_context(), initializer=_start_worker,
+        self._pool = ProcessPoolExecutor(max_workers=processes, mp_context=process_context(), initializer=_start_worker,
                                          initargs=(data,))
         self._pending: dict[Future[PointResult], tuple[int, dict[str, Any]]] = {}
 

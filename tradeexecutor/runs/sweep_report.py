@@ -21,18 +21,19 @@ from __future__ import annotations
 import csv
 import io
 import os
-from datetime import UTC, datetime
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import yaml
 
 from tradeexecutor.runs.ranking import RANKABLE, statistic
 from tradeexecutor.runs.sweep_eval import PointResult, canonical_values, equity_curve, one_line
-from tradeexecutor.runs.sweep_pool import _context
+from tradeexecutor.runs.sweep_pool import process_context
 from tradeexecutor.runs.walkforward import IN_SAMPLE, OUT_OF_SAMPLE, combine_curves
 from tradeexecutor.stats import SUMMARY_ROWS, format_figure
 from tradeexecutor.store.atomic import atomic_write_bytes, atomic_write_text
@@ -56,7 +57,7 @@ _SUFFIXES = (("", None), ("_is", IN_SAMPLE), ("_oos", OUT_OF_SAMPLE))
 def finish(result: SweepResult, folder: SweepFolder, *, runs_dir: Path, progress: SweepProgress) -> None:
     """Everything after the points: walk-forward curve, full runs, tables and charts (module docstring)."""
     plan = result.plan
-    curves = _walk_forward(result)
+    curves = _walk_forward(result, curves_needed=plan.options.reports != "none")
     if plan.options.reports != "none":
         progress.phase("reports")
         _full_runs(result, folder, runs_dir=runs_dir)
@@ -77,26 +78,34 @@ def finish(result: SweepResult, folder: SweepFolder, *, runs_dir: Path, progress
 # Walk-forward
 
 
-def _walk_forward(result: SweepResult) -> dict[str, Any]:
-    """Backtest each fold's choice again for its equity, chain the test stretches; the curves for the chart."""
+def _walk_forward(result: SweepResult, *, curves_needed: bool) -> dict[str, Any]:
+    """The combined out-of-sample result; each fold's choice backtested again for the curves the chart draws.
+
+    With one fold the combined result is that fold's test window, as the row shows it; with more,
+    the chained curve of :func:`combine_curves`, which needs the choices' equity curves.
+    """
     plan = result.plan
-    if not result.folds or any(fold.chosen is None for fold in result.folds):
+    folds = result.folds
+    if not folds or any(fold.chosen is None for fold in folds):
         return {}
+    if len(folds) == 1:
+        result.combined = dict(folds[0].test or {})
+        if not curves_needed:
+            return {}
     curves = {fold.fold.number: equity_curve(plan.data, fold.chosen.values)  # type: ignore[union-attr]
-              for fold in result.folds}
-    combined = combine_curves(result.folds, curves, plan.spec.core.cash)
+              for fold in folds}
+    ppy = (folds[0].chosen.summary or {}).get("periods_per_year")  # type: ignore[union-attr]
+    combined = combine_curves(folds, curves, plan.spec.core.cash, ppy)
     if combined is None:
         return {}
     times, equity, summary = combined
-    result.combined = summary
+    if len(folds) > 1:
+        result.combined = summary
     reference = curves[1]  # fold 1 chose on the in-sample window: the plain best in-sample point
-    oos = plan.windows.out_of_sample
-    assert oos is not None
-    keep = reference[0] >= oos.first_ms
-    base_index = max(int(keep.argmax()) - 1, 0)
-    scale = plan.spec.core.cash / float(reference[1][base_index]) if reference[1][base_index] > 0 else 1.0
-    return {"times": times, "equity": equity, "reference": (reference[0][keep], reference[1][keep] * scale),
-            "boundaries": [fold.fold.test.first_ms for fold in result.folds[1:]]}
+    start = int(np.searchsorted(reference[0], times[0], side="left"))
+    scale = plan.spec.core.cash / float(reference[1][start]) if reference[1][start] > 0 else 1.0
+    return {"times": times, "equity": equity, "reference": (reference[0][start:], reference[1][start:] * scale),
+            "boundaries": [fold.fold.test.first_ms for fold in folds[1:]]}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -183,7 +192,7 @@ def _run_jobs(jobs: Sequence[_RunJob], processes: int | None) -> Iterable[tuple[
     import tradeexecutor.runs.artifacts  # noqa: F401 - imported once before forking, not in every worker
     import tradeexecutor.runs.runner  # noqa: F401
 
-    with ProcessPoolExecutor(max_workers=workers, mp_context=_context()) as pool:
+    with ProcessPoolExecutor(max_workers=workers, mp_context=process_context()) as pool:
         futures = [pool.submit(_make_run, job) for job in jobs]
         try:
             for future in as_completed(futures):
@@ -351,7 +360,7 @@ def walk_forward_lines(result: SweepResult) -> list[str]:
                      f"{_fmt('total_return', (fold.test or {}).get('total_return'))} | "
                      f"{_fmt('max_drawdown', (fold.test or {}).get('max_drawdown'))} | "
                      f"{_fmt('trade_count', (fold.test or {}).get('trade_count'))} |")
-    if result.combined is not None:
+    if result.combined is not None and count > 1:
         combined = result.combined
         names = list(dict.fromkeys(["total_return", rank_by, "sharpe", "max_drawdown"]))
         figures = ", ".join(f"{name.replace('_', ' ')} {_fmt(name, combined.get(name))}" for name in names)

@@ -108,12 +108,17 @@ class SweepFolder:
                 done[canonical_values(row.values)] = row
         return done
 
-    def open(self, definition: Mapping[str, Any]) -> None:
-        """Create the folder, write sweep.json (once) and open points.jsonl for appending."""
-        self.path.mkdir(parents=True, exist_ok=True)
+    def open(self, definition: Mapping[str, Any], about: Mapping[str, Any] | None = None) -> None:
+        """Create the folder, write sweep.json (once; ``about`` is kept beside the definition, not fingerprinted)
+        and open points.jsonl for appending."""
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"{self.path}: cannot make the sweep's folder ({exc.strerror or exc}); "
+                              "choose another --output") from None
         if not self.definition_path.exists():
             atomic_write_text(self.definition_path, json.dumps(
-                {"fingerprint": definition_fingerprint(definition), "definition": definition},
+                {"fingerprint": definition_fingerprint(definition), "definition": definition, **(about or {})},
                 indent=2, sort_keys=True, default=str) + "\n")
         if self.points_path.exists():
             raw = self.points_path.read_bytes()

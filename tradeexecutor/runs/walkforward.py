@@ -142,12 +142,14 @@ def select_folds(results: Sequence[PointResult], plan: WindowPlan, rank_by: str)
 
 
 def combine_curves(folds: Sequence[FoldResult], curves: Mapping[int, tuple[np.ndarray, np.ndarray]],
-                   initial_cash: float) -> tuple[np.ndarray, np.ndarray, dict[str, Any]] | None:
+                   initial_cash: float, periods_per_year: float | None) -> tuple[np.ndarray, np.ndarray, dict[str, Any]] | None:
     """Chain each fold's test stretch of its chosen point's equity into one curve starting at ``initial_cash``.
 
-    ``curves`` maps a fold number to the chosen point's (times ms, equity). Returns the times, the
-    equity and its summary (trades, fees and positions summed over the folds' test windows), or
-    None when a fold has no choice.
+    ``curves`` maps a fold number to the chosen point's (times ms, equity). The curve starts with
+    the row just before the first test window (``initial_cash``), as a window's summary does, and
+    is annualised with the points' own ``periods_per_year``. Returns the times, the equity and its
+    summary (trades, fees and positions summed over the folds' test windows), or None when a fold
+    has no choice.
     """
     times: list[np.ndarray] = []
     values: list[np.ndarray] = []
@@ -158,17 +160,19 @@ def combine_curves(folds: Sequence[FoldResult], curves: Mapping[int, tuple[np.nd
         stamps, equity = curves[result.fold.number]
         first = int(np.searchsorted(stamps, result.fold.test.first_ms, side="left"))
         last = int(np.searchsorted(stamps, result.fold.test.last_ms, side="right"))
-        base = float(equity[first - 1]) if first > 0 else float(equity[first])
-        if base <= 0:
+        if first == 0 or equity[first - 1] <= 0:
             return None
-        segment = equity[first:last] / base * level
+        if not times:  # the row before the out-of-sample part: where the chained curve starts
+            times.append(stamps[first - 1:first])
+            values.append(np.asarray([level]))
+        segment = equity[first:last] / float(equity[first - 1]) * level
         times.append(stamps[first:last])
         values.append(segment)
         level = float(segment[-1]) if len(segment) else level
     all_times, all_equity = np.concatenate(times), np.concatenate(values)
     state = State(name="walk-forward", strategy_version="", created_at=datetime.now(UTC), initial_cash=initial_cash)
     state.valuations.extend(all_times.tolist(), all_equity.tolist(), all_equity.tolist(), [0.0] * len(all_times))
-    summary = compute_summary(state).to_dict()
+    summary = compute_summary(state, periods_per_year=periods_per_year).to_dict()
     for name in ("trade_count", "position_count", "rejected_trade_count", "fees_paid"):
         summary[name] = sum((r.test or {}).get(name) or 0 for r in folds)
     for name in ("win_rate", "profit_factor", "average_win", "average_loss", "exposure_time", "open_positions",
