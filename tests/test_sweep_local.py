@@ -248,3 +248,22 @@ def test_a_missing_extra_is_one_line_and_exit_2(tmp_path: Path, monkeypatch: pyt
     assert result.exit_code == 2, result.output
     assert result.stderr.count("\n") == 1 and result.stderr.startswith(f"error: {' '.join(option[:1])}")
     assert f'pip install "{hint}"' in result.stderr and not folder.exists()
+
+
+def test_full_runs_can_be_made_later_without_running_a_point_again(tmp_path: Path) -> None:
+    spec = load_spec(write_spec(tmp_path), env={})
+    folder = tmp_path / "out"
+    first = run_sweep(plan_sweep(spec, SweepOptions(params=GRID, processes=1, reports="none")), output_dir=folder,
+                      runs_dir=tmp_path / "runs")
+    assert not any(row.run_id for row in first.results) and not (tmp_path / "runs").exists()
+    later = run_sweep(plan_sweep(spec, SweepOptions(params=GRID, processes=1, reports="best", best=2)),
+                      output_dir=folder, runs_dir=tmp_path / "runs", resume=True)
+    assert (later.evaluated, later.resumed) == (0, 9)
+    assert [bool(row.run_id) for row in later.results] == [True, True] + [False] * 7
+    again = run_sweep(plan_sweep(spec, SweepOptions(params=GRID, processes=1, reports="best", best=2)),
+                      output_dir=folder, runs_dir=tmp_path / "runs", resume=True)
+    assert [row.run_id for row in again.results] == [row.run_id for row in later.results]  # made once
+    from tradeexecutor.runs.registry import Registry
+
+    with Registry(tmp_path / "runs") as registry:
+        assert sorted(record.id for record in registry.all()) == sorted(row.run_id for row in later.results[:2])
