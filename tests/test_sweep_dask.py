@@ -103,3 +103,20 @@ def test_an_unreachable_scheduler_is_one_line_and_writes_nothing(paced: Path, tm
         _on_cluster(paced, "tcp://127.0.0.1:9", tmp_path)
     assert "\n" not in str(info.value)
     assert not (tmp_path / "out").exists()
+
+
+def test_dask_scheduler_address_in_the_environment_selects_the_cluster(paced: Path, tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """DASK_SCHEDULER_ADDRESS, the variable Dask's own tools read, is --cluster's too."""
+    from click.testing import CliRunner
+
+    from tradeexecutor.cli.main import cli as main
+
+    monkeypatch.setattr(sweep_pool, "CONNECT_SECONDS", 1.0)
+    folder = tmp_path / "out"
+    result = CliRunner().invoke(main, ["optimize", str(paced), "--param", "fast=5,10", "--output", str(folder),
+                                       "--runs-dir", str(tmp_path / "runs")],
+                                env={"DASK_SCHEDULER_ADDRESS": "tcp://127.0.0.1:9"})
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith("error: --cluster tcp://127.0.0.1:9: cannot reach the Dask scheduler")
+    assert result.stderr.count("\n") == 1 and not folder.exists()
