@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import math
+import sys
+from fractions import Fraction
+
 from tradeexecutor.config import ExecutionConfig
 from tradeexecutor.execution.model import Fill
 from tradeexecutor.state import Instrument
+from tradeexecutor.state.instrument import lot_grid
 
 
 class SimulatedExecution:
@@ -19,22 +24,20 @@ class SimulatedExecution:
             cash_available: float) -> Fill:
         """Size a buy so that its value plus fee fits in the cash available, rounded down to the lot size."""
         price = reference_price * (1.0 + self._slip)
-        unit_cost = price * (1.0 + self._fee)
         step = instrument.quantity_step
         if quantity is not None:
-            wanted = instrument.round_quantity(quantity)
+            wanted = quantity
         else:
             assert value is not None
-            wanted = instrument.round_quantity(value / price)
+            wanted = value / price
+        asked = f"value {value:.2f}" if quantity is None else f"quantity {quantity}"
+        if not math.isfinite(wanted):
+            return _rejected(price, f"order size is not a finite number: {asked} at {price:.6g}")
+        wanted = instrument.round_quantity(wanted)
         if wanted <= 0:
-            asked = f"value {value:.2f}" if quantity is None else f"quantity {quantity}"
             return _rejected(price, f"order rounds to zero: {asked} buys less than one lot of {step:g} at {price:.6g}")
-        size = wanted
-        if size * unit_cost > cash_available:
-            size = instrument.round_quantity(max(cash_available, 0.0) / unit_cost)
-            # round_quantity forgives 1e-9 of float noise; never let that buy a lot the cash cannot pay.
-            while size > 0 and size * unit_cost > cash_available:
-                size = instrument.round_quantity(size - step) if size - step > 0 else 0.0
+        size = wanted if self._affordable(wanted, price, cash_available) else self._fit(instrument, price,
+                                                                                         cash_available)
         if size <= 0:
             return _rejected(
                 price,
@@ -44,6 +47,48 @@ class SimulatedExecution:
         if notional < instrument.min_notional:
             return _rejected(price, f"below minimum notional: {notional:.2f} < {instrument.min_notional:.2f}")
         return Fill(quantity=size, price=price, fee=notional * self._fee, slippage=size * (price - reference_price))
+
+    def _affordable(self, quantity: float, price: float, cash: float) -> bool:
+        """True when the cash pays for ``quantity``: both as the ledger debits it (value plus fee, in floats) and
+        exactly (quantity × price × (1 + fee)), so cash never goes below zero by any reckoning."""
+        notional = quantity * price
+        debit = notional + notional * self._fee
+        if not debit <= cash:
+            return False
+        if debit <= cash * _SURELY_BELOW:
+            return True  # the float debit is within a few parts in 2**53 of the exact cost
+        return Fraction(quantity) * Fraction(price) * (1 + Fraction(self._fee)) <= Fraction(cash)
+
+    def _fit(self, instrument: Instrument, price: float, cash: float) -> float:
+        """The most whole lots the cash pays for, in closed form.
+
+        The exact answer, floor(cash / (lot × price × (1 + fee))), comes from rational arithmetic; the
+        nearest float quantity may cost a few parts in 2**53 more or less than that, which a bounded
+        number of steps to the neighbouring representable lot quantity settles. A neighbour is the
+        next whole lot or, where lots are finer than the float resolves, the next float.
+        """
+        if not cash > 0 or not price > 0:
+            return 0.0
+        unit_cost = Fraction(price) * (1 + Fraction(self._fee))
+        step = instrument.quantity_step
+        if step > 0:
+            exact_step, _, _ = lot_grid(step)
+            most = math.floor(Fraction(cash) / (unit_cost * exact_step))
+            if most * exact_step >= _LARGEST:
+                return 0.0  # no float holds the quantity (cash near the float's own limit)
+            size = instrument.lot_quantity(most)
+        else:
+            size = float(Fraction(cash) / unit_cost)
+        for _ in range(_FIT_STEPS):
+            if size > 0 and not self._affordable(size, price, cash):
+                size = max(_lot_below(instrument, size), 0.0)
+                continue
+            above = _lot_above(instrument, size)
+            if not self._affordable(above, price, cash):
+                return size
+            size = above
+        raise AssertionError(f"sizing did not settle within {_FIT_STEPS} steps: cash {cash!r}, price {price!r}, "
+                             f"fee {self._fee!r}, lot {step!r}")
 
     def sell(self, instrument: Instrument, reference_price: float, *, quantity: float, held: float,
              closing: bool, apply_slippage: bool = True) -> Fill:
@@ -59,6 +104,30 @@ class SimulatedExecution:
         if not closing and size < held and notional < instrument.min_notional:
             return _rejected(price, f"below minimum notional: {notional:.2f} < {instrument.min_notional:.2f}")
         return Fill(quantity=size, price=price, fee=notional * self._fee, slippage=size * (reference_price - price))
+
+
+#: A float debit this far below the cash is below it exactly too (the float error is a few parts in 2**53).
+_SURELY_BELOW = 1.0 - 2.0**-48
+#: The largest quantity a float holds.
+_LARGEST = Fraction(sys.float_info.max)
+#: Steps to a neighbouring lot quantity that sizing may take; float rounding needs a handful at most.
+_FIT_STEPS = 64
+
+
+def _lot_below(instrument: Instrument, size: float) -> float:
+    """The largest whole-lot quantity a float holds below ``size``."""
+    below = math.nextafter(size, 0.0)
+    if instrument.quantity_step <= 0:
+        return below
+    return min(instrument.lot_quantity(instrument.lot_count(size) - 1), below)
+
+
+def _lot_above(instrument: Instrument, size: float) -> float:
+    """The smallest whole-lot quantity a float holds above ``size``."""
+    above = math.nextafter(size, math.inf)
+    if instrument.quantity_step <= 0:
+        return above
+    return max(instrument.lot_quantity(instrument.lot_count(size) + 1), above)
 
 
 def _rejected(price: float, reason: str) -> Fill:

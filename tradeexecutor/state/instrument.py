@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import decimal
+import functools
 import math
 from dataclasses import dataclass
+from fractions import Fraction
 
 from dataclasses_json import dataclass_json
 
@@ -33,16 +36,64 @@ class Instrument:
     quote_currency: str = "USD"
 
     def round_quantity(self, quantity: float) -> float:
-        """Round a non-negative quantity down to the quantity step.
+        """Round a non-negative quantity down to a whole number of lots.
 
-        A tiny epsilon keeps 2.9999999 from becoming 2 when the true answer is 3.
+        A tolerance of a billionth of a lot keeps 2.9999999999 from becoming 2 when the true answer
+        is 3. Where a lot is finer than the float can resolve (more than 2**53 lots) every float is
+        already the nearest float to a whole number of lots, and the quantity comes back as it is.
         """
         step = self.quantity_step
-        if step <= 0:
+        if step <= 0 or not quantity / step < _FINEST:
             return quantity
-        units = math.floor(quantity / step + 1e-9)
-        rounded = units * step
-        if step >= 1:
-            return float(rounded)
-        decimals = max(0, -int(math.floor(math.log10(step))))
-        return round(rounded, decimals)
+        return self.lot_quantity(self.lot_count(quantity))
+
+    def lot_count(self, quantity: float) -> int:
+        """The whole lots in ``quantity`` (rounded down, with a billionth of a lot of tolerance), exactly."""
+        step = self.quantity_step
+        ratio = quantity / step
+        if not math.isfinite(ratio):
+            raise ValueError(f"quantity {quantity} of {self.symbol} is not a finite number of lots of {step:g}")
+        if ratio >= _FINEST:
+            exact, _, _ = lot_grid(step)
+            return math.floor(Fraction(quantity) / exact + _TOLERANCE)
+        shifted = ratio + _TOLERANCE
+        lots = math.floor(shifted)
+        fraction = shifted - lots
+        # The float quotient is within a few parts in 2**53 of the true one: only near a whole number can
+        # the floor be off by one, and there the neighbours are compared as quantities.
+        doubt = shifted * 2.0**-48
+        if doubt < fraction < 1.0 - doubt:
+            return lots
+        slack = step * _TOLERANCE
+        if self.lot_quantity(lots + 1) - quantity <= slack:
+            return lots + 1
+        if lots > 0 and self.lot_quantity(lots) - quantity > slack:
+            return lots - 1
+        return lots
+
+    def lot_quantity(self, lots: int) -> float:
+        """The nearest float to ``lots`` times the quantity step, the step read as the decimal it was written as
+        (3 lots of 0.1 are 0.3, not 0.30000000000000004)."""
+        step = self.quantity_step
+        exact, decimals, digits = lot_grid(step)
+        if lots * digits < _FAST_DIGITS:
+            return round(lots * step, decimals)  # correctly rounded from a product accurate to far below a digit
+        return float(lots * exact)
+
+
+#: Lot counts from here up are finer than a float quantity resolves (its spacing exceeds one lot).
+_FINEST = 2.0**53
+#: Lots forgiven when rounding down, for the float noise of quantities computed by a strategy.
+_TOLERANCE = 1e-9
+#: ``lots × step`` as a float is exact to well under half the step's last decimal while lots × digits stay below.
+_FAST_DIGITS = 2**50
+
+
+@functools.lru_cache(maxsize=256)
+def lot_grid(step: float) -> tuple[Fraction, int, int]:
+    """The step as the decimal its shortest repr writes (exact), its decimal places, and its digits as an integer."""
+    exact = Fraction(repr(step))
+    exponent = decimal.Decimal(repr(step)).as_tuple().exponent
+    assert isinstance(exponent, int)
+    decimals = max(0, -exponent)
+    return exact, decimals, int(exact * 10**decimals)
