@@ -2,12 +2,44 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, fields
+from typing import Any, Mapping
 
 from tradeexecutor.errors import ConfigError
 
 #: How market orders fill: at the next bar's open, or at the deciding bar's close.
 FILL_TIMINGS = ("next_open", "close")
+
+
+def finite_number(value: Any) -> float:
+    """``value`` as a float when it is a finite number; ValueError saying so for NaN and infinities.
+
+    The one check every number a person gives passes, wherever it comes from: options and their
+    environment variables, run specs, strategy parameters, optimize grids and the config objects
+    below. Range checks alone let NaN through (``nan < 0`` is False) and infinity through the
+    lower bounds, and either then hangs a loop or poisons every later sum.
+    """
+    number = float(value)
+    if not math.isfinite(number):
+        raise ValueError(f"{value} is not a finite number: give an ordinary number such as 0.5 or 10000")
+    return number
+
+
+def check_finite_fields(config: Any, labels: Mapping[str, str] | None = None) -> None:
+    """ConfigError for the first float field of a config dataclass that is NaN or infinite.
+
+    The error names the field as its command-line option (``--trigger-seconds``, or ``labels[name]``
+    where the option is called otherwise), which is how run specs map it back to their own key.
+    """
+    for item in fields(config):
+        value = getattr(config, item.name)
+        if isinstance(value, float):
+            try:
+                finite_number(value)
+            except ValueError as exc:
+                label = (labels or {}).get(item.name) or "--" + item.name.replace("_", "-")
+                raise ConfigError(f"{label} {exc}") from None
 
 
 @dataclass(frozen=True)
@@ -24,6 +56,7 @@ class ExecutionConfig:
     min_notional: float = 0.0
 
     def __post_init__(self) -> None:
+        check_finite_fields(self)
         if not 0 <= self.fee < 0.1:
             raise ConfigError(f"fee {self.fee} must be a fraction of traded value between 0 and 0.1 (0.002 = 0.2 %)")
         if not 0 <= self.slippage_bps < 1000:
@@ -47,6 +80,7 @@ class EngineConfig:
     check_indicator_lookahead: bool = True
 
     def __post_init__(self) -> None:
+        check_finite_fields(self, {"initial_cash": "--cash", "cycle_offset_seconds": "--cycle-offset"})
         if not self.initial_cash > 0:
             raise ConfigError(f"starting cash {self.initial_cash} must be positive")
         if self.cycle_offset_seconds < 0:

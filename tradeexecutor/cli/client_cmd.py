@@ -30,7 +30,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import click
 
 from tradeexecutor import __version__
-from tradeexecutor.cli.common import env, user_errors
+from tradeexecutor.cli.common import FloatRange, env, user_errors
 from tradeexecutor.errors import UserInputError
 
 #: Output formats of ``logs``.
@@ -214,7 +214,7 @@ _COMMON_OPTIONS = [
                  show_default=False, help="Basic-auth password of the webhook (prefer the environment variable)."),
     click.option("--timezone", "timezone_name", envvar=env("TIMEZONE"), show_envvar=True, default=None,
                  help="Show times in this IANA time zone (e.g. UTC, Europe/Helsinki); default: the local zone."),
-    click.option("--timeout", type=click.FloatRange(min=0.1), default=10.0, show_default=True,
+    click.option("--timeout", type=FloatRange(min=0.1), default=10.0, show_default=True,
                  envvar=env("CLIENT_TIMEOUT"), show_envvar=True, help="Seconds to wait for each answer."),
 ]
 
@@ -390,7 +390,7 @@ def _run_is_live(webhook: Webhook) -> bool:
               envvar=env("LOGS_LIMIT"), show_envvar=True, help="How many of the most recent entries to show first.")
 @click.option("--level", type=click.Choice(LOG_LEVELS), default=None, envvar=env("LOGS_LEVEL"),
               show_envvar=True, help="Only entries at this level or above.")
-@click.option("--interval", type=click.FloatRange(min=0.05), default=2.0, show_default=True,
+@click.option("--interval", type=FloatRange(min=0.05), default=2.0, show_default=True,
               envvar=env("TAIL_INTERVAL"), show_envvar=True, help="Seconds between polls with --tail.")
 @_common
 @user_errors

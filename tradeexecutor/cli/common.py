@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Any, Callable, Sequence, TypeVar
 
 import click
 
-from tradeexecutor.errors import TradeExecutorError, UserInputError
+from tradeexecutor.config import finite_number
+from tradeexecutor.errors import ConfigError, TradeExecutorError, UserInputError
 from tradeexecutor.strategy.parameters import parse_override
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -25,11 +27,16 @@ def env(name: str) -> str:
 
 
 def user_errors(function: F) -> F:
-    """Turn our errors into one line on stderr and the error's exit code, never a traceback."""
+    """Turn our errors into one line on stderr and the error's exit code, never a traceback.
+
+    Every number option is checked to be finite first (``--cash inf``, ``TRADEEXECUTOR_FEE=nan``),
+    before the command runs, so no command can start on one.
+    """
 
     @functools.wraps(function)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
+            check_finite_options(kwargs)
             return function(*args, **kwargs)
         except UserInputError as exc:
             click.echo(f"error: {exc}", err=True)
@@ -39,6 +46,43 @@ def user_errors(function: F) -> F:
             sys.exit(getattr(exc, "exit_code", 1))
 
     return wrapper  # type: ignore[return-value]
+
+
+class FloatRange(click.FloatRange):
+    """click's FloatRange, except that NaN and infinities get through to the one finiteness check of
+    ``user_errors``: one line naming the option rather than click's usage text for ``-inf``, and a
+    refusal for ``nan``, which compares False with every bound and so passed the range check."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = click.types.FloatParamType.convert(self, value, param, ctx)
+        if not math.isfinite(number):
+            return number
+        return super().convert(value, param, ctx)
+
+
+def check_finite_options(values: dict[str, Any]) -> None:
+    """ConfigError naming the option (or the environment variable that set it) whose number is NaN or infinite."""
+    for name, value in values.items():
+        if not isinstance(value, float):
+            continue
+        try:
+            finite_number(value)
+        except ValueError as exc:
+            raise ConfigError(f"{_option_label(name)}{exc}") from None
+
+
+def _option_label(name: str) -> str:
+    """How the user gave the parameter ``name`` of the running command: ``--option `` or ``VARIABLE=``."""
+    from click.core import ParameterSource
+
+    context = click.get_current_context(silent=True)
+    params = [] if context is None else [p for p in context.command.params if p.name == name]
+    if context is None or not params:
+        return f"{name} "
+    param = params[0]
+    if context.get_parameter_source(name) is ParameterSource.ENVIRONMENT and isinstance(param.envvar, str):
+        return f"{param.envvar}="
+    return f"{max(param.opts, key=len)} "
 
 
 def parse_overrides(values: Sequence[str]) -> dict[str, str]:

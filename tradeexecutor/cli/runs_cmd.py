@@ -16,7 +16,7 @@ from typing import Any
 import click
 
 from tradeexecutor.cli.client_cmd import LOG_FORMATS, LOG_LEVELS, LogWriter, Tail, log_row, resolve_timezone
-from tradeexecutor.cli.common import env, user_errors
+from tradeexecutor.cli.common import FloatRange, env, user_errors
 
 #: Most journal entries one read returns while tailing.
 TAIL_LIMIT = 1000
@@ -204,7 +204,7 @@ def _percent(value: Any) -> str:
 
 @runs_command.command("stop")
 @click.argument("run")
-@click.option("--timeout", type=click.FloatRange(min=0.1), default=30.0, show_default=True,
+@click.option("--timeout", type=FloatRange(min=0.1), default=30.0, show_default=True,
               help="Seconds to wait for a graceful exit before killing the executor.")
 @click.pass_context
 @user_errors
@@ -262,7 +262,7 @@ def set_command(ctx: click.Context, run: str, assignments: tuple[str, ...]) -> N
 @click.option("--level", type=click.Choice(LOG_LEVELS), default=None, help="Only entries at this level or above.")
 @click.option("--limit", type=click.IntRange(1, TAIL_LIMIT), default=100, show_default=True,
               help="How many of the most recent entries to show first.")
-@click.option("--interval", type=click.FloatRange(min=0.05), default=1.0, show_default=True,
+@click.option("--interval", type=FloatRange(min=0.05), default=1.0, show_default=True,
               help="Seconds between reads with --tail.")
 @click.pass_context
 @user_errors

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
-from tradeexecutor.config import EngineConfig
+from tradeexecutor.config import EngineConfig, check_finite_fields
 from tradeexecutor.daemon.affinity import check_cpu_setting
 from tradeexecutor.daemon.caster import CastConfig
 from tradeexecutor.errors import ConfigError
@@ -88,6 +88,7 @@ class DaemonConfig:
     cast: CastConfig = field(default_factory=CastConfig)
 
     def __post_init__(self) -> None:
+        check_finite_fields(self)
         if self.mode == "live":
             raise ConfigError("--mode live is not available yet: no exchange adapter exists; use --mode paper "
                               "(simulated fills on a replay feed) or --mode backtest")

@@ -36,6 +36,7 @@ from decimal import Decimal as _Dec
 from decimal import InvalidOperation
 from typing import Any
 
+from tradeexecutor.config import finite_number
 from tradeexecutor.errors import ConfigError, UserInputError
 from tradeexecutor.runs.constraints import Constraint, first_broken, parse_constraints
 from tradeexecutor.runs.spec import RunSpec
@@ -79,8 +80,10 @@ def _decimal(text: str, name: str, what: str) -> _Dec:
         number = _Dec(text.strip())
     except InvalidOperation:
         raise ConfigError(f"--param {name}: {what} {text.strip()!r} is not a number") from None
-    if not number.is_finite():
-        raise ConfigError(f"--param {name}: {what} {text.strip()!r} is not a finite number")
+    try:
+        finite_number(number)  # 1e999 is a finite decimal but no float holds it
+    except ValueError as exc:
+        raise ConfigError(f"--param {name}: {what} {exc}") from None
     return number
 
 

@@ -40,7 +40,6 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
-import math
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -50,7 +49,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from tradeexecutor.config import FILL_TIMINGS, EngineConfig, ExecutionConfig
+from tradeexecutor.config import FILL_TIMINGS, EngineConfig, ExecutionConfig, finite_number
 from tradeexecutor.data.bundled import BUNDLED_DATASETS
 from tradeexecutor.errors import ConfigError, UserInputError
 from tradeexecutor.strategy.loader import LoadedStrategy, load_strategy
@@ -348,10 +347,7 @@ class _Field:
 def _number(value: Any, _: _Validator) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ValueError(f"expected a number, got {_type_name(value)} {value!r}")
-    number = float(value)
-    if not math.isfinite(number):
-        raise ValueError(f"expected a finite number, got {value!r}")
-    return number
+    return finite_number(value)
 
 
 def _parse_number(text: str, v: _Validator) -> float:
@@ -440,6 +436,7 @@ def _parse_offset(text: str, v: _Validator) -> float:
             return parse_duration(text.strip()).total_seconds()
         except UserInputError as exc:
             raise ValueError(str(exc)) from None
+    finite_number(seconds)
     if seconds < 0:
         raise ValueError(f"{text} must not be negative")
     return seconds

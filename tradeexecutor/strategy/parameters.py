@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Mapping
 
+from tradeexecutor.config import finite_number
 from tradeexecutor.errors import ConfigError, ParameterError, StrategyLoadError
 from tradeexecutor.state.instrument import ASSET_TYPES
 from tradeexecutor.timeframe import parse_duration
@@ -75,9 +75,7 @@ class Decimal(Parameter):
     def check(self, value: Any) -> float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ValueError(f"{value!r} is not a number")
-        number = float(value)
-        if not math.isfinite(number):
-            raise ValueError(f"{value!r} is not a finite number")
+        number = finite_number(value)
         if self.min is not None and number < self.min:
             raise ValueError(f"{number} is below the minimum {self.min}")
         if self.max is not None and number > self.max:
