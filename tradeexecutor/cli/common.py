@@ -54,7 +54,7 @@ class FloatRange(click.FloatRange):
     refusal for ``nan``, which compares False with every bound and so passed the range check."""
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        number = click.types.FloatParamType.convert(self, value, param, ctx)
+        number = click.FLOAT.convert(value, param, ctx)
         if not math.isfinite(number):
             return number
         return super().convert(value, param, ctx)
