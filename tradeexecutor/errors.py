@@ -7,12 +7,13 @@
     │   ├── ConfigError             an option, environment variable or run spec is wrong
     │   ├── DataError               a candle file is missing, malformed or inconsistent
     │   ├── StrategyLoadError       a strategy module cannot be loaded or fails validation
+    │   │   └── LookaheadRefusedError   its indicators or code would reach past the cycle time
     │   └── ParameterError          a strategy parameter override is wrong
     ├── StateError                  the persisted state cannot be used
     │   ├── StateCorruptError       the file exists but cannot be read; never overwritten
     │   ├── SchemaVersionError      the file was written by a newer schema
     │   └── StateLockedError        another process holds the state lock
-    ├── LookaheadError              a strategy asked for data from the future
+    ├── LookaheadError              a strategy asked for data from the future (LookaheadRefusedError too)
     └── TemporaryError              transient failure (feed timeout); the loop may retry
 
 An order that cannot be filled is *not* an exception: it becomes a rejected trade with
@@ -72,3 +73,8 @@ class LookaheadError(TradeExecutorError):
 
 class TemporaryError(TradeExecutorError):
     """A transient failure (a feed that timed out); the loop may retry the job later."""
+
+
+class LookaheadRefusedError(StrategyLoadError, LookaheadError):
+    """A strategy refused before it runs because it would see the future: an indicator whose past values
+    change when later candles are left out, or code that reaches past the cycle context (exit code 2)."""

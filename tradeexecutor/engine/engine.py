@@ -127,7 +127,8 @@ class Engine:
             self.instrument_ids[symbol] = instrument.id
         self.symbol_of = {iid: symbol for symbol, iid in self.instrument_ids.items()}
         self.indicators = indicators if indicators is not None else compute_indicators(
-            strategy.indicators, market, strategy.parameters, check_causality=self.config.check_indicator_lookahead
+            strategy.indicators, market, strategy.parameters, check_causality=self.config.check_indicator_lookahead,
+            where=str(strategy.path),
         )
         self.context = CycleContext(market, self.indicators, state, strategy.parameters, self.symbols)
         self.context._set_instrument_ids(self.instrument_ids)

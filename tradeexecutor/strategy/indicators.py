@@ -8,12 +8,29 @@ import numpy as np
 import pandas as pd
 
 from tradeexecutor.data.market import MarketData
-from tradeexecutor.errors import LookaheadError, StrategyLoadError
+from tradeexecutor.errors import LookaheadRefusedError, StrategyLoadError
+from tradeexecutor.strategy.loader import _one_line, _user_line  # one wording for every failure of strategy code
 
 IndicatorFunction = Callable[[pd.DataFrame, Any], Mapping[str, Any]]
 
-#: Fractions of the data at which the indicator step is recomputed to detect lookahead.
-_CAUSALITY_CUTS = (0.5, 0.8)
+#: Prefixes of 1, 2, 4, 8, ... bars are checked up to this share of the data (together at most twice as many rows).
+EARLY_SHARE = 1 / 8
+
+
+def causality_cuts(bars: int) -> list[int]:
+    """The prefix lengths at which the indicator step is recomputed and compared with the full run.
+
+    Early cuts (1, 2, 4, ... bars, up to an eighth of the data) catch a warm-up filled from later
+    values (``bfill``, ``interpolate``); the cut at half the data catches what spans the middle; the
+    cut one bar before the end catches foresight that begins late, wherever it starts, if it reaches
+    the end. Together they recompute at most 1.75 times the data's rows, whatever its length.
+    """
+    cuts = {bars // 2, bars - 1}
+    length = 1
+    while length <= max(1, int(bars * EARLY_SHARE)):
+        cuts.add(length)
+        length *= 2
+    return sorted(cut for cut in cuts if 1 <= cut < bars)
 
 
 class IndicatorStore:
@@ -27,11 +44,12 @@ class IndicatorStore:
         return list(self.values.get(symbol, {}))
 
 
-def _to_array(name: str, symbol: str, result: Any, frame: pd.DataFrame) -> np.ndarray:
+def _to_array(name: str, symbol: str, result: Any, frame: pd.DataFrame, where: str) -> np.ndarray:
     if isinstance(result, pd.Series):
         if len(result) != len(frame) or not result.index.equals(frame.index):
             raise StrategyLoadError(
-                f"indicator {name!r} for {symbol}: the series must have the candles' index ({len(frame)} rows), "
+                f"{where}: indicator {name!r} for {symbol}: the series must have the candles' index "
+                f"({len(frame)} rows), "
                 f"got {len(result)} rows"
             )
         array = result.to_numpy(dtype=np.float64, na_value=np.nan)
@@ -39,20 +57,30 @@ def _to_array(name: str, symbol: str, result: Any, frame: pd.DataFrame) -> np.nd
         array = np.asarray(result, dtype=np.float64)
         if array.shape != (len(frame),):
             raise StrategyLoadError(
-                f"indicator {name!r} for {symbol}: expected {len(frame)} values, got shape {array.shape}"
+                f"{where}: indicator {name!r} for {symbol}: expected {len(frame)} values, got shape {array.shape}"
             )
     array = np.ascontiguousarray(array)
     array.flags.writeable = False
     return array
 
 
-def _compute_one(function: IndicatorFunction, frame: pd.DataFrame, parameters: Any, symbol: str) -> dict[str, np.ndarray]:
-    result = function(frame.copy(), parameters)
+def _compute_one(function: IndicatorFunction, frame: pd.DataFrame, parameters: Any, symbol: str,
+                 where: str) -> dict[str, np.ndarray]:
+    # A shallow copy is a new frame object (so added columns stay the strategy's own) over the same data,
+    # which copy-on-write keeps the strategy from changing; a deep copy would cost as much as the step.
+    try:
+        result = function(frame.copy(deep=False), parameters)
+    except Exception as exc:  # noqa: BLE001 - any failure of user code becomes a load error
+        line = _user_line(exc, where)
+        at = f"{where}:{line}" if line else where
+        raise StrategyLoadError(
+            f"{at}: indicators() failed for {symbol} on {len(frame):,} bars: {type(exc).__name__}: {_one_line(exc)}"
+        ) from None
     if not isinstance(result, Mapping):
         raise StrategyLoadError(
-            f"indicators() must return a dict of name to series, got {type(result).__name__} for {symbol}"
+            f"{where}: indicators() must return a dict of name to series, got {type(result).__name__} for {symbol}"
         )
-    return {str(name): _to_array(str(name), symbol, value, frame) for name, value in result.items()}
+    return {str(name): _to_array(str(name), symbol, value, frame, where) for name, value in result.items()}
 
 
 def compute_indicators(
@@ -61,30 +89,70 @@ def compute_indicators(
     parameters: Any,
     *,
     check_causality: bool = True,
+    where: str = "indicators()",
 ) -> IndicatorStore:
-    """Compute indicators for every symbol; with ``check_causality`` recompute them on prefixes of
-    the data and raise LookaheadError when a value changes once later bars are added."""
+    """Compute indicators for every symbol; with ``check_causality`` recompute them on the prefixes of
+    :func:`causality_cuts` and raise LookaheadRefusedError (naming ``where``, the strategy file) when
+    a value before a cut changes once the bars from the cut on are left out."""
     store = IndicatorStore()
     if function is None:
         return store
     for symbol, bars in market.bars.items():
-        full = _compute_one(function, bars.frame, parameters, symbol)
-        if check_causality and len(bars) >= 4:
-            for cut in _CAUSALITY_CUTS:
-                k = max(2, int(len(bars) * cut))
-                prefix = _compute_one(function, bars.frame.iloc[:k], parameters, symbol)
-                for name, values in full.items():
-                    early = prefix.get(name)
-                    if early is None:
-                        continue
-                    same = np.isclose(values[:k], early, rtol=1e-9, atol=1e-12, equal_nan=True)
-                    if not same.all():
-                        first = int(np.flatnonzero(~same)[0])
-                        when = bars.frame.index[first]
-                        raise LookaheadError(
-                            f"indicator {name!r} for {symbol} looks ahead: its value at {when} changes when "
-                            f"later candles are added; compute it only from past rows (no shift(-n), no "
-                            f"whole-series normalisation)"
-                        )
+        full = _compute_one(function, bars.frame, parameters, symbol, where)
+        if check_causality:
+            _check_causality(function, bars.frame, parameters, symbol, where, full)
         store.values[symbol] = full
     return store
+
+
+def _check_causality(function: IndicatorFunction, frame: pd.DataFrame, parameters: Any, symbol: str, where: str,
+                     full: Mapping[str, np.ndarray]) -> None:
+    def leak(cut: int) -> tuple[str, int] | None:
+        """The first indicator and bar before ``cut`` whose value changes when the bars from ``cut`` on are left out."""
+        try:
+            prefix = _compute_one(function, frame.iloc[:cut], parameters, symbol, where)
+        except StrategyLoadError:
+            if cut < len(frame) // 2:
+                return None  # too few bars for this step (a fit that needs more rows); not evidence of lookahead
+            raise
+        found: tuple[str, int] | None = None
+        for name, values in full.items():
+            early = prefix.get(name)
+            first = None if early is None else _first_difference(values[:cut], early)
+            if first is not None and (found is None or first < found[1]):
+                found = (name, first)
+        return found
+
+    passed = 0
+    for cut in causality_cuts(len(frame)):
+        found = leak(cut)
+        if found is None:
+            passed = cut
+            continue
+        # Narrow down to the earliest failing cut after the last one that passed: the bar it reports is
+        # then the first one seen looking ahead (a shift(-1) from bar 900 on fails every cut from 901).
+        failed = cut
+        while failed - passed > 1:
+            middle = (passed + failed) // 2
+            earlier = leak(middle)
+            if earlier is None:
+                passed = middle
+            else:
+                failed, found = middle, earlier
+        name, first = found
+        index = frame.index
+        raise LookaheadRefusedError(
+            f"{where}: indicator {name!r} for {symbol} looks ahead: its value at bar {first} ({index[first]}) "
+            f"changes when the candles from {index[failed]} on are left out; compute it only from past rows "
+            f"(no shift(-n), bfill, interpolate, centred windows or whole-series statistics)"
+        )
+
+
+def _first_difference(full: np.ndarray, prefix: np.ndarray) -> int | None:
+    """Index of the first value that differs beyond float noise (NaN equals NaN), or None."""
+    if np.array_equal(full, prefix, equal_nan=True):
+        return None
+    same = np.isclose(full, prefix, rtol=1e-9, atol=1e-12, equal_nan=True)
+    if same.all():
+        return None
+    return int(np.flatnonzero(~same)[0])
