@@ -5,6 +5,8 @@ the decision (next bar's open) or at the decision bar's close."""
 from __future__ import annotations
 
 import dataclasses
+import subprocess
+import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -15,8 +17,9 @@ import pytest
 from tradeexecutor.backtest.runner import run_backtest
 from tradeexecutor.config import EngineConfig, ExecutionConfig
 from tradeexecutor.data.market import MarketData
-from tradeexecutor.errors import LookaheadError
+from tradeexecutor.errors import LookaheadError, LookaheadRefusedError
 from tradeexecutor.state import TradeStatus
+from tradeexecutor.strategy.indicators import causality_cuts, compute_indicators
 from tradeexecutor.strategy.loader import load_strategy
 
 STRATEGIES = Path(__file__).parent / "strategies"
@@ -196,6 +199,211 @@ def test_lookahead_check_can_be_switched_off() -> None:
     market = MarketData.from_long_frame(weekday_bars("AAA"), asset_types={"AAA": "equity"})
     result = run_backtest(loaded, market, EngineConfig(check_indicator_lookahead=False))
     assert result.cycles == 15
+
+
+def random_walk_bars(symbol: str, days: int, seed: int = 0) -> pd.DataFrame:
+    """Daily candles on every day, a random walk of distinct closes."""
+    rng = np.random.default_rng(seed)
+    close = 100.0 * np.exp(np.cumsum(rng.normal(0.0, 0.01, days)))
+    opens = np.concatenate([[100.0], close[:-1]])
+    times = pd.date_range("2020-01-01", periods=days, freq="D", tz=UTC)
+    return pd.DataFrame({"symbol": symbol, "open": opens, "high": np.maximum(opens, close) * 1.01,
+                         "low": np.minimum(opens, close) * 0.99, "close": close, "volume": 1000.0},
+                        index=pd.DatetimeIndex(times, tz=UTC))
+
+
+def refusal(loaded, frame: pd.DataFrame) -> str:
+    market = MarketData.from_long_frame(frame, asset_types={"AAA": "equity"})
+    with pytest.raises(LookaheadRefusedError) as info:
+        run_backtest(loaded, market)
+    message = str(info.value)
+    assert "\n" not in message
+    assert message.startswith(f"{STRATEGIES / 'lookahead_peeking_indicators.py'}: indicator 'peek' for AAA looks ahead")
+    return message
+
+
+@pytest.mark.parametrize("mode", ["bfill", "interpolate"])
+def test_a_warm_up_filled_from_later_values_is_refused(mode: str) -> None:
+    # rolling(5).mean().bfill(): bars 0-3 take bar 4's average, known only when bar 4 closes.
+    message = refusal(load("lookahead_peeking_indicators.py", {"mode": mode}), weekday_bars("AAA"))
+    assert "its value at bar 0 (2024-01-01 00:00:00+00:00)" in message
+
+
+def test_foresight_that_begins_late_in_the_data_is_refused() -> None:
+    frame = random_walk_bars("AAA", 200)
+    start = frame.index[180]  # the last tenth of the data peeks at the next close
+    loaded = load("lookahead_peeking_indicators.py", {"mode": "late_shift", "leak_from": start.isoformat()})
+    message = refusal(loaded, frame)
+    assert f"its value at bar 180 ({start})" in message
+    assert f"changes when the candles from {frame.index[181]} on are left out" in message
+
+
+def test_the_cuts_are_early_middle_and_last_and_bounded_in_cost() -> None:
+    assert causality_cuts(15) == [1, 7, 14]
+    assert causality_cuts(1_000_000)[:4] == [1, 2, 4, 8]
+    for bars in (2, 3, 10, 64, 1000, 12_345, 1_000_000, 2_000_001):
+        cuts = causality_cuts(bars)
+        assert cuts[0] == 1 and cuts[-1] == bars - 1 and bars // 2 in cuts
+        assert sum(cuts) <= 1.75 * bars + 2  # rows recomputed, whatever the length
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_honest_indicators_of_every_kind_on_two_instruments_are_accepted(seed: int) -> None:
+    frame = pd.concat([random_walk_bars("AAA", 300, seed), random_walk_bars("BBB", 280, seed + 10)]).sort_index()
+    loaded = load("lookahead_honest.py")
+    market = MarketData.from_long_frame(frame, asset_types={"AAA": "equity", "BBB": "equity"})
+    result = run_backtest(loaded, market)
+    assert result.cycles >= 299
+    # What the engine stored is the indicator step on the whole data, unchanged.
+    for symbol in ("AAA", "BBB"):
+        candles = market.bars[symbol].frame
+        expected = loaded.indicators(candles, loaded.parameters)
+        stored = compute_indicators(loaded.indicators, market, loaded.parameters, check_causality=False)
+        assert set(stored.values[symbol]) == set(expected) and len(expected) == 12
+        for name, series in expected.items():
+            np.testing.assert_array_equal(stored.values[symbol][name], np.asarray(series, dtype=np.float64))
+
+
+def _candle_csv(frame: pd.DataFrame, path: Path) -> Path:
+    out = frame.copy()
+    out.index = out.index.strftime("%Y-%m-%dT%H:%M:%SZ")
+    out.index.name = "timestamp"
+    out.to_csv(path)
+    return path
+
+
+@pytest.mark.parametrize(("overrides", "bar"), [(["mode=bfill"], 0), (["mode=shift"], 0),
+                                                (["mode=late_shift", "leak_from=2020-06-29"], 180)],
+                         ids=["bfill", "shift", "late_shift"])
+def test_a_refused_indicator_exits_2_with_one_line(tmp_path: Path, overrides: list[str], bar: int) -> None:
+    data = _candle_csv(random_walk_bars("AAA", 200), tmp_path / "candles.csv")
+    strategy = STRATEGIES / "lookahead_peeking_indicators.py"
+    params = [arg for override in overrides for arg in ("-p", override)]
+    result = subprocess.run([sys.executable, "-m", "tradeexecutor.cli.main", "backtest", str(strategy), *params,
+                             "--data", str(data), "--output", str(tmp_path / "out")],
+                            capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"error: {strategy}: indicator 'peek' for AAA looks ahead: its value at bar {bar} ")
+    assert not (tmp_path / "out").exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# (b2) strategy code that reaches past the cycle context is refused when it loads
+
+STRATEGY_HEAD = '''"""A strategy probing the engine's internals."""
+import math
+
+import numpy as np
+
+from tradeexecutor.strategy.api import CycleContext, Symbol
+
+name = "Probe"
+description = "Reaches for data it should not see."
+cycle_duration = "1d"
+parameters = {"symbol": Symbol("AAA", asset_type="equity")}
+'''
+
+
+def write_strategy(tmp_path: Path, body: str) -> Path:
+    path = tmp_path / "probe.py"
+    path.write_text(STRATEGY_HEAD + body)
+    return path
+
+
+def line_of(path: Path, text: str) -> int:
+    return next(i for i, line in enumerate(path.read_text().splitlines(), 1) if text in line)
+
+
+ESCAPES = {
+    "ctx._market": "def decide(ctx):\n    future = ctx._market.bars['AAA'].close[-1]\n    return []\n",
+    "ctx._indicators": "def decide(ctx):\n    later = ctx._indicators['AAA']\n    return []\n",
+    "ctx._default_close": "def decide(ctx):\n    closes = ctx._default_close\n    return []\n",
+    "class attribute": "def decide(ctx):\n    slot = CycleContext._market\n    return []\n",
+    "ctx.__class__": "def decide(ctx):\n    kind = ctx.__class__\n    return []\n",
+    "getattr literal": "def decide(ctx):\n    m = getattr(ctx, '_market')\n    return []\n",
+    "getattr computed": "def decide(ctx):\n    m = getattr(ctx, '_' + 'market')\n    return []\n",
+    "getattr alias": "peek = getattr\n\ndef decide(ctx):\n    return []\n",
+    "vars": "def decide(ctx):\n    everything = vars(ctx)\n    return []\n",
+    "eval": "def decide(ctx):\n    m = eval('ctx.' + chr(95) + 'market')\n    return []\n",
+    "format field": "def decide(ctx):\n    text = '{0._market}'.format(ctx)\n    return []\n",
+    "attrgetter": "import operator\n\ndef decide(ctx):\n    m = operator.attrgetter('market')\n    return []\n",
+    "generator frame": ("def decide(ctx):\n    probe = (x for x in [1])\n    next(probe)\n"
+                        "    engine = probe.gi_frame\n    return []\n"),
+    "traceback frame": ("def decide(ctx):\n    try:\n        ctx.close(ago=-1)\n    except Exception as exc:\n"
+                        "        frame = exc.__traceback__\n    return []\n"),
+    "match keyword": ("def decide(ctx):\n    match ctx:\n        case CycleContext(_market=m):\n"
+                      "            pass\n    return []\n"),
+    "import inspect": "import inspect\n\ndef decide(ctx):\n    return []\n",
+    "import sys": "import sys\n\ndef decide(ctx):\n    return []\n",
+    "import gc": "from gc import get_referrers\n\ndef decide(ctx):\n    return []\n",
+    "engine module": "from tradeexecutor.data.source import load_market\n\ndef decide(ctx):\n    return []\n",
+    "builtins name": "def decide(ctx):\n    b = __builtins__\n    return []\n",
+    "in indicators": ("def indicators(candles, parameters):\n    return {'x': candles._mgr}\n\n"
+                      "def decide(ctx):\n    return []\n"),
+}
+
+
+@pytest.mark.parametrize("body", list(ESCAPES.values()), ids=list(ESCAPES))
+def test_strategy_code_reaching_past_the_context_is_refused(tmp_path: Path, body: str) -> None:
+    path = write_strategy(tmp_path, body)
+    # The first line that reaches out: every probe's other lines are ordinary code.
+    marks = ("._", ".__", "getattr", "vars(", "eval(", "attrgetter", "gi_frame", "import inspect", "import sys",
+             "from gc", "from tradeexecutor", "__builtins__", "_market=")
+    offending = STRATEGY_HEAD.count("\n") + next(
+        i for i, line in enumerate(body.splitlines(), 1) if any(mark in line for mark in marks))
+    with pytest.raises(LookaheadRefusedError) as info:
+        load_strategy(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}:{offending}: refused: "), message
+    assert "\n" not in message
+
+
+def test_reading_ctx_market_exits_2_with_one_line_before_anything_runs(tmp_path: Path) -> None:
+    path = write_strategy(tmp_path, ESCAPES["ctx._market"] + "\nopen('ran', 'w').close()\n")
+    result = subprocess.run([sys.executable, "-m", "tradeexecutor.cli.main", "backtest", str(path),
+                             "--output", str(tmp_path / "out")],
+                            capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    line = line_of(path, "ctx._market")
+    assert result.stderr.strip().splitlines() == [
+        f"error: {path}:{line}: refused: `._market` reads a private or special attribute; the cycle context's "
+        "private attributes hold every candle, later ones included: use ctx.close(), ctx.candles(), "
+        "ctx.indicator() and the other public methods"]
+    assert not (tmp_path / "ran").exists(), "the module was refused before any of it ran"
+    assert not (tmp_path / "out").exists()
+
+
+def test_ordinary_strategy_code_is_accepted(tmp_path: Path) -> None:
+    body = (
+        "import operator\n"
+        "from collections import deque\n"
+        "import pandas as pd\n\n"
+        "RECENT = deque(maxlen=3)\n\n"
+        "class Memory:\n"
+        "    def __init__(self):\n"
+        "        self.count = 0\n\n"
+        "MEMORY = Memory()\n\n"
+        "def indicators(candles, parameters):\n"
+        "    close = candles['close']\n"
+        "    return {'sma': close.rolling(3).mean(), 'gap': operator.sub(close, close.shift(1))}\n\n"
+        "def decide(ctx):\n"
+        "    \"\"\"Docstrings may mention ctx._market.\"\"\"\n"
+        "    MEMORY.count += 1\n"
+        "    RECENT.append(getattr(ctx.parameters, 'symbol'))\n"
+        "    try:\n"
+        "        ctx.close(ago=-1)\n"
+        "    except Exception as exc:\n"
+        "        RECENT.append(type(exc).__name__)\n"
+        "    return [] if math.isnan(ctx.close()) or np.isnan(ctx.indicator('sma')) else []\n\n"
+        "if __name__ == '__main__':\n"
+        "    print(name)\n"
+    )
+    loaded = load_strategy(write_strategy(tmp_path, body))
+    result = run_backtest(loaded, MarketData.from_long_frame(weekday_bars("AAA"), asset_types={"AAA": "equity"}))
+    assert result.cycles == 15
+    assert loaded.decide.__globals__["MEMORY"].count == 15
 
 
 # ---------------------------------------------------------------------------------------------

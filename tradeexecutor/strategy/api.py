@@ -29,8 +29,10 @@ A strategy is a Python file that declares a few module-level names::
 Rules the engine enforces:
 
 - ``decide(ctx)`` sees only candles closed by ``ctx.timestamp`` and indicator values at those
-  bars; asking for a later bar raises LookaheadError, and an indicator whose past values change
-  when later candles are added is refused at load time.
+  bars; asking for a later bar raises LookaheadError. An indicator whose past values change
+  when later candles are left out, and strategy code that reaches past the context (private
+  attributes such as ``ctx._market``, frames, introspection modules), are refused at load time
+  (exit code 2; docs/writing-a-strategy.md says exactly what is and is not guaranteed).
 - Intents are executed sells first, then buys. With the default fill timing ``next_open`` an order
   fills at the next bar's open; with ``close`` at the decision bar's close.
 - An order that cannot be filled (rounds to zero, lacks cash, is below the minimum notional)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import functools
 import hashlib
 import importlib.util
@@ -15,6 +16,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 from tradeexecutor.errors import StrategyLoadError
 from tradeexecutor.state.instrument import ASSET_TYPES
+from tradeexecutor.strategy.guard import check_strategy_code
 from tradeexecutor.strategy.intents import Intent
 from tradeexecutor.strategy.parameters import (
     BarFrequency,
@@ -87,9 +89,13 @@ def _compile(source: str, filename: str) -> types.CodeType:
     """The module's code object, compiled once per source: a sweep loads the same strategy for every point.
 
     Only compiling is shared; every load still executes the code into a fresh module, so no state
-    leaks from one load (one sweep point) to the next.
+    leaks from one load (one sweep point) to the next. The code guard reads the syntax tree first,
+    so code that reaches past the cycle context is refused before any of it runs (a refusal is not
+    cached: it is raised again on every load).
     """
-    return compile(source, filename, "exec")
+    tree = ast.parse(source, filename)
+    check_strategy_code(tree, filename)
+    return compile(tree, filename, "exec")
 
 
 def _execute_module(path: Path, source: str) -> types.ModuleType:
