@@ -264,6 +264,27 @@ def test_honest_indicators_of_every_kind_on_two_instruments_are_accepted(seed: i
             np.testing.assert_array_equal(stored.values[symbol][name], np.asarray(series, dtype=np.float64))
 
 
+def test_an_indicator_step_that_scribbles_on_its_candles_changes_only_its_own_copy(tmp_path: Path) -> None:
+    body = ("def indicators(candles, parameters):\n"
+            "    candles['close'] *= 2.0\n"
+            "    candles.iloc[0, 0] = -1.0\n"
+            "    candles['extra'] = 1.0\n"
+            "    try:\n"
+            "        candles['high'].to_numpy()[0] = -1.0\n"
+            "    except ValueError:\n"
+            "        pass\n"
+            "    return {'doubled': candles['close']}\n\n"
+            "def decide(ctx):\n    return []\n")
+    loaded = load_strategy(write_strategy(tmp_path, body))
+    frame = weekday_bars("AAA")
+    market = MarketData.from_long_frame(frame, asset_types={"AAA": "equity"})
+    before = market.bars["AAA"].frame.copy()
+    run_backtest(loaded, market)
+    pd.testing.assert_frame_equal(market.bars["AAA"].frame, before)
+    assert list(market.bars["AAA"].frame.columns) == ["open", "high", "low", "close", "volume"]
+    np.testing.assert_array_equal(market.bars["AAA"].close, frame["close"].to_numpy())
+
+
 def _candle_csv(frame: pd.DataFrame, path: Path) -> Path:
     out = frame.copy()
     out.index = out.index.strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -30,12 +30,12 @@ class SimulatedExecution:
         else:
             assert value is not None
             wanted = value / price
-        asked = f"value {value:.2f}" if quantity is None else f"quantity {quantity}"
         if not math.isfinite(wanted):
-            return _rejected(price, f"order size is not a finite number: {asked} at {price:.6g}")
+            return _rejected(price, f"order size is not a finite number: {_asked(value, quantity)} at {price:.6g}")
         wanted = instrument.round_quantity(wanted)
         if wanted <= 0:
-            return _rejected(price, f"order rounds to zero: {asked} buys less than one lot of {step:g} at {price:.6g}")
+            return _rejected(price, f"order rounds to zero: {_asked(value, quantity)} buys less than one lot of "
+                                    f"{step:g} at {price:.6g}")
         size = wanted if self._affordable(wanted, price, cash_available) else self._fit(instrument, price,
                                                                                          cash_available)
         if size <= 0:
@@ -72,7 +72,8 @@ class SimulatedExecution:
         unit_cost = Fraction(price) * (1 + Fraction(self._fee))
         step = instrument.quantity_step
         if step > 0:
-            exact_step, _, _ = lot_grid(step)
+            digits, scale = lot_grid(step)
+            exact_step = Fraction(digits, scale)
             most = math.floor(Fraction(cash) / (unit_cost * exact_step))
             if most * exact_step >= _LARGEST:
                 return 0.0  # no float holds the quantity (cash near the float's own limit)
@@ -128,6 +129,10 @@ def _lot_above(instrument: Instrument, size: float) -> float:
     if instrument.quantity_step <= 0:
         return above
     return max(instrument.lot_quantity(instrument.lot_count(size) + 1), above)
+
+
+def _asked(value: float | None, quantity: float | None) -> str:
+    return f"value {value:.2f}" if quantity is None else f"quantity {quantity}"
 
 
 def _rejected(price: float, reason: str) -> Fill:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import decimal
-import functools
 import math
 from dataclasses import dataclass
 from fractions import Fraction
@@ -54,8 +52,8 @@ class Instrument:
         if not math.isfinite(ratio):
             raise ValueError(f"quantity {quantity} of {self.symbol} is not a finite number of lots of {step:g}")
         if ratio >= _FINEST:
-            exact, _, _ = lot_grid(step)
-            return math.floor(Fraction(quantity) / exact + _TOLERANCE)
+            digits, scale = lot_grid(step)
+            return math.floor(Fraction(quantity) * scale / digits + Fraction(1, 10**9))  # _TOLERANCE, exactly
         shifted = ratio + _TOLERANCE
         lots = math.floor(shifted)
         fraction = shifted - lots
@@ -74,26 +72,21 @@ class Instrument:
     def lot_quantity(self, lots: int) -> float:
         """The nearest float to ``lots`` times the quantity step, the step read as the decimal it was written as
         (3 lots of 0.1 are 0.3, not 0.30000000000000004)."""
-        step = self.quantity_step
-        exact, decimals, digits = lot_grid(step)
-        if lots * digits < _FAST_DIGITS:
-            return round(lots * step, decimals)  # correctly rounded from a product accurate to far below a digit
-        return float(lots * exact)
+        digits, scale = lot_grid(self.quantity_step)
+        return lots * digits / scale  # integer true division is correctly rounded
 
 
 #: Lot counts from here up are finer than a float quantity resolves (its spacing exceeds one lot).
 _FINEST = 2.0**53
 #: Lots forgiven when rounding down, for the float noise of quantities computed by a strategy.
 _TOLERANCE = 1e-9
-#: ``lots × step`` as a float is exact to well under half the step's last decimal while lots × digits stay below.
-_FAST_DIGITS = 2**50
+_GRIDS: dict[float, tuple[int, int]] = {}
 
 
-@functools.lru_cache(maxsize=256)
-def lot_grid(step: float) -> tuple[Fraction, int, int]:
-    """The step as the decimal its shortest repr writes (exact), its decimal places, and its digits as an integer."""
-    exact = Fraction(repr(step))
-    exponent = decimal.Decimal(repr(step)).as_tuple().exponent
-    assert isinstance(exponent, int)
-    decimals = max(0, -exponent)
-    return exact, decimals, int(exact * 10**decimals)
+def lot_grid(step: float) -> tuple[int, int]:
+    """The step as the decimal its shortest repr writes, exactly: ``digits / scale`` (0.01 is 1 / 100)."""
+    grid = _GRIDS.get(step)
+    if grid is None:
+        exact = Fraction(repr(step))
+        grid = _GRIDS[step] = (exact.numerator, exact.denominator)
+    return grid
