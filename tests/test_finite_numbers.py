@@ -19,6 +19,7 @@ from tradeexecutor.cli.main import cli
 from tradeexecutor.config import EngineConfig, ExecutionConfig
 from tradeexecutor.daemon.settings import DaemonConfig
 from tradeexecutor.errors import ConfigError
+from tradeexecutor.notify.config import NotifyConfig
 from tradeexecutor.runs.optimize import build_grid
 from tradeexecutor.runs.spec import load_spec, spec_from_dict
 
@@ -221,7 +222,8 @@ def _float_fields(kind: type) -> list[str]:
     return [f.name for f in dataclasses.fields(kind) if isinstance(getattr(example, f.name), float)]
 
 
-@pytest.mark.parametrize(("kind", "name"), [(kind, name) for kind in (ExecutionConfig, EngineConfig, DaemonConfig)
+@pytest.mark.parametrize(("kind", "name"), [(kind, name)
+                                            for kind in (ExecutionConfig, EngineConfig, DaemonConfig, NotifyConfig)
                                             for name in _float_fields(kind)])
 @pytest.mark.parametrize("value", [float("inf"), float("nan"), float("-inf")])
 def test_config_objects_refuse_non_finite_fields(kind: type, name: str, value: float) -> None:

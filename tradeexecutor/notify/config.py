@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import time
 
+from tradeexecutor.config import check_finite_fields
 from tradeexecutor.errors import ConfigError
 
 __all__ = ["EVENT_KINDS", "NotifyConfig", "parse_event_switches", "parse_summary_time"]
@@ -75,6 +76,8 @@ class NotifyConfig:
     public_url: str = ""
 
     def __post_init__(self) -> None:
+        check_finite_fields(self, {"cooldown_seconds": "--notify-cooldown-seconds",
+                                   "flush_seconds": "--notify-flush-seconds"})
         unknown = set(self.events) - set(EVENT_KINDS)
         if unknown:
             raise ConfigError(f"unknown notification events {', '.join(sorted(unknown))}; "
