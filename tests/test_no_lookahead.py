@@ -341,6 +341,8 @@ ESCAPES = {
     "ctx._market": "def decide(ctx):\n    future = ctx._market.bars['AAA'].close[-1]\n    return []\n",
     "ctx._indicators": "def decide(ctx):\n    later = ctx._indicators['AAA']\n    return []\n",
     "ctx._default_close": "def decide(ctx):\n    closes = ctx._default_close\n    return []\n",
+    "ctx._set_paused": "def decide(ctx):\n    ctx._set_paused(False)\n    return []\n",
+    "ctx._state": "def decide(ctx):\n    ctx._state.portfolio.cash = 1e9\n    return []\n",
     "class attribute": "def decide(ctx):\n    slot = CycleContext._market\n    return []\n",
     "ctx.__class__": "def decide(ctx):\n    kind = ctx.__class__\n    return []\n",
     "getattr literal": "def decide(ctx):\n    m = getattr(ctx, '_market')\n    return []\n",
