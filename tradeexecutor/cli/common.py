@@ -11,7 +11,6 @@ from typing import Any, Callable, Sequence, TypeVar
 import click
 
 from tradeexecutor.errors import TradeExecutorError, UserInputError
-from tradeexecutor.strategy.parameters import parse_override
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -43,6 +42,8 @@ def user_errors(function: F) -> F:
 
 def parse_overrides(values: Sequence[str]) -> dict[str, str]:
     """``("fast=5", "slow=20")`` → ``{"fast": "5", "slow": "20"}``; env vars may join them with commas or spaces."""
+    from tradeexecutor.strategy.parameters import parse_override  # imports pandas: only when a command runs
+
     result: dict[str, str] = {}
     for value in values:
         for part in value.replace(",", " ").split():
