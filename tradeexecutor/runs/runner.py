@@ -39,6 +39,8 @@ from tradeexecutor.runs.run import ACTIVE_STATUSES, RunPaths, Runs, process_aliv
 from tradeexecutor.runs.spec import ENV_PREFIX, env_overrides
 from tradeexecutor.stats import write_trades_csv
 from tradeexecutor.store import StateStore
+from tradeexecutor.store.atomic import remove_temp_files
+from tradeexecutor.store.layout import RunFiles
 
 __all__ = ["StartResult", "executor_command", "free_port", "start_run", "stop_run", "supervise", "write_artifacts"]
 
@@ -126,6 +128,14 @@ def _check_startable(record: RunRecord) -> None:
                         f"or copy it (runs copy {label})")
 
 
+def _remove_temp_files(paths: RunPaths) -> None:
+    """Clear what an interrupted write left in the run's folders; called under the registry lock, run not active."""
+    removed = remove_temp_files(paths.root, paths.charts, paths.state, RunFiles(paths.state).public)
+    if removed:
+        logger.info("removed %d temporary file(s) an interrupted write left: %s", len(removed),
+                    ", ".join(str(path) for path in removed))
+
+
 class _StopSignal(BaseException):
     """SIGTERM arrived while a backtest ran in this process."""
 
@@ -134,6 +144,7 @@ def _run_backtest(runs: Runs, record: RunRecord, notes: tuple[str, ...], cast: C
     run_id = record.id
     with runs.locked(run_id) as fresh:
         _check_startable(fresh)
+        _remove_temp_files(runs.paths(run_id))
         runs.record(run_id, "start_requested", status="starting", pid=os.getpid())
     restore = _raise_on_sigterm()
     try:
@@ -184,6 +195,7 @@ def _start_detached(runs: Runs, record: RunRecord, port: int, env: Mapping[str, 
     paths = runs.paths(run_id)
     with runs.locked(run_id) as fresh:
         _check_startable(fresh)
+        _remove_temp_files(paths)
         runs.record(run_id, "start_requested", status="starting", pid=None, port=port, error=None)
         command = [sys.executable, "-m", "tradeexecutor.cli.main", "runs", "--runs-dir", str(runs.runs_dir),
                    "supervise", run_id, "--port", str(port)]

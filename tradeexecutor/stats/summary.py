@@ -19,7 +19,6 @@ from __future__ import annotations
 import functools
 import math
 import os
-import tempfile
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from enum import Enum
@@ -30,6 +29,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from tradeexecutor.atomic import atomic_write_bytes
 from tradeexecutor.state import State, Trade, TradeStatus
 
 __all__ = [
@@ -528,17 +528,7 @@ def write_trades_csv(state: State, path: str | os.PathLike[str]) -> Path:
         frame[column] = [_iso_datetime(value) for value in frame[column]]
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="") as stream:
-            frame.to_csv(stream, index=False, lineterminator="\n")
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temp_name, target)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
-    _fsync_directory(target.parent)
+    atomic_write_bytes(target, frame.to_csv(index=False, lineterminator="\n").encode("utf-8"))
     return target
 
 
@@ -574,20 +564,6 @@ def _trade_record(trade: Trade, symbols: dict[int, str]) -> dict[str, Any]:
         "reject_reason": trade.reject_reason,
         "note": trade.note,
     }
-
-
-def _fsync_directory(directory: Path) -> None:
-    """Make a rename durable; a no-op where directories cannot be opened (Windows)."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 # ---------------------------------------------------------------------------------------------
