@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from tradeexecutor.cli.common import env, parse_overrides, split_sources, user_errors
+from tradeexecutor.cli.common import check_times, env, parse_overrides, split_sources, user_errors
 from tradeexecutor.config import FILL_TIMINGS, EngineConfig, ExecutionConfig
 from tradeexecutor.errors import ConfigError
 
@@ -179,6 +179,7 @@ def start_command(strategy_file: Path | None, spec_file: Path | None, mode: str,
     from tradeexecutor.runstate import HealthLimits
 
     # Everything is validated before anything is written.
+    check_times(start, end)
     health = HealthLimits(grace_seconds=health_grace_seconds, data_stale_seconds=data_stale_seconds)
     notify = NotifyConfig(events=parse_event_switches(notify_events), cooldown_seconds=notify_cooldown_seconds,
                           queue_size=notify_queue_size, summary_time=parse_summary_time(notify_summary_time),

@@ -30,6 +30,7 @@ from typing import Any
 from tradeexecutor.engine.engine import EventSink
 from tradeexecutor.errors import StateCorruptError, TradeExecutorError
 from tradeexecutor.runstate import CrashFile, RunState, dump_all_thread_stacks, format_exception_record
+from tradeexecutor.strategy.failure import strategy_failure
 
 __all__ = ["CrashRecorder", "JobHangError", "Watchdog", "crash_loop_reason", "crash_site"]
 
@@ -56,7 +57,9 @@ class CrashRecorder:
         self.runstate.set_fail(exc, now)
         record = self.runstate.snapshot().exception or {}
         self._write(record, now)
-        logger.error("%s job crashed: %s: %s", job, type(exc).__name__, exc, exc_info=exc)
+        failure = strategy_failure(exc)  # the strategy's file, line and cycle first; the traceback follows
+        headline = failure.summary if failure else f"{type(exc).__name__}: {exc}"
+        logger.error("%s job crashed: %s", job, headline, exc_info=exc)
         self._journal(job=job, exception=record.get("class"), message=record.get("message"), where=crash_site(record))
 
     def record_hang(self, job: str, seconds: float) -> None:

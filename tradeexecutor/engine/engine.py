@@ -35,6 +35,7 @@ from tradeexecutor.execution.model import ExecutionModel
 from tradeexecutor.execution.simulated import SimulatedExecution
 from tradeexecutor.state import DEFAULT_QUANTITY_STEP, Position, State, Trade, TradeKind, TradeStatus
 from tradeexecutor.strategy.context import CycleContext
+from tradeexecutor.strategy.failure import note_strategy_failure
 from tradeexecutor.strategy.indicators import IndicatorStore, compute_indicators
 from tradeexecutor.strategy.intents import KEEP, Intent
 from tradeexecutor.strategy.loader import LoadedStrategy
@@ -307,7 +308,11 @@ class Engine:
         """ask_strategy then plan, with no report unless there are intents (the backtest's hot path, inlined)."""
         context = self.context
         context._move_to(step, cycle_time_ns)
-        intents = self._decide(context)
+        try:
+            intents = self._decide(context)
+        except Exception as exc:
+            note_strategy_failure(exc, self.strategy.path, _to_datetime(cycle_time_ns))  # file, line, cycle first
+            raise
         if intents:
             self.plan(self._checked(intents), step, cycle_time_ns)
 

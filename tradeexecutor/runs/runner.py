@@ -41,6 +41,7 @@ from tradeexecutor.stats import write_trades_csv
 from tradeexecutor.store import StateStore
 from tradeexecutor.store.atomic import remove_temp_files
 from tradeexecutor.store.layout import RunFiles
+from tradeexecutor.strategy.failure import strategy_failure
 
 __all__ = ["StartResult", "executor_command", "free_port", "start_run", "stop_run", "supervise", "write_artifacts"]
 
@@ -159,7 +160,8 @@ def _run_backtest(runs: Runs, record: RunRecord, notes: tuple[str, ...], cast: C
         return StartResult(runs.registry.get(run_id) or record, notes)
     except BaseException as exc:
         restore()
-        message = " ".join(str(exc).split()) or type(exc).__name__
+        failure = strategy_failure(exc)
+        message = failure.summary if failure else (" ".join(str(exc).split()) or type(exc).__name__)
         runs.record(run_id, "error", status="error", level="error", pid=None, detail=message)
         raise
     restore()
