@@ -124,6 +124,34 @@ def _wait(predicate, timeout: float = 30.0) -> None:  # type: ignore[no-untyped-
     raise AssertionError("timed out")
 
 
+def test_a_paper_run_starts_with_the_default_relative_runs_dir(work: Path) -> None:
+    """No --runs-dir, no TRADEEXECUTOR_RUNS_DIR: ./runs, while the run's processes work inside the run's folder."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("TRADEEXECUTOR_")}
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "tradeexecutor.cli.main", "runs", *args], cwd=work,
+                              capture_output=True, text=True, timeout=120, env=clean)
+
+    started = cli("create", "paper.yaml", "--ref", "rel", "--start")
+    try:
+        assert started.returncode == 0, started.stderr
+        assert "running: webhook http://127.0.0.1:" in started.stdout and "webhook -" not in started.stdout
+        meta = show(work, "rel")
+        with urllib.request.urlopen(meta["executor"]["url"] + "/status", timeout=5) as response:
+            assert json.loads(response.read())["executor_running"] is True
+        assert not (work / "runs" / meta["run_id"] / "runs").exists(), "no second runs folder inside the run"
+        stopped = cli("stop", "rel")
+        assert stopped.returncode == 0 and "run rel stopped" in stopped.stdout
+    finally:
+        with Registry(work / "runs") as registry:
+            record = registry.find("rel")
+        if record is not None and record.pid:
+            try:
+                os.killpg(record.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+
 def test_a_paper_run_is_its_own_executor_started_and_stopped(work: Path) -> None:
     started = runs(work, "create", "paper.yaml", "--ref", "paper", "--start")
     meta = show(work, "paper")

@@ -275,3 +275,33 @@ def test_active_runs_cannot_be_reset_and_live_runs_never(runs: Runs, work: Path)
     stopped, notes = stop_run(runs, "live")
     assert stopped.status == "stopped" and any("does not close its positions" in note for note in notes)
     assert timeline(runs, live.id)[-2:] == ["stop_requested", "stopped"]
+
+
+def test_starting_a_run_removes_the_temporary_files_an_interrupted_write_left(runs: Runs, work: Path) -> None:
+    """kill -9 during an artifact or state write leaves ``.NAME.<hex>.tmp`` beside the file; the next start clears them."""
+    from tradeexecutor.atomic import temp_path_for
+    from tradeexecutor.store.layout import RunFiles
+
+    record, _ = runs.create(work / "bt.yaml", ref="sma")
+    paths = runs.paths(record.id)
+    paths.charts.mkdir()
+    RunFiles(paths.state).public.mkdir()
+    left = [Path(temp_path_for(paths.metrics_json)), Path(temp_path_for(paths.charts / "equity.png")),
+            Path(temp_path_for(paths.state / "state.json")), Path(temp_path_for(RunFiles(paths.state).orders_csv))]
+    for path in left:
+        path.write_bytes(b"half a write")
+    start_run(runs, "sma")
+    assert [path for path in left if path.exists()] == []
+    assert runs.metadata(record.id)["status"] == "complete"
+
+
+def test_a_paper_run_whose_supervisor_dies_at_once_fails_naming_its_log(runs: Runs, work: Path) -> None:
+    """The supervisor itself cannot start (a broken Python environment): an error naming executor.log, never
+    a run left 'starting' with 'webhook -'."""
+    record, _ = runs.create(work / "paper.yaml", ref="paper")
+    broken = {**os.environ, "PYTHONHOME": str(work / "no-such-python-home")}
+    with pytest.raises(RunsError, match=r"run paper failed to start: .*No module named 'encodings'.* \(see .*"
+                                        + record.id + r"/executor\.log\)"):
+        start_run(runs, "paper", env=broken)
+    assert runs.resolve("paper").status == "error"
+    assert timeline(runs, record.id)[-2:] == ["start_requested", "error"]

@@ -186,10 +186,14 @@ def _start(ctx: click.Context, runs: Any, run: str, port: int | None, tail: bool
         click.echo(f"run {record.label} {record.status}: {info.get('bars', '?')} bars, {info.get('cycles', '?')} "
                    f"cycles in {info.get('seconds', '?')}s; final equity {_number(summary.get('final_equity'))}, "
                    f"total return {_percent(summary.get('total_return'))}, {summary.get('trade_count')} trades")
+    elif record.status == "starting":  # its webhook did not answer within the wait; it may still come up
+        click.echo(f"run {record.label} is still starting (pid {record.pid}); follow it with: tradeexecutor runs "
+                   f"logs {record.label} --tail, or read {runs.paths(record.id).executor_log}")
     else:
         executor = meta.get("executor") or {}
-        click.echo(f"run {record.label} {record.status}: webhook {result.url or executor.get('url') or '-'} "
-                   f"(pid {record.pid}); stop it with: tradeexecutor runs stop {record.label}")
+        url = result.url or executor.get("url")
+        click.echo(f"run {record.label} {record.status}" + (f": webhook {url}" if url else "")
+                   + f" (pid {record.pid}); stop it with: tradeexecutor runs stop {record.label}")
     if tail:
         _follow(runs, record.id, "table", None, None, 100, 1.0)
 

@@ -217,8 +217,9 @@ class Runs:
 
     def __init__(self, runs_dir: Path, *, env: Mapping[str, str] = os.environ,
                  clock: Callable[[], datetime] = _now) -> None:
-        #: The runs folder.
-        self.runs_dir = Path(runs_dir)
+        #: The runs folder, absolute: a paper run's supervisor and executor run inside the run's folder,
+        #: where a relative ``runs`` would name another folder.
+        self.runs_dir = Path(runs_dir).absolute()
         #: Environment variables that override spec values at creation.
         self.env = env
         self.clock = clock

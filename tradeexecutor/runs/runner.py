@@ -212,7 +212,7 @@ def _start_detached(runs: Runs, record: RunRecord, port: int, env: Mapping[str, 
         if current.status != "starting":
             break
         if process.poll() is not None:
-            current = runs.registry.get(run_id) or record
+            current = _supervisor_ended(runs, run_id, process.returncode, paths) or current
             break
         time.sleep(0.1)
     if current.status == "error":
@@ -220,6 +220,16 @@ def _start_detached(runs: Runs, record: RunRecord, port: int, env: Mapping[str, 
                         f"(see {paths.executor_log})")
     url = runs.metadata(run_id).get("executor", {}).get("url")
     return StartResult(current, notes, url)
+
+
+def _supervisor_ended(runs: Runs, run_id: str, code: int, paths: RunPaths) -> RunRecord | None:
+    """The supervisor exited while the run was still starting: record the error it could not (its log says why)."""
+    with runs.locked(run_id) as fresh:
+        if fresh.status != "starting":
+            return fresh  # it recorded the outcome just before exiting
+        detail = _last_error(paths) or f"its supervisor exited with code {code} before the executor answered"
+        runs.record(run_id, "error", status="error", level="error", pid=None, detail=detail)
+    return runs.registry.get(run_id)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -316,7 +326,7 @@ def _log_says_stopped(paths: RunPaths) -> bool:
 
 
 def _last_error(paths: RunPaths) -> str | None:
-    """The executor's one-line ``error: ...`` (or the last traceback line) from its log."""
+    """The executor's one-line ``error: ...`` (or the last traceback line, or the last line) from its log."""
     lines = [line.strip() for line in _tail(paths.executor_log).splitlines() if line.strip()]
     for line in reversed(lines):
         if line.startswith("error:"):
@@ -324,7 +334,7 @@ def _last_error(paths: RunPaths) -> str | None:
     for line in reversed(lines):
         if "Error" in line.split(":")[0]:
             return line
-    return None
+    return lines[-1] if lines else None
 
 
 def _save_orders(paths: RunPaths) -> None:
