@@ -78,7 +78,7 @@ def test_backtest_runs_from_the_command_line(work: Path) -> None:
     run_id = meta["run_id"]
     assert meta["status"] == "complete" and meta["ref"] == "sma"
     assert [e["event"] for e in meta["timeline"]] == ["created", "start_requested", "started", "complete"]
-    assert "fee: 0.002" in (work / "runs" / run_id / "spec.yaml").read_text()  # the env override was pinned
+    assert "fee: 0.002" in (work / "runs" / run_id / "run_spec.yaml").read_text()  # the env override was pinned
     assert json.loads(runs(work, "show", run_id, "--json").stdout) == meta
     text = runs(work, "show", "sma").stdout
     assert f"id:           {run_id}" in text and "status:       complete" in text and "timeline:" in text

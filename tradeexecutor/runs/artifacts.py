@@ -16,7 +16,7 @@ own ``journal.jsonl`` and ``metadata.json`` — and writes, each file crash-safe
   self-contained file: the chart is inline SVG, nothing is fetched.
 
 Prices for the charts come from the ``prices`` argument (the executor passes the market it just
-ran on) or, failing that, from the data the run's ``spec.yaml`` names; a run whose data cannot be
+ran on) or, failing that, from the data the run's ``run_spec.yaml`` names; a run whose data cannot be
 loaded still gets charts (equity and fills, no price line).
 
 Like every artifact, none of these may hold a secret: they are built from the state, the journal
@@ -46,6 +46,7 @@ from typing import Any
 import pandas as pd
 
 from tradeexecutor.runs.metrics_text import METRICS_FILE, render_runs
+from tradeexecutor.runs.run import RunPaths
 from tradeexecutor.runstate import CrashFile
 from tradeexecutor.runstate.figures import figures_from_state
 from tradeexecutor.state import State
@@ -212,9 +213,9 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 
 def _prices_from_spec(run_dir: Path, state: State) -> tuple[dict[str, pd.Series], str | None]:
-    """Close prices of the state's symbols from the data the run's spec.yaml names; ({}, why) when unavailable."""
+    """Close prices of the state's symbols from the data the run's run_spec.yaml names; ({}, why) when unavailable."""
     symbols = tuple(instrument.symbol for instrument in state.instruments)
-    spec_path = run_dir / "spec.yaml"
+    spec_path = RunPaths(run_dir).spec
     if not symbols or not spec_path.exists():
         return {}, None
     try:

@@ -4,7 +4,8 @@ The folder layout is a contract (the metrics and report writers rely on it)::
 
     <runs_dir>/registry.sqlite         every run, its unique ref and status (runs.registry)
     <runs_dir>/<run_id>/
-        spec.yaml         the spec, resolved: every key, data paths absolute, strategy_file: strategy.py
+        run_spec.yaml     the spec, resolved: every key, data paths absolute, strategy_file: strategy.py
+                          (folders made before 0.2 call it spec.yaml; they are read as they are)
         strategy.py       the pinned strategy source; the run always executes this copy
         metadata.json     run_id, ref, name, mode, status, timeline [{event, at}], created_at, started_at,
                           stopped_at, strategy_version, fingerprints {config, data {file: sha256}, code,
@@ -50,6 +51,7 @@ from tradeexecutor.strategy.loader import strategy_version
 __all__ = [
     "ACTIVE_STATUSES",
     "ARTIFACTS",
+    "SPEC_FILE",
     "STATUSES",
     "RunPaths",
     "Runs",
@@ -66,6 +68,10 @@ ACTIVE_STATUSES = ("starting", "running")
 #: Results a reset removes (besides state/).
 ARTIFACTS = ("orders.csv", "metrics.json", "metrics.prom", "report.md", "report.html", "charts", "readiness.json",
              "executor.log")
+#: The run folder's pinned spec, as the artifact contract names it.
+SPEC_FILE = "run_spec.yaml"
+#: What run folders made by earlier versions call it; still read (and written back) under this name.
+LEGACY_SPEC_FILE = "spec.yaml"
 #: Environment variable naming the runs folder.
 RUNS_DIR_ENV = "TRADEEXECUTOR_RUNS_DIR"
 #: Spec keys ``runs set`` may change (besides every key of environment, strategy and core).
@@ -144,7 +150,10 @@ class RunPaths:
 
     @property
     def spec(self) -> Path:
-        return self.root / "spec.yaml"
+        """``run_spec.yaml``; in a folder an earlier version made, its ``spec.yaml``."""
+        current = self.root / SPEC_FILE
+        legacy = self.root / LEGACY_SPEC_FILE
+        return legacy if not current.exists() and legacy.exists() else current
 
     @property
     def strategy(self) -> Path:
@@ -412,7 +421,7 @@ class Runs:
         building = self.runs_dir / f".creating-{run_id}"
         building.mkdir()
         try:
-            atomic_write_text(building / "spec.yaml", spec_text)
+            atomic_write_text(building / SPEC_FILE, spec_text)
             atomic_write_bytes(building / "strategy.py", strategy_bytes)
             write_json(building / "metadata.json", meta)
             (building / "state").mkdir()

@@ -2,7 +2,7 @@
 
 A paper (or live) run is started as a small supervisor process in a new session
 (``tradeexecutor runs supervise RUN_ID``, stdout and stderr to ``<run>/executor.log``). The
-supervisor starts the executor — ``tradeexecutor start --spec <run>/spec.yaml --state-dir
+supervisor starts the executor — ``tradeexecutor start --spec <run>/run_spec.yaml --state-dir
 <run>/state --port PORT`` — records ``started`` once its webhook answers, forwards SIGTERM to it,
 and records how it ended (complete, stopped or error) when it exits, so the outcome is known even
 though the command that started the run has long returned. ``stop`` sends SIGTERM to the
