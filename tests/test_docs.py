@@ -90,7 +90,8 @@ def test_readme_commands_appear_in_the_quickstart() -> None:
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     quickstart = (DOCS / "quickstart.md").read_text(encoding="utf-8")
     blocks = re.findall(r"```sh\n(.*?)```", readme, flags=re.DOTALL)
-    for command in ("pip install . && tradeexecutor start strategies/sma_crossover.py", "bash .ci/run"):
+    for command in ("python3 -m venv .venv && .venv/bin/pip install . && .venv/bin/tradeexecutor start "
+                    "strategies/sma_crossover.py", "PYTHON=.venv/bin/python bash .ci/run"):
         assert any(command in block for block in blocks), f"README no longer shows {command!r}"
         assert command in quickstart
 
