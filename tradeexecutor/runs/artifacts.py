@@ -398,15 +398,17 @@ def run_checks(facts: RunFacts, thresholds: Thresholds) -> list[Check]:
             checks.append(Check("fees_share_of_pnl", f"Fees under {limit:.0%} of PnL", True, "no fees paid"))
         elif gross <= 0:
             checks.append(Check("fees_share_of_pnl", f"Fees under {limit:.0%} of PnL", False,
-                                f"fees {fees:,.2f} with no gross profit ({gross:,.2f})"))
+                                f"fees {format_figure(fees, 'money')} with no gross profit "
+                                f"({format_figure(gross, 'money')})"))
         else:
             share = fees / gross
             checks.append(Check("fees_share_of_pnl", f"Fees under {limit:.0%} of PnL", share <= limit,
-                                f"fees {fees:,.2f} are {share:.2%} of the gross profit {gross:,.2f}"))
+                                f"fees {format_figure(fees, 'money')} are {format_figure(share, 'pct')} of the "
+                                f"gross profit {format_figure(gross, 'money')}"))
     cap = thresholds.max_drawdown
     drawdown = summary.max_drawdown
     checks.append(Check("max_drawdown", f"Max drawdown under {cap:.0%}", None if drawdown is None else drawdown <= cap,
-                        "no valuations" if drawdown is None else f"max drawdown {drawdown:.2%}"))
+                        "no valuations" if drawdown is None else f"max drawdown {format_figure(drawdown, 'pct')}"))
     return checks
 
 

@@ -10,12 +10,11 @@ the standard library, numpy and pandas. Definitions of every statistic: ``docs/s
 
 from __future__ import annotations
 
+from tradeexecutor.stats.formatting import SUMMARY_ROWS, format_figure, format_statistic
 from tradeexecutor.stats.summary import (
-    SUMMARY_ROWS,
     Summary,
     TRADE_COLUMNS,
     compute_summary,
-    format_figure,
     summarise_windows,
     summary_table,
     trades_frame,
@@ -28,6 +27,7 @@ __all__ = [
     "Summary",
     "compute_summary",
     "format_figure",
+    "format_statistic",
     "summarise_windows",
     "summary_table",
     "trades_frame",

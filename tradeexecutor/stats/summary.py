@@ -31,6 +31,7 @@ import pandas as pd
 
 from tradeexecutor.atomic import atomic_write_bytes
 from tradeexecutor.state import State, Trade, TradeStatus
+from tradeexecutor.stats.formatting import SUMMARY_ROWS, format_figure
 
 __all__ = [
     "TRADE_COLUMNS",
@@ -425,38 +426,12 @@ def _buy_and_hold(prices: dict[str, pd.Series], timestamps: np.ndarray) -> float
 # ---------------------------------------------------------------------------------------------
 # Terminal table
 
-#: (field, label, format) rows of summary_table and of the run report's key figures, in order.
-SUMMARY_ROWS: tuple[tuple[str, str, str], ...] = (
-    ("start", "Start", "text"),
-    ("end", "End", "text"),
-    ("initial_cash", "Initial cash", "money"),
-    ("final_equity", "Final equity", "money"),
-    ("total_return", "Total return", "pct"),
-    ("cagr", "CAGR", "pct"),
-    ("annualised_volatility", "Annualised volatility", "pct"),
-    ("sharpe", "Sharpe", "ratio"),
-    ("sortino", "Sortino", "ratio"),
-    ("max_drawdown", "Max drawdown", "pct"),
-    ("max_drawdown_duration", "Max drawdown duration", "days"),
-    ("win_rate", "Win rate", "pct"),
-    ("profit_factor", "Profit factor", "ratio"),
-    ("average_win", "Average win", "money"),
-    ("average_loss", "Average loss", "money"),
-    ("trade_count", "Trades executed", "int"),
-    ("rejected_trade_count", "Trades rejected", "int"),
-    ("position_count", "Positions closed", "int"),
-    ("open_positions", "Positions open", "int"),
-    ("exposure_time", "Exposure time", "pct"),
-    ("fees_paid", "Fees paid", "money"),
-    ("buy_and_hold_return", "Buy and hold return", "pct"),
-    ("periods_per_year", "Periods per year", "ratio"),
-)
-
 
 def summary_table(summary: Summary) -> str:
     """Format a Summary as an aligned two-column plain-text table for the terminal.
 
-    Fractions print as percentages, undefined values as ``n/a``.
+    Every figure as :mod:`tradeexecutor.stats.formatting` writes it (fractions as percentages,
+    undefined values as ``n/a``).
     """
     values = summary.to_dict()
     lines = [(label, format_figure(values[name], kind)) for name, label, kind in SUMMARY_ROWS]
@@ -465,21 +440,6 @@ def summary_table(summary: Summary) -> str:
     return "\n".join(f"{label:<{label_width}}  {text:>{value_width}}" for label, text in lines)
 
 
-def format_figure(value: Any, kind: str) -> str:
-    """One figure as tables print it: percentages with two decimals, money with separators, n/a for None."""
-    if value is None:
-        return "n/a"
-    if kind == "text":
-        return str(value)
-    if kind == "int":
-        return f"{int(value):,}"
-    if kind == "pct":
-        return f"{value * 100:,.2f} %"
-    if kind == "money":
-        return f"{value:,.2f}"
-    if kind == "days":
-        return f"{value:,.1f} days"
-    return f"{value:,.2f}"
 
 
 # ---------------------------------------------------------------------------------------------
