@@ -7,9 +7,32 @@
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable, Mapping
+from importlib import import_module
 from typing import Any
 
-__all__ = ["__version__"]
+__all__ = ["__version__", "lazy_exports"]
+
+
+def lazy_exports(package: str, exports: Mapping[str, str]) -> Callable[[str], Any]:
+    """A module ``__getattr__`` for ``package`` that imports each re-exported name from its submodule on first use.
+
+    ``exports`` maps a name to the submodule holding it. The packages whose modules pull in heavy
+    libraries (``daemon``, ``store``, ``stats``) re-export this way, so importing one light module
+    of theirs — the stop signals, the journal, the number formatting — does not import pandas,
+    apscheduler or dataclasses-json first: every command starts faster, ``--help`` included.
+    """
+
+    def __getattr__(name: str) -> Any:
+        module = exports.get(name)
+        if module is None:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        value = getattr(import_module(f"{package}.{module}"), name)
+        setattr(sys.modules[package], name, value)  # found directly next time
+        return value
+
+    return __getattr__
 
 
 def __getattr__(name: str) -> Any:

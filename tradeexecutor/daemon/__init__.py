@@ -19,8 +19,9 @@ The webhook is built by the CLI and handed in (the daemon never imports it).
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from tradeexecutor import lazy_exports
 
 if TYPE_CHECKING:
     from tradeexecutor.daemon.clock import Clock, FakeClock, SystemClock
@@ -41,15 +42,7 @@ _EXPORTS = {
     "DaemonConfig": "settings",
 }
 
-
-def __getattr__(name: str) -> Any:
-    """A re-exported name, imported from its module on first use."""
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(__name__, _EXPORTS)
 
 
 __all__ = [

@@ -34,19 +34,19 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psutil
 import yaml
 
-from tradeexecutor import __version__
-from tradeexecutor.data.bundled import BUNDLED_DATASETS, bundled_for_symbols
+import tradeexecutor
 from tradeexecutor.errors import ConfigError
 from tradeexecutor.runs.registry import Registry, RunRecord, RunsError, check_ref
-from tradeexecutor.runs.spec import RunSpec, load_spec, spec_from_dict
 from tradeexecutor.store.atomic import atomic_write_bytes, atomic_write_text, fsync_directory
 from tradeexecutor.store.journal import Journal
-from tradeexecutor.strategy.loader import strategy_version
+
+if TYPE_CHECKING:
+    from tradeexecutor.runs.spec import RunSpec
 
 __all__ = [
     "ACTIVE_STATUSES",
@@ -108,6 +108,8 @@ def sha256_file(path: Path) -> str:
 
 def data_fingerprints(spec: RunSpec, instruments: tuple[str, ...]) -> dict[str, str]:
     """sha256 of every data file the run reads (a bundled dataset by its file), by path."""
+    from tradeexecutor.data.bundled import BUNDLED_DATASETS, bundled_for_symbols
+
     sources = list(spec.environment.data)
     if not sources:
         bundled = bundled_for_symbols(list(instruments))
@@ -262,6 +264,8 @@ class Runs:
 
     def load_run_spec(self, run_id: str) -> RunSpec:
         """The run's pinned spec (running its pinned strategy.py); environment variables do not apply."""
+        from tradeexecutor.runs.spec import load_spec
+
         return load_spec(self.paths(run_id).spec, env={})
 
     def reconcile(self, record: RunRecord) -> RunRecord:
@@ -353,6 +357,8 @@ class Runs:
 
         Everything is validated before anything is written; a failure leaves no folder behind.
         """
+        from tradeexecutor.runs.spec import load_spec
+
         if ref is not None:
             check_ref(ref)
         if upsert and ref is None:
@@ -392,8 +398,10 @@ class Runs:
             return record, True
 
     def _fingerprints(self, spec: RunSpec, source: str, instruments: tuple[str, ...]) -> dict[str, Any]:
+        from tradeexecutor.strategy.loader import strategy_version
+
         return {"config": spec.config_fingerprint(), "data": data_fingerprints(spec, instruments),
-                "code": strategy_version(source), "package_version": __version__}
+                "code": strategy_version(source), "package_version": tradeexecutor.__version__}
 
     def _free_id(self) -> str:
         while True:
@@ -445,6 +453,8 @@ class Runs:
 
     def set_values(self, ref_or_id: str, assignments: list[str]) -> RunRecord:
         """Change spec keys (``core.fee=0.002``, ``strategy.fast=5``, ``mode=paper``) of a run that is still new."""
+        from tradeexecutor.runs.spec import spec_from_dict
+
         if not assignments:
             raise RunsError("give at least one key=value, such as core.fee=0.002 or strategy.fast=5")
         with self.locked(ref_or_id) as record:
@@ -475,6 +485,8 @@ class Runs:
 
     def copy(self, ref_or_id: str, *, ref: str | None = None) -> RunRecord:
         """A new run with the same pinned strategy and config (status new, new id)."""
+        from tradeexecutor.runs.spec import load_spec
+
         if ref is not None:
             check_ref(ref)
         source = self.registry.resolve(ref_or_id)
@@ -524,6 +536,8 @@ class Runs:
 
     def check_pinned(self, record: RunRecord) -> list[str]:
         """Refuse a run whose pinned strategy.py changed since creation; notes about an edited original file."""
+        from tradeexecutor.strategy.loader import strategy_version
+
         paths = self.paths(record.id)
         meta = self.metadata(record.id)
         pinned = (meta.get("fingerprints") or {}).get("code")
