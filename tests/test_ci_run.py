@@ -39,9 +39,9 @@ def _run(tmp_path: Path, env: dict[str, str]) -> list[str]:
 
 
 def _base_path(tmp_path: Path) -> str:
-    """A PATH of only what the script needs: chromium and promtool stubs (so no apt-get) and links to the
-    shell tools it calls. No python of any name: the test gives the script exactly one."""
-    tools = _bin(tmp_path / "tools", "chromium", "promtool")
+    """A PATH of only what the script needs: chromium, promtool and prometheus stubs (so no apt-get) and
+    links to the shell tools it calls. No python of any name: the test gives the script exactly one."""
+    tools = _bin(tmp_path / "tools", "chromium", "promtool", "prometheus")
     for needed in ("bash", "dirname", "id", "basename"):
         found = shutil.which(needed)
         assert found is not None, needed
