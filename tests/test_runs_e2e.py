@@ -67,6 +67,17 @@ def show(work: Path, run: str) -> dict:  # type: ignore[type-arg]
     raise AssertionError(f"no run {run}")
 
 
+def kill_run(work: Path, ref: str) -> None:
+    """Never leave a detached executor behind, whatever failed: SIGKILL the run's process group."""
+    with Registry(work / "runs") as registry:
+        record = registry.find(ref)
+    if record is not None and record.pid:
+        try:
+            os.killpg(record.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
 def listing(work: Path) -> list[list[str]]:
     return [line.split() for line in runs(work, "ls").stdout.splitlines()]
 
@@ -143,13 +154,7 @@ def test_a_paper_run_starts_with_the_default_relative_runs_dir(work: Path) -> No
         stopped = cli("stop", "rel")
         assert stopped.returncode == 0 and "run rel stopped" in stopped.stdout
     finally:
-        with Registry(work / "runs") as registry:
-            record = registry.find("rel")
-        if record is not None and record.pid:
-            try:
-                os.killpg(record.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
+        kill_run(work, "rel")
 
 
 def test_a_paper_run_is_its_own_executor_started_and_stopped(work: Path) -> None:
@@ -191,10 +196,4 @@ def test_a_paper_run_is_its_own_executor_started_and_stopped(work: Path) -> None
         assert "reset: status new" in runs(work, "reset", "paper").stdout
         assert not (work / "runs" / final["run_id"] / "state" / "state.json").exists()
     finally:  # never leave a detached executor behind, whatever failed
-        with Registry(work / "runs") as registry:
-            record = registry.find("paper")
-        if record is not None and record.pid:
-            try:
-                os.killpg(record.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
+        kill_run(work, "paper")
