@@ -326,7 +326,7 @@ def _log_says_stopped(paths: RunPaths) -> bool:
 
 
 def _last_error(paths: RunPaths) -> str | None:
-    """The executor's one-line ``error: ...`` (or the last traceback line, or the last line) from its log."""
+    """The executor's one-line ``error: ...`` (or the last traceback line) from its log."""
     lines = [line.strip() for line in _tail(paths.executor_log).splitlines() if line.strip()]
     for line in reversed(lines):
         if line.startswith("error:"):
@@ -334,7 +334,7 @@ def _last_error(paths: RunPaths) -> str | None:
     for line in reversed(lines):
         if "Error" in line.split(":")[0]:
             return line
-    return lines[-1] if lines else None
+    return None
 
 
 def _save_orders(paths: RunPaths) -> None:
