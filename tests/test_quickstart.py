@@ -58,10 +58,10 @@ def test_the_quickstart_sample_output_is_what_the_command_prints(tmp_path: Path)
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
     try:
-        assert filled.wait(120), "no fill within 120 s:\n" + "\n".join(lines)
+        assert filled.wait(300), "no fill within 300 s:\n" + "\n".join(lines)
     finally:
         process.send_signal(signal.SIGTERM)
-        process.wait(60)
+        process.wait(120)
         reader.join(10)
     first_fill = next(index for index, line in enumerate(lines) if "order_filled" in line)
     assert lines[:first_fill + 1] == sample
@@ -71,7 +71,7 @@ def test_the_quickstart_sample_output_is_what_the_command_prints(tmp_path: Path)
 def test_a_replay_that_ended_says_how_to_replay_again(tmp_path: Path, executors: list) -> None:
     executor = Executor(tmp_path, "--replay-seconds", "0.01", "--complete-serve-seconds", "60")
     executors.append(executor)
-    status = executor.wait_status(lambda s: s["status"] == "complete", timeout=60)
+    status = executor.wait_status(lambda s: s["status"] == "complete", timeout=300)
     hint = status["extra"]["replay_again"]
     assert f"move {executor.state_dir} aside" in hint and "--state-dir" in hint and "runs reset" in hint
     executor.process.send_signal(signal.SIGTERM)
@@ -80,5 +80,5 @@ def test_a_replay_that_ended_says_how_to_replay_again(tmp_path: Path, executors:
 
     again = Executor(tmp_path / "again", "--replay-seconds", "0.01", state_dir=executor.state_dir)
     executors.append(again)
-    assert again.wait(60) == 0
+    assert again.wait() == 0
     assert f"the replay reached the end of the data; {hint}" in again.output(), "a restart as it is says it too"
