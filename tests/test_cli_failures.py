@@ -20,7 +20,8 @@ TYPO = ROOT / "tests" / "strategies" / "typo_in_decide.py"
 TYPO_CYCLE = "2004-08-21 00:00 UTC"
 
 
-def cli(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+def cli(*args: str, cwd: Path, env: dict[str, str] | None = None,
+        timeout: float = 180) -> subprocess.CompletedProcess[str]:
     environment = {key: value for key, value in os.environ.items() if not key.startswith("TRADEEXECUTOR_")}
     return subprocess.run([sys.executable, "-m", "tradeexecutor.cli.main", *args], cwd=cwd, capture_output=True,
                           text=True, timeout=timeout, env={**environment, **(env or {})})

@@ -15,7 +15,8 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from test_daemon_e2e import START, END, STRATEGIES, Executor, executors, free_port, load_state  # noqa: F401
+from executor_process import END, START, STRATEGIES, Executor, free_port
+from test_daemon_e2e import executors  # noqa: F401 - the fixture
 
 from tradeexecutor.atomic import temp_path_for
 from tradeexecutor.runstate import CrashFile

@@ -12,16 +12,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from test_dashboard_browser import (  # noqa: F401 - the fixtures
-    Chromium,
-    Page,
-    Served,
-    backtest_runstate,
-    browser,
-    chromium_path,
-    keep_screenshot,
-    serve,
-)
+from chromium import Chromium, Page, browser, chromium_path, keep_screenshot  # noqa: F401 - the fixtures
+from test_dashboard_browser import Served, backtest_runstate, serve  # noqa: F401 - serve is a fixture
 
 from tradeexecutor.daemon.journal import JournalSink
 from tradeexecutor.store.journal import Journal

@@ -12,7 +12,8 @@ import threading
 from pathlib import Path
 
 import pytest
-from test_daemon_e2e import Executor, executors, free_port  # noqa: F401 - the fixture
+from executor_process import Executor, free_port
+from test_daemon_e2e import executors  # noqa: F401 - the fixture
 
 pytestmark = pytest.mark.slow
 

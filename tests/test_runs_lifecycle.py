@@ -281,7 +281,8 @@ def test_active_runs_cannot_be_reset_and_live_runs_never(runs: Runs, work: Path)
 
 
 def test_starting_a_run_removes_the_temporary_files_an_interrupted_write_left(runs: Runs, work: Path) -> None:
-    """kill -9 during an artifact or state write leaves ``.NAME.<hex>.tmp`` beside the file; the next start clears them."""
+    """kill -9 during an artifact or state write leaves ``.NAME.<hex>.tmp`` beside the file; the next start clears
+    them."""
     from tradeexecutor.atomic import temp_path_for
     from tradeexecutor.store.layout import RunFiles
 

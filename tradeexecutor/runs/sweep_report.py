@@ -314,7 +314,8 @@ def ranking_table(result: SweepResult, limit: int | None = None) -> list[str]:
         cells = [str(rank), *[str(row.values.get(name)) for name in plan.parameters]]
         for name in statistics:
             if split:
-                cells += [format_statistic(name, _value(row, name, IN_SAMPLE)), format_statistic(name, _value(row, name, OUT_OF_SAMPLE))]
+                cells += [format_statistic(name, _value(row, name, IN_SAMPLE)),
+                          format_statistic(name, _value(row, name, OUT_OF_SAMPLE))]
             else:
                 cells.append(format_statistic(name, _value(row, name, None)))
         cells.append(row.status if row.error is None else f"{row.status}: {row.error}")
@@ -346,16 +347,19 @@ def walk_forward_lines(result: SweepResult) -> list[str]:
     for fold in result.folds:
         train, test = fold.fold.train, fold.fold.test
         chosen = _label(fold.chosen.values) if fold.chosen else "none"
+        trained, tested = fold.train or {}, fold.test or {}
         lines.append(f"| {fold.fold.number} | {_when(train.first_ms)} to {_when(train.last_ms)} | "
                      f"{_when(test.first_ms)} to {_when(test.last_ms)} | {chosen} | "
-                     f"{format_statistic(rank_by, (fold.train or {}).get(rank_by))} | {format_statistic(rank_by, (fold.test or {}).get(rank_by))} | "
-                     f"{format_statistic('total_return', (fold.test or {}).get('total_return'))} | "
-                     f"{format_statistic('max_drawdown', (fold.test or {}).get('max_drawdown'))} | "
-                     f"{format_statistic('trade_count', (fold.test or {}).get('trade_count'))} |")
+                     f"{format_statistic(rank_by, trained.get(rank_by))} | "
+                     f"{format_statistic(rank_by, tested.get(rank_by))} | "
+                     f"{format_statistic('total_return', tested.get('total_return'))} | "
+                     f"{format_statistic('max_drawdown', tested.get('max_drawdown'))} | "
+                     f"{format_statistic('trade_count', tested.get('trade_count'))} |")
     if result.combined is not None and count > 1:
         combined = result.combined
         names = list(dict.fromkeys(["total_return", rank_by, "sharpe", "max_drawdown"]))
-        figures = ", ".join(f"{name.replace('_', ' ')} {format_statistic(name, combined.get(name))}" for name in names)
+        figures = ", ".join(f"{name.replace('_', ' ')} {format_statistic(name, combined.get(name))}"
+                            for name in names)
         lines += ["", f"Combined out-of-sample ({count} fold{'s' if count > 1 else ''} chained): {figures}, "
                       f"{format_statistic('trade_count', combined.get('trade_count'))} trades."]
     return lines
