@@ -55,7 +55,9 @@ class Executor:
         except (urllib.error.URLError, ConnectionError, TimeoutError):
             return None
 
-    def wait_status(self, predicate: Callable[[dict[str, Any]], bool], timeout: float = 20) -> dict[str, Any]:
+    def wait_status(self, predicate: Callable[[dict[str, Any]], bool], timeout: float = 120) -> dict[str, Any]:
+        """The first /status that satisfies ``predicate``; generous by default, since a machine whose cores other
+        work keeps busy can take tens of seconds to start an executor (only a failure waits that long)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             status = self.status()
@@ -66,7 +68,7 @@ class Executor:
             time.sleep(0.05)
         raise AssertionError(f"timed out waiting for /status; last: {self.status()}\n{self.output()}")
 
-    def wait(self, timeout: float = 20) -> int:
+    def wait(self, timeout: float = 120) -> int:
         try:
             return self.process.wait(timeout)
         except subprocess.TimeoutExpired:

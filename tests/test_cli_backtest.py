@@ -64,7 +64,7 @@ def test_help_lists_every_option_with_its_environment_variable(tmp_path: Path) -
         ([str(SMA), "-p", "nope=1"], "'nope' is not a parameter"),
         ([str(SMA), "-p", "symbol=EURUSD"], "EURUSD"),
         ([str(SMA), "--data", "no-such-dataset"], "no-such-dataset"),
-        ([str(SMA), "--start", "2010-01-01", "--end", "2009-01-01"], "not before end"),
+        ([str(SMA), "--start", "2010-01-01", "--end", "2009-01-01"], "not before --end"),
         ([str(SMA), "--fee", "0.5"], "fee 0.5"),
     ],
 )

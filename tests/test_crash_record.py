@@ -177,7 +177,7 @@ def test_crash_file_survives_reload_and_counts(tmp_path: Path) -> None:
     assert reloaded.last_crashed_at == T0 + timedelta(minutes=5)
     assert reloaded.last_exception is not None
     assert reloaded.last_exception["chain"][1]["message"] == "disk on fire"
-    assert list(tmp_path.iterdir()) == [tmp_path / "crash.json"]  # no temp files left
+    assert sorted(tmp_path.iterdir()) == [tmp_path / "crash.json", tmp_path / "crash.tally"]  # no temp files left
 
     assert crash_file.recent_crashes(timedelta(minutes=2), now=T0 + timedelta(minutes=6)) == [
         T0 + timedelta(minutes=5)

@@ -212,7 +212,7 @@ def test_kill_9_at_random_moments_never_repeats_a_cycle_or_a_trade(tmp_path: Pat
     assert previous_cursor > 20, "the kills should land across many cycles"
     final = Executor(tmp_path, "--replay-seconds", "0.01")
     executors.append(final)
-    assert final.wait(60) == 0, final.output()
+    assert final.wait(300) == 0, final.output()
     assert "executor complete" in final.output()
     state = load_state(final.state_dir)
     assert state is not None
@@ -271,7 +271,7 @@ def test_corrupt_state_stops_start_up_naming_the_file(tmp_path: Path) -> None:
 def test_backtest_mode_saves_state_and_exits_0(tmp_path: Path, executors: list) -> None:
     executor = Executor(tmp_path, "--mode", "backtest")
     executors.append(executor)
-    assert executor.wait(60) == 0, executor.output()
+    assert executor.wait(300) == 0, executor.output()
     state = load_state(executor.state_dir)
     assert state is not None and state.cycles_completed > 200 and all_trades(state)
 
@@ -280,7 +280,7 @@ def test_watchdog_exits_non_zero_with_every_thread_stack_in_the_crash_file(tmp_p
     executor = Executor(tmp_path, "--watchdog-seconds", "0.5", "-p", "hang_seconds=60", "--trade-immediately",
                         strategy="daemon_hang.py")
     executors.append(executor)
-    assert executor.wait(30) == 1
+    assert executor.wait(300) == 1
     crash = json.loads((executor.state_dir / "crash.json").read_text())
     record = crash["last_exception"]
     assert record["class_name"] == "JobHangError" and "watchdog" in record["message"]

@@ -622,10 +622,10 @@ def test_dashboard_of_the_real_daemon_after_a_replay(browser: Chromium, tmp_path
         for name in PORTFOLIO_FIELDS:
             assert_figure(page, name, portfolio[name])
     try:
-        logs = daemon.get_json("/logs?limit=20")
+        logs = daemon.get_json("/logs?limit=20&level=info")
     except urllib.error.HTTPError:
         logs = None
-    if logs is not None:  # the journal tail shows the newest entries, newest first
+    if logs is not None:  # the journal tail shows the newest entries that are not routine, newest first
         entries = logs["entries"] if isinstance(logs, dict) else logs
         shown = page.evaluate("[...document.querySelectorAll('[data-field=journal] tbody tr')].map(r => r.dataset.event)")
         assert shown[: len(entries)] == [entry["event"] for entry in reversed(entries)][: len(shown)]

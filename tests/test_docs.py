@@ -90,7 +90,8 @@ def test_readme_commands_appear_in_the_quickstart() -> None:
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     quickstart = (DOCS / "quickstart.md").read_text(encoding="utf-8")
     blocks = re.findall(r"```sh\n(.*?)```", readme, flags=re.DOTALL)
-    for command in ("pip install . && tradeexecutor start strategies/sma_crossover.py", "bash .ci/run"):
+    for command in ("python3 -m venv .venv && .venv/bin/pip install . && .venv/bin/tradeexecutor start "
+                    "strategies/sma_crossover.py", "PYTHON=.venv/bin/python bash .ci/run"):
         assert any(command in block for block in blocks), f"README no longer shows {command!r}"
         assert command in quickstart
 
@@ -135,3 +136,17 @@ def test_documented_defaults_do_not_depend_on_the_click_version() -> None:
 
     defaults = {param.name: option_default(param) for param in command.params}
     assert defaults == {"flag": False, "on": True, "auto": None, "count": 3, "name": None, "item": None}
+
+
+def test_the_docs_say_which_trigger_wins_and_how_fraction_sizing_treats_the_fee() -> None:
+    """Checked by tests/test_engine_triggers.py and tests/test_parity_backtesting_py.py; here: the docs say so."""
+    strategy = " ".join((DOCS / "writing-a-strategy.md").read_text(encoding="utf-8").split())
+    architecture = " ".join((DOCS / "architecture.md").read_text(encoding="utf-8").split())
+    assert ("a bar that opens at or above the take-profit takes profit at its open even when its low later "
+            "trades through the stop") in strategy
+    assert "When one bar reaches both, the stop is assumed to come first" not in strategy  # said too little
+    assert "the stop wins when both are reached" not in architecture
+    assert "a bar opening above the take-profit takes profit even if it later trades through the stop" in architecture
+    assert "The fee is paid **on top** of that value" in strategy
+    assert "backtesting.py puts the fee **inside** the fraction" in strategy
+    assert "`fraction=f / (1 + fee)` buys what backtesting.py's `buy(size=f)` buys" in strategy

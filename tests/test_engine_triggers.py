@@ -109,6 +109,28 @@ def test_take_profit_gapped_up_fills_at_the_open(tmp_path: Path) -> None:
     assert result.state.portfolio.cash == 11_500
 
 
+def test_a_bar_opening_beyond_the_take_profit_takes_profit_at_the_open_even_if_it_later_trades_through_the_stop(
+        tmp_path: Path) -> None:
+    # Bar 2 opens at 112, above the take-profit 110, then falls to 90, through the stop 95. The open is
+    # the one price known to come first: take profit at the open 112 (docs/writing-a-strategy.md, rule 2).
+    result = open_at_100(tmp_path, [(112, 113, 90, 91), 91], stop_loss=95, take_profit=110)
+    exit_trade = closed_position(result).trades[-1]
+    assert exit_trade.trigger == "take_profit"
+    assert exit_trade.trigger_price == 110 and exit_trade.executed_price == 112
+    assert exit_trade.executed_at == bar_open(2)
+    assert result.state.portfolio.cash == 11_200
+
+
+def test_a_bar_opening_through_the_stop_stops_out_at_the_open_even_if_it_later_reaches_the_take_profit(
+        tmp_path: Path) -> None:
+    # The mirror case: bar 2 opens at 93, below the stop 95, then rallies to 115: stopped out at the open 93.
+    result = open_at_100(tmp_path, [(93, 115, 92, 114), 114], stop_loss=95, take_profit=110)
+    exit_trade = closed_position(result).trades[-1]
+    assert exit_trade.trigger == "stop_loss"
+    assert exit_trade.executed_price == 93 and exit_trade.executed_at == bar_open(2)
+    assert result.state.portfolio.cash == 9_300
+
+
 def test_bar_touching_both_takes_the_stop(tmp_path: Path) -> None:
     # Bar 2 ranges 94..112, through both the stop 95 and the take-profit 110: the stop is assumed first.
     result = open_at_100(tmp_path, [(100, 112, 94, 111), 111], stop_loss=95, take_profit=110)

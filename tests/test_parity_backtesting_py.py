@@ -237,3 +237,53 @@ def test_every_entry_fill_is_the_exact_all_in_floor(goog: pd.DataFrame) -> None:
             cash += notional - trade.fee
         assert trade.fee == pytest.approx(notional * FEE, rel=1e-12)
     assert cash == pytest.approx(portfolio.cash, abs=1e-6)
+
+
+def _buy_once_theirs(goog: pd.DataFrame, size: float) -> int:
+    """backtesting.py buys ``size`` on its first bar and holds; the units it bought."""
+
+    class BuyOnce(Strategy):
+        def init(self) -> None:
+            pass
+
+        def next(self) -> None:
+            if not self.position and not self.orders:
+                self.buy(size=size)
+
+    ohlcv = goog.rename(columns=str.capitalize)[["Open", "High", "Low", "Close", "Volume"]].iloc[:10]
+    ohlcv.index = ohlcv.index.tz_convert(None)
+    bt = Backtest(ohlcv, BuyOnce, cash=CASH, commission=FEE, trade_on_close=False, finalize_trades=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        stats = bt.run()
+    (trade,) = stats["_strategy"].trades
+    return int(trade.size)
+
+
+def _buy_once_ours(goog: pd.DataFrame, fraction: float, tmp_path: Path) -> float:
+    """We buy ``fraction`` of equity at the cycle after bar 1 (backtesting.py's first next()), fill at bar 2's open."""
+    from scripted import run
+
+    frame = goog.iloc[:10].copy()
+    frame.index = pd.DatetimeIndex(frame.index)
+    cycle = frame.index[1] + pd.Timedelta(days=1)  # the close of bar 1: its orders fill at bar 2's open
+    from tradeexecutor.strategy.api import open_long
+
+    result = run(tmp_path, frame, {cycle: [open_long(fraction=fraction)]}, fee=FEE, cash=CASH)
+    (position,) = result.state.portfolio.open_positions
+    return position.quantity
+
+
+def test_sizing_by_fraction_puts_the_fee_on_top_where_backtesting_py_puts_it_inside(
+        goog: pd.DataFrame, tmp_path: Path) -> None:
+    """open_long(fraction=f) buys f of equity worth of shares and pays the fee on top; backtesting.py's
+    buy(size=f) spends f of the cash on shares *and* fee. fraction=f / (1 + fee) buys what buy(size=f) buys;
+    at f = 1 both are all the cash, fee included (docs/writing-a-strategy.md, "Sizing")."""
+    price = float(goog["open"].iloc[2])
+    fraction = 45.05 * price / CASH  # worth 45.05 shares before the fee: 45 shares, or 44.96 with it inside
+    theirs = _buy_once_theirs(goog, fraction)
+    assert theirs == math.floor(Fraction(CASH * fraction) / (Fraction(price) * (1 + Fraction(FEE)))) == 44
+    ours = _buy_once_ours(goog, fraction, tmp_path)
+    assert ours == math.floor(CASH * fraction / price) == 45
+    assert _buy_once_ours(goog, fraction / (1 + FEE), tmp_path) == theirs
+    assert _buy_once_ours(goog, 1.0, tmp_path) == _buy_once_theirs(goog, ALL_IN) == exact_all_in_size(CASH, price)

@@ -67,6 +67,17 @@ def show(work: Path, run: str) -> dict:  # type: ignore[type-arg]
     raise AssertionError(f"no run {run}")
 
 
+def kill_run(work: Path, ref: str) -> None:
+    """Never leave a detached executor behind, whatever failed: SIGKILL the run's process group."""
+    with Registry(work / "runs") as registry:
+        record = registry.find(ref)
+    if record is not None and record.pid:
+        try:
+            os.killpg(record.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
 def listing(work: Path) -> list[list[str]]:
     return [line.split() for line in runs(work, "ls").stdout.splitlines()]
 
@@ -78,7 +89,7 @@ def test_backtest_runs_from_the_command_line(work: Path) -> None:
     run_id = meta["run_id"]
     assert meta["status"] == "complete" and meta["ref"] == "sma"
     assert [e["event"] for e in meta["timeline"]] == ["created", "start_requested", "started", "complete"]
-    assert "fee: 0.002" in (work / "runs" / run_id / "spec.yaml").read_text()  # the env override was pinned
+    assert "fee: 0.002" in (work / "runs" / run_id / "run_spec.yaml").read_text()  # the env override was pinned
     assert json.loads(runs(work, "show", run_id, "--json").stdout) == meta
     text = runs(work, "show", "sma").stdout
     assert f"id:           {run_id}" in text and "status:       complete" in text and "timeline:" in text
@@ -124,6 +135,28 @@ def _wait(predicate, timeout: float = 30.0) -> None:  # type: ignore[no-untyped-
     raise AssertionError("timed out")
 
 
+def test_a_paper_run_starts_with_the_default_relative_runs_dir(work: Path) -> None:
+    """No --runs-dir, no TRADEEXECUTOR_RUNS_DIR: ./runs, while the run's processes work inside the run's folder."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("TRADEEXECUTOR_")}
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "tradeexecutor.cli.main", "runs", *args], cwd=work,
+                              capture_output=True, text=True, timeout=120, env=clean)
+
+    started = cli("create", "paper.yaml", "--ref", "rel", "--start")
+    try:
+        assert started.returncode == 0, started.stderr
+        assert "running: webhook http://127.0.0.1:" in started.stdout and "webhook -" not in started.stdout
+        meta = show(work, "rel")
+        with urllib.request.urlopen(meta["executor"]["url"] + "/status", timeout=5) as response:
+            assert json.loads(response.read())["executor_running"] is True
+        assert not (work / "runs" / meta["run_id"] / "runs").exists(), "no second runs folder inside the run"
+        stopped = cli("stop", "rel")
+        assert stopped.returncode == 0 and "run rel stopped" in stopped.stdout
+    finally:
+        kill_run(work, "rel")
+
+
 def test_a_paper_run_is_its_own_executor_started_and_stopped(work: Path) -> None:
     started = runs(work, "create", "paper.yaml", "--ref", "paper", "--start")
     meta = show(work, "paper")
@@ -163,10 +196,4 @@ def test_a_paper_run_is_its_own_executor_started_and_stopped(work: Path) -> None
         assert "reset: status new" in runs(work, "reset", "paper").stdout
         assert not (work / "runs" / final["run_id"] / "state" / "state.json").exists()
     finally:  # never leave a detached executor behind, whatever failed
-        with Registry(work / "runs") as registry:
-            record = registry.find("paper")
-        if record is not None and record.pid:
-            try:
-                os.killpg(record.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
+        kill_run(work, "paper")

@@ -65,6 +65,9 @@ def test_create_writes_the_folder_contract(runs: Runs, work: Path) -> None:
     paths = runs.paths(record.id)
     assert paths.root == work / "runs" / record.id
     assert paths.strategy.read_text() == (work / "sma.py").read_text()
+    assert sorted(p.name for p in paths.root.iterdir()) == ["journal.jsonl", "metadata.json", "run_spec.yaml",
+                                                            "state", "strategy.py"]  # the artifact contract's names
+    assert paths.spec == paths.root / "run_spec.yaml"
     spec_text = paths.spec.read_text()
     assert "strategy_file: strategy.py" in spec_text and "fee: 0.001" in spec_text
     assert runs.load_run_spec(record.id).strategy_file == paths.strategy.resolve()
@@ -275,3 +278,49 @@ def test_active_runs_cannot_be_reset_and_live_runs_never(runs: Runs, work: Path)
     stopped, notes = stop_run(runs, "live")
     assert stopped.status == "stopped" and any("does not close its positions" in note for note in notes)
     assert timeline(runs, live.id)[-2:] == ["stop_requested", "stopped"]
+
+
+def test_starting_a_run_removes_the_temporary_files_an_interrupted_write_left(runs: Runs, work: Path) -> None:
+    """kill -9 during an artifact or state write leaves ``.NAME.<hex>.tmp`` beside the file; the next start clears
+    them."""
+    from tradeexecutor.atomic import temp_path_for
+    from tradeexecutor.store.layout import RunFiles
+
+    record, _ = runs.create(work / "bt.yaml", ref="sma")
+    paths = runs.paths(record.id)
+    paths.charts.mkdir()
+    RunFiles(paths.state).public.mkdir()
+    left = [Path(temp_path_for(paths.metrics_json)), Path(temp_path_for(paths.charts / "equity.png")),
+            Path(temp_path_for(paths.state / "state.json")), Path(temp_path_for(RunFiles(paths.state).orders_csv))]
+    for path in left:
+        path.write_bytes(b"half a write")
+    start_run(runs, "sma")
+    assert [path for path in left if path.exists()] == []
+    assert runs.metadata(record.id)["status"] == "complete"
+
+
+def test_a_paper_run_whose_supervisor_dies_at_once_fails_naming_its_log(runs: Runs, work: Path) -> None:
+    """The supervisor itself cannot start (a broken Python environment): an error naming executor.log, never
+    a run left 'starting' with 'webhook -'."""
+    record, _ = runs.create(work / "paper.yaml", ref="paper")
+    broken = {**os.environ, "PYTHONHOME": str(work / "no-such-python-home")}
+    with pytest.raises(RunsError, match=r"run paper failed to start: .*No module named 'encodings'.* \(see .*"
+                                        + record.id + r"/executor\.log\)"):
+        start_run(runs, "paper", env=broken)
+    assert runs.resolve("paper").status == "error"
+    assert timeline(runs, record.id)[-2:] == ["start_requested", "error"]
+
+
+def test_a_run_folder_an_earlier_version_made_with_spec_yaml_still_works(runs: Runs, work: Path) -> None:
+    """Folders made before the spec file was named run_spec.yaml are read (and edited) as they are."""
+    record, _ = runs.create(work / "bt.yaml", ref="old")
+    paths = runs.paths(record.id)
+    (paths.root / "run_spec.yaml").rename(paths.root / "spec.yaml")
+    assert paths.spec == paths.root / "spec.yaml"
+    runs.set_values("old", ["core.fee=0.002"])
+    assert "fee: 0.002" in (paths.root / "spec.yaml").read_text() and not (paths.root / "run_spec.yaml").exists()
+    copy = runs.copy("old", ref="new-copy")
+    assert (runs.paths(copy.id).root / "run_spec.yaml").is_file(), "a copy is a new folder, with the new name"
+    start_run(runs, "old")
+    assert runs.resolve("old").status == "complete"
+    assert (paths.root / "report.md").is_file() and runs.metadata(record.id)["summary"]["trade_count"] > 0

@@ -142,10 +142,10 @@ def test_cli_sweep_2x2_rows_match_the_runs_made_for_them(spec_path: Path, tmp_pa
         metadata = json.loads((run / "metadata.json").read_text())
         assert metadata["status"] == "complete" and metrics["status"] == "complete"
         assert metadata["sweep"]["values"] == {"fast": int(row["fast"]), "slow": int(row["slow"])}
-        for name in ("metrics.prom", "report.md", "report.html", "orders.csv", "charts/equity.png", "spec.yaml",
+        for name in ("metrics.prom", "report.md", "report.html", "orders.csv", "charts/equity.png", "run_spec.yaml",
                      "strategy.py"):
             assert (run / name).exists(), name
-        spec = load_spec(run / "spec.yaml", env={})
+        spec = load_spec(run / "run_spec.yaml", env={})
         assert spec.strategy["fast"] == int(row["fast"]) and spec.strategy["slow"] == int(row["slow"])
         # The row's whole-period figures are the run's own, and it fingerprints the same config and code.
         assert float(row["total_return"]) == pytest.approx(metrics["summary"]["total_return"], rel=1e-12)

@@ -7,7 +7,6 @@ import json
 import math
 import subprocess
 import sys
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -385,17 +384,19 @@ def test_write_trades_csv(tmp_path: Path) -> None:
 # Speed and layering
 
 
-def test_million_rows_is_fast() -> None:
+def test_a_million_rows_summarise_exactly() -> None:
+    """A million hourly valuations give the figures numpy computes directly. (How fast: bench/bench_summary.py;
+    a timed assertion failed whenever other work kept the cores busy.)"""
     n = 1_000_000
     rng = np.random.default_rng(1)
-    equity = (1e6 * np.cumprod(1 + rng.normal(0, 0.001, n))).tolist()
+    curve = 1e6 * np.cumprod(1 + rng.normal(0, 0.001, n))
+    equity = curve.tolist()
     state = State(initial_cash=1e6)
     state.valuations.extend((T0_MS + np.arange(n) * 3_600_000).tolist(), equity, equity, [1.0] * n)
-    started = time.perf_counter()
     s = compute_summary(state)
-    elapsed = time.perf_counter() - started
-    assert elapsed < 1.0, elapsed
     assert s.periods_per_year == pytest.approx(8766, rel=1e-3)  # hourly, every day
+    assert s.total_return == pytest.approx(curve[-1] / 1e6 - 1, rel=1e-12)
+    assert s.max_drawdown == pytest.approx(float(np.max(1 - curve / np.maximum.accumulate(curve))), rel=1e-9)
 
 
 def test_stats_does_not_import_matplotlib() -> None:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tradeexecutor.store import atomic
-from tradeexecutor.store.atomic import atomic_write_bytes, atomic_write_text, fsync_append
+from tradeexecutor import atomic
+from tradeexecutor.atomic import atomic_write_bytes, atomic_write_text, fsync_append
 
 
 @pytest.fixture

@@ -90,3 +90,17 @@ def utc_timestamp(value: str | datetime | pd.Timestamp) -> pd.Timestamp:
     if stamp.tzinfo is None:
         return stamp.tz_localize("UTC")
     return stamp.tz_convert("UTC")
+
+
+def parse_time(text: str, what: str) -> pd.Timestamp:
+    """A date or time people gave (``--start``, ``environment.end``, …) as a UTC Timestamp.
+
+    Raises ConfigError in one line naming ``what`` and the text, why pandas refused it, and what
+    to write instead — never pandas' own traceback.
+    """
+    try:
+        return utc_timestamp(text)
+    except (ValueError, TypeError, OverflowError) as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise ConfigError(f"{what} {text!r} is not a date or time ({reason}); use ISO 8601 such as 2012-01-31 "
+                          "or 2012-01-31T12:00 (UTC unless it says otherwise)") from None

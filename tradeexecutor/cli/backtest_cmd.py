@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from tradeexecutor.cli.common import env, parse_overrides, split_sources, user_errors, write_json
+from tradeexecutor.cli.common import check_times, env, parse_overrides, split_sources, user_errors, write_json
 from tradeexecutor.config import FILL_TIMINGS, EngineConfig, ExecutionConfig
 
 #: Runs with at least this many bars show a progress bar (when stderr is a terminal).
@@ -59,6 +59,7 @@ def backtest_command(strategy_file: Path | None, spec_file: Path | None, data: t
     from tradeexecutor.cli.runs_cmd import spec_for_command
 
     # Everything is validated before anything is written.
+    check_times(start, end)
     spec = spec_for_command(spec_file, strategy_file)
     if spec is not None:  # the spec and the TRADEEXECUTOR_* variables decide
         data, start, end = spec.environment.data, spec.environment.start, spec.environment.end

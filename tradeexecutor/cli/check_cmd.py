@@ -1,6 +1,6 @@
 """``tradeexecutor check SPEC``: are the credentials the spec's mode needs set? Names only, never values.
 
-SPEC is a run spec file, or a run (folder, id or ref), whose ``spec.yaml`` is checked and whose
+SPEC is a run spec file, or a run (folder, id or ref), whose ``run_spec.yaml`` is checked and whose
 ``readiness.json`` receives the result. Exit code 0 when ready (disabled or configured), 1 for
 missing credentials, 2 for an invalid config.
 """
@@ -28,14 +28,15 @@ from tradeexecutor.errors import ConfigError
 def check_command(spec: str, output: Path | None, as_json: bool, runs_dir: Path) -> None:
     """Report whether each credential SPEC's mode needs is set in the environment (by name; values never shown)."""
     from tradeexecutor.runs.readiness import READINESS_FILE, check_spec, write_readiness
+    from tradeexecutor.runs.run import RunPaths
 
     spec_path = Path(spec)
     run_dir: Path | None = None
     if not spec_path.is_file():
         run_dir = resolve_run_dir(spec, runs_dir)
-        spec_path = run_dir / "spec.yaml"
+        spec_path = RunPaths(run_dir).spec
         if not spec_path.is_file():
-            raise ConfigError(f"{run_dir} holds no spec.yaml")
+            raise ConfigError(f"{run_dir} holds no {spec_path.name}")
     readiness = check_spec(spec_path)
     targets = [path for path in (run_dir / READINESS_FILE if run_dir else None, output) if path is not None]
     for target in targets:

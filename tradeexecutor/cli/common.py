@@ -13,7 +13,6 @@ import click
 
 from tradeexecutor.config import finite_number
 from tradeexecutor.errors import ConfigError, TradeExecutorError, UserInputError
-from tradeexecutor.strategy.parameters import parse_override
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -30,7 +29,9 @@ def user_errors(function: F) -> F:
     """Turn our errors into one line on stderr and the error's exit code, never a traceback.
 
     Every number option is checked to be finite first (``--cash inf``, ``TRADEEXECUTOR_FEE=nan``),
-    before the command runs, so no command can start on one.
+    before the command runs, so no command can start on one. A strategy whose ``decide()`` raised
+    is shown the same way: the strategy file, line and cycle first, then only the strategy's own
+    frames (exit 1); any other exception is a bug of ours and keeps its whole traceback.
     """
 
     @functools.wraps(function)
@@ -42,8 +43,13 @@ def user_errors(function: F) -> F:
             click.echo(f"error: {exc}", err=True)
             sys.exit(exc.exit_code)
         except TradeExecutorError as exc:
-            click.echo(f"error: {type(exc).__name__}: {exc}", err=True)
+            if not _show_strategy_failure(exc):
+                click.echo(f"error: {type(exc).__name__}: {exc}", err=True)
             sys.exit(getattr(exc, "exit_code", 1))
+        except Exception as exc:
+            if not _show_strategy_failure(exc):
+                raise
+            sys.exit(1)
 
     return wrapper  # type: ignore[return-value]
 
@@ -85,14 +91,42 @@ def _option_label(name: str) -> str:
     return f"{max(param.opts, key=len)} "
 
 
+def _show_strategy_failure(exc: BaseException) -> bool:
+    """Print where a strategy's code failed (``error: file, line, cycle: …`` and its frames); False if it did not."""
+    from tradeexecutor.strategy.failure import strategy_failure
+
+    failure = strategy_failure(exc)
+    if failure is None:
+        return False
+    click.echo(f"error: {failure.text()}", err=True)
+    return True
+
+
 def parse_overrides(values: Sequence[str]) -> dict[str, str]:
     """``("fast=5", "slow=20")`` → ``{"fast": "5", "slow": "20"}``; env vars may join them with commas or spaces."""
+    from tradeexecutor.strategy.parameters import parse_override  # imports pandas: only when a command runs
+
     result: dict[str, str] = {}
     for value in values:
         for part in value.replace(",", " ").split():
             name, text = parse_override(part)
             result[name] = text
     return result
+
+
+def check_times(start: str | None, end: str | None) -> None:
+    """Refuse a ``--start``/``--end`` that is not a date or time, or a start not before the end, in one line (exit 2).
+
+    Checked before the strategy or the data load, so a typo costs no time and prints no pandas
+    traceback.
+    """
+    from tradeexecutor.errors import ConfigError
+    from tradeexecutor.timeframe import parse_time  # imports pandas: only when a command runs
+
+    first = parse_time(start, "--start") if start else None
+    last = parse_time(end, "--end") if end else None
+    if first is not None and last is not None and first >= last:
+        raise ConfigError(f"--start {start} is not before --end {end}")
 
 
 def split_sources(values: Sequence[str]) -> list[str]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import click
 
-from tradeexecutor import __version__
 from tradeexecutor.cli.backtest_cmd import backtest_command
 from tradeexecutor.cli.check_cmd import check_command
 from tradeexecutor.cli.client_cmd import logs_command, status_command
@@ -17,7 +16,7 @@ from tradeexecutor.cli.wallboard_cmd import wallboard_command
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
-@click.version_option(__version__, prog_name="tradeexecutor")
+@click.version_option(package_name="tradeexecutor", prog_name="tradeexecutor")  # looked up only for --version
 def cli() -> None:
     """tradeexecutor: run one trading strategy unattended, or backtest it on history."""
 

@@ -123,6 +123,8 @@ def ls_command(ctx: click.Context, as_json: bool) -> None:
 @user_errors
 def show_command(ctx: click.Context, run: str, as_json: bool) -> None:
     """Show one run: status, timeline, fingerprints and summary."""
+    from tradeexecutor.stats.formatting import format_statistic
+
     runs = _runs(ctx)
     record = runs.resolve(run)
     meta = runs.metadata(record.id)
@@ -150,7 +152,7 @@ def show_command(ctx: click.Context, run: str, as_json: bool) -> None:
     summary = meta.get("summary") or {}
     for key in ("final_equity", "total_return", "max_drawdown", "sharpe", "trade_count"):
         if key in summary:
-            lines.append((key.replace("_", " "), str(summary[key])))
+            lines.append((key.replace("_", " "), format_statistic(key, summary[key])))
     width = max(len(label) for label, _ in lines) + 1
     for label, value in lines:
         click.echo(f"{(label + ':').ljust(width)} {value}")
@@ -174,6 +176,7 @@ def start_command(ctx: click.Context, run: str, port: int | None, tail: bool) ->
 
 def _start(ctx: click.Context, runs: Any, run: str, port: int | None, tail: bool) -> None:
     from tradeexecutor.runs.runner import start_run
+    from tradeexecutor.stats.formatting import format_statistic
 
     result = start_run(runs, run, port=port)
     for note in result.notes:
@@ -184,22 +187,20 @@ def _start(ctx: click.Context, runs: Any, run: str, port: int | None, tail: bool
         summary = meta.get("summary") or {}
         info = meta.get("backtest") or {}
         click.echo(f"run {record.label} {record.status}: {info.get('bars', '?')} bars, {info.get('cycles', '?')} "
-                   f"cycles in {info.get('seconds', '?')}s; final equity {_number(summary.get('final_equity'))}, "
-                   f"total return {_percent(summary.get('total_return'))}, {summary.get('trade_count')} trades")
+                   f"cycles in {info.get('seconds', '?')}s; final equity "
+                   f"{format_statistic('final_equity', summary.get('final_equity'))}, total return "
+                   f"{format_statistic('total_return', summary.get('total_return'))}, "
+                   f"{format_statistic('trade_count', summary.get('trade_count'))} trades")
+    elif record.status == "starting":  # its webhook did not answer within the wait; it may still come up
+        click.echo(f"run {record.label} is still starting (pid {record.pid}); follow it with: tradeexecutor runs "
+                   f"logs {record.label} --tail, or read {runs.paths(record.id).executor_log}")
     else:
         executor = meta.get("executor") or {}
-        click.echo(f"run {record.label} {record.status}: webhook {result.url or executor.get('url') or '-'} "
-                   f"(pid {record.pid}); stop it with: tradeexecutor runs stop {record.label}")
+        url = result.url or executor.get("url")
+        click.echo(f"run {record.label} {record.status}" + (f": webhook {url}" if url else "")
+                   + f" (pid {record.pid}); stop it with: tradeexecutor runs stop {record.label}")
     if tail:
         _follow(runs, record.id, "table", None, None, 100, 1.0)
-
-
-def _number(value: Any) -> str:
-    return f"{value:,.2f}" if isinstance(value, (int, float)) else "-"
-
-
-def _percent(value: Any) -> str:
-    return f"{value * 100:,.2f} %" if isinstance(value, (int, float)) else "-"
 
 
 @runs_command.command("stop")

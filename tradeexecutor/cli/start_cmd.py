@@ -10,12 +10,13 @@ from typing import TYPE_CHECKING
 
 import click
 
-from tradeexecutor.cli.common import env, parse_overrides, split_sources, user_errors
+from tradeexecutor.cli.common import check_times, env, parse_overrides, split_sources, user_errors
 from tradeexecutor.config import FILL_TIMINGS, EngineConfig, ExecutionConfig
 from tradeexecutor.errors import ConfigError
 
 if TYPE_CHECKING:
     from tradeexecutor.daemon.settings import DaemonConfig
+    from tradeexecutor.daemon.signals import StopSignals
     from tradeexecutor.runstate.logbuffer import RingBufferHandler
 
 MODES = ("paper", "backtest", "live")
@@ -167,6 +168,10 @@ def start_command(strategy_file: Path | None, spec_file: Path | None, mode: str,
                   cash: float, fee: float, slippage_bps: float, fill_timing: str,
                   min_notional: float, log_level: str) -> None:
     """Run STRATEGY_FILE (or --spec RUN_SPEC) as a long-running executor with a webhook (/status, /summary)."""
+    from tradeexecutor.daemon.signals import StopSignals
+
+    signals = StopSignals().install()  # first: a SIGTERM from here on is a graceful stop, never a kill
+
     from tradeexecutor.cli.runs_cmd import spec_for_command
     from tradeexecutor.daemon.caster import CastConfig
     from tradeexecutor.daemon.settings import DaemonConfig
@@ -174,6 +179,7 @@ def start_command(strategy_file: Path | None, spec_file: Path | None, mode: str,
     from tradeexecutor.runstate import HealthLimits
 
     # Everything is validated before anything is written.
+    check_times(start, end)
     health = HealthLimits(grace_seconds=health_grace_seconds, data_stale_seconds=data_stale_seconds)
     notify = NotifyConfig(events=parse_event_switches(notify_events), cooldown_seconds=notify_cooldown_seconds,
                           queue_size=notify_queue_size, summary_time=parse_summary_time(notify_summary_time),
@@ -213,7 +219,7 @@ def start_command(strategy_file: Path | None, spec_file: Path | None, mode: str,
 
         channels_from_env(os.environ)  # a bad TRADEEXECUTOR_NOTIFY_*_URL is one line, before the webhook loads
     log_buffer = _configure_logging(log_level)
-    sys.exit(_run(config, web, log_buffer))
+    sys.exit(_run(config, web, log_buffer, signals))
 
 
 @dataclass(frozen=True)
@@ -234,15 +240,30 @@ def _on_command_line(name: str) -> bool:
     return click.get_current_context().get_parameter_source(name) is ParameterSource.COMMANDLINE
 
 
-def _run(config: DaemonConfig, settings: WebSettings | None = None, log_buffer: RingBufferHandler | None = None) -> int:
-    """Build the daemon (or the backtest), hand it the webhook, run it."""
+def _run(config: DaemonConfig, settings: WebSettings | None = None, log_buffer: RingBufferHandler | None = None,
+         signals: StopSignals | None = None) -> int:
+    """Build the daemon (or the backtest), hand it the webhook, run it; 0 when a signal stopped start-up."""
+    from tradeexecutor.daemon.signals import StopRequested, StopSignals
+
+    signals = signals or StopSignals().install()
+    try:
+        return _build_and_run(config, settings or WebSettings(), log_buffer, signals)
+    except StopRequested as stopped:
+        logging.getLogger("tradeexecutor.daemon").info("executor stopped: %s", stopped)
+        return 0
+    finally:
+        signals.restore()
+
+
+def _build_and_run(config: DaemonConfig, settings: WebSettings, log_buffer: RingBufferHandler | None,
+                   signals: StopSignals) -> int:
     from tradeexecutor.runstate import RunState
     from tradeexecutor.store.layout import RunFiles
     from tradeexecutor.webhook import WebhookServer, check_port_free, create_app
     from tradeexecutor.webhook.options import CastSink, CommandSink, NotificationCounts, WebhookOptions
 
-    settings = settings or WebSettings()
     check_port_free(config.host, config.port)  # before the state directory is made or locked
+    signals.check("the settings were read")
 
     def web(runstate: RunState, command_sink: CommandSink | None,
             notification_counts: NotificationCounts | None = None,
@@ -265,11 +286,11 @@ def _run(config: DaemonConfig, settings: WebSettings | None = None, log_buffer: 
         if config.mode == "backtest":
             from tradeexecutor.daemon.backtest_mode import prepare_backtest
 
-            backtest = prepare_backtest(config)
+            backtest = prepare_backtest(config, signals=signals)
             return backtest.run(web(backtest.runstate, None))
         from tradeexecutor.daemon.runner import build_daemon
 
-        daemon = build_daemon(config)
+        daemon = build_daemon(config, signals=signals)
         try:
             server = web(daemon.runstate, daemon.commands.submit,
                          daemon.notifier.counts if daemon.notifier is not None else None, daemon.commands.cast)

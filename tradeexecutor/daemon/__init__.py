@@ -19,12 +19,31 @@ The webhook is built by the CLI and handed in (the daemon never imports it).
 
 from __future__ import annotations
 
-from tradeexecutor.daemon.clock import Clock, FakeClock, SystemClock
-from tradeexecutor.daemon.commands import Command, CommandKind, CommandQueue, JobKind
-from tradeexecutor.daemon.loop import ExecutorLoop, LoopOutcome
-from tradeexecutor.daemon.runner import Daemon, build_daemon, log_journal
-from tradeexecutor.daemon.scheduler import ApschedulerTicker, InMemoryTicker, JobSpec, Ticker
-from tradeexecutor.daemon.settings import DaemonConfig
+from typing import TYPE_CHECKING
+
+from tradeexecutor import lazy_exports
+
+if TYPE_CHECKING:
+    from tradeexecutor.daemon.clock import Clock, FakeClock, SystemClock
+    from tradeexecutor.daemon.commands import Command, CommandKind, CommandQueue, JobKind
+    from tradeexecutor.daemon.loop import ExecutorLoop, LoopOutcome
+    from tradeexecutor.daemon.runner import Daemon, build_daemon, log_journal
+    from tradeexecutor.daemon.scheduler import ApschedulerTicker, InMemoryTicker, JobSpec, Ticker
+    from tradeexecutor.daemon.settings import DaemonConfig
+
+#: Where each name this package re-exports lives. Imported on first use, so that ``start`` can
+#: install its stop signals (daemon.signals) before it pays for pandas, apscheduler and the engine.
+_EXPORTS = {
+    "Clock": "clock", "FakeClock": "clock", "SystemClock": "clock",
+    "Command": "commands", "CommandKind": "commands", "CommandQueue": "commands", "JobKind": "commands",
+    "ExecutorLoop": "loop", "LoopOutcome": "loop",
+    "Daemon": "runner", "build_daemon": "runner", "log_journal": "runner",
+    "ApschedulerTicker": "scheduler", "InMemoryTicker": "scheduler", "JobSpec": "scheduler", "Ticker": "scheduler",
+    "DaemonConfig": "settings",
+}
+
+__getattr__ = lazy_exports(__name__, _EXPORTS)
+
 
 __all__ = [
     "ApschedulerTicker",

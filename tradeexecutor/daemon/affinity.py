@@ -14,6 +14,14 @@ Settings:
 - ``auto`` (the default): pin to the least busy CPU this process may use (near-ties broken at
   random, so executors started together spread out), then every ``rebalance_seconds`` move to
   another CPU when other work crowds the chosen one (our own use of it does not count).
+
+How busy a CPU is: the share of time it was not idle (``/proc/stat``), less our own share on the
+CPU we are pinned to. That saturates at 100 %: on a machine whose every core is busy it cannot
+tell a CPU that one other process wants from one that three want, so when every CPU is nearly
+fully busy the *runnable* threads of other processes on each CPU are counted too
+(``/proc/*/task/*/stat``: state R and the CPU whose run queue holds the thread, sampled a few
+times) and a CPU's load is the larger of the two, in cores. The scan costs tens of
+milliseconds, so it runs only then.
 - a CPU number: pin to that CPU and never move (operators who plan cores themselves).
 - ``off``: leave placement to the OS.
 
@@ -25,6 +33,7 @@ one thread at a time), and threads started later inherit their creator's mask.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import random
 import threading
@@ -34,7 +43,8 @@ from pathlib import Path
 
 from tradeexecutor.errors import ConfigError
 
-__all__ = ["CPU_SETTINGS", "CpuPinning", "check_cpu_setting", "read_cpu_times", "thread_cpus"]
+__all__ = ["CPU_SETTINGS", "CpuPinning", "check_cpu_setting", "read_cpu_times", "runnable_load", "runnable_threads",
+           "thread_cpus"]
 
 logger = logging.getLogger("tradeexecutor.daemon")
 
@@ -44,6 +54,11 @@ CPU_SETTINGS = ("auto", "off")
 _FIRST_SAMPLE_SECONDS = 0.1
 #: CPUs this much busier than the least busy one (fraction of a core) are not chosen.
 _NEAR_TIE = 0.1
+#: When every usable CPU is at least this busy, busy fractions cannot rank them: count runnable threads too.
+_SATURATED = 0.9
+#: Samples of the runnable threads, and seconds between them.
+_RUNNABLE_SAMPLES = 8
+_RUNNABLE_INTERVAL = 0.03
 
 
 def check_cpu_setting(setting: str) -> str:
@@ -91,6 +106,50 @@ def busy_fractions(before: dict[int, tuple[int, int]], after: dict[int, tuple[in
     return fractions
 
 
+def runnable_threads(exclude_pid: int | None = None, proc: Path = Path("/proc")) -> dict[int, int]:
+    """Per CPU, how many threads of other processes are runnable right now (running, or waiting in its run queue).
+
+    Reads each thread's ``stat``: the state (``R``) and field 39, the CPU whose run queue the
+    thread is on. Threads of ``exclude_pid`` (ours) are not counted. Empty when /proc is unreadable.
+    """
+    counts: dict[int, int] = {}
+    try:
+        processes = [entry.name for entry in os.scandir(proc) if entry.name.isdigit()]
+    except OSError:
+        return counts
+    skip = str(exclude_pid) if exclude_pid is not None else None
+    for pid in processes:
+        if pid == skip:
+            continue
+        try:
+            tasks = [entry.path for entry in os.scandir(proc / pid / "task")]
+        except OSError:
+            continue  # the process ended meanwhile, or is not ours to read
+        for task in tasks:
+            try:
+                with open(os.path.join(task, "stat"), "rb") as handle:
+                    text = handle.read()
+            except OSError:
+                continue
+            fields = text[text.rfind(b")") + 2:].split()  # after "(comm)", which may hold spaces
+            if len(fields) > 36 and fields[0] == b"R":
+                cpu = int(fields[36])
+                counts[cpu] = counts.get(cpu, 0) + 1
+    return counts
+
+
+def runnable_load(exclude_pid: int | None = None, samples: int = _RUNNABLE_SAMPLES,
+                  interval: float = _RUNNABLE_INTERVAL, proc: Path = Path("/proc")) -> dict[int, float]:
+    """Per CPU, the average number of other processes' runnable threads over ``samples`` readings."""
+    totals: dict[int, float] = {}
+    for index in range(samples):
+        if index:
+            time.sleep(interval)
+        for cpu, count in runnable_threads(exclude_pid, proc).items():
+            totals[cpu] = totals.get(cpu, 0.0) + count
+    return {cpu: total / samples for cpu, total in totals.items()}
+
+
 def thread_cpus(pid: int | str = "self") -> dict[int, set[int]]:
     """The CPUs each thread of process ``pid`` may run on, by thread id (for logs and tests)."""
     result: dict[int, set[int]] = {}
@@ -117,7 +176,8 @@ class CpuPinning:
 
     def __init__(self, setting: str = "auto", *, rebalance_seconds: float = 30.0, margin: float = 0.25,
                  stat_path: Path = Path("/proc/stat"), rng: random.Random | None = None,
-                 process_time: Callable[[], float] = time.process_time) -> None:
+                 process_time: Callable[[], float] = time.process_time,
+                 runnable: Callable[[int], dict[int, float]] = runnable_load) -> None:
         self.setting = check_cpu_setting(setting)
         self.rebalance_seconds = rebalance_seconds
         #: Move when the pinned CPU's other work exceeds the least busy CPU's by this fraction of a core.
@@ -125,8 +185,11 @@ class CpuPinning:
         self.stat_path = stat_path
         self._rng = rng or random.Random()
         self._process_time = process_time
+        self._runnable = runnable
         #: The CPU every thread is pinned to (None: not pinned).
         self.cpu: int | None = None
+        #: Each CPU's load by other work (in cores) at the last rebalance, for logs and tests.
+        self.last_loads: dict[int, float] = {}
         self._allowed: list[int] = []
         self._last: tuple[dict[int, tuple[int, int]], float, float] | None = None
         self._stop = threading.Event()
@@ -157,7 +220,7 @@ class CpuPinning:
             return self.cpu
         before = read_cpu_times(self.stat_path)
         time.sleep(_FIRST_SAMPLE_SECONDS)
-        busy = busy_fractions(before, read_cpu_times(self.stat_path))
+        busy = self._with_runnable(busy_fractions(before, read_cpu_times(self.stat_path)))
         try:
             self._pin(self._least_busy(busy), "the least busy")
         except OSError as exc:  # a sandbox that forbids it: run unpinned rather than not at all
@@ -186,17 +249,33 @@ class CpuPinning:
             return None
         own = max(0.0, (own_after - own_before) / max(wall_after - wall_before, 1e-9))
         others = {cpu: fraction for cpu, fraction in busy.items() if cpu in self._allowed}
+        saturated = bool(others) and min(others.values()) >= _SATURATED
         others[self.cpu] = max(0.0, others[self.cpu] - own)  # our own work moves with us
+        if saturated:
+            others = self._with_runnable(others, force=True)
+        self.last_loads = others
         quietest = min(others.values())
-        if others[self.cpu] - quietest <= self.margin:
+        # Counted threads come and go: a count of n wobbles by about sqrt(n), and less than one thread
+        # more is no crowding at all. Moving on noise would only make the executor hop between CPUs.
+        margin = max(self.margin, 1.0, math.sqrt(quietest)) if saturated else self.margin
+        if others[self.cpu] - quietest <= margin:
             _pin_threads(self.cpu)  # re-assert for threads started since (cheap)
             return None
         target = self._least_busy(others)
-        self._pin(target, f"CPU {self.cpu} is {others[self.cpu]:.0%} busy with other work, "
-                          f"CPU {target} {others[target]:.0%}")
+        self._pin(target, f"other work keeps {others[self.cpu]:.1f} core(s) of CPU {self.cpu} busy, "
+                          f"{others[target]:.1f} of CPU {target}")
         return target
 
     # -- helpers --------------------------------------------------------------------------------
+
+    def _with_runnable(self, busy: dict[int, float], *, force: bool = False) -> dict[int, float]:
+        """``busy`` where every usable CPU is nearly fully busy: each CPU's load as the larger of its busy
+        fraction and the runnable threads of other processes on it (module docstring); else as it is."""
+        usable = [busy[cpu] for cpu in self._allowed if cpu in busy]
+        if not force and (not usable or min(usable) < _SATURATED):
+            return busy
+        queued = self._runnable(os.getpid())
+        return {cpu: max(fraction, queued.get(cpu, 0.0)) for cpu, fraction in busy.items()}
 
     def _least_busy(self, busy: dict[int, float]) -> int:
         """A CPU within a near-tie of the least busy allowed one, at random."""

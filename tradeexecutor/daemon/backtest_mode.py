@@ -8,15 +8,13 @@ webhook can keep serving the result for ``--complete-serve-seconds``.
 from __future__ import annotations
 
 import logging
-import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from tradeexecutor.backtest.runner import run_backtest
 from tradeexecutor.daemon.clock import Clock, SystemClock
-from tradeexecutor.daemon.commands import CommandQueue
 from tradeexecutor.daemon.runner import WebServer, log_journal
 from tradeexecutor.daemon.settings import DaemonConfig
-from tradeexecutor.daemon.signals import install_stop_signals
+from tradeexecutor.daemon.signals import StopSignals
 from tradeexecutor.daemon.startup import StateDirLock
 from tradeexecutor.data.market import MarketData
 from tradeexecutor.data.source import load_market
@@ -27,6 +25,7 @@ from tradeexecutor.daemon.journal import JournalSink
 from tradeexecutor.runstate.figures import FigureCounter
 from tradeexecutor.stats import compute_summary, write_trades_csv
 from tradeexecutor.store.journal import Journal
+from tradeexecutor.store.atomic import remove_temp_files
 from tradeexecutor.store.layout import RunFiles
 from tradeexecutor.store.publish import publish
 from tradeexecutor.store import StateStore
@@ -48,24 +47,32 @@ class BacktestRun:
     runstate: RunState
     journal: EventSink
     clock: Clock
+    #: SIGTERM and SIGINT: installed by the CLI before start-up, else by run().
+    signals: StopSignals = field(default_factory=StopSignals)
 
     def run(self, web: WebServer | None = None) -> int:
         """Backtest, publish, save, serve for --complete-serve-seconds; returns 0."""
-        if web is not None:
-            web.start()
-        stop_requested = threading.Event()
-        restore_signals = install_stop_signals(CommandQueue(), stop_requested)
+        self.signals.install()
+        try:
+            self.signals.check("before the webhook started")
+            if web is not None:
+                web.start()
+        except BaseException:
+            self.signals.restore()
+            raise
         lock = StateDirLock(self.config.state_dir).acquire()
         try:
+            files = RunFiles(self.config.state_dir)
+            remove_temp_files(files.root, files.public)  # ours alone now: left by an interrupted write
             self._execute()
             seconds = self.config.complete_serve_seconds
-            if seconds > 0:
+            if seconds > 0 and not self.signals.requested.is_set():
                 logger.info("backtest complete; the webhook keeps serving for %gs", seconds)
-                stop_requested.wait(seconds)
+                self.signals.requested.wait(seconds)
             return 0
         finally:
             lock.release()
-            restore_signals()
+            self.signals.restore()
             if web is not None:
                 web.stop()
 
@@ -108,14 +115,18 @@ class BacktestRun:
                     result.cycles, result.seconds, store.snapshot_path)
 
 
-def prepare_backtest(config: DaemonConfig, *, clock: Clock | None = None,
-                     journal: EventSink = log_journal) -> BacktestRun:
-    """Load and check the strategy and the data before anything is written."""
+def prepare_backtest(config: DaemonConfig, *, clock: Clock | None = None, journal: EventSink = log_journal,
+                     signals: StopSignals | None = None) -> BacktestRun:
+    """Load and check the strategy and the data before anything is written (StopRequested after a signal)."""
     clock = clock or SystemClock()
+    signals = signals or StopSignals()
     strategy = load_strategy(config.strategy_file, config.params)
+    signals.check("the strategy was loaded")
     market, selection = load_market(list(config.data), strategy.instruments, bar_frequency=strategy.bar_frequency,
                                     start=config.start, end=config.end)
     check_universe(strategy, selection.available)
+    signals.check("the data was loaded")
     runstate = RunState.create(strategy.path.stem, mode="backtest", strategy_name=strategy.name,
                                strategy_version=strategy.version, source_code=strategy.source, now=clock.now())
-    return BacktestRun(config=config, strategy=strategy, market=market, runstate=runstate, journal=journal, clock=clock)
+    return BacktestRun(config=config, strategy=strategy, market=market, runstate=runstate, journal=journal, clock=clock,
+                       signals=signals)

@@ -3,11 +3,13 @@
 - :class:`CrashRecorder` turns an exception escaping a job into RunState's crash record
   (``set_fail``: the real exception, frames and cause chain), a crash.json record beside the
   state (with its counter and recent crash times) and an ERROR log line.
-- :func:`crash_loop_reason` reads crash.json: after ``count`` crashes within ``minutes`` the
-  executor is in *safe mode* — the strategy is no longer called, positions are still managed
-  (fills, stop-loss, take-profit, trailing stop, revaluation) — and says why. It is asked at
-  start-up, and by the loop after each strategy crash, so a strategy that keeps failing ends in
-  safe mode in the running process rather than in endless restarts.
+- :func:`crash_loop_reason` reads crash.json and its tally: after ``count`` crashes within
+  ``minutes`` the executor is in *safe mode* — the strategy is no longer called, positions are
+  still managed (fills, stop-loss, take-profit, trailing stop, revaluation) — and says why. It is
+  asked at start-up, and by the loop after each strategy crash, so a strategy that keeps failing
+  ends in safe mode in the running process rather than in endless restarts. A crash whose
+  crash.json could not be written (a full disk) counts through the tally (``crash.tally``,
+  :class:`~tradeexecutor.runstate.crash.CrashTally`).
 - :class:`Watchdog` is a thread that watches the running job; one running longer than its
   limit becomes a crash record holding every thread's stack (``dump_all_thread_stacks``), and
   the runner then exits non-zero (the stuck job cannot be interrupted from outside).
@@ -28,6 +30,7 @@ from typing import Any
 from tradeexecutor.engine.engine import EventSink
 from tradeexecutor.errors import StateCorruptError, TradeExecutorError
 from tradeexecutor.runstate import CrashFile, RunState, dump_all_thread_stacks, format_exception_record
+from tradeexecutor.strategy.failure import strategy_failure
 
 __all__ = ["CrashRecorder", "JobHangError", "Watchdog", "crash_loop_reason", "crash_site"]
 
@@ -54,9 +57,10 @@ class CrashRecorder:
         self.runstate.set_fail(exc, now)
         record = self.runstate.snapshot().exception or {}
         self._write(record, now)
-        logger.error("%s job crashed: %s: %s", job, type(exc).__name__, exc, exc_info=exc)
-        self.journal("crashed", job=job, exception=record.get("class"), message=record.get("message"),
-                     where=crash_site(record))
+        failure = strategy_failure(exc)  # the strategy's file, line and cycle first; the traceback follows
+        headline = failure.summary if failure else f"{type(exc).__name__}: {exc}"
+        logger.error("%s job crashed: %s", job, headline, exc_info=exc)
+        self._journal(job=job, exception=record.get("class"), message=record.get("message"), where=crash_site(record))
 
     def record_hang(self, job: str, seconds: float) -> None:
         """The watchdog saw ``job`` run for ``seconds``: a crash record with every thread's stack."""
@@ -71,14 +75,22 @@ class CrashRecorder:
         self._write(record, now)
         text = "\n".join(f"--- thread {t['name']} ---\n{t['stack']}" for t in stacks["threads"])
         logger.error("watchdog: %s\n%s", error, text)
-        self.journal("crashed", job=job, exception=record.get("class"), message=str(error))
+        self._journal(job=job, exception=record.get("class"), message=str(error))
+
+    def _journal(self, **fields: Any) -> None:
+        """The ``crashed`` journal line; a journal that cannot be written (full disk) is logged, not raised."""
+        try:
+            self.journal("crashed", **fields)
+        except OSError as error:
+            logger.error("cannot journal the crash: %s", error)
 
     def _write(self, record: dict[str, Any], now: datetime) -> None:
-        """Add the record to crash.json; a failure here is logged, never raised over the crash itself."""
+        """Count the crash and add its record to crash.json; a failure here is logged, never raised over the crash."""
         try:
-            history = self.crash_file.record(record, now)
+            history = self.crash_file.record(record, now)  # counts it even when crash.json cannot be written
         except OSError as error:
-            logger.error("cannot write crash file %s: %s", self.crash_file.path, error)
+            logger.error("cannot record the crash in %s or %s: %s", self.crash_file.path, self.crash_file.tally.path,
+                         error)
             return
         self.runstate.update(crash_count=history.crash_count)
         logger.debug("crash record:\n%s", format_exception_record(record))
@@ -100,8 +112,8 @@ def crash_loop_reason(crash_file: CrashFile, count: int, minutes: float, now: da
     try:
         recent = crash_file.recent_crashes(timedelta(minutes=minutes), now)
     except StateCorruptError as error:
-        logger.warning("crash-loop check skipped: %s", error)
-        return None
+        logger.warning("crash-loop check counts only %s: %s", crash_file.tally.path, error)
+        recent = crash_file.tallied_crashes(timedelta(minutes=minutes), now)
     if len(recent) < count:
         return None
     return (f"{len(recent)} crashes within {minutes:g} minutes (see {crash_file.path}); the strategy is not called "

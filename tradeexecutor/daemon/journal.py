@@ -34,11 +34,26 @@ _LEVELS = {
 
 #: Events too frequent for the technical log at info level (they stay in the journal).
 _QUIET = {"cycle_completed", "revalued", "order_planned"}
+#: Routine events: journaled at ``debug``, so ``/logs?level=info`` (the dashboard's default view, ``logs
+#: --level info``) shows what an operator cares about — orders, fills, triggers, crashes, state changes.
+_ROUTINE = {"revalued"}
+#: Fields of ``cycle_completed`` that make a cycle more than routine when any is non-empty.
+_DECISION_FIELDS = ("decisions", "planned", "executed", "ignored")
 
 
-def event_level(event: str) -> str:
-    """The journal level of an event name."""
-    return _LEVELS.get(event, "info")
+def event_level(event: str, fields: Mapping[str, Any] | None = None) -> str:
+    """The journal level of an event: warning/error for trouble, debug for routine, info otherwise.
+
+    A ``cycle_completed`` is routine when the strategy decided nothing (most cycles of most
+    strategies); one that planned, executed or ignored something is info.
+    """
+    if event in _LEVELS:
+        return _LEVELS[event]
+    if event in _ROUTINE:
+        return "debug"
+    if event == "cycle_completed" and not any((fields or {}).get(name) for name in _DECISION_FIELDS):
+        return "debug"
+    return "info"
 
 
 class JournalSink:
@@ -55,7 +70,7 @@ class JournalSink:
         self.notify = notify
 
     def __call__(self, event: str, /, **fields: Any) -> None:
-        level = event_level(event)
+        level = event_level(event, fields)
         text = " ".join(f"{key}={value}" for key, value in fields.items())
         log_level = logging.DEBUG if event in _QUIET else getattr(logging, level.upper())
         logger.log(log_level, "%s %s", event, text)

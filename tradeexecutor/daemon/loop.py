@@ -370,11 +370,21 @@ class ExecutorLoop:
         self._end(RunStatus.stopped, reason)
 
     def _complete(self) -> None:
-        """The replay reached the end of its data: final snapshot and charts, status complete."""
+        """The replay reached the end of its data: final snapshot and charts, status complete, how to replay again."""
         self.store.save_snapshot(self.state)
         self.publisher.charts(self.state, self.feed.cursor)
         self.publisher.final(self.state)
-        self._end(RunStatus.complete, "the replay reached the end of the data")
+        again = self.replay_again_hint()
+        snapshot = self.runstate.snapshot()
+        self.runstate.update(extra={**snapshot.extra, "replay_again": again})  # shown by /status
+        self._end(RunStatus.complete, f"the replay reached the end of the data; {again}")
+
+    def replay_again_hint(self) -> str:
+        """What to do to replay from the start: the state remembers the end, so a restart would only end again."""
+        where = getattr(self.store, "path", None)
+        state = f"move {where} aside" if where is not None else "remove the state"
+        return (f"to replay again, stop the executor and {state} or start it with another --state-dir "
+                "(a run: tradeexecutor runs reset RUN); restarting as it is ends at once")
 
     def _end(self, status: RunStatus, reason: str) -> None:
         self.runstate.update(status=status, executor_running=False, next_cycle_at=None)

@@ -2,15 +2,18 @@
 
 Order of start-up (nothing is written before the inputs are known to be good):
 
+0. the CLI has installed the stop signals (:class:`StopSignals`) before anything else: a
+   SIGTERM from here on is a stop request, looked at between the steps below (exit 0, nothing
+   started);
 1. load the strategy and the data (UserInputError, exit 2);
-2. lock the state directory, load its state (StateCorruptError names the file, exit 3) and
-   check it fits the strategy and data;
+2. lock the state directory, remove the temporary files an interrupted write left there, load
+   its state (StateCorruptError names the file, exit 3) and check it fits the strategy and data;
 3. build the engine, the replay feed (restored to the saved cursor), RunState, the loop;
-4. read crash.json: show the last crash, and start in safe mode after a crash loop;
+4. read crash.json and its tally: show the last crash, and start in safe mode after a crash loop;
 5. start the notifier (when TRADEEXECUTOR_NOTIFY_*_URL channels are set; their URLs are checked
-   in step 1), then the webhook, signal handlers, the ticker, the watchdog and the health watch;
-   run the loop on its thread (the caster reads the cast target at build time; its sender
-   thread flushes the run's last chart data, bounded, when the loop has ended).
+   in step 1), then the webhook, the ticker, the watchdog and the health watch; run the loop on
+   its thread (the caster reads the cast target at build time; its sender thread flushes the
+   run's last chart data, bounded, when the loop has ended).
 
 The main thread then only waits: for the loop to end, for the watchdog to fire, or for a
 signal. It applies the crash policy and returns the exit code: 0 when stopped or complete, 1
@@ -42,7 +45,7 @@ from tradeexecutor.daemon.loop import ExecutorLoop, LoopOutcome
 from tradeexecutor.daemon.publish import Publisher
 from tradeexecutor.daemon.scheduler import ApschedulerTicker, JobSpec, Ticker
 from tradeexecutor.daemon.settings import DaemonConfig
-from tradeexecutor.daemon.signals import install_stop_signals
+from tradeexecutor.daemon.signals import StopSignals
 from tradeexecutor.daemon.startup import StateDirLock, check_loaded_state, replay_start_step
 from tradeexecutor.data.feed import ReplayFeed
 from tradeexecutor.data.market import MarketData
@@ -53,6 +56,7 @@ from tradeexecutor.errors import StateCorruptError
 from tradeexecutor.notify import Notifier
 from tradeexecutor.runstate import CrashFile, RunState, RunStatus
 from tradeexecutor.store import StateStore
+from tradeexecutor.store.atomic import remove_temp_files
 from tradeexecutor.store.cast_target import CastTargetFile
 from tradeexecutor.store.journal import Journal
 from tradeexecutor.store.layout import RunFiles
@@ -104,8 +108,13 @@ class Daemon:
     health_watch: HealthWatch | None = None
     #: Casts chart data to a wallboard (when cast.json names a target).
     caster: Caster | None = None
-    #: Set by a signal; ends serve windows early.
-    stop_requested: threading.Event = field(default_factory=threading.Event)
+    #: SIGTERM and SIGINT, routed to ``commands``; installed by the CLI before start-up, else by run().
+    signals: StopSignals = field(default_factory=StopSignals)
+
+    @property
+    def stop_requested(self) -> threading.Event:
+        """Set by a signal; ends serve windows early."""
+        return self.signals.requested
 
     def job_specs(self) -> list[JobSpec]:
         """The cycle job (period: the replay cycle) and the enabled trigger and revaluation jobs."""
@@ -126,13 +135,14 @@ class Daemon:
 
     def run(self, web: WebServer | None = None) -> int:
         """Run until stopped, complete or crashed (main thread); returns the process exit code."""
+        self.signals.install()
         try:
+            self.signals.check("before the webhook started")
             if web is not None:
                 web.start()  # a port in use fails here, before any job ran
         except BaseException:
             self.close()
             raise
-        restore_signals = install_stop_signals(self.commands, self.stop_requested)
         try:
             self.start_jobs()
             self.watchdog.start()
@@ -149,7 +159,7 @@ class Daemon:
                 return self._hard_exit()
             return self._exit_code(outcome)
         finally:
-            restore_signals()
+            self.signals.restore()
             if web is not None:
                 web.stop()
             self._close_notifier()
@@ -205,12 +215,13 @@ class Daemon:
             self.notifier.close()
 
     def close(self) -> None:
-        """Stop the ticker, watchdog, notifier and caster; release the state directory (tests that build without run)."""
+        """Stop the ticker, watchdog, notifier and caster, put the signal handlers back, release the state dir."""
         self.ticker.shutdown()
         self.watchdog.stop()
         self._close_notifier()
         if self.caster is not None:
             self.caster.close(0.0)
+        self.signals.restore()
         self.lock.release()
 
 
@@ -229,19 +240,24 @@ def replay_cycle_interval(due: np.ndarray, replay_seconds: float) -> float | Non
 
 def build_daemon(config: DaemonConfig, *, clock: Clock | None = None, journal: EventSink | None = None,
                  ticker_factory: Callable[[CommandQueue], Ticker] | None = None,
-                 environ: Mapping[str, str] | None = None) -> Daemon:
+                 environ: Mapping[str, str] | None = None, signals: StopSignals | None = None) -> Daemon:
     """Load, check and wire everything for a paper-mode run; raises our errors before anything is written.
 
     ``journal`` defaults to the run's JSON-lines journal beside the state (plus the log), which
     also feeds the notifier; a caller giving its own journal gets no event notifications.
-    ``environ`` (default ``os.environ``) holds the notification channels' URLs.
+    ``environ`` (default ``os.environ``) holds the notification channels' URLs. ``signals``,
+    installed by the caller before it did anything else, are looked at between the steps:
+    StopRequested when a stop signal came during start-up.
     """
     clock = clock or SystemClock()
+    signals = signals or StopSignals()
     files = RunFiles(config.state_dir)
     strategy = load_strategy(config.strategy_file, config.params)
+    signals.check("the strategy was loaded")
     market, selection = load_market(list(config.data), strategy.instruments, bar_frequency=strategy.bar_frequency,
                                     start=config.start, end=config.end)
     asset_types = check_universe(strategy, selection.available)
+    signals.check("the data was loaded")
     notifier = Notifier.from_env(config.notify, os.environ if environ is None else environ,
                                  source=strategy.path.stem, monotonic=clock.monotonic)
 
@@ -249,6 +265,10 @@ def build_daemon(config: DaemonConfig, *, clock: Clock | None = None, journal: E
     if journal is None:
         journal = JournalSink(Journal(files.journal), clock.now, notify=notifier)
     try:
+        removed = remove_temp_files(files.root, files.public)  # ours alone now: left by an interrupted write
+        if removed:
+            logger.info("removed %d temporary file(s) an interrupted write left: %s", len(removed),
+                        ", ".join(path.name for path in removed))
         store = StateStore(config.state_dir)
         state = store.load()
         if state is None:
@@ -259,6 +279,7 @@ def build_daemon(config: DaemonConfig, *, clock: Clock | None = None, journal: E
         feed = ReplayFeed(market, start=replay_start_step(config.replay_start, market, engine.indicators),
                           monotonic=clock.monotonic)
         feed.restore(state.replay_cursor)
+        signals.check("the state was loaded and the indicators computed")
     except BaseException:
         lock.release()
         raise
@@ -266,6 +287,7 @@ def build_daemon(config: DaemonConfig, *, clock: Clock | None = None, journal: E
     runstate = RunState.create(strategy.path.stem, mode=config.mode, strategy_name=strategy.name,
                                strategy_version=strategy.version, source_code=strategy.source, now=clock.now())
     crash_file = CrashFile.for_state_dir(config.state_dir)
+    crash_file.prepare()  # room to count a crash even if the disk fills up later
     try:
         runstate.apply_crash_history(crash_file.load())
     except StateCorruptError as error:
@@ -275,7 +297,7 @@ def build_daemon(config: DaemonConfig, *, clock: Clock | None = None, journal: E
         logger.warning("starting in safe mode: %s", safe_reason)
         runstate.update(safe_mode=True, safe_mode_reason=safe_reason)
 
-    commands = CommandQueue()
+    commands = signals.commands
     ticker = ticker_factory(commands) if ticker_factory else ApschedulerTicker(commands, clock)
     recorder = CrashRecorder(runstate, crash_file, journal, clock.now)
     watchdog = Watchdog(config.watchdog_seconds, recorder.record_hang)
@@ -307,7 +329,7 @@ def build_daemon(config: DaemonConfig, *, clock: Clock | None = None, journal: E
         notifier.start()
     return Daemon(config=config, clock=clock, store=store, lock=lock, feed=feed, engine=engine, runstate=runstate,
                   commands=commands, ticker=ticker, loop=loop, recorder=recorder, watchdog=watchdog,
-                  notifier=notifier, health_watch=health_watch, caster=caster)
+                  notifier=notifier, health_watch=health_watch, caster=caster, signals=signals)
 
 
 def build_caster(config: DaemonConfig, market: MarketData, files: RunFiles, journal: EventSink, clock: Clock, *,

@@ -13,7 +13,7 @@ from tradeexecutor.data.bundled import BUNDLED_DATASETS, bundled_for_symbols, lo
 from tradeexecutor.data.candles import load_candles
 from tradeexecutor.data.market import MarketData
 from tradeexecutor.errors import DataError
-from tradeexecutor.timeframe import utc_timestamp
+from tradeexecutor.timeframe import parse_time
 
 
 @dataclass(frozen=True)
@@ -87,8 +87,8 @@ def load_market(
     wanted = [s for s in symbols if s in available]
     if not wanted:
         return _empty_market_error(symbols, available)
-    start_ts = utc_timestamp(start) if start else None
-    end_ts = utc_timestamp(end) if end else None
+    start_ts = parse_time(start, "start") if start else None
+    end_ts = parse_time(end, "end") if end else None
     if start_ts is not None and end_ts is not None and start_ts >= end_ts:
         raise DataError(f"start {start} is not before end {end}")
     market = MarketData.from_long_frame(combined, bar_frequency, asset_types, symbols=wanted or None)

@@ -16,7 +16,7 @@ own ``journal.jsonl`` and ``metadata.json`` — and writes, each file crash-safe
   self-contained file: the chart is inline SVG, nothing is fetched.
 
 Prices for the charts come from the ``prices`` argument (the executor passes the market it just
-ran on) or, failing that, from the data the run's ``spec.yaml`` names; a run whose data cannot be
+ran on) or, failing that, from the data the run's ``run_spec.yaml`` names; a run whose data cannot be
 loaded still gets charts (equity and fills, no price line).
 
 Like every artifact, none of these may hold a secret: they are built from the state, the journal
@@ -46,6 +46,7 @@ from typing import Any
 import pandas as pd
 
 from tradeexecutor.runs.metrics_text import METRICS_FILE, render_runs
+from tradeexecutor.runs.run import RunPaths
 from tradeexecutor.runstate import CrashFile
 from tradeexecutor.runstate.figures import figures_from_state
 from tradeexecutor.state import State
@@ -212,9 +213,9 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 
 def _prices_from_spec(run_dir: Path, state: State) -> tuple[dict[str, pd.Series], str | None]:
-    """Close prices of the state's symbols from the data the run's spec.yaml names; ({}, why) when unavailable."""
+    """Close prices of the state's symbols from the data the run's run_spec.yaml names; ({}, why) when unavailable."""
     symbols = tuple(instrument.symbol for instrument in state.instruments)
-    spec_path = run_dir / "spec.yaml"
+    spec_path = RunPaths(run_dir).spec
     if not symbols or not spec_path.exists():
         return {}, None
     try:
@@ -397,15 +398,17 @@ def run_checks(facts: RunFacts, thresholds: Thresholds) -> list[Check]:
             checks.append(Check("fees_share_of_pnl", f"Fees under {limit:.0%} of PnL", True, "no fees paid"))
         elif gross <= 0:
             checks.append(Check("fees_share_of_pnl", f"Fees under {limit:.0%} of PnL", False,
-                                f"fees {fees:,.2f} with no gross profit ({gross:,.2f})"))
+                                f"fees {format_figure(fees, 'money')} with no gross profit "
+                                f"({format_figure(gross, 'money')})"))
         else:
             share = fees / gross
             checks.append(Check("fees_share_of_pnl", f"Fees under {limit:.0%} of PnL", share <= limit,
-                                f"fees {fees:,.2f} are {share:.2%} of the gross profit {gross:,.2f}"))
+                                f"fees {format_figure(fees, 'money')} are {format_figure(share, 'pct')} of the "
+                                f"gross profit {format_figure(gross, 'money')}"))
     cap = thresholds.max_drawdown
     drawdown = summary.max_drawdown
     checks.append(Check("max_drawdown", f"Max drawdown under {cap:.0%}", None if drawdown is None else drawdown <= cap,
-                        "no valuations" if drawdown is None else f"max drawdown {drawdown:.2%}"))
+                        "no valuations" if drawdown is None else f"max drawdown {format_figure(drawdown, 'pct')}"))
     return checks
 
 

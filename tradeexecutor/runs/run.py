@@ -4,7 +4,8 @@ The folder layout is a contract (the metrics and report writers rely on it)::
 
     <runs_dir>/registry.sqlite         every run, its unique ref and status (runs.registry)
     <runs_dir>/<run_id>/
-        spec.yaml         the spec, resolved: every key, data paths absolute, strategy_file: strategy.py
+        run_spec.yaml     the spec, resolved: every key, data paths absolute, strategy_file: strategy.py
+                          (folders made before 0.2 call it spec.yaml; they are read as they are)
         strategy.py       the pinned strategy source; the run always executes this copy
         metadata.json     run_id, ref, name, mode, status, timeline [{event, at}], created_at, started_at,
                           stopped_at, strategy_version, fingerprints {config, data {file: sha256}, code,
@@ -33,23 +34,24 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psutil
 import yaml
 
-from tradeexecutor import __version__
-from tradeexecutor.data.bundled import BUNDLED_DATASETS, bundled_for_symbols
+import tradeexecutor
 from tradeexecutor.errors import ConfigError
 from tradeexecutor.runs.registry import Registry, RunRecord, RunsError, check_ref
-from tradeexecutor.runs.spec import RunSpec, load_spec, spec_from_dict
 from tradeexecutor.store.atomic import atomic_write_bytes, atomic_write_text, fsync_directory
 from tradeexecutor.store.journal import Journal
-from tradeexecutor.strategy.loader import strategy_version
+
+if TYPE_CHECKING:
+    from tradeexecutor.runs.spec import RunSpec
 
 __all__ = [
     "ACTIVE_STATUSES",
     "ARTIFACTS",
+    "SPEC_FILE",
     "STATUSES",
     "RunPaths",
     "Runs",
@@ -66,6 +68,10 @@ ACTIVE_STATUSES = ("starting", "running")
 #: Results a reset removes (besides state/).
 ARTIFACTS = ("orders.csv", "metrics.json", "metrics.prom", "report.md", "report.html", "charts", "readiness.json",
              "executor.log")
+#: The run folder's pinned spec, as the artifact contract names it.
+SPEC_FILE = "run_spec.yaml"
+#: What run folders made by earlier versions call it; still read (and written back) under this name.
+LEGACY_SPEC_FILE = "spec.yaml"
 #: Environment variable naming the runs folder.
 RUNS_DIR_ENV = "TRADEEXECUTOR_RUNS_DIR"
 #: Spec keys ``runs set`` may change (besides every key of environment, strategy and core).
@@ -102,6 +108,8 @@ def sha256_file(path: Path) -> str:
 
 def data_fingerprints(spec: RunSpec, instruments: tuple[str, ...]) -> dict[str, str]:
     """sha256 of every data file the run reads (a bundled dataset by its file), by path."""
+    from tradeexecutor.data.bundled import BUNDLED_DATASETS, bundled_for_symbols
+
     sources = list(spec.environment.data)
     if not sources:
         bundled = bundled_for_symbols(list(instruments))
@@ -144,7 +152,10 @@ class RunPaths:
 
     @property
     def spec(self) -> Path:
-        return self.root / "spec.yaml"
+        """``run_spec.yaml``; in a folder an earlier version made, its ``spec.yaml``."""
+        current = self.root / SPEC_FILE
+        legacy = self.root / LEGACY_SPEC_FILE
+        return legacy if not current.exists() and legacy.exists() else current
 
     @property
     def strategy(self) -> Path:
@@ -217,8 +228,9 @@ class Runs:
 
     def __init__(self, runs_dir: Path, *, env: Mapping[str, str] = os.environ,
                  clock: Callable[[], datetime] = _now) -> None:
-        #: The runs folder.
-        self.runs_dir = Path(runs_dir)
+        #: The runs folder, absolute: a paper run's supervisor and executor run inside the run's folder,
+        #: where a relative ``runs`` would name another folder.
+        self.runs_dir = Path(runs_dir).absolute()
         #: Environment variables that override spec values at creation.
         self.env = env
         self.clock = clock
@@ -252,6 +264,8 @@ class Runs:
 
     def load_run_spec(self, run_id: str) -> RunSpec:
         """The run's pinned spec (running its pinned strategy.py); environment variables do not apply."""
+        from tradeexecutor.runs.spec import load_spec
+
         return load_spec(self.paths(run_id).spec, env={})
 
     def reconcile(self, record: RunRecord) -> RunRecord:
@@ -343,6 +357,8 @@ class Runs:
 
         Everything is validated before anything is written; a failure leaves no folder behind.
         """
+        from tradeexecutor.runs.spec import load_spec
+
         if ref is not None:
             check_ref(ref)
         if upsert and ref is None:
@@ -382,8 +398,10 @@ class Runs:
             return record, True
 
     def _fingerprints(self, spec: RunSpec, source: str, instruments: tuple[str, ...]) -> dict[str, Any]:
+        from tradeexecutor.strategy.loader import strategy_version
+
         return {"config": spec.config_fingerprint(), "data": data_fingerprints(spec, instruments),
-                "code": strategy_version(source), "package_version": __version__}
+                "code": strategy_version(source), "package_version": tradeexecutor.__version__}
 
     def _free_id(self) -> str:
         while True:
@@ -411,7 +429,7 @@ class Runs:
         building = self.runs_dir / f".creating-{run_id}"
         building.mkdir()
         try:
-            atomic_write_text(building / "spec.yaml", spec_text)
+            atomic_write_text(building / SPEC_FILE, spec_text)
             atomic_write_bytes(building / "strategy.py", strategy_bytes)
             write_json(building / "metadata.json", meta)
             (building / "state").mkdir()
@@ -435,6 +453,8 @@ class Runs:
 
     def set_values(self, ref_or_id: str, assignments: list[str]) -> RunRecord:
         """Change spec keys (``core.fee=0.002``, ``strategy.fast=5``, ``mode=paper``) of a run that is still new."""
+        from tradeexecutor.runs.spec import spec_from_dict
+
         if not assignments:
             raise RunsError("give at least one key=value, such as core.fee=0.002 or strategy.fast=5")
         with self.locked(ref_or_id) as record:
@@ -465,6 +485,8 @@ class Runs:
 
     def copy(self, ref_or_id: str, *, ref: str | None = None) -> RunRecord:
         """A new run with the same pinned strategy and config (status new, new id)."""
+        from tradeexecutor.runs.spec import load_spec
+
         if ref is not None:
             check_ref(ref)
         source = self.registry.resolve(ref_or_id)
@@ -514,6 +536,8 @@ class Runs:
 
     def check_pinned(self, record: RunRecord) -> list[str]:
         """Refuse a run whose pinned strategy.py changed since creation; notes about an edited original file."""
+        from tradeexecutor.strategy.loader import strategy_version
+
         paths = self.paths(record.id)
         meta = self.metadata(record.id)
         pinned = (meta.get("fingerprints") or {}).get("code")

@@ -2,7 +2,7 @@
 
 A paper (or live) run is started as a small supervisor process in a new session
 (``tradeexecutor runs supervise RUN_ID``, stdout and stderr to ``<run>/executor.log``). The
-supervisor starts the executor — ``tradeexecutor start --spec <run>/spec.yaml --state-dir
+supervisor starts the executor — ``tradeexecutor start --spec <run>/run_spec.yaml --state-dir
 <run>/state --port PORT`` — records ``started`` once its webhook answers, forwards SIGTERM to it,
 and records how it ended (complete, stopped or error) when it exits, so the outcome is known even
 though the command that started the run has long returned. ``stop`` sends SIGTERM to the
@@ -39,6 +39,9 @@ from tradeexecutor.runs.run import ACTIVE_STATUSES, RunPaths, Runs, process_aliv
 from tradeexecutor.runs.spec import ENV_PREFIX, env_overrides
 from tradeexecutor.stats import write_trades_csv
 from tradeexecutor.store import StateStore
+from tradeexecutor.store.atomic import remove_temp_files
+from tradeexecutor.store.layout import RunFiles
+from tradeexecutor.strategy.failure import strategy_failure
 
 __all__ = ["StartResult", "executor_command", "free_port", "start_run", "stop_run", "supervise", "write_artifacts"]
 
@@ -126,6 +129,14 @@ def _check_startable(record: RunRecord) -> None:
                         f"or copy it (runs copy {label})")
 
 
+def _remove_temp_files(paths: RunPaths) -> None:
+    """Clear what an interrupted write left in the run's folders; called under the registry lock, run not active."""
+    removed = remove_temp_files(paths.root, paths.charts, paths.state, RunFiles(paths.state).public)
+    if removed:
+        logger.info("removed %d temporary file(s) an interrupted write left: %s", len(removed),
+                    ", ".join(str(path) for path in removed))
+
+
 class _StopSignal(BaseException):
     """SIGTERM arrived while a backtest ran in this process."""
 
@@ -134,6 +145,7 @@ def _run_backtest(runs: Runs, record: RunRecord, notes: tuple[str, ...], cast: C
     run_id = record.id
     with runs.locked(run_id) as fresh:
         _check_startable(fresh)
+        _remove_temp_files(runs.paths(run_id))
         runs.record(run_id, "start_requested", status="starting", pid=os.getpid())
     restore = _raise_on_sigterm()
     try:
@@ -148,7 +160,8 @@ def _run_backtest(runs: Runs, record: RunRecord, notes: tuple[str, ...], cast: C
         return StartResult(runs.registry.get(run_id) or record, notes)
     except BaseException as exc:
         restore()
-        message = " ".join(str(exc).split()) or type(exc).__name__
+        failure = strategy_failure(exc)
+        message = failure.summary if failure else (" ".join(str(exc).split()) or type(exc).__name__)
         runs.record(run_id, "error", status="error", level="error", pid=None, detail=message)
         raise
     restore()
@@ -184,6 +197,7 @@ def _start_detached(runs: Runs, record: RunRecord, port: int, env: Mapping[str, 
     paths = runs.paths(run_id)
     with runs.locked(run_id) as fresh:
         _check_startable(fresh)
+        _remove_temp_files(paths)
         runs.record(run_id, "start_requested", status="starting", pid=None, port=port, error=None)
         command = [sys.executable, "-m", "tradeexecutor.cli.main", "runs", "--runs-dir", str(runs.runs_dir),
                    "supervise", run_id, "--port", str(port)]
@@ -198,7 +212,7 @@ def _start_detached(runs: Runs, record: RunRecord, port: int, env: Mapping[str, 
         if current.status != "starting":
             break
         if process.poll() is not None:
-            current = runs.registry.get(run_id) or record
+            current = _supervisor_ended(runs, run_id, process.returncode, paths) or current
             break
         time.sleep(0.1)
     if current.status == "error":
@@ -206,6 +220,16 @@ def _start_detached(runs: Runs, record: RunRecord, port: int, env: Mapping[str, 
                         f"(see {paths.executor_log})")
     url = runs.metadata(run_id).get("executor", {}).get("url")
     return StartResult(current, notes, url)
+
+
+def _supervisor_ended(runs: Runs, run_id: str, code: int, paths: RunPaths) -> RunRecord | None:
+    """The supervisor exited while the run was still starting: record the error it could not (its log says why)."""
+    with runs.locked(run_id) as fresh:
+        if fresh.status != "starting":
+            return fresh  # it recorded the outcome just before exiting
+        detail = _last_error(paths) or f"its supervisor exited with code {code} before the executor answered"
+        runs.record(run_id, "error", status="error", level="error", pid=None, detail=detail)
+    return runs.registry.get(run_id)
 
 
 # ---------------------------------------------------------------------------------------------

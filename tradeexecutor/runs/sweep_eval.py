@@ -42,6 +42,7 @@ from tradeexecutor.errors import TradeExecutorError
 from tradeexecutor.runs.spec import RunSpec
 from tradeexecutor.state import State
 from tradeexecutor.stats import summarise_windows
+from tradeexecutor.strategy.failure import strategy_failure
 from tradeexecutor.strategy.loader import load_strategy_source
 
 __all__ = ["LOADS", "PointResult", "SweepData", "Window", "evaluate", "load_counts", "market_fingerprint",
@@ -241,7 +242,11 @@ def equity_curve(data: SweepData, values: Mapping[str, Any]) -> tuple[np.ndarray
 
 
 def one_line(exc: BaseException) -> str:
-    """An exception as one short line (our errors without their class name)."""
+    """An exception as one short line: where the strategy failed when it did (file, line, cycle), else the
+    exception (our errors without their class name)."""
+    failure = strategy_failure(exc)
+    if failure is not None:
+        return failure.summary[:500]
     kind = "" if isinstance(exc, TradeExecutorError) else f"{type(exc).__name__}: "
     return " ".join(f"{kind}{exc}".split())[:500]
 

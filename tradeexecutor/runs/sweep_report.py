@@ -35,7 +35,7 @@ from tradeexecutor.runs.ranking import RANKABLE, statistic
 from tradeexecutor.runs.sweep_eval import PointResult, canonical_values, equity_curve, one_line
 from tradeexecutor.runs.sweep_pool import process_context
 from tradeexecutor.runs.walkforward import IN_SAMPLE, OUT_OF_SAMPLE, combine_curves
-from tradeexecutor.stats import SUMMARY_ROWS, format_figure
+from tradeexecutor.stats.formatting import format_statistic
 from tradeexecutor.store.atomic import atomic_write_bytes, atomic_write_text
 
 if TYPE_CHECKING:
@@ -48,8 +48,6 @@ __all__ = ["TABLE_STATISTICS", "finish", "markdown_report", "results_csv"]
 TABLE_STATISTICS: tuple[str, ...] = ("total_return", "sharpe", "max_drawdown", "trade_count")
 #: Rows of the ranking printed on the terminal (results.md has them all).
 PRINTED_ROWS = 20
-#: Kind of each statistic for formatting (stats.format_figure).
-_KINDS = {name: kind for name, _, kind in SUMMARY_ROWS}
 #: Window column suffixes: whole period, in-sample, out-of-sample.
 _SUFFIXES = (("", None), ("_is", IN_SAMPLE), ("_oos", OUT_OF_SAMPLE))
 
@@ -241,12 +239,6 @@ def _statistics(result: SweepResult) -> list[str]:
     return [rank_by, *[name for name in TABLE_STATISTICS if name != rank_by]]
 
 
-def _fmt(name: str, value: Any) -> str:
-    if value is None:
-        return "n/a"
-    return format_figure(value, _KINDS.get(name, "ratio"))
-
-
 def results_csv(result: SweepResult) -> str:
     """Every point, ranked, at full precision (module docstring)."""
     plan = result.plan
@@ -322,9 +314,10 @@ def ranking_table(result: SweepResult, limit: int | None = None) -> list[str]:
         cells = [str(rank), *[str(row.values.get(name)) for name in plan.parameters]]
         for name in statistics:
             if split:
-                cells += [_fmt(name, _value(row, name, IN_SAMPLE)), _fmt(name, _value(row, name, OUT_OF_SAMPLE))]
+                cells += [format_statistic(name, _value(row, name, IN_SAMPLE)),
+                          format_statistic(name, _value(row, name, OUT_OF_SAMPLE))]
             else:
-                cells.append(_fmt(name, _value(row, name, None)))
+                cells.append(format_statistic(name, _value(row, name, None)))
         cells.append(row.status if row.error is None else f"{row.status}: {row.error}")
         cells.append(row.run_id)
         lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
@@ -354,18 +347,21 @@ def walk_forward_lines(result: SweepResult) -> list[str]:
     for fold in result.folds:
         train, test = fold.fold.train, fold.fold.test
         chosen = _label(fold.chosen.values) if fold.chosen else "none"
+        trained, tested = fold.train or {}, fold.test or {}
         lines.append(f"| {fold.fold.number} | {_when(train.first_ms)} to {_when(train.last_ms)} | "
                      f"{_when(test.first_ms)} to {_when(test.last_ms)} | {chosen} | "
-                     f"{_fmt(rank_by, (fold.train or {}).get(rank_by))} | {_fmt(rank_by, (fold.test or {}).get(rank_by))} | "
-                     f"{_fmt('total_return', (fold.test or {}).get('total_return'))} | "
-                     f"{_fmt('max_drawdown', (fold.test or {}).get('max_drawdown'))} | "
-                     f"{_fmt('trade_count', (fold.test or {}).get('trade_count'))} |")
+                     f"{format_statistic(rank_by, trained.get(rank_by))} | "
+                     f"{format_statistic(rank_by, tested.get(rank_by))} | "
+                     f"{format_statistic('total_return', tested.get('total_return'))} | "
+                     f"{format_statistic('max_drawdown', tested.get('max_drawdown'))} | "
+                     f"{format_statistic('trade_count', tested.get('trade_count'))} |")
     if result.combined is not None and count > 1:
         combined = result.combined
         names = list(dict.fromkeys(["total_return", rank_by, "sharpe", "max_drawdown"]))
-        figures = ", ".join(f"{name.replace('_', ' ')} {_fmt(name, combined.get(name))}" for name in names)
+        figures = ", ".join(f"{name.replace('_', ' ')} {format_statistic(name, combined.get(name))}"
+                            for name in names)
         lines += ["", f"Combined out-of-sample ({count} fold{'s' if count > 1 else ''} chained): {figures}, "
-                      f"{_fmt('trade_count', combined.get('trade_count'))} trades."]
+                      f"{format_statistic('trade_count', combined.get('trade_count'))} trades."]
     return lines
 
 

@@ -30,10 +30,11 @@ import json
 import linecache
 import logging
 import os
+import struct
 import sys
-import tempfile
 import threading
 import traceback
+import zlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -41,6 +42,7 @@ from typing import Any
 
 import tblib
 
+from tradeexecutor.atomic import atomic_write_bytes, fsync_directory
 from tradeexecutor.errors import StateCorruptError
 
 logger = logging.getLogger(__name__)
@@ -54,6 +56,8 @@ MAX_CHAIN = 32
 MAX_RECENT_CRASHES = 1500
 #: File name of the crash file inside the state directory.
 CRASH_FILE_NAME = "crash.json"
+#: File name of the crash tally (count and recent crash times) next to it.
+CRASH_TALLY_NAME = "crash.tally"
 
 _CAUSE_HEADER = "\nThe above exception was the direct cause of the following exception:\n\n"
 _CONTEXT_HEADER = "\nDuring handling of the above exception, another exception occurred:\n\n"
@@ -334,16 +338,97 @@ class CrashHistory:
         )
 
 
+class CrashTally:
+    """A second, tiny record of the crashes — a counter and the last few crash times — that works on a full disk.
+
+    crash.json holds the whole crash record (frames, cause chain, thread stacks: kilobytes) and
+    is replaced through a new temporary file, which a full disk or a file-size limit refuses.
+    The crash must still count towards crash-loop safe mode, so every crash is also tallied in
+    ``crash.tally``: one fixed-size block (magic, crc32, count, the last
+    :data:`TALLY_TIMES` crash times in µs) created once while there is room
+    (:meth:`prepare`, at start-up) and then overwritten in place. Overwriting bytes a file
+    already has needs no new blocks (tmpfs, ext4, xfs; not copy-on-write file systems such as
+    btrfs or ZFS), and the block is smaller than a disk sector, so it is written whole or not at
+    all. A block that does not check out is ignored (crash.json still counts) and replaced by
+    the next crash.
+    """
+
+    _MAGIC = b"TECT"
+    _FORMAT = "<4sIq" + "q" * 16
+    #: Crash times the tally keeps.
+    TALLY_TIMES = 16
+    #: Bytes of the block.
+    SIZE = struct.calcsize(_FORMAT)
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+
+    def prepare(self) -> None:
+        """Create the zeroed block if there is none yet (at start-up, so a full disk later can still count)."""
+        if self.path.exists():
+            return
+        atomic_write_bytes(self.path, self._pack(0, []))
+
+    def read(self) -> tuple[int, list[datetime]]:
+        """The crash count and recent crash times, oldest first; (0, []) when missing or damaged."""
+        try:
+            data = self.path.read_bytes()
+        except FileNotFoundError:
+            return 0, []
+        except OSError as exc:
+            logger.warning("cannot read crash tally %s: %s", self.path, exc)
+            return 0, []
+        if len(data) != self.SIZE:
+            logger.warning("crash tally %s has %d bytes, not %d; ignored", self.path, len(data), self.SIZE)
+            return 0, []
+        magic, crc, count, *stamps = struct.unpack(self._FORMAT, data)
+        if magic != self._MAGIC or crc != zlib.crc32(data[8:]):
+            logger.warning("crash tally %s does not check out; ignored", self.path)
+            return 0, []
+        times = sorted(_EPOCH + timedelta(microseconds=stamp) for stamp in stamps if stamp > 0)
+        return max(0, count), times
+
+    def add(self, now: datetime) -> int:
+        """Count one crash at ``now`` in place (fsynced); the new count. Raises OSError when even this fails."""
+        count, times = self.read()
+        block = self._pack(count + 1, [*times, now][-self.TALLY_TIMES:])
+        try:
+            fd = os.open(self.path, os.O_WRONLY | getattr(os, "O_CLOEXEC", 0))
+            created = False
+        except FileNotFoundError:  # never prepared: needs room for a new file
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666)
+            created = True
+        try:
+            if os.pwrite(fd, block, 0) != len(block):
+                raise OSError(f"short write to {self.path}")
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        if created:
+            fsync_directory(self.path.parent)
+        return count + 1
+
+    def _pack(self, count: int, times: list[datetime]) -> bytes:
+        stamps = [_microseconds(moment) for moment in times]
+        stamps += [0] * (self.TALLY_TIMES - len(stamps))
+        body = struct.pack("<q" + "q" * self.TALLY_TIMES, count, *stamps)
+        return self._MAGIC + struct.pack("<I", zlib.crc32(body)) + body
+
+
 class CrashFile:
     """Keeps the last crash record, a crash counter and recent crash times in one atomically written JSON file.
 
     The daemon records every crash here before exiting, and loads it at start-up so /status still
-    shows the last crash after a restart and the crash policy can see a crash loop.
+    shows the last crash after a restart and the crash policy can see a crash loop. Every crash
+    is counted in :class:`CrashTally` (``crash.tally``) first, so a crash whose crash.json could
+    not be written (a full disk) still counts: :meth:`load` and :meth:`recent_crashes` read both.
     """
 
     def __init__(self, path: Path | str) -> None:
         #: Where the file lives; see for_state_dir for the usual place.
         self.path = Path(path)
+        #: The tiny second record next to it.
+        self.tally = CrashTally(self.path.with_name(CRASH_TALLY_NAME))
         self._lock = threading.Lock()
 
     @classmethod
@@ -351,11 +436,22 @@ class CrashFile:
         """The crash file kept inside a state directory, next to the state file."""
         return cls(Path(state_dir) / CRASH_FILE_NAME)
 
-    def load(self) -> CrashHistory | None:
-        """The recorded history, or None when no crash was ever recorded.
+    def prepare(self) -> None:
+        """Make room for counting crashes while there is room (start-up); a failure is logged, not raised."""
+        try:
+            self.tally.prepare()
+        except OSError as exc:
+            logger.warning("cannot create crash tally %s: %s; crashes count only while crash.json can be written",
+                           self.tally.path, exc)
 
-        Raises StateCorruptError when the file exists but cannot be read; the file is left as it is.
+    def load(self) -> CrashHistory | None:
+        """The recorded history (crash.json with the tally's count and times), or None when no crash was recorded.
+
+        Raises StateCorruptError when crash.json exists but cannot be read; the file is left as it is.
         """
+        return self._merge_tally(self._load_json())
+
+    def _load_json(self) -> CrashHistory | None:
         try:
             text = self.path.read_text(encoding="utf-8")
         except FileNotFoundError:
@@ -370,31 +466,67 @@ class CrashFile:
         except (ValueError, TypeError, KeyError) as exc:
             raise StateCorruptError(f"crash file {self.path} is not valid: {exc}") from exc
 
-    def record(self, exc: BaseException | dict[str, Any], now: datetime | None = None) -> CrashHistory:
-        """Add one crash (an exception or an already serialised record) and write the file atomically.
+    def _merge_tally(self, history: CrashHistory | None) -> CrashHistory | None:
+        """``history`` with the crashes only the tally saw added (same moment: same crash)."""
+        count, times = self.tally.read()
+        if not count and history is None:
+            return None
+        merged = history or CrashHistory()
+        merged.crash_count = max(merged.crash_count, count)
+        seen = {_microseconds(moment) for moment in merged.recent_crashes}
+        extra = [moment for moment in times if _microseconds(moment) not in seen]
+        if extra:
+            merged.recent_crashes = sorted([*merged.recent_crashes, *extra])[-MAX_RECENT_CRASHES:]
+            if merged.last_crashed_at is None or merged.recent_crashes[-1] > merged.last_crashed_at:
+                merged.last_crashed_at = merged.recent_crashes[-1]
+        return merged
 
-        An unreadable existing file is moved aside (``crash.json.corrupt-<time>``), never overwritten.
+    def record(self, exc: BaseException | dict[str, Any], now: datetime | None = None) -> CrashHistory:
+        """Count one crash (an exception or an already serialised record) in the tally, then write crash.json.
+
+        An unreadable existing crash.json is moved aside (``crash.json.corrupt-<time>``), never
+        overwritten. When crash.json cannot be written (a full disk) but the tally could, the
+        failure is logged and the history is returned all the same: the crash counts. OSError
+        only when neither could be written.
         """
         now = _utc(now)
         record = exc if isinstance(exc, dict) else serialise_exception(exc)
         with self._lock:
             try:
-                history = self.load() or CrashHistory()
+                history = self._load_json() or CrashHistory()
             except StateCorruptError:
                 aside = self.path.with_name(f"{self.path.name}.corrupt-{now.strftime('%Y%m%dT%H%M%S%f')}")
                 logger.warning("crash file %s is unreadable; moved aside to %s", self.path, aside)
                 os.replace(self.path, aside)
                 history = CrashHistory()
+            history = self._merge_tally(history) or history
+            try:
+                self.tally.add(now)
+                tallied = True
+            except OSError as error:
+                logger.error("cannot count the crash in %s: %s", self.tally.path, error)
+                tallied = False
             history.crash_count += 1
             history.recent_crashes = [*history.recent_crashes, now][-MAX_RECENT_CRASHES:]
             history.last_crashed_at = now
             history.last_exception = record
             payload = json.dumps(history.to_dict(), indent=2, default=str).encode("utf-8")
-            _atomic_write(self.path, payload)
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                atomic_write_bytes(self.path, payload)
+            except OSError as error:
+                if not tallied:
+                    raise
+                logger.error("cannot write crash file %s: %s; the crash is counted in %s (crash %d)", self.path,
+                             error, self.tally.path, history.crash_count)
         return history
 
     def recent_crashes(self, within: timedelta, now: datetime | None = None) -> list[datetime]:
-        """Crash times no older than ``within`` before ``now``, oldest first; for crash-loop detection."""
+        """Crash times no older than ``within`` before ``now``, oldest first; for crash-loop detection.
+
+        A damaged crash.json raises StateCorruptError; the tally alone still answers through
+        :meth:`tallied_crashes`.
+        """
         now = _utc(now)
         history = self.load()
         if history is None:
@@ -402,30 +534,19 @@ class CrashFile:
         cutoff = now - within
         return [moment for moment in history.recent_crashes if cutoff <= moment <= now]
 
+    def tallied_crashes(self, within: timedelta, now: datetime | None = None) -> list[datetime]:
+        """The tally's crash times no older than ``within`` before ``now`` (when crash.json is unreadable)."""
+        now = _utc(now)
+        cutoff = now - within
+        return [moment for moment in self.tally.read()[1] if cutoff <= moment <= now]
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write bytes so a reader sees the old file or the new one, never half: temp, fsync, replace, fsync dir."""
-    directory = path.parent
-    directory.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        try:
-            os.unlink(tmp_name)
-        except FileNotFoundError:
-            pass
-        raise
-    if os.name == "posix":
-        dir_fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _microseconds(moment: datetime) -> int:
+    """A time as integer µs since the epoch (exact: the tally's precision, and how its times are compared)."""
+    return (_utc(moment) - _EPOCH) // timedelta(microseconds=1)
 
 
 def _utc(now: datetime | None) -> datetime:

@@ -10,17 +10,32 @@ the standard library, numpy and pandas. Definitions of every statistic: ``docs/s
 
 from __future__ import annotations
 
-from tradeexecutor.stats.summary import (
-    SUMMARY_ROWS,
-    Summary,
-    TRADE_COLUMNS,
-    compute_summary,
-    format_figure,
-    summarise_windows,
-    summary_table,
-    trades_frame,
-    write_trades_csv,
-)
+from typing import TYPE_CHECKING
+
+from tradeexecutor import lazy_exports
+
+if TYPE_CHECKING:
+    from tradeexecutor.stats.formatting import SUMMARY_ROWS, format_figure, format_statistic
+    from tradeexecutor.stats.summary import (
+        TRADE_COLUMNS,
+        Summary,
+        compute_summary,
+        summarise_windows,
+        summary_table,
+        trades_frame,
+        write_trades_csv,
+    )
+
+#: Where each re-exported name lives. Imported on first use: formatting a figure (``runs show``)
+#: must not import pandas and numpy.
+_EXPORTS = {
+    "SUMMARY_ROWS": "formatting", "format_figure": "formatting", "format_statistic": "formatting",
+    "TRADE_COLUMNS": "summary", "Summary": "summary", "compute_summary": "summary", "summarise_windows": "summary",
+    "summary_table": "summary", "trades_frame": "summary", "write_trades_csv": "summary",
+}
+
+__getattr__ = lazy_exports(__name__, _EXPORTS)
+
 
 __all__ = [
     "SUMMARY_ROWS",
@@ -28,6 +43,7 @@ __all__ = [
     "Summary",
     "compute_summary",
     "format_figure",
+    "format_statistic",
     "summarise_windows",
     "summary_table",
     "trades_frame",

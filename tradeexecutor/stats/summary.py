@@ -19,7 +19,6 @@ from __future__ import annotations
 import functools
 import math
 import os
-import tempfile
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from enum import Enum
@@ -30,7 +29,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from tradeexecutor.atomic import atomic_write_bytes
 from tradeexecutor.state import State, Trade, TradeStatus
+from tradeexecutor.stats.formatting import SUMMARY_ROWS, format_figure
 
 __all__ = [
     "TRADE_COLUMNS",
@@ -425,38 +426,12 @@ def _buy_and_hold(prices: dict[str, pd.Series], timestamps: np.ndarray) -> float
 # ---------------------------------------------------------------------------------------------
 # Terminal table
 
-#: (field, label, format) rows of summary_table and of the run report's key figures, in order.
-SUMMARY_ROWS: tuple[tuple[str, str, str], ...] = (
-    ("start", "Start", "text"),
-    ("end", "End", "text"),
-    ("initial_cash", "Initial cash", "money"),
-    ("final_equity", "Final equity", "money"),
-    ("total_return", "Total return", "pct"),
-    ("cagr", "CAGR", "pct"),
-    ("annualised_volatility", "Annualised volatility", "pct"),
-    ("sharpe", "Sharpe", "ratio"),
-    ("sortino", "Sortino", "ratio"),
-    ("max_drawdown", "Max drawdown", "pct"),
-    ("max_drawdown_duration", "Max drawdown duration", "days"),
-    ("win_rate", "Win rate", "pct"),
-    ("profit_factor", "Profit factor", "ratio"),
-    ("average_win", "Average win", "money"),
-    ("average_loss", "Average loss", "money"),
-    ("trade_count", "Trades executed", "int"),
-    ("rejected_trade_count", "Trades rejected", "int"),
-    ("position_count", "Positions closed", "int"),
-    ("open_positions", "Positions open", "int"),
-    ("exposure_time", "Exposure time", "pct"),
-    ("fees_paid", "Fees paid", "money"),
-    ("buy_and_hold_return", "Buy and hold return", "pct"),
-    ("periods_per_year", "Periods per year", "ratio"),
-)
-
 
 def summary_table(summary: Summary) -> str:
     """Format a Summary as an aligned two-column plain-text table for the terminal.
 
-    Fractions print as percentages, undefined values as ``n/a``.
+    Every figure as :mod:`tradeexecutor.stats.formatting` writes it (fractions as percentages,
+    undefined values as ``n/a``).
     """
     values = summary.to_dict()
     lines = [(label, format_figure(values[name], kind)) for name, label, kind in SUMMARY_ROWS]
@@ -465,21 +440,6 @@ def summary_table(summary: Summary) -> str:
     return "\n".join(f"{label:<{label_width}}  {text:>{value_width}}" for label, text in lines)
 
 
-def format_figure(value: Any, kind: str) -> str:
-    """One figure as tables print it: percentages with two decimals, money with separators, n/a for None."""
-    if value is None:
-        return "n/a"
-    if kind == "text":
-        return str(value)
-    if kind == "int":
-        return f"{int(value):,}"
-    if kind == "pct":
-        return f"{value * 100:,.2f} %"
-    if kind == "money":
-        return f"{value:,.2f}"
-    if kind == "days":
-        return f"{value:,.1f} days"
-    return f"{value:,.2f}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -528,17 +488,7 @@ def write_trades_csv(state: State, path: str | os.PathLike[str]) -> Path:
         frame[column] = [_iso_datetime(value) for value in frame[column]]
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="") as stream:
-            frame.to_csv(stream, index=False, lineterminator="\n")
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temp_name, target)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
-    _fsync_directory(target.parent)
+    atomic_write_bytes(target, frame.to_csv(index=False, lineterminator="\n").encode("utf-8"))
     return target
 
 
@@ -574,20 +524,6 @@ def _trade_record(trade: Trade, symbols: dict[int, str]) -> dict[str, Any]:
         "reject_reason": trade.reject_reason,
         "note": trade.note,
     }
-
-
-def _fsync_directory(directory: Path) -> None:
-    """Make a rename durable; a no-op where directories cannot be opened (Windows)."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,101 +1,20 @@
-"""Crash-safe file writes: a reader sees the old bytes or the new bytes, never a mix, even after a power cut.
+"""Crash-safe file writes, re-exported from :mod:`tradeexecutor.atomic` for the store's existing callers.
 
-Whole files are replaced with the classic sequence — write a temporary file in the same
-directory, flush and fsync it, ``os.replace`` it over the target, fsync the directory so the
-rename itself is durable. Append-only logs are appended to and fsynced before returning.
+The writers moved one layer down so that ``runstate`` (crash.json) and ``stats`` (orders.csv),
+which may not import ``store``, write files the same way: same temporary names, same
+permissions, same clean-up after ``kill -9``.
 """
 
 from __future__ import annotations
 
-import os
-import secrets
-import stat
+from tradeexecutor.atomic import (
+    atomic_write_bytes,
+    atomic_write_text,
+    fsync_append,
+    fsync_directory,
+    remove_temp_files,
+    temp_path_for,
+)
 
-__all__ = ["atomic_write_bytes", "atomic_write_text", "fsync_append", "fsync_directory"]
-
-_O_BINARY = getattr(os, "O_BINARY", 0)
-_O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
-
-
-def fsync_directory(directory: str | os.PathLike[str]) -> None:
-    """Make a rename, creation or deletion inside ``directory`` durable.
-
-    A no-op where directories cannot be opened (Windows), which has no such requirement.
-    """
-    try:
-        fd = os.open(os.fspath(directory), os.O_RDONLY | _O_CLOEXEC)
-    except (PermissionError, IsADirectoryError):  # pragma: no cover - Windows
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_all(fd: int, data: bytes | bytearray | memoryview) -> None:
-    """Write every byte; os.write may write fewer than asked."""
-    view = memoryview(data)
-    while view:
-        written = os.write(fd, view)
-        view = view[written:]
-
-
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes | bytearray | memoryview) -> None:
-    """Replace the file at ``path`` with ``data`` so that a crash leaves the old or the new content.
-
-    The temporary file sits next to the target (``.NAME.RANDOM.tmp``) so the rename stays on
-    one file system. An existing target's permission bits are kept; a new file gets the usual
-    0666 minus umask. On any error the temporary file is removed and the target is untouched.
-    """
-    target = os.path.abspath(os.fspath(path))
-    directory, name = os.path.split(target)
-    tmp = os.path.join(directory, f".{name}.{secrets.token_hex(6)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_BINARY | _O_CLOEXEC, 0o666)
-    try:
-        try:
-            _write_all(fd, data)
-            try:
-                os.chmod(tmp, stat.S_IMODE(os.stat(target).st_mode))
-            except FileNotFoundError:
-                pass
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, target)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    fsync_directory(directory)
-
-
-def atomic_write_text(path: str | os.PathLike[str], text: str, encoding: str = "utf-8") -> None:
-    """Like atomic_write_bytes, for text (no newline translation)."""
-    atomic_write_bytes(path, text.encode(encoding))
-
-
-def fsync_append(path: str | os.PathLike[str], data: bytes | bytearray | memoryview) -> int:
-    """Append ``data`` to an append-only log and fsync it; returns the number of bytes appended.
-
-    The directory is fsynced too when this call created the file, so the new name survives a
-    crash. A crash during the call may leave a partial record at the end of the file: readers of
-    the log must treat an unterminated or unparsable last record as not written.
-    """
-    target = os.fspath(path)
-    flags = os.O_WRONLY | os.O_APPEND | _O_BINARY | _O_CLOEXEC
-    try:
-        fd = os.open(target, flags)
-        created = False
-    except FileNotFoundError:
-        fd = os.open(target, flags | os.O_CREAT, 0o666)
-        created = True
-    try:
-        _write_all(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    if created:
-        fsync_directory(os.path.dirname(os.path.abspath(target)))
-    return len(data)
+__all__ = ["atomic_write_bytes", "atomic_write_text", "fsync_append", "fsync_directory", "remove_temp_files",
+           "temp_path_for"]

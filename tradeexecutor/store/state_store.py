@@ -48,7 +48,7 @@ import orjson
 
 from tradeexecutor.errors import SchemaVersionError, StateCorruptError, StateError
 from tradeexecutor.state import Portfolio, Position, State, ValuationSeries
-from tradeexecutor.store.atomic import atomic_write_bytes, fsync_append, fsync_directory
+from tradeexecutor.store.atomic import atomic_write_bytes, fsync_append, fsync_directory, temp_path_for
 from tradeexecutor.store.codec import (
     VALUATION_COLUMNS,
     check_schema_version,
@@ -361,9 +361,8 @@ class StateStore:
         not supported the bytes are copied. The rename is made durable by the directory fsync of
         the snapshot write that follows.
         """
-        tmp = self.path / f".{self.BACKUP_NAME}.{os.getpid()}.tmp"
+        tmp = temp_path_for(self.backup_path)
         try:
-            tmp.unlink(missing_ok=True)
             os.link(self.snapshot_path, tmp)
         except OSError:
             data = _read_bytes(self.snapshot_path)

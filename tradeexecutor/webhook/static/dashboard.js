@@ -9,7 +9,8 @@
  * the JSON had them), so tests and scrapers need not parse the formatted text. After each refresh
  * <body> gets data-refreshes="<count>"; after the first, a "dashboard-ready" performance mark, and
  * "dashboard-chart" once the chart first shows.
- * ?refresh=<seconds> changes the 10 s refresh period (1 to 3600).
+ * ?refresh=<seconds> changes the 10 s refresh period (1 to 3600); ?journal=all shows routine journal
+ * events (cycles that decided nothing, revaluations) too.
  */
 "use strict";
 
@@ -18,6 +19,10 @@
   const REQUEST_TIMEOUT_MS = 8000;
   const JOURNAL_FETCH = 100; // journal entries read per refresh, for the timeline
   const JOURNAL_TAIL = 20; // journal entries shown
+  // The journal shows what an operator cares about (orders, fills, triggers, crashes, state changes):
+  // entries at level info and above. Routine ones — cycles that decided nothing, revaluations — are
+  // journaled at debug and shown only while "Show routine events too" is ticked (?journal=all ticks it).
+  const journalRoutine = () => document.getElementById("journal-routine").checked;
 
   /** Journal events shown on the timeline: event name → [label, kind used for styling]. */
   const TIMELINE_EVENTS = {
@@ -489,9 +494,11 @@
     }
     const tail = entries.slice(-JOURNAL_TAIL).reverse();
     table.dataset.count = String(tail.length);
+    table.dataset.view = journalRoutine() ? "all" : "notable";
     if (!tail.length) {
       table.hidden = true;
-      setNote("journal", "The journal is empty.");
+      setNote("journal", journalRoutine() ? "The journal is empty."
+        : "Nothing but routine events yet: tick \u201cShow routine events too\u201d to see every cycle.");
       return;
     }
     table.tBodies[0].replaceChildren(...tail.map((entry) => {
@@ -569,7 +576,7 @@
         getJson("status"),
         getJson("summary"),
         getJson("positions?status=open"),
-        getJson(`logs?limit=${JOURNAL_FETCH}`),
+        getJson(`logs?limit=${JOURNAL_FETCH}${journalRoutine() ? "" : "&level=info"}`),
       ]);
       const status = safely("status", () => renderStatus(statusResult)) || lastStatus;
       const summary = safely("summary", () => renderSummary(summaryResult, status));
@@ -597,6 +604,9 @@
     image.addEventListener("load", chartLoaded);
     image.addEventListener("error", chartFailed);
     document.getElementById("refresh-now").addEventListener("click", refresh);
+    const routine = document.getElementById("journal-routine");
+    routine.checked = new URLSearchParams(window.location.search).get("journal") === "all";
+    routine.addEventListener("change", refresh);
     document.addEventListener("visibilitychange", () => {
       if (document.visibilityState === "visible" && lastStatusAt && Date.now() - lastStatusAt > refreshSeconds * 1000) {
         refresh();

@@ -1,0 +1,153 @@
+"""Crash-safe file writes: a reader sees the old bytes or the new bytes, never a mix, even after a power cut.
+
+Whole files are replaced with the classic sequence — write a temporary file in the same
+directory, flush and fsync it, ``os.replace`` it over the target, fsync the directory so the
+rename itself is durable. Append-only logs are appended to and fsynced before returning.
+
+Every whole-file writer of the package goes through here (state, crash.json, orders.csv, the
+public snapshots, run artifacts), so all of them name their temporary files one way
+(``.NAME.<12 hex digits>.tmp``) and give new files one mode (0666 minus the umask, like any
+file the process creates). A ``kill -9`` between creating the temporary file and the rename
+leaves it behind; :func:`remove_temp_files` clears them when the directory's owner starts
+again (while it holds the directory's lock, so no writer is mid-way).
+
+This module sits below every layer that writes files (``store``, ``runstate``, ``stats``,
+``runs``, ``daemon``) and imports nothing from the package.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import stat
+from pathlib import Path
+
+__all__ = ["atomic_write_bytes", "atomic_write_text", "fsync_append", "fsync_directory", "remove_temp_files",
+           "temp_path_for"]
+
+#: Names of temporary files: :func:`temp_path_for`'s, and the ``.NAME.XXXXXXXX.tmp`` (mkstemp) and
+#: ``.state.json.bak.PID.tmp`` names earlier versions used, so their leftovers go too.
+TEMP_NAME = re.compile(r"^\..+\.tmp$")
+
+_O_BINARY = getattr(os, "O_BINARY", 0)
+_O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+
+
+def fsync_directory(directory: str | os.PathLike[str]) -> None:
+    """Make a rename, creation or deletion inside ``directory`` durable.
+
+    A no-op where directories cannot be opened (Windows), which has no such requirement.
+    """
+    try:
+        fd = os.open(os.fspath(directory), os.O_RDONLY | _O_CLOEXEC)
+    except (PermissionError, IsADirectoryError):  # pragma: no cover - Windows
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_all(fd: int, data: bytes | bytearray | memoryview) -> None:
+    """Write every byte; os.write may write fewer than asked."""
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+def temp_path_for(path: str | os.PathLike[str]) -> str:
+    """A fresh temporary name next to ``path`` (``.NAME.<12 hex digits>.tmp``), as the atomic writers use."""
+    target = os.path.abspath(os.fspath(path))
+    directory, name = os.path.split(target)
+    return os.path.join(directory, f".{name}.{secrets.token_hex(6)}.tmp")
+
+
+def remove_temp_files(*directories: str | os.PathLike[str]) -> list[Path]:
+    """Delete the temporary files an interrupted atomic write left in ``directories``; returns what was removed.
+
+    Only files named like temporary files (:data:`TEMP_NAME`: a dot, then ``.tmp`` at the end)
+    are touched, never a sub-directory or its content. Call it only on directories the package
+    owns (a state directory, its ``public/``, a run folder) and only while no writer can be
+    working in them (the executor holds the state directory's lock; a run is not active), since
+    a live writer's temporary file looks the same. A directory that does not exist is skipped.
+    """
+    removed: list[Path] = []
+    for directory in directories:
+        try:
+            entries = list(os.scandir(directory))
+        except FileNotFoundError:
+            continue
+        before = len(removed)
+        for entry in entries:
+            if TEMP_NAME.match(entry.name) and entry.is_file(follow_symlinks=False):
+                try:
+                    os.unlink(entry.path)
+                except FileNotFoundError:
+                    continue
+                removed.append(Path(entry.path))
+        if len(removed) > before:
+            fsync_directory(directory)
+    return removed
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes | bytearray | memoryview) -> None:
+    """Replace the file at ``path`` with ``data`` so that a crash leaves the old or the new content.
+
+    The temporary file sits next to the target (``.NAME.RANDOM.tmp``) so the rename stays on
+    one file system. An existing target's permission bits are kept; a new file gets the usual
+    0666 minus umask. On any error the temporary file is removed and the target is untouched.
+    """
+    target = os.path.abspath(os.fspath(path))
+    directory = os.path.dirname(target)
+    tmp = temp_path_for(target)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_BINARY | _O_CLOEXEC, 0o666)
+    try:
+        try:
+            _write_all(fd, data)
+            try:
+                os.chmod(tmp, stat.S_IMODE(os.stat(target).st_mode))
+            except FileNotFoundError:
+                pass
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, target)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    fsync_directory(directory)
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str, encoding: str = "utf-8") -> None:
+    """Like atomic_write_bytes, for text (no newline translation)."""
+    atomic_write_bytes(path, text.encode(encoding))
+
+
+def fsync_append(path: str | os.PathLike[str], data: bytes | bytearray | memoryview) -> int:
+    """Append ``data`` to an append-only log and fsync it; returns the number of bytes appended.
+
+    The directory is fsynced too when this call created the file, so the new name survives a
+    crash. A crash during the call may leave a partial record at the end of the file: readers of
+    the log must treat an unterminated or unparsable last record as not written.
+    """
+    target = os.fspath(path)
+    flags = os.O_WRONLY | os.O_APPEND | _O_BINARY | _O_CLOEXEC
+    try:
+        fd = os.open(target, flags)
+        created = False
+    except FileNotFoundError:
+        fd = os.open(target, flags | os.O_CREAT, 0o666)
+        created = True
+    try:
+        _write_all(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    if created:
+        fsync_directory(os.path.dirname(os.path.abspath(target)))
+    return len(data)
