@@ -120,7 +120,8 @@ def datetime_param(request: Request, name: str) -> datetime | None:
             return datetime.fromtimestamp(float(text), UTC)
         date = _DATE.match(text)
         if date:
-            return datetime(*map(int, date.groups()), tzinfo=UTC)
+            year, month, day = (int(part) for part in date.groups())
+            return datetime(year, month, day, tzinfo=UTC)
         stamp = _DATE_TIME.match(text)
         if stamp:
             return _rfc3339(stamp)
