@@ -6,10 +6,13 @@ Run from the repository root::
 
 Each run is a harness in a fresh child process that builds the real daemon with ``build_daemon`` — the
 real ApschedulerTicker, CommandQueue, ExecutorLoop, Engine, StateStore and Publisher, exactly as
-``tradeexecutor start bench/strategies/sma_lag_probe.py --replay-seconds 1 --chart-seconds 0
---max-cycles 60`` wires them — and serves its RunState on the real WebhookServer/create_app
-(default thread count) on 127.0.0.1, while wrk (``-c 50 -t 2``, or http.client poller threads in
-another process when wrk is missing) polls /status from its own process for the whole run.
+``tradeexecutor start bench/strategies/sma_lag_probe.py --replay-seconds 1 --max-cycles 60`` wires
+them, so with the default configuration: charts on (``--chart-seconds 10``, drawn by the chart
+renderer's process), threads pinned (``--cpu auto``) — and serves its RunState on the real
+WebhookServer/create_app (default thread count) on 127.0.0.1, while wrk (``-c 50 -t 2``, or
+http.client poller threads in another process when wrk is missing) polls /status from its own
+process for the whole run. ``--chart-seconds`` changes the chart interval of every run (0: charts
+off), for comparisons; each run reports how many charts were drawn.
 
 For every cycle it records three instants, each measured from the cycle's 1 s boundary:
 
@@ -64,8 +67,9 @@ def child(args: argparse.Namespace) -> None:
     logging.basicConfig(level=logging.INFO, filename=str(workdir / "daemon.log"),
                         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    chart_seconds = {} if args.chart_seconds is None else {"chart_seconds": args.chart_seconds}
     config = DaemonConfig(strategy_file=args.strategy, state_dir=workdir / "state", port=0, replay_seconds=1.0,
-                          max_cycles=args.cycles, chart_seconds=0.0, cpu=args.cpu)
+                          max_cycles=args.cycles, cpu=args.cpu, **chart_seconds)
     pinning = CpuPinning(config.cpu)  # as start_cmd does, before any thread starts
     pinning.start()
     daemon = build_daemon(config)
@@ -88,6 +92,14 @@ def child(args: argparse.Namespace) -> None:
     daemon.commands.put_tick = timed_put_tick
 
     daemon.loop.handle = timed_handle
+    charts: list[float] = []  # when each set of chart images was stored
+    set_images = daemon.runstate.set_images
+
+    def timed_set_images(images, now=None):
+        charts.append(time.time())
+        return set_images(images, now)
+
+    daemon.runstate.set_images = timed_set_images
     server = WebhookServer(create_app(daemon.runstate), host="127.0.0.1", port=0,
                            threads=args.webhook_threads).start()
     load = None
@@ -103,7 +115,8 @@ def child(args: argparse.Namespace) -> None:
         "exit_code": code, "ticks": ticks, "entries": list(entries), "threads": server.threads,
         "rps": result.rps if result else None, "p50_ms": result.p50_ms if result else None,
         "p99_ms": result.p99_ms if result else None,
-        "errors": (result.errors + result.non2xx) if result else 0, "cpu": pinning.cpu}), flush=True)
+        "errors": (result.errors + result.non2xx) if result else 0, "cpu": pinning.cpu, "charts": len(charts),
+        "chart_seconds": config.chart_seconds}), flush=True)
     pinning.stop()
     logging.shutdown()
     shutil.rmtree(workdir, ignore_errors=True)
@@ -137,6 +150,8 @@ def run_child(args: argparse.Namespace, config: str) -> dict:
                "--connections", str(args.connections), "--wrk-threads", str(args.wrk_threads),
                "--strategy", str(args.strategy), "--webhook-threads", str(args.webhook_threads),
                "--cpu", "auto" if pinned else "off"]
+    if args.chart_seconds is not None:
+        command += ["--chart-seconds", str(args.chart_seconds)]
     command += [] if load else ["--no-load"]
     proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True,
                           timeout=args.cycles + 300, check=False)
@@ -170,6 +185,8 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=50)
     parser.add_argument("--wrk-threads", type=int, default=2)
     parser.add_argument("--webhook-threads", type=int, default=4, help="the executor's webhook worker threads")
+    parser.add_argument("--chart-seconds", type=float, default=None,
+                        help="chart interval of every run (default: the daemon's default; 0: charts off)")
     parser.add_argument("--cpu", default="auto", help=argparse.SUPPRESS)
     parser.add_argument("--strategy", type=Path, default=PROBE_STRATEGY)
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
@@ -202,12 +219,14 @@ def main() -> None:
               f"max {max(measured['job']):.1f} ms"
               + (f"; /status {run['rps']:,.0f} req/s p99 {run['p99_ms']:.0f} ms, {run['errors']} errors, "
                  f"{run['threads']} webhook threads" if load else "")
-              + (f"; pinned to CPU {run['cpu']}" if run["cpu"] is not None else "; not pinned"),
+              + (f"; pinned to CPU {run['cpu']}" if run["cpu"] is not None else "; not pinned")
+              + f"; {run['charts']} chart renders (--chart-seconds {run['chart_seconds']:g})",
               flush=True)
 
     print()
     print(f"Command: `python bench/bench_scheduler_lag.py --runs {args.runs} --unpinned-runs {args.unpinned_runs} "
-          f"--cycles {args.cycles} --baseline-runs {args.baseline_runs}`")
+          f"--cycles {args.cycles} --baseline-runs {args.baseline_runs}"
+          + (f" --chart-seconds {args.chart_seconds:g}" if args.chart_seconds is not None else "") + "`")
     print()
     print("| boundary → | runs | cycles | p50 | p95 | p99 | max | goal |")
     print("|---|---|---|---|---|---|---|---|")

@@ -372,7 +372,7 @@ class ExecutorLoop:
     def _complete(self) -> None:
         """The replay reached the end of its data: final snapshot and charts, status complete."""
         self.store.save_snapshot(self.state)
-        self.publisher.charts(self.state, self.feed.cursor)
+        self.publisher.final_charts(self.state, self.feed.cursor)
         self.publisher.final(self.state)
         self._end(RunStatus.complete, "the replay reached the end of the data")
 
