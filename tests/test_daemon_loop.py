@@ -607,7 +607,9 @@ def test_charts_are_sent_after_the_first_cycle_then_at_the_interval_stretched_by
     market, _ = load_market([], strategy.instruments, start="2005-01-01", end="2005-03-01")
     clock = FakeClock(T0)
     runstate = RunState.create("charts", mode="paper", now=T0)
-    publisher = Publisher(runstate, ReplayFeed(market, monotonic=clock.monotonic), clock, chart_seconds=0.1)
+    feed = ReplayFeed(market, monotonic=clock.monotonic)
+    feed.advance()
+    publisher = Publisher(runstate, feed, clock, chart_seconds=0.1)
     renderer = publisher.renderer
     assert renderer is not None
     sent: list[float] = []  # fake time of each delta sent
@@ -627,14 +629,26 @@ def test_charts_are_sent_after_the_first_cycle_then_at_the_interval_stretched_by
     publisher.start()
     try:
         assert renderer.wait_idle(120)
-        publisher.cycle_done(state, 5, None)  # the first cycle: sent at once
+        state.valuations.append(0, 10_000.0, 10_000.0, 0.0)
+        publisher.cycle_done(state, 0, None)  # the first cycle: sent at once
         assert sent == [0.0]
         assert renderer.wait_idle(120) and runstate.image_keys()
         assert renderer.last_cost > 0
-        for _ in range(200):  # 20 s of fake time in 0.1 s steps; the renderer is idle between them
+        for n in range(1, 201):  # 20 s of fake time in 0.1 s steps; the renderer is idle between them
             clock.advance(timedelta(seconds=0.1))
-            publisher.cycle_done(state, 5, None)
+            state.valuations.append(n * 86_400_000, 10_000.0 + n, 10_000.0, 0.0)  # a day more to draw each time
+            publisher.cycle_done(state, 0, None)
             assert renderer.wait_idle(120)
+        assert sent[-1] < 20.0 + 1e-9
+        clock.advance(timedelta(seconds=60))
+        publisher.trigger_check_done(state)  # what changed since the last delta is sent by any job
+        assert sent[-1] == clock.monotonic() and renderer.wait_idle(120)
+        count = len(sent)
+        clock.advance(timedelta(seconds=60))
+        publisher.trigger_check_done(state)  # nothing changed since: nothing to draw
+        publisher.revaluation_done(state)
+        assert len(sent) == count
+        sent, costs = sent[:-1], costs[:-1]
         assert len(sent) >= 2
         for k in range(1, len(sent)):  # a cycle every 0.1 s: the first one at or after the stretched interval sends
             wanted = max(0.1, costs[k] / CHART_TIME_SHARE)

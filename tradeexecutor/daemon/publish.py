@@ -52,7 +52,7 @@ class Publisher:
     def __init__(self, runstate: RunState, feed: PriceFeed, clock: Clock, *,
                  chart_seconds: float = 10.0,
                  next_cycle_at: Callable[[], datetime | None] = lambda: None,
-                 chart_timeout: float = 120.0,
+                 chart_timeout: float = 120.0, wake: Callable[[], object] | None = None,
                  extra: dict[str, Any] | None = None, files: RunFiles | None = None,
                  publish_seconds: float = 2.0, metadata: dict[str, Any] | None = None) -> None:
         self.runstate = runstate
@@ -61,11 +61,16 @@ class Publisher:
         self.chart_seconds = chart_seconds
         self.next_cycle_at = next_cycle_at
         #: Draws the charts in its own process (started by start()); None when chart_seconds is 0.
-        self.renderer = ChartRenderer(self._images_drawn, on_failure=self._charts_stale, timeout=chart_timeout,
-                                      restart_seconds=max(1.0, 3 * chart_seconds)) if chart_seconds > 0 else None
+        self.renderer = ChartRenderer(self._images_drawn, on_failure=self._charts_stale, on_idle=self._renderer_idle,
+                                      timeout=chart_timeout, restart_seconds=max(1.0, 3 * chart_seconds),
+                                      ) if chart_seconds > 0 else None
+        #: Asks the loop, from the renderer's thread, to run send_charts (queues a charts job).
+        self.wake = wake
         self._closes = {symbol: feed.market.close_series(symbol) for symbol in feed.market.symbols}
         self._charts = ChartFeed(price_columns(self._closes))
         self._last_chart: float | None = None
+        self._charted: tuple[Any, ...] | None = None  # what the last delta covered (see _chart_mark)
+        self._waiting = False  # charts were due while the renderer was busy
         self._extra = dict(extra or {})
         #: Where the public snapshot files go (None: not published, as in unit tests).
         self.files = files
@@ -90,8 +95,7 @@ class Publisher:
         prices = self._prices(step)
         summary = _json_safe(compute_summary(state, benchmark_prices=prices).to_dict())
         self.runstate.update(summary_statistics=summary, last_cycle_duration=duration, last_cycle_lag=lag)
-        if self._charts_due():
-            self.charts(state, step)
+        self.send_charts(state)
         self.progress(state)
         if self._publish_due():
             self.files_now(state, summary)
@@ -130,6 +134,7 @@ class Publisher:
         with self.runstate.lock:
             self.runstate.position_trigger_checks += 1
         self.runstate.bump_refreshed(self.clock.now())
+        self.send_charts(state)
         self.progress(state)
 
     def revaluation_done(self, state: State) -> None:
@@ -137,6 +142,7 @@ class Publisher:
         with self.runstate.lock:
             self.runstate.position_revaluations += 1
         self.runstate.bump_refreshed(self.clock.now())
+        self.send_charts(state)
         self.progress(state)
 
     def progress(self, state: State) -> None:
@@ -164,26 +170,61 @@ class Publisher:
 
     # -- charts -----------------------------------------------------------------------------
 
-    def charts(self, state: State, step: int) -> bool:
-        """Send the renderer what changed up to ``step``; False when it is busy (a later cycle tries again)."""
+    def send_charts(self, state: State) -> None:
+        """After a job (or when the renderer asks): send what changed when charts are due and the renderer is idle.
+
+        Due: something changed since the last delta, and ``chart_seconds`` (stretched by the
+        renderer's cost) passed since it. A renderer still busy (or still starting) sets a flag;
+        when it becomes idle its thread has the loop run this again (``wake``), so the first
+        cycle's chart does not wait for the next job.
+        """
         renderer = self.renderer
-        if renderer is None or step < 0 or not renderer.idle:
+        if renderer is None or self.feed.cursor < 0 or self._chart_mark(state) == self._charted:
+            return
+        if not publication_due(self._last_chart, self.clock.monotonic(), self.chart_seconds,
+                               renderer.last_cost, share=CHART_TIME_SHARE):
+            return
+        self._waiting = not self._submit(state)
+
+    def final_charts(self, state: State) -> None:
+        """At the end of a run: wait for the render in flight, send the rest, wait for it (each bounded)."""
+        renderer = self.renderer
+        if renderer is None or self.feed.cursor < 0:
+            return
+        patience = renderer.timeout + renderer.start_timeout
+        drawn = renderer.wait_idle(patience)  # the render in flight, or the renderer still starting
+        if drawn and self._chart_mark(state) != self._charted and self._submit(state):
+            drawn = renderer.wait_idle(patience)
+        if not drawn:
+            logger.warning("the final charts were not drawn within %.0f s", patience)
+
+    def _submit(self, state: State) -> bool:
+        """Cut the delta up to the newest bar and hand it to the renderer; False when it is not idle."""
+        renderer = self.renderer
+        if renderer is None or not renderer.idle:
             return False
         if renderer.needs_full:  # a new renderer process: it holds nothing yet
             self._charts.reset()
+        step = self.feed.cursor
         newest = {symbol: int(self.feed.market.last_closed[symbol][step]) for symbol in self._closes}
         delta = self._charts.delta(state, newest)
+        if not renderer.submit(delta):
+            return False
         self._last_chart = self.clock.monotonic()
-        return renderer.submit(delta)
+        self._charted = self._chart_mark(state)
+        return True
 
-    def final_charts(self, state: State, step: int) -> None:
-        """At the end of a run: wait for the render in flight, send the rest, wait for it (each bounded)."""
-        renderer = self.renderer
-        if renderer is None:
-            return
-        patience = renderer.timeout + renderer.start_timeout
-        if renderer.wait_idle(patience) and self.charts(state, step) and not renderer.wait_idle(patience):
-            logger.warning("the final charts were not drawn within %.0f s", patience)
+    @staticmethod
+    def _chart_mark(state: State) -> tuple[Any, ...]:
+        """What a chart shows, in brief: unchanged means nothing to draw (a trigger check that fired nothing)."""
+        valuations = state.valuations
+        newest = valuations.equity[-1] if len(valuations) else None
+        return len(valuations), newest, state.portfolio.next_trade_id, state.replay_cursor
+
+    def _renderer_idle(self) -> None:
+        """The renderer's thread, when it becomes idle: if charts were waiting, ask the loop to send them."""
+        if self._waiting and self.wake is not None:
+            self.wake()
 
     def start(self) -> None:
         """Start the chart renderer's process, so it is ready by the first cycle."""
@@ -203,11 +244,6 @@ class Publisher:
         """The renderer's thread: the renderer crashed or hung; the images shown are out of date."""
         self.runstate.update(visualisation_stale=reason)
 
-    def _charts_due(self) -> bool:
-        if self.renderer is None:
-            return False
-        return publication_due(self._last_chart, self.clock.monotonic(), self.chart_seconds,
-                               self.renderer.last_cost, share=CHART_TIME_SHARE)
 
     def _prices(self, step: int) -> dict[str, pd.Series]:
         """Close prices up to the bar closed at ``step``."""

@@ -286,6 +286,7 @@ def build_daemon(config: DaemonConfig, *, clock: Clock | None = None, journal: E
     watchdog = Watchdog(config.watchdog_seconds, recorder.record_hang)
     publisher = Publisher(runstate, feed, clock, chart_seconds=config.chart_seconds,
                           chart_timeout=config.chart_timeout_seconds,
+                          wake=lambda: commands.put_tick(JobKind.charts),
                           next_cycle_at=lambda: ticker.next_run_time(JobKind.cycle),
                           extra={"state_dir": str(config.state_dir), "replay_start": feed.start,
                                  "notifications": notifier.describe() if notifier else []},

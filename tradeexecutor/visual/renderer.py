@@ -119,13 +119,16 @@ class ChartRenderer:
     """Renders chart deltas in a child process (see the module docstring); ``submit`` never blocks."""
 
     def __init__(self, on_images: Callable[[Images, float], None], *,
-                 on_failure: Callable[[str], None] | None = None, timeout: float = 120.0,
+                 on_failure: Callable[[str], None] | None = None,
+                 on_idle: Callable[[], None] | None = None, timeout: float = 120.0,
                  restart_seconds: float = 30.0, start_timeout: float = 120.0,
                  monotonic: Callable[[], float] = time.monotonic) -> None:
         #: Receives every set of images and the CPU seconds the child took (called on the renderer's thread).
         self.on_images = on_images
         #: Receives why the charts went stale (called on the renderer's thread).
         self.on_failure = on_failure
+        #: Called on the renderer's thread each time it becomes idle (started, or a render done or failed).
+        self.on_idle = on_idle
         #: Seconds a render may take before the child is taken for hung and killed.
         self.timeout = timeout
         #: Least seconds between a failure and the next child.
@@ -200,17 +203,25 @@ class ChartRenderer:
     def _run(self) -> None:
         try:
             self._guard(self._spawn)
-            self._idle.set()
+            self._become_idle()
             while True:
                 delta = self._inbox.get()
                 if delta is None:
                     break
                 self._guard(lambda: self._render(delta))
-                self._idle.set()
+                self._become_idle()
         finally:
             if self._child is not None:
                 self._child.close(timeout=2.0)
                 self._child = None
+
+    def _become_idle(self) -> None:
+        self._idle.set()
+        if self.on_idle is not None and not self._closed:
+            try:
+                self.on_idle()
+            except Exception:  # noqa: BLE001 - a callback's bug must not end the renderer
+                logger.exception("chart renderer: on_idle failed")
 
     def _guard(self, work: Callable[[], object]) -> None:
         """Run ``work``; a failure is logged, reported and leaves no child behind."""

@@ -19,6 +19,7 @@ pinned to (``daemon/affinity.py``), when the machine has any (see renderer.py fo
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import time
 import traceback
@@ -55,6 +56,7 @@ def _step_aside(allowed: set[int]) -> set[int]:
 
 def main(argv: list[str]) -> int:
     """Serve render requests on the connection whose descriptor is ``argv[0]``."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C reaches the whole process group: the executor stops us
     connection = Connection(int(argv[0]))
     pinning = hasattr(os, "sched_setaffinity")
     allowed = _allowed_cpus() if pinning else set()
