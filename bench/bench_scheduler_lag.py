@@ -20,9 +20,10 @@ For every cycle it records three instants, each measured from the cycle's 1 s bo
 - job start: the loop's worker thread took the tick (a wrapper around ``ExecutorLoop.handle``);
 - decide: the strategy's ``decide()`` was entered (``time.time()`` recorded by the probe strategy).
 
-Three configurations run side by side, alternating: 50 pollers with the daemon's default
-``--cpu auto`` (every thread pinned to one CPU, as ``start`` does it with ``CpuPinning``), 50
-pollers with ``--cpu off`` (the OS places the threads: the baseline), and no load (pinned). wrk
+Up to four configurations run side by side, alternating: 50 pollers with the daemon's default
+configuration (``--cpu auto``: every thread pinned to one CPU, as ``start`` does it with
+``CpuPinning``; charts on), 50 pollers with ``--cpu off`` (the OS places the threads), 50
+pollers with charts off (``--no-chart-runs``: what the charts cost), and no load (pinned). wrk
 itself is never pinned. Reports p50/p95/p99/max of each measure pooled per configuration (goal:
 p99 job start < 50 ms under load), the per-run p99s, /status throughput, and the
 unpinned/pinned ratios. Not a pytest test.
@@ -140,6 +141,7 @@ def lags(run: dict) -> dict[str, list[float]]:
 CONFIGS = {
     "pinned": ("50 pollers, --cpu auto (default)", True, True),
     "unpinned": ("50 pollers, --cpu off", True, False),
+    "no-charts": ("50 pollers, --cpu auto, --chart-seconds 0", True, True),
     "quiet": ("no load, --cpu auto", False, True),
 }
 
@@ -150,7 +152,9 @@ def run_child(args: argparse.Namespace, config: str) -> dict:
                "--connections", str(args.connections), "--wrk-threads", str(args.wrk_threads),
                "--strategy", str(args.strategy), "--webhook-threads", str(args.webhook_threads),
                "--cpu", "auto" if pinned else "off"]
-    if args.chart_seconds is not None:
+    if config == "no-charts":
+        command += ["--chart-seconds", "0"]
+    elif args.chart_seconds is not None:
         command += ["--chart-seconds", str(args.chart_seconds)]
     command += [] if load else ["--no-load"]
     proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True,
@@ -166,10 +170,11 @@ def describe(values: list[float]) -> str:
 
 
 def plan_runs(args: argparse.Namespace) -> list[str]:
-    """Pinned and unpinned runs alternate (so the machine's drifts hit both); quiet runs are spread among them."""
+    """The loaded configurations alternate (so the machine's drifts hit each); quiet runs are spread among them."""
     plan: list[str] = []
-    for i in range(max(args.runs, args.unpinned_runs)):
-        plan += (["pinned"] if i < args.runs else []) + (["unpinned"] if i < args.unpinned_runs else [])
+    for i in range(max(args.runs, args.unpinned_runs, args.no_chart_runs)):
+        plan += (["pinned"] if i < args.runs else []) + (["unpinned"] if i < args.unpinned_runs else []) \
+            + (["no-charts"] if i < args.no_chart_runs else [])
     for i in range(args.baseline_runs):
         plan.insert(min(len(plan), 3 * i + 2), "quiet")
     return plan
@@ -181,6 +186,8 @@ def main() -> None:
     parser.add_argument("--unpinned-runs", type=int, default=None,
                         help="runs with 50 pollers and --cpu off (default: as many as --runs)")
     parser.add_argument("--baseline-runs", type=int, default=1, help="runs without load")
+    parser.add_argument("--no-chart-runs", type=int, default=0,
+                        help="runs with 50 pollers, threads pinned and charts off (--chart-seconds 0), for comparison")
     parser.add_argument("--cycles", type=int, default=60)
     parser.add_argument("--connections", type=int, default=50)
     parser.add_argument("--wrk-threads", type=int, default=2)
@@ -225,7 +232,7 @@ def main() -> None:
 
     print()
     print(f"Command: `python bench/bench_scheduler_lag.py --runs {args.runs} --unpinned-runs {args.unpinned_runs} "
-          f"--cycles {args.cycles} --baseline-runs {args.baseline_runs}"
+          f"--cycles {args.cycles} --baseline-runs {args.baseline_runs} --no-chart-runs {args.no_chart_runs}"
           + (f" --chart-seconds {args.chart_seconds:g}" if args.chart_seconds is not None else "") + "`")
     print()
     print("| boundary → | runs | cycles | p50 | p95 | p99 | max | goal |")
@@ -245,6 +252,9 @@ def main() -> None:
             print(f"per-run p99 of job start, {label}: {', '.join(f'{x:.1f}' for x in p99s[config])} ms "
                   f"(median {statistics.median(p99s[config]):.1f} ms)"
                   + (f"; /status {statistics.median(rps[config]):,.0f} req/s (median)" if rps[config] else ""))
+    if pooled["pinned"]["job"] and pooled["no-charts"]["job"]:
+        ratio = percentile(pooled["pinned"]["job"], 99) / max(percentile(pooled["no-charts"]["job"], 99), 1e-9)
+        print(f"pooled p99 of job start, charts on (default) / charts off: {ratio:.2f}x")
     if pooled["pinned"]["job"] and pooled["unpinned"]["job"]:
         ratio = percentile(pooled["unpinned"]["job"], 99) / max(percentile(pooled["pinned"]["job"], 99), 1e-9)
         throughput = statistics.median(rps["pinned"]) / statistics.median(rps["unpinned"])
