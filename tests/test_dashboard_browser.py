@@ -280,8 +280,7 @@ def test_page_shows_what_status_and_summary_return(
     page = browser.new_page()
     page.goto(served.url + "/")
     page.wait_refreshes(1)
-    page.wait_for("(() => { const i = document.querySelector('[data-field=chart]');"
-                  " return i.complete && i.naturalWidth > 0; })()")
+    page.wait_chart()
 
     status = served.get_json("/status")
     summary = served.get_json("/summary")
@@ -326,8 +325,7 @@ def test_stale_charts_say_why_under_the_chart(browser: Chromium, serve: Callable
     page = browser.new_page()
     page.goto(served.url + "/")
     page.wait_refreshes(1)
-    page.wait_for("(() => { const i = document.querySelector('[data-field=chart]');"
-                  " return i.complete && i.naturalWidth > 0; })()")
+    page.wait_chart()
     stale = page.field("visualisation_stale")
     assert not stale["hidden"] and stale["text"] == "Out of date: the chart renderer (pid 42) is gone (exit code -9)."
     assert page.evaluate("document.querySelector('.chart').hidden") is False  # the last chart still shows
@@ -503,8 +501,7 @@ def test_dark_mode_uses_dark_colours_and_chart(
     page = browser.new_page(dark=True)
     page.goto(served.url + "/")
     page.wait_refreshes(1)
-    page.wait_for("(() => { const i = document.querySelector('[data-field=chart]');"
-                  " return i.complete && i.naturalWidth > 0; })()")
+    page.wait_chart()
     background = page.evaluate("getComputedStyle(document.body).backgroundColor")
     channels = [int(c) for c in re.findall(r"\d+", background)[:3]]
     assert sum(channels) / 3 < 60, background
@@ -627,8 +624,7 @@ def test_dashboard_of_the_real_daemon_after_a_replay(browser: Chromium, tmp_path
     page = browser.new_page()
     page.goto(daemon.url + "/")
     page.wait_refreshes(1)
-    page.wait_for("(() => { const i = document.querySelector('[data-field=chart]');"
-                  " return i.complete && i.naturalWidth > 0; })()")
+    page.wait_chart()
     status = daemon.get_json("/status")
     summary = daemon.get_json("/summary")
     assert page.field("status")["value"] == "complete"
@@ -687,9 +683,7 @@ def test_dashboard_opened_before_the_first_cycle_shows_its_chart_without_a_refre
     page.wait_refreshes(1)
     assert daemon.get_json("/status")["cycles"] == 0, "the page must load before the first cycle"
     assert (page.note("chart") or "").startswith("Not available yet")
-    page.wait_for("(() => { const i = document.querySelector('[data-field=chart]');"
-                  " return !document.querySelector('.chart').hidden && i.complete && i.naturalWidth > 0; })()",
-                  timeout=first_cycle_in + 120)
+    page.wait_chart(timeout=first_cycle_in + 120)
     status = daemon.get_json("/status")
     assert status["cycles"] == 1 and status["visualisation_updated_at"]
     assert page.field("cycles")["value"] == "1"  # the figures were refreshed with the chart

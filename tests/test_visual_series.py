@@ -3,39 +3,25 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from tradeexecutor.daemon import CommandQueue, DaemonConfig, FakeClock, InMemoryTicker, build_daemon
+from test_daemon_loop import make
+from tradeexecutor.daemon import InMemoryTicker
 from tradeexecutor.daemon.runner import Daemon
 from tradeexecutor.state import State
 from tradeexecutor.state.growth import ListTail
 from tradeexecutor.visual.series import ChartFeed, ChartSeries, SeriesBuilder, price_columns
 
-STRATEGIES = Path(__file__).parent / "strategies"
-T0 = datetime(2024, 1, 1, tzinfo=UTC)
-
 
 @pytest.fixture
 def daemon(tmp_path: Path) -> Iterator[tuple[Daemon, InMemoryTicker]]:
     """The real loop over daemon_sma.py (it trades every few weeks) with revaluations rewriting the newest row."""
-    config = DaemonConfig(strategy_file=STRATEGIES / "daemon_sma.py", state_dir=tmp_path / "state",
-                          start="2005-01-01", end="2006-12-31", replay_seconds=1.0, replay_start="first",
-                          trigger_seconds=0, revaluation_seconds=3, chart_seconds=0, watchdog_seconds=0)
-    clock = FakeClock(T0)
-    tickers: list[InMemoryTicker] = []
-
-    def factory(commands: CommandQueue) -> InMemoryTicker:
-        tickers.append(InMemoryTicker(commands, clock))
-        return tickers[0]
-
-    built = build_daemon(config, clock=clock, ticker_factory=factory)
-    built.start_jobs()
+    built, ticker, _ = make(tmp_path, end="2006-12-31", revaluation_seconds=3)
     try:
-        yield built, tickers[0]
+        yield built, ticker
     finally:
         built.close()
 
