@@ -23,8 +23,9 @@ For every cycle it records three instants, each measured from the cycle's 1 s bo
 Up to four configurations run side by side, alternating: 50 pollers with the daemon's default
 configuration (``--cpu auto``: every thread pinned to one CPU, as ``start`` does it with
 ``CpuPinning``; charts on), 50 pollers with ``--cpu off`` (the OS places the threads), 50
-pollers with charts off (``--no-chart-runs``: what the charts cost), and no load (pinned). wrk
-itself is never pinned. Reports p50/p95/p99/max of each measure pooled per configuration (goal:
+pollers with charts off (``--no-chart-runs``: what the charts cost), and no load (pinned). The
+load generator is never pinned: it is started with every CPU allowed, not the executor's one
+(before 2026-12 it inherited the harness's pin and shared the executor's CPU). Reports p50/p95/p99/max of each measure pooled per configuration (goal:
 p99 job start < 50 ms under load), the per-run p99s, /status throughput, and the
 unpinned/pinned ratios. Not a pytest test.
 """
@@ -71,6 +72,7 @@ def child(args: argparse.Namespace) -> None:
     chart_seconds = {} if args.chart_seconds is None else {"chart_seconds": args.chart_seconds}
     config = DaemonConfig(strategy_file=args.strategy, state_dir=workdir / "state", port=0, replay_seconds=1.0,
                           max_cycles=args.cycles, cpu=args.cpu, **chart_seconds)
+    unpinned_cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set()
     pinning = CpuPinning(config.cpu)  # as start_cmd does, before any thread starts
     pinning.start()
     daemon = build_daemon(config)
@@ -105,7 +107,16 @@ def child(args: argparse.Namespace) -> None:
                            threads=args.webhook_threads).start()
     load = None
     if args.load:
-        load = LoadRun(f"{server.url}/status", args.connections, args.cycles + 60, args.wrk_threads).start()
+        # The load generator stands for clients elsewhere: it must not inherit the executor's pinned CPU.
+        # A child process inherits the mask of the thread that starts it, so widen ours for the start only.
+        pinned = os.sched_getaffinity(0) if hasattr(os, "sched_setaffinity") else None
+        if pinned is not None:
+            os.sched_setaffinity(0, unpinned_cpus)
+        try:
+            load = LoadRun(f"{server.url}/status", args.connections, args.cycles + 60, args.wrk_threads).start()
+        finally:
+            if pinned is not None:
+                os.sched_setaffinity(0, pinned)
         time.sleep(0.5)
     try:
         code = daemon.run(None)
