@@ -148,9 +148,9 @@ def test_logs_since_accepts_every_declared_form(
 ) -> None:
     journal = Journal(files.journal)
     journal.append("started", at=T0)
-    journal.append("order_rejected", level="warning", at=T0 + timedelta(minutes=1), reason="no cash")
-    journal.append("cycle_completed", at=T0 + timedelta(minutes=2), duration=0.25, decisions=1)
-    journal.append("crashed", level="error", at=T0 + timedelta(minutes=3), error="boom")
+    journal.append("order_rejected", {"reason": "no cash"}, level="warning", at=T0 + timedelta(minutes=1))
+    journal.append("cycle_completed", {"duration": 0.25, "decisions": 1}, at=T0 + timedelta(minutes=2))
+    journal.append("crashed", {"error": "boom"}, level="error", at=T0 + timedelta(minutes=3))
     status, body = get(server, "/logs", since=since)
     assert status == 200, body
     assert [entry["event"] for entry in body["entries"]] == events
