@@ -103,6 +103,18 @@ def child(args: argparse.Namespace) -> None:
         return set_images(images, now)
 
     daemon.runstate.set_images = timed_set_images
+    submits: list[float] = []  # when the loop handed each delta to the chart renderer
+    renderer = daemon.publisher.renderer
+    if renderer is not None:
+        submit = renderer.submit
+
+        def timed_submit(delta):
+            accepted = submit(delta)
+            if accepted:
+                submits.append(time.time())
+            return accepted
+
+        renderer.submit = timed_submit
     server = WebhookServer(create_app(daemon.runstate), host="127.0.0.1", port=0,
                            threads=args.webhook_threads).start()
     load = None
@@ -128,6 +140,7 @@ def child(args: argparse.Namespace) -> None:
         "rps": result.rps if result else None, "p50_ms": result.p50_ms if result else None,
         "p99_ms": result.p99_ms if result else None,
         "errors": (result.errors + result.non2xx) if result else 0, "cpu": pinning.cpu, "charts": len(charts),
+        "chart_times": charts, "chart_submits": submits,
         "chart_seconds": config.chart_seconds}), flush=True)
     pinning.stop()
     logging.shutdown()
