@@ -17,9 +17,10 @@ the charts stale); :attr:`needs_full` then asks the loop for a complete delta, a
 :meth:`submit`, at least ``restart_seconds`` later, starts a new child. The loop waits for the
 renderer only at the end of a run (:meth:`wait_idle`, bounded), for the final charts.
 
-CPU. The child drops to ``nice`` +10 and widens its CPU affinity from the executor's pinned CPU
-(``daemon/affinity.py``) to every CPU it may use, so it takes CPU time from the loop and the
-webhook only when nothing else wants it (``docs/benchmarks.md`` has the measurements).
+CPU. The child moves itself to the CPUs the executor's threads are not pinned to
+(``daemon/affinity.py``), checking again before each render since the executor moves now and
+then; on a one-CPU machine it shares. At normal priority: at ``nice`` +10 a busy machine starved
+it of every render. The chart interval keeps it under a quarter of a CPU (``docs/benchmarks.md``).
 """
 
 from __future__ import annotations
