@@ -16,7 +16,7 @@ import pytest
 
 from tradeexecutor.state import State
 from tradeexecutor.visual.renderer import ChartRenderer, Images
-from tradeexecutor.visual.series import ChartFeed, ChartDelta, price_columns
+from tradeexecutor.visual.series import DeltaFeed, ChartDelta, price_columns
 
 PNG = b"\x89PNG\r\n\x1a\n"
 DEADLINE = 120.0  # a child imports matplotlib first: seconds on a busy machine
@@ -56,7 +56,7 @@ def delta() -> ChartDelta:
 
     state, prices = traded_state()
     market_prices = price_columns(prices)
-    feed = ChartFeed(market_prices)
+    feed = DeltaFeed(market_prices)
     return feed.delta(state, {symbol: len(times) - 1 for symbol, (times, _) in market_prices.items()})
 
 
@@ -160,6 +160,6 @@ def test_close_ends_the_child(sink: Sink) -> None:
 
 def test_an_empty_state_still_renders(renderer: ChartRenderer, sink: Sink) -> None:
     wait_until(lambda: renderer.idle)
-    assert renderer.submit(ChartFeed({}).delta(State(), {}))
+    assert renderer.submit(DeltaFeed({}).delta(State(), {}))
     sink.wait("images", 1)
     assert len(sink.images[0]) == 8

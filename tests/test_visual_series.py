@@ -13,7 +13,7 @@ from tradeexecutor.daemon import InMemoryTicker
 from tradeexecutor.daemon.runner import Daemon
 from tradeexecutor.state import State
 from tradeexecutor.state.growth import ListTail
-from tradeexecutor.visual.series import ChartFeed, ChartSeries, SeriesBuilder, price_columns
+from tradeexecutor.visual.series import DeltaFeed, ChartSeries, SeriesBuilder, price_columns
 
 
 @pytest.fixture
@@ -65,7 +65,7 @@ def assert_same(built: ChartSeries, want: ChartSeries) -> None:
 def test_deltas_rebuild_the_series_of_a_running_state_and_stay_as_small_as_what_changed(daemon) -> None:  # type: ignore[no-untyped-def]
     loop, ticker = daemon
     market = loop.feed.market
-    feed = ChartFeed(price_columns({symbol: market.close_series(symbol) for symbol in market.symbols}))
+    feed = DeltaFeed(price_columns({symbol: market.close_series(symbol) for symbol in market.symbols}))
     builder = SeriesBuilder()
     sizes = []
     for _ in range(40):  # 400 bars, about 30 fills, and every third second a revaluation rewrites the newest row
@@ -83,7 +83,7 @@ def test_deltas_rebuild_the_series_of_a_running_state_and_stay_as_small_as_what_
 def test_a_reset_feed_sends_everything_again_for_a_new_renderer(daemon) -> None:  # type: ignore[no-untyped-def]
     loop, ticker = daemon
     market = loop.feed.market
-    feed = ChartFeed(price_columns({symbol: market.close_series(symbol) for symbol in market.symbols}))
+    feed = DeltaFeed(price_columns({symbol: market.close_series(symbol) for symbol in market.symbols}))
     advance(loop, ticker, 150)
     SeriesBuilder().apply(feed.delta(loop.engine.state, newest(loop)))
     advance(loop, ticker, 20)
@@ -94,7 +94,7 @@ def test_a_reset_feed_sends_everything_again_for_a_new_renderer(daemon) -> None:
 
 
 def test_an_empty_state_is_an_empty_series() -> None:
-    feed = ChartFeed({})
+    feed = DeltaFeed({})
     builder = SeriesBuilder()
     builder.apply(feed.delta(State(), {}))
     series = builder.series()

@@ -36,7 +36,7 @@ from tradeexecutor.store.codec import PositionFragments
 from tradeexecutor.store.layout import RunFiles
 from tradeexecutor.store.publish import publish
 from tradeexecutor.visual.renderer import ChartRenderer
-from tradeexecutor.visual.series import ChartFeed, price_columns
+from tradeexecutor.visual.series import DeltaFeed, price_columns
 
 __all__ = ["CHART_TIME_SHARE", "PUBLISH_TIME_SHARE", "Publisher", "publication_due"]
 
@@ -67,7 +67,7 @@ class Publisher:
         #: Asks the loop, from the renderer's thread, to run send_charts (queues a charts job).
         self.wake = wake
         self._closes = {symbol: feed.market.close_series(symbol) for symbol in feed.market.symbols}
-        self._charts = ChartFeed(price_columns(self._closes))
+        self._charts = DeltaFeed(price_columns(self._closes))
         self._last_chart: float | None = None
         self._charted: tuple[Any, ...] | None = None  # what the last delta covered (see _chart_mark)
         self._waiting = False  # charts were due while the renderer was busy

@@ -3,12 +3,12 @@
 A :class:`ChartSeries` is everything ``charts.py`` draws: the equity curve, the executed fills
 per instrument and the close prices per symbol. Built from a State with
 :meth:`ChartSeries.from_state` (reports, backtests), it can also be kept up to date in another
-process: the loop's :class:`ChartFeed` cuts a :class:`ChartDelta` of what changed since the
+process: the loop's :class:`DeltaFeed` cuts a :class:`ChartDelta` of what changed since the
 last one, and the renderer's :class:`SeriesBuilder` applies it. A delta costs what changed (new
 valuation rows, new bars, new fills; the trades of open positions are looked at each time),
 never the whole history, so the loop's share of a chart stays constant however long it runs::
 
-    feed = ChartFeed({"GOOG": (times_ms, closes)})        # the loop, once
+    feed = DeltaFeed({"GOOG": (times_ms, closes)})        # the loop, once
     delta = feed.delta(state, {"GOOG": newest_bar})       # the loop, when charts are due
     builder.apply(delta); render_series(builder.series())  # the renderer process
 
@@ -32,7 +32,7 @@ from tradeexecutor.state.growth import ListTail
 if TYPE_CHECKING:  # imported where used: the renderer process never needs pandas
     import pandas as pd
 
-__all__ = ["ChartDelta", "ChartFeed", "ChartSeries", "Fill", "Fills", "SeriesBuilder", "price_columns"]
+__all__ = ["ChartDelta", "ChartSeries", "DeltaFeed", "Fill", "Fills", "SeriesBuilder", "price_columns"]
 
 #: One executed fill: trade id, instrument id, symbol, time (epoch ms), price, is a buy.
 Fill = tuple[int, int, str, int, float, bool]
@@ -92,7 +92,7 @@ class ChartSeries:
 
 @dataclass(frozen=True)
 class ChartDelta:
-    """What changed since the previous delta; the first delta (or one after ``ChartFeed.reset``) holds everything."""
+    """What changed since the previous delta; the first delta (or one after ``DeltaFeed.reset``) holds everything."""
 
     title: str
     #: The valuation rows below replace the receiver's rows from this index on (the newest row may
@@ -111,8 +111,12 @@ class ChartDelta:
         return len(self.stamps) + len(self.fills) + sum(len(times) for _, times, _ in self.prices.values())
 
 
-class ChartFeed:
-    """Cuts deltas from a live State and the full price columns; belongs to the loop thread."""
+class DeltaFeed:
+    """Cuts ChartDeltas from a live State and the full price columns; belongs to the loop thread.
+
+    Not ``daemon.castdata.ChartFeed``, which keeps a downsampled copy of equity and closes for a
+    wallboard: this one sends every row, bar and fill once, for a renderer that draws them.
+    """
 
     def __init__(self, prices: Mapping[str, Prices]) -> None:
         #: Every symbol's whole price columns (the replay's data); only bars up to the newest visible one are sent.
