@@ -265,9 +265,11 @@ def _bare_main(args: argparse.Namespace) -> None:
 
     import waitress
 
-    # The daemon's logging set-up (start_cmd._configure_logging), so waitress's queue warnings cost the same.
+    # The daemon's logging set-up (start_cmd._configure_logging). The daemon's server logs a summary of
+    # queued requests once a minute instead of waitress's warning per request: silence those here too.
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)
     if args.cpu != "off":  # the daemon's own --cpu treatment, so the comparison stays like for like
         sys.path.insert(0, str(ROOT))
         from tradeexecutor.daemon.affinity import CpuPinning

@@ -7,7 +7,9 @@ Run from the repository root::
 Starts the real daemon as a subprocess::
 
     tradeexecutor start bench/strategies/sma_lag_probe.py --replay-seconds 1 --port <free>
-        --state-dir <tmp> --chart-seconds 0 --cpu <--cpu, default auto>
+        --state-dir <tmp> --cpu <--cpu, default auto>
+
+(the default configuration otherwise: charts on, drawn by the chart renderer's process)
 
 (``sma_lag_probe`` is strategies/sma_crossover.py plus one ``time.time()`` recorded at the entry of
 each ``decide()``, appended to a file), and a bare waitress app in another subprocess that returns
@@ -60,7 +62,7 @@ def webhook_threads() -> int:
 
 def start_daemon(workdir: Path, port: int, probe: Path, strategy: Path, cpu: str) -> tuple[subprocess.Popen, object]:
     command = [sys.executable, "-m", "tradeexecutor.cli.main", "start", str(strategy), "--replay-seconds", "1",
-               "--port", str(port), "--state-dir", str(workdir / "state"), "--chart-seconds", "0", "--cpu", cpu]
+               "--port", str(port), "--state-dir", str(workdir / "state"), "--cpu", cpu]
     log = open(workdir / "daemon.log", "w")  # noqa: SIM115 - closed by the caller
     env = {**os.environ, "TRADEEXECUTOR_BENCH_PROBE": str(probe)}
     proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)

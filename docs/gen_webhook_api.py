@@ -61,7 +61,13 @@ def schema_type(document: dict[str, Any], schema: Any) -> str:
     schema = resolve(document, schema or {})
     if "enum" in schema:
         return " \\| ".join(f"`{value}`" for value in schema["enum"])
+    if "anyOf" in schema:
+        return " or ".join(schema_type(document, part) for part in schema["anyOf"])
     kind = str(schema.get("type", "any"))
+    if "format" in schema:
+        kind += f" ({schema['format']})"
+    elif "pattern" in schema:
+        kind += f" (`{schema['pattern']}`)"
     low, high = schema.get("minimum"), schema.get("maximum")
     if low is not None or high is not None:
         kind += f" ({'' if low is None else low}–{'' if high is None else high})"

@@ -238,6 +238,12 @@ class Page:
             time.sleep(0.05)
         raise AssertionError(f"timed out waiting for {expression!r} (last value {value!r})")
 
+    def wait_chart(self, timeout: float = 15.0) -> None:
+        """Wait until the dashboard's chart is shown: its figure visible and its image loaded."""
+        self.wait_for("(() => { const i = document.querySelector('[data-field=chart]');"
+                      " return !document.querySelector('.chart').hidden && i.complete && i.naturalWidth > 0; })()",
+                      timeout)
+
     def wait_refreshes(self, count: int = 1, timeout: float = 15.0) -> None:
         """Wait until the dashboard finished ``count`` refreshes since it loaded."""
         self.wait_for(f"Number(document.body.dataset.refreshes || 0) >= {count}", timeout)

@@ -594,28 +594,70 @@ def test_publication_interval_stretches_with_the_cost_of_publishing() -> None:
     assert publication_due(10.0, 24.0, 2.0, 1.4)
 
 
-def test_chart_renders_wait_longer_when_a_render_is_slow() -> None:
-    """A render that takes 50 ms stretches a 0.1 s chart interval to 0.5 s (10 % of the loop's time)."""
-    from tradeexecutor.daemon.publish import Publisher
+def test_charts_are_sent_after_the_first_cycle_then_at_the_interval_stretched_by_their_cost() -> None:
+    """The first cycle sends the whole series; later ones wait for the interval, and for the renderer.
+
+    With a 0.1 s interval a render of c CPU seconds stretches it to c / CHART_TIME_SHARE, so the
+    renderer's process keeps at most that share of a CPU busy however long the history grows.
+    """
+    from tradeexecutor.daemon.publish import CHART_TIME_SHARE, Publisher
     from tradeexecutor.runstate import RunState
-    from tradeexecutor.state import State
 
     strategy = load_strategy(Path(__file__).parent / "strategies" / "daemon_sma.py")
     market, _ = load_market([], strategy.instruments, start="2005-01-01", end="2005-03-01")
     clock = FakeClock(T0)
-    renders: list[float] = []
+    runstate = RunState.create("charts", mode="paper", now=T0)
+    feed = ReplayFeed(market, monotonic=clock.monotonic)
+    feed.advance()
+    publisher = Publisher(runstate, feed, clock, chart_seconds=0.1)
+    renderer = publisher.renderer
+    assert renderer is not None
+    sent: list[float] = []  # fake time of each delta sent
+    costs: list[float] = []  # the last render's cost when it was sent: what the interval was stretched by
+    submit = renderer.submit
 
-    def slow_render(state, prices):  # type: ignore[no-untyped-def]
-        renders.append(clock.monotonic())
-        time.sleep(0.05)
-        return {}
+    def counted(delta):  # type: ignore[no-untyped-def]
+        cost = renderer.last_cost
+        accepted = submit(delta)
+        if accepted:
+            sent.append(clock.monotonic())
+            costs.append(cost)
+        return accepted
 
-    publisher = Publisher(RunState.create("charts", mode="paper", now=T0), ReplayFeed(market, monotonic=clock.monotonic),
-                          clock, chart_seconds=0.1, render=slow_render)
-    state = State(name="charts")
-    for _ in range(20):  # 2 s of fake time in 0.1 s steps, one cycle each
-        publisher.cycle_done(state, 5, None)
-        clock.advance(timedelta(seconds=0.1))
-    assert len(renders) >= 2
-    gaps = [b - a for a, b in zip(renders, renders[1:])]
-    assert min(gaps) >= 0.5 - 1e-9, gaps  # without the stretch they would be 0.1 s apart
+    renderer.submit = counted  # type: ignore[method-assign]
+    state = new_state_for(strategy)
+    publisher.start()
+    try:
+        assert renderer.wait_idle(120)
+        state.valuations.append(0, 10_000.0, 10_000.0, 0.0)
+        publisher.cycle_done(state, 0, None)  # the first cycle: sent at once
+        assert sent == [0.0]
+        assert renderer.wait_idle(120) and runstate.image_keys()
+        assert renderer.last_cost > 0
+        for n in range(1, 201):  # 20 s of fake time in 0.1 s steps; the renderer is idle between them
+            clock.advance(timedelta(seconds=0.1))
+            state.valuations.append(n * 86_400_000, 10_000.0 + n, 10_000.0, 0.0)  # a day more to draw each time
+            publisher.cycle_done(state, 0, None)
+            assert renderer.wait_idle(120)
+        assert sent[-1] < 20.0 + 1e-9
+        clock.advance(timedelta(seconds=60))
+        publisher.trigger_check_done(state)  # what changed since the last delta is sent by any job
+        assert sent[-1] == clock.monotonic() and renderer.wait_idle(120)
+        count = len(sent)
+        clock.advance(timedelta(seconds=60))
+        publisher.trigger_check_done(state)  # nothing changed since: nothing to draw
+        publisher.revaluation_done(state)
+        assert len(sent) == count
+        sent, costs = sent[:-1], costs[:-1]
+        assert len(sent) >= 2
+        for k in range(1, len(sent)):  # a cycle every 0.1 s: the first one at or after the stretched interval sends
+            wanted = max(0.1, costs[k] / CHART_TIME_SHARE)
+            assert wanted - 1e-9 <= sent[k] - sent[k - 1] < wanted + 0.1 + 1e-9, (sent, costs)
+    finally:
+        publisher.close()
+
+
+def new_state_for(strategy):  # type: ignore[no-untyped-def]
+    from tradeexecutor.backtest.runner import new_state
+
+    return new_state(strategy, EngineConfig(), T0)

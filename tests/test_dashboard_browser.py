@@ -280,8 +280,7 @@ def test_page_shows_what_status_and_summary_return(
     page = browser.new_page()
     page.goto(served.url + "/")
     page.wait_refreshes(1)
-    page.wait_for("(() => { const i = document.querySelector('[data-field=chart]');"
-                  " return i.complete && i.naturalWidth > 0; })()")
+    page.wait_chart()
 
     status = served.get_json("/status")
     summary = served.get_json("/summary")
@@ -317,6 +316,23 @@ def test_page_shows_what_status_and_summary_return(
     assert_nontrivial_png(png)
     keep_screenshot(png, "dashboard-light.png", tmp_path)
     assert (tmp_path / "dashboard-light.png").stat().st_size == len(png)
+
+
+def test_stale_charts_say_why_under_the_chart(browser: Chromium, serve: Callable[..., Served]) -> None:
+    filled_runstate = backtest_runstate("stale")
+    filled_runstate.update(visualisation_stale="the chart renderer (pid 42) is gone (exit code -9)")
+    served = serve(create_app(filled_runstate))
+    page = browser.new_page()
+    page.goto(served.url + "/")
+    page.wait_refreshes(1)
+    page.wait_chart()
+    stale = page.field("visualisation_stale")
+    assert not stale["hidden"] and stale["text"] == "Out of date: the chart renderer (pid 42) is gone (exit code -9)."
+    assert page.evaluate("document.querySelector('.chart').hidden") is False  # the last chart still shows
+    filled_runstate.set_images({key: filled_runstate.get_image(key) or b"" for key in filled_runstate.image_keys()})
+    page.evaluate("document.getElementById('refresh-now').click()")
+    page.wait_for("document.querySelector('[data-field=visualisation_stale]').hidden")
+    assert page.errors() == []
 
 
 def test_page_shows_crash_class_message_frames_and_chain(
@@ -485,8 +501,7 @@ def test_dark_mode_uses_dark_colours_and_chart(
     page = browser.new_page(dark=True)
     page.goto(served.url + "/")
     page.wait_refreshes(1)
-    page.wait_for("(() => { const i = document.querySelector('[data-field=chart]');"
-                  " return i.complete && i.naturalWidth > 0; })()")
+    page.wait_chart()
     background = page.evaluate("getComputedStyle(document.body).backgroundColor")
     channels = [int(c) for c in re.findall(r"\d+", background)[:3]]
     assert sum(channels) / 3 < 60, background
@@ -609,8 +624,7 @@ def test_dashboard_of_the_real_daemon_after_a_replay(browser: Chromium, tmp_path
     page = browser.new_page()
     page.goto(daemon.url + "/")
     page.wait_refreshes(1)
-    page.wait_for("(() => { const i = document.querySelector('[data-field=chart]');"
-                  " return i.complete && i.naturalWidth > 0; })()")
+    page.wait_chart()
     status = daemon.get_json("/status")
     summary = daemon.get_json("/summary")
     assert page.field("status")["value"] == "complete"
@@ -649,3 +663,28 @@ def test_dashboard_of_the_real_daemon_after_a_crash(browser: Chromium, tmp_path:
     assert page.field("status")["value"] == "error"
     assert (page.note("chart") or "").startswith("Not available yet")
     assert page.errors() == []
+
+
+def test_dashboard_opened_before_the_first_cycle_shows_its_chart_without_a_refresh(
+    browser: Chromium, tmp_path: Path, daemons: list[Daemon]
+) -> None:
+    """One cycle an hour, the first about 20 s after start; the page refreshes once an hour (?refresh=3600).
+
+    The chart must still appear once the first cycle's chart is drawn: the page watches /status for it.
+    """
+    first_cycle_in = 20.0
+    offset = int((time.time() + first_cycle_in) % 3600)
+    daemon = Daemon(tmp_path, SMA_STRATEGY, "--replay-seconds", "3600", "--cycle-offset", str(offset),
+                    "--chart-seconds", "10")  # the default interval (the harness's runs set their own)
+    daemons.append(daemon)
+    daemon.wait_status(lambda s: s["status"] == "running")
+    page = browser.new_page()
+    page.goto(daemon.url + "/?refresh=3600")
+    page.wait_refreshes(1)
+    assert daemon.get_json("/status")["cycles"] == 0, "the page must load before the first cycle"
+    assert (page.note("chart") or "").startswith("Not available yet")
+    page.wait_chart(timeout=first_cycle_in + 120)
+    status = daemon.get_json("/status")
+    assert status["cycles"] == 1 and status["visualisation_updated_at"]
+    assert page.field("cycles")["value"] == "1"  # the figures were refreshed with the chart
+    assert page.note("chart") is None and page.errors() == []

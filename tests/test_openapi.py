@@ -188,3 +188,13 @@ def test_document_is_served_as_yaml_behind_auth(server: WebhookServer) -> None:
     assert response.status == 200
     assert response.getheader("Content-Type", "").startswith("application/yaml")
     assert yaml.safe_load(body) == yaml.safe_load(openapi_document())
+
+
+def test_time_parameters_declare_the_forms_the_code_parses(document: dict[str, Any]) -> None:
+    """``since`` is declared as webhook/params.py parses it: RFC 3339 date-time, date, or Unix seconds."""
+    from tradeexecutor.webhook.params import UNIX_SECONDS_PATTERN
+
+    since = next(p for p in document["paths"]["/logs"]["get"]["parameters"] if p.get("name") == "since")
+    forms = since["schema"]["anyOf"]
+    assert [form.get("format") for form in forms if "format" in form] == ["date-time", "date"]
+    assert [form["pattern"] for form in forms if "pattern" in form] == [UNIX_SECONDS_PATTERN]

@@ -224,7 +224,10 @@ def test_positions_are_paged_by_status(server: WebhookServer, files: RunFiles, b
 @pytest.mark.parametrize(
     ("query", "parameter"),
     [("status=pending", "status"), ("offset=-1", "offset"), ("limit=0", "limit"), ("limit=5000", "limit"),
-     ("offset=x", "offset")],
+     ("offset=x", "offset"),
+     # As openapi.yaml declares them: an empty value is no value, the enum is exact, an integer is digits.
+     ("status=", "status"), ("status=OPEN", "status"), ("limit=", "limit"), ("offset=%2B5", "offset"),
+     ("offset=5_0", "offset"), ("limit=%D9%A3", "limit")],
 )
 def test_positions_bad_parameters_are_400(
     server: WebhookServer, files: RunFiles, small_state: State, query: str, parameter: str

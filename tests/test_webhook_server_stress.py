@@ -7,7 +7,7 @@ while requests are still in flight. Every error anywhere is captured, not just t
 
 - log records at WARNING or above from any logger, and waitress's own INFO records about
   exceptions in trigger thunks or clients cut off mid-request (both are how a premature close
-  shows up), except waitress's benign "Task queue depth" notice;
+  shows up), except the benign summary of requests that waited for a worker;
 - exceptions escaping any thread (``threading.excepthook``);
 - unraisable exceptions (``sys.unraisablehook``), e.g. from a ``__del__`` closing a descriptor;
 - ResourceWarnings for sockets or pipes left open.
@@ -107,7 +107,7 @@ class _Capture(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         message = record.getMessage()
-        if record.name == "waitress.queue":  # "Task queue depth is N": load, not an error
+        if record.name in ("waitress.queue", "tradeexecutor.webhook.load"):  # queue depth: load, not an error
             return
         suspicious_info = record.name.startswith("waitress") and (
             "exception" in message.lower() or "disconnected" in message.lower() or record.exc_info

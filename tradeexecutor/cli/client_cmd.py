@@ -389,7 +389,8 @@ def _run_is_live(webhook: Webhook) -> bool:
               help="Keep polling for new entries until the run ends or Ctrl+C.")
 @click.option("--format", "fmt", type=click.Choice(LOG_FORMATS), default="table", show_default=True,
               envvar=env("LOGS_FORMAT"), show_envvar=True, help="Output format.")
-@click.option("--since", default=None, envvar=env("LOGS_SINCE"), show_envvar=True, help="Only entries at or after this time (ISO 8601, naive = UTC, or Unix seconds).")
+@click.option("--since", default=None, envvar=env("LOGS_SINCE"), show_envvar=True, help="Only entries at or after this time: RFC 3339 with a zone (2024-05-01T12:00:00Z), "
+                   "a date (2024-05-01) or Unix seconds.")
 @click.option("--limit", type=click.IntRange(1, MAX_LIMIT), default=100, show_default=True,
               envvar=env("LOGS_LIMIT"), show_envvar=True, help="How many of the most recent entries to show first.")
 @click.option("--level", type=click.Choice(LOG_LEVELS), default=None, envvar=env("LOGS_LEVEL"),

@@ -92,7 +92,11 @@ def _offset_seconds(text: str) -> float:
               envvar=env("COMPLETE_SERVE_SECONDS"), show_envvar=True,
               help="Webhook time after the replay (or backtest) completed.")
 @click.option("--chart-seconds", type=float, default=10.0, show_default=True, envvar=env("CHART_SECONDS"),
-              show_envvar=True, help="Least seconds between chart renders after cycles; 0 disables charts.")
+              show_envvar=True, help="Least seconds between chart renders after cycles (drawn in a process of "
+                                     "their own); 0 disables charts.")
+@click.option("--chart-timeout-seconds", type=float, default=120.0, show_default=True,
+              envvar=env("CHART_TIMEOUT_SECONDS"), show_envvar=True,
+              help="A chart render taking longer is a hang: the renderer is restarted, the charts marked stale.")
 @click.option("--webhook-threads", type=click.IntRange(1, 64), default=4, show_default=True,
               envvar=env("WEBHOOK_THREADS"), show_envvar=True,
               help="Worker threads of the webhook server (fewer leave more room for the loop under heavy polling).")
@@ -159,6 +163,7 @@ def start_command(strategy_file: Path | None, spec_file: Path | None, mode: str,
                   max_cycles: int, run_single_cycle: bool, trade_immediately: bool, crash_policy: str,
                   crash_serve_seconds: float, crash_loop_count: int, crash_loop_minutes: float,
                   watchdog_seconds: float, complete_serve_seconds: float, chart_seconds: float,
+                  chart_timeout_seconds: float,
                   webhook_threads: int, publish_seconds: float, cpu: str,
                   webhook_username: str | None, webhook_password: str | None,
                   cors_origins: tuple[str, ...], wallboard_url: str | None, wallboard_token: str | None,
@@ -190,7 +195,8 @@ def start_command(strategy_file: Path | None, spec_file: Path | None, mode: str,
     spec_config = None if spec is None else spec.daemon_config(
         state_dir if state_dir is not None else Path("state") / spec_file.stem,  # type: ignore[union-attr]
         max_cycles=max_cycles, run_single_cycle=run_single_cycle, trade_immediately=trade_immediately,
-        complete_serve_seconds=complete_serve_seconds, chart_seconds=chart_seconds, publish_seconds=publish_seconds,
+        complete_serve_seconds=complete_serve_seconds, chart_seconds=chart_seconds,
+        chart_timeout_seconds=chart_timeout_seconds, publish_seconds=publish_seconds,
         cpu=cpu, health=health, notify=notify, cast=cast, **({"port": port} if _on_command_line("port") else {}))
     config = spec_config or DaemonConfig(
         strategy_file=strategy_file, mode=mode,  # type: ignore[arg-type]
@@ -206,7 +212,8 @@ def start_command(strategy_file: Path | None, spec_file: Path | None, mode: str,
         crash_serve_seconds=crash_serve_seconds, crash_loop_count=crash_loop_count,
         crash_loop_minutes=crash_loop_minutes, watchdog_seconds=watchdog_seconds,
         complete_serve_seconds=complete_serve_seconds, chart_seconds=chart_seconds,
-        publish_seconds=publish_seconds, cpu=cpu, health=health, notify=notify, cast=cast,
+        chart_timeout_seconds=chart_timeout_seconds, publish_seconds=publish_seconds, cpu=cpu, health=health,
+        notify=notify, cast=cast,
     )
     if bool(webhook_username) != bool(webhook_password):
         raise ConfigError("webhook auth needs both TRADEEXECUTOR_WEBHOOK_USERNAME and TRADEEXECUTOR_WEBHOOK_PASSWORD")

@@ -27,7 +27,7 @@ __all__ = ["Command", "CommandKind", "CommandQueue", "JobKind"]
 
 
 class JobKind(StrEnum):
-    """The three recurring jobs of the loop."""
+    """The jobs of the loop: three recurring ones, and sending the chart renderer what changed."""
 
     #: A strategy cycle (in replay mode: deliver one bar, run the cycle when one is due).
     cycle = "cycle"
@@ -35,6 +35,9 @@ class JobKind(StrEnum):
     triggers = "triggers"
     #: Mark open positions to market and record a valuation.
     revaluation = "revaluation"
+    #: Send the chart renderer what changed: queued by the renderer's thread when it becomes idle while
+    #: charts are waiting (never scheduled; cycles and the other jobs send charts as they end).
+    charts = "charts"
 
 
 class CommandKind(StrEnum):

@@ -117,6 +117,7 @@ class ExecutorLoop:
             JobKind.cycle: self.run_cycle,
             JobKind.triggers: self.run_trigger_check,
             JobKind.revaluation: self.run_revaluation,
+            JobKind.charts: self.run_charts,
         }
         self._begun = False
         #: Seconds between when the scheduler meant the running job to start and when it started.
@@ -236,6 +237,10 @@ class ExecutorLoop:
             self.store.save(self.state)
             self.journal("revalued", step=step, equity=round(equity, 2))
         self.publisher.revaluation_done(self.state)
+
+    def run_charts(self) -> None:
+        """Send the chart renderer what changed, now that it is idle (nothing is saved: charts are not state)."""
+        self.publisher.send_charts(self.state)
 
     # -- steps --------------------------------------------------------------------------------
 
@@ -372,7 +377,7 @@ class ExecutorLoop:
     def _complete(self) -> None:
         """The replay reached the end of its data: final snapshot and charts, status complete, how to replay again."""
         self.store.save_snapshot(self.state)
-        self.publisher.charts(self.state, self.feed.cursor)
+        self.publisher.final_charts(self.state)
         self.publisher.final(self.state)
         again = self.replay_again_hint()
         snapshot = self.runstate.snapshot()

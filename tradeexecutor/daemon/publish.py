@@ -1,9 +1,16 @@
 """Keeps RunState current after each job: counters, summary statistics, charts, feed lag and next cycle.
 
 Called only on the loop's worker thread. Work is done once per job, never per request: the
-summary is computed after every cycle, charts are rendered after a cycle at most every
-``chart_seconds`` (a full render of 8 images costs about a second, more than a replay cycle)
-and always at the end of a run; the webhook then serves the stored bytes.
+summary is computed after every cycle and the webhook serves stored bytes.
+
+Charts are drawn by a :class:`~tradeexecutor.visual.renderer.ChartRenderer` in a process of its
+own (drawing eight images costs about 0.6 s of Python, which on the loop's thread made 1-second
+cycles start seconds late). After the first cycle, and then at most every ``chart_seconds``
+while the renderer is idle, the loop sends it only what changed (a
+:class:`~tradeexecutor.visual.series.ChartDelta`) and goes on; the renderer's thread stores
+the images in RunState, which bumps ``visualisation_updated_at`` (the dashboard's cue to reload
+the chart). A renderer that crashes or hangs marks the charts stale (``visualisation_stale``)
+and never stops the loop. At the end of a run the loop waits, bounded, for the final charts.
 
 Prices given to the summary and the charts stop at the bar being processed, so nothing after
 the cycle time ever shows.
@@ -28,9 +35,10 @@ from tradeexecutor.stats import compute_summary, write_trades_csv
 from tradeexecutor.store.codec import PositionFragments
 from tradeexecutor.store.layout import RunFiles
 from tradeexecutor.store.publish import publish
-from tradeexecutor.visual import render_all
+from tradeexecutor.visual.renderer import ChartRenderer
+from tradeexecutor.visual.series import DeltaFeed, price_columns
 
-__all__ = ["PUBLISH_TIME_SHARE", "Publisher", "publication_due"]
+__all__ = ["CHART_TIME_SHARE", "PUBLISH_TIME_SHARE", "Publisher", "publication_due"]
 
 #: Summary figures repeated in metadata.json, for dashboards that list many executors.
 _KEY_FIGURES = ("final_equity", "total_return", "max_drawdown", "sharpe", "trade_count", "fees_paid")
@@ -44,7 +52,7 @@ class Publisher:
     def __init__(self, runstate: RunState, feed: PriceFeed, clock: Clock, *,
                  chart_seconds: float = 10.0,
                  next_cycle_at: Callable[[], datetime | None] = lambda: None,
-                 render: Callable[[State, dict[str, pd.Series]], dict[tuple[str, str, str], bytes]] = render_all,
+                 chart_timeout: float = 120.0, wake: Callable[[], object] | None = None,
                  extra: dict[str, Any] | None = None, files: RunFiles | None = None,
                  publish_seconds: float = 2.0, metadata: dict[str, Any] | None = None) -> None:
         self.runstate = runstate
@@ -52,10 +60,17 @@ class Publisher:
         self.clock = clock
         self.chart_seconds = chart_seconds
         self.next_cycle_at = next_cycle_at
-        self.render = render
+        #: Draws the charts in its own process (started by start()); None when chart_seconds is 0.
+        self.renderer = ChartRenderer(self._images_drawn, on_failure=self._charts_stale, on_idle=self._renderer_idle,
+                                      timeout=chart_timeout, restart_seconds=max(1.0, 3 * chart_seconds),
+                                      ) if chart_seconds > 0 else None
+        #: Asks the loop, from the renderer's thread, to run send_charts (queues a charts job).
+        self.wake = wake
         self._closes = {symbol: feed.market.close_series(symbol) for symbol in feed.market.symbols}
+        self._charts = DeltaFeed(price_columns(self._closes))
         self._last_chart: float | None = None
-        self._chart_cost = 0.0  # wall seconds the last full render took
+        self._charted: tuple[Any, ...] | None = None  # what the last delta covered (see _chart_mark)
+        self._waiting = False  # charts were due while the renderer was busy
         self._extra = dict(extra or {})
         #: Where the public snapshot files go (None: not published, as in unit tests).
         self.files = files
@@ -80,8 +95,7 @@ class Publisher:
         prices = self._prices(step)
         summary = _json_safe(compute_summary(state, benchmark_prices=prices).to_dict())
         self.runstate.update(summary_statistics=summary, last_cycle_duration=duration, last_cycle_lag=lag)
-        if self._charts_due():
-            self.charts(state, step, prices)
+        self.send_charts(state)
         self.progress(state)
         if self._publish_due():
             self.files_now(state, summary)
@@ -120,6 +134,7 @@ class Publisher:
         with self.runstate.lock:
             self.runstate.position_trigger_checks += 1
         self.runstate.bump_refreshed(self.clock.now())
+        self.send_charts(state)
         self.progress(state)
 
     def revaluation_done(self, state: State) -> None:
@@ -127,12 +142,16 @@ class Publisher:
         with self.runstate.lock:
             self.runstate.position_revaluations += 1
         self.runstate.bump_refreshed(self.clock.now())
+        self.send_charts(state)
         self.progress(state)
 
     def progress(self, state: State) -> None:
         """Next cycle time, feed lag and when the newest data came (its age at scrape time), replay position."""
+        charts = {} if self.renderer is None else {
+            "chart_renderer_pid": self.renderer.pid, "chart_render_seconds": round(self.renderer.last_cost, 3)}
         extra = {
             **self._extra,
+            **charts,
             "replay_cursor": state.replay_cursor,
             "replay_bars": len(self.feed.market),
             "cycles_completed_total": state.cycles_completed,
@@ -151,20 +170,80 @@ class Publisher:
 
     # -- charts -----------------------------------------------------------------------------
 
-    def charts(self, state: State, step: int, prices: dict[str, pd.Series] | None = None) -> None:
-        """Render every chart variant now and publish them together."""
-        if self.chart_seconds <= 0 or step < 0:
+    def send_charts(self, state: State) -> None:
+        """After a job (or when the renderer asks): send what changed when charts are due and the renderer is idle.
+
+        Due: something changed since the last delta, and ``chart_seconds`` (stretched by the
+        renderer's cost) passed since it. A renderer still busy (or still starting) sets a flag;
+        when it becomes idle its thread has the loop run this again (``wake``), so the first
+        cycle's chart does not wait for the next job.
+        """
+        renderer = self.renderer
+        if renderer is None or self.feed.cursor < 0 or self._chart_mark(state) == self._charted:
             return
+        if not publication_due(self._last_chart, self.clock.monotonic(), self.chart_seconds,
+                               renderer.last_cost, share=CHART_TIME_SHARE):
+            return
+        self._waiting = not self._submit(state)
+
+    def final_charts(self, state: State) -> None:
+        """At the end of a run: wait for the render in flight, send the rest, wait for it (each bounded)."""
+        renderer = self.renderer
+        if renderer is None or self.feed.cursor < 0:
+            return
+        patience = renderer.timeout + renderer.start_timeout
+        drawn = renderer.wait_idle(patience)  # the render in flight, or the renderer still starting
+        if drawn and self._chart_mark(state) != self._charted and self._submit(state):
+            drawn = renderer.wait_idle(patience)
+        if not drawn:
+            logger.warning("the final charts were not drawn within %.0f s", patience)
+
+    def _submit(self, state: State) -> bool:
+        """Cut the delta up to the newest bar and hand it to the renderer; False when it is not idle."""
+        renderer = self.renderer
+        if renderer is None or not renderer.idle:
+            return False
+        if renderer.needs_full:  # a new renderer process: it holds nothing yet
+            self._charts.reset()
+        step = self.feed.cursor
+        newest = {symbol: int(self.feed.market.last_closed[symbol][step]) for symbol in self._closes}
+        delta = self._charts.delta(state, newest)
+        if not renderer.submit(delta):
+            return False
         self._last_chart = self.clock.monotonic()
-        started = time.perf_counter()
-        images = self.render(state, prices if prices is not None else self._prices(step))
-        self._chart_cost = time.perf_counter() - started
+        self._charted = self._chart_mark(state)
+        return True
+
+    @staticmethod
+    def _chart_mark(state: State) -> tuple[Any, ...]:
+        """What a chart shows, in brief: unchanged means nothing to draw (a trigger check that fired nothing)."""
+        valuations = state.valuations
+        newest = valuations.equity[-1] if len(valuations) else None
+        return len(valuations), newest, state.portfolio.next_trade_id, state.replay_cursor
+
+    def _renderer_idle(self) -> None:
+        """The renderer's thread, when it becomes idle: if charts were waiting, ask the loop to send them."""
+        if self._waiting and self.wake is not None:
+            self.wake()
+
+    def start(self) -> None:
+        """Start the chart renderer's process, so it is ready by the first cycle."""
+        if self.renderer is not None:
+            self.renderer.start()
+
+    def close(self) -> None:
+        """Stop the chart renderer's process."""
+        if self.renderer is not None:
+            self.renderer.close()
+
+    def _images_drawn(self, images: dict[tuple[str, str, str], bytes], seconds: float) -> None:
+        """The renderer's thread: store a new set of images (clears ``visualisation_stale``)."""
         self.runstate.set_images({image_key(*key): data for key, data in images.items()}, self.clock.now())
 
-    def _charts_due(self) -> bool:
-        if self.chart_seconds <= 0:
-            return False
-        return publication_due(self._last_chart, self.clock.monotonic(), self.chart_seconds, self._chart_cost)
+    def _charts_stale(self, reason: str) -> None:
+        """The renderer's thread: the renderer crashed or hung; the images shown are out of date."""
+        self.runstate.update(visualisation_stale=reason)
+
 
     def _prices(self, step: int) -> dict[str, pd.Series]:
         """Close prices up to the bar closed at ``step``."""
@@ -176,22 +255,25 @@ class Publisher:
         return result
 
 
-#: Publishing files or charts may take at most this share of the loop's time: intervals stretch as the state grows.
+#: Publishing files may take at most this share of the loop's time: the interval stretches as the state grows.
 PUBLISH_TIME_SHARE = 0.1
+#: The chart renderer may keep at most this share of one CPU busy (it runs beside the loop, not on it).
+CHART_TIME_SHARE = 0.25
 
 
-def publication_due(last: float | None, now: float, interval: float, cost: float) -> bool:
+def publication_due(last: float | None, now: float, interval: float, cost: float,
+                    share: float = PUBLISH_TIME_SHARE) -> bool:
     """True when the public files (or the charts) should be produced again.
 
     Both grow with the run's history: the files serialise the whole state (about 0.6 s at 10,000
-    positions) and the charts prepare every valuation before downsampling (about a second for
-    eight images of a long run). Waiting at least ``cost / PUBLISH_TIME_SHARE`` keeps each under a
-    tenth of the loop's time however large the state gets, while small states still refresh every
-    ``interval``.
+    positions) and the charts prepare every valuation before downsampling (about 0.6 s for
+    eight images of a long run). Waiting at least ``cost / share`` keeps each under that share
+    of the time however large the state gets (of the loop's time for the files, of one CPU for the
+    chart renderer's process), while small states still refresh every ``interval``.
     """
     if last is None:
         return True
-    return now - last >= max(interval, cost / PUBLISH_TIME_SHARE)
+    return now - last >= max(interval, cost / share)
 
 
 def _json_safe(values: dict[str, Any]) -> dict[str, Any]:

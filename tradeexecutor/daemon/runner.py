@@ -100,6 +100,7 @@ class Daemon:
     commands: CommandQueue
     ticker: Ticker
     loop: ExecutorLoop
+    publisher: Publisher
     recorder: CrashRecorder
     watchdog: Watchdog
     #: Sends notifications; None when no channel is configured.
@@ -138,6 +139,7 @@ class Daemon:
         self.signals.install()
         try:
             self.signals.check("before the webhook started")
+            self.publisher.start()  # the chart renderer's process imports matplotlib meanwhile
             if web is not None:
                 web.start()  # a port in use fails here, before any job ran
         except BaseException:
@@ -163,6 +165,7 @@ class Daemon:
             if web is not None:
                 web.stop()
             self._close_notifier()
+            self.publisher.close()
             self.lock.release()
 
     def _run_loop_thread(self) -> LoopOutcome | None:
@@ -215,12 +218,14 @@ class Daemon:
             self.notifier.close()
 
     def close(self) -> None:
-        """Stop the ticker, watchdog, notifier and caster, put the signal handlers back, release the state dir."""
+        """Stop the ticker, watchdog, notifier, caster and chart renderer, put the signal handlers back, release
+        the state directory."""
         self.ticker.shutdown()
         self.watchdog.stop()
         self._close_notifier()
         if self.caster is not None:
             self.caster.close(0.0)
+        self.publisher.close()
         self.signals.restore()
         self.lock.release()
 
@@ -302,6 +307,8 @@ def build_daemon(config: DaemonConfig, *, clock: Clock | None = None, journal: E
     recorder = CrashRecorder(runstate, crash_file, journal, clock.now)
     watchdog = Watchdog(config.watchdog_seconds, recorder.record_hang)
     publisher = Publisher(runstate, feed, clock, chart_seconds=config.chart_seconds,
+                          chart_timeout=config.chart_timeout_seconds,
+                          wake=lambda: commands.put_tick(JobKind.charts),
                           next_cycle_at=lambda: ticker.next_run_time(JobKind.cycle),
                           extra={"state_dir": str(config.state_dir), "replay_start": feed.start,
                                  "notifications": notifier.describe() if notifier else []},
@@ -328,8 +335,8 @@ def build_daemon(config: DaemonConfig, *, clock: Clock | None = None, journal: E
     if notifier is not None:
         notifier.start()
     return Daemon(config=config, clock=clock, store=store, lock=lock, feed=feed, engine=engine, runstate=runstate,
-                  commands=commands, ticker=ticker, loop=loop, recorder=recorder, watchdog=watchdog,
-                  notifier=notifier, health_watch=health_watch, caster=caster, signals=signals)
+                  commands=commands, ticker=ticker, loop=loop, publisher=publisher, recorder=recorder,
+                  watchdog=watchdog, notifier=notifier, health_watch=health_watch, caster=caster, signals=signals)
 
 
 def build_caster(config: DaemonConfig, market: MarketData, files: RunFiles, journal: EventSink, clock: Clock, *,

@@ -74,8 +74,10 @@ class DaemonConfig:
     watchdog_seconds: float = 600.0
     #: How long the webhook keeps answering after the replay completed.
     complete_serve_seconds: float = 0.0
-    #: Least seconds between chart renders after cycles (a full render costs about a second); 0 disables charts.
+    #: Least seconds between chart renders after cycles (drawn in a process of their own); 0 disables charts.
     chart_seconds: float = 10.0
+    #: A chart render taking longer is taken for a hang: the renderer is killed and charts are marked stale.
+    chart_timeout_seconds: float = 120.0
     #: Least seconds between publications of the public snapshot files (state.json, orders.csv) after cycles.
     publish_seconds: float = 2.0
     #: Pin every thread to one CPU: auto (least busy, moving off a crowded one), off, or a CPU number.
@@ -99,6 +101,8 @@ class DaemonConfig:
         if not self.replay_seconds > 0:
             raise ConfigError(f"--replay-seconds {self.replay_seconds} must be positive (0.1 = ten bars a second)")
         object.__setattr__(self, "cpu", check_cpu_setting(str(self.cpu)))
+        if not self.chart_timeout_seconds > 0:
+            raise ConfigError(f"--chart-timeout-seconds {self.chart_timeout_seconds} must be positive")
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"--port {self.port} must be between 0 and 65535")
         for name in ("trigger_seconds", "revaluation_seconds", "crash_serve_seconds", "crash_loop_minutes",

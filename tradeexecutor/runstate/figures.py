@@ -18,6 +18,7 @@ from datetime import datetime
 from dataclasses_json import DataClassJsonMixin
 
 from tradeexecutor.state import Portfolio, Position, State, TradeStatus
+from tradeexecutor.state.growth import ListTail
 from tradeexecutor.state.timestamps import datetime_field
 
 __all__ = ["FigureCounter", "OrderCounts", "PortfolioFigures", "figures_from_state"]
@@ -70,29 +71,19 @@ class OrderCounts:
 class _FrozenListCount:
     """Orders in a list of immutable positions that only grows, counted incrementally."""
 
-    __slots__ = ("counts", "items", "counted", "last")
+    __slots__ = ("counts", "tail")
 
     def __init__(self) -> None:
         self.counts = OrderCounts()
-        self.items: list[Position] | None = None
-        self.counted = 0
-        self.last: Position | None = None
+        self.tail: ListTail[Position] = ListTail()
 
     def update(self, items: list[Position]) -> OrderCounts:
         """Count the positions appended since the last call; start over if the list was replaced or shrank."""
-        same = (
-            items is self.items
-            and len(items) >= self.counted
-            and (self.counted == 0 or items[self.counted - 1] is self.last)
-        )
-        if not same:
+        new = self.tail.new_items(items)
+        if self.tail.restarted:
             self.counts = OrderCounts()
-            self.items = items
-            self.counted = 0
-        for position in items[self.counted:]:
+        for position in new:
             self.counts.add_position(position)
-        self.counted = len(items)
-        self.last = items[-1] if items else None
         return self.counts
 
 

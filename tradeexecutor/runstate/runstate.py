@@ -1,8 +1,10 @@
 """RunState: what the running executor reports about itself, written by the loop and read by the web server.
 
 One RunState is created at start-up (RunState.create) and handed to both the loop and the web
-server; there is no module global. The loop's worker thread is the only writer and writes
-under ``runstate.lock`` (the helper methods take it themselves). Web threads never read the
+server; there is no module global. The loop's worker thread writes it, under ``runstate.lock``
+(the helper methods take it themselves); so do, for their own fields only, the crash recorder
+and watchdog (a crash record) and the chart renderer's thread (chart images, or why they are
+stale), whenever their work finishes. Web threads never read the
 live object: they call ``snapshot()``, which copies the small fields under the lock, and read
 the strategy source and chart images through ``get_source()`` / ``get_image(key)``, which hand
 out the current immutable ``str`` / ``bytes``. Writers replace those values, never mutate them,
@@ -131,6 +133,8 @@ class RunState(DataClassJsonMixin):
     visualisation: dict[str, bytes] = field(default_factory=dict, metadata=_EXCLUDE)
     #: When the chart images were last replaced.
     visualisation_updated_at: datetime | None = datetime_field()
+    #: Why the chart images are out of date (their renderer crashed or hung), None while they are current.
+    visualisation_stale: str | None = None
     #: Headline statistics of the run (JSON-safe values), empty until the first cycle.
     summary_statistics: dict[str, Any] = field(default_factory=dict)
     #: Seconds between the newest market data and the wall clock when the loop last looked, when known.
@@ -350,11 +354,16 @@ class RunState(DataClassJsonMixin):
             self.source_code = source_code
 
     def set_images(self, images: Mapping[str, bytes], now: datetime | None = None) -> None:
-        """Replace every chart image at once (keys from image_key), so readers never see a half-updated set."""
+        """Replace every chart image at once (keys from image_key), so readers never see a half-updated set.
+
+        New images are current: ``visualisation_stale`` is cleared.
+        """
         new_images = {key: bytes(data) for key, data in images.items()}
         with self._lock:
             self.visualisation = new_images
             self.visualisation_updated_at = _utcnow(now)
+            if self.visualisation_stale is not None:
+                self.visualisation_stale = None
 
     def set_image(self, key: str, data: bytes, now: datetime | None = None) -> None:
         """Replace one chart image (copy-on-write of the image dict)."""

@@ -1,7 +1,9 @@
-"""Charts of a run (equity curve, prices with fills) as PNG or SVG bytes.
+"""Charts of a run (equity curve, prices with fills) as PNG or SVG bytes, and the process that draws the daemon's.
 
-Layer 5, and the only package that imports matplotlib; it uses the object-oriented Agg API,
-never pyplot, so charts can be drawn from any thread.
+Layer 6, and the only package that imports matplotlib; it uses the object-oriented Agg API,
+never pyplot, so charts can be drawn from any thread. A running executor draws them in a child
+process instead (``renderer.ChartRenderer``, fed ``series.ChartDelta``s), so drawing never
+holds the loop's interpreter lock.
 
 >>> png = render_charts(state, {"GOOG": closes}, size="small", theme="dark")  # doctest: +SKIP
 >>> charts = render_all(state, {"GOOG": closes})  # {(size, theme, fmt): bytes}  # doctest: +SKIP

@@ -7,6 +7,10 @@ behind. Colours are set on each artist instead of through ``rcParams`` for the s
 
 Lines are downsampled to at most :data:`MAX_POINTS` points (keeping each bucket's minimum
 and maximum, so peaks and crashes survive), which keeps a million-row state fast to draw.
+
+What is drawn is a :class:`~tradeexecutor.visual.series.ChartSeries` (plain arrays): built
+from a State here, or kept up to date from deltas by the renderer process
+(``visual/renderer.py``), which draws with :func:`render_series`.
 """
 
 from __future__ import annotations
@@ -14,21 +18,26 @@ from __future__ import annotations
 import io
 import math
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from enum import Enum
 from typing import Any
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
-from tradeexecutor.state import State, TradeStatus
+from tradeexecutor.visual.series import ChartSeries, Fills
 
-__all__ = ["FORMATS", "MAX_POINTS", "SIZES", "THEMES", "render_all", "render_charts", "render_formats"]
+if TYPE_CHECKING:  # the renderer process draws ChartSeries and never needs pandas or the state model
+    import pandas as pd
+
+    from tradeexecutor.state import State
+
+__all__ = ["FORMATS", "MAX_POINTS", "SIZES", "THEMES", "render_all", "render_charts", "render_formats",
+           "render_series"]
 
 #: Figure size in inches at :data:`_DPI` dots per inch: small ≈ 600x300 px, large ≈ 1200x800 px.
 SIZES: dict[str, tuple[float, float]] = {"small": (6.0, 3.0), "large": (12.0, 8.0)}
@@ -122,7 +131,7 @@ def render_charts(
     ValueError naming the allowed values.
     """
     _check_options(size, theme, fmt)
-    return _draw(_prepare(state, prices), size, theme, (fmt,))[fmt]
+    return _draw(_prepare(ChartSeries.from_state(state, prices)), size, theme, (fmt,))[fmt]
 
 
 def render_formats(
@@ -136,12 +145,17 @@ def render_formats(
     """One chart encoded in several formats from a single drawing (drawing is most of the cost)."""
     for fmt in formats:
         _check_options(size, theme, fmt)
-    return _draw(_prepare(state, prices), size, theme, formats)
+    return _draw(_prepare(ChartSeries.from_state(state, prices)), size, theme, formats)
 
 
 def render_all(state: State, prices: dict[str, pd.Series]) -> dict[tuple[str, str, str], bytes]:
     """Render every (size, theme, fmt) combination, preparing the data once and drawing each figure once."""
-    data = _prepare(state, prices)
+    return render_series(ChartSeries.from_state(state, prices))
+
+
+def render_series(series: ChartSeries) -> dict[tuple[str, str, str], bytes]:
+    """:func:`render_all` of data already extracted from a state (what the renderer process draws)."""
+    data = _prepare(series)
     images: dict[tuple[str, str, str], bytes] = {}
     for size in SIZES:
         for theme in THEMES:
@@ -165,31 +179,16 @@ def _check_options(size: str, theme: str, fmt: str) -> None:
 # Data preparation
 
 
-def _prepare(state: State, prices: dict[str, pd.Series]) -> _ChartData:
+def _prepare(series: ChartSeries) -> _ChartData:
     """Downsample the equity curve and collect up to MAX_SYMBOLS price panels with their fills."""
-    valuations = state.valuations
-    stamps = np.asarray(valuations.timestamp, dtype=np.int64)
-    equity = np.asarray(valuations.equity, dtype=np.float64)
-    stamps, equity = _downsample(stamps, equity, MAX_POINTS)
-
-    fills: dict[int, list[tuple[int, float, bool]]] = {}
-    for trade in state.portfolio.all_trades():
-        if _text(trade.status) != TradeStatus.executed.value:
-            continue
-        if trade.executed_at is None or trade.executed_price is None:
-            continue
-        fills.setdefault(trade.instrument_id, []).append(
-            (_ms(trade.executed_at), float(trade.executed_price), trade.is_buy)
-        )
-
+    stamps, equity = _downsample(series.stamps, series.equity, MAX_POINTS)
     span = (int(stamps[0]), int(stamps[-1])) if len(stamps) else None
     panels = []
-    symbols = {instrument.id: instrument.symbol for instrument in state.instruments}
-    for instrument_id in sorted(fills)[:MAX_SYMBOLS]:
-        symbol = symbols.get(instrument_id, f"#{instrument_id}")
-        panels.append(_panel(symbol, prices.get(symbol), fills[instrument_id], span))
+    for instrument_id in sorted(series.fills)[:MAX_SYMBOLS]:
+        fills = series.fills[instrument_id]
+        panels.append(_panel(fills.symbol, series.prices.get(fills.symbol), fills, span))
     return _ChartData(
-        title=f"{state.name} equity" if state.name else "Equity",
+        title=f"{series.title} equity" if series.title else "Equity",
         times=_to_datetime64(stamps),
         equity=equity,
         panels=tuple(panels),
@@ -198,31 +197,27 @@ def _prepare(state: State, prices: dict[str, pd.Series]) -> _ChartData:
 
 def _panel(
     symbol: str,
-    series: pd.Series | None,
-    fills: list[tuple[int, float, bool]],
+    prices: tuple[np.ndarray, np.ndarray] | None,
+    fills: Fills,
     span: tuple[int, int] | None,
 ) -> _Panel:
     """One symbol's closes inside the valuation span, downsampled, and its buy and sell fills."""
-    if series is not None and len(series):
-        stamps = pd.DatetimeIndex(series.index).as_unit("ms").asi8
-        closes = series.to_numpy(dtype=np.float64, na_value=np.nan)
+    if prices is not None and len(prices[0]):
+        stamps, closes = prices
         keep = np.isfinite(closes)
         if span is not None:
             keep &= (stamps >= span[0]) & (stamps <= span[1])
         stamps, closes = _downsample(stamps[keep], closes[keep], MAX_POINTS)
     else:
         stamps, closes = np.empty(0, np.int64), np.empty(0, np.float64)
-    fill_times = np.array([f[0] for f in fills], dtype=np.int64)
-    fill_prices = np.array([f[1] for f in fills], dtype=np.float64)
-    is_buy = np.array([f[2] for f in fills], dtype=bool)
     return _Panel(
         symbol=symbol,
         times=_to_datetime64(stamps),
         closes=closes,
-        buy_times=_to_datetime64(fill_times[is_buy]),
-        buy_prices=fill_prices[is_buy],
-        sell_times=_to_datetime64(fill_times[~is_buy]),
-        sell_prices=fill_prices[~is_buy],
+        buy_times=_to_datetime64(fills.times[fills.buys]),
+        buy_prices=fills.prices[fills.buys],
+        sell_times=_to_datetime64(fills.times[~fills.buys]),
+        sell_prices=fills.prices[~fills.buys],
     )
 
 
@@ -352,15 +347,3 @@ def _number(value: float, _position: int | None = None) -> str:
 def _to_datetime64(ms: np.ndarray) -> np.ndarray:
     """Epoch milliseconds as numpy datetime64[ms], which matplotlib plots as dates."""
     return np.asarray(ms, dtype=np.int64).astype("datetime64[ms]")
-
-
-def _ms(value: datetime) -> int:
-    """A datetime as epoch milliseconds; naive values are taken as UTC."""
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return round(value.timestamp() * 1000)
-
-
-def _text(value: Any) -> str:
-    """An enum's value or the string itself."""
-    return str(value.value) if isinstance(value, Enum) else str(value)

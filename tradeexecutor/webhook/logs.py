@@ -1,9 +1,10 @@
 """GET /logs (the run's journal) and GET /logs/technical (recent log records of this process).
 
 ``/logs?since=&limit=&level=`` reads the journal the loop writes (``options.files.journal``)
-from its end: ``since`` is an ISO 8601 time or Unix seconds (entries at or after it), ``limit``
-1–1000 (default 100, the most recent matches), ``level`` one of debug, info, warning, error
-(that level and above). ``/logs/technical?limit=&level=`` does the same for the in-memory
+from its end: ``since`` is an RFC 3339 time with its zone, a date or Unix seconds (entries at
+or after it), ``limit`` 1–1000 (default 100, the most recent matches), ``level`` one of debug,
+info, warning, error (that level and above). Values are checked as ``openapi.yaml`` declares
+them (``webhook/params.py``). ``/logs/technical?limit=&level=`` does the same for the in-memory
 ``options.log_buffer`` (levels up to critical). Both answer ``{"entries": [...], "count": n}``,
 oldest first; a bad parameter is a 400 naming it; a source that is not configured is a 404.
 """

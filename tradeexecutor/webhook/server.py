@@ -4,6 +4,22 @@
 ConfigError) and returns once it is listening; port 0 picks a free port, reported by
 ``effective_port``.
 
+The probes always answer, because an orchestrator restarts an executor whose liveness probe
+times out, and anyone who can reach the port must not be able to cause that (with waitress's
+defaults, 98 idle connections did: it stops accepting at 100 and closes idle ones after 120 s):
+
+- *Connections.* When ``ServerLimits.max_connections`` connections are open, the loop thread
+  closes the least recently active idle ones (no request being served, nothing to send; a
+  half-sent request counts as idle) to make room, so a new connection is always accepted.
+  Connections idle for ``channel_timeout`` seconds are closed as well.
+- *Workers.* A request for ``/ping`` or ``/healthz`` goes to a worker of its own
+  (``webhook-probe-0``), never behind other requests in the main pool's queue, so slow or stuck
+  requests elsewhere cannot delay it.
+- *Errors.* A request waitress refuses itself (bad request line, headers over
+  ``max_request_header_size``, a body over ``max_request_body_size``) gets the JSON error shape
+  (``channel.JsonErrorTask``). waitress's per-request queue-depth warnings, and the idle
+  connections closed, become one summary line each per ``queue_log_seconds`` (``channel.Tally``).
+
 ``stop()`` shuts down in an order that never lets two threads race over a descriptor:
 
 1. *Stop accepting*: the loop thread closes the listening sockets (their wake-up trigger stays).
@@ -34,6 +50,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self
 
@@ -41,50 +58,56 @@ import waitress
 from waitress import wasyncore
 from waitress.channel import HTTPChannel
 from waitress.server import BaseWSGIServer
-from waitress.task import ThreadedTaskDispatcher
 from waitress.trigger import trigger as Trigger
 
 from tradeexecutor.errors import ConfigError
+from tradeexecutor.webhook.channel import Channel, Dispatcher, Tally
+
+__all__ = ["PROBE_PATHS", "ServerLimits", "WebhookServer", "check_port_free"]
 
 logger = logging.getLogger("tradeexecutor.webhook")
 
 #: Least seconds each later step of stop() gets, even when draining used up the timeout.
 _MIN_STEP_SECONDS = 0.5
+#: Paths served by the probe worker.
+PROBE_PATHS = frozenset({"/ping", "/healthz"})
+#: File descriptors kept free for everything else the process opens (state, journal, pipes).
+_SPARE_FDS = 64
 
 
-class _Channel(HTTPChannel):
-    """waitress's HTTP connection, which stop() can tell to read no further requests."""
+@dataclass(frozen=True)
+class ServerLimits:
+    """How much of the server clients may hold: connections, idle time, request sizes, log volume."""
 
-    #: Set by the loop thread when the server drains.
-    draining = False
+    #: Connections open at once; at this many, the least recently active idle ones are closed for new ones.
+    #: Lowered at start to fit the process's open-file limit.
+    max_connections: int = 500
+    #: Seconds a connection may stay idle before it is closed (waitress's default is 120).
+    channel_timeout: float = 60.0
+    #: Seconds between sweeps for connections idle past ``channel_timeout``.
+    cleanup_interval: float = 10.0
+    #: Largest request body in bytes (the control routes take none); larger is a JSON 413.
+    max_request_body_size: int = 1 << 20
+    #: Largest request line plus headers in bytes; larger is a JSON 431.
+    max_request_header_size: int = 64 << 10
+    #: Seconds between summaries of requests that waited for a busy worker.
+    queue_log_seconds: float = 60.0
 
-    def readable(self) -> bool:
-        return not self.draining and bool(super().readable())
+    def __post_init__(self) -> None:
+        if self.max_connections < 2:
+            raise ValueError("max_connections must be at least 2")
 
+    def connections_allowed(self) -> int:
+        """``max_connections``, lowered to fit the open-file limit (RLIMIT_NOFILE) where there is one."""
+        try:
+            import resource
 
-class _Dispatcher(ThreadedTaskDispatcher):
-    """waitress's worker pool, keeping each worker's Thread so stop() can join them."""
-
-    def __init__(self, name: str = "webhook") -> None:
-        super().__init__()
-        #: Every worker thread started.
-        self.workers: list[threading.Thread] = []
-        self._slug = name.replace(" ", "-")
-
-    def start_new_thread(self, target: Callable[[int], None], thread_no: int) -> None:
-        thread = threading.Thread(
-            target=target, name=f"{self._slug}-worker-{thread_no}", args=(thread_no,), daemon=True
-        )
-        self.workers.append(thread)
-        thread.start()
-
-    def join(self, deadline: float) -> list[threading.Thread]:
-        """Join every worker until ``deadline`` (monotonic); the ones still alive."""
-        for thread in self.workers:
-            thread.join(max(0.0, deadline - time.monotonic()))
-        alive = [thread for thread in self.workers if thread.is_alive()]
-        self.workers = alive
-        return alive
+            soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+        except (ImportError, OSError, ValueError):
+            return self.max_connections
+        if soft == resource.RLIM_INFINITY:
+            return self.max_connections
+        return max(2, min(self.max_connections, soft - _SPARE_FDS))
 
 
 def _close_after(workers: list[threading.Thread], triggers: list[Trigger]) -> None:
@@ -136,6 +159,7 @@ class WebhookServer:
         *,
         stop_timeout: float = 5.0,
         name: str = "webhook",
+        limits: ServerLimits | None = None,
     ) -> None:
         #: The WSGI application served.
         self.app = app
@@ -150,9 +174,21 @@ class WebhookServer:
         #: What the server is called in its thread names, log lines and errors (the exchange simulator
         #: runs on this class too).
         self.name = name
+        #: Connections, idle time and request sizes clients may use.
+        self.limits = limits or ServerLimits()
         self._map: dict[int, Any] = {}
         self._server: Any = None
-        self._dispatcher: _Dispatcher | None = None
+        self._dispatcher: Dispatcher | None = None
+        self._probe_dispatcher: Dispatcher | None = None
+        self._backlog = Tally(f"{name}: %(count)d request(s) waited for a busy worker in the last %(seconds).1f s "
+                              "(deepest queue %(largest)d); more --webhook-threads or fewer pollers shortens the wait",
+                              self.limits.queue_log_seconds)
+        self._evictions = Tally(f"{name}: closed %(count)d idle connection(s) in the last %(seconds).1f s to make "
+                                "room for new ones (%(largest)d open, the limit)", self.limits.queue_log_seconds)
+        #: Connections allowed at once (``limits.max_connections`` fitted to the open-file limit), set by start().
+        self.max_connections = self.limits.max_connections
+        #: Idle connections closed to make room for new ones, for tests and logs.
+        self.evicted = 0
         self._listeners: list[BaseWSGIServer] = []
         self._thread: threading.Thread | None = None
         self._effective: tuple[str, int] | None = None
@@ -174,7 +210,9 @@ class WebhookServer:
         self._draining = False
         self._busy = 0
         self._drained.clear()
-        dispatcher = _Dispatcher(self.name)
+        self.max_connections = self.limits.connections_allowed()
+        dispatcher = Dispatcher(f"{self._slug}-worker", self._backlog)
+        probe_dispatcher = Dispatcher(f"{self._slug}-probe")
         try:
             server = waitress.create_server(
                 self.app,
@@ -185,16 +223,27 @@ class WebhookServer:
                 threads=self.threads,
                 ident="tradeexecutor",
                 expose_tracebacks=False,
+                asyncore_use_poll=True,  # select() fails on descriptors past 1023
+                # waitress's own limit counts listeners and triggers too; ours (evicting idle
+                # connections between polls) keeps the channels below it, so it never stops accepting.
+                connection_limit=self.max_connections + 16,
+                channel_timeout=self.limits.channel_timeout,
+                cleanup_interval=self.limits.cleanup_interval,
+                max_request_body_size=self.limits.max_request_body_size,
+                max_request_header_size=self.limits.max_request_header_size,
             )
         except (OSError, ValueError) as exc:
             self._close_everything()  # the triggers and sockets made before bind failed
             raise _cannot_listen(self.name, self.host, self.port, exc) from exc
         self._listeners = [obj for obj in self._map.values() if isinstance(obj, BaseWSGIServer)]
         for listener in self._listeners:
-            listener.channel_class = _Channel
+            listener.channel_class = Channel
+            listener.add_task = self._route  # probes to their own worker
         dispatcher.set_thread_count(self.threads)  # workers start only once the server exists
+        probe_dispatcher.set_thread_count(1)
         self._server = server
         self._dispatcher = dispatcher
+        self._probe_dispatcher = probe_dispatcher
         listen = getattr(server, "effective_listen", None)
         if listen:  # several sockets (e.g. "localhost" as IPv4 and IPv6): report the first
             self._effective = (str(listen[0][0]), int(listen[0][1]))
@@ -210,11 +259,17 @@ class WebhookServer:
         adj = self._server.adj
         use_poll = adj.asyncore_use_poll and hasattr(select, "poll")
         poll = wasyncore.poll2 if use_poll else wasyncore.poll
+        # Beyond this many map entries (channels plus listeners and triggers) idle channels are closed.
+        crowded = self.max_connections + len(self._map)
         try:
             while self._map:
                 poll(adj.asyncore_loop_timeout, self._map)
+                if len(self._map) >= crowded and not self._draining:
+                    self._make_room()
                 if self._draining and not self._drained.is_set() and self._close_idle_channels():
                     self._drained.set()
+                self._backlog.flush()
+                self._evictions.flush()
         except Exception:  # keep the loop thread's death visible in the log
             logger.exception("webhook server loop failed")
 
@@ -229,7 +284,8 @@ class WebhookServer:
             if server is None or thread is None or dispatcher is None:
                 return
             current = threading.current_thread()
-            if current is thread or current in dispatcher.workers:
+            probe_workers = self._probe_dispatcher.workers if self._probe_dispatcher is not None else []
+            if current is thread or current in dispatcher.workers or current in probe_workers:
                 raise RuntimeError("WebhookServer.stop() cannot run in the server's own threads")
             timeout = self.stop_timeout if timeout is None else timeout
             deadline = time.monotonic() + timeout
@@ -245,8 +301,11 @@ class WebhookServer:
                 )
                 loop_alive = self._pull(self._close_channels)
             # 3. Stop the workers and join them: from here on nothing but the loop uses a descriptor.
-            dispatcher.shutdown(cancel_pending=True, timeout=max(0.0, step_deadline() - time.monotonic()))
-            stuck = dispatcher.join(step_deadline())
+            stuck: list[threading.Thread] = []
+            for pool in (dispatcher, self._probe_dispatcher):
+                if pool is not None:
+                    pool.shutdown(cancel_pending=True, timeout=max(0.0, step_deadline() - time.monotonic()))
+                    stuck += pool.join(step_deadline())
             if stuck:
                 logger.warning(
                     "webhook: %d worker thread(s) still running; their wake-up pipe closes when they return",
@@ -268,10 +327,45 @@ class WebhookServer:
             self._server = None
             self._thread = None
             self._dispatcher = None
+            self._probe_dispatcher = None
             self._listeners = []
+            self._backlog.flush(force=True)
+            self._evictions.flush(force=True)
             logger.info("webhook stopped")
 
     # -- work done in the loop thread -------------------------------------------------------------
+
+    def _route(self, channel: HTTPChannel) -> None:
+        """Queue ``channel``'s next request: a probe for the probe worker, anything else for the pool.
+
+        waitress calls this with the channel's ``requests_lock`` held, from the loop thread (a new
+        request) or a worker (the next pipelined one), so ``requests[0]`` is the request to serve.
+        """
+        request = channel.requests[0] if channel.requests else None
+        probe = request is not None and not request.error and request.path in PROBE_PATHS
+        pool = self._probe_dispatcher if probe else self._dispatcher
+        if pool is None:  # stopped meanwhile: the channel is closed with the rest
+            return
+        pool.add_task(channel)
+
+    def _make_room(self) -> None:
+        """Loop thread: close the least recently active idle connections, down to 90 % of the limit.
+
+        Closing a batch, not one, keeps the scan (one pass over the connections) rare under a flood.
+        """
+        channels = [obj for obj in self._map.values() if isinstance(obj, Channel)]
+        excess = len(channels) - int(self.max_connections * 0.9)
+        if excess <= 0:
+            return
+        idle = sorted((c for c in channels if c.idle), key=lambda c: c.last_activity)[:excess]
+        for channel in idle:
+            try:
+                channel.handle_close()
+            except OSError:
+                pass
+        if idle:
+            self.evicted += len(idle)
+            self._evictions.note(len(channels), len(idle))
 
     def _pull(self, thunk: Callable[[], None]) -> bool:
         """Have the loop thread run ``thunk`` between two polls; False when there is no trigger to pull."""
@@ -290,7 +384,7 @@ class WebhookServer:
         for listener in self._listeners:
             wasyncore.dispatcher.close(listener)  # BaseWSGIServer.close would close the trigger too
         for obj in list(self._map.values()):
-            if isinstance(obj, _Channel):
+            if isinstance(obj, Channel):
                 obj.draining = True
         self._draining = True
 

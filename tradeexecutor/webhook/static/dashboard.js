@@ -10,13 +10,15 @@
  * <body> gets data-refreshes="<count>"; after the first, a "dashboard-ready" performance mark, and
  * "dashboard-chart" once the chart first shows.
  * ?refresh=<seconds> changes the 10 s refresh period (1 to 3600); ?journal=all shows routine journal
- * events (cycles that decided nothing, revaluations) too.
+ * events (cycles that decided nothing, revaluations) too. While the executor runs, /status is also
+ * asked every 2 s whether a new chart was drawn, and the page refreshes as soon as one was.
  */
 "use strict";
 
 (() => {
   const DEFAULT_REFRESH_SECONDS = 10;
   const REQUEST_TIMEOUT_MS = 8000;
+  const CHART_WATCH_SECONDS = 2; // how often a running executor is asked whether a new chart exists
   const JOURNAL_FETCH = 100; // journal entries read per refresh, for the timeline
   const JOURNAL_TAIL = 20; // journal entries shown
   // The journal shows what an operator cares about (orders, fills, triggers, crashes, state changes):
@@ -375,12 +377,16 @@
   function renderChart(status) {
     const updated = status.visualisation_updated_at;
     const figure = document.querySelector(".chart");
+    watchChart(status);
     if (!updated) {
       figure.hidden = true;
       chartVersion = null;
       setNote("chart", "Not available yet: no chart has been drawn.");
       return;
     }
+    const stale = field("visualisation_stale");
+    stale.hidden = !status.visualisation_stale;
+    stale.textContent = status.visualisation_stale ? `Out of date: ${status.visualisation_stale}.` : "";
     if (updated === chartVersion) return;
     chartVersion = updated;
     const version = encodeURIComponent(updated);
@@ -388,6 +394,25 @@
     const image = field("chart");
     image.dataset.version = updated;
     image.src = `visualisation?type=large&theme=light&format=svg&v=${version}`;
+  }
+
+  let chartWatch = null;
+
+  /**
+   * While the executor runs, look every CHART_WATCH_SECONDS for a new chart (its
+   * visualisation_updated_at in /status) and refresh the whole page at once when one exists: the
+   * first cycle's chart shows within seconds of being drawn, not at the next refresh, and chart and
+   * figures change together.
+   */
+  function watchChart(status) {
+    clearTimeout(chartWatch);
+    if (!["starting", "running"].includes(status.status) || refreshSeconds <= CHART_WATCH_SECONDS) return;
+    chartWatch = setTimeout(async () => {
+      const result = busy ? null : await getJson("status");
+      const latest = result && result.ok ? result.data : status;
+      if (latest.visualisation_updated_at && latest.visualisation_updated_at !== chartVersion && !busy) refresh();
+      else watchChart(latest);
+    }, CHART_WATCH_SECONDS * 1000);
   }
 
   let chartMarked = false;

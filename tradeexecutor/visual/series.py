@@ -1,0 +1,260 @@
+"""The data a chart draws, as plain arrays: extracted from a State at once, or sent to the renderer as deltas.
+
+A :class:`ChartSeries` is everything ``charts.py`` draws: the equity curve, the executed fills
+per instrument and the close prices per symbol. Built from a State with
+:meth:`ChartSeries.from_state` (reports, backtests), it can also be kept up to date in another
+process: the loop's :class:`DeltaFeed` cuts a :class:`ChartDelta` of what changed since the
+last one, and the renderer's :class:`SeriesBuilder` applies it. A delta costs what changed (new
+valuation rows, new bars, new fills; the trades of open positions are looked at each time),
+never the whole history, so the loop's share of a chart stays constant however long it runs::
+
+    feed = DeltaFeed({"GOOG": (times_ms, closes)})        # the loop, once
+    delta = feed.delta(state, {"GOOG": newest_bar})       # the loop, when charts are due
+    builder.apply(delta); render_series(builder.series())  # the renderer process
+
+Applying every delta in turn gives exactly ``ChartSeries.from_state`` of the same state and
+prices (up to the order of fills within an instrument).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import Enum
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from tradeexecutor.state import Portfolio, Position, State, Trade, TradeStatus
+from tradeexecutor.state.growth import ListTail
+
+if TYPE_CHECKING:  # imported where used: the renderer process never needs pandas
+    import pandas as pd
+
+__all__ = ["ChartDelta", "ChartSeries", "DeltaFeed", "Fill", "Fills", "SeriesBuilder", "price_columns"]
+
+#: One executed fill: trade id, instrument id, symbol, time (epoch ms), price, is a buy.
+Fill = tuple[int, int, str, int, float, bool]
+#: A symbol's close prices: times (epoch ms, int64) and closes (float64), oldest first.
+Prices = tuple[np.ndarray, np.ndarray]
+
+
+@dataclass(frozen=True)
+class Fills:
+    """One instrument's executed fills, as arrays."""
+
+    symbol: str
+    #: Fill times, epoch milliseconds.
+    times: np.ndarray
+    prices: np.ndarray
+    #: True for a buy.
+    buys: np.ndarray
+
+    @classmethod
+    def of(cls, symbol: str, rows: list[tuple[int, float, bool]]) -> Fills:
+        """From ``(time ms, price, is buy)`` rows."""
+        return cls(symbol, np.array([r[0] for r in rows], dtype=np.int64),
+                   np.array([r[1] for r in rows], dtype=np.float64), np.array([r[2] for r in rows], dtype=bool))
+
+
+@dataclass(frozen=True)
+class ChartSeries:
+    """Everything the charts draw."""
+
+    #: The strategy's name, or "".
+    title: str
+    #: Valuation times (epoch ms, int64) and equity (float64).
+    stamps: np.ndarray
+    equity: np.ndarray
+    #: Executed fills by instrument id.
+    fills: dict[int, Fills]
+    #: Close prices by symbol.
+    prices: dict[str, Prices]
+
+    @classmethod
+    def from_state(cls, state: State, prices: Mapping[str, pd.Series]) -> ChartSeries:
+        """The whole series of ``state``; ``prices`` maps symbol to closes indexed by time (naive = UTC)."""
+        symbols = _symbols(state)
+        rows: dict[int, list[tuple[int, float, bool]]] = {}
+        for trade in state.portfolio.all_trades():
+            fill = _fill(trade, symbols)
+            if fill is not None:
+                rows.setdefault(fill[1], []).append(fill[3:])
+        return cls(
+            title=state.name or "",
+            stamps=np.asarray(state.valuations.timestamp, dtype=np.int64),
+            equity=np.asarray(state.valuations.equity, dtype=np.float64),
+            fills={iid: Fills.of(symbols.get(iid, f"#{iid}"), found) for iid, found in rows.items()},
+            prices=price_columns(prices),
+        )
+
+
+@dataclass(frozen=True)
+class ChartDelta:
+    """What changed since the previous delta; the first delta (or one after ``DeltaFeed.reset``) holds everything."""
+
+    title: str
+    #: The valuation rows below replace the receiver's rows from this index on (the newest row may
+    #: have been rewritten in place, so it is sent again).
+    rows_from: int
+    stamps: np.ndarray
+    equity: np.ndarray
+    #: Fills executed since the previous delta.
+    fills: tuple[Fill, ...]
+    #: New closes per symbol: (index of the first one, times, closes).
+    prices: dict[str, tuple[int, np.ndarray, np.ndarray]] = field(default_factory=dict)
+
+    @property
+    def size(self) -> int:
+        """Rows, fills and bars carried: what the loop paid to cut it."""
+        return len(self.stamps) + len(self.fills) + sum(len(times) for _, times, _ in self.prices.values())
+
+
+class DeltaFeed:
+    """Cuts ChartDeltas from a live State and the full price columns; belongs to the loop thread.
+
+    Not ``daemon.castdata.ChartFeed``, which keeps a downsampled copy of equity and closes for a
+    wallboard: this one sends every row, bar and fill once, for a renderer that draws them.
+    """
+
+    def __init__(self, prices: Mapping[str, Prices]) -> None:
+        #: Every symbol's whole price columns (the replay's data); only bars up to the newest visible one are sent.
+        self.prices = dict(prices)
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget what was sent: the next delta holds everything (for a renderer that lost its copy)."""
+        self._rows = 0
+        self._bars = {symbol: 0 for symbol in self.prices}
+        self._sent_open: set[int] = set()  # ids of fills sent while their position was open
+        self._closed: ListTail[Position] = ListTail()
+        self._failed: ListTail[Position] = ListTail()
+
+    def delta(self, state: State, newest: Mapping[str, int]) -> ChartDelta:
+        """What changed since the last delta; ``newest[symbol]`` is the index of its newest visible bar (-1: none)."""
+        valuations = state.valuations
+        count = len(valuations)
+        start = 0 if count < self._rows else max(0, self._rows - 1)
+        stamps = np.asarray(valuations.timestamp[start:count], dtype=np.int64)
+        equity = np.asarray(valuations.equity[start:count], dtype=np.float64)
+        self._rows = count
+        prices: dict[str, tuple[int, np.ndarray, np.ndarray]] = {}
+        for symbol, (times, closes) in self.prices.items():
+            first, end = self._bars[symbol], newest.get(symbol, -1) + 1
+            if end > first:
+                prices[symbol] = (first, times[first:end], closes[first:end])
+                self._bars[symbol] = end
+        return ChartDelta(state.name or "", start, stamps, equity, self._new_fills(state), prices)
+
+    def _new_fills(self, state: State) -> tuple[Fill, ...]:
+        """Fills not sent yet: open positions are looked at whole, closed and failed ones once, when they move there."""
+        portfolio: Portfolio = state.portfolio
+        symbols = _symbols(state)
+        found: list[Fill] = []
+        for position in portfolio.open_positions:
+            for trade in position.trades:
+                if trade.id not in self._sent_open:
+                    fill = _fill(trade, symbols)
+                    if fill is not None:
+                        self._sent_open.add(trade.id)
+                        found.append(fill)
+        for positions, tail in ((portfolio.closed_positions, self._closed), (portfolio.failed_positions, self._failed)):
+            for position in tail.new_items(positions):
+                for trade in position.trades:
+                    if trade.id in self._sent_open:
+                        self._sent_open.discard(trade.id)  # sent while open; never looked at again
+                        continue
+                    fill = _fill(trade, symbols)
+                    if fill is not None:
+                        found.append(fill)
+        return tuple(found)
+
+
+class SeriesBuilder:
+    """The renderer's copy of a ChartSeries, kept up to date from deltas at a cost that grows with the delta."""
+
+    def __init__(self) -> None:
+        self.title = ""
+        self._stamps = _Column(np.int64)
+        self._equity = _Column(np.float64)
+        self._fills: dict[int, tuple[str, list[tuple[int, float, bool]]]] = {}
+        self._fill_ids: set[int] = set()
+        self._prices: dict[str, tuple[_Column, _Column]] = {}
+
+    def apply(self, delta: ChartDelta) -> None:
+        """Take in one delta."""
+        self.title = delta.title
+        self._stamps.put(delta.rows_from, delta.stamps)
+        self._equity.put(delta.rows_from, delta.equity)
+        for trade_id, instrument_id, symbol, at, price, buy in delta.fills:
+            if trade_id not in self._fill_ids:
+                self._fill_ids.add(trade_id)
+                self._fills.setdefault(instrument_id, (symbol, []))[1].append((at, price, buy))
+        for symbol, (first, times, closes) in delta.prices.items():
+            columns = self._prices.setdefault(symbol, (_Column(np.int64), _Column(np.float64)))
+            columns[0].put(first, times)
+            columns[1].put(first, closes)
+
+    def series(self) -> ChartSeries:
+        """The series as it stands (arrays are views: do not keep them past the next ``apply``)."""
+        return ChartSeries(
+            title=self.title,
+            stamps=self._stamps.view(),
+            equity=self._equity.view(),
+            fills={iid: Fills.of(symbol, rows) for iid, (symbol, rows) in self._fills.items()},
+            prices={symbol: (times.view(), closes.view()) for symbol, (times, closes) in self._prices.items()},
+        )
+
+
+class _Column:
+    """A numpy column that grows by doubling, so appending n values costs O(n) amortised."""
+
+    def __init__(self, dtype: Any) -> None:
+        self._data = np.empty(1024, dtype=dtype)
+        self._length = 0
+
+    def put(self, start: int, values: np.ndarray) -> None:
+        """Replace everything from ``start`` on by ``values``."""
+        end = start + len(values)
+        if end > len(self._data):
+            grown = np.empty(max(end, 2 * len(self._data)), dtype=self._data.dtype)
+            grown[: self._length] = self._data[: self._length]
+            self._data = grown
+        self._data[start:end] = values
+        self._length = end
+
+    def view(self) -> np.ndarray:
+        return self._data[: self._length]
+
+
+def price_columns(prices: Mapping[str, pd.Series]) -> dict[str, Prices]:
+    """Close-price Series (DatetimeIndex, naive = UTC) as (times ms, closes) arrays."""
+    import pandas as pd
+
+    columns: dict[str, Prices] = {}
+    for symbol, series in prices.items():
+        times = pd.DatetimeIndex(series.index).as_unit("ms").asi8.astype(np.int64, copy=False)
+        columns[symbol] = (times, series.to_numpy(dtype=np.float64, na_value=np.nan))
+    return columns
+
+
+def _symbols(state: State) -> dict[int, str]:
+    return {instrument.id: instrument.symbol for instrument in state.instruments}
+
+
+def _fill(trade: Trade, symbols: Mapping[int, str]) -> Fill | None:
+    """The fill of an executed trade, None for any other."""
+    status = trade.status.value if isinstance(trade.status, Enum) else str(trade.status)
+    if status != TradeStatus.executed.value or trade.executed_at is None or trade.executed_price is None:
+        return None
+    iid = trade.instrument_id
+    return (trade.id, iid, symbols.get(iid, f"#{iid}"), _ms(trade.executed_at), float(trade.executed_price),
+            trade.is_buy)
+
+
+def _ms(value: datetime) -> int:
+    """A datetime as epoch milliseconds; naive values are taken as UTC."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return round(value.timestamp() * 1000)
