@@ -150,10 +150,16 @@ class RunFacts:
 
 
 def write_artifacts(run_dir: Path, *, prices: Mapping[str, pd.Series] | None = None,
-                    thresholds: Thresholds | None = None, now: datetime | None = None) -> None:
-    """Write every artifact of the module docstring into ``run_dir`` from its state, journals and metadata."""
+                    thresholds: Thresholds | None = None, now: datetime | None = None,
+                    ending: Mapping[str, Any] | None = None) -> None:
+    """Write every artifact of the module docstring into ``run_dir`` from its state, journals and metadata.
+
+    ``ending`` (``status``, ``stopped_at``, ``error``) overlays metadata.json: a supervisor writes the
+    artifacts of how the run ended *before* it records that ending, so whoever sees the final status
+    finds the reports already there.
+    """
     run_dir = Path(run_dir)
-    facts = collect_run(run_dir, prices=prices, thresholds=thresholds, now=now)
+    facts = collect_run(run_dir, prices=prices, thresholds=thresholds, now=now, ending=ending)
     write_trades_csv(facts.state, run_dir / "orders.csv")
     atomic_write_bytes(run_dir / METRICS_FILE, json.dumps(facts.document, indent=2).encode("utf-8") + b"\n")
     atomic_write_bytes(run_dir / "metrics.prom", render_runs([facts.document]))
@@ -168,10 +174,11 @@ def write_report(run_dir: Path, *, prices: Mapping[str, pd.Series] | None = None
 
 
 def collect_run(run_dir: Path, *, prices: Mapping[str, pd.Series] | None = None,
-                thresholds: Thresholds | None = None, now: datetime | None = None) -> RunFacts:
+                thresholds: Thresholds | None = None, now: datetime | None = None,
+                ending: Mapping[str, Any] | None = None) -> RunFacts:
     """Read a run folder once: metadata, state, summary, journals, crash record, checks and the metrics document."""
     run_dir = Path(run_dir)
-    metadata = _read_json(run_dir / "metadata.json")
+    metadata = {**_read_json(run_dir / "metadata.json"), **(ending or {})}
     state_dir = run_dir / "state"
     loaded = StateStore(state_dir).load() if (state_dir / "state.json").exists() else None
     state = loaded if loaded is not None else State(name=str(metadata.get("name") or ""))

@@ -300,10 +300,13 @@ class Runs:
 
     def record(self, run_id: str, event: str, *, status: str | None = None, level: str = "info",
                detail: str | None = None, pid: int | None | str = "keep", port: int | None | str = "keep",
-               **metadata: Any) -> dict[str, Any]:
-        """Append ``event`` to the timeline and the journal, set the status and metadata fields; one transaction."""
+               when: datetime | None = None, **metadata: Any) -> dict[str, Any]:
+        """Append ``event`` to the timeline and the journal, set the status and metadata fields; one transaction.
+
+        ``when`` (default now) lets a caller that wrote artifacts of this moment first record the same time.
+        """
         with self.registry.transaction():
-            at = _iso(self.clock())
+            at = _iso(when or self.clock())
             meta = self.metadata(run_id)
             entry: dict[str, Any] = {"event": event, "at": at}
             if detail:

@@ -27,6 +27,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC
 from types import FrameType
 from typing import Any
 
@@ -87,12 +88,12 @@ def executor_command(paths: RunPaths, port: int) -> list[str]:
             "--state-dir", str(paths.state), "--port", str(port)]
 
 
-def write_artifacts(runs: Runs, run_id: str) -> str | None:
+def write_artifacts(runs: Runs, run_id: str, ending: Mapping[str, Any] | None = None) -> str | None:
     """Write the run's metrics, reports, charts and orders (runs.artifacts); a failure is a note, not an error."""
     from tradeexecutor.runs.artifacts import write_artifacts as writer
 
     try:
-        writer(runs.paths(run_id).root)
+        writer(runs.paths(run_id).root, ending=ending)
     except Exception as exc:  # noqa: BLE001 - the run's result stands; its reports are secondary
         message = f"{type(exc).__name__}: {' '.join(str(exc).split())}"
         runs.journal(run_id, "artifacts_failed", {"error": message}, level="error")
@@ -268,14 +269,19 @@ def supervise(runs: Runs, run_id: str, port: int) -> int:
     code = child.returncode
     _save_orders(paths)
     stop_requested = stop.is_set() or _stop_was_requested(runs, run_id)
+    detail: str | None
     if stop_requested or (code == 0 and _log_says_stopped(paths)):
-        runs.record(run_id, "stopped", status="stopped", pid=None, detail=f"the executor exited with code {code}")
+        status, level, detail = "stopped", "info", f"the executor exited with code {code}"
     elif code == 0:
-        runs.record(run_id, "complete", status="complete", pid=None)
+        status, level, detail = "complete", "info", None
     else:
-        runs.record(run_id, "error", status="error", level="error", pid=None,
-                    detail=_last_error(paths) or f"the executor exited with code {code}")
-    note = write_artifacts(runs, run_id)  # paper runs get the same metrics, reports and charts as backtests
+        status, level, detail = "error", "error", _last_error(paths) or f"the executor exited with code {code}"
+    # Paper runs get the same metrics, reports and charts as backtests, written before the ending is
+    # recorded: a script that waits for the final status finds them there.
+    at = runs.clock()
+    ending = {"status": status, "stopped_at": at.astimezone(UTC).isoformat(timespec="milliseconds"), **({"error": detail} if status == "error" else {})}
+    note = write_artifacts(runs, run_id, ending)
+    runs.record(run_id, status, status=status, level=level, pid=None, detail=detail, when=at)
     if note:
         logger.warning("%s", note)
     return 0 if code == 0 else 1

@@ -240,7 +240,7 @@ class ChartRenderer:
         if self._child is None:
             started = time.perf_counter()
             self._child = _Child(self.start_timeout)
-            logger.info("chart renderer started: pid %d on CPU(s) %s in %.1f s", self._child.pid,
+            logger.debug("chart renderer started: pid %d on CPU(s) %s in %.1f s", self._child.pid,
                         ",".join(map(str, self._child.cpus)) or "any", time.perf_counter() - started)
         return self._child
 
