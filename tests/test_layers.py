@@ -36,10 +36,10 @@ ALLOWED: dict[str, set[str]] = {
     "notify": {"state", "config", "errors", "timeframe"},
     "visual": {"state", "config", "errors", "timeframe"},
     "state": set(),
-    "config": {"errors"},
+    "config": {"errors", "timeframe"},
     "errors": set(),
     "timeframe": {"errors"},
-    "cast": {"errors"},
+    "cast": {"errors", "config"},
     "atomic": set(),
     "__init__": set(),
 }

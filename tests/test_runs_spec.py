@@ -73,7 +73,7 @@ def test_values_reach_the_daemon_and_engine_config() -> None:
 @pytest.mark.parametrize(("sections", "expected"), [
     ({"strategi": {}}, "strategi: unknown key; did you mean strategy? (known: strategy_file, mode, name, "),
     ({"environment": {"dat": []}}, "environment.dat: unknown key; did you mean data? (known: data, start, end, "),
-    ({"core": {"fe": 0.1}}, "core.fe: unknown key; did you mean fee? (known: cycle_offset_seconds, "),
+    ({"core": {"fe": 0.1}}, "core.fe: unknown key; did you mean fee? (known: host, port, fee, "),
     ({"strategy": {"fsat": 3}}, "strategy.fsat: unknown parameter of SMA crossover; did you mean fast? "
                                 "(known: allocation, fast, slow, symbol)"),
     ({"core": {"zzz": 1}}, "core.zzz: unknown key (known: "),
@@ -88,7 +88,7 @@ def test_unknown_keys_name_the_full_path_and_the_known_keys(sections: dict[str, 
     ({"core": {"crash_loop_count": True}}, "core.crash_loop_count: expected an integer, got boolean True"),
     ({"core": {"fill_timing": "later"}}, "core.fill_timing: 'later' is not one of next_open, close"),
     ({"core": {"fee": None}}, "core.fee: expected a number, got nothing"),
-    ({"core": [1, 2]}, "core: expected a mapping of cycle_offset_seconds, "),
+    ({"core": [1, 2]}, "core: expected a mapping of host, port, fee, "),
     ({"environment": {"data": 5}}, "environment.data: expected a list of bundled dataset names or candle files"),
     ({"environment": {"data": ["nope.csv"]}}, "environment.data: 'nope.csv' is neither a bundled dataset"),
     ({"environment": {"start": "yesterday"}}, "environment.start: 'yesterday' is not an ISO date or time"),

@@ -28,11 +28,15 @@ from __future__ import annotations
 import math
 import re
 import urllib.parse
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
+from tradeexecutor.config import setting
 from tradeexecutor.errors import ConfigError
 
-__all__ = ["FORMAT", "MAX_BODY_BYTES", "MAX_POINTS", "MAX_SERIES", "NAME_PATTERN", "WALLBOARD_TOKEN_ENV",
+__all__ = ["CastConfig", "FORMAT", "MAX_BODY_BYTES", "MAX_POINTS", "MAX_SERIES", "NAME_PATTERN", "WALLBOARD_TOKEN_ENV",
            "WALLBOARD_URL_ENV", "chart_path", "check_chart_data", "check_name", "parse_target", "target_url"]
 
 #: Environment variable naming the wallboard's base URL (``http://wallboard:8090``).
@@ -174,3 +178,33 @@ def check_chart_data(data: Any) -> dict[str, Any]:
         raise ValueError(f"series must be a list of at most {MAX_SERIES}")
     return {"format": FORMAT, "title": title, "source": clean_source,
             "series": [_series(item, index) for index, item in enumerate(series)]}
+
+
+@dataclass(frozen=True)
+class CastConfig:
+    """Where the wallboard is and how to cast to it."""
+
+    wallboard_url: str | None = setting(
+        None, flag="--wallboard-url",
+        help="Base URL of the fleet wallboard that `runs cast` / POST /control/cast targets given as paths "
+             "(/wallboard/page1/chart1) are sent to.")
+    token: str | None = setting(None, flag="--wallboard-token", secret=True,
+                                help="Bearer token the wallboard expects from casts; give it through the "
+                                     "environment variable.")
+    #: Least seconds between two sends after jobs.
+    min_seconds: float = 2.0
+    #: Seconds one send may take.
+    timeout_seconds: float = 5.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "wallboard_url", self.wallboard_url or None)
+        object.__setattr__(self, "token", self.token or None)
+        if self.wallboard_url:
+            parse_target(self.wallboard_url)  # a URL, or ConfigError saying what is wrong
+            if self.wallboard_url.startswith("/"):
+                raise ConfigError(f"{WALLBOARD_URL_ENV} {self.wallboard_url!r} must be an http(s) URL")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> CastConfig:
+        """``TRADEEXECUTOR_WALLBOARD_URL`` and ``TRADEEXECUTOR_WALLBOARD_TOKEN`` (both optional)."""
+        return cls(wallboard_url=environ.get(WALLBOARD_URL_ENV) or None, token=environ.get(WALLBOARD_TOKEN_ENV) or None)

@@ -1,15 +1,220 @@
-"""Frozen, validated settings objects; pure, no I/O. Built once by the CLI and passed down."""
+"""Frozen, validated settings objects and the metadata every setting carries; pure, no I/O.
+
+Each component has one frozen config dataclass (the engine's here, the notifier's in
+``notify.config``, the executor's ``daemon.settings.DaemonConfig`` composing them all). A field
+that a person may set is declared with :func:`setting`, which keeps everything about it beside
+the field: its help text, command-line flag, environment variable, run-spec key, unit, bounds and
+whether it is a secret. From that one declaration come the CLI options (``cli.options``), their
+``TRADEEXECUTOR_*`` variables, the run spec's ``core``/``environment`` keys (``runs.spec``), the
+configuration reference (docs/gen_config_reference.py) and ``deploy/compose/env.example``, so a
+new setting is one edit. Values are checked once, in ``__post_init__``, by :func:`check_settings`.
+"""
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from collections.abc import Callable, Iterator
+from dataclasses import MISSING, Field, dataclass, field, fields, is_dataclass
 from typing import Any, Mapping
 
 from tradeexecutor.errors import ConfigError
 
 #: How market orders fill: at the next bar's open, or at the deciding bar's close.
 FILL_TIMINGS = ("next_open", "close")
+#: Where a field's :class:`Setting` sits in its ``dataclasses.field`` metadata.
+SETTING = "setting"
+
+
+@dataclass(frozen=True)
+class Setting:
+    """Everything outside the code needs to know about one config field, declared beside it."""
+
+    #: One or two sentences for ``--help``, the configuration reference and env.example.
+    help: str
+    #: The long option, such as ``--cash``; empty: ``--`` and the field name with dashes.
+    flag: str = ""
+    #: A short alias such as ``-p``.
+    short: str = ""
+    #: The off switch of an on/off flag, such as ``--no-source``.
+    negation: str = ""
+    #: The environment variable without ``TRADEEXECUTOR_``; empty: the flag in capitals.
+    env: str = ""
+    #: The run-spec key path (``core.cash``); empty: specs cannot set it.
+    spec: str = ""
+    #: Unit of a number, shown in the reference (seconds, bps, ...).
+    unit: str = ""
+    #: Inclusive lower bound, exclusive lower bound and inclusive upper bound of a number.
+    minimum: float | None = None
+    above: float | None = None
+    maximum: float | None = None
+    #: Said after a bound is broken: what the edge values mean (``0 disables``).
+    hint: str = ""
+    #: The allowed values of a text setting.
+    choices: tuple[str, ...] = ()
+    #: A credential: never shown in a repr, only ever given through its environment variable.
+    secret: bool = False
+    #: Text (or the tuple of a repeatable option) → field value, for settings typed as text; raises ConfigError.
+    parse: Callable[[Any], Any] | None = None
+    #: The default as a person types it, for settings with ``parse`` (``all``, ``00:00``).
+    text_default: str | None = None
+    #: The option's default when it differs from the field's: None means "decided at run time".
+    computed_default: bool = False
+    #: Several values: the option may repeat and its variable takes them separated by spaces.
+    multiple: bool = False
+
+    def option(self, name: str) -> str:
+        """The long option of the field ``name``."""
+        return self.flag or "--" + name.replace("_", "-")
+
+    def variable(self, name: str) -> str:
+        """The environment variable of the field ``name``, without the prefix."""
+        return self.env or self.option(name).lstrip("-").replace("-", "_").upper()
+
+
+def setting(default: Any = MISSING, *, factory: Callable[[], Any] | None = None, **about: Any) -> Any:
+    """A dataclass field carrying its :class:`Setting` (``about`` are its attributes; ``help`` is required).
+
+    Example::
+
+        grace_seconds: float = setting(60.0, help="/healthz fails when ...", unit="seconds", minimum=0)
+    """
+    meta = {SETTING: Setting(**about)}
+    repr_ = not about.get("secret", False)
+    if factory is not None:
+        return field(default_factory=factory, metadata=meta, repr=repr_)
+    return field(default=default, metadata=meta, repr=repr_)
+
+
+def setting_of(item: Field[Any]) -> Setting | None:
+    """The Setting declared on a dataclass field, None for plain fields."""
+    about = item.metadata.get(SETTING)
+    return about if isinstance(about, Setting) else None
+
+
+@dataclass(frozen=True)
+class SettingPath:
+    """One setting found by :func:`walk_settings`: where it is in the tree and what it says of itself."""
+
+    #: Field names from the root config down to this field, such as ``("engine", "execution", "fee")``.
+    path: tuple[str, ...]
+    about: Setting
+    #: The field's default (the factory's value for fields with a factory).
+    default: Any
+
+    @property
+    def name(self) -> str:
+        """The field's own name."""
+        return self.path[-1]
+
+    @property
+    def option(self) -> str:
+        return self.about.option(self.name)
+
+    @property
+    def variable(self) -> str:
+        return self.about.variable(self.name)
+
+    @property
+    def param(self) -> str:
+        """The Python name of the option's value: the flag without dashes (``--cash`` → ``cash``)."""
+        return self.option.lstrip("-").replace("-", "_")
+
+
+def walk_settings(config: type[Any], prefix: tuple[str, ...] = ()) -> Iterator[SettingPath]:
+    """Every setting of a config class and of the config classes it composes, in declaration order.
+
+    A field is a setting when declared with :func:`setting`; a plain field whose default is a
+    config dataclass is a part, walked in turn; other plain fields (the strategy file, say) are
+    given by the program, not by a person.
+    """
+    for item in fields(config):
+        default = item.default_factory() if item.default_factory is not MISSING else item.default
+        about = setting_of(item)
+        if about is not None:
+            yield SettingPath(prefix + (item.name,), about, None if default is MISSING else default)
+        elif is_dataclass(default) and not isinstance(default, type):
+            yield from walk_settings(type(default), prefix + (item.name,))
+
+
+def build_config(config: type[Any], values: Mapping[tuple[str, ...], Any], **given: Any) -> Any:
+    """An instance of ``config`` from values keyed by setting path (parts built bottom-up); ``given`` are
+    the root's plain fields. Parts validate themselves, so the first bad value raises its ConfigError."""
+    return _build(config, (), values, given)
+
+
+def _build(config: type[Any], prefix: tuple[str, ...], values: Mapping[tuple[str, ...], Any],
+           given: Mapping[str, Any]) -> Any:
+    kwargs: dict[str, Any] = dict(given)
+    for item in fields(config):
+        path = prefix + (item.name,)
+        if path in values:
+            kwargs[item.name] = values[path]
+        elif setting_of(item) is None and item.name not in kwargs:
+            default = item.default_factory() if item.default_factory is not MISSING else item.default
+            if is_dataclass(default) and not isinstance(default, type):
+                if any(key[:len(path)] == path for key in values):
+                    kwargs[item.name] = _build(type(default), path, values, {})
+    return config(**kwargs)
+
+
+def check_settings(config: Any) -> None:
+    """The checks every setting declares: numbers finite and within their bounds, text among its choices.
+
+    Called first in each config's ``__post_init__``; errors name the option (``--port 70000 must be
+    between 0 and 65535``), which is how run specs map them back to their key.
+    """
+    check_finite_fields(config, {item.name: about.option(item.name) for item in fields(config)
+                                 if (about := setting_of(item)) is not None})
+    for item in fields(config):
+        about = setting_of(item)
+        value = getattr(config, item.name)
+        if about is None or value is None:
+            continue
+        label = about.option(item.name)
+        hint = f" ({about.hint})" if about.hint else ""
+        if about.choices and value not in about.choices:
+            raise ConfigError(f"{label} {value!r} is not one of {', '.join(about.choices)}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        low, high = about.minimum, about.maximum
+        if low is not None and high is not None and not low <= value <= high:
+            raise ConfigError(f"{label} {value} must be between {_plain(low)} and {_plain(high)}{hint}")
+        if low is not None and value < low:
+            rule = "must not be negative" if low == 0 else f"must be at least {_plain(low)}"
+            raise ConfigError(f"{label} {value} {rule}{hint}")
+        if about.above is not None and not value > about.above:
+            rule = "must be positive" if about.above == 0 else f"must be above {_plain(about.above)}"
+            raise ConfigError(f"{label} {value} {rule}{hint}")
+
+
+def _plain(number: float) -> str:
+    return str(int(number)) if float(number).is_integer() else str(number)
+
+
+def split_list(values: Any) -> tuple[str, ...]:
+    """Repeated and comma-separated values as one tuple (``("a,b", "c")`` → ``("a", "b", "c")``)."""
+    items = [values] if isinstance(values, str) else list(values or ())
+    return tuple(part.strip() for value in items for part in str(value).split(",") if part.strip())
+
+
+def offset_seconds(text: Any) -> float:
+    """``0``, ``90`` (seconds) or a duration such as ``8m`` → seconds; ConfigError naming ``--cycle-offset``."""
+    if isinstance(text, (int, float)) and not isinstance(text, bool):
+        seconds = float(text)
+    else:
+        try:
+            seconds = float(str(text).strip())
+        except ValueError:
+            from tradeexecutor.timeframe import parse_duration  # pandas: only when a duration is given
+
+            return parse_duration(str(text).strip()).total_seconds()
+    try:
+        finite_number(seconds)
+    except ValueError as exc:
+        raise ConfigError(f"--cycle-offset {exc}") from None
+    if seconds < 0:
+        raise ConfigError(f"--cycle-offset {text} must not be negative")
+    return seconds
 
 
 def finite_number(value: Any) -> float:
@@ -46,42 +251,78 @@ def check_finite_fields(config: Any, labels: Mapping[str, str] | None = None) ->
 class ExecutionConfig:
     """How simulated orders fill and what they cost."""
 
-    #: Fee as a fraction of traded value, charged on every fill (0.002 = 0.2 %).
-    fee: float = 0.0
-    #: Adverse price move per fill in basis points: buys pay more, sells get less.
-    slippage_bps: float = 0.0
-    #: ``next_open`` (decisions after bar T closes fill at bar T+1's open) or ``close``.
-    fill_timing: str = "next_open"
-    #: Orders worth less than this are rejected (closing a position is always allowed).
-    min_notional: float = 0.0
+    fee: float = setting(0.0, spec="core.fee", help="Fee per fill as a fraction of traded value (0.002 = 0.2 %).")
+    slippage_bps: float = setting(0.0, spec="core.slippage_bps", unit="bps",
+                                  help="Adverse price move per fill in basis points: buys pay more, sells get less.")
+    fill_timing: str = setting("next_open", spec="core.fill_timing", choices=FILL_TIMINGS,
+                               help="next_open: decisions after bar T closes fill at bar T+1's open; close: at bar "
+                                    "T's close.")
+    min_notional: float = setting(0.0, spec="core.min_notional", minimum=0,
+                                  help="Reject orders worth less than this (closing a position is always allowed).")
 
     def __post_init__(self) -> None:
-        check_finite_fields(self)
+        check_settings(self)
         if not 0 <= self.fee < 0.1:
             raise ConfigError(f"fee {self.fee} must be a fraction of traded value between 0 and 0.1 (0.002 = 0.2 %)")
         if not 0 <= self.slippage_bps < 1000:
             raise ConfigError(f"slippage {self.slippage_bps} bps must be between 0 and 1000")
-        if self.fill_timing not in FILL_TIMINGS:
-            raise ConfigError(f"fill timing {self.fill_timing!r} must be one of {', '.join(FILL_TIMINGS)}")
-        if self.min_notional < 0:
-            raise ConfigError(f"minimum notional {self.min_notional} must not be negative")
 
 
 @dataclass(frozen=True)
 class EngineConfig:
     """Settings of the cycle engine shared by backtest, paper and live."""
 
+    #: How orders fill and what they cost.
     execution: ExecutionConfig = ExecutionConfig()
-    #: Starting cash of a new state.
-    initial_cash: float = 10_000.0
-    #: Cycles fire at multiples of the cycle duration plus this many seconds.
-    cycle_offset_seconds: float = 0.0
+    initial_cash: float = setting(10_000.0, flag="--cash", spec="core.cash", above=0,
+                                  help="Starting cash of a new state.")
+    cycle_offset_seconds: float = setting(0.0, flag="--cycle-offset", spec="core.cycle_offset_seconds",
+                                          parse=offset_seconds, text_default="0", unit="seconds", minimum=0,
+                                          help="Cycles fire this long after each boundary: seconds or a duration "
+                                               "such as 8m.")
     #: Refuse indicators whose past values change when later candles are added.
     check_indicator_lookahead: bool = True
 
     def __post_init__(self) -> None:
-        check_finite_fields(self, {"initial_cash": "--cash", "cycle_offset_seconds": "--cycle-offset"})
-        if not self.initial_cash > 0:
-            raise ConfigError(f"starting cash {self.initial_cash} must be positive")
-        if self.cycle_offset_seconds < 0:
-            raise ConfigError(f"cycle offset {self.cycle_offset_seconds}s must not be negative")
+        check_settings(self)
+
+
+@dataclass(frozen=True)
+class WebhookConfig:
+    """Who may read the webhook and how many threads answer it; the credentials never show in a repr."""
+
+    username: str | None = setting(None, flag="--webhook-username", secret=True,
+                                   help="Turns on basic auth for every route but /ping and /healthz (with the "
+                                        "password).")
+    password: str | None = setting(None, flag="--webhook-password", secret=True,
+                                   help="Basic-auth password; give it through the environment variable, not the "
+                                        "command line.")
+    cors_origins: tuple[str, ...] = setting((), flag="--cors-origin", env="CORS_ORIGINS", multiple=True,
+                                            parse=split_list,
+                                            help="Origin allowed to read the webhook from a browser; repeat or "
+                                                 "comma-separate. Default: none.")
+    threads: int = setting(4, flag="--webhook-threads", minimum=1, maximum=64,
+                           help="Worker threads of the webhook server (fewer leave more room for the loop under "
+                                "heavy polling).")
+    source_enabled: bool = setting(True, flag="--source", negation="--no-source", env="SOURCE",
+                                   help="Serve the strategy source at /source (off for closed-source strategies).")
+
+    def __post_init__(self) -> None:
+        check_settings(self)
+        if bool(self.username) != bool(self.password):
+            raise ConfigError("webhook auth needs both TRADEEXECUTOR_WEBHOOK_USERNAME and "
+                              "TRADEEXECUTOR_WEBHOOK_PASSWORD")
+
+
+@dataclass(frozen=True)
+class HealthLimits:
+    """How late and how stale the executor may be before it counts as unhealthy."""
+
+    grace_seconds: float = setting(60.0, flag="--health-grace-seconds", unit="seconds", minimum=0,
+                                   help="/healthz fails when the next cycle is this many seconds overdue.")
+    data_stale_seconds: float = setting(0.0, flag="--data-stale-seconds", unit="seconds", minimum=0,
+                                        hint="0 disables",
+                                        help="/healthz fails when market data is older than this; 0 disables.")
+
+    def __post_init__(self) -> None:
+        check_settings(self)

@@ -7,7 +7,7 @@ import json
 import math
 import sys
 from pathlib import Path
-from typing import Any, Callable, Sequence, TypeVar
+from typing import Any, Callable, TypeVar
 
 import click
 
@@ -102,18 +102,6 @@ def _show_strategy_failure(exc: BaseException) -> bool:
     return True
 
 
-def parse_overrides(values: Sequence[str]) -> dict[str, str]:
-    """``("fast=5", "slow=20")`` → ``{"fast": "5", "slow": "20"}``; env vars may join them with commas or spaces."""
-    from tradeexecutor.strategy.parameters import parse_override  # imports pandas: only when a command runs
-
-    result: dict[str, str] = {}
-    for value in values:
-        for part in value.replace(",", " ").split():
-            name, text = parse_override(part)
-            result[name] = text
-    return result
-
-
 def check_times(start: str | None, end: str | None) -> None:
     """Refuse a ``--start``/``--end`` that is not a date or time, or a start not before the end, in one line (exit 2).
 
@@ -127,11 +115,6 @@ def check_times(start: str | None, end: str | None) -> None:
     last = parse_time(end, "--end") if end else None
     if first is not None and last is not None and first >= last:
         raise ConfigError(f"--start {start} is not before --end {end}")
-
-
-def split_sources(values: Sequence[str]) -> list[str]:
-    """Data options may repeat or be comma separated (handy in env files)."""
-    return [part.strip() for value in values for part in value.split(",") if part.strip()]
 
 
 def write_json(path: Path, payload: Any) -> None:

@@ -16,7 +16,8 @@ from typing import Any
 
 import click
 
-from tradeexecutor.cli.common import env, split_sources, user_errors
+from tradeexecutor.cli.common import env, user_errors
+from tradeexecutor.config import split_list
 from tradeexecutor.errors import ConfigError
 
 #: Environment variables holding the API key and secret clients sign with, unless renamed.
@@ -30,7 +31,7 @@ def _balances(values: tuple[str, ...]) -> dict[str, Decimal]:
     from tradeexecutor.exchange_sim.config import decimal
 
     result: dict[str, Decimal] = {}
-    for value in split_sources(values):
+    for value in split_list(values):
         asset, separator, amount = value.partition("=")
         if not separator or not asset.strip():
             raise ConfigError(f"--balance {value!r} must be ASSET=AMOUNT, such as USDT=10000")
@@ -102,7 +103,7 @@ def exchange_sim_command(host: str, port: int, data: tuple[str, ...], symbols: t
     from tradeexecutor.exchange_sim.sources import build_markets
 
     key, secret = _credential(api_key_env, "key"), _credential(api_secret_env, "secret")
-    prices = PriceConfig(data=tuple(split_sources(data)), pairs=tuple(split_sources(symbols)), speed=speed,
+    prices = PriceConfig(data=split_list(data), pairs=split_list(symbols), speed=speed,
                          history=history, random_walk_seed=seed, start_price=start_price, volatility=volatility,
                          min_notional=decimal(min_notional, "--min-notional"))
     markets, series = build_markets(prices, now_ms=int(time.time() * 1000))

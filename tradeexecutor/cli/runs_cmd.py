@@ -21,17 +21,17 @@ from tradeexecutor.cli.common import FloatRange, env, user_errors
 #: Most journal entries one read returns while tailing.
 TAIL_LIMIT = 1000
 
-#: Options of ``start`` and ``backtest`` whose values a run spec holds: parameter → spec key.
-SPEC_OPTIONS = {
-    "mode": "mode", "data": "environment.data", "start": "environment.start", "end": "environment.end",
-    "params": "strategy.<parameter>", "replay_seconds": "environment.replay_seconds",
-    "replay_start": "environment.replay_start", "cycle_offset": "core.cycle_offset_seconds", "host": "core.host",
-    "trigger_seconds": "core.trigger_seconds", "revaluation_seconds": "core.revaluation_seconds",
-    "crash_policy": "core.crash_policy", "crash_serve_seconds": "core.crash_serve_seconds",
-    "crash_loop_count": "core.crash_loop_count", "crash_loop_minutes": "core.crash_loop_minutes",
-    "watchdog_seconds": "core.watchdog_seconds", "cash": "core.cash", "fee": "core.fee",
-    "slippage_bps": "core.slippage_bps", "fill_timing": "core.fill_timing", "min_notional": "core.min_notional",
-}
+#: Options a run spec does not hold although it has the key: each run of ``runs`` gets a free port.
+SPEC_FREE_OPTIONS = ("port",)
+
+
+def spec_options() -> dict[str, tuple[str, str]]:
+    """Options of ``start`` and ``backtest`` whose values a run spec holds: parameter → (option, spec key)."""
+    from tradeexecutor.config import walk_settings
+    from tradeexecutor.daemon.settings import DaemonConfig
+
+    return {item.param: (item.option, item.about.spec) for item in walk_settings(DaemonConfig)
+            if item.about.spec and item.param not in SPEC_FREE_OPTIONS}
 
 
 def spec_for_command(spec_file: Path | None, strategy_file: Path | None) -> Any:
@@ -53,9 +53,8 @@ def spec_for_command(spec_file: Path | None, strategy_file: Path | None) -> Any:
         return None
     if strategy_file is not None and from_command_line:
         raise ConfigError(f"give either STRATEGY_FILE or --spec, not both: {spec_file} names its own strategy_file")
-    for name, key in SPEC_OPTIONS.items():
+    for name, (option, key) in spec_options().items():
         if name in ctx.params and ctx.get_parameter_source(name) is ParameterSource.COMMANDLINE:
-            option = "--param" if name == "params" else "--" + name.replace("_", "-")
             raise ConfigError(f"{option} cannot be combined with --spec: set {key} in {spec_file}, or its "
                               "TRADEEXECUTOR_* environment variable")
     return load_spec(spec_file)

@@ -22,19 +22,18 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from http.client import HTTPException
 from typing import Any
 
 from tradeexecutor import __version__
-from tradeexecutor.cast import WALLBOARD_TOKEN_ENV, WALLBOARD_URL_ENV, parse_target, target_url
+from tradeexecutor.cast import WALLBOARD_TOKEN_ENV, CastConfig, parse_target, target_url
 from tradeexecutor.daemon.castdata import ChartFeed
 from tradeexecutor.errors import ConfigError, StateCorruptError
 from tradeexecutor.state import State
@@ -46,31 +45,6 @@ logger = logging.getLogger("tradeexecutor.cast")
 
 #: Receives journal events (the loop's JournalSink): event name and fields.
 Journal = Callable[..., None]
-
-
-@dataclass(frozen=True)
-class CastConfig:
-    """Where the wallboard is and how to cast to it."""
-
-    #: Base URL of the wallboard (``http://wallboard:8090``); targets that are paths go there.
-    wallboard_url: str | None = None
-    #: Bearer token the wallboard expects (never shown).
-    token: str | None = field(default=None, repr=False)
-    #: Least seconds between two sends after jobs.
-    min_seconds: float = 2.0
-    #: Seconds one send may take.
-    timeout_seconds: float = 5.0
-
-    def __post_init__(self) -> None:
-        if self.wallboard_url:
-            parse_target(self.wallboard_url)  # a URL, or ConfigError saying what is wrong
-            if self.wallboard_url.startswith("/"):
-                raise ConfigError(f"{WALLBOARD_URL_ENV} {self.wallboard_url!r} must be an http(s) URL")
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] = os.environ) -> CastConfig:
-        """``TRADEEXECUTOR_WALLBOARD_URL`` and ``TRADEEXECUTOR_WALLBOARD_TOKEN`` (both optional)."""
-        return cls(wallboard_url=environ.get(WALLBOARD_URL_ENV) or None, token=environ.get(WALLBOARD_TOKEN_ENV) or None)
 
 
 def _reason(exc: BaseException) -> str:

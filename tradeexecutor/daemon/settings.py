@@ -1,7 +1,10 @@
-"""DaemonConfig: every setting of ``tradeexecutor start``, frozen and validated once.
+"""DaemonConfig: the executor's configuration tree, composing one frozen config per component.
 
-The CLI builds one from options and environment variables; nothing else reads options. A
-``*_seconds`` interval of 0 disables that job or window.
+Every setting of ``tradeexecutor start`` is declared here or in a part it composes (the engine's,
+the webhook's, the health rule's, the notifier's and the caster's config), each field with its
+:func:`~tradeexecutor.config.setting` metadata. The command's options, their environment
+variables, the run spec's keys and the generated reference all come from this tree, so a new
+setting is one field. A ``*_seconds`` interval of 0 disables that job or window.
 """
 
 from __future__ import annotations
@@ -9,15 +12,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
-from tradeexecutor.config import EngineConfig, check_finite_fields
+from tradeexecutor.config import EngineConfig, HealthLimits, WebhookConfig, check_settings, setting, split_list
 from tradeexecutor.daemon.affinity import check_cpu_setting
-from tradeexecutor.daemon.caster import CastConfig
+from tradeexecutor.cast import CastConfig
 from tradeexecutor.errors import ConfigError
-from tradeexecutor.notify import NotifyConfig
-from tradeexecutor.runstate import HealthLimits
+from tradeexecutor.notify.config import NotifyConfig
 
-__all__ = ["CRASH_POLICIES", "MODES", "REPLAY_STARTS", "DaemonConfig"]
+
+__all__ = ["CRASH_POLICIES", "LOG_LEVELS", "MODES", "REPLAY_STARTS", "DaemonConfig", "parse_params"]
 
 #: Execution modes; ``live`` is reserved until an exchange adapter exists.
 MODES = ("paper", "backtest", "live")
@@ -25,6 +29,22 @@ MODES = ("paper", "backtest", "live")
 CRASH_POLICIES = ("exit", "serve")
 #: Named replay starting points; anything else is an ISO date or time.
 REPLAY_STARTS = ("warm", "first")
+#: Log verbosity on stderr.
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+def parse_params(values: Any) -> dict[str, str]:
+    """``("fast=5", "slow=20")`` → ``{"fast": "5", "slow": "20"}``; a variable may join them with commas or spaces."""
+    from tradeexecutor.strategy.parameters import parse_override  # imports pandas: only when a command runs
+
+    if isinstance(values, dict):
+        return dict(values)
+    result: dict[str, str] = {}
+    for value in [values] if isinstance(values, str) else values:
+        for part in value.replace(",", " ").split():
+            name, text = parse_override(part)
+            result[name] = text
+    return result
 
 
 @dataclass(frozen=True)
@@ -33,64 +53,79 @@ class DaemonConfig:
 
     #: The strategy module.
     strategy_file: Path
-    #: paper or backtest (live is refused).
-    mode: str = "paper"
-    #: Where state.json, its log and crash.json live.
-    state_dir: Path = Path("state")
-    #: Bundled dataset names or candle files; empty: the bundled dataset holding the strategy's symbols.
-    data: tuple[str, ...] = ()
-    #: First and last bar of the data (ISO, UTC).
-    start: str | None = None
-    end: str | None = None
-    #: Strategy parameter overrides, name → text.
-    params: dict[str, str] = field(default_factory=dict)
-    #: Cash, fees and fills.
+    mode: str = setting("paper", choices=MODES, spec="mode",
+                        help="paper: simulated fills on a replay feed; backtest: the whole history at once; live: "
+                             "reserved (no exchange adapter yet).")
+    data: tuple[str, ...] = setting((), spec="environment.data", multiple=True, parse=split_list,
+                                    help="Bundled dataset (stocks-daily, eurusd-hourly) or candle files (CSV, "
+                                         "CSV.gz, Parquet); repeat or comma-separate. Default: the bundled dataset "
+                                         "holding the strategy's symbols.")
+    start: str | None = setting(None, spec="environment.start", help="First bar of the data (ISO, UTC).")
+    end: str | None = setting(None, spec="environment.end", help="Last bar close of the data (ISO, UTC).")
+    params: dict[str, str] = setting(factory=dict, flag="--param", short="-p", env="PARAMS", multiple=True,
+                                     spec="strategy.<parameter>",
+                                     parse=parse_params,
+                                     help="Override a strategy parameter: -p fast=5 -p slow=20.")
+    state_dir: Path = setting(Path("state"), computed_default=True,
+                              help="Folder of the state, its log and crash.json. Default: state/<strategy file stem>.")
+    host: str = setting("127.0.0.1", spec="core.host", help="Interface the webhook listens on.")
+    port: int = setting(3456, spec="core.port", minimum=0, maximum=65535, help="Webhook port (0: any free port).")
+    replay_seconds: float = setting(0.1, spec="environment.replay_seconds", unit="seconds", above=0,
+                                    hint="0.1 = ten bars a second",
+                                    help="Wall-clock seconds per replayed bar (the cycle job's period in replay "
+                                         "mode).")
+    replay_start: str = setting("warm", spec="environment.replay_start",
+                                help="Where a new replay begins: warm (once every indicator has a value), first, or "
+                                     "an ISO date.")
+    #: Cash, fees, fills and the cycle offset.
     engine: EngineConfig = field(default_factory=EngineConfig)
-    #: Webhook interface and port.
-    host: str = "127.0.0.1"
-    port: int = 3456
-    #: Wall-clock seconds per replayed bar.
-    replay_seconds: float = 0.1
-    #: Where a new replay starts: "warm" (once every indicator has a value), "first", or an ISO time.
-    replay_start: str = "warm"
-    #: Seconds between position trigger checks; 0 disables.
-    trigger_seconds: float = 10.0
-    #: Seconds between revaluations; 0 disables.
-    revaluation_seconds: float = 60.0
-    #: Stop after this many strategy cycles of this process; 0 = no limit.
-    max_cycles: int = 0
-    #: Run one cycle at once, then stop.
-    run_single_cycle: bool = False
-    #: Run a cycle at start-up instead of waiting for the first boundary.
-    trade_immediately: bool = False
-    #: exit or serve.
-    crash_policy: str = "exit"
-    #: How long the webhook keeps answering after a crash under the serve policy.
-    crash_serve_seconds: float = 300.0
-    #: This many crashes within crash_loop_minutes start the executor in safe mode; 0 disables.
-    crash_loop_count: int = 3
-    crash_loop_minutes: float = 10.0
-    #: A job running longer than this is a crash (with every thread's stack); 0 disables.
-    watchdog_seconds: float = 600.0
-    #: How long the webhook keeps answering after the replay completed.
-    complete_serve_seconds: float = 0.0
-    #: Least seconds between chart renders after cycles (drawn in a process of their own); 0 disables charts.
-    chart_seconds: float = 10.0
-    #: A chart render taking longer is taken for a hang: the renderer is killed and charts are marked stale.
-    chart_timeout_seconds: float = 120.0
-    #: Least seconds between publications of the public snapshot files (state.json, orders.csv) after cycles.
-    publish_seconds: float = 2.0
-    #: Pin every thread to one CPU: auto (least busy, moving off a crowded one), off, or a CPU number.
-    cpu: str = "auto"
+    trigger_seconds: float = setting(10.0, spec="core.trigger_seconds", unit="seconds", minimum=0,
+                                     hint="0 disables", help="Seconds between position trigger checks; 0 disables.")
+    revaluation_seconds: float = setting(60.0, spec="core.revaluation_seconds", unit="seconds", minimum=0,
+                                         hint="0 disables", help="Seconds between revaluations; 0 disables.")
+    max_cycles: int = setting(0, minimum=0, hint="0 = no limit",
+                              help="Stop after this many strategy cycles; 0: no limit.")
+    run_single_cycle: bool = setting(False, help="Run one cycle at once, then stop.")
+    trade_immediately: bool = setting(False, help="Run a cycle at start-up instead of waiting for the first "
+                                                  "boundary.")
+    crash_policy: str = setting("exit", spec="core.crash_policy", choices=CRASH_POLICIES,
+                                help="After a crash: exit at once, or serve the webhook for --crash-serve-seconds "
+                                     "first (exit 1 both).")
+    crash_serve_seconds: float = setting(300.0, spec="core.crash_serve_seconds", unit="seconds", minimum=0,
+                                         hint="0 disables", help="Webhook time after a crash (serve policy).")
+    crash_loop_count: int = setting(3, spec="core.crash_loop_count", minimum=0, hint="0 disables",
+                                    help="Crashes within --crash-loop-minutes that put the executor in safe mode (the "
+                                         "strategy is not called, positions are still managed); 0 disables.")
+    crash_loop_minutes: float = setting(10.0, spec="core.crash_loop_minutes", unit="minutes", minimum=0,
+                                        help="Window of the crash-loop check.")
+    watchdog_seconds: float = setting(600.0, spec="core.watchdog_seconds", unit="seconds", minimum=0,
+                                      hint="0 disables",
+                                      help="A job running longer is a crash (every thread's stack recorded); 0 "
+                                           "disables.")
+    complete_serve_seconds: float = setting(0.0, unit="seconds", minimum=0,
+                                            help="Webhook time after the replay (or backtest) completed.")
+    chart_seconds: float = setting(10.0, unit="seconds", minimum=0, hint="0 disables",
+                                   help="Least seconds between chart renders after cycles (drawn in a process of "
+                                        "their own); 0 disables charts.")
+    chart_timeout_seconds: float = setting(120.0, unit="seconds", above=0,
+                                           help="A chart render taking longer is a hang: the renderer is restarted, "
+                                                "the charts marked stale.")
+    publish_seconds: float = setting(2.0, unit="seconds", minimum=0,
+                                     help="Least seconds between publications of /state, /orders.csv and /positions.")
+    cpu: str = setting("auto", help="Keep every executor thread on one CPU, since Python runs them one at a time "
+                                    "(much less cycle lag and more webhook throughput under heavy polling): auto "
+                                    "(least busy CPU, moving off a crowded one), a CPU number, or off.")
+    #: Who may read the webhook, and its threads.
+    webhook: WebhookConfig = field(default_factory=WebhookConfig)
     #: When the executor counts as unhealthy (the /healthz rule; health changes are notified).
     health: HealthLimits = field(default_factory=HealthLimits)
     #: Which events notify and how often (the channels themselves come from TRADEEXECUTOR_NOTIFY_*_URL).
     notify: NotifyConfig = field(default_factory=NotifyConfig)
     #: The wallboard to cast chart data to (the target itself is in <state dir>/cast.json).
     cast: CastConfig = field(default_factory=CastConfig)
+    log_level: str = setting("info", choices=LOG_LEVELS, help="Log verbosity on stderr.")
 
     def __post_init__(self) -> None:
-        check_finite_fields(self)
         if self.mode == "live":
             raise ConfigError("--mode live is not available yet: no exchange adapter exists; use --mode paper "
                               "(simulated fills on a replay feed) or --mode backtest")
@@ -98,21 +133,8 @@ class DaemonConfig:
             raise ConfigError(f"unknown mode {self.mode!r}: use one of {', '.join(MODES)}")
         if self.crash_policy not in CRASH_POLICIES:
             raise ConfigError(f"unknown crash policy {self.crash_policy!r}: use one of {', '.join(CRASH_POLICIES)}")
-        if not self.replay_seconds > 0:
-            raise ConfigError(f"--replay-seconds {self.replay_seconds} must be positive (0.1 = ten bars a second)")
+        check_settings(self)
         object.__setattr__(self, "cpu", check_cpu_setting(str(self.cpu)))
-        if not self.chart_timeout_seconds > 0:
-            raise ConfigError(f"--chart-timeout-seconds {self.chart_timeout_seconds} must be positive")
-        if not 0 <= self.port <= 65535:
-            raise ConfigError(f"--port {self.port} must be between 0 and 65535")
-        for name in ("trigger_seconds", "revaluation_seconds", "crash_serve_seconds", "crash_loop_minutes",
-                     "watchdog_seconds", "complete_serve_seconds", "chart_seconds", "publish_seconds"):
-            value = getattr(self, name)
-            if value < 0:
-                raise ConfigError(f"--{name.replace('_', '-')} {value} must not be negative (0 disables)")
-        for name in ("max_cycles", "crash_loop_count"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"--{name.replace('_', '-')} must not be negative (0 = no limit / disabled)")
 
     @property
     def cycle_limit(self) -> int:

@@ -6,10 +6,10 @@ The channel URLs are *not* here: they carry tokens, so they come only from envir
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import time
 
-from tradeexecutor.config import check_finite_fields
+from tradeexecutor.config import check_settings, setting
 from tradeexecutor.errors import ConfigError
 
 __all__ = ["EVENT_KINDS", "NotifyConfig", "parse_event_switches", "parse_summary_time"]
@@ -61,34 +61,35 @@ def parse_summary_time(text: str) -> time:
 class NotifyConfig:
     """Settings of the notifier (every field has a ``start`` option and a ``TRADEEXECUTOR_NOTIFY_*`` variable)."""
 
-    #: The kinds of event that send a notification (EVENT_KINDS); default all.
-    events: frozenset[str] = field(default_factory=lambda: frozenset(EVENT_KINDS))
-    #: After a notification, similar ones (same kind and subject) within this many seconds are held back
-    #: and counted; when the window ends one digest says how many were suppressed. 0 sends every one.
-    cooldown_seconds: float = 300.0
-    #: Messages waiting per channel; when full the oldest low-priority message is dropped (and counted).
-    queue_size: int = 100
-    #: UTC time of day of the daily summary.
-    summary_time: time = time(0, 0)
-    #: At shutdown, how long to keep sending what is still queued.
-    flush_seconds: float = 5.0
-    #: Address operators reach the webhook at, for the /status link in crash messages; empty: no link.
-    public_url: str = ""
+    events: frozenset[str] = setting(
+        factory=lambda: frozenset(EVENT_KINDS), flag="--notify-events", parse=parse_event_switches, text_default="all",
+        help="Events that send a notification: all, none, or names (crash, safe_mode, health, order_filled, "
+             "order_rejected, trigger_fired, reconciliation_mismatch, risk_limit_hit, run_completed, daily_summary) "
+             "separated by commas; -name switches one off (all,-order_filled). Channels come from the "
+             "TRADEEXECUTOR_NOTIFY_*_URL variables (docs/notifications.md).")
+    cooldown_seconds: float = setting(
+        300.0, flag="--notify-cooldown-seconds", unit="seconds", minimum=0, hint="0: no limit",
+        help="After a notification, similar ones (same event and subject) are held back this long and then summed "
+             "up in one digest; 0 sends every one.")
+    queue_size: int = setting(100, flag="--notify-queue-size", minimum=1,
+                              help="Notifications waiting per channel; when full the oldest low-priority one is "
+                                   "dropped (and counted in /metrics).")
+    summary_time: time = setting(time(0, 0), flag="--notify-summary-time", parse=parse_summary_time,
+                                 text_default="00:00", help="UTC time of day (HH:MM) of the daily summary "
+                                                            "notification.")
+    flush_seconds: float = setting(5.0, flag="--notify-flush-seconds", unit="seconds", minimum=0,
+                                   help="At shutdown, how long to keep sending queued notifications.")
+    public_url: str = setting("", flag="--public-url", computed_default=True,
+                              help="Address operators reach the webhook at, for links in notifications (crash → "
+                                   "/status). Default: http://HOST:PORT.")
 
     def __post_init__(self) -> None:
-        check_finite_fields(self, {"cooldown_seconds": "--notify-cooldown-seconds",
-                                   "flush_seconds": "--notify-flush-seconds"})
+        check_settings(self)
         unknown = set(self.events) - set(EVENT_KINDS)
         if unknown:
             raise ConfigError(f"unknown notification events {', '.join(sorted(unknown))}; "
                               f"known: {', '.join(EVENT_KINDS)}")
         object.__setattr__(self, "events", frozenset(self.events))
-        if self.cooldown_seconds < 0:
-            raise ConfigError(f"--notify-cooldown-seconds {self.cooldown_seconds} must not be negative (0: no limit)")
-        if self.queue_size < 1:
-            raise ConfigError(f"--notify-queue-size {self.queue_size} must be at least 1")
-        if self.flush_seconds < 0:
-            raise ConfigError(f"--notify-flush-seconds {self.flush_seconds} must not be negative")
         object.__setattr__(self, "public_url", self.public_url.strip().rstrip("/"))
 
     @property

@@ -42,19 +42,19 @@ import hashlib
 import json
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from tradeexecutor.config import FILL_TIMINGS, EngineConfig, ExecutionConfig, finite_number
+from tradeexecutor.config import EngineConfig, SettingPath, build_config, finite_number, walk_settings
 from tradeexecutor.data.bundled import BUNDLED_DATASETS
 from tradeexecutor.errors import ConfigError, UserInputError
 from tradeexecutor.strategy.loader import LoadedStrategy, load_strategy
 from tradeexecutor.strategy.parameters import parse_override
-from tradeexecutor.timeframe import parse_duration, utc_timestamp
+from tradeexecutor.timeframe import utc_timestamp
 
 if TYPE_CHECKING:  # the daemon package is heavy to import (charts); commands that only list runs skip it
     from tradeexecutor.daemon.settings import DaemonConfig
@@ -82,52 +82,61 @@ OPTIMIZE_KEYS = ("constraints",)
 PARAMS_ENV = "PARAMS"
 
 
-@dataclass(frozen=True)
-class EnvironmentSection:
+class _Section:
+    """The values of one spec section (``environment`` or ``core``), with every key's default.
+
+    Its keys are the settings of the executor's config tree whose ``spec`` path names this
+    section (``daemon.settings.DaemonConfig``), so a setting declared there is a spec key too.
+    Values are read as attributes (``spec.core.fee``).
+    """
+
+    #: The section's name in a spec.
+    name = ""
+
+    def __init__(self, **values: Any) -> None:
+        defaults = {key: item.default for key, item in _settings(self.name).items()}
+        unknown = set(values) - set(defaults)
+        if unknown:
+            raise TypeError(f"{type(self).__name__} has no key {', '.join(sorted(unknown))}")
+        object.__setattr__(self, "_values", {**defaults, **values})
+
+    def __getattr__(self, key: str) -> Any:
+        try:
+            return self.__dict__["_values"][key]
+        except KeyError:
+            raise AttributeError(key) from None
+
+    def __setattr__(self, key: str, value: Any) -> None:
+        raise AttributeError(f"{type(self).__name__} is frozen")
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and self.to_dict() == other.to_dict()  # type: ignore[attr-defined]
+
+    def __hash__(self) -> int:
+        return hash(tuple(sorted((key, repr(value)) for key, value in self.to_dict().items())))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.to_dict().items())})"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every key and its value, in the tree's order."""
+        return dict(self.__dict__["_values"])
+
+    def replace(self, **values: Any) -> Any:
+        """A copy with some values replaced."""
+        return type(self)(**{**self.to_dict(), **values})
+
+
+class EnvironmentSection(_Section):
     """Where the candles come from and how a paper run replays them."""
 
-    #: Bundled dataset names or candle files (absolute paths once loaded); empty: the bundled dataset of the symbols.
-    data: tuple[str, ...] = ()
-    #: First bar and last bar close (ISO, UTC); None: all of the data.
-    start: str | None = None
-    end: str | None = None
-    #: Paper mode: wall-clock seconds per replayed bar.
-    replay_seconds: float = 0.1
-    #: Paper mode: where a new replay starts (warm, first or an ISO time).
-    replay_start: str = "warm"
+    name = "environment"
 
 
-@dataclass(frozen=True)
-class CoreSection:
+class CoreSection(_Section):
     """The executor's settings: money and fills, schedule, webhook and crash handling."""
 
-    #: Cycles fire this many seconds after each boundary.
-    cycle_offset_seconds: float = 0.0
-    #: Seconds between position trigger checks (paper); 0 disables.
-    trigger_seconds: float = 10.0
-    #: Seconds between revaluations (paper); 0 disables.
-    revaluation_seconds: float = 60.0
-    #: Starting cash.
-    cash: float = 10_000.0
-    #: Fee per fill as a fraction of traded value.
-    fee: float = 0.0
-    #: Adverse price move per fill in basis points.
-    slippage_bps: float = 0.0
-    #: next_open or close.
-    fill_timing: str = "next_open"
-    #: Orders worth less than this are rejected.
-    min_notional: float = 0.0
-    #: Webhook interface and port (the runner picks a free port for each paper run).
-    host: str = "127.0.0.1"
-    port: int = 3456
-    #: exit or serve after a crash.
-    crash_policy: str = "exit"
-    crash_serve_seconds: float = 300.0
-    #: Crashes within crash_loop_minutes that start the executor in safe mode; 0 disables.
-    crash_loop_count: int = 3
-    crash_loop_minutes: float = 10.0
-    #: A job running longer than this is a crash; 0 disables.
-    watchdog_seconds: float = 600.0
+    name = "core"
 
 
 @dataclass(frozen=True)
@@ -154,11 +163,11 @@ class RunSpec:
         result: dict[str, Any] = {"strategy_file": str(self.strategy_file), "mode": self.mode}
         if self.name is not None:
             result["name"] = self.name
-        environment = asdict(self.environment)
+        environment = self.environment.to_dict()
         environment["data"] = list(self.environment.data)
         result["environment"] = environment
         result["strategy"] = dict(self.strategy)
-        result["core"] = asdict(self.core)
+        result["core"] = self.core.to_dict()
         if self.constraints:
             result["optimize"] = {"constraints": list(self.constraints)}
         return result
@@ -192,34 +201,29 @@ class RunSpec:
         """Load the strategy with the spec's parameter values."""
         return load_strategy(self.strategy_file, self.strategy)
 
+    def config_values(self) -> dict[tuple[str, ...], Any]:
+        """The ``environment`` and ``core`` values keyed by their place in the executor's config tree."""
+        values: dict[tuple[str, ...], Any] = {}
+        for section in (self.environment, self.core):
+            for key, item in _settings(section.name).items():
+                values[item.path] = getattr(section, key)
+        return values
+
     def engine_config(self) -> EngineConfig:
         """Cash, fees, fills and the cycle offset as the engine's frozen config."""
-        core = self.core
-        return EngineConfig(
-            execution=ExecutionConfig(fee=core.fee, slippage_bps=core.slippage_bps, fill_timing=core.fill_timing,
-                                      min_notional=core.min_notional),
-            initial_cash=core.cash,
-            cycle_offset_seconds=core.cycle_offset_seconds,
-        )
+        return build_config(EngineConfig, {path[1:]: value for path, value in self.config_values().items()
+                                           if path[0] == "engine"})
 
     def daemon_config(self, state_dir: Path, **extra: Any) -> DaemonConfig:
         """The settings of ``tradeexecutor start`` for this spec; ``extra`` sets DaemonConfig fields the spec has not
         (``max_cycles``, ``chart_seconds``, ...) or overrides ``port``. Mode live raises ConfigError."""
-        environment, core = self.environment, self.core
-        settings: dict[str, Any] = {
-            "strategy_file": self.strategy_file, "mode": self.mode, "state_dir": Path(state_dir),
-            "data": environment.data, "start": environment.start, "end": environment.end,
-            "params": self.parameter_overrides(), "engine": self.engine_config(), "host": core.host,
-            "port": core.port, "replay_seconds": environment.replay_seconds, "replay_start": environment.replay_start,
-            "trigger_seconds": core.trigger_seconds, "revaluation_seconds": core.revaluation_seconds,
-            "crash_policy": core.crash_policy, "crash_serve_seconds": core.crash_serve_seconds,
-            "crash_loop_count": core.crash_loop_count, "crash_loop_minutes": core.crash_loop_minutes,
-            "watchdog_seconds": core.watchdog_seconds,
-        }
-        settings.update(extra)
         from tradeexecutor.daemon.settings import DaemonConfig
 
-        return DaemonConfig(**settings)
+        values = {**self.config_values(), ("mode",): self.mode, ("params",): self.parameter_overrides(),
+                  ("state_dir",): Path(state_dir)}
+        given = {name: value for name, value in extra.items() if (name,) not in values and not _is_setting(name)}
+        values.update({(name,): value for name, value in extra.items() if name not in given})
+        return build_config(DaemonConfig, values, strategy_file=self.strategy_file, **given)  # type: ignore[no-any-return]
 
     def with_parameters(self, values: Mapping[str, Any]) -> RunSpec:
         """The same spec with some strategy values replaced (already typed, as a sweep's grid holds them)."""
@@ -284,8 +288,8 @@ def spec_from_dict(d: Any, *, base_dir: str | os.PathLike[str], env: Mapping[str
     if name is not None and not isinstance(name, str):
         raise v.error("name", f"expected a string, got {_type_name(name)} {name!r}")
 
-    environment = EnvironmentSection(**v.section(d, "environment", _ENVIRONMENT_FIELDS, env))
-    core = CoreSection(**v.section(d, "core", _CORE_FIELDS, env))
+    environment = EnvironmentSection(**v.section(d, "environment", _fields("environment"), env))
+    core = CoreSection(**v.section(d, "core", _fields("core"), env))
     strategy = v.strategy(d, strategy_file, env)
     constraints = v.constraints(d, strategy_file)
 
@@ -307,22 +311,21 @@ def _check_values(spec: RunSpec, v: _Validator) -> None:
     plain = RunSpec(strategy_file=spec.strategy_file, mode=mode, environment=EnvironmentSection(), strategy={},
                     core=CoreSection(), source=None)
     for section in ("environment", "core"):
-        for item in fields(getattr(spec, section)):
-            one = replace(plain, **{section: replace(getattr(plain, section),
-                                                      **{item.name: getattr(getattr(spec, section), item.name)})})
+        for key, item in _settings(section).items():
+            value = getattr(getattr(spec, section), key)
+            one = replace(plain, **{section: getattr(plain, section).replace(**{key: value})})
             try:
                 one.daemon_config(Path("state"))
             except ConfigError as exc:
-                message = str(exc)
-                message = message.removeprefix("--" + item.name.replace("_", "-") + " ")
-                raise v.error(v.label(f"{section}.{item.name}"), message) from None
+                message = str(exc).removeprefix(item.option + " ")
+                raise v.error(v.label(f"{section}.{key}"), message) from None
     raise v.error("", whole)
 
 
 def env_overrides(env: Mapping[str, str]) -> dict[str, str]:
     """The environment variables in ``env`` that override spec values: name → spec key path."""
-    names = {f"{ENV_PREFIX}{f.env}": f"{section}.{f.key}"
-             for section, table in (("environment", _ENVIRONMENT_FIELDS), ("core", _CORE_FIELDS)) for f in table}
+    names = {f"{ENV_PREFIX}{f.env}": f"{section}.{f.key}" for section in ("environment", "core")
+             for f in _fields(section)}
     names[ENV_PREFIX + PARAMS_ENV] = "strategy"
     return {name: path for name, path in names.items() if env.get(name)}
 
@@ -369,6 +372,21 @@ def _parse_integer(text: str, v: _Validator) -> int:
         return int(text.strip())
     except ValueError:
         raise ValueError(f"{text!r} is not an integer") from None
+
+
+def _boolean(value: Any, _: _Validator) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"expected true or false, got {_type_name(value)} {value!r}")
+    return value
+
+
+def _parse_boolean(text: str, _: _Validator) -> bool:
+    word = text.strip().lower()
+    if word in ("1", "true", "yes", "on"):
+        return True
+    if word in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{text!r} is not true or false")
 
 
 def _string(value: Any, _: _Validator) -> str:
@@ -418,28 +436,21 @@ def _replay_start(value: Any, v: _Validator) -> str:
     return text
 
 
-def _offset(value: Any, v: _Validator) -> float:
-    if isinstance(value, str):
-        return _parse_offset(value, v)
-    seconds = _number(value, v)
-    if seconds < 0:
-        raise ValueError(f"{value} must not be negative")
-    return seconds
+def _text_setting(item: SettingPath, typed: Callable[[Any, _Validator], Any]
+                  ) -> tuple[Callable[[Any, _Validator], Any], Callable[[str, _Validator], Any]]:
+    """Check and parse for a setting that also takes text (``cycle_offset_seconds: 8m``): its own parser reads text."""
 
-
-def _parse_offset(text: str, v: _Validator) -> float:
-    """Seconds (``90``) or a duration (``8m``), as ``--cycle-offset`` takes them."""
-    try:
-        seconds = float(text.strip())
-    except ValueError:
+    def parse(text: str, _: _Validator) -> Any:
+        assert item.about.parse is not None
         try:
-            return parse_duration(text.strip()).total_seconds()
+            return item.about.parse(text)
         except UserInputError as exc:
-            raise ValueError(str(exc)) from None
-    finite_number(seconds)
-    if seconds < 0:
-        raise ValueError(f"{text} must not be negative")
-    return seconds
+            raise ValueError(str(exc).removeprefix(item.option + " ")) from None
+
+    def check(value: Any, v: _Validator) -> Any:
+        return parse(value, v) if isinstance(value, str) else typed(value, v)
+
+    return check, parse
 
 
 def _sources(value: Any, v: _Validator) -> tuple[str, ...]:
@@ -462,40 +473,48 @@ def _via_check(check: Callable[[Any, _Validator], Any]) -> Callable[[str, _Valid
     return check
 
 
-def _crash_policies() -> tuple[str, ...]:
-    from tradeexecutor.daemon.settings import CRASH_POLICIES
+#: Keys whose values need more than their type's check: files relative to the spec, times.
+_SPECIAL: dict[str, tuple[Callable[[Any, _Validator], Any], Callable[[str, _Validator], Any]]] = {
+    "environment.data": (_sources, _parse_sources),
+    "environment.start": (_time, _via_check(_time)),
+    "environment.end": (_time, _via_check(_time)),
+    "environment.replay_start": (_replay_start, _via_check(_replay_start)),
+}
 
-    return CRASH_POLICIES
+
+def _settings(section: str) -> dict[str, SettingPath]:
+    """The settings of the executor's config tree that are keys of ``section``, key → setting, in tree order."""
+    from tradeexecutor.daemon.settings import DaemonConfig
+
+    return {item.about.spec.split(".", 1)[1]: item for item in walk_settings(DaemonConfig)
+            if item.about.spec.startswith(section + ".")}
 
 
-_ENVIRONMENT_FIELDS: tuple[_Field, ...] = (
-    _Field("data", "DATA", _sources, _parse_sources),
-    _Field("start", "START", _time, _via_check(_time)),
-    _Field("end", "END", _time, _via_check(_time)),
-    _Field("replay_seconds", "REPLAY_SECONDS", _number, _parse_number),
-    _Field("replay_start", "REPLAY_START", _replay_start, _via_check(_replay_start)),
-)
+def _is_setting(name: str) -> bool:
+    from tradeexecutor.daemon.settings import DaemonConfig
 
-_CORE_FIELDS: tuple[_Field, ...] = (
-    _Field("cycle_offset_seconds", "CYCLE_OFFSET", _offset, _parse_offset),
-    _Field("trigger_seconds", "TRIGGER_SECONDS", _number, _parse_number),
-    _Field("revaluation_seconds", "REVALUATION_SECONDS", _number, _parse_number),
-    _Field("cash", "CASH", _number, _parse_number),
-    _Field("fee", "FEE", _number, _parse_number),
-    _Field("slippage_bps", "SLIPPAGE_BPS", _number, _parse_number),
-    _Field("fill_timing", "FILL_TIMING", _choice(FILL_TIMINGS), _via_check(_choice(FILL_TIMINGS))),
-    _Field("min_notional", "MIN_NOTIONAL", _number, _parse_number),
-    _Field("host", "HOST", _string, _via_check(_string)),
-    _Field("port", "PORT", _integer, _parse_integer),
-    _Field("crash_policy", "CRASH_POLICY", _choice(_crash_policies), _via_check(_choice(_crash_policies))),
-    _Field("crash_serve_seconds", "CRASH_SERVE_SECONDS", _number, _parse_number),
-    _Field("crash_loop_count", "CRASH_LOOP_COUNT", _integer, _parse_integer),
-    _Field("crash_loop_minutes", "CRASH_LOOP_MINUTES", _number, _parse_number),
-    _Field("watchdog_seconds", "WATCHDOG_SECONDS", _number, _parse_number),
-)
+    return any(item.path == (name,) for item in walk_settings(DaemonConfig))
 
-assert [f.key for f in _ENVIRONMENT_FIELDS] == [f.name for f in fields(EnvironmentSection)]
-assert [f.key for f in _CORE_FIELDS] == [f.name for f in fields(CoreSection)]
+
+def _fields(section: str) -> tuple[_Field, ...]:
+    """How each key of ``section`` is checked in a spec and parsed from its variable, from the setting's type."""
+    table = []
+    for key, item in _settings(section).items():
+        special = _SPECIAL.get(f"{section}.{key}")
+        if special is not None:
+            check, parse = special
+        elif item.about.choices:
+            check = parse = _choice(item.about.choices)
+        elif isinstance(item.default, bool):
+            check, parse = _boolean, _parse_boolean
+        elif isinstance(item.default, int):
+            check, parse = _integer, _parse_integer
+        elif isinstance(item.default, float):
+            check, parse = _text_setting(item, _number) if item.about.parse else (_number, _parse_number)
+        else:
+            check = parse = _string
+        table.append(_Field(key, item.variable, check, parse))
+    return tuple(table)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -27,24 +27,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from tradeexecutor.errors import ConfigError
+from tradeexecutor.config import HealthLimits
 from tradeexecutor.runstate.runstate import RunState, RunStatus
 
 __all__ = ["HealthLimits", "HealthVerdict", "assess_health", "next_cycle_overdue"]
-
-
-@dataclass(frozen=True)
-class HealthLimits:
-    """How late and how stale the executor may be before it counts as unhealthy."""
-
-    #: Unhealthy when the next cycle is more than this many seconds overdue (``--health-grace-seconds``).
-    grace_seconds: float = 60.0
-    #: Unhealthy when market data is older than this many seconds; 0 disables (``--data-stale-seconds``).
-    data_stale_seconds: float = 0.0
-
-    def __post_init__(self) -> None:
-        if self.grace_seconds < 0 or self.data_stale_seconds < 0:
-            raise ConfigError("--health-grace-seconds and --data-stale-seconds must not be negative")
 
 
 @dataclass(frozen=True)
