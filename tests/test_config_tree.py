@@ -26,6 +26,7 @@ from tradeexecutor.daemon import settings as daemon_settings
 from tradeexecutor.daemon.settings import DaemonConfig
 from tradeexecutor.errors import ConfigError
 from tradeexecutor.runs import spec as run_spec
+from tradeexecutor.wallboard.settings import WallboardConfig
 
 from test_docs import DOCS, ROOT, load_script
 
@@ -107,18 +108,22 @@ def test_a_new_setting_is_an_option_a_variable_a_spec_key_and_a_doc_row(monkeypa
                                  "core": {"order_timeout_seconds": "x"}}, base_dir=tmp_path, env={})
 
 
-def test_every_setting_of_the_tree_is_a_start_option_a_doc_row_and_an_env_example_line() -> None:
-    start = cli.commands["start"]  # type: ignore[attr-defined]
-    options = {param.name: param for param in start.params if isinstance(param, click.Option)}
+@pytest.mark.parametrize(("name", "config"), [("start", DaemonConfig), ("wallboard", WallboardConfig)])
+def test_every_setting_of_the_tree_is_an_option_a_doc_row_and_an_env_example_line(name: str, config: type) -> None:
+    command = cli.commands[name]  # type: ignore[attr-defined]
+    options = {param.name: param for param in command.params if isinstance(param, click.Option)}
     reference = (DOCS / "configuration.md").read_text(encoding="utf-8")
+    section = reference.split(f"## tradeexecutor {name}\n", 1)[1].split("\n## ", 1)[0]
     env_example = (ROOT / "deploy" / "compose" / "env.example").read_text(encoding="utf-8")
-    items = list(walk_settings(DaemonConfig))
-    assert len(items) > 40
+    items = list(walk_settings(config))
+    assert len(items) >= 9
     for item in items:
         option = options[item.param]
         assert item.option in option.opts + option.secondary_opts and option.help == item.about.help
         assert option.envvar == f"TRADEEXECUTOR_{item.variable}"
-        assert f"| `{item.option}`" in reference and f"# TRADEEXECUTOR_{item.variable}=" in env_example
+        rows = [line for line in section.splitlines() if f"| `TRADEEXECUTOR_{item.variable}` |" in line]
+        assert len(rows) == 1 and f"`{item.option}`" in rows[0].split(" | ")[0], item.option
+        assert name != "start" or f"# TRADEEXECUTOR_{item.variable}=" in env_example
     names = [item.param for item in items]
     assert len(names) == len(set(names)), "two settings of the tree share an option"
     variables = [item.variable for item in items]

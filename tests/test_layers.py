@@ -20,7 +20,7 @@ ALLOWED: dict[str, set[str]] = {
                "notify", "state", "config", "errors", "timeframe", "cast", "atomic", "__init__"},
     "webhook": {"web", "runstate", "store", "stats", "state", "config", "errors", "timeframe", "cast", "atomic",
                 "__init__"},
-    "wallboard": {"web", "cast", "errors", "__init__"},
+    "wallboard": {"web", "cast", "config", "errors", "__init__"},
     "web": {"errors"},
     "runs": {"daemon", "backtest", "engine", "strategy", "data", "execution", "store", "runstate", "stats",
              "visual", "state", "config", "errors", "timeframe", "cast", "atomic", "__init__"},

@@ -19,12 +19,12 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from tradeexecutor.cli.common import env, user_errors
+from tradeexecutor.cli.options import config_options, config_values
+from tradeexecutor.config import build_config
+from tradeexecutor.wallboard.settings import WallboardConfig
 
 if TYPE_CHECKING:
     from tradeexecutor.wallboard import ExecutorTarget
-
-#: The wallboard's default port.
-DEFAULT_PORT = 8090
 
 
 def _fleet(runs_dir: Path) -> list[ExecutorTarget]:
@@ -37,49 +37,26 @@ def _fleet(runs_dir: Path) -> list[ExecutorTarget]:
 
 
 @click.command("wallboard")
-@click.option("--host", default="127.0.0.1", show_default=True, envvar=env("WALLBOARD_HOST"), show_envvar=True,
-              help="Interface the wallboard listens on.")
-@click.option("--port", type=click.IntRange(0, 65535), default=DEFAULT_PORT, show_default=True,
-              envvar=env("WALLBOARD_PORT"), show_envvar=True, help="Port (0: any free port, printed at start).")
-@click.option("--runs-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              envvar=env("RUNS_DIR"), show_envvar=True,
-              help="A runs folder: its paper and live runs that run, start or crashed are shown (read-only).")
-@click.option("--executor", "executors", multiple=True, envvar=env("WALLBOARD_EXECUTORS"), show_envvar=True,
-              help="An executor to show: [NAME=]URL, or a Compose/Kubernetes service name [NAME=]SERVICE[:PORT] "
-                   "(port 3456 by default). Repeat, or separate with commas or spaces.")
-@click.option("--refresh-seconds", type=float, default=10.0, show_default=True,
-              envvar=env("WALLBOARD_REFRESH_SECONDS"), show_envvar=True,
-              help="Seconds between polls of the executors, and between page refreshes.")
-@click.option("--timeout-seconds", type=float, default=3.0, show_default=True,
-              envvar=env("WALLBOARD_TIMEOUT_SECONDS"), show_envvar=True,
-              help="Seconds each executor gets to answer a poll; slower ones show as unreachable.")
-@click.option("--token", default=None, envvar=env("WALLBOARD_TOKEN"), show_envvar=True,
-              help="Bearer token jobs must send to cast charts; without it casting is refused (403). Give it "
-                   "through the environment variable, not the command line.")
-@click.option("--threads", type=click.IntRange(1, 64), default=4, show_default=True,
-              envvar=env("WALLBOARD_THREADS"), show_envvar=True, help="Worker threads of the web server.")
-@click.option("--log-level", type=click.Choice(("debug", "info", "warning", "error")), default="info",
-              show_default=True, envvar=env("LOG_LEVEL"), show_envvar=True, help="Log verbosity on stderr.")
+@config_options(WallboardConfig)
 @user_errors
-def wallboard_command(host: str, port: int, runs_dir: Path | None, executors: tuple[str, ...],
-                      refresh_seconds: float, timeout_seconds: float, token: str | None, threads: int,
-                      log_level: str) -> None:
+def wallboard_command(**options: Any) -> None:
     """Serve the fleet wallboard: every executor's status, health, equity and cycles, and the charts cast to it.
 
     Executor credentials (basic auth) come from TRADEEXECUTOR_WALLBOARD_<NAME>_USERNAME and
     _PASSWORD, else TRADEEXECUTOR_WEBHOOK_USERNAME and _PASSWORD; they are never shown.
     """
-    from tradeexecutor.wallboard import ChartStore, Poller, WallboardConfig, create_app, parse_executors
+    from tradeexecutor.wallboard import ChartStore, Poller, create_app
     from tradeexecutor.webhook import WebhookServer
 
-    config = WallboardConfig(executors=parse_executors(executors), runs_dir=runs_dir,
-                             refresh_seconds=refresh_seconds, timeout_seconds=timeout_seconds,
-                             token=token or None, environ=dict(os.environ))
-    logging.basicConfig(level=getattr(logging, log_level.upper()), stream=sys.stderr,
+    config: WallboardConfig = build_config(WallboardConfig, config_values(WallboardConfig, options),
+                                           environ=dict(os.environ))
+    runs_dir = config.runs_dir
+    logging.basicConfig(level=getattr(logging, config.log_level.upper()), stream=sys.stderr,
                         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
     fleet = (lambda: _fleet(runs_dir)) if runs_dir is not None else None
     poller = Poller(config, fleet)
-    server = WebhookServer(create_app(config, poller, ChartStore()), host=host, port=port, threads=threads,
+    server = WebhookServer(create_app(config, poller, ChartStore()), host=config.host, port=config.port,
+                           threads=config.threads,
                            name="wallboard")
     server.start()  # a port in use fails here, with one line
     stop = threading.Event()

@@ -20,11 +20,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tradeexecutor.config import check_settings, setting
 from tradeexecutor.errors import ConfigError
 
 __all__ = ["DEFAULT_EXECUTOR_PORT", "Credentials", "ExecutorTarget", "WallboardConfig", "credentials_for",
            "parse_executor", "parse_executors"]
 
+#: The wallboard's own port.
+DEFAULT_PORT = 8090
 #: The webhook's port when a service name comes without one.
 DEFAULT_EXECUTOR_PORT = 3456
 #: Prefix of per-executor credential variables.
@@ -129,20 +132,33 @@ def parse_executors(values: tuple[str, ...] | list[str]) -> tuple[ExecutorTarget
 class WallboardConfig:
     """Everything the wallboard needs, built once by the CLI."""
 
-    #: Executors named on the command line or in the environment.
-    executors: tuple[ExecutorTarget, ...] = ()
-    #: A runs folder whose paper and live runs are added (None: no runs folder).
-    runs_dir: Path | None = None
-    #: Seconds between polls of the fleet (and between page refreshes).
-    refresh_seconds: float = 10.0
-    #: Seconds one executor gets to answer all its requests of a poll.
-    timeout_seconds: float = 3.0
-    #: Bearer token casts must carry; None refuses every cast (403).
-    token: str | None = field(default=None, repr=False)
+    host: str = setting("127.0.0.1", env="WALLBOARD_HOST", help="Interface the wallboard listens on.")
+    port: int = setting(DEFAULT_PORT, env="WALLBOARD_PORT", minimum=0, maximum=65535,
+                        help="Port (0: any free port, printed at start).")
+    runs_dir: Path | None = setting(None, parse=Path,
+                                    help="A runs folder: its paper and live runs that run, start or crashed are "
+                                         "shown (read-only).")
+    executors: tuple[ExecutorTarget, ...] = setting(
+        (), flag="--executor", env="WALLBOARD_EXECUTORS", multiple=True, parse=parse_executors,
+        help="An executor to show: [NAME=]URL, or a Compose/Kubernetes service name [NAME=]SERVICE[:PORT] (port 3456 "
+             "by default). Repeat, or separate with commas or spaces.")
+    refresh_seconds: float = setting(10.0, env="WALLBOARD_REFRESH_SECONDS", unit="seconds",
+                                     help="Seconds between polls of the executors, and between page refreshes.")
+    timeout_seconds: float = setting(3.0, env="WALLBOARD_TIMEOUT_SECONDS", unit="seconds",
+                                     help="Seconds each executor gets to answer a poll; slower ones show as "
+                                          "unreachable.")
+    token: str | None = setting(None, env="WALLBOARD_TOKEN", secret=True,
+                                help="Bearer token jobs must send to cast charts; without it casting is refused "
+                                     "(403). Give it through the environment variable, not the command line.")
+    threads: int = setting(4, env="WALLBOARD_THREADS", minimum=1, maximum=64,
+                           help="Worker threads of the web server.")
+    log_level: str = setting("info", choices=("debug", "info", "warning", "error"), help="Log verbosity on stderr.")
     #: Where credentials are looked up (os.environ in the CLI).
     environ: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        check_settings(self)
+        object.__setattr__(self, "token", self.token or None)
         if not 1 <= self.refresh_seconds <= 3600:
             raise ConfigError(f"--refresh-seconds {self.refresh_seconds:g} must be between 1 and 3600")
         if not 0.1 <= self.timeout_seconds <= self.refresh_seconds:
