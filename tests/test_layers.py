@@ -25,7 +25,7 @@ ALLOWED: dict[str, set[str]] = {
     "runs": {"daemon", "backtest", "engine", "strategy", "data", "execution", "store", "runstate", "stats",
              "visual", "state", "config", "errors", "timeframe", "cast", "atomic", "__init__"},
     "exchange_sim": {"data", "state", "config", "errors", "timeframe"},
-    "backtest": {"engine", "strategy", "data", "execution", "state", "config", "errors", "timeframe"},
+    "backtest": {"engine", "strategy", "data", "execution", "stats", "state", "config", "errors", "timeframe"},
     "engine": {"strategy", "data", "execution", "state", "config", "errors", "timeframe"},
     "strategy": {"data", "state", "config", "errors", "timeframe"},
     "data": {"state", "config", "errors", "timeframe"},

@@ -38,12 +38,11 @@ def backtest_settings(item: SettingPath) -> bool:
 def backtest_command(strategy_file: Path | None, spec_file: Path | None, trigger_data: tuple[str, ...],
                      output: Path | None, progress: bool | None, **options: Any) -> None:
     """Backtest STRATEGY_FILE (or --spec RUN_SPEC) on historical candles and print its summary."""
-    from tradeexecutor.backtest import run_backtest
+    from tradeexecutor.backtest.session import open_session, run_session
     from tradeexecutor.data.source import load_market
-    from tradeexecutor.stats import compute_summary, summary_table, write_trades_csv
+    from tradeexecutor.stats import summary_table, write_trades_csv
     from tradeexecutor.store.atomic import atomic_write_bytes
     from tradeexecutor.store.codec import dumps_state
-    from tradeexecutor.strategy.loader import check_universe, load_strategy
 
     from tradeexecutor.cli.runs_cmd import spec_for_command
 
@@ -53,29 +52,26 @@ def backtest_command(strategy_file: Path | None, spec_file: Path | None, trigger
     check_times(start, end)
     spec = spec_for_command(spec_file, strategy_file)
     if spec is not None:  # the spec and the TRADEEXECUTOR_* variables decide
-        values = spec.config_values()
-        start, end = values[("start",)], values[("end",)]
-    strategy = (spec.load_strategy() if spec is not None
-                else load_strategy(strategy_file, values[("params",)]))  # type: ignore[arg-type]
+        values = {**spec.config_values(), ("params",): spec.strategy}
+        start, end, strategy_file = values[("start",)], values[("end",)], spec.strategy_file
     config: EngineConfig = build_config(EngineConfig, {path[1:]: value for path, value in values.items()
                                                        if path[0] == "engine"})
-    market, selection = load_market(list(values[("data",)]), strategy.instruments,
-                                    bar_frequency=strategy.bar_frequency, start=start, end=end)
-    check_universe(strategy, selection.available)
+    session = open_session(strategy_file, values[("params",)], values[("data",)], start, end)  # type: ignore[arg-type]
+    strategy, market, selection = session.strategy, session.market, session.selection
+    assert selection is not None
     trigger_market = None
     if trigger_data:
         trigger_market, _ = load_market(list(split_list(trigger_data)), strategy.instruments, start=start, end=end)
 
     bar = _progress_bar(len(market), progress)
     try:
-        result = run_backtest(strategy, market, config, trigger_market=trigger_market,
+        outcome = run_session(session, config, trigger_market=trigger_market,
                               progress=(lambda done: bar.update(done - bar.n)) if bar is not None else None)
     finally:
         if bar is not None:
             bar.close()
+    result, summary = outcome.backtest, outcome.summary
 
-    prices = {symbol: market.close_series(symbol) for symbol in market.symbols}
-    summary = compute_summary(result.state, benchmark_prices=prices)
     folder = output or Path("output") / strategy.path.stem
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(folder / "state.json", dumps_state(result.state))

@@ -122,7 +122,7 @@ def ls_command(ctx: click.Context, as_json: bool) -> None:
 @user_errors
 def show_command(ctx: click.Context, run: str, as_json: bool) -> None:
     """Show one run: status, timeline, fingerprints and summary."""
-    from tradeexecutor.stats.formatting import format_statistic
+    from tradeexecutor.stats.formatting import KEY_FIGURES, format_statistic
 
     runs = _runs(ctx)
     record = runs.resolve(run)
@@ -149,7 +149,7 @@ def show_command(ctx: click.Context, run: str, as_json: bool) -> None:
     if meta.get("error"):
         lines.append(("error", str(meta["error"])))
     summary = meta.get("summary") or {}
-    for key in ("final_equity", "total_return", "max_drawdown", "sharpe", "trade_count"):
+    for key in KEY_FIGURES:
         if key in summary:
             lines.append((key.replace("_", " "), format_statistic(key, summary[key])))
     width = max(len(label) for label, _ in lines) + 1

@@ -10,26 +10,24 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from tradeexecutor.backtest.runner import run_backtest
+from tradeexecutor.backtest.session import Session, open_session, run_session
+from tradeexecutor.stats.formatting import key_figures
 from tradeexecutor.daemon.clock import Clock, SystemClock
 from tradeexecutor.daemon.runner import WebServer, log_journal
 from tradeexecutor.daemon.settings import DaemonConfig
 from tradeexecutor.daemon.signals import StopSignals
 from tradeexecutor.daemon.startup import StateDirLock
-from tradeexecutor.data.market import MarketData
-from tradeexecutor.data.source import load_market
 from tradeexecutor.engine.engine import EventSink
 from tradeexecutor.errors import StateError
 from tradeexecutor.runstate import RunState, RunStatus, image_key
 from tradeexecutor.daemon.journal import JournalSink
 from tradeexecutor.runstate.figures import FigureCounter
-from tradeexecutor.stats import compute_summary, write_trades_csv
+from tradeexecutor.stats import write_trades_csv
 from tradeexecutor.store.journal import Journal
 from tradeexecutor.store.atomic import remove_temp_files
 from tradeexecutor.store.layout import RunFiles
 from tradeexecutor.store.publish import publish
 from tradeexecutor.store import StateStore
-from tradeexecutor.strategy.loader import LoadedStrategy, check_universe, load_strategy
 from tradeexecutor.visual import render_all
 
 __all__ = ["BacktestRun", "prepare_backtest"]
@@ -42,8 +40,8 @@ class BacktestRun:
     """A validated backtest-mode run, ready to execute."""
 
     config: DaemonConfig
-    strategy: LoadedStrategy
-    market: MarketData
+    #: The strategy and its market, loaded and checked.
+    session: Session
     runstate: RunState
     journal: EventSink
     clock: Clock
@@ -77,29 +75,28 @@ class BacktestRun:
                 web.stop()
 
     def _execute(self) -> None:
-        config, strategy = self.config, self.strategy
+        config, strategy = self.config, self.session.strategy
         store = StateStore(config.state_dir)
         existing = store.load()  # an unreadable state stops here, untouched
         if existing is not None and existing.replay_cursor >= 0:
             raise StateError(f"{store.snapshot_path} holds a paper-trading state; a backtest will not replace it "
                              "(use another --state-dir)")
-        market = self.market
+        market = self.session.market
         files = RunFiles(config.state_dir)
         journal = JournalSink(Journal(files.journal), self.clock.now)
         self.runstate.update(status=RunStatus.running, executor_running=True)
         journal("started", mode="backtest", bars=len(market))
         # Orders are not journaled one by one here: an fsynced line per fill would dominate a long backtest;
         # they are all in orders.csv and the state.
-        result = run_backtest(strategy, market, config.engine, events=self.journal, now=self.clock.now())
+        outcome = run_session(self.session, config.engine, events=self.journal, now=self.clock.now())
+        result, summary = outcome.backtest, outcome.summary.to_dict()
         store.save_snapshot(result.state)
-        prices = {symbol: market.close_series(symbol) for symbol in market.symbols}
-        summary = compute_summary(result.state, benchmark_prices=prices).to_dict()
         self.runstate.update(summary_statistics=summary, cycles=result.cycles,
                              completed_cycle=result.state.last_completed_cycle,
                              extra={"state_dir": str(config.state_dir), "bars": result.bars,
                                     "seconds": round(result.seconds, 3)})
         if config.chart_seconds > 0:
-            images = render_all(result.state, prices)
+            images = render_all(result.state, dict(self.session.close_prices()))
             self.runstate.set_images({image_key(*key): data for key, data in images.items()}, self.clock.now())
         self.runstate.update(status=RunStatus.complete, executor_running=False,
                              portfolio=FigureCounter().figures(result.state, now=self.clock.now()))
@@ -107,8 +104,7 @@ class BacktestRun:
             "executor_id": self.runstate.executor_id, "name": strategy.name, "description": strategy.description,
             "mode": "backtest", "strategy_version": strategy.version, "status": "complete",
             "started_at": self.runstate.started_at, "cycles": result.cycles,
-            "key_figures": {key: summary.get(key) for key in ("final_equity", "total_return", "max_drawdown",
-                                                               "sharpe", "trade_count", "fees_paid")},
+            "key_figures": key_figures(summary),
         })
         journal("complete", cycles=result.cycles, bars=result.bars, seconds=round(result.seconds, 3))
         logger.info("%s: backtest of %d bars, %d cycles in %.2fs; state saved to %s", strategy.name, result.bars,
@@ -120,13 +116,10 @@ def prepare_backtest(config: DaemonConfig, *, clock: Clock | None = None, journa
     """Load and check the strategy and the data before anything is written (StopRequested after a signal)."""
     clock = clock or SystemClock()
     signals = signals or StopSignals()
-    strategy = load_strategy(config.strategy_file, config.params)
-    signals.check("the strategy was loaded")
-    market, selection = load_market(list(config.data), strategy.instruments, bar_frequency=strategy.bar_frequency,
-                                    start=config.start, end=config.end)
-    check_universe(strategy, selection.available)
-    signals.check("the data was loaded")
+    session = open_session(config.strategy_file, config.params, config.data, config.start, config.end,
+                           checkpoint=signals.check)
+    strategy = session.strategy
     runstate = RunState.create(strategy.path.stem, mode="backtest", strategy_name=strategy.name,
                                strategy_version=strategy.version, source_code=strategy.source, now=clock.now())
-    return BacktestRun(config=config, strategy=strategy, market=market, runstate=runstate, journal=journal, clock=clock,
+    return BacktestRun(config=config, session=session, runstate=runstate, journal=journal, clock=clock,
                        signals=signals)

@@ -26,6 +26,7 @@ from typing import Any
 
 import pandas as pd
 
+from tradeexecutor.stats.formatting import key_figures
 from tradeexecutor.daemon.clock import Clock
 from tradeexecutor.data.feed import PriceFeed
 from tradeexecutor.runstate import RunState, image_key
@@ -40,8 +41,6 @@ from tradeexecutor.visual.series import DeltaFeed, price_columns
 
 __all__ = ["CHART_TIME_SHARE", "PUBLISH_TIME_SHARE", "Publisher", "publication_due"]
 
-#: Summary figures repeated in metadata.json, for dashboards that list many executors.
-_KEY_FIGURES = ("final_equity", "total_return", "max_drawdown", "sharpe", "trade_count", "fees_paid")
 
 logger = logging.getLogger("tradeexecutor.daemon")
 
@@ -118,7 +117,7 @@ class Publisher:
             "started_at": snapshot.started_at,
             "cycles": snapshot.cycles,
             "completed_cycle": snapshot.completed_cycle,
-            "key_figures": {key: summary.get(key) for key in _KEY_FIGURES},
+            "key_figures": key_figures(summary),
         }
         publish(state, self.files, metadata=metadata, orders_csv_writer=write_trades_csv, now=self.clock.now(),
                 fragments=self._fragments)

@@ -33,6 +33,7 @@ from typing import NoReturn, Protocol
 import numpy as np
 
 from tradeexecutor.backtest.runner import new_state
+from tradeexecutor.backtest.session import open_session
 from tradeexecutor.daemon.castdata import ChartFeed
 from tradeexecutor.daemon.caster import Caster
 from tradeexecutor.daemon.clock import Clock, SystemClock
@@ -49,7 +50,6 @@ from tradeexecutor.daemon.signals import StopSignals
 from tradeexecutor.daemon.startup import StateDirLock, check_loaded_state, replay_start_step
 from tradeexecutor.data.feed import ReplayFeed
 from tradeexecutor.data.market import MarketData
-from tradeexecutor.data.source import load_market
 from tradeexecutor.engine.engine import Engine, EventSink
 from tradeexecutor.engine.schedule import cycle_times
 from tradeexecutor.errors import StateCorruptError
@@ -60,7 +60,7 @@ from tradeexecutor.store.atomic import remove_temp_files
 from tradeexecutor.store.cast_target import CastTargetFile
 from tradeexecutor.store.journal import Journal
 from tradeexecutor.store.layout import RunFiles
-from tradeexecutor.strategy.loader import check_universe, load_strategy
+
 
 __all__ = ["Daemon", "WebServer", "build_daemon", "log_journal", "replay_cycle_interval"]
 
@@ -257,12 +257,9 @@ def build_daemon(config: DaemonConfig, *, clock: Clock | None = None, journal: E
     clock = clock or SystemClock()
     signals = signals or StopSignals()
     files = RunFiles(config.state_dir)
-    strategy = load_strategy(config.strategy_file, config.params)
-    signals.check("the strategy was loaded")
-    market, selection = load_market(list(config.data), strategy.instruments, bar_frequency=strategy.bar_frequency,
-                                    start=config.start, end=config.end)
-    asset_types = check_universe(strategy, selection.available)
-    signals.check("the data was loaded")
+    session = open_session(config.strategy_file, config.params, config.data, config.start, config.end,
+                           checkpoint=signals.check)
+    strategy, market, asset_types = session.strategy, session.market, session.asset_types
     notifier = Notifier.from_env(config.notify, os.environ if environ is None else environ,
                                  source=strategy.path.stem, monotonic=clock.monotonic)
 

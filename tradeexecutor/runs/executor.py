@@ -13,16 +13,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from tradeexecutor.backtest import run_backtest
+from tradeexecutor.backtest.session import open_session, run_session
 from tradeexecutor.daemon.startup import StateDirLock
-from tradeexecutor.data.source import load_market
 from tradeexecutor.runs.registry import RunsError
 from tradeexecutor.runs.run import RunPaths, data_fingerprints
 from tradeexecutor.runs.spec import RunSpec
-from tradeexecutor.stats import compute_summary, write_trades_csv
+from tradeexecutor.stats import write_trades_csv
 from tradeexecutor.store import StateStore
 from tradeexecutor.store.journal import Journal, encode_entry
-from tradeexecutor.strategy.loader import check_universe
 
 __all__ = ["BacktestOutcome", "EventBuffer", "execute_backtest"]
 
@@ -63,24 +61,19 @@ class EventBuffer:
 
 def execute_backtest(spec: RunSpec, paths: RunPaths, run_id: str, *, now: datetime | None = None) -> BacktestOutcome:
     """Backtest ``spec`` into ``paths``: state/ (one snapshot), orders.csv and the journal's order events."""
-    strategy = spec.load_strategy()
     environment = spec.environment
-    market, selection = load_market(list(environment.data), strategy.instruments,
-                                    bar_frequency=strategy.bar_frequency, start=environment.start,
-                                    end=environment.end)
-    check_universe(strategy, selection.available)
-    data = data_fingerprints(spec, strategy.instruments)
+    session = open_session(spec.strategy_file, spec.strategy, environment.data, environment.start, environment.end)
+    data = data_fingerprints(spec, session.strategy.instruments)
     lock = StateDirLock(paths.state).acquire()
     try:
         store = StateStore(paths.state)
         if store.load() is not None:  # an unreadable state stops here, untouched
             raise RunsError(f"{paths.state} already holds a state; reset the run to backtest it again")
         events = EventBuffer(run_id)
-        result = run_backtest(strategy, market, spec.engine_config(), events=events, now=now)
+        outcome = run_session(session, spec.engine_config(), events=events, now=now)
+        result, summary = outcome.backtest, outcome.summary.to_dict()
         store.save_snapshot(result.state)
         write_trades_csv(result.state, paths.orders_csv)
-        prices = {symbol: market.close_series(symbol) for symbol in market.symbols}
-        summary = compute_summary(result.state, benchmark_prices=prices).to_dict()
         events.flush(paths.journal)
     finally:
         lock.release()

@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from tradeexecutor import __version__
-from tradeexecutor.backtest import run_backtest
+from tradeexecutor.backtest.session import Session, run_session
 from tradeexecutor.config import EngineConfig
 from tradeexecutor.data.market import MarketData
 from tradeexecutor.errors import TradeExecutorError
@@ -43,7 +43,7 @@ from tradeexecutor.runs.spec import RunSpec
 from tradeexecutor.state import State
 from tradeexecutor.stats import summarise_windows
 from tradeexecutor.strategy.failure import strategy_failure
-from tradeexecutor.strategy.loader import load_strategy_source
+from tradeexecutor.strategy.loader import LoadedStrategy, load_strategy_source
 
 __all__ = ["LOADS", "PointResult", "SweepData", "Window", "evaluate", "load_counts", "market_fingerprint",
            "result_fingerprint"]
@@ -157,6 +157,11 @@ class SweepData:
             self._prices[key] = {symbol: market.close_series(symbol) for symbol in market.symbols}
         return self._prices[key]
 
+    def session(self, strategy: LoadedStrategy) -> Session:
+        """A point's session: its strategy on the market of its bar frequency, opened once for the whole sweep."""
+        key = frequency_key(strategy.bar_frequency)
+        return Session(strategy=strategy, market=self.market_for(strategy.bar_frequency), prices=self.prices(key))
+
     def fingerprint(self) -> str:
         """:func:`market_fingerprint` of the markets as this process holds them (computed once here)."""
         if self._fingerprint is None:
@@ -212,12 +217,11 @@ def evaluate(data: SweepData, index: int, values: Mapping[str, Any]) -> PointRes
     point = dict(values)
     try:
         strategy = load_strategy_source(data.strategy_source, data.spec.strategy_file, {**data.spec.strategy, **point})
-        key = frequency_key(strategy.bar_frequency)
-        market = data.market_for(strategy.bar_frequency)
-        result = run_backtest(strategy, market, data.engine)
-        prices = data.prices(key)
-        summary, parts = summarise_windows(result.state, [(w.first_ms, w.last_ms) for w in data.windows],
-                                           benchmark_prices=prices)
+        session = data.session(strategy)
+        bounds = [(w.first_ms, w.last_ms) for w in data.windows]
+        outcome = run_session(session, data.engine, summarise=lambda state, run: summarise_windows(
+            state, bounds, benchmark_prices=dict(run.close_prices())))
+        result, (summary, parts) = outcome.backtest, outcome.summary
         windows = {window.name: part.to_dict() for window, part in zip(data.windows, parts, strict=True)}
         fingerprints = {
             "config": data.spec.with_parameters(point).config_fingerprint(),
@@ -236,7 +240,7 @@ def evaluate(data: SweepData, index: int, values: Mapping[str, Any]) -> PointRes
 def equity_curve(data: SweepData, values: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray]:
     """The point's valuation times (epoch ms) and equity, backtested again (for the walk-forward curve)."""
     strategy = load_strategy_source(data.strategy_source, data.spec.strategy_file, {**data.spec.strategy, **values})
-    result = run_backtest(strategy, data.market_for(strategy.bar_frequency), data.engine)
+    result = run_session(data.session(strategy), data.engine, summarise=lambda state, run: None).backtest
     valuations = result.state.valuations
     return np.asarray(valuations.timestamp, dtype=np.int64), np.asarray(valuations.equity, dtype=np.float64)
 

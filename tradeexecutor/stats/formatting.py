@@ -19,7 +19,17 @@ from __future__ import annotations
 import math
 from typing import Any
 
-__all__ = ["STATISTIC_KINDS", "SUMMARY_ROWS", "format_figure", "format_statistic"]
+__all__ = ["KEY_FIGURES", "STATISTIC_KINDS", "SUMMARY_ROWS", "format_figure", "format_statistic", "key_figures"]
+
+#: The summary figures repeated wherever runs are listed side by side (metadata.json of executors and
+#: backtests, ``runs show``): the one list, so every listing shows the same ones.
+KEY_FIGURES = ("final_equity", "total_return", "max_drawdown", "sharpe", "trade_count", "fees_paid")
+
+
+def key_figures(summary: dict[str, Any]) -> dict[str, Any]:
+    """The :data:`KEY_FIGURES` of a summary dictionary (None where it has none)."""
+    return {key: summary.get(key) for key in KEY_FIGURES}
+
 
 #: (field, label, kind) rows of summary_table and of the run report's key figures, in order.
 SUMMARY_ROWS: tuple[tuple[str, str, str], ...] = (
