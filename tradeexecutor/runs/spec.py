@@ -21,8 +21,10 @@ A spec has five top-level keys (``name`` is optional)::
     optimize:                               # optional: how sweeps of this spec may vary the parameters
       constraints: ["fast < slow"]          # every search (grid, random, TPE) honours them
 
-Every key of ``environment`` and ``core`` has the default of the matching ``tradeexecutor
-start`` option, and the same environment variable overrides it (``TRADEEXECUTOR_FEE`` sets
+The keys of ``environment`` and ``core`` are the settings of the executor's configuration tree
+(``daemon.settings.DaemonConfig`` and the parts it composes) that declare a ``spec`` key: each has
+the default, the checks and the environment variable of its ``tradeexecutor start`` option, and
+that variable overrides it (``TRADEEXECUTOR_FEE`` sets
 ``core.fee``; ``TRADEEXECUTOR_PARAMS="fast=5,slow=20"`` sets strategy parameters; the mode and
 the strategy file are not overridable). Unknown keys, wrong types and bad values are one-line
 :class:`~tradeexecutor.errors.ConfigError` (exit 2) naming the file, the key path and what is
