@@ -98,7 +98,9 @@ def test_a_port_in_use_is_refused_with_its_address() -> None:
 
 
 def test_help_lists_the_command_without_loading_the_simulator() -> None:
+    """Only the simulator's config module loads (its options come from it); the simulator, numpy and waitress do not."""
     probe = ("import sys\nfrom tradeexecutor.cli.main import cli\ntry:\n    cli(['--help'])\nexcept SystemExit:\n"
-             "    pass\nprint(sorted(m for m in ('tradeexecutor.exchange_sim', 'ccxt') if m in sys.modules))")
+             "    pass\nprint(sorted(m for m in ('tradeexecutor.exchange_sim.simulator', 'tradeexecutor.exchange_sim.app', "
+             "'numpy', 'waitress', 'ccxt') if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert "exchange-sim" in result.stdout and result.stdout.strip().endswith("[]"), result.stdout + result.stderr

@@ -24,7 +24,7 @@ ALLOWED: dict[str, set[str]] = {
     "web": {"errors"},
     "runs": {"daemon", "backtest", "engine", "strategy", "data", "execution", "store", "runstate", "stats",
              "visual", "state", "config", "errors", "timeframe", "cast", "atomic", "__init__"},
-    "exchange_sim": {"data", "state", "config", "errors", "timeframe"},
+    "exchange_sim": {"data", "state", "config", "errors", "timeframe", "__init__"},
     "backtest": {"engine", "strategy", "data", "execution", "stats", "state", "config", "errors", "timeframe"},
     "engine": {"strategy", "data", "execution", "state", "config", "errors", "timeframe"},
     "strategy": {"data", "state", "config", "errors", "timeframe"},

@@ -61,6 +61,8 @@ class Setting:
     computed_default: bool = False
     #: Several values: the option may repeat and its variable takes them separated by spaces.
     multiple: bool = False
+    #: The value's type where the default (None) does not tell it, such as ``float`` for an optional number.
+    kind: type | None = None
 
     def option(self, name: str) -> str:
         """The long option of the field ``name``."""

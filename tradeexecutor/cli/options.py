@@ -50,6 +50,8 @@ def make_option(item: SettingPath) -> click.Option:
         shown = default
     if about.choices:
         kind: Any = click.Choice(about.choices)
+    elif about.kind is not None:
+        kind = about.kind
     elif about.parse is not None or default is None:
         kind = str
     elif isinstance(default, Path):

@@ -33,10 +33,22 @@ waitress. docs/exchange-simulator.md tells how to rehearse against it.
 
 from __future__ import annotations
 
-from tradeexecutor.exchange_sim.app import make_app
-from tradeexecutor.exchange_sim.config import MarketSpec, SimConfig
-from tradeexecutor.exchange_sim.prices import BarSeries, random_walk_series, replay_series
-from tradeexecutor.exchange_sim.simulator import ExchangeSimulator
+from typing import TYPE_CHECKING
+
+from tradeexecutor import lazy_exports
+
+if TYPE_CHECKING:
+    from tradeexecutor.exchange_sim.app import make_app
+    from tradeexecutor.exchange_sim.config import MarketSpec, SimConfig
+    from tradeexecutor.exchange_sim.prices import BarSeries, random_walk_series, replay_series
+    from tradeexecutor.exchange_sim.simulator import ExchangeSimulator
+
+#: Where each re-exported name lives, imported on first use: the CLI builds the simulator's options
+#: from ``config`` when any command starts, and must not load numpy, pandas or pyramid then.
+_EXPORTS = {"make_app": "app", "MarketSpec": "config", "SimConfig": "config", "BarSeries": "prices",
+            "random_walk_series": "prices", "replay_series": "prices", "ExchangeSimulator": "simulator"}
+
+__getattr__ = lazy_exports(__name__, _EXPORTS)
 
 __all__ = [
     "BarSeries",

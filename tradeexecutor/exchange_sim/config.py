@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from types import MappingProxyType
 
+from tradeexecutor.config import check_settings, setting, split_list
 from tradeexecutor.errors import ConfigError
 
 #: How commission is charged: in the asset the trade brings in (Binance's default without BNB:
@@ -37,6 +38,26 @@ def decimal(value: object, what: str) -> Decimal:
         raise ConfigError(f"{what} must be a number, got {value!r}") from None
     if not result.is_finite():
         raise ConfigError(f"{what} must be a finite number, got {value!r}")
+    return result
+
+
+def _option_decimal(option: str) -> Callable[[object], Decimal]:
+    """A parser of the option's text as a Decimal, whose errors name the option."""
+
+    def parse(value: object) -> Decimal:
+        return decimal(value, option)
+
+    return parse
+
+
+def parse_balances(values: object) -> dict[str, Decimal]:
+    """``("USDT=1000", "BTC=0.5")`` → amounts by asset; a ConfigError says how to write one."""
+    result: dict[str, Decimal] = {}
+    for value in split_list(values):
+        asset, separator, amount = value.partition("=")
+        if not separator or not asset.strip():
+            raise ConfigError(f"--balance {value!r} must be ASSET=AMOUNT, such as USDT=10000")
+        result[asset.strip().upper()] = decimal(amount, f"--balance {asset.strip()}")
     return result
 
 
@@ -143,16 +164,21 @@ class SimConfig:
     api_key: str = field(repr=False)
     #: Its HMAC-SHA256 secret.
     api_secret: str = field(repr=False)
-    #: Commission as a fraction of the traded amount (0.001 = 0.1 %, Binance's base rate).
-    fee_rate: Decimal = Decimal("0.001")
-    #: Where commission is charged: one of FEE_ASSETS.
-    fee_asset: str = "received"
-    #: Distance between bid and ask in basis points of the last price; market orders pay half.
-    spread_bps: Decimal = Decimal("2")
-    #: Free balance of each asset at start and after a reset.
-    balances: Mapping[str, Decimal] = field(default_factory=lambda: MappingProxyType({}))
-    #: Request weight one IP may use per minute before 429 (Binance: 6000).
-    weight_limit: int = 6000
+    fee_rate: Decimal = setting(Decimal("0.001"), flag="--fee", env="SIM_FEE", parse=_option_decimal("--fee"),
+                                text_default="0.001",
+                                help="Commission as a fraction of the traded amount (0.001 = 0.1 %).")
+    fee_asset: str = setting("received", env="SIM_FEE_ASSET", choices=FEE_ASSETS,
+                             help="Charge commission in the asset received (Binance's default), always the quote, or "
+                                  "always the base.")
+    spread_bps: Decimal = setting(Decimal("2"), env="SIM_SPREAD_BPS", parse=_option_decimal("--spread-bps"),
+                                  text_default="2",
+                                  help="Bid-ask spread in basis points; market orders pay half of it.")
+    balances: Mapping[str, Decimal] = setting(
+        factory=lambda: MappingProxyType({}), flag="--balance", env="SIM_BALANCE", multiple=True,
+        parse=parse_balances,
+        help="Starting free balance ASSET=AMOUNT, repeatable. Default: 10000 of each quote asset.")
+    weight_limit: int = setting(6000, env="SIM_WEIGHT_LIMIT",
+                                help="Request weight an IP may use per minute before 429 (Binance: 6000).")
     #: Requests an IP may send while limited before it is banned (418).
     ban_after: int = 5
     #: Seconds an IP stays banned.
@@ -207,22 +233,25 @@ class SimConfig:
 class PriceConfig:
     """Where the simulated prices come from: recorded candles replayed on the clock, or a seeded random walk."""
 
-    #: Bundled dataset names or candle files; empty: ``eurusd-hourly`` (unless a random walk is asked for).
-    data: tuple[str, ...] = ()
-    #: Markets as ``BASE/QUOTE``; empty: one per data symbol (EURUSD → EUR/USD, GOOG → GOOG/USD), or BTC/USDT.
-    pairs: tuple[str, ...] = ()
-    #: Seconds of history replayed per second; None: one recorded bar per second, whatever its length.
-    speed: float | None = None
-    #: Bars already closed when the simulator starts, for clients' warm-up.
-    history: int = 1000
-    #: Seed of the random walk; None: replay candles.
-    random_walk_seed: int | None = None
-    #: The random walk's first price.
-    start_price: float = 100.0
-    #: The random walk's volatility per 1-second bar (log-return standard deviation).
-    volatility: float = 0.0005
-    #: The smallest order value, in the quote asset, of every market.
-    min_notional: Decimal = Decimal("5")
+    data: tuple[str, ...] = setting((), env="SIM_DATA", multiple=True, parse=split_list,
+                                    help="Bundled dataset or candle files to replay. Default: eurusd-hourly (unless "
+                                         "--random-walk).")
+    pairs: tuple[str, ...] = setting(
+        (), flag="--symbols", env="SIM_SYMBOLS", multiple=True, parse=split_list,
+        help="Markets as BASE/QUOTE, repeatable or comma-separated; each replays the data symbol BASEQUOTE or BASE. "
+             "Default: every symbol of the bundled data (EURUSD as EUR/USD), or BTC/USDT.")
+    speed: float | None = setting(None, env="SIM_SPEED", kind=float,
+                                  help="Seconds of history replayed per second (3600 plays hourly bars as 1-second "
+                                       "candles). Default: one recorded bar per second.")
+    history: int = setting(1000, env="SIM_HISTORY", help="Bars already closed at start, for clients' warm-up.")
+    random_walk_seed: int | None = setting(None, flag="--random-walk", env="SIM_RANDOM_WALK", kind=int,
+                                           help="Price the markets with a seeded random walk of 1-second bars instead "
+                                                "of replaying data.")
+    start_price: float = setting(100.0, env="SIM_START_PRICE", help="First price of the random walk.")
+    volatility: float = setting(0.0005, env="SIM_VOLATILITY",
+                                help="Random walk: standard deviation of each 1-second log return.")
+    min_notional: Decimal = setting(Decimal("5"), env="SIM_MIN_NOTIONAL", parse=_option_decimal("--min-notional"),
+                                    text_default="5", help="Smallest order value in the quote asset (NOTIONAL filter).")
 
     def __post_init__(self) -> None:
         if self.speed is not None and not (math.isfinite(self.speed) and self.speed > 0):
@@ -239,3 +268,26 @@ class PriceConfig:
             raise ConfigError(f"--min-notional {self.min_notional} must not be negative")
         for pair in self.pairs:
             parse_pair(pair)
+
+
+#: The variables holding the API key and secret clients use, unless the options name others.
+DEFAULT_KEY_ENV = "TRADEEXECUTOR_SIM_API_KEY"
+DEFAULT_SECRET_ENV = "TRADEEXECUTOR_SIM_API_SECRET"
+
+
+@dataclass(frozen=True)
+class SimServerConfig:
+    """Where the simulator listens and which environment variables hold the credentials clients sign with."""
+
+    host: str = setting("127.0.0.1", env="SIM_HOST",
+                        help="Interface to listen on (the control API answers loopback clients only).")
+    port: int = setting(8765, env="SIM_PORT", minimum=0, maximum=65535,
+                        help="Port to listen on (0: any free port; the URL is printed).")
+    api_key_env: str = setting(DEFAULT_KEY_ENV, env="SIM_API_KEY_ENV",
+                               help="Environment variable holding the API key clients send (letters and digits).")
+    api_secret_env: str = setting(DEFAULT_SECRET_ENV, env="SIM_API_SECRET_ENV",
+                                  help="Environment variable holding the secret clients sign with (HMAC-SHA256).")
+    threads: int = setting(4, env="SIM_THREADS", minimum=1, maximum=64, help="Worker threads serving requests.")
+
+    def __post_init__(self) -> None:
+        check_settings(self)
