@@ -37,8 +37,8 @@ class Setting:
     short: str = ""
     #: The off switch of an on/off flag, such as ``--no-source``.
     negation: str = ""
-    #: The environment variable without ``TRADEEXECUTOR_``; empty: the flag in capitals.
-    env: str = ""
+    #: The environment variable without ``TRADEEXECUTOR_``; empty: the flag in capitals; None: no variable.
+    env: str | None = ""
     #: The run-spec key path (``core.cash``); empty: specs cannot set it.
     spec: str = ""
     #: Unit of a number, shown in the reference (seconds, bps, ...).
@@ -63,13 +63,17 @@ class Setting:
     multiple: bool = False
     #: The value's type where the default (None) does not tell it, such as ``float`` for an optional number.
     kind: type | None = None
+    #: How ``--help`` names the value (``K``, ``NAME=VALUES``); empty: click's name for the type.
+    metavar: str = ""
 
     def option(self, name: str) -> str:
         """The long option of the field ``name``."""
         return self.flag or "--" + name.replace("_", "-")
 
     def variable(self, name: str) -> str:
-        """The environment variable of the field ``name``, without the prefix."""
+        """The environment variable of the field ``name``, without the prefix; empty when it has none."""
+        if self.env is None:
+            return ""
         return self.env or self.option(name).lstrip("-").replace("-", "_").upper()
 
 

@@ -22,6 +22,9 @@ import click
 
 from tradeexecutor.cli.common import user_errors
 from tradeexecutor.cli.metrics_cmd import runs_dir_option
+from tradeexecutor.cli.options import config_options, config_values
+from tradeexecutor.config import build_config
+from tradeexecutor.runs.sweep_options import SweepOptions
 
 if TYPE_CHECKING:
     from tradeexecutor.runs.sweep import SweepResult
@@ -33,37 +36,7 @@ EXIT_INTERRUPTED = 130
 
 @click.command("optimize")
 @click.argument("spec_file", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--param", "params", multiple=True, metavar="NAME=VALUES",
-              help="Values of one strategy parameter: a range FIRST..LAST:STEP (inclusive), a list a,b,c or one "
-                   "value; repeat for each parameter swept.")
-@click.option("--constraint", "constraints", multiple=True, metavar="EXPR",
-              help="A condition every point must meet, such as 'fast < slow' (parameter names, numbers, "
-                   "+ - * / // %, comparisons, and, or, not); repeatable, added to the spec's "
-                   "optimize.constraints. No search ever evaluates a point that breaks one.")
-@click.option("--search", type=click.Choice(["grid", "random", "tpe"]), default="grid", show_default=True,
-              help="grid: every admissible point; random or tpe: --trials points chosen by Optuna "
-                   "(pip install \"tradeexecutor[search]\").")
-@click.option("--trials", type=click.IntRange(min=1), default=None,
-              help="Distinct points a random or TPE search evaluates. Default: 100.")
-@click.option("--seed", type=int, default=0, show_default=True,
-              help="Seed of random and TPE search: the same seed gives the same trials and result.")
-@click.option("--rank-by", default="sharpe", show_default=True,
-              help="Summary statistic to rank by (sharpe, sortino, total_return, cagr, max_drawdown, ...); "
-                   "drawdown, volatility, fees and rejections rank lowest first.")
-@click.option("--holdout", type=float, default=0.3, show_default=True,
-              help="Last fraction of the bars kept out of the search: points are ranked in-sample and shown "
-                   "out-of-sample beside it. 0 ranks on the whole period.")
-@click.option("--walk-forward", "walk_forward", type=click.IntRange(min=1), default=1, show_default=True,
-              metavar="K",
-              help="Split the out-of-sample part into K anchored folds: each picks its best point on all the bars "
-                   "before its test window; their test windows chained are the combined out-of-sample curve.")
-@click.option("--reports", type=click.Choice(["best", "all", "none"]), default="best", show_default=True,
-              help="Which points also become full runs with report, charts and state (every point always gets "
-                   "its row, figures and fingerprints); none also skips the sweep's charts.")
-@click.option("--best", type=click.IntRange(min=1), default=5, show_default=True,
-              help="How many of the best points get full runs with --reports best.")
-@click.option("--processes", type=click.IntRange(min=1), default=None,
-              help="Local worker processes. Default: every core.")
+@config_options(SweepOptions, select=lambda item: item.name != "ref_prefix")
 @click.option("--cluster", default=None, envvar="DASK_SCHEDULER_ADDRESS", metavar="ADDRESS",
               help="Run the points on an existing Dask cluster, such as tcp://scheduler:8786 "
                    "(pip install \"tradeexecutor[distributed]\"; workers need the same tradeexecutor version).")
@@ -73,22 +46,18 @@ EXIT_INTERRUPTED = 130
 @click.option("--resume", is_flag=True, default=False,
               help="Carry on the sweep in --output: points already done there are not run again.")
 @click.option("--quiet", is_flag=True, default=False, help="No progress bar or progress messages.")
-@click.option("--ref-prefix", default=None, help="Give the full runs refs PREFIX-001, PREFIX-002, ... (by point).")
+@config_options(SweepOptions, select=lambda item: item.name == "ref_prefix")
 @runs_dir_option
 @user_errors
-def optimize_command(spec_file: Path, params: tuple[str, ...], constraints: tuple[str, ...], search: str,
-                     trials: int | None, seed: int, rank_by: str, holdout: float, walk_forward: int, reports: str,
-                     best: int, processes: int | None, cluster: str | None, output: Path | None, resume: bool,
-                     quiet: bool, ref_prefix: str | None, runs_dir: Path) -> None:
+def optimize_command(spec_file: Path, cluster: str | None, output: Path | None, resume: bool, quiet: bool,
+                     runs_dir: Path, **given: Any) -> None:
     """Backtest combinations of the --param values of SPEC_FILE in parallel; rank in-sample, check out-of-sample."""
     from tradeexecutor.runs.spec import load_spec
-    from tradeexecutor.runs.sweep import SweepOptions, plan_sweep, run_sweep
+    from tradeexecutor.runs.sweep import plan_sweep, run_sweep
 
     if resume and output is None:
         raise click.UsageError("--resume needs --output: the folder of the sweep to carry on")
-    options = SweepOptions(params=params, constraints=constraints, search=search, trials=trials, seed=seed,
-                           rank_by=rank_by, holdout=holdout, walk_forward=walk_forward, reports=reports, best=best,
-                           processes=processes, cluster=cluster or None, ref_prefix=ref_prefix)
+    options: SweepOptions = build_config(SweepOptions, config_values(SweepOptions, given), cluster=cluster or None)
     folder = output or Path("output") / f"optimize-{spec_file.stem}-{datetime.now(UTC):%Y%m%d-%H%M%S}"
     try:
         plan = plan_sweep(load_spec(spec_file), options)  # everything checked before anything runs or is written

@@ -35,7 +35,11 @@ def make_option(item: SettingPath) -> click.Option:
     decls = [about.short] if about.short else []
     decls.append(f"{item.option}/{about.negation}" if about.negation else item.option)
     decls.append(item.param)
-    kwargs: dict[str, Any] = {"envvar": env(item.variable), "show_envvar": True, "help": about.help}
+    kwargs: dict[str, Any] = {"help": about.help}
+    if item.variable:
+        kwargs.update(envvar=env(item.variable), show_envvar=True)
+    if about.metavar:
+        kwargs.update(metavar=about.metavar)
     if isinstance(default, bool) and about.parse is None:
         kwargs.update(is_flag=True, default=default, show_default=True)
         return click.Option(decls, **kwargs)

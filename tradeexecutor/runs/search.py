@@ -31,11 +31,10 @@ from tradeexecutor.errors import ConfigError
 from tradeexecutor.runs.constraints import Constraint, first_broken
 from tradeexecutor.runs.optimize import Axis, grid_size, iter_grid
 from tradeexecutor.runs.sweep_eval import canonical_values
+from tradeexecutor.runs.sweep_options import SEARCHES
 
 __all__ = ["BATCH", "SEARCHES", "GridSearch", "OptunaSearch", "Search", "require_optuna"]
 
-#: Search kinds ``--search`` accepts.
-SEARCHES = ("grid", "random", "tpe")
 #: Points handed out per batch by random and TPE search (fixed, so results do not depend on the worker count).
 BATCH = 16
 #: Asks in a row that bring no new admissible point before a random or TPE search gives up.

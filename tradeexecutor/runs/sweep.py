@@ -45,55 +45,16 @@ from tradeexecutor.runs.constraints import Constraint
 from tradeexecutor.runs.optimize import Axis, base_values, build_axes, build_grid, sweep_constraints
 from tradeexecutor.runs.ranking import RANKABLE, check_rank_by, rank_results, statistic
 from tradeexecutor.runs.run import data_fingerprints
-from tradeexecutor.runs.search import SEARCHES, GridSearch, OptunaSearch, Search, require_optuna
+from tradeexecutor.runs.search import GridSearch, OptunaSearch, Search, require_optuna
 from tradeexecutor.runs.spec import RunSpec
 from tradeexecutor.runs.sweep_eval import PointResult, SweepData, canonical_values, frequency_key, market_fingerprint
 from tradeexecutor.runs.sweep_pool import DaskCluster, Executor, InProcess, LocalPool, require_distributed
 from tradeexecutor.runs.sweep_store import SweepFolder
-from tradeexecutor.runs.walkforward import DEFAULT_HOLDOUT, FoldResult, WindowPlan, plan_windows, select_folds
+from tradeexecutor.runs.sweep_options import DEFAULT_TRIALS, REPORT_MODES, SweepOptions
+from tradeexecutor.runs.walkforward import FoldResult, WindowPlan, plan_windows, select_folds
 from tradeexecutor.strategy.loader import load_strategy
 
 __all__ = ["REPORT_MODES", "SweepOptions", "SweepPlan", "SweepProgress", "SweepResult", "plan_sweep", "run_sweep"]
-
-#: What ``reports`` may be: full runs for the best N points, for every point, or for none.
-REPORT_MODES = ("best", "all", "none")
-#: Default N of ``reports="best"``.
-DEFAULT_BEST = 5
-#: Default --trials of random and TPE search.
-DEFAULT_TRIALS = 100
-
-
-@dataclass(frozen=True)
-class SweepOptions:
-    """How to sweep a spec: what ``tradeexecutor optimize`` parses, validated by :func:`plan_sweep`."""
-
-    #: ``--param`` expressions (runs.optimize).
-    params: tuple[str, ...]
-    #: ``--constraint`` expressions, on top of the spec's ``optimize.constraints``.
-    constraints: tuple[str, ...] = ()
-    #: grid, random or tpe.
-    search: str = "grid"
-    #: Distinct points a random or TPE search evaluates (None: DEFAULT_TRIALS); not for grid.
-    trials: int | None = None
-    #: Seed of random and TPE search: the same seed gives the same trials.
-    seed: int = 0
-    #: The statistic points are ranked by (runs.ranking.RANKABLE).
-    rank_by: str = "sharpe"
-    #: Last fraction of the bars kept out of the search (0: rank on the whole period).
-    holdout: float = DEFAULT_HOLDOUT
-    #: Walk-forward folds over the out-of-sample part (1: a plain hold-out).
-    walk_forward: int = 1
-    #: best, all or none: which points also become full runs with report, charts and state.
-    reports: str = "best"
-    #: N of ``reports="best"``.
-    best: int = DEFAULT_BEST
-    #: Local worker processes (None: every core); 1 runs in this process.
-    processes: int | None = None
-    #: A Dask scheduler address: run the points on that cluster instead.
-    cluster: str | None = None
-    #: Refs of the full runs: PREFIX-001, ... (by point index).
-    ref_prefix: str | None = None
-
 
 @dataclass(frozen=True)
 class SweepPlan:
@@ -181,16 +142,8 @@ class SweepResult:
 
 def _check_options(options: SweepOptions) -> None:
     check_rank_by(options.rank_by)
-    if options.search not in SEARCHES:
-        raise ConfigError(f"--search {options.search!r}: use one of {', '.join(SEARCHES)}")
     if options.search == "grid" and options.trials is not None:
         raise ConfigError("--trials is for --search random or tpe; a grid runs every admissible point")
-    if options.reports not in REPORT_MODES:
-        raise ConfigError(f"--reports {options.reports!r}: use one of {', '.join(REPORT_MODES)}")
-    if options.best < 1:
-        raise ConfigError(f"--best {options.best}: give at least 1")
-    if options.processes is not None and options.processes < 1:
-        raise ConfigError(f"--processes {options.processes}: give at least 1")
     if options.ref_prefix is not None:
         from tradeexecutor.runs.registry import check_ref
 

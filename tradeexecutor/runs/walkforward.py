@@ -32,13 +32,12 @@ import numpy as np
 from tradeexecutor.errors import ConfigError
 from tradeexecutor.runs.ranking import rank_results, statistic
 from tradeexecutor.runs.sweep_eval import PointResult, Window
+from tradeexecutor.runs.sweep_options import DEFAULT_HOLDOUT
 from tradeexecutor.state import State
 from tradeexecutor.stats import compute_summary
 
 __all__ = ["DEFAULT_HOLDOUT", "Fold", "FoldResult", "WindowPlan", "combine_curves", "plan_windows", "select_folds"]
 
-#: Fraction of the bars kept out of the search by default.
-DEFAULT_HOLDOUT = 0.3
 #: Fewest bars an in-sample or test window may have.
 MIN_WINDOW_BARS = 10
 
