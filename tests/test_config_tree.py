@@ -181,3 +181,10 @@ def test_secrets_never_show_in_a_repr() -> None:
     secret = [item for item in walk_settings(DaemonConfig) if item.about.secret]
     assert {item.option for item in secret} >= {"--webhook-password", "--wallboard-token"}
     assert "hunter2" not in repr(config) and "operator" not in repr(config)
+
+
+def test_the_spec_fingerprint_did_not_move_with_the_tree(tmp_path: Path) -> None:
+    """Runs and sweeps are matched (and resumed) by config fingerprint: generating the spec sections from the tree
+    must give the same canonical config as the hand-written sections did (this value was computed on them)."""
+    loaded = run_spec.load_spec(ROOT / "strategies" / "specs" / "sma_crossover_backtest.yaml", env={})
+    assert loaded.config_fingerprint() == "c286f44ae3a879c5e1b62cb605f6faa99b749b3d2d2c41e0b4b9ce06d9224e3d"
