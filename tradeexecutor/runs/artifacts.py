@@ -151,19 +151,23 @@ class RunFacts:
 
 def write_artifacts(run_dir: Path, *, prices: Mapping[str, pd.Series] | None = None,
                     thresholds: Thresholds | None = None, now: datetime | None = None,
-                    ending: Mapping[str, Any] | None = None) -> None:
+                    ending: Mapping[str, Any] | None = None, charts: bool = True) -> None:
     """Write every artifact of the module docstring into ``run_dir`` from its state, journals and metadata.
 
     ``ending`` (``status``, ``stopped_at``, ``error``) overlays metadata.json: a supervisor writes the
     artifacts of how the run ended *before* it records that ending, so whoever sees the final status
     finds the reports already there.
+
+    ``charts=False`` leaves the charts to be drawn on demand (``tradeexecutor report RUN``, i.e.
+    :func:`write_report`): drawing them is most of a short run's artifact time, which a sweep's
+    full runs should not pay for images nobody may look at. The reports then say how to draw them.
     """
     run_dir = Path(run_dir)
     facts = collect_run(run_dir, prices=prices, thresholds=thresholds, now=now, ending=ending)
     write_trades_csv(facts.state, run_dir / "orders.csv")
     atomic_write_bytes(run_dir / METRICS_FILE, json.dumps(facts.document, indent=2).encode("utf-8") + b"\n")
     atomic_write_bytes(run_dir / "metrics.prom", render_runs([facts.document]))
-    _write_report_files(facts)
+    _write_report_files(facts, charts=charts)
 
 
 def write_report(run_dir: Path, *, prices: Mapping[str, pd.Series] | None = None,
@@ -474,7 +478,12 @@ def _md_cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def _report_md(facts: RunFacts) -> str:
+def _charts_on_demand(facts: RunFacts) -> str:
+    """What a report without charts says instead: the command that draws them."""
+    return f"Not drawn yet: `tradeexecutor report {facts.document['run_id']}` draws them."
+
+
+def _report_md(facts: RunFacts, *, charts: bool = True) -> str:
     document = facts.document
     run = document["run"]
     title = document.get("name") or document["run_id"]
@@ -502,7 +511,8 @@ def _report_md(facts: RunFacts) -> str:
     counts = facts.event_counts
     if counts:
         lines += ["", "Journal events: " + ", ".join(f"{name} {count:,}" for name, count in sorted(counts.items()))]
-    lines += ["", "## Charts", "", "![Equity and prices](charts/equity.svg)"]
+    lines += ["", "## Charts", ""]
+    lines.append("![Equity and prices](charts/equity.svg)" if charts else _charts_on_demand(facts))
     if facts.price_note:
         lines += ["", f"_{facts.price_note}_"]
     lines += ["", "Files: `metrics.json`, `metrics.prom`, `orders.csv`, `charts/`, `state/`, `journal.jsonl`.", ""]
@@ -571,14 +581,23 @@ def _report_html(facts: RunFacts, charts: Mapping[str, bytes]) -> str:
     elif charts.get("equity.png"):
         encoded = base64.b64encode(charts["equity.png"]).decode("ascii")
         parts.append(f'<div class="chart"><img alt="Equity and prices" src="data:image/png;base64,{encoded}"></div>')
+    else:
+        parts.append(f"<p>{e(_charts_on_demand(facts)).replace('`', '')}</p>")
     if facts.price_note:
         parts.append(f"<p><em>{e(facts.price_note)}</em></p>")
     parts.append("</body></html>\n")
     return "\n".join(parts)
 
 
-def _write_report_files(facts: RunFacts) -> None:
-    """charts/, report.md and report.html."""
+def _write_report_files(facts: RunFacts, *, charts: bool = True) -> None:
+    """charts/ (unless ``charts`` is False), report.md and report.html."""
+    images = _draw_charts(facts) if charts else {}
+    atomic_write_text(facts.run_dir / "report.md", _report_md(facts, charts=charts))
+    atomic_write_text(facts.run_dir / "report.html", _report_html(facts, images))
+
+
+def _draw_charts(facts: RunFacts) -> dict[str, bytes]:
+    """Draw and write charts/: file name → bytes."""
     charts_dir = facts.run_dir / "charts"
     charts_dir.mkdir(parents=True, exist_ok=True)
     charts: dict[str, bytes] = {}
@@ -588,5 +607,4 @@ def _write_report_files(facts: RunFacts) -> None:
         for fmt, name in names.items():  # one drawing, saved in every format the folder keeps
             atomic_write_bytes(charts_dir / name, images[fmt])
             charts[name] = images[fmt]
-    atomic_write_text(facts.run_dir / "report.md", _report_md(facts))
-    atomic_write_text(facts.run_dir / "report.html", _report_html(facts, charts))
+    return charts

@@ -88,12 +88,16 @@ def executor_command(paths: RunPaths, port: int) -> list[str]:
             "--state-dir", str(paths.state), "--port", str(port)]
 
 
-def write_artifacts(runs: Runs, run_id: str, ending: Mapping[str, Any] | None = None) -> str | None:
-    """Write the run's metrics, reports, charts and orders (runs.artifacts); a failure is a note, not an error."""
+def write_artifacts(runs: Runs, run_id: str, ending: Mapping[str, Any] | None = None, *,
+                    charts: bool = True) -> str | None:
+    """Write the run's metrics, reports, charts and orders (runs.artifacts); a failure is a note, not an error.
+
+    ``charts=False``: no charts now; the reports say how to draw them on demand.
+    """
     from tradeexecutor.runs.artifacts import write_artifacts as writer
 
     try:
-        writer(runs.paths(run_id).root, ending=ending)
+        writer(runs.paths(run_id).root, ending=ending, charts=charts)
     except Exception as exc:  # noqa: BLE001 - the run's result stands; its reports are secondary
         message = f"{type(exc).__name__}: {' '.join(str(exc).split())}"
         runs.journal(run_id, "artifacts_failed", {"error": message}, level="error")
@@ -106,8 +110,11 @@ def write_artifacts(runs: Runs, run_id: str, ending: Mapping[str, Any] | None = 
 
 
 def start_run(runs: Runs, ref_or_id: str, *, port: int | None = None,
-              env: Mapping[str, str] = os.environ) -> StartResult:
-    """Start a run: a backtest to completion here; a paper run as a detached executor (returns once it answers)."""
+              env: Mapping[str, str] = os.environ, charts: bool = True) -> StartResult:
+    """Start a run: a backtest to completion here; a paper run as a detached executor (returns once it answers).
+
+    ``charts=False`` (a sweep's full runs) leaves a backtest's charts to ``tradeexecutor report``.
+    """
     record = runs.resolve(ref_or_id)
     _check_startable(record)
     notes = runs.check_pinned(record)
@@ -115,7 +122,7 @@ def start_run(runs: Runs, ref_or_id: str, *, port: int | None = None,
     paths = runs.paths(record.id)
     spec.daemon_config(paths.state)  # mode live and other settings the executor refuses stop here
     if record.mode == "backtest":
-        return _run_backtest(runs, record, tuple(notes), CastConfig.from_env(env))
+        return _run_backtest(runs, record, tuple(notes), CastConfig.from_env(env), charts=charts)
     return _start_detached(runs, record, port or free_port(spec.core.host), env, tuple(notes))
 
 
@@ -142,7 +149,8 @@ class _StopSignal(BaseException):
     """SIGTERM arrived while a backtest ran in this process."""
 
 
-def _run_backtest(runs: Runs, record: RunRecord, notes: tuple[str, ...], cast: CastConfig) -> StartResult:
+def _run_backtest(runs: Runs, record: RunRecord, notes: tuple[str, ...], cast: CastConfig, *,
+                  charts: bool = True) -> StartResult:
     run_id = record.id
     with runs.locked(run_id) as fresh:
         _check_startable(fresh)
@@ -170,7 +178,7 @@ def _run_backtest(runs: Runs, record: RunRecord, notes: tuple[str, ...], cast: C
     fingerprints = {**meta.get("fingerprints", {}), "data": outcome.data}
     runs.record(run_id, "complete", status="complete", pid=None, summary=outcome.summary, fingerprints=fingerprints,
                 backtest={"bars": outcome.bars, "cycles": outcome.cycles, "seconds": round(outcome.seconds, 3)})
-    note = write_artifacts(runs, run_id)
+    note = write_artifacts(runs, run_id, charts=charts)
     failed = cast_final(runs, run_id, cast)  # when cast.json names a chart: the final data, once
     cast_note = f"warning: casting the final data failed: {failed}" if failed else None
     return StartResult(runs.registry.get(run_id) or record, notes + tuple(n for n in (note, cast_note) if n))

@@ -11,8 +11,10 @@ Written into the sweep's folder (next to sweep.json and points.jsonl):
 - ``specs/point-NNN.yaml`` — the spec of each point that became a full run.
 
 Full runs (``reports``: the best N, all, or none) are ordinary backtest runs in the runs folder,
-made through the registry like ``tradeexecutor runs create`` + ``start`` would make them — report,
-charts, state, journal — in parallel local processes. Their ids go to ``reports.json`` as they
+made through the registry like ``tradeexecutor runs create`` + ``start`` would make them — state,
+journal, metrics, orders, report — in parallel local processes. Their charts are drawn on demand
+(``tradeexecutor report RUN``; the reports say so): drawing them cost 0.3 s a run, most of a
+default sweep's time on a small grid, for images nobody may open. Their ids go to ``reports.json`` as they
 finish, so an interrupted or resumed sweep never makes a run twice.
 """
 
@@ -131,7 +133,7 @@ def _make_run(job: _RunJob) -> tuple[int, str, str | None]:
         record, _ = runs.create(job.spec_file, ref=job.ref)
         runs.record(record.id, "swept", detail=f"sweep point {job.index + 1}: {_label(job.values)}",
                     sweep={"index": job.index, "values": job.values})
-        outcome = start_run(runs, record.id)
+        outcome = start_run(runs, record.id, charts=False)  # drawn on demand: `tradeexecutor report RUN`
         if outcome.record.status != "complete":
             return job.index, record.id, f"run {record.id} ended {outcome.record.status}"
         return job.index, record.id, None
