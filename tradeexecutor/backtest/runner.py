@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Callable
 
-import numpy as np
 import pandas as pd
 
+from tradeexecutor.backtest.curve import Holdings, equity_curve
 from tradeexecutor.config import EngineConfig
 from tradeexecutor.data.market import MarketData
 from tradeexecutor.engine.engine import Engine, EventSink
@@ -72,27 +72,38 @@ def run_backtest(
                     trigger_market=trigger_market, events=events)
     due = cycle_times(market.timeline_ns, strategy.cycle_duration, timedelta(seconds=config.cycle_offset_seconds))
     steps = len(market)
-    equity = np.empty(steps)
-    cash = np.empty(steps)
-    exposure = np.empty(steps)
-    process = engine.process_step
-    valuation = engine.valuation
+    holdings = Holdings(state.portfolio.cash, engine.symbols)
+    # The engine's steps, called directly: fill_pending, check_triggers (once any position has had
+    # a protective order), decide when a cycle is due. Marks are taken only where something reads
+    # them — the strategy's position() and equity, sizing, the end state — and the per-bar
+    # valuation is built at the end from the holdings recorded at fills (backtest.curve), so a bar
+    # where nothing fills costs no Python valuation.
+    fill_pending = engine.fill_pending
+    check_triggers = engine.check_triggers
+    decide = engine.decide
+    open_positions = state.portfolio.open_positions
     due_list = due.tolist()
-    cycles = 0
-    last_cycle = 0
+    fills = 0
     started = time.perf_counter()
-    for step in range(steps):
-        cycle_ns = due_list[step]
+    for step, cycle_ns in enumerate(due_list):
+        if engine.pending:
+            fill_pending(step)
+        if open_positions and engine.triggers_armed:
+            check_triggers(step)
         if cycle_ns:
-            process(step, cycle_ns, report=False)
-            cycles += 1
-            last_cycle = cycle_ns
-        elif engine.pending or state.portfolio.open_positions:
-            process(step, None)
-        equity[step], cash[step], exposure[step] = valuation()
+            decide(step, cycle_ns)
+        if engine.fills != fills:
+            fills = engine.fills
+            holdings.record(step, state.portfolio.cash, engine.quantities())
         if progress is not None and step % 10_000 == 9_999:
             progress(step + 1)
+    if steps and open_positions:
+        engine.mark_to_market(steps - 1)
     seconds = time.perf_counter() - started
+    cycle_steps = due.nonzero()[0]
+    cycles = len(cycle_steps)
+    last_cycle = int(due[cycle_steps[-1]]) if cycles else 0
+    equity, cash, exposure = equity_curve(holdings, market)
     state.valuations.extend((market.timeline_ns // 1_000_000).tolist(), equity.tolist(), cash.tolist(),
                             exposure.tolist())
     state.cycles_completed = cycles

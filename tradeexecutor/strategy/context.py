@@ -11,6 +11,7 @@ returns a frozen :class:`~tradeexecutor.strategy.views.PositionView`, never the 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -26,12 +27,18 @@ if TYPE_CHECKING:
     from tradeexecutor.state import Position, State
 
 
+def _view(column: np.ndarray) -> memoryview:
+    """A read-only memoryview of a 1-D column: ``view[i]`` is a Python float or int."""
+    view = memoryview(np.ascontiguousarray(column))  # type: ignore[arg-type]  # numpy arrays are buffers
+    return view.toreadonly()
+
+
 class CycleContext:
     """The strategy's window onto the world at one cycle; one object reused across cycles."""
 
     __slots__ = ("_market", "_indicators", "_state", "_parameters", "_symbols", "_default", "_step",
-                 "_last", "_timestamp_ns", "_instrument_ids", "_paused", "_default_last", "_default_values",
-                 "_default_close", "_default_closed")
+                 "_known", "_closed", "_timestamp_ns", "_instrument_ids", "_paused", "_default_last",
+                 "_default_values", "_default_close", "_default_closed", "_default_id", "_marker")
 
     def __init__(self, market: MarketData, indicators: IndicatorStore, state: "State", parameters: Parameters,
                  symbols: tuple[str, ...]):
@@ -42,32 +49,50 @@ class CycleContext:
         self._symbols = symbols
         self._default = symbols[0] if len(symbols) == 1 else None
         self._step = -1
-        self._last: dict[str, int] = {}
+        self._known = frozenset(symbols)
+        #: Symbol → the index of its last closed bar at each step; read per symbol on demand, so a
+        #: cycle costs the same whether the strategy trades one instrument or fifty.
+        self._closed = {s: market.last_closed[s] for s in symbols}
         self._timestamp_ns = 0
         self._instrument_ids: dict[str, int] = {}
+        self._default_id = -1
         # Single-instrument fast path: most strategies trade one symbol and read it every cycle.
+        # Memoryviews of the read-only columns: indexing one gives a Python number directly,
+        # several times cheaper than ndarray.item, and copies nothing.
         self._default_last = -1
-        self._default_values = indicators.values.get(self._default, {}) if self._default else {}
-        self._default_close = market.bars[self._default].close if self._default else None
-        self._default_closed = market.last_closed[self._default] if self._default else None
+        default_values = indicators.values.get(self._default, {}) if self._default else {}
+        self._default_values = {name: _view(values) for name, values in default_values.items()
+                                if values.ndim == 1 and values.dtype.kind in "fiub"}  # others: the general path
+        self._default_close = _view(market.bars[self._default].close) if self._default else None
+        self._default_closed = _view(market.last_closed[self._default]) if self._default else None
         self._paused = False
+        #: Brings positions' marks up to a step (the engine's mark_to_market): a backtest marks only
+        #: when something reads them, and position() and equity read them.
+        self._marker: Callable[[int], None] | None = None
 
     # -- set by the engine --------------------------------------------------------------
 
     def _move_to(self, step: int, timestamp_ns: int) -> None:
         self._step = step
         self._timestamp_ns = timestamp_ns
-        if self._default is not None:
-            assert self._default_closed is not None
-            last = self._default_closed.item(step)
-            self._default_last = last
-            self._last = {self._default: last}
-        else:
-            market = self._market
-            self._last = {s: market.last_closed[s].item(step) for s in self._symbols}
+        if self._default_closed is not None:
+            self._default_last = self._default_closed[step]
+
+    def _set_marker(self, marker: Callable[[int], None]) -> None:
+        self._marker = marker
+
+    def _marks(self) -> None:
+        if self._marker is not None and self._step >= 0:
+            self._marker(self._step)
+
+    def _last(self, symbol: str) -> int:
+        """Index of ``symbol``'s last bar closed at this cycle (-1 before its first)."""
+        return self._closed[symbol].item(self._step)  # type: ignore[no-any-return]
 
     def _set_instrument_ids(self, ids: dict[str, int]) -> None:
         self._instrument_ids = ids
+        if self._default is not None:
+            self._default_id = ids.get(self._default, -1)
 
     def _set_paused(self, paused: bool) -> None:
         self._paused = paused
@@ -77,7 +102,7 @@ class CycleContext:
             if self._default is None:
                 raise ValueError(f"this strategy trades {len(self._symbols)} instruments: name the symbol")
             return self._default
-        if symbol not in self._last:
+        if symbol not in self._known:
             raise KeyError(f"{symbol!r} is not one of this strategy's instruments: {', '.join(self._symbols)}")
         return symbol
 
@@ -107,18 +132,17 @@ class CycleContext:
 
     def bars_available(self, symbol: str | None = None) -> int:
         """How many closed bars of ``symbol`` exist at this cycle."""
-        return self._last[self._symbol(symbol)] + 1
+        return self._last(self._symbol(symbol)) + 1
 
     def close(self, symbol: str | None = None, ago: int = 0) -> float:
         """Close of the last closed bar (``ago`` bars earlier); NaN before the data starts."""
         if ago < 0:
             raise LookaheadError(f"close(ago={ago}) asks for a bar after the cycle time {self.timestamp}")
-        if symbol is None and self._default is not None:
+        if symbol is None and self._default_close is not None:
             index = self._default_last - ago
-            assert self._default_close is not None
-            return math.nan if index < 0 else self._default_close.item(index)
+            return math.nan if index < 0 else self._default_close[index]
         sym = self._symbol(symbol)
-        index = self._last[sym] - ago
+        index = self._last(sym) - ago
         if index < 0:
             return math.nan
         return self._market.bars[sym].close.item(index)
@@ -128,7 +152,7 @@ class CycleContext:
         sym = self._symbol(symbol)
         if ago < 0:
             raise LookaheadError(f"bar(ago={ago}) asks for a bar after the cycle time {self.timestamp}")
-        index = self._last[sym] - ago
+        index = self._last(sym) - ago
         if index < 0:
             raise IndexError(f"no closed bar of {sym} {ago} bars before {self.timestamp}")
         bars = self._market.bars[sym]
@@ -144,7 +168,7 @@ class CycleContext:
     def candles(self, symbol: str | None = None, bars: int | None = None) -> pd.DataFrame:
         """A copy of the closed candles, the last ``bars`` of them (all when None)."""
         sym = self._symbol(symbol)
-        end = self._last[sym] + 1
+        end = self._last(sym) + 1
         start = 0 if bars is None else max(0, end - bars)
         return self._market.bars[sym].frame.iloc[start:end].copy()
 
@@ -152,17 +176,19 @@ class CycleContext:
 
     def indicator(self, name: str, symbol: str | None = None, ago: int = 0) -> float:
         """An indicator's value at the last closed bar (``ago`` bars earlier); NaN before it exists."""
+        if symbol is None and ago >= 0:  # the one-instrument fast path
+            default = self._default_values.get(name)
+            if default is not None:
+                index = self._default_last - ago
+                return default[index] if index >= 0 else math.nan  # type: ignore[no-any-return]
         if ago < 0:
             raise LookaheadError(f"indicator({name!r}, ago={ago}) asks for a value after the cycle time {self.timestamp}")
         if symbol is None and self._default is not None:
             index = self._default_last - ago
-            values = self._default_values.get(name)
-            if values is not None:
-                return math.nan if index < 0 else values.item(index)
             sym = self._default
         else:
             sym = self._symbol(symbol)
-            index = self._last[sym] - ago
+            index = self._last(sym) - ago
         if index < 0:
             return math.nan
         try:
@@ -175,7 +201,7 @@ class CycleContext:
     def indicator_history(self, name: str, symbol: str | None = None, bars: int | None = None) -> np.ndarray:
         """A copy of the indicator's values up to the last closed bar (the last ``bars`` of them)."""
         sym = self._symbol(symbol)
-        end = self._last[sym] + 1
+        end = self._last(sym) + 1
         start = 0 if bars is None else max(0, end - bars)
         return np.array(self._indicators[sym][name][start:end], copy=True)
 
@@ -185,10 +211,19 @@ class CycleContext:
         """The open position in ``symbol`` as a frozen view (a copy: assigning to it raises), or None."""
         sym = self._symbol(symbol)
         position = self._open_position(sym)
-        return None if position is None else PositionView.of(position, sym)
+        if position is None:
+            return None
+        self._marks()
+        return PositionView.of(position, sym)
 
     def has_position(self, symbol: str | None = None) -> bool:
         """True when an open position in ``symbol`` exists (its entry may still be pending)."""
+        if symbol is None and self._default is not None:  # the one-instrument fast path
+            default_id = self._default_id
+            for position in self._state.portfolio.open_positions:
+                if position.instrument_id == default_id:
+                    return True
+            return False
         return self._open_position(self._symbol(symbol)) is not None
 
     def _open_position(self, symbol: str) -> "Position | None":
@@ -208,4 +243,5 @@ class CycleContext:
     @property
     def equity(self) -> float:
         """Cash plus open positions at the latest close."""
+        self._marks()
         return self._state.portfolio.equity()
