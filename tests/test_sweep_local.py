@@ -267,3 +267,33 @@ def test_full_runs_can_be_made_later_without_running_a_point_again(tmp_path: Pat
 
     with Registry(tmp_path / "runs") as registry:
         assert sorted(record.id for record in registry.all()) == sorted(row.run_id for row in later.results[:2])
+
+
+def test_the_default_makes_full_runs_on_demand_with_the_command_it_prints(tmp_path: Path) -> None:
+    """By default no full run or chart is made (they cost more than a small sweep's points); the printed
+    command makes the best N's runs and the sweep's charts without running a point again."""
+    folder, runs_dir = tmp_path / "out", tmp_path / "runs"
+    first = cli("optimize", str(write_spec(tmp_path)), "--param", "fast=5,10", "--param", "slow=20,30", "--best", "2",
+                "--runs-dir", str(runs_dir), "--output", str(folder), "--quiet")
+    assert first.returncode == 0, first.stderr
+    assert not runs_dir.exists() and not (folder / "charts").exists()
+    line = next(line for line in first.stdout.splitlines() if line.startswith("full runs (state, journal, report)"))
+    command = shlex.split(line.split("without running any point again: ", 1)[1])
+    assert command[0] == "tradeexecutor" and command[-3:] == ["--resume", "--reports", "best"]
+    points = (folder / "points.jsonl").read_bytes()
+    later = cli(*command[1:])
+    assert later.returncode == 0, later.stderr
+    assert (folder / "points.jsonl").read_bytes() == points  # no point ran again
+    assert "4 were already done and not run again" in later.stdout
+    assert (folder / "charts" / "in_vs_out_of_sample.png").read_bytes().startswith(b"\x89PNG")
+    made = [row["run_id"] for row in table_with_runs(folder / "results.csv")]
+    assert [bool(run_id) for run_id in made] == [True, True, False, False]
+    for run_id in made[:2]:
+        assert json.loads((runs_dir / run_id / "metadata.json").read_text())["status"] == "complete"
+
+
+def table_with_runs(path: Path) -> list[dict[str, str]]:
+    import csv
+
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))

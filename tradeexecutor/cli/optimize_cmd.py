@@ -1,8 +1,10 @@
 """``tradeexecutor optimize SPEC --param fast=5..30:5 --param slow=20,30,50``: a parameter sweep, ranked in-sample, checked out-of-sample.
 
 Every point gets a row (values, figures over the whole period, in-sample and out-of-sample, and
-fingerprints) in the sweep's folder as it finishes; the best ``--best`` points (``--reports``)
-also become full backtest runs with report, charts and state. Points run on local processes by
+fingerprints) in the sweep's folder as it finishes; with ``--reports best`` (or ``all``) the best
+``--best`` points also become full backtest runs with state, journal and report, and the sweep
+draws its charts — on demand, since they cost more than a small sweep's points (``--resume
+--reports best`` makes them later without running a point again). Points run on local processes by
 default, or on a Dask cluster (``--cluster``, extra ``distributed``); ``--search random|tpe``
 samples the space with Optuna (extra ``search``). Bad options stop with one line and exit 2
 before anything runs; Ctrl+C keeps the finished points, prints the command that resumes the
@@ -72,7 +74,7 @@ def optimize_command(spec_file: Path, cluster: str | None, output: Path | None, 
         click.echo(f"interrupted: {done} of {result.total} points done and kept in {folder / 'points.jsonl'}; "
                    f"resume with: {_resume_command(folder, output is None)}", err=True)
         sys.exit(EXIT_INTERRUPTED)
-    _print(result, folder)
+    _print(result, folder, output is None)
 
 
 def _resume_command(folder: Path, add_output: bool) -> str:
@@ -85,7 +87,23 @@ def _resume_command(folder: Path, add_output: bool) -> str:
     return shlex.join(words)
 
 
-def _print(result: SweepResult, folder: Path) -> None:
+def _without_option(words: list[str], option: str) -> list[str]:
+    """``words`` less ``option`` and its value (``--reports none`` or ``--reports=none``)."""
+    kept: list[str] = []
+    skip = False
+    for word in words:
+        if skip:
+            skip = False
+            continue
+        if word == option:
+            skip = True
+            continue
+        if not word.startswith(option + "="):
+            kept.append(word)
+    return kept
+
+
+def _print(result: SweepResult, folder: Path, add_output: bool) -> None:
     from tradeexecutor.runs.sweep_report import PRINTED_ROWS, markdown_report
 
     click.echo(markdown_report(result, limit=PRINTED_ROWS))
@@ -94,7 +112,12 @@ def _print(result: SweepResult, folder: Path) -> None:
     runs = sum(1 for row in result.results if row.run_id)
     if runs:
         click.echo(f"{runs} full run{'s' if runs != 1 else ''} with reports: see the run column "
-                   "(tradeexecutor runs show RUN)")
+                   "(tradeexecutor runs show RUN; tradeexecutor report RUN draws its charts)")
+    elif result.plan.options.reports == "none" and not result.failed:
+        best = result.plan.options.best
+        words = _without_option(shlex.split(_resume_command(folder, add_output)), "--reports")
+        click.echo(f"full runs (state, journal, report) of the best {best} and the sweep's charts, "
+                   f"without running any point again: {shlex.join(words)} --reports best")
     if result.failed:
         click.echo(f"error: {result.failed} of {len(result.results)} points failed (see the status column)", err=True)
         sys.exit(1)

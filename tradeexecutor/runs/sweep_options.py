@@ -56,9 +56,11 @@ class SweepOptions:
                                 help="Split the out-of-sample part into K anchored folds: each picks its best point "
                                      "on all the bars before its test window; their test windows chained are the "
                                      "combined out-of-sample curve.")
-    reports: str = setting("best", env=None, choices=REPORT_MODES,
-                           help="Which points also become full runs with report, charts and state (every point "
-                                "always gets its row, figures and fingerprints); none also skips the sweep's charts.")
+    reports: str = setting("none", env=None, choices=REPORT_MODES,
+                           help="Which points also become full runs with state, journal and report, and whether "
+                                "the sweep draws its charts (every point always gets its row, figures and "
+                                "fingerprints). Full runs and charts cost more than a small sweep's points: make "
+                                "them on demand with --resume --reports best, which runs no point again.")
     best: int = setting(DEFAULT_BEST, env=None, minimum=1,
                         help="How many of the best points get full runs with --reports best.")
     processes: int | None = setting(None, env=None, kind=int, minimum=1,
