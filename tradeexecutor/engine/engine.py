@@ -139,6 +139,8 @@ class Engine:
         self.fill_at_close = self.config.execution.fill_timing == "close"
         self.trigger_market = trigger_market
         self.events: EventSink = events or _no_events
+        #: False when nobody listens: the hot order path then builds no event fields at all.
+        self._journal = events is not None
         self.symbols = tuple(strategy.instruments)
         types = asset_types or {}
         self.instrument_ids: dict[str, int] = {}
@@ -493,9 +495,10 @@ class Engine:
     def _queue(self, position: Position, trade: Trade, report: CycleReport) -> None:
         report.planned += 1
         self.pending.append((position, trade))
-        self.events("order_planned", trade_id=trade.id, position_id=position.id,
-                    symbol=self.symbol_of[trade.instrument_id], kind=trade.kind,
-                    value=trade.planned_value, quantity=trade.planned_quantity)
+        if self._journal:
+            self.events("order_planned", trade_id=trade.id, position_id=position.id,
+                        symbol=self.symbol_of[trade.instrument_id], kind=trade.kind,
+                        value=trade.planned_value, quantity=trade.planned_quantity)
 
     def _fill_at_close(self, step: int) -> None:
         pending, self.pending = self.pending, []
@@ -535,8 +538,10 @@ class Engine:
             if accounting.apply_sell(portfolio, position, trade, fill, at):
                 accounting.retire_position(portfolio, position)
         self.fills += 1
-        self.events("order_filled", trade_id=trade.id, position_id=position.id, symbol=instrument.symbol,
-                    kind=trade.kind, quantity=trade.executed_quantity, price=trade.executed_price, fee=trade.fee)
+        if self._journal:
+            self.events("order_filled", trade_id=trade.id, position_id=position.id, symbol=instrument.symbol,
+                        kind=trade.kind, quantity=trade.executed_quantity, price=trade.executed_price,
+                        fee=trade.fee)
 
     def _reject(self, position: Position, trade: Trade, reason: str, at: datetime) -> None:
         accounting.reject(trade, reason, at)
