@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Callable
 
+import numpy as np
 import pandas as pd
 
 from tradeexecutor.backtest.curve import Holdings, equity_curve
@@ -16,6 +17,7 @@ from tradeexecutor.engine.engine import Engine, EventSink
 from tradeexecutor.engine.schedule import cycle_times
 from tradeexecutor.state import State
 from tradeexecutor.strategy.loader import LoadedStrategy, check_universe
+from tradeexecutor.strategy.signals import signal_steps
 
 
 @dataclass
@@ -27,6 +29,8 @@ class BacktestResult:
     bars: int
     cycles: int
     seconds: float
+    #: Timeline steps the loop visited: all of them, except for a signals() strategy (only where something happens).
+    visited: int = 0
 
     @property
     def bars_per_second(self) -> float:
@@ -84,18 +88,22 @@ def run_backtest(
     open_positions = state.portfolio.open_positions
     fills = 0
     started = time.perf_counter()
-    for step, cycle_ns in enumerate(memoryview(due)):  # type: ignore[arg-type]  # not tolist(): 5M ints, 200 MB
-        if engine.pending:
-            fill_pending(step)
-        if open_positions and engine.triggers_armed:
-            check_triggers(step)
-        if cycle_ns:
-            decide(step, cycle_ns)
-        if engine.fills != fills:
-            fills = engine.fills
-            holdings.record(step, state.portfolio.cash, engine.quantities())
-        if progress is not None and step % 10_000 == 9_999:
-            progress(step + 1)
+    if strategy.signals:
+        visited = _visit_signal_steps(engine, holdings, due, signal_steps(engine.indicators, market, due), progress)
+    else:
+        visited = steps
+        for step, cycle_ns in enumerate(memoryview(due)):  # type: ignore[arg-type]  # not tolist(): 200 MB at 5M
+            if engine.pending:
+                fill_pending(step)
+            if open_positions and engine.triggers_armed:
+                check_triggers(step)
+            if cycle_ns:
+                decide(step, cycle_ns)
+            if engine.fills != fills:
+                fills = engine.fills
+                holdings.record(step, state.portfolio.cash, engine.quantities())
+            if progress is not None and step % 10_000 == 9_999:
+                progress(step + 1)
     if steps and open_positions:
         engine.mark_to_market(steps - 1)
     seconds = time.perf_counter() - started
@@ -110,7 +118,48 @@ def run_backtest(
         state.last_completed_cycle = pd.Timestamp(last_cycle, tz="UTC").to_pydatetime()
     for position in state.portfolio.open_positions:
         position.last_valued_at = market.step_time(steps - 1).to_pydatetime()
-    return BacktestResult(state=state, market=market, bars=steps, cycles=cycles, seconds=seconds)
+    return BacktestResult(state=state, market=market, bars=steps, cycles=cycles, seconds=seconds, visited=visited)
+
+
+def _visit_signal_steps(engine: Engine, holdings: Holdings, due: np.ndarray, signalled: np.ndarray,
+                        progress: Callable[[int], None] | None) -> int:
+    """The loop of a signals() strategy: only steps with a signal, a pending fill or a protective order to check.
+
+    At any other step the full loop would do nothing: decide() returns no intent when no
+    instrument signals, nothing is pending, and no open position has a trigger. Returns the
+    number of steps visited.
+    """
+    fill_pending = engine.fill_pending
+    check_triggers = engine.check_triggers
+    decide = engine.decide
+    portfolio = engine.state.portfolio
+    open_positions = portfolio.open_positions
+    cycle_at = memoryview(due)  # type: ignore[arg-type]
+    targets = signalled.tolist()
+    count = len(due)
+    fills = visited = k = 0
+    report_at = 10_000
+    step = targets[0] if targets else count
+    while step < count:
+        visited += 1
+        if engine.pending:
+            fill_pending(step)
+        if open_positions and engine.triggers_armed:
+            check_triggers(step)
+        if k < len(targets) and targets[k] == step:
+            decide(step, cycle_at[step])
+            k += 1
+        if engine.fills != fills:
+            fills = engine.fills
+            holdings.record(step, portfolio.cash, engine.quantities())
+        if engine.pending or (open_positions and engine.triggers_armed):
+            step += 1
+        else:
+            step = targets[k] if k < len(targets) else count
+        if progress is not None and step >= report_at:
+            progress(min(step, count))
+            report_at = (step // 10_000 + 1) * 10_000
+    return visited
 
 
 def _only(market: MarketData, symbols: tuple[str, ...]) -> MarketData:

@@ -46,6 +46,8 @@ class LoadedStrategy:
     parameters: Parameters
     decide: Callable[[Any], Iterable[Intent] | None]
     indicators: Callable[..., Mapping[str, Any]] | None
+    #: True when the strategy defines signals() (strategy.signals) and ``decide`` is the one built from them.
+    signals: bool = False
     #: Bar frequency the strategy reads, when it declares one (else the data's own).
     bar_frequency: timedelta | None = None
     #: Asset type expected per symbol, from Symbol parameters or the module's ``asset_types``.
@@ -177,11 +179,18 @@ def load_strategy_source(source: str, path: str | Path, overrides: Mapping[str, 
         raise StrategyLoadError(f"{where}: cycle_duration: {exc}") from None
 
     decide = getattr(module, "decide", None)
-    if decide is None:
+    signals = getattr(module, "signals", None)
+    if signals is not None:
+        if decide is not None:
+            raise StrategyLoadError(f"{where}: define `decide(ctx)` or `signals(candles, parameters)`, not both")
+        if not callable(signals) or _positional_count(signals)[0] > 2 or _positional_count(signals)[1] < 2:
+            raise StrategyLoadError(f"{where}: `signals` must be a function `def signals(candles, parameters):` "
+                                    "returning {\"entry\": series, \"exit\": series}")
+    elif decide is None:
         raise StrategyLoadError(f"{where}: missing decision function: define `def decide(ctx): ...`")
-    if not callable(decide):
+    elif not callable(decide):
         raise StrategyLoadError(f"{where}: `decide` must be a function taking one argument (the cycle context)")
-    required, total = _positional_count(decide)
+    required, total = _positional_count(decide) if decide is not None else (1, 1)
     if required > 1 or total < 1:
         raise StrategyLoadError(
             f"{where}: decide{inspect.signature(decide)} has the wrong signature: it must take exactly one "
@@ -243,6 +252,19 @@ def load_strategy_source(source: str, path: str | Path, overrides: Mapping[str, 
         except Exception as exc:  # ConfigError from parse_duration
             raise StrategyLoadError(f"{where}: bar_frequency: {exc}") from None
 
+    if signals is not None:
+        from tradeexecutor.strategy.signals import combined_indicators, signal_decide
+
+        order = getattr(module, "signal_order", None) or {}
+        try:
+            if not isinstance(order, Mapping):
+                raise TypeError("it must be a dict of open_long() arguments, such as {\"fraction\": 1.0}")
+            decide = signal_decide(order, tuple(dict.fromkeys(symbols)))
+        except (TypeError, ValueError) as exc:
+            raise StrategyLoadError(f"{where}: signal_order: {_one_line(exc)}") from None
+        indicators = combined_indicators(indicators, signals, where)
+    assert decide is not None
+
     return LoadedStrategy(
         path=path,
         source=source,
@@ -255,6 +277,7 @@ def load_strategy_source(source: str, path: str | Path, overrides: Mapping[str, 
         parameters=parameters,
         decide=decide,
         indicators=indicators,
+        signals=signals is not None,
         bar_frequency=bar_frequency,
         asset_types=asset_types,
     )

@@ -1,0 +1,142 @@
+"""signals() strategies: the same trades, fees, triggers and equity as the same rules in decide(), visiting fewer bars.
+
+The decide() versions are written by hand below (and bench/strategies/sma_1m.py); the signals()
+versions are bench/strategies/sma_1m_signals.py and variants. Both run through run_backtest on
+the same candles; every trade and every valuation must be equal — exactly, not approximately.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tradeexecutor.backtest.runner import BacktestResult, run_backtest
+from tradeexecutor.config import EngineConfig, ExecutionConfig
+from tradeexecutor.data import generate_candles
+from tradeexecutor.data.market import MarketData
+from tradeexecutor.errors import LookaheadRefusedError, StrategyLoadError
+from tradeexecutor.state import State
+from tradeexecutor.strategy.loader import load_strategy
+
+BENCH = Path(__file__).resolve().parents[1] / "bench" / "strategies"
+
+HEADER = '''\
+from tradeexecutor.strategy.api import Integer, Symbol, close, open_long
+
+name = "probe"
+description = "probe"
+cycle_duration = "{cycle}"
+parameters = {{
+    "symbol": Symbol("SYN", asset_type="equity"),
+    "fast": Integer(10, min=2, max=500),
+    "slow": Integer(30, min=3, max=1000),
+}}
+'''
+
+DECIDE = HEADER + '''
+
+def indicators(candles, parameters):
+    close_price = candles["close"]
+    return {{"fast": close_price.rolling(parameters.fast).mean(), "slow": close_price.rolling(parameters.slow).mean()}}
+
+
+def decide(ctx):
+    fast, slow = ctx.indicator("fast"), ctx.indicator("slow")
+    fast_before, slow_before = ctx.indicator("fast", ago=1), ctx.indicator("slow", ago=1)
+    if not ctx.has_position():
+        if fast_before < slow_before and fast > slow:
+            return [open_long({order})]
+    elif fast_before > slow_before and fast < slow:
+        return [close()]
+    return []
+'''
+
+SIGNALS = HEADER + '''
+signal_order = {{{signal_order}}}
+
+
+def signals(candles, parameters):
+    close_price = candles["close"]
+    fast = close_price.rolling(parameters.fast).mean()
+    slow = close_price.rolling(parameters.slow).mean()
+    fast_before, slow_before = fast.shift(1), slow.shift(1)
+    return {{"entry": (fast_before < slow_before) & (fast > slow), "exit": (fast_before > slow_before) & (fast < slow)}}
+'''
+
+
+def _market(bars: int = 20_000, seed: int = 5) -> MarketData:
+    frame = generate_candles(bars, frequency="1m", seed=seed, symbol="SYN", volatility=0.002)
+    return MarketData.from_long_frame(frame, asset_types={"SYN": "equity"})
+
+
+def _same(a: BacktestResult, b: BacktestResult) -> None:
+    def trades(state: State) -> list[tuple[object, ...]]:
+        return [(t.id, t.kind, t.status, t.trigger, t.planned_at, t.executed_at, t.executed_quantity, t.executed_price,
+                 t.fee) for t in sorted(state.portfolio.all_trades(), key=lambda t: t.id)]
+
+    assert trades(a.state) == trades(b.state)
+    for column in ("timestamp", "equity", "cash", "exposure"):
+        assert np.array_equal(getattr(a.state.valuations, column), getattr(b.state.valuations, column)), column
+    assert a.state.portfolio.cash == b.state.portfolio.cash
+
+
+def test_bench_sma_signals_equal_the_decide_version() -> None:
+    market = _market()
+    config = EngineConfig(execution=ExecutionConfig(fee=0.001), initial_cash=10_000.0)
+    by_decide = run_backtest(load_strategy(BENCH / "sma_1m.py", {}), market, config)
+    by_signals = run_backtest(load_strategy(BENCH / "sma_1m_signals.py", {}), market, config)
+    _same(by_decide, by_signals)
+    assert len(list(by_decide.state.portfolio.all_trades())) > 500
+    assert by_decide.visited == len(market)
+    assert by_signals.visited < len(market) / 5  # only signal bars and the fills after them
+    assert by_signals.cycles == by_decide.cycles
+
+
+@pytest.mark.parametrize(("order", "fill_timing"), [
+    ("fraction=0.5, stop_loss_pct=0.003, take_profit_pct=0.004", "next_open"),
+    ("value=4000.0, trailing_stop_pct=0.002", "close"),
+    ("fraction=1.0", "close"),
+])
+def test_triggers_fees_and_fill_timings_to_the_cent(tmp_path: Path, order: str, fill_timing: str) -> None:
+    (tmp_path / "by_decide.py").write_text(DECIDE.format(cycle="1m", order=order))
+    pairs = ", ".join(f'"{key.strip()}": {value}' for key, value in (part.split("=") for part in order.split(",")))
+    (tmp_path / "by_signals.py").write_text(SIGNALS.format(cycle="1m", signal_order=pairs))
+    market = _market(12_000, seed=11)
+    config = EngineConfig(execution=ExecutionConfig(fee=0.002, slippage_bps=3.0, fill_timing=fill_timing),
+                          initial_cash=10_000.0)
+    by_decide = run_backtest(load_strategy(tmp_path / "by_decide.py", {}), market, config)
+    by_signals = run_backtest(load_strategy(tmp_path / "by_signals.py", {}), market, config)
+    _same(by_decide, by_signals)
+    if "pct" in order:
+        assert any(t.trigger for t in by_signals.state.portfolio.all_trades()), "triggers should fire"
+
+
+def test_a_slower_cycle_than_the_bars(tmp_path: Path) -> None:
+    (tmp_path / "by_decide.py").write_text(DECIDE.format(cycle="5m", order="fraction=1.0"))
+    (tmp_path / "by_signals.py").write_text(SIGNALS.format(cycle="5m", signal_order='"fraction": 1.0'))
+    market = _market(10_000, seed=2)
+    config = EngineConfig(execution=ExecutionConfig(fee=0.001), initial_cash=10_000.0)
+    _same(run_backtest(load_strategy(tmp_path / "by_decide.py", {}), market, config),
+          run_backtest(load_strategy(tmp_path / "by_signals.py", {}), market, config))
+
+
+def test_signals_are_checked_for_lookahead(tmp_path: Path) -> None:
+    source = SIGNALS.format(cycle="1m", signal_order='"fraction": 1.0').replace(
+        'fast_before, slow_before = fast.shift(1), slow.shift(1)',
+        'fast_before, slow_before = fast.shift(-1), slow.shift(-1)')
+    (tmp_path / "peeks.py").write_text(source)
+    with pytest.raises(LookaheadRefusedError):
+        run_backtest(load_strategy(tmp_path / "peeks.py", {}), _market(3_000), EngineConfig())
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    ("\ndef decide(ctx):\n    return []\n", "not both"),
+    ('\nsignal_order = {"fraction": 2.0}\n', "signal_order: fraction must be a fraction"),
+    ('\nsignal_order = {"size": 1}\n', "signal_order: "),
+])
+def test_bad_signal_strategies_are_refused_when_they_load(tmp_path: Path, extra: str, message: str) -> None:
+    (tmp_path / "bad.py").write_text(SIGNALS.format(cycle="1m", signal_order='"fraction": 1.0') + extra)
+    with pytest.raises(StrategyLoadError, match=message):
+        load_strategy(tmp_path / "bad.py", {})
