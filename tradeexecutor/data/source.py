@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -26,6 +28,21 @@ class DataSelection:
     files: tuple[Path, ...]
     #: Every symbol the sources hold, with its asset type when known, for check_universe.
     available: dict[str, str | None]
+
+
+def file_stamps(sources: Sequence[str]) -> tuple[tuple[str, int, int], ...]:
+    """(path, mtime, size) of each data file, so a cached market is never used for a file that changed.
+
+    Bundled dataset names are skipped: package data, which never changes.
+    """
+    stamps = []
+    for source in sources:
+        try:
+            info = os.stat(source)
+        except OSError:
+            continue
+        stamps.append((source, info.st_mtime_ns, info.st_size))
+    return tuple(stamps)
 
 
 def describe_sources(sources: Sequence[str]) -> str:

@@ -35,7 +35,6 @@ import functools
 import html
 import json
 import math
-import os
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -45,6 +44,7 @@ from typing import Any
 
 import pandas as pd
 
+from tradeexecutor.data.source import file_stamps
 from tradeexecutor.runs.metrics_text import METRICS_FILE, render_runs
 from tradeexecutor.runs.run import RunPaths
 from tradeexecutor.runstate import CrashFile
@@ -234,21 +234,9 @@ def _prices_from_spec(run_dir: Path, state: State) -> tuple[dict[str, pd.Series]
 
         environment = load_spec(spec_path, env={}).environment
         sources = tuple(environment.data)
-        return dict(_close_prices(sources, symbols, environment.start, environment.end, _stamps(sources))), None
+        return dict(_close_prices(sources, symbols, environment.start, environment.end, file_stamps(sources))), None
     except Exception as exc:  # noqa: BLE001 - charts without a price line beat no artifacts
         return {}, f"prices not loaded: {' '.join(str(exc).split())[:200]}"
-
-
-def _stamps(sources: tuple[str, ...]) -> tuple[tuple[str, int, int], ...]:
-    """(path, mtime, size) of the data files, so a cached market is never used for a file that changed."""
-    stamps = []
-    for source in sources:
-        try:
-            info = os.stat(source)
-        except OSError:
-            continue
-        stamps.append((source, info.st_mtime_ns, info.st_size))
-    return tuple(stamps)
 
 
 @functools.lru_cache(maxsize=4)
