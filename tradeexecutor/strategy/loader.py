@@ -191,7 +191,7 @@ def load_strategy_source(source: str, path: str | Path, overrides: Mapping[str, 
     elif not callable(decide):
         raise StrategyLoadError(f"{where}: `decide` must be a function taking one argument (the cycle context)")
     required, total = _positional_count(decide) if decide is not None else (1, 1)
-    if required > 1 or total < 1:
+    if decide is not None and (required > 1 or total < 1):
         raise StrategyLoadError(
             f"{where}: decide{inspect.signature(decide)} has the wrong signature: it must take exactly one "
             "argument, the cycle context: `def decide(ctx):`"
