@@ -16,13 +16,13 @@ PACKAGE = Path(__file__).resolve().parent.parent / "tradeexecutor"
 #: What each top-level part of the package may import from the package (besides itself).
 ALLOWED: dict[str, set[str]] = {
     "cli": {"*"},
-    "daemon": {"engine", "backtest", "strategy", "data", "execution", "store", "runstate", "stats", "visual",
+    "daemon": {"engine", "backtest", "strategy", "data", "execution", "store", "ledger", "runstate", "stats", "visual",
                "notify", "state", "config", "errors", "timeframe", "cast", "atomic", "__init__"},
     "webhook": {"web", "runstate", "store", "stats", "state", "config", "errors", "timeframe", "cast", "atomic",
                 "__init__"},
     "wallboard": {"web", "cast", "config", "errors", "__init__"},
     "web": {"errors"},
-    "runs": {"daemon", "backtest", "engine", "strategy", "data", "execution", "store", "runstate", "stats",
+    "runs": {"daemon", "backtest", "engine", "strategy", "data", "execution", "store", "ledger", "runstate", "stats",
              "visual", "state", "config", "errors", "timeframe", "cast", "atomic", "__init__"},
     "exchange_sim": {"data", "state", "config", "errors", "timeframe", "__init__"},
     "backtest": {"engine", "strategy", "data", "execution", "stats", "state", "config", "errors", "timeframe"},
@@ -31,6 +31,8 @@ ALLOWED: dict[str, set[str]] = {
     "data": {"state", "config", "errors", "timeframe"},
     "execution": {"state", "config", "errors", "timeframe"},
     "store": {"state", "config", "errors", "timeframe", "atomic", "__init__"},
+    # Layer 6: replaces store as the executor's home; uses store's JSON codec and journal line format.
+    "ledger": {"state", "store", "config", "errors", "timeframe", "atomic", "__init__"},
     "runstate": {"state", "config", "errors", "timeframe", "atomic", "__init__"},
     "stats": {"state", "config", "errors", "timeframe", "atomic", "__init__"},
     "notify": {"state", "config", "errors", "timeframe"},
@@ -58,6 +60,7 @@ DOORS: dict[str, set[str]] = {
     "distributed": {"runs"},  # optional extras: only sweeps use them, and only when asked (runs.sweep_pool, runs.search)
     "dask": {"runs"},
     "optuna": {"runs"},
+    "sqlite3": {"ledger", "runs"},  # runs: the run registry
 }
 
 

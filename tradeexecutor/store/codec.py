@@ -52,10 +52,15 @@ __all__ = [
     "gc_paused",
     "loads_json",
     "loads_state",
+    "instrument_from_dict",
+    "instrument_to_dict",
+    "position_from_dict",
     "position_to_dict",
     "state_from_dict",
     "state_head_to_dict",
     "state_to_dict",
+    "trade_from_dict",
+    "trade_to_dict",
 ]
 
 #: Column names of ValuationSeries, in declaration order.
@@ -427,3 +432,10 @@ def loads_state(data: bytes, *, source: str) -> State:
         state = state_from_dict(d, source=source)
         del d
     return state
+
+
+#: Per-record conversions for stores that keep records apart (the ledger keeps one row per trade).
+instrument_to_dict = _instrument_to_dict
+instrument_from_dict = _instrument_from_dict
+trade_to_dict = _trade_to_dict
+trade_from_dict = _trade_from_dict

@@ -1,0 +1,163 @@
+"""The SQLite ledger: what a commit writes, what a load reads back, and that a job is one transaction."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from datetime import UTC, datetime
+from pathlib import Path
+
+import orjson
+import pytest
+
+from test_store_state_store import new_state, run_cycle
+from tradeexecutor.errors import StateCorruptError
+from tradeexecutor.ledger import Ledger, read_ledger
+from tradeexecutor.ledger.files import LedgerFiles
+from tradeexecutor.state import State
+from tradeexecutor.store import dumps_state
+
+T0 = datetime(2024, 1, 1, tzinfo=UTC)
+
+
+def reloaded(path: Path) -> State:
+    """The state a fresh process would load."""
+    content = read_ledger(LedgerFiles(path))
+    assert content is not None
+    return content.state
+
+
+def test_a_missing_ledger_loads_as_none_and_creates_nothing(tmp_path: Path) -> None:
+    ledger = Ledger(tmp_path / "ledger.sqlite")
+    assert ledger.load() is None
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_each_commit_round_trips_to_the_same_json_as_dataclasses_json(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.sqlite"
+    ledger = Ledger(path)
+    state = new_state()
+    ledger.save(state)
+    for i in range(40):
+        run_cycle(state, i)
+        ledger.save(state)
+        if i % 9 == 0:
+            assert dumps_state(reloaded(path)) == dumps_state(state)
+    ledger.close()
+    again = reloaded(path)
+    assert dumps_state(again) == dumps_state(state)
+    assert again == State.from_json(state.to_json())  # the export is what dataclasses-json reads
+    assert orjson.loads(Ledger(path).export_json(again)) == state.to_dict(encode_json=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ledger.sqlite"]  # close checkpointed the WAL
+
+
+def test_a_reloaded_ledger_continues_with_changes_only(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.sqlite"
+    ledger = Ledger(path)
+    state = new_state()
+    for i in range(30):
+        run_cycle(state, i)
+        ledger.save(state)
+    ledger.close()
+    second = Ledger(path)
+    state = second.load()
+    assert state is not None
+    for i in range(30, 60):
+        run_cycle(state, i)
+        second.save(state)
+        assert second.last_commit_bytes < 4000  # the change, not the history
+    second.close()
+    expected = new_state()
+    for i in range(60):
+        run_cycle(expected, i)
+    assert dumps_state(reloaded(path)) == dumps_state(expected)
+
+
+def test_a_different_state_object_is_written_in_full(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.sqlite"
+    ledger = Ledger(path)
+    state = new_state()
+    for i in range(20):
+        run_cycle(state, i)
+    ledger.save(state)
+    other = new_state()
+    run_cycle(other, 0)
+    ledger.save(other)
+    assert dumps_state(reloaded(path)) == dumps_state(other)
+
+
+def test_journal_lines_commit_with_the_job_and_die_with_a_failed_one(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.sqlite"
+    ledger = Ledger(path, now=lambda: T0)
+    state = new_state()
+    with ledger.begin_job("cycle", T0) as job:
+        run_cycle(state, 0)
+        job.journal("order_filled", "info", {"trade_id": 1, "level": "not the entry's level"})
+        job.commit(state)
+    with pytest.raises(RuntimeError):
+        with ledger.begin_job("cycle", T0) as job:
+            run_cycle(state, 1)
+            job.journal("order_filled", "info", {"trade_id": 2})
+            raise RuntimeError("the job failed before committing")
+    with ledger.begin_job("control", T0) as job:
+        job.journal("paused", "info", {})  # no state change: committed alone when the job ends
+    ledger.close()
+    conn = sqlite3.connect(path)
+    rows = conn.execute("SELECT job, event, level, line FROM journal ORDER BY seq").fetchall()
+    assert [(job, event, level) for job, event, level, _ in rows] == [(1, "order_filled", "info"), (2, "paused", "info")]
+    assert orjson.loads(rows[0][3])["fields"] == {"trade_id": 1, "level": "not the entry's level"}
+    assert conn.execute("SELECT job, cycles_completed FROM head").fetchone() == (2, 1)
+
+
+def test_a_failed_commit_leaves_the_previous_job_and_the_next_writes_everything(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.sqlite"
+    ledger = Ledger(path)
+    state = new_state()
+    run_cycle(state, 0)
+    ledger.save(state)
+    committed = dumps_state(state)
+    run_cycle(state, 1)
+    state.valuations.equity[-1] = "not a number"  # type: ignore[call-overload]
+    with pytest.raises((ValueError, TypeError)):
+        ledger.save(state)
+    assert dumps_state(reloaded(path)) == committed
+    state.valuations.equity[-1] = 1.0
+    ledger.save(state)
+    assert dumps_state(reloaded(path)) == dumps_state(state)
+
+
+def test_the_journal_keeps_only_its_retention(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.sqlite"
+    ledger = Ledger(path, journal_keep=50)
+    state = new_state()
+    for i in range(200):
+        ledger.journal("revalued", "debug", {"i": i})
+        run_cycle(state, i)
+        ledger.save(state)
+    ledger.close()
+    events = [orjson.loads(line)["fields"]["i"] for (line,) in
+              sqlite3.connect(path).execute("SELECT line FROM journal ORDER BY seq")]
+    assert events == list(range(150, 200))
+
+
+def test_a_ledger_created_but_never_committed_loads_as_new(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.sqlite"
+    ledger = Ledger(path)
+    ledger._writer()  # noqa: SLF001 - what a crash right after creating the file leaves
+    ledger.close()
+    assert Ledger(path).load() is None
+    ledger = Ledger(path)
+    state = new_state()
+    ledger.save(state)
+    assert dumps_state(reloaded(path)) == dumps_state(state)
+
+
+def test_a_refused_ledger_is_never_written(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.sqlite"
+    path.write_bytes(b"")
+    ledger = Ledger(path)
+    with pytest.raises(StateCorruptError, match="ledger.sqlite.*empty"):
+        ledger.load()
+    with pytest.raises(StateCorruptError, match="not writing"):
+        ledger.save(new_state())
+    assert path.read_bytes() == b"" and sorted(os.listdir(tmp_path)) == ["ledger.sqlite"]

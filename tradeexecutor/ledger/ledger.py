@@ -1,0 +1,431 @@
+"""Ledger: one executor's state and journal in one SQLite file, each job committed in one transaction.
+
+The engine and the loop keep mutating one in-memory State; :meth:`Job.commit` works out what
+changed since the last commit (like the JSON store did) and writes only that, together with the
+job's journal lines, in one transaction (WAL, ``synchronous=FULL``). After ``kill -9`` at any
+instant the ledger holds a job entirely or not at all, and the journal never claims what the
+state did not commit. What a commit writes:
+
+- the head row (cash, counters, cursor, last completed cycle) — always, one row;
+- open positions whose JSON changed, with their trades that changed;
+- positions that moved to the closed or failed lists since the last commit, with their trades
+  (a closed or failed position never changes again, so it is written once);
+- valuation rows from the last persisted one on (``ValuationSeries.append`` may replace the last);
+- journal lines, and the deletion of lines past the retention (``journal_keep``).
+
+So a job costs O(what it changed), whatever the history. A state object the ledger has not seen
+(another State, a replaced list, a list that shrank) is written in full instead.
+
+Opening never changes a file it could refuse: :func:`tradeexecutor.ledger.read.read_ledger`
+checks the bytes, SQLite's own check, the schema and every row's CRC first; only then is the
+file opened for writing. A new ledger is made under a temporary name and renamed into place, so
+a crash while creating it leaves no half-made ledger.
+
+Threading: one thread writes (the loop's); ``load`` may run on another thread before the loop
+starts. Two processes must not share a ledger (the executor's lock file sees to that).
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import uuid
+import zlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import orjson
+
+from tradeexecutor.errors import StateCorruptError
+from tradeexecutor.ledger.files import LedgerFiles
+from tradeexecutor.ledger.orders import UPSERT_TRADE, trade_json, trade_row
+from tradeexecutor.ledger.read import LedgerContent, read_ledger
+from tradeexecutor.ledger.rows import head_json, head_row, instrument_row, position_json, position_row, valuation_row
+from tradeexecutor.ledger.schema import APPLICATION_ID, LEDGER_FORMAT, TABLES, VIEWS
+from tradeexecutor.state import Portfolio, Position, State, ValuationSeries
+from tradeexecutor.store.atomic import fsync_directory, temp_path_for
+from tradeexecutor.store.codec import dumps_state
+from tradeexecutor.store.journal import encode_entry
+
+__all__ = ["DEFAULT_JOURNAL_KEEP", "Job", "Ledger", "LEDGER_NAME"]
+
+#: The ledger's file name in a state directory.
+LEDGER_NAME = "ledger.sqlite"
+
+#: Journal lines kept in the ledger; older lines are deleted as new ones are committed.
+DEFAULT_JOURNAL_KEEP = 100_000
+
+_UPSERT_POSITION = ("INSERT OR REPLACE INTO positions (id, list, list_index, instrument_id, opened_at, closed_at, "
+                    "quantity, realised_pnl, json, crc) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+_UPSERT_HEAD = ("INSERT OR REPLACE INTO head (id, job, cash, cycles_completed, last_completed_cycle, replay_cursor, "
+                "json, crc) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
+_UPSERT_VALUATION = "INSERT OR REPLACE INTO valuations (idx, timestamp, equity, cash, exposure, crc) VALUES (?, ?, ?, ?, ?, ?)"
+_INSERT_JOURNAL = "INSERT INTO journal (job, at, level, event, line, crc) VALUES (?, ?, ?, ?, ?, ?)"
+_UPSERT_INSTRUMENT = "INSERT OR REPLACE INTO instruments (id, symbol, json, crc) VALUES (?, ?, ?, ?)"
+
+
+@dataclass(slots=True)
+class _Tracked:
+    """What of one State object is in the ledger, so the next commit writes only the rest."""
+
+    state: State
+    portfolio: Portfolio
+    valuations: ValuationSeries
+    closed: list[Position]
+    closed_count: int
+    last_closed: Position | None
+    failed: list[Position]
+    failed_count: int
+    last_failed: Position | None
+    columns: tuple[list[Any], ...]
+    valuation_count: int
+    instrument_count: int
+    #: Open position id → (list index, JSON) as written.
+    open_rows: dict[int, tuple[int, bytes]] = field(default_factory=dict)
+    #: Trade id of an open position → (seq, JSON) as written.
+    trade_rows: dict[int, tuple[int, bytes]] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, state: State) -> _Tracked:
+        """Marks for a state that has just been written or read in full."""
+        p, v = state.portfolio, state.valuations
+        tracked = cls(state=state, portfolio=p, valuations=v,
+                      closed=p.closed_positions, closed_count=len(p.closed_positions),
+                      last_closed=p.closed_positions[-1] if p.closed_positions else None,
+                      failed=p.failed_positions, failed_count=len(p.failed_positions),
+                      last_failed=p.failed_positions[-1] if p.failed_positions else None,
+                      columns=(v.timestamp, v.equity, v.cash, v.exposure), valuation_count=len(v.timestamp),
+                      instrument_count=len(state.instruments))
+        for index, position in enumerate(p.open_positions):
+            tracked.open_rows[position.id] = (index, position_json(position))
+            for seq, trade in enumerate(position.trades):
+                tracked.trade_rows[trade.id] = (seq, trade_json(trade))
+        return tracked
+
+    def extends(self, state: State) -> bool:
+        """True when ``state`` is the same objects grown by appends, so only the change is written."""
+        p, v = state.portfolio, state.valuations
+        if state is not self.state or p is not self.portfolio or v is not self.valuations:
+            return False
+        for items, known, count, last in ((p.closed_positions, self.closed, self.closed_count, self.last_closed),
+                                          (p.failed_positions, self.failed, self.failed_count, self.last_failed)):
+            if items is not known or len(items) < count or (count and items[count - 1] is not last):
+                return False
+        columns = (v.timestamp, v.equity, v.cash, v.exposure)
+        if any(a is not b or len(a) < self.valuation_count for a, b in zip(columns, self.columns)):
+            return False
+        return len(state.instruments) >= self.instrument_count
+
+
+class Job:
+    """One job's journal lines and commits; a context manager (see :meth:`Ledger.begin_job`)."""
+
+    def __init__(self, ledger: Ledger, kind: str, at: datetime) -> None:
+        self.ledger = ledger
+        #: What kind of job (cycle, triggers, revaluation, control, ...).
+        self.kind = kind
+        #: When the job started.
+        self.at = at
+        self._lines: list[bytes] = []
+
+    def journal(self, event: str, level: str, fields: Mapping[str, Any]) -> None:
+        """A journal line, committed with the job's next commit (never before)."""
+        self._lines.append(encode_entry(event, fields, level=level, at=self.ledger.now()))
+
+    def commit(self, state: State | None) -> None:
+        """Write what changed in ``state`` since the last commit, and the journal lines, in one transaction."""
+        lines, self._lines = self._lines, []
+        self.ledger.commit(state, lines)
+
+    def __enter__(self) -> Job:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        """Lines journaled after the last commit are committed alone; after an exception they die with the job."""
+        if kind is None and self._lines:
+            self.commit(None)
+        self._lines = []
+
+
+class Ledger:
+    """The SQLite ledger of one executor (see the module docstring)."""
+
+    def __init__(self, path: str | os.PathLike[str], *, journal_keep: int = DEFAULT_JOURNAL_KEEP,
+                 now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        """Use the ledger file ``path`` (created on the first commit); nothing is read until load or commit."""
+        if journal_keep < 1:
+            raise ValueError("journal_keep must be positive")
+        #: The ledger file and its WAL companions.
+        self.files = LedgerFiles(Path(path))
+        #: The ledger file.
+        self.path = self.files.path
+        #: Journal lines kept; older ones are deleted as new ones are committed.
+        self.journal_keep = journal_keep
+        #: Clock for journal lines.
+        self.now = now
+        #: Number of the last committed job.
+        self.job = 0
+        #: Bytes of the last commit's rows (JSON and typed values), for benchmarks.
+        self.last_commit_bytes = 0
+        self._conn: sqlite3.Connection | None = None
+        self._read_done = False
+        self._refusal: StateCorruptError | None = None
+        self._tracked: _Tracked | None = None
+        self._pending: list[bytes] = []
+
+    def __repr__(self) -> str:
+        return f"Ledger({str(self.path)!r})"
+
+    # -- reading ----------------------------------------------------------------------------------
+
+    def exists(self) -> bool:
+        """True when there is a ledger (or the remains of one that load will report)."""
+        return bool(self.files.existing())
+
+    def load(self) -> State | None:
+        """The committed state, integrity-checked, or None when there is no ledger yet (see read_ledger)."""
+        content = self.read()
+        return None if content is None else content.state
+
+    def read(self, *, full_check: bool = False) -> LedgerContent | None:
+        """Like load, with the job number and identity; after a refusal every write is refused too."""
+        self.close()
+        try:
+            content = read_ledger(self.files, full_check=full_check)
+        except StateCorruptError as error:
+            self._refusal = error
+            raise
+        self._refusal = None
+        self._read_done = True
+        self.job = content.job if content is not None else 0
+        self._tracked = _Tracked.of(content.state) if content is not None else None
+        return content
+
+    # -- jobs -------------------------------------------------------------------------------------
+
+    def begin_job(self, kind: str, at: datetime) -> Job:
+        """A job whose journal lines commit with its state changes: ``with ledger.begin_job(...) as job:``."""
+        return Job(self, kind, at)
+
+    def journal(self, event: str, level: str, fields: Mapping[str, Any]) -> None:
+        """A journal line outside an explicit Job: committed by the next ``save`` or ``flush``."""
+        self._pending.append(encode_entry(event, fields, level=level, at=self.now()))
+
+    def save(self, state: State) -> None:
+        """Commit ``state``'s changes with the journal lines pending (the StateStore interface)."""
+        lines, self._pending = self._pending, []
+        self.commit(state, lines)
+
+    def save_snapshot(self, state: State) -> None:
+        """Same as save: every commit is complete."""
+        self.save(state)
+
+    def flush(self) -> None:
+        """Commit pending journal lines on their own (events that changed no state)."""
+        if self._pending:
+            lines, self._pending = self._pending, []
+            self.commit(None, lines)
+
+    def discard(self) -> None:
+        """Drop pending journal lines: the job they describe failed and committed nothing."""
+        self._pending = []
+
+    def commit(self, state: State | None, lines: list[bytes]) -> None:
+        """One transaction: the state's changes (None: none) and ``lines``, encoded by encode_entry."""
+        conn = self._writer()
+        tracked = self._tracked
+        full = state is not None and (tracked is None or not tracked.extends(state))
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            written = 0
+            new_tracked: _Tracked | None = tracked
+            if state is not None:
+                if full:
+                    written, new_tracked = self._write_all(conn, state)
+                else:
+                    assert tracked is not None
+                    written, new_tracked = self._write_changes(conn, state, tracked)
+            job = self.job + 1
+            if state is not None:
+                data = head_json(state)
+                conn.execute(_UPSERT_HEAD, head_row(state, job, data))
+                written += len(data)
+            else:
+                conn.execute("UPDATE head SET job = ?", (job,))
+            written += self._write_journal(conn, job, lines)
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            self._tracked = None  # what is durable is no longer known: the next commit writes everything
+            raise
+        self.job = job
+        self._tracked = new_tracked
+        self.last_commit_bytes = written
+
+    def close(self) -> None:
+        """Commit pending journal lines, then close (SQLite checkpoints and removes the WAL)."""
+        if self._conn is not None:
+            try:
+                self.flush()
+            finally:
+                self._conn.close()
+                self._conn = None
+
+    def export_json(self, state: State) -> bytes:
+        """The state as the JSON the dataclasses-json model reads (``/state``, artifacts, state export)."""
+        return dumps_state(state)
+
+    # -- writing ----------------------------------------------------------------------------------
+
+    def _writer(self) -> sqlite3.Connection:
+        """The write connection, opened after the ledger was read and checked (or created)."""
+        if self._refusal is not None:
+            raise StateCorruptError(f"not writing: {self._refusal}")
+        if self._conn is not None:
+            return self._conn
+        if not self._read_done:
+            self.read()
+        if not self.path.exists():
+            self._create()
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        conn.execute("PRAGMA synchronous = FULL")
+        if mode != "wal":
+            conn.close()
+            raise StateCorruptError(f"{self.path}: cannot use write-ahead logging (journal mode {mode})")
+        self._conn = conn
+        return conn
+
+    def _create(self) -> None:
+        """Make an empty ledger under a temporary name, then rename it into place."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = temp_path_for(self.path)
+        try:
+            conn = sqlite3.connect(tmp, isolation_level=None)
+            try:
+                conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+                conn.execute(f"PRAGMA user_version = {LEDGER_FORMAT}")
+                conn.execute("BEGIN")
+                for sql in (*TABLES.values(), *VIEWS.values()):
+                    conn.execute(sql)
+                conn.executemany("INSERT INTO meta (key, value) VALUES (?, ?)", [
+                    ("ledger_id", uuid.uuid4().hex), ("created_at", self.now().isoformat())])
+                conn.execute("INSERT INTO head (id, job, json, crc) VALUES (1, 0, x'', 0)")
+                conn.execute("COMMIT")
+                conn.execute("PRAGMA journal_mode = WAL")
+            finally:
+                conn.close()
+            with open(tmp, "rb+") as f:
+                os.fsync(f.fileno())
+            os.replace(tmp, self.path)
+        except BaseException:
+            for leftover in (tmp, f"{tmp}-wal", f"{tmp}-shm", f"{tmp}-journal"):
+                try:
+                    os.unlink(leftover)
+                except FileNotFoundError:
+                    pass
+            raise
+        fsync_directory(self.path.parent)
+        self._tracked = None
+
+    def _write_all(self, conn: sqlite3.Connection, state: State) -> tuple[int, _Tracked]:
+        """Replace every state row with ``state``'s."""
+        for table in ("instruments", "positions", "trades", "valuations"):
+            conn.execute(f"DELETE FROM {table}")  # noqa: S608 - fixed table names
+        written = 0
+        conn.executemany(_UPSERT_INSTRUMENT, [instrument_row(i) for i in state.instruments])
+        p = state.portfolio
+        for where, items in (("open", p.open_positions), ("closed", p.closed_positions),
+                             ("failed", p.failed_positions)):
+            for index, position in enumerate(items):
+                written += self._write_position(conn, position, where, index, position_json(position), None)
+        v = state.valuations
+        conn.executemany(_UPSERT_VALUATION, [valuation_row(i, *row) for i, row in enumerate(
+            zip(v.timestamp, v.equity, v.cash, v.exposure))])
+        written += 32 * len(v.timestamp)
+        return written, _Tracked.of(state)
+
+    @staticmethod
+    def _write_position(conn: sqlite3.Connection, position: Position, where: str, index: int, data: bytes,
+                        known_trades: dict[int, tuple[int, bytes]] | None,
+                        written_trades: dict[int, tuple[int, bytes]] | None = None) -> int:
+        """Upsert a position row and those of its trades not already written as they are."""
+        conn.execute(_UPSERT_POSITION, position_row(position, where, index, data))
+        written = len(data)
+        for seq, trade in enumerate(position.trades):
+            trade_data = trade_json(trade)
+            if written_trades is not None:
+                written_trades[trade.id] = (seq, trade_data)
+            if known_trades is not None and known_trades.get(trade.id) == (seq, trade_data):
+                continue
+            conn.execute(UPSERT_TRADE, trade_row(trade, seq, trade_data))
+            written += len(trade_data)
+        return written
+
+    def _write_changes(self, conn: sqlite3.Connection, state: State, tracked: _Tracked) -> tuple[int, _Tracked]:
+        """Write what changed since ``tracked``; the new marks (applied only once the transaction commits)."""
+        p, v = state.portfolio, state.valuations
+        written = 0
+        if len(state.instruments) != tracked.instrument_count:
+            conn.executemany(_UPSERT_INSTRUMENT, [instrument_row(i) for i in state.instruments])
+        open_rows: dict[int, tuple[int, bytes]] = {}
+        trade_rows: dict[int, tuple[int, bytes]] = {}
+        for index, position in enumerate(p.open_positions):
+            data = position_json(position)
+            open_rows[position.id] = (index, data)
+            if tracked.open_rows.get(position.id) == (index, data):
+                # The position row is unchanged; its trades may still have changed.
+                for seq, trade in enumerate(position.trades):
+                    trade_data = trade_json(trade)
+                    trade_rows[trade.id] = (seq, trade_data)
+                    if tracked.trade_rows.get(trade.id) != (seq, trade_data):
+                        conn.execute(UPSERT_TRADE, trade_row(trade, seq, trade_data))
+                        written += len(trade_data)
+                continue
+            written += self._write_position(conn, position, "open", index, data, tracked.trade_rows, trade_rows)
+        moved: set[int] = set()
+        moved_trades: set[int] = set()
+        for where, items, count in (("closed", p.closed_positions, tracked.closed_count),
+                                    ("failed", p.failed_positions, tracked.failed_count)):
+            for index in range(count, len(items)):
+                position = items[index]
+                moved.add(position.id)
+                moved_trades.update(t.id for t in position.trades)
+                written += self._write_position(conn, position, where, index, position_json(position),
+                                                tracked.trade_rows)
+        gone = [pid for pid in tracked.open_rows if pid not in open_rows and pid not in moved]
+        conn.executemany("DELETE FROM positions WHERE id = ?", [(pid,) for pid in gone])
+        gone_trades = [tid for tid in tracked.trade_rows if tid not in trade_rows and tid not in moved_trades]
+        conn.executemany("DELETE FROM trades WHERE id = ?", [(tid,) for tid in gone_trades])
+        start = max(tracked.valuation_count - 1, 0)
+        rows = [valuation_row(start + i, *row) for i, row in enumerate(
+            zip(v.timestamp[start:], v.equity[start:], v.cash[start:], v.exposure[start:]))]
+        conn.executemany(_UPSERT_VALUATION, rows)
+        written += 32 * len(rows)
+        new = _Tracked(state=state, portfolio=p, valuations=v,
+                       closed=p.closed_positions, closed_count=len(p.closed_positions),
+                       last_closed=p.closed_positions[-1] if p.closed_positions else None,
+                       failed=p.failed_positions, failed_count=len(p.failed_positions),
+                       last_failed=p.failed_positions[-1] if p.failed_positions else None,
+                       columns=tracked.columns, valuation_count=len(v.timestamp),
+                       instrument_count=len(state.instruments), open_rows=open_rows, trade_rows=trade_rows)
+        return written, new
+
+    def _write_journal(self, conn: sqlite3.Connection, job: int, lines: list[bytes]) -> int:
+        """Insert the job's journal lines and delete those past the retention."""
+        if not lines:
+            return 0
+        rows = []
+        for line in lines:
+            entry = orjson.loads(line)
+            rows.append((job, entry["at"], entry["level"], entry["event"], line, zlib.crc32(line)))
+        conn.executemany(_INSERT_JOURNAL, rows)
+        last = conn.execute("SELECT max(seq) FROM journal").fetchone()[0]
+        conn.execute("DELETE FROM journal WHERE seq <= ?", (last - self.journal_keep,))
+        return sum(len(line) for line in lines)

@@ -1,0 +1,180 @@
+"""Reading a ledger without changing anything: file checks, SQLite's own check, the schema, every row's CRC.
+
+:func:`read_ledger` never opens the ledger for writing and never creates a file beside it. When no
+WAL is pending the file is opened ``immutable`` (no locks, no ``-shm``); when one is (a process
+was killed), the file and its WAL are copied to a temporary folder and the copy is opened, so
+SQLite's WAL recovery happens there. The main file's identity (``ledger_id``) must equal the one
+seen through the WAL: a WAL from another ledger is refused.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+import tempfile
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import orjson
+
+from tradeexecutor.errors import StateCorruptError
+from tradeexecutor.ledger.files import RECOVER, LedgerFiles, check_files
+from tradeexecutor.ledger.orders import read_trades
+from tradeexecutor.ledger.rows import HEAD_PORTFOLIO_KEYS, HEAD_STATE_KEYS, valuation_crc
+from tradeexecutor.ledger.schema import APPLICATION_ID, LEDGER_FORMAT, TABLES, VIEWS
+from tradeexecutor.state import Portfolio, State, ValuationSeries
+from tradeexecutor.state.timestamps import decode_datetime
+from tradeexecutor.store.codec import check_schema_version, gc_paused, instrument_from_dict, position_from_dict
+
+__all__ = ["LedgerContent", "read_ledger"]
+
+
+@dataclass
+class LedgerContent:
+    """What a ledger holds: the state, the last job's number and the ledger's identity."""
+
+    state: State
+    job: int
+    ledger_id: str
+    journal_lines: int
+
+
+def _uri(path: Path, **params: str) -> str:
+    query = "&".join(f"{k}={v}" for k, v in params.items())
+    return f"file:{quote(str(path.absolute()))}?{query}"
+
+
+@contextmanager
+def _reader(files: LedgerFiles) -> Iterator[sqlite3.Connection]:
+    """A connection that sees the committed ledger (WAL included) and cannot change the real files."""
+    if not files.wal_pending():
+        conn = sqlite3.connect(_uri(files.path, mode="ro", immutable="1"), uri=True)
+        try:
+            yield conn
+        finally:
+            conn.close()
+        return
+    with tempfile.TemporaryDirectory(prefix="ledger-check-") as folder:
+        copy = Path(folder) / files.path.name
+        shutil.copyfile(files.path, copy)
+        shutil.copyfile(files.wal, f"{copy}-wal")
+        main_id = _main_file_id(files.path)
+        conn = sqlite3.connect(copy)
+        try:
+            conn.execute("PRAGMA query_only = 1")
+            seen_id = _ledger_id(conn)
+            if main_id is not None and seen_id != main_id:
+                raise StateCorruptError(f"{files.wal}: the write-ahead log belongs to another ledger "
+                                        f"({seen_id} over {main_id}); {RECOVER}")
+            yield conn
+        finally:
+            conn.close()
+
+
+def _ledger_id(conn: sqlite3.Connection) -> str | None:
+    row = conn.execute("SELECT value FROM meta WHERE key = 'ledger_id'").fetchone()
+    return None if row is None else str(row[0])
+
+
+def _main_file_id(path: Path) -> str | None:
+    """The ledger_id the main file itself holds (its WAL ignored)."""
+    conn = sqlite3.connect(_uri(path, mode="ro", immutable="1"), uri=True)
+    try:
+        return _ledger_id(conn)
+    finally:
+        conn.close()
+
+
+def read_ledger(files: LedgerFiles, *, full_check: bool = False) -> LedgerContent | None:
+    """The ledger's content, or None when there is no ledger; StateCorruptError/SchemaVersionError name the file.
+
+    ``full_check`` runs ``PRAGMA integrity_check`` instead of the quicker ``quick_check``.
+    """
+    if not check_files(files):
+        return None
+    where = str(files.path)
+    try:
+        with _reader(files) as conn, gc_paused():
+            _check_database(conn, where, full_check)
+            return _content(conn, where)
+    except sqlite3.DatabaseError as error:
+        raise StateCorruptError(f"{where}: SQLite cannot read it ({error}); {RECOVER}") from error
+    except (ValueError, TypeError, KeyError, AttributeError) as error:
+        detail = f"missing field {error.args[0]!r}" if isinstance(error, KeyError) else " ".join(str(error).split())
+        raise StateCorruptError(f"{where}: damaged content ({detail}); {RECOVER}") from error
+
+
+def _check_database(conn: sqlite3.Connection, where: str, full_check: bool) -> None:
+    """SQLite's own check, the identity, the format and the exact schema."""
+    application_id = conn.execute("PRAGMA application_id").fetchone()[0]
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if application_id != APPLICATION_ID or version != LEDGER_FORMAT:
+        raise ValueError(f"application_id {application_id:#x} / format {version} after the write-ahead log")
+    problems = [row[0] for row in conn.execute("PRAGMA integrity_check" if full_check else "PRAGMA quick_check")]
+    if problems != ["ok"]:
+        raise ValueError(f"SQLite's check failed: {'; '.join(problems[:3])}")
+    schema = {name: sql for _type, name, sql in conn.execute(
+        "SELECT type, name, sql FROM sqlite_schema WHERE name NOT LIKE 'sqlite_%'")}
+    expected = {**TABLES, **VIEWS}
+    if schema != expected:
+        different = sorted(set(schema.items()) ^ set(expected.items()))
+        raise ValueError(f"unexpected schema ({', '.join(sorted({name for name, _ in different}))})")
+
+
+def _checked_json(data: Any, crc: Any, what: str) -> Any:
+    if type(data) is not bytes or zlib.crc32(data) != crc:
+        raise ValueError(f"{what} is damaged (checksum mismatch)")
+    return orjson.loads(data)
+
+
+def _content(conn: sqlite3.Connection, where: str) -> LedgerContent | None:
+    """Rebuild the state from the rows, checking each row's CRC and how the rows refer to each other."""
+    ledger_id = _ledger_id(conn)
+    if ledger_id is None:
+        raise ValueError("no ledger_id in meta")
+    heads = conn.execute("SELECT id, job, json, crc FROM head").fetchall()
+    if len(heads) != 1:
+        raise ValueError(f"{len(heads)} head rows instead of 1")
+    _id, job, data, crc = heads[0]
+    if job == 0 and data == b"":
+        return None  # created, nothing committed yet
+    head = _checked_json(data, crc, "the head row")
+    check_schema_version(head, source=where)
+    state_fields = {key: head[key] for key in HEAD_STATE_KEYS}
+    portfolio = Portfolio(**{key: head["portfolio"][key] for key in HEAD_PORTFOLIO_KEYS})
+    instruments = [instrument_from_dict(_checked_json(data, crc, f"instrument {i}"))
+                   for i, data, crc in conn.execute("SELECT id, json, crc FROM instruments ORDER BY id")]
+    trades = read_trades(conn, where)
+    lists = {"open": portfolio.open_positions, "closed": portfolio.closed_positions,
+             "failed": portfolio.failed_positions}
+    for position_id, which, index, data, crc in conn.execute(
+            "SELECT id, list, list_index, json, crc FROM positions ORDER BY list, list_index"):
+        d = _checked_json(data, crc, f"position {position_id}")
+        d.pop("trades", None)
+        position = position_from_dict(d)
+        position.trades = trades.pop(position_id, [])
+        items = lists[which]
+        if position.id != position_id or index != len(items):
+            raise ValueError(f"position row {position_id} does not match its record or list order")
+        items.append(position)
+    if trades:
+        raise ValueError(f"trades of unknown positions {sorted(trades)[:5]}")
+    valuations = ValuationSeries()
+    for index, timestamp, equity, cash, exposure, crc in conn.execute(
+            "SELECT idx, timestamp, equity, cash, exposure, crc FROM valuations ORDER BY idx"):
+        if index != len(valuations.timestamp) or valuation_crc(timestamp, equity, cash, exposure) != crc:
+            raise ValueError(f"valuation row {index} is damaged")
+        valuations.timestamp.append(timestamp)
+        valuations.equity.append(equity)
+        valuations.cash.append(cash)
+        valuations.exposure.append(exposure)
+    state_fields["created_at"] = decode_datetime(state_fields["created_at"])
+    state_fields["last_completed_cycle"] = decode_datetime(state_fields["last_completed_cycle"])
+    state = State(**state_fields, instruments=instruments, portfolio=portfolio, valuations=valuations)
+    lines = conn.execute("SELECT count(*) FROM journal").fetchone()[0]
+    return LedgerContent(state=state, job=job, ledger_id=ledger_id, journal_lines=lines)

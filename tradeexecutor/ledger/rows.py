@@ -1,0 +1,69 @@
+"""Rows of the ledger's state tables other than trades: head, instruments, positions, valuations, journal.
+
+Each row keeps its record's JSON (the same JSON the state export writes) with its CRC-32, and a
+few typed columns for people querying the file; a reader rebuilds the state from the JSON only.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from typing import Any
+
+from tradeexecutor.ledger.orders import text
+from tradeexecutor.state import Instrument, Position, State
+from tradeexecutor.store.codec import dumps_json, instrument_to_dict, position_to_dict
+
+__all__ = ["head_json", "head_row", "instrument_row", "position_json", "position_row", "valuation_row",
+           "valuation_crc", "HEAD_PORTFOLIO_KEYS", "HEAD_STATE_KEYS"]
+
+#: State fields kept in the head row's JSON.
+HEAD_STATE_KEYS = ("schema_version", "name", "strategy_version", "created_at", "last_completed_cycle",
+                   "cycles_completed", "replay_cursor", "initial_cash")
+#: Portfolio fields kept in the head row's JSON (its position lists have their own rows).
+HEAD_PORTFOLIO_KEYS = ("cash", "next_position_id", "next_trade_id", "fees_paid")
+
+_VALUATION = struct.Struct("<qddd")
+
+
+def head_json(state: State) -> bytes:
+    """The scalar part of the state: everything but instruments, positions and valuations."""
+    d: dict[str, Any] = {key: getattr(state, key) for key in HEAD_STATE_KEYS}
+    d["portfolio"] = {key: getattr(state.portfolio, key) for key in HEAD_PORTFOLIO_KEYS}
+    return dumps_json(d)
+
+
+def head_row(state: State, job: int, data: bytes) -> tuple[Any, ...]:
+    """The one ``head`` row."""
+    return (1, job, float(state.portfolio.cash), state.cycles_completed, text(state.last_completed_cycle),
+            state.replay_cursor, data, zlib.crc32(data))
+
+
+def instrument_row(instrument: Instrument) -> tuple[Any, ...]:
+    """An ``instruments`` row."""
+    data = dumps_json(instrument_to_dict(instrument))
+    return (instrument.id, instrument.symbol, data, zlib.crc32(data))
+
+
+def position_json(position: Position) -> bytes:
+    """A position's JSON without its trades (they have rows of their own)."""
+    d = position_to_dict(position)
+    del d["trades"]
+    return dumps_json(d)
+
+
+def position_row(position: Position, where: str, index: int, data: bytes) -> tuple[Any, ...]:
+    """A ``positions`` row: the ``index``-th position of the ``where`` list (open, closed, failed)."""
+    return (position.id, where, index, position.instrument_id, text(position.opened_at), text(position.closed_at),
+            float(position.quantity), float(position.realised_pnl), data, zlib.crc32(data))
+
+
+def valuation_crc(timestamp: int, equity: float, cash: float, exposure: float) -> int:
+    """CRC-32 of one valuation row's numbers."""
+    return zlib.crc32(_VALUATION.pack(timestamp, equity, cash, exposure))
+
+
+def valuation_row(index: int, timestamp: Any, equity: Any, cash: Any, exposure: Any) -> tuple[Any, ...]:
+    """A ``valuations`` row (numpy numbers become Python ones)."""
+    values = (int(timestamp), float(equity), float(cash), float(exposure))
+    return (index, *values, valuation_crc(*values))
