@@ -193,8 +193,8 @@ def _shm_header(shm: bytes | None) -> tuple[int, bytes] | None:
 
 def _check_wal(files: LedgerFiles, page_size: int) -> None:
     """Refuse a WAL that is missing, foreign or damaged where committed transactions live."""
+    shm = _shm_header(_read(files.shm))  # first: a live writer only adds WAL frames after recording them here
     wal = _read(files.wal)
-    shm = _shm_header(_read(files.shm))
     committed_frames = shm[0] if shm is not None else 0
     if not wal:
         if committed_frames:

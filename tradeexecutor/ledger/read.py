@@ -3,8 +3,9 @@
 :func:`read_ledger` never opens the ledger for writing and never creates a file beside it. When no
 WAL is pending the file is opened ``immutable`` (no locks, no ``-shm``); when one is (a process
 was killed), the file and its WAL are copied to a temporary folder and the copy is opened, so
-SQLite's WAL recovery happens there. The main file's identity (``ledger_id``) must equal the one
-seen through the WAL: a WAL from another ledger is refused.
+SQLite's WAL recovery happens there. The identity in the head row (``ledger_id``, rewritten by
+every commit, so every WAL carries it) must equal the one in ``meta`` (written once, so it stays in
+the main file): a WAL from another ledger is refused.
 """
 
 from __future__ import annotations
@@ -63,31 +64,12 @@ def _reader(files: LedgerFiles) -> Iterator[sqlite3.Connection]:
         copy = Path(folder) / files.path.name
         shutil.copyfile(files.path, copy)
         shutil.copyfile(files.wal, f"{copy}-wal")
-        main_id = _main_file_id(files.path)
         conn = sqlite3.connect(copy)
         try:
             conn.execute("PRAGMA query_only = 1")
-            seen_id = _ledger_id(conn)
-            if main_id is not None and seen_id != main_id:
-                raise StateCorruptError(f"{files.wal}: the write-ahead log belongs to another ledger "
-                                        f"({seen_id} over {main_id}); {RECOVER}")
             yield conn
         finally:
             conn.close()
-
-
-def _ledger_id(conn: sqlite3.Connection) -> str | None:
-    row = conn.execute("SELECT value FROM meta WHERE key = 'ledger_id'").fetchone()
-    return None if row is None else str(row[0])
-
-
-def _main_file_id(path: Path) -> str | None:
-    """The ledger_id the main file itself holds (its WAL ignored)."""
-    conn = sqlite3.connect(_uri(path, mode="ro", immutable="1"), uri=True)
-    try:
-        return _ledger_id(conn)
-    finally:
-        conn.close()
 
 
 def read_ledger(files: LedgerFiles, *, full_check: bool = False) -> LedgerContent | None:
@@ -134,13 +116,13 @@ def _checked_json(data: Any, crc: Any, what: str) -> Any:
 
 def _content(conn: sqlite3.Connection, where: str) -> LedgerContent | None:
     """Rebuild the state from the rows, checking each row's CRC and how the rows refer to each other."""
-    ledger_id = _ledger_id(conn)
-    if ledger_id is None:
-        raise ValueError("no ledger_id in meta")
-    heads = conn.execute("SELECT id, job, json, crc FROM head").fetchall()
+    heads = conn.execute("SELECT id, ledger_id, job, json, crc FROM head").fetchall()
     if len(heads) != 1:
         raise ValueError(f"{len(heads)} head rows instead of 1")
-    _id, job, data, crc = heads[0]
+    _id, ledger_id, job, data, crc = heads[0]
+    meta = conn.execute("SELECT value FROM meta WHERE key = 'ledger_id'").fetchone()
+    if meta is None or meta[0] != ledger_id:
+        raise ValueError("the head row belongs to another ledger (a write-ahead log from another ledger?)")
     if job == 0 and data == b"":
         return None  # created, nothing committed yet
     head = _checked_json(data, crc, "the head row")

@@ -33,9 +33,9 @@ def head_json(state: State) -> bytes:
     return dumps_json(d)
 
 
-def head_row(state: State, job: int, data: bytes) -> tuple[Any, ...]:
+def head_row(state: State, ledger_id: str, job: int, data: bytes) -> tuple[Any, ...]:
     """The one ``head`` row."""
-    return (1, job, float(state.portfolio.cash), state.cycles_completed, text(state.last_completed_cycle),
+    return (1, ledger_id, job, float(state.portfolio.cash), state.cycles_completed, text(state.last_completed_cycle),
             state.replay_cursor, data, zlib.crc32(data))
 
 

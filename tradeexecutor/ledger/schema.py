@@ -23,7 +23,7 @@ LEDGER_FORMAT = 1
 TABLES: dict[str, str] = {
     "meta": "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID",
     "head": (
-        "CREATE TABLE head (id INTEGER PRIMARY KEY CHECK (id = 1), job INTEGER NOT NULL, "
+        "CREATE TABLE head (id INTEGER PRIMARY KEY CHECK (id = 1), ledger_id TEXT NOT NULL, job INTEGER NOT NULL, "
         "cash REAL, cycles_completed INTEGER, last_completed_cycle TEXT, replay_cursor INTEGER, "
         "json BLOB NOT NULL, crc INTEGER NOT NULL)"
     ),

@@ -1,0 +1,83 @@
+"""A fast executor stand-in for kill -9 tests: jobs of real fills committed to a real ledger, forever.
+
+``python tests/ledger_writer.py LEDGER`` loads the ledger (or starts a new state), then runs
+cycle after cycle: every cycle opens, adds to or closes a position with fills whose money moves
+exactly as the engine's accounting moves it, journals ``order_filled`` per fill and
+``cycle_completed`` per cycle, and commits the cycle in one ``Ledger.save``. It prints ``ready``
+once it has loaded, and runs until it is killed.
+"""
+
+from __future__ import annotations
+
+import sys
+from datetime import UTC, datetime, timedelta
+
+from tradeexecutor.ledger import Ledger
+from tradeexecutor.state import Position, State, Trade
+
+T0 = datetime(2024, 1, 1, tzinfo=UTC)
+CASH = 1_000_000.0
+
+
+def fill(state: State, position: Position, quantity: float, price: float, at: datetime, kind: str) -> Trade:
+    """A filled market order of ``quantity`` (signed) at ``price`` with a fee, applied like engine.accounting."""
+    portfolio = state.portfolio
+    fee = round(abs(quantity) * price * 0.001, 6)
+    trade = Trade(id=portfolio.next_trade_id, position_id=position.id, instrument_id=position.instrument_id,
+                  kind=kind, status="executed", planned_at=at, planned_quantity=quantity, executed_at=at,
+                  executed_price=price, executed_quantity=quantity, fee=fee)
+    portfolio.next_trade_id += 1
+    portfolio.cash -= quantity * price + fee
+    portfolio.fees_paid += fee
+    position.quantity += quantity
+    position.fees_paid += fee
+    position.trades.append(trade)
+    return trade
+
+
+def cycle(state: State, ledger: Ledger, i: int) -> None:
+    """Cycle ``i``: one fill, journaled, then the cycle's completion; committed by the caller."""
+    portfolio = state.portfolio
+    at = T0 + timedelta(minutes=i)
+    price = 100.0 + (i % 17) * 0.25
+    if not portfolio.open_positions:
+        position = Position(id=portfolio.next_position_id, instrument_id=1, opened_at=at)
+        portfolio.next_position_id += 1
+        portfolio.open_positions.append(position)
+        trade = fill(state, position, 10.0, price, at, "open")
+    else:
+        position = portfolio.open_positions[0]
+        if i % 3:
+            trade = fill(state, position, 5.0, price, at, "increase")
+        else:
+            trade = fill(state, position, -position.quantity, price, at, "close")
+            position.closed_at = at
+            portfolio.open_positions.remove(position)
+            portfolio.closed_positions.append(position)
+    for open_position in portfolio.open_positions:
+        open_position.last_price = price
+        open_position.last_valued_at = at
+    ledger.append("order_filled", {"trade_id": trade.id, "quantity": trade.executed_quantity, "cycle": i}, at=at)
+    state.valuations.append(int(at.timestamp() * 1000), portfolio.equity(), portfolio.cash, 0.0)
+    state.last_completed_cycle = at
+    state.cycles_completed += 1
+    ledger.append("cycle_completed", {"cycle": i}, at=at)
+
+
+def main(path: str) -> None:
+    ledger = Ledger(path)
+    state = ledger.load()
+    if state is None:
+        state = State(name="kill test", created_at=T0, initial_cash=CASH)
+        state.portfolio.cash = CASH
+        state.add_instrument("GOOG", "equity", 1.0)
+        ledger.append("started", {"new": True}, at=T0)
+        ledger.save(state)
+    print("ready", flush=True)
+    while True:
+        cycle(state, ledger, state.cycles_completed)
+        ledger.save(state)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
