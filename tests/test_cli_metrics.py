@@ -17,7 +17,7 @@ import pytest
 from test_runs_artifacts import make_run, promtool_check, write_spec
 
 from tradeexecutor.stats import compute_summary
-from tradeexecutor.store import StateStore
+from tradeexecutor.ledger import load_state
 
 
 def cli(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -43,7 +43,7 @@ def test_export_by_folder_is_promtool_clean_and_matches_the_summary(runs: Path) 
     result = cli("metrics", "export", str(run))
     assert result.returncode == 0, result.stderr
     promtool_check(result.stdout.encode())
-    state = StateStore(run / "state").load()
+    state = load_state(run / "state")
     assert state is not None
     sharpe = json.loads((run / "metrics.json").read_text())["summary"]["sharpe"]
     assert sharpe == pytest.approx(compute_summary(state).sharpe)

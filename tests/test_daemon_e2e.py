@@ -22,7 +22,7 @@ from tradeexecutor.backtest import run_backtest
 from tradeexecutor.config import EngineConfig
 from tradeexecutor.data.source import load_market
 from tradeexecutor.state import State
-from tradeexecutor.store import StateStore
+from tradeexecutor.ledger import load_state
 from tradeexecutor.store.journal import Journal
 from tradeexecutor.strategy.loader import load_strategy
 
@@ -37,10 +37,6 @@ def executors() -> Any:
     yield started
     for executor in started:
         executor.kill()
-
-
-def load_state(state_dir: Path) -> State | None:
-    return StateStore(state_dir).load()
 
 
 def all_trades(state: State) -> list[Any]:
@@ -258,14 +254,14 @@ def test_corrupt_state_stops_start_up_naming_the_file(tmp_path: Path) -> None:
     state_dir = tmp_path / "state"
     state_dir.mkdir()
     garbage = b'{"schema_version": 1, "name": "Daemon SMA", "portfolio": {"cash": 1'
-    (state_dir / "state.json").write_bytes(garbage)
+    (state_dir / "ledger.sqlite").write_bytes(garbage)
     result = subprocess.run([sys.executable, "-m", "tradeexecutor.cli.main", "start", str(STRATEGIES / "daemon_sma.py"),
                              "--state-dir", str(state_dir), "--port", str(free_port()), "--start", START,
                              "--end", END], capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode != 0
-    assert str(state_dir / "state.json") in result.stderr
+    assert str(state_dir / "ledger.sqlite") in result.stderr
     assert "Traceback" not in result.stderr
-    assert (state_dir / "state.json").read_bytes() == garbage
+    assert (state_dir / "ledger.sqlite").read_bytes() == garbage
 
 
 def test_backtest_mode_saves_state_and_exits_0(tmp_path: Path, executors: list) -> None:

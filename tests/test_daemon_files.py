@@ -99,7 +99,7 @@ def test_every_file_of_the_state_directory_gets_the_same_permissions(tmp_path: P
     assert result.returncode == 1, result.stderr
     files = RunFiles(state_dir)
     modes = {path.relative_to(state_dir).as_posix(): stat.S_IMODE(path.stat().st_mode)
-             for path in (state_dir / "state.json", state_dir / "state.log", files.journal, files.crash,
+             for path in (files.ledger, files.journal, files.crash,
                           state_dir / "crash.tally", files.orders_csv, files.positions, files.state_snapshot,
                           files.metadata)}
     assert modes == dict.fromkeys(modes, 0o644), modes
@@ -159,7 +159,7 @@ def test_the_executor_starts_in_safe_mode_after_a_crash_it_could_not_write_down(
     reader = threading.Thread(target=lambda: output.extend(process.stdout), daemon=True)  # type: ignore[arg-type]
     reader.start()  # a pipe, not a file: the limit must not silence the log
     try:
-        wait_for(lambda: (state_dir / "state.log").exists() and (state_dir / "crash.tally").exists(),
+        wait_for(lambda: (state_dir / "ledger.sqlite").exists() and (state_dir / "crash.tally").exists(),
                  what="the first saves")
         resource.prlimit(process.pid, resource.RLIMIT_FSIZE, (512, 512))
         assert process.wait(300) == 1

@@ -33,7 +33,7 @@ from tradeexecutor.data.source import load_market
 from tradeexecutor.engine.schedule import cycle_times
 from tradeexecutor.errors import ConfigError, StateCorruptError, StateLockedError
 from tradeexecutor.runstate import CrashFile, RunStatus
-from tradeexecutor.store import StateStore
+from tradeexecutor.ledger import load_state
 from tradeexecutor.store.journal import Journal
 from tradeexecutor.strategy.loader import load_strategy
 
@@ -159,10 +159,9 @@ def test_trigger_and_revaluation_intervals_and_zero_disables(tmp_path: Path) -> 
         assert snapshot.position_trigger_checks == 0 and snapshot.position_revaluations == 10
         rows = daemon.engine.state.valuations.timestamp
         assert all(a < b for a, b in itertools.pairwise(rows))  # revaluations replace, never duplicate, a row
-        stored = StateStore(tmp_path / "b" / "state")
     finally:
         daemon.close()
-    assert stored.load().valuations.timestamp == rows  # type: ignore[union-attr]
+    assert load_state(tmp_path / "b" / "state").valuations.timestamp == rows  # type: ignore[union-attr]
 
 
 def test_missed_and_late_ticks_coalesce_into_one_run(tmp_path: Path) -> None:
@@ -211,7 +210,7 @@ def test_commands_cycle_now_pause_resume_stop(tmp_path: Path) -> None:
         assert not daemon.runstate.snapshot().executor_running
     finally:
         daemon.close()
-    saved = StateStore(tmp_path / "state").load()
+    saved = load_state(tmp_path / "state")
     assert saved is not None and saved.replay_cursor == cursor
 
 
@@ -276,10 +275,10 @@ def test_a_completed_replay_is_complete_at_once_after_a_restart(tmp_path: Path) 
 def test_corrupt_state_stops_start_up_naming_the_file(tmp_path: Path) -> None:
     state_dir = tmp_path / "state"
     state_dir.mkdir()
-    (state_dir / "state.json").write_bytes(b'{"schema_version": 1, "portfol')
-    with pytest.raises(StateCorruptError, match="state.json"):
+    (state_dir / "ledger.sqlite").write_bytes(b'{"schema_version": 1, "portfol')
+    with pytest.raises(StateCorruptError, match="ledger.sqlite"):
         make(tmp_path)
-    assert (state_dir / "state.json").read_bytes() == b'{"schema_version": 1, "portfol'
+    assert (state_dir / "ledger.sqlite").read_bytes() == b'{"schema_version": 1, "portfol'
     daemon, _, _ = make(tmp_path / "other")  # the lock was released on the error path
     daemon.close()
 
@@ -319,7 +318,7 @@ def test_a_strategy_crash_fills_runstate_and_the_crash_file_and_its_decision_is_
         daemon.close()
     crash = json.loads((tmp_path / "state" / "crash.json").read_text())
     assert crash["crash_count"] == 1 and crash["last_exception"]["class_name"] == "StrategyBoom"
-    saved = StateStore(tmp_path / "state").load()
+    saved = load_state(tmp_path / "state")
     # The failed cycle's bar was managed and saved before the strategy ran; its decision died.
     assert saved is not None and saved.replay_cursor == 2 and saved.cycles_completed == 2
     assert len(saved.valuations) == 3
@@ -446,7 +445,7 @@ def test_a_decide_that_raises_never_undoes_the_bars_fills_and_triggers(tmp_path:
         assert outcome is not None and outcome.status is RunStatus.error and "StrategyBoom" in outcome.reason
     finally:
         daemon.close()
-    saved = StateStore(tmp_path / "state").load()
+    saved = load_state(tmp_path / "state")
     assert saved is not None
     trade = _stop_trade(saved)
     assert trade is not None, "the stop-loss of the bar whose decide raised was lost"
@@ -478,7 +477,7 @@ def test_a_crash_loop_of_the_strategy_ends_in_safe_mode_and_positions_stay_manag
         assert cursor > 30
     finally:
         daemon.close()
-    saved = StateStore(tmp_path / "state").load()
+    saved = load_state(tmp_path / "state")
     assert saved is not None and saved.replay_cursor == cursor and len(saved.valuations) == cursor + 1
     assert _stop_trade(saved) is not None and not saved.portfolio.open_positions
     assert saved.last_completed_cycle is not None and saved.last_completed_cycle.date().isoformat() == "2005-01-15"
@@ -497,7 +496,7 @@ def test_a_restart_decides_the_cycle_its_crash_left_pending(tmp_path: Path) -> N
         assert daemon.loop.outcome is not None and daemon.loop.outcome.status is RunStatus.error
     finally:
         daemon.close()
-    crashed = StateStore(tmp_path / "state").load()
+    crashed = load_state(tmp_path / "state")
     assert crashed is not None and not crashed.portfolio.open_positions
     assert crashed.last_completed_cycle is not None and crashed.last_completed_cycle.date().isoformat() == "2005-01-11"
     cursor = crashed.replay_cursor
@@ -531,7 +530,7 @@ def test_intents_are_checked_before_any_is_planned(tmp_path: Path) -> None:
         assert portfolio.next_position_id == 1 and not portfolio.open_positions and not daemon.engine.pending
     finally:
         daemon.close()
-    saved = StateStore(tmp_path / "state").load()
+    saved = load_state(tmp_path / "state")
     assert saved is not None and saved.portfolio.next_position_id == 1 and saved.replay_cursor == daemon.feed.cursor
 
 

@@ -34,7 +34,7 @@ from tradeexecutor.config import EngineConfig
 from tradeexecutor.data.source import load_market
 from tradeexecutor.runs.registry import Registry
 from tradeexecutor.state import State
-from tradeexecutor.store import StateStore
+from tradeexecutor.ledger import load_state
 from tradeexecutor.store.journal import ENTRY_KEYS, LEVELS, Journal
 from tradeexecutor.strategy.loader import load_strategy
 
@@ -99,7 +99,7 @@ def _trades(state: State) -> list[tuple[Any, ...]]:
 
 def _check_run(example: Example, state_dir: Path) -> None:
     """The saved state and the journal of a finished replay, against a backtest of the same window."""
-    state = StateStore(state_dir).load()
+    state = load_state(state_dir)
     assert state is not None, f"no state saved in {state_dir}"
     expected = _backtest(example)
     assert _trades(state) == _trades(expected), "the paper replay traded differently from the backtest"
@@ -183,6 +183,11 @@ def test_runs_create_start_replays_an_example_to_the_end(tmp_path: Path, example
                                  if e["event"] == "trigger_fired")
         assert all(" info " in line and " price=" in line and " trigger_price=" in line for line in fired)
         if example.triggers:
+            # The supervisor records the ending first, then writes the artifacts: wait for the report.
+            report_deadline = time.monotonic() + 120
+            while not (run_dir / "report.md").exists():
+                assert time.monotonic() < report_deadline, "report.md never written"
+                time.sleep(0.2)
             report = (run_dir / "report.md").read_text()
             assert "**trigger_fired**" in report and "trigger_price=" in report
             assert "info **trigger_fired**" in report  # the level column holds a level, not a price

@@ -131,7 +131,7 @@ def test_the_journal_keeps_only_its_retention(tmp_path: Path) -> None:
     ledger = Ledger(path, journal_keep=50)
     state = new_state()
     for i in range(200):
-        ledger.journal("revalued", "debug", {"i": i})
+        ledger.append("revalued", {"i": i}, level="debug")
         run_cycle(state, i)
         ledger.save(state)
     ledger.close()

@@ -21,7 +21,7 @@ from tradeexecutor.runs.run import Runs
 from tradeexecutor.runs.runner import start_run
 from tradeexecutor.runstate import CrashFile
 from tradeexecutor.stats import compute_summary
-from tradeexecutor.store import StateStore
+from tradeexecutor.ledger import Ledger, load_state
 from tradeexecutor.store.journal import Journal
 from tradeexecutor.strategy.loader import load_strategy
 
@@ -89,7 +89,7 @@ def _prices(symbols: list[str]) -> dict:
 
 
 def _state(run: Path):
-    state = StateStore(run / "state").load()
+    state = load_state(run / "state")
     assert state is not None
     return state
 
@@ -199,7 +199,7 @@ def test_no_secret_value_in_any_artifact(run_dir: Path) -> None:
 
 
 def _hand_built_run(folder: Path) -> Path:
-    """run_backtest + StateStore.save + metadata.json, with rejections, a trigger and a crash in the journals."""
+    """run_backtest + a ledger written once + metadata.json, with rejections, a trigger and a crash in the journals."""
     strategy = load_strategy(STRATEGY, {"fast": 5, "slow": 20})
     market, _ = load_market(["stocks-daily"], list(strategy.instruments), start="2011-01-01", end="2012-12-31")
     state_dir = folder / "state"
@@ -211,7 +211,9 @@ def _hand_built_run(folder: Path) -> Path:
 
     config = EngineConfig(execution=ExecutionConfig(fee=0.001, min_notional=50_000.0), initial_cash=10_000.0)
     result = run_backtest(strategy, market, config, events=events)
-    StateStore(state_dir).save(result.state)
+    ledger = Ledger(state_dir / "ledger.sqlite")
+    ledger.save(result.state)
+    ledger.close()
     journal.append("trigger_fired", {"symbol": "GOOG", "trigger": "stop_loss", "price": 512.5})
     try:
         raise RuntimeError("feed went away")

@@ -187,13 +187,13 @@ def test_a_paper_run_is_its_own_executor_started_and_stopped(work: Path) -> None
         log = runs(work, "logs", "paper", "--limit", "1000").stdout
         assert "stop_requested" in log and "cycle_completed" in log  # the run's and the executor's journals
         assert (work / "runs" / final["run_id"] / "executor.log").stat().st_size > 0
-        assert (work / "runs" / final["run_id"] / "state" / "state.json").exists()
+        assert (work / "runs" / final["run_id"] / "state" / "ledger.sqlite").exists()
         folder = work / "runs" / final["run_id"]
         for artifact in ("metrics.json", "metrics.prom", "report.md", "report.html", "orders.csv"):
             assert (folder / artifact).stat().st_size > 0, f"a stopped paper run has {artifact}"
         assert json.loads((folder / "metrics.json").read_text())["status"] == "stopped"
 
         assert "reset: status new" in runs(work, "reset", "paper").stdout
-        assert not (work / "runs" / final["run_id"] / "state" / "state.json").exists()
+        assert not (work / "runs" / final["run_id"] / "state" / "ledger.sqlite").exists()
     finally:  # never leave a detached executor behind, whatever failed
         kill_run(work, "paper")

@@ -17,7 +17,7 @@ from tradeexecutor.runs.registry import RunsError
 from tradeexecutor.runs.run import Runs, sha256_file
 from tradeexecutor.runs.runner import start_run, stop_run
 from tradeexecutor.stats import compute_summary
-from tradeexecutor.store import StateStore
+from tradeexecutor.ledger import load_state
 from tradeexecutor.store.journal import Journal
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -138,7 +138,7 @@ def test_refs_upsert_and_set(runs: Runs, work: Path) -> None:
 
 
 def _results(runs: Runs, run_id: str) -> tuple[Any, str, dict[str, Any]]:
-    state = StateStore(runs.paths(run_id).state).load()
+    state = load_state(runs.paths(run_id).state)
     assert state is not None
     valuations = (list(state.valuations.timestamp), list(state.valuations.equity), list(state.valuations.cash))
     return valuations, runs.paths(run_id).orders_csv.read_text(), compute_summary(state).to_dict()
@@ -154,7 +154,7 @@ def test_a_backtest_run_completes_and_is_reproducible(runs: Runs, work: Path) ->
     assert timeline(runs, one.id) == ["created", "start_requested", "started", "complete"]
     assert meta["started_at"] and meta["stopped_at"] and meta["summary"]["trade_count"] > 5
     assert meta["executor"]["pid"] is None and runs.registry.get(one.id).pid is None
-    assert (runs.paths(one.id).state / "state.json").is_file()
+    assert (runs.paths(one.id).state / "ledger.sqlite").is_file()
     assert runs.paths(one.id).orders_csv.read_text().startswith("trade_id,")
     events = [e["event"] for e in Journal(runs.paths(one.id).journal).read(limit=1000)]
     assert events[:3] == ["created", "start_requested", "started"] and events[-1] == "complete"

@@ -27,7 +27,7 @@ from tradeexecutor.store.journal import Journal
 from tradeexecutor.store.atomic import remove_temp_files
 from tradeexecutor.store.layout import RunFiles
 from tradeexecutor.store.publish import publish
-from tradeexecutor.store import StateStore
+from tradeexecutor.ledger import Ledger, check_not_legacy
 from tradeexecutor.visual import render_all
 
 __all__ = ["BacktestRun", "prepare_backtest"]
@@ -76,10 +76,11 @@ class BacktestRun:
 
     def _execute(self) -> None:
         config, strategy = self.config, self.session.strategy
-        store = StateStore(config.state_dir)
+        check_not_legacy(config.state_dir)
+        store = Ledger(RunFiles(config.state_dir).ledger)
         existing = store.load()  # an unreadable state stops here, untouched
         if existing is not None and existing.replay_cursor >= 0:
-            raise StateError(f"{store.snapshot_path} holds a paper-trading state; a backtest will not replace it "
+            raise StateError(f"{store.path} holds a paper-trading state; a backtest will not replace it "
                              "(use another --state-dir)")
         market = self.session.market
         files = RunFiles(config.state_dir)
@@ -90,7 +91,8 @@ class BacktestRun:
         # they are all in orders.csv and the state.
         outcome = run_session(self.session, config.engine, events=self.journal, now=self.clock.now())
         result, summary = outcome.backtest, outcome.summary.to_dict()
-        store.save_snapshot(result.state)
+        store.save(result.state)  # the backtest kept its state in memory: one transaction at the end
+        store.close()
         self.runstate.update(summary_statistics=summary, cycles=result.cycles,
                              completed_cycle=result.state.last_completed_cycle,
                              extra={"state_dir": str(config.state_dir), "bars": result.bars,
@@ -108,7 +110,7 @@ class BacktestRun:
         })
         journal("complete", cycles=result.cycles, bars=result.bars, seconds=round(result.seconds, 3))
         logger.info("%s: backtest of %d bars, %d cycles in %.2fs; state saved to %s", strategy.name, result.bars,
-                    result.cycles, result.seconds, store.snapshot_path)
+                    result.cycles, result.seconds, store.path)
 
 
 def prepare_backtest(config: DaemonConfig, *, clock: Clock | None = None, journal: EventSink = log_journal,

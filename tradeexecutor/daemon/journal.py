@@ -1,4 +1,7 @@
-"""The loop's journal sink: every engine and loop event goes to the run's JSON-lines journal and the log.
+"""The loop's journal sink: every engine and loop event goes to the run's journal (the ledger) and the log.
+
+The daemon hands it the Ledger: a line is committed with the job's next state commit (or alone
+when the loop flushes after the job), so the journal never claims what the state did not commit.
 
 After an event is written it is also handed to ``notify`` (the notifier, when notifications are
 configured) as ``(event, level, fields)``: the journal is the one place events flow through, and
@@ -10,11 +13,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
-from tradeexecutor.store.journal import Journal
+__all__ = ["EventListener", "JournalSink", "JournalWriter", "event_level"]
 
-__all__ = ["EventListener", "JournalSink", "event_level"]
+
+class JournalWriter(Protocol):
+    """Where journal lines go: the Ledger (committed with the job) or a plain ``store.journal.Journal`` file."""
+
+    def append(self, event: str, fields: Mapping[Any, Any] | None = None, /, *, level: str = "info",
+               at: datetime | None = None) -> object: ...
 
 #: Receives each event after the journal wrote it: (event name, level, fields).
 EventListener = Callable[[str, str, Mapping[str, Any]], None]
@@ -57,13 +65,13 @@ def event_level(event: str, fields: Mapping[str, Any] | None = None) -> str:
 
 
 class JournalSink:
-    """An EventSink that appends each event to the journal file (fsynced) and logs it.
+    """An EventSink that appends each event to the journal and logs it.
 
     Called on the loop's thread only. Without a journal (tests) it only logs. ``notify`` hears
     every event once it is written.
     """
 
-    def __init__(self, journal: Journal | None, now: Callable[[], datetime], *,
+    def __init__(self, journal: JournalWriter | None, now: Callable[[], datetime], *,
                  notify: EventListener | None = None) -> None:
         self.journal = journal
         self._now = now

@@ -3,7 +3,9 @@
 Every state change happens here. The scheduler (or a test) only queues ticks; operators and
 signals only queue commands; the loop takes one command at a time, so the cycle, trigger-check
 and revaluation jobs never overlap. Each job is a short recipe of named steps and ends with
-the state saved (StateStore.save) before RunState is told.
+the state committed to the ledger (``Ledger.save``: the job's state changes and journal lines in
+one transaction) before RunState is told. Journal lines of a job that crashed die with it
+(``Ledger.discard``); lines that changed no state are committed after each command (``flush``).
 
 Two commits per bar. The cycle job first manages positions on the new bar — pending fills,
 stop-loss, take-profit and trailing stop, marks, the valuation — and saves that together with
@@ -49,7 +51,7 @@ from tradeexecutor.daemon.publish import Publisher
 from tradeexecutor.data.feed import PriceFeed
 from tradeexecutor.engine.engine import CycleReport, Engine, EventSink
 from tradeexecutor.runstate import RunState, RunStatus
-from tradeexecutor.store import StateStoreProtocol
+from tradeexecutor.ledger import Ledger
 
 __all__ = ["ExecutorLoop", "LoopOutcome"]
 
@@ -78,7 +80,7 @@ def _crash_outcome(exc: BaseException, job: str) -> LoopOutcome:
 class ExecutorLoop:
     """Runs jobs from a CommandQueue against one engine, feed and store (see the module docstring)."""
 
-    def __init__(self, engine: Engine, feed: PriceFeed, store: StateStoreProtocol, runstate: RunState,
+    def __init__(self, engine: Engine, feed: PriceFeed, store: Ledger, runstate: RunState,
                  commands: CommandQueue, publisher: Publisher, recorder: CrashRecorder, *,
                  cycle_times: np.ndarray, journal: EventSink, now: Callable[[], datetime],
                  cycle_limit: int = 0, safe_mode: bool = False, watchdog: Watchdog | None = None,
@@ -142,6 +144,7 @@ class ExecutorLoop:
     def run(self, idle_timeout: float = 1.0) -> LoopOutcome:
         """Consume commands until the loop ends; the body of the worker thread."""
         self.begin()
+        self.store.flush()
         while self.outcome is None:
             command = self.commands.get(timeout=idle_timeout)
             if command is not None:
@@ -151,6 +154,7 @@ class ExecutorLoop:
     def run_pending(self) -> LoopOutcome | None:
         """Handle every queued command without waiting (tests drive the loop this way)."""
         self.begin()
+        self.store.flush()
         while self.outcome is None:
             command = self.commands.get_nowait()
             if command is None:
@@ -159,9 +163,14 @@ class ExecutorLoop:
         return self.outcome
 
     def handle(self, command: Command) -> None:
-        """Do what one command asks."""
+        """Do what one command asks, then commit the journal lines that no job committed."""
         if self.outcome is not None:
             return
+        self._handle(command)
+        if self.outcome is None:  # after the end, the runner's Ledger.close commits the last lines
+            self._guarded("journal", self.store.flush)
+
+    def _handle(self, command: Command) -> None:
         if command.kind not in (CommandKind.tick, CommandKind.cast):  # a cast journals its own outcome
             self.journal(_COMMAND_EVENTS.get(command.kind, command.kind.value), reason=command.reason)
         if command.kind is CommandKind.tick and command.job is not None:
@@ -188,6 +197,7 @@ class ExecutorLoop:
         try:
             body()
         except Exception as exc:  # noqa: BLE001 - the loop boundary decides: every job failure is a crash
+            self.store.discard()  # what the job journaled was not committed: it must not be claimed
             self._crashed(exc, job)
         finally:
             if self.watchdog is not None:
@@ -290,7 +300,10 @@ class ExecutorLoop:
         self.state.last_completed_cycle = pd.Timestamp(cycle_ns, tz="UTC").to_pydatetime()
         self.state.cycles_completed += 1
         self.cycles += 1
-        self.store.save(self.state)
+        self.journal("cycle_completed", cycle_time=self.state.last_completed_cycle, step=step,
+                     decisions=report.decisions, planned=report.planned, executed=report.executed,
+                     ignored=list(report.ignored), duration=round(report.duration, 6))
+        self.store.save(self.state)  # the cycle and its journal lines, in one transaction
         return report
 
     def _decide_left_pending(self) -> None:
@@ -334,10 +347,6 @@ class ExecutorLoop:
         cycle_time = pd.Timestamp(cycle_ns, tz="UTC").to_pydatetime() if cycle_ns is not None else None
         self.publisher.cycle_done(self.state, step, cycle_time, duration=report.duration if report else None,
                                   lag=self._job_lag)
-        if report is not None:
-            self.journal("cycle_completed", cycle_time=cycle_time, step=step, decisions=report.decisions,
-                         planned=report.planned, executed=report.executed, ignored=list(report.ignored),
-                         duration=round(report.duration, 6))
 
     def _check_end(self) -> None:
         if self.feed.finished:
@@ -386,8 +395,8 @@ class ExecutorLoop:
 
     def replay_again_hint(self) -> str:
         """What to do to replay from the start: the state remembers the end, so a restart would only end again."""
-        where = getattr(self.store, "path", None)
-        state = f"move {where} aside" if where is not None else "remove the state"
+        where = self.store.path.parent
+        state = f"move {where} aside"
         return (f"to replay again, stop the executor and {state} or start it with another --state-dir "
                 "(a run: tradeexecutor runs reset RUN); restarting as it is ends at once")
 

@@ -55,10 +55,9 @@ from tradeexecutor.engine.schedule import cycle_times
 from tradeexecutor.errors import StateCorruptError
 from tradeexecutor.notify import Notifier
 from tradeexecutor.runstate import CrashFile, RunState, RunStatus
-from tradeexecutor.store import StateStore
+from tradeexecutor.ledger import Ledger, check_not_legacy
 from tradeexecutor.store.atomic import remove_temp_files
 from tradeexecutor.store.cast_target import CastTargetFile
-from tradeexecutor.store.journal import Journal
 from tradeexecutor.store.layout import RunFiles
 
 
@@ -92,7 +91,7 @@ class Daemon:
 
     config: DaemonConfig
     clock: Clock
-    store: StateStore
+    store: Ledger
     lock: StateDirLock
     feed: ReplayFeed
     engine: Engine
@@ -166,6 +165,7 @@ class Daemon:
                 web.stop()
             self._close_notifier()
             self.publisher.close()
+            self._close_ledger()
             self.lock.release()
 
     def _run_loop_thread(self) -> LoopOutcome | None:
@@ -210,6 +210,14 @@ class Daemon:
         logging.shutdown()
         os._exit(CRASH_EXIT_CODE)
 
+    def _close_ledger(self) -> None:
+        """Commit the journal's last lines (the ending) and close the ledger; a failure here is logged, not raised,
+        because the outcome is already decided and recorded."""
+        try:
+            self.store.close()
+        except Exception:  # noqa: BLE001 - see the docstring
+            logger.exception("the journal's last lines could not be committed to %s", self.store.path)
+
     def _close_notifier(self) -> None:
         """Send what the notifier still holds, within its flush deadline."""
         if self.health_watch is not None:
@@ -226,6 +234,7 @@ class Daemon:
         if self.caster is not None:
             self.caster.close(0.0)
         self.publisher.close()
+        self._close_ledger()
         self.signals.restore()
         self.lock.release()
 
@@ -264,19 +273,20 @@ def build_daemon(config: DaemonConfig, *, clock: Clock | None = None, journal: E
                                  source=strategy.path.stem, monotonic=clock.monotonic)
 
     lock = StateDirLock(config.state_dir).acquire()
+    store = Ledger(files.ledger, now=clock.now, mirror=files.journal)
     if journal is None:
-        journal = JournalSink(Journal(files.journal), clock.now, notify=notifier)
+        journal = JournalSink(store, clock.now, notify=notifier)
     try:
         removed = remove_temp_files(files.root, files.public)  # ours alone now: left by an interrupted write
         if removed:
             logger.info("removed %d temporary file(s) an interrupted write left: %s", len(removed),
                         ", ".join(path.name for path in removed))
-        store = StateStore(config.state_dir)
+        check_not_legacy(config.state_dir)
         state = store.load()
         if state is None:
             state = new_state(strategy, config.engine, clock.now())
         else:
-            check_loaded_state(state, strategy, market, store.snapshot_path)
+            check_loaded_state(state, strategy, market, store.path)
         engine = Engine(strategy, market, state, config=config.engine, asset_types=asset_types, events=journal)
         feed = ReplayFeed(market, start=replay_start_step(config.replay_start, market, engine.indicators),
                           monotonic=clock.monotonic)

@@ -47,7 +47,7 @@ from tradeexecutor.ledger.read import LedgerContent, read_ledger
 from tradeexecutor.ledger.rows import head_json, head_row, instrument_row, position_json, position_row, valuation_row
 from tradeexecutor.ledger.schema import APPLICATION_ID, LEDGER_FORMAT, TABLES, VIEWS
 from tradeexecutor.state import Portfolio, Position, State, ValuationSeries
-from tradeexecutor.store.atomic import fsync_directory, temp_path_for
+from tradeexecutor.store.atomic import atomic_write_bytes, fsync_directory, temp_path_for
 from tradeexecutor.store.codec import dumps_state
 from tradeexecutor.store.journal import encode_entry
 
@@ -61,8 +61,8 @@ DEFAULT_JOURNAL_KEEP = 100_000
 
 _UPSERT_POSITION = ("INSERT OR REPLACE INTO positions (id, list, list_index, instrument_id, opened_at, closed_at, "
                     "quantity, realised_pnl, json, crc) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
-_UPSERT_HEAD = ("INSERT OR REPLACE INTO head (id, job, cash, cycles_completed, last_completed_cycle, replay_cursor, "
-                "json, crc) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
+_UPSERT_HEAD = ("INSERT OR REPLACE INTO head (id, ledger_id, job, cash, cycles_completed, last_completed_cycle, "
+                "replay_cursor, json, crc) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
 _UPSERT_VALUATION = "INSERT OR REPLACE INTO valuations (idx, timestamp, equity, cash, exposure, crc) VALUES (?, ?, ?, ?, ?, ?)"
 _INSERT_JOURNAL = "INSERT INTO journal (job, at, level, event, line, crc) VALUES (?, ?, ?, ?, ?, ?)"
 _UPSERT_INSTRUMENT = "INSERT OR REPLACE INTO instruments (id, symbol, json, crc) VALUES (?, ?, ?, ?)"
@@ -156,8 +156,16 @@ class Ledger:
     """The SQLite ledger of one executor (see the module docstring)."""
 
     def __init__(self, path: str | os.PathLike[str], *, journal_keep: int = DEFAULT_JOURNAL_KEEP,
-                 now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
-        """Use the ledger file ``path`` (created on the first commit); nothing is read until load or commit."""
+                 now: Callable[[], datetime] = lambda: datetime.now(UTC),
+                 mirror: str | os.PathLike[str] | None = None) -> None:
+        """Use the ledger file ``path`` (created on the first commit); nothing is read until load or commit.
+
+        ``mirror`` names a JSON-lines file (the state directory's ``journal.jsonl``) that gets each
+        committed journal line after its commit, for readers that do not open the ledger (the
+        webhook's ``/logs``, ``tradeexecutor logs``, run reports). It is published, not durable: it
+        is brought up to date from the ledger when the ledger is opened, and rewritten from the
+        ledger's retained lines whenever ``journal_keep`` more lines were appended, so it stays bounded.
+        """
         if journal_keep < 1:
             raise ValueError("journal_keep must be positive")
         #: The ledger file and its WAL companions.
@@ -170,6 +178,8 @@ class Ledger:
         self.now = now
         #: Number of the last committed job.
         self.job = 0
+        #: Identity of the ledger file, kept in its head row (a WAL from another ledger shows another).
+        self.ledger_id = ""
         #: Bytes of the last commit's rows (JSON and typed values), for benchmarks.
         self.last_commit_bytes = 0
         self._conn: sqlite3.Connection | None = None
@@ -177,6 +187,9 @@ class Ledger:
         self._refusal: StateCorruptError | None = None
         self._tracked: _Tracked | None = None
         self._pending: list[bytes] = []
+        #: The published copy of the committed journal, or None.
+        self.mirror = Path(mirror) if mirror is not None else None
+        self._mirror_appended = 0
 
     def __repr__(self) -> str:
         return f"Ledger({str(self.path)!r})"
@@ -203,6 +216,7 @@ class Ledger:
         self._refusal = None
         self._read_done = True
         self.job = content.job if content is not None else 0
+        self.ledger_id = content.ledger_id if content is not None else ""
         self._tracked = _Tracked.of(content.state) if content is not None else None
         return content
 
@@ -212,9 +226,10 @@ class Ledger:
         """A job whose journal lines commit with its state changes: ``with ledger.begin_job(...) as job:``."""
         return Job(self, kind, at)
 
-    def journal(self, event: str, level: str, fields: Mapping[str, Any]) -> None:
-        """A journal line outside an explicit Job: committed by the next ``save`` or ``flush``."""
-        self._pending.append(encode_entry(event, fields, level=level, at=self.now()))
+    def append(self, event: str, fields: Mapping[str, Any] | None = None, /, *, level: str = "info",
+               at: datetime | None = None) -> None:
+        """A journal line for the next ``save`` or ``flush`` (the shape of ``Journal.append``, for JournalSink)."""
+        self._pending.append(encode_entry(event, fields, level=level, at=at if at is not None else self.now()))
 
     def save(self, state: State) -> None:
         """Commit ``state``'s changes with the journal lines pending (the StateStore interface)."""
@@ -253,7 +268,7 @@ class Ledger:
             job = self.job + 1
             if state is not None:
                 data = head_json(state)
-                conn.execute(_UPSERT_HEAD, head_row(state, job, data))
+                conn.execute(_UPSERT_HEAD, head_row(state, self.ledger_id, job, data))
                 written += len(data)
             else:
                 conn.execute("UPDATE head SET job = ?", (job,))
@@ -267,13 +282,53 @@ class Ledger:
         self.job = job
         self._tracked = new_tracked
         self.last_commit_bytes = written
+        if lines and self.mirror is not None:
+            self._publish_lines(conn, lines)
+
+    # -- the published journal ---------------------------------------------------------------------
+
+    def _publish_lines(self, conn: sqlite3.Connection, lines: list[bytes]) -> None:
+        """Append committed lines to the mirror; rewrite it from the ledger once it has grown by journal_keep."""
+        assert self.mirror is not None
+        self._mirror_appended += len(lines)
+        if self._mirror_appended > self.journal_keep:
+            self._rewrite_mirror(conn)
+            return
+        with open(self.mirror, "ab") as f:
+            f.write(b"".join(lines))
+
+    def _rewrite_mirror(self, conn: sqlite3.Connection) -> None:
+        """The mirror replaced by the ledger's retained journal lines."""
+        assert self.mirror is not None
+        data = b"".join(line for (line,) in conn.execute("SELECT line FROM journal ORDER BY seq"))
+        atomic_write_bytes(self.mirror, data)
+        self._mirror_appended = 0
+
+    def _sync_mirror(self, conn: sqlite3.Connection) -> None:
+        """Bring the mirror up to date: lines committed but not yet published (a kill -9 came between) are added."""
+        assert self.mirror is not None
+        last = _last_line(self.mirror)
+        if last is None:
+            if conn.execute("SELECT 1 FROM journal LIMIT 1").fetchone() is not None or self.mirror.exists():
+                self._rewrite_mirror(conn)
+            return
+        row = conn.execute("SELECT max(seq) FROM journal WHERE line = ?", (last,)).fetchone()
+        if row[0] is None:
+            if conn.execute("SELECT 1 FROM journal LIMIT 1").fetchone() is not None:
+                self._rewrite_mirror(conn)  # not ours, or older than what the ledger keeps
+            return
+        missing = [line for (line,) in conn.execute("SELECT line FROM journal WHERE seq > ? ORDER BY seq", row)]
+        if missing:
+            with open(self.mirror, "ab") as f:
+                f.write(b"".join(missing))
 
     def close(self) -> None:
         """Commit pending journal lines, then close (SQLite checkpoints and removes the WAL)."""
-        if self._conn is not None:
-            try:
+        try:
+            if self._refusal is None and self._read_done:
                 self.flush()
-            finally:
+        finally:
+            if self._conn is not None:
                 self._conn.close()
                 self._conn = None
 
@@ -299,7 +354,10 @@ class Ledger:
         if mode != "wal":
             conn.close()
             raise StateCorruptError(f"{self.path}: cannot use write-ahead logging (journal mode {mode})")
+        self.ledger_id = str(conn.execute("SELECT ledger_id FROM head").fetchone()[0])
         self._conn = conn
+        if self.mirror is not None:
+            self._sync_mirror(conn)
         return conn
 
     def _create(self) -> None:
@@ -309,14 +367,16 @@ class Ledger:
         try:
             conn = sqlite3.connect(tmp, isolation_level=None)
             try:
+                conn.execute("PRAGMA journal_mode = OFF")  # a temporary file: no rollback journal beside it
                 conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
                 conn.execute(f"PRAGMA user_version = {LEDGER_FORMAT}")
                 conn.execute("BEGIN")
                 for sql in (*TABLES.values(), *VIEWS.values()):
                     conn.execute(sql)
+                ledger_id = uuid.uuid4().hex
                 conn.executemany("INSERT INTO meta (key, value) VALUES (?, ?)", [
-                    ("ledger_id", uuid.uuid4().hex), ("created_at", self.now().isoformat())])
-                conn.execute("INSERT INTO head (id, job, json, crc) VALUES (1, 0, x'', 0)")
+                    ("ledger_id", ledger_id), ("created_at", self.now().isoformat())])
+                conn.execute("INSERT INTO head (id, ledger_id, job, json, crc) VALUES (1, ?, 0, x'', 0)", (ledger_id,))
                 conn.execute("COMMIT")
                 conn.execute("PRAGMA journal_mode = WAL")
             finally:
@@ -332,6 +392,7 @@ class Ledger:
                     pass
             raise
         fsync_directory(self.path.parent)
+        self.ledger_id = ledger_id
         self._tracked = None
 
     def _write_all(self, conn: sqlite3.Connection, state: State) -> tuple[int, _Tracked]:
@@ -429,3 +490,22 @@ class Ledger:
         last = conn.execute("SELECT max(seq) FROM journal").fetchone()[0]
         conn.execute("DELETE FROM journal WHERE seq <= ?", (last - self.journal_keep,))
         return sum(len(line) for line in lines)
+
+
+def _last_line(path: Path) -> bytes | None:
+    """The last complete line of a file (newline included), None when it has none; a torn tail is cut off."""
+    try:
+        with open(path, "rb+") as f:
+            size = f.seek(0, os.SEEK_END)
+            start = max(0, size - 256 * 1024)
+            f.seek(start)
+            tail = f.read()
+            end = tail.rfind(b"\n")
+            if end + 1 != len(tail):
+                f.truncate(start + end + 1)  # a torn publication: the line is committed and comes again
+            if end < 0:
+                return None
+            begin = tail.rfind(b"\n", 0, end) + 1
+            return tail[begin:end + 1] if begin > 0 or start == 0 else None
+    except FileNotFoundError:
+        return None

@@ -1,7 +1,7 @@
 """A run's artifacts — metrics.json, metrics.prom, orders.csv, charts/, report.md, report.html — made from its folder.
 
 :func:`write_artifacts` reads what a run left behind — ``state/`` (the executor's state
-directory: ``StateStore(run_dir / "state").load()``, ``crash.json``, ``journal.jsonl``), the run's
+directory: ``load_state(run_dir / "state")``, ``crash.json``, ``journal.jsonl``), the run's
 own ``journal.jsonl`` and ``metadata.json`` — and writes, each file crash-safely:
 
 - ``metrics.json``: identity (run_id, ref, name, mode, status, strategy), run figures (cycles,
@@ -51,9 +51,10 @@ from tradeexecutor.runstate import CrashFile
 from tradeexecutor.runstate.figures import figures_from_state
 from tradeexecutor.state import State
 from tradeexecutor.stats import SUMMARY_ROWS, Summary, compute_summary, format_figure, write_trades_csv
-from tradeexecutor.store import StateStore
+from tradeexecutor.ledger import load_state
 from tradeexecutor.store.atomic import atomic_write_bytes, atomic_write_text
 from tradeexecutor.store.journal import Journal
+from tradeexecutor.store.layout import RunFiles
 from tradeexecutor.visual import render_formats
 
 __all__ = [
@@ -184,7 +185,7 @@ def collect_run(run_dir: Path, *, prices: Mapping[str, pd.Series] | None = None,
     run_dir = Path(run_dir)
     metadata = {**_read_json(run_dir / "metadata.json"), **(ending or {})}
     state_dir = run_dir / "state"
-    loaded = StateStore(state_dir).load() if (state_dir / "state.json").exists() else None
+    loaded = load_state(state_dir) if RunFiles(state_dir).ledger.exists() else None
     state = loaded if loaded is not None else State(name=str(metadata.get("name") or ""))
     price_note = None
     if prices is None:

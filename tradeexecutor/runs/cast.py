@@ -38,7 +38,7 @@ from tradeexecutor.daemon.caster import CastConfig, put_chart
 from tradeexecutor.errors import StateCorruptError
 from tradeexecutor.runs.registry import RunRecord, RunsError
 from tradeexecutor.runs.run import ACTIVE_STATUSES, Runs
-from tradeexecutor.store import StateStore
+from tradeexecutor.ledger import load_state
 from tradeexecutor.store.cast_target import CastTargetFile
 from tradeexecutor.store.layout import RunFiles
 
@@ -158,7 +158,7 @@ def _final_data(runs: Runs, run_id: str) -> dict[str, object]:
     from tradeexecutor.data.source import load_market
 
     record = runs.resolve(run_id)
-    state = StateStore(runs.paths(run_id).state).load()
+    state = load_state(runs.paths(run_id).state)
     if state is None or not len(state.valuations):
         raise RunsError(f"run {record.label} has no saved state to cast yet")
     spec = runs.load_run_spec(run_id)

@@ -1,7 +1,7 @@
 """Execute a backtest run in this process: its pinned strategy over its data, with state, orders and journal in the run folder.
 
 Nothing is written before the strategy and the data have loaded and checked out. The state is
-saved to ``state/`` as one snapshot (under the state directory's lock), every order goes to
+written to ``state/ledger.sqlite`` once, at the end (under the state directory's lock), every order goes to
 ``orders.csv``, and the engine's events (orders planned, filled, rejected, triggers) are appended
 to the run's ``journal.jsonl`` in one fsynced write at the end, so a long backtest does not pay an
 fsync per event.
@@ -19,7 +19,8 @@ from tradeexecutor.runs.registry import RunsError
 from tradeexecutor.runs.run import RunPaths, data_fingerprints
 from tradeexecutor.runs.spec import RunSpec
 from tradeexecutor.stats import write_trades_csv
-from tradeexecutor.store import StateStore
+from tradeexecutor.ledger import Ledger, check_not_legacy
+from tradeexecutor.store.layout import RunFiles
 from tradeexecutor.store.journal import Journal, encode_entry
 
 __all__ = ["BacktestOutcome", "EventBuffer", "execute_backtest"]
@@ -66,13 +67,15 @@ def execute_backtest(spec: RunSpec, paths: RunPaths, run_id: str, *, now: dateti
     data = data_fingerprints(spec, session.strategy.instruments)
     lock = StateDirLock(paths.state).acquire()
     try:
-        store = StateStore(paths.state)
+        check_not_legacy(paths.state)
+        store = Ledger(RunFiles(paths.state).ledger)
         if store.load() is not None:  # an unreadable state stops here, untouched
             raise RunsError(f"{paths.state} already holds a state; reset the run to backtest it again")
         events = EventBuffer(run_id)
         outcome = run_session(session, spec.engine_config(), events=events, now=now)
         result, summary = outcome.backtest, outcome.summary.to_dict()
-        store.save_snapshot(result.state)
+        store.save(result.state)  # one transaction: the whole state of the run
+        store.close()
         write_trades_csv(result.state, paths.orders_csv)
         events.flush(paths.journal)
     finally:

@@ -39,7 +39,7 @@ from tradeexecutor.runs.registry import RunRecord, RunsError
 from tradeexecutor.runs.run import ACTIVE_STATUSES, RunPaths, Runs, process_alive
 from tradeexecutor.runs.spec import ENV_PREFIX, env_overrides
 from tradeexecutor.stats import write_trades_csv
-from tradeexecutor.store import StateStore
+from tradeexecutor.ledger import load_state
 from tradeexecutor.store.atomic import remove_temp_files
 from tradeexecutor.store.layout import RunFiles
 from tradeexecutor.strategy.failure import strategy_failure
@@ -354,7 +354,7 @@ def _last_error(paths: RunPaths) -> str | None:
 def _save_orders(paths: RunPaths) -> None:
     """orders.csv from the saved state, when there is one."""
     try:
-        state = StateStore(paths.state).load()
+        state = load_state(paths.state)
         if state is not None:
             write_trades_csv(state, paths.orders_csv)
     except Exception as exc:  # noqa: BLE001 - a state the executor could not leave readable is reported elsewhere

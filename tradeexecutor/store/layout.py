@@ -19,8 +19,18 @@ class RunFiles:
 
     @property
     def journal(self) -> Path:
-        """Append-only JSON lines of what happened to the job."""
+        """JSON lines of what happened to the job: the ledger's committed journal, published."""
         return self.root / "journal.jsonl"
+
+    @property
+    def ledger(self) -> Path:
+        """The executor's SQLite ledger: state and journal, one transaction per job (docs/ledger.md)."""
+        return self.root / "ledger.sqlite"
+
+    @property
+    def legacy_state(self) -> Path:
+        """The JSON state of the layout before the ledger (``state.json`` + ``state.log``); see ``state migrate``."""
+        return self.root / "state.json"
 
     @property
     def crash(self) -> Path:

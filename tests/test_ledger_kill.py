@@ -1,0 +1,138 @@
+"""kill -9 at random instants over hundreds of restarts: the ledger holds each job entirely or not at all.
+
+After every kill the ledger must open (integrity-checked), and across all restarts: no cycle
+completes twice, no fill appears twice, cash and every position's quantity recomputed from the
+fills equal the stored figures, and the journal agrees with the ledger line for line (one
+``cycle_completed`` per completed cycle, one ``order_filled`` per fill, in order).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import orjson
+import pytest
+
+from ledger_writer import CASH
+from tradeexecutor.ledger import Ledger
+from tradeexecutor.state import State
+
+WRITER = Path(__file__).resolve().parent / "ledger_writer.py"
+
+
+def journal_rows(path: Path) -> list[tuple[str, bytes]]:
+    """The journal table as a restarted writer sees it: from a copy of the ledger and its WAL.
+
+    (A read-only connection on the files themselves may trust a -shm that a kill left one
+    transaction behind the WAL; the next writer rebuilds the index from the WAL, as this copy does.)
+    """
+    with tempfile.TemporaryDirectory() as folder:
+        copy = Path(folder) / path.name
+        shutil.copyfile(path, copy)
+        if Path(f"{path}-wal").exists():
+            shutil.copyfile(f"{path}-wal", f"{copy}-wal")
+        conn = sqlite3.connect(copy)
+        try:
+            return conn.execute("SELECT event, line FROM journal ORDER BY seq").fetchall()
+        finally:
+            conn.close()
+
+
+def check_ledger(path: Path) -> State:
+    """Open the ledger as a restarting executor would, and check every invariant against its journal."""
+    state = Ledger(path).load()
+    assert state is not None
+    portfolio = state.portfolio
+    trades = [t for p in portfolio.all_positions() for t in p.trades]
+    ids = [t.id for t in trades]
+    assert len(ids) == len(set(ids)) == portfolio.next_trade_id - 1, "a fill was lost or appears twice"
+    cash = CASH - sum(t.executed_quantity * (t.executed_price or 0.0) + t.fee for t in trades)
+    assert abs(cash - portfolio.cash) < 1e-6 * CASH, (cash, portfolio.cash)
+    for position in portfolio.all_positions():
+        assert abs(sum(t.executed_quantity for t in position.trades) - position.quantity) < 1e-9
+    assert len(state.valuations) == state.cycles_completed
+    rows = journal_rows(path)
+    entries = [orjson.loads(line) for _, line in rows]
+    cycles = [e["fields"]["cycle"] for e in entries if e["event"] == "cycle_completed"]
+    assert cycles == list(range(state.cycles_completed)), "a cycle completed twice, or its line is missing"
+    fills = [e["fields"]["trade_id"] for e in entries if e["event"] == "order_filled"]
+    assert fills == sorted(ids), "the journal's fills differ from the ledger's"
+    return state
+
+
+@pytest.mark.slow
+def test_kill_9_at_random_instants_over_hundreds_of_restarts(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.sqlite"
+    rng = random.Random(2024)
+    restarts, progress = 0, []
+    deadline = time.monotonic() + 240
+    while restarts < 220 and time.monotonic() < deadline:
+        process = subprocess.Popen([sys.executable, str(WRITER), str(path)], stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(WRITER.parent)})
+        try:
+            if restarts % 2:  # half the kills land during start-up (import, check, load)
+                time.sleep(rng.uniform(0.0, 0.3))
+            else:
+                assert process.stdout is not None
+                line = process.stdout.readline()
+                assert line == b"ready\n", (line, process.stderr.read() if process.stderr else b"")
+                time.sleep(rng.uniform(0.0, 0.05))
+        finally:
+            process.send_signal(signal.SIGKILL)
+            process.wait(30)
+        restarts += 1
+        state = check_ledger(path) if path.exists() else None
+        progress.append(state.cycles_completed if state is not None else 0)
+    assert restarts >= 200, f"only {restarts} restarts within the time limit"
+    assert progress[-1] > 200, progress[-10:]  # the writer did real work between kills
+    assert progress == sorted(progress), "a committed cycle was lost across a restart"
+
+
+@pytest.mark.slow
+def test_kill_9_of_the_real_paper_executor_at_random_instants(tmp_path: Path) -> None:
+    """The daemon itself (``tradeexecutor start``, a fast replay), killed at random instants and restarted."""
+    from executor_process import Executor
+
+    state_dir = tmp_path / "state"
+    ledger = state_dir / "ledger.sqlite"
+    rng = random.Random(7)
+    done: list[int] = []
+    restarts = 0
+    deadline = time.monotonic() + 420
+    while restarts < 30 and time.monotonic() < deadline:
+        executor = Executor(tmp_path / f"run{restarts}", "--replay-seconds", "0.01", "--revaluation-seconds", "0.05",
+                            "--trigger-seconds", "0.03", state_dir=state_dir)
+        try:
+            executor.wait_status(lambda status: status["status"] in ("running", "complete"))
+            time.sleep(rng.uniform(0.0, 1.0))
+        finally:
+            executor.process.send_signal(signal.SIGKILL)
+            executor.process.wait(30)
+        restarts += 1
+        state = Ledger(ledger).load()
+        assert state is not None
+        trades = [t for p in state.portfolio.all_positions() for t in p.trades]
+        executed = [t for t in trades if t.status == "executed"]
+        cash = state.initial_cash - sum(t.executed_quantity * (t.executed_price or 0.0) + t.fee for t in executed)
+        assert abs(cash - state.portfolio.cash) < 1e-6 * state.initial_cash
+        for position in state.portfolio.all_positions():
+            assert abs(sum(t.executed_quantity for t in position.executed_trades()) - position.quantity) < 1e-9
+        entries = [orjson.loads(line) for _, line in journal_rows(ledger)]
+        cycles = [e["fields"]["cycle_time"] for e in entries if e["event"] == "cycle_completed"]
+        assert len(cycles) == len(set(cycles)) == state.cycles_completed, "a cycle completed twice or went unjournaled"
+        assert cycles == sorted(cycles)
+        fills = [e["fields"]["trade_id"] for e in entries if e["event"] == "order_filled"]
+        assert sorted(fills) == sorted(t.id for t in executed) and len(fills) == len(set(fills))
+        done.append(state.cycles_completed)
+    assert restarts >= 20, f"only {restarts} restarts"
+    assert done == sorted(done) and done[-1] > 10, done
+    assert sum(1 for _ in [e for _, e in journal_rows(ledger) if _ == "order_filled"]) > 0
