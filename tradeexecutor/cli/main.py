@@ -12,6 +12,7 @@ from tradeexecutor.cli.metrics_cmd import metrics_group, report_command
 from tradeexecutor.cli.runs_cmd import runs_command
 from tradeexecutor.cli.optimize_cmd import optimize_command
 from tradeexecutor.cli.start_cmd import start_command
+from tradeexecutor.cli.state_cmd import state_group
 from tradeexecutor.cli.wallboard_cmd import wallboard_command
 
 
@@ -32,6 +33,7 @@ cli.add_command(runs_command)
 cli.add_command(optimize_command)
 cli.add_command(exchange_sim_command)
 cli.add_command(wallboard_command)
+cli.add_command(state_group)
 
 
 def main() -> None:

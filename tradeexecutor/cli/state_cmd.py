@@ -1,0 +1,90 @@
+"""``tradeexecutor state export|check|migrate``: the executor's ledger from the command line.
+
+Each takes a state directory (``--state-dir`` of ``start``) or a ledger file. Nothing here ever
+writes to a ledger it reads: ``export`` and ``check`` open it read-only (a damaged or foreign file
+is one line naming it, exit code 3); ``migrate`` writes a new ledger beside the JSON state and
+keeps the original files.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from tradeexecutor.cli.common import user_errors
+
+
+def _ledger_file(path: Path) -> Path:
+    """The ledger file a path names: the file itself, or the ledger of a state directory."""
+    from tradeexecutor.store.layout import RunFiles
+
+    return path if path.is_file() else RunFiles(path).ledger
+
+
+@click.group("state")
+def state_group() -> None:
+    """Export, check or migrate an executor's ledger (its state and journal; docs/ledger.md)."""
+
+
+@state_group.command("export")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the JSON to this file (atomically) instead of standard output.")
+@user_errors
+def export_command(path: Path, output: Path | None) -> None:
+    """Print the state of the ledger at PATH as JSON (the dataclasses-json model's State, as /state serves it)."""
+    import sys
+
+    from tradeexecutor.errors import StateError
+    from tradeexecutor.ledger import Ledger, check_not_legacy
+    from tradeexecutor.store.atomic import atomic_write_bytes
+
+    if path.is_dir():
+        check_not_legacy(path)
+    ledger = Ledger(_ledger_file(path))
+    state = ledger.load()
+    if state is None:
+        raise StateError(f"{ledger.path} does not exist: {path} holds no ledger")
+    data = ledger.export_json(state)
+    if output is not None:
+        atomic_write_bytes(output, data)
+        click.echo(f"wrote {output}", err=True)
+    else:
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
+
+
+@state_group.command("check")
+@click.argument("path", type=click.Path(path_type=Path))
+@user_errors
+def check_command(path: Path) -> None:
+    """Check the ledger at PATH (SQLite's full integrity check, schema, checksums); exit 0 when it is sound."""
+    from tradeexecutor.errors import StateError
+    from tradeexecutor.ledger import read_ledger
+    from tradeexecutor.ledger.files import LedgerFiles
+
+    files = LedgerFiles(_ledger_file(path))
+    content = read_ledger(files, full_check=True)
+    if content is None:
+        raise StateError(f"{files.path} does not exist: {path} holds no ledger")
+    state = content.state
+    portfolio = state.portfolio
+    trades = sum(len(p.trades) for p in portfolio.all_positions())
+    click.echo(f"ok: {files.path}: job {content.job}, {state.cycles_completed} cycles, "
+               f"{len(portfolio.open_positions)} open / {len(portfolio.closed_positions)} closed / "
+               f"{len(portfolio.failed_positions)} failed positions, {trades} trades, {len(state.valuations)} "
+               f"valuations, {content.journal_lines} journal lines")
+
+
+@state_group.command("migrate")
+@click.argument("state_dir", type=click.Path(file_okay=False, path_type=Path))
+@user_errors
+def migrate_command(state_dir: Path) -> None:
+    """Convert STATE_DIR's state.json + state.log + journal.jsonl into its ledger; the originals are kept."""
+    from tradeexecutor.ledger import migrate_state_dir
+
+    done = migrate_state_dir(state_dir)
+    dropped = f" ({done.journal_dropped} older lines are only in journal.jsonl)" if done.journal_dropped else ""
+    click.echo(f"wrote {done.ledger}: {done.positions} positions, {done.journal_lines} journal lines{dropped}; "
+               "state.json and state.log are kept as they were and no longer used")
