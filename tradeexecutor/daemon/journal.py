@@ -3,9 +3,10 @@
 The daemon hands it the Ledger: a line is committed with the job's next state commit (or alone
 when the loop flushes after the job), so the journal never claims what the state did not commit.
 
-After an event is written it is also handed to ``notify`` (the notifier, when notifications are
-configured) as ``(event, level, fields)``: the journal is the one place events flow through, and
-a notification never claims what the journal did not record.
+With a plain journal file, an event is handed to ``notify`` once written; the daemon instead gives
+the notifier to the ledger (``Ledger(on_commit=...)``), which hands it each line once committed.
+Either way the journal is the one place events flow through, and a notification never claims what
+the journal did not record.
 """
 
 from __future__ import annotations

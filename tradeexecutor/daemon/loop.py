@@ -167,8 +167,13 @@ class ExecutorLoop:
         if self.outcome is not None:
             return
         self._handle(command)
-        if self.outcome is None:  # after the end, the runner's Ledger.close commits the last lines
+        if self.outcome is None or self.outcome.status is not RunStatus.error:
             self._guarded("journal", self.store.flush)
+            return
+        try:  # the crash is recorded already; the ledger may be what failed, which must not count twice
+            self.store.flush()
+        except Exception:  # noqa: BLE001 - see above; crash.json and the log hold the crash
+            logger.exception("the crash's journal lines could not be committed")
 
     def _handle(self, command: Command) -> None:
         if command.kind not in (CommandKind.tick, CommandKind.cast):  # a cast journals its own outcome

@@ -163,9 +163,9 @@ class Daemon:
             self.signals.restore()
             if web is not None:
                 web.stop()
+            self._close_ledger()  # commits the ending's journal lines, which the notifier then hears
             self._close_notifier()
             self.publisher.close()
-            self._close_ledger()
             self.lock.release()
 
     def _run_loop_thread(self) -> LoopOutcome | None:
@@ -230,11 +230,11 @@ class Daemon:
         the state directory."""
         self.ticker.shutdown()
         self.watchdog.stop()
+        self._close_ledger()
         self._close_notifier()
         if self.caster is not None:
             self.caster.close(0.0)
         self.publisher.close()
-        self._close_ledger()
         self.signals.restore()
         self.lock.release()
 
@@ -273,9 +273,9 @@ def build_daemon(config: DaemonConfig, *, clock: Clock | None = None, journal: E
                                  source=strategy.path.stem, monotonic=clock.monotonic)
 
     lock = StateDirLock(config.state_dir).acquire()
-    store = Ledger(files.ledger, now=clock.now, mirror=files.journal)
+    store = Ledger(files.ledger, now=clock.now, mirror=files.journal, on_commit=notifier)
     if journal is None:
-        journal = JournalSink(store, clock.now, notify=notifier)
+        journal = JournalSink(store, clock.now)  # the ledger tells the notifier once a line is committed
     try:
         removed = remove_temp_files(files.root, files.public)  # ours alone now: left by an interrupted write
         if removed:

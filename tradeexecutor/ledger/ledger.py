@@ -157,7 +157,8 @@ class Ledger:
 
     def __init__(self, path: str | os.PathLike[str], *, journal_keep: int = DEFAULT_JOURNAL_KEEP,
                  now: Callable[[], datetime] = lambda: datetime.now(UTC),
-                 mirror: str | os.PathLike[str] | None = None) -> None:
+                 mirror: str | os.PathLike[str] | None = None,
+                 on_commit: Callable[[str, str, Mapping[str, Any]], None] | None = None) -> None:
         """Use the ledger file ``path`` (created on the first commit); nothing is read until load or commit.
 
         ``mirror`` names a JSON-lines file (the state directory's ``journal.jsonl``) that gets each
@@ -165,6 +166,9 @@ class Ledger:
         webhook's ``/logs``, ``tradeexecutor logs``, run reports). It is published, not durable: it
         is brought up to date from the ledger when the ledger is opened, and rewritten from the
         ledger's retained lines whenever ``journal_keep`` more lines were appended, so it stays bounded.
+
+        ``on_commit`` hears each journal line once it is committed, as ``(event, level, fields)``
+        (the notifier: a notification never claims what the ledger did not commit).
         """
         if journal_keep < 1:
             raise ValueError("journal_keep must be positive")
@@ -189,6 +193,8 @@ class Ledger:
         self._pending: list[bytes] = []
         #: The published copy of the committed journal, or None.
         self.mirror = Path(mirror) if mirror is not None else None
+        #: Hears each committed journal line: (event, level, fields).
+        self.on_commit = on_commit
         self._mirror_appended = 0
 
     def __repr__(self) -> str:
@@ -284,6 +290,10 @@ class Ledger:
         self.last_commit_bytes = written
         if lines and self.mirror is not None:
             self._publish_lines(conn, lines)
+        if lines and self.on_commit is not None:
+            for line in lines:
+                entry = orjson.loads(line)
+                self.on_commit(entry["event"], entry["level"], entry["fields"])
 
     # -- the published journal ---------------------------------------------------------------------
 
