@@ -122,7 +122,14 @@ class _Tracked:
 
 
 class Job:
-    """One job's journal lines and commits; a context manager (see :meth:`Ledger.begin_job`)."""
+    """One job's scope over the ledger: its journal lines and commits (see :meth:`Ledger.begin_job`).
+
+    Lines journaled here, or through ``Ledger.append`` (the journal sink the engine's events go
+    through) while the job runs, wait in the ledger's one buffer; each ``commit`` writes them with
+    the state's changes in one transaction. Leaving the job normally commits lines still waiting
+    on their own; leaving it with an exception drops them, as the changes they describe were not
+    committed either.
+    """
 
     def __init__(self, ledger: Ledger, kind: str, at: datetime) -> None:
         self.ledger = ledger
@@ -130,26 +137,27 @@ class Job:
         self.kind = kind
         #: When the job started.
         self.at = at
-        self._lines: list[bytes] = []
 
     def journal(self, event: str, level: str, fields: Mapping[str, Any]) -> None:
         """A journal line, committed with the job's next commit (never before)."""
-        self._lines.append(encode_entry(event, fields, level=level, at=self.ledger.now()))
+        self.ledger.append(event, fields, level=level)
 
     def commit(self, state: State | None) -> None:
-        """Write what changed in ``state`` since the last commit, and the journal lines, in one transaction."""
-        lines, self._lines = self._lines, []
-        self.ledger.commit(state, lines)
+        """Write what changed in ``state`` since the last commit, and the waiting lines, in one transaction."""
+        if state is None:
+            self.ledger.flush()
+        else:
+            self.ledger.save(state)
 
     def __enter__(self) -> Job:
         return self
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
                  tb: TracebackType | None) -> None:
-        """Lines journaled after the last commit are committed alone; after an exception they die with the job."""
-        if kind is None and self._lines:
-            self.commit(None)
-        self._lines = []
+        if kind is None:
+            self.ledger.flush()
+        else:
+            self.ledger.discard()
 
 
 class Ledger:
