@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tradeexecutor.engine.schedule import cycle_times
+from tradeexecutor.engine.schedule import CycleSchedule, cycle_times
 from tradeexecutor.timeframe import floor_boundary, next_boundary
 
 UTC = timezone.utc
@@ -241,3 +241,39 @@ def test_boundaries_bracket_now(seconds: int, period_s: int, offset_s: int) -> N
     assert nxt - low == period
     epoch = datetime(1970, 1, 1, tzinfo=UTC)
     assert (nxt - epoch - offset) % period == timedelta(0)
+
+
+# -- CycleSchedule: the same cycles, decided one step at a time on a timeline that grows -------------
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    hours=st.lists(st.integers(min_value=0, max_value=500), min_size=1, max_size=80, unique=True),
+    period_h=st.sampled_from([1, 2, 3, 4, 6, 8, 12, 24]),
+    offset_min=st.integers(min_value=0, max_value=59),
+)
+def test_a_growing_timeline_fires_the_cycles_of_the_whole_one(hours: list[int], period_h: int,
+                                                             offset_min: int) -> None:
+    opens = pd.DatetimeIndex(sorted(ts("2024-01-01") + pd.Timedelta(hours=h) for h in hours))
+    timeline = closes(opens, "1h")
+    period, offset = timedelta(hours=period_h), timedelta(minutes=offset_min)
+    schedule = CycleSchedule(period, offset)
+    expected = cycle_times(timeline, period, offset)
+    fired = np.zeros(len(timeline), dtype=np.int64)
+    for known in range(1, len(timeline) + 1):  # the feed has delivered `known` bars; nothing later is known
+        grown = timeline[:known]
+        for step in range(max(0, known - 2), known):  # the newest step, and the one before it
+            cycle = schedule.due(grown, step, known_until_ns=int(grown[-1]))
+            if cycle:
+                assert fired[step] in (0, cycle)
+                fired[step] = cycle
+    assert fired.tolist() == expected.tolist()
+
+
+def test_the_clock_passing_a_boundary_ends_the_cycle_of_the_newest_bar() -> None:
+    timeline = closes(pd.DatetimeIndex([ts("2024-01-01 09:00"), ts("2024-01-01 10:00")]), "1h")  # close 10:00, 11:00
+    schedule = CycleSchedule(timedelta(hours=4))  # boundaries 08:00, 12:00, ...
+    assert schedule.due(timeline, 1, known_until_ns=int(timeline[-1])) == 0  # a bar may still close by 12:00
+    assert schedule.due(timeline, 1, known_until_ns=ts("2024-01-01 11:59").value) == 0
+    assert schedule.due(timeline, 1, known_until_ns=ts("2024-01-01 12:00").value) == ts("2024-01-01 12:00").value
+    assert schedule.due(timeline, 0) == 0  # the 11:00 bar came before the boundary: the cycle is not 10:00's

@@ -148,6 +148,7 @@ states = st.builds(
     last_completed_cycle=optional_datetimes,
     cycles_completed=ints,
     replay_cursor=ints,
+    last_bar_at=optional_datetimes,
     initial_cash=floats,
 )
 

@@ -13,10 +13,17 @@ the replay cursor (``replay_cursor``); only then, when a cycle is due, does the 
 and the decision's trades are saved with ``last_completed_cycle``. So a strategy that raises,
 hangs or is killed can never undo or hold up what happened to its positions.
 
+Cycles come from the clock, not from a precomputed array: ``CycleSchedule`` tells, from the
+strategy's cycle duration and offset and what the feed knows now, whether the cycle whose
+boundary follows a bar has ended. A bar closing exactly on the boundary ends it at once; one
+closing before it waits until a later bar (or the feed's clock) passes the boundary, and is
+then decided before the later bar is managed — the order a backtest over the same candles uses.
+
 Idempotence. A cycle is identified by its timestamp; a cycle at or before
-``last_completed_cycle`` never runs again. After a restart (even after kill -9) the feed
-continues after the cursor, and a cycle due at the cursor's bar that never completed (the
-process died between the two commits) is decided at the first cycle job. A job that crashes
+``last_completed_cycle`` never runs again. Progress is the close time of the last bar processed
+(``last_bar_at``): after a restart (even after kill -9) the feed continues after that bar, and
+a cycle due at it that never completed (the process died between the two commits) is decided
+at the first cycle job. A job that crashes
 is *not* saved past its last commit: half-done changes die with the process.
 
 A failing strategy. An exception from the strategy's own code (``Engine.ask_strategy``) is a
@@ -41,7 +48,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-import numpy as np
 import pandas as pd
 
 from tradeexecutor.daemon.caster import Caster
@@ -50,6 +56,7 @@ from tradeexecutor.daemon.crash import CrashRecorder, Watchdog
 from tradeexecutor.daemon.publish import Publisher
 from tradeexecutor.data.feed import PriceFeed
 from tradeexecutor.engine.engine import CycleReport, Engine, EventSink
+from tradeexecutor.engine.schedule import CycleSchedule
 from tradeexecutor.runstate import RunState, RunStatus
 from tradeexecutor.ledger import Ledger
 
@@ -82,7 +89,7 @@ class ExecutorLoop:
 
     def __init__(self, engine: Engine, feed: PriceFeed, store: Ledger, runstate: RunState,
                  commands: CommandQueue, publisher: Publisher, recorder: CrashRecorder, *,
-                 cycle_times: np.ndarray, journal: EventSink, now: Callable[[], datetime],
+                 schedule: CycleSchedule, journal: EventSink, now: Callable[[], datetime],
                  cycle_limit: int = 0, safe_mode: bool = False, watchdog: Watchdog | None = None,
                  crash_loop: Callable[[], str | None] = lambda: None,
                  after_job: Callable[[], None] | None = None, caster: Caster | None = None) -> None:
@@ -101,7 +108,8 @@ class ExecutorLoop:
         self._now = now
         #: Runs after every scheduled job that did not end the loop (the daily summary check).
         self.after_job = after_job
-        self._due = cycle_times
+        #: When cycles end, from the strategy's cycle duration and offset, one step at a time (the data may grow).
+        self.schedule = schedule
         #: Stop after this many strategy cycles (0: never).
         self.cycle_limit = cycle_limit
         #: Strategy cycles this process completed.
@@ -113,7 +121,8 @@ class ExecutorLoop:
         self.operator_paused = False
         #: Why the executor must enter safe mode now (a crash loop), or None; asked after a strategy crash.
         self._crash_loop = crash_loop
-        self._resumed = False  # whether the first cycle job has looked for a decision left pending
+        #: The last bar processed (managed and saved), -1 before the first: after a restart, the restored cursor.
+        self._processed = feed.cursor if (self.state.last_bar_at is not None or self.state.replay_cursor >= 0) else -1
         self._checked_step = feed.cursor  # newest bar whose triggers have been checked
         self._jobs: dict[JobKind, Callable[[], None]] = {
             JobKind.cycle: self.run_cycle,
@@ -211,15 +220,18 @@ class ExecutorLoop:
     # -- the jobs, as recipes ---------------------------------------------------------------
 
     def run_cycle(self) -> None:
-        """Deliver the next bar; manage its positions and save; when a cycle is due, decide and save; publish."""
-        if not self._resumed:
-            self._resumed = True
-            self._decide_left_pending()
-        step = self.feed.advance() if self.outcome is None else None
-        if step is None:
+        """Deliver the next bar; decide a cycle it shows has ended; manage its positions and save; when a cycle
+        ends at it, decide and save; publish."""
+        if self.outcome is not None:
+            return
+        step = self.feed.advance()
+        self.engine.follow_market()  # a growing feed appended candles: indicators extended on their tail
+        if self._processed >= 0:
+            self._decide_ended(self._processed)
+        if step is None or self.outcome is not None:
             return
         self._manage(step)
-        cycle_ns = self._cycle_due(step)
+        cycle_ns = self._cycle_due(step, warn=True)
         report = self._decide(step, cycle_ns) if cycle_ns is not None else None
         if self.outcome is not None:
             return
@@ -265,14 +277,15 @@ class ExecutorLoop:
             return None
         return max(0.0, (self._now() - command.scheduled_at).total_seconds())
 
-    def _cycle_due(self, step: int) -> int | None:
-        """The cycle time (ns) when a cycle ends at ``step`` and has not run before, else None."""
-        cycle_ns = int(self._due[step])
+    def _cycle_due(self, step: int, *, warn: bool = False) -> int | None:
+        """The cycle time (ns) when a cycle ends at ``step`` (as far as the feed knows now) and has not run, else None."""
+        cycle_ns = self.schedule.due(self.feed.market.timeline_ns, step, self.feed.known_until_ns)
         if not cycle_ns:
             return None
         done = self.state.last_completed_cycle
         if done is not None and cycle_ns <= pd.Timestamp(done).value:
-            logger.warning("cycle %s already completed; not running it again", pd.Timestamp(cycle_ns, tz="UTC"))
+            if warn:
+                logger.warning("cycle %s already completed; not running it again", pd.Timestamp(cycle_ns, tz="UTC"))
             return None
         return cycle_ns
 
@@ -281,6 +294,8 @@ class ExecutorLoop:
         self.engine.manage(step)
         self.engine.record_valuation(step)
         self.state.replay_cursor = step
+        self.state.last_bar_at = self.feed.market.step_time(step).to_pydatetime()
+        self._processed = step
         self._checked_step = step
         self.store.save(self.state)
 
@@ -311,17 +326,18 @@ class ExecutorLoop:
         self.store.save(self.state)  # the cycle and its journal lines, in one transaction
         return report
 
-    def _decide_left_pending(self) -> None:
-        """Decide the cycle of the newest committed bar when a restart came between its two commits."""
-        step = self.state.replay_cursor
-        if step < 0 or step >= len(self._due):
+    def _decide_ended(self, step: int) -> None:
+        """Decide the cycle of the last processed bar when it is due now but has not run.
+
+        That is a cycle whose end a newer bar (or the feed's clock) has only now shown — on a
+        growing feed, the usual case when bars do not close exactly on the boundary — or one a
+        restart interrupted between its two commits.
+        """
+        cycle_ns = self._cycle_due(step)
+        if cycle_ns is None:
             return
-        cycle_ns = int(self._due[step])
-        done = self.state.last_completed_cycle
-        if not cycle_ns or (done is not None and cycle_ns <= pd.Timestamp(done).value):
-            return
-        logger.info("deciding the cycle of %s, which had not completed before the restart",
-                    pd.Timestamp(cycle_ns, tz="UTC"))
+        logger.info("deciding the cycle of %s, due after the bar closing %s", pd.Timestamp(cycle_ns, tz="UTC"),
+                    self.feed.market.step_time(step))
         report = self._decide(step, cycle_ns)
         if report is not None:
             self._publish_cycle(step, cycle_ns, report)

@@ -25,9 +25,10 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 from typing import NoReturn, Protocol
 
 import numpy as np
@@ -47,12 +48,13 @@ from tradeexecutor.daemon.publish import Publisher
 from tradeexecutor.daemon.scheduler import ApschedulerTicker, JobSpec, Ticker
 from tradeexecutor.daemon.settings import DaemonConfig
 from tradeexecutor.daemon.signals import StopSignals
-from tradeexecutor.daemon.startup import StateDirLock, check_loaded_state, replay_start_step
-from tradeexecutor.data.feed import ReplayFeed
+from tradeexecutor.daemon.startup import StateDirLock, check_loaded_state, replay_start_step, resume
+from tradeexecutor.data.feed import PriceFeed, ReplayFeed
+from tradeexecutor.data.follow import CandleFileTail, FollowFeed
 from tradeexecutor.data.market import MarketData
 from tradeexecutor.engine.engine import Engine, EventSink
-from tradeexecutor.engine.schedule import cycle_times
-from tradeexecutor.errors import StateCorruptError
+from tradeexecutor.engine.schedule import CycleSchedule, cycle_times
+from tradeexecutor.errors import ConfigError, StateCorruptError
 from tradeexecutor.notify import Notifier
 from tradeexecutor.runstate import CrashFile, RunState, RunStatus
 from tradeexecutor.ledger import Ledger, check_not_legacy
@@ -93,7 +95,7 @@ class Daemon:
     clock: Clock
     store: Ledger
     lock: StateDirLock
-    feed: ReplayFeed
+    feed: PriceFeed
     engine: Engine
     runstate: RunState
     commands: CommandQueue
@@ -288,9 +290,11 @@ def build_daemon(config: DaemonConfig, *, clock: Clock | None = None, journal: E
         else:
             check_loaded_state(state, strategy, market, store.path)
         engine = Engine(strategy, market, state, config=config.engine, asset_types=asset_types, events=journal)
-        feed = ReplayFeed(market, start=replay_start_step(config.replay_start, market, engine.indicators),
-                          monotonic=clock.monotonic)
-        feed.restore(state.replay_cursor)
+        start = replay_start_step(config.replay_start, market, engine.indicators)
+        feed = (FollowFeed(market, follow_tails(config.data, strategy.instruments), start=start,
+                           monotonic=clock.monotonic)
+                if config.follow else ReplayFeed(market, start=start, monotonic=clock.monotonic))
+        resume(feed, state)
         signals.check("the state was loaded and the indicators computed")
     except BaseException:
         lock.release()
@@ -329,7 +333,8 @@ def build_daemon(config: DaemonConfig, *, clock: Clock | None = None, journal: E
     caster = build_caster(config, market, files, journal, clock, title=strategy.name,
                           source={"name": strategy.name, "executor_id": runstate.executor_id, "mode": config.mode})
     daily = DailySummary(config.notify.summary_time, runstate, journal, clock.now) if notifier else None
-    loop = ExecutorLoop(engine, feed, store, runstate, commands, publisher, recorder, cycle_times=due,
+    loop = ExecutorLoop(engine, feed, store, runstate, commands, publisher, recorder,
+                        schedule=CycleSchedule(strategy.cycle_duration, config.cycle_offset),
                         journal=journal, now=clock.now, cycle_limit=config.cycle_limit,
                         safe_mode=bool(safe_reason), watchdog=watchdog, after_job=daily,
                         crash_loop=lambda: crash_loop_reason(crash_file, config.crash_loop_count,
@@ -344,6 +349,14 @@ def build_daemon(config: DaemonConfig, *, clock: Clock | None = None, journal: E
     return Daemon(config=config, clock=clock, store=store, lock=lock, feed=feed, engine=engine, runstate=runstate,
                   commands=commands, ticker=ticker, loop=loop, publisher=publisher, recorder=recorder,
                   watchdog=watchdog, notifier=notifier, health_watch=health_watch, caster=caster, signals=signals)
+
+
+def follow_tails(data: Sequence[str], symbols: Sequence[str]) -> list[CandleFileTail]:
+    """The followed candle files of ``--follow``: every --data source, each a .csv file."""
+    if not data:
+        raise ConfigError("--follow needs --data with the candle file(s) that grow; bundled data does not")
+    single = symbols[0] if len(symbols) == 1 else None
+    return [CandleFileTail(Path(source), symbol=single) for source in data]
 
 
 def build_caster(config: DaemonConfig, market: MarketData, files: RunFiles, journal: EventSink, clock: Clock, *,

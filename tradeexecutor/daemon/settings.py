@@ -77,6 +77,10 @@ class DaemonConfig:
     replay_start: str = setting("warm", spec="environment.replay_start",
                                 help="Where a new replay begins: warm (once every indicator has a value), first, or "
                                      "an ISO date.")
+    #: The --data candle files grow: after replaying them, lines appended to them become new bars.
+    follow: bool = setting(False, help="The --data .csv files grow: after replaying them, candles appended to them "
+                                       "become new bars (the run never completes; stop it with SIGTERM or "
+                                       "--max-cycles).")
     #: Cash, fees, fills and the cycle offset.
     engine: EngineConfig = field(default_factory=EngineConfig)
     trigger_seconds: float = setting(10.0, spec="core.trigger_seconds", unit="seconds", minimum=0,
@@ -133,6 +137,10 @@ class DaemonConfig:
             raise ConfigError(f"unknown mode {self.mode!r}: use one of {', '.join(MODES)}")
         if self.crash_policy not in CRASH_POLICIES:
             raise ConfigError(f"unknown crash policy {self.crash_policy!r}: use one of {', '.join(CRASH_POLICIES)}")
+        if self.follow and not self.data:
+            raise ConfigError("--follow needs --data naming the .csv candle file(s) that grow; bundled data does not")
+        if self.follow and self.end:
+            raise ConfigError("--end cuts the data, but --follow takes every candle appended to it: drop --end")
         check_settings(self)
         object.__setattr__(self, "cpu", check_cpu_setting(str(self.cpu)))
 

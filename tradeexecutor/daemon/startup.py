@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tradeexecutor.data.feed import PriceFeed, step_closing_at
 from tradeexecutor.data.market import MarketData
 from tradeexecutor.errors import ConfigError, StateError, StateLockedError
 from tradeexecutor.state import State
@@ -20,7 +21,7 @@ from tradeexecutor.strategy.indicators import IndicatorStore
 from tradeexecutor.strategy.loader import LoadedStrategy
 from tradeexecutor.timeframe import utc_timestamp
 
-__all__ = ["StateDirLock", "check_loaded_state", "replay_start_step"]
+__all__ = ["StateDirLock", "check_loaded_state", "replay_start_step", "resume"]
 
 logger = logging.getLogger("tradeexecutor.daemon")
 
@@ -74,6 +75,11 @@ def check_loaded_state(state: State, strategy: LoadedStrategy, market: MarketDat
         if symbol not in strategy.instruments:
             raise StateError(f"{where} holds an open position in {symbol}, which {strategy.path} no longer trades")
     cursor = state.replay_cursor
+    if state.last_bar_at is not None:
+        try:
+            cursor = step_closing_at(market, utc_timestamp(state.last_bar_at).value)
+        except StateError as error:
+            raise StateError(f"{where}: {error}") from None
     if cursor >= len(market):
         raise StateError(f"{where} replayed {cursor + 1} bars but the data has only {len(market)}: "
                          "the data changed since the state was written; restore it or use another --state-dir")
@@ -89,6 +95,15 @@ def check_loaded_state(state: State, strategy: LoadedStrategy, market: MarketDat
     done = state.last_completed_cycle
     if done is not None and cursor >= 0 and utc_timestamp(done) > market.step_time(cursor):
         raise StateError(f"{where} is inconsistent: its last completed cycle {done} is after its replay cursor")
+
+
+def resume(feed: PriceFeed, state: State) -> None:
+    """Continue the feed after the last bar the state processed: by its close time, or by the step index a state
+    written before ``last_bar_at`` existed saved."""
+    if state.last_bar_at is not None:
+        feed.restore_time(utc_timestamp(state.last_bar_at).value)
+    else:
+        feed.restore(state.replay_cursor)
 
 
 def replay_start_step(start: str, market: MarketData, indicators: IndicatorStore) -> int:

@@ -14,7 +14,9 @@ finds the first offending row with numpy, so millions of rows are checked in mil
 
 from __future__ import annotations
 
+import csv
 import gzip
+import io
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -25,7 +27,7 @@ import pandas as pd
 
 from tradeexecutor.errors import DataError
 
-__all__ = ["CANDLE_COLUMNS", "candles_by_symbol", "infer_frequency", "load_candles"]
+__all__ = ["CANDLE_COLUMNS", "candles_by_symbol", "infer_frequency", "load_candles", "read_appended_candles"]
 
 #: Columns of the long frame, in order.
 CANDLE_COLUMNS = ("symbol", "open", "high", "low", "close", "volume")
@@ -167,6 +169,11 @@ def _load_file(path: Path, symbol: str | None) -> _Rows:
         raw, label, first = _read_parquet(path), "row", 1
     else:
         raw, label, first = _read_csv(path), "line", 2
+    return _rows_of(path, raw, label, first, symbol)
+
+
+def _rows_of(path: Path, raw: pd.DataFrame, label: str, first: int, symbol: str | None) -> _Rows:
+    """Validate a file's rows (``first``: the line or row number of the first), blank CSV lines dropped."""
     numbers = np.arange(first, first + len(raw), dtype=np.int64)
     if label == "line" and len(raw):
         # Blank lines were kept (as all-missing rows) so that line numbers stay exact; drop them now.
@@ -183,6 +190,30 @@ def _load_file(path: Path, symbol: str | None) -> _Rows:
     if symbol is not None and "symbol" in raw.columns:
         rows = _select_symbol(rows, symbol)
     return rows
+
+
+def read_appended_candles(path: Path, header: str, lines: str, first_line: int,
+                          symbol: str | None = None) -> pd.DataFrame:
+    """Candles from complete lines appended to a CSV file since the last read, validated like load_candles.
+
+    ``header`` is the file's first line and ``first_line`` the line number of the first of
+    ``lines``, so a bad row is reported at its line in the file. Rows of other symbols than
+    ``symbol`` (when given) are left out; the result may be empty.
+    """
+    mapping = _map_columns(path, next(csv.reader([header])), "line 1")
+    text_columns = {orig: "str" for orig, canon in mapping.items() if canon == "symbol"}
+    try:
+        raw = pd.read_csv(io.StringIO(header + lines), dtype=text_columns, skip_blank_lines=False)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise DataError(f"{path}: the lines from line {first_line} on cannot be parsed as CSV ({_one_line(exc)}); "
+                        "every line needs the same number of comma-separated fields as the header") from exc
+    raw = raw.loc[:, list(mapping)].rename(columns=mapping)
+    rows = _rows_of(path, raw.reset_index(drop=True), "line", first_line, None if "symbol" in raw.columns else symbol)
+    if symbol is not None and "symbol" in raw.columns:
+        mask = (rows.symbols == symbol).to_numpy()
+        rows = _Rows(rows.path, rows.label, rows.numbers[mask], rows.symbols[mask].reset_index(drop=True),
+                     rows.ns[mask], {name: column[mask] for name, column in rows.values.items()})
+    return _combine([rows])
 
 
 def _read_csv(path: Path) -> pd.DataFrame:

@@ -8,8 +8,13 @@ step, so a feed can never leak the future into a cycle.
   cycles: every ``advance()`` delivers the next bar of the timeline, so a day of history can
   pass in a fraction of a second. Its ``cursor`` is persisted as ``state.replay_cursor`` and
   restored with ``restore(cursor)`` after a restart, so no bar is played twice.
-- An exchange adapter (a later issue) implements the same :class:`PriceFeed` protocol over
-  candles that grow as the exchange publishes them.
+- :class:`~tradeexecutor.data.follow.FollowFeed` appends candles to its MarketData as they close
+  (lines appended to a candle file); an exchange adapter (a later issue) implements the same
+  protocol over candles the exchange publishes.
+
+Progress is the close time of the last bar processed (``state.last_bar_at``), not a step
+index: the same time is the same bar whatever history was loaded at start-up, so
+``restore_time`` finds it again in data that has grown since.
 """
 
 from __future__ import annotations
@@ -18,10 +23,12 @@ import time
 from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
+import pandas as pd
+
 from tradeexecutor.data.market import MarketData
 from tradeexecutor.errors import StateError
 
-__all__ = ["PriceFeed", "ReplayFeed"]
+__all__ = ["PriceFeed", "ReplayFeed", "step_closing_at"]
 
 
 @runtime_checkable
@@ -47,6 +54,15 @@ class PriceFeed(Protocol):
 
     def restore(self, cursor: int) -> None:
         """Continue after ``cursor`` (a step delivered before a restart); raises StateError when it cannot."""
+        ...
+
+    def restore_time(self, close_ns: int) -> None:
+        """Continue after the bar closing at ``close_ns``; raises StateError when the data has no step then."""
+        ...
+
+    @property
+    def known_until_ns(self) -> int | None:
+        """Every bar closing at or before this time (ns) has been delivered or is in the market; None before any."""
         ...
 
     def lag_seconds(self, now: float) -> float | None:
@@ -106,8 +122,27 @@ class ReplayFeed:
             )
         self._cursor = max(cursor, self.start - 1) if cursor < 0 else cursor
 
+    def restore_time(self, close_ns: int) -> None:
+        """Continue after the bar closing at ``close_ns``, the last one a previous run processed."""
+        self.restore(step_closing_at(self.market, close_ns))
+
+    @property
+    def known_until_ns(self) -> int | None:
+        """The close time of the last bar delivered."""
+        return int(self.market.timeline_ns[self._cursor]) if self._cursor >= 0 else None
+
     def lag_seconds(self, now: float) -> float | None:
         """Seconds since the last bar was delivered, at monotonic time ``now``."""
         if self._delivered_at is None:
             return None
         return max(0.0, now - self._delivered_at)
+
+
+def step_closing_at(market: MarketData, close_ns: int) -> int:
+    """The timeline step closing exactly at ``close_ns``; StateError when the data has none (it changed)."""
+    step = market.step_at_or_before(close_ns)
+    if step < 0 or int(market.timeline_ns[step]) != close_ns:
+        moment = pd.Timestamp(close_ns, tz="UTC")
+        raise StateError(f"the state's last processed bar closes {moment}, but the data has no bar closing then: "
+                         "the data changed since the state was written (restore the data or use a new --state-dir)")
+    return step

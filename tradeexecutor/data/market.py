@@ -7,7 +7,6 @@ every instrument, and for each step of it every instrument knows its last closed
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import Mapping
 
@@ -18,15 +17,46 @@ from tradeexecutor.errors import DataError
 from tradeexecutor.timeframe import to_pandas_frequency
 
 
-@dataclass(slots=True)
-class SymbolBars:
-    """One instrument's candles as read-only numpy columns."""
+class Growing:
+    """A numpy column that grows by appends in amortised O(1): a buffer with spare room and a read-only view of its rows.
 
-    symbol: str
-    #: Asset type when known (equity, fx, crypto, future).
-    asset_type: str | None
-    #: The candles as a frame (open, high, low, close, volume) indexed by UTC open time.
-    frame: pd.DataFrame
+    The view is a new object after every append, so callers that keep a column must take it again
+    (``MarketData.generation`` tells them when); the rows already in it never change.
+    """
+
+    __slots__ = ("_buffer", "size")
+
+    def __init__(self, values: np.ndarray):
+        self._buffer = np.ascontiguousarray(values)
+        self.size = len(values)
+
+    def view(self) -> np.ndarray:
+        """The rows so far, read-only."""
+        view = self._buffer[: self.size]
+        view.flags.writeable = False
+        return view
+
+    def append(self, value: float | int) -> np.ndarray:
+        """Add one row; returns the new view."""
+        if self.size == len(self._buffer):
+            bigger = np.empty(max(16, 2 * len(self._buffer)), dtype=self._buffer.dtype)
+            bigger[: self.size] = self._buffer[: self.size]
+            self._buffer = bigger
+        self._buffer[self.size] = value
+        self.size += 1
+        return self.view()
+
+
+#: The per-bar columns of SymbolBars, in the order ``append`` takes them.
+BAR_COLUMNS = ("open_time_ns", "close_time_ns", "open", "high", "low", "close", "volume")
+
+
+class SymbolBars:
+    """One instrument's candles as read-only numpy columns, which grow as candles close (``MarketData.append``)."""
+
+    __slots__ = ("symbol", "asset_type", "_frame", "_index_name", "_columns", "open_time_ns", "close_time_ns",
+                 "open", "high", "low", "close", "volume")
+
     open_time_ns: np.ndarray
     close_time_ns: np.ndarray
     open: np.ndarray
@@ -35,56 +65,116 @@ class SymbolBars:
     close: np.ndarray
     volume: np.ndarray
 
+    def __init__(self, symbol: str, asset_type: str | None, frame: pd.DataFrame, frequency_ns: int):
+        self.symbol = symbol
+        #: Asset type when known (equity, fx, crypto, future).
+        self.asset_type = asset_type
+        self._frame: pd.DataFrame | None = frame
+        self._index_name = frame.index.name
+        open_ns = frame.index.asi8.copy()
+        columns = {
+            "open_time_ns": open_ns,
+            "close_time_ns": open_ns + frequency_ns,
+            **{name: frame[name].to_numpy(dtype=np.float64, copy=True) for name in BAR_COLUMNS[2:]},
+        }
+        self._columns = {name: Growing(values) for name, values in columns.items()}
+        for name, column in self._columns.items():
+            setattr(self, name, column.view())
+
     def __len__(self) -> int:
         return len(self.close)
 
+    @property
+    def frame(self) -> pd.DataFrame:
+        """The candles as a frame (open, high, low, close, volume) indexed by UTC open time.
 
-def _readonly(array: np.ndarray) -> np.ndarray:
-    array = np.ascontiguousarray(array)
-    array.flags.writeable = False
-    return array
+        Built from the columns again only when asked after candles were appended: the daemon's
+        per-bar work never needs the whole frame.
+        """
+        if self._frame is None:
+            self._frame = self.tail_frame(len(self))
+        return self._frame
+
+    def tail_frame(self, bars: int, end: int | None = None) -> pd.DataFrame:
+        """The ``bars`` candles before index ``end`` (default: all) as a new frame, in O(bars)."""
+        stop = len(self) if end is None else end
+        start = max(0, stop - bars)
+        index = pd.DatetimeIndex(self.open_time_ns[start:stop].view("M8[ns]"), name=self._index_name).tz_localize("UTC")
+        return pd.DataFrame({name: self.open_time_ns.dtype.type(0) + getattr(self, name)[start:stop]
+                             for name in BAR_COLUMNS[2:]}, index=index)
+
+    def append(self, open_ns: int, close_ns: int, values: tuple[float, float, float, float, float]) -> None:
+        """Add one closed candle (open, high, low, close, volume)."""
+        row = (open_ns, close_ns, *values)
+        for name, value in zip(BAR_COLUMNS, row):
+            setattr(self, name, self._columns[name].append(value))
+        self._frame = None
 
 
 class MarketData:
-    """Candles of one or many instruments, aligned on a timeline of bar close times."""
+    """Candles of one or many instruments, aligned on a timeline of bar close times.
 
-    def __init__(self, frames: Mapping[str, pd.DataFrame], frequency: timedelta, asset_types: Mapping[str, str | None] | None = None):
+    The timeline grows: :meth:`append` adds the candles that closed at a new, later time as one
+    new step, so a feed of live candles extends the same object the engine reads. A step, once
+    made, never changes; ``generation`` counts appends, so readers that keep columns know when
+    to take them again.
+    """
+
+    def __init__(self, frames: Mapping[str, pd.DataFrame], frequency: timedelta,
+                 asset_types: Mapping[str, str | None] | None = None):
         if not frames:
             raise DataError("no market data: the data source holds no instruments")
         self.frequency = pd.Timedelta(frequency)
-        freq_ns = int(self.frequency.value)
+        self._frequency_ns = freq_ns = int(self.frequency.value)
         self.bars: dict[str, SymbolBars] = {}
         for symbol, frame in frames.items():
             if len(frame) == 0:
                 raise DataError(f"no candles for {symbol} in the selected range")
-            frame = _utc_ns_index(frame)
-            open_ns = frame.index.asi8.copy()
-            self.bars[symbol] = SymbolBars(
-                symbol=symbol,
-                asset_type=(asset_types or {}).get(symbol),
-                frame=frame,
-                open_time_ns=_readonly(open_ns),
-                close_time_ns=_readonly(open_ns + freq_ns),
-                open=_readonly(frame["open"].to_numpy(dtype=np.float64)),
-                high=_readonly(frame["high"].to_numpy(dtype=np.float64)),
-                low=_readonly(frame["low"].to_numpy(dtype=np.float64)),
-                close=_readonly(frame["close"].to_numpy(dtype=np.float64)),
-                volume=_readonly(frame["volume"].to_numpy(dtype=np.float64)),
-            )
+            self.bars[symbol] = SymbolBars(symbol, (asset_types or {}).get(symbol), _utc_ns_index(frame), freq_ns)
         self.symbols: tuple[str, ...] = tuple(self.bars)
+        #: Appends since construction.
+        self.generation = 0
         closes = [bars.close_time_ns for bars in self.bars.values()]
-        self.timeline_ns: np.ndarray = _readonly(np.unique(np.concatenate(closes)) if len(closes) > 1 else closes[0])
+        self._timeline = Growing(np.unique(np.concatenate(closes)) if len(closes) > 1 else closes[0].copy())
+        self.timeline_ns: np.ndarray = self._timeline.view()
         #: For each symbol and timeline step, the index of its last bar closed by that step (-1: none yet).
         self.last_closed: dict[str, np.ndarray] = {}
         #: For each symbol and timeline step, the index of the bar that closes exactly at that step (-1: none).
         self.closing_at: dict[str, np.ndarray] = {}
+        self._last_closed: dict[str, Growing] = {}
+        self._closing_at: dict[str, Growing] = {}
         for symbol, bars in self.bars.items():
             last = np.searchsorted(bars.close_time_ns, self.timeline_ns, side="right") - 1
-            self.last_closed[symbol] = _readonly(last.astype(np.int64))
             position = np.searchsorted(bars.close_time_ns, self.timeline_ns, side="left")
             position_clipped = np.minimum(position, len(bars) - 1)
             exact = bars.close_time_ns[position_clipped] == self.timeline_ns
-            self.closing_at[symbol] = _readonly(np.where(exact, position_clipped, -1).astype(np.int64))
+            self._last_closed[symbol] = Growing(last.astype(np.int64))
+            self._closing_at[symbol] = Growing(np.where(exact, position_clipped, -1).astype(np.int64))
+            self.last_closed[symbol] = self._last_closed[symbol].view()
+            self.closing_at[symbol] = self._closing_at[symbol].view()
+
+    def append(self, close_ns: int, candles: Mapping[str, tuple[float, float, float, float, float]]) -> int:
+        """Add the candles (open, high, low, close, volume) of ``candles``' symbols that closed at ``close_ns``.
+
+        The time must be after every step so far (a step never changes once made); symbols
+        without a candle at that time keep their last one. Returns the new step.
+        """
+        newest = int(self.timeline_ns[-1])
+        if close_ns <= newest:
+            raise DataError(f"a candle closing {pd.Timestamp(close_ns, tz='UTC')} arrived after the one closing "
+                            f"{pd.Timestamp(newest, tz='UTC')}: candles must arrive in time order, each once")
+        unknown = [symbol for symbol in candles if symbol not in self.bars]
+        if unknown:
+            raise DataError(f"candles for {', '.join(unknown)}, which the market data does not hold "
+                            f"({', '.join(self.symbols)})")
+        for symbol, values in candles.items():
+            self.bars[symbol].append(close_ns - self._frequency_ns, close_ns, values)
+        self.timeline_ns = self._timeline.append(close_ns)
+        for symbol, bars in self.bars.items():
+            self.last_closed[symbol] = self._last_closed[symbol].append(len(bars) - 1)
+            self.closing_at[symbol] = self._closing_at[symbol].append(len(bars) - 1 if symbol in candles else -1)
+        self.generation += 1
+        return len(self.timeline_ns) - 1
 
     # -- construction -------------------------------------------------------------------
 

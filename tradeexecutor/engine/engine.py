@@ -171,10 +171,28 @@ class Engine:
         #: False until a position has had a protective order (it is never reset): while False,
         #: there is nothing for check_triggers to check and the backtest skips it.
         self.triggers_armed = any(triggers.has_triggers(p) for p in state.portfolio.open_positions)
+        self._generation = market.generation  # appends to the market already taken in (follow_market)
         #: Planned trades waiting for a fill, sells before buys.
         self.pending: list[tuple[Position, Trade]] = [
             (p, t) for p in state.portfolio.open_positions for t in p.trades if t.status == _PLANNED
         ]
+
+    def follow_market(self) -> None:
+        """Take in candles appended to the market since the last call (a growing feed).
+
+        The new bars' indicator values are added (on a bounded tail of the history, see
+        IndicatorStore.extend) and the columns the engine and the context keep are taken again.
+        A replay or backtest, whose market never grows, finds nothing to do.
+        """
+        market = self.market
+        if market.generation == self._generation:
+            return
+        self._generation = market.generation
+        self.indicators.extend(self.strategy.indicators, market, self.strategy.parameters,
+                               where=str(self.strategy.path))
+        self._closing_at = [market.closing_at[s] for s in self.symbols]
+        self._last_closed = [market.last_closed[s] for s in self.symbols]
+        self.context._follow_market()
 
     # -- the step, as a recipe ------------------------------------------------------------
 

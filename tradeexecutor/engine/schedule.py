@@ -29,3 +29,34 @@ def cycle_times(timeline_ns: np.ndarray, period: timedelta, offset: timedelta = 
     if boundaries[-1] > timeline_ns[-1]:
         result[-1] = 0
     return result
+
+
+class CycleSchedule:
+    """When a cycle runs, worked out one step at a time from the cycle duration: for timelines that grow.
+
+    The same rule as :func:`cycle_times` — the cycle at boundary B runs right after the last step
+    closing at or before B — decided with only what is known: a step closing exactly at B ends its
+    cycle at once; otherwise the cycle is due once a later step closes after B, or once the feed
+    knows every bar that closes by B (``known_until_ns`` ≥ B: the clock has passed the boundary).
+    Over a timeline known in full it gives exactly ``cycle_times``.
+    """
+
+    __slots__ = ("period_ns", "offset_ns")
+
+    def __init__(self, period: timedelta, offset: timedelta = timedelta(0)) -> None:
+        self.period_ns = int(period.total_seconds() * 1_000_000_000)
+        self.offset_ns = int(offset.total_seconds() * 1_000_000_000) % self.period_ns
+
+    def boundary(self, time_ns: int) -> int:
+        """The cycle boundary at or after ``time_ns``."""
+        shifted = time_ns - self.offset_ns
+        return -((-shifted) // self.period_ns) * self.period_ns + self.offset_ns
+
+    def due(self, timeline_ns: np.ndarray, step: int, known_until_ns: int | None = None) -> int:
+        """The cycle time (ns) when a cycle runs right after ``step``, else 0."""
+        boundary = self.boundary(int(timeline_ns[step]))
+        if step + 1 < len(timeline_ns):
+            return boundary if int(timeline_ns[step + 1]) > boundary else 0
+        if int(timeline_ns[step]) == boundary or (known_until_ns is not None and known_until_ns >= boundary):
+            return boundary
+        return 0

@@ -39,10 +39,14 @@ class State:
     last_completed_cycle: datetime | None = datetime_field()
     #: Number of strategy cycles completed over the life of the state.
     cycles_completed: int = 0
-    #: Where a replay feed stands (index of the last bar delivered), so restarts continue from there.
+    #: Where a replay feed stands (index of the last bar delivered in the data as loaded), for display and for
+    #: states written before ``last_bar_at`` existed.
     replay_cursor: int = -1
     #: Starting cash, for returns.
     initial_cash: float = 0.0
+    #: Close time of the last bar processed: the feed's progress, so restarts continue after it
+    #: whatever history the data holds by then (None: none yet, or a state from before this field).
+    last_bar_at: datetime | None = datetime_field()
 
     def instrument(self, instrument_id: int) -> Instrument:
         """Look an instrument up by id."""

@@ -250,6 +250,7 @@ def _state_to_dict(s: State, *, head_only: bool = False, fragments: PositionFrag
     d["cycles_completed"] = s.cycles_completed
     d["replay_cursor"] = s.replay_cursor
     d["initial_cash"] = s.initial_cash
+    d["last_bar_at"] = s.last_bar_at
     return d
 
 
@@ -278,6 +279,7 @@ def state_to_dict(state: State) -> dict[str, Any]:
     d = _state_to_dict(state)
     d["created_at"] = _iso(d["created_at"])
     d["last_completed_cycle"] = _iso(d["last_completed_cycle"])
+    d["last_bar_at"] = _iso(d["last_bar_at"])
     portfolio = d["portfolio"]
     for key in ("open_positions", "closed_positions", "failed_positions"):
         for position in portfolio[key]:
@@ -377,7 +379,7 @@ def _valuations_from_dict(d: dict[str, Any]) -> ValuationSeries:
 def _state_from_dict(d: dict[str, Any]) -> State:
     """The state from its dict, raising plain Python errors on a wrong shape."""
     kw = _fields(d, "the top level")
-    for key in ("created_at", "last_completed_cycle"):
+    for key in ("created_at", "last_completed_cycle", "last_bar_at"):
         value = kw.get(key)
         if value is not None:
             kw[key] = _dt(value)

@@ -89,6 +89,12 @@ class CycleContext:
         """Index of ``symbol``'s last bar closed at this cycle (-1 before its first)."""
         return self._closed[symbol].item(self._step)  # type: ignore[no-any-return]
 
+    def _follow_market(self) -> None:
+        """Take the market's columns again after candles were appended (each append makes new column views)."""
+        if self._default is not None:
+            self._default_close = self._market.bars[self._default].close
+            self._default_closed = self._market.last_closed[self._default]
+
     def _set_instrument_ids(self, ids: dict[str, int]) -> None:
         self._instrument_ids = ids
         if self._default is not None:

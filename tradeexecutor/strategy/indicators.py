@@ -7,7 +7,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 import pandas as pd
 
-from tradeexecutor.data.market import MarketData
+from tradeexecutor.data.market import Growing, MarketData, SymbolBars
 from tradeexecutor.errors import LookaheadRefusedError, StrategyLoadError
 from tradeexecutor.strategy.loader import _one_line, _user_line  # one wording for every failure of strategy code
 
@@ -34,14 +34,102 @@ def causality_cuts(bars: int) -> list[int]:
 
 
 class IndicatorStore:
-    """Indicator values per symbol and name, as read-only float arrays aligned with the bars."""
+    """Indicator values per symbol and name, as read-only float arrays aligned with the bars.
+
+    When candles are appended to the market (a growing feed), :meth:`extend` adds the new bars'
+    values: the indicator step runs on the last ``tails[symbol]`` bars only — a window found at
+    start-up (:func:`find_tail`) over which it gives the same values as on the whole history — or
+    on the whole history when no such window exists (an expanding statistic needs it). Either
+    way only the new bars' values are added: a value a cycle has seen never changes.
+    """
 
     def __init__(self, values: dict[str, dict[str, np.ndarray]] | None = None):
         self.values: dict[str, dict[str, np.ndarray]] = values or {}
+        #: Bars the indicator step needs to give a bar's value, per symbol (None: the whole history).
+        self.tails: dict[str, int | None] = {}
+        self._columns: dict[str, dict[str, Growing]] = {}
+        self._tail_checked_at: dict[str, int] = {}
 
     def names(self, symbol: str) -> list[str]:
         """Indicator names computed for ``symbol``."""
         return list(self.values.get(symbol, {}))
+
+    def extend(self, function: IndicatorFunction | None, market: MarketData, parameters: Any,
+               where: str = "indicators()") -> None:
+        """Add the values of bars appended to ``market`` since the last call, at a cost set by the tail window."""
+        if function is None:
+            return
+        for symbol, bars in market.bars.items():
+            values = self.values.get(symbol)
+            if values is None:
+                continue
+            have = len(next(iter(values.values()))) if values else len(bars)
+            if have >= len(bars):
+                continue
+            self._retune(function, bars, parameters, symbol, where)
+            tail = self.tails.get(symbol)
+            columns = self._columns.get(symbol)
+            if columns is None:
+                columns = self._columns[symbol] = {name: Growing(array) for name, array in values.items()}
+            for end in range(have + 1, len(bars) + 1):
+                frame = bars.tail_frame(end if tail is None else tail, end)
+                fresh = _compute_one(function, frame, parameters, symbol, where)
+                for name, column in columns.items():
+                    latest = fresh.get(name)
+                    values[name] = column.append(np.nan if latest is None else latest.item(-1))
+
+    def _retune(self, function: IndicatorFunction, bars: SymbolBars, parameters: Any, symbol: str,
+                where: str) -> None:
+        """Look for a tail window again when the history doubled since the last look found none."""
+        if symbol in self.tails and self.tails[symbol] is not None:
+            return
+        checked = self._tail_checked_at.get(symbol, 0)
+        if symbol in self.tails and len(bars) < 2 * checked:
+            return
+        frame = bars.frame
+        full = _compute_one(function, frame, parameters, symbol, where)
+        self.tails[symbol] = find_tail(function, frame, parameters, symbol, where, full)
+        self._tail_checked_at[symbol] = len(bars)
+
+
+#: Bars (spread over the second half of the history) at which a tail window must reproduce the full run's values.
+_TAIL_PROBES = 4
+
+
+def find_tail(function: IndicatorFunction, frame: pd.DataFrame, parameters: Any, symbol: str, where: str,
+              full: Mapping[str, np.ndarray]) -> int | None:
+    """The fewest bars (a power of two, at most half the history) over which the indicator step gives a bar the
+    same value as over the whole history; None when none does (or the history is too short to tell).
+
+    Checked at a few bars spread over the second half of the history, each with at least one finite value
+    among them, so a 200-bar SMA is found to need 256 bars and an expanding mean is found to need all.
+    """
+    bars = len(frame)
+    ends = sorted({bars - (bars // 2) * k // _TAIL_PROBES for k in range(_TAIL_PROBES)})
+    tail = 16
+    while tail <= bars // 2:
+        if _tail_matches(function, frame, parameters, symbol, where, full, tail, ends):
+            return tail
+        tail *= 2
+    return None
+
+
+def _tail_matches(function: IndicatorFunction, frame: pd.DataFrame, parameters: Any, symbol: str, where: str,
+                  full: Mapping[str, np.ndarray], tail: int, ends: list[int]) -> bool:
+    finite = False
+    for end in ends:
+        if end < tail:
+            return False
+        try:
+            fresh = _compute_one(function, frame.iloc[end - tail:end], parameters, symbol, where)
+        except StrategyLoadError:
+            return False  # too few bars for this step
+        for name, values in full.items():
+            got = fresh.get(name)
+            if got is None or _first_difference(values[end - 1:end], got[-1:]) is not None:
+                return False
+            finite = finite or bool(np.isfinite(values[end - 1]))
+    return finite
 
 
 def _to_array(name: str, symbol: str, result: Any, frame: pd.DataFrame, where: str) -> np.ndarray:
