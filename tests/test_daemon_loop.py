@@ -660,3 +660,18 @@ def new_state_for(strategy):  # type: ignore[no-untyped-def]
     from tradeexecutor.backtest.runner import new_state
 
     return new_state(strategy, EngineConfig(), T0)
+
+def test_a_replay_with_a_cycle_offset_restarts_after_its_cycles(tmp_path: Path) -> None:
+    """A noon cycle runs after the bar closing at midnight, so it is later than that bar: not an inconsistency."""
+    daemon, ticker, _ = make(tmp_path, engine=EngineConfig(cycle_offset_seconds=12 * 3600))
+    try:
+        run_ticks(daemon, ticker, 30)
+        done, cursor = daemon.engine.state.last_completed_cycle, daemon.feed.cursor
+        assert done is not None and done > daemon.feed.market.step_time(cursor)
+    finally:
+        daemon.close()
+    daemon, ticker, _ = make(tmp_path, engine=EngineConfig(cycle_offset_seconds=12 * 3600))
+    try:
+        assert daemon.feed.cursor == cursor
+    finally:
+        daemon.close()

@@ -54,7 +54,7 @@ from tradeexecutor.data.follow import CandleFileTail, FollowFeed
 from tradeexecutor.data.market import MarketData
 from tradeexecutor.engine.engine import Engine, EventSink
 from tradeexecutor.engine.schedule import CycleSchedule, cycle_times
-from tradeexecutor.errors import ConfigError, StateCorruptError
+from tradeexecutor.errors import StateCorruptError
 from tradeexecutor.notify import Notifier
 from tradeexecutor.runstate import CrashFile, RunState, RunStatus
 from tradeexecutor.ledger import Ledger, check_not_legacy
@@ -353,8 +353,6 @@ def build_daemon(config: DaemonConfig, *, clock: Clock | None = None, journal: E
 
 def follow_tails(data: Sequence[str], symbols: Sequence[str]) -> list[CandleFileTail]:
     """The followed candle files of ``--follow``: every --data source, each a .csv file."""
-    if not data:
-        raise ConfigError("--follow needs --data with the candle file(s) that grow; bundled data does not")
     single = symbols[0] if len(symbols) == 1 else None
     return [CandleFileTail(Path(source), symbol=single) for source in data]
 

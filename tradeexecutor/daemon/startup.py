@@ -93,7 +93,9 @@ def check_loaded_state(state: State, strategy: LoadedStrategy, market: MarketDat
                              f"{cursor} of the data closes {market.step_time(cursor)}: the data changed since the "
                              "state was written; restore it or use another --state-dir")
     done = state.last_completed_cycle
-    if done is not None and cursor >= 0 and utc_timestamp(done) > market.step_time(cursor):
+    # The cycle decided after a bar is the boundary at or after its close: less than one cycle later (an offset
+    # puts it after the bar's close, e.g. HH:08 after an hourly bar closing at HH:00).
+    if done is not None and cursor >= 0 and utc_timestamp(done) >= market.step_time(cursor) + strategy.cycle_duration:
         raise StateError(f"{where} is inconsistent: its last completed cycle {done} is after its replay cursor")
 
 

@@ -1,0 +1,277 @@
+"""Market data that grows: candles appended as they close, indicators extended on a tail, cycles from the clock,
+progress saved as the last processed candle time, and the same trades as a backtest over the same candles."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tradeexecutor.backtest import run_backtest
+from tradeexecutor.config import EngineConfig
+from tradeexecutor.daemon import CommandQueue, DaemonConfig, FakeClock, InMemoryTicker, build_daemon
+from tradeexecutor.daemon.runner import Daemon
+from tradeexecutor.data.bundled import load_bundled
+from tradeexecutor.data.candles import load_candles
+from tradeexecutor.data.follow import CandleFileTail
+from tradeexecutor.data.market import MarketData
+from tradeexecutor.data.source import load_market
+from tradeexecutor.errors import ConfigError, DataError, StateError
+from tradeexecutor.store import StateStore
+from tradeexecutor.strategy.indicators import compute_indicators
+from tradeexecutor.strategy.loader import load_strategy
+
+STRATEGIES = Path(__file__).parent / "strategies"
+T0 = datetime(2024, 1, 1, tzinfo=UTC)
+#: Cycles at noon: no daily bar closes on a boundary, so every cycle is decided when the next bar shows it ended.
+NOON = 12 * 3600
+
+
+def goog_lines(start: str = "2005-01-01", end: str = "2006-06-30") -> list[str]:
+    """GOOG daily candles as CSV lines (header first), from the bundled data."""
+    frame = load_bundled("stocks-daily")
+    frame = frame[(frame["symbol"] == "GOOG") & (frame.index >= start) & (frame.index <= end)]
+    lines = ["timestamp,open,high,low,close,volume"]
+    for at, row in frame.iterrows():
+        lines.append(f"{at.isoformat()},{row.open!r},{row.high!r},{row.low!r},{row.close!r},{row.volume!r}")
+    return lines
+
+
+def write(path: Path, lines: list[str], mode: str = "w") -> None:
+    with path.open(mode) as handle:
+        handle.write("".join(line + "\n" for line in lines))
+
+
+def make(tmp_path: Path, data: Path, **options: object) -> tuple[Daemon, InMemoryTicker]:
+    settings: dict[str, object] = {
+        "strategy_file": STRATEGIES / "daemon_sma.py", "state_dir": tmp_path / "state", "data": (str(data),),
+        "follow": True, "replay_seconds": 1.0, "replay_start": "first", "trigger_seconds": 0,
+        "revaluation_seconds": 0, "chart_seconds": 0, "watchdog_seconds": 0,
+        "engine": EngineConfig(cycle_offset_seconds=NOON),
+    }
+    settings.update(options)
+    clock = FakeClock(T0)
+    tickers: list[InMemoryTicker] = []
+
+    def factory(commands: CommandQueue) -> InMemoryTicker:
+        tickers.append(InMemoryTicker(commands, clock))
+        return tickers[0]
+
+    daemon = build_daemon(DaemonConfig(**settings), clock=clock, ticker_factory=factory,  # type: ignore[arg-type]
+                          environ={})
+    daemon.start_jobs()
+    return daemon, tickers[0]
+
+
+def tick(daemon: Daemon, ticker: InMemoryTicker, seconds: int) -> None:
+    for _ in range(seconds):
+        ticker.advance(1.0)
+        assert daemon.loop.run_pending() is None, daemon.loop.outcome
+
+
+def trades(state) -> list[tuple]:
+    portfolio = state.portfolio
+    positions = portfolio.closed_positions + portfolio.open_positions + portfolio.failed_positions
+    return sorted((t.id, t.kind, t.status, str(t.planned_at), t.executed_quantity, t.executed_price)
+                  for p in positions for t in p.trades)
+
+
+def backtest_of(path: Path):
+    strategy = load_strategy(STRATEGIES / "daemon_sma.py")
+    market, _ = load_market([str(path)], strategy.instruments)
+    return run_backtest(strategy, market, EngineConfig(cycle_offset_seconds=NOON)).state
+
+
+# -- MarketData.append ------------------------------------------------------------------------
+
+
+def test_appended_candles_read_like_candles_loaded_at_once() -> None:
+    frame = load_bundled("stocks-daily")
+    frame = frame[frame["symbol"].isin(["GOOG", "IBM"])]
+    whole = MarketData.from_long_frame(frame, timedelta(days=1))
+    cut = whole.timeline_ns[len(whole) // 2]
+    grown = MarketData.from_long_frame(frame[frame.index + pd.Timedelta(days=1) <= pd.Timestamp(cut, tz="UTC")],
+                                       timedelta(days=1))
+    kept, start = grown.bars["GOOG"].close, len(grown)
+    for step in range(len(grown), len(whole)):
+        time_ns = int(whole.timeline_ns[step])
+        candles = {}
+        for symbol in whole.symbols:
+            index = int(whole.closing_at[symbol][step])
+            if index >= 0:
+                bars = whole.bars[symbol]
+                candles[symbol] = (bars.open[index], bars.high[index], bars.low[index], bars.close[index],
+                                   bars.volume[index])
+        assert grown.append(time_ns, candles) == step
+    assert grown.generation == len(whole) - start
+    np.testing.assert_array_equal(grown.timeline_ns, whole.timeline_ns)
+    for symbol in whole.symbols:
+        np.testing.assert_array_equal(grown.last_closed[symbol], whole.last_closed[symbol])
+        np.testing.assert_array_equal(grown.closing_at[symbol], whole.closing_at[symbol])
+        pd.testing.assert_frame_equal(grown.bars[symbol].frame, whole.bars[symbol].frame, check_freq=False)
+    assert not grown.bars["GOOG"].close.flags.writeable
+    np.testing.assert_array_equal(kept, whole.bars["GOOG"].close[: len(kept)])  # old views still hold their rows
+
+
+def test_a_candle_at_or_before_the_newest_time_is_refused() -> None:
+    market = MarketData({"A": pd.DataFrame({"open": [1.0], "high": [1.0], "low": [1.0], "close": [1.0],
+                                            "volume": [0.0]}, index=pd.DatetimeIndex(["2024-01-01"], tz="UTC"))},
+                        timedelta(days=1))
+    with pytest.raises(DataError, match="must arrive in time order"):
+        market.append(int(market.timeline_ns[-1]), {"A": (1.0, 1.0, 1.0, 1.0, 0.0)})
+    with pytest.raises(DataError, match="does not hold"):
+        market.append(int(market.timeline_ns[-1]) + 1, {"B": (1.0, 1.0, 1.0, 1.0, 0.0)})
+
+
+# -- indicators on a tail ---------------------------------------------------------------------
+
+
+def _extend_one_by_one(function, frame: pd.DataFrame, first: int):
+    whole = MarketData({"X": frame}, timedelta(days=1))
+    market = MarketData({"X": frame.iloc[:first]}, timedelta(days=1))
+    store = compute_indicators(function, market, None, check_causality=False)
+    for step in range(first, len(frame)):
+        bars = whole.bars["X"]
+        market.append(int(bars.close_time_ns[step]), {"X": (bars.open[step], bars.high[step], bars.low[step],
+                                                            bars.close[step], bars.volume[step])})
+        store.extend(function, market, None)
+    return store, compute_indicators(function, whole, None, check_causality=False)
+
+
+def random_walk(bars: int) -> pd.DataFrame:
+    rng = np.random.default_rng(7)
+    close = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, bars)))
+    index = pd.date_range("2020-01-01", periods=bars, freq="1D", tz="UTC")
+    return pd.DataFrame({"open": close, "high": close * 1.01, "low": close * 0.99, "close": close,
+                         "volume": 1.0}, index=index)
+
+
+def test_a_rolling_indicator_is_extended_on_a_bounded_tail_with_the_full_runs_values() -> None:
+    def sma(candles, _):
+        return {"sma": candles["close"].rolling(200).mean(), "ema": candles["close"].ewm(span=20).mean()}
+
+    store, full = _extend_one_by_one(sma, random_walk(3000), 2000)
+    assert store.tails["X"] is not None and 200 <= store.tails["X"] <= 1024  # found, and far below the history
+    for name in ("sma", "ema"):
+        np.testing.assert_allclose(store.values["X"][name], full.values["X"][name], rtol=1e-9, equal_nan=True)
+        assert not store.values["X"][name].flags.writeable
+
+
+def test_an_expanding_indicator_is_recomputed_on_the_whole_history() -> None:
+    def expanding(candles, _):
+        return {"mean": candles["close"].expanding().mean()}
+
+    store, full = _extend_one_by_one(expanding, random_walk(600), 500)
+    assert store.tails["X"] is None
+    np.testing.assert_allclose(store.values["X"]["mean"], full.values["X"]["mean"], rtol=1e-12)
+
+
+# -- the file tail ------------------------------------------------------------------------------
+
+
+def test_the_tail_reads_only_complete_new_lines_and_names_a_bad_one(tmp_path: Path) -> None:
+    path = tmp_path / "goog.csv"
+    lines = goog_lines(end="2005-01-31")
+    write(path, lines[:5])
+    tail = CandleFileTail(path, symbol="GOOG")
+    assert len(tail.read()) == 4
+    assert tail.read() is None
+    with path.open("a") as handle:
+        handle.write(lines[5] + "\n" + lines[6][:10])  # the second line is still being written
+    assert len(tail.read()) == 1
+    with path.open("a") as handle:
+        handle.write(lines[6][10:] + "\n" + lines[7].replace(",", ",-", 1) + "\n")
+    with pytest.raises(DataError, match=rf"{path.name}, line 8: open is -"):
+        tail.read()
+
+
+# -- the daemon on a growing file -------------------------------------------------------------
+
+
+def test_a_growing_file_trades_like_a_backtest_over_the_same_candles_across_a_restart(tmp_path: Path) -> None:
+    path = tmp_path / "goog.csv"
+    lines = goog_lines()
+    write(path, lines[:60])  # about three months to start with
+    daemon, ticker = make(tmp_path, path)
+    try:
+        tick(daemon, ticker, 80)  # the loaded bars, then nothing new: the feed waits
+        assert daemon.feed.cursor == 58 and not daemon.feed.finished
+        for chunk in range(60, 200, 7):
+            write(path, lines[chunk:chunk + 7], "a")
+            tick(daemon, ticker, 9)
+        assert daemon.feed.cursor == 198
+    finally:
+        daemon.close()  # no stop: like a crash between two jobs
+    saved = StateStore(tmp_path / "state").load()
+    assert saved is not None and saved.last_bar_at == daemon.feed.market.step_time(198).to_pydatetime()
+    write(path, lines[200:], "a")  # more candles closed while the executor was down
+    daemon, ticker = make(tmp_path, path)
+    try:
+        assert daemon.feed.cursor == 198  # resumed after the last processed candle's time
+        tick(daemon, ticker, len(lines))
+        assert daemon.feed.cursor == len(lines) - 2
+        final = daemon.engine.state
+    finally:
+        daemon.close()
+    expected = backtest_of(path)
+    assert expected.portfolio.closed_positions, "the candles should make the strategy trade"
+    assert trades(final) == trades(expected)
+    assert final.valuations.timestamp == expected.valuations.timestamp
+    assert final.valuations.equity == pytest.approx(expected.valuations.equity)
+    assert final.last_completed_cycle == expected.last_completed_cycle
+    assert final.cycles_completed == expected.cycles_completed
+
+
+def test_a_state_from_before_last_bar_at_resumes_by_its_cursor(tmp_path: Path) -> None:
+    path = tmp_path / "goog.csv"
+    write(path, goog_lines(end="2005-06-30"))
+    daemon, ticker = make(tmp_path, path, follow=False)
+    try:
+        tick(daemon, ticker, 30)
+        cursor = daemon.feed.cursor
+    finally:
+        daemon.close()
+    store = StateStore(tmp_path / "state")
+    state = store.load()
+    assert state is not None and state.last_bar_at is not None
+    state.last_bar_at = None  # what today's code wrote before this field existed
+    store.save_snapshot(state)
+    daemon, ticker = make(tmp_path, path, follow=False)
+    try:
+        assert daemon.feed.cursor == cursor
+    finally:
+        daemon.close()
+
+
+def test_a_last_bar_time_the_data_does_not_hold_is_refused_naming_the_state(tmp_path: Path) -> None:
+    path = tmp_path / "goog.csv"
+    write(path, goog_lines(end="2005-06-30"))
+    daemon, ticker = make(tmp_path, path)
+    try:
+        tick(daemon, ticker, 10)
+    finally:
+        daemon.close()
+    store = StateStore(tmp_path / "state")
+    state = store.load()
+    assert state is not None and state.last_bar_at is not None
+    state.last_bar_at += timedelta(hours=1)
+    store.save_snapshot(state)
+    with pytest.raises(StateError, match=r"state.*has no bar closing then"):
+        make(tmp_path, path)
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"data": ()}, "--follow needs --data"),
+    ({"data": ("goog.csv",), "end": "2005-12-31"}, "drop --end"),
+])
+def test_follow_options_that_cannot_work_are_refused(options: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        DaemonConfig(strategy_file=STRATEGIES / "daemon_sma.py", follow=True, **options)  # type: ignore[arg-type]
+
+
+def test_only_plain_csv_files_can_be_followed(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="only plain .csv candle files can be followed"):
+        CandleFileTail(tmp_path / "goog.csv.gz")
