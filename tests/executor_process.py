@@ -1,7 +1,7 @@
 """``tradeexecutor start`` as a subprocess, watched over HTTP: the helper of the end-to-end tests.
 
 ``Executor(tmp_path, *args, strategy=...)`` starts one executor on a free port (or ``port``)
-replaying ``START`` to ``END`` of the bundled data from the first bar, with charts off and fast
+replaying ``START`` to ``END`` of the bundled data (``window=False``: all of ``--data``) from the first bar, with charts off and fast
 trigger checks and revaluations; ``wait_status`` polls /status until a condition holds.
 Used by tests/test_daemon_e2e.py and tests/test_wallboard_browser.py.
 """
@@ -34,14 +34,14 @@ class Executor:
     """One ``tradeexecutor start`` subprocess with its port and log file."""
 
     def __init__(self, tmp_path: Path, *args: str, strategy: str = "daemon_sma.py", state_dir: Path | None = None,
-                 env: dict[str, str] | None = None, port: int | None = None):
+                 env: dict[str, str] | None = None, port: int | None = None, window: bool = True):
         tmp_path.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
         self.state_dir = state_dir or tmp_path / "state"
         self.log = tmp_path / f"executor-{self.port}-{time.monotonic_ns()}.log"
         command = [sys.executable, "-m", "tradeexecutor.cli.main", "start", str(STRATEGIES / strategy),
-                   "--state-dir", str(self.state_dir), "--port", str(self.port), "--start", START, "--end", END,
-                   "--replay-start", "first", "--chart-seconds", "0", "--trigger-seconds", "0.5",
+                   "--state-dir", str(self.state_dir), "--port", str(self.port),
+                   *(("--start", START, "--end", END) if window else ()), "--replay-start", "first", "--chart-seconds", "0", "--trigger-seconds", "0.5",
                    "--revaluation-seconds", "0.7", *args]
         environment = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
         with open(self.log, "wb") as log:

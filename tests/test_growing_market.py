@@ -3,6 +3,7 @@ progress saved as the last processed candle time, and the same trades as a backt
 
 from __future__ import annotations
 
+import signal
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -15,14 +16,16 @@ from tradeexecutor.config import EngineConfig
 from tradeexecutor.daemon import CommandQueue, DaemonConfig, FakeClock, InMemoryTicker, build_daemon
 from tradeexecutor.daemon.runner import Daemon
 from tradeexecutor.data.bundled import load_bundled
-from tradeexecutor.data.candles import load_candles
 from tradeexecutor.data.follow import CandleFileTail
 from tradeexecutor.data.market import MarketData
 from tradeexecutor.data.source import load_market
 from tradeexecutor.errors import ConfigError, DataError, StateError
 from tradeexecutor.store import StateStore
+from tradeexecutor.store.journal import Journal
 from tradeexecutor.strategy.indicators import compute_indicators
 from tradeexecutor.strategy.loader import load_strategy
+
+from executor_process import Executor
 
 STRATEGIES = Path(__file__).parent / "strategies"
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
@@ -275,3 +278,48 @@ def test_follow_options_that_cannot_work_are_refused(options: dict, message: str
 def test_only_plain_csv_files_can_be_followed(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="only plain .csv candle files can be followed"):
         CandleFileTail(tmp_path / "goog.csv.gz")
+
+
+# -- the daemon subprocess on a growing file ----------------------------------------------------
+
+
+@pytest.mark.slow
+def test_a_paper_daemon_following_a_growing_file_trades_like_the_backtest(tmp_path: Path) -> None:
+    """A real executor process follows a file the test appends to, is stopped and started again while candles keep
+    coming, and ends with the trades of a backtest over the whole file; the restart resumes after the last bar's time."""
+    path = tmp_path / "goog.csv"
+    lines = goog_lines()
+    write(path, lines[:60])
+    args = ("--data", str(path), "--follow", "--replay-seconds", "0.02", "--cycle-offset", "12h")
+    executors: list[Executor] = []
+    try:
+        first = Executor(tmp_path, *args, window=False)
+        executors.append(first)
+        first.wait_status(lambda s: s["extra"]["replay_cursor"] == 58)  # the loaded candles, then it waits
+        for chunk in range(60, 180, 15):
+            write(path, lines[chunk:chunk + 15], "a")
+            first.wait_status(lambda s: s["extra"]["replay_cursor"] == chunk + 13)
+        first.process.send_signal(signal.SIGTERM)
+        assert first.wait(120) == 0, first.output()
+        stopped_at = StateStore(first.state_dir).load()
+        assert stopped_at is not None and stopped_at.last_bar_at is not None
+        write(path, lines[180:260], "a")  # candles closed while it was down
+        second = Executor(tmp_path, *args, window=False)
+        executors.append(second)
+        second.wait_status(lambda s: s["extra"]["replay_cursor"] == 258)
+        write(path, lines[260:], "a")
+        second.wait_status(lambda s: s["extra"]["replay_cursor"] == len(lines) - 2, timeout=240)
+        second.process.send_signal(signal.SIGTERM)
+        assert second.wait(120) == 0, second.output()
+    finally:
+        for executor in executors:
+            executor.kill()
+    started = [e for e in Journal(tmp_path / "state" / "journal.jsonl").read(limit=100_000) if e["event"] == "started"]
+    assert [e["fields"]["last_bar_at"] for e in started] == [None, stopped_at.last_bar_at.isoformat()]
+    state = StateStore(tmp_path / "state").load()
+    assert state is not None
+    expected = backtest_of(path)
+    assert expected.portfolio.closed_positions, "the candles should make the strategy trade"
+    assert trades(state) == trades(expected)
+    assert state.valuations.timestamp == expected.valuations.timestamp  # each bar once, none lost at the restart
+    assert state.cycles_completed == expected.cycles_completed

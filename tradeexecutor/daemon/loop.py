@@ -144,7 +144,8 @@ class ExecutorLoop:
         self._apply_pause()
         self.runstate.update(status=RunStatus.running, executor_running=True)
         self.publisher.progress(self.state)
-        self.journal("started", cursor=self.feed.cursor, cycles_completed=self.state.cycles_completed)
+        self.journal("started", cursor=self.feed.cursor, last_bar_at=self.state.last_bar_at,
+                     cycles_completed=self.state.cycles_completed)
         if self.safe_mode:
             self.journal("safe_mode", reason=self.runstate.snapshot().safe_mode_reason)
         if self.feed.finished:
