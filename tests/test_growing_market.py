@@ -20,6 +20,7 @@ from tradeexecutor.data.follow import CandleFileTail
 from tradeexecutor.data.market import MarketData
 from tradeexecutor.data.source import load_market
 from tradeexecutor.errors import ConfigError, DataError, StateError
+from tradeexecutor.stats import compute_summary
 from tradeexecutor.store import StateStore
 from tradeexecutor.store.journal import Journal
 from tradeexecutor.strategy.indicators import compute_indicators
@@ -80,6 +81,18 @@ def trades(state) -> list[tuple]:
     positions = portfolio.closed_positions + portfolio.open_positions + portfolio.failed_positions
     return sorted((t.id, t.kind, t.status, str(t.planned_at), t.executed_quantity, t.executed_price)
                   for p in positions for t in p.trades)
+
+
+def published_summary_is_the_whole_runs(daemon: Daemon) -> None:
+    """/summary's figures, kept by a RunningSummary, are compute_summary's over the whole state and prices so far."""
+    market, step = daemon.feed.market, daemon.feed.cursor
+    prices = {symbol: market.close_series(symbol).iloc[: int(market.last_closed[symbol][step]) + 1]
+              for symbol in market.symbols}
+    want = compute_summary(daemon.engine.state, benchmark_prices=prices).to_dict()
+    got = daemon.runstate.snapshot().summary_statistics
+    assert got is not None and got.keys() == want.keys()
+    for key, value in want.items():
+        assert got[key] == (pytest.approx(value, rel=1e-9) if isinstance(value, float) else value), key
 
 
 def backtest_of(path: Path):
@@ -205,6 +218,7 @@ def test_a_growing_file_trades_like_a_backtest_over_the_same_candles_across_a_re
         for chunk in range(60, 200, 7):
             write(path, lines[chunk:chunk + 7], "a")
             tick(daemon, ticker, 9)
+            published_summary_is_the_whole_runs(daemon)
         assert daemon.feed.cursor == 198
     finally:
         daemon.close()  # no stop: like a crash between two jobs

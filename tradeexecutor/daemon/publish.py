@@ -1,7 +1,10 @@
 """Keeps RunState current after each job: counters, summary statistics, charts, feed lag and next cycle.
 
 Called only on the loop's worker thread. Work is done once per job, never per request: the
-summary is computed after every cycle and the webhook serves stored bytes.
+summary is updated after every cycle and the webhook serves stored bytes. A job's work does not
+grow with the run's history: the summary statistics are a RunningSummary that folds in only the
+new valuation rows and closed positions, buy-and-hold is two binary searches a symbol, and the
+charts get deltas (below).
 
 Charts are drawn by a :class:`~tradeexecutor.visual.renderer.ChartRenderer` in a process of its
 own (drawing eight images costs about 0.6 s of Python, which on the loop's thread made 1-second
@@ -24,20 +27,22 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-import pandas as pd
+import numpy as np
 
 from tradeexecutor.stats.formatting import key_figures
 from tradeexecutor.daemon.clock import Clock
 from tradeexecutor.data.feed import PriceFeed
+from tradeexecutor.data.market import Growing
 from tradeexecutor.runstate import RunState, image_key
 from tradeexecutor.runstate.figures import FigureCounter
 from tradeexecutor.state import State
-from tradeexecutor.stats import compute_summary, write_trades_csv
+from tradeexecutor.stats import write_trades_csv
+from tradeexecutor.stats.running import RunningSummary
 from tradeexecutor.store.codec import PositionFragments
 from tradeexecutor.store.layout import RunFiles
 from tradeexecutor.store.publish import publish
 from tradeexecutor.visual.renderer import ChartRenderer
-from tradeexecutor.visual.series import DeltaFeed, price_columns
+from tradeexecutor.visual.series import DeltaFeed
 
 __all__ = ["CHART_TIME_SHARE", "PUBLISH_TIME_SHARE", "Publisher", "publication_due"]
 
@@ -65,8 +70,14 @@ class Publisher:
                                       ) if chart_seconds > 0 else None
         #: Asks the loop, from the renderer's thread, to run send_charts (queues a charts job).
         self.wake = wake
-        self._closes = {symbol: feed.market.close_series(symbol) for symbol in feed.market.symbols}
-        self._charts = DeltaFeed(price_columns(self._closes))
+        market = feed.market
+        #: Bar close times in epoch ms for the charts, extended as the market grows (chart_prices).
+        self._close_ms = {symbol: Growing(bars.close_time_ns // 1_000_000) for symbol, bars in market.bars.items()}
+        self._charts = DeltaFeed({symbol: (column.view(), market.bars[symbol].close)
+                                  for symbol, column in self._close_ms.items()})
+        self._generation = market.generation
+        #: The summary statistics, updated with each job's new rows and positions only.
+        self._summary = RunningSummary()
         self._last_chart: float | None = None
         self._charted: tuple[Any, ...] | None = None  # what the last delta covered (see _chart_mark)
         self._waiting = False  # charts were due while the renderer was busy
@@ -91,8 +102,7 @@ class Publisher:
             self.runstate.update_complete_cycle(cycle_time, now)
         else:
             self.runstate.bump_refreshed(now)
-        prices = self._prices(step)
-        summary = _json_safe(compute_summary(state, benchmark_prices=prices).to_dict())
+        summary = _json_safe(self._summary.summary(state, self._benchmark(step)).to_dict())
         self.runstate.update(summary_statistics=summary, last_cycle_duration=duration, last_cycle_lag=lag)
         self.send_charts(state)
         self.progress(state)
@@ -205,7 +215,8 @@ class Publisher:
         if renderer.needs_full:  # a new renderer process: it holds nothing yet
             self._charts.reset()
         step = self.feed.cursor
-        newest = {symbol: int(self.feed.market.last_closed[symbol][step]) for symbol in self._closes}
+        self._chart_prices()
+        newest = {symbol: int(self.feed.market.last_closed[symbol][step]) for symbol in self._close_ms}
         delta = self._charts.delta(state, newest)
         if not renderer.submit(delta):
             return False
@@ -244,14 +255,23 @@ class Publisher:
         self.runstate.update(visualisation_stale=reason)
 
 
-    def _prices(self, step: int) -> dict[str, pd.Series]:
-        """Close prices up to the bar closed at ``step``."""
+    def _benchmark(self, step: int) -> dict[str, tuple[np.ndarray, np.ndarray, int]]:
+        """Each symbol's close times (ns), closes and newest bar closed at ``step``, for buy-and-hold."""
         market = self.feed.market
-        result: dict[str, pd.Series] = {}
-        for symbol, closes in self._closes.items():
-            last = int(market.last_closed[symbol][step]) if step >= 0 else -1
-            result[symbol] = closes.iloc[: last + 1]
-        return result
+        return {symbol: (bars.close_time_ns, bars.close, int(market.last_closed[symbol][step]) if step >= 0 else -1)
+                for symbol, bars in market.bars.items()}
+
+    def _chart_prices(self) -> None:
+        """Give the chart feed the bars appended to the market since the last call (a growing feed)."""
+        market = self.feed.market
+        if market.generation == self._generation:
+            return
+        self._generation = market.generation
+        for symbol, column in self._close_ms.items():
+            bars = market.bars[symbol]
+            for close_ns in bars.close_time_ns[column.size:].tolist():
+                column.append(close_ns // 1_000_000)
+            self._charts.prices[symbol] = (column.view(), bars.close)
 
 
 #: Publishing files may take at most this share of the loop's time: the interval stretches as the state grows.
