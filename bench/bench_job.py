@@ -1,0 +1,126 @@
+"""A whole cycle job, end to end, against the length of the run's history: CPU per cycle at 1k, 10k and 100k cycles.
+
+Run from the repository root (``PYTHONPATH`` picks the checkout to measure)::
+
+    PYTHONPATH=. python bench/bench_job.py [--histories 1000,10000,100000] [--cycles 300]
+
+For each history length N: synthetic 1-minute candles (bench/bench_backtest.py's generator) in
+a CSV file, and the SMA crossover of bench/strategies/sma_1m.py (a cycle a bar). A fast replay
+gets the run to N completed cycles — the backtest over the first N bars, whose state (N
+valuation rows, its positions and trades) is saved as the executor's — and then a paper
+executor (``build_daemon``, the production wiring: state store, journal, publisher with the
+public files, RunningSummary, chart renderer process) resumes it on the in-memory ticker: each
+fake second one cycle job delivers the next bar, manages it, decides, commits, publishes and
+updates the statistics, with the charts job whenever the renderer asks. Measured: this
+process's CPU time (``time.process_time``: every thread of the executor, not the chart
+renderer's process) per cycle over ``--cycles`` cycles, after 20 unmeasured ones; the mean
+(publication and chart deltas amortised) and the median. Goal: flat, the mean at each N at
+most 1.5x the mean at the smallest N.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from tradeexecutor.backtest.runner import run_backtest  # noqa: E402
+from tradeexecutor.config import EngineConfig  # noqa: E402
+from tradeexecutor.daemon import CommandQueue, DaemonConfig, FakeClock, InMemoryTicker, build_daemon  # noqa: E402
+from tradeexecutor.data import generate_candles  # noqa: E402
+from tradeexecutor.data.source import load_market  # noqa: E402
+from tradeexecutor.store import StateStore  # noqa: E402
+from tradeexecutor.strategy.loader import load_strategy  # noqa: E402
+
+STRATEGY = ROOT / "bench" / "strategies" / "sma_1m.py"
+SYMBOL = "SYN"
+WARMUP = 20
+GOAL_RATIO = 1.5
+
+
+def measure(history: int, cycles: int, folder: Path) -> tuple[list[float], float]:
+    """CPU seconds of each of ``cycles`` cycle jobs after ``history`` completed ones, and of the public files in all."""
+    frame = generate_candles(history + WARMUP + cycles + 5, frequency="1m", seed=1, symbol=SYMBOL)
+    data = folder / f"candles-{history}.csv"
+    frame.to_csv(data, index_label="timestamp")
+    strategy = load_strategy(STRATEGY)
+    market, _ = load_market([str(data)], strategy.instruments)
+    prefix = market.between(None, market.step_time(history - 1))
+    state = run_backtest(strategy, prefix, EngineConfig(), now=datetime(2024, 1, 1, tzinfo=UTC)).state
+    state.replay_cursor = history - 1
+    if hasattr(state, "last_bar_at"):
+        state.last_bar_at = market.step_time(history - 1).to_pydatetime()
+    state_dir = folder / f"state-{history}"
+    StateStore(state_dir).save_snapshot(state)
+    clock = FakeClock(datetime(2024, 1, 1, tzinfo=UTC))
+    tickers: list[InMemoryTicker] = []
+
+    def factory(commands: CommandQueue) -> InMemoryTicker:
+        tickers.append(InMemoryTicker(commands, clock))
+        return tickers[0]
+
+    config = DaemonConfig(strategy_file=STRATEGY, state_dir=state_dir, data=(str(data),), replay_seconds=1.0,
+                          replay_start="first", watchdog_seconds=0)
+    daemon = build_daemon(config, clock=clock, ticker_factory=factory, environ={})
+    times: list[float] = []
+    files_cpu = [0.0]
+    write_files = daemon.publisher.files_now
+
+    def timed_files(*args: object, **kwargs: object) -> None:
+        started = time.process_time()
+        write_files(*args, **kwargs)  # type: ignore[arg-type]
+        files_cpu[0] += time.process_time() - started
+
+    try:
+        daemon.publisher.files_now = timed_files  # type: ignore[method-assign]
+        daemon.publisher.start()
+        daemon.start_jobs()
+        ticker = tickers[0]
+        for index in range(WARMUP + cycles):
+            started = time.process_time()
+            if index == WARMUP:
+                files_cpu[0] = 0.0
+            ticker.advance(1.0)
+            daemon.loop.run_pending()
+            if index >= WARMUP:
+                times.append(time.process_time() - started)
+        assert daemon.feed.cursor == history - 1 + WARMUP + cycles, daemon.feed.cursor
+    finally:
+        daemon.close()
+    return times, files_cpu[0]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--histories", default="1000,10000,100000")
+    parser.add_argument("--cycles", type=int, default=300)
+    args = parser.parse_args(argv)
+    print(f"python {platform.python_version()} on {platform.machine()}, {args.cycles} cycles each, "
+          f"checkout {ROOT}")
+    base: float | None = None
+    worst = 0.0
+    with tempfile.TemporaryDirectory() as folder:
+        for history in [int(h) for h in args.histories.split(",")]:
+            times, files = measure(history, args.cycles, Path(folder))
+            mean, median = statistics.fmean(times), statistics.median(times)
+            without = mean - files / len(times)
+            base = base or without
+            worst = max(worst, without / base)
+            print(f"after {history:>7,} cycles: CPU per cycle mean {mean * 1e3:6.2f} ms, median {median * 1e3:6.2f} ms, "
+                  f"max {max(times) * 1e3:7.1f} ms; of the mean, public files {files / len(times) * 1e3:6.2f} ms, "
+                  f"the rest {without * 1e3:6.2f} ms = {without / base:4.2f}x the shortest history")
+    print(f"goal: flat (<= {GOAL_RATIO}x): {'met' if worst <= GOAL_RATIO else 'NOT met'} ({worst:.2f}x)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
