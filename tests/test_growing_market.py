@@ -14,12 +14,14 @@ import pytest
 from tradeexecutor.backtest import run_backtest
 from tradeexecutor.config import EngineConfig
 from tradeexecutor.daemon import CommandQueue, DaemonConfig, FakeClock, InMemoryTicker, build_daemon
+from tradeexecutor.daemon.castdata import ChartFeed
 from tradeexecutor.daemon.runner import Daemon
 from tradeexecutor.data.bundled import load_bundled
 from tradeexecutor.data.follow import CandleFileTail
-from tradeexecutor.data.market import MarketData
+from tradeexecutor.data.market import CloseColumns, MarketData
 from tradeexecutor.data.source import load_market
 from tradeexecutor.errors import ConfigError, DataError, StateError
+from tradeexecutor.state import State
 from tradeexecutor.stats import compute_summary
 from tradeexecutor.store import StateStore
 from tradeexecutor.store.journal import Journal
@@ -337,3 +339,22 @@ def test_a_paper_daemon_following_a_growing_file_trades_like_the_backtest(tmp_pa
     assert trades(state) == trades(expected)
     assert state.valuations.timestamp == expected.valuations.timestamp  # each bar once, none lost at the restart
     assert state.cycles_completed == expected.cycles_completed
+
+
+def test_chart_feeds_take_the_bars_appended_to_the_market() -> None:
+    frame = random_walk(40)
+    market = MarketData({"X": frame.iloc[:30]}, timedelta(days=1))
+    closes = CloseColumns(market)
+    feed = ChartFeed(closes)
+    state = State(name="t")
+    state.valuations.append(int(market.timeline_ns[0]) // 1_000_000, 1.0, 1.0, 0.0)
+    feed.update(state, {"X": 29})
+    whole = MarketData({"X": frame}, timedelta(days=1))
+    bars = whole.bars["X"]
+    for index in range(30, 40):
+        market.append(int(bars.close_time_ns[index]), {"X": (bars.open[index], bars.high[index], bars.low[index],
+                                                             bars.close[index], bars.volume[index])})
+    feed.update(state, {"X": 39})
+    times, values = feed.closes["X"].points()
+    assert times[-1] == int(bars.close_time_ns[39]) // 1_000_000 and values[-1] == bars.close[39]
+    np.testing.assert_array_equal(closes["X"][0], whole.bars["X"].close_time_ns // 1_000_000)

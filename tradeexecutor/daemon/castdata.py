@@ -81,9 +81,11 @@ class ChartFeed:
 
     def __init__(self, prices: Mapping[str, tuple[np.ndarray, np.ndarray]],
                  max_points: int = DEFAULT_MAX_POINTS) -> None:
-        """``prices``: symbol → (bar close times in epoch ms, closes), oldest first."""
+        """``prices``: symbol → (bar close times in epoch ms, closes), oldest first; read again at every update, so
+        a mapping that grows with the market (``data.market.CloseColumns``) brings the new bars."""
         symbols = list(prices)[: MAX_SERIES - 1]
-        self._prices = {symbol: prices[symbol] for symbol in symbols}
+        self._prices = prices
+        self._symbols = symbols
         self.equity = Downsampled(max_points)
         self.closes = {symbol: Downsampled(max_points) for symbol in symbols}
         self._equity_taken = 0  # valuation rows appended (all but the newest)
@@ -101,7 +103,8 @@ class ChartFeed:
         self._equity_taken = max(self._equity_taken, rows - 1)
         self._provisional = (valuations.timestamp[-1], valuations.equity[-1]) if rows else None
         first_ms = valuations.timestamp[0] if rows else None
-        for symbol, (times, closes) in self._prices.items():
+        for symbol in self._symbols:
+            times, closes = self._prices[symbol]
             start = self._close_next[symbol]
             if start is None:
                 if first_ms is None:

@@ -32,7 +32,7 @@ import numpy as np
 from tradeexecutor.stats.formatting import key_figures
 from tradeexecutor.daemon.clock import Clock
 from tradeexecutor.data.feed import PriceFeed
-from tradeexecutor.data.market import Growing
+from tradeexecutor.data.market import CloseColumns
 from tradeexecutor.runstate import RunState, image_key
 from tradeexecutor.runstate.figures import FigureCounter
 from tradeexecutor.state import State
@@ -70,12 +70,10 @@ class Publisher:
                                       ) if chart_seconds > 0 else None
         #: Asks the loop, from the renderer's thread, to run send_charts (queues a charts job).
         self.wake = wake
-        market = feed.market
-        #: Bar close times in epoch ms for the charts, extended as the market grows (chart_prices).
-        self._close_ms = {symbol: Growing(bars.close_time_ns // 1_000_000) for symbol, bars in market.bars.items()}
-        self._charts = DeltaFeed({symbol: (column.view(), market.bars[symbol].close)
-                                  for symbol, column in self._close_ms.items()})
-        self._generation = market.generation
+        #: Bar close times in epoch ms and closes for the charts, extended as the market grows (chart_prices).
+        self._closes = CloseColumns(feed.market)
+        self._charts = DeltaFeed(self._closes)
+        self._generation = feed.market.generation
         #: The summary statistics, updated with each job's new rows and positions only.
         self._summary = RunningSummary()
         self._last_chart: float | None = None
@@ -216,7 +214,7 @@ class Publisher:
             self._charts.reset()
         step = self.feed.cursor
         self._chart_prices()
-        newest = {symbol: int(self.feed.market.last_closed[symbol][step]) for symbol in self._close_ms}
+        newest = {symbol: int(self.feed.market.last_closed[symbol][step]) for symbol in self._closes}
         delta = self._charts.delta(state, newest)
         if not renderer.submit(delta):
             return False
@@ -267,11 +265,7 @@ class Publisher:
         if market.generation == self._generation:
             return
         self._generation = market.generation
-        for symbol, column in self._close_ms.items():
-            bars = market.bars[symbol]
-            for close_ns in bars.close_time_ns[column.size:].tolist():
-                column.append(close_ns // 1_000_000)
-            self._charts.prices[symbol] = (column.view(), bars.close)
+        self._charts.prices.update(self._closes)
 
 
 #: Publishing files may take at most this share of the loop's time: the interval stretches as the state grows.

@@ -51,7 +51,7 @@ from tradeexecutor.daemon.signals import StopSignals
 from tradeexecutor.daemon.startup import StateDirLock, check_loaded_state, replay_start_step, resume
 from tradeexecutor.data.feed import PriceFeed, ReplayFeed
 from tradeexecutor.data.follow import CandleFileTail, FollowFeed
-from tradeexecutor.data.market import MarketData
+from tradeexecutor.data.market import CloseColumns, MarketData
 from tradeexecutor.engine.engine import Engine, EventSink
 from tradeexecutor.engine.schedule import CycleSchedule, cycle_times
 from tradeexecutor.errors import StateCorruptError
@@ -360,8 +360,8 @@ def follow_tails(data: Sequence[str], symbols: Sequence[str]) -> list[CandleFile
 def build_caster(config: DaemonConfig, market: MarketData, files: RunFiles, journal: EventSink, clock: Clock, *,
                  title: str, source: dict[str, object]) -> Caster:
     """The caster of one executor: its chart feed over the market's closes, its cast.json read now."""
-    prices = {symbol: (bars.close_time_ns // 1_000_000, bars.close) for symbol, bars in market.bars.items()}
-    caster = Caster(config.cast, CastTargetFile(files.cast), journal, ChartFeed(prices), title=title, source=source,
+    caster = Caster(config.cast, CastTargetFile(files.cast), journal, ChartFeed(CloseColumns(market)), title=title,
+                    source=source,
                     last_bars=lambda step: {symbol: int(market.last_closed[symbol][step]) for symbol in market.symbols},
                     monotonic=clock.monotonic, now=clock.now)
     caster.load()

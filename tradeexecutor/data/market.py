@@ -8,7 +8,7 @@ every instrument, and for each step of it every instrument knows its last closed
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Mapping
+from collections.abc import Iterator, Mapping
 
 import numpy as np
 import pandas as pd
@@ -299,3 +299,31 @@ def resample(frame: pd.DataFrame, frequency: timedelta) -> pd.DataFrame:
         }
     )
     return result.dropna(subset=["open", "close"])
+
+
+class CloseColumns(Mapping[str, tuple[np.ndarray, np.ndarray]]):
+    """Each symbol's (bar close times in epoch ms, closes), for charts: kept up to date as the market grows.
+
+    The millisecond column is extended by the appended bars only, so reading it after each job
+    costs what was appended, not the history.
+    """
+
+    def __init__(self, market: MarketData) -> None:
+        self.market = market
+        self._ms = {symbol: Growing(bars.close_time_ns // 1_000_000) for symbol, bars in market.bars.items()}
+        self._generation = market.generation
+
+    def __getitem__(self, symbol: str) -> tuple[np.ndarray, np.ndarray]:
+        market = self.market
+        if market.generation != self._generation:
+            self._generation = market.generation
+            for name, column in self._ms.items():
+                for close_ns in market.bars[name].close_time_ns[column.size:].tolist():
+                    column.append(close_ns // 1_000_000)
+        return self._ms[symbol].view(), market.bars[symbol].close
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.market.symbols)
+
+    def __len__(self) -> int:
+        return len(self.market.symbols)
