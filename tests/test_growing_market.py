@@ -20,6 +20,7 @@ from tradeexecutor.data.bundled import load_bundled
 from tradeexecutor.data.follow import CandleFileTail
 from tradeexecutor.data.market import CloseColumns, MarketData
 from tradeexecutor.data.source import load_market
+from tradeexecutor.engine.engine import Engine
 from tradeexecutor.errors import ConfigError, DataError, StateError
 from tradeexecutor.state import State
 from tradeexecutor.stats import compute_summary
@@ -358,3 +359,24 @@ def test_chart_feeds_take_the_bars_appended_to_the_market() -> None:
     times, values = feed.closes["X"].points()
     assert times[-1] == int(bars.close_time_ns[39]) // 1_000_000 and values[-1] == bars.close[39]
     np.testing.assert_array_equal(closes["X"][0], whole.bars["X"].close_time_ns // 1_000_000)
+
+
+def test_the_context_reads_appended_candles_and_their_indicators() -> None:
+    frame = load_bundled("stocks-daily")
+    frame = frame[frame["symbol"] == "GOOG"].drop(columns="symbol").iloc[:120]
+    whole = MarketData({"GOOG": frame}, timedelta(days=1))
+    market = MarketData({"GOOG": frame.iloc[:100]}, timedelta(days=1))
+    strategy = load_strategy(STRATEGIES / "daemon_sma.py")
+    engine = Engine(strategy, market, State(name=strategy.name), config=EngineConfig())
+    reference = Engine(strategy, whole, State(name=strategy.name), config=EngineConfig())
+    bars = whole.bars["GOOG"]
+    for index in range(100, 120):
+        step = market.append(int(bars.close_time_ns[index]), {"GOOG": (
+            bars.open[index], bars.high[index], bars.low[index], bars.close[index], bars.volume[index])})
+        engine.follow_market()
+        engine.context._move_to(step, int(market.timeline_ns[step]))
+        reference.context._move_to(step, int(whole.timeline_ns[step]))
+        ctx, expected = engine.context, reference.context
+        assert ctx.close() == expected.close() and ctx.bars_available() == index + 1
+        assert ctx.indicator("slow") == pytest.approx(expected.indicator("slow"), rel=1e-12)
+        pd.testing.assert_frame_equal(ctx.candles(bars=5), expected.candles(bars=5), check_freq=False)

@@ -99,6 +99,8 @@ class SymbolBars:
         """The ``bars`` candles before index ``end`` (default: all) as a new frame, in O(bars)."""
         stop = len(self) if end is None else end
         start = max(0, stop - bars)
+        if self._frame is not None:
+            return self._frame.iloc[start:stop].copy()
         index = pd.DatetimeIndex(self.open_time_ns[start:stop].view("M8[ns]"), name=self._index_name).tz_localize("UTC")
         return pd.DataFrame({name: self.open_time_ns.dtype.type(0) + getattr(self, name)[start:stop]
                              for name in BAR_COLUMNS[2:]}, index=index)

@@ -90,10 +90,16 @@ class CycleContext:
         return self._closed[symbol].item(self._step)  # type: ignore[no-any-return]
 
     def _follow_market(self) -> None:
-        """Take the market's columns again after candles were appended (each append makes new column views)."""
+        """Take the market's and the indicators' columns again after candles were appended (each append makes
+        new column views; the ones kept here would stop at the old length)."""
+        market = self._market
+        self._closed = {s: market.last_closed[s] for s in self._symbols}
         if self._default is not None:
-            self._default_close = self._market.bars[self._default].close
-            self._default_closed = self._market.last_closed[self._default]
+            values = self._indicators.get(self._default, {})
+            self._default_values = {name: _view(column) for name, column in values.items()
+                                    if column.ndim == 1 and column.dtype.kind in "fiub"}
+            self._default_close = _view(market.bars[self._default].close)
+            self._default_closed = _view(market.last_closed[self._default])
 
     def _set_instrument_ids(self, ids: dict[str, int]) -> None:
         self._instrument_ids = ids
@@ -175,8 +181,7 @@ class CycleContext:
         """A copy of the closed candles, the last ``bars`` of them (all when None)."""
         sym = self._symbol(symbol)
         end = self._last(sym) + 1
-        start = 0 if bars is None else max(0, end - bars)
-        return self._market.bars[sym].frame.iloc[start:end].copy()
+        return self._market.bars[sym].tail_frame(end if bars is None else bars, end)
 
     # -- indicators -------------------------------------------------------------------
 
