@@ -312,10 +312,10 @@ def test_a_paper_daemon_following_a_growing_file_trades_like_the_backtest(tmp_pa
     try:
         first = Executor(tmp_path, *args, window=False)
         executors.append(first)
-        first.wait_status(lambda s: s["extra"]["replay_cursor"] == 58)  # the loaded candles, then it waits
+        first.wait_status(lambda s: s["extra"].get("replay_cursor") == 58)  # the loaded candles, then it waits
         for chunk in range(60, 180, 15):
             write(path, lines[chunk:chunk + 15], "a")
-            first.wait_status(lambda s: s["extra"]["replay_cursor"] == chunk + 13)
+            first.wait_status(lambda s: s["extra"].get("replay_cursor") == chunk + 13)
         first.process.send_signal(signal.SIGTERM)
         assert first.wait(120) == 0, first.output()
         stopped_at = StateStore(first.state_dir).load()
@@ -323,9 +323,9 @@ def test_a_paper_daemon_following_a_growing_file_trades_like_the_backtest(tmp_pa
         write(path, lines[180:260], "a")  # candles closed while it was down
         second = Executor(tmp_path, *args, window=False)
         executors.append(second)
-        second.wait_status(lambda s: s["extra"]["replay_cursor"] == 258)
+        second.wait_status(lambda s: s["extra"].get("replay_cursor") == 258)
         write(path, lines[260:], "a")
-        second.wait_status(lambda s: s["extra"]["replay_cursor"] == len(lines) - 2, timeout=240)
+        second.wait_status(lambda s: s["extra"].get("replay_cursor") == len(lines) - 2, timeout=240)
         second.process.send_signal(signal.SIGTERM)
         assert second.wait(120) == 0, second.output()
     finally:

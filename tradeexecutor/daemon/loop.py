@@ -123,6 +123,7 @@ class ExecutorLoop:
         self._crash_loop = crash_loop
         #: The last bar processed (managed and saved), -1 before the first: after a restart, the restored cursor.
         self._processed = feed.cursor if (self.state.last_bar_at is not None or self.state.replay_cursor >= 0) else -1
+        self._resumed_at = self._processed  # the last bar a previous process processed (-1: none)
         self._checked_step = feed.cursor  # newest bar whose triggers have been checked
         self._jobs: dict[JobKind, Callable[[], None]] = {
             JobKind.cycle: self.run_cycle,
@@ -337,8 +338,10 @@ class ExecutorLoop:
         cycle_ns = self._cycle_due(step)
         if cycle_ns is None:
             return
-        logger.info("deciding the cycle of %s, due after the bar closing %s", pd.Timestamp(cycle_ns, tz="UTC"),
-                    self.feed.market.step_time(step))
+        restarted = step == self._resumed_at  # left undecided by the process before this one
+        logger.log(logging.INFO if restarted else logging.DEBUG, "deciding the cycle of %s, due after the bar closing %s%s",
+                   pd.Timestamp(cycle_ns, tz="UTC"), self.feed.market.step_time(step),
+                   ", which had not completed before the restart" if restarted else "")
         report = self._decide(step, cycle_ns)
         if report is not None:
             self._publish_cycle(step, cycle_ns, report)
