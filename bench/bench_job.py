@@ -38,7 +38,7 @@ from tradeexecutor.config import EngineConfig  # noqa: E402
 from tradeexecutor.daemon import CommandQueue, DaemonConfig, FakeClock, InMemoryTicker, build_daemon  # noqa: E402
 from tradeexecutor.data import generate_candles  # noqa: E402
 from tradeexecutor.data.source import load_market  # noqa: E402
-from tradeexecutor.store import StateStore  # noqa: E402
+from tradeexecutor.ledger import LEDGER_NAME, Ledger  # noqa: E402
 from tradeexecutor.strategy.loader import load_strategy  # noqa: E402
 
 STRATEGY = ROOT / "bench" / "strategies" / "sma_1m.py"
@@ -60,7 +60,10 @@ def measure(history: int, cycles: int, folder: Path) -> tuple[list[float], float
     if hasattr(state, "last_bar_at"):
         state.last_bar_at = market.step_time(history - 1).to_pydatetime()
     state_dir = folder / f"state-{history}"
-    StateStore(state_dir).save_snapshot(state)
+    state_dir.mkdir(parents=True)
+    ledger = Ledger(state_dir / LEDGER_NAME)
+    ledger.save_snapshot(state)
+    ledger.close()
     clock = FakeClock(datetime(2024, 1, 1, tzinfo=UTC))
     tickers: list[InMemoryTicker] = []
 

@@ -24,7 +24,7 @@ from tradeexecutor.engine.engine import Engine
 from tradeexecutor.errors import ConfigError, DataError, StateError
 from tradeexecutor.state import State
 from tradeexecutor.stats import compute_summary
-from tradeexecutor.store import StateStore
+from tradeexecutor.ledger import LEDGER_NAME, Ledger, load_state
 from tradeexecutor.store.journal import Journal
 from tradeexecutor.strategy.indicators import compute_indicators
 from tradeexecutor.strategy.loader import load_strategy
@@ -225,7 +225,7 @@ def test_a_growing_file_trades_like_a_backtest_over_the_same_candles_across_a_re
         assert daemon.feed.cursor == 198
     finally:
         daemon.close()  # no stop: like a crash between two jobs
-    saved = StateStore(tmp_path / "state").load()
+    saved = load_state(tmp_path / "state")
     assert saved is not None and saved.last_bar_at == daemon.feed.market.step_time(198).to_pydatetime()
     write(path, lines[200:], "a")  # more candles closed while the executor was down
     daemon, ticker = make(tmp_path, path)
@@ -254,11 +254,12 @@ def test_a_state_from_before_last_bar_at_resumes_by_its_cursor(tmp_path: Path) -
         cursor = daemon.feed.cursor
     finally:
         daemon.close()
-    store = StateStore(tmp_path / "state")
+    store = Ledger(tmp_path / "state" / LEDGER_NAME)
     state = store.load()
     assert state is not None and state.last_bar_at is not None
     state.last_bar_at = None  # what today's code wrote before this field existed
     store.save_snapshot(state)
+    store.close()
     daemon, ticker = make(tmp_path, path, follow=False)
     try:
         assert daemon.feed.cursor == cursor
@@ -274,11 +275,12 @@ def test_a_last_bar_time_the_data_does_not_hold_is_refused_naming_the_state(tmp_
         tick(daemon, ticker, 10)
     finally:
         daemon.close()
-    store = StateStore(tmp_path / "state")
+    store = Ledger(tmp_path / "state" / LEDGER_NAME)
     state = store.load()
     assert state is not None and state.last_bar_at is not None
     state.last_bar_at += timedelta(hours=1)
     store.save_snapshot(state)
+    store.close()
     with pytest.raises(StateError, match=r"state.*has no bar closing then"):
         make(tmp_path, path)
 
@@ -318,7 +320,7 @@ def test_a_paper_daemon_following_a_growing_file_trades_like_the_backtest(tmp_pa
             first.wait_status(lambda s: s["extra"].get("replay_cursor") == chunk + 13)
         first.process.send_signal(signal.SIGTERM)
         assert first.wait(120) == 0, first.output()
-        stopped_at = StateStore(first.state_dir).load()
+        stopped_at = load_state(first.state_dir)
         assert stopped_at is not None and stopped_at.last_bar_at is not None
         write(path, lines[180:260], "a")  # candles closed while it was down
         second = Executor(tmp_path, *args, window=False)
@@ -333,7 +335,7 @@ def test_a_paper_daemon_following_a_growing_file_trades_like_the_backtest(tmp_pa
             executor.kill()
     started = [e for e in Journal(tmp_path / "state" / "journal.jsonl").read(limit=100_000) if e["event"] == "started"]
     assert [e["fields"]["last_bar_at"] for e in started] == [None, stopped_at.last_bar_at.isoformat()]
-    state = StateStore(tmp_path / "state").load()
+    state = load_state(tmp_path / "state")
     assert state is not None
     expected = backtest_of(path)
     assert expected.portfolio.closed_positions, "the candles should make the strategy trade"

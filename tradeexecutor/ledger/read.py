@@ -26,7 +26,7 @@ import orjson
 from tradeexecutor.errors import StateCorruptError
 from tradeexecutor.ledger.files import RECOVER, LedgerFiles, check_files
 from tradeexecutor.ledger.orders import read_trades
-from tradeexecutor.ledger.rows import HEAD_PORTFOLIO_KEYS, HEAD_STATE_KEYS, valuation_crc
+from tradeexecutor.ledger.rows import HEAD_OPTIONAL_KEYS, HEAD_PORTFOLIO_KEYS, HEAD_STATE_KEYS, valuation_crc
 from tradeexecutor.ledger.schema import APPLICATION_ID, LEDGER_FORMAT, TABLES, VIEWS
 from tradeexecutor.state import Portfolio, State, ValuationSeries
 from tradeexecutor.state.timestamps import decode_datetime
@@ -157,6 +157,9 @@ def _content(conn: sqlite3.Connection, where: str) -> LedgerContent | None:
         valuations.exposure.append(exposure)
     state_fields["created_at"] = decode_datetime(state_fields["created_at"])
     state_fields["last_completed_cycle"] = decode_datetime(state_fields["last_completed_cycle"])
+    for key in HEAD_OPTIONAL_KEYS:  # the progress time (last_bar_at): absent from older ledgers
+        if head.get(key) is not None:
+            state_fields[key] = decode_datetime(head[key])
     state = State(**state_fields, instruments=instruments, portfolio=portfolio, valuations=valuations)
     lines = conn.execute("SELECT count(*) FROM journal").fetchone()[0]
     return LedgerContent(state=state, job=job, ledger_id=ledger_id, journal_lines=lines)

@@ -15,11 +15,13 @@ from tradeexecutor.state import Instrument, Position, State
 from tradeexecutor.store.codec import dumps_json, instrument_to_dict, position_to_dict
 
 __all__ = ["head_json", "head_row", "instrument_row", "position_json", "position_row", "valuation_row",
-           "valuation_crc", "HEAD_PORTFOLIO_KEYS", "HEAD_STATE_KEYS"]
+           "valuation_crc", "HEAD_OPTIONAL_KEYS", "HEAD_PORTFOLIO_KEYS", "HEAD_STATE_KEYS"]
 
 #: State fields kept in the head row's JSON.
 HEAD_STATE_KEYS = ("schema_version", "name", "strategy_version", "created_at", "last_completed_cycle",
                    "cycles_completed", "replay_cursor", "initial_cash")
+#: State fields kept in the head row's JSON when set, absent from ledgers written before they existed.
+HEAD_OPTIONAL_KEYS = ("last_bar_at",)
 #: Portfolio fields kept in the head row's JSON (its position lists have their own rows).
 HEAD_PORTFOLIO_KEYS = ("cash", "next_position_id", "next_trade_id", "fees_paid")
 
@@ -28,7 +30,7 @@ _VALUATION = struct.Struct("<qddd")
 
 def head_json(state: State) -> bytes:
     """The scalar part of the state: everything but instruments, positions and valuations."""
-    d: dict[str, Any] = {key: getattr(state, key) for key in HEAD_STATE_KEYS}
+    d: dict[str, Any] = {key: getattr(state, key) for key in HEAD_STATE_KEYS + HEAD_OPTIONAL_KEYS}
     d["portfolio"] = {key: getattr(state.portfolio, key) for key in HEAD_PORTFOLIO_KEYS}
     return dumps_json(d)
 
