@@ -1,6 +1,6 @@
-"""The persisted model: State → Portfolio → Position → Trade, plus instruments and valuations.
+"""The persisted model: State → Portfolio → Position → Order → Fill, plus instruments and valuations.
 
-This layer imports nothing else from the package, so every other layer can depend on it.
+This layer imports nothing else from the package but errors, so every other layer can depend on it.
 """
 
 from __future__ import annotations
@@ -9,7 +9,21 @@ from tradeexecutor.state.instrument import ASSET_TYPES, DEFAULT_QUANTITY_STEP, I
 from tradeexecutor.state.portfolio import Portfolio
 from tradeexecutor.state.position import Position
 from tradeexecutor.state.state import SCHEMA_VERSION, State
-from tradeexecutor.state.trade import Trade, TradeKind, TradeStatus, TriggerKind
+from tradeexecutor.state.client_id import client_order_id, run_key
+from tradeexecutor.state.order import (
+    ORDER_TRANSITIONS,
+    TERMINAL_STATUSES,
+    Fill,
+    IllegalTransition,
+    Order,
+    OrderPurpose,
+    OrderSide,
+    OrderStatus,
+    OrderType,
+    RejectReason,
+    TimeInForce,
+    TriggerKind,
+)
 from tradeexecutor.state.valuation import ValuationSeries
 
 __all__ = [
@@ -20,9 +34,19 @@ __all__ = [
     "Position",
     "SCHEMA_VERSION",
     "State",
-    "Trade",
-    "TradeKind",
-    "TradeStatus",
+    "ORDER_TRANSITIONS",
+    "TERMINAL_STATUSES",
+    "Fill",
+    "IllegalTransition",
+    "Order",
+    "OrderPurpose",
+    "OrderSide",
+    "OrderStatus",
+    "OrderType",
+    "RejectReason",
+    "TimeInForce",
     "TriggerKind",
+    "client_order_id",
+    "run_key",
     "ValuationSeries",
 ]
