@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 import pytest
 
+from executor_process import Executor
 from test_cli_state import tradeexecutor
 from test_state_orders import check_migrated, v1_state
 from tradeexecutor.errors import StateCorruptError, StateError
@@ -169,3 +170,20 @@ def test_the_migrated_ledger_exports_what_dataclasses_json_reads(tmp_path: Path)
     assert state is not None
     exported = tradeexecutor("export", str(tmp_path))
     assert exported.returncode == 0 and exported.stdout.encode() == dumps_state(state)
+
+
+@pytest.mark.slow
+def test_an_executor_started_on_a_format_1_ledger_refuses_in_one_line(tmp_path: Path) -> None:
+    state_dir = tmp_path / "state"
+    state_dir.mkdir()
+    write_v1_ledger(state_dir / "ledger.sqlite")
+    before = digest(state_dir)
+    executor = Executor(tmp_path, state_dir=state_dir)
+    try:
+        assert executor.wait() == 3, executor.output()
+    finally:
+        executor.kill()
+    output = executor.output()
+    refusal = [line for line in output.splitlines() if "tradeexecutor state migrate" in line]
+    assert len(refusal) == 1 and "ledger format 1" in refusal[0] and "Traceback" not in output, output
+    assert {name: value for name, value in digest(state_dir).items() if name.startswith("ledger")} == before
