@@ -35,15 +35,16 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # state_builders.resized
 
+from state_builders import resized  # noqa: E402
+
 from tradeexecutor.backtest.runner import run_backtest  # noqa: E402
 from tradeexecutor.data.source import load_market  # noqa: E402
+from tradeexecutor.layout import RunFiles  # noqa: E402
 from tradeexecutor.runstate import RunState  # noqa: E402
 from tradeexecutor.runstate.figures import FigureCounter  # noqa: E402
 from tradeexecutor.stats.summary import write_trades_csv  # noqa: E402
-from tradeexecutor.store.layout import RunFiles  # noqa: E402
 from tradeexecutor.store.publish import publish  # noqa: E402
 from tradeexecutor.strategy.loader import load_strategy  # noqa: E402
-from state_builders import resized  # noqa: E402
 from tradeexecutor.webhook import WebhookServer, create_app  # noqa: E402
 from tradeexecutor.webhook.options import WebhookOptions  # noqa: E402
 

@@ -19,8 +19,8 @@ from executor_process import END, START, STRATEGIES, Executor, free_port
 from test_daemon_e2e import executors  # noqa: F401 - the fixture
 
 from tradeexecutor.atomic import temp_path_for
+from tradeexecutor.layout import RunFiles
 from tradeexecutor.runstate import CrashFile
-from tradeexecutor.store.layout import RunFiles
 
 pytestmark = pytest.mark.slow
 

@@ -16,8 +16,8 @@ from chromium import Chromium, Page, browser, chromium_path, keep_screenshot  # 
 from test_dashboard_browser import Served, backtest_runstate, serve  # noqa: F401 - serve is a fixture
 
 from tradeexecutor.daemon.journal import JournalSink
+from tradeexecutor.layout import RunFiles
 from tradeexecutor.store.journal import Journal
-from tradeexecutor.store.layout import RunFiles
 from tradeexecutor.webhook import create_app
 from tradeexecutor.webhook.options import WebhookOptions
 

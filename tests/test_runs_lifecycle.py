@@ -284,7 +284,7 @@ def test_starting_a_run_removes_the_temporary_files_an_interrupted_write_left(ru
     """kill -9 during an artifact or state write leaves ``.NAME.<hex>.tmp`` beside the file; the next start clears
     them."""
     from tradeexecutor.atomic import temp_path_for
-    from tradeexecutor.store.layout import RunFiles
+    from tradeexecutor.layout import RunFiles
 
     record, _ = runs.create(work / "bt.yaml", ref="sma")
     paths = runs.paths(record.id)

@@ -38,11 +38,11 @@ from schemathesis.specs.openapi.checks import (
 
 from tradeexecutor.backtest import run_backtest
 from tradeexecutor.data.source import load_market
+from tradeexecutor.layout import RunFiles
 from tradeexecutor.runstate import RunState, image_key
 from tradeexecutor.runstate.logbuffer import RingBufferHandler
 from tradeexecutor.stats import compute_summary, write_trades_csv
 from tradeexecutor.store.journal import Journal
-from tradeexecutor.store.layout import RunFiles
 from tradeexecutor.store.publish import publish
 from tradeexecutor.strategy.loader import load_strategy
 from tradeexecutor.visual import render_all

@@ -14,10 +14,10 @@ from urllib.parse import urlencode
 
 import pytest
 
+from tradeexecutor.layout import RunFiles
 from tradeexecutor.runstate import RunState
 from tradeexecutor.runstate.logbuffer import RingBufferHandler
 from tradeexecutor.store.journal import Journal
-from tradeexecutor.store.layout import RunFiles
 from tradeexecutor.webhook import WebhookServer, create_app
 from tradeexecutor.webhook.options import WebhookOptions
 
@@ -266,8 +266,8 @@ def test_a_since_without_seconds_near_year_one_is_a_400_not_a_500(tmp_path) -> N
     import urllib.error
     import urllib.request
 
+    from tradeexecutor.layout import RunFiles
     from tradeexecutor.runstate import RunState
-    from tradeexecutor.store.layout import RunFiles
     from tradeexecutor.webhook import WebhookServer, create_app
     from tradeexecutor.webhook.options import WebhookOptions
 

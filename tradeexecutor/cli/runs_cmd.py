@@ -308,12 +308,11 @@ def _follow(runs: Any, run_id: str, fmt: str, timezone_name: str | None, level: 
 def orders_command(ctx: click.Context, run: str) -> None:
     """Print the run's orders as CSV (every trade of every status)."""
     from tradeexecutor.runs.registry import RunsError
-    from tradeexecutor.store.layout import RunFiles
 
     runs = _runs(ctx)
     record = runs.resolve(run)
     paths = runs.paths(record.id)
-    published = RunFiles(paths.state).orders_csv
+    published = paths.state_files.orders_csv
     for path in ((published, paths.orders_csv) if record.status in ("starting", "running")
                  else (paths.orders_csv, published)):
         if path.is_file():

@@ -17,7 +17,7 @@ from tradeexecutor.cli.common import user_errors
 
 def _ledger_file(path: Path) -> Path:
     """The ledger file a path names: the file itself, or the ledger of a state directory."""
-    from tradeexecutor.store.layout import RunFiles
+    from tradeexecutor.layout import RunFiles
 
     return path if path.is_file() else RunFiles(path).ledger
 
@@ -38,7 +38,7 @@ def export_command(path: Path, output: Path | None) -> None:
 
     from tradeexecutor.errors import StateError
     from tradeexecutor.ledger import Ledger, check_not_legacy
-    from tradeexecutor.store.atomic import atomic_write_bytes
+    from tradeexecutor.atomic import atomic_write_bytes
 
     if path.is_dir():
         check_not_legacy(path)

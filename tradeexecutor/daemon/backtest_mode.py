@@ -10,24 +10,24 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
+from tradeexecutor.atomic import remove_temp_files
 from tradeexecutor.backtest.session import Session, open_session, run_session
-from tradeexecutor.stats.formatting import key_figures
 from tradeexecutor.daemon.clock import Clock, SystemClock
+from tradeexecutor.daemon.journal import JournalSink
 from tradeexecutor.daemon.runner import WebServer, log_journal
 from tradeexecutor.daemon.settings import DaemonConfig
 from tradeexecutor.daemon.signals import StopSignals
-from tradeexecutor.daemon.startup import StateDirLock
 from tradeexecutor.engine.engine import EventSink
 from tradeexecutor.errors import StateError
+from tradeexecutor.layout import RunFiles
+from tradeexecutor.ledger import Ledger, check_not_legacy
 from tradeexecutor.runstate import RunState, RunStatus, image_key
-from tradeexecutor.daemon.journal import JournalSink
 from tradeexecutor.runstate.figures import FigureCounter
 from tradeexecutor.stats import write_trades_csv
+from tradeexecutor.stats.formatting import key_figures
 from tradeexecutor.store.journal import Journal
-from tradeexecutor.store.atomic import remove_temp_files
-from tradeexecutor.store.layout import RunFiles
+from tradeexecutor.store.lock import StateDirLock
 from tradeexecutor.store.publish import publish
-from tradeexecutor.ledger import Ledger, check_not_legacy
 from tradeexecutor.visual import render_all
 
 __all__ = ["BacktestRun", "prepare_backtest"]

@@ -32,6 +32,7 @@ from typing import NoReturn, Protocol
 
 import numpy as np
 
+from tradeexecutor.atomic import remove_temp_files
 from tradeexecutor.backtest.runner import new_state
 from tradeexecutor.backtest.session import open_session
 from tradeexecutor.daemon.castdata import ChartFeed
@@ -47,19 +48,18 @@ from tradeexecutor.daemon.publish import Publisher
 from tradeexecutor.daemon.scheduler import ApschedulerTicker, JobSpec, Ticker
 from tradeexecutor.daemon.settings import DaemonConfig
 from tradeexecutor.daemon.signals import StopSignals
-from tradeexecutor.daemon.startup import StateDirLock, check_loaded_state, replay_start_step
+from tradeexecutor.daemon.startup import check_loaded_state, replay_start_step
 from tradeexecutor.data.feed import ReplayFeed
 from tradeexecutor.data.market import MarketData
 from tradeexecutor.engine.engine import Engine, EventSink
 from tradeexecutor.engine.schedule import cycle_times
 from tradeexecutor.errors import StateCorruptError
+from tradeexecutor.layout import RunFiles
+from tradeexecutor.ledger import Ledger, check_not_legacy
 from tradeexecutor.notify import Notifier
 from tradeexecutor.runstate import CrashFile, RunState, RunStatus
-from tradeexecutor.ledger import Ledger, check_not_legacy
-from tradeexecutor.store.atomic import remove_temp_files
 from tradeexecutor.store.cast_target import CastTargetFile
-from tradeexecutor.store.layout import RunFiles
-
+from tradeexecutor.store.lock import StateDirLock
 
 __all__ = ["Daemon", "WebServer", "build_daemon", "log_journal", "replay_cycle_interval"]
 

@@ -47,7 +47,7 @@ from tradeexecutor.ledger.read import LedgerContent, read_ledger
 from tradeexecutor.ledger.rows import head_json, head_row, instrument_row, position_json, position_row, valuation_row
 from tradeexecutor.ledger.schema import APPLICATION_ID, LEDGER_FORMAT, TABLES, VIEWS
 from tradeexecutor.state import Portfolio, Position, State, ValuationSeries
-from tradeexecutor.store.atomic import atomic_write_bytes, fsync_directory, temp_path_for
+from tradeexecutor.atomic import atomic_write_bytes, fsync_directory, temp_path_for
 from tradeexecutor.store.codec import dumps_state
 from tradeexecutor.store.journal import encode_entry
 

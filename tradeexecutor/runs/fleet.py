@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tradeexecutor.layout import RunPaths
 from tradeexecutor.runs.registry import BUSY_TIMEOUT_MS, REGISTRY_NAME, RegistryError
-from tradeexecutor.runs.run import RunPaths
 from tradeexecutor.runs.runner import spec_host
 
 __all__ = ["FLEET_STATUSES", "FleetRun", "fleet_runs"]

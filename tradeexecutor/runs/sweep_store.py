@@ -30,9 +30,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any
 
+from tradeexecutor.atomic import atomic_write_text
 from tradeexecutor.errors import ConfigError
 from tradeexecutor.runs.sweep_eval import PointResult, canonical_values
-from tradeexecutor.store.atomic import atomic_write_text
 
 __all__ = ["SYNC_SECONDS", "SweepFolder", "definition_fingerprint"]
 

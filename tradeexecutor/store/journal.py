@@ -19,7 +19,7 @@ resumed, stop_requested and control (``who``, ``what``). Like every file the loo
 journal must never hold a secret.
 
 Writing: every :meth:`Journal.append` is flushed and fsynced before it returns (see
-``store.atomic.fsync_append``). Lines are in the order they were appended, which is time order
+``tradeexecutor.atomic.fsync_append``). Lines are in the order they were appended, which is time order
 because the loop appends as things happen.
 
 Reading: :meth:`Journal.read` scans backwards from the end in blocks, so the cost of reading the
@@ -48,7 +48,7 @@ from typing import Any, BinaryIO
 
 import orjson
 
-from tradeexecutor.store.atomic import fsync_append
+from tradeexecutor.atomic import fsync_append
 
 __all__ = ["ENTRY_KEYS", "EVENTS", "LEVELS", "Journal", "encode_entry", "entry_from_json", "level_rank", "parse_level"]
 

@@ -28,7 +28,7 @@ from pyramid.config import Configurator
 from pyramid.request import Request
 from pyramid.response import Response
 
-from tradeexecutor.store.layout import RunFiles
+from tradeexecutor.layout import RunFiles
 from tradeexecutor.webhook.app import add_json_route, get_options, json_error, json_response
 from tradeexecutor.webhook.params import BadParameter, choice_param, int_param
 
