@@ -10,7 +10,7 @@ import pytest
 
 from tradeexecutor.cast import MAX_POINTS, MAX_SERIES, chart_path, check_chart_data, check_name, parse_target, \
     target_url
-from tradeexecutor.daemon.castdata import ChartFeed, Downsampled
+from tradeexecutor.cast.feed import ChartFeed, Downsampled
 from tradeexecutor.errors import ConfigError, StateCorruptError
 from tradeexecutor.state import State
 from tradeexecutor.store.cast_target import CastTargetFile

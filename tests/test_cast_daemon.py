@@ -18,9 +18,11 @@ from typing import Any
 
 import numpy as np
 import pytest
+from executor_process import free_port
 
-from tradeexecutor.daemon.castdata import ChartFeed
-from tradeexecutor.daemon.caster import CastConfig, Caster, CastSender
+from tradeexecutor.cast import CastConfig
+from tradeexecutor.cast.feed import ChartFeed
+from tradeexecutor.daemon.caster import Caster, CastSender
 from tradeexecutor.daemon.commands import CommandKind, CommandQueue
 from tradeexecutor.errors import ConfigError
 from tradeexecutor.runstate import RunState
@@ -30,8 +32,6 @@ from tradeexecutor.wallboard import ChartStore, Poller, WallboardConfig
 from tradeexecutor.wallboard import create_app as wallboard_app
 from tradeexecutor.webhook import WebhookServer, create_app
 from tradeexecutor.webhook.options import WebhookOptions
-
-from executor_process import free_port
 
 TOKEN = "wallboard-token-42"
 TIMES = np.arange(0, 200_000, 1000, dtype=np.int64)

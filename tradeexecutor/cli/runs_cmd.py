@@ -349,7 +349,7 @@ def cast_command(ctx: click.Context, run: str, target: str | None) -> None:
     or a whole URL. Returns at once; whether the wallboard takes the data shows in `runs logs RUN`
     (cast_delivered, cast_failed).
     """
-    from tradeexecutor.daemon.caster import CastConfig
+    from tradeexecutor.cast import CastConfig
     from tradeexecutor.runs.cast import cast_run
 
     result = cast_run(_runs(ctx), run, target, CastConfig.from_env(os.environ))
@@ -366,7 +366,7 @@ def cast_command(ctx: click.Context, run: str, target: str | None) -> None:
 @user_errors
 def cast_send_command(ctx: click.Context, run_id: str) -> None:
     """Internal: send a finished run's chart data once to its cast target (started detached by `runs cast`)."""
-    from tradeexecutor.daemon.caster import CastConfig
+    from tradeexecutor.cast import CastConfig
     from tradeexecutor.runs.cast import cast_final
 
     reason = cast_final(_runs(ctx), run_id, CastConfig.from_env(os.environ))

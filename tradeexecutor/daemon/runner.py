@@ -35,7 +35,7 @@ import numpy as np
 from tradeexecutor.atomic import remove_temp_files
 from tradeexecutor.backtest.runner import new_state
 from tradeexecutor.backtest.session import open_session
-from tradeexecutor.daemon.castdata import ChartFeed
+from tradeexecutor.cast.feed import ChartFeed
 from tradeexecutor.daemon.caster import Caster
 from tradeexecutor.daemon.clock import Clock, SystemClock
 from tradeexecutor.daemon.commands import CommandQueue, JobKind

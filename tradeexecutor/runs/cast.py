@@ -32,9 +32,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tradeexecutor.cast import parse_target, target_url
-from tradeexecutor.daemon.castdata import ChartFeed
-from tradeexecutor.daemon.caster import CastConfig, put_chart
+from tradeexecutor.cast import CastConfig, parse_target, target_url
+from tradeexecutor.cast.client import put_chart
+from tradeexecutor.cast.feed import ChartFeed
 from tradeexecutor.errors import StateCorruptError
 from tradeexecutor.runs.registry import RunRecord, RunsError
 from tradeexecutor.runs.run import ACTIVE_STATUSES, Runs

@@ -28,7 +28,6 @@ import json
 import os
 import secrets
 import shutil
-import sqlite3
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -370,7 +369,7 @@ class Runs:
     def _insert(self, record: RunRecord) -> None:
         try:
             self.registry.insert(record)
-        except (RunsError, sqlite3.Error):
+        except BaseException:  # a taken ref or id (or anything else): no folder without its row
             shutil.rmtree(self.runs_dir / record.id, ignore_errors=True)
             raise
 

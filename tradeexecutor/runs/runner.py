@@ -34,7 +34,7 @@ from typing import Any
 import yaml
 
 from tradeexecutor.atomic import remove_temp_files
-from tradeexecutor.daemon.caster import CastConfig
+from tradeexecutor.cast import CastConfig
 from tradeexecutor.layout import RunFiles, RunPaths
 from tradeexecutor.ledger import load_state
 from tradeexecutor.runs.cast import cast_final

@@ -47,7 +47,13 @@ from tradeexecutor.runs.ranking import RANKABLE, check_rank_by, rank_results, st
 from tradeexecutor.runs.run import data_fingerprints
 from tradeexecutor.runs.search import GridSearch, OptunaSearch, Search, require_optuna
 from tradeexecutor.runs.spec import RunSpec
-from tradeexecutor.runs.sweep_eval import PointResult, SweepData, canonical_values, frequency_key, market_fingerprint
+from tradeexecutor.runs.sweep_eval import (
+    PointResult,
+    SweepData,
+    canonical_values,
+    frequency_key,
+    market_fingerprint,
+)
 from tradeexecutor.runs.sweep_pool import DaskCluster, Executor, InProcess, LocalPool, require_distributed
 from tradeexecutor.runs.sweep_store import SweepFolder
 from tradeexecutor.runs.sweep_options import DEFAULT_TRIALS, REPORT_MODES, SweepOptions

@@ -114,7 +114,7 @@ class ChartDelta:
 class DeltaFeed:
     """Cuts ChartDeltas from a live State and the full price columns; belongs to the loop thread.
 
-    Not ``daemon.castdata.ChartFeed``, which keeps a downsampled copy of equity and closes for a
+    Not ``cast.feed.ChartFeed``, which keeps a downsampled copy of equity and closes for a
     wallboard: this one sends every row, bar and fill once, for a renderer that draws them.
     """
 

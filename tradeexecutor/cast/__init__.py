@@ -26,9 +26,9 @@ not know (``/wallbord/page1/chart1``) is reported by the wallboard's answer, in 
 from __future__ import annotations
 
 import math
+import os
 import re
 import urllib.parse
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
