@@ -347,7 +347,7 @@ def test_a_crash_loop_starts_in_safe_mode(tmp_path: Path) -> None:
 
 
 def test_runstate_tells_wall_time_bar_time_and_data_age_apart(tmp_path: Path) -> None:
-    """What /metrics exports for alerts (issue 16): wall and bar time of the last cycle, the cycle
+    """What /metrics exports for alerts: wall and bar time of the last cycle, the cycle
     interval, and when the newest bar came, so its age grows while no job runs."""
     daemon, ticker, clock = make(tmp_path)
     try:

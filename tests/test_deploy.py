@@ -38,7 +38,7 @@ ALERTS_TEST = DEPLOY / "prometheus" / "alerts_test.yml"
 DASHBOARD = DEPLOY / "grafana" / "dashboards" / "tradeexecutor.json"
 KUBERNETES = DEPLOY / "kubernetes"
 
-#: The alerts the deployment promises (issues 6 and 16).
+#: The alerts the deployment promises (docs/production.md).
 REQUIRED_ALERTS = {"ExecutorCrashed", "ExecutorCrashLooping", "CycleOverdue", "HealthFailing", "MarketDataStale",
                    "ExecutorDown", "ExecutorRunFinished"}
 #: The scrape job the rules and the dashboard select (prometheus.yml; the ServiceMonitor's jobLabel).

@@ -10,14 +10,20 @@ fill timing, its orders fill at the open of bar i + 1.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
-from scripted import after, bar_open, ohlc, run
+from scripted import SCRIPTED, after, bar_open, ohlc, run
 
-from tradeexecutor.backtest.runner import BacktestResult
+from tradeexecutor.backtest.runner import BacktestResult, new_state
+from tradeexecutor.config import EngineConfig, ExecutionConfig
+from tradeexecutor.data.market import MarketData
+from tradeexecutor.engine import CycleReport, Engine
+from tradeexecutor.engine.schedule import cycle_times
 from tradeexecutor.state import Position, TradeStatus
 from tradeexecutor.strategy.api import close, increase, open_long, reduce, set_triggers
+from tradeexecutor.strategy.loader import load_strategy
 
 
 def only_position(result: BacktestResult) -> Position:
@@ -386,3 +392,43 @@ def test_cash_limited_buy_never_overspends_by_float_noise() -> None:
     fill = execution.buy(instrument, 100.0, value=cash, quantity=None, cash_available=cash)
     assert fill.quantity == 2
     assert fill.quantity * fill.price + fill.fee <= cash
+
+
+# ---------------------------------------------------------------------------------------------
+# the cycle report: what one cycle planned, filled and rejected
+
+
+def _cycle_reports(tmp_path: Path, frame: pd.DataFrame, script: dict[pd.Timestamp, Any],
+                   fill_timing: str) -> dict[pd.Timestamp, CycleReport]:
+    """Drive an Engine step by step as the daemon does and keep every cycle's report."""
+    path = tmp_path / f"report_{fill_timing}.py"
+    path.write_text(SCRIPTED.format(cycle="1d", instruments=["AAA"]))
+    strategy = load_strategy(path)
+    strategy.decide.__globals__["SCRIPT"].update(script)
+    market = MarketData.from_long_frame(frame, asset_types={"AAA": "equity"})
+    config = EngineConfig(execution=ExecutionConfig(fill_timing=fill_timing))
+    engine = Engine(strategy, market, new_state(strategy, config), config=config)
+    due = cycle_times(market.timeline_ns, strategy.cycle_duration)
+    reports = {}
+    for step in range(len(market)):
+        report = engine.process_step(step, int(due[step]) or None)
+        if report is not None:
+            reports[report.cycle_time] = report
+    return reports
+
+
+def test_the_cycle_report_counts_fills_and_rejections_at_the_close(tmp_path: Path) -> None:
+    frame = ohlc("AAA", [100, 100, 100, 100])
+    # Cycle 0: 50 / 100 rounds to zero shares, rejected at once; cycle 1: 10 shares fill at the close.
+    reports = _cycle_reports(tmp_path, frame, {after(0): [open_long(value=50)], after(1): [open_long(value=1000)]},
+                             "close")
+    assert (reports[after(0)].planned, reports[after(0)].executed, reports[after(0)].rejected) == (1, 0, 1)
+    assert (reports[after(1)].planned, reports[after(1)].executed, reports[after(1)].rejected) == (1, 1, 0)
+    assert (reports[after(2)].decisions, reports[after(2)].executed, reports[after(2)].rejected) == (0, 0, 0)
+
+
+def test_with_next_open_fills_the_cycle_report_counts_none(tmp_path: Path) -> None:
+    """Orders planned for the next open fill at a later step: not within the cycle that planned them."""
+    frame = ohlc("AAA", [100, 100, 100, 100])
+    reports = _cycle_reports(tmp_path, frame, {after(0): [open_long(value=1000)]}, "next_open")
+    assert (reports[after(0)].planned, reports[after(0)].executed, reports[after(0)].rejected) == (1, 0, 0)

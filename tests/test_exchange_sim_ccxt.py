@@ -1,6 +1,6 @@
 """The unmodified ccxt ``binance`` client against the simulator on a real waitress server.
 
-What the ccxt venue (issue 13) will rely on, each checked through ccxt itself: spot-only
+What the ccxt venue will rely on, each checked through ccxt itself: spot-only
 configuration, markets with their filters as precision and limits, tickers and klines, balances,
 market and limit orders with client order ids, lookups by client id, cancels, trades — and every
 injected fault surfacing as the exception class the venue will have to classify. The exact

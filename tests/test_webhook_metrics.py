@@ -176,7 +176,7 @@ def test_values_follow_the_runstate_at_scrape_time(server: WebhookServer, runsta
 
 
 def test_time_dependent_values_are_computed_at_scrape_time(server: WebhookServer, runstate: RunState) -> None:
-    """A loop stuck in a job writes nothing: the feed lag and crash windows must still move (issue 16)."""
+    """A loop stuck in a job writes nothing: the feed lag and crash windows must still move."""
     now = datetime.now(UTC)
     runstate.update(market_data_at=now - timedelta(minutes=8), market_data_feed_lag=0.002,
                     recent_crashes=(now - timedelta(minutes=31), now - timedelta(minutes=29, seconds=59)))

@@ -12,8 +12,6 @@ from tradeexecutor.errors import ConfigError
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _PATTERN = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
 
-#: Durations a strategy may declare as its cycle; others are accepted but these are documented.
-COMMON_DURATIONS = ("1m", "5m", "15m", "30m", "1h", "4h", "1d", "7d")
 
 
 def parse_duration(text: str | timedelta) -> timedelta:

@@ -14,7 +14,7 @@ from tradeexecutor.atomic import remove_temp_files
 from tradeexecutor.backtest.session import Session, open_session, run_session
 from tradeexecutor.daemon.clock import Clock, SystemClock
 from tradeexecutor.daemon.journal import JournalSink
-from tradeexecutor.daemon.runner import WebServer, log_journal
+from tradeexecutor.daemon.runner import WebServer
 from tradeexecutor.daemon.settings import DaemonConfig
 from tradeexecutor.daemon.signals import StopSignals
 from tradeexecutor.engine.engine import EventSink
@@ -113,7 +113,7 @@ class BacktestRun:
                     result.cycles, result.seconds, store.path)
 
 
-def prepare_backtest(config: DaemonConfig, *, clock: Clock | None = None, journal: EventSink = log_journal,
+def prepare_backtest(config: DaemonConfig, *, clock: Clock | None = None, journal: EventSink | None = None,
                      signals: StopSignals | None = None) -> BacktestRun:
     """Load and check the strategy and the data before anything is written (StopRequested after a signal)."""
     clock = clock or SystemClock()
@@ -123,5 +123,6 @@ def prepare_backtest(config: DaemonConfig, *, clock: Clock | None = None, journa
     strategy = session.strategy
     runstate = RunState.create(strategy.path.stem, mode="backtest", strategy_name=strategy.name,
                                strategy_version=strategy.version, source_code=strategy.source, now=clock.now())
+    journal = journal or JournalSink(None, clock.now)  # engine events to the log only (see JournalSink)
     return BacktestRun(config=config, session=session, runstate=runstate, journal=journal, clock=clock,
                        signals=signals)

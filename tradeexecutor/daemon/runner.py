@@ -61,10 +61,9 @@ from tradeexecutor.runstate import CrashFile, RunState, RunStatus
 from tradeexecutor.store.cast_target import CastTargetFile
 from tradeexecutor.store.lock import StateDirLock
 
-__all__ = ["Daemon", "WebServer", "build_daemon", "log_journal", "replay_cycle_interval"]
+__all__ = ["Daemon", "WebServer", "build_daemon", "replay_cycle_interval"]
 
 logger = logging.getLogger("tradeexecutor.daemon")
-journal_logger = logging.getLogger("tradeexecutor.journal")
 
 #: Exit code after a crash or a watchdog hang.
 CRASH_EXIT_CODE = 1
@@ -76,13 +75,6 @@ class WebServer(Protocol):
     def start(self) -> object: ...
 
     def stop(self, timeout: float | None = None) -> None: ...
-
-
-def log_journal(event: str, /, **fields: object) -> None:
-    """The journal hook until issue 4's JSON-lines journal: one log line per event."""
-    quiet = event == "cycle_completed" and not fields.get("planned") and not fields.get("ignored")
-    text = " ".join(f"{key}={value}" for key, value in fields.items())
-    journal_logger.log(logging.DEBUG if quiet else logging.INFO, "%s %s", event, text)
 
 
 @dataclass

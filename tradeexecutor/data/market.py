@@ -143,15 +143,6 @@ class MarketData:
         """The close time of timeline step ``step`` as a UTC Timestamp."""
         return pd.Timestamp(int(self.timeline_ns[step]), tz="UTC")
 
-    def step_at_or_before(self, time_ns: int) -> int:
-        """The last timeline step whose close time is at or before ``time_ns`` (-1: none)."""
-        return int(np.searchsorted(self.timeline_ns, time_ns, side="right") - 1)
-
-    def latest_close(self, symbol: str, step: int) -> float | None:
-        """Close of the last bar of ``symbol`` closed by ``step``."""
-        index = self.last_closed[symbol][step]
-        return None if index < 0 else float(self.bars[symbol].close[index])
-
     def close_series(self, symbol: str) -> pd.Series:
         """Close prices indexed by bar close time, for charts and benchmarks."""
         bars = self.bars[symbol]

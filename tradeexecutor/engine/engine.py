@@ -1,4 +1,4 @@
-"""One engine for backtest, paper and live: each timeline step fills, checks triggers, decides and revalues.
+"""One engine for backtest, paper and live: each timeline step fills, checks triggers, marks and decides.
 
 A step of the timeline is one bar close time. Per step, in order:
 
@@ -65,9 +65,10 @@ class CycleReport:
     decisions: int = 0
     #: Trades planned this cycle.
     planned: int = 0
-    #: Trades filled this cycle (fill timing ``close``).
+    #: Trades filled within the cycle: fill timing ``close`` fills at the cycle's close; with
+    #: ``next_open`` they fill at the next step (``fill_pending``) and count there, not here.
     executed: int = 0
-    #: Trades rejected this cycle.
+    #: Trades rejected within the cycle when filling at its close (cash, rounding, minimum notional).
     rejected: int = 0
     #: Intents that did nothing, with the reason (position already open, paused, ...).
     ignored: list[str] = field(default_factory=list)
@@ -409,7 +410,7 @@ class Engine:
                 report.ignored.append(f"{intent.action} {symbol}: {reason}")
                 self.events("intent_ignored", symbol=symbol, action=intent.action, reason=reason)
         if self.fill_at_close:
-            self._fill_at_close(step)
+            self._fill_at_close(step, report)
             self.mark_to_market(step)
         return report
 
@@ -500,7 +501,7 @@ class Engine:
                         symbol=self.symbol_of[trade.instrument_id], kind=trade.kind,
                         value=trade.planned_value, quantity=trade.planned_quantity)
 
-    def _fill_at_close(self, step: int) -> None:
+    def _fill_at_close(self, step: int, report: CycleReport) -> None:
         pending, self.pending = self.pending, []
         for position, trade in pending:
             if trade.status != _PLANNED:
@@ -508,11 +509,15 @@ class Engine:
             slot = self._slot[trade.instrument_id]
             index = int(self._last_closed[slot][step])
             bars = self._bars[slot]
-            self._fill(position, trade, bars.close.item(index), _to_datetime(int(bars.close_time_ns[index])))
+            if self._fill(position, trade, bars.close.item(index), _to_datetime(int(bars.close_time_ns[index]))):
+                report.executed += 1
+            else:
+                report.rejected += 1
 
     # -- fills --------------------------------------------------------------------------
 
-    def _fill(self, position: Position, trade: Trade, price: float, at: datetime) -> None:
+    def _fill(self, position: Position, trade: Trade, price: float, at: datetime) -> bool:
+        """Fill ``trade`` at ``price`` through the execution model; False when it was rejected instead."""
         portfolio = self.state.portfolio
         instrument = self.state.instrument(trade.instrument_id)
         if trade.kind in (_OPEN, _INCREASE):
@@ -520,7 +525,7 @@ class Engine:
                                       quantity=trade.planned_quantity or None, cash_available=portfolio.cash)
             if fill.reject_reason:
                 self._reject(position, trade, fill.reject_reason, at)
-                return
+                return False
             opening = position.quantity == 0
             accounting.apply_buy(portfolio, position, trade, fill, at)
             if opening:
@@ -528,13 +533,13 @@ class Engine:
         else:
             if position.quantity <= 0:
                 self._reject(position, trade, "nothing to sell: the position holds no quantity", at)
-                return
+                return False
             closing = trade.kind == _CLOSE
             fill = self.execution.sell(instrument, price, quantity=abs(trade.planned_quantity),
                                        held=position.quantity, closing=closing)
             if fill.reject_reason:
                 self._reject(position, trade, fill.reject_reason, at)
-                return
+                return False
             if accounting.apply_sell(portfolio, position, trade, fill, at):
                 accounting.retire_position(portfolio, position)
         self.fills += 1
@@ -542,6 +547,7 @@ class Engine:
             self.events("order_filled", trade_id=trade.id, position_id=position.id, symbol=instrument.symbol,
                         kind=trade.kind, quantity=trade.executed_quantity, price=trade.executed_price,
                         fee=trade.fee)
+        return True
 
     def _reject(self, position: Position, trade: Trade, reason: str, at: datetime) -> None:
         accounting.reject(trade, reason, at)

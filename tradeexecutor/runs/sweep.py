@@ -137,10 +137,6 @@ class SweepResult:
     def failed(self) -> int:
         return sum(1 for row in self.results if row.status != "complete")
 
-    @property
-    def descending(self) -> bool:
-        return RANKABLE[self.plan.options.rank_by]
-
 
 # ---------------------------------------------------------------------------------------------
 # Planning

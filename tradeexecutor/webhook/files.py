@@ -80,8 +80,6 @@ class FileCache:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._files: dict[Path, CachedFile] = {}
-        #: How many times a file was read from disk (one per change per file).
-        self.reads = 0
 
     def get(self, path: Path) -> CachedFile | None:
         """The current version of ``path``, None when it does not exist (not published yet)."""
@@ -101,7 +99,6 @@ class FileCache:
                 data, read_key = _read_file(path)
             except FileNotFoundError:
                 return None
-            self.reads += 1
             cached = CachedFile(data=data, key=read_key, etag='"' + hashlib.sha256(data).hexdigest() + '"')
             self._files[path] = cached
             return cached
