@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -114,7 +115,7 @@ def test_downsampled_keeps_at_most_max_points_plus_the_newest_evenly_strided() -
     assert series.points(provisional=(99_999, 5.0))[0][-1] == 99_999
 
 
-def _state_with(equity: list[float], start_ms: int = 1_000) -> State:
+def _state_with(equity: Sequence[float], start_ms: int = 1_000) -> State:
     state = State(name="t")
     for i, value in enumerate(equity):
         state.valuations.append(start_ms + i * 1000, value, value, 0.0)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from chromium import Chromium, Page, browser, chromium_path, keep_screenshot  # noqa: F401 - the fixtures
@@ -23,8 +24,10 @@ from tradeexecutor.webhook.options import WebhookOptions
 
 pytestmark = pytest.mark.slow
 
-ROUTINE = {"cycle_completed": dict(decisions=0, planned=0, executed=0, ignored=[], duration=0.0012),
-           "revalued": dict(step=0, equity=10_000.0)}
+ROUTINE: dict[str, dict[str, Any]] = {
+    "cycle_completed": dict(decisions=0, planned=0, executed=0, rejected=0, ignored=[], duration=0.0012),
+    "revalued": dict(step=0, equity=10_000.0),
+}
 #: What the operator should see by default, oldest first.
 NOTABLE = ["started", "cycle_completed", "order_planned", "order_filled", "trigger_fired", "order_rejected", "crashed"]
 

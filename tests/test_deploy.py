@@ -639,12 +639,16 @@ def test_cycle_overdue_and_health_failing_fire_before_the_watchdog_ends_the_hang
     from tradeexecutor.cli.main import cli
 
     defaults = {param.name: param.default for param in cli.commands["start"].params}  # type: ignore[attr-defined]
-    watchdog, grace = float(defaults["watchdog_seconds"]), float(defaults["health_grace_seconds"])
+    watchdog_default, grace_default = defaults["watchdog_seconds"], defaults["health_grace_seconds"]
+    assert isinstance(watchdog_default, (int, float)) and isinstance(grace_default, (int, float))
+    watchdog, grace = float(watchdog_default), float(grace_default)
     assert watchdog > 0
     config = yaml.safe_load(PROMETHEUS_CONFIG.read_text(encoding="utf-8"))
     delay = longest_scrape_interval() + duration_seconds(config["global"]["evaluation_interval"])
     overdue = rule("CycleOverdue")
-    threshold = float(re.fullmatch(r"tradeexecutor_next_cycle_overdue_seconds > (\d+)", overdue["expr"]).group(1))
+    match = re.fullmatch(r"tradeexecutor_next_cycle_overdue_seconds > (\d+)", overdue["expr"])
+    assert match is not None, overdue["expr"]
+    threshold = float(match.group(1))
     assert threshold + duration_seconds(overdue["for"]) + delay < watchdog
     assert grace + duration_seconds(rule("HealthFailing")["for"]) + delay < watchdog
 

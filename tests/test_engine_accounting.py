@@ -112,7 +112,7 @@ def test_lot_rounding_by_asset_type(tmp_path: Path, asset_type: str, quantity: f
     frame = ohlc("XXX", [3.0, 3.0, 3.0])
     result = run(tmp_path, frame, {after(0): [open_long(value=1000)]}, asset_types={"XXX": asset_type})
     instrument = result.state.instrument_by_symbol("XXX")
-    assert instrument.asset_type == asset_type
+    assert instrument is not None and instrument.asset_type == asset_type
     position = only_position(result)
     assert position.quantity == pytest.approx(quantity, abs=1e-12)
     assert result.state.portfolio.cash == pytest.approx(cash_after, abs=1e-9)
@@ -131,7 +131,7 @@ def test_order_that_rounds_to_zero_is_rejected_and_the_run_continues(tmp_path: P
     failed = portfolio.failed_positions[0]
     (trade,) = failed.trades
     assert trade.status == TradeStatus.rejected.value
-    assert "rounds to zero" in trade.reject_reason
+    assert "rounds to zero" in (trade.reject_reason or "")
     assert trade.executed_price is None and trade.executed_quantity == 0
     assert trade.executed_at == bar_open(1)
     assert failed.closed_at is not None and failed.quantity == 0
@@ -154,7 +154,7 @@ def test_increase_without_cash_is_rejected(tmp_path: Path) -> None:
     assert opening.status == TradeStatus.executed.value
     assert more.status == TradeStatus.rejected.value
     assert more.kind == "increase"
-    assert "not enough cash" in more.reject_reason
+    assert "not enough cash" in (more.reject_reason or "")
     assert result.state.portfolio.cash == 0
 
 
@@ -182,12 +182,13 @@ def test_min_notional_rejections(tmp_path: Path) -> None:
     opening, small_reduce, closing = closed.trades
     assert opening.executed_quantity == 12
     assert small_reduce.status == TradeStatus.rejected.value
-    assert "below minimum notional" in small_reduce.reject_reason
+    assert "below minimum notional" in (small_reduce.reject_reason or "")
     assert closing.status == TradeStatus.executed.value
     assert closing.executed_quantity == -12 and closing.executed_price == 50
     # 10000 - 1200 + 600 = 9400.
     assert portfolio.cash == 9400
-    assert result.state.instrument_by_symbol("AAA").min_notional == 1000
+    instrument = result.state.instrument_by_symbol("AAA")
+    assert instrument is not None and instrument.min_notional == 1000
 
 
 def test_close_before_the_entry_fills_cancels_it(tmp_path: Path) -> None:
@@ -203,7 +204,7 @@ def test_close_before_the_entry_fills_cancels_it(tmp_path: Path) -> None:
     (failed,) = portfolio.failed_positions
     (entry,) = failed.trades
     assert entry.status == TradeStatus.rejected.value
-    assert "cancelled" in entry.reject_reason
+    assert "cancelled" in (entry.reject_reason or "")
     assert portfolio.cash == 10_000
 
 
@@ -377,7 +378,8 @@ def test_rotation_sells_first_even_when_the_sold_instrument_has_a_gap(tmp_path: 
     (b_position,) = portfolio.open_positions
     # Bought with AAA's 10,000 proceeds: 200 shares of BBB, not before the sale.
     assert b_position.quantity == 200
-    assert b_position.trades[0].executed_at >= a_position.trades[1].executed_at
+    bought, sold = b_position.trades[0].executed_at, a_position.trades[1].executed_at
+    assert bought is not None and sold is not None and bought >= sold
 
 
 def test_cash_limited_buy_never_overspends_by_float_noise() -> None:

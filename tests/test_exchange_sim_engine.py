@@ -9,7 +9,7 @@ cancels and price moves ever creates or loses an asset.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from decimal import Decimal
 
@@ -35,7 +35,7 @@ BARS = [(100, 100, 100, 100)] * 5 + [(100, 100, 95, 98), (98, 100, 98, 100)] + [
 MARKET = MarketSpec(base="XYZ", quote="USD", tick_size=D("0.01"), step_size=D("0.001"), min_notional=D("5"))
 
 
-def bars(rows: list[tuple[float, float, float, float]]) -> pd.DataFrame:
+def bars(rows: Sequence[tuple[float, float, float, float]]) -> pd.DataFrame:
     data = np.array(rows, dtype=float)
     index = pd.date_range("2024-01-01", periods=len(rows), freq="h", tz="UTC")
     return pd.DataFrame({"open": data[:, 0], "high": data[:, 1], "low": data[:, 2], "close": data[:, 3],
@@ -44,7 +44,7 @@ def bars(rows: list[tuple[float, float, float, float]]) -> pd.DataFrame:
 
 def make_engine(*, fee_asset: str = "received", spread_bps: str = "0", fee: str = "0.001",
                 balances: dict[str, Decimal] | None = None, max_closed_orders: int = 100_000,
-                rows: list[tuple[float, float, float, float]] = BARS) -> Engine:
+                rows: Sequence[tuple[float, float, float, float]] = BARS) -> Engine:
     config = SimConfig(markets=(MARKET,), api_key="k", api_secret="s", fee_rate=D(fee), fee_asset=fee_asset,
                        spread_bps=D(spread_bps), balances=balances or {"USD": D(10_000), "XYZ": D(10)},
                        max_closed_orders=max_closed_orders)

@@ -74,7 +74,11 @@ def test_append_refuses_bad_level_and_empty_event(tmp_path: Path) -> None:
 def test_append_fsyncs_each_entry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     synced: list[int] = []
     real_fsync = os.fsync
-    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd))[1])
+    def counting_fsync(fd: int) -> None:
+        synced.append(fd)
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", counting_fsync)
     journal = Journal(tmp_path / "journal.jsonl")
     journal.append("started")
     count = len(synced)

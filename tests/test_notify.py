@@ -23,6 +23,7 @@ from tradeexecutor.notify import (
     CHANNEL_KINDS,
     EVENT_KINDS,
     JOURNAL_EVENT_KINDS,
+    Decision,
     Message,
     Notifier,
     NotifyConfig,
@@ -177,7 +178,7 @@ def test_policy_sends_one_per_window_and_a_digest_at_its_end_however_fast_it_fla
     for i in range(1, 200):  # 200 flaps in 4 seconds
         clock.advance(0.02)
         sent.append(policy.decide(_flap(i)))
-    assert sent.count("send") == 1 and sent.count("suppressed") == 199
+    assert sent.count(Decision.send) == 1 and sent.count(Decision.suppressed) == 199
     assert policy.due() == []  # the window is still open
     clock.advance(60)
     (digest,) = policy.due()

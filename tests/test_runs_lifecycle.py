@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +50,7 @@ def work(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def runs(work: Path) -> Runs:
+def runs(work: Path) -> Iterator[Runs]:
     manager = Runs(work / "runs", env={})
     yield manager
     manager.close()
@@ -153,7 +154,8 @@ def test_a_backtest_run_completes_and_is_reproducible(runs: Runs, work: Path) ->
     meta = runs.metadata(one.id)
     assert timeline(runs, one.id) == ["created", "start_requested", "started", "complete"]
     assert meta["started_at"] and meta["stopped_at"] and meta["summary"]["trade_count"] > 5
-    assert meta["executor"]["pid"] is None and runs.registry.get(one.id).pid is None
+    record = runs.registry.get(one.id)
+    assert meta["executor"]["pid"] is None and record is not None and record.pid is None
     assert (runs.paths(one.id).state / "ledger.sqlite").is_file()
     assert runs.paths(one.id).orders_csv.read_text().startswith("trade_id,")
     events = [e["event"] for e in Journal(runs.paths(one.id).journal).read(limit=1000)]

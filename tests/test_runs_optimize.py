@@ -158,7 +158,7 @@ def test_cli_sweep_2x2_rows_match_the_runs_made_for_them(spec_path: Path, tmp_pa
     assert [int(r["rank"]) for r in rows] == [1, 2, 3, 4]
     with Registry(runs_dir) as registry:
         records = registry.all()
-    assert sorted(r.ref for r in records) == ["sweep-001", "sweep-002", "sweep-003", "sweep-004"]
+    assert sorted(r.ref or "" for r in records) == ["sweep-001", "sweep-002", "sweep-003", "sweep-004"]
     assert all(r.status == "complete" for r in records)
     drawn = _cli("report", rows[0]["run_id"], "--runs-dir", str(runs_dir))
     assert drawn.returncode == 0, drawn.stderr

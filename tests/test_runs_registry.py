@@ -150,7 +150,7 @@ def test_eight_processes_creating_runs_at_once(tmp_path: Path) -> None:
     assert sum(outcome.count("shared") for outcome in outcomes.values()) == 1
     with Registry(runs_dir) as registry:
         rows = registry.all()
-        refs = [row.ref for row in rows]
+        refs = [row.ref or "" for row in rows]
         assert sorted(refs) == sorted([f"p{i}" for i in range(8)] + ["shared"])
         assert len({row.id for row in rows}) == 9
         conn = registry._connect()

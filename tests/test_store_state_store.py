@@ -8,9 +8,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import cast
 
 import orjson
 import pytest
+from dataclasses_json import DataClassJsonMixin
 
 from tradeexecutor.errors import SchemaVersionError, StateCorruptError
 from tradeexecutor.state import SCHEMA_VERSION, Portfolio, Position, State, Trade, ValuationSeries
@@ -238,7 +240,7 @@ def test_layout_and_snapshot_equal_codec_output(tmp_path: Path) -> None:
     assert header["kind"] == "header"
     assert header["snapshot_sha256"] == hashlib.sha256(dumps_state(state)).hexdigest()
     # The snapshot is also what dataclasses-json reads.
-    assert State.from_json(store.snapshot_path.read_bytes()) == state
+    assert cast("type[DataClassJsonMixin]", State).from_json(store.snapshot_path.read_bytes()) == state
 
     run_cycle(state, 12)
     store.save_snapshot(state)

@@ -78,7 +78,8 @@ def crashed_state(name: str) -> RunState:
     runstate = running_state(name)
     try:
         try:
-            {}["GOOG-price"]
+            prices: dict[str, float] = {}
+            prices["GOOG-price"]
         except KeyError as exc:
             raise RuntimeError("cannot price GOOG-price") from exc
     except RuntimeError as exc:

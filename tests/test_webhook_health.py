@@ -84,7 +84,8 @@ def test_crash_is_503_with_reason(server: WebhookServer, runstate: RunState) -> 
 def test_a_crash_before_this_process_started_does_not_fail_a_running_executor(
     server: WebhookServer, runstate: RunState
 ) -> None:
-    earlier = runstate.started_at - timedelta(hours=1)  # type: ignore[operator]
+    assert runstate.started_at is not None
+    earlier = runstate.started_at - timedelta(hours=1)
     runstate.apply_crash_history(CrashHistory(crash_count=2, last_crashed_at=earlier, last_exception={"type": "X"}))
     status, body = get(server, "/healthz")
     assert status == 200 and body["healthy"] is True

@@ -7,7 +7,7 @@ description = "Records the visible bars of two instruments at every cycle."
 cycle_duration = "1d"
 instruments = ["AAA", "BBB"]
 
-RECORDS = []
+RECORDS: list[dict] = []
 
 
 def indicators(candles, parameters):
