@@ -40,7 +40,6 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from chromium import Chromium, Page, find_chromium
 from test_dashboard_browser import backtest_runstate
-
 from tradeexecutor.backtest import run_backtest
 from tradeexecutor.data.source import load_market
 from tradeexecutor.layout import RunFiles

@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-from executor_process import free_port
 
+from executor_process import free_port
 from tradeexecutor.cast import CastConfig
 from tradeexecutor.cast.feed import ChartFeed
 from tradeexecutor.daemon.caster import Caster, CastSender

@@ -15,9 +15,9 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+
 from executor_process import END, START, STRATEGIES, Executor, free_port
 from test_daemon_e2e import executors  # noqa: F401 - the fixture
-
 from tradeexecutor.atomic import temp_path_for
 from tradeexecutor.layout import RunFiles
 from tradeexecutor.runstate import CrashFile

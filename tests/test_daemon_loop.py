@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -32,8 +33,8 @@ from tradeexecutor.data.feed import PriceFeed, ReplayFeed
 from tradeexecutor.data.source import load_market
 from tradeexecutor.engine.schedule import cycle_times
 from tradeexecutor.errors import ConfigError, StateCorruptError, StateLockedError
-from tradeexecutor.runstate import CrashFile, RunStatus
 from tradeexecutor.ledger import load_state
+from tradeexecutor.runstate import CrashFile, RunStatus
 from tradeexecutor.store.journal import Journal
 from tradeexecutor.strategy.loader import load_strategy
 
@@ -276,7 +277,7 @@ def test_corrupt_state_stops_start_up_naming_the_file(tmp_path: Path) -> None:
     state_dir = tmp_path / "state"
     state_dir.mkdir()
     (state_dir / "ledger.sqlite").write_bytes(b'{"schema_version": 1, "portfol')
-    with pytest.raises(StateCorruptError, match="ledger.sqlite"):
+    with pytest.raises(StateCorruptError, match=re.escape("ledger.sqlite")):
         make(tmp_path)
     assert (state_dir / "ledger.sqlite").read_bytes() == b'{"schema_version": 1, "portfol'
     daemon, _, _ = make(tmp_path / "other")  # the lock was released on the error path
@@ -377,7 +378,7 @@ def test_crashes_are_remembered_with_their_times_across_restarts(tmp_path: Path)
     crash_file = CrashFile.for_state_dir(tmp_path / "state")
     for minutes in (90, 20, 5):
         crash_file.record(RuntimeError("boom"), T0 - timedelta(minutes=minutes))
-    daemon, ticker, clock = make(tmp_path, "daemon_crash.py", clock=FakeClock(T0), crash_loop_count=0)
+    daemon, ticker, _clock = make(tmp_path, "daemon_crash.py", clock=FakeClock(T0), crash_loop_count=0)
     try:
         snapshot = daemon.runstate.snapshot()
         assert snapshot.crashes_since(T0 - timedelta(minutes=30)) == 2

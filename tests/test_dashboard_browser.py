@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from chromium import (  # noqa: F401 - browser and chromium_path are fixtures
     Chromium,
     Page,
@@ -39,7 +40,6 @@ from chromium import (  # noqa: F401 - browser and chromium_path are fixtures
     chromium_path,
     keep_screenshot,
 )
-
 from tradeexecutor.backtest import run_backtest
 from tradeexecutor.data.source import load_market
 from tradeexecutor.errors import DataError
@@ -421,7 +421,7 @@ def test_missing_endpoints_show_not_available_yet(
 def test_page_survives_when_status_itself_fails(
     browser: Chromium, serve: Callable[..., Served], status_code: int
 ) -> None:
-    blocked = {path: 404 for path in ("/summary", "/positions", "/logs", "/visualisation")}
+    blocked = dict.fromkeys(("/summary", "/positions", "/logs", "/visualisation"), 404)
     blocked["/status"] = status_code
     served = serve(Blocker(create_app(RunState.create("broken")), blocked))
     page = browser.new_page()

@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from chromium import Chromium, Page, browser, chromium_path, keep_screenshot  # noqa: F401 - the fixtures
 from test_dashboard_browser import Served, backtest_runstate, serve  # noqa: F401 - serve is a fixture
-
 from tradeexecutor.daemon.journal import JournalSink
 from tradeexecutor.layout import RunFiles
 from tradeexecutor.store.journal import Journal
@@ -25,8 +25,8 @@ from tradeexecutor.webhook.options import WebhookOptions
 pytestmark = pytest.mark.slow
 
 ROUTINE: dict[str, dict[str, Any]] = {
-    "cycle_completed": dict(decisions=0, planned=0, executed=0, rejected=0, ignored=[], duration=0.0012),
-    "revalued": dict(step=0, equity=10_000.0),
+    "cycle_completed": {"decisions": 0, "planned": 0, "executed": 0, "rejected": 0, "ignored": [], "duration": 0.0012},
+    "revalued": {"step": 0, "equity": 10_000.0},
 }
 #: What the operator should see by default, oldest first.
 NOTABLE = ["started", "cycle_completed", "order_planned", "order_filled", "trigger_fired", "order_rejected", "crashed"]

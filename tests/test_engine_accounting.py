@@ -14,8 +14,8 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from scripted import SCRIPTED, after, bar_open, ohlc, run
 
+from scripted import SCRIPTED, after, bar_open, ohlc, run
 from tradeexecutor.backtest.runner import BacktestResult, new_state
 from tradeexecutor.config import EngineConfig, ExecutionConfig
 from tradeexecutor.data.market import MarketData

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from scripted import START, after, bar_close, bar_open, ohlc, run
 
+from scripted import START, after, bar_close, bar_open, ohlc, run
 from tradeexecutor.backtest.runner import BacktestResult
 from tradeexecutor.data.market import MarketData
 from tradeexecutor.engine import triggers

@@ -32,9 +32,9 @@ import yaml
 from tradeexecutor.backtest import run_backtest
 from tradeexecutor.config import EngineConfig
 from tradeexecutor.data.source import load_market
+from tradeexecutor.ledger import load_state
 from tradeexecutor.runs.registry import Registry
 from tradeexecutor.state import State
-from tradeexecutor.ledger import load_state
 from tradeexecutor.store.journal import ENTRY_KEYS, LEVELS, Journal
 from tradeexecutor.strategy.loader import load_strategy
 

@@ -147,7 +147,7 @@ def test_a_marketable_limit_trades_at_once_at_the_better_price_and_refunds_the_d
 
 def test_a_resting_sell_fills_when_the_path_rises_to_it() -> None:
     engine = make_engine()
-    placed, _ = engine.place(order("SELL", "LIMIT", "2", "104"), T0)
+    _placed, _ = engine.place(order("SELL", "LIMIT", "2", "104"), T0)
     assert balance(engine, "XYZ") == (D(8), D(2))
     [trade] = engine.advance(T0 + 16_000)
     assert trade.time_ms == T0 + 10_600  # bar 10 climbs 100 → 105 from 333 ms to 667 ms: 104 at 600 ms
@@ -163,7 +163,7 @@ def test_cancel_unlocks_what_is_left_and_a_cancelled_or_filled_order_cannot_be_c
         engine.cancel("XYZUSD", placed.order_id, None, T0 + 1000)
     with refused(-2011):
         engine.cancel("XYZUSD", 999, None, T0)
-    filled, _ = engine.place(order("BUY", "MARKET", "1", cid="m1"), T0 + 1000)
+    _filled, _ = engine.place(order("BUY", "MARKET", "1", cid="m1"), T0 + 1000)
     with refused(-2011):
         engine.cancel("XYZUSD", None, "m1", T0 + 1000)
 

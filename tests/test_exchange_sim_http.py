@@ -216,7 +216,7 @@ def test_a_fault_with_seconds_ends_on_the_clock_and_can_be_removed(running: Runn
     assert call(running, "GET", "/sapi/v1/system/status")[1] == {"status": 1, "msg": "system_maintenance"}
     clock.advance(31)
     assert call(running, "GET", "/api/v3/time")[0] == 200
-    status, page, headers = call(running, "GET", "/api/v3/ping")
+    status, _page, headers = call(running, "GET", "/api/v3/ping")
     assert status == 502 and headers["content-type"].startswith("text/html")
     assert running.control("DELETE", f"faults/{second['id']}") == (200, {"removed": second["id"]})
     assert call(running, "GET", "/api/v3/ping")[0] == 200

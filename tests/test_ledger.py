@@ -98,11 +98,10 @@ def test_journal_lines_commit_with_the_job_and_die_with_a_failed_one(tmp_path: P
         run_cycle(state, 0)
         job.journal("order_filled", "info", {"trade_id": 1, "level": "not the entry's level"})
         job.commit(state)
-    with pytest.raises(RuntimeError):
-        with ledger.begin_job("cycle", T0) as job:
-            run_cycle(state, 1)
-            job.journal("order_filled", "info", {"trade_id": 2})
-            raise RuntimeError("the job failed before committing")
+    with pytest.raises(RuntimeError), ledger.begin_job("cycle", T0) as job:
+        run_cycle(state, 1)
+        job.journal("order_filled", "info", {"trade_id": 2})
+        raise RuntimeError("the job failed before committing")
     with ledger.begin_job("control", T0) as job:
         job.journal("paused", "info", {})  # no state change: committed alone when the job ends
     ledger.close()
@@ -160,7 +159,7 @@ def test_a_refused_ledger_is_never_written(tmp_path: Path) -> None:
     path = tmp_path / "ledger.sqlite"
     path.write_bytes(b"")
     ledger = Ledger(path)
-    with pytest.raises(StateCorruptError, match="ledger.sqlite.*empty"):
+    with pytest.raises(StateCorruptError, match=r"ledger\.sqlite.*empty"):
         ledger.load()
     with pytest.raises(StateCorruptError, match="not writing"):
         ledger.save(new_state())

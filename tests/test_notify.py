@@ -15,8 +15,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from notify_endpoint import LoopbackEndpoint
 
+from notify_endpoint import LoopbackEndpoint
 from tradeexecutor.daemon import FakeClock
 from tradeexecutor.errors import ConfigError
 from tradeexecutor.notify import (
@@ -138,7 +138,7 @@ def test_event_switches_parse_all_none_lists_and_exclusions() -> None:
     assert parse_event_switches("crash, health") == {"crash", "health"}
     assert parse_event_switches("all,-order_filled -trigger_fired") == set(EVENT_KINDS) - {"order_filled",
                                                                                            "trigger_fired"}
-    with pytest.raises(ConfigError, match="unknown event 'fills'.*order_filled"):
+    with pytest.raises(ConfigError, match=r"unknown event 'fills'.*order_filled"):
         parse_event_switches("crash,fills")
     assert parse_summary_time("07:30").isoformat() == "07:30:00"
     for bad in ("7", "25:00", "noon"):

@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 import yaml
 from openapi_schema_validator import OAS30Validator
-from pyramid.router import Router
 from openapi_spec_validator import validate as validate_spec
+from pyramid.router import Router
 
 from tradeexecutor.runstate import RunState
 from tradeexecutor.webhook import WebhookServer, create_app

@@ -44,6 +44,7 @@ from typing import Any
 
 import pytest
 import yaml
+
 from test_daemon_e2e import Executor, free_port
 
 pytestmark = pytest.mark.slow

@@ -15,13 +15,13 @@ import pytest
 from tradeexecutor.backtest import run_backtest
 from tradeexecutor.config import EngineConfig, ExecutionConfig
 from tradeexecutor.data.source import load_market
+from tradeexecutor.ledger import Ledger, load_state
 from tradeexecutor.runs.artifacts import CHART_FILES, Thresholds, key_figures, write_artifacts, write_report
 from tradeexecutor.runs.metrics_text import RUN_LABELS, RUN_METRIC_NAMES, render_runs
 from tradeexecutor.runs.run import Runs
 from tradeexecutor.runs.runner import start_run
 from tradeexecutor.runstate import CrashFile
 from tradeexecutor.stats import compute_summary
-from tradeexecutor.ledger import Ledger, load_state
 from tradeexecutor.store.journal import Journal
 from tradeexecutor.strategy.loader import load_strategy
 

@@ -14,9 +14,9 @@ import pytest
 from tradeexecutor.errors import ConfigError
 from tradeexecutor.runs.optimize import build_grid, expand_values, parse_param_option
 from tradeexecutor.runs.ranking import rank_results
-from tradeexecutor.runs.sweep_eval import PointResult
 from tradeexecutor.runs.registry import Registry
 from tradeexecutor.runs.spec import load_spec
+from tradeexecutor.runs.sweep_eval import PointResult
 from tradeexecutor.strategy.parameters import Boolean, Decimal, Integer, Symbol
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -76,7 +76,7 @@ def test_build_grid_is_the_product_and_checks_names(spec_path: Path) -> None:
     spec = load_spec(spec_path, env={})
     grid = build_grid(spec, ["fast=5..15:5", "slow=30,50"])
     assert grid == [{"fast": f, "slow": s} for f in (5, 10, 15) for s in (30, 50)]
-    with pytest.raises(ConfigError, match="unknown parameter.*did you mean fast"):
+    with pytest.raises(ConfigError, match=r"unknown parameter.*did you mean fast"):
         build_grid(spec, ["fats=5"])
     with pytest.raises(ConfigError, match="given twice"):
         build_grid(spec, ["fast=5", "fast=6"])

@@ -230,7 +230,7 @@ def test_query_parameters_take_exactly_what_the_document_declares(live: LiveExec
             @settings(max_examples=2 * MAX_EXAMPLES, deadline=None, database=None, derandomize=True,
                       suppress_health_check=list(HealthCheck))
             def run(case: Any) -> None:
-                case.call_and_validate(base_url=live.server.url, headers=AUTH, checks=[not_a_server_error, check],
+                case.call_and_validate(base_url=live.server.url, headers=AUTH, checks=[not_a_server_error, check],  # noqa: B023
                                        timeout=10)
 
             try:

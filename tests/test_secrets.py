@@ -31,6 +31,7 @@ from typing import Any
 
 import pytest
 import yaml
+
 from notify_endpoint import LoopbackEndpoint
 
 pytestmark = pytest.mark.slow

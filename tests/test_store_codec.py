@@ -9,8 +9,8 @@ from typing import Any, cast
 
 import orjson
 import pytest
-from hypothesis import HealthCheck, given, settings
 from dataclasses_json import DataClassJsonMixin
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tradeexecutor.errors import SchemaVersionError, StateCorruptError

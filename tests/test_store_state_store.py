@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -401,7 +402,7 @@ def test_missing_snapshot_with_backup_asks_the_operator(tmp_path: Path) -> None:
     before = files(tmp_path)
     broken = StateStore(tmp_path)
     assert broken.exists()
-    with pytest.raises(StateCorruptError, match="state.json.bak") as error:
+    with pytest.raises(StateCorruptError, match=re.escape("state.json.bak")) as error:
         broken.load()
     assert "restore" in str(error.value)
     with pytest.raises(StateCorruptError):
@@ -413,7 +414,7 @@ def test_log_without_snapshot_is_corrupt(tmp_path: Path) -> None:
     store = StateStore(tmp_path)
     store.save(history_state(2))
     store.snapshot_path.unlink()
-    with pytest.raises(StateCorruptError, match="state.log"):
+    with pytest.raises(StateCorruptError, match=re.escape("state.log")):
         StateStore(tmp_path).load()
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from sweep_helpers import ROOT, cli, cli_env, comparable, table, write_spec
+from sweep_helpers import cli, cli_env, comparable, table, write_spec
 from tradeexecutor.errors import ConfigError
 from tradeexecutor.runs.ranking import statistic
 from tradeexecutor.runs.spec import load_spec
@@ -84,7 +84,7 @@ def test_walk_forward_chooses_each_fold_on_its_train_window_and_chains_the_tests
         best = max(result.results, key=lambda row: _number(statistic(row, "sharpe", train.name)))
         assert fold.chosen is not None and fold.chosen.values == best.values
         assert fold.test == best.windows[test.name]
-    assert [f.fold.test.first_ms for f in result.folds][0] == out_of_sample.first_ms
+    assert result.folds[0].fold.test.first_ms == out_of_sample.first_ms
     assert result.folds[-1].fold.test.last_ms == out_of_sample.last_ms
     tests = [fold.test for fold in result.folds]
     assert all(test is not None for test in tests)
@@ -219,7 +219,7 @@ def test_ctrl_c_keeps_finished_points_and_the_printed_command_resumes(tmp_path: 
     os.close(master)
     assert resumed.wait(timeout=240) == 0, shown
     assert f"9 points on 2 processes, {kept} already done" in shown, shown
-    assert f"sweep:" in shown and f"| {kept}/9 [" in shown and "<" in shown, shown  # elapsed<remaining
+    assert "sweep:" in shown and f"| {kept}/9 [" in shown and "<" in shown, shown  # elapsed<remaining
     folder = work / words[words.index("--output") + 1]
     assert len(folder.joinpath("points.jsonl").read_text().splitlines()) == 9  # the kept points were not run again
     assert table(folder / "results.csv") == table(tmp_path / "reference" / "results.csv")

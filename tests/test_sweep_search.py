@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sweep_helpers import comparable, write_spec
 
+from sweep_helpers import comparable, write_spec
 from tradeexecutor.runs.constraints import parse_constraint
 from tradeexecutor.runs.spec import load_spec
 from tradeexecutor.runs.sweep import SweepOptions, SweepProgress, SweepResult, plan_sweep, progress_callback, run_sweep

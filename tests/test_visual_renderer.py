@@ -16,7 +16,7 @@ import pytest
 
 from tradeexecutor.state import State
 from tradeexecutor.visual.renderer import ChartRenderer, Images
-from tradeexecutor.visual.series import DeltaFeed, ChartDelta, price_columns
+from tradeexecutor.visual.series import ChartDelta, DeltaFeed, price_columns
 
 PNG = b"\x89PNG\r\n\x1a\n"
 DEADLINE = 120.0  # a child imports matplotlib first: seconds on a busy machine

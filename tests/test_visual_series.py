@@ -13,7 +13,7 @@ from tradeexecutor.daemon import InMemoryTicker
 from tradeexecutor.daemon.runner import Daemon
 from tradeexecutor.state import State
 from tradeexecutor.state.growth import ListTail
-from tradeexecutor.visual.series import DeltaFeed, ChartSeries, SeriesBuilder, price_columns
+from tradeexecutor.visual.series import ChartSeries, DeltaFeed, SeriesBuilder, price_columns
 
 
 @pytest.fixture

@@ -19,11 +19,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from state_builders import resized
 
 import tradeexecutor.store.codec as codec
 import tradeexecutor.store.publish as publish_module
 import tradeexecutor.webhook.files as files_module
+from state_builders import resized
 from tradeexecutor.backtest.runner import run_backtest
 from tradeexecutor.data.source import load_market
 from tradeexecutor.layout import RunFiles

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["LEGACY_SPEC_FILE", "RunFiles", "RunPaths", "SPEC_FILE"]
+__all__ = ["LEGACY_SPEC_FILE", "SPEC_FILE", "RunFiles", "RunPaths"]
 
 #: A run folder's pinned spec, as the artifact contract names it.
 SPEC_FILE = "run_spec.yaml"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pandas as pd
 
@@ -58,7 +58,7 @@ def to_pandas_frequency(delta: timedelta) -> str:
     return f"{seconds}s"
 
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def next_boundary(now: datetime, period: timedelta, offset: timedelta = timedelta(0)) -> datetime:
@@ -67,7 +67,7 @@ def next_boundary(now: datetime, period: timedelta, offset: timedelta = timedelt
     A 1h period with an 8 minute offset gives HH:08 UTC.
     """
     if now.tzinfo is None:
-        now = now.replace(tzinfo=timezone.utc)
+        now = now.replace(tzinfo=UTC)
     elapsed = now - _EPOCH - offset
     periods = elapsed // period
     candidate = _EPOCH + offset + (periods + 1) * period
@@ -77,7 +77,7 @@ def next_boundary(now: datetime, period: timedelta, offset: timedelta = timedelt
 def floor_boundary(now: datetime, period: timedelta, offset: timedelta = timedelta(0)) -> datetime:
     """The latest boundary at or before ``now``."""
     if now.tzinfo is None:
-        now = now.replace(tzinfo=timezone.utc)
+        now = now.replace(tzinfo=UTC)
     elapsed = now - _EPOCH - offset
     return _EPOCH + offset + (elapsed // period) * period
 

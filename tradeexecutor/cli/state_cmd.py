@@ -36,9 +36,9 @@ def export_command(path: Path, output: Path | None) -> None:
     """Print the state of the ledger at PATH as JSON (the dataclasses-json model's State, as /state serves it)."""
     import sys
 
+    from tradeexecutor.atomic import atomic_write_bytes
     from tradeexecutor.errors import StateError
     from tradeexecutor.ledger import Ledger, check_not_legacy
-    from tradeexecutor.atomic import atomic_write_bytes
 
     if path.is_dir():
         check_not_legacy(path)

@@ -50,8 +50,8 @@ from tradeexecutor.daemon.crash import CrashRecorder, Watchdog
 from tradeexecutor.daemon.publish import Publisher
 from tradeexecutor.data.feed import PriceFeed
 from tradeexecutor.engine.engine import CycleReport, Engine, EventSink
-from tradeexecutor.runstate import RunState, RunStatus
 from tradeexecutor.ledger import Ledger
+from tradeexecutor.runstate import RunState, RunStatus
 
 __all__ = ["ExecutorLoop", "LoopOutcome"]
 

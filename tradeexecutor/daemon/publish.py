@@ -26,7 +26,6 @@ from typing import Any
 
 import pandas as pd
 
-from tradeexecutor.stats.formatting import key_figures
 from tradeexecutor.daemon.clock import Clock
 from tradeexecutor.data.feed import PriceFeed
 from tradeexecutor.layout import RunFiles
@@ -34,6 +33,7 @@ from tradeexecutor.runstate import RunState, image_key
 from tradeexecutor.runstate.figures import FigureCounter
 from tradeexecutor.state import State
 from tradeexecutor.stats import compute_summary, write_trades_csv
+from tradeexecutor.stats.formatting import key_figures
 from tradeexecutor.store.codec import PositionFragments
 from tradeexecutor.store.publish import publish
 from tradeexecutor.visual.renderer import ChartRenderer

@@ -7,9 +7,9 @@ every instrument, and for each step of it every instrument knows its last closed
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Mapping
 
 import numpy as np
 import pandas as pd
@@ -95,7 +95,7 @@ class MarketData:
         frequency: timedelta | None = None,
         asset_types: Mapping[str, str | None] | None = None,
         symbols: list[str] | tuple[str, ...] | None = None,
-    ) -> "MarketData":
+    ) -> MarketData:
         """Build from the loader's long frame (UTC index, a ``symbol`` column, OHLCV columns).
 
         ``frequency`` is the bar frequency the strategy reads; data of a finer frequency is
@@ -119,7 +119,7 @@ class MarketData:
             frames = {s: resample(f, frequency) for s, f in frames.items()}
         return cls(frames, frequency, asset_types)
 
-    def between(self, start: pd.Timestamp | None, end: pd.Timestamp | None) -> "MarketData":
+    def between(self, start: pd.Timestamp | None, end: pd.Timestamp | None) -> MarketData:
         """Only bars that open at or after ``start`` and close at or before ``end``."""
         frames = {}
         for symbol, bars in self.bars.items():

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import os
-
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Sequence
 
 import pandas as pd
 

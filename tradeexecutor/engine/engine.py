@@ -22,9 +22,10 @@ the daemon drives it from a feed on wall-clock cycles.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
-from typing import Any, Iterable, Protocol
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
 
 import pandas as pd
 
@@ -97,7 +98,7 @@ def _intent_order(intent: Intent) -> int:
     return 1 if intent.is_buy else 0
 
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 
 
@@ -112,7 +113,7 @@ def _to_datetime(ns: int) -> datetime:
 def _ns(value: datetime) -> int:
     """A datetime (naive means UTC) as epoch nanoseconds, as ``pd.Timestamp(value).value`` gives."""
     if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
+        value = value.replace(tzinfo=UTC)
     return (value - _EPOCH) // _MICROSECOND * 1000
 
 

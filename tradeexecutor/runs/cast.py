@@ -36,9 +36,9 @@ from tradeexecutor.cast import CastConfig, parse_target, target_url
 from tradeexecutor.cast.client import put_chart
 from tradeexecutor.cast.feed import ChartFeed
 from tradeexecutor.errors import StateCorruptError
+from tradeexecutor.ledger import load_state
 from tradeexecutor.runs.registry import RunRecord, RunsError
 from tradeexecutor.runs.run import ACTIVE_STATUSES, Runs
-from tradeexecutor.ledger import load_state
 from tradeexecutor.store.cast_target import CastTargetFile
 
 __all__ = ["CastResult", "cast_final", "cast_run"]

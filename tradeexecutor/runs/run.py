@@ -220,7 +220,7 @@ class Runs:
             yield self.registry.resolve(ref_or_id)
 
     def record(self, run_id: str, event: str, *, status: str | None = None, level: str = "info",
-               detail: str | None = None, pid: int | None | str = "keep", port: int | None | str = "keep",
+               detail: str | None = None, pid: int | str | None = "keep", port: int | str | None = "keep",
                when: datetime | None = None, **metadata: Any) -> dict[str, Any]:
         """Append ``event`` to the timeline and the journal, set the status and metadata fields; one transaction.
 

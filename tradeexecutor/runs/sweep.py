@@ -54,9 +54,9 @@ from tradeexecutor.runs.sweep_eval import (
     frequency_key,
     market_fingerprint,
 )
+from tradeexecutor.runs.sweep_options import DEFAULT_TRIALS, REPORT_MODES, SweepOptions
 from tradeexecutor.runs.sweep_pool import DaskCluster, Executor, InProcess, LocalPool, require_distributed
 from tradeexecutor.runs.sweep_store import SweepFolder
-from tradeexecutor.runs.sweep_options import DEFAULT_TRIALS, REPORT_MODES, SweepOptions
 from tradeexecutor.runs.walkforward import FoldResult, WindowPlan, plan_windows, select_folds
 from tradeexecutor.strategy.loader import load_strategy
 

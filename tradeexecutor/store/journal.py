@@ -255,7 +255,7 @@ class Journal:
         since_utc = _utc(since) if since is not None else None
         found: list[dict[str, Any]] = []
         try:
-            handle = open(self.path, "rb")
+            handle = open(self.path, "rb")  # noqa: SIM115 - closed by the with below; a missing file is no entries
         except FileNotFoundError:
             return []
         with handle:
@@ -278,7 +278,7 @@ class Journal:
     def entries(self) -> Iterator[dict[str, Any]]:
         """Every readable entry, oldest first (a whole-file pass, for reports); torn lines are skipped."""
         try:
-            handle = open(self.path, "rb")
+            handle = open(self.path, "rb")  # noqa: SIM115 - closed by the with below; a missing file is no entries
         except FileNotFoundError:
             return
         with handle:

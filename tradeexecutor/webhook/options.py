@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Callable, Mapping
 
 from tradeexecutor.layout import RunFiles
 from tradeexecutor.runstate.health import HealthLimits
