@@ -266,7 +266,7 @@ def test_the_wallboard_url_must_be_a_url() -> None:
 
 def test_a_closed_sender_takes_nothing_more() -> None:
     sent: list[str] = []
-    sender = CastSender(CastConfig(), lambda *a, **k: None, put=lambda url, *rest: sent.append(url))  # type: ignore[arg-type,return-value,func-returns-value]
+    sender = CastSender(CastConfig(), lambda *a, **k: None, put=lambda url, *rest: sent.append(url))
     sender.retarget("/x")
     sender.close(1)
     sender.send("/x", "http://h/x", {})

@@ -12,6 +12,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,7 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-def executors() -> Any:
+def executors() -> Iterator[list[Executor]]:
     started: list[Executor] = []
     yield started
     for executor in started:

@@ -9,6 +9,7 @@ import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -35,8 +36,10 @@ from tradeexecutor.engine.schedule import cycle_times
 from tradeexecutor.errors import ConfigError, StateCorruptError, StateLockedError
 from tradeexecutor.ledger import load_state
 from tradeexecutor.runstate import CrashFile, RunStatus
+from tradeexecutor.state import State, Trade
 from tradeexecutor.store.journal import Journal
-from tradeexecutor.strategy.loader import load_strategy
+from tradeexecutor.strategy.loader import LoadedStrategy, load_strategy
+from tradeexecutor.visual.series import ChartDelta
 
 STRATEGIES = Path(__file__).parent / "strategies"
 START, END = "2005-01-01", "2005-12-31"
@@ -417,7 +420,7 @@ def test_watchdog_turns_a_hung_job_into_a_crash_with_every_thread_stack(tmp_path
 STOP_BAR_CYCLE = "2005-01-25"
 
 
-def _stop_trade(state) -> object | None:  # type: ignore[no-untyped-def]
+def _stop_trade(state: State) -> Trade | None:
     """The trade a stop-loss closed position 1 with, or None."""
     for position in state.portfolio.closed_positions:
         if position.id == 1 and position.trades[-1].trigger == "stop_loss":
@@ -425,7 +428,7 @@ def _stop_trade(state) -> object | None:  # type: ignore[no-untyped-def]
     return None
 
 
-def _journal(tmp_path: Path) -> list[dict]:  # type: ignore[type-arg]
+def _journal(tmp_path: Path) -> list[dict[str, Any]]:
     return list(Journal(tmp_path / "state" / "journal.jsonl").entries())
 
 
@@ -434,7 +437,8 @@ def test_the_stop_window_of_the_failing_strategy_holds() -> None:
     strategy = load_strategy(STRATEGIES / "daemon_decide_fails.py", {"fail_from": "2099-01-01"})
     market, _ = load_market([], strategy.instruments, start=START, end=END)
     trade = _stop_trade(run_backtest(strategy, market, EngineConfig()).state)
-    assert trade is not None and trade.executed_at.date().isoformat() == STOP_BAR_CYCLE  # type: ignore[attr-defined]
+    assert trade is not None and trade.executed_at is not None
+    assert trade.executed_at.date().isoformat() == STOP_BAR_CYCLE
 
 
 def test_a_decide_that_raises_never_undoes_the_bars_fills_and_triggers(tmp_path: Path) -> None:
@@ -456,7 +460,7 @@ def test_a_decide_that_raises_never_undoes_the_bars_fills_and_triggers(tmp_path:
     assert saved.valuations.cash[-1] == pytest.approx(saved.portfolio.cash)
     fired = [e for e in _journal(tmp_path) if e["event"] == "trigger_fired"]
     assert [(e["fields"]["trigger"], e["fields"]["price"]) for e in fired] == [
-        ("stop_loss", pytest.approx(trade.executed_price))]  # type: ignore[attr-defined]
+        ("stop_loss", pytest.approx(trade.executed_price))]
 
 
 def test_a_crash_loop_of_the_strategy_ends_in_safe_mode_and_positions_stay_managed(tmp_path: Path) -> None:
@@ -617,7 +621,7 @@ def test_charts_are_sent_after_the_first_cycle_then_at_the_interval_stretched_by
     costs: list[float] = []  # the last render's cost when it was sent: what the interval was stretched by
     submit = renderer.submit
 
-    def counted(delta):  # type: ignore[no-untyped-def]
+    def counted(delta: ChartDelta) -> bool:
         cost = renderer.last_cost
         accepted = submit(delta)
         if accepted:
@@ -658,7 +662,7 @@ def test_charts_are_sent_after_the_first_cycle_then_at_the_interval_stretched_by
         publisher.close()
 
 
-def new_state_for(strategy):  # type: ignore[no-untyped-def]
+def new_state_for(strategy: LoadedStrategy) -> State:
     from tradeexecutor.backtest.runner import new_state
 
     return new_state(strategy, EngineConfig(), T0)

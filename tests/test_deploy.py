@@ -138,7 +138,7 @@ def command_envvars(command: str) -> set[str]:
     from tradeexecutor.cli.main import cli
 
     names: set[str] = set()
-    for param in cli.commands[command].params:  # type: ignore[attr-defined]
+    for param in cli.commands[command].params:
         if param.envvar:
             names.update([param.envvar] if isinstance(param.envvar, str) else param.envvar)
     return names
@@ -639,7 +639,7 @@ def test_cycle_overdue_and_health_failing_fire_before_the_watchdog_ends_the_hang
     the hang must fire first, counting the threshold, `for:`, and a scrape plus an evaluation of delay."""
     from tradeexecutor.cli.main import cli
 
-    defaults = {param.name: param.default for param in cli.commands["start"].params}  # type: ignore[attr-defined]
+    defaults = {param.name: param.default for param in cli.commands["start"].params}
     watchdog_default, grace_default = defaults["watchdog_seconds"], defaults["health_grace_seconds"]
     assert isinstance(watchdog_default, (int, float)) and isinstance(grace_default, (int, float))
     watchdog, grace = float(watchdog_default), float(grace_default)

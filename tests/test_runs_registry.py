@@ -114,7 +114,7 @@ def test_a_held_write_lock_makes_others_wait_not_fail(tmp_path: Path) -> None:
     waiter.close()
 
 
-def _create_two(runs_dir: str, index: int, start_at: float, results: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
+def _create_two(runs_dir: str, index: int, start_at: float, results: multiprocessing.Queue) -> None:
     """One runner process: a run with its own ref and one that races for a shared ref."""
     runs = Runs(Path(runs_dir), env={})
     time.sleep(max(0.0, start_at - time.time()))

@@ -335,7 +335,7 @@ def test_wrong_top_level_shape_is_corrupt(data: bytes) -> None:
     assert_one_line_naming(error, "s.json")
 
 
-def mutated(change) -> bytes:  # type: ignore[no-untyped-def]
+def mutated(change) -> bytes:
     d = _dcj(sample_state()).to_dict(encode_json=True)
     change(d)
     return orjson.dumps(d)
@@ -353,7 +353,7 @@ def mutated(change) -> bytes:  # type: ignore[no-untyped-def]
         (lambda d: d["instruments"].append("GOOG"), ""),
     ],
 )
-def test_wrong_inner_shape_is_corrupt_and_names_the_source(change, detail: str) -> None:  # type: ignore[no-untyped-def]
+def test_wrong_inner_shape_is_corrupt_and_names_the_source(change, detail: str) -> None:
     with pytest.raises(StateCorruptError) as error:
         loads_state(mutated(change), source="/data/state.json")
     assert_one_line_naming(error, "/data/state.json", detail)

@@ -60,7 +60,7 @@ def delta() -> ChartDelta:
     return feed.delta(state, {symbol: len(times) - 1 for symbol, (times, _) in market_prices.items()})
 
 
-def wait_until(condition, timeout: float = DEADLINE) -> None:  # type: ignore[no-untyped-def]
+def wait_until(condition, timeout: float = DEADLINE) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         assert time.monotonic() < deadline, "condition not met in time"

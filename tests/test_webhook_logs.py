@@ -260,7 +260,7 @@ def test_ring_buffer_is_thread_safe() -> None:
     assert len(handler.records()) == 8000
 
 
-def test_a_since_without_seconds_near_year_one_is_a_400_not_a_500(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_a_since_without_seconds_near_year_one_is_a_400_not_a_500(tmp_path) -> None:
     """0001-01-01T00:00+01:00 lacks the seconds RFC 3339 asks for; the parameter is named, nothing crashes."""
     import json as _json
     import urllib.error

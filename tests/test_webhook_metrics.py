@@ -262,12 +262,12 @@ class _CountingList(list[Position]):
 
     reads = 0
 
-    def __getitem__(self, index):  # type: ignore[no-untyped-def, override]
+    def __getitem__(self, index):
         result = super().__getitem__(index)
         _CountingList.reads += len(result) if isinstance(index, slice) else 1
         return result
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self):
         for item in super().__iter__():
             _CountingList.reads += 1
             yield item

@@ -16,17 +16,9 @@ from typing import Any
 
 from tradeexecutor import __version__
 from tradeexecutor.cast import WALLBOARD_TOKEN_ENV
+from tradeexecutor.errors import network_reason
 
 __all__ = ["put_chart"]
-
-
-def _reason(exc: BaseException) -> str:
-    reason = getattr(exc, "reason", exc)
-    if isinstance(reason, OSError) and reason.strerror:
-        return reason.strerror.lower()
-    if isinstance(reason, TimeoutError) or "timed out" in str(reason):
-        return "timed out"
-    return (str(reason).strip() or type(reason).__name__).splitlines()[0]
 
 
 def put_chart(url: str, token: str | None, data: Mapping[str, Any], timeout: float) -> str | None:
@@ -50,4 +42,4 @@ def put_chart(url: str, token: str | None, data: Mapping[str, Any], timeout: flo
                 403: ""}.get(exc.code, "")
         return f"the wallboard answered {exc.code}: {message}{hint}"
     except (urllib.error.URLError, OSError, HTTPException, ValueError) as exc:
-        return f"the wallboard does not answer: {_reason(exc)}"
+        return f"the wallboard does not answer: {network_reason(exc)}"
