@@ -18,17 +18,24 @@ import click
 import pytest
 from click.testing import CliRunner
 
+from test_docs import DOCS, ROOT, load_script
 from tradeexecutor.cli.main import cli
 from tradeexecutor.cli.options import config_options, config_values
-from tradeexecutor.config import (EngineConfig, ExecutionConfig, HealthLimits, WebhookConfig, build_config,
-                                  check_settings, setting, walk_settings)
+from tradeexecutor.config import (
+    EngineConfig,
+    ExecutionConfig,
+    HealthLimits,
+    WebhookConfig,
+    build_config,
+    check_settings,
+    setting,
+    walk_settings,
+)
 from tradeexecutor.daemon import settings as daemon_settings
 from tradeexecutor.daemon.settings import DaemonConfig
 from tradeexecutor.errors import ConfigError
 from tradeexecutor.runs import spec as run_spec
 from tradeexecutor.wallboard.settings import WallboardConfig
-
-from test_docs import DOCS, ROOT, load_script
 
 SMA = ROOT / "strategies" / "sma_crossover.py"
 

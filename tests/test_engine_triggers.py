@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from scripted import START, after, bar_close, bar_open, ohlc, run
 
+from scripted import START, after, bar_close, bar_open, ohlc, run
 from tradeexecutor.backtest.runner import BacktestResult
 from tradeexecutor.data.market import MarketData
 from tradeexecutor.engine import triggers
@@ -305,6 +305,7 @@ def test_pending_order_cancelled_when_a_trigger_closes_the_position(tmp_path: Pa
     assert exit_trade.trigger == "stop_loss" and exit_trade.executed_price == 95
     assert exit_trade.executed_at == t("06:00")
     assert pending.status == TradeStatus.rejected.value
+    assert pending.reject_reason is not None
     assert "cancelled" in pending.reject_reason and "stop_loss" in pending.reject_reason
     assert pending.executed_quantity == 0
     # 10000 - 50 * 100 + 50 * 95 = 9750; the cancelled order moved no money.

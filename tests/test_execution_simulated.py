@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import math
 import signal
+from collections.abc import Iterator
 from contextlib import contextmanager
 from fractions import Fraction
-from typing import Iterator
 
 import pytest
 from hypothesis import HealthCheck, example, given, settings

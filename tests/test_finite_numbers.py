@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -233,7 +234,7 @@ def test_config_objects_refuse_non_finite_fields(kind: type, name: str, value: f
 
 
 def test_spec_dict_with_a_non_finite_number_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="core.crash_loop_minutes: inf is not a finite number"):
+    with pytest.raises(ConfigError, match=re.escape("core.crash_loop_minutes: inf is not a finite number")):
         spec_from_dict({"strategy_file": str(SMA), "mode": "paper", "core": {"crash_loop_minutes": float("inf")}},
                        base_dir=tmp_path, env={})
 

@@ -22,15 +22,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from notify_endpoint import LoopbackEndpoint
 from test_daemon_e2e import free_port
-from test_daemon_loop import END, START, STRATEGIES, T0, make, run_ticks
-
+from test_daemon_loop import START, STRATEGIES, T0, make, run_ticks
 from tradeexecutor.daemon import FakeClock
+from tradeexecutor.layout import RunFiles
 from tradeexecutor.notify import NotifyConfig, parse_event_switches
 from tradeexecutor.runstate import CrashFile, HealthLimits, RunStatus
 from tradeexecutor.store.journal import Journal
-from tradeexecutor.store.layout import RunFiles
 
 VARIABLE = "TRADEEXECUTOR_NOTIFY_WEBHOOK_URL"
 

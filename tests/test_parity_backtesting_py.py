@@ -228,9 +228,11 @@ def test_every_entry_fill_is_the_exact_all_in_floor(goog: pd.DataFrame) -> None:
     )
     assert len(trades) >= 40
     for trade in trades:
-        notional = abs(trade.executed_quantity) * trade.executed_price
+        price = trade.executed_price
+        assert price is not None
+        notional = abs(trade.executed_quantity) * price
         if trade.executed_quantity > 0:
-            assert trade.executed_quantity == exact_all_in_size(cash, trade.executed_price)
+            assert trade.executed_quantity == exact_all_in_size(cash, price)
             cash -= notional + trade.fee
             assert cash >= 0
         else:

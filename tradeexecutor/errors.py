@@ -78,3 +78,18 @@ class TemporaryError(TradeExecutorError):
 class LookaheadRefusedError(StrategyLoadError, LookaheadError):
     """A strategy refused before it runs because it would see the future: an indicator whose past values
     change when later candles are left out, or code that reaches past the cycle context (exit code 2)."""
+
+
+def network_reason(exc: BaseException) -> str:
+    """Why a network call failed, as one short line: ``connection refused``, ``timed out``, ...
+
+    For journal lines and error answers about a peer that did not answer (the wallboard a cast
+    goes to, an executor the wallboard polls): urllib wraps the OSError in ``reason``; its
+    strerror is the plainest wording, and no traceback or URL is included.
+    """
+    reason = getattr(exc, "reason", exc)
+    if isinstance(reason, OSError) and reason.strerror:
+        return reason.strerror.lower()
+    if isinstance(reason, TimeoutError) or "timed out" in str(reason):
+        return "timed out"
+    return (str(reason).strip() or type(reason).__name__).splitlines()[0]

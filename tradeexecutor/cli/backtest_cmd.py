@@ -38,13 +38,12 @@ def backtest_settings(item: SettingPath) -> bool:
 def backtest_command(strategy_file: Path | None, spec_file: Path | None, trigger_data: tuple[str, ...],
                      output: Path | None, progress: bool | None, **options: Any) -> None:
     """Backtest STRATEGY_FILE (or --spec RUN_SPEC) on historical candles and print its summary."""
+    from tradeexecutor.atomic import atomic_write_bytes
     from tradeexecutor.backtest.session import open_session, run_session
+    from tradeexecutor.cli.runs_cmd import spec_for_command
     from tradeexecutor.data.source import load_market
     from tradeexecutor.stats import summary_table, write_trades_csv
-    from tradeexecutor.store.atomic import atomic_write_bytes
     from tradeexecutor.store.codec import dumps_state
-
-    from tradeexecutor.cli.runs_cmd import spec_for_command
 
     # Everything is validated before anything is written.
     values = config_values(DaemonConfig, options, select=backtest_settings)

@@ -78,8 +78,8 @@ def _run(config: DaemonConfig, log_buffer: RingBufferHandler | None = None, sign
 
 
 def _build_and_run(config: DaemonConfig, log_buffer: RingBufferHandler | None, signals: StopSignals) -> int:
+    from tradeexecutor.layout import RunFiles
     from tradeexecutor.runstate import RunState
-    from tradeexecutor.store.layout import RunFiles
     from tradeexecutor.webhook import WebhookServer, check_port_free, create_app
     from tradeexecutor.webhook.options import CastSink, CommandSink, NotificationCounts, WebhookOptions
 

@@ -9,7 +9,7 @@ Modules, one job each:
 - ``publish``   keeps RunState current (counters, summary, charts, lag, next cycle);
 - ``crash``     crash records, crash-loop safe mode, the watchdog;
 - ``signals``   SIGTERM/SIGINT → graceful stop;
-- ``startup``   state-directory lock, loaded-state checks, replay start;
+- ``startup``   loaded-state checks, replay start;
 - ``settings``  DaemonConfig, every option validated once;
 - ``runner``    builds and runs a paper-mode executor, maps endings to exit codes;
 - ``backtest_mode`` ``start --mode backtest``.
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from tradeexecutor.daemon.clock import Clock, FakeClock, SystemClock
     from tradeexecutor.daemon.commands import Command, CommandKind, CommandQueue, JobKind
     from tradeexecutor.daemon.loop import ExecutorLoop, LoopOutcome
-    from tradeexecutor.daemon.runner import Daemon, build_daemon, log_journal
+    from tradeexecutor.daemon.runner import Daemon, build_daemon
     from tradeexecutor.daemon.scheduler import ApschedulerTicker, InMemoryTicker, JobSpec, Ticker
     from tradeexecutor.daemon.settings import DaemonConfig
 
@@ -37,7 +37,7 @@ _EXPORTS = {
     "Clock": "clock", "FakeClock": "clock", "SystemClock": "clock",
     "Command": "commands", "CommandKind": "commands", "CommandQueue": "commands", "JobKind": "commands",
     "ExecutorLoop": "loop", "LoopOutcome": "loop",
-    "Daemon": "runner", "build_daemon": "runner", "log_journal": "runner",
+    "Daemon": "runner", "build_daemon": "runner",
     "ApschedulerTicker": "scheduler", "InMemoryTicker": "scheduler", "JobSpec": "scheduler", "Ticker": "scheduler",
     "DaemonConfig": "settings",
 }
@@ -62,5 +62,4 @@ __all__ = [
     "SystemClock",
     "Ticker",
     "build_daemon",
-    "log_journal",
 ]

@@ -33,9 +33,10 @@ from typing import NoReturn, Protocol
 
 import numpy as np
 
+from tradeexecutor.atomic import remove_temp_files
 from tradeexecutor.backtest.runner import new_state
 from tradeexecutor.backtest.session import open_session
-from tradeexecutor.daemon.castdata import ChartFeed
+from tradeexecutor.cast.feed import ChartFeed
 from tradeexecutor.daemon.caster import Caster
 from tradeexecutor.daemon.clock import Clock, SystemClock
 from tradeexecutor.daemon.commands import CommandQueue, JobKind
@@ -48,25 +49,23 @@ from tradeexecutor.daemon.publish import Publisher
 from tradeexecutor.daemon.scheduler import ApschedulerTicker, JobSpec, Ticker
 from tradeexecutor.daemon.settings import DaemonConfig
 from tradeexecutor.daemon.signals import StopSignals
-from tradeexecutor.daemon.startup import StateDirLock, check_loaded_state, replay_start_step, resume
+from tradeexecutor.daemon.startup import check_loaded_state, replay_start_step, resume
 from tradeexecutor.data.feed import PriceFeed, ReplayFeed
 from tradeexecutor.data.follow import CandleFileTail, FollowFeed
 from tradeexecutor.data.market import CloseColumns, MarketData
 from tradeexecutor.engine.engine import Engine, EventSink
 from tradeexecutor.engine.schedule import CycleSchedule, cycle_times
 from tradeexecutor.errors import StateCorruptError
+from tradeexecutor.layout import RunFiles
+from tradeexecutor.ledger import Ledger, check_not_legacy
 from tradeexecutor.notify import Notifier
 from tradeexecutor.runstate import CrashFile, RunState, RunStatus
-from tradeexecutor.ledger import Ledger, check_not_legacy
-from tradeexecutor.store.atomic import remove_temp_files
 from tradeexecutor.store.cast_target import CastTargetFile
-from tradeexecutor.store.layout import RunFiles
+from tradeexecutor.store.lock import StateDirLock
 
-
-__all__ = ["Daemon", "WebServer", "build_daemon", "log_journal", "replay_cycle_interval"]
+__all__ = ["Daemon", "WebServer", "build_daemon", "replay_cycle_interval"]
 
 logger = logging.getLogger("tradeexecutor.daemon")
-journal_logger = logging.getLogger("tradeexecutor.journal")
 
 #: Exit code after a crash or a watchdog hang.
 CRASH_EXIT_CODE = 1
@@ -78,13 +77,6 @@ class WebServer(Protocol):
     def start(self) -> object: ...
 
     def stop(self, timeout: float | None = None) -> None: ...
-
-
-def log_journal(event: str, /, **fields: object) -> None:
-    """The journal hook until issue 4's JSON-lines journal: one log line per event."""
-    quiet = event == "cycle_completed" and not fields.get("planned") and not fields.get("ignored")
-    text = " ".join(f"{key}={value}" for key, value in fields.items())
-    journal_logger.log(logging.DEBUG if quiet else logging.INFO, "%s %s", event, text)
 
 
 @dataclass

@@ -14,12 +14,18 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from tradeexecutor.config import EngineConfig, HealthLimits, WebhookConfig, check_settings, setting, split_list
-from tradeexecutor.daemon.affinity import check_cpu_setting
 from tradeexecutor.cast import CastConfig
+from tradeexecutor.config import (
+    EngineConfig,
+    HealthLimits,
+    WebhookConfig,
+    check_settings,
+    setting,
+    split_list,
+)
+from tradeexecutor.daemon.affinity import check_cpu_setting
 from tradeexecutor.errors import ConfigError
 from tradeexecutor.notify.config import NotifyConfig
-
 
 __all__ = ["CRASH_POLICIES", "LOG_LEVELS", "MODES", "REPLAY_STARTS", "DaemonConfig", "parse_params"]
 

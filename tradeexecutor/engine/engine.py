@@ -1,4 +1,4 @@
-"""One engine for backtest, paper and live: each timeline step fills, checks triggers, decides and revalues.
+"""One engine for backtest, paper and live: each timeline step fills, checks triggers, marks and decides.
 
 A step of the timeline is one bar close time. Per step, in order:
 
@@ -22,9 +22,10 @@ the daemon drives it from a feed on wall-clock cycles.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
-from typing import Any, Iterable, Protocol
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
 
 import pandas as pd
 
@@ -65,9 +66,10 @@ class CycleReport:
     decisions: int = 0
     #: Trades planned this cycle.
     planned: int = 0
-    #: Trades filled this cycle (fill timing ``close``).
+    #: Trades filled within the cycle: fill timing ``close`` fills at the cycle's close; with
+    #: ``next_open`` they fill at the next step (``fill_pending``) and count there, not here.
     executed: int = 0
-    #: Trades rejected this cycle.
+    #: Trades rejected within the cycle when filling at its close (cash, rounding, minimum notional).
     rejected: int = 0
     #: Intents that did nothing, with the reason (position already open, paused, ...).
     ignored: list[str] = field(default_factory=list)
@@ -96,7 +98,7 @@ def _intent_order(intent: Intent) -> int:
     return 1 if intent.is_buy else 0
 
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 
 
@@ -111,7 +113,7 @@ def _to_datetime(ns: int) -> datetime:
 def _ns(value: datetime) -> int:
     """A datetime (naive means UTC) as epoch nanoseconds, as ``pd.Timestamp(value).value`` gives."""
     if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
+        value = value.replace(tzinfo=UTC)
     return (value - _EPOCH) // _MICROSECOND * 1000
 
 
@@ -427,7 +429,7 @@ class Engine:
                 report.ignored.append(f"{intent.action} {symbol}: {reason}")
                 self.events("intent_ignored", symbol=symbol, action=intent.action, reason=reason)
         if self.fill_at_close:
-            self._fill_at_close(step)
+            self._fill_at_close(step, report)
             self.mark_to_market(step)
         return report
 
@@ -518,7 +520,7 @@ class Engine:
                         symbol=self.symbol_of[trade.instrument_id], kind=trade.kind,
                         value=trade.planned_value, quantity=trade.planned_quantity)
 
-    def _fill_at_close(self, step: int) -> None:
+    def _fill_at_close(self, step: int, report: CycleReport) -> None:
         pending, self.pending = self.pending, []
         for position, trade in pending:
             if trade.status != _PLANNED:
@@ -526,11 +528,15 @@ class Engine:
             slot = self._slot[trade.instrument_id]
             index = int(self._last_closed[slot][step])
             bars = self._bars[slot]
-            self._fill(position, trade, bars.close.item(index), _to_datetime(int(bars.close_time_ns[index])))
+            if self._fill(position, trade, bars.close.item(index), _to_datetime(int(bars.close_time_ns[index]))):
+                report.executed += 1
+            else:
+                report.rejected += 1
 
     # -- fills --------------------------------------------------------------------------
 
-    def _fill(self, position: Position, trade: Trade, price: float, at: datetime) -> None:
+    def _fill(self, position: Position, trade: Trade, price: float, at: datetime) -> bool:
+        """Fill ``trade`` at ``price`` through the execution model; False when it was rejected instead."""
         portfolio = self.state.portfolio
         instrument = self.state.instrument(trade.instrument_id)
         if trade.kind in (_OPEN, _INCREASE):
@@ -538,7 +544,7 @@ class Engine:
                                       quantity=trade.planned_quantity or None, cash_available=portfolio.cash)
             if fill.reject_reason:
                 self._reject(position, trade, fill.reject_reason, at)
-                return
+                return False
             opening = position.quantity == 0
             accounting.apply_buy(portfolio, position, trade, fill, at)
             if opening:
@@ -546,13 +552,13 @@ class Engine:
         else:
             if position.quantity <= 0:
                 self._reject(position, trade, "nothing to sell: the position holds no quantity", at)
-                return
+                return False
             closing = trade.kind == _CLOSE
             fill = self.execution.sell(instrument, price, quantity=abs(trade.planned_quantity),
                                        held=position.quantity, closing=closing)
             if fill.reject_reason:
                 self._reject(position, trade, fill.reject_reason, at)
-                return
+                return False
             if accounting.apply_sell(portfolio, position, trade, fill, at):
                 accounting.retire_position(portfolio, position)
         self.fills += 1
@@ -560,6 +566,7 @@ class Engine:
             self.events("order_filled", trade_id=trade.id, position_id=position.id, symbol=instrument.symbol,
                         kind=trade.kind, quantity=trade.executed_quantity, price=trade.executed_price,
                         fee=trade.fee)
+        return True
 
     def _reject(self, position: Position, trade: Trade, reason: str, at: datetime) -> None:
         accounting.reject(trade, reason, at)

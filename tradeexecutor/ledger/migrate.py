@@ -15,10 +15,10 @@ from pathlib import Path
 import orjson
 
 from tradeexecutor.errors import StateError
-from tradeexecutor.state.timestamps import decode_datetime
+from tradeexecutor.layout import RunFiles
 from tradeexecutor.ledger.ledger import DEFAULT_JOURNAL_KEEP, Ledger
+from tradeexecutor.state.timestamps import decode_datetime
 from tradeexecutor.store.journal import LEVELS, encode_entry, entry_from_json
-from tradeexecutor.store.layout import RunFiles
 from tradeexecutor.store.state_store import StateStore
 
 __all__ = ["Migration", "migrate_state_dir"]

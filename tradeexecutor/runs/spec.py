@@ -191,10 +191,6 @@ class RunSpec:
         """sha256 of :meth:`canonical_json`."""
         return hashlib.sha256(self.canonical_json()).hexdigest()
 
-    def to_yaml(self) -> str:
-        """The spec as YAML text (every key), in the order a person would write it."""
-        return yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True, default_flow_style=False)
-
     def parameter_overrides(self) -> dict[str, str]:
         """The strategy values as override text (name → text), as ``-p name=value`` would give them."""
         return {key: _override_text(value) for key, value in self.strategy.items()}
@@ -230,10 +226,6 @@ class RunSpec:
     def with_parameters(self, values: Mapping[str, Any]) -> RunSpec:
         """The same spec with some strategy values replaced (already typed, as a sweep's grid holds them)."""
         return replace(self, strategy={**self.strategy, **values})
-
-    def with_strategy_file(self, path: Path) -> RunSpec:
-        """The same spec running another (pinned) copy of the strategy."""
-        return replace(self, strategy_file=Path(path).resolve())
 
 
 # ---------------------------------------------------------------------------------------------

@@ -15,10 +15,10 @@ from tradeexecutor.state.valuation import ValuationSeries
 __all__ = [
     "ASSET_TYPES",
     "DEFAULT_QUANTITY_STEP",
+    "SCHEMA_VERSION",
     "Instrument",
     "Portfolio",
     "Position",
-    "SCHEMA_VERSION",
     "State",
     "Trade",
     "TradeKind",

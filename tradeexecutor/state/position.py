@@ -92,10 +92,6 @@ class Position(HoldingFigures):
         """Trades that filled, in order."""
         return [t for t in self.trades if t.status == TradeStatus.executed]
 
-    def pending_trades(self) -> list[Trade]:
-        """Trades planned but not yet filled or rejected."""
-        return [t for t in self.trades if t.status == TradeStatus.planned]
-
     def entry_price(self) -> float | None:
         """Fill price of the opening trade."""
         for trade in self.trades:

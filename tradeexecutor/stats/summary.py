@@ -19,10 +19,10 @@ from __future__ import annotations
 import functools
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from enum import Enum
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 

@@ -25,6 +25,7 @@ it of every render. The chart interval keeps it under a quarter of a CPU (``docs
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import queue
@@ -209,7 +210,7 @@ class ChartRenderer:
                 delta = self._inbox.get()
                 if delta is None:
                     break
-                self._guard(lambda: self._render(delta))
+                self._guard(functools.partial(self._render, delta))
                 self._become_idle()
         finally:
             if self._child is not None:
