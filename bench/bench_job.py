@@ -35,10 +35,11 @@ if str(ROOT) not in sys.path:
 
 from tradeexecutor.backtest.runner import run_backtest  # noqa: E402
 from tradeexecutor.config import EngineConfig  # noqa: E402
-from tradeexecutor.daemon import CommandQueue, DaemonConfig, FakeClock, InMemoryTicker, build_daemon  # noqa: E402
+from tradeexecutor.daemon import CommandQueue, FakeClock, InMemoryTicker, build_daemon  # noqa: E402
 from tradeexecutor.data import generate_candles  # noqa: E402
 from tradeexecutor.data.source import load_market  # noqa: E402
 from tradeexecutor.ledger import LEDGER_NAME, Ledger  # noqa: E402
+from tradeexecutor.settings import DaemonConfig  # noqa: E402
 from tradeexecutor.strategy.loader import load_strategy  # noqa: E402
 
 STRATEGY = ROOT / "bench" / "strategies" / "sma_1m.py"

@@ -61,7 +61,7 @@ def child(args: argparse.Namespace) -> None:
     from tradeexecutor.daemon.affinity import CpuPinning
     from tradeexecutor.daemon.commands import CommandKind, JobKind
     from tradeexecutor.daemon.runner import build_daemon
-    from tradeexecutor.daemon.settings import DaemonConfig
+    from tradeexecutor.settings import DaemonConfig
     from tradeexecutor.webhook import WebhookServer, create_app
 
     workdir = Path(tempfile.mkdtemp(prefix="bench_lag_"))

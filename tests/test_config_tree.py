@@ -19,6 +19,7 @@ import pytest
 from click.testing import CliRunner
 
 from test_docs import DOCS, ROOT, load_script
+from tradeexecutor import settings as daemon_settings
 from tradeexecutor.cli.main import cli
 from tradeexecutor.cli.options import config_options, config_values
 from tradeexecutor.config import (
@@ -31,10 +32,9 @@ from tradeexecutor.config import (
     setting,
     walk_settings,
 )
-from tradeexecutor.daemon import settings as daemon_settings
-from tradeexecutor.daemon.settings import DaemonConfig
 from tradeexecutor.errors import ConfigError
 from tradeexecutor.runs import spec as run_spec
+from tradeexecutor.settings import DaemonConfig
 from tradeexecutor.wallboard.settings import WallboardConfig
 
 SMA = ROOT / "strategies" / "sma_crossover.py"

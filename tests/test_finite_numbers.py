@@ -18,11 +18,11 @@ from click.testing import CliRunner
 
 from tradeexecutor.cli.main import cli
 from tradeexecutor.config import EngineConfig, ExecutionConfig
-from tradeexecutor.daemon.settings import DaemonConfig
 from tradeexecutor.errors import ConfigError
 from tradeexecutor.notify.config import NotifyConfig
 from tradeexecutor.runs.optimize import build_grid
 from tradeexecutor.runs.spec import load_spec, spec_from_dict
+from tradeexecutor.settings import DaemonConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 SMA = ROOT / "strategies" / "sma_crossover.py"

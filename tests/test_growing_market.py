@@ -17,7 +17,7 @@ from executor_process import Executor
 from tradeexecutor.backtest import run_backtest
 from tradeexecutor.cast.feed import ChartFeed
 from tradeexecutor.config import EngineConfig
-from tradeexecutor.daemon import CommandQueue, DaemonConfig, FakeClock, InMemoryTicker, build_daemon
+from tradeexecutor.daemon import CommandQueue, FakeClock, InMemoryTicker, build_daemon
 from tradeexecutor.daemon.runner import Daemon
 from tradeexecutor.data.bundled import load_bundled
 from tradeexecutor.data.follow import CandleFileTail
@@ -26,6 +26,7 @@ from tradeexecutor.data.source import load_market
 from tradeexecutor.engine.engine import Engine
 from tradeexecutor.errors import ConfigError, DataError, StateError
 from tradeexecutor.ledger import LEDGER_NAME, Ledger, load_state
+from tradeexecutor.settings import DaemonConfig
 from tradeexecutor.state import State
 from tradeexecutor.stats import compute_summary
 from tradeexecutor.store.journal import Journal

@@ -12,9 +12,9 @@ import pytest
 from click.testing import CliRunner
 
 from tradeexecutor.cli.main import cli
-from tradeexecutor.daemon.settings import DaemonConfig
 from tradeexecutor.errors import ConfigError, StrategyLoadError, UserInputError
 from tradeexecutor.runs.spec import CoreSection, EnvironmentSection, RunSpec, load_spec, spec_from_dict
+from tradeexecutor.settings import DaemonConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 STRATEGIES = ROOT / "strategies"

@@ -10,7 +10,7 @@ import click
 from tradeexecutor.cli.common import check_times, env, user_errors, write_json
 from tradeexecutor.cli.options import config_options, config_values
 from tradeexecutor.config import EngineConfig, SettingPath, build_config, split_list
-from tradeexecutor.daemon.settings import DaemonConfig
+from tradeexecutor.settings import DaemonConfig
 
 #: Runs with at least this many bars show a progress bar (when stderr is a terminal).
 PROGRESS_THRESHOLD = 100_000

@@ -12,7 +12,7 @@ import click
 from tradeexecutor.cli.common import check_times, env, user_errors
 from tradeexecutor.cli.options import config_options, config_values, given_on_command_line
 from tradeexecutor.config import build_config
-from tradeexecutor.daemon.settings import DaemonConfig
+from tradeexecutor.settings import DaemonConfig
 
 if TYPE_CHECKING:
     from tradeexecutor.daemon.signals import StopSignals

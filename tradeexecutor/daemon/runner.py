@@ -47,7 +47,6 @@ from tradeexecutor.daemon.journal import JournalSink
 from tradeexecutor.daemon.loop import ExecutorLoop, LoopOutcome
 from tradeexecutor.daemon.publish import Publisher
 from tradeexecutor.daemon.scheduler import ApschedulerTicker, JobSpec, Ticker
-from tradeexecutor.daemon.settings import DaemonConfig
 from tradeexecutor.daemon.signals import StopSignals
 from tradeexecutor.daemon.startup import check_loaded_state, replay_start_step, resume
 from tradeexecutor.data.feed import PriceFeed, ReplayFeed
@@ -60,6 +59,7 @@ from tradeexecutor.layout import RunFiles
 from tradeexecutor.ledger import Ledger, check_not_legacy
 from tradeexecutor.notify import Notifier
 from tradeexecutor.runstate import CrashFile, RunState, RunStatus
+from tradeexecutor.settings import DaemonConfig
 from tradeexecutor.store.cast_target import CastTargetFile
 from tradeexecutor.store.lock import StateDirLock
 

@@ -1,5 +1,8 @@
 """DaemonConfig: the executor's configuration tree, composing one frozen config per component.
 
+It sits below ``daemon`` and ``runs`` (both build one: the daemon to run, a run spec to pin and
+check what it will run), so neither has to import the other.
+
 Every setting of ``tradeexecutor start`` is declared here or in a part it composes (the engine's,
 the webhook's, the health rule's, the notifier's and the caster's config), each field with its
 :func:`~tradeexecutor.config.setting` metadata. The command's options, their environment
@@ -23,11 +26,11 @@ from tradeexecutor.config import (
     setting,
     split_list,
 )
-from tradeexecutor.daemon.affinity import check_cpu_setting
 from tradeexecutor.errors import ConfigError
 from tradeexecutor.notify.config import NotifyConfig
 
-__all__ = ["CRASH_POLICIES", "LOG_LEVELS", "MODES", "REPLAY_STARTS", "DaemonConfig", "parse_params"]
+__all__ = ["CPU_SETTINGS", "CRASH_POLICIES", "LOG_LEVELS", "MODES", "REPLAY_STARTS", "DaemonConfig", "check_cpu_setting",
+           "parse_params"]
 
 #: Execution modes; ``live`` is reserved until an exchange adapter exists.
 MODES = ("paper", "backtest", "live")
@@ -37,6 +40,17 @@ CRASH_POLICIES = ("exit", "serve")
 REPLAY_STARTS = ("warm", "first")
 #: Log verbosity on stderr.
 LOG_LEVELS = ("debug", "info", "warning", "error")
+#: Named ``--cpu`` settings; anything else is a CPU number.
+CPU_SETTINGS = ("auto", "off")
+
+
+def check_cpu_setting(setting: str) -> str:
+    """``auto``, ``off`` or a CPU number, normalised; ConfigError otherwise."""
+    text = setting.strip().lower()
+    if text in CPU_SETTINGS or (text.isdigit() and len(text) < 5):
+        return str(int(text)) if text.isdigit() else text
+    raise ConfigError(f"--cpu {setting!r} is not valid: use auto (pin to the least busy CPU), off (let the OS "
+                      f"place threads) or a CPU number such as 0")
 
 
 def parse_params(values: Any) -> dict[str, str]:
