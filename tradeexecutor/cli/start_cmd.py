@@ -36,7 +36,7 @@ def start_command(strategy_file: Path | None, spec_file: Path | None, **options:
 
     # Everything is validated before anything is written.
     values = config_values(DaemonConfig, options)
-    check_times(values.get(("start",)), values.get(("end",)))
+    check_times(values.get(("feed", "start")), values.get(("feed", "end")))
     host, port = values[("host",)], values[("port",)]
     values.setdefault(("notify", "public_url"), f"http://{host}:{port}" if port else "")
     spec = spec_for_command(spec_file, strategy_file)

@@ -118,7 +118,7 @@ def prepare_backtest(config: DaemonConfig, *, clock: Clock | None = None, journa
     """Load and check the strategy and the data before anything is written (StopRequested after a signal)."""
     clock = clock or SystemClock()
     signals = signals or StopSignals()
-    session = open_session(config.strategy_file, config.params, config.data, config.start, config.end,
+    session = open_session(config.strategy_file, config.params, config.feed.data, config.feed.start, config.feed.end,
                            checkpoint=signals.check)
     strategy = session.strategy
     runstate = RunState.create(strategy.path.stem, mode="backtest", strategy_name=strategy.name,
