@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from daemon_configs import daemon_config
 from tradeexecutor.backtest import run_backtest
 from tradeexecutor.config import EngineConfig
 from tradeexecutor.daemon import (
@@ -22,7 +23,6 @@ from tradeexecutor.daemon import (
     Command,
     CommandKind,
     CommandQueue,
-    DaemonConfig,
     FakeClock,
     InMemoryTicker,
     JobKind,
@@ -36,6 +36,7 @@ from tradeexecutor.engine.schedule import cycle_times
 from tradeexecutor.errors import ConfigError, StateCorruptError, StateLockedError
 from tradeexecutor.ledger import load_state
 from tradeexecutor.runstate import CrashFile, RunStatus
+from tradeexecutor.settings import DaemonConfig
 from tradeexecutor.state import State, Trade
 from tradeexecutor.store.journal import Journal
 from tradeexecutor.strategy.loader import LoadedStrategy, load_strategy
@@ -58,7 +59,7 @@ def make(tmp_path: Path, strategy: str = "daemon_sma.py", *, clock: FakeClock | 
         "chart_seconds": 0, "watchdog_seconds": 0,
     }
     settings.update(options)
-    config = DaemonConfig(**settings)  # type: ignore[arg-type]
+    config = daemon_config(**settings)
     clock = clock or FakeClock(T0)
     tickers: list[InMemoryTicker] = []
 

@@ -18,11 +18,11 @@ from click.testing import CliRunner
 
 from tradeexecutor.cli.main import cli
 from tradeexecutor.config import EngineConfig, ExecutionConfig
-from tradeexecutor.daemon.settings import DaemonConfig
 from tradeexecutor.errors import ConfigError
 from tradeexecutor.notify.config import NotifyConfig
 from tradeexecutor.runs.optimize import build_grid
 from tradeexecutor.runs.spec import load_spec, spec_from_dict
+from tradeexecutor.settings import DaemonConfig, FeedConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 SMA = ROOT / "strategies" / "sma_crossover.py"
@@ -224,7 +224,7 @@ def _float_fields(kind: type) -> list[str]:
 
 
 @pytest.mark.parametrize(("kind", "name"), [(kind, name)
-                                            for kind in (ExecutionConfig, EngineConfig, DaemonConfig, NotifyConfig)
+                                            for kind in (ExecutionConfig, EngineConfig, FeedConfig, DaemonConfig, NotifyConfig)
                                             for name in _float_fields(kind)])
 @pytest.mark.parametrize("value", [float("inf"), float("nan"), float("-inf")])
 def test_config_objects_refuse_non_finite_fields(kind: type, name: str, value: float) -> None:

@@ -13,11 +13,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from daemon_configs import daemon_config
 from executor_process import Executor
 from tradeexecutor.backtest import run_backtest
 from tradeexecutor.cast.feed import ChartFeed
 from tradeexecutor.config import EngineConfig
-from tradeexecutor.daemon import CommandQueue, DaemonConfig, FakeClock, InMemoryTicker, build_daemon
+from tradeexecutor.daemon import CommandQueue, FakeClock, InMemoryTicker, build_daemon
 from tradeexecutor.daemon.runner import Daemon
 from tradeexecutor.data.bundled import load_bundled
 from tradeexecutor.data.follow import CandleFileTail
@@ -26,6 +27,7 @@ from tradeexecutor.data.source import load_market
 from tradeexecutor.engine.engine import Engine
 from tradeexecutor.errors import ConfigError, DataError, StateError
 from tradeexecutor.ledger import LEDGER_NAME, Ledger, load_state
+from tradeexecutor.settings import FeedConfig
 from tradeexecutor.state import State
 from tradeexecutor.stats import compute_summary
 from tradeexecutor.store.journal import Journal
@@ -68,7 +70,7 @@ def make(tmp_path: Path, data: Path, **options: object) -> tuple[Daemon, InMemor
         tickers.append(InMemoryTicker(commands, clock))
         return tickers[0]
 
-    daemon = build_daemon(DaemonConfig(**settings), clock=clock, ticker_factory=factory,  # type: ignore[arg-type]
+    daemon = build_daemon(daemon_config(**settings), clock=clock, ticker_factory=factory,
                           environ={})
     daemon.start_jobs()
     return daemon, tickers[0]
@@ -294,7 +296,7 @@ def test_a_last_bar_time_the_data_does_not_hold_is_refused_naming_the_state(tmp_
 ])
 def test_follow_options_that_cannot_work_are_refused(options: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
-        DaemonConfig(strategy_file=STRATEGIES / "daemon_sma.py", follow=True, **options)  # type: ignore[arg-type]
+        FeedConfig(follow=True, **options)
 
 
 def cursor_at(step: int) -> Callable[[dict[str, Any]], bool]:

@@ -1,7 +1,7 @@
 """Frozen, validated settings objects and the metadata every setting carries; pure, no I/O.
 
 Each component has one frozen config dataclass (the engine's here, the notifier's in
-``notify.config``, the executor's ``daemon.settings.DaemonConfig`` composing them all). A field
+``notify.config``, the executor's ``settings.DaemonConfig`` composing them all). A field
 that a person may set is declared with :func:`setting`, which keeps everything about it beside
 the field: its help text, command-line flag, environment variable, run-spec key, unit, bounds and
 whether it is a secret. From that one declaration come the CLI options (``cli.options``), their

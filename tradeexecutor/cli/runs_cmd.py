@@ -28,7 +28,7 @@ SPEC_FREE_OPTIONS = ("port",)
 def spec_options() -> dict[str, tuple[str, str]]:
     """Options of ``start`` and ``backtest`` whose values a run spec holds: parameter → (option, spec key)."""
     from tradeexecutor.config import walk_settings
-    from tradeexecutor.daemon.settings import DaemonConfig
+    from tradeexecutor.settings import DaemonConfig
 
     return {item.param: (item.option, item.about.spec) for item in walk_settings(DaemonConfig)
             if item.about.spec and item.param not in SPEC_FREE_OPTIONS}

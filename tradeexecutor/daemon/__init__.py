@@ -10,7 +10,6 @@ Modules, one job each:
 - ``crash``     crash records, crash-loop safe mode, the watchdog;
 - ``signals``   SIGTERM/SIGINT → graceful stop;
 - ``startup``   loaded-state checks, replay start;
-- ``settings``  DaemonConfig, every option validated once;
 - ``runner``    builds and runs a paper-mode executor, maps endings to exit codes;
 - ``backtest_mode`` ``start --mode backtest``.
 
@@ -29,7 +28,6 @@ if TYPE_CHECKING:
     from tradeexecutor.daemon.loop import ExecutorLoop, LoopOutcome
     from tradeexecutor.daemon.runner import Daemon, build_daemon
     from tradeexecutor.daemon.scheduler import ApschedulerTicker, InMemoryTicker, JobSpec, Ticker
-    from tradeexecutor.daemon.settings import DaemonConfig
 
 #: Where each name this package re-exports lives. Imported on first use, so that ``start`` can
 #: install its stop signals (daemon.signals) before it pays for pandas, apscheduler and the engine.
@@ -39,7 +37,6 @@ _EXPORTS = {
     "ExecutorLoop": "loop", "LoopOutcome": "loop",
     "Daemon": "runner", "build_daemon": "runner",
     "ApschedulerTicker": "scheduler", "InMemoryTicker": "scheduler", "JobSpec": "scheduler", "Ticker": "scheduler",
-    "DaemonConfig": "settings",
 }
 
 __getattr__ = lazy_exports(__name__, _EXPORTS)
@@ -52,7 +49,6 @@ __all__ = [
     "CommandKind",
     "CommandQueue",
     "Daemon",
-    "DaemonConfig",
     "ExecutorLoop",
     "FakeClock",
     "InMemoryTicker",

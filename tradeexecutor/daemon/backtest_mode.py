@@ -15,7 +15,6 @@ from tradeexecutor.backtest.session import Session, open_session, run_session
 from tradeexecutor.daemon.clock import Clock, SystemClock
 from tradeexecutor.daemon.journal import JournalSink
 from tradeexecutor.daemon.runner import WebServer
-from tradeexecutor.daemon.settings import DaemonConfig
 from tradeexecutor.daemon.signals import StopSignals
 from tradeexecutor.engine.engine import EventSink
 from tradeexecutor.errors import StateError
@@ -23,6 +22,7 @@ from tradeexecutor.layout import RunFiles
 from tradeexecutor.ledger import Ledger, check_not_legacy
 from tradeexecutor.runstate import RunState, RunStatus, image_key
 from tradeexecutor.runstate.figures import FigureCounter
+from tradeexecutor.settings import DaemonConfig
 from tradeexecutor.stats import write_trades_csv
 from tradeexecutor.stats.formatting import key_figures
 from tradeexecutor.store.journal import Journal
@@ -118,7 +118,7 @@ def prepare_backtest(config: DaemonConfig, *, clock: Clock | None = None, journa
     """Load and check the strategy and the data before anything is written (StopRequested after a signal)."""
     clock = clock or SystemClock()
     signals = signals or StopSignals()
-    session = open_session(config.strategy_file, config.params, config.data, config.start, config.end,
+    session = open_session(config.strategy_file, config.params, config.feed.data, config.feed.start, config.feed.end,
                            checkpoint=signals.check)
     strategy = session.strategy
     runstate = RunState.create(strategy.path.stem, mode="backtest", strategy_name=strategy.name,

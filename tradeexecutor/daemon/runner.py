@@ -47,7 +47,6 @@ from tradeexecutor.daemon.journal import JournalSink
 from tradeexecutor.daemon.loop import ExecutorLoop, LoopOutcome
 from tradeexecutor.daemon.publish import Publisher
 from tradeexecutor.daemon.scheduler import ApschedulerTicker, JobSpec, Ticker
-from tradeexecutor.daemon.settings import DaemonConfig
 from tradeexecutor.daemon.signals import StopSignals
 from tradeexecutor.daemon.startup import check_loaded_state, replay_start_step, resume
 from tradeexecutor.data.feed import PriceFeed, ReplayFeed
@@ -60,6 +59,7 @@ from tradeexecutor.layout import RunFiles
 from tradeexecutor.ledger import Ledger, check_not_legacy
 from tradeexecutor.notify import Notifier
 from tradeexecutor.runstate import CrashFile, RunState, RunStatus
+from tradeexecutor.settings import DaemonConfig
 from tradeexecutor.store.cast_target import CastTargetFile
 from tradeexecutor.store.lock import StateDirLock
 
@@ -113,7 +113,7 @@ class Daemon:
     def job_specs(self) -> list[JobSpec]:
         """The cycle job (period: the replay cycle) and the enabled trigger and revaluation jobs."""
         config = self.config
-        period = timedelta(seconds=config.replay_seconds)
+        period = timedelta(seconds=config.feed.replay_seconds)
         specs = [JobSpec(JobKind.cycle, period, config.cycle_offset % period)]
         if config.trigger_seconds > 0:
             specs.append(JobSpec(JobKind.triggers, timedelta(seconds=config.trigger_seconds)))
@@ -260,7 +260,7 @@ def build_daemon(config: DaemonConfig, *, clock: Clock | None = None, journal: E
     clock = clock or SystemClock()
     signals = signals or StopSignals()
     files = RunFiles(config.state_dir)
-    session = open_session(config.strategy_file, config.params, config.data, config.start, config.end,
+    session = open_session(config.strategy_file, config.params, config.feed.data, config.feed.start, config.feed.end,
                            checkpoint=signals.check)
     strategy, market, asset_types = session.strategy, session.market, session.asset_types
     notifier = Notifier.from_env(config.notify, os.environ if environ is None else environ,
@@ -282,10 +282,10 @@ def build_daemon(config: DaemonConfig, *, clock: Clock | None = None, journal: E
         else:
             check_loaded_state(state, strategy, market, store.path)
         engine = Engine(strategy, market, state, config=config.engine, asset_types=asset_types, events=journal)
-        start = replay_start_step(config.replay_start, market, engine.indicators)
-        feed = (FollowFeed(market, follow_tails(config.data, strategy.instruments), start=start,
+        start = replay_start_step(config.feed.replay_start, market, engine.indicators)
+        feed = (FollowFeed(market, follow_tails(config.feed.data, strategy.instruments), start=start,
                            monotonic=clock.monotonic)
-                if config.follow else ReplayFeed(market, start=start, monotonic=clock.monotonic))
+                if config.feed.follow else ReplayFeed(market, start=start, monotonic=clock.monotonic))
         resume(feed, state)
         signals.check("the state was loaded and the indicators computed")
     except BaseException:
@@ -321,7 +321,7 @@ def build_daemon(config: DaemonConfig, *, clock: Clock | None = None, journal: E
                                     "strategy_version": strategy.version,
                                     "parameters": dict(strategy.parameters)})
     due = cycle_times(market.timeline_ns, strategy.cycle_duration, config.cycle_offset)
-    runstate.update(cycle_interval_seconds=replay_cycle_interval(due, config.replay_seconds))
+    runstate.update(cycle_interval_seconds=replay_cycle_interval(due, config.feed.replay_seconds))
     caster = build_caster(config, market, files, journal, clock, title=strategy.name,
                           source={"name": strategy.name, "executor_id": runstate.executor_id, "mode": config.mode})
     daily = DailySummary(config.notify.summary_time, runstate, journal, clock.now) if notifier else None
@@ -335,7 +335,7 @@ def build_daemon(config: DaemonConfig, *, clock: Clock | None = None, journal: E
     health_watch = HealthWatch(runstate, config.health, notifier, clock.now) if notifier else None
     logger.info("%s: paper mode replaying %d bars (bar %d onwards, %s) at %gs per bar, resuming after bar %d; "
                 "state in %s", strategy.name, len(market), feed.start, market.step_time(feed.start).date(),
-                config.replay_seconds, feed.cursor, config.state_dir)
+                config.feed.replay_seconds, feed.cursor, config.state_dir)
     if notifier is not None:
         notifier.start()
     return Daemon(config=config, clock=clock, store=store, lock=lock, feed=feed, engine=engine, runstate=runstate,
