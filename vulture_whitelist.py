@@ -43,13 +43,19 @@ _.run_pending  # ExecutorLoop: tests drive the loop without its thread
 _.process_step  # Engine: the per-bar reference path tests hold the backtest's fast path against
 _.progress_callback  # runs.sweep: scripts and tests follow a sweep point by point
 _.set_image  # RunState: tests and bench/bench_scheduler_lag.py set one chart image
-_.executed_trades  # Position: tests/test_parity_backtesting_py.py
+_.filled_orders  # Position: tests/test_parity_backtesting_py.py
 _.exit_price  # Position: tests/test_parity_backtesting_py.py
 _.last_save_bytes  # StateStore: tests and bench/bench_state_store.py
 _.last_loads  # CpuPinning: tests/test_cpu_affinity.py
 _.evicted  # WebhookServer: tests/test_webhook_server_limits.py
+_.recompute_from_fills  # engine/accounting.py: tests replay the books from the fills (test_state_orders, test_daemon_e2e)
+_.recompute_cash  # engine/accounting.py: the same, for cash
+_.fail_next  # InMemoryVenue: tests script venue faults (test_venue_memory.py, test_engine_router.py)
 
 # Kept ahead of its first user.
+_.stop_limit  # OrderType: the persisted order vocabulary (docs/orders.md); the engine sends market orders now
+_.ioc  # TimeInForce: the same
+_.fok  # TimeInForce: the same
 _.TemporaryError  # DESIGN.md's retry class: temporary failures are retried at the loop boundary (venues)
 _.last_commit_bytes  # Ledger: tests/test_ledger.py and bench/bench_ledger.py measure a commit
 _.begin_job  # Ledger: tests/test_ledger.py opens jobs directly (the loop goes through its store)

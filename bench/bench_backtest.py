@@ -50,7 +50,7 @@ from tradeexecutor.backtest.runner import BacktestResult, run_backtest
 from tradeexecutor.config import EngineConfig, ExecutionConfig
 from tradeexecutor.data import generate_candles
 from tradeexecutor.data.market import MarketData
-from tradeexecutor.state import TradeStatus
+from tradeexecutor.state import OrderStatus
 from tradeexecutor.strategy.loader import load_strategy
 
 STRATEGY = Path(__file__).resolve().parent / "strategies" / "sma_1m.py"
@@ -163,12 +163,12 @@ def expected_fills(frame: pd.DataFrame) -> tuple[int, int]:
 def our_counts(result: BacktestResult) -> dict[str, int]:
     portfolio = result.state.portfolio
     positions = portfolio.closed_positions + portfolio.open_positions + portfolio.failed_positions
-    trades = [t for p in positions for t in p.trades]
-    executed = [t for t in trades if t.status == TradeStatus.executed.value]
+    trades = [t for p in positions for t in p.orders]
+    executed = [t for t in trades if t.status == OrderStatus.filled]
     return {
-        "entries": sum(1 for t in executed if t.executed_quantity > 0),
-        "exits": sum(1 for t in executed if t.executed_quantity < 0),
-        "rejected": sum(1 for t in trades if t.status == TradeStatus.rejected.value),
+        "entries": sum(1 for t in executed if t.signed_filled_quantity > 0),
+        "exits": sum(1 for t in executed if t.signed_filled_quantity < 0),
+        "rejected": sum(1 for t in trades if t.status == OrderStatus.rejected),
         "closed_positions": len(portfolio.closed_positions),
         "valuations": len(result.state.valuations),
     }

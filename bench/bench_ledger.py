@@ -4,7 +4,7 @@ Run from the repository root::
 
     python bench/bench_ledger.py [--runs 3] [--jobs 50] [--sizes 100,1000,10000,100000]
 
-(a) Per-job commit, at each history size (closed positions of two trades each, 3 open ones, a
+(a) Per-job commit, at each history size (closed positions of two filled orders each, 3 open ones, a
     valuation row per closed position), the sizes taking turns job by job: the median time of
     ``--jobs`` jobs, each revaluing the open
     positions, appending a valuation row and two journal lines and committing them with
@@ -102,12 +102,13 @@ def main() -> None:
         ledger.save(state)
         ledger.close()
         text = state.to_json()
-        trades = sum(len(p.trades) for p in state.portfolio.all_positions())
+        orders = list(state.portfolio.all_orders())
+        fills = sum(len(o.fills) for o in orders)
         loaded = Ledger(path).load()
         assert loaded is not None and dumps_state(loaded) == dumps_state(state)
         json_ms, ledger_ms = median_ms(lambda: State.from_json(text), lambda: Ledger(path).load(), runs=args.runs)
         print()
-        print(f"Load of 10,003 positions, {trades:,} trades, 5,000 valuations "
+        print(f"Load of 10,003 positions, {len(orders):,} orders, {fills:,} fills, 5,000 valuations "
               f"(ledger {path.stat().st_size / 1e6:.1f} MB, JSON {len(text) / 1e6:.1f} MB):")
         print()
         print("| operation | dataclasses-json from_json | Ledger.load | ratio | goal |")

@@ -47,7 +47,7 @@ def timed(count: int, data: MarketData) -> tuple[float, int]:
     config = EngineConfig(execution=ExecutionConfig(fee=0.001), initial_cash=10_000.0)
     started = time.process_time()
     result = run_backtest(strategy, data, config)
-    return time.process_time() - started, sum(1 for _ in result.state.portfolio.all_trades())
+    return time.process_time() - started, sum(1 for _ in result.state.portfolio.all_orders())
 
 
 def main() -> None:

@@ -47,7 +47,7 @@ def ours(path: Path, market: object) -> tuple[float, int, float]:
     started = time.perf_counter()
     result = run_backtest(strategy, market, config)  # type: ignore[arg-type]
     seconds = time.perf_counter() - started
-    return seconds, sum(1 for _ in result.state.portfolio.all_trades()), result.state.valuations.equity[-1]
+    return seconds, sum(1 for _ in result.state.portfolio.all_orders()), result.state.valuations.equity[-1]
 
 
 def vectorbt_run(frame: object) -> float | None:

@@ -29,11 +29,13 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 import orjson
 
+from state_builders import make_order  # noqa: E402
 from tradeexecutor.atomic import atomic_write_bytes
-from tradeexecutor.state import Position, State, Trade
+from tradeexecutor.state import Position, State
 from tradeexecutor.store import StateStore, dumps_state, loads_state
 from tradeexecutor.store.codec import PositionFragments
 
@@ -77,24 +79,11 @@ def build_state(closed_positions: int, valuations: int) -> State:
         )
         legs = [("open", 10.0), ("close", -10.0)] if closed else [("open", 10.0)]
         for kind, quantity in legs:
-            p.trades.append(
-                Trade(
-                    id=trade_id,
-                    position_id=pid,
-                    instrument_id=instrument_id,
-                    kind=kind,
-                    status="executed",
-                    planned_at=at,
-                    planned_quantity=quantity,
-                    planned_price=entry,
-                    executed_at=at + timedelta(minutes=1),
-                    executed_price=entry * 1.0005,
-                    executed_quantity=quantity,
-                    fee=0.75,
-                    slippage=0.005 * entry,
-                    realised_pnl=0.0 if kind == "open" else p.realised_pnl,
-                    note="sma cross",
-                )
+            p.orders.append(
+                make_order(trade_id, pid, instrument_id, kind, at, quantity=abs(quantity), reference_price=entry,
+                           fill_at=at + timedelta(minutes=1), fill_price=entry * 1.0005, fee=0.75,
+                           slippage=0.005 * entry, realised_pnl=-0.75 if kind == "open" else p.realised_pnl,
+                           note="sma cross")
             )
             trade_id += 1
         return p
@@ -104,7 +93,7 @@ def build_state(closed_positions: int, valuations: int) -> State:
     for pid in range(closed_positions + 1, closed_positions + 4):
         portfolio.open_positions.append(position(pid, T0 + timedelta(hours=2 * pid), closed=False))
     portfolio.next_position_id = closed_positions + 4
-    portfolio.next_trade_id = trade_id
+    portfolio.next_order_id = trade_id
     portfolio.cash = 512_345.67
     for i in range(valuations):
         state.valuations.append(MS0 + i * 3_600_000, 1e6 + i * 1.1, 5e5 + i / 3, 0.5 + (i % 100) / 1000)
@@ -152,7 +141,7 @@ def main() -> None:
     args = parser.parse_args()
 
     state = build_state(args.positions, args.valuations)
-    trades = sum(len(p.trades) for p in state.portfolio.all_positions())
+    trades = sum(len(p.orders) for p in state.portfolio.all_positions())
     data = dumps_state(state)
     text = state.to_json()
     assert loads_state(data, source="bench") == state == State.from_json(text)

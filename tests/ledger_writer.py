@@ -12,27 +12,29 @@ from __future__ import annotations
 import sys
 from datetime import UTC, datetime, timedelta
 
+from tradeexecutor.engine.accounting import apply_fill, retire_position
 from tradeexecutor.ledger import Ledger
-from tradeexecutor.state import Position, State, Trade
+from tradeexecutor.state import Order, OrderPurpose, OrderSide, OrderStatus, Position, State, client_order_id
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 CASH = 1_000_000.0
 
 
-def fill(state: State, position: Position, quantity: float, price: float, at: datetime, kind: str) -> Trade:
-    """A filled market order of ``quantity`` (signed) at ``price`` with a fee, applied like engine.accounting."""
+def fill(state: State, position: Position, quantity: float, price: float, at: datetime, purpose: str) -> Order:
+    """A market order of ``quantity`` (unsigned), sent and filled at ``price`` with a fee by engine.accounting."""
     portfolio = state.portfolio
-    fee = round(abs(quantity) * price * 0.001, 6)
-    trade = Trade(id=portfolio.next_trade_id, position_id=position.id, instrument_id=position.instrument_id,
-                  kind=kind, status="executed", planned_at=at, planned_quantity=quantity, executed_at=at,
-                  executed_price=price, executed_quantity=quantity, fee=fee)
-    portfolio.next_trade_id += 1
-    portfolio.cash -= quantity * price + fee
-    portfolio.fees_paid += fee
-    position.quantity += quantity
-    position.fees_paid += fee
-    position.trades.append(trade)
-    return trade
+    kind = OrderPurpose(purpose)
+    fee = round(quantity * price * 0.001, 6)
+    order = Order(id=portfolio.next_order_id, client_order_id=client_order_id("killtest", at, 0, kind),
+                  position_id=position.id, instrument_id=position.instrument_id, purpose=kind,
+                  side=OrderSide.buy if kind in (OrderPurpose.open, OrderPurpose.increase) else OrderSide.sell,
+                  created_at=at, quantity=quantity, reference_price=price)
+    portfolio.next_order_id += 1
+    position.orders.append(order)
+    order.transition(OrderStatus.submitting, at)
+    order.transition(OrderStatus.open, at)
+    apply_fill(portfolio, position, order, quantity, price, fee, at)
+    return order
 
 
 def cycle(state: State, ledger: Ledger, i: int) -> None:
@@ -44,20 +46,18 @@ def cycle(state: State, ledger: Ledger, i: int) -> None:
         position = Position(id=portfolio.next_position_id, instrument_id=1, opened_at=at)
         portfolio.next_position_id += 1
         portfolio.open_positions.append(position)
-        trade = fill(state, position, 10.0, price, at, "open")
+        order = fill(state, position, 10.0, price, at, "open")
     else:
         position = portfolio.open_positions[0]
         if i % 3:
-            trade = fill(state, position, 5.0, price, at, "increase")
+            order = fill(state, position, 5.0, price, at, "increase")
         else:
-            trade = fill(state, position, -position.quantity, price, at, "close")
-            position.closed_at = at
-            portfolio.open_positions.remove(position)
-            portfolio.closed_positions.append(position)
+            order = fill(state, position, position.quantity, price, at, "close")
+            retire_position(portfolio, position)
     for open_position in portfolio.open_positions:
         open_position.last_price = price
         open_position.last_valued_at = at
-    ledger.append("order_filled", {"trade_id": trade.id, "quantity": trade.executed_quantity, "cycle": i}, at=at)
+    ledger.append("order_filled", {"order_id": order.id, "quantity": order.filled_quantity, "cycle": i}, at=at)
     state.valuations.append(int(at.timestamp() * 1000), portfolio.equity(), portfolio.cash, 0.0)
     state.last_completed_cycle = at
     state.cycles_completed += 1

@@ -89,8 +89,8 @@ def _stepped(strategy: LoadedStrategy, market: MarketData, config: EngineConfig)
 
 
 def _trades(state: State) -> list[tuple[object, ...]]:
-    return [(t.id, t.position_id, t.kind, t.status, t.trigger, t.planned_at, t.executed_at, t.executed_quantity,
-             t.executed_price, t.fee, t.reject_reason) for t in sorted(state.portfolio.all_trades(), key=lambda t: t.id)]
+    return [(t.id, t.position_id, t.purpose, t.status, t.trigger, t.created_at, t.filled_at, t.signed_filled_quantity,
+             t.average_fill_price, t.fees, t.status_reason) for t in sorted(state.portfolio.all_orders(), key=lambda t: t.id)]
 
 
 def _compare(strategy: LoadedStrategy, market: MarketData, config: EngineConfig, *, exact: bool) -> None:
@@ -98,7 +98,7 @@ def _compare(strategy: LoadedStrategy, market: MarketData, config: EngineConfig,
     state, rows = _stepped(strategy, market, config)
     assert _trades(fast.state) == _trades(state)
     assert len(_trades(state)) > 20
-    assert any(t.trigger for t in state.portfolio.all_trades()), "the probe should fire triggers"
+    assert any(t.trigger for t in state.portfolio.all_orders()), "the probe should fire triggers"
     valuations = fast.state.valuations
     assert len(valuations) == len(market)
     curve = np.column_stack([valuations.equity, valuations.cash, valuations.exposure])

@@ -32,7 +32,7 @@ def test_backtest_writes_state_trades_and_summary_and_prints_the_table(tmp_path:
     with open(out / "trades.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert list(rows[0]) == list(TRADE_COLUMNS)
-    executed = [r for r in rows if r["status"] == "executed"]
+    executed = [r for r in rows if r["status"] == "filled"]
     assert summary["summary"]["trade_count"] == len(executed) > 10
     # The printed final equity is the state's last valuation.
     assert summary["summary"]["final_equity"] == pytest.approx(state["valuations"]["equity"][-1])

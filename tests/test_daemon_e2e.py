@@ -22,6 +22,7 @@ from executor_process import END, START, STRATEGIES, Executor, free_port
 from tradeexecutor.backtest import run_backtest
 from tradeexecutor.config import EngineConfig
 from tradeexecutor.data.source import load_market
+from tradeexecutor.engine.accounting import recompute_cash, recompute_from_fills
 from tradeexecutor.ledger import load_state
 from tradeexecutor.state import State
 from tradeexecutor.store.journal import Journal
@@ -41,11 +42,11 @@ def executors() -> Iterator[list[Executor]]:
 def all_trades(state: State) -> list[Any]:
     portfolio = state.portfolio
     return [t for p in portfolio.closed_positions + portfolio.open_positions + portfolio.failed_positions
-            for t in p.trades]
+            for t in p.orders]
 
 
 def trade_rows(state: State) -> list[tuple[Any, ...]]:
-    return sorted((t.id, t.kind, t.status, str(t.planned_at), t.executed_quantity, t.executed_price)
+    return sorted((t.id, t.purpose, t.status, str(t.created_at), t.signed_filled_quantity, t.average_fill_price)
                   for t in all_trades(state))
 
 
@@ -56,9 +57,23 @@ def check_state_invariants(state: State) -> None:
     trades = all_trades(state)
     ids = [t.id for t in trades]
     assert len(ids) == len(set(ids)), "trade ids are unique"
-    assert not ids or max(ids) < state.portfolio.next_trade_id
-    decisions = [(t.position_id, t.kind, t.planned_at) for t in trades if t.status == "executed"]
+    assert not ids or max(ids) < state.portfolio.next_order_id
+    decisions = [(t.position_id, t.purpose, t.created_at) for t in trades if t.status == "filled"]
     assert len(decisions) == len(set(decisions)), "no planned decision executed twice"
+    client_ids = [t.client_order_id for t in trades]
+    assert len(client_ids) == len(set(client_ids)), "no order created twice for the same intent"
+    fill_ids = [f.id for t in trades for f in t.fills]
+    assert len(fill_ids) == len(set(fill_ids)), "no fill applied twice"
+    for position in state.portfolio.all_positions():
+        figures = recompute_from_fills(position)
+        assert (figures.quantity, figures.cost_basis, figures.realised_pnl, figures.fees_paid) == (
+            position.quantity, position.cost_basis, position.realised_pnl, position.fees_paid)
+    assert recompute_cash(state.initial_cash, state.portfolio) == state.portfolio.cash
+
+
+def intent_ids(state: State) -> list[str]:
+    """Client order ids without the run key: what the decision alone determines (time, place, purpose)."""
+    return [t.client_order_id.split("-", 1)[1] for t in sorted(all_trades(state), key=lambda t: t.id)]
 
 
 # -- a healthy run --------------------------------------------------------------------------
@@ -69,7 +84,7 @@ def test_paper_mode_trades_over_http_and_stops_gracefully_on_sigterm(tmp_path: P
     executors.append(executor)
     status = executor.wait_status(lambda s: s["cycles"] >= 10 and s["summary_statistics"].get("trade_count", 0) >= 1)
     assert status["status"] == "running" and status["mode"] == "paper" and status["executor_running"]
-    assert status["strategy_name"] == "Daemon SMA" and status["extra"]["next_trade_id"] > 1
+    assert status["strategy_name"] == "Daemon SMA" and status["extra"]["next_order_id"] > 1
     assert status["market_data_feed_lag"] is not None and status["next_cycle_at"] is not None
     executor.process.send_signal(signal.SIGTERM)
     assert executor.wait() == 0
@@ -179,8 +194,8 @@ def test_a_strategy_that_keeps_crashing_ends_in_safe_mode_still_managing_its_sto
     state = load_state(executor.state_dir)
     assert state is not None and not state.portfolio.open_positions
     closed = state.portfolio.closed_positions[0]
-    assert closed.trades[-1].trigger == "stop_loss"
-    assert closed.trades[-1].executed_price == pytest.approx(fired[0]["fields"]["price"])
+    assert closed.orders[-1].trigger == "stop_loss"
+    assert closed.orders[-1].average_fill_price == pytest.approx(fired[0]["fields"]["price"])
     assert str(closed.closed_at.date()) == "2005-01-25"  # type: ignore[union-attr]
     check_state_invariants(state)
 
@@ -217,6 +232,7 @@ def test_kill_9_at_random_moments_never_repeats_a_cycle_or_a_trade(tmp_path: Pat
     expected = run_backtest(strategy, market, EngineConfig()).state
     assert state.replay_cursor == len(market) - 1
     assert trade_rows(state) == trade_rows(expected)
+    assert intent_ids(state) == intent_ids(expected)  # the same decisions made the same orders, once
     assert state.cycles_completed == expected.cycles_completed
 
 

@@ -37,7 +37,7 @@ from tradeexecutor.errors import ConfigError, StateCorruptError, StateLockedErro
 from tradeexecutor.ledger import load_state
 from tradeexecutor.runstate import CrashFile, RunStatus
 from tradeexecutor.settings import DaemonConfig
-from tradeexecutor.state import State, Trade
+from tradeexecutor.state import Order, State
 from tradeexecutor.store.journal import Journal
 from tradeexecutor.strategy.loader import LoadedStrategy, load_strategy
 from tradeexecutor.visual.series import ChartDelta
@@ -82,8 +82,8 @@ def run_ticks(daemon: Daemon, ticker: InMemoryTicker, seconds: int, step: float 
 
 def trades(state) -> list[tuple[int, str, str, float | None, float | None]]:
     positions = state.portfolio.closed_positions + state.portfolio.open_positions + state.portfolio.failed_positions
-    rows = [(t.id, t.kind, str(t.planned_at), t.executed_quantity, t.executed_price)
-            for p in positions for t in p.trades]
+    rows = [(t.id, t.purpose, str(t.created_at), t.signed_filled_quantity, t.average_fill_price)
+            for p in positions for t in p.orders]
     return sorted(rows)
 
 
@@ -421,11 +421,11 @@ def test_watchdog_turns_a_hung_job_into_a_crash_with_every_thread_stack(tmp_path
 STOP_BAR_CYCLE = "2005-01-25"
 
 
-def _stop_trade(state: State) -> Trade | None:
+def _stop_trade(state: State) -> Order | None:
     """The trade a stop-loss closed position 1 with, or None."""
     for position in state.portfolio.closed_positions:
-        if position.id == 1 and position.trades[-1].trigger == "stop_loss":
-            return position.trades[-1]
+        if position.id == 1 and position.orders[-1].trigger == "stop_loss":
+            return position.orders[-1]
     return None
 
 
@@ -438,8 +438,8 @@ def test_the_stop_window_of_the_failing_strategy_holds() -> None:
     strategy = load_strategy(STRATEGIES / "daemon_decide_fails.py", {"fail_from": "2099-01-01"})
     market, _ = load_market([], strategy.instruments, start=START, end=END)
     trade = _stop_trade(run_backtest(strategy, market, EngineConfig()).state)
-    assert trade is not None and trade.executed_at is not None
-    assert trade.executed_at.date().isoformat() == STOP_BAR_CYCLE
+    assert trade is not None and trade.filled_at is not None
+    assert trade.filled_at.date().isoformat() == STOP_BAR_CYCLE
 
 
 def test_a_decide_that_raises_never_undoes_the_bars_fills_and_triggers(tmp_path: Path) -> None:
@@ -461,7 +461,7 @@ def test_a_decide_that_raises_never_undoes_the_bars_fills_and_triggers(tmp_path:
     assert saved.valuations.cash[-1] == pytest.approx(saved.portfolio.cash)
     fired = [e for e in _journal(tmp_path) if e["event"] == "trigger_fired"]
     assert [(e["fields"]["trigger"], e["fields"]["price"]) for e in fired] == [
-        ("stop_loss", pytest.approx(trade.executed_price))]
+        ("stop_loss", pytest.approx(trade.average_fill_price))]
 
 
 def test_a_crash_loop_of_the_strategy_ends_in_safe_mode_and_positions_stay_managed(tmp_path: Path) -> None:

@@ -21,7 +21,7 @@ from tradeexecutor.config import EngineConfig, ExecutionConfig
 from tradeexecutor.data.market import MarketData
 from tradeexecutor.engine import CycleReport, Engine
 from tradeexecutor.engine.schedule import cycle_times
-from tradeexecutor.state import Position, TradeStatus
+from tradeexecutor.state import OrderStatus, Position, RejectReason
 from tradeexecutor.strategy.api import close, increase, open_long, reduce, set_triggers
 from tradeexecutor.strategy.loader import load_strategy
 
@@ -42,22 +42,22 @@ def test_fee_on_buy_and_sell(tmp_path: Path) -> None:
     portfolio = result.state.portfolio
     position = only_position(result)
     assert position in portfolio.closed_positions
-    buy, sell = position.trades
+    buy, sell = position.orders
     # Buy all-in at bar 1's open 100 with a 0.2 % fee: one share costs 100 * 1.002 = 100.2,
     # q = floor(10000 / 100.2) = floor(99.80) = 99; fee = 99 * 100 * 0.002 = 19.8;
     # cash after = 10000 - 99 * 100 - 19.8 = 80.2.
-    assert buy.executed_at == bar_open(1)
-    assert buy.executed_price == 100.0
-    assert buy.executed_quantity == 99
-    assert buy.fee == pytest.approx(19.8)
+    assert buy.filled_at == bar_open(1)
+    assert buy.average_fill_price == 100.0
+    assert buy.signed_filled_quantity == 99
+    assert buy.fees == pytest.approx(19.8)
     assert buy.realised_pnl == pytest.approx(-19.8)
     assert result.state.valuations.cash[1] == pytest.approx(80.2)
     # Sell 99 at bar 2's open 110: proceeds 99 * 110 = 10890, fee 10890 * 0.002 = 21.78;
     # cash = 80.2 + 10890 - 21.78 = 10948.42.
-    assert sell.executed_at == bar_open(2)
-    assert sell.executed_price == 110.0
-    assert sell.executed_quantity == -99
-    assert sell.fee == pytest.approx(21.78)
+    assert sell.filled_at == bar_open(2)
+    assert sell.average_fill_price == 110.0
+    assert sell.signed_filled_quantity == -99
+    assert sell.fees == pytest.approx(21.78)
     # Realised on the sell: 10890 - 9900 - 21.78 = 968.22.
     assert sell.realised_pnl == pytest.approx(968.22)
     assert portfolio.cash == pytest.approx(10948.42)
@@ -129,11 +129,11 @@ def test_order_that_rounds_to_zero_is_rejected_and_the_run_continues(tmp_path: P
     portfolio = result.state.portfolio
     assert len(portfolio.failed_positions) == 1
     failed = portfolio.failed_positions[0]
-    (trade,) = failed.trades
-    assert trade.status == TradeStatus.rejected.value
-    assert "rounds to zero" in (trade.reject_reason or "")
-    assert trade.executed_price is None and trade.executed_quantity == 0
-    assert trade.executed_at == bar_open(1)
+    (trade,) = failed.orders
+    assert trade.status == OrderStatus.rejected
+    assert "rounds to zero" in (trade.status_reason or "") and trade.reject_reason is RejectReason.rounds_to_zero
+    assert trade.average_fill_price is None and trade.signed_filled_quantity == 0
+    assert trade.closed_at == bar_open(1) and not trade.fills
     assert failed.closed_at is not None and failed.quantity == 0
     # The run went on: the second open bought 10 shares with untouched cash.
     (opened,) = portfolio.open_positions
@@ -150,11 +150,11 @@ def test_increase_without_cash_is_rejected(tmp_path: Path) -> None:
     result = run(tmp_path, frame, {after(0): [open_long(fraction=1.0)], after(1): [increase(value=500)]})
     position = only_position(result)
     assert position.is_open and position.quantity == 100
-    opening, more = position.trades
-    assert opening.status == TradeStatus.executed.value
-    assert more.status == TradeStatus.rejected.value
-    assert more.kind == "increase"
-    assert "not enough cash" in (more.reject_reason or "")
+    opening, more = position.orders
+    assert opening.status == OrderStatus.filled
+    assert more.status == OrderStatus.rejected
+    assert more.purpose == "increase"
+    assert "not enough cash" in (more.status_reason or "")
     assert result.state.portfolio.cash == 0
 
 
@@ -177,14 +177,15 @@ def test_min_notional_rejections(tmp_path: Path) -> None:
     result = run(tmp_path, frame, script, min_notional=1000)
     portfolio = result.state.portfolio
     (failed,) = portfolio.failed_positions
-    assert failed.trades[0].reject_reason == "below minimum notional: 500.00 < 1000.00"
+    assert failed.orders[0].status_reason == "below minimum notional: 500.00 < 1000.00"
+    assert failed.orders[0].reject_reason is RejectReason.below_min_notional
     (closed,) = portfolio.closed_positions
-    opening, small_reduce, closing = closed.trades
-    assert opening.executed_quantity == 12
-    assert small_reduce.status == TradeStatus.rejected.value
-    assert "below minimum notional" in (small_reduce.reject_reason or "")
-    assert closing.status == TradeStatus.executed.value
-    assert closing.executed_quantity == -12 and closing.executed_price == 50
+    opening, small_reduce, closing = closed.orders
+    assert opening.signed_filled_quantity == 12
+    assert small_reduce.status == OrderStatus.rejected
+    assert "below minimum notional" in (small_reduce.status_reason or "")
+    assert closing.status == OrderStatus.filled
+    assert closing.signed_filled_quantity == -12 and closing.average_fill_price == 50
     # 10000 - 1200 + 600 = 9400.
     assert portfolio.cash == 9400
     instrument = result.state.instrument_by_symbol("AAA")
@@ -202,9 +203,9 @@ def test_close_before_the_entry_fills_cancels_it(tmp_path: Path) -> None:
     portfolio = result.state.portfolio
     assert not portfolio.open_positions and not portfolio.closed_positions
     (failed,) = portfolio.failed_positions
-    (entry,) = failed.trades
-    assert entry.status == TradeStatus.rejected.value
-    assert "cancelled" in (entry.reject_reason or "")
+    (entry,) = failed.orders
+    assert entry.status == OrderStatus.cancelled and entry.reject_reason is None
+    assert "cancelled" in (entry.status_reason or "")
     assert portfolio.cash == 10_000
 
 
@@ -215,16 +216,16 @@ def test_close_before_the_entry_fills_cancels_it(tmp_path: Path) -> None:
 def test_slippage_on_buy_and_sell(tmp_path: Path) -> None:
     frame = ohlc("AAA", [100, 100, 110, 110])
     result = run(tmp_path, frame, {after(0): [open_long(fraction=1.0)], after(1): [close()]}, slippage_bps=10)
-    buy, sell = only_position(result).trades
+    buy, sell = only_position(result).orders
     # Buy at 100 * (1 + 0.001) = 100.1: q = floor(10000 / 100.1) = floor(99.90) = 99;
     # cost 99 * 100.1 = 9909.9 → cash 90.1; slippage 99 * 0.1 = 9.9.
-    assert buy.executed_price == pytest.approx(100.1)
-    assert buy.executed_quantity == 99
+    assert buy.average_fill_price == pytest.approx(100.1)
+    assert buy.signed_filled_quantity == 99
     assert buy.slippage == pytest.approx(9.9)
     assert result.state.valuations.cash[1] == pytest.approx(90.1)
     # Sell at 110 * (1 - 0.001) = 109.89: proceeds 99 * 109.89 = 10879.11 → cash 10969.21;
     # slippage 99 * 0.11 = 10.89.
-    assert sell.executed_price == pytest.approx(109.89)
+    assert sell.average_fill_price == pytest.approx(109.89)
     assert sell.slippage == pytest.approx(10.89)
     assert result.state.portfolio.cash == pytest.approx(10969.21)
     # realised = 10879.11 - 9909.9 = 969.21.
@@ -234,11 +235,11 @@ def test_slippage_on_buy_and_sell(tmp_path: Path) -> None:
 def test_slippage_and_fee_together(tmp_path: Path) -> None:
     frame = ohlc("AAA", [100, 100, 100])
     result = run(tmp_path, frame, {after(0): [open_long(value=5000)]}, slippage_bps=50, fee=0.01)
-    (buy,) = only_position(result).trades
+    (buy,) = only_position(result).orders
     # price 100.5; wanted floor(5000 / 100.5) = 49; 49 * 100.5 * 1.01 = 4973.745 fits in cash;
     # fee = 49 * 100.5 * 0.01 = 49.245; cash = 10000 - 4924.5 - 49.245 = 5026.255.
-    assert buy.executed_quantity == 49
-    assert buy.fee == pytest.approx(49.245)
+    assert buy.signed_filled_quantity == 49
+    assert buy.fees == pytest.approx(49.245)
     assert result.state.portfolio.cash == pytest.approx(5026.255)
 
 
@@ -259,14 +260,14 @@ def test_rotation_sells_first_and_buys_with_the_proceeds(tmp_path: Path, fill_ti
     assert result.state.instrument(a.instrument_id).symbol == "AAA"
     assert result.state.instrument(b.instrument_id).symbol == "BBB"
     # A: 100 shares bought at 100 with all 10,000; sold for 10,000; B bought with it: 10000 / 50 = 200.
-    assert a.trades[0].executed_quantity == 100
-    assert a.trades[1].executed_quantity == -100
-    assert b.trades[0].status == TradeStatus.executed.value
+    assert a.orders[0].signed_filled_quantity == 100
+    assert a.orders[1].signed_filled_quantity == -100
+    assert b.orders[0].status == OrderStatus.filled
     assert b.quantity == 200
     assert portfolio.cash == 0
     # The sell was planned (and numbered) before the buy, and filled no later.
-    assert a.trades[1].id < b.trades[0].id
-    assert a.trades[1].executed_at == b.trades[0].executed_at
+    assert a.orders[1].id < b.orders[0].id
+    assert a.orders[1].filled_at == b.orders[0].filled_at
 
 
 # ---------------------------------------------------------------------------------------------
@@ -285,17 +286,17 @@ def test_reduce_and_increase(tmp_path: Path) -> None:
     }
     result = run(tmp_path, frame, script)
     position = only_position(result)
-    quantities = [t.executed_quantity for t in position.trades]
+    quantities = [t.signed_filled_quantity for t in position.orders]
     assert quantities == [50, -12, -8, 8, -12, -26]
-    assert [t.kind for t in position.trades] == ["open", "reduce", "reduce", "increase", "reduce", "close"]
-    assert all(t.status == TradeStatus.executed.value for t in position.trades)
+    assert [t.purpose for t in position.orders] == ["open", "reduce", "reduce", "increase", "reduce", "close"]
+    assert all(t.status == OrderStatus.filled for t in position.orders)
     cash = result.state.valuations.cash
     assert cash[1:7] == pytest.approx([5000, 6200, 7000, 6040, 7480, 10860])
     # Realised at the average price: the value-reduce sells 12 of 38 whose cost is 3960:
     # 12 * 120 - 12 * 3960 / 38 = 1440 - 1250.526... = 189.4737; the close 26 * 130 - 26 * 3960 / 38.
-    reduce_by_value = position.trades[4]
+    reduce_by_value = position.orders[4]
     assert reduce_by_value.realised_pnl == pytest.approx(1440 - 12 * 3960 / 38)
-    assert position.trades[5].realised_pnl == pytest.approx(3380 - 26 * 3960 / 38)
+    assert position.orders[5].realised_pnl == pytest.approx(3380 - 26 * 3960 / 38)
     assert position.realised_pnl == pytest.approx(860)
     assert result.state.portfolio.cash == pytest.approx(10860)
 
@@ -305,7 +306,7 @@ def test_reduce_larger_than_the_position_sells_it_all(tmp_path: Path) -> None:
     result = run(tmp_path, frame, {after(0): [open_long(value=1000)], after(1): [reduce(quantity=25)]})
     position = only_position(result)
     assert position in result.state.portfolio.closed_positions
-    assert position.trades[1].executed_quantity == -10
+    assert position.orders[1].signed_filled_quantity == -10
     assert result.state.portfolio.cash == 10_000
 
 
@@ -321,7 +322,7 @@ def test_second_open_is_ignored(tmp_path: Path) -> None:
     frame = ohlc("AAA", [100, 100, 100, 100])
     result = run(tmp_path, frame, {after(0): [open_long(value=1000)], after(1): [open_long(value=1000)]})
     position = only_position(result)
-    assert len(position.trades) == 1 and position.quantity == 10
+    assert len(position.orders) == 1 and position.quantity == 10
 
 
 # ---------------------------------------------------------------------------------------------
@@ -356,10 +357,10 @@ def test_set_triggers_modifies_the_position(tmp_path: Path) -> None:
     position = only_position(result)
     # The stop set last (96) fires on bar 5 (low 94): 10 shares at 96.
     assert position in result.state.portfolio.closed_positions
-    exit_trade = position.trades[-1]
+    exit_trade = position.orders[-1]
     assert exit_trade.trigger == "stop_loss"
     assert exit_trade.trigger_price == 96
-    assert exit_trade.executed_price == 96
+    assert exit_trade.average_fill_price == 96
     assert position.take_profit == 150 and position.trailing_stop_pct is None
     # 10000 - 1000 + 960 = 9960.
     assert result.state.portfolio.cash == 9960
@@ -374,21 +375,21 @@ def test_rotation_sells_first_even_when_the_sold_instrument_has_a_gap(tmp_path: 
     result = run(tmp_path, frame, script)
     portfolio = result.state.portfolio
     (a_position,) = portfolio.closed_positions
-    assert a_position.trades[1].executed_at == bar_open(3)  # AAA's next bar after the decision
+    assert a_position.orders[1].filled_at == bar_open(3)  # AAA's next bar after the decision
     (b_position,) = portfolio.open_positions
     # Bought with AAA's 10,000 proceeds: 200 shares of BBB, not before the sale.
     assert b_position.quantity == 200
-    bought, sold = b_position.trades[0].executed_at, a_position.trades[1].executed_at
+    bought, sold = b_position.orders[0].filled_at, a_position.orders[1].filled_at
     assert bought is not None and sold is not None and bought >= sold
 
 
 def test_cash_limited_buy_never_overspends_by_float_noise() -> None:
     # cash = 3 lots * 100 * 1.002 * (1 - 1e-11): a hair short of 3 lots, so only 2 may be bought.
     from tradeexecutor.config import ExecutionConfig as _Config
-    from tradeexecutor.execution.simulated import SimulatedExecution
     from tradeexecutor.state import Instrument
+    from tradeexecutor.venue.simulated import SimulatedVenue
 
-    execution = SimulatedExecution(_Config(fee=0.002))
+    execution = SimulatedVenue(_Config(fee=0.002))
     instrument = Instrument(id=1, symbol="AAA", asset_type="equity", quantity_step=1.0)
     cash = 3 * 100 * 1.002 * (1 - 1e-11)
     fill = execution.buy(instrument, 100.0, value=cash, quantity=None, cash_available=cash)

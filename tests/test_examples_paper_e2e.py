@@ -92,9 +92,9 @@ def _backtest(example: Example) -> State:
 
 def _trades(state: State) -> list[tuple[Any, ...]]:
     portfolio = state.portfolio
-    return sorted((t.id, t.kind, t.status, t.trigger, str(t.executed_at), t.executed_quantity, t.executed_price)
+    return sorted((t.id, t.purpose, t.status, t.trigger, str(t.filled_at), t.signed_filled_quantity, t.average_fill_price)
                   for p in portfolio.closed_positions + portfolio.open_positions + portfolio.failed_positions
-                  for t in p.trades)
+                  for t in p.orders)
 
 
 def _check_run(example: Example, state_dir: Path) -> None:
@@ -106,15 +106,15 @@ def _check_run(example: Example, state_dir: Path) -> None:
     assert len(state.portfolio.closed_positions) >= 2, "the window must hold a few round trips"
 
     # Positions closed by each trigger kind, and the cash those fills add up to.
-    closing = {p.id: p.trades[-1] for p in state.portfolio.closed_positions}
+    closing = {p.id: p.orders[-1] for p in state.portfolio.closed_positions}
     fired = Counter(trade.trigger for trade in closing.values() if trade.trigger)
     assert set(fired) == example.triggers, f"triggers fired: {dict(fired)}"
     for position in state.portfolio.closed_positions:
         assert position.quantity == 0 and position.closed_at is not None
-    executed = [t for p in state.portfolio.closed_positions + state.portfolio.open_positions for t in p.trades
-                if t.status == "executed"]
-    assert all(t.executed_price is not None for t in executed)
-    flows = sum(t.executed_quantity * (t.executed_price or 0.0) + t.fee for t in executed)
+    executed = [t for p in state.portfolio.closed_positions + state.portfolio.open_positions for t in p.orders
+                if t.status == "filled"]
+    assert all(t.average_fill_price is not None for t in executed)
+    flows = sum(t.signed_filled_quantity * (t.average_fill_price or 0.0) + t.fees for t in executed)
     assert state.portfolio.cash == pytest.approx(EngineConfig().initial_cash - flows, abs=1e-6)
     assert state.portfolio.cash == pytest.approx(expected.portfolio.cash, abs=1e-6)
     assert state.valuations.cash[-1] == pytest.approx(state.portfolio.cash, abs=1e-6)
@@ -130,7 +130,7 @@ def _check_run(example: Example, state_dir: Path) -> None:
         fields = entry["fields"]
         trade = closing[fields["position_id"]]
         assert entry["level"] == "info" and fields["trigger"] == trade.trigger
-        assert fields["price"] == pytest.approx(trade.executed_price)
+        assert fields["price"] == pytest.approx(trade.average_fill_price)
         assert fields["trigger_price"] == pytest.approx(trade.trigger_price)
     assert entries[-1]["event"] == "complete"
 

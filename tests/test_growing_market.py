@@ -85,8 +85,8 @@ def tick(daemon: Daemon, ticker: InMemoryTicker, seconds: int) -> None:
 def trades(state) -> list[tuple]:
     portfolio = state.portfolio
     positions = portfolio.closed_positions + portfolio.open_positions + portfolio.failed_positions
-    return sorted((t.id, t.kind, t.status, str(t.planned_at), t.executed_quantity, t.executed_price)
-                  for p in positions for t in p.trades)
+    return sorted((o.id, o.purpose, o.status, str(o.created_at), o.filled_quantity,
+                   o.average_fill_price) for p in positions for o in p.orders)
 
 
 def published_summary_is_the_whole_runs(daemon: Daemon) -> None:

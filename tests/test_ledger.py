@@ -12,11 +12,13 @@ import orjson
 import pytest
 from dataclasses_json import DataClassJsonMixin
 
+from state_builders import make_order
 from test_store_state_store import new_state, run_cycle
+from tradeexecutor.engine.accounting import apply_fill, recompute_cash
 from tradeexecutor.errors import StateCorruptError
 from tradeexecutor.ledger import Ledger, read_ledger
 from tradeexecutor.ledger.files import LedgerFiles
-from tradeexecutor.state import State
+from tradeexecutor.state import OrderStatus, Position, State
 from tradeexecutor.store import dumps_state
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
@@ -33,6 +35,17 @@ def test_a_missing_ledger_loads_as_none_and_creates_nothing(tmp_path: Path) -> N
     ledger = Ledger(tmp_path / "ledger.sqlite")
     assert ledger.load() is None
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_ledger_with_journal_lines_but_no_state_yet_loads_as_none(tmp_path: Path) -> None:
+    """A journal-only commit (the executor's ``started`` line) can be the only one before the process
+    dies (a full disk): the next start must see no state yet, not a damaged head row."""
+    path = tmp_path / "ledger.sqlite"
+    ledger = Ledger(path)
+    ledger.append("started", {"strategy": "s"})
+    ledger.flush()
+    assert read_ledger(LedgerFiles(path)) is None
+    assert Ledger(path).load() is None
 
 
 def test_each_commit_round_trips_to_the_same_json_as_dataclasses_json(tmp_path: Path) -> None:
@@ -199,3 +212,56 @@ def test_the_published_journal_is_bounded_and_caught_up_after_a_kill(tmp_path: P
     reopened._writer()  # noqa: SLF001 - opening for writing is what catches the mirror up
     reopened.close()
     assert mirror.read_bytes().endswith(b"".join(lines[-10:])) and b'{"at": "20' not in mirror.read_bytes()
+
+
+def test_orders_and_fills_have_rows_of_their_own_and_a_partial_fill_writes_only_itself(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.sqlite"
+    ledger = Ledger(path)
+    state = new_state()
+    portfolio = state.portfolio
+    position = Position(id=1, instrument_id=1, opened_at=T0)
+    order = make_order(1, 1, 1, "open", T0, status="created", quantity=30.0, reference_price=100.0)
+    position.orders.append(order)
+    portfolio.open_positions.append(position)
+    portfolio.next_position_id = portfolio.next_order_id = 2
+    order.transition(OrderStatus.submitting, T0)
+    order.transition(OrderStatus.open, T0)
+    ledger.save(state)
+    sizes = []
+    for part in range(3):
+        apply_fill(portfolio, position, order, 10.0, 100.0 + part, 0.1, T0, complete=part == 2)
+        ledger.save(state)
+        sizes.append(ledger.last_commit_bytes)
+        assert dumps_state(reloaded(path)) == dumps_state(state)
+    ledger.close()
+    conn = sqlite3.connect(path)
+    try:
+        row = conn.execute("SELECT client_order_id, purpose, side, status, quantity, filled_quantity, average_price, "
+                           "fees FROM orders").fetchall()
+        assert row == [(order.client_order_id, "open", "buy", "filled", 30.0, 30.0, 101.0, pytest.approx(0.3))]
+        fills = conn.execute("SELECT id, order_id, position_id, seq, quantity, price FROM fills ORDER BY id").fetchall()
+        assert fills == [(1, 1, 1, 0, 10.0, 100.0), (2, 1, 1, 1, 10.0, 101.0), (3, 1, 1, 2, 10.0, 102.0)]
+        assert conn.execute("SELECT count(*) FROM order_fills WHERE client_order_id = ?",
+                            (order.client_order_id,)).fetchone() == (3,)
+    finally:
+        conn.close()
+    assert max(sizes) < 3000  # the order, the position, the head and one fill: never the older fills again
+    again = reloaded(path)
+    assert [f.price for f in again.portfolio.open_positions[0].orders[0].fills] == [100.0, 101.0, 102.0]
+    assert again.portfolio.cash == pytest.approx(recompute_cash(state.initial_cash, again.portfolio))
+
+
+def test_an_edited_fill_without_its_checksum_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.sqlite"
+    ledger = Ledger(path)
+    state = new_state()
+    for i in range(6):
+        run_cycle(state, i)
+    ledger.save(state)
+    ledger.close()
+    conn = sqlite3.connect(path)
+    conn.execute("UPDATE fills SET json = replace(json, '\"quantity\":10.0', '\"quantity\":11.0') WHERE id = 1")
+    conn.commit()
+    conn.close()
+    with pytest.raises(StateCorruptError, match="fill 1 is damaged"):
+        Ledger(path).load()

@@ -21,6 +21,7 @@ import pytest
 from test_store_state_store import new_state, run_cycle
 from tradeexecutor.errors import SchemaVersionError, StateCorruptError
 from tradeexecutor.ledger import Ledger
+from tradeexecutor.ledger.schema import LEDGER_FORMAT
 from tradeexecutor.store import dumps_state
 
 NAME = "ledger.sqlite"
@@ -131,7 +132,7 @@ def test_a_foreign_sqlite_file_is_refused(tmp_path: Path) -> None:
 def test_a_newer_format_is_refused_as_such(clean: Path, tmp_path: Path) -> None:
     folder = copy_of(clean, tmp_path / "c")
     data = bytearray((folder / NAME).read_bytes())
-    data[60:64] = (2).to_bytes(4, "big")
+    data[60:64] = (LEDGER_FORMAT + 1).to_bytes(4, "big")
     (folder / NAME).write_bytes(bytes(data))
     with pytest.raises(SchemaVersionError, match="upgrade tradeexecutor"):
         Ledger(folder / NAME).load()

@@ -22,7 +22,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from ledger_writer import CASH
+from tradeexecutor.engine.accounting import recompute_cash, recompute_from_fills
 from tradeexecutor.ledger import Ledger
 from tradeexecutor.state import State
 
@@ -47,25 +47,36 @@ def journal_rows(path: Path) -> list[tuple[str, bytes]]:
             conn.close()
 
 
+def assert_money_from_fills(state: State) -> None:
+    """Cash and every position's running figures equal what their fills replay to (engine/accounting.py)."""
+    cash = recompute_cash(state.initial_cash, state.portfolio)
+    assert abs(cash - state.portfolio.cash) < 1e-6 * state.initial_cash, (cash, state.portfolio.cash)
+    for position in state.portfolio.all_positions():
+        held = recompute_from_fills(position)
+        assert abs(held.quantity - position.quantity) < 1e-9, (position.id, held, position.quantity)
+        assert abs(held.cost_basis - position.cost_basis) < 1e-6 * state.initial_cash
+        assert abs(held.realised_pnl - position.realised_pnl) < 1e-6 * state.initial_cash
+        assert abs(held.fees_paid - position.fees_paid) < 1e-6 * state.initial_cash
+
+
 def check_ledger(path: Path) -> State:
     """Open the ledger as a restarting executor would, and check every invariant against its journal."""
     state = Ledger(path).load()
     assert state is not None
     portfolio = state.portfolio
-    trades = [t for p in portfolio.all_positions() for t in p.trades]
-    ids = [t.id for t in trades]
-    assert len(ids) == len(set(ids)) == portfolio.next_trade_id - 1, "a fill was lost or appears twice"
-    cash = CASH - sum(t.executed_quantity * (t.executed_price or 0.0) + t.fee for t in trades)
-    assert abs(cash - portfolio.cash) < 1e-6 * CASH, (cash, portfolio.cash)
-    for position in portfolio.all_positions():
-        assert abs(sum(t.executed_quantity for t in position.trades) - position.quantity) < 1e-9
+    fills = [f for o in portfolio.all_orders() for f in o.fills]
+    ids = [f.id for f in fills]
+    assert len(ids) == len(set(ids)) == portfolio.next_fill_id - 1, "a fill was lost or appears twice"
+    orders = [o.id for o in portfolio.all_orders()]
+    assert len(orders) == len(set(orders)) == portfolio.next_order_id - 1, "an order was lost or appears twice"
+    assert_money_from_fills(state)
     assert len(state.valuations) == state.cycles_completed
     rows = journal_rows(path)
     entries = [orjson.loads(line) for _, line in rows]
     cycles = [e["fields"]["cycle"] for e in entries if e["event"] == "cycle_completed"]
     assert cycles == list(range(state.cycles_completed)), "a cycle completed twice, or its line is missing"
-    fills = [e["fields"]["trade_id"] for e in entries if e["event"] == "order_filled"]
-    assert fills == sorted(ids), "the journal's fills differ from the ledger's"
+    journaled = [e["fields"]["order_id"] for e in entries if e["event"] == "order_filled"]
+    assert journaled == sorted(orders), "the journal's fills differ from the ledger's"
     return state
 
 
@@ -126,18 +137,14 @@ def test_kill_9_of_the_real_paper_executor_at_random_instants(tmp_path: Path) ->
         restarts += 1
         state = Ledger(ledger).load()
         assert state is not None
-        trades = [t for p in state.portfolio.all_positions() for t in p.trades]
-        executed = [t for t in trades if t.status == "executed"]
-        cash = state.initial_cash - sum(t.executed_quantity * (t.executed_price or 0.0) + t.fee for t in executed)
-        assert abs(cash - state.portfolio.cash) < 1e-6 * state.initial_cash
-        for position in state.portfolio.all_positions():
-            assert abs(sum(t.executed_quantity for t in position.executed_trades()) - position.quantity) < 1e-9
+        filled = [o for o in state.portfolio.all_orders() if o.fills]
+        assert_money_from_fills(state)
         entries = [orjson.loads(line) for _, line in journal_rows(ledger)]
         cycles = [e["fields"]["cycle_time"] for e in entries if e["event"] == "cycle_completed"]
         assert len(cycles) == len(set(cycles)) == state.cycles_completed, "a cycle completed twice or went unjournaled"
         assert cycles == sorted(cycles)
-        fills = [e["fields"]["trade_id"] for e in entries if e["event"] == "order_filled"]
-        assert sorted(fills) == sorted(t.id for t in executed) and len(fills) == len(set(fills))
+        fills = [e["fields"]["order_id"] for e in entries if e["event"] == "order_filled"]
+        assert sorted(fills) == sorted(o.id for o in filled) and len(fills) == len(set(fills))
         done.append(state.cycles_completed)
     assert restarts >= 20, f"only {restarts} restarts"
     assert done == sorted(done) and done[-1] > 10, done

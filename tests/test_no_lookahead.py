@@ -18,7 +18,7 @@ from tradeexecutor.backtest.runner import run_backtest
 from tradeexecutor.config import EngineConfig, ExecutionConfig
 from tradeexecutor.data.market import MarketData
 from tradeexecutor.errors import LookaheadError, LookaheadRefusedError
-from tradeexecutor.state import TradeStatus
+from tradeexecutor.state import OrderStatus
 from tradeexecutor.strategy.indicators import causality_cuts, compute_indicators
 from tradeexecutor.strategy.loader import load_strategy
 
@@ -436,7 +436,7 @@ def test_ordinary_strategy_code_is_accepted(tmp_path: Path) -> None:
 def _trades(result):
     positions = list(result.state.portfolio.all_positions())
     assert len(positions) == 1
-    return positions[0].trades
+    return positions[0].orders
 
 
 def test_next_open_fills_at_the_open_of_the_bar_after_the_decision() -> None:
@@ -444,18 +444,18 @@ def test_next_open_fills_at_the_open_of_the_bar_after_the_decision() -> None:
     loaded = load("lookahead_fill_timing.py")  # opens at Sat 2024-01-06 00:00, closes at Thu 2024-01-11 00:00
     result = run_backtest(loaded, MarketData.from_long_frame(frame, asset_types={"AAA": "equity"}))
     buy, sell = _trades(result)
-    assert buy.status == sell.status == TradeStatus.executed.value
-    assert buy.planned_at == pd.Timestamp("2024-01-06", tz=UTC)
+    assert buy.status == sell.status == OrderStatus.filled
+    assert buy.created_at == pd.Timestamp("2024-01-06", tz=UTC)
     # Decision after Friday's bar: the next bar is Monday's, not Saturday's.
-    assert buy.executed_at == pd.Timestamp("2024-01-08", tz=UTC)
-    assert buy.executed_price == frame.loc["2024-01-08", "open"].item()
-    assert buy.planned_price == frame.loc["2024-01-05", "close"].item()
+    assert buy.filled_at == pd.Timestamp("2024-01-08", tz=UTC)
+    assert buy.average_fill_price == frame.loc["2024-01-08", "open"].item()
+    assert buy.reference_price == frame.loc["2024-01-05", "close"].item()
     # 50 % of 10,000 at Monday's open 105.0: floor(5000 / 105) = 47 shares.
-    assert buy.executed_quantity == 47
-    assert sell.planned_at == pd.Timestamp("2024-01-11", tz=UTC)
-    assert sell.executed_at == pd.Timestamp("2024-01-11", tz=UTC)
-    assert sell.executed_price == frame.loc["2024-01-11", "open"].item()
-    assert sell.executed_quantity == -47
+    assert buy.signed_filled_quantity == 47
+    assert sell.created_at == pd.Timestamp("2024-01-11", tz=UTC)
+    assert sell.filled_at == pd.Timestamp("2024-01-11", tz=UTC)
+    assert sell.average_fill_price == frame.loc["2024-01-11", "open"].item()
+    assert sell.signed_filled_quantity == -47
 
 
 def test_close_timing_fills_at_the_decision_bars_close() -> None:
@@ -465,12 +465,12 @@ def test_close_timing_fills_at_the_decision_bars_close() -> None:
     result = run_backtest(loaded, MarketData.from_long_frame(frame, asset_types={"AAA": "equity"}), config)
     buy, sell = _trades(result)
     # Friday's bar closes at Saturday 00:00 at 104.5.
-    assert buy.executed_at == pd.Timestamp("2024-01-06", tz=UTC)
-    assert buy.executed_price == frame.loc["2024-01-05", "close"].item() == 104.5
-    assert buy.executed_quantity == 47  # floor(5000 / 104.5) = 47
+    assert buy.filled_at == pd.Timestamp("2024-01-06", tz=UTC)
+    assert buy.average_fill_price == frame.loc["2024-01-05", "close"].item() == 104.5
+    assert buy.signed_filled_quantity == 47  # floor(5000 / 104.5) = 47
     # Wednesday's bar closes at Thursday 00:00.
-    assert sell.executed_at == pd.Timestamp("2024-01-11", tz=UTC)
-    assert sell.executed_price == frame.loc["2024-01-10", "close"].item()
+    assert sell.filled_at == pd.Timestamp("2024-01-11", tz=UTC)
+    assert sell.average_fill_price == frame.loc["2024-01-10", "close"].item()
 
 
 def test_next_open_never_fills_at_a_bar_that_opened_before_the_decision() -> None:
@@ -481,11 +481,11 @@ def test_next_open_never_fills_at_a_bar_that_opened_before_the_decision() -> Non
     config = EngineConfig(cycle_offset_seconds=1800)
     result = run_backtest(loaded, MarketData.from_long_frame(frame, asset_types={"AAA": "equity"}), config)
     buy, sell = _trades(result)
-    assert buy.planned_at == pd.Timestamp("2024-03-01 10:30", tz=UTC)
-    assert buy.planned_price == frame.loc["2024-03-01 09:00", "close"].item()
-    assert buy.executed_at == pd.Timestamp("2024-03-01 11:00", tz=UTC)
-    assert buy.executed_price == frame.loc["2024-03-01 11:00", "open"].item()
-    assert sell.executed_at == pd.Timestamp("2024-03-01 16:00", tz=UTC)
-    assert sell.executed_price == frame.loc["2024-03-01 16:00", "open"].item()
+    assert buy.created_at == pd.Timestamp("2024-03-01 10:30", tz=UTC)
+    assert buy.reference_price == frame.loc["2024-03-01 09:00", "close"].item()
+    assert buy.filled_at == pd.Timestamp("2024-03-01 11:00", tz=UTC)
+    assert buy.average_fill_price == frame.loc["2024-03-01 11:00", "open"].item()
+    assert sell.filled_at == pd.Timestamp("2024-03-01 16:00", tz=UTC)
+    assert sell.average_fill_price == frame.loc["2024-03-01 16:00", "open"].item()
     for trade in (buy, sell):
-        assert trade.executed_at >= trade.planned_at
+        assert trade.filled_at >= trade.created_at

@@ -78,9 +78,9 @@ EVENTS: list[tuple[str, dict[str, Any], str, list[str], str]] = [
     ("health_degraded", {"reasons": ["next cycle is 90 s overdue (grace 60 s)"]}, "exec1 health degraded",
      ["- next cycle is 90 s overdue (grace 60 s)"], "warning"),
     ("health_recovered", {}, "exec1 health recovered", ["passes again"], "success"),
-    ("order_filled", {"trade_id": 7, "symbol": "GOOG", "kind": "open", "quantity": 12.5, "price": 101.25,
-                      "fee": 0.25}, "exec1: open GOOG filled", ["trade 7: bought 12.5 at 101.25", "fee: 0.25"], "info"),
-    ("order_rejected", {"trade_id": 8, "symbol": "AAPL", "kind": "open", "reason": "below minimum notional"},
+    ("order_filled", {"order_id": 7, "symbol": "GOOG", "purpose": "open", "quantity": 12.5, "price": 101.25,
+                      "fee": 0.25}, "exec1: open GOOG filled", ["order 7: bought 12.5 at 101.25", "fee: 0.25"], "info"),
+    ("order_rejected", {"order_id": 8, "symbol": "AAPL", "purpose": "open", "reason": "below minimum notional"},
      "exec1: open AAPL rejected", ["reason: below minimum notional"], "warning"),
     ("trigger_fired", {"position_id": 3, "symbol": "GOOG", "trigger": "stop_loss", "trigger_price": 95.0,
                        "price": 94.8, "quantity": 12.5}, "exec1: stop_loss fired on GOOG",
@@ -153,7 +153,7 @@ def test_event_switches_parse_all_none_lists_and_exclusions() -> None:
 def test_a_switched_off_event_is_not_sent(endpoint: LoopbackEndpoint) -> None:
     sender = notifier(endpoint.url, events=parse_event_switches("all,-order_filled"))
     try:
-        sender("order_filled", "info", {"symbol": "GOOG", "kind": "open"})
+        sender("order_filled", "info", {"symbol": "GOOG", "purpose": "open"})
         sender("crashed", "error", {"exception": "ValueError", "message": "boom"})
         endpoint.wait_for(lambda posts: len(posts) >= 1)
         assert sender.wait_idle(30)

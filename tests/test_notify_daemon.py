@@ -61,13 +61,13 @@ def test_fills_and_completion_of_a_replay_reach_the_endpoint(tmp_path: Path, end
         daemon.close()
     fills = with_title(posts, "GOOG filled")
     state = daemon.engine.state
-    trades = [t for p in state.portfolio.closed_positions + state.portfolio.open_positions for t in p.trades]
+    trades = [t for p in state.portfolio.closed_positions + state.portfolio.open_positions for t in p.orders]
     assert len(fills) == len(trades) >= 2  # one message per fill, none lost
     first = min(trades, key=lambda t: t.id)
-    assert fills[0]["title"] == f"daemon_sma: {first.kind} GOOG filled"
-    assert f"trade {first.id}: bought {first.executed_quantity:.6g} at {first.executed_price:.6g}" in fills[0]["message"]
-    sale = min((t for t in trades if t.kind == "close"), key=lambda t: t.id)
-    assert any(f"trade {sale.id}: sold {abs(sale.executed_quantity):.6g} at {sale.executed_price:.6g}" in post["message"]
+    assert fills[0]["title"] == f"daemon_sma: {first.purpose.value} GOOG filled"
+    assert f"order {first.id}: bought {first.signed_filled_quantity:.6g} at {first.average_fill_price:.6g}" in fills[0]["message"]
+    sale = min((t for t in trades if t.purpose == "close"), key=lambda t: t.id)
+    assert any(f"order {sale.id}: sold {abs(sale.signed_filled_quantity):.6g} at {sale.average_fill_price:.6g}" in post["message"]
                for post in fills)
     (done,) = with_title(posts, "run completed")
     assert "the replay reached the end of the data" in done["message"] and done["type"] == "success"
@@ -120,9 +120,9 @@ def test_a_fired_trigger_is_notified(tmp_path: Path, endpoint: LoopbackEndpoint)
     finally:
         daemon.close()
     assert all(post["title"] == "daemon_stop: trailing_stop fired on GOOG" for post in posts)
-    exits = [t for p in daemon.engine.state.portfolio.closed_positions for t in p.trades if t.trigger]
+    exits = [t for p in daemon.engine.state.portfolio.closed_positions for t in p.orders if t.trigger]
     assert len(posts) == len(exits) >= 1
-    assert f"sold {abs(exits[0].executed_quantity):.6g} at {exits[0].executed_price:.6g}" in posts[0]["message"]
+    assert f"sold {abs(exits[0].signed_filled_quantity):.6g} at {exits[0].average_fill_price:.6g}" in posts[0]["message"]
 
 
 def test_two_hundred_health_flaps_send_one_message_and_one_digest(tmp_path: Path, endpoint: LoopbackEndpoint) -> None:

@@ -46,7 +46,7 @@ from tradeexecutor.backtest.runner import BacktestResult, run_backtest
 from tradeexecutor.config import EngineConfig, ExecutionConfig
 from tradeexecutor.data import load_bundled
 from tradeexecutor.data.market import MarketData
-from tradeexecutor.state import TradeStatus
+from tradeexecutor.state import OrderStatus
 from tradeexecutor.strategy.loader import load_strategy
 
 STRATEGY = Path(__file__).parent / "strategies" / "sma_parity.py"
@@ -111,18 +111,18 @@ def our_round_trips(result: BacktestResult) -> tuple[list[dict], dict | None]:
     portfolio = result.state.portfolio
     closed = []
     for position in sorted(portfolio.closed_positions, key=lambda p: p.id):
-        trades = position.executed_trades()
+        trades = position.filled_orders()
         assert len(trades) == 2, f"position {position.id} has {len(trades)} fills, expected entry and exit"
         entry, exit_ = trades
         closed.append({
-            "size": entry.executed_quantity,
-            "entry_time": pd.Timestamp(entry.executed_at).tz_convert(None),
-            "exit_time": pd.Timestamp(exit_.executed_at).tz_convert(None),
-            "entry_price": entry.executed_price,
-            "exit_price": exit_.executed_price,
+            "size": entry.signed_filled_quantity,
+            "entry_time": pd.Timestamp(entry.filled_at).tz_convert(None),
+            "exit_time": pd.Timestamp(exit_.filled_at).tz_convert(None),
+            "entry_price": entry.average_fill_price,
+            "exit_price": exit_.average_fill_price,
             "pnl": position.realised_pnl,
             "fees": position.fees_paid,
-            "exit_quantity": exit_.executed_quantity,
+            "exit_quantity": exit_.signed_filled_quantity,
         })
     still_open = None
     held = [p for p in portfolio.open_positions if p.quantity > 0]
@@ -130,11 +130,11 @@ def our_round_trips(result: BacktestResult) -> tuple[list[dict], dict | None]:
     assert not portfolio.failed_positions, "no order should be rejected in this run"
     if held:
         position = held[0]
-        (entry,) = position.executed_trades()
+        (entry,) = position.filled_orders()
         still_open = {
-            "size": entry.executed_quantity,
-            "entry_time": pd.Timestamp(entry.executed_at).tz_convert(None),
-            "entry_price": entry.executed_price,
+            "size": entry.signed_filled_quantity,
+            "entry_time": pd.Timestamp(entry.filled_at).tz_convert(None),
+            "entry_price": entry.average_fill_price,
             "fees": position.fees_paid,
         }
     return closed, still_open
@@ -222,22 +222,22 @@ def test_every_entry_fill_is_the_exact_all_in_floor(goog: pd.DataFrame) -> None:
     portfolio = ours.state.portfolio
     cash = CASH
     trades = sorted(
-        (t for p in portfolio.closed_positions + portfolio.open_positions for t in p.trades
-         if t.status == TradeStatus.executed.value),
+        (t for p in portfolio.closed_positions + portfolio.open_positions for t in p.orders
+         if t.status == OrderStatus.filled),
         key=lambda t: t.id,
     )
     assert len(trades) >= 40
     for trade in trades:
-        price = trade.executed_price
+        price = trade.average_fill_price
         assert price is not None
-        notional = abs(trade.executed_quantity) * price
-        if trade.executed_quantity > 0:
-            assert trade.executed_quantity == exact_all_in_size(cash, price)
-            cash -= notional + trade.fee
+        notional = abs(trade.signed_filled_quantity) * price
+        if trade.signed_filled_quantity > 0:
+            assert trade.signed_filled_quantity == exact_all_in_size(cash, price)
+            cash -= notional + trade.fees
             assert cash >= 0
         else:
-            cash += notional - trade.fee
-        assert trade.fee == pytest.approx(notional * FEE, rel=1e-12)
+            cash += notional - trade.fees
+        assert trade.fees == pytest.approx(notional * FEE, rel=1e-12)
     assert cash == pytest.approx(portfolio.cash, abs=1e-6)
 
 

@@ -11,7 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tradeexecutor.state import Position, State, Trade
+from state_builders import make_order
+from tradeexecutor.state import Position, State
 from tradeexecutor.stats import compute_summary
 from tradeexecutor.stats.running import RunningSummary
 
@@ -29,11 +30,13 @@ def same(got: dict, want: dict) -> None:
             assert got[key] == value, key
 
 
-def closed(position_id: int, pnl: float, status: str = "executed") -> Position:
+def closed(position_id: int, pnl: float, status: str = "filled") -> Position:
+    """A position whose one order ended ``status`` (filled: with one fill)."""
     position = Position(id=position_id, instrument_id=1, opened_at=T0, realised_pnl=pnl,
                         closed_at=T0 + timedelta(days=1))
-    position.trades.append(Trade(id=position_id, position_id=position_id, instrument_id=1, kind="open",
-                                 status=status, planned_at=T0))
+    position.orders.append(make_order(position_id, position_id, 1, "open", T0, status=status, quantity=1.0,
+                                      fill_price=100.0 if status == "filled" else None,
+                                      reason="not enough cash" if status == "rejected" else None))
     return position
 
 
@@ -59,7 +62,7 @@ def test_row_by_row_it_equals_compute_summary(rows: list, initial_cash: float, b
         if revalue:
             state.valuations.append(ms, equity * 1.01, equity, exposure)
         if pnl is not None:
-            position = closed(len(state.portfolio.closed_positions) + 1, pnl, "rejected" if pnl == 0 else "executed")
+            position = closed(len(state.portfolio.closed_positions) + 1, pnl, "rejected" if pnl == 0 else "filled")
             state.portfolio.closed_positions.append(position)
         if restart:
             running = RunningSummary(block_rows=block_rows)

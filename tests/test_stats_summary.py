@@ -15,7 +15,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tradeexecutor.state import Position, State, Trade
+from state_builders import make_order
+from tradeexecutor.state import Position, State
 from tradeexecutor.stats import (
     TRADE_COLUMNS,
     Summary,
@@ -307,23 +308,20 @@ def trading_state() -> State:
     t1, t2 = T0 + timedelta(days=1), T0 + timedelta(days=5)
     closed = Position(id=1, instrument_id=goog.id, opened_at=T0, realised_pnl=-31.0, fees_paid=2.0,
                       closed_at=t2)
-    closed.trades = [
-        Trade(id=1, position_id=1, instrument_id=goog.id, kind="open", status="executed", planned_at=T0,
-              planned_quantity=10, planned_price=100.0, executed_at=t1, executed_price=100.5,
-              executed_quantity=10, fee=1.0, slippage=5.0, note="breakout"),
-        Trade(id=3, position_id=1, instrument_id=goog.id, kind="close", status="executed", planned_at=t2,
-              planned_quantity=-10, planned_price=97.5, executed_at=t2, executed_price=97.5,
-              executed_quantity=-10, fee=1.0, realised_pnl=-31.0, trigger="stop_loss", trigger_price=97.5),
+    closed.orders = [
+        make_order(1, 1, goog.id, "open", T0, quantity=10, reference_price=100.0, fill_at=t1, fill_price=100.5,
+                   fee=1.0, slippage=5.0, note="breakout"),
+        make_order(3, 1, goog.id, "close", t2, quantity=10, reference_price=97.5, fill_price=97.5, fee=1.0,
+                   realised_pnl=-31.0, trigger="stop_loss", trigger_price=97.5, fill_id=2),
     ]
     failed = Position(id=2, instrument_id=msft.id, opened_at=t1)
-    failed.trades = [
-        Trade(id=2, position_id=2, instrument_id=msft.id, kind="open", status="rejected", planned_at=t1,
-              planned_value=50.0, planned_price=400.0, reject_reason="rounds to zero"),
+    failed.orders = [
+        make_order(2, 2, msft.id, "open", t1, status="rejected", value=50.0, reference_price=400.0,
+                   reason="rounds to zero"),
     ]
     planned = Position(id=3, instrument_id=msft.id, opened_at=t2)
-    planned.trades = [
-        Trade(id=4, position_id=3, instrument_id=msft.id, kind="open", status="planned", planned_at=t2,
-              planned_quantity=2, planned_price=410.0),
+    planned.orders = [
+        make_order(4, 3, msft.id, "open", t2, status="created", quantity=2, reference_price=410.0),
     ]
     state.portfolio.closed_positions = [closed]
     state.portfolio.failed_positions = [failed]
@@ -348,7 +346,7 @@ def test_trades_frame_columns_and_rows() -> None:
     assert tuple(frame.columns) == TRADE_COLUMNS
     assert list(frame["trade_id"]) == [1, 2, 3, 4]  # sorted by id across positions
     assert list(frame["symbol"]) == ["GOOG", "MSFT", "GOOG", "MSFT"]
-    assert list(frame["status"]) == ["executed", "rejected", "executed", "planned"]
+    assert list(frame["status"]) == ["filled", "rejected", "filled", "created"]
     assert list(frame["side"]) == ["buy", "buy", "sell", "buy"]
     # executed: |qty| * fill price; rejected: planned_value; planned: |qty| * planned price
     assert list(frame["value"]) == pytest.approx([10 * 100.5, 50.0, 10 * 97.5, 2 * 410.0])

@@ -13,16 +13,22 @@ from dataclasses_json import DataClassJsonMixin
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from state_builders import make_order
 from tradeexecutor.errors import SchemaVersionError, StateCorruptError
 from tradeexecutor.state import (
     SCHEMA_VERSION,
+    Fill,
     Instrument,
+    Order,
+    OrderPurpose,
+    OrderSide,
+    OrderStatus,
+    OrderType,
     Portfolio,
     Position,
+    RejectReason,
     State,
-    Trade,
-    TradeKind,
-    TradeStatus,
+    TimeInForce,
     TriggerKind,
     ValuationSeries,
 )
@@ -48,9 +54,9 @@ utc_datetimes = st.datetimes(timezones=st.just(UTC))
 optional_datetimes = st.none() | utc_datetimes
 
 
-def enum_or_text(enum: type[Enum]) -> st.SearchStrategy[Any]:
-    """Members of a str enum or their plain values: the model stores either."""
-    return st.sampled_from([*enum, *(member.value for member in enum)])
+def members(enum: type[Enum]) -> st.SearchStrategy[Any]:
+    """Members of an enum (the model holds members, never plain strings)."""
+    return st.sampled_from(list(enum))
 
 
 instruments = st.builds(
@@ -63,32 +69,52 @@ instruments = st.builds(
     quote_currency=texts,
 )
 
-trades = st.builds(
-    Trade,
+fills = st.builds(
+    Fill,
     id=small_ids,
+    order_id=small_ids,
+    quantity=floats,
+    price=floats,
+    at=utc_datetimes,
+    fee=floats,
+    fee_currency=texts,
+    venue_trade_id=optional_texts,
+    slippage=floats,
+    realised_pnl=floats,
+)
+
+orders = st.builds(
+    Order,
+    id=small_ids,
+    client_order_id=texts,
     position_id=small_ids,
     instrument_id=small_ids,
-    kind=enum_or_text(TradeKind),
-    status=enum_or_text(TradeStatus),
-    planned_at=utc_datetimes,
-    planned_quantity=floats,
-    planned_value=optional_floats,
-    planned_price=optional_floats,
-    executed_at=optional_datetimes,
-    executed_price=optional_floats,
-    executed_quantity=floats,
-    fee=floats,
-    slippage=floats,
-    reject_reason=optional_texts,
-    trigger=st.none() | enum_or_text(TriggerKind),
+    purpose=members(OrderPurpose),
+    side=members(OrderSide),
+    created_at=utc_datetimes,
+    status=members(OrderStatus),
+    type=members(OrderType),
+    time_in_force=members(TimeInForce),
+    quantity=optional_floats,
+    value=optional_floats,
+    limit_price=optional_floats,
+    stop_price=optional_floats,
+    reference_price=optional_floats,
+    venue_order_id=optional_texts,
+    status_reason=optional_texts,
+    reject_reason=st.none() | members(RejectReason),
+    trigger=st.none() | members(TriggerKind),
     trigger_price=optional_floats,
-    realised_pnl=floats,
     note=optional_texts,
+    submitted_at=optional_datetimes,
+    updated_at=optional_datetimes,
+    closed_at=optional_datetimes,
+    fills=st.lists(fills, max_size=2),
 )
 
 
 def positions(closed: bool) -> st.SearchStrategy[Position]:
-    """Open positions (closed_at None) or closed ones, with trades of every status."""
+    """Open positions (closed_at None) or closed ones, with orders of every status."""
     return st.builds(
         Position,
         id=small_ids,
@@ -108,7 +134,7 @@ def positions(closed: bool) -> st.SearchStrategy[Position]:
         last_price=optional_floats,
         last_valued_at=optional_datetimes,
         closed_at=utc_datetimes if closed else st.none(),
-        trades=st.lists(trades, max_size=3),
+        orders=st.lists(orders, max_size=3),
     )
 
 
@@ -119,7 +145,8 @@ portfolios = st.builds(
     closed_positions=st.lists(positions(closed=True), max_size=3),
     failed_positions=st.lists(positions(closed=False), max_size=2),
     next_position_id=small_ids,
-    next_trade_id=small_ids,
+    next_order_id=small_ids,
+    next_fill_id=small_ids,
     fees_paid=floats,
 )
 
@@ -210,43 +237,14 @@ def sample_state() -> State:
     t0 = datetime(2024, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
     state = State(name="sample", created_at=t0, initial_cash=10_000.0, last_completed_cycle=t0)
     state.add_instrument("GOOG", "equity", 1.0)
-    buy = Trade(
-        id=1,
-        position_id=1,
-        instrument_id=1,
-        kind=TradeKind.open,
-        status=TradeStatus.executed,
-        planned_at=t0,
-        planned_quantity=3.0,
-        executed_at=t0,
-        executed_price=101.5,
-        executed_quantity=3.0,
-    )
-    sell = Trade(
-        id=2,
-        position_id=1,
-        instrument_id=1,
-        kind="close",
-        status="executed",
-        planned_at=t0,
-        executed_at=t0 + timedelta(days=1),
-        executed_price=99.0,
-        executed_quantity=-3.0,
-        realised_pnl=-7.5,
-    )
+    buy = make_order(1, 1, 1, "open", t0, quantity=3.0, fill_price=101.5)
+    sell = make_order(2, 1, 1, "close", t0, quantity=3.0, fill_at=t0 + timedelta(days=1), fill_price=99.0,
+                      realised_pnl=-7.5)
     closed = Position(
-        id=1, instrument_id=1, opened_at=t0, closed_at=t0 + timedelta(days=1), trades=[buy, sell]
+        id=1, instrument_id=1, opened_at=t0, closed_at=t0 + timedelta(days=1), orders=[buy, sell]
     )
-    rejected = Trade(
-        id=3,
-        position_id=2,
-        instrument_id=1,
-        kind="open",
-        status="rejected",
-        planned_at=t0,
-        reject_reason="cash",
-    )
-    failed = Position(id=2, instrument_id=1, opened_at=t0, trades=[rejected])
+    rejected = make_order(3, 2, 1, "open", t0, status="rejected", value=50.0, reason="not enough cash")
+    failed = Position(id=2, instrument_id=1, opened_at=t0, orders=[rejected])
     open_position = Position(
         id=3, instrument_id=1, opened_at=t0, quantity=1.0, cost_basis=100.0, last_price=100.5
     )
@@ -256,7 +254,8 @@ def sample_state() -> State:
         closed_positions=[closed],
         failed_positions=[failed],
         next_position_id=4,
-        next_trade_id=4,
+        next_order_id=4,
+        next_fill_id=3,
     )
     state.valuations.append(1_700_000_000_000, 10_000.0, 9_000.0, 0.1)
     return state
@@ -345,7 +344,7 @@ def mutated(change) -> bytes:
 @pytest.mark.parametrize(
     "change, detail",
     [
-        (lambda d: d["portfolio"]["closed_positions"][0]["trades"][0].pop("id"), "id"),
+        (lambda d: d["portfolio"]["closed_positions"][0]["orders"][0].pop("id"), "id"),
         (lambda d: d["portfolio"]["closed_positions"][0].update(surprise=1), "surprise"),
         (lambda d: d["portfolio"].update(open_positions={"not": "a list"}), "list"),
         (lambda d: d.update(created_at="yesterday"), "yesterday"),
@@ -386,9 +385,13 @@ def test_every_model_field_is_encoded() -> None:
             state.portfolio.closed_positions[0],
             codec.position_to_dict(state.portfolio.closed_positions[0]),
         ),
-        "Trade": (
-            state.portfolio.closed_positions[0].trades[0],
-            codec.position_to_dict(state.portfolio.closed_positions[0])["trades"][0],
+        "Order": (
+            state.portfolio.closed_positions[0].orders[0],
+            codec.position_to_dict(state.portfolio.closed_positions[0])["orders"][0],
+        ),
+        "Fill": (
+            state.portfolio.closed_positions[0].orders[0].fills[0],
+            codec.position_to_dict(state.portfolio.closed_positions[0])["orders"][0]["fills"][0],
         ),
         "Instrument": (state.instruments[0], codec._instrument_to_dict(state.instruments[0])),
     }

@@ -15,8 +15,9 @@ import orjson
 import pytest
 from dataclasses_json import DataClassJsonMixin
 
+from state_builders import make_order
 from tradeexecutor.errors import SchemaVersionError, StateCorruptError
-from tradeexecutor.state import SCHEMA_VERSION, Portfolio, Position, State, Trade, ValuationSeries
+from tradeexecutor.state import SCHEMA_VERSION, Portfolio, Position, State, ValuationSeries
 from tradeexecutor.store import InMemoryStateStore, StateStore, StateStoreProtocol, dumps_state, loads_state
 from tradeexecutor.store import state_store as state_store_module
 
@@ -46,66 +47,37 @@ def run_cycle(state: State, i: int) -> None:
         position.last_valued_at = now
         position.high_water = max(position.high_water or 0.0, position.last_price)
     if i % 3 == 0 and not portfolio.open_positions:
-        pid, tid = portfolio.next_position_id, portfolio.next_trade_id
-        trade = Trade(
-            id=tid,
-            position_id=pid,
-            instrument_id=1,
-            kind="open",
-            status="executed",
-            planned_at=now,
-            planned_quantity=10.0,
-            executed_at=now,
-            executed_price=100.0 + i,
-            executed_quantity=10.0,
-            fee=1.0,
-        )
+        pid, tid = portfolio.next_position_id, portfolio.next_order_id
+        order = make_order(tid, pid, 1, "open", now, quantity=10.0, fill_price=100.0 + i, fee=1.0,
+                           fill_id=portfolio.next_fill_id)
         portfolio.open_positions.append(
             Position(
-                id=pid, instrument_id=1, opened_at=now, quantity=10.0, cost_basis=1000.0 + i, trades=[trade]
+                id=pid, instrument_id=1, opened_at=now, quantity=10.0, cost_basis=1000.0 + i, orders=[order]
             )
         )
         portfolio.next_position_id += 1
-        portfolio.next_trade_id += 1
+        portfolio.next_order_id += 1
+        portfolio.next_fill_id += 1
         portfolio.cash -= 1000.0 + i
     elif i % 3 == 2 and portfolio.open_positions:
         position = portfolio.open_positions.pop()
-        tid = portfolio.next_trade_id
-        position.trades.append(
-            Trade(
-                id=tid,
-                position_id=position.id,
-                instrument_id=1,
-                kind="close",
-                status="executed",
-                planned_at=now,
-                planned_quantity=-10.0,
-                executed_at=now,
-                executed_price=101.0 + i,
-                executed_quantity=-10.0,
-                fee=1.0,
-                realised_pnl=7.5,
-            )
+        tid = portfolio.next_order_id
+        position.orders.append(
+            make_order(tid, position.id, 1, "close", now, quantity=10.0, fill_price=101.0 + i, fee=1.0,
+                       realised_pnl=7.5, fill_id=portfolio.next_fill_id)
         )
         position.quantity = 0.0
         position.closed_at = now
-        portfolio.next_trade_id += 1
+        portfolio.next_order_id += 1
+        portfolio.next_fill_id += 1
         portfolio.closed_positions.append(position)
         portfolio.cash += 1010.0 + i
     if i % 7 == 5:
-        pid, tid = portfolio.next_position_id, portfolio.next_trade_id
-        rejected = Trade(
-            id=tid,
-            position_id=pid,
-            instrument_id=2,
-            kind="open",
-            status="rejected",
-            planned_at=now,
-            reject_reason="below minimum notional",
-        )
-        portfolio.failed_positions.append(Position(id=pid, instrument_id=2, opened_at=now, trades=[rejected]))
+        pid, tid = portfolio.next_position_id, portfolio.next_order_id
+        rejected = make_order(tid, pid, 2, "open", now, status="rejected", reason="below minimum notional")
+        portfolio.failed_positions.append(Position(id=pid, instrument_id=2, opened_at=now, orders=[rejected]))
         portfolio.next_position_id += 1
-        portfolio.next_trade_id += 1
+        portfolio.next_order_id += 1
     state.valuations.append(MS0 + i * 3_600_000, portfolio.equity(), portfolio.cash, 0.5)
     state.last_completed_cycle = now
     state.cycles_completed += 1

@@ -73,8 +73,8 @@ def _market(bars: int = 20_000, seed: int = 5) -> MarketData:
 
 def _same(a: BacktestResult, b: BacktestResult) -> None:
     def trades(state: State) -> list[tuple[object, ...]]:
-        return [(t.id, t.kind, t.status, t.trigger, t.planned_at, t.executed_at, t.executed_quantity, t.executed_price,
-                 t.fee) for t in sorted(state.portfolio.all_trades(), key=lambda t: t.id)]
+        return [(t.id, t.purpose, t.status, t.trigger, t.created_at, t.filled_at, t.signed_filled_quantity,
+                 t.average_fill_price, t.fees) for t in sorted(state.portfolio.all_orders(), key=lambda t: t.id)]
 
     assert trades(a.state) == trades(b.state)
     for column in ("timestamp", "equity", "cash", "exposure"):
@@ -88,7 +88,7 @@ def test_bench_sma_signals_equal_the_decide_version() -> None:
     by_decide = run_backtest(load_strategy(BENCH / "sma_1m.py", {}), market, config)
     by_signals = run_backtest(load_strategy(BENCH / "sma_1m_signals.py", {}), market, config)
     _same(by_decide, by_signals)
-    assert len(list(by_decide.state.portfolio.all_trades())) > 500
+    assert len(list(by_decide.state.portfolio.all_orders())) > 500
     assert by_decide.visited == len(market)
     assert by_signals.visited < len(market) / 5  # only signal bars and the fills after them
     assert by_signals.cycles == by_decide.cycles
@@ -110,7 +110,7 @@ def test_triggers_fees_and_fill_timings_to_the_cent(tmp_path: Path, order: str, 
     by_signals = run_backtest(load_strategy(tmp_path / "by_signals.py", {}), market, config)
     _same(by_decide, by_signals)
     if "pct" in order:
-        assert any(t.trigger for t in by_signals.state.portfolio.all_trades()), "triggers should fire"
+        assert any(t.trigger for t in by_signals.state.portfolio.all_orders()), "triggers should fire"
 
 
 def test_a_slower_cycle_than_the_bars(tmp_path: Path) -> None:

@@ -14,7 +14,8 @@ import pandas as pd
 import pytest
 from matplotlib.image import imread
 
-from tradeexecutor.state import Position, State, Trade
+from state_builders import make_order
+from tradeexecutor.state import Position, State
 from tradeexecutor.visual import FORMATS, SIZES, THEMES, render_all, render_charts
 from tradeexecutor.visual.charts import MAX_POINTS, _downsample
 
@@ -39,11 +40,9 @@ def traded_state(days: int = 60, symbols: tuple[str, ...] = ("GOOG", "MSFT")) ->
         position = Position(id=k + 1, instrument_id=instrument.id, opened_at=T0)
         for day, quantity in ((5, 3.0), (40, -3.0)):
             at = T0 + timedelta(days=day)
-            position.trades.append(Trade(
-                id=trade_id, position_id=position.id, instrument_id=instrument.id,
-                kind="open" if quantity > 0 else "close", status="executed", planned_at=at,
-                planned_quantity=quantity, executed_at=at, executed_price=float(closes.iloc[day]),
-                executed_quantity=quantity,
+            position.orders.append(make_order(
+                trade_id, position.id, instrument.id, "open" if quantity > 0 else "close", at,
+                quantity=abs(quantity), fill_price=float(closes.iloc[day]),
             ))
             trade_id += 1
         state.portfolio.closed_positions.append(position)

@@ -215,7 +215,7 @@ def test_positions_are_paged_by_status(server: WebhookServer, files: RunFiles, b
 
     page = get(server, "/positions?status=open").json()
     assert [p["id"] for p in page["positions"]] == open_ids and page["total"] == len(open_ids)
-    assert page["positions"][0]["trades"] and page["positions"][0]["closed_at"] is None
+    assert page["positions"][0]["orders"] and page["positions"][0]["closed_at"] is None
 
     assert get(server, "/positions?offset=1000").json()["positions"] == []
 
@@ -243,7 +243,7 @@ def test_orders_csv_has_the_backtest_trade_columns(server: WebhookServer, files:
     assert reply.headers["content-type"].startswith("text/csv")
     rows = list(csv.reader(io.StringIO(reply.body.decode("utf-8"))))
     assert tuple(rows[0]) == TRADE_COLUMNS
-    assert len(rows) - 1 == sum(1 for _ in small_state.portfolio.all_trades())
+    assert len(rows) - 1 == sum(1 for _ in small_state.portfolio.all_orders())
     assert reply.body == files.orders_csv.read_bytes()
     assert get(server, "/orders.csv", If_None_Match=reply.headers["etag"]).status == 304
 

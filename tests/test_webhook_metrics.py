@@ -23,7 +23,7 @@ from tradeexecutor.backtest.runner import run_backtest
 from tradeexecutor.data.source import load_market
 from tradeexecutor.runstate import CrashHistory, RunState
 from tradeexecutor.runstate.figures import FigureCounter, PortfolioFigures, figures_from_state
-from tradeexecutor.state import Position, State, TradeStatus
+from tradeexecutor.state import OrderStatus, Position, State
 from tradeexecutor.strategy.loader import load_strategy
 from tradeexecutor.webhook import WebhookServer, create_app
 from tradeexecutor.webhook.metrics import METRIC_NAMES
@@ -148,12 +148,12 @@ def test_values_match_the_runstate(server: WebhookServer, runstate: RunState, ba
         sum(p.unrealised_pnl for p in portfolio.open_positions))
     assert value(found, "tradeexecutor_open_positions") == len(portfolio.open_positions)
     assert value(found, "tradeexecutor_fees_paid") == pytest.approx(portfolio.fees_paid)
-    trades = list(portfolio.all_trades())
-    for state, status in (("planned", TradeStatus.planned), ("filled", TradeStatus.executed),
-                          ("rejected", TradeStatus.rejected)):
+    trades = list(portfolio.all_orders())
+    for state, status in (("planned", OrderStatus.created), ("filled", OrderStatus.filled),
+                          ("rejected", OrderStatus.rejected)):
         expected = sum(1 for t in trades if t.status == status)
         assert value(found, "tradeexecutor_orders", state=state) == expected
-    assert figures.orders_filled == sum(1 for t in trades if t.status == TradeStatus.executed) > 0
+    assert figures.orders_filled == sum(1 for t in trades if t.status == OrderStatus.filled) > 0
 
 
 def test_values_follow_the_runstate_at_scrape_time(server: WebhookServer, runstate: RunState) -> None:
@@ -237,15 +237,15 @@ def test_each_app_has_its_own_registry_and_the_global_one_is_untouched(backtest_
 
 
 def _expected(state: State) -> PortfolioFigures:
-    trades = list(state.portfolio.all_trades())
+    trades = list(state.portfolio.all_orders())
     return PortfolioFigures(
         portfolio_value=state.portfolio.equity(),
         cash=state.portfolio.cash,
         unrealised_pnl=sum(p.unrealised_pnl for p in state.portfolio.open_positions),
         open_positions=len(state.portfolio.open_positions),
-        orders_planned=sum(1 for t in trades if t.status == TradeStatus.planned),
-        orders_filled=sum(1 for t in trades if t.status == TradeStatus.executed),
-        orders_rejected=sum(1 for t in trades if t.status == TradeStatus.rejected),
+        orders_planned=sum(1 for t in trades if t.status == OrderStatus.created),
+        orders_filled=sum(1 for t in trades if t.status == OrderStatus.filled),
+        orders_rejected=sum(1 for t in trades if t.status == OrderStatus.rejected),
         fees_paid=state.portfolio.fees_paid,
         updated_at=T0,
     )

@@ -14,10 +14,11 @@
     │   ├── SchemaVersionError      the file was written by a newer schema
     │   └── StateLockedError        another process holds the state lock
     ├── LookaheadError              a strategy asked for data from the future (LookaheadRefusedError too)
-    └── TemporaryError              transient failure (feed timeout); the loop may retry
+    ├── TemporaryError              transient failure (feed timeout); the loop may retry
+    └── InvariantError              the code broke its own rule (an illegal order transition): a bug
 
-An order that cannot be filled is *not* an exception: it becomes a rejected trade with
-its reason kept on the trade.
+An order that cannot be filled is *not* an exception: it becomes a rejected order with
+its reason kept on the order.
 """
 
 from __future__ import annotations
@@ -78,6 +79,10 @@ class TemporaryError(TradeExecutorError):
 class LookaheadRefusedError(StrategyLoadError, LookaheadError):
     """A strategy refused before it runs because it would see the future: an indicator whose past values
     change when later candles are left out, or code that reaches past the cycle context (exit code 2)."""
+
+
+class InvariantError(TradeExecutorError):
+    """A rule the code itself must keep was broken (an illegal order transition): a bug, so the loop crashes."""
 
 
 def network_reason(exc: BaseException) -> str:

@@ -3,7 +3,7 @@
 Each takes a state directory (``--state-dir`` of ``start``) or a ledger file. Nothing here ever
 writes to a ledger it reads: ``export`` and ``check`` open it read-only (a damaged or foreign file
 is one line naming it, exit code 3); ``migrate`` writes a new ledger beside the JSON state and
-keeps the original files.
+keeps the original files (an older-format ledger is converted too).
 """
 
 from __future__ import annotations
@@ -70,10 +70,12 @@ def check_command(path: Path) -> None:
         raise StateError(f"{files.path} does not exist: {path} holds no ledger")
     state = content.state
     portfolio = state.portfolio
-    trades = sum(len(p.trades) for p in portfolio.all_positions())
+    orders = list(portfolio.all_orders())
+    fills = sum(len(o.fills) for o in orders)
     click.echo(f"ok: {files.path}: job {content.job}, {state.cycles_completed} cycles, "
                f"{len(portfolio.open_positions)} open / {len(portfolio.closed_positions)} closed / "
-               f"{len(portfolio.failed_positions)} failed positions, {trades} trades, {len(state.valuations)} "
+               f"{len(portfolio.failed_positions)} failed positions, {len(orders)} orders, {fills} fills, "
+               f"{len(state.valuations)} "
                f"valuations, {content.journal_lines} journal lines")
 
 
@@ -81,10 +83,13 @@ def check_command(path: Path) -> None:
 @click.argument("state_dir", type=click.Path(file_okay=False, path_type=Path))
 @user_errors
 def migrate_command(state_dir: Path) -> None:
-    """Convert STATE_DIR's state.json + state.log + journal.jsonl into its ledger; the originals are kept."""
+    """Convert STATE_DIR's state.json + state.log + journal.jsonl, or its older-format ledger, into today's ledger.
+
+    The originals are kept (an older ledger as ledger.sqlite.v1).
+    """
     from tradeexecutor.ledger import migrate_state_dir
 
     done = migrate_state_dir(state_dir)
     dropped = f" ({done.journal_dropped} older lines are only in journal.jsonl)" if done.journal_dropped else ""
     click.echo(f"wrote {done.ledger}: {done.positions} positions, {done.journal_lines} journal lines{dropped}; "
-               "state.json and state.log are kept as they were and no longer used")
+               f"{done.kept}")

@@ -163,7 +163,7 @@ class Publisher:
             "replay_bars": len(self.feed.market),
             "cycles_completed_total": state.cycles_completed,
             "open_positions": len(state.portfolio.open_positions),
-            "next_trade_id": state.portfolio.next_trade_id,
+            "next_order_id": state.portfolio.next_order_id,
         }
         now = self.clock.now()
         lag = self.feed.lag_seconds(self.clock.monotonic())
@@ -227,7 +227,7 @@ class Publisher:
         """What a chart shows, in brief: unchanged means nothing to draw (a trigger check that fired nothing)."""
         valuations = state.valuations
         newest = valuations.equity[-1] if len(valuations) else None
-        return len(valuations), newest, state.portfolio.next_trade_id, state.replay_cursor
+        return len(valuations), newest, state.portfolio.next_fill_id, state.replay_cursor
 
     def _renderer_idle(self) -> None:
         """The renderer's thread, when it becomes idle: if charts were waiting, ask the loop to send them."""

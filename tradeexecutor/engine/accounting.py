@@ -1,83 +1,142 @@
-"""Apply fills to positions and cash: the only place money moves."""
+"""Apply fills to positions and cash: the only place money moves.
+
+A position's running figures (quantity, cost basis, realised P&L, fees) change only here, one
+fill at a time, and :func:`recompute_from_fills` replays the same arithmetic over the stored
+fills, so the figures can always be checked against the fills they came from (bit for bit: the
+same float operations in the same order).
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
-from tradeexecutor.execution.model import Fill
-from tradeexecutor.state import Portfolio, Position, Trade, TradeStatus
+from tradeexecutor.state import Fill, Order, OrderSide, OrderStatus, Portfolio, Position, RejectReason
 
 #: Quantities below this are treated as zero when deciding a position is closed.
 _DUST = 1e-12
+#: Enum members bound once (a member looked up on its class is a Python-level __getattr__ call).
+_FILLED, _PARTIALLY_FILLED, _REJECTED, _CANCELLED = (
+    OrderStatus.filled, OrderStatus.partially_filled, OrderStatus.rejected, OrderStatus.cancelled)
+_BUY = OrderSide.buy
 
 
-def reject(trade: Trade, reason: str, at: datetime, price: float | None = None) -> None:
-    """Mark a trade rejected with its reason; the position and cash are untouched."""
-    trade.status = TradeStatus.rejected.value
-    trade.reject_reason = reason
-    trade.executed_at = at
-    trade.executed_price = None
-    trade.executed_quantity = 0.0
+@dataclass(frozen=True, slots=True)
+class Holding:
+    """A position's figures as its fills give them."""
+
+    quantity: float
+    cost_basis: float
+    realised_pnl: float
+    fees_paid: float
 
 
-def apply_buy(portfolio: Portfolio, position: Position, trade: Trade, fill: Fill, at: datetime) -> None:
-    """A buy fill: cash pays value and fee, the position grows at the fill price."""
-    quantity = fill.quantity
-    trade.status = TradeStatus.executed.value
-    trade.executed_at = at
-    trade.executed_price = fill.price
-    trade.executed_quantity = quantity
-    trade.fee = fill.fee
-    trade.slippage = fill.slippage
-    trade.realised_pnl = -fill.fee
-    portfolio.cash -= quantity * fill.price + fill.fee
-    portfolio.fees_paid += fill.fee
-    position.quantity += quantity
-    position.cost_basis += quantity * fill.price
-    if position.last_price is None:
-        position.last_price = fill.price  # valued from its first fill until the next mark
-    position.fees_paid += fill.fee
-    position.realised_pnl -= fill.fee
+def reject(order: Order, reason: RejectReason, text: str, at: datetime) -> None:
+    """Mark an order rejected with its reason; the position and cash are untouched."""
+    order.reject_reason = reason
+    order.transition(_REJECTED, at, text)
 
 
-def apply_sell(portfolio: Portfolio, position: Position, trade: Trade, fill: Fill, at: datetime) -> bool:
-    """A sell fill: cash receives value less fee, profit is realised at the average entry price.
+def cancel(order: Order, text: str, at: datetime) -> None:
+    """Cancel an order that has not filled completely; fills it already had stand."""
+    order.transition(_CANCELLED, at, text)
 
-    Returns True when the fill closed the position.
+
+def apply_fill(portfolio: Portfolio, position: Position, order: Order, quantity: float, price: float,
+               fee: float, at: datetime, *, slippage: float = 0.0, fee_currency: str = "USD",
+               venue_trade_id: str | None = None, complete: bool = True) -> Fill:
+    """Record a fill of ``order`` and move the money: a buy pays value and fee, a sell realises P&L at the
+    average entry price. ``complete`` says whether the order is now filled (else partially filled).
+
+    Returns the Fill; the position is closed (``closed_at`` set) when a sell brought it to zero.
     """
-    quantity = fill.quantity
-    average = position.cost_basis / position.quantity if position.quantity else 0.0
+    fill = Fill(id=portfolio.next_fill_id, order_id=order.id, quantity=quantity, price=price, at=at, fee=fee,
+                fee_currency=fee_currency, venue_trade_id=venue_trade_id, slippage=slippage)
+    portfolio.next_fill_id += 1
+    order.fills.append(fill)
+    order.transition(_FILLED if complete else _PARTIALLY_FILLED, at)
+    portfolio.fees_paid += fee
+    if order.side is _BUY:
+        fill.realised_pnl = _buy(position, quantity, price, fee)
+        portfolio.cash -= quantity * price + fee
+        if position.last_price is None:
+            position.last_price = price  # valued from its first fill until the next mark
+    else:
+        fill.realised_pnl = _sell(position, quantity, price, fee)
+        portfolio.cash += quantity * price - fee
+        if position.quantity == 0.0:
+            position.closed_at = at
+    return fill
+
+
+def _buy(holding: Position | _Figures, quantity: float, price: float, fee: float) -> float:
+    """A buy fill's effect on the figures; returns what it realised (minus its fee)."""
+    holding.quantity += quantity
+    holding.cost_basis += quantity * price
+    holding.fees_paid += fee
+    holding.realised_pnl -= fee
+    return -fee
+
+
+def _sell(holding: Position | _Figures, quantity: float, price: float, fee: float) -> float:
+    """A sell fill's effect on the figures; returns what it realised, after its fee."""
+    average = holding.cost_basis / holding.quantity if holding.quantity else 0.0
     cost_removed = average * quantity
-    proceeds = quantity * fill.price
-    pnl = proceeds - cost_removed - fill.fee
-    trade.status = TradeStatus.executed.value
-    trade.executed_at = at
-    trade.executed_price = fill.price
-    trade.executed_quantity = -quantity
-    trade.fee = fill.fee
-    trade.slippage = fill.slippage
-    trade.realised_pnl = pnl
-    portfolio.cash += proceeds - fill.fee
-    portfolio.fees_paid += fill.fee
-    position.quantity -= quantity
-    position.cost_basis -= cost_removed
-    position.fees_paid += fill.fee
-    position.realised_pnl += pnl
-    if abs(position.quantity) <= _DUST:
-        position.quantity = 0.0
-        position.cost_basis = 0.0
-        position.closed_at = at
-        return True
-    return False
+    pnl = quantity * price - cost_removed - fee
+    holding.quantity -= quantity
+    holding.cost_basis -= cost_removed
+    holding.fees_paid += fee
+    holding.realised_pnl += pnl
+    if abs(holding.quantity) <= _DUST:
+        holding.quantity = 0.0
+        holding.cost_basis = 0.0
+    return pnl
+
+
+class _Figures:
+    """Mutable figures for the replay in recompute_from_fills."""
+
+    __slots__ = ("cost_basis", "fees_paid", "quantity", "realised_pnl")
+
+    def __init__(self) -> None:
+        self.quantity = 0.0
+        self.cost_basis = 0.0
+        self.realised_pnl = 0.0
+        self.fees_paid = 0.0
+
+
+def recompute_from_fills(position: Position) -> Holding:
+    """The position's figures replayed from its fills in the order they were applied (by fill id)."""
+    figures = _Figures()
+    fills = sorted(((f, o.is_buy) for o in position.orders for f in o.fills), key=lambda pair: pair[0].id)
+    for fill, is_buy in fills:
+        if is_buy:
+            _buy(figures, fill.quantity, fill.price, fill.fee)
+        else:
+            _sell(figures, fill.quantity, fill.price, fill.fee)
+    return Holding(figures.quantity, figures.cost_basis, figures.realised_pnl, figures.fees_paid)
+
+
+def recompute_cash(initial_cash: float, portfolio: Portfolio) -> float:
+    """Cash replayed from every fill of every position, in the order the fills were applied."""
+    cash = initial_cash
+    fills = sorted(((f, o.is_buy) for o in portfolio.all_orders() for f in o.fills), key=lambda pair: pair[0].id)
+    for fill, is_buy in fills:
+        if is_buy:
+            cash -= fill.quantity * fill.price + fill.fee
+        else:
+            cash += fill.quantity * fill.price - fill.fee
+    return cash
 
 
 def retire_position(portfolio: Portfolio, position: Position) -> None:
     """Move a closed position to closed_positions, or one that never filled to failed_positions."""
     if position in portfolio.open_positions:
         portfolio.open_positions.remove(position)
-    if any(t.status == TradeStatus.executed.value for t in position.trades):
+    if position.has_fills():
         portfolio.closed_positions.append(position)
     else:
         if position.closed_at is None:
-            position.closed_at = position.trades[-1].executed_at if position.trades else position.opened_at
+            last = position.orders[-1] if position.orders else None
+            position.closed_at = (last.closed_at if last is not None else None) or position.opened_at
         portfolio.failed_positions.append(position)

@@ -2,18 +2,24 @@
 
 A step of the timeline is one bar close time. Per step, in order:
 
-1. ``fill_pending``   orders planned by an earlier cycle fill at this bar's open (``next_open``);
+1. ``fill_pending``   orders created by an earlier cycle fill at this bar's open (``next_open``);
 2. ``check_triggers`` stop-loss, trailing stop and take-profit against this bar's range;
 3. ``mark_to_market`` open positions take this bar's close;
-4. ``run_cycle``      when a cycle is due: the strategy decides, sells then buys are planned
-                      (and filled at once at this close when fill timing is ``close``);
+4. ``run_cycle``      when a cycle is due: the strategy decides, orders are created for its intents,
+                      sells then buys (and filled at once at this close when fill timing is ``close``);
 5. the caller records the valuation.
 
 Steps 1-3 (``manage``) never call the strategy, so the daemon can commit them before step 4
 and keep managing positions while a strategy fails. Step 4 is two calls: ``ask_strategy`` runs
 only the strategy's code and checks what it returned, changing nothing; ``plan`` then turns the
-checked intents into trades. An exception from the first is the strategy's; from the second,
+checked intents into orders. An exception from the first is the strategy's; from the second,
 the engine's.
+
+Orders go through the simulated venue synchronously (``SimulatedVenue.buy``/``sell``): a backtest
+keeps its orders in memory and fills them within the step. Every fill changes the portfolio only
+through engine/accounting.py. Each order gets its deterministic client order id when created
+(state/client_id.py): the cycle time and the intent's place in the cycle's execution order, or
+for a trigger exit the bar time and the position.
 
 The engine never sleeps and never reads a clock: the backtest runner drives it over history,
 the daemon drives it from a feed on wall-clock cycles.
@@ -32,14 +38,25 @@ import pandas as pd
 from tradeexecutor.config import EngineConfig
 from tradeexecutor.data.market import MarketData
 from tradeexecutor.engine import accounting, triggers
-from tradeexecutor.execution.model import ExecutionModel
-from tradeexecutor.execution.simulated import SimulatedExecution
-from tradeexecutor.state import DEFAULT_QUANTITY_STEP, Position, State, Trade, TradeKind, TradeStatus
+from tradeexecutor.state import (
+    DEFAULT_QUANTITY_STEP,
+    Order,
+    OrderPurpose,
+    OrderSide,
+    OrderStatus,
+    Position,
+    RejectReason,
+    State,
+    TriggerKind,
+)
+from tradeexecutor.state import run_key as make_run_key
+from tradeexecutor.state.client_id import client_order_id_ms
 from tradeexecutor.strategy.context import CycleContext
 from tradeexecutor.strategy.failure import note_strategy_failure
 from tradeexecutor.strategy.indicators import IndicatorStore, compute_indicators
 from tradeexecutor.strategy.intents import KEEP, Intent
 from tradeexecutor.strategy.loader import LoadedStrategy
+from tradeexecutor.venue.simulated import SimulatedFill, SimulatedVenue
 
 
 class EventSink(Protocol):
@@ -64,12 +81,12 @@ class CycleReport:
     cycle_time_ns: int
     #: Intents the strategy returned.
     decisions: int = 0
-    #: Trades planned this cycle.
+    #: Orders created this cycle.
     planned: int = 0
-    #: Trades filled within the cycle: fill timing ``close`` fills at the cycle's close; with
+    #: Orders filled within the cycle: fill timing ``close`` fills at the cycle's close; with
     #: ``next_open`` they fill at the next step (``fill_pending``) and count there, not here.
     executed: int = 0
-    #: Trades rejected within the cycle when filling at its close (cash, rounding, minimum notional).
+    #: Orders rejected within the cycle when filling at its close (cash, rounding, minimum notional).
     rejected: int = 0
     #: Intents that did nothing, with the reason (position already open, paused, ...).
     ignored: list[str] = field(default_factory=list)
@@ -82,11 +99,6 @@ class CycleReport:
         return pd.Timestamp(self.cycle_time_ns, tz="UTC")
 
 
-#: Enum values as plain strings, read on every order (an enum member's ``.value`` is a descriptor call).
-_PLANNED = TradeStatus.planned.value
-_OPEN, _INCREASE, _CLOSE, _REDUCE = (TradeKind.open.value, TradeKind.increase.value, TradeKind.close.value,
-                                     TradeKind.reduce.value)
-
 #: Intent actions the engine plans.
 _ACTIONS = frozenset({"open", "increase", "reduce", "close", "set_triggers"})
 
@@ -96,6 +108,13 @@ def _intent_order(intent: Intent) -> int:
     if intent.action == "set_triggers":
         return 2
     return 1 if intent.is_buy else 0
+
+
+#: Enum members bound once: a member looked up on its class is a Python-level __getattr__ call,
+#: and these are used for every order of a long backtest.
+_BUY, _SELL = OrderSide.buy, OrderSide.sell
+_OPEN, _INCREASE, _REDUCE, _CLOSE = OrderPurpose.open, OrderPurpose.increase, OrderPurpose.reduce, OrderPurpose.close
+_SUBMITTING = OrderStatus.submitting
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -127,17 +146,18 @@ class Engine:
         state: State,
         *,
         config: EngineConfig | None = None,
-        execution: ExecutionModel | None = None,
+        venue: SimulatedVenue | None = None,
         indicators: IndicatorStore | None = None,
         asset_types: dict[str, str] | None = None,
         trigger_market: MarketData | None = None,
         events: EventSink | None = None,
+        run_key: str | None = None,
     ):
         self.strategy = strategy
         self.market = market
         self.state = state
         self.config = config or EngineConfig()
-        self.execution: ExecutionModel = execution or SimulatedExecution(self.config.execution)
+        self.venue = venue or SimulatedVenue(self.config.execution)
         self.fill_at_close = self.config.execution.fill_timing == "close"
         self.trigger_market = trigger_market
         self.events: EventSink = events or _no_events
@@ -174,9 +194,11 @@ class Engine:
         #: there is nothing for check_triggers to check and the backtest skips it.
         self.triggers_armed = any(triggers.has_triggers(p) for p in state.portfolio.open_positions)
         self._generation = market.generation  # appends to the market already taken in (follow_market)
-        #: Planned trades waiting for a fill, sells before buys.
-        self.pending: list[tuple[Position, Trade]] = [
-            (p, t) for p in state.portfolio.open_positions for t in p.trades if t.status == _PLANNED
+        #: The run's part of every client order id (state/client_id.py): the state's identity unless given.
+        self.run_key = run_key if run_key is not None else make_run_key(state.name, state.created_at)
+        #: Orders waiting for a fill, sells before buys.
+        self.pending: list[tuple[Position, Order]] = [
+            (p, o) for p in state.portfolio.open_positions for o in p.orders if not o.is_terminal
         ]
 
     def follow_market(self) -> None:
@@ -245,29 +267,29 @@ class Engine:
         equity = cash + value
         return equity, cash, (value / equity if equity else 0.0)
 
-    # -- 1. fills of planned trades --------------------------------------------------------
+    # -- 1. fills of waiting orders -------------------------------------------------------
 
     def fill_pending(self, step: int) -> None:
-        """Fill trades planned by an earlier cycle at the open of the first bar that starts after the decision."""
-        still: list[tuple[Position, Trade]] = []
+        """Fill orders created by an earlier cycle at the open of the first bar that starts after the decision."""
+        still: list[tuple[Position, Order]] = []
         waiting_sell_at: int | None = None  # earliest decision whose sells have not filled yet
-        for position, trade in self.pending:
-            if trade.status != _PLANNED:
+        for position, order in self.pending:
+            if order.is_terminal:
                 continue
-            is_buy = trade.kind in (_OPEN, _INCREASE)
-            if is_buy and waiting_sell_at is not None and waiting_sell_at <= _ns(trade.planned_at):
-                still.append((position, trade))  # sells decided with or before it come first
+            is_buy = order.side is _BUY
+            if is_buy and waiting_sell_at is not None and waiting_sell_at <= _ns(order.created_at):
+                still.append((position, order))  # sells decided with or before it come first
                 continue
-            slot = self._slot[trade.instrument_id]
+            slot = self._slot[order.instrument_id]
             index = int(self._closing_at[slot][step])
             bars = self._bars[slot]
-            if index < 0 or int(bars.open_time_ns[index]) < _ns(trade.planned_at):
-                still.append((position, trade))
+            if index < 0 or int(bars.open_time_ns[index]) < _ns(order.created_at):
+                still.append((position, order))
                 if not is_buy:
-                    planned = _ns(trade.planned_at)
-                    waiting_sell_at = planned if waiting_sell_at is None else min(waiting_sell_at, planned)
+                    created = _ns(order.created_at)
+                    waiting_sell_at = created if waiting_sell_at is None else min(waiting_sell_at, created)
                 continue
-            self._fill(position, trade, bars.open.item(index), _to_datetime(int(bars.open_time_ns[index])))
+            self._fill(position, order, bars.open.item(index), _to_datetime(int(bars.open_time_ns[index])))
         self.pending = still
 
     # -- 2. triggers -------------------------------------------------------------------------
@@ -290,7 +312,7 @@ class Engine:
                 if hit is not None:
                     kind, level, price = hit
                     at_ns = open_ns if price == open_ else close_ns  # at the open when it gapped there
-                    self._exit_on_trigger(position, kind, level, price, _to_datetime(at_ns))
+                    self._exit_on_trigger(position, kind, level, price, at_ns)
                     fired += 1
                     break
                 triggers.update_high_water(position, high)
@@ -315,22 +337,24 @@ class Engine:
         return [(bars.open.item(index), bars.high.item(index), bars.low.item(index),
                  int(bars.open_time_ns[index]), int(bars.close_time_ns[index]))]
 
-    def _exit_on_trigger(self, position: Position, kind: str, level: float, price: float, at: datetime) -> None:
-        trade = self._new_trade(position, _CLOSE, at, planned_quantity=-position.quantity,
-                                planned_price=level)
-        trade.trigger = kind
-        trade.trigger_price = level
+    def _exit_on_trigger(self, position: Position, kind: str, level: float, price: float, at_ns: int) -> None:
+        at = _to_datetime(at_ns)
+        order = self._new_order(position, _CLOSE, at, at_ns // 1_000_000, 0, quantity=position.quantity,
+                                reference_price=level, trigger=TriggerKind(kind))
         for _, other in self.pending:
-            if other.position_id == position.id and other.status == _PLANNED:
-                accounting.reject(other, f"cancelled: position closed by {kind}", at)
+            if other.position_id == position.id and not other.is_terminal:
+                accounting.cancel(other, f"cancelled: position closed by {kind}", at)
         instrument = self.state.instrument(position.instrument_id)
-        fill = self.execution.sell(instrument, price, quantity=position.quantity, held=position.quantity,
-                                   closing=True, apply_slippage=kind != "take_profit")
-        closed = accounting.apply_sell(self.state.portfolio, position, trade, fill, at)
+        fill = self.venue.sell(instrument, price, quantity=position.quantity, held=position.quantity,
+                               closing=True, apply_slippage=kind != "take_profit")
+        order.transition(_SUBMITTING, at)
+        accounting.apply_fill(self.state.portfolio, position, order, fill.quantity, fill.price, fill.fee, at,
+                              slippage=fill.slippage, fee_currency=instrument.quote_currency)
         self.fills += 1
-        self.events("trigger_fired", position_id=position.id, symbol=instrument.symbol, trigger=kind,
-                    trigger_price=level, price=fill.price, quantity=fill.quantity)
-        if closed:
+        if self._journal:
+            self.events("trigger_fired", position_id=position.id, symbol=instrument.symbol, trigger=kind,
+                        trigger_price=level, price=fill.price, quantity=fill.quantity)
+        if not position.is_open:
             accounting.retire_position(self.state.portfolio, position)
 
     # -- 3. marks ----------------------------------------------------------------------------
@@ -358,7 +382,7 @@ class Engine:
     # -- 4. the strategy cycle ------------------------------------------------------------
 
     def run_cycle(self, step: int, cycle_time_ns: int) -> CycleReport:
-        """Let the strategy decide on data closed by the cycle time, then plan (and maybe fill) its trades."""
+        """Let the strategy decide on data closed by the cycle time, then create (and maybe fill) its orders."""
         started = time.perf_counter()
         report = self.plan(self.ask_strategy(step, cycle_time_ns), step, cycle_time_ns)
         report.duration = time.perf_counter() - started
@@ -380,7 +404,7 @@ class Engine:
         """The strategy's intents at this cycle, checked; only the strategy's code runs and nothing changes.
 
         Raises whatever decide() raises, and TypeError, KeyError or ValueError for what it
-        returned (not intents, an unknown symbol) — always before any trade is planned.
+        returned (not intents, an unknown symbol) — always before any order is created.
         """
         intents = self._call_strategy(step, cycle_time_ns)
         return self._checked(intents) if intents else []
@@ -408,23 +432,24 @@ class Engine:
         return intents
 
     def plan(self, intents: list[Intent], step: int, cycle_time_ns: int) -> CycleReport:
-        """Turn checked intents (from ask_strategy) into planned trades, sells first; filled at once at ``close``."""
+        """Turn checked intents (from ask_strategy) into orders, sells first; filled at once at ``close``."""
         report = CycleReport(cycle_time_ns, decisions=len(intents))
         if not intents:
             return report
         at = _to_datetime(cycle_time_ns)
+        ms = cycle_time_ns // 1_000_000
         if self.state.portfolio.open_positions:
             self.mark_to_market(step)  # sizing reads the marks; a backtest does not mark every bar
         equity = self.valuation()[0]
         ordered = sorted(intents, key=_intent_order)  # sells, then buys, then trigger changes
-        for intent in ordered:
+        for seq, intent in enumerate(ordered):
             symbol = self.context._symbol(intent.symbol)
             instrument_id = self.instrument_ids[symbol]
             position = self.state.portfolio.open_position_for(instrument_id)
             slot = self._slot[instrument_id]
             last = int(self._last_closed[slot][step])
             price = self._bars[slot].close.item(last) if last >= 0 else None
-            reason = self._plan_one(intent, symbol, instrument_id, position, price, equity, at, report)
+            reason = self._plan_one(intent, seq, instrument_id, position, price, equity, at, ms, report)
             if reason:
                 report.ignored.append(f"{intent.action} {symbol}: {reason}")
                 self.events("intent_ignored", symbol=symbol, action=intent.action, reason=reason)
@@ -433,8 +458,9 @@ class Engine:
             self.mark_to_market(step)
         return report
 
-    def _plan_one(self, intent: Intent, symbol: str, instrument_id: int, position: Position | None,
-                  price: float | None, equity: float, at: datetime, report: CycleReport) -> str | None:
+    def _plan_one(self, intent: Intent, seq: int, instrument_id: int, position: Position | None,
+                  price: float | None, equity: float, at: datetime, ms: int, report: CycleReport) -> str | None:
+        """Create the intent's order (or change the position's triggers); the reason when it does nothing."""
         action = intent.action
         if price is None:
             return "no closed bar yet"
@@ -445,24 +471,24 @@ class Engine:
                 return "a position is already open; use increase()"
             position = self._new_position(instrument_id, at, intent)
             value = intent.value if intent.value is not None else equity * (intent.equity_fraction or 0.0)
-            self._queue(position, self._new_trade(position, _OPEN, at, planned_value=value,
-                                                  planned_price=price, note=intent.note), report)
+            self._queue(position, self._new_order(position, _OPEN, at, ms, seq, value=value,
+                                                  reference_price=price, note=intent.note), report)
             return None
         if position is None:
             return "no open position"
         if action == "increase":
             value = intent.value if intent.value is not None else equity * (intent.equity_fraction or 0.0)
-            self._queue(position, self._new_trade(position, _INCREASE, at, planned_value=value,
-                                                  planned_price=price, note=intent.note), report)
+            self._queue(position, self._new_order(position, _INCREASE, at, ms, seq, value=value,
+                                                  reference_price=price, note=intent.note), report)
         elif action == "close":
             if position.quantity <= 0:
                 for _, pending in self.pending:
-                    if pending.position_id == position.id and pending.status == _PLANNED:
-                        accounting.reject(pending, "cancelled by close() before it filled", at)
+                    if pending.position_id == position.id and not pending.is_terminal:
+                        accounting.cancel(pending, "cancelled by close() before it filled", at)
                 accounting.retire_position(self.state.portfolio, position)
                 return None
-            self._queue(position, self._new_trade(position, _CLOSE, at,
-                                                  planned_quantity=-position.quantity, planned_price=price,
+            self._queue(position, self._new_order(position, _CLOSE, at, ms, seq,
+                                                  quantity=position.quantity, reference_price=price,
                                                   note=intent.note), report)
         elif action == "reduce":
             if intent.quantity is not None:
@@ -471,8 +497,8 @@ class Engine:
                 quantity = position.quantity * intent.position_fraction
             else:
                 quantity = (intent.value or 0.0) / price
-            self._queue(position, self._new_trade(position, _REDUCE, at, planned_quantity=-quantity,
-                                                  planned_price=price, note=intent.note), report)
+            self._queue(position, self._new_order(position, _REDUCE, at, ms, seq, quantity=quantity,
+                                                  reference_price=price, note=intent.note), report)
         elif action == "set_triggers":
             self.triggers_armed = True
             if intent.stop_loss is not KEEP:
@@ -499,82 +525,100 @@ class Engine:
         portfolio.open_positions.append(position)
         return position
 
-    def _new_trade(self, position: Position, kind: str, at: datetime, *, planned_quantity: float = 0.0,
-                   planned_value: float | None = None, planned_price: float | None = None,
-                   note: str | None = None) -> Trade:
+    def _new_order(self, position: Position, purpose: OrderPurpose, at: datetime, ms: int, seq: int, *,
+                   quantity: float | None = None, value: float | None = None,
+                   reference_price: float | None = None, note: str | None = None,
+                   trigger: TriggerKind | None = None) -> Order:
+        """A created market order decided at ``at`` (``ms``, epoch milliseconds) with its client order id
+        (a trigger exit's id names the position)."""
         portfolio = self.state.portfolio
-        trade = Trade(
-            id=portfolio.next_trade_id, position_id=position.id, instrument_id=position.instrument_id,
-            kind=kind, status=_PLANNED, planned_at=at, planned_quantity=planned_quantity,
-            planned_value=planned_value, planned_price=planned_price, note=note,
+        side = _BUY if purpose is _OPEN or purpose is _INCREASE else _SELL
+        cid = client_order_id_ms(self.run_key, ms, seq, purpose,
+                                 position_id=position.id if trigger is not None else None)
+        order = Order(
+            id=portfolio.next_order_id, client_order_id=cid, position_id=position.id,
+            instrument_id=position.instrument_id, purpose=purpose, side=side, created_at=at, quantity=quantity,
+            value=value, reference_price=reference_price, note=note, trigger=trigger,
+            trigger_price=reference_price if trigger is not None else None, updated_at=at,
         )
-        portfolio.next_trade_id += 1
-        position.trades.append(trade)
-        return trade
+        portfolio.next_order_id += 1
+        position.orders.append(order)
+        return order
 
-    def _queue(self, position: Position, trade: Trade, report: CycleReport) -> None:
+    def _queue(self, position: Position, order: Order, report: CycleReport) -> None:
         report.planned += 1
-        self.pending.append((position, trade))
-        if self._journal:
-            self.events("order_planned", trade_id=trade.id, position_id=position.id,
-                        symbol=self.symbol_of[trade.instrument_id], kind=trade.kind,
-                        value=trade.planned_value, quantity=trade.planned_quantity)
+        self.pending.append((position, order))
+        if not self._journal:
+            return
+        self.events("order_planned", order_id=order.id, client_order_id=order.client_order_id,
+                    position_id=position.id, symbol=self.symbol_of[order.instrument_id], purpose=order.purpose.value,
+                    side=order.side.value, value=order.value, quantity=order.quantity)
 
     def _fill_at_close(self, step: int, report: CycleReport) -> None:
         pending, self.pending = self.pending, []
-        for position, trade in pending:
-            if trade.status != _PLANNED:
+        for position, order in pending:
+            if order.is_terminal:
                 continue
-            slot = self._slot[trade.instrument_id]
+            slot = self._slot[order.instrument_id]
             index = int(self._last_closed[slot][step])
             bars = self._bars[slot]
-            if self._fill(position, trade, bars.close.item(index), _to_datetime(int(bars.close_time_ns[index]))):
+            if self._fill(position, order, bars.close.item(index), _to_datetime(int(bars.close_time_ns[index]))):
                 report.executed += 1
             else:
                 report.rejected += 1
 
     # -- fills --------------------------------------------------------------------------
 
-    def _fill(self, position: Position, trade: Trade, price: float, at: datetime) -> bool:
-        """Fill ``trade`` at ``price`` through the execution model; False when it was rejected instead."""
+    def _fill(self, position: Position, order: Order, price: float, at: datetime) -> bool:
+        """Send the order to the simulated venue at ``price`` and apply what comes back; False when rejected."""
         portfolio = self.state.portfolio
-        instrument = self.state.instrument(trade.instrument_id)
-        if trade.kind in (_OPEN, _INCREASE):
-            fill = self.execution.buy(instrument, price, value=trade.planned_value,
-                                      quantity=trade.planned_quantity or None, cash_available=portfolio.cash)
-            if fill.reject_reason:
-                self._reject(position, trade, fill.reject_reason, at)
+        instrument = self.state.instrument(order.instrument_id)
+        fill: SimulatedFill
+        if order.side is _BUY:
+            fill = self.venue.buy(instrument, price, value=order.value, quantity=order.quantity,
+                                  cash_available=portfolio.cash)
+            order.transition(_SUBMITTING, at)
+            if fill.reject_reason is not None:
+                self._reject(position, order, fill.reject_reason, fill.reason or "", at)
                 return False
             opening = position.quantity == 0
-            accounting.apply_buy(portfolio, position, trade, fill, at)
+            accounting.apply_fill(portfolio, position, order, fill.quantity, fill.price, fill.fee, at,
+                                  slippage=fill.slippage, fee_currency=instrument.quote_currency)
             if opening:
                 self._arm_triggers(position, fill.price)
         else:
             if position.quantity <= 0:
-                self._reject(position, trade, "nothing to sell: the position holds no quantity", at)
+                self._reject(position, order, RejectReason.nothing_to_sell,
+                             "nothing to sell: the position holds no quantity", at)
                 return False
-            closing = trade.kind == _CLOSE
-            fill = self.execution.sell(instrument, price, quantity=abs(trade.planned_quantity),
-                                       held=position.quantity, closing=closing)
-            if fill.reject_reason:
-                self._reject(position, trade, fill.reject_reason, at)
+            fill = self.venue.sell(instrument, price, quantity=order.quantity or 0.0, held=position.quantity,
+                                   closing=order.purpose is _CLOSE)
+            order.transition(_SUBMITTING, at)
+            if fill.reject_reason is not None:
+                self._reject(position, order, fill.reject_reason, fill.reason or "", at)
                 return False
-            if accounting.apply_sell(portfolio, position, trade, fill, at):
+            accounting.apply_fill(portfolio, position, order, fill.quantity, fill.price, fill.fee, at,
+                                  slippage=fill.slippage, fee_currency=instrument.quote_currency)
+            if not position.is_open:
                 accounting.retire_position(portfolio, position)
         self.fills += 1
         if self._journal:
-            self.events("order_filled", trade_id=trade.id, position_id=position.id, symbol=instrument.symbol,
-                        kind=trade.kind, quantity=trade.executed_quantity, price=trade.executed_price,
-                        fee=trade.fee)
+            self._filled_event(position, order, instrument.symbol, fill)
         return True
 
-    def _reject(self, position: Position, trade: Trade, reason: str, at: datetime) -> None:
-        accounting.reject(trade, reason, at)
-        self.events("order_rejected", trade_id=trade.id, position_id=position.id,
-                    symbol=self.symbol_of[trade.instrument_id], kind=trade.kind, reason=reason)
-        if position.quantity <= 0 and position.is_open and not any(
-            t.status == _PLANNED for t in position.trades
-        ):
+    def _filled_event(self, position: Position, order: Order, symbol: str, fill: SimulatedFill) -> None:
+        self.events("order_filled", order_id=order.id, client_order_id=order.client_order_id,
+                    position_id=position.id, symbol=symbol, purpose=order.purpose.value,
+                    side=order.side.value, quantity=fill.quantity if order.is_buy else -fill.quantity,
+                    price=fill.price, fee=fill.fee)
+
+    def _reject(self, position: Position, order: Order, reason: RejectReason, text: str, at: datetime) -> None:
+        accounting.reject(order, reason, text, at)
+        if self._journal:
+            self.events("order_rejected", order_id=order.id, client_order_id=order.client_order_id,
+                        position_id=position.id, symbol=self.symbol_of[order.instrument_id],
+                        purpose=order.purpose.value, reason=text, reject_reason=reason.value)
+        if position.quantity <= 0 and position.is_open and not any(not o.is_terminal for o in position.orders):
             accounting.retire_position(self.state.portfolio, position)
 
     def _arm_triggers(self, position: Position, entry: float) -> None:

@@ -12,7 +12,7 @@ Example::
     state = ledger.load() or State(name="my-strategy")   # refuses a damaged or foreign file
     with ledger.begin_job("cycle", now) as job:
         ...                                               # the engine mutates state
-        job.journal("order_filled", "info", {"trade_id": 7})
+        job.journal("order_filled", "info", {"order_id": 7})
         job.commit(state)                                 # what changed, and the line, in one transaction
 """
 

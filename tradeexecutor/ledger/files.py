@@ -25,8 +25,8 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
-from tradeexecutor.errors import SchemaVersionError, StateCorruptError
-from tradeexecutor.ledger.schema import APPLICATION_ID, LEDGER_FORMAT
+from tradeexecutor.errors import SchemaVersionError, StateCorruptError, StateError
+from tradeexecutor.ledger.schema import APPLICATION_ID, LEDGER_FORMAT, MIGRATABLE_FORMATS
 
 __all__ = ["LedgerFiles", "check_files", "wal_valid_frames"]
 
@@ -83,8 +83,12 @@ def _read(path: Path) -> bytes | None:
         raise StateCorruptError(f"{path} cannot be read: {error.strerror or error}") from error
 
 
-def check_files(files: LedgerFiles) -> bool:
-    """Refuse a ledger whose bytes are wrong (see the module docstring); False when there is no ledger yet."""
+def check_files(files: LedgerFiles, *, older: bool = False) -> bool:
+    """Refuse a ledger whose bytes are wrong (see the module docstring); False when there is no ledger yet.
+
+    A ledger of an older format that ``tradeexecutor state migrate`` converts is refused with a
+    line saying so (StateError), unless ``older`` (the migration itself reads it).
+    """
     path = files.path
     try:
         size = os.path.getsize(path)
@@ -114,6 +118,12 @@ def check_files(files: LedgerFiles) -> bool:
             "upgrade tradeexecutor to use this ledger")
     if version < 1:
         raise _refuse(path, f"ledger format {version} is not a valid format")
+    if version < LEDGER_FORMAT and not older:
+        if version not in MIGRATABLE_FORMATS:
+            raise _refuse(path, f"ledger format {version} is not one this tradeexecutor can convert")
+        raise StateError(
+            f"{path} has ledger format {version}, from before orders and fills had tables of their own; convert it "
+            f"once with `tradeexecutor state migrate {path.parent}` (the original is kept beside it), then start again")
     page_size, = struct.unpack(">H", header[16:18])
     page_size = 65536 if page_size == 1 else page_size
     if page_size < 512 or page_size & (page_size - 1):

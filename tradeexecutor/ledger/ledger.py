@@ -7,8 +7,9 @@ instant the ledger holds a job entirely or not at all, and the journal never cla
 state did not commit. What a commit writes:
 
 - the head row (cash, counters, cursor, last completed cycle) — always, one row;
-- open positions whose JSON changed, with their trades that changed;
-- positions that moved to the closed or failed lists since the last commit, with their trades
+- open positions whose JSON changed, and the orders and fills of open positions that changed
+  (an order row, and a fill row per new fill);
+- positions that moved to the closed or failed lists since the last commit, with their orders and fills
   (a closed or failed position never changes again, so it is written once);
 - valuation rows from the last persisted one on (``ValuationSeries.append`` may replace the last);
 - journal lines, and the deletion of lines past the retention (``journal_keep``).
@@ -43,7 +44,7 @@ import orjson
 from tradeexecutor.atomic import atomic_write_bytes, fsync_directory, temp_path_for
 from tradeexecutor.errors import StateCorruptError
 from tradeexecutor.ledger.files import LedgerFiles
-from tradeexecutor.ledger.orders import UPSERT_TRADE, trade_json, trade_row
+from tradeexecutor.ledger.orders import RowMarks, delete_rows, write_orders
 from tradeexecutor.ledger.read import LedgerContent, read_ledger
 from tradeexecutor.ledger.rows import head_json, head_row, instrument_row, position_json, position_row, valuation_row
 from tradeexecutor.ledger.schema import APPLICATION_ID, LEDGER_FORMAT, TABLES, VIEWS
@@ -86,8 +87,8 @@ class _Tracked:
     instrument_count: int
     #: Open position id → (list index, JSON) as written.
     open_rows: dict[int, tuple[int, bytes]] = field(default_factory=dict)
-    #: Trade id of an open position → (seq, JSON) as written.
-    trade_rows: dict[int, tuple[int, bytes]] = field(default_factory=dict)
+    #: Orders and fills of open positions as written (see ledger/orders.py).
+    order_rows: RowMarks = field(default_factory=dict)
 
     @classmethod
     def of(cls, state: State) -> _Tracked:
@@ -102,8 +103,7 @@ class _Tracked:
                       instrument_count=len(state.instruments))
         for index, position in enumerate(p.open_positions):
             tracked.open_rows[position.id] = (index, position_json(position))
-            for seq, trade in enumerate(position.trades):
-                tracked.trade_rows[trade.id] = (seq, trade_json(trade))
+            write_orders(None, position, None, tracked.order_rows)  # marks only: the rows are there
         return tracked
 
     def extends(self, state: State) -> bool:
@@ -415,7 +415,7 @@ class Ledger:
 
     def _write_all(self, conn: sqlite3.Connection, state: State) -> tuple[int, _Tracked]:
         """Replace every state row with ``state``'s."""
-        for table in ("instruments", "positions", "trades", "valuations"):
+        for table in ("instruments", "positions", "orders", "fills", "valuations"):
             conn.execute(f"DELETE FROM {table}")  # noqa: S608 - fixed table names
         written = 0
         conn.executemany(_UPSERT_INSTRUMENT, [instrument_row(i) for i in state.instruments])
@@ -432,20 +432,10 @@ class Ledger:
 
     @staticmethod
     def _write_position(conn: sqlite3.Connection, position: Position, where: str, index: int, data: bytes,
-                        known_trades: dict[int, tuple[int, bytes]] | None,
-                        written_trades: dict[int, tuple[int, bytes]] | None = None) -> int:
-        """Upsert a position row and those of its trades not already written as they are."""
+                        known: RowMarks | None, written_rows: RowMarks | None = None) -> int:
+        """Upsert a position row and those of its orders and fills not already written as they are."""
         conn.execute(_UPSERT_POSITION, position_row(position, where, index, data))
-        written = len(data)
-        for seq, trade in enumerate(position.trades):
-            trade_data = trade_json(trade)
-            if written_trades is not None:
-                written_trades[trade.id] = (seq, trade_data)
-            if known_trades is not None and known_trades.get(trade.id) == (seq, trade_data):
-                continue
-            conn.execute(UPSERT_TRADE, trade_row(trade, seq, trade_data))
-            written += len(trade_data)
-        return written
+        return len(data) + write_orders(conn, position, known, written_rows)
 
     def _write_changes(self, conn: sqlite3.Connection, state: State, tracked: _Tracked) -> tuple[int, _Tracked]:
         """Write what changed since ``tracked``; the new marks (applied only once the transaction commits)."""
@@ -454,34 +444,29 @@ class Ledger:
         if len(state.instruments) != tracked.instrument_count:
             conn.executemany(_UPSERT_INSTRUMENT, [instrument_row(i) for i in state.instruments])
         open_rows: dict[int, tuple[int, bytes]] = {}
-        trade_rows: dict[int, tuple[int, bytes]] = {}
+        order_rows: RowMarks = {}
         for index, position in enumerate(p.open_positions):
             data = position_json(position)
             open_rows[position.id] = (index, data)
             if tracked.open_rows.get(position.id) == (index, data):
-                # The position row is unchanged; its trades may still have changed.
-                for seq, trade in enumerate(position.trades):
-                    trade_data = trade_json(trade)
-                    trade_rows[trade.id] = (seq, trade_data)
-                    if tracked.trade_rows.get(trade.id) != (seq, trade_data):
-                        conn.execute(UPSERT_TRADE, trade_row(trade, seq, trade_data))
-                        written += len(trade_data)
+                # The position row is unchanged; its orders and fills may still have changed.
+                written += write_orders(conn, position, tracked.order_rows, order_rows)
                 continue
-            written += self._write_position(conn, position, "open", index, data, tracked.trade_rows, trade_rows)
+            written += self._write_position(conn, position, "open", index, data, tracked.order_rows, order_rows)
         moved: set[int] = set()
-        moved_trades: set[int] = set()
+        moved_rows: set[tuple[str, int]] = set()
         for where, items, count in (("closed", p.closed_positions, tracked.closed_count),
                                     ("failed", p.failed_positions, tracked.failed_count)):
             for index in range(count, len(items)):
                 position = items[index]
                 moved.add(position.id)
-                moved_trades.update(t.id for t in position.trades)
                 written += self._write_position(conn, position, where, index, position_json(position),
-                                                tracked.trade_rows)
+                                                tracked.order_rows)
+                moved_rows.update(("order", o.id) for o in position.orders)
+                moved_rows.update(("fill", f.id) for o in position.orders for f in o.fills)
         gone = [pid for pid in tracked.open_rows if pid not in open_rows and pid not in moved]
         conn.executemany("DELETE FROM positions WHERE id = ?", [(pid,) for pid in gone])
-        gone_trades = [tid for tid in tracked.trade_rows if tid not in trade_rows and tid not in moved_trades]
-        conn.executemany("DELETE FROM trades WHERE id = ?", [(tid,) for tid in gone_trades])
+        delete_rows(conn, (key for key in tracked.order_rows if key not in order_rows and key not in moved_rows))
         start = max(tracked.valuation_count - 1, 0)
         rows = [valuation_row(start + i, *row) for i, row in enumerate(
             zip(v.timestamp[start:], v.equity[start:], v.cash[start:], v.exposure[start:]))]
@@ -493,7 +478,7 @@ class Ledger:
                        failed=p.failed_positions, failed_count=len(p.failed_positions),
                        last_failed=p.failed_positions[-1] if p.failed_positions else None,
                        columns=tracked.columns, valuation_count=len(v.timestamp),
-                       instrument_count=len(state.instruments), open_rows=open_rows, trade_rows=trade_rows)
+                       instrument_count=len(state.instruments), open_rows=open_rows, order_rows=order_rows)
         return written, new
 
     def _write_journal(self, conn: sqlite3.Connection, job: int, lines: list[bytes]) -> int:

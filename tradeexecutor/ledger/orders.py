@@ -1,9 +1,9 @@
-"""The state's trades as ledger rows: the one module that knows how orders and fills are stored.
+"""The state's orders and fills as ledger rows: the one module that knows how they are stored.
 
-Today a trade is one market order fused with its fill, kept as one row of ``trades`` (typed
-columns for what people query, plus the record's JSON). When the state model's Order and Fill
-arrive, this module is what changes: an ``orders`` and a ``fills`` table, and the same three
-functions (a row for a record, upsert, read back per position).
+An order is one row of ``orders`` (typed columns for what people query, plus the order's JSON
+without its fills); each of its fills is one row of ``fills`` (typed columns plus the fill's JSON).
+Each row carries the CRC-32 of its JSON. A fill never changes once made, so an order that fills
+in parts costs one new fill row and one rewritten order row per fill.
 """
 
 from __future__ import annotations
@@ -11,56 +11,115 @@ from __future__ import annotations
 import sqlite3
 import zlib
 from collections.abc import Iterable
-from datetime import datetime
-from enum import Enum
 from typing import Any
 
-import orjson
+from tradeexecutor.ledger.rows import checked_json, text
+from tradeexecutor.state import Fill, Order, Position
+from tradeexecutor.store.codec import dumps_json, fill_from_dict, fill_to_dict, order_from_dict, order_to_dict
 
-from tradeexecutor.state import Trade
-from tradeexecutor.store.codec import dumps_json, trade_from_dict, trade_to_dict
+__all__ = ["RowMarks", "delete_rows", "read_orders", "write_orders"]
 
-__all__ = ["UPSERT_TRADE", "read_trades", "trade_row"]
-
-#: One statement writes a new or changed trade.
-UPSERT_TRADE = (
-    "INSERT OR REPLACE INTO trades (id, position_id, seq, kind, status, planned_at, executed_at, "
-    "executed_quantity, executed_price, fee, json, crc) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+#: One statement writes a new or changed order.
+UPSERT_ORDER = (
+    "INSERT OR REPLACE INTO orders (id, position_id, seq, client_order_id, purpose, side, type, status, "
+    "created_at, closed_at, quantity, filled_quantity, average_price, fees, json, crc) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+#: One statement writes a new fill (a fill never changes, but a rewrite is harmless).
+UPSERT_FILL = (
+    "INSERT OR REPLACE INTO fills (id, order_id, position_id, seq, at, quantity, price, fee, json, crc) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
-
-def text(value: Any) -> Any:
-    """A value SQLite can bind: enums as their value, datetimes as ISO text."""
-    if isinstance(value, Enum):
-        return value.value
-    if isinstance(value, datetime):
-        return value.isoformat()
-    return value
+#: What of a position's orders and fills is in the ledger: ("order" | "fill", id) → (seq, JSON) as written.
+RowMarks = dict[tuple[str, int], tuple[int, bytes]]
 
 
-def trade_json(trade: Trade) -> bytes:
-    """The trade's JSON, as the state export writes it."""
-    return dumps_json(trade_to_dict(trade))
+def _number(value: float | None) -> float | None:
+    return None if value is None else float(value)
 
 
-def trade_row(trade: Trade, seq: int, data: bytes) -> tuple[Any, ...]:
-    """The ``trades`` row of ``trade``, the ``seq``-th of its position, whose JSON is ``data``."""
-    return (trade.id, trade.position_id, seq, text(trade.kind), text(trade.status), text(trade.planned_at),
-            text(trade.executed_at), float(trade.executed_quantity),
-            None if trade.executed_price is None else float(trade.executed_price), float(trade.fee),
-            data, zlib.crc32(data))
+def order_json(order: Order) -> bytes:
+    """The order's JSON as the state export writes it, without its fills (they have rows of their own)."""
+    d = order_to_dict(order)
+    del d["fills"]
+    return dumps_json(d)
 
 
-def read_trades(conn: sqlite3.Connection, where: str) -> dict[int, list[Trade]]:
-    """Every trade, grouped by position id in their order; ValueError naming the row when one is damaged."""
-    found: dict[int, list[Trade]] = {}
-    rows: Iterable[tuple[Any, ...]] = conn.execute(
-        "SELECT id, position_id, json, crc FROM trades ORDER BY position_id, seq")
-    for trade_id, position_id, data, crc in rows:
-        if type(data) is not bytes or zlib.crc32(data) != crc:
-            raise ValueError(f"{where}: trade {trade_id} is damaged (checksum mismatch)")
-        trade = trade_from_dict(orjson.loads(data))
-        if trade.id != trade_id or trade.position_id != position_id:
-            raise ValueError(f"{where}: trade row {trade_id} does not match its record")
-        found.setdefault(position_id, []).append(trade)
+def fill_json(fill: Fill) -> bytes:
+    """The fill's JSON as the state export writes it."""
+    return dumps_json(fill_to_dict(fill))
+
+
+def _order_row(order: Order, seq: int, data: bytes) -> tuple[Any, ...]:
+    return (order.id, order.position_id, seq, order.client_order_id, text(order.purpose), text(order.side),
+            text(order.type), text(order.status), text(order.created_at), text(order.closed_at),
+            _number(order.quantity), float(order.filled_quantity), _number(order.average_fill_price),
+            float(order.fees), data, zlib.crc32(data))
+
+
+def _fill_row(fill: Fill, position_id: int, seq: int, data: bytes) -> tuple[Any, ...]:
+    return (fill.id, fill.order_id, position_id, seq, text(fill.at), float(fill.quantity), float(fill.price),
+            float(fill.fee), data, zlib.crc32(data))
+
+
+def write_orders(conn: sqlite3.Connection | None, position: Position, known: RowMarks | None,
+                 written: RowMarks | None = None) -> int:
+    """Upsert the position's orders and fills not already in ``known`` as they are; bytes written.
+
+    ``written`` (when given) gets the marks of every order and fill of the position, written or not;
+    with ``conn`` None nothing is written, only the marks are taken (rows just read or written).
+    """
+    size = 0
+    for seq, order in enumerate(position.orders):
+        data = order_json(order)
+        key = ("order", order.id)
+        if written is not None:
+            written[key] = (seq, data)
+        if conn is not None and (known is None or known.get(key) != (seq, data)):
+            conn.execute(UPSERT_ORDER, _order_row(order, seq, data))
+            size += len(data)
+        for fill_seq, fill in enumerate(order.fills):
+            fill_data = fill_json(fill)
+            fill_key = ("fill", fill.id)
+            if written is not None:
+                written[fill_key] = (fill_seq, fill_data)
+            if conn is not None and (known is None or known.get(fill_key) != (fill_seq, fill_data)):
+                conn.execute(UPSERT_FILL, _fill_row(fill, position.id, fill_seq, fill_data))
+                size += len(fill_data)
+    return size
+
+
+def delete_rows(conn: sqlite3.Connection, keys: Iterable[tuple[str, int]]) -> None:
+    """Delete the order and fill rows ``keys`` name (an order or fill the state no longer has)."""
+    keys = list(keys)
+    conn.executemany("DELETE FROM fills WHERE id = ?", [(i,) for kind, i in keys if kind == "fill"])
+    conn.executemany("DELETE FROM orders WHERE id = ?", [(i,) for kind, i in keys if kind == "order"])
+
+
+def read_orders(conn: sqlite3.Connection, where: str) -> dict[int, list[Order]]:
+    """Every order with its fills, grouped by position id in their order; ValueError naming a damaged row."""
+    fills: dict[int, list[Fill]] = {}
+    fill_positions: dict[int, int] = {}
+    for fill_id, order_id, position_id, data, crc in conn.execute(
+            "SELECT id, order_id, position_id, json, crc FROM fills ORDER BY order_id, seq"):
+        fill = fill_from_dict(checked_json(data, crc, f"fill {fill_id}"))
+        if fill.id != fill_id or fill.order_id != order_id:
+            raise ValueError(f"{where}: fill row {fill_id} does not match its record")
+        fills.setdefault(order_id, []).append(fill)
+        fill_positions[order_id] = position_id
+    found: dict[int, list[Order]] = {}
+    for order_id, position_id, data, crc in conn.execute(
+            "SELECT id, position_id, json, crc FROM orders ORDER BY position_id, seq"):
+        d = checked_json(data, crc, f"order {order_id}")
+        d["fills"] = []
+        order = order_from_dict(d)
+        if order.id != order_id or order.position_id != position_id:
+            raise ValueError(f"{where}: order row {order_id} does not match its record")
+        order.fills = fills.pop(order_id, [])
+        if order.fills and fill_positions[order_id] != position_id:
+            raise ValueError(f"{where}: fills of order {order_id} name another position")
+        found.setdefault(position_id, []).append(order)
+    if fills:
+        raise ValueError(f"{where}: fills of unknown orders {sorted(fills)[:5]}")
     return found

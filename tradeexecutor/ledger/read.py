@@ -13,26 +13,28 @@ from __future__ import annotations
 import shutil
 import sqlite3
 import tempfile
-import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 from urllib.parse import quote
-
-import orjson
 
 from tradeexecutor.errors import StateCorruptError
 from tradeexecutor.ledger.files import RECOVER, LedgerFiles, check_files
-from tradeexecutor.ledger.orders import read_trades
-from tradeexecutor.ledger.rows import HEAD_OPTIONAL_KEYS, HEAD_PORTFOLIO_KEYS, HEAD_STATE_KEYS, valuation_crc
+from tradeexecutor.ledger.orders import read_orders
+from tradeexecutor.ledger.rows import (
+    HEAD_OPTIONAL_KEYS,
+    HEAD_PORTFOLIO_KEYS,
+    HEAD_STATE_KEYS,
+    checked_json,
+    valuation_crc,
+)
 from tradeexecutor.ledger.schema import APPLICATION_ID, LEDGER_FORMAT, TABLES, VIEWS
 from tradeexecutor.state import Portfolio, State, ValuationSeries
 from tradeexecutor.state.timestamps import decode_datetime
 from tradeexecutor.store.codec import check_schema_version, gc_paused, instrument_from_dict, position_from_dict
 
-__all__ = ["LedgerContent", "read_ledger"]
+__all__ = ["LedgerContent", "read_ledger", "reader", "refused_as_damaged"]
 
 
 @dataclass
@@ -51,7 +53,7 @@ def _uri(path: Path, **params: str) -> str:
 
 
 @contextmanager
-def _reader(files: LedgerFiles) -> Iterator[sqlite3.Connection]:
+def reader(files: LedgerFiles) -> Iterator[sqlite3.Connection]:
     """A connection that sees the committed ledger (WAL included) and cannot change the real files."""
     if not files.wal_pending():
         conn = sqlite3.connect(_uri(files.path, mode="ro", immutable="1"), uri=True)
@@ -80,10 +82,16 @@ def read_ledger(files: LedgerFiles, *, full_check: bool = False) -> LedgerConten
     if not check_files(files):
         return None
     where = str(files.path)
+    with refused_as_damaged(where), reader(files) as conn, gc_paused():
+        _check_database(conn, where, full_check)
+        return _content(conn, where)
+
+
+@contextmanager
+def refused_as_damaged(where: str) -> Iterator[None]:
+    """Turn what reading a damaged ledger raises (SQLite's errors, a wrong shape) into a StateCorruptError naming it."""
     try:
-        with _reader(files) as conn, gc_paused():
-            _check_database(conn, where, full_check)
-            return _content(conn, where)
+        yield
     except sqlite3.DatabaseError as error:
         raise StateCorruptError(f"{where}: SQLite cannot read it ({error}); {RECOVER}") from error
     except (ValueError, TypeError, KeyError, AttributeError) as error:
@@ -108,12 +116,6 @@ def _check_database(conn: sqlite3.Connection, where: str, full_check: bool) -> N
         raise ValueError(f"unexpected schema ({', '.join(sorted({name for name, _ in different}))})")
 
 
-def _checked_json(data: Any, crc: Any, what: str) -> Any:
-    if type(data) is not bytes or zlib.crc32(data) != crc:
-        raise ValueError(f"{what} is damaged (checksum mismatch)")
-    return orjson.loads(data)
-
-
 def _content(conn: sqlite3.Connection, where: str) -> LedgerContent | None:
     """Rebuild the state from the rows, checking each row's CRC and how the rows refer to each other."""
     heads = conn.execute("SELECT id, ledger_id, job, json, crc FROM head").fetchall()
@@ -123,29 +125,31 @@ def _content(conn: sqlite3.Connection, where: str) -> LedgerContent | None:
     meta = conn.execute("SELECT value FROM meta WHERE key = 'ledger_id'").fetchone()
     if meta is None or meta[0] != ledger_id:
         raise ValueError("the head row belongs to another ledger (a write-ahead log from another ledger?)")
-    if job == 0 and data == b"":
-        return None  # created, nothing committed yet
-    head = _checked_json(data, crc, "the head row")
+    if data == b"" and crc == 0:
+        # The row as created: no state committed yet. Journal-only commits (the ``started`` line)
+        # may already have counted jobs, so the job number alone does not say it.
+        return None
+    head = checked_json(data, crc, "the head row")
     check_schema_version(head, source=where)
     state_fields = {key: head[key] for key in HEAD_STATE_KEYS}
     portfolio = Portfolio(**{key: head["portfolio"][key] for key in HEAD_PORTFOLIO_KEYS})
-    instruments = [instrument_from_dict(_checked_json(data, crc, f"instrument {i}"))
+    instruments = [instrument_from_dict(checked_json(data, crc, f"instrument {i}"))
                    for i, data, crc in conn.execute("SELECT id, json, crc FROM instruments ORDER BY id")]
-    trades = read_trades(conn, where)
+    orders = read_orders(conn, where)
     lists = {"open": portfolio.open_positions, "closed": portfolio.closed_positions,
              "failed": portfolio.failed_positions}
     for position_id, which, index, data, crc in conn.execute(
             "SELECT id, list, list_index, json, crc FROM positions ORDER BY list, list_index"):
-        d = _checked_json(data, crc, f"position {position_id}")
-        d.pop("trades", None)
+        d = checked_json(data, crc, f"position {position_id}")
+        d.pop("orders", None)
         position = position_from_dict(d)
-        position.trades = trades.pop(position_id, [])
+        position.orders = orders.pop(position_id, [])
         items = lists[which]
         if position.id != position_id or index != len(items):
             raise ValueError(f"position row {position_id} does not match its record or list order")
         items.append(position)
-    if trades:
-        raise ValueError(f"trades of unknown positions {sorted(trades)[:5]}")
+    if orders:
+        raise ValueError(f"orders of unknown positions {sorted(orders)[:5]}")
     valuations = ValuationSeries()
     for index, timestamp, equity, cash, exposure, crc in conn.execute(
             "SELECT idx, timestamp, equity, cash, exposure, crc FROM valuations ORDER BY idx"):

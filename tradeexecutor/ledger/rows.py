@@ -1,4 +1,4 @@
-"""Rows of the ledger's state tables other than trades: head, instruments, positions, valuations, journal.
+"""Rows of the ledger's state tables other than orders and fills: head, instruments, positions, valuations, journal.
 
 Each row keeps its record's JSON (the same JSON the state export writes) with its CRC-32, and a
 few typed columns for people querying the file; a reader rebuilds the state from the JSON only.
@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import struct
 import zlib
+from datetime import datetime
+from enum import Enum
 from typing import Any
 
-from tradeexecutor.ledger.orders import text
+import orjson
+
 from tradeexecutor.state import Instrument, Position, State
 from tradeexecutor.store.codec import dumps_json, instrument_to_dict, position_to_dict
 
@@ -18,11 +21,13 @@ __all__ = [
     "HEAD_OPTIONAL_KEYS",
     "HEAD_PORTFOLIO_KEYS",
     "HEAD_STATE_KEYS",
+    "checked_json",
     "head_json",
     "head_row",
     "instrument_row",
     "position_json",
     "position_row",
+    "text",
     "valuation_crc",
     "valuation_row",
 ]
@@ -33,9 +38,25 @@ HEAD_STATE_KEYS = ("schema_version", "name", "strategy_version", "created_at", "
 #: State fields kept in the head row's JSON when set, absent from ledgers written before they existed.
 HEAD_OPTIONAL_KEYS = ("last_bar_at",)
 #: Portfolio fields kept in the head row's JSON (its position lists have their own rows).
-HEAD_PORTFOLIO_KEYS = ("cash", "next_position_id", "next_trade_id", "fees_paid")
+HEAD_PORTFOLIO_KEYS = ("cash", "next_position_id", "next_order_id", "next_fill_id", "fees_paid")
 
 _VALUATION = struct.Struct("<qddd")
+
+
+def text(value: Any) -> Any:
+    """A value SQLite can bind: enums as their value, datetimes as ISO text."""
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return value
+
+
+def checked_json(data: Any, crc: Any, what: str) -> Any:
+    """The parsed JSON of a row whose CRC-32 matches; ValueError naming ``what`` when it does not."""
+    if type(data) is not bytes or zlib.crc32(data) != crc:
+        raise ValueError(f"{what} is damaged (checksum mismatch)")
+    return orjson.loads(data)
 
 
 def head_json(state: State) -> bytes:
@@ -58,9 +79,9 @@ def instrument_row(instrument: Instrument) -> tuple[Any, ...]:
 
 
 def position_json(position: Position) -> bytes:
-    """A position's JSON without its trades (they have rows of their own)."""
+    """A position's JSON without its orders (they and their fills have rows of their own)."""
     d = position_to_dict(position)
-    del d["trades"]
+    del d["orders"]
     return dumps_json(d)
 
 

@@ -11,13 +11,17 @@ numbers): SQLite's own check finds damaged pages, the CRCs find a damaged value 
 
 from __future__ import annotations
 
-__all__ = ["APPLICATION_ID", "LEDGER_FORMAT", "TABLES", "VIEWS"]
+__all__ = ["APPLICATION_ID", "LEDGER_FORMAT", "MIGRATABLE_FORMATS", "TABLES", "VIEWS"]
 
 #: "TEL1" as a big-endian 32-bit integer: marks a file as a tradeexecutor ledger.
 APPLICATION_ID = 0x54454C31
 
 #: Version of the table layout (SQLite ``user_version``); a newer file is refused, never rewritten.
-LEDGER_FORMAT = 1
+#: 1: trades (an order fused with its fill, state schema 1). 2: orders and fills (state schema 2).
+LEDGER_FORMAT = 2
+
+#: Formats ``tradeexecutor state migrate`` converts to LEDGER_FORMAT (an older file is refused until then).
+MIGRATABLE_FORMATS = (1,)
 
 #: Table name → its CREATE statement, exactly as sqlite_schema keeps it.
 TABLES: dict[str, str] = {
@@ -36,10 +40,16 @@ TABLES: dict[str, str] = {
         "'failed')), list_index INTEGER NOT NULL, instrument_id INTEGER NOT NULL, opened_at TEXT, closed_at TEXT, "
         "quantity REAL, realised_pnl REAL, json BLOB NOT NULL, crc INTEGER NOT NULL)"
     ),
-    "trades": (
-        "CREATE TABLE trades (id INTEGER PRIMARY KEY, position_id INTEGER NOT NULL, seq INTEGER NOT NULL, "
-        "kind TEXT, status TEXT, planned_at TEXT, executed_at TEXT, executed_quantity REAL, executed_price REAL, "
-        "fee REAL, json BLOB NOT NULL, crc INTEGER NOT NULL)"
+    "orders": (
+        "CREATE TABLE orders (id INTEGER PRIMARY KEY, position_id INTEGER NOT NULL, seq INTEGER NOT NULL, "
+        "client_order_id TEXT NOT NULL, purpose TEXT, side TEXT, type TEXT, status TEXT, created_at TEXT, "
+        "closed_at TEXT, quantity REAL, filled_quantity REAL, average_price REAL, fees REAL, "
+        "json BLOB NOT NULL, crc INTEGER NOT NULL)"
+    ),
+    "fills": (
+        "CREATE TABLE fills (id INTEGER PRIMARY KEY, order_id INTEGER NOT NULL, position_id INTEGER NOT NULL, "
+        "seq INTEGER NOT NULL, at TEXT, quantity REAL, price REAL, fee REAL, json BLOB NOT NULL, "
+        "crc INTEGER NOT NULL)"
     ),
     "valuations": (
         "CREATE TABLE valuations (idx INTEGER PRIMARY KEY, timestamp INTEGER NOT NULL, equity REAL NOT NULL, "
@@ -53,8 +63,8 @@ TABLES: dict[str, str] = {
 
 #: Read-only conveniences for the sqlite3 shell; the ledger never reads them.
 VIEWS: dict[str, str] = {
-    "fills": (
-        "CREATE VIEW fills AS SELECT id AS trade_id, position_id, executed_at AS at, executed_quantity AS quantity, "
-        "executed_price AS price, fee FROM trades WHERE status = 'executed'"
+    "order_fills": (
+        "CREATE VIEW order_fills AS SELECT f.id AS fill_id, o.id AS order_id, o.client_order_id, f.position_id, "
+        "o.purpose, o.side, f.at, f.quantity, f.price, f.fee FROM fills f JOIN orders o ON o.id = f.order_id"
     ),
 }

@@ -112,15 +112,15 @@ def _filled(source: str, f: Mapping[str, Any], _: str) -> tuple[str, str, str, s
     quantity = f.get("quantity")
     side = "sold" if isinstance(quantity, (int, float)) and quantity < 0 else "bought"
     amount = abs(quantity) if isinstance(quantity, (int, float)) else quantity
-    body = _lines(f"trade {f.get('trade_id', '?')}: {side} {_amount(amount)} at {_amount(f.get('price'))}",
+    body = _lines(f"order {f.get('order_id', '?')}: {side} {_amount(amount)} at {_amount(f.get('price'))}",
                   f"fee: {_number(f.get('fee'))}" if f.get("fee") is not None else "")
-    return f"{source}: {f.get('kind', 'order')} {symbol} filled", body, "info", symbol
+    return f"{source}: {f.get('purpose', 'order')} {symbol} filled", body, "info", symbol
 
 
 def _rejected(source: str, f: Mapping[str, Any], _: str) -> tuple[str, str, str, str]:
     symbol = str(f.get("symbol", "?"))
-    body = _lines(f"trade {f.get('trade_id', '?')}", f"reason: {f.get('reason') or 'not given'}")
-    return f"{source}: {f.get('kind', 'order')} {symbol} rejected", body, "warning", symbol
+    body = _lines(f"order {f.get('order_id', '?')}", f"reason: {f.get('reason') or 'not given'}")
+    return f"{source}: {f.get('purpose', 'order')} {symbol} rejected", body, "warning", symbol
 
 
 def _trigger(source: str, f: Mapping[str, Any], _: str) -> tuple[str, str, str, str]:

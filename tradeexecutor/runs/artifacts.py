@@ -84,7 +84,7 @@ NOTABLE_EVENTS: frozenset[str] = frozenset({
 #: At most this many notable events are listed in a report (the rest are counted).
 MAX_LISTED_EVENTS = 25
 #: Journal fields shown next to an event in a report, in this order (never free-form payloads).
-_EVENT_FIELDS: tuple[str, ...] = ("symbol", "trade_id", "position_id", "trigger", "trigger_price", "price", "reason",
+_EVENT_FIELDS: tuple[str, ...] = ("symbol", "order_id", "position_id", "trigger", "trigger_price", "price", "reason",
                                   "who", "what", "message", "error", "detail")
 #: Version of the metrics.json layout.
 METRICS_FORMAT = 1

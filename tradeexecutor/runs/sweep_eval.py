@@ -192,17 +192,17 @@ def market_fingerprint(markets: Mapping[str, MarketData]) -> str:
 
 
 def result_fingerprint(state: State) -> str:
-    """sha256 over the equity curve (times and values) and every trade's outcome, in trade id order."""
+    """sha256 over the equity curve (times and values) and every order's outcome, in order id order."""
     digest = hashlib.sha256()
     valuations = state.valuations
     digest.update(np.asarray(valuations.timestamp, dtype=np.int64).tobytes())
     digest.update(np.asarray(valuations.equity, dtype=np.float64).tobytes())
-    trades = sorted(state.portfolio.all_trades(), key=lambda t: t.id)
-    numbers = [(t.id, t.position_id, t.planned_quantity, t.executed_at.timestamp() if t.executed_at else -1.0,
-                t.executed_quantity, t.executed_price if t.executed_price is not None else -1.0, t.fee)
-               for t in trades]
+    orders = sorted(state.portfolio.all_orders(), key=lambda o: o.id)
+    numbers = [(o.id, o.position_id, o.quantity or 0.0, o.closed_at.timestamp() if o.closed_at else -1.0,
+                o.signed_filled_quantity, o.average_fill_price if o.fills else -1.0, o.fees)
+               for o in orders]
     digest.update(np.asarray(numbers, dtype=np.float64).tobytes())
-    digest.update("\n".join(f"{t.status}|{t.kind}|{t.reject_reason}" for t in trades).encode())
+    digest.update("\n".join(f"{o.status.value}|{o.purpose.value}|{o.status_reason}" for o in orders).encode())
     return digest.hexdigest()
 
 

@@ -17,7 +17,7 @@ from datetime import datetime
 
 from dataclasses_json import DataClassJsonMixin
 
-from tradeexecutor.state import Portfolio, Position, State, TradeStatus
+from tradeexecutor.state import OrderStatus, Portfolio, Position, State
 from tradeexecutor.state.growth import ListTail
 from tradeexecutor.state.timestamps import datetime_field
 
@@ -50,21 +50,20 @@ class PortfolioFigures(DataClassJsonMixin):
 
 @dataclass(slots=True)
 class OrderCounts:
-    """Orders by status."""
+    """Orders by status: waiting (not terminal), filled, and rejected or cancelled without a fill."""
 
     planned: int = 0
     filled: int = 0
     rejected: int = 0
 
     def add_position(self, position: Position) -> None:
-        """Count every trade of one position."""
-        for trade in position.trades:
-            status = trade.status
-            if status == TradeStatus.executed:
+        """Count every order of one position."""
+        for order in position.orders:
+            if order.fills:
                 self.filled += 1
-            elif status == TradeStatus.rejected:
+            elif order.status is OrderStatus.rejected or order.status is OrderStatus.cancelled:
                 self.rejected += 1
-            elif status == TradeStatus.planned:
+            elif not order.is_terminal:
                 self.planned += 1
 
 

@@ -1,4 +1,4 @@
-"""What can be traded: stored once in the state and referenced by id from positions and trades."""
+"""What can be traded: stored once in the state and referenced by id from positions and orders."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ DEFAULT_QUANTITY_STEP = {"equity": 1.0, "fx": 0.01, "crypto": 1e-8, "future": 1.
 @dataclass_json
 @dataclass(slots=True)
 class Instrument:
-    """A tradeable instrument; trades point at it by ``id`` instead of copying it."""
+    """A tradeable instrument; orders point at it by ``id`` instead of copying it."""
 
     #: Small integer key, unique within one state.
     id: int

@@ -1,4 +1,4 @@
-"""Cash and positions, with the id counters that keep trade and position ids unique."""
+"""Cash and positions, with the id counters that keep position, order and fill ids unique."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 
 from dataclasses_json import dataclass_json
 
+from tradeexecutor.state.order import Order
 from tradeexecutor.state.position import Position
-from tradeexecutor.state.trade import Trade
 
 
 @dataclass_json
@@ -26,12 +26,14 @@ class Portfolio:
     open_positions: list[Position] = field(default_factory=list)
     #: Closed positions in the order they closed; immutable once here.
     closed_positions: list[Position] = field(default_factory=list)
-    #: Positions whose every trade was rejected; kept for the record, never traded.
+    #: Positions none of whose orders filled; kept for the record, never traded.
     failed_positions: list[Position] = field(default_factory=list)
     #: Next Position.id to hand out.
     next_position_id: int = 1
-    #: Next Trade.id to hand out.
-    next_trade_id: int = 1
+    #: Next Order.id to hand out.
+    next_order_id: int = 1
+    #: Next Fill.id to hand out.
+    next_fill_id: int = 1
     #: Total fees paid over the life of the portfolio.
     fees_paid: float = 0.0
 
@@ -48,10 +50,10 @@ class Portfolio:
         yield from self.closed_positions
         yield from self.failed_positions
 
-    def all_trades(self) -> Iterator[Trade]:
-        """Every trade of every position, in no particular order."""
+    def all_orders(self) -> Iterator[Order]:
+        """Every order of every position, in no particular order."""
         for position in self.all_positions():
-            yield from position.trades
+            yield from position.orders
 
     def market_value(self) -> float:
         """Value of open positions at their last valuation price."""

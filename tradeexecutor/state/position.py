@@ -7,8 +7,8 @@ from datetime import datetime
 
 from dataclasses_json import dataclass_json
 
+from tradeexecutor.state.order import Order
 from tradeexecutor.state.timestamps import datetime_field, required_datetime_field
-from tradeexecutor.state.trade import Trade, TradeStatus
 
 
 class HoldingFigures:
@@ -50,11 +50,11 @@ class Position(HoldingFigures):
     id: int
     #: Instrument.id of what is held.
     instrument_id: int
-    #: When the position was created (its first trade was planned).
+    #: When the position was created (its first order was decided).
     opened_at: datetime = required_datetime_field()
     #: ``long`` now; ``short`` is reserved for later.
     direction: str = "long"
-    #: Signed quantity currently held (sum of executed trade quantities).
+    #: Signed quantity currently held (sum of signed fill quantities); changed only by applying a fill.
     quantity: float = 0.0
     #: Cost of the quantity held, at average entry price, excluding fees.
     cost_basis: float = 0.0
@@ -80,30 +80,34 @@ class Position(HoldingFigures):
     last_valued_at: datetime | None = datetime_field()
     #: When the closing fill happened; None while open.
     closed_at: datetime | None = datetime_field()
-    #: Every trade of this position, planned, executed and rejected, in order.
-    trades: list[Trade] = field(default_factory=list)
+    #: Every order of this position, whatever became of it, in the order they were created.
+    orders: list[Order] = field(default_factory=list)
 
     @property
     def is_open(self) -> bool:
         """A position stays open until a fill brings its quantity to zero."""
         return self.closed_at is None
 
-    def executed_trades(self) -> list[Trade]:
-        """Trades that filled, in order."""
-        return [t for t in self.trades if t.status == TradeStatus.executed]
+    def filled_orders(self) -> list[Order]:
+        """Orders with at least one fill, in order."""
+        return [o for o in self.orders if o.fills]
+
+    def has_fills(self) -> bool:
+        """True once any order of the position filled."""
+        return any(o.fills for o in self.orders)
 
     def entry_price(self) -> float | None:
-        """Fill price of the opening trade."""
-        for trade in self.trades:
-            if trade.status == TradeStatus.executed:
-                return trade.executed_price
+        """Average fill price of the first order that filled."""
+        for order in self.orders:
+            if order.fills:
+                return order.average_fill_price
         return None
 
     def exit_price(self) -> float | None:
-        """Fill price of the last executed trade of a closed position."""
+        """Average fill price of the last order that filled, for a closed position."""
         if self.is_open:
             return None
-        for trade in reversed(self.trades):
-            if trade.status == TradeStatus.executed:
-                return trade.executed_price
+        for order in reversed(self.orders):
+            if order.fills:
+                return order.average_fill_price
         return None

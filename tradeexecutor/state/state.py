@@ -12,8 +12,9 @@ from tradeexecutor.state.portfolio import Portfolio
 from tradeexecutor.state.timestamps import datetime_field
 from tradeexecutor.state.valuation import ValuationSeries
 
-#: Bumped whenever the persisted shape changes; files from a newer schema are refused.
-SCHEMA_VERSION = 1
+#: Bumped whenever the persisted shape changes; files from a newer schema are refused, older ones migrated
+#: (state/migrate.py; 2 = orders with fills instead of trades).
+SCHEMA_VERSION = 2
 
 
 @dataclass_json
@@ -29,7 +30,7 @@ class State:
     strategy_version: str = ""
     #: When the state was created.
     created_at: datetime | None = datetime_field()
-    #: Every instrument the run has seen, referenced by id from positions and trades.
+    #: Every instrument the run has seen, referenced by id from positions and orders.
     instruments: list[Instrument] = field(default_factory=list)
     #: Cash and positions.
     portfolio: Portfolio = field(default_factory=Portfolio)

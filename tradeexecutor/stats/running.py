@@ -1,11 +1,11 @@
 """RunningSummary: the run's summary statistics kept up to date row by row, at a cost per job that does not grow with history.
 
 The daemon publishes the summary after every cycle. :func:`compute_summary` reads the whole
-valuation series and every trade each time, so the cost of a job grew with the run (35 → 46 ms
+valuation series and every order each time, so the cost of a job grew with the run (35 → 46 ms
 per cycle over a 25-minute soak). A RunningSummary keeps running totals instead — count, mean
 and sum of squared deviations of the period returns (Welford), the downside sum of squares,
 the equity peak, the deepest drawdown and the longest one so far, the rows with exposure, wins
-and losses of closed positions, fills and rejections of positions that can no longer change —
+and losses of closed positions, filled and rejected orders of positions that can no longer change —
 and folds in only the rows and positions added since the last call. Its figures are
 compute_summary's (no window, risk-free rate 0, periods per year inferred), equal up to float
 rounding; ``tests/test_stats_running.py`` checks them row by row against it.
@@ -24,7 +24,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from tradeexecutor.state import Position, State, TradeStatus
+from tradeexecutor.state import Position, State
 from tradeexecutor.state.growth import ListTail
 from tradeexecutor.stats.summary import (
     _MS_PER_DAY,
@@ -33,6 +33,7 @@ from tradeexecutor.stats.summary import (
     _iso_ms,
     _safe,
     compound_annual_growth,
+    order_counts,
 )
 
 __all__ = ["RunningSummary"]
@@ -131,19 +132,9 @@ class _ClosedPositions:
                 self.losses += 1
                 self.loss_total += pnl
         for position in (*new_closed, *new_failed):
-            filled, rejected = _trade_counts(position)
+            filled, rejected = order_counts(position.orders)
             self.filled += filled
             self.rejected += rejected
-
-
-def _trade_counts(position: Position) -> tuple[int, int]:
-    filled = rejected = 0
-    for trade in position.trades:
-        if trade.status == TradeStatus.executed.value:
-            filled += 1
-        elif trade.status == TradeStatus.rejected.value:
-            rejected += 1
-    return filled, rejected
 
 
 class RunningSummary:
@@ -287,7 +278,7 @@ class RunningSummary:
         positions = self._positions
         filled, rejected = positions.filled, positions.rejected
         for position in portfolio.open_positions:
-            more_filled, more_rejected = _trade_counts(position)
+            more_filled, more_rejected = order_counts(position.orders)
             filled += more_filled
             rejected += more_rejected
         closed = len(portfolio.closed_positions)

@@ -19,10 +19,9 @@ from __future__ import annotations
 import functools
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
-from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -30,13 +29,14 @@ import numpy as np
 import pandas as pd
 
 from tradeexecutor.atomic import atomic_write_bytes
-from tradeexecutor.state import State, Trade, TradeStatus
+from tradeexecutor.state import Order, OrderStatus, State
 from tradeexecutor.stats.formatting import SUMMARY_ROWS, format_figure
 
 __all__ = [
     "TRADE_COLUMNS",
     "Summary",
     "compute_summary",
+    "order_counts",
     "summarise_windows",
     "summary_table",
     "trades_frame",
@@ -52,8 +52,10 @@ DAYS_PER_YEAR = 365.25
 #: Milliseconds in one year of DAYS_PER_YEAR days.
 _MS_PER_YEAR = DAYS_PER_YEAR * _MS_PER_DAY
 
-#: Columns of the trades table, in order. The backtest's trades CSV and the daemon's orders CSV
-#: both use exactly these; add new columns at the end and never rename one.
+#: Columns of the trades table, one row per order, in order. The backtest's trades CSV and the daemon's
+#: orders CSV both use exactly these; add new columns at the end and never rename one. (The names
+#: date from schema 1, when an order and its fill were one "trade": ``trade_id`` is the order id,
+#: ``kind`` its purpose, ``planned_*`` what was asked, ``executed_*`` what its fills gave.)
 TRADE_COLUMNS: tuple[str, ...] = (
     "trade_id",
     "position_id",
@@ -74,6 +76,8 @@ TRADE_COLUMNS: tuple[str, ...] = (
     "trigger_price",
     "reject_reason",
     "note",
+    "client_order_id",
+    "reject_code",
 )
 
 
@@ -146,6 +150,17 @@ class Summary:
 # Summary
 
 
+def order_counts(orders: Iterable[Order]) -> tuple[int, int]:
+    """(orders with fills, rejected orders without any): the summary's trade and rejection counts."""
+    filled = rejected = 0
+    for order in orders:
+        if order.fills:
+            filled += 1
+        elif order.status is OrderStatus.rejected:
+            rejected += 1
+    return filled, rejected
+
+
 def compute_summary(
     state: State,
     *,
@@ -207,10 +222,11 @@ class _Run:
         self.exposure = np.asarray(valuations.exposure, dtype=np.float64)
 
     @functools.cached_property
-    def trades(self) -> list[tuple[str, int | None, int | None, float]]:
-        """(status, executed ms, planned ms, fee) of every trade."""
-        return [(_text(t.status), _ms(t.executed_at) if t.executed_at else None,
-                 _ms(t.planned_at) if t.planned_at else None, t.fee) for t in self.state.portfolio.all_trades()]
+    def trades(self) -> list[tuple[bool, int | None, int | None, float]]:
+        """(rejected, last fill ms, created ms, fees) of every order."""
+        rejected = OrderStatus.rejected
+        return [(o.status is rejected, _ms(o.fills[-1].at) if o.fills else None, _ms(o.created_at), o.fees)
+                for o in self.state.portfolio.all_orders()]
 
     @functools.cached_property
     def closes(self) -> list[tuple[int | None, float]]:
@@ -275,23 +291,16 @@ def _summarise(run: _Run, benchmark_prices: dict[str, pd.Series] | None, periods
     def inside(ms: int | None) -> bool:
         return ms is not None and after_ms < ms <= until_ms
 
-    executed, rejected_status = TradeStatus.executed.value, TradeStatus.rejected.value
     if window is None:
         pnls = [p.realised_pnl for p in portfolio.closed_positions]
-        trade_count = rejected = 0
-        for trade in portfolio.all_trades():
-            status = _text(trade.status)
-            if status == executed:
-                trade_count += 1
-            elif status == rejected_status:
-                rejected += 1
+        trade_count, rejected = order_counts(portfolio.all_orders())
         fees_paid = float(portfolio.fees_paid)
         open_positions = len(portfolio.open_positions)
     else:
         pnls = [pnl for closed_ms, pnl in run.closes if inside(closed_ms)]
-        fills = [fee for status, executed_ms, _, fee in run.trades if status == executed and inside(executed_ms)]
+        fills = [fee for _, filled_ms, _, fee in run.trades if inside(filled_ms)]
         trade_count = len(fills)
-        rejected = sum(1 for status, _, planned_ms, _ in run.trades if status == rejected_status and inside(planned_ms))
+        rejected = sum(1 for was_rejected, _, created_ms, _ in run.trades if was_rejected and inside(created_ms))
         fees_paid = math.fsum(fills)
         open_positions = sum(1 for opened_ms, closed_ms in run.spans
                              if opened_ms <= until_ms and (closed_ms is None or closed_ms > until_ms))
@@ -445,16 +454,19 @@ def summary_table(summary: Summary) -> str:
 
 
 def trades_frame(state: State) -> pd.DataFrame:
-    """One row per trade of every status, sorted by trade_id: the trades/orders CSV as a frame.
+    """One row per order of every status, sorted by order id (``trade_id``): the trades/orders CSV as a frame.
 
-    Columns are :data:`TRADE_COLUMNS`. ``side`` is ``buy`` or ``sell``; ``value`` is the
-    absolute filled value for executed trades and the planned value (``planned_value``, or
-    ``|planned_quantity| * planned_price``) for planned and rejected ones, NaN when unknown.
-    ``planned_at`` and ``executed_at`` are ``datetime64[us, UTC]`` (NaT when not executed).
+    Columns are :data:`TRADE_COLUMNS`. ``status`` is the order's status (``filled``, ``rejected``,
+    ``cancelled``, ``created`` ...); ``side`` is ``buy`` or ``sell``; quantities are signed (sells
+    negative); ``value`` is the absolute filled value for orders with fills and the value asked
+    (``value``, or ``quantity * reference_price``) for the others, NaN when unknown;
+    ``executed_price`` is the average fill price; ``reject_reason`` holds the words of a rejection
+    or cancellation and ``reject_code`` the machine reason of a rejection. ``planned_at`` (created)
+    and ``executed_at`` (its last fill, NaT without one) are ``datetime64[us, UTC]``.
     """
     symbols = {instrument.id: instrument.symbol for instrument in state.instruments}
-    trades = sorted(state.portfolio.all_trades(), key=lambda t: t.id)
-    records = [_trade_record(trade, symbols) for trade in trades]
+    orders = sorted(state.portfolio.all_orders(), key=lambda o: o.id)
+    records = [_trade_record(order, symbols) for order in orders]
     frame = pd.DataFrame.from_records(records, columns=list(TRADE_COLUMNS))
     for column in ("planned_at", "executed_at"):
         frame[column] = pd.to_datetime(frame[column], utc=True).astype("datetime64[us, UTC]")
@@ -490,37 +502,40 @@ def write_trades_csv(state: State, path: str | os.PathLike[str]) -> Path:
     return target
 
 
-def _trade_record(trade: Trade, symbols: dict[int, str]) -> dict[str, Any]:
-    """The TRADE_COLUMNS values of one trade."""
-    status = _text(trade.status)
-    if status == TradeStatus.executed.value:
-        value: float | None = trade.executed_value
-    elif trade.planned_value is not None:
-        value = abs(trade.planned_value)
-    elif trade.planned_quantity and trade.planned_price is not None:
-        value = abs(trade.planned_quantity) * trade.planned_price
+def _trade_record(order: Order, symbols: dict[int, str]) -> dict[str, Any]:
+    """The TRADE_COLUMNS values of one order."""
+    sign = 1.0 if order.is_buy else -1.0
+    if order.fills:
+        value: float | None = order.filled_value
+    elif order.value is not None:
+        value = abs(order.value)
+    elif order.quantity and order.reference_price is not None:
+        value = order.quantity * order.reference_price
     else:
         value = None
+    status = order.status
     return {
-        "trade_id": trade.id,
-        "position_id": trade.position_id,
-        "symbol": symbols.get(trade.instrument_id, ""),
-        "kind": _text(trade.kind),
-        "status": status,
-        "side": "buy" if trade.is_buy else "sell",
-        "planned_at": _utc(trade.planned_at),
-        "executed_at": _utc(trade.executed_at),
-        "planned_quantity": trade.planned_quantity,
-        "executed_quantity": trade.executed_quantity,
-        "executed_price": trade.executed_price,
+        "trade_id": order.id,
+        "position_id": order.position_id,
+        "symbol": symbols.get(order.instrument_id, ""),
+        "kind": order.purpose.value,
+        "status": status.value,
+        "side": order.side.value,
+        "planned_at": _utc(order.created_at),
+        "executed_at": _utc(order.filled_at),
+        "planned_quantity": sign * order.quantity if order.quantity else 0.0,
+        "executed_quantity": order.signed_filled_quantity,
+        "executed_price": order.average_fill_price,
         "value": value,
-        "fee": trade.fee,
-        "slippage": trade.slippage,
-        "realised_pnl": trade.realised_pnl,
-        "trigger": _text(trade.trigger) if trade.trigger is not None else None,
-        "trigger_price": trade.trigger_price,
-        "reject_reason": trade.reject_reason,
-        "note": trade.note,
+        "fee": order.fees,
+        "slippage": order.slippage,
+        "realised_pnl": order.realised_pnl,
+        "trigger": order.trigger.value if order.trigger is not None else None,
+        "trigger_price": order.trigger_price,
+        "reject_reason": order.status_reason if status in (OrderStatus.rejected, OrderStatus.cancelled) else None,
+        "note": order.note,
+        "client_order_id": order.client_order_id,
+        "reject_code": order.reject_reason.value if order.reject_reason is not None else None,
     }
 
 
@@ -548,11 +563,6 @@ def _safe(value: float | None) -> float | None:
         return None
     value = float(value)
     return value if math.isfinite(value) else None
-
-
-def _text(value: Any) -> str:
-    """An enum's value or the string itself (state fields hold either)."""
-    return str(value.value) if isinstance(value, Enum) else str(value)
 
 
 def _utc(value: datetime | None) -> datetime | None:

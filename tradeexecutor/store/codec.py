@@ -36,31 +36,42 @@ import orjson
 from tradeexecutor.errors import SchemaVersionError, StateCorruptError
 from tradeexecutor.state import (
     SCHEMA_VERSION,
+    Fill,
     Instrument,
+    Order,
+    OrderPurpose,
+    OrderSide,
+    OrderStatus,
+    OrderType,
     Portfolio,
     Position,
+    RejectReason,
     State,
-    Trade,
+    TimeInForce,
+    TriggerKind,
     ValuationSeries,
 )
+from tradeexecutor.state.migrate import migrate_state_dict
 
 __all__ = [
     "VALUATION_COLUMNS",
     "check_schema_version",
     "dumps_json",
     "dumps_state",
+    "fill_from_dict",
+    "fill_to_dict",
     "gc_paused",
     "instrument_from_dict",
     "instrument_to_dict",
     "loads_json",
     "loads_state",
+    "order_from_dict",
+    "order_to_dict",
     "position_from_dict",
     "position_to_dict",
     "state_from_dict",
     "state_head_to_dict",
     "state_to_dict",
-    "trade_from_dict",
-    "trade_to_dict",
 ]
 
 #: Column names of ValuationSeries, in declaration order.
@@ -135,33 +146,60 @@ def _instrument_to_dict(i: Instrument) -> dict[str, Any]:
     }
 
 
-def _trade_to_dict(t: Trade) -> dict[str, Any]:
-    """One Trade as a dict (datetimes as objects)."""
+def _fill_to_dict(f: Fill) -> dict[str, Any]:
+    """One Fill as a dict (datetimes as objects)."""
     return {
-        "id": t.id,
-        "position_id": t.position_id,
-        "instrument_id": t.instrument_id,
-        "kind": t.kind,
-        "status": t.status,
-        "planned_at": t.planned_at,
-        "planned_quantity": t.planned_quantity,
-        "planned_value": t.planned_value,
-        "planned_price": t.planned_price,
-        "executed_at": t.executed_at,
-        "executed_price": t.executed_price,
-        "executed_quantity": t.executed_quantity,
-        "fee": t.fee,
-        "slippage": t.slippage,
-        "reject_reason": t.reject_reason,
-        "trigger": t.trigger,
-        "trigger_price": t.trigger_price,
-        "realised_pnl": t.realised_pnl,
-        "note": t.note,
+        "id": f.id,
+        "order_id": f.order_id,
+        "quantity": f.quantity,
+        "price": f.price,
+        "at": f.at,
+        "fee": f.fee,
+        "fee_currency": f.fee_currency,
+        "venue_trade_id": f.venue_trade_id,
+        "slippage": f.slippage,
+        "realised_pnl": f.realised_pnl,
+    }
+
+
+def _value(member: Any) -> Any:
+    """An enum member's value, None as it is."""
+    return None if member is None else member.value
+
+
+def _order_to_dict(o: Order) -> dict[str, Any]:
+    """One Order with its fills as a dict (enums as their values, datetimes as objects)."""
+    return {
+        "id": o.id,
+        "client_order_id": o.client_order_id,
+        "position_id": o.position_id,
+        "instrument_id": o.instrument_id,
+        "purpose": o.purpose.value,
+        "side": o.side.value,
+        "created_at": o.created_at,
+        "status": o.status.value,
+        "type": o.type.value,
+        "time_in_force": o.time_in_force.value,
+        "quantity": o.quantity,
+        "value": o.value,
+        "limit_price": o.limit_price,
+        "stop_price": o.stop_price,
+        "reference_price": o.reference_price,
+        "venue_order_id": o.venue_order_id,
+        "status_reason": o.status_reason,
+        "reject_reason": _value(o.reject_reason),
+        "trigger": _value(o.trigger),
+        "trigger_price": o.trigger_price,
+        "note": o.note,
+        "submitted_at": o.submitted_at,
+        "updated_at": o.updated_at,
+        "closed_at": o.closed_at,
+        "fills": [_fill_to_dict(f) for f in o.fills],
     }
 
 
 def position_to_dict(p: Position) -> dict[str, Any]:
-    """One Position with its trades as a dict (datetimes as objects); pass the result to dumps_json."""
+    """One Position with its orders as a dict (datetimes as objects); pass the result to dumps_json."""
     return {
         "id": p.id,
         "instrument_id": p.instrument_id,
@@ -180,7 +218,7 @@ def position_to_dict(p: Position) -> dict[str, Any]:
         "last_price": p.last_price,
         "last_valued_at": p.last_valued_at,
         "closed_at": p.closed_at,
-        "trades": [_trade_to_dict(t) for t in p.trades],
+        "orders": [_order_to_dict(o) for o in p.orders],
     }
 
 
@@ -189,7 +227,7 @@ class PositionFragments:
 
     A running executor writes its whole state again and again (compaction, the public /state
     snapshot); with this cache only the positions that closed since the last write are encoded.
-    An entry is reused only for the very same Position object with the same number of trades, so
+    An entry is reused only for the very same Position object with the same number of orders, so
     a reloaded state or a changed position is encoded afresh. One cache per state owner.
     """
 
@@ -198,10 +236,10 @@ class PositionFragments:
 
     def __call__(self, position: Position) -> orjson.Fragment:
         entry = self._cache.get(position.id)
-        if entry is not None and entry[0] == id(position) and entry[1] == len(position.trades):
+        if entry is not None and entry[0] == id(position) and entry[1] == len(position.orders):
             return entry[2]
         fragment = orjson.Fragment(orjson.dumps(position_to_dict(position), default=_json_default))
-        self._cache[position.id] = (id(position), len(position.trades), fragment)
+        self._cache[position.id] = (id(position), len(position.orders), fragment)
         return fragment
 
     def __len__(self) -> int:
@@ -219,7 +257,8 @@ def _portfolio_to_dict(p: Portfolio, *, head_only: bool, fragments: PositionFrag
         d["closed_positions"] = [encode(x) for x in p.closed_positions]
         d["failed_positions"] = [encode(x) for x in p.failed_positions]
     d["next_position_id"] = p.next_position_id
-    d["next_trade_id"] = p.next_trade_id
+    d["next_order_id"] = p.next_order_id
+    d["next_fill_id"] = p.next_fill_id
     d["fees_paid"] = p.fees_paid
     return d
 
@@ -264,14 +303,20 @@ def _iso(value: Any) -> Any:
     return None if value is None else value.isoformat()
 
 
+#: The datetime fields of an order.
+_ORDER_TIMES = ("created_at", "submitted_at", "updated_at", "closed_at")
+
+
 def _position_datetimes_to_text(d: dict[str, Any]) -> None:
-    """Replace the datetimes of a position dict and its trades with ISO text, in place."""
+    """Replace the datetimes of a position dict, its orders and their fills with ISO text, in place."""
     d["opened_at"] = _iso(d["opened_at"])
     d["last_valued_at"] = _iso(d["last_valued_at"])
     d["closed_at"] = _iso(d["closed_at"])
-    for t in d["trades"]:
-        t["planned_at"] = _iso(t["planned_at"])
-        t["executed_at"] = _iso(t["executed_at"])
+    for o in d["orders"]:
+        for key in _ORDER_TIMES:
+            o[key] = _iso(o[key])
+        for f in o["fills"]:
+            f["at"] = _iso(f["at"])
 
 
 def state_to_dict(state: State) -> dict[str, Any]:
@@ -334,18 +379,42 @@ def _instrument_from_dict(d: dict[str, Any]) -> Instrument:
     return Instrument(**_fields(d, "an instrument"))
 
 
-def _trade_from_dict(d: dict[str, Any]) -> Trade:
-    """One Trade from its dict."""
-    kw = _fields(d, "a trade")
-    kw["planned_at"] = _dt(kw["planned_at"])
-    executed_at = kw.get("executed_at")
-    if executed_at is not None:
-        kw["executed_at"] = _dt(executed_at)
-    return Trade(**kw)
+def _fill_from_dict(d: dict[str, Any]) -> Fill:
+    """One Fill from its dict."""
+    kw = _fields(d, "a fill")
+    kw["at"] = _dt(kw["at"])
+    return Fill(**kw)
+
+
+#: Enum fields of an order and their types; the optional ones may be null.
+_ORDER_ENUMS: tuple[tuple[str, Any], ...] = (
+    ("purpose", OrderPurpose), ("side", OrderSide), ("status", OrderStatus), ("type", OrderType),
+    ("time_in_force", TimeInForce),
+)
+_ORDER_OPTIONAL_ENUMS: tuple[tuple[str, Any], ...] = (("reject_reason", RejectReason), ("trigger", TriggerKind))
+
+
+def _order_from_dict(d: dict[str, Any]) -> Order:
+    """One Order, with its fills, from its dict."""
+    kw = _fields(d, "an order")
+    for key in _ORDER_TIMES:
+        value = kw.get(key)
+        if value is not None:
+            kw[key] = _dt(value)
+    for key, kind in _ORDER_ENUMS:
+        if key in kw:
+            kw[key] = kind(kw[key])
+    for key, kind in _ORDER_OPTIONAL_ENUMS:
+        value = kw.get(key)
+        if value is not None:
+            kw[key] = kind(value)
+    if "fills" in kw:
+        kw["fills"] = [_fill_from_dict(f) for f in _list(kw["fills"], "fills")]
+    return Order(**kw)
 
 
 def position_from_dict(d: dict[str, Any]) -> Position:
-    """One Position, with its trades, from its dict."""
+    """One Position, with its orders, from its dict."""
     kw = _fields(d, "a position")
     kw["opened_at"] = _dt(kw["opened_at"])
     value = kw.get("last_valued_at")
@@ -354,8 +423,8 @@ def position_from_dict(d: dict[str, Any]) -> Position:
     value = kw.get("closed_at")
     if value is not None:
         kw["closed_at"] = _dt(value)
-    if "trades" in kw:
-        kw["trades"] = [_trade_from_dict(t) for t in _list(kw["trades"], "trades")]
+    if "orders" in kw:
+        kw["orders"] = [_order_from_dict(o) for o in _list(kw["orders"], "orders")]
     return Position(**kw)
 
 
@@ -377,8 +446,8 @@ def _valuations_from_dict(d: dict[str, Any]) -> ValuationSeries:
 
 
 def _state_from_dict(d: dict[str, Any]) -> State:
-    """The state from its dict, raising plain Python errors on a wrong shape."""
-    kw = _fields(d, "the top level")
+    """The state from its dict (schema 1 is migrated first, in place), raising plain Python errors on a wrong shape."""
+    kw = _fields(migrate_state_dict(d), "the top level")
     for key in ("created_at", "last_completed_cycle", "last_bar_at"):
         value = kw.get(key)
         if value is not None:
@@ -436,8 +505,10 @@ def loads_state(data: bytes, *, source: str) -> State:
     return state
 
 
-#: Per-record conversions for stores that keep records apart (the ledger keeps one row per trade).
+#: Per-record conversions for stores that keep records apart (the ledger keeps one row per order and per fill).
 instrument_to_dict = _instrument_to_dict
 instrument_from_dict = _instrument_from_dict
-trade_to_dict = _trade_to_dict
-trade_from_dict = _trade_from_dict
+order_to_dict = _order_to_dict
+order_from_dict = _order_from_dict
+fill_to_dict = _fill_to_dict
+fill_from_dict = _fill_from_dict

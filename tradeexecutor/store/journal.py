@@ -3,7 +3,7 @@
 One ``journal.jsonl`` per state directory (``RunFiles.journal``), one line per event::
 
     {"at": "2024-05-01T12:00:00+00:00", "level": "info", "event": "order_filled",
-     "fields": {"trade_id": 7, "price": 101.5, ...}}
+     "fields": {"order_id": 7, "price": 101.5, ...}}
 
 Every entry has exactly these four keys (:data:`ENTRY_KEYS`): the journal's own ``at``,
 ``level`` and ``event``, and the event's ``fields`` in an object of their own. An event may
@@ -34,7 +34,7 @@ are read back in the same four-key shape (:func:`entry_from_json`).
 Example::
 
     journal = Journal(files.journal)
-    journal.append("order_rejected", {"trade_id": 12, "reason": "below minimum notional"}, level="warning")
+    journal.append("order_rejected", {"order_id": 12, "reason": "below minimum notional"}, level="warning")
     journal.read(limit=50, level="warning")   # the 50 newest warnings and errors, oldest first
 """
 

@@ -49,7 +49,7 @@ import orjson
 from tradeexecutor.atomic import atomic_write_bytes, fsync_append, fsync_directory, temp_path_for
 from tradeexecutor.errors import SchemaVersionError, StateCorruptError, StateError
 from tradeexecutor.layout import RunFiles
-from tradeexecutor.state import Portfolio, Position, State, ValuationSeries
+from tradeexecutor.state import SCHEMA_VERSION, Portfolio, Position, State, ValuationSeries
 from tradeexecutor.store.codec import (
     VALUATION_COLUMNS,
     PositionFragments,
@@ -429,6 +429,7 @@ class StateStore:
             self._replay(snapshot, record, f"{self.log_path} line {line_number}")
         if records:
             source = f"{self.snapshot_path} with {self.log_path} replayed"
+        migrated = snapshot.get("schema_version") != SCHEMA_VERSION  # an older schema, brought up to date
         state = state_from_dict(snapshot, source=source)
 
         self._snapshot_sha = sha
@@ -439,7 +440,9 @@ class StateStore:
         )
         self._log_records = len(records)
         self._last_record = None
-        self._persisted = _Persisted.of(state)
+        # A migrated state is written as a fresh snapshot on the next save: log records of the new
+        # schema never follow a snapshot of the old one.
+        self._persisted = None if migrated else _Persisted.of(state)
         return state
 
     def _read_log(self, snapshot_sha: str) -> tuple[list[tuple[int, dict[str, Any]]], int | None]:

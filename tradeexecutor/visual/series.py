@@ -5,7 +5,7 @@ per instrument and the close prices per symbol. Built from a State with
 :meth:`ChartSeries.from_state` (reports, backtests), it can also be kept up to date in another
 process: the loop's :class:`DeltaFeed` cuts a :class:`ChartDelta` of what changed since the
 last one, and the renderer's :class:`SeriesBuilder` applies it. A delta costs what changed (new
-valuation rows, new bars, new fills; the trades of open positions are looked at each time),
+valuation rows, new bars, new fills; the orders of open positions are looked at each time),
 never the whole history, so the loop's share of a chart stays constant however long it runs::
 
     feed = DeltaFeed({"GOOG": (times_ms, closes)})        # the loop, once
@@ -21,12 +21,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from tradeexecutor.state import Portfolio, Position, State, Trade, TradeStatus
+from tradeexecutor.state import Order, Portfolio, Position, State
 from tradeexecutor.state.growth import ListTail
 
 if TYPE_CHECKING:  # imported where used: the renderer process never needs pandas
@@ -34,7 +33,7 @@ if TYPE_CHECKING:  # imported where used: the renderer process never needs panda
 
 __all__ = ["ChartDelta", "ChartSeries", "DeltaFeed", "Fill", "Fills", "SeriesBuilder", "price_columns"]
 
-#: One executed fill: trade id, instrument id, symbol, time (epoch ms), price, is a buy.
+#: One executed fill: fill id, instrument id, symbol, time (epoch ms), price, is a buy.
 Fill = tuple[int, int, str, int, float, bool]
 #: A symbol's close prices: times (epoch ms, int64) and closes (float64), oldest first.
 Prices = tuple[np.ndarray, np.ndarray]
@@ -77,9 +76,8 @@ class ChartSeries:
         """The whole series of ``state``; ``prices`` maps symbol to closes indexed by time (naive = UTC)."""
         symbols = _symbols(state)
         rows: dict[int, list[tuple[int, float, bool]]] = {}
-        for trade in state.portfolio.all_trades():
-            fill = _fill(trade, symbols)
-            if fill is not None:
+        for order in state.portfolio.all_orders():
+            for fill in _fills(order, symbols):
                 rows.setdefault(fill[1], []).append(fill[3:])
         return cls(
             title=state.name or "",
@@ -153,20 +151,18 @@ class DeltaFeed:
         symbols = _symbols(state)
         found: list[Fill] = []
         for position in portfolio.open_positions:
-            for trade in position.trades:
-                if trade.id not in self._sent_open:
-                    fill = _fill(trade, symbols)
-                    if fill is not None:
-                        self._sent_open.add(trade.id)
+            for order in position.orders:
+                for fill in _fills(order, symbols):
+                    if fill[0] not in self._sent_open:
+                        self._sent_open.add(fill[0])
                         found.append(fill)
         for positions, tail in ((portfolio.closed_positions, self._closed), (portfolio.failed_positions, self._failed)):
             for position in tail.new_items(positions):
-                for trade in position.trades:
-                    if trade.id in self._sent_open:
-                        self._sent_open.discard(trade.id)  # sent while open; never looked at again
-                        continue
-                    fill = _fill(trade, symbols)
-                    if fill is not None:
+                for order in position.orders:
+                    for fill in _fills(order, symbols):
+                        if fill[0] in self._sent_open:
+                            self._sent_open.discard(fill[0])  # sent while open; never looked at again
+                            continue
                         found.append(fill)
         return tuple(found)
 
@@ -187,9 +183,9 @@ class SeriesBuilder:
         self.title = delta.title
         self._stamps.put(delta.rows_from, delta.stamps)
         self._equity.put(delta.rows_from, delta.equity)
-        for trade_id, instrument_id, symbol, at, price, buy in delta.fills:
-            if trade_id not in self._fill_ids:
-                self._fill_ids.add(trade_id)
+        for fill_id, instrument_id, symbol, at, price, buy in delta.fills:
+            if fill_id not in self._fill_ids:
+                self._fill_ids.add(fill_id)
                 self._fills.setdefault(instrument_id, (symbol, []))[1].append((at, price, buy))
         for symbol, (first, times, closes) in delta.prices.items():
             columns = self._prices.setdefault(symbol, (_Column(np.int64), _Column(np.float64)))
@@ -243,14 +239,12 @@ def _symbols(state: State) -> dict[int, str]:
     return {instrument.id: instrument.symbol for instrument in state.instruments}
 
 
-def _fill(trade: Trade, symbols: Mapping[int, str]) -> Fill | None:
-    """The fill of an executed trade, None for any other."""
-    status = trade.status.value if isinstance(trade.status, Enum) else str(trade.status)
-    if status != TradeStatus.executed.value or trade.executed_at is None or trade.executed_price is None:
-        return None
-    iid = trade.instrument_id
-    return (trade.id, iid, symbols.get(iid, f"#{iid}"), _ms(trade.executed_at), float(trade.executed_price),
-            trade.is_buy)
+def _fills(order: Order, symbols: Mapping[int, str]) -> list[Fill]:
+    """The fills of an order, as chart rows."""
+    iid = order.instrument_id
+    symbol = symbols.get(iid, f"#{iid}")
+    buy = order.is_buy
+    return [(f.id, iid, symbol, _ms(f.at), float(f.price), buy) for f in order.fills]
 
 
 def _ms(value: datetime) -> int:

@@ -1,27 +1,96 @@
-"""Simulated market orders: fee on every fill, slippage in basis points, lot rounding, minimum notional."""
+"""SimulatedVenue: market orders filled at a known price with fee, slippage, lot rounding and minimum notional.
+
+Backtests, replays and paper trading execute here. The engine's hot path prices an order
+synchronously with ``buy``/``sell`` (a backtest keeps its orders in memory and needs no queue);
+through the Venue interface an order waits on the book until ``advance`` brings the next price
+(the next bar's open, or the deciding bar's close) and its outcome arrives as an event. Both
+ways price with the same code.
+"""
 
 from __future__ import annotations
 
 import math
 import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from fractions import Fraction
 
 from tradeexecutor.config import ExecutionConfig
-from tradeexecutor.execution.model import Fill
-from tradeexecutor.state import Instrument
+from tradeexecutor.state import Instrument, OrderSide, RejectReason
 from tradeexecutor.state.instrument import lot_grid
+from tradeexecutor.venue.book import BookVenue
+from tradeexecutor.venue.model import InstrumentSpec
+
+__all__ = ["SimulatedFill", "SimulatedVenue"]
 
 
-class SimulatedExecution:
-    """Fills every order at the reference price moved by slippage; used by backtests and paper trading."""
+@dataclass(frozen=True, slots=True)
+class SimulatedFill:
+    """How one order fills (quantity > 0) or why it is rejected (``reject_reason`` set)."""
 
-    def __init__(self, config: ExecutionConfig):
+    #: Unsigned quantity filled; 0 when rejected.
+    quantity: float
+    #: Price paid or received, slippage included.
+    price: float
+    #: Fee charged on this fill.
+    fee: float
+    #: Cost of slippage relative to the reference price, in the quote currency.
+    slippage: float
+    #: Why the order was rejected, for machines, or None.
+    reject_reason: RejectReason | None = None
+    #: Why, in words.
+    reason: str | None = None
+
+
+class SimulatedVenue(BookVenue):
+    """Fills every order at the reference price moved by slippage; used by backtests, replays and paper trading."""
+
+    def __init__(self, config: ExecutionConfig, specs: Sequence[InstrumentSpec] = (),
+                 balances: Mapping[str, float] | None = None, *, name: str = "simulated"):
+        super().__init__(name, specs, balances or {})
         self.config = config
         self._fee = config.fee
         self._slip = config.slippage_bps / 10_000.0
+        self._now = datetime(1970, 1, 1, tzinfo=UTC)
+        self._instruments = {
+            spec.symbol: Instrument(id=0, symbol=spec.symbol, asset_type="crypto", quantity_step=spec.lot_step,
+                                    min_notional=spec.min_notional, quote_currency=spec.quote)
+            for spec in specs
+        }
+
+    def now(self) -> datetime:
+        """Time of the last price ``advance`` brought."""
+        return self._now
+
+    def advance(self, prices: Mapping[str, float], at: datetime) -> None:
+        """A new price is known (the next bar's open): every open order for a priced symbol fills or is rejected."""
+        self._now = at
+        for record in self.open_records():
+            request = record.request
+            price = prices.get(request.symbol)
+            if price is None:
+                continue
+            instrument = self._instruments[request.symbol]
+            if request.side is OrderSide.buy:
+                outcome = self.buy(instrument, price, value=request.value, quantity=request.quantity,
+                                   cash_available=self.cash(request.symbol))
+            else:
+                held = self.held(request.symbol)
+                if held <= 0:
+                    self._reject(record, RejectReason.nothing_to_sell, "nothing to sell: no quantity held", at)
+                    continue
+                outcome = self.sell(instrument, price, quantity=request.quantity or held, held=held,
+                                    closing=request.close_all)
+            if outcome.reject_reason is not None:
+                self._reject(record, outcome.reject_reason, outcome.reason or "", at)
+            else:
+                self._fill(record, outcome.quantity, outcome.price, outcome.fee, at, slippage=outcome.slippage)
+
+    # -- pricing ------------------------------------------------------------------------------
 
     def buy(self, instrument: Instrument, reference_price: float, *, value: float | None, quantity: float | None,
-            cash_available: float) -> Fill:
+            cash_available: float) -> SimulatedFill:
         """Size a buy so that its value plus fee fits in the cash available, rounded down to the lot size."""
         price = reference_price * (1.0 + self._slip)
         step = instrument.quantity_step
@@ -31,22 +100,27 @@ class SimulatedExecution:
             assert value is not None
             wanted = value / price
         if not math.isfinite(wanted):
-            return _rejected(price, f"order size is not a finite number: {_asked(value, quantity)} at {price:.6g}")
+            return _rejected(price, RejectReason.not_finite,
+                             f"order size is not a finite number: {_asked(value, quantity)} at {price:.6g}")
         wanted = instrument.round_quantity(wanted)
         if wanted <= 0:
-            return _rejected(price, f"order rounds to zero: {_asked(value, quantity)} buys less than one lot of "
-                                    f"{step:g} at {price:.6g}")
+            return _rejected(price, RejectReason.rounds_to_zero,
+                             f"order rounds to zero: {_asked(value, quantity)} buys less than one lot of "
+                             f"{step:g} at {price:.6g}")
         size = wanted if self._affordable(wanted, price, cash_available) else self._fit(instrument, price,
                                                                                          cash_available)
         if size <= 0:
             return _rejected(
                 price,
+                RejectReason.insufficient_cash,
                 f"not enough cash: {cash_available:.2f} does not buy one lot of {step:g} at {price:.6g} plus fee",
             )
         notional = size * price
         if notional < instrument.min_notional:
-            return _rejected(price, f"below minimum notional: {notional:.2f} < {instrument.min_notional:.2f}")
-        return Fill(quantity=size, price=price, fee=notional * self._fee, slippage=size * (price - reference_price))
+            return _rejected(price, RejectReason.below_min_notional,
+                             f"below minimum notional: {notional:.2f} < {instrument.min_notional:.2f}")
+        return SimulatedFill(quantity=size, price=price, fee=notional * self._fee,
+                             slippage=size * (price - reference_price))
 
     def _affordable(self, quantity: float, price: float, cash: float) -> bool:
         """True when the cash pays for ``quantity``: both as the ledger debits it (value plus fee, in floats) and
@@ -92,7 +166,7 @@ class SimulatedExecution:
                              f"fee {self._fee!r}, lot {step!r}")
 
     def sell(self, instrument: Instrument, reference_price: float, *, quantity: float, held: float,
-             closing: bool, apply_slippage: bool = True) -> Fill:
+             closing: bool, apply_slippage: bool = True) -> SimulatedFill:
         """Sell part or all of a holding; closing sells exactly what is held, dust included."""
         price = reference_price * (1.0 - self._slip) if apply_slippage else reference_price
         if closing or quantity >= held:
@@ -100,11 +174,14 @@ class SimulatedExecution:
         else:
             size = instrument.round_quantity(quantity)
         if size <= 0:
-            return _rejected(price, f"order rounds to zero: {quantity} is less than one lot of {instrument.quantity_step:g}")
+            return _rejected(price, RejectReason.rounds_to_zero,
+                             f"order rounds to zero: {quantity} is less than one lot of {instrument.quantity_step:g}")
         notional = size * price
         if not closing and size < held and notional < instrument.min_notional:
-            return _rejected(price, f"below minimum notional: {notional:.2f} < {instrument.min_notional:.2f}")
-        return Fill(quantity=size, price=price, fee=notional * self._fee, slippage=size * (reference_price - price))
+            return _rejected(price, RejectReason.below_min_notional,
+                             f"below minimum notional: {notional:.2f} < {instrument.min_notional:.2f}")
+        return SimulatedFill(quantity=size, price=price, fee=notional * self._fee,
+                             slippage=size * (reference_price - price))
 
 
 #: A float debit this far below the cash is below it exactly too (the float error is a few parts in 2**53).
@@ -135,5 +212,5 @@ def _asked(value: float | None, quantity: float | None) -> str:
     return f"value {value:.2f}" if quantity is None else f"quantity {quantity}"
 
 
-def _rejected(price: float, reason: str) -> Fill:
-    return Fill(quantity=0.0, price=price, fee=0.0, slippage=0.0, reject_reason=reason)
+def _rejected(price: float, reason: RejectReason, text: str) -> SimulatedFill:
+    return SimulatedFill(quantity=0.0, price=price, fee=0.0, slippage=0.0, reject_reason=reason, reason=text)

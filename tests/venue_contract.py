@@ -1,0 +1,169 @@
+"""The contract every venue keeps, as one suite: import ``VenueContract`` and give it a ``harness`` fixture.
+
+A harness makes a fresh venue holding some cash and brings it a price (the local venues'
+``advance``; the ccxt venue against the exchange simulator will move the simulator's market).
+The tests use only the Venue interface otherwise, so a venue that passes can stand in for
+any other behind the engine and the loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from tradeexecutor.state import OrderSide, OrderStatus, RejectReason
+from tradeexecutor.venue import (
+    DuplicateOrderError,
+    InstrumentSpec,
+    OrderAccepted,
+    OrderCancelled,
+    OrderFilled,
+    OrderRejected,
+    OrderRequest,
+    Venue,
+)
+
+T0 = datetime(2024, 5, 1, tzinfo=UTC)
+#: The one instrument every harness lists: whole lots, a 10 USD minimum order.
+AAA = InstrumentSpec(symbol="AAA", lot_step=1.0, tick_size=0.01, min_notional=10.0, base="AAA", quote="USD")
+#: Fee fraction every harness charges.
+FEE = 0.001
+
+
+@dataclass
+class Harness:
+    """How the suite drives one venue implementation."""
+
+    name: str
+    #: A fresh venue listing AAA and holding ``cash`` USD.
+    make: Callable[[float], Any]
+    #: Bring the venue a price for AAA at a time; open market orders fill at it.
+    price: Callable[[Any, float, datetime], None]
+
+
+def buy(cid: str, *, value: float | None = None, quantity: float | None = None) -> OrderRequest:
+    return OrderRequest(client_order_id=cid, symbol="AAA", side=OrderSide.buy, value=value, quantity=quantity)
+
+
+def sell(cid: str, *, quantity: float | None = None, close_all: bool = False) -> OrderRequest:
+    return OrderRequest(client_order_id=cid, symbol="AAA", side=OrderSide.sell, quantity=quantity, close_all=close_all)
+
+
+class VenueContract:
+    """Subclass in a test module that defines a ``harness`` fixture; every test here runs on it."""
+
+    def venue(self, harness: Harness, cash: float = 10_000.0) -> Venue:
+        venue = harness.make(cash)
+        assert isinstance(venue, Venue)  # runtime check of the Protocol's methods
+        return venue  # type: ignore[no-any-return]
+
+    def test_instruments_lists_what_the_venue_trades(self, harness: Harness) -> None:
+        venue = self.venue(harness)
+        specs = venue.instruments(["AAA", "NOPE"])
+        assert set(specs) == {"AAA"}
+        assert specs["AAA"].lot_step == 1.0 and specs["AAA"].min_notional == 10.0 and specs["AAA"].quote == "USD"
+
+    def test_a_client_order_id_never_seen_is_none(self, harness: Harness) -> None:
+        assert self.venue(harness).fetch_order("never-sent") is None
+
+    def test_a_market_buy_is_accepted_then_filled_and_reported_everywhere(self, harness: Harness) -> None:
+        venue = self.venue(harness)
+        venue.submit(buy("b1", value=1000.0))
+        (accepted,) = venue.poll()
+        assert isinstance(accepted, OrderAccepted) and accepted.client_order_id == "b1"
+        report = venue.fetch_order("b1")
+        assert report is not None and report.status is OrderStatus.open and report.filled_quantity == 0
+        assert [r.client_order_id for r in venue.open_orders()] == ["b1"]
+        harness.price(venue, 100.0, T0)
+        (filled,) = venue.poll()
+        assert isinstance(filled, OrderFilled) and filled.complete and filled.client_order_id == "b1"
+        fill = filled.fill
+        assert fill.quantity == 10 and fill.price == 100.0  # a value is the notional asked; the fee comes on top
+        assert fill.fee == pytest.approx(10 * 100.0 * FEE) and fill.fee_currency == "USD" and fill.at == T0
+        report = venue.fetch_order("b1")
+        assert report is not None and report.status is OrderStatus.filled
+        assert report.filled_quantity == 10 and report.average_price == 100.0 and report.venue_order_id
+        assert venue.open_orders() == []
+        fills, cursor = venue.fills_since(None)
+        assert fills == [fill]
+        assert venue.fills_since(cursor) == ([], cursor)
+        balances = venue.balances()
+        assert balances["AAA"].free == 10
+        assert balances["USD"].free == pytest.approx(10_000.0 - 1000.0 - 1.0)
+        assert venue.poll() == []  # every event is delivered once
+
+    def test_a_client_order_id_is_taken_once(self, harness: Harness) -> None:
+        venue = self.venue(harness)
+        venue.submit(buy("b1", value=1000.0))
+        with pytest.raises(DuplicateOrderError, match="b1"):
+            venue.submit(buy("b1", value=1000.0))
+        harness.price(venue, 100.0, T0)
+        fills, _ = venue.fills_since(None)
+        assert len(fills) == 1 and venue.balances()["AAA"].free == 10
+
+    def test_selling_what_is_not_held_is_rejected_with_a_reason(self, harness: Harness) -> None:
+        venue = self.venue(harness)
+        venue.submit(sell("s1", quantity=5))
+        harness.price(venue, 100.0, T0)
+        events = venue.poll()
+        assert isinstance(events[-1], OrderRejected) and events[-1].reason is RejectReason.nothing_to_sell
+        assert events[-1].text
+        report = venue.fetch_order("s1")
+        assert report is not None and report.status is OrderStatus.rejected
+        assert report.reject_reason is RejectReason.nothing_to_sell and venue.fills_since(None)[0] == []
+
+    def test_a_buy_the_cash_cannot_pay_for_is_rejected_and_cash_never_goes_negative(self, harness: Harness) -> None:
+        venue = self.venue(harness, cash=50.0)
+        venue.submit(buy("b1", quantity=3))
+        harness.price(venue, 100.0, T0)
+        report = venue.fetch_order("b1")
+        assert report is not None and report.status is OrderStatus.rejected
+        assert report.reject_reason is RejectReason.insufficient_cash
+        assert venue.balances()["USD"].free == 50.0
+        venue = self.venue(harness)
+        venue.submit(buy("b2", quantity=1000))  # more than 10,000 pays for: sized down or refused, never overspent
+        harness.price(venue, 100.0, T0)
+        assert venue.balances()["USD"].free >= 0
+
+    def test_an_order_below_the_minimum_notional_is_rejected(self, harness: Harness) -> None:
+        venue = self.venue(harness)
+        venue.submit(buy("b1", quantity=1))
+        harness.price(venue, 5.0, T0)  # 1 lot at 5 = 5 < 10
+        report = venue.fetch_order("b1")
+        assert report is not None and report.status is OrderStatus.rejected
+        assert report.reject_reason is RejectReason.below_min_notional
+
+    def test_close_all_sells_everything_held(self, harness: Harness) -> None:
+        venue = self.venue(harness)
+        venue.submit(buy("b1", value=1000.0))
+        harness.price(venue, 100.0, T0)
+        venue.submit(sell("s1", close_all=True))
+        harness.price(venue, 110.0, T0 + timedelta(days=1))
+        report = venue.fetch_order("s1")
+        assert report is not None and report.status is OrderStatus.filled and report.filled_quantity == 10
+        assert venue.balances()["AAA"].free == 0
+
+    def test_a_cancelled_order_never_fills(self, harness: Harness) -> None:
+        venue = self.venue(harness)
+        venue.submit(buy("b1", value=1000.0))
+        venue.cancel("b1")
+        harness.price(venue, 100.0, T0)
+        events = venue.poll()
+        assert [type(e) for e in events] == [OrderAccepted, OrderCancelled]
+        report = venue.fetch_order("b1")
+        assert report is not None and report.status is OrderStatus.cancelled and report.filled_quantity == 0
+        assert venue.fills_since(None)[0] == [] and venue.balances()["USD"].free == 10_000.0
+        venue.cancel("b1")  # cancelling a terminal order (or one never sent) changes nothing
+        venue.cancel("never-sent")
+        assert venue.poll() == []
+
+    def test_an_unlisted_symbol_is_rejected(self, harness: Harness) -> None:
+        venue = self.venue(harness)
+        venue.submit(OrderRequest(client_order_id="x1", symbol="NOPE", side=OrderSide.buy, value=100.0))
+        report = venue.fetch_order("x1")
+        assert report is not None and report.status is OrderStatus.rejected
+        assert report.reject_reason is RejectReason.venue

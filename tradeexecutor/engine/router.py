@@ -1,0 +1,183 @@
+"""OrderRouter: sends orders to a venue write-ahead, applies the outcomes that come back, and resolves the unknown.
+
+The rules of docs/orders.md, in one place:
+
+- **Write-ahead.** An order is committed as ``submitting`` *before* it is sent. If the process
+  dies after that commit, the order is found on restart and resolved; it is never created again.
+- **A timeout is not a rejection.** When ``submit`` raises TemporaryError the order becomes
+  ``unknown`` (committed), and only the venue's answer to ``fetch_order`` decides what it is.
+- **Never resend blind.** On restart (``resolve``), every order that may have reached the venue
+  is asked about by its client order id. The venue never saw it: it is sent now, with the same id.
+  The venue has it: its status and any fills not yet applied are taken from the venue.
+- **Idempotent fills.** A fill is applied once: fills already on the order (same venue trade id)
+  are skipped, so a replayed event or a fill seen both by ``poll`` and ``fetch_order`` moves money once.
+- **Reconciliation never fixes money.** An order the venue says it never saw although we had it
+  ``open`` is not resent or written off: it is left ``unknown`` with the reason, for a person.
+
+``commit`` is the caller's (the loop's) way to make the state durable — the same job's commit
+in the daemon, a no-op in a backtest. The router mutates the state on the caller's thread only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+from tradeexecutor.engine import accounting
+from tradeexecutor.errors import TemporaryError
+from tradeexecutor.state import Order, OrderPurpose, OrderStatus, Position, RejectReason, State
+from tradeexecutor.venue.model import (
+    ExecutionEvent,
+    FillReport,
+    OrderAccepted,
+    OrderCancelled,
+    OrderExpired,
+    OrderFilled,
+    OrderRejected,
+    OrderReport,
+    OrderRequest,
+    Venue,
+)
+
+__all__ = ["OrderRouter"]
+
+#: Statuses in which the venue may know the order.
+_SENT = frozenset({OrderStatus.submitting, OrderStatus.unknown, OrderStatus.open, OrderStatus.partially_filled})
+
+
+class OrderRouter:
+    """Moves orders between the state and one venue; see the module docstring for the rules it keeps."""
+
+    def __init__(self, state: State, venue: Venue, commit: Callable[[], None],
+                 now: Callable[[], datetime]) -> None:
+        self.state = state
+        self.venue = venue
+        self.commit = commit
+        self.now = now
+
+    # -- sending --------------------------------------------------------------------------------
+
+    def send(self, order: Order) -> None:
+        """Commit the order as submitting, then send it; a temporary failure leaves it unknown (committed)."""
+        order.transition(OrderStatus.submitting, self.now())
+        self.commit()  # write-ahead: from here on the order may be at the venue
+        self._submit(order)
+
+    def _submit(self, order: Order) -> None:
+        try:
+            self.venue.submit(self.request(order))
+        except TemporaryError as error:
+            order.transition(OrderStatus.unknown, self.now(), f"outcome unknown: {error}")
+            self.commit()
+
+    def request(self, order: Order) -> OrderRequest:
+        """The venue request for an order."""
+        return OrderRequest(
+            client_order_id=order.client_order_id, symbol=self.state.instrument(order.instrument_id).symbol,
+            side=order.side, type=order.type, quantity=order.quantity, value=order.value,
+            limit_price=order.limit_price, stop_price=order.stop_price, time_in_force=order.time_in_force,
+            close_all=order.purpose is OrderPurpose.close,
+        )
+
+    # -- outcomes ---------------------------------------------------------------------------------
+
+    def drain(self) -> int:
+        """Apply every event the venue has for us; commit when any changed the state. Returns how many."""
+        events = self.venue.poll()
+        for event in events:
+            self.apply(event)
+        if events:
+            self.commit()
+        return len(events)
+
+    def apply(self, event: ExecutionEvent) -> None:
+        """Apply one execution event to its order (and its position, for a fill)."""
+        found = self._find(event.client_order_id)
+        if found is None:
+            return  # not ours (another client of the same account), or an order already terminal
+        position, order = found
+        if isinstance(event, OrderAccepted):
+            order.venue_order_id = event.venue_order_id
+            if order.status in (OrderStatus.submitting, OrderStatus.unknown):
+                order.transition(OrderStatus.open, event.at)
+        elif isinstance(event, OrderFilled):
+            self._apply_fill(position, order, event.fill, event.complete)
+        elif isinstance(event, OrderRejected):
+            if order.status in (OrderStatus.submitting, OrderStatus.unknown):
+                accounting.reject(order, event.reason, event.text, event.at)
+        elif isinstance(event, OrderCancelled):
+            accounting.cancel(order, event.text, event.at)
+        elif isinstance(event, OrderExpired):
+            order.transition(OrderStatus.expired, event.at, "time in force ran out")
+        self._retire_if_done(position)
+
+    def _apply_fill(self, position: Position, order: Order, fill: FillReport, complete: bool) -> None:
+        if any(f.venue_trade_id == fill.venue_trade_id for f in order.fills):
+            return  # already applied
+        accounting.apply_fill(self.state.portfolio, position, order, fill.quantity, fill.price, fill.fee, fill.at,
+                              slippage=fill.slippage, fee_currency=fill.fee_currency,
+                              venue_trade_id=fill.venue_trade_id, complete=complete)
+
+    def _retire_if_done(self, position: Position) -> None:
+        if not position.is_open or (position.quantity <= 0 and all(o.is_terminal for o in position.orders)):
+            accounting.retire_position(self.state.portfolio, position)
+
+    def _find(self, client_order_id: str) -> tuple[Position, Order] | None:
+        for position in self.state.portfolio.open_positions:
+            for order in position.orders:
+                if order.client_order_id == client_order_id and not order.is_terminal:
+                    return position, order
+        return None
+
+    # -- restart ------------------------------------------------------------------------------
+
+    def resolve(self) -> list[str]:
+        """Resolve every order that may be at the venue, before anything new is decided; returns what was done.
+
+        Asks the venue about each order by client order id: unknown to the venue → sent now with
+        the same id (it never left); known → its fills and status taken from the venue.
+        """
+        done: list[str] = []
+        pending = [(p, o) for p in list(self.state.portfolio.open_positions) for o in p.orders if o.status in _SENT]
+        for position, order in pending:
+            report = self.venue.fetch_order(order.client_order_id)
+            if report is None:
+                if order.status in (OrderStatus.submitting, OrderStatus.unknown):
+                    if order.status is OrderStatus.unknown:
+                        order.transition(OrderStatus.submitting, self.now(), "the venue never saw it: sending")
+                    self.commit()
+                    self._submit(order)
+                    done.append(f"{order.client_order_id}: never reached the venue; sent")
+                else:
+                    order.transition(OrderStatus.unknown, self.now(),
+                                     f"the venue does not know order {order.client_order_id}, which was "
+                                     f"{order.status.value}; left for a person to reconcile")
+                    done.append(f"{order.client_order_id}: unknown to the venue; left unknown")
+                continue
+            self._take_report(position, order, report)
+            done.append(f"{order.client_order_id}: {report.status.value} at the venue")
+        if pending:
+            self.commit()
+        return done
+
+    def _take_report(self, position: Position, order: Order, report: OrderReport) -> None:
+        """Bring one order up to what the venue reports: missing fills first, then the status."""
+        at = self.now()
+        order.venue_order_id = report.venue_order_id
+        fills, _ = self.venue.fills_since(None)
+        mine = [f for f in fills if f.client_order_id == order.client_order_id]
+        for index, fill in enumerate(mine):
+            complete = report.status is OrderStatus.filled and index == len(mine) - 1
+            self._apply_fill(position, order, fill, complete)
+        status = report.status
+        if order.is_terminal or order.status is status:
+            self._retire_if_done(position)
+            return
+        if status is OrderStatus.open and order.status in (OrderStatus.submitting, OrderStatus.unknown):
+            order.transition(OrderStatus.open, at, "resolved on restart")
+        elif status is OrderStatus.rejected:
+            accounting.reject(order, report.reject_reason or RejectReason.venue, report.reason or "rejected", at)
+        elif status in (OrderStatus.cancelled, OrderStatus.expired):
+            order.transition(status, at, report.reason or f"{status.value} at the venue")
+        self._retire_if_done(position)
+

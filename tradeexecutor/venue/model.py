@@ -1,0 +1,204 @@
+"""The venue interface: what the engine and the loop may ask of anything that executes orders, and what comes back.
+
+A venue is sent an order and tells its outcome later, as execution events the loop drains with
+``poll()`` and applies on its one thread (NautilusTrader's channel model). ``submit`` never waits
+for the outcome; a network failure while sending raises TemporaryError and leaves the outcome
+*unknown* — the loop asks ``fetch_order`` by client order id before anything is sent again.
+
+Implementations: ``InMemoryVenue`` (the twin for tests: prices you set, faults you script),
+``SimulatedVenue`` (fee, slippage, lot rounding and minimum notional; backtests and paper) and,
+later, the ccxt venue. tests/venue_contract.py holds the one suite every implementation passes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol, runtime_checkable
+
+from tradeexecutor.errors import InvariantError
+from tradeexecutor.state import OrderSide, OrderStatus, OrderType, RejectReason, TimeInForce
+
+__all__ = [
+    "Balance",
+    "DuplicateOrderError",
+    "ExecutionEvent",
+    "FillReport",
+    "InstrumentSpec",
+    "OrderAccepted",
+    "OrderCancelled",
+    "OrderExpired",
+    "OrderFilled",
+    "OrderRejected",
+    "OrderReport",
+    "OrderRequest",
+    "Venue",
+]
+
+
+class DuplicateOrderError(InvariantError):
+    """An order was submitted with a client order id the venue already knows: sending it twice is a bug."""
+
+
+@dataclass(frozen=True, slots=True)
+class InstrumentSpec:
+    """What the venue allows for one symbol."""
+
+    symbol: str
+    #: Quantities are whole multiples of this.
+    lot_step: float
+    #: Prices are whole multiples of this (0 = any).
+    tick_size: float
+    #: Orders worth less than this are refused.
+    min_notional: float
+    #: Asset bought and sold, and the currency it is priced in.
+    base: str
+    quote: str
+
+
+@dataclass(frozen=True, slots=True)
+class OrderRequest:
+    """One order as sent: quantity or quote value (a market buy sized by value), never both."""
+
+    client_order_id: str
+    symbol: str
+    side: OrderSide
+    type: OrderType = OrderType.market
+    quantity: float | None = None
+    #: Quote-currency value to spend (market buys by value), when quantity is None.
+    value: float | None = None
+    limit_price: float | None = None
+    stop_price: float | None = None
+    time_in_force: TimeInForce = TimeInForce.gtc
+    #: Sell everything held, dust included (closing a position).
+    close_all: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class FillReport:
+    """One fill as the venue reports it."""
+
+    client_order_id: str
+    venue_trade_id: str
+    quantity: float
+    price: float
+    fee: float
+    fee_currency: str
+    at: datetime
+    #: Cost of slippage against the price the venue saw when the order arrived (simulations only).
+    slippage: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class OrderReport:
+    """What the venue knows of one order."""
+
+    client_order_id: str
+    venue_order_id: str
+    symbol: str
+    side: OrderSide
+    status: OrderStatus
+    filled_quantity: float
+    #: Quantity-weighted fill price, or None before any fill.
+    average_price: float | None
+    reject_reason: RejectReason | None = None
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Balance:
+    """One asset's balance: free to use and held by open orders."""
+
+    asset: str
+    free: float
+    locked: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class OrderAccepted:
+    """The venue took the order onto its book."""
+
+    client_order_id: str
+    venue_order_id: str
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class OrderFilled:
+    """(Part of) the order filled; ``complete`` when nothing is left of it."""
+
+    client_order_id: str
+    fill: FillReport
+    complete: bool
+
+
+@dataclass(frozen=True, slots=True)
+class OrderRejected:
+    """The venue refused the order."""
+
+    client_order_id: str
+    reason: RejectReason
+    text: str
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class OrderCancelled:
+    """The order was cancelled; fills before the cancel stand."""
+
+    client_order_id: str
+    at: datetime
+    text: str = "cancelled"
+
+
+@dataclass(frozen=True, slots=True)
+class OrderExpired:
+    """The order's time in force ran out."""
+
+    client_order_id: str
+    at: datetime
+
+
+#: Everything a venue reports about orders, keyed by client order id.
+ExecutionEvent = OrderAccepted | OrderFilled | OrderRejected | OrderCancelled | OrderExpired
+
+
+@runtime_checkable
+class Venue(Protocol):
+    """Where orders are executed. Every method answers at once; outcomes come back through poll()."""
+
+    name: str
+
+    def instruments(self, symbols: Sequence[str]) -> dict[str, InstrumentSpec]:
+        """Lot step, tick size, minimum notional and precision of each symbol the venue lists."""
+        ...
+
+    def submit(self, request: OrderRequest) -> None:
+        """Send an order; never waits for its outcome. May raise TemporaryError (outcome then unknown)
+        or DuplicateOrderError (the client order id was sent before)."""
+        ...
+
+    def cancel(self, client_order_id: str) -> None:
+        """Ask for an order to be cancelled; an order already terminal is left as it is."""
+        ...
+
+    def fetch_order(self, client_order_id: str) -> OrderReport | None:
+        """What the venue knows of an order; None when it has never seen that client order id."""
+        ...
+
+    def open_orders(self) -> list[OrderReport]:
+        """Orders accepted and not yet terminal."""
+        ...
+
+    def fills_since(self, cursor: str | None) -> tuple[list[FillReport], str | None]:
+        """Fills after ``cursor`` (all of them for None), and the cursor to pass next time."""
+        ...
+
+    def balances(self) -> dict[str, Balance]:
+        """Balance of every asset the account holds."""
+        ...
+
+    def poll(self) -> list[ExecutionEvent]:
+        """Outcomes that arrived since the last poll, in the order they happened."""
+        ...
