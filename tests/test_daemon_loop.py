@@ -663,6 +663,41 @@ def test_charts_are_sent_after_the_first_cycle_then_at_the_interval_stretched_by
         publisher.close()
 
 
+def test_charts_drawn_by_a_renderer_that_was_still_starting_name_it_in_status() -> None:
+    """The first cycle ends while the renderer's process is still importing matplotlib: the charts wait
+    and are drawn when it is ready (the loop's charts job, which runs no ``progress``). /status must then
+    name the renderer that drew them; it said ``chart_renderer_pid: None`` until another job ran, which a
+    busy machine (slow renderer start) made visible to test_daemon_charts."""
+    from tradeexecutor.daemon.publish import Publisher
+    from tradeexecutor.runstate import RunState
+
+    strategy = load_strategy(Path(__file__).parent / "strategies" / "daemon_sma.py")
+    market, _ = load_market([], strategy.instruments, start="2005-01-01", end="2005-03-01")
+    clock = FakeClock(T0)
+    runstate = RunState.create("charts", mode="paper", now=T0)
+    feed = ReplayFeed(market, monotonic=clock.monotonic)
+    feed.advance()
+    woken = threading.Event()
+    publisher = Publisher(runstate, feed, clock, chart_seconds=1, wake=woken.set)
+    renderer = publisher.renderer
+    assert renderer is not None
+    state = new_state_for(strategy)
+    state.valuations.append(0, 10_000.0, 10_000.0, 0.0)
+    publisher.start()
+    try:
+        publisher.cycle_done(state, 0, None)  # the renderer's process cannot be ready yet (it imports matplotlib)
+        assert runstate.snapshot().extra["chart_renderer_pid"] is None and not runstate.image_keys()
+        assert woken.wait(120)  # the renderer became idle and asks the loop for the waiting charts
+        publisher.send_charts(state)  # what the loop's charts job does
+        assert renderer.wait_idle(120) and runstate.image_keys()
+        status = runstate.snapshot()
+        assert status.visualisation_updated_at is not None
+        assert status.extra["chart_renderer_pid"] == renderer.pid is not None
+        assert status.extra["chart_render_seconds"] == round(renderer.last_cost, 3) > 0
+    finally:
+        publisher.close()
+
+
 def new_state_for(strategy: LoadedStrategy) -> State:
     from tradeexecutor.backtest.runner import new_state
 
