@@ -133,8 +133,10 @@ def test_a_failed_commit_leaves_the_previous_job_and_the_next_writes_everything(
     ledger.save(state)
     committed = dumps_state(state)
     run_cycle(state, 1)
-    state.valuations.equity[-1] = "not a number"  # type: ignore[call-overload]
-    with pytest.raises((ValueError, TypeError)):
+    # The valuation rows are written last in the transaction; SQLite stores NaN as NULL, which the
+    # column's NOT NULL refuses (the typed column itself refuses a non-number before any commit).
+    state.valuations.equity[-1] = float("nan")
+    with pytest.raises((ValueError, TypeError, sqlite3.IntegrityError)):
         ledger.save(state)
     assert dumps_state(reloaded(path)) == committed
     state.valuations.equity[-1] = 1.0

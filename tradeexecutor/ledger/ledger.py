@@ -32,7 +32,7 @@ import os
 import sqlite3
 import uuid
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sized
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -82,7 +82,7 @@ class _Tracked:
     failed: list[Position]
     failed_count: int
     last_failed: Position | None
-    columns: tuple[list[Any], ...]
+    columns: tuple[Sized, ...]
     valuation_count: int
     instrument_count: int
     #: Open position id → (list index, JSON) as written.
