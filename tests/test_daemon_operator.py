@@ -58,6 +58,7 @@ def test_close_one_position_at_the_current_bar_through_the_trigger_exit_path(tmp
         assert position not in portfolio.open_positions and position in portfolio.closed_positions
         trade = position.trades[-1]
         assert trade.kind == "close" and trade.executed_quantity == pytest.approx(-quantity)
+        assert trade.executed_price is not None
         assert trade.executed_price == pytest.approx(price * (1 - 0.001))  # the execution's 10 bps, as a stop's
         assert trade.fee == pytest.approx(quantity * trade.executed_price * 0.001)
         assert portfolio.cash == pytest.approx(cash_before + quantity * trade.executed_price - trade.fee)
@@ -196,7 +197,7 @@ def test_entries_stay_shut_while_paused_but_an_operator_close_still_works(tmp_pa
 
 
 def test_a_stopped_loop_answers_instead_of_leaving_the_caller_waiting(tmp_path: Path) -> None:
-    daemon, ticker = operator(tmp_path)
+    daemon, _ = operator(tmp_path)
     try:
         daemon.commands.stop("test")
         daemon.loop.run_pending()

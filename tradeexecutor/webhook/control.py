@@ -26,9 +26,6 @@ from tradeexecutor.webhook.app import View, add_json_route, get_options, json_er
 
 logger = logging.getLogger("tradeexecutor.webhook")
 
-#: URL path segment → command name given to the sink, for the signal actions.
-COMMANDS: dict[str, str] = {action.name: action.command for action in ACTIONS if not action.job}
-
 #: Largest body a job action reads.
 MAX_BODY = 65536
 
@@ -105,7 +102,7 @@ def _body(request: Request, action: Action) -> dict[str, Any]:
         if not isinstance(value, dict) or not value:
             raise BadBody(f"parameters must be an object of at least one name and value: {form}")
         for name, item in value.items():
-            if isinstance(item, (dict, list)):
+            if not isinstance(item, (str, int, float, bool)):
                 raise BadBody(f"parameter {name!r} must be a single value (number, text or true/false)")
     return body
 
