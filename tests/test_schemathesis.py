@@ -197,7 +197,7 @@ def test_every_operation_conforms(live: LiveExecutor, api: Any) -> None:
     for label in ("GET /status", "GET /summary", "GET /visualisation", "GET /healthz", "GET /metrics",
                   "GET /logs", "GET /logs/technical", "GET /state", "GET /positions", "GET /orders.csv",
                   "GET /metadata", "GET /", "GET /api/openapi.yaml", "POST /control/stop", "POST /control/cast",
-                  "POST /control/close", "POST /control/close-all", "POST /control/reload-params"):
+                  "GET /control", "POST /control/close", "POST /control/close-all", "POST /control/reload-params"):
         if label in seen:
             assert 200 in seen[label] or 202 in seen[label], (label, seen[label])
     assert {"stop", "pause", "resume", "cycle_now"} <= set(live.sink.calls)

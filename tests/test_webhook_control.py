@@ -246,3 +246,17 @@ def test_the_routes_are_the_shared_list_of_actions() -> None:
             status, _, payload = call(server, f"/control/{action.name}", headers=GOOD,
                                       body=JOBS.get(f"/control/{action.name}", ("", b""))[1])
             assert status == 503 and payload["command"] == action.command, (action.name, payload)
+
+
+def test_get_control_lists_the_actions_and_says_whether_they_are_taken() -> None:
+    server, _ = serve_jobs(ActionResult(Outcome.done, "done"), command_sink=Recorder())
+    with server:
+        status, _, payload = call(server, "/control", method="GET", headers=GOOD)
+    assert status == 200 and payload["enabled"] is True and payload["reason"] == ""
+    assert [a["name"] for a in payload["actions"]] == [a.name for a in ACTIONS]
+    with serve() as open_server:
+        status, _, payload = call(open_server, "/control", method="GET")
+    assert status == 200 and payload["enabled"] is False and payload["reason"] == AUTH_REQUIRED_MESSAGE
+    with serve(auth_username=USER, auth_password=PASSWORD) as loopless:
+        payload = call(loopless, "/control", method="GET", headers=GOOD)[2]
+    assert payload["enabled"] is False and "no loop" in payload["reason"]

@@ -145,8 +145,23 @@ def _job_view(action: Action) -> View:
     return control
 
 
+def control_info(request: Request) -> Response:
+    """GET /control: the actions and whether this executor takes them now (the dashboard shows its buttons by it)."""
+    options = get_options(request)
+    if not options.auth_enabled:
+        reason = AUTH_REQUIRED_MESSAGE
+    elif options.command_sink is None or options.action_sink is None:
+        reason = "control is not available: no loop is running"
+    else:
+        reason = ""
+    actions = [{"name": a.name, "command": a.command, "summary": a.summary, "job": a.job, "argument": a.argument}
+               for a in ACTIONS]
+    return json_response({"enabled": not reason, "reason": reason, "actions": actions})
+
+
 def includeme(config: Configurator) -> None:
-    """Register a ``POST /control/<action>`` route per action (any other method: 405)."""
+    """Register ``GET /control`` and a ``POST /control/<action>`` route per action (any other method: 405)."""
+    add_json_route(config, "control", "/control", control_info)
     for action in ACTIONS:
         view = _job_view(action) if action.job else _command_view(action.command)
         add_json_route(config, f"control_{action.command}", f"/control/{action.name}", view, methods=("POST",))
