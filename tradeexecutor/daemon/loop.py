@@ -34,6 +34,13 @@ the strategy is no longer called and the loop goes on filling, checking triggers
 revaluing, the webhook reporting the reason (``/healthz`` 503). Otherwise the crash ends the
 loop and the runner applies the crash policy; the restarted executor decides that cycle again.
 
+Operator jobs. ``close``, ``close_all`` and ``reload_params`` (from the webhook's action sink) run
+as jobs of their own between the scheduled ones: the closes go through the engine's exit path
+(``Engine.close_now``, the one stop-losses take), new parameters are checked as at start-up and
+swapped in whole (``Engine.use_strategy``). Each journals ``operator_action`` or
+``operator_refused`` (who, what, result) and, when it changed something, saves it with those lines
+in one transaction; only then is the requester answered through the command's reply.
+
 Ending. ``stop`` (SIGTERM, SIGINT, ``--max-cycles``) finishes the running job, saves, sets
 status ``stopped``. The end of a replay sets ``complete``. An exception escaping a job sets
 ``error`` with the crash record. In each case ``run`` returns a :class:`LoopOutcome` and the
@@ -224,6 +231,7 @@ class ExecutorLoop:
                 if command.reply is not None:  # set already unless the job crashed
                     command.reply.set(ActionResult(Outcome.failed, f"{request.command} crashed the executor; "
                                                                    "see /status for the crash"))
+            self._cast()
 
     def _ended(self) -> str:
         """Why operator jobs can no longer be done, once the loop has ended."""
@@ -309,7 +317,6 @@ class ExecutorLoop:
             self.store.save(self.state)  # the closes (or nothing) and the journal lines, in one transaction
             parameters = result.details.get("parameters") if request.command == CommandKind.reload_params else None
             self.publisher.operator_done(self.state, parameters)
-            self._cast()
         logger.info("operator %s by %s: %s", request.command, request.by or "-", result.message)
         if command.reply is not None:
             command.reply.set(result)
