@@ -56,12 +56,14 @@ def test_close_one_position_at_the_current_bar_through_the_trigger_exit_path(tmp
 
         assert result.outcome is Outcome.done, result
         assert position not in portfolio.open_positions and position in portfolio.closed_positions
-        trade = position.trades[-1]
-        assert trade.kind == "close" and trade.executed_quantity == pytest.approx(-quantity)
-        assert trade.executed_price is not None
-        assert trade.executed_price == pytest.approx(price * (1 - 0.001))  # the execution's 10 bps, as a stop's
-        assert trade.fee == pytest.approx(quantity * trade.executed_price * 0.001)
-        assert portfolio.cash == pytest.approx(cash_before + quantity * trade.executed_price - trade.fee)
+        order = position.orders[-1]
+        assert order.purpose.value == "close" and order.filled_quantity == pytest.approx(quantity)
+        assert order.client_order_id.endswith(f"-p{position.id}c")  # names the position, as a trigger exit's id
+        fill_price = order.average_fill_price
+        assert fill_price is not None
+        assert fill_price == pytest.approx(price * (1 - 0.001))  # the venue's 10 bps of slippage, as a stop's
+        assert order.fees == pytest.approx(quantity * fill_price * 0.001)
+        assert portfolio.cash == pytest.approx(cash_before + quantity * fill_price - order.fees)
         assert result.details["cash"] == pytest.approx(portfolio.cash)
         assert [c["position_id"] for c in result.details["closed"]] == [position.id]
         # Committed as one job: the saved state has it closed, and the journal holds the fill and the action.
@@ -113,7 +115,7 @@ def test_close_of_a_position_whose_entry_has_not_filled_cancels_it(tmp_path: Pat
         result = ask(daemon, "close", position_id=position.id)
         assert result.outcome is Outcome.done
         assert position not in portfolio.open_positions
-        assert position.trades[0].status == "rejected"
+        assert position.orders[0].status.value == "cancelled"
         run_ticks(daemon, ticker, 1)
         assert position.quantity == 0  # the cancelled entry never fills
     finally:
