@@ -152,6 +152,20 @@ class Publisher:
         self.send_charts(state)
         self.progress(state)
 
+    def operator_done(self, state: State, parameters: dict[str, Any] | None = None) -> None:
+        """After an operator's job (a close, new parameters): figures, charts and files at once, not when due.
+
+        The operator is looking: the dashboard and ``/positions`` should show the closed position
+        now. ``parameters``, when they changed, go into /status and the published metadata.
+        """
+        if parameters is not None:
+            self._metadata["parameters"] = dict(parameters)
+            self.runstate.update(strategy_parameters=dict(parameters))
+        self.runstate.bump_refreshed(self.clock.now())
+        self.send_charts(state)
+        self.progress(state)
+        self.files_now(state, self.runstate.snapshot().summary_statistics or {})
+
     def progress(self, state: State) -> None:
         """Next cycle time, feed lag and when the newest data came (its age at scrape time), replay position."""
         extra = {
