@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import hashlib
-from array import array
 import os
 import re
+from array import array
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
