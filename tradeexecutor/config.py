@@ -321,6 +321,42 @@ class WebhookConfig:
 
 
 @dataclass(frozen=True)
+class RiskConfig:
+    """Risk limits: when one is hit the executor stops opening positions until an operator resumes it.
+
+    Every limit is off at 0. The loop checks the first three after each job that values the
+    portfolio (``engine/risk.py``); the engine refuses an entry or increase that would take a
+    position past ``max_position_value``. Their definitions are in docs/production.md#risk-limits.
+    """
+
+    max_drawdown: float = setting(0.0, spec="core.max_drawdown", minimum=0, maximum=1, hint="0 disables",
+                                  help="Pause entries when equity falls this fraction below its highest value "
+                                       "(0.2 = 20 % drawdown from the peak); 0 disables.")
+    max_daily_loss: float = setting(0.0, spec="core.max_daily_loss", minimum=0, maximum=1, hint="0 disables",
+                                    help="Pause entries when equity falls this fraction below the day's starting "
+                                         "equity (the last valuation before the bar's UTC day began); 0 disables.")
+    max_losing_streak: int = setting(0, spec="core.max_losing_streak", minimum=0, hint="0 disables",
+                                     help="Pause entries after this many positions in a row closed with a negative "
+                                          "realised P&L; 0 disables.")
+    max_position_value: float = setting(0.0, spec="core.max_position_value", minimum=0, unit="quote currency",
+                                        hint="0 disables",
+                                        help="Refuse an entry or increase that would take one position's value "
+                                             "above this (journaled as intent_ignored with the reason); 0 "
+                                             "disables.")
+    risk_close_positions: bool = setting(False, spec="core.risk_close_positions",
+                                         help="When a limit pauses entries, also close every open position at the "
+                                              "bar's close, as a stop-loss would.")
+
+    def __post_init__(self) -> None:
+        check_settings(self)
+
+    @property
+    def watching(self) -> bool:
+        """True when a limit the loop checks (drawdown, daily loss, streak) is on."""
+        return bool(self.max_drawdown or self.max_daily_loss or self.max_losing_streak)
+
+
+@dataclass(frozen=True)
 class HealthLimits:
     """How late and how stale the executor may be before it counts as unhealthy."""
 

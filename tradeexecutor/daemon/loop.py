@@ -64,6 +64,7 @@ from tradeexecutor.daemon.crash import CrashRecorder, Watchdog
 from tradeexecutor.daemon.publish import Publisher
 from tradeexecutor.data.feed import PriceFeed
 from tradeexecutor.engine.engine import CycleReport, Engine, EventSink
+from tradeexecutor.engine.risk import RiskLimits, daily_loss, drawdown
 from tradeexecutor.engine.schedule import CycleSchedule
 from tradeexecutor.errors import UserInputError
 from tradeexecutor.ledger import Ledger
@@ -106,7 +107,8 @@ class ExecutorLoop:
                  schedule: CycleSchedule, journal: EventSink, now: Callable[[], datetime],
                  cycle_limit: int = 0, safe_mode: bool = False, watchdog: Watchdog | None = None,
                  crash_loop: Callable[[], str | None] = lambda: None,
-                 after_job: Callable[[], None] | None = None, caster: Caster | None = None) -> None:
+                 after_job: Callable[[], None] | None = None, caster: Caster | None = None,
+                 risk: RiskLimits | None = None) -> None:
         self.engine = engine
         self.state = engine.state
         self.feed = feed
@@ -133,6 +135,8 @@ class ExecutorLoop:
         #: Safe mode: the strategy is not called; positions are still managed.
         self.safe_mode = safe_mode
         self.operator_paused = False
+        #: The risk limits, checked after every job that values the portfolio (None: none set).
+        self.risk = risk
         #: Why the executor must enter safe mode now (a crash loop), or None; asked after a strategy crash.
         self._crash_loop = crash_loop
         #: The last bar processed (managed and saved), -1 before the first: after a restart, the restored cursor.
@@ -157,6 +161,8 @@ class ExecutorLoop:
             return
         self._begun = True
         self._apply_pause()
+        if self.state.risk.paused:
+            logger.warning("starting with new entries paused: %s", self.state.risk.reason)
         self.runstate.update(status=RunStatus.running, executor_running=True)
         self.publisher.progress(self.state)
         self.journal("started", cursor=self.feed.cursor, last_bar_at=self.state.last_bar_at,
@@ -221,6 +227,8 @@ class ExecutorLoop:
             self._guarded("stop", lambda: self._stop(command.reason or "stop requested"))
         elif command.kind in (CommandKind.pause, CommandKind.resume):
             self.operator_paused = command.kind is CommandKind.pause
+            if command.kind is CommandKind.resume and self.state.risk.paused:
+                self._guarded("resume", lambda: self._lift_risk_pause(command.reason or "operator"))
             self._apply_pause()
             logger.info("%s by operator", "paused" if self.operator_paused else "resumed")
         elif command.kind in _OPERATOR_JOBS and command.request is not None:
@@ -286,6 +294,7 @@ class ExecutorLoop:
         if fired:
             self.engine.mark_to_market(step)
             self.engine.record_valuation(step)
+            self._check_risk(step)
             self.store.save(self.state)
         self.publisher.trigger_check_done(self.state)
 
@@ -295,6 +304,7 @@ class ExecutorLoop:
         if step >= 0 and self.state.replay_cursor >= 0:
             equity = self.engine.revalue(step, self._now())
             self.engine.record_valuation(step)
+            self._check_risk(step)
             self.store.save(self.state)
             self.journal("revalued", step=step, equity=round(equity, 2))
         self.publisher.revaluation_done(self.state)
@@ -394,6 +404,7 @@ class ExecutorLoop:
         """Fills, triggers and marks of the bar, its valuation and the cursor: the first commit, before any decision."""
         self.engine.manage(step)
         self.engine.record_valuation(step)
+        self._check_risk(step)
         self.state.replay_cursor = step
         self.state.last_bar_at = self.feed.market.step_time(step).to_pydatetime()
         self._processed = step
@@ -418,6 +429,7 @@ class ExecutorLoop:
         report = self.engine.plan(intents, step, cycle_ns)
         report.duration = time.perf_counter() - started
         self.engine.record_valuation(step)  # replaces the bar's row: a fill at the close changed it
+        self._check_risk(step)
         self.state.last_completed_cycle = pd.Timestamp(cycle_ns, tz="UTC").to_pydatetime()
         self.state.cycles_completed += 1
         self.cycles += 1
@@ -467,6 +479,49 @@ class ExecutorLoop:
         self._apply_pause()
         self.journal("safe_mode", reason=reason)
 
+    def _check_risk(self, step: int) -> None:
+        """Fold the job's newest valuation and closed positions into the risk figures; act on a limit hit.
+
+        Runs on the loop's thread inside the job, so the figures, the pause and the journal line
+        commit with the job's other changes. A hit pauses new entries (persisted in the state, so a
+        restart keeps it) and, with ``--risk-close-positions``, closes every position through the
+        trigger exit (see engine/risk.py for the definitions).
+        """
+        if self.risk is None or not self.state.valuations.timestamp:
+            return
+        valuations, risk = self.state.valuations, self.state.risk
+        hit = self.risk.observe(risk, valuations.timestamp[-1], valuations.equity[-1],
+                                self.state.portfolio.closed_positions)
+        if hit is None:
+            self._publish_risk()
+            return
+        close = self.risk.config.risk_close_positions
+        logger.warning("%s", risk.reason)
+        self.journal("risk_limit_hit", limit=hit.limit, value=round(hit.value, 6), threshold=hit.threshold,
+                     bar_time=hit.at, equity=round(valuations.equity[-1], 2),
+                     action="entries paused, positions closed" if close else "entries paused")
+        self._apply_pause()
+        if close and self.engine.exit_all(step, "risk_limit"):
+            self.engine.mark_to_market(step)
+            self.engine.record_valuation(step)
+
+    def _lift_risk_pause(self, by: str) -> None:
+        """An operator resumed: lift the risk pause, re-basing the figures at the current equity, and save."""
+        equity = self.engine.valuation()[0] if self.state.valuations.timestamp else None
+        limit = RiskLimits.lift(self.state.risk, equity)
+        self.journal("risk_pause_lifted", limit=limit, by=by, equity=None if equity is None else round(equity, 2))
+        self.store.save(self.state)
+
+    def _publish_risk(self) -> None:
+        """The risk figures in RunState (/status, /metrics): O(1), from the running values."""
+        risk = self.state.risk
+        peak, start, equity = risk.peak_equity or 0.0, risk.day_start_equity or 0.0, risk.last_equity or 0.0
+        figures = {"drawdown": round(drawdown(peak, equity), 6), "daily_loss": round(daily_loss(start, equity), 6),
+                   "losing_streak": risk.losing_streak, "peak_equity": risk.peak_equity, "day": risk.day,
+                   "day_start_equity": risk.day_start_equity}
+        if figures != self.runstate.risk:  # the loop is RunState's writer; an unchanged dict keeps /status cached
+            self.runstate.update(risk=figures)
+
     def _publish_cycle(self, step: int, cycle_ns: int | None, report: CycleReport | None) -> None:
         cycle_time = pd.Timestamp(cycle_ns, tz="UTC").to_pydatetime() if cycle_ns is not None else None
         self.publisher.cycle_done(self.state, step, cycle_time, duration=report.duration if report else None,
@@ -496,8 +551,11 @@ class ExecutorLoop:
             logger.exception("casting the final chart data failed")
 
     def _apply_pause(self) -> None:
-        self.engine.set_paused(self.operator_paused or self.safe_mode)
-        self.runstate.update(paused=self.operator_paused, safe_mode=self.safe_mode)
+        risk = self.state.risk
+        self.engine.set_paused(self.operator_paused or self.safe_mode or risk.paused)
+        self.runstate.update(paused=self.operator_paused, safe_mode=self.safe_mode, risk_paused=risk.paused,
+                             risk_pause_reason=risk.reason)
+        self._publish_risk()
 
     # -- endings ------------------------------------------------------------------------------
 
