@@ -1,0 +1,151 @@
+"""Risk limits in the executor loop, in-process: the real daemon on a fake clock, its ledger and journal on disk.
+
+``risk_stop.py`` is always long when flat, with an 8 % stop-loss, on GOOG's 2005 bars: a 5 %
+drawdown limit is hit while the first position is still open, and its stop-loss fires later.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from test_daemon_loop import make, run_ticks
+from tradeexecutor.config import HealthLimits, RiskConfig
+from tradeexecutor.daemon import Command, CommandKind
+from tradeexecutor.layout import RunFiles
+from tradeexecutor.ledger import load_state
+from tradeexecutor.runstate import assess_health
+from tradeexecutor.state import State
+from tradeexecutor.store.journal import Journal
+
+DRAWDOWN = RiskConfig(max_drawdown=0.05)
+
+
+def journal(tmp_path: Path) -> list[dict[str, Any]]:
+    return Journal(RunFiles(tmp_path / "state").journal).read(limit=10_000)
+
+
+def events(tmp_path: Path, *names: str) -> list[tuple[str, dict[str, Any]]]:
+    return [(entry["event"], entry["fields"]) for entry in journal(tmp_path) if entry["event"] in names]
+
+
+def opened_at(state: State) -> list[str]:
+    positions = state.portfolio.closed_positions + state.portfolio.open_positions
+    return sorted(str(p.opened_at) for p in positions)
+
+
+def test_a_drawdown_hit_pauses_entries_while_the_stop_loss_still_fires_and_a_restart_keeps_it(tmp_path: Path) -> None:
+    daemon, ticker, _ = make(tmp_path, "risk_stop.py", risk=DRAWDOWN)
+    try:
+        run_ticks(daemon, ticker, 60)
+        state, snapshot = daemon.engine.state, daemon.runstate.snapshot()
+        assert state.risk.limit == "max_drawdown" and state.risk.value is not None and state.risk.value >= 0.05
+        assert snapshot.risk_paused and snapshot.risk_pause_reason == state.risk.reason
+        assert snapshot.risk["drawdown"] > 0 and snapshot.executor_running and not snapshot.paused
+        verdict = assess_health(snapshot, HealthLimits(grace_seconds=1e9))
+        assert not verdict.healthy and not verdict.crashed and verdict.reasons == [state.risk.reason]
+    finally:
+        daemon.close()
+    lines = events(tmp_path, "risk_limit_hit", "trigger_fired", "order_filled", "intent_ignored")
+    names = [name for name, _ in lines]
+    hit = names.index("risk_limit_hit")
+    assert names[:hit] == ["order_filled"]  # one entry, then the limit, while it is still open
+    fields = lines[hit][1]
+    assert fields["limit"] == "max_drawdown" and fields["threshold"] == 0.05 and fields["value"] >= 0.05
+    assert fields["action"] == "entries paused" and fields["bar_time"] == state.risk.hit_at
+    after = lines[hit + 1:]
+    assert after[0][0] == "trigger_fired" and after[0][1]["trigger"] == "stop_loss"  # still managed
+    ignored = [f for name, f in after if name == "intent_ignored"]
+    assert ignored and all(f["reason"] == "paused: no new positions" for f in ignored)
+    assert "order_filled" not in [name for name, _ in after]  # no entry after the hit
+    saved = load_state(tmp_path / "state")
+    assert saved is not None and saved.risk == state.risk  # committed with the job
+
+    daemon, ticker, _ = make(tmp_path, "risk_stop.py", risk=DRAWDOWN)  # a restart
+    try:
+        daemon.loop.run_pending()
+        assert daemon.engine.paused and daemon.runstate.snapshot().risk_paused
+        run_ticks(daemon, ticker, 10)
+        assert not daemon.engine.state.portfolio.open_positions
+        daemon.commands.put(Command(CommandKind.resume, reason="operator"))
+        daemon.loop.run_pending()
+        lifted = daemon.engine.state
+        assert not lifted.risk.paused and not daemon.runstate.snapshot().risk_paused and not daemon.engine.paused
+        assert lifted.risk.peak_equity == lifted.risk.day_start_equity == lifted.valuations.equity[-1]
+        assert load_state(tmp_path / "state").risk == lifted.risk  # type: ignore[union-attr]
+        run_ticks(daemon, ticker, 5)
+        assert daemon.engine.state.portfolio.open_positions  # entries again
+    finally:
+        daemon.close()
+    tail = [name for name, _ in events(tmp_path, "resumed", "risk_pause_lifted", "order_filled")]
+    assert tail[-3:] == ["resumed", "risk_pause_lifted", "order_filled"]
+    (_, lift), = events(tmp_path, "risk_pause_lifted")
+    assert lift["limit"] == "max_drawdown" and lift["by"] == "operator"
+
+
+def test_closing_everything_on_a_hit_goes_through_the_trigger_exit(tmp_path: Path) -> None:
+    daemon, ticker, _ = make(tmp_path, "risk_stop.py", risk=RiskConfig(max_drawdown=0.05, risk_close_positions=True))
+    try:
+        run_ticks(daemon, ticker, 30)
+        state = daemon.engine.state
+        assert state.risk.paused and not state.portfolio.open_positions
+    finally:
+        daemon.close()
+    names = [(name, f.get("trigger")) for name, f in events(tmp_path, "risk_limit_hit", "trigger_fired", "order_filled")]
+    assert names == [("order_filled", None), ("risk_limit_hit", None), ("trigger_fired", "risk_limit")]
+    (position,) = state.portfolio.closed_positions
+    exit_trade = position.trades[-1]
+    assert exit_trade.trigger == "risk_limit" and exit_trade.executed_quantity < 0
+    assert state.valuations.exposure[-1] == 0.0  # the valuation after the sale
+
+
+def test_a_losing_streak_pauses_entries(tmp_path: Path) -> None:
+    daemon, ticker, _ = make(tmp_path, "risk_stop.py", params={"stop": "0.01"}, risk=RiskConfig(max_losing_streak=2))
+    try:
+        run_ticks(daemon, ticker, 120)
+        state = daemon.engine.state
+    finally:
+        daemon.close()
+    closed = state.portfolio.closed_positions
+    assert state.risk.limit == "max_losing_streak" and state.risk.value == 2 and state.risk.losing_streak >= 2
+    losses = [position.realised_pnl < 0 for position in closed]
+    second = next(i for i in range(1, len(losses)) if losses[i - 1] and losses[i])
+    assert second == len(closed) - 1 and not state.portfolio.open_positions  # nothing opened after the 2nd loss
+
+
+def test_an_entry_worth_more_than_the_position_limit_is_refused_with_the_reason(tmp_path: Path) -> None:
+    daemon, ticker, _ = make(tmp_path, "risk_stop.py", risk=RiskConfig(max_position_value=5_000))
+    try:
+        run_ticks(daemon, ticker, 10)
+        state = daemon.engine.state
+    finally:
+        daemon.close()
+    assert state.portfolio.next_position_id == 1  # 95 % of 10,000 is refused, not capped
+    ignored = [f for _, f in events(tmp_path, "intent_ignored")]
+    assert ignored and all(f["reason"] == "max_position_value: the position would be worth 9,500.00, above the "
+                                          "limit of 5,000.00" for f in ignored)
+
+
+def test_an_increase_is_refused_once_the_position_would_pass_the_limit(tmp_path: Path) -> None:
+    strategy = tmp_path / "grower.py"
+    strategy.write_text(
+        '"""Buys 2,000 of GOOG every cycle."""\n'
+        "from tradeexecutor.strategy.api import Symbol, increase, open_long\n"
+        "name = 'Grower'\ncycle_duration = '1d'\n"
+        "parameters = {'symbol': Symbol('GOOG', asset_type='equity', help='Stock')}\n"
+        "def decide(ctx):\n"
+        "    return [increase(value=2_000)] if ctx.has_position() else [open_long(value=2_000)]\n")
+    daemon, ticker, _ = make(tmp_path, strategy_file=strategy, risk=RiskConfig(max_position_value=7_000))
+    try:
+        run_ticks(daemon, ticker, 12)
+        state = daemon.engine.state
+    finally:
+        daemon.close()
+    (position,) = state.portfolio.open_positions
+    buys = [t for t in position.trades if t.status == "executed"]
+    assert len(buys) == 3  # 2,000 three times fits under 7,000; a fourth would not
+    refusals = [f["reason"] for _, f in events(tmp_path, "intent_ignored")]
+    assert refusals and all(r.startswith("max_position_value: the position would be worth ") for r in refusals)
+    worth = [float(re.search(r"worth ([\d,.]+),", r).group(1).replace(",", "")) for r in refusals]  # type: ignore[union-attr]
+    assert all(value > 7_000 for value in worth)
