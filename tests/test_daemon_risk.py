@@ -6,10 +6,22 @@ drawdown limit is hit while the first position is still open, and its stop-loss 
 
 from __future__ import annotations
 
+import base64
+import json
+import os
 import re
+import signal
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from executor_process import Executor
+from notify_endpoint import LoopbackEndpoint
 from test_daemon_loop import make, run_ticks
 from tradeexecutor.config import HealthLimits, RiskConfig
 from tradeexecutor.daemon import Command, CommandKind
@@ -149,3 +161,91 @@ def test_an_increase_is_refused_once_the_position_would_pass_the_limit(tmp_path:
     assert refusals and all(r.startswith("max_position_value: the position would be worth ") for r in refusals)
     worth = [float(re.search(r"worth ([\d,.]+),", r).group(1).replace(",", "")) for r in refusals]  # type: ignore[union-attr]
     assert all(value > 7_000 for value in worth)
+
+
+# -- the real process ----------------------------------------------------------------------------
+
+USER, PASSWORD = "ops", "risk-control-pw"
+AUTH = {"Authorization": "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()}
+VARIABLE = "TRADEEXECUTOR_NOTIFY_WEBHOOK_URL"
+
+
+def request(executor: Executor, path: str, *, method: str = "GET", headers: dict[str, str] | None = None
+            ) -> tuple[int, bytes]:
+    call = urllib.request.Request(f"http://127.0.0.1:{executor.port}{path}", method=method, headers=headers or {},
+                                  data=b"" if method == "POST" else None)
+    try:
+        with urllib.request.urlopen(call, timeout=10) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def wait_journal(tmp_path: Path, predicate: Callable[[list[str]], bool], what: str, timeout: float = 120) -> list[str]:
+    """The journal's event names once ``predicate`` holds of them (the process writes them as it goes)."""
+    deadline = time.monotonic() + timeout
+    names: list[str] = []
+    while time.monotonic() < deadline:
+        names = [entry["event"] for entry in journal(tmp_path)] if RunFiles(tmp_path / "state").journal.exists() else []
+        if predicate(names):
+            return names
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}; journal: {names[-20:]}")
+
+
+def after(names: list[str], first: str, then: str) -> bool:
+    """True when ``then`` follows the last ``first``."""
+    return first in names and then in names[len(names) - 1 - names[::-1].index(first):]
+
+
+@pytest.mark.slow
+def test_a_started_executor_pauses_at_the_limit_reports_it_keeps_it_over_a_restart_and_resumes(tmp_path: Path) -> None:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("TRADEEXECUTOR_")}
+    with LoopbackEndpoint(token="risk-hook") as endpoint:
+        environment.update({VARIABLE: endpoint.url, "TRADEEXECUTOR_WEBHOOK_USERNAME": USER,
+                            "TRADEEXECUTOR_WEBHOOK_PASSWORD": PASSWORD})
+        options = ("--max-drawdown", "0.05", "--replay-seconds", "0.3", "--notify-cooldown-seconds", "0",
+                   "--notify-events", "risk_limit_hit")
+        first = Executor(tmp_path, *options, strategy="risk_stop.py", env=environment, headers=AUTH)
+        try:
+            status = first.wait_status(lambda s: s["risk_paused"])
+            assert "risk limit max_drawdown hit at 2005-01-" in status["risk_pause_reason"]
+            assert status["status"] == "running" and status["exception"] is None and not status["paused"]
+            code, body = request(first, "/healthz")
+            health = json.loads(body)
+            assert code == 503 and health["risk_paused"] and health["reasons"] == [status["risk_pause_reason"]]
+            (post,) = endpoint.wait_for(lambda posts: len(posts) >= 1, what="the risk notification")
+            assert post["title"] == "risk_stop: max_drawdown hit" and post["type"] == "failure"
+            assert "New entries are paused; open positions are still managed." in post["message"]
+            assert "threshold: 0.05" in post["message"]
+            names = wait_journal(tmp_path, lambda n: after(n, "risk_limit_hit", "trigger_fired"),
+                                 "the stop-loss after the hit")
+            assert names.count("order_filled") == 1  # the one entry, before the hit; none after
+            code, body = request(first, "/metrics", headers=AUTH)
+            assert code == 200 and "tradeexecutor_risk_paused 1.0" in body.decode()
+            first.process.send_signal(signal.SIGTERM)
+            assert first.wait() == 0
+        finally:
+            if first.process.poll() is None:
+                first.process.kill()
+
+        second = Executor(tmp_path, *options, strategy="risk_stop.py", env=environment, headers=AUTH)
+        try:
+            status = second.wait_status(lambda s: s["executor_running"])
+            assert status["risk_paused"] and "max_drawdown" in status["risk_pause_reason"]  # kept by the ledger
+            assert request(second, "/control/resume", method="POST")[0] == 401  # an operator's action only
+            code, body = request(second, "/control/resume", method="POST", headers=AUTH)
+            assert code == 202 and json.loads(body)["command"] == "resume"
+            second.wait_status(lambda s: not s["risk_paused"] and s["risk_pause_reason"] is None)
+            names = wait_journal(tmp_path, lambda n: after(n, "risk_pause_lifted", "order_filled"),
+                                 "an entry after the resume")
+            assert after(names, "resumed", "risk_pause_lifted")
+            assert request(second, "/healthz")[0] == 200
+            second.process.send_signal(signal.SIGTERM)
+            assert second.wait() == 0
+        finally:
+            if second.process.poll() is None:
+                second.process.kill()
+        assert len(endpoint.received()) == 1  # one hit, one message
+    output = first.output() + second.output()
+    assert PASSWORD not in output and "risk-hook" not in output
