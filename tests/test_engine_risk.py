@@ -156,7 +156,7 @@ def test_limits_at_zero_are_off_and_bounds_are_checked_once() -> None:
     limits, risk = RiskLimits(RiskConfig()), RiskState()
     for index, equity in enumerate((10_000, 1.0, 0.5)):
         assert limits.observe(risk, T0_MS + index * DAY_MS, equity, [closed(-1)] * (index + 1)) is None
-    assert risk.losing_streak == 3 and not RiskConfig().watching and RiskConfig(max_losing_streak=1).watching
+    assert risk.losing_streak == 3 and not risk.paused
     with pytest.raises(ConfigError, match=r"--max-drawdown 1.5 must be between 0 and 1 \(0 disables\)"):
         RiskConfig(max_drawdown=1.5)
     with pytest.raises(ConfigError, match=r"--max-position-value -1\.0 must not be negative"):

@@ -350,11 +350,6 @@ class RiskConfig:
     def __post_init__(self) -> None:
         check_settings(self)
 
-    @property
-    def watching(self) -> bool:
-        """True when a limit the loop checks (drawdown, daily loss, streak) is on."""
-        return bool(self.max_drawdown or self.max_daily_loss or self.max_losing_streak)
-
 
 @dataclass(frozen=True)
 class HealthLimits:

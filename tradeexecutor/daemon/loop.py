@@ -69,7 +69,7 @@ from tradeexecutor.engine.schedule import CycleSchedule
 from tradeexecutor.errors import UserInputError
 from tradeexecutor.ledger import Ledger
 from tradeexecutor.runstate import RunState, RunStatus
-from tradeexecutor.state import Position
+from tradeexecutor.state import Position, TriggerKind
 from tradeexecutor.strategy.loader import with_parameters
 
 __all__ = ["ExecutorLoop", "LoopOutcome"]
@@ -501,7 +501,7 @@ class ExecutorLoop:
                      bar_time=hit.at, equity=round(valuations.equity[-1], 2),
                      action="entries paused, positions closed" if close else "entries paused")
         self._apply_pause()
-        if close and self.engine.exit_all(step, "risk_limit"):
+        if close and self.engine.exit_all(step, TriggerKind.risk_limit.value):
             self.engine.mark_to_market(step)
             self.engine.record_valuation(step)
 
