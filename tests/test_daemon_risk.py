@@ -24,7 +24,7 @@ from executor_process import Executor
 from notify_endpoint import LoopbackEndpoint
 from test_daemon_loop import make, run_ticks
 from tradeexecutor.config import HealthLimits, RiskConfig
-from tradeexecutor.daemon import Command, CommandKind
+from tradeexecutor.daemon import Command, CommandKind, JobKind
 from tradeexecutor.layout import RunFiles
 from tradeexecutor.ledger import load_state
 from tradeexecutor.runstate import assess_health
@@ -249,3 +249,23 @@ def test_a_started_executor_pauses_at_the_limit_reports_it_keeps_it_over_a_resta
         assert len(endpoint.received()) == 1  # one hit, one message
     output = first.output() + second.output()
     assert PASSWORD not in output and "risk-hook" not in output
+
+
+def test_an_entry_planned_before_the_hit_is_cancelled_not_filled(tmp_path: Path) -> None:
+    daemon, ticker, _ = make(tmp_path, "risk_stop.py", risk=RiskConfig(max_drawdown=0.5))
+    try:
+        while not daemon.engine.pending:  # the first cycle plans an entry that fills at the next bar's open
+            run_ticks(daemon, ticker, 1)
+        state = daemon.engine.state
+        state.risk.peak_equity = 1e9  # as if equity had been far higher: the next check hits
+        daemon.commands.put_tick(JobKind.revaluation)
+        daemon.loop.run_pending()
+        assert state.risk.limit == "max_drawdown" and not daemon.engine.pending
+        run_ticks(daemon, ticker, 5)
+        assert not state.portfolio.open_positions and not state.portfolio.closed_positions
+        (failed,) = state.portfolio.failed_positions
+        assert failed.trades[0].reject_reason == "cancelled: risk limit max_drawdown hit"
+    finally:
+        daemon.close()
+    names = [name for name, _ in events(tmp_path, "risk_limit_hit", "order_rejected", "order_filled")]
+    assert names == ["risk_limit_hit", "order_rejected"]

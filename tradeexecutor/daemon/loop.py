@@ -484,8 +484,8 @@ class ExecutorLoop:
 
         Runs on the loop's thread inside the job, so the figures, the pause and the journal line
         commit with the job's other changes. A hit pauses new entries (persisted in the state, so a
-        restart keeps it) and, with ``--risk-close-positions``, closes every position through the
-        trigger exit (see engine/risk.py for the definitions).
+        restart keeps it), cancels entries still waiting to fill and, with ``--risk-close-positions``,
+        closes every position through the trigger exit (see engine/risk.py for the definitions).
         """
         if self.risk is None or not self.state.valuations.timestamp:
             return
@@ -501,6 +501,7 @@ class ExecutorLoop:
                      bar_time=hit.at, equity=round(valuations.equity[-1], 2),
                      action="entries paused, positions closed" if close else "entries paused")
         self._apply_pause()
+        self.engine.cancel_entries(step, f"cancelled: risk limit {hit.limit} hit")
         if close and self.engine.exit_all(step, TriggerKind.risk_limit.value):
             self.engine.mark_to_market(step)
             self.engine.record_valuation(step)

@@ -412,19 +412,32 @@ class Engine:
             accounting.retire_position(self.state.portfolio, position)
         return order, fill
 
-    def exit_all(self, step: int, kind: str) -> int:
-        """Close every open position at the bar's close through the trigger exit, cancelling waiting orders.
+    def cancel_entries(self, step: int, reason: str) -> int:
+        """Cancel every entry or increase still waiting to fill (journaled as ``order_cancelled``); how many.
 
-        What a risk limit does with ``--risk-close-positions`` (``kind`` is ``risk_limit``): each sale
-        is journaled as ``trigger_fired``, as a stop-loss's is. Entries planned but not filled are
-        cancelled too, so nothing reopens. Returns how many positions were sold.
+        A risk limit's pause stops new entries, and an entry a cycle planned before it would
+        otherwise fill at the next bar's open, after the pause.
         """
         at = _to_datetime(int(self.market.timeline_ns[step]))
+        cancelled = 0
         for position, order in self.pending:
             if not order.is_terminal and order.side is _BUY:
-                accounting.cancel(order, f"cancelled: {kind}", at)
-                if position.quantity <= 0 and position.is_open:
+                accounting.cancel(order, reason, at)
+                cancelled += 1
+                self.events("order_cancelled", order_id=order.id, client_order_id=order.client_order_id,
+                            position_id=position.id, symbol=self.symbol_of[order.instrument_id],
+                            purpose=order.purpose.value, reason=reason)
+                if position.quantity <= 0 and position.is_open and all(o.is_terminal for o in position.orders):
                     accounting.retire_position(self.state.portfolio, position)
+        self.pending = [(p, o) for p, o in self.pending if not o.is_terminal]
+        return cancelled
+
+    def exit_all(self, step: int, kind: str) -> int:
+        """Close every open position at the bar's close through the trigger exit; how many were sold.
+
+        What a risk limit does with ``--risk-close-positions`` (``kind`` is ``risk_limit``): each sale
+        is journaled as ``trigger_fired``, as a stop-loss's is, and cancels the position's waiting orders.
+        """
         sold = 0
         for position in list(self.state.portfolio.open_positions):
             slot = self._slot[position.instrument_id]
