@@ -62,14 +62,14 @@ from tradeexecutor.daemon.caster import Caster
 from tradeexecutor.daemon.commands import Command, CommandKind, CommandQueue, JobKind
 from tradeexecutor.daemon.crash import CrashRecorder, Watchdog
 from tradeexecutor.daemon.publish import Publisher
+from tradeexecutor.daemon.risk_guard import RiskGuard
 from tradeexecutor.data.feed import PriceFeed
 from tradeexecutor.engine.engine import CycleReport, Engine, EventSink
-from tradeexecutor.engine.risk import RiskLimits, daily_loss, drawdown
 from tradeexecutor.engine.schedule import CycleSchedule
 from tradeexecutor.errors import UserInputError
 from tradeexecutor.ledger import Ledger
 from tradeexecutor.runstate import RunState, RunStatus
-from tradeexecutor.state import Position, TriggerKind
+from tradeexecutor.state import Position
 from tradeexecutor.strategy.loader import with_parameters
 
 __all__ = ["ExecutorLoop", "LoopOutcome"]
@@ -108,7 +108,7 @@ class ExecutorLoop:
                  cycle_limit: int = 0, safe_mode: bool = False, watchdog: Watchdog | None = None,
                  crash_loop: Callable[[], str | None] = lambda: None,
                  after_job: Callable[[], None] | None = None, caster: Caster | None = None,
-                 risk: RiskLimits | None = None) -> None:
+                 risk: RiskGuard | None = None) -> None:
         self.engine = engine
         self.state = engine.state
         self.feed = feed
@@ -135,7 +135,7 @@ class ExecutorLoop:
         #: Safe mode: the strategy is not called; positions are still managed.
         self.safe_mode = safe_mode
         self.operator_paused = False
-        #: The risk limits, checked after every job that values the portfolio (None: none set).
+        #: The risk limits, checked after every job that values the portfolio (None: not checked).
         self.risk = risk
         #: Why the executor must enter safe mode now (a crash loop), or None; asked after a strategy crash.
         self._crash_loop = crash_loop
@@ -227,7 +227,7 @@ class ExecutorLoop:
             self._guarded("stop", lambda: self._stop(command.reason or "stop requested"))
         elif command.kind in (CommandKind.pause, CommandKind.resume):
             self.operator_paused = command.kind is CommandKind.pause
-            if command.kind is CommandKind.resume and self.state.risk.paused:
+            if command.kind is CommandKind.resume and self.risk is not None:
                 self._guarded("resume", lambda: self._lift_risk_pause(command.reason or "operator"))
             self._apply_pause()
             logger.info("%s by operator", "paused" if self.operator_paused else "resumed")
@@ -480,48 +480,14 @@ class ExecutorLoop:
         self.journal("safe_mode", reason=reason)
 
     def _check_risk(self, step: int) -> None:
-        """Fold the job's newest valuation and closed positions into the risk figures; act on a limit hit.
-
-        Runs on the loop's thread inside the job, so the figures, the pause and the journal line
-        commit with the job's other changes. A hit pauses new entries (persisted in the state, so a
-        restart keeps it), cancels entries still waiting to fill and, with ``--risk-close-positions``,
-        closes every position through the trigger exit (see engine/risk.py for the definitions).
-        """
-        if self.risk is None or not self.state.valuations.timestamp:
-            return
-        valuations, risk = self.state.valuations, self.state.risk
-        hit = self.risk.observe(risk, valuations.timestamp[-1], valuations.equity[-1],
-                                self.state.portfolio.closed_positions)
-        if hit is None:
-            self._publish_risk()
-            return
-        close = self.risk.config.risk_close_positions
-        logger.warning("%s", risk.reason)
-        self.journal("risk_limit_hit", limit=hit.limit, value=round(hit.value, 6), threshold=hit.threshold,
-                     bar_time=hit.at, equity=round(valuations.equity[-1], 2),
-                     action="entries paused, positions closed" if close else "entries paused")
-        self._apply_pause()
-        self.engine.cancel_entries(step, f"cancelled: risk limit {hit.limit} hit")
-        if close and self.engine.exit_all(step, TriggerKind.risk_limit.value):
-            self.engine.mark_to_market(step)
-            self.engine.record_valuation(step)
+        """The risk limits after a valuation (daemon/risk_guard.py); a hit pauses entries, in this job's commit."""
+        if self.risk is not None and self.risk.check(step):
+            self._apply_pause()
 
     def _lift_risk_pause(self, by: str) -> None:
-        """An operator resumed: lift the risk pause, re-basing the figures at the current equity, and save."""
-        equity = self.engine.valuation()[0] if self.state.valuations.timestamp else None
-        limit = RiskLimits.lift(self.state.risk, equity)
-        self.journal("risk_pause_lifted", limit=limit, by=by, equity=None if equity is None else round(equity, 2))
-        self.store.save(self.state)
-
-    def _publish_risk(self) -> None:
-        """The risk figures in RunState (/status, /metrics): O(1), from the running values."""
-        risk = self.state.risk
-        peak, start, equity = risk.peak_equity or 0.0, risk.day_start_equity or 0.0, risk.last_equity or 0.0
-        figures = {"drawdown": round(drawdown(peak, equity), 6), "daily_loss": round(daily_loss(start, equity), 6),
-                   "losing_streak": risk.losing_streak, "peak_equity": risk.peak_equity, "day": risk.day,
-                   "day_start_equity": risk.day_start_equity}
-        if figures != self.runstate.risk:  # the loop is RunState's writer; an unchanged dict keeps /status cached
-            self.runstate.update(risk=figures)
+        """An operator resumed: lift a risk pause and save it at once (a restart must not find it again)."""
+        if self.risk is not None and self.risk.lift(by):
+            self.store.save(self.state)
 
     def _publish_cycle(self, step: int, cycle_ns: int | None, report: CycleReport | None) -> None:
         cycle_time = pd.Timestamp(cycle_ns, tz="UTC").to_pydatetime() if cycle_ns is not None else None
@@ -552,11 +518,10 @@ class ExecutorLoop:
             logger.exception("casting the final chart data failed")
 
     def _apply_pause(self) -> None:
-        risk = self.state.risk
-        self.engine.set_paused(self.operator_paused or self.safe_mode or risk.paused)
-        self.runstate.update(paused=self.operator_paused, safe_mode=self.safe_mode, risk_paused=risk.paused,
-                             risk_pause_reason=risk.reason)
-        self._publish_risk()
+        self.engine.set_paused(self.operator_paused or self.safe_mode or self.state.risk.paused)
+        self.runstate.update(paused=self.operator_paused, safe_mode=self.safe_mode)
+        if self.risk is not None:
+            self.risk.publish()
 
     # -- endings ------------------------------------------------------------------------------
 
