@@ -185,10 +185,10 @@ class RunSpec:
         data.pop("strategy_file")
         data.pop("name", None)
         data.pop("optimize", None)
-        core = data["core"]
-        for key in _ADDED_AFTER_FINGERPRINTS:
-            if key in core and core[key] == _settings("core")[key].default:
-                del core[key]  # unused, it leaves the fingerprints of runs made before it existed as they were
+        for section in ("environment", "core"):
+            for key, item in _settings(section).items():
+                if item.about.fingerprint_when_set and data[section].get(key) == item.default:
+                    del data[section][key]  # unused: the fingerprints of runs made before it existed stay as they were
         return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
     def config_fingerprint(self) -> str:
@@ -478,12 +478,6 @@ _SPECIAL: dict[str, tuple[Callable[[Any, _Validator], Any], Callable[[str, _Vali
     "environment.end": (_time, _via_check(_time)),
     "environment.replay_start": (_replay_start, _via_check(_replay_start)),
 }
-
-
-#: ``core`` keys added after runs and sweeps were first matched by fingerprint: at their default they are left
-#: out of the canonical config, so a config that does not use them keeps the fingerprint it had before.
-_ADDED_AFTER_FINGERPRINTS = ("max_drawdown", "max_daily_loss", "max_losing_streak", "max_position_value",
-                             "risk_close_positions")
 
 
 def _settings(section: str) -> dict[str, SettingPath]:
