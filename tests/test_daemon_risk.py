@@ -28,7 +28,7 @@ from tradeexecutor.daemon import Command, CommandKind, JobKind
 from tradeexecutor.layout import RunFiles
 from tradeexecutor.ledger import load_state
 from tradeexecutor.runstate import assess_health
-from tradeexecutor.state import State
+from tradeexecutor.state import OrderSide, OrderStatus, State, TriggerKind
 from tradeexecutor.store.journal import Journal
 
 DRAWDOWN = RiskConfig(max_drawdown=0.05)
@@ -107,8 +107,9 @@ def test_closing_everything_on_a_hit_goes_through_the_trigger_exit(tmp_path: Pat
     names = [(name, f.get("trigger")) for name, f in events(tmp_path, "risk_limit_hit", "trigger_fired", "order_filled")]
     assert names == [("order_filled", None), ("risk_limit_hit", None), ("trigger_fired", "risk_limit")]
     (position,) = state.portfolio.closed_positions
-    exit_trade = position.trades[-1]
-    assert exit_trade.trigger == "risk_limit" and exit_trade.executed_quantity < 0
+    exit_order = position.orders[-1]
+    assert exit_order.trigger == TriggerKind.risk_limit and exit_order.status == OrderStatus.filled
+    assert exit_order.side == OrderSide.sell and exit_order.filled_quantity == position.orders[0].filled_quantity
     assert state.valuations.exposure[-1] == 0.0  # the valuation after the sale
 
 
@@ -155,7 +156,7 @@ def test_an_increase_is_refused_once_the_position_would_pass_the_limit(tmp_path:
     finally:
         daemon.close()
     (position,) = state.portfolio.open_positions
-    buys = [t for t in position.trades if t.status == "executed"]
+    buys = [order for order in position.orders if order.status == OrderStatus.filled]
     assert len(buys) == 3  # 2,000 three times fits under 7,000; a fourth would not
     refusals = [f["reason"] for _, f in events(tmp_path, "intent_ignored")]
     assert refusals and all(r.startswith("max_position_value: the position would be worth ") for r in refusals)
@@ -264,8 +265,9 @@ def test_an_entry_planned_before_the_hit_is_cancelled_not_filled(tmp_path: Path)
         run_ticks(daemon, ticker, 5)
         assert not state.portfolio.open_positions and not state.portfolio.closed_positions
         (failed,) = state.portfolio.failed_positions
-        assert failed.trades[0].reject_reason == "cancelled: risk limit max_drawdown hit"
+        (entry,) = failed.orders
+        assert entry.status == OrderStatus.cancelled and entry.status_reason == "cancelled: risk limit max_drawdown hit"
     finally:
         daemon.close()
-    names = [name for name, _ in events(tmp_path, "risk_limit_hit", "order_rejected", "order_filled")]
-    assert names == ["risk_limit_hit", "order_rejected"]
+    names = [name for name, _ in events(tmp_path, "risk_limit_hit", "order_cancelled", "order_filled")]
+    assert names == ["risk_limit_hit", "order_cancelled"]

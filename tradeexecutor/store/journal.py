@@ -14,7 +14,7 @@ one mapping for the same reason: no field name can clash with a parameter.
 
 Events the executor writes (:data:`EVENTS`; any other name is accepted too): started, stopped,
 complete, error, cycle_completed (``decisions``, ``planned``, ``executed``, ``rejected``,
-``ignored``, ``duration``), order_planned, order_filled, order_rejected (``reason``),
+``ignored``, ``duration``), order_planned, order_filled, order_rejected (``reason``), order_cancelled,
 intent_ignored, trigger_fired (``trigger``, ``trigger_price``, ``price``), revalued, crashed,
 safe_mode, paused, resumed, risk_limit_hit (``limit``, ``value``, ``threshold``, ``bar_time``),
 risk_pause_lifted, stop_requested, operator_action and operator_refused (``action``, ``by``,
@@ -73,6 +73,7 @@ EVENTS: frozenset[str] = frozenset(
         "order_planned",
         "order_filled",
         "order_rejected",
+        "order_cancelled",
         "intent_ignored",
         "trigger_fired",
         "revalued",
