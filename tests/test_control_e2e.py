@@ -166,11 +166,11 @@ def test_operator_actions_over_http_and_the_cli(tmp_path: Path) -> None:
         code, payload = http(executor, "GET", "/logs?limit=1000")
         entries = payload["entries"]
         done = [(e["fields"]["action"], e["fields"]["by"]) for e in entries if e["event"] == "operator_action"]
-        assert done == [("close", USER), ("close_all", USER), ("reload_params", USER)], done
+        assert done == [("close", "operator"), ("close_all", "operator"), ("reload_params", "operator")], done
         refusals = [e["fields"]["outcome"] for e in entries if e["event"] == "operator_refused"]
         assert refusals == ["conflict", "conflict", "not_found", "conflict", "invalid", "invalid"], refusals
         assert {"paused", "resumed"} <= {e["event"] for e in entries}
-        fills = [e for e in entries if e["event"] == "order_filled" and e["fields"].get("by") == USER]
+        fills = [e for e in entries if e["event"] == "order_filled" and e["fields"].get("by") == "operator"]
         assert sorted(e["fields"]["position_id"] for e in fills) == [first, second]
     finally:
         executor.kill()

@@ -181,7 +181,7 @@ def test_a_job_is_answered_with_what_the_loop_did(path: str) -> None:
     assert payload == {"command": command, "outcome": "done", "message": "closed position 3",
                        "details": {"cash": 1.5}}
     [job] = answering.jobs
-    assert job.command == command and job.by == USER  # who asked goes to the journal
+    assert job.command == command and job.by == "operator"  # the journal says an operator asked, never the username (half a credential)
     assert job.position_id == (3 if command == "close" else None)
     assert job.parameters == ({"fast": 10} if command == "reload_params" else None)
 

@@ -40,6 +40,9 @@ _BODY_FORMS = {
     "": "no body (or {})",
 }
 
+#: Who an action over the webhook is journaled as (pause and resume are journaled with the same reason).
+OPERATOR = "operator"
+
 #: The 403 message when auth is not configured.
 AUTH_REQUIRED_MESSAGE = (
     "control needs authentication: set TRADEEXECUTOR_WEBHOOK_USERNAME and TRADEEXECUTOR_WEBHOOK_PASSWORD"
@@ -122,7 +125,9 @@ def _job_view(action: Action) -> View:
         sink = options.action_sink
         if sink is None:
             return json_error(503, "control is not available: no loop is running", command=command)
-        job = ActionRequest(command, by=options.auth_username or "", position_id=body.get("position_id"),
+        # "operator", never the username: the webhook has one configured user, so the name says nothing the
+        # journal needs, and it is half of a credential, which never reaches the journal or the ledger.
+        job = ActionRequest(command, by=OPERATOR, position_id=body.get("position_id"),
                             parameters=body.get("parameters"))
         try:
             reply = sink(job)
