@@ -1,0 +1,283 @@
+"""CcxtVenue with the unmodified ccxt binance client against a real exchange simulator on loopback.
+
+The venue contract (tests/venue_contract.py) runs over it first, then every fault the issue
+names is injected through the simulator's control API and the venue's answer checked against
+the simulator's own record: 5xx and maintenance are temporary, a 429 shuts the gate for its
+Retry-After, a 418 ban lets no request out until it ends (counted at the simulator), a timeout
+after the order was accepted is resolved by client order id with exactly one order on the
+exchange, partial fills arrive as they happen, a refusal is a rejected order with its reason,
+and a skewed exchange clock is measured and corrected so orders go through.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from exchange_sim_helpers import API_KEY, API_SECRET, Running, serve, wait_for
+from venue_contract import FEE, Harness, VenueContract
+
+from tradeexecutor.errors import ConfigError, TemporaryError
+from tradeexecutor.exchange_sim import ExchangeSimulator, MarketSpec, SimConfig
+from tradeexecutor.exchange_sim.prices import random_walk_series
+from tradeexecutor.state import OrderSide, OrderStatus, OrderType, RejectReason
+from tradeexecutor.venue import OrderAccepted, OrderFilled, OrderRejected, OrderRequest
+from tradeexecutor.venue.ccxt_errors import RateLimitedError, VenueFailure
+from tradeexecutor.venue.ccxt_venue import CcxtVenue, CcxtVenueConfig, make_exchange
+
+pytest.importorskip("ccxt")
+
+ENVIRON = {"TRADEEXECUTOR_EXCHANGE_API_KEY": API_KEY, "TRADEEXECUTOR_EXCHANGE_API_SECRET": API_SECRET}
+
+
+def aaa_simulator() -> ExchangeSimulator:
+    """AAA/USD as the contract's instrument (whole lots, 0.01 tick, 10 USD minimum), fee in USD, no spread."""
+    now = int(time.time() * 1000)
+    market = MarketSpec(base="AAA", quote="USD", tick_size=Decimal("0.01"), step_size=Decimal(1),
+                        min_notional=Decimal(10))
+    config = SimConfig(markets=(market,), api_key=API_KEY, api_secret=API_SECRET, fee_rate=Decimal(str(FEE)),
+                       fee_asset="quote", spread_bps=Decimal(0),
+                       balances={"USD": Decimal(10_000), "AAA": Decimal(0)})
+    return ExchangeSimulator(config, {"AAAUSD": random_walk_series(seed=5, now_ms=now, start_price=100.0)})
+
+
+@pytest.fixture(scope="module")
+def running() -> Iterator[Running]:
+    with serve(aaa_simulator(), threads=6) as running:
+        yield running
+
+
+def make_venue(running: Running, cash: float, **settings: Any) -> CcxtVenue:
+    """A fresh account holding ``cash`` USD and no AAA, and a venue on it."""
+    running.control("POST", "reset")
+    running.control("POST", "balances", {"USD": str(cash), "AAA": "0"})
+    config = CcxtVenueConfig(url=running.url, quote="USD", symbols=("AAA",), timeout_seconds=3, **settings)
+    return CcxtVenue(config, environ=ENVIRON)
+
+
+def pin(running: Running, price: float) -> None:
+    """Hold AAA at ``price`` from the next 1-second bar, and wait until the exchange shows it."""
+    running.control("POST", "price", {"symbol": "AAAUSD", "price": str(price), "seconds": 3600})
+    wait_for(lambda: Decimal(running.control("GET", "status")[1]["markets"]["AAAUSD"]["price"]) == Decimal(
+        str(price)), timeout=15)
+
+
+@pytest.fixture
+def harness(running: Running) -> Harness:
+    def price(venue: CcxtVenue, value: float, at: datetime) -> None:
+        pin(running, value)
+
+    return Harness("ccxt", lambda cash: make_venue(running, cash), price, fills_on_arrival=True)
+
+
+class TestCcxtVenueContract(VenueContract):
+    """The whole venue contract, through ccxt and HTTP, against the simulator."""
+
+
+# -- construction ----------------------------------------------------------------------------------------
+
+
+def test_every_api_base_points_at_the_url_and_only_spot_endpoints_are_called(running: Running) -> None:
+    venue = make_venue(running, 1000.0)
+    assert venue.instruments(["AAA"])["AAA"].tick_size == 0.01
+    venue.balances()
+    venue.open_orders()
+    venue.fills_since(None)
+    hosts = {base.split("/")[2] for base in _strings(venue.exchange.urls["api"])}
+    assert hosts == {running.url.split("/")[2]}
+    _, requests = running.control("GET", "requests?limit=1000")
+    assert {r["path"] for r in requests} == {"/api/v3/exchangeInfo", "/api/v3/time", "/api/v3/account",
+                                             "/api/v3/openOrders", "/api/v3/myTrades"}
+    assert venue.exchange.enableRateLimit
+
+
+def _strings(node: Any) -> list[str]:
+    if isinstance(node, str):
+        return [node]
+    if isinstance(node, dict):
+        return [s for value in node.values() for s in _strings(value)]
+    return []
+
+
+def test_the_rate_share_scales_ccxt_s_rate_limit() -> None:
+    full = make_exchange(CcxtVenueConfig(), ENVIRON)
+    quarter = make_exchange(CcxtVenueConfig(rate_share=0.25), ENVIRON)
+    assert quarter.rateLimit == pytest.approx(full.rateLimit * 4) and quarter.enableRateLimit
+
+
+@pytest.mark.parametrize(("settings", "message"), [
+    ({"exchange": "Binance!"}, "ccxt exchange id"),
+    ({"exchange": "nosuchexchange"}, "not an exchange ccxt"),
+    ({"url": "ftp://127.0.0.1:1"}, "scheme and host only"),
+    ({"url": "http://127.0.0.1:1/api"}, "scheme and host only"),
+    ({"rate_share": 0.0}, "rate share"),
+    ({"rate_share": 1.5}, "rate share"),
+    ({"key_variable": "lower-case"}, "environment variable name"),
+])
+def test_bad_settings_are_one_clear_line(settings: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        make_exchange(CcxtVenueConfig(**settings), ENVIRON)
+
+
+def test_missing_credentials_name_the_variable_not_a_value() -> None:
+    with pytest.raises(ConfigError, match="TRADEEXECUTOR_EXCHANGE_API_SECRET is not set") as caught:
+        make_exchange(CcxtVenueConfig(), {"TRADEEXECUTOR_EXCHANGE_API_KEY": API_KEY})
+    assert API_KEY not in str(caught.value)
+    public = make_exchange(CcxtVenueConfig(), {}, private=False)  # candles need no credentials
+    assert not public.apiKey
+
+
+def test_wrong_credentials_are_a_crash_not_a_retry(running: Running) -> None:
+    config = CcxtVenueConfig(url=running.url, quote="USD", symbols=("AAA",))
+    venue = CcxtVenue(config, environ={**ENVIRON, "TRADEEXECUTOR_EXCHANGE_API_SECRET": "wrong-secret"})
+    with pytest.raises(VenueFailure, match="AuthenticationError") as caught:
+        venue.balances()
+    assert "wrong-secret" not in str(caught.value) and "signature=" not in str(caught.value).replace("signature=…", "")
+
+
+# -- faults ----------------------------------------------------------------------------------------------
+
+
+def fault(running: Running, **spec: Any) -> None:
+    status, body = running.control("POST", "faults", spec)
+    assert status == 200, body
+
+
+def api_requests(running: Running) -> int:
+    return len(running.control("GET", "requests?limit=10000")[1])
+
+
+@pytest.mark.parametrize("spec", [
+    {"kind": "error", "status": 503},
+    {"kind": "error", "status": 502},
+    {"kind": "error", "status": 503, "code": -1001, "msg": "Internal error; unable to process your request."},
+    {"kind": "error", "status": 503, "code": -1008, "msg": "Server is currently overloaded with other requests."},
+    {"kind": "maintenance"},
+    {"kind": "latency", "seconds_delay": 5},
+])
+def test_5xx_maintenance_and_timeouts_are_temporary_and_pass(running: Running, spec: dict[str, Any]) -> None:
+    venue = make_venue(running, 1000.0)
+    venue.connect()
+    fault(running, **spec, count=1)
+    with pytest.raises(TemporaryError) as caught:
+        venue.balances()
+    assert not isinstance(caught.value, RateLimitedError)
+    assert venue.balances()["USD"].free == 1000.0  # the fault passed: the next call goes through
+
+
+def test_a_429_shuts_the_gate_for_its_retry_after(running: Running) -> None:
+    venue = make_venue(running, 1000.0)
+    venue.connect()
+    fault(running, kind="rate_limit", retry_after=3, count=1)
+    with pytest.raises(RateLimitedError) as caught:
+        venue.balances()
+    assert caught.value.retry_after == 3 and "429" in str(caught.value)
+    sent = api_requests(running)
+    with pytest.raises(RateLimitedError):
+        venue.balances()  # held back by the gate, not sent
+    assert api_requests(running) == sent
+    wait_for(lambda: venue.gate.seconds_left == 0, timeout=10)
+    assert venue.balances()["USD"].free == 1000.0
+
+
+def test_after_a_418_ban_no_request_leaves_until_it_ends(running: Running) -> None:
+    venue = make_venue(running, 1000.0)
+    venue.connect()
+    fault(running, kind="ban", seconds=4)
+    with pytest.raises(RateLimitedError, match="418") as caught:
+        venue.balances()
+    assert 2 <= caught.value.retry_after <= 5
+    sent = api_requests(running)
+    refused = 0
+    while venue.gate.seconds_left > 0:  # a loop retrying as fast as it can
+        with pytest.raises(RateLimitedError):
+            venue.submit(OrderRequest(f"ban-{refused}", "AAA", OrderSide.buy, value=100.0))
+        refused += 1
+        time.sleep(0.05)
+    assert refused > 5 and api_requests(running) == sent  # not one request during the ban
+    wait_for(lambda: not running.control("GET", "faults")[1], timeout=10)
+    assert venue.balances()["USD"].free == 1000.0
+
+
+def test_a_timeout_after_accept_is_unknown_and_resolved_by_client_id_never_resent(running: Running) -> None:
+    venue = make_venue(running, 10_000.0)
+    pin(running, 100.0)
+    fault(running, kind="timeout", hang_seconds=6, count=1)
+    request = OrderRequest("lost-1", "AAA", OrderSide.buy, value=1000.0)
+    with pytest.raises(TemporaryError):
+        venue.submit(request)
+    from tradeexecutor.venue import DuplicateOrderError
+
+    with pytest.raises(DuplicateOrderError):  # a blind resend is refused before it leaves
+        venue.submit(request)
+    report = venue.fetch_order("lost-1")
+    assert report is not None and report.status is OrderStatus.filled and report.filled_quantity == 10
+    _, orders = running.control("GET", "orders")
+    assert [o["clientOrderId"] for o in orders] == ["lost-1"]  # exactly one order on the exchange
+    events = venue.poll()  # adopted: its fill arrives like any other
+    assert [type(e) for e in events] == [OrderFilled] and events[0].complete
+    fills, _ = venue.fills_since(None)
+    assert [f.venue_trade_id for f in fills] == [events[0].fill.venue_trade_id]
+
+
+def test_an_order_that_never_arrived_may_be_sent_after_the_lookup(running: Running) -> None:
+    venue = make_venue(running, 10_000.0)
+    pin(running, 100.0)
+    fault(running, kind="error", status=502, path="/api/v3/order", method="POST", count=1)
+    request = OrderRequest("gone-1", "AAA", OrderSide.buy, value=500.0)
+    with pytest.raises(TemporaryError):
+        venue.submit(request)
+    assert venue.fetch_order("gone-1") is None  # the exchange never saw it ...
+    venue.submit(request)  # ... so sending it now is the first send, not a resend
+    assert [type(e) for e in venue.poll()] == [OrderAccepted, OrderFilled]
+    assert len(running.control("GET", "orders")[1]) == 1
+
+
+def test_partial_fills_arrive_as_they_happen(running: Running) -> None:
+    venue = make_venue(running, 10_000.0)
+    pin(running, 100.0)
+    fault(running, kind="partial_fill", parts=2, interval=0.5, count=1)
+    venue.submit(OrderRequest("part-1", "AAA", OrderSide.buy, type=OrderType.limit, quantity=10,
+                              limit_price=101.0))
+    first = venue.poll()
+    assert [type(e) for e in first] == [OrderAccepted, OrderFilled] and not first[1].complete
+    assert first[1].fill.quantity == 5
+    assert venue.fetch_order("part-1").status is OrderStatus.partially_filled  # type: ignore[union-attr]
+    later: list[Any] = wait_for(lambda: venue.poll() or None, timeout=15)
+    assert [type(e) for e in later] == [OrderFilled] and later[0].complete and later[0].fill.quantity == 5
+    fills, _ = venue.fills_since(None)
+    _, trades = running.control("GET", "trades")
+    assert sorted(f.venue_trade_id for f in fills) == sorted(str(t["id"]) for t in trades)
+
+
+@pytest.mark.parametrize(("spec", "reason"), [
+    ({"kind": "reject"}, RejectReason.insufficient_cash),
+    ({"kind": "reject", "msg": "Market is closed."}, RejectReason.venue),
+    ({"kind": "reject", "msg": "New order rejected by the simulator."}, RejectReason.venue),
+])
+def test_a_refused_order_is_rejected_with_its_reason(running: Running, spec: dict[str, Any],
+                                                     reason: RejectReason) -> None:
+    venue = make_venue(running, 10_000.0)
+    fault(running, **spec, count=1)
+    venue.submit(OrderRequest("no-1", "AAA", OrderSide.buy, value=500.0))
+    (event,) = venue.poll()
+    assert isinstance(event, OrderRejected) and event.reason is reason and event.text
+    report = venue.fetch_order("no-1")
+    assert report is not None and report.status is OrderStatus.rejected and report.reject_reason is reason
+    assert running.control("GET", "orders")[1] == []
+
+
+def test_clock_skew_is_measured_and_orders_go_through(running: Running) -> None:
+    venue = make_venue(running, 10_000.0)
+    venue.connect()
+    assert abs(venue.clock_offset_ms) < 2000
+    pin(running, 100.0)
+    fault(running, kind="clock_skew", ms=-30_000)  # the exchange's clock is now 30 s behind ours
+    venue.submit(OrderRequest("skew-1", "AAA", OrderSide.buy, value=500.0))  # InvalidNonce, measured, sent again
+    assert [type(e) for e in venue.poll()] == [OrderAccepted, OrderFilled]
+    assert -32_000 < venue.clock_offset_ms < -28_000
+    assert [o["clientOrderId"] for o in running.control("GET", "orders")[1]] == ["skew-1"]

@@ -1,0 +1,602 @@
+"""CcxtVenue: the venue interface over any ccxt exchange's spot market, with the client order id the executor chose.
+
+ccxt is called synchronously from the loop's one thread. Every call passes the same door
+(``_call``): the ban gate first (no request while the exchange told us to wait), then ccxt with
+its own rate limiter, then ``ccxt_errors.classify`` decides what a failure means. A submit that
+times out raises TemporaryError and leaves the outcome unknown: the venue remembers the client
+order id as sent and refuses to send it again (DuplicateOrderError) until ``fetch_order`` has
+asked the exchange and heard that it never arrived — the router's restart resolution does exactly
+that, so nothing is ever resent blind. Binance itself accepts a reused client order id once the
+first order is closed, so this memory is the only guard against a duplicate market order.
+
+The exchange is built by ``make_exchange`` from one ``CcxtVenueConfig``: the exchange id, one URL
+that replaces the host of every API base (a simulator, a proxy, a testnet), credentials read from
+environment variables named in the config (the values never leave the ccxt object: not in repr,
+messages or logs — ccxt's debug logger, which prints request headers, is silenced), the rate
+budget scaled by this executor's share, and the clock offset measured at connect and again after
+the exchange calls a timestamp stale.
+
+Outcomes come back through ``poll``: the reply to a submit gives the accepted event and any
+fills at once (Binance's FULL reply); orders still open are asked about on each poll and their
+new trades become fill events.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+from tradeexecutor.errors import ConfigError, TemporaryError
+from tradeexecutor.state import OrderSide, OrderStatus, OrderType, RejectReason
+from tradeexecutor.venue.ccxt_errors import Meaning, RateLimitedError, VenueFailure, classify, reject_reason, scrub
+from tradeexecutor.venue.ccxt_gate import RequestGate
+from tradeexecutor.venue.model import (
+    Balance,
+    DuplicateOrderError,
+    ExecutionEvent,
+    FillReport,
+    InstrumentSpec,
+    OrderAccepted,
+    OrderCancelled,
+    OrderExpired,
+    OrderFilled,
+    OrderRejected,
+    OrderReport,
+    OrderRequest,
+)
+
+__all__ = ["CcxtVenue", "CcxtVenueConfig", "make_exchange"]
+
+T = TypeVar("T")
+
+#: Where the API key and secret are read from unless the config names other variables.
+KEY_VARIABLE = "TRADEEXECUTOR_EXCHANGE_API_KEY"
+SECRET_VARIABLE = "TRADEEXECUTOR_EXCHANGE_API_SECRET"
+
+#: Options that keep an exchange class on its spot endpoints. Binance's class otherwise loads
+#: futures markets (fapi, dapi), currencies and margin pairs (private sapi endpoints) on load_markets.
+SPOT_OPTIONS: dict[str, dict[str, Any]] = {
+    "binance": {
+        "fetchMarkets": {"types": ["spot"]},
+        "fetchCurrencies": False,
+        "fetchMargins": False,
+        "fetchOpenOrders": {"warnWithoutSymbol": False},
+    },
+}
+
+#: Seconds to hold requests back after a 429 or 418 that gave no Retry-After.
+DEFAULT_RETRY_AFTER = {429: 60.0, 418: 120.0}
+
+_VARIABLE = re.compile(r"^[A-Z_][A-Z0-9_]*$")
+_STATUS_IN_MESSAGE = re.compile(r"\b(418|429)\b")
+
+#: ccxt's unified order status → ours.
+_STATUSES = {"open": OrderStatus.open, "closed": OrderStatus.filled, "canceled": OrderStatus.cancelled,
+             "cancelled": OrderStatus.cancelled, "expired": OrderStatus.expired, "rejected": OrderStatus.rejected}
+_TERMINAL = frozenset({OrderStatus.filled, OrderStatus.cancelled, OrderStatus.rejected, OrderStatus.expired})
+
+
+@dataclass(frozen=True)
+class CcxtVenueConfig:
+    """How to reach one exchange. Frozen here until the settings tree (tradeexecutor/settings.py) takes it over."""
+
+    #: Any ccxt exchange id (``binance``, ``kraken``, ...).
+    exchange: str = "binance"
+    #: Replaces scheme and host of every API base URL (paths kept): a simulator, proxy or testnet. None: the real one.
+    url: str | None = None
+    #: Environment variables holding the API key and secret (their names, never the values).
+    key_variable: str = KEY_VARIABLE
+    secret_variable: str = SECRET_VARIABLE
+    #: This executor's share of the address's request budget (fleets behind one IP): 0.25 = a quarter.
+    rate_share: float = 1.0
+    #: Quote asset of symbols written without one (``EUR`` → ``EUR/USD`` when quote is USD).
+    quote: str | None = None
+    #: Symbols whose orders and trades are looked through for ids this process did not send itself.
+    symbols: tuple[str, ...] = ()
+    #: Seconds ccxt waits for one reply.
+    timeout_seconds: float = 10.0
+
+    def __post_init__(self) -> None:
+        if not re.fullmatch(r"[a-z0-9_]+", self.exchange):
+            raise ConfigError(f"--exchange {self.exchange!r} must be a ccxt exchange id such as binance")
+        if self.url is not None:
+            parts = urlsplit(self.url)
+            if parts.scheme not in ("http", "https") or not parts.netloc or parts.path not in ("", "/"):
+                raise ConfigError(f"--exchange-url {self.url!r} must be scheme and host only, such as "
+                                  "http://127.0.0.1:9000")
+        for name in (self.key_variable, self.secret_variable):
+            if not _VARIABLE.match(name):
+                raise ConfigError(f"credential variable {name!r} must be an environment variable name such as "
+                                  f"{KEY_VARIABLE}")
+        if not (math.isfinite(self.rate_share) and 0 < self.rate_share <= 1):
+            raise ConfigError(f"rate share {self.rate_share} must be above 0 and at most 1 (0.25 = a quarter of "
+                              "the address's request budget)")
+        if not (math.isfinite(self.timeout_seconds) and 0 < self.timeout_seconds <= 300):
+            raise ConfigError(f"exchange timeout {self.timeout_seconds} s must be between 0 and 300")
+
+
+def _silent_logger() -> logging.Logger:
+    """A logger that drops everything: ccxt logs every request's headers (the API key) at debug."""
+    logger = logging.getLogger("tradeexecutor.venue.ccxt.wire")
+    logger.propagate = False
+    logger.disabled = True
+    return logger
+
+
+def make_exchange(config: CcxtVenueConfig, environ: Mapping[str, str] | None = None, *,
+                  private: bool = True) -> Any:
+    """The ccxt exchange object for ``config``: spot only, rate limiter on at this executor's share, URL replaced.
+
+    ``private`` reads the credentials from the environment (ConfigError naming the variable when
+    one is missing); a public-only client (candles) needs none.
+    """
+    import ccxt
+
+    if config.exchange not in ccxt.exchanges:
+        raise ConfigError(f"--exchange {config.exchange!r} is not an exchange ccxt {ccxt.__version__} knows; "
+                          "see ccxt.exchanges")
+    environ = os.environ if environ is None else environ
+    settings: dict[str, Any] = {
+        "enableRateLimit": True,
+        "timeout": int(config.timeout_seconds * 1000),
+        "options": {"defaultType": "spot", **SPOT_OPTIONS.get(config.exchange, {})},
+    }
+    if private:
+        for variable, name in ((config.key_variable, "apiKey"), (config.secret_variable, "secret")):
+            value = environ.get(variable, "")
+            if not value.strip():
+                raise ConfigError(f"{variable} is not set: export the exchange API "
+                                  f"{'key' if name == 'apiKey' else 'secret'} in it (the value is never shown)")
+            settings[name] = value.strip()
+    exchange = getattr(ccxt, config.exchange)(settings)
+    exchange.logger = _silent_logger()
+    exchange.rateLimit = exchange.rateLimit / config.rate_share
+    if config.url is not None:
+        _point_at(exchange, config.url.rstrip("/"))
+    return exchange
+
+
+def _point_at(exchange: Any, url: str) -> None:
+    """Every API base of ``exchange`` at ``url`` (paths kept), and the exchange's spot error table restored.
+
+    Some ccxt classes (Binance's) choose their error-code table by the URL's host name; on any
+    other host the spot-only codes (Binance -1008 "server overloaded") would fall back to a
+    generic ExchangeError — a crash instead of a retry. What ccxt does on the real host (spot
+    table first) is done here once for all.
+    """
+
+    def replace(node: Any) -> Any:
+        if isinstance(node, str):
+            return url + urlsplit(node).path if "://" in node else node
+        if isinstance(node, dict):
+            return {key: replace(value) for key, value in node.items()}
+        return node
+
+    exchange.urls["api"] = replace(exchange.urls["api"])
+    spot = exchange.exceptions.get("spot") if isinstance(exchange.exceptions, dict) else None
+    if isinstance(spot, dict):
+        for kind in ("exact", "broad"):
+            exchange.exceptions[kind] = {**exchange.exceptions.get(kind, {}), **spot.get(kind, {})}
+
+
+@dataclass
+class _Tracked:
+    """An order this venue sent (or found) and follows until it is terminal."""
+
+    client_order_id: str
+    market: str
+    side: OrderSide
+    venue_order_id: str = ""
+    status: OrderStatus = OrderStatus.open
+    filled: float = 0.0
+    trade_ids: set[str] = field(default_factory=set)
+
+
+class CcxtVenue:
+    """The venue interface over a ccxt exchange (spot)."""
+
+    def __init__(self, config: CcxtVenueConfig, exchange: Any | None = None, *,
+                 environ: Mapping[str, str] | None = None, clock: Callable[[], float] | None = None):
+        self.config = config
+        self.name = config.exchange
+        self.exchange = exchange if exchange is not None else make_exchange(config, environ)
+        self.gate = RequestGate(self.name) if clock is None else RequestGate(self.name, clock)
+        self._secrets = tuple(str(getattr(self.exchange, attribute, "") or "") for attribute in ("apiKey", "secret"))
+        self._loaded = False
+        #: Our symbol → ccxt market symbol, as resolved.
+        self._markets: dict[str, str] = {}
+        self._orders: dict[str, _Tracked] = {}
+        #: Orders refused before or by the exchange (the exchange keeps no record of a refusal).
+        self._refused: dict[str, OrderReport] = {}
+        #: Client order ids sent and not since found missing: sending one again is a bug.
+        self._sent: set[str] = set()
+        self._events: list[ExecutionEvent] = []
+        self._client_ids: dict[str, str] = {}
+        #: Requests sent through the gate, for /metrics.
+        self.requests = 0
+
+    def __repr__(self) -> str:
+        return f"CcxtVenue({self.config.exchange}, url={self.config.url!r})"
+
+    # -- connection, clock and the one door -------------------------------------------------------
+
+    def connect(self) -> None:
+        """Load the markets and measure the clock offset (once; every method calls it first)."""
+        if self._loaded:
+            return
+        self._call(self.exchange.load_markets)
+        self._call(self.exchange.load_time_difference)
+        self._loaded = True
+
+    @property
+    def clock_offset_ms(self) -> float:
+        """The exchange's clock minus ours, in ms, as last measured (0 before connect): for /status and /metrics."""
+        return -float(self.exchange.options.get("timeDifference") or 0)
+
+    def _call(self, function: Callable[..., T], *args: Any, submitting: bool = False,
+              answers: tuple[type[BaseException], ...] = (), **kwargs: Any) -> T:
+        """One exchange call through the gate; ccxt's failures become TemporaryError, or VenueFailure (a crash).
+
+        A refusal of an order while submitting, and the exceptions in ``answers`` (OrderNotFound
+        for a lookup), are re-raised as ccxt raised them, for the caller to read as an answer. An InvalidNonce (our timestamp outside the exchange's window) measures the
+        offset again and tries once more: the exchange refused the request unread, so even a
+        submit is safe to repeat.
+        """
+        import ccxt
+
+        for attempt in (1, 2):
+            self.gate.check()
+            self.requests += 1
+            try:
+                return function(*args, **kwargs)
+            except ccxt.InvalidNonce as error:
+                if attempt == 1:
+                    self.gate.check()
+                    self.requests += 1
+                    try:
+                        self.exchange.load_time_difference()
+                    except ccxt.BaseError as again:
+                        raise self._translate(again, submitting=False) from None
+                    continue
+                raise self._translate(error, submitting=submitting) from None
+            except answers:
+                raise
+            except ccxt.BaseError as error:
+                translated = self._translate(error, submitting=submitting)
+                if translated is error:
+                    raise
+                raise translated from None
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _translate(self, error: BaseException, *, submitting: bool) -> BaseException:
+        meaning = classify(error, submitting=submitting)
+        text = f"{self.name}: {type(error).__name__}: {scrub(str(error), self._secrets)}"
+        if meaning is Meaning.rejected:
+            return error
+        if meaning is Meaning.crash:
+            return VenueFailure(text)
+        status = _ban_status(error)
+        if status is not None:
+            headers = self.exchange.last_response_headers or {}
+            retry_after = _seconds(headers.get("Retry-After")) or DEFAULT_RETRY_AFTER[status]
+            what = "address banned (418)" if status == 418 else "rate limited (429)"
+            self.gate.shut(retry_after, what)
+            return RateLimitedError(f"{text} — {what}, retry after {retry_after:.0f} s", retry_after)
+        return TemporaryError(text)
+
+    # -- instruments --------------------------------------------------------------------------------
+
+    def _market(self, symbol: str) -> str | None:
+        """The ccxt market symbol for one of ours: itself, the exchange's market id, or BASE/quote."""
+        if symbol in self._markets:
+            return self._markets[symbol]
+        self.connect()
+        markets = self.exchange.markets or {}
+        found: str | None = None
+        if symbol in markets:
+            found = symbol
+        elif symbol in (self.exchange.markets_by_id or {}):
+            found = self.exchange.markets_by_id[symbol][0]["symbol"]
+        elif self.config.quote and f"{symbol}/{self.config.quote}" in markets:
+            found = f"{symbol}/{self.config.quote}"
+        if found is not None:
+            self._markets[symbol] = found
+        return found
+
+    def _ours(self, market: str) -> str:
+        for ours, theirs in self._markets.items():
+            if theirs == market:
+                return ours
+        return market
+
+    def _watched(self) -> list[str]:
+        """Markets to look through for orders and trades: the configured symbols and every one used."""
+        for symbol in self.config.symbols:
+            self._market(symbol)
+        return sorted(set(self._markets.values()) | {t.market for t in self._orders.values()})
+
+    def instruments(self, symbols: Sequence[str]) -> dict[str, InstrumentSpec]:
+        """Lot step, tick size, minimum notional and precision from the exchange's markets."""
+        specs: dict[str, InstrumentSpec] = {}
+        for symbol in symbols:
+            market_symbol = self._market(symbol)
+            if market_symbol is None:
+                continue
+            market = self.exchange.markets[market_symbol]
+            amount, price = _step(self.exchange, market, "amount"), _step(self.exchange, market, "price")
+            specs[symbol] = InstrumentSpec(
+                symbol=symbol, lot_step=amount, tick_size=price,
+                min_notional=float((market.get("limits", {}).get("cost") or {}).get("min") or 0.0),
+                base=market["base"], quote=market["quote"],
+                quantity_precision=_decimals(amount), price_precision=_decimals(price),
+            )
+        return specs
+
+    # -- orders -------------------------------------------------------------------------------------
+
+    def submit(self, request: OrderRequest) -> None:
+        """Send the order with its client order id; the reply's outcome is queued for ``poll``.
+
+        TemporaryError: the outcome is unknown (ask ``fetch_order``). DuplicateOrderError: this
+        id was sent before and has not been found missing since.
+        """
+        cid = request.client_order_id
+        if cid in self._sent or cid in self._refused:
+            raise DuplicateOrderError(f"{self.name}: client order id {cid} was already submitted")
+        at = self._now()
+        market = self._market(request.symbol)
+        if market is None:
+            self._refuse(request, RejectReason.venue, f"{self.name} does not list {request.symbol}", at)
+            return
+        arguments = self._order_arguments(request, market)
+        if isinstance(arguments, str):
+            self._refuse(request, RejectReason.nothing_to_sell, arguments, at)
+            return
+        kind, amount, price, params = arguments
+        self._sent.add(cid)  # from here on the exchange may have it
+        self._orders[cid] = _Tracked(cid, market, request.side, status=OrderStatus.unknown)
+        import ccxt
+
+        try:
+            order = self._call(self.exchange.create_order, market, kind, request.side.value, amount, price, params,
+                               submitting=True)
+        except ccxt.BaseError as error:  # a refusal (everything else was translated by _call)
+            del self._orders[cid]
+            self._sent.discard(cid)
+            if type(error).__name__ == "DuplicateOrderId" or "Duplicate order" in str(error):
+                raise DuplicateOrderError(f"{self.name}: the exchange already has an open order {cid}") from None
+            self._refuse(request, reject_reason(error, request.side),
+                         f"{type(error).__name__}: {scrub(str(error), self._secrets)}", at)
+            return
+        self._take(order, announce=True)
+
+    def _order_arguments(self, request: OrderRequest,
+                         market: str) -> tuple[str, float | None, float | None, dict[str, Any]] | str:
+        """ccxt's (type, amount, price, params) for a request, or why a sell has nothing to sell."""
+        params: dict[str, Any] = {"clientOrderId": request.client_order_id}
+        kind = "limit" if request.type is OrderType.limit else "market"
+        price = request.limit_price if kind == "limit" else None
+        if kind == "limit" and request.time_in_force.value != "gtc":
+            params["timeInForce"] = request.time_in_force.value.upper()
+        amount: float | None = request.quantity
+        if request.close_all or (request.side is OrderSide.sell and amount is None):
+            base = self.exchange.markets[market]["base"]
+            held = self.balances().get(base, Balance(base, 0.0)).free
+            amount = float(self.exchange.amount_to_precision(market, held)) if held > 0 else 0.0
+            if amount <= 0:
+                return f"nothing to sell: no {base} held"
+        elif amount is None:
+            assert request.value is not None, "an order request has a quantity or a value"
+            params["cost"] = request.value  # a market buy of a quote value (Binance: quoteOrderQty)
+        return kind, amount, price, params
+
+    def _refuse(self, request: OrderRequest, reason: RejectReason, text: str, at: datetime) -> None:
+        self._refused[request.client_order_id] = OrderReport(
+            client_order_id=request.client_order_id, venue_order_id="", symbol=request.symbol, side=request.side,
+            status=OrderStatus.rejected, filled_quantity=0.0, average_price=None, reject_reason=reason, reason=text)
+        self._events.append(OrderRejected(request.client_order_id, reason, text, at))
+
+    def cancel(self, client_order_id: str) -> None:
+        """Cancel an open order by client order id; a terminal or unknown one is left as it is."""
+        import ccxt
+
+        tracked = self._orders.get(client_order_id)
+        if tracked is None or tracked.status in _TERMINAL:
+            return
+        try:
+            self._call(self.exchange.cancel_order, tracked.venue_order_id or None, tracked.market,
+                       {} if tracked.venue_order_id else {"clientOrderId": client_order_id},
+                       answers=(ccxt.OrderNotFound,))
+        except ccxt.OrderNotFound:  # -2011: already filled, cancelled or expired: poll will tell which
+            pass
+        self._refresh(tracked)
+
+    def fetch_order(self, client_order_id: str) -> OrderReport | None:
+        """What the exchange knows of the order; None when no watched market has it (it may then be sent again)."""
+        if client_order_id in self._refused:
+            return self._refused[client_order_id]
+        tracked = self._orders.get(client_order_id)
+        markets = [tracked.market] if tracked is not None else self._watched()
+        for market in markets:
+            order = self._find(market, client_order_id)
+            if order is not None:
+                report = self._report(order)
+                tracked = self._orders.setdefault(client_order_id, _Tracked(client_order_id, market, report.side))
+                tracked.venue_order_id = report.venue_order_id
+                if tracked.status is OrderStatus.unknown:
+                    tracked.status = OrderStatus.open  # adopted: the next poll brings its fills and its end
+                self._sent.add(client_order_id)
+                return report
+        self._sent.discard(client_order_id)  # the exchange never saw it: sending it now is not a resend
+        self._orders.pop(client_order_id, None)
+        return None
+
+    def _find(self, market: str, client_order_id: str) -> dict[str, Any] | None:
+        import ccxt
+
+        try:
+            return self._call(self.exchange.fetch_order, None, market, {"clientOrderId": client_order_id},
+                              answers=(ccxt.OrderNotFound,))
+        except ccxt.OrderNotFound:
+            return None
+
+    def open_orders(self) -> list[OrderReport]:
+        """Open orders on the watched markets (every market when none is watched), oldest first."""
+        markets: list[str | None] = list(self._watched()) or [None]
+        orders: list[dict[str, Any]] = []
+        for market in markets:
+            orders.extend(self._call(self.exchange.fetch_open_orders, market))
+        orders.sort(key=lambda o: (o.get("timestamp") or 0, str(o.get("id"))))
+        return [self._report(order) for order in orders]
+
+    def fills_since(self, cursor: str | None) -> tuple[list[FillReport], str | None]:
+        """Trades on the watched markets after ``cursor`` (a JSON map market → [last time ms, ids at that time])."""
+        marks: dict[str, list[Any]] = json.loads(cursor) if cursor else {}
+        fills: list[FillReport] = []
+        for market in self._watched():
+            since, seen = marks.get(market, [None, []])
+            trades = self._call(self.exchange.fetch_my_trades, market, since)
+            new = [t for t in trades if str(t["id"]) not in seen]
+            for trade in new:
+                fills.append(self._fill(trade, self._client_id(trade, market), trade["timestamp"]))
+            if trades:
+                last = max(int(t["timestamp"]) for t in trades)
+                marks[market] = [last, sorted(str(t["id"]) for t in trades if int(t["timestamp"]) == last)]
+        fills.sort(key=lambda f: (f.at, f.venue_trade_id))
+        return fills, json.dumps(marks, sort_keys=True)
+
+    def balances(self) -> dict[str, Balance]:
+        """Free and locked balance of every asset the exchange reports."""
+        balance = self._call(self.exchange.fetch_balance)
+        free, used = balance.get("free") or {}, balance.get("used") or {}
+        return {asset: Balance(asset, float(free.get(asset) or 0.0), float(used.get(asset) or 0.0))
+                for asset in sorted(set(free) | set(used))}
+
+    def poll(self) -> list[ExecutionEvent]:
+        """Events queued by submits and cancels, then what each followed open order did since the last poll."""
+        for tracked in list(self._orders.values()):
+            if tracked.status not in _TERMINAL and tracked.venue_order_id:
+                self._refresh(tracked)
+        events, self._events = self._events, []
+        return events
+
+    # -- reading the exchange's answers ---------------------------------------------------------------
+
+    def _refresh(self, tracked: _Tracked) -> None:
+        """Ask the exchange about a followed order and queue what changed."""
+        order = self._call(self.exchange.fetch_order, tracked.venue_order_id, tracked.market)
+        if float(order.get("filled") or 0.0) > tracked.filled:
+            order["trades"] = self._call(self.exchange.fetch_order_trades, tracked.venue_order_id, tracked.market)
+        self._take(order, announce=False)
+
+    def _take(self, order: dict[str, Any], *, announce: bool) -> None:
+        """Queue the events an order's state brings that were not queued before: accepted, fills, the end."""
+        cid = self._client_id_of(order)
+        tracked = self._orders.get(cid)
+        if tracked is None:
+            return
+        at = _time(order.get("timestamp")) or self._now()
+        tracked.venue_order_id = str(order["id"])
+        report = self._report(order)
+        if announce:
+            self._events.append(OrderAccepted(cid, tracked.venue_order_id, at))
+        new = [t for t in order.get("trades") or [] if str(t.get("id")) not in tracked.trade_ids]
+        for index, trade in enumerate(new):
+            tracked.trade_ids.add(str(trade["id"]))
+            tracked.filled += float(trade["amount"])
+            complete = report.status is OrderStatus.filled and index == len(new) - 1
+            self._events.append(OrderFilled(cid, self._fill(trade, cid, trade.get("timestamp") or order.get(
+                "timestamp")), complete))
+        tracked.status = report.status
+        if report.status is OrderStatus.cancelled:
+            self._events.append(OrderCancelled(cid, _time(order.get("lastUpdateTimestamp")) or at))
+        elif report.status is OrderStatus.expired:
+            self._events.append(OrderExpired(cid, _time(order.get("lastUpdateTimestamp")) or at))
+        elif report.status is OrderStatus.rejected:
+            self._events.append(OrderRejected(cid, RejectReason.venue, "rejected by the exchange", at))
+
+    def _report(self, order: dict[str, Any]) -> OrderReport:
+        status = _STATUSES.get(str(order.get("status")), OrderStatus.open)
+        filled = float(order.get("filled") or 0.0)
+        if status is OrderStatus.open and filled > 0:
+            status = OrderStatus.partially_filled
+        return OrderReport(
+            client_order_id=self._client_id_of(order), venue_order_id=str(order["id"]),
+            symbol=self._ours(str(order.get("symbol"))), side=OrderSide(str(order.get("side") or "buy")),
+            status=status, filled_quantity=filled,
+            average_price=float(order["average"]) if filled and order.get("average") else None,
+        )
+
+    def _client_id_of(self, order: dict[str, Any]) -> str:
+        info = order.get("info") or {}
+        # A cancel's reply names the cancel request's own id; the order's is origClientOrderId.
+        return str(info.get("origClientOrderId") or order.get("clientOrderId") or "")
+
+    def _client_id(self, trade: dict[str, Any], market: str) -> str:
+        """The client order id of a trade's order (trades name only the exchange's order id)."""
+        order_id = str(trade.get("order"))
+        for tracked in self._orders.values():
+            if tracked.venue_order_id == order_id:
+                return tracked.client_order_id
+        if order_id not in self._client_ids:
+            self._client_ids[order_id] = self._client_id_of(self._call(self.exchange.fetch_order, order_id, market))
+        return self._client_ids[order_id]
+
+    def _fill(self, trade: dict[str, Any], client_order_id: str, timestamp: Any) -> FillReport:
+        fee = trade.get("fee") or {}
+        return FillReport(
+            client_order_id=client_order_id, venue_trade_id=str(trade["id"]), quantity=float(trade["amount"]),
+            price=float(trade["price"]), fee=float(fee.get("cost") or 0.0), fee_currency=str(fee.get("currency") or ""),
+            at=_time(timestamp) or self._now(),
+        )
+
+    def _now(self) -> datetime:
+        """The exchange's time by our clock corrected with the measured offset."""
+        return datetime.fromtimestamp((self.exchange.milliseconds() + self.clock_offset_ms) / 1000, timezone.utc)
+
+
+def _ban_status(error: BaseException) -> int | None:
+    """418 or 429 when the exception is ccxt's answer to one (ccxt puts the status in the message)."""
+    if not any(cls.__name__ in ("DDoSProtection", "RateLimitExceeded") for cls in type(error).__mro__):
+        return None
+    found = _STATUS_IN_MESSAGE.search(str(error))
+    # Binance's -2015 after a first success also comes as DDoSProtection, without a status: not a ban we can time.
+    return int(found.group(1)) if found else None
+
+
+def _seconds(value: Any) -> float | None:
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        return None
+    return seconds if math.isfinite(seconds) and seconds > 0 else None
+
+
+def _time(milliseconds: Any) -> datetime | None:
+    if milliseconds is None:
+        return None
+    return datetime.fromtimestamp(int(milliseconds) / 1000, timezone.utc)
+
+
+def _step(exchange: Any, market: Mapping[str, Any], kind: str) -> float:
+    """A market's step for amounts or prices, whatever precision mode the exchange class uses."""
+    value = (market.get("precision") or {}).get(kind)
+    if value is None:
+        return 0.0
+    from ccxt.base.decimal_to_precision import TICK_SIZE
+
+    return float(value) if exchange.precisionMode == TICK_SIZE else 10.0 ** -int(value)
+
+
+def _decimals(step: float) -> int:
+    if step <= 0:
+        return 8
+    return max(0, -math.floor(math.log10(step) + 1e-9))
