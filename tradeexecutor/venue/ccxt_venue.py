@@ -1,43 +1,32 @@
 """CcxtVenue: the venue interface over any ccxt exchange's spot market, with the client order id the executor chose.
 
-ccxt is called synchronously from the loop's one thread. Every call passes the same door
-(``_call``): the ban gate first (no request while the exchange told us to wait), then ccxt with
-its own rate limiter, then ``ccxt_errors.classify`` decides what a failure means. A submit that
-times out raises TemporaryError and leaves the outcome unknown: the venue remembers the client
-order id as sent and refuses to send it again (DuplicateOrderError) until ``fetch_order`` has
-asked the exchange and heard that it never arrived — the router's restart resolution does exactly
-that, so nothing is ever resent blind. Binance itself accepts a reused client order id once the
-first order is closed, so this memory is the only guard against a duplicate market order.
-
-The exchange is built by ``make_exchange`` from one ``CcxtVenueConfig``: the exchange id, one URL
-that replaces the host of every API base (a simulator, a proxy, a testnet), credentials read from
-environment variables named in the config (the values never leave the ccxt object: not in repr,
-messages or logs — ccxt's debug logger, which prints request headers, is silenced), the rate
-budget scaled by this executor's share, and the clock offset measured at connect and again after
-the exchange calls a timestamp stale.
+ccxt is called synchronously from the loop's one thread, every request through one
+``CcxtConnection`` (ccxt_connection.py: the ban gate, ccxt's rate limiter, the error table, the
+clock offset). A submit that times out raises TemporaryError and leaves the outcome unknown: the
+venue remembers the client order id as sent and refuses to send it again (DuplicateOrderError)
+until ``fetch_order`` has asked the exchange and heard that it never arrived — the router's
+restart resolution does exactly that, so nothing is ever resent blind. Binance itself accepts a
+reused client order id once the first order is closed, so this memory is the only guard against
+a duplicate market order.
 
 Outcomes come back through ``poll``: the reply to a submit gives the accepted event and any
 fills at once (Binance's FULL reply); orders still open are asked about on each poll and their
-new trades become fill events.
+new trades become fill events. The exchange keeps no record of an order it refused, so the venue
+keeps the refusals it saw, for ``fetch_order``.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import math
-import os
-import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, TypeVar
-from urllib.parse import urlsplit
+from typing import Any
 
-from tradeexecutor.errors import ConfigError, TemporaryError
 from tradeexecutor.state import OrderSide, OrderStatus, OrderType, RejectReason
-from tradeexecutor.venue.ccxt_errors import Meaning, RateLimitedError, VenueFailure, classify, reject_reason, scrub
-from tradeexecutor.venue.ccxt_gate import RequestGate
+from tradeexecutor.venue.ccxt_connection import CcxtConnection, CcxtVenueConfig
+from tradeexecutor.venue.ccxt_errors import reject_reason
 from tradeexecutor.venue.model import (
     Balance,
     DuplicateOrderError,
@@ -53,139 +42,12 @@ from tradeexecutor.venue.model import (
     OrderRequest,
 )
 
-__all__ = ["CcxtVenue", "CcxtVenueConfig", "make_exchange"]
-
-T = TypeVar("T")
-
-#: Where the API key and secret are read from unless the config names other variables.
-KEY_VARIABLE = "TRADEEXECUTOR_EXCHANGE_API_KEY"
-SECRET_VARIABLE = "TRADEEXECUTOR_EXCHANGE_API_SECRET"
-
-#: Options that keep an exchange class on its spot endpoints. Binance's class otherwise loads
-#: futures markets (fapi, dapi), currencies and margin pairs (private sapi endpoints) on load_markets.
-SPOT_OPTIONS: dict[str, dict[str, Any]] = {
-    "binance": {
-        "fetchMarkets": {"types": ["spot"]},
-        "fetchCurrencies": False,
-        "fetchMargins": False,
-        "fetchOpenOrders": {"warnWithoutSymbol": False},
-    },
-}
-
-#: Seconds to hold requests back after a 429 or 418 that gave no Retry-After.
-DEFAULT_RETRY_AFTER = {429: 60.0, 418: 120.0}
-
-_VARIABLE = re.compile(r"^[A-Z_][A-Z0-9_]*$")
-_STATUS_IN_MESSAGE = re.compile(r"\b(418|429)\b")
+__all__ = ["CcxtVenue"]
 
 #: ccxt's unified order status → ours.
 _STATUSES = {"open": OrderStatus.open, "closed": OrderStatus.filled, "canceled": OrderStatus.cancelled,
              "cancelled": OrderStatus.cancelled, "expired": OrderStatus.expired, "rejected": OrderStatus.rejected}
 _TERMINAL = frozenset({OrderStatus.filled, OrderStatus.cancelled, OrderStatus.rejected, OrderStatus.expired})
-
-
-@dataclass(frozen=True)
-class CcxtVenueConfig:
-    """How to reach one exchange. Frozen here until the settings tree (tradeexecutor/settings.py) takes it over."""
-
-    #: Any ccxt exchange id (``binance``, ``kraken``, ...).
-    exchange: str = "binance"
-    #: Replaces scheme and host of every API base URL (paths kept): a simulator, proxy or testnet. None: the real one.
-    url: str | None = None
-    #: Environment variables holding the API key and secret (their names, never the values).
-    key_variable: str = KEY_VARIABLE
-    secret_variable: str = SECRET_VARIABLE
-    #: This executor's share of the address's request budget (fleets behind one IP): 0.25 = a quarter.
-    rate_share: float = 1.0
-    #: Quote asset of symbols written without one (``EUR`` → ``EUR/USD`` when quote is USD).
-    quote: str | None = None
-    #: Symbols whose orders and trades are looked through for ids this process did not send itself.
-    symbols: tuple[str, ...] = ()
-    #: Seconds ccxt waits for one reply.
-    timeout_seconds: float = 10.0
-
-    def __post_init__(self) -> None:
-        if not re.fullmatch(r"[a-z0-9_]+", self.exchange):
-            raise ConfigError(f"--exchange {self.exchange!r} must be a ccxt exchange id such as binance")
-        if self.url is not None:
-            parts = urlsplit(self.url)
-            if parts.scheme not in ("http", "https") or not parts.netloc or parts.path not in ("", "/"):
-                raise ConfigError(f"--exchange-url {self.url!r} must be scheme and host only, such as "
-                                  "http://127.0.0.1:9000")
-        for name in (self.key_variable, self.secret_variable):
-            if not _VARIABLE.match(name):
-                raise ConfigError(f"credential variable {name!r} must be an environment variable name such as "
-                                  f"{KEY_VARIABLE}")
-        if not (math.isfinite(self.rate_share) and 0 < self.rate_share <= 1):
-            raise ConfigError(f"rate share {self.rate_share} must be above 0 and at most 1 (0.25 = a quarter of "
-                              "the address's request budget)")
-        if not (math.isfinite(self.timeout_seconds) and 0 < self.timeout_seconds <= 300):
-            raise ConfigError(f"exchange timeout {self.timeout_seconds} s must be between 0 and 300")
-
-
-def _silent_logger() -> logging.Logger:
-    """A logger that drops everything: ccxt logs every request's headers (the API key) at debug."""
-    logger = logging.getLogger("tradeexecutor.venue.ccxt.wire")
-    logger.propagate = False
-    logger.disabled = True
-    return logger
-
-
-def make_exchange(config: CcxtVenueConfig, environ: Mapping[str, str] | None = None, *,
-                  private: bool = True) -> Any:
-    """The ccxt exchange object for ``config``: spot only, rate limiter on at this executor's share, URL replaced.
-
-    ``private`` reads the credentials from the environment (ConfigError naming the variable when
-    one is missing); a public-only client (candles) needs none.
-    """
-    import ccxt
-
-    if config.exchange not in ccxt.exchanges:
-        raise ConfigError(f"--exchange {config.exchange!r} is not an exchange ccxt {ccxt.__version__} knows; "
-                          "see ccxt.exchanges")
-    environ = os.environ if environ is None else environ
-    settings: dict[str, Any] = {
-        "enableRateLimit": True,
-        "timeout": int(config.timeout_seconds * 1000),
-        "options": {"defaultType": "spot", **SPOT_OPTIONS.get(config.exchange, {})},
-    }
-    if private:
-        for variable, name in ((config.key_variable, "apiKey"), (config.secret_variable, "secret")):
-            value = environ.get(variable, "")
-            if not value.strip():
-                raise ConfigError(f"{variable} is not set: export the exchange API "
-                                  f"{'key' if name == 'apiKey' else 'secret'} in it (the value is never shown)")
-            settings[name] = value.strip()
-    exchange = getattr(ccxt, config.exchange)(settings)
-    exchange.logger = _silent_logger()
-    exchange.rateLimit = exchange.rateLimit / config.rate_share
-    if config.url is not None:
-        _point_at(exchange, config.url.rstrip("/"))
-    return exchange
-
-
-def _point_at(exchange: Any, url: str) -> None:
-    """Every API base of ``exchange`` at ``url`` (paths kept), and the exchange's spot error table restored.
-
-    Some ccxt classes (Binance's) choose their error-code table by the URL's host name; on any
-    other host the spot-only codes (Binance -1008 "server overloaded") would fall back to a
-    generic ExchangeError — a crash instead of a retry. What ccxt does on the real host (spot
-    table first) is done here once for all.
-    """
-
-    def replace(node: Any) -> Any:
-        if isinstance(node, str):
-            return url + urlsplit(node).path if "://" in node else node
-        if isinstance(node, dict):
-            return {key: replace(value) for key, value in node.items()}
-        return node
-
-    exchange.urls["api"] = replace(exchange.urls["api"])
-    spot = exchange.exceptions.get("spot") if isinstance(exchange.exceptions, dict) else None
-    if isinstance(spot, dict):
-        for kind in ("exact", "broad"):
-            exchange.exceptions[kind] = {**exchange.exceptions.get(kind, {}), **spot.get(kind, {})}
-
 
 @dataclass
 class _Tracked:
@@ -203,14 +65,13 @@ class _Tracked:
 class CcxtVenue:
     """The venue interface over a ccxt exchange (spot)."""
 
-    def __init__(self, config: CcxtVenueConfig, exchange: Any | None = None, *,
-                 environ: Mapping[str, str] | None = None, clock: Callable[[], float] | None = None):
+    def __init__(self, config: CcxtVenueConfig, connection: CcxtConnection | None = None, *,
+                 environ: Mapping[str, str] | None = None):
         self.config = config
         self.name = config.exchange
-        self.exchange = exchange if exchange is not None else make_exchange(config, environ)
-        self.gate = RequestGate(self.name) if clock is None else RequestGate(self.name, clock)
-        self._secrets = tuple(str(getattr(self.exchange, attribute, "") or "") for attribute in ("apiKey", "secret"))
-        self._loaded = False
+        self.connection = connection if connection is not None else CcxtConnection(config, environ=environ)
+        self.exchange = self.connection.exchange
+        self._call = self.connection.call
         #: Our symbol → ccxt market symbol, as resolved.
         self._markets: dict[str, str] = {}
         self._orders: dict[str, _Tracked] = {}
@@ -220,93 +81,24 @@ class CcxtVenue:
         self._sent: set[str] = set()
         self._events: list[ExecutionEvent] = []
         self._client_ids: dict[str, str] = {}
-        #: Requests sent through the gate, for /metrics.
-        self.requests = 0
 
     def __repr__(self) -> str:
         return f"CcxtVenue({self.config.exchange}, url={self.config.url!r})"
 
-    # -- connection, clock and the one door -------------------------------------------------------
-
     def connect(self) -> None:
-        """Load the markets and measure the clock offset (once; every method calls it first)."""
-        if self._loaded:
-            return
-        self._call(self.exchange.load_markets)
-        self._call(self.exchange.load_time_difference)
-        self._loaded = True
+        """Load the markets and measure the clock offset (once; the first call does it anyway)."""
+        self.connection.connect()
 
     @property
     def clock_offset_ms(self) -> float:
-        """The exchange's clock minus ours, in ms, as last measured (0 before connect): for /status and /metrics."""
-        return -float(self.exchange.options.get("timeDifference") or 0)
-
-    def _call(self, function: Callable[..., T], *args: Any, submitting: bool = False,
-              answers: tuple[type[BaseException], ...] = (), **kwargs: Any) -> T:
-        """One exchange call through the gate; ccxt's failures become TemporaryError, or VenueFailure (a crash).
-
-        A refusal of an order while submitting, and the exceptions in ``answers`` (OrderNotFound
-        for a lookup), are re-raised as ccxt raised them, for the caller to read as an answer. An InvalidNonce (our timestamp outside the exchange's window) measures the
-        offset again and tries once more: the exchange refused the request unread, so even a
-        submit is safe to repeat.
-        """
-        import ccxt
-
-        for attempt in (1, 2):
-            self.gate.check()
-            self.requests += 1
-            try:
-                return function(*args, **kwargs)
-            except ccxt.InvalidNonce as error:
-                if attempt == 1:
-                    self.gate.check()
-                    self.requests += 1
-                    try:
-                        self.exchange.load_time_difference()
-                    except ccxt.BaseError as again:
-                        raise self._translate(again, submitting=False) from None
-                    continue
-                raise self._translate(error, submitting=submitting) from None
-            except answers:
-                raise
-            except ccxt.BaseError as error:
-                translated = self._translate(error, submitting=submitting)
-                if translated is error:
-                    raise
-                raise translated from None
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    def _translate(self, error: BaseException, *, submitting: bool) -> BaseException:
-        meaning = classify(error, submitting=submitting)
-        text = f"{self.name}: {type(error).__name__}: {scrub(str(error), self._secrets)}"
-        if meaning is Meaning.rejected:
-            return error
-        if meaning is Meaning.crash:
-            return VenueFailure(text)
-        status = _ban_status(error)
-        if status is not None:
-            headers = self.exchange.last_response_headers or {}
-            retry_after = _seconds(headers.get("Retry-After")) or DEFAULT_RETRY_AFTER[status]
-            what = "address banned (418)" if status == 418 else "rate limited (429)"
-            self.gate.shut(retry_after, what)
-            return RateLimitedError(f"{text} — {what}, retry after {retry_after:.0f} s", retry_after)
-        return TemporaryError(text)
-
-    # -- instruments --------------------------------------------------------------------------------
+        """The exchange's clock minus ours, in ms, as last measured: for /status and /metrics."""
+        return self.connection.clock_offset_ms
 
     def _market(self, symbol: str) -> str | None:
         """The ccxt market symbol for one of ours: itself, the exchange's market id, or BASE/quote."""
         if symbol in self._markets:
             return self._markets[symbol]
-        self.connect()
-        markets = self.exchange.markets or {}
-        found: str | None = None
-        if symbol in markets:
-            found = symbol
-        elif symbol in (self.exchange.markets_by_id or {}):
-            found = self.exchange.markets_by_id[symbol][0]["symbol"]
-        elif self.config.quote and f"{symbol}/{self.config.quote}" in markets:
-            found = f"{symbol}/{self.config.quote}"
+        found = self.connection.market(symbol, self.config.quote)
         if found is not None:
             self._markets[symbol] = found
         return found
@@ -374,7 +166,7 @@ class CcxtVenue:
             if type(error).__name__ == "DuplicateOrderId" or "Duplicate order" in str(error):
                 raise DuplicateOrderError(f"{self.name}: the exchange already has an open order {cid}") from None
             self._refuse(request, reject_reason(error, request.side),
-                         f"{type(error).__name__}: {scrub(str(error), self._secrets)}", at)
+                         f"{type(error).__name__}: {self.connection.scrub(str(error))}", at)
             return
         self._take(order, announce=True)
 
@@ -559,25 +351,7 @@ class CcxtVenue:
         )
 
     def _now(self) -> datetime:
-        """The exchange's time by our clock corrected with the measured offset."""
-        return datetime.fromtimestamp((self.exchange.milliseconds() + self.clock_offset_ms) / 1000, timezone.utc)
-
-
-def _ban_status(error: BaseException) -> int | None:
-    """418 or 429 when the exception is ccxt's answer to one (ccxt puts the status in the message)."""
-    if not any(cls.__name__ in ("DDoSProtection", "RateLimitExceeded") for cls in type(error).__mro__):
-        return None
-    found = _STATUS_IN_MESSAGE.search(str(error))
-    # Binance's -2015 after a first success also comes as DDoSProtection, without a status: not a ban we can time.
-    return int(found.group(1)) if found else None
-
-
-def _seconds(value: Any) -> float | None:
-    try:
-        seconds = float(value)
-    except (TypeError, ValueError):
-        return None
-    return seconds if math.isfinite(seconds) and seconds > 0 else None
+        return self.connection.now()
 
 
 def _time(milliseconds: Any) -> datetime | None:
