@@ -115,9 +115,11 @@ def test_the_rate_share_scales_ccxt_s_rate_limit() -> None:
     ({"exchange": "nosuchexchange"}, "not an exchange ccxt"),
     ({"url": "ftp://127.0.0.1:1"}, "scheme and host only"),
     ({"url": "http://127.0.0.1:1/api"}, "scheme and host only"),
-    ({"rate_share": 0.0}, "rate share"),
-    ({"rate_share": 1.5}, "rate share"),
-    ({"key_variable": "lower-case"}, "environment variable name"),
+    ({"rate_share": 0.0}, "--exchange-rate-share 0.0 must be positive"),
+    ({"rate_share": 1.5}, "--exchange-rate-share 1.5 must be between 0 and 1"),
+    ({"rate_share": float("nan")}, "--exchange-rate-share"),
+    ({"timeout_seconds": 0}, "--exchange-timeout-seconds"),
+    ({"key_variable": "lower-case"}, "--exchange-key-variable 'lower-case' must be an environment variable name"),
 ])
 def test_bad_settings_are_one_clear_line(settings: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
@@ -282,3 +284,33 @@ def test_clock_skew_is_measured_and_orders_go_through(running: Running) -> None:
     assert [type(e) for e in venue.poll()] == [OrderAccepted, OrderFilled]
     assert -32_000 < venue.clock_offset_ms < -28_000
     assert [o["clientOrderId"] for o in running.control("GET", "orders")[1]] == ["skew-1"]
+
+
+def test_a_market_order_filled_in_part_expires_with_its_part_kept(running: Running) -> None:
+    venue = make_venue(running, 10_000.0)
+    pin(running, 100.0)
+    fault(running, kind="partial_fill", parts=4, count=1)
+    venue.submit(OrderRequest("thin-1", "AAA", OrderSide.buy, quantity=20))
+    accepted, filled, expired = venue.poll()
+    assert isinstance(filled, OrderFilled) and filled.fill.quantity == 5 and not filled.complete
+    assert type(expired).__name__ == "OrderExpired"
+    report = venue.fetch_order("thin-1")
+    assert report is not None and report.status is OrderStatus.expired and report.filled_quantity == 5
+    assert venue.balances()["AAA"].free == 5
+
+
+def test_an_id_the_exchange_has_open_is_a_duplicate_even_after_a_restart(running: Running) -> None:
+    from tradeexecutor.venue import DuplicateOrderError
+
+    before = make_venue(running, 10_000.0)
+    pin(running, 100.0)
+    resting = OrderRequest("rest-1", "AAA", OrderSide.buy, type=OrderType.limit, quantity=1, limit_price=50.0)
+    before.submit(resting)
+    after = CcxtVenue(before.config, environ=ENVIRON)  # a new process: no memory of what was sent
+    with pytest.raises(DuplicateOrderError, match="rest-1"):
+        after.submit(resting)
+    assert len(running.control("GET", "orders")[1]) == 1
+    report = after.fetch_order("rest-1")  # what the restart resolution asks instead
+    assert report is not None and report.status is OrderStatus.open
+    after.cancel("rest-1")
+    assert [type(e).__name__ for e in after.poll()] == ["OrderCancelled"]

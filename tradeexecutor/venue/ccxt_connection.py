@@ -21,6 +21,7 @@ from datetime import datetime, timezone
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
+from tradeexecutor.config import check_settings, setting
 from tradeexecutor.errors import ConfigError, TemporaryError
 from tradeexecutor.venue.ccxt_errors import Meaning, RateLimitedError, VenueFailure, classify, scrub
 from tradeexecutor.venue.ccxt_gate import RequestGate
@@ -54,25 +55,38 @@ _STATUS_IN_MESSAGE = re.compile(r"\b(418|429)\b")
 
 @dataclass(frozen=True)
 class CcxtVenueConfig:
-    """How to reach one exchange. Frozen here until the settings tree (tradeexecutor/settings.py) takes it over."""
+    """How to reach one exchange: the venue's part of the configuration tree.
 
-    #: Any ccxt exchange id (``binance``, ``kraken``, ...).
-    exchange: str = "binance"
-    #: Replaces scheme and host of every API base URL (paths kept): a simulator, proxy or testnet. None: the real one.
-    url: str | None = None
-    #: Environment variables holding the API key and secret (their names, never the values).
-    key_variable: str = KEY_VARIABLE
-    secret_variable: str = SECRET_VARIABLE
-    #: This executor's share of the address's request budget (fleets behind one IP): 0.25 = a quarter.
-    rate_share: float = 1.0
+    The fields a person sets carry their ``setting`` metadata (flag, variable, help, bounds), so
+    composing this into ``DaemonConfig`` gives the options, variables and reference at once.
+    ``quote`` and ``symbols`` come from the strategy's instruments, not from a person.
+    """
+
+    exchange: str = setting("binance", flag="--exchange",
+                            help="Any ccxt exchange id (binance, kraken, ...); its spot markets are traded.")
+    url: str | None = setting(None, flag="--exchange-url", kind=str,
+                              help="Point every API base URL of the exchange at this scheme and host, paths kept: "
+                                   "the exchange simulator, a proxy or a testnet. Default: the exchange itself.")
+    key_variable: str = setting(KEY_VARIABLE, flag="--exchange-key-variable",
+                                help="Environment variable holding the exchange API key (its name: the value is "
+                                     "never shown, logged or stored).")
+    secret_variable: str = setting(SECRET_VARIABLE, flag="--exchange-secret-variable",
+                                   help="Environment variable holding the exchange API secret (its name).")
+    rate_share: float = setting(1.0, flag="--exchange-rate-share", minimum=0, above=0, maximum=1,
+                                hint="0.25 = a quarter of the address's budget",
+                                help="This executor's share of the exchange's request budget, for fleets behind "
+                                     "one IP address: ccxt's rate limit is stretched by 1/share.")
+    timeout_seconds: float = setting(10.0, flag="--exchange-timeout-seconds", unit="seconds", minimum=0, above=0,
+                                     maximum=300,
+                                     help="Seconds to wait for one exchange reply; an order whose reply does not "
+                                          "come in time is asked about by its client order id, never resent.")
     #: Quote asset of symbols written without one (``EUR`` → ``EUR/USD`` when quote is USD).
     quote: str | None = None
     #: Symbols whose orders and trades are looked through for ids this process did not send itself.
     symbols: tuple[str, ...] = ()
-    #: Seconds ccxt waits for one reply.
-    timeout_seconds: float = 10.0
 
     def __post_init__(self) -> None:
+        check_settings(self)
         if not re.fullmatch(r"[a-z0-9_]+", self.exchange):
             raise ConfigError(f"--exchange {self.exchange!r} must be a ccxt exchange id such as binance")
         if self.url is not None:
@@ -80,15 +94,10 @@ class CcxtVenueConfig:
             if parts.scheme not in ("http", "https") or not parts.netloc or parts.path not in ("", "/"):
                 raise ConfigError(f"--exchange-url {self.url!r} must be scheme and host only, such as "
                                   "http://127.0.0.1:9000")
-        for name in (self.key_variable, self.secret_variable):
+        for flag, name in (("--exchange-key-variable", self.key_variable),
+                           ("--exchange-secret-variable", self.secret_variable)):
             if not _VARIABLE.match(name):
-                raise ConfigError(f"credential variable {name!r} must be an environment variable name such as "
-                                  f"{KEY_VARIABLE}")
-        if not (math.isfinite(self.rate_share) and 0 < self.rate_share <= 1):
-            raise ConfigError(f"rate share {self.rate_share} must be above 0 and at most 1 (0.25 = a quarter of "
-                              "the address's request budget)")
-        if not (math.isfinite(self.timeout_seconds) and 0 < self.timeout_seconds <= 300):
-            raise ConfigError(f"exchange timeout {self.timeout_seconds} s must be between 0 and 300")
+                raise ConfigError(f"{flag} {name!r} must be an environment variable name such as {KEY_VARIABLE}")
 
 
 def _silent_logger() -> logging.Logger:
