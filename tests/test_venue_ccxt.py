@@ -314,3 +314,27 @@ def test_an_id_the_exchange_has_open_is_a_duplicate_even_after_a_restart(running
     assert report is not None and report.status is OrderStatus.open
     after.cancel("rest-1")
     assert [type(e).__name__ for e in after.poll()] == ["OrderCancelled"]
+
+
+def test_a_reply_without_its_fills_has_them_fetched(running: Running) -> None:
+    """Binance's RESULT reply (and many exchanges' replies) says an order filled but not in which trades."""
+    venue = make_venue(running, 10_000.0)
+    venue.exchange.options["newOrderRespType"] = {"market": "RESULT", "limit": "RESULT"}
+    pin(running, 100.0)
+    venue.submit(OrderRequest("result-1", "AAA", OrderSide.buy, value=1000.0))
+    accepted, filled = venue.poll()
+    assert isinstance(filled, OrderFilled) and filled.complete and filled.fill.quantity == 10
+    assert venue.fills_since(None)[0] == [filled.fill]
+    assert venue.poll() == []
+
+
+def test_closing_dust_below_one_lot_is_a_rejection_not_an_error(running: Running) -> None:
+    venue = make_venue(running, 10_000.0)
+    running.control("POST", "balances", {"AAA": "0.5"})  # the lot step is 1
+    venue.submit(OrderRequest("dust-1", "AAA", OrderSide.sell, close_all=True))
+    (event,) = venue.poll()
+    assert isinstance(event, OrderRejected) and event.reason is RejectReason.nothing_to_sell
+    assert "0.5 AAA held" in event.text and running.control("GET", "orders")[1] == []
+    venue.submit(OrderRequest("tiny-1", "AAA", OrderSide.buy, quantity=0.4))  # ccxt refuses before sending
+    (event,) = venue.poll()
+    assert isinstance(event, OrderRejected) and event.reason is RejectReason.rounds_to_zero

@@ -119,6 +119,7 @@ def classify(error: BaseException, *, submitting: bool) -> Meaning:
 _MESSAGE_REASONS: tuple[tuple[str, RejectReason], ...] = (
     ("NOTIONAL", RejectReason.below_min_notional),  # "Filter failure: NOTIONAL" / MIN_NOTIONAL
     ("LOT_SIZE", RejectReason.rounds_to_zero),
+    ("must be greater than minimum amount precision", RejectReason.rounds_to_zero),  # ccxt, before sending
 )
 
 

@@ -49,6 +49,7 @@ _STATUSES = {"open": OrderStatus.open, "closed": OrderStatus.filled, "canceled":
              "cancelled": OrderStatus.cancelled, "expired": OrderStatus.expired, "rejected": OrderStatus.rejected}
 _TERMINAL = frozenset({OrderStatus.filled, OrderStatus.cancelled, OrderStatus.rejected, OrderStatus.expired})
 
+
 @dataclass
 class _Tracked:
     """An order this venue sent (or found) and follows until it is terminal."""
@@ -182,9 +183,9 @@ class CcxtVenue:
         if request.close_all or (request.side is OrderSide.sell and amount is None):
             base = self.exchange.markets[market]["base"]
             held = self.balances().get(base, Balance(base, 0.0)).free
-            amount = float(self.exchange.amount_to_precision(market, held)) if held > 0 else 0.0
+            amount = _whole_lots(self.exchange, market, held)
             if amount <= 0:
-                return f"nothing to sell: no {base} held"
+                return f"nothing to sell: {held:g} {base} held, less than one lot"
         elif amount is None:
             assert request.value is not None, "an order request has a quantity or a value"
             params["cost"] = request.value  # a market buy of a quote value (Binance: quoteOrderQty)
@@ -284,10 +285,7 @@ class CcxtVenue:
 
     def _refresh(self, tracked: _Tracked) -> None:
         """Ask the exchange about a followed order and queue what changed."""
-        order = self._call(self.exchange.fetch_order, tracked.venue_order_id, tracked.market)
-        if float(order.get("filled") or 0.0) > tracked.filled:
-            order["trades"] = self._call(self.exchange.fetch_order_trades, tracked.venue_order_id, tracked.market)
-        self._take(order, announce=False)
+        self._take(self._call(self.exchange.fetch_order, tracked.venue_order_id, tracked.market), announce=False)
 
     def _take(self, order: dict[str, Any], *, announce: bool) -> None:
         """Queue the events an order's state brings that were not queued before: accepted, fills, the end."""
@@ -300,7 +298,12 @@ class CcxtVenue:
         report = self._report(order)
         if announce:
             self._events.append(OrderAccepted(cid, tracked.venue_order_id, at))
-        new = [t for t in order.get("trades") or [] if str(t.get("id")) not in tracked.trade_ids]
+        trades = order.get("trades") or []
+        known = tracked.filled + sum(float(t["amount"]) for t in trades if str(t.get("id")) not in tracked.trade_ids)
+        if report.filled_quantity > known + 1e-9 * max(1.0, report.filled_quantity):
+            # The reply said it filled but not how (an ACK or RESULT reply, or an exchange that never says).
+            trades = self._call(self.exchange.fetch_order_trades, tracked.venue_order_id, tracked.market)
+        new = [t for t in trades if str(t.get("id")) not in tracked.trade_ids]
         for index, trade in enumerate(new):
             tracked.trade_ids.add(str(trade["id"]))
             tracked.filled += float(trade["amount"])
@@ -368,6 +371,18 @@ def _step(exchange: Any, market: Mapping[str, Any], kind: str) -> float:
     from ccxt.base.decimal_to_precision import TICK_SIZE
 
     return float(value) if exchange.precisionMode == TICK_SIZE else 10.0 ** -int(value)
+
+
+def _whole_lots(exchange: Any, market: str, quantity: float) -> float:
+    """``quantity`` rounded down to the market's lot step; 0 when that is less than one lot."""
+    if quantity <= 0:
+        return 0.0
+    import ccxt
+
+    try:
+        return float(exchange.amount_to_precision(market, quantity))
+    except ccxt.InvalidOrder:  # ccxt's way of saying it truncates to zero
+        return 0.0
 
 
 def _decimals(step: float) -> int:
