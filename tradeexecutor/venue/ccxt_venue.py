@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from tradeexecutor.state import OrderSide, OrderStatus, OrderType, RejectReason
+from tradeexecutor.state import TERMINAL_STATUSES, OrderSide, OrderStatus, OrderType, RejectReason
 from tradeexecutor.venue.ccxt_connection import CcxtConnection, CcxtVenueConfig
 from tradeexecutor.venue.ccxt_errors import reject_reason
 from tradeexecutor.venue.model import (
@@ -47,7 +47,6 @@ __all__ = ["CcxtVenue"]
 #: ccxt's unified order status → ours.
 _STATUSES = {"open": OrderStatus.open, "closed": OrderStatus.filled, "canceled": OrderStatus.cancelled,
              "cancelled": OrderStatus.cancelled, "expired": OrderStatus.expired, "rejected": OrderStatus.rejected}
-_TERMINAL = frozenset({OrderStatus.filled, OrderStatus.cancelled, OrderStatus.rejected, OrderStatus.expired})
 
 
 @dataclass
@@ -202,7 +201,7 @@ class CcxtVenue:
         import ccxt
 
         tracked = self._orders.get(client_order_id)
-        if tracked is None or tracked.status in _TERMINAL:
+        if tracked is None or tracked.status in TERMINAL_STATUSES:
             return
         try:
             self._call(self.exchange.cancel_order, tracked.venue_order_id or None, tracked.market,
@@ -276,7 +275,7 @@ class CcxtVenue:
     def poll(self) -> list[ExecutionEvent]:
         """Events queued by submits and cancels, then what each followed open order did since the last poll."""
         for tracked in list(self._orders.values()):
-            if tracked.status not in _TERMINAL and tracked.venue_order_id:
+            if tracked.status not in TERMINAL_STATUSES and tracked.venue_order_id:
                 self._refresh(tracked)
         events, self._events = self._events, []
         return events
