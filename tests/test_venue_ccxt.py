@@ -338,3 +338,15 @@ def test_closing_dust_below_one_lot_is_a_rejection_not_an_error(running: Running
     venue.submit(OrderRequest("tiny-1", "AAA", OrderSide.buy, quantity=0.4))  # ccxt refuses before sending
     (event,) = venue.poll()
     assert isinstance(event, OrderRejected) and event.reason is RejectReason.rounds_to_zero
+
+
+def test_the_connection_snapshot_shows_numbers_and_names_only(running: Running) -> None:
+    venue = make_venue(running, 1000.0)
+    venue.connect()
+    fault(running, kind="clock_skew", ms=12_000)
+    assert 10_000 < venue.connection.measure_clock() < 14_000
+    snapshot = venue.connection.snapshot()
+    assert snapshot["exchange"] == "binance" and snapshot["url"] == running.url
+    assert snapshot["clock_offset_ms"] == venue.clock_offset_ms and snapshot["requests"] >= 3
+    assert snapshot["held_back_seconds"] == 0
+    assert API_KEY not in repr(snapshot) and API_SECRET not in repr(snapshot)

@@ -193,8 +193,22 @@ class CcxtConnection:
         if self._loaded:
             return
         self.call(self.exchange.load_markets)
-        self.call(self.exchange.load_time_difference)
+        self.measure_clock()
         self._loaded = True
+
+    def measure_clock(self) -> float:
+        """Measure the exchange's clock against ours now (one request); returns ``clock_offset_ms``.
+
+        Done at connect and after every stale-timestamp refusal; a daemon may also call it on a
+        schedule, so a drifting host clock is corrected before the exchange refuses an order.
+        """
+        self.call(self.exchange.load_time_difference)
+        return self.clock_offset_ms
+
+    def snapshot(self) -> dict[str, Any]:
+        """What /status and /metrics show of the connection: names and numbers, never a credential."""
+        return {"exchange": self.name, "url": self.config.url, "clock_offset_ms": self.clock_offset_ms,
+                "requests": self.requests, "held_back_seconds": self.gate.seconds_left}
 
     @property
     def clock_offset_ms(self) -> float:
@@ -241,12 +255,7 @@ class CcxtConnection:
                 return function(*args, **kwargs)
             except ccxt.InvalidNonce as error:
                 if attempt == 1:
-                    self.gate.check()
-                    self.requests += 1
-                    try:
-                        self.exchange.load_time_difference()
-                    except ccxt.BaseError as again:
-                        raise self._translate(again, submitting=False) from None
+                    self.measure_clock()  # then once more, with the corrected timestamp
                     continue
                 raise self._translate(error, submitting=submitting) from None
             except answers:
