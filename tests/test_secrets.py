@@ -348,13 +348,13 @@ def test_the_ccxt_venue_never_shows_its_credentials(caplog: pytest.LogCaptureFix
     environ = {"TRADEEXECUTOR_EXCHANGE_API_KEY": EXCHANGE_KEY, "TRADEEXECUTOR_EXCHANGE_API_SECRET": API_SECRET}
     shown: list[str] = []
     with serve(simulator) as running:
-        settings = CcxtVenueConfig(url=running.url, symbols=("BTC/USDT",), timeout_seconds=2)
+        settings = CcxtVenueConfig(url=running.url, symbols=("BTC/USDT",), timeout_seconds=4)
         venue = CcxtVenue(settings, environ=environ)
         shown += [repr(venue), repr(venue.connection), repr(settings), str(venue.balances())]
         venue.submit(OrderRequest("scan-1", "BTC/USDT", OrderSide.buy, value=100.0))
         shown += [repr(venue.poll()), repr(venue.fetch_order("scan-1")), repr(venue.fills_since(None))]
         faults = [{"kind": "error", "status": 503}, {"kind": "rate_limit", "retry_after": 1},
-                  {"kind": "timeout", "hang_seconds": 4}]
+                  {"kind": "timeout", "hang_seconds": 10}]
         for number, spec in enumerate(faults):
             running.control("POST", "faults", {**spec, "count": 1})
             with pytest.raises(TemporaryError) as caught:

@@ -37,9 +37,9 @@ def fresh(running: Running) -> Iterator[None]:
     yield
 
 
-def venue(running: Running) -> CcxtVenue:
+def venue(running: Running, timeout_seconds: float = 10.0) -> CcxtVenue:
     """A new process's venue: it knows nothing of what an earlier one sent."""
-    config = CcxtVenueConfig(url=running.url, quote="USD", symbols=("AAA",), timeout_seconds=3)
+    config = CcxtVenueConfig(url=running.url, quote="USD", symbols=("AAA",), timeout_seconds=timeout_seconds)
     return CcxtVenue(config, environ=ENVIRON)
 
 
@@ -82,8 +82,8 @@ def test_an_answer_lost_after_the_exchange_accepted_is_resolved_by_client_id(tmp
                                                                              running: Running) -> None:
     state = new_state()
     order = decide_open(state)
-    running.control("POST", "faults", {"kind": "timeout", "hang_seconds": 6, "count": 1})
-    first = Process(tmp_path, venue(running), state=state)
+    running.control("POST", "faults", {"kind": "timeout", "hang_seconds": 8, "count": 1})
+    first = Process(tmp_path, venue(running, timeout_seconds=2), state=state)
     first.router.send(order)
     assert order.status is OrderStatus.unknown and order.reject_reason is None
     first.router.resolve()  # the same process asks: the exchange has it, filled
