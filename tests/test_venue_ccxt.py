@@ -354,3 +354,18 @@ def test_the_connection_snapshot_shows_numbers_and_names_only(running: Running) 
     assert snapshot["clock_offset_ms"] == venue.clock_offset_ms and snapshot["requests"] >= 3
     assert snapshot["held_back_seconds"] == 0
     assert API_KEY not in repr(snapshot) and API_SECRET not in repr(snapshot)
+
+
+def test_a_ban_lasts_until_the_time_binance_names_when_that_is_later_than_retry_after(running: Running) -> None:
+    import ccxt
+
+    venue = make_venue(running, 1000.0)
+    venue.connect()
+    connection = venue.connection
+    connection.exchange.last_response_headers = {"Retry-After": "1"}
+    until = connection.now_ms() + 30_000
+    ban = ccxt.DDoSProtection(f'binance 418 I\'m a teapot {{"code":-1003,"msg":"Way too much request weight used; '
+                              f'IP banned until {until}. Please use WebSocket Streams for live updates."}}')
+    translated = connection._translate(ban, submitting=False)
+    assert isinstance(translated, RateLimitedError) and 28 < translated.retry_after <= 30
+    assert 28 < connection.gate.seconds_left <= 30

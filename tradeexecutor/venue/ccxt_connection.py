@@ -50,6 +50,7 @@ DEFAULT_RETRY_AFTER = {429: 60.0, 418: 120.0}
 
 _VARIABLE = re.compile(r"^[A-Z_][A-Z0-9_]*$")
 _STATUS_IN_MESSAGE = re.compile(r"\b(418|429)\b")
+_BANNED_UNTIL = re.compile(r"banned until (\d{12,14})")
 
 
 
@@ -278,6 +279,9 @@ class CcxtConnection:
         if status is not None:
             headers = self.exchange.last_response_headers or {}
             retry_after = _seconds(headers.get("Retry-After")) or DEFAULT_RETRY_AFTER[status]
+            until = _BANNED_UNTIL.search(str(error))
+            if status == 418 and until:  # Binance names the ban's end in ms: trust the later of the two
+                retry_after = max(retry_after, (int(until.group(1)) - self.now_ms()) / 1000)
             what = "address banned (418)" if status == 418 else "rate limited (429)"
             self.gate.shut(retry_after, what)
             return RateLimitedError(f"{text} — {what}, retry after {retry_after:.0f} s", retry_after)
