@@ -369,3 +369,29 @@ def test_a_ban_lasts_until_the_time_binance_names_when_that_is_later_than_retry_
     translated = connection._translate(ban, submitting=False)
     assert isinstance(translated, RateLimitedError) and 28 < translated.retry_after <= 30
     assert 28 < connection.gate.seconds_left <= 30
+
+
+def test_cancelling_an_order_whose_submit_timed_out_finds_it_by_client_id(running: Running) -> None:
+    venue = make_venue(running, 10_000.0, timeout_seconds=2)
+    pin(running, 100.0)
+    fault(running, kind="timeout", hang_seconds=8, count=1)
+    with pytest.raises(TemporaryError):
+        venue.submit(OrderRequest("lim-1", "AAA", OrderSide.buy, type=OrderType.limit, quantity=5, limit_price=50.0))
+    venue.cancel("lim-1")  # the venue never heard its id back: the exchange is asked by client order id
+    (event,) = venue.poll()
+    assert type(event).__name__ == "OrderCancelled"
+    [order] = running.control("GET", "orders")[1]
+    assert (order["clientOrderId"], order["status"]) == ("lim-1", "CANCELED")
+    assert venue.balances()["USD"] == type(venue.balances()["USD"])("USD", 10_000.0, 0.0)
+
+
+def test_cancelling_an_order_that_filled_first_reports_the_fill(running: Running) -> None:
+    venue = make_venue(running, 10_000.0)
+    pin(running, 100.0)
+    venue.submit(OrderRequest("lim-2", "AAA", OrderSide.buy, type=OrderType.limit, quantity=5, limit_price=90.0))
+    assert [type(e).__name__ for e in venue.poll()] == ["OrderAccepted"]
+    pin(running, 80.0)  # the market reaches the limit: the exchange fills it, unasked
+    wait_for(lambda: running.control("GET", "trades")[1], timeout=15)
+    venue.cancel("lim-2")  # too late: -2011, and the answer is what happened instead
+    (filled,) = venue.poll()
+    assert isinstance(filled, OrderFilled) and filled.complete and filled.fill.price == 90.0

@@ -203,13 +203,15 @@ class CcxtVenue:
         tracked = self._orders.get(client_order_id)
         if tracked is None or tracked.status in TERMINAL_STATUSES:
             return
+        reply: dict[str, Any] | None
         try:
-            self._call(self.exchange.cancel_order, tracked.venue_order_id or None, tracked.market,
-                       {} if tracked.venue_order_id else {"clientOrderId": client_order_id},
-                       answers=(ccxt.OrderNotFound,))
-        except ccxt.OrderNotFound:  # -2011: already filled, cancelled or expired: poll will tell which
-            pass
-        self._refresh(tracked)
+            reply = self._call(self.exchange.cancel_order, tracked.venue_order_id or None, tracked.market,
+                               {} if tracked.venue_order_id else {"clientOrderId": client_order_id},
+                               answers=(ccxt.OrderNotFound,))
+        except ccxt.OrderNotFound:  # -2011: it ended first (filled, cancelled, expired), or never arrived
+            reply = self._find(tracked.market, client_order_id)
+        if reply is not None:
+            self._take(reply, announce=False)
 
     def fetch_order(self, client_order_id: str) -> OrderReport | None:
         """What the exchange knows of the order; None when no watched market has it (it may then be sent again)."""
