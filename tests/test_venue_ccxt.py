@@ -395,3 +395,24 @@ def test_cancelling_an_order_that_filled_first_reports_the_fill(running: Running
     venue.cancel("lim-2")  # too late: -2011, and the answer is what happened instead
     (filled,) = venue.poll()
     assert isinstance(filled, OrderFilled) and filled.complete and filled.fill.price == 90.0
+
+
+def test_fills_are_paged_by_trade_id_on_binance_none_twice_none_missed(running: Running) -> None:
+    venue = make_venue(running, 10_000.0)
+    venue.trade_page = 2
+    pin(running, 100.0)
+    for number in range(3):
+        venue.submit(OrderRequest(f"page-a{number}", "AAA", OrderSide.buy, quantity=1))
+    first, cursor = venue.fills_since(None)
+    assert [f.client_order_id for f in first] == ["page-a0", "page-a1", "page-a2"]
+    for number in range(5):
+        venue.submit(OrderRequest(f"page-b{number}", "AAA", OrderSide.buy, quantity=1))
+
+    def my_trades_requests() -> int:
+        return [r["path"] for r in running.control("GET", "requests?limit=10000")[1]].count("/api/v3/myTrades")
+
+    before = my_trades_requests()
+    second, cursor = venue.fills_since(cursor)
+    assert [f.client_order_id for f in second] == [f"page-b{n}" for n in range(5)]
+    assert my_trades_requests() - before == 3  # pages of 2, 2 and 1, each from the last trade id on
+    assert venue.fills_since(cursor) == ([], cursor)

@@ -65,6 +65,9 @@ class _Tracked:
 class CcxtVenue:
     """The venue interface over a ccxt exchange (spot)."""
 
+    #: Trades asked for per request when paging by trade id (Binance's largest page).
+    trade_page = 1000
+
     def __init__(self, config: CcxtVenueConfig, connection: CcxtConnection | None = None, *,
                  environ: Mapping[str, str] | None = None):
         self.config = config
@@ -252,20 +255,45 @@ class CcxtVenue:
         return [self._report(order) for order in orders]
 
     def fills_since(self, cursor: str | None) -> tuple[list[FillReport], str | None]:
-        """Trades on the watched markets after ``cursor`` (a JSON map market → [last time ms, ids at that time])."""
+        """Trades on the watched markets after ``cursor``, and the cursor to pass next time.
+
+        The cursor is JSON: per market, the last trade's time, the ids seen at that time and the
+        last id. Binance pages by trade id (``fromId``): a time window there spans at most a day,
+        so after a longer quiet spell a time cursor would never move again. Other exchanges page
+        by time, the ids at the last instant keeping a trade from being handed out twice.
+        """
         marks: dict[str, list[Any]] = json.loads(cursor) if cursor else {}
         fills: list[FillReport] = []
         for market in self._watched():
-            since, seen = marks.get(market, [None, []])
-            trades = self._call(self.exchange.fetch_my_trades, market, since)
-            new = [t for t in trades if str(t["id"]) not in seen]
-            for trade in new:
+            since, seen, last_id = marks.get(market, [None, [], None])
+            for trade in self._trades_after(market, since, last_id):
+                if str(trade["id"]) in seen:
+                    continue
                 fills.append(self._fill(trade, self._client_id(trade, market), trade["timestamp"]))
-            if trades:
-                last = max(int(t["timestamp"]) for t in trades)
-                marks[market] = [last, sorted(str(t["id"]) for t in trades if int(t["timestamp"]) == last)]
+                stamp = int(trade["timestamp"])
+                if since is None or stamp > since:
+                    since, seen = stamp, []
+                seen = sorted({*seen, str(trade["id"])})
+                last_id = str(trade["id"])
+            if since is not None:
+                marks[market] = [since, seen, last_id]
         fills.sort(key=lambda f: (f.at, f.venue_trade_id))
         return fills, json.dumps(marks, sort_keys=True)
+
+    def _trades_after(self, market: str, since: int | None, last_id: str | None) -> list[dict[str, Any]]:
+        """The market's trades from ``since`` (or after trade ``last_id``, where the exchange pages by id), oldest
+        first, every page of them."""
+        if not self.exchange.id.startswith("binance") or last_id is None or not last_id.isdigit():
+            return sorted(self._call(self.exchange.fetch_my_trades, market, since),
+                          key=lambda t: (int(t["timestamp"]), str(t["id"])))
+        trades: list[dict[str, Any]] = []
+        after = int(last_id)
+        while True:
+            page = self._call(self.exchange.fetch_my_trades, market, None, self.trade_page, {"fromId": after + 1})
+            trades.extend(page)
+            if len(page) < self.trade_page:
+                return trades
+            after = max(int(t["id"]) for t in page)
 
     def balances(self) -> dict[str, Balance]:
         """Free and locked balance of every asset the exchange reports."""
