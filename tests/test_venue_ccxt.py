@@ -416,3 +416,18 @@ def test_fills_are_paged_by_trade_id_on_binance_none_twice_none_missed(running: 
     assert [f.client_order_id for f in second] == [f"page-b{n}" for n in range(5)]
     assert my_trades_requests() - before == 3  # pages of 2, 2 and 1, each from the last trade id on
     assert venue.fills_since(cursor) == ([], cursor)
+
+
+def test_memory_stays_bounded_over_many_orders_and_open_ones_are_never_forgotten(running: Running) -> None:
+    venue = make_venue(running, 10_000.0)
+    venue.max_kept = 3
+    pin(running, 100.0)
+    venue.submit(OrderRequest("keep-open", "AAA", OrderSide.buy, type=OrderType.limit, quantity=1, limit_price=50.0))
+    for number in range(6):
+        venue.submit(OrderRequest(f"many-{number}", "AAA", OrderSide.buy, quantity=1))
+        venue.submit(OrderRequest(f"refused-{number}", "NOPE", OrderSide.buy, quantity=1))
+    venue.poll()
+    assert len(venue._orders) <= 3 and len(venue._refused) <= 3
+    assert "keep-open" in venue._orders and "many-5" in venue._orders  # open, and the newest ended
+    report = venue.fetch_order("many-0")  # forgotten here, still known to the exchange
+    assert report is not None and report.status is OrderStatus.filled

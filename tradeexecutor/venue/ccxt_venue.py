@@ -67,6 +67,8 @@ class CcxtVenue:
 
     #: Trades asked for per request when paging by trade id (Binance's largest page).
     trade_page = 1000
+    #: Ended orders, refusals and trade → order lookups remembered, newest kept.
+    max_kept = 10_000
 
     def __init__(self, config: CcxtVenueConfig, connection: CcxtConnection | None = None, *,
                  environ: Mapping[str, str] | None = None):
@@ -77,11 +79,10 @@ class CcxtVenue:
         self._call = self.connection.call
         #: Our symbol → ccxt market symbol, as resolved.
         self._markets: dict[str, str] = {}
+        #: Orders sent (and not since found missing: sending one again is a bug), oldest first.
         self._orders: dict[str, _Tracked] = {}
         #: Orders refused before or by the exchange (the exchange keeps no record of a refusal).
         self._refused: dict[str, OrderReport] = {}
-        #: Client order ids sent and not since found missing: sending one again is a bug.
-        self._sent: set[str] = set()
         self._events: list[ExecutionEvent] = []
         self._client_ids: dict[str, str] = {}
 
@@ -144,7 +145,7 @@ class CcxtVenue:
         id was sent before and has not been found missing since.
         """
         cid = request.client_order_id
-        if cid in self._sent or cid in self._refused:
+        if cid in self._orders or cid in self._refused:
             raise DuplicateOrderError(f"{self.name}: client order id {cid} was already submitted")
         at = self._now()
         market = self._market(request.symbol)
@@ -156,8 +157,7 @@ class CcxtVenue:
             self._refuse(request, RejectReason.nothing_to_sell, arguments, at)
             return
         kind, amount, price, params = arguments
-        self._sent.add(cid)  # from here on the exchange may have it
-        self._orders[cid] = _Tracked(cid, market, request.side, status=OrderStatus.unknown)
+        self._orders[cid] = _Tracked(cid, market, request.side, status=OrderStatus.unknown)  # it may be there now
         import ccxt
 
         try:
@@ -165,7 +165,6 @@ class CcxtVenue:
                                submitting=True)
         except ccxt.BaseError as error:  # a refusal (everything else was translated by _call)
             del self._orders[cid]
-            self._sent.discard(cid)
             if type(error).__name__ == "DuplicateOrderId" or "Duplicate order" in str(error):
                 raise DuplicateOrderError(f"{self.name}: the exchange already has an open order {cid}") from None
             self._refuse(request, reject_reason(error, request.side),
@@ -194,6 +193,7 @@ class CcxtVenue:
         return kind, amount, price, params
 
     def _refuse(self, request: OrderRequest, reason: RejectReason, text: str, at: datetime) -> None:
+        _bounded(self._refused, self.max_kept)
         self._refused[request.client_order_id] = OrderReport(
             client_order_id=request.client_order_id, venue_order_id="", symbol=request.symbol, side=request.side,
             status=OrderStatus.rejected, filled_quantity=0.0, average_price=None, reject_reason=reason, reason=text)
@@ -230,10 +230,8 @@ class CcxtVenue:
                 tracked.venue_order_id = report.venue_order_id
                 if tracked.status is OrderStatus.unknown:
                     tracked.status = OrderStatus.open  # adopted: the next poll brings its fills and its end
-                self._sent.add(client_order_id)
                 return report
-        self._sent.discard(client_order_id)  # the exchange never saw it: sending it now is not a resend
-        self._orders.pop(client_order_id, None)
+        self._orders.pop(client_order_id, None)  # the exchange never saw it: sending it now is not a resend
         return None
 
     def _find(self, market: str, client_order_id: str) -> dict[str, Any] | None:
@@ -308,7 +306,16 @@ class CcxtVenue:
             if tracked.status not in TERMINAL_STATUSES and tracked.venue_order_id:
                 self._refresh(tracked)
         events, self._events = self._events, []
+        self._forget_ended()
         return events
+
+    def _forget_ended(self) -> None:
+        """Keep at most ``max_kept`` followed orders, dropping the oldest that ended: months of orders must not
+        pile up in memory. An ended order is never sent again (the ledger knows it ended); one open or of
+        unknown outcome is always kept."""
+        excess = len(self._orders) - self.max_kept
+        for cid in [cid for cid, t in self._orders.items() if t.status in TERMINAL_STATUSES][:max(0, excess)]:
+            del self._orders[cid]
 
     # -- reading the exchange's answers ---------------------------------------------------------------
 
@@ -371,6 +378,7 @@ class CcxtVenue:
             if tracked.venue_order_id == order_id:
                 return tracked.client_order_id
         if order_id not in self._client_ids:
+            _bounded(self._client_ids, self.max_kept)
             self._client_ids[order_id] = self._client_id_of(self._call(self.exchange.fetch_order, order_id, market))
         return self._client_ids[order_id]
 
@@ -384,6 +392,12 @@ class CcxtVenue:
 
     def _now(self) -> datetime:
         return self.connection.now()
+
+
+def _bounded(memory: dict[str, Any], limit: int) -> None:
+    """Make room for one more entry in ``memory``, dropping the oldest beyond ``limit``."""
+    while len(memory) >= limit:
+        del memory[next(iter(memory))]
 
 
 def _time(milliseconds: Any) -> datetime | None:
