@@ -105,7 +105,7 @@ def _silent_logger() -> logging.Logger:
     """A logger that drops everything: ccxt logs every request's headers (the API key) at debug."""
     logger = logging.getLogger("tradeexecutor.venue.ccxt.wire")
     logger.propagate = False
-    logger.disabled = True
+    logger.setLevel(logging.CRITICAL + 1)  # above every level: nothing is even formatted
     return logger
 
 
