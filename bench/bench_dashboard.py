@@ -40,12 +40,11 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from chromium import Chromium, Page, find_chromium
 from test_dashboard_browser import backtest_runstate
-
 from tradeexecutor.backtest import run_backtest
 from tradeexecutor.data.source import load_market
+from tradeexecutor.layout import RunFiles
 from tradeexecutor.stats import write_trades_csv
 from tradeexecutor.store.journal import Journal
-from tradeexecutor.store.layout import RunFiles
 from tradeexecutor.store.publish import publish
 from tradeexecutor.strategy.loader import load_strategy
 from tradeexecutor.webhook import WebhookServer, create_app

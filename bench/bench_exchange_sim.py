@@ -13,7 +13,7 @@ it, and measures from this process, each on one kept-alive connection:
 - a signed market order with a bare http.client request (signed here): the simulator's own
   cost of an order (signature check, matching, balances, JSON);
 - a market order through ccxt's ``create_order`` with a client order id: the baseline of the
-  executor's order round trip (issue 13), whose later benchmark adds the ledger and the loop.
+  executor's order round trip, whose later benchmark adds the ledger and the loop.
 
 Orders alternate buying 10 EUR and selling 9.9 (the buy's fee is taken in EUR), so neither
 balance runs out. ccxt's own rate limiter is
@@ -76,7 +76,7 @@ def timed(call: Callable[[], object], count: int) -> tuple[list[float], float]:
 
 def percentile(values: list[float], share: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(share * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
 
 
 class Bare:

@@ -35,10 +35,11 @@ if str(ROOT) not in sys.path:
 
 from tradeexecutor.backtest.runner import run_backtest  # noqa: E402
 from tradeexecutor.config import EngineConfig  # noqa: E402
-from tradeexecutor.daemon import CommandQueue, DaemonConfig, FakeClock, InMemoryTicker, build_daemon  # noqa: E402
+from tradeexecutor.daemon import CommandQueue, FakeClock, InMemoryTicker, build_daemon  # noqa: E402
 from tradeexecutor.data import generate_candles  # noqa: E402
 from tradeexecutor.data.source import load_market  # noqa: E402
 from tradeexecutor.ledger import LEDGER_NAME, Ledger  # noqa: E402
+from tradeexecutor.settings import DaemonConfig, FeedConfig  # noqa: E402
 from tradeexecutor.strategy.loader import load_strategy  # noqa: E402
 
 STRATEGY = ROOT / "bench" / "strategies" / "sma_1m.py"
@@ -71,8 +72,8 @@ def measure(history: int, cycles: int, folder: Path) -> tuple[list[float], float
         tickers.append(InMemoryTicker(commands, clock))
         return tickers[0]
 
-    config = DaemonConfig(strategy_file=STRATEGY, state_dir=state_dir, data=(str(data),), replay_seconds=1.0,
-                          replay_start="first", watchdog_seconds=0)
+    config = DaemonConfig(strategy_file=STRATEGY, state_dir=state_dir, watchdog_seconds=0,
+                          feed=FeedConfig(data=(str(data),), replay_seconds=1.0, replay_start="first"))
     daemon = build_daemon(config, clock=clock, ticker_factory=factory, environ={})
     times: list[float] = []
     files_cpu = [0.0]

@@ -61,7 +61,7 @@ def child(args: argparse.Namespace) -> None:
     from tradeexecutor.daemon.affinity import CpuPinning
     from tradeexecutor.daemon.commands import CommandKind, JobKind
     from tradeexecutor.daemon.runner import build_daemon
-    from tradeexecutor.daemon.settings import DaemonConfig
+    from tradeexecutor.settings import DaemonConfig, FeedConfig
     from tradeexecutor.webhook import WebhookServer, create_app
 
     workdir = Path(tempfile.mkdtemp(prefix="bench_lag_"))
@@ -70,7 +70,8 @@ def child(args: argparse.Namespace) -> None:
                         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
     chart_seconds = {} if args.chart_seconds is None else {"chart_seconds": args.chart_seconds}
-    config = DaemonConfig(strategy_file=args.strategy, state_dir=workdir / "state", port=0, replay_seconds=1.0,
+    config = DaemonConfig(strategy_file=args.strategy, state_dir=workdir / "state", port=0,
+                          feed=FeedConfig(replay_seconds=1.0),
                           max_cycles=args.cycles, cpu=args.cpu, **chart_seconds)
     unpinned_cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set()
     pinning = CpuPinning(config.cpu)  # as start_cmd does, before any thread starts

@@ -34,9 +34,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 import orjson
 
 from state_builders import make_order  # noqa: E402
-
+from tradeexecutor.atomic import atomic_write_bytes
 from tradeexecutor.state import Position, State
-from tradeexecutor.store import StateStore, atomic_write_bytes, dumps_state, loads_state
+from tradeexecutor.store import StateStore, dumps_state, loads_state
 from tradeexecutor.store.codec import PositionFragments
 
 T0 = datetime(2020, 1, 1, tzinfo=UTC)

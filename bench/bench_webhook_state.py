@@ -35,15 +35,15 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # state_builders.resized
 
+from state_builders import resized  # noqa: E402
 from tradeexecutor.backtest.runner import run_backtest  # noqa: E402
 from tradeexecutor.data.source import load_market  # noqa: E402
+from tradeexecutor.layout import RunFiles  # noqa: E402
 from tradeexecutor.runstate import RunState  # noqa: E402
 from tradeexecutor.runstate.figures import FigureCounter  # noqa: E402
 from tradeexecutor.stats.summary import write_trades_csv  # noqa: E402
-from tradeexecutor.store.layout import RunFiles  # noqa: E402
 from tradeexecutor.store.publish import publish  # noqa: E402
 from tradeexecutor.strategy.loader import load_strategy  # noqa: E402
-from state_builders import resized  # noqa: E402
 from tradeexecutor.webhook import WebhookServer, create_app  # noqa: E402
 from tradeexecutor.webhook.options import WebhookOptions  # noqa: E402
 
@@ -114,7 +114,7 @@ def main() -> None:
                 plain = measure(port, "/state", {}, args.runs)
                 zipped = measure(port, "/state", {"Accept-Encoding": "gzip"}, args.runs)
                 not_modified = measure(port, "/state", {"If-None-Match": snapshot.etag}, args.runs)
-                _, metrics_total, _, _ = timed_get(port, "/metrics", {})
+                _, _metrics_total, _, _ = timed_get(port, "/metrics", {})
                 scrapes = [timed_get(port, "/metrics", {})[1] for _ in range(max(args.runs, 21))]
                 metrics_ms = statistics.median(scrapes) * 1000
 

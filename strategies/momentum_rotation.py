@@ -9,7 +9,7 @@ description = (
 )
 cycle_duration = "7d"
 instruments = ["AAPL", "GOOG", "IBM", "MSFT"]
-asset_types = {symbol: "equity" for symbol in instruments}
+asset_types = dict.fromkeys(instruments, "equity")
 
 parameters = {
     "lookback": Integer(60, min=5, max=500, help="Bars of trailing return used for ranking"),

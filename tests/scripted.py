@@ -76,7 +76,7 @@ def run(tmp_path: Path, frame: pd.DataFrame, script: dict[pd.Timestamp, Any], *,
     path.write_text(SCRIPTED.format(cycle=cycle, instruments=symbols))
     loaded = load_strategy(path)
     loaded.decide.__globals__["SCRIPT"].update(script)
-    market = market or MarketData.from_long_frame(frame, asset_types=asset_types or {s: "equity" for s in symbols})
+    market = market or MarketData.from_long_frame(frame, asset_types=asset_types or dict.fromkeys(symbols, "equity"))
     config = EngineConfig(
         execution=ExecutionConfig(fee=fee, slippage_bps=slippage_bps, min_notional=min_notional,
                                   fill_timing=fill_timing),

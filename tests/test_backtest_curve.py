@@ -135,7 +135,7 @@ def test_several_instruments_with_gaps_and_a_slower_cycle(tmp_path: Path, fill_t
 
 def test_rotation_on_bundled_stocks_matches(tmp_path: Path) -> None:
     frame = load_bundled("stocks-daily")
-    market = MarketData.from_long_frame(frame, asset_types={s: "equity" for s in frame["symbol"].unique()})
+    market = MarketData.from_long_frame(frame, asset_types=dict.fromkeys(frame["symbol"].unique(), "equity"))
     strategy = load_strategy(ROOT / "strategies" / "momentum_rotation.py", {"lookback": 20})
     config = EngineConfig(execution=ExecutionConfig(fee=0.001), initial_cash=10_000.0)
     fast = run_backtest(strategy, market, config, now=NOW)

@@ -2,19 +2,28 @@
 
 from __future__ import annotations
 
+import itertools
 import json
+import re
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from tradeexecutor.cast import MAX_POINTS, MAX_SERIES, chart_path, check_chart_data, check_name, parse_target, \
-    target_url
-from tradeexecutor.daemon.castdata import ChartFeed, Downsampled
+from tradeexecutor.cast import (
+    MAX_POINTS,
+    MAX_SERIES,
+    chart_path,
+    check_chart_data,
+    check_name,
+    parse_target,
+    target_url,
+)
+from tradeexecutor.cast.feed import ChartFeed, Downsampled
 from tradeexecutor.errors import ConfigError, StateCorruptError
 from tradeexecutor.state import State
 from tradeexecutor.store.cast_target import CastTargetFile
-
 
 # -- targets -----------------------------------------------------------------------------------
 
@@ -106,7 +115,7 @@ def test_downsampled_keeps_at_most_max_points_plus_the_newest_evenly_strided() -
         series.add(i * 10, float(i))
         times, values = series.points()
         assert len(times) <= 11 and times[0] == 0 and times[-1] == i * 10 and values[-1] == float(i)
-        assert all(b > a for a, b in zip(times, times[1:]))
+        assert all(b > a for a, b in itertools.pairwise(times))
     times, _ = series.points()
     kept = [t // 10 for t in times[:-1]]
     assert all(index % series.stride == 0 for index in kept)
@@ -114,7 +123,7 @@ def test_downsampled_keeps_at_most_max_points_plus_the_newest_evenly_strided() -
     assert series.points(provisional=(99_999, 5.0))[0][-1] == 99_999
 
 
-def _state_with(equity: list[float], start_ms: int = 1_000) -> State:
+def _state_with(equity: Sequence[float], start_ms: int = 1_000) -> State:
     state = State(name="t")
     for i, value in enumerate(equity):
         state.valuations.append(start_ms + i * 1000, value, value, 0.0)
@@ -181,7 +190,7 @@ def test_a_damaged_cast_file_is_refused_by_name_and_left_untouched(tmp_path: Pat
     path = tmp_path / "cast.json"
     path.write_text("{not json")
     file = CastTargetFile(path)
-    with pytest.raises(StateCorruptError, match="cast.json"):
+    with pytest.raises(StateCorruptError, match=re.escape("cast.json")):
         file.read()
     with pytest.raises(StateCorruptError):
         file.write("/wallboard/p/c", "control")

@@ -19,8 +19,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tradeexecutor.daemon.castdata import ChartFeed
-from tradeexecutor.daemon.caster import CastConfig, Caster, CastSender
+from executor_process import free_port
+from tradeexecutor.cast import CastConfig
+from tradeexecutor.cast.feed import ChartFeed
+from tradeexecutor.daemon.caster import Caster, CastSender
 from tradeexecutor.daemon.commands import CommandKind, CommandQueue
 from tradeexecutor.errors import ConfigError
 from tradeexecutor.runstate import RunState
@@ -30,8 +32,6 @@ from tradeexecutor.wallboard import ChartStore, Poller, WallboardConfig
 from tradeexecutor.wallboard import create_app as wallboard_app
 from tradeexecutor.webhook import WebhookServer, create_app
 from tradeexecutor.webhook.options import WebhookOptions
-
-from executor_process import free_port
 
 TOKEN = "wallboard-token-42"
 TIMES = np.arange(0, 200_000, 1000, dtype=np.int64)
@@ -166,7 +166,8 @@ def test_a_misspelt_path_is_journalled_once_then_a_good_one_works_and_dash_stops
     assert failure["target"] == "/wallbord/page1/chart1" and "404" in failure["reason"]
     assert "not found: /wallbord/page1/chart1" in failure["reason"] and "/wallboard/<page>/<chart>" in failure["reason"]
     assert run.caster.sender.failed == 3
-    assert run.file.read().target == "/wallbord/page1/chart1"  # type: ignore[union-attr] - recorded
+    recorded = run.file.read()
+    assert recorded is not None and recorded.target == "/wallbord/page1/chart1"
 
     run.caster.set_target("/wallboard/page1/chart1")
     run.cycle()
@@ -265,7 +266,7 @@ def test_the_wallboard_url_must_be_a_url() -> None:
 
 def test_a_closed_sender_takes_nothing_more() -> None:
     sent: list[str] = []
-    sender = CastSender(CastConfig(), lambda *a, **k: None, put=lambda url, *rest: sent.append(url))  # type: ignore[arg-type,return-value,func-returns-value]
+    sender = CastSender(CastConfig(), lambda *a, **k: None, put=lambda url, *rest: sent.append(url))
     sender.retarget("/x")
     sender.close(1)
     sender.send("/x", "http://h/x", {})

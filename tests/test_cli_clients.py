@@ -22,8 +22,8 @@ from typing import Any
 
 import pytest
 
+from tradeexecutor.layout import RunFiles
 from tradeexecutor.runstate import RunState
-from tradeexecutor.store.layout import RunFiles
 from tradeexecutor.webhook import WebhookServer, create_app
 from tradeexecutor.webhook.options import WebhookOptions
 

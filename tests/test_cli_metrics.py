@@ -14,10 +14,10 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from test_runs_artifacts import make_run, promtool_check, write_spec
 
-from tradeexecutor.stats import compute_summary
+from test_runs_artifacts import make_run, promtool_check, write_spec
 from tradeexecutor.ledger import load_state
+from tradeexecutor.stats import compute_summary
 
 
 def cli(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:

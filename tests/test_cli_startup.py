@@ -36,7 +36,7 @@ def imported(*args: str, cwd: Path | None = None) -> list[str]:
     environment = {key: value for key, value in os.environ.items() if not key.startswith("TRADEEXECUTOR_")}
     result = subprocess.run([sys.executable, "-c", PROBE, *args], capture_output=True, text=True, timeout=60,
                             cwd=cwd, env=environment)
-    return json.loads(result.stderr.strip().splitlines()[-1])  # type: ignore[no-any-return]
+    return json.loads(result.stderr.strip().splitlines()[-1])
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=lambda command: command or "tradeexecutor")

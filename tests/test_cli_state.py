@@ -6,8 +6,10 @@ import hashlib
 import subprocess
 import sys
 from pathlib import Path
+from typing import cast
 
 import orjson
+from dataclasses_json import DataClassJsonMixin
 
 from test_store_state_store import new_state, run_cycle
 from tradeexecutor.ledger import Ledger
@@ -49,7 +51,8 @@ def test_migrate_then_export_gives_the_same_state_and_keeps_the_originals(tmp_pa
     exported = tradeexecutor("export", str(tmp_path))
     assert exported.returncode == 0, exported.stderr
     assert exported.stdout.encode() == dumps_state(state)
-    assert State.from_json(exported.stdout) == state  # the dataclasses-json model reads the export
+    model = cast("type[DataClassJsonMixin]", State)  # @dataclass_json adds from_json at run time
+    assert model.from_json(exported.stdout) == state  # the dataclasses-json model reads the export
     check = tradeexecutor("check", str(tmp_path / "ledger.sqlite"))
     assert check.returncode == 0 and check.stdout.startswith("ok: ") and "31 journal lines" in check.stdout
     again = tradeexecutor("migrate", str(tmp_path))

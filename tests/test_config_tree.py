@@ -18,17 +18,24 @@ import click
 import pytest
 from click.testing import CliRunner
 
+from test_docs import DOCS, ROOT, load_script
+from tradeexecutor import settings as daemon_settings
 from tradeexecutor.cli.main import cli
 from tradeexecutor.cli.options import config_options, config_values
-from tradeexecutor.config import (EngineConfig, ExecutionConfig, HealthLimits, WebhookConfig, build_config,
-                                  check_settings, setting, walk_settings)
-from tradeexecutor.daemon import settings as daemon_settings
-from tradeexecutor.daemon.settings import DaemonConfig
+from tradeexecutor.config import (
+    EngineConfig,
+    ExecutionConfig,
+    HealthLimits,
+    WebhookConfig,
+    build_config,
+    check_settings,
+    setting,
+    walk_settings,
+)
 from tradeexecutor.errors import ConfigError
 from tradeexecutor.runs import spec as run_spec
+from tradeexecutor.settings import DaemonConfig, FeedConfig
 from tradeexecutor.wallboard.settings import WallboardConfig
-
-from test_docs import DOCS, ROOT, load_script
 
 SMA = ROOT / "strategies" / "sma_crossover.py"
 
@@ -166,7 +173,7 @@ def test_the_old_flags_and_variables_keep_their_names() -> None:
     (lambda: EngineConfig(cycle_offset_seconds=-5.0), "--cycle-offset -5.0 must not be negative"),
     (lambda: ExecutionConfig(fill_timing="later"), "--fill-timing 'later' is not one of next_open, close"),
     (lambda: DaemonConfig(strategy_file=SMA, port=70000), "--port 70000 must be between 0 and 65535"),
-    (lambda: DaemonConfig(strategy_file=SMA, replay_seconds=0.0),
+    (lambda: FeedConfig(replay_seconds=0.0),
      "--replay-seconds 0.0 must be positive (0.1 = ten bars a second)"),
     (lambda: DaemonConfig(strategy_file=SMA, chart_seconds=math.inf), "--chart-seconds inf is not a finite number"),
 ])

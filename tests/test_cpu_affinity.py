@@ -15,8 +15,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from test_daemon_e2e import Executor, executors  # noqa: F401 - the fixture
 
+from test_daemon_e2e import Executor, executors  # noqa: F401 - the fixture
 from tradeexecutor.daemon.affinity import (
     busy_fractions,
     check_cpu_setting,
@@ -39,7 +39,7 @@ def test_cpu_settings_are_normalised(text: str, expected: str) -> None:
 
 @pytest.mark.parametrize("text", ["", "-1", "two", "1.5", "0,1", "123456"])
 def test_bad_cpu_settings_say_what_is_accepted(text: str) -> None:
-    with pytest.raises(ConfigError, match="use auto .* off .* or a CPU number"):
+    with pytest.raises(ConfigError, match=r"use auto .* off .* or a CPU number"):
         check_cpu_setting(text)
 
 

@@ -41,7 +41,8 @@ def chart(executor: Executor) -> bytes:
         return bytes(response.read())
 
 
-def test_the_first_cycle_is_charted_by_the_renderer_process_then_charts_keep_up(tmp_path: Path, executors) -> None:  # type: ignore[no-untyped-def]
+def test_the_first_cycle_is_charted_by_the_renderer_process_then_charts_keep_up(tmp_path: Path,
+                                                                                 executors: list[Executor]) -> None:
     executor = Executor(tmp_path, "--replay-seconds", "0.5", "--chart-seconds", "1", "--log-level", "debug")
     executors.append(executor)
     first = executor.wait_status(lambda s: s["visualisation_updated_at"] is not None, PATIENCE)
@@ -53,7 +54,7 @@ def test_the_first_cycle_is_charted_by_the_renderer_process_then_charts_keep_up(
     assert "chart renderer started: pid" in executor.output()  # at debug: operators' logs need not say it
 
 
-def test_a_replay_that_ends_after_its_first_cycle_shows_that_cycle_s_chart(tmp_path: Path, executors) -> None:  # type: ignore[no-untyped-def]
+def test_a_replay_that_ends_after_its_first_cycle_shows_that_cycle_s_chart(tmp_path: Path, executors: list[Executor]) -> None:
     """Three bars, cycles every 0.2 s: the run is over before a renderer could start, and still has its chart."""
     executor = Executor(tmp_path, "--replay-seconds", "0.2", "--end", "2005-01-06", "--complete-serve-seconds", "60",
                         "--chart-seconds", "10")  # the default (the harness turns charts off)
@@ -64,7 +65,7 @@ def test_a_replay_that_ends_after_its_first_cycle_shows_that_cycle_s_chart(tmp_p
     assert chart(executor).startswith(PNG)
 
 
-def test_a_killed_renderer_marks_the_charts_stale_and_the_loop_goes_on(tmp_path: Path, executors) -> None:  # type: ignore[no-untyped-def]
+def test_a_killed_renderer_marks_the_charts_stale_and_the_loop_goes_on(tmp_path: Path, executors: list[Executor]) -> None:
     executor = Executor(tmp_path, "--replay-seconds", "0.2", "--chart-seconds", "1")
     executors.append(executor)
     status = executor.wait_status(lambda s: s["visualisation_updated_at"] is not None, PATIENCE)
@@ -78,7 +79,7 @@ def test_a_killed_renderer_marks_the_charts_stale_and_the_loop_goes_on(tmp_path:
     assert "charts are stale until a new renderer starts" in executor.output()
 
 
-def test_a_hung_renderer_is_killed_after_the_chart_timeout_and_the_loop_goes_on(tmp_path: Path, executors) -> None:  # type: ignore[no-untyped-def]
+def test_a_hung_renderer_is_killed_after_the_chart_timeout_and_the_loop_goes_on(tmp_path: Path, executors: list[Executor]) -> None:
     # Long enough for a render on a busy machine, short enough for the test.
     executor = Executor(tmp_path, "--replay-seconds", "0.2", "--chart-seconds", "1", "--chart-timeout-seconds", "20")
     executors.append(executor)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import random
 import signal
 import socket
@@ -13,27 +12,27 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from executor_process import END, START, STRATEGIES, Executor, free_port
 from tradeexecutor.backtest import run_backtest
 from tradeexecutor.config import EngineConfig
 from tradeexecutor.data.source import load_market
 from tradeexecutor.engine.accounting import recompute_cash, recompute_from_fills
-from tradeexecutor.state import State
 from tradeexecutor.ledger import load_state
+from tradeexecutor.state import State
 from tradeexecutor.store.journal import Journal
 from tradeexecutor.strategy.loader import load_strategy
-
-from executor_process import END, START, STRATEGIES, Executor, free_port
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-def executors() -> Any:
+def executors() -> Iterator[list[Executor]]:
     started: list[Executor] = []
     yield started
     for executor in started:

@@ -15,17 +15,17 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+
 from executor_process import END, START, STRATEGIES, Executor, free_port
 from test_daemon_e2e import executors  # noqa: F401 - the fixture
-
 from tradeexecutor.atomic import temp_path_for
+from tradeexecutor.layout import RunFiles
 from tradeexecutor.runstate import CrashFile
-from tradeexecutor.store.layout import RunFiles
 
 pytestmark = pytest.mark.slow
 
 
-def wait_for(predicate, timeout: float = 60.0, what: str = "condition") -> None:  # type: ignore[no-untyped-def]
+def wait_for(predicate, timeout: float = 60.0, what: str = "condition") -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from daemon_configs import daemon_config
 from tradeexecutor.backtest import run_backtest
 from tradeexecutor.config import EngineConfig
 from tradeexecutor.daemon import (
@@ -20,7 +23,6 @@ from tradeexecutor.daemon import (
     Command,
     CommandKind,
     CommandQueue,
-    DaemonConfig,
     FakeClock,
     InMemoryTicker,
     JobKind,
@@ -32,10 +34,13 @@ from tradeexecutor.data.feed import PriceFeed, ReplayFeed
 from tradeexecutor.data.source import load_market
 from tradeexecutor.engine.schedule import cycle_times
 from tradeexecutor.errors import ConfigError, StateCorruptError, StateLockedError
-from tradeexecutor.runstate import CrashFile, RunStatus
 from tradeexecutor.ledger import load_state
+from tradeexecutor.runstate import CrashFile, RunStatus
+from tradeexecutor.settings import DaemonConfig
+from tradeexecutor.state import Order, State
 from tradeexecutor.store.journal import Journal
-from tradeexecutor.strategy.loader import load_strategy
+from tradeexecutor.strategy.loader import LoadedStrategy, load_strategy
+from tradeexecutor.visual.series import ChartDelta
 
 STRATEGIES = Path(__file__).parent / "strategies"
 START, END = "2005-01-01", "2005-12-31"
@@ -54,7 +59,7 @@ def make(tmp_path: Path, strategy: str = "daemon_sma.py", *, clock: FakeClock | 
         "chart_seconds": 0, "watchdog_seconds": 0,
     }
     settings.update(options)
-    config = DaemonConfig(**settings)  # type: ignore[arg-type]
+    config = daemon_config(**settings)
     clock = clock or FakeClock(T0)
     tickers: list[InMemoryTicker] = []
 
@@ -276,7 +281,7 @@ def test_corrupt_state_stops_start_up_naming_the_file(tmp_path: Path) -> None:
     state_dir = tmp_path / "state"
     state_dir.mkdir()
     (state_dir / "ledger.sqlite").write_bytes(b'{"schema_version": 1, "portfol')
-    with pytest.raises(StateCorruptError, match="ledger.sqlite"):
+    with pytest.raises(StateCorruptError, match=re.escape("ledger.sqlite")):
         make(tmp_path)
     assert (state_dir / "ledger.sqlite").read_bytes() == b'{"schema_version": 1, "portfol'
     daemon, _, _ = make(tmp_path / "other")  # the lock was released on the error path
@@ -347,7 +352,7 @@ def test_a_crash_loop_starts_in_safe_mode(tmp_path: Path) -> None:
 
 
 def test_runstate_tells_wall_time_bar_time_and_data_age_apart(tmp_path: Path) -> None:
-    """What /metrics exports for alerts (issue 16): wall and bar time of the last cycle, the cycle
+    """What /metrics exports for alerts: wall and bar time of the last cycle, the cycle
     interval, and when the newest bar came, so its age grows while no job runs."""
     daemon, ticker, clock = make(tmp_path)
     try:
@@ -360,7 +365,8 @@ def test_runstate_tells_wall_time_bar_time_and_data_age_apart(tmp_path: Path) ->
         assert snapshot.market_data_at is not None and snapshot.market_data_at <= clock.now()
         assert snapshot.market_data_age(clock.now()) == pytest.approx(snapshot.market_data_feed_lag or 0.0)
         clock.advance(480)  # the loop is stuck: no job writes anything
-        assert daemon.runstate.snapshot().market_data_age(clock.now()) >= 480
+        age = daemon.runstate.snapshot().market_data_age(clock.now())
+        assert age is not None and age >= 480
     finally:
         daemon.close()
 
@@ -376,7 +382,7 @@ def test_crashes_are_remembered_with_their_times_across_restarts(tmp_path: Path)
     crash_file = CrashFile.for_state_dir(tmp_path / "state")
     for minutes in (90, 20, 5):
         crash_file.record(RuntimeError("boom"), T0 - timedelta(minutes=minutes))
-    daemon, ticker, clock = make(tmp_path, "daemon_crash.py", clock=FakeClock(T0), crash_loop_count=0)
+    daemon, ticker, _clock = make(tmp_path, "daemon_crash.py", clock=FakeClock(T0), crash_loop_count=0)
     try:
         snapshot = daemon.runstate.snapshot()
         assert snapshot.crashes_since(T0 - timedelta(minutes=30)) == 2
@@ -415,7 +421,7 @@ def test_watchdog_turns_a_hung_job_into_a_crash_with_every_thread_stack(tmp_path
 STOP_BAR_CYCLE = "2005-01-25"
 
 
-def _stop_trade(state) -> object | None:  # type: ignore[no-untyped-def]
+def _stop_trade(state: State) -> Order | None:
     """The trade a stop-loss closed position 1 with, or None."""
     for position in state.portfolio.closed_positions:
         if position.id == 1 and position.orders[-1].trigger == "stop_loss":
@@ -423,7 +429,7 @@ def _stop_trade(state) -> object | None:  # type: ignore[no-untyped-def]
     return None
 
 
-def _journal(tmp_path: Path) -> list[dict]:  # type: ignore[type-arg]
+def _journal(tmp_path: Path) -> list[dict[str, Any]]:
     return list(Journal(tmp_path / "state" / "journal.jsonl").entries())
 
 
@@ -432,7 +438,8 @@ def test_the_stop_window_of_the_failing_strategy_holds() -> None:
     strategy = load_strategy(STRATEGIES / "daemon_decide_fails.py", {"fail_from": "2099-01-01"})
     market, _ = load_market([], strategy.instruments, start=START, end=END)
     trade = _stop_trade(run_backtest(strategy, market, EngineConfig()).state)
-    assert trade is not None and trade.filled_at.date().isoformat() == STOP_BAR_CYCLE  # type: ignore[attr-defined]
+    assert trade is not None and trade.filled_at is not None
+    assert trade.filled_at.date().isoformat() == STOP_BAR_CYCLE
 
 
 def test_a_decide_that_raises_never_undoes_the_bars_fills_and_triggers(tmp_path: Path) -> None:
@@ -454,7 +461,7 @@ def test_a_decide_that_raises_never_undoes_the_bars_fills_and_triggers(tmp_path:
     assert saved.valuations.cash[-1] == pytest.approx(saved.portfolio.cash)
     fired = [e for e in _journal(tmp_path) if e["event"] == "trigger_fired"]
     assert [(e["fields"]["trigger"], e["fields"]["price"]) for e in fired] == [
-        ("stop_loss", pytest.approx(trade.average_fill_price))]  # type: ignore[attr-defined]
+        ("stop_loss", pytest.approx(trade.average_fill_price))]
 
 
 def test_a_crash_loop_of_the_strategy_ends_in_safe_mode_and_positions_stay_managed(tmp_path: Path) -> None:
@@ -615,7 +622,7 @@ def test_charts_are_sent_after_the_first_cycle_then_at_the_interval_stretched_by
     costs: list[float] = []  # the last render's cost when it was sent: what the interval was stretched by
     submit = renderer.submit
 
-    def counted(delta):  # type: ignore[no-untyped-def]
+    def counted(delta: ChartDelta) -> bool:
         cost = renderer.last_cost
         accepted = submit(delta)
         if accepted:
@@ -656,7 +663,7 @@ def test_charts_are_sent_after_the_first_cycle_then_at_the_interval_stretched_by
         publisher.close()
 
 
-def new_state_for(strategy):  # type: ignore[no-untyped-def]
+def new_state_for(strategy: LoadedStrategy) -> State:
     from tradeexecutor.backtest.runner import new_state
 
     return new_state(strategy, EngineConfig(), T0)

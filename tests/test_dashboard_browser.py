@@ -32,6 +32,14 @@ from typing import Any
 
 import pytest
 
+from chromium import (  # noqa: F401 - browser and chromium_path are fixtures
+    Chromium,
+    Page,
+    assert_nontrivial_png,
+    browser,
+    chromium_path,
+    keep_screenshot,
+)
 from tradeexecutor.backtest import run_backtest
 from tradeexecutor.data.source import load_market
 from tradeexecutor.errors import DataError
@@ -42,15 +50,6 @@ from tradeexecutor.visual import render_all
 from tradeexecutor.webhook import WebhookServer, create_app
 from tradeexecutor.webhook.dashboard import ASSETS, CACHE_IMMUTABLE, CACHE_REVALIDATE, load_assets
 from tradeexecutor.webhook.options import WebhookOptions
-
-from chromium import (  # noqa: F401 - browser and chromium_path are fixtures
-    Chromium,
-    Page,
-    assert_nontrivial_png,
-    browser,
-    chromium_path,
-    keep_screenshot,
-)
 
 pytestmark = pytest.mark.slow
 
@@ -422,7 +421,7 @@ def test_missing_endpoints_show_not_available_yet(
 def test_page_survives_when_status_itself_fails(
     browser: Chromium, serve: Callable[..., Served], status_code: int
 ) -> None:
-    blocked = {path: 404 for path in ("/summary", "/positions", "/logs", "/visualisation")}
+    blocked = dict.fromkeys(("/summary", "/positions", "/logs", "/visualisation"), 404)
     blocked["/status"] = status_code
     served = serve(Blocker(create_app(RunState.create("broken")), blocked))
     page = browser.new_page()
@@ -441,9 +440,9 @@ def test_positions_journal_and_timeline_from_published_files(
 ) -> None:
     """With the loop's files (positions.json, journal.jsonl) the page shows open positions, the journal tail
     and the timeline's stop request and stop."""
+    from tradeexecutor.layout import RunFiles
     from tradeexecutor.stats import write_trades_csv
     from tradeexecutor.store.journal import Journal
-    from tradeexecutor.store.layout import RunFiles
     from tradeexecutor.store.publish import publish
     from tradeexecutor.webhook.app import ROUTE_MODULES
 

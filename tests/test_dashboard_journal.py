@@ -10,21 +10,24 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
+
 from chromium import Chromium, Page, browser, chromium_path, keep_screenshot  # noqa: F401 - the fixtures
 from test_dashboard_browser import Served, backtest_runstate, serve  # noqa: F401 - serve is a fixture
-
 from tradeexecutor.daemon.journal import JournalSink
+from tradeexecutor.layout import RunFiles
 from tradeexecutor.store.journal import Journal
-from tradeexecutor.store.layout import RunFiles
 from tradeexecutor.webhook import create_app
 from tradeexecutor.webhook.options import WebhookOptions
 
 pytestmark = pytest.mark.slow
 
-ROUTINE = {"cycle_completed": dict(decisions=0, planned=0, executed=0, ignored=[], duration=0.0012),
-           "revalued": dict(step=0, equity=10_000.0)}
+ROUTINE: dict[str, dict[str, Any]] = {
+    "cycle_completed": {"decisions": 0, "planned": 0, "executed": 0, "rejected": 0, "ignored": [], "duration": 0.0012},
+    "revalued": {"step": 0, "equity": 10_000.0},
+}
 #: What the operator should see by default, oldest first.
 NOTABLE = ["started", "cycle_completed", "order_planned", "order_filled", "trigger_fired", "order_rejected", "crashed"]
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -27,10 +26,10 @@ def test_shape_columns_and_index() -> None:
 
 def test_ohlc_invariants_on_100k_bars() -> None:
     frame = generate_candles(100_000, seed=7, volatility=0.01, drift=0.0001)
-    o, h, l, c, v = (frame[name].to_numpy() for name in ("open", "high", "low", "close", "volume"))
+    o, h, low, c, v = (frame[name].to_numpy() for name in ("open", "high", "low", "close", "volume"))
     assert np.all(h >= np.maximum(o, c))
-    assert np.all(l <= np.minimum(o, c))
-    assert np.all(l > 0) and np.all(np.isfinite(h))
+    assert np.all(low <= np.minimum(o, c))
+    assert np.all(low > 0) and np.all(np.isfinite(h))
     assert np.all(v > 0)
     np.testing.assert_array_equal(o[1:], c[:-1])
 

@@ -25,6 +25,7 @@ from typing import Any
 
 import pytest
 import yaml
+
 from metric_contract import METRIC_NAMES, SCRAPE_SERIES
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -38,7 +39,7 @@ ALERTS_TEST = DEPLOY / "prometheus" / "alerts_test.yml"
 DASHBOARD = DEPLOY / "grafana" / "dashboards" / "tradeexecutor.json"
 KUBERNETES = DEPLOY / "kubernetes"
 
-#: The alerts the deployment promises (issues 6 and 16).
+#: The alerts the deployment promises (docs/production.md).
 REQUIRED_ALERTS = {"ExecutorCrashed", "ExecutorCrashLooping", "CycleOverdue", "HealthFailing", "MarketDataStale",
                    "ExecutorDown", "ExecutorRunFinished"}
 #: The scrape job the rules and the dashboard select (prometheus.yml; the ServiceMonitor's jobLabel).
@@ -137,7 +138,7 @@ def command_envvars(command: str) -> set[str]:
     from tradeexecutor.cli.main import cli
 
     names: set[str] = set()
-    for param in cli.commands[command].params:  # type: ignore[attr-defined]
+    for param in cli.commands[command].params:
         if param.envvar:
             names.update([param.envvar] if isinstance(param.envvar, str) else param.envvar)
     return names
@@ -509,7 +510,7 @@ def test_promql_metric_name_extraction() -> None:
 def test_alert_rules_cover_the_promised_alerts_with_contract_metrics() -> None:
     rules = alert_rules()
     names = {rule["alert"] for rule in rules}
-    assert REQUIRED_ALERTS <= names, f"missing alerts: {sorted(REQUIRED_ALERTS - names)}"
+    assert names >= REQUIRED_ALERTS, f"missing alerts: {sorted(REQUIRED_ALERTS - names)}"
     allowed = METRIC_NAMES | SCRAPE_SERIES
     for rule in rules:
         used = promql_metric_names(str(rule["expr"]))
@@ -638,13 +639,17 @@ def test_cycle_overdue_and_health_failing_fire_before_the_watchdog_ends_the_hang
     the hang must fire first, counting the threshold, `for:`, and a scrape plus an evaluation of delay."""
     from tradeexecutor.cli.main import cli
 
-    defaults = {param.name: param.default for param in cli.commands["start"].params}  # type: ignore[attr-defined]
-    watchdog, grace = float(defaults["watchdog_seconds"]), float(defaults["health_grace_seconds"])
+    defaults = {param.name: param.default for param in cli.commands["start"].params}
+    watchdog_default, grace_default = defaults["watchdog_seconds"], defaults["health_grace_seconds"]
+    assert isinstance(watchdog_default, (int, float)) and isinstance(grace_default, (int, float))
+    watchdog, grace = float(watchdog_default), float(grace_default)
     assert watchdog > 0
     config = yaml.safe_load(PROMETHEUS_CONFIG.read_text(encoding="utf-8"))
     delay = longest_scrape_interval() + duration_seconds(config["global"]["evaluation_interval"])
     overdue = rule("CycleOverdue")
-    threshold = float(re.fullmatch(r"tradeexecutor_next_cycle_overdue_seconds > (\d+)", overdue["expr"]).group(1))
+    match = re.fullmatch(r"tradeexecutor_next_cycle_overdue_seconds > (\d+)", overdue["expr"])
+    assert match is not None, overdue["expr"]
+    threshold = float(match.group(1))
     assert threshold + duration_seconds(overdue["for"]) + delay < watchdog
     assert grace + duration_seconds(rule("HealthFailing")["for"]) + delay < watchdog
 

@@ -57,7 +57,8 @@ def test_a_second_executor_on_the_same_state_folder_is_refused(tmp_path: Path) -
         assert code == 3, output
         assert "executor.lock" in output or "another" in output, output
         assert first.process.poll() is None, "the first executor must keep running"
-        assert first.status()["status"] == "running"
+        status = first.status()
+        assert status is not None and status["status"] == "running"
     finally:
         first.process.send_signal(signal.SIGTERM)
     assert first.wait() == 0

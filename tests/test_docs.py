@@ -67,7 +67,7 @@ def test_configuration_reference_is_generated_from_the_cli() -> None:
     assert current == generator.render(), "docs/configuration.md is out of date: run python docs/gen_config_reference.py"
     from tradeexecutor.cli.main import cli
 
-    for command in cli.commands.values():  # type: ignore[attr-defined]
+    for command in cli.commands.values():
         for param in command.params:
             if param.envvar:
                 assert f"`{param.envvar}`" in current

@@ -10,14 +10,20 @@ fill timing, its orders fill at the open of bar i + 1.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
-from scripted import after, bar_open, ohlc, run
 
-from tradeexecutor.backtest.runner import BacktestResult
+from scripted import SCRIPTED, after, bar_open, ohlc, run
+from tradeexecutor.backtest.runner import BacktestResult, new_state
+from tradeexecutor.config import EngineConfig, ExecutionConfig
+from tradeexecutor.data.market import MarketData
+from tradeexecutor.engine import CycleReport, Engine
+from tradeexecutor.engine.schedule import cycle_times
 from tradeexecutor.state import OrderStatus, Position, RejectReason
 from tradeexecutor.strategy.api import close, increase, open_long, reduce, set_triggers
+from tradeexecutor.strategy.loader import load_strategy
 
 
 def only_position(result: BacktestResult) -> Position:
@@ -106,7 +112,7 @@ def test_lot_rounding_by_asset_type(tmp_path: Path, asset_type: str, quantity: f
     frame = ohlc("XXX", [3.0, 3.0, 3.0])
     result = run(tmp_path, frame, {after(0): [open_long(value=1000)]}, asset_types={"XXX": asset_type})
     instrument = result.state.instrument_by_symbol("XXX")
-    assert instrument.asset_type == asset_type
+    assert instrument is not None and instrument.asset_type == asset_type
     position = only_position(result)
     assert position.quantity == pytest.approx(quantity, abs=1e-12)
     assert result.state.portfolio.cash == pytest.approx(cash_after, abs=1e-9)
@@ -125,7 +131,7 @@ def test_order_that_rounds_to_zero_is_rejected_and_the_run_continues(tmp_path: P
     failed = portfolio.failed_positions[0]
     (trade,) = failed.orders
     assert trade.status == OrderStatus.rejected
-    assert "rounds to zero" in trade.status_reason and trade.reject_reason is RejectReason.rounds_to_zero
+    assert "rounds to zero" in (trade.status_reason or "") and trade.reject_reason is RejectReason.rounds_to_zero
     assert trade.average_fill_price is None and trade.signed_filled_quantity == 0
     assert trade.closed_at == bar_open(1) and not trade.fills
     assert failed.closed_at is not None and failed.quantity == 0
@@ -148,7 +154,7 @@ def test_increase_without_cash_is_rejected(tmp_path: Path) -> None:
     assert opening.status == OrderStatus.filled
     assert more.status == OrderStatus.rejected
     assert more.purpose == "increase"
-    assert "not enough cash" in more.status_reason
+    assert "not enough cash" in (more.status_reason or "")
     assert result.state.portfolio.cash == 0
 
 
@@ -177,12 +183,13 @@ def test_min_notional_rejections(tmp_path: Path) -> None:
     opening, small_reduce, closing = closed.orders
     assert opening.signed_filled_quantity == 12
     assert small_reduce.status == OrderStatus.rejected
-    assert "below minimum notional" in small_reduce.status_reason
+    assert "below minimum notional" in (small_reduce.status_reason or "")
     assert closing.status == OrderStatus.filled
     assert closing.signed_filled_quantity == -12 and closing.average_fill_price == 50
     # 10000 - 1200 + 600 = 9400.
     assert portfolio.cash == 9400
-    assert result.state.instrument_by_symbol("AAA").min_notional == 1000
+    instrument = result.state.instrument_by_symbol("AAA")
+    assert instrument is not None and instrument.min_notional == 1000
 
 
 def test_close_before_the_entry_fills_cancels_it(tmp_path: Path) -> None:
@@ -198,7 +205,7 @@ def test_close_before_the_entry_fills_cancels_it(tmp_path: Path) -> None:
     (failed,) = portfolio.failed_positions
     (entry,) = failed.orders
     assert entry.status == OrderStatus.cancelled and entry.reject_reason is None
-    assert "cancelled" in entry.status_reason
+    assert "cancelled" in (entry.status_reason or "")
     assert portfolio.cash == 10_000
 
 
@@ -372,14 +379,15 @@ def test_rotation_sells_first_even_when_the_sold_instrument_has_a_gap(tmp_path: 
     (b_position,) = portfolio.open_positions
     # Bought with AAA's 10,000 proceeds: 200 shares of BBB, not before the sale.
     assert b_position.quantity == 200
-    assert b_position.orders[0].filled_at >= a_position.orders[1].filled_at
+    bought, sold = b_position.orders[0].filled_at, a_position.orders[1].filled_at
+    assert bought is not None and sold is not None and bought >= sold
 
 
 def test_cash_limited_buy_never_overspends_by_float_noise() -> None:
     # cash = 3 lots * 100 * 1.002 * (1 - 1e-11): a hair short of 3 lots, so only 2 may be bought.
     from tradeexecutor.config import ExecutionConfig as _Config
-    from tradeexecutor.venue.simulated import SimulatedVenue
     from tradeexecutor.state import Instrument
+    from tradeexecutor.venue.simulated import SimulatedVenue
 
     execution = SimulatedVenue(_Config(fee=0.002))
     instrument = Instrument(id=1, symbol="AAA", asset_type="equity", quantity_step=1.0)
@@ -387,3 +395,43 @@ def test_cash_limited_buy_never_overspends_by_float_noise() -> None:
     fill = execution.buy(instrument, 100.0, value=cash, quantity=None, cash_available=cash)
     assert fill.quantity == 2
     assert fill.quantity * fill.price + fill.fee <= cash
+
+
+# ---------------------------------------------------------------------------------------------
+# the cycle report: what one cycle planned, filled and rejected
+
+
+def _cycle_reports(tmp_path: Path, frame: pd.DataFrame, script: dict[pd.Timestamp, Any],
+                   fill_timing: str) -> dict[pd.Timestamp, CycleReport]:
+    """Drive an Engine step by step as the daemon does and keep every cycle's report."""
+    path = tmp_path / f"report_{fill_timing}.py"
+    path.write_text(SCRIPTED.format(cycle="1d", instruments=["AAA"]))
+    strategy = load_strategy(path)
+    strategy.decide.__globals__["SCRIPT"].update(script)
+    market = MarketData.from_long_frame(frame, asset_types={"AAA": "equity"})
+    config = EngineConfig(execution=ExecutionConfig(fill_timing=fill_timing))
+    engine = Engine(strategy, market, new_state(strategy, config), config=config)
+    due = cycle_times(market.timeline_ns, strategy.cycle_duration)
+    reports = {}
+    for step in range(len(market)):
+        report = engine.process_step(step, int(due[step]) or None)
+        if report is not None:
+            reports[report.cycle_time] = report
+    return reports
+
+
+def test_the_cycle_report_counts_fills_and_rejections_at_the_close(tmp_path: Path) -> None:
+    frame = ohlc("AAA", [100, 100, 100, 100])
+    # Cycle 0: 50 / 100 rounds to zero shares, rejected at once; cycle 1: 10 shares fill at the close.
+    reports = _cycle_reports(tmp_path, frame, {after(0): [open_long(value=50)], after(1): [open_long(value=1000)]},
+                             "close")
+    assert (reports[after(0)].planned, reports[after(0)].executed, reports[after(0)].rejected) == (1, 0, 1)
+    assert (reports[after(1)].planned, reports[after(1)].executed, reports[after(1)].rejected) == (1, 1, 0)
+    assert (reports[after(2)].decisions, reports[after(2)].executed, reports[after(2)].rejected) == (0, 0, 0)
+
+
+def test_with_next_open_fills_the_cycle_report_counts_none(tmp_path: Path) -> None:
+    """Orders planned for the next open fill at a later step: not within the cycle that planned them."""
+    frame = ohlc("AAA", [100, 100, 100, 100])
+    reports = _cycle_reports(tmp_path, frame, {after(0): [open_long(value=1000)]}, "next_open")
+    assert (reports[after(0)].planned, reports[after(0)].executed, reports[after(0)].rejected) == (1, 0, 0)

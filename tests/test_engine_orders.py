@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from scripted import after, ohlc, run
 
+from scripted import after, ohlc, run
 from tradeexecutor.backtest.runner import BacktestResult
 from tradeexecutor.engine.accounting import recompute_cash, recompute_from_fills
 from tradeexecutor.state import OrderStatus, TriggerKind, run_key

@@ -14,7 +14,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from venue_contract import AAA
 
 from tradeexecutor.engine.accounting import recompute_cash, recompute_from_fills
 from tradeexecutor.engine.router import OrderRouter
@@ -30,6 +29,7 @@ from tradeexecutor.state import (
 )
 from tradeexecutor.store import StateStore
 from tradeexecutor.venue import InMemoryVenue, OrderFilled
+from venue_contract import AAA
 
 T0 = datetime(2024, 5, 1, tzinfo=UTC)
 
@@ -66,8 +66,9 @@ class Process:
                  state: State | None = None) -> None:
         self.store = StateStore(directory)
         loaded = self.store.load()
-        self.state = state if loaded is None else loaded
-        assert self.state is not None
+        current = state if loaded is None else loaded
+        assert current is not None
+        self.state: State = current
         self.commits = 0
         self.die_at_commit = die_at_commit
         self.router = OrderRouter(self.state, venue, self.commit, lambda: T0 + timedelta(minutes=1))
@@ -88,7 +89,7 @@ def check_books(state: State, venue: InMemoryVenue) -> None:
     submits = [cid for method, cid in venue.calls if method == "submit"]
     accepted = {r.client_order_id for r in venue.open_orders()} | {
         f.client_order_id for f in venue.fills_since(None)[0]}
-    assert len(accepted) <= len({cid for cid in submits})
+    assert len(accepted) <= len(set(submits))
     venue_fills = sorted((f.client_order_id, f.venue_trade_id, f.quantity, f.price) for f in venue.fills_since(None)[0])
     ours = sorted((o.client_order_id, f.venue_trade_id, f.quantity, f.price)
                   for o in state.portfolio.all_orders() for f in o.fills)

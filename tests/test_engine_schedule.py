@@ -3,7 +3,7 @@ tradeexecutor.timeframe.next_boundary / floor_boundary with offsets."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import numpy as np
 import pandas as pd
@@ -13,8 +13,6 @@ from hypothesis import strategies as st
 
 from tradeexecutor.engine.schedule import CycleSchedule, cycle_times
 from tradeexecutor.timeframe import floor_boundary, next_boundary
-
-UTC = timezone.utc
 
 
 def closes(open_times: pd.DatetimeIndex, freq: str) -> np.ndarray:

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from scripted import START, after, bar_close, bar_open, ohlc, run
 
+from scripted import START, after, bar_close, bar_open, ohlc, run
 from tradeexecutor.backtest.runner import BacktestResult
 from tradeexecutor.data.market import MarketData
 from tradeexecutor.engine import triggers
-from tradeexecutor.state import Position, OrderStatus
+from tradeexecutor.state import OrderStatus, Position
 from tradeexecutor.strategy.api import increase, open_long, reduce
 
 
@@ -305,6 +305,7 @@ def test_pending_order_cancelled_when_a_trigger_closes_the_position(tmp_path: Pa
     assert exit_trade.trigger == "stop_loss" and exit_trade.average_fill_price == 95
     assert exit_trade.filled_at == t("06:00")
     assert pending.status == OrderStatus.cancelled
+    assert pending.status_reason is not None
     assert "cancelled" in pending.status_reason and "stop_loss" in pending.status_reason
     assert pending.signed_filled_quantity == 0
     # 10000 - 50 * 100 + 50 * 95 = 9750; the cancelled order moved no money.

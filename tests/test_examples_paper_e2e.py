@@ -32,9 +32,9 @@ import yaml
 from tradeexecutor.backtest import run_backtest
 from tradeexecutor.config import EngineConfig
 from tradeexecutor.data.source import load_market
+from tradeexecutor.ledger import load_state
 from tradeexecutor.runs.registry import Registry
 from tradeexecutor.state import State
-from tradeexecutor.ledger import load_state
 from tradeexecutor.store.journal import ENTRY_KEYS, LEVELS, Journal
 from tradeexecutor.strategy.loader import load_strategy
 
@@ -113,7 +113,8 @@ def _check_run(example: Example, state_dir: Path) -> None:
         assert position.quantity == 0 and position.closed_at is not None
     executed = [t for p in state.portfolio.closed_positions + state.portfolio.open_positions for t in p.orders
                 if t.status == "filled"]
-    flows = sum(t.signed_filled_quantity * t.average_fill_price + t.fees for t in executed)
+    assert all(t.average_fill_price is not None for t in executed)
+    flows = sum(t.signed_filled_quantity * (t.average_fill_price or 0.0) + t.fees for t in executed)
     assert state.portfolio.cash == pytest.approx(EngineConfig().initial_cash - flows, abs=1e-6)
     assert state.portfolio.cash == pytest.approx(expected.portfolio.cash, abs=1e-6)
     assert state.valuations.cash[-1] == pytest.approx(state.portfolio.cash, abs=1e-6)

@@ -1,6 +1,6 @@
 """The unmodified ccxt ``binance`` client against the simulator on a real waitress server.
 
-What the ccxt venue (issue 13) will rely on, each checked through ccxt itself: spot-only
+What the ccxt venue will rely on, each checked through ccxt itself: spot-only
 configuration, markets with their filters as precision and limits, tickers and klines, balances,
 market and limit orders with client order ids, lookups by client id, cancels, trades — and every
 injected fault surfacing as the exception class the venue will have to classify. The exact
@@ -11,6 +11,7 @@ ExchangeError unless the venue restores Binance's spot error table.
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections.abc import Iterator
@@ -79,7 +80,7 @@ def test_ticker_and_klines_follow_the_replayed_eurusd(running: Running, exchange
     assert ticker["bid"] < ticker["ask"] and ticker["low"] <= ticker["last"] <= ticker["high"]
     candles = exchange.fetch_ohlcv("EUR/USD", "1s", limit=10)
     assert len(candles) == 10
-    assert [b[0] - a[0] for a, b in zip(candles, candles[1:])] == [1000] * 9
+    assert [b[0] - a[0] for a, b in itertools.pairwise(candles)] == [1000] * 9
     assert all(low <= min(o, c) and high >= max(o, c) for _, o, high, low, c, _ in candles)
     assert abs(candles[-1][0] - time.time() * 1000) < 5000  # the last one is the kline forming now
     minutes = exchange.fetch_ohlcv("EUR/USD", "1m", limit=3)

@@ -33,8 +33,10 @@ def test_the_simulator_runs_as_a_process_serves_ccxt_and_stops_on_sigterm(tmp_pa
         [*COMMAND, "--port", "0", "--random-walk", "3", "--symbols", "BTC/USDT,ETH/USDT", "--start-price", "2000",
          "--api-key-env", "SIM_KEY", "--api-secret-env", "SIM_SECRET", "--balance", "USDT=5000"],
         cwd=tmp_path, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert process.stdout is not None and process.stderr is not None
+    stdout, stderr_pipe = process.stdout, process.stderr
     lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.extend(iter(process.stdout.readline, "")), daemon=True)
+    reader = threading.Thread(target=lambda: lines.extend(iter(stdout.readline, "")), daemon=True)
     reader.start()
     try:
         first = wait_for(lambda: lines[:1], timeout=60)[0]
@@ -52,7 +54,7 @@ def test_the_simulator_runs_as_a_process_serves_ccxt_and_stops_on_sigterm(tmp_pa
             process.kill()
             process.wait(timeout=10)
     reader.join(10)
-    stderr = process.stderr.read()
+    stderr = stderr_pipe.read()
     output = "".join(lines) + stderr
     assert "exchange simulator stopped" in output and "SIM_KEY" in output
     assert KEY not in output and SECRET not in output

@@ -9,7 +9,7 @@ cancels and price moves ever creates or loses an asset.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from decimal import Decimal
 
@@ -35,7 +35,7 @@ BARS = [(100, 100, 100, 100)] * 5 + [(100, 100, 95, 98), (98, 100, 98, 100)] + [
 MARKET = MarketSpec(base="XYZ", quote="USD", tick_size=D("0.01"), step_size=D("0.001"), min_notional=D("5"))
 
 
-def bars(rows: list[tuple[float, float, float, float]]) -> pd.DataFrame:
+def bars(rows: Sequence[tuple[float, float, float, float]]) -> pd.DataFrame:
     data = np.array(rows, dtype=float)
     index = pd.date_range("2024-01-01", periods=len(rows), freq="h", tz="UTC")
     return pd.DataFrame({"open": data[:, 0], "high": data[:, 1], "low": data[:, 2], "close": data[:, 3],
@@ -44,7 +44,7 @@ def bars(rows: list[tuple[float, float, float, float]]) -> pd.DataFrame:
 
 def make_engine(*, fee_asset: str = "received", spread_bps: str = "0", fee: str = "0.001",
                 balances: dict[str, Decimal] | None = None, max_closed_orders: int = 100_000,
-                rows: list[tuple[float, float, float, float]] = BARS) -> Engine:
+                rows: Sequence[tuple[float, float, float, float]] = BARS) -> Engine:
     config = SimConfig(markets=(MARKET,), api_key="k", api_secret="s", fee_rate=D(fee), fee_asset=fee_asset,
                        spread_bps=D(spread_bps), balances=balances or {"USD": D(10_000), "XYZ": D(10)},
                        max_closed_orders=max_closed_orders)
@@ -147,7 +147,7 @@ def test_a_marketable_limit_trades_at_once_at_the_better_price_and_refunds_the_d
 
 def test_a_resting_sell_fills_when_the_path_rises_to_it() -> None:
     engine = make_engine()
-    placed, _ = engine.place(order("SELL", "LIMIT", "2", "104"), T0)
+    _placed, _ = engine.place(order("SELL", "LIMIT", "2", "104"), T0)
     assert balance(engine, "XYZ") == (D(8), D(2))
     [trade] = engine.advance(T0 + 16_000)
     assert trade.time_ms == T0 + 10_600  # bar 10 climbs 100 → 105 from 333 ms to 667 ms: 104 at 600 ms
@@ -163,7 +163,7 @@ def test_cancel_unlocks_what_is_left_and_a_cancelled_or_filled_order_cannot_be_c
         engine.cancel("XYZUSD", placed.order_id, None, T0 + 1000)
     with refused(-2011):
         engine.cancel("XYZUSD", 999, None, T0)
-    filled, _ = engine.place(order("BUY", "MARKET", "1", cid="m1"), T0 + 1000)
+    _filled, _ = engine.place(order("BUY", "MARKET", "1", cid="m1"), T0 + 1000)
     with refused(-2011):
         engine.cancel("XYZUSD", None, "m1", T0 + 1000)
 
@@ -354,11 +354,13 @@ def test_each_request_s_work_grows_with_the_open_orders_not_the_history(monkeypa
         engine.place(order("BUY" if number % 2 else "SELL", "MARKET", "0.1", cid=f"h{number}"), T0)
     resting, _ = engine.place(order("BUY", "LIMIT", "1", "50", cid="rest"), T0)
     looked_at: list[int] = []
-    original = Order.is_open
+    original: property = vars(Order)["is_open"]
+    assert original.fget is not None
+    is_open = original.fget
 
     def counting(self: Order) -> bool:
         looked_at.append(self.order_id)
-        return original.fget(self)  # type: ignore[attr-defined, no-any-return]
+        return bool(is_open(self))
 
     monkeypatch.setattr(Order, "is_open", property(counting))
     engine.advance(T0 + 1000)

@@ -20,7 +20,7 @@ from urllib.parse import urlencode, urlsplit
 
 import pytest
 
-from exchange_sim_helpers import API_KEY, API_SECRET, Clock, Running, http_json, make_simulator, serve, wait_for
+from exchange_sim_helpers import API_KEY, API_SECRET, Clock, Running, make_simulator, serve, wait_for
 from tradeexecutor.exchange_sim import api, control
 from tradeexecutor.exchange_sim.app import make_app
 
@@ -44,6 +44,7 @@ def call(running: Running, method: str, path: str, *, query: str = "", body: str
          key: str | None = API_KEY) -> tuple[int, Any, dict[str, str]]:
     """One raw request: (status, decoded body, headers)."""
     parts = urlsplit(running.url)
+    assert parts.hostname is not None
     connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
     headers = {"Content-Type": "application/x-www-form-urlencoded"} if body else {}
     if key is not None:
@@ -215,7 +216,7 @@ def test_a_fault_with_seconds_ends_on_the_clock_and_can_be_removed(running: Runn
     assert call(running, "GET", "/sapi/v1/system/status")[1] == {"status": 1, "msg": "system_maintenance"}
     clock.advance(31)
     assert call(running, "GET", "/api/v3/time")[0] == 200
-    status, page, headers = call(running, "GET", "/api/v3/ping")
+    status, _page, headers = call(running, "GET", "/api/v3/ping")
     assert status == 502 and headers["content-type"].startswith("text/html")
     assert running.control("DELETE", f"faults/{second['id']}") == (200, {"removed": second["id"]})
     assert call(running, "GET", "/api/v3/ping")[0] == 200
@@ -342,4 +343,3 @@ def test_the_app_serves_any_wsgi_server(clock: Clock) -> None:
                "wsgi.input": io.BytesIO()}
     assert b"".join(app(environ, lambda status, headers: statuses.append(status))) == b"{}"
     assert statuses == ["200 OK"]
-    assert http_json  # the helper module is shared with the ccxt tests

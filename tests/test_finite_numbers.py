@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -17,11 +18,11 @@ from click.testing import CliRunner
 
 from tradeexecutor.cli.main import cli
 from tradeexecutor.config import EngineConfig, ExecutionConfig
-from tradeexecutor.daemon.settings import DaemonConfig
 from tradeexecutor.errors import ConfigError
 from tradeexecutor.notify.config import NotifyConfig
 from tradeexecutor.runs.optimize import build_grid
 from tradeexecutor.runs.spec import load_spec, spec_from_dict
+from tradeexecutor.settings import DaemonConfig, FeedConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 SMA = ROOT / "strategies" / "sma_crossover.py"
@@ -223,7 +224,7 @@ def _float_fields(kind: type) -> list[str]:
 
 
 @pytest.mark.parametrize(("kind", "name"), [(kind, name)
-                                            for kind in (ExecutionConfig, EngineConfig, DaemonConfig, NotifyConfig)
+                                            for kind in (ExecutionConfig, EngineConfig, FeedConfig, DaemonConfig, NotifyConfig)
                                             for name in _float_fields(kind)])
 @pytest.mark.parametrize("value", [float("inf"), float("nan"), float("-inf")])
 def test_config_objects_refuse_non_finite_fields(kind: type, name: str, value: float) -> None:
@@ -233,7 +234,7 @@ def test_config_objects_refuse_non_finite_fields(kind: type, name: str, value: f
 
 
 def test_spec_dict_with_a_non_finite_number_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="core.crash_loop_minutes: inf is not a finite number"):
+    with pytest.raises(ConfigError, match=re.escape("core.crash_loop_minutes: inf is not a finite number")):
         spec_from_dict({"strategy_file": str(SMA), "mode": "paper", "core": {"crash_loop_minutes": float("inf")}},
                        base_dir=tmp_path, env={})
 

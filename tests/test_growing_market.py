@@ -4,17 +4,21 @@ progress saved as the last processed candle time, and the same trades as a backt
 from __future__ import annotations
 
 import signal
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from daemon_configs import daemon_config
+from executor_process import Executor
 from tradeexecutor.backtest import run_backtest
+from tradeexecutor.cast.feed import ChartFeed
 from tradeexecutor.config import EngineConfig
-from tradeexecutor.daemon import CommandQueue, DaemonConfig, FakeClock, InMemoryTicker, build_daemon
-from tradeexecutor.daemon.castdata import ChartFeed
+from tradeexecutor.daemon import CommandQueue, FakeClock, InMemoryTicker, build_daemon
 from tradeexecutor.daemon.runner import Daemon
 from tradeexecutor.data.bundled import load_bundled
 from tradeexecutor.data.follow import CandleFileTail
@@ -22,14 +26,13 @@ from tradeexecutor.data.market import CloseColumns, MarketData
 from tradeexecutor.data.source import load_market
 from tradeexecutor.engine.engine import Engine
 from tradeexecutor.errors import ConfigError, DataError, StateError
+from tradeexecutor.ledger import LEDGER_NAME, Ledger, load_state
+from tradeexecutor.settings import FeedConfig
 from tradeexecutor.state import State
 from tradeexecutor.stats import compute_summary
-from tradeexecutor.ledger import LEDGER_NAME, Ledger, load_state
 from tradeexecutor.store.journal import Journal
 from tradeexecutor.strategy.indicators import compute_indicators
 from tradeexecutor.strategy.loader import load_strategy
-
-from executor_process import Executor
 
 STRATEGIES = Path(__file__).parent / "strategies"
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
@@ -67,7 +70,7 @@ def make(tmp_path: Path, data: Path, **options: object) -> tuple[Daemon, InMemor
         tickers.append(InMemoryTicker(commands, clock))
         return tickers[0]
 
-    daemon = build_daemon(DaemonConfig(**settings), clock=clock, ticker_factory=factory,  # type: ignore[arg-type]
+    daemon = build_daemon(daemon_config(**settings), clock=clock, ticker_factory=factory,
                           environ={})
     daemon.start_jobs()
     return daemon, tickers[0]
@@ -196,11 +199,13 @@ def test_the_tail_reads_only_complete_new_lines_and_names_a_bad_one(tmp_path: Pa
     lines = goog_lines(end="2005-01-31")
     write(path, lines[:5])
     tail = CandleFileTail(path, symbol="GOOG")
-    assert len(tail.read()) == 4
+    first = tail.read()
+    assert first is not None and len(first) == 4
     assert tail.read() is None
     with path.open("a") as handle:
         handle.write(lines[5] + "\n" + lines[6][:10])  # the second line is still being written
-    assert len(tail.read()) == 1
+    second = tail.read()
+    assert second is not None and len(second) == 1
     with path.open("a") as handle:
         handle.write(lines[6][10:] + "\n" + lines[7].replace(",", ",-", 1) + "\n")
     with pytest.raises(DataError, match=rf"{path.name}, line 8: open is -"):
@@ -291,11 +296,16 @@ def test_a_last_bar_time_the_data_does_not_hold_is_refused_naming_the_state(tmp_
 ])
 def test_follow_options_that_cannot_work_are_refused(options: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
-        DaemonConfig(strategy_file=STRATEGIES / "daemon_sma.py", follow=True, **options)  # type: ignore[arg-type]
+        FeedConfig(follow=True, **options)
+
+
+def cursor_at(step: int) -> Callable[[dict[str, Any]], bool]:
+    """A /status predicate: the replay cursor is at ``step`` (a function, so each loop turn keeps its own step)."""
+    return lambda status: bool(status["extra"].get("replay_cursor") == step)
 
 
 def test_only_plain_csv_files_can_be_followed(tmp_path: Path) -> None:
-    with pytest.raises(DataError, match="only plain .csv candle files can be followed"):
+    with pytest.raises(DataError, match=r"only plain \.csv candle files can be followed"):
         CandleFileTail(tmp_path / "goog.csv.gz")
 
 
@@ -317,7 +327,7 @@ def test_a_paper_daemon_following_a_growing_file_trades_like_the_backtest(tmp_pa
         first.wait_status(lambda s: s["extra"].get("replay_cursor") == 58)  # the loaded candles, then it waits
         for chunk in range(60, 180, 15):
             write(path, lines[chunk:chunk + 15], "a")
-            first.wait_status(lambda s: s["extra"].get("replay_cursor") == chunk + 13)
+            first.wait_status(cursor_at(chunk + 13))
         first.process.send_signal(signal.SIGTERM)
         assert first.wait(120) == 0, first.output()
         stopped_at = load_state(first.state_dir)

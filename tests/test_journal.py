@@ -74,7 +74,11 @@ def test_append_refuses_bad_level_and_empty_event(tmp_path: Path) -> None:
 def test_append_fsyncs_each_entry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     synced: list[int] = []
     real_fsync = os.fsync
-    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd))[1])
+    def counting_fsync(fd: int) -> None:
+        synced.append(fd)
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", counting_fsync)
     journal = Journal(tmp_path / "journal.jsonl")
     journal.append("started")
     count = len(synced)
@@ -178,7 +182,8 @@ def test_reading_the_tail_does_not_read_the_whole_file(tmp_path: Path, monkeypat
     journal.append("order_filled", {"trade_id": 1}, at=T0 + timedelta(days=1))
     size = path.stat().st_size
     counter = [0]
-    monkeypatch.setattr(journal_module, "open", lambda p, mode="r": _CountingFile(open(p, mode), counter), raising=False)
+    monkeypatch.setattr(journal_module, "open", lambda p, mode="r": _CountingFile(open(p, mode), counter),  # noqa: SIM115 - the reader closes it
+                        raising=False)
 
     entries = journal.read(limit=10)
     assert len(entries) == 10 and entries[-1]["event"] == "order_filled"

@@ -174,7 +174,7 @@ def test_an_edit_without_its_checksum_is_refused(clean: Path, tmp_path: Path) ->
                  "WHERE id = (SELECT min(id) FROM positions)")
     conn.commit()
     conn.close()
-    with pytest.raises(StateCorruptError, match="position .* is damaged"):
+    with pytest.raises(StateCorruptError, match=r"position .* is damaged"):
         Ledger(folder / NAME).load()
 
 

@@ -22,7 +22,6 @@ from pathlib import Path
 import orjson
 import pytest
 
-from ledger_writer import CASH
 from tradeexecutor.engine.accounting import recompute_cash, recompute_from_fills
 from tradeexecutor.ledger import Ledger
 from tradeexecutor.state import State

@@ -15,14 +15,15 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from notify_endpoint import LoopbackEndpoint
 
+from notify_endpoint import LoopbackEndpoint
 from tradeexecutor.daemon import FakeClock
 from tradeexecutor.errors import ConfigError
 from tradeexecutor.notify import (
     CHANNEL_KINDS,
     EVENT_KINDS,
     JOURNAL_EVENT_KINDS,
+    Decision,
     Message,
     Notifier,
     NotifyConfig,
@@ -137,7 +138,7 @@ def test_event_switches_parse_all_none_lists_and_exclusions() -> None:
     assert parse_event_switches("crash, health") == {"crash", "health"}
     assert parse_event_switches("all,-order_filled -trigger_fired") == set(EVENT_KINDS) - {"order_filled",
                                                                                            "trigger_fired"}
-    with pytest.raises(ConfigError, match="unknown event 'fills'.*order_filled"):
+    with pytest.raises(ConfigError, match=r"unknown event 'fills'.*order_filled"):
         parse_event_switches("crash,fills")
     assert parse_summary_time("07:30").isoformat() == "07:30:00"
     for bad in ("7", "25:00", "noon"):
@@ -177,7 +178,7 @@ def test_policy_sends_one_per_window_and_a_digest_at_its_end_however_fast_it_fla
     for i in range(1, 200):  # 200 flaps in 4 seconds
         clock.advance(0.02)
         sent.append(policy.decide(_flap(i)))
-    assert sent.count("send") == 1 and sent.count("suppressed") == 199
+    assert sent.count(Decision.send) == 1 and sent.count(Decision.suppressed) == 199
     assert policy.due() == []  # the window is still open
     clock.advance(60)
     (digest,) = policy.due()

@@ -22,15 +22,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from notify_endpoint import LoopbackEndpoint
 from test_daemon_e2e import free_port
-from test_daemon_loop import END, START, STRATEGIES, T0, make, run_ticks
-
+from test_daemon_loop import START, STRATEGIES, T0, make, run_ticks
 from tradeexecutor.daemon import FakeClock
+from tradeexecutor.layout import RunFiles
 from tradeexecutor.notify import NotifyConfig, parse_event_switches
 from tradeexecutor.runstate import CrashFile, HealthLimits, RunStatus
 from tradeexecutor.store.journal import Journal
-from tradeexecutor.store.layout import RunFiles
 
 VARIABLE = "TRADEEXECUTOR_NOTIFY_WEBHOOK_URL"
 
@@ -114,8 +114,9 @@ def test_a_fired_trigger_is_notified(tmp_path: Path, endpoint: LoopbackEndpoint)
                              notify=notify(events=parse_event_switches("trigger_fired")))
     try:
         run_ticks(daemon, ticker, 40)
-        posts = endpoint.wait_for(lambda posts: len(posts) >= 1, what="a trigger")
+        endpoint.wait_for(lambda posts: len(posts) >= 1, what="a trigger")
         assert daemon.notifier is not None and daemon.notifier.wait_idle(30)
+        posts = endpoint.received()  # all of them: the sender may still have been busy when the first arrived
     finally:
         daemon.close()
     assert all(post["title"] == "daemon_stop: trailing_stop fired on GOOG" for post in posts)

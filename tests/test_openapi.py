@@ -18,6 +18,7 @@ import pytest
 import yaml
 from openapi_schema_validator import OAS30Validator
 from openapi_spec_validator import validate as validate_spec
+from pyramid.router import Router
 
 from tradeexecutor.runstate import RunState
 from tradeexecutor.webhook import WebhookServer, create_app
@@ -38,6 +39,7 @@ def document() -> dict[str, Any]:
 def _app_routes() -> dict[str, set[str]]:
     """Pattern → methods served (HEAD dropped: it comes with every GET) for every route of the app."""
     app = create_app(RunState.create("openapi-test", version={"package": "0", "git_commit": None}))
+    assert isinstance(app, Router)
     routes: dict[str, set[str]] = {}
     for entry in app.registry.introspector.get_category("routes"):
         route = entry["introspectable"]

@@ -228,9 +228,11 @@ def test_every_entry_fill_is_the_exact_all_in_floor(goog: pd.DataFrame) -> None:
     )
     assert len(trades) >= 40
     for trade in trades:
-        notional = abs(trade.signed_filled_quantity) * trade.average_fill_price
+        price = trade.average_fill_price
+        assert price is not None
+        notional = abs(trade.signed_filled_quantity) * price
         if trade.signed_filled_quantity > 0:
-            assert trade.signed_filled_quantity == exact_all_in_size(cash, trade.average_fill_price)
+            assert trade.signed_filled_quantity == exact_all_in_size(cash, price)
             cash -= notional + trade.fees
             assert cash >= 0
         else:

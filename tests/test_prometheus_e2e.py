@@ -1,4 +1,4 @@
-"""The alert rules and the Grafana dashboard against a real Prometheus scraping a real executor (issue 16).
+"""The alert rules and the Grafana dashboard against a real Prometheus scraping a real executor.
 
 Debian's Prometheus server (``/usr/bin/prometheus``, installed by .ci/run with promtool) runs on
 loopback with a temporary config and data directory, a 1 s scrape and evaluation interval and
@@ -44,6 +44,7 @@ from typing import Any
 
 import pytest
 import yaml
+
 from test_daemon_e2e import Executor, free_port
 
 pytestmark = pytest.mark.slow

@@ -12,6 +12,7 @@ import threading
 from pathlib import Path
 
 import pytest
+
 from executor_process import Executor, free_port
 from test_daemon_e2e import executors  # noqa: F401 - the fixture
 

@@ -15,13 +15,13 @@ import pytest
 from tradeexecutor.backtest import run_backtest
 from tradeexecutor.config import EngineConfig, ExecutionConfig
 from tradeexecutor.data.source import load_market
+from tradeexecutor.ledger import Ledger, load_state
 from tradeexecutor.runs.artifacts import CHART_FILES, Thresholds, key_figures, write_artifacts, write_report
 from tradeexecutor.runs.metrics_text import RUN_LABELS, RUN_METRIC_NAMES, render_runs
 from tradeexecutor.runs.run import Runs
 from tradeexecutor.runs.runner import start_run
 from tradeexecutor.runstate import CrashFile
 from tradeexecutor.stats import compute_summary
-from tradeexecutor.ledger import Ledger, load_state
 from tradeexecutor.store.journal import Journal
 from tradeexecutor.strategy.loader import load_strategy
 
@@ -163,6 +163,7 @@ def test_report_key_figures_equal_compute_summary(run_dir: Path) -> None:
     summary = compute_summary(state, benchmark_prices=_prices(["GOOG"]))
     report = (run_dir / "report.md").read_text()
     figures = _markdown_table(report, "Key figures")
+    assert summary.total_return is not None and summary.sharpe is not None and summary.max_drawdown is not None
     assert figures["Total return"] == f"{summary.total_return * 100:,.2f} %"
     assert figures["Sharpe"] == f"{summary.sharpe:,.2f}"
     assert figures["Max drawdown"] == f"{summary.max_drawdown * 100:,.2f} %"
@@ -189,7 +190,7 @@ def test_report_html_is_self_contained(run_dir: Path) -> None:
     assert not re.search(r"""(src|href)=["'](?!data:|#)""", page), "the report fetches something"
     assert "<script" not in page
     summary = compute_summary(_state(run_dir), benchmark_prices=_prices(["GOOG"]))
-    assert f"{summary.total_return * 100:,.2f} %" in page
+    assert summary.total_return is not None and f"{summary.total_return * 100:,.2f} %" in page
 
 
 def test_no_secret_value_in_any_artifact(run_dir: Path) -> None:

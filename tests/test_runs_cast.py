@@ -65,7 +65,7 @@ def meta(work: Path, ref: str) -> dict[str, Any]:
     for path in (work / "runs").glob("r*/metadata.json"):
         data = json.loads(path.read_text())
         if data["ref"] == ref:
-            return data  # type: ignore[no-any-return]
+            return data
     raise AssertionError(ref)
 
 

@@ -58,12 +58,12 @@ def runs(work: Path, *args: str, env: dict[str, str] | None = None,
     return result
 
 
-def show(work: Path, run: str) -> dict:  # type: ignore[type-arg]
+def show(work: Path, run: str) -> dict:
     """metadata.json of the run with this id or ref, read from its folder (``runs show`` is tested once)."""
     for path in (work / "runs").glob("r*/metadata.json"):
         meta = json.loads(path.read_text())
         if run in (meta["run_id"], meta["ref"]):
-            return meta  # type: ignore[no-any-return]
+            return meta
     raise AssertionError(f"no run {run}")
 
 
@@ -126,7 +126,7 @@ def test_backtest_runs_from_the_command_line(work: Path) -> None:
     assert runs(work, "show", "nope", expect=2).stderr.startswith("error: no run with id or ref 'nope'")
 
 
-def _wait(predicate, timeout: float = 30.0) -> None:  # type: ignore[no-untyped-def]
+def _wait(predicate, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():

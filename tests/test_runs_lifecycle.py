@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,11 +15,11 @@ import pytest
 from tradeexecutor import __version__
 from tradeexecutor.data.bundled import BUNDLED_DATASETS
 from tradeexecutor.errors import ConfigError
+from tradeexecutor.ledger import load_state
 from tradeexecutor.runs.registry import RunsError
 from tradeexecutor.runs.run import Runs, sha256_file
 from tradeexecutor.runs.runner import start_run, stop_run
 from tradeexecutor.stats import compute_summary
-from tradeexecutor.ledger import load_state
 from tradeexecutor.store.journal import Journal
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -49,7 +51,7 @@ def work(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def runs(work: Path) -> Runs:
+def runs(work: Path) -> Iterator[Runs]:
     manager = Runs(work / "runs", env={})
     yield manager
     manager.close()
@@ -88,7 +90,7 @@ def test_create_writes_the_folder_contract(runs: Runs, work: Path) -> None:
 
 def test_a_bad_spec_creates_nothing(runs: Runs, work: Path) -> None:
     (work / "bad.yaml").write_text("strategy_file: sma.py\nmode: backtest\ncore: {fe: 1}\n")
-    with pytest.raises(ConfigError, match="core.fe: unknown key; did you mean fee"):
+    with pytest.raises(ConfigError, match=re.escape("core.fe: unknown key; did you mean fee")):
         runs.create(work / "bad.yaml", ref="bad")
     with pytest.raises(RunsError, match="is not valid"):
         runs.create(work / "bt.yaml", ref="no good")
@@ -107,7 +109,7 @@ def test_env_overrides_apply_at_creation_and_are_pinned(work: Path) -> None:
 
 def test_refs_upsert_and_set(runs: Runs, work: Path) -> None:
     first, _ = runs.create(work / "bt.yaml", ref="sma")
-    with pytest.raises(RunsError, match="ref 'sma' is taken by run .*--upsert"):
+    with pytest.raises(RunsError, match=r"ref 'sma' is taken by run .*--upsert"):
         runs.create(work / "bt.yaml", ref="sma")
     (work / "bt.yaml").write_text(SPEC.format(strategy="sma.py", mode="backtest").replace("fast: 8", "fast: 6"))
     again, created = runs.create(work / "bt.yaml", ref="sma", upsert=True)
@@ -122,9 +124,9 @@ def test_refs_upsert_and_set(runs: Runs, work: Path) -> None:
     assert spec.core.fee == 0.003 and spec.strategy == {"fast": 6, "slow": 40}
     assert spec.environment.start == "2009-01-01" and runs.registry.resolve("sma").name == "renamed"
     assert runs.metadata(first.id)["fingerprints"]["config"] == spec.config_fingerprint() != before
-    with pytest.raises(ConfigError, match="core.fe: unknown key; did you mean fee"):
+    with pytest.raises(ConfigError, match=re.escape("core.fe: unknown key; did you mean fee")):
         runs.set_values("sma", ["core.fe=1"])
-    with pytest.raises(ConfigError, match="strategy.fast: 'x' is not an integer"):
+    with pytest.raises(ConfigError, match=re.escape("strategy.fast: 'x' is not an integer")):
         runs.set_values("sma", ["strategy.fast=x"])
     with pytest.raises(RunsError, match="strategy_file cannot change"):
         runs.set_values("sma", ["strategy_file=other.py"])
@@ -153,7 +155,8 @@ def test_a_backtest_run_completes_and_is_reproducible(runs: Runs, work: Path) ->
     meta = runs.metadata(one.id)
     assert timeline(runs, one.id) == ["created", "start_requested", "started", "complete"]
     assert meta["started_at"] and meta["stopped_at"] and meta["summary"]["trade_count"] > 5
-    assert meta["executor"]["pid"] is None and runs.registry.get(one.id).pid is None
+    record = runs.registry.get(one.id)
+    assert meta["executor"]["pid"] is None and record is not None and record.pid is None
     assert (runs.paths(one.id).state / "ledger.sqlite").is_file()
     assert runs.paths(one.id).orders_csv.read_text().startswith("trade_id,")
     events = [e["event"] for e in Journal(runs.paths(one.id).journal).read(limit=1000)]
@@ -284,7 +287,7 @@ def test_starting_a_run_removes_the_temporary_files_an_interrupted_write_left(ru
     """kill -9 during an artifact or state write leaves ``.NAME.<hex>.tmp`` beside the file; the next start clears
     them."""
     from tradeexecutor.atomic import temp_path_for
-    from tradeexecutor.store.layout import RunFiles
+    from tradeexecutor.layout import RunFiles
 
     record, _ = runs.create(work / "bt.yaml", ref="sma")
     paths = runs.paths(record.id)

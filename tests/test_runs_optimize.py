@@ -14,9 +14,9 @@ import pytest
 from tradeexecutor.errors import ConfigError
 from tradeexecutor.runs.optimize import build_grid, expand_values, parse_param_option
 from tradeexecutor.runs.ranking import rank_results
-from tradeexecutor.runs.sweep_eval import PointResult
 from tradeexecutor.runs.registry import Registry
 from tradeexecutor.runs.spec import load_spec
+from tradeexecutor.runs.sweep_eval import PointResult
 from tradeexecutor.strategy.parameters import Boolean, Decimal, Integer, Symbol
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -76,7 +76,7 @@ def test_build_grid_is_the_product_and_checks_names(spec_path: Path) -> None:
     spec = load_spec(spec_path, env={})
     grid = build_grid(spec, ["fast=5..15:5", "slow=30,50"])
     assert grid == [{"fast": f, "slow": s} for f in (5, 10, 15) for s in (30, 50)]
-    with pytest.raises(ConfigError, match="unknown parameter.*did you mean fast"):
+    with pytest.raises(ConfigError, match=r"unknown parameter.*did you mean fast"):
         build_grid(spec, ["fats=5"])
     with pytest.raises(ConfigError, match="given twice"):
         build_grid(spec, ["fast=5", "fast=6"])
@@ -158,7 +158,7 @@ def test_cli_sweep_2x2_rows_match_the_runs_made_for_them(spec_path: Path, tmp_pa
     assert [int(r["rank"]) for r in rows] == [1, 2, 3, 4]
     with Registry(runs_dir) as registry:
         records = registry.all()
-    assert sorted(r.ref for r in records) == ["sweep-001", "sweep-002", "sweep-003", "sweep-004"]
+    assert sorted(r.ref or "" for r in records) == ["sweep-001", "sweep-002", "sweep-003", "sweep-004"]
     assert all(r.status == "complete" for r in records)
     drawn = _cli("report", rows[0]["run_id"], "--runs-dir", str(runs_dir))
     assert drawn.returncode == 0, drawn.stderr

@@ -12,9 +12,9 @@ import pytest
 from click.testing import CliRunner
 
 from tradeexecutor.cli.main import cli
-from tradeexecutor.daemon.settings import DaemonConfig
 from tradeexecutor.errors import ConfigError, StrategyLoadError, UserInputError
 from tradeexecutor.runs.spec import CoreSection, EnvironmentSection, RunSpec, load_spec, spec_from_dict
+from tradeexecutor.settings import DaemonConfig, FeedConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 STRATEGIES = ROOT / "strategies"
@@ -63,7 +63,7 @@ def test_values_reach_the_daemon_and_engine_config() -> None:
                   core={"fee": 0.002, "cash": 5000, "cycle_offset_seconds": "8m", "port": 0, "crash_policy": "serve"})
     config = loaded.daemon_config(Path("state"), max_cycles=3)
     assert config.params == {"fast": "5", "allocation": "0.5"} and config.max_cycles == 3
-    assert config.data == ("stocks-daily",) and config.start == "2010-01-01" and config.replay_seconds == 0.5
+    assert config.feed == FeedConfig(data=("stocks-daily",), start="2010-01-01", replay_seconds=0.5)
     assert config.engine.execution.fee == 0.002 and config.engine.initial_cash == 5000.0
     assert config.engine.cycle_offset_seconds == 480.0 and config.crash_policy == "serve" and config.port == 0
     assert loaded.engine_config() == config.engine

@@ -119,7 +119,7 @@ def test_version_info_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     assert isinstance(info["package"], str)
 
 
-def test_version_info_is_quietly_none_outside_git(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_version_info_is_quietly_none_outside_git(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
     monkeypatch.delenv(GIT_COMMIT_ENV, raising=False)
     monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path.parent))
     assert read_version_info(repo_dir=tmp_path)["git_commit"] is None

@@ -38,11 +38,11 @@ from schemathesis.specs.openapi.checks import (
 
 from tradeexecutor.backtest import run_backtest
 from tradeexecutor.data.source import load_market
+from tradeexecutor.layout import RunFiles
 from tradeexecutor.runstate import RunState, image_key
 from tradeexecutor.runstate.logbuffer import RingBufferHandler
 from tradeexecutor.stats import compute_summary, write_trades_csv
 from tradeexecutor.store.journal import Journal
-from tradeexecutor.store.layout import RunFiles
 from tradeexecutor.store.publish import publish
 from tradeexecutor.strategy.loader import load_strategy
 from tradeexecutor.visual import render_all
@@ -230,7 +230,7 @@ def test_query_parameters_take_exactly_what_the_document_declares(live: LiveExec
             @settings(max_examples=2 * MAX_EXAMPLES, deadline=None, database=None, derandomize=True,
                       suppress_health_check=list(HealthCheck))
             def run(case: Any) -> None:
-                case.call_and_validate(base_url=live.server.url, headers=AUTH, checks=[not_a_server_error, check],
+                case.call_and_validate(base_url=live.server.url, headers=AUTH, checks=[not_a_server_error, check],  # noqa: B023
                                        timeout=10)
 
             try:

@@ -31,6 +31,7 @@ from typing import Any
 
 import pytest
 import yaml
+
 from notify_endpoint import LoopbackEndpoint
 
 pytestmark = pytest.mark.slow
@@ -272,14 +273,14 @@ def test_no_secret_leaves_the_daemon(daemon: Daemon, notify_endpoint: LoopbackEn
         header_text = "\n".join(f"{k}: {v}" for k, v in exchange.headers).encode()
         for name in _secret_hits(header_text):
             leaks.append(f"{name} in the headers of {where}")
-    for label, path in (("stdout", daemon.stdout_path), ("stderr", daemon.stderr_path)):
-        for name in _secret_hits(path.read_bytes()):
+    for label, output in (("stdout", daemon.stdout_path), ("stderr", daemon.stderr_path)):
+        for name in _secret_hits(output.read_bytes()):
             leaks.append(f"{name} in the daemon's {label}")
     files = [p for p in daemon.state_dir.rglob("*") if p.is_file()]
     assert files, "the daemon wrote nothing to its state directory"
-    for path in files:
-        for name in _secret_hits(_file_bytes(path)):
-            leaks.append(f"{name} in {path.relative_to(daemon.state_dir)}")
+    for written in files:
+        for name in _secret_hits(_file_bytes(written)):
+            leaks.append(f"{name} in {written.relative_to(daemon.state_dir)}")
     assert not leaks, "secrets leaked:\n" + "\n".join(leaks)
 
     # the scan saw real traffic: the happy path answered, and the daemon logged something

@@ -11,6 +11,8 @@ import copy
 import hashlib
 import itertools
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -75,7 +77,7 @@ def test_the_table_has_the_shape_the_issue_draws() -> None:
     assert set(ORDER_TRANSITIONS) == set(OrderStatus)
     for status in TERMINAL_STATUSES:
         assert ORDER_TRANSITIONS[status] == frozenset(), f"{status.value} is terminal"
-    assert TERMINAL_STATUSES == {OrderStatus.filled, OrderStatus.cancelled, OrderStatus.rejected, OrderStatus.expired}
+    assert {OrderStatus.filled, OrderStatus.cancelled, OrderStatus.rejected, OrderStatus.expired} == TERMINAL_STATUSES
     # created → submitting → open → partially_filled → filled | cancelled | rejected | expired, plus unknown.
     for old, new in [("created", "submitting"), ("submitting", "open"), ("open", "partially_filled"),
                      ("partially_filled", "filled"), ("partially_filled", "cancelled"), ("open", "expired"),
@@ -116,7 +118,7 @@ def test_random_walks_follow_the_table_and_never_leave_a_terminal_status(targets
             assert order.status is before
         if before in TERMINAL_STATUSES:
             assert order.status is before, "a terminal order changed"
-    for old, new in zip(history, history[1:]):
+    for old, new in itertools.pairwise(history):
         assert new in ORDER_TRANSITIONS[old]
     assert (order.closed_at is not None) == (order.status in TERMINAL_STATUSES)
 
@@ -195,7 +197,7 @@ def _v1_position(pid: int, trades: list[dict[str, object]], **fields: object) ->
     return base
 
 
-def v1_state() -> dict[str, object]:
+def v1_state() -> dict[str, Any]:
     """A schema-1 state as PR-era executors wrote it: a closed round trip (stop-loss exit), a rejected
     open, an open position with a filled entry and a still-planned increase, and a cancelled order."""
     d1, d2, d3 = "2024-03-02T00:00:00+00:00", "2024-03-03T00:00:00+00:00", "2024-03-04T00:00:00+00:00"
@@ -276,11 +278,11 @@ def test_migrate_dict_leaves_schema_2_alone_and_is_deterministic() -> None:
     assert migrate_state_dict(copy.deepcopy(one)) == one
 
 
-def test_a_schema_1_file_loads_as_orders(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_a_schema_1_file_loads_as_orders(tmp_path: Path) -> None:
     check_migrated(loads_state(orjson.dumps(v1_state()), source="state.json"))
 
 
-def test_the_store_migrates_on_load_and_keeps_the_schema_1_original(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_the_store_migrates_on_load_and_keeps_the_schema_1_original(tmp_path: Path) -> None:
     original = orjson.dumps(v1_state())
     (tmp_path / "state.json").write_bytes(original)
     # The log a schema-1 store kept beside it (just its header): without a fresh snapshot the next
@@ -304,12 +306,12 @@ def test_the_store_migrates_on_load_and_keeps_the_schema_1_original(tmp_path) ->
     assert again.cycles_completed == 4
 
 
-def test_a_schema_1_snapshot_with_schema_1_log_records_is_replayed_then_migrated(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_a_schema_1_snapshot_with_schema_1_log_records_is_replayed_then_migrated(tmp_path: Path) -> None:
     full = v1_state()
     portfolio = full["portfolio"]
     assert isinstance(portfolio, dict)
     snapshot = copy.deepcopy(full)
-    snapshot["portfolio"]["closed_positions"] = []  # type: ignore[index]
+    snapshot["portfolio"]["closed_positions"] = []
     snapshot_bytes = orjson.dumps(snapshot)
     head = {key: value for key, value in full.items() if key != "valuations"}
     head["portfolio"] = {key: value for key, value in portfolio.items()
@@ -318,7 +320,7 @@ def test_a_schema_1_snapshot_with_schema_1_log_records_is_replayed_then_migrated
         "kind": "delta", "head": head,
         "closed_positions": {"from": 0, "add": portfolio["closed_positions"]},
         "failed_positions": {"from": 2, "add": []},
-        "valuations": {name: {"from": 0, "rows": column} for name, column in full["valuations"].items()},  # type: ignore[union-attr]
+        "valuations": {name: {"from": 0, "rows": column} for name, column in full["valuations"].items()},
     }
     header = {"kind": "header", "format": 1, "snapshot_sha256": hashlib.sha256(snapshot_bytes).hexdigest()}
     (tmp_path / "state.json").write_bytes(snapshot_bytes)

@@ -11,11 +11,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from state_builders import make_order
 from tradeexecutor.state import Position, State
 from tradeexecutor.stats import compute_summary
 from tradeexecutor.stats.running import RunningSummary
-
-from state_builders import make_order
 
 DAY_MS = 86_400_000
 T0 = datetime(2024, 1, 1, tzinfo=UTC)

@@ -7,14 +7,15 @@ import json
 import math
 import subprocess
 import sys
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from state_builders import make_order
 import pytest
 
+from state_builders import make_order
 from tradeexecutor.state import Position, State
 from tradeexecutor.stats import (
     TRADE_COLUMNS,
@@ -31,7 +32,7 @@ T0 = datetime(2024, 1, 1, tzinfo=UTC)
 T0_MS = int(T0.timestamp() * 1000)
 
 
-def state_with_equity(equity: list[float], step_ms: int = DAY_MS, exposure: list[float] | None = None,
+def state_with_equity(equity: Sequence[float], step_ms: int = DAY_MS, exposure: list[float] | None = None,
                       initial_cash: float | None = None) -> State:
     """A state whose valuation rows are ``equity`` at ``step_ms`` intervals from T0."""
     state = State(name="test", initial_cash=equity[0] if initial_cash is None else initial_cash)
@@ -108,7 +109,7 @@ def test_weekday_rows_infer_about_261_periods() -> None:
     ms = list(days.as_unit("ms").asi8)
     state.valuations.extend(ms, [100.0 + i % 3 for i in range(len(ms))], [0.0] * len(ms), [0.0] * len(ms))
     s = compute_summary(state)
-    assert 258 < s.periods_per_year < 264
+    assert s.periods_per_year is not None and 258 < s.periods_per_year < 264
 
 
 def test_periods_per_year_and_risk_free_rate_given() -> None:

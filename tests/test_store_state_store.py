@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import cast
 
 import orjson
 import pytest
+from dataclasses_json import DataClassJsonMixin
 
-from tradeexecutor.errors import SchemaVersionError, StateCorruptError
 from state_builders import make_order
-
+from tradeexecutor.errors import SchemaVersionError, StateCorruptError
 from tradeexecutor.state import SCHEMA_VERSION, Portfolio, Position, State, ValuationSeries
 from tradeexecutor.store import InMemoryStateStore, StateStore, StateStoreProtocol, dumps_state, loads_state
 from tradeexecutor.store import state_store as state_store_module
@@ -211,7 +213,7 @@ def test_layout_and_snapshot_equal_codec_output(tmp_path: Path) -> None:
     assert header["kind"] == "header"
     assert header["snapshot_sha256"] == hashlib.sha256(dumps_state(state)).hexdigest()
     # The snapshot is also what dataclasses-json reads.
-    assert State.from_json(store.snapshot_path.read_bytes()) == state
+    assert cast("type[DataClassJsonMixin]", State).from_json(store.snapshot_path.read_bytes()) == state
 
     run_cycle(state, 12)
     store.save_snapshot(state)
@@ -372,7 +374,7 @@ def test_missing_snapshot_with_backup_asks_the_operator(tmp_path: Path) -> None:
     before = files(tmp_path)
     broken = StateStore(tmp_path)
     assert broken.exists()
-    with pytest.raises(StateCorruptError, match="state.json.bak") as error:
+    with pytest.raises(StateCorruptError, match=re.escape("state.json.bak")) as error:
         broken.load()
     assert "restore" in str(error.value)
     with pytest.raises(StateCorruptError):
@@ -384,7 +386,7 @@ def test_log_without_snapshot_is_corrupt(tmp_path: Path) -> None:
     store = StateStore(tmp_path)
     store.save(history_state(2))
     store.snapshot_path.unlink()
-    with pytest.raises(StateCorruptError, match="state.log"):
+    with pytest.raises(StateCorruptError, match=re.escape("state.log")):
         StateStore(tmp_path).load()
 
 

@@ -86,9 +86,8 @@ def _bad_imports(source: str) -> list[str]:
             module = node.module or ""
             if node.level:
                 bad.append(f"line {node.lineno}: relative import from {'.' * node.level}{module}")
-            elif module == "tradeexecutor" or module.startswith("tradeexecutor."):
-                if module != ALLOWED:
-                    bad.append(f"line {node.lineno}: from {module} import ...")
+            elif (module == "tradeexecutor" or module.startswith("tradeexecutor.")) and module != ALLOWED:
+                bad.append(f"line {node.lineno}: from {module} import ...")
         elif isinstance(node, ast.Call) and isinstance(node.func, (ast.Name, ast.Attribute)):
             # importlib.import_module("tradeexecutor.x") / __import__("tradeexecutor.x")
             fname = node.func.id if isinstance(node.func, ast.Name) else node.func.attr

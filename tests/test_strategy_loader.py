@@ -397,7 +397,7 @@ def test_happy_path_defaults(tmp_path: Path) -> None:
     assert loaded.indicators is not None
     assert loaded.describe()["version"] == loaded.version
     with pytest.raises(AttributeError):
-        loaded.parameters.nope
+        _ = loaded.parameters.nope
 
 
 def test_version_changes_with_source(tmp_path: Path) -> None:

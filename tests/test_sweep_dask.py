@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sweep_helpers import comparable, write_spec
 
+from sweep_helpers import comparable, write_spec
 from tradeexecutor.errors import ConfigError
 from tradeexecutor.runs import sweep_pool
 from tradeexecutor.runs.spec import load_spec

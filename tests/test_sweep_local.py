@@ -13,43 +13,50 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from sweep_helpers import ROOT, cli, cli_env, comparable, table, write_spec
+from sweep_helpers import cli, cli_env, comparable, table, write_spec
 from tradeexecutor.errors import ConfigError
 from tradeexecutor.runs.ranking import statistic
 from tradeexecutor.runs.spec import load_spec
-from tradeexecutor.runs.sweep import SweepOptions, plan_sweep, progress_callback, run_sweep
+from tradeexecutor.runs.sweep import SweepOptions, SweepResult, plan_sweep, progress_callback, run_sweep
 from tradeexecutor.runs.sweep_eval import PointResult
 
 GRID = ("fast=5..15:5", "slow=20,30,40")
 
 
-def _sweep(spec_path: Path, folder: Path, **options: object) -> object:
+def _sweep(spec_path: Path, folder: Path, **options: Any) -> SweepResult:
     spec = load_spec(spec_path, env={})
-    plan = plan_sweep(spec, SweepOptions(params=GRID, reports="none", **options))  # type: ignore[arg-type]
+    plan = plan_sweep(spec, SweepOptions(params=GRID, reports="none", **options))
     return run_sweep(plan, output_dir=folder, runs_dir=folder.parent / "runs")
+
+
+def _number(value: float | None) -> float:
+    """A statistic that must exist here (a sweep of healthy points has every figure)."""
+    assert value is not None
+    return value
 
 
 def test_one_process_and_a_pool_give_identical_rows_ranked_in_sample(tmp_path: Path) -> None:
     spec = write_spec(tmp_path)
     alone = _sweep(spec, tmp_path / "one", processes=1)
     pooled = _sweep(spec, tmp_path / "two", processes=2)
-    assert alone.executor == "1 process" and pooled.executor == "2 processes"  # type: ignore[attr-defined]
-    assert comparable(alone.results) == comparable(pooled.results)  # type: ignore[attr-defined]
-    rows = pooled.results  # type: ignore[attr-defined]
+    assert alone.executor == "1 process" and pooled.executor == "2 processes"
+    assert comparable(alone.results) == comparable(pooled.results)
+    rows = pooled.results
     assert len(rows) == 9 and all(row.status == "complete" for row in rows)
     assert len({row.worker for row in rows}) == 2  # both processes worked
-    plan = pooled.plan  # type: ignore[attr-defined]
+    plan = pooled.plan
     for row in rows:
         assert row.fingerprints["data"] == plan.definition["data"]  # the worker held the very same candles
         assert row.fingerprints["config"] == plan.spec.with_parameters(row.values).config_fingerprint()
         assert set(row.windows) == {"in_sample", "out_of_sample"}
         assert row.windows["in_sample"]["end"] < row.windows["out_of_sample"]["start"]
-    in_sample = [statistic(row, "sharpe", "in_sample") for row in rows]
+    in_sample = [_number(statistic(row, "sharpe", "in_sample")) for row in rows]
     assert in_sample == sorted(in_sample, reverse=True)  # ranked on the in-sample window only
-    whole = [statistic(row, "sharpe") for row in rows]
+    whole = [_number(statistic(row, "sharpe")) for row in rows]
     assert whole != sorted(whole, reverse=True)  # which is not the whole period's order here
     lines = (tmp_path / "two" / "points.jsonl").read_text().splitlines()
     assert sorted(PointResult.from_json(json.loads(line)).index for line in lines) == list(range(9))
@@ -57,9 +64,9 @@ def test_one_process_and_a_pool_give_identical_rows_ranked_in_sample(tmp_path: P
 
 def test_holdout_zero_ranks_on_the_whole_period(tmp_path: Path) -> None:
     result = _sweep(write_spec(tmp_path), tmp_path / "out", processes=1, holdout=0.0)
-    whole = [statistic(row, "sharpe") for row in result.results]  # type: ignore[attr-defined]
+    whole = [_number(statistic(row, "sharpe")) for row in result.results]
     assert whole == sorted(whole, reverse=True)
-    assert all(row.windows == {} for row in result.results)  # type: ignore[attr-defined]
+    assert all(row.windows == {} for row in result.results)
     assert "no out-of-sample check" in (tmp_path / "out" / "results.md").read_text()
 
 
@@ -69,19 +76,26 @@ def test_walk_forward_chooses_each_fold_on_its_train_window_and_chains_the_tests
                                          best=1))
     result = run_sweep(plan, output_dir=tmp_path / "out", runs_dir=tmp_path / "runs")
     assert len(result.folds) == 3
+    in_sample, out_of_sample = plan.windows.in_sample, plan.windows.out_of_sample
+    assert in_sample is not None and out_of_sample is not None
     for fold in result.folds:
         train, test = fold.fold.train, fold.fold.test
-        assert train.first_ms == plan.windows.in_sample.first_ms and train.last_ms < test.first_ms  # anchored
-        best = max(result.results, key=lambda row: statistic(row, "sharpe", train.name))
+        assert train.first_ms == in_sample.first_ms and train.last_ms < test.first_ms  # anchored
+        best = max(result.results, key=lambda row: _number(statistic(row, "sharpe", train.name)))
         assert fold.chosen is not None and fold.chosen.values == best.values
         assert fold.test == best.windows[test.name]
-    assert [f.fold.test.first_ms for f in result.folds][0] == plan.windows.out_of_sample.first_ms
-    assert result.folds[-1].fold.test.last_ms == plan.windows.out_of_sample.last_ms
+    assert result.folds[0].fold.test.first_ms == out_of_sample.first_ms
+    assert result.folds[-1].fold.test.last_ms == out_of_sample.last_ms
+    tests = [fold.test for fold in result.folds]
+    assert all(test is not None for test in tests)
     chained = 1.0
-    for fold in result.folds:
-        chained *= 1 + fold.test["total_return"]
+    trades = 0
+    for figures in tests:
+        assert figures is not None
+        chained *= 1 + figures["total_return"]
+        trades += figures["trade_count"]
     assert result.combined is not None and result.combined["total_return"] == pytest.approx(chained - 1)
-    assert result.combined["trade_count"] == sum(fold.test["trade_count"] for fold in result.folds)
+    assert result.combined["trade_count"] == trades
     report = (tmp_path / "out" / "results.md").read_text()
     assert "## Walk-forward: 3 anchored folds" in report and "Combined out-of-sample (3 folds chained)" in report
     assert "| sharpe IS | sharpe OOS |" in report
@@ -205,7 +219,7 @@ def test_ctrl_c_keeps_finished_points_and_the_printed_command_resumes(tmp_path: 
     os.close(master)
     assert resumed.wait(timeout=240) == 0, shown
     assert f"9 points on 2 processes, {kept} already done" in shown, shown
-    assert f"sweep:" in shown and f"| {kept}/9 [" in shown and "<" in shown, shown  # elapsed<remaining
+    assert "sweep:" in shown and f"| {kept}/9 [" in shown and "<" in shown, shown  # elapsed<remaining
     folder = work / words[words.index("--output") + 1]
     assert len(folder.joinpath("points.jsonl").read_text().splitlines()) == 9  # the kept points were not run again
     assert table(folder / "results.csv") == table(tmp_path / "reference" / "results.csv")

@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 
 import pytest
-from venue_contract import AAA, FEE, Harness, VenueContract
 
 from tradeexecutor.config import ExecutionConfig
 from tradeexecutor.venue import InMemoryVenue, SimulatedVenue
+from venue_contract import AAA, FEE, Harness, VenueContract
 
 
 def _memory(cash: float) -> InMemoryVenue:

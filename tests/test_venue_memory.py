@@ -10,11 +10,11 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from venue_contract import AAA, buy
 
 from tradeexecutor.errors import TemporaryError
 from tradeexecutor.state import OrderStatus
 from tradeexecutor.venue import InMemoryVenue, OrderAccepted, OrderFilled
+from venue_contract import AAA, buy
 
 T0 = datetime(2024, 5, 1, tzinfo=UTC)
 

@@ -5,17 +5,17 @@ from __future__ import annotations
 
 import math
 import signal
+from collections.abc import Iterator
 from contextlib import contextmanager
 from fractions import Fraction
-from typing import Iterator
 
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from tradeexecutor.config import ExecutionConfig
-from tradeexecutor.venue.simulated import SimulatedVenue
 from tradeexecutor.state import Instrument
+from tradeexecutor.venue.simulated import SimulatedVenue
 
 #: Wall-clock seconds one sizing may take before it counts as a hang (it takes microseconds).
 DEADLINE = 5.0

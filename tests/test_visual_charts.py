@@ -15,7 +15,6 @@ import pytest
 from matplotlib.image import imread
 
 from state_builders import make_order
-
 from tradeexecutor.state import Position, State
 from tradeexecutor.visual import FORMATS, SIZES, THEMES, render_all, render_charts
 from tradeexecutor.visual.charts import MAX_POINTS, _downsample

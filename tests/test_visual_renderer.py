@@ -16,7 +16,7 @@ import pytest
 
 from tradeexecutor.state import State
 from tradeexecutor.visual.renderer import ChartRenderer, Images
-from tradeexecutor.visual.series import DeltaFeed, ChartDelta, price_columns
+from tradeexecutor.visual.series import ChartDelta, DeltaFeed, price_columns
 
 PNG = b"\x89PNG\r\n\x1a\n"
 DEADLINE = 120.0  # a child imports matplotlib first: seconds on a busy machine
@@ -60,7 +60,7 @@ def delta() -> ChartDelta:
     return feed.delta(state, {symbol: len(times) - 1 for symbol, (times, _) in market_prices.items()})
 
 
-def wait_until(condition, timeout: float = DEADLINE) -> None:  # type: ignore[no-untyped-def]
+def wait_until(condition, timeout: float = DEADLINE) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         assert time.monotonic() < deadline, "condition not met in time"

@@ -13,7 +13,7 @@ from tradeexecutor.daemon import InMemoryTicker
 from tradeexecutor.daemon.runner import Daemon
 from tradeexecutor.state import State
 from tradeexecutor.state.growth import ListTail
-from tradeexecutor.visual.series import DeltaFeed, ChartSeries, SeriesBuilder, price_columns
+from tradeexecutor.visual.series import ChartSeries, DeltaFeed, SeriesBuilder, price_columns
 
 
 @pytest.fixture
@@ -62,7 +62,7 @@ def assert_same(built: ChartSeries, want: ChartSeries) -> None:
         np.testing.assert_array_equal(built.prices[symbol][1], closes)
 
 
-def test_deltas_rebuild_the_series_of_a_running_state_and_stay_as_small_as_what_changed(daemon) -> None:  # type: ignore[no-untyped-def]
+def test_deltas_rebuild_the_series_of_a_running_state_and_stay_as_small_as_what_changed(daemon) -> None:
     loop, ticker = daemon
     market = loop.feed.market
     feed = DeltaFeed(price_columns({symbol: market.close_series(symbol) for symbol in market.symbols}))
@@ -80,7 +80,7 @@ def test_deltas_rebuild_the_series_of_a_running_state_and_stay_as_small_as_what_
     assert sizes[0] > 10 and max(sizes[5:]) <= 2 * (10 + 1) + 4, sizes
 
 
-def test_a_reset_feed_sends_everything_again_for_a_new_renderer(daemon) -> None:  # type: ignore[no-untyped-def]
+def test_a_reset_feed_sends_everything_again_for_a_new_renderer(daemon) -> None:
     loop, ticker = daemon
     market = loop.feed.market
     feed = DeltaFeed(price_columns({symbol: market.close_series(symbol) for symbol in market.symbols}))

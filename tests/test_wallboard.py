@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from executor_process import free_port
 from tradeexecutor.errors import ConfigError
 from tradeexecutor.runs.registry import Registry, RunRecord
 from tradeexecutor.runstate import RunState, RunStatus
@@ -28,8 +29,6 @@ from tradeexecutor.wallboard.settings import credentials_for
 from tradeexecutor.webhook import WebhookServer
 from tradeexecutor.webhook import create_app as executor_app
 from tradeexecutor.webhook.options import WebhookOptions
-
-from executor_process import free_port
 
 TOKEN = "cast-token-0123456789"
 NOW = datetime.now(UTC)
@@ -78,7 +77,8 @@ def crashed_state(name: str) -> RunState:
     runstate = running_state(name)
     try:
         try:
-            {}["GOOG-price"]
+            prices: dict[str, float] = {}
+            prices["GOOG-price"]
         except KeyError as exc:
             raise RuntimeError("cannot price GOOG-price") from exc
     except RuntimeError as exc:

@@ -23,15 +23,14 @@ import pytest
 import tradeexecutor.store.codec as codec
 import tradeexecutor.store.publish as publish_module
 import tradeexecutor.webhook.files as files_module
+from state_builders import resized
 from tradeexecutor.backtest.runner import run_backtest
 from tradeexecutor.data.source import load_market
+from tradeexecutor.layout import RunFiles
 from tradeexecutor.runstate import RunState
-from state_builders import resized
-
 from tradeexecutor.state import State
 from tradeexecutor.stats.summary import TRADE_COLUMNS, write_trades_csv
 from tradeexecutor.store.codec import dumps_state, loads_state
-from tradeexecutor.store.layout import RunFiles
 from tradeexecutor.store.publish import PublishedSnapshot, publish
 from tradeexecutor.strategy.loader import load_strategy
 from tradeexecutor.webhook import WebhookServer, create_app

@@ -84,7 +84,8 @@ def test_crash_is_503_with_reason(server: WebhookServer, runstate: RunState) -> 
 def test_a_crash_before_this_process_started_does_not_fail_a_running_executor(
     server: WebhookServer, runstate: RunState
 ) -> None:
-    earlier = runstate.started_at - timedelta(hours=1)  # type: ignore[operator]
+    assert runstate.started_at is not None
+    earlier = runstate.started_at - timedelta(hours=1)
     runstate.apply_crash_history(CrashHistory(crash_count=2, last_crashed_at=earlier, last_exception={"type": "X"}))
     status, body = get(server, "/healthz")
     assert status == 200 and body["healthy"] is True
@@ -139,7 +140,7 @@ def test_stale_market_data_is_503(server: WebhookServer, runstate: RunState) -> 
 
 def test_market_data_age_is_taken_at_check_time_not_after_the_last_job(
         server: WebhookServer, runstate: RunState) -> None:
-    """A loop stuck in a job for 8 minutes wrote its last lag (0.002 s) before it hung (issue 16)."""
+    """A loop stuck in a job for 8 minutes wrote its last lag (0.002 s) before it hung."""
     runstate.update(market_data_feed_lag=0.002, market_data_at=_now() - timedelta(minutes=8))
     status, body = get(server, "/healthz")
     assert status == 503 and "market data is" in body["error"] and "old (limit 300 s)" in body["error"]

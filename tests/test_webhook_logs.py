@@ -14,10 +14,10 @@ from urllib.parse import urlencode
 
 import pytest
 
+from tradeexecutor.layout import RunFiles
 from tradeexecutor.runstate import RunState
 from tradeexecutor.runstate.logbuffer import RingBufferHandler
 from tradeexecutor.store.journal import Journal
-from tradeexecutor.store.layout import RunFiles
 from tradeexecutor.webhook import WebhookServer, create_app
 from tradeexecutor.webhook.options import WebhookOptions
 
@@ -260,14 +260,14 @@ def test_ring_buffer_is_thread_safe() -> None:
     assert len(handler.records()) == 8000
 
 
-def test_a_since_without_seconds_near_year_one_is_a_400_not_a_500(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_a_since_without_seconds_near_year_one_is_a_400_not_a_500(tmp_path) -> None:
     """0001-01-01T00:00+01:00 lacks the seconds RFC 3339 asks for; the parameter is named, nothing crashes."""
     import json as _json
     import urllib.error
     import urllib.request
 
+    from tradeexecutor.layout import RunFiles
     from tradeexecutor.runstate import RunState
-    from tradeexecutor.store.layout import RunFiles
     from tradeexecutor.webhook import WebhookServer, create_app
     from tradeexecutor.webhook.options import WebhookOptions
 

@@ -23,7 +23,7 @@ from tradeexecutor.backtest.runner import run_backtest
 from tradeexecutor.data.source import load_market
 from tradeexecutor.runstate import CrashHistory, RunState
 from tradeexecutor.runstate.figures import FigureCounter, PortfolioFigures, figures_from_state
-from tradeexecutor.state import Position, State, OrderStatus
+from tradeexecutor.state import OrderStatus, Position, State
 from tradeexecutor.strategy.loader import load_strategy
 from tradeexecutor.webhook import WebhookServer, create_app
 from tradeexecutor.webhook.metrics import METRIC_NAMES
@@ -176,7 +176,7 @@ def test_values_follow_the_runstate_at_scrape_time(server: WebhookServer, runsta
 
 
 def test_time_dependent_values_are_computed_at_scrape_time(server: WebhookServer, runstate: RunState) -> None:
-    """A loop stuck in a job writes nothing: the feed lag and crash windows must still move (issue 16)."""
+    """A loop stuck in a job writes nothing: the feed lag and crash windows must still move."""
     now = datetime.now(UTC)
     runstate.update(market_data_at=now - timedelta(minutes=8), market_data_feed_lag=0.002,
                     recent_crashes=(now - timedelta(minutes=31), now - timedelta(minutes=29, seconds=59)))
@@ -262,12 +262,12 @@ class _CountingList(list[Position]):
 
     reads = 0
 
-    def __getitem__(self, index):  # type: ignore[no-untyped-def, override]
+    def __getitem__(self, index):
         result = super().__getitem__(index)
         _CountingList.reads += len(result) if isinstance(index, slice) else 1
         return result
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self):
         for item in super().__iter__():
             _CountingList.reads += 1
             yield item

@@ -134,12 +134,12 @@ def test_probes_answer_with_250_idle_connections_and_50_slow_pollers() -> None:
 
 
 def test_at_the_connection_limit_the_longest_idle_connections_make_room() -> None:
-    with WebhookServer(create_app(running_state()), port=0, limits=ServerLimits(max_connections=40)) as server:
-        with idle_sockets(server, 200) as sockets:
-            assert_probes_answer(server, rounds=2)
-            assert server.evicted >= 150
-            wait_until(lambda: is_closed_by_server(sockets[0]))
-            assert not is_closed_by_server(sockets[-1])  # the newest idle connection is still open
+    with (WebhookServer(create_app(running_state()), port=0, limits=ServerLimits(max_connections=40)) as server,
+          idle_sockets(server, 200) as sockets):
+        assert_probes_answer(server, rounds=2)
+        assert server.evicted >= 150
+        wait_until(lambda: is_closed_by_server(sockets[0]))
+        assert not is_closed_by_server(sockets[-1])  # the newest idle connection is still open
 
 
 def _stuck_route(release: threading.Event, entered: threading.Semaphore) -> Any:
@@ -279,10 +279,10 @@ def test_queue_depth_under_50_pollers_is_one_line_per_interval_and_keeps_the_tec
     try:
         logging.getLogger("tradeexecutor.test").warning("the record an operator needs")
         limits = ServerLimits(queue_log_seconds=1.0)
-        with WebhookServer(create_app(running_state()), port=0, threads=1, limits=limits) as server:
-            with slow_pollers(f"{server.url}/status", 50) as answered:
-                time.sleep(4.0)
-                wait_until(lambda: bool(counting.messages))
+        with (WebhookServer(create_app(running_state()), port=0, threads=1, limits=limits) as server,
+              slow_pollers(f"{server.url}/status", 50) as answered):
+            time.sleep(4.0)
+            wait_until(lambda: bool(counting.messages))
     finally:
         root.removeHandler(buffer)
         root.removeHandler(counting)

@@ -1,7 +1,7 @@
 """Frozen, validated settings objects and the metadata every setting carries; pure, no I/O.
 
 Each component has one frozen config dataclass (the engine's here, the notifier's in
-``notify.config``, the executor's ``daemon.settings.DaemonConfig`` composing them all). A field
+``notify.config``, the executor's ``settings.DaemonConfig`` composing them all). A field
 that a person may set is declared with :func:`setting`, which keeps everything about it beside
 the field: its help text, command-line flag, environment variable, run-spec key, unit, bounds and
 whether it is a secret. From that one declaration come the CLI options (``cli.options``), their
@@ -13,9 +13,9 @@ new setting is one edit. Values are checked once, in ``__post_init__``, by :func
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import MISSING, Field, dataclass, field, fields, is_dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from tradeexecutor.errors import ConfigError
 
@@ -137,9 +137,9 @@ def walk_settings(config: type[Any], prefix: tuple[str, ...] = ()) -> Iterator[S
         default = item.default_factory() if item.default_factory is not MISSING else item.default
         about = setting_of(item)
         if about is not None:
-            yield SettingPath(prefix + (item.name,), about, None if default is MISSING else default)
+            yield SettingPath((*prefix, item.name), about, None if default is MISSING else default)
         elif is_dataclass(default) and not isinstance(default, type):
-            yield from walk_settings(type(default), prefix + (item.name,))
+            yield from walk_settings(type(default), (*prefix, item.name))
 
 
 def build_config(config: type[Any], values: Mapping[tuple[str, ...], Any], **given: Any) -> Any:
@@ -152,14 +152,14 @@ def _build(config: type[Any], prefix: tuple[str, ...], values: Mapping[tuple[str
            given: Mapping[str, Any]) -> Any:
     kwargs: dict[str, Any] = dict(given)
     for item in fields(config):
-        path = prefix + (item.name,)
+        path = (*prefix, item.name)
         if path in values:
             kwargs[item.name] = values[path]
         elif setting_of(item) is None and item.name not in kwargs:
             default = item.default_factory() if item.default_factory is not MISSING else item.default
-            if is_dataclass(default) and not isinstance(default, type):
-                if any(key[:len(path)] == path for key in values):
-                    kwargs[item.name] = _build(type(default), path, values, {})
+            if (is_dataclass(default) and not isinstance(default, type)
+                    and any(key[:len(path)] == path for key in values)):
+                kwargs[item.name] = _build(type(default), path, values, {})
     return config(**kwargs)
 
 

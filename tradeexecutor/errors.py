@@ -83,3 +83,18 @@ class LookaheadRefusedError(StrategyLoadError, LookaheadError):
 
 class InvariantError(TradeExecutorError):
     """A rule the code itself must keep was broken (an illegal order transition): a bug, so the loop crashes."""
+
+
+def network_reason(exc: BaseException) -> str:
+    """Why a network call failed, as one short line: ``connection refused``, ``timed out``, ...
+
+    For journal lines and error answers about a peer that did not answer (the wallboard a cast
+    goes to, an executor the wallboard polls): urllib wraps the OSError in ``reason``; its
+    strerror is the plainest wording, and no traceback or URL is included.
+    """
+    reason = getattr(exc, "reason", exc)
+    if isinstance(reason, OSError) and reason.strerror:
+        return reason.strerror.lower()
+    if isinstance(reason, TimeoutError) or "timed out" in str(reason):
+        return "timed out"
+    return (str(reason).strip() or type(reason).__name__).splitlines()[0]

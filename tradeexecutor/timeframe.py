@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pandas as pd
 
@@ -12,8 +12,6 @@ from tradeexecutor.errors import ConfigError
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _PATTERN = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
 
-#: Durations a strategy may declare as its cycle; others are accepted but these are documented.
-COMMON_DURATIONS = ("1m", "5m", "15m", "30m", "1h", "4h", "1d", "7d")
 
 
 def parse_duration(text: str | timedelta) -> timedelta:
@@ -60,7 +58,7 @@ def to_pandas_frequency(delta: timedelta) -> str:
     return f"{seconds}s"
 
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def next_boundary(now: datetime, period: timedelta, offset: timedelta = timedelta(0)) -> datetime:
@@ -69,7 +67,7 @@ def next_boundary(now: datetime, period: timedelta, offset: timedelta = timedelt
     A 1h period with an 8 minute offset gives HH:08 UTC.
     """
     if now.tzinfo is None:
-        now = now.replace(tzinfo=timezone.utc)
+        now = now.replace(tzinfo=UTC)
     elapsed = now - _EPOCH - offset
     periods = elapsed // period
     candidate = _EPOCH + offset + (periods + 1) * period
@@ -79,7 +77,7 @@ def next_boundary(now: datetime, period: timedelta, offset: timedelta = timedelt
 def floor_boundary(now: datetime, period: timedelta, offset: timedelta = timedelta(0)) -> datetime:
     """The latest boundary at or before ``now``."""
     if now.tzinfo is None:
-        now = now.replace(tzinfo=timezone.utc)
+        now = now.replace(tzinfo=UTC)
     elapsed = now - _EPOCH - offset
     return _EPOCH + offset + (elapsed // period) * period
 

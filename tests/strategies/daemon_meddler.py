@@ -31,7 +31,7 @@ def decide(ctx):
     if position is not None and position.quantity > 0:
         _attempt("stop_loss", lambda: setattr(position, "stop_loss", None), log)
         _attempt("quantity", lambda: setattr(position, "quantity", 0.0), log)
-        _attempt("trades", lambda: getattr(position, "trades").clear(), log)
+        _attempt("trades", lambda: position.trades.clear(), log)
     with open(Path(ctx.parameters.log_file), "a") as out:
         out.write("".join(word + "\n" for word in log))
     if not ctx.has_position():

@@ -15,7 +15,7 @@ parameters = {
     "symbol": Symbol("AAA", asset_type="equity"),
 }
 
-RECORDS = []
+RECORDS: list[dict] = []
 
 
 def indicators(candles, parameters):

@@ -7,7 +7,7 @@ description = "Records the visible bars of two instruments at every cycle."
 cycle_duration = "1d"
 instruments = ["AAA", "BBB"]
 
-RECORDS = []
+RECORDS: list[dict] = []
 
 
 def indicators(candles, parameters):
@@ -23,7 +23,7 @@ def decide(ctx):
             "indicator": ctx.indicator("c", symbol),
             "candles": ctx.candles(symbol),
         }
-        for call in (lambda: ctx.close(symbol, ago=-1), lambda: ctx.indicator("c", symbol, ago=-1)):
+        for call in (lambda: ctx.close(symbol, ago=-1), lambda: ctx.indicator("c", symbol, ago=-1)):  # noqa: B023 - called at once
             try:
                 call()
                 record["probes"].append("no error")

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import gc
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
-from typing import Callable
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pandas as pd
@@ -44,7 +44,7 @@ def new_state(strategy: LoadedStrategy, config: EngineConfig, now: datetime | No
     state = State(
         name=strategy.name,
         strategy_version=strategy.version,
-        created_at=now or datetime.now(timezone.utc),
+        created_at=now or datetime.now(UTC),
         initial_cash=config.initial_cash,
     )
     state.portfolio.cash = config.initial_cash

@@ -10,7 +10,7 @@ import click
 from tradeexecutor.cli.common import check_times, env, user_errors, write_json
 from tradeexecutor.cli.options import config_options, config_values
 from tradeexecutor.config import EngineConfig, SettingPath, build_config, split_list
-from tradeexecutor.daemon.settings import DaemonConfig
+from tradeexecutor.settings import DaemonConfig
 
 #: Runs with at least this many bars show a progress bar (when stderr is a terminal).
 PROGRESS_THRESHOLD = 100_000
@@ -18,8 +18,8 @@ PROGRESS_THRESHOLD = 100_000
 
 def backtest_settings(item: SettingPath) -> bool:
     """The executor's settings a backtest takes: its data, parameters, cash and fills (no cycle offset)."""
-    return item.path[0] in ("data", "start", "end", "params") or item.path[:2] == ("engine", "execution") \
-        or item.path == ("engine", "initial_cash")
+    return item.path in (("feed", "data"), ("feed", "start"), ("feed", "end"), ("params",)) \
+        or item.path[:2] == ("engine", "execution") or item.path == ("engine", "initial_cash")
 
 
 @click.command("backtest")
@@ -38,25 +38,24 @@ def backtest_settings(item: SettingPath) -> bool:
 def backtest_command(strategy_file: Path | None, spec_file: Path | None, trigger_data: tuple[str, ...],
                      output: Path | None, progress: bool | None, **options: Any) -> None:
     """Backtest STRATEGY_FILE (or --spec RUN_SPEC) on historical candles and print its summary."""
+    from tradeexecutor.atomic import atomic_write_bytes
     from tradeexecutor.backtest.session import open_session, run_session
+    from tradeexecutor.cli.runs_cmd import spec_for_command
     from tradeexecutor.data.source import load_market
     from tradeexecutor.stats import summary_table, write_trades_csv
-    from tradeexecutor.store.atomic import atomic_write_bytes
     from tradeexecutor.store.codec import dumps_state
-
-    from tradeexecutor.cli.runs_cmd import spec_for_command
 
     # Everything is validated before anything is written.
     values = config_values(DaemonConfig, options, select=backtest_settings)
-    start, end = values.get(("start",)), values.get(("end",))
+    start, end = values.get(("feed", "start")), values.get(("feed", "end"))
     check_times(start, end)
     spec = spec_for_command(spec_file, strategy_file)
     if spec is not None:  # the spec and the TRADEEXECUTOR_* variables decide
         values = {**spec.config_values(), ("params",): spec.strategy}
-        start, end, strategy_file = values[("start",)], values[("end",)], spec.strategy_file
+        start, end, strategy_file = values[("feed", "start")], values[("feed", "end")], spec.strategy_file
     config: EngineConfig = build_config(EngineConfig, {path[1:]: value for path, value in values.items()
                                                        if path[0] == "engine"})
-    session = open_session(strategy_file, values[("params",)], values[("data",)], start, end)  # type: ignore[arg-type]
+    session = open_session(strategy_file, values[("params",)], values[("feed", "data")], start, end)  # type: ignore[arg-type]
     strategy, market, selection = session.strategy, session.market, session.selection
     assert selection is not None
     trigger_market = None

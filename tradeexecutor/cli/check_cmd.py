@@ -27,8 +27,8 @@ from tradeexecutor.errors import ConfigError
 @user_errors
 def check_command(spec: str, output: Path | None, as_json: bool, runs_dir: Path) -> None:
     """Report whether each credential SPEC's mode needs is set in the environment (by name; values never shown)."""
-    from tradeexecutor.runs.readiness import READINESS_FILE, check_spec, write_readiness
-    from tradeexecutor.runs.run import RunPaths
+    from tradeexecutor.layout import RunPaths
+    from tradeexecutor.runs.readiness import check_spec, write_readiness
 
     spec_path = Path(spec)
     run_dir: Path | None = None
@@ -38,7 +38,7 @@ def check_command(spec: str, output: Path | None, as_json: bool, runs_dir: Path)
         if not spec_path.is_file():
             raise ConfigError(f"{run_dir} holds no {spec_path.name}")
     readiness = check_spec(spec_path)
-    targets = [path for path in (run_dir / READINESS_FILE if run_dir else None, output) if path is not None]
+    targets = [path for path in (RunPaths(run_dir).readiness if run_dir else None, output) if path is not None]
     for target in targets:
         write_readiness(readiness, target)
     if as_json:

@@ -6,8 +6,9 @@ import functools
 import json
 import math
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 import click
 
@@ -119,7 +120,7 @@ def check_times(start: str | None, end: str | None) -> None:
 
 def write_json(path: Path, payload: Any) -> None:
     """Write JSON crash-safely (temp file, fsync, rename)."""
-    from tradeexecutor.store.atomic import atomic_write_text
+    from tradeexecutor.atomic import atomic_write_text
 
     atomic_write_text(path, json.dumps(payload, indent=2, sort_keys=False, default=str) + "\n")
 

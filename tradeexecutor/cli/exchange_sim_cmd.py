@@ -23,7 +23,6 @@ from tradeexecutor.errors import ConfigError
 from tradeexecutor.exchange_sim.config import PriceConfig, SimConfig, SimServerConfig
 
 
-
 def _credential(name: str, what: str) -> str:
     value = os.environ.get(name, "")
     if not value:

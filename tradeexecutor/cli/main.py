@@ -9,8 +9,8 @@ from tradeexecutor.cli.check_cmd import check_command
 from tradeexecutor.cli.client_cmd import logs_command, status_command
 from tradeexecutor.cli.exchange_sim_cmd import exchange_sim_command
 from tradeexecutor.cli.metrics_cmd import metrics_group, report_command
-from tradeexecutor.cli.runs_cmd import runs_command
 from tradeexecutor.cli.optimize_cmd import optimize_command
+from tradeexecutor.cli.runs_cmd import runs_command
 from tradeexecutor.cli.start_cmd import start_command
 from tradeexecutor.cli.state_cmd import state_group
 from tradeexecutor.cli.wallboard_cmd import wallboard_command

@@ -22,6 +22,7 @@ import click
 
 from tradeexecutor.cli.common import env, user_errors
 from tradeexecutor.errors import ConfigError
+from tradeexecutor.layout import RunPaths
 
 #: Default runs folder (``TRADEEXECUTOR_RUNS_DIR`` overrides it).
 DEFAULT_RUNS_DIR = "runs"
@@ -52,7 +53,7 @@ def resolve_run_dir(text: str, runs_dir: Path) -> Path:
         folders = []
     for folder in folders:
         try:
-            metadata = json.loads((folder / "metadata.json").read_text(encoding="utf-8"))
+            metadata = json.loads(RunPaths(folder).metadata.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             continue
         if isinstance(metadata, dict) and text in (metadata.get("run_id"), metadata.get("ref")):
@@ -92,14 +93,15 @@ def metrics_group() -> None:
 @user_errors
 def export_command(run: str, output: Path | None, runs_dir: Path) -> None:
     """Print the Prometheus text snapshot of RUN (a run folder, id or ref) from its artifacts."""
+    from tradeexecutor.atomic import atomic_write_bytes
     from tradeexecutor.runs.artifacts import collect_run
-    from tradeexecutor.runs.metrics_text import METRICS_FILE, read_run_document, render_runs
-    from tradeexecutor.store.atomic import atomic_write_bytes
+    from tradeexecutor.runs.metrics_text import read_run_document, render_runs
 
     run_dir = resolve_run_dir(run, runs_dir)
-    document = read_run_document(run_dir) if (run_dir / METRICS_FILE).exists() else None
+    paths = RunPaths(run_dir)
+    document = read_run_document(run_dir) if paths.metrics_json.exists() else None
     if document is None:
-        if not (run_dir / "metadata.json").exists() and not (run_dir / "state").is_dir():
+        if not paths.metadata.exists() and not paths.state.is_dir():
             raise ConfigError(f"{run_dir} is not a run folder (no metrics.json, metadata.json or state/)")
         document = collect_run(run_dir).document  # computed in memory, nothing written
     text = render_runs([document])
@@ -194,7 +196,8 @@ def report_command(run: str, runs_dir: Path) -> None:
     from tradeexecutor.runs.artifacts import write_report
 
     run_dir = resolve_run_dir(run, runs_dir)
-    if not (run_dir / "metadata.json").exists() and not (run_dir / "state").is_dir():
+    paths = RunPaths(run_dir)
+    if not paths.metadata.exists() and not paths.state.is_dir():
         raise ConfigError(f"{run_dir} is not a run folder (no metadata.json or state/)")
     write_report(run_dir)
-    click.echo(f"wrote {run_dir / 'report.md'}, {run_dir / 'report.html'} and {run_dir / 'charts'}/")
+    click.echo(f"wrote {paths.report_md}, {paths.report_html} and {paths.charts}/")

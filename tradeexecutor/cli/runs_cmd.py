@@ -28,7 +28,7 @@ SPEC_FREE_OPTIONS = ("port",)
 def spec_options() -> dict[str, tuple[str, str]]:
     """Options of ``start`` and ``backtest`` whose values a run spec holds: parameter → (option, spec key)."""
     from tradeexecutor.config import walk_settings
-    from tradeexecutor.daemon.settings import DaemonConfig
+    from tradeexecutor.settings import DaemonConfig
 
     return {item.param: (item.option, item.about.spec) for item in walk_settings(DaemonConfig)
             if item.about.spec and item.param not in SPEC_FREE_OPTIONS}
@@ -308,12 +308,11 @@ def _follow(runs: Any, run_id: str, fmt: str, timezone_name: str | None, level: 
 def orders_command(ctx: click.Context, run: str) -> None:
     """Print the run's orders as CSV (every trade of every status)."""
     from tradeexecutor.runs.registry import RunsError
-    from tradeexecutor.store.layout import RunFiles
 
     runs = _runs(ctx)
     record = runs.resolve(run)
     paths = runs.paths(record.id)
-    published = RunFiles(paths.state).orders_csv
+    published = paths.state_files.orders_csv
     for path in ((published, paths.orders_csv) if record.status in ("starting", "running")
                  else (paths.orders_csv, published)):
         if path.is_file():
@@ -350,7 +349,7 @@ def cast_command(ctx: click.Context, run: str, target: str | None) -> None:
     or a whole URL. Returns at once; whether the wallboard takes the data shows in `runs logs RUN`
     (cast_delivered, cast_failed).
     """
-    from tradeexecutor.daemon.caster import CastConfig
+    from tradeexecutor.cast import CastConfig
     from tradeexecutor.runs.cast import cast_run
 
     result = cast_run(_runs(ctx), run, target, CastConfig.from_env(os.environ))
@@ -367,7 +366,7 @@ def cast_command(ctx: click.Context, run: str, target: str | None) -> None:
 @user_errors
 def cast_send_command(ctx: click.Context, run_id: str) -> None:
     """Internal: send a finished run's chart data once to its cast target (started detached by `runs cast`)."""
-    from tradeexecutor.daemon.caster import CastConfig
+    from tradeexecutor.cast import CastConfig
     from tradeexecutor.runs.cast import cast_final
 
     reason = cast_final(_runs(ctx), run_id, CastConfig.from_env(os.environ))

@@ -12,7 +12,7 @@ import click
 from tradeexecutor.cli.common import check_times, env, user_errors
 from tradeexecutor.cli.options import config_options, config_values, given_on_command_line
 from tradeexecutor.config import build_config
-from tradeexecutor.daemon.settings import DaemonConfig
+from tradeexecutor.settings import DaemonConfig
 
 if TYPE_CHECKING:
     from tradeexecutor.daemon.signals import StopSignals
@@ -36,7 +36,7 @@ def start_command(strategy_file: Path | None, spec_file: Path | None, **options:
 
     # Everything is validated before anything is written.
     values = config_values(DaemonConfig, options)
-    check_times(values.get(("start",)), values.get(("end",)))
+    check_times(values.get(("feed", "start")), values.get(("feed", "end")))
     host, port = values[("host",)], values[("port",)]
     values.setdefault(("notify", "public_url"), f"http://{host}:{port}" if port else "")
     spec = spec_for_command(spec_file, strategy_file)
@@ -78,8 +78,8 @@ def _run(config: DaemonConfig, log_buffer: RingBufferHandler | None = None, sign
 
 
 def _build_and_run(config: DaemonConfig, log_buffer: RingBufferHandler | None, signals: StopSignals) -> int:
+    from tradeexecutor.layout import RunFiles
     from tradeexecutor.runstate import RunState
-    from tradeexecutor.store.layout import RunFiles
     from tradeexecutor.webhook import WebhookServer, check_port_free, create_app
     from tradeexecutor.webhook.options import CastSink, CommandSink, NotificationCounts, WebhookOptions
 

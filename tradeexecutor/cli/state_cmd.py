@@ -17,7 +17,7 @@ from tradeexecutor.cli.common import user_errors
 
 def _ledger_file(path: Path) -> Path:
     """The ledger file a path names: the file itself, or the ledger of a state directory."""
-    from tradeexecutor.store.layout import RunFiles
+    from tradeexecutor.layout import RunFiles
 
     return path if path.is_file() else RunFiles(path).ledger
 
@@ -36,9 +36,9 @@ def export_command(path: Path, output: Path | None) -> None:
     """Print the state of the ledger at PATH as JSON (the dataclasses-json model's State, as /state serves it)."""
     import sys
 
+    from tradeexecutor.atomic import atomic_write_bytes
     from tradeexecutor.errors import StateError
     from tradeexecutor.ledger import Ledger, check_not_legacy
-    from tradeexecutor.store.atomic import atomic_write_bytes
 
     if path.is_dir():
         check_not_legacy(path)

@@ -9,8 +9,7 @@ Modules, one job each:
 - ``publish``   keeps RunState current (counters, summary, charts, lag, next cycle);
 - ``crash``     crash records, crash-loop safe mode, the watchdog;
 - ``signals``   SIGTERM/SIGINT → graceful stop;
-- ``startup``   state-directory lock, loaded-state checks, replay start;
-- ``settings``  DaemonConfig, every option validated once;
+- ``startup``   loaded-state checks, replay start;
 - ``runner``    builds and runs a paper-mode executor, maps endings to exit codes;
 - ``backtest_mode`` ``start --mode backtest``.
 
@@ -27,9 +26,8 @@ if TYPE_CHECKING:
     from tradeexecutor.daemon.clock import Clock, FakeClock, SystemClock
     from tradeexecutor.daemon.commands import Command, CommandKind, CommandQueue, JobKind
     from tradeexecutor.daemon.loop import ExecutorLoop, LoopOutcome
-    from tradeexecutor.daemon.runner import Daemon, build_daemon, log_journal
+    from tradeexecutor.daemon.runner import Daemon, build_daemon
     from tradeexecutor.daemon.scheduler import ApschedulerTicker, InMemoryTicker, JobSpec, Ticker
-    from tradeexecutor.daemon.settings import DaemonConfig
 
 #: Where each name this package re-exports lives. Imported on first use, so that ``start`` can
 #: install its stop signals (daemon.signals) before it pays for pandas, apscheduler and the engine.
@@ -37,9 +35,8 @@ _EXPORTS = {
     "Clock": "clock", "FakeClock": "clock", "SystemClock": "clock",
     "Command": "commands", "CommandKind": "commands", "CommandQueue": "commands", "JobKind": "commands",
     "ExecutorLoop": "loop", "LoopOutcome": "loop",
-    "Daemon": "runner", "build_daemon": "runner", "log_journal": "runner",
+    "Daemon": "runner", "build_daemon": "runner",
     "ApschedulerTicker": "scheduler", "InMemoryTicker": "scheduler", "JobSpec": "scheduler", "Ticker": "scheduler",
-    "DaemonConfig": "settings",
 }
 
 __getattr__ = lazy_exports(__name__, _EXPORTS)
@@ -52,7 +49,6 @@ __all__ = [
     "CommandKind",
     "CommandQueue",
     "Daemon",
-    "DaemonConfig",
     "ExecutorLoop",
     "FakeClock",
     "InMemoryTicker",
@@ -62,5 +58,4 @@ __all__ = [
     "SystemClock",
     "Ticker",
     "build_daemon",
-    "log_journal",
 ]

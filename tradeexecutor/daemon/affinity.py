@@ -42,14 +42,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 from tradeexecutor.errors import ConfigError
+from tradeexecutor.settings import check_cpu_setting
 
-__all__ = ["CPU_SETTINGS", "CpuPinning", "check_cpu_setting", "read_cpu_times", "runnable_load", "runnable_threads",
-           "thread_cpus"]
+__all__ = ["CpuPinning", "read_cpu_times", "runnable_load", "runnable_threads", "thread_cpus"]
 
 logger = logging.getLogger("tradeexecutor.daemon")
 
-#: What ``--cpu`` accepts besides a CPU number.
-CPU_SETTINGS = ("auto", "off")
 #: Seconds of /proc/stat sampled to choose the first CPU.
 _FIRST_SAMPLE_SECONDS = 0.1
 #: CPUs this much busier than the least busy one (fraction of a core) are not chosen.
@@ -59,15 +57,6 @@ _SATURATED = 0.9
 #: Samples of the runnable threads, and seconds between them.
 _RUNNABLE_SAMPLES = 8
 _RUNNABLE_INTERVAL = 0.03
-
-
-def check_cpu_setting(setting: str) -> str:
-    """``auto``, ``off`` or a CPU number, normalised; ConfigError otherwise."""
-    text = setting.strip().lower()
-    if text in CPU_SETTINGS or (text.isdigit() and len(text) < 5):
-        return str(int(text)) if text.isdigit() else text
-    raise ConfigError(f"--cpu {setting!r} is not valid: use auto (pin to the least busy CPU), off (let the OS "
-                      f"place threads) or a CPU number such as 0")
 
 
 def can_pin() -> bool:

@@ -10,24 +10,24 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
+from tradeexecutor.atomic import remove_temp_files
 from tradeexecutor.backtest.session import Session, open_session, run_session
-from tradeexecutor.stats.formatting import key_figures
 from tradeexecutor.daemon.clock import Clock, SystemClock
-from tradeexecutor.daemon.runner import WebServer, log_journal
-from tradeexecutor.daemon.settings import DaemonConfig
+from tradeexecutor.daemon.journal import JournalSink
+from tradeexecutor.daemon.runner import WebServer
 from tradeexecutor.daemon.signals import StopSignals
-from tradeexecutor.daemon.startup import StateDirLock
 from tradeexecutor.engine.engine import EventSink
 from tradeexecutor.errors import StateError
-from tradeexecutor.runstate import RunState, RunStatus, image_key
-from tradeexecutor.daemon.journal import JournalSink
-from tradeexecutor.runstate.figures import FigureCounter
-from tradeexecutor.stats import write_trades_csv
-from tradeexecutor.store.journal import Journal
-from tradeexecutor.store.atomic import remove_temp_files
-from tradeexecutor.store.layout import RunFiles
-from tradeexecutor.store.publish import publish
+from tradeexecutor.layout import RunFiles
 from tradeexecutor.ledger import Ledger, check_not_legacy
+from tradeexecutor.runstate import RunState, RunStatus, image_key
+from tradeexecutor.runstate.figures import FigureCounter
+from tradeexecutor.settings import DaemonConfig
+from tradeexecutor.stats import write_trades_csv
+from tradeexecutor.stats.formatting import key_figures
+from tradeexecutor.store.journal import Journal
+from tradeexecutor.store.lock import StateDirLock
+from tradeexecutor.store.publish import publish
 from tradeexecutor.visual import render_all
 
 __all__ = ["BacktestRun", "prepare_backtest"]
@@ -113,15 +113,16 @@ class BacktestRun:
                     result.cycles, result.seconds, store.path)
 
 
-def prepare_backtest(config: DaemonConfig, *, clock: Clock | None = None, journal: EventSink = log_journal,
+def prepare_backtest(config: DaemonConfig, *, clock: Clock | None = None, journal: EventSink | None = None,
                      signals: StopSignals | None = None) -> BacktestRun:
     """Load and check the strategy and the data before anything is written (StopRequested after a signal)."""
     clock = clock or SystemClock()
     signals = signals or StopSignals()
-    session = open_session(config.strategy_file, config.params, config.data, config.start, config.end,
+    session = open_session(config.strategy_file, config.params, config.feed.data, config.feed.start, config.feed.end,
                            checkpoint=signals.check)
     strategy = session.strategy
     runstate = RunState.create(strategy.path.stem, mode="backtest", strategy_name=strategy.name,
                                strategy_version=strategy.version, source_code=strategy.source, now=clock.now())
+    journal = journal or JournalSink(None, clock.now)  # engine events to the log only (see JournalSink)
     return BacktestRun(config=config, session=session, runstate=runstate, journal=journal, clock=clock,
                        signals=signals)

@@ -5,7 +5,7 @@ writes it, ``POST /control/cast`` reaches the loop as a command that writes it, 
 :class:`Caster` reads it at start-up and again whenever it changed (one stat per job), so a
 target survives restarts and is taken up even when the control route could not be used.
 
-After each job the Caster updates its :class:`~tradeexecutor.daemon.castdata.ChartFeed` (only
+After each job the Caster updates its :class:`~tradeexecutor.cast.feed.ChartFeed` (only
 what is new) and, at most every ``CastConfig.min_seconds`` and only when something changed,
 hands the chart data to the :class:`CastSender`: one daemon thread with a one-slot mailbox
 (the newest data replaces data not yet sent), so a slow or dead wallboard never delays a cycle.
@@ -20,64 +20,26 @@ once per cycle. The token is sent as a header and never journalled or logged.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import datetime
-from http.client import HTTPException
 from typing import Any
 
-from tradeexecutor import __version__
-from tradeexecutor.cast import WALLBOARD_TOKEN_ENV, CastConfig, parse_target, target_url
-from tradeexecutor.daemon.castdata import ChartFeed
+from tradeexecutor.cast import CastConfig, parse_target, target_url
+from tradeexecutor.cast.client import put_chart
+from tradeexecutor.cast.feed import ChartFeed
 from tradeexecutor.errors import ConfigError, StateCorruptError
 from tradeexecutor.state import State
 from tradeexecutor.store.cast_target import CastTargetFile
 
-__all__ = ["CastConfig", "CastSender", "Caster", "put_chart"]
+__all__ = ["CastSender", "Caster"]
 
 logger = logging.getLogger("tradeexecutor.cast")
 
 #: Receives journal events (the loop's JournalSink): event name and fields.
 Journal = Callable[..., None]
-
-
-def _reason(exc: BaseException) -> str:
-    reason = getattr(exc, "reason", exc)
-    if isinstance(reason, OSError) and reason.strerror:
-        return reason.strerror.lower()
-    if isinstance(reason, TimeoutError) or "timed out" in str(reason):
-        return "timed out"
-    return (str(reason).strip() or type(reason).__name__).splitlines()[0]
-
-
-def put_chart(url: str, token: str | None, data: Mapping[str, Any], timeout: float) -> str | None:
-    """PUT chart data to ``url``; None when the wallboard took it, else why not (one line, no secret)."""
-    body = json.dumps(data, allow_nan=False, separators=(",", ":")).encode("utf-8")
-    headers = {"Content-Type": "application/json", "User-Agent": f"tradeexecutor-cast/{__version__}"}
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
-    request = urllib.request.Request(url, data=body, headers=headers, method="PUT")
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            response.read(65536)
-            return None
-    except urllib.error.HTTPError as exc:
-        try:
-            message = str(json.loads(exc.read(65536)).get("error") or exc.reason)
-        except (ValueError, AttributeError, OSError):
-            message = str(exc.reason)
-        hint = {404: " (is the path right? charts are /wallboard/<page>/<chart>)",
-                401: f" (set {WALLBOARD_TOKEN_ENV} to the wallboard's token)",
-                403: ""}.get(exc.code, "")
-        return f"the wallboard answered {exc.code}: {message}{hint}"
-    except (urllib.error.URLError, OSError, HTTPException, ValueError) as exc:
-        return f"the wallboard does not answer: {_reason(exc)}"
 
 
 class CastSender:

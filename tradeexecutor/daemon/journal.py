@@ -47,14 +47,14 @@ _QUIET = {"cycle_completed", "revalued", "order_planned"}
 #: --level info``) shows what an operator cares about — orders, fills, triggers, crashes, state changes.
 _ROUTINE = {"revalued"}
 #: Fields of ``cycle_completed`` that make a cycle more than routine when any is non-empty.
-_DECISION_FIELDS = ("decisions", "planned", "executed", "ignored")
+_DECISION_FIELDS = ("decisions", "planned", "executed", "rejected", "ignored")
 
 
 def event_level(event: str, fields: Mapping[str, Any] | None = None) -> str:
     """The journal level of an event: warning/error for trouble, debug for routine, info otherwise.
 
     A ``cycle_completed`` is routine when the strategy decided nothing (most cycles of most
-    strategies); one that planned, executed or ignored something is info.
+    strategies); one that planned, executed, rejected or ignored something is info.
     """
     if event in _LEVELS:
         return _LEVELS[event]
@@ -68,8 +68,9 @@ def event_level(event: str, fields: Mapping[str, Any] | None = None) -> str:
 class JournalSink:
     """An EventSink that appends each event to the journal and logs it.
 
-    Called on the loop's thread only. Without a journal (tests) it only logs. ``notify`` hears
-    every event once it is written.
+    Called on the loop's thread only. Without a journal it only logs: ``start --mode backtest``
+    logs its engine events that way, since an fsynced line per fill would dominate a long
+    backtest (orders.csv and the state hold them all). ``notify`` hears every event once it is written.
     """
 
     def __init__(self, journal: JournalWriter | None, now: Callable[[], datetime], *,

@@ -57,8 +57,8 @@ from tradeexecutor.daemon.publish import Publisher
 from tradeexecutor.data.feed import PriceFeed
 from tradeexecutor.engine.engine import CycleReport, Engine, EventSink
 from tradeexecutor.engine.schedule import CycleSchedule
-from tradeexecutor.runstate import RunState, RunStatus
 from tradeexecutor.ledger import Ledger
+from tradeexecutor.runstate import RunState, RunStatus
 
 __all__ = ["ExecutorLoop", "LoopOutcome"]
 
@@ -324,7 +324,7 @@ class ExecutorLoop:
         self.cycles += 1
         self.journal("cycle_completed", cycle_time=self.state.last_completed_cycle, step=step,
                      decisions=report.decisions, planned=report.planned, executed=report.executed,
-                     ignored=list(report.ignored), duration=round(report.duration, 6))
+                     rejected=report.rejected, ignored=list(report.ignored), duration=round(report.duration, 6))
         self.store.save(self.state)  # the cycle and its journal lines, in one transaction
         return report
 

@@ -29,17 +29,17 @@ from typing import Any
 
 import numpy as np
 
-from tradeexecutor.stats.formatting import key_figures
 from tradeexecutor.daemon.clock import Clock
 from tradeexecutor.data.feed import PriceFeed
 from tradeexecutor.data.market import CloseColumns
+from tradeexecutor.layout import RunFiles
 from tradeexecutor.runstate import RunState, image_key
 from tradeexecutor.runstate.figures import FigureCounter
 from tradeexecutor.state import State
 from tradeexecutor.stats import write_trades_csv
+from tradeexecutor.stats.formatting import key_figures
 from tradeexecutor.stats.running import RunningSummary
 from tradeexecutor.store.codec import PositionFragments
-from tradeexecutor.store.layout import RunFiles
 from tradeexecutor.store.publish import publish
 from tradeexecutor.visual.renderer import ChartRenderer
 from tradeexecutor.visual.series import DeltaFeed

@@ -33,9 +33,10 @@ from typing import NoReturn, Protocol
 
 import numpy as np
 
+from tradeexecutor.atomic import remove_temp_files
 from tradeexecutor.backtest.runner import new_state
 from tradeexecutor.backtest.session import open_session
-from tradeexecutor.daemon.castdata import ChartFeed
+from tradeexecutor.cast.feed import ChartFeed
 from tradeexecutor.daemon.caster import Caster
 from tradeexecutor.daemon.clock import Clock, SystemClock
 from tradeexecutor.daemon.commands import CommandQueue, JobKind
@@ -46,27 +47,25 @@ from tradeexecutor.daemon.journal import JournalSink
 from tradeexecutor.daemon.loop import ExecutorLoop, LoopOutcome
 from tradeexecutor.daemon.publish import Publisher
 from tradeexecutor.daemon.scheduler import ApschedulerTicker, JobSpec, Ticker
-from tradeexecutor.daemon.settings import DaemonConfig
 from tradeexecutor.daemon.signals import StopSignals
-from tradeexecutor.daemon.startup import StateDirLock, check_loaded_state, replay_start_step, resume
+from tradeexecutor.daemon.startup import check_loaded_state, replay_start_step, resume
 from tradeexecutor.data.feed import PriceFeed, ReplayFeed
 from tradeexecutor.data.follow import CandleFileTail, FollowFeed
 from tradeexecutor.data.market import CloseColumns, MarketData
 from tradeexecutor.engine.engine import Engine, EventSink
 from tradeexecutor.engine.schedule import CycleSchedule, cycle_times
 from tradeexecutor.errors import StateCorruptError
+from tradeexecutor.layout import RunFiles
+from tradeexecutor.ledger import Ledger, check_not_legacy
 from tradeexecutor.notify import Notifier
 from tradeexecutor.runstate import CrashFile, RunState, RunStatus
-from tradeexecutor.ledger import Ledger, check_not_legacy
-from tradeexecutor.store.atomic import remove_temp_files
+from tradeexecutor.settings import DaemonConfig
 from tradeexecutor.store.cast_target import CastTargetFile
-from tradeexecutor.store.layout import RunFiles
+from tradeexecutor.store.lock import StateDirLock
 
-
-__all__ = ["Daemon", "WebServer", "build_daemon", "log_journal", "replay_cycle_interval"]
+__all__ = ["Daemon", "WebServer", "build_daemon", "replay_cycle_interval"]
 
 logger = logging.getLogger("tradeexecutor.daemon")
-journal_logger = logging.getLogger("tradeexecutor.journal")
 
 #: Exit code after a crash or a watchdog hang.
 CRASH_EXIT_CODE = 1
@@ -78,13 +77,6 @@ class WebServer(Protocol):
     def start(self) -> object: ...
 
     def stop(self, timeout: float | None = None) -> None: ...
-
-
-def log_journal(event: str, /, **fields: object) -> None:
-    """The journal hook until issue 4's JSON-lines journal: one log line per event."""
-    quiet = event == "cycle_completed" and not fields.get("planned") and not fields.get("ignored")
-    text = " ".join(f"{key}={value}" for key, value in fields.items())
-    journal_logger.log(logging.DEBUG if quiet else logging.INFO, "%s %s", event, text)
 
 
 @dataclass
@@ -121,7 +113,7 @@ class Daemon:
     def job_specs(self) -> list[JobSpec]:
         """The cycle job (period: the replay cycle) and the enabled trigger and revaluation jobs."""
         config = self.config
-        period = timedelta(seconds=config.replay_seconds)
+        period = timedelta(seconds=config.feed.replay_seconds)
         specs = [JobSpec(JobKind.cycle, period, config.cycle_offset % period)]
         if config.trigger_seconds > 0:
             specs.append(JobSpec(JobKind.triggers, timedelta(seconds=config.trigger_seconds)))
@@ -268,7 +260,7 @@ def build_daemon(config: DaemonConfig, *, clock: Clock | None = None, journal: E
     clock = clock or SystemClock()
     signals = signals or StopSignals()
     files = RunFiles(config.state_dir)
-    session = open_session(config.strategy_file, config.params, config.data, config.start, config.end,
+    session = open_session(config.strategy_file, config.params, config.feed.data, config.feed.start, config.feed.end,
                            checkpoint=signals.check)
     strategy, market, asset_types = session.strategy, session.market, session.asset_types
     notifier = Notifier.from_env(config.notify, os.environ if environ is None else environ,
@@ -290,10 +282,10 @@ def build_daemon(config: DaemonConfig, *, clock: Clock | None = None, journal: E
         else:
             check_loaded_state(state, strategy, market, store.path)
         engine = Engine(strategy, market, state, config=config.engine, asset_types=asset_types, events=journal)
-        start = replay_start_step(config.replay_start, market, engine.indicators)
-        feed = (FollowFeed(market, follow_tails(config.data, strategy.instruments), start=start,
+        start = replay_start_step(config.feed.replay_start, market, engine.indicators)
+        feed = (FollowFeed(market, follow_tails(config.feed.data, strategy.instruments), start=start,
                            monotonic=clock.monotonic)
-                if config.follow else ReplayFeed(market, start=start, monotonic=clock.monotonic))
+                if config.feed.follow else ReplayFeed(market, start=start, monotonic=clock.monotonic))
         resume(feed, state)
         signals.check("the state was loaded and the indicators computed")
     except BaseException:
@@ -329,7 +321,7 @@ def build_daemon(config: DaemonConfig, *, clock: Clock | None = None, journal: E
                                     "strategy_version": strategy.version,
                                     "parameters": dict(strategy.parameters)})
     due = cycle_times(market.timeline_ns, strategy.cycle_duration, config.cycle_offset)
-    runstate.update(cycle_interval_seconds=replay_cycle_interval(due, config.replay_seconds))
+    runstate.update(cycle_interval_seconds=replay_cycle_interval(due, config.feed.replay_seconds))
     caster = build_caster(config, market, files, journal, clock, title=strategy.name,
                           source={"name": strategy.name, "executor_id": runstate.executor_id, "mode": config.mode})
     daily = DailySummary(config.notify.summary_time, runstate, journal, clock.now) if notifier else None
@@ -343,7 +335,7 @@ def build_daemon(config: DaemonConfig, *, clock: Clock | None = None, journal: E
     health_watch = HealthWatch(runstate, config.health, notifier, clock.now) if notifier else None
     logger.info("%s: paper mode replaying %d bars (bar %d onwards, %s) at %gs per bar, resuming after bar %d; "
                 "state in %s", strategy.name, len(market), feed.start, market.step_time(feed.start).date(),
-                config.replay_seconds, feed.cursor, config.state_dir)
+                config.feed.replay_seconds, feed.cursor, config.state_dir)
     if notifier is not None:
         notifier.start()
     return Daemon(config=config, clock=clock, store=store, lock=lock, feed=feed, engine=engine, runstate=runstate,

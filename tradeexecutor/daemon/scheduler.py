@@ -168,9 +168,3 @@ class InMemoryTicker:
         self.clock.advance(delta)
         return self.fire_due()
 
-    def advance_to_next(self) -> list[JobKind]:
-        """Jump to the earliest next run time and fire it (and anything due with it)."""
-        if not self._next:
-            return []
-        self.clock.set(max(self.clock.now(), min(self._next.values())))
-        return self.fire_due()

@@ -1,4 +1,4 @@
-"""Start-up checks of a state directory: take its lock, check a loaded state fits the strategy and data, pick the replay start.
+"""Start-up checks of a state directory: check a loaded state fits the strategy and data, pick the replay start.
 
 Nothing here writes to a state file: a state that does not fit stops start-up with a
 StateError naming the file, and the file is left as it is.
@@ -6,59 +6,22 @@ StateError naming the file, and the file is left as it is.
 
 from __future__ import annotations
 
-import fcntl
 import logging
-import os
 from pathlib import Path
 
 import numpy as np
 
 from tradeexecutor.data.feed import PriceFeed, step_closing_at
 from tradeexecutor.data.market import MarketData
-from tradeexecutor.errors import ConfigError, StateError, StateLockedError
+from tradeexecutor.errors import ConfigError, StateError
 from tradeexecutor.state import State
 from tradeexecutor.strategy.indicators import IndicatorStore
 from tradeexecutor.strategy.loader import LoadedStrategy
 from tradeexecutor.timeframe import utc_timestamp
 
-__all__ = ["StateDirLock", "check_loaded_state", "replay_start_step", "resume"]
+__all__ = ["check_loaded_state", "replay_start_step", "resume"]
 
 logger = logging.getLogger("tradeexecutor.daemon")
-
-#: File in the state directory whose exclusive lock marks the directory as in use.
-LOCK_NAME = "executor.lock"
-
-
-class StateDirLock:
-    """An exclusive, non-blocking flock on ``<state dir>/executor.lock``; released when the process dies."""
-
-    def __init__(self, state_dir: Path) -> None:
-        self.path = Path(state_dir) / LOCK_NAME
-        self._fd: int | None = None
-
-    def acquire(self) -> StateDirLock:
-        """Create the directory if needed and lock it; StateLockedError when another process holds it."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as error:
-            os.close(fd)
-            raise StateLockedError(
-                f"{self.path.parent} is in use by another executor (lock {self.path} is held); "
-                "stop it first or use another --state-dir"
-            ) from error
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
-        self._fd = fd
-        return self
-
-    def release(self) -> None:
-        """Unlock (closing the descriptor releases the flock)."""
-        fd, self._fd = self._fd, None
-        if fd is not None:
-            os.close(fd)
-
 
 def check_loaded_state(state: State, strategy: LoadedStrategy, market: MarketData, source: Path) -> None:
     """Refuse a state that belongs to another strategy, or whose progress does not match the data."""

@@ -64,7 +64,7 @@ BUNDLED_DATASETS: Mapping[str, BundledDataset] = MappingProxyType(
             path=SAMPLE_DIR / "stocks-daily-wiki.csv.gz",
             frequency="1d",
             asset_types=MappingProxyType(
-                {symbol: "equity" for symbol in ("AAPL", "FB", "GOOG", "IBM", "MSFT")}
+                dict.fromkeys(("AAPL", "FB", "GOOG", "IBM", "MSFT"), "equity")
             ),
             description="daily unadjusted US stock candles 2000-2013 (Quandl WIKI)",
         ),

@@ -7,8 +7,8 @@ every instrument, and for each step of it every instrument knows its last closed
 
 from __future__ import annotations
 
-from datetime import timedelta
 from collections.abc import Iterator, Mapping
+from datetime import timedelta
 
 import numpy as np
 import pandas as pd
@@ -54,8 +54,20 @@ BAR_COLUMNS = ("open_time_ns", "close_time_ns", "open", "high", "low", "close", 
 class SymbolBars:
     """One instrument's candles as read-only numpy columns, which grow as candles close (``MarketData.append``)."""
 
-    __slots__ = ("symbol", "asset_type", "_frame", "_index_name", "_columns", "open_time_ns", "close_time_ns",
-                 "open", "high", "low", "close", "volume")
+    __slots__ = (
+        "_columns",
+        "_frame",
+        "_index_name",
+        "asset_type",
+        "close",
+        "close_time_ns",
+        "high",
+        "low",
+        "open",
+        "open_time_ns",
+        "symbol",
+        "volume",
+    )
 
     open_time_ns: np.ndarray
     close_time_ns: np.ndarray
@@ -187,7 +199,7 @@ class MarketData:
         frequency: timedelta | None = None,
         asset_types: Mapping[str, str | None] | None = None,
         symbols: list[str] | tuple[str, ...] | None = None,
-    ) -> "MarketData":
+    ) -> MarketData:
         """Build from the loader's long frame (UTC index, a ``symbol`` column, OHLCV columns).
 
         ``frequency`` is the bar frequency the strategy reads; data of a finer frequency is
@@ -211,7 +223,7 @@ class MarketData:
             frames = {s: resample(f, frequency) for s, f in frames.items()}
         return cls(frames, frequency, asset_types)
 
-    def between(self, start: pd.Timestamp | None, end: pd.Timestamp | None) -> "MarketData":
+    def between(self, start: pd.Timestamp | None, end: pd.Timestamp | None) -> MarketData:
         """Only bars that open at or after ``start`` and close at or before ``end``."""
         frames = {}
         for symbol, bars in self.bars.items():
@@ -238,11 +250,6 @@ class MarketData:
     def step_at_or_before(self, time_ns: int) -> int:
         """The last timeline step whose close time is at or before ``time_ns`` (-1: none)."""
         return int(np.searchsorted(self.timeline_ns, time_ns, side="right") - 1)
-
-    def latest_close(self, symbol: str, step: int) -> float | None:
-        """Close of the last bar of ``symbol`` closed by ``step``."""
-        index = self.last_closed[symbol][step]
-        return None if index < 0 else float(self.bars[symbol].close[index])
 
     def close_series(self, symbol: str) -> pd.Series:
         """Close prices indexed by bar close time, for charts and benchmarks."""

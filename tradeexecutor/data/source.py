@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import os
-
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Sequence
 
 import pandas as pd
 
@@ -43,11 +42,6 @@ def file_stamps(sources: Sequence[str]) -> tuple[tuple[str, int, int], ...]:
             continue
         stamps.append((source, info.st_mtime_ns, info.st_size))
     return tuple(stamps)
-
-
-def describe_sources(sources: Sequence[str]) -> str:
-    """The data options as one readable string."""
-    return ", ".join(sources) if sources else "bundled data"
 
 
 def load_market(
@@ -118,8 +112,3 @@ def _empty_market_error(symbols: Sequence[str], available: dict[str, str | None]
     raise DataError(
         f"the data holds none of the strategy's symbols {', '.join(symbols)} (it has: {', '.join(sorted(available))})"
     )
-
-
-def available_symbols(market: MarketData) -> dict[str, str | None]:
-    """Symbol → asset type (None when the data does not say) for check_universe."""
-    return {symbol: bars.asset_type for symbol, bars in market.bars.items()}

@@ -1,4 +1,8 @@
-"""The cycle engine: decide → execute → revalue, shared by backtest, paper and live."""
+"""The engine shared by backtest, paper and live: per timeline step, fill → triggers → mark → decide.
+
+Steps 1-3 (``Engine.manage``) never call the strategy; the strategy decides (step 4) only when a
+cycle is due, and the caller records the valuation. See :mod:`tradeexecutor.engine.engine`.
+"""
 
 from tradeexecutor.engine.engine import CycleReport, Engine, EventSink
 

@@ -96,7 +96,7 @@ def _sell(holding: Position | _Figures, quantity: float, price: float, fee: floa
 class _Figures:
     """Mutable figures for the replay in recompute_from_fills."""
 
-    __slots__ = ("quantity", "cost_basis", "realised_pnl", "fees_paid")
+    __slots__ = ("cost_basis", "fees_paid", "quantity", "realised_pnl")
 
     def __init__(self) -> None:
         self.quantity = 0.0

@@ -1,4 +1,4 @@
-"""One engine for backtest, paper and live: each timeline step fills, checks triggers, decides and revalues.
+"""One engine for backtest, paper and live: each timeline step fills, checks triggers, marks and decides.
 
 A step of the timeline is one bar close time. Per step, in order:
 
@@ -28,9 +28,10 @@ the daemon drives it from a feed on wall-clock cycles.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
-from typing import Any, Iterable, Protocol
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
 
 import pandas as pd
 
@@ -82,9 +83,10 @@ class CycleReport:
     decisions: int = 0
     #: Orders created this cycle.
     planned: int = 0
-    #: Orders filled this cycle (fill timing ``close``).
+    #: Orders filled within the cycle: fill timing ``close`` fills at the cycle's close; with
+    #: ``next_open`` they fill at the next step (``fill_pending``) and count there, not here.
     executed: int = 0
-    #: Orders rejected this cycle.
+    #: Orders rejected within the cycle when filling at its close (cash, rounding, minimum notional).
     rejected: int = 0
     #: Intents that did nothing, with the reason (position already open, paused, ...).
     ignored: list[str] = field(default_factory=list)
@@ -115,7 +117,7 @@ _OPEN, _INCREASE, _REDUCE, _CLOSE = OrderPurpose.open, OrderPurpose.increase, Or
 _SUBMITTING = OrderStatus.submitting
 
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 
 
@@ -130,7 +132,7 @@ def _to_datetime(ns: int) -> datetime:
 def _ns(value: datetime) -> int:
     """A datetime (naive means UTC) as epoch nanoseconds, as ``pd.Timestamp(value).value`` gives."""
     if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
+        value = value.replace(tzinfo=UTC)
     return (value - _EPOCH) // _MICROSECOND * 1000
 
 
@@ -452,7 +454,7 @@ class Engine:
                 report.ignored.append(f"{intent.action} {symbol}: {reason}")
                 self.events("intent_ignored", symbol=symbol, action=intent.action, reason=reason)
         if self.fill_at_close:
-            self._fill_at_close(step)
+            self._fill_at_close(step, report)
             self.mark_to_market(step)
         return report
 
@@ -552,7 +554,7 @@ class Engine:
                     position_id=position.id, symbol=self.symbol_of[order.instrument_id], purpose=order.purpose.value,
                     side=order.side.value, value=order.value, quantity=order.quantity)
 
-    def _fill_at_close(self, step: int) -> None:
+    def _fill_at_close(self, step: int, report: CycleReport) -> None:
         pending, self.pending = self.pending, []
         for position, order in pending:
             if order.is_terminal:
@@ -560,12 +562,15 @@ class Engine:
             slot = self._slot[order.instrument_id]
             index = int(self._last_closed[slot][step])
             bars = self._bars[slot]
-            self._fill(position, order, bars.close.item(index), _to_datetime(int(bars.close_time_ns[index])))
+            if self._fill(position, order, bars.close.item(index), _to_datetime(int(bars.close_time_ns[index]))):
+                report.executed += 1
+            else:
+                report.rejected += 1
 
     # -- fills --------------------------------------------------------------------------
 
-    def _fill(self, position: Position, order: Order, price: float, at: datetime) -> None:
-        """Send the order to the simulated venue at ``price`` and apply what comes back."""
+    def _fill(self, position: Position, order: Order, price: float, at: datetime) -> bool:
+        """Send the order to the simulated venue at ``price`` and apply what comes back; False when rejected."""
         portfolio = self.state.portfolio
         instrument = self.state.instrument(order.instrument_id)
         fill: SimulatedFill
@@ -575,7 +580,7 @@ class Engine:
             order.transition(_SUBMITTING, at)
             if fill.reject_reason is not None:
                 self._reject(position, order, fill.reject_reason, fill.reason or "", at)
-                return
+                return False
             opening = position.quantity == 0
             accounting.apply_fill(portfolio, position, order, fill.quantity, fill.price, fill.fee, at,
                                   slippage=fill.slippage, fee_currency=instrument.quote_currency)
@@ -585,13 +590,13 @@ class Engine:
             if position.quantity <= 0:
                 self._reject(position, order, RejectReason.nothing_to_sell,
                              "nothing to sell: the position holds no quantity", at)
-                return
+                return False
             fill = self.venue.sell(instrument, price, quantity=order.quantity or 0.0, held=position.quantity,
                                    closing=order.purpose is _CLOSE)
             order.transition(_SUBMITTING, at)
             if fill.reject_reason is not None:
                 self._reject(position, order, fill.reject_reason, fill.reason or "", at)
-                return
+                return False
             accounting.apply_fill(portfolio, position, order, fill.quantity, fill.price, fill.fee, at,
                                   slippage=fill.slippage, fee_currency=instrument.quote_currency)
             if not position.is_open:
@@ -599,6 +604,7 @@ class Engine:
         self.fills += 1
         if self._journal:
             self._filled_event(position, order, instrument.symbol, fill)
+        return True
 
     def _filled_event(self, position: Position, order: Order, symbol: str, fill: SimulatedFill) -> None:
         self.events("order_filled", order_id=order.id, client_order_id=order.client_order_id,

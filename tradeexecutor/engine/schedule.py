@@ -41,7 +41,7 @@ class CycleSchedule:
     Over a timeline known in full it gives exactly ``cycle_times``.
     """
 
-    __slots__ = ("period_ns", "offset_ns")
+    __slots__ = ("offset_ns", "period_ns")
 
     def __init__(self, period: timedelta, offset: timedelta = timedelta(0)) -> None:
         self.period_ns = int(period.total_seconds() * 1_000_000_000)

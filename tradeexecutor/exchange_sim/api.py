@@ -21,11 +21,22 @@ from tradeexecutor.exchange_sim.config import CLIENT_ID_PATTERN, MarketSpec
 from tradeexecutor.exchange_sim.filters import describe
 from tradeexecutor.exchange_sim.klines import DEFAULT_LIMIT, klines, quote_volume
 from tradeexecutor.exchange_sim.matching import (
-    BUY, LIMIT, MARKET, ORDER_TYPES, SELL, TIMES_IN_FORCE, NewOrder, PartialPlan,
+    BUY,
+    LIMIT,
+    MARKET,
+    ORDER_TYPES,
+    SELL,
+    TIMES_IN_FORCE,
+    NewOrder,
+    PartialPlan,
 )
 from tradeexecutor.exchange_sim.numbers import fmt, parse_amount, parse_int, round_down, to_decimal
 from tradeexecutor.exchange_sim.orders import (
-    Order, cancel_json, new_order_json, order_json, trade_json,
+    Order,
+    cancel_json,
+    new_order_json,
+    order_json,
+    trade_json,
 )
 from tradeexecutor.exchange_sim.simulator import ExchangeSimulator
 

@@ -228,18 +228,6 @@ def banned(until_ms: int, retry_after: int) -> BinanceError:
     )
 
 
-def overloaded() -> BinanceError:
-    """503 -1008: the server sheds load; the request was not processed."""
-    return BinanceError(
-        503, -1008, "Server is currently overloaded with other requests. Please try again in a few minutes."
-    )
-
-
-def internal_error() -> BinanceError:
-    """503 -1001: Binance's "execution status unknown" reply."""
-    return BinanceError(503, -1001, "Internal error; unable to process your request. Please try again.")
-
-
 #: The maintenance message ccxt maps to OnMaintenance (it matches the message before the code).
 MAINTENANCE_MESSAGE = "System is under maintenance."
 

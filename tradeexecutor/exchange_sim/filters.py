@@ -35,9 +35,8 @@ def check_order(market: MarketSpec, *, quantity: Decimal, price: Decimal | None,
     ``price`` is the limit price (None for a market order); ``reference`` the price a market
     order's notional is measured at.
     """
-    if price is not None:
-        if not (market.tick_size <= price <= market.max_price and on_step(price, market.tick_size)):
-            raise errors.filter_failure("PRICE_FILTER")
+    if price is not None and not (market.tick_size <= price <= market.max_price and on_step(price, market.tick_size)):
+        raise errors.filter_failure("PRICE_FILTER")
     if not (market.step_size <= quantity <= market.max_qty and on_step(quantity, market.step_size)):
         raise errors.filter_failure("LOT_SIZE")
     if quantity * (price if price is not None else reference) < market.min_notional:

@@ -209,7 +209,7 @@ class BarSeries:
                     continue
                 found = _crossing(t0, t1, v0, v1, lo_t, hi_t, price, at_or_below)
                 if found is not None:
-                    moment = max(int(math.ceil(found)), after_ms + 1)
+                    moment = max(math.ceil(found), after_ms + 1)
                     if moment <= until_ms:
                         return moment
         return None

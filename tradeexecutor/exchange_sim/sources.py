@@ -95,7 +95,7 @@ def _bar_ms(frequency_ms: int, speed: float | None) -> int:
     if speed is None:
         return 1000
     exact = frequency_ms / speed
-    bar_ms = int(round(exact / 1000.0)) * 1000
+    bar_ms = round(exact / 1000.0) * 1000
     if bar_ms < 1000 or not math.isclose(bar_ms, exact, rel_tol=1e-9):
         one_second = frequency_ms / 1000
         raise ConfigError(

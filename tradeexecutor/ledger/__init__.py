@@ -24,8 +24,8 @@ from tradeexecutor import lazy_exports
 
 if TYPE_CHECKING:
     from tradeexecutor.ledger.directory import check_not_legacy, load_state
-    from tradeexecutor.ledger.migrate import Migration, migrate_state_dir
     from tradeexecutor.ledger.ledger import DEFAULT_JOURNAL_KEEP, LEDGER_NAME, Job, Ledger
+    from tradeexecutor.ledger.migrate import Migration, migrate_state_dir
     from tradeexecutor.ledger.read import LedgerContent, read_ledger
 
 _EXPORTS = {"DEFAULT_JOURNAL_KEEP": "ledger", "LEDGER_NAME": "ledger", "Job": "ledger", "Ledger": "ledger",
@@ -35,6 +35,15 @@ _EXPORTS = {"DEFAULT_JOURNAL_KEEP": "ledger", "LEDGER_NAME": "ledger", "Job": "l
 
 __getattr__ = lazy_exports(__name__, _EXPORTS)
 
-__all__ = ["DEFAULT_JOURNAL_KEEP", "Job", "LEDGER_NAME", "Ledger", "LedgerContent", "Migration", "check_not_legacy",
-           "load_state", "migrate_state_dir",
-           "read_ledger"]
+__all__ = [
+    "DEFAULT_JOURNAL_KEEP",
+    "LEDGER_NAME",
+    "Job",
+    "Ledger",
+    "LedgerContent",
+    "Migration",
+    "check_not_legacy",
+    "load_state",
+    "migrate_state_dir",
+    "read_ledger",
+]

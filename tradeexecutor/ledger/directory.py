@@ -6,9 +6,9 @@ import os
 from pathlib import Path
 
 from tradeexecutor.errors import StateError
+from tradeexecutor.layout import RunFiles
 from tradeexecutor.ledger.ledger import Ledger
 from tradeexecutor.state import State
-from tradeexecutor.store.layout import RunFiles
 
 __all__ = ["check_not_legacy", "load_state"]
 

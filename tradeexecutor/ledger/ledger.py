@@ -41,6 +41,7 @@ from typing import Any
 
 import orjson
 
+from tradeexecutor.atomic import atomic_write_bytes, fsync_directory, temp_path_for
 from tradeexecutor.errors import StateCorruptError
 from tradeexecutor.ledger.files import LedgerFiles
 from tradeexecutor.ledger.orders import RowMarks, delete_rows, write_orders
@@ -48,11 +49,10 @@ from tradeexecutor.ledger.read import LedgerContent, read_ledger
 from tradeexecutor.ledger.rows import head_json, head_row, instrument_row, position_json, position_row, valuation_row
 from tradeexecutor.ledger.schema import APPLICATION_ID, LEDGER_FORMAT, TABLES, VIEWS
 from tradeexecutor.state import Portfolio, Position, State, ValuationSeries
-from tradeexecutor.store.atomic import atomic_write_bytes, fsync_directory, temp_path_for
 from tradeexecutor.store.codec import dumps_state
 from tradeexecutor.store.journal import encode_entry
 
-__all__ = ["DEFAULT_JOURNAL_KEEP", "Job", "Ledger", "LEDGER_NAME"]
+__all__ = ["DEFAULT_JOURNAL_KEEP", "LEDGER_NAME", "Job", "Ledger"]
 
 #: The ledger's file name in a state directory.
 LEDGER_NAME = "ledger.sqlite"

@@ -28,6 +28,7 @@ import orjson
 
 from tradeexecutor.atomic import atomic_write_bytes, fsync_directory
 from tradeexecutor.errors import StateError
+from tradeexecutor.layout import RunFiles
 from tradeexecutor.ledger.files import LedgerFiles, check_files
 from tradeexecutor.ledger.ledger import DEFAULT_JOURNAL_KEEP, Ledger
 from tradeexecutor.ledger.read import reader, refused_as_damaged
@@ -37,7 +38,6 @@ from tradeexecutor.state import State
 from tradeexecutor.state.timestamps import decode_datetime
 from tradeexecutor.store.codec import gc_paused, state_from_dict
 from tradeexecutor.store.journal import LEVELS, encode_entry, entry_from_json
-from tradeexecutor.store.layout import RunFiles
 from tradeexecutor.store.state_store import StateStore
 
 __all__ = ["Migration", "migrate_ledger", "migrate_state_dir"]

@@ -22,8 +22,13 @@ from urllib.parse import quote
 from tradeexecutor.errors import StateCorruptError
 from tradeexecutor.ledger.files import RECOVER, LedgerFiles, check_files
 from tradeexecutor.ledger.orders import read_orders
-from tradeexecutor.ledger.rows import (HEAD_OPTIONAL_KEYS, HEAD_PORTFOLIO_KEYS, HEAD_STATE_KEYS, checked_json,
-                                      valuation_crc)
+from tradeexecutor.ledger.rows import (
+    HEAD_OPTIONAL_KEYS,
+    HEAD_PORTFOLIO_KEYS,
+    HEAD_STATE_KEYS,
+    checked_json,
+    valuation_crc,
+)
 from tradeexecutor.ledger.schema import APPLICATION_ID, LEDGER_FORMAT, TABLES, VIEWS
 from tradeexecutor.state import Portfolio, State, ValuationSeries
 from tradeexecutor.state.timestamps import decode_datetime

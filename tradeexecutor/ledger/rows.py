@@ -17,8 +17,20 @@ import orjson
 from tradeexecutor.state import Instrument, Position, State
 from tradeexecutor.store.codec import dumps_json, instrument_to_dict, position_to_dict
 
-__all__ = ["checked_json", "text", "head_json", "head_row", "instrument_row", "position_json", "position_row", "valuation_row",
-           "valuation_crc", "HEAD_OPTIONAL_KEYS", "HEAD_PORTFOLIO_KEYS", "HEAD_STATE_KEYS"]
+__all__ = [
+    "HEAD_OPTIONAL_KEYS",
+    "HEAD_PORTFOLIO_KEYS",
+    "HEAD_STATE_KEYS",
+    "checked_json",
+    "head_json",
+    "head_row",
+    "instrument_row",
+    "position_json",
+    "position_row",
+    "text",
+    "valuation_crc",
+    "valuation_row",
+]
 
 #: State fields kept in the head row's JSON.
 HEAD_STATE_KEYS = ("schema_version", "name", "strategy_version", "created_at", "last_completed_cycle",

@@ -64,7 +64,7 @@ class Policy:
         now = self._monotonic()
         with self._lock:
             window = self._windows.get(key)
-            if window is None or now - window.opened_at >= self.cooldown_seconds and window.suppressed == 0:
+            if window is None or (now - window.opened_at >= self.cooldown_seconds and window.suppressed == 0):
                 self._windows[key] = _Window(opened_at=now)
                 return Decision.send
             window.suppressed += 1

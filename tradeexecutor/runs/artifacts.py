@@ -44,21 +44,19 @@ from typing import Any
 
 import pandas as pd
 
+from tradeexecutor.atomic import atomic_write_bytes, atomic_write_text
 from tradeexecutor.data.source import file_stamps
-from tradeexecutor.runs.metrics_text import METRICS_FILE, render_runs
-from tradeexecutor.runs.run import RunPaths
+from tradeexecutor.layout import RunPaths
+from tradeexecutor.ledger import load_state
+from tradeexecutor.runs.metrics_text import render_runs
 from tradeexecutor.runstate import CrashFile
 from tradeexecutor.runstate.figures import figures_from_state
 from tradeexecutor.state import State
 from tradeexecutor.stats import SUMMARY_ROWS, Summary, compute_summary, format_figure, write_trades_csv
-from tradeexecutor.ledger import load_state
-from tradeexecutor.store.atomic import atomic_write_bytes, atomic_write_text
 from tradeexecutor.store.journal import Journal
-from tradeexecutor.store.layout import RunFiles
 from tradeexecutor.visual import render_formats
 
 __all__ = [
-    "ARTIFACT_FILES",
     "CHART_FILES",
     "NOTABLE_EVENTS",
     "Check",
@@ -72,8 +70,6 @@ __all__ = [
     "write_report",
 ]
 
-#: Files write_artifacts writes at the top of a run folder.
-ARTIFACT_FILES: tuple[str, ...] = (METRICS_FILE, "metrics.prom", "orders.csv", "report.md", "report.html")
 #: Chart files under ``charts/``: name → (visual size, format). The large chart is the equity curve with,
 #: below it, each traded symbol's close price and fills; drawing costs ~0.15 s per file, so only these two.
 CHART_FILES: dict[str, tuple[str, str]] = {
@@ -163,11 +159,11 @@ def write_artifacts(run_dir: Path, *, prices: Mapping[str, pd.Series] | None = N
     :func:`write_report`): drawing them is most of a short run's artifact time, which a sweep's
     full runs should not pay for images nobody may look at. The reports then say how to draw them.
     """
-    run_dir = Path(run_dir)
-    facts = collect_run(run_dir, prices=prices, thresholds=thresholds, now=now, ending=ending)
-    write_trades_csv(facts.state, run_dir / "orders.csv")
-    atomic_write_bytes(run_dir / METRICS_FILE, json.dumps(facts.document, indent=2).encode("utf-8") + b"\n")
-    atomic_write_bytes(run_dir / "metrics.prom", render_runs([facts.document]))
+    paths = RunPaths(Path(run_dir))
+    facts = collect_run(paths.root, prices=prices, thresholds=thresholds, now=now, ending=ending)
+    write_trades_csv(facts.state, paths.orders_csv)
+    atomic_write_bytes(paths.metrics_json, json.dumps(facts.document, indent=2).encode("utf-8") + b"\n")
+    atomic_write_bytes(paths.metrics_prom, render_runs([facts.document]))
     _write_report_files(facts, charts=charts)
 
 
@@ -183,9 +179,11 @@ def collect_run(run_dir: Path, *, prices: Mapping[str, pd.Series] | None = None,
                 ending: Mapping[str, Any] | None = None) -> RunFacts:
     """Read a run folder once: metadata, state, summary, journals, crash record, checks and the metrics document."""
     run_dir = Path(run_dir)
-    metadata = {**_read_json(run_dir / "metadata.json"), **(ending or {})}
-    state_dir = run_dir / "state"
-    loaded = load_state(state_dir) if RunFiles(state_dir).ledger.exists() else None
+    paths = RunPaths(run_dir)
+    state_files = paths.state_files
+    metadata = {**_read_json(paths.metadata), **(ending or {})}
+    state_dir = paths.state
+    loaded = load_state(state_dir) if state_files.ledger.exists() else None
     state = loaded if loaded is not None else State(name=str(metadata.get("name") or ""))
     price_note = None
     if prices is None:
@@ -193,8 +191,8 @@ def collect_run(run_dir: Path, *, prices: Mapping[str, pd.Series] | None = None,
     else:
         price_map = dict(prices)
     summary = compute_summary(state, benchmark_prices=price_map or None)
-    counts, notable, omitted = _journal_events(run_dir / "journal.jsonl", state_dir / "journal.jsonl")
-    history = CrashFile.for_state_dir(state_dir).load() if (state_dir / "crash.json").exists() else None
+    counts, notable, omitted = _journal_events(paths.journal, state_files.journal)
+    history = CrashFile.for_state_dir(state_dir).load() if state_files.crash.exists() else None
     crash_count = max(history.crash_count if history else 0, counts.get("crashed", 0))
     last_crash = None
     if history is not None and history.last_exception:
@@ -581,13 +579,14 @@ def _report_html(facts: RunFacts, charts: Mapping[str, bytes]) -> str:
 def _write_report_files(facts: RunFacts, *, charts: bool = True) -> None:
     """charts/ (unless ``charts`` is False), report.md and report.html."""
     images = _draw_charts(facts) if charts else {}
-    atomic_write_text(facts.run_dir / "report.md", _report_md(facts, charts=charts))
-    atomic_write_text(facts.run_dir / "report.html", _report_html(facts, images))
+    paths = RunPaths(facts.run_dir)
+    atomic_write_text(paths.report_md, _report_md(facts, charts=charts))
+    atomic_write_text(paths.report_html, _report_html(facts, images))
 
 
 def _draw_charts(facts: RunFacts) -> dict[str, bytes]:
     """Draw and write charts/: file name → bytes."""
-    charts_dir = facts.run_dir / "charts"
+    charts_dir = RunPaths(facts.run_dir).charts
     charts_dir.mkdir(parents=True, exist_ok=True)
     charts: dict[str, bytes] = {}
     for size in dict.fromkeys(size for size, _ in CHART_FILES.values()):

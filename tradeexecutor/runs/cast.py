@@ -32,15 +32,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tradeexecutor.cast import parse_target, target_url
-from tradeexecutor.daemon.castdata import ChartFeed
-from tradeexecutor.daemon.caster import CastConfig, put_chart
+from tradeexecutor.cast import CastConfig, parse_target, target_url
+from tradeexecutor.cast.client import put_chart
+from tradeexecutor.cast.feed import ChartFeed
 from tradeexecutor.errors import StateCorruptError
+from tradeexecutor.ledger import load_state
 from tradeexecutor.runs.registry import RunRecord, RunsError
 from tradeexecutor.runs.run import ACTIVE_STATUSES, Runs
-from tradeexecutor.ledger import load_state
 from tradeexecutor.store.cast_target import CastTargetFile
-from tradeexecutor.store.layout import RunFiles
 
 __all__ = ["CastResult", "cast_final", "cast_run"]
 
@@ -64,7 +63,7 @@ def cast_run(runs: Runs, ref_or_id: str, text: str | None, config: CastConfig, *
     """Record ``text`` as the run's cast target and get it taken up (see the module docstring)."""
     target = parse_target(text)
     with runs.locked(ref_or_id) as record:
-        target_file = CastTargetFile(RunFiles(runs.paths(record.id).state).cast)
+        target_file = CastTargetFile(runs.paths(record.id).state_files.cast)
         try:
             target_file.read()  # a damaged cast.json is refused, untouched, before anything is recorded
             runs.record(record.id, "cast_requested", detail=target or "stop", cast=target)
@@ -132,7 +131,7 @@ def cast_final(runs: Runs, run_id: str, config: CastConfig) -> str | None:
     """
     paths = runs.paths(run_id)
     try:
-        record = CastTargetFile(RunFiles(paths.state).cast).read()
+        record = CastTargetFile(paths.state_files.cast).read()
     except StateCorruptError as exc:
         runs.journal(run_id, "cast_failed", {"reason": str(exc)}, level="warning")
         return str(exc)

@@ -14,14 +14,14 @@ from datetime import datetime
 from typing import Any
 
 from tradeexecutor.backtest.session import open_session, run_session
-from tradeexecutor.daemon.startup import StateDirLock
+from tradeexecutor.layout import RunFiles, RunPaths
+from tradeexecutor.ledger import Ledger, check_not_legacy
 from tradeexecutor.runs.registry import RunsError
-from tradeexecutor.runs.run import RunPaths, data_fingerprints
+from tradeexecutor.runs.run import data_fingerprints
 from tradeexecutor.runs.spec import RunSpec
 from tradeexecutor.stats import write_trades_csv
-from tradeexecutor.ledger import Ledger, check_not_legacy
-from tradeexecutor.store.layout import RunFiles
 from tradeexecutor.store.journal import Journal, encode_entry
+from tradeexecutor.store.lock import StateDirLock
 
 __all__ = ["BacktestOutcome", "EventBuffer", "execute_backtest"]
 

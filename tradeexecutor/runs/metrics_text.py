@@ -30,8 +30,9 @@ from prometheus_client import CollectorRegistry, ProcessCollector, generate_late
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from tradeexecutor.layout import RunPaths
+
 __all__ = [
-    "METRICS_FILE",
     "RUN_LABELS",
     "RUN_METRIC_NAMES",
     "RunsFolderCollector",
@@ -42,8 +43,6 @@ __all__ = [
     "run_families",
 ]
 
-#: The per-run document the renderer reads, inside a run folder.
-METRICS_FILE = "metrics.json"
 #: Labels every per-run sample carries, in this order.
 RUN_LABELS: tuple[str, ...] = ("run_id", "ref", "strategy", "mode")
 
@@ -276,14 +275,15 @@ def read_run_document(run_dir: Path) -> dict[str, Any] | None:
 
     None when the folder holds neither or they cannot be read (a run being written is skipped, not fatal).
     """
-    for name in (METRICS_FILE, "metadata.json"):
+    paths = RunPaths(run_dir)
+    for path in (paths.metrics_json, paths.metadata):
         try:
-            data = json.loads((run_dir / name).read_text(encoding="utf-8"))
+            data = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             continue
         if not isinstance(data, dict):
             continue
-        if name == "metadata.json":
+        if path == paths.metadata:
             return {
                 "run_id": data.get("run_id") or run_dir.name,
                 "ref": data.get("ref"),

@@ -46,8 +46,8 @@ from tradeexecutor.strategy.parameters import Decimal, Integer, Parameter
 __all__ = [
     "MAX_GRID_POINTS",
     "Axis",
-    "build_axes",
     "base_values",
+    "build_axes",
     "build_grid",
     "expand_values",
     "grid_size",

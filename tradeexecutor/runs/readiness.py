@@ -41,13 +41,12 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
+from tradeexecutor.atomic import atomic_write_text
 from tradeexecutor.errors import UserInputError
-from tradeexecutor.store.atomic import atomic_write_text
 
 __all__ = [
     "CREDENTIALS",
     "OPTIONAL_PAIRS",
-    "READINESS_FILE",
     "REQUIRED_BY_MODE",
     "CredentialStatus",
     "Readiness",
@@ -56,9 +55,6 @@ __all__ = [
     "check_spec",
     "write_readiness",
 ]
-
-#: The file a run folder keeps the last readiness check in.
-READINESS_FILE = "readiness.json"
 
 
 class ReadinessState(str, Enum):

@@ -28,7 +28,8 @@ from typing import Any
 
 from tradeexecutor.errors import TradeExecutorError, UserInputError
 
-__all__ = ["REGISTRY_NAME", "RUN_ID_PATTERN", "Registry", "RegistryError", "RunRecord", "RunsError", "check_ref"]
+__all__ = ["REGISTRY_NAME", "RUN_ID_PATTERN", "Registry", "RegistryError", "RunRecord", "RunsError", "check_ref",
+           "read_rows"]
 
 #: File name of the registry inside the runs folder.
 REGISTRY_NAME = "registry.sqlite"
@@ -248,6 +249,33 @@ class Registry:
         """Every run, oldest first (ids sort by creation time)."""
         rows = self._connect().execute("SELECT * FROM runs ORDER BY id").fetchall()
         return [_record(row) for row in rows]
+
+
+def read_rows(runs_dir: Path, columns: tuple[str, ...]) -> list[dict[str, Any]]:
+    """``columns`` of every run, oldest first, read without creating, migrating or locking anything.
+
+    For readers beside the runner commands (the wallboard's fleet list): the registry is opened
+    with SQLite's ``mode=ro``, so a missing registry is an empty list and is never created.
+    RegistryError when the file cannot be opened or read.
+    """
+    unknown = set(columns) - set(_COLUMNS) - {"id"}
+    if unknown:
+        raise ValueError(f"no registry columns {sorted(unknown)}")
+    path = runs_dir / REGISTRY_NAME
+    if not path.is_file():
+        return []
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_MS / 1000)
+    except sqlite3.Error as exc:
+        raise RegistryError(f"{path}: cannot open the run registry: {exc}") from None
+    try:
+        conn.row_factory = sqlite3.Row
+        rows = conn.execute(f"SELECT {', '.join(columns)} FROM runs ORDER BY id").fetchall()
+        return [dict(row) for row in rows]
+    except sqlite3.Error as exc:
+        raise RegistryError(f"{path}: cannot read the run registry: {exc}") from None
+    finally:
+        conn.close()
 
 
 def _record(row: sqlite3.Row) -> RunRecord:

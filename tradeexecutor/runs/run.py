@@ -28,10 +28,8 @@ import json
 import os
 import secrets
 import shutil
-import sqlite3
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -40,9 +38,10 @@ import psutil
 import yaml
 
 import tradeexecutor
+from tradeexecutor.atomic import atomic_write_bytes, atomic_write_text, fsync_directory
 from tradeexecutor.errors import ConfigError
+from tradeexecutor.layout import RunPaths
 from tradeexecutor.runs.registry import Registry, RunRecord, RunsError, check_ref
-from tradeexecutor.store.atomic import atomic_write_bytes, atomic_write_text, fsync_directory
 from tradeexecutor.store.journal import Journal
 
 if TYPE_CHECKING:
@@ -50,10 +49,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ACTIVE_STATUSES",
-    "ARTIFACTS",
-    "SPEC_FILE",
     "STATUSES",
-    "RunPaths",
     "Runs",
     "data_fingerprints",
     "default_runs_dir",
@@ -65,13 +61,6 @@ __all__ = [
 STATUSES = ("new", "starting", "running", "complete", "stopped", "error")
 #: Statuses during which a process works on the run.
 ACTIVE_STATUSES = ("starting", "running")
-#: Results a reset removes (besides state/).
-ARTIFACTS = ("orders.csv", "metrics.json", "metrics.prom", "report.md", "report.html", "charts", "readiness.json",
-             "executor.log")
-#: The run folder's pinned spec, as the artifact contract names it.
-SPEC_FILE = "run_spec.yaml"
-#: What run folders made by earlier versions call it; still read (and written back) under this name.
-LEGACY_SPEC_FILE = "spec.yaml"
 #: Environment variable naming the runs folder.
 RUNS_DIR_ENV = "TRADEEXECUTOR_RUNS_DIR"
 #: Spec keys ``runs set`` may change (besides every key of environment, strategy and core).
@@ -141,74 +130,6 @@ def process_alive(pid: int | None) -> bool:
         return "tradeexecutor" in command or "python" in command.lower() or not command
     except psutil.NoSuchProcess:
         return False
-
-
-@dataclass(frozen=True)
-class RunPaths:
-    """Where the files of one run live (the layout contract)."""
-
-    #: The run folder, ``<runs_dir>/<run_id>``.
-    root: Path
-
-    @property
-    def spec(self) -> Path:
-        """``run_spec.yaml``; in a folder an earlier version made, its ``spec.yaml``."""
-        current = self.root / SPEC_FILE
-        legacy = self.root / LEGACY_SPEC_FILE
-        return legacy if not current.exists() and legacy.exists() else current
-
-    @property
-    def strategy(self) -> Path:
-        return self.root / "strategy.py"
-
-    @property
-    def metadata(self) -> Path:
-        return self.root / "metadata.json"
-
-    @property
-    def journal(self) -> Path:
-        return self.root / "journal.jsonl"
-
-    @property
-    def state(self) -> Path:
-        return self.root / "state"
-
-    @property
-    def state_journal(self) -> Path:
-        """The executor's own journal, when it writes one."""
-        return self.state / "journal.jsonl"
-
-    @property
-    def executor_log(self) -> Path:
-        return self.root / "executor.log"
-
-    @property
-    def orders_csv(self) -> Path:
-        return self.root / "orders.csv"
-
-    @property
-    def metrics_json(self) -> Path:
-        return self.root / "metrics.json"
-
-    @property
-    def metrics_prom(self) -> Path:
-        return self.root / "metrics.prom"
-
-    @property
-    def report_md(self) -> Path:
-        return self.root / "report.md"
-
-    @property
-    def report_html(self) -> Path:
-        return self.root / "report.html"
-
-    @property
-    def charts(self) -> Path:
-        return self.root / "charts"
-
-    @property
-    def readiness(self) -> Path:
-        return self.root / "readiness.json"
 
 
 def _spec_text(spec: RunSpec, header: str) -> str:
@@ -285,8 +206,8 @@ class Runs:
         """The newest entries of the run's journal and its executor's journal, merged by time, oldest first."""
         paths = self.paths(run_id)
         entries = Journal(paths.journal).read(since=since, limit=limit, level=level)
-        if paths.state_journal.exists():
-            entries += Journal(paths.state_journal).read(since=since, limit=limit, level=level)
+        if paths.state_files.journal.exists():
+            entries += Journal(paths.state_files.journal).read(since=since, limit=limit, level=level)
             entries.sort(key=lambda entry: str(entry.get("at", "")))
         return entries[-limit:]
 
@@ -299,7 +220,7 @@ class Runs:
             yield self.registry.resolve(ref_or_id)
 
     def record(self, run_id: str, event: str, *, status: str | None = None, level: str = "info",
-               detail: str | None = None, pid: int | None | str = "keep", port: int | None | str = "keep",
+               detail: str | None = None, pid: int | str | None = "keep", port: int | str | None = "keep",
                when: datetime | None = None, **metadata: Any) -> dict[str, Any]:
         """Append ``event`` to the timeline and the journal, set the status and metadata fields; one transaction.
 
@@ -429,26 +350,26 @@ class Runs:
     def _write_folder(self, run_id: str, meta: dict[str, Any], *, spec_text: str, strategy_bytes: bytes) -> None:
         """Build the folder under a temporary name and rename it into place: all or nothing."""
         self.runs_dir.mkdir(parents=True, exist_ok=True)
-        building = self.runs_dir / f".creating-{run_id}"
-        building.mkdir()
+        building = RunPaths(self.runs_dir / f".creating-{run_id}")
+        building.root.mkdir()
         try:
-            atomic_write_text(building / SPEC_FILE, spec_text)
-            atomic_write_bytes(building / "strategy.py", strategy_bytes)
-            write_json(building / "metadata.json", meta)
-            (building / "state").mkdir()
+            atomic_write_text(building.spec, spec_text)
+            atomic_write_bytes(building.strategy, strategy_bytes)
+            write_json(building.metadata, meta)
+            building.state.mkdir()
             detail = meta["timeline"][0].get("detail")
-            Journal(building / "journal.jsonl").append("created", {"run_id": run_id, "status": "new",
+            Journal(building.journal).append("created", {"run_id": run_id, "status": "new",
                                                                    **({"detail": detail} if detail else {})})
-            os.rename(building, self.runs_dir / run_id)
+            os.rename(building.root, self.runs_dir / run_id)
         except BaseException:
-            shutil.rmtree(building, ignore_errors=True)
+            shutil.rmtree(building.root, ignore_errors=True)
             raise
         fsync_directory(self.runs_dir)
 
     def _insert(self, record: RunRecord) -> None:
         try:
             self.registry.insert(record)
-        except (RunsError, sqlite3.Error):
+        except BaseException:  # a taken ref or id (or anything else): no folder without its row
             shutil.rmtree(self.runs_dir / record.id, ignore_errors=True)
             raise
 
@@ -524,11 +445,10 @@ class Runs:
             paths = self.paths(record.id)
             trash = paths.root / f".reset-{secrets.token_hex(4)}"
             trash.mkdir()
-            for name in ("state", *ARTIFACTS):
-                target = paths.root / name
+            for target in paths.results:
                 if target.exists():
-                    os.rename(target, trash / name)
-            (paths.root / "state").mkdir()
+                    os.rename(target, trash / target.name)
+            paths.state.mkdir()
             fsync_directory(paths.root)
             self.record(record.id, "reset", status="new", started_at=None, stopped_at=None, summary=None, error=None,
                         pid=None, port=None, executor={"pid": None, "port": None, "url": None})

@@ -33,15 +33,15 @@ from typing import Any
 
 import yaml
 
-from tradeexecutor.daemon.caster import CastConfig
+from tradeexecutor.atomic import remove_temp_files
+from tradeexecutor.cast import CastConfig
+from tradeexecutor.layout import RunFiles, RunPaths
+from tradeexecutor.ledger import load_state
 from tradeexecutor.runs.cast import cast_final
 from tradeexecutor.runs.registry import RunRecord, RunsError
-from tradeexecutor.runs.run import ACTIVE_STATUSES, RunPaths, Runs, process_alive
+from tradeexecutor.runs.run import ACTIVE_STATUSES, Runs, process_alive
 from tradeexecutor.runs.spec import ENV_PREFIX, env_overrides
 from tradeexecutor.stats import write_trades_csv
-from tradeexecutor.ledger import load_state
-from tradeexecutor.store.atomic import remove_temp_files
-from tradeexecutor.store.layout import RunFiles
 from tradeexecutor.strategy.failure import strategy_failure
 
 __all__ = ["StartResult", "executor_command", "free_port", "start_run", "stop_run", "supervise", "write_artifacts"]

@@ -22,7 +22,7 @@ A spec has five top-level keys (``name`` is optional)::
       constraints: ["fast < slow"]          # every search (grid, random, TPE) honours them
 
 The keys of ``environment`` and ``core`` are the settings of the executor's configuration tree
-(``daemon.settings.DaemonConfig`` and the parts it composes) that declare a ``spec`` key: each has
+(``settings.DaemonConfig`` and the parts it composes) that declare a ``spec`` key: each has
 the default, the checks and the environment variable of its ``tradeexecutor start`` option, and
 that variable overrides it (``TRADEEXECUTOR_FEE`` sets
 ``core.fee``; ``TRADEEXECUTOR_PARAMS="fast=5,slow=20"`` sets strategy parameters; the mode and
@@ -58,8 +58,8 @@ from tradeexecutor.strategy.loader import LoadedStrategy, load_strategy
 from tradeexecutor.strategy.parameters import parse_override
 from tradeexecutor.timeframe import utc_timestamp
 
-if TYPE_CHECKING:  # the daemon package is heavy to import (charts); commands that only list runs skip it
-    from tradeexecutor.daemon.settings import DaemonConfig
+if TYPE_CHECKING:  # the configuration tree imports every component's config; commands that only list runs skip it
+    from tradeexecutor.settings import DaemonConfig
 
 __all__ = [
     "ENV_PREFIX",
@@ -88,7 +88,7 @@ class _Section:
     """The values of one spec section (``environment`` or ``core``), with every key's default.
 
     Its keys are the settings of the executor's config tree whose ``spec`` path names this
-    section (``daemon.settings.DaemonConfig``), so a setting declared there is a spec key too.
+    section (``settings.DaemonConfig``), so a setting declared there is a spec key too.
     Values are read as attributes (``spec.core.fee``).
     """
 
@@ -191,10 +191,6 @@ class RunSpec:
         """sha256 of :meth:`canonical_json`."""
         return hashlib.sha256(self.canonical_json()).hexdigest()
 
-    def to_yaml(self) -> str:
-        """The spec as YAML text (every key), in the order a person would write it."""
-        return yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True, default_flow_style=False)
-
     def parameter_overrides(self) -> dict[str, str]:
         """The strategy values as override text (name → text), as ``-p name=value`` would give them."""
         return {key: _override_text(value) for key, value in self.strategy.items()}
@@ -219,7 +215,7 @@ class RunSpec:
     def daemon_config(self, state_dir: Path, **extra: Any) -> DaemonConfig:
         """The settings of ``tradeexecutor start`` for this spec; ``extra`` sets DaemonConfig fields the spec has not
         (``max_cycles``, ``chart_seconds``, ...) or overrides ``port``. Mode live raises ConfigError."""
-        from tradeexecutor.daemon.settings import DaemonConfig
+        from tradeexecutor.settings import DaemonConfig
 
         values = {**self.config_values(), ("mode",): self.mode, ("params",): self.parameter_overrides(),
                   ("state_dir",): Path(state_dir)}
@@ -230,10 +226,6 @@ class RunSpec:
     def with_parameters(self, values: Mapping[str, Any]) -> RunSpec:
         """The same spec with some strategy values replaced (already typed, as a sweep's grid holds them)."""
         return replace(self, strategy={**self.strategy, **values})
-
-    def with_strategy_file(self, path: Path) -> RunSpec:
-        """The same spec running another (pinned) copy of the strategy."""
-        return replace(self, strategy_file=Path(path).resolve())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -427,7 +419,7 @@ def _replay_start(value: Any, v: _Validator) -> str:
     if isinstance(value, (date, datetime)):
         return value.isoformat()
     text = _string(value, v)
-    from tradeexecutor.daemon.settings import REPLAY_STARTS
+    from tradeexecutor.settings import REPLAY_STARTS
 
     if text in REPLAY_STARTS:
         return text
@@ -486,14 +478,14 @@ _SPECIAL: dict[str, tuple[Callable[[Any, _Validator], Any], Callable[[str, _Vali
 
 def _settings(section: str) -> dict[str, SettingPath]:
     """The settings of the executor's config tree that are keys of ``section``, key → setting, in tree order."""
-    from tradeexecutor.daemon.settings import DaemonConfig
+    from tradeexecutor.settings import DaemonConfig
 
     return {item.about.spec.split(".", 1)[1]: item for item in walk_settings(DaemonConfig)
             if item.about.spec.startswith(section + ".")}
 
 
 def _is_setting(name: str) -> bool:
-    from tradeexecutor.daemon.settings import DaemonConfig
+    from tradeexecutor.settings import DaemonConfig
 
     return any(item.path == (name,) for item in walk_settings(DaemonConfig))
 

@@ -47,10 +47,16 @@ from tradeexecutor.runs.ranking import RANKABLE, check_rank_by, rank_results, st
 from tradeexecutor.runs.run import data_fingerprints
 from tradeexecutor.runs.search import GridSearch, OptunaSearch, Search, require_optuna
 from tradeexecutor.runs.spec import RunSpec
-from tradeexecutor.runs.sweep_eval import PointResult, SweepData, canonical_values, frequency_key, market_fingerprint
+from tradeexecutor.runs.sweep_eval import (
+    PointResult,
+    SweepData,
+    canonical_values,
+    frequency_key,
+    market_fingerprint,
+)
+from tradeexecutor.runs.sweep_options import DEFAULT_TRIALS, REPORT_MODES, SweepOptions
 from tradeexecutor.runs.sweep_pool import DaskCluster, Executor, InProcess, LocalPool, require_distributed
 from tradeexecutor.runs.sweep_store import SweepFolder
-from tradeexecutor.runs.sweep_options import DEFAULT_TRIALS, REPORT_MODES, SweepOptions
 from tradeexecutor.runs.walkforward import FoldResult, WindowPlan, plan_windows, select_folds
 from tradeexecutor.strategy.loader import load_strategy
 
@@ -130,10 +136,6 @@ class SweepResult:
     @property
     def failed(self) -> int:
         return sum(1 for row in self.results if row.status != "complete")
-
-    @property
-    def descending(self) -> bool:
-        return RANKABLE[self.plan.options.rank_by]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -33,12 +33,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import yaml
 
+from tradeexecutor.atomic import atomic_write_bytes, atomic_write_text
 from tradeexecutor.runs.ranking import RANKABLE, statistic
 from tradeexecutor.runs.sweep_eval import PointResult, canonical_values, equity_curve, one_line
 from tradeexecutor.runs.sweep_pool import process_context
 from tradeexecutor.runs.walkforward import IN_SAMPLE, OUT_OF_SAMPLE, combine_curves
 from tradeexecutor.stats.formatting import format_statistic
-from tradeexecutor.store.atomic import atomic_write_bytes, atomic_write_text
 
 if TYPE_CHECKING:
     from tradeexecutor.runs.sweep import SweepProgress, SweepResult

@@ -30,9 +30,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any
 
+from tradeexecutor.atomic import atomic_write_text
 from tradeexecutor.errors import ConfigError
 from tradeexecutor.runs.sweep_eval import PointResult, canonical_values
-from tradeexecutor.store.atomic import atomic_write_text
 
 __all__ = ["SYNC_SECONDS", "SweepFolder", "definition_fingerprint"]
 
@@ -125,7 +125,7 @@ class SweepFolder:
             if raw and not raw.endswith(b"\n"):  # drop a torn last line before appending after it
                 with open(self.points_path, "r+b") as handle:
                     handle.truncate(raw.rfind(b"\n") + 1)
-        self._handle = open(self.points_path, "a", encoding="utf-8")
+        self._handle = open(self.points_path, "a", encoding="utf-8")  # noqa: SIM115 - open for the sweep, closed by close()
         self._synced = time.monotonic()
 
     def append(self, row: PointResult) -> None:

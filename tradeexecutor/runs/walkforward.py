@@ -101,7 +101,7 @@ def plan_windows(timeline_ms: np.ndarray, holdout: float, folds: int) -> WindowP
         return WindowPlan(0.0, (), None)
     times = np.asarray(timeline_ms, dtype=np.int64)
     bars = len(times)
-    test_bars = int(round(bars * holdout))
+    test_bars = round(bars * holdout)
     train_bars = bars - test_bars
     if train_bars < MIN_WINDOW_BARS or test_bars < folds * MIN_WINDOW_BARS:
         per_fold = test_bars // folds

@@ -9,7 +9,6 @@ imports tblib).
 from __future__ import annotations
 
 from tradeexecutor.runstate.crash import (
-    CRASH_FILE_NAME,
     CrashFile,
     CrashHistory,
     RebuiltException,
@@ -31,7 +30,6 @@ from tradeexecutor.runstate.runstate import (
 )
 
 __all__ = [
-    "CRASH_FILE_NAME",
     "GIT_COMMIT_ENV",
     "IMAGE_FORMATS",
     "IMAGE_SIZES",

@@ -44,6 +44,7 @@ import tblib
 
 from tradeexecutor.atomic import atomic_write_bytes, fsync_directory
 from tradeexecutor.errors import StateCorruptError
+from tradeexecutor.layout import RunFiles
 
 logger = logging.getLogger(__name__)
 
@@ -54,10 +55,6 @@ MAX_CHAIN = 32
 #: Crash times the crash file remembers: more than a day of a crash loop restarted once a minute, so
 #: /metrics can count the crashes of the last 24 hours exactly (``tradeexecutor_recent_crashes``).
 MAX_RECENT_CRASHES = 1500
-#: File name of the crash file inside the state directory.
-CRASH_FILE_NAME = "crash.json"
-#: File name of the crash tally (count and recent crash times) next to it.
-CRASH_TALLY_NAME = "crash.tally"
 
 _CAUSE_HEADER = "\nThe above exception was the direct cause of the following exception:\n\n"
 _CONTEXT_HEADER = "\nDuring handling of the above exception, another exception occurred:\n\n"
@@ -424,17 +421,18 @@ class CrashFile:
     not be written (a full disk) still counts: :meth:`load` and :meth:`recent_crashes` read both.
     """
 
-    def __init__(self, path: Path | str) -> None:
+    def __init__(self, path: Path | str, tally_path: Path | str | None = None) -> None:
         #: Where the file lives; see for_state_dir for the usual place.
         self.path = Path(path)
-        #: The tiny second record next to it.
-        self.tally = CrashTally(self.path.with_name(CRASH_TALLY_NAME))
+        #: The tiny second record (default: the state directory's ``crash.tally`` next to the file).
+        self.tally = CrashTally(Path(tally_path) if tally_path is not None else RunFiles(self.path.parent).crash_tally)
         self._lock = threading.Lock()
 
     @classmethod
     def for_state_dir(cls, state_dir: Path | str) -> CrashFile:
         """The crash file kept inside a state directory, next to the state file."""
-        return cls(Path(state_dir) / CRASH_FILE_NAME)
+        files = RunFiles(Path(state_dir))
+        return cls(files.crash, files.crash_tally)
 
     def prepare(self) -> None:
         """Make room for counting crashes while there is room (start-up); a failure is logged, not raised."""

@@ -348,11 +348,6 @@ class RunState(DataClassJsonMixin):
         since = _utcnow(since)
         return sum(1 for moment in self.recent_crashes if moment >= since)
 
-    def set_source(self, source_code: str | None) -> None:
-        """Replace the strategy source text served by /source."""
-        with self._lock:
-            self.source_code = source_code
-
     def set_images(self, images: Mapping[str, bytes], now: datetime | None = None) -> None:
         """Replace every chart image at once (keys from image_key), so readers never see a half-updated set.
 

@@ -5,11 +5,8 @@ This layer imports nothing else from the package but errors, so every other laye
 
 from __future__ import annotations
 
-from tradeexecutor.state.instrument import ASSET_TYPES, DEFAULT_QUANTITY_STEP, Instrument
-from tradeexecutor.state.portfolio import Portfolio
-from tradeexecutor.state.position import Position
-from tradeexecutor.state.state import SCHEMA_VERSION, State
 from tradeexecutor.state.client_id import client_order_id, run_key
+from tradeexecutor.state.instrument import ASSET_TYPES, DEFAULT_QUANTITY_STEP, Instrument
 from tradeexecutor.state.order import (
     ORDER_TRANSITIONS,
     TERMINAL_STATUSES,
@@ -24,29 +21,32 @@ from tradeexecutor.state.order import (
     TimeInForce,
     TriggerKind,
 )
+from tradeexecutor.state.portfolio import Portfolio
+from tradeexecutor.state.position import Position
+from tradeexecutor.state.state import SCHEMA_VERSION, State
 from tradeexecutor.state.valuation import ValuationSeries
 
 __all__ = [
     "ASSET_TYPES",
     "DEFAULT_QUANTITY_STEP",
-    "Instrument",
-    "Portfolio",
-    "Position",
-    "SCHEMA_VERSION",
-    "State",
     "ORDER_TRANSITIONS",
+    "SCHEMA_VERSION",
     "TERMINAL_STATUSES",
     "Fill",
     "IllegalTransition",
+    "Instrument",
     "Order",
     "OrderPurpose",
     "OrderSide",
     "OrderStatus",
     "OrderType",
+    "Portfolio",
+    "Position",
     "RejectReason",
+    "State",
     "TimeInForce",
     "TriggerKind",
+    "ValuationSeries",
     "client_order_id",
     "run_key",
-    "ValuationSeries",
 ]

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from tradeexecutor.state.order import OrderPurpose
 
@@ -22,7 +22,7 @@ __all__ = ["CLIENT_ORDER_ID_PATTERN", "client_order_id", "client_order_id_ms", "
 #: What every client order id matches (Binance: ``^[.A-Z:/a-z0-9_-]{1,36}$``; we use a subset).
 CLIENT_ORDER_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,36}$")
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _DIGITS = "0123456789abcdefghijklmnopqrstuvwxyz"
 #: Every two-digit base-36 number, "00" to "zz".
 _PAIRS = [high + low for high in _DIGITS for low in _DIGITS]
@@ -50,7 +50,7 @@ def run_key(name: str, created_at: datetime | None) -> str:
 def client_order_id(run: str, at: datetime, seq: int, purpose: OrderPurpose, *,
                     position_id: int | None = None) -> str:
     """The id of the ``seq``-th order decided at ``at`` (or of a trigger exit of ``position_id``)."""
-    since = (at if at.tzinfo is not None else at.replace(tzinfo=timezone.utc)) - _EPOCH
+    since = (at if at.tzinfo is not None else at.replace(tzinfo=UTC)) - _EPOCH
     return client_order_id_ms(run, since // timedelta(milliseconds=1), seq, purpose, position_id=position_id)
 
 

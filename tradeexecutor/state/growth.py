@@ -18,7 +18,7 @@ T = TypeVar("T")
 class ListTail(Generic[T]):
     """Hands out each item of a growing list once, in order."""
 
-    __slots__ = ("items", "seen", "last", "restarted")
+    __slots__ = ("items", "last", "restarted", "seen")
 
     def __init__(self) -> None:
         self.items: list[T] | None = None

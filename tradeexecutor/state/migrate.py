@@ -11,7 +11,7 @@ them, from the run, the decision time and the order's place among that decision'
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from tradeexecutor.state.client_id import client_order_id, run_key
@@ -41,7 +41,7 @@ def reject_reason_of(text: str) -> RejectReason:
 
 def _time(value: Any) -> datetime:
     parsed = value if isinstance(value, datetime) else datetime.fromisoformat(value)
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=timezone.utc)
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
 
 
 def migrate_state_dict(d: dict[str, Any]) -> dict[str, Any]:

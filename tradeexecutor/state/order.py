@@ -126,11 +126,6 @@ class OrderPurpose(str, Enum):
     reduce = "reduce"
     close = "close"
 
-    @property
-    def letter(self) -> str:
-        """One letter for client order ids."""
-        return self.value[0]
-
 
 class TriggerKind(str, Enum):
     """Which protective order fired, for orders a trigger check created."""

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Iterator
 
 from dataclasses_json import dataclass_json
 
-from tradeexecutor.state.position import Position
 from tradeexecutor.state.order import Order
+from tradeexecutor.state.position import Position
 
 
 @dataclass_json

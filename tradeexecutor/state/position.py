@@ -7,8 +7,8 @@ from datetime import datetime
 
 from dataclasses_json import dataclass_json
 
+from tradeexecutor.state.order import Order
 from tradeexecutor.state.timestamps import datetime_field, required_datetime_field
-from tradeexecutor.state.order import Order, OrderStatus
 
 
 class HoldingFigures:
@@ -91,10 +91,6 @@ class Position(HoldingFigures):
     def filled_orders(self) -> list[Order]:
         """Orders with at least one fill, in order."""
         return [o for o in self.orders if o.fills]
-
-    def pending_orders(self) -> list[Order]:
-        """Orders not yet in a terminal status."""
-        return [o for o in self.orders if not o.is_terminal]
 
     def has_fills(self) -> bool:
         """True once any order of the position filled."""

@@ -34,7 +34,7 @@ __all__ = ["RunningSummary"]
 class _Returns:
     """Count, mean and sum of squared deviations (Welford) of the period returns, and their downside squares."""
 
-    __slots__ = ("count", "mean", "m2", "downside")
+    __slots__ = ("count", "downside", "m2", "mean")
 
     def __init__(self) -> None:
         self.count = 0
@@ -73,7 +73,7 @@ class _Returns:
 class _Drawdowns:
     """The running equity peak, the deepest fall below it and the longest time under water so far."""
 
-    __slots__ = ("peak", "deepest", "high_ms", "under", "longest_ms")
+    __slots__ = ("deepest", "high_ms", "longest_ms", "peak", "under")
 
     def __init__(self) -> None:
         self.peak = -math.inf
@@ -102,7 +102,7 @@ class _Drawdowns:
 class _ClosedPositions:
     """Wins, losses, fills and rejections of positions that never change again (closed and failed)."""
 
-    __slots__ = ("closed", "failed", "wins", "losses", "win_total", "loss_total", "filled", "rejected")
+    __slots__ = ("closed", "failed", "filled", "loss_total", "losses", "rejected", "win_total", "wins")
 
     def __init__(self) -> None:
         self.closed: ListTail[Position] = ListTail()

@@ -19,9 +19,9 @@ from __future__ import annotations
 import functools
 import math
 import os
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
-from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 

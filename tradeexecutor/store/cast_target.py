@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from tradeexecutor.atomic import atomic_write_text
 from tradeexecutor.errors import StateCorruptError
-from tradeexecutor.store.atomic import atomic_write_text
 
 __all__ = ["CastTarget", "CastTargetFile"]
 

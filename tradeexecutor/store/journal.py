@@ -12,14 +12,16 @@ overwriting the journal's own (a trigger's ``level=`` once replaced the entry's 
 keyword clash in ``append`` crashed the executor). :meth:`Journal.append` takes the fields as
 one mapping for the same reason: no field name can clash with a parameter.
 
-Events the loop writes (any other name is accepted too): started, stopped, cycle_completed
-(``duration``, ``decisions``), order_planned, order_filled, order_rejected (``reason``),
-trigger_fired (``trigger``, ``trigger_price``, ``price``), revalued, crashed, safe_mode, paused,
-resumed, stop_requested and control (``who``, ``what``). Like every file the loop writes, the
+Events the executor writes (:data:`EVENTS`; any other name is accepted too): started, stopped,
+complete, error, cycle_completed (``decisions``, ``planned``, ``executed``, ``rejected``,
+``ignored``, ``duration``), order_planned, order_filled, order_rejected (``reason``),
+intent_ignored, trigger_fired (``trigger``, ``trigger_price``, ``price``), revalued, crashed,
+safe_mode, paused, resumed, stop_requested, daily_summary and the cast's cast_set, cast_stopped,
+cast_delivered and cast_failed. Like every file the loop writes, the
 journal must never hold a secret.
 
 Writing: every :meth:`Journal.append` is flushed and fsynced before it returns (see
-``store.atomic.fsync_append``). Lines are in the order they were appended, which is time order
+``tradeexecutor.atomic.fsync_append``). Lines are in the order they were appended, which is time order
 because the loop appends as things happen.
 
 Reading: :meth:`Journal.read` scans backwards from the end in blocks, so the cost of reading the
@@ -48,7 +50,7 @@ from typing import Any, BinaryIO
 
 import orjson
 
-from tradeexecutor.store.atomic import fsync_append
+from tradeexecutor.atomic import fsync_append
 
 __all__ = ["ENTRY_KEYS", "EVENTS", "LEVELS", "Journal", "encode_entry", "entry_from_json", "level_rank", "parse_level"]
 
@@ -58,15 +60,18 @@ LEVELS: tuple[str, ...] = ("debug", "info", "warning", "error")
 #: The keys of every entry: the journal's own three, then the event's fields in an object of their own.
 ENTRY_KEYS: tuple[str, ...] = ("at", "level", "event", "fields")
 
-#: Event names the loop writes; documentation and a shared vocabulary, not a closed list.
+#: Event names the executor writes; documentation and a shared vocabulary, not a closed list.
 EVENTS: frozenset[str] = frozenset(
     {
         "started",
         "stopped",
+        "complete",
+        "error",
         "cycle_completed",
         "order_planned",
         "order_filled",
         "order_rejected",
+        "intent_ignored",
         "trigger_fired",
         "revalued",
         "crashed",
@@ -74,7 +79,11 @@ EVENTS: frozenset[str] = frozenset(
         "paused",
         "resumed",
         "stop_requested",
-        "control",
+        "daily_summary",
+        "cast_set",
+        "cast_stopped",
+        "cast_delivered",
+        "cast_failed",
     }
 )
 
@@ -246,7 +255,7 @@ class Journal:
         since_utc = _utc(since) if since is not None else None
         found: list[dict[str, Any]] = []
         try:
-            handle = open(self.path, "rb")
+            handle = open(self.path, "rb")  # noqa: SIM115 - closed by the with below; a missing file is no entries
         except FileNotFoundError:
             return []
         with handle:
@@ -269,7 +278,7 @@ class Journal:
     def entries(self) -> Iterator[dict[str, Any]]:
         """Every readable entry, oldest first (a whole-file pass, for reports); torn lines are skipped."""
         try:
-            handle = open(self.path, "rb")
+            handle = open(self.path, "rb")  # noqa: SIM115 - closed by the with below; a missing file is no entries
         except FileNotFoundError:
             return
         with handle:

@@ -30,10 +30,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from tradeexecutor.atomic import atomic_write_bytes
+from tradeexecutor.layout import RunFiles
 from tradeexecutor.state import State
-from tradeexecutor.store.atomic import atomic_write_bytes
 from tradeexecutor.store.codec import PositionFragments, dumps_json, dumps_state, gc_paused, position_to_dict
-from tradeexecutor.store.layout import RunFiles
 
 __all__ = ["GZIP_LEVEL", "OrdersCsvWriter", "PublishedSnapshot", "etag_of", "positions_document", "publish"]
 

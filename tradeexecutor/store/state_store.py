@@ -46,17 +46,18 @@ from typing import Any
 
 import orjson
 
+from tradeexecutor.atomic import atomic_write_bytes, fsync_append, fsync_directory, temp_path_for
 from tradeexecutor.errors import SchemaVersionError, StateCorruptError, StateError
+from tradeexecutor.layout import RunFiles
 from tradeexecutor.state import SCHEMA_VERSION, Portfolio, Position, State, ValuationSeries
-from tradeexecutor.store.atomic import atomic_write_bytes, fsync_append, fsync_directory, temp_path_for
 from tradeexecutor.store.codec import (
     VALUATION_COLUMNS,
+    PositionFragments,
     check_schema_version,
     dumps_json,
     dumps_state,
     gc_paused,
     loads_state,
-    PositionFragments,
     position_to_dict,
     state_from_dict,
     state_head_to_dict,
@@ -179,10 +180,6 @@ def _one_line(error: Exception) -> str:
 class StateStore:
     """One State in a directory: snapshot + backup + append-only log (see the module docstring)."""
 
-    SNAPSHOT_NAME = "state.json"
-    BACKUP_NAME = "state.json.bak"
-    LOG_NAME = "state.log"
-
     def __init__(
         self,
         path: str | os.PathLike[str],
@@ -195,12 +192,13 @@ class StateStore:
             raise ValueError("max_log_records and max_log_bytes must be positive")
         #: The directory holding the files.
         self.path = Path(path)
+        files = RunFiles(self.path)
         #: The full snapshot.
-        self.snapshot_path = self.path / self.SNAPSHOT_NAME
+        self.snapshot_path = files.state
         #: The snapshot before the last compaction.
-        self.backup_path = self.path / self.BACKUP_NAME
+        self.backup_path = files.state_backup
         #: The append-only log of saves since the snapshot.
-        self.log_path = self.path / self.LOG_NAME
+        self.log_path = files.state_log
         #: Compact after this many log records.
         self.max_log_records = max_log_records
         #: Compact rather than let the log grow past this many bytes.

@@ -36,11 +36,28 @@ def _view(column: np.ndarray) -> memoryview:
 class CycleContext:
     """The strategy's window onto the world at one cycle; one object reused across cycles."""
 
-    __slots__ = ("_market", "_indicators", "_state", "_parameters", "_symbols", "_default", "_step",
-                 "_known", "_closed", "_timestamp_ns", "_instrument_ids", "_paused", "_default_last",
-                 "_default_values", "_default_close", "_default_closed", "_default_id", "_marker")
+    __slots__ = (
+        "_closed",
+        "_default",
+        "_default_close",
+        "_default_closed",
+        "_default_id",
+        "_default_last",
+        "_default_values",
+        "_indicators",
+        "_instrument_ids",
+        "_known",
+        "_marker",
+        "_market",
+        "_parameters",
+        "_paused",
+        "_state",
+        "_step",
+        "_symbols",
+        "_timestamp_ns",
+    )
 
-    def __init__(self, market: MarketData, indicators: IndicatorStore, state: "State", parameters: Parameters,
+    def __init__(self, market: MarketData, indicators: IndicatorStore, state: State, parameters: Parameters,
                  symbols: tuple[str, ...]):
         self._market = market
         self._indicators = indicators.values
@@ -231,13 +248,13 @@ class CycleContext:
         """True when an open position in ``symbol`` exists (its entry may still be pending)."""
         if symbol is None and self._default is not None:  # the one-instrument fast path
             default_id = self._default_id
-            for position in self._state.portfolio.open_positions:
+            for position in self._state.portfolio.open_positions:  # noqa: SIM110 - a loop: no generator per call
                 if position.instrument_id == default_id:
                     return True
             return False
         return self._open_position(self._symbol(symbol)) is not None
 
-    def _open_position(self, symbol: str) -> "Position | None":
+    def _open_position(self, symbol: str) -> Position | None:
         instrument_id = self._instrument_ids.get(symbol)
         if instrument_id is None:
             return None

@@ -146,7 +146,7 @@ class _Guard(ast.NodeVisitor):
         top = module.split(".")[0]
         if top == "tradeexecutor" and module != API_MODULE:
             self.refuse(node, f"`import {module}`", f"reaches the engine: a strategy imports only {API_MODULE}")
-        if top in INTROSPECTION_MODULES or top.startswith("_") and top != "__future__":
+        if top in INTROSPECTION_MODULES or (top.startswith("_") and top != "__future__"):
             self.refuse(node, f"`import {module}`", "is an introspection module, which reaches the engine's frames "
                         "and objects (and the future candles they hold)")
 

@@ -9,10 +9,11 @@ import importlib.util
 import inspect
 import sys
 import types
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 
 from tradeexecutor.errors import StrategyLoadError
 from tradeexecutor.state.instrument import ASSET_TYPES

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 from tradeexecutor.config import finite_number
 from tradeexecutor.errors import ConfigError, ParameterError, StrategyLoadError

@@ -7,9 +7,9 @@ which a subclass decides in ``advance``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Mapping, Sequence
 
 from tradeexecutor.state import OrderSide, OrderStatus, RejectReason
 from tradeexecutor.venue.model import (

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from datetime import datetime, timezone
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 
 from tradeexecutor.errors import TemporaryError
 from tradeexecutor.state import OrderSide, OrderStatus, RejectReason
@@ -33,7 +33,7 @@ class InMemoryVenue(BookVenue):
                  fee: float = 0.0, name: str = "memory"):
         super().__init__(name, specs, balances or {})
         self.fee = fee
-        self._now = datetime(1970, 1, 1, tzinfo=timezone.utc)
+        self._now = datetime(1970, 1, 1, tzinfo=UTC)
         #: Scripted faults per method: True = fail after the effect, False = before.
         self._faults: dict[str, deque[bool]] = {name: deque() for name in FAULTY}
         #: Fractions of an order to fill per advance (e.g. [0.5, 0.5]); empty = all at once.

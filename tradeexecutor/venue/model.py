@@ -12,9 +12,10 @@ Implementations: ``InMemoryVenue`` (the twin for tests: prices you set, faults y
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol, Sequence, Union, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 from tradeexecutor.errors import InvariantError
 from tradeexecutor.state import OrderSide, OrderStatus, OrderType, RejectReason, TimeInForce
@@ -54,9 +55,6 @@ class InstrumentSpec:
     #: Asset bought and sold, and the currency it is priced in.
     base: str
     quote: str
-    #: Decimal places the venue shows for quantities and prices.
-    quantity_precision: int = 8
-    price_precision: int = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,7 +161,7 @@ class OrderExpired:
 
 
 #: Everything a venue reports about orders, keyed by client order id.
-ExecutionEvent = Union[OrderAccepted, OrderFilled, OrderRejected, OrderCancelled, OrderExpired]
+ExecutionEvent = OrderAccepted | OrderFilled | OrderRejected | OrderCancelled | OrderExpired
 
 
 @runtime_checkable

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import math
 import sys
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from fractions import Fraction
-from typing import Mapping, Sequence
 
 from tradeexecutor.config import ExecutionConfig
 from tradeexecutor.state import Instrument, OrderSide, RejectReason
@@ -52,7 +52,7 @@ class SimulatedVenue(BookVenue):
         self.config = config
         self._fee = config.fee
         self._slip = config.slippage_bps / 10_000.0
-        self._now = datetime(1970, 1, 1, tzinfo=timezone.utc)
+        self._now = datetime(1970, 1, 1, tzinfo=UTC)
         self._instruments = {
             spec.symbol: Instrument(id=0, symbol=spec.symbol, asset_type="crypto", quantity_step=spec.lot_step,
                                     min_notional=spec.min_notional, quote_currency=spec.quote)

@@ -25,6 +25,7 @@ it of every render. The chart interval keeps it under a quarter of a CPU (``docs
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import queue
@@ -209,7 +210,7 @@ class ChartRenderer:
                 delta = self._inbox.get()
                 if delta is None:
                     break
-                self._guard(lambda: self._render(delta))
+                self._guard(functools.partial(self._render, delta))
                 self._become_idle()
         finally:
             if self._child is not None:
@@ -247,14 +248,20 @@ class ChartRenderer:
     def _render(self, delta: ChartDelta) -> None:
         child = self._spawn()
         submitted = time.perf_counter()
-        killer = threading.Timer(self.timeout, child.kill)  # a child stuck mid-send is unblocked too
+        fired = threading.Event()
+
+        def kill_on_timeout() -> None:
+            fired.set()  # before the kill: the reset it causes must read as the timeout it is
+            child.kill()
+
+        killer = threading.Timer(self.timeout, kill_on_timeout)  # a child stuck mid-send is unblocked too
         killer.daemon = True
         killer.start()
         try:
             child.send(delta)
             reply = child.receive(self.timeout, "answer")
         except _Failure:
-            if killer.is_alive():
+            if not fired.is_set():
                 raise
             raise _Failure(f"the chart renderer (pid {child.pid}) did not answer within {self.timeout:g} s; "
                            "killed it") from None

@@ -112,7 +112,7 @@ class ChartDelta:
 class DeltaFeed:
     """Cuts ChartDeltas from a live State and the full price columns; belongs to the loop thread.
 
-    Not ``daemon.castdata.ChartFeed``, which keeps a downsampled copy of equity and closes for a
+    Not ``cast.feed.ChartFeed``, which keeps a downsampled copy of equity and closes for a
     wallboard: this one sends every row, bar and fill once, for a renderer that draws them.
     """
 
@@ -124,7 +124,7 @@ class DeltaFeed:
     def reset(self) -> None:
         """Forget what was sent: the next delta holds everything (for a renderer that lost its copy)."""
         self._rows = 0
-        self._bars = {symbol: 0 for symbol in self.prices}
+        self._bars = dict.fromkeys(self.prices, 0)
         self._sent_open: set[int] = set()  # ids of fills sent while their position was open
         self._closed: ListTail[Position] = ListTail()
         self._failed: ListTail[Position] = ListTail()

@@ -17,7 +17,7 @@ from typing import Any
 from tradeexecutor.cast import check_chart_data, check_name
 from tradeexecutor.web import encode_json
 
-__all__ = ["ChartStore", "ChartsFull", "MAX_CHARTS"]
+__all__ = ["MAX_CHARTS", "ChartStore", "ChartsFull"]
 
 #: Charts the store holds at most, over all pages.
 MAX_CHARTS = 256

@@ -27,6 +27,7 @@ from http.client import HTTPException
 from typing import Any
 
 from tradeexecutor import __version__
+from tradeexecutor.errors import network_reason
 from tradeexecutor.wallboard.rows import Answers, executor_row
 from tradeexecutor.wallboard.settings import Credentials, ExecutorTarget, WallboardConfig, credentials_for
 from tradeexecutor.web import encode_json
@@ -48,16 +49,6 @@ class _Unreachable(Exception):
     """The executor did not answer HTTP: refused, timed out, name unknown, not HTTP."""
 
 
-def _reason(exc: BaseException) -> str:
-    reason = getattr(exc, "reason", exc)
-    if isinstance(reason, OSError) and reason.strerror:
-        return reason.strerror.lower()
-    if isinstance(reason, TimeoutError) or "timed out" in str(reason):
-        return "timed out"
-    text = str(reason).strip() or type(reason).__name__
-    return text.splitlines()[0]
-
-
 def _get(url: str, credentials: Credentials | None, deadline: float) -> tuple[int, Any]:
     """GET ``url``: (status code, parsed JSON or None); _Unreachable when nothing HTTP answered in time."""
     remaining = deadline - time.monotonic()
@@ -74,7 +65,7 @@ def _get(url: str, credentials: Credentials | None, deadline: float) -> tuple[in
     except urllib.error.HTTPError as exc:
         code, body = exc.code, exc.read(MAX_ANSWER_BYTES)
     except (urllib.error.URLError, OSError, HTTPException, ValueError) as exc:
-        raise _Unreachable(_reason(exc)) from None
+        raise _Unreachable(network_reason(exc)) from None
     try:
         return code, json.loads(body)
     except ValueError:

@@ -15,7 +15,7 @@ from typing import Any
 
 from tradeexecutor.wallboard.settings import ExecutorTarget
 
-__all__ = ["Answers", "FIGURES", "executor_row"]
+__all__ = ["FIGURES", "Answers", "executor_row"]
 
 #: Fields copied from the executor's answers; kept (stale) when it stops answering.
 FIGURES = ("mode", "strategy_name", "executor_id", "equity", "equity_change", "open_positions", "cycles",

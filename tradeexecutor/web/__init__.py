@@ -47,5 +47,6 @@ __all__ = [
     "page_response",
     "query_params",
     "read_assets",
+    "safe_path",
     "static_view",
 ]

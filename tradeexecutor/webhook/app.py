@@ -3,8 +3,8 @@
 The app only reads the RunState it is given (``snapshot()``, ``get_source()``, ``get_image()``);
 it never imports the engine, strategies or execution.
 
-Adding routes from another module (issue 4: /healthz, /metrics, /state, /logs, dashboard,
-auth, control): write a module with ``includeme(config)`` that calls ``add_json_route`` for
+Adding routes from another module (as /healthz, /metrics, /state, /logs, the dashboard,
+auth and control do): write a module with ``includeme(config)`` that calls ``add_json_route`` for
 each route, and list its dotted name in ``ROUTE_MODULES`` (or pass it to ``create_app`` as
 ``extra_includes``)::
 
@@ -35,6 +35,7 @@ from pyramid.config import Configurator
 from pyramid.request import Request
 from pyramid.response import Response
 
+from tradeexecutor.runstate import IMAGE_FORMATS, IMAGE_SIZES, IMAGE_THEMES, RunState, image_key
 from tradeexecutor.web import (
     LOGGER_SETTING,
     View,
@@ -48,7 +49,6 @@ from tradeexecutor.web import (
     safe_path,
 )
 from tradeexecutor.webhook.options import WebhookOptions
-from tradeexecutor.runstate import IMAGE_FORMATS, IMAGE_SIZES, IMAGE_THEMES, RunState, image_key
 
 __all__ = ["ROUTE_MODULES", "View", "add_json_route", "create_app", "get_options", "get_runstate", "include_errors",
            "json_error", "json_response", "query_params", "safe_path"]
@@ -58,7 +58,7 @@ logger = logging.getLogger("tradeexecutor.webhook")
 #: What create_app accepts as an extra include: a dotted module name or an ``includeme``-style callable.
 Include = str | Callable[[Configurator], None]
 
-#: Modules whose ``includeme`` adds routes; issue 4 appends its own here.
+#: Modules whose ``includeme`` adds routes; a new route module is listed here.
 ROUTE_MODULES: tuple[str, ...] = (
     "tradeexecutor.webhook.auth",
     "tradeexecutor.webhook.control",

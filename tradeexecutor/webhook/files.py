@@ -28,7 +28,7 @@ from pyramid.config import Configurator
 from pyramid.request import Request
 from pyramid.response import Response
 
-from tradeexecutor.store.layout import RunFiles
+from tradeexecutor.layout import RunFiles
 from tradeexecutor.webhook.app import add_json_route, get_options, json_error, json_response
 from tradeexecutor.webhook.params import BadParameter, choice_param, int_param
 
@@ -80,8 +80,6 @@ class FileCache:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._files: dict[Path, CachedFile] = {}
-        #: How many times a file was read from disk (one per change per file).
-        self.reads = 0
 
     def get(self, path: Path) -> CachedFile | None:
         """The current version of ``path``, None when it does not exist (not published yet)."""
@@ -101,7 +99,6 @@ class FileCache:
                 data, read_key = _read_file(path)
             except FileNotFoundError:
                 return None
-            self.reads += 1
             cached = CachedFile(data=data, key=read_key, etag='"' + hashlib.sha256(data).hexdigest() + '"')
             self._files[path] = cached
             return cached

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Callable, Mapping
 
+from tradeexecutor.layout import RunFiles
 from tradeexecutor.runstate.health import HealthLimits
 from tradeexecutor.runstate.logbuffer import RingBufferHandler
-from tradeexecutor.store.layout import RunFiles
 
 #: Receives a control command name (stop, pause, resume, cycle_now) for the loop's queue; False when refused.
 CommandSink = Callable[[str], bool]

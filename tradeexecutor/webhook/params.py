@@ -27,9 +27,9 @@ from pyramid.response import Response
 from tradeexecutor.webhook.app import json_error, query_params
 
 __all__ = [
-    "BadParameter",
     "TIME_FORMS",
     "UNIX_SECONDS_PATTERN",
+    "BadParameter",
     "choice_param",
     "datetime_param",
     "int_param",

@@ -89,7 +89,7 @@ class ChartFeed:
         self.equity = Downsampled(max_points)
         self.closes = {symbol: Downsampled(max_points) for symbol in symbols}
         self._equity_taken = 0  # valuation rows appended (all but the newest)
-        self._close_next: dict[str, int | None] = {symbol: None for symbol in symbols}  # next bar index to take
+        self._close_next: dict[str, int | None] = dict.fromkeys(symbols)  # next bar index to take
         self._provisional: tuple[int, float] | None = None
         #: Changes whenever what the chart shows changed (compare to skip sending the same data twice).
         self.key: tuple[Any, ...] = ()

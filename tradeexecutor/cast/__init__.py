@@ -26,9 +26,9 @@ not know (``/wallbord/page1/chart1``) is reported by the wallboard's answer, in 
 from __future__ import annotations
 
 import math
+import os
 import re
 import urllib.parse
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -36,8 +36,21 @@ from typing import Any
 from tradeexecutor.config import setting
 from tradeexecutor.errors import ConfigError
 
-__all__ = ["CastConfig", "FORMAT", "MAX_BODY_BYTES", "MAX_POINTS", "MAX_SERIES", "NAME_PATTERN", "WALLBOARD_TOKEN_ENV",
-           "WALLBOARD_URL_ENV", "chart_path", "check_chart_data", "check_name", "parse_target", "target_url"]
+__all__ = [
+    "FORMAT",
+    "MAX_BODY_BYTES",
+    "MAX_POINTS",
+    "MAX_SERIES",
+    "NAME_PATTERN",
+    "WALLBOARD_TOKEN_ENV",
+    "WALLBOARD_URL_ENV",
+    "CastConfig",
+    "chart_path",
+    "check_chart_data",
+    "check_name",
+    "parse_target",
+    "target_url",
+]
 
 #: Environment variable naming the wallboard's base URL (``http://wallboard:8090``).
 WALLBOARD_URL_ENV = "TRADEEXECUTOR_WALLBOARD_URL"

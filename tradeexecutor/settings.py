@@ -1,5 +1,8 @@
 """DaemonConfig: the executor's configuration tree, composing one frozen config per component.
 
+It sits below ``daemon`` and ``runs`` (both build one: the daemon to run, a run spec to pin and
+check what it will run), so neither has to import the other.
+
 Every setting of ``tradeexecutor start`` is declared here or in a part it composes (the engine's,
 the webhook's, the health rule's, the notifier's and the caster's config), each field with its
 :func:`~tradeexecutor.config.setting` metadata. The command's options, their environment
@@ -14,14 +17,20 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from tradeexecutor.config import EngineConfig, HealthLimits, WebhookConfig, check_settings, setting, split_list
-from tradeexecutor.daemon.affinity import check_cpu_setting
 from tradeexecutor.cast import CastConfig
+from tradeexecutor.config import (
+    EngineConfig,
+    HealthLimits,
+    WebhookConfig,
+    check_settings,
+    setting,
+    split_list,
+)
 from tradeexecutor.errors import ConfigError
 from tradeexecutor.notify.config import NotifyConfig
 
-
-__all__ = ["CRASH_POLICIES", "LOG_LEVELS", "MODES", "REPLAY_STARTS", "DaemonConfig", "parse_params"]
+__all__ = ["CPU_SETTINGS", "CRASH_POLICIES", "LOG_LEVELS", "MODES", "REPLAY_STARTS", "DaemonConfig", "FeedConfig", "check_cpu_setting",
+           "parse_params"]
 
 #: Execution modes; ``live`` is reserved until an exchange adapter exists.
 MODES = ("paper", "backtest", "live")
@@ -31,6 +40,17 @@ CRASH_POLICIES = ("exit", "serve")
 REPLAY_STARTS = ("warm", "first")
 #: Log verbosity on stderr.
 LOG_LEVELS = ("debug", "info", "warning", "error")
+#: Named ``--cpu`` settings; anything else is a CPU number.
+CPU_SETTINGS = ("auto", "off")
+
+
+def check_cpu_setting(setting: str) -> str:
+    """``auto``, ``off`` or a CPU number, normalised; ConfigError otherwise."""
+    text = setting.strip().lower()
+    if text in CPU_SETTINGS or (text.isdigit() and len(text) < 5):
+        return str(int(text)) if text.isdigit() else text
+    raise ConfigError(f"--cpu {setting!r} is not valid: use auto (pin to the least busy CPU), off (let the OS "
+                      f"place threads) or a CPU number such as 0")
 
 
 def parse_params(values: Any) -> dict[str, str]:
@@ -48,28 +68,19 @@ def parse_params(values: Any) -> dict[str, str]:
 
 
 @dataclass(frozen=True)
-class DaemonConfig:
-    """Settings of one executor process."""
+class FeedConfig:
+    """Where the executor's candles come from: the data, its window, the replay's pace and start, growing files.
 
-    #: The strategy module.
-    strategy_file: Path
-    mode: str = setting("paper", choices=MODES, spec="mode",
-                        help="paper: simulated fills on a replay feed; backtest: the whole history at once; live: "
-                             "reserved (no exchange adapter yet).")
+    One part of :class:`DaemonConfig`, so the feed's settings are declared once for ``start``,
+    ``backtest`` (data and window only), run specs and the generated reference.
+    """
+
     data: tuple[str, ...] = setting((), spec="environment.data", multiple=True, parse=split_list,
                                     help="Bundled dataset (stocks-daily, eurusd-hourly) or candle files (CSV, "
                                          "CSV.gz, Parquet); repeat or comma-separate. Default: the bundled dataset "
                                          "holding the strategy's symbols.")
     start: str | None = setting(None, spec="environment.start", help="First bar of the data (ISO, UTC).")
     end: str | None = setting(None, spec="environment.end", help="Last bar close of the data (ISO, UTC).")
-    params: dict[str, str] = setting(factory=dict, flag="--param", short="-p", env="PARAMS", multiple=True,
-                                     spec="strategy.<parameter>",
-                                     parse=parse_params,
-                                     help="Override a strategy parameter: -p fast=5 -p slow=20.")
-    state_dir: Path = setting(Path("state"), computed_default=True,
-                              help="Folder of the state, its log and crash.json. Default: state/<strategy file stem>.")
-    host: str = setting("127.0.0.1", spec="core.host", help="Interface the webhook listens on.")
-    port: int = setting(3456, spec="core.port", minimum=0, maximum=65535, help="Webhook port (0: any free port).")
     replay_seconds: float = setting(0.1, spec="environment.replay_seconds", unit="seconds", above=0,
                                     hint="0.1 = ten bars a second",
                                     help="Wall-clock seconds per replayed bar (the cycle job's period in replay "
@@ -81,6 +92,34 @@ class DaemonConfig:
     follow: bool = setting(False, help="The --data .csv files grow: after replaying them, candles appended to them "
                                        "become new bars (the run never completes; stop it with SIGTERM or "
                                        "--max-cycles).")
+
+    def __post_init__(self) -> None:
+        if self.follow and not self.data:
+            raise ConfigError("--follow needs --data naming the .csv candle file(s) that grow; bundled data does not")
+        if self.follow and self.end:
+            raise ConfigError("--end cuts the data, but --follow takes every candle appended to it: drop --end")
+        check_settings(self)
+
+
+@dataclass(frozen=True)
+class DaemonConfig:
+    """Settings of one executor process."""
+
+    #: The strategy module.
+    strategy_file: Path
+    mode: str = setting("paper", choices=MODES, spec="mode",
+                        help="paper: simulated fills on a replay feed; backtest: the whole history at once; live: "
+                             "reserved (no exchange adapter yet).")
+    #: The candles: data, window, replay pace and start, growing files.
+    feed: FeedConfig = field(default_factory=FeedConfig)
+    params: dict[str, str] = setting(factory=dict, flag="--param", short="-p", env="PARAMS", multiple=True,
+                                     spec="strategy.<parameter>",
+                                     parse=parse_params,
+                                     help="Override a strategy parameter: -p fast=5 -p slow=20.")
+    state_dir: Path = setting(Path("state"), computed_default=True,
+                              help="Folder of the state, its log and crash.json. Default: state/<strategy file stem>.")
+    host: str = setting("127.0.0.1", spec="core.host", help="Interface the webhook listens on.")
+    port: int = setting(3456, spec="core.port", minimum=0, maximum=65535, help="Webhook port (0: any free port).")
     #: Cash, fees, fills and the cycle offset.
     engine: EngineConfig = field(default_factory=EngineConfig)
     trigger_seconds: float = setting(10.0, spec="core.trigger_seconds", unit="seconds", minimum=0,
@@ -137,10 +176,6 @@ class DaemonConfig:
             raise ConfigError(f"unknown mode {self.mode!r}: use one of {', '.join(MODES)}")
         if self.crash_policy not in CRASH_POLICIES:
             raise ConfigError(f"unknown crash policy {self.crash_policy!r}: use one of {', '.join(CRASH_POLICIES)}")
-        if self.follow and not self.data:
-            raise ConfigError("--follow needs --data naming the .csv candle file(s) that grow; bundled data does not")
-        if self.follow and self.end:
-            raise ConfigError("--end cuts the data, but --follow takes every candle appended to it: drop --end")
         check_settings(self)
         object.__setattr__(self, "cpu", check_cpu_setting(str(self.cpu)))
 
