@@ -75,10 +75,3 @@ class CcxtCandleSource:
         frame = pd.DataFrame(rows, columns=["timestamp", "symbol", "open", "high", "low", "close", "volume"])
         frame["timestamp"] = pd.to_datetime(frame["timestamp"], unit="ms", utc=True)
         return frame.sort_values(["symbol", "timestamp"]).set_index("timestamp")
-
-    def staleness_seconds(self) -> float | None:
-        """How old the newest delivered candle's close is now (exchange clock); None before any."""
-        if not self._last:
-            return None
-        newest_close = max(self._last.values()) + self.timeframe_ms
-        return (self.connection.now_ms() - newest_close) / 1000

@@ -18,7 +18,6 @@ keeps the refusals it saw, for ``fetch_order``.
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -120,7 +119,7 @@ class CcxtVenue:
         return sorted(set(self._markets.values()) | {t.market for t in self._orders.values()})
 
     def instruments(self, symbols: Sequence[str]) -> dict[str, InstrumentSpec]:
-        """Lot step, tick size, minimum notional and precision from the exchange's markets."""
+        """Lot step and tick size (ccxt's precision, in either precision mode) and minimum notional of each market."""
         specs: dict[str, InstrumentSpec] = {}
         for symbol in symbols:
             market_symbol = self._market(symbol)
@@ -132,7 +131,6 @@ class CcxtVenue:
                 symbol=symbol, lot_step=amount, tick_size=price,
                 min_notional=float((market.get("limits", {}).get("cost") or {}).get("min") or 0.0),
                 base=market["base"], quote=market["quote"],
-                quantity_precision=_decimals(amount), price_precision=_decimals(price),
             )
         return specs
 
@@ -426,9 +424,3 @@ def _whole_lots(exchange: Any, market: str, quantity: float) -> float:
         return float(exchange.amount_to_precision(market, quantity))
     except ccxt.InvalidOrder:  # ccxt's way of saying it truncates to zero
         return 0.0
-
-
-def _decimals(step: float) -> int:
-    if step <= 0:
-        return 8
-    return max(0, -math.floor(math.log10(step) + 1e-9))
