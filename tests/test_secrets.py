@@ -335,7 +335,7 @@ def test_the_ccxt_venue_never_shows_its_credentials(caplog: pytest.LogCaptureFix
     from tradeexecutor.exchange_sim.prices import random_walk_series
     from tradeexecutor.state import OrderSide
     from tradeexecutor.venue import OrderRequest
-    from tradeexecutor.venue.ccxt_connection import CcxtVenueConfig
+    from tradeexecutor.config import CcxtVenueConfig
     from tradeexecutor.venue.ccxt_errors import VenueFailure
     from tradeexecutor.venue.ccxt_venue import CcxtVenue
 

@@ -21,13 +21,14 @@ import pytest
 from exchange_sim_helpers import API_KEY, API_SECRET, Running, serve, wait_for
 from venue_contract import FEE, Harness, VenueContract
 
+from tradeexecutor.config import CcxtVenueConfig
 from tradeexecutor.errors import ConfigError, TemporaryError
 from tradeexecutor.exchange_sim import ExchangeSimulator, MarketSpec, SimConfig
 from tradeexecutor.exchange_sim.prices import random_walk_series
 from tradeexecutor.state import OrderSide, OrderStatus, OrderType, RejectReason
 from tradeexecutor.venue import OrderAccepted, OrderFilled, OrderRejected, OrderRequest
+from tradeexecutor.venue.ccxt_connection import make_exchange
 from tradeexecutor.venue.ccxt_errors import RateLimitedError, VenueFailure
-from tradeexecutor.venue.ccxt_connection import CcxtVenueConfig, make_exchange
 from tradeexecutor.venue.ccxt_venue import CcxtVenue
 
 pytest.importorskip("ccxt")

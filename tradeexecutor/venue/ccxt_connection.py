@@ -1,6 +1,7 @@
 """CcxtConnection: one ccxt exchange object and the one door every request to it passes (gate, limiter, errors, clock).
 
-Built by ``make_exchange`` from one ``CcxtVenueConfig``: the exchange id, one URL that replaces
+Built by ``make_exchange`` from one ``CcxtVenueConfig`` (tradeexecutor/config.py, so the settings
+tree can hold it without importing the venue): the exchange id, one URL that replaces
 the host of every API base (a simulator, a proxy, a testnet), credentials read from environment
 variables named in the config (the values never leave the ccxt object: not in a repr, a message
 or a log line — ccxt's debug logger, which prints request headers, is silenced), the rate budget
@@ -16,23 +17,18 @@ import math
 import os
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-from tradeexecutor.config import check_settings, setting
+from tradeexecutor.config import CcxtVenueConfig
 from tradeexecutor.errors import ConfigError, TemporaryError
 from tradeexecutor.venue.ccxt_errors import Meaning, RateLimitedError, VenueFailure, classify, scrub
 from tradeexecutor.venue.ccxt_gate import RequestGate
 
-__all__ = ["KEY_VARIABLE", "SECRET_VARIABLE", "CcxtConnection", "CcxtVenueConfig", "make_exchange"]
+__all__ = ["CcxtConnection", "make_exchange"]
 
 T = TypeVar("T")
-
-#: Where the API key and secret are read from unless the config names other variables.
-KEY_VARIABLE = "TRADEEXECUTOR_EXCHANGE_API_KEY"
-SECRET_VARIABLE = "TRADEEXECUTOR_EXCHANGE_API_SECRET"
 
 #: Options that keep an exchange class on its spot endpoints. Binance's class otherwise loads
 #: futures markets (fapi, dapi), currencies and margin pairs (private sapi endpoints) on load_markets.
@@ -48,57 +44,9 @@ SPOT_OPTIONS: dict[str, dict[str, Any]] = {
 #: Seconds to hold requests back after a 429 or 418 that gave no Retry-After.
 DEFAULT_RETRY_AFTER = {429: 60.0, 418: 120.0}
 
-_VARIABLE = re.compile(r"^[A-Z_][A-Z0-9_]*$")
 _STATUS_IN_MESSAGE = re.compile(r"\b(418|429)\b")
 _BANNED_UNTIL = re.compile(r"banned until (\d{12,14})")
 
-
-
-@dataclass(frozen=True)
-class CcxtVenueConfig:
-    """How to reach one exchange: the venue's part of the configuration tree.
-
-    The fields a person sets carry their ``setting`` metadata (flag, variable, help, bounds), so
-    composing this into ``DaemonConfig`` gives the options, variables and reference at once.
-    ``quote`` and ``symbols`` come from the strategy's instruments, not from a person.
-    """
-
-    exchange: str = setting("binance", flag="--exchange",
-                            help="Any ccxt exchange id (binance, kraken, ...); its spot markets are traded.")
-    url: str | None = setting(None, flag="--exchange-url", kind=str,
-                              help="Point every API base URL of the exchange at this scheme and host, paths kept: "
-                                   "the exchange simulator, a proxy or a testnet. Default: the exchange itself.")
-    key_variable: str = setting(KEY_VARIABLE, flag="--exchange-key-variable",
-                                help="Environment variable holding the exchange API key (its name: the value is "
-                                     "never shown, logged or stored).")
-    secret_variable: str = setting(SECRET_VARIABLE, flag="--exchange-secret-variable",
-                                   help="Environment variable holding the exchange API secret (its name).")
-    rate_share: float = setting(1.0, flag="--exchange-rate-share", minimum=0, above=0, maximum=1,
-                                hint="0.25 = a quarter of the address's budget",
-                                help="This executor's share of the exchange's request budget, for fleets behind "
-                                     "one IP address: ccxt's rate limit is stretched by 1/share.")
-    timeout_seconds: float = setting(10.0, flag="--exchange-timeout-seconds", unit="seconds", minimum=0, above=0,
-                                     maximum=300,
-                                     help="Seconds to wait for one exchange reply; an order whose reply does not "
-                                          "come in time is asked about by its client order id, never resent.")
-    #: Quote asset of symbols written without one (``EUR`` → ``EUR/USD`` when quote is USD).
-    quote: str | None = None
-    #: Symbols whose orders and trades are looked through for ids this process did not send itself.
-    symbols: tuple[str, ...] = ()
-
-    def __post_init__(self) -> None:
-        check_settings(self)
-        if not re.fullmatch(r"[a-z0-9_]+", self.exchange):
-            raise ConfigError(f"--exchange {self.exchange!r} must be a ccxt exchange id such as binance")
-        if self.url is not None:
-            parts = urlsplit(self.url)
-            if parts.scheme not in ("http", "https") or not parts.netloc or parts.path not in ("", "/"):
-                raise ConfigError(f"--exchange-url {self.url!r} must be scheme and host only, such as "
-                                  "http://127.0.0.1:9000")
-        for flag, name in (("--exchange-key-variable", self.key_variable),
-                           ("--exchange-secret-variable", self.secret_variable)):
-            if not _VARIABLE.match(name):
-                raise ConfigError(f"{flag} {name!r} must be an environment variable name such as {KEY_VARIABLE}")
 
 
 def _silent_logger() -> logging.Logger:

@@ -23,8 +23,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+from tradeexecutor.config import CcxtVenueConfig
 from tradeexecutor.state import TERMINAL_STATUSES, OrderSide, OrderStatus, OrderType, RejectReason
-from tradeexecutor.venue.ccxt_connection import CcxtConnection, CcxtVenueConfig
+from tradeexecutor.venue.ccxt_connection import CcxtConnection
 from tradeexecutor.venue.ccxt_errors import reject_reason
 from tradeexecutor.venue.model import (
     Balance,
