@@ -37,6 +37,17 @@ def test_a_missing_ledger_loads_as_none_and_creates_nothing(tmp_path: Path) -> N
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_ledger_with_journal_lines_but_no_state_yet_loads_as_none(tmp_path: Path) -> None:
+    """A journal-only commit (the executor's ``started`` line) can be the only one before the process
+    dies (a full disk): the next start must see no state yet, not a damaged head row."""
+    path = tmp_path / "ledger.sqlite"
+    ledger = Ledger(path)
+    ledger.append("started", {"strategy": "s"})
+    ledger.flush()
+    assert read_ledger(LedgerFiles(path)) is None
+    assert Ledger(path).load() is None
+
+
 def test_each_commit_round_trips_to_the_same_json_as_dataclasses_json(tmp_path: Path) -> None:
     path = tmp_path / "ledger.sqlite"
     ledger = Ledger(path)

@@ -25,6 +25,7 @@ from tradeexecutor.stats import (
     trades_frame,
     write_trades_csv,
 )
+from tradeexecutor.stats.running import RunningSummary
 
 DAY_MS = 86_400_000
 YEAR_MS = int(365.25 * DAY_MS)  # 31,557,600,000 ms, exact
@@ -401,3 +402,14 @@ def test_a_million_rows_summarise_exactly() -> None:
 def test_stats_does_not_import_matplotlib() -> None:
     code = "import sys, tradeexecutor.stats; assert 'matplotlib' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_gain_too_large_for_a_float_power_has_no_cagr_instead_of_a_crash() -> None:
+    # 100 -> 1e300 within one hour: (1e298) ** 8766 overflows; Python raises OverflowError for float powers.
+    state = state_with_equity([100.0, 1e300], step_ms=3_600_000)
+    summary = compute_summary(state)
+    assert summary.cagr is None
+    assert summary.total_return == pytest.approx(1e298)
+    running = RunningSummary().summary(state)
+    assert running.cagr is None and running.total_return == summary.total_return
+    json.dumps(summary.to_dict(), allow_nan=False)

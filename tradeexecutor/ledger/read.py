@@ -125,8 +125,10 @@ def _content(conn: sqlite3.Connection, where: str) -> LedgerContent | None:
     meta = conn.execute("SELECT value FROM meta WHERE key = 'ledger_id'").fetchone()
     if meta is None or meta[0] != ledger_id:
         raise ValueError("the head row belongs to another ledger (a write-ahead log from another ledger?)")
-    if job == 0 and data == b"":
-        return None  # created, nothing committed yet
+    if data == b"" and crc == 0:
+        # The row as created: no state committed yet. Journal-only commits (the ``started`` line)
+        # may already have counted jobs, so the job number alone does not say it.
+        return None
     head = checked_json(data, crc, "the head row")
     check_schema_version(head, source=where)
     state_fields = {key: head[key] for key in HEAD_STATE_KEYS}

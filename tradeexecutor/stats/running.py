@@ -26,7 +26,15 @@ import numpy as np
 
 from tradeexecutor.state import Position, State
 from tradeexecutor.state.growth import ListTail
-from tradeexecutor.stats.summary import _MS_PER_DAY, _MS_PER_YEAR, Summary, _iso_ms, _safe, order_counts
+from tradeexecutor.stats.summary import (
+    _MS_PER_DAY,
+    _MS_PER_YEAR,
+    Summary,
+    _iso_ms,
+    _safe,
+    compound_annual_growth,
+    order_counts,
+)
 
 __all__ = ["RunningSummary"]
 
@@ -251,8 +259,7 @@ class RunningSummary:
         years = (last_ms - first_ms) / _MS_PER_YEAR if rows >= 2 and last_ms is not None and first_ms is not None \
             else 0.0
         total_return = _safe(final_equity / base - 1.0) if base > 0 else None
-        cagr = _safe((final_equity / base) ** (1.0 / years) - 1.0) if base > 0 and years > 0 and final_equity >= 0 \
-            else None
+        cagr = compound_annual_growth(final_equity, base, years)
         ppy = (rows - 1) / years if rows >= 2 and years > 0 else None
         volatility = sharpe = sortino = None
         if ppy is not None and returns.count:

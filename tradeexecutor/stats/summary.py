@@ -278,9 +278,7 @@ def _summarise(run: _Run, benchmark_prices: dict[str, pd.Series] | None, periods
     years = (int(timestamps[-1]) - int(timestamps[0])) / _MS_PER_YEAR if len(timestamps) >= 2 else 0.0
 
     total_return = _safe(final_equity / base - 1.0) if base > 0 else None
-    cagr: float | None = None
-    if base > 0 and years > 0 and final_equity >= 0:
-        cagr = _safe((final_equity / base) ** (1.0 / years) - 1.0)
+    cagr = compound_annual_growth(final_equity, base, years)
 
     if periods_per_year is None and len(timestamps) >= 2 and years > 0:
         periods_per_year = (len(timestamps) - 1) / years
@@ -543,6 +541,20 @@ def _trade_record(order: Order, symbols: dict[int, str]) -> dict[str, Any]:
 
 # ---------------------------------------------------------------------------------------------
 # Small helpers
+
+
+def compound_annual_growth(final_equity: float, base: float, years: float) -> float | None:
+    """CAGR, or None when it is undefined (no base, no time, negative equity) or beyond a float.
+
+    Float powers raise OverflowError instead of returning inf (a 1e12x gain over a few hours is
+    ``1e12 ** 8760``), and a summary must never crash on an extreme but honest equity curve.
+    """
+    if not (base > 0 and years > 0 and final_equity >= 0):
+        return None
+    try:
+        return _safe((final_equity / base) ** (1.0 / years) - 1.0)
+    except OverflowError:
+        return None
 
 
 def _safe(value: float | None) -> float | None:
