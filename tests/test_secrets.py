@@ -329,13 +329,12 @@ def test_the_ccxt_venue_never_shows_its_credentials(caplog: pytest.LogCaptureFix
     from decimal import Decimal
 
     from exchange_sim_helpers import serve
-
+    from tradeexecutor.config import CcxtVenueConfig
     from tradeexecutor.errors import TemporaryError
     from tradeexecutor.exchange_sim import ExchangeSimulator, MarketSpec, SimConfig
     from tradeexecutor.exchange_sim.prices import random_walk_series
     from tradeexecutor.state import OrderSide
     from tradeexecutor.venue import OrderRequest
-    from tradeexecutor.config import CcxtVenueConfig
     from tradeexecutor.venue.ccxt_errors import VenueFailure
     from tradeexecutor.venue.ccxt_venue import CcxtVenue
 

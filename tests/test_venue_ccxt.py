@@ -18,9 +18,8 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from exchange_sim_helpers import API_KEY, API_SECRET, Running, serve, wait_for
-from venue_contract import FEE, Harness, VenueContract
 
+from exchange_sim_helpers import API_KEY, API_SECRET, Running, serve, wait_for
 from tradeexecutor.config import CcxtVenueConfig
 from tradeexecutor.errors import ConfigError, TemporaryError
 from tradeexecutor.exchange_sim import ExchangeSimulator, MarketSpec, SimConfig
@@ -30,6 +29,7 @@ from tradeexecutor.venue import OrderAccepted, OrderFilled, OrderRejected, Order
 from tradeexecutor.venue.ccxt_connection import make_exchange
 from tradeexecutor.venue.ccxt_errors import RateLimitedError, VenueFailure
 from tradeexecutor.venue.ccxt_venue import CcxtVenue
+from venue_contract import FEE, Harness, VenueContract
 
 pytest.importorskip("ccxt")
 
@@ -226,10 +226,10 @@ def test_a_timeout_after_accept_is_unknown_and_resolved_by_client_id_never_resen
     assert report is not None and report.status is OrderStatus.filled and report.filled_quantity == 10
     _, orders = running.control("GET", "orders")
     assert [o["clientOrderId"] for o in orders] == ["lost-1"]  # exactly one order on the exchange
-    events = venue.poll()  # adopted: its fill arrives like any other
-    assert [type(e) for e in events] == [OrderFilled] and events[0].complete
+    (event,) = venue.poll()  # adopted: its fill arrives like any other
+    assert isinstance(event, OrderFilled) and event.complete
     fills, _ = venue.fills_since(None)
-    assert [f.venue_trade_id for f in fills] == [events[0].fill.venue_trade_id]
+    assert [f.venue_trade_id for f in fills] == [event.fill.venue_trade_id]
 
 
 def test_an_order_that_never_arrived_may_be_sent_after_the_lookup(running: Running) -> None:
@@ -251,9 +251,9 @@ def test_partial_fills_arrive_as_they_happen(running: Running) -> None:
     fault(running, kind="partial_fill", parts=2, interval=0.5, count=1)
     venue.submit(OrderRequest("part-1", "AAA", OrderSide.buy, type=OrderType.limit, quantity=10,
                               limit_price=101.0))
-    first = venue.poll()
-    assert [type(e) for e in first] == [OrderAccepted, OrderFilled] and not first[1].complete
-    assert first[1].fill.quantity == 5
+    accepted, part = venue.poll()
+    assert isinstance(accepted, OrderAccepted) and isinstance(part, OrderFilled) and not part.complete
+    assert part.fill.quantity == 5
     assert venue.fetch_order("part-1").status is OrderStatus.partially_filled  # type: ignore[union-attr]
     later: list[Any] = wait_for(lambda: venue.poll() or None, timeout=15)
     assert [type(e) for e in later] == [OrderFilled] and later[0].complete and later[0].fill.quantity == 5
@@ -296,7 +296,7 @@ def test_a_market_order_filled_in_part_expires_with_its_part_kept(running: Runni
     pin(running, 100.0)
     fault(running, kind="partial_fill", parts=4, count=1)
     venue.submit(OrderRequest("thin-1", "AAA", OrderSide.buy, quantity=20))
-    accepted, filled, expired = venue.poll()
+    _accepted, filled, expired = venue.poll()
     assert isinstance(filled, OrderFilled) and filled.fill.quantity == 5 and not filled.complete
     assert type(expired).__name__ == "OrderExpired"
     report = venue.fetch_order("thin-1")
@@ -327,7 +327,7 @@ def test_a_reply_without_its_fills_has_them_fetched(running: Running) -> None:
     venue.exchange.options["newOrderRespType"] = {"market": "RESULT", "limit": "RESULT"}
     pin(running, 100.0)
     venue.submit(OrderRequest("result-1", "AAA", OrderSide.buy, value=1000.0))
-    accepted, filled = venue.poll()
+    _accepted, filled = venue.poll()
     assert isinstance(filled, OrderFilled) and filled.complete and filled.fill.quantity == 10
     assert venue.fills_since(None)[0] == [filled.fill]
     assert venue.poll() == []

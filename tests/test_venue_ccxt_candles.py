@@ -8,8 +8,8 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from exchange_sim_helpers import API_KEY, API_SECRET, Running, http_json, make_simulator, serve, wait_for
 
+from exchange_sim_helpers import API_KEY, API_SECRET, Running, http_json, make_simulator, serve, wait_for
 from tradeexecutor.config import CcxtVenueConfig
 from tradeexecutor.errors import ConfigError, TemporaryError
 from tradeexecutor.venue.ccxt_candles import CcxtCandleSource
@@ -42,7 +42,7 @@ def test_only_closed_candles_are_delivered_each_once_and_the_lag_is_measured(run
     first = source.poll()
     assert first is not None and set(first["symbol"]) == {"BTC/USDT", "EURUSD"}
     now = time.time()
-    for symbol, frame in first.groupby("symbol"):
+    for _symbol, frame in first.groupby("symbol"):
         opens = [t.timestamp() for t in frame.index]
         assert opens == sorted(opens) and len(opens) == 49  # the latest 50 klines end with the forming one
         assert opens[-1] + 1 <= now + 0.5  # closed: its close time has passed

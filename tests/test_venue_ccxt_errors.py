@@ -13,7 +13,7 @@ ccxt = pytest.importorskip("ccxt")
 errors = pytest.importorskip("ccxt.base.errors")
 
 
-def ccxt_classes() -> list[type[BaseException]]:
+def ccxt_classes() -> list[type]:
     return [cls for _, cls in inspect.getmembers(errors, inspect.isclass)
             if issubclass(cls, errors.BaseError) and cls.__module__ == errors.__name__]
 

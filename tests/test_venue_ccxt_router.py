@@ -12,10 +12,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from exchange_sim_helpers import Running, serve
 from test_engine_router import Process, decide_open, new_state, one_job, send_all_created
 from test_venue_ccxt import ENVIRON, aaa_simulator, pin
-
 from tradeexecutor.config import CcxtVenueConfig
 from tradeexecutor.state import OrderStatus, State
 from tradeexecutor.store import StateStore

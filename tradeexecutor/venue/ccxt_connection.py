@@ -17,7 +17,7 @@ import math
 import os
 import re
 from collections.abc import Callable, Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -170,7 +170,7 @@ class CcxtConnection:
 
     def now(self) -> datetime:
         """``now_ms`` as a datetime."""
-        return datetime.fromtimestamp(self.now_ms() / 1000, timezone.utc)
+        return datetime.fromtimestamp(self.now_ms() / 1000, UTC)
 
     def market(self, symbol: str, quote: str | None = None) -> str | None:
         """The ccxt market symbol for ``symbol``: itself, the exchange's market id, or ``symbol/quote``."""

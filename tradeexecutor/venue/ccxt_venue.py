@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from tradeexecutor.config import CcxtVenueConfig
@@ -402,7 +402,7 @@ def _bounded(memory: dict[str, Any], limit: int) -> None:
 def _time(milliseconds: Any) -> datetime | None:
     if milliseconds is None:
         return None
-    return datetime.fromtimestamp(int(milliseconds) / 1000, timezone.utc)
+    return datetime.fromtimestamp(int(milliseconds) / 1000, UTC)
 
 
 def _step(exchange: Any, market: Mapping[str, Any], kind: str) -> float:
