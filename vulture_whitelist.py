@@ -22,6 +22,7 @@ _.__call__  # callable objects passed as sinks and callbacks (EventSink, Journal
 
 # Dataclass fields: serialised (to_dict, JSON, /status), never read by attribute in the package.
 _.visualisation_updated_at  # RunState, /status
+_.strategy_parameters  # RunState, /status (written by update(strategy_parameters=...))
 _.annualised_volatility  # Summary
 _.position_count  # Summary
 _.buy_and_hold_return  # Summary

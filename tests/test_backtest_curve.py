@@ -11,6 +11,7 @@ instruments with gaps, and both fill timings.
 
 from __future__ import annotations
 
+from array import array
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -18,6 +19,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tradeexecutor.backtest import curve
 from tradeexecutor.backtest.runner import new_state, run_backtest
 from tradeexecutor.config import EngineConfig, ExecutionConfig
 from tradeexecutor.data import generate_candles, load_bundled
@@ -120,6 +122,24 @@ def test_one_instrument_curve_is_bit_identical(tmp_path: Path, fill_timing: str)
     market = MarketData.from_long_frame(frame, asset_types={"SYN": "equity"})
     config = EngineConfig(execution=ExecutionConfig(fee=0.001, fill_timing=fill_timing), initial_cash=10_000.0)
     _compare(_strategy(tmp_path, ["SYN"], "1m"), market, config, exact=True)
+
+
+def test_the_curve_is_the_same_built_in_small_chunks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The curve is valued a chunk of steps at a time (memory); chunk edges change no row, and the
+    columns are typed arrays (8 bytes a row, not a Python number each)."""
+    frame = generate_candles(6_000, frequency="1m", seed=3, symbol="SYN", volatility=0.002)
+    market = MarketData.from_long_frame(frame, asset_types={"SYN": "equity"})
+    config = EngineConfig(execution=ExecutionConfig(fee=0.001), initial_cash=10_000.0)
+    strategy = _strategy(tmp_path, ["SYN"], "1m")
+    whole = run_backtest(strategy, market, config, now=NOW).state.valuations
+    monkeypatch.setattr(curve, "CHUNK", 997)  # 6,000 steps: six full chunks and a partial one
+    _compare(strategy, market, config, exact=True)
+    chunked = run_backtest(strategy, market, config, now=NOW).state.valuations
+    assert chunked == whole and len(chunked) == 6_000
+    assert list(chunked.timestamp) == (market.timeline_ns // 1_000_000).tolist()
+    for column, typecode in ((chunked.timestamp, "q"), (chunked.equity, "d"), (chunked.cash, "d"),
+                             (chunked.exposure, "d")):
+        assert isinstance(column, array) and column.typecode == typecode
 
 
 @pytest.mark.parametrize("fill_timing", ["next_open", "close"])

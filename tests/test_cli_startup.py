@@ -28,7 +28,7 @@ sys.stdout.flush()
 print(json.dumps(sorted(name for name in {HEAVY!r} if name in sys.modules)), file=sys.stderr)
 """
 
-COMMANDS = ["", "backtest", "start", "status", "logs", "metrics", "metrics serve", "report", "check", "optimize",
+COMMANDS = ["", "backtest", "start", "status", "logs", "control", "metrics", "metrics serve", "report", "check", "optimize",
             "runs", "runs create", "runs ls", "runs start", "runs logs", "runs show"]
 
 
@@ -55,6 +55,7 @@ def test_reading_runs_and_clients_import_no_heavy_library(tmp_path: Path) -> Non
     assert imported("runs", "logs", "nothing", cwd=tmp_path) == []
     assert imported("status", "http://127.0.0.1:9", "--timeout", "0.5") == []
     assert imported("logs", "http://127.0.0.1:9", "--timeout", "0.5") == []
+    assert imported("control", "http://127.0.0.1:9", "close", "3", "--timeout", "0.5") == []
 
 
 def test_the_probe_sees_a_heavy_import() -> None:

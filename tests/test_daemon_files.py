@@ -180,3 +180,21 @@ def test_the_executor_starts_in_safe_mode_after_a_crash_it_could_not_write_down(
     assert status["safe_mode"] is True, status
     assert "1 crashes within 60 minutes" in status["safe_mode_reason"]
     assert status["crash_count"] == 1
+
+
+def test_an_executor_killed_before_its_first_save_starts_again(tmp_path: Path, executors: list) -> None:
+    """The ``started`` line is committed before the first cycle saves a state; kill -9 in between (here
+    the first cycle is an hour away, so the moment is certain) used to leave a ledger the next start
+    refused as damaged (exit 3: "zero-length, empty document") — the CI failure of the test above,
+    when the file-size limit landed in that moment on a busy machine."""
+    first = Executor(tmp_path / "first", "--replay-seconds", "3600")
+    executors.append(first)
+    journal = RunFiles(first.state_dir).journal
+    wait_for(lambda: journal.exists() and b'"started"' in journal.read_bytes(), what="the committed started line")
+    first.kill()
+
+    again = Executor(tmp_path / "again", "--replay-seconds", "0.05", state_dir=first.state_dir)
+    executors.append(again)
+    status = again.wait_status(lambda s: s["status"] in ("running", "complete") and s["cycles"] >= 1)
+    assert status["safe_mode"] is False, status
+    assert journal.read_bytes().count(b'"started"') == 2  # the first run's line was kept, not lost

@@ -35,7 +35,7 @@ from tradeexecutor.data.source import load_market
 from tradeexecutor.engine.schedule import cycle_times
 from tradeexecutor.errors import ConfigError, StateCorruptError, StateLockedError
 from tradeexecutor.ledger import load_state
-from tradeexecutor.runstate import CrashFile, RunStatus
+from tradeexecutor.runstate import CrashFile, RunState, RunStatus
 from tradeexecutor.settings import DaemonConfig
 from tradeexecutor.state import Order, State
 from tradeexecutor.store.journal import Journal
@@ -600,6 +600,16 @@ def test_publication_interval_stretches_with_the_cost_of_publishing() -> None:
     assert publication_due(10.0, 24.0, 2.0, 1.4)
 
 
+def _chart_setting() -> tuple[LoadedStrategy, FakeClock, RunState, ReplayFeed]:
+    """What the chart tests publish from: the SMA strategy, two months of bars with the first delivered."""
+    strategy = load_strategy(Path(__file__).parent / "strategies" / "daemon_sma.py")
+    market, _ = load_market([], strategy.instruments, start="2005-01-01", end="2005-03-01")
+    clock = FakeClock(T0)
+    feed = ReplayFeed(market, monotonic=clock.monotonic)
+    feed.advance()
+    return strategy, clock, RunState.create("charts", mode="paper", now=T0), feed
+
+
 def test_charts_are_sent_after_the_first_cycle_then_at_the_interval_stretched_by_their_cost() -> None:
     """The first cycle sends the whole series; later ones wait for the interval, and for the renderer.
 
@@ -607,14 +617,8 @@ def test_charts_are_sent_after_the_first_cycle_then_at_the_interval_stretched_by
     renderer's process keeps at most that share of a CPU busy however long the history grows.
     """
     from tradeexecutor.daemon.publish import CHART_TIME_SHARE, Publisher
-    from tradeexecutor.runstate import RunState
 
-    strategy = load_strategy(Path(__file__).parent / "strategies" / "daemon_sma.py")
-    market, _ = load_market([], strategy.instruments, start="2005-01-01", end="2005-03-01")
-    clock = FakeClock(T0)
-    runstate = RunState.create("charts", mode="paper", now=T0)
-    feed = ReplayFeed(market, monotonic=clock.monotonic)
-    feed.advance()
+    strategy, clock, runstate, feed = _chart_setting()
     publisher = Publisher(runstate, feed, clock, chart_seconds=0.1)
     renderer = publisher.renderer
     assert renderer is not None
@@ -659,6 +663,35 @@ def test_charts_are_sent_after_the_first_cycle_then_at_the_interval_stretched_by
         for k in range(1, len(sent)):  # a cycle every 0.1 s: the first one at or after the stretched interval sends
             wanted = max(0.1, costs[k] / CHART_TIME_SHARE)
             assert wanted - 1e-9 <= sent[k] - sent[k - 1] < wanted + 0.1 + 1e-9, (sent, costs)
+    finally:
+        publisher.close()
+
+
+def test_charts_drawn_by_a_renderer_that_was_still_starting_name_it_in_status() -> None:
+    """The first cycle ends while the renderer's process is still importing matplotlib: the charts wait
+    and are drawn when it is ready (the loop's charts job, which runs no ``progress``). /status must then
+    name the renderer that drew them; it said ``chart_renderer_pid: None`` until another job ran, which a
+    busy machine (slow renderer start) made visible to test_daemon_charts."""
+    from tradeexecutor.daemon.publish import Publisher
+
+    strategy, clock, runstate, feed = _chart_setting()
+    woken = threading.Event()
+    publisher = Publisher(runstate, feed, clock, chart_seconds=1, wake=woken.set)
+    renderer = publisher.renderer
+    assert renderer is not None
+    state = new_state_for(strategy)
+    state.valuations.append(0, 10_000.0, 10_000.0, 0.0)
+    publisher.start()
+    try:
+        publisher.cycle_done(state, 0, None)  # the renderer's process cannot be ready yet (it imports matplotlib)
+        assert runstate.snapshot().extra["chart_renderer_pid"] is None and not runstate.image_keys()
+        assert woken.wait(120)  # the renderer became idle and asks the loop for the waiting charts
+        publisher.send_charts(state)  # what the loop's charts job does
+        assert renderer.wait_idle(120) and runstate.image_keys()
+        status = runstate.snapshot()
+        assert status.visualisation_updated_at is not None
+        assert status.extra["chart_renderer_pid"] == renderer.pid is not None
+        assert status.extra["chart_render_seconds"] == round(renderer.last_cost, 3) > 0
     finally:
         publisher.close()
 

@@ -133,8 +133,10 @@ def test_a_failed_commit_leaves_the_previous_job_and_the_next_writes_everything(
     ledger.save(state)
     committed = dumps_state(state)
     run_cycle(state, 1)
-    state.valuations.equity[-1] = "not a number"  # type: ignore[call-overload]
-    with pytest.raises((ValueError, TypeError)):
+    # The valuation rows are written last in the transaction; SQLite stores NaN as NULL, which the
+    # column's NOT NULL refuses (the typed column itself refuses a non-number before any commit).
+    state.valuations.equity[-1] = float("nan")
+    with pytest.raises((ValueError, TypeError, sqlite3.IntegrityError)):
         ledger.save(state)
     assert dumps_state(reloaded(path)) == committed
     state.valuations.equity[-1] = 1.0
@@ -166,6 +168,47 @@ def test_a_ledger_created_but_never_committed_loads_as_new(tmp_path: Path) -> No
     state = new_state()
     ledger.save(state)
     assert dumps_state(reloaded(path)) == dumps_state(state)
+
+
+def test_journal_lines_committed_before_any_state_leave_a_ledger_that_loads_as_new(tmp_path: Path) -> None:
+    """The daemon commits its ``started`` line before the first cycle saves a state; a process that ends
+    in between (killed, or its first save failing on a full disk) used to leave job 1 with no head
+    document, refused at the next start as "damaged content (... zero-length, empty document ...)"."""
+    path = tmp_path / "ledger.sqlite"
+    ledger = Ledger(path, now=lambda: T0)
+    ledger.append("started", {"cursor": -1})
+    ledger.flush()
+    ledger.append("crashed", {"job": "cycle"})
+    ledger.close()  # close flushes the crash's line, again with no state
+    conn = sqlite3.connect(path)
+    assert conn.execute("SELECT job, json FROM head").fetchone() == (0, b"")  # no job without a document
+    conn.close()
+    again = Ledger(path, now=lambda: T0)
+    assert again.load() is None  # a new executor, not a refusal
+    state = new_state()
+    run_cycle(state, 0)
+    again.save(state)
+    again.close()
+    assert dumps_state(reloaded(path)) == dumps_state(state)
+    conn = sqlite3.connect(path)
+    assert conn.execute("SELECT job, event FROM journal ORDER BY seq").fetchall() == [(1, "started"), (1, "crashed")]
+    assert conn.execute("SELECT job FROM head").fetchone() == (1,)
+
+
+def test_a_ledger_older_versions_left_with_a_job_but_no_state_loads_as_new(tmp_path: Path) -> None:
+    """What the bug above left behind on disk is not damage: such a ledger starts as new, while an empty
+    document whose checksum says it had content is still refused."""
+    path = tmp_path / "ledger.sqlite"
+    ledger = Ledger(path)
+    ledger._writer()  # noqa: SLF001 - the created ledger, as the old code's journal-only commit found it
+    ledger.close()
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE head SET job = 3")
+    assert Ledger(path).load() is None
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE head SET crc = 12345")
+    with pytest.raises(StateCorruptError, match=r"ledger\.sqlite: damaged content \(the head row is damaged"):
+        Ledger(path).load()
 
 
 def test_a_refused_ledger_is_never_written(tmp_path: Path) -> None:

@@ -85,8 +85,9 @@ def test_kill_9_at_random_instants_over_hundreds_of_restarts(tmp_path: Path) -> 
     path = tmp_path / "ledger.sqlite"
     rng = random.Random(2024)
     restarts, progress = 0, []
-    deadline = time.monotonic() + 240
-    while restarts < 220 and time.monotonic() < deadline:
+    # A count, not a time limit: a machine whose cores are busy with other work takes longer per restart,
+    # and a test that asks for the 200+ kills within a fixed time would fail there for no fault.
+    while restarts < 210:
         process = subprocess.Popen([sys.executable, str(WRITER), str(path)], stdout=subprocess.PIPE,
                                    stderr=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(WRITER.parent)})
         try:
@@ -103,7 +104,6 @@ def test_kill_9_at_random_instants_over_hundreds_of_restarts(tmp_path: Path) -> 
         restarts += 1
         state = check_ledger(path) if path.exists() else None
         progress.append(state.cycles_completed if state is not None else 0)
-    assert restarts >= 200, f"only {restarts} restarts within the time limit"
     assert progress[-1] > 200, progress[-10:]  # the writer did real work between kills
     assert progress == sorted(progress), "a committed cycle was lost across a restart"
 

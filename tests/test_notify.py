@@ -245,6 +245,27 @@ def test_a_full_queue_drops_the_oldest_low_priority_message_first() -> None:
     assert sender.counts()[("webhook", "crash", "dropped")] == 4
 
 
+def test_a_message_being_sent_at_the_shutdown_deadline_is_counted_once_as_dropped() -> None:
+    """The race behind test_a_slow_channel_never_holds_up_the_loop: a message taken off the queue and
+    still unanswered when close()'s deadline passes used to be counted nowhere until (and unless) the
+    send ended later; now close counts it as dropped and the late answer adds nothing."""
+    with LoopbackEndpoint() as slow:
+        slow.hold()
+        sender = notifier(slow.url, cooldown_seconds=0, flush_seconds=0)
+        (channel,) = sender.senders
+        sender.submit(_msg("order_filled", 0))
+        deadline = time.monotonic() + 60
+        while channel.queued() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert channel.queued() == 0 and channel.pending() == 1  # taken by the thread, unanswered
+        sender.close()
+        assert sender.counts() == {("webhook", "order_filled", "dropped"): 1}  # counted at once, not later
+        slow.release()  # now the endpoint answers the request close() gave up on
+        assert channel.wait_idle(60)
+        assert slow.wait_for(lambda posts: len(posts) == 1, what="the late request")
+    assert sender.counts() == {("webhook", "order_filled", "dropped"): 1}  # and still exactly once
+
+
 # -- failures -----------------------------------------------------------------------------------
 
 

@@ -37,6 +37,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from tradeexecutor.backtest import run_backtest
+from tradeexecutor.control import ActionReply, ActionRequest, ActionResult, Outcome
 from tradeexecutor.data.source import load_market
 from tradeexecutor.layout import RunFiles
 from tradeexecutor.runstate import RunState, image_key
@@ -65,10 +66,19 @@ class Recorder:
     calls: list[str] = field(default_factory=list)
     #: Targets the cast sink got.
     casts: list[str | None] = field(default_factory=list)
+    #: Operator jobs the action sink got.
+    jobs: list[ActionRequest] = field(default_factory=list)
 
     def __call__(self, command: str) -> bool:
         self.calls.append(command)
         return True
+
+    def ask(self, request: ActionRequest) -> ActionReply:
+        """The action sink: every job is done at once (the loop's own answers are tested with a real loop)."""
+        self.jobs.append(request)
+        reply = ActionReply()
+        reply.set(ActionResult(Outcome.done, f"{request.command} done", {"recorded": True}))
+        return reply
 
     def cast(self, target: str | None) -> bool:
         self.casts.append(target)
@@ -140,7 +150,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveExecutor]:
                                             None, sys.exc_info()))
     sink = Recorder()
     options = WebhookOptions(files=files, auth_username=USER, auth_password=PASSWORD, command_sink=sink,
-                             cast_sink=sink.cast, log_buffer=log_buffer, health_grace_seconds=3600)
+                             cast_sink=sink.cast, action_sink=sink.ask, log_buffer=log_buffer, health_grace_seconds=3600)
     with WebhookServer(create_app(runstate, options=options), port=0, threads=4) as server:
         yield LiveExecutor(server, sink, runstate)
 
@@ -186,17 +196,19 @@ def test_every_operation_conforms(live: LiveExecutor, api: Any) -> None:
     assert all(seen[label] for label in labels), seen
     for label in ("GET /status", "GET /summary", "GET /visualisation", "GET /healthz", "GET /metrics",
                   "GET /logs", "GET /logs/technical", "GET /state", "GET /positions", "GET /orders.csv",
-                  "GET /metadata", "GET /", "GET /api/openapi.yaml", "POST /control/stop", "POST /control/cast"):
+                  "GET /metadata", "GET /", "GET /api/openapi.yaml", "POST /control/stop", "POST /control/cast",
+                  "GET /control", "POST /control/close", "POST /control/close-all", "POST /control/reload-params"):
         if label in seen:
             assert 200 in seen[label] or 202 in seen[label], (label, seen[label])
     assert {"stop", "pause", "resume", "cycle_now"} <= set(live.sink.calls)
     assert live.sink.casts, "generated cast targets reached the sink"
+    assert {"close", "close_all", "reload_params"} <= {job.command for job in live.sink.jobs}
     assert time.monotonic() - started < 120
 
 
 def test_without_credentials_everything_but_the_probes_is_401(live: LiveExecutor, api: Any) -> None:
     """The same operations without auth: a documented 401 (the probes stay open), never a 5xx."""
-    calls_before, casts_before = list(live.sink.calls), list(live.sink.casts)
+    calls_before, casts_before, jobs_before = list(live.sink.calls), list(live.sink.casts), list(live.sink.jobs)
     for operation in _operations(api):
         parameters = {"name": "dashboard.css"} if "{name}" in operation.path else {}
         case = operation.Case(path_parameters=parameters)
@@ -204,23 +216,26 @@ def test_without_credentials_everything_but_the_probes_is_401(live: LiveExecutor
         expected = 200 if operation.path in ("/ping", "/healthz") else 401
         assert response.status_code == expected, (operation.label, response.status_code)
         case.validate_response(response, checks=CHECKS)
-    assert live.sink.calls == calls_before and live.sink.casts == casts_before
+    assert live.sink.calls == calls_before and live.sink.casts == casts_before and live.sink.jobs == jobs_before
 
 
 #: GET operations whose query parameters are validated (the rest take none).
 QUERY_OPERATIONS = ("GET /logs", "GET /logs/technical", "GET /positions", "GET /visualisation")
+#: POST operations whose JSON bodies are validated against the document.
+BODY_OPERATIONS = ("POST /control/close", "POST /control/close-all", "POST /control/reload-params")
 
 
-def test_query_parameters_take_exactly_what_the_document_declares(live: LiveExecutor) -> None:
-    """Values outside the declared schema (an empty ``level=``, a ``since`` of no declared form) are
-    refused with a 4xx, and every value the schema allows is accepted: code and document agree.
+def test_query_parameters_and_bodies_take_exactly_what_the_document_declares(live: LiveExecutor) -> None:
+    """Values outside the declared schema (an empty ``level=``, a ``since`` of no declared form, a
+    ``position_id`` of 0, a parameter given as a list) are refused with a 4xx, and every value the
+    schema allows is accepted: code and document agree.
 
     Undeclared parameters are not generated: they are ignored by design (the dashboard adds ``v=``).
     """
     strict = schemathesis.openapi.from_url(f"{live.server.url}/api/openapi.yaml", headers=AUTH, timeout=10)
     strict.config.generation.update(allow_extra_parameters=False)
-    operations = [op for op in _operations(strict) if op.label in QUERY_OPERATIONS]
-    assert sorted(op.label for op in operations) == sorted(QUERY_OPERATIONS)
+    operations = [op for op in _operations(strict) if op.label in QUERY_OPERATIONS + BODY_OPERATIONS]
+    assert sorted(op.label for op in operations) == sorted(QUERY_OPERATIONS + BODY_OPERATIONS)
     failures: list[str] = []
     for operation in operations:
         for mode, check in ((GenerationMode.NEGATIVE, negative_data_rejection),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from array import array
 from datetime import UTC, datetime, timedelta
 from enum import Enum
 from typing import Any, cast
@@ -157,10 +158,10 @@ def valuation_series(draw: st.DrawFn) -> ValuationSeries:
     n = draw(st.integers(min_value=0, max_value=5))
     column = st.lists(floats, min_size=n, max_size=n)
     return ValuationSeries(
-        timestamp=draw(st.lists(ints, min_size=n, max_size=n)),
-        equity=draw(column),
-        cash=draw(column),
-        exposure=draw(column),
+        timestamp=array("q", draw(st.lists(ints, min_size=n, max_size=n))),
+        equity=array("d", draw(column)),
+        cash=array("d", draw(column)),
+        exposure=array("d", draw(column)),
     )
 
 

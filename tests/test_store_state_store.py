@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+from array import array
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -514,7 +515,8 @@ def test_replacing_valuation_series_or_lists_forces_a_snapshot(tmp_path: Path) -
     store = StateStore(tmp_path)
     state = history_state(10)
     store.save(state)
-    state.valuations = ValuationSeries(timestamp=[1], equity=[2.0], cash=[3.0], exposure=[0.0])
+    state.valuations = ValuationSeries(timestamp=array("q", [1]), equity=array("d", [2.0]), cash=array("d", [3.0]),
+                                       exposure=array("d", [0.0]))
     store.save(state)
     assert store.snapshot_path.read_bytes() == dumps_state(state)
     state.portfolio = Portfolio(cash=5.0)

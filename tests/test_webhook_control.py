@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from tradeexecutor.control import ACTIONS, ActionReply, ActionRequest, ActionResult, Outcome
 from tradeexecutor.runstate import RunState
 from tradeexecutor.webhook import WebhookServer, create_app
 from tradeexecutor.webhook.control import AUTH_REQUIRED_MESSAGE
@@ -140,3 +141,122 @@ def test_failing_sink_is_503_without_details() -> None:
 def test_unknown_control_path_is_404(secured: WebhookServer) -> None:
     status, _, payload = call(secured, "/control/explode", headers=GOOD)
     assert status == 404 and payload["status"] == 404
+
+
+# -- job actions: close, close-all, reload-params -----------------------------------------------
+
+JOBS = {"/control/close": ("close", b'{"position_id": 3}'), "/control/close-all": ("close_all", b""),
+        "/control/reload-params": ("reload_params", b'{"parameters": {"fast": 10}}')}
+
+
+class Answering:
+    """An action sink that answers each job as told (or never, like a loop busy with a long job)."""
+
+    def __init__(self, result: ActionResult | None) -> None:
+        self.result = result
+        self.jobs: list[ActionRequest] = []
+
+    def __call__(self, request: ActionRequest) -> ActionReply:
+        self.jobs.append(request)
+        reply = ActionReply()
+        if self.result is not None:
+            reply.set(self.result)
+        return reply
+
+
+def serve_jobs(result: ActionResult | None, **options: Any) -> tuple[WebhookServer, Answering]:
+    answering = Answering(result)
+    settings: dict[str, Any] = {"auth_username": USER, "auth_password": PASSWORD, "action_sink": answering,
+                                **options}
+    return serve(**settings), answering
+
+
+@pytest.mark.parametrize("path", JOBS)
+def test_a_job_is_answered_with_what_the_loop_did(path: str) -> None:
+    command, body = JOBS[path]
+    server, answering = serve_jobs(ActionResult(Outcome.done, "closed position 3", {"cash": 1.5}))
+    with server:
+        status, _, payload = call(server, path, headers={**GOOD, "Content-Type": "application/json"}, body=body)
+    assert status == 200
+    assert payload == {"command": command, "outcome": "done", "message": "closed position 3",
+                       "details": {"cash": 1.5}}
+    [job] = answering.jobs
+    assert job.command == command and job.by == USER  # who asked goes to the journal
+    assert job.position_id == (3 if command == "close" else None)
+    assert job.parameters == ({"fast": 10} if command == "reload_params" else None)
+
+
+@pytest.mark.parametrize(("outcome", "status"), [(Outcome.not_found, 404), (Outcome.conflict, 409),
+                                                 (Outcome.invalid, 400), (Outcome.failed, 503)])
+def test_the_loops_refusal_becomes_a_4xx_with_its_reason(outcome: Outcome, status: int) -> None:
+    server, _ = serve_jobs(ActionResult(outcome, "no position 3; open positions: 1, 2"))
+    with server:
+        code, _, payload = call(server, "/control/close", headers=GOOD, body=b'{"position_id": 3}')
+    assert code == status
+    assert payload == {"error": "no position 3; open positions: 1, 2", "status": status, "command": "close",
+                       "outcome": outcome.value}
+
+
+def test_a_busy_loop_gets_202_and_the_journal_tells() -> None:
+    server, answering = serve_jobs(None, action_wait_seconds=0.2)
+    with server:
+        status, _, payload = call(server, "/control/close-all", headers=GOOD)
+    assert status == 202 and payload["accepted"] is True and "journal" in payload["message"]
+    assert len(answering.jobs) == 1
+
+
+@pytest.mark.parametrize(("path", "body", "message"), [
+    ("/control/close", b"", "position_id must be a position id"),
+    ("/control/close", b'{"position_id": 0}', "position_id must be a position id"),
+    ("/control/close", b'{"position_id": "3"}', "position_id must be a position id"),
+    ("/control/close", b'{"position_id": true}', "position_id must be a position id"),
+    ("/control/close", b'{"position_id": 3, "all": true}', "unknown field 'all'"),
+    ("/control/close", b"[3]", "must be a JSON object"),
+    ("/control/close", b"{nope", "must be JSON"),
+    ("/control/close-all", b'{"position_id": 3}', "unknown field 'position_id'"),
+    ("/control/reload-params", b'{"fast": 10}', "unknown field 'fast'"),
+    ("/control/reload-params", b'{"parameters": {}}', "at least one"),
+    ("/control/reload-params", b'{"parameters": {"fast": [1, 2]}}', "'fast' must be a single value"),
+    ("/control/reload-params", b'{"parameters": {"fast": null}}', "'fast' must be a single value"),
+])
+def test_a_bad_body_is_400_and_never_reaches_the_loop(path: str, body: bytes, message: str) -> None:
+    server, answering = serve_jobs(ActionResult(Outcome.done, "done"))
+    with server:
+        status, _, payload = call(server, path, headers=GOOD, body=body)
+    assert status == 400 and message in payload["error"], payload
+    assert answering.jobs == []
+
+
+@pytest.mark.parametrize("path", JOBS)
+def test_jobs_need_credentials_and_configured_auth(path: str) -> None:
+    server, answering = serve_jobs(ActionResult(Outcome.done, "done"))
+    with server:
+        assert call(server, path, body=JOBS[path][1])[0] == 401
+    open_server, open_answering = serve_jobs(ActionResult(Outcome.done, "done"), auth_username=None, auth_password=None)
+    with open_server:
+        status, _, payload = call(open_server, path, headers=GOOD, body=JOBS[path][1])
+    assert status == 403 and payload["error"] == AUTH_REQUIRED_MESSAGE
+    assert answering.jobs == [] and open_answering.jobs == []
+
+
+def test_the_routes_are_the_shared_list_of_actions() -> None:
+    """Every action of tradeexecutor.control.ACTIONS is a route, and nothing else is under /control but cast."""
+    with serve(auth_username=USER, auth_password=PASSWORD) as server:
+        for action in ACTIONS:
+            status, _, payload = call(server, f"/control/{action.name}", headers=GOOD,
+                                      body=JOBS.get(f"/control/{action.name}", ("", b""))[1])
+            assert status == 503 and payload["command"] == action.command, (action.name, payload)
+
+
+def test_get_control_lists_the_actions_and_says_whether_they_are_taken() -> None:
+    server, _ = serve_jobs(ActionResult(Outcome.done, "done"), command_sink=Recorder())
+    with server:
+        status, _, payload = call(server, "/control", method="GET", headers=GOOD)
+    assert status == 200 and payload["enabled"] is True and payload["reason"] == ""
+    assert [a["name"] for a in payload["actions"]] == [a.name for a in ACTIONS]
+    with serve() as open_server:
+        status, _, payload = call(open_server, "/control", method="GET")
+    assert status == 200 and payload["enabled"] is False and payload["reason"] == AUTH_REQUIRED_MESSAGE
+    with serve(auth_username=USER, auth_password=PASSWORD) as loopless:
+        payload = call(loopless, "/control", method="GET", headers=GOOD)[2]
+    assert payload["enabled"] is False and "no loop" in payload["reason"]

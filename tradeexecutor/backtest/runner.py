@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pandas as pd
 
-from tradeexecutor.backtest.curve import Holdings, equity_curve
+from tradeexecutor.backtest.curve import Holdings, append_curve
 from tradeexecutor.config import EngineConfig
 from tradeexecutor.data.market import MarketData
 from tradeexecutor.engine.engine import Engine, EventSink
@@ -63,8 +63,9 @@ def run_backtest(
 ) -> BacktestResult:
     """Process every bar of ``market``; cycles fire on the strategy's cycle boundaries.
 
-    Valuations are gathered in numpy columns and stored in the state once at the end, so that a
-    million-bar run records every valuation without a Python object per row. ``progress`` is
+    Valuations are built at the end from the holdings recorded at fills and written into the
+    state's typed columns in chunks, so that a million-bar run records every valuation without a
+    Python object per row. ``progress`` is
     called with the number of steps done every 10,000 steps.
     """
     config = config or EngineConfig()
@@ -121,9 +122,7 @@ def run_backtest(
     cycle_steps = due.nonzero()[0]
     cycles = len(cycle_steps)
     last_cycle = int(due[cycle_steps[-1]]) if cycles else 0
-    equity, cash, exposure = equity_curve(holdings, market)
-    state.valuations.extend((market.timeline_ns // 1_000_000).tolist(), equity.tolist(), cash.tolist(),
-                            exposure.tolist())
+    append_curve(holdings, market, state.valuations)
     state.cycles_completed = cycles
     if last_cycle:
         state.last_completed_cycle = pd.Timestamp(last_cycle, tz="UTC").to_pydatetime()

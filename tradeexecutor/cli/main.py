@@ -7,6 +7,7 @@ import click
 from tradeexecutor.cli.backtest_cmd import backtest_command
 from tradeexecutor.cli.check_cmd import check_command
 from tradeexecutor.cli.client_cmd import logs_command, status_command
+from tradeexecutor.cli.control_cmd import control_command
 from tradeexecutor.cli.exchange_sim_cmd import exchange_sim_command
 from tradeexecutor.cli.metrics_cmd import metrics_group, report_command
 from tradeexecutor.cli.optimize_cmd import optimize_command
@@ -26,6 +27,7 @@ cli.add_command(backtest_command)
 cli.add_command(start_command)
 cli.add_command(status_command)
 cli.add_command(logs_command)
+cli.add_command(control_command)
 cli.add_command(metrics_group)
 cli.add_command(report_command)
 cli.add_command(check_command)

@@ -81,18 +81,19 @@ def _build_and_run(config: DaemonConfig, log_buffer: RingBufferHandler | None, s
     from tradeexecutor.layout import RunFiles
     from tradeexecutor.runstate import RunState
     from tradeexecutor.webhook import WebhookServer, check_port_free, create_app
-    from tradeexecutor.webhook.options import CastSink, CommandSink, NotificationCounts, WebhookOptions
+    from tradeexecutor.webhook.options import ActionSink, CastSink, CommandSink, NotificationCounts, WebhookOptions
 
     check_port_free(config.host, config.port)  # before the state directory is made or locked
     signals.check("the settings were read")
 
     def web(runstate: RunState, command_sink: CommandSink | None,
             notification_counts: NotificationCounts | None = None,
-            cast_sink: CastSink | None = None) -> WebhookServer:
+            cast_sink: CastSink | None = None, action_sink: ActionSink | None = None) -> WebhookServer:
         options = WebhookOptions(
             source_enabled=config.webhook.source_enabled, files=RunFiles(config.state_dir),
             auth_username=config.webhook.username, auth_password=config.webhook.password,
             cors_origins=config.webhook.cors_origins, command_sink=command_sink, cast_sink=cast_sink,
+            action_sink=action_sink,
             health_grace_seconds=config.health.grace_seconds, data_stale_seconds=config.health.data_stale_seconds,
             log_buffer=log_buffer, notification_counts=notification_counts,
         )
@@ -114,7 +115,8 @@ def _build_and_run(config: DaemonConfig, log_buffer: RingBufferHandler | None, s
         daemon = build_daemon(config, signals=signals)
         try:
             server = web(daemon.runstate, daemon.commands.submit,
-                         daemon.notifier.counts if daemon.notifier is not None else None, daemon.commands.cast)
+                         daemon.notifier.counts if daemon.notifier is not None else None, daemon.commands.cast,
+                         daemon.commands.ask)
         except BaseException:
             daemon.close()
             raise

@@ -2,7 +2,8 @@
 
 Everything that asks the loop to do something is a :class:`Command` on one
 :class:`CommandQueue`: scheduler ticks (run the cycle, trigger-check or revaluation job),
-operator requests (pause, resume, run a cycle now, cast elsewhere) and stop requests (SIGTERM, SIGINT, an
+operator requests (pause, resume, run a cycle now, cast elsewhere, close positions, reload parameters)
+and stop requests (SIGTERM, SIGINT, an
 end condition). Only the loop's worker thread takes commands off the queue, so jobs never
 overlap and state is changed on that one thread.
 
@@ -22,6 +23,8 @@ import threading
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+
+from tradeexecutor.control import ActionReply, ActionRequest, ActionResult, Outcome
 
 __all__ = ["Command", "CommandKind", "CommandQueue", "JobKind"]
 
@@ -53,6 +56,12 @@ class CommandKind(StrEnum):
     resume = "resume"
     #: Cast chart data to another wallboard chart (``Command.target``; None stops casting).
     cast = "cast"
+    #: Close one open position (``Command.request.position_id``) at the current price.
+    close = "close"
+    #: Close every open position at the current price.
+    close_all = "close_all"
+    #: Change the running strategy's parameters (``Command.request.parameters``).
+    reload_params = "reload_params"
 
 
 @dataclass(frozen=True)
@@ -68,6 +77,10 @@ class Command:
     reason: str = ""
     #: For cast: the wallboard path or URL to cast to, None to stop.
     target: str | None = None
+    #: For operator jobs (close, close_all, reload_params): what was asked and by whom.
+    request: ActionRequest | None = None
+    #: For operator jobs: where the loop puts its answer.
+    reply: ActionReply | None = None
 
 
 @dataclass
@@ -89,6 +102,8 @@ class CommandQueue:
         self._tokens: queue.SimpleQueue[None] = queue.SimpleQueue()  # one token per queued command
         #: Ticks accepted and coalesced, per job kind.
         self.counters = _Counters()
+        #: Why the loop no longer reads the queue (None while it does): operator jobs are answered with it at once.
+        self.closed: str | None = None
 
     def put_tick(self, job: JobKind, scheduled_at: datetime | None = None) -> bool:
         """Queue a run of ``job``; False (and nothing queued) when one is already waiting."""
@@ -137,6 +152,37 @@ class CommandQueue:
         self.put(Command(CommandKind.cast, reason="control", target=target))
         return True
 
+    def ask(self, request: ActionRequest) -> ActionReply:
+        """Queue an operator job (close, close_all, reload_params); the loop answers through the reply.
+
+        The webhook's action sink: ``POST /control/close`` and its siblings end here. A command
+        name that is no job is a bug of the caller (ValueError), not an operator's mistake.
+        """
+        kind = CommandKind(request.command)
+        if kind not in (CommandKind.close, CommandKind.close_all, CommandKind.reload_params):
+            raise ValueError(f"{request.command} is not an operator job")
+        reply = ActionReply()
+        with self._lock:  # against close(): a job is either answered by the loop or refused here, never lost
+            if self.closed is None:
+                self.put(Command(kind, reason=request.by, request=request, reply=reply))
+                return reply
+        reply.set(ActionResult(Outcome.failed, self.closed))
+        return reply
+
+    def close(self, reason: str) -> None:
+        """The loop has ended: answer waiting operator jobs and later ones with ``reason`` instead of leaving them."""
+        with self._lock:
+            self.closed = reason
+        waiting: list[Command] = []
+        while True:
+            try:
+                waiting.append(self._queue.get_nowait())
+            except queue.Empty:
+                break
+        for command in waiting:
+            if command.reply is not None:
+                command.reply.set(ActionResult(Outcome.failed, reason))
+
     def get(self, timeout: float | None = None) -> Command | None:
         """The next command (stops first), waiting up to ``timeout`` seconds; None when none came."""
         try:
@@ -149,7 +195,10 @@ class CommandQueue:
         try:
             command = self._stops.get_nowait()
         except queue.Empty:
-            command = self._queue.get_nowait()
+            try:
+                command = self._queue.get_nowait()
+            except queue.Empty:  # close() answered it already
+                return None
         if command.kind is CommandKind.tick:
             with self._lock:
                 self._waiting.discard(command.job)  # type: ignore[arg-type]

@@ -37,6 +37,7 @@ _LEVELS = {
     "safe_mode": "warning",
     "stop_requested": "warning",
     "cast_failed": "warning",
+    "operator_refused": "warning",
     "crashed": "error",
     "error": "error",
 }

@@ -34,6 +34,13 @@ the strategy is no longer called and the loop goes on filling, checking triggers
 revaluing, the webhook reporting the reason (``/healthz`` 503). Otherwise the crash ends the
 loop and the runner applies the crash policy; the restarted executor decides that cycle again.
 
+Operator jobs. ``close``, ``close_all`` and ``reload_params`` (from the webhook's action sink) run
+as jobs of their own between the scheduled ones: the closes go through the engine's exit path
+(``Engine.close_now``, the one stop-losses take), new parameters are checked as at start-up and
+swapped in whole (``Engine.use_strategy``). Each journals ``operator_action`` or
+``operator_refused`` (who, what, result) and, when it changed something, saves it with those lines
+in one transaction; only then is the requester answered through the command's reply.
+
 Ending. ``stop`` (SIGTERM, SIGINT, ``--max-cycles``) finishes the running job, saves, sets
 status ``stopped``. The end of a replay sets ``complete``. An exception escaping a job sets
 ``error`` with the crash record. In each case ``run`` returns a :class:`LoopOutcome` and the
@@ -50,6 +57,7 @@ from datetime import datetime
 
 import pandas as pd
 
+from tradeexecutor.control import ActionRequest, ActionResult, Outcome
 from tradeexecutor.daemon.caster import Caster
 from tradeexecutor.daemon.commands import Command, CommandKind, CommandQueue, JobKind
 from tradeexecutor.daemon.crash import CrashRecorder, Watchdog
@@ -57,8 +65,11 @@ from tradeexecutor.daemon.publish import Publisher
 from tradeexecutor.data.feed import PriceFeed
 from tradeexecutor.engine.engine import CycleReport, Engine, EventSink
 from tradeexecutor.engine.schedule import CycleSchedule
+from tradeexecutor.errors import UserInputError
 from tradeexecutor.ledger import Ledger
 from tradeexecutor.runstate import RunState, RunStatus
+from tradeexecutor.state import Position
+from tradeexecutor.strategy.loader import with_parameters
 
 __all__ = ["ExecutorLoop", "LoopOutcome"]
 
@@ -68,6 +79,9 @@ _COMMAND_EVENTS = {
     CommandKind.pause: "paused",
     CommandKind.resume: "resumed",
 }
+
+#: Operator commands that are jobs of their own: they journal their outcome and answer through the command's reply.
+_OPERATOR_JOBS = (CommandKind.close, CommandKind.close_all, CommandKind.reload_params)
 
 logger = logging.getLogger("tradeexecutor.daemon")
 
@@ -176,8 +190,12 @@ class ExecutorLoop:
     def handle(self, command: Command) -> None:
         """Do what one command asks, then commit the journal lines that no job committed."""
         if self.outcome is not None:
+            if command.reply is not None:
+                command.reply.set(ActionResult(Outcome.failed, self._ended()))
             return
         self._handle(command)
+        if self.outcome is not None:
+            self.commands.close(self._ended())
         if self.outcome is None or self.outcome.status is not RunStatus.error:
             self._guarded("journal", self.store.flush)
             return
@@ -187,7 +205,7 @@ class ExecutorLoop:
             logger.exception("the crash's journal lines could not be committed")
 
     def _handle(self, command: Command) -> None:
-        if command.kind not in (CommandKind.tick, CommandKind.cast):  # a cast journals its own outcome
+        if command.kind not in (CommandKind.tick, CommandKind.cast, *_OPERATOR_JOBS):  # these journal their outcome
             self.journal(_COMMAND_EVENTS.get(command.kind, command.kind.value), reason=command.reason)
         if command.kind is CommandKind.tick and command.job is not None:
             self._job_lag = self._lag_of(command)
@@ -205,6 +223,20 @@ class ExecutorLoop:
             self.operator_paused = command.kind is CommandKind.pause
             self._apply_pause()
             logger.info("%s by operator", "paused" if self.operator_paused else "resumed")
+        elif command.kind in _OPERATOR_JOBS and command.request is not None:
+            request = command.request
+            try:
+                self._guarded(command.kind.value, lambda: self._operator_job(request, command))
+            finally:
+                if command.reply is not None:  # set already unless the job crashed
+                    command.reply.set(ActionResult(Outcome.failed, f"{request.command} crashed the executor; "
+                                                                   "see /status for the crash"))
+            self._cast()
+
+    def _ended(self) -> str:
+        """Why operator jobs can no longer be done, once the loop has ended."""
+        status = self.outcome.status.value if self.outcome is not None else "ended"
+        return f"the executor has {'crashed' if status == 'error' else status}; it takes no more actions"
 
     def _guarded(self, job: str, body: Callable[[], None]) -> None:
         """Run ``body`` under the watchdog; an escaping exception ends the loop as a crash."""
@@ -270,6 +302,73 @@ class ExecutorLoop:
     def run_charts(self) -> None:
         """Send the chart renderer what changed, now that it is idle (nothing is saved: charts are not state)."""
         self.publisher.send_charts(self.state)
+
+    def _operator_job(self, request: ActionRequest, command: Command) -> None:
+        """An operator's close, close-all or reload-params: done, journaled (who, what, result) and committed as one
+        job, then answered through the command's reply (after the commit, so "done" means saved)."""
+        if request.command == CommandKind.reload_params:
+            result = self._reload_params(request)
+        else:
+            result = self._close(request)
+        self.journal("operator_action" if result.outcome is Outcome.done else "operator_refused",
+                     action=request.command, by=request.by, outcome=result.outcome.value, message=result.message,
+                     **result.details)
+        if result.outcome is Outcome.done:
+            self.store.save(self.state)  # the closes (or nothing) and the journal lines, in one transaction
+            parameters = result.details.get("parameters") if request.command == CommandKind.reload_params else None
+            self.publisher.operator_done(self.state, parameters)
+        logger.info("operator %s by %s: %s", request.command, request.by or "-", result.message)
+        if command.reply is not None:
+            command.reply.set(result)
+
+    def _close(self, request: ActionRequest) -> ActionResult:
+        """Close one position (``close``) or every open one (``close_all``) at the current bar's price."""
+        portfolio = self.state.portfolio
+        if request.command == CommandKind.close_all:
+            targets = list(portfolio.open_positions)
+            if not targets:
+                return ActionResult(Outcome.conflict, "no open positions to close")
+        else:
+            wanted = request.position_id
+            targets = [p for p in portfolio.open_positions if p.id == wanted]
+            if not targets:
+                if any(p.id == wanted for p in (*portfolio.closed_positions, *portfolio.failed_positions)):
+                    return ActionResult(Outcome.conflict, f"position {wanted} is already closed",
+                                        {"position_id": wanted})
+                open_ids = ", ".join(str(p.id) for p in portfolio.open_positions) or "none"
+                return ActionResult(Outcome.not_found, f"no position {wanted}; open positions: {open_ids}",
+                                    {"position_id": wanted})
+        step = self.feed.cursor
+        closed = [self._close_one(position, step, request.by or "operator") for position in targets]
+        self.engine.record_valuation(step)  # replaces the bar's row: the closes changed cash and value
+        equity, cash, _ = self.engine.valuation()
+        what = f"position {targets[0].id}" if request.command == CommandKind.close else f"{len(closed)} position(s)"
+        return ActionResult(Outcome.done, f"closed {what}; cash {cash:.2f}",
+                            {"closed": closed, "cash": round(cash, 8), "equity": round(equity, 8)})
+
+    def _close_one(self, position: Position, step: int, by: str) -> dict[str, object]:
+        """Close one position through the engine's exit path; what happened, JSON-safe."""
+        symbol = self.engine.symbol_of[position.instrument_id]
+        order = self.engine.close_now(position, step, by=by)
+        if order is None:
+            return {"position_id": position.id, "symbol": symbol, "quantity": 0.0,
+                    "note": "its opening order had not filled: cancelled"}
+        return {"position_id": position.id, "symbol": symbol, "order_id": order.id,
+                "client_order_id": order.client_order_id, "quantity": order.filled_quantity,
+                "price": order.average_fill_price, "fee": order.fees, "realised_pnl": order.realised_pnl}
+
+    def _reload_params(self, request: ActionRequest) -> ActionResult:
+        """New parameter values, checked as at start-up, used from the next cycle; refused with the reason, unchanged."""
+        old = dict(self.engine.strategy.parameters)
+        try:
+            strategy = with_parameters(self.engine.strategy, request.parameters or {})
+            self.engine.use_strategy(strategy)  # indicators recomputed first: a failure changes nothing
+        except UserInputError as exc:
+            return ActionResult(Outcome.invalid, str(exc), {"parameters": old})
+        new = dict(strategy.parameters)
+        changed = {name: {"old": old[name], "new": new[name]} for name in new if new[name] != old[name]}
+        names = ", ".join(f"{name} {c['old']!r} -> {c['new']!r}" for name, c in changed.items()) or "nothing changed"
+        return ActionResult(Outcome.done, f"parameters reloaded: {names}", {"changed": changed, "parameters": new})
 
     # -- steps --------------------------------------------------------------------------------
 

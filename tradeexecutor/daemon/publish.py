@@ -152,13 +152,25 @@ class Publisher:
         self.send_charts(state)
         self.progress(state)
 
+    def operator_done(self, state: State, parameters: dict[str, Any] | None = None) -> None:
+        """After an operator's job (a close, new parameters): figures, charts and files at once, not when due.
+
+        The operator is looking: the dashboard and ``/positions`` should show the closed position
+        now. ``parameters``, when they changed, go into /status and the published metadata.
+        """
+        if parameters is not None:
+            self._metadata["parameters"] = dict(parameters)
+            self.runstate.update(strategy_parameters=dict(parameters))
+        self.runstate.bump_refreshed(self.clock.now())
+        self.send_charts(state)
+        self.progress(state)
+        self.files_now(state, self.runstate.snapshot().summary_statistics or {})
+
     def progress(self, state: State) -> None:
         """Next cycle time, feed lag and when the newest data came (its age at scrape time), replay position."""
-        charts = {} if self.renderer is None else {
-            "chart_renderer_pid": self.renderer.pid, "chart_render_seconds": round(self.renderer.last_cost, 3)}
         extra = {
             **self._extra,
-            **charts,
+            **self._renderer_facts(),
             "replay_cursor": state.replay_cursor,
             "replay_bars": len(self.feed.market),
             "cycles_completed_total": state.cycles_completed,
@@ -244,13 +256,28 @@ class Publisher:
         if self.renderer is not None:
             self.renderer.close()
 
+    def _renderer_facts(self) -> dict[str, Any]:
+        """/status's ``extra`` about the renderer: its process (None while there is none) and its last cost."""
+        renderer = self.renderer
+        if renderer is None:
+            return {}
+        return {"chart_renderer_pid": renderer.pid, "chart_render_seconds": round(renderer.last_cost, 3)}
+
     def _images_drawn(self, images: dict[tuple[str, str, str], bytes], seconds: float) -> None:
-        """The renderer's thread: store a new set of images (clears ``visualisation_stale``)."""
-        self.runstate.set_images({image_key(*key): data for key, data in images.items()}, self.clock.now())
+        """The renderer's thread: store a new set of images (clears ``visualisation_stale``).
+
+        The renderer's facts change with them, in the same update: a status showing new charts names
+        the process that drew them. Left to the next job's ``progress``, /status showed the first
+        cycle's charts with no renderer (or, after a restart, the dead one) until another job ran.
+        """
+        with self.runstate.lock:
+            self.runstate.set_images({image_key(*key): data for key, data in images.items()}, self.clock.now())
+            self.runstate.update(extra={**self.runstate.extra, **self._renderer_facts()})
 
     def _charts_stale(self, reason: str) -> None:
-        """The renderer's thread: the renderer crashed or hung; the images shown are out of date."""
-        self.runstate.update(visualisation_stale=reason)
+        """The renderer's thread: the renderer crashed or hung; the images shown are out of date (and it is gone)."""
+        with self.runstate.lock:
+            self.runstate.update(visualisation_stale=reason, extra={**self.runstate.extra, **self._renderer_facts()})
 
 
     def _benchmark(self, step: int) -> dict[str, tuple[np.ndarray, np.ndarray, int]]:

@@ -294,6 +294,7 @@ def build_daemon(config: DaemonConfig, *, clock: Clock | None = None, journal: E
 
     runstate = RunState.create(strategy.path.stem, mode=config.mode, strategy_name=strategy.name,
                                strategy_version=strategy.version, source_code=strategy.source, now=clock.now())
+    runstate.update(strategy_parameters=dict(strategy.parameters))
     crash_file = CrashFile.for_state_dir(config.state_dir)
     crash_file.prepare()  # room to count a crash even if the disk fills up later
     try:

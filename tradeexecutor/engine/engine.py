@@ -241,6 +241,20 @@ class Engine:
             self.check_triggers(step)
             self.mark_to_market(step)
 
+    def use_strategy(self, strategy: LoadedStrategy) -> None:
+        """Go on with ``strategy`` — the same code with other parameters (``with_parameters``) — from the next cycle.
+
+        The indicators are computed again over the whole market with the new parameters before
+        anything is replaced, so a strategy whose indicators fail with them leaves the engine as it was.
+        """
+        indicators = compute_indicators(strategy.indicators, self.market, strategy.parameters,
+                                        check_causality=self.config.check_indicator_lookahead, where=str(strategy.path))
+        context = CycleContext(self.market, indicators, self.state, strategy.parameters, self.symbols)
+        context._set_instrument_ids(self.instrument_ids)
+        context._set_marker(self.mark_to_market)
+        context._set_paused(self.paused)
+        self.strategy, self.indicators, self.context, self._decide = strategy, indicators, context, strategy.decide
+
     def set_paused(self, paused: bool) -> None:
         """Stop (or allow again) new positions; ``ctx.paused`` shows it to the strategy, read-only."""
         self.paused = paused
@@ -338,24 +352,61 @@ class Engine:
                  int(bars.open_time_ns[index]), int(bars.close_time_ns[index]))]
 
     def _exit_on_trigger(self, position: Position, kind: str, level: float, price: float, at_ns: int) -> None:
+        fill = self._exit_now(position, price, at_ns, reference_price=level,
+                              cancelled=f"cancelled: position closed by {kind}", apply_slippage=kind != "take_profit",
+                              trigger=TriggerKind(kind))[1]
+        if self._journal:
+            self.events("trigger_fired", position_id=position.id, symbol=self.symbol_of[position.instrument_id],
+                        trigger=kind, trigger_price=level, price=fill.price, quantity=fill.quantity)
+
+    def close_now(self, position: Position, step: int, *, by: str) -> Order | None:
+        """Close ``position`` at once at the last close known at ``step`` (an operator's close).
+
+        The same path a stop-loss takes — open orders of the position cancelled, one close order
+        (its client order id names the position, as a trigger exit's does) filled by the venue
+        with its fees and slippage, the position retired — priced at the current bar instead of a
+        trigger level. Journals ``order_filled`` with ``by``. A position whose opening order has
+        not filled yet holds nothing to sell: its order is cancelled and it is retired, as the
+        strategy's ``close()`` does (None: no order).
+        """
+        if position.quantity <= 0:
+            at = _to_datetime(int(self.market.timeline_ns[step]))
+            for _, pending in self.pending:
+                if pending.position_id == position.id and not pending.is_terminal:
+                    accounting.cancel(pending, f"cancelled by {by} before it filled", at)
+            accounting.retire_position(self.state.portfolio, position)
+            return None
+        slot = self._slot[position.instrument_id]
+        index = int(self._last_closed[slot][step])
+        if index < 0:
+            raise ValueError(f"no closed bar of {self.symbol_of[position.instrument_id]} yet to price the close")
+        bars = self._bars[slot]
+        price = bars.close.item(index)
+        order, fill = self._exit_now(position, price, int(bars.close_time_ns[index]), reference_price=price,
+                                     cancelled=f"cancelled: position closed by {by}", note=f"closed by {by}")
+        self._filled_event(position, order, self.symbol_of[position.instrument_id], fill, by=by)
+        return order
+
+    def _exit_now(self, position: Position, price: float, at_ns: int, *, reference_price: float, cancelled: str,
+                  apply_slippage: bool = True, trigger: TriggerKind | None = None,
+                  note: str | None = None) -> tuple[Order, SimulatedFill]:
+        """Sell all of ``position`` at ``price`` now: the one exit path of triggers and operator closes."""
         at = _to_datetime(at_ns)
         order = self._new_order(position, _CLOSE, at, at_ns // 1_000_000, 0, quantity=position.quantity,
-                                reference_price=level, trigger=TriggerKind(kind))
+                                reference_price=reference_price, trigger=trigger, note=note, position_exit=True)
         for _, other in self.pending:
             if other.position_id == position.id and not other.is_terminal:
-                accounting.cancel(other, f"cancelled: position closed by {kind}", at)
+                accounting.cancel(other, cancelled, at)
         instrument = self.state.instrument(position.instrument_id)
         fill = self.venue.sell(instrument, price, quantity=position.quantity, held=position.quantity,
-                               closing=True, apply_slippage=kind != "take_profit")
+                               closing=True, apply_slippage=apply_slippage)
         order.transition(_SUBMITTING, at)
         accounting.apply_fill(self.state.portfolio, position, order, fill.quantity, fill.price, fill.fee, at,
                               slippage=fill.slippage, fee_currency=instrument.quote_currency)
         self.fills += 1
-        if self._journal:
-            self.events("trigger_fired", position_id=position.id, symbol=instrument.symbol, trigger=kind,
-                        trigger_price=level, price=fill.price, quantity=fill.quantity)
         if not position.is_open:
             accounting.retire_position(self.state.portfolio, position)
+        return order, fill
 
     # -- 3. marks ----------------------------------------------------------------------------
 
@@ -528,13 +579,13 @@ class Engine:
     def _new_order(self, position: Position, purpose: OrderPurpose, at: datetime, ms: int, seq: int, *,
                    quantity: float | None = None, value: float | None = None,
                    reference_price: float | None = None, note: str | None = None,
-                   trigger: TriggerKind | None = None) -> Order:
+                   trigger: TriggerKind | None = None, position_exit: bool = False) -> Order:
         """A created market order decided at ``at`` (``ms``, epoch milliseconds) with its client order id
-        (a trigger exit's id names the position)."""
+        (an exit of the whole position — a trigger's or an operator's — has an id naming the position)."""
         portfolio = self.state.portfolio
         side = _BUY if purpose is _OPEN or purpose is _INCREASE else _SELL
         cid = client_order_id_ms(self.run_key, ms, seq, purpose,
-                                 position_id=position.id if trigger is not None else None)
+                                 position_id=position.id if position_exit else None)
         order = Order(
             id=portfolio.next_order_id, client_order_id=cid, position_id=position.id,
             instrument_id=position.instrument_id, purpose=purpose, side=side, created_at=at, quantity=quantity,
@@ -606,11 +657,11 @@ class Engine:
             self._filled_event(position, order, instrument.symbol, fill)
         return True
 
-    def _filled_event(self, position: Position, order: Order, symbol: str, fill: SimulatedFill) -> None:
+    def _filled_event(self, position: Position, order: Order, symbol: str, fill: SimulatedFill, **extra: Any) -> None:
         self.events("order_filled", order_id=order.id, client_order_id=order.client_order_id,
                     position_id=position.id, symbol=symbol, purpose=order.purpose.value,
                     side=order.side.value, quantity=fill.quantity if order.is_buy else -fill.quantity,
-                    price=fill.price, fee=fill.fee)
+                    price=fill.price, fee=fill.fee, **extra)
 
     def _reject(self, position: Position, order: Order, reason: RejectReason, text: str, at: datetime) -> None:
         accounting.reject(order, reason, text, at)

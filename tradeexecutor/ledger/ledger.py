@@ -32,7 +32,7 @@ import os
 import sqlite3
 import uuid
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sized
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -82,7 +82,7 @@ class _Tracked:
     failed: list[Position]
     failed_count: int
     last_failed: Position | None
-    columns: tuple[list[Any], ...]
+    columns: tuple[Sized, ...]
     valuation_count: int
     instrument_count: int
     #: Open position id → (list index, JSON) as written.
@@ -198,6 +198,8 @@ class Ledger:
         self._read_done = False
         self._refusal: StateCorruptError | None = None
         self._tracked: _Tracked | None = None
+        #: True once the head row holds a state document (read from the file or committed since).
+        self._has_state = False
         self._pending: list[bytes] = []
         #: The published copy of the committed journal, or None.
         self.mirror = Path(mirror) if mirror is not None else None
@@ -230,6 +232,7 @@ class Ledger:
         self._refusal = None
         self._read_done = True
         self.job = content.job if content is not None else 0
+        self._has_state = content is not None
         self.ledger_id = content.ledger_id if content is not None else ""
         self._tracked = _Tracked.of(content.state) if content is not None else None
         return content
@@ -284,8 +287,12 @@ class Ledger:
                 data = head_json(state)
                 conn.execute(_UPSERT_HEAD, head_row(state, self.ledger_id, job, data))
                 written += len(data)
-            else:
+            elif self._has_state:
                 conn.execute("UPDATE head SET job = ?", (job,))
+            # else no state is committed yet (start-up's journal lines, or a crash's before the first
+            # save): the head keeps job 0 and no document, which tells a reader "no state yet" (a job
+            # number without a document would read as a damaged head); the lines carry the number the
+            # first state commit will have.
             written += self._write_journal(conn, job, lines)
             conn.execute("COMMIT")
         except BaseException:
@@ -293,7 +300,9 @@ class Ledger:
                 conn.execute("ROLLBACK")
             self._tracked = None  # what is durable is no longer known: the next commit writes everything
             raise
-        self.job = job
+        if state is not None or self._has_state:
+            self.job = job
+            self._has_state = True
         self._tracked = new_tracked
         self.last_commit_bytes = written
         if lines and self.mirror is not None:
@@ -412,6 +421,7 @@ class Ledger:
         fsync_directory(self.path.parent)
         self.ledger_id = ledger_id
         self._tracked = None
+        self._has_state = False
 
     def _write_all(self, conn: sqlite3.Connection, state: State) -> tuple[int, _Tracked]:
         """Replace every state row with ``state``'s."""

@@ -1,7 +1,7 @@
 """Counts of what happened to notifications, per channel and kind, for /metrics; thread-safe.
 
 Outcomes: ``sent`` and ``failed`` (the channel answered, or did not), ``dropped`` (a full queue,
-or still queued when shutdown's deadline passed) per channel; ``suppressed`` (held back by the
+or still queued or being sent when shutdown's deadline passed) per channel; ``suppressed`` (held back by the
 rate limit, so counted once, not per channel) with the channel ``""``.
 """
 

@@ -8,7 +8,10 @@ mode, health, risk, reconciliation) the oldest of those; each drop is counted. A
 logged by variable name and service, never the URL, and counted; it never raises.
 
 Shutdown (:meth:`ChannelSender.close`) stops taking messages and lets the thread send what is
-queued until a deadline; what is left then is counted as dropped.
+queued until a deadline; what is left then is counted as dropped — and so is a message still being
+sent at the deadline (its outcome is unknown to the notifier, which gives up waiting for it). Each
+message is counted exactly once: whichever of the delivery thread and ``close`` settles a message
+first counts it, under the queue's lock, so a send that ends after the deadline adds nothing.
 """
 
 from __future__ import annotations
@@ -55,6 +58,8 @@ class ChannelSender:
         self._cond = threading.Condition()
         self._closing = False
         self._sending = False
+        #: The message the thread is sending, until it or close() has counted it (guarded by _cond).
+        self._in_flight: Message | None = None
         self._thread = threading.Thread(target=self._run, name=f"notify-{transport.name}", daemon=True)
 
     def start(self) -> None:
@@ -107,9 +112,12 @@ class ChannelSender:
         with self._cond:
             left = list(self._queue)
             self._queue.clear()
+            abandoned, self._in_flight = self._in_flight, None
         for message in left:
             self._drop(message, "still queued when the shutdown deadline passed")
-        return len(left)
+        if abandoned is not None:
+            self._drop(abandoned, "still being sent when the shutdown deadline passed (its outcome is unknown)")
+        return len(left) + (1 if abandoned is not None else 0)
 
     def _victim(self, incoming: Message) -> Message:
         """What a full queue gives up: its oldest low-priority message, else the newcomer if low, else the oldest."""
@@ -132,18 +140,26 @@ class ChannelSender:
                     return
                 message = self._queue.popleft()
                 self._sending = True
+                self._in_flight = message
+            reason: str | None = "the delivery thread stopped"
             try:
-                self._deliver(message)
+                reason = self._send(message)
             finally:
                 with self._cond:
+                    mine = self._in_flight is message  # else close() gave up on it and counted it already
+                    self._in_flight = None
+                    if mine:
+                        self._count(message, reason)
                     self._sending = False
                     self._cond.notify_all()
 
-    def _deliver(self, message: Message) -> None:
+    def _send(self, message: Message) -> str | None:
         try:
-            reason = self.transport.send(message)
+            return self.transport.send(message)
         except Exception as error:  # noqa: BLE001 - a transport that breaks its promise still must not kill the thread
-            reason = f"{type(error).__name__}"
+            return f"{type(error).__name__}"
+
+    def _count(self, message: Message, reason: str | None) -> None:
         if reason is None:
             self.counters.add(self.transport.name, message.kind, "sent")
             logger.debug("notification %r sent via %s (%s)", message.kind, self.transport.variable,

@@ -155,6 +155,8 @@ class RunState(DataClassJsonMixin):
     strategy_name: str = ""
     #: sha256 of the strategy source.
     strategy_version: str = ""
+    #: The strategy's parameters as it runs with them now (changed by an operator's reload-params).
+    strategy_parameters: dict[str, Any] = field(default_factory=dict)
     #: When the next strategy cycle is due.
     next_cycle_at: datetime | None = datetime_field()
     #: Crashes recorded for this state directory (restored from crash.json at start-up).

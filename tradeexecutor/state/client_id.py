@@ -4,8 +4,8 @@ An id is ``te<run8>-<time>-<seq><letter>``: ``run8`` is 8 characters of a hash o
 identity (strategy name and the state's creation time), ``time`` the decision's time in epoch
 milliseconds in base 36, ``seq`` the intent's index among that decision's intents in their
 execution order (base 36, at least two digits) and ``letter`` the order's purpose. An order a
-trigger created uses the position id instead of an intent index, written ``p<position>``, so it
-cannot meet a cycle's ids. Ids stay within 36 characters of ``[A-Za-z0-9_-]``, which Binance
+trigger (or an operator's close) created uses the position id instead of an intent index, written
+``p<position>``, so it cannot meet a cycle's ids. Ids stay within 36 characters of ``[A-Za-z0-9_-]``, which Binance
 accepts as ``newClientOrderId``.
 """
 

@@ -25,6 +25,7 @@ functions below; ``tests/test_store_codec.py`` fails until you do.
 from __future__ import annotations
 
 import gc
+from array import array
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -105,9 +106,11 @@ def gc_paused() -> Iterator[None]:
 
 
 def _json_default(value: Any) -> Any:
-    """Encode what orjson does not know natively: datetime subclasses and numpy/pandas numbers."""
+    """Encode what orjson does not know natively: datetime subclasses, typed arrays and numpy/pandas numbers."""
     if isinstance(value, datetime):  # pandas.Timestamp and other subclasses
         return value.isoformat()
+    if isinstance(value, array):  # the valuation columns (state/valuation.py)
+        return value.tolist()
     if isinstance(value, Integral):
         return int(value)
     if isinstance(value, Real):
@@ -438,10 +441,13 @@ def _portfolio_from_dict(d: dict[str, Any]) -> Portfolio:
 
 
 def _valuations_from_dict(d: dict[str, Any]) -> ValuationSeries:
-    """The valuation columns from their dict; each column is copied into a new list."""
+    """The valuation columns from their dict; each column is copied into a new typed array."""
     kw = _fields(d, "valuations")
     for key, column in kw.items():
-        kw[key] = list(_list(column, f"valuation column {key!r}"))
+        try:
+            kw[key] = array("q" if key == "timestamp" else "d", _list(column, f"valuation column {key!r}"))
+        except OverflowError as exc:
+            raise ValueError(f"valuation column {key!r} holds a number out of range: {exc}") from exc
     return ValuationSeries(**kw)
 
 

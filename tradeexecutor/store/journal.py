@@ -16,7 +16,8 @@ Events the executor writes (:data:`EVENTS`; any other name is accepted too): sta
 complete, error, cycle_completed (``decisions``, ``planned``, ``executed``, ``rejected``,
 ``ignored``, ``duration``), order_planned, order_filled, order_rejected (``reason``),
 intent_ignored, trigger_fired (``trigger``, ``trigger_price``, ``price``), revalued, crashed,
-safe_mode, paused, resumed, stop_requested, daily_summary and the cast's cast_set, cast_stopped,
+safe_mode, paused, resumed, stop_requested, operator_action and operator_refused (``action``, ``by``,
+``outcome``, ``message``), daily_summary and the cast's cast_set, cast_stopped,
 cast_delivered and cast_failed. Like every file the loop writes, the
 journal must never hold a secret.
 
@@ -79,6 +80,8 @@ EVENTS: frozenset[str] = frozenset(
         "paused",
         "resumed",
         "stop_requested",
+        "operator_action",
+        "operator_refused",
         "daily_summary",
         "cast_set",
         "cast_stopped",

@@ -10,12 +10,12 @@ import inspect
 import sys
 import types
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from tradeexecutor.errors import StrategyLoadError
+from tradeexecutor.errors import ParameterError, StrategyLoadError
 from tradeexecutor.state.instrument import ASSET_TYPES
 from tradeexecutor.strategy.guard import check_strategy_code
 from tradeexecutor.strategy.intents import Intent
@@ -282,6 +282,24 @@ def load_strategy_source(source: str, path: str | Path, overrides: Mapping[str, 
         bar_frequency=bar_frequency,
         asset_types=asset_types,
     )
+
+
+def with_parameters(strategy: LoadedStrategy, changes: Mapping[str, Any]) -> LoadedStrategy:
+    """The same strategy with some parameters changed, checked exactly as at start-up; ParameterError says why not.
+
+    For a running executor (``reload-params``): values may be typed (JSON) or text (``fast=10``),
+    and the rest keep their running values. Symbol and bar-frequency parameters choose the data
+    the executor loaded at start, so changing them is refused: that needs a restart.
+    """
+    where = "reload-params"
+    if not changes:
+        raise ParameterError(f"{where}: no parameters given; name at least one, such as fast=10")
+    parameters = resolve_parameters(strategy.parameter_specs, {**strategy.parameters, **changes}, where)
+    for name, spec in strategy.parameter_specs.items():
+        if isinstance(spec, (Symbol, BarFrequency)) and parameters[name] != strategy.parameters[name]:
+            raise ParameterError(f"{where}: parameter {name!r} ({spec.kind}) chooses the data the executor loaded at "
+                                 f"start; restart it with -p {name}={parameters[name]} to change it")
+    return replace(strategy, parameters=parameters)
 
 
 def check_universe(strategy: LoadedStrategy, available: Mapping[str, str | None]) -> dict[str, str]:

@@ -5,12 +5,15 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
+from tradeexecutor.control import ActionReply, ActionRequest
 from tradeexecutor.layout import RunFiles
 from tradeexecutor.runstate.health import HealthLimits
 from tradeexecutor.runstate.logbuffer import RingBufferHandler
 
 #: Receives a control command name (stop, pause, resume, cycle_now) for the loop's queue; False when refused.
 CommandSink = Callable[[str], bool]
+#: Receives an operator job (close, close_all, reload_params) for the loop's queue; the loop answers through the reply.
+ActionSink = Callable[[ActionRequest], ActionReply]
 #: Receives a new cast target (a wallboard path or URL, None to stop) for the loop's queue; False when refused.
 CastSink = Callable[[str | None], bool]
 
@@ -34,6 +37,10 @@ class WebhookOptions:
     cors_origins: tuple[str, ...] = ()
     #: Where control requests go; None when the app runs without a loop (tests, `metrics serve`).
     command_sink: CommandSink | None = None
+    #: Where ``POST /control/close|close-all|reload-params`` go; None when the app runs without a loop.
+    action_sink: ActionSink | None = None
+    #: Seconds a job action waits for the loop's answer before answering 202 (the journal tells the rest).
+    action_wait_seconds: float = 10.0
     #: Where ``POST /control/cast`` sends the new target; None when the app runs without a loop.
     cast_sink: CastSink | None = None
     #: /healthz fails when the next cycle is later than this many seconds.

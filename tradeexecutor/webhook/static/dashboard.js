@@ -12,12 +12,18 @@
  * ?refresh=<seconds> changes the 10 s refresh period (1 to 3600); ?journal=all shows routine journal
  * events (cycles that decided nothing, revaluations) too. While the executor runs, /status is also
  * asked every 2 s whether a new chart was drawn, and the page refreshes as soon as one was.
+ *
+ * Operator actions (pause, resume, close one position, close all, reload parameters) are buttons
+ * shown only when GET /control says this executor takes them (auth configured, a loop running)
+ * and the executor runs; each opens a confirmation saying what will happen in this mode before
+ * anything is sent, and the executor's answer (done, or refused with the reason) shows under them.
  */
 "use strict";
 
 (() => {
   const DEFAULT_REFRESH_SECONDS = 10;
   const REQUEST_TIMEOUT_MS = 8000;
+  const ACTION_TIMEOUT_MS = 30000; // the executor waits up to 10 s for its loop to do an action
   const CHART_WATCH_SECONDS = 2; // how often a running executor is asked whether a new chart exists
   const JOURNAL_FETCH = 100; // journal entries read per refresh, for the timeline
   const JOURNAL_TAIL = 20; // journal entries shown
@@ -188,26 +194,35 @@
   }
 
   /** GET a JSON endpoint: {ok: true, data} or {ok: false, status (0 = no answer), error}; never throws. */
-  async function getJson(path) {
+  const getJson = (path) => requestJson(path);
+
+  /** POST a JSON body (none when null) to an endpoint; the answer as getJson gives it. */
+  const postJson = (path, body) => requestJson(path, "POST", body, ACTION_TIMEOUT_MS);
+
+  async function requestJson(path, method = "GET", body = null, timeout = REQUEST_TIMEOUT_MS) {
     const controller = new AbortController();
-    const timer = setTimeout(() => controller.abort(), REQUEST_TIMEOUT_MS);
+    const timer = setTimeout(() => controller.abort(), timeout);
     try {
+      const headers = { Accept: "application/json" };
+      if (body !== null) headers["Content-Type"] = "application/json";
       const response = await fetch(endpoint(path), {
-        headers: { Accept: "application/json" },
+        method,
+        headers,
+        body: body === null ? undefined : JSON.stringify(body),
         cache: "no-store",
         credentials: "same-origin",
         signal: controller.signal,
       });
-      let body = null;
+      let answer = null;
       if ((response.headers.get("Content-Type") || "").includes("json")) {
-        try { body = await response.json(); } catch (_error) { body = null; }
+        try { answer = await response.json(); } catch (_error) { answer = null; }
       }
       if (!response.ok) {
-        const message = body && typeof body.error === "string" ? body.error : response.statusText;
+        const message = answer && typeof answer.error === "string" ? answer.error : response.statusText;
         return { ok: false, status: response.status, error: message || `HTTP ${response.status}` };
       }
-      if (body === null) return { ok: false, status: response.status, error: "the answer is not JSON" };
-      return { ok: true, status: response.status, data: body };
+      if (answer === null) return { ok: false, status: response.status, error: "the answer is not JSON" };
+      return { ok: true, status: response.status, data: answer };
     } catch (error) {
       const message = error && error.name === "AbortError" ? "no answer in time" : String((error && error.message) || error);
       return { ok: false, status: 0, error: message };
@@ -449,7 +464,7 @@
     if (row.unrealised_pnl === undefined && isNumber(cost)) row.unrealised_pnl = quantity * last - cost;
   }
 
-  function renderPositions(result) {
+  function renderPositions(result, closable) {
     const table = field("positions");
     const rows = result.ok ? listOf(result.data, "positions", "items", "results", "rows", "data") : null;
     if (!result.ok || rows === null) {
@@ -477,8 +492,10 @@
     const numeric = (kind) => !["text", "time", "short-time"].includes(kind);
     table.tHead.rows[0].replaceChildren(...columns.map(([, heading, kind]) =>
       element("th", { scope: "col", className: numeric(kind) ? "num" : null }, heading)));
-    table.tBodies[0].replaceChildren(...rows.map((row) => element("tr", { "data-position-id": row && (row.id ?? row.position_id) },
-      ...columns.map(([key, , kind]) => {
+    if (closable) table.tHead.rows[0].append(element("th", { scope: "col" }, element("span", { className: "skip" }, "Action")));
+    table.tBodies[0].replaceChildren(...rows.map((row) => {
+      const id = row && (row.id ?? row.position_id);
+      const cells = columns.map(([key, , kind]) => {
         const value = row ? row[key] : undefined;
         const text = format(value, kind);
         return element("td", {
@@ -486,7 +503,13 @@
           "data-column": key,
           "data-value": value === undefined || value === null ? "" : String(value),
         }, text === null ? "–" : text);
-      }))));
+      });
+      if (closable && id !== undefined && id !== null) {
+        cells.push(element("td", {}, element("button", { type: "button", className: "danger", "data-close": String(id),
+          "data-symbol": row.symbol || "" }, "Close")));
+      }
+      return element("tr", { "data-position-id": id }, ...cells);
+    }));
     table.hidden = false;
     setNote("positions", "");
   }
@@ -573,6 +596,109 @@
     if (!items.length) list.append(element("li", { "data-event": "none" }, "Nothing yet."));
   }
 
+  // -- operator actions ------------------------------------------------------------------------
+
+  /** What closing does in this mode: whether money moves is what an operator must know before confirming. */
+  function closeEffect(mode) {
+    if (mode === "live") return "In live mode closing sells on the exchange: a market order at the current price.";
+    if (mode === "paper") return "In paper mode this is a simulated close at the current bar's price; no order reaches an exchange.";
+    return "In backtest/replay this is a simulated close at the current bar's price.";
+  }
+
+  /** Each action's confirmation: its title and what will happen. */
+  const CONFIRMATIONS = {
+    pause: () => ["Pause entries", "The strategy will open no new positions until you resume; open positions stay " +
+      "managed (stop-loss, take-profit and the strategy's exits go on)."],
+    resume: () => ["Resume entries", "The strategy may open new positions again from its next cycle."],
+    "close-all": (mode, count) => ["Close all positions", `All ${count} open position(s) will be closed now. ` +
+      `${closeEffect(mode)} The strategy may open new ones at its next cycle unless entries are paused.`],
+    close: (mode, id, symbol) => [`Close position ${id}`, `Position ${id}${symbol ? ` (${symbol})` : ""} will be ` +
+      `closed now. ${closeEffect(mode)}`],
+    "reload-params": () => ["Reload parameters", "The strategy runs with these values from its next cycle. They are " +
+      "checked as at start-up; values it refuses change nothing, and the reason is shown."],
+  };
+
+  let actionsEnabled = false;
+  let openPositions = 0;
+  let settleConfirm = null; // resolves the confirmation being asked
+
+  /** Ask for confirmation in the dialog; resolves to true (with the edited parameters, if any) or false. */
+  function confirmAction(title, text, parameters = null) {
+    const dialog = document.getElementById("confirm");
+    setText("confirm-title", title);
+    setText("confirm-text", text);
+    const label = dialog.querySelector("label.params");
+    const area = document.getElementById("confirm-params");
+    label.hidden = parameters === null;
+    area.value = parameters === null ? "" : JSON.stringify(parameters, null, 2);
+    document.getElementById("confirm-ok").textContent = title;
+    if (settleConfirm) settleConfirm(false); // an earlier confirmation still waiting is a cancelled one
+    dialog.returnValue = "";
+    dialog.showModal();
+    return new Promise((resolve) => { settleConfirm = resolve; });
+  }
+
+  /** The dialog closed: settle the confirmation waiting for it. A late "close" event of an earlier
+   * dialog (the event is queued) arrives while the next one is open, and is ignored. */
+  function confirmClosed() {
+    const dialog = document.getElementById("confirm");
+    if (dialog.open || !settleConfirm) return;
+    const settle = settleConfirm;
+    settleConfirm = null;
+    settle(dialog.returnValue === "confirm");
+  }
+
+  function showActionResult(outcome, text) {
+    const node = field("action-result");
+    node.dataset.outcome = outcome;
+    node.textContent = text;
+  }
+
+  /** Confirm, send, show the executor's answer, refresh. */
+  async function act(name, ...args) {
+    const mode = lastStatus && lastStatus.mode;
+    const [title, text] = CONFIRMATIONS[name](mode, ...args);
+    showActionResult("", ""); // the previous action's answer does not stand for this one
+    let body = null;
+    if (name === "reload-params") {
+      if (!(await confirmAction(title, text, (lastStatus && lastStatus.strategy_parameters) || {}))) return;
+      try {
+        body = { parameters: JSON.parse(document.getElementById("confirm-params").value) };
+      } catch (error) {
+        showActionResult("refused", `Not sent: the parameters are not JSON (${error.message}).`);
+        return;
+      }
+    } else {
+      if (!(await confirmAction(title, text))) return;
+      if (name === "close") body = { position_id: Number(args[0]) };
+    }
+    showActionResult("pending", `${title}: sent…`);
+    const result = await postJson(`control/${name}`, body);
+    if (result.ok) showActionResult("done", result.data.message || `${title}: queued.`);
+    else showActionResult("refused", `${title} refused (HTTP ${result.status}): ${result.error}`);
+    refresh();
+  }
+
+  /** Show the buttons that apply now: only with control enabled and the executor running. */
+  function renderActions(controlResult, status) {
+    const panel = document.getElementById("actions");
+    const running = !!status && ["starting", "running"].includes(status.status) && status.executor_running !== false;
+    actionsEnabled = controlResult.ok && controlResult.data.enabled === true && running;
+    panel.hidden = !controlResult.ok;
+    let reason = "";
+    if (controlResult.ok && !controlResult.data.enabled) reason = `Operator actions are off: ${controlResult.data.reason}`;
+    else if (controlResult.ok && !running) reason = "The executor is not running: there is nothing to act on.";
+    setNote("actions", reason);
+    const show = { pause: actionsEnabled && !status.paused, resume: actionsEnabled && !!status.paused,
+                   "close-all": actionsEnabled, "reload-params": actionsEnabled };
+    for (const button of panel.querySelectorAll("button[data-action]")) {
+      button.hidden = !show[button.dataset.action];
+    }
+    const closeAll = panel.querySelector('[data-action="close-all"]');
+    closeAll.disabled = openPositions === 0;
+    closeAll.title = openPositions === 0 ? "No open positions" : "";
+  }
+
   // -- the refresh loop ------------------------------------------------------------------------
 
   let refreshes = 0;
@@ -597,16 +723,20 @@
     busy = true;
     clearTimeout(timer);
     try {
-      const [statusResult, summaryResult, positionsResult, logsResult] = await Promise.all([
+      const [statusResult, summaryResult, positionsResult, logsResult, controlResult] = await Promise.all([
         getJson("status"),
         getJson("summary"),
         getJson("positions?status=open"),
         getJson(`logs?limit=${JOURNAL_FETCH}${journalRoutine() ? "" : "&level=info"}`),
+        getJson("control"),
       ]);
       const status = safely("status", () => renderStatus(statusResult)) || lastStatus;
       const summary = safely("summary", () => renderSummary(summaryResult, status));
       safely("portfolio", () => renderPortfolio(status, summary));
-      safely("positions", () => renderPositions(positionsResult));
+      const open = positionsResult.ok ? listOf(positionsResult.data, "positions") : null;
+      openPositions = open ? open.length : 0;
+      safely("actions", () => renderActions(controlResult, status));
+      safely("positions", () => renderPositions(positionsResult, actionsEnabled));
       const entries = safely("journal", () => journalEntries(logsResult));
       safely("journal", () => renderJournal(logsResult, entries));
       safely("timeline", () => renderTimeline(status, entries));
@@ -629,6 +759,14 @@
     image.addEventListener("load", chartLoaded);
     image.addEventListener("error", chartFailed);
     document.getElementById("refresh-now").addEventListener("click", refresh);
+    for (const button of document.querySelectorAll("#actions button[data-action]")) {
+      button.addEventListener("click", () => act(button.dataset.action, openPositions));
+    }
+    document.getElementById("confirm").addEventListener("close", confirmClosed);
+    field("positions").addEventListener("click", (event) => {
+      const button = event.target.closest("button[data-close]");
+      if (button) act("close", button.dataset.close, button.dataset.symbol);
+    });
     const routine = document.getElementById("journal-routine");
     routine.checked = new URLSearchParams(window.location.search).get("journal") === "all";
     routine.addEventListener("change", refresh);
