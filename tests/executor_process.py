@@ -34,10 +34,13 @@ class Executor:
     """One ``tradeexecutor start`` subprocess with its port and log file."""
 
     def __init__(self, tmp_path: Path, *args: str, strategy: str = "daemon_sma.py", state_dir: Path | None = None,
-                 env: dict[str, str] | None = None, port: int | None = None, window: bool = True):
+                 env: dict[str, str] | None = None, port: int | None = None, window: bool = True,
+                 headers: dict[str, str] | None = None):
         tmp_path.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
         self.state_dir = state_dir or tmp_path / "state"
+        #: Sent with every request (basic auth, when the executor has it on).
+        self.headers = headers or {}
         self.log = tmp_path / f"executor-{self.port}-{time.monotonic_ns()}.log"
         command = [sys.executable, "-m", "tradeexecutor.cli.main", "start", str(STRATEGIES / strategy),
                    "--state-dir", str(self.state_dir), "--port", str(self.port),
@@ -50,7 +53,8 @@ class Executor:
     def status(self) -> dict[str, Any] | None:
         """GET /status, None while the webhook does not answer."""
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/status", timeout=2) as response:
+            request = urllib.request.Request(f"http://127.0.0.1:{self.port}/status", headers=self.headers)
+            with urllib.request.urlopen(request, timeout=2) as response:
                 return json.loads(response.read())
         except (urllib.error.URLError, ConnectionError, TimeoutError):
             return None

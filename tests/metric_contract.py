@@ -17,6 +17,10 @@ METRIC_NAMES: frozenset[str] = frozenset({
     "tradeexecutor_healthy",                         # 1 when /healthz answers 200
     "tradeexecutor_safe_mode",                       # 1 after a crash loop: strategy not called
     "tradeexecutor_paused",                          # 1 while an operator paused it
+    "tradeexecutor_risk_paused",                     # 1 while a risk limit keeps entries paused
+    "tradeexecutor_risk_drawdown",                   # fraction below the equity peak
+    "tradeexecutor_risk_daily_loss",                 # fraction below the UTC day's starting equity
+    "tradeexecutor_risk_losing_streak",              # positions closed at a loss in a row
     "tradeexecutor_cycles_total",                    # counter, this process
     "tradeexecutor_position_trigger_checks_total",   # counter, this process
     "tradeexecutor_position_revaluations_total",     # counter, this process

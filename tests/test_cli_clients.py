@@ -138,6 +138,16 @@ def test_status_shows_the_crash(executor: Executor) -> None:
     assert "2024-05-01 15:00:00+00:00" in result.stdout
 
 
+def test_status_shows_a_risk_pause_and_its_reason(executor: Executor) -> None:
+    reason = "risk limit max_daily_loss hit at 2005-03-01T00:00:00+00:00: 3.10% (limit 3.00%)"
+    executor.runstate.update(risk_paused=True, risk_pause_reason=reason)
+    result = run_cli("status", executor.url, "--timezone", "UTC")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].split(":", 1)[1].strip() == "running (risk paused)"
+    assert [line.split(":", 1)[1].strip() for line in lines if line.startswith("risk pause:")] == [reason]
+
+
 def test_status_json_is_the_raw_payload(executor: Executor) -> None:
     result = run_cli("status", executor.url, "--json")
     assert result.returncode == 0, result.stderr

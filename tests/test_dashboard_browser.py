@@ -334,6 +334,22 @@ def test_stale_charts_say_why_under_the_chart(browser: Chromium, serve: Callable
     assert page.errors() == []
 
 
+def test_a_risk_pause_shows_as_a_flag_with_its_reason(browser: Chromium, serve: Callable[..., Served]) -> None:
+    filled_runstate = backtest_runstate("risk")
+    reason = "risk limit max_drawdown hit at 2005-01-07T00:00:00+00:00: 5.20% (limit 5.00%); new entries are paused"
+    filled_runstate.update(risk_paused=True, risk_pause_reason=reason)
+    served = serve(create_app(filled_runstate))
+    page = browser.new_page()
+    page.goto(served.url + "/")
+    page.wait_refreshes(1)
+    flags = page.evaluate("[...document.querySelectorAll('[data-field=flags] .flag')].map(e => e.textContent)")
+    assert flags == [f"Risk pause: {reason}"]
+    filled_runstate.update(risk_paused=False, risk_pause_reason=None)
+    page.evaluate("document.getElementById('refresh-now').click()")
+    page.wait_for("document.querySelectorAll('[data-field=flags] .flag').length === 0")
+    assert page.errors() == []
+
+
 def test_page_shows_crash_class_message_frames_and_chain(
     browser: Chromium, serve: Callable[..., Served], tmp_path: Path
 ) -> None:

@@ -12,6 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from tradeexecutor.cli.main import cli
+from tradeexecutor.config import RiskConfig
 from tradeexecutor.errors import ConfigError, StrategyLoadError, UserInputError
 from tradeexecutor.runs.spec import CoreSection, EnvironmentSection, RunSpec, load_spec, spec_from_dict
 from tradeexecutor.settings import DaemonConfig, FeedConfig
@@ -68,6 +69,21 @@ def test_values_reach_the_daemon_and_engine_config() -> None:
     assert config.engine.cycle_offset_seconds == 480.0 and config.crash_policy == "serve" and config.port == 0
     assert loaded.engine_config() == config.engine
     assert loaded.load_strategy().parameters["fast"] == 5
+
+
+def test_risk_limits_are_core_keys_that_move_the_fingerprint_only_when_used() -> None:
+    loaded = spec(core={"max_drawdown": 0.2, "max_daily_loss": 0.05, "max_losing_streak": 4,
+                        "max_position_value": 5000, "risk_close_positions": True})
+    assert loaded.daemon_config(Path("state")).risk == RiskConfig(
+        max_drawdown=0.2, max_daily_loss=0.05, max_losing_streak=4, max_position_value=5000.0,
+        risk_close_positions=True)
+    unused = json.loads(spec().canonical_json())["core"]
+    assert "max_drawdown" not in unused and "risk_close_positions" not in unused and "fee" in unused
+    assert spec(core={"max_drawdown": 0.0}).config_fingerprint() == spec().config_fingerprint()
+    assert spec(core={"max_drawdown": 0.1}).config_fingerprint() != spec().config_fingerprint()
+    assert json.loads(loaded.canonical_json())["core"]["max_losing_streak"] == 4
+    assert error_of(core={"max_drawdown": 2}) == "run spec: core.max_drawdown: 2.0 must be between 0 and 1 (0 disables)"
+    assert "TRADEEXECUTOR_MAX_LOSING_STREAK" in error_of({"TRADEEXECUTOR_MAX_LOSING_STREAK": "many"})
 
 
 @pytest.mark.parametrize(("sections", "expected"), [

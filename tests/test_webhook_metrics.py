@@ -88,6 +88,7 @@ def runstate(backtest_state: State) -> RunState:
         market_data_at=now - timedelta(seconds=42), cycle_interval_seconds=86400.0,
         next_cycle_at=now + timedelta(minutes=5),
         portfolio=figures_from_state(backtest_state, now=T0),
+        risk={"drawdown": 0.125, "daily_loss": 0.03, "losing_streak": 2},
     )
     runstate.update_complete_cycle(BAR, now=T0)
     return runstate
@@ -118,6 +119,10 @@ def test_values_match_the_runstate(server: WebhookServer, runstate: RunState, ba
     assert value(found, "tradeexecutor_healthy") == 0  # safe mode fails /healthz: it needs an operator
     assert value(found, "tradeexecutor_safe_mode") == 1
     assert value(found, "tradeexecutor_paused") == 0
+    assert value(found, "tradeexecutor_risk_paused") == 0
+    assert value(found, "tradeexecutor_risk_drawdown") == 0.125
+    assert value(found, "tradeexecutor_risk_daily_loss") == 0.03
+    assert value(found, "tradeexecutor_risk_losing_streak") == 2
     assert value(found, "tradeexecutor_cycles_total") == 1
     assert value(found, "tradeexecutor_position_trigger_checks_total") == 17
     assert value(found, "tradeexecutor_position_revaluations_total") == 23
@@ -161,8 +166,9 @@ def test_values_follow_the_runstate_at_scrape_time(server: WebhookServer, runsta
         raise RuntimeError("boom")
     except RuntimeError as exc:
         runstate.set_fail(exc)
-    runstate.update(paused=True, next_cycle_at=datetime.now(UTC) - timedelta(seconds=120))
+    runstate.update(paused=True, next_cycle_at=datetime.now(UTC) - timedelta(seconds=120), risk_paused=True)
     found = samples(scrape(server)[1])
+    assert value(found, "tradeexecutor_risk_paused") == 1
     assert value(found, "tradeexecutor_up") == 0
     assert value(found, "tradeexecutor_crashed") == 1
     assert value(found, "tradeexecutor_healthy") == 0

@@ -67,6 +67,9 @@ class Setting:
     kind: type | None = None
     #: How ``--help`` names the value (``K``, ``NAME=VALUES``); empty: click's name for the type.
     metavar: str = ""
+    #: Left out of a run spec's config fingerprint while at its default: set on settings added after runs and
+    #: sweeps were first matched by fingerprint, so a config that does not use one keeps its fingerprint.
+    fingerprint_when_set: bool = False
 
     def option(self, name: str) -> str:
         """The long option of the field ``name``."""
@@ -320,6 +323,40 @@ class WebhookConfig:
         if bool(self.username) != bool(self.password):
             raise ConfigError("webhook auth needs both TRADEEXECUTOR_WEBHOOK_USERNAME and "
                               "TRADEEXECUTOR_WEBHOOK_PASSWORD")
+
+
+@dataclass(frozen=True)
+class RiskConfig:
+    """Risk limits: when one is hit the executor stops opening positions until an operator resumes it.
+
+    Every limit is off at 0. The loop checks the first three after each job that values the
+    portfolio (``engine/risk.py``); the engine refuses an entry or increase that would take a
+    position past ``max_position_value``. Their definitions are in docs/production.md#risk-limits.
+    """
+
+    max_drawdown: float = setting(0.0, spec="core.max_drawdown", fingerprint_when_set=True, minimum=0, maximum=1,
+                                  hint="0 disables",
+                                  help="Pause entries when equity falls this fraction below its highest value "
+                                       "(0.2 = 20 % drawdown from the peak); 0 disables.")
+    max_daily_loss: float = setting(0.0, spec="core.max_daily_loss", fingerprint_when_set=True, minimum=0, maximum=1,
+                                    hint="0 disables",
+                                    help="Pause entries when equity falls this fraction below the day's starting "
+                                         "equity (the last valuation before the bar's UTC day began); 0 disables.")
+    max_losing_streak: int = setting(0, spec="core.max_losing_streak", fingerprint_when_set=True, minimum=0,
+                                     hint="0 disables",
+                                     help="Pause entries after this many positions in a row closed with a negative "
+                                          "realised P&L; 0 disables.")
+    max_position_value: float = setting(0.0, spec="core.max_position_value", fingerprint_when_set=True, minimum=0,
+                                        unit="quote currency", hint="0 disables",
+                                        help="Refuse an entry or increase that would take one position's value "
+                                             "above this (journaled as intent_ignored with the reason); 0 "
+                                             "disables.")
+    risk_close_positions: bool = setting(False, spec="core.risk_close_positions", fingerprint_when_set=True,
+                                         help="When a limit pauses entries, also close every open position at the "
+                                              "bar's close, as a stop-loss would.")
+
+    def __post_init__(self) -> None:
+        check_settings(self)
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ It sits below ``daemon`` and ``runs`` (both build one: the daemon to run, a run 
 check what it will run), so neither has to import the other.
 
 Every setting of ``tradeexecutor start`` is declared here or in a part it composes (the engine's,
-the webhook's, the health rule's, the notifier's and the caster's config), each field with its
+the risk limits', the webhook's, the health rule's, the notifier's and the caster's config), each field with its
 :func:`~tradeexecutor.config.setting` metadata. The command's options, their environment
 variables, the run spec's keys and the generated reference all come from this tree, so a new
 setting is one field. A ``*_seconds`` interval of 0 disables that job or window.
@@ -22,6 +22,7 @@ from tradeexecutor.config import (
     CcxtVenueConfig,
     EngineConfig,
     HealthLimits,
+    RiskConfig,
     WebhookConfig,
     check_settings,
     setting,
@@ -123,6 +124,8 @@ class DaemonConfig:
     port: int = setting(3456, spec="core.port", minimum=0, maximum=65535, help="Webhook port (0: any free port).")
     #: Cash, fees, fills and the cycle offset.
     engine: EngineConfig = field(default_factory=EngineConfig)
+    #: Limits that pause new entries (drawdown, daily loss, losing streak) or refuse them (position value).
+    risk: RiskConfig = field(default_factory=RiskConfig)
     trigger_seconds: float = setting(10.0, spec="core.trigger_seconds", unit="seconds", minimum=0,
                                      hint="0 disables", help="Seconds between position trigger checks; 0 disables.")
     revaluation_seconds: float = setting(60.0, spec="core.revaluation_seconds", unit="seconds", minimum=0,

@@ -200,10 +200,13 @@ def status_lines(payload: dict[str, Any], zone: tzinfo | None) -> list[str]:
     """The /status payload as readable ``label: value`` lines."""
     rows: list[tuple[str, str]] = []
     status = str(payload.get("status", "unknown"))
-    flags = [flag for flag, on in (("paused", payload.get("paused")), ("safe mode", payload.get("safe_mode"))) if on]
+    flags = [flag for flag, on in (("paused", payload.get("paused")), ("safe mode", payload.get("safe_mode")),
+                                   ("risk paused", payload.get("risk_paused"))) if on]
     rows.append(("status", status + (f" ({', '.join(flags)})" if flags else "")))
     if payload.get("safe_mode") and payload.get("safe_mode_reason"):
         rows.append(("safe mode reason", str(payload["safe_mode_reason"])))
+    if payload.get("risk_paused") and payload.get("risk_pause_reason"):
+        rows.append(("risk pause", str(payload["risk_pause_reason"])))
     rows.append(("mode", str(payload.get("mode") or "-")))
     strategy = str(payload.get("strategy_name") or "-")
     version = str(payload.get("strategy_version") or "")

@@ -35,6 +35,7 @@ _LEVELS = {
     "order_rejected": "warning",
     "intent_ignored": "warning",
     "safe_mode": "warning",
+    "risk_limit_hit": "warning",
     "stop_requested": "warning",
     "cast_failed": "warning",
     "operator_refused": "warning",

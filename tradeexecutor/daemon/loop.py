@@ -62,6 +62,7 @@ from tradeexecutor.daemon.caster import Caster
 from tradeexecutor.daemon.commands import Command, CommandKind, CommandQueue, JobKind
 from tradeexecutor.daemon.crash import CrashRecorder, Watchdog
 from tradeexecutor.daemon.publish import Publisher
+from tradeexecutor.daemon.risk_guard import RiskGuard
 from tradeexecutor.data.feed import PriceFeed
 from tradeexecutor.engine.engine import CycleReport, Engine, EventSink
 from tradeexecutor.engine.schedule import CycleSchedule
@@ -106,7 +107,8 @@ class ExecutorLoop:
                  schedule: CycleSchedule, journal: EventSink, now: Callable[[], datetime],
                  cycle_limit: int = 0, safe_mode: bool = False, watchdog: Watchdog | None = None,
                  crash_loop: Callable[[], str | None] = lambda: None,
-                 after_job: Callable[[], None] | None = None, caster: Caster | None = None) -> None:
+                 after_job: Callable[[], None] | None = None, caster: Caster | None = None,
+                 risk: RiskGuard | None = None) -> None:
         self.engine = engine
         self.state = engine.state
         self.feed = feed
@@ -133,6 +135,8 @@ class ExecutorLoop:
         #: Safe mode: the strategy is not called; positions are still managed.
         self.safe_mode = safe_mode
         self.operator_paused = False
+        #: The risk limits, checked after every job that values the portfolio (None: not checked).
+        self.risk = risk
         #: Why the executor must enter safe mode now (a crash loop), or None; asked after a strategy crash.
         self._crash_loop = crash_loop
         #: The last bar processed (managed and saved), -1 before the first: after a restart, the restored cursor.
@@ -157,6 +161,8 @@ class ExecutorLoop:
             return
         self._begun = True
         self._apply_pause()
+        if self.state.risk.paused:
+            logger.warning("starting with new entries paused: %s", self.state.risk.reason)
         self.runstate.update(status=RunStatus.running, executor_running=True)
         self.publisher.progress(self.state)
         self.journal("started", cursor=self.feed.cursor, last_bar_at=self.state.last_bar_at,
@@ -221,6 +227,8 @@ class ExecutorLoop:
             self._guarded("stop", lambda: self._stop(command.reason or "stop requested"))
         elif command.kind in (CommandKind.pause, CommandKind.resume):
             self.operator_paused = command.kind is CommandKind.pause
+            if command.kind is CommandKind.resume and self.risk is not None:
+                self._guarded("resume", lambda: self._lift_risk_pause(command.reason or "operator"))
             self._apply_pause()
             logger.info("%s by operator", "paused" if self.operator_paused else "resumed")
         elif command.kind in _OPERATOR_JOBS and command.request is not None:
@@ -286,6 +294,7 @@ class ExecutorLoop:
         if fired:
             self.engine.mark_to_market(step)
             self.engine.record_valuation(step)
+            self._check_risk(step)
             self.store.save(self.state)
         self.publisher.trigger_check_done(self.state)
 
@@ -295,6 +304,7 @@ class ExecutorLoop:
         if step >= 0 and self.state.replay_cursor >= 0:
             equity = self.engine.revalue(step, self._now())
             self.engine.record_valuation(step)
+            self._check_risk(step)
             self.store.save(self.state)
             self.journal("revalued", step=step, equity=round(equity, 2))
         self.publisher.revaluation_done(self.state)
@@ -394,6 +404,7 @@ class ExecutorLoop:
         """Fills, triggers and marks of the bar, its valuation and the cursor: the first commit, before any decision."""
         self.engine.manage(step)
         self.engine.record_valuation(step)
+        self._check_risk(step)
         self.state.replay_cursor = step
         self.state.last_bar_at = self.feed.market.step_time(step).to_pydatetime()
         self._processed = step
@@ -418,6 +429,7 @@ class ExecutorLoop:
         report = self.engine.plan(intents, step, cycle_ns)
         report.duration = time.perf_counter() - started
         self.engine.record_valuation(step)  # replaces the bar's row: a fill at the close changed it
+        self._check_risk(step)
         self.state.last_completed_cycle = pd.Timestamp(cycle_ns, tz="UTC").to_pydatetime()
         self.state.cycles_completed += 1
         self.cycles += 1
@@ -467,6 +479,16 @@ class ExecutorLoop:
         self._apply_pause()
         self.journal("safe_mode", reason=reason)
 
+    def _check_risk(self, step: int) -> None:
+        """The risk limits after a valuation (daemon/risk_guard.py); a hit pauses entries, in this job's commit."""
+        if self.risk is not None and self.risk.check(step):
+            self._apply_pause()
+
+    def _lift_risk_pause(self, by: str) -> None:
+        """An operator resumed: lift a risk pause and save it at once (a restart must not find it again)."""
+        if self.risk is not None and self.risk.lift(by):
+            self.store.save(self.state)
+
     def _publish_cycle(self, step: int, cycle_ns: int | None, report: CycleReport | None) -> None:
         cycle_time = pd.Timestamp(cycle_ns, tz="UTC").to_pydatetime() if cycle_ns is not None else None
         self.publisher.cycle_done(self.state, step, cycle_time, duration=report.duration if report else None,
@@ -496,8 +518,10 @@ class ExecutorLoop:
             logger.exception("casting the final chart data failed")
 
     def _apply_pause(self) -> None:
-        self.engine.set_paused(self.operator_paused or self.safe_mode)
+        self.engine.set_paused(self.operator_paused or self.safe_mode or self.state.risk.paused)
         self.runstate.update(paused=self.operator_paused, safe_mode=self.safe_mode)
+        if self.risk is not None:
+            self.risk.publish()
 
     # -- endings ------------------------------------------------------------------------------
 

@@ -46,6 +46,7 @@ from tradeexecutor.daemon.health_watch import HealthWatch
 from tradeexecutor.daemon.journal import JournalSink
 from tradeexecutor.daemon.loop import ExecutorLoop, LoopOutcome
 from tradeexecutor.daemon.publish import Publisher
+from tradeexecutor.daemon.risk_guard import RiskGuard
 from tradeexecutor.daemon.scheduler import ApschedulerTicker, JobSpec, Ticker
 from tradeexecutor.daemon.signals import StopSignals
 from tradeexecutor.daemon.startup import check_loaded_state, replay_start_step, resume
@@ -53,6 +54,7 @@ from tradeexecutor.data.feed import PriceFeed, ReplayFeed
 from tradeexecutor.data.follow import CandleFileTail, FollowFeed
 from tradeexecutor.data.market import CloseColumns, MarketData
 from tradeexecutor.engine.engine import Engine, EventSink
+from tradeexecutor.engine.risk import RiskLimits
 from tradeexecutor.engine.schedule import CycleSchedule, cycle_times
 from tradeexecutor.errors import StateCorruptError
 from tradeexecutor.layout import RunFiles
@@ -282,6 +284,7 @@ def build_daemon(config: DaemonConfig, *, clock: Clock | None = None, journal: E
         else:
             check_loaded_state(state, strategy, market, store.path)
         engine = Engine(strategy, market, state, config=config.engine, asset_types=asset_types, events=journal)
+        engine.max_position_value = config.risk.max_position_value
         start = replay_start_step(config.feed.replay_start, market, engine.indicators)
         feed = (FollowFeed(market, follow_tails(config.feed.data, strategy.instruments), start=start,
                            monotonic=clock.monotonic)
@@ -332,7 +335,7 @@ def build_daemon(config: DaemonConfig, *, clock: Clock | None = None, journal: E
                         safe_mode=bool(safe_reason), watchdog=watchdog, after_job=daily,
                         crash_loop=lambda: crash_loop_reason(crash_file, config.crash_loop_count,
                                                              config.crash_loop_minutes, clock.now()),
-                        caster=caster)
+                        caster=caster, risk=RiskGuard(RiskLimits(config.risk), engine, runstate, journal))
     health_watch = HealthWatch(runstate, config.health, notifier, clock.now) if notifier else None
     logger.info("%s: paper mode replaying %d bars (bar %d onwards, %s) at %gs per bar, resuming after bar %d; "
                 "state in %s", strategy.name, len(market), feed.start, market.step_time(feed.start).date(),

@@ -38,6 +38,7 @@ import pandas as pd
 from tradeexecutor.config import EngineConfig
 from tradeexecutor.data.market import MarketData
 from tradeexecutor.engine import accounting, triggers
+from tradeexecutor.engine.risk import position_value_refusal
 from tradeexecutor.state import (
     DEFAULT_QUANTITY_STEP,
     Order,
@@ -183,6 +184,9 @@ class Engine:
         #: True while no new positions may be opened (operator pause, safe mode). The strategy
         #: sees it through the read-only ``ctx.paused`` and cannot change it.
         self.paused = False
+        #: Largest value one position may reach through entries (quote currency; 0: no limit): an entry or
+        #: increase that would pass it is refused (``RiskConfig.max_position_value``).
+        self.max_position_value = 0.0
         self._decide = strategy.decide
         self._bars = [market.bars[s] for s in self.symbols]
         self._closing_at = [market.closing_at[s] for s in self.symbols]
@@ -408,6 +412,45 @@ class Engine:
             accounting.retire_position(self.state.portfolio, position)
         return order, fill
 
+    def cancel_entries(self, step: int, reason: str) -> int:
+        """Cancel every entry or increase still waiting to fill (journaled as ``order_cancelled``); how many.
+
+        A risk limit's pause stops new entries, and an entry a cycle planned before it would
+        otherwise fill at the next bar's open, after the pause.
+        """
+        at = _to_datetime(int(self.market.timeline_ns[step]))
+        cancelled = 0
+        for position, order in self.pending:
+            if not order.is_terminal and order.side is _BUY:
+                accounting.cancel(order, reason, at)
+                cancelled += 1
+                self.events("order_cancelled", order_id=order.id, client_order_id=order.client_order_id,
+                            position_id=position.id, symbol=self.symbol_of[order.instrument_id],
+                            purpose=order.purpose.value, reason=reason)
+                if position.quantity <= 0 and position.is_open and all(o.is_terminal for o in position.orders):
+                    accounting.retire_position(self.state.portfolio, position)
+        self.pending = [(p, o) for p, o in self.pending if not o.is_terminal]
+        return cancelled
+
+    def exit_all(self, step: int, kind: str) -> int:
+        """Close every open position at the bar's close through the trigger exit; how many were sold.
+
+        What a risk limit does with ``--risk-close-positions`` (``kind`` is ``risk_limit``): each sale
+        is journaled as ``trigger_fired``, as a stop-loss's is, and cancels the position's waiting orders.
+        """
+        sold = 0
+        for position in list(self.state.portfolio.open_positions):
+            slot = self._slot[position.instrument_id]
+            index = int(self._last_closed[slot][step])
+            if position.quantity <= 0 or index < 0:
+                continue
+            bars = self._bars[slot]
+            price = bars.close.item(index)
+            self._exit_on_trigger(position, kind, price, price, int(bars.close_time_ns[index]))
+            sold += 1
+        self.pending = [(p, o) for p, o in self.pending if not o.is_terminal]
+        return sold
+
     # -- 3. marks ----------------------------------------------------------------------------
 
     def mark_to_market(self, step: int) -> None:
@@ -520,8 +563,11 @@ class Engine:
         if action == "open":
             if position is not None:
                 return "a position is already open; use increase()"
-            position = self._new_position(instrument_id, at, intent)
             value = intent.value if intent.value is not None else equity * (intent.equity_fraction or 0.0)
+            refusal = position_value_refusal(0.0, value, self.max_position_value)
+            if refusal:
+                return refusal
+            position = self._new_position(instrument_id, at, intent)
             self._queue(position, self._new_order(position, _OPEN, at, ms, seq, value=value,
                                                   reference_price=price, note=intent.note), report)
             return None
@@ -529,6 +575,9 @@ class Engine:
             return "no open position"
         if action == "increase":
             value = intent.value if intent.value is not None else equity * (intent.equity_fraction or 0.0)
+            refusal = position_value_refusal(self._value_held(position), value, self.max_position_value)
+            if refusal:
+                return refusal
             self._queue(position, self._new_order(position, _INCREASE, at, ms, seq, value=value,
                                                   reference_price=price, note=intent.note), report)
         elif action == "close":
@@ -561,6 +610,12 @@ class Engine:
                 if intent.trailing_stop_pct is not None and position.high_water is None:
                     position.high_water = position.last_price
         return None
+
+    def _value_held(self, position: Position) -> float:
+        """The position's value at its last price plus its entries still waiting to fill (max_position_value)."""
+        waiting = sum(order.value or 0.0 for pending, order in self.pending
+                      if pending is position and not order.is_terminal and order.side is _BUY)
+        return position.market_value + waiting
 
     def _new_position(self, instrument_id: int, at: datetime, intent: Intent) -> Position:
         portfolio = self.state.portfolio

@@ -30,7 +30,7 @@ from tradeexecutor.ledger.rows import (
     valuation_crc,
 )
 from tradeexecutor.ledger.schema import APPLICATION_ID, LEDGER_FORMAT, TABLES, VIEWS
-from tradeexecutor.state import Portfolio, State, ValuationSeries
+from tradeexecutor.state import Portfolio, RiskState, State, ValuationSeries
 from tradeexecutor.state.timestamps import decode_datetime
 from tradeexecutor.store.codec import check_schema_version, gc_paused, instrument_from_dict, position_from_dict
 
@@ -164,6 +164,8 @@ def _content(conn: sqlite3.Connection, where: str) -> LedgerContent | None:
     for key in HEAD_OPTIONAL_KEYS:  # the progress time (last_bar_at): absent from older ledgers
         if head.get(key) is not None:
             state_fields[key] = decode_datetime(head[key])
+    if head.get("risk") is not None:  # the risk limits' figures and pause: absent from older ledgers
+        state_fields["risk"] = RiskState.from_dict(head["risk"])
     state = State(**state_fields, instruments=instruments, portfolio=portfolio, valuations=valuations)
     lines = conn.execute("SELECT count(*) FROM journal").fetchone()[0]
     return LedgerContent(state=state, job=job, ledger_id=ledger_id, journal_lines=lines)

@@ -60,9 +60,10 @@ def checked_json(data: Any, crc: Any, what: str) -> Any:
 
 
 def head_json(state: State) -> bytes:
-    """The scalar part of the state: everything but instruments, positions and valuations."""
+    """The scalar part of the state: everything but instruments, positions and valuations (the risk figures too)."""
     d: dict[str, Any] = {key: getattr(state, key) for key in HEAD_STATE_KEYS + HEAD_OPTIONAL_KEYS}
     d["portfolio"] = {key: getattr(state.portfolio, key) for key in HEAD_PORTFOLIO_KEYS}
+    d["risk"] = state.risk.to_dict()
     return dumps_json(d)
 
 

@@ -78,7 +78,8 @@ CHART_FILES: dict[str, tuple[str, str]] = {
 }
 #: Journal events a report lists; entries at level warning or error are listed too.
 NOTABLE_EVENTS: frozenset[str] = frozenset({
-    "crashed", "order_rejected", "trigger_fired", "safe_mode", "paused", "resumed", "stop_requested", "control",
+    "crashed", "order_rejected", "trigger_fired", "safe_mode", "paused", "resumed", "risk_limit_hit",
+    "risk_pause_lifted", "stop_requested", "control",
     "failed", "run_failed", "stopped",
 })
 #: At most this many notable events are listed in a report (the rest are counted).

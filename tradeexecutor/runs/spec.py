@@ -185,6 +185,10 @@ class RunSpec:
         data.pop("strategy_file")
         data.pop("name", None)
         data.pop("optimize", None)
+        for section in ("environment", "core"):
+            for key, item in _settings(section).items():
+                if item.about.fingerprint_when_set and data[section].get(key) == item.default:
+                    del data[section][key]  # unused: the fingerprints of runs made before it existed stay as they were
         return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
     def config_fingerprint(self) -> str:

@@ -13,6 +13,9 @@ The rule fails when
 - the run is stopped or complete, or the loop is not running (yet);
 - the executor is in safe mode (a crash loop): it manages positions but its strategy is no
   longer called, which needs an operator — the reason says why and until when;
+- a risk limit paused new entries (``--max-drawdown`` and the others): positions are still
+  managed, but the strategy can open nothing until an operator looks and resumes
+  (``POST /control/resume``), so the probe says so with the limit, its figure and the setting;
 - the next cycle is late by more than ``limits.grace_seconds`` (not checked while an operator has
   paused cycles: a paused executor is idle on purpose);
 - market data is older than ``limits.data_stale_seconds`` now (its age is taken at check time, so
@@ -80,6 +83,8 @@ def assess_health(snapshot: RunState, limits: HealthLimits, now: datetime | None
         reasons.append(f"loop is not running (status {snapshot.status.value})")
     if snapshot.safe_mode:
         reasons.append(f"safe mode: {snapshot.safe_mode_reason or 'the strategy is not called'}")
+    if snapshot.risk_paused:
+        reasons.append(snapshot.risk_pause_reason or "risk limit hit: new entries are paused")
     overdue = next_cycle_overdue(snapshot, now)
     if not snapshot.paused and overdue > limits.grace_seconds:
         reasons.append(f"next cycle is {overdue:.0f} s overdue (grace {limits.grace_seconds:g} s)")

@@ -171,6 +171,12 @@ class RunState(DataClassJsonMixin):
     safe_mode_reason: str | None = None
     #: True when cycles are paused by an operator.
     paused: bool = False
+    #: True while a risk limit keeps new entries paused (persisted; lifted only by an operator's resume).
+    risk_paused: bool = False
+    #: Which limit, by how much and what lifts it, while ``risk_paused``.
+    risk_pause_reason: str | None = None
+    #: The risk limits' running figures: drawdown and daily loss (fractions), losing streak, peak and day start.
+    risk: dict[str, Any] = field(default_factory=dict)
     #: Free-form extra values for new features before they earn a field.
     extra: dict[str, Any] = field(default_factory=dict)
     #: Portfolio headline figures (value, cash, orders, fees), replaced as a whole after each cycle;

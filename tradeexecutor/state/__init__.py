@@ -23,6 +23,7 @@ from tradeexecutor.state.order import (
 )
 from tradeexecutor.state.portfolio import Portfolio
 from tradeexecutor.state.position import Position
+from tradeexecutor.state.risk import RiskState
 from tradeexecutor.state.state import SCHEMA_VERSION, State
 from tradeexecutor.state.valuation import ValuationSeries
 
@@ -43,6 +44,7 @@ __all__ = [
     "Portfolio",
     "Position",
     "RejectReason",
+    "RiskState",
     "State",
     "TimeInForce",
     "TriggerKind",

@@ -133,6 +133,8 @@ class TriggerKind(str, Enum):
     stop_loss = "stop_loss"
     take_profit = "take_profit"
     trailing_stop = "trailing_stop"
+    #: Not a protective order: a risk limit closed every position (``--risk-close-positions``).
+    risk_limit = "risk_limit"
 
 
 class RejectReason(str, Enum):

@@ -9,6 +9,7 @@ from dataclasses_json import dataclass_json
 
 from tradeexecutor.state.instrument import Instrument
 from tradeexecutor.state.portfolio import Portfolio
+from tradeexecutor.state.risk import RiskState
 from tradeexecutor.state.timestamps import datetime_field
 from tradeexecutor.state.valuation import ValuationSeries
 
@@ -48,6 +49,8 @@ class State:
     #: Close time of the last bar processed: the feed's progress, so restarts continue after it
     #: whatever history the data holds by then (None: none yet, or a state from before this field).
     last_bar_at: datetime | None = datetime_field()
+    #: The risk limits' running figures and the risk pause (default: nothing seen, not paused).
+    risk: RiskState = field(default_factory=RiskState)
 
     def instrument(self, instrument_id: int) -> Instrument:
         """Look an instrument up by id."""

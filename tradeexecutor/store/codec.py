@@ -47,6 +47,7 @@ from tradeexecutor.state import (
     Portfolio,
     Position,
     RejectReason,
+    RiskState,
     State,
     TimeInForce,
     TriggerKind,
@@ -293,6 +294,7 @@ def _state_to_dict(s: State, *, head_only: bool = False, fragments: PositionFrag
     d["replay_cursor"] = s.replay_cursor
     d["initial_cash"] = s.initial_cash
     d["last_bar_at"] = s.last_bar_at
+    d["risk"] = s.risk.to_dict()
     return d
 
 
@@ -464,6 +466,8 @@ def _state_from_dict(d: dict[str, Any]) -> State:
         kw["portfolio"] = _portfolio_from_dict(kw["portfolio"])
     if "valuations" in kw:
         kw["valuations"] = _valuations_from_dict(kw["valuations"])
+    if "risk" in kw:  # absent from states written before the risk limits
+        kw["risk"] = RiskState.from_dict(kw["risk"])
     return State(**kw)
 
 

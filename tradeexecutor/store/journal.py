@@ -14,9 +14,10 @@ one mapping for the same reason: no field name can clash with a parameter.
 
 Events the executor writes (:data:`EVENTS`; any other name is accepted too): started, stopped,
 complete, error, cycle_completed (``decisions``, ``planned``, ``executed``, ``rejected``,
-``ignored``, ``duration``), order_planned, order_filled, order_rejected (``reason``),
+``ignored``, ``duration``), order_planned, order_filled, order_rejected (``reason``), order_cancelled,
 intent_ignored, trigger_fired (``trigger``, ``trigger_price``, ``price``), revalued, crashed,
-safe_mode, paused, resumed, stop_requested, operator_action and operator_refused (``action``, ``by``,
+safe_mode, paused, resumed, risk_limit_hit (``limit``, ``value``, ``threshold``, ``bar_time``),
+risk_pause_lifted, stop_requested, operator_action and operator_refused (``action``, ``by``,
 ``outcome``, ``message``), daily_summary and the cast's cast_set, cast_stopped,
 cast_delivered and cast_failed. Like every file the loop writes, the
 journal must never hold a secret.
@@ -72,6 +73,7 @@ EVENTS: frozenset[str] = frozenset(
         "order_planned",
         "order_filled",
         "order_rejected",
+        "order_cancelled",
         "intent_ignored",
         "trigger_fired",
         "revalued",
@@ -79,6 +81,8 @@ EVENTS: frozenset[str] = frozenset(
         "safe_mode",
         "paused",
         "resumed",
+        "risk_limit_hit",
+        "risk_pause_lifted",
         "stop_requested",
         "operator_action",
         "operator_refused",

@@ -2,7 +2,8 @@
 
 The rule itself (``runstate.health.assess_health``, shared with the ``tradeexecutor_healthy``
 metric and the daemon's health-change notifications) fails when the executor crashed, is stopped,
-complete or not running, is in safe mode (its strategy is no longer called), its next cycle is
+complete or not running, is in safe mode (its strategy is no longer called), a risk limit paused its
+entries (until an operator resumes), its next cycle is
 overdue past the grace, or its market data is stale. Liveness probes use ``/ping`` instead.
 """
 
@@ -33,6 +34,7 @@ def healthz(request: Request) -> Response:
         "executor_running": snapshot.executor_running,
         "paused": snapshot.paused,
         "safe_mode": snapshot.safe_mode,
+        "risk_paused": snapshot.risk_paused,
         "checked_at": now,
         "last_refreshed_at": snapshot.last_refreshed_at,
         "next_cycle_at": snapshot.next_cycle_at,

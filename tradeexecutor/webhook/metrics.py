@@ -19,6 +19,9 @@ and dashboard: never rename one; add a new name and keep the old one working.
 ``tradeexecutor_crashed``                              1 after a crash in this process
 ``tradeexecutor_healthy``                              1/0, the /healthz rule
 ``tradeexecutor_safe_mode``, ``tradeexecutor_paused``  1/0
+``tradeexecutor_risk_paused``                          1 while a risk limit keeps entries paused
+``tradeexecutor_risk_drawdown``, ``_risk_daily_loss``  fractions below the peak and the day's start
+``tradeexecutor_risk_losing_streak``                   positions closed at a loss in a row
 ``tradeexecutor_cycles_total``                         counter (this process)
 ``tradeexecutor_position_trigger_checks_total``        counter (this process)
 ``tradeexecutor_position_revaluations_total``          counter (this process)
@@ -90,6 +93,10 @@ METRIC_NAMES: tuple[str, ...] = (
     "tradeexecutor_healthy",
     "tradeexecutor_safe_mode",
     "tradeexecutor_paused",
+    "tradeexecutor_risk_paused",
+    "tradeexecutor_risk_drawdown",
+    "tradeexecutor_risk_daily_loss",
+    "tradeexecutor_risk_losing_streak",
     "tradeexecutor_cycles_total",
     "tradeexecutor_position_trigger_checks_total",
     "tradeexecutor_position_revaluations_total",
@@ -182,6 +189,15 @@ class RunStateCollector(Collector):
         yield _flag("tradeexecutor_healthy", "1 when /healthz answers 200.", verdict.healthy)
         yield _flag("tradeexecutor_safe_mode", "1 while only existing positions are managed.", snapshot.safe_mode)
         yield _flag("tradeexecutor_paused", "1 while cycles are paused by an operator.", snapshot.paused)
+        yield _flag("tradeexecutor_risk_paused", "1 while a risk limit keeps new entries paused (until an operator "
+                    "resumes).", snapshot.risk_paused)
+        risk = snapshot.risk
+        yield _gauge("tradeexecutor_risk_drawdown", "Equity below its peak, as a fraction of the peak.",
+                     risk.get("drawdown"))
+        yield _gauge("tradeexecutor_risk_daily_loss", "Equity below the UTC day's starting equity, as a fraction "
+                     "of it.", risk.get("daily_loss"))
+        yield _gauge("tradeexecutor_risk_losing_streak", "Positions closed in a row with a negative realised P&L.",
+                     risk.get("losing_streak"))
         yield _counter("tradeexecutor_cycles", "Strategy cycles completed by this process.", snapshot.cycles)
         yield _counter(
             "tradeexecutor_position_trigger_checks",

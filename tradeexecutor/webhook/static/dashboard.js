@@ -42,6 +42,8 @@
     paused: ["Paused", "paused"],
     resumed: ["Resumed", "resumed"],
     safe_mode: ["Safe mode on", "safe_mode"],
+    risk_limit_hit: ["Risk limit hit", "safe_mode"],
+    risk_pause_lifted: ["Risk pause lifted", "resumed"],
     crashed: ["Crashed", "crash"],
   };
 
@@ -290,6 +292,7 @@
     const flag = (text) => flags.append(element("span", { className: "flag" }, text));
     if (status.paused) flag("Paused by an operator");
     if (status.safe_mode) flag(status.safe_mode_reason ? `Safe mode: ${status.safe_mode_reason}` : "Safe mode");
+    if (status.risk_paused) flag(status.risk_pause_reason ? `Risk pause: ${status.risk_pause_reason}` : "Risk pause");
     if (status.status === "running" && status.executor_running === false) flag("Loop not running");
 
     renderCrash(status);
