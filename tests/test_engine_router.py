@@ -28,7 +28,7 @@ from tradeexecutor.state import (
     run_key,
 )
 from tradeexecutor.store import StateStore
-from tradeexecutor.venue import InMemoryVenue, OrderFilled
+from tradeexecutor.venue import InMemoryVenue, OrderFilled, Venue
 from venue_contract import AAA
 
 T0 = datetime(2024, 5, 1, tzinfo=UTC)
@@ -62,7 +62,7 @@ def decide_open(state: State, value: float = 1000.0) -> Order:
 class Process:
     """One life of the executor: its state (loaded from disk) and a router whose commits may die."""
 
-    def __init__(self, directory: Path, venue: InMemoryVenue, die_at_commit: int | None = None,
+    def __init__(self, directory: Path, venue: Venue, die_at_commit: int | None = None,
                  state: State | None = None) -> None:
         self.store = StateStore(directory)
         loaded = self.store.load()

@@ -314,3 +314,58 @@ def test_the_scanner_can_fail() -> None:
     compressed = gzip.compress(PASSWORD.encode())
     assert _secret_hits(compressed) == [] and _secret_hits(gzip.decompress(compressed)) == ["password"]
     assert _secret_hits(b"nothing here") == []
+
+
+#: An exchange key as Binance issues them (letters and digits), for the ccxt venue's scan.
+EXCHANGE_KEY = f"s3cr3tExchangeKey{TOKEN}"
+FORBIDDEN["exchange api key (venue)"] = EXCHANGE_KEY.encode()
+
+
+def test_the_ccxt_venue_never_shows_its_credentials(caplog: pytest.LogCaptureFixture) -> None:
+    """The ccxt venue against the exchange simulator, through successes and every kind of failure, with every
+    logger at debug: no message, repr, traceback or log record carries the key or the secret."""
+    import logging
+    import traceback
+    from decimal import Decimal
+
+    from exchange_sim_helpers import serve
+    from tradeexecutor.config import CcxtVenueConfig
+    from tradeexecutor.errors import TemporaryError
+    from tradeexecutor.exchange_sim import ExchangeSimulator, MarketSpec, SimConfig
+    from tradeexecutor.exchange_sim.prices import random_walk_series
+    from tradeexecutor.state import OrderSide
+    from tradeexecutor.venue import OrderRequest
+    from tradeexecutor.venue.ccxt_errors import VenueFailure
+    from tradeexecutor.venue.ccxt_venue import CcxtVenue
+
+    pytest.importorskip("ccxt")
+    caplog.set_level(logging.DEBUG)
+    logging.getLogger("ccxt").setLevel(logging.DEBUG)
+    config = SimConfig(markets=(MarketSpec.for_price("BTC/USDT", 30_000),), api_key=EXCHANGE_KEY,
+                       api_secret=API_SECRET, balances={"USDT": Decimal(10_000)})
+    simulator = ExchangeSimulator(config, {"BTCUSDT": random_walk_series(seed=3, now_ms=int(time.time() * 1000),
+                                                                         start_price=30_000)})
+    environ = {"TRADEEXECUTOR_EXCHANGE_API_KEY": EXCHANGE_KEY, "TRADEEXECUTOR_EXCHANGE_API_SECRET": API_SECRET}
+    shown: list[str] = []
+    with serve(simulator) as running:
+        settings = CcxtVenueConfig(url=running.url, symbols=("BTC/USDT",), timeout_seconds=4)
+        venue = CcxtVenue(settings, environ=environ)
+        shown += [repr(venue), repr(venue.connection), repr(settings), str(venue.balances())]
+        venue.submit(OrderRequest("scan-1", "BTC/USDT", OrderSide.buy, value=100.0))
+        shown += [repr(venue.poll()), repr(venue.fetch_order("scan-1")), repr(venue.fills_since(None))]
+        faults = [{"kind": "error", "status": 503}, {"kind": "rate_limit", "retry_after": 1},
+                  {"kind": "timeout", "hang_seconds": 10}]
+        for number, spec in enumerate(faults):
+            running.control("POST", "faults", {**spec, "count": 1})
+            with pytest.raises(TemporaryError) as caught:
+                venue.submit(OrderRequest(f"scan-f{number}", "BTC/USDT", OrderSide.buy, value=100.0))
+            shown += traceback.format_exception(caught.value)
+            time.sleep(1.1)
+        wrong = CcxtVenue(settings, environ={**environ, "TRADEEXECUTOR_EXCHANGE_API_SECRET": "x" + API_SECRET})
+        with pytest.raises(VenueFailure) as failed:
+            wrong.balances()
+        shown += traceback.format_exception(failed.value)
+    shown += [record.getMessage() for record in caplog.records]
+    assert len(shown) > 10
+    hits = _secret_hits("\n".join(shown).encode())
+    assert hits == [], hits

@@ -13,9 +13,11 @@ new setting is one edit. Values are checked once, in ``__post_init__``, by :func
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import MISSING, Field, dataclass, field, fields, is_dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from tradeexecutor.errors import ConfigError
 
@@ -369,3 +371,58 @@ class HealthLimits:
 
     def __post_init__(self) -> None:
         check_settings(self)
+
+
+#: Where the exchange API key and secret are read from unless the config names other variables.
+KEY_VARIABLE = "TRADEEXECUTOR_EXCHANGE_API_KEY"
+SECRET_VARIABLE = "TRADEEXECUTOR_EXCHANGE_API_SECRET"
+
+_VARIABLE = re.compile(r"^[A-Z_][A-Z0-9_]*$")
+
+
+@dataclass(frozen=True)
+class CcxtVenueConfig:
+    """How the ccxt venue reaches one exchange (venue/ccxt_connection.py builds the client from it).
+
+    It lives here, not in ``venue``, so that the settings tree holds it without importing the
+    venue (and the state model under it) when a command merely parses its options. ``quote`` and
+    ``symbols`` come from the strategy's instruments, not from a person.
+    """
+
+    exchange: str = setting("binance", flag="--exchange",
+                            help="The exchange of live mode (wired in a later step; --mode live is still refused): any ccxt "
+                                 "exchange id (binance, kraken, ...); its spot markets are traded.")
+    url: str | None = setting(None, flag="--exchange-url", kind=str,
+                              help="Point every API base URL of the exchange at this scheme and host, paths kept: "
+                                   "the exchange simulator, a proxy or a testnet. Default: the exchange itself.")
+    key_variable: str = setting(KEY_VARIABLE, flag="--exchange-key-variable",
+                                help="Environment variable holding the exchange API key (its name: the value is "
+                                     "never shown, logged or stored).")
+    secret_variable: str = setting(SECRET_VARIABLE, flag="--exchange-secret-variable",
+                                   help="Environment variable holding the exchange API secret (its name).")
+    rate_share: float = setting(1.0, flag="--exchange-rate-share", minimum=0, above=0, maximum=1,
+                                hint="0.25 = a quarter of the address's budget",
+                                help="This executor's share of the exchange's request budget, for fleets behind "
+                                     "one IP address: ccxt's rate limit is stretched by 1/share.")
+    timeout_seconds: float = setting(10.0, flag="--exchange-timeout-seconds", unit="seconds", minimum=0, above=0,
+                                     maximum=300,
+                                     help="Seconds to wait for one exchange reply; an order whose reply does not "
+                                          "come in time is asked about by its client order id, never resent.")
+    #: Quote asset of symbols written without one (``EUR`` → ``EUR/USD`` when quote is USD).
+    quote: str | None = None
+    #: Symbols whose orders and trades are looked through for ids this process did not send itself.
+    symbols: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        check_settings(self)
+        if not re.fullmatch(r"[a-z0-9_]+", self.exchange):
+            raise ConfigError(f"--exchange {self.exchange!r} must be a ccxt exchange id such as binance")
+        if self.url is not None:
+            parts = urlsplit(self.url)
+            if parts.scheme not in ("http", "https") or not parts.netloc or parts.path not in ("", "/"):
+                raise ConfigError(f"--exchange-url {self.url!r} must be scheme and host only, such as "
+                                  "http://127.0.0.1:9000")
+        for flag, name in (("--exchange-key-variable", self.key_variable),
+                           ("--exchange-secret-variable", self.secret_variable)):
+            if not _VARIABLE.match(name):
+                raise ConfigError(f"{flag} {name!r} must be an environment variable name such as {KEY_VARIABLE}")

@@ -19,6 +19,7 @@ from typing import Any
 
 from tradeexecutor.cast import CastConfig
 from tradeexecutor.config import (
+    CcxtVenueConfig,
     EngineConfig,
     HealthLimits,
     RiskConfig,
@@ -169,6 +170,8 @@ class DaemonConfig:
     notify: NotifyConfig = field(default_factory=NotifyConfig)
     #: The wallboard to cast chart data to (the target itself is in <state dir>/cast.json).
     cast: CastConfig = field(default_factory=CastConfig)
+    #: The exchange of live mode: ccxt id, URL override, credential variable names, rate share (docs/exchanges.md).
+    exchange: CcxtVenueConfig = field(default_factory=CcxtVenueConfig)
     log_level: str = setting("info", choices=LOG_LEVELS, help="Log verbosity on stderr.")
 
     def __post_init__(self) -> None:

@@ -1,4 +1,8 @@
-"""Where orders are executed: the Venue interface, its in-memory twin and the simulated venue (the ccxt venue later)."""
+"""Where orders are executed: the Venue interface, its in-memory twin, the simulated venue and the ccxt venue.
+
+The ccxt venue is imported from its own modules (``venue.ccxt_venue``, ``venue.ccxt_connection``,
+``venue.ccxt_candles``), not from here, so that importing the package loads neither ccxt nor pandas.
+"""
 
 from __future__ import annotations
 

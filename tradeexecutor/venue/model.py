@@ -6,8 +6,8 @@ for the outcome; a network failure while sending raises TemporaryError and leave
 *unknown* — the loop asks ``fetch_order`` by client order id before anything is sent again.
 
 Implementations: ``InMemoryVenue`` (the twin for tests: prices you set, faults you script),
-``SimulatedVenue`` (fee, slippage, lot rounding and minimum notional; backtests and paper) and,
-later, the ccxt venue. tests/venue_contract.py holds the one suite every implementation passes.
+``SimulatedVenue`` (fee, slippage, lot rounding and minimum notional; backtests and paper) and
+``CcxtVenue`` (any ccxt exchange's spot market). tests/venue_contract.py holds the one suite every implementation passes.
 """
 
 from __future__ import annotations

@@ -1,0 +1,93 @@
+"""CcxtCandleSource against the exchange simulator: closed candles only, each once, the lag measured, one door."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from exchange_sim_helpers import API_KEY, API_SECRET, Running, http_json, make_simulator, serve, wait_for
+from tradeexecutor.config import CcxtVenueConfig
+from tradeexecutor.errors import ConfigError, TemporaryError
+from tradeexecutor.venue.ccxt_candles import CcxtCandleSource
+from tradeexecutor.venue.ccxt_connection import CcxtConnection
+from tradeexecutor.venue.ccxt_errors import RateLimitedError
+from tradeexecutor.venue.ccxt_venue import CcxtVenue
+
+pytest.importorskip("ccxt")
+
+
+@pytest.fixture(scope="module")
+def running() -> Iterator[Running]:
+    with serve(make_simulator()) as running:
+        yield running
+
+
+@pytest.fixture(autouse=True)
+def fresh(running: Running) -> Iterator[None]:
+    running.control("POST", "reset")
+    yield
+    running.control("POST", "reset")
+
+
+def public(running: Running) -> CcxtConnection:
+    return CcxtConnection(CcxtVenueConfig(url=running.url), environ={}, private=False)
+
+
+def test_only_closed_candles_are_delivered_each_once_and_the_lag_is_measured(running: Running) -> None:
+    source = CcxtCandleSource(public(running), ["BTC/USDT", "EURUSD"], "1s", limit=50)
+    first = source.poll()
+    assert first is not None and set(first["symbol"]) == {"BTC/USDT", "EURUSD"}
+    now = time.time()
+    for _symbol, frame in first.groupby("symbol"):
+        opens = [t.timestamp() for t in frame.index]
+        assert opens == sorted(opens) and len(opens) == 49  # the latest 50 klines end with the forming one
+        assert opens[-1] + 1 <= now + 0.5  # closed: its close time has passed
+        assert all(frame["low"] <= frame[["open", "close"]].min(axis=1))
+    assert source.lag_seconds is not None and 0 <= source.lag_seconds < 5
+    # The exchange's own klines agree, candle for candle.
+    btc_first = first[first["symbol"] == "BTC/USDT"]
+    start = int(btc_first.index[0].timestamp() * 1000)
+    _, raw = http_json("GET", f"{running.url}/api/v3/klines?symbol=BTCUSDT&interval=1s&startTime={start}&limit=49")
+    assert [(row[0], float(row[4])) for row in raw] == [
+        (int(t.timestamp() * 1000), close) for t, close in zip(btc_first.index, btc_first["close"])]
+    polled: list[Any] = []  # the two markets' candles need not close at the same instant: poll until BTC's does
+
+    def btc_polled() -> bool:
+        frame = source.poll()
+        polled.extend([] if frame is None else [frame[frame["symbol"] == "BTC/USDT"]])
+        return any(len(part) for part in polled)
+
+    wait_for(btc_polled, timeout=15)
+    last_before = first[first["symbol"] == "BTC/USDT"].index[-1]
+    btc = pd.concat(polled)
+    assert len(btc) >= 1 and btc.index[0] > last_before  # nothing delivered twice
+    assert (btc.index[0] - last_before).total_seconds() == 1  # and nothing skipped
+    assert source.lag_seconds is not None and 0 <= source.lag_seconds < 5
+
+
+def test_a_failed_poll_is_temporary_and_the_gate_is_shared_with_the_venue(running: Running) -> None:
+    config = CcxtVenueConfig(url=running.url, symbols=("EUR/USD",))
+    connection = CcxtConnection(config, environ={"TRADEEXECUTOR_EXCHANGE_API_KEY": API_KEY,
+                                                 "TRADEEXECUTOR_EXCHANGE_API_SECRET": API_SECRET})
+    venue = CcxtVenue(config, connection)
+    source = CcxtCandleSource(connection, ["EUR/USD"], "1s")
+    assert source.poll() is not None
+    running.control("POST", "faults", {"kind": "error", "status": 503, "count": 1})
+    with pytest.raises(TemporaryError):
+        wait_for(lambda: source.poll() is not None, timeout=10)
+    running.control("POST", "faults", {"kind": "rate_limit", "retry_after": 30, "count": 1})
+    with pytest.raises(RateLimitedError):
+        venue.balances()
+    sent = len(running.control("GET", "requests?limit=10000")[1])
+    with pytest.raises(RateLimitedError):
+        source.poll()  # the venue's 429 holds the candles back too: one address, one budget
+    assert len(running.control("GET", "requests?limit=10000")[1]) == sent
+
+
+def test_a_symbol_the_exchange_does_not_list_is_a_config_error(running: Running) -> None:
+    with pytest.raises(ConfigError, match="does not list NOPE"):
+        CcxtCandleSource(public(running), ["NOPE"], "1m").poll()

@@ -1,0 +1,93 @@
+"""The write-ahead router over CcxtVenue against the exchange simulator: every intent is exactly one exchange order.
+
+The process "dies" at each commit of an order's life (or the exchange's answer is lost after it
+accepted the order); the restarted process, with a new venue that remembers nothing, resolves
+the order by its client order id. Afterwards the simulator holds exactly one order for the
+intent, and the state's fills, position and cash are the simulator's own record.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from exchange_sim_helpers import Running, serve
+from test_engine_router import Process, decide_open, new_state, one_job, send_all_created
+from test_venue_ccxt import ENVIRON, aaa_simulator, pin
+from tradeexecutor.config import CcxtVenueConfig
+from tradeexecutor.state import OrderStatus, State
+from tradeexecutor.store import StateStore
+from tradeexecutor.venue.ccxt_venue import CcxtVenue
+
+pytest.importorskip("ccxt")
+
+
+@pytest.fixture(scope="module")
+def running() -> Iterator[Running]:
+    with serve(aaa_simulator(), threads=6) as running:
+        yield running
+
+
+@pytest.fixture(autouse=True)
+def fresh(running: Running) -> Iterator[None]:
+    running.control("POST", "reset")
+    pin(running, 100.0)
+    yield
+
+
+def venue(running: Running, timeout_seconds: float = 10.0) -> CcxtVenue:
+    """A new process's venue: it knows nothing of what an earlier one sent."""
+    config = CcxtVenueConfig(url=running.url, quote="USD", symbols=("AAA",), timeout_seconds=timeout_seconds)
+    return CcxtVenue(config, environ=ENVIRON)
+
+
+def check_against_the_exchange(state: State, running: Running, client_order_id: str) -> None:
+    _, orders = running.control("GET", "orders")
+    assert [o["clientOrderId"] for o in orders] == [client_order_id]  # exactly one order for the intent
+    _, trades = running.control("GET", "trades")
+    ours = sorted((f.venue_trade_id, f.quantity, f.price, f.fee) for o in state.portfolio.all_orders() for f in o.fills)
+    assert ours == sorted((str(t["id"]), float(t["qty"]), float(t["price"]), float(t["commission"])) for t in trades)
+    _, balances = running.control("GET", "balances")
+    (position,) = state.portfolio.open_positions
+    assert position.quantity == float(balances["AAA"]["free"])
+    assert state.portfolio.cash == pytest.approx(float(balances["USD"]["free"]), abs=1e-6)
+
+
+@pytest.mark.parametrize("die_at_commit", [1, 2, 3])
+def test_dying_at_any_commit_leaves_exactly_one_order_on_the_exchange(tmp_path: Path, running: Running,
+                                                                      die_at_commit: int) -> None:
+    state = new_state()
+    order = decide_open(state)
+    StateStore(tmp_path).save(state)
+    first = Process(tmp_path, venue(running), die_at_commit=die_at_commit)
+
+    def life(process: Process) -> None:
+        send_all_created(process)  # commit 1: submitting, then the exchange fills it on arrival
+        process.router.drain()  # commit 2: the fill
+        process.commit()  # commit 3: the job's end
+
+    assert not one_job(first, life)
+    second = Process(tmp_path, venue(running))
+    second.router.resolve()
+    send_all_created(second)
+    second.router.drain()
+    (again,) = second.state.portfolio.open_positions[0].orders
+    assert again.client_order_id == order.client_order_id and again.status is OrderStatus.filled
+    check_against_the_exchange(second.state, running, order.client_order_id)
+
+
+def test_an_answer_lost_after_the_exchange_accepted_is_resolved_by_client_id(tmp_path: Path,
+                                                                             running: Running) -> None:
+    state = new_state()
+    order = decide_open(state)
+    running.control("POST", "faults", {"kind": "timeout", "hang_seconds": 8, "count": 1})
+    first = Process(tmp_path, venue(running, timeout_seconds=2), state=state)
+    first.router.send(order)
+    assert order.status is OrderStatus.unknown and order.reject_reason is None
+    first.router.resolve()  # the same process asks: the exchange has it, filled
+    assert order.status is OrderStatus.filled and len(order.fills) == 1
+    first.router.drain()  # the venue's own later events change nothing
+    assert len(order.fills) == 1
+    check_against_the_exchange(first.state, running, order.client_order_id)

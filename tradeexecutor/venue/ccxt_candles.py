@@ -1,0 +1,77 @@
+"""CcxtCandleSource: closed candles polled from an exchange's public OHLCV endpoint, with the feed lag measured.
+
+An exchange's klines end with the candle still forming; a strategy must never see it, so only
+candles whose close time has passed *by the exchange's clock* (ours corrected with the measured
+offset) are delivered, each once. The lag — how long after a candle closed we had it — is the
+number an operator watches: a feed that falls behind decides on old prices. The source passes the
+same connection as the venue (one ban gate, one rate budget); turning its frames into the
+daemon's feed is the daemon's business (a later step).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pandas as pd
+
+from tradeexecutor.errors import ConfigError
+from tradeexecutor.venue.ccxt_connection import CcxtConnection
+
+__all__ = ["CcxtCandleSource"]
+
+
+class CcxtCandleSource:
+    """Closed candles of some symbols at one timeframe, polled; each candle is delivered once, in time order."""
+
+    def __init__(self, connection: CcxtConnection, symbols: Sequence[str], timeframe: str = "1m", *,
+                 quote: str | None = None, limit: int = 500):
+        self.connection = connection
+        self.symbols = tuple(symbols)
+        self.timeframe = timeframe
+        self.quote = quote
+        self.limit = limit
+        #: Open time (ms) of the newest candle delivered, per symbol.
+        self._last: dict[str, int] = {}
+        self._markets: dict[str, str] = {}
+        #: Seconds between the newest candle's close and the moment it was received (exchange clock), or None.
+        self.lag_seconds: float | None = None
+
+    @property
+    def timeframe_ms(self) -> int:
+        return int(self.connection.exchange.parse_timeframe(self.timeframe) * 1000)
+
+    def _market(self, symbol: str) -> str:
+        if symbol not in self._markets:
+            found = self.connection.market(symbol, self.quote)
+            if found is None:
+                raise ConfigError(f"{self.connection.name} does not list {symbol}; name a market it lists, such as "
+                                  f"{next(iter(self.connection.exchange.markets or {'BTC/USDT': 0}))}")
+            self._markets[symbol] = found
+        return self._markets[symbol]
+
+    def poll(self) -> pd.DataFrame | None:
+        """The candles that closed since the last poll (the long frame: ``timestamp`` = open time, UTC), or None."""
+        self.connection.connect()
+        step = self.timeframe_ms
+        rows: list[tuple[int, str, float, float, float, float, float]] = []
+        newest_close: int | None = None
+        for symbol in self.symbols:
+            market = self._market(symbol)
+            last = self._last.get(symbol)
+            candles = self.connection.call(self.connection.exchange.fetch_ohlcv, market, self.timeframe,
+                                           None if last is None else last + step, self.limit)
+            now = self.connection.now_ms()
+            for open_ms, open_, high, low, close, volume in candles:
+                if (last is not None and open_ms <= last) or open_ms + step > now:
+                    continue  # delivered before, or still forming
+                rows.append((int(open_ms), symbol, float(open_), float(high), float(low), float(close),
+                             float(volume or 0.0)))
+                self._last[symbol] = last = int(open_ms)
+                newest_close = max(newest_close or 0, int(open_ms) + step)
+        if not rows:
+            return None
+        assert newest_close is not None
+        self.lag_seconds = (self.connection.now_ms() - newest_close) / 1000
+        frame = pd.DataFrame(rows, columns=["timestamp", "symbol", "open", "high", "low", "close", "volume"])
+        frame["timestamp"] = pd.to_datetime(frame["timestamp"], unit="ms", utc=True)
+        return frame.sort_values(["symbol", "timestamp"]).set_index("timestamp")

@@ -1,0 +1,427 @@
+"""CcxtVenue: the venue interface over any ccxt exchange's spot market, with the client order id the executor chose.
+
+ccxt is called synchronously from the loop's one thread, every request through one
+``CcxtConnection`` (ccxt_connection.py: the ban gate, ccxt's rate limiter, the error table, the
+clock offset). A submit that times out raises TemporaryError and leaves the outcome unknown: the
+venue remembers the client order id as sent and refuses to send it again (DuplicateOrderError)
+until ``fetch_order`` has asked the exchange and heard that it never arrived — the router's
+restart resolution does exactly that, so nothing is ever resent blind. Binance itself accepts a
+reused client order id once the first order is closed, so this memory is the only guard against
+a duplicate market order.
+
+Outcomes come back through ``poll``: the reply to a submit gives the accepted event and any
+fills at once (Binance's FULL reply); orders still open are asked about on each poll and their
+new trades become fill events. The exchange keeps no record of an order it refused, so the venue
+keeps the refusals it saw, for ``fetch_order``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from tradeexecutor.config import CcxtVenueConfig
+from tradeexecutor.state import TERMINAL_STATUSES, OrderSide, OrderStatus, OrderType, RejectReason
+from tradeexecutor.venue.ccxt_connection import CcxtConnection
+from tradeexecutor.venue.ccxt_errors import reject_reason
+from tradeexecutor.venue.model import (
+    Balance,
+    DuplicateOrderError,
+    ExecutionEvent,
+    FillReport,
+    InstrumentSpec,
+    OrderAccepted,
+    OrderCancelled,
+    OrderExpired,
+    OrderFilled,
+    OrderRejected,
+    OrderReport,
+    OrderRequest,
+)
+
+__all__ = ["CcxtVenue"]
+
+#: ccxt's unified order status → ours.
+_STATUSES = {"open": OrderStatus.open, "closed": OrderStatus.filled, "canceled": OrderStatus.cancelled,
+             "cancelled": OrderStatus.cancelled, "expired": OrderStatus.expired, "rejected": OrderStatus.rejected}
+
+
+@dataclass
+class _Tracked:
+    """An order this venue sent (or found) and follows until it is terminal."""
+
+    client_order_id: str
+    market: str
+    side: OrderSide
+    venue_order_id: str = ""
+    status: OrderStatus = OrderStatus.open
+    filled: float = 0.0
+    trade_ids: set[str] = field(default_factory=set)
+
+
+class CcxtVenue:
+    """The venue interface over a ccxt exchange (spot)."""
+
+    #: Trades asked for per request when paging by trade id (Binance's largest page).
+    trade_page = 1000
+    #: Ended orders, refusals and trade → order lookups remembered, newest kept.
+    max_kept = 10_000
+
+    def __init__(self, config: CcxtVenueConfig, connection: CcxtConnection | None = None, *,
+                 environ: Mapping[str, str] | None = None):
+        self.config = config
+        self.name = config.exchange
+        self.connection = connection if connection is not None else CcxtConnection(config, environ=environ)
+        self.exchange = self.connection.exchange
+        self._call = self.connection.call
+        #: Our symbol → ccxt market symbol, as resolved.
+        self._markets: dict[str, str] = {}
+        #: Orders sent (and not since found missing: sending one again is a bug), oldest first.
+        self._orders: dict[str, _Tracked] = {}
+        #: Orders refused before or by the exchange (the exchange keeps no record of a refusal).
+        self._refused: dict[str, OrderReport] = {}
+        self._events: list[ExecutionEvent] = []
+        self._client_ids: dict[str, str] = {}
+
+    def __repr__(self) -> str:
+        return f"CcxtVenue({self.config.exchange}, url={self.config.url!r})"
+
+    def connect(self) -> None:
+        """Load the markets and measure the clock offset (once; the first call does it anyway)."""
+        self.connection.connect()
+
+    @property
+    def clock_offset_ms(self) -> float:
+        """The exchange's clock minus ours, in ms, as last measured: for /status and /metrics."""
+        return self.connection.clock_offset_ms
+
+    def _market(self, symbol: str) -> str | None:
+        """The ccxt market symbol for one of ours: itself, the exchange's market id, or BASE/quote."""
+        if symbol in self._markets:
+            return self._markets[symbol]
+        found = self.connection.market(symbol, self.config.quote)
+        if found is not None:
+            self._markets[symbol] = found
+        return found
+
+    def _ours(self, market: str) -> str:
+        for ours, theirs in self._markets.items():
+            if theirs == market:
+                return ours
+        return market
+
+    def _watched(self) -> list[str]:
+        """Markets to look through for orders and trades: the configured symbols and every one used."""
+        for symbol in self.config.symbols:
+            self._market(symbol)
+        return sorted(set(self._markets.values()) | {t.market for t in self._orders.values()})
+
+    def instruments(self, symbols: Sequence[str]) -> dict[str, InstrumentSpec]:
+        """Lot step and tick size (ccxt's precision, in either precision mode) and minimum notional of each market."""
+        specs: dict[str, InstrumentSpec] = {}
+        for symbol in symbols:
+            market_symbol = self._market(symbol)
+            if market_symbol is None:
+                continue
+            market = self.exchange.markets[market_symbol]
+            amount, price = _step(self.exchange, market, "amount"), _step(self.exchange, market, "price")
+            specs[symbol] = InstrumentSpec(
+                symbol=symbol, lot_step=amount, tick_size=price,
+                min_notional=float((market.get("limits", {}).get("cost") or {}).get("min") or 0.0),
+                base=market["base"], quote=market["quote"],
+            )
+        return specs
+
+    # -- orders -------------------------------------------------------------------------------------
+
+    def submit(self, request: OrderRequest) -> None:
+        """Send the order with its client order id; the reply's outcome is queued for ``poll``.
+
+        TemporaryError: the outcome is unknown (ask ``fetch_order``). DuplicateOrderError: this
+        id was sent before and has not been found missing since.
+        """
+        cid = request.client_order_id
+        if cid in self._orders or cid in self._refused:
+            raise DuplicateOrderError(f"{self.name}: client order id {cid} was already submitted")
+        at = self._now()
+        market = self._market(request.symbol)
+        if market is None:
+            self._refuse(request, RejectReason.venue, f"{self.name} does not list {request.symbol}", at)
+            return
+        arguments = self._order_arguments(request, market)
+        if isinstance(arguments, str):
+            self._refuse(request, RejectReason.nothing_to_sell, arguments, at)
+            return
+        kind, amount, price, params = arguments
+        self._orders[cid] = _Tracked(cid, market, request.side, status=OrderStatus.unknown)  # it may be there now
+        import ccxt
+
+        try:
+            order = self._call(self.exchange.create_order, market, kind, request.side.value, amount, price, params,
+                               submitting=True)
+        except ccxt.BaseError as error:  # a refusal (everything else was translated by _call)
+            del self._orders[cid]
+            if type(error).__name__ == "DuplicateOrderId" or "Duplicate order" in str(error):
+                raise DuplicateOrderError(f"{self.name}: the exchange already has an open order {cid}") from None
+            self._refuse(request, reject_reason(error, request.side),
+                         f"{type(error).__name__}: {self.connection.scrub(str(error))}", at)
+            return
+        self._take(order, announce=True)
+
+    def _order_arguments(self, request: OrderRequest,
+                         market: str) -> tuple[str, float | None, float | None, dict[str, Any]] | str:
+        """ccxt's (type, amount, price, params) for a request, or why a sell has nothing to sell."""
+        params: dict[str, Any] = {"clientOrderId": request.client_order_id}
+        kind = "limit" if request.type is OrderType.limit else "market"
+        price = request.limit_price if kind == "limit" else None
+        if kind == "limit" and request.time_in_force.value != "gtc":
+            params["timeInForce"] = request.time_in_force.value.upper()
+        amount: float | None = request.quantity
+        if request.close_all or (request.side is OrderSide.sell and amount is None):
+            base = self.exchange.markets[market]["base"]
+            held = self.balances().get(base, Balance(base, 0.0)).free
+            amount = _whole_lots(self.exchange, market, held)
+            if amount <= 0:
+                return f"nothing to sell: {held:g} {base} held, less than one lot"
+        elif amount is None:
+            assert request.value is not None, "an order request has a quantity or a value"
+            params["cost"] = request.value  # a market buy of a quote value (Binance: quoteOrderQty)
+        return kind, amount, price, params
+
+    def _refuse(self, request: OrderRequest, reason: RejectReason, text: str, at: datetime) -> None:
+        _bounded(self._refused, self.max_kept)
+        self._refused[request.client_order_id] = OrderReport(
+            client_order_id=request.client_order_id, venue_order_id="", symbol=request.symbol, side=request.side,
+            status=OrderStatus.rejected, filled_quantity=0.0, average_price=None, reject_reason=reason, reason=text)
+        self._events.append(OrderRejected(request.client_order_id, reason, text, at))
+
+    def cancel(self, client_order_id: str) -> None:
+        """Cancel an open order by client order id; a terminal or unknown one is left as it is."""
+        import ccxt
+
+        tracked = self._orders.get(client_order_id)
+        if tracked is None or tracked.status in TERMINAL_STATUSES:
+            return
+        reply: dict[str, Any] | None
+        try:
+            reply = self._call(self.exchange.cancel_order, tracked.venue_order_id or None, tracked.market,
+                               {} if tracked.venue_order_id else {"clientOrderId": client_order_id},
+                               answers=(ccxt.OrderNotFound,))
+        except ccxt.OrderNotFound:  # -2011: it ended first (filled, cancelled, expired), or never arrived
+            reply = self._find(tracked.market, client_order_id)
+        if reply is not None:
+            self._take(reply, announce=False)
+
+    def fetch_order(self, client_order_id: str) -> OrderReport | None:
+        """What the exchange knows of the order; None when no watched market has it (it may then be sent again)."""
+        if client_order_id in self._refused:
+            return self._refused[client_order_id]
+        tracked = self._orders.get(client_order_id)
+        markets = [tracked.market] if tracked is not None else self._watched()
+        for market in markets:
+            order = self._find(market, client_order_id)
+            if order is not None:
+                report = self._report(order)
+                tracked = self._orders.setdefault(client_order_id, _Tracked(client_order_id, market, report.side))
+                tracked.venue_order_id = report.venue_order_id
+                if tracked.status is OrderStatus.unknown:
+                    tracked.status = OrderStatus.open  # adopted: the next poll brings its fills and its end
+                return report
+        self._orders.pop(client_order_id, None)  # the exchange never saw it: sending it now is not a resend
+        return None
+
+    def _find(self, market: str, client_order_id: str) -> dict[str, Any] | None:
+        import ccxt
+
+        try:
+            return self._call(self.exchange.fetch_order, None, market, {"clientOrderId": client_order_id},
+                              answers=(ccxt.OrderNotFound,))
+        except ccxt.OrderNotFound:
+            return None
+
+    def open_orders(self) -> list[OrderReport]:
+        """Open orders on the watched markets (every market when none is watched), oldest first."""
+        markets: list[str | None] = list(self._watched()) or [None]
+        orders: list[dict[str, Any]] = []
+        for market in markets:
+            orders.extend(self._call(self.exchange.fetch_open_orders, market))
+        orders.sort(key=lambda o: (o.get("timestamp") or 0, str(o.get("id"))))
+        return [self._report(order) for order in orders]
+
+    def fills_since(self, cursor: str | None) -> tuple[list[FillReport], str | None]:
+        """Trades on the watched markets after ``cursor``, and the cursor to pass next time.
+
+        The cursor is JSON: per market, the last trade's time, the ids seen at that time and the
+        last id. Binance pages by trade id (``fromId``): a time window there spans at most a day,
+        so after a longer quiet spell a time cursor would never move again. Other exchanges page
+        by time, the ids at the last instant keeping a trade from being handed out twice.
+        """
+        marks: dict[str, list[Any]] = json.loads(cursor) if cursor else {}
+        fills: list[FillReport] = []
+        for market in self._watched():
+            since, seen, last_id = marks.get(market, [None, [], None])
+            for trade in self._trades_after(market, since, last_id):
+                if str(trade["id"]) in seen:
+                    continue
+                fills.append(self._fill(trade, self._client_id(trade, market), trade["timestamp"]))
+                stamp = int(trade["timestamp"])
+                if since is None or stamp > since:
+                    since, seen = stamp, []
+                seen = sorted({*seen, str(trade["id"])})
+                last_id = str(trade["id"])
+            if since is not None:
+                marks[market] = [since, seen, last_id]
+        fills.sort(key=lambda f: (f.at, f.venue_trade_id))
+        return fills, json.dumps(marks, sort_keys=True)
+
+    def _trades_after(self, market: str, since: int | None, last_id: str | None) -> list[dict[str, Any]]:
+        """The market's trades from ``since`` (or after trade ``last_id``, where the exchange pages by id), oldest
+        first, every page of them."""
+        if not self.exchange.id.startswith("binance") or last_id is None or not last_id.isdigit():
+            return sorted(self._call(self.exchange.fetch_my_trades, market, since),
+                          key=lambda t: (int(t["timestamp"]), str(t["id"])))
+        trades: list[dict[str, Any]] = []
+        after = int(last_id)
+        while True:
+            page = self._call(self.exchange.fetch_my_trades, market, None, self.trade_page, {"fromId": after + 1})
+            trades.extend(page)
+            if len(page) < self.trade_page:
+                return trades
+            after = max(int(t["id"]) for t in page)
+
+    def balances(self) -> dict[str, Balance]:
+        """Free and locked balance of every asset the exchange reports."""
+        balance = self._call(self.exchange.fetch_balance)
+        free, used = balance.get("free") or {}, balance.get("used") or {}
+        return {asset: Balance(asset, float(free.get(asset) or 0.0), float(used.get(asset) or 0.0))
+                for asset in sorted(set(free) | set(used))}
+
+    def poll(self) -> list[ExecutionEvent]:
+        """Events queued by submits and cancels, then what each followed open order did since the last poll."""
+        for tracked in list(self._orders.values()):
+            if tracked.status not in TERMINAL_STATUSES and tracked.venue_order_id:
+                self._refresh(tracked)
+        events, self._events = self._events, []
+        self._forget_ended()
+        return events
+
+    def _forget_ended(self) -> None:
+        """Keep at most ``max_kept`` followed orders, dropping the oldest that ended: months of orders must not
+        pile up in memory. An ended order is never sent again (the ledger knows it ended); one open or of
+        unknown outcome is always kept."""
+        excess = len(self._orders) - self.max_kept
+        for cid in [cid for cid, t in self._orders.items() if t.status in TERMINAL_STATUSES][:max(0, excess)]:
+            del self._orders[cid]
+
+    # -- reading the exchange's answers ---------------------------------------------------------------
+
+    def _refresh(self, tracked: _Tracked) -> None:
+        """Ask the exchange about a followed order and queue what changed."""
+        self._take(self._call(self.exchange.fetch_order, tracked.venue_order_id, tracked.market), announce=False)
+
+    def _take(self, order: dict[str, Any], *, announce: bool) -> None:
+        """Queue the events an order's state brings that were not queued before: accepted, fills, the end."""
+        cid = self._client_id_of(order)
+        tracked = self._orders.get(cid)
+        if tracked is None:
+            return
+        at = _time(order.get("timestamp")) or self._now()
+        tracked.venue_order_id = str(order["id"])
+        report = self._report(order)
+        if announce:
+            self._events.append(OrderAccepted(cid, tracked.venue_order_id, at))
+        trades = order.get("trades") or []
+        known = tracked.filled + sum(float(t["amount"]) for t in trades if str(t.get("id")) not in tracked.trade_ids)
+        if report.filled_quantity > known + 1e-9 * max(1.0, report.filled_quantity):
+            # The reply said it filled but not how (an ACK or RESULT reply, or an exchange that never says).
+            trades = self._call(self.exchange.fetch_order_trades, tracked.venue_order_id, tracked.market)
+        new = [t for t in trades if str(t.get("id")) not in tracked.trade_ids]
+        for index, trade in enumerate(new):
+            tracked.trade_ids.add(str(trade["id"]))
+            tracked.filled += float(trade["amount"])
+            complete = report.status is OrderStatus.filled and index == len(new) - 1
+            self._events.append(OrderFilled(cid, self._fill(trade, cid, trade.get("timestamp") or order.get(
+                "timestamp")), complete))
+        tracked.status = report.status
+        if report.status is OrderStatus.cancelled:
+            self._events.append(OrderCancelled(cid, _time(order.get("lastUpdateTimestamp")) or at))
+        elif report.status is OrderStatus.expired:
+            self._events.append(OrderExpired(cid, _time(order.get("lastUpdateTimestamp")) or at))
+        elif report.status is OrderStatus.rejected:
+            self._events.append(OrderRejected(cid, RejectReason.venue, "rejected by the exchange", at))
+
+    def _report(self, order: dict[str, Any]) -> OrderReport:
+        status = _STATUSES.get(str(order.get("status")), OrderStatus.open)
+        filled = float(order.get("filled") or 0.0)
+        if status is OrderStatus.open and filled > 0:
+            status = OrderStatus.partially_filled
+        return OrderReport(
+            client_order_id=self._client_id_of(order), venue_order_id=str(order["id"]),
+            symbol=self._ours(str(order.get("symbol"))), side=OrderSide(str(order.get("side") or "buy")),
+            status=status, filled_quantity=filled,
+            average_price=float(order["average"]) if filled and order.get("average") else None,
+        )
+
+    def _client_id_of(self, order: dict[str, Any]) -> str:
+        info = order.get("info") or {}
+        # A cancel's reply names the cancel request's own id; the order's is origClientOrderId.
+        return str(info.get("origClientOrderId") or order.get("clientOrderId") or "")
+
+    def _client_id(self, trade: dict[str, Any], market: str) -> str:
+        """The client order id of a trade's order (trades name only the exchange's order id)."""
+        order_id = str(trade.get("order"))
+        for tracked in self._orders.values():
+            if tracked.venue_order_id == order_id:
+                return tracked.client_order_id
+        if order_id not in self._client_ids:
+            _bounded(self._client_ids, self.max_kept)
+            self._client_ids[order_id] = self._client_id_of(self._call(self.exchange.fetch_order, order_id, market))
+        return self._client_ids[order_id]
+
+    def _fill(self, trade: dict[str, Any], client_order_id: str, timestamp: Any) -> FillReport:
+        fee = trade.get("fee") or {}
+        return FillReport(
+            client_order_id=client_order_id, venue_trade_id=str(trade["id"]), quantity=float(trade["amount"]),
+            price=float(trade["price"]), fee=float(fee.get("cost") or 0.0), fee_currency=str(fee.get("currency") or ""),
+            at=_time(timestamp) or self._now(),
+        )
+
+    def _now(self) -> datetime:
+        return self.connection.now()
+
+
+def _bounded(memory: dict[str, Any], limit: int) -> None:
+    """Make room for one more entry in ``memory``, dropping the oldest beyond ``limit``."""
+    while len(memory) >= limit:
+        del memory[next(iter(memory))]
+
+
+def _time(milliseconds: Any) -> datetime | None:
+    if milliseconds is None:
+        return None
+    return datetime.fromtimestamp(int(milliseconds) / 1000, UTC)
+
+
+def _step(exchange: Any, market: Mapping[str, Any], kind: str) -> float:
+    """A market's step for amounts or prices, whatever precision mode the exchange class uses."""
+    value = (market.get("precision") or {}).get(kind)
+    if value is None:
+        return 0.0
+    from ccxt.base.decimal_to_precision import TICK_SIZE
+
+    return float(value) if exchange.precisionMode == TICK_SIZE else 10.0 ** -int(value)
+
+
+def _whole_lots(exchange: Any, market: str, quantity: float) -> float:
+    """``quantity`` rounded down to the market's lot step; 0 when that is less than one lot."""
+    if quantity <= 0:
+        return 0.0
+    import ccxt
+
+    try:
+        return float(exchange.amount_to_precision(market, quantity))
+    except ccxt.InvalidOrder:  # ccxt's way of saying it truncates to zero
+        return 0.0
