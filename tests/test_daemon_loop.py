@@ -780,7 +780,8 @@ def test_a_crashed_job_keeps_its_commits_drops_its_later_lines_and_commits_the_c
     assert "paused" not in [event for _, event in rows]  # the failed job's line died with it
     crash_job = next(job for job, event in rows if event == "crashed")
     assert [event for job, event in rows if job == crash_job] == ["crashed"]
-    assert load_state(tmp_path / "state").cycles_completed == cycles + 1  # the cycle job before it stands
+    state = load_state(tmp_path / "state")
+    assert state is not None and state.cycles_completed == cycles + 1  # the cycle job before it stands
     mirrored = [entry["event"] for entry in Journal(tmp_path / "state" / "journal.jsonl").entries()]
     assert mirrored == [event for _, event in rows]
 

@@ -289,10 +289,6 @@ class Ledger:
         lines, self._pending = self._pending, []
         self.commit(state, lines)
 
-    def save_snapshot(self, state: State) -> None:
-        """Same as save: every commit is complete."""
-        self.save(state)
-
     def flush(self) -> None:
         """Commit pending journal lines on their own (events that changed no state)."""
         if self._pending:
