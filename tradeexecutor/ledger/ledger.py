@@ -267,8 +267,10 @@ class Ledger:
             conn.execute("PRAGMA synchronous = FULL")
             conn.execute("BEGIN IMMEDIATE")
             try:
-                job = int(conn.execute("SELECT job FROM head").fetchone()[0]) + 1
-                conn.execute("UPDATE head SET job = ?", (job,))
+                head_job, size = conn.execute("SELECT job, length(json) FROM head").fetchone()
+                job = int(head_job) + 1
+                if size:  # as commit(): no state yet keeps the head at job 0 with no document
+                    conn.execute("UPDATE head SET job = ?", (job,))
                 self._write_journal(conn, job, [line])
                 conn.execute("COMMIT")
             except BaseException:
@@ -276,7 +278,8 @@ class Ledger:
                 raise
         finally:
             conn.close()
-        self.job = max(self.job, job)
+        if size:
+            self.job = max(self.job, job)
         if self.mirror is not None:
             with open(self.mirror, "ab") as f:
                 f.write(line)
