@@ -47,6 +47,7 @@ _.set_image  # RunState: tests and bench/bench_scheduler_lag.py set one chart im
 _.filled_orders  # Position: tests/test_parity_backtesting_py.py
 _.exit_price  # Position: tests/test_parity_backtesting_py.py
 _.last_save_bytes  # StateStore: tests and bench/bench_state_store.py
+_.save_snapshot  # StateStore (the JSON store, read by state migrate): tests/test_store_state_store.py
 _.last_loads  # CpuPinning: tests/test_cpu_affinity.py
 _.evicted  # WebhookServer: tests/test_webhook_server_limits.py
 _.recompute_from_fills  # engine/accounting.py: tests replay the books from the fills (test_state_orders, test_daemon_e2e)
@@ -59,4 +60,3 @@ _.ioc  # TimeInForce: the same
 _.fok  # TimeInForce: the same
 _.TemporaryError  # DESIGN.md's retry class: temporary failures are retried at the loop boundary (venues)
 _.last_commit_bytes  # Ledger: tests/test_ledger.py and bench/bench_ledger.py measure a commit
-_.begin_job  # Ledger: tests/test_ledger.py opens jobs directly (the loop goes through its store)

@@ -63,7 +63,7 @@ def measure(history: int, cycles: int, folder: Path) -> tuple[list[float], float
     state_dir = folder / f"state-{history}"
     state_dir.mkdir(parents=True)
     ledger = Ledger(state_dir / LEDGER_NAME)
-    ledger.save_snapshot(state)
+    ledger.save(state)
     ledger.close()
     clock = FakeClock(datetime(2024, 1, 1, tzinfo=UTC))
     tickers: list[InMemoryTicker] = []

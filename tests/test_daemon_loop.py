@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import re
+import sqlite3
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -713,5 +714,85 @@ def test_a_replay_with_a_cycle_offset_restarts_after_its_cycles(tmp_path: Path) 
     daemon, ticker, _ = make(tmp_path, engine=EngineConfig(cycle_offset_seconds=12 * 3600))
     try:
         assert daemon.feed.cursor == cursor
+    finally:
+        daemon.close()
+
+
+# -- jobs and transactions --------------------------------------------------------------------
+
+
+def _journal_jobs(tmp_path: Path) -> list[tuple[int, str]]:
+    """(job number, event) of every committed journal line, in order, from the ledger itself."""
+    conn = sqlite3.connect(tmp_path / "state" / "ledger.sqlite")
+    try:
+        return [(int(job), str(event)) for job, event in conn.execute("SELECT job, event FROM journal ORDER BY seq")]
+    finally:
+        conn.close()
+
+
+def test_each_command_is_one_ledger_job_and_a_cycle_commits_its_lines_with_its_state(tmp_path: Path) -> None:
+    """Start-up, a pause, a resume and the cycles each commit in jobs of their own; a cycle's lines carry the job
+    numbers of its state commits, and nothing is committed outside a job (no flush after a command)."""
+    daemon, ticker, _ = make(tmp_path)
+    try:
+        run_ticks(daemon, ticker, 3)
+        daemon.commands.put(Command(CommandKind.pause, reason="operator"))
+        daemon.commands.put(Command(CommandKind.resume, reason="operator"))
+        daemon.loop.run_pending()
+        run_ticks(daemon, ticker, 40)
+        head_job = daemon.store.job
+    finally:
+        daemon.close()
+    rows = _journal_jobs(tmp_path)
+    jobs: dict[int, list[str]] = {}
+    for job, event in rows:
+        jobs.setdefault(job, []).append(event)
+    assert rows[0][1] == "started"
+    # Lines committed before the first state carry the number the first state commit gets (docs/ledger.md).
+    first_state_job = rows[0][0]
+    assert ["paused"] in jobs.values() and ["resumed"] in jobs.values()  # each command its own job
+    cycle_jobs = [job for job, events in jobs.items() if "cycle_completed" in events]
+    assert len(cycle_jobs) == daemon.engine.state.cycles_completed > 5
+    for job in cycle_jobs:  # the decision's lines commit with the decision, not with another job
+        events = [event for event in jobs[job] if not (job == first_state_job and event == "started")]
+        assert set(events) <= {"cycle_completed", "order_planned", "order_filled", "order_rejected",
+                               "intent_ignored", "trigger_fired"}, jobs[job]
+    assert max(jobs) <= head_job
+    assert [job for job, _ in rows] == sorted(job for job, _ in rows)
+
+
+def test_a_crashed_job_keeps_its_commits_drops_its_later_lines_and_commits_the_crash_alone(tmp_path: Path) -> None:
+    """A job that raises after journaling: its uncommitted line is never claimed; the crashed line is committed
+    in a job of its own (and reaches the mirror the webhook reads)."""
+    daemon, ticker, _ = make(tmp_path)
+    loop = daemon.loop
+
+    def failing_after_job() -> None:
+        loop.journal("paused", reason="journaled by a job that then fails")
+        raise RuntimeError("after-job boom")
+
+    try:
+        run_ticks(daemon, ticker, 3)
+        cycles = daemon.engine.state.cycles_completed
+        loop.after_job = failing_after_job
+        run_ticks(daemon, ticker, 1)
+        assert loop.outcome is not None and loop.outcome.status is RunStatus.error
+    finally:
+        daemon.close()
+    rows = _journal_jobs(tmp_path)
+    assert "paused" not in [event for _, event in rows]  # the failed job's line died with it
+    crash_job = next(job for job, event in rows if event == "crashed")
+    assert [event for job, event in rows if job == crash_job] == ["crashed"]
+    state = load_state(tmp_path / "state")
+    assert state is not None and state.cycles_completed == cycles + 1  # the cycle job before it stands
+    mirrored = [entry["event"] for entry in Journal(tmp_path / "state" / "journal.jsonl").entries()]
+    assert mirrored == [event for _, event in rows]
+
+
+def test_a_state_commit_outside_a_job_is_a_bug(tmp_path: Path) -> None:
+    daemon, _, _ = make(tmp_path)
+    try:
+        with pytest.raises(RuntimeError, match="outside a job"):
+            daemon.loop._commit()
     finally:
         daemon.close()

@@ -263,7 +263,7 @@ def test_a_state_from_before_last_bar_at_resumes_by_its_cursor(tmp_path: Path) -
     state = store.load()
     assert state is not None and state.last_bar_at is not None
     state.last_bar_at = None  # what today's code wrote before this field existed
-    store.save_snapshot(state)
+    store.save(state)
     store.close()
     daemon, ticker = make(tmp_path, path, follow=False)
     try:
@@ -284,7 +284,7 @@ def test_a_last_bar_time_the_data_does_not_hold_is_refused_naming_the_state(tmp_
     state = store.load()
     assert state is not None and state.last_bar_at is not None
     state.last_bar_at += timedelta(hours=1)
-    store.save_snapshot(state)
+    store.save(state)
     store.close()
     with pytest.raises(StateError, match=r"state.*has no bar closing then"):
         make(tmp_path, path)

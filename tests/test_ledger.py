@@ -308,3 +308,32 @@ def test_an_edited_fill_without_its_checksum_is_refused(tmp_path: Path) -> None:
     conn.close()
     with pytest.raises(StateCorruptError, match="fill 1 is damaged"):
         Ledger(path).load()
+
+
+def test_a_line_committed_apart_skips_the_running_jobs_lines_and_keeps_the_head_readable(tmp_path: Path) -> None:
+    """The watchdog's line (``append_apart``) commits at once while a hung job's lines stay pending and die with
+    it; before any state it leaves the head at job 0 with no document, as a journal-only commit does."""
+    path = tmp_path / "ledger.sqlite"
+    mirror = tmp_path / "journal.jsonl"
+    heard: list[str] = []
+    ledger = Ledger(path, now=lambda: T0, mirror=mirror, on_commit=lambda event, level, fields: heard.append(event))
+    ledger.append("started", {"cursor": -1})
+    ledger.flush()
+    ledger.append("order_planned", {"order_id": 1})  # the hung job's line: never committed
+    ledger.append_apart("crashed", {"job": "cycle"}, level="error")
+    assert Ledger(path).load() is None  # still no state: a new executor, not a damaged head
+    state = new_state()
+    run_cycle(state, 0)
+    ledger.discard()  # the hung job dies with the process
+    ledger.save(state)
+    ledger.append_apart("crashed", {"job": "revaluation"}, level="error")
+    conn = sqlite3.connect(path)
+    try:
+        assert [event for (event,) in conn.execute("SELECT event FROM journal ORDER BY seq")] == [
+            "started", "crashed", "crashed"]
+        assert conn.execute("SELECT job FROM head").fetchone() == (2,)
+    finally:
+        conn.close()
+    assert heard == ["started", "crashed", "crashed"]
+    assert [orjson.loads(line)["event"] for line in mirror.read_bytes().splitlines()] == heard
+    assert dumps_state(reloaded(path)) == dumps_state(state)

@@ -24,7 +24,7 @@ import pytest
 
 from tradeexecutor.engine.accounting import recompute_cash, recompute_from_fills
 from tradeexecutor.ledger import Ledger
-from tradeexecutor.state import State
+from tradeexecutor.state import OrderStatus, State
 
 WRITER = Path(__file__).resolve().parent / "ledger_writer.py"
 
@@ -108,6 +108,35 @@ def test_kill_9_at_random_instants_over_hundreds_of_restarts(tmp_path: Path) -> 
     assert progress == sorted(progress), "a committed cycle was lost across a restart"
 
 
+def check_orders(state: State, entries: list[dict]) -> None:
+    """Orders and fills after a kill: every intent has one order, every order one story, and the journal tells it.
+
+    - one order per client order id (an intent re-derived after a restart is never a second order);
+    - every order in the ledger was journaled once as planned (or, for a trigger exit, as fired), and every
+      order journaled as planned is in the ledger: the journal claims no order the ledger lacks;
+    - fills: unique ids, each fill's order is the order holding it, a filled order has fills and a rejected
+      one has none; ``order_rejected`` lines are the rejected orders, once each.
+    """
+    orders = list(state.portfolio.all_orders())
+    client_ids = [o.client_order_id for o in orders]
+    assert len(client_ids) == len(set(client_ids)), "an order was created twice for the same intent"
+    planned = [e["fields"]["client_order_id"] for e in entries if e["event"] == "order_planned"]
+    assert len(planned) == len(set(planned)), "an order was journaled as planned twice"
+    assert sorted(planned) == sorted(o.client_order_id for o in orders if o.trigger is None)
+    fired = [e["fields"]["position_id"] for e in entries if e["event"] == "trigger_fired"]
+    assert sorted(fired) == sorted(o.position_id for o in orders if o.trigger is not None)
+    fill_ids = [f.id for o in orders for f in o.fills]
+    assert len(fill_ids) == len(set(fill_ids)), "a fill appears twice"
+    for order in orders:
+        assert all(f.order_id == order.id for f in order.fills)
+        if order.status is OrderStatus.filled:
+            assert order.fills and order.filled_quantity > 0
+        if order.status is OrderStatus.rejected:
+            assert not order.fills
+    rejected = [e["fields"]["order_id"] for e in entries if e["event"] == "order_rejected"]
+    assert sorted(rejected) == sorted(o.id for o in orders if o.status is OrderStatus.rejected)
+
+
 @pytest.mark.slow
 def test_kill_9_of_the_real_paper_executor_at_random_instants(tmp_path: Path) -> None:
     """The daemon itself (``tradeexecutor start``, a fast replay), killed at random instants and restarted."""
@@ -145,6 +174,7 @@ def test_kill_9_of_the_real_paper_executor_at_random_instants(tmp_path: Path) ->
         assert cycles == sorted(cycles)
         fills = [e["fields"]["order_id"] for e in entries if e["event"] == "order_filled"]
         assert sorted(fills) == sorted(o.id for o in filled) and len(fills) == len(set(fills))
+        check_orders(state, entries)
         done.append(state.cycles_completed)
     assert restarts >= 20, f"only {restarts} restarts"
     assert done == sorted(done) and done[-1] > 10, done

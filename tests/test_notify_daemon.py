@@ -26,8 +26,10 @@ import pytest
 from notify_endpoint import LoopbackEndpoint
 from test_daemon_e2e import free_port
 from test_daemon_loop import START, STRATEGIES, T0, make, run_ticks
+from test_ledger_kill import journal_rows
 from tradeexecutor.daemon import FakeClock
 from tradeexecutor.layout import RunFiles
+from tradeexecutor.ledger import Ledger
 from tradeexecutor.notify import NotifyConfig, parse_event_switches
 from tradeexecutor.runstate import CrashFile, HealthLimits, RunStatus
 from tradeexecutor.store.journal import Journal
@@ -265,3 +267,26 @@ def test_a_bad_notification_url_stops_start_up_naming_the_variable(tmp_path: Pat
                      "form discord://WEBHOOK_ID/WEBHOOK_TOKEN (the value is not shown: it holds a token)"], lines
     assert "s3cret-webhook-token" not in result.stdout + result.stderr
     assert not (tmp_path / "state").exists()  # nothing written
+
+
+@pytest.mark.slow
+def test_a_hung_job_is_journaled_in_the_ledger_and_notified_before_the_process_exits(
+        tmp_path: Path, endpoint: LoopbackEndpoint) -> None:
+    """The watchdog's crash line is committed on its own (the hung job never commits), so the journal says why
+    the executor exited and the notifier hears it; the process then exits non-zero as before."""
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("TRADEEXECUTOR_")}
+    environment.update({"PYTHONUNBUFFERED": "1", VARIABLE: endpoint.url, "TRADEEXECUTOR_NOTIFY_COOLDOWN_SECONDS": "0"})
+    state_dir = tmp_path / "state"
+    command = [sys.executable, "-m", "tradeexecutor.cli.main", "start", str(STRATEGIES / "daemon_hang.py"),
+               "--state-dir", str(state_dir), "--port", str(free_port()), "--start", START, "--end", "2005-04-30",
+               "--watchdog-seconds", "0.5", "-p", "hang_seconds=60", "--trade-immediately", "--chart-seconds", "0"]
+    result = subprocess.run(command, capture_output=True, text=True, env=environment, timeout=300, check=False)
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert Ledger(RunFiles(state_dir).ledger).load() is not None  # opens, integrity-checked
+    committed = [json.loads(line) for _, line in journal_rows(RunFiles(state_dir).ledger)]
+    (crash,) = [entry for entry in committed if entry["event"] == "crashed"]
+    assert crash["fields"]["exception"].endswith("JobHangError") and "watchdog" in crash["fields"]["message"]
+    mirrored = Journal(RunFiles(state_dir).journal).read(limit=10_000)
+    assert [entry["event"] for entry in mirrored] == [entry["event"] for entry in committed]
+    (post,) = endpoint.wait_for(lambda posts: bool(with_title(posts, "crashed")), timeout=60, what="the hang")
+    assert "JobHangError" in post["title"]

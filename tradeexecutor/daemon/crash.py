@@ -45,10 +45,13 @@ class CrashRecorder:
     """Records crashes in RunState, crash.json and the log; safe to call from any thread."""
 
     def __init__(self, runstate: RunState, crash_file: CrashFile, journal: EventSink,
-                 now: Callable[[], datetime]) -> None:
+                 now: Callable[[], datetime], *, hang_journal: EventSink | None = None) -> None:
+        """``hang_journal`` takes the watchdog's ``crashed`` line (default: ``journal``): in the daemon, one
+        that commits the line at once, since the hung job never commits and the process then exits."""
         self.runstate = runstate
         self.crash_file = crash_file
         self.journal = journal
+        self.hang_journal = hang_journal if hang_journal is not None else journal
         self._now = now
 
     def record(self, exc: BaseException, job: str) -> None:
@@ -75,13 +78,14 @@ class CrashRecorder:
         self._write(record, now)
         text = "\n".join(f"--- thread {t['name']} ---\n{t['stack']}" for t in stacks["threads"])
         logger.error("watchdog: %s\n%s", error, text)
-        self._journal(job=job, exception=record.get("class"), message=str(error))
+        self._journal(job=job, exception=record.get("class"), message=str(error), sink=self.hang_journal)
 
-    def _journal(self, **fields: Any) -> None:
-        """The ``crashed`` journal line; a journal that cannot be written (full disk) is logged, not raised."""
+    def _journal(self, sink: EventSink | None = None, **fields: Any) -> None:
+        """The ``crashed`` journal line; a journal that cannot be written (full disk, a ledger held by the hung
+        job) is logged, not raised over the crash."""
         try:
-            self.journal("crashed", **fields)
-        except OSError as error:
+            (sink or self.journal)("crashed", **fields)
+        except Exception as error:  # noqa: BLE001 - see the docstring; crash.json and the log hold the crash
             logger.error("cannot journal the crash: %s", error)
 
     def _write(self, record: dict[str, Any], now: datetime) -> None:

@@ -14,9 +14,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-__all__ = ["EventListener", "JournalSink", "JournalWriter", "event_level"]
+if TYPE_CHECKING:
+    from tradeexecutor.ledger import Ledger
+
+__all__ = ["CommittedAtOnce", "EventListener", "JournalSink", "JournalWriter", "event_level"]
 
 
 class JournalWriter(Protocol):
@@ -24,6 +27,21 @@ class JournalWriter(Protocol):
 
     def append(self, event: str, fields: Mapping[Any, Any] | None = None, /, *, level: str = "info",
                at: datetime | None = None) -> object: ...
+
+class CommittedAtOnce:
+    """A JournalWriter over the ledger whose every line commits at once, apart from the running job.
+
+    For the watchdog's ``crashed`` line (``Ledger.append_apart``): the hung job never commits, so
+    its pending lines are no place for the one line that says why the executor exits.
+    """
+
+    def __init__(self, ledger: Ledger) -> None:
+        self.ledger = ledger
+
+    def append(self, event: str, fields: Mapping[Any, Any] | None = None, /, *, level: str = "info",
+               at: datetime | None = None) -> None:
+        self.ledger.append_apart(event, fields, level=level, at=at)
+
 
 #: Receives each event after the journal wrote it: (event name, level, fields).
 EventListener = Callable[[str, str, Mapping[str, Any]], None]

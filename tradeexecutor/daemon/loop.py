@@ -2,10 +2,15 @@
 
 Every state change happens here. The scheduler (or a test) only queues ticks; operators and
 signals only queue commands; the loop takes one command at a time, so the cycle, trigger-check
-and revaluation jobs never overlap. Each job is a short recipe of named steps and ends with
-the state committed to the ledger (``Ledger.save``: the job's state changes and journal lines in
-one transaction) before RunState is told. Journal lines of a job that crashed die with it
-(``Ledger.discard``); lines that changed no state are committed after each command (``flush``).
+and revaluation jobs never overlap. Each job is a short recipe of named steps run inside one
+ledger job (``Ledger.begin_job``): every ``Job.commit`` writes the state's changes together with
+the journal lines the job wrote since its last commit, in one transaction, before RunState is
+told; lines that changed no state (``paused``, ``started``) are committed when the job ends.
+Notifications follow commits only (the ledger's ``on_commit``). A job that crashes is left
+(``Job.__exit__``) with its uncommitted lines dropped, as the changes they describe were not
+committed either; the crash's own ``crashed`` line is then committed in a job of its own
+(``crash``). Every command, the start-up lines and the end of a replay are such jobs: the loop
+has no other way to write the ledger.
 
 Two commits per bar. The cycle job first manages positions on the new bar — pending fills,
 stop-loss, take-profit and trailing stop, marks, the valuation — and saves that together with
@@ -67,7 +72,7 @@ from tradeexecutor.data.feed import PriceFeed
 from tradeexecutor.engine.engine import CycleReport, Engine, EventSink
 from tradeexecutor.engine.schedule import CycleSchedule
 from tradeexecutor.errors import UserInputError
-from tradeexecutor.ledger import Ledger
+from tradeexecutor.ledger import Job, Ledger
 from tradeexecutor.runstate import RunState, RunStatus
 from tradeexecutor.state import Position
 from tradeexecutor.strategy.loader import with_parameters
@@ -150,6 +155,8 @@ class ExecutorLoop:
             JobKind.charts: self.run_charts,
         }
         self._begun = False
+        #: The ledger job running now (None between jobs): what ``_commit`` commits through.
+        self._scope: Job | None = None
         #: Seconds between when the scheduler meant the running job to start and when it started.
         self._job_lag: float | None = None
 
@@ -165,17 +172,20 @@ class ExecutorLoop:
             logger.warning("starting with new entries paused: %s", self.state.risk.reason)
         self.runstate.update(status=RunStatus.running, executor_running=True)
         self.publisher.progress(self.state)
+        self._guarded("start", self._started)
+        if self.feed.finished:
+            self._guarded("complete", self._complete)
+
+    def _started(self) -> None:
+        """The start-up job: its journal lines (nothing in the state changed yet)."""
         self.journal("started", cursor=self.feed.cursor, last_bar_at=self.state.last_bar_at,
                      cycles_completed=self.state.cycles_completed)
         if self.safe_mode:
             self.journal("safe_mode", reason=self.runstate.snapshot().safe_mode_reason)
-        if self.feed.finished:
-            self._guarded("complete", self._complete)
 
     def run(self, idle_timeout: float = 1.0) -> LoopOutcome:
         """Consume commands until the loop ends; the body of the worker thread."""
         self.begin()
-        self.store.flush()
         while self.outcome is None:
             command = self.commands.get(timeout=idle_timeout)
             if command is not None:
@@ -185,7 +195,6 @@ class ExecutorLoop:
     def run_pending(self) -> LoopOutcome | None:
         """Handle every queued command without waiting (tests drive the loop this way)."""
         self.begin()
-        self.store.flush()
         while self.outcome is None:
             command = self.commands.get_nowait()
             if command is None:
@@ -194,43 +203,25 @@ class ExecutorLoop:
         return self.outcome
 
     def handle(self, command: Command) -> None:
-        """Do what one command asks, then commit the journal lines that no job committed."""
+        """Do what one command asks; each part of it is a ledger job of its own (``_guarded``)."""
         if self.outcome is not None:
             if command.reply is not None:
                 command.reply.set(ActionResult(Outcome.failed, self._ended()))
             return
-        self._handle(command)
-        if self.outcome is not None:
-            self.commands.close(self._ended())
-        if self.outcome is None or self.outcome.status is not RunStatus.error:
-            self._guarded("journal", self.store.flush)
-            return
-        try:  # the crash is recorded already; the ledger may be what failed, which must not count twice
-            self.store.flush()
-        except Exception:  # noqa: BLE001 - see above; crash.json and the log hold the crash
-            logger.exception("the crash's journal lines could not be committed")
-
-    def _handle(self, command: Command) -> None:
-        if command.kind not in (CommandKind.tick, CommandKind.cast, *_OPERATOR_JOBS):  # these journal their outcome
-            self.journal(_COMMAND_EVENTS.get(command.kind, command.kind.value), reason=command.reason)
         if command.kind is CommandKind.tick and command.job is not None:
             self._job_lag = self._lag_of(command)
             self._guarded(command.job.value, self._jobs[command.job])
             if self.after_job is not None and self.outcome is None:
                 self._guarded("after_job", self.after_job)
             self._cast()
-        elif command.kind is CommandKind.cast and self.caster is not None:
+        elif command.kind is CommandKind.cast and self.caster is not None:  # a cast journals its own outcome
             caster = self.caster
             self._guarded("cast", lambda: caster.set_target(command.target, by=command.reason or "control"))
             self._cast()
         elif command.kind is CommandKind.stop:
-            self._guarded("stop", lambda: self._stop(command.reason or "stop requested"))
+            self._guarded("stop", lambda: self._stop_command(command))
         elif command.kind in (CommandKind.pause, CommandKind.resume):
-            self.operator_paused = command.kind is CommandKind.pause
-            if command.kind is CommandKind.resume and self.risk is not None:
-                self._guarded("resume", lambda: self._lift_risk_pause(command.reason or "operator"))
-            self._apply_pause()
-            logger.info("%s by operator", "paused" if self.operator_paused else "resumed")
+            self._guarded(command.kind.value, lambda: self._pause(command))
         elif command.kind in _OPERATOR_JOBS and command.request is not None:
             request = command.request
             try:
@@ -240,24 +231,75 @@ class ExecutorLoop:
                     command.reply.set(ActionResult(Outcome.failed, f"{request.command} crashed the executor; "
                                                                    "see /status for the crash"))
             self._cast()
+        elif command.kind not in (CommandKind.tick, CommandKind.cast):
+            self._guarded(command.kind.value, lambda: self._note(command))
+        if self.outcome is not None:
+            self.commands.close(self._ended())
 
     def _ended(self) -> str:
         """Why operator jobs can no longer be done, once the loop has ended."""
         status = self.outcome.status.value if self.outcome is not None else "ended"
         return f"the executor has {'crashed' if status == 'error' else status}; it takes no more actions"
 
+    def _note(self, command: Command) -> None:
+        """A command the loop has no job for: journaled, so the journal shows it arrived."""
+        self.journal(_COMMAND_EVENTS.get(command.kind, command.kind.value), reason=command.reason)
+
+    def _stop_command(self, command: Command) -> None:
+        """A stop asked for (SIGTERM, SIGINT, the webhook): journaled, then the loop ends stopped."""
+        self._note(command)
+        self._stop(command.reason or "stop requested")
+
+    def _pause(self, command: Command) -> None:
+        """The operator paused (no new positions) or resumed; a resume also lifts a risk pause, committed at once."""
+        self._note(command)
+        self.operator_paused = command.kind is CommandKind.pause
+        if command.kind is CommandKind.resume:
+            self._lift_risk_pause(command.reason or "operator")
+        self._apply_pause()
+        logger.info("%s by operator", "paused" if self.operator_paused else "resumed")
+
     def _guarded(self, job: str, body: Callable[[], None]) -> None:
-        """Run ``body`` under the watchdog; an escaping exception ends the loop as a crash."""
+        """Run ``body`` as one ledger job under the watchdog; an escaping exception ends the loop as a crash.
+
+        The job's commits (``_commit``) stand; what it journaled after its last commit is dropped
+        with it. The crash is then journaled and committed in a job of its own, so the journal
+        says why the loop ended and the notifier hears it, whatever the failed job left behind.
+        """
         if self.watchdog is not None:
             self.watchdog.job_started(job)
         try:
-            body()
+            with self.store.begin_job(job, self._now()) as scope:
+                self._scope = scope
+                body()
         except Exception as exc:  # noqa: BLE001 - the loop boundary decides: every job failure is a crash
-            self.store.discard()  # what the job journaled was not committed: it must not be claimed
+            self._scope = None
             self._crashed(exc, job)
+            self._commit_crash(job)
         finally:
+            self._scope = None
             if self.watchdog is not None:
                 self.watchdog.job_finished()
+
+    def _commit_crash(self, job: str) -> None:
+        """Commit the crash's journal line alone; the ledger may be what failed, which must not count twice."""
+        try:
+            with self.store.begin_job("crash", self._now()):
+                pass  # the crashed line, journaled by the recorder, commits as the job ends
+        except Exception:  # noqa: BLE001 - see above; crash.json and the log hold the crash
+            logger.exception("the journal line of the %s job's crash could not be committed", job)
+
+    def _commit(self) -> None:
+        """Commit the state's changes and the running job's journal lines so far, in one transaction."""
+        if self._scope is None:
+            raise RuntimeError("a state commit outside a job: every change belongs to a ledger job")
+        self._scope.commit(self.state)
+
+    def _commit_lines(self) -> None:
+        """Commit the running job's journal lines so far on their own (nothing in the state changed)."""
+        if self._scope is None:
+            raise RuntimeError("a journal commit outside a job: every line belongs to a ledger job")
+        self._scope.commit(None)
 
     # -- the jobs, as recipes ---------------------------------------------------------------
 
@@ -295,7 +337,7 @@ class ExecutorLoop:
             self.engine.mark_to_market(step)
             self.engine.record_valuation(step)
             self._check_risk(step)
-            self.store.save(self.state)
+            self._commit()
         self.publisher.trigger_check_done(self.state)
 
     def run_revaluation(self) -> None:
@@ -305,7 +347,7 @@ class ExecutorLoop:
             equity = self.engine.revalue(step, self._now())
             self.engine.record_valuation(step)
             self._check_risk(step)
-            self.store.save(self.state)
+            self._commit()
             self.journal("revalued", step=step, equity=round(equity, 2))
         self.publisher.revaluation_done(self.state)
 
@@ -324,9 +366,11 @@ class ExecutorLoop:
                      action=request.command, by=request.by, outcome=result.outcome.value, message=result.message,
                      **result.details)
         if result.outcome is Outcome.done:
-            self.store.save(self.state)  # the closes (or nothing) and the journal lines, in one transaction
+            self._commit()  # the closes (or nothing) and the journal lines, in one transaction
             parameters = result.details.get("parameters") if request.command == CommandKind.reload_params else None
             self.publisher.operator_done(self.state, parameters)
+        else:
+            self._commit_lines()  # the refusal is on record before it is answered
         logger.info("operator %s by %s: %s", request.command, request.by or "-", result.message)
         if command.reply is not None:
             command.reply.set(result)
@@ -409,7 +453,7 @@ class ExecutorLoop:
         self.state.last_bar_at = self.feed.market.step_time(step).to_pydatetime()
         self._processed = step
         self._checked_step = step
-        self.store.save(self.state)
+        self._commit()
 
     def _decide(self, step: int, cycle_ns: int) -> CycleReport | None:
         """Ask the strategy and plan its trades; the second commit. None when it was not asked or failed.
@@ -436,7 +480,7 @@ class ExecutorLoop:
         self.journal("cycle_completed", cycle_time=self.state.last_completed_cycle, step=step,
                      decisions=report.decisions, planned=report.planned, executed=report.executed,
                      rejected=report.rejected, ignored=list(report.ignored), duration=round(report.duration, 6))
-        self.store.save(self.state)  # the cycle and its journal lines, in one transaction
+        self._commit()  # the cycle and its journal lines, in one transaction
         return report
 
     def _decide_ended(self, step: int) -> None:
@@ -487,7 +531,7 @@ class ExecutorLoop:
     def _lift_risk_pause(self, by: str) -> None:
         """An operator resumed: lift a risk pause and save it at once (a restart must not find it again)."""
         if self.risk is not None and self.risk.lift(by):
-            self.store.save(self.state)
+            self._commit()
 
     def _publish_cycle(self, step: int, cycle_ns: int | None, report: CycleReport | None) -> None:
         cycle_time = pd.Timestamp(cycle_ns, tz="UTC").to_pydatetime() if cycle_ns is not None else None
@@ -527,13 +571,13 @@ class ExecutorLoop:
 
     def _stop(self, reason: str) -> None:
         """Save, publish the final snapshot and end with status stopped."""
-        self.store.save(self.state)
+        self._commit()
         self.publisher.final(self.state)
         self._end(RunStatus.stopped, reason)
 
     def _complete(self) -> None:
         """The replay reached the end of its data: final snapshot and charts, status complete, how to replay again."""
-        self.store.save_snapshot(self.state)
+        self._commit()
         self.publisher.final_charts(self.state)
         self.publisher.final(self.state)
         again = self.replay_again_hint()

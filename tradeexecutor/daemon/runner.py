@@ -43,7 +43,7 @@ from tradeexecutor.daemon.commands import CommandQueue, JobKind
 from tradeexecutor.daemon.crash import CrashRecorder, Watchdog, crash_loop_reason
 from tradeexecutor.daemon.daily import DailySummary
 from tradeexecutor.daemon.health_watch import HealthWatch
-from tradeexecutor.daemon.journal import JournalSink
+from tradeexecutor.daemon.journal import CommittedAtOnce, JournalSink
 from tradeexecutor.daemon.loop import ExecutorLoop, LoopOutcome
 from tradeexecutor.daemon.publish import Publisher
 from tradeexecutor.daemon.risk_guard import RiskGuard
@@ -270,8 +270,10 @@ def build_daemon(config: DaemonConfig, *, clock: Clock | None = None, journal: E
 
     lock = StateDirLock(config.state_dir).acquire()
     store = Ledger(files.ledger, now=clock.now, mirror=files.journal, on_commit=notifier)
+    hang_journal: EventSink | None = None
     if journal is None:
         journal = JournalSink(store, clock.now)  # the ledger tells the notifier once a line is committed
+        hang_journal = JournalSink(CommittedAtOnce(store), clock.now)  # the hung job never commits
     try:
         removed = remove_temp_files(files.root, files.public)  # ours alone now: left by an interrupted write
         if removed:
@@ -311,7 +313,7 @@ def build_daemon(config: DaemonConfig, *, clock: Clock | None = None, journal: E
 
     commands = signals.commands
     ticker = ticker_factory(commands) if ticker_factory else ApschedulerTicker(commands, clock)
-    recorder = CrashRecorder(runstate, crash_file, journal, clock.now)
+    recorder = CrashRecorder(runstate, crash_file, journal, clock.now, hang_journal=hang_journal)
     watchdog = Watchdog(config.watchdog_seconds, recorder.record_hang)
     publisher = Publisher(runstate, feed, clock, chart_seconds=config.chart_seconds,
                           chart_timeout=config.chart_timeout_seconds,

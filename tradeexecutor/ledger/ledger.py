@@ -248,14 +248,49 @@ class Ledger:
         """A journal line for the next ``save`` or ``flush`` (the shape of ``Journal.append``, for JournalSink)."""
         self._pending.append(encode_entry(event, fields, level=level, at=at if at is not None else self.now()))
 
+    def append_apart(self, event: str, fields: Mapping[str, Any] | None = None, /, *, level: str = "info",
+                     at: datetime | None = None) -> None:
+        """Commit one journal line now, on a connection of its own, apart from the lines of the running job.
+
+        For a line another thread must get on record while the loop's job may be stuck half-way:
+        the watchdog's ``crashed`` line, after which the process exits without committing that
+        job. The stuck job's pending lines stay pending (and die with it); this line alone is
+        committed, published to the mirror and heard by ``on_commit``. Safe from any thread; a
+        ledger that does not exist yet or was refused is not written (nothing was committed to
+        describe); a writer holding the database longer than ``timeout`` makes it raise.
+        """
+        if self._refusal is not None or not self.path.exists():
+            raise StateCorruptError(f"{self.path}: no ledger to commit the {event!r} line to")
+        line = encode_entry(event, fields, level=level, at=at if at is not None else self.now())
+        conn = sqlite3.connect(self.path, isolation_level=None, timeout=10.0)
+        try:
+            conn.execute("PRAGMA synchronous = FULL")
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                head_job, size = conn.execute("SELECT job, length(json) FROM head").fetchone()
+                job = int(head_job) + 1
+                if size:  # as commit(): no state yet keeps the head at job 0 with no document
+                    conn.execute("UPDATE head SET job = ?", (job,))
+                self._write_journal(conn, job, [line])
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        finally:
+            conn.close()
+        if size:
+            self.job = max(self.job, job)
+        if self.mirror is not None:
+            with open(self.mirror, "ab") as f:
+                f.write(line)
+        if self.on_commit is not None:
+            entry = orjson.loads(line)
+            self.on_commit(entry["event"], entry["level"], entry["fields"])
+
     def save(self, state: State) -> None:
         """Commit ``state``'s changes with the journal lines pending (the StateStore interface)."""
         lines, self._pending = self._pending, []
         self.commit(state, lines)
-
-    def save_snapshot(self, state: State) -> None:
-        """Same as save: every commit is complete."""
-        self.save(state)
 
     def flush(self) -> None:
         """Commit pending journal lines on their own (events that changed no state)."""
