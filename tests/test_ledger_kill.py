@@ -81,6 +81,7 @@ def check_ledger(path: Path) -> State:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1200)  # 210 restarts: minutes on a machine whose cores are busy with other work
 def test_kill_9_at_random_instants_over_hundreds_of_restarts(tmp_path: Path) -> None:
     path = tmp_path / "ledger.sqlite"
     rng = random.Random(2024)
@@ -138,6 +139,7 @@ def check_orders(state: State, entries: list[dict]) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1200)  # 30 executor start-ups: minutes on a machine whose cores are busy with other work
 def test_kill_9_of_the_real_paper_executor_at_random_instants(tmp_path: Path) -> None:
     """The daemon itself (``tradeexecutor start``, a fast replay), killed at random instants and restarted."""
     from executor_process import Executor
@@ -147,8 +149,8 @@ def test_kill_9_of_the_real_paper_executor_at_random_instants(tmp_path: Path) ->
     rng = random.Random(7)
     done: list[int] = []
     restarts = 0
-    deadline = time.monotonic() + 420
-    while restarts < 30 and time.monotonic() < deadline:
+    # A count, not a time limit (a busy machine is slower, not wrong); the timeout above bounds a hang.
+    while restarts < 30:
         executor = Executor(tmp_path / f"run{restarts}", "--replay-seconds", "0.02", "--revaluation-seconds", "0.05",
                             "--trigger-seconds", "0.03", "--start", "2000-01-01", "--end", "2013-12-31",
                             state_dir=state_dir)
@@ -176,6 +178,5 @@ def test_kill_9_of_the_real_paper_executor_at_random_instants(tmp_path: Path) ->
         assert sorted(fills) == sorted(o.id for o in filled) and len(fills) == len(set(fills))
         check_orders(state, entries)
         done.append(state.cycles_completed)
-    assert restarts >= 20, f"only {restarts} restarts"
     assert done == sorted(done) and done[-1] > 10, done
     assert sum(1 for _ in [e for _, e in journal_rows(ledger) if _ == "order_filled"]) > 0
