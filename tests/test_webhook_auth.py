@@ -256,3 +256,28 @@ def test_cors_preflight_for_other_origin_is_refused(secured: WebhookServer) -> N
         "Origin": "https://evil.example", "Access-Control-Request-Method": "GET"})
     assert reply.status == 401
     assert "access-control-allow-origin" not in reply.headers
+
+
+# ---------------------------------------------------------------------------------------------
+# Cross-site requests that change something
+
+
+def test_a_control_post_from_another_site_is_refused_even_with_cached_credentials(secured: WebhookServer) -> None:
+    # What a form on another site makes a browser send: the origin of that site and the cached credentials.
+    for headers in ({**GOOD, "Origin": "https://evil.example"},
+                    {**GOOD, "Origin": "null"},
+                    {**GOOD, "Sec-Fetch-Site": "cross-site"}):
+        reply = request(secured, "/control/stop", method="POST", headers=headers)
+        assert reply.status == 403, headers
+        assert "cross-site request refused" in reply.json()["error"]
+
+
+def test_own_origin_allowed_origins_and_non_browser_clients_may_post(secured: WebhookServer) -> None:
+    own = f"http://127.0.0.1:{secured.effective_port}"
+    for headers in ({**GOOD, "Origin": own, "Sec-Fetch-Site": "same-origin"},
+                    {**GOOD, "Origin": "https://dash.example"},  # listed with --cors-origin
+                    GOOD):  # the CLI, curl: no Origin at all
+        reply = request(secured, "/control/stop", method="POST", headers=headers)
+        assert reply.status != 403, (headers, reply.status, reply.body)
+    # reading is never refused for its origin (CORS decides what the page may see)
+    assert request(secured, "/status", headers={**GOOD, "Origin": "https://evil.example"}).status == 200

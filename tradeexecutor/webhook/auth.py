@@ -8,6 +8,13 @@ answer 401 too, and reveal nothing). Username and password are both compared in 
 with ``hmac.compare_digest``, both always, so the answer time does not tell which half was
 wrong. Credentials are never logged.
 
+Cross-site requests that change something are refused (403) before auth: a browser that has cached the
+basic-auth credentials would otherwise send them with a form another site posts to ``/control/stop``
+or ``/control/close-all`` (a body is optional there). A POST, PUT, PATCH or DELETE whose ``Origin``
+is neither this server's own host nor a CORS-allowed origin, or whose ``Sec-Fetch-Site`` says
+``cross-site``, is refused. Clients that are not browsers (the CLI, curl, scripts) send no ``Origin``
+and are unaffected; the dashboard's own requests carry this server's origin.
+
 CORS is off unless ``WebhookOptions.cors_origins`` lists origins: a response to a request whose
 ``Origin`` is listed (or any origin, when the list holds ``"*"``) carries
 ``Access-Control-Allow-Origin`` for that origin, and a preflight (``OPTIONS`` with
@@ -46,6 +53,9 @@ CORS_ALLOW_HEADERS = "Authorization, Content-Type"
 CORS_MAX_AGE = "600"
 
 Handler = Callable[[Request], Response]
+
+#: Methods that change something, refused when a browser sends them from another site.
+UNSAFE_METHODS: frozenset[str] = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
 def _raw_path(request: Request) -> str:
@@ -122,6 +132,23 @@ def _preflight(origin: str) -> Response:
     return response
 
 
+def cross_site(options: WebhookOptions, request: Request) -> bool:
+    """True for a state-changing request a browser sent from another site (see the module's docstring)."""
+    if request.method not in UNSAFE_METHODS:
+        return False
+    if request.headers.get("Sec-Fetch-Site", "").lower() == "cross-site":
+        return True
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return False  # not a browser's cross-origin request: browsers send Origin with every cross-origin POST
+    if allowed_origin(options, origin) is not None:
+        return False
+    # Same origin: the Origin's host[:port] is the Host the request was sent to (the scheme may differ
+    # behind a proxy that ends TLS). "null" (a sandboxed page, a file) never matches.
+    _, _, authority = origin.partition("://")
+    return not authority or authority.lower() != request.host.lower()
+
+
 def auth_tween_factory(handler: Handler, registry: Registry) -> Handler:
     """The tween: answer CORS preflights, refuse unauthenticated requests, add CORS headers on the way out."""
 
@@ -134,7 +161,13 @@ def auth_tween_factory(handler: Handler, registry: Registry) -> Handler:
             and "Access-Control-Request-Method" in request.headers
         ):
             return _preflight(origin)
-        if (
+        if cross_site(options, request):
+            logger.info("refused cross-site %s %s from %s", request.method, _raw_path(request)[:200],
+                        request.client_addr)
+            response = json_error(403, "cross-site request refused: an action comes from this executor's own "
+                                       "dashboard or from a client that is not a browser; allow another dashboard's "
+                                       "origin with --cors-origin (TRADEEXECUTOR_CORS_ORIGINS)")
+        elif (
             options.auth_enabled
             and _raw_path(request) not in PUBLIC_PATHS
             and not credentials_match(options, request.headers.get("Authorization"))
