@@ -101,3 +101,21 @@ def test_nothing_there_is_one_line(tmp_path: Path) -> None:
     result = tradeexecutor("check", str(tmp_path))
     assert result.returncode == 3 and "holds no ledger" in result.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_ledger_with_no_state_yet_is_sound_not_missing(tmp_path: Path) -> None:
+    """An executor stopped between its ``started`` line and its first state leaves a sound ledger with no state:
+    ``check`` says so and exits 0, ``export`` says there is no state yet (not that the file does not exist)."""
+    ledger = Ledger(tmp_path / "ledger.sqlite")
+    ledger.append("started", {"cursor": -1})
+    ledger.flush()
+    ledger.close()
+    assert (tmp_path / "ledger.sqlite").exists()
+    before = digest(tmp_path)
+    checked = tradeexecutor("check", str(tmp_path))
+    assert checked.returncode == 0, checked.stderr
+    assert "no state committed yet" in checked.stdout and "does not exist" not in checked.stdout
+    exported = tradeexecutor("export", str(tmp_path))
+    assert exported.returncode == 3 and "holds no state yet" in exported.stderr, exported.stderr
+    assert "does not exist" not in exported.stderr
+    assert digest(tmp_path) == before

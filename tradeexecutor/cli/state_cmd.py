@@ -45,7 +45,7 @@ def export_command(path: Path, output: Path | None) -> None:
     ledger = Ledger(_ledger_file(path))
     state = ledger.load()
     if state is None:
-        raise StateError(f"{ledger.path} does not exist: {path} holds no ledger")
+        raise StateError(_no_state(ledger.path, path))
     data = ledger.export_json(state)
     if output is not None:
         atomic_write_bytes(output, data)
@@ -53,6 +53,13 @@ def export_command(path: Path, output: Path | None) -> None:
     else:
         sys.stdout.buffer.write(data)
         sys.stdout.flush()
+
+
+def _no_state(ledger: Path, path: Path) -> str:
+    """Why there is no state to show: no ledger file, or one with no state committed yet."""
+    if ledger.exists():
+        return f"{ledger} holds no state yet: the executor stopped before its first commit (it starts it as new)"
+    return f"{ledger} does not exist: {path} holds no ledger"
 
 
 @state_group.command("check")
@@ -66,8 +73,12 @@ def check_command(path: Path) -> None:
 
     files = LedgerFiles(_ledger_file(path))
     content = read_ledger(files, full_check=True)
+    if content is None and files.path.exists():
+        # Sound, but stopped before its first state commit (only start-up journal lines): it starts as new.
+        click.echo(f"ok: {files.path}: no state committed yet; the executor starts it as new")
+        return
     if content is None:
-        raise StateError(f"{files.path} does not exist: {path} holds no ledger")
+        raise StateError(_no_state(files.path, path))
     state = content.state
     portfolio = state.portfolio
     orders = list(portfolio.all_orders())
