@@ -119,3 +119,26 @@ def test_a_ledger_with_no_state_yet_is_sound_not_missing(tmp_path: Path) -> None
     assert exported.returncode == 3 and "holds no state yet" in exported.stderr, exported.stderr
     assert "does not exist" not in exported.stderr
     assert digest(tmp_path) == before
+
+
+def test_migrate_refuses_a_state_dir_an_executor_holds(tmp_path: Path) -> None:
+    from tradeexecutor.store.lock import StateDirLock
+
+    json_state_dir(tmp_path)
+    lock = StateDirLock(tmp_path).acquire()  # a running executor (an older version still writing its JSON state)
+    try:
+        before = digest(tmp_path)
+        result = tradeexecutor("migrate", str(tmp_path))
+        assert result.returncode == 3 and "in use by another executor" in result.stderr, result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
+        assert digest(tmp_path) == before and not (tmp_path / "ledger.sqlite").exists()
+    finally:
+        lock.release()
+    assert tradeexecutor("migrate", str(tmp_path)).returncode == 0  # once it has stopped
+
+
+def test_migrate_of_a_missing_dir_is_one_line_and_creates_nothing(tmp_path: Path) -> None:
+    missing = tmp_path / "no-such-dir"
+    result = tradeexecutor("migrate", str(missing))
+    assert result.returncode == 3 and "is not a directory" in result.stderr, result.stderr
+    assert not missing.exists()

@@ -98,9 +98,23 @@ def migrate_command(state_dir: Path) -> None:
 
     The originals are kept (an older ledger as ledger.sqlite.v1).
     """
+    from tradeexecutor.errors import StateError
     from tradeexecutor.ledger import migrate_state_dir
+    from tradeexecutor.store.lock import StateDirLock
 
-    done = migrate_state_dir(state_dir)
+    if not state_dir.is_dir():
+        raise StateError(f"{state_dir} is not a directory: give the executor's state directory")
+    # The executor's own lock: a migration beside a running executor (an older version still writing its
+    # JSON state) would write a ledger from a state that is about to change.
+    locker = StateDirLock(state_dir)
+    created = not locker.path.exists()
+    lock = locker.acquire()
+    try:
+        done = migrate_state_dir(state_dir)
+    finally:
+        if created:  # a refused migration leaves the directory exactly as it was
+            locker.path.unlink(missing_ok=True)
+        lock.release()
     dropped = f" ({done.journal_dropped} older lines are only in journal.jsonl)" if done.journal_dropped else ""
     click.echo(f"wrote {done.ledger}: {done.positions} positions, {done.journal_lines} journal lines{dropped}; "
                f"{done.kept}")
