@@ -1,6 +1,6 @@
-"""Query parameter parsing for route modules: each value the OpenAPI document does not allow is a 400 naming it.
+"""Query parameters of the webhook and the runner API: each value the OpenAPI document does not allow is a 400.
 
-The parsers accept exactly what ``openapi.yaml`` declares, so a client generated from the
+The parsers accept exactly what the OpenAPI documents declare, so a client generated from the
 document (or schemathesis) and the code agree: an empty value (``?level=``) is not a value, a
 choice is one of its enum's values as written, an integer is ASCII digits, and a time is one of
 :data:`TIME_FORMS`. Views call the parsers inside ``try`` and turn :class:`BadParameter` into
@@ -24,7 +24,7 @@ from typing import Any
 from pyramid.request import Request
 from pyramid.response import Response
 
-from tradeexecutor.webhook.app import json_error, query_params
+from tradeexecutor.web.responses import json_error, query_params
 
 __all__ = [
     "TIME_FORMS",
