@@ -33,6 +33,7 @@ __all__ = [
     "choice_param",
     "datetime_param",
     "int_param",
+    "parse_time",
     "single_param",
 ]
 
@@ -107,14 +108,22 @@ def choice_param(request: Request, name: str, allowed: Sequence[str], default: s
 
 
 def datetime_param(request: Request, name: str) -> datetime | None:
-    """A time (one of :data:`TIME_FORMS`) as an aware UTC datetime, None when absent.
+    """A time (one of :data:`TIME_FORMS`) as an aware UTC datetime, None when absent (see :func:`parse_time`)."""
+    text = single_param(request, name)
+    if text is None:
+        return None
+    try:
+        return parse_time(text)
+    except ValueError as exc:
+        raise BadParameter(name, f"parameter {name!r} {exc}") from None
+
+
+def parse_time(text: str) -> datetime:
+    """One of :data:`TIME_FORMS` as an aware UTC datetime; ValueError saying what is wrong (``is not ...``).
 
     A valid time before year 1 or after year 9999 once moved to UTC (``0001-01-01T00:00:00+01:00``)
     is clamped to the first or last representable instant: as a lower bound it means the same.
     """
-    text = single_param(request, name)
-    if text is None:
-        return None
     try:
         if _UNIX_SECONDS.match(text):
             return datetime.fromtimestamp(float(text), UTC)
@@ -126,8 +135,8 @@ def datetime_param(request: Request, name: str) -> datetime | None:
         if stamp:
             return _rfc3339(stamp)
     except (ValueError, OverflowError, OSError):
-        raise BadParameter(name, f"parameter {name!r} is not a valid time: {text!r}") from None
-    raise BadParameter(name, f"parameter {name!r} must be {TIME_FORMS}, not {text!r}")
+        raise ValueError(f"is not a valid time: {text!r}") from None
+    raise ValueError(f"must be {TIME_FORMS}, not {text!r}")
 
 
 def _rfc3339(match: re.Match[str]) -> datetime:
