@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -227,7 +228,7 @@ def test_a_backtest_run_created_started_copied_set_and_reset_through_the_api(boa
     later = board.ok("GET", "/api/runs/bt/logs?level=info&limit=2")
     assert later["count"] == 2 and later["entries"] == [e for e in entries if e["level"] != "debug"][-2:]
     since = entries[-1]["at"]
-    assert board.ok("GET", f"/api/runs/bt/logs?since={urllib.request.quote(since)}")["entries"][0]["at"] >= since
+    assert board.ok("GET", f"/api/runs/bt/logs?since={urllib.parse.quote(since)}")["entries"][0]["at"] >= since
 
     copied = board.ok("POST", "/api/runs/bt/copy", {"ref": "bt-fast"}, expect=201)
     assert copied["run"]["status"] == "new" and copied["copied_from"] == "bt"
@@ -311,7 +312,7 @@ def test_every_route_needs_credentials_and_bad_input_is_a_400_saying_what_where_
     for _, pattern, _, methods in ROUTES:
         path = pattern.replace("{run}", "bt")
         for method in methods:
-            body = {} if method == "POST" else None
+            body: dict[str, Any] | None = {} if method == "POST" else None
             status, answer, headers = board.call(method, path, body, auth=False)
             if path.endswith("openapi.yaml"):
                 assert status == 200 and "openapi: 3" in answer
