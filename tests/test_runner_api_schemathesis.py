@@ -131,7 +131,7 @@ def test_bodies_and_query_parameters_the_document_does_not_allow_are_refused(ser
 
 
 #: The verbs on the real run, in an order that gives each its happy path: (method, path, body, status).
-HAPPY = (
+HAPPY: tuple[tuple[str, str, dict[str, Any] | None, int], ...] = (
     ("GET", "/api/runs", None, 200),
     ("GET", "/api/runs/{run}", None, 200),
     ("POST", "/api/runs/{run}/set", {"assignments": ["strategy.fast=8"]}, 200),
