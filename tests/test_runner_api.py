@@ -186,13 +186,13 @@ def board(work: Path) -> Iterator[Board]:
                                    "TRADEEXECUTOR_WALLBOARD_TOKEN": TOKEN}, "--runs-dir", str(work / "runs"))
 
 
-def _runs_cli(work: Path, *args: str) -> str:
-    """The CLI over the same runs folder: what the API did, the CLI sees."""
+def _runs_cli(work: Path, *args: str, expect: int = 0) -> str:
+    """The CLI over the same runs folder: what the API did, the CLI sees (stdout, or stderr when it fails)."""
     result = subprocess.run([sys.executable, "-m", "tradeexecutor.cli.main", "runs", "--runs-dir",
                              str(work / "runs"), *args], cwd=work, capture_output=True, text=True, timeout=DEADLINE,
                             env=_environment(work, {}))
-    assert result.returncode == 0, result.stderr
-    return result.stdout
+    assert result.returncode == expect, result.stderr
+    return result.stdout if expect == 0 else result.stderr
 
 
 # ---------------------------------------------------------------------------------------------
@@ -227,8 +227,14 @@ def test_a_backtest_run_created_started_copied_set_and_reset_through_the_api(boa
     assert {"created", "start_requested", "started", "complete"} <= {entry["event"] for entry in entries}
     later = board.ok("GET", "/api/runs/bt/logs?level=info&limit=2")
     assert later["count"] == 2 and later["entries"] == [e for e in entries if e["level"] != "debug"][-2:]
-    since = entries[-1]["at"]
-    assert board.ok("GET", f"/api/runs/bt/logs?since={urllib.parse.quote(since)}")["entries"][0]["at"] >= since
+    since = entries[-3]["at"]
+    recent = board.ok("GET", f"/api/runs/bt/logs?since={urllib.parse.quote(since)}")["entries"]
+    assert recent and all(entry["at"] >= since for entry in recent) and recent[-1] == entries[-1]
+    # The CLI's twin reads the same entries; a --since it cannot read is one line and exit 2.
+    rows = _runs_cli(board.work, "logs", "bt", "--since", since, "--format", "csv").splitlines()
+    assert len(rows) - 1 == len(recent)
+    refused = _runs_cli(board.work, "logs", "bt", "--since", "yesterday", expect=2)
+    assert refused.strip().splitlines() == [refused.strip()] and "--since must be" in refused
 
     copied = board.ok("POST", "/api/runs/bt/copy", {"ref": "bt-fast"}, expect=201)
     assert copied["run"]["status"] == "new" and copied["copied_from"] == "bt"
@@ -274,6 +280,22 @@ def test_a_paper_run_streams_its_log_casts_and_stops_through_the_api(board: Boar
         if sum(e["event"] == "cycle_completed" for e in seen) >= 3:
             break
     assert len({json.dumps(e, sort_keys=True) for e in seen}) == len(seen), "each entry once"
+
+    # A stream holds a worker: at most half of the server's 4 threads stream at once; a client that
+    # leaves frees its slot (the server notices at its next write).
+    second, _ = _stream(board, "/api/runs/pp/logs?follow=true&limit=1")
+    status, busy, _ = board.call("GET", "/api/runs/pp/logs?follow=true")
+    assert status == 503 and busy["retry_after"] == 5 and "since=" in busy["error"]
+    second.close()
+
+    def another_stream() -> Any:
+        try:
+            return _stream(board, "/api/runs/pp/logs?follow=true&limit=1")[0]
+        except urllib.error.HTTPError as exc:
+            assert exc.code == 503
+            return None
+
+    board.wait("the slot of the stream whose client left", another_stream).close()
 
     # Cast to a chart of this very wallboard, then stop casting with "-".
     cast = board.ok("POST", "/api/runs/pp/cast", {"target": "/wallboard/page1/chart1"})
@@ -322,6 +344,8 @@ def test_every_route_needs_credentials_and_bad_input_is_a_400_saying_what_where_
             assert headers["WWW-Authenticate"] == 'Basic realm="tradeexecutor-runner"'
             assert board.call(method, path, body, auth=False, headers=wrong)[0] == 401
     assert board.status("bt") == "new", "nothing ran without credentials"
+    log = (board.work / "wallboard.log").read_text()
+    assert "refused an unauthenticated" in log and PASSWORD not in log and "guess" not in log
     # A browser's cross-site POST is refused before auth, even with the credentials.
     status, answer, _ = board.call("POST", "/api/runs/bt/start", {}, headers={"Origin": "https://evil.example"})
     assert status == 403 and "cross-site" in answer["error"]

@@ -290,7 +290,7 @@ def _follow(runs: Any, run: str, fmt: str, timezone_name: str | None, level: str
 
     since = None
     if since_text is not None:
-        from tradeexecutor.web.params import parse_time
+        from tradeexecutor.times import parse_time
 
         try:
             since = parse_time(since_text)
