@@ -270,6 +270,11 @@ def test_a_paper_run_streams_its_log_casts_and_stops_through_the_api(board: Boar
     assert created["start"]["run"]["status"] == "running", created
     assert created["start"]["url"].startswith("http://127.0.0.1:")
     assert "running" in _runs_cli(board.work, "show", "pp")
+    # The executor gets the wallboard's environment (its cast settings) but not the runner API's credentials.
+    executor_pid = board.ok("GET", "/api/runs/pp")["metadata"]["executor"]["pid"]
+    environment = Path(f"/proc/{executor_pid}/environ").read_bytes().split(b"\0")
+    assert f"TRADEEXECUTOR_WALLBOARD_TOKEN={TOKEN}".encode() in environment
+    assert not [item for item in environment if item.startswith(b"TRADEEXECUTOR_RUNNER_")]
 
     response, entries = _stream(board, "/api/runs/pp/logs?follow=true&limit=5")
     assert response.headers["Content-Type"].startswith("application/x-ndjson")

@@ -27,6 +27,9 @@ from tradeexecutor.wallboard.settings import WallboardConfig
 if TYPE_CHECKING:
     from tradeexecutor.wallboard import ExecutorTarget
 
+#: Prefix of the runner API's credential variables (TRADEEXECUTOR_RUNNER_USERNAME, _PASSWORD).
+RUNNER_CREDENTIALS = env("RUNNER_")
+
 
 def _fleet(runs_dir: Path) -> list[ExecutorTarget]:
     """The runs folder's executors as wallboard targets (called every poll, on the poller's thread)."""
@@ -57,7 +60,10 @@ def wallboard_command(**options: Any) -> None:
                         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
     fleet = (lambda: _fleet(runs_dir)) if runs_dir is not None else None
     poller = Poller(config, fleet)
-    runner = RunVerbs(runs_dir, os.environ) if runs_dir is not None else None
+    # The runs it starts get the wallboard's environment, as the CLI's runs get the shell's, without the
+    # runner API's own credentials: a strategy has no business holding the key to start and stop runs.
+    run_env = {name: value for name, value in os.environ.items() if not name.startswith(RUNNER_CREDENTIALS)}
+    runner = RunVerbs(runs_dir, run_env) if runs_dir is not None else None
     server = WebhookServer(create_app(config, poller, ChartStore(), runner), host=config.host, port=config.port,
                            threads=config.threads,
                            name="wallboard")
