@@ -309,15 +309,37 @@ def logs(request: Request) -> Response:
             return json_error(503, f"{api.max_streams} log stream(s) are open, the most this server allows; close one "
                                    "or read with since= instead of follow=true", retry_after=5)
         batches = runner.follow(_run(request), since=since, limit=limit, level=level, interval=STREAM_INTERVAL)
-        response = Response(app_iter=_stream(batches, api.streams), content_type="application/x-ndjson",
-                            charset="utf-8")
+        response = Response(app_iter=_Stream(_lines(batches), api.streams.release),
+                            content_type="application/x-ndjson", charset="utf-8")
         response.headers["Cache-Control"] = "no-store"
         response.headers["X-Content-Type-Options"] = "nosniff"
         return response
     return _answer(request, verb)
 
 
-def _stream(batches: Iterator[list[dict[str, Any]]], slots: threading.BoundedSemaphore) -> Iterator[bytes]:
+class _Stream:
+    """A log stream as a WSGI body: the server calls ``close()`` when it ends, however it ends, and that frees its slot.
+
+    (A generator's own ``finally`` would not run for a body the server never started to read.)
+    """
+
+    def __init__(self, lines: Iterator[bytes], release: Callable[[], None]) -> None:
+        self._lines = lines
+        self._release: Callable[[], None] | None = release
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self._lines
+
+    def close(self) -> None:
+        release, self._release = self._release, None
+        if release is not None:
+            close = getattr(self._lines, "close", None)
+            if close is not None:
+                close()
+            release()
+
+
+def _lines(batches: Iterator[list[dict[str, Any]]]) -> Iterator[bytes]:
     """Each entry as one JSON line; an empty line now and then while nothing happens (so a gone client is noticed)."""
     quiet = 0
     try:
@@ -336,7 +358,6 @@ def _stream(batches: Iterator[list[dict[str, Any]]], slots: threading.BoundedSem
         close = getattr(batches, "close", None)
         if close is not None:
             close()
-        slots.release()
 
 
 def orders(request: Request) -> Response:
