@@ -45,7 +45,7 @@ def test_mkdocs_builds_strictly_without_warnings(tmp_path: Path) -> None:
     assert result.returncode == 0, output
     warnings = [line for line in output.splitlines() if re.match(r"\s*(WARNING|ERROR)\b", line)]
     assert not warnings, "\n".join(warnings)
-    for page in ("index", "quickstart", "writing-a-strategy", "configuration", "production", "webhook-api",
+    for page in ("index", "quickstart", "writing-a-strategy", "configuration", "production", "webhook-api", "runner-api",
                  "architecture", "statistics", "benchmarks"):
         assert (tmp_path / "site" / f"{page}.html").is_file(), f"{page}.html not built"
     assert not list((tmp_path / "site").glob("*.py")), "generator scripts must not be published"
@@ -81,6 +81,16 @@ def test_webhook_api_page_is_generated_from_the_openapi_document() -> None:
     current = (DOCS / "webhook-api.md").read_text(encoding="utf-8")
     assert current == generator.render(), "docs/webhook-api.md is out of date: run python docs/gen_webhook_api.py"
     document = yaml.safe_load(source.read_text(encoding="utf-8"))
+    for path in document["paths"]:
+        assert f"`{path}`" in current
+
+
+def test_runner_api_page_is_generated_from_its_openapi_document() -> None:
+    generator = load_script(DOCS / "gen_webhook_api.py")
+    current = (DOCS / "runner-api.md").read_text(encoding="utf-8")
+    assert current == generator.render(generator.RUNNER_TARGET), \
+        "docs/runner-api.md is out of date: run python docs/gen_webhook_api.py"
+    document = yaml.safe_load((ROOT / "tradeexecutor" / "wallboard" / "runner-api.yaml").read_text(encoding="utf-8"))
     for path in document["paths"]:
         assert f"`{path}`" in current
 

@@ -26,9 +26,9 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from tradeexecutor.errors import TradeExecutorError, UserInputError
+from tradeexecutor.errors import NotFoundError, TradeExecutorError, UserInputError
 
-__all__ = ["REGISTRY_NAME", "RUN_ID_PATTERN", "Registry", "RegistryError", "RunRecord", "RunsError", "check_ref",
+__all__ = ["REGISTRY_NAME", "RUN_ID_PATTERN", "Registry", "RegistryError", "RunRecord", "RunsError", "UnknownRunError", "check_ref",
            "read_rows"]
 
 #: File name of the registry inside the runs folder.
@@ -57,6 +57,10 @@ CREATE TABLE IF NOT EXISTS runs (
 
 class RunsError(UserInputError):
     """A runner command cannot do what was asked (unknown run, taken ref, wrong status): exit 2."""
+
+
+class UnknownRunError(RunsError, NotFoundError):
+    """No run has the id or ref asked for: exit 2, and 404 from the runner API."""
 
 
 class RegistryError(TradeExecutorError):
@@ -241,7 +245,7 @@ class Registry:
         """The run with this id or ref; RunsError naming what was looked for otherwise."""
         record = self.find(ref_or_id)
         if record is None:
-            raise RunsError(f"no run with id or ref {ref_or_id!r} in {self.runs_dir} "
+            raise UnknownRunError(f"no run with id or ref {ref_or_id!r} in {self.runs_dir} "
                             "(`tradeexecutor runs ls` lists them)")
         return record
 

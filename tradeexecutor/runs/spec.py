@@ -239,9 +239,13 @@ class RunSpec:
 def load_spec(path: str | os.PathLike[str], env: Mapping[str, str] = os.environ) -> RunSpec:
     """Read and validate the YAML run spec at ``path``; environment variables in ``env`` override it."""
     spec_path = Path(path)
-    if not spec_path.exists():
+    try:
+        found, is_file = spec_path.exists(), spec_path.is_file()
+    except (OSError, ValueError) as exc:  # a name too long for the file system, a NUL byte
+        raise ConfigError(f"{str(spec_path)[:200]}: not a usable path for a run spec: {getattr(exc, 'strerror', None) or exc}") from None
+    if not found:
         raise ConfigError(f"{spec_path}: run spec not found")
-    if not spec_path.is_file():
+    if not is_file:
         raise ConfigError(f"{spec_path}: not a file; give the path of a run spec (.yaml)")
     try:
         text = spec_path.read_text(encoding="utf-8")
