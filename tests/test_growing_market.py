@@ -26,7 +26,8 @@ from tradeexecutor.data.market import CloseColumns, MarketData
 from tradeexecutor.data.source import load_market
 from tradeexecutor.engine.engine import Engine
 from tradeexecutor.errors import ConfigError, DataError, StateError
-from tradeexecutor.ledger import LEDGER_NAME, Ledger, load_state
+from tradeexecutor.layout import RunFiles
+from tradeexecutor.ledger import Ledger, load_state
 from tradeexecutor.settings import FeedConfig
 from tradeexecutor.state import State
 from tradeexecutor.stats import compute_summary
@@ -259,7 +260,7 @@ def test_a_state_from_before_last_bar_at_resumes_by_its_cursor(tmp_path: Path) -
         cursor = daemon.feed.cursor
     finally:
         daemon.close()
-    store = Ledger(tmp_path / "state" / LEDGER_NAME)
+    store = Ledger(RunFiles(tmp_path / "state").ledger)
     state = store.load()
     assert state is not None and state.last_bar_at is not None
     state.last_bar_at = None  # what today's code wrote before this field existed
@@ -280,7 +281,7 @@ def test_a_last_bar_time_the_data_does_not_hold_is_refused_naming_the_state(tmp_
         tick(daemon, ticker, 10)
     finally:
         daemon.close()
-    store = Ledger(tmp_path / "state" / LEDGER_NAME)
+    store = Ledger(RunFiles(tmp_path / "state").ledger)
     state = store.load()
     assert state is not None and state.last_bar_at is not None
     state.last_bar_at += timedelta(hours=1)
