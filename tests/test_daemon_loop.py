@@ -620,7 +620,7 @@ def test_charts_are_sent_after_the_first_cycle_then_at_the_interval_stretched_by
     from tradeexecutor.daemon.publish import CHART_TIME_SHARE, Publisher
 
     strategy, clock, runstate, feed = _chart_setting()
-    publisher = Publisher(runstate, feed, clock, chart_seconds=0.1)
+    publisher = Publisher(runstate, feed, clock, chart_seconds=0.1, chart_timeout=120.0, publish_seconds=2.0)
     renderer = publisher.renderer
     assert renderer is not None
     sent: list[float] = []  # fake time of each delta sent
@@ -677,7 +677,8 @@ def test_charts_drawn_by_a_renderer_that_was_still_starting_name_it_in_status() 
 
     strategy, clock, runstate, feed = _chart_setting()
     woken = threading.Event()
-    publisher = Publisher(runstate, feed, clock, chart_seconds=1, wake=woken.set)
+    publisher = Publisher(runstate, feed, clock, chart_seconds=1, chart_timeout=120.0, publish_seconds=2.0,
+                          wake=woken.set)
     renderer = publisher.renderer
     assert renderer is not None
     state = new_state_for(strategy)
