@@ -3,8 +3,9 @@
 It sits below ``daemon`` and ``runs`` (both build one: the daemon to run, a run spec to pin and
 check what it will run), so neither has to import the other.
 
-Every setting of ``tradeexecutor start`` is declared here or in a part it composes (the engine's,
-the risk limits', the webhook's, the health rule's, the notifier's and the caster's config), each field with its
+Every setting of ``tradeexecutor start`` is declared here or in a part it composes (the feed's, the
+engine's, the risk limits', the webhook's, the health rule's, the notifier's, the caster's and the
+exchange's config), each field with its
 :func:`~tradeexecutor.config.setting` metadata. The command's options, their environment
 variables, the run spec's keys and the generated reference all come from this tree, so a new
 setting is one field. A ``*_seconds`` interval of 0 disables that job or window.
