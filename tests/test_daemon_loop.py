@@ -377,6 +377,9 @@ def test_replay_cycle_interval_is_bars_per_cycle_times_the_replay_pace() -> None
     assert replay_cycle_interval(cycle_times(hourly, timedelta(days=1)), 0.5) == 12.0  # 24 bars a cycle
     assert replay_cycle_interval(cycle_times(hourly, timedelta(hours=1)), 0.5) == 0.5
     assert replay_cycle_interval(np.zeros(5, dtype=np.int64), 0.5) is None
+    # Following growing files: after the replay, bars come at the pace they are written.
+    assert replay_cycle_interval(cycle_times(hourly, timedelta(days=1)), 0.5, real_pace=timedelta(days=1)) == 86400
+    assert replay_cycle_interval(np.zeros(5, dtype=np.int64), 0.5, real_pace=timedelta(hours=1)) == 3600
 
 
 def test_crashes_are_remembered_with_their_times_across_restarts(tmp_path: Path) -> None:
