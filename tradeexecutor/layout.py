@@ -1,4 +1,4 @@
-"""The names of every file the package keeps on disk: a state directory's, a run folder's, a backtest's and a sweep's.
+"""The names of every file the package keeps on disk: a state directory's, the runs folder's, a backtest's, a sweep's.
 
 Writers and readers in different layers (the store and the crash recorder write a state
 directory, the webhook and ``runs`` read it; the runs registry writes a run folder, the CLI and
@@ -11,12 +11,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["LEGACY_SPEC_FILE", "SPEC_FILE", "STRATEGY_FILE", "BacktestFiles", "RunFiles", "RunPaths", "SweepFiles"]
+__all__ = ["LEGACY_SPEC_FILE", "REGISTRY_FILE", "SPEC_FILE", "STRATEGY_FILE", "BacktestFiles", "RunFiles", "RunPaths", "SweepFiles"]
 
 #: A run folder's pinned spec, as the artifact contract names it.
 SPEC_FILE = "run_spec.yaml"
 #: What run folders made by earlier versions call it; still read (and written back) under this name.
 LEGACY_SPEC_FILE = "spec.yaml"
+#: The runs registry, one SQLite file in the runs folder beside the run folders.
+REGISTRY_FILE = "registry.sqlite"
 #: A run folder's copy of the strategy; the pinned spec names it relative to the folder.
 STRATEGY_FILE = "strategy.py"
 
