@@ -38,7 +38,8 @@ from tradeexecutor.config import EngineConfig  # noqa: E402
 from tradeexecutor.daemon import CommandQueue, FakeClock, InMemoryTicker, build_daemon  # noqa: E402
 from tradeexecutor.data import generate_candles  # noqa: E402
 from tradeexecutor.data.source import load_market  # noqa: E402
-from tradeexecutor.ledger import LEDGER_NAME, Ledger  # noqa: E402
+from tradeexecutor.layout import RunFiles  # noqa: E402
+from tradeexecutor.ledger import Ledger  # noqa: E402
 from tradeexecutor.settings import DaemonConfig, FeedConfig  # noqa: E402
 from tradeexecutor.strategy.loader import load_strategy  # noqa: E402
 
@@ -62,7 +63,7 @@ def measure(history: int, cycles: int, folder: Path) -> tuple[list[float], float
         state.last_bar_at = market.step_time(history - 1).to_pydatetime()
     state_dir = folder / f"state-{history}"
     state_dir.mkdir(parents=True)
-    ledger = Ledger(state_dir / LEDGER_NAME)
+    ledger = Ledger(RunFiles(state_dir).ledger)
     ledger.save(state)
     ledger.close()
     clock = FakeClock(datetime(2024, 1, 1, tzinfo=UTC))

@@ -115,6 +115,18 @@ def test_architecture_page_lists_every_package_part() -> None:
     assert not missing, f"docs/architecture.md does not place {missing} in a layer"
 
 
+def test_architecture_page_names_only_code_that_exists() -> None:
+    """Every class, function or method docs/architecture.md quotes (`ExecutorLoop.handle`, `_decide_ended`) is
+    defined in the package, so the path of one cycle cannot keep a step the code renamed or dropped."""
+    text = (DOCS / "architecture.md").read_text(encoding="utf-8")
+    source = "\n".join(path.read_text(encoding="utf-8") for path in (ROOT / "tradeexecutor").rglob("*.py"))
+    quoted = set(re.findall(r"`(?:\w+\.)*(_?[A-Za-z]\w*)(?:\(\))?`", text))
+    # Code-like names only: CamelCase, snake_case and _private (plain words such as `cli` are parts, checked above).
+    names = {name for name in quoted if (name[0].isupper() and not name.isupper()) or "_" in name}
+    missing = sorted(name for name in names if not re.search(rf"\b{name}\b", source))
+    assert not missing, f"docs/architecture.md names {missing}, which the package no longer has"
+
+
 def test_docs_name_only_existing_repository_files() -> None:
     """Paths quoted in the docs (`deploy/...`, `strategies/...`, `tradeexecutor/...`, `tests/...`) exist."""
     problems = []

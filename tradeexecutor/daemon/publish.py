@@ -54,11 +54,11 @@ class Publisher:
     """Writes what the loop did into RunState; the loop's only RunState writer besides crash records."""
 
     def __init__(self, runstate: RunState, feed: PriceFeed, clock: Clock, *,
-                 chart_seconds: float = 10.0,
+                 chart_seconds: float, chart_timeout: float, publish_seconds: float,
                  next_cycle_at: Callable[[], datetime | None] = lambda: None,
-                 chart_timeout: float = 120.0, wake: Callable[[], object] | None = None,
+                 wake: Callable[[], object] | None = None,
                  extra: dict[str, Any] | None = None, files: RunFiles | None = None,
-                 publish_seconds: float = 2.0, metadata: dict[str, Any] | None = None) -> None:
+                 metadata: dict[str, Any] | None = None) -> None:
         self.runstate = runstate
         self.feed = feed
         self.clock = clock

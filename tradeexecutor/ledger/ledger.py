@@ -41,7 +41,7 @@ from typing import Any
 
 import orjson
 
-from tradeexecutor.atomic import atomic_write_bytes, fsync_directory, temp_path_for
+from tradeexecutor.atomic import atomic_write_bytes, install_temp_file, temp_path_for
 from tradeexecutor.errors import StateCorruptError
 from tradeexecutor.ledger.files import LedgerFiles
 from tradeexecutor.ledger.orders import RowMarks, delete_rows, write_orders
@@ -52,10 +52,7 @@ from tradeexecutor.state import Portfolio, Position, State, ValuationSeries
 from tradeexecutor.store.codec import dumps_state
 from tradeexecutor.store.journal import encode_entry
 
-__all__ = ["DEFAULT_JOURNAL_KEEP", "LEDGER_NAME", "Job", "Ledger"]
-
-#: The ledger's file name in a state directory.
-LEDGER_NAME = "ledger.sqlite"
+__all__ = ["DEFAULT_JOURNAL_KEEP", "Job", "Ledger"]
 
 #: Journal lines kept in the ledger; older lines are deleted as new ones are committed.
 DEFAULT_JOURNAL_KEEP = 100_000
@@ -443,9 +440,7 @@ class Ledger:
                 conn.execute("PRAGMA journal_mode = WAL")
             finally:
                 conn.close()
-            with open(tmp, "rb+") as f:
-                os.fsync(f.fileno())
-            os.replace(tmp, self.path)
+            install_temp_file(tmp, self.path)
         except BaseException:
             for leftover in (tmp, f"{tmp}-wal", f"{tmp}-shm", f"{tmp}-journal"):
                 try:
@@ -453,7 +448,6 @@ class Ledger:
                 except FileNotFoundError:
                     pass
             raise
-        fsync_directory(self.path.parent)
         self.ledger_id = ledger_id
         self._tracked = None
         self._has_state = False

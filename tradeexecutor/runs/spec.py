@@ -51,7 +51,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from tradeexecutor.config import EngineConfig, SettingPath, build_config, finite_number, walk_settings
+from tradeexecutor.config import ENV_PREFIX, EngineConfig, SettingPath, build_config, finite_number, walk_settings
 from tradeexecutor.data.bundled import BUNDLED_DATASETS
 from tradeexecutor.errors import ConfigError, UserInputError
 from tradeexecutor.strategy.loader import LoadedStrategy, load_strategy
@@ -72,8 +72,6 @@ __all__ = [
     "spec_from_dict",
 ]
 
-#: Every environment variable that overrides a spec value starts with this (as the CLI's do).
-ENV_PREFIX = "TRADEEXECUTOR_"
 #: Modes a spec may name; ``live`` is accepted here and refused when the run starts.
 SPEC_MODES = ("backtest", "paper", "live")
 #: Top-level keys of a spec.

@@ -26,14 +26,15 @@ from pathlib import Path
 
 from tradeexecutor.config import check_settings, setting
 from tradeexecutor.errors import ConfigError
+from tradeexecutor.settings import DEFAULT_PORT as EXECUTOR_DEFAULT_PORT
 
 __all__ = ["DEFAULT_EXECUTOR_PORT", "Credentials", "ExecutorTarget", "WallboardConfig", "credentials_for",
            "parse_executor", "parse_executors"]
 
 #: The wallboard's own port.
 DEFAULT_PORT = 8090
-#: The webhook's port when a service name comes without one.
-DEFAULT_EXECUTOR_PORT = 3456
+#: The webhook's port when a service name comes without one: the executor's default.
+DEFAULT_EXECUTOR_PORT = EXECUTOR_DEFAULT_PORT
 #: Prefix of per-executor credential variables.
 CREDENTIALS_PREFIX = "TRADEEXECUTOR_WALLBOARD_"
 #: The fleet-wide credentials, the executors' own variables.
