@@ -36,11 +36,11 @@ from tradeexecutor.layout import RunFiles
 from tradeexecutor.runstate import RunState, image_key
 from tradeexecutor.runstate.figures import FigureCounter
 from tradeexecutor.state import State
-from tradeexecutor.stats import write_trades_csv
 from tradeexecutor.stats.formatting import key_figures
 from tradeexecutor.stats.running import RunningSummary
+from tradeexecutor.stats.trades_csv import TradesCsv
 from tradeexecutor.store.codec import PositionFragments
-from tradeexecutor.store.publish import publish
+from tradeexecutor.store.publish import PositionListing, publish
 from tradeexecutor.visual.renderer import ChartRenderer
 from tradeexecutor.visual.series import DeltaFeed
 
@@ -89,6 +89,9 @@ class Publisher:
         self._publish_cost = 0.0  # wall seconds the last publication took
         self._figures = FigureCounter()
         self._fragments = PositionFragments()
+        #: orders.csv, with the lines of finished positions kept between publications.
+        self._orders_csv = TradesCsv()
+        self._listing = PositionListing()
 
     # -- after each job ---------------------------------------------------------------------
 
@@ -127,8 +130,8 @@ class Publisher:
             "completed_cycle": snapshot.completed_cycle,
             "key_figures": key_figures(summary),
         }
-        publish(state, self.files, metadata=metadata, orders_csv_writer=write_trades_csv, now=self.clock.now(),
-                fragments=self._fragments)
+        publish(state, self.files, metadata=metadata, orders_csv_writer=self._orders_csv, now=self.clock.now(),
+                fragments=self._fragments, listing=self._listing)
         self._publish_cost = time.perf_counter() - started
 
     def _publish_due(self) -> bool:

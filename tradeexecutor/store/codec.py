@@ -35,6 +35,7 @@ from typing import Any
 import orjson
 
 from tradeexecutor.errors import SchemaVersionError, StateCorruptError
+from tradeexecutor.kept_rows import Appended
 from tradeexecutor.state import (
     SCHEMA_VERSION,
     Fill,
@@ -227,27 +228,77 @@ def position_to_dict(p: Position) -> dict[str, Any]:
 
 
 class PositionFragments:
-    """Encoded JSON of closed and failed positions, kept because such positions never change.
+    """Encoded JSON of what a state only appends to, kept between writes of the same state.
 
     A running executor writes its whole state again and again (compaction, the public /state
-    snapshot); with this cache only the positions that closed since the last write are encoded.
-    An entry is reused only for the very same Position object with the same number of orders, so
-    a reloaded state or a changed position is encoded afresh. One cache per state owner.
+    snapshot); with this cache each write encodes only what changed since the last one:
+
+    - closed and failed positions, which never change once in those lists: each is encoded once,
+      and the list's JSON is kept and extended as positions are appended;
+    - the valuation columns, which grow a row per cycle: they are encoded in blocks of
+      :data:`COLUMN_BLOCK` rows, and a block is kept once a later row exists (only the newest row
+      of a series may be replaced in place, see ``ValuationSeries.append``).
+
+    A list or column is followed by identity and length (a list by its last item too): a reloaded
+    state, a replaced list or a shrunk column is encoded afresh. The bytes are exactly those of
+    encoding without the cache. One cache per state owner.
     """
 
     def __init__(self) -> None:
-        self._cache: dict[int, tuple[int, int, orjson.Fragment]] = {}
+        self._lists: dict[str, tuple[Appended[Position], bytearray]] = {}
+        self._columns: dict[str, _ColumnFragment] = {}
 
-    def __call__(self, position: Position) -> orjson.Fragment:
-        entry = self._cache.get(position.id)
-        if entry is not None and entry[0] == id(position) and entry[1] == len(position.orders):
-            return entry[2]
-        fragment = orjson.Fragment(orjson.dumps(position_to_dict(position), default=_json_default))
-        self._cache[position.id] = (id(position), len(position.orders), fragment)
-        return fragment
+    def positions(self, name: str, positions: list[Position]) -> orjson.Fragment:
+        """The JSON array of a list of finished positions (``name`` tells the lists apart)."""
+        follower, body = self._lists.setdefault(name, (Appended(), bytearray()))
+        followed, new = follower.appended(positions)
+        if not followed:
+            body.clear()
+        for position in new:
+            if body:
+                body += b","
+            body += orjson.dumps(position_to_dict(position), default=_json_default)
+        return orjson.Fragment(b"[" + body + b"]")
 
-    def __len__(self) -> int:
-        return len(self._cache)
+    def column(self, name: str, values: Any) -> orjson.Fragment:
+        """The JSON array of a valuation column (an ``array``), its complete blocks kept."""
+        followed = self._columns.get(name)
+        if followed is None or followed.values is not values or len(values) < followed.kept_rows:
+            followed = self._columns[name] = _ColumnFragment(values)
+        return followed.fragment()
+
+
+def _plain(values: Any) -> list[Any]:
+    """Rows of a column as a list of Python numbers (a typed array's or numpy array's tolist; a list as it is)."""
+    return values.tolist() if hasattr(values, "tolist") else list(values)
+
+
+#: Rows of a valuation column encoded together and kept once complete.
+COLUMN_BLOCK = 4096
+
+
+class _ColumnFragment:
+    """One valuation column followed as it grows: complete blocks of COLUMN_BLOCK rows kept encoded."""
+
+    def __init__(self, values: Any) -> None:
+        self.values = values  # held, so its id cannot be reused by another column
+        self.kept_rows = 0
+        self.body = bytearray()
+
+    def fragment(self) -> orjson.Fragment:
+        values = self.values
+        # A block is kept once a row after it exists: only the newest row may change in place.
+        while self.kept_rows + COLUMN_BLOCK < len(values):
+            block = orjson.dumps(_plain(values[self.kept_rows:self.kept_rows + COLUMN_BLOCK]),
+                                 default=_json_default)[1:-1]
+            if self.body:
+                self.body += b","
+            self.body += block
+            self.kept_rows += COLUMN_BLOCK
+        tail = orjson.dumps(_plain(values[self.kept_rows:]), default=_json_default)[1:-1]
+        if self.body and tail:
+            return orjson.Fragment(b"[" + self.body + b"," + tail + b"]")
+        return orjson.Fragment(b"[" + (self.body or tail) + b"]")
 
 
 def _portfolio_to_dict(p: Portfolio, *, head_only: bool, fragments: PositionFragments | None = None) -> dict[str, Any]:
@@ -256,10 +307,12 @@ def _portfolio_to_dict(p: Portfolio, *, head_only: bool, fragments: PositionFrag
         "cash": p.cash,
         "open_positions": [position_to_dict(x) for x in p.open_positions],
     }
-    if not head_only:
-        encode: Any = fragments if fragments is not None else position_to_dict
-        d["closed_positions"] = [encode(x) for x in p.closed_positions]
-        d["failed_positions"] = [encode(x) for x in p.failed_positions]
+    if not head_only and fragments is not None:
+        d["closed_positions"] = fragments.positions("closed", p.closed_positions)
+        d["failed_positions"] = fragments.positions("failed", p.failed_positions)
+    elif not head_only:
+        d["closed_positions"] = [position_to_dict(x) for x in p.closed_positions]
+        d["failed_positions"] = [position_to_dict(x) for x in p.failed_positions]
     d["next_position_id"] = p.next_position_id
     d["next_order_id"] = p.next_order_id
     d["next_fill_id"] = p.next_fill_id
@@ -289,6 +342,8 @@ def _state_to_dict(s: State, *, head_only: bool = False, fragments: PositionFrag
             "cash": v.cash,
             "exposure": v.exposure,
         }
+        if fragments is not None:
+            d["valuations"] = {key: fragments.column(key, column) for key, column in d["valuations"].items()}
     d["last_completed_cycle"] = s.last_completed_cycle
     d["cycles_completed"] = s.cycles_completed
     d["replay_cursor"] = s.replay_cursor

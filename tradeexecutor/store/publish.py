@@ -31,11 +31,13 @@ from pathlib import Path
 from typing import Any
 
 from tradeexecutor.atomic import atomic_write_bytes
+from tradeexecutor.kept_rows import Appended, KeptRows
 from tradeexecutor.layout import RunFiles
-from tradeexecutor.state import State
+from tradeexecutor.state import Position, State
 from tradeexecutor.store.codec import PositionFragments, dumps_json, dumps_state, gc_paused, position_to_dict
 
-__all__ = ["GZIP_LEVEL", "OrdersCsvWriter", "PublishedSnapshot", "etag_of", "positions_document", "publish"]
+__all__ = ["GZIP_LEVEL", "OrdersCsvWriter", "PositionListing", "PublishedSnapshot", "etag_of", "positions_document",
+           "publish"]
 
 #: Writes the orders CSV of a state to a path, atomically (``stats.write_trades_csv`` does).
 OrdersCsvWriter = Callable[[State, Path], object]
@@ -86,6 +88,44 @@ def positions_document(state: State) -> list[dict[str, Any]]:
     return rows
 
 
+class PositionListing:
+    """positions.json of a running executor, with the entries of closed and failed positions kept between writes.
+
+    Finished positions never change, so each is encoded once (:class:`~tradeexecutor.kept_rows.KeptRows`);
+    a write encodes only the open positions and splices them in by id. The bytes equal
+    ``dumps_json(positions_document(state))``. One listing per state owner.
+    """
+
+    def __init__(self) -> None:
+        self._kept = KeptRows()
+        self._finished: tuple[Appended[Position], Appended[Position]] = (Appended(), Appended())
+        self._symbols: dict[int, str] = {}
+
+    def data(self, state: State) -> tuple[bytes, int]:
+        """The bytes of positions.json and the number of positions in it."""
+        symbols = {instrument.id: instrument.symbol for instrument in state.instruments}
+        portfolio = state.portfolio
+        lists = (("closed", portfolio.closed_positions), ("failed", portfolio.failed_positions))
+        changes = [(status, *follower.appended(positions)) for follower, (status, positions) in
+                   zip(self._finished, lists, strict=True)]
+        if symbols != self._symbols or not all(followed for _, followed, _ in changes):
+            self._symbols, self._kept = symbols, KeptRows()
+            changes = [(status, False, positions) for status, positions in lists]
+        for status, _, positions in changes:
+            for position in positions:
+                self._kept.add(position.id, b"," + _entry(position, status, symbols))
+        live = sorted((position.id, _entry(position, "open", symbols)) for position in portfolio.open_positions)
+        return b"[" + self._kept.joined(live, separator=b",") + b"]\n", len(self._kept) + len(live)
+
+
+def _entry(position: Position, status: str, symbols: dict[int, str]) -> bytes:
+    """One positions.json entry: the position's JSON with its ``status`` and ``symbol``."""
+    row = position_to_dict(position)
+    row["status"] = status
+    row["symbol"] = symbols.get(position.instrument_id, "")
+    return dumps_json(row)[:-1]
+
+
 def publish(
     state: State,
     files: RunFiles,
@@ -94,9 +134,11 @@ def publish(
     orders_csv_writer: OrdersCsvWriter,
     now: datetime | None = None,
     fragments: PositionFragments | None = None,
+    listing: PositionListing | None = None,
 ) -> PublishedSnapshot:
     """Write the public snapshot files of ``state`` (see the module docstring); call it once per change.
 
+    Pass the owner's ``fragments`` and ``listing`` to encode only what changed since its last call.
     ``metadata`` must be JSON-friendly (datetimes allowed) and must not carry secrets: it is served
     as it is. Its keys ``published_at`` and ``etag`` are set here.
     """
@@ -107,11 +149,14 @@ def publish(
     data = dumps_state(state, fragments)
     etag = etag_of(data)
     compressed = gzip.compress(data, compresslevel=GZIP_LEVEL, mtime=0)
-    with gc_paused():
-        positions = positions_document(state)
-        positions_bytes = dumps_json(positions)
-    count = len(positions)
-    del positions
+    if listing is not None:
+        positions_bytes, count = listing.data(state)
+    else:
+        with gc_paused():
+            positions = positions_document(state)
+            positions_bytes = dumps_json(positions)
+        count = len(positions)
+        del positions
 
     orders_csv_writer(state, files.orders_csv)
     atomic_write_bytes(files.positions, positions_bytes)

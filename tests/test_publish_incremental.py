@@ -1,0 +1,166 @@
+"""Published files built from kept parts (state.json, positions.json, orders.csv) equal the files built afresh,
+however long the run: unit checks of the caches, and a paper executor publishing over many cycles."""
+
+from __future__ import annotations
+
+import copy
+import gzip
+import random
+from array import array
+from datetime import UTC, datetime
+from pathlib import Path
+
+import orjson
+import pytest
+
+from test_trades_csv import grow, pandas_csv
+from tradeexecutor.backtest.runner import run_backtest
+from tradeexecutor.config import EngineConfig
+from tradeexecutor.daemon import CommandQueue, FakeClock, InMemoryTicker, build_daemon
+from tradeexecutor.data import generate_candles
+from tradeexecutor.data.source import load_market
+from tradeexecutor.kept_rows import Appended, KeptRows
+from tradeexecutor.ledger import LEDGER_NAME, Ledger
+from tradeexecutor.settings import DaemonConfig, FeedConfig
+from tradeexecutor.state import State
+from tradeexecutor.store.codec import COLUMN_BLOCK, PositionFragments, dumps_json, dumps_state
+from tradeexecutor.store.publish import PositionListing, etag_of, positions_document
+from tradeexecutor.strategy.loader import load_strategy
+
+ROOT = Path(__file__).resolve().parent.parent
+STRATEGY = ROOT / "bench" / "strategies" / "sma_1m.py"
+
+
+def test_kept_rows_splice_live_rows_by_id_and_rebuild_on_a_late_id() -> None:
+    kept = KeptRows()
+    for key in (2, 4, 6):
+        kept.add(key, b"," + str(key).encode())
+    assert kept.joined([(1, b"1"), (5, b"5"), (9, b"9")], separator=b",") == b"1,2,4,5,6,9"
+    assert kept.joined(separator=b",") == b"2,4,6"
+    kept.add(3, b",3")  # an id below the largest kept one
+    kept.add(4, b",four")  # a kept row replaced
+    assert kept.joined([(4, b"live")], separator=b",") == b"2,3,live,6"
+    assert kept.joined([(0, b"0")], separator=b",") == b"0,2,3,four,6"
+    assert KeptRows().joined([(1, b"x")], separator=b",") == b"x" and KeptRows().joined() == b""
+
+
+def test_appended_follows_one_list_and_notices_a_replaced_or_cut_one() -> None:
+    follower: Appended[object] = Appended()
+    items: list[object] = [object(), object()]
+    assert follower.appended(items) == (False, items)
+    items.append(object())
+    assert follower.appended(items) == (True, items[2:])
+    assert follower.appended(items) == (True, [])
+    copied = list(items)
+    assert follower.appended(copied) == (False, copied)
+    copied[-1] = object()  # the last item replaced in place
+    assert follower.appended(copied)[0] is False
+    del copied[-1]
+    assert follower.appended(copied)[0] is False
+
+
+def test_a_cached_state_encoding_equals_a_fresh_one_as_the_run_grows() -> None:
+    """Valuation blocks completed, the newest row replaced in place, positions closed and failed, a reload."""
+    rng = random.Random(5)
+    state = State(name="growing")
+    state.add_instrument("SYN", "crypto", 0.001)
+    fragments = PositionFragments()
+    rows = 0
+    for cycle in range(300):
+        grow(state, rng, cycle)
+        for _ in range(rng.choice([1, 20, 60])):
+            rows += 1
+            state.valuations.append(rows * 60_000, 1000.0 + rng.random(), 500.0 * rng.random(), rng.random())
+        if cycle % 3 == 0:
+            state.valuations.append(rows * 60_000, float("nan") if cycle == 99 else 1.5, 2.5, 0.0)  # replaces
+        if cycle == 200:
+            state = copy.deepcopy(state)
+        assert dumps_state(state, fragments) == dumps_state(state), cycle
+    assert len(state.valuations) > COLUMN_BLOCK + 1000 and len(state.portfolio.closed_positions) > 50
+
+
+def test_a_column_cut_or_replaced_is_encoded_afresh() -> None:
+    state = State(name="cut")
+    fragments = PositionFragments()
+    for i in range(COLUMN_BLOCK * 2 + 3):
+        state.valuations.append(i, float(i), 0.0, 0.0)
+    assert dumps_state(state, fragments) == dumps_state(state)
+    for column in (state.valuations.timestamp, state.valuations.equity, state.valuations.cash,
+                   state.valuations.exposure):
+        del column[COLUMN_BLOCK - 2:]
+    assert dumps_state(state, fragments) == dumps_state(state)
+    state.valuations.equity = array("d", [7.0] * len(state.valuations.timestamp))
+    assert dumps_state(state, fragments) == dumps_state(state)
+
+
+def test_the_kept_position_listing_equals_the_document() -> None:
+    rng = random.Random(8)
+    state = State(name="listing")
+    state.add_instrument("SYN", "crypto", 0.001)
+    listing = PositionListing()
+    assert listing.data(state) == (b"[]\n", 0)
+    for cycle in range(400):
+        grow(state, rng, cycle)
+        if cycle == 150:
+            state = copy.deepcopy(state)
+        if cycle == 300:
+            state.instruments[0].symbol = "RENAMED"
+        document = positions_document(state)
+        assert listing.data(state) == (dumps_json(document), len(document)), cycle
+
+
+@pytest.mark.timeout(280)
+def test_a_paper_executor_publishes_the_same_files_as_a_fresh_publication_after_many_cycles(tmp_path: Path) -> None:
+    """The bench's set-up, shortened: 5,000 completed cycles from a fast replay, then 150 cycle jobs, each publishing.
+
+    After every job the public files are what the state gives afresh, byte for byte: state.json (and
+    its gzip and ETag), positions.json and orders.csv, whose kept parts span more than a valuation block.
+    """
+    history, cycles = COLUMN_BLOCK + 904, 150
+    frame = generate_candles(history + cycles + 5, frequency="1m", seed=3, symbol="SYN")
+    data = tmp_path / "candles.csv"
+    frame.to_csv(data, index_label="timestamp")
+    strategy = load_strategy(STRATEGY)
+    market, _ = load_market([str(data)], strategy.instruments)
+    state = run_backtest(strategy, market.between(None, market.step_time(history - 1)), EngineConfig(),
+                         now=datetime(2024, 1, 1, tzinfo=UTC)).state
+    state.replay_cursor = history - 1
+    state.last_bar_at = market.step_time(history - 1).to_pydatetime()
+    state_dir = tmp_path / "state"
+    state_dir.mkdir()
+    ledger = Ledger(state_dir / LEDGER_NAME)
+    ledger.save(state)
+    ledger.close()
+    clock = FakeClock(datetime(2024, 1, 1, tzinfo=UTC))
+    tickers: list[InMemoryTicker] = []
+
+    def factory(commands: CommandQueue) -> InMemoryTicker:
+        tickers.append(InMemoryTicker(commands, clock))
+        return tickers[0]
+
+    config = DaemonConfig(strategy_file=STRATEGY, state_dir=state_dir, watchdog_seconds=0, chart_seconds=0,
+                          publish_seconds=0.5, trigger_seconds=0, revaluation_seconds=0,
+                          feed=FeedConfig(data=(str(data),), replay_seconds=30.0, replay_start="first"))
+    daemon = build_daemon(config, clock=clock, ticker_factory=factory, environ={})
+    files = daemon.publisher.files
+    assert files is not None
+    closed_before = len(state.portfolio.closed_positions)
+    try:
+        daemon.start_jobs()
+        published = []
+        for _ in range(cycles):
+            # 30 fake seconds a cycle: a publication is due after each unless one took over 3 s (cost / share).
+            tickers[0].advance(30.0)
+            daemon.loop.run_pending()
+            live = daemon.loop.state
+            published.append(orjson.loads(files.metadata.read_bytes())["published_at"])
+            snapshot = files.state_snapshot.read_bytes()
+            assert snapshot == dumps_state(live)
+            assert gzip.decompress(files.state_snapshot_gz.read_bytes()) == snapshot
+            assert orjson.loads(files.metadata.read_bytes())["etag"] == etag_of(snapshot)
+            assert files.positions.read_bytes() == dumps_json(positions_document(live))
+            assert files.orders_csv.read_bytes() == pandas_csv(live)
+        assert daemon.feed.cursor == history - 1 + cycles and len(set(published)) == cycles
+        assert len(daemon.loop.state.portfolio.closed_positions) > closed_before  # positions closed on the way
+    finally:
+        daemon.close()
