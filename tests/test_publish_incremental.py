@@ -23,8 +23,8 @@ from tradeexecutor.kept_rows import Appended, KeptRows
 from tradeexecutor.ledger import LEDGER_NAME, Ledger
 from tradeexecutor.settings import DaemonConfig, FeedConfig
 from tradeexecutor.state import State
-from tradeexecutor.store.codec import COLUMN_BLOCK, PositionFragments, dumps_json, dumps_state
-from tradeexecutor.store.publish import PositionListing, etag_of, positions_document
+from tradeexecutor.store.codec import COLUMN_BLOCK, PositionFragments, dumps_json, dumps_state, dumps_state_parts
+from tradeexecutor.store.publish import KEPT_PIECE_BYTES, KeptGzip, PositionListing, etag_of, positions_document
 from tradeexecutor.strategy.loader import load_strategy
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -77,6 +77,36 @@ def test_a_cached_state_encoding_equals_a_fresh_one_as_the_run_grows() -> None:
             state = copy.deepcopy(state)
         assert dumps_state(state, fragments) == dumps_state(state), cycle
     assert len(state.valuations) > COLUMN_BLOCK + 1000 and len(state.portfolio.closed_positions) > 50
+
+
+def test_the_kept_gzip_decompresses_to_the_snapshot_and_compresses_only_new_pieces() -> None:
+    rng = random.Random(9)
+    state = State(name="gzip")
+    state.add_instrument("SYN", "crypto", 0.001)
+    fragments, kept = PositionFragments(), KeptGzip()
+    compressed_pieces: list[int] = []
+    real_segment = kept._segment  # noqa: SLF001 - counting the compressions
+
+    def counting(data: bytes, mode: int) -> bytes:
+        compressed_pieces.append(len(data))
+        return real_segment(data, mode)
+
+    kept._segment = counting  # type: ignore[method-assign]  # noqa: SLF001
+    for cycle in range(400):
+        grow(state, rng, cycle)
+        for _ in range(60):
+            state.valuations.append(len(state.valuations) * 60_000 + 1, 1000.0 + rng.random(), 5.0, rng.random())
+        parts = dumps_state_parts(state, fragments)
+        data = b"".join(parts)
+        compressed_pieces.clear()
+        gz = kept.compress(parts)
+        assert gzip.decompress(gz) == data, cycle
+        if cycle % 40 == 0:
+            assert data == dumps_state(state)
+            assert gz == KeptGzip().compress(dumps_state_parts(state, PositionFragments()))  # equal states, equal files
+        # Compressed: the pieces between kept blocks (the column tails among them) and the blocks completed now.
+        assert sum(compressed_pieces) < 3 * KEPT_PIECE_BYTES + 4 * COLUMN_BLOCK * 25, cycle
+    assert len(data) > 40 * KEPT_PIECE_BYTES and sum(compressed_pieces) < len(data) / 4
 
 
 def test_a_column_cut_or_replaced_is_encoded_afresh() -> None:

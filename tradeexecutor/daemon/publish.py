@@ -39,8 +39,7 @@ from tradeexecutor.state import State
 from tradeexecutor.stats.formatting import key_figures
 from tradeexecutor.stats.running import RunningSummary
 from tradeexecutor.stats.trades_csv import TradesCsv
-from tradeexecutor.store.codec import PositionFragments
-from tradeexecutor.store.publish import PositionListing, publish
+from tradeexecutor.store.publish import PublishCache, publish
 from tradeexecutor.visual.renderer import ChartRenderer
 from tradeexecutor.visual.series import DeltaFeed
 
@@ -88,10 +87,10 @@ class Publisher:
         self._last_publish: float | None = None
         self._publish_cost = 0.0  # wall seconds the last publication took
         self._figures = FigureCounter()
-        self._fragments = PositionFragments()
+        #: Kept parts of the public files (state.json and its gzip, positions.json).
+        self._published = PublishCache()
         #: orders.csv, with the lines of finished positions kept between publications.
         self._orders_csv = TradesCsv()
-        self._listing = PositionListing()
 
     # -- after each job ---------------------------------------------------------------------
 
@@ -131,7 +130,7 @@ class Publisher:
             "key_figures": key_figures(summary),
         }
         publish(state, self.files, metadata=metadata, orders_csv_writer=self._orders_csv, now=self.clock.now(),
-                fragments=self._fragments, listing=self._listing)
+                cache=self._published)
         self._publish_cost = time.perf_counter() - started
 
     def _publish_due(self) -> bool:

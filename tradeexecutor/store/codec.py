@@ -61,6 +61,7 @@ __all__ = [
     "check_schema_version",
     "dumps_json",
     "dumps_state",
+    "dumps_state_parts",
     "fill_from_dict",
     "fill_to_dict",
     "gc_paused",
@@ -233,72 +234,103 @@ class PositionFragments:
     A running executor writes its whole state again and again (compaction, the public /state
     snapshot); with this cache each write encodes only what changed since the last one:
 
-    - closed and failed positions, which never change once in those lists: each is encoded once,
-      and the list's JSON is kept and extended as positions are appended;
-    - the valuation columns, which grow a row per cycle: they are encoded in blocks of
-      :data:`COLUMN_BLOCK` rows, and a block is kept once a later row exists (only the newest row
-      of a series may be replaced in place, see ``ValuationSeries.append``).
+    - closed and failed positions, which never change once in those lists: encoded as they are
+      appended, in blocks of :data:`POSITION_BLOCK` positions kept once complete;
+    - the valuation columns, which grow a row per cycle: encoded in blocks of
+      :data:`COLUMN_BLOCK` rows, a block kept once a later row exists (only the newest row of a
+      series may be replaced in place, see ``ValuationSeries.append``).
 
-    A list or column is followed by identity and length (a list by its last item too): a reloaded
-    state, a replaced list or a shrunk column is encoded afresh. The bytes are exactly those of
-    encoding without the cache. One cache per state owner.
+    A list is followed by identity, length and last item, a column by identity and length: a
+    reloaded state, a replaced list or a shrunk column is encoded afresh. The bytes are exactly
+    those of encoding without the cache. A kept block is the same ``bytes`` object from write
+    to write, which lets :func:`dumps_state_parts`'s callers keep work done on it (the gzip of
+    the public snapshot). One cache per state owner.
     """
 
     def __init__(self) -> None:
-        self._lists: dict[str, tuple[Appended[Position], bytearray]] = {}
-        self._columns: dict[str, _ColumnFragment] = {}
+        self._lists: dict[str, tuple[Appended[Position], _Blocks]] = {}
+        self._columns: dict[str, tuple[Any, _Blocks]] = {}
+        #: While dumps_state_parts runs: the pieces of each array, in the order of their markers.
+        self._parts: list[list[bytes]] | None = None
 
     def positions(self, name: str, positions: list[Position]) -> orjson.Fragment:
         """The JSON array of a list of finished positions (``name`` tells the lists apart)."""
-        follower, body = self._lists.setdefault(name, (Appended(), bytearray()))
+        follower, blocks = self._lists.get(name) or (Appended(), _Blocks(POSITION_BLOCK))
         followed, new = follower.appended(positions)
         if not followed:
-            body.clear()
-        for position in new:
-            if body:
-                body += b","
-            body += orjson.dumps(position_to_dict(position), default=_json_default)
-        return orjson.Fragment(b"[" + body + b"]")
+            blocks = _Blocks(POSITION_BLOCK)
+        self._lists[name] = (follower, blocks)
+        if new:
+            blocks.add([orjson.dumps(position_to_dict(p), default=_json_default) for p in new])
+        return self._array(blocks.pieces(b""))
 
     def column(self, name: str, values: Any) -> orjson.Fragment:
         """The JSON array of a valuation column (an ``array``), its complete blocks kept."""
-        followed = self._columns.get(name)
-        if followed is None or followed.values is not values or len(values) < followed.kept_rows:
-            followed = self._columns[name] = _ColumnFragment(values)
-        return followed.fragment()
+        known, blocks = self._columns.get(name) or (None, _Blocks(COLUMN_BLOCK))
+        if known is not values or len(values) < blocks.items:
+            blocks = _Blocks(COLUMN_BLOCK)
+        self._columns[name] = (values, blocks)  # held, so its id cannot be reused by another column
+        # A block is kept once a row after it exists: only the newest row may change in place.
+        complete = (len(values) - 1) // COLUMN_BLOCK * COLUMN_BLOCK if len(values) else 0
+        while blocks.items < complete:
+            start = blocks.items
+            blocks.add_block(_dumps_rows(values[start:start + COLUMN_BLOCK]), COLUMN_BLOCK)
+        return self._array(blocks.pieces(_dumps_rows(values[blocks.items:])))
+
+    def _array(self, pieces: list[bytes]) -> orjson.Fragment:
+        """The array as one fragment, or a marker for dumps_state_parts to replace by its pieces."""
+        if self._parts is not None:
+            self._parts.append(pieces)
+            return orjson.Fragment(b"\x00%d\x00" % (len(self._parts) - 1))
+        return orjson.Fragment(b"".join(pieces))
 
 
-def _plain(values: Any) -> list[Any]:
-    """Rows of a column as a list of Python numbers (a typed array's or numpy array's tolist; a list as it is)."""
-    return values.tolist() if hasattr(values, "tolist") else list(values)
-
-
+#: Finished positions encoded together and kept once complete.
+POSITION_BLOCK = 32
 #: Rows of a valuation column encoded together and kept once complete.
 COLUMN_BLOCK = 4096
 
 
-class _ColumnFragment:
-    """One valuation column followed as it grows: complete blocks of COLUMN_BLOCK rows kept encoded."""
+def _dumps_rows(values: Any) -> bytes:
+    """Rows of a column as JSON array items without brackets (a typed or numpy array's tolist; a list as it is)."""
+    rows = values.tolist() if hasattr(values, "tolist") else list(values)
+    return orjson.dumps(rows, default=_json_default)[1:-1]
 
-    def __init__(self, values: Any) -> None:
-        self.values = values  # held, so its id cannot be reused by another column
-        self.kept_rows = 0
-        self.body = bytearray()
 
-    def fragment(self) -> orjson.Fragment:
-        values = self.values
-        # A block is kept once a row after it exists: only the newest row may change in place.
-        while self.kept_rows + COLUMN_BLOCK < len(values):
-            block = orjson.dumps(_plain(values[self.kept_rows:self.kept_rows + COLUMN_BLOCK]),
-                                 default=_json_default)[1:-1]
-            if self.body:
-                self.body += b","
-            self.body += block
-            self.kept_rows += COLUMN_BLOCK
-        tail = orjson.dumps(_plain(values[self.kept_rows:]), default=_json_default)[1:-1]
-        if self.body and tail:
-            return orjson.Fragment(b"[" + self.body + b"," + tail + b"]")
-        return orjson.Fragment(b"[" + (self.body or tail) + b"]")
+class _Blocks:
+    """The body of a growing JSON array as complete blocks of ``size`` items (each ``a,b,c``) and a tail."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.blocks: list[bytes] = []
+        self.items = 0  # items in complete blocks
+        self.open: list[bytes] = []  # encoded items after them (lists of positions only)
+
+    def add(self, encoded: list[bytes]) -> None:
+        """Items appended to a list of positions: complete blocks are joined and kept."""
+        self.open.extend(encoded)
+        while len(self.open) >= self.size:
+            self.add_block(b",".join(self.open[:self.size]), self.size)
+            del self.open[:self.size]
+
+    def add_block(self, block: bytes, items: int) -> None:
+        self.blocks.append(block)
+        self.items += items
+
+    def pieces(self, tail: bytes) -> list[bytes]:
+        """``[``, the blocks and the rest separated by commas, ``]``: the array's JSON in pieces."""
+        rest = tail or b",".join(self.open)
+        pieces = [b"["]
+        for block in self.blocks:
+            if len(pieces) > 1:
+                pieces.append(b",")
+            pieces.append(block)
+        if rest:
+            if len(pieces) > 1:
+                pieces.append(b",")
+            pieces.append(rest)
+        pieces.append(b"]")
+        return pieces
 
 
 def _portfolio_to_dict(p: Portfolio, *, head_only: bool, fragments: PositionFragments | None = None) -> dict[str, Any]:
@@ -396,13 +428,37 @@ def state_to_dict(state: State) -> dict[str, Any]:
 def dumps_state(state: State, fragments: PositionFragments | None = None) -> bytes:
     """The state as compact UTF-8 JSON ending in a newline: the content of a full snapshot file.
 
-    Pass the owner's ``fragments`` cache to encode only positions closed since the last call.
+    Pass the owner's ``fragments`` cache to encode only what changed since the last call.
     """
+    if fragments is not None:
+        return b"".join(dumps_state_parts(state, fragments))
     with gc_paused():
-        d = _state_to_dict(state, fragments=fragments)
+        d = _state_to_dict(state)
         data = dumps_json(d)
         del d  # freed while the collector is still paused
     return data
+
+
+def dumps_state_parts(state: State, fragments: PositionFragments) -> list[bytes]:
+    """dumps_state's bytes in pieces whose join is the file: kept blocks are the same objects from call to call.
+
+    The arrays that only grow are written as markers (a NUL byte, which encoded JSON never holds:
+    orjson escapes control characters in strings) and replaced by their pieces.
+    """
+    fragments._parts = []  # noqa: SLF001 - the cache and this function are one mechanism
+    try:
+        with gc_paused():
+            skeleton = dumps_json(_state_to_dict(state, fragments=fragments))
+        arrays = fragments._parts  # noqa: SLF001
+    finally:
+        fragments._parts = None  # noqa: SLF001
+    parts: list[bytes] = []
+    for index, text in enumerate(skeleton.split(b"\x00")):
+        if index % 2:
+            parts.extend(arrays[int(text)])
+        else:
+            parts.append(text)
+    return parts
 
 
 # --------------------------------------------------------------------------------------------
