@@ -266,12 +266,13 @@ class PositionFragments:
 
     def column(self, name: str, values: Any) -> orjson.Fragment:
         """The JSON array of a valuation column (an ``array``), its complete blocks kept."""
+        rows = len(values)
         known, blocks = self._columns.get(name) or (None, _Blocks(COLUMN_BLOCK))
-        if known is not values or len(values) < blocks.items:
+        if known is not values or rows < blocks.items:
             blocks = _Blocks(COLUMN_BLOCK)
         self._columns[name] = (values, blocks)  # held, so its id cannot be reused by another column
         # A block is kept once a row after it exists: only the newest row may change in place.
-        complete = (len(values) - 1) // COLUMN_BLOCK * COLUMN_BLOCK if len(values) else 0
+        complete = (rows - 1) // COLUMN_BLOCK * COLUMN_BLOCK if rows else 0
         while blocks.items < complete:
             start = blocks.items
             blocks.add_block(_dumps_rows(values[start:start + COLUMN_BLOCK]), COLUMN_BLOCK)
