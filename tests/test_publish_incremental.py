@@ -79,34 +79,41 @@ def test_a_cached_state_encoding_equals_a_fresh_one_as_the_run_grows() -> None:
     assert len(state.valuations) > COLUMN_BLOCK + 1000 and len(state.portfolio.closed_positions) > 50
 
 
-def test_the_kept_gzip_decompresses_to_the_snapshot_and_compresses_only_new_pieces() -> None:
+def test_the_kept_gzip_decompresses_to_the_snapshot_and_compresses_each_kept_block_once() -> None:
     rng = random.Random(9)
     state = State(name="gzip")
     state.add_instrument("SYN", "crypto", 0.001)
     fragments, kept = PositionFragments(), KeptGzip()
-    compressed_pieces: list[int] = []
-    real_segment = kept._segment  # noqa: SLF001 - counting the compressions
+    compressed: list[bytes] = []
+    real_segment = kept._segment  # noqa: SLF001 - watching what is compressed
 
-    def counting(data: bytes, mode: int) -> bytes:
-        compressed_pieces.append(len(data))
+    def watched(data: bytes, mode: int) -> bytes:
+        compressed.append(data)
         return real_segment(data, mode)
 
-    kept._segment = counting  # type: ignore[method-assign]  # noqa: SLF001
+    kept._segment = watched  # type: ignore[method-assign]  # noqa: SLF001
+    previous: list[bytes] = []
+    written = compressed_bytes = reused = 0
     for cycle in range(400):
         grow(state, rng, cycle)
         for _ in range(60):
             state.valuations.append(len(state.valuations) * 60_000 + 1, 1000.0 + rng.random(), 5.0, rng.random())
         parts = dumps_state_parts(state, fragments)
         data = b"".join(parts)
-        compressed_pieces.clear()
+        compressed.clear()
         gz = kept.compress(parts)
         assert gzip.decompress(gz) == data, cycle
         if cycle % 40 == 0:
             assert data == dumps_state(state)
             assert gz == KeptGzip().compress(dumps_state_parts(state, PositionFragments()))  # equal states, equal files
-        # Compressed: the pieces between kept blocks (the column tails among them) and the blocks completed now.
-        assert sum(compressed_pieces) < 3 * KEPT_PIECE_BYTES + 4 * COLUMN_BLOCK * 25, cycle
-    assert len(data) > 40 * KEPT_PIECE_BYTES and sum(compressed_pieces) < len(data) / 4
+        # A kept block (the same object as in the last snapshot) is never compressed again.
+        kept_blocks = {id(part) for part in previous if len(part) >= KEPT_PIECE_BYTES}
+        assert not [segment for segment in compressed if id(segment) in kept_blocks], cycle
+        reused += sum(1 for part in parts if id(part) in kept_blocks)
+        previous = parts
+        written += len(data)
+        compressed_bytes += sum(len(segment) for segment in compressed)
+    assert reused > 400 * 20 and compressed_bytes < written / 5
 
 
 def test_a_column_cut_or_replaced_is_encoded_afresh() -> None:

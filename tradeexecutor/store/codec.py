@@ -289,7 +289,7 @@ class PositionFragments:
 #: Finished positions encoded together and kept once complete.
 POSITION_BLOCK = 32
 #: Rows of a valuation column encoded together and kept once complete.
-COLUMN_BLOCK = 4096
+COLUMN_BLOCK = 1024
 
 
 def _dumps_rows(values: Any) -> bytes:
@@ -306,6 +306,7 @@ class _Blocks:
         self.blocks: list[bytes] = []
         self.items = 0  # items in complete blocks
         self.open: list[bytes] = []  # encoded items after them (lists of positions only)
+        self._joined_open = b""  # those joined, the same object until an item is added
 
     def add(self, encoded: list[bytes]) -> None:
         """Items appended to a list of positions: complete blocks are joined and kept."""
@@ -313,6 +314,7 @@ class _Blocks:
         while len(self.open) >= self.size:
             self.add_block(b",".join(self.open[:self.size]), self.size)
             del self.open[:self.size]
+        self._joined_open = b",".join(self.open)
 
     def add_block(self, block: bytes, items: int) -> None:
         self.blocks.append(block)
@@ -320,7 +322,7 @@ class _Blocks:
 
     def pieces(self, tail: bytes) -> list[bytes]:
         """``[``, the blocks and the rest separated by commas, ``]``: the array's JSON in pieces."""
-        rest = tail or b",".join(self.open)
+        rest = tail or self._joined_open
         pieces = [b"["]
         for block in self.blocks:
             if len(pieces) > 1:

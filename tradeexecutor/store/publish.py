@@ -141,7 +141,7 @@ def _entry(position: Position, status: str, symbols: dict[int, str]) -> bytes:
 
 
 #: Pieces of the snapshot at least this long are compressed on their own and their deflate output kept.
-KEPT_PIECE_BYTES = 16 * 1024
+KEPT_PIECE_BYTES = 4 * 1024
 
 
 class KeptGzip:
