@@ -20,7 +20,7 @@ import functools
 import math
 import os
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -139,11 +139,16 @@ class Summary:
     def to_dict(self) -> dict[str, Any]:
         """A JSON-safe dict: NaN and infinities become None, so ``json.dumps`` never fails."""
         result: dict[str, Any] = {}
-        for key, value in asdict(self).items():
+        for key in _SUMMARY_FIELDS:  # every field is a scalar: no deep copy (asdict) after each cycle
+            value = getattr(self, key)
             if isinstance(value, float) and not math.isfinite(value):
                 value = None
             result[key] = value
         return result
+
+
+#: Summary's field names, in declaration order.
+_SUMMARY_FIELDS = tuple(item.name for item in fields(Summary))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -262,7 +262,7 @@ class PositionFragments:
         self._lists[name] = (follower, blocks)
         if new:
             blocks.add([orjson.dumps(position_to_dict(p), default=_json_default) for p in new])
-        return self._array(blocks.pieces(b""))
+        return self._array(blocks.pieces())
 
     def column(self, name: str, values: Any) -> orjson.Fragment:
         """The JSON array of a valuation column (an ``array``), its complete blocks kept."""
@@ -299,7 +299,11 @@ def _dumps_rows(values: Any) -> bytes:
 
 
 class _Blocks:
-    """The body of a growing JSON array as complete blocks of ``size`` items (each ``a,b,c``) and a tail."""
+    """The body of a growing JSON array as complete blocks of ``size`` items and a tail.
+
+    A block after the first carries its separating comma (``,a,b,c``), so the array's pieces are
+    the blocks themselves, one after another, with no small piece between them.
+    """
 
     def __init__(self, size: int) -> None:
         self.size = size
@@ -314,26 +318,20 @@ class _Blocks:
         while len(self.open) >= self.size:
             self.add_block(b",".join(self.open[:self.size]), self.size)
             del self.open[:self.size]
-        self._joined_open = b",".join(self.open)
+        self._joined_open = self._tail(b",".join(self.open))
 
     def add_block(self, block: bytes, items: int) -> None:
-        self.blocks.append(block)
+        self.blocks.append(self._tail(block))
         self.items += items
 
-    def pieces(self, tail: bytes) -> list[bytes]:
-        """``[``, the blocks and the rest separated by commas, ``]``: the array's JSON in pieces."""
-        rest = tail or self._joined_open
-        pieces = [b"["]
-        for block in self.blocks:
-            if len(pieces) > 1:
-                pieces.append(b",")
-            pieces.append(block)
-        if rest:
-            if len(pieces) > 1:
-                pieces.append(b",")
-            pieces.append(rest)
-        pieces.append(b"]")
-        return pieces
+    def _tail(self, items: bytes) -> bytes:
+        """Items that follow the kept blocks, with the comma that separates them from those."""
+        return b"," + items if items and self.blocks else items
+
+    def pieces(self, tail: bytes | None = None) -> list[bytes]:
+        """``[``, the blocks, the rest (``tail`` for a column, else the open items) and ``]``: the array in pieces."""
+        rest = self._joined_open if tail is None else self._tail(tail)
+        return [b"[", *self.blocks, rest, b"]"] if rest else [b"[", *self.blocks, b"]"]
 
 
 def _portfolio_to_dict(p: Portfolio, *, head_only: bool, fragments: PositionFragments | None = None) -> dict[str, Any]:
