@@ -23,7 +23,15 @@ from tradeexecutor.kept_rows import Appended, KeptRows
 from tradeexecutor.ledger import LEDGER_NAME, Ledger
 from tradeexecutor.settings import DaemonConfig, FeedConfig
 from tradeexecutor.state import State
-from tradeexecutor.store.codec import COLUMN_BLOCK, PositionFragments, dumps_json, dumps_state, dumps_state_parts
+from tradeexecutor.store.codec import (
+    BLOCK_MERGE,
+    COLUMN_BLOCK,
+    POSITION_BLOCK,
+    PositionFragments,
+    dumps_json,
+    dumps_state,
+    dumps_state_parts,
+)
 from tradeexecutor.store.publish import KEPT_PIECE_BYTES, KeptGzip, PositionListing, etag_of, positions_document
 from tradeexecutor.strategy.loader import load_strategy
 
@@ -114,6 +122,27 @@ def test_the_kept_gzip_decompresses_to_the_snapshot_and_compresses_each_kept_blo
         written += len(data)
         compressed_bytes += sum(len(segment) for segment in compressed)
     assert reused > 400 * 20 and compressed_bytes < written / 5
+
+
+def test_kept_blocks_merge_so_a_long_run_is_few_pieces() -> None:
+    """Past BLOCK_MERGE**2 blocks of a column, and BLOCK_MERGE blocks of closed positions."""
+    rng = random.Random(2)
+    state = State(name="long")
+    state.add_instrument("SYN", "crypto", 0.001)
+    fragments = PositionFragments()
+    step = COLUMN_BLOCK * BLOCK_MERGE // 3 + 17  # not a multiple of anything
+    cycle = 0
+    while len(state.valuations) < COLUMN_BLOCK * (BLOCK_MERGE**2 + 3):
+        start = len(state.valuations)
+        state.valuations.extend(list(range(start, start + step)), [rng.random() for _ in range(step)], [1.0] * step,
+                                [0.5] * step)
+        while len(state.portfolio.closed_positions) < POSITION_BLOCK * (BLOCK_MERGE + 1) * cycle // 40:
+            grow(state, rng, cycle)
+        cycle += 1
+        parts = dumps_state_parts(state, fragments)
+        assert b"".join(parts) == dumps_state(state), cycle
+    assert len(state.portfolio.closed_positions) > POSITION_BLOCK * BLOCK_MERGE
+    assert len(parts) < 4 * 2 * BLOCK_MERGE + 2 * 2 * BLOCK_MERGE + 40  # a few levels of blocks an array
 
 
 def test_a_column_cut_or_replaced_is_encoded_afresh() -> None:

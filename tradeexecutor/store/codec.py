@@ -298,16 +298,23 @@ def _dumps_rows(values: Any) -> bytes:
     return orjson.dumps(rows, default=_json_default)[1:-1]
 
 
+#: Kept blocks of one size merged into one block of the next (so an array of n items is O(log n) pieces).
+BLOCK_MERGE = 16
+
+
 class _Blocks:
     """The body of a growing JSON array as complete blocks of ``size`` items and a tail.
 
     A block after the first carries its separating comma (``,a,b,c``), so the array's pieces are
-    the blocks themselves, one after another, with no small piece between them.
+    the blocks themselves, one after another, with no small piece between them. Every
+    :data:`BLOCK_MERGE` blocks of one level are joined into one block of the next, so a long array
+    is a few dozen pieces, not thousands (a new, larger block is encoded and compressed once).
     """
 
     def __init__(self, size: int) -> None:
         self.size = size
         self.blocks: list[bytes] = []
+        self._levels: list[int] = []  # each block's level: 0 for size items, 1 for BLOCK_MERGE of those...
         self.items = 0  # items in complete blocks
         self.open: list[bytes] = []  # encoded items after them (lists of positions only)
         self._joined_open = b""  # those joined, the same object until an item is added
@@ -322,7 +329,15 @@ class _Blocks:
 
     def add_block(self, block: bytes, items: int) -> None:
         self.blocks.append(self._tail(block))
+        self._levels.append(0)
         self.items += items
+        levels = self._levels
+        while len(levels) >= BLOCK_MERGE and len(set(levels[-BLOCK_MERGE:])) == 1:
+            level = levels[-1]
+            merged = b"".join(self.blocks[-BLOCK_MERGE:])
+            del self.blocks[-BLOCK_MERGE:], levels[-BLOCK_MERGE:]
+            self.blocks.append(merged)
+            levels.append(level + 1)
 
     def _tail(self, items: bytes) -> bytes:
         """Items that follow the kept blocks, with the comma that separates them from those."""
