@@ -9,6 +9,7 @@ import random
 from array import array
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -22,7 +23,10 @@ from tradeexecutor.data.source import load_market
 from tradeexecutor.kept_rows import Appended, KeptRows
 from tradeexecutor.ledger import LEDGER_NAME, Ledger
 from tradeexecutor.settings import DaemonConfig, FeedConfig
-from tradeexecutor.state import State
+from tradeexecutor.state import Order, Position, State
+from tradeexecutor.stats import trades_csv
+from tradeexecutor.stats.trades_csv import TradesCsv
+from tradeexecutor.store import publish as store_publish
 from tradeexecutor.store.codec import (
     BLOCK_MERGE,
     COLUMN_BLOCK,
@@ -230,3 +234,40 @@ def test_a_paper_executor_publishes_the_same_files_as_a_fresh_publication_after_
         assert len(daemon.loop.state.portfolio.closed_positions) > closed_before  # positions closed on the way
     finally:
         daemon.close()
+
+
+def test_a_publication_formats_only_open_and_newly_finished_positions(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Work counted, not timed: orders.csv lines and positions.json entries made per write."""
+    formatted: list[int] = []
+    encoded: list[int] = []
+    real_record, real_entry = trades_csv.trade_record, store_publish._entry  # noqa: SLF001
+
+    def counted_record(order: Order, symbols: dict[int, str]) -> dict[str, Any]:
+        formatted.append(order.id)
+        return real_record(order, symbols)
+
+    def counted_entry(position: Position, status: str, symbols: dict[int, str]) -> bytes:
+        encoded.append(position.id)
+        return real_entry(position, status, symbols)
+
+    monkeypatch.setattr(trades_csv, "trade_record", counted_record)
+    monkeypatch.setattr(store_publish, "_entry", counted_entry)
+    rng = random.Random(4)
+    state = State(name="counted")
+    state.add_instrument("SYN", "crypto", 0.001)
+    writer, listing = TradesCsv(), PositionListing()
+    for cycle in range(300):
+        portfolio = state.portfolio
+        closed_before, failed_before = len(portfolio.closed_positions), len(portfolio.failed_positions)
+        grow(state, rng, cycle)
+        newly = [*portfolio.closed_positions[closed_before:], *portfolio.failed_positions[failed_before:]]
+        formatted.clear()
+        encoded.clear()
+        data, (document, _) = writer.data(state), listing.data(state)
+        if cycle % 50 == 0:  # the references below format through functions not counted
+            assert data == pandas_csv(state) and document == dumps_json(positions_document(state))
+        if cycle:
+            open_orders = sum(len(p.orders) for p in portfolio.open_positions)
+            assert len(formatted) == open_orders + sum(len(p.orders) for p in newly), cycle
+            assert len(encoded) == len(portfolio.open_positions) + len(newly), cycle
+    assert len(state.portfolio.closed_positions) > 100
