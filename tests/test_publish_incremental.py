@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import gzip
 import random
+import zlib
 from array import array
 from datetime import UTC, datetime
 from pathlib import Path
@@ -36,7 +37,14 @@ from tradeexecutor.store.codec import (
     dumps_state,
     dumps_state_parts,
 )
-from tradeexecutor.store.publish import KEPT_PIECE_BYTES, KeptGzip, PositionListing, etag_of, positions_document
+from tradeexecutor.store.publish import (
+    GZIP_LEVEL,
+    KEPT_PIECE_BYTES,
+    KeptGzip,
+    PositionListing,
+    etag_of,
+    positions_document,
+)
 from tradeexecutor.strategy.loader import load_strategy
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -271,3 +279,15 @@ def test_a_publication_formats_only_open_and_newly_finished_positions(monkeypatc
             assert len(formatted) == open_orders + sum(len(p.orders) for p in newly), cycle
             assert len(encoded) == len(portfolio.open_positions) + len(newly), cycle
     assert len(state.portfolio.closed_positions) > 100
+
+
+def test_the_kept_gzip_has_gzip_compress_header_and_decompresses_in_a_stream() -> None:
+    """Readers that stream (an HTTP client's decoder) get the same bytes as gzip.decompress."""
+    pieces = [b"{", b"x" * (KEPT_PIECE_BYTES + 1), b",", bytes(range(256)) * 40, b"}\n"]
+    data = b"".join(pieces)
+    gz = KeptGzip().compress(pieces)
+    assert gz[:10] == gzip.compress(data, GZIP_LEVEL, mtime=0)[:10]
+    decoder = zlib.decompressobj(wbits=31)
+    streamed = b"".join(decoder.decompress(gz[i:i + 7]) for i in range(0, len(gz), 7)) + decoder.flush()
+    assert streamed == data == gzip.decompress(gz) and decoder.eof and not decoder.unused_data
+    assert gzip.decompress(KeptGzip().compress([])) == b""

@@ -152,8 +152,8 @@ class KeptGzip:
     data), so the compressed form of a block that did not change is valid again at any place in
     a later stream. Only the small changing pieces and new blocks are compressed; the CRC-32 runs
     over every byte (C speed). The file differs from ``gzip.compress`` of the same bytes (a few
-    bytes more a block) but decompresses to exactly the snapshot; its header is gzip.compress's
-    with mtime 0, so equal states give equal files.
+    bytes more a block) but decompresses to exactly the snapshot; its header has mtime 0, and the
+    pieces are cut the same way for the same state, so equal states give equal files.
     """
 
     def __init__(self, level: int = GZIP_LEVEL) -> None:
@@ -190,8 +190,8 @@ class KeptGzip:
         return compressor.compress(data) + compressor.flush(mode)
 
 
-#: gzip's member header: magic, deflate, no flags, mtime 0, no extra flags, OS unknown (as gzip.compress writes it).
-_GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
+#: gzip's member header: magic, deflate, no flags, mtime 0, no extra flags, OS Unix (gzip.compress's with mtime 0).
+_GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03"
 
 
 @dataclass
