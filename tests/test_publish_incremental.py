@@ -218,7 +218,7 @@ def test_a_paper_executor_publishes_the_same_files_as_a_fresh_publication_after_
 
     config = DaemonConfig(strategy_file=STRATEGY, state_dir=state_dir, watchdog_seconds=0, chart_seconds=0,
                           publish_seconds=0.5, trigger_seconds=0, revaluation_seconds=0,
-                          feed=FeedConfig(data=(str(data),), replay_seconds=30.0, replay_start="first"))
+                          feed=FeedConfig(data=(str(data),), replay_seconds=120.0, replay_start="first"))
     daemon = build_daemon(config, clock=clock, ticker_factory=factory, environ={})
     files = daemon.publisher.files
     assert files is not None
@@ -227,8 +227,8 @@ def test_a_paper_executor_publishes_the_same_files_as_a_fresh_publication_after_
         daemon.start_jobs()
         published = []
         for _ in range(cycles):
-            # 30 fake seconds a cycle: a publication is due after each unless one took over 3 s (cost / share).
-            tickers[0].advance(30.0)
+            # 120 fake seconds a cycle: a publication is due after each unless one took over 12 s (cost / share).
+            tickers[0].advance(120.0)
             daemon.loop.run_pending()
             live = daemon.loop.state
             published.append(orjson.loads(files.metadata.read_bytes())["published_at"])
