@@ -26,7 +26,7 @@ LAYERS: list[set[str]] = [
     {"ledger"},
     {"data", "venue", "store", "runstate", "stats", "visual", "notify", "cast"},
     {"state"},
-    {"config", "layout", "atomic", "control"},
+    {"config", "layout", "atomic", "control", "kept_rows"},
     {"timeframe", "times"},
     {"errors", "__init__"},
 ]

@@ -56,6 +56,8 @@ __all__ = ["DEFAULT_JOURNAL_KEEP", "Job", "Ledger"]
 
 #: Journal lines kept in the ledger; older lines are deleted as new ones are committed.
 DEFAULT_JOURNAL_KEEP = 100_000
+#: Bytes the write-ahead log is cut back to after a checkpoint (SQLite checkpoints every 1,000 pages, 4 MiB).
+WAL_SIZE_LIMIT = 8 * 1024 * 1024
 
 _UPSERT_POSITION = ("INSERT OR REPLACE INTO positions (id, list, list_index, instrument_id, opened_at, closed_at, "
                     "quantity, realised_pnl, json, crc) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
@@ -410,6 +412,9 @@ class Ledger:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
         conn.execute("PRAGMA synchronous = FULL")
+        # SQLite reuses a WAL from its start after each checkpoint but never shrinks it: one large
+        # job (the first commit of a long history) would leave its size on disk until the executor stops.
+        conn.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT}")
         if mode != "wal":
             conn.close()
             raise StateCorruptError(f"{self.path}: cannot use write-ahead logging (journal mode {mode})")
