@@ -22,7 +22,8 @@ from tradeexecutor.daemon import CommandQueue, FakeClock, InMemoryTicker, build_
 from tradeexecutor.data import generate_candles
 from tradeexecutor.data.source import load_market
 from tradeexecutor.kept_rows import Appended, KeptRows
-from tradeexecutor.ledger import LEDGER_NAME, Ledger
+from tradeexecutor.layout import RunFiles
+from tradeexecutor.ledger import Ledger
 from tradeexecutor.settings import DaemonConfig, FeedConfig
 from tradeexecutor.state import Order, Position, State
 from tradeexecutor.stats import trades_csv
@@ -206,7 +207,7 @@ def test_a_paper_executor_publishes_the_same_files_as_a_fresh_publication_after_
     state.last_bar_at = market.step_time(history - 1).to_pydatetime()
     state_dir = tmp_path / "state"
     state_dir.mkdir()
-    ledger = Ledger(state_dir / LEDGER_NAME)
+    ledger = Ledger(RunFiles(state_dir).ledger)
     ledger.save(state)
     ledger.close()
     clock = FakeClock(datetime(2024, 1, 1, tzinfo=UTC))
