@@ -34,7 +34,7 @@ def fresh(running: Running) -> Iterator[None]:
 
 
 def public(running: Running) -> CcxtConnection:
-    return CcxtConnection(CcxtVenueConfig(url=running.url), environ={}, private=False)
+    return CcxtConnection(CcxtVenueConfig(exchange="binance", url=running.url), environ={}, private=False)
 
 
 def test_only_closed_candles_are_delivered_each_once_and_the_lag_is_measured(running: Running) -> None:
@@ -70,7 +70,7 @@ def test_only_closed_candles_are_delivered_each_once_and_the_lag_is_measured(run
 
 
 def test_a_failed_poll_is_temporary_and_the_gate_is_shared_with_the_venue(running: Running) -> None:
-    config = CcxtVenueConfig(url=running.url, symbols=("EUR/USD",))
+    config = CcxtVenueConfig(exchange="binance", url=running.url, symbols=("EUR/USD",))
     connection = CcxtConnection(config, environ={"TRADEEXECUTOR_EXCHANGE_API_KEY": API_KEY,
                                                  "TRADEEXECUTOR_EXCHANGE_API_SECRET": API_SECRET})
     venue = CcxtVenue(config, connection)

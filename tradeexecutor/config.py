@@ -389,9 +389,10 @@ class CcxtVenueConfig:
     ``symbols`` come from the strategy's instruments, not from a person.
     """
 
-    exchange: str = setting("binance", flag="--exchange",
-                            help="The exchange of live mode (wired in a later step; --mode live is still refused): any ccxt "
-                                 "exchange id (binance, kraken, ...); its spot markets are traded.")
+    exchange: str | None = setting(None, flag="--exchange", kind=str,
+                                   help="The exchange whose prices paper mode trades on (and, in a later step, whose "
+                                        "markets live mode trades): any ccxt exchange id (binance, kraken, ...); spot "
+                                        "markets only. Paper and live need it; replay and backtest ignore it.")
     url: str | None = setting(None, flag="--exchange-url", kind=str,
                               help="Point every API base URL of the exchange at this scheme and host, paths kept: "
                                    "the exchange simulator, a proxy or a testnet. Default: the exchange itself.")
@@ -415,7 +416,7 @@ class CcxtVenueConfig:
 
     def __post_init__(self) -> None:
         check_settings(self)
-        if not re.fullmatch(r"[a-z0-9_]+", self.exchange):
+        if self.exchange is not None and not re.fullmatch(r"[a-z0-9_]+", self.exchange):
             raise ConfigError(f"--exchange {self.exchange!r} must be a ccxt exchange id such as binance")
         if self.url is not None:
             parts = urlsplit(self.url)
