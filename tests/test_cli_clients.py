@@ -54,7 +54,7 @@ def entry(minutes: int, event: str, level: str = "info", **fields: Any) -> dict[
 
 
 JOURNAL = [
-    entry(0, "started", mode="paper"),
+    entry(0, "started", mode="replay"),
     entry(1, "cycle_completed", duration=0.25, decisions=1),
     entry(2, "order_filled", trade_id=1, symbol="GOOG", price=101.5),
     entry(3, "order_rejected", level="warning", trade_id=2, reason="below minimum notional"),
@@ -74,7 +74,7 @@ class Executor:
 
 
 def _runstate() -> RunState:
-    runstate = RunState.create("exec-cli", mode="paper", strategy_name="sma_crossover",
+    runstate = RunState.create("exec-cli", mode="replay", strategy_name="sma_crossover",
                                strategy_version="ab" * 32, version={"package": "0.1.0", "git_commit": None}, now=T0)
     runstate.update(status="running", executor_running=True, cycles=7, completed_cycle=T0 + timedelta(hours=1),
                     next_cycle_at=T0 + timedelta(hours=2))
@@ -118,7 +118,7 @@ def test_status_prints_a_readable_summary(executor: Executor) -> None:
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert "status:" in out and "running" in out
-    assert "mode:" in out and "paper" in out
+    assert "mode:" in out and "replay" in out
     assert "sma_crossover" in out and "abababababab" in out
     assert "cycles:" in out and " 7" in out
     assert "last cycle:" in out and "2024-05-01 22:00:00+09:00" in out
@@ -240,7 +240,7 @@ def test_logs_table(executor: Executor) -> None:
     assert lines[0].split() == ["TIME", "LEVEL", "EVENT", "DETAILS"]
     assert len(lines) == 1 + len(JOURNAL)
     assert lines[1].startswith("2024-05-01 12:00:00+00:00 info")
-    assert "started" in lines[1] and "mode=paper" in lines[1]
+    assert "started" in lines[1] and "mode=replay" in lines[1]
     assert 'reason="below minimum notional"' in lines[4]
 
 

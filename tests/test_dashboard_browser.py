@@ -182,7 +182,7 @@ def assert_figure(page: Page, name: str, expected: Any) -> None:
 def testapp() -> Any:
     from webtest import TestApp
 
-    return TestApp(create_app(RunState.create("routes", mode="paper")))
+    return TestApp(create_app(RunState.create("routes", mode="replay")))
 
 
 def test_page_is_html_with_safe_headers_and_every_field(testapp: Any) -> None:
@@ -404,7 +404,7 @@ def test_missing_endpoints_show_not_available_yet(
     browser: Chromium, serve: Callable[..., Served], tmp_path: Path
 ) -> None:
     """A fresh executor: no summary, chart, positions or journal yet. Every section says so; nothing breaks."""
-    runstate = RunState.create("fresh", mode="paper", strategy_name="Fresh strategy")
+    runstate = RunState.create("fresh", mode="replay", strategy_name="Fresh strategy")
     app = Blocker(create_app(runstate), {"/positions": 404, "/logs": 404})
     served = serve(app)
     page = browser.new_page()

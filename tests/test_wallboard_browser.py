@@ -4,7 +4,7 @@ Three executors are real ``tradeexecutor start`` subprocesses or their absence: 
 trading, one crashed (``--crash-policy serve`` keeps its webhook up), one a URL nobody listens
 on. The wallboard is ``tradeexecutor wallboard`` as a subprocess. Chromium (tests/chromium.py)
 checks that the page shows each with the right status, the crash's reason, the unreachable one
-as unreachable, that sorting works and that the page refreshes itself. Then a paper run made
+as unreachable, that sorting works and that the page refreshes itself. Then a replay run made
 with ``tradeexecutor runs`` casts to /wallboard/page1/chart1 and back to ``-``, and a misspelt or
 unreachable target shows in the run's journal.
 """
@@ -168,7 +168,7 @@ def test_fleet_page_shows_running_crashed_and_unreachable_executors_sorts_and_re
 
     alpha = by_name["alpha-running"]
     assert alpha["status"] == "running" and alpha["link"] == f"http://127.0.0.1:{running.port}/"
-    assert alpha["cells"]["healthy"]["text"] == "healthy" and alpha["cells"]["mode"]["text"] == "paper"
+    assert alpha["cells"]["healthy"]["text"] == "healthy" and alpha["cells"]["mode"]["text"].startswith("replay")
     assert float(alpha["cells"]["equity"]["value"]) == api["alpha-running"]["equity"]
     assert float(alpha["cells"]["equity"]["text"].replace(",", "")) == pytest.approx(api["alpha-running"]["equity"],
                                                                                     abs=0.006)
@@ -236,8 +236,8 @@ def test_fleet_page_shows_running_crashed_and_unreachable_executors_sorts_and_re
 
 PAPER = """\
 strategy_file: sma.py
-mode: paper
-name: Cast paper
+mode: replay
+name: Cast replay
 environment: {data: [stocks-daily], start: "2005-01-01", end: "2012-12-31", replay_seconds: 0.2}
 strategy: {fast: 5, slow: 15}
 core: {fee: 0.001, revaluation_seconds: 1, trigger_seconds: 1}
@@ -286,7 +286,7 @@ def test_a_paper_run_casts_to_a_chart_then_stops_and_bad_targets_show_in_its_jou
         chart = wait_for(lambda: (c := get_json(chart_url)) and c["updates"] >= 2 and c, "the chart to get data")
         equity, close = chart["series"]
         assert chart["title"] == "SMA crossover"  # the strategy's name
-        assert chart["source"]["mode"] == "paper" and chart["source"]["status"] == "running"
+        assert chart["source"]["mode"] == "replay" and chart["source"]["status"] == "running"
         assert equity["name"] == "equity" and len(equity["t"]) >= 2 and close["name"] == "GOOG close"
         assert [event for event, _ in cast_events(work, "caster", env)][:2] == ["cast_requested", "cast_set"]
         wait_for(lambda: ("cast_delivered" in [e for e, _ in cast_events(work, "caster", env)]), "cast_delivered")

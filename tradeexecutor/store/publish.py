@@ -16,7 +16,7 @@ The ETag returned is the sha256 of the state JSON bytes; the webhook derives the
 
 Example (on the loop thread, after a cycle)::
 
-    snapshot = publish(state, files, metadata={"name": state.name, "mode": "paper"},
+    snapshot = publish(state, files, metadata={"name": state.name, "mode": "replay"},
                        orders_csv_writer=write_trades_csv)
 """
 
