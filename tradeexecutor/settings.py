@@ -70,6 +70,9 @@ def check_paper(config: DaemonConfig) -> None:
     """Paper mode needs an exchange and takes its candles from it: replay settings would be silently unused."""
     if config.exchange.exchange is None:
         raise ConfigError(PAPER_NEEDS_EXCHANGE)
+    from tradeexecutor.venue.ccxt_connection import check_exchange_id  # imports ccxt: only in paper mode
+
+    check_exchange_id(config.exchange.exchange)
     feed = config.feed
     for flag, value in (("--data", feed.data), ("--start", feed.start), ("--end", feed.end),
                         ("--follow", feed.follow)):

@@ -28,7 +28,7 @@ from tradeexecutor.errors import ConfigError, TemporaryError
 from tradeexecutor.venue.ccxt_errors import Meaning, RateLimitedError, VenueFailure, classify, scrub
 from tradeexecutor.venue.ccxt_gate import RequestGate
 
-__all__ = ["CcxtConnection", "make_exchange"]
+__all__ = ["CcxtConnection", "check_exchange_id", "make_exchange"]
 
 T = TypeVar("T")
 
@@ -59,6 +59,16 @@ def _silent_logger() -> logging.Logger:
     return logger
 
 
+def check_exchange_id(name: str | None) -> None:
+    """ConfigError unless ``name`` is an exchange id the installed ccxt knows (a usage error, found before start-up)."""
+    import ccxt
+
+    if name is None:
+        raise ConfigError("--exchange is not set: name a ccxt exchange id such as binance")
+    if name not in ccxt.exchanges:
+        raise ConfigError(f"--exchange {name!r} is not an exchange ccxt {ccxt.__version__} knows; see ccxt.exchanges")
+
+
 def make_exchange(config: CcxtVenueConfig, environ: Mapping[str, str] | None = None, *,
                   private: bool = True) -> Any:
     """The ccxt exchange object for ``config``: spot only, rate limiter on at this executor's share, URL replaced.
@@ -68,11 +78,7 @@ def make_exchange(config: CcxtVenueConfig, environ: Mapping[str, str] | None = N
     """
     import ccxt
 
-    if config.exchange is None:
-        raise ConfigError("--exchange is not set: name a ccxt exchange id such as binance")
-    if config.exchange not in ccxt.exchanges:
-        raise ConfigError(f"--exchange {config.exchange!r} is not an exchange ccxt {ccxt.__version__} knows; "
-                          "see ccxt.exchanges")
+    check_exchange_id(config.exchange)
     environ = os.environ if environ is None else environ
     settings: dict[str, Any] = {
         "enableRateLimit": True,
