@@ -13,7 +13,6 @@ replay wrote, are one line and exit 2.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import signal
@@ -29,6 +28,7 @@ import pytest
 from exchange_sim_helpers import http_json, wait_for
 from executor_process import STRATEGIES, Executor
 from tradeexecutor.ledger import load_state
+from tradeexecutor.store.codec import dumps_state
 
 pytest.importorskip("ccxt")
 pytestmark = pytest.mark.slow
@@ -109,6 +109,7 @@ def test_paper_trades_at_the_exchanges_prices_with_its_fee_and_shows_the_venue(t
     output = executor.output()
     assert "paper mode on binance live prices via" in output and "taker fee 0.001" in output
     state = load_state(executor.state_dir)
+    assert state is not None
     instrument = state.instruments[0]
     assert instrument.symbol == "EURUSD" and instrument.quantity_step == 0.1 and instrument.min_notional == 5
     fills = [fill for position in state.portfolio.all_positions() for order in position.orders for fill in order.fills]
@@ -179,5 +180,4 @@ def test_a_spec_or_state_of_the_old_paper_is_told_to_use_replay(tmp_path: Path, 
                            tmp_path=tmp_path, after_logging=True)
     assert "before the exchange's earliest warm-up candle" in line and "use --mode replay" in line
     after = load_state(state_dir)
-    assert before is not None and after is not None and json.dumps(after.to_dict(), default=str) == json.dumps(
-        before.to_dict(), default=str)
+    assert before is not None and after is not None and dumps_state(after) == dumps_state(before)

@@ -79,11 +79,12 @@ def make_exchange(config: CcxtVenueConfig, environ: Mapping[str, str] | None = N
     import ccxt
 
     check_exchange_id(config.exchange)
+    exchange_id = str(config.exchange)
     environ = os.environ if environ is None else environ
     settings: dict[str, Any] = {
         "enableRateLimit": True,
         "timeout": int(config.timeout_seconds * 1000),
-        "options": {"defaultType": "spot", **SPOT_OPTIONS.get(config.exchange, {})},
+        "options": {"defaultType": "spot", **SPOT_OPTIONS.get(exchange_id, {})},
     }
     if private:
         for variable, name in ((config.key_variable, "apiKey"), (config.secret_variable, "secret")):
@@ -92,7 +93,7 @@ def make_exchange(config: CcxtVenueConfig, environ: Mapping[str, str] | None = N
                 raise ConfigError(f"{variable} is not set: export the exchange API "
                                   f"{'key' if name == 'apiKey' else 'secret'} in it (the value is never shown)")
             settings[name] = value.strip()
-    exchange = getattr(ccxt, config.exchange)(settings)
+    exchange = getattr(ccxt, exchange_id)(settings)
     exchange.logger = _silent_logger()
     exchange.rateLimit = exchange.rateLimit / config.rate_share
     if config.url is not None:
