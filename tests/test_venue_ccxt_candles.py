@@ -88,6 +88,29 @@ def test_a_failed_poll_is_temporary_and_the_gate_is_shared_with_the_venue(runnin
     assert len(running.control("GET", "requests?limit=10000")[1]) == sent
 
 
+def test_a_poll_that_fails_half_way_loses_no_candle(running: Running) -> None:
+    source = CcxtCandleSource(public(running), ["BTC/USDT", "EURUSD"], "1s", limit=50)
+    first = source.poll()
+    assert first is not None
+    last_before = {symbol: frame.index[-1] for symbol, frame in first.groupby("symbol")}
+    # BTC/USDT's klines answer, then EURUSD's fail: the poll is temporary and BTC's new candles are not used up.
+    wait_for(source.due, timeout=15)
+    running.control("POST", "faults", {"kind": "error", "status": 503, "count": 1, "path": "/api/v3/klines",
+                                       "symbol": "EURUSD"})
+    with pytest.raises(TemporaryError):
+        source.poll()
+    polled: list[pd.DataFrame] = []
+
+    def both_polled() -> bool:
+        frame = source.poll()
+        polled.extend([] if frame is None else [frame])
+        return bool(polled) and {"BTC/USDT", "EURUSD"} <= set(pd.concat(polled)["symbol"])
+
+    wait_for(both_polled, timeout=15)
+    for symbol, frame in pd.concat(polled).groupby("symbol"):
+        assert (frame.index[0] - last_before[symbol]).total_seconds() == 1, f"{symbol}: a candle was skipped"
+
+
 def test_a_symbol_the_exchange_does_not_list_is_a_config_error(running: Running) -> None:
     with pytest.raises(ConfigError, match="does not list NOPE"):
         CcxtCandleSource(public(running), ["NOPE"], "1m").poll()

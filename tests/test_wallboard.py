@@ -119,9 +119,14 @@ def rows_of(body: bytes) -> dict[str, dict[str, Any]]:
 
 def test_each_executor_shows_its_own_status_or_why_it_cannot_be_read(serve: Callable[..., WebhookServer]) -> None:
     running = serve(executor_app(running_state("alpha")))
+    on_exchange = running_state("gamma", 9_000.0)  # a paper executor: its exchange connection's figures
+    on_exchange.update(mode="paper", prices="binance live prices via http://127.0.0.1:8765",
+                       venue={"exchange": "binance", "url": "http://127.0.0.1:8765", "clock_offset_ms": -12.0,
+                              "requests": 42, "held_back_seconds": 3.5, "held_back_total_seconds": 7.0,
+                              "rate_share": 0.25, "rate_share_used": 0.4})
     crashed = serve(executor_app(crashed_state("beta")))
     guarded = WebhookOptions(auth_username="ops", auth_password="pw-of-gamma")
-    authed = serve(executor_app(running_state("gamma", 9_000.0), options=guarded))
+    authed = serve(executor_app(on_exchange, options=guarded))
     locked = serve(executor_app(running_state("delta"), options=guarded))
     hung_app = Hung()
     hung = serve(hung_app)
@@ -142,6 +147,12 @@ def test_each_executor_shows_its_own_status_or_why_it_cannot_be_read(serve: Call
     assert alpha["equity"] == 10_500.0 and alpha["equity_change"] == pytest.approx(0.05)
     assert alpha["open_positions"] == 2 and alpha["cycles"] == 12 and alpha["crash_reason"] is None
     assert alpha["next_cycle_at"] and alpha["last_cycle_at"] and alpha["dashboard"] == running.url.rstrip("/") + "/"
+    assert alpha["rate_share"] is None and alpha["rate_share_used"] is None and alpha["exchange_requests"] is None
+
+    gamma = rows["gamma"]  # its share of the fleet's rate budget and how much of it it used (issue 14 item 6)
+    assert gamma["mode"] == "paper" and gamma["prices"] == "binance live prices via http://127.0.0.1:8765"
+    assert (gamma["rate_share"], gamma["rate_share_used"], gamma["exchange_requests"], gamma["clock_offset_ms"],
+            gamma["held_back_seconds"]) == (0.25, 0.4, 42, -12.0, 3.5)
 
     beta = rows["beta"]
     assert beta["status"] == "error" and beta["healthy"] is False

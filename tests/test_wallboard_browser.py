@@ -168,7 +168,10 @@ def test_fleet_page_shows_running_crashed_and_unreachable_executors_sorts_and_re
 
     alpha = by_name["alpha-running"]
     assert alpha["status"] == "running" and alpha["link"] == f"http://127.0.0.1:{running.port}/"
-    assert alpha["cells"]["healthy"]["text"] == "healthy" and alpha["cells"]["mode"]["text"].startswith("replay")
+    assert alpha["cells"]["healthy"]["text"] == "healthy" and alpha["cells"]["mode"]["value"] == "replay"
+    assert api["alpha-running"]["prices"] == "historical candles (bundled data)"  # shown under the mode
+    assert alpha["cells"]["mode"]["text"] == "replay" + api["alpha-running"]["prices"]
+    assert alpha["cells"]["rate_share_used"]["text"] == "–"  # no exchange connection in a replay
     assert float(alpha["cells"]["equity"]["value"]) == api["alpha-running"]["equity"]
     assert float(alpha["cells"]["equity"]["text"].replace(",", "")) == pytest.approx(api["alpha-running"]["equity"],
                                                                                     abs=0.006)

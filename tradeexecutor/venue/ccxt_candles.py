@@ -57,11 +57,16 @@ class CcxtCandleSource:
         return self.connection.now_ms() >= min(self._last.values()) + 2 * self.timeframe_ms
 
     def poll(self) -> pd.DataFrame | None:
-        """The candles that closed since the last poll (the long frame: ``timestamp`` = open time, UTC), or None."""
+        """The candles that closed since the last poll (the long frame: ``timestamp`` = open time, UTC), or None.
+
+        TemporaryError when the exchange cannot be reached; the candles of the symbols asked before
+        the failure are asked for again at the next poll, so none is lost.
+        """
         self.connection.connect()
         step = self.timeframe_ms
         rows: list[tuple[int, str, float, float, float, float, float]] = []
         newest_close: int | None = None
+        reached: dict[str, int] = {}  # taken over only once every symbol answered: a failure loses no candle
         for symbol in self.symbols:
             market = self._market(symbol)
             last = self._last.get(symbol)
@@ -73,8 +78,9 @@ class CcxtCandleSource:
                     continue  # delivered before, or still forming
                 rows.append((int(open_ms), symbol, float(open_), float(high), float(low), float(close),
                              float(volume or 0.0)))
-                self._last[symbol] = last = int(open_ms)
+                reached[symbol] = last = int(open_ms)
                 newest_close = max(newest_close or 0, int(open_ms) + step)
+        self._last.update(reached)
         if not rows:
             return None
         assert newest_close is not None
