@@ -94,6 +94,7 @@ def test_paper_trades_at_the_exchanges_prices_with_its_fee_and_shows_the_venue(t
         assert venue["requests"] > 0 and isinstance(venue["clock_offset_ms"], (int, float))
         assert venue["held_back_seconds"] == 0 and venue["held_back_total_seconds"] == 0
         assert venue["rate_share"] == 0.5 and 0 < venue["rate_share_used"] < 1
+        assert 0 <= venue["candle_lag_seconds"] < 30  # the newest candle came soon after it closed
         text = metrics(executor)
         assert sample(text, "tradeexecutor_exchange_requests_total") >= venue["requests"]
         assert sample(text, "tradeexecutor_exchange_rate_share") == 0.5

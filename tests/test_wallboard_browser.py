@@ -30,6 +30,9 @@ import pytest
 
 from chromium import Chromium, Page, browser, chromium_path, keep_screenshot  # noqa: F401 - fixtures
 from executor_process import Executor, free_port
+from tradeexecutor.runstate import RunState, RunStatus
+from tradeexecutor.webhook import WebhookServer
+from tradeexecutor.webhook import create_app as executor_app
 
 pytestmark = pytest.mark.slow
 
@@ -137,10 +140,21 @@ def test_fleet_page_shows_running_crashed_and_unreachable_executors_sorts_and_re
                        "--crash-serve-seconds", "600", strategy="daemon_crash.py")
     processes.extend([running, crashed])
     nobody = f"http://127.0.0.1:{free_port()}"
+    # A paper executor's exchange connection, as its /status reports it (issue 14 item 6: its share of the budget).
+    on_exchange = RunState.create("delta-paper", mode="paper", strategy_name="Paper strategy")
+    on_exchange.update(status=RunStatus.running, executor_running=True,
+                       prices="binance live prices via http://127.0.0.1:8765",
+                       venue={"exchange": "binance", "clock_offset_ms": -12.0, "requests": 42,
+                              "held_back_seconds": 3.5, "held_back_total_seconds": 7.0, "rate_share": 0.25,
+                              "rate_share_used": 0.4})
+    paper = WebhookServer(executor_app(on_exchange), host="127.0.0.1", port=0)
+    paper.start()
+    processes.append(paper)
     running.wait_status(lambda s: s["cycles"] >= 3, timeout=60)
     crash = crashed.wait_status(lambda s: s["status"] == "error", timeout=60)
     board = Wallboard(tmp_path, "--executor", f"alpha-running=http://127.0.0.1:{running.port}",
                       "--executor", f"beta-crashed=http://127.0.0.1:{crashed.port},gamma-gone={nobody}",
+                      "--executor", f"delta-paper={paper.url.rstrip('/')}",
                       "--refresh-seconds", "2", "--timeout-seconds", "1.5")
     processes.append(board)
     api = wait_for(lambda: (rows := board.executors()) and rows["alpha-running"]["status"] == "running" and rows,
@@ -164,7 +178,8 @@ def test_fleet_page_shows_running_crashed_and_unreachable_executors_sorts_and_re
 
     shown, api = wait_for(shown_with_its_poll, "a refresh showing the poll just read", timeout=60, every=0)
     by_name = {row["name"]: row for row in shown}
-    assert [row["name"] for row in shown] == ["alpha-running", "beta-crashed", "gamma-gone"]  # by name at first
+    assert [row["name"] for row in shown] == ["alpha-running", "beta-crashed", "delta-paper",
+                                              "gamma-gone"]  # by name at first
 
     alpha = by_name["alpha-running"]
     assert alpha["status"] == "running" and alpha["link"] == f"http://127.0.0.1:{running.port}/"
@@ -189,6 +204,11 @@ def test_fleet_page_shows_running_crashed_and_unreachable_executors_sorts_and_re
     assert beta["status"] == "error" and beta["cells"]["crash_reason"]["text"] == reason
     assert reason == "StrategyBoom: cannot price GOOG-price: the lookup table has no entry"
     assert beta["cells"]["healthy"]["text"] == "unhealthy"
+
+    delta = by_name["delta-paper"]
+    assert delta["cells"]["mode"]["text"] == "paperbinance live prices via http://127.0.0.1:8765"
+    assert delta["cells"]["rate_share_used"]["value"] == "0.4"
+    assert delta["cells"]["rate_share_used"]["text"] == "40 % of 25 % share42 requests · clock -12 ms · held back 4 s"
 
     gamma = by_name["gamma-gone"]
     assert gamma["status"] == "unreachable" and gamma["cells"]["status"]["text"].startswith("unreachable")

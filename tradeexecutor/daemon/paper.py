@@ -128,7 +128,8 @@ class PaperMarket:
         market = self.session.market
 
         def report() -> None:
-            runstate.update(venue=self.connection.snapshot())
+            # candle_lag_seconds: how long after its close the newest candle arrived (by the exchange's clock).
+            runstate.update(venue={**self.connection.snapshot(), "candle_lag_seconds": self.source.lag_seconds})
 
         report()
         return ExchangeFeed(market, [ExchangeCandles(self.source, report)], start=len(market) - 1,
