@@ -21,6 +21,7 @@ import sys
 import threading
 import urllib.request
 from collections.abc import Iterator
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -28,7 +29,9 @@ import pytest
 from exchange_sim_helpers import http_json, wait_for
 from executor_process import STRATEGIES, Executor
 from tradeexecutor.ledger import load_state
+from tradeexecutor.state import State
 from tradeexecutor.store.codec import dumps_state
+from tradeexecutor.webhook.metrics import VENUE_METRIC_NAMES
 
 pytest.importorskip("ccxt")
 pytestmark = pytest.mark.slow
@@ -71,6 +74,11 @@ def paper(tmp_path: Path, url: str, *args: str, **settings: object) -> Executor:
                     **settings)  # type: ignore[arg-type]
 
 
+def first_filled(state: State) -> int:
+    """Orders filled in ``state``."""
+    return sum(1 for position in state.portfolio.all_positions() for order in position.orders if order.fills)
+
+
 def metrics(executor: Executor) -> str:
     with urllib.request.urlopen(f"http://127.0.0.1:{executor.port}/metrics", timeout=10) as response:
         return str(response.read().decode())
@@ -82,7 +90,7 @@ def sample(text: str, name: str) -> float:
     return float(found.group(1))
 
 
-@pytest.mark.timeout(280)
+@pytest.mark.timeout(290)
 def test_paper_trades_at_the_exchanges_prices_with_its_fee_and_shows_the_venue(tmp_path: Path,
                                                                                 simulator: str) -> None:
     executor = paper(tmp_path, simulator)
@@ -103,14 +111,32 @@ def test_paper_trades_at_the_exchanges_prices_with_its_fee_and_shows_the_venue(t
         assert sample(text, "tradeexecutor_exchange_held_back_seconds_total") == 0
         assert abs(sample(text, "tradeexecutor_exchange_clock_offset_seconds") * 1000 - venue["clock_offset_ms"]) < 1e-6
         assert 'mode="paper"' in text
+        assert all(f"\n{name}{{" in text for name in VENUE_METRIC_NAMES)
         executor.process.send_signal(signal.SIGTERM)
         assert executor.wait() == 0
     finally:
         executor.kill()
     output = executor.output()
     assert "paper mode on binance live prices via" in output and "taker fee 0.001" in output
+    first = load_state(executor.state_dir)
+    assert first is not None
+    # A restart continues after the last candle it processed: the candles that closed meanwhile are in the
+    # exchange's warm-up history and are processed in order, none skipped, none twice.
+    again = paper(tmp_path, simulator, state_dir=executor.state_dir)
+    try:
+        again.wait_status(lambda s: s.get("portfolio", {}).get("orders_filled", 0) >= first_filled(first) + 2,
+                          timeout=200)
+        again.process.send_signal(signal.SIGTERM)
+        assert again.wait() == 0
+    finally:
+        again.kill()
+    assert "resuming after" in again.output()
     state = load_state(executor.state_dir)
     assert state is not None
+    stamps = list(state.valuations.timestamp)
+    assert len(stamps) > len(first.valuations.timestamp) and stamps[:len(first.valuations.timestamp)] == list(
+        first.valuations.timestamp)
+    assert {later - earlier for earlier, later in pairwise(stamps)} == {1000}, "every 1-second candle once"
     instrument = state.instruments[0]
     assert instrument.symbol == "EURUSD" and instrument.quantity_step == 0.1 and instrument.min_notional == 5
     fills = [fill for position in state.portfolio.all_positions() for order in position.orders for fill in order.fills]
