@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from tradeexecutor.cli.client_cmd import status_lines
 from tradeexecutor.layout import RunFiles
 from tradeexecutor.runstate import RunState
 from tradeexecutor.webhook import WebhookServer, create_app
@@ -111,6 +112,17 @@ def _assert_one_line_error(result: subprocess.CompletedProcess[str], code: int) 
 
 # ---------------------------------------------------------------------------------------------
 # status
+
+
+def test_status_of_a_paper_executor_names_its_prices_and_exchange_figures() -> None:
+    lines = status_lines({"status": "running", "mode": "paper", "prices": "binance live prices via http://127.0.0.1:8765",
+                          "venue": {"exchange": "binance", "requests": 42, "clock_offset_ms": -12.0,
+                                    "held_back_seconds": 30.0, "rate_share": 0.25, "rate_share_used": 0.4}}, UTC)
+    shown = {line.split(":", 1)[0]: line.split(":", 1)[1].strip() for line in lines}
+    assert shown["mode"] == "paper" and shown["prices"] == "binance live prices via http://127.0.0.1:8765"
+    assert shown["exchange"] == ("42 requests, clock offset -12.0 ms, 40% of its 25% rate share used, held back 30 s "
+                                 "more")
+    assert "exchange" not in {line.split(":", 1)[0] for line in status_lines({"status": "running", "venue": {}}, UTC)}
 
 
 def test_status_prints_a_readable_summary(executor: Executor) -> None:
