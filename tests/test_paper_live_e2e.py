@@ -208,3 +208,17 @@ def test_a_spec_or_state_of_the_old_paper_is_told_to_use_replay(tmp_path: Path, 
     assert "before the exchange's earliest warm-up candle" in line and "use --mode replay" in line
     after = load_state(state_dir)
     assert before is not None and after is not None and dumps_state(after) == dumps_state(before)
+
+
+def test_a_paper_run_spec_names_its_exchange(tmp_path: Path, simulator: str) -> None:
+    spec = tmp_path / "paper.yaml"
+    spec.write_text(f"strategy_file: {FLIP}\nmode: paper\nenvironment:\n  exchange: binance\n"
+                    f"  exchange_url: {simulator}\ncore:\n  exchange_rate_share: 0.5\n  port: 0\n")
+    state_dir = tmp_path / "state"
+    result = subprocess.run([sys.executable, "-m", "tradeexecutor.cli.main", "start", "--spec", str(spec),
+                             "--state-dir", str(state_dir), "--max-cycles", "3", "--chart-seconds", "0"],
+                            capture_output=True, text=True, timeout=180, env=CLEAN)
+    assert result.returncode == 0, result.stderr
+    assert f"paper mode on binance live prices via {simulator}" in result.stderr
+    state = load_state(state_dir)
+    assert state is not None and state.cycles_completed == 3 and state.instruments[0].quantity_step == 0.1
