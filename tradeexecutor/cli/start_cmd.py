@@ -1,4 +1,7 @@
-"""``tradeexecutor start``: run a strategy unattended (paper trading on a replay feed, or a backtest) with its webhook."""
+"""``tradeexecutor start``: run a strategy unattended with its webhook.
+
+Modes: a replay of historical candles (the default), paper trading on an exchange's live prices, or a backtest.
+"""
 
 from __future__ import annotations
 

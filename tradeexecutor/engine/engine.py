@@ -1,4 +1,4 @@
-"""One engine for backtest, paper and live: each timeline step fills, checks triggers, marks and decides.
+"""One engine for backtest, replay, paper and live: each timeline step fills, checks triggers, marks and decides.
 
 A step of the timeline is one bar close time. Per step, in order:
 
@@ -469,7 +469,7 @@ class Engine:
         return self.valuation()[0]
 
     def record_valuation(self, step: int) -> None:
-        """Append this step's equity, cash and exposure to the state's series (paper and live)."""
+        """Append this step's equity, cash and exposure to the state's series (replay, paper and live)."""
         equity, cash, exposure = self.valuation()
         self.state.valuations.append(int(self.market.timeline_ns[step]) // 1_000_000, equity, cash, exposure)
 

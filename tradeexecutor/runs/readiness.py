@@ -9,7 +9,7 @@ The verdict is one of a closed set of states (:class:`ReadinessState`):
 =====================  ========================================================================
 ``disabled``           the mode uses no credentials at all (``backtest``: one-shot, nothing to
                        connect to)
-``configured``         every credential the mode needs is present (``paper`` needs none, so it
+``configured``         every credential the mode needs is present (``replay`` and ``paper`` need none, so they
                        is configured with an empty list; ``live`` needs the exchange key and secret)
 ``missing_credentials`` a credential the mode needs is not set
 ``invalid_config``     the spec cannot be used (it fails validation, or names an unknown mode), or
@@ -17,7 +17,7 @@ The verdict is one of a closed set of states (:class:`ReadinessState`):
                        or the other way round (``tradeexecutor start`` refuses that too)
 =====================  ========================================================================
 
-Credentials by mode (:data:`REQUIRED_BY_MODE`): backtest and paper none; live
+Credentials by mode (:data:`REQUIRED_BY_MODE`): backtest, replay and paper (public prices) none; live
 ``TRADEEXECUTOR_EXCHANGE_API_KEY`` and ``TRADEEXECUTOR_EXCHANGE_API_SECRET``. The webhook's
 ``TRADEEXECUTOR_WEBHOOK_USERNAME`` / ``TRADEEXECUTOR_WEBHOOK_PASSWORD`` are optional in every mode
 and always reported.
@@ -77,6 +77,7 @@ CREDENTIALS: dict[str, str] = {
 #: Credentials each mode needs; a mode not listed here is invalid_config.
 REQUIRED_BY_MODE: dict[str, tuple[str, ...]] = {
     "backtest": (),
+    "replay": (),
     "paper": (),
     "live": ("TRADEEXECUTOR_EXCHANGE_API_KEY", "TRADEEXECUTOR_EXCHANGE_API_SECRET"),
 }

@@ -149,8 +149,14 @@ class RunState(DataClassJsonMixin):
     version: dict[str, Any] = field(default_factory=dict)
     #: Life-cycle status.
     status: RunStatus = RunStatus.new
-    #: backtest, paper or live.
+    #: replay, paper, backtest or live (settings.MODES).
     mode: str = ""
+    #: Where the prices come from, in words for /status, the dashboard header and the wallboard:
+    #: ``historical candles (stocks-daily)`` in a replay, ``binance live prices via http://127.0.0.1:8765`` in paper.
+    prices: str = ""
+    #: The exchange connection's figures in paper and live mode (empty otherwise): exchange, url, clock_offset_ms,
+    #: requests, held_back_seconds, rate_share, rate_used (share of the budget used over the last minute).
+    venue: dict[str, Any] = field(default_factory=dict)
     #: Strategy name.
     strategy_name: str = ""
     #: sha256 of the strategy source.
