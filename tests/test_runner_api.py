@@ -312,11 +312,16 @@ def test_a_replay_run_streams_its_log_casts_and_stops_through_the_api(board: Boa
                lambda: board.call("GET", "/api/wallboard/page1/chart1", auth=False)[0] == 200)
     chart = board.call("GET", "/api/wallboard/page1/chart1", auth=False)[1]
     assert chart["source"]["name"] == "SMA crossover" and chart["source"]["mode"] == "replay"
+
+    def cast_events() -> list[str]:
+        return [e["event"] for e in board.ok("GET", "/api/runs/pp/logs?limit=1000")["entries"]
+                if e["event"].startswith("cast")]
+
+    # The executor journals the delivery once the wallboard's answer reaches it, which may be after the chart shows.
+    board.wait("the run's journal says the chart was delivered", lambda: "cast_delivered" in cast_events())
     stopped_cast = board.ok("POST", "/api/runs/pp/cast", {"target": "-"})
     assert stopped_cast["target"] is None
-    cast_events = [e["event"] for e in board.ok("GET", "/api/runs/pp/logs?limit=1000")["entries"]
-                   if e["event"].startswith("cast")]
-    assert cast_events.count("cast_requested") == 2 and "cast_delivered" in cast_events
+    board.wait("the second cast request in the run's journal", lambda: cast_events().count("cast_requested") == 2)
 
     # Stop: the run ends stopped, and the open stream ends by itself after the last entries.
     stopped = board.ok("POST", "/api/runs/pp/stop", {"timeout": 60})
