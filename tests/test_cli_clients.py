@@ -151,7 +151,7 @@ def test_status_shows_the_crash(executor: Executor) -> None:
 
 
 def test_status_shows_a_risk_pause_and_its_reason(executor: Executor) -> None:
-    reason = "risk limit max_daily_loss hit at 2005-03-01T00:00:00+00:00: 3.10% (limit 3.00%)"
+    reason = "risk limit max_daily_loss hit at 2005-03-01T00:00:00+00:00: 3.10 % (limit 3.00 %)"
     executor.runstate.update(risk_paused=True, risk_pause_reason=reason)
     result = run_cli("status", executor.url, "--timezone", "UTC")
     assert result.returncode == 0, result.stderr

@@ -336,7 +336,7 @@ def test_stale_charts_say_why_under_the_chart(browser: Chromium, serve: Callable
 
 def test_a_risk_pause_shows_as_a_flag_with_its_reason(browser: Chromium, serve: Callable[..., Served]) -> None:
     filled_runstate = backtest_runstate("risk")
-    reason = "risk limit max_drawdown hit at 2005-01-07T00:00:00+00:00: 5.20% (limit 5.00%); new entries are paused"
+    reason = "risk limit max_drawdown hit at 2005-01-07T00:00:00+00:00: 5.20 % (limit 5.00 %); new entries are paused"
     filled_runstate.update(risk_paused=True, risk_pause_reason=reason)
     served = serve(create_app(filled_runstate))
     page = browser.new_page()

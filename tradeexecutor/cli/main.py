@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from tradeexecutor.cli.early import hold_stop_signals
+
+hold_stop_signals()  # `start` only: SIGTERM is a graceful stop even while the commands load (cli/early.py)
+
 import click
 
 from tradeexecutor.cli.backtest_cmd import backtest_command

@@ -31,9 +31,11 @@ if TYPE_CHECKING:
 @user_errors
 def start_command(strategy_file: Path | None, spec_file: Path | None, **options: Any) -> None:
     """Run STRATEGY_FILE (or --spec RUN_SPEC) as a long-running executor with a webhook (/status, /summary)."""
+    from tradeexecutor.cli.early import release
     from tradeexecutor.daemon.signals import StopSignals
 
     signals = StopSignals().install()  # first: a SIGTERM from here on is a graceful stop, never a kill
+    signals.adopt(*release())  # and one that came while the commands loaded (cli/early.py) is one too
 
     from tradeexecutor.cli.runs_cmd import spec_for_command
 
