@@ -45,6 +45,7 @@ from tradeexecutor.daemon.daily import DailySummary
 from tradeexecutor.daemon.health_watch import HealthWatch
 from tradeexecutor.daemon.journal import CommittedAtOnce, JournalSink
 from tradeexecutor.daemon.loop import ExecutorLoop, LoopOutcome
+from tradeexecutor.daemon.outage import Outage
 from tradeexecutor.daemon.publish import Publisher
 from tradeexecutor.daemon.risk_guard import RiskGuard
 from tradeexecutor.daemon.scheduler import ApschedulerTicker, JobSpec, Ticker
@@ -337,7 +338,8 @@ def build_daemon(config: DaemonConfig, *, clock: Clock | None = None, journal: E
                         safe_mode=bool(safe_reason), watchdog=watchdog, after_job=daily,
                         crash_loop=lambda: crash_loop_reason(crash_file, config.crash_loop_count,
                                                              config.crash_loop_minutes, clock.now()),
-                        caster=caster, risk=RiskGuard(RiskLimits(config.risk), engine, runstate, journal))
+                        caster=caster, risk=RiskGuard(RiskLimits(config.risk), engine, runstate, journal),
+                        outage=Outage(runstate, clock.now, cap_seconds=config.retry_max_seconds))
     health_watch = HealthWatch(runstate, config.health, notifier, clock.now) if notifier else None
     logger.info("%s: paper mode replaying %d bars (bar %d onwards, %s) at %gs per bar, resuming after bar %d; "
                 "state in %s", strategy.name, len(market), feed.start, market.step_time(feed.start).date(),

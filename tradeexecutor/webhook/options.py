@@ -47,6 +47,8 @@ class WebhookOptions:
     health_grace_seconds: float = 60.0
     #: /healthz fails when market data is older than this many seconds (0 disables the check).
     data_stale_seconds: float = 0.0
+    #: /healthz fails when a temporary failure has been retried for longer than this many seconds.
+    outage_grace_seconds: float = 120.0
     #: Recent technical log records served by /logs/technical; None disables that route (404).
     log_buffer: RingBufferHandler | None = field(default=None, repr=False, compare=False)
     #: The notifier's counts for /metrics; None when no notification channel is configured.
@@ -54,8 +56,8 @@ class WebhookOptions:
 
     @property
     def health_limits(self) -> HealthLimits:
-        """The two health settings as the rule takes them."""
-        return HealthLimits(self.health_grace_seconds, self.data_stale_seconds)
+        """The health settings as the rule takes them."""
+        return HealthLimits(self.health_grace_seconds, self.data_stale_seconds, self.outage_grace_seconds)
 
     @property
     def auth_enabled(self) -> bool:
