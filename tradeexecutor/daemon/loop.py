@@ -39,6 +39,13 @@ the strategy is no longer called and the loop goes on filling, checking triggers
 revaluing, the webhook reporting the reason (``/healthz`` 503). Otherwise the crash ends the
 loop and the runner applies the crash policy; the restarted executor decides that cycle again.
 
+A temporary failure. A TemporaryError escaping a job (the network, an exchange down or in
+maintenance, a rate limit) is no bug: the job's uncommitted work is dropped as after a crash, but
+nothing is recorded as one. A scheduled job is tried again after a capped backoff
+(``daemon/outage.py``: the loop waits for it itself), its ticks arriving meanwhile are deferred (a
+cycle boundary journaled as ``cycle_missed``), and RunState shows the outage until the job runs
+through (``outage_ended``); an operator's job that fails so is answered as failed.
+
 Operator jobs. ``close``, ``close_all`` and ``reload_params`` (from the webhook's action sink) run
 as jobs of their own between the scheduled ones: the closes go through the engine's exit path
 (``Engine.close_now``, the one stop-losses take), new parameters are checked as at start-up and
