@@ -336,3 +336,30 @@ def test_the_replay_s_simulated_fills_reconcile_trivially_clean_at_start_up(tmp_
         daemon.close()
     record = json.loads((tmp_path / "state" / "reconciliation.json").read_text())
     assert (record["outcome"], record["venue"]) == ("clean", "simulated")
+
+
+def test_fees_taken_in_the_base_asset_are_no_mismatch(tmp_path: Path) -> None:
+    """Binance takes a buy's fee in the asset bought: the account holds the quantity less the fee, which the
+    positions' quantity (what the order bought) does not show; reconciliation counts the fee in."""
+    from tradeexecutor.exchange_sim import ExchangeSimulator, MarketSpec, SimConfig
+    from tradeexecutor.exchange_sim.prices import random_walk_series
+
+    now = int(time.time() * 1000)
+    market = MarketSpec(base="AAA", quote="USD", tick_size=Decimal("0.01"), step_size=Decimal("0.001"),
+                        min_notional=Decimal(10))
+    config = SimConfig(markets=(market,), api_key=API_KEY, api_secret=API_SECRET, fee_rate=Decimal("0.001"),
+                       fee_asset="received", balances={"USD": Decimal(10_000), "AAA": Decimal(0)})
+    with serve(ExchangeSimulator(config, {"AAAUSD": random_walk_series(seed=5, now_ms=now, start_price=100.0)})) as sim:
+        life = Life(tmp_path, venue(sim), new_state())
+        order = decide_open(life.state)
+        life.router.send(order)
+        life.router.drain()
+        (fill,) = order.fills
+        assert fill.fee_currency == "AAA" and fill.fee > 0
+        _, balances = sim.control("GET", "balances")
+        assert float(balances["AAA"]["free"]) == pytest.approx(fill.quantity - fill.fee)
+        result = life.reconcile()
+        life.close()
+    assert result.clean, result.mismatches
+    (aaa,) = [b for b in result.balances if b.asset == "AAA"]
+    assert aaa.ours == pytest.approx(fill.quantity - fill.fee) and aaa.ok
