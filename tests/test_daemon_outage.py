@@ -178,3 +178,31 @@ def test_a_bug_in_a_job_is_still_a_crash(tmp_path: Path) -> None:
         assert daemon.runstate.snapshot().crash_count == 1 and daemon.loop.outage.current is None
     finally:
         daemon.close()
+
+
+def test_an_operator_job_that_fails_temporarily_is_answered_as_failed_and_is_no_crash(tmp_path: Path) -> None:
+    from test_daemon_loop import make
+    from tradeexecutor.control import ActionRequest, Outcome
+    from tradeexecutor.errors import TemporaryError
+
+    daemon, ticker, _ = make(tmp_path)
+    try:
+        ticker.advance(1)
+        daemon.loop.run_pending()
+
+        def exchange_down(request: ActionRequest) -> None:
+            raise TemporaryError("binance: RequestTimeout: GET https://api.binance.com/api/v3/order?signature=f00d")
+
+        daemon.loop._close = exchange_down  # type: ignore[assignment,method-assign]
+        reply = daemon.commands.ask(ActionRequest(command="close_all", by="operator"))
+        daemon.loop.run_pending()
+        result = reply.wait(5)
+        assert result is not None and result.outcome is Outcome.failed
+        assert "failed temporarily" in result.message and "f00d" not in result.message
+        assert daemon.loop.outcome is None and daemon.runstate.snapshot().crash_count == 0
+        assert daemon.loop.outage.current is None  # nothing is retried on an operator's behalf
+    finally:
+        daemon.close()
+    events = [json.loads(line) for line in (tmp_path / "state" / "journal.jsonl").read_text().splitlines()]
+    (line,) = [e for e in events if e["event"] == "temporary_failure"]
+    assert line["fields"]["job"] == "close_all" and "f00d" not in json.dumps(line)
