@@ -363,3 +363,24 @@ def test_fees_taken_in_the_base_asset_are_no_mismatch(tmp_path: Path) -> None:
     assert result.clean, result.mismatches
     (aaa,) = [b for b in result.balances if b.asset == "AAA"]
     assert aaa.ours == pytest.approx(fill.quantity - fill.fee) and aaa.ok
+
+
+def test_an_exchange_unreachable_at_start_up_stops_the_start_cleanly_and_counts_no_crash(tmp_path: Path) -> None:
+    """No decision before reconciliation: an exchange that cannot be reached stops the start with the temporary
+    error (the CLI prints one line, exit 1, and a restart policy tries again); the state directory is released."""
+    from daemon_configs import daemon_config
+    from executor_process import STRATEGIES
+
+    from tradeexecutor.daemon import build_daemon
+    from tradeexecutor.errors import TemporaryError
+
+    settings = {"strategy_file": STRATEGIES / "daemon_sma.py", "state_dir": tmp_path / "state",
+                "start": "2005-01-01", "end": "2005-12-31", "chart_seconds": 0, "watchdog_seconds": 0}
+    dead = CcxtVenue(CcxtVenueConfig(url=f"http://127.0.0.1:{free_port()}", quote="USD", symbols=("GOOG",),
+                                     timeout_seconds=2), environ=ENVIRON)
+    with pytest.raises(TemporaryError, match="NetworkError"):
+        build_daemon(daemon_config(**settings), environ={}, venue=dead)
+    assert not (tmp_path / "state" / "crash.json").exists()
+    assert not (tmp_path / "state" / "reconciliation.json").exists()
+    daemon = build_daemon(daemon_config(**settings), environ={})  # the lock was released
+    daemon.close()
