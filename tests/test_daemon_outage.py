@@ -206,3 +206,35 @@ def test_an_operator_job_that_fails_temporarily_is_answered_as_failed_and_is_no_
     events = [json.loads(line) for line in (tmp_path / "state" / "journal.jsonl").read_text().splitlines()]
     (line,) = [e for e in events if e["event"] == "temporary_failure"]
     assert line["fields"]["job"] == "close_all" and "f00d" not in json.dumps(line)
+
+
+def test_the_outage_books_backoff_retry_after_and_other_jobs_failing_meanwhile() -> None:
+    from datetime import UTC, datetime
+
+    from tradeexecutor.daemon.outage import Outage
+    from tradeexecutor.errors import TemporaryError
+    from tradeexecutor.runstate import RunState
+    from tradeexecutor.venue.ccxt_errors import RateLimitedError
+
+    now = [datetime(2026, 1, 1, tzinfo=UTC)]
+    runstate = RunState.create("x", now=now[0], version={})
+    outage = Outage(runstate, lambda: now[0], cap_seconds=8.0)
+    delays = []
+    for _ in range(6):
+        record, _ = outage.failed("cycle", TemporaryError("503"))
+        delays.append((record.next_retry_at - now[0]).total_seconds())
+        now[0] = record.next_retry_at
+    assert delays == [1.0, 2.0, 4.0, 8.0, 8.0, 8.0]  # doubling, capped
+    record, began = outage.failed("cycle", RateLimitedError("418 banned", retry_after=120.0))
+    assert not began and (record.next_retry_at - now[0]).total_seconds() == 120.0  # the ban is honoured
+    due = record.next_retry_at
+    record, _ = outage.failed("revaluation", TemporaryError("timed out"))
+    assert record.job == "cycle" and record.next_retry_at == due and record.error == "timed out"
+    assert outage.holds("cycle") and not outage.holds("revaluation") and outage.due() is None
+    now[0] = due
+    assert outage.due() == "cycle" and not outage.holds("cycle")
+    assert outage.succeeded("revaluation") is None and outage.current is not None
+    ended = outage.succeeded("cycle")
+    assert ended is not None and ended.retries == 6
+    snapshot = runstate.snapshot()
+    assert snapshot.outage is None and snapshot.temporary_failures == 8

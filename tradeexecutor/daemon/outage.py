@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -74,6 +74,13 @@ class Outage:
         now = self._now()
         self.failures += 1
         message = scrub(str(error))
+        if self.current is not None and self.current.job != job:
+            # Another job failing during the outage: its error is the latest news; the retried job keeps its pace.
+            self.current = replace(self.current, error_class=type(error).__name__, error=message)
+            logger.warning("%s job failed temporarily too (%s: %s) while the %s job is retried", job,
+                           type(error).__name__, message, self.current.job)
+            self._publish()
+            return self.current, False
         began = self.current is None
         retries = 0 if self.current is None else self.current.retries + 1
         delay = min(self.cap_seconds, self.first_seconds * 2 ** min(retries, 30))
@@ -81,7 +88,7 @@ class Outage:
         if isinstance(retry_after, (int, float)) and retry_after > delay:
             delay = float(retry_after)
         since = now if self.current is None else self.current.since
-        self.current = OutageRecord(job=job if self.current is None else self.current.job, since=since,
+        self.current = OutageRecord(job=job, since=since,
                                     retries=retries, error_class=type(error).__name__, error=message,
                                     next_retry_at=now + timedelta(seconds=delay))
         logger.warning("%s job failed temporarily (%s: %s); retrying in %.1f s (retry %d, failing since %s)",
