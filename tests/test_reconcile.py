@@ -370,7 +370,6 @@ def test_an_exchange_unreachable_at_start_up_stops_the_start_cleanly_and_counts_
     error (the CLI prints one line, exit 1, and a restart policy tries again); the state directory is released."""
     from daemon_configs import daemon_config
     from executor_process import STRATEGIES
-
     from tradeexecutor.daemon import build_daemon
     from tradeexecutor.errors import TemporaryError
 

@@ -369,7 +369,13 @@ def reconcile_at_start(store: Ledger, state: State, venue: Venue | None, journal
                        clock: Clock, symbols: Sequence[str]) -> Reconciliation:
     """Reconcile the ledger with the venue before the first decision (engine/reconcile.py), as a ledger job of its
     own: fills the venue reports are applied and committed with the journal lines, the result is written to
-    reconciliation.json. A mismatch changes nothing; the caller starts in safe mode with its reason."""
+    reconciliation.json. A mismatch changes nothing; the caller starts in safe mode with its reason. Without a
+    venue outside the process (the replay) the clean record is only written (the journal stays as it was)."""
+    if venue is None:  # the replay's fills are simulated in-process: nothing to compare, nothing to journal
+        result = reconcile(state, None, commit=lambda: None, now=clock.now)
+        write_reconciliation(result, files.reconciliation)
+        logger.debug("reconciliation: %s", "; ".join(result.notes))
+        return result
     with store.begin_job("reconcile", clock.now()) as job:
         result = reconcile(state, venue, commit=lambda: job.commit(state), now=clock.now, symbols=symbols)
         journal_reconciliation(result, journal)
