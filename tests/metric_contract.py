@@ -35,6 +35,10 @@ METRIC_NAMES: frozenset[str] = frozenset({
     "tradeexecutor_last_cycle_timestamp_seconds",    # deprecated: same as _bar_ (kept for existing rules)
     "tradeexecutor_next_cycle_overdue_seconds",      # at scrape time
     "tradeexecutor_market_data_feed_lag_seconds",    # at scrape time
+    "tradeexecutor_outage",                          # 1 while a temporarily failed job is retried
+    "tradeexecutor_outage_seconds",                  # how long the current temporary failure has lasted
+    "tradeexecutor_outage_retries",                  # failed retries of the current one
+    "tradeexecutor_temporary_failures_total",        # counter, this process
     "tradeexecutor_portfolio_value",
     "tradeexecutor_cash",
     "tradeexecutor_unrealised_pnl",

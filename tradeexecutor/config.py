@@ -370,6 +370,10 @@ class HealthLimits:
     data_stale_seconds: float = setting(0.0, flag="--data-stale-seconds", unit="seconds", minimum=0,
                                         hint="0 disables",
                                         help="/healthz fails when market data is older than this; 0 disables.")
+    outage_grace_seconds: float = setting(120.0, flag="--outage-grace-seconds", unit="seconds", minimum=0,
+                                          help="/healthz fails when a temporary failure (network, exchange down "
+                                               "or in maintenance, rate limit) has lasted this long; the loop "
+                                               "keeps retrying with backoff meanwhile.")
 
     def __post_init__(self) -> None:
         check_settings(self)

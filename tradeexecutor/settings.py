@@ -179,6 +179,10 @@ class DaemonConfig:
                                       hint="0 disables",
                                       help="A job running longer is a crash (every thread's stack recorded); 0 "
                                            "disables.")
+    retry_max_seconds: float = setting(60.0, unit="seconds", above=0, maximum=3600,
+                                       help="Longest wait between tries of a job that failed temporarily (network, "
+                                            "exchange down or in maintenance, rate limit): the wait doubles from 1 s "
+                                            "up to this, longer only when the exchange names a Retry-After.")
     complete_serve_seconds: float = setting(0.0, unit="seconds", minimum=0,
                                             help="Webhook time after the replay (or backtest) completed.")
     chart_seconds: float = setting(10.0, unit="seconds", minimum=0, hint="0 disables",

@@ -15,6 +15,7 @@ from tradeexecutor.cli.control_cmd import control_command
 from tradeexecutor.cli.exchange_sim_cmd import exchange_sim_command
 from tradeexecutor.cli.metrics_cmd import metrics_group, report_command
 from tradeexecutor.cli.optimize_cmd import optimize_command
+from tradeexecutor.cli.reconcile_cmd import reconcile_command
 from tradeexecutor.cli.runs_cmd import runs_command
 from tradeexecutor.cli.start_cmd import start_command
 from tradeexecutor.cli.state_cmd import state_group
@@ -40,6 +41,7 @@ cli.add_command(optimize_command)
 cli.add_command(exchange_sim_command)
 cli.add_command(wallboard_command)
 cli.add_command(state_group)
+cli.add_command(reconcile_command)
 
 
 def main() -> None:

@@ -46,6 +46,7 @@ from tradeexecutor.daemon.daily import DailySummary
 from tradeexecutor.daemon.health_watch import HealthWatch
 from tradeexecutor.daemon.journal import CommittedAtOnce, JournalSink
 from tradeexecutor.daemon.loop import ExecutorLoop, LoopOutcome
+from tradeexecutor.daemon.outage import Outage
 from tradeexecutor.daemon.paper import (
     PaperMarket,
     check_paper_state,
@@ -62,6 +63,7 @@ from tradeexecutor.data.feed import PriceFeed, ReplayFeed
 from tradeexecutor.data.follow import CandleFileTail, FollowFeed
 from tradeexecutor.data.market import CloseColumns, MarketData
 from tradeexecutor.engine.engine import Engine, EventSink
+from tradeexecutor.engine.reconcile import Reconciliation, journal_reconciliation, reconcile, write_reconciliation
 from tradeexecutor.engine.risk import RiskLimits
 from tradeexecutor.engine.schedule import CycleSchedule, cycle_times
 from tradeexecutor.errors import StateCorruptError
@@ -70,8 +72,10 @@ from tradeexecutor.ledger import Ledger, check_not_legacy
 from tradeexecutor.notify import Notifier
 from tradeexecutor.runstate import CrashFile, RunState, RunStatus
 from tradeexecutor.settings import DaemonConfig
+from tradeexecutor.state import State
 from tradeexecutor.store.cast_target import CastTargetFile
 from tradeexecutor.store.lock import StateDirLock
+from tradeexecutor.venue import Venue
 
 __all__ = ["Daemon", "WebServer", "build_daemon", "replay_cycle_interval"]
 
@@ -267,14 +271,17 @@ def replay_cycle_interval(due: np.ndarray, replay_seconds: float, *,
 
 def build_daemon(config: DaemonConfig, *, clock: Clock | None = None, journal: EventSink | None = None,
                  ticker_factory: Callable[[CommandQueue], Ticker] | None = None,
-                 environ: Mapping[str, str] | None = None, signals: StopSignals | None = None) -> Daemon:
+                 environ: Mapping[str, str] | None = None, signals: StopSignals | None = None,
+                 venue: Venue | None = None) -> Daemon:
     """Load, check and wire everything for a replay or paper run; raises our errors before anything is written.
 
     ``journal`` defaults to the run's JSON-lines journal beside the state (plus the log), which
     also feeds the notifier; a caller giving its own journal gets no event notifications.
     ``environ`` (default ``os.environ``) holds the notification channels' URLs. ``signals``,
     installed by the caller before it did anything else, are looked at between the steps:
-    StopRequested when a stop signal came during start-up.
+    StopRequested when a stop signal came during start-up. ``venue`` is where orders go when that is
+    outside the process (an exchange): the ledger is reconciled with it before the first decision;
+    None for the replay's simulated fills (nothing to compare).
     """
     clock = clock or SystemClock()
     signals = signals or StopSignals()
@@ -338,6 +345,14 @@ def build_daemon(config: DaemonConfig, *, clock: Clock | None = None, journal: E
     except StateCorruptError as error:
         logger.warning("%s; the next crash record moves it aside", error)
     safe_reason = crash_loop_reason(crash_file, config.crash_loop_count, config.crash_loop_minutes, clock.now())
+    try:
+        reconciliation = reconcile_at_start(store, state, venue, journal, files, clock, strategy.instruments)
+    except BaseException:
+        lock.release()
+        raise
+    runstate.update(reconciliation=reconciliation.summary())
+    if not reconciliation.clean:
+        safe_reason = f"{safe_reason}; {reconciliation.reason}" if safe_reason else reconciliation.reason
     if safe_reason:
         logger.warning("starting in safe mode: %s", safe_reason)
         runstate.update(safe_mode=True, safe_mode_reason=safe_reason)
@@ -372,7 +387,8 @@ def build_daemon(config: DaemonConfig, *, clock: Clock | None = None, journal: E
                         safe_mode=bool(safe_reason), watchdog=watchdog, after_job=daily,
                         crash_loop=lambda: crash_loop_reason(crash_file, config.crash_loop_count,
                                                              config.crash_loop_minutes, clock.now()),
-                        caster=caster, risk=RiskGuard(RiskLimits(config.risk), engine, runstate, journal))
+                        caster=caster, risk=RiskGuard(RiskLimits(config.risk), engine, runstate, journal),
+                        outage=Outage(runstate, clock.now, cap_seconds=config.retry_max_seconds))
     health_watch = HealthWatch(runstate, config.health, notifier, clock.now) if notifier else None
     if paper is not None:
         logger.info("%s: paper mode on %s, %s candles, resuming after %s; state in %s", strategy.name,
@@ -389,6 +405,28 @@ def build_daemon(config: DaemonConfig, *, clock: Clock | None = None, journal: E
                   commands=commands, ticker=ticker, loop=loop, publisher=publisher, recorder=recorder,
                   watchdog=watchdog, notifier=notifier, health_watch=health_watch, caster=caster, signals=signals,
                   cycle_period=period)
+
+
+def reconcile_at_start(store: Ledger, state: State, venue: Venue | None, journal: EventSink, files: RunFiles,
+                       clock: Clock, symbols: Sequence[str]) -> Reconciliation:
+    """Reconcile the ledger with the venue before the first decision (engine/reconcile.py), as a ledger job of its
+    own: fills the venue reports are applied and committed with the journal lines, the result is written to
+    reconciliation.json. A mismatch changes nothing; the caller starts in safe mode with its reason. Without a
+    venue outside the process (the replay) the clean record is only written (the journal stays as it was)."""
+    if venue is None:  # the replay's fills are simulated in-process: nothing to compare, nothing to journal
+        result = reconcile(state, None, commit=lambda: None, now=clock.now)
+        write_reconciliation(result, files.reconciliation)
+        logger.debug("reconciliation: %s", "; ".join(result.notes))
+        return result
+    with store.begin_job("reconcile", clock.now()) as job:
+        result = reconcile(state, venue, commit=lambda: job.commit(state), now=clock.now, symbols=symbols)
+        journal_reconciliation(result, journal)
+    write_reconciliation(result, files.reconciliation)
+    if result.clean:
+        logger.info("reconciled with %s: clean (%d order(s) asked about)", result.venue, len(result.orders))
+    else:
+        logger.warning("reconciled with %s: %s", result.venue, result.reason)
+    return result
 
 
 def follow_tails(data: Sequence[str], symbols: Sequence[str]) -> list[CandleFileTail]:

@@ -36,6 +36,9 @@ and dashboard: never rename one; add a new name and keep the old one working.
 ``tradeexecutor_last_cycle_timestamp_seconds``         the same (kept for existing rules; ambiguous name)
 ``tradeexecutor_next_cycle_overdue_seconds``           ``max(0, now - next_cycle_at)``
 ``tradeexecutor_market_data_feed_lag_seconds``         age of the newest market data, at scrape time
+``tradeexecutor_outage``                               1 while a job that failed temporarily is retried
+``tradeexecutor_outage_seconds``, ``_outage_retries``  how long that has lasted, failed retries (0: none)
+``tradeexecutor_temporary_failures_total``             counter (this process): never crashes
 ``tradeexecutor_portfolio_value``, ``_cash``,          once the loop has filled
 ``_unrealised_pnl``, ``_open_positions``,              ``RunState.portfolio``
 ``_orders{state="planned|filled|rejected"}``,
@@ -122,6 +125,10 @@ METRIC_NAMES: tuple[str, ...] = (
     "tradeexecutor_last_cycle_timestamp_seconds",
     "tradeexecutor_next_cycle_overdue_seconds",
     "tradeexecutor_market_data_feed_lag_seconds",
+    "tradeexecutor_outage",
+    "tradeexecutor_outage_seconds",
+    "tradeexecutor_outage_retries",
+    "tradeexecutor_temporary_failures_total",
     "tradeexecutor_portfolio_value",
     "tradeexecutor_cash",
     "tradeexecutor_unrealised_pnl",
@@ -274,6 +281,7 @@ class RunStateCollector(Collector):
             "Seconds between the newest market data and the wall clock, at scrape time.",
             snapshot.market_data_age(now),
         )
+        yield from self._outage(snapshot, now)
         yield from self._portfolio(snapshot)
         yield from self._notifications()
         yield from self._venue(snapshot.venue)
@@ -306,6 +314,21 @@ class RunStateCollector(Collector):
             if value is not None and math.isfinite(float(value)):
                 family.add_metric(labels, float(value))
             yield family
+
+    @staticmethod
+    def _outage(snapshot: RunState, now: datetime) -> Iterator[Metric]:
+        """The temporary failure being retried (exchange down, network, rate limit): whether, how long, how often."""
+        outage = snapshot.outage or {}
+        since = outage.get("since")
+        seconds = max(0.0, (now - datetime.fromisoformat(since)).total_seconds()) if since else 0.0
+        yield _flag("tradeexecutor_outage", "1 while a job that failed temporarily is being retried (not a crash).",
+                    bool(outage))
+        yield _gauge("tradeexecutor_outage_seconds", "Seconds the current temporary failure has lasted (0: none).",
+                     seconds)
+        yield _gauge("tradeexecutor_outage_retries", "Failed retries of the current temporary failure (0: none).",
+                     float(outage.get("retries") or 0))
+        yield _counter("tradeexecutor_temporary_failures", "Temporary failures this process retried (network, "
+                       "exchange down or in maintenance, rate limits).", snapshot.temporary_failures)
 
     def _notifications(self) -> Iterator[Metric]:
         """The notifier's counts: per channel, event and outcome, and suppressed per event."""
