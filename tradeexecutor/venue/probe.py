@@ -73,6 +73,7 @@ def probe_exchange(config: CcxtVenueConfig) -> Probe:
     import ccxt
 
     exchange = make_exchange(config, private=False)  # no credentials: nothing is signed or read from the account
+    name = str(config.exchange)  # make_exchange refused a missing or unknown id
     started = time.monotonic()
     try:
         if exchange.has.get("fetchTime"):
@@ -88,9 +89,9 @@ def probe_exchange(config: CcxtVenueConfig) -> Probe:
         return _verdict(ProbeState.unreachable, config, started, error)
     except ccxt.BaseError as error:  # an answer ccxt could not use (Binance -1001/-1008 overloaded, ...)
         return _verdict(ProbeState.http_error, config, started, error)
-    return Probe(ProbeState.ok, config.exchange, config.url, time.monotonic() - started)
+    return Probe(ProbeState.ok, name, config.url, time.monotonic() - started)
 
 
 def _verdict(state: ProbeState, config: CcxtVenueConfig, started: float, error: BaseException) -> Probe:
-    return Probe(state, config.exchange, config.url, time.monotonic() - started,
+    return Probe(state, str(config.exchange), config.url, time.monotonic() - started,
                  f"{type(error).__name__}: {scrub(str(error))}")
