@@ -43,7 +43,7 @@ def probe(tmp_path: Path, url: str, *extra: str) -> tuple[int, dict[str, Any]]:
     out = tmp_path / "readiness.json"
     environment = {k: v for k, v in os.environ.items() if not k.startswith("TRADEEXECUTOR_")}
     result = subprocess.run([sys.executable, "-m", "tradeexecutor.cli.main", "check", str(spec_file(tmp_path, "paper")),
-                             "--probe", "--json", "--output", str(out), "--exchange-url", url, *extra],
+                             "--probe", "--json", "--output", str(out), "--exchange", "binance", "--exchange-url", url, *extra],
                             capture_output=True, text=True, timeout=120, env=environment, check=False)
     assert result.stderr == "", result.stderr
     assert json.loads(result.stdout) == json.loads(out.read_text())  # printed and written alike
@@ -90,3 +90,17 @@ def test_without_probe_the_check_asks_nothing_of_the_network(tmp_path: Path, run
                             check=False)
     assert result.returncode == 0 and json.loads(result.stdout)["probe"] is None
     assert running.control("GET", "requests?limit=100")[1] == []
+
+
+def test_without_exchange_options_the_probe_asks_the_exchange_the_spec_names(tmp_path: Path, running: Running) -> None:
+    spec = spec_file(tmp_path, "paper")
+    spec.write_text(spec.read_text() + f"  exchange_url: {running.url}\n")
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("TRADEEXECUTOR_")}
+    result = subprocess.run([sys.executable, "-m", "tradeexecutor.cli.main", "check", str(spec), "--probe", "--json"],
+                            capture_output=True, text=True, timeout=120, env=environment, check=False)
+    assert result.returncode == 0, result.stderr
+    record = json.loads(result.stdout)
+    assert record["probe"]["state"] == "probe_ok"
+    assert record["probe"]["exchange"] == "binance" and record["probe"]["url"] == running.url
+    _, requests = running.control("GET", "requests?limit=100")
+    assert [(r["method"], r["path"]) for r in requests] == [("GET", "/api/v3/time")]

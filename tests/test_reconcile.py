@@ -60,7 +60,7 @@ def fresh(running: Running) -> Iterator[None]:
 
 def venue(running: Running, timeout_seconds: float = 10.0) -> CcxtVenue:
     """A new process's venue: it knows nothing of what an earlier one sent."""
-    config = CcxtVenueConfig(url=running.url, quote="USD", symbols=("AAA",), timeout_seconds=timeout_seconds)
+    config = CcxtVenueConfig(exchange="binance", url=running.url, quote="USD", symbols=("AAA",), timeout_seconds=timeout_seconds)
     return CcxtVenue(config, environ=ENVIRON)
 
 
@@ -221,7 +221,7 @@ def test_without_a_venue_outside_the_process_there_is_nothing_to_compare() -> No
 def _reconcile_command(state_dir: Path, url: str, *extra: str) -> subprocess.CompletedProcess[str]:
     environment = {**os.environ, **ENVIRON, "PYTHONUNBUFFERED": "1"}
     return subprocess.run([sys.executable, "-m", "tradeexecutor.cli.main", "reconcile", "--state-dir", str(state_dir),
-                           "--exchange-url", url, "--exchange-timeout-seconds", "5", *extra],
+                           "--exchange", "binance", "--exchange-url", url, "--exchange-timeout-seconds", "5", *extra],
                           capture_output=True, text=True, env=environment, timeout=120, check=False)
 
 
@@ -291,7 +291,7 @@ def test_a_mismatch_at_start_up_means_safe_mode_with_the_reason_in_status(tmp_pa
                        balances={"USD": Decimal(10_000), "GOOG": Decimal(3)})  # 3 GOOG the ledger knows nothing of
     sim = ExchangeSimulator(config, {"GOOGUSD": random_walk_series(seed=3, now_ms=now, start_price=300.0)})
     with serve(sim) as goog:
-        exchange = CcxtVenue(CcxtVenueConfig(url=goog.url, quote="USD", symbols=("GOOG",)), environ=ENVIRON)
+        exchange = CcxtVenue(CcxtVenueConfig(exchange="binance", url=goog.url, quote="USD", symbols=("GOOG",)), environ=ENVIRON)
         daemon = build_daemon(daemon_config(strategy_file=STRATEGIES / "daemon_sma.py", state_dir=tmp_path / "state",
                                             start="2005-01-01", end="2005-12-31", chart_seconds=0,
                                             watchdog_seconds=0), environ={}, venue=exchange)
@@ -375,7 +375,7 @@ def test_an_exchange_unreachable_at_start_up_stops_the_start_cleanly_and_counts_
 
     settings = {"strategy_file": STRATEGIES / "daemon_sma.py", "state_dir": tmp_path / "state",
                 "start": "2005-01-01", "end": "2005-12-31", "chart_seconds": 0, "watchdog_seconds": 0}
-    dead = CcxtVenue(CcxtVenueConfig(url=f"http://127.0.0.1:{free_port()}", quote="USD", symbols=("GOOG",),
+    dead = CcxtVenue(CcxtVenueConfig(exchange="binance", url=f"http://127.0.0.1:{free_port()}", quote="USD", symbols=("GOOG",),
                                      timeout_seconds=2), environ=ENVIRON)
     with pytest.raises(TemporaryError, match="NetworkError"):
         build_daemon(daemon_config(**settings), environ={}, venue=dead)
