@@ -200,3 +200,40 @@ def test_a_journalled_backtest_takes_the_general_path_and_gets_every_event(tmp_p
     assert events.count("order_filled") == sum(1 for order in orders if order.status is OrderStatus.filled)
     assert _comparable(journalled.state) == _comparable(quiet.state)
     assert isinstance(BacktestEngine, type) and issubclass(BacktestEngine, Engine)
+
+
+GENERATOR = """
+from tradeexecutor.strategy.api import Integer, close, open_long
+
+name = "Generator probe"
+description = "decide() yields its intents."
+cycle_duration = "1m"
+instruments = ["S0"]
+parameters = {"fast": Integer(5, min=2, max=50), "slow": Integer(20, min=3, max=200)}
+
+
+def indicators(candles, parameters):
+    close_price = candles["close"]
+    return {"fast": close_price.rolling(parameters.fast).mean(), "slow": close_price.rolling(parameters.slow).mean()}
+
+
+def decide(ctx):
+    fast, slow = ctx.indicator("fast"), ctx.indicator("slow")
+    if not ctx.has_position() and fast > slow:
+        yield open_long(fraction=1.0, stop_loss_pct=0.01)  # with a stop: through Engine.plan
+    elif ctx.has_position() and fast < slow:
+        yield close()
+"""
+
+
+def test_intents_yielded_by_a_generator_are_all_planned(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """decide() may return any iterable of intents: a generator is read once, and nothing it yields is lost
+    when the lean path hands it to Engine.plan."""
+    path = tmp_path / "generator_probe.py"
+    path.write_text(GENERATOR)
+    strategy = load_strategy(path, {})
+    market = _market(1, 3_000)
+    config = EngineConfig(execution=ExecutionConfig(fee=0.001), initial_cash=10_000.0)
+    lean = run_backtest(strategy, market, config, now=NOW).state
+    assert len(lean.portfolio.closed_positions) > 20
+    assert _comparable(lean) == _comparable(_general(strategy, market, config, monkeypatch))

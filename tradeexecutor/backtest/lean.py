@@ -23,7 +23,6 @@ tests/test_backtest_lean.py runs strategies through both and compares the states
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any
 
 from tradeexecutor.engine import accounting
@@ -89,15 +88,20 @@ class BacktestEngine(Engine):
         except Exception as exc:
             note_strategy_failure(exc, self.strategy.path, _to_datetime(cycle_time_ns))
             raise
-        if intents and not self._plan_lean(intents, step, cycle_time_ns):
+        if not intents:
+            return
+        if type(intents) is not list:  # a tuple, a generator, anything else: Engine._checked takes it as it is
+            intents = self._checked(intents)
+            if not intents:
+                return  # a generator that yielded nothing: no plan, no marks, as in Engine.plan
+        if not self._plan_lean(intents, step, cycle_time_ns):
             self.plan(self._checked(intents), step, cycle_time_ns)
 
-    def _plan_lean(self, returned: Iterable[Intent], step: int, cycle_time_ns: int) -> bool:
-        """Plan what decide() returned as Engine.plan would, when every intent is a plain open or close of an
+    def _plan_lean(self, intents: list[Intent], step: int, cycle_time_ns: int) -> bool:
+        """Plan the list decide() returned as Engine.plan would, when every intent is a plain open or close of an
         instrument of the strategy; False, with nothing done, when not (Engine._checked then explains any error)."""
         if not self._lean or self.paused or self.max_position_value:
             return False
-        intents = returned if type(returned) is list else list(returned)
         if len(intents) > 1:
             if any(type(intent) is not Intent for intent in intents):
                 return False
