@@ -125,9 +125,10 @@ _MICROSECOND = timedelta(microseconds=1)
 def _to_datetime(ns: int) -> datetime:
     """Epoch nanoseconds as an aware UTC datetime (microseconds, as pandas' to_pydatetime gives).
 
-    Plain datetime arithmetic: a pandas Timestamp per order cost ~9 µs, a third of a trade's time.
+    Plain datetime arithmetic: a pandas Timestamp per order cost ~9 µs, a third of a trade's time; a
+    positional timedelta is built twice as fast as one from keywords.
     """
-    return _EPOCH + timedelta(microseconds=ns // 1000)
+    return _EPOCH + timedelta(0, 0, ns // 1000)
 
 
 def _ns(value: datetime) -> int:
