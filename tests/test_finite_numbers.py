@@ -78,13 +78,15 @@ def test_the_sweep_sees_the_float_options() -> None:
 
 
 def _arguments(path: tuple[str, ...]) -> list[str]:
-    """The command path plus a placeholder for each required argument (the check comes before they are used)."""
+    """The command path plus a placeholder for each required option and argument (the check comes before they are used)."""
     command: click.Command = cli
     for name in path:
         assert isinstance(command, click.Group)
         command = command.commands[name]
     required = [p for p in command.params if isinstance(p, click.Argument) and p.required]
-    return [*path, *(["placeholder"] * len(required))]
+    options = [part for p in command.params if isinstance(p, click.Option) and p.required
+               for part in (max(p.opts, key=len), "placeholder")]  # e.g. reconcile's --state-dir
+    return [*path, *options, *(["placeholder"] * len(required))]
 
 
 @pytest.mark.parametrize("value", NON_FINITE)
