@@ -367,3 +367,14 @@ def test_each_channel_variable_accepts_its_service_and_is_shown_by_name_only() -
         assert TOKEN not in repr(channel) and TOKEN not in channel.redact(f"GET /bot{TOKEN}/send")
     assert "TIiajkdnlazkcOXrIdevi7FQ" not in channels[2].redact("POST /TIiajkdnlazkcOXrIdevi7FQ failed")
     assert channels_from_env({VARIABLE: "  "}) == []
+
+
+@pytest.mark.parametrize(("action", "first_line"), [
+    ("entries paused", "New entries are paused; open positions are still managed."),
+    ("entries paused, positions closed", "New entries are paused; every open position was closed."),
+])
+def test_a_risk_message_says_whether_the_positions_were_closed(action: str, first_line: str) -> None:
+    message = format_event("risk_limit_hit", {"limit": "max_drawdown", "value": 0.21, "threshold": 0.2,
+                                              "action": action}, source="exec1")
+    assert message is not None
+    assert message.body.splitlines()[0] == first_line

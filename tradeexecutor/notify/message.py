@@ -140,7 +140,10 @@ def _mismatch(source: str, f: Mapping[str, Any], _: str) -> tuple[str, str, str,
 
 def _risk_limit(source: str, f: Mapping[str, Any], _: str) -> tuple[str, str, str, str]:
     limit = str(f.get("limit") or "risk limit")
-    body = _lines("New entries are paused; open positions are still managed.", _other_fields(f, {"limit"}))
+    closed = "positions closed" in str(f.get("action", ""))  # --risk-close-positions sold everything at the hit
+    first = ("New entries are paused; every open position was closed." if closed
+             else "New entries are paused; open positions are still managed.")
+    body = _lines(first, _other_fields(f, {"limit"}))
     return f"{source}: {limit} hit", body, "failure", limit
 
 
