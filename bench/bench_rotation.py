@@ -9,7 +9,7 @@ every 1-minute bar and holds the leader, so each cycle reads every instrument on
 ``--instruments`` synthetic instruments of ``--bars`` bars each, and, interleaved in the same
 process, on one instrument of ``instruments × bars`` bars: the same number of instrument-bars.
 Reported: CPU seconds per million instrument-bars of each (median of ``--repeat``) and their
-ratio. Goal (issue 15): the rotation's cost per instrument-bar no worse than one instrument's.
+ratio. Goal: the rotation's cost per instrument-bar no worse than one instrument's.
 """
 
 from __future__ import annotations

@@ -377,6 +377,9 @@ def test_replay_cycle_interval_is_bars_per_cycle_times_the_replay_pace() -> None
     assert replay_cycle_interval(cycle_times(hourly, timedelta(days=1)), 0.5) == 12.0  # 24 bars a cycle
     assert replay_cycle_interval(cycle_times(hourly, timedelta(hours=1)), 0.5) == 0.5
     assert replay_cycle_interval(np.zeros(5, dtype=np.int64), 0.5) is None
+    # Following growing files: after the replay, bars come at the pace they are written.
+    assert replay_cycle_interval(cycle_times(hourly, timedelta(days=1)), 0.5, real_pace=timedelta(days=1)) == 86400
+    assert replay_cycle_interval(np.zeros(5, dtype=np.int64), 0.5, real_pace=timedelta(hours=1)) == 3600
 
 
 def test_crashes_are_remembered_with_their_times_across_restarts(tmp_path: Path) -> None:
@@ -620,7 +623,7 @@ def test_charts_are_sent_after_the_first_cycle_then_at_the_interval_stretched_by
     from tradeexecutor.daemon.publish import CHART_TIME_SHARE, Publisher
 
     strategy, clock, runstate, feed = _chart_setting()
-    publisher = Publisher(runstate, feed, clock, chart_seconds=0.1)
+    publisher = Publisher(runstate, feed, clock, chart_seconds=0.1, chart_timeout=120.0, publish_seconds=2.0)
     renderer = publisher.renderer
     assert renderer is not None
     sent: list[float] = []  # fake time of each delta sent
@@ -677,7 +680,8 @@ def test_charts_drawn_by_a_renderer_that_was_still_starting_name_it_in_status() 
 
     strategy, clock, runstate, feed = _chart_setting()
     woken = threading.Event()
-    publisher = Publisher(runstate, feed, clock, chart_seconds=1, wake=woken.set)
+    publisher = Publisher(runstate, feed, clock, chart_seconds=1, chart_timeout=120.0, publish_seconds=2.0,
+                          wake=woken.set)
     renderer = publisher.renderer
     assert renderer is not None
     state = new_state_for(strategy)

@@ -45,7 +45,7 @@ def test_mkdocs_builds_strictly_without_warnings(tmp_path: Path) -> None:
     assert result.returncode == 0, output
     warnings = [line for line in output.splitlines() if re.match(r"\s*(WARNING|ERROR)\b", line)]
     assert not warnings, "\n".join(warnings)
-    for page in ("index", "quickstart", "writing-a-strategy", "configuration", "production", "webhook-api",
+    for page in ("index", "quickstart", "writing-a-strategy", "configuration", "production", "webhook-api", "runner-api",
                  "architecture", "statistics", "benchmarks"):
         assert (tmp_path / "site" / f"{page}.html").is_file(), f"{page}.html not built"
     assert not list((tmp_path / "site").glob("*.py")), "generator scripts must not be published"
@@ -85,6 +85,16 @@ def test_webhook_api_page_is_generated_from_the_openapi_document() -> None:
         assert f"`{path}`" in current
 
 
+def test_runner_api_page_is_generated_from_its_openapi_document() -> None:
+    generator = load_script(DOCS / "gen_webhook_api.py")
+    current = (DOCS / "runner-api.md").read_text(encoding="utf-8")
+    assert current == generator.render(generator.RUNNER_TARGET), \
+        "docs/runner-api.md is out of date: run python docs/gen_webhook_api.py"
+    document = yaml.safe_load((ROOT / "tradeexecutor" / "wallboard" / "runner-api.yaml").read_text(encoding="utf-8"))
+    for path in document["paths"]:
+        assert f"`{path}`" in current
+
+
 def test_readme_commands_appear_in_the_quickstart() -> None:
     """The quick start repeats the README's two commands word for word."""
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -103,6 +113,18 @@ def test_architecture_page_lists_every_package_part() -> None:
     parts |= {p.stem for p in (ROOT / "tradeexecutor").glob("*.py") if p.stem != "__init__"}
     missing = sorted(part for part in parts if f"`{part}`" not in text)
     assert not missing, f"docs/architecture.md does not place {missing} in a layer"
+
+
+def test_architecture_page_names_only_code_that_exists() -> None:
+    """Every class, function or method docs/architecture.md quotes (`ExecutorLoop.handle`, `_decide_ended`) is
+    defined in the package, so the path of one cycle cannot keep a step the code renamed or dropped."""
+    text = (DOCS / "architecture.md").read_text(encoding="utf-8")
+    source = "\n".join(path.read_text(encoding="utf-8") for path in (ROOT / "tradeexecutor").rglob("*.py"))
+    quoted = set(re.findall(r"`(?:\w+\.)*(_?[A-Za-z]\w*)(?:\(\))?`", text))
+    # Code-like names only: CamelCase, snake_case and _private (plain words such as `cli` are parts, checked above).
+    names = {name for name in quoted if (name[0].isupper() and not name.isupper()) or "_" in name}
+    missing = sorted(name for name in names if not re.search(rf"\b{name}\b", source))
+    assert not missing, f"docs/architecture.md names {missing}, which the package no longer has"
 
 
 def test_docs_name_only_existing_repository_files() -> None:

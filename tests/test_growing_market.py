@@ -26,7 +26,8 @@ from tradeexecutor.data.market import CloseColumns, MarketData
 from tradeexecutor.data.source import load_market
 from tradeexecutor.engine.engine import Engine
 from tradeexecutor.errors import ConfigError, DataError, StateError
-from tradeexecutor.ledger import LEDGER_NAME, Ledger, load_state
+from tradeexecutor.layout import RunFiles
+from tradeexecutor.ledger import Ledger, load_state
 from tradeexecutor.settings import FeedConfig
 from tradeexecutor.state import State
 from tradeexecutor.stats import compute_summary
@@ -250,6 +251,29 @@ def test_a_growing_file_trades_like_a_backtest_over_the_same_candles_across_a_re
     assert final.cycles_completed == expected.cycles_completed
 
 
+def test_a_followed_feed_exports_the_strategys_cycle_duration_as_its_cycle_interval(tmp_path: Path) -> None:
+    """Alert thresholds scale with tradeexecutor_cycle_interval_seconds (MarketDataStale: twice it plus a minute).
+
+    A replay's cycles are its pace apart (a daily strategy on daily bars at 1 s a bar: 1 s); a followed
+    file grows a bar a day, so its newest bar is rightly up to a day old and the interval is the day.
+    """
+    path = tmp_path / "goog.csv"
+    write(path, goog_lines(end="2005-06-30"))
+    daemon, ticker = make(tmp_path, path, follow=False)
+    try:
+        assert daemon.runstate.snapshot().cycle_interval_seconds == 1.0
+    finally:
+        daemon.close()
+    daemon, ticker = make(tmp_path, path)
+    try:
+        tick(daemon, ticker, 150)  # every loaded bar replayed: now bars come as they are appended
+        snapshot = daemon.runstate.snapshot()
+        assert daemon.feed.cursor == len(daemon.feed.market) - 1
+        assert snapshot.cycle_interval_seconds == 86400.0
+    finally:
+        daemon.close()
+
+
 def test_a_state_from_before_last_bar_at_resumes_by_its_cursor(tmp_path: Path) -> None:
     path = tmp_path / "goog.csv"
     write(path, goog_lines(end="2005-06-30"))
@@ -259,7 +283,7 @@ def test_a_state_from_before_last_bar_at_resumes_by_its_cursor(tmp_path: Path) -
         cursor = daemon.feed.cursor
     finally:
         daemon.close()
-    store = Ledger(tmp_path / "state" / LEDGER_NAME)
+    store = Ledger(RunFiles(tmp_path / "state").ledger)
     state = store.load()
     assert state is not None and state.last_bar_at is not None
     state.last_bar_at = None  # what today's code wrote before this field existed
@@ -280,7 +304,7 @@ def test_a_last_bar_time_the_data_does_not_hold_is_refused_naming_the_state(tmp_
         tick(daemon, ticker, 10)
     finally:
         daemon.close()
-    store = Ledger(tmp_path / "state" / LEDGER_NAME)
+    store = Ledger(RunFiles(tmp_path / "state").ledger)
     state = store.load()
     assert state is not None and state.last_bar_at is not None
     state.last_bar_at += timedelta(hours=1)

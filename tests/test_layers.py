@@ -26,8 +26,8 @@ LAYERS: list[set[str]] = [
     {"ledger"},
     {"data", "venue", "store", "runstate", "stats", "visual", "notify", "cast"},
     {"state"},
-    {"config", "layout", "atomic", "control"},
-    {"timeframe"},
+    {"config", "layout", "atomic", "control", "kept_rows"},
+    {"timeframe", "times"},
     {"errors", "__init__"},
 ]
 

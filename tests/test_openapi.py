@@ -193,8 +193,8 @@ def test_document_is_served_as_yaml_behind_auth(server: WebhookServer) -> None:
 
 
 def test_time_parameters_declare_the_forms_the_code_parses(document: dict[str, Any]) -> None:
-    """``since`` is declared as webhook/params.py parses it: RFC 3339 date-time, date, or Unix seconds."""
-    from tradeexecutor.webhook.params import UNIX_SECONDS_PATTERN
+    """``since`` is declared as tradeexecutor/times.py parses it: RFC 3339 date-time, date, or Unix seconds."""
+    from tradeexecutor.times import UNIX_SECONDS_PATTERN
 
     since = next(p for p in document["paths"]["/logs"]["get"]["parameters"] if p.get("name") == "since")
     forms = since["schema"]["anyOf"]

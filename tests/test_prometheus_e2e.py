@@ -210,6 +210,8 @@ class Step:
     decided: bool = True
     #: Paused by an operator (never, in this story).
     paused: bool = False
+    #: New entries paused by a risk limit (no limit is set in this story).
+    risk_paused: bool = False
     #: Seconds per replayed bar (its cycle interval).
     replay_seconds: float = 0.5
     #: The executor's /status when nothing moves any more (a complete run), to compare figures exactly.
@@ -408,6 +410,7 @@ CHECKS: dict[str, Callable[[list[Vector], Step, Scene], list[str]]] = {
     "Crashed (15m)": check_crashed,
     "Safe mode": flag("Safe mode", "safe_mode"),
     "Paused": flag("Paused", "paused"),
+    "Risk paused": flag("Risk paused", "risk_paused"),
     "Crashes (24h)": check_crashes_24h,
     "Executors": check_executors,
     "Portfolio value": portfolio_figure("portfolio_value", 1_000, 100_000),

@@ -40,7 +40,7 @@ from tradeexecutor.backtest import run_backtest
 from tradeexecutor.control import ActionReply, ActionRequest, ActionResult, Outcome
 from tradeexecutor.data.source import load_market
 from tradeexecutor.layout import RunFiles
-from tradeexecutor.runstate import RunState, image_key
+from tradeexecutor.runstate import HealthLimits, RunState, image_key
 from tradeexecutor.runstate.logbuffer import RingBufferHandler
 from tradeexecutor.stats import compute_summary, write_trades_csv
 from tradeexecutor.store.journal import Journal
@@ -150,7 +150,8 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveExecutor]:
                                             None, sys.exc_info()))
     sink = Recorder()
     options = WebhookOptions(files=files, auth_username=USER, auth_password=PASSWORD, command_sink=sink,
-                             cast_sink=sink.cast, action_sink=sink.ask, log_buffer=log_buffer, health_grace_seconds=3600)
+                             cast_sink=sink.cast, action_sink=sink.ask, log_buffer=log_buffer,
+                             health_limits=HealthLimits(grace_seconds=3600))
     with WebhookServer(create_app(runstate, options=options), port=0, threads=4) as server:
         yield LiveExecutor(server, sink, runstate)
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tradeexecutor import atomic
-from tradeexecutor.atomic import atomic_write_bytes, atomic_write_text, fsync_append
+from tradeexecutor.atomic import atomic_write_bytes, atomic_write_text, fsync_append, install_temp_file, temp_path_for
 
 
 @pytest.fixture
@@ -42,6 +42,39 @@ def test_write_fsyncs_the_file_then_the_directory(tmp_path: Path, synced: list[s
     assert len(synced) == 2
     assert os.path.basename(synced[0]).startswith(".a.json.")  # the temporary file, before the rename
     assert synced[1] == str(tmp_path)
+
+
+def test_install_fsyncs_a_file_another_writer_filled_then_renames_it_and_fsyncs_the_directory(
+    tmp_path: Path, synced: list[str]
+) -> None:
+    target = tmp_path / "ledger.sqlite"
+    target.write_bytes(b"old")
+    tmp = temp_path_for(target)
+    Path(tmp).write_bytes(b"new")  # as SQLite fills a new ledger
+    install_temp_file(tmp, target)
+    assert target.read_bytes() == b"new"
+    assert os.listdir(tmp_path) == ["ledger.sqlite"]
+    assert len(synced) == 2
+    if os.path.exists("/proc/self/fd"):
+        assert synced[0] == tmp and synced[1] == str(tmp_path)  # the file before the rename, then the directory
+
+
+def test_a_failed_install_removes_the_temporary_file_and_leaves_the_target(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = tmp_path / "ledger.sqlite"
+    target.write_bytes(b"old")
+    tmp = temp_path_for(target)
+    Path(tmp).write_bytes(b"new")
+
+    def failing_replace(src: str, dst: str) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(atomic.os, "replace", failing_replace)
+    with pytest.raises(OSError):
+        install_temp_file(tmp, target)
+    assert target.read_bytes() == b"old"
+    assert os.listdir(tmp_path) == ["ledger.sqlite"]
 
 
 def test_text_is_written_as_utf8(tmp_path: Path) -> None:

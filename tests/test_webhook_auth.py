@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 
 from tradeexecutor.runstate import RunState
-from tradeexecutor.webhook import WebhookServer, auth, create_app
+from tradeexecutor.web import auth
+from tradeexecutor.webhook import WebhookServer, create_app
 from tradeexecutor.webhook.options import WebhookOptions
 
 USER = "operator"
@@ -165,14 +166,13 @@ def test_both_halves_are_compared_in_constant_time(monkeypatch: pytest.MonkeyPat
         return real(a, b)
 
     monkeypatch.setattr(auth.hmac, "compare_digest", spy)
-    options = WebhookOptions(auth_username=USER, auth_password=PASSWORD)
-    assert not auth.credentials_match(options, basic("nobody", PASSWORD))
+    assert not auth.credentials_match(USER, PASSWORD, basic("nobody", PASSWORD))
     assert len(calls) == 2
     calls.clear()
-    assert not auth.credentials_match(options, None)
+    assert not auth.credentials_match(USER, PASSWORD, None)
     assert len(calls) == 2
     calls.clear()
-    assert auth.credentials_match(options, basic(USER, PASSWORD))
+    assert auth.credentials_match(USER, PASSWORD, basic(USER, PASSWORD))
     assert len(calls) == 2
 
 

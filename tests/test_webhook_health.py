@@ -46,7 +46,7 @@ def _server(runstate: RunState, **options: Any) -> WebhookServer:
 
 @pytest.fixture
 def server(runstate: RunState) -> Iterator[WebhookServer]:
-    with _server(runstate, health_grace_seconds=60, data_stale_seconds=300) as running:
+    with _server(runstate, health_limits=HealthLimits(grace_seconds=60, data_stale_seconds=300)) as running:
         yield running
 
 
@@ -149,7 +149,7 @@ def test_market_data_age_is_taken_at_check_time_not_after_the_last_job(
 
 def test_stale_check_is_off_when_limit_is_zero(runstate: RunState) -> None:
     runstate.update(market_data_feed_lag=1e9)
-    with _server(runstate, data_stale_seconds=0) as server:
+    with _server(runstate, health_limits=HealthLimits(data_stale_seconds=0)) as server:
         assert get(server, "/healthz")[0] == 200
 
 
@@ -162,8 +162,8 @@ def test_several_reasons_are_all_reported(server: WebhookServer, runstate: RunSt
 def test_assess_health_with_injected_time() -> None:
     t0 = datetime(2024, 5, 1, tzinfo=UTC)
     snapshot = RunState(executor_running=True, status=RunStatus.running, next_cycle_at=t0, started_at=t0)
-    options = WebhookOptions(health_grace_seconds=10).health_limits
-    assert options == HealthLimits(grace_seconds=10)
+    assert WebhookOptions().health_limits == HealthLimits()  # the settings' own defaults, not a copy of them
+    options = HealthLimits(grace_seconds=10)
     assert next_cycle_overdue(snapshot, t0 - timedelta(seconds=5)) == 0
     assert next_cycle_overdue(snapshot, t0 + timedelta(seconds=11)) == 11
     assert assess_health(snapshot, options, t0 + timedelta(seconds=10)).healthy

@@ -21,7 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tradeexecutor.backtest.runner import run_backtest
 from tradeexecutor.data.source import load_market
-from tradeexecutor.runstate import CrashHistory, RunState
+from tradeexecutor.runstate import CrashHistory, HealthLimits, RunState
 from tradeexecutor.runstate.figures import FigureCounter, PortfolioFigures, figures_from_state
 from tradeexecutor.state import OrderStatus, Position, State
 from tradeexecutor.strategy.loader import load_strategy
@@ -96,7 +96,8 @@ def runstate(backtest_state: State) -> RunState:
 
 @pytest.fixture
 def server(runstate: RunState) -> Iterator[WebhookServer]:
-    with WebhookServer(create_app(runstate, options=WebhookOptions(health_grace_seconds=60)), port=0) as running:
+    options = WebhookOptions(health_limits=HealthLimits(grace_seconds=60))
+    with WebhookServer(create_app(runstate, options=options), port=0) as running:
         yield running
 
 

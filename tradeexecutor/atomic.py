@@ -23,8 +23,8 @@ import secrets
 import stat
 from pathlib import Path
 
-__all__ = ["atomic_write_bytes", "atomic_write_text", "fsync_append", "fsync_directory", "remove_temp_files",
-           "temp_path_for"]
+__all__ = ["atomic_write_bytes", "atomic_write_text", "fsync_append", "fsync_directory", "install_temp_file",
+           "remove_temp_files", "temp_path_for"]
 
 #: Names of temporary files: :func:`temp_path_for`'s, and the ``.NAME.XXXXXXXX.tmp`` (mkstemp) and
 #: ``.state.json.bak.PID.tmp`` names earlier versions used, so their leftovers go too.
@@ -100,7 +100,6 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes | bytearray | m
     0666 minus umask. On any error the temporary file is removed and the target is untouched.
     """
     target = os.path.abspath(os.fspath(path))
-    directory = os.path.dirname(target)
     tmp = temp_path_for(target)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_BINARY | _O_CLOEXEC, 0o666)
     try:
@@ -113,14 +112,48 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes | bytearray | m
             os.fsync(fd)
         finally:
             os.close(fd)
+    except BaseException:
+        _discard(tmp)
+        raise
+    _replace(tmp, target)
+
+
+def install_temp_file(tmp: str | os.PathLike[str], path: str | os.PathLike[str]) -> None:
+    """Put a finished temporary file in place of ``path``: fsync it, ``os.replace`` it, fsync the directory.
+
+    For files another writer fills (SQLite makes a new ledger under :func:`temp_path_for`'s name),
+    so they are made durable the one way :func:`atomic_write_bytes` makes its own. On any error
+    the temporary file is removed and ``path`` is untouched.
+    """
+    try:
+        fd = os.open(tmp, os.O_RDWR | _O_BINARY | _O_CLOEXEC)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except BaseException:
+        _discard(tmp)
+        raise
+    _replace(tmp, path)
+
+
+def _replace(tmp: str | os.PathLike[str], path: str | os.PathLike[str]) -> None:
+    """Rename the fsynced ``tmp`` over ``path`` and fsync the directory, so the rename survives a power cut."""
+    target = os.path.abspath(os.fspath(path))
+    try:
         os.replace(tmp, target)
     except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
+        _discard(tmp)
         raise
-    fsync_directory(directory)
+    fsync_directory(os.path.dirname(target))
+
+
+def _discard(tmp: str | os.PathLike[str]) -> None:
+    """Remove a temporary file that will not be installed (gone already is fine)."""
+    try:
+        os.unlink(tmp)
+    except FileNotFoundError:
+        pass
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str, encoding: str = "utf-8") -> None:

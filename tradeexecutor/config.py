@@ -25,6 +25,8 @@ from tradeexecutor.errors import ConfigError
 FILL_TIMINGS = ("next_open", "close")
 #: Where a field's :class:`Setting` sits in its ``dataclasses.field`` metadata.
 SETTING = "setting"
+#: Every environment variable of a setting starts with this (the CLI reads them, run specs are overridden by them).
+ENV_PREFIX = "TRADEEXECUTOR_"
 
 
 @dataclass(frozen=True)

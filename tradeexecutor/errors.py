@@ -8,7 +8,8 @@
     │   ├── DataError               a candle file is missing, malformed or inconsistent
     │   ├── StrategyLoadError       a strategy module cannot be loaded or fails validation
     │   │   └── LookaheadRefusedError   its indicators or code would reach past the cycle time
-    │   └── ParameterError          a strategy parameter override is wrong
+    │   ├── ParameterError          a strategy parameter override is wrong
+    │   └── NotFoundError           a thing a person named does not exist (an unknown run)
     ├── StateError                  the persisted state cannot be used
     │   ├── StateCorruptError       the file exists but cannot be read; never overwritten
     │   ├── SchemaVersionError      the file was written by a newer schema
@@ -48,6 +49,10 @@ class StrategyLoadError(UserInputError):
 
 class ParameterError(UserInputError):
     """A strategy parameter override does not match the declared parameters."""
+
+
+class NotFoundError(UserInputError):
+    """A thing a person named (a run's id or ref) does not exist: an HTTP API answers 404, not 400."""
 
 
 class StateError(TradeExecutorError):

@@ -1,4 +1,4 @@
-"""The names of every file the package keeps on disk: a state directory's and a run folder's.
+"""The names of every file the package keeps on disk: a state directory's, the runs folder's, a backtest's, a sweep's.
 
 Writers and readers in different layers (the store and the crash recorder write a state
 directory, the webhook and ``runs`` read it; the runs registry writes a run folder, the CLI and
@@ -11,12 +11,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["LEGACY_SPEC_FILE", "SPEC_FILE", "RunFiles", "RunPaths"]
+__all__ = ["LEGACY_SPEC_FILE", "REGISTRY_FILE", "SPEC_FILE", "STRATEGY_FILE", "BacktestFiles", "RunFiles", "RunPaths", "SweepFiles"]
 
 #: A run folder's pinned spec, as the artifact contract names it.
 SPEC_FILE = "run_spec.yaml"
 #: What run folders made by earlier versions call it; still read (and written back) under this name.
 LEGACY_SPEC_FILE = "spec.yaml"
+#: The runs registry, one SQLite file in the runs folder beside the run folders.
+REGISTRY_FILE = "registry.sqlite"
+#: A run folder's copy of the strategy; the pinned spec names it relative to the folder.
+STRATEGY_FILE = "strategy.py"
 
 
 @dataclass(frozen=True)
@@ -129,7 +133,7 @@ class RunPaths:
     @property
     def strategy(self) -> Path:
         """The strategy file, copied in when the run was created."""
-        return self.root / "strategy.py"
+        return self.root / STRATEGY_FILE
 
     @property
     def metadata(self) -> Path:
@@ -196,3 +200,68 @@ class RunPaths:
         """What a reset clears so the run can start fresh: the state directory and every artifact."""
         return (self.state, self.orders_csv, self.metrics_json, self.metrics_prom, self.report_md, self.report_html,
                 self.charts, self.readiness, self.executor_log)
+
+
+@dataclass(frozen=True)
+class BacktestFiles:
+    """What ``tradeexecutor backtest`` writes into its ``--output`` folder."""
+
+    #: The output folder.
+    root: Path
+
+    @property
+    def state(self) -> Path:
+        """The final state as JSON."""
+        return self.root / "state.json"
+
+    @property
+    def trades(self) -> Path:
+        """Every order of the run as CSV."""
+        return self.root / "trades.csv"
+
+    @property
+    def summary(self) -> Path:
+        """The strategy, the data, the config and the summary statistics."""
+        return self.root / "summary.json"
+
+
+@dataclass(frozen=True)
+class SweepFiles:
+    """The ``--output`` folder of one parameter sweep (``tradeexecutor optimize``)."""
+
+    #: The sweep's folder.
+    root: Path
+
+    @property
+    def definition(self) -> Path:
+        """What is swept and its fingerprint; a resumed sweep must match it."""
+        return self.root / "sweep.json"
+
+    @property
+    def points(self) -> Path:
+        """One JSON row a point, appended as points finish."""
+        return self.root / "points.jsonl"
+
+    @property
+    def reports(self) -> Path:
+        """The full runs made for the best points, by point."""
+        return self.root / "reports.json"
+
+    @property
+    def results_csv(self) -> Path:
+        """Every point's figures as CSV."""
+        return self.root / "results.csv"
+
+    @property
+    def results_md(self) -> Path:
+        """The ranked table and the charts, as Markdown."""
+        return self.root / "results.md"
+
+    @property
+    def charts(self) -> Path:
+        """The sweep's chart images."""
+        return self.root / "charts"
+
+    def point_spec(self, index: int) -> Path:
+        """The run spec of point ``index`` (0-based), as a full run of it uses."""
+        return self.root / "specs" / f"point-{index + 1:03d}.yaml"

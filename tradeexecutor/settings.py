@@ -3,8 +3,9 @@
 It sits below ``daemon`` and ``runs`` (both build one: the daemon to run, a run spec to pin and
 check what it will run), so neither has to import the other.
 
-Every setting of ``tradeexecutor start`` is declared here or in a part it composes (the engine's,
-the risk limits', the webhook's, the health rule's, the notifier's and the caster's config), each field with its
+Every setting of ``tradeexecutor start`` is declared here or in a part it composes (the feed's, the
+engine's, the risk limits', the webhook's, the health rule's, the notifier's, the caster's and the
+exchange's config), each field with its
 :func:`~tradeexecutor.config.setting` metadata. The command's options, their environment
 variables, the run spec's keys and the generated reference all come from this tree, so a new
 setting is one field. A ``*_seconds`` interval of 0 disables that job or window.
@@ -31,8 +32,8 @@ from tradeexecutor.config import (
 from tradeexecutor.errors import ConfigError
 from tradeexecutor.notify.config import NotifyConfig
 
-__all__ = ["CPU_SETTINGS", "CRASH_POLICIES", "LOG_LEVELS", "MODES", "REPLAY_STARTS", "DaemonConfig", "FeedConfig", "check_cpu_setting",
-           "parse_params"]
+__all__ = ["CPU_SETTINGS", "CRASH_POLICIES", "DEFAULT_PORT", "LOG_LEVELS", "MODES", "REPLAY_STARTS", "DaemonConfig",
+           "FeedConfig", "check_cpu_setting", "parse_params"]
 
 #: Execution modes; ``live`` is reserved until an exchange adapter exists.
 MODES = ("paper", "backtest", "live")
@@ -44,6 +45,8 @@ REPLAY_STARTS = ("warm", "first")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 #: Named ``--cpu`` settings; anything else is a CPU number.
 CPU_SETTINGS = ("auto", "off")
+#: The webhook's port unless ``--port`` says otherwise (the wallboard assumes it for a service name without one).
+DEFAULT_PORT = 3456
 
 
 def check_cpu_setting(setting: str) -> str:
@@ -121,7 +124,7 @@ class DaemonConfig:
     state_dir: Path = setting(Path("state"), computed_default=True,
                               help="Folder of the state, its log and crash.json. Default: state/<strategy file stem>.")
     host: str = setting("127.0.0.1", spec="core.host", help="Interface the webhook listens on.")
-    port: int = setting(3456, spec="core.port", minimum=0, maximum=65535, help="Webhook port (0: any free port).")
+    port: int = setting(DEFAULT_PORT, spec="core.port", minimum=0, maximum=65535, help="Webhook port (0: any free port).")
     #: Cash, fees, fills and the cycle offset.
     engine: EngineConfig = field(default_factory=EngineConfig)
     #: Limits that pause new entries (drawdown, daily loss, losing streak) or refuse them (position value).

@@ -30,10 +30,10 @@ import os
 import re
 import urllib.parse
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
-from tradeexecutor.config import setting
+from tradeexecutor.config import ENV_PREFIX, setting, setting_of
 from tradeexecutor.errors import ConfigError
 
 __all__ = [
@@ -51,11 +51,6 @@ __all__ = [
     "parse_target",
     "target_url",
 ]
-
-#: Environment variable naming the wallboard's base URL (``http://wallboard:8090``).
-WALLBOARD_URL_ENV = "TRADEEXECUTOR_WALLBOARD_URL"
-#: Environment variable holding the bearer token casts carry and the wallboard expects.
-WALLBOARD_TOKEN_ENV = "TRADEEXECUTOR_WALLBOARD_TOKEN"
 
 #: The version of the chart data format.
 FORMAT = 1
@@ -221,3 +216,16 @@ class CastConfig:
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> CastConfig:
         """``TRADEEXECUTOR_WALLBOARD_URL`` and ``TRADEEXECUTOR_WALLBOARD_TOKEN`` (both optional)."""
         return cls(wallboard_url=environ.get(WALLBOARD_URL_ENV) or None, token=environ.get(WALLBOARD_TOKEN_ENV) or None)
+
+
+def _variable(name: str) -> str:
+    """The environment variable of CastConfig's setting ``name``, as the CLI derives it."""
+    about = next(setting_of(item) for item in fields(CastConfig) if item.name == name)
+    assert about is not None
+    return ENV_PREFIX + about.variable(name)
+
+
+#: Environment variable naming the wallboard's base URL (``http://wallboard:8090``): the setting's own.
+WALLBOARD_URL_ENV = _variable("wallboard_url")
+#: Environment variable holding the bearer token casts carry and the wallboard expects: the setting's own.
+WALLBOARD_TOKEN_ENV = _variable("token")

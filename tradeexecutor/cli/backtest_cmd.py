@@ -10,6 +10,7 @@ import click
 from tradeexecutor.cli.common import check_times, env, user_errors, write_json
 from tradeexecutor.cli.options import config_options, config_values
 from tradeexecutor.config import EngineConfig, SettingPath, build_config, split_list
+from tradeexecutor.layout import BacktestFiles
 from tradeexecutor.settings import DaemonConfig
 
 #: Runs with at least this many bars show a progress bar (when stderr is a terminal).
@@ -71,11 +72,11 @@ def backtest_command(strategy_file: Path | None, spec_file: Path | None, trigger
             bar.close()
     result, summary = outcome.backtest, outcome.summary
 
-    folder = output or Path("output") / strategy.path.stem
-    folder.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(folder / "state.json", dumps_state(result.state))
-    write_trades_csv(result.state, folder / "trades.csv")
-    write_json(folder / "summary.json", {
+    files = BacktestFiles(output or Path("output") / strategy.path.stem)
+    files.root.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(files.state, dumps_state(result.state))
+    write_trades_csv(result.state, files.trades)
+    write_json(files.summary, {
         "strategy": strategy.describe(),
         "data": {"dataset": selection.dataset, "files": [str(f) for f in selection.files],
                  "start": str(market.step_time(0)), "end": str(market.step_time(len(market) - 1))},
@@ -89,7 +90,7 @@ def backtest_command(strategy_file: Path | None, spec_file: Path | None, trigger
     click.echo(f"{result.bars} bars, {result.cycles} cycles in {result.seconds:.2f}s "
                f"({result.bars_per_second:,.0f} bars/s)")
     click.echo(summary_table(summary))
-    click.echo(f"wrote {folder / 'state.json'}, {folder / 'trades.csv'}, {folder / 'summary.json'}")
+    click.echo(f"wrote {files.state}, {files.trades}, {files.summary}")
 
 
 def _progress_bar(total: int, forced: bool | None):  # type: ignore[no-untyped-def]

@@ -369,37 +369,6 @@ def _entries(payload: Any, where: str) -> list[dict[str, Any]]:
     return [entry for entry in entries if isinstance(entry, dict)]
 
 
-def _key(entry: dict[str, Any]) -> str:
-    return json.dumps(entry, sort_keys=True, default=str)
-
-
-class Tail:
-    """Remembers what was shown, so polling by ``since`` of the newest entry prints each entry once.
-
-    ``since`` is inclusive on the server, so entries stamped with the newest time seen come back
-    on the next poll; they are recognised and skipped.
-    """
-
-    def __init__(self) -> None:
-        self.last_at: str | None = None
-        self._at_last: set[str] = set()
-
-    def new(self, entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        fresh = []
-        for entry in entries:
-            at = entry.get("at")
-            key = _key(entry)
-            if at is not None and at == self.last_at and key in self._at_last:
-                continue
-            fresh.append(entry)
-            if isinstance(at, str):
-                if at != self.last_at:
-                    self.last_at = at
-                    self._at_last = set()
-                self._at_last.add(key)
-        return fresh
-
-
 def _run_is_live(webhook: Webhook) -> bool:
     payload = webhook.get_json("/status")
     return isinstance(payload, dict) and str(payload.get("status")) in LIVE_STATUSES
@@ -425,6 +394,8 @@ def logs_command(url: str, tail: bool, fmt: str, since: str | None, limit: int, 
                  interval: float, username: str | None, password: str | None, timezone_name: str | None,
                  timeout: float) -> None:
     """Show the journal of the executor at URL: what happened to the job, oldest first."""
+    from tradeexecutor.store.journal import Tail
+
     zone = resolve_timezone(timezone_name)
     webhook = Webhook.parse(url, username, password, timeout)
     writer = LogWriter(fmt, sys.stdout)

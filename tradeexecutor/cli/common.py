@@ -12,13 +12,10 @@ from typing import Any, TypeVar
 
 import click
 
-from tradeexecutor.config import finite_number
+from tradeexecutor.config import ENV_PREFIX, finite_number
 from tradeexecutor.errors import ConfigError, TradeExecutorError, UserInputError
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-#: Every environment variable the CLI reads starts with this.
-ENV_PREFIX = "TRADEEXECUTOR_"
 
 
 def env(name: str) -> str:

@@ -68,9 +68,10 @@ def resolve_run_dir(text: str, runs_dir: Path) -> Path:
 
 def _registry_lookup(text: str, runs_dir: Path) -> Path | None:
     """The run folder the runs registry knows by this id or ref; None without a registry file or a match."""
-    from tradeexecutor.runs.registry import REGISTRY_NAME, Registry
+    from tradeexecutor.layout import REGISTRY_FILE
+    from tradeexecutor.runs.registry import Registry
 
-    if not (runs_dir / REGISTRY_NAME).is_file():  # never create a registry as a side effect of a lookup
+    if not (runs_dir / REGISTRY_FILE).is_file():  # never create a registry as a side effect of a lookup
         return None
     with Registry(runs_dir) as registry:
         record = registry.find(text)

@@ -26,6 +26,7 @@ from tradeexecutor.cli.common import user_errors
 from tradeexecutor.cli.metrics_cmd import runs_dir_option
 from tradeexecutor.cli.options import config_options, config_values
 from tradeexecutor.config import build_config
+from tradeexecutor.layout import SweepFiles
 from tradeexecutor.runs.sweep_options import SweepOptions
 
 if TYPE_CHECKING:
@@ -71,7 +72,7 @@ def optimize_command(spec_file: Path, cluster: str | None, output: Path | None, 
         sys.exit(EXIT_INTERRUPTED)
     if result.interrupted:
         done = sum(1 for row in result.results if row.status != "lost")
-        click.echo(f"interrupted: {done} of {result.total} points done and kept in {folder / 'points.jsonl'}; "
+        click.echo(f"interrupted: {done} of {result.total} points done and kept in {SweepFiles(folder).points}; "
                    f"resume with: {_resume_command(folder, output is None)}", err=True)
         sys.exit(EXIT_INTERRUPTED)
     _print(result, folder, output is None)
@@ -108,7 +109,7 @@ def _print(result: SweepResult, folder: Path, add_output: bool) -> None:
 
     click.echo(markdown_report(result, limit=PRINTED_ROWS))
     click.echo("")
-    click.echo(f"wrote {folder / 'results.md'} and {folder / 'results.csv'}")
+    click.echo(f"wrote {SweepFiles(folder).results_md} and {SweepFiles(folder).results_csv}")
     runs = sum(1 for row in result.results if row.run_id)
     if runs:
         click.echo(f"{runs} full run{'s' if runs != 1 else ''} with reports: see the run column "

@@ -1,7 +1,8 @@
 """``tradeexecutor runs``: create runs from specs, start and stop them, and read their journal and orders.
 
 Every command takes a run id or a ref. Runs live in ``--runs-dir`` (``TRADEEXECUTOR_RUNS_DIR``,
-default ``./runs``); see :mod:`tradeexecutor.runs.run` for the folder layout.
+default ``./runs``); see :mod:`tradeexecutor.runs.run` for the folder layout. Each verb only parses
+and prints: the work is :mod:`tradeexecutor.runs.verbs`, which the runner API calls too.
 """
 
 from __future__ import annotations
@@ -9,16 +10,15 @@ from __future__ import annotations
 import json
 import os
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import click
 
-from tradeexecutor.cli.client_cmd import LOG_FORMATS, LOG_LEVELS, LogWriter, Tail, log_row, resolve_timezone
+from tradeexecutor.cli.client_cmd import LOG_FORMATS, LOG_LEVELS, LogWriter, log_row, resolve_timezone
 from tradeexecutor.cli.common import FloatRange, env, user_errors
 
-#: Most journal entries one read returns while tailing.
+#: Most journal entries one read returns (runs.verbs.LOG_LIMIT, kept here so --help needs no import of it).
 TAIL_LIMIT = 1000
 
 #: Options a run spec does not hold although it has the key: each run of ``runs`` gets a free port.
@@ -89,13 +89,16 @@ def runs_command(ctx: click.Context, runs_dir: Path) -> None:
 def create_command(ctx: click.Context, spec: Path, ref: str | None, start_now: bool, upsert: bool, tail: bool,
                    port: int | None) -> None:
     """Create a run from the run spec SPEC (environment variables override its values, then it is pinned)."""
+    from tradeexecutor.runs import verbs
+
     runs = _runs(ctx)
-    record, created = runs.create(spec, ref=ref, upsert=upsert)
-    verb = "created" if created else "updated"
-    click.echo(f"{verb} run {record.id}" + (f" (ref {record.ref})" if record.ref else "")
-               + f": {record.name}, {record.mode} — {runs.paths(record.id).root}")
+    result = verbs.create(runs, spec, ref=ref, upsert=upsert)
+    record = result["run"]
+    verb = "created" if result["created"] else "updated"
+    click.echo(f"{verb} run {record['id']}" + (f" (ref {record['ref']})" if record["ref"] else "")
+               + f": {record['name']}, {record['mode']} — {result['folder']}")
     if start_now:
-        _start(ctx, runs, record.id, port, tail)
+        _start(runs, record["id"], port, tail)
 
 
 @runs_command.command("ls")
@@ -104,12 +107,14 @@ def create_command(ctx: click.Context, spec: Path, ref: str | None, start_now: b
 @user_errors
 def ls_command(ctx: click.Context, as_json: bool) -> None:
     """List the runs: ID, REF, NAME, MODE, STATUS."""
-    records = _runs(ctx).all()
+    from tradeexecutor.runs import verbs
+
+    records = verbs.ls(_runs(ctx))
     if as_json:
-        click.echo(json.dumps([record.__dict__ for record in records], indent=2))
+        click.echo(json.dumps(records, indent=2))
         return
     rows = [("ID", "REF", "NAME", "MODE", "STATUS")]
-    rows += [(r.id, r.ref or "-", r.name, r.mode, r.status) for r in records]
+    rows += [(r["id"], r["ref"] or "-", r["name"], r["mode"], r["status"]) for r in records]
     widths = [max(len(row[i]) for row in rows) for i in range(5)]
     for row in rows:
         click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
@@ -122,19 +127,19 @@ def ls_command(ctx: click.Context, as_json: bool) -> None:
 @user_errors
 def show_command(ctx: click.Context, run: str, as_json: bool) -> None:
     """Show one run: status, timeline, fingerprints and summary."""
+    from tradeexecutor.runs import verbs
     from tradeexecutor.stats.formatting import KEY_FIGURES, format_statistic
 
-    runs = _runs(ctx)
-    record = runs.resolve(run)
-    meta = runs.metadata(record.id)
+    shown = verbs.show(_runs(ctx), run)
+    record, meta = shown["run"], shown["metadata"]
     if as_json:
         click.echo(json.dumps(meta, indent=2))
         return
     prints = meta.get("fingerprints") or {}
     executor = meta.get("executor") or {}
     lines = [
-        ("id", record.id), ("ref", record.ref or "-"), ("name", record.name), ("mode", record.mode),
-        ("status", record.status), ("folder", str(runs.paths(record.id).root)),
+        ("id", record["id"]), ("ref", record["ref"] or "-"), ("name", record["name"]), ("mode", record["mode"]),
+        ("status", record["status"]), ("folder", shown["folder"]),
         ("strategy", f"{meta.get('strategy_name')} (version {str(meta.get('strategy_version'))[:12]})"),
         ("created", meta.get("created_at") or "-"), ("started", meta.get("started_at") or "-"),
         ("stopped", meta.get("stopped_at") or "-"),
@@ -169,37 +174,35 @@ def show_command(ctx: click.Context, run: str, as_json: bool) -> None:
 @user_errors
 def start_command(ctx: click.Context, run: str, port: int | None, tail: bool) -> None:
     """Start a run: a backtest runs here to completion; a paper run becomes its own executor process."""
-    runs = _runs(ctx)
-    _start(ctx, runs, run, port, tail)
+    _start(_runs(ctx), run, port, tail)
 
 
-def _start(ctx: click.Context, runs: Any, run: str, port: int | None, tail: bool) -> None:
-    from tradeexecutor.runs.runner import start_run
+def _start(runs: Any, run: str, port: int | None, tail: bool) -> None:
+    from tradeexecutor.runs import verbs
     from tradeexecutor.stats.formatting import format_statistic
 
-    result = start_run(runs, run, port=port)
-    for note in result.notes:
+    result = verbs.start(runs, run, port=port)
+    for note in result["notes"]:
         click.echo(note, err=True)
-    record = result.record
-    meta = runs.metadata(record.id)
-    if record.mode == "backtest":
-        summary = meta.get("summary") or {}
-        info = meta.get("backtest") or {}
-        click.echo(f"run {record.label} {record.status}: {info.get('bars', '?')} bars, {info.get('cycles', '?')} "
+    record = result["run"]
+    label = record["label"]
+    if record["mode"] == "backtest":
+        summary = result["summary"] or {}
+        info = result["backtest"] or {}
+        click.echo(f"run {label} {record['status']}: {info.get('bars', '?')} bars, {info.get('cycles', '?')} "
                    f"cycles in {info.get('seconds', '?')}s; final equity "
                    f"{format_statistic('final_equity', summary.get('final_equity'))}, total return "
                    f"{format_statistic('total_return', summary.get('total_return'))}, "
                    f"{format_statistic('trade_count', summary.get('trade_count'))} trades")
-    elif record.status == "starting":  # its webhook did not answer within the wait; it may still come up
-        click.echo(f"run {record.label} is still starting (pid {record.pid}); follow it with: tradeexecutor runs "
-                   f"logs {record.label} --tail, or read {runs.paths(record.id).executor_log}")
+    elif record["status"] == "starting":  # its webhook did not answer within the wait; it may still come up
+        click.echo(f"run {label} is still starting (pid {record['pid']}); follow it with: tradeexecutor runs "
+                   f"logs {label} --tail, or read {result['log']}")
     else:
-        executor = meta.get("executor") or {}
-        url = result.url or executor.get("url")
-        click.echo(f"run {record.label} {record.status}" + (f": webhook {url}" if url else "")
-                   + f" (pid {record.pid}); stop it with: tradeexecutor runs stop {record.label}")
+        url = result["url"]
+        click.echo(f"run {label} {record['status']}" + (f": webhook {url}" if url else "")
+                   + f" (pid {record['pid']}); stop it with: tradeexecutor runs stop {label}")
     if tail:
-        _follow(runs, record.id, "table", None, None, 100, 1.0)
+        _follow(runs, record["id"], "table", None, None, None, 100, 1.0)
 
 
 @runs_command.command("stop")
@@ -210,12 +213,12 @@ def _start(ctx: click.Context, runs: Any, run: str, port: int | None, tail: bool
 @user_errors
 def stop_command(ctx: click.Context, run: str, timeout: float) -> None:
     """Stop a running run (SIGTERM, then wait); a live run's positions stay open."""
-    from tradeexecutor.runs.runner import stop_run
+    from tradeexecutor.runs import verbs
 
-    record, notes = stop_run(_runs(ctx), run, timeout=timeout)
-    for note in notes:
+    result = verbs.stop(_runs(ctx), run, timeout=timeout)
+    for note in result["notes"]:
         click.echo(note, err=True)
-    click.echo(f"run {record.label} {record.status}")
+    click.echo(f"run {result['run']['label']} {result['run']['status']}")
 
 
 @runs_command.command("reset")
@@ -224,8 +227,10 @@ def stop_command(ctx: click.Context, run: str, timeout: float) -> None:
 @user_errors
 def reset_command(ctx: click.Context, run: str) -> None:
     """Clear a backtest or paper run's results (state, reports) so it starts fresh; refused for live runs."""
-    record = _runs(ctx).reset(run)
-    click.echo(f"run {record.label} reset: status {record.status}")
+    from tradeexecutor.runs import verbs
+
+    record = verbs.reset(_runs(ctx), run)["run"]
+    click.echo(f"run {record['label']} reset: status {record['status']}")
 
 
 @runs_command.command("copy")
@@ -235,10 +240,12 @@ def reset_command(ctx: click.Context, run: str) -> None:
 @user_errors
 def copy_command(ctx: click.Context, run: str, ref: str | None) -> None:
     """Make a new run with the same pinned strategy and config."""
-    runs = _runs(ctx)
-    record = runs.copy(run, ref=ref)
-    click.echo(f"created run {record.id}" + (f" (ref {record.ref})" if record.ref else "") + f" as a copy of {run}"
-               + f" — {runs.paths(record.id).root}")
+    from tradeexecutor.runs import verbs
+
+    result = verbs.copy(_runs(ctx), run, ref=ref)
+    record = result["run"]
+    click.echo(f"created run {record['id']}" + (f" (ref {record['ref']})" if record["ref"] else "")
+               + f" as a copy of {run} — {result['folder']}")
 
 
 @runs_command.command("set")
@@ -248,8 +255,10 @@ def copy_command(ctx: click.Context, run: str, ref: str | None) -> None:
 @user_errors
 def set_command(ctx: click.Context, run: str, assignments: tuple[str, ...]) -> None:
     """Change spec values of a new run: runs set REF core.fee=0.002 strategy.fast=5 environment.start=2010-01-01."""
-    record = _runs(ctx).set_values(run, list(assignments))
-    click.echo(f"run {record.label} updated: {' '.join(assignments)}")
+    from tradeexecutor.runs import verbs
+
+    record = verbs.set_values(_runs(ctx), run, list(assignments))["run"]
+    click.echo(f"run {record['label']} updated: {' '.join(assignments)}")
 
 
 @runs_command.command("logs")
@@ -260,6 +269,8 @@ def set_command(ctx: click.Context, run: str, assignments: tuple[str, ...]) -> N
 @click.option("--timezone", "timezone_name", envvar=env("TIMEZONE"), show_envvar=True, default=None,
               help="Show times in this IANA time zone (e.g. UTC, Europe/Helsinki); default: the local zone.")
 @click.option("--level", type=click.Choice(LOG_LEVELS), default=None, help="Only entries at this level or above.")
+@click.option("--since", default=None, help="Only entries at or after this time: RFC 3339 with a zone "
+              "(2024-05-01T12:00:00Z), a date (midnight UTC) or Unix seconds.")
 @click.option("--limit", type=click.IntRange(1, TAIL_LIMIT), default=100, show_default=True,
               help="How many of the most recent entries to show first.")
 @click.option("--interval", type=FloatRange(min=0.05), default=1.0, show_default=True,
@@ -267,33 +278,34 @@ def set_command(ctx: click.Context, run: str, assignments: tuple[str, ...]) -> N
 @click.pass_context
 @user_errors
 def logs_command(ctx: click.Context, run: str, tail: bool, fmt: str, timezone_name: str | None, level: str | None,
-                 limit: int, interval: float) -> None:
+                 since: str | None, limit: int, interval: float) -> None:
     """Show the run's journal (lifecycle, orders, the executor's events), oldest first."""
-    runs = _runs(ctx)
-    record = runs.resolve(run)
-    _follow(runs, record.id, fmt, timezone_name, level, limit, interval if tail else None)
+    _follow(_runs(ctx), run, fmt, timezone_name, level, since, limit, interval if tail else None)
 
 
-def _follow(runs: Any, run_id: str, fmt: str, timezone_name: str | None, level: str | None, limit: int,
-            interval: float | None) -> None:
-    from datetime import datetime
+def _follow(runs: Any, run: str, fmt: str, timezone_name: str | None, level: str | None, since_text: str | None,
+            limit: int, interval: float | None) -> None:
+    from tradeexecutor.errors import ConfigError
+    from tradeexecutor.runs import verbs
 
-    from tradeexecutor.runs.run import ACTIVE_STATUSES
+    since = None
+    if since_text is not None:
+        from tradeexecutor.times import parse_time
 
+        try:
+            since = parse_time(since_text)
+        except ValueError as exc:
+            raise ConfigError(f"--since {exc}") from None
     zone = resolve_timezone(timezone_name)
     writer = LogWriter(fmt, sys.stdout)
-    seen = Tail()
     try:
-        writer.rows([log_row(entry, zone) for entry in seen.new(runs.journal_entries(run_id, limit=limit,
-                                                                                     level=level))])
-        live = interval is not None and runs.resolve(run_id).status in ACTIVE_STATUSES
-        while live:
-            time.sleep(interval or 1.0)
-            live = runs.resolve(run_id).status in ACTIVE_STATUSES  # status first: entries before the end are read
-            since = datetime.fromisoformat(seen.last_at) if seen.last_at else None
-            fresh = seen.new(runs.journal_entries(run_id, since=since, limit=TAIL_LIMIT, level=level))
-            if fresh:
-                writer.rows([log_row(entry, zone) for entry in fresh])
+        if interval is None:
+            writer.rows([log_row(entry, zone) for entry in verbs.logs(runs, run, since=since, limit=limit,
+                                                                      level=level)])
+        else:
+            for batch in verbs.follow(runs, run, since=since, limit=limit, level=level, interval=interval):
+                if batch:
+                    writer.rows([log_row(entry, zone) for entry in batch])
         writer.close()
     except KeyboardInterrupt:
         writer.close()
@@ -307,18 +319,9 @@ def _follow(runs: Any, run_id: str, fmt: str, timezone_name: str | None, level: 
 @user_errors
 def orders_command(ctx: click.Context, run: str) -> None:
     """Print the run's orders as CSV (every trade of every status)."""
-    from tradeexecutor.runs.registry import RunsError
+    from tradeexecutor.runs import verbs
 
-    runs = _runs(ctx)
-    record = runs.resolve(run)
-    paths = runs.paths(record.id)
-    published = paths.state_files.orders_csv
-    for path in ((published, paths.orders_csv) if record.status in ("starting", "running")
-                 else (paths.orders_csv, published)):
-        if path.is_file():
-            sys.stdout.write(path.read_text(encoding="utf-8"))
-            return
-    raise RunsError(f"run {record.label} has no orders yet ({record.status})")
+    sys.stdout.write(verbs.orders(_runs(ctx), run))
 
 
 @runs_command.command("supervise", hidden=True)
@@ -349,14 +352,13 @@ def cast_command(ctx: click.Context, run: str, target: str | None) -> None:
     or a whole URL. Returns at once; whether the wallboard takes the data shows in `runs logs RUN`
     (cast_delivered, cast_failed).
     """
-    from tradeexecutor.cast import CastConfig
-    from tradeexecutor.runs.cast import cast_run
+    from tradeexecutor.runs import verbs
 
-    result = cast_run(_runs(ctx), run, target, CastConfig.from_env(os.environ))
-    record = result.record
-    doing = f"casts to {result.target}" if result.target else "stops casting"
-    click.echo(f"run {record.label} {doing}" + (f": {result.notes[-1]}" if result.notes else ""))
-    for note in result.notes[:-1]:
+    result = verbs.cast(_runs(ctx), run, target)
+    notes = result["notes"]
+    doing = f"casts to {result['target']}" if result["target"] else "stops casting"
+    click.echo(f"run {result['run']['label']} {doing}" + (f": {notes[-1]}" if notes else ""))
+    for note in notes[:-1]:
         click.echo(note, err=True)
 
 

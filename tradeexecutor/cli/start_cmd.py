@@ -94,7 +94,7 @@ def _build_and_run(config: DaemonConfig, log_buffer: RingBufferHandler | None, s
             auth_username=config.webhook.username, auth_password=config.webhook.password,
             cors_origins=config.webhook.cors_origins, command_sink=command_sink, cast_sink=cast_sink,
             action_sink=action_sink,
-            health_grace_seconds=config.health.grace_seconds, data_stale_seconds=config.health.data_stale_seconds,
+            health_limits=config.health,
             log_buffer=log_buffer, notification_counts=notification_counts,
         )
         return WebhookServer(create_app(runstate, options=options), host=config.host, port=config.port,

@@ -1,8 +1,9 @@
 """``tradeexecutor wallboard``: one page over a fleet of executors, and the charts jobs cast to it.
 
 The command only wires: the configuration from options and environment, the runs folder as a
-source of executors (``runs.fleet``, read every poll), the poller, the chart store and the app
-(``tradeexecutor.wallboard``), served by the webhook's waitress server until SIGTERM or SIGINT.
+source of executors (``runs.fleet``, read every poll) and as the runner API's work
+(``runs.verbs.RunVerbs``, the functions ``tradeexecutor runs`` calls), the poller, the chart
+store and the app (``tradeexecutor.wallboard``), served by the webhook's waitress server until SIGTERM or SIGINT.
 Heavy imports happen inside the command, so ``tradeexecutor --help`` stays fast.
 """
 
@@ -26,6 +27,9 @@ from tradeexecutor.wallboard.settings import WallboardConfig
 if TYPE_CHECKING:
     from tradeexecutor.wallboard import ExecutorTarget
 
+#: Prefix of the runner API's credential variables (TRADEEXECUTOR_RUNNER_USERNAME, _PASSWORD).
+RUNNER_CREDENTIALS = env("RUNNER_")
+
 
 def _fleet(runs_dir: Path) -> list[ExecutorTarget]:
     """The runs folder's executors as wallboard targets (called every poll, on the poller's thread)."""
@@ -45,6 +49,7 @@ def wallboard_command(**options: Any) -> None:
     Executor credentials (basic auth) come from TRADEEXECUTOR_WALLBOARD_<NAME>_USERNAME and
     _PASSWORD, else TRADEEXECUTOR_WEBHOOK_USERNAME and _PASSWORD; they are never shown.
     """
+    from tradeexecutor.runs.verbs import RunVerbs
     from tradeexecutor.wallboard import ChartStore, Poller, create_app
     from tradeexecutor.webhook import WebhookServer
 
@@ -55,7 +60,11 @@ def wallboard_command(**options: Any) -> None:
                         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
     fleet = (lambda: _fleet(runs_dir)) if runs_dir is not None else None
     poller = Poller(config, fleet)
-    server = WebhookServer(create_app(config, poller, ChartStore()), host=config.host, port=config.port,
+    # The runs it starts get the wallboard's environment, as the CLI's runs get the shell's, without the
+    # runner API's own credentials: a strategy has no business holding the key to start and stop runs.
+    run_env = {name: value for name, value in os.environ.items() if not name.startswith(RUNNER_CREDENTIALS)}
+    runner = RunVerbs(runs_dir, run_env) if runs_dir is not None else None
+    server = WebhookServer(create_app(config, poller, ChartStore(), runner), host=config.host, port=config.port,
                            threads=config.threads,
                            name="wallboard")
     server.start()  # a port in use fails here, with one line
@@ -68,8 +77,10 @@ def wallboard_command(**options: Any) -> None:
     try:
         poller.start()
         sources = [f"{len(config.executors)} executor(s) named"] + ([f"runs in {runs_dir}"] if runs_dir else [])
+        api = ("on" if config.runner_username and runs_dir else
+               "off: set " + env("RUNNER_USERNAME") + " and _PASSWORD" if runs_dir else "off: no --runs-dir")
         click.echo(f"wallboard at {server.url}/ ({', '.join(sources)}; casting "
-                   f"{'on' if config.token else 'off: set ' + env('WALLBOARD_TOKEN')})", err=True)
+                   f"{'on' if config.token else 'off: set ' + env('WALLBOARD_TOKEN')}; runner API {api})", err=True)
         while not stop.wait(1.0):
             pass
     finally:

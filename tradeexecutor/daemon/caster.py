@@ -178,7 +178,7 @@ class Caster:
             self.journal("cast_failed", target=None, reason=str(exc))
             return
         if record is not None and record.target is not None:
-            self._apply(record.target, by=record.by or "cast.json", announce=True)
+            self._apply(record.target, by=record.by or self.file.path.name, announce=True)
 
     def check_file(self) -> None:
         """Take up a target written to cast.json since it was last read (by ``runs cast``)."""
@@ -193,7 +193,7 @@ class Caster:
             return
         target = record.target if record is not None else None
         if target != self.target:
-            self._apply(target, by=(record.by if record else "") or "cast.json", announce=True)
+            self._apply(target, by=(record.by if record else "") or self.file.path.name, announce=True)
 
     def set_target(self, text: str | None, by: str = "control") -> None:
         """Cast to ``text`` from now on (None, "" or "-": stop), recorded in cast.json; from a control command."""

@@ -13,9 +13,9 @@ committed either; the crash's own ``crashed`` line is then committed in a job of
 has no other way to write the ledger.
 
 Two commits per bar. The cycle job first manages positions on the new bar — pending fills,
-stop-loss, take-profit and trailing stop, marks, the valuation — and saves that together with
-the replay cursor (``replay_cursor``); only then, when a cycle is due, does the strategy decide,
-and the decision's trades are saved with ``last_completed_cycle``. So a strategy that raises,
+stop-loss, take-profit and trailing stop, marks, the valuation, the risk limits — and saves that
+together with the bar's close time (``last_bar_at``); only then, when a cycle is due, does the
+strategy decide, and the decision's orders are saved with ``last_completed_cycle``. So a strategy that raises,
 hangs or is killed can never undo or hold up what happened to its positions.
 
 Cycles come from the clock, not from a precomputed array: ``CycleSchedule`` tells, from the

@@ -36,11 +36,10 @@ from tradeexecutor.layout import RunFiles
 from tradeexecutor.runstate import RunState, image_key
 from tradeexecutor.runstate.figures import FigureCounter
 from tradeexecutor.state import State
-from tradeexecutor.stats import write_trades_csv
 from tradeexecutor.stats.formatting import key_figures
 from tradeexecutor.stats.running import RunningSummary
-from tradeexecutor.store.codec import PositionFragments
-from tradeexecutor.store.publish import publish
+from tradeexecutor.stats.trades_csv import TradesCsv
+from tradeexecutor.store.publish import PublishCache, publish
 from tradeexecutor.visual.renderer import ChartRenderer
 from tradeexecutor.visual.series import DeltaFeed
 
@@ -54,11 +53,11 @@ class Publisher:
     """Writes what the loop did into RunState; the loop's only RunState writer besides crash records."""
 
     def __init__(self, runstate: RunState, feed: PriceFeed, clock: Clock, *,
-                 chart_seconds: float = 10.0,
+                 chart_seconds: float, chart_timeout: float, publish_seconds: float,
                  next_cycle_at: Callable[[], datetime | None] = lambda: None,
-                 chart_timeout: float = 120.0, wake: Callable[[], object] | None = None,
+                 wake: Callable[[], object] | None = None,
                  extra: dict[str, Any] | None = None, files: RunFiles | None = None,
-                 publish_seconds: float = 2.0, metadata: dict[str, Any] | None = None) -> None:
+                 metadata: dict[str, Any] | None = None) -> None:
         self.runstate = runstate
         self.feed = feed
         self.clock = clock
@@ -88,7 +87,10 @@ class Publisher:
         self._last_publish: float | None = None
         self._publish_cost = 0.0  # wall seconds the last publication took
         self._figures = FigureCounter()
-        self._fragments = PositionFragments()
+        #: Kept parts of the public files (state.json and its gzip, positions.json).
+        self._published = PublishCache()
+        #: orders.csv, with the lines of finished positions kept between publications.
+        self._orders_csv = TradesCsv()
 
     # -- after each job ---------------------------------------------------------------------
 
@@ -127,8 +129,8 @@ class Publisher:
             "completed_cycle": snapshot.completed_cycle,
             "key_figures": key_figures(summary),
         }
-        publish(state, self.files, metadata=metadata, orders_csv_writer=write_trades_csv, now=self.clock.now(),
-                fragments=self._fragments)
+        publish(state, self.files, metadata=metadata, orders_csv_writer=self._orders_csv, now=self.clock.now(),
+                cache=self._published)
         self._publish_cost = time.perf_counter() - started
 
     def _publish_due(self) -> bool:

@@ -235,17 +235,23 @@ class Daemon:
         self.lock.release()
 
 
-def replay_cycle_interval(due: np.ndarray, replay_seconds: float) -> float | None:
-    """Wall-clock seconds between strategy cycles of a replay: the median bars per cycle times the replay pace.
+def replay_cycle_interval(due: np.ndarray, replay_seconds: float, *,
+                          real_pace: timedelta | None = None) -> float | None:
+    """Wall-clock seconds between strategy cycles: the median bars per cycle times the replay pace.
 
     A daily strategy on hourly bars replayed at 1 s a bar cycles every 24 s; alert rules compare
     how late data and cycles are with this (tradeexecutor_cycle_interval_seconds). None without cycles.
+    A feed that follows growing files (``real_pace``: the strategy's cycle duration) delivers new
+    bars at the pace they are written once the loaded ones are replayed, so its cycles are that far
+    apart: a daily strategy's newest bar is rightly up to a day old, which must not look stale.
     """
     steps = np.flatnonzero(due)
-    if len(steps) == 0:
-        return None
-    bars_per_cycle = float(np.median(np.diff(steps))) if len(steps) > 1 else 1.0
-    return bars_per_cycle * replay_seconds
+    replayed = None
+    if len(steps):
+        replayed = (float(np.median(np.diff(steps))) if len(steps) > 1 else 1.0) * replay_seconds
+    if real_pace is None:
+        return replayed
+    return max(replayed or 0.0, real_pace.total_seconds())
 
 
 def build_daemon(config: DaemonConfig, *, clock: Clock | None = None, journal: EventSink | None = None,
@@ -327,7 +333,8 @@ def build_daemon(config: DaemonConfig, *, clock: Clock | None = None, journal: E
                                     "strategy_version": strategy.version,
                                     "parameters": dict(strategy.parameters)})
     due = cycle_times(market.timeline_ns, strategy.cycle_duration, config.cycle_offset)
-    runstate.update(cycle_interval_seconds=replay_cycle_interval(due, config.feed.replay_seconds))
+    runstate.update(cycle_interval_seconds=replay_cycle_interval(
+        due, config.feed.replay_seconds, real_pace=strategy.cycle_duration if config.feed.follow else None))
     caster = build_caster(config, market, files, journal, clock, title=strategy.name,
                           source={"name": strategy.name, "executor_id": runstate.executor_id, "mode": config.mode})
     daily = DailySummary(config.notify.summary_time, runstate, journal, clock.now) if notifier else None

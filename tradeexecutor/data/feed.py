@@ -9,8 +9,8 @@ step, so a feed can never leak the future into a cycle.
   pass in a fraction of a second. Its ``cursor`` is persisted as ``state.replay_cursor`` and
   restored with ``restore(cursor)`` after a restart, so no bar is played twice.
 - :class:`~tradeexecutor.data.follow.FollowFeed` appends candles to its MarketData as they close
-  (lines appended to a candle file); an exchange adapter (a later issue) implements the same
-  protocol over candles the exchange publishes.
+  (lines appended to a candle file). A feed of an exchange's candles would implement the same
+  protocol; ``venue/ccxt_candles.py`` polls them but is not a feed of the daemon yet.
 
 Progress is the close time of the last bar processed (``state.last_bar_at``), not a step
 index: the same time is the same bar whatever history was loaded at start-up, so

@@ -240,28 +240,21 @@ class PriceConfig:
         (), flag="--symbols", env="SIM_SYMBOLS", multiple=True, parse=split_list,
         help="Markets as BASE/QUOTE, repeatable or comma-separated; each replays the data symbol BASEQUOTE or BASE. "
              "Default: every symbol of the bundled data (EURUSD as EUR/USD), or BTC/USDT.")
-    speed: float | None = setting(None, env="SIM_SPEED", kind=float,
+    speed: float | None = setting(None, env="SIM_SPEED", kind=float, above=0,
                                   help="Seconds of history replayed per second (3600 plays hourly bars as 1-second "
                                        "candles). Default: one recorded bar per second.")
-    history: int = setting(1000, env="SIM_HISTORY", help="Bars already closed at start, for clients' warm-up.")
+    history: int = setting(1000, env="SIM_HISTORY", minimum=0, maximum=100_000, help="Bars already closed at start, for clients' warm-up.")
     random_walk_seed: int | None = setting(None, flag="--random-walk", env="SIM_RANDOM_WALK", kind=int,
                                            help="Price the markets with a seeded random walk of 1-second bars instead "
                                                 "of replaying data.")
-    start_price: float = setting(100.0, env="SIM_START_PRICE", help="First price of the random walk.")
-    volatility: float = setting(0.0005, env="SIM_VOLATILITY",
+    start_price: float = setting(100.0, env="SIM_START_PRICE", above=0, help="First price of the random walk.")
+    volatility: float = setting(0.0005, env="SIM_VOLATILITY", minimum=0, maximum=0.1,
                                 help="Random walk: standard deviation of each 1-second log return.")
     min_notional: Decimal = setting(Decimal("5"), env="SIM_MIN_NOTIONAL", parse=_option_decimal("--min-notional"),
                                     text_default="5", help="Smallest order value in the quote asset (NOTIONAL filter).")
 
     def __post_init__(self) -> None:
-        if self.speed is not None and not (math.isfinite(self.speed) and self.speed > 0):
-            raise ConfigError(f"--speed {self.speed} must be a positive number of seconds of history per second")
-        if not 0 <= self.history <= 100_000:
-            raise ConfigError(f"--history {self.history} must be between 0 and 100000 bars")
-        if not (math.isfinite(self.start_price) and self.start_price > 0):
-            raise ConfigError(f"--start-price {self.start_price} must be positive")
-        if not (math.isfinite(self.volatility) and 0 <= self.volatility < 0.1):
-            raise ConfigError(f"--volatility {self.volatility} must be between 0 and 0.1")
+        check_settings(self)
         if self.random_walk_seed is not None and self.data:
             raise ConfigError("give --data or --random-walk, not both")
         if self.min_notional < 0:

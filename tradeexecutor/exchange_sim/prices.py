@@ -33,9 +33,13 @@ import pandas as pd
 
 from tradeexecutor.data.synthetic import generate_candles
 from tradeexecutor.errors import DataError
+from tradeexecutor.exchange_sim.config import PriceConfig
 
 #: Bars the random walk draws at a time.
 _BLOCK = 3600
+
+#: The price settings' defaults (exchange-simulator options), which the functions below default to.
+_DEFAULTS = PriceConfig()
 
 #: Where each of a bar's four path points sits, as a fraction of the bar.
 _POINTS = (0.0, 1.0 / 3.0, 2.0 / 3.0, 1.0)
@@ -262,7 +266,7 @@ def _flat(price: float) -> BarMaker:
     return make
 
 
-def replay_series(frame: pd.DataFrame, *, bar_ms: int, now_ms: int, history: int = 1000,
+def replay_series(frame: pd.DataFrame, *, bar_ms: int, now_ms: int, history: int = _DEFAULTS.history,
                   max_bars: int = 400_000) -> BarSeries:
     """Lay one symbol's candles (open, high, low, close, volume; sorted) on the clock, one per ``bar_ms``.
 
@@ -279,8 +283,9 @@ def replay_series(frame: pd.DataFrame, *, bar_ms: int, now_ms: int, history: int
     return BarSeries(start_ms, bar_ms, tuple(columns), _flat(float(columns[3][-1])), max_bars=max_bars)
 
 
-def random_walk_series(*, seed: int, now_ms: int, start_price: float = 100.0, volatility: float = 0.0005,
-                       history: int = 1000, max_bars: int = 400_000) -> BarSeries:
+def random_walk_series(*, seed: int, now_ms: int, start_price: float = _DEFAULTS.start_price,
+                       volatility: float = _DEFAULTS.volatility, history: int = _DEFAULTS.history,
+                       max_bars: int = 400_000) -> BarSeries:
     """A seeded random walk of 1-second bars, ``history`` of them before ``now_ms``, growing forever.
 
     Each hour of bars is drawn with its own seed (``seed``, block number), chained on the last

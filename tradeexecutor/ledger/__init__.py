@@ -24,11 +24,11 @@ from tradeexecutor import lazy_exports
 
 if TYPE_CHECKING:
     from tradeexecutor.ledger.directory import check_not_legacy, load_state
-    from tradeexecutor.ledger.ledger import DEFAULT_JOURNAL_KEEP, LEDGER_NAME, Job, Ledger
+    from tradeexecutor.ledger.ledger import DEFAULT_JOURNAL_KEEP, Job, Ledger
     from tradeexecutor.ledger.migrate import Migration, migrate_state_dir
     from tradeexecutor.ledger.read import LedgerContent, read_ledger
 
-_EXPORTS = {"DEFAULT_JOURNAL_KEEP": "ledger", "LEDGER_NAME": "ledger", "Job": "ledger", "Ledger": "ledger",
+_EXPORTS = {"DEFAULT_JOURNAL_KEEP": "ledger", "Job": "ledger", "Ledger": "ledger",
             "LedgerContent": "read", "read_ledger": "read",
             "check_not_legacy": "directory", "load_state": "directory", "Migration": "migrate",
             "migrate_state_dir": "migrate"}
@@ -37,7 +37,6 @@ __getattr__ = lazy_exports(__name__, _EXPORTS)
 
 __all__ = [
     "DEFAULT_JOURNAL_KEEP",
-    "LEDGER_NAME",
     "Job",
     "Ledger",
     "LedgerContent",

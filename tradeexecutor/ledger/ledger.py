@@ -41,7 +41,7 @@ from typing import Any
 
 import orjson
 
-from tradeexecutor.atomic import atomic_write_bytes, fsync_directory, temp_path_for
+from tradeexecutor.atomic import atomic_write_bytes, install_temp_file, temp_path_for
 from tradeexecutor.errors import StateCorruptError
 from tradeexecutor.ledger.files import LedgerFiles
 from tradeexecutor.ledger.orders import RowMarks, delete_rows, write_orders
@@ -52,13 +52,12 @@ from tradeexecutor.state import Portfolio, Position, State, ValuationSeries
 from tradeexecutor.store.codec import dumps_state
 from tradeexecutor.store.journal import encode_entry
 
-__all__ = ["DEFAULT_JOURNAL_KEEP", "LEDGER_NAME", "Job", "Ledger"]
-
-#: The ledger's file name in a state directory.
-LEDGER_NAME = "ledger.sqlite"
+__all__ = ["DEFAULT_JOURNAL_KEEP", "Job", "Ledger"]
 
 #: Journal lines kept in the ledger; older lines are deleted as new ones are committed.
 DEFAULT_JOURNAL_KEEP = 100_000
+#: Bytes the write-ahead log is cut back to after a checkpoint (SQLite checkpoints every 1,000 pages, 4 MiB).
+WAL_SIZE_LIMIT = 8 * 1024 * 1024
 
 _UPSERT_POSITION = ("INSERT OR REPLACE INTO positions (id, list, list_index, instrument_id, opened_at, closed_at, "
                     "quantity, realised_pnl, json, crc) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
@@ -413,6 +412,9 @@ class Ledger:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
         conn.execute("PRAGMA synchronous = FULL")
+        # SQLite reuses a WAL from its start after each checkpoint but never shrinks it: one large
+        # job (the first commit of a long history) would leave its size on disk until the executor stops.
+        conn.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT}")
         if mode != "wal":
             conn.close()
             raise StateCorruptError(f"{self.path}: cannot use write-ahead logging (journal mode {mode})")
@@ -443,9 +445,7 @@ class Ledger:
                 conn.execute("PRAGMA journal_mode = WAL")
             finally:
                 conn.close()
-            with open(tmp, "rb+") as f:
-                os.fsync(f.fileno())
-            os.replace(tmp, self.path)
+            install_temp_file(tmp, self.path)
         except BaseException:
             for leftover in (tmp, f"{tmp}-wal", f"{tmp}-shm", f"{tmp}-journal"):
                 try:
@@ -453,7 +453,6 @@ class Ledger:
                 except FileNotFoundError:
                     pass
             raise
-        fsync_directory(self.path.parent)
         self.ledger_id = ledger_id
         self._tracked = None
         self._has_state = False

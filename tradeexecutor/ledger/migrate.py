@@ -26,7 +26,7 @@ from typing import Any
 
 import orjson
 
-from tradeexecutor.atomic import atomic_write_bytes, fsync_directory
+from tradeexecutor.atomic import atomic_write_bytes, install_temp_file
 from tradeexecutor.errors import StateError
 from tradeexecutor.layout import RunFiles
 from tradeexecutor.ledger.files import LedgerFiles, check_files
@@ -184,10 +184,9 @@ def migrate_ledger(path: str | os.PathLike[str], *, journal_keep: int = DEFAULT_
     ledger = Ledger(new, journal_keep=journal_keep)
     ledger.commit(state, kept)
     ledger.close()
-    os.replace(new, files.path)
-    for stale in (files.wal, files.shm):
+    for stale in (files.wal, files.shm):  # the old file's, empty since the checkpoint; never beside the new one
         stale.unlink(missing_ok=True)
-    fsync_directory(files.path.parent)
+    install_temp_file(new, files.path)
     positions = sum(1 for _ in state.portfolio.all_positions())
     return Migration(ledger=files.path, positions=positions, journal_lines=len(kept),
                      journal_dropped=len(lines) - len(kept),

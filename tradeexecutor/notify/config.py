@@ -63,8 +63,7 @@ class NotifyConfig:
 
     events: frozenset[str] = setting(
         factory=lambda: frozenset(EVENT_KINDS), flag="--notify-events", parse=parse_event_switches, text_default="all",
-        help="Events that send a notification: all, none, or names (crash, safe_mode, health, order_filled, "
-             "order_rejected, trigger_fired, reconciliation_mismatch, risk_limit_hit, run_completed, daily_summary) "
+        help=f"Events that send a notification: all, none, or names ({', '.join(EVENT_KINDS)}) "
              "separated by commas; -name switches one off (all,-order_filled). Channels come from the "
              "TRADEEXECUTOR_NOTIFY_*_URL variables (docs/notifications.md).")
     cooldown_seconds: float = setting(

@@ -26,13 +26,12 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from tradeexecutor.errors import TradeExecutorError, UserInputError
+from tradeexecutor.errors import NotFoundError, TradeExecutorError, UserInputError
+from tradeexecutor.layout import REGISTRY_FILE
 
-__all__ = ["REGISTRY_NAME", "RUN_ID_PATTERN", "Registry", "RegistryError", "RunRecord", "RunsError", "check_ref",
+__all__ = ["RUN_ID_PATTERN", "Registry", "RegistryError", "RunRecord", "RunsError", "UnknownRunError", "check_ref",
            "read_rows"]
 
-#: File name of the registry inside the runs folder.
-REGISTRY_NAME = "registry.sqlite"
 #: Milliseconds a command waits for another one's write lock before failing.
 BUSY_TIMEOUT_MS = 30_000
 #: Run ids: ``r`` + UTC date and time + 4 random hex digits, e.g. ``r20240501-120000-a1b2`` (sortable).
@@ -57,6 +56,10 @@ CREATE TABLE IF NOT EXISTS runs (
 
 class RunsError(UserInputError):
     """A runner command cannot do what was asked (unknown run, taken ref, wrong status): exit 2."""
+
+
+class UnknownRunError(RunsError, NotFoundError):
+    """No run has the id or ref asked for: exit 2, and 404 from the runner API."""
 
 
 class RegistryError(TradeExecutorError):
@@ -114,7 +117,7 @@ class Registry:
         #: The runs folder.
         self.runs_dir = Path(runs_dir)
         #: The SQLite file.
-        self.path = self.runs_dir / REGISTRY_NAME
+        self.path = self.runs_dir / REGISTRY_FILE
         self._conn: sqlite3.Connection | None = None
         self._depth = 0
 
@@ -241,7 +244,7 @@ class Registry:
         """The run with this id or ref; RunsError naming what was looked for otherwise."""
         record = self.find(ref_or_id)
         if record is None:
-            raise RunsError(f"no run with id or ref {ref_or_id!r} in {self.runs_dir} "
+            raise UnknownRunError(f"no run with id or ref {ref_or_id!r} in {self.runs_dir} "
                             "(`tradeexecutor runs ls` lists them)")
         return record
 
@@ -261,7 +264,7 @@ def read_rows(runs_dir: Path, columns: tuple[str, ...]) -> list[dict[str, Any]]:
     unknown = set(columns) - set(_COLUMNS) - {"id"}
     if unknown:
         raise ValueError(f"no registry columns {sorted(unknown)}")
-    path = runs_dir / REGISTRY_NAME
+    path = runs_dir / REGISTRY_FILE
     if not path.is_file():
         return []
     try:

@@ -40,7 +40,7 @@ import yaml
 import tradeexecutor
 from tradeexecutor.atomic import atomic_write_bytes, atomic_write_text, fsync_directory
 from tradeexecutor.errors import ConfigError
-from tradeexecutor.layout import RunPaths
+from tradeexecutor.layout import STRATEGY_FILE, RunPaths
 from tradeexecutor.runs.registry import Registry, RunRecord, RunsError, check_ref
 from tradeexecutor.store.journal import Journal
 
@@ -134,7 +134,7 @@ def process_alive(pid: int | None) -> bool:
 
 def _spec_text(spec: RunSpec, header: str) -> str:
     data = spec.to_dict()
-    data["strategy_file"] = "strategy.py"
+    data["strategy_file"] = STRATEGY_FILE
     body = yaml.safe_dump(data, sort_keys=False, allow_unicode=True, default_flow_style=False)
     return "".join(f"# {line}\n" for line in header.splitlines()) + body
 

@@ -110,10 +110,13 @@ def write_artifacts(runs: Runs, run_id: str, ending: Mapping[str, Any] | None = 
 
 
 def start_run(runs: Runs, ref_or_id: str, *, port: int | None = None,
-              env: Mapping[str, str] = os.environ, charts: bool = True) -> StartResult:
+              env: Mapping[str, str] = os.environ, charts: bool = True, detach: bool = False) -> StartResult:
     """Start a run: a backtest to completion here; a paper run as a detached executor (returns once it answers).
 
     ``charts=False`` (a sweep's full runs) leaves a backtest's charts to ``tradeexecutor report``.
+    ``detach=True`` (the runner API, which must neither hold a request for a whole backtest nor run one
+    in the server's process, where ``stop`` would signal the server) runs a backtest as ``tradeexecutor
+    runs start RUN_ID`` in a process of its own, and returns once that process has taken the run.
     """
     record = runs.resolve(ref_or_id)
     _check_startable(record)
@@ -121,6 +124,8 @@ def start_run(runs: Runs, ref_or_id: str, *, port: int | None = None,
     spec = runs.load_run_spec(record.id)
     paths = runs.paths(record.id)
     spec.daemon_config(paths.state)  # mode live and other settings the executor refuses stop here
+    if record.mode == "backtest" and detach:
+        return _start_backtest_detached(runs, record, env, tuple(notes))
     if record.mode == "backtest":
         return _run_backtest(runs, record, tuple(notes), CastConfig.from_env(env), charts=charts)
     return _start_detached(runs, record, port or free_port(spec.core.host), env, tuple(notes))
@@ -182,6 +187,29 @@ def _run_backtest(runs: Runs, record: RunRecord, notes: tuple[str, ...], cast: C
     failed = cast_final(runs, run_id, cast)  # when cast.json names a chart: the final data, once
     cast_note = f"warning: casting the final data failed: {failed}" if failed else None
     return StartResult(runs.registry.get(run_id) or record, notes + tuple(n for n in (note, cast_note) if n))
+
+
+def _start_backtest_detached(runs: Runs, record: RunRecord, env: Mapping[str, str],
+                             notes: tuple[str, ...]) -> StartResult:
+    """``runs start RUN_ID`` in its own session (output to executor.log); returns once the run left ``new``."""
+    paths = runs.paths(record.id)
+    command = [sys.executable, "-m", "tradeexecutor.cli.main", "runs", "--runs-dir", str(runs.runs_dir), "start",
+               record.id]
+    with open(paths.executor_log, "ab") as log:
+        process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                   env=dict(env), cwd=paths.root, start_new_session=True)
+    deadline = time.monotonic() + START_WAIT_SECONDS
+    current = record
+    while time.monotonic() < deadline:
+        current = runs.registry.get(record.id) or record
+        if current.status != record.status or process.poll() is not None:
+            break
+        time.sleep(0.05)
+    current = runs.registry.get(record.id) or current
+    if current.status == record.status and process.poll() is not None:
+        reason = _last_error(paths) or f"its process exited with code {process.returncode}"
+        raise RunsError(f"run {record.label} failed to start: {reason} (see {paths.executor_log})")
+    return StartResult(current, notes)
 
 
 def _raise_on_sigterm() -> Callable[[], None]:

@@ -51,7 +51,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from tradeexecutor.config import EngineConfig, SettingPath, build_config, finite_number, walk_settings
+from tradeexecutor.config import ENV_PREFIX, EngineConfig, SettingPath, build_config, finite_number, walk_settings
 from tradeexecutor.data.bundled import BUNDLED_DATASETS
 from tradeexecutor.errors import ConfigError, UserInputError
 from tradeexecutor.strategy.loader import LoadedStrategy, load_strategy
@@ -72,8 +72,6 @@ __all__ = [
     "spec_from_dict",
 ]
 
-#: Every environment variable that overrides a spec value starts with this (as the CLI's do).
-ENV_PREFIX = "TRADEEXECUTOR_"
 #: Modes a spec may name; ``live`` is accepted here and refused when the run starts.
 SPEC_MODES = ("backtest", "paper", "live")
 #: Top-level keys of a spec.
@@ -239,9 +237,13 @@ class RunSpec:
 def load_spec(path: str | os.PathLike[str], env: Mapping[str, str] = os.environ) -> RunSpec:
     """Read and validate the YAML run spec at ``path``; environment variables in ``env`` override it."""
     spec_path = Path(path)
-    if not spec_path.exists():
+    try:
+        found, is_file = spec_path.exists(), spec_path.is_file()
+    except (OSError, ValueError) as exc:  # a name too long for the file system, a NUL byte
+        raise ConfigError(f"{str(spec_path)[:200]}: not a usable path for a run spec: {getattr(exc, 'strerror', None) or exc}") from None
+    if not found:
         raise ConfigError(f"{spec_path}: run spec not found")
-    if not spec_path.is_file():
+    if not is_file:
         raise ConfigError(f"{spec_path}: not a file; give the path of a run spec (.yaml)")
     try:
         text = spec_path.read_text(encoding="utf-8")

@@ -34,6 +34,7 @@ import numpy as np
 import yaml
 
 from tradeexecutor.atomic import atomic_write_bytes, atomic_write_text
+from tradeexecutor.layout import SweepFiles
 from tradeexecutor.runs.ranking import RANKABLE, statistic
 from tradeexecutor.runs.sweep_eval import PointResult, canonical_values, equity_curve, one_line
 from tradeexecutor.runs.sweep_pool import process_context
@@ -61,13 +62,13 @@ def finish(result: SweepResult, folder: SweepFolder, *, runs_dir: Path, progress
     if plan.options.reports != "none":
         progress.phase("reports")
         _full_runs(result, folder, runs_dir=runs_dir)
-    files = [folder.path / "results.csv", folder.path / "results.md"]
+    files = [folder.files.results_csv, folder.files.results_md]
     charts = _charts(result, curves) if plan.options.reports != "none" else {}
     if charts:
-        (folder.path / "charts").mkdir(exist_ok=True)
+        folder.files.charts.mkdir(exist_ok=True)
     for name, image in charts.items():
-        atomic_write_bytes(folder.path / "charts" / name, image)
-        files.append(folder.path / "charts" / name)
+        atomic_write_bytes(folder.files.charts / name, image)
+        files.append(folder.files.charts / name)
     atomic_write_text(files[0], results_csv(result))
     result.markdown = markdown_report(result, charts=list(charts))
     atomic_write_text(files[1], result.markdown + "\n")
@@ -154,7 +155,7 @@ def write_point_spec(result: SweepResult, row: PointResult, folder: Path) -> Pat
     data["mode"] = "backtest"
     data["name"] = f"{plan.spec.name or plan.strategy_name} [{_label(row.values)}]"
     data["strategy"] = {**data.get("strategy", {}), **row.values}
-    path = folder / "specs" / f"point-{row.index + 1:03d}.yaml"
+    path = SweepFiles(folder).point_spec(row.index)
     path.parent.mkdir(parents=True, exist_ok=True)
     header = f"# Point {row.index + 1} of a sweep of {plan.spec.source or 'a run spec'}\n"
     atomic_write_text(path, header + yaml.safe_dump(data, sort_keys=False, allow_unicode=True))

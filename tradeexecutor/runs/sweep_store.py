@@ -32,16 +32,13 @@ from typing import IO, Any
 
 from tradeexecutor.atomic import atomic_write_text
 from tradeexecutor.errors import ConfigError
+from tradeexecutor.layout import SweepFiles
 from tradeexecutor.runs.sweep_eval import PointResult, canonical_values
 
 __all__ = ["SYNC_SECONDS", "SweepFolder", "definition_fingerprint"]
 
 #: Longest time finished rows may sit in the page cache before an fsync.
 SYNC_SECONDS = 1.0
-
-DEFINITION_FILE = "sweep.json"
-POINTS_FILE = "points.jsonl"
-REPORTS_FILE = "reports.json"
 
 
 def definition_fingerprint(definition: Mapping[str, Any]) -> str:
@@ -55,9 +52,11 @@ class SweepFolder:
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        self.points_path = self.path / POINTS_FILE
-        self.definition_path = self.path / DEFINITION_FILE
-        self.reports_path = self.path / REPORTS_FILE
+        #: The names of its files.
+        self.files = SweepFiles(self.path)
+        self.points_path = self.files.points
+        self.definition_path = self.files.definition
+        self.reports_path = self.files.reports
         self._handle: IO[str] | None = None
         self._synced = 0.0
 
@@ -73,7 +72,7 @@ class SweepFolder:
                                   "another --output")
             return {}
         if not exists:
-            raise ConfigError(f"{self.path}: nothing to resume (no {DEFINITION_FILE}); run the sweep without --resume")
+            raise ConfigError(f"{self.path}: nothing to resume (no {self.definition_path.name}); run the sweep without --resume")
         try:
             stored = json.loads(self.definition_path.read_text(encoding="utf-8"))
             old = stored["fingerprint"]

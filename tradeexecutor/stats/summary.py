@@ -20,7 +20,7 @@ import functools
 import math
 import os
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tradeexecutor.atomic import atomic_write_bytes
 from tradeexecutor.state import Order, OrderStatus, State
 from tradeexecutor.stats.formatting import SUMMARY_ROWS, format_figure
 
@@ -39,6 +38,7 @@ __all__ = [
     "order_counts",
     "summarise_windows",
     "summary_table",
+    "trade_record",
     "trades_frame",
     "write_trades_csv",
 ]
@@ -139,11 +139,16 @@ class Summary:
     def to_dict(self) -> dict[str, Any]:
         """A JSON-safe dict: NaN and infinities become None, so ``json.dumps`` never fails."""
         result: dict[str, Any] = {}
-        for key, value in asdict(self).items():
+        for key in _SUMMARY_FIELDS:  # every field is a scalar: no deep copy (asdict) after each cycle
+            value = getattr(self, key)
             if isinstance(value, float) and not math.isfinite(value):
                 value = None
             result[key] = value
         return result
+
+
+#: Summary's field names, in declaration order.
+_SUMMARY_FIELDS = tuple(item.name for item in fields(Summary))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -466,7 +471,7 @@ def trades_frame(state: State) -> pd.DataFrame:
     """
     symbols = {instrument.id: instrument.symbol for instrument in state.instruments}
     orders = sorted(state.portfolio.all_orders(), key=lambda o: o.id)
-    records = [_trade_record(order, symbols) for order in orders]
+    records = [trade_record(order, symbols) for order in orders]
     frame = pd.DataFrame.from_records(records, columns=list(TRADE_COLUMNS))
     for column in ("planned_at", "executed_at"):
         frame[column] = pd.to_datetime(frame[column], utc=True).astype("datetime64[us, UTC]")
@@ -490,20 +495,17 @@ def trades_frame(state: State) -> pd.DataFrame:
 def write_trades_csv(state: State, path: str | os.PathLike[str]) -> Path:
     """Write trades_frame(state) as CSV, atomically, so a reader never sees a half-written file.
 
-    Times are ISO 8601 (``2024-01-02T00:00:00+00:00``); missing values are empty cells.
-    Returns the path written.
+    Times are ISO 8601 (``2024-01-02T00:00:00+00:00``); missing values are empty cells. The rows
+    are formatted by :class:`~tradeexecutor.stats.trades_csv.TradesCsv` (the same bytes as the
+    frame's ``to_csv``), which a running executor keeps between publications. Returns the path written.
     """
-    frame = trades_frame(state)
-    for column in ("planned_at", "executed_at"):
-        frame[column] = [_iso_datetime(value) for value in frame[column]]
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(target, frame.to_csv(index=False, lineterminator="\n").encode("utf-8"))
-    return target
+    from tradeexecutor.stats.trades_csv import TradesCsv  # it builds on this module's trade_record
+
+    return TradesCsv()(state, path)
 
 
-def _trade_record(order: Order, symbols: dict[int, str]) -> dict[str, Any]:
-    """The TRADE_COLUMNS values of one order."""
+def trade_record(order: Order, symbols: dict[int, str]) -> dict[str, Any]:
+    """The TRADE_COLUMNS values of one order (times as aware datetimes, None where missing)."""
     sign = 1.0 if order.is_buy else -1.0
     if order.fills:
         value: float | None = order.filled_value
@@ -584,13 +586,6 @@ def _ms(moment: datetime) -> int:
 def _iso_ms(ms: int) -> str:
     """Epoch milliseconds as ISO 8601 UTC text."""
     return (_EPOCH + timedelta(milliseconds=ms)).isoformat()
-
-
-def _iso_datetime(value: Any) -> str:
-    """A pandas Timestamp as ISO 8601 text, or an empty string for NaT."""
-    if value is None or pd.isna(value):
-        return ""
-    return str(pd.Timestamp(value).isoformat())
 
 
 def _index_ms(index: pd.Index) -> np.ndarray:

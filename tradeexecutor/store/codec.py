@@ -35,6 +35,7 @@ from typing import Any
 import orjson
 
 from tradeexecutor.errors import SchemaVersionError, StateCorruptError
+from tradeexecutor.kept_rows import Appended
 from tradeexecutor.state import (
     SCHEMA_VERSION,
     Fill,
@@ -60,6 +61,7 @@ __all__ = [
     "check_schema_version",
     "dumps_json",
     "dumps_state",
+    "dumps_state_parts",
     "fill_from_dict",
     "fill_to_dict",
     "gc_paused",
@@ -227,27 +229,124 @@ def position_to_dict(p: Position) -> dict[str, Any]:
 
 
 class PositionFragments:
-    """Encoded JSON of closed and failed positions, kept because such positions never change.
+    """Encoded JSON of what a state only appends to, kept between writes of the same state.
 
     A running executor writes its whole state again and again (compaction, the public /state
-    snapshot); with this cache only the positions that closed since the last write are encoded.
-    An entry is reused only for the very same Position object with the same number of orders, so
-    a reloaded state or a changed position is encoded afresh. One cache per state owner.
+    snapshot); with this cache each write encodes only what changed since the last one:
+
+    - closed and failed positions, which never change once in those lists: encoded as they are
+      appended, in blocks of :data:`POSITION_BLOCK` positions kept once complete;
+    - the valuation columns, which grow a row per cycle: encoded in blocks of
+      :data:`COLUMN_BLOCK` rows, a block kept once a later row exists (only the newest row of a
+      series may be replaced in place, see ``ValuationSeries.append``).
+
+    A list is followed by identity, length and last item, a column by identity and length: a
+    reloaded state, a replaced list or a shrunk column is encoded afresh. The bytes are exactly
+    those of encoding without the cache. A kept block is the same ``bytes`` object from write
+    to write, which lets :func:`dumps_state_parts`'s callers keep work done on it (the gzip of
+    the public snapshot). One cache per state owner.
     """
 
     def __init__(self) -> None:
-        self._cache: dict[int, tuple[int, int, orjson.Fragment]] = {}
+        self._lists: dict[str, tuple[Appended[Position], _Blocks]] = {}
+        self._columns: dict[str, tuple[Any, _Blocks]] = {}
+        #: While dumps_state_parts runs: the pieces of each array, in the order of their markers.
+        self._parts: list[list[bytes]] | None = None
 
-    def __call__(self, position: Position) -> orjson.Fragment:
-        entry = self._cache.get(position.id)
-        if entry is not None and entry[0] == id(position) and entry[1] == len(position.orders):
-            return entry[2]
-        fragment = orjson.Fragment(orjson.dumps(position_to_dict(position), default=_json_default))
-        self._cache[position.id] = (id(position), len(position.orders), fragment)
-        return fragment
+    def positions(self, name: str, positions: list[Position]) -> orjson.Fragment:
+        """The JSON array of a list of finished positions (``name`` tells the lists apart)."""
+        follower, blocks = self._lists.get(name) or (Appended(), _Blocks(POSITION_BLOCK))
+        followed, new = follower.appended(positions)
+        if not followed:
+            blocks = _Blocks(POSITION_BLOCK)
+        self._lists[name] = (follower, blocks)
+        if new:
+            blocks.add([orjson.dumps(position_to_dict(p), default=_json_default) for p in new])
+        return self._array(blocks.pieces())
 
-    def __len__(self) -> int:
-        return len(self._cache)
+    def column(self, name: str, values: Any) -> orjson.Fragment:
+        """The JSON array of a valuation column (an ``array``), its complete blocks kept."""
+        rows = len(values)
+        known, blocks = self._columns.get(name) or (None, _Blocks(COLUMN_BLOCK))
+        if known is not values or rows < blocks.items:
+            blocks = _Blocks(COLUMN_BLOCK)
+        self._columns[name] = (values, blocks)  # held, so its id cannot be reused by another column
+        # A block is kept once a row after it exists: only the newest row may change in place.
+        complete = (rows - 1) // COLUMN_BLOCK * COLUMN_BLOCK if rows else 0
+        while blocks.items < complete:
+            start = blocks.items
+            blocks.add_block(_dumps_rows(values[start:start + COLUMN_BLOCK]), COLUMN_BLOCK)
+        return self._array(blocks.pieces(_dumps_rows(values[blocks.items:])))
+
+    def _array(self, pieces: list[bytes]) -> orjson.Fragment:
+        """The array as one fragment, or a marker for dumps_state_parts to replace by its pieces."""
+        if self._parts is not None:
+            self._parts.append(pieces)
+            return orjson.Fragment(b"\x00%d\x00" % (len(self._parts) - 1))
+        return orjson.Fragment(b"".join(pieces))
+
+
+#: Finished positions encoded together and kept once complete.
+POSITION_BLOCK = 32
+#: Rows of a valuation column encoded together and kept once complete.
+COLUMN_BLOCK = 1024
+
+
+def _dumps_rows(values: Any) -> bytes:
+    """Rows of a column as JSON array items without brackets (a typed or numpy array's tolist; a list as it is)."""
+    rows = values.tolist() if hasattr(values, "tolist") else list(values)
+    return orjson.dumps(rows, default=_json_default)[1:-1]
+
+
+#: Kept blocks of one size merged into one block of the next (so an array of n items is O(log n) pieces).
+BLOCK_MERGE = 16
+
+
+class _Blocks:
+    """The body of a growing JSON array as complete blocks of ``size`` items and a tail.
+
+    A block after the first carries its separating comma (``,a,b,c``), so the array's pieces are
+    the blocks themselves, one after another, with no small piece between them. Every
+    :data:`BLOCK_MERGE` blocks of one level are joined into one block of the next, so a long array
+    is a few dozen pieces, not thousands (a new, larger block is encoded and compressed once).
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.blocks: list[bytes] = []
+        self._levels: list[int] = []  # each block's level: 0 for size items, 1 for BLOCK_MERGE of those...
+        self.items = 0  # items in complete blocks
+        self.open: list[bytes] = []  # encoded items after them (lists of positions only)
+        self._joined_open = b""  # those joined, the same object until an item is added
+
+    def add(self, encoded: list[bytes]) -> None:
+        """Items appended to a list of positions: complete blocks are joined and kept."""
+        self.open.extend(encoded)
+        while len(self.open) >= self.size:
+            self.add_block(b",".join(self.open[:self.size]), self.size)
+            del self.open[:self.size]
+        self._joined_open = self._tail(b",".join(self.open))
+
+    def add_block(self, block: bytes, items: int) -> None:
+        self.blocks.append(self._tail(block))
+        self._levels.append(0)
+        self.items += items
+        levels = self._levels
+        while len(levels) >= BLOCK_MERGE and len(set(levels[-BLOCK_MERGE:])) == 1:
+            level = levels[-1]
+            merged = b"".join(self.blocks[-BLOCK_MERGE:])
+            del self.blocks[-BLOCK_MERGE:], levels[-BLOCK_MERGE:]
+            self.blocks.append(merged)
+            levels.append(level + 1)
+
+    def _tail(self, items: bytes) -> bytes:
+        """Items that follow the kept blocks, with the comma that separates them from those."""
+        return b"," + items if items and self.blocks else items
+
+    def pieces(self, tail: bytes | None = None) -> list[bytes]:
+        """``[``, the blocks, the rest (``tail`` for a column, else the open items) and ``]``: the array in pieces."""
+        rest = self._joined_open if tail is None else self._tail(tail)
+        return [b"[", *self.blocks, rest, b"]"] if rest else [b"[", *self.blocks, b"]"]
 
 
 def _portfolio_to_dict(p: Portfolio, *, head_only: bool, fragments: PositionFragments | None = None) -> dict[str, Any]:
@@ -256,10 +355,12 @@ def _portfolio_to_dict(p: Portfolio, *, head_only: bool, fragments: PositionFrag
         "cash": p.cash,
         "open_positions": [position_to_dict(x) for x in p.open_positions],
     }
-    if not head_only:
-        encode: Any = fragments if fragments is not None else position_to_dict
-        d["closed_positions"] = [encode(x) for x in p.closed_positions]
-        d["failed_positions"] = [encode(x) for x in p.failed_positions]
+    if not head_only and fragments is not None:
+        d["closed_positions"] = fragments.positions("closed", p.closed_positions)
+        d["failed_positions"] = fragments.positions("failed", p.failed_positions)
+    elif not head_only:
+        d["closed_positions"] = [position_to_dict(x) for x in p.closed_positions]
+        d["failed_positions"] = [position_to_dict(x) for x in p.failed_positions]
     d["next_position_id"] = p.next_position_id
     d["next_order_id"] = p.next_order_id
     d["next_fill_id"] = p.next_fill_id
@@ -289,6 +390,8 @@ def _state_to_dict(s: State, *, head_only: bool = False, fragments: PositionFrag
             "cash": v.cash,
             "exposure": v.exposure,
         }
+        if fragments is not None:
+            d["valuations"] = {key: fragments.column(key, column) for key, column in d["valuations"].items()}
     d["last_completed_cycle"] = s.last_completed_cycle
     d["cycles_completed"] = s.cycles_completed
     d["replay_cursor"] = s.replay_cursor
@@ -341,13 +444,37 @@ def state_to_dict(state: State) -> dict[str, Any]:
 def dumps_state(state: State, fragments: PositionFragments | None = None) -> bytes:
     """The state as compact UTF-8 JSON ending in a newline: the content of a full snapshot file.
 
-    Pass the owner's ``fragments`` cache to encode only positions closed since the last call.
+    Pass the owner's ``fragments`` cache to encode only what changed since the last call.
     """
+    if fragments is not None:
+        return b"".join(dumps_state_parts(state, fragments))
     with gc_paused():
-        d = _state_to_dict(state, fragments=fragments)
+        d = _state_to_dict(state)
         data = dumps_json(d)
         del d  # freed while the collector is still paused
     return data
+
+
+def dumps_state_parts(state: State, fragments: PositionFragments) -> list[bytes]:
+    """dumps_state's bytes in pieces whose join is the file: kept blocks are the same objects from call to call.
+
+    The arrays that only grow are written as markers (a NUL byte, which encoded JSON never holds:
+    orjson escapes control characters in strings) and replaced by their pieces.
+    """
+    fragments._parts = []  # noqa: SLF001 - the cache and this function are one mechanism
+    try:
+        with gc_paused():
+            skeleton = dumps_json(_state_to_dict(state, fragments=fragments))
+        arrays = fragments._parts  # noqa: SLF001
+    finally:
+        fragments._parts = None  # noqa: SLF001
+    parts: list[bytes] = []
+    for index, text in enumerate(skeleton.split(b"\x00")):
+        if index % 2:
+            parts.extend(arrays[int(text)])
+        else:
+            parts.append(text)
+    return parts
 
 
 # --------------------------------------------------------------------------------------------

@@ -55,7 +55,7 @@ import orjson
 
 from tradeexecutor.atomic import fsync_append
 
-__all__ = ["ENTRY_KEYS", "EVENTS", "LEVELS", "Journal", "encode_entry", "entry_from_json", "level_rank", "parse_level"]
+__all__ = ["ENTRY_KEYS", "EVENTS", "LEVELS", "Journal", "Tail", "encode_entry", "entry_from_json", "level_rank", "parse_level"]
 
 #: Journal levels, least severe first; a level filter keeps entries at or above the level asked.
 LEVELS: tuple[str, ...] = ("debug", "info", "warning", "error")
@@ -325,3 +325,34 @@ def _lines_backwards(handle: BinaryIO) -> Iterator[bytes]:
                 yield line
     if not tail_pending and carry.strip():
         yield carry
+
+
+def _entry_key(entry: dict[str, Any]) -> bytes:
+    return orjson.dumps(entry, option=orjson.OPT_SORT_KEYS, default=str)
+
+
+class Tail:
+    """Remembers what was shown, so polling by ``since`` of the newest entry prints each entry once.
+
+    ``since`` is inclusive on the server, so entries stamped with the newest time seen come back
+    on the next poll; they are recognised and skipped.
+    """
+
+    def __init__(self) -> None:
+        self.last_at: str | None = None
+        self._at_last: set[bytes] = set()
+
+    def new(self, entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        fresh = []
+        for entry in entries:
+            at = entry.get("at")
+            key = _entry_key(entry)
+            if at is not None and at == self.last_at and key in self._at_last:
+                continue
+            fresh.append(entry)
+            if isinstance(at, str):
+                if at != self.last_at:
+                    self.last_at = at
+                    self._at_last = set()
+                self._at_last.add(key)
+        return fresh

@@ -11,7 +11,9 @@ Routes:
 - ``PUT /wallboard/{page}/{chart}`` — a job casts chart data (``tradeexecutor.cast``) with
   ``Authorization: Bearer <TRADEEXECUTOR_WALLBOARD_TOKEN>``; ``DELETE`` removes the chart;
 - ``GET /api/wallboard`` — every page and chart (names, titles, sources, times);
-- ``GET /ping``, ``GET /healthz`` — liveness; /healthz fails when polling has stopped.
+- ``GET /ping``, ``GET /healthz`` — liveness; /healthz fails when polling has stopped;
+- ``/api/runs...`` — the runner API, every ``tradeexecutor runs`` verb over HTTP, behind basic auth
+  (:mod:`tradeexecutor.wallboard.runner_api`).
 
 Every error is the JSON shape of :mod:`tradeexecutor.web`; the token is compared in constant
 time and never logged. Reading the board needs no credentials: put it behind the same proxy as
@@ -34,6 +36,7 @@ from pyramid.response import Response
 from tradeexecutor.cast import MAX_BODY_BYTES, WALLBOARD_TOKEN_ENV, check_name
 from tradeexecutor.wallboard.charts import ChartsFull, ChartStore
 from tradeexecutor.wallboard.poller import Poller
+from tradeexecutor.wallboard.runner_api import Runner, include_runner_api
 from tradeexecutor.wallboard.settings import WallboardConfig
 from tradeexecutor.web import (
     LOGGER_SETTING,
@@ -224,8 +227,13 @@ def healthz(request: Request) -> Response:
 # The app
 
 
-def create_app(config: WallboardConfig, poller: Poller, charts: ChartStore) -> Callable[..., Any]:
-    """The WSGI app of the wallboard; the caller starts the poller and serves the app."""
+def create_app(config: WallboardConfig, poller: Poller, charts: ChartStore,
+               runner: Runner | None = None) -> Callable[..., Any]:
+    """The WSGI app of the wallboard; the caller starts the poller and serves the app.
+
+    ``runner`` does the runner API's work (the CLI's ``runs.verbs.RunVerbs`` over ``--runs-dir``);
+    without it the API answers 404.
+    """
     configurator = Configurator(settings={_SETTINGS: (config, poller, charts), LOGGER_SETTING: logger.name})
     configurator.include(include_errors)
     add_json_route(configurator, "fleet", "/", fleet_page)
@@ -238,4 +246,5 @@ def create_app(config: WallboardConfig, poller: Poller, charts: ChartStore) -> C
     add_json_route(configurator, "chart", "/wallboard/{page}/{chart}", chart_view, methods=("GET", "PUT", "DELETE"))
     add_json_route(configurator, "ping", "/ping", ping)
     add_json_route(configurator, "healthz", "/healthz", healthz)
+    include_runner_api(configurator, config, runner)
     return configurator.make_wsgi_app()

@@ -10,6 +10,10 @@ Credentials of executors with basic auth come from the environment, by name, nev
 flag: ``TRADEEXECUTOR_WALLBOARD_<NAME>_USERNAME`` and ``..._PASSWORD`` for one executor (NAME
 upper-cased, other characters as ``_``), else the fleet's ``TRADEEXECUTOR_WEBHOOK_USERNAME`` and
 ``TRADEEXECUTOR_WEBHOOK_PASSWORD``. The wallboard shows which variables it used, never a value.
+
+The runner API (``/api/runs``, ``wallboard/runner_api.py``) has credentials of its own,
+``TRADEEXECUTOR_RUNNER_USERNAME`` and ``_PASSWORD``: who may start and stop runs is not who the
+wallboard is to the executors it polls.
 """
 
 from __future__ import annotations
@@ -22,14 +26,15 @@ from pathlib import Path
 
 from tradeexecutor.config import check_settings, setting
 from tradeexecutor.errors import ConfigError
+from tradeexecutor.settings import DEFAULT_PORT as EXECUTOR_DEFAULT_PORT
 
 __all__ = ["DEFAULT_EXECUTOR_PORT", "Credentials", "ExecutorTarget", "WallboardConfig", "credentials_for",
            "parse_executor", "parse_executors"]
 
 #: The wallboard's own port.
 DEFAULT_PORT = 8090
-#: The webhook's port when a service name comes without one.
-DEFAULT_EXECUTOR_PORT = 3456
+#: The webhook's port when a service name comes without one: the executor's default.
+DEFAULT_EXECUTOR_PORT = EXECUTOR_DEFAULT_PORT
 #: Prefix of per-executor credential variables.
 CREDENTIALS_PREFIX = "TRADEEXECUTOR_WALLBOARD_"
 #: The fleet-wide credentials, the executors' own variables.
@@ -150,8 +155,15 @@ class WallboardConfig:
     token: str | None = setting(None, env="WALLBOARD_TOKEN", secret=True,
                                 help="Bearer token jobs must send to cast charts; without it casting is refused "
                                      "(403). Give it through the environment variable, not the command line.")
+    runner_username: str | None = setting(
+        None, env="RUNNER_USERNAME", secret=True, help="Username of the runner API (/api/runs, basic auth); the API is off (403) "
+                                          "unless both it and the password are set, and needs --runs-dir.")
+    runner_password: str | None = setting(None, env="RUNNER_PASSWORD", secret=True,
+                                          help="Password of the runner API. Give it through the environment "
+                                               "variable, not the command line.")
     threads: int = setting(4, env="WALLBOARD_THREADS", minimum=1, maximum=64,
-                           help="Worker threads of the web server.")
+                           help="Worker threads of the web server (a runner API log stream holds one while it "
+                                "lasts; at most half of them stream at once).")
     log_level: str = setting("info", choices=("debug", "info", "warning", "error"), help="Log verbosity on stderr.")
     #: Where credentials are looked up (os.environ in the CLI).
     environ: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
@@ -159,6 +171,11 @@ class WallboardConfig:
     def __post_init__(self) -> None:
         check_settings(self)
         object.__setattr__(self, "token", self.token or None)
+        object.__setattr__(self, "runner_username", self.runner_username or None)
+        object.__setattr__(self, "runner_password", self.runner_password or None)
+        if (self.runner_username is None) != (self.runner_password is None):
+            raise ConfigError("the runner API needs both TRADEEXECUTOR_RUNNER_USERNAME and TRADEEXECUTOR_RUNNER_PASSWORD "
+                              "(or neither, to keep it off)")
         if not 1 <= self.refresh_seconds <= 3600:
             raise ConfigError(f"--refresh-seconds {self.refresh_seconds:g} must be between 1 and 3600")
         if not 0.1 <= self.timeout_seconds <= self.refresh_seconds:

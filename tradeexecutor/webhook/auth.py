@@ -20,13 +20,13 @@ CORS is off unless ``WebhookOptions.cors_origins`` lists origins: a response to 
 ``Access-Control-Allow-Origin`` for that origin, and a preflight (``OPTIONS`` with
 ``Access-Control-Request-Method``) from it is answered with 204 before auth, since browsers
 send preflights without credentials.
+
+The credential check and the cross-site rule are :mod:`tradeexecutor.web.auth`'s, shared with
+the runner API.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hmac
 import logging
 from collections.abc import Callable
 
@@ -35,8 +35,8 @@ from pyramid.registry import Registry
 from pyramid.request import Request
 from pyramid.response import Response
 
+from tradeexecutor.web.auth import allowed_origin, credentials_match, cross_site, unauthorized
 from tradeexecutor.webhook.app import get_options, json_error
-from tradeexecutor.webhook.options import WebhookOptions
 
 logger = logging.getLogger("tradeexecutor.webhook")
 
@@ -54,62 +54,10 @@ CORS_MAX_AGE = "600"
 
 Handler = Callable[[Request], Response]
 
-#: Methods that change something, refused when a browser sends them from another site.
-UNSAFE_METHODS: frozenset[str] = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-
 
 def _raw_path(request: Request) -> str:
     """PATH_INFO exactly as received (WSGI latin-1 text), never raising on bad UTF-8."""
     return str(request.environ.get("PATH_INFO", ""))
-
-
-def parse_basic_auth(header: str | None) -> tuple[bytes, bytes] | None:
-    """``"Basic dXNlcjpwdw=="`` → ``(b"user", b"pw")``; None when the header is missing or malformed."""
-    if not header:
-        return None
-    scheme, _, encoded = header.strip().partition(" ")
-    if scheme.lower() != "basic" or not encoded.strip():
-        return None
-    try:
-        decoded = base64.b64decode(encoded.strip().encode("ascii"), validate=True)
-    except (binascii.Error, UnicodeEncodeError, ValueError):
-        return None
-    username, colon, password = decoded.partition(b":")
-    if not colon:
-        return None
-    return username, password
-
-
-def credentials_match(options: WebhookOptions, header: str | None) -> bool:
-    """True when the Authorization header carries the configured username and password.
-
-    Both halves are compared with ``hmac.compare_digest`` every time, even when the username
-    is already wrong, so timing reveals neither.
-    """
-    expected_user = (options.auth_username or "").encode("utf-8")
-    expected_password = (options.auth_password or "").encode("utf-8")
-    given = parse_basic_auth(header)
-    # Compare against something of the right type even when nothing usable was sent.
-    user, password = given if given is not None else (b"", b"")
-    user_ok = hmac.compare_digest(user, expected_user)
-    password_ok = hmac.compare_digest(password, expected_password)
-    return given is not None and user_ok and password_ok
-
-
-def unauthorized() -> Response:
-    """The 401 answer: the JSON error shape plus the basic-auth challenge."""
-    response = json_error(401, "authentication required")
-    response.headers["WWW-Authenticate"] = f'Basic realm="{REALM}"'
-    return response
-
-
-def allowed_origin(options: WebhookOptions, origin: str | None) -> str | None:
-    """The origin to echo in ``Access-Control-Allow-Origin``, or None when CORS does not allow it."""
-    if not origin or not options.cors_origins:
-        return None
-    if origin in options.cors_origins or "*" in options.cors_origins:
-        return origin
-    return None
 
 
 def _add_cors_headers(response: Response, origin: str) -> None:
@@ -132,36 +80,19 @@ def _preflight(origin: str) -> Response:
     return response
 
 
-def cross_site(options: WebhookOptions, request: Request) -> bool:
-    """True for a state-changing request a browser sent from another site (see the module's docstring)."""
-    if request.method not in UNSAFE_METHODS:
-        return False
-    if request.headers.get("Sec-Fetch-Site", "").lower() == "cross-site":
-        return True
-    origin = request.headers.get("Origin")
-    if origin is None:
-        return False  # not a browser's cross-origin request: browsers send Origin with every cross-origin POST
-    if allowed_origin(options, origin) is not None:
-        return False
-    # Same origin: the Origin's host[:port] is the Host the request was sent to (the scheme may differ
-    # behind a proxy that ends TLS). "null" (a sandboxed page, a file) never matches.
-    _, _, authority = origin.partition("://")
-    return not authority or authority.lower() != request.host.lower()
-
-
 def auth_tween_factory(handler: Handler, registry: Registry) -> Handler:
     """The tween: answer CORS preflights, refuse unauthenticated requests, add CORS headers on the way out."""
 
     def auth_tween(request: Request) -> Response:
         options = get_options(request)
-        origin = allowed_origin(options, request.headers.get("Origin"))
+        origin = allowed_origin(options.cors_origins, request.headers.get("Origin"))
         if (
             origin is not None
             and request.method == "OPTIONS"
             and "Access-Control-Request-Method" in request.headers
         ):
             return _preflight(origin)
-        if cross_site(options, request):
+        if cross_site(request, options.cors_origins):
             logger.info("refused cross-site %s %s from %s", request.method, _raw_path(request)[:200],
                         request.client_addr)
             response = json_error(403, "cross-site request refused: an action comes from this executor's own "
@@ -170,11 +101,12 @@ def auth_tween_factory(handler: Handler, registry: Registry) -> Handler:
         elif (
             options.auth_enabled
             and _raw_path(request) not in PUBLIC_PATHS
-            and not credentials_match(options, request.headers.get("Authorization"))
+            and not credentials_match(options.auth_username, options.auth_password,
+                                      request.headers.get("Authorization"))
         ):
             # Never log the header or what it decodes to.
             logger.info("refused unauthenticated %s request from %s", request.method, request.client_addr)
-            response = unauthorized()
+            response = unauthorized(REALM)
         else:
             response = handler(request)
         if origin is not None:

@@ -29,8 +29,8 @@ from pyramid.request import Request
 from pyramid.response import Response
 
 from tradeexecutor.layout import RunFiles
+from tradeexecutor.web.params import BadParameter, choice_param, int_param
 from tradeexecutor.webhook.app import add_json_route, get_options, json_error, json_response
-from tradeexecutor.webhook.params import BadParameter, choice_param, int_param
 
 __all__ = ["CachedFile", "FileCache", "accepts_gzip", "get_file_cache", "includeme"]
 

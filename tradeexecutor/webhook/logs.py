@@ -4,7 +4,7 @@
 from its end: ``since`` is an RFC 3339 time with its zone, a date or Unix seconds (entries at
 or after it), ``limit`` 1–1000 (default 100, the most recent matches), ``level`` one of debug,
 info, warning, error (that level and above). Values are checked as ``openapi.yaml`` declares
-them (``webhook/params.py``). ``/logs/technical?limit=&level=`` does the same for the in-memory
+them (``web/params.py``). ``/logs/technical?limit=&level=`` does the same for the in-memory
 ``options.log_buffer`` (levels up to critical). Both answer ``{"entries": [...], "count": n}``,
 oldest first; a bad parameter is a 400 naming it; a source that is not configured is a 404.
 """
@@ -17,8 +17,8 @@ from pyramid.response import Response
 
 from tradeexecutor.runstate.logbuffer import LOG_LEVELS
 from tradeexecutor.store.journal import LEVELS, Journal
+from tradeexecutor.web.params import BadParameter, choice_param, datetime_param, int_param
 from tradeexecutor.webhook.app import add_json_route, get_options, json_error, json_response
-from tradeexecutor.webhook.params import BadParameter, choice_param, datetime_param, int_param
 
 __all__ = ["MAX_LIMIT", "includeme"]
 

@@ -43,19 +43,12 @@ class WebhookOptions:
     action_wait_seconds: float = 10.0
     #: Where ``POST /control/cast`` sends the new target; None when the app runs without a loop.
     cast_sink: CastSink | None = None
-    #: /healthz fails when the next cycle is later than this many seconds.
-    health_grace_seconds: float = 60.0
-    #: /healthz fails when market data is older than this many seconds (0 disables the check).
-    data_stale_seconds: float = 0.0
+    #: When /healthz fails: the next cycle this late, market data this old (the settings' own defaults).
+    health_limits: HealthLimits = field(default_factory=HealthLimits)
     #: Recent technical log records served by /logs/technical; None disables that route (404).
     log_buffer: RingBufferHandler | None = field(default=None, repr=False, compare=False)
     #: The notifier's counts for /metrics; None when no notification channel is configured.
     notification_counts: NotificationCounts | None = field(default=None, repr=False, compare=False)
-
-    @property
-    def health_limits(self) -> HealthLimits:
-        """The two health settings as the rule takes them."""
-        return HealthLimits(self.health_grace_seconds, self.data_stale_seconds)
 
     @property
     def auth_enabled(self) -> bool:

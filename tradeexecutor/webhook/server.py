@@ -154,7 +154,7 @@ class WebhookServer:
         self,
         app: Callable[..., Any],
         host: str = "127.0.0.1",
-        port: int = 3456,
+        port: int = 0,
         threads: int = 4,
         *,
         stop_timeout: float = 5.0,

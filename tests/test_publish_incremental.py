@@ -1,0 +1,294 @@
+"""Published files built from kept parts (state.json, positions.json, orders.csv) equal the files built afresh,
+however long the run: unit checks of the caches, and a paper executor publishing over many cycles."""
+
+from __future__ import annotations
+
+import copy
+import gzip
+import random
+import zlib
+from array import array
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from test_trades_csv import grow, pandas_csv
+from tradeexecutor.backtest.runner import run_backtest
+from tradeexecutor.config import EngineConfig
+from tradeexecutor.daemon import CommandQueue, FakeClock, InMemoryTicker, build_daemon
+from tradeexecutor.data import generate_candles
+from tradeexecutor.data.source import load_market
+from tradeexecutor.kept_rows import Appended, KeptRows
+from tradeexecutor.layout import RunFiles
+from tradeexecutor.ledger import Ledger
+from tradeexecutor.settings import DaemonConfig, FeedConfig
+from tradeexecutor.state import Order, Position, State
+from tradeexecutor.stats import trades_csv
+from tradeexecutor.stats.trades_csv import TradesCsv
+from tradeexecutor.store import publish as store_publish
+from tradeexecutor.store.codec import (
+    BLOCK_MERGE,
+    COLUMN_BLOCK,
+    POSITION_BLOCK,
+    PositionFragments,
+    dumps_json,
+    dumps_state,
+    dumps_state_parts,
+)
+from tradeexecutor.store.publish import (
+    GZIP_LEVEL,
+    KEPT_PIECE_BYTES,
+    KeptGzip,
+    PositionListing,
+    etag_of,
+    positions_document,
+)
+from tradeexecutor.strategy.loader import load_strategy
+
+ROOT = Path(__file__).resolve().parent.parent
+STRATEGY = ROOT / "bench" / "strategies" / "sma_1m.py"
+
+
+def test_kept_rows_splice_live_rows_by_id_and_rebuild_on_a_late_id() -> None:
+    kept = KeptRows()
+    for key in (2, 4, 6):
+        kept.add(key, b"," + str(key).encode())
+    assert kept.joined([(1, b"1"), (5, b"5"), (9, b"9")], separator=b",") == b"1,2,4,5,6,9"
+    assert kept.joined(separator=b",") == b"2,4,6"
+    kept.add(3, b",3")  # an id below the largest kept one
+    kept.add(4, b",four")  # a kept row replaced
+    assert kept.joined([(4, b"live")], separator=b",") == b"2,3,live,6"
+    assert kept.joined([(0, b"0")], separator=b",") == b"0,2,3,four,6"
+    assert KeptRows().joined([(1, b"x")], separator=b",") == b"x" and KeptRows().joined() == b""
+
+
+def test_appended_follows_one_list_and_notices_a_replaced_or_cut_one() -> None:
+    follower: Appended[object] = Appended()
+    items: list[object] = [object(), object()]
+    assert follower.appended(items) == (False, items)
+    items.append(object())
+    assert follower.appended(items) == (True, items[2:])
+    assert follower.appended(items) == (True, [])
+    copied = list(items)
+    assert follower.appended(copied) == (False, copied)
+    copied[-1] = object()  # the last item replaced in place
+    assert follower.appended(copied)[0] is False
+    del copied[-1]
+    assert follower.appended(copied)[0] is False
+
+
+def test_a_cached_state_encoding_equals_a_fresh_one_as_the_run_grows() -> None:
+    """Valuation blocks completed, the newest row replaced in place, positions closed and failed, a reload."""
+    rng = random.Random(5)
+    state = State(name="growing")
+    state.add_instrument("SYN", "crypto", 0.001)
+    fragments = PositionFragments()
+    rows = 0
+    for cycle in range(300):
+        grow(state, rng, cycle)
+        for _ in range(rng.choice([1, 20, 60])):
+            rows += 1
+            state.valuations.append(rows * 60_000, 1000.0 + rng.random(), 500.0 * rng.random(), rng.random())
+        if cycle % 3 == 0:
+            state.valuations.append(rows * 60_000, float("nan") if cycle == 99 else 1.5, 2.5, 0.0)  # replaces
+        if cycle == 200:
+            state = copy.deepcopy(state)
+        assert dumps_state(state, fragments) == dumps_state(state), cycle
+    assert len(state.valuations) > COLUMN_BLOCK + 1000 and len(state.portfolio.closed_positions) > 50
+
+
+def test_the_kept_gzip_decompresses_to_the_snapshot_and_compresses_each_kept_block_once() -> None:
+    rng = random.Random(9)
+    state = State(name="gzip")
+    state.add_instrument("SYN", "crypto", 0.001)
+    fragments, kept = PositionFragments(), KeptGzip()
+    compressed: list[bytes] = []
+    real_segment = kept._segment  # noqa: SLF001 - watching what is compressed
+
+    def watched(data: bytes, mode: int) -> bytes:
+        compressed.append(data)
+        return real_segment(data, mode)
+
+    kept._segment = watched  # type: ignore[method-assign]  # noqa: SLF001
+    previous: list[bytes] = []
+    written = compressed_bytes = reused = 0
+    for cycle in range(400):
+        grow(state, rng, cycle)
+        for _ in range(60):
+            state.valuations.append(len(state.valuations) * 60_000 + 1, 1000.0 + rng.random(), 5.0, rng.random())
+        parts = dumps_state_parts(state, fragments)
+        data = b"".join(parts)
+        compressed.clear()
+        gz = kept.compress(parts)
+        assert gzip.decompress(gz) == data, cycle
+        if cycle % 40 == 0:
+            assert data == dumps_state(state)
+            assert gz == KeptGzip().compress(dumps_state_parts(state, PositionFragments()))  # equal states, equal files
+        # A kept block (the same object as in the last snapshot) is never compressed again.
+        kept_blocks = {id(part) for part in previous if len(part) >= KEPT_PIECE_BYTES}
+        assert not [segment for segment in compressed if id(segment) in kept_blocks], cycle
+        reused += sum(1 for part in parts if id(part) in kept_blocks)
+        previous = parts
+        written += len(data)
+        compressed_bytes += sum(len(segment) for segment in compressed)
+    assert reused > 400 * 20 and compressed_bytes < written / 5
+
+
+def test_kept_blocks_merge_so_a_long_run_is_few_pieces() -> None:
+    """Past BLOCK_MERGE**2 blocks of a column, and BLOCK_MERGE blocks of closed positions."""
+    rng = random.Random(2)
+    state = State(name="long")
+    state.add_instrument("SYN", "crypto", 0.001)
+    fragments = PositionFragments()
+    step = COLUMN_BLOCK * BLOCK_MERGE // 3 + 17  # not a multiple of anything
+    cycle = 0
+    while len(state.valuations) < COLUMN_BLOCK * (BLOCK_MERGE**2 + 3):
+        start = len(state.valuations)
+        state.valuations.extend(list(range(start, start + step)), [rng.random() for _ in range(step)], [1.0] * step,
+                                [0.5] * step)
+        while len(state.portfolio.closed_positions) < POSITION_BLOCK * (BLOCK_MERGE + 1) * cycle // 40:
+            grow(state, rng, cycle)
+        cycle += 1
+        parts = dumps_state_parts(state, fragments)
+        assert b"".join(parts) == dumps_state(state), cycle
+    assert len(state.portfolio.closed_positions) > POSITION_BLOCK * BLOCK_MERGE
+    assert len(parts) < 4 * 2 * BLOCK_MERGE + 2 * 2 * BLOCK_MERGE + 40  # a few levels of blocks an array
+
+
+def test_a_column_cut_or_replaced_is_encoded_afresh() -> None:
+    state = State(name="cut")
+    fragments = PositionFragments()
+    for i in range(COLUMN_BLOCK * 2 + 3):
+        state.valuations.append(i, float(i), 0.0, 0.0)
+    assert dumps_state(state, fragments) == dumps_state(state)
+    for column in (state.valuations.timestamp, state.valuations.equity, state.valuations.cash,
+                   state.valuations.exposure):
+        del column[COLUMN_BLOCK - 2:]
+    assert dumps_state(state, fragments) == dumps_state(state)
+    state.valuations.equity = array("d", [7.0] * len(state.valuations.timestamp))
+    assert dumps_state(state, fragments) == dumps_state(state)
+
+
+def test_the_kept_position_listing_equals_the_document() -> None:
+    rng = random.Random(8)
+    state = State(name="listing")
+    state.add_instrument("SYN", "crypto", 0.001)
+    listing = PositionListing()
+    assert listing.data(state) == (b"[]\n", 0)
+    for cycle in range(400):
+        grow(state, rng, cycle)
+        if cycle == 150:
+            state = copy.deepcopy(state)
+        if cycle == 300:
+            state.instruments[0].symbol = "RENAMED"
+        document = positions_document(state)
+        assert listing.data(state) == (dumps_json(document), len(document)), cycle
+
+
+@pytest.mark.timeout(280)
+def test_a_paper_executor_publishes_the_same_files_as_a_fresh_publication_after_many_cycles(tmp_path: Path) -> None:
+    """The bench's set-up, shortened: 5,000 completed cycles from a fast replay, then 150 cycle jobs, each publishing.
+
+    After every job the public files are what the state gives afresh, byte for byte: state.json (and
+    its gzip and ETag), positions.json and orders.csv, whose kept parts span more than a valuation block.
+    """
+    history, cycles = COLUMN_BLOCK + 904, 150
+    frame = generate_candles(history + cycles + 5, frequency="1m", seed=3, symbol="SYN")
+    data = tmp_path / "candles.csv"
+    frame.to_csv(data, index_label="timestamp")
+    strategy = load_strategy(STRATEGY)
+    market, _ = load_market([str(data)], strategy.instruments)
+    state = run_backtest(strategy, market.between(None, market.step_time(history - 1)), EngineConfig(),
+                         now=datetime(2024, 1, 1, tzinfo=UTC)).state
+    state.replay_cursor = history - 1
+    state.last_bar_at = market.step_time(history - 1).to_pydatetime()
+    state_dir = tmp_path / "state"
+    state_dir.mkdir()
+    ledger = Ledger(RunFiles(state_dir).ledger)
+    ledger.save(state)
+    ledger.close()
+    clock = FakeClock(datetime(2024, 1, 1, tzinfo=UTC))
+    tickers: list[InMemoryTicker] = []
+
+    def factory(commands: CommandQueue) -> InMemoryTicker:
+        tickers.append(InMemoryTicker(commands, clock))
+        return tickers[0]
+
+    config = DaemonConfig(strategy_file=STRATEGY, state_dir=state_dir, watchdog_seconds=0, chart_seconds=0,
+                          publish_seconds=0.5, trigger_seconds=0, revaluation_seconds=0,
+                          feed=FeedConfig(data=(str(data),), replay_seconds=120.0, replay_start="first"))
+    daemon = build_daemon(config, clock=clock, ticker_factory=factory, environ={})
+    files = daemon.publisher.files
+    assert files is not None
+    closed_before = len(state.portfolio.closed_positions)
+    try:
+        daemon.start_jobs()
+        published = []
+        for _ in range(cycles):
+            # 120 fake seconds a cycle: a publication is due after each unless one took over 12 s (cost / share).
+            tickers[0].advance(120.0)
+            daemon.loop.run_pending()
+            live = daemon.loop.state
+            published.append(orjson.loads(files.metadata.read_bytes())["published_at"])
+            snapshot = files.state_snapshot.read_bytes()
+            assert snapshot == dumps_state(live)
+            assert gzip.decompress(files.state_snapshot_gz.read_bytes()) == snapshot
+            assert orjson.loads(files.metadata.read_bytes())["etag"] == etag_of(snapshot)
+            assert files.positions.read_bytes() == dumps_json(positions_document(live))
+            assert files.orders_csv.read_bytes() == pandas_csv(live)
+        assert daemon.feed.cursor == history - 1 + cycles and len(set(published)) == cycles
+        assert len(daemon.loop.state.portfolio.closed_positions) > closed_before  # positions closed on the way
+    finally:
+        daemon.close()
+
+
+def test_a_publication_formats_only_open_and_newly_finished_positions(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Work counted, not timed: orders.csv lines and positions.json entries made per write."""
+    formatted: list[int] = []
+    encoded: list[int] = []
+    real_record, real_entry = trades_csv.trade_record, store_publish._entry  # noqa: SLF001
+
+    def counted_record(order: Order, symbols: dict[int, str]) -> dict[str, Any]:
+        formatted.append(order.id)
+        return real_record(order, symbols)
+
+    def counted_entry(position: Position, status: str, symbols: dict[int, str]) -> bytes:
+        encoded.append(position.id)
+        return real_entry(position, status, symbols)
+
+    monkeypatch.setattr(trades_csv, "trade_record", counted_record)
+    monkeypatch.setattr(store_publish, "_entry", counted_entry)
+    rng = random.Random(4)
+    state = State(name="counted")
+    state.add_instrument("SYN", "crypto", 0.001)
+    writer, listing = TradesCsv(), PositionListing()
+    for cycle in range(300):
+        portfolio = state.portfolio
+        closed_before, failed_before = len(portfolio.closed_positions), len(portfolio.failed_positions)
+        grow(state, rng, cycle)
+        newly = [*portfolio.closed_positions[closed_before:], *portfolio.failed_positions[failed_before:]]
+        formatted.clear()
+        encoded.clear()
+        data, (document, _) = writer.data(state), listing.data(state)
+        if cycle % 50 == 0:  # the references below format through functions not counted
+            assert data == pandas_csv(state) and document == dumps_json(positions_document(state))
+        if cycle:
+            open_orders = sum(len(p.orders) for p in portfolio.open_positions)
+            assert len(formatted) == open_orders + sum(len(p.orders) for p in newly), cycle
+            assert len(encoded) == len(portfolio.open_positions) + len(newly), cycle
+    assert len(state.portfolio.closed_positions) > 100
+
+
+def test_the_kept_gzip_has_gzip_compress_header_and_decompresses_in_a_stream() -> None:
+    """Readers that stream (an HTTP client's decoder) get the same bytes as gzip.decompress."""
+    pieces = [b"{", b"x" * (KEPT_PIECE_BYTES + 1), b",", bytes(range(256)) * 40, b"}\n"]
+    data = b"".join(pieces)
+    gz = KeptGzip().compress(pieces)
+    assert gz[:10] == gzip.compress(data, GZIP_LEVEL, mtime=0)[:10]
+    decoder = zlib.decompressobj(wbits=31)
+    streamed = b"".join(decoder.decompress(gz[i:i + 7]) for i in range(0, len(gz), 7)) + decoder.flush()
+    assert streamed == data == gzip.decompress(gz) and decoder.eof and not decoder.unused_data
+    assert gzip.decompress(KeptGzip().compress([])) == b""
