@@ -7,7 +7,7 @@ Run from the repository root (``PYTHONPATH`` picks the checkout to measure)::
 For each history length N: synthetic 1-minute candles (bench/bench_backtest.py's generator) in
 a CSV file, and the SMA crossover of bench/strategies/sma_1m.py (a cycle a bar). A fast replay
 gets the run to N completed cycles — the backtest over the first N bars, whose state (N
-valuation rows, its positions and trades) is saved as the executor's — and then a paper
+valuation rows, its positions and trades) is saved as the executor's — and then a replay
 executor (``build_daemon``, the production wiring: state store, journal, publisher with the
 public files, RunningSummary, chart renderer process) resumes it on the in-memory ticker: each
 fake second one cycle job delivers the next bar, manages it, decides, commits, publishes and

@@ -12,16 +12,15 @@ Measured in one process, interleaved run by run, median of ``--runs``:
   maximize="Sharpe Ratio")`` — the same rules, grid and candles; ``Backtest`` is built outside the
   timing (its data is ready), its pool is replaced by one of N processes (``backtesting.Pool``;
   one process: a one-thread pool in this process);
-- **ours, default** (``reports="none"``): ``run_sweep`` on a plan whose candles are loaded
-  (like backtesting.py's): every point's row with its whole-period, in-sample and out-of-sample
+- **ours, --reports none**: ``run_sweep`` on a plan whose candles are loaded (like
+  backtesting.py's): every point's row with its whole-period, in-sample and out-of-sample
   figures and fingerprints persisted, ranking, the out-of-sample pick, results.csv and results.md.
   This is what ``Backtest.optimize`` does (figures for every point, stats of the best). Planning —
   ``load_spec`` + ``plan_sweep``: every option checked, each point's strategy loaded once to
   check it, the candles read from the bundled file — is timed separately and shown beside it;
-- **ours, --reports best**: the same, also full runs (registry, state, journal, metrics,
-  report.md/html; their charts are drawn on demand) for the best 5 points, and the sweep's two
-  charts — what the default made before they became on demand. backtesting.py has no
-  counterpart: its ``bt.plot()`` would be it;
+- **ours, default** (``--reports best``): the same, also full runs (registry, state, journal,
+  metrics, report.md/html; their charts are drawn on demand) for the best 5 points, and the
+  sweep's two charts. backtesting.py has no counterpart: its ``bt.plot()`` would be it;
 - with ``--cluster``: ours, default, on a 2-worker loopback Dask ``LocalCluster``
   (processes, one thread each; the cluster's start-up is not timed, sending it the data is);
 - for scale: the bare engine, ``run_backtest`` alone over the 20 points in one process.
@@ -174,12 +173,12 @@ def main() -> None:
     for count in counts:
         label = f"{count} process{'es' if count > 1 else ''}"
         measurements[f"backtesting.py Backtest.optimize, {label}"] = (lambda c=count: time_theirs(bt, c))
-        measurements[f"ours, default (--reports none), {label}"] = (lambda c=count: time_ours(c, "none"))
-        measurements[f"ours, --reports best: full runs of the best 5 and charts, {label}"] = (
+        measurements[f"ours, --reports none (rows only), {label}"] = (lambda c=count: time_ours(c, "none"))
+        measurements[f"ours, default (--reports best: full runs of the best 5 and charts), {label}"] = (
             lambda c=count: time_ours(c, "best"))
     if cluster is not None:
         address = cluster.scheduler_address
-        measurements["ours, default, Dask LocalCluster of 2 workers"] = lambda: time_ours(2, "none", address)
+        measurements["ours, --reports none, Dask LocalCluster of 2 workers"] = lambda: time_ours(2, "none", address)
     measurements["bare run_backtest, 1 process (for scale)"] = time_bare
     load_before = os.getloadavg()[0]
     for function in measurements.values():  # warm-up: imports, first-time caches, the pools' fork

@@ -105,7 +105,7 @@ def main() -> None:
             figures_seconds = time.perf_counter() - started
             state.portfolio.closed_positions.pop()
 
-            runstate = RunState.create("bench", mode="paper", strategy_name=state.name,
+            runstate = RunState.create("bench", mode="replay", strategy_name=state.name,
                                        version={"package": "0", "git_commit": None})
             runstate.update(status="running", executor_running=True, portfolio=figures)
             app = create_app(runstate, options=WebhookOptions(files=files))

@@ -60,8 +60,8 @@ serves at `/api/runner/openapi.yaml`; this page is generated from it. See
 export TRADEEXECUTOR_RUNNER_USERNAME=ops TRADEEXECUTOR_RUNNER_PASSWORD=...
 tradeexecutor wallboard --runs-dir runs &
 curl -u "ops:$TRADEEXECUTOR_RUNNER_PASSWORD" -X POST 127.0.0.1:8090/api/runs \\
-     -d '{"spec": "strategies/specs/sma_crossover_paper.yaml", "ref": "sma-paper", "start": true}'
-curl -u "ops:$TRADEEXECUTOR_RUNNER_PASSWORD" -N "127.0.0.1:8090/api/runs/sma-paper/logs?follow=true"
+     -d '{"spec": "strategies/specs/sma_crossover_replay.yaml", "ref": "sma-replay", "start": true}'
+curl -u "ops:$TRADEEXECUTOR_RUNNER_PASSWORD" -N "127.0.0.1:8090/api/runs/sma-replay/logs?follow=true"
 ```
 """
 

@@ -2,7 +2,8 @@
 
 ``Executor(tmp_path, *args, strategy=...)`` starts one executor on a free port (or ``port``)
 replaying ``START`` to ``END`` of the bundled data (``window=False``: all of ``--data``) from the first bar, with charts off and fast
-trigger checks and revaluations; ``wait_status`` polls /status until a condition holds.
+trigger checks and revaluations; ``wait_status`` polls /status until a condition holds. ``launcher`` runs
+a script instead of ``python -m tradeexecutor.cli.main`` (tests/outage_launcher.py: a feed standing in for an exchange that goes down).
 Used by tests/test_daemon_e2e.py and tests/test_wallboard_browser.py.
 """
 
@@ -35,14 +36,15 @@ class Executor:
 
     def __init__(self, tmp_path: Path, *args: str, strategy: str = "daemon_sma.py", state_dir: Path | None = None,
                  env: dict[str, str] | None = None, port: int | None = None, window: bool = True,
-                 headers: dict[str, str] | None = None):
+                 headers: dict[str, str] | None = None, launcher: Path | None = None):
         tmp_path.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
         self.state_dir = state_dir or tmp_path / "state"
         #: Sent with every request (basic auth, when the executor has it on).
         self.headers = headers or {}
         self.log = tmp_path / f"executor-{self.port}-{time.monotonic_ns()}.log"
-        command = [sys.executable, "-m", "tradeexecutor.cli.main", "start", str(STRATEGIES / strategy),
+        program = [str(launcher)] if launcher is not None else ["-m", "tradeexecutor.cli.main"]
+        command = [sys.executable, *program, "start", str(STRATEGIES / strategy),
                    "--state-dir", str(self.state_dir), "--port", str(self.port),
                    *(("--start", START, "--end", END) if window else ()), "--replay-start", "first", "--chart-seconds", "0", "--trigger-seconds", "0.5",
                    "--revaluation-seconds", "0.7", *args]

@@ -35,12 +35,22 @@ METRIC_NAMES: frozenset[str] = frozenset({
     "tradeexecutor_last_cycle_timestamp_seconds",    # deprecated: same as _bar_ (kept for existing rules)
     "tradeexecutor_next_cycle_overdue_seconds",      # at scrape time
     "tradeexecutor_market_data_feed_lag_seconds",    # at scrape time
+    "tradeexecutor_outage",                          # 1 while a temporarily failed job is retried
+    "tradeexecutor_outage_seconds",                  # how long the current temporary failure has lasted
+    "tradeexecutor_outage_retries",                  # failed retries of the current one
+    "tradeexecutor_temporary_failures_total",        # counter, this process
     "tradeexecutor_portfolio_value",
     "tradeexecutor_cash",
     "tradeexecutor_unrealised_pnl",
     "tradeexecutor_open_positions",
     "tradeexecutor_orders",                          # {state}
     "tradeexecutor_fees_paid",
+    "tradeexecutor_exchange_clock_offset_seconds",   # {exchange}, paper and live: the exchange's clock minus ours
+    "tradeexecutor_exchange_requests_total",         # {exchange}, counter, this process
+    "tradeexecutor_exchange_held_back_seconds",      # {exchange}: until a 429/418 wait ends
+    "tradeexecutor_exchange_held_back_seconds_total",  # {exchange}, counter: seconds held back by 429/418
+    "tradeexecutor_exchange_rate_share",             # {exchange}: configured share of the address's budget
+    "tradeexecutor_exchange_rate_share_used",        # {exchange}: fraction of the share used over the last minute
     "process_resident_memory_bytes",                 # prometheus_client's process collector
 })
 
@@ -50,4 +60,4 @@ SCRAPE_SERIES: frozenset[str] = frozenset({"up"})
 #: Labels the deployment adds or relies on beyond the metrics' own (job/instance from Prometheus,
 #: executor from the scrape configs).
 LABELS: frozenset[str] = frozenset({"executor_id", "strategy", "mode", "version", "state", "status", "window",
-                                    "job", "instance", "executor"})
+                                    "job", "instance", "executor", "exchange"})

@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from tradeexecutor.cli.client_cmd import status_lines
 from tradeexecutor.layout import RunFiles
 from tradeexecutor.runstate import RunState
 from tradeexecutor.webhook import WebhookServer, create_app
@@ -54,7 +55,7 @@ def entry(minutes: int, event: str, level: str = "info", **fields: Any) -> dict[
 
 
 JOURNAL = [
-    entry(0, "started", mode="paper"),
+    entry(0, "started", mode="replay"),
     entry(1, "cycle_completed", duration=0.25, decisions=1),
     entry(2, "order_filled", trade_id=1, symbol="GOOG", price=101.5),
     entry(3, "order_rejected", level="warning", trade_id=2, reason="below minimum notional"),
@@ -74,7 +75,7 @@ class Executor:
 
 
 def _runstate() -> RunState:
-    runstate = RunState.create("exec-cli", mode="paper", strategy_name="sma_crossover",
+    runstate = RunState.create("exec-cli", mode="replay", strategy_name="sma_crossover",
                                strategy_version="ab" * 32, version={"package": "0.1.0", "git_commit": None}, now=T0)
     runstate.update(status="running", executor_running=True, cycles=7, completed_cycle=T0 + timedelta(hours=1),
                     next_cycle_at=T0 + timedelta(hours=2))
@@ -113,12 +114,23 @@ def _assert_one_line_error(result: subprocess.CompletedProcess[str], code: int) 
 # status
 
 
+def test_status_of_a_paper_executor_names_its_prices_and_exchange_figures() -> None:
+    lines = status_lines({"status": "running", "mode": "paper", "prices": "binance live prices via http://127.0.0.1:8765",
+                          "venue": {"exchange": "binance", "requests": 42, "clock_offset_ms": -12.0,
+                                    "held_back_seconds": 30.0, "rate_share": 0.25, "rate_share_used": 0.4}}, UTC)
+    shown = {line.split(":", 1)[0]: line.split(":", 1)[1].strip() for line in lines}
+    assert shown["mode"] == "paper" and shown["prices"] == "binance live prices via http://127.0.0.1:8765"
+    assert shown["exchange"] == ("42 requests, clock offset -12.0 ms, 40% of its 25% rate share used, held back 30 s "
+                                 "more")
+    assert "exchange" not in {line.split(":", 1)[0] for line in status_lines({"status": "running", "venue": {}}, UTC)}
+
+
 def test_status_prints_a_readable_summary(executor: Executor) -> None:
     result = run_cli("status", executor.url, "--timezone", "Asia/Tokyo")
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert "status:" in out and "running" in out
-    assert "mode:" in out and "paper" in out
+    assert "mode:" in out and "replay" in out
     assert "sma_crossover" in out and "abababababab" in out
     assert "cycles:" in out and " 7" in out
     assert "last cycle:" in out and "2024-05-01 22:00:00+09:00" in out
@@ -139,7 +151,7 @@ def test_status_shows_the_crash(executor: Executor) -> None:
 
 
 def test_status_shows_a_risk_pause_and_its_reason(executor: Executor) -> None:
-    reason = "risk limit max_daily_loss hit at 2005-03-01T00:00:00+00:00: 3.10% (limit 3.00%)"
+    reason = "risk limit max_daily_loss hit at 2005-03-01T00:00:00+00:00: 3.10 % (limit 3.00 %)"
     executor.runstate.update(risk_paused=True, risk_pause_reason=reason)
     result = run_cli("status", executor.url, "--timezone", "UTC")
     assert result.returncode == 0, result.stderr
@@ -240,7 +252,7 @@ def test_logs_table(executor: Executor) -> None:
     assert lines[0].split() == ["TIME", "LEVEL", "EVENT", "DETAILS"]
     assert len(lines) == 1 + len(JOURNAL)
     assert lines[1].startswith("2024-05-01 12:00:00+00:00 info")
-    assert "started" in lines[1] and "mode=paper" in lines[1]
+    assert "started" in lines[1] and "mode=replay" in lines[1]
     assert 'reason="below minimum notional"' in lines[4]
 
 

@@ -93,7 +93,7 @@ def test_serve_scrapes_every_run_then_stops_on_sigterm(runs: Path) -> None:
         # A new run appears on the next scrape: the folder is read per scrape.
         extra = runs / "r-extra"
         extra.mkdir()
-        (extra / "metadata.json").write_text(json.dumps({"run_id": "r-extra", "mode": "paper", "status": "running"}))
+        (extra / "metadata.json").write_text(json.dumps({"run_id": "r-extra", "mode": "replay", "status": "running"}))
         with urllib.request.urlopen(base + "/metrics", timeout=30) as response:
             assert 'run_id="r-extra"' in response.read().decode()
         with pytest.raises(urllib.error.HTTPError) as missing:

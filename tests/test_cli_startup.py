@@ -9,11 +9,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import click
 import pytest
 
 #: Libraries that cost a command tenths of a second to import.
 HEAVY = ("pandas", "numpy", "matplotlib", "pyramid", "waitress", "apscheduler", "pyarrow", "scipy",
-         "dataclasses_json", "tblib")
+         "dataclasses_json", "tblib", "ccxt", "apprise", "optuna", "distributed")
 
 #: Runs the CLI in-process with the given arguments, then prints which HEAVY modules got imported.
 PROBE = f"""
@@ -28,8 +29,24 @@ sys.stdout.flush()
 print(json.dumps(sorted(name for name in {HEAVY!r} if name in sys.modules)), file=sys.stderr)
 """
 
-COMMANDS = ["", "backtest", "start", "status", "logs", "control", "metrics", "metrics serve", "report", "check", "optimize",
-            "runs", "runs create", "runs ls", "runs start", "runs logs", "runs show"]
+
+def _command_paths() -> list[str]:
+    """Every command and group of the CLI, as typed ("" for tradeexecutor itself): a new command is covered too."""
+    from tradeexecutor.cli.main import cli
+
+    paths: list[str] = []
+
+    def walk(command: click.Command, path: str) -> None:
+        paths.append(path)
+        if isinstance(command, click.Group):
+            for name, sub in command.commands.items():
+                walk(sub, f"{path} {name}".strip())
+
+    walk(cli, "")
+    return paths
+
+
+COMMANDS = _command_paths()
 
 
 def imported(*args: str, cwd: Path | None = None) -> list[str]:

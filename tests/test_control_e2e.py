@@ -1,6 +1,6 @@
 """Operator actions against a real executor subprocess: over HTTP and through ``tradeexecutor control``.
 
-One paper executor replays the bundled stocks slowly with tests/strategies/daemon_operator.py
+One replay executor replays the bundled stocks slowly with tests/strategies/daemon_operator.py
 (a position in GOOG and AAPL whenever entries are on) and basic auth configured. The test then
 pauses it, closes one position over HTTP and the rest with the CLI, checks the refusals (no
 credentials, a closed or unknown position, parameters the strategy refuses), reloads parameters

@@ -83,7 +83,7 @@ def test_paper_mode_trades_over_http_and_stops_gracefully_on_sigterm(tmp_path: P
     executor = Executor(tmp_path, "--replay-seconds", "0.05")
     executors.append(executor)
     status = executor.wait_status(lambda s: s["cycles"] >= 10 and s["summary_statistics"].get("trade_count", 0) >= 1)
-    assert status["status"] == "running" and status["mode"] == "paper" and status["executor_running"]
+    assert status["status"] == "running" and status["mode"] == "replay" and status["prices"].startswith("historical candles") and status["executor_running"]
     assert status["strategy_name"] == "Daemon SMA" and status["extra"]["next_order_id"] > 1
     assert status["market_data_feed_lag"] is not None and status["next_cycle_at"] is not None
     executor.process.send_signal(signal.SIGTERM)
@@ -249,7 +249,7 @@ def test_live_mode_is_refused_with_exit_2(tmp_path: Path) -> None:
     assert not (tmp_path / "state").exists()
 
 
-@pytest.mark.parametrize("mode", ["paper", "backtest"])
+@pytest.mark.parametrize("mode", ["replay", "backtest"])
 def test_a_port_in_use_is_refused_with_exit_2_and_nothing_written(tmp_path: Path, mode: str) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

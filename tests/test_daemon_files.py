@@ -3,6 +3,7 @@ file permissions, and crashes that still count when crash.json cannot be written
 
 from __future__ import annotations
 
+import json
 import os
 import resource
 import signal
@@ -57,6 +58,66 @@ def test_a_stop_signal_during_start_up_exits_0_having_started_and_written_nothin
     written = sorted(p.name for p in executor.state_dir.rglob("*")) if executor.state_dir.exists() else []
     assert set(written) <= {"executor.lock"}, f"start-up stopped half-way wrote {written}"
 
+
+
+#: Imports the CLI as ``tradeexecutor ARGS`` would, noting the stop signals' handlers as click and start's module load.
+_IMPORT_PROBE = """
+import importlib.abc, json, signal, sys
+
+seen = {}
+
+class Watch(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name in ("click", "tradeexecutor.cli.start_cmd") and name not in seen:
+            seen[name] = [signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL,
+                          signal.getsignal(signal.SIGINT) is not signal.default_int_handler]
+        return None
+
+sys.meta_path.insert(0, Watch())
+sys.argv = ["tradeexecutor", *sys.argv[1:]]
+import tradeexecutor.cli.main
+print(json.dumps(seen))
+"""
+
+
+@pytest.mark.parametrize(("args", "held"), [(["start", "strategy.py"], True), (["runs", "ls"], False)],
+                         ids=["start", "other commands"])
+def test_start_holds_its_stop_signals_before_click_and_the_commands_load(args: list[str], held: bool) -> None:
+    """The window before start's command runs (imports: up to seconds on a busy machine) was a SIGTERM kill."""
+    result = subprocess.run([sys.executable, "-c", _IMPORT_PROBE, *args], capture_output=True, text=True,
+                            timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {"click": [held, held], "tradeexecutor.cli.start_cmd": [held, held]}
+
+
+def _catches_sigterm(pid: int) -> bool:
+    """True once the process has a handler for SIGTERM (the SigCgt mask of /proc/PID/status)."""
+    with open(f"/proc/{pid}/status") as status:
+        mask = next(int(line.split()[1], 16) for line in status if line.startswith("SigCgt:"))
+    return bool(mask & (1 << (signal.SIGTERM - 1)))
+
+
+def test_a_sigterm_the_moment_start_catches_it_exits_0_having_written_nothing(tmp_path: Path) -> None:
+    """Sent as soon as the process handles SIGTERM at all, while the commands are still loading: a stop, not a kill."""
+    state_dir = tmp_path / "state"
+    command = [sys.executable, "-m", "tradeexecutor.cli.main", "start", str(STRATEGIES / "daemon_sma.py"),
+               "--state-dir", str(state_dir), "--port", str(free_port())]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path)
+    try:
+        deadline = time.monotonic() + 120
+        while not _catches_sigterm(process.pid):
+            assert process.poll() is None and time.monotonic() < deadline, "start never took SIGTERM over"
+            time.sleep(0.001)
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 0, output
+    assert "executor stopped: SIGTERM during start-up" in output and "nothing was started" in output, output
+    assert "Traceback" not in output
+    assert not state_dir.exists() or {p.name for p in state_dir.iterdir()} <= {"executor.lock"}
 
 # -- temporary files left by kill -9 --------------------------------------------------------------
 

@@ -611,7 +611,7 @@ def _chart_setting() -> tuple[LoadedStrategy, FakeClock, RunState, ReplayFeed]:
     clock = FakeClock(T0)
     feed = ReplayFeed(market, monotonic=clock.monotonic)
     feed.advance()
-    return strategy, clock, RunState.create("charts", mode="paper", now=T0), feed
+    return strategy, clock, RunState.create("charts", mode="replay", now=T0), feed
 
 
 def test_charts_are_sent_after_the_first_cycle_then_at_the_interval_stretched_by_their_cost() -> None:

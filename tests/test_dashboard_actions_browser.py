@@ -2,7 +2,7 @@
 
 Each button opens a confirmation that says what will happen in this mode; cancelling sends
 nothing, confirming sends the action and shows the executor's answer. The executor is
-``tradeexecutor start`` (paper mode, a slow replay of tests/strategies/daemon_operator.py) with
+``tradeexecutor start`` (replay mode, a slow replay of tests/strategies/daemon_operator.py) with
 basic auth; the browser answers the auth challenge as a user typing into the prompt would (the
 test's handler does, while the test waits on the page: it must not wait on plain HTTP alone
 while the page has a request in flight).
@@ -114,12 +114,12 @@ def test_each_button_confirms_what_happens_in_this_mode_then_acts(browser: Chrom
             wait_status(executor, lambda s: s["paused"])
             page.wait_for("!document.querySelector('[data-action=resume]').hidden", 30)
 
-            # Close one position from its row: the text says it is a simulated close in paper mode.
+            # Close one position from its row: the text says it is a simulated close in replay mode.
             first = sorted(p["id"] for p in positions(executor, "open"))[0]
             click(page, f"button[data-close='{first}']")
             shown = dialog(page)
             assert shown["title"] == f"Close position {first}"
-            assert "paper mode" in shown["text"] and "simulated close at the current bar's price" in shown["text"]
+            assert "replay mode" in shown["text"] and "simulated close at the current bar's price" in shown["text"]
             answer(page, confirm=False)
             assert len(positions(executor, "open")) == 2  # cancelled: nothing sent
             click(page, f"button[data-close='{first}']")
@@ -132,7 +132,7 @@ def test_each_button_confirms_what_happens_in_this_mode_then_acts(browser: Chrom
             page.wait_for("document.querySelectorAll('[data-field=positions] button[data-close]').length === 1", 30)
             click(page, "[data-action=close-all]")
             shown = dialog(page)
-            assert "All 1 open position(s) will be closed now" in shown["text"] and "paper mode" in shown["text"]
+            assert "All 1 open position(s) will be closed now" in shown["text"] and "replay mode" in shown["text"]
             answer(page, confirm=True)
             assert "closed 1 position(s)" in result(page, "done")
             assert positions(executor, "open") == []
@@ -175,7 +175,7 @@ def served() -> Iterator[list[WebhookServer]]:
 
 def test_without_auth_the_buttons_are_not_shown_and_the_page_says_why(
         browser: Chromium, served: list[WebhookServer]) -> None:
-    runstate = RunState.create("no-auth", mode="paper", version={"package": "0", "git_commit": None})
+    runstate = RunState.create("no-auth", mode="replay", version={"package": "0", "git_commit": None})
     runstate.update(status="running", executor_running=True)
     server = WebhookServer(create_app(runstate, options=WebhookOptions()), port=0)
     server.start()

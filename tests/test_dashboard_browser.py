@@ -182,7 +182,7 @@ def assert_figure(page: Page, name: str, expected: Any) -> None:
 def testapp() -> Any:
     from webtest import TestApp
 
-    return TestApp(create_app(RunState.create("routes", mode="paper")))
+    return TestApp(create_app(RunState.create("routes", mode="replay")))
 
 
 def test_page_is_html_with_safe_headers_and_every_field(testapp: Any) -> None:
@@ -336,7 +336,7 @@ def test_stale_charts_say_why_under_the_chart(browser: Chromium, serve: Callable
 
 def test_a_risk_pause_shows_as_a_flag_with_its_reason(browser: Chromium, serve: Callable[..., Served]) -> None:
     filled_runstate = backtest_runstate("risk")
-    reason = "risk limit max_drawdown hit at 2005-01-07T00:00:00+00:00: 5.20% (limit 5.00%); new entries are paused"
+    reason = "risk limit max_drawdown hit at 2005-01-07T00:00:00+00:00: 5.20 % (limit 5.00 %); new entries are paused"
     filled_runstate.update(risk_paused=True, risk_pause_reason=reason)
     served = serve(create_app(filled_runstate))
     page = browser.new_page()
@@ -405,6 +405,7 @@ def test_missing_endpoints_show_not_available_yet(
 ) -> None:
     """A fresh executor: no summary, chart, positions or journal yet. Every section says so; nothing breaks."""
     runstate = RunState.create("fresh", mode="paper", strategy_name="Fresh strategy")
+    runstate.update(prices="binance live prices via http://127.0.0.1:8765")
     app = Blocker(create_app(runstate), {"/positions": 404, "/logs": 404})
     served = serve(app)
     page = browser.new_page()
@@ -416,6 +417,7 @@ def test_missing_endpoints_show_not_available_yet(
         assert info.value.code == 404
     assert page.field("status")["value"] == "starting"
     assert page.field("strategy_name")["text"] == "Fresh strategy"
+    assert page.field("mode")["text"] == "paper mode · binance live prices via http://127.0.0.1:8765"  # the header
     assert_figure(page, "cycles", 0)
     assert page.note("summary") == "Not available yet."
     assert page.note("portfolio") == "Not available yet."

@@ -38,7 +38,7 @@ def _clock(start: datetime) -> Callable[[], datetime]:
 
 
 def _write_journal(files: RunFiles) -> None:
-    """A paper run's journal: a few events that matter among many routine ones."""
+    """A replay run's journal: a few events that matter among many routine ones."""
     sink = JournalSink(Journal(files.journal), _clock(datetime.now(UTC) - timedelta(hours=2)))
 
     def routine(times: int) -> None:

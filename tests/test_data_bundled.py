@@ -101,3 +101,28 @@ def test_load_bundled_returns_fresh_frames() -> None:
     first = load_bundled("eurusd-hourly")
     first["close"] = 0.0
     assert (load_bundled("eurusd-hourly")["close"] > 0).all()
+
+
+def test_a_bundled_dataset_is_parsed_once_and_each_caller_gets_its_own_frame(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A sweep's full runs load the same package file again and again: it is parsed once per process, and
+    what one caller writes into its frame no other caller sees."""
+    from tradeexecutor.data import bundled
+
+    parsed: list[object] = []
+    real = bundled.load_candles
+
+    def counting(*args: object, **kwargs: object) -> object:
+        parsed.append(args)
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(bundled, "load_candles", counting)
+    bundled._parsed.cache_clear()
+    first = load_bundled("stocks-daily")
+    second = load_bundled("stocks-daily")
+    assert len(parsed) == 1 and first is not second
+    close = second["close"].iloc[0]
+    first.loc[first.index[0], "close"] = -1.0
+    first["volume"] = 0.0
+    assert second["close"].iloc[0] == close and (second["volume"] > 0).any()
+    assert load_bundled("stocks-daily")["close"].iloc[0] == close
+    bundled._parsed.cache_clear()

@@ -330,7 +330,7 @@ def test_dockerfile_healthcheck_command_runs_against_a_webhook() -> None:
     from tradeexecutor.webhook import ROUTE_MODULES, WebhookServer, create_app
 
     includes = [] if "tradeexecutor.webhook.health" in ROUTE_MODULES else ["tradeexecutor.webhook.health"]
-    runstate = RunState.create("exec-deploy", mode="paper", strategy_name="deploy-test",
+    runstate = RunState.create("exec-deploy", mode="replay", strategy_name="deploy-test",
                                version={"package": "0", "git_commit": None})
     command = dockerfile_healthcheck_command()
 
@@ -545,7 +545,7 @@ def live_metric_names() -> set[str]:
     from tradeexecutor.webhook import ROUTE_MODULES, create_app
 
     includes = [m for m in ("tradeexecutor.webhook.health", "tradeexecutor.webhook.metrics") if m not in ROUTE_MODULES]
-    runstate = RunState.create("exec-deploy", mode="paper", strategy_name="deploy-test",
+    runstate = RunState.create("exec-deploy", mode="replay", strategy_name="deploy-test",
                                version={"package": "0", "git_commit": None})
     response = TestApp(create_app(runstate, extra_includes=includes)).get("/metrics")
     assert response.status_int == 200

@@ -140,7 +140,7 @@ def test_a_hit_is_recorded_once_the_figures_keep_running_and_a_lift_rebases_them
     limits.observe(risk, T0_MS, 10_000, [])
     hit = limits.observe(risk, T0_MS + 1000, 8_900, [])
     assert hit is not None and (risk.limit, risk.threshold) == ("max_drawdown", 0.1)
-    assert risk.reason is not None and "max_drawdown" in risk.reason and "11.00% (limit 10.00%)" in risk.reason
+    assert risk.reason is not None and "max_drawdown" in risk.reason and "11.00 % (limit 10.00 %)" in risk.reason
     assert "POST /control/resume" in risk.reason
     losses = [closed(-1.0), closed(-2.0)]
     assert limits.observe(risk, T0_MS + 2000, 8_000, losses) is None  # paused: the streak of 2 is not a new hit

@@ -1,4 +1,4 @@
-"""Every example strategy paper-trades to the end of a short replay, with stops, take-profits and trailing stops firing.
+"""Every example strategy trades in replay mode to the end of a short replay, with stops, take-profits and trailing stops firing.
 
 Each strategy in strategies/ runs twice as a user would: ``tradeexecutor start`` as a subprocess,
 and ``tradeexecutor runs create SPEC --start`` (a detached executor behind a supervisor). Both
@@ -102,7 +102,7 @@ def _check_run(example: Example, state_dir: Path) -> None:
     state = load_state(state_dir)
     assert state is not None, f"no state saved in {state_dir}"
     expected = _backtest(example)
-    assert _trades(state) == _trades(expected), "the paper replay traded differently from the backtest"
+    assert _trades(state) == _trades(expected), "the replay traded differently from the backtest"
     assert len(state.portfolio.closed_positions) >= 2, "the window must hold a few round trips"
 
     # Positions closed by each trigger kind, and the cash those fills add up to.
@@ -159,7 +159,7 @@ def _runs(work: Path, *args: str) -> subprocess.CompletedProcess[str]:
 @pytest.mark.parametrize("example", EXAMPLES, ids=lambda e: e.file.removesuffix(".py"))
 def test_runs_create_start_replays_an_example_to_the_end(tmp_path: Path, example: Example) -> None:
     spec = {
-        "strategy_file": str(STRATEGIES / example.file), "mode": "paper",
+        "strategy_file": str(STRATEGIES / example.file), "mode": "replay",
         "environment": {"start": example.start, "end": example.end, "replay_seconds": 0.002, "replay_start": "first"},
         "strategy": dict(example.params),
     }

@@ -235,7 +235,7 @@ def test_config_objects_refuse_non_finite_fields(kind: type, name: str, value: f
 
 def test_spec_dict_with_a_non_finite_number_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=re.escape("core.crash_loop_minutes: inf is not a finite number")):
-        spec_from_dict({"strategy_file": str(SMA), "mode": "paper", "core": {"crash_loop_minutes": float("inf")}},
+        spec_from_dict({"strategy_file": str(SMA), "mode": "replay", "core": {"crash_loop_minutes": float("inf")}},
                        base_dir=tmp_path, env={})
 
 

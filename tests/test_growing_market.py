@@ -337,7 +337,7 @@ def test_only_plain_csv_files_can_be_followed(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_a_paper_daemon_following_a_growing_file_trades_like_the_backtest(tmp_path: Path) -> None:
+def test_a_replay_daemon_following_a_growing_file_trades_like_the_backtest(tmp_path: Path) -> None:
     """A real executor process follows a file the test appends to, is stopped and started again while candles keep
     coming, and ends with the trades of a backtest over the whole file; the restart resumes after the last bar's time."""
     path = tmp_path / "goog.csv"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
 from enum import Enum
@@ -16,6 +17,7 @@ from hypothesis import strategies as st
 
 import tradeexecutor.store.journal as journal_module
 from tradeexecutor.daemon.journal import JournalSink, event_level
+from tradeexecutor.ledger import Ledger
 from tradeexecutor.runs.executor import EventBuffer
 from tradeexecutor.store.journal import ENTRY_KEYS, LEVELS, Journal, entry_from_json
 
@@ -234,6 +236,32 @@ def test_the_loops_sink_takes_any_field_name_as_a_keyword(tmp_path: Path, fields
     assert (fired["event"], fired["level"], fired["at"]) == ("trigger_fired", "info", T0.isoformat())
     assert rejected["fields"] == fired["fields"] == fields
 
+
+
+@_SETTINGS
+@given(fields=_FIELDS)
+def test_the_loops_sink_over_the_ledger_takes_any_field_name(tmp_path: Path, fields: dict[str, Any]) -> None:
+    """The executor's journal is the ledger: its table's at/level/event columns and its mirror file keep the
+    journal's own values whatever the event's fields are called."""
+    folder = tmp_path / uuid.uuid4().hex
+    folder.mkdir()
+    ledger = Ledger(folder / "ledger.sqlite", now=lambda: T0, mirror=folder / "journal.jsonl")
+    sink = JournalSink(ledger, lambda: T0)
+    sink("order_rejected", **fields)
+    sink("trigger_fired", **fields)
+    ledger.flush()
+    ledger.close()
+    own = [("order_rejected", "warning", T0.isoformat()), ("trigger_fired", "info", T0.isoformat())]
+    conn = sqlite3.connect(folder / "ledger.sqlite")
+    try:
+        rows = conn.execute("SELECT event, level, at, line FROM journal ORDER BY seq").fetchall()
+    finally:
+        conn.close()
+    assert [(event, level, at) for event, level, at, _ in rows] == own
+    assert [entry_from_json(json.loads(line)) for *_, line in rows] == \
+        [{"at": at, "level": level, "event": event, "fields": fields} for event, level, at in own]
+    mirrored = Journal(folder / "journal.jsonl").read()
+    assert [(e["event"], e["level"], e["at"]) for e in mirrored] == own and all(e["fields"] == fields for e in mirrored)
 
 @_SETTINGS
 @given(fields=_FIELDS)

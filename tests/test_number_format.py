@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from tradeexecutor.state.risk import RiskState
 from tradeexecutor.stats.formatting import format_figure, format_statistic
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -43,6 +44,14 @@ def test_statistics_are_formatted_by_their_kind() -> None:
     assert format_statistic("final_equity", 44160.49194722509) == "44,160.49"
     assert format_statistic("trade_count", 61) == "61"
 
+
+
+def test_a_risk_pause_reason_writes_its_fractions_as_percentages_like_every_command() -> None:
+    """`tradeexecutor status`, /healthz and the dashboard show this sentence beside figures runs show prints."""
+    risk = RiskState(limit="max_daily_loss", value=0.031, threshold=0.03, hit_at="2005-03-01T00:00:00+00:00")
+    assert f"{format_figure(0.031, 'pct')} (limit {format_figure(0.03, 'pct')})" in (risk.reason or "")
+    streak = RiskState(limit="max_losing_streak", value=4.0, threshold=3.0, hit_at="2005-03-01T00:00:00+00:00")
+    assert "4 losing positions in a row (limit 3)" in (streak.reason or "")
 
 def cli(*args: str, cwd: Path) -> str:
     environment = {key: value for key, value in os.environ.items() if not key.startswith("TRADEEXECUTOR_")}

@@ -137,7 +137,7 @@ def _validator(document: dict[str, Any], name: str) -> OAS30Validator:
 
 
 def test_status_with_a_crash_record_matches_the_schema(document: dict[str, Any]) -> None:
-    runstate = RunState.create("crashy", mode="paper", version={"package": "0", "git_commit": None}, now=T0)
+    runstate = RunState.create("crashy", mode="replay", version={"package": "0", "git_commit": None}, now=T0)
     try:
         try:
             raise KeyError("inner")

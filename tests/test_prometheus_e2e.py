@@ -335,7 +335,7 @@ def check_executors(results: list[Vector], step: Step, scene: Scene) -> list[str
     rows = [s["metric"] for s in vector if s["metric"].get("instance") == scene.executor]
     if not step.up:
         return [f"Executors: {scene.executor} is gone, yet listed"] if rows else []
-    wanted = {"strategy": "Daemon crash on demand", "mode": "paper", "executor_id": "daemon_crash_on_demand"}
+    wanted = {"strategy": "Daemon crash on demand", "mode": "replay", "executor_id": "daemon_crash_on_demand"}
     if len(rows) != 1 or any(rows[0].get(k) != v for k, v in wanted.items()):
         return [f"Executors: {rows}, expected one row with {wanted}"]
     return []

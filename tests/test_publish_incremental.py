@@ -1,5 +1,5 @@
 """Published files built from kept parts (state.json, positions.json, orders.csv) equal the files built afresh,
-however long the run: unit checks of the caches, and a paper executor publishing over many cycles."""
+however long the run: unit checks of the caches, and a replay executor publishing over many cycles."""
 
 from __future__ import annotations
 
@@ -189,7 +189,7 @@ def test_the_kept_position_listing_equals_the_document() -> None:
 
 
 @pytest.mark.timeout(280)
-def test_a_paper_executor_publishes_the_same_files_as_a_fresh_publication_after_many_cycles(tmp_path: Path) -> None:
+def test_a_replay_executor_publishes_the_same_files_as_a_fresh_publication_after_many_cycles(tmp_path: Path) -> None:
     """The bench's set-up, shortened: 5,000 completed cycles from a fast replay, then 150 cycle jobs, each publishing.
 
     After every job the public files are what the state gives afresh, byte for byte: state.json (and

@@ -1,7 +1,7 @@
 """The runner API end to end: a real ``tradeexecutor wallboard --runs-dir`` process drives real runs over HTTP.
 
 The wallboard is a subprocess, as an operator starts it, with the runner API's credentials and a
-cast token; the runs it starts are real processes (a detached backtest, a paper run's supervisor
+cast token; the runs it starts are real processes (a detached backtest, a replay run's supervisor
 and executor). Nothing is mocked. The twin test compares the CLI's ``runs`` verbs with the API's
 routes and its OpenAPI document without a server.
 """
@@ -44,10 +44,10 @@ name: API backtest
 environment: {data: [stocks-daily], start: "2008-01-01", end: "2011-12-31"}
 core: {fee: 0.001}
 """
-PAPER = """\
+REPLAY = """\
 strategy_file: sma.py
-mode: paper
-name: API paper
+mode: replay
+name: API replay
 environment: {data: [stocks-daily], start: "2010-01-01", end: "2013-12-31", replay_seconds: 0.2, replay_start: warm}
 strategy: {fast: 5, slow: 15}
 core: {cash: 10000, fee: 0.001, trigger_seconds: 10, revaluation_seconds: 60, crash_policy: exit}
@@ -176,7 +176,7 @@ def _start_board(work: Path, env: dict[str, str], *args: str) -> Iterator[Board]
 def work(tmp_path: Path) -> Path:
     shutil.copy(ROOT / "strategies" / "sma_crossover.py", tmp_path / "sma.py")
     (tmp_path / "bt.yaml").write_text(BACKTEST)
-    (tmp_path / "paper.yaml").write_text(PAPER)
+    (tmp_path / "replay.yaml").write_text(REPLAY)
     return tmp_path
 
 
@@ -265,8 +265,8 @@ def _stream(board: Board, path: str) -> tuple[Any, Iterator[dict[str, Any]]]:
 
 @pytest.mark.slow
 @pytest.mark.timeout(280)
-def test_a_paper_run_streams_its_log_casts_and_stops_through_the_api(board: Board) -> None:
-    created = board.ok("POST", "/api/runs", {"spec": "paper.yaml", "ref": "pp", "start": True}, expect=201)
+def test_a_replay_run_streams_its_log_casts_and_stops_through_the_api(board: Board) -> None:
+    created = board.ok("POST", "/api/runs", {"spec": "replay.yaml", "ref": "pp", "start": True}, expect=201)
     assert created["start"]["run"]["status"] == "running", created
     assert created["start"]["url"].startswith("http://127.0.0.1:")
     assert "running" in _runs_cli(board.work, "show", "pp")
@@ -311,12 +311,17 @@ def test_a_paper_run_streams_its_log_casts_and_stops_through_the_api(board: Boar
     board.wait("the run's chart on the wallboard",
                lambda: board.call("GET", "/api/wallboard/page1/chart1", auth=False)[0] == 200)
     chart = board.call("GET", "/api/wallboard/page1/chart1", auth=False)[1]
-    assert chart["source"]["name"] == "SMA crossover" and chart["source"]["mode"] == "paper"
+    assert chart["source"]["name"] == "SMA crossover" and chart["source"]["mode"] == "replay"
+
+    def cast_events() -> list[str]:
+        return [e["event"] for e in board.ok("GET", "/api/runs/pp/logs?limit=1000")["entries"]
+                if e["event"].startswith("cast")]
+
+    # The executor journals the delivery once the wallboard's answer reaches it, which may be after the chart shows.
+    board.wait("the run's journal says the chart was delivered", lambda: "cast_delivered" in cast_events())
     stopped_cast = board.ok("POST", "/api/runs/pp/cast", {"target": "-"})
     assert stopped_cast["target"] is None
-    cast_events = [e["event"] for e in board.ok("GET", "/api/runs/pp/logs?limit=1000")["entries"]
-                   if e["event"].startswith("cast")]
-    assert cast_events.count("cast_requested") == 2 and "cast_delivered" in cast_events
+    board.wait("the second cast request in the run's journal", lambda: cast_events().count("cast_requested") == 2)
 
     # Stop: the run ends stopped, and the open stream ends by itself after the last entries.
     stopped = board.ok("POST", "/api/runs/pp/stop", {"timeout": 60})

@@ -222,7 +222,7 @@ def _hand_built_run(folder: Path) -> Path:
         CrashFile.for_state_dir(state_dir).record(exc)
     Journal(folder / "journal.jsonl").append("crashed", {"message": "RuntimeError: feed went away"}, level="error")
     (folder / "metadata.json").write_text(json.dumps({
-        "run_id": "hand-1", "ref": "hand", "name": "Hand built", "mode": "paper", "status": "error",
+        "run_id": "hand-1", "ref": "hand", "name": "Hand built", "mode": "replay", "status": "error",
         "strategy_name": strategy.name, "strategy_version": strategy.version,
         "timeline": [{"event": "created", "at": "2024-05-01T12:00:00+00:00"},
                      {"event": "started", "at": "2024-05-01T12:00:01+00:00"},
@@ -238,7 +238,7 @@ def test_notable_events_and_failed_checks(tmp_path: Path) -> None:
     summary = compute_summary(state)
     assert summary.rejected_trade_count > 0
     document = json.loads((run / "metrics.json").read_text())
-    assert document["status"] == "error" and document["mode"] == "paper"
+    assert document["status"] == "error" and document["mode"] == "replay"
     assert document["run"]["crashes"] == 1
     assert document["run"]["last_crash"] == "RuntimeError: feed went away"
     assert document["run"]["orders"]["rejected"] == summary.rejected_trade_count
@@ -254,7 +254,7 @@ def test_notable_events_and_failed_checks(tmp_path: Path) -> None:
     assert "**trigger_fired**" in notable and "trigger=stop_loss" in notable
     assert "**crashed**" in notable
     prom = (run / "metrics.prom").read_bytes()
-    assert b'tradeexecutor_run_check_passed{check="no_rejected_orders",mode="paper",ref="hand",run_id="hand-1"' in prom
+    assert b'tradeexecutor_run_check_passed{check="no_rejected_orders",mode="replay",ref="hand",run_id="hand-1"' in prom
     promtool_check(prom)
     html_page = (run / "report.html").read_text()
     assert "FAIL" in html_page and "order_rejected" in html_page

@@ -1,7 +1,7 @@
 """``runs cast`` on backtests and on runs that are not running: recorded at once, cast once when finished.
 
 The runner commands are subprocesses as a user runs them; the wallboard is the real app on
-waitress (loopback). A paper run casting while it runs is tested in tests/test_wallboard_browser.py.
+waitress (loopback). A replay run casting while it runs is tested in tests/test_wallboard_browser.py.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""``tradeexecutor runs`` as a user drives it: every command a subprocess, refs and ids alike, a real paper executor."""
+"""``tradeexecutor runs`` as a user drives it: every command a subprocess, refs and ids alike, a real replay executor."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ core: {fee: 0.001}
 
 PAPER = """\
 strategy_file: sma.py
-mode: paper
+mode: replay
 environment: {data: [stocks-daily], start: "2009-01-01", end: "2012-12-31", replay_seconds: 0.1}
 core: {fee: 0.001, revaluation_seconds: 1}
 """
@@ -44,7 +44,7 @@ core: {fee: 0.001, revaluation_seconds: 1}
 def work(tmp_path: Path) -> Path:
     shutil.copy(STRATEGIES / "sma_crossover.py", tmp_path / "sma.py")
     (tmp_path / "bt.yaml").write_text(BACKTEST)
-    (tmp_path / "paper.yaml").write_text(PAPER)
+    (tmp_path / "replay.yaml").write_text(PAPER)
     return tmp_path
 
 
@@ -143,7 +143,7 @@ def test_a_paper_run_starts_with_the_default_relative_runs_dir(work: Path) -> No
         return subprocess.run([sys.executable, "-m", "tradeexecutor.cli.main", "runs", *args], cwd=work,
                               capture_output=True, text=True, timeout=120, env=clean)
 
-    started = cli("create", "paper.yaml", "--ref", "rel", "--start")
+    started = cli("create", "replay.yaml", "--ref", "rel", "--start")
     try:
         assert started.returncode == 0, started.stderr
         assert "running: webhook http://127.0.0.1:" in started.stdout and "webhook -" not in started.stdout
@@ -158,8 +158,8 @@ def test_a_paper_run_starts_with_the_default_relative_runs_dir(work: Path) -> No
 
 
 def test_a_paper_run_is_its_own_executor_started_and_stopped(work: Path) -> None:
-    started = runs(work, "create", "paper.yaml", "--ref", "paper", "--start")
-    meta = show(work, "paper")
+    started = runs(work, "create", "replay.yaml", "--ref", "replay", "--start")
+    meta = show(work, "replay")
     try:
         assert "running: webhook http://127.0.0.1:" in started.stdout, started.stdout
         assert meta["status"] == "running"
@@ -175,25 +175,25 @@ def test_a_paper_run_is_its_own_executor_started_and_stopped(work: Path) -> None
                 return json.loads(response.read())["cycles"] >= 5
         _wait(cycled)
         rows = listing(work)
-        assert rows[1][-1] == "running" and rows[1][1] == "paper"
+        assert rows[1][-1] == "running" and rows[1][1] == "replay"
 
         stopped = runs(work, "stop", meta["run_id"])
-        assert "run paper stopped" in stopped.stdout
+        assert "run replay stopped" in stopped.stdout
         assert not psutil.pid_exists(executor_pid) or psutil.Process(executor_pid).status() == psutil.STATUS_ZOMBIE
-        final = show(work, "paper")
+        final = show(work, "replay")
         events = [e["event"] for e in final["timeline"]]
         assert events == ["created", "start_requested", "started", "stop_requested", "stopped"]
         assert final["status"] == "stopped" and final["stopped_at"]
-        log = runs(work, "logs", "paper", "--limit", "1000").stdout
+        log = runs(work, "logs", "replay", "--limit", "1000").stdout
         assert "stop_requested" in log and "cycle_completed" in log  # the run's and the executor's journals
         assert (work / "runs" / final["run_id"] / "executor.log").stat().st_size > 0
         assert (work / "runs" / final["run_id"] / "state" / "ledger.sqlite").exists()
         folder = work / "runs" / final["run_id"]
         for artifact in ("metrics.json", "metrics.prom", "report.md", "report.html", "orders.csv"):
-            assert (folder / artifact).stat().st_size > 0, f"a stopped paper run has {artifact}"
+            assert (folder / artifact).stat().st_size > 0, f"a stopped replay run has {artifact}"
         assert json.loads((folder / "metrics.json").read_text())["status"] == "stopped"
 
-        assert "reset: status new" in runs(work, "reset", "paper").stdout
+        assert "reset: status new" in runs(work, "reset", "replay").stdout
         assert not (work / "runs" / final["run_id"] / "state" / "ledger.sqlite").exists()
     finally:  # never leave a detached executor behind, whatever failed
-        kill_run(work, "paper")
+        kill_run(work, "replay")

@@ -45,7 +45,7 @@ def work(tmp_path: Path) -> Path:
     """A private copy of the SMA strategy and a backtest spec beside it."""
     shutil.copy(STRATEGIES / "sma_crossover.py", tmp_path / "sma.py")
     (tmp_path / "bt.yaml").write_text(SPEC.format(strategy="sma.py", mode="backtest"))
-    (tmp_path / "paper.yaml").write_text(SPEC.format(strategy="sma.py", mode="paper"))
+    (tmp_path / "paper.yaml").write_text(SPEC.format(strategy="sma.py", mode="replay"))
     (tmp_path / "live.yaml").write_text(SPEC.format(strategy="sma.py", mode="live"))
     return tmp_path
 

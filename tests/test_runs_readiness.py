@@ -25,13 +25,15 @@ VALUES = {KEY: f"k3y-{TOKEN}", SECRET: f"s3cr3t-{TOKEN}", USER: f"op-{TOKEN}", P
 
 def spec_file(folder: Path, mode: str) -> Path:
     path = folder / f"{mode}.yaml"
-    path.write_text(f"strategy_file: {STRATEGY}\nmode: {mode}\nenvironment:\n  data: [stocks-daily]\n")
+    source = "exchange: binance" if mode == "paper" else "data: [stocks-daily]"  # paper's prices: an exchange's
+    path.write_text(f"strategy_file: {STRATEGY}\nmode: {mode}\nenvironment:\n  {source}\n")
     return path
 
 
 @pytest.mark.parametrize(("mode", "env", "state", "missing"), [
     ("backtest", {}, ReadinessState.disabled, ()),
     ("backtest", {KEY: "x"}, ReadinessState.disabled, ()),
+    ("replay", {}, ReadinessState.configured, ()),
     ("paper", {}, ReadinessState.configured, ()),
     ("paper", {USER: "u", PASSWORD: "p"}, ReadinessState.configured, ()),
     ("live", {}, ReadinessState.missing_credentials, (KEY, SECRET)),
@@ -78,6 +80,13 @@ def test_the_result_holds_names_never_values(tmp_path: Path) -> None:
 def test_check_spec_reads_the_mode_and_refuses_a_broken_spec(tmp_path: Path) -> None:
     assert check_spec(spec_file(tmp_path, "live"), {}).state is ReadinessState.missing_credentials
     assert check_spec(spec_file(tmp_path, "paper"), {}).state is ReadinessState.configured
+    assert check_spec(spec_file(tmp_path, "replay"), {}).state is ReadinessState.configured
+    # A spec saved when paper meant a replay (candle data, no exchange) is told what to use now.
+    old = tmp_path / "old.yaml"
+    old.write_text(f"strategy_file: {STRATEGY}\nmode: paper\nenvironment:\n  data: [stocks-daily]\n")
+    readiness = check_spec(old, {})
+    assert readiness.state is ReadinessState.invalid_config
+    assert [problem for problem in readiness.problems if "use --mode replay" in problem] == list(readiness.problems)
     broken = tmp_path / "broken.yaml"
     broken.write_text(f"strategy_file: {STRATEGY}\nmode: live\ncore:\n  feee: 0.1\n")
     readiness = check_spec(broken, VALUES)

@@ -68,10 +68,10 @@ def test_the_database_is_wal_with_a_busy_timeout_and_unique_refs(tmp_path: Path)
         assert conn.execute("PRAGMA busy_timeout").fetchone()[0] >= 5000
     raw = sqlite3.connect(tmp_path / "registry.sqlite")
     raw.execute("INSERT INTO runs (id, ref, name, mode, status, created_at, updated_at) "
-                "VALUES ('a', 'x', 'n', 'paper', 'new', 't', 't')")
+                "VALUES ('a', 'x', 'n', 'replay', 'new', 't', 't')")
     with pytest.raises(sqlite3.IntegrityError):
         raw.execute("INSERT INTO runs (id, ref, name, mode, status, created_at, updated_at) "
-                    "VALUES ('b', 'x', 'n', 'paper', 'new', 't', 't')")
+                    "VALUES ('b', 'x', 'n', 'replay', 'new', 't', 't')")
     raw.close()
 
 

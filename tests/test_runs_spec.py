@@ -48,7 +48,7 @@ def test_example_specs_load_and_round_trip(path: Path) -> None:
 
 def test_example_specs_cover_every_shipped_strategy() -> None:
     names = {p.name for p in SPECS.glob("*.yaml")}
-    assert {"sma_crossover_backtest.yaml", "sma_crossover_paper.yaml", "eurusd_breakout_backtest.yaml",
+    assert {"sma_crossover_backtest.yaml", "sma_crossover_replay.yaml", "eurusd_breakout_backtest.yaml",
             "momentum_rotation_backtest.yaml"} <= names
 
 
@@ -118,7 +118,7 @@ def test_unknown_keys_name_the_full_path_and_the_known_keys(sections: dict[str, 
     ({"core": {"fee": 0.5}}, "core.fee: fee 0.5 must be a fraction of traded value"),
     ({"core": {"port": 70000}}, "core.port: 70000 must be between 0 and 65535"),
     ({"environment": {"replay_seconds": 0}}, "environment.replay_seconds: 0.0 must be positive"),
-    ({"mode": "sim"}, "mode: 'sim' is not a mode; use one of backtest, paper, live"),
+    ({"mode": "sim"}, "mode: 'sim' is not a mode; use one of replay, paper, backtest, live"),
     ({"name": 5}, "name: expected a string, got integer 5"),
 ])
 def test_wrong_types_and_values_name_the_key_and_what_is_expected(sections: dict[str, Any], expected: str) -> None:
@@ -130,7 +130,7 @@ def test_missing_or_broken_strategy_file(tmp_path: Path) -> None:
         spec_from_dict({"mode": "backtest"}, base_dir=tmp_path, env={})
     with pytest.raises(ConfigError, match=r"strategy_file: .*nope\.py not found \(paths are relative to the spec"):
         spec_from_dict({"strategy_file": "nope.py", "mode": "backtest"}, base_dir=tmp_path, env={})
-    with pytest.raises(ConfigError, match="mode: missing: one of backtest, paper, live"):
+    with pytest.raises(ConfigError, match="mode: missing: one of replay, paper, backtest, live"):
         spec_from_dict({"strategy_file": str(SMA)}, base_dir=tmp_path, env={})
     broken = tmp_path / "broken.py"
     broken.write_text("name = 'x'\n")
@@ -145,7 +145,7 @@ def test_paths_are_relative_to_the_spec_file(tmp_path: Path) -> None:
     candles = tmp_path / "a" / "goog.csv"
     candles.write_text("timestamp,open,high,low,close,volume\n2020-01-01,1,1,1,1,1\n")
     path = folder / "run.yaml"
-    path.write_text("strategy_file: ../mine.py\nmode: paper\nenvironment:\n  data: [../goog.csv, stocks-daily]\n")
+    path.write_text("strategy_file: ../mine.py\nmode: replay\nenvironment:\n  data: [../goog.csv, stocks-daily]\n")
     loaded = load_spec(path, env={})
     assert loaded.strategy_file == (tmp_path / "a" / "mine.py").resolve()
     assert loaded.environment.data == (str(candles.resolve()), "stocks-daily")
@@ -170,7 +170,7 @@ def test_environment_variables_override_the_spec() -> None:
     loaded = spec({"TRADEEXECUTOR_FEE": "0.002", "TRADEEXECUTOR_PARAMS": "fast=5, slow=40",
                    "TRADEEXECUTOR_CYCLE_OFFSET": "8m", "TRADEEXECUTOR_DATA": "stocks-daily",
                    "TRADEEXECUTOR_START": "2011-01-01", "TRADEEXECUTOR_PORT": "4000", "TRADEEXECUTOR_CASH": "",
-                   "TRADEEXECUTOR_MODE": "paper", "TRADEEXECUTOR_UNRELATED": "x"},
+                   "TRADEEXECUTOR_MODE": "replay", "TRADEEXECUTOR_UNRELATED": "x"},
                   core={"fee": 0.001, "cash": 500}, strategy={"fast": 8, "allocation": 0.5})
     assert loaded.core.fee == 0.002 and loaded.core.cycle_offset_seconds == 480.0 and loaded.core.port == 4000
     assert loaded.core.cash == 500.0  # an empty variable is unset, as for the options
@@ -210,7 +210,7 @@ def test_the_config_fingerprint_follows_the_config_not_the_paths_or_name(tmp_pat
                            base_dir=tmp_path, env={})
     assert moved.config_fingerprint() == base.config_fingerprint() == spec(core={"fee": 0.001}).config_fingerprint()
     assert spec(core={"fee": 0.002}).config_fingerprint() != base.config_fingerprint()
-    assert spec(core={"fee": 0.001}, mode="paper").config_fingerprint() != base.config_fingerprint()
+    assert spec(core={"fee": 0.001}, mode="replay").config_fingerprint() != base.config_fingerprint()
     assert json.loads(base.canonical_json())["core"]["fee"] == 0.001
 
 
@@ -246,7 +246,7 @@ def test_backtest_spec_runs_with_the_spec_config(tmp_path: Path) -> None:
     ("backtest", ["--fee", "0.01"], "--fee cannot be combined with --spec: set core.fee in "),
     ("backtest", ["-p", "fast=3"], "--param cannot be combined with --spec: set strategy.<parameter> in "),
     ("start", ["SMA"], "give either STRATEGY_FILE or --spec, not both"),
-    ("start", ["--mode", "paper"], "--mode cannot be combined with --spec: set mode in "),
+    ("start", ["--mode", "replay"], "--mode cannot be combined with --spec: set mode in "),
 ])
 def test_spec_and_conflicting_arguments_are_refused(tmp_path: Path, command: str, args: list[str],
                                                     expected: str) -> None:
@@ -258,7 +258,7 @@ def test_spec_and_conflicting_arguments_are_refused(tmp_path: Path, command: str
 
 
 def test_start_spec_errors_exit_2_before_writing(tmp_path: Path) -> None:
-    path = _spec_file(tmp_path, "strategy_file: SMA\nmode: paper\ncore: {fe: 0.1}\n")
+    path = _spec_file(tmp_path, "strategy_file: SMA\nmode: replay\ncore: {fe: 0.1}\n")
     state = tmp_path / "state"
     result = CliRunner().invoke(cli, ["start", "--spec", str(path), "--state-dir", str(state)])
     assert result.exit_code == 2

@@ -17,7 +17,7 @@ T0 = datetime(2024, 1, 1, tzinfo=UTC)
 def _filled() -> RunState:
     runstate = RunState.create(
         "exec-1",
-        mode="paper",
+        mode="replay",
         strategy_name="ema_cross",
         strategy_version="abc123",
         source_code="print('hello')\n",
@@ -164,7 +164,7 @@ def test_image_key_validates() -> None:
 
 
 def test_cached_export_renders_once_per_change_and_sees_every_kind_of_write() -> None:
-    runstate = RunState.create("rev", mode="paper", now=T0)
+    runstate = RunState.create("rev", mode="replay", now=T0)
     calls: list[int] = []
 
     def render(snapshot: RunState) -> dict:

@@ -348,7 +348,7 @@ def test_the_ccxt_venue_never_shows_its_credentials(caplog: pytest.LogCaptureFix
     environ = {"TRADEEXECUTOR_EXCHANGE_API_KEY": EXCHANGE_KEY, "TRADEEXECUTOR_EXCHANGE_API_SECRET": API_SECRET}
     shown: list[str] = []
     with serve(simulator) as running:
-        settings = CcxtVenueConfig(url=running.url, symbols=("BTC/USDT",), timeout_seconds=4)
+        settings = CcxtVenueConfig(exchange="binance", url=running.url, symbols=("BTC/USDT",), timeout_seconds=4)
         venue = CcxtVenue(settings, environ=environ)
         shown += [repr(venue), repr(venue.connection), repr(settings), str(venue.balances())]
         venue.submit(OrderRequest("scan-1", "BTC/USDT", OrderSide.buy, value=100.0))

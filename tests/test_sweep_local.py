@@ -3,6 +3,7 @@ resume after an interruption (in-process, and Ctrl+C on the real command), the p
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import pty
@@ -283,12 +284,29 @@ def test_full_runs_can_be_made_later_without_running_a_point_again(tmp_path: Pat
         assert sorted(record.id for record in registry.all()) == sorted(row.run_id for row in later.results[:2])
 
 
-def test_the_default_makes_full_runs_on_demand_with_the_command_it_prints(tmp_path: Path) -> None:
-    """By default no full run or chart is made (they cost more than a small sweep's points); the printed
-    command makes the best N's runs and the sweep's charts without running a point again."""
+def test_the_default_makes_full_runs_of_the_best_five(tmp_path: Path) -> None:
+    """By default (--reports best) the best 5 points become full runs and the sweep draws its charts."""
+    folder, runs_dir = tmp_path / "out", tmp_path / "runs"
+    done = cli("optimize", str(write_spec(tmp_path)), "--param", "fast=5,10,15", "--param", "slow=20,30", "--runs-dir",
+               str(runs_dir), "--output", str(folder), "--quiet")
+    assert done.returncode == 0, done.stderr
+    assert "5 full runs with reports" in done.stdout
+    rows = list(csv.DictReader((folder / "results.csv").read_text().splitlines()))
+    assert len(rows) == 6 and [bool(row["run_id"]) for row in rows] == [True] * 5 + [False]
+    assert sorted(path.name for path in (folder / "charts").iterdir()) == ["in_vs_out_of_sample.png",
+                                                                           "walk_forward.png"]
+    from tradeexecutor.runs.registry import Registry
+
+    with Registry(runs_dir) as registry:
+        assert sorted(record.id for record in registry.all()) == sorted(row["run_id"] for row in rows[:5])
+
+
+def test_reports_none_makes_full_runs_on_demand_with_the_command_it_prints(tmp_path: Path) -> None:
+    """With --reports none no full run or chart is made; the printed command makes the best N's runs and the
+    sweep's charts without running a point again."""
     folder, runs_dir = tmp_path / "out", tmp_path / "runs"
     first = cli("optimize", str(write_spec(tmp_path)), "--param", "fast=5,10", "--param", "slow=20,30", "--best", "2",
-                "--runs-dir", str(runs_dir), "--output", str(folder), "--quiet")
+                "--reports", "none", "--runs-dir", str(runs_dir), "--output", str(folder), "--quiet")
     assert first.returncode == 0, first.stderr
     assert not runs_dir.exists() and not (folder / "charts").exists()
     line = next(line for line in first.stdout.splitlines() if line.startswith("full runs (state, journal, report)"))

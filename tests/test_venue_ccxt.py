@@ -58,7 +58,7 @@ def make_venue(running: Running, cash: float, **settings: Any) -> CcxtVenue:
     machine may be busy; tests of timeouts give a short one and make the simulator hang much longer)."""
     running.control("POST", "reset")
     running.control("POST", "balances", {"USD": str(cash), "AAA": "0"})
-    config = CcxtVenueConfig(url=running.url, quote="USD", symbols=("AAA",), **settings)
+    config = CcxtVenueConfig(exchange="binance", url=running.url, quote="USD", symbols=("AAA",), **settings)
     return CcxtVenue(config, environ=ENVIRON)
 
 
@@ -107,8 +107,8 @@ def _strings(node: Any) -> list[str]:
 
 
 def test_the_rate_share_scales_ccxt_s_rate_limit() -> None:
-    full = make_exchange(CcxtVenueConfig(), ENVIRON)
-    quarter = make_exchange(CcxtVenueConfig(rate_share=0.25), ENVIRON)
+    full = make_exchange(CcxtVenueConfig(exchange="binance"), ENVIRON)
+    quarter = make_exchange(CcxtVenueConfig(exchange="binance", rate_share=0.25), ENVIRON)
     assert quarter.rateLimit == pytest.approx(full.rateLimit * 4) and quarter.enableRateLimit
 
 
@@ -125,19 +125,19 @@ def test_the_rate_share_scales_ccxt_s_rate_limit() -> None:
 ])
 def test_bad_settings_are_one_clear_line(settings: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
-        make_exchange(CcxtVenueConfig(**settings), ENVIRON)
+        make_exchange(CcxtVenueConfig(**{"exchange": "binance", **settings}), ENVIRON)
 
 
 def test_missing_credentials_name_the_variable_not_a_value() -> None:
     with pytest.raises(ConfigError, match="TRADEEXECUTOR_EXCHANGE_API_SECRET is not set") as caught:
-        make_exchange(CcxtVenueConfig(), {"TRADEEXECUTOR_EXCHANGE_API_KEY": API_KEY})
+        make_exchange(CcxtVenueConfig(exchange="binance"), {"TRADEEXECUTOR_EXCHANGE_API_KEY": API_KEY})
     assert API_KEY not in str(caught.value)
-    public = make_exchange(CcxtVenueConfig(), {}, private=False)  # candles need no credentials
+    public = make_exchange(CcxtVenueConfig(exchange="binance"), {}, private=False)  # candles need no credentials
     assert not public.apiKey
 
 
 def test_wrong_credentials_are_a_crash_not_a_retry(running: Running) -> None:
-    config = CcxtVenueConfig(url=running.url, quote="USD", symbols=("AAA",))
+    config = CcxtVenueConfig(exchange="binance", url=running.url, quote="USD", symbols=("AAA",))
     venue = CcxtVenue(config, environ={**ENVIRON, "TRADEEXECUTOR_EXCHANGE_API_SECRET": "wrong-secret"})
     with pytest.raises(VenueFailure, match="AuthenticationError") as caught:
         venue.balances()

@@ -34,7 +34,7 @@ def fresh(running: Running) -> Iterator[None]:
 
 
 def public(running: Running) -> CcxtConnection:
-    return CcxtConnection(CcxtVenueConfig(url=running.url), environ={}, private=False)
+    return CcxtConnection(CcxtVenueConfig(exchange="binance", url=running.url), environ={}, private=False)
 
 
 def test_only_closed_candles_are_delivered_each_once_and_the_lag_is_measured(running: Running) -> None:
@@ -70,7 +70,7 @@ def test_only_closed_candles_are_delivered_each_once_and_the_lag_is_measured(run
 
 
 def test_a_failed_poll_is_temporary_and_the_gate_is_shared_with_the_venue(running: Running) -> None:
-    config = CcxtVenueConfig(url=running.url, symbols=("EUR/USD",))
+    config = CcxtVenueConfig(exchange="binance", url=running.url, symbols=("EUR/USD",))
     connection = CcxtConnection(config, environ={"TRADEEXECUTOR_EXCHANGE_API_KEY": API_KEY,
                                                  "TRADEEXECUTOR_EXCHANGE_API_SECRET": API_SECRET})
     venue = CcxtVenue(config, connection)
@@ -86,6 +86,29 @@ def test_a_failed_poll_is_temporary_and_the_gate_is_shared_with_the_venue(runnin
     with pytest.raises(RateLimitedError):
         source.poll()  # the venue's 429 holds the candles back too: one address, one budget
     assert len(running.control("GET", "requests?limit=10000")[1]) == sent
+
+
+def test_a_poll_that_fails_half_way_loses_no_candle(running: Running) -> None:
+    source = CcxtCandleSource(public(running), ["BTC/USDT", "EURUSD"], "1s", limit=50)
+    first = source.poll()
+    assert first is not None
+    last_before = {symbol: frame.index[-1] for symbol, frame in first.groupby("symbol")}
+    # BTC/USDT's klines answer, then EURUSD's fail: the poll is temporary and BTC's new candles are not used up.
+    wait_for(source.due, timeout=15)
+    running.control("POST", "faults", {"kind": "error", "status": 503, "count": 1, "path": "/api/v3/klines",
+                                       "symbol": "EURUSD"})
+    with pytest.raises(TemporaryError):
+        source.poll()
+    polled: list[pd.DataFrame] = []
+
+    def both_polled() -> bool:
+        frame = source.poll()
+        polled.extend([] if frame is None else [frame])
+        return bool(polled) and {"BTC/USDT", "EURUSD"} <= set(pd.concat(polled)["symbol"])
+
+    wait_for(both_polled, timeout=15)
+    for symbol, frame in pd.concat(polled).groupby("symbol"):
+        assert (frame.index[0] - last_before[symbol]).total_seconds() == 1, f"{symbol}: a candle was skipped"
 
 
 def test_a_symbol_the_exchange_does_not_list_is_a_config_error(running: Running) -> None:

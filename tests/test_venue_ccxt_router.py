@@ -39,7 +39,7 @@ def fresh(running: Running) -> Iterator[None]:
 
 def venue(running: Running, timeout_seconds: float = 10.0) -> CcxtVenue:
     """A new process's venue: it knows nothing of what an earlier one sent."""
-    config = CcxtVenueConfig(url=running.url, quote="USD", symbols=("AAA",), timeout_seconds=timeout_seconds)
+    config = CcxtVenueConfig(exchange="binance", url=running.url, quote="USD", symbols=("AAA",), timeout_seconds=timeout_seconds)
     return CcxtVenue(config, environ=ENVIRON)
 
 

@@ -65,7 +65,7 @@ def serve() -> Iterator[Callable[[Callable[..., Any]], WebhookServer]]:
 
 
 def running_state(name: str, equity: float = 10_500.0) -> RunState:
-    runstate = RunState.create(name, mode="paper", strategy_name=f"{name} strategy", now=NOW)
+    runstate = RunState.create(name, mode="replay", strategy_name=f"{name} strategy", now=NOW)
     runstate.update(status=RunStatus.running, executor_running=True, cycles=12, completed_cycle_at=NOW,
                     next_cycle_at=NOW + timedelta(hours=1),
                     summary_statistics={"final_equity": equity, "total_return": equity / 10_000 - 1},
@@ -119,9 +119,14 @@ def rows_of(body: bytes) -> dict[str, dict[str, Any]]:
 
 def test_each_executor_shows_its_own_status_or_why_it_cannot_be_read(serve: Callable[..., WebhookServer]) -> None:
     running = serve(executor_app(running_state("alpha")))
+    on_exchange = running_state("gamma", 9_000.0)  # a paper executor: its exchange connection's figures
+    on_exchange.update(mode="paper", prices="binance live prices via http://127.0.0.1:8765",
+                       venue={"exchange": "binance", "url": "http://127.0.0.1:8765", "clock_offset_ms": -12.0,
+                              "requests": 42, "held_back_seconds": 3.5, "held_back_total_seconds": 7.0,
+                              "rate_share": 0.25, "rate_share_used": 0.4})
     crashed = serve(executor_app(crashed_state("beta")))
     guarded = WebhookOptions(auth_username="ops", auth_password="pw-of-gamma")
-    authed = serve(executor_app(running_state("gamma", 9_000.0), options=guarded))
+    authed = serve(executor_app(on_exchange, options=guarded))
     locked = serve(executor_app(running_state("delta"), options=guarded))
     hung_app = Hung()
     hung = serve(hung_app)
@@ -138,10 +143,16 @@ def test_each_executor_shows_its_own_status_or_why_it_cannot_be_read(serve: Call
 
     alpha = rows["alpha"]
     assert alpha["status"] == "running" and alpha["reachable"] and alpha["healthy"] is True
-    assert alpha["mode"] == "paper" and alpha["strategy_name"] == "alpha strategy"
+    assert alpha["mode"] == "replay" and alpha["strategy_name"] == "alpha strategy"
     assert alpha["equity"] == 10_500.0 and alpha["equity_change"] == pytest.approx(0.05)
     assert alpha["open_positions"] == 2 and alpha["cycles"] == 12 and alpha["crash_reason"] is None
     assert alpha["next_cycle_at"] and alpha["last_cycle_at"] and alpha["dashboard"] == running.url.rstrip("/") + "/"
+    assert alpha["rate_share"] is None and alpha["rate_share_used"] is None and alpha["exchange_requests"] is None
+
+    gamma = rows["gamma"]  # its share of the fleet's rate budget and how much of it it used (issue 14 item 6)
+    assert gamma["mode"] == "paper" and gamma["prices"] == "binance live prices via http://127.0.0.1:8765"
+    assert (gamma["rate_share"], gamma["rate_share_used"], gamma["exchange_requests"], gamma["clock_offset_ms"],
+            gamma["held_back_seconds"]) == (0.25, 0.4, 42, -12.0, 3.5)
 
     beta = rows["beta"]
     assert beta["status"] == "error" and beta["healthy"] is False
@@ -217,11 +228,11 @@ def test_paper_runs_of_a_runs_folder_are_shown_read_only(serve: Callable[..., We
 
     runs_dir = tmp_path / "runs"
     live = serve(executor_app(running_state("paper-a")))
-    _run(runs_dir, "r20240101-000000-0001", "paper-a", "paper", "running", url=live.url.rstrip("/"))
-    _run(runs_dir, "r20240101-000000-0002", None, "paper", "error", port=free_port(), error="StrategyBoom: no price")
-    _run(runs_dir, "r20240101-000000-0003", "done", "paper", "stopped", port=free_port())
+    _run(runs_dir, "r20240101-000000-0001", "paper-a", "replay", "running", url=live.url.rstrip("/"))
+    _run(runs_dir, "r20240101-000000-0002", None, "replay", "error", port=free_port(), error="StrategyBoom: no price")
+    _run(runs_dir, "r20240101-000000-0003", "done", "replay", "stopped", port=free_port())
     _run(runs_dir, "r20240101-000000-0004", "bt", "backtest", "running")
-    _run(runs_dir, "r20240101-000000-0005", "lost", "paper", "running", port=free_port())
+    _run(runs_dir, "r20240101-000000-0005", "lost", "replay", "running", port=free_port())
     def contents() -> tuple[list[str], bytes, list[bytes]]:
         """The run folders, the registry's bytes and every run's files (SQLite's -wal/-shm of a reader aside)."""
         folders = sorted(p.name for p in runs_dir.iterdir() if not p.name.startswith("registry.sqlite"))

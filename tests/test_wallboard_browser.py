@@ -4,7 +4,7 @@ Three executors are real ``tradeexecutor start`` subprocesses or their absence: 
 trading, one crashed (``--crash-policy serve`` keeps its webhook up), one a URL nobody listens
 on. The wallboard is ``tradeexecutor wallboard`` as a subprocess. Chromium (tests/chromium.py)
 checks that the page shows each with the right status, the crash's reason, the unreachable one
-as unreachable, that sorting works and that the page refreshes itself. Then a paper run made
+as unreachable, that sorting works and that the page refreshes itself. Then a replay run made
 with ``tradeexecutor runs`` casts to /wallboard/page1/chart1 and back to ``-``, and a misspelt or
 unreachable target shows in the run's journal.
 """
@@ -30,6 +30,9 @@ import pytest
 
 from chromium import Chromium, Page, browser, chromium_path, keep_screenshot  # noqa: F401 - fixtures
 from executor_process import Executor, free_port
+from tradeexecutor.runstate import RunState, RunStatus
+from tradeexecutor.webhook import WebhookServer
+from tradeexecutor.webhook import create_app as executor_app
 
 pytestmark = pytest.mark.slow
 
@@ -137,10 +140,21 @@ def test_fleet_page_shows_running_crashed_and_unreachable_executors_sorts_and_re
                        "--crash-serve-seconds", "600", strategy="daemon_crash.py")
     processes.extend([running, crashed])
     nobody = f"http://127.0.0.1:{free_port()}"
+    # A paper executor's exchange connection, as its /status reports it (issue 14 item 6: its share of the budget).
+    on_exchange = RunState.create("delta-paper", mode="paper", strategy_name="Paper strategy")
+    on_exchange.update(status=RunStatus.running, executor_running=True,
+                       prices="binance live prices via http://127.0.0.1:8765",
+                       venue={"exchange": "binance", "clock_offset_ms": -12.0, "requests": 42,
+                              "held_back_seconds": 3.5, "held_back_total_seconds": 7.0, "rate_share": 0.25,
+                              "rate_share_used": 0.4})
+    paper = WebhookServer(executor_app(on_exchange), host="127.0.0.1", port=0)
+    paper.start()
+    processes.append(paper)
     running.wait_status(lambda s: s["cycles"] >= 3, timeout=60)
     crash = crashed.wait_status(lambda s: s["status"] == "error", timeout=60)
     board = Wallboard(tmp_path, "--executor", f"alpha-running=http://127.0.0.1:{running.port}",
                       "--executor", f"beta-crashed=http://127.0.0.1:{crashed.port},gamma-gone={nobody}",
+                      "--executor", f"delta-paper={paper.url.rstrip('/')}",
                       "--refresh-seconds", "2", "--timeout-seconds", "1.5")
     processes.append(board)
     api = wait_for(lambda: (rows := board.executors()) and rows["alpha-running"]["status"] == "running" and rows,
@@ -164,11 +178,15 @@ def test_fleet_page_shows_running_crashed_and_unreachable_executors_sorts_and_re
 
     shown, api = wait_for(shown_with_its_poll, "a refresh showing the poll just read", timeout=60, every=0)
     by_name = {row["name"]: row for row in shown}
-    assert [row["name"] for row in shown] == ["alpha-running", "beta-crashed", "gamma-gone"]  # by name at first
+    assert [row["name"] for row in shown] == ["alpha-running", "beta-crashed", "delta-paper",
+                                              "gamma-gone"]  # by name at first
 
     alpha = by_name["alpha-running"]
     assert alpha["status"] == "running" and alpha["link"] == f"http://127.0.0.1:{running.port}/"
-    assert alpha["cells"]["healthy"]["text"] == "healthy" and alpha["cells"]["mode"]["text"] == "paper"
+    assert alpha["cells"]["healthy"]["text"] == "healthy" and alpha["cells"]["mode"]["value"] == "replay"
+    assert api["alpha-running"]["prices"] == "historical candles (bundled data)"  # shown under the mode
+    assert alpha["cells"]["mode"]["text"] == "replay" + api["alpha-running"]["prices"]
+    assert alpha["cells"]["rate_share_used"]["text"] == "–"  # no exchange connection in a replay
     assert float(alpha["cells"]["equity"]["value"]) == api["alpha-running"]["equity"]
     assert float(alpha["cells"]["equity"]["text"].replace(",", "")) == pytest.approx(api["alpha-running"]["equity"],
                                                                                     abs=0.006)
@@ -186,6 +204,11 @@ def test_fleet_page_shows_running_crashed_and_unreachable_executors_sorts_and_re
     assert beta["status"] == "error" and beta["cells"]["crash_reason"]["text"] == reason
     assert reason == "StrategyBoom: cannot price GOOG-price: the lookup table has no entry"
     assert beta["cells"]["healthy"]["text"] == "unhealthy"
+
+    delta = by_name["delta-paper"]
+    assert delta["cells"]["mode"]["text"] == "paperbinance live prices via http://127.0.0.1:8765"
+    assert delta["cells"]["rate_share_used"]["value"] == "0.4"
+    assert delta["cells"]["rate_share_used"]["text"] == "40 % of 25 % share42 requests · clock -12 ms · held back 4 s"
 
     gamma = by_name["gamma-gone"]
     assert gamma["status"] == "unreachable" and gamma["cells"]["status"]["text"].startswith("unreachable")
@@ -236,8 +259,8 @@ def test_fleet_page_shows_running_crashed_and_unreachable_executors_sorts_and_re
 
 PAPER = """\
 strategy_file: sma.py
-mode: paper
-name: Cast paper
+mode: replay
+name: Cast replay
 environment: {data: [stocks-daily], start: "2005-01-01", end: "2012-12-31", replay_seconds: 0.2}
 strategy: {fast: 5, slow: 15}
 core: {fee: 0.001, revaluation_seconds: 1, trigger_seconds: 1}
@@ -286,7 +309,7 @@ def test_a_paper_run_casts_to_a_chart_then_stops_and_bad_targets_show_in_its_jou
         chart = wait_for(lambda: (c := get_json(chart_url)) and c["updates"] >= 2 and c, "the chart to get data")
         equity, close = chart["series"]
         assert chart["title"] == "SMA crossover"  # the strategy's name
-        assert chart["source"]["mode"] == "paper" and chart["source"]["status"] == "running"
+        assert chart["source"]["mode"] == "replay" and chart["source"]["status"] == "running"
         assert equity["name"] == "equity" and len(equity["t"]) >= 2 and close["name"] == "GOOG close"
         assert [event for event, _ in cast_events(work, "caster", env)][:2] == ["cast_requested", "cast_set"]
         wait_for(lambda: ("cast_delivered" in [e for e, _ in cast_events(work, "caster", env)]), "cast_delivered")

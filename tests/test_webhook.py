@@ -64,7 +64,7 @@ def _failing_view(config: Configurator) -> None:
 def runstate() -> RunState:
     return RunState.create(
         "exec-web",
-        mode="paper",
+        mode="replay",
         strategy_name="ema_cross",
         source_code="def decide():\n    return []\n",
         version={"package": "0.1.0", "git_commit": None},

@@ -55,7 +55,7 @@ def request(server: WebhookServer, path: str, method: str = "GET", headers: dict
 
 
 def _runstate() -> RunState:
-    return RunState.create("auth", mode="paper", source_code="x = 1\n", version={"package": "0", "git_commit": None})
+    return RunState.create("auth", mode="replay", source_code="x = 1\n", version={"package": "0", "git_commit": None})
 
 
 def _serve(options: WebhookOptions) -> Iterator[WebhookServer]:

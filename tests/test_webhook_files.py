@@ -39,7 +39,7 @@ from tradeexecutor.webhook.options import WebhookOptions
 
 ROOT = Path(__file__).resolve().parent.parent
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
-METADATA = {"name": "sma_crossover", "mode": "paper", "strategy_version": "abc", "started_at": T0}
+METADATA = {"name": "sma_crossover", "mode": "replay", "strategy_version": "abc", "started_at": T0}
 
 
 # -- states ------------------------------------------------------------------------------------------

@@ -35,7 +35,7 @@ def _now() -> datetime:
 
 @pytest.fixture
 def runstate() -> RunState:
-    runstate = RunState.create("exec-health", mode="paper", version={"package": "0.1.0", "git_commit": None})
+    runstate = RunState.create("exec-health", mode="replay", version={"package": "0.1.0", "git_commit": None})
     runstate.update(status="running", executor_running=True, next_cycle_at=_now() + timedelta(minutes=5))
     return runstate
 

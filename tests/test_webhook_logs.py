@@ -271,7 +271,7 @@ def test_a_since_without_seconds_near_year_one_is_a_400_not_a_500(tmp_path) -> N
     from tradeexecutor.webhook import WebhookServer, create_app
     from tradeexecutor.webhook.options import WebhookOptions
 
-    app = create_app(RunState.create("t", mode="paper"), options=WebhookOptions(files=RunFiles(tmp_path)))
+    app = create_app(RunState.create("t", mode="replay"), options=WebhookOptions(files=RunFiles(tmp_path)))
     with WebhookServer(app, port=0) as server:
         url = f"http://127.0.0.1:{server.effective_port}/logs?since=0001-01-01T00:00%2B01:00"
         try:

@@ -73,7 +73,7 @@ def value(found: Samples, name: str, **labels: str) -> float:
 @pytest.fixture
 def runstate(backtest_state: State) -> RunState:
     runstate = RunState.create(
-        "exec-metrics", mode="paper", strategy_name="sma_crossover",
+        "exec-metrics", mode="replay", strategy_name="sma_crossover",
         version={"package": "1.2.3", "git_commit": "abc"}, now=T0,
     )
     now = datetime.now(UTC)
@@ -114,7 +114,7 @@ def test_every_metric_name_is_exported_with_the_prometheus_content_type(server: 
 def test_values_match_the_runstate(server: WebhookServer, runstate: RunState, backtest_state: State) -> None:
     found = samples(scrape(server)[1])
     assert value(found, "tradeexecutor_info", executor_id="exec-metrics", strategy="sma_crossover",
-                 mode="paper", version="1.2.3") == 1
+                 mode="replay", version="1.2.3") == 1
     assert value(found, "tradeexecutor_up") == 1
     assert value(found, "tradeexecutor_crashed") == 0
     assert value(found, "tradeexecutor_healthy") == 0  # safe mode fails /healthz: it needs an operator

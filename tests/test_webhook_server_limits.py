@@ -42,7 +42,7 @@ PROBE_DEADLINE = 20.0
 
 
 def running_state() -> RunState:
-    state = RunState.create("probes", mode="paper", version={"package": "0", "git_commit": None})
+    state = RunState.create("probes", mode="replay", version={"package": "0", "git_commit": None})
     state.update(status=RunStatus.running, executor_running=True,
                  next_cycle_at=datetime.now(UTC) + timedelta(hours=1))
     return state

@@ -283,7 +283,7 @@ class ExecutionConfig:
 
 @dataclass(frozen=True)
 class EngineConfig:
-    """Settings of the cycle engine shared by backtest, paper and live."""
+    """Settings of the cycle engine shared by backtest, replay, paper and live."""
 
     #: How orders fill and what they cost.
     execution: ExecutionConfig = ExecutionConfig()
@@ -370,6 +370,10 @@ class HealthLimits:
     data_stale_seconds: float = setting(0.0, flag="--data-stale-seconds", unit="seconds", minimum=0,
                                         hint="0 disables",
                                         help="/healthz fails when market data is older than this; 0 disables.")
+    outage_grace_seconds: float = setting(120.0, flag="--outage-grace-seconds", unit="seconds", minimum=0,
+                                          help="/healthz fails when a temporary failure (network, exchange down "
+                                               "or in maintenance, rate limit) has lasted this long; the loop "
+                                               "keeps retrying with backoff meanwhile.")
 
     def __post_init__(self) -> None:
         check_settings(self)
@@ -391,22 +395,29 @@ class CcxtVenueConfig:
     ``symbols`` come from the strategy's instruments, not from a person.
     """
 
-    exchange: str = setting("binance", flag="--exchange",
-                            help="The exchange of live mode (wired in a later step; --mode live is still refused): any ccxt "
-                                 "exchange id (binance, kraken, ...); its spot markets are traded.")
-    url: str | None = setting(None, flag="--exchange-url", kind=str,
+    exchange: str | None = setting(None, flag="--exchange", kind=str, spec="environment.exchange",
+                                   fingerprint_when_set=True,
+                                   help="The exchange whose prices paper mode trades on (and, in a later step, whose "
+                                        "markets live mode trades): any ccxt exchange id (binance, kraken, ...); spot "
+                                        "markets only. Paper and live need it; replay and backtest ignore it.")
+    url: str | None = setting(None, flag="--exchange-url", kind=str, spec="environment.exchange_url",
+                              fingerprint_when_set=True,
                               help="Point every API base URL of the exchange at this scheme and host, paths kept: "
                                    "the exchange simulator, a proxy or a testnet. Default: the exchange itself.")
-    key_variable: str = setting(KEY_VARIABLE, flag="--exchange-key-variable",
+    key_variable: str = setting(KEY_VARIABLE, flag="--exchange-key-variable", spec="core.exchange_key_variable",
+                                fingerprint_when_set=True,
                                 help="Environment variable holding the exchange API key (its name: the value is "
                                      "never shown, logged or stored).")
     secret_variable: str = setting(SECRET_VARIABLE, flag="--exchange-secret-variable",
+                                   spec="core.exchange_secret_variable", fingerprint_when_set=True,
                                    help="Environment variable holding the exchange API secret (its name).")
-    rate_share: float = setting(1.0, flag="--exchange-rate-share", minimum=0, above=0, maximum=1,
+    rate_share: float = setting(1.0, flag="--exchange-rate-share", spec="core.exchange_rate_share",
+                                fingerprint_when_set=True, minimum=0, above=0, maximum=1,
                                 hint="0.25 = a quarter of the address's budget",
                                 help="This executor's share of the exchange's request budget, for fleets behind "
                                      "one IP address: ccxt's rate limit is stretched by 1/share.")
-    timeout_seconds: float = setting(10.0, flag="--exchange-timeout-seconds", unit="seconds", minimum=0, above=0,
+    timeout_seconds: float = setting(10.0, flag="--exchange-timeout-seconds", spec="core.exchange_timeout_seconds",
+                                     fingerprint_when_set=True, unit="seconds", minimum=0, above=0,
                                      maximum=300,
                                      help="Seconds to wait for one exchange reply; an order whose reply does not "
                                           "come in time is asked about by its client order id, never resent.")
@@ -417,7 +428,7 @@ class CcxtVenueConfig:
 
     def __post_init__(self) -> None:
         check_settings(self)
-        if not re.fullmatch(r"[a-z0-9_]+", self.exchange):
+        if self.exchange is not None and not re.fullmatch(r"[a-z0-9_]+", self.exchange):
             raise ConfigError(f"--exchange {self.exchange!r} must be a ccxt exchange id such as binance")
         if self.url is not None:
             parts = urlsplit(self.url)

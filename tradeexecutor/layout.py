@@ -76,6 +76,11 @@ class RunFiles:
         return self.root / "crash.tally"
 
     @property
+    def reconciliation(self) -> Path:
+        """The last reconciliation of the ledger with the venue (start-up or ``tradeexecutor reconcile``)."""
+        return self.root / "reconciliation.json"
+
+    @property
     def cast(self) -> Path:
         """Where the executor casts its charts (store.cast_target); survives restarts."""
         return self.root / "cast.json"

@@ -32,11 +32,15 @@ from tradeexecutor.config import (
 from tradeexecutor.errors import ConfigError
 from tradeexecutor.notify.config import NotifyConfig
 
-__all__ = ["CPU_SETTINGS", "CRASH_POLICIES", "DEFAULT_PORT", "LOG_LEVELS", "MODES", "REPLAY_STARTS", "DaemonConfig",
-           "FeedConfig", "check_cpu_setting", "parse_params"]
+__all__ = ["CPU_SETTINGS", "CRASH_POLICIES", "DEFAULT_PORT", "EXCHANGE_MODES", "LOG_LEVELS", "MODES", "PAPER_NEEDS_EXCHANGE",
+           "REPLAY_HINT", "REPLAY_STARTS", "DaemonConfig", "FeedConfig", "check_cpu_setting", "parse_params"]
 
-#: Execution modes; ``live`` is reserved until an exchange adapter exists.
-MODES = ("paper", "backtest", "live")
+#: Execution modes. ``replay``: simulated fills on historical candles replayed on the clock (the default: no
+#: network, no credentials); ``paper``: simulated fills at an exchange's live prices (``--exchange``);
+#: ``backtest``: the whole history at once; ``live``: real orders (refused until it is wired, the next step).
+MODES = ("replay", "paper", "backtest", "live")
+#: Modes whose prices come from an exchange (``--exchange``), not from candle files or bundled data.
+EXCHANGE_MODES = ("paper", "live")
 #: What happens after a crash: exit at once, or keep the webhook up for a while first.
 CRASH_POLICIES = ("exit", "serve")
 #: Named replay starting points; anything else is an ISO date or time.
@@ -56,6 +60,28 @@ def check_cpu_setting(setting: str) -> str:
         return str(int(text)) if text.isdigit() else text
     raise ConfigError(f"--cpu {setting!r} is not valid: use auto (pin to the least busy CPU), off (let the OS "
                       f"place threads) or a CPU number such as 0")
+
+
+#: What a run spec or state of the old meaning of ``paper`` (a replay) is told to use instead.
+REPLAY_HINT = "for simulated fills on historical candles, what paper meant before, use --mode replay"
+#: The one line for --mode paper without an exchange (a run spec saved with the old meaning gets it too).
+PAPER_NEEDS_EXCHANGE = ("--mode paper trades on an exchange's live prices and needs --exchange NAME (a ccxt id such as "
+                        f"binance; --exchange-url for a simulator); {REPLAY_HINT}")
+
+
+def check_paper(config: DaemonConfig) -> None:
+    """Paper mode needs an exchange and takes its candles from it: replay settings would be silently unused."""
+    if config.exchange.exchange is None:
+        raise ConfigError(PAPER_NEEDS_EXCHANGE)
+    from tradeexecutor.venue.ccxt_connection import check_exchange_id  # imports ccxt: only in paper mode
+
+    check_exchange_id(config.exchange.exchange)
+    feed = config.feed
+    for flag, value in (("--data", feed.data), ("--start", feed.start), ("--end", feed.end),
+                        ("--follow", feed.follow)):
+        if value:
+            raise ConfigError(f"{flag} does not apply to --mode paper, which takes its candles from "
+                              f"{config.exchange.exchange}: drop {flag}, or use --mode replay for candle files")
 
 
 def parse_params(values: Any) -> dict[str, str]:
@@ -112,9 +138,10 @@ class DaemonConfig:
 
     #: The strategy module.
     strategy_file: Path
-    mode: str = setting("paper", choices=MODES, spec="mode",
-                        help="paper: simulated fills on a replay feed; backtest: the whole history at once; live: "
-                             "reserved (no exchange adapter yet).")
+    mode: str = setting("replay", choices=MODES, spec="mode",
+                        help="replay: simulated fills on historical candles replayed on the clock (no network); "
+                             "paper: simulated fills at the live prices of --exchange; backtest: the whole history "
+                             "at once; live: real orders (not available yet).")
     #: The candles: data, window, replay pace and start, growing files.
     feed: FeedConfig = field(default_factory=FeedConfig)
     params: dict[str, str] = setting(factory=dict, flag="--param", short="-p", env="PARAMS", multiple=True,
@@ -152,6 +179,10 @@ class DaemonConfig:
                                       hint="0 disables",
                                       help="A job running longer is a crash (every thread's stack recorded); 0 "
                                            "disables.")
+    retry_max_seconds: float = setting(60.0, unit="seconds", above=0, maximum=3600,
+                                       help="Longest wait between tries of a job that failed temporarily (network, "
+                                            "exchange down or in maintenance, rate limit): the wait doubles from 1 s "
+                                            "up to this, longer only when the exchange names a Retry-After.")
     complete_serve_seconds: float = setting(0.0, unit="seconds", minimum=0,
                                             help="Webhook time after the replay (or backtest) completed.")
     chart_seconds: float = setting(10.0, unit="seconds", minimum=0, hint="0 disables",
@@ -173,16 +204,19 @@ class DaemonConfig:
     notify: NotifyConfig = field(default_factory=NotifyConfig)
     #: The wallboard to cast chart data to (the target itself is in <state dir>/cast.json).
     cast: CastConfig = field(default_factory=CastConfig)
-    #: The exchange of live mode: ccxt id, URL override, credential variable names, rate share (docs/exchanges.md).
+    #: The exchange of paper and live mode: ccxt id, URL override, credential variable names, rate share
+    #: (docs/exchanges.md).
     exchange: CcxtVenueConfig = field(default_factory=CcxtVenueConfig)
     log_level: str = setting("info", choices=LOG_LEVELS, help="Log verbosity on stderr.")
 
     def __post_init__(self) -> None:
         if self.mode == "live":
-            raise ConfigError("--mode live is not available yet: no exchange adapter exists; use --mode paper "
-                              "(simulated fills on a replay feed) or --mode backtest")
+            raise ConfigError("--mode live is not available yet (real orders are the next step); use --mode paper "
+                              "--exchange NAME for simulated fills at the exchange's live prices, or --mode replay")
         if self.mode not in MODES:
             raise ConfigError(f"unknown mode {self.mode!r}: use one of {', '.join(MODES)}")
+        if self.mode == "paper":
+            check_paper(self)
         if self.crash_policy not in CRASH_POLICIES:
             raise ConfigError(f"unknown crash policy {self.crash_policy!r}: use one of {', '.join(CRASH_POLICIES)}")
         check_settings(self)

@@ -13,6 +13,7 @@ order the positions opened), which may differ in the last bit.
 
 from __future__ import annotations
 
+from array import array
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -25,26 +26,30 @@ __all__ = ["CHUNK", "Holdings", "append_curve"]
 
 @dataclass
 class Holdings:
-    """Cash and each instrument's quantity after every step at which something filled."""
+    """Cash and each instrument's quantity after every step at which something filled.
+
+    Typed columns (8 bytes a number) rather than lists of Python numbers: a 5M-bar run records
+    about 190,000 steps, which as lists cost some 30 MB at the run's memory peak.
+    """
 
     #: Cash before the first fill.
     initial_cash: float
     #: Instruments in engine slot order.
     symbols: tuple[str, ...]
-    steps: list[int] = field(default_factory=list)
-    cash: list[float] = field(default_factory=list)
-    #: One row per recorded step: the quantity held of each instrument, in ``symbols`` order.
-    quantities: list[list[float]] = field(default_factory=list)
+    steps: array[int] = field(default_factory=lambda: array("q"))
+    cash: array[float] = field(default_factory=lambda: array("d"))
+    #: The quantity held of each instrument, ``len(symbols)`` numbers per recorded step, in ``symbols`` order.
+    quantities: array[float] = field(default_factory=lambda: array("d"))
 
     def record(self, step: int, cash: float, quantities: list[float]) -> None:
         """What the portfolio holds after ``step`` (a later record for the same step replaces it)."""
         if self.steps and self.steps[-1] == step:
             self.cash[-1] = cash
-            self.quantities[-1] = quantities
+            self.quantities[len(self.quantities) - len(quantities):] = array("d", quantities)
             return
         self.steps.append(step)
         self.cash.append(cash)
-        self.quantities.append(quantities)
+        self.quantities.extend(quantities)
 
 
 #: Timeline steps valued at once: the temporaries stay at a few MB whatever the run's length (a 5M-bar curve
@@ -55,7 +60,7 @@ CHUNK = 1 << 16
 def append_curve(holdings: Holdings, market: MarketData, valuations: ValuationSeries) -> None:
     """Append a row per timeline step of ``market`` to ``valuations``, computed CHUNK steps at a time."""
     chunk = CHUNK
-    changes = np.asarray(holdings.steps, dtype=np.int64)
+    changes = np.asarray(holdings.steps, dtype=np.int64)  # the typed columns' own memory (buffer protocol)
     cash_rows = np.asarray(holdings.cash, dtype=np.float64)
     quantity_rows = np.asarray(holdings.quantities, dtype=np.float64).reshape(len(changes), len(holdings.symbols))
     # Instruments ever held: the others add nothing to any row.

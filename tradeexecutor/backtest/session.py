@@ -3,7 +3,7 @@
 Every way of running a strategy over history goes through here: ``tradeexecutor backtest``,
 ``start --mode backtest`` (``daemon.backtest_mode``), backtest runs (``runs.executor``) and each
 point of an optimize sweep (``runs.sweep_eval``, which opens its market once and reuses it); the
-daemon's paper start-up opens its session the same way before it starts the loop. Writing the
+daemon's replay start-up opens its session the same way before it starts the loop. Writing the
 result is the caller's step, since each keeps it somewhere else (an output folder, a state
 directory with its webhook snapshot, a run folder).
 

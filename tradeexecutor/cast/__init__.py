@@ -1,6 +1,6 @@
 """The cast contract between a job and the wallboard: chart addresses, targets and the chart data sent.
 
-A job (a paper executor, a finished backtest) *casts* its data to a chart of the shared
+A job (a replay or paper executor, a finished backtest) *casts* its data to a chart of the shared
 wallboard: it ``PUT``\\ s a small JSON document to ``<wallboard>/wallboard/<page>/<chart>`` with
 ``Authorization: Bearer <token>``. Pages and charts are named by their path; a page is the grid
 of the charts cast to it. Both sides use this module: the sender to build what it sends, the
@@ -9,8 +9,8 @@ wallboard to check what it receives. Pure, no I/O.
 Chart data (``format`` 1)::
 
     {"format": 1,
-     "title": "SMA crossover GOOG paper",
-     "source": {"name": "...", "run": "r20240501-120000-a1b2", "mode": "paper", "status": "running"},
+     "title": "SMA crossover GOOG replay",
+     "source": {"name": "...", "run": "r20240501-120000-a1b2", "mode": "replay", "status": "running"},
      "series": [{"name": "equity", "axis": "left", "t": [1704067200000, ...], "v": [10000.0, ...]},
                 {"name": "GOOG close", "axis": "right", "t": [...], "v": [...]}]}
 

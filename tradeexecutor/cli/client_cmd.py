@@ -208,6 +208,16 @@ def status_lines(payload: dict[str, Any], zone: tzinfo | None) -> list[str]:
     if payload.get("risk_paused") and payload.get("risk_pause_reason"):
         rows.append(("risk pause", str(payload["risk_pause_reason"])))
     rows.append(("mode", str(payload.get("mode") or "-")))
+    if payload.get("prices"):
+        rows.append(("prices", str(payload["prices"])))
+    venue = payload.get("venue")
+    if isinstance(venue, dict) and venue:
+        share, used = venue.get("rate_share"), venue.get("rate_share_used")
+        rows.append(("exchange", f"{venue.get('requests', 0)} requests, clock offset {venue.get('clock_offset_ms')} ms"
+                     + (f", {used:.0%} of its {share:.0%} rate share used" if isinstance(share, (int, float))
+                        and isinstance(used, (int, float)) else "")
+                     + (f", held back {venue['held_back_seconds']:.0f} s more" if venue.get("held_back_seconds")
+                        else "")))
     strategy = str(payload.get("strategy_name") or "-")
     version = str(payload.get("strategy_version") or "")
     rows.append(("strategy", strategy + (f" (version {version[:12]})" if version else "")))

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from tradeexecutor.cli.early import hold_stop_signals
+
+hold_stop_signals()  # `start` only: SIGTERM is a graceful stop even while the commands load (cli/early.py)
+
 import click
 
 from tradeexecutor.cli.backtest_cmd import backtest_command
@@ -11,6 +15,7 @@ from tradeexecutor.cli.control_cmd import control_command
 from tradeexecutor.cli.exchange_sim_cmd import exchange_sim_command
 from tradeexecutor.cli.metrics_cmd import metrics_group, report_command
 from tradeexecutor.cli.optimize_cmd import optimize_command
+from tradeexecutor.cli.reconcile_cmd import reconcile_command
 from tradeexecutor.cli.runs_cmd import runs_command
 from tradeexecutor.cli.start_cmd import start_command
 from tradeexecutor.cli.state_cmd import state_group
@@ -36,6 +41,7 @@ cli.add_command(optimize_command)
 cli.add_command(exchange_sim_command)
 cli.add_command(wallboard_command)
 cli.add_command(state_group)
+cli.add_command(reconcile_command)
 
 
 def main() -> None:

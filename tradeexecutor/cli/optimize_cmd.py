@@ -1,9 +1,9 @@
 """``tradeexecutor optimize SPEC --param fast=5..30:5 --param slow=20,30,50``: a parameter sweep, ranked in-sample, checked out-of-sample.
 
 Every point gets a row (values, figures over the whole period, in-sample and out-of-sample, and
-fingerprints) in the sweep's folder as it finishes; with ``--reports best`` (or ``all``) the best
-``--best`` points also become full backtest runs with state, journal and report, and the sweep
-draws its charts — on demand, since they cost more than a small sweep's points (``--resume
+fingerprints) in the sweep's folder as it finishes; by default (``--reports best``) the best
+``--best`` points (5) also become full backtest runs with state, journal and report, and the sweep
+draws its charts; ``--reports all`` makes every point a full run, ``--reports none`` none (``--resume
 --reports best`` makes them later without running a point again). Points run on local processes by
 default, or on a Dask cluster (``--cluster``, extra ``distributed``); ``--search random|tpe``
 samples the space with Optuna (extra ``search``). Bad options stop with one line and exit 2

@@ -83,7 +83,7 @@ def runs_command(ctx: click.Context, runs_dir: Path) -> None:
 @click.option("--start", "start_now", is_flag=True, help="Start the run once created.")
 @click.option("--upsert", is_flag=True, help="Update the run holding --ref instead, while it is still new.")
 @click.option("--tail", is_flag=True, help="With --start: follow the run's journal until it ends.")
-@click.option("--port", type=int, default=None, help="Webhook port of a paper run (default: a free one).")
+@click.option("--port", type=int, default=None, help="Webhook port of a replay or paper run (default: a free one).")
 @click.pass_context
 @user_errors
 def create_command(ctx: click.Context, spec: Path, ref: str | None, start_now: bool, upsert: bool, tail: bool,
@@ -168,12 +168,12 @@ def show_command(ctx: click.Context, run: str, as_json: bool) -> None:
 
 @runs_command.command("start")
 @click.argument("run")
-@click.option("--port", type=int, default=None, help="Webhook port of a paper run (default: a free one).")
+@click.option("--port", type=int, default=None, help="Webhook port of a replay or paper run (default: a free one).")
 @click.option("--tail", is_flag=True, help="Follow the run's journal until it ends.")
 @click.pass_context
 @user_errors
 def start_command(ctx: click.Context, run: str, port: int | None, tail: bool) -> None:
-    """Start a run: a backtest runs here to completion; a paper run becomes its own executor process."""
+    """Start a run: a backtest runs here to completion; a replay or paper run becomes its own executor process."""
     _start(_runs(ctx), run, port, tail)
 
 
@@ -226,7 +226,7 @@ def stop_command(ctx: click.Context, run: str, timeout: float) -> None:
 @click.pass_context
 @user_errors
 def reset_command(ctx: click.Context, run: str) -> None:
-    """Clear a backtest or paper run's results (state, reports) so it starts fresh; refused for live runs."""
+    """Clear a backtest, replay or paper run's results (state, reports) so it starts fresh; refused for live runs."""
     from tradeexecutor.runs import verbs
 
     record = verbs.reset(_runs(ctx), run)["run"]
@@ -330,7 +330,7 @@ def orders_command(ctx: click.Context, run: str) -> None:
 @click.pass_context
 @user_errors
 def supervise_command(ctx: click.Context, run_id: str, port: int) -> None:
-    """Internal: run a paper run's executor and record how it ends (started detached by `runs start`)."""
+    """Internal: run a replay or paper run's executor and record how it ends (started detached by `runs start`)."""
     import logging
 
     from tradeexecutor.runs.runner import supervise

@@ -1,4 +1,7 @@
-"""``tradeexecutor start``: run a strategy unattended (paper trading on a replay feed, or a backtest) with its webhook."""
+"""``tradeexecutor start``: run a strategy unattended with its webhook.
+
+Modes: a replay of historical candles (the default), paper trading on an exchange's live prices, or a backtest.
+"""
 
 from __future__ import annotations
 
@@ -28,9 +31,11 @@ if TYPE_CHECKING:
 @user_errors
 def start_command(strategy_file: Path | None, spec_file: Path | None, **options: Any) -> None:
     """Run STRATEGY_FILE (or --spec RUN_SPEC) as a long-running executor with a webhook (/status, /summary)."""
+    from tradeexecutor.cli.early import release
     from tradeexecutor.daemon.signals import StopSignals
 
     signals = StopSignals().install()  # first: a SIGTERM from here on is a graceful stop, never a kill
+    signals.adopt(*release())  # and one that came while the commands loaded (cli/early.py) is one too
 
     from tradeexecutor.cli.runs_cmd import spec_for_command
 

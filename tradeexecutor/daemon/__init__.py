@@ -10,7 +10,7 @@ Modules, one job each:
 - ``crash``     crash records, crash-loop safe mode, the watchdog;
 - ``signals``   SIGTERM/SIGINT → graceful stop;
 - ``startup``   loaded-state checks, replay start;
-- ``runner``    builds and runs a paper-mode executor, maps endings to exit codes;
+- ``runner``    builds and runs a replay- or paper-mode executor, maps endings to exit codes;
 - ``backtest_mode`` ``start --mode backtest``.
 
 The webhook is built by the CLI and handed in (the daemon never imports it).

@@ -1,6 +1,6 @@
 """``start --mode backtest``: run the whole history at once with the daemon's strategy, config and state directory.
 
-The same RunState fields a paper run fills (status complete, summary, charts) are filled from
+The same RunState fields a replay run fills (status complete, summary, charts) are filled from
 the backtest's final state, the state is saved to the state directory as one snapshot, and the
 webhook can keep serving the result for ``--complete-serve-seconds``.
 """
@@ -80,7 +80,7 @@ class BacktestRun:
         store = Ledger(RunFiles(config.state_dir).ledger)
         existing = store.load()  # an unreadable state stops here, untouched
         if existing is not None and existing.replay_cursor >= 0:
-            raise StateError(f"{store.path} holds a paper-trading state; a backtest will not replace it "
+            raise StateError(f"{store.path} holds the state of a replay or paper executor; a backtest will not replace it "
                              "(use another --state-dir)")
         market = self.session.market
         files = RunFiles(config.state_dir)

@@ -57,6 +57,10 @@ _LEVELS = {
     "stop_requested": "warning",
     "cast_failed": "warning",
     "operator_refused": "warning",
+    "outage_started": "warning",
+    "cycle_missed": "warning",
+    "temporary_failure": "warning",
+    "reconciliation_mismatch": "warning",
     "crashed": "error",
     "error": "error",
 }

@@ -46,6 +46,13 @@ the strategy is no longer called and the loop goes on filling, checking triggers
 revaluing, the webhook reporting the reason (``/healthz`` 503). Otherwise the crash ends the
 loop and the runner applies the crash policy; the restarted executor decides that cycle again.
 
+A temporary failure. A TemporaryError escaping a job (the network, an exchange down or in
+maintenance, a rate limit) is no bug: the job's uncommitted work is dropped as after a crash, but
+nothing is recorded as one. A scheduled job is tried again after a capped backoff
+(``daemon/outage.py``: the loop waits for it itself), its ticks arriving meanwhile are deferred (a
+cycle boundary journaled as ``cycle_missed``), and RunState shows the outage until the job runs
+through (``outage_ended``); an operator's job that fails so is answered as failed.
+
 Operator jobs. ``close``, ``close_all`` and ``reload_params`` (from the webhook's action sink) run
 as jobs of their own between the scheduled ones: the closes go through the engine's exit path
 (``Engine.close_now``, the one stop-losses take), new parameters are checked as at start-up and
@@ -73,16 +80,18 @@ from tradeexecutor.control import ActionRequest, ActionResult, Outcome
 from tradeexecutor.daemon.caster import Caster
 from tradeexecutor.daemon.commands import Command, CommandKind, CommandQueue, JobKind
 from tradeexecutor.daemon.crash import CrashRecorder, Watchdog
+from tradeexecutor.daemon.outage import Outage
 from tradeexecutor.daemon.publish import Publisher
 from tradeexecutor.daemon.risk_guard import RiskGuard
 from tradeexecutor.data.feed import PriceFeed
 from tradeexecutor.engine.engine import CycleReport, Engine, EventSink
 from tradeexecutor.engine.schedule import CycleSchedule
-from tradeexecutor.errors import UserInputError
+from tradeexecutor.errors import TemporaryError, UserInputError
 from tradeexecutor.ledger import Job, Ledger
 from tradeexecutor.runstate import RunState, RunStatus
 from tradeexecutor.state import Position
 from tradeexecutor.strategy.loader import with_parameters
+from tradeexecutor.venue.ccxt_errors import scrub
 
 __all__ = ["ExecutorLoop", "LoopOutcome"]
 
@@ -120,7 +129,7 @@ class ExecutorLoop:
                  cycle_limit: int = 0, safe_mode: bool = False, watchdog: Watchdog | None = None,
                  crash_loop: Callable[[], str | None] = lambda: None,
                  after_job: Callable[[], None] | None = None, caster: Caster | None = None,
-                 risk: RiskGuard | None = None) -> None:
+                 risk: RiskGuard | None = None, outage: Outage | None = None) -> None:
         self.engine = engine
         self.state = engine.state
         self.feed = feed
@@ -166,6 +175,10 @@ class ExecutorLoop:
         self._scope: Job | None = None
         #: Seconds between when the scheduler meant the running job to start and when it started.
         self._job_lag: float | None = None
+        #: The temporary failure being retried with backoff, if any (never a crash: daemon/outage.py).
+        self.outage = outage if outage is not None else Outage(runstate, now)
+        #: The last job that failed temporarily (for an operator's answer), cleared as each job starts.
+        self._temporary: str | None = None
         engine.start_write_ahead(self._commit, now)  # every order committed submitting before the venue sees it
 
     # -- driving ------------------------------------------------------------------------------
@@ -200,9 +213,10 @@ class ExecutorLoop:
         """Consume commands until the loop ends; the body of the worker thread."""
         self.begin()
         while self.outcome is None:
-            command = self.commands.get(timeout=idle_timeout)
+            command = self.commands.get(timeout=self._wait(idle_timeout))
             if command is not None:
                 self.handle(command)
+            self._retry_if_due()
         return self.outcome
 
     def run_pending(self) -> LoopOutcome | None:
@@ -213,7 +227,21 @@ class ExecutorLoop:
             if command is None:
                 break
             self.handle(command)
+        self._retry_if_due()
         return self.outcome
+
+    def _wait(self, idle_timeout: float) -> float:
+        """How long to wait for a command: no longer than until the retry of a temporarily failed job is due."""
+        current = self.outage.current
+        if current is None:
+            return idle_timeout
+        return max(0.01, min(idle_timeout, (current.next_retry_at - self._now()).total_seconds()))
+
+    def _retry_if_due(self) -> None:
+        """Try the temporarily failed job again once its backoff has run out (a tick of the loop's own)."""
+        job = self.outage.due()
+        if job is not None and self.outcome is None and job in JobKind.__members__:
+            self.handle(Command(CommandKind.tick, job=JobKind(job), reason="retry after a temporary failure"))
 
     def handle(self, command: Command) -> None:
         """Do what one command asks; each part of it is a ledger job of its own (``_guarded``)."""
@@ -222,8 +250,11 @@ class ExecutorLoop:
                 command.reply.set(ActionResult(Outcome.failed, self._ended()))
             return
         if command.kind is CommandKind.tick and command.job is not None:
+            if self.outage.holds(command.job.value):  # its retry is not due: this tick is deferred
+                self._guarded("deferred", lambda: self._deferred(command))
+                return
             self._job_lag = self._lag_of(command)
-            self._guarded(command.job.value, self._jobs[command.job])
+            self._guarded(command.job.value, self._jobs[command.job], retry=True)
             if self.after_job is not None and self.outcome is None:
                 self._guarded("after_job", self.after_job)
             self._cast()
@@ -240,7 +271,10 @@ class ExecutorLoop:
             try:
                 self._guarded(command.kind.value, lambda: self._operator_job(request, command))
             finally:
-                if command.reply is not None:  # set already unless the job crashed
+                if command.reply is not None and self._temporary is not None:  # set already unless it failed
+                    command.reply.set(ActionResult(Outcome.failed, f"{request.command} failed temporarily "
+                                                                   f"({self._temporary}); nothing changed, try again"))
+                elif command.reply is not None:
                     command.reply.set(ActionResult(Outcome.failed, f"{request.command} crashed the executor; "
                                                                    "see /status for the crash"))
             self._cast()
@@ -272,20 +306,29 @@ class ExecutorLoop:
         self._apply_pause()
         logger.info("%s by operator", "paused" if self.operator_paused else "resumed")
 
-    def _guarded(self, job: str, body: Callable[[], None]) -> None:
-        """Run ``body`` as one ledger job under the watchdog; an escaping exception ends the loop as a crash.
+    def _guarded(self, job: str, body: Callable[[], None], *, retry: bool = False) -> None:
+        """Run ``body`` as one ledger job under the watchdog; a TemporaryError is retried, any other exception ends
+        the loop as a crash.
 
         The job's commits (``_commit``) stand; what it journaled after its last commit is dropped
-        with it. The crash is then journaled and committed in a job of its own, so the journal
-        says why the loop ended and the notifier hears it, whatever the failed job left behind.
+        with it. A TemporaryError (network, exchange down, rate limit) is no bug: a scheduled job
+        (``retry``) is tried again after a backoff (``Outage``), another (an operator's) is answered
+        as failed; neither counts as a crash. A crash is journaled and committed in a job of its own,
+        so the journal says why the loop ended and the notifier hears it, whatever the failed job
+        left behind.
         """
         if self.watchdog is not None:
             self.watchdog.job_started(job)
+        self._temporary = None
         try:
             with self.store.begin_job(job, self._now()) as scope:
                 self._scope = scope
                 body()
-        except Exception as exc:  # noqa: BLE001 - the loop boundary decides: every job failure is a crash
+                self._recovered(job)
+        except TemporaryError as exc:
+            self._scope = None
+            self._failed_temporarily(job, exc, retry=retry)
+        except Exception as exc:  # noqa: BLE001 - the loop boundary decides: every other job failure is a crash
             self._scope = None
             self._crashed(exc, job)
             self._commit_crash(job)
@@ -293,6 +336,40 @@ class ExecutorLoop:
             self._scope = None
             if self.watchdog is not None:
                 self.watchdog.job_finished()
+
+    def _failed_temporarily(self, job: str, exc: TemporaryError, *, retry: bool) -> None:
+        """Book a temporary failure and journal it in a job of its own (the failed job's lines died with it)."""
+        self._temporary = f"{type(exc).__name__}: {scrub(str(exc))}"
+        if retry:
+            record, began = self.outage.failed(job, exc)
+            if not began:
+                return  # the retries are logged and counted in /status; the journal has the outage's start
+            event, fields = "outage_started", {"job": job, "error_class": record.error_class, "error": record.error,
+                                               "retry_at": record.next_retry_at}
+        else:
+            logger.warning("%s job failed temporarily: %s", job, self._temporary)
+            event, fields = "temporary_failure", {"job": job, "error_class": type(exc).__name__,
+                                                  "error": scrub(str(exc))}
+        try:
+            with self.store.begin_job("outage", self._now()):
+                self.journal(event, **fields)
+        except Exception:  # noqa: BLE001 - the log holds it; an outage line must not become a crash
+            logger.exception("the journal line of the %s job's temporary failure could not be committed", job)
+
+    def _recovered(self, job: str) -> None:
+        """The job ran through: when it was being retried, the outage is over (journaled with this job)."""
+        ended = self.outage.succeeded(job)
+        if ended is not None:
+            self.journal("outage_ended", job=job, since=ended.since, retries=ended.retries,
+                         seconds=round((self._now() - ended.since).total_seconds(), 3),
+                         last_error_class=ended.error_class)
+
+    def _deferred(self, command: Command) -> None:
+        """A scheduled tick of the job being retried arrived before its retry is due: a cycle boundary is missed."""
+        current = self.outage.current
+        if command.job is JobKind.cycle and current is not None:
+            self.journal("cycle_missed", boundary=command.scheduled_at or self._now(),
+                         retry_at=current.next_retry_at, failing_since=current.since)
 
     def _commit_crash(self, job: str) -> None:
         """Commit the crash's journal line alone; the ledger may be what failed, which must not count twice."""

@@ -1,11 +1,12 @@
-"""Builds everything ``tradeexecutor start`` runs in paper mode, runs it, and turns the ending into an exit code.
+"""Builds everything ``tradeexecutor start`` runs in replay or paper mode, runs it, and turns the ending into an exit code.
 
 Order of start-up (nothing is written before the inputs are known to be good):
 
 0. the CLI has installed the stop signals (:class:`StopSignals`) before anything else: a
    SIGTERM from here on is a stop request, looked at between the steps below (exit 0, nothing
    started);
-1. load the strategy and the data (UserInputError, exit 2);
+1. load the strategy and the data (UserInputError, exit 2): in replay mode candle files or bundled
+   data, in paper mode the exchange's warm-up candles, instruments and fee (daemon/paper.py);
 2. lock the state directory, remove the temporary files an interrupted write left there, load
    its state (StateCorruptError names the file, exit 3) and check it fits the strategy and data;
 3. build the engine, the replay feed (restored to the saved cursor), RunState, the loop;
@@ -45,6 +46,14 @@ from tradeexecutor.daemon.daily import DailySummary
 from tradeexecutor.daemon.health_watch import HealthWatch
 from tradeexecutor.daemon.journal import CommittedAtOnce, JournalSink
 from tradeexecutor.daemon.loop import ExecutorLoop, LoopOutcome
+from tradeexecutor.daemon.outage import Outage
+from tradeexecutor.daemon.paper import (
+    PaperMarket,
+    check_paper_state,
+    open_paper_session,
+    poll_period,
+    prices_description,
+)
 from tradeexecutor.daemon.publish import Publisher
 from tradeexecutor.daemon.risk_guard import RiskGuard
 from tradeexecutor.daemon.scheduler import ApschedulerTicker, JobSpec, Ticker
@@ -54,6 +63,7 @@ from tradeexecutor.data.feed import PriceFeed, ReplayFeed
 from tradeexecutor.data.follow import CandleFileTail, FollowFeed
 from tradeexecutor.data.market import CloseColumns, MarketData
 from tradeexecutor.engine.engine import Engine, EventSink
+from tradeexecutor.engine.reconcile import Reconciliation, journal_reconciliation, reconcile, write_reconciliation
 from tradeexecutor.engine.risk import RiskLimits
 from tradeexecutor.engine.schedule import CycleSchedule, cycle_times
 from tradeexecutor.errors import StateCorruptError
@@ -62,8 +72,10 @@ from tradeexecutor.ledger import Ledger, check_not_legacy
 from tradeexecutor.notify import Notifier
 from tradeexecutor.runstate import CrashFile, RunState, RunStatus
 from tradeexecutor.settings import DaemonConfig
+from tradeexecutor.state import State
 from tradeexecutor.store.cast_target import CastTargetFile
 from tradeexecutor.store.lock import StateDirLock
+from tradeexecutor.venue import Venue
 
 __all__ = ["Daemon", "WebServer", "build_daemon", "replay_cycle_interval"]
 
@@ -83,7 +95,7 @@ class WebServer(Protocol):
 
 @dataclass
 class Daemon:
-    """Every object of one paper-mode executor process, wired together."""
+    """Every object of one replay- or paper-mode executor process, wired together."""
 
     config: DaemonConfig
     clock: Clock
@@ -106,6 +118,8 @@ class Daemon:
     caster: Caster | None = None
     #: SIGTERM and SIGINT, routed to ``commands``; installed by the CLI before start-up, else by run().
     signals: StopSignals = field(default_factory=StopSignals)
+    #: The cycle job's period: the replay pace, or in paper mode how often the feed looks for a closed candle.
+    cycle_period: timedelta | None = None
 
     @property
     def stop_requested(self) -> threading.Event:
@@ -113,9 +127,10 @@ class Daemon:
         return self.signals.requested
 
     def job_specs(self) -> list[JobSpec]:
-        """The cycle job (period: the replay cycle) and the enabled trigger and revaluation jobs."""
+        """The cycle job (period: the replay pace, or paper's poll period) and the enabled trigger and revaluation
+        jobs."""
         config = self.config
-        period = timedelta(seconds=config.feed.replay_seconds)
+        period = self.cycle_period or timedelta(seconds=config.feed.replay_seconds)
         specs = [JobSpec(JobKind.cycle, period, config.cycle_offset % period)]
         if config.trigger_seconds > 0:
             specs.append(JobSpec(JobKind.triggers, timedelta(seconds=config.trigger_seconds)))
@@ -256,24 +271,36 @@ def replay_cycle_interval(due: np.ndarray, replay_seconds: float, *,
 
 def build_daemon(config: DaemonConfig, *, clock: Clock | None = None, journal: EventSink | None = None,
                  ticker_factory: Callable[[CommandQueue], Ticker] | None = None,
-                 environ: Mapping[str, str] | None = None, signals: StopSignals | None = None) -> Daemon:
-    """Load, check and wire everything for a paper-mode run; raises our errors before anything is written.
+                 environ: Mapping[str, str] | None = None, signals: StopSignals | None = None,
+                 venue: Venue | None = None) -> Daemon:
+    """Load, check and wire everything for a replay or paper run; raises our errors before anything is written.
 
     ``journal`` defaults to the run's JSON-lines journal beside the state (plus the log), which
     also feeds the notifier; a caller giving its own journal gets no event notifications.
     ``environ`` (default ``os.environ``) holds the notification channels' URLs. ``signals``,
     installed by the caller before it did anything else, are looked at between the steps:
-    StopRequested when a stop signal came during start-up.
+    StopRequested when a stop signal came during start-up. ``venue`` is where orders go when that is
+    outside the process (an exchange): the ledger is reconciled with it before the first decision;
+    None for the replay's simulated fills (nothing to compare).
     """
     clock = clock or SystemClock()
     signals = signals or StopSignals()
     files = RunFiles(config.state_dir)
-    session = open_session(config.strategy_file, config.params, config.feed.data, config.feed.start, config.feed.end,
-                           checkpoint=signals.check)
+    paper: PaperMarket | None = None
+    engine_config = config.engine
+    if config.mode == "paper":
+        paper = open_paper_session(config, checkpoint=signals.check)
+        session, engine_config = paper.session, paper.engine_config(config.engine)
+    else:
+        session = open_session(config.strategy_file, config.params, config.feed.data, config.feed.start,
+                               config.feed.end, checkpoint=signals.check)
     strategy, market, asset_types = session.strategy, session.market, session.asset_types
     notifier = Notifier.from_env(config.notify, os.environ if environ is None else environ,
                                  source=strategy.path.stem, monotonic=clock.monotonic)
 
+    runstate = RunState.create(strategy.path.stem, mode=config.mode, strategy_name=strategy.name,
+                               strategy_version=strategy.version, source_code=strategy.source, now=clock.now())
+    runstate.update(strategy_parameters=dict(strategy.parameters), prices=prices_description(config))
     lock = StateDirLock(config.state_dir).acquire()
     store = Ledger(files.ledger, now=clock.now, mirror=files.journal, on_commit=notifier)
     hang_journal: EventSink | None = None
@@ -290,22 +317,27 @@ def build_daemon(config: DaemonConfig, *, clock: Clock | None = None, journal: E
         if state is None:
             state = new_state(strategy, config.engine, clock.now())
         else:
+            if paper is not None:
+                check_paper_state(state, market, str(store.path))
             check_loaded_state(state, strategy, market, store.path)
-        engine = Engine(strategy, market, state, config=config.engine, asset_types=asset_types, events=journal)
+        if paper is not None:
+            paper.apply_instruments(state, asset_types)
+        engine = Engine(strategy, market, state, config=engine_config, asset_types=asset_types, events=journal)
         engine.max_position_value = config.risk.max_position_value
-        start = replay_start_step(config.feed.replay_start, market, engine.indicators)
-        feed = (FollowFeed(market, follow_tails(config.feed.data, strategy.instruments), start=start,
-                           monotonic=clock.monotonic)
-                if config.feed.follow else ReplayFeed(market, start=start, monotonic=clock.monotonic))
+        feed: ReplayFeed
+        if paper is not None:
+            feed = paper.feed(runstate, monotonic=clock.monotonic)
+        else:
+            start = replay_start_step(config.feed.replay_start, market, engine.indicators)
+            feed = (FollowFeed(market, follow_tails(config.feed.data, strategy.instruments), start=start,
+                               monotonic=clock.monotonic)
+                    if config.feed.follow else ReplayFeed(market, start=start, monotonic=clock.monotonic))
         resume(feed, state)
         signals.check("the state was loaded and the indicators computed")
     except BaseException:
         lock.release()
         raise
 
-    runstate = RunState.create(strategy.path.stem, mode=config.mode, strategy_name=strategy.name,
-                               strategy_version=strategy.version, source_code=strategy.source, now=clock.now())
-    runstate.update(strategy_parameters=dict(strategy.parameters))
     crash_file = CrashFile.for_state_dir(config.state_dir)
     crash_file.prepare()  # room to count a crash even if the disk fills up later
     try:
@@ -313,6 +345,14 @@ def build_daemon(config: DaemonConfig, *, clock: Clock | None = None, journal: E
     except StateCorruptError as error:
         logger.warning("%s; the next crash record moves it aside", error)
     safe_reason = crash_loop_reason(crash_file, config.crash_loop_count, config.crash_loop_minutes, clock.now())
+    try:
+        reconciliation = reconcile_at_start(store, state, venue, journal, files, clock, strategy.instruments)
+    except BaseException:
+        lock.release()
+        raise
+    runstate.update(reconciliation=reconciliation.summary())
+    if not reconciliation.clean:
+        safe_reason = f"{safe_reason}; {reconciliation.reason}" if safe_reason else reconciliation.reason
     if safe_reason:
         logger.warning("starting in safe mode: %s", safe_reason)
         runstate.update(safe_mode=True, safe_mode_reason=safe_reason)
@@ -332,9 +372,12 @@ def build_daemon(config: DaemonConfig, *, clock: Clock | None = None, journal: E
                                     "description": strategy.description, "mode": config.mode,
                                     "strategy_version": strategy.version,
                                     "parameters": dict(strategy.parameters)})
-    due = cycle_times(market.timeline_ns, strategy.cycle_duration, config.cycle_offset)
-    runstate.update(cycle_interval_seconds=replay_cycle_interval(
-        due, config.feed.replay_seconds, real_pace=strategy.cycle_duration if config.feed.follow else None))
+    if paper is not None:
+        runstate.update(cycle_interval_seconds=strategy.cycle_duration.total_seconds())
+    else:
+        due = cycle_times(market.timeline_ns, strategy.cycle_duration, config.cycle_offset)
+        runstate.update(cycle_interval_seconds=replay_cycle_interval(
+            due, config.feed.replay_seconds, real_pace=strategy.cycle_duration if config.feed.follow else None))
     caster = build_caster(config, market, files, journal, clock, title=strategy.name,
                           source={"name": strategy.name, "executor_id": runstate.executor_id, "mode": config.mode})
     daily = DailySummary(config.notify.summary_time, runstate, journal, clock.now) if notifier else None
@@ -344,16 +387,46 @@ def build_daemon(config: DaemonConfig, *, clock: Clock | None = None, journal: E
                         safe_mode=bool(safe_reason), watchdog=watchdog, after_job=daily,
                         crash_loop=lambda: crash_loop_reason(crash_file, config.crash_loop_count,
                                                              config.crash_loop_minutes, clock.now()),
-                        caster=caster, risk=RiskGuard(RiskLimits(config.risk), engine, runstate, journal))
+                        caster=caster, risk=RiskGuard(RiskLimits(config.risk), engine, runstate, journal),
+                        outage=Outage(runstate, clock.now, cap_seconds=config.retry_max_seconds))
     health_watch = HealthWatch(runstate, config.health, notifier, clock.now) if notifier else None
-    logger.info("%s: paper mode replaying %d bars (bar %d onwards, %s) at %gs per bar, resuming after bar %d; "
-                "state in %s", strategy.name, len(market), feed.start, market.step_time(feed.start).date(),
-                config.feed.replay_seconds, feed.cursor, config.state_dir)
+    if paper is not None:
+        logger.info("%s: paper mode on %s, %s candles, resuming after %s; state in %s", strategy.name,
+                    runstate.prices, paper.source.timeframe, market.step_time(feed.cursor), config.state_dir)
+    else:
+        logger.info("%s: replay mode replaying %d bars (bar %d onwards, %s) at %gs per bar, resuming after bar %d; "
+                    "state in %s", strategy.name, len(market), feed.start, market.step_time(feed.start).date(),
+                    config.feed.replay_seconds, feed.cursor, config.state_dir)
     if notifier is not None:
         notifier.start()
+    period = (poll_period(strategy.bar_frequency or strategy.cycle_duration) if paper is not None
+              else timedelta(seconds=config.feed.replay_seconds))
     return Daemon(config=config, clock=clock, store=store, lock=lock, feed=feed, engine=engine, runstate=runstate,
                   commands=commands, ticker=ticker, loop=loop, publisher=publisher, recorder=recorder,
-                  watchdog=watchdog, notifier=notifier, health_watch=health_watch, caster=caster, signals=signals)
+                  watchdog=watchdog, notifier=notifier, health_watch=health_watch, caster=caster, signals=signals,
+                  cycle_period=period)
+
+
+def reconcile_at_start(store: Ledger, state: State, venue: Venue | None, journal: EventSink, files: RunFiles,
+                       clock: Clock, symbols: Sequence[str]) -> Reconciliation:
+    """Reconcile the ledger with the venue before the first decision (engine/reconcile.py), as a ledger job of its
+    own: fills the venue reports are applied and committed with the journal lines, the result is written to
+    reconciliation.json. A mismatch changes nothing; the caller starts in safe mode with its reason. Without a
+    venue outside the process (the replay) the clean record is only written (the journal stays as it was)."""
+    if venue is None:  # the replay's fills are simulated in-process: nothing to compare, nothing to journal
+        result = reconcile(state, None, commit=lambda: None, now=clock.now)
+        write_reconciliation(result, files.reconciliation)
+        logger.debug("reconciliation: %s", "; ".join(result.notes))
+        return result
+    with store.begin_job("reconcile", clock.now()) as job:
+        result = reconcile(state, venue, commit=lambda: job.commit(state), now=clock.now, symbols=symbols)
+        journal_reconciliation(result, journal)
+    write_reconciliation(result, files.reconciliation)
+    if result.clean:
+        logger.info("reconciled with %s: clean (%d order(s) asked about)", result.venue, len(result.orders))
+    else:
+        logger.warning("reconciled with %s: %s", result.venue, result.reason)
+    return result
 
 
 def follow_tails(data: Sequence[str], symbols: Sequence[str]) -> list[CandleFileTail]:

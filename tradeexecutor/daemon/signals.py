@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import signal
 import threading
+from collections.abc import Mapping, Sequence
 from types import FrameType
 from typing import Any
 
@@ -60,6 +61,18 @@ class StopSignals:
             return self
         self._previous = {sig: signal.signal(sig, self._handle) for sig in STOP_SIGNALS}
         return self
+
+    def adopt(self, held: Sequence[int], previous: Mapping[int, Any]) -> None:
+        """Take over a hold that kept stop signals before :meth:`install` (``cli/early.py``).
+
+        The signals it kept count as if they arrived now; :meth:`restore` puts back the handlers
+        from before the hold, not the hold's own.
+        """
+        for sig, old in previous.items():
+            if sig in self._previous:
+                self._previous[sig] = old
+        for signum in held:
+            self._handle(signum, None)
 
     def restore(self) -> None:
         """Put the handlers back as they were before :meth:`install`."""

@@ -10,6 +10,7 @@ Two datasets live in ``tradeexecutor/data/sample/`` (see its README.md for sourc
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -81,11 +82,28 @@ BUNDLED_DATASETS: Mapping[str, BundledDataset] = MappingProxyType(
 
 
 def load_bundled(name: str) -> pd.DataFrame:
-    """The long candle frame of a shipped dataset, so examples and tests need no downloads."""
+    """The long candle frame of a shipped dataset, so examples and tests need no downloads.
+
+    Parsed once per process: a sweep's full runs and a test session load the same package file
+    again and again (a file that never changes). Each caller gets its own frame object over the
+    parsed data — pandas >= 3 copies on write, so what one caller writes no other sees; with
+    pandas 2 each caller gets a deep copy.
+    """
     dataset = BUNDLED_DATASETS.get(name)
     if dataset is None:
         known = ", ".join(BUNDLED_DATASETS)
         raise DataError(f"unknown bundled dataset {name!r}; known datasets are {known}")
+    frame = _parsed(name)
+    return frame.copy(deep=not _COPY_ON_WRITE)
+
+
+#: pandas >= 3 always copies on write, so a shallow copy of the cached frame is the caller's own.
+_COPY_ON_WRITE = int(pd.__version__.split(".", 1)[0]) >= 3
+
+
+@functools.lru_cache(maxsize=len(BUNDLED_DATASETS))
+def _parsed(name: str) -> pd.DataFrame:
+    dataset = BUNDLED_DATASETS[name]
     return load_candles(dataset.path, symbol=dataset.symbol)
 
 

@@ -14,8 +14,9 @@ line that is bad, out of order or repeated is a DataError naming the file and li
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
@@ -25,7 +26,20 @@ from tradeexecutor.data.feed import ReplayFeed
 from tradeexecutor.data.market import MarketData
 from tradeexecutor.errors import DataError
 
-__all__ = ["CandleFileTail", "FollowFeed"]
+__all__ = ["CandleFileTail", "CandleTail", "FollowFeed"]
+
+
+class CandleTail(Protocol):
+    """Where a FollowFeed's new candles come from: a growing file here, an exchange's klines in paper mode."""
+
+    @property
+    def path(self) -> object:
+        """Named in errors about the candles it gave."""
+        ...
+
+    def read(self) -> pd.DataFrame | None:
+        """The candles that closed since the last read (a long frame indexed by open time), or None."""
+        ...
 
 
 class CandleFileTail:
@@ -72,10 +86,10 @@ class CandleFileTail:
 class FollowFeed(ReplayFeed):
     """Replays the loaded candles, then delivers each candle appended to the followed file (see the module docstring)."""
 
-    def __init__(self, market: MarketData, tails: list[CandleFileTail], *, start: int = 0,
+    def __init__(self, market: MarketData, tails: Sequence[CandleTail], *, start: int = 0,
                  monotonic: Callable[[], float] = time.monotonic) -> None:
         super().__init__(market, start=start, monotonic=monotonic)
-        self.tails = tails
+        self.tails = list(tails)
         self._held = pd.DataFrame()  # candles of the newest time, waiting for the other instruments'
         self._loaded_until: int | None = int(market.timeline_ns[-1])  # the first read repeats what was loaded
 

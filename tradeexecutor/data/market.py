@@ -47,6 +47,29 @@ class Growing:
         return self.view()
 
 
+#: pandas >= 3 always copies on write: a column read from a frame is a read-only view that no later write to
+#: the frame (or to a frame made from it) can change, so the columns can share the frame's memory.
+_COPY_ON_WRITE = int(pd.__version__.split(".", 1)[0]) >= 3
+
+
+def _float64_column(series: pd.Series) -> np.ndarray:
+    """The series as a float64 column: the frame's own memory where it can be shared safely, else a copy."""
+    values = series.to_numpy(dtype=np.float64, copy=False)
+    if _COPY_ON_WRITE and not values.flags.writeable and values.flags.c_contiguous:
+        return values
+    return np.array(values, dtype=np.float64, copy=True)
+
+
+def _int64_column(values: np.ndarray) -> np.ndarray:
+    """An index's int64 nanoseconds as a column: an index never changes in place, so its memory is shared
+    (read-only) under copy-on-write; a copy otherwise."""
+    if _COPY_ON_WRITE and values.dtype == np.int64 and values.flags.c_contiguous:
+        shared = values.view()
+        shared.flags.writeable = False
+        return shared
+    return np.array(values, dtype=np.int64, copy=True)
+
+
 #: The per-bar columns of SymbolBars, in the order ``append`` takes them.
 BAR_COLUMNS = ("open_time_ns", "close_time_ns", "open", "high", "low", "close", "volume")
 
@@ -81,13 +104,16 @@ class SymbolBars:
         self.symbol = symbol
         #: Asset type when known (equity, fx, crypto, future).
         self.asset_type = asset_type
+        if _COPY_ON_WRITE:
+            # Our own frame object over the same data: what the caller later writes into theirs is copied first.
+            frame = frame.copy(deep=False)
         self._frame: pd.DataFrame | None = frame
         self._index_name = frame.index.name
-        open_ns = frame.index.asi8.copy()
+        open_ns = _int64_column(frame.index.asi8)
         columns = {
             "open_time_ns": open_ns,
             "close_time_ns": open_ns + frequency_ns,
-            **{name: frame[name].to_numpy(dtype=np.float64, copy=True) for name in BAR_COLUMNS[2:]},
+            **{name: _float64_column(frame[name]) for name in BAR_COLUMNS[2:]},
         }
         self._columns = {name: Growing(values) for name, values in columns.items()}
         for name, column in self._columns.items():
@@ -149,7 +175,13 @@ class MarketData:
         #: Appends since construction.
         self.generation = 0
         closes = [bars.close_time_ns for bars in self.bars.values()]
-        self._timeline = Growing(np.unique(np.concatenate(closes)) if len(closes) > 1 else closes[0].copy())
+        # One instrument whose bars close in strictly increasing time is its own timeline, and its bar i
+        # is both the last closed and the one closing at step i: the three columns share one array each
+        # way (a Growing copies into a buffer of its own on its first append) instead of 40 MB apiece at
+        # 5M bars, and the searches below, with their temporaries, are not needed.
+        own_timeline = len(closes) == 1 and bool((closes[0][1:] > closes[0][:-1]).all())
+        timeline = closes[0] if own_timeline else np.unique(np.concatenate(closes))
+        self._timeline = Growing(timeline)
         self.timeline_ns: np.ndarray = self._timeline.view()
         #: For each symbol and timeline step, the index of its last bar closed by that step (-1: none yet).
         self.last_closed: dict[str, np.ndarray] = {}
@@ -158,12 +190,16 @@ class MarketData:
         self._last_closed: dict[str, Growing] = {}
         self._closing_at: dict[str, Growing] = {}
         for symbol, bars in self.bars.items():
-            last = np.searchsorted(bars.close_time_ns, self.timeline_ns, side="right") - 1
-            position = np.searchsorted(bars.close_time_ns, self.timeline_ns, side="left")
-            position_clipped = np.minimum(position, len(bars) - 1)
-            exact = bars.close_time_ns[position_clipped] == self.timeline_ns
-            self._last_closed[symbol] = Growing(last.astype(np.int64))
-            self._closing_at[symbol] = Growing(np.where(exact, position_clipped, -1).astype(np.int64))
+            if own_timeline:
+                last = closing = np.arange(len(timeline), dtype=np.int64)
+            else:
+                last = np.searchsorted(bars.close_time_ns, timeline, side="right").astype(np.int64, copy=False)
+                last -= 1
+                closing = np.searchsorted(bars.close_time_ns, timeline, side="left").astype(np.int64, copy=False)
+                np.minimum(closing, len(bars) - 1, out=closing)
+                closing[bars.close_time_ns[closing] != timeline] = -1
+            self._last_closed[symbol] = Growing(last)
+            self._closing_at[symbol] = Growing(closing)
             self.last_closed[symbol] = self._last_closed[symbol].view()
             self.closing_at[symbol] = self._closing_at[symbol].view()
 
@@ -206,8 +242,13 @@ class MarketData:
         resampled to it, a coarser one is an error.
         """
         frames: dict[str, pd.DataFrame] = {}
-        for symbol, part in frame.groupby("symbol", sort=False):
-            frames[str(symbol)] = part.drop(columns="symbol")
+        names = frame["symbol"]
+        if len(frame) and bool((names == names.iloc[0]).all()):
+            # One symbol: its rows are the whole frame, shared as they are (a groupby would copy every column).
+            frames[str(names.iloc[0])] = frame.drop(columns="symbol")
+        else:
+            for symbol, part in frame.groupby("symbol", sort=False):
+                frames[str(symbol)] = part.drop(columns="symbol")
         if symbols is not None:
             frames = {s: frames[s] for s in symbols if s in frames}
         native = _native_frequency(frames)
@@ -275,14 +316,24 @@ def _utc_ns_index(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
+#: Bars whose gaps are counted at once by _native_frequency: its temporaries stay at a few MB.
+_GAP_CHUNK = 1 << 20
+
+
 def _native_frequency(frames: Mapping[str, pd.DataFrame]) -> pd.Timedelta:
+    """The smallest of the instruments' most common positive gaps between bar times (ties: the smaller gap)."""
     gaps = []
     for frame in frames.values():
         if len(frame) >= 2:
-            diffs = np.diff(_utc_ns_index(frame).index.asi8)
-            values, counts = np.unique(diffs[diffs > 0], return_counts=True)
-            if len(values):
-                gaps.append(int(values[np.argmax(counts)]))
+            times = _utc_ns_index(frame).index.asi8
+            counted: dict[int, int] = {}
+            for start in range(0, len(times) - 1, _GAP_CHUNK):
+                diffs = np.diff(times[start:start + _GAP_CHUNK + 1])
+                values, counts = np.unique(diffs[diffs > 0], return_counts=True)
+                for value, count in zip(values.tolist(), counts.tolist(), strict=True):
+                    counted[value] = counted.get(value, 0) + count
+            if counted:
+                gaps.append(min(counted, key=lambda gap: (-counted[gap], gap)))
     if not gaps:
         raise DataError("cannot tell the bar frequency: every instrument has fewer than two candles")
     return pd.Timedelta(min(gaps), unit="ns")

@@ -1,4 +1,4 @@
-"""One engine for backtest, paper and live: each timeline step fills, checks triggers, marks and decides.
+"""One engine for backtest, replay, paper and live: each timeline step fills, checks triggers, marks and decides.
 
 A step of the timeline is one bar close time. Per step, in order:
 
@@ -143,9 +143,10 @@ _MICROSECOND = timedelta(microseconds=1)
 def _to_datetime(ns: int) -> datetime:
     """Epoch nanoseconds as an aware UTC datetime (microseconds, as pandas' to_pydatetime gives).
 
-    Plain datetime arithmetic: a pandas Timestamp per order cost ~9 µs, a third of a trade's time.
+    Plain datetime arithmetic: a pandas Timestamp per order cost ~9 µs, a third of a trade's time; a
+    positional timedelta is built twice as fast as one from keywords.
     """
-    return _EPOCH + timedelta(microseconds=ns // 1000)
+    return _EPOCH + timedelta(0, 0, ns // 1000)
 
 
 def _ns(value: datetime) -> int:
@@ -559,7 +560,7 @@ class Engine:
         return self.valuation()[0]
 
     def record_valuation(self, step: int) -> None:
-        """Append this step's equity, cash and exposure to the state's series (paper and live)."""
+        """Append this step's equity, cash and exposure to the state's series (replay, paper and live)."""
         equity, cash, exposure = self.valuation()
         self.state.valuations.append(int(self.market.timeline_ns[step]) // 1_000_000, equity, cash, exposure)
 

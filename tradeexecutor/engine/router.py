@@ -41,6 +41,9 @@ from tradeexecutor.venue.model import (
 
 __all__ = ["OrderRouter"]
 
+#: How ``resolve`` words a resolution that is not the venue's status of the order.
+_SAID = {"sent": "never reached the venue; sent", "missing": "unknown to the venue; left unknown"}
+
 #: Statuses in which the venue may know the order.
 _SENT = frozenset({OrderStatus.submitting, OrderStatus.unknown, OrderStatus.open, OrderStatus.partially_filled})
 
@@ -146,27 +149,42 @@ class OrderRouter:
         the same id (it never left); known → its fills and status taken from the venue.
         """
         done: list[str] = []
-        pending = [(p, o) for p in list(self.state.portfolio.open_positions) for o in p.orders if o.status in _SENT]
+        pending = self.pending()
         for position, order in pending:
-            report = self.venue.fetch_order(order.client_order_id)
-            if report is None:
-                if order.status in (OrderStatus.submitting, OrderStatus.unknown):
-                    if order.status is OrderStatus.unknown:
-                        order.transition(OrderStatus.submitting, self.now(), "the venue never saw it: sending")
-                    self.commit()
-                    self._submit(order)
-                    done.append(f"{order.client_order_id}: never reached the venue; sent")
-                else:
-                    order.transition(OrderStatus.unknown, self.now(),
-                                     f"the venue does not know order {order.client_order_id}, which was "
-                                     f"{order.status.value}; left for a person to reconcile")
-                    done.append(f"{order.client_order_id}: unknown to the venue; left unknown")
-                continue
-            self._take_report(position, order, report)
-            done.append(f"{order.client_order_id}: {report.status.value} at the venue")
+            resolution = self.resolve_order(position, order)
+            done.append(f"{order.client_order_id}: {_SAID.get(resolution, f'{resolution} at the venue')}")
         if pending:
             self.commit()
         return done
+
+    def pending(self) -> list[tuple[Position, Order]]:
+        """Every order the venue may know (submitting, unknown, open, partially filled), with its position."""
+        return [(p, o) for p in list(self.state.portfolio.open_positions) for o in p.orders if o.status in _SENT]
+
+    def resolve_order(self, position: Position, order: Order, *, send: bool = True) -> str:
+        """Ask the venue about one order by client order id and bring it up to date; says what happened.
+
+        ``sent``: the venue never saw it and it was sent now, with the same id (``unsent`` when
+        ``send`` is False: left for the executor to send). ``missing``: we had it open and the venue
+        does not know it — left ``unknown`` for a person. Otherwise the venue's status of it
+        (``open``, ``filled``, ...), whose fills not yet applied have been applied.
+        """
+        report = self.venue.fetch_order(order.client_order_id)
+        if report is None:
+            if order.status in (OrderStatus.submitting, OrderStatus.unknown):
+                if not send:
+                    return "unsent"
+                if order.status is OrderStatus.unknown:
+                    order.transition(OrderStatus.submitting, self.now(), "the venue never saw it: sending")
+                self.commit()
+                self._submit(order)
+                return "sent"
+            order.transition(OrderStatus.unknown, self.now(),
+                             f"the venue does not know order {order.client_order_id}, which was "
+                             f"{order.status.value}; left for a person to reconcile")
+            return "missing"
+        self._take_report(position, order, report)
+        return report.status.value
 
     def _take_report(self, position: Position, order: Order, report: OrderReport) -> None:
         """Bring one order up to what the venue reports: missing fills first, then the status."""

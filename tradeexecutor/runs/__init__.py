@@ -11,7 +11,7 @@ Modules, one job each:
 ``executor``
     a backtest run executed in this process.
 ``runner``
-    start and stop runs; a paper run is a detached, supervised ``tradeexecutor start --spec``.
+    start and stop runs; a replay or paper run is a detached, supervised ``tradeexecutor start --spec``.
 
 The metrics, reports, optimisation and readiness checks built on these live beside them.
 

@@ -5,13 +5,13 @@ executor reads it from, at start-up and whenever it changed; ``metadata.json`` r
 (``cast``) and the run's journal records the request (``cast_requested``). So the command
 returns at once and the choice survives restarts, whatever state the run is in:
 
-- a running paper (or live) run is also told through its control route (``POST /control/cast``,
+- a running replay or paper (or live) run is also told through its control route (``POST /control/cast``,
   basic auth from ``TRADEEXECUTOR_WEBHOOK_USERNAME`` / ``_PASSWORD``), so it casts at once; when
   that route cannot be used (no auth configured, not answering yet) the executor still takes the
   new target from cast.json within one job;
 - a run that has not started casts once it runs; a backtest casts its final data when it
   completes (:func:`cast_final`, from the runner);
-- a run that has finished (a complete backtest, a stopped paper run) casts its final data once,
+- a run that has finished (a complete backtest, a stopped replay run) casts its final data once,
   from a detached process (``runs cast-send``), so the command does not wait for the wallboard.
 
 Whether the wallboard took the data — a wrong path, a refused token, no answer — is written to

@@ -1,4 +1,4 @@
-"""The executors of a runs folder, for the wallboard: its paper and live runs that run, start or crashed.
+"""The executors of a runs folder, for the wallboard: its replay, paper and live runs that run, start or crashed.
 
 Read-only: the registry is read with :func:`~tradeexecutor.runs.registry.read_rows` (a missing
 registry is an empty folder, never created) and each run's metadata.json is only read. A run that ended in error
@@ -49,7 +49,7 @@ def _metadata(paths: RunPaths) -> dict[str, Any]:
 
 
 def fleet_runs(runs_dir: Path) -> list[FleetRun]:
-    """The paper and live runs of ``runs_dir`` in FLEET_STATUSES, oldest first."""
+    """The replay, paper and live runs of ``runs_dir`` in FLEET_STATUSES, oldest first."""
     found = []
     for row in read_rows(Path(runs_dir), ("id", "ref", "name", "mode", "status", "port")):
         if row["mode"] == "backtest" or row["status"] not in FLEET_STATUSES:

@@ -9,7 +9,7 @@ The verdict is one of a closed set of states (:class:`ReadinessState`):
 =====================  ========================================================================
 ``disabled``           the mode uses no credentials at all (``backtest``: one-shot, nothing to
                        connect to)
-``configured``         every credential the mode needs is present (``paper`` needs none, so it
+``configured``         every credential the mode needs is present (``replay`` and ``paper`` need none, so they
                        is configured with an empty list; ``live`` needs the exchange key and secret)
 ``missing_credentials`` a credential the mode needs is not set
 ``invalid_config``     the spec cannot be used (it fails validation, or names an unknown mode), or
@@ -17,10 +17,14 @@ The verdict is one of a closed set of states (:class:`ReadinessState`):
                        or the other way round (``tradeexecutor start`` refuses that too)
 =====================  ========================================================================
 
-Credentials by mode (:data:`REQUIRED_BY_MODE`): backtest and paper none; live
+Credentials by mode (:data:`REQUIRED_BY_MODE`): backtest, replay and paper (public prices) none; live
 ``TRADEEXECUTOR_EXCHANGE_API_KEY`` and ``TRADEEXECUTOR_EXCHANGE_API_SECRET``. The webhook's
 ``TRADEEXECUTOR_WEBHOOK_USERNAME`` / ``TRADEEXECUTOR_WEBHOOK_PASSWORD`` are optional in every mode
 and always reported.
+
+``check --probe`` adds a read-only connectivity probe of the exchange (``venue/probe.py``:
+``probe_ok``, ``probe_http_error``, ``probe_timeout``, ``probe_unreachable``); a probe that did not
+reach the exchange makes the exit code 1.
 
 Example::
 
@@ -39,10 +43,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tradeexecutor.atomic import atomic_write_text
 from tradeexecutor.errors import UserInputError
+
+if TYPE_CHECKING:
+    from tradeexecutor.venue.probe import Probe
 
 __all__ = [
     "CREDENTIALS",
@@ -77,6 +84,7 @@ CREDENTIALS: dict[str, str] = {
 #: Credentials each mode needs; a mode not listed here is invalid_config.
 REQUIRED_BY_MODE: dict[str, tuple[str, ...]] = {
     "backtest": (),
+    "replay": (),
     "paper": (),
     "live": ("TRADEEXECUTOR_EXCHANGE_API_KEY", "TRADEEXECUTOR_EXCHANGE_API_SECRET"),
 }
@@ -122,6 +130,8 @@ class Readiness:
     spec: str | None = None
     #: When the check ran.
     checked_at: datetime | None = None
+    #: The exchange's connectivity probe (``check --probe``), None when not asked for.
+    probe: Probe | None = None
 
     @property
     def required(self) -> tuple[str, ...]:
@@ -140,9 +150,10 @@ class Readiness:
 
     @property
     def exit_code(self) -> int:
-        """0 when ok, 1 for missing credentials, 2 for an invalid config (like every user-input error)."""
+        """0 when ok (and the probe, when asked for, reached the exchange), 1 for missing credentials or a failed
+        probe, 2 for an invalid config (like every user-input error)."""
         if self.ok:
-            return 0
+            return 0 if self.probe is None or self.probe.ok else 1
         return 1 if self.state is ReadinessState.missing_credentials else 2
 
     def to_dict(self) -> dict[str, Any]:
@@ -157,6 +168,7 @@ class Readiness:
             "credentials": [c.to_dict() for c in self.credentials],
             "problems": list(self.problems),
             "checked_at": self.checked_at.isoformat() if self.checked_at else None,
+            "probe": self.probe.to_dict() if self.probe is not None else None,
         }
 
     def lines(self) -> list[str]:
@@ -169,6 +181,8 @@ class Readiness:
         if not self.required:
             out.append(f"  mode {self.mode} needs no credentials")
         out.extend(f"  problem: {problem}" for problem in self.problems)
+        if self.probe is not None:
+            out.append(f"  {self.probe.line()}")
         return out
 
 

@@ -78,7 +78,7 @@ class RunRecord:
     ref: str | None
     #: Label: the spec's name or the strategy's.
     name: str
-    #: backtest, paper or live.
+    #: backtest, replay, paper or live.
     mode: str
     #: new, starting, running, complete, stopped or error.
     status: str
@@ -86,9 +86,9 @@ class RunRecord:
     created_at: str
     #: ISO time of the last change.
     updated_at: str = ""
-    #: Process running the run (the supervisor of a paper run, the runner of a backtest), while it runs.
+    #: Process running the run (the supervisor of a replay or paper run, the runner of a backtest), while it runs.
     pid: int | None = None
-    #: Webhook port of a paper run's executor.
+    #: Webhook port of a replay or paper run's executor.
     port: int | None = None
 
     @property

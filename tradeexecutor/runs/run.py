@@ -12,7 +12,7 @@ The folder layout is a contract (the metrics and report writers rely on it)::
                           package_version}, source, copied_from, executor {pid, port, url}, summary, error
         journal.jsonl     the run's journal: lifecycle events (and a backtest's order events)
         state/            the executor's state dir: ledger.sqlite, journal.jsonl, crash.json, public/
-        executor.log      stdout and stderr of a paper run's executor
+        executor.log      stdout and stderr of a replay or paper run's executor
         orders.csv, metrics.json, metrics.prom, report.md, report.html, charts/, readiness.json
 
 Lifecycle: ``new → starting → running → complete | stopped | error``. Every change goes through
@@ -149,7 +149,7 @@ class Runs:
 
     def __init__(self, runs_dir: Path, *, env: Mapping[str, str] = os.environ,
                  clock: Callable[[], datetime] = _now) -> None:
-        #: The runs folder, absolute: a paper run's supervisor and executor run inside the run's folder,
+        #: The runs folder, absolute: a replay or paper run's supervisor and executor run inside the run's folder,
         #: where a relative ``runs`` would name another folder.
         self.runs_dir = Path(runs_dir).absolute()
         #: Environment variables that override spec values at creation.
@@ -376,7 +376,7 @@ class Runs:
     # -- edit, copy, reset -----------------------------------------------------------------------
 
     def set_values(self, ref_or_id: str, assignments: list[str]) -> RunRecord:
-        """Change spec keys (``core.fee=0.002``, ``strategy.fast=5``, ``mode=paper``) of a run that is still new."""
+        """Change spec keys (``core.fee=0.002``, ``strategy.fast=5``, ``mode=replay``) of a run that is still new."""
         from tradeexecutor.runs.spec import spec_from_dict
 
         if not assignments:
@@ -434,7 +434,7 @@ class Runs:
         return record
 
     def reset(self, ref_or_id: str) -> RunRecord:
-        """Clear a backtest's or paper run's results (state/, artifacts) so it can start fresh; refused for live."""
+        """Clear a backtest's, replay's or paper run's results (state/, artifacts) so it can start fresh; refused for live."""
         with self.locked(ref_or_id) as record:
             record = self.reconcile(record)
             if record.mode == "live":

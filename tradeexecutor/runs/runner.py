@@ -1,6 +1,6 @@
-"""Start and stop runs: a backtest runs in this process to completion; a paper run is its own detached executor.
+"""Start and stop runs: a backtest runs in this process to completion; a replay or paper run is its own detached executor.
 
-A paper (or live) run is started as a small supervisor process in a new session
+A replay or paper (or live) run is started as a small supervisor process in a new session
 (``tradeexecutor runs supervise RUN_ID``, stdout and stderr to ``<run>/executor.log``). The
 supervisor starts the executor — ``tradeexecutor start --spec <run>/run_spec.yaml --state-dir
 <run>/state --port PORT`` — records ``started`` once its webhook answers, forwards SIGTERM to it,
@@ -48,7 +48,7 @@ __all__ = ["StartResult", "executor_command", "free_port", "start_run", "stop_ru
 
 logger = logging.getLogger("tradeexecutor.runs")
 
-#: Seconds ``start`` waits for a paper run's webhook before returning (the run keeps starting after).
+#: Seconds ``start`` waits for a replay or paper run's webhook before returning (the run keeps starting after).
 START_WAIT_SECONDS = 60.0
 #: Seconds ``stop`` waits for a graceful exit before killing the process group.
 STOP_WAIT_SECONDS = 30.0
@@ -63,7 +63,7 @@ class StartResult:
     record: RunRecord
     #: Notes to show (an edited original strategy file, artifacts that failed).
     notes: tuple[str, ...] = ()
-    #: The webhook of a paper run.
+    #: The webhook of a replay or paper run.
     url: str | None = None
 
 
@@ -83,7 +83,7 @@ def executor_env(env: Mapping[str, str]) -> dict[str, str]:
 
 
 def executor_command(paths: RunPaths, port: int) -> list[str]:
-    """The ``tradeexecutor start`` command of a paper run."""
+    """The ``tradeexecutor start`` command of a replay or paper run."""
     return [sys.executable, "-m", "tradeexecutor.cli.main", "start", "--spec", str(paths.spec),
             "--state-dir", str(paths.state), "--port", str(port)]
 
@@ -111,7 +111,7 @@ def write_artifacts(runs: Runs, run_id: str, ending: Mapping[str, Any] | None = 
 
 def start_run(runs: Runs, ref_or_id: str, *, port: int | None = None,
               env: Mapping[str, str] = os.environ, charts: bool = True, detach: bool = False) -> StartResult:
-    """Start a run: a backtest to completion here; a paper run as a detached executor (returns once it answers).
+    """Start a run: a backtest to completion here; a replay or paper run as a detached executor (returns once it answers).
 
     ``charts=False`` (a sweep's full runs) leaves a backtest's charts to ``tradeexecutor report``.
     ``detach=True`` (the runner API, which must neither hold a request for a whole backtest nor run one
@@ -274,7 +274,7 @@ def _supervisor_ended(runs: Runs, run_id: str, code: int, paths: RunPaths) -> Ru
 
 
 def supervise(runs: Runs, run_id: str, port: int) -> int:
-    """Run the executor of a paper run, record started when its webhook answers and how it ended; exit code."""
+    """Run the executor of a replay or paper run, record started when its webhook answers and how it ended; exit code."""
     paths = runs.paths(run_id)
     host = spec_host(paths)
     url = f"http://{host}:{port}"

@@ -3,14 +3,16 @@
 A spec has five top-level keys (``name`` is optional)::
 
     strategy_file: ../sma_crossover.py     # relative to the spec file
-    mode: backtest                          # backtest, paper or live
+    mode: backtest                          # replay, paper, backtest or live
     name: SMA crossover on GOOG             # a label for listings
     environment:                            # where the candles come from
       data: [stocks-daily]                  # bundled dataset names or candle files (relative to the spec)
       start: 2005-01-01
       end: 2012-12-31
-      replay_seconds: 0.1                   # paper: wall-clock seconds per replayed bar
-      replay_start: warm                    # paper: warm, first or an ISO time
+      replay_seconds: 0.1                   # replay: wall-clock seconds per replayed bar
+      replay_start: warm                    # replay: warm, first or an ISO time
+      exchange: binance                     # paper: the exchange whose live prices it trades on
+      exchange_url: http://127.0.0.1:8765   # paper: a simulator, proxy or testnet instead
     strategy:                               # parameter values, checked against the strategy's typed parameters
       fast: 10
       slow: 30
@@ -73,7 +75,7 @@ __all__ = [
 ]
 
 #: Modes a spec may name; ``live`` is accepted here and refused when the run starts.
-SPEC_MODES = ("backtest", "paper", "live")
+SPEC_MODES = ("replay", "paper", "backtest", "live")
 #: Top-level keys of a spec.
 TOP_KEYS = ("strategy_file", "mode", "name", "environment", "strategy", "core", "optimize")
 #: Keys of the optional ``optimize`` section.
@@ -128,7 +130,7 @@ class _Section:
 
 
 class EnvironmentSection(_Section):
-    """Where the candles come from and how a paper run replays them."""
+    """Where the candles come from: data and how a replay plays it, or the exchange of a paper run."""
 
     name = "environment"
 
@@ -145,7 +147,7 @@ class RunSpec:
 
     #: The strategy module, absolute.
     strategy_file: Path
-    #: backtest, paper or live.
+    #: replay, paper, backtest or live.
     mode: str
     environment: EnvironmentSection
     #: Strategy parameter values set by the spec (or TRADEEXECUTOR_PARAMS), in canonical typed form.
@@ -302,14 +304,15 @@ def spec_from_dict(d: Any, *, base_dir: str | os.PathLike[str], env: Mapping[str
 
 def _check_values(spec: RunSpec, v: _Validator) -> None:
     """The range checks of the executor's own config objects, reported against the key that fails them."""
-    mode = "paper" if spec.mode == "live" else spec.mode
+    mode = "replay" if spec.mode == "live" else spec.mode  # live is refused when it starts; check the rest now
     try:
         spec.daemon_config(Path("state"), mode=mode)
         return
     except ConfigError as exc:
         whole = str(exc)
-    plain = RunSpec(strategy_file=spec.strategy_file, mode=mode, environment=EnvironmentSection(), strategy={},
-                    core=CoreSection(), source=None)
+    # One key at a time, on a replay (paper's own rule, an exchange, is a whole-spec line: PAPER_NEEDS_EXCHANGE).
+    plain = RunSpec(strategy_file=spec.strategy_file, mode="replay" if mode == "paper" else mode,
+                    environment=EnvironmentSection(), strategy={}, core=CoreSection(), source=None)
     for section in ("environment", "core"):
         for key, item in _settings(section).items():
             value = getattr(getattr(spec, section), key)
@@ -469,6 +472,11 @@ def _parse_sources(text: str, v: _Validator) -> tuple[str, ...]:
     return tuple(v.data_source(part, Path.cwd()) for part in text.replace(",", " ").split())
 
 
+def _optional_string(value: Any, v: _Validator) -> str | None:
+    """A string, or nothing (null: the setting is unused, as ``exchange`` outside paper and live)."""
+    return None if value is None else _string(value, v)
+
+
 def _via_check(check: Callable[[Any, _Validator], Any]) -> Callable[[str, _Validator], Any]:
     return check
 
@@ -479,6 +487,8 @@ _SPECIAL: dict[str, tuple[Callable[[Any, _Validator], Any], Callable[[str, _Vali
     "environment.start": (_time, _via_check(_time)),
     "environment.end": (_time, _via_check(_time)),
     "environment.replay_start": (_replay_start, _via_check(_replay_start)),
+    "environment.exchange": (_optional_string, _via_check(_optional_string)),
+    "environment.exchange_url": (_optional_string, _via_check(_optional_string)),
 }
 
 

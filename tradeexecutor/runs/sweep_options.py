@@ -56,13 +56,13 @@ class SweepOptions:
                                 help="Split the out-of-sample part into K anchored folds: each picks its best point "
                                      "on all the bars before its test window; their test windows chained are the "
                                      "combined out-of-sample curve.")
-    reports: str = setting("none", env=None, choices=REPORT_MODES,
+    reports: str = setting("best", env=None, choices=REPORT_MODES,
                            help="Which points also become full runs with state, journal and report, and whether "
-                                "the sweep draws its charts (every point always gets its row, figures and "
-                                "fingerprints). Full runs and charts cost more than a small sweep's points: make "
-                                "them on demand with --resume --reports best, which runs no point again.")
+                                "the sweep draws its charts: the --best N (default), all, or none (every point "
+                                "always gets its row, figures and fingerprints). A sweep made with none makes them "
+                                "later with --resume --reports best, which runs no point again.")
     best: int = setting(DEFAULT_BEST, env=None, minimum=1,
-                        help="How many of the best points get full runs with --reports best.")
+                        help="How many of the best points get full runs with --reports best (the default).")
     processes: int | None = setting(None, env=None, kind=int, minimum=1,
                                     help="Local worker processes. Default: every core.")
     #: A Dask scheduler address: run the points on that cluster instead (``--cluster``, read from

@@ -56,7 +56,7 @@ def show(runs: Runs, run: str) -> dict[str, Any]:
 
 def start(runs: Runs, run: str, *, port: int | None = None, detach: bool = False,
           env: Mapping[str, str] = os.environ) -> dict[str, Any]:
-    """``runs start RUN``: a backtest to completion (or, ``detach``, in a process of its own); a paper run detached."""
+    """``runs start RUN``: a backtest to completion (or, ``detach``, in a process of its own); a replay or paper run detached."""
     from tradeexecutor.runs.runner import start_run
 
     result = start_run(runs, run, port=port, env=env, detach=detach)
@@ -75,7 +75,7 @@ def stop(runs: Runs, run: str, *, timeout: float) -> dict[str, Any]:
 
 
 def reset(runs: Runs, run: str) -> dict[str, Any]:
-    """``runs reset RUN``: clear a backtest's or paper run's results so it starts fresh (refused for live)."""
+    """``runs reset RUN``: clear a backtest's, replay's or paper run's results so it starts fresh (refused for live)."""
     return {"run": run_json(runs.reset(run))}
 
 

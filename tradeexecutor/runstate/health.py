@@ -18,6 +18,9 @@ The rule fails when
   (``POST /control/resume``), so the probe says so with the limit, its figure and the setting;
 - the next cycle is late by more than ``limits.grace_seconds`` (not checked while an operator has
   paused cycles: a paused executor is idle on purpose);
+- a temporary failure (the network, an exchange down or in maintenance, a rate limit) has been
+  retried for longer than ``limits.outage_grace_seconds`` (``daemon/outage.py``); it is not a
+  crash and the loop goes on retrying, but an operator should know;
 - market data is older than ``limits.data_stale_seconds`` now (its age is taken at check time, so
   it grows while the loop hangs), when that is above zero.
 
@@ -60,6 +63,17 @@ def next_cycle_overdue(snapshot: RunState, now: datetime) -> float:
     return max(0.0, (now - due).total_seconds())
 
 
+def _outage_seconds(snapshot: RunState, now: datetime) -> float | None:
+    """How long the temporary failure being retried has lasted, None when there is none."""
+    since = (snapshot.outage or {}).get("since")
+    if not since:
+        return None
+    started = datetime.fromisoformat(str(since))
+    if started.tzinfo is None:
+        started = started.replace(tzinfo=UTC)
+    return max(0.0, (now - started).total_seconds())
+
+
 def _crashed(snapshot: RunState) -> bool:
     """Status error, or a crash recorded since this process started."""
     if snapshot.status == RunStatus.error:
@@ -88,6 +102,12 @@ def assess_health(snapshot: RunState, limits: HealthLimits, now: datetime | None
     overdue = next_cycle_overdue(snapshot, now)
     if not snapshot.paused and overdue > limits.grace_seconds:
         reasons.append(f"next cycle is {overdue:.0f} s overdue (grace {limits.grace_seconds:g} s)")
+    outage = _outage_seconds(snapshot, now)
+    if outage is not None and outage > limits.outage_grace_seconds:
+        record = snapshot.outage or {}
+        reasons.append(f"temporary failure for {outage:.0f} s (grace {limits.outage_grace_seconds:g} s): the "
+                       f"{record.get('job')} job retried {record.get('retries')} time(s), last "
+                       f"{record.get('error_class')}: {record.get('error')}")
     lag = snapshot.market_data_age(now)
     if limits.data_stale_seconds > 0 and lag is not None and lag > limits.data_stale_seconds:
         reasons.append(f"market data is {lag:.0f} s old (limit {limits.data_stale_seconds:g} s)")

@@ -149,8 +149,14 @@ class RunState(DataClassJsonMixin):
     version: dict[str, Any] = field(default_factory=dict)
     #: Life-cycle status.
     status: RunStatus = RunStatus.new
-    #: backtest, paper or live.
+    #: replay, paper, backtest or live (settings.MODES).
     mode: str = ""
+    #: Where the prices come from, in words for /status, the dashboard header and the wallboard:
+    #: ``historical candles (stocks-daily)`` in a replay, ``binance live prices via http://127.0.0.1:8765`` in paper.
+    prices: str = ""
+    #: The exchange connection's figures in paper and live mode (empty otherwise): exchange, url, clock_offset_ms,
+    #: requests, held_back_seconds, rate_share, rate_used (share of the budget used over the last minute).
+    venue: dict[str, Any] = field(default_factory=dict)
     #: Strategy name.
     strategy_name: str = ""
     #: sha256 of the strategy source.
@@ -169,6 +175,13 @@ class RunState(DataClassJsonMixin):
     safe_mode: bool = False
     #: Why safe mode is on.
     safe_mode_reason: str | None = None
+    #: A temporary failure the loop is retrying (network, exchange down, rate limit): the job, since when, retries,
+    #: the last error's class and scrubbed message, the next try (``daemon/outage.py``); None while there is none.
+    outage: dict[str, Any] | None = None
+    #: Temporary failures this process retried, all outages together.
+    temporary_failures: int = 0
+    #: The last reconciliation with the venue (``engine/reconcile.py``): outcome, when, counts; None before one.
+    reconciliation: dict[str, Any] | None = None
     #: True when cycles are paused by an operator.
     paused: bool = False
     #: True while a risk limit keeps new entries paused (persisted; lifted only by an operator's resume).
@@ -263,7 +276,7 @@ class RunState(DataClassJsonMixin):
         """A copy without source code and images whose dicts are private, safe to serialise from any thread."""
         with self._lock:
             values = {f.name: getattr(self, f.name) for f in fields(self)}
-            for name in ("exception", "summary_statistics", "version", "extra"):
+            for name in ("exception", "summary_statistics", "version", "extra", "outage", "reconciliation"):
                 values[name] = copy.deepcopy(values[name])
             values["source_code"] = None
             values["visualisation"] = {}

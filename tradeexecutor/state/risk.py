@@ -53,7 +53,8 @@ class RiskState:
         if self.limit == "max_losing_streak":
             figures = f"{value:g} losing positions in a row (limit {threshold:g})"
         else:
-            figures = f"{value:.2%} (limit {threshold:.2%})"
+            # Percentages as every command prints them (stats/formatting.py, which this layer may not import).
+            figures = f"{value * 100:,.2f} % (limit {threshold * 100:,.2f} %)"
         return (f"risk limit {self.limit} hit at {self.hit_at}: {figures}; new entries are paused until an "
                 f"operator resumes (POST /control/resume)")
 

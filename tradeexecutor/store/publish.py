@@ -21,7 +21,7 @@ what changed; what stays proportional to the history is copying, hashing and wri
 
 Example (on the loop thread, after a cycle)::
 
-    snapshot = publish(state, files, metadata={"name": state.name, "mode": "paper"},
+    snapshot = publish(state, files, metadata={"name": state.name, "mode": "replay"},
                        orders_csv_writer=write_trades_csv)
 """
 

@@ -5,7 +5,7 @@ candles whose close time has passed *by the exchange's clock* (ours corrected wi
 offset) are delivered, each once. The lag — how long after a candle closed we had it — is the
 number an operator watches: a feed that falls behind decides on old prices. The source passes the
 same connection as the venue (one ban gate, one rate budget); turning its frames into the
-daemon's feed is the daemon's business (a later step).
+daemon's feed is the daemon's business (daemon/paper.py).
 """
 
 from __future__ import annotations
@@ -49,12 +49,24 @@ class CcxtCandleSource:
             self._markets[symbol] = found
         return self._markets[symbol]
 
+    def due(self) -> bool:
+        """True when a candle not yet delivered should have closed by the exchange's clock (always before the first
+        poll): a poll before then would only cost a request."""
+        if len(self._last) < len(self.symbols):
+            return True
+        return self.connection.now_ms() >= min(self._last.values()) + 2 * self.timeframe_ms
+
     def poll(self) -> pd.DataFrame | None:
-        """The candles that closed since the last poll (the long frame: ``timestamp`` = open time, UTC), or None."""
+        """The candles that closed since the last poll (the long frame: ``timestamp`` = open time, UTC), or None.
+
+        TemporaryError when the exchange cannot be reached; the candles of the symbols asked before
+        the failure are asked for again at the next poll, so none is lost.
+        """
         self.connection.connect()
         step = self.timeframe_ms
         rows: list[tuple[int, str, float, float, float, float, float]] = []
         newest_close: int | None = None
+        reached: dict[str, int] = {}  # taken over only once every symbol answered: a failure loses no candle
         for symbol in self.symbols:
             market = self._market(symbol)
             last = self._last.get(symbol)
@@ -66,12 +78,14 @@ class CcxtCandleSource:
                     continue  # delivered before, or still forming
                 rows.append((int(open_ms), symbol, float(open_), float(high), float(low), float(close),
                              float(volume or 0.0)))
-                self._last[symbol] = last = int(open_ms)
+                reached[symbol] = last = int(open_ms)
                 newest_close = max(newest_close or 0, int(open_ms) + step)
+        self._last.update(reached)
         if not rows:
             return None
         assert newest_close is not None
         self.lag_seconds = (self.connection.now_ms() - newest_close) / 1000
         frame = pd.DataFrame(rows, columns=["timestamp", "symbol", "open", "high", "low", "close", "volume"])
-        frame["timestamp"] = pd.to_datetime(frame["timestamp"], unit="ms", utc=True)
+        # In nanoseconds, as every other candle frame: readers take the index's integers as ns.
+        frame["timestamp"] = pd.to_datetime(frame["timestamp"], unit="ms", utc=True).astype("datetime64[ns, UTC]")
         return frame.sort_values(["symbol", "timestamp"]).set_index("timestamp")

@@ -16,6 +16,8 @@ import logging
 import math
 import os
 import re
+import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -26,7 +28,7 @@ from tradeexecutor.errors import ConfigError, TemporaryError
 from tradeexecutor.venue.ccxt_errors import Meaning, RateLimitedError, VenueFailure, classify, scrub
 from tradeexecutor.venue.ccxt_gate import RequestGate
 
-__all__ = ["CcxtConnection", "make_exchange"]
+__all__ = ["CcxtConnection", "check_exchange_id", "make_exchange"]
 
 T = TypeVar("T")
 
@@ -57,6 +59,16 @@ def _silent_logger() -> logging.Logger:
     return logger
 
 
+def check_exchange_id(name: str | None) -> None:
+    """ConfigError unless ``name`` is an exchange id the installed ccxt knows (a usage error, found before start-up)."""
+    import ccxt
+
+    if name is None:
+        raise ConfigError("--exchange is not set: name a ccxt exchange id such as binance")
+    if name not in ccxt.exchanges:
+        raise ConfigError(f"--exchange {name!r} is not an exchange ccxt {ccxt.__version__} knows; see ccxt.exchanges")
+
+
 def make_exchange(config: CcxtVenueConfig, environ: Mapping[str, str] | None = None, *,
                   private: bool = True) -> Any:
     """The ccxt exchange object for ``config``: spot only, rate limiter on at this executor's share, URL replaced.
@@ -66,14 +78,13 @@ def make_exchange(config: CcxtVenueConfig, environ: Mapping[str, str] | None = N
     """
     import ccxt
 
-    if config.exchange not in ccxt.exchanges:
-        raise ConfigError(f"--exchange {config.exchange!r} is not an exchange ccxt {ccxt.__version__} knows; "
-                          "see ccxt.exchanges")
+    check_exchange_id(config.exchange)
+    exchange_id = str(config.exchange)
     environ = os.environ if environ is None else environ
     settings: dict[str, Any] = {
         "enableRateLimit": True,
         "timeout": int(config.timeout_seconds * 1000),
-        "options": {"defaultType": "spot", **SPOT_OPTIONS.get(config.exchange, {})},
+        "options": {"defaultType": "spot", **SPOT_OPTIONS.get(exchange_id, {})},
     }
     if private:
         for variable, name in ((config.key_variable, "apiKey"), (config.secret_variable, "secret")):
@@ -82,7 +93,7 @@ def make_exchange(config: CcxtVenueConfig, environ: Mapping[str, str] | None = N
                 raise ConfigError(f"{variable} is not set: export the exchange API "
                                   f"{'key' if name == 'apiKey' else 'secret'} in it (the value is never shown)")
             settings[name] = value.strip()
-    exchange = getattr(ccxt, config.exchange)(settings)
+    exchange = getattr(ccxt, exchange_id)(settings)
     exchange.logger = _silent_logger()
     exchange.rateLimit = exchange.rateLimit / config.rate_share
     if config.url is not None:
@@ -121,7 +132,7 @@ class CcxtConnection:
                  environ: Mapping[str, str] | None = None, private: bool = True,
                  clock: Callable[[], float] | None = None):
         self.config = config
-        self.name = config.exchange
+        self.name = config.exchange or "exchange"
         self.exchange = exchange if exchange is not None else make_exchange(config, environ, private=private)
         self.gate = RequestGate(self.name) if clock is None else RequestGate(self.name, clock)
         #: The credential values, only to scrub them from messages.
@@ -129,6 +140,11 @@ class CcxtConnection:
         self._loaded = False
         #: Requests sent through the gate, for /metrics.
         self.requests = 0
+        self._monotonic = clock or time.monotonic
+        #: Monotonic times of the requests of the last minute: the share of the rate budget used.
+        self._recent: deque[float] = deque()
+        #: The exchange's whole per-address budget, in requests a minute (ccxt's interval before the share).
+        self.budget_per_minute = 60_000.0 / max(float(self.exchange.rateLimit) * config.rate_share, 1e-3)
 
     def __repr__(self) -> str:
         return f"CcxtConnection({self.config.exchange}, url={self.config.url!r})"
@@ -155,9 +171,23 @@ class CcxtConnection:
         return self.clock_offset_ms
 
     def snapshot(self) -> dict[str, Any]:
-        """What /status and /metrics show of the connection: names and numbers, never a credential."""
+        """What /status and /metrics show of the connection: names and numbers, never a credential.
+
+        ``rate_share`` is this executor's configured share of the address's request budget;
+        ``rate_share_used`` how much of that share the requests of the last minute used (1.0: all of it).
+        """
+        share = self.config.rate_share
         return {"exchange": self.name, "url": self.config.url, "clock_offset_ms": self.clock_offset_ms,
-                "requests": self.requests, "held_back_seconds": self.gate.seconds_left}
+                "requests": self.requests, "held_back_seconds": self.gate.seconds_left,
+                "held_back_total_seconds": self.gate.held_back_total, "rate_share": share,
+                "rate_share_used": self.requests_last_minute() / (self.budget_per_minute * share)}
+
+    def requests_last_minute(self) -> int:
+        """Requests sent in the last 60 seconds."""
+        horizon = self._monotonic() - 60.0
+        while self._recent and self._recent[0] < horizon:
+            self._recent.popleft()
+        return len(self._recent)
 
     @property
     def clock_offset_ms(self) -> float:
@@ -200,6 +230,7 @@ class CcxtConnection:
         for attempt in (1, 2):
             self.gate.check()
             self.requests += 1
+            self._recent.append(self._monotonic())
             try:
                 return function(*args, **kwargs)
             except ccxt.InvalidNonce as error:

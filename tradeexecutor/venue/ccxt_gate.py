@@ -25,6 +25,8 @@ class RequestGate:
         self._clock = clock
         self._open_at = 0.0
         self._reason = ""
+        #: Seconds the exchange has had us hold requests back (429/418) since start-up, for /metrics.
+        self.held_back_total = 0.0
 
     def check(self) -> None:
         """Return when a request may be sent; RateLimitedError (a TemporaryError) while the gate is shut."""
@@ -34,7 +36,10 @@ class RequestGate:
 
     def shut(self, seconds: float, reason: str) -> None:
         """Hold every request back for ``seconds`` (kept if an earlier shut lasts longer)."""
-        self._open_at = max(self._open_at, self._clock() + max(0.0, seconds))
+        now = self._clock()
+        until = max(self._open_at, now + max(0.0, seconds))
+        self.held_back_total += until - max(self._open_at, now)  # only the part not already held back
+        self._open_at = until
         self._reason = reason
 
     @property

@@ -73,7 +73,7 @@ class CcxtVenue:
     def __init__(self, config: CcxtVenueConfig, connection: CcxtConnection | None = None, *,
                  environ: Mapping[str, str] | None = None):
         self.config = config
-        self.name = config.exchange
+        self.name = config.exchange or "exchange"
         self.connection = connection if connection is not None else CcxtConnection(config, environ=environ)
         self.exchange = self.connection.exchange
         self._call = self.connection.call

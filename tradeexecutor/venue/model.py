@@ -6,7 +6,7 @@ for the outcome; a network failure while sending raises TemporaryError and leave
 *unknown* — the loop asks ``fetch_order`` by client order id before anything is sent again.
 
 Implementations: ``InMemoryVenue`` (the twin for tests: prices you set, faults you script),
-``SimulatedVenue`` (fee, slippage, lot rounding and minimum notional; backtests and paper) and
+``SimulatedVenue`` (fee, slippage, lot rounding and minimum notional; backtests, replays and paper) and
 ``CcxtVenue`` (any ccxt exchange's spot market). tests/venue_contract.py holds the one suite every implementation passes.
 """
 

@@ -4,7 +4,7 @@
 its JSON bytes, so reads serve bytes and a page is a join of its charts' bytes. The store is
 bounded (:data:`MAX_CHARTS`): a wallboard meant to run for months must not grow without end.
 It is not persisted: a restarted wallboard shows each chart again when its job next casts
-(a paper executor does after its next cycle; see docs/wallboard.md).
+(a replay or paper executor does after its next cycle; see docs/wallboard.md).
 """
 
 from __future__ import annotations

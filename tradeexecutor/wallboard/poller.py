@@ -7,7 +7,7 @@ returned (so a hung executor holds one pool thread, not one per round). The roun
 serialised once into JSON bytes that ``GET /api/executors`` serves as they are.
 
 Executors come from the configuration (fixed) and from ``fleet`` (called every round: the
-runs folder's paper and live runs, which come and go). A fleet source that fails is reported
+runs folder's replay, paper and live runs, which come and go). A fleet source that fails is reported
 in the document's ``sources``, and the fixed executors are still polled.
 """
 

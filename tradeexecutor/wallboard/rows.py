@@ -18,7 +18,8 @@ from tradeexecutor.wallboard.settings import ExecutorTarget
 __all__ = ["FIGURES", "Answers", "executor_row"]
 
 #: Fields copied from the executor's answers; kept (stale) when it stops answering.
-FIGURES = ("mode", "strategy_name", "executor_id", "equity", "equity_change", "open_positions", "cycles",
+FIGURES = ("mode", "prices", "rate_share", "rate_share_used", "clock_offset_ms", "exchange_requests",
+           "held_back_seconds", "strategy_name", "executor_id", "equity", "equity_change", "open_positions", "cycles",
            "last_cycle_at", "last_cycle", "next_cycle_at", "paused", "safe_mode", "healthy", "health_reasons",
            "crash_reason", "crashed_at")
 
@@ -70,8 +71,17 @@ def _figures(answers: Answers) -> dict[str, Any]:
     positions = portfolio.get("open_positions") if filled else extra.get("open_positions")
     crash_reason, crashed_at = _crash_reason(status)
     health = answers.health or {}
+    venue: dict[str, Any] = status["venue"] if isinstance(status.get("venue"), dict) else {}
+    requests = venue.get("requests")
     return {
         "mode": status.get("mode") or None,
+        "prices": status.get("prices") or None,
+        # The exchange connection of a paper or live executor: its share of the address's rate budget and use.
+        "rate_share": _number(venue.get("rate_share")),
+        "rate_share_used": _number(venue.get("rate_share_used")),
+        "clock_offset_ms": _number(venue.get("clock_offset_ms")),
+        "exchange_requests": requests if isinstance(requests, int) and not isinstance(requests, bool) else None,
+        "held_back_seconds": _number(venue.get("held_back_seconds")),
         "strategy_name": status.get("strategy_name") or None,
         "executor_id": status.get("executor_id") or None,
         "equity": equity,

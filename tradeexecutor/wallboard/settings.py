@@ -141,7 +141,7 @@ class WallboardConfig:
     port: int = setting(DEFAULT_PORT, env="WALLBOARD_PORT", minimum=0, maximum=65535,
                         help="Port (0: any free port, printed at start).")
     runs_dir: Path | None = setting(None, parse=Path,
-                                    help="A runs folder: its paper and live runs that run, start or crashed are "
+                                    help="A runs folder: its replay, paper and live runs that run, start or crashed are "
                                          "shown (read-only).")
     executors: tuple[ExecutorTarget, ...] = setting(
         (), flag="--executor", env="WALLBOARD_EXECUTORS", multiple=True, parse=parse_executors,

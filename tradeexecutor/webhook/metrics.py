@@ -36,6 +36,9 @@ and dashboard: never rename one; add a new name and keep the old one working.
 ``tradeexecutor_last_cycle_timestamp_seconds``         the same (kept for existing rules; ambiguous name)
 ``tradeexecutor_next_cycle_overdue_seconds``           ``max(0, now - next_cycle_at)``
 ``tradeexecutor_market_data_feed_lag_seconds``         age of the newest market data, at scrape time
+``tradeexecutor_outage``                               1 while a job that failed temporarily is retried
+``tradeexecutor_outage_seconds``, ``_outage_retries``  how long that has lasted, failed retries (0: none)
+``tradeexecutor_temporary_failures_total``             counter (this process): never crashes
 ``tradeexecutor_portfolio_value``, ``_cash``,          once the loop has filled
 ``_unrealised_pnl``, ``_open_positions``,              ``RunState.portfolio``
 ``_orders{state="planned|filled|rejected"}``,
@@ -44,6 +47,13 @@ and dashboard: never rename one; add a new name and keep the old one working.
                                                        outcome sent, failed or dropped
 ``tradeexecutor_notifications_suppressed_total``       counter ``{event}``: held back by the
                                                        rate limit (summed up in a digest)
+``tradeexecutor_exchange_clock_offset_seconds``        ``{exchange}``: the exchange's clock minus ours
+``tradeexecutor_exchange_requests_total``              counter ``{exchange}``: requests sent (this process)
+``tradeexecutor_exchange_held_back_seconds``           ``{exchange}``: seconds until a 429/418 wait ends
+``tradeexecutor_exchange_held_back_seconds_total``     counter ``{exchange}``: seconds held back by 429/418
+``tradeexecutor_exchange_rate_share``                  ``{exchange}``: configured share of the rate budget
+``tradeexecutor_exchange_rate_share_used``             ``{exchange}``: fraction of that share the last
+                                                       minute's requests used (1 = all of it)
 ====================================================  ======================================
 
 Everything that depends on time is computed at scrape time (overdue, feed lag, crashes within a
@@ -51,16 +61,19 @@ window), so it keeps moving while the loop is stuck in a job. Crash figures come
 which every crash updates before the process exits: the restarted executor reports crashes that
 no scrape of the crashed one could see (``--crash-policy exit`` leaves no time to scrape).
 
-The notification families have samples only when a notification channel is configured.
+The notification families have samples only when a notification channel is configured; the
+exchange families only in paper and live mode, which talk to an exchange.
 
 A value that is not known yet is left out (the family is still declared), never exported as NaN.
 """
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -78,6 +91,7 @@ __all__ = [
     "CRASH_WINDOWS",
     "METRIC_NAMES",
     "NOTIFICATION_METRIC_NAMES",
+    "VENUE_METRIC_NAMES",
     "RunStateCollector",
     "build_registry",
     "get_metrics_registry",
@@ -111,6 +125,10 @@ METRIC_NAMES: tuple[str, ...] = (
     "tradeexecutor_last_cycle_timestamp_seconds",
     "tradeexecutor_next_cycle_overdue_seconds",
     "tradeexecutor_market_data_feed_lag_seconds",
+    "tradeexecutor_outage",
+    "tradeexecutor_outage_seconds",
+    "tradeexecutor_outage_retries",
+    "tradeexecutor_temporary_failures_total",
     "tradeexecutor_portfolio_value",
     "tradeexecutor_cash",
     "tradeexecutor_unrealised_pnl",
@@ -123,6 +141,16 @@ METRIC_NAMES: tuple[str, ...] = (
 NOTIFICATION_METRIC_NAMES: tuple[str, ...] = (
     "tradeexecutor_notifications_total",
     "tradeexecutor_notifications_suppressed_total",
+)
+
+#: Sample names of the exchange connection's figures, exported only in paper and live mode.
+VENUE_METRIC_NAMES: tuple[str, ...] = (
+    "tradeexecutor_exchange_clock_offset_seconds",
+    "tradeexecutor_exchange_requests_total",
+    "tradeexecutor_exchange_held_back_seconds",
+    "tradeexecutor_exchange_held_back_seconds_total",
+    "tradeexecutor_exchange_rate_share",
+    "tradeexecutor_exchange_rate_share_used",
 )
 
 #: Windows of ``tradeexecutor_recent_crashes``: the crash-loop alert's and the dashboard's.
@@ -253,8 +281,54 @@ class RunStateCollector(Collector):
             "Seconds between the newest market data and the wall clock, at scrape time.",
             snapshot.market_data_age(now),
         )
+        yield from self._outage(snapshot, now)
         yield from self._portfolio(snapshot)
         yield from self._notifications()
+        yield from self._venue(snapshot.venue)
+
+    @staticmethod
+    def _venue(venue: dict[str, Any]) -> Iterator[Metric]:
+        """The exchange connection's figures (paper and live mode), labelled with the exchange's ccxt id."""
+        if not venue:
+            return
+        labels = [str(venue.get("exchange") or "")]
+        offset = venue.get("clock_offset_ms")
+        rows: tuple[tuple[str, str, Any, bool], ...] = (
+            ("tradeexecutor_exchange_clock_offset_seconds", "The exchange's clock minus ours, as last measured.",
+             None if offset is None else float(offset) / 1000, False),
+            ("tradeexecutor_exchange_requests", "Requests this process sent to the exchange.",
+             venue.get("requests"), True),
+            ("tradeexecutor_exchange_held_back_seconds", "Seconds until the exchange's 429/418 wait ends (0: none).",
+             venue.get("held_back_seconds"), False),
+            ("tradeexecutor_exchange_held_back_seconds", "Seconds the exchange had this process hold requests back "
+             "(429 Retry-After, 418 ban).", venue.get("held_back_total_seconds"), True),
+            ("tradeexecutor_exchange_rate_share", "This executor's configured share of the exchange's request "
+             "budget for its address.", venue.get("rate_share"), False),
+            ("tradeexecutor_exchange_rate_share_used", "Fraction of that share the last minute's requests used "
+             "(1: all of it).", venue.get("rate_share_used"), False),
+        )
+        for name, documentation, value, counter in rows:
+            family: GaugeMetricFamily | CounterMetricFamily = (
+                CounterMetricFamily(name, documentation, labels=["exchange"]) if counter
+                else GaugeMetricFamily(name, documentation, labels=["exchange"]))
+            if value is not None and math.isfinite(float(value)):
+                family.add_metric(labels, float(value))
+            yield family
+
+    @staticmethod
+    def _outage(snapshot: RunState, now: datetime) -> Iterator[Metric]:
+        """The temporary failure being retried (exchange down, network, rate limit): whether, how long, how often."""
+        outage = snapshot.outage or {}
+        since = outage.get("since")
+        seconds = max(0.0, (now - datetime.fromisoformat(since)).total_seconds()) if since else 0.0
+        yield _flag("tradeexecutor_outage", "1 while a job that failed temporarily is being retried (not a crash).",
+                    bool(outage))
+        yield _gauge("tradeexecutor_outage_seconds", "Seconds the current temporary failure has lasted (0: none).",
+                     seconds)
+        yield _gauge("tradeexecutor_outage_retries", "Failed retries of the current temporary failure (0: none).",
+                     float(outage.get("retries") or 0))
+        yield _counter("tradeexecutor_temporary_failures", "Temporary failures this process retried (network, "
+                       "exchange down or in maintenance, rate limits).", snapshot.temporary_failures)
 
     def _notifications(self) -> Iterator[Metric]:
         """The notifier's counts: per channel, event and outcome, and suppressed per event."""

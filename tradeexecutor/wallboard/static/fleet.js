@@ -11,7 +11,7 @@
 
 (() => {
   const REQUEST_TIMEOUT_MS = 8000;
-  const COLUMNS = ["name", "status", "healthy", "mode", "equity", "equity_change", "open_positions",
+  const COLUMNS = ["name", "status", "healthy", "mode", "rate_share_used", "equity", "equity_change", "open_positions",
                    "last_cycle_at", "next_cycle_at", "crash_reason"];
   let refreshSeconds = 10;
   let refreshes = 0;
@@ -41,6 +41,10 @@
   // -- formatting ------------------------------------------------------------------------------
 
   const money = new Intl.NumberFormat("en-US", { minimumFractionDigits: 2, maximumFractionDigits: 2 });
+
+  function percent(fraction) {
+    return `${(fraction * 100).toFixed(fraction < 0.1 ? 1 : 0)} %`;
+  }
 
   function relative(iso) {
     if (!iso) return "";
@@ -91,6 +95,32 @@
       badge.textContent = value === true ? "healthy" : value === false ? "unhealthy" : "unknown";
       if (row.health_reasons && row.health_reasons.length) badge.title = row.health_reasons.join("; ");
       td.append(badge);
+    } else if (column === "mode") {
+      td.textContent = value || "–";
+      if (row.prices) {
+        const sub = document.createElement("span");
+        sub.className = "sub";
+        sub.dataset.field = "prices";
+        sub.textContent = row.prices;
+        td.append(sub);
+      }
+    } else if (column === "rate_share_used") {
+      // A paper or live executor's exchange connection: how much of its share of the address's budget it used.
+      td.className = "num";
+      if (typeof value === "number" && typeof row.rate_share === "number") {
+        td.textContent = `${percent(value)} of ${percent(row.rate_share)} share`;
+        const sub = document.createElement("span");
+        sub.className = "sub";
+        sub.dataset.field = "venue";
+        const held = typeof row.held_back_seconds === "number" && row.held_back_seconds > 0
+          ? `held back ${Math.ceil(row.held_back_seconds)} s` : null;
+        sub.textContent = [typeof row.exchange_requests === "number" ? `${row.exchange_requests} requests` : null,
+                           typeof row.clock_offset_ms === "number" ? `clock ${row.clock_offset_ms > 0 ? "+" : ""}${Math.round(row.clock_offset_ms)} ms` : null,
+                           held].filter(Boolean).join(" · ");
+        td.append(sub);
+      } else {
+        td.textContent = "–";
+      }
     } else if (column === "equity") {
       td.className = "num";
       td.textContent = typeof value === "number" ? money.format(value) : "–";

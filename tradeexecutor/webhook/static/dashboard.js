@@ -275,7 +275,7 @@
     const name = status.strategy_name || "Trade executor";
     setText("strategy_name", name);
     setText("executor_id", status.executor_id ? `Executor ${status.executor_id}` : "");
-    setText("mode", status.mode ? `${status.mode} mode` : "");
+    setText("mode", status.mode ? `${status.mode} mode${status.prices ? ` · ${status.prices}` : ""}` : "");
     const version = status.version || {};
     const commit = typeof version.git_commit === "string" ? ` (${version.git_commit.slice(0, 10)})` : "";
     setText("version", version.package ? `v${version.package}${commit}` : "");
@@ -604,8 +604,9 @@
   /** What closing does in this mode: whether money moves is what an operator must know before confirming. */
   function closeEffect(mode) {
     if (mode === "live") return "In live mode closing sells on the exchange: a market order at the current price.";
-    if (mode === "paper") return "In paper mode this is a simulated close at the current bar's price; no order reaches an exchange.";
-    return "In backtest/replay this is a simulated close at the current bar's price.";
+    if (mode === "paper") return "In paper mode this is a simulated close at the exchange's latest price; no order reaches the exchange.";
+    if (mode === "replay") return "In replay mode this is a simulated close at the current bar's price; no order reaches an exchange.";
+    return "In a backtest this is a simulated close at the current bar's price.";
   }
 
   /** Each action's confirmation: its title and what will happen. */

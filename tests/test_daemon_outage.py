@@ -1,0 +1,240 @@
+"""Failure is not a crash: a real executor process whose feed (playing an exchange) goes down for a while.
+
+The executor runs as a subprocess (tests/outage_launcher.py: the real CLI, with the feed raising
+TemporaryError while a marker file exists) and is watched over real HTTP. While the exchange is
+down the cycle job is retried with a capped backoff, the boundaries that pass are journaled as
+missed, /status and /metrics show the outage (since when, retries, the last error's class and its
+scrubbed message), /healthz turns 503 with the reason once the grace period has passed, and the
+notifier reports health degraded; when it comes back the outage is journaled as over, health
+recovers (notified) and the replay goes on. Nothing of it is a crash: no crash record, no crash
+count, no safe mode.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from executor_process import Executor
+from notify_endpoint import LoopbackEndpoint
+from tradeexecutor.runstate import RunStatus
+
+LAUNCHER = Path(__file__).parent / "outage_launcher.py"
+
+
+def _get(port: int, path: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+def _metric(text: str, name: str) -> float:
+    for line in text.splitlines():
+        if line.startswith(name + " ") or line.startswith(name + "{"):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"{name} not in /metrics")
+
+
+def _journal(state_dir: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in (state_dir / "journal.jsonl").read_text().splitlines() if line.strip()]
+
+
+@pytest.mark.timeout(280)
+def test_an_exchange_outage_is_retried_shown_and_recovered_never_a_crash(tmp_path: Path) -> None:
+    marker = tmp_path / "exchange-down"
+    with LoopbackEndpoint() as endpoint:
+        executor = Executor(tmp_path, "--replay-seconds", "0.5", "--outage-grace-seconds", "2",
+                            "--retry-max-seconds", "2", "--health-grace-seconds", "600", "--notify-cooldown-seconds", "0",
+                            launcher=LAUNCHER,
+                            env={"TE_TEST_OUTAGE_FILE": str(marker),
+                                 "TRADEEXECUTOR_NOTIFY_WEBHOOK_URL": endpoint.url})
+        try:
+            executor.wait_status(lambda s: s["cycles"] >= 2)
+            marker.touch()  # the exchange goes down
+            down = executor.wait_status(lambda s: (s.get("outage") or {}).get("retries", 0) >= 2)
+            outage = down["outage"]
+            assert outage["job"] == "cycle" and outage["error_class"] == "TemporaryError"
+            assert "503 Service Unavailable" in outage["error"] and "0badc0ffee" not in outage["error"]
+            assert down["status"] == "running" and down["executor_running"] and not down["safe_mode"]
+
+            def unhealthy() -> dict[str, Any] | None:
+                status, body = _get(executor.port, "/healthz")
+                return json.loads(body) if status == 503 else None
+
+            answer = executor.wait_status(lambda _: unhealthy() is not None) and unhealthy()
+            assert answer is not None
+            assert any("temporary failure" in reason and "cycle job retried" in reason for reason in answer["reasons"])
+            _, metrics = _get(executor.port, "/metrics")
+            assert _metric(metrics, "tradeexecutor_outage") == 1
+            assert _metric(metrics, "tradeexecutor_outage_seconds") > 0
+            assert _metric(metrics, "tradeexecutor_outage_retries") >= 2
+            assert _metric(metrics, "tradeexecutor_temporary_failures_total") >= 3
+            assert _metric(metrics, "tradeexecutor_crashes_total") == 0
+            assert "0badc0ffee" not in metrics
+            endpoint.wait_for(lambda posts: any("health degraded" in p["title"] for p in posts), timeout=60,
+                              what="health degraded")
+            cycles_when_down = executor.status()["cycles"]  # type: ignore[index]
+
+            marker.unlink()  # the exchange is back
+            up = executor.wait_status(lambda s: s.get("outage") is None and s["cycles"] > cycles_when_down + 2)
+            assert up["crash_count"] == 0 and up["exception"] is None and not up["safe_mode"]
+            assert _get(executor.port, "/healthz")[0] == 200
+            _, metrics = _get(executor.port, "/metrics")
+            assert _metric(metrics, "tradeexecutor_outage") == 0
+            endpoint.wait_for(lambda posts: any("health recovered" in p["title"] for p in posts), timeout=60,
+                              what="health recovered")
+            executor.process.send_signal(signal.SIGTERM)
+            assert executor.wait() == 0
+        finally:
+            executor.kill()
+
+    events = _journal(executor.state_dir)
+    names = [e["event"] for e in events]
+    assert "crashed" not in names and not (executor.state_dir / "crash.json").exists()
+    started = [e for e in events if e["event"] == "outage_started"]
+    ended = [e for e in events if e["event"] == "outage_ended"]
+    assert len(started) == 1 and len(ended) == 1
+    assert started[0]["level"] == "warning" and started[0]["fields"]["job"] == "cycle"
+    assert "0badc0ffee" not in json.dumps(events)
+    assert ended[0]["fields"]["retries"] >= 2 and ended[0]["fields"]["seconds"] > 2
+    missed = [e for e in events if e["event"] == "cycle_missed"]
+    assert missed, "a boundary passed during the outage and was not journaled as missed"
+    first, last = names.index("outage_started"), names.index("outage_ended")
+    missed_at = [i for i, name in enumerate(names) if name == "cycle_missed"]
+    assert all(first < i < last for i in missed_at)
+    # No cycle completed while the exchange was down (the job that recovered journals its cycle, then the end).
+    assert "cycle_completed" not in names[first:max(missed_at)]
+
+
+# -- the loop in-process: fake clock, the in-memory scheduler twin --------------------------------------------
+
+
+class _Down:
+    """A feed's ``advance`` that raises ``error`` while ``down`` is set, else delivers the next bar."""
+
+    def __init__(self, advance: Any, error: Exception) -> None:
+        self.advance, self.error, self.down, self.calls = advance, error, True, 0
+
+    def __call__(self) -> int | None:
+        self.calls += 1
+        if self.down:
+            raise self.error
+        return self.advance()  # type: ignore[no-any-return]
+
+
+def test_the_backoff_doubles_up_to_its_cap_and_a_retry_storm_never_makes_a_crash_loop(tmp_path: Path) -> None:
+    from test_daemon_loop import make
+    from tradeexecutor.errors import TemporaryError
+
+    daemon, ticker, clock = make(tmp_path, retry_max_seconds=5.0, crash_loop_count=1)
+    try:
+        ticker.advance(1)
+        daemon.loop.run_pending()
+        assert daemon.runstate.cycles >= 0 and daemon.loop.outage.current is None
+        down = _Down(daemon.feed.advance, TemporaryError("exchange: OnMaintenance: system maintenance"))
+        daemon.feed.advance = down  # type: ignore[method-assign]
+        waits: list[float] = []
+        for _ in range(6):
+            ticker.advance(1)  # a scheduled tick: the first fails, the next ones wait for the retry
+            daemon.loop.run_pending()
+            current = daemon.loop.outage.current
+            assert current is not None
+            waits.append((current.next_retry_at - clock.now()).total_seconds())
+            clock.advance(max(0.0, (current.next_retry_at - clock.now()).total_seconds()))
+            daemon.loop.run_pending()  # the retry is due: the loop tries on its own
+        current = daemon.loop.outage.current
+        assert current is not None and current.retries >= 5
+        assert max(waits) <= 5.0 and waits[0] == 1.0
+        snapshot = daemon.runstate.snapshot()
+        assert snapshot.crash_count == 0 and not snapshot.safe_mode and snapshot.exception is None
+        assert snapshot.status is RunStatus.running and daemon.loop.outcome is None
+        assert snapshot.outage is not None and snapshot.outage["error_class"] == "TemporaryError"
+        down.down = False
+        clock.advance(6)
+        daemon.loop.run_pending()
+        assert daemon.loop.outage.current is None and daemon.runstate.snapshot().outage is None
+        assert daemon.runstate.snapshot().temporary_failures == down.calls - 1
+    finally:
+        daemon.close()
+
+
+def test_a_bug_in_a_job_is_still_a_crash(tmp_path: Path) -> None:
+    from test_daemon_loop import make
+
+    daemon, ticker, _ = make(tmp_path)
+    try:
+        daemon.feed.advance = _Down(daemon.feed.advance, KeyError("a bug"))  # type: ignore[method-assign]
+        ticker.advance(1)
+        outcome = daemon.loop.run_pending()
+        assert outcome is not None and outcome.status is RunStatus.error
+        assert daemon.runstate.snapshot().crash_count == 1 and daemon.loop.outage.current is None
+    finally:
+        daemon.close()
+
+
+def test_an_operator_job_that_fails_temporarily_is_answered_as_failed_and_is_no_crash(tmp_path: Path) -> None:
+    from test_daemon_loop import make
+    from tradeexecutor.control import ActionRequest, Outcome
+    from tradeexecutor.errors import TemporaryError
+
+    daemon, ticker, _ = make(tmp_path)
+    try:
+        ticker.advance(1)
+        daemon.loop.run_pending()
+
+        def exchange_down(request: ActionRequest) -> None:
+            raise TemporaryError("binance: RequestTimeout: GET https://api.binance.com/api/v3/order?signature=f00d")
+
+        daemon.loop._close = exchange_down  # type: ignore[assignment,method-assign]
+        reply = daemon.commands.ask(ActionRequest(command="close_all", by="operator"))
+        daemon.loop.run_pending()
+        result = reply.wait(5)
+        assert result is not None and result.outcome is Outcome.failed
+        assert "failed temporarily" in result.message and "f00d" not in result.message
+        assert daemon.loop.outcome is None and daemon.runstate.snapshot().crash_count == 0
+        assert daemon.loop.outage.current is None  # nothing is retried on an operator's behalf
+    finally:
+        daemon.close()
+    events = [json.loads(line) for line in (tmp_path / "state" / "journal.jsonl").read_text().splitlines()]
+    (line,) = [e for e in events if e["event"] == "temporary_failure"]
+    assert line["fields"]["job"] == "close_all" and "f00d" not in json.dumps(line)
+
+
+def test_the_outage_books_backoff_retry_after_and_other_jobs_failing_meanwhile() -> None:
+    from datetime import UTC, datetime
+
+    from tradeexecutor.daemon.outage import Outage
+    from tradeexecutor.errors import TemporaryError
+    from tradeexecutor.runstate import RunState
+    from tradeexecutor.venue.ccxt_errors import RateLimitedError
+
+    now = [datetime(2026, 1, 1, tzinfo=UTC)]
+    runstate = RunState.create("x", now=now[0], version={})
+    outage = Outage(runstate, lambda: now[0], cap_seconds=8.0)
+    delays = []
+    for _ in range(6):
+        record, _ = outage.failed("cycle", TemporaryError("503"))
+        delays.append((record.next_retry_at - now[0]).total_seconds())
+        now[0] = record.next_retry_at
+    assert delays == [1.0, 2.0, 4.0, 8.0, 8.0, 8.0]  # doubling, capped
+    record, began = outage.failed("cycle", RateLimitedError("418 banned", retry_after=120.0))
+    assert not began and (record.next_retry_at - now[0]).total_seconds() == 120.0  # the ban is honoured
+    due = record.next_retry_at
+    record, _ = outage.failed("revaluation", TemporaryError("timed out"))
+    assert record.job == "cycle" and record.next_retry_at == due and record.error == "timed out"
+    assert outage.holds("cycle") and not outage.holds("revaluation") and outage.due() is None
+    now[0] = due
+    assert outage.due() == "cycle" and not outage.holds("cycle")
+    assert outage.succeeded("revaluation") is None and outage.current is not None
+    ended = outage.succeeded("cycle")
+    assert ended is not None and ended.retries == 6
+    snapshot = runstate.snapshot()
+    assert snapshot.outage is None and snapshot.temporary_failures == 8

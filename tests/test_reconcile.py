@@ -1,0 +1,385 @@
+"""Reconciliation with the real ccxt client against the exchange simulator: what happened while the executor was away.
+
+Each test builds the ledger an executor left behind (a real state directory, its orders sent
+write-ahead through the router and CcxtVenue), lets the exchange move on without it, then
+reconciles with a *new* venue that remembers nothing — as a restarted process would — and checks
+the result against the simulator's own record: fills that happened while down are applied, an
+order whose answer never came is found by client order id (exactly one order on the exchange), a
+balance changed behind the executor's back is a mismatch that changes nothing, orders of other
+clients are listed and ignored.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from exchange_sim_helpers import API_KEY, API_SECRET, Running, ccxt_client, serve, wait_for
+from executor_process import free_port
+from test_engine_router import T0, decide_open, new_state
+from test_venue_ccxt import ENVIRON, aaa_simulator, pin
+from tradeexecutor.config import CcxtVenueConfig
+from tradeexecutor.engine.reconcile import Reconciliation, reconcile, write_reconciliation
+from tradeexecutor.engine.router import OrderRouter
+from tradeexecutor.layout import RunFiles
+from tradeexecutor.ledger import Ledger
+from tradeexecutor.state import Order, OrderStatus, OrderType, State
+from tradeexecutor.store.lock import StateDirLock
+from tradeexecutor.venue.ccxt_venue import CcxtVenue
+
+pytest.importorskip("ccxt")
+
+
+def _now() -> datetime:
+    return T0 + timedelta(minutes=1)
+
+
+@pytest.fixture(scope="module")
+def running() -> Iterator[Running]:
+    with serve(aaa_simulator(), threads=6) as running:
+        yield running
+
+
+@pytest.fixture(autouse=True)
+def fresh(running: Running) -> Iterator[None]:
+    running.control("POST", "reset")
+    pin(running, 100.0)
+    yield
+
+
+def venue(running: Running, timeout_seconds: float = 10.0) -> CcxtVenue:
+    """A new process's venue: it knows nothing of what an earlier one sent."""
+    config = CcxtVenueConfig(exchange="binance", url=running.url, quote="USD", symbols=("AAA",), timeout_seconds=timeout_seconds)
+    return CcxtVenue(config, environ=ENVIRON)
+
+
+class Life:
+    """One life of an executor over a real state directory: its ledger, its state and a router on a venue."""
+
+    def __init__(self, directory: Path, venue: CcxtVenue, state: State | None = None) -> None:
+        self.files = RunFiles(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        self.ledger = Ledger(self.files.ledger, now=_now, mirror=self.files.journal)
+        loaded = self.ledger.load()
+        self.state: State = loaded if loaded is not None else state  # type: ignore[assignment]
+        assert self.state is not None
+        self.venue = venue
+        self.router = OrderRouter(self.state, venue, self.commit, _now)
+
+    def commit(self) -> None:
+        with self.ledger.begin_job("test", _now()) as job:
+            job.commit(self.state)
+
+    def reconcile(self, *, send: bool = True) -> Reconciliation:
+        return reconcile(self.state, self.venue, commit=self.commit, now=_now, send=send)
+
+    def close(self) -> None:
+        self.ledger.close()
+
+
+def limit_buy(state: State, quantity: float, price: float) -> Order:
+    """A decided limit buy of ``quantity`` AAA at ``price`` (its position opened by it)."""
+    order = decide_open(state)
+    order.type, order.value, order.quantity, order.limit_price = OrderType.limit, None, quantity, price
+    return order
+
+
+def exchange_orders(running: Running) -> list[dict[str, object]]:
+    return running.control("GET", "orders")[1]  # type: ignore[no-any-return]
+
+
+def test_fills_that_happened_while_the_executor_was_down_are_applied_and_the_books_agree(
+        tmp_path: Path, running: Running) -> None:
+    first = Life(tmp_path, venue(running), new_state())
+    order = limit_buy(first.state, 10, 95.0)
+    first.router.send(order)  # committed as submitting, then accepted: it rests on the book
+    first.router.drain()
+    assert order.status is OrderStatus.open
+    first.close()  # the executor goes down
+
+    pin(running, 90.0)  # the market falls through the limit while nobody watches
+    wait_for(lambda: exchange_orders(running)[0]["status"] == "FILLED", timeout=30)
+    # Someone else's order on the same account: listed, ignored.
+    other = ccxt_client(running.url)
+    other.create_order("AAA/USD", "limit", "buy", 1, 50.0, {"clientOrderId": "manual-order-1"})
+
+    second = Life(tmp_path, venue(running))
+    result = second.reconcile()
+    assert result.clean, result.mismatches
+    (check,) = result.orders
+    assert (check.before, check.after, check.action, check.fills_applied) == ("open", "filled", "completed", 1)
+    assert [(o.client_order_id, o.action) for o in result.exchange_orders] == [("manual-order-1", "ignored")]
+    (position,) = second.state.portfolio.open_positions
+    _, balances = running.control("GET", "balances")
+    assert position.quantity == 10 == float(balances["AAA"]["free"])
+    (aaa,) = [b for b in result.balances if b.asset == "AAA"]
+    assert aaa.ok and aaa.ours == aaa.venue == 10
+    second.close()
+    # The fill was committed: a third life reads it from the ledger and finds nothing more to do.
+    third = Life(tmp_path, venue(running))
+    assert third.state.portfolio.open_positions[0].orders[0].status is OrderStatus.filled
+    again = third.reconcile()
+    assert again.clean and again.orders == ()
+    third.close()
+
+
+def test_an_order_never_heard_back_about_is_found_by_client_id_and_never_sent_twice(
+        tmp_path: Path, running: Running) -> None:
+    first = Life(tmp_path, venue(running, timeout_seconds=2), new_state())
+    order = decide_open(first.state)  # a market buy of 1000 USD
+    running.control("POST", "faults", {"kind": "timeout", "hang_seconds": 8, "count": 1})
+    first.router.send(order)  # accepted and filled by the exchange, but the answer never came
+    assert order.status is OrderStatus.unknown
+    first.close()
+
+    second = Life(tmp_path, venue(running))
+    result = second.reconcile()
+    assert result.clean, result.mismatches
+    (check,) = result.orders
+    assert (check.before, check.after, check.action, check.fills_applied) == ("unknown", "filled", "completed", 1)
+    assert [o["clientOrderId"] for o in exchange_orders(running)] == [order.client_order_id]  # exactly one
+    _, trades = running.control("GET", "trades")
+    (fill,) = second.state.portfolio.open_positions[0].orders[0].fills
+    assert (fill.venue_trade_id, fill.quantity) == (str(trades[0]["id"]), float(trades[0]["qty"]))
+    second.close()
+
+
+def test_a_balance_changed_behind_its_back_is_a_mismatch_and_nothing_is_changed(tmp_path: Path,
+                                                                                running: Running) -> None:
+    first = Life(tmp_path, venue(running), new_state())
+    order = decide_open(first.state)
+    first.router.send(order)
+    first.router.drain()
+    assert order.status is OrderStatus.filled
+    held = first.state.portfolio.open_positions[0].quantity
+    cash = first.state.portfolio.cash
+    first.close()
+
+    running.control("POST", "balances", {"AAA": str(held - 3)})  # someone sold 3 AAA on the account
+    second = Life(tmp_path, venue(running))
+    result = second.reconcile()
+    assert not result.clean and result.outcome == "mismatch"
+    (mismatch,) = result.mismatches
+    assert (mismatch.symbol, mismatch.ours, mismatch.venue) == ("AAA", held, held - 3)
+    assert "AAA: the venue holds" in result.reason and "nothing was changed" in result.reason
+    position = second.state.portfolio.open_positions[0]
+    assert (position.quantity, second.state.portfolio.cash) == (held, cash)  # no "fix" of money
+    path = write_reconciliation(result, second.files.reconciliation)
+    written = json.loads(path.read_text())
+    assert written["outcome"] == "mismatch" and written["mismatches"][0]["symbol"] == "AAA"
+    assert {b["asset"]: b["ok"] for b in written["balances"]} == {"AAA": False, "USD": True}
+    second.close()
+
+
+def test_an_open_order_with_this_runs_prefix_the_ledger_does_not_have_is_a_mismatch(tmp_path: Path,
+                                                                                    running: Running) -> None:
+    life = Life(tmp_path, venue(running), new_state())
+    stray = decide_open(new_state())  # the same run key: what a restored backup would not know about
+    other = ccxt_client(running.url)
+    other.create_order("AAA/USD", "limit", "buy", 1, 50.0, {"clientOrderId": stray.client_order_id})
+    life.state.portfolio.open_positions.clear()
+    result = life.reconcile()
+    assert [(o.client_order_id, o.action) for o in result.exchange_orders] == [(stray.client_order_id, "mismatch")]
+    assert [m.client_order_id for m in result.mismatches] == [stray.client_order_id]
+    life.close()
+
+
+def test_an_order_that_never_left_is_sent_at_start_up_but_only_noted_by_hand(tmp_path: Path,
+                                                                             running: Running) -> None:
+    life = Life(tmp_path, venue(running), new_state())
+    order = decide_open(life.state)
+    order.transition(OrderStatus.submitting, _now())  # committed write-ahead, then the process died
+    life.commit()
+    by_hand = life.reconcile(send=False)
+    assert by_hand.clean and by_hand.orders[0].action == "unsent" and by_hand.notes
+    assert exchange_orders(running) == []
+    at_start = life.reconcile()
+    assert at_start.orders[0].action == "sent"
+    assert [o["clientOrderId"] for o in exchange_orders(running)] == [order.client_order_id]
+    life.close()
+
+
+def test_without_a_venue_outside_the_process_there_is_nothing_to_compare() -> None:
+    result = reconcile(new_state(), None, commit=lambda: None, now=_now)
+    assert result.clean and result.venue == "simulated" and result.notes
+
+
+# -- by hand: ``tradeexecutor reconcile`` as a subprocess ------------------------------------------------------
+
+
+def _reconcile_command(state_dir: Path, url: str, *extra: str) -> subprocess.CompletedProcess[str]:
+    environment = {**os.environ, **ENVIRON, "PYTHONUNBUFFERED": "1"}
+    return subprocess.run([sys.executable, "-m", "tradeexecutor.cli.main", "reconcile", "--state-dir", str(state_dir),
+                           "--exchange", "binance", "--exchange-url", url, "--exchange-timeout-seconds", "5", *extra],
+                          capture_output=True, text=True, env=environment, timeout=120, check=False)
+
+
+def test_the_reconcile_command_exits_by_outcome_writes_its_record_and_journals_it(tmp_path: Path,
+                                                                                   running: Running) -> None:
+    life = Life(tmp_path, venue(running), new_state())
+    order = limit_buy(life.state, 10, 95.0)
+    life.router.send(order)
+    life.router.drain()
+    life.close()
+    pin(running, 90.0)  # it fills while the executor is stopped
+    wait_for(lambda: exchange_orders(running)[0]["status"] == "FILLED", timeout=30)
+
+    clean = _reconcile_command(tmp_path, running.url)
+    assert clean.returncode == 0, clean.stdout + clean.stderr
+    assert "reconciliation with binance: clean" in clean.stdout
+    assert f"order {order.client_order_id} (AAA): open -> filled (completed, 1 fill(s) applied)" in clean.stdout
+    record = json.loads((tmp_path / "reconciliation.json").read_text())
+    assert record["outcome"] == "clean" and record["orders"][0]["fills_applied"] == 1
+
+    running.control("POST", "balances", {"AAA": "4"})  # someone sold 6 AAA on the account
+    mismatch = _reconcile_command(tmp_path, running.url, "--json")
+    assert mismatch.returncode == 1, mismatch.stdout + mismatch.stderr
+    assert json.loads(mismatch.stdout)["mismatches"][0]["what"].startswith("AAA: the venue holds 4")
+    events = [json.loads(line) for line in (tmp_path / "journal.jsonl").read_text().splitlines()]
+    assert [e["fields"]["outcome"] for e in events if e["event"] == "reconciled"] == ["clean", "mismatch"]
+    (line,) = [e for e in events if e["event"] == "reconciliation_mismatch"]
+    assert line["level"] == "warning" and (line["fields"]["symbol"], line["fields"]["venue"]) == ("AAA", 4.0)
+    checked = Life(tmp_path, venue(running))
+    assert checked.state.portfolio.open_positions[0].quantity == 10  # nothing "fixed"
+    checked.close()
+    for path in (tmp_path / "journal.jsonl", tmp_path / "reconciliation.json"):
+        assert API_SECRET not in path.read_text() and API_KEY not in path.read_text()
+    assert API_SECRET not in clean.stdout + clean.stderr + mismatch.stdout + mismatch.stderr
+
+    down = _reconcile_command(tmp_path, f"http://127.0.0.1:{free_port()}")
+    assert down.returncode == 4 and down.stderr.count("\n") == 1, down.stderr
+    assert "could not be reached, nothing was changed" in down.stderr
+
+
+def test_the_reconcile_command_refuses_a_running_executor_s_state_directory(tmp_path: Path, running: Running) -> None:
+    Life(tmp_path, venue(running), new_state()).commit()
+    held = StateDirLock(tmp_path).acquire()
+    try:
+        answer = _reconcile_command(tmp_path, running.url)
+    finally:
+        held.release()
+    assert answer.returncode == 3 and answer.stderr.startswith("error:") and answer.stderr.count("\n") == 1
+
+
+# -- at start-up: a mismatch starts the executor in safe mode, the reason in /status ---------------------------
+
+
+def test_a_mismatch_at_start_up_means_safe_mode_with_the_reason_in_status(tmp_path: Path) -> None:
+    from daemon_configs import daemon_config
+    from executor_process import STRATEGIES
+    from tradeexecutor.daemon import build_daemon
+    from tradeexecutor.exchange_sim import ExchangeSimulator, MarketSpec, SimConfig
+    from tradeexecutor.exchange_sim.prices import random_walk_series
+    from tradeexecutor.webhook import WebhookServer, create_app
+    from tradeexecutor.webhook.options import WebhookOptions
+
+    now = int(time.time() * 1000)
+    market = MarketSpec(base="GOOG", quote="USD", tick_size=Decimal("0.01"), step_size=Decimal(1),
+                        min_notional=Decimal(10))
+    config = SimConfig(markets=(market,), api_key=API_KEY, api_secret=API_SECRET,
+                       balances={"USD": Decimal(10_000), "GOOG": Decimal(3)})  # 3 GOOG the ledger knows nothing of
+    sim = ExchangeSimulator(config, {"GOOGUSD": random_walk_series(seed=3, now_ms=now, start_price=300.0)})
+    with serve(sim) as goog:
+        exchange = CcxtVenue(CcxtVenueConfig(exchange="binance", url=goog.url, quote="USD", symbols=("GOOG",)), environ=ENVIRON)
+        daemon = build_daemon(daemon_config(strategy_file=STRATEGIES / "daemon_sma.py", state_dir=tmp_path / "state",
+                                            start="2005-01-01", end="2005-12-31", chart_seconds=0,
+                                            watchdog_seconds=0), environ={}, venue=exchange)
+        server = WebhookServer(create_app(daemon.runstate, options=WebhookOptions()), port=0)
+        server.start()
+        try:
+            daemon.loop.begin()
+            with urllib.request.urlopen(f"{server.url}/status", timeout=10) as response:
+                status = json.loads(response.read())
+            try:
+                urllib.request.urlopen(f"{server.url}/healthz", timeout=10)
+                raise AssertionError("/healthz answered 200 in safe mode")
+            except urllib.error.HTTPError as error:
+                assert error.code == 503
+                healthz = json.loads(error.read())
+        finally:
+            server.stop()
+            daemon.close()
+    assert status["safe_mode"] is True
+    assert "reconciliation with the venue found a mismatch" in status["safe_mode_reason"]
+    assert "GOOG: the venue holds 3, the positions 0" in status["safe_mode_reason"]
+    assert status["reconciliation"]["outcome"] == "mismatch"
+    assert any("safe mode: reconciliation" in reason for reason in healthz["reasons"])
+    record = json.loads((tmp_path / "state" / "reconciliation.json").read_text())
+    assert record["outcome"] == "mismatch" and record["venue"] == "binance"
+    events = [json.loads(line)["event"] for line in (tmp_path / "state" / "journal.jsonl").read_text().splitlines()]
+    assert events.index("reconciliation_mismatch") < events.index("started")  # before the first decision
+
+
+def test_the_replay_s_simulated_fills_reconcile_trivially_clean_at_start_up(tmp_path: Path) -> None:
+    from daemon_configs import daemon_config
+    from executor_process import STRATEGIES
+    from tradeexecutor.daemon import build_daemon
+
+    daemon = build_daemon(daemon_config(strategy_file=STRATEGIES / "daemon_sma.py", state_dir=tmp_path / "state",
+                                        start="2005-01-01", end="2005-12-31", chart_seconds=0, watchdog_seconds=0),
+                          environ={})
+    try:
+        assert not daemon.runstate.safe_mode
+        assert daemon.runstate.snapshot().reconciliation["outcome"] == "clean"  # type: ignore[index]
+    finally:
+        daemon.close()
+    record = json.loads((tmp_path / "state" / "reconciliation.json").read_text())
+    assert (record["outcome"], record["venue"]) == ("clean", "simulated")
+
+
+def test_fees_taken_in_the_base_asset_are_no_mismatch(tmp_path: Path) -> None:
+    """Binance takes a buy's fee in the asset bought: the account holds the quantity less the fee, which the
+    positions' quantity (what the order bought) does not show; reconciliation counts the fee in."""
+    from tradeexecutor.exchange_sim import ExchangeSimulator, MarketSpec, SimConfig
+    from tradeexecutor.exchange_sim.prices import random_walk_series
+
+    now = int(time.time() * 1000)
+    market = MarketSpec(base="AAA", quote="USD", tick_size=Decimal("0.01"), step_size=Decimal("0.001"),
+                        min_notional=Decimal(10))
+    config = SimConfig(markets=(market,), api_key=API_KEY, api_secret=API_SECRET, fee_rate=Decimal("0.001"),
+                       fee_asset="received", balances={"USD": Decimal(10_000), "AAA": Decimal(0)})
+    with serve(ExchangeSimulator(config, {"AAAUSD": random_walk_series(seed=5, now_ms=now, start_price=100.0)})) as sim:
+        life = Life(tmp_path, venue(sim), new_state())
+        order = decide_open(life.state)
+        life.router.send(order)
+        life.router.drain()
+        (fill,) = order.fills
+        assert fill.fee_currency == "AAA" and fill.fee > 0
+        _, balances = sim.control("GET", "balances")
+        assert float(balances["AAA"]["free"]) == pytest.approx(fill.quantity - fill.fee)
+        result = life.reconcile()
+        life.close()
+    assert result.clean, result.mismatches
+    (aaa,) = [b for b in result.balances if b.asset == "AAA"]
+    assert aaa.ours == pytest.approx(fill.quantity - fill.fee) and aaa.ok
+
+
+def test_an_exchange_unreachable_at_start_up_stops_the_start_cleanly_and_counts_no_crash(tmp_path: Path) -> None:
+    """No decision before reconciliation: an exchange that cannot be reached stops the start with the temporary
+    error (the CLI prints one line, exit 1, and a restart policy tries again); the state directory is released."""
+    from daemon_configs import daemon_config
+    from executor_process import STRATEGIES
+    from tradeexecutor.daemon import build_daemon
+    from tradeexecutor.errors import TemporaryError
+
+    settings = {"strategy_file": STRATEGIES / "daemon_sma.py", "state_dir": tmp_path / "state",
+                "start": "2005-01-01", "end": "2005-12-31", "chart_seconds": 0, "watchdog_seconds": 0}
+    dead = CcxtVenue(CcxtVenueConfig(exchange="binance", url=f"http://127.0.0.1:{free_port()}", quote="USD", symbols=("GOOG",),
+                                     timeout_seconds=2), environ=ENVIRON)
+    with pytest.raises(TemporaryError, match="NetworkError"):
+        build_daemon(daemon_config(**settings), environ={}, venue=dead)
+    assert not (tmp_path / "state" / "crash.json").exists()
+    assert not (tmp_path / "state" / "reconciliation.json").exists()
+    daemon = build_daemon(daemon_config(**settings), environ={})  # the lock was released
+    daemon.close()

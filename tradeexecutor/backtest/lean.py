@@ -1,0 +1,254 @@
+"""The backtest's lean synchronous order path: the engine, with its common orders planned and filled inline.
+
+A backtest's orders never leave the process and nobody watches them as they happen, so most of
+what the engine does per order for the daemon's sake is wasted there: a ``CycleReport`` per
+cycle with intents, journal event fields, each order's decision time turned back from a datetime
+into nanoseconds whenever it waits for a fill, a legality check of a transition that cannot be
+illegal, a search of the position's orders for a fill before it is retired. :class:`BacktestEngine`
+skips those and nothing else:
+
+- the same ``Order``, ``Fill`` and ``Position`` objects, ids and client order ids (``_new_order``);
+- the same pricing and sizing (``SimulatedVenue.buy``/``sell``) and the same money movement
+  (``accounting.apply_fill``), so fills, fees and cash are identical to the cent — bit for bit;
+- the same order of events: sells before buys, a buy waiting for the sells decided with or
+  before it, fills at the next bar's open or at the deciding bar's close.
+
+The lean path handles what a rule-based strategy does on almost every cycle — open a position
+without protective orders, close one — and only while nobody listens for events (a backtest
+without a journal), the engine is not paused and no position limit applies. Anything else
+(increase, reduce, set_triggers, an entry with a stop, an intent the engine would ignore, two
+intents on one symbol) goes through ``Engine.plan`` unchanged, so both paths always agree:
+tests/test_backtest_lean.py runs strategies through both and compares the states field by field.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tradeexecutor.engine import accounting
+from tradeexecutor.engine.engine import (
+    _BUY,
+    _CLOSE,
+    _OPEN,
+    _SUBMITTING,
+    CycleReport,
+    Engine,
+    _intent_order,
+    _ns,
+    _to_datetime,
+)
+from tradeexecutor.state import Order, OrderStatus, Position, RejectReason
+from tradeexecutor.strategy.failure import note_strategy_failure
+from tradeexecutor.strategy.intents import Intent
+
+__all__ = ["BacktestEngine"]
+
+_CREATED = OrderStatus.created
+_TERMINAL = frozenset(OrderStatus(s) for s in ("filled", "cancelled", "rejected", "expired"))
+
+
+class BacktestEngine(Engine):
+    """The engine a backtest runs: ``Engine`` with a lean path for plain entries and exits (see the module)."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        #: The lean path is taken only when no event sink listens (events are the general path's job).
+        self._lean = not self._journal
+        #: Decision time (epoch ns) of each order the lean path created and that has not filled yet.
+        self._created_ns: dict[int, int] = {}
+        self._instruments = {iid: self.state.instrument(iid) for iid in self.symbol_of}
+        #: The instrument an intent without a symbol means (None: the strategy trades several).
+        self._default_symbol = self.symbols[0] if len(self.symbols) == 1 else None
+        self._take_columns()
+
+    def _take_columns(self) -> None:
+        """Memoryviews of the columns the order path reads: indexing one gives a Python number, no numpy scalar."""
+        self._closing_mv = [memoryview(column) for column in self._closing_at]  # type: ignore[arg-type]
+        self._last_mv = [memoryview(column) for column in self._last_closed]  # type: ignore[arg-type]
+        self._open_mv = [memoryview(bars.open) for bars in self._bars]  # type: ignore[arg-type]
+        self._close_mv = [memoryview(bars.close) for bars in self._bars]  # type: ignore[arg-type]
+        self._open_ns_mv = [memoryview(bars.open_time_ns) for bars in self._bars]  # type: ignore[arg-type]
+
+    def follow_market(self) -> None:
+        """As Engine.follow_market, and the columns taken again (a backtest's market never grows)."""
+        generation = self._generation
+        super().follow_market()
+        if self._generation != generation:
+            self._bars = [self.market.bars[s] for s in self.symbols]
+            self._take_columns()
+
+    # -- 4. the strategy cycle ---------------------------------------------------------------
+
+    def decide(self, step: int, cycle_time_ns: int) -> None:
+        """Ask the strategy; plan its intents on the lean path when it can take them, else through Engine.plan."""
+        context = self.context
+        context._move_to(step, cycle_time_ns)
+        try:
+            intents = self._decide(context)
+        except Exception as exc:
+            note_strategy_failure(exc, self.strategy.path, _to_datetime(cycle_time_ns))
+            raise
+        if not intents:
+            return
+        if type(intents) is not list:  # a tuple, a generator, anything else: Engine._checked takes it as it is
+            intents = self._checked(intents)
+            if not intents:
+                return  # a generator that yielded nothing: no plan, no marks, as in Engine.plan
+        if not self._plan_lean(intents, step, cycle_time_ns):
+            self.plan(self._checked(intents), step, cycle_time_ns)
+
+    def _plan_lean(self, intents: list[Intent], step: int, cycle_time_ns: int) -> bool:
+        """Plan the list decide() returned as Engine.plan would, when every intent is a plain open or close of an
+        instrument of the strategy; False, with nothing done, when not (Engine._checked then explains any error)."""
+        if not self._lean or self.paused or self.max_position_value:
+            return False
+        if len(intents) > 1:
+            if any(type(intent) is not Intent for intent in intents):
+                return False
+            intents = sorted(intents, key=_intent_order)  # sells, then buys
+        portfolio = self.state.portfolio
+        open_positions = portfolio.open_positions
+        default = self._default_symbol
+        ids = self.instrument_ids
+        plans: list[tuple[Intent, int, Position | None, float]] = []
+        buys = False
+        for intent in intents:
+            if type(intent) is not Intent:
+                return False
+            symbol = intent.symbol
+            instrument_id = ids.get(default if symbol is None else symbol)  # type: ignore[arg-type]
+            if instrument_id is None:
+                return False
+            position = None
+            for candidate in open_positions:
+                if candidate.instrument_id == instrument_id:
+                    position = candidate
+                    break
+            action = intent.action
+            if action == "open":
+                if (position is not None or intent.stop_loss is not None or intent.take_profit is not None
+                        or intent.stop_loss_pct is not None or intent.take_profit_pct is not None
+                        or intent.trailing_stop_pct is not None):
+                    return False
+                buys = True
+            elif action != "close" or position is None or not position.quantity > 0:
+                return False
+            slot = self._slot[instrument_id]
+            last = self._last_mv[slot][step]
+            if last < 0:
+                return False
+            plans.append((intent, instrument_id, position, self._close_mv[slot][last]))
+        if len(plans) > 1 and len({instrument_id for _, instrument_id, _, _ in plans}) < len(plans):
+            return False  # intents that meet on one symbol: the general path sees each after the one before
+        at = _to_datetime(cycle_time_ns)
+        ms = cycle_time_ns // 1_000_000
+        if open_positions:
+            self.mark_to_market(step)  # sizing reads the marks, and a closed position keeps its last one
+        equity = self.valuation()[0] if buys else 0.0
+        pending = self.pending
+        created = self._created_ns
+        for seq, (intent, instrument_id, position, price) in enumerate(plans):
+            if position is None:
+                value = intent.value if intent.value is not None else equity * (intent.equity_fraction or 0.0)
+                position = Position(id=portfolio.next_position_id, instrument_id=instrument_id, opened_at=at)
+                portfolio.next_position_id += 1
+                open_positions.append(position)
+                order = self._new_order(position, _OPEN, at, ms, seq, value=value, reference_price=price,
+                                        note=intent.note)
+            else:
+                order = self._new_order(position, _CLOSE, at, ms, seq, quantity=position.quantity,
+                                        reference_price=price, note=intent.note)
+            pending.append((position, order))
+            created[order.id] = cycle_time_ns
+        if self.fill_at_close:
+            self._fill_at_close(step, CycleReport(cycle_time_ns))
+            self.mark_to_market(step)
+        return True
+
+    # -- 1. fills of waiting orders -----------------------------------------------------------
+
+    def fill_pending(self, step: int) -> None:
+        """Engine.fill_pending, with each order's decision time kept in nanoseconds and the columns as memoryviews."""
+        if not self._lean:
+            super().fill_pending(step)
+            return
+        still: list[tuple[Position, Order]] = []
+        waiting_sell_at: int | None = None  # earliest decision whose sells have not filled yet
+        created = self._created_ns
+        slots = self._slot
+        for position, order in self.pending:
+            status = order.status
+            if status is not _CREATED and status in _TERMINAL:
+                continue
+            decided = created.get(order.id)
+            if decided is None:
+                decided = _ns(order.created_at)
+            is_buy = order.side is _BUY
+            if is_buy and waiting_sell_at is not None and waiting_sell_at <= decided:
+                still.append((position, order))  # sells decided with or before it come first
+                continue
+            slot = slots[order.instrument_id]
+            index = self._closing_mv[slot][step]
+            if index < 0 or self._open_ns_mv[slot][index] < decided:
+                still.append((position, order))
+                if not is_buy:
+                    waiting_sell_at = decided if waiting_sell_at is None else min(waiting_sell_at, decided)
+                continue
+            self._fill(position, order, self._open_mv[slot][index], _to_datetime(self._open_ns_mv[slot][index]))
+        self.pending = still
+
+    # -- fills --------------------------------------------------------------------------------
+
+    def _fill(self, position: Position, order: Order, price: float, at: Any) -> bool:
+        """Engine._fill without the journal: the venue prices, accounting.apply_fill moves the money."""
+        if not self._lean:
+            return super()._fill(position, order, price, at)
+        self._created_ns.pop(order.id, None)
+        portfolio = self.state.portfolio
+        instrument = self._instruments[order.instrument_id]
+        if order.side is _BUY:
+            fill = self.venue.buy(instrument, price, value=order.value, quantity=order.quantity,
+                                  cash_available=portfolio.cash)
+            self._submit(order, at)
+            if fill.reject_reason is not None:
+                self._reject(position, order, fill.reject_reason, fill.reason or "", at)
+                return False
+            opening = position.quantity == 0
+            accounting.apply_fill(portfolio, position, order, fill.quantity, fill.price, fill.fee, at,
+                                  slippage=fill.slippage, fee_currency=instrument.quote_currency)
+            if opening and (position.stop_loss_pct is not None or position.take_profit_pct is not None
+                            or position.trailing_stop_pct is not None):
+                self._arm_triggers(position, fill.price)
+        else:
+            if position.quantity <= 0:
+                self._reject(position, order, RejectReason.nothing_to_sell,
+                             "nothing to sell: the position holds no quantity", at)
+                return False
+            fill = self.venue.sell(instrument, price, quantity=order.quantity or 0.0, held=position.quantity,
+                                   closing=order.purpose is _CLOSE)
+            self._submit(order, at)
+            if fill.reject_reason is not None:
+                self._reject(position, order, fill.reject_reason, fill.reason or "", at)
+                return False
+            accounting.apply_fill(portfolio, position, order, fill.quantity, fill.price, fill.fee, at,
+                                  slippage=fill.slippage, fee_currency=instrument.quote_currency)
+            if position.closed_at is not None:
+                # accounting.retire_position, knowing the position has a fill (this one): to the closed list.
+                open_positions = portfolio.open_positions
+                for index, candidate in enumerate(open_positions):
+                    if candidate is position:
+                        del open_positions[index]
+                        break
+                portfolio.closed_positions.append(position)
+        self.fills += 1
+        return True
+
+    @staticmethod
+    def _submit(order: Order, at: Any) -> None:
+        """created → submitting (always legal) without the transition table's lookups; any other status through it."""
+        if order.status is _CREATED:
+            order.status = _SUBMITTING
+            order.updated_at = at
+            order.submitted_at = at
+        else:
+            order.transition(_SUBMITTING, at)

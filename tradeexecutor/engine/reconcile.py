@@ -1,0 +1,286 @@
+"""Reconciliation: the ledger's orders and positions against what the venue says, before the first decision.
+
+Run at start-up (``daemon/runner.py``) and by hand (``tradeexecutor reconcile``). Three passes:
+
+1. **Orders.** Every order the venue may know (``submitting``, ``unknown``, ``open``,
+   ``partially_filled``) is looked up by its client order id (``OrderRouter.resolve_order``):
+   found → *adopted* — its fills not yet applied are applied (fills that happened while the
+   executor was down, or of an order whose answer never came) and it takes the venue's status
+   (*completed* when that is terminal); never seen → sent now under the same id at start-up (it
+   never left: write-ahead), left for the executor when run by hand; we had it open and the venue
+   does not know it → marked ``unknown`` for a person, a **mismatch**.
+2. **Open orders on the exchange.** Those carrying this run's client-id prefix (``te<run8>-``) are
+   ours: already adopted by pass 1 when the ledger has them open; one the ledger has ended or does
+   not hold at all is a **mismatch** (the ledger commits every order before sending it, so only a
+   restored backup or a second executor on the same run can cause it). Other orders on the
+   account (a person's, another bot's) are listed and ignored.
+3. **Balances.** For each asset the positions hold (by each instrument's base asset), the venue's
+   balance (free plus locked) is compared with the open positions' quantity less the fees taken in
+   that asset; a difference beyond one lot step (the dust a close leaves behind) is a **mismatch**.
+   The quote currency is a mismatch only when the account holds less than the executor's cash
+   (an account may hold more than the executor was given).
+
+Applying the venue's fills is not "fixing money": they are the exchange's record of what
+happened to our orders. Nothing else is changed — a mismatch is reported (``Reconciliation``,
+written to ``reconciliation.json`` and journaled as ``reconciliation_mismatch``) and the executor
+starts in safe mode with the reason; a person decides.
+
+With no venue outside the process (the replay's simulated fills) there is nothing to compare:
+the result is clean, with a note saying so.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from tradeexecutor.atomic import atomic_write_text
+from tradeexecutor.engine.engine import EventSink
+from tradeexecutor.engine.router import OrderRouter
+from tradeexecutor.state import State
+from tradeexecutor.state.client_id import run_key
+from tradeexecutor.venue.model import Venue
+
+__all__ = ["BalanceCheck", "ExchangeOrder", "Mismatch", "OrderCheck", "Reconciliation", "journal_reconciliation",
+           "reconcile", "write_reconciliation"]
+
+#: Relative slack of the balance comparison on top of one lot step (float sums of many fills).
+_RELATIVE = 1e-9
+
+
+@dataclass(frozen=True)
+class Mismatch:
+    """One difference between the ledger and the venue, in words for a person, with what it concerns."""
+
+    #: What differs, one line.
+    what: str
+    #: The symbol or asset concerned.
+    symbol: str
+    #: The ledger's figure and the venue's, for balances; the order's client id for orders.
+    ours: float | None = None
+    venue: float | None = None
+    client_order_id: str | None = None
+
+
+@dataclass(frozen=True)
+class OrderCheck:
+    """One ledger order asked about by client order id."""
+
+    client_order_id: str
+    symbol: str
+    #: Its status in the ledger before, and after reconciliation.
+    before: str
+    after: str
+    #: ``adopted`` (the venue has it, still working), ``completed`` (the venue ended it), ``sent`` (it never
+    #: left: sent now), ``unsent`` (it never left; the executor sends it), ``missing`` (a mismatch).
+    action: str
+    #: Fills applied from the venue by this reconciliation.
+    fills_applied: int = 0
+
+
+@dataclass(frozen=True)
+class ExchangeOrder:
+    """An order open on the exchange that pass 1 did not cover."""
+
+    client_order_id: str
+    symbol: str
+    side: str
+    status: str
+    #: ``ignored`` (not ours) or ``mismatch`` (ours, but the ledger does not have it open).
+    action: str
+
+
+@dataclass(frozen=True)
+class BalanceCheck:
+    """One asset: what the ledger expects the account to hold and what the venue says."""
+
+    asset: str
+    ours: float
+    venue: float
+    #: How far apart they may be.
+    tolerance: float
+    #: ``position`` (a base asset the positions hold) or ``quote`` (the executor's cash).
+    kind: str
+    ok: bool
+
+
+@dataclass(frozen=True)
+class Reconciliation:
+    """The outcome of one reconciliation; ``clean`` unless ``mismatches`` has a line."""
+
+    at: datetime
+    venue: str
+    orders: tuple[OrderCheck, ...] = ()
+    exchange_orders: tuple[ExchangeOrder, ...] = ()
+    balances: tuple[BalanceCheck, ...] = ()
+    #: Every difference found, for a person (nothing was changed because of them).
+    mismatches: tuple[Mismatch, ...] = ()
+    #: Facts that are no mismatch (nothing to compare with a simulated venue, orders left to send).
+    notes: tuple[str, ...] = ()
+    #: Whether it changed the state (fills applied, statuses taken): the caller commits then.
+    changed: bool = False
+
+    @property
+    def clean(self) -> bool:
+        return not self.mismatches
+
+    @property
+    def outcome(self) -> str:
+        """``clean`` or ``mismatch``."""
+        return "clean" if self.clean else "mismatch"
+
+    @property
+    def reason(self) -> str:
+        """The safe-mode reason: every mismatch in one line."""
+        return ("reconciliation with the venue found a mismatch (nothing was changed): "
+                + "; ".join(m.what for m in self.mismatches))
+
+    def summary(self) -> dict[str, Any]:
+        """What /status and the journal's ``reconciled`` line show: outcome, when, counts."""
+        return {"outcome": self.outcome, "at": self.at.isoformat(), "venue": self.venue,
+                "orders": len(self.orders), "adopted": sum(o.action == "adopted" for o in self.orders),
+                "completed": sum(o.action == "completed" for o in self.orders),
+                "fills_applied": sum(o.fills_applied for o in self.orders),
+                "exchange_orders_ignored": sum(o.action == "ignored" for o in self.exchange_orders),
+                "mismatches": [m.what for m in self.mismatches]}
+
+    def to_dict(self) -> dict[str, Any]:
+        """The whole record, JSON-safe, as reconciliation.json holds it."""
+        return {"outcome": self.outcome, "at": self.at.isoformat(), "venue": self.venue,
+                "mismatches": [vars_of(m) for m in self.mismatches], "notes": list(self.notes),
+                "orders": [vars_of(o) for o in self.orders],
+                "exchange_orders": [vars_of(o) for o in self.exchange_orders],
+                "balances": [vars_of(b) for b in self.balances]}
+
+
+def vars_of(record: Any) -> dict[str, Any]:
+    """A frozen record's fields as a dict (the records hold only JSON-safe values)."""
+    return {name: getattr(record, name) for name in record.__dataclass_fields__}
+
+
+def reconcile(state: State, venue: Venue | None, *, commit: Callable[[], None], now: Callable[[], datetime],
+              send: bool = True, symbols: Sequence[str] = ()) -> Reconciliation:
+    """Reconcile ``state`` with ``venue`` (see the module docstring); ``commit`` makes the state durable.
+
+    ``send`` lets the start-up send an order that never reached the venue (same id); by hand it is
+    left for the executor. ``symbols`` are the strategy's instruments, whose base assets are compared
+    too when the ledger has no position in them yet (a fresh state holds none: the account should not either). A venue that fails temporarily raises TemporaryError (nothing decided yet).
+    """
+    at = now()
+    if venue is None:
+        return Reconciliation(at=at, venue="simulated", notes=(
+            "fills are simulated inside the executor: there is no venue outside it to compare with",))
+    router = OrderRouter(state, venue, commit, now)
+    orders: list[OrderCheck] = []
+    mismatches: list[Mismatch] = []
+    notes: list[str] = []
+    changed = False
+    for position, order in router.pending():
+        before, fills = order.status.value, len(order.fills)
+        resolution = router.resolve_order(position, order, send=send)
+        symbol = state.instrument(order.instrument_id).symbol
+        if resolution in ("sent", "unsent", "missing"):
+            action = resolution
+        else:
+            action = "completed" if order.is_terminal else "adopted"
+        applied = len(order.fills) - fills
+        changed = changed or resolution != "unsent"
+        orders.append(OrderCheck(order.client_order_id, symbol, before, order.status.value, action, applied))
+        if action == "missing":
+            mismatches.append(Mismatch(f"order {order.client_order_id} ({symbol}) was {before} in the ledger but the "
+                                       "venue does not know it; it is now unknown", symbol,
+                                       client_order_id=order.client_order_id))
+        elif action == "unsent":
+            notes.append(f"order {order.client_order_id} ({symbol}) never reached the venue; the executor sends "
+                         "it when it starts")
+    if orders and changed:
+        commit()
+    exchange_orders = _exchange_orders(state, venue, mismatches)
+    balances = _balances(state, venue, mismatches, symbols)
+    return Reconciliation(at=at, venue=venue.name, orders=tuple(orders), exchange_orders=tuple(exchange_orders),
+                          balances=tuple(balances), mismatches=tuple(mismatches), notes=tuple(notes),
+                          changed=changed)
+
+
+def _exchange_orders(state: State, venue: Venue, mismatches: list[Mismatch]) -> list[ExchangeOrder]:
+    """Pass 2: open orders on the exchange that are not ledger orders still working."""
+    prefix = f"te{run_key(state.name, state.created_at)}-"
+    working = {o.client_order_id for p in state.portfolio.open_positions for o in p.orders if not o.is_terminal}
+    found = []
+    for report in venue.open_orders():
+        if report.client_order_id in working:
+            continue
+        ours = report.client_order_id.startswith(prefix)
+        found.append(ExchangeOrder(report.client_order_id, report.symbol, report.side.value, report.status.value,
+                                   "mismatch" if ours else "ignored"))
+        if ours:
+            mismatches.append(Mismatch(f"order {report.client_order_id} ({report.symbol}) is open on the exchange "
+                                       "with this run's client-id prefix, but the ledger does not have it working",
+                                       report.symbol, client_order_id=report.client_order_id))
+    return found
+
+
+def _balances(state: State, venue: Venue, mismatches: list[Mismatch], extra: Sequence[str]) -> list[BalanceCheck]:
+    """Pass 3: each base asset the positions hold, and the quote currency, against the venue's balances."""
+    symbols = sorted({state.instrument(p.instrument_id).symbol for p in state.portfolio.open_positions}
+                     | {i.symbol for i in state.instruments} | set(extra))
+    specs = venue.instruments(symbols)
+    held = venue.balances()
+    expected: dict[str, float] = {}
+    steps: dict[str, float] = {}
+    for symbol in symbols:
+        spec = specs.get(symbol)
+        if spec is None:
+            continue
+        expected.setdefault(spec.base, 0.0)
+        steps[spec.base] = max(steps.get(spec.base, 0.0), spec.lot_step)
+    for position in state.portfolio.open_positions:
+        spec = specs.get(state.instrument(position.instrument_id).symbol)
+        if spec is None:
+            symbol = state.instrument(position.instrument_id).symbol
+            mismatches.append(Mismatch(f"position {position.id} trades {symbol}, which {venue.name} does not list",
+                                       symbol))
+            continue
+        base_fees = sum(f.fee for o in position.orders for f in o.fills if f.fee_currency == spec.base)
+        expected[spec.base] += position.quantity - base_fees
+    checks = []
+    for asset, ours in sorted(expected.items()):
+        balance = held.get(asset)
+        theirs = (balance.free + balance.locked) if balance is not None else 0.0
+        tolerance = steps.get(asset, 0.0) + _RELATIVE * max(abs(ours), abs(theirs))
+        ok = abs(theirs - ours) <= tolerance
+        checks.append(BalanceCheck(asset, ours, theirs, tolerance, "position", ok))
+        if not ok:
+            mismatches.append(Mismatch(f"{asset}: the venue holds {theirs:g}, the positions {ours:g} "
+                                       f"(tolerance {tolerance:g})", asset, ours, theirs))
+    quotes = sorted({spec.quote for spec in specs.values()})
+    if len(quotes) == 1:
+        quote = quotes[0]
+        balance = held.get(quote)
+        theirs = (balance.free + balance.locked) if balance is not None else 0.0
+        ours = state.portfolio.cash
+        tolerance = 0.01 + _RELATIVE * max(abs(ours), abs(theirs))
+        ok = theirs >= ours - tolerance
+        checks.append(BalanceCheck(quote, ours, theirs, tolerance, "quote", ok))
+        if not ok:
+            mismatches.append(Mismatch(f"{quote}: the venue holds {theirs:g}, less than the executor's cash {ours:g}",
+                                       quote, ours, theirs))
+    return checks
+
+
+def write_reconciliation(result: Reconciliation, path: Path) -> Path:
+    """Write ``reconciliation.json`` crash-safely; returns the path."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(result.to_dict(), indent=2, default=str) + "\n")
+    return path
+
+
+def journal_reconciliation(result: Reconciliation, journal: EventSink) -> None:
+    """Journal the outcome (``reconciled``) and each mismatch (``reconciliation_mismatch``, which notifies)."""
+    journal("reconciled", **result.summary())
+    for mismatch in result.mismatches:
+        journal("reconciliation_mismatch", **{k: v for k, v in vars_of(mismatch).items() if v is not None})
