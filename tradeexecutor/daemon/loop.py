@@ -24,6 +24,13 @@ boundary follows a bar has ended. A bar closing exactly on the boundary ends it 
 closing before it waits until a later bar (or the feed's clock) passes the boundary, and is
 then decided before the later bar is managed — the order a backtest over the same candles uses.
 
+Write-ahead. The loop sends orders through the venue write-ahead (``Engine.start_write_ahead``,
+engine/router.py): an order is committed ``submitting`` in the running job — the job's commit
+hook — before the venue sees it, and the job commits again with the outcome, which comes back as
+execution events drained on this thread (after each submit, and at the start of every job). The
+start-up job resolves every order a crash left ``submitting`` by its client order id, journaled
+``order_resolved``, before anything is decided (``Engine.resolve_orders``).
+
 Idempotence. A cycle is identified by its timestamp; a cycle at or before
 ``last_completed_cycle`` never runs again. Progress is the close time of the last bar processed
 (``last_bar_at``): after a restart (even after kill -9) the feed continues after that bar, and
@@ -172,6 +179,7 @@ class ExecutorLoop:
         self.outage = outage if outage is not None else Outage(runstate, now)
         #: The last job that failed temporarily (for an operator's answer), cleared as each job starts.
         self._temporary: str | None = None
+        engine.start_write_ahead(self._commit, now)  # every order committed submitting before the venue sees it
 
     # -- driving ------------------------------------------------------------------------------
 
@@ -193,6 +201,11 @@ class ExecutorLoop:
         """The start-up job: its journal lines (nothing in the state changed yet)."""
         self.journal("started", cursor=self.feed.cursor, last_bar_at=self.state.last_bar_at,
                      cycles_completed=self.state.cycles_completed)
+        resolved = self.engine.resolve_orders(self._now())  # before anything new is decided
+        for line in resolved:
+            self.journal("order_resolved", detail=line)
+        if resolved:
+            self._commit()
         if self.safe_mode:
             self.journal("safe_mode", reason=self.runstate.snapshot().safe_mode_reason)
 
@@ -385,6 +398,7 @@ class ExecutorLoop:
         ends at it, decide and save; publish."""
         if self.outcome is not None:
             return
+        self.engine.drain()  # outcomes the venue reported between jobs
         step = self.feed.advance()
         self.engine.follow_market()  # a growing feed appended candles: indicators extended on their tail
         if self._processed >= 0:
@@ -405,6 +419,7 @@ class ExecutorLoop:
         A replay checks each bar's triggers inside its cycle job (``Engine.manage``), so here it finds
         nothing new; the job matters for feeds whose bars arrive between cycles.
         """
+        self.engine.drain()
         step = self.feed.cursor
         fired = 0
         if step > self._checked_step and self.state.portfolio.open_positions:
@@ -419,6 +434,7 @@ class ExecutorLoop:
 
     def run_revaluation(self) -> None:
         """Mark open positions to the newest bar, stamp the valuation time, record equity, save."""
+        self.engine.drain()
         step = self.feed.cursor
         if step >= 0 and self.state.replay_cursor >= 0:
             equity = self.engine.revalue(step, self._now())
@@ -435,6 +451,7 @@ class ExecutorLoop:
     def _operator_job(self, request: ActionRequest, command: Command) -> None:
         """An operator's close, close-all or reload-params: done, journaled (who, what, result) and committed as one
         job, then answered through the command's reply (after the commit, so "done" means saved)."""
+        self.engine.drain()
         if request.command == CommandKind.reload_params:
             result = self._reload_params(request)
         else:

@@ -15,9 +15,15 @@ only the strategy's code and checks what it returned, changing nothing; ``plan``
 checked intents into orders. An exception from the first is the strategy's; from the second,
 the engine's.
 
-Orders go through the simulated venue synchronously (``SimulatedVenue.buy``/``sell``): a backtest
-keeps its orders in memory and fills them within the step. Every fill changes the portfolio only
-through engine/accounting.py. Each order gets its deterministic client order id when created
+Orders go through the simulated venue in one of two ways. A backtest prices them synchronously
+(``SimulatedVenue.buy``/``sell``), keeps them in memory and fills them within the step. The
+daemon turns on *write-ahead* (``start_write_ahead``, engine/router.py): every order is committed
+``submitting`` through the loop's commit hook before the venue sees it, submitted, priced by the
+venue (``SimulatedVenue.advance``) and its outcome comes back as execution events, applied and
+committed; on restart ``resolve_orders`` settles every order a crash left ``submitting`` before
+anything is decided (docs/orders.md, "Write-ahead and restart"). Both ways price with the same
+code and the same cash, so a paper run fills exactly as a backtest. Every fill changes the
+portfolio only through engine/accounting.py. Each order gets its deterministic client order id when created
 (state/client_id.py): the cycle time and the intent's place in the cycle's execution order, or
 for a trigger exit the bar time and the position.
 
@@ -28,7 +34,7 @@ the daemon drives it from a feed on wall-clock cycles.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -39,8 +45,11 @@ from tradeexecutor.config import EngineConfig
 from tradeexecutor.data.market import MarketData
 from tradeexecutor.engine import accounting, triggers
 from tradeexecutor.engine.risk import position_value_refusal
+from tradeexecutor.engine.router import OrderRouter
+from tradeexecutor.errors import InvariantError
 from tradeexecutor.state import (
     DEFAULT_QUANTITY_STEP,
+    Fill,
     Order,
     OrderPurpose,
     OrderSide,
@@ -115,7 +124,16 @@ def _intent_order(intent: Intent) -> int:
 #: and these are used for every order of a long backtest.
 _BUY, _SELL = OrderSide.buy, OrderSide.sell
 _OPEN, _INCREASE, _REDUCE, _CLOSE = OrderPurpose.open, OrderPurpose.increase, OrderPurpose.reduce, OrderPurpose.close
-_SUBMITTING = OrderStatus.submitting
+_SUBMITTING, _CREATED, _FILLED, _REJECTED = (
+    OrderStatus.submitting, OrderStatus.created, OrderStatus.filled, OrderStatus.rejected)
+#: The purpose of the order each order-making intent action creates.
+_PURPOSE_OF = {"open": _OPEN, "increase": _INCREASE, "reduce": _REDUCE, "close": _CLOSE}
+
+
+def _is_position_exit(order: Order) -> bool:
+    """True for an exit of a whole position priced when it was created (a trigger's, an operator's close): its
+    client order id names the position (``…-p<id><letter>``, state/client_id.py)."""
+    return order.client_order_id.rsplit("-", 1)[-1].startswith("p")
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -205,6 +223,69 @@ class Engine:
         self.pending: list[tuple[Position, Order]] = [
             (p, o) for p in state.portfolio.open_positions for o in p.orders if not o.is_terminal
         ]
+        #: Write-ahead (the daemon): sends every order through the venue, committing first; None in a backtest.
+        self.router: OrderRouter | None = None
+        #: With write-ahead, the orders of decisions that may be taken again (the cycle a crash interrupted, and
+        #: later ones) by client order id: the same decision finds its order instead of making a second one.
+        self._by_cid: dict[str, tuple[Position, Order]] | None = None
+
+    def start_write_ahead(self, commit: Callable[[], None], now: Callable[[], datetime]) -> None:
+        """Send every order from now on through a venue mirroring the portfolio, write-ahead (the daemon's way).
+
+        ``commit`` makes the state durable (the loop's running job commits); it is called with the
+        order ``submitting`` before the venue sees it and again with the outcome. ``now`` is the
+        wall clock the router stamps resolutions with. The venue is built from the state as it
+        stands — cash and every symbol's quantity — so it sizes orders exactly as the backtest does.
+        """
+        portfolio = self.state.portfolio
+        held: dict[str, float] = {}
+        for position in portfolio.open_positions:
+            symbol = self.symbol_of[position.instrument_id]
+            held[symbol] = held.get(symbol, 0.0) + position.quantity
+        instruments = [self.state.instrument(iid) for iid in self.instrument_ids.values()]
+        self.venue = SimulatedVenue.mirroring(self.config.execution, instruments, portfolio.cash, held)
+        self.router = OrderRouter(self.state, self.venue, commit, now)
+        done = self.state.last_completed_cycle
+        self._by_cid = {
+            order.client_order_id: (position, order)
+            for position in portfolio.all_positions() for order in position.orders
+            if done is None or order.created_at > done
+        }
+
+    def drain(self) -> int:
+        """Apply the outcomes the venue reported since the last call (committed when any); how many (0 without
+        write-ahead). The loop calls it at the start of each job; the engine after each order it sends."""
+        return self.router.drain() if self.router is not None else 0
+
+    def resolve_orders(self, now: datetime) -> list[str]:
+        """On restart, before anything is decided: settle every order the ledger holds as possibly sent.
+
+        Each is asked about by client order id (``OrderRouter.resolve``); the simulated venue, new
+        in this process, has never seen one, so it is sent again under the same id and waits on the
+        venue's book for the price it was sent for: the next bar's open (``fill_pending``), or for an
+        exit of a whole position (a trigger's, an operator's close) the price its order records,
+        which is filled here. Returns one line per order, for the journal.
+        """
+        router = self.router
+        if router is None:
+            return []
+        self.venue.advance({}, now)  # the venue's clock, for what it reports
+        done = router.resolve()
+        for position, order in self.pending:
+            if not order.is_terminal and _is_position_exit(order) and order.reference_price is not None:
+                fill = self._exit_through_venue(position, order, order.reference_price, order.created_at,
+                                                apply_slippage=order.trigger is not TriggerKind.take_profit)
+                symbol = self.symbol_of[order.instrument_id]
+                if order.trigger is not None:  # journaled as the trigger's exit would have been, once
+                    self.events("trigger_fired", position_id=position.id, symbol=symbol, trigger=order.trigger.value,
+                                trigger_price=order.trigger_price, price=fill.price, quantity=fill.quantity,
+                                resolved=True)
+                else:
+                    self._filled_event(position, order, symbol, fill, resolved=True)
+                done.append(f"{order.client_order_id}: the exit filled at {fill.price:.10g}")
+        router.drain(commit=False)  # the caller journals ``done`` and commits it with these outcomes
+        self.pending = [(p, o) for p, o in self.pending if not o.is_terminal]
+        return done
 
     def follow_market(self) -> None:
         """Take in candles appended to the market since the last call (a growing feed).
@@ -357,12 +438,13 @@ class Engine:
                  int(bars.open_time_ns[index]), int(bars.close_time_ns[index]))]
 
     def _exit_on_trigger(self, position: Position, kind: str, level: float, price: float, at_ns: int) -> None:
-        fill = self._exit_now(position, price, at_ns, reference_price=level,
+        fill = self._exit_now(position, price, at_ns, trigger_price=level,
                               cancelled=f"cancelled: position closed by {kind}", apply_slippage=kind != "take_profit",
                               trigger=TriggerKind(kind))[1]
         if self._journal:
             self.events("trigger_fired", position_id=position.id, symbol=self.symbol_of[position.instrument_id],
                         trigger=kind, trigger_price=level, price=fill.price, quantity=fill.quantity)
+        self._commit_outcome()
 
     def close_now(self, position: Position, step: int, *, by: str) -> Order | None:
         """Close ``position`` at once at the last close known at ``step`` (an operator's close).
@@ -378,7 +460,7 @@ class Engine:
             at = _to_datetime(int(self.market.timeline_ns[step]))
             for _, pending in self.pending:
                 if pending.position_id == position.id and not pending.is_terminal:
-                    accounting.cancel(pending, f"cancelled by {by} before it filled", at)
+                    self._cancel(pending, f"cancelled by {by} before it filled", at)
             accounting.retire_position(self.state.portfolio, position)
             return None
         slot = self._slot[position.instrument_id]
@@ -387,21 +469,29 @@ class Engine:
             raise ValueError(f"no closed bar of {self.symbol_of[position.instrument_id]} yet to price the close")
         bars = self._bars[slot]
         price = bars.close.item(index)
-        order, fill = self._exit_now(position, price, int(bars.close_time_ns[index]), reference_price=price,
+        order, fill = self._exit_now(position, price, int(bars.close_time_ns[index]),
                                      cancelled=f"cancelled: position closed by {by}", note=f"closed by {by}")
         self._filled_event(position, order, self.symbol_of[position.instrument_id], fill, by=by)
+        self._commit_outcome()
         return order
 
-    def _exit_now(self, position: Position, price: float, at_ns: int, *, reference_price: float, cancelled: str,
-                  apply_slippage: bool = True, trigger: TriggerKind | None = None,
-                  note: str | None = None) -> tuple[Order, SimulatedFill]:
-        """Sell all of ``position`` at ``price`` now: the one exit path of triggers and operator closes."""
+    def _exit_now(self, position: Position, price: float, at_ns: int, *, cancelled: str,
+                  apply_slippage: bool = True, trigger: TriggerKind | None = None, trigger_price: float | None = None,
+                  note: str | None = None) -> tuple[Order, SimulatedFill | Fill]:
+        """Sell all of ``position`` at ``price`` now: the one exit path of triggers and operator closes.
+
+        The order records ``price`` as its reference price (a trigger's level, or the open when the
+        bar gapped through it) — all a restart needs to fill it exactly as it would have been.
+        """
         at = _to_datetime(at_ns)
         order = self._new_order(position, _CLOSE, at, at_ns // 1_000_000, 0, quantity=position.quantity,
-                                reference_price=reference_price, trigger=trigger, note=note, position_exit=True)
+                                reference_price=price, trigger=trigger, trigger_price=trigger_price, note=note,
+                                position_exit=True)
         for _, other in self.pending:
             if other.position_id == position.id and not other.is_terminal:
-                accounting.cancel(other, cancelled, at)
+                self._cancel(other, cancelled, at)
+        if self.router is not None:
+            return order, self._exit_through_venue(position, order, price, at, apply_slippage=apply_slippage)
         instrument = self.state.instrument(position.instrument_id)
         fill = self.venue.sell(instrument, price, quantity=position.quantity, held=position.quantity,
                                closing=True, apply_slippage=apply_slippage)
@@ -423,7 +513,7 @@ class Engine:
         cancelled = 0
         for position, order in self.pending:
             if not order.is_terminal and order.side is _BUY:
-                accounting.cancel(order, reason, at)
+                self._cancel(order, reason, at)
                 cancelled += 1
                 self.events("order_cancelled", order_id=order.id, client_order_id=order.client_order_id,
                             position_id=position.id, symbol=self.symbol_of[order.instrument_id],
@@ -501,8 +591,22 @@ class Engine:
         Raises whatever decide() raises, and TypeError, KeyError or ValueError for what it
         returned (not intents, an unknown symbol) — always before any order is created.
         """
+        if self._by_cid and self._decided_before_restart(cycle_time_ns):
+            return []
         intents = self._call_strategy(step, cycle_time_ns)
         return self._checked(intents) if intents else []
+
+    def _decided_before_restart(self, cycle_time_ns: int) -> bool:
+        """True when this cycle's orders are in the state already: a process that was killed after committing one
+        of them (write-ahead, with fill timing ``close``) had decided it. What it committed stands — the
+        strategy, which would now see its own half-done cycle, is not asked again; ``plan`` fills those orders
+        at this close, as they would have been."""
+        at = _to_datetime(cycle_time_ns)
+        assert self._by_cid is not None
+        decided = [o for _, o in self._by_cid.values() if o.created_at == at and not _is_position_exit(o)]
+        if decided:
+            self.events("decision_resumed", cycle_time=at, orders=[o.client_order_id for o in decided])
+        return bool(decided)
 
     def _call_strategy(self, step: int, cycle_time_ns: int) -> Iterable[Intent] | None:
         """The strategy's decide() at this cycle; what it raises carries a note of its file, line and the cycle."""
@@ -530,9 +634,14 @@ class Engine:
         """Turn checked intents (from ask_strategy) into orders, sells first; filled at once at ``close``."""
         report = CycleReport(cycle_time_ns, decisions=len(intents))
         if not intents:
+            if self.fill_at_close and self.router is not None and self.pending:
+                self._fill_at_close(step, report)  # a decision taken before a restart (_decided_before_restart)
+                self.mark_to_market(step)
             return report
         at = _to_datetime(cycle_time_ns)
         ms = cycle_time_ns // 1_000_000
+        if self._by_cid:  # decisions before this cycle are never taken again
+            self._by_cid = {cid: found for cid, found in self._by_cid.items() if found[1].created_at >= at}
         if self.state.portfolio.open_positions:
             self.mark_to_market(step)  # sizing reads the marks; a backtest does not mark every bar
         equity = self.valuation()[0]
@@ -559,6 +668,13 @@ class Engine:
         action = intent.action
         if price is None:
             return "no closed bar yet"
+        if self._by_cid is not None and action in _PURPOSE_OF:
+            found = self._by_cid.get(client_order_id_ms(self.run_key, ms, seq, _PURPOSE_OF[action]))
+            if found is not None:  # decided before a restart and committed: the same order, never a second
+                report.planned += 1
+                if not found[1].is_terminal and all(o is not found[1] for _, o in self.pending):
+                    self.pending.append(found)
+                return None
         if action in ("open", "increase") and self.paused:
             return "paused: no new positions"
         if action == "open":
@@ -585,7 +701,7 @@ class Engine:
             if position.quantity <= 0:
                 for _, pending in self.pending:
                     if pending.position_id == position.id and not pending.is_terminal:
-                        accounting.cancel(pending, "cancelled by close() before it filled", at)
+                        self._cancel(pending, "cancelled by close() before it filled", at)
                 accounting.retire_position(self.state.portfolio, position)
                 return None
             self._queue(position, self._new_order(position, _CLOSE, at, ms, seq,
@@ -635,21 +751,29 @@ class Engine:
     def _new_order(self, position: Position, purpose: OrderPurpose, at: datetime, ms: int, seq: int, *,
                    quantity: float | None = None, value: float | None = None,
                    reference_price: float | None = None, note: str | None = None,
-                   trigger: TriggerKind | None = None, position_exit: bool = False) -> Order:
+                   trigger: TriggerKind | None = None, trigger_price: float | None = None,
+                   position_exit: bool = False) -> Order:
         """A created market order decided at ``at`` (``ms``, epoch milliseconds) with its client order id
         (an exit of the whole position — a trigger's or an operator's — has an id naming the position)."""
         portfolio = self.state.portfolio
         side = _BUY if purpose is _OPEN or purpose is _INCREASE else _SELL
         cid = client_order_id_ms(self.run_key, ms, seq, purpose,
                                  position_id=position.id if position_exit else None)
+        index = self._by_cid
+        if index is not None:
+            found = index.get(cid)
+            if found is not None:
+                return found[1]  # the same decision, taken again after a restart: its order, not a second one
         order = Order(
             id=portfolio.next_order_id, client_order_id=cid, position_id=position.id,
             instrument_id=position.instrument_id, purpose=purpose, side=side, created_at=at, quantity=quantity,
             value=value, reference_price=reference_price, note=note, trigger=trigger,
-            trigger_price=reference_price if trigger is not None else None, updated_at=at,
+            trigger_price=trigger_price, updated_at=at,
         )
         portfolio.next_order_id += 1
         position.orders.append(order)
+        if index is not None:
+            index[cid] = (position, order)
         return order
 
     def _queue(self, position: Position, order: Order, report: CycleReport) -> None:
@@ -678,6 +802,8 @@ class Engine:
 
     def _fill(self, position: Position, order: Order, price: float, at: datetime) -> bool:
         """Send the order to the simulated venue at ``price`` and apply what comes back; False when rejected."""
+        if self.router is not None:
+            return self._fill_through_venue(position, order, price, at)
         portfolio = self.state.portfolio
         instrument = self.state.instrument(order.instrument_id)
         fill: SimulatedFill
@@ -713,7 +839,71 @@ class Engine:
             self._filled_event(position, order, instrument.symbol, fill)
         return True
 
-    def _filled_event(self, position: Position, order: Order, symbol: str, fill: SimulatedFill, **extra: Any) -> None:
+    # -- write-ahead (the daemon) --------------------------------------------------------------
+
+    def _send(self, order: Order, price: float, at: datetime, *, apply_slippage: bool = True) -> None:
+        """Write-ahead: commit the order submitting and submit it (unless a restart found it sent already), let the
+        venue price it at ``price``, apply and commit the outcome it reports (engine/router.py)."""
+        router = self.router
+        assert router is not None
+        venue = self.venue
+        venue.advance({}, at)  # the venue's clock: what it reports is stamped with the bar's time
+        if order.status is _CREATED:
+            router.send(order, at)
+        venue.advance({self.symbol_of[order.instrument_id]: price}, at, apply_slippage=apply_slippage)
+        router.drain(commit=False)  # committed by the caller with its journal line (_commit_outcome)
+        if order.is_terminal:
+            venue.forget(order.client_order_id)  # the venue keeps only what may still change
+
+    def _fill_through_venue(self, position: Position, order: Order, price: float, at: datetime) -> bool:
+        """``_fill`` write-ahead: the order (created, or sent before a restart) filled or rejected by the venue."""
+        if order.side is _SELL and position.quantity <= 0 and order.status is _CREATED:
+            self._reject(position, order, RejectReason.nothing_to_sell,
+                         "nothing to sell: the position holds no quantity", at)
+            return False
+        opening = order.side is _BUY and position.quantity == 0
+        self._send(order, price, at)
+        if order.status is _REJECTED:
+            self._rejected_event(position, order)
+            self._commit_outcome()
+            return False
+        if order.status is not _FILLED:
+            raise InvariantError(f"order {order.client_order_id} is {order.status.value} after the simulated venue "
+                                 "priced it; a simulated market order fills or is rejected at once")
+        fill = order.fills[-1]
+        if opening:
+            self._arm_triggers(position, fill.price)
+        self.fills += 1
+        if self._journal:
+            self._filled_event(position, order, self.symbol_of[order.instrument_id], fill)
+        self._commit_outcome()
+        return True
+
+    def _commit_outcome(self) -> None:
+        """Write-ahead: commit an order's outcome together with its journal line (nothing to do in a backtest)."""
+        if self.router is not None:
+            self.router.commit()
+
+    def _exit_through_venue(self, position: Position, order: Order, price: float, at: datetime, *,
+                            apply_slippage: bool) -> Fill:
+        """``_exit_now`` write-ahead: sell the whole position at ``price``; the fill (the caller journals it, then
+        commits: ``_commit_outcome``)."""
+        self._send(order, price, at, apply_slippage=apply_slippage)
+        if order.status is not _FILLED:
+            raise InvariantError(f"the exit {order.client_order_id} of position {position.id} is "
+                                 f"{order.status.value}: {order.status_reason}; the venue's holding and the "
+                                 "position's disagree")
+        self.fills += 1
+        return order.fills[-1]
+
+    def _cancel(self, order: Order, text: str, at: datetime) -> None:
+        """Cancel an order not yet filled; one the venue may hold (sent before a restart) is cancelled there too."""
+        if self.router is not None and order.status is not _CREATED:
+            self.venue.cancel(order.client_order_id)
+        accounting.cancel(order, text, at)
+
+    def _filled_event(self, position: Position, order: Order, symbol: str, fill: SimulatedFill | Fill,
+                      **extra: Any) -> None:
         self.events("order_filled", order_id=order.id, client_order_id=order.client_order_id,
                     position_id=position.id, symbol=symbol, purpose=order.purpose.value,
                     side=order.side.value, quantity=fill.quantity if order.is_buy else -fill.quantity,
@@ -721,12 +911,16 @@ class Engine:
 
     def _reject(self, position: Position, order: Order, reason: RejectReason, text: str, at: datetime) -> None:
         accounting.reject(order, reason, text, at)
+        self._rejected_event(position, order)
+        if position.quantity <= 0 and position.is_open and not any(not o.is_terminal for o in position.orders):
+            accounting.retire_position(self.state.portfolio, position)
+
+    def _rejected_event(self, position: Position, order: Order) -> None:
         if self._journal:
             self.events("order_rejected", order_id=order.id, client_order_id=order.client_order_id,
                         position_id=position.id, symbol=self.symbol_of[order.instrument_id],
-                        purpose=order.purpose.value, reason=text, reject_reason=reason.value)
-        if position.quantity <= 0 and position.is_open and not any(not o.is_terminal for o in position.orders):
-            accounting.retire_position(self.state.portfolio, position)
+                        purpose=order.purpose.value, reason=order.status_reason or "",
+                        reject_reason=order.reject_reason.value if order.reject_reason else None)
 
     def _arm_triggers(self, position: Position, entry: float) -> None:
         if position.stop_loss_pct is not None:

@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
-from tradeexecutor.engine import accounting
+from tradeexecutor.engine import accounting, crashpoint
 from tradeexecutor.errors import TemporaryError
 from tradeexecutor.state import Order, OrderPurpose, OrderStatus, Position, RejectReason, State
 from tradeexecutor.venue.model import (
@@ -60,10 +60,12 @@ class OrderRouter:
 
     # -- sending --------------------------------------------------------------------------------
 
-    def send(self, order: Order) -> None:
-        """Commit the order as submitting, then send it; a temporary failure leaves it unknown (committed)."""
-        order.transition(OrderStatus.submitting, self.now())
+    def send(self, order: Order, at: datetime | None = None) -> None:
+        """Commit the order as submitting (at ``at``, default now), then send it; a temporary failure leaves it
+        unknown (committed)."""
+        order.transition(OrderStatus.submitting, at or self.now())
         self.commit()  # write-ahead: from here on the order may be at the venue
+        crashpoint.reached("submitting")
         self._submit(order)
 
     def _submit(self, order: Order) -> None:
@@ -72,6 +74,8 @@ class OrderRouter:
         except TemporaryError as error:
             order.transition(OrderStatus.unknown, self.now(), f"outcome unknown: {error}")
             self.commit()
+            return
+        crashpoint.reached("submitted")
 
     def request(self, order: Order) -> OrderRequest:
         """The venue request for an order."""
@@ -84,12 +88,16 @@ class OrderRouter:
 
     # -- outcomes ---------------------------------------------------------------------------------
 
-    def drain(self) -> int:
-        """Apply every event the venue has for us; commit when any changed the state. Returns how many."""
+    def drain(self, *, commit: bool = True) -> int:
+        """Apply every event the venue has for us; commit when any changed the state. Returns how many.
+
+        ``commit=False`` leaves the commit to the caller, who journals what happened first (the
+        journal line then commits with the change it describes).
+        """
         events = self.venue.poll()
         for event in events:
             self.apply(event)
-        if events:
+        if events and commit:
             self.commit()
         return len(events)
 

@@ -28,6 +28,9 @@ from tradeexecutor.venue.model import (
 
 __all__ = ["BookVenue", "OrderRecord"]
 
+#: A holding this small is none (engine/accounting.py treats a position's quantity the same way).
+_DUST = 1e-12
+
 _TERMINAL = frozenset({OrderStatus.filled, OrderStatus.cancelled, OrderStatus.rejected, OrderStatus.expired})
 
 
@@ -106,6 +109,13 @@ class BookVenue:
         events, self._events = self._events, []
         return events
 
+    def forget(self, client_order_id: str) -> None:
+        """Drop a terminal order's record once its outcome is applied, so a venue living as long as the executor
+        keeps only what may still change (an open order is kept)."""
+        record = self._orders.get(client_order_id)
+        if record is not None and record.status in _TERMINAL:
+            del self._orders[client_order_id]
+
     # -- for subclasses ---------------------------------------------------------------------
 
     def now(self) -> datetime:
@@ -151,7 +161,9 @@ class BookVenue:
         if record.request.side is OrderSide.buy:  # the float operations of engine/accounting.py, so the books agree
             self._balances[spec.base], self._balances[spec.quote] = base + quantity, quote - (quantity * price + fee)
         else:
-            self._balances[spec.base], self._balances[spec.quote] = base - quantity, quote + (quantity * price - fee)
+            left = base - quantity
+            self._balances[spec.base] = 0.0 if abs(left) <= _DUST else left  # accounting's dust rule, too
+            self._balances[spec.quote] = quote + (quantity * price - fee)
         fill = FillReport(record.request.client_order_id, f"{self.name}-t{len(self._fills) + 1}", quantity, price,
                           fee, spec.quote, at, slippage)
         self._fills.append(fill)

@@ -5,6 +5,14 @@ synchronously with ``buy``/``sell`` (a backtest keeps its orders in memory and n
 through the Venue interface an order waits on the book until ``advance`` brings the next price
 (the next bar's open, or the deciding bar's close) and its outcome arrives as an event. Both
 ways price with the same code.
+
+The paper/replay daemon uses the second way (write-ahead, engine/router.py): its venue
+``mirrors`` the portfolio — one quote balance equal to the cash and each symbol's quantity held —
+and moves its balances with the float operations of engine/accounting.py, so an order is sized
+and filled exactly as the backtest's synchronous path sizes and fills it. The venue lives in the
+process: after a restart it is built again from the committed state and has never seen an order,
+so an order committed ``submitting`` is sent again under its client order id and priced as it
+would have been (deterministic).
 """
 
 from __future__ import annotations
@@ -59,12 +67,30 @@ class SimulatedVenue(BookVenue):
             for spec in specs
         }
 
+    @classmethod
+    def mirroring(cls, config: ExecutionConfig, instruments: Sequence[Instrument], cash: float,
+                  held: Mapping[str, float]) -> SimulatedVenue:
+        """A venue whose account is a portfolio's: ``cash`` in the quote currency, ``held`` quantity per symbol.
+
+        Each symbol is its own base asset; the instruments' own lot step and minimum notional price the orders.
+        """
+        specs = [InstrumentSpec(symbol=i.symbol, lot_step=i.quantity_step, tick_size=0.0, min_notional=i.min_notional,
+                                base=i.symbol, quote=i.quote_currency) for i in instruments]
+        balances = {i.quote_currency: cash for i in instruments}
+        balances.update(held)
+        venue = cls(config, specs, balances)
+        venue._instruments.update({i.symbol: i for i in instruments})
+        return venue
+
     def now(self) -> datetime:
         """Time of the last price ``advance`` brought."""
         return self._now
 
-    def advance(self, prices: Mapping[str, float], at: datetime) -> None:
-        """A new price is known (the next bar's open): every open order for a priced symbol fills or is rejected."""
+    def advance(self, prices: Mapping[str, float], at: datetime, *, apply_slippage: bool = True) -> None:
+        """A new price is known (the next bar's open): every open order for a priced symbol fills or is rejected.
+
+        ``apply_slippage=False`` sells at the price itself (a take-profit's level, as the engine prices it).
+        """
         self._now = at
         for record in self.open_records():
             request = record.request
@@ -81,7 +107,7 @@ class SimulatedVenue(BookVenue):
                     self._reject(record, RejectReason.nothing_to_sell, "nothing to sell: no quantity held", at)
                     continue
                 outcome = self.sell(instrument, price, quantity=request.quantity or held, held=held,
-                                    closing=request.close_all)
+                                    closing=request.close_all, apply_slippage=apply_slippage)
             if outcome.reject_reason is not None:
                 self._reject(record, outcome.reject_reason, outcome.reason or "", at)
             else:
