@@ -26,10 +26,12 @@ from tradeexecutor.venue.model import (
     OrderRequest,
 )
 
-__all__ = ["BookVenue", "OrderRecord"]
+__all__ = ["MAX_KEPT_FILLS", "BookVenue", "OrderRecord"]
 
 #: A holding this small is none (engine/accounting.py treats a position's quantity the same way).
 _DUST = 1e-12
+#: Fills a venue keeps for ``fills_since`` and restart resolution; older ones are dropped (bounded memory over months).
+MAX_KEPT_FILLS = 10_000
 
 _TERMINAL = frozenset({OrderStatus.filled, OrderStatus.cancelled, OrderStatus.rejected, OrderStatus.expired})
 
@@ -65,6 +67,8 @@ class BookVenue:
         self._balances: dict[str, float] = dict(balances)
         self._orders: dict[str, OrderRecord] = {}
         self._fills: list[FillReport] = []
+        #: Fills dropped from the front of ``_fills`` (cursors and trade ids count from the first fill ever).
+        self._fills_dropped = 0
         self._events: list[ExecutionEvent] = []
         self._next_order = 1
 
@@ -96,9 +100,9 @@ class BookVenue:
         return [r.report() for r in self._orders.values() if r.status not in _TERMINAL]
 
     def fills_since(self, cursor: str | None) -> tuple[list[FillReport], str | None]:
-        """Fills after the cursor (the count of fills already handed out)."""
-        start = int(cursor) if cursor else 0
-        return self._fills[start:], str(len(self._fills))
+        """Fills after the cursor (the count of fills already handed out), of the last ``MAX_KEPT_FILLS`` kept."""
+        start = max(int(cursor) if cursor else 0, self._fills_dropped)
+        return self._fills[start - self._fills_dropped:], str(self._fills_dropped + len(self._fills))
 
     def balances(self) -> dict[str, Balance]:
         """Free balance of every asset (market orders lock nothing)."""
@@ -164,9 +168,13 @@ class BookVenue:
             left = base - quantity
             self._balances[spec.base] = 0.0 if abs(left) <= _DUST else left  # accounting's dust rule, too
             self._balances[spec.quote] = quote + (quantity * price - fee)
-        fill = FillReport(record.request.client_order_id, f"{self.name}-t{len(self._fills) + 1}", quantity, price,
+        number = self._fills_dropped + len(self._fills) + 1
+        fill = FillReport(record.request.client_order_id, f"{self.name}-t{number}", quantity, price,
                           fee, spec.quote, at, slippage)
         self._fills.append(fill)
+        if len(self._fills) > 2 * MAX_KEPT_FILLS:  # a venue living as long as the executor keeps recent fills only
+            del self._fills[:-MAX_KEPT_FILLS]
+            self._fills_dropped = number - MAX_KEPT_FILLS
         record.filled_quantity += quantity
         record.filled_value += quantity * price
         record.status = OrderStatus.filled if complete else OrderStatus.partially_filled
