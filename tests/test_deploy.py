@@ -476,6 +476,133 @@ def test_env_example_is_generated_from_the_cli() -> None:
 
 
 # ---------------------------------------------------------------------------------------------------
+# The rehearsal pair: the exchange simulator and a paper executor against it (exchange-sim.yml)
+
+REHEARSAL_FILE = COMPOSE_DIR / "exchange-sim.yml"
+
+
+@pytest.fixture(scope="module")
+def rehearsal() -> dict[str, Any]:
+    document = yaml.safe_load(REHEARSAL_FILE.read_text(encoding="utf-8"))
+    assert isinstance(document, dict) and set(document["services"]) == {"exchange-sim", "paper-eurusd"}
+    return document
+
+
+def test_rehearsal_compose_pairs_the_simulator_with_a_paper_executor_by_service_name(rehearsal: dict[str, Any]) -> None:
+    sim, executor = rehearsal["services"]["exchange-sim"], rehearsal["services"]["paper-eurusd"]
+    for service in (sim, executor):
+        assert service["build"]["dockerfile"] == "deploy/Dockerfile"
+        assert (COMPOSE_DIR / service["build"]["context"]).resolve() == ROOT
+        assert service["restart"] == "unless-stopped" and service["read_only"] is True
+        assert all(p.startswith("127.0.0.1:") for p in service["ports"]), "published on the host's loopback only"
+    assert sim["command"] == ["exchange-sim"] and sim["env_file"] == ["exchange-sim.env"]
+    sim_values = read_env_file(COMPOSE_DIR / "exchange-sim.env")
+    assert set(sim_values) <= command_envvars("exchange-sim"), sorted(set(sim_values) - command_envvars("exchange-sim"))
+    assert sim_values["TRADEEXECUTOR_SIM_HOST"] == "0.0.0.0", "the executor reaches it from another container"
+    port = sim_values["TRADEEXECUTOR_SIM_PORT"]
+    assert sim["ports"] == [f"127.0.0.1:{port}:{port}"]
+    assert f"127.0.0.1:{port}/api/v3/ping" in sim["healthcheck"]["test"][1]
+
+    assert executor["command"] == ["start"] and executor["env_file"] == ["paper-eurusd.env"]
+    values = read_env_file(COMPOSE_DIR / "paper-eurusd.env")
+    assert set(values) <= start_command_envvars(), sorted(set(values) - start_command_envvars())
+    assert (values["TRADEEXECUTOR_MODE"], values["TRADEEXECUTOR_EXCHANGE"]) == ("paper", "binance")
+    assert values["TRADEEXECUTOR_EXCHANGE_URL"] == f"http://exchange-sim:{port}", "the simulator, by service name"
+    assert (ROOT / "strategies" / Path(values["TRADEEXECUTOR_STRATEGY_FILE"]).name).is_file()
+    assert executor["depends_on"] == {"exchange-sim": {"condition": "service_healthy"}}
+    assert executor["healthcheck"]["test"][1].split() == dockerfile_healthcheck_command().split()
+    assert any(p.endswith(f":{WEBHOOK_PORT}") for p in executor["ports"])
+    (state,) = [v for v in executor["volumes"] if v.split(":")[1] == "/state"]
+    assert state.split(":")[0] in rehearsal["volumes"], "state in a named volume of its own"
+    assert not set(rehearsal["volumes"]) & set(yaml.safe_load(COMPOSE_FILE.read_text(encoding="utf-8"))["volumes"])
+    for source in (v.split(":")[0] for v in executor["volumes"] if v.startswith(".")):
+        assert (COMPOSE_DIR / source).exists()
+
+
+def test_rehearsal_compose_holds_credential_names_never_values(rehearsal: dict[str, Any]) -> None:
+    """The simulator's key and secret come from the shell by name (``${NAME:?why}``); no file holds a value."""
+    environment = rehearsal["services"]["exchange-sim"]["environment"]
+    for name in ("TRADEEXECUTOR_SIM_API_KEY", "TRADEEXECUTOR_SIM_API_SECRET"):
+        assert re.fullmatch(rf"\$\{{{name}:\?[^}}]+\}}", environment[name]), f"{name}: {environment[name]!r}"
+    assert "environment" not in rehearsal["services"]["paper-eurusd"], "paper mode needs no credentials"
+    for env_file in ("exchange-sim.env", "paper-eurusd.env"):
+        values = read_env_file(COMPOSE_DIR / env_file)
+        assert not [k for k in values if re.search(r"KEY|SECRET|TOKEN|PASSWORD", k) and not k.endswith("_VARIABLE")
+                    and not k.endswith("_ENV")], f"{env_file} sets a credential"
+
+
+@pytest.mark.timeout(240)
+def test_rehearsal_pair_runs_as_written(tmp_path: Path) -> None:
+    """Both env files as they are, outside Docker: the simulator serves, the executor paper trades on its prices.
+
+    Only what Docker provides is replaced: the executor reaches the simulator on loopback instead of
+    by service name, each on a free port, the strategy and state directory on the host's paths.
+    """
+    import time
+    import urllib.error
+    import urllib.request
+
+    from executor_process import free_port
+
+    clean = {key: value for key, value in os.environ.items() if not key.startswith("TRADEEXECUTOR_")}
+    sim_port, port = free_port(), free_port()
+    sim_env = {**clean, **read_env_file(COMPOSE_DIR / "exchange-sim.env"), "TRADEEXECUTOR_SIM_HOST": "127.0.0.1",
+               "TRADEEXECUTOR_SIM_PORT": str(sim_port), "TRADEEXECUTOR_SIM_API_KEY": "RehearsalKey0001",
+               "TRADEEXECUTOR_SIM_API_SECRET": "rehearsal-secret-0001"}
+    values = read_env_file(COMPOSE_DIR / "paper-eurusd.env")
+    written_port = read_env_file(COMPOSE_DIR / "exchange-sim.env")["TRADEEXECUTOR_SIM_PORT"]
+    assert values["TRADEEXECUTOR_EXCHANGE_URL"] == f"http://exchange-sim:{written_port}"  # replaced here by loopback
+    executor_env = {**clean, **values, "TRADEEXECUTOR_EXCHANGE_URL": f"http://127.0.0.1:{sim_port}",
+                    "TRADEEXECUTOR_STRATEGY_FILE": str(ROOT / "strategies" / Path(
+                        values["TRADEEXECUTOR_STRATEGY_FILE"]).name),
+                    "TRADEEXECUTOR_STATE_DIR": str(tmp_path / "state"), "TRADEEXECUTOR_PORT": str(port)}
+
+    def get(address: str) -> tuple[int, Any]:
+        try:
+            with urllib.request.urlopen(address, timeout=5) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            return error.code, None
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            return 0, None
+
+    def poll(address: str, process: subprocess.Popen[bytes], log: Path) -> Any:
+        for _ in range(900):  # up to ~180 s on a busy machine: a failure only waits that long
+            status, body = get(address)
+            if status == 200:
+                return body
+            assert process.poll() is None, log.read_text(encoding="utf-8", errors="replace")
+            time.sleep(0.2)  # polling, not synchronisation: the loop ends on the answer
+        raise AssertionError(f"{address} never answered 200:\n{log.read_text(encoding='utf-8', errors='replace')}")
+
+    processes: list[subprocess.Popen[bytes]] = []
+    try:
+        sim_log, executor_log = tmp_path / "sim.log", tmp_path / "executor.log"
+        with open(sim_log, "wb") as out:
+            processes.append(subprocess.Popen([sys.executable, "-m", "tradeexecutor.cli.main", "exchange-sim"],
+                                              env=sim_env, stdout=out, stderr=subprocess.STDOUT))
+        poll(f"http://127.0.0.1:{sim_port}/api/v3/ping", processes[0], sim_log)  # the simulator's healthcheck
+        with open(executor_log, "wb") as out:
+            processes.append(subprocess.Popen([sys.executable, "-m", "tradeexecutor.cli.main", "start"],
+                                              env=executor_env, stdout=out, stderr=subprocess.STDOUT))
+        poll(f"http://127.0.0.1:{port}/healthz", processes[1], executor_log)
+        status = poll(f"http://127.0.0.1:{port}/status", processes[1], executor_log)
+        assert status["mode"] == "paper", status
+        assert f"http://127.0.0.1:{sim_port}" in json.dumps(status), "prices come from the simulator"
+        log = executor_log.read_text(encoding="utf-8")
+        assert "warm-up 1h candles of EURUSD" in log and "rehearsal-secret" not in log
+    finally:
+        for process in reversed(processes):
+            process.terminate()
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(10)
+    assert processes[1].returncode == 0, "SIGTERM stops the executor cleanly (exit 0)"
+
+
+# ---------------------------------------------------------------------------------------------------
 # Prometheus and Grafana
 
 
