@@ -136,8 +136,11 @@ def test_apscheduler_ticker_only_queues_ticks_and_coalesces_while_the_loop_is_bu
     commands = CommandQueue()
     ticker = ApschedulerTicker(commands)
     ticker.start([JobSpec(JobKind.cycle, timedelta(seconds=0.05))])
-    try:
-        time.sleep(0.5)  # nobody consumes: a busy loop
+    try:  # nobody consumes: a busy loop. Wait for the firings, not 0.5 s (a busy machine delays the scheduler's thread)
+        deadline = time.monotonic() + 120
+        while commands.counters.coalesced.get(JobKind.cycle, 0) < 3:
+            assert time.monotonic() < deadline, commands.counters
+            time.sleep(0.05)
     finally:
         ticker.shutdown()
     first = commands.get_nowait()
