@@ -13,6 +13,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -101,8 +102,8 @@ def test_crash_under_serve_policy_is_visible_over_http_then_exits_non_zero(tmp_p
     executor = Executor(tmp_path, "--replay-seconds", "0.05", "--crash-policy", "serve",
                         "--crash-serve-seconds", "2.5", strategy="daemon_crash.py")
     executors.append(executor)
-    status = executor.wait_status(lambda s: s["status"] == "error")
-    crashed = time.monotonic()
+    status = executor.wait_status(lambda s: s["status"] == "error")  # served after the crash
+    crashed = datetime.fromisoformat(status["crashed_at"])
     record = status["exception"]
     assert record["class_name"] == "StrategyBoom" and record["module"].startswith("tradeexecutor_strategy_")
     assert record["message"] == "cannot price GOOG-price: the lookup table has no entry"
@@ -111,10 +112,10 @@ def test_crash_under_serve_policy_is_visible_over_http_then_exits_non_zero(tmp_p
     cause = record["chain"][0]
     assert cause["relation"] == "cause" and cause["class"] == "builtins.KeyError" and "GOOG-price" in cause["message"]
     assert status["crash_count"] == 1 and not status["executor_running"]
-    time.sleep(0.8)
-    assert executor.process.poll() is None and executor.status() is not None  # still serving
+    # Served for the window, then left by itself. The window is measured from the crash the status
+    # records, not from when this test saw it: a busy machine delays the seeing, not the daemon's timer.
     assert executor.wait() == 1
-    assert 1.5 < time.monotonic() - crashed < 10
+    assert (datetime.now(UTC) - crashed).total_seconds() >= 2.5 - 0.01
     assert "daemon_crash.py" in executor.output() and "StrategyBoom" in executor.output()
     crash = json.loads((executor.state_dir / "crash.json").read_text())
     assert crash["crash_count"] == 1 and crash["last_exception"]["class_name"] == "StrategyBoom"
@@ -154,14 +155,14 @@ def test_a_strategy_that_keeps_crashing_ends_in_safe_mode_still_managing_its_sto
         assert len(exits) < 4, f"still restarting after {exits}"
         executor = Executor(tmp_path, *args, strategy="daemon_decide_fails.py")
         executors.append(executor)
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 120  # a crash or safe mode: either ends the wait long before on any machine
         while executor.process.poll() is None and time.monotonic() < deadline:
             status = executor.status()
             if status is not None and status["safe_mode"]:
                 break
             time.sleep(0.05)
         else:
-            exits.append(executor.wait(10))
+            exits.append(executor.wait())
             continue
         break
     assert exits == [1, 1], executor.output()
@@ -203,10 +204,14 @@ def test_a_strategy_that_keeps_crashing_ends_in_safe_mode_still_managing_its_sto
 # -- kill -9 ----------------------------------------------------------------------------------
 
 
+@pytest.mark.timeout(900)
 def test_kill_9_at_random_moments_never_repeats_a_cycle_or_a_trade(tmp_path: Path, executors: list) -> None:
     rng = random.Random(20240521)
     previous_cursor, previous_cycles, kills = -1, 0, 0
-    while kills < 8:
+    # At least 8 kills, and as many more as it takes for them to land across many cycles: how many
+    # cycles a run gets through before its kill depends on how busy the machine is.
+    while kills < 8 or previous_cursor <= 20:
+        assert kills < 60, f"the kills should land across many cycles; after {kills} the cursor is {previous_cursor}"
         executor = Executor(tmp_path, "--replay-seconds", "0.02", "--crash-loop-count", "0")
         executors.append(executor)
         executor.wait_status(lambda s: s["status"] in ("running", "complete"))
@@ -219,7 +224,6 @@ def test_kill_9_at_random_moments_never_repeats_a_cycle_or_a_trade(tmp_path: Pat
         check_state_invariants(state)
         assert state.replay_cursor >= previous_cursor and state.cycles_completed >= previous_cycles
         previous_cursor, previous_cycles = state.replay_cursor, state.cycles_completed
-    assert previous_cursor > 20, "the kills should land across many cycles"
     final = Executor(tmp_path, "--replay-seconds", "0.01")
     executors.append(final)
     assert final.wait(300) == 0, final.output()
