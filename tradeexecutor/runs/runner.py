@@ -123,7 +123,10 @@ def start_run(runs: Runs, ref_or_id: str, *, port: int | None = None,
     notes = runs.check_pinned(record)
     spec = runs.load_run_spec(record.id)
     paths = runs.paths(record.id)
-    spec.daemon_config(paths.state)  # mode live and other settings the executor refuses stop here
+    spec.daemon_config(paths.state)  # settings the executor refuses stop here
+    if record.mode == "live":
+        raise ConfigError(f"run {record.label}: live runs are not started through run specs yet; start live "
+                          "trading with tradeexecutor start --mode live --exchange NAME (docs/exchanges.md)")
     if record.mode == "backtest" and detach:
         return _start_backtest_detached(runs, record, env, tuple(notes))
     if record.mode == "backtest":

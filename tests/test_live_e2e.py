@@ -1,0 +1,130 @@
+"""Live mode: real orders through the unmodified ccxt client to ``tradeexecutor exchange-sim``, both as subprocesses.
+
+The simulator replays the bundled hourly EURUSD as 1-second candles and charges its 0.1 % fee in the
+quote currency (``--fee-asset quote``). The executor (``--mode live --exchange binance --exchange-url
+URL``, the API key and secret in the variables the flags name) trades tests/strategies/paper_flip.py,
+which buys on one cycle and sells on the next. Its write-ahead router sends each order to the
+simulator as a market order under the order's client order id; the fills come back through the
+venue and are applied through accounting. The simulator's own record (its control API lists every
+order, trade and balance) must equal the ledger: one order per intent, the same trades with the fees
+the simulator charged, the same cash and holdings. A missing credential variable is one line, exit 2.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from exchange_sim_helpers import http_json, wait_for
+from executor_process import STRATEGIES, Executor
+from tradeexecutor.ledger import load_state
+
+pytest.importorskip("ccxt")
+pytestmark = pytest.mark.slow
+
+KEY = "LiveSimKey0123456789"
+SECRET = "live-sim-secret-0123456789"
+#: The executor's environment without any TRADEEXECUTOR_ setting: the credentials are added by name per test.
+CLEAN = {key: value for key, value in os.environ.items() if not key.startswith("TRADEEXECUTOR_")}
+FLIP = STRATEGIES / "paper_flip.py"
+
+
+@pytest.fixture
+def simulator() -> Iterator[str]:
+    """A fresh ``tradeexecutor exchange-sim`` (its orders are this test's alone), fees in the quote currency."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tradeexecutor.cli.main", "exchange-sim", "--port", "0", "--speed", "3600",
+         "--fee-asset", "quote", "--api-key-env", "SIM_KEY", "--api-secret-env", "SIM_SECRET"],
+        env={**CLEAN, "SIM_KEY": KEY, "SIM_SECRET": SECRET, "PYTHONUNBUFFERED": "1"},
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert process.stdout is not None
+    stdout = process.stdout
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(stdout.readline, "")), daemon=True)
+    reader.start()
+    try:
+        first = wait_for(lambda: [line for line in lines if "listening on" in line], timeout=120)[0]
+        yield first.rsplit(" ", 1)[1].strip()
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
+
+
+@pytest.mark.timeout(290)
+def test_live_orders_go_to_the_exchange_and_the_ledger_equals_its_record(tmp_path: Path, simulator: str) -> None:
+    executor = Executor(tmp_path, "--mode", "live", "--exchange", "binance", "--exchange-url", simulator,
+                        "--exchange-key-variable", "MY_KEY", "--exchange-secret-variable", "MY_SECRET",
+                        strategy="paper_flip.py", window=False, env={**CLEAN, "MY_KEY": KEY, "MY_SECRET": SECRET})
+    try:
+        status = executor.wait_status(lambda s: s.get("portfolio", {}).get("orders_filled", 0) >= 4, timeout=200)
+        assert status["mode"] == "live" and status["prices"] == f"binance live prices via {simulator}"
+        assert status["reconciliation"]["outcome"] == "clean" and not status["safe_mode"]
+        executor.process.send_signal(signal.SIGTERM)
+        assert executor.wait() == 0
+    finally:
+        executor.kill()
+    output = executor.output()
+    assert "live mode on binance live prices via" in output
+    assert KEY not in output and SECRET not in output
+    state = load_state(executor.state_dir)
+    assert state is not None
+    orders = [order for position in state.portfolio.all_positions() for order in position.orders]
+    sent = [order for order in orders if order.status.value != "created"]
+    assert len(sent) >= 4 and {order.side.value for order in sent} == {"buy", "sell"}
+    code, sim_orders = http_json("GET", f"{simulator}/_sim/orders")
+    assert code == 200
+    # One order on the exchange per order of the ledger (one per intent), under its client order id.
+    assert sorted(o["clientOrderId"] for o in sim_orders) == sorted(o.client_order_id for o in sent)
+    by_cid = {o["clientOrderId"]: o for o in sim_orders}
+    for order in sent:
+        theirs = by_cid[order.client_order_id]
+        assert theirs["type"] == "MARKET" and theirs["side"] == order.side.value.upper()
+        assert order.venue_order_id == str(theirs["orderId"])
+        if theirs["status"] == "FILLED":
+            assert order.status.value == "filled"
+            assert sum(f.quantity for f in order.fills) == pytest.approx(float(theirs["executedQty"]), rel=1e-12)
+    # The ledger's fills are the exchange's trades: same ids, quantities, prices and the fees it charged.
+    code, trades = http_json("GET", f"{simulator}/_sim/trades")
+    assert code == 200
+    fills = {f.venue_trade_id: f for order in orders for f in order.fills}
+    assert sorted(fills) == sorted(str(t["id"]) for t in trades)
+    for trade in trades:
+        fill = fills[str(trade["id"])]
+        assert fill.quantity == pytest.approx(float(trade["qty"]), rel=1e-12)
+        assert fill.price == pytest.approx(float(trade["price"]), rel=1e-12)
+        assert fill.fee == pytest.approx(float(trade["commission"]), rel=1e-12) and fill.fee > 0
+        assert fill.fee_currency == trade["commissionAsset"] == "USD"
+    # Cash and holdings: the ledger's equal the account's (it started with the executor's 10,000 USD).
+    code, balances = http_json("GET", f"{simulator}/_sim/balances")
+    assert code == 200
+    held = sum(p.quantity for p in state.portfolio.open_positions)
+    assert float(balances["USD"]["free"]) + float(balances["USD"]["locked"]) == pytest.approx(state.portfolio.cash,
+                                                                                              abs=1e-6)
+    assert float(balances.get("EUR", {"free": 0})["free"]) == pytest.approx(held, abs=1e-9)
+
+
+def test_live_without_the_credential_variable_is_one_line_exit_2(tmp_path: Path, simulator: str) -> None:
+    result = subprocess.run([sys.executable, "-m", "tradeexecutor.cli.main", "start", str(FLIP), "--mode", "live",
+                             "--exchange", "binance", "--exchange-url", simulator, "--exchange-key-variable", "MY_KEY",
+                             "--exchange-secret-variable", "MY_SECRET", "--state-dir", str(tmp_path / "state"),
+                             "--port", "0"],
+                            capture_output=True, text=True, timeout=180, env={**CLEAN, "MY_SECRET": SECRET},
+                            cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    lines = [line for line in result.stderr.splitlines()
+             if line.strip() and "Warning" not in line and "import pkg_resources" not in line]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in result.stderr, result.stderr
+    assert "MY_KEY is not set" in lines[0] and SECRET not in result.stderr
+    assert not (tmp_path / "state").exists()
+    assert http_json("GET", f"{simulator}/_sim/orders") == (200, [])
