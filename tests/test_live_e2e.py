@@ -98,7 +98,7 @@ def test_live_orders_go_to_the_exchange_and_the_ledger_equals_its_record(tmp_pat
     code, trades = http_json("GET", f"{simulator}/_sim/trades")
     assert code == 200
     fills = {f.venue_trade_id: f for order in orders for f in order.fills}
-    assert sorted(fills) == sorted(str(t["id"]) for t in trades)
+    assert sorted(str(cid) for cid in fills) == sorted(str(t["id"]) for t in trades)
     for trade in trades:
         fill = fills[str(trade["id"])]
         assert fill.quantity == pytest.approx(float(trade["qty"]), rel=1e-12)
