@@ -77,6 +77,10 @@ def test_live_orders_go_to_the_exchange_and_the_ledger_equals_its_record(tmp_pat
     output = executor.output()
     assert "live mode on binance live prices via" in output
     assert KEY not in output and SECRET not in output
+    for path in executor.state_dir.rglob("*"):  # ledger, journal, reconciliation.json, published files
+        if path.is_file():
+            data = path.read_bytes()
+            assert KEY.encode() not in data and SECRET.encode() not in data, path
     state = load_state(executor.state_dir)
     assert state is not None
     orders = [order for position in state.portfolio.all_positions() for order in position.orders]
