@@ -127,7 +127,17 @@ class OrderRouter:
             return  # already applied
         accounting.apply_fill(self.state.portfolio, position, order, fill.quantity, fill.price, fill.fee, fill.at,
                               slippage=fill.slippage, fee_currency=fill.fee_currency,
-                              venue_trade_id=fill.venue_trade_id, complete=complete)
+                              venue_trade_id=fill.venue_trade_id, complete=complete,
+                              base_asset=self._base_asset(position, fill.fee_currency))
+
+    def _base_asset(self, position: Position, fee_currency: str) -> str | None:
+        """The venue's base asset of the position's instrument when the fee is not in its quote currency
+        (a fee in the base asset is taken from the quantity); asked of the venue only then."""
+        instrument = self.state.instrument(position.instrument_id)
+        if fee_currency == instrument.quote_currency:
+            return None
+        spec = self.venue.instruments([instrument.symbol]).get(instrument.symbol)
+        return spec.base if spec is not None else None
 
     def _retire_if_done(self, position: Position) -> None:
         if not position.is_open or (position.quantity <= 0 and all(o.is_terminal for o in position.orders)):
