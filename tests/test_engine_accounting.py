@@ -513,3 +513,39 @@ def test_a_fee_in_the_quote_currency_is_unchanged_by_naming_the_base_asset() -> 
         figures.append((position.quantity, position.cost_basis, position.fees_paid, portfolio.cash))
     assert figures[0] == figures[1]
     assert figures[0][:3] == (10.0, 12.5, 0.0125)
+
+
+def test_dust_a_close_leaves_is_written_off_and_a_later_close_that_sells_it_realises_it() -> None:
+    from tradeexecutor.engine.accounting import write_off_dust
+
+    # Position 1: bought 9.99 (net of its EUR fee) at 1.25, the close sold the whole lots, 9.9: 0.09 is dust.
+    portfolio, first = _opened()
+    start = portfolio.cash
+    buy, sell = _sent(1, "open"), _sent(2, "close")
+    first.orders.extend([buy, sell])
+    apply_fill(portfolio, first, buy, 10.0, 1.25, 0.01, T0, fee_currency="EUR", base_asset="EUR")
+    apply_fill(portfolio, first, sell, 9.9, 1.5, 0.01485, T0, fee_currency="USD", base_asset="EUR")
+    assert first.quantity == pytest.approx(0.09) and first.closed_at is None
+    assert write_off_dust(first, T0) == pytest.approx(0.09 * 1.25)
+    assert first.dust_quantity == pytest.approx(0.09) and first.quantity == 0.0 and first.cost_basis == 0.0
+    assert first.closed_at == T0
+    # Realised: exactly the cash it gained (14.85 - 0.01485 - 12.5): the dust's cost is written off, not held.
+    assert first.realised_pnl == pytest.approx(portfolio.cash - start)
+    assert first.realised_pnl == pytest.approx(2.33515)
+    again = recompute_from_fills(first, base_assets={"EUR"})
+    assert (again.quantity, again.cost_basis, again.realised_pnl) == (0.0, 0.0, first.realised_pnl)
+    # Position 2: 10 held at 2.0; the account's whole lots are 10.09 with the dust, and the close sells them all.
+    second = Position(id=2, instrument_id=1, opened_at=T0)
+    buy, sell = _sent(3, "open"), _sent(4, "close")
+    second.orders.extend([buy, sell])
+    apply_fill(portfolio, second, buy, 10.0, 2.0, 0.0, T0, base_asset="EUR")
+    cash = portfolio.cash
+    pnl = apply_fill(portfolio, second, sell, 10.09, 2.0, 0.0, T0, base_asset="EUR").realised_pnl
+    # The dust's proceeds are profit (its cost was written off with position 1); no cost beyond the 20 it held.
+    assert pnl == pytest.approx(0.09 * 2.0) and portfolio.cash == pytest.approx(cash + 20.18)
+    assert second.quantity == pytest.approx(-0.09) and second.cost_basis == 0.0
+    assert write_off_dust(second, T0) == 0.0
+    assert second.dust_quantity == pytest.approx(-0.09) and second.quantity == 0.0
+    assert first.dust_quantity + second.dust_quantity == pytest.approx(0.0)  # the account holds no EUR now
+    again = recompute_from_fills(second, base_assets={"EUR"})
+    assert (again.quantity, again.cost_basis, again.realised_pnl) == (0.0, 0.0, second.realised_pnl)

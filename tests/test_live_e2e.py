@@ -1,7 +1,8 @@
 """Live mode: real orders through the unmodified ccxt client to ``tradeexecutor exchange-sim``, both as subprocesses.
 
-The simulator replays the bundled hourly EURUSD as 1-second candles and charges its 0.1 % fee in the
-quote currency (``--fee-asset quote``). The executor (``--mode live --exchange binance --exchange-url
+The simulator replays the bundled hourly EURUSD as 1-second candles and charges its 0.1 % fee either in the
+quote currency (``--fee-asset quote``) or in the asset received (its default and Binance's: a buy's fee in
+EUR, which the ledger books as a net quantity; a close sells every whole lot and writes off the rest as dust). The executor (``--mode live --exchange binance --exchange-url
 URL``, the API key and secret in the variables the flags name) trades tests/strategies/paper_flip.py,
 which buys on one cycle and sells on the next. Its write-ahead router sends each order to the
 simulator as a market order under the order's client order id; the fills come back through the
@@ -25,6 +26,7 @@ import pytest
 from exchange_sim_helpers import http_json, wait_for
 from executor_process import STRATEGIES, Executor
 from tradeexecutor.ledger import load_state
+from tradeexecutor.store.journal import Journal
 
 pytest.importorskip("ccxt")
 pytestmark = pytest.mark.slow
@@ -36,12 +38,13 @@ CLEAN = {key: value for key, value in os.environ.items() if not key.startswith("
 FLIP = STRATEGIES / "paper_flip.py"
 
 
-@pytest.fixture
-def simulator() -> Iterator[str]:
-    """A fresh ``tradeexecutor exchange-sim`` (its orders are this test's alone), fees in the quote currency."""
+@pytest.fixture(params=["quote", "received"])
+def simulator(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh ``tradeexecutor exchange-sim`` (its orders are this test's alone), fees in the quote currency or in
+    the asset received."""
     process = subprocess.Popen(
         [sys.executable, "-m", "tradeexecutor.cli.main", "exchange-sim", "--port", "0", "--speed", "3600",
-         "--fee-asset", "quote", "--api-key-env", "SIM_KEY", "--api-secret-env", "SIM_SECRET"],
+         "--fee-asset", request.param, "--api-key-env", "SIM_KEY", "--api-secret-env", "SIM_SECRET"],
         env={**CLEAN, "SIM_KEY": KEY, "SIM_SECRET": SECRET, "PYTHONUNBUFFERED": "1"},
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     assert process.stdout is not None
@@ -108,11 +111,27 @@ def test_live_orders_go_to_the_exchange_and_the_ledger_equals_its_record(tmp_pat
         assert fill.quantity == pytest.approx(float(trade["qty"]), rel=1e-12)
         assert fill.price == pytest.approx(float(trade["price"]), rel=1e-12)
         assert fill.fee == pytest.approx(float(trade["commission"]), rel=1e-12) and fill.fee > 0
-        assert fill.fee_currency == trade["commissionAsset"] == "USD"
-    # Cash and holdings: the ledger's equal the account's (it started with the executor's 10,000 USD).
+        assert fill.fee_currency == trade["commissionAsset"]
+    # Every close sold what it could: no order refused (no "nothing to sell ... less than one lot"), and each
+    # close left the position closed, with at most one lot written off as dust.
+    assert not [order.status_reason for order in sent if order.status.value == "rejected"]
+    closed = state.portfolio.closed_positions
+    assert len(closed) >= 2 and all(p.quantity == 0.0 and p.closed_at is not None for p in closed), [
+        (p.quantity, p.dust_quantity, [(o.purpose.value, o.status.value) for o in p.orders]) for p in closed]
+    if any(trade["commissionAsset"] == "EUR" for trade in trades):  # fees in the asset received
+        assert any(p.dust_quantity > 0 for p in closed)
+    else:
+        assert all(p.dust_quantity == 0.0 for p in closed)
+    # Each write-off is journaled with the position and the quantity.
+    journaled = {e["fields"]["position_id"]: e["fields"]["quantity"]
+                 for e in Journal(executor.state_dir / "journal.jsonl").read(limit=10_000)
+                 if e["event"] == "dust_written_off"}
+    assert journaled == {p.id: p.dust_quantity for p in closed if p.dust_quantity}
+    # Cash and holdings: the ledger's equal the account's (it started with the executor's 10,000 USD); the
+    # account's EUR is what the open positions hold plus the dust the closes left.
     code, balances = http_json("GET", f"{simulator}/_sim/balances")
     assert code == 200
-    held = sum(p.quantity for p in state.portfolio.open_positions)
+    held = sum(p.quantity for p in state.portfolio.open_positions) + sum(p.dust_quantity for p in closed)
     assert float(balances["USD"]["free"]) + float(balances["USD"]["locked"]) == pytest.approx(state.portfolio.cash,
                                                                                               abs=1e-6)
     assert float(balances.get("EUR", {"free": 0})["free"]) == pytest.approx(held, abs=1e-9)

@@ -96,8 +96,11 @@ def _sell(holding: Position | _Figures, quantity: float, price: float, fee: floa
     """
     if in_base:
         return _sell(holding, quantity + fee, price, fee * price)
-    average = holding.cost_basis / holding.quantity if holding.quantity else 0.0
-    cost_removed = average * quantity
+    if quantity - holding.quantity > _DUST:  # more than held: an exchange close also sold earlier closes' dust
+        cost_removed = holding.cost_basis  # whose cost was written off already
+    else:
+        average = holding.cost_basis / holding.quantity if holding.quantity else 0.0
+        cost_removed = average * quantity
     pnl = quantity * price - cost_removed - fee
     holding.quantity -= quantity
     holding.cost_basis -= cost_removed
@@ -121,6 +124,27 @@ class _Figures:
         self.fees_paid = 0.0
 
 
+def write_off_dust(position: Position, at: datetime) -> float:
+    """Close a position whose remaining quantity cannot be sold (below one lot or the minimum notional), after a
+    close sold every whole lot the account holds: the quantity is kept as ``dust_quantity``, its cost written
+    off in realised P&L (no cash moves: the dust stays in the account). A negative remainder is dust of earlier
+    closes that this close sold along (its cost was written off then, its proceeds are in this fill's P&L).
+    Returns the cost written off."""
+    cost = _write_off(position)
+    position.closed_at = at
+    return cost
+
+
+def _write_off(holding: Position | _Figures) -> float:
+    cost = holding.cost_basis
+    if isinstance(holding, Position):
+        holding.dust_quantity = holding.quantity
+    holding.realised_pnl -= cost
+    holding.quantity = 0.0
+    holding.cost_basis = 0.0
+    return cost
+
+
 def recompute_from_fills(position: Position, base_assets: Collection[str] = ()) -> Holding:
     """The position's figures replayed from its fills in the order they were applied (by fill id);
     a fill whose fee currency is in ``base_assets`` was applied with its fee in the base asset."""
@@ -132,6 +156,8 @@ def recompute_from_fills(position: Position, base_assets: Collection[str] = ()) 
             _buy(figures, fill.quantity, fill.price, fill.fee, in_base)
         else:
             _sell(figures, fill.quantity, fill.price, fill.fee, in_base)
+    if position.dust_quantity:  # written off after its last fill
+        _write_off(figures)
     return Holding(figures.quantity, figures.cost_basis, figures.realised_pnl, figures.fees_paid)
 
 

@@ -940,6 +940,8 @@ class Engine:
                     position_id=position.id, symbol=symbol, purpose=order.purpose.value,
                     side=order.side.value, quantity=fill.quantity if order.is_buy else -fill.quantity,
                     price=fill.price, fee=fill.fee, **extra)
+        if position.dust_quantity and not position.is_open:  # the close left less than one lot: written off
+            self.events("dust_written_off", position_id=position.id, symbol=symbol, quantity=position.dust_quantity)
 
     def _reject(self, position: Position, order: Order, reason: RejectReason, text: str, at: datetime) -> None:
         accounting.reject(order, reason, text, at)

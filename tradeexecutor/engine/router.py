@@ -129,6 +129,18 @@ class OrderRouter:
                               slippage=fill.slippage, fee_currency=fill.fee_currency,
                               venue_trade_id=fill.venue_trade_id, complete=complete,
                               base_asset=self._base_asset(position, fill.fee_currency))
+        if complete and order.purpose is OrderPurpose.close and position.quantity != 0.0 and (
+                position.quantity < 0.0 or self._is_dust(position, fill.price)):
+            accounting.write_off_dust(position, fill.at)
+
+    def _is_dust(self, position: Position, price: float) -> bool:
+        """Whether what a close left is less than one lot, or worth less than the minimum notional, at the venue."""
+        symbol = self.state.instrument(position.instrument_id).symbol
+        spec = self.venue.instruments([symbol]).get(symbol)
+        if spec is None:
+            return False
+        value = position.quantity * price
+        return position.quantity < spec.lot_step * (1 - 1e-9) or value < spec.min_notional
 
     def _base_asset(self, position: Position, fee_currency: str) -> str | None:
         """The venue's base asset of the position's instrument when the fee is not in its quote currency
