@@ -243,13 +243,13 @@ def test_kill_9_at_random_moments_never_repeats_a_cycle_or_a_trade(tmp_path: Pat
 # -- refusals ---------------------------------------------------------------------------------
 
 
-def test_live_mode_is_refused_with_exit_2(tmp_path: Path) -> None:
+def test_live_mode_without_an_exchange_is_refused_with_exit_2(tmp_path: Path) -> None:
     result = subprocess.run([sys.executable, "-m", "tradeexecutor.cli.main", "start", str(STRATEGIES / "daemon_sma.py"),
                              "--mode", "live", "--state-dir", str(tmp_path / "state")],
                             capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [result.stderr.strip()]  # one line
-    assert "live is not available yet" in result.stderr
+    assert "--mode live sends real orders to an exchange and needs --exchange NAME" in result.stderr
     assert not (tmp_path / "state").exists()
 
 

@@ -301,8 +301,8 @@ def test_a_second_executor_on_the_same_state_dir_is_refused(tmp_path: Path) -> N
         daemon.close()
 
 
-def test_live_mode_is_refused() -> None:
-    with pytest.raises(ConfigError, match="live"):
+def test_live_mode_without_an_exchange_is_refused() -> None:
+    with pytest.raises(ConfigError, match="--mode live sends real orders"):
         DaemonConfig(strategy_file=STRATEGIES / "daemon_sma.py", mode="live")
 
 

@@ -9,6 +9,7 @@ fill timing, its orders fill at the open of bar i + 1.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,12 +17,14 @@ import pandas as pd
 import pytest
 
 from scripted import SCRIPTED, after, bar_open, ohlc, run
+from state_builders import make_order
 from tradeexecutor.backtest.runner import BacktestResult, new_state
 from tradeexecutor.config import EngineConfig, ExecutionConfig
 from tradeexecutor.data.market import MarketData
 from tradeexecutor.engine import CycleReport, Engine
+from tradeexecutor.engine.accounting import apply_fill, recompute_cash, recompute_from_fills
 from tradeexecutor.engine.schedule import cycle_times
-from tradeexecutor.state import OrderStatus, Position, RejectReason
+from tradeexecutor.state import Order, OrderStatus, Portfolio, Position, RejectReason
 from tradeexecutor.strategy.api import close, increase, open_long, reduce, set_triggers
 from tradeexecutor.strategy.loader import load_strategy
 
@@ -435,3 +438,114 @@ def test_with_next_open_fills_the_cycle_report_counts_none(tmp_path: Path) -> No
     frame = ohlc("AAA", [100, 100, 100, 100])
     reports = _cycle_reports(tmp_path, frame, {after(0): [open_long(value=1000)]}, "next_open")
     assert (reports[after(0)].planned, reports[after(0)].executed, reports[after(0)].rejected) == (1, 0, 0)
+
+
+
+# ---------------------------------------------------------------------------------------------
+# a fee taken in the base asset (Binance's default: a buy's fee in the asset bought)
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def _sent(id: int, purpose: str) -> Order:
+    order = make_order(id, 1, 1, purpose, T0, status="created", quantity=10.0, reference_price=1.25)
+    order.transition(OrderStatus.submitting, T0)
+    order.transition(OrderStatus.open, T0)
+    return order
+
+
+def _opened() -> tuple[Portfolio, Position]:
+    portfolio = Portfolio(cash=10_000.0)
+    position = Position(id=1, instrument_id=1, opened_at=T0)
+    portfolio.open_positions.append(position)
+    return portfolio, position
+
+
+def test_a_buy_fee_in_the_base_asset_books_the_net_quantity_and_its_value_as_the_fee() -> None:
+    portfolio, position = _opened()
+    start = portfolio.cash
+    buy = _sent(1, "open")
+    position.orders.append(buy)
+    # Buy 10 EUR at 1.25 with a 0.01 EUR fee: 9.99 EUR held, 12.5 USD paid, the fee worth 0.01 * 1.25 = 0.0125 USD.
+    fill = apply_fill(portfolio, position, buy, 10.0, 1.25, 0.01, T0, fee_currency="EUR", base_asset="EUR")
+    assert position.quantity == pytest.approx(9.99)
+    assert portfolio.cash == start - 12.5
+    assert position.cost_basis == pytest.approx(9.99 * 1.25)  # the average entry stays the fill's price
+    assert position.fees_paid == pytest.approx(0.0125) and portfolio.fees_paid == pytest.approx(0.0125)
+    assert fill.realised_pnl == pytest.approx(-0.0125) and fill.fee == 0.01 and fill.fee_currency == "EUR"
+    # Sell the 9.99 at 1.5 with a 0.015 USD fee (the received asset is the quote): the usual arithmetic.
+    sell = _sent(2, "close")
+    position.orders.append(sell)
+    apply_fill(portfolio, position, sell, 9.99, 1.5, 0.015, T0, fee_currency="USD", base_asset="EUR")
+    assert position.quantity == 0.0 and position.closed_at == T0
+    assert portfolio.cash == pytest.approx(start - 12.5 + 9.99 * 1.5 - 0.015)
+    # Realised: 9.99 * (1.5 - 1.25) - 0.015 - 0.0125, which is exactly the cash gained.
+    assert position.realised_pnl == pytest.approx(9.99 * 0.25 - 0.015 - 0.0125)
+    assert position.realised_pnl == pytest.approx(portfolio.cash - start)
+    # The replay, told which fee currencies are base assets, gives the same figures bit for bit.
+    again = recompute_from_fills(position, base_assets={"EUR"})
+    assert (again.quantity, again.cost_basis, again.realised_pnl, again.fees_paid) == (
+        position.quantity, position.cost_basis, position.realised_pnl, position.fees_paid)
+    assert recompute_cash(start, portfolio, base_assets={"EUR"}) == portfolio.cash
+
+
+def test_a_sell_fee_in_the_base_asset_leaves_the_position_on_top_of_the_quantity_sold() -> None:
+    portfolio, position = _opened()
+    start = portfolio.cash
+    buy, sell = _sent(1, "open"), _sent(2, "close")
+    position.orders.extend([buy, sell])
+    apply_fill(portfolio, position, buy, 10.0, 1.25, 0.0, T0, fee_currency="USD", base_asset="EUR")
+    # Sell 9.99 EUR at 1.5 with a 0.01 EUR fee: 10 EUR leave, 14.985 USD arrive, the fee worth 0.015 USD.
+    apply_fill(portfolio, position, sell, 9.99, 1.5, 0.01, T0, fee_currency="EUR", base_asset="EUR")
+    assert position.quantity == 0.0
+    assert portfolio.cash == pytest.approx(start - 12.5 + 14.985)
+    assert position.realised_pnl == pytest.approx(portfolio.cash - start)
+    assert position.fees_paid == pytest.approx(0.015)
+
+
+def test_a_fee_in_the_quote_currency_is_unchanged_by_naming_the_base_asset() -> None:
+    figures = []
+    for base in (None, "EUR"):
+        portfolio, position = _opened()
+        buy = _sent(1, "open")
+        position.orders.append(buy)
+        apply_fill(portfolio, position, buy, 10.0, 1.25, 0.0125, T0, fee_currency="USD", base_asset=base)
+        figures.append((position.quantity, position.cost_basis, position.fees_paid, portfolio.cash))
+    assert figures[0] == figures[1]
+    assert figures[0][:3] == (10.0, 12.5, 0.0125)
+
+
+def test_dust_a_close_leaves_is_written_off_and_a_later_close_that_sells_it_realises_it() -> None:
+    from tradeexecutor.engine.accounting import write_off_dust
+
+    # Position 1: bought 9.99 (net of its EUR fee) at 1.25, the close sold the whole lots, 9.9: 0.09 is dust.
+    portfolio, first = _opened()
+    start = portfolio.cash
+    buy, sell = _sent(1, "open"), _sent(2, "close")
+    first.orders.extend([buy, sell])
+    apply_fill(portfolio, first, buy, 10.0, 1.25, 0.01, T0, fee_currency="EUR", base_asset="EUR")
+    apply_fill(portfolio, first, sell, 9.9, 1.5, 0.01485, T0, fee_currency="USD", base_asset="EUR")
+    assert first.quantity == pytest.approx(0.09) and first.closed_at is None
+    assert write_off_dust(first, T0) == pytest.approx(0.09 * 1.25)
+    assert first.dust_quantity == pytest.approx(0.09) and first.quantity == 0.0 and first.cost_basis == 0.0
+    assert first.closed_at == T0
+    # Realised: exactly the cash it gained (14.85 - 0.01485 - 12.5): the dust's cost is written off, not held.
+    assert first.realised_pnl == pytest.approx(portfolio.cash - start)
+    assert first.realised_pnl == pytest.approx(2.33515)
+    again = recompute_from_fills(first, base_assets={"EUR"})
+    assert (again.quantity, again.cost_basis, again.realised_pnl) == (0.0, 0.0, first.realised_pnl)
+    # Position 2: 10 held at 2.0; the account's whole lots are 10.09 with the dust, and the close sells them all.
+    second = Position(id=2, instrument_id=1, opened_at=T0)
+    buy, sell = _sent(3, "open"), _sent(4, "close")
+    second.orders.extend([buy, sell])
+    apply_fill(portfolio, second, buy, 10.0, 2.0, 0.0, T0, base_asset="EUR")
+    cash = portfolio.cash
+    pnl = apply_fill(portfolio, second, sell, 10.09, 2.0, 0.0, T0, base_asset="EUR").realised_pnl
+    # The dust's proceeds are profit (its cost was written off with position 1); no cost beyond the 20 it held.
+    assert pnl == pytest.approx(0.09 * 2.0) and portfolio.cash == pytest.approx(cash + 20.18)
+    assert second.quantity == pytest.approx(-0.09) and second.cost_basis == 0.0
+    assert write_off_dust(second, T0) == 0.0
+    assert second.dust_quantity == pytest.approx(-0.09) and second.quantity == 0.0
+    assert first.dust_quantity + second.dust_quantity == pytest.approx(0.0)  # the account holds no EUR now
+    again = recompute_from_fills(second, base_assets={"EUR"})
+    assert (again.quantity, again.cost_basis, again.realised_pnl) == (0.0, 0.0, second.realised_pnl)

@@ -176,7 +176,7 @@ def one_line_exit_2(*args: str, tmp_path: Path, after_logging: bool = False) -> 
 @pytest.mark.parametrize(("args", "fragment"), [
     (("--mode", "paper"), "needs --exchange NAME"),
     (("--mode", "paper", "--exchange", "binance", "--data", "eurusd-hourly"), "--data does not apply to --mode paper"),
-    (("--mode", "live", "--exchange", "binance"), "--mode live is not available yet (real orders are the next step)"),
+    (("--mode", "live"), "--mode live sends real orders to an exchange and needs --exchange NAME"),
     (("--mode", "paper", "--exchange", "nosuchexchange"), "is not an exchange ccxt"),
 ])
 def test_a_bad_mode_and_exchange_combination_is_one_line(tmp_path: Path, args: tuple[str, ...],

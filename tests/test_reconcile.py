@@ -339,8 +339,8 @@ def test_the_replay_s_simulated_fills_reconcile_trivially_clean_at_start_up(tmp_
 
 
 def test_fees_taken_in_the_base_asset_are_no_mismatch(tmp_path: Path) -> None:
-    """Binance takes a buy's fee in the asset bought: the account holds the quantity less the fee, which the
-    positions' quantity (what the order bought) does not show; reconciliation counts the fee in."""
+    """Binance takes a buy's fee in the asset bought: the account holds the quantity less the fee, and so does the
+    position (accounting books the net quantity); reconciliation finds them equal."""
     from tradeexecutor.exchange_sim import ExchangeSimulator, MarketSpec, SimConfig
     from tradeexecutor.exchange_sim.prices import random_walk_series
 
@@ -358,6 +358,7 @@ def test_fees_taken_in_the_base_asset_are_no_mismatch(tmp_path: Path) -> None:
         assert fill.fee_currency == "AAA" and fill.fee > 0
         _, balances = sim.control("GET", "balances")
         assert float(balances["AAA"]["free"]) == pytest.approx(fill.quantity - fill.fee)
+        assert life.state.portfolio.open_positions[0].quantity == pytest.approx(fill.quantity - fill.fee)
         result = life.reconcile()
         life.close()
     assert result.clean, result.mismatches

@@ -272,7 +272,7 @@ def test_active_runs_cannot_be_reset_and_live_runs_never(runs: Runs, work: Path)
         start_run(runs, "paper")
 
     live, _ = runs.create(work / "live.yaml", ref="live")
-    with pytest.raises(ConfigError, match="live is not available yet"):
+    with pytest.raises(ConfigError, match="live runs are not started through run specs yet"):
         start_run(runs, "live")
     assert runs.resolve("live").status == "new"
     with pytest.raises(RunsError, match="live run: reset is refused"):

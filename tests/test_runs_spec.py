@@ -196,9 +196,9 @@ def test_environment_overrides_of_the_wrong_type_name_the_variable(env: dict[str
     assert message.startswith(expected), message
 
 
-def test_live_is_a_spec_mode_but_the_executor_refuses_it() -> None:
+def test_live_is_a_spec_mode_but_the_executor_refuses_it_without_an_exchange() -> None:
     loaded = spec(mode="live")
-    with pytest.raises(ConfigError, match="live is not available yet"):
+    with pytest.raises(ConfigError, match="--mode live sends real orders to an exchange and needs --exchange"):
         loaded.daemon_config(Path("state"))
 
 

@@ -397,9 +397,9 @@ class CcxtVenueConfig:
 
     exchange: str | None = setting(None, flag="--exchange", kind=str, spec="environment.exchange",
                                    fingerprint_when_set=True,
-                                   help="The exchange whose prices paper mode trades on (and, in a later step, whose "
-                                        "markets live mode trades): any ccxt exchange id (binance, kraken, ...); spot "
-                                        "markets only. Paper and live need it; replay and backtest ignore it.")
+                                   help="The exchange whose prices paper mode trades on and whose markets live mode sends "
+                                        "real orders to: any ccxt exchange id (binance, kraken, ...); spot markets "
+                                        "only. Paper and live need it; replay and backtest ignore it.")
     url: str | None = setting(None, flag="--exchange-url", kind=str, spec="environment.exchange_url",
                               fingerprint_when_set=True,
                               help="Point every API base URL of the exchange at this scheme and host, paths kept: "

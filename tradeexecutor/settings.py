@@ -13,6 +13,7 @@ setting is one field. A ``*_seconds`` interval of 0 disables that job or window.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -37,7 +38,7 @@ __all__ = ["CPU_SETTINGS", "CRASH_POLICIES", "DEFAULT_PORT", "EXCHANGE_MODES", "
 
 #: Execution modes. ``replay``: simulated fills on historical candles replayed on the clock (the default: no
 #: network, no credentials); ``paper``: simulated fills at an exchange's live prices (``--exchange``);
-#: ``backtest``: the whole history at once; ``live``: real orders (refused until it is wired, the next step).
+#: ``backtest``: the whole history at once; ``live``: real orders on ``--exchange`` (its live prices too).
 MODES = ("replay", "paper", "backtest", "live")
 #: Modes whose prices come from an exchange (``--exchange``), not from candle files or bundled data.
 EXCHANGE_MODES = ("paper", "live")
@@ -69,18 +70,27 @@ PAPER_NEEDS_EXCHANGE = ("--mode paper trades on an exchange's live prices and ne
                         f"binance; --exchange-url for a simulator); {REPLAY_HINT}")
 
 
+#: The one line for --mode live without an exchange.
+LIVE_NEEDS_EXCHANGE = ("--mode live sends real orders to an exchange and needs --exchange NAME (a ccxt id such as "
+                       "binance; --exchange-url for a simulator or testnet) and its API key and secret in the variables "
+                       "--exchange-key-variable and --exchange-secret-variable name")
+
+
 def check_paper(config: DaemonConfig) -> None:
-    """Paper mode needs an exchange and takes its candles from it: replay settings would be silently unused."""
+    """Paper and live mode need an exchange and take their candles from it: replay settings would be silently
+    unused."""
     if config.exchange.exchange is None:
-        raise ConfigError(PAPER_NEEDS_EXCHANGE)
-    from tradeexecutor.venue.ccxt_connection import check_exchange_id  # imports ccxt: only in paper mode
+        raise ConfigError(LIVE_NEEDS_EXCHANGE if config.mode == "live" else PAPER_NEEDS_EXCHANGE)
+    from tradeexecutor.venue.ccxt_connection import check_exchange_id, credentials  # imports ccxt: only here
 
     check_exchange_id(config.exchange.exchange)
+    if config.mode == "live":  # a missing credential is a usage error before anything starts
+        credentials(config.exchange, os.environ)
     feed = config.feed
     for flag, value in (("--data", feed.data), ("--start", feed.start), ("--end", feed.end),
                         ("--follow", feed.follow)):
         if value:
-            raise ConfigError(f"{flag} does not apply to --mode paper, which takes its candles from "
+            raise ConfigError(f"{flag} does not apply to --mode {config.mode}, which takes its candles from "
                               f"{config.exchange.exchange}: drop {flag}, or use --mode replay for candle files")
 
 
@@ -141,7 +151,8 @@ class DaemonConfig:
     mode: str = setting("replay", choices=MODES, spec="mode",
                         help="replay: simulated fills on historical candles replayed on the clock (no network); "
                              "paper: simulated fills at the live prices of --exchange; backtest: the whole history "
-                             "at once; live: real orders (not available yet).")
+                             "at once; live: real orders on --exchange, with the API key and secret from the variables "
+                             "--exchange-key-variable and --exchange-secret-variable name.")
     #: The candles: data, window, replay pace and start, growing files.
     feed: FeedConfig = field(default_factory=FeedConfig)
     params: dict[str, str] = setting(factory=dict, flag="--param", short="-p", env="PARAMS", multiple=True,
@@ -210,12 +221,9 @@ class DaemonConfig:
     log_level: str = setting("info", choices=LOG_LEVELS, help="Log verbosity on stderr.")
 
     def __post_init__(self) -> None:
-        if self.mode == "live":
-            raise ConfigError("--mode live is not available yet (real orders are the next step); use --mode paper "
-                              "--exchange NAME for simulated fills at the exchange's live prices, or --mode replay")
         if self.mode not in MODES:
             raise ConfigError(f"unknown mode {self.mode!r}: use one of {', '.join(MODES)}")
-        if self.mode == "paper":
+        if self.mode in EXCHANGE_MODES:
             check_paper(self)
         if self.crash_policy not in CRASH_POLICIES:
             raise ConfigError(f"unknown crash policy {self.crash_policy!r}: use one of {', '.join(CRASH_POLICIES)}")

@@ -1,4 +1,4 @@
-"""Paper trading on an exchange's live prices: the candles, the instruments and the fees come from the exchange.
+"""Paper (and live) trading on an exchange's live prices: the candles, the instruments and the fees come from the exchange.
 
 ``--mode paper --exchange NAME`` builds, at start-up and before anything is written:
 
@@ -15,7 +15,10 @@
    candles, so the market grows as candles close and cycles come from the clock. The cycle job
    wakes :func:`poll_period` often but asks the exchange only once a candle should have closed.
 
-Fills are simulated by the engine's simulated venue at the exchange's prices: an order decided after
+``--mode live`` builds the same, over a private connection, and the engine sends its orders to the
+exchange through that connection's venue (``Engine.live_venue``): the exchange prices and fills them.
+
+In paper mode fills are simulated by the engine's simulated venue at the exchange's prices: an order decided after
 a candle closes fills at the next candle's open (``next_open``), the price the exchange traded at
 when the decision was made, or at the deciding candle's close (``close``). A network failure while
 polling is a TemporaryError from the connection (the loop boundary retries it); the connection's
@@ -109,6 +112,8 @@ class PaperMarket:
     specs: dict[str, InstrumentSpec]
     #: The exchange's taker fee (the highest of the strategy's markets).
     fee: float
+    #: The venue over the same connection: where live mode sends its orders (paper mode reads instruments only).
+    venue: CcxtVenue
 
     def engine_config(self, engine: EngineConfig) -> EngineConfig:
         """The configured engine settings with the exchange's taker fee."""
@@ -136,8 +141,15 @@ class PaperMarket:
                             monotonic=monotonic)
 
 
-def open_paper_session(config: DaemonConfig, *, checkpoint: Checkpoint) -> PaperMarket:
-    """Load the strategy, then its warm-up candles, instruments and fee from the exchange (public API only)."""
+def open_paper_session(config: DaemonConfig, *, checkpoint: Checkpoint,
+                       environ: Mapping[str, str] | None = None) -> PaperMarket:
+    """Load the strategy, then its warm-up candles, instruments and fee from the exchange.
+
+    Paper mode uses the public API only. Live mode's connection is private: the credentials are read
+    from the variables ``environ`` (default ``os.environ``) holds under the configured names — a missing
+    one is a ConfigError before any candle is asked for — and the one connection serves candles and
+    orders, so they share the rate budget and the clock offset.
+    """
     if config.exchange.exchange is None:
         raise ConfigError(PAPER_NEEDS_EXCHANGE)
     strategy = load_strategy(config.strategy_file, config.params)
@@ -145,7 +157,8 @@ def open_paper_session(config: DaemonConfig, *, checkpoint: Checkpoint) -> Paper
     frequency = strategy.bar_frequency or strategy.cycle_duration
     timeframe = format_duration(frequency)
     symbols = tuple(strategy.instruments)
-    connection = CcxtConnection(replace(config.exchange, symbols=symbols), private=False)
+    connection = CcxtConnection(replace(config.exchange, symbols=symbols), environ=environ,
+                                private=config.mode == "live")
     timeframes = connection.exchange.timeframes or {}
     if timeframes and timeframe not in timeframes:
         raise ConfigError(f"{strategy.path}: {connection.name} has no {timeframe} candles for the strategy's "
@@ -166,7 +179,7 @@ def open_paper_session(config: DaemonConfig, *, checkpoint: Checkpoint) -> Paper
                 ", ".join(symbols), fee, "; ".join(f"{s}: lot {p.lot_step:g}, tick {p.tick_size:g}, "
                                                    f"min notional {p.min_notional:g}" for s, p in specs.items()))
     session = Session(strategy=strategy, market=market, asset_types=asset_types)
-    return PaperMarket(session=session, connection=connection, source=source, specs=specs, fee=fee)
+    return PaperMarket(session=session, connection=connection, source=source, specs=specs, fee=fee, venue=venue)
 
 
 def _taker_fee(connection: CcxtConnection, symbol: str) -> float:

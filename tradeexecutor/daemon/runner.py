@@ -6,7 +6,8 @@ Order of start-up (nothing is written before the inputs are known to be good):
    SIGTERM from here on is a stop request, looked at between the steps below (exit 0, nothing
    started);
 1. load the strategy and the data (UserInputError, exit 2): in replay mode candle files or bundled
-   data, in paper mode the exchange's warm-up candles, instruments and fee (daemon/paper.py);
+   data, in paper and live mode the exchange's warm-up candles, instruments and fee (daemon/paper.py;
+   live mode reads the API key and secret first: a missing variable is one line, exit 2);
 2. lock the state directory, remove the temporary files an interrupted write left there, load
    its state (StateCorruptError names the file, exit 3) and check it fits the strategy and data;
 3. build the engine, the replay feed (restored to the saved cursor), RunState, the loop;
@@ -71,7 +72,7 @@ from tradeexecutor.layout import RunFiles
 from tradeexecutor.ledger import Ledger, check_not_legacy
 from tradeexecutor.notify import Notifier
 from tradeexecutor.runstate import CrashFile, RunState, RunStatus
-from tradeexecutor.settings import DaemonConfig
+from tradeexecutor.settings import EXCHANGE_MODES, DaemonConfig
 from tradeexecutor.state import State
 from tradeexecutor.store.cast_target import CastTargetFile
 from tradeexecutor.store.lock import StateDirLock
@@ -281,16 +282,19 @@ def build_daemon(config: DaemonConfig, *, clock: Clock | None = None, journal: E
     installed by the caller before it did anything else, are looked at between the steps:
     StopRequested when a stop signal came during start-up. ``venue`` is where orders go when that is
     outside the process (an exchange): the ledger is reconciled with it before the first decision;
-    None for the replay's simulated fills (nothing to compare).
+    None for the replay's simulated fills (nothing to compare). Live mode defaults it to the
+    exchange's CcxtVenue and the engine sends its orders there (``Engine.live_venue``).
     """
     clock = clock or SystemClock()
     signals = signals or StopSignals()
     files = RunFiles(config.state_dir)
     paper: PaperMarket | None = None
     engine_config = config.engine
-    if config.mode == "paper":
-        paper = open_paper_session(config, checkpoint=signals.check)
+    if config.mode in EXCHANGE_MODES:
+        paper = open_paper_session(config, checkpoint=signals.check, environ=environ)
         session, engine_config = paper.session, paper.engine_config(config.engine)
+        if config.mode == "live" and venue is None:
+            venue = paper.venue  # real orders: reconciled with and sent to the exchange
     else:
         session = open_session(config.strategy_file, config.params, config.feed.data, config.feed.start,
                                config.feed.end, checkpoint=signals.check)
@@ -324,6 +328,8 @@ def build_daemon(config: DaemonConfig, *, clock: Clock | None = None, journal: E
             paper.apply_instruments(state, asset_types)
         engine = Engine(strategy, market, state, config=engine_config, asset_types=asset_types, events=journal)
         engine.max_position_value = config.risk.max_position_value
+        if config.mode == "live":
+            engine.live_venue = venue  # the loop's write-ahead router sends every order to the exchange
         feed: ReplayFeed
         if paper is not None:
             feed = paper.feed(runstate, monotonic=clock.monotonic)
@@ -391,7 +397,7 @@ def build_daemon(config: DaemonConfig, *, clock: Clock | None = None, journal: E
                         outage=Outage(runstate, clock.now, cap_seconds=config.retry_max_seconds))
     health_watch = HealthWatch(runstate, config.health, notifier, clock.now) if notifier else None
     if paper is not None:
-        logger.info("%s: paper mode on %s, %s candles, resuming after %s; state in %s", strategy.name,
+        logger.info("%s: %s mode on %s, %s candles, resuming after %s; state in %s", strategy.name, config.mode,
                     runstate.prices, paper.source.timeframe, market.step_time(feed.cursor), config.state_dir)
     else:
         logger.info("%s: replay mode replaying %d bars (bar %d onwards, %s) at %gs per bar, resuming after bar %d; "

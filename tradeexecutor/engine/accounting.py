@@ -8,6 +8,7 @@ same float operations in the same order).
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -44,9 +45,13 @@ def cancel(order: Order, text: str, at: datetime) -> None:
 
 def apply_fill(portfolio: Portfolio, position: Position, order: Order, quantity: float, price: float,
                fee: float, at: datetime, *, slippage: float = 0.0, fee_currency: str = "USD",
-               venue_trade_id: str | None = None, complete: bool = True) -> Fill:
+               venue_trade_id: str | None = None, complete: bool = True, base_asset: str | None = None) -> Fill:
     """Record a fill of ``order`` and move the money: a buy pays value and fee, a sell realises P&L at the
     average entry price. ``complete`` says whether the order is now filled (else partially filled).
+
+    A fee in ``base_asset`` (an exchange that takes a buy's fee in the asset bought, Binance's
+    default) is not money: the position grows by the net quantity, cash moves by the value only, and
+    the fee's value at the fill's price counts as the position's fee (in quote, like every other fee).
 
     Returns the Fill; the position is closed (``closed_at`` set) when a sell brought it to zero.
     """
@@ -55,22 +60,28 @@ def apply_fill(portfolio: Portfolio, position: Position, order: Order, quantity:
     portfolio.next_fill_id += 1
     order.fills.append(fill)
     order.transition(_FILLED if complete else _PARTIALLY_FILLED, at)
-    portfolio.fees_paid += fee
+    in_base = base_asset is not None and fee_currency == base_asset
+    portfolio.fees_paid += fee * price if in_base else fee
     if order.side is _BUY:
-        fill.realised_pnl = _buy(position, quantity, price, fee)
-        portfolio.cash -= quantity * price + fee
+        fill.realised_pnl = _buy(position, quantity, price, fee, in_base)
+        portfolio.cash -= quantity * price if in_base else quantity * price + fee
         if position.last_price is None:
             position.last_price = price  # valued from its first fill until the next mark
     else:
-        fill.realised_pnl = _sell(position, quantity, price, fee)
-        portfolio.cash += quantity * price - fee
+        fill.realised_pnl = _sell(position, quantity, price, fee, in_base)
+        portfolio.cash += quantity * price if in_base else quantity * price - fee
         if position.quantity == 0.0:
             position.closed_at = at
     return fill
 
 
-def _buy(holding: Position | _Figures, quantity: float, price: float, fee: float) -> float:
-    """A buy fill's effect on the figures; returns what it realised (minus its fee)."""
+def _buy(holding: Position | _Figures, quantity: float, price: float, fee: float, in_base: bool = False) -> float:
+    """A buy fill's effect on the figures; returns what it realised (minus its fee).
+
+    A fee in the base asset leaves the net quantity held at the fill's price; its value is the fee.
+    """
+    if in_base:
+        quantity, fee = quantity - fee, fee * price
     holding.quantity += quantity
     holding.cost_basis += quantity * price
     holding.fees_paid += fee
@@ -78,10 +89,18 @@ def _buy(holding: Position | _Figures, quantity: float, price: float, fee: float
     return -fee
 
 
-def _sell(holding: Position | _Figures, quantity: float, price: float, fee: float) -> float:
-    """A sell fill's effect on the figures; returns what it realised, after its fee."""
-    average = holding.cost_basis / holding.quantity if holding.quantity else 0.0
-    cost_removed = average * quantity
+def _sell(holding: Position | _Figures, quantity: float, price: float, fee: float, in_base: bool = False) -> float:
+    """A sell fill's effect on the figures; returns what it realised, after its fee.
+
+    A fee in the base asset leaves the position on top of the quantity sold; its value is the fee.
+    """
+    if in_base:
+        return _sell(holding, quantity + fee, price, fee * price)
+    if quantity - holding.quantity > _DUST:  # more than held: an exchange close also sold earlier closes' dust
+        cost_removed = holding.cost_basis  # whose cost was written off already
+    else:
+        average = holding.cost_basis / holding.quantity if holding.quantity else 0.0
+        cost_removed = average * quantity
     pnl = quantity * price - cost_removed - fee
     holding.quantity -= quantity
     holding.cost_basis -= cost_removed
@@ -105,24 +124,52 @@ class _Figures:
         self.fees_paid = 0.0
 
 
-def recompute_from_fills(position: Position) -> Holding:
-    """The position's figures replayed from its fills in the order they were applied (by fill id)."""
+def write_off_dust(position: Position, at: datetime) -> float:
+    """Close a position whose remaining quantity cannot be sold (below one lot or the minimum notional), after a
+    close sold every whole lot the account holds: the quantity is kept as ``dust_quantity``, its cost written
+    off in realised P&L (no cash moves: the dust stays in the account). A negative remainder is dust of earlier
+    closes that this close sold along (its cost was written off then, its proceeds are in this fill's P&L).
+    Returns the cost written off."""
+    cost = _write_off(position)
+    position.closed_at = at
+    return cost
+
+
+def _write_off(holding: Position | _Figures) -> float:
+    cost = holding.cost_basis
+    if isinstance(holding, Position):
+        holding.dust_quantity = holding.quantity
+    holding.realised_pnl -= cost
+    holding.quantity = 0.0
+    holding.cost_basis = 0.0
+    return cost
+
+
+def recompute_from_fills(position: Position, base_assets: Collection[str] = ()) -> Holding:
+    """The position's figures replayed from its fills in the order they were applied (by fill id);
+    a fill whose fee currency is in ``base_assets`` was applied with its fee in the base asset."""
     figures = _Figures()
     fills = sorted(((f, o.is_buy) for o in position.orders for f in o.fills), key=lambda pair: pair[0].id)
     for fill, is_buy in fills:
+        in_base = fill.fee_currency in base_assets
         if is_buy:
-            _buy(figures, fill.quantity, fill.price, fill.fee)
+            _buy(figures, fill.quantity, fill.price, fill.fee, in_base)
         else:
-            _sell(figures, fill.quantity, fill.price, fill.fee)
+            _sell(figures, fill.quantity, fill.price, fill.fee, in_base)
+    if position.dust_quantity:  # written off after its last fill
+        _write_off(figures)
     return Holding(figures.quantity, figures.cost_basis, figures.realised_pnl, figures.fees_paid)
 
 
-def recompute_cash(initial_cash: float, portfolio: Portfolio) -> float:
-    """Cash replayed from every fill of every position, in the order the fills were applied."""
+def recompute_cash(initial_cash: float, portfolio: Portfolio, base_assets: Collection[str] = ()) -> float:
+    """Cash replayed from every fill of every position, in the order the fills were applied (a fee in
+    one of ``base_assets`` moved no cash)."""
     cash = initial_cash
     fills = sorted(((f, o.is_buy) for o in portfolio.all_orders() for f in o.fills), key=lambda pair: pair[0].id)
     for fill, is_buy in fills:
-        if is_buy:
+        if fill.fee_currency in base_assets:
+            cash += -fill.quantity * fill.price if is_buy else fill.quantity * fill.price
+        elif is_buy:
             cash -= fill.quantity * fill.price + fill.fee
         else:
             cash += fill.quantity * fill.price - fill.fee

@@ -66,6 +66,7 @@ from tradeexecutor.strategy.failure import note_strategy_failure
 from tradeexecutor.strategy.indicators import IndicatorStore, compute_indicators
 from tradeexecutor.strategy.intents import KEEP, Intent
 from tradeexecutor.strategy.loader import LoadedStrategy
+from tradeexecutor.venue.model import Venue
 from tradeexecutor.venue.simulated import SimulatedFill, SimulatedVenue
 
 
@@ -225,19 +226,28 @@ class Engine:
         ]
         #: Write-ahead (the daemon): sends every order through the venue, committing first; None in a backtest.
         self.router: OrderRouter | None = None
+        #: Live mode: the venue outside the process (an exchange) the router sends every order to instead of a
+        #: simulated mirror; set before ``start_write_ahead``. The exchange decides price, quantity and fee.
+        self.live_venue: Venue | None = None
         #: With write-ahead, the orders of decisions that may be taken again (the cycle a crash interrupted, and
         #: later ones) by client order id: the same decision finds its order instead of making a second one.
         self._by_cid: dict[str, tuple[Position, Order]] | None = None
 
     def start_write_ahead(self, commit: Callable[[], None], now: Callable[[], datetime]) -> None:
-        """Send every order from now on through a venue mirroring the portfolio, write-ahead (the daemon's way).
+        """Send every order from now on through a venue, write-ahead (the daemon's way).
 
         ``commit`` makes the state durable (the loop's running job commits); it is called with the
         order ``submitting`` before the venue sees it and again with the outcome. ``now`` is the
-        wall clock the router stamps resolutions with. The venue is built from the state as it
-        stands — cash and every symbol's quantity — so it sizes orders exactly as the backtest does.
+        wall clock the router stamps resolutions with. The venue is :attr:`live_venue` when set
+        (live mode: the exchange prices and fills the order), otherwise a simulated venue built
+        from the state as it stands — cash and every symbol's quantity — so it sizes orders
+        exactly as the backtest does.
         """
         portfolio = self.state.portfolio
+        if self.live_venue is not None:
+            self.router = OrderRouter(self.state, self.live_venue, commit, now)
+            self._remember_decisions()
+            return
         held: dict[str, float] = {}
         for position in portfolio.open_positions:
             symbol = self.symbol_of[position.instrument_id]
@@ -245,6 +255,11 @@ class Engine:
         instruments = [self.state.instrument(iid) for iid in self.instrument_ids.values()]
         self.venue = SimulatedVenue.mirroring(self.config.execution, instruments, portfolio.cash, held)
         self.router = OrderRouter(self.state, self.venue, commit, now)
+        self._remember_decisions()
+
+    def _remember_decisions(self) -> None:
+        """The orders of decisions that may be taken again, by client order id (``_by_cid``)."""
+        portfolio = self.state.portfolio
         done = self.state.last_completed_cycle
         self._by_cid = {
             order.client_order_id: (position, order)
@@ -269,6 +284,11 @@ class Engine:
         router = self.router
         if router is None:
             return []
+        if self.live_venue is not None:  # the exchange knows every order it was sent: its answer settles it
+            done = router.resolve()
+            router.drain(commit=False)
+            self.pending = [(p, o) for p, o in self.pending if not o.is_terminal]
+            return done
         self.venue.advance({}, now)  # the venue's clock, for what it reports
         done = router.resolve()
         for position, order in self.pending:
@@ -390,6 +410,8 @@ class Engine:
                     waiting_sell_at = created if waiting_sell_at is None else min(waiting_sell_at, created)
                 continue
             self._fill(position, order, bars.open.item(index), _to_datetime(int(bars.open_time_ns[index])))
+            if not order.is_terminal:  # live: still open at the exchange, or its outcome not known yet
+                still.append((position, order))
         self.pending = still
 
     # -- 2. triggers -------------------------------------------------------------------------
@@ -795,8 +817,10 @@ class Engine:
             bars = self._bars[slot]
             if self._fill(position, order, bars.close.item(index), _to_datetime(int(bars.close_time_ns[index]))):
                 report.executed += 1
-            else:
+            elif order.is_terminal:
                 report.rejected += 1
+            else:  # live: still open at the exchange, or its outcome not known yet
+                self.pending.append((position, order))
 
     # -- fills --------------------------------------------------------------------------
 
@@ -846,6 +870,11 @@ class Engine:
         venue price it at ``price``, apply and commit the outcome it reports (engine/router.py)."""
         router = self.router
         assert router is not None
+        if self.live_venue is not None:  # the exchange prices and fills it; its reply is drained at once
+            if order.status is _CREATED:
+                router.send(order, at)
+            router.drain(commit=False)
+            return
         venue = self.venue
         venue.advance({}, at)  # the venue's clock: what it reports is stamped with the bar's time
         if order.status is _CREATED:
@@ -866,6 +895,9 @@ class Engine:
         if order.status is _REJECTED:
             self._rejected_event(position, order)
             self._commit_outcome()
+            return False
+        if order.status is not _FILLED and self.live_venue is not None and not order.is_terminal:
+            self._commit_outcome()  # open at the exchange or of unknown outcome: asked about again at the next step
             return False
         if order.status is not _FILLED:
             raise InvariantError(f"order {order.client_order_id} is {order.status.value} after the simulated venue "
@@ -899,7 +931,7 @@ class Engine:
     def _cancel(self, order: Order, text: str, at: datetime) -> None:
         """Cancel an order not yet filled; one the venue may hold (sent before a restart) is cancelled there too."""
         if self.router is not None and order.status is not _CREATED:
-            self.venue.cancel(order.client_order_id)
+            self.router.venue.cancel(order.client_order_id)
         accounting.cancel(order, text, at)
 
     def _filled_event(self, position: Position, order: Order, symbol: str, fill: SimulatedFill | Fill,
@@ -908,6 +940,8 @@ class Engine:
                     position_id=position.id, symbol=symbol, purpose=order.purpose.value,
                     side=order.side.value, quantity=fill.quantity if order.is_buy else -fill.quantity,
                     price=fill.price, fee=fill.fee, **extra)
+        if position.dust_quantity and not position.is_open:  # the close left less than one lot: written off
+            self.events("dust_written_off", position_id=position.id, symbol=symbol, quantity=position.dust_quantity)
 
     def _reject(self, position: Position, order: Order, reason: RejectReason, text: str, at: datetime) -> None:
         accounting.reject(order, reason, text, at)

@@ -245,8 +245,7 @@ def _balances(state: State, venue: Venue, mismatches: list[Mismatch], extra: Seq
             mismatches.append(Mismatch(f"position {position.id} trades {symbol}, which {venue.name} does not list",
                                        symbol))
             continue
-        base_fees = sum(f.fee for o in position.orders for f in o.fills if f.fee_currency == spec.base)
-        expected[spec.base] += position.quantity - base_fees
+        expected[spec.base] += position.quantity  # net of fees taken in the base asset (accounting.apply_fill)
     checks = []
     for asset, ours in sorted(expected.items()):
         balance = held.get(asset)

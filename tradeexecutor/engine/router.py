@@ -127,7 +127,29 @@ class OrderRouter:
             return  # already applied
         accounting.apply_fill(self.state.portfolio, position, order, fill.quantity, fill.price, fill.fee, fill.at,
                               slippage=fill.slippage, fee_currency=fill.fee_currency,
-                              venue_trade_id=fill.venue_trade_id, complete=complete)
+                              venue_trade_id=fill.venue_trade_id, complete=complete,
+                              base_asset=self._base_asset(position, fill.fee_currency))
+        if complete and order.purpose is OrderPurpose.close and position.quantity != 0.0 and (
+                position.quantity < 0.0 or self._is_dust(position, fill.price)):
+            accounting.write_off_dust(position, fill.at)
+
+    def _is_dust(self, position: Position, price: float) -> bool:
+        """Whether what a close left is less than one lot, or worth less than the minimum notional, at the venue."""
+        symbol = self.state.instrument(position.instrument_id).symbol
+        spec = self.venue.instruments([symbol]).get(symbol)
+        if spec is None:
+            return False
+        value = position.quantity * price
+        return position.quantity < spec.lot_step * (1 - 1e-9) or value < spec.min_notional
+
+    def _base_asset(self, position: Position, fee_currency: str) -> str | None:
+        """The venue's base asset of the position's instrument when the fee is not in its quote currency
+        (a fee in the base asset is taken from the quantity); asked of the venue only then."""
+        instrument = self.state.instrument(position.instrument_id)
+        if fee_currency == instrument.quote_currency:
+            return None
+        spec = self.venue.instruments([instrument.symbol]).get(instrument.symbol)
+        return spec.base if spec is not None else None
 
     def _retire_if_done(self, position: Position) -> None:
         if not position.is_open or (position.quantity <= 0 and all(o.is_terminal for o in position.orders)):

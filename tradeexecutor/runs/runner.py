@@ -35,6 +35,7 @@ import yaml
 
 from tradeexecutor.atomic import remove_temp_files
 from tradeexecutor.cast import CastConfig
+from tradeexecutor.errors import ConfigError
 from tradeexecutor.layout import RunFiles, RunPaths
 from tradeexecutor.ledger import load_state
 from tradeexecutor.runs.cast import cast_final
@@ -123,7 +124,10 @@ def start_run(runs: Runs, ref_or_id: str, *, port: int | None = None,
     notes = runs.check_pinned(record)
     spec = runs.load_run_spec(record.id)
     paths = runs.paths(record.id)
-    spec.daemon_config(paths.state)  # mode live and other settings the executor refuses stop here
+    if record.mode == "live":
+        raise ConfigError(f"run {record.label}: live runs are not started through run specs yet; start live "
+                          "trading with tradeexecutor start --mode live --exchange NAME (docs/exchanges.md)")
+    spec.daemon_config(paths.state)  # settings the executor refuses stop here
     if record.mode == "backtest" and detach:
         return _start_backtest_detached(runs, record, env, tuple(notes))
     if record.mode == "backtest":

@@ -78,6 +78,10 @@ class Position(HoldingFigures):
     last_price: float | None = None
     #: When it was last valued.
     last_valued_at: datetime | None = datetime_field()
+    #: Quantity left below one lot (or the minimum notional) when a close sold every whole lot: the
+    #: exchange cannot sell it, so the position closed without it and its cost was written off (0.0: none).
+    #: Negative: the close also sold that much dust of earlier positions (the account's whole lots).
+    dust_quantity: float = 0.0
     #: When the closing fill happened; None while open.
     closed_at: datetime | None = datetime_field()
     #: Every order of this position, whatever became of it, in the order they were created.

@@ -223,6 +223,7 @@ def position_to_dict(p: Position) -> dict[str, Any]:
         "take_profit_pct": p.take_profit_pct,
         "last_price": p.last_price,
         "last_valued_at": p.last_valued_at,
+        "dust_quantity": p.dust_quantity,
         "closed_at": p.closed_at,
         "orders": [_order_to_dict(o) for o in p.orders],
     }

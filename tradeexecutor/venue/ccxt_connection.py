@@ -28,7 +28,7 @@ from tradeexecutor.errors import ConfigError, TemporaryError
 from tradeexecutor.venue.ccxt_errors import Meaning, RateLimitedError, VenueFailure, classify, scrub
 from tradeexecutor.venue.ccxt_gate import RequestGate
 
-__all__ = ["CcxtConnection", "check_exchange_id", "make_exchange"]
+__all__ = ["CcxtConnection", "check_exchange_id", "credentials", "make_exchange"]
 
 T = TypeVar("T")
 
@@ -69,6 +69,18 @@ def check_exchange_id(name: str | None) -> None:
         raise ConfigError(f"--exchange {name!r} is not an exchange ccxt {ccxt.__version__} knows; see ccxt.exchanges")
 
 
+def credentials(config: CcxtVenueConfig, environ: Mapping[str, str]) -> dict[str, str]:
+    """ccxt's ``apiKey`` and ``secret`` from the variables the config names; ConfigError naming a missing one."""
+    found: dict[str, str] = {}
+    for variable, name in ((config.key_variable, "apiKey"), (config.secret_variable, "secret")):
+        value = environ.get(variable, "")
+        if not value.strip():
+            raise ConfigError(f"{variable} is not set: export the exchange API "
+                              f"{'key' if name == 'apiKey' else 'secret'} in it (the value is never shown)")
+        found[name] = value.strip()
+    return found
+
+
 def make_exchange(config: CcxtVenueConfig, environ: Mapping[str, str] | None = None, *,
                   private: bool = True) -> Any:
     """The ccxt exchange object for ``config``: spot only, rate limiter on at this executor's share, URL replaced.
@@ -87,12 +99,7 @@ def make_exchange(config: CcxtVenueConfig, environ: Mapping[str, str] | None = N
         "options": {"defaultType": "spot", **SPOT_OPTIONS.get(exchange_id, {})},
     }
     if private:
-        for variable, name in ((config.key_variable, "apiKey"), (config.secret_variable, "secret")):
-            value = environ.get(variable, "")
-            if not value.strip():
-                raise ConfigError(f"{variable} is not set: export the exchange API "
-                                  f"{'key' if name == 'apiKey' else 'secret'} in it (the value is never shown)")
-            settings[name] = value.strip()
+        settings.update(credentials(config, environ))
     exchange = getattr(ccxt, exchange_id)(settings)
     exchange.logger = _silent_logger()
     exchange.rateLimit = exchange.rateLimit / config.rate_share

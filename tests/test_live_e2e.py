@@ -1,0 +1,153 @@
+"""Live mode: real orders through the unmodified ccxt client to ``tradeexecutor exchange-sim``, both as subprocesses.
+
+The simulator replays the bundled hourly EURUSD as 1-second candles and charges its 0.1 % fee either in the
+quote currency (``--fee-asset quote``) or in the asset received (its default and Binance's: a buy's fee in
+EUR, which the ledger books as a net quantity; a close sells every whole lot and writes off the rest as dust). The executor (``--mode live --exchange binance --exchange-url
+URL``, the API key and secret in the variables the flags name) trades tests/strategies/paper_flip.py,
+which buys on one cycle and sells on the next. Its write-ahead router sends each order to the
+simulator as a market order under the order's client order id; the fills come back through the
+venue and are applied through accounting. The simulator's own record (its control API lists every
+order, trade and balance) must equal the ledger: one order per intent, the same trades with the fees
+the simulator charged, the same cash and holdings. A missing credential variable is one line, exit 2.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from exchange_sim_helpers import http_json, wait_for
+from executor_process import STRATEGIES, Executor
+from tradeexecutor.ledger import load_state
+from tradeexecutor.store.journal import Journal
+
+pytest.importorskip("ccxt")
+pytestmark = pytest.mark.slow
+
+KEY = "LiveSimKey0123456789"
+SECRET = "live-sim-secret-0123456789"
+#: The executor's environment without any TRADEEXECUTOR_ setting: the credentials are added by name per test.
+CLEAN = {key: value for key, value in os.environ.items() if not key.startswith("TRADEEXECUTOR_")}
+FLIP = STRATEGIES / "paper_flip.py"
+
+
+@pytest.fixture(params=["quote", "received"])
+def simulator(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh ``tradeexecutor exchange-sim`` (its orders are this test's alone), fees in the quote currency or in
+    the asset received."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tradeexecutor.cli.main", "exchange-sim", "--port", "0", "--speed", "3600",
+         "--fee-asset", request.param, "--api-key-env", "SIM_KEY", "--api-secret-env", "SIM_SECRET"],
+        env={**CLEAN, "SIM_KEY": KEY, "SIM_SECRET": SECRET, "PYTHONUNBUFFERED": "1"},
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert process.stdout is not None
+    stdout = process.stdout
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(stdout.readline, "")), daemon=True)
+    reader.start()
+    try:
+        first = wait_for(lambda: [line for line in lines if "listening on" in line], timeout=120)[0]
+        yield first.rsplit(" ", 1)[1].strip()
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
+
+
+@pytest.mark.timeout(290)
+def test_live_orders_go_to_the_exchange_and_the_ledger_equals_its_record(tmp_path: Path, simulator: str) -> None:
+    executor = Executor(tmp_path, "--mode", "live", "--exchange", "binance", "--exchange-url", simulator,
+                        "--exchange-key-variable", "MY_KEY", "--exchange-secret-variable", "MY_SECRET",
+                        strategy="paper_flip.py", window=False, env={**CLEAN, "MY_KEY": KEY, "MY_SECRET": SECRET})
+    try:
+        status = executor.wait_status(lambda s: s.get("portfolio", {}).get("orders_filled", 0) >= 4, timeout=200)
+        assert status["mode"] == "live" and status["prices"] == f"binance live prices via {simulator}"
+        assert status["reconciliation"]["outcome"] == "clean" and not status["safe_mode"]
+        executor.process.send_signal(signal.SIGTERM)
+        assert executor.wait() == 0
+    finally:
+        executor.kill()
+    output = executor.output()
+    assert "live mode on binance live prices via" in output
+    assert KEY not in output and SECRET not in output
+    for path in executor.state_dir.rglob("*"):  # ledger, journal, reconciliation.json, published files
+        if path.is_file():
+            data = path.read_bytes()
+            assert KEY.encode() not in data and SECRET.encode() not in data, path
+    state = load_state(executor.state_dir)
+    assert state is not None
+    orders = [order for position in state.portfolio.all_positions() for order in position.orders]
+    sent = [order for order in orders if order.status.value != "created"]
+    assert len(sent) >= 4 and {order.side.value for order in sent} == {"buy", "sell"}
+    code, sim_orders = http_json("GET", f"{simulator}/_sim/orders")
+    assert code == 200
+    # One order on the exchange per order of the ledger (one per intent), under its client order id.
+    assert sorted(o["clientOrderId"] for o in sim_orders) == sorted(o.client_order_id for o in sent)
+    by_cid = {o["clientOrderId"]: o for o in sim_orders}
+    for order in sent:
+        theirs = by_cid[order.client_order_id]
+        assert theirs["type"] == "MARKET" and theirs["side"] == order.side.value.upper()
+        assert order.venue_order_id == str(theirs["orderId"])
+        if theirs["status"] == "FILLED":
+            assert order.status.value == "filled"
+            assert sum(f.quantity for f in order.fills) == pytest.approx(float(theirs["executedQty"]), rel=1e-12)
+    # The ledger's fills are the exchange's trades: same ids, quantities, prices and the fees it charged.
+    code, trades = http_json("GET", f"{simulator}/_sim/trades")
+    assert code == 200
+    fills = {f.venue_trade_id: f for order in orders for f in order.fills}
+    assert sorted(str(cid) for cid in fills) == sorted(str(t["id"]) for t in trades)
+    for trade in trades:
+        fill = fills[str(trade["id"])]
+        assert fill.quantity == pytest.approx(float(trade["qty"]), rel=1e-12)
+        assert fill.price == pytest.approx(float(trade["price"]), rel=1e-12)
+        assert fill.fee == pytest.approx(float(trade["commission"]), rel=1e-12) and fill.fee > 0
+        assert fill.fee_currency == trade["commissionAsset"]
+    # Every close sold what it could: no order refused (no "nothing to sell ... less than one lot"), and each
+    # close left the position closed, with at most one lot written off as dust.
+    assert not [order.status_reason for order in sent if order.status.value == "rejected"]
+    closed = state.portfolio.closed_positions
+    assert len(closed) >= 2 and all(p.quantity == 0.0 and p.closed_at is not None for p in closed), [
+        (p.quantity, p.dust_quantity, [(o.purpose.value, o.status.value) for o in p.orders]) for p in closed]
+    if any(trade["commissionAsset"] == "EUR" for trade in trades):  # fees in the asset received
+        assert any(p.dust_quantity > 0 for p in closed)
+    else:
+        assert all(p.dust_quantity == 0.0 for p in closed)
+    # Each write-off is journaled with the position and the quantity.
+    journaled = {e["fields"]["position_id"]: e["fields"]["quantity"]
+                 for e in Journal(executor.state_dir / "journal.jsonl").read(limit=10_000)
+                 if e["event"] == "dust_written_off"}
+    assert journaled == {p.id: p.dust_quantity for p in closed if p.dust_quantity}
+    # Cash and holdings: the ledger's equal the account's (it started with the executor's 10,000 USD); the
+    # account's EUR is what the open positions hold plus the dust the closes left.
+    code, balances = http_json("GET", f"{simulator}/_sim/balances")
+    assert code == 200
+    held = sum(p.quantity for p in state.portfolio.open_positions) + sum(p.dust_quantity for p in closed)
+    assert float(balances["USD"]["free"]) + float(balances["USD"]["locked"]) == pytest.approx(state.portfolio.cash,
+                                                                                              abs=1e-6)
+    assert float(balances.get("EUR", {"free": 0})["free"]) == pytest.approx(held, abs=1e-9)
+
+
+def test_live_without_the_credential_variable_is_one_line_exit_2(tmp_path: Path, simulator: str) -> None:
+    result = subprocess.run([sys.executable, "-m", "tradeexecutor.cli.main", "start", str(FLIP), "--mode", "live",
+                             "--exchange", "binance", "--exchange-url", simulator, "--exchange-key-variable", "MY_KEY",
+                             "--exchange-secret-variable", "MY_SECRET", "--state-dir", str(tmp_path / "state"),
+                             "--port", "0"],
+                            capture_output=True, text=True, timeout=180, env={**CLEAN, "MY_SECRET": SECRET},
+                            cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    lines = [line for line in result.stderr.splitlines()
+             if line.strip() and "Warning" not in line and "import pkg_resources" not in line]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in result.stderr, result.stderr
+    assert "MY_KEY is not set" in lines[0] and SECRET not in result.stderr
+    assert not (tmp_path / "state").exists()
+    assert http_json("GET", f"{simulator}/_sim/orders") == (200, [])
