@@ -8,6 +8,9 @@ currencies and margin pairs: exactly what the ccxt venue will configure for ``--
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -138,3 +141,29 @@ def wait_for(condition: Any, *, timeout: float = 30.0, interval: float = 0.05) -
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout} s")
         time.sleep(interval)
+
+
+@contextmanager
+def simulator_process(*options: str, env: dict[str, str]) -> Iterator[str]:
+    """``tradeexecutor exchange-sim --port 0 OPTIONS`` as a subprocess with ``env``; yields the URL it listens on.
+
+    The process is stopped with SIGTERM (killed if it does not end within 30 s) when the block ends.
+    """
+    process = subprocess.Popen([sys.executable, "-m", "tradeexecutor.cli.main", "exchange-sim", "--port", "0",
+                                *options], env={**env, "PYTHONUNBUFFERED": "1"},
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert process.stdout is not None
+    stdout = process.stdout
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(stdout.readline, "")), daemon=True)
+    reader.start()
+    try:
+        first = wait_for(lambda: [line for line in lines if "listening on" in line], timeout=120)[0]
+        yield first.rsplit(" ", 1)[1].strip()
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)

@@ -17,13 +17,12 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from exchange_sim_helpers import http_json, wait_for
+from exchange_sim_helpers import http_json, simulator_process
 from executor_process import STRATEGIES, Executor
 from tradeexecutor.ledger import load_state
 from tradeexecutor.store.journal import Journal
@@ -42,26 +41,10 @@ FLIP = STRATEGIES / "paper_flip.py"
 def simulator(request: pytest.FixtureRequest) -> Iterator[str]:
     """A fresh ``tradeexecutor exchange-sim`` (its orders are this test's alone), fees in the quote currency or in
     the asset received."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tradeexecutor.cli.main", "exchange-sim", "--port", "0", "--speed", "3600",
-         "--fee-asset", request.param, "--api-key-env", "SIM_KEY", "--api-secret-env", "SIM_SECRET"],
-        env={**CLEAN, "SIM_KEY": KEY, "SIM_SECRET": SECRET, "PYTHONUNBUFFERED": "1"},
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    assert process.stdout is not None
-    stdout = process.stdout
-    lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.extend(iter(stdout.readline, "")), daemon=True)
-    reader.start()
-    try:
-        first = wait_for(lambda: [line for line in lines if "listening on" in line], timeout=120)[0]
-        yield first.rsplit(" ", 1)[1].strip()
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
+    with simulator_process("--speed", "3600", "--fee-asset", request.param,
+                           "--api-key-env", "SIM_KEY", "--api-secret-env", "SIM_SECRET",
+                           env={**CLEAN, "SIM_KEY": KEY, "SIM_SECRET": SECRET}) as url:
+        yield url
 
 
 @pytest.mark.timeout(290)

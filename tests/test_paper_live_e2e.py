@@ -18,7 +18,6 @@ import re
 import signal
 import subprocess
 import sys
-import threading
 import urllib.request
 from collections.abc import Iterator
 from itertools import pairwise
@@ -26,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from exchange_sim_helpers import http_json, wait_for
+from exchange_sim_helpers import http_json, simulator_process
 from executor_process import STRATEGIES, Executor
 from tradeexecutor.ledger import load_state
 from tradeexecutor.state import State
@@ -46,26 +45,9 @@ FLIP = STRATEGIES / "paper_flip.py"
 @pytest.fixture(scope="module")
 def simulator() -> Iterator[str]:
     """``tradeexecutor exchange-sim`` on a free loopback port, 1-second candles; yields its URL."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tradeexecutor.cli.main", "exchange-sim", "--port", "0", "--speed", "3600",
-         "--api-key-env", "SIM_KEY", "--api-secret-env", "SIM_SECRET"],
-        env={**CLEAN, "SIM_KEY": KEY, "SIM_SECRET": SECRET, "PYTHONUNBUFFERED": "1"},
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    assert process.stdout is not None
-    stdout = process.stdout
-    lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.extend(iter(stdout.readline, "")), daemon=True)
-    reader.start()
-    try:
-        first = wait_for(lambda: [line for line in lines if "listening on" in line], timeout=120)[0]
-        yield first.rsplit(" ", 1)[1].strip()
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
+    with simulator_process("--speed", "3600", "--api-key-env", "SIM_KEY", "--api-secret-env", "SIM_SECRET",
+                           env={**CLEAN, "SIM_KEY": KEY, "SIM_SECRET": SECRET}) as url:
+        yield url
 
 
 def paper(tmp_path: Path, url: str, *args: str, **settings: object) -> Executor:

@@ -22,7 +22,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -33,7 +32,7 @@ from typing import Any
 
 import pytest
 
-from exchange_sim_helpers import http_json, wait_for
+from exchange_sim_helpers import http_json, simulator_process
 from executor_process import Executor
 from notify_endpoint import LoopbackEndpoint
 from tradeexecutor.layout import RunFiles
@@ -55,27 +54,9 @@ REFUSED = 3  # entries refused while paused, counted before the resume
 @pytest.fixture
 def simulator() -> Iterator[str]:
     """``tradeexecutor exchange-sim`` with a flat EUR/USD at 100.0 on 1-second candles; yields its URL."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tradeexecutor.cli.main", "exchange-sim", "--port", "0", "--random-walk", "7",
-         "--volatility", "0", "--start-price", str(START_PRICE), "--symbols", "EUR/USD",
-         "--api-key-env", "SIM_KEY", "--api-secret-env", "SIM_SECRET"],
-        env={**CLEAN, "SIM_KEY": "RiskSimKey0123456789", "SIM_SECRET": "risk-sim-secret-0123", "PYTHONUNBUFFERED": "1"},
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    assert process.stdout is not None
-    stdout = process.stdout
-    lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.extend(iter(stdout.readline, "")), daemon=True)
-    reader.start()
-    try:
-        first = wait_for(lambda: [line for line in lines if "listening on" in line], timeout=120)[0]
-        yield first.rsplit(" ", 1)[1].strip()
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
+    with simulator_process("--random-walk", "7", "--volatility", "0", "--start-price", str(START_PRICE), "--symbols", "EUR/USD", "--api-key-env", "SIM_KEY", "--api-secret-env", "SIM_SECRET",
+                           env={**CLEAN, "SIM_KEY": "RiskSimKey0123456789", "SIM_SECRET": "risk-sim-secret-0123"}) as url:
+        yield url
 
 
 def request(executor: Executor, path: str, *, method: str = "GET", headers: dict[str, str] | None = None
