@@ -29,6 +29,7 @@ from exchange_sim_helpers import API_KEY, API_SECRET, Running, ccxt_client, serv
 from executor_process import free_port
 from test_engine_router import T0, decide_open, new_state
 from test_venue_ccxt import ENVIRON, aaa_simulator, pin
+from test_venue_ccxt import aaa_venue as venue
 from tradeexecutor.config import CcxtVenueConfig
 from tradeexecutor.engine.reconcile import Reconciliation, reconcile, write_reconciliation
 from tradeexecutor.engine.router import OrderRouter
@@ -57,11 +58,6 @@ def fresh(running: Running) -> Iterator[None]:
     pin(running, 100.0)
     yield
 
-
-def venue(running: Running, timeout_seconds: float = 10.0) -> CcxtVenue:
-    """A new process's venue: it knows nothing of what an earlier one sent."""
-    config = CcxtVenueConfig(exchange="binance", url=running.url, quote="USD", symbols=("AAA",), timeout_seconds=timeout_seconds)
-    return CcxtVenue(config, environ=ENVIRON)
 
 
 class Life:

@@ -58,6 +58,12 @@ def make_venue(running: Running, cash: float, **settings: Any) -> CcxtVenue:
     machine may be busy; tests of timeouts give a short one and make the simulator hang much longer)."""
     running.control("POST", "reset")
     running.control("POST", "balances", {"USD": str(cash), "AAA": "0"})
+    return aaa_venue(running, **settings)
+
+
+def aaa_venue(running: Running, **settings: Any) -> CcxtVenue:
+    """A venue on the simulator's AAA/USD market as a new process makes it: it knows nothing of what an earlier
+    one sent (the default 10 s reply timeout; ``timeout_seconds`` for tests of timeouts)."""
     config = CcxtVenueConfig(exchange="binance", url=running.url, quote="USD", symbols=("AAA",), **settings)
     return CcxtVenue(config, environ=ENVIRON)
 

@@ -15,11 +15,10 @@ import pytest
 
 from exchange_sim_helpers import Running, serve
 from test_engine_router import Process, decide_open, new_state, one_job, send_all_created
-from test_venue_ccxt import ENVIRON, aaa_simulator, pin
-from tradeexecutor.config import CcxtVenueConfig
+from test_venue_ccxt import aaa_simulator, pin
+from test_venue_ccxt import aaa_venue as venue
 from tradeexecutor.state import OrderStatus, State
 from tradeexecutor.store import StateStore
-from tradeexecutor.venue.ccxt_venue import CcxtVenue
 
 pytest.importorskip("ccxt")
 
@@ -36,11 +35,6 @@ def fresh(running: Running) -> Iterator[None]:
     pin(running, 100.0)
     yield
 
-
-def venue(running: Running, timeout_seconds: float = 10.0) -> CcxtVenue:
-    """A new process's venue: it knows nothing of what an earlier one sent."""
-    config = CcxtVenueConfig(exchange="binance", url=running.url, quote="USD", symbols=("AAA",), timeout_seconds=timeout_seconds)
-    return CcxtVenue(config, environ=ENVIRON)
 
 
 def check_against_the_exchange(state: State, running: Running, client_order_id: str) -> None:
