@@ -529,10 +529,20 @@ def test_alerts_and_dashboard_tell_the_truth_on_a_live_prometheus(tmp_path: Path
     # A crash loop under the exit policy: the first two crashes end their processes at once; the
     # third completes the loop, and that process stays up in safe mode (its strategy no longer
     # called, its position still managed): running, but /healthz fails until an operator acts.
+    # The test is the restart policy, and like Docker's or Kubernetes' it restarts after a back-off:
+    # here, once Prometheus has seen the dead process down (without one, a restart on a quiet
+    # machine can beat the scrapes and the outage is never seen — a race, not a finding).
+    def down_seen() -> str | None:
+        firing = [a for a in prometheus.alerts() if a["state"] == "firing" and a["labels"]["alertname"] == down
+                  and a["labels"].get("instance") == scene.executor]
+        return None if firing else f"{down} is not firing for {scene.executor}"
+
     loop_began = time.time()
     trigger.touch()
     assert first.wait(DEADLINE) == 1
+    eventually("the first crashed process is seen down", down_seen)
     assert start("--replay-seconds", "0.5").wait(DEADLINE) == 1
+    eventually("the second crashed process is seen down", down_seen)
     safe = start("--replay-seconds", "0.5")
     safe.wait_status(lambda s: s["status"] == "running" and s["safe_mode"] and s["crash_count"] == 3,
                      timeout=DEADLINE)
