@@ -42,6 +42,7 @@ Example::
 from __future__ import annotations
 
 import difflib
+import functools
 import hashlib
 import json
 import os
@@ -494,10 +495,17 @@ _SPECIAL: dict[str, tuple[Callable[[Any, _Validator], Any], Callable[[str, _Vali
 
 def _settings(section: str) -> dict[str, SettingPath]:
     """The settings of the executor's config tree that are keys of ``section``, key → setting, in tree order."""
+    return dict(_section_settings(section))
+
+
+@functools.cache
+def _section_settings(section: str) -> tuple[tuple[str, SettingPath], ...]:
+    """:func:`_settings`, walked once per process: the tree is declared in code and never changes while it runs,
+    and a sweep fingerprints every point's config (walking it each time was a tenth of a point's cost)."""
     from tradeexecutor.settings import DaemonConfig
 
-    return {item.about.spec.split(".", 1)[1]: item for item in walk_settings(DaemonConfig)
-            if item.about.spec.startswith(section + ".")}
+    return tuple((item.about.spec.split(".", 1)[1], item) for item in walk_settings(DaemonConfig)
+                 if item.about.spec.startswith(section + "."))
 
 
 def _is_setting(name: str) -> bool:
