@@ -456,6 +456,9 @@ def test_a_live_run_spec_keeps_its_credentials_out_of_the_run(tmp_path: Path) ->
                     pass
         code, orders = http_json("GET", f"{simulator}/_sim/orders")
         assert code == 200 and len(orders) >= 2  # real orders reached the exchange, signed with the key
+    exchanges.extend(_runner_api_answers(tmp_path, runs_dir, clean, ("/api/runs", "/api/runs/live",
+                                                                     "/api/runs/live/logs?limit=1000",
+                                                                     "/api/runs/live/orders")))
     folder = runs_dir / record.id
     for artifact in ("metrics.json", "report.md", "orders.csv", "executor.log", "run_spec.yaml"):
         assert (folder / artifact).stat().st_size > 0, artifact
@@ -466,3 +469,28 @@ def test_a_live_run_spec_keeps_its_credentials_out_of_the_run(tmp_path: Path) ->
     leaks += [f"{name} in {e.method} {e.path}" for e in exchanges for name in _secret_hits(e.body)]
     assert len(exchanges) > 7
     assert not leaks, "secrets leaked:\n" + "\n".join(leaks)
+
+
+def _runner_api_answers(tmp_path: Path, runs_dir: Path, env: dict[str, str], paths: tuple[str, ...]) -> list[Exchange]:
+    """GET each path of the runner API of a wallboard over ``runs_dir`` (its own credentials), all answered 200."""
+    port = free_port()
+    auth = _basic("runner", PASSWORD)
+    process = subprocess.Popen([sys.executable, "-m", "tradeexecutor.cli.main", "wallboard", "--port", str(port)],
+                               cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               env={**env, "TRADEEXECUTOR_RUNS_DIR": str(runs_dir),
+                                    "TRADEEXECUTOR_RUNNER_USERNAME": "runner", "TRADEEXECUTOR_RUNNER_PASSWORD": PASSWORD})
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert process.poll() is None and time.monotonic() < deadline, "the wallboard did not answer"
+            try:
+                if _request(port, "GET", "/ping", "probe", None).status == 200:
+                    break
+            except OSError:
+                time.sleep(0.1)
+        answers = [_request(port, "GET", path, "runner", auth) for path in paths]
+    finally:
+        process.terminate()
+        process.wait(30)
+    assert [a.status for a in answers] == [200] * len(paths), [(a.path, a.status, a.body[:200]) for a in answers]
+    return answers
