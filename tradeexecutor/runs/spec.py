@@ -511,16 +511,16 @@ _SPECIAL: dict[str, tuple[Callable[[Any, _Validator], Any], Callable[[str, _Vali
 
 def _settings(section: str) -> dict[str, SettingPath]:
     """The settings of the executor's config tree that are keys of ``section``, key → setting, in tree order."""
-    return dict(_section_settings(section))
+    from tradeexecutor.settings import DaemonConfig
+
+    return dict(_section_settings(section, DaemonConfig))
 
 
 @functools.cache
-def _section_settings(section: str) -> tuple[tuple[str, SettingPath], ...]:
-    """:func:`_settings`, walked once per process: the tree is declared in code and never changes while it runs,
-    and a sweep fingerprints every point's config (walking it each time was a tenth of a point's cost)."""
-    from tradeexecutor.settings import DaemonConfig
-
-    return tuple((item.about.spec.split(".", 1)[1], item) for item in walk_settings(DaemonConfig)
+def _section_settings(section: str, tree: type) -> tuple[tuple[str, SettingPath], ...]:
+    """:func:`_settings`, walked once per process and tree: the tree is declared in code and does not change while
+    it runs, and a sweep fingerprints every point's config (walking it each time was a tenth of a point's cost)."""
+    return tuple((item.about.spec.split(".", 1)[1], item) for item in walk_settings(tree)
                  if item.about.spec.startswith(section + "."))
 
 
