@@ -322,7 +322,8 @@ class Engine:
         router = self.router
         if router is None or self.live_venue is None:
             return []
-        unknown = [(p, o) for p, o in router.pending() if o.status is _UNKNOWN]
+        # An order the exchange accepted once (it has an exchange id) and later did not know is left for a person.
+        unknown = [(p, o) for p, o in router.pending() if o.status is _UNKNOWN and not o.venue_order_id]
         if not unknown:
             return []
         before = {o.client_order_id: (len(o.fills), p.quantity) for p, o in unknown}

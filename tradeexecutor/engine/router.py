@@ -198,6 +198,8 @@ class OrderRouter:
         """
         report = self.venue.fetch_order(order.client_order_id)
         if report is None:
+            if order.status is OrderStatus.unknown and order.venue_order_id:
+                return "missing"  # the venue accepted it once and lost it since: for a person, never resent
             if order.status in (OrderStatus.submitting, OrderStatus.unknown):
                 if not send:
                     return "unsent"
