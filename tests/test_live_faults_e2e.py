@@ -13,7 +13,8 @@ the simulator's control API injects, one after the other:
 4. a partial fill of the next entry (Binance expires the rest of a market order): the position holds what filled;
 5. a refusal of an operator's close: booked rejected, the position stays open and protected;
 6. a stop-loss whose request never reaches the exchange (503 before the order is placed): found missing when asked
-   about, and sent with the same client order id.
+   about, and sent with the same client order id;
+7. a refusal of an entry: booked rejected, no position holds anything, the next entry fills.
 
 Throughout: no crash, exactly one order on the exchange per order of the ledger, and at the end the ledger equals
 the simulator's orders, trades and balances.
@@ -104,10 +105,15 @@ def held(executor: Executor) -> Any:
     return None
 
 
-def control_close(executor: Executor, position_id: int) -> subprocess.CompletedProcess[str]:
+def control(executor: Executor, *args: str) -> subprocess.CompletedProcess[str]:
+    """``tradeexecutor control URL ARGS`` with the operator's credentials."""
     return subprocess.run([sys.executable, "-m", "tradeexecutor.cli.main", "control",
-                           f"http://127.0.0.1:{executor.port}", "close", str(position_id), "--json"],
+                           f"http://127.0.0.1:{executor.port}", *args],
                           capture_output=True, text=True, env={**CLEAN, **OPERATOR}, timeout=120, check=False)
+
+
+def control_close(executor: Executor, position_id: int) -> subprocess.CompletedProcess[str]:
+    return control(executor, "close", str(position_id), "--json")
 
 
 def one_order_per_intent(url: str, executor: Executor) -> list[dict[str, Any]]:
@@ -214,6 +220,8 @@ def test_timeouts_partial_fills_and_refusals_in_live_mode_are_resolved_never_res
 
             # 6. The position stays protected: a stop-loss whose request never reached the exchange (a 503 before
             # the order was placed) is unknown, found missing when asked about, and sent with the same client id.
+            # Entries are paused first, so that the next entry waits for step 7.
+            assert control(executor, "pause").returncode == 0
             sim(url, "POST", "faults", {"kind": "error", "status": 503, "path": "/api/v3/order", "method": "POST",
                                         "count": 1})
             price = entry.fills[0].price
@@ -224,6 +232,21 @@ def test_timeouts_partial_fills_and_refusals_in_live_mode_are_resolved_never_res
             assert stop.status.value == "filled" and last.quantity == 0.0
             assert any(e["fields"]["detail"] == f"{stop.client_order_id}: never reached the venue; sent"
                        for e in events(executor, "order_resolved"))
+            one_order_per_intent(url, executor)
+
+            # 7. An entry the exchange refuses: booked rejected, no position holds anything; the next entry fills.
+            sim(url, "POST", "faults", {"kind": "reject", "count": 1})
+            assert control(executor, "resume").returncode == 0
+            fourth = until(executor, lambda: held(executor), "the entry after the refused one")
+            state = load_state(executor.state_dir)
+            assert state is not None
+            [refused_entry] = [o for p in state.portfolio.all_positions() for o in p.orders
+                               if o.purpose.value == "open" and o.status.value == "rejected"]
+            [failed] = [p for p in state.portfolio.all_positions() if p.id == refused_entry.position_id]
+            assert failed.quantity == 0.0 and not refused_entry.fills and fourth.id > failed.id
+            assert [p.id for p in state.portfolio.open_positions] == [fourth.id]
+            assert any(e["fields"]["client_order_id"] == refused_entry.client_order_id
+                       for e in events(executor, "order_rejected"))
             one_order_per_intent(url, executor)
             executor.process.send_signal(signal.SIGTERM)
             assert executor.wait() == 0
