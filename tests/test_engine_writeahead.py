@@ -210,8 +210,11 @@ def test_live_an_unknown_entry_blocks_a_second_order_and_is_sent_again_at_the_ne
     strategy = load_strategy(path)
     market = MarketData.from_long_frame(ohlc("AAA", PRICES), asset_types={"AAA": "equity"})
     journal: list[tuple[str, dict[str, Any]]] = []
-    engine = Engine(strategy, market, new_state(strategy, CONFIG, T0), config=CONFIG,
-                    events=lambda event, **fields: journal.append((event, fields)))
+
+    def sink(event: str, /, **fields: Any) -> None:
+        journal.append((event, fields))
+
+    engine = Engine(strategy, market, new_state(strategy, CONFIG, T0), config=CONFIG, events=sink)
     venue = InMemoryVenue([AAA], {"USD": 10_000.0}, fee=0.001)
     engine.live_venue = venue  # live mode: the exchange prices and fills
     engine.start_write_ahead(lambda: None, lambda: T0)
