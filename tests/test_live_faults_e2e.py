@@ -146,7 +146,7 @@ def test_timeouts_partial_fills_and_refusals_in_live_mode_are_resolved_never_res
         lookup = sim(url, "POST", "faults", {"kind": "error", "status": 503, "path": "/api/v3/order", "method": "GET"})
         executor = Executor(tmp_path, "--mode", "live", "--exchange", "binance", "--exchange-url", url,
                             "--exchange-key-variable", "MY_KEY", "--exchange-secret-variable", "MY_SECRET",
-                            "--outage-grace-seconds", "1", strategy="live_guarded.py", window=False,
+                            "--outage-grace-seconds", "1", "--retry-max-seconds", "1", strategy="live_guarded.py", window=False,
                             env={**CLEAN, **OPERATOR, "MY_KEY": KEY, "MY_SECRET": SECRET})
         try:
             [unknown] = until(executor, lambda: events(executor, "order_unknown"), "the entry's unknown outcome")
