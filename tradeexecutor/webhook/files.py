@@ -12,7 +12,7 @@ with its ETag (sha256 of the bytes). Either way a route's parsed form is derived
 
 ``/state`` sends ``state.json.gz`` with ``Content-Encoding: gzip`` to clients whose
 ``Accept-Encoding`` allows gzip and ``state.json`` to the rest; ``Vary: Accept-Encoding``; a
-strong ETag per representation (the plain one equals ``PublishedSnapshot.etag``) and 304 on a
+strong ETag per representation (the plain one is the ``etag`` in metadata.json) and 304 on a
 matching ``If-None-Match``. Every route is a JSON 404 until the first publish.
 """
 
