@@ -291,8 +291,9 @@ def test_a_replay_executor_serves_the_same_files_as_a_fresh_publication_after_ma
     than a valuation block and merged chunks; metadata.json names state.json's ETag. A change of
     the state always changes the ETag, and no change keeps it. Over HTTP (a real server on the
     daemon's RunState): Content-Length, a 304 for the current ETag, a 200 for the previous one
-    after a change, gzip. At the stop the files on disk equal the last publication, and a restarted
-    executor serves the same bytes under the same ETags, so clients' copies stay valid.
+    after a change, gzip. At the stop the files on disk equal the last publication; a restarted
+    executor serves the same bytes under the same ETags, so clients' copies stay valid, and
+    rewrites public/ (left stale and cut short, as a kill -9 between writes leaves it) from the ledger.
     """
     history, cycles = COLUMN_BLOCK + 904, 150
     frame = generate_candles(history + cycles + 5, frequency="1m", seed=3, symbol="SYN")
@@ -358,6 +359,9 @@ def test_a_replay_executor_serves_the_same_files_as_a_fresh_publication_after_ma
     finally:
         server.stop()
         daemon.close()
+    # As a kill -9 between two writes leaves them: public/ older than the ledger (here: older still, cut short).
+    files.state_snapshot.write_bytes(files.state_snapshot.read_bytes()[:1000])
+    files.orders_csv.write_bytes(files.orders_csv.read_bytes()[:-7])
     again, _ = _replay_daemon(state_dir, data, FakeClock(datetime(2024, 1, 2, tzinfo=UTC)))
     try:
         again.loop.begin()
@@ -365,6 +369,10 @@ def test_a_replay_executor_serves_the_same_files_as_a_fresh_publication_after_ma
             restarted, before = again.runstate.public.get(name), last[name]
             assert restarted is not None and before is not None
             assert (restarted.etag, restarted.data()) == (before.etag, before.data()), name
+        again.publisher.wait_written()  # the start-up publication rewrites public/ from the ledger
+        committed = again.loop.state
+        assert files.state_snapshot.read_bytes() == dumps_state(committed) == last["state.json"].data()
+        assert files.orders_csv.read_bytes() == pandas_csv(committed)
     finally:
         again.close()
 
