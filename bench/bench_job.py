@@ -16,8 +16,10 @@ process's CPU time (``time.process_time``: every thread of the executor, not the
 renderer's process) per cycle over ``--cycles`` cycles, after 20 unmeasured ones; the mean
 (publication and chart deltas amortised) and the median; the public files' CPU in all and per
 publication (publications are throttled by their wall time, ``publication_due``, so their share
-per cycle hides what one costs). Goal: flat, the mean at each N at most 1.5x the mean at the
-smallest N.
+per cycle hides what one costs), and the CPU of each write of the files to ``public/`` by the
+publisher's writer thread (at most every ``DISK_SECONDS`` of the fake clock; that thread's CPU
+is also in the cycles it ran beside). Goal: flat, the mean at each N at most 1.5x the mean at
+the smallest N.
 """
 
 from __future__ import annotations
