@@ -197,6 +197,7 @@ class ExecutorLoop:
             logger.warning("starting with new entries paused: %s", self.state.risk.reason)
         self.runstate.update(status=RunStatus.running, executor_running=True)
         self.publisher.progress(self.state)
+        self.publisher.begin(self.state)
         self._guarded("start", self._started)
         if self.feed.finished:
             self._guarded("complete", self._complete)
