@@ -88,8 +88,12 @@ class BacktestEngine(Engine):
         except Exception as exc:
             note_strategy_failure(exc, self.strategy.path, _to_datetime(cycle_time_ns))
             raise
-        if not intents:
-            return
+        if intents:
+            self.take(intents, step, cycle_time_ns)
+
+    def take(self, intents: Any, step: int, cycle_time_ns: int) -> None:
+        """Engine.take: what a cycle's decide() returned (not empty) planned on the lean path when it can, else
+        through Engine.plan."""
         if type(intents) is not list:  # a tuple, a generator, anything else: Engine._checked takes it as it is
             intents = self._checked(intents)
             if not intents:
@@ -194,7 +198,11 @@ class BacktestEngine(Engine):
                 if not is_buy:
                     waiting_sell_at = decided if waiting_sell_at is None else min(waiting_sell_at, decided)
                 continue
-            self._fill(position, order, self._open_mv[slot][index], _to_datetime(self._open_ns_mv[slot][index]))
+            open_ns = self._open_ns_mv[slot][index]
+            # A next-open fill usually happens at its decision's time (a cycle at a bar's close is the next bar's
+            # open): the order's own datetime then, one conversion less per fill (datetimes are immutable).
+            at = order.created_at if open_ns == decided else _to_datetime(open_ns)
+            self._fill(position, order, self._open_mv[slot][index], at)
         self.pending = still
 
     # -- fills --------------------------------------------------------------------------------

@@ -605,7 +605,11 @@ class Engine:
             note_strategy_failure(exc, self.strategy.path, _to_datetime(cycle_time_ns))
             raise
         if intents:
-            self.plan(self._checked(intents), step, cycle_time_ns)
+            self.take(intents, step, cycle_time_ns)
+
+    def take(self, intents: Iterable[Intent], step: int, cycle_time_ns: int) -> None:
+        """Plan what the strategy's decide() returned at a cycle (not empty; checked here)."""
+        self.plan(self._checked(intents), step, cycle_time_ns)
 
     def ask_strategy(self, step: int, cycle_time_ns: int) -> list[Intent]:
         """The strategy's intents at this cycle, checked; only the strategy's code runs and nothing changes.
