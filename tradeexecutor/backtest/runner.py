@@ -185,7 +185,10 @@ def _visit_signal_steps(engine: Engine, holdings: Holdings, due: np.ndarray, sig
     """
     fill_pending = engine.fill_pending
     check_triggers = engine.check_triggers
-    decide = engine.decide
+    take = engine.take
+    ask = engine._decide
+    context = engine.context
+    closed = context._default_closed  # CycleContext._move_to inlined, as in _visit_every_step
     portfolio = engine.state.portfolio
     open_positions = portfolio.open_positions
     cycle_at = memoryview(due)  # type: ignore[arg-type]
@@ -202,7 +205,18 @@ def _visit_signal_steps(engine: Engine, holdings: Holdings, due: np.ndarray, sig
         if open_positions and engine.triggers_armed:
             check_triggers(step)
         if k < len(targets) and targets[k] == step:
-            decide(step, cycle_at[step])
+            cycle_ns = cycle_at[step]
+            context._step = step
+            context._timestamp_ns = cycle_ns
+            if closed is not None:
+                context._default_last = closed[step]
+            try:
+                intents = ask(context)
+            except Exception as exc:
+                note_strategy_failure(exc, engine.strategy.path, _to_datetime(cycle_ns))
+                raise
+            if intents:
+                take(intents, step, cycle_ns)
             k += 1
         if engine.fills != fills:
             fills = engine.fills
