@@ -44,6 +44,9 @@ from tradeexecutor.strategy.intents import Intent
 __all__ = ["BacktestEngine"]
 
 _CREATED = OrderStatus.created
+#: See engine.engine._new: a record made without the class call's keyword dict.
+_new = object.__new__
+_init_position = Position.__init__
 _TERMINAL = frozenset(OrderStatus(s) for s in ("filled", "cancelled", "rejected", "expired"))
 
 
@@ -154,7 +157,8 @@ class BacktestEngine(Engine):
         for seq, (intent, instrument_id, position, price) in enumerate(plans):
             if position is None:
                 value = intent.value if intent.value is not None else equity * (intent.equity_fraction or 0.0)
-                position = Position(id=portfolio.next_position_id, instrument_id=instrument_id, opened_at=at)
+                position = _new(Position)  # Position(...) without the class call's keyword dict
+                _init_position(position, id=portfolio.next_position_id, instrument_id=instrument_id, opened_at=at)
                 portfolio.next_position_id += 1
                 open_positions.append(position)
                 order = self._new_order(position, _OPEN, at, ms, seq, value=value, reference_price=price,
