@@ -157,6 +157,13 @@ def _ns(value: datetime) -> int:
     return (value - _EPOCH) // _MICROSECOND * 1000
 
 
+#: The hot paths make their records as ``_new(Cls)`` then ``Cls.__init__(obj, **fields)``: the same object and
+#: the same keyword checks as ``Cls(**fields)``, but a class called with keywords first gathers them into a dict,
+#: which costs as much again as the dataclass's ``__init__`` itself.
+_new = object.__new__
+_init_order = Order.__init__
+
+
 class Engine:
     """Runs a strategy against market data, changing only the state it was given."""
 
@@ -656,7 +663,11 @@ class Engine:
             note_strategy_failure(exc, self.strategy.path, _to_datetime(cycle_time_ns))
             raise
         if intents:
-            self.plan(self._checked(intents), step, cycle_time_ns)
+            self.take(intents, step, cycle_time_ns)
+
+    def take(self, intents: Iterable[Intent], step: int, cycle_time_ns: int) -> None:
+        """Plan what the strategy's decide() returned at a cycle (not empty; checked here)."""
+        self.plan(self._checked(intents), step, cycle_time_ns)
 
     def ask_strategy(self, step: int, cycle_time_ns: int) -> list[Intent]:
         """The strategy's intents at this cycle, checked; only the strategy's code runs and nothing changes.
@@ -842,8 +853,9 @@ class Engine:
             found = index.get(cid)
             if found is not None:
                 return found[1]  # the same decision, taken again after a restart: its order, not a second one
-        order = Order(
-            id=portfolio.next_order_id, client_order_id=cid, position_id=position.id,
+        order = _new(Order)  # Order(...) without the class call's keyword dict: ~1.3 µs less, one per order
+        _init_order(
+            order, id=portfolio.next_order_id, client_order_id=cid, position_id=position.id,
             instrument_id=position.instrument_id, purpose=purpose, side=side, created_at=at, quantity=quantity,
             value=value, reference_price=reference_price, note=note, trigger=trigger,
             trigger_price=trigger_price, updated_at=at,
