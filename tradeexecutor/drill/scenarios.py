@@ -21,12 +21,15 @@ from typing import Any
 
 from tradeexecutor.drill.checks import Checks
 from tradeexecutor.drill.harness import DrillError, Stage, wait_until
-from tradeexecutor.engine.crashpoint import KILL_AT_ENV
 
 __all__ = ["DRILLS", "EXECUTOR_OPTIONS", "STRATEGIES", "Drill"]
 
 #: How long one step of a drill may wait on a busy machine (only a failure waits this long).
 STEP_SECONDS = 90.0
+
+#: engine/crashpoint.py's KILL_AT_ENV, spelled out: importing the engine would load pandas for `drill --list`
+#: (tests/test_drill.py checks that the two agree).
+KILL_AT_ENV = "TRADEEXECUTOR_TEST_KILL_AT"
 
 #: How long a running executor may take to ask about an order whose reply timed out (several cycles, retries).
 RESOLVE_SECONDS = 20.0
