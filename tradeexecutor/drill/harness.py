@@ -27,7 +27,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, BinaryIO, TypeVar
 
 from tradeexecutor.layout import DrillFiles
 
@@ -134,11 +134,16 @@ class Stage:
         # environment; at an external simulator they are the ones it was started with (read from the variables).
         self._key, self._secret = credentials or (secrets.token_hex(16), secrets.token_hex(24))
         self._sim: subprocess.Popen[bytes] | None = None
+        self._sim_log: BinaryIO | None = None
         self.executor: subprocess.Popen[bytes] | None = None
         self.port = 0
         self._health: _HealthWatch | None = None
         self.record: dict[str, Any] = {"injected": [], "processes": [], "health": []}
-        self.url = exchange_url or self._start_simulator()
+        try:
+            self.url = exchange_url or self._start_simulator()
+        except BaseException:
+            self.close()  # a simulator that started but never said where it listens is ended too
+            raise
         if exchange_url is not None:
             status, _ = self.control("POST", "reset")
             if status != 200:
@@ -149,12 +154,11 @@ class Stage:
 
     def _start_simulator(self) -> str:
         env = {**_clean_environment(), "PYTHONUNBUFFERED": "1", KEY_VARIABLE: self._key, SECRET_VARIABLE: self._secret}
-        log = open(self.files.simulator_log, "wb")  # noqa: SIM115 - the child holds it; closed in close()
-        self._sim_log = log
+        self._sim_log = open(self.files.simulator_log, "wb")  # noqa: SIM115 - the child holds it; closed in close()
         self._sim = subprocess.Popen(
             [sys.executable, "-m", "tradeexecutor.cli.main", "exchange-sim", "--port", "0", "--speed", "3600",
              "--api-key-env", KEY_VARIABLE, "--api-secret-env", SECRET_VARIABLE],
-            stdout=log, stderr=subprocess.STDOUT, env=env)
+            stdout=self._sim_log, stderr=subprocess.STDOUT, env=env)
 
         def listening() -> str | None:
             if self._sim is not None and self._sim.poll() is not None:
@@ -308,5 +312,5 @@ class Stage:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait(10)
-        if self._sim is not None:
+        if self._sim_log is not None:
             self._sim_log.close()

@@ -104,12 +104,15 @@ def _alive(stage: Stage, checks: Checks) -> None:
                   "the executor kept running and journaled no crash")
 
 
-def _recovers(stage: Stage, checks: Checks, filled_before: int, what: str) -> None:
-    """Orders fill again after the fault cleared."""
+def _recovers(stage: Stage, checks: Checks, what: str) -> None:
+    """Orders fill again once the fault cleared: counted from when the outage began (the fault hit the executor),
+    so a fill that landed between the drill's last look and the injection does not count as recovery."""
     try:
-        status = stage.wait_status(lambda s: _filled(s) > filled_before and not s.get("outage"), STEP_SECONDS, what)
-        checks.expect("recovery", True, f"orders filled {filled_before} → {_filled(status)} after the fault "
-                      "cleared, no outage shown")
+        wait_until(lambda: stage.events("outage_started"), STEP_SECONDS, "the fault never reached the executor")
+        frozen = _filled(stage.status() or {})
+        status = stage.wait_status(lambda s: _filled(s) > frozen and not s.get("outage"), STEP_SECONDS, what)
+        checks.expect("recovery", True, f"orders filled {frozen} → {_filled(status)} after the fault cleared, "
+                      "no outage shown")
     except DrillError as exc:  # the check records why it failed
         checks.expect("recovery", False, str(exc))
 
@@ -120,12 +123,21 @@ def _healthz_went(stage: Stage, checks: Checks, since: str) -> None:
     bad = next((t for t in after if t["status"] == 503), None)
     checks.expect("/healthz 503 after the grace", bad is not None and "temporary failure" in bad["reason"],
                   f"503 at {bad['at']}: {bad['reason']}" if bad else f"/healthz never turned 503: {after}")
-    good = bad is not None and any(t["status"] == 200 and t["at"] > bad["at"] for t in after)
-    checks.expect("/healthz 200 again", good, "back to 200 after the outage" if good else
-                  f"/healthz did not come back to 200: {after}")
+    try:  # the watch polls /healthz every 0.2 s: give it time to see the recovery the journal already shows
+        good = bad is not None and wait_until(
+            lambda: next((t for t in stage.health_transitions() if t["status"] == 200 and t["at"] > bad["at"]), None),
+            STEP_SECONDS, "/healthz did not come back to 200")
+    except DrillError:
+        good = False
+    checks.expect("/healthz 200 again", bool(good), f"back to 200 at {good['at']}" if good else
+                  f"/healthz did not come back to 200: {stage.health_transitions()}")
 
 
 def _outage_journaled(stage: Stage, checks: Checks, error_class: str | None = None) -> list[dict[str, Any]]:
+    try:  # outage_ended is committed with the job that ran again: a moment after /status stops showing the outage
+        wait_until(lambda: stage.events("outage_ended"), STEP_SECONDS, "no outage_ended journaled")
+    except DrillError:
+        pass  # the check below says what is missing
     started = stage.events("outage_started")
     ended = stage.events("outage_ended")
     classes = sorted({str(e["fields"].get("error_class")) for e in started})
@@ -136,11 +148,11 @@ def _outage_journaled(stage: Stage, checks: Checks, error_class: str | None = No
 
 
 def _exchange_down(stage: Stage, checks: Checks) -> None:
-    before = _filled(stage.wait_status(lambda s: _filled(s) >= 2, STEP_SECONDS, "the first orders did not fill"))
+    stage.wait_status(lambda s: _filled(s) >= 2, STEP_SECONDS, "the first orders did not fill")
     fault = stage.inject({"kind": "maintenance", "seconds": 6})
     since = stage.record["injected"][-1]["at"]
     wait_until(lambda: not stage.fault_alive(fault["id"]), STEP_SECONDS, "the maintenance did not end")
-    _recovers(stage, checks, before, "orders did not fill again after the maintenance")
+    _recovers(stage, checks, "orders did not fill again after the maintenance")
     _alive(stage, checks)
     _outage_journaled(stage, checks)
     missed = stage.events("cycle_missed")
@@ -156,9 +168,9 @@ def _next_after(requests: list[dict[str, Any]], index: int) -> dict[str, Any] | 
 
 
 def _rate_limit(stage: Stage, checks: Checks) -> None:
-    before = _filled(stage.wait_status(lambda s: _filled(s) >= 1, STEP_SECONDS, "the first order did not fill"))
+    stage.wait_status(lambda s: _filled(s) >= 1, STEP_SECONDS, "the first order did not fill")
     stage.inject({"kind": "rate_limit", "retry_after": 3, "count": 1})
-    _recovers(stage, checks, before, "orders did not fill again after the 429")
+    _recovers(stage, checks, "orders did not fill again after the 429")
     _alive(stage, checks)
     _outage_journaled(stage, checks)
     requests = stage.sim_requests()
@@ -172,10 +184,10 @@ def _rate_limit(stage: Stage, checks: Checks) -> None:
 
 
 def _ban(stage: Stage, checks: Checks) -> None:
-    before = _filled(stage.wait_status(lambda s: _filled(s) >= 1, STEP_SECONDS, "the first order did not fill"))
+    stage.wait_status(lambda s: _filled(s) >= 1, STEP_SECONDS, "the first order did not fill")
     fault = stage.inject({"kind": "ban", "seconds": 4})
     wait_until(lambda: not stage.fault_alive(fault["id"]), STEP_SECONDS, "the ban did not end")
-    _recovers(stage, checks, before, "orders did not fill again after the ban")
+    _recovers(stage, checks, "orders did not fill again after the ban")
     _alive(stage, checks)
     _outage_journaled(stage, checks)
     requests = stage.sim_requests()
