@@ -899,19 +899,9 @@ class Engine:
         if order.status is not _FILLED and self.live_venue is not None and not order.is_terminal:
             self._commit_outcome()  # open at the exchange or of unknown outcome: asked about again at the next step
             return False
-        if order.status is not _FILLED and self.live_venue is not None and not order.fills:
-            # The exchange ended it (expired or cancelled) with nothing filled: nothing happened to the money.
-            if self._journal:
-                self.events("order_cancelled", order_id=order.id, client_order_id=order.client_order_id,
-                            position_id=position.id, symbol=self.symbol_of[order.instrument_id],
-                            purpose=order.purpose.value, reason=order.status_reason or order.status.value)
-            if position.quantity <= 0 and position.is_open and all(o.is_terminal for o in position.orders):
-                accounting.retire_position(self.state.portfolio, position)
-            self._commit_outcome()
-            return False
-        if order.status is not _FILLED and self.live_venue is None:
-            raise InvariantError(f"order {order.client_order_id} is {order.status.value} after the simulated venue "
-                                 "priced it; a simulated market order fills or is rejected at once")
+        if order.status is not _FILLED and (self.live_venue is None or not order.fills):
+            raise InvariantError(f"order {order.client_order_id} is {order.status.value} after the venue priced it "
+                                 "with nothing filled; a market order fills (in part, live), or is rejected")
         # Filled; or, live, ended by the exchange with part of it filled (a market order expires with the rest
         # on a thin book): the part stands as the exchange booked it and the rest is not sent again.
         fill = order.fills[-1]
