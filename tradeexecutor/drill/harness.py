@@ -294,6 +294,12 @@ class Stage:
                      for p in portfolio.get(kind, [])]
         return {order["client_order_id"]: order for position in positions for order in position.get("orders", [])}
 
+    def files_holding_credentials(self) -> list[str]:
+        """Files of the run folder that hold the drill's API key or secret (there must be none)."""
+        needles = (self._key.encode(), self._secret.encode())
+        return sorted(str(path) for path in self.files.root.rglob("*")
+                      if path.is_file() and any(needle in path.read_bytes() for needle in needles))
+
     def health_transitions(self) -> list[dict[str, Any]]:
         """Each change of /healthz seen so far."""
         return list(self._health.transitions) if self._health is not None else []

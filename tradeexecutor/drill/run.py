@@ -53,6 +53,10 @@ def run_drill(name: str, folder: Path, exchange_url: str | None = None,
             stage.close()
             report.update(stage.record)
             report["journal"] = _journal(stage)
+            leaked = stage.files_holding_credentials()
+            checks.expect("no credential written", not leaked, f"the API key or secret is in {leaked}" if leaked else
+                          "neither the API key nor the secret is in any file of the run folder (logs, ledger, "
+                          "journal, published state)")
     report.update(finished_at=now_iso(), duration_seconds=round(time.monotonic() - clock, 1),
                   checks=checks.items, passed=checks.passed)
     files.drills.mkdir(parents=True, exist_ok=True)
