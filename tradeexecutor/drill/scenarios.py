@@ -7,6 +7,12 @@ faults set before the executor starts, and ``play``: what it does to the running
 which checks it makes. Every drill then stops the executor with SIGTERM and checks the
 simulator's orders against the ledger (:func:`checks.order_checks`).
 
+The outage drills (exchange-down, rate-limit, ban) answer the fault to GET requests only — market data
+and lookups, which every cycle starts with — so it always meets the executor between orders and a
+drill is repeatable; the ban then holds *every* request (the executor's gate must not let an order
+through either). An outage that meets an order's submit leaves that order's outcome unknown: that
+is the timeout-after-accept drill's case.
+
 Settings are short so a drill takes seconds: retries back off to at most 2 s, /healthz fails
 after 2 s of outage, an exchange reply is waited for 3 s.
 """
@@ -133,7 +139,8 @@ def _healthz_went(stage: Stage, checks: Checks, since: str) -> None:
                   f"/healthz did not come back to 200: {stage.health_transitions()}")
 
 
-def _outage_journaled(stage: Stage, checks: Checks, error_class: str | None = None) -> list[dict[str, Any]]:
+def _outage_journaled(stage: Stage, checks: Checks, error_class: str) -> None:
+    """outage_started (with the temporary error's class) and outage_ended in the journal."""
     try:  # outage_ended is committed with the job that ran again: a moment after /status stops showing the outage
         wait_until(lambda: stage.events("outage_ended"), STEP_SECONDS, "no outage_ended journaled")
     except DrillError:
@@ -141,20 +148,19 @@ def _outage_journaled(stage: Stage, checks: Checks, error_class: str | None = No
     started = stage.events("outage_started")
     ended = stage.events("outage_ended")
     classes = sorted({str(e["fields"].get("error_class")) for e in started})
-    checks.expect("outage journaled", bool(started) and bool(ended)
-                  and (error_class is None or error_class in classes),
-                  f"outage_started {len(started)}× ({', '.join(classes)}), outage_ended {len(ended)}×")
-    return started
+    checks.expect("outage journaled", bool(started) and bool(ended) and error_class in classes,
+                  f"outage_started {len(started)}× ({', '.join(classes)}; expected {error_class}), "
+                  f"outage_ended {len(ended)}×")
 
 
 def _exchange_down(stage: Stage, checks: Checks) -> None:
     stage.wait_status(lambda s: _filled(s) >= 2, STEP_SECONDS, "the first orders did not fill")
-    fault = stage.inject({"kind": "maintenance", "seconds": 6})
+    fault = stage.inject({"kind": "maintenance", "seconds": 6, "method": "GET"})
     since = stage.record["injected"][-1]["at"]
     wait_until(lambda: not stage.fault_alive(fault["id"]), STEP_SECONDS, "the maintenance did not end")
     _recovers(stage, checks, "orders did not fill again after the maintenance")
     _alive(stage, checks)
-    _outage_journaled(stage, checks)
+    _outage_journaled(stage, checks, "TemporaryError")
     missed = stage.events("cycle_missed")
     checks.expect("missed cycles journaled", bool(missed), f"{len(missed)} cycle boundaries journaled as missed")
     _healthz_went(stage, checks, since)
@@ -169,10 +175,10 @@ def _next_after(requests: list[dict[str, Any]], index: int) -> dict[str, Any] | 
 
 def _rate_limit(stage: Stage, checks: Checks) -> None:
     stage.wait_status(lambda s: _filled(s) >= 1, STEP_SECONDS, "the first order did not fill")
-    stage.inject({"kind": "rate_limit", "retry_after": 3, "count": 1})
+    stage.inject({"kind": "rate_limit", "retry_after": 3, "count": 1, "method": "GET"})
     _recovers(stage, checks, "orders did not fill again after the 429")
     _alive(stage, checks)
-    _outage_journaled(stage, checks)
+    _outage_journaled(stage, checks, "RateLimitedError")
     requests = stage.sim_requests()
     hit = next((i for i, r in enumerate(requests) if r["status"] == 429), None)
     following = _next_after(requests, hit) if hit is not None else None
@@ -185,11 +191,11 @@ def _rate_limit(stage: Stage, checks: Checks) -> None:
 
 def _ban(stage: Stage, checks: Checks) -> None:
     stage.wait_status(lambda s: _filled(s) >= 1, STEP_SECONDS, "the first order did not fill")
-    fault = stage.inject({"kind": "ban", "seconds": 4})
+    fault = stage.inject({"kind": "ban", "seconds": 4, "method": "GET"})
     wait_until(lambda: not stage.fault_alive(fault["id"]), STEP_SECONDS, "the ban did not end")
     _recovers(stage, checks, "orders did not fill again after the ban")
     _alive(stage, checks)
-    _outage_journaled(stage, checks)
+    _outage_journaled(stage, checks, "RateLimitedError")
     requests = stage.sim_requests()
     banned = [r for r in requests if r["status"] == 418]
     checks.expect("one request met the ban", len(banned) == 1,
@@ -349,15 +355,15 @@ _ONE = "exactly one order on the simulator per intent, and the ledger agrees wit
 
 #: Every drill by name, in the order ``--list`` shows them.
 DRILLS: dict[str, Drill] = {drill.name: drill for drill in (
-    Drill("exchange-down", "the exchange is in maintenance (503) for 6 s, across several 1-second cycles",
+    Drill("exchange-down", "the exchange is in maintenance (503 to GET requests) for 6 s, across several cycles",
           (_NO_CRASH, "the outage is journaled (outage_started, outage_ended) and the cycles it passed as "
            "cycle_missed", "/healthz turns 503 with the reason after the 2 s grace and 200 when it clears",
            "no crash counted (crash_count 0, no safe mode)", "orders fill again after the maintenance", _ONE),
           "flip", _exchange_down),
-    Drill("rate-limit", "one request answered 429 with Retry-After: 3",
+    Drill("rate-limit", "one GET request answered 429 with Retry-After: 3",
           (_NO_CRASH, "no request to the exchange until Retry-After has passed", "the outage is journaled",
            "orders fill again", _ONE), "flip", _rate_limit),
-    Drill("ban", "the address is banned (418) for 4 s",
+    Drill("ban", "the address is banned (418, first met by a GET request) for 4 s",
           (_NO_CRASH, "after the first 418 no request leaves until the ban ends", "the outage is journaled",
            "orders fill again", _ONE), "flip", _ban),
     Drill("clock-skew", "the exchange's clock jumps 30 s ahead (outside recvWindow)",
