@@ -38,14 +38,6 @@ SECRET = "drill-sim-secret-0123456789"
 CLEAN = {name: value for name, value in os.environ.items() if not name.startswith("TRADEEXECUTOR_")}
 ENV = {**CLEAN, "TRADEEXECUTOR_SIM_API_KEY": KEY, "TRADEEXECUTOR_SIM_API_SECRET": SECRET}
 
-#: Drills that fail on main for a reason outside the drill, with the reason.
-KNOWN_FAILING = {
-    "timeout-after-accept": "a running live executor leaves an order whose reply timed out `unknown` until a restart "
-                            "(the in-process resolution is helper i13-unknown's work); the drill expects what issue 13 "
-                            "states: resolved by client order id, no restart needed",
-}
-
-
 def drill(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None,
           timeout: float = 280) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "tradeexecutor.cli.main", "drill", *args], capture_output=True,
@@ -59,14 +51,9 @@ def simulator() -> Iterator[str]:
         yield url
 
 
-def _drill_params() -> list[object]:
-    return [pytest.param(name, marks=pytest.mark.xfail(reason=KNOWN_FAILING[name], strict=False))
-            if name in KNOWN_FAILING else name for name in DRILLS]
-
-
 @pytest.mark.slow
 @pytest.mark.timeout(290)
-@pytest.mark.parametrize("name", _drill_params())
+@pytest.mark.parametrize("name", list(DRILLS))
 def test_drill_passes_and_the_simulator_holds_one_order_per_intent(name: str, simulator: str, tmp_path: Path) -> None:
     out = tmp_path / "run"
     result = drill(name, "--exchange-url", simulator, "--out", str(out))

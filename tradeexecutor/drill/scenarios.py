@@ -264,9 +264,10 @@ def _timeout_after_accept(stage: Stage, checks: Checks) -> None:
     except DrillError:  # the check records what was seen
         mine = stage.published_orders().get(cid)
     status = mine["status"] if mine is not None else "missing"
-    checks.expect("resolved by client order id", status == "filled",
-                  f"the executor's order {cid} is {status} {RESOLVE_SECONDS:.0f} s after the simulator's order "
-                  f"was {order['status']} (the reply timed out after 3 s)")
+    resolved = [entry["fields"] for entry in stage.events("order_resolved") if cid in str(entry["fields"])]
+    checks.expect("resolved by client order id", status == "filled" and bool(resolved),
+                  f"the executor's order {cid} is {status} after the simulator's order was {order['status']} (the "
+                  f"reply timed out after 3 s); order_resolved: {resolved}")
 
 
 def _partial_fill(stage: Stage, checks: Checks) -> None:
@@ -278,11 +279,13 @@ def _partial_fill(stage: Stage, checks: Checks) -> None:
     part = float(order["executedQty"])
     checks.expect("partly filled on the simulator", order["status"] == "EXPIRED" and 0 < part < float(order["origQty"]),
                   f"simulator: {order['status']}, {order['executedQty']} of {order['origQty']}")
-    booked = [entry["fields"] for entry in stage.events("order_filled")
-              if entry["fields"].get("client_order_id") == order["clientOrderId"]]
-    checks.expect("the part journaled as filled", len(booked) == 1 and booked[0].get("status") == "expired"
-                  and abs(float(booked[0].get("filled_quantity", 0)) - part) < 1e-9,
-                  f"order_filled for {order['clientOrderId']}: {booked}")
+    cid = order["clientOrderId"]
+    filled = [entry["fields"] for entry in stage.events("order_filled") if entry["fields"].get("client_order_id") == cid]
+    ended = [entry["fields"] for entry in stage.events("order_expired") if entry["fields"].get("client_order_id") == cid]
+    checks.expect("the part journaled as filled, the rest as expired",
+                  len(filled) == 1 and abs(float(filled[0].get("quantity", 0)) - part) < 1e-9 and len(ended) == 1
+                  and abs(float(ended[0].get("filled_quantity") or 0) - part) < 1e-9,
+                  f"order_filled {filled}; order_expired {ended}")
 
 
 def _rejection(stage: Stage, checks: Checks) -> None:
@@ -374,7 +377,7 @@ DRILLS: dict[str, Drill] = {drill.name: drill for drill in (
            "one order on the simulator", _ONE), "hold", _timeout_after_accept,
           faults=({"kind": "timeout", "mode": "hang", "hang_seconds": 6, "count": 1},)),
     Drill("partial-fill", "the first market order fills half, then expires",
-          (_NO_CRASH, "the ledger books the part that filled, as the simulator did",
+          (_NO_CRASH, "the ledger books the part that filled, as the simulator did (order_filled, then order_expired)",
            "the remainder is not sent again: one order on the simulator", _ONE), "hold", _partial_fill,
           faults=({"kind": "partial_fill", "parts": 2, "interval": 1, "count": 1},)),
     Drill("rejection", "the exchange refuses the first order (-2010 insufficient balance)",
