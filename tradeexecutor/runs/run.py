@@ -28,7 +28,7 @@ import json
 import os
 import secrets
 import shutil
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -38,11 +38,11 @@ import psutil
 import yaml
 
 import tradeexecutor
-from tradeexecutor.atomic import atomic_write_bytes, atomic_write_text, fsync_directory
+from tradeexecutor.atomic import atomic_write_bytes, atomic_write_text, deferred_directory_fsyncs, fsync_directory
 from tradeexecutor.errors import ConfigError
 from tradeexecutor.layout import STRATEGY_FILE, RunPaths
 from tradeexecutor.runs.registry import Registry, RunRecord, RunsError, check_ref
-from tradeexecutor.store.journal import Journal
+from tradeexecutor.store.journal import Journal, encode_entry
 
 if TYPE_CHECKING:
     from tradeexecutor.runs.spec import RunSpec
@@ -221,18 +221,24 @@ class Runs:
 
     def record(self, run_id: str, event: str, *, status: str | None = None, level: str = "info",
                detail: str | None = None, pid: int | str | None = "keep", port: int | str | None = "keep",
-               when: datetime | None = None, **metadata: Any) -> dict[str, Any]:
+               when: datetime | None = None, preceded_by: Sequence[tuple[str, str | None]] = (),
+               **metadata: Any) -> dict[str, Any]:
         """Append ``event`` to the timeline and the journal, set the status and metadata fields; one transaction.
 
         ``when`` (default now) lets a caller that wrote artifacts of this moment first record the same time.
+        ``preceded_by``: (event, status) steps that happened at the same moment just before ``event``,
+        recorded in the same transaction, metadata.json write and journal append (an in-process
+        backtest's ``start_requested`` before ``started``); the status ends as ``status``.
         """
         with self.registry.transaction():
             at = _iso(when or self.clock())
             meta = self.metadata(run_id)
+            timeline = meta.setdefault("timeline", [])
+            timeline.extend({"event": earlier, "at": at} for earlier, _ in preceded_by)
             entry: dict[str, Any] = {"event": event, "at": at}
             if detail:
                 entry["detail"] = detail
-            meta.setdefault("timeline", []).append(entry)
+            timeline.append(entry)
             if status is not None:
                 meta["status"] = status
             if event == "started":
@@ -266,7 +272,10 @@ class Runs:
                 fields["status"] = status
             if detail:
                 fields["detail"] = detail
-            Journal(self.paths(run_id).journal).append(event, fields, level=level)
+            lines = [encode_entry(earlier, {"run_id": run_id, **({"status": was} if was else {})})
+                     for earlier, was in preceded_by]
+            lines.append(encode_entry(event, fields, level=level))
+            Journal(self.paths(run_id).journal).append_encoded(b"".join(lines))  # one fsync
             return meta
 
     def journal(self, run_id: str, event: str, fields: Mapping[str, Any] | None = None, /, *,
@@ -353,13 +362,14 @@ class Runs:
         building = RunPaths(self.runs_dir / f".creating-{run_id}")
         building.root.mkdir()
         try:
-            atomic_write_text(building.spec, spec_text)
-            atomic_write_bytes(building.strategy, strategy_bytes)
-            write_json(building.metadata, meta)
-            building.state.mkdir()
-            detail = meta["timeline"][0].get("detail")
-            Journal(building.journal).append("created", {"run_id": run_id, "status": "new",
-                                                                   **({"detail": detail} if detail else {})})
+            with deferred_directory_fsyncs():  # the folder is fsynced once, before it is renamed into place
+                atomic_write_text(building.spec, spec_text)
+                atomic_write_bytes(building.strategy, strategy_bytes)
+                write_json(building.metadata, meta)
+                building.state.mkdir()
+                detail = meta["timeline"][0].get("detail")
+                Journal(building.journal).append("created", {"run_id": run_id, "status": "new",
+                                                             **({"detail": detail} if detail else {})})
             os.rename(building.root, self.runs_dir / run_id)
         except BaseException:
             shutil.rmtree(building.root, ignore_errors=True)

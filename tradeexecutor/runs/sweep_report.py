@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import yaml
 
-from tradeexecutor.atomic import atomic_write_bytes, atomic_write_text
+from tradeexecutor.atomic import atomic_write_bytes, atomic_write_text, deferred_directory_fsyncs
 from tradeexecutor.layout import SweepFiles
 from tradeexecutor.runs.ranking import RANKABLE, statistic
 from tradeexecutor.runs.sweep_eval import PointResult, canonical_values, equity_curve, one_line
@@ -169,9 +169,10 @@ def _full_runs(result: SweepResult, folder: SweepFolder, *, runs_dir: Path) -> N
     chosen = complete if plan.options.reports == "all" else complete[:plan.options.best]
     made = folder.reports()
     prefix = plan.options.ref_prefix
-    jobs = [_RunJob(row.index, row.values, write_point_spec(result, row, folder.path), Path(runs_dir),
-                    f"{prefix}-{row.index + 1:03d}" if prefix else None)
-            for row in chosen if canonical_values(row.values) not in made]
+    with deferred_directory_fsyncs():  # the point specs' folder is fsynced once, before any run reads them
+        jobs = [_RunJob(row.index, row.values, write_point_spec(result, row, folder.path), Path(runs_dir),
+                        f"{prefix}-{row.index + 1:03d}" if prefix else None)
+                for row in chosen if canonical_values(row.values) not in made]
     by_index = {row.index: row for row in result.results}
     Path(runs_dir).mkdir(parents=True, exist_ok=True)
     for index, run_id, error in _run_jobs(jobs, plan.options.processes):
