@@ -285,10 +285,13 @@ class Runs:
 
     # -- create ----------------------------------------------------------------------------------
 
-    def create(self, spec_path: Path, *, ref: str | None = None, upsert: bool = False) -> tuple[RunRecord, bool]:
+    def create(self, spec_path: Path, *, ref: str | None = None, upsert: bool = False,
+               then: tuple[str, str] | None = None, **metadata: Any) -> tuple[RunRecord, bool]:
         """A new run from the spec file (or, with ``upsert``, the new run holding ``ref`` updated); (run, created).
 
         Everything is validated before anything is written; a failure leaves no folder behind.
+        ``then`` (event, detail) and ``metadata`` are recorded as a :meth:`record` right after
+        ``created`` would, but in the new folder's own writes (a sweep's ``swept`` with its point).
         """
         from tradeexecutor.runs.spec import load_spec
 
@@ -318,11 +321,16 @@ class Runs:
                 self.record(existing.id, "updated", detail=f"from {source_info['spec']}", name=name,
                             mode=spec.mode, strategy_name=strategy.name, strategy_version=strategy.version,
                             fingerprints=fingerprints, source=source_info)
+                if then is not None:
+                    self.record(existing.id, then[0], detail=then[1], **metadata)
                 return self.registry.get(existing.id) or existing, False
             run_id = self._free_id()
             created = self.clock()
             meta = self._new_metadata(run_id, ref, name, spec.mode, created, strategy.name, strategy.version,
                                       fingerprints, source_info, copied_from=None)
+            if then is not None:
+                meta["timeline"].append({"event": then[0], "at": meta["created_at"], "detail": then[1]})
+                meta.update(metadata)
             self._write_folder(run_id, meta, spec_text=_spec_text(spec, header),
                                strategy_bytes=strategy.source.encode("utf-8"))
             record = RunRecord(id=run_id, ref=ref, name=name, mode=spec.mode, status="new",
@@ -367,9 +375,10 @@ class Runs:
                 atomic_write_bytes(building.strategy, strategy_bytes)
                 write_json(building.metadata, meta)
                 building.state.mkdir()
-                detail = meta["timeline"][0].get("detail")
-                Journal(building.journal).append("created", {"run_id": run_id, "status": "new",
-                                                             **({"detail": detail} if detail else {})})
+                lines = [encode_entry(entry["event"], {"run_id": run_id, **({"status": "new"} if not n else {}),
+                                                       **({"detail": entry["detail"]} if entry.get("detail") else {})})
+                         for n, entry in enumerate(meta["timeline"])]  # created (and what create was told came then)
+                Journal(building.journal).append_encoded(b"".join(lines))
             os.rename(building.root, self.runs_dir / run_id)
         except BaseException:
             shutil.rmtree(building.root, ignore_errors=True)

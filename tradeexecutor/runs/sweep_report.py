@@ -131,9 +131,9 @@ def _make_run(job: _RunJob) -> tuple[int, str, str | None]:
 
     runs = Runs(job.runs_dir, env={})  # the point's spec already holds every value; the environment must not
     try:
-        record, _ = runs.create(job.spec_file, ref=job.ref)
-        runs.record(record.id, "swept", detail=f"sweep point {job.index + 1}: {_label(job.values)}",
-                    sweep={"index": job.index, "values": job.values})
+        record, _ = runs.create(job.spec_file, ref=job.ref,  # created and swept: one registry transaction
+                                then=("swept", f"sweep point {job.index + 1}: {_label(job.values)}"),
+                                sweep={"index": job.index, "values": job.values})
         outcome = start_run(runs, record.id, charts=False)  # drawn on demand: `tradeexecutor report RUN`
         if outcome.record.status != "complete":
             return job.index, record.id, f"run {record.id} ended {outcome.record.status}"
