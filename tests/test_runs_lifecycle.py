@@ -6,6 +6,9 @@ import json
 import os
 import re
 import shutil
+import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -328,3 +331,38 @@ def test_a_run_folder_an_earlier_version_made_with_spec_yaml_still_works(runs: R
     start_run(runs, "old")
     assert runs.resolve("old").status == "complete"
     assert (paths.root / "report.md").is_file() and runs.metadata(record.id)["summary"]["trade_count"] > 0
+
+
+_DIE_AFTER_ORDERS = """
+import os, signal, sys
+from pathlib import Path
+import tradeexecutor.runs.executor as executor
+from tradeexecutor.runs.run import Runs
+from tradeexecutor.runs.runner import start_run
+real = executor.write_trades_csv
+def write_then_die(state, path):
+    real(state, path)
+    os.kill(os.getpid(), signal.SIGKILL)
+executor.write_trades_csv = write_then_die
+start_run(Runs(Path(sys.argv[1]), env={}), sys.argv[2])
+"""
+
+
+def test_kill_9_in_the_middle_of_a_backtest_leaves_an_error_never_complete(runs: Runs, work: Path) -> None:
+    """The run is started in one step (start_requested and started together) and its files are made with
+    directory fsyncs deferred; a kill -9 after the ledger and orders.csv but before ``complete`` is recorded
+    leaves a run the registry reports as error, with no reports, which a reset and a new start complete."""
+    record, _ = runs.create(work / "bt.yaml", ref="sma")
+    child = subprocess.run([sys.executable, "-c", _DIE_AFTER_ORDERS, str(work / "runs"), "sma"],
+                           capture_output=True, text=True, timeout=240)
+    assert child.returncode == -signal.SIGKILL, child.stderr
+    paths = runs.paths(record.id)
+    assert paths.orders_csv.is_file(), "killed after orders.csv, as the test means"
+    assert runs.resolve("sma").status == "error"
+    meta = runs.metadata(record.id)
+    assert timeline(runs, record.id) == ["created", "start_requested", "started", "error"]
+    assert "ended without recording an outcome" in meta["error"] and meta["summary"] is None
+    assert not paths.metrics_json.exists() and not paths.report_md.exists()
+    runs.reset("sma")
+    assert start_run(runs, "sma").record.status == "complete"
+    assert paths.orders_csv.is_file() and paths.report_md.is_file() and paths.metrics_json.is_file()

@@ -161,3 +161,35 @@ def test_append_fsyncs_the_file(tmp_path: Path, synced: list[str]) -> None:
     assert len(synced) == 1
     if os.path.exists("/proc/self/fd"):
         assert synced[0] == str(log)
+
+
+def test_a_deferring_block_fsyncs_each_file_at_once_and_each_directory_once_at_its_end(
+        tmp_path: Path, synced: list[str]) -> None:
+    if not os.path.exists("/proc/self/fd"):
+        pytest.skip("needs /proc to name file descriptors")
+    other = tmp_path / "reports"
+    other.mkdir()
+    with atomic.deferred_directory_fsyncs():
+        atomic_write_bytes(tmp_path / "a.json", b"{}")
+        atomic_write_text(tmp_path / "b.md", "b")
+        fsync_append(other / "journal.jsonl", b"x\n")  # a new log: its directory is owed too
+        with atomic.deferred_directory_fsyncs():  # nested: joins the outer block
+            atomic_write_bytes(other / "c.json", b"{}")
+        assert [os.path.basename(path) for path in synced] == [
+            os.path.basename(synced[0]), os.path.basename(synced[1]), "journal.jsonl", os.path.basename(synced[3])]
+        assert not {str(tmp_path), str(other)} & set(synced), "no directory fsynced inside the block"
+    assert synced[4:] == [str(tmp_path), str(other)], "each directory once, in first-touched order, at the end"
+    assert (tmp_path / "a.json").read_bytes() == b"{}" and (other / "c.json").read_bytes() == b"{}"
+    synced.clear()
+    atomic_write_bytes(tmp_path / "a.json", b"[]")  # outside a block: the directory right after the rename
+    assert synced[1:] == [str(tmp_path)]
+
+
+def test_a_deferring_block_that_raises_still_fsyncs_the_directories_it_touched(
+        tmp_path: Path, synced: list[str]) -> None:
+    if not os.path.exists("/proc/self/fd"):
+        pytest.skip("needs /proc to name file descriptors")
+    with pytest.raises(RuntimeError), atomic.deferred_directory_fsyncs():
+        atomic_write_bytes(tmp_path / "a.json", b"{}")
+        raise RuntimeError("the writer failed half-way")
+    assert synced[-1] == str(tmp_path)

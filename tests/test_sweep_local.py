@@ -321,7 +321,12 @@ def test_reports_none_makes_full_runs_on_demand_with_the_command_it_prints(tmp_p
     made = [row["run_id"] for row in table_with_runs(folder / "results.csv")]
     assert [bool(run_id) for run_id in made] == [True, True, False, False]
     for run_id in made[:2]:
-        assert json.loads((runs_dir / run_id / "metadata.json").read_text())["status"] == "complete"
+        meta = json.loads((runs_dir / run_id / "metadata.json").read_text())
+        assert meta["status"] == "complete" and set(meta["sweep"]) == {"index", "values"}
+        events = ["created", "swept", "start_requested", "started", "complete"]  # fewer writes, every step kept
+        assert [entry["event"] for entry in meta["timeline"]] == events
+        journal = [json.loads(line) for line in (runs_dir / run_id / "journal.jsonl").read_text().splitlines()]
+        assert [entry["event"] for entry in journal if entry["event"] in events] == events
 
 
 def table_with_runs(path: Path) -> list[dict[str, str]]:

@@ -3,6 +3,9 @@
 Whole files are replaced with the classic sequence — write a temporary file in the same
 directory, flush and fsync it, ``os.replace`` it over the target, fsync the directory so the
 rename itself is durable. Append-only logs are appended to and fsynced before returning.
+A writer that puts several files in one directory may wrap them in :func:`deferred_directory_fsyncs`:
+each file is still fsynced before its rename, but the directory is fsynced once, when the block
+ends, instead of after every rename (the writer records the files as done only after the block).
 
 Every whole-file writer of the package goes through here (state, crash.json, orders.csv, the
 public snapshots, run artifacts), so all of them name their temporary files one way
@@ -21,10 +24,13 @@ import os
 import re
 import secrets
 import stat
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 
-__all__ = ["atomic_write_bytes", "atomic_write_text", "fsync_append", "fsync_directory", "install_temp_file",
-           "remove_temp_files", "temp_path_for"]
+__all__ = ["atomic_write_bytes", "atomic_write_text", "deferred_directory_fsyncs", "fsync_append", "fsync_directory",
+           "install_temp_file", "remove_temp_files", "temp_path_for"]
 
 #: Names of temporary files: :func:`temp_path_for`'s, and the ``.NAME.XXXXXXXX.tmp`` (mkstemp) and
 #: ``.state.json.bak.PID.tmp`` names earlier versions used, so their leftovers go too.
@@ -32,6 +38,9 @@ TEMP_NAME = re.compile(r"^\..+\.tmp$")
 
 _O_BINARY = getattr(os, "O_BINARY", 0)
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+
+#: Directories whose fsync the innermost :func:`deferred_directory_fsyncs` block owes, or None outside one.
+_PENDING: ContextVar[dict[str, None] | None] = ContextVar("tradeexecutor_pending_directory_fsyncs", default=None)
 
 
 def fsync_directory(directory: str | os.PathLike[str]) -> None:
@@ -47,6 +56,40 @@ def fsync_directory(directory: str | os.PathLike[str]) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+@contextmanager
+def deferred_directory_fsyncs() -> Iterator[None]:
+    """Within the block, fsync each directory a rename or a new log touched once, at the end, not after every file.
+
+    For a writer that puts several files into the same folders in one step (a run folder being
+    built, a run's reports): every file's bytes are still fsynced before its rename, so a reader
+    never sees a torn file; what a power cut inside the block may lose is a rename itself (the
+    old file or no file is seen). So the caller must not record the step as done until the block
+    has ended: the directories are fsynced on the way out, also when the block raises (the renames
+    that happened are made durable either way). Nested blocks join the outermost one. The pending
+    set lives in a context variable, so each thread (and asyncio task) has its own.
+    """
+    if _PENDING.get() is not None:
+        yield
+        return
+    pending: dict[str, None] = {}
+    token = _PENDING.set(pending)
+    try:
+        yield
+    finally:
+        _PENDING.reset(token)
+        for directory in pending:
+            fsync_directory(directory)
+
+
+def _directory_changed(directory: str) -> None:
+    """fsync ``directory`` now, or at the end of the enclosing :func:`deferred_directory_fsyncs` block."""
+    pending = _PENDING.get()
+    if pending is None:
+        fsync_directory(directory)
+    else:
+        pending[directory] = None
 
 
 def _write_all(fd: int, data: bytes | bytearray | memoryview) -> None:
@@ -138,14 +181,14 @@ def install_temp_file(tmp: str | os.PathLike[str], path: str | os.PathLike[str])
 
 
 def _replace(tmp: str | os.PathLike[str], path: str | os.PathLike[str]) -> None:
-    """Rename the fsynced ``tmp`` over ``path`` and fsync the directory, so the rename survives a power cut."""
+    """Rename the fsynced ``tmp`` over ``path`` and fsync the directory (now, or when the deferring block ends)."""
     target = os.path.abspath(os.fspath(path))
     try:
         os.replace(tmp, target)
     except BaseException:
         _discard(tmp)
         raise
-    fsync_directory(os.path.dirname(target))
+    _directory_changed(os.path.dirname(target))
 
 
 def _discard(tmp: str | os.PathLike[str]) -> None:
@@ -182,5 +225,5 @@ def fsync_append(path: str | os.PathLike[str], data: bytes | bytearray | memoryv
     finally:
         os.close(fd)
     if created:
-        fsync_directory(os.path.dirname(os.path.abspath(target)))
+        _directory_changed(os.path.dirname(os.path.abspath(target)))
     return len(data)

@@ -44,7 +44,7 @@ from typing import Any
 
 import pandas as pd
 
-from tradeexecutor.atomic import atomic_write_bytes, atomic_write_text
+from tradeexecutor.atomic import atomic_write_bytes, atomic_write_text, deferred_directory_fsyncs
 from tradeexecutor.data.source import file_stamps
 from tradeexecutor.layout import RunPaths
 from tradeexecutor.ledger import load_state
@@ -149,7 +149,7 @@ class RunFacts:
 
 def write_artifacts(run_dir: Path, *, prices: Mapping[str, pd.Series] | None = None,
                     thresholds: Thresholds | None = None, now: datetime | None = None,
-                    ending: Mapping[str, Any] | None = None, charts: bool = True) -> None:
+                    ending: Mapping[str, Any] | None = None, charts: bool = True, orders: bool = True) -> None:
     """Write every artifact of the module docstring into ``run_dir`` from its state, journals and metadata.
 
     ``ending`` (``status``, ``stopped_at``, ``error``) overlays metadata.json: a supervisor writes the
@@ -159,13 +159,19 @@ def write_artifacts(run_dir: Path, *, prices: Mapping[str, pd.Series] | None = N
     ``charts=False`` leaves the charts to be drawn on demand (``tradeexecutor report RUN``, i.e.
     :func:`write_report`): drawing them is most of a short run's artifact time, which a sweep's
     full runs should not pay for images nobody may look at. The reports then say how to draw them.
+
+    ``orders=False``: orders.csv is left as it is, for a caller that wrote it from the same final
+    state already (a backtest, :func:`tradeexecutor.runs.executor.execute_backtest`).
+    Each file is replaced atomically; the folders are fsynced once, at the end.
     """
     paths = RunPaths(Path(run_dir))
     facts = collect_run(paths.root, prices=prices, thresholds=thresholds, now=now, ending=ending)
-    write_trades_csv(facts.state, paths.orders_csv)
-    atomic_write_bytes(paths.metrics_json, json.dumps(facts.document, indent=2).encode("utf-8") + b"\n")
-    atomic_write_bytes(paths.metrics_prom, render_runs([facts.document]))
-    _write_report_files(facts, charts=charts)
+    with deferred_directory_fsyncs():
+        if orders:
+            write_trades_csv(facts.state, paths.orders_csv)
+        atomic_write_bytes(paths.metrics_json, json.dumps(facts.document, indent=2).encode("utf-8") + b"\n")
+        atomic_write_bytes(paths.metrics_prom, render_runs([facts.document]))
+        _write_report_files(facts, charts=charts)
 
 
 def write_report(run_dir: Path, *, prices: Mapping[str, pd.Series] | None = None,

@@ -28,7 +28,7 @@ import json
 import os
 import secrets
 import shutil
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -38,11 +38,11 @@ import psutil
 import yaml
 
 import tradeexecutor
-from tradeexecutor.atomic import atomic_write_bytes, atomic_write_text, fsync_directory
+from tradeexecutor.atomic import atomic_write_bytes, atomic_write_text, deferred_directory_fsyncs, fsync_directory
 from tradeexecutor.errors import ConfigError
 from tradeexecutor.layout import STRATEGY_FILE, RunPaths
 from tradeexecutor.runs.registry import Registry, RunRecord, RunsError, check_ref
-from tradeexecutor.store.journal import Journal
+from tradeexecutor.store.journal import Journal, encode_entry
 
 if TYPE_CHECKING:
     from tradeexecutor.runs.spec import RunSpec
@@ -221,18 +221,24 @@ class Runs:
 
     def record(self, run_id: str, event: str, *, status: str | None = None, level: str = "info",
                detail: str | None = None, pid: int | str | None = "keep", port: int | str | None = "keep",
-               when: datetime | None = None, **metadata: Any) -> dict[str, Any]:
+               when: datetime | None = None, preceded_by: Sequence[tuple[str, str | None]] = (),
+               **metadata: Any) -> dict[str, Any]:
         """Append ``event`` to the timeline and the journal, set the status and metadata fields; one transaction.
 
         ``when`` (default now) lets a caller that wrote artifacts of this moment first record the same time.
+        ``preceded_by``: (event, status) steps that happened at the same moment just before ``event``,
+        recorded in the same transaction, metadata.json write and journal append (an in-process
+        backtest's ``start_requested`` before ``started``); the status ends as ``status``.
         """
         with self.registry.transaction():
             at = _iso(when or self.clock())
             meta = self.metadata(run_id)
+            timeline = meta.setdefault("timeline", [])
+            timeline.extend({"event": earlier, "at": at} for earlier, _ in preceded_by)
             entry: dict[str, Any] = {"event": event, "at": at}
             if detail:
                 entry["detail"] = detail
-            meta.setdefault("timeline", []).append(entry)
+            timeline.append(entry)
             if status is not None:
                 meta["status"] = status
             if event == "started":
@@ -266,7 +272,10 @@ class Runs:
                 fields["status"] = status
             if detail:
                 fields["detail"] = detail
-            Journal(self.paths(run_id).journal).append(event, fields, level=level)
+            lines = [encode_entry(earlier, {"run_id": run_id, **({"status": was} if was else {})})
+                     for earlier, was in preceded_by]
+            lines.append(encode_entry(event, fields, level=level))
+            Journal(self.paths(run_id).journal).append_encoded(b"".join(lines))  # one fsync
             return meta
 
     def journal(self, run_id: str, event: str, fields: Mapping[str, Any] | None = None, /, *,
@@ -276,10 +285,13 @@ class Runs:
 
     # -- create ----------------------------------------------------------------------------------
 
-    def create(self, spec_path: Path, *, ref: str | None = None, upsert: bool = False) -> tuple[RunRecord, bool]:
+    def create(self, spec_path: Path, *, ref: str | None = None, upsert: bool = False,
+               then: tuple[str, str] | None = None, **metadata: Any) -> tuple[RunRecord, bool]:
         """A new run from the spec file (or, with ``upsert``, the new run holding ``ref`` updated); (run, created).
 
         Everything is validated before anything is written; a failure leaves no folder behind.
+        ``then`` (event, detail) and ``metadata`` are recorded as a :meth:`record` right after
+        ``created`` would, but in the new folder's own writes (a sweep's ``swept`` with its point).
         """
         from tradeexecutor.runs.spec import load_spec
 
@@ -309,11 +321,16 @@ class Runs:
                 self.record(existing.id, "updated", detail=f"from {source_info['spec']}", name=name,
                             mode=spec.mode, strategy_name=strategy.name, strategy_version=strategy.version,
                             fingerprints=fingerprints, source=source_info)
+                if then is not None:
+                    self.record(existing.id, then[0], detail=then[1], **metadata)
                 return self.registry.get(existing.id) or existing, False
             run_id = self._free_id()
             created = self.clock()
             meta = self._new_metadata(run_id, ref, name, spec.mode, created, strategy.name, strategy.version,
                                       fingerprints, source_info, copied_from=None)
+            if then is not None:
+                meta["timeline"].append({"event": then[0], "at": meta["created_at"], "detail": then[1]})
+                meta.update(metadata)
             self._write_folder(run_id, meta, spec_text=_spec_text(spec, header),
                                strategy_bytes=strategy.source.encode("utf-8"))
             record = RunRecord(id=run_id, ref=ref, name=name, mode=spec.mode, status="new",
@@ -353,13 +370,15 @@ class Runs:
         building = RunPaths(self.runs_dir / f".creating-{run_id}")
         building.root.mkdir()
         try:
-            atomic_write_text(building.spec, spec_text)
-            atomic_write_bytes(building.strategy, strategy_bytes)
-            write_json(building.metadata, meta)
-            building.state.mkdir()
-            detail = meta["timeline"][0].get("detail")
-            Journal(building.journal).append("created", {"run_id": run_id, "status": "new",
-                                                                   **({"detail": detail} if detail else {})})
+            with deferred_directory_fsyncs():  # the folder is fsynced once, before it is renamed into place
+                atomic_write_text(building.spec, spec_text)
+                atomic_write_bytes(building.strategy, strategy_bytes)
+                write_json(building.metadata, meta)
+                building.state.mkdir()
+                lines = [encode_entry(entry["event"], {"run_id": run_id, **({"status": "new"} if not n else {}),
+                                                       **({"detail": entry["detail"]} if entry.get("detail") else {})})
+                         for n, entry in enumerate(meta["timeline"])]  # created (and what create was told came then)
+                Journal(building.journal).append_encoded(b"".join(lines))
             os.rename(building.root, self.runs_dir / run_id)
         except BaseException:
             shutil.rmtree(building.root, ignore_errors=True)

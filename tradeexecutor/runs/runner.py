@@ -90,15 +90,16 @@ def executor_command(paths: RunPaths, port: int) -> list[str]:
 
 
 def write_artifacts(runs: Runs, run_id: str, ending: Mapping[str, Any] | None = None, *,
-                    charts: bool = True) -> str | None:
+                    charts: bool = True, orders: bool = True) -> str | None:
     """Write the run's metrics, reports, charts and orders (runs.artifacts); a failure is a note, not an error.
 
-    ``charts=False``: no charts now; the reports say how to draw them on demand.
+    ``charts=False``: no charts now; the reports say how to draw them on demand. ``orders=False``:
+    orders.csv stays as the backtest wrote it.
     """
     from tradeexecutor.runs.artifacts import write_artifacts as writer
 
     try:
-        writer(runs.paths(run_id).root, ending=ending, charts=charts)
+        writer(runs.paths(run_id).root, ending=ending, charts=charts, orders=orders)
     except Exception as exc:  # noqa: BLE001 - the run's result stands; its reports are secondary
         message = f"{type(exc).__name__}: {' '.join(str(exc).split())}"
         runs.journal(run_id, "artifacts_failed", {"error": message}, level="error")
@@ -130,7 +131,7 @@ def start_run(runs: Runs, ref_or_id: str, *, port: int | None = None,
     if record.mode == "backtest" and detach:
         return _start_backtest_detached(runs, record, env, tuple(notes))
     if record.mode == "backtest":
-        return _run_backtest(runs, record, tuple(notes), CastConfig.from_env(env), charts=charts)
+        return _run_backtest(runs, record, spec, tuple(notes), CastConfig.from_env(env), charts=charts)
     return _start_detached(runs, record, port or free_port(spec.core.host), env, tuple(notes))
 
 
@@ -171,19 +172,27 @@ class _StopSignal(BaseException):
     """SIGTERM arrived while a backtest ran in this process."""
 
 
-def _run_backtest(runs: Runs, record: RunRecord, notes: tuple[str, ...], cast: CastConfig, *,
+def _run_backtest(runs: Runs, record: RunRecord, spec: RunSpec, notes: tuple[str, ...], cast: CastConfig, *,
                   charts: bool = True) -> StartResult:
+    """Run a backtest in this process: started, executed, recorded complete, then its reports.
+
+    ``spec`` is the run's pinned spec as :func:`start_run` loaded it; it is loaded again only
+    when the run changed before the lock was taken (``runs set`` may edit a new run's spec).
+    The start is one registry transaction and one write of each file, though the timeline and
+    the journal still show both steps (start_requested, then started): in this process nothing
+    happens between them.
+    """
     run_id = record.id
     with runs.locked(run_id) as fresh:
         _check_startable(fresh)
         _remove_temp_files(runs.paths(run_id))
-        runs.record(run_id, "start_requested", status="starting", pid=os.getpid())
+        if fresh.updated_at != record.updated_at:
+            spec = runs.load_run_spec(run_id)
+        runs.record(run_id, "started", status="running", pid=os.getpid(), preceded_by=(("start_requested", "starting"),))
     restore = _raise_on_sigterm()
     try:
-        runs.record(run_id, "started", status="running")
         from tradeexecutor.runs.executor import execute_backtest
 
-        spec = runs.load_run_spec(run_id)
         outcome = execute_backtest(spec, runs.paths(run_id), run_id)
     except (_StopSignal, KeyboardInterrupt):
         restore()
@@ -200,7 +209,7 @@ def _run_backtest(runs: Runs, record: RunRecord, notes: tuple[str, ...], cast: C
     fingerprints = {**meta.get("fingerprints", {}), "data": outcome.data}
     runs.record(run_id, "complete", status="complete", pid=None, summary=outcome.summary, fingerprints=fingerprints,
                 backtest={"bars": outcome.bars, "cycles": outcome.cycles, "seconds": round(outcome.seconds, 3)})
-    note = write_artifacts(runs, run_id, charts=charts)
+    note = write_artifacts(runs, run_id, charts=charts, orders=False)  # execute_backtest wrote orders.csv
     failed = cast_final(runs, run_id, cast)  # when cast.json names a chart: the final data, once
     cast_note = f"warning: casting the final data failed: {failed}" if failed else None
     return StartResult(runs.registry.get(run_id) or record, notes + tuple(n for n in (note, cast_note) if n))

@@ -23,7 +23,7 @@ from __future__ import annotations
 import csv
 import io
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import yaml
 
-from tradeexecutor.atomic import atomic_write_bytes, atomic_write_text
+from tradeexecutor.atomic import atomic_write_bytes, atomic_write_text, deferred_directory_fsyncs
 from tradeexecutor.layout import SweepFiles
 from tradeexecutor.runs.ranking import RANKABLE, statistic
 from tradeexecutor.runs.sweep_eval import PointResult, canonical_values, equity_curve, one_line
@@ -59,11 +59,12 @@ def finish(result: SweepResult, folder: SweepFolder, *, runs_dir: Path, progress
     """Everything after the points: walk-forward curve, full runs, tables and charts (module docstring)."""
     plan = result.plan
     curves = _walk_forward(result, curves_needed=plan.options.reports != "none")
+    charts: dict[str, bytes] = {}
     if plan.options.reports != "none":
         progress.phase("reports")
-        _full_runs(result, folder, runs_dir=runs_dir)
+        # The charts need the rows only: drawn here while worker processes make the full runs.
+        _full_runs(result, folder, runs_dir=runs_dir, meanwhile=lambda: charts.update(_charts(result, curves)))
     files = [folder.files.results_csv, folder.files.results_md]
-    charts = _charts(result, curves) if plan.options.reports != "none" else {}
     if charts:
         folder.files.charts.mkdir(exist_ok=True)
     for name, image in charts.items():
@@ -131,9 +132,9 @@ def _make_run(job: _RunJob) -> tuple[int, str, str | None]:
 
     runs = Runs(job.runs_dir, env={})  # the point's spec already holds every value; the environment must not
     try:
-        record, _ = runs.create(job.spec_file, ref=job.ref)
-        runs.record(record.id, "swept", detail=f"sweep point {job.index + 1}: {_label(job.values)}",
-                    sweep={"index": job.index, "values": job.values})
+        record, _ = runs.create(job.spec_file, ref=job.ref,  # created and swept: one registry transaction
+                                then=("swept", f"sweep point {job.index + 1}: {_label(job.values)}"),
+                                sweep={"index": job.index, "values": job.values})
         outcome = start_run(runs, record.id, charts=False)  # drawn on demand: `tradeexecutor report RUN`
         if outcome.record.status != "complete":
             return job.index, record.id, f"run {record.id} ended {outcome.record.status}"
@@ -162,19 +163,24 @@ def write_point_spec(result: SweepResult, row: PointResult, folder: Path) -> Pat
     return path
 
 
-def _full_runs(result: SweepResult, folder: SweepFolder, *, runs_dir: Path) -> None:
-    """Make the full runs ``reports`` asks for (those not made before), in parallel; record their ids on the rows."""
+def _full_runs(result: SweepResult, folder: SweepFolder, *, runs_dir: Path, meanwhile: Callable[[], None]) -> None:
+    """Make the full runs ``reports`` asks for (those not made before), in parallel; record their ids on the rows.
+
+    ``meanwhile`` is called once in this process: while worker processes make the runs, or after
+    the runs when they are made here.
+    """
     plan = result.plan
     complete = [row for row in result.results if row.status == "complete"]
     chosen = complete if plan.options.reports == "all" else complete[:plan.options.best]
     made = folder.reports()
     prefix = plan.options.ref_prefix
-    jobs = [_RunJob(row.index, row.values, write_point_spec(result, row, folder.path), Path(runs_dir),
-                    f"{prefix}-{row.index + 1:03d}" if prefix else None)
-            for row in chosen if canonical_values(row.values) not in made]
+    with deferred_directory_fsyncs():  # the point specs' folder is fsynced once, before any run reads them
+        jobs = [_RunJob(row.index, row.values, write_point_spec(result, row, folder.path), Path(runs_dir),
+                        f"{prefix}-{row.index + 1:03d}" if prefix else None)
+                for row in chosen if canonical_values(row.values) not in made]
     by_index = {row.index: row for row in result.results}
     Path(runs_dir).mkdir(parents=True, exist_ok=True)
-    for index, run_id, error in _run_jobs(jobs, plan.options.processes):
+    for index, run_id, error in _run_jobs(jobs, plan.options.processes, meanwhile):
         row = by_index[index]
         if run_id:
             made[canonical_values(row.values)] = run_id
@@ -184,18 +190,21 @@ def _full_runs(result: SweepResult, folder: SweepFolder, *, runs_dir: Path) -> N
     result.results = [row.with_run(made.get(canonical_values(row.values), "")) for row in result.results]
 
 
-def _run_jobs(jobs: Sequence[_RunJob], processes: int | None) -> Iterable[tuple[int, str, str | None]]:
+def _run_jobs(jobs: Sequence[_RunJob], processes: int | None,
+              meanwhile: Callable[[], None]) -> Iterable[tuple[int, str, str | None]]:
     workers = max(1, min(processes or os.cpu_count() or 1, len(jobs)))
     if workers == 1:
         for job in jobs:
             yield _make_run(job)
+        meanwhile()
         return
     import tradeexecutor.runs.artifacts  # noqa: F401 - imported once before forking, not in every worker
     import tradeexecutor.runs.runner  # noqa: F401
 
     with ProcessPoolExecutor(max_workers=workers, mp_context=process_context()) as pool:
-        futures = [pool.submit(_make_run, job) for job in jobs]
+        futures = [pool.submit(_make_run, job) for job in jobs]  # a fork pool has started its workers by now
         try:
+            meanwhile()
             for future in as_completed(futures):
                 yield future.result()
         except BaseException:
