@@ -7,7 +7,8 @@ Run at start-up (``daemon/runner.py``) and by hand (``tradeexecutor reconcile``)
    found → *adopted* — its fills not yet applied are applied (fills that happened while the
    executor was down, or of an order whose answer never came) and it takes the venue's status
    (*completed* when that is terminal); never seen → sent now under the same id at start-up (it
-   never left: write-ahead), left for the executor when run by hand; we had it open and the venue
+   never left: write-ahead) and its outcome taken from the reply (a market order's fill moved the
+   balances pass 3 compares), left for the executor when run by hand; we had it open and the venue
    does not know it → marked ``unknown`` for a person, a **mismatch**.
 2. **Open orders on the exchange.** Those carrying this run's client-id prefix (``te<run8>-``) are
    ours: already adopted by pass 1 when the ledger has them open; one the ledger has ended or does
@@ -182,6 +183,8 @@ def reconcile(state: State, venue: Venue | None, *, commit: Callable[[], None], 
     for position, order in router.pending():
         before, fills = order.status.value, len(order.fills)
         resolution = router.resolve_order(position, order, send=send)
+        if resolution == "sent":  # its outcome came with the reply (a market order filled): take it before pass 3
+            router.drain(commit=False)  # compares the balances it moved, or the ledger lags the exchange: safe mode
         symbol = state.instrument(order.instrument_id).symbol
         if resolution in ("sent", "unsent", "missing"):
             action = resolution
