@@ -78,3 +78,12 @@ def test_reading_runs_and_clients_import_no_heavy_library(tmp_path: Path) -> Non
 def test_the_probe_sees_a_heavy_import() -> None:
     """The check can fail: a command that needs the engine does import pandas."""
     assert "pandas" in imported("backtest", "no-such-strategy.py")
+
+
+def test_the_daemon_imports_no_matplotlib() -> None:
+    """A running executor draws its charts in a child process (visual/renderer.py): the daemon's modules leave
+    matplotlib (about half a second of every start) to that child."""
+    code = ("import sys, tradeexecutor.cli.start_cmd, tradeexecutor.daemon.runner, tradeexecutor.daemon.publish; "
+            "print(sorted(name for name in sys.modules if name.startswith(('matplotlib', 'tradeexecutor.visual.'))))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert result.stdout.split("\n")[0] == "['tradeexecutor.visual.renderer', 'tradeexecutor.visual.series']"
