@@ -174,6 +174,7 @@ def check_ledger_equals_exchange(state: State, state_dir: Path, url: str) -> Non
     assert set(filled) <= {o.client_order_id for o in orders if o.fills}
     reconciled = sum(e["fields"]["fills_applied"] for e in entries if e["event"] == "reconciled")
     assert len(filled) + reconciled == len(fills), (len(filled), reconciled, len(fills))
+    assert reconciled > 0, "no kill left a fill for a restart to take from the exchange"
     cycles = [e["fields"]["cycle_time"] for e in entries if e["event"] == "cycle_completed"]
     assert len(cycles) == len(set(cycles)) == state.cycles_completed
 
@@ -227,4 +228,5 @@ def test_kill_9_of_a_live_executor_never_sends_an_intent_twice(tmp_path: Path, s
     ends = {o.client_order_id: o.status for o in state.portfolio.all_orders()}
     assert all(ends[cid] in (OrderStatus.filled, OrderStatus.rejected) for cid in killed_at_points)
     assert len(sent_orders(state)) > RESTARTS // 2, "the executor did not trade between the kills"
+    assert all(ways[way] for way in WAYS), ways
     print(f"{restarts} restarts {dict(ways)}; {len(sent_orders(state))} orders, {state.cycles_completed} cycles")
