@@ -140,7 +140,17 @@ def test_an_order_never_heard_back_about_is_found_by_client_id_and_never_sent_tw
     first.close()
 
     second = Life(tmp_path, venue(running))
-    result = second.reconcile()
+    # The fill it applies commits with the journal line that counts it: a kill -9 between the two left the ledger
+    # with a fill the journal never mentioned (tests/test_live_kill.py). Each commit records the lines waiting then.
+    journaled: list[str] = []
+    commits: list[list[str]] = []
+
+    def journal(event: str, /, **fields: object) -> None:
+        journaled.append(event)
+
+    result = reconcile(second.state, second.venue, commit=lambda: commits.append(list(journaled)), now=_now,
+                       journal=journal)
+    assert commits == [["reconciled"]]
     assert result.clean, result.mismatches
     (check,) = result.orders
     assert (check.before, check.after, check.action, check.fills_applied) == ("unknown", "filled", "completed", 1)

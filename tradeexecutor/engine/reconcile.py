@@ -164,12 +164,14 @@ def vars_of(record: Any) -> dict[str, Any]:
 
 
 def reconcile(state: State, venue: Venue | None, *, commit: Callable[[], None], now: Callable[[], datetime],
-              send: bool = True, symbols: Sequence[str] = ()) -> Reconciliation:
+              send: bool = True, symbols: Sequence[str] = (), journal: EventSink | None = None) -> Reconciliation:
     """Reconcile ``state`` with ``venue`` (see the module docstring); ``commit`` makes the state durable.
 
     ``send`` lets the start-up send an order that never reached the venue (same id); by hand it is
     left for the executor. ``symbols`` are the strategy's instruments, whose base assets are compared
     too when the ledger has no position in them yet (a fresh state holds none: the account should not either). A venue that fails temporarily raises TemporaryError (nothing decided yet).
+    ``journal`` (the job's) gets the outcome (``journal_reconciliation``) before the last commit, so a kill -9 never
+    leaves fills applied here in the ledger without the ``reconciled`` line that counts them.
     """
     at = now()
     if venue is None:
@@ -200,13 +202,16 @@ def reconcile(state: State, venue: Venue | None, *, commit: Callable[[], None], 
         elif action == "unsent":
             notes.append(f"order {order.client_order_id} ({symbol}) never reached the venue; the executor sends "
                          "it when it starts")
-    if orders and changed:
-        commit()
     exchange_orders = _exchange_orders(state, venue, mismatches)
     balances = _balances(state, venue, mismatches, symbols)
-    return Reconciliation(at=at, venue=venue.name, orders=tuple(orders), exchange_orders=tuple(exchange_orders),
-                          balances=tuple(balances), mismatches=tuple(mismatches), notes=tuple(notes),
-                          changed=changed)
+    result = Reconciliation(at=at, venue=venue.name, orders=tuple(orders), exchange_orders=tuple(exchange_orders),
+                            balances=tuple(balances), mismatches=tuple(mismatches), notes=tuple(notes),
+                            changed=changed)
+    if journal is not None:  # before the commit: the fills applied and the line that counts them, in one transaction
+        journal_reconciliation(result, journal)
+    if orders and changed:
+        commit()
+    return result
 
 
 def _exchange_orders(state: State, venue: Venue, mismatches: list[Mismatch]) -> list[ExchangeOrder]:
