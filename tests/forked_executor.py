@@ -14,6 +14,7 @@ watches it like a spawned one.
 from __future__ import annotations
 
 import multiprocessing
+import multiprocessing.forkserver
 import os
 import signal
 import subprocess
@@ -68,11 +69,18 @@ class ForkedProcess:
 
 
 class ForkServer:
-    """One fork server with ``PRELOAD`` imported; ``start`` forks an executor from it."""
+    """One fork server with ``PRELOAD`` imported; ``start`` forks an executor from it. A context manager: the
+    server (a few hundred megabytes of imported modules) ends with the block, not with the test session."""
 
     def __init__(self) -> None:
         self._context = multiprocessing.get_context("forkserver")
         self._context.set_forkserver_preload(PRELOAD)
+
+    def __enter__(self) -> ForkServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        multiprocessing.forkserver._forkserver._stop()  # type: ignore[attr-defined]  # what CPython's tests use
 
     def start(self, argv: list[str], env: dict[str, str], log: Path) -> ForkedProcess:
         """Fork ``tradeexecutor ARGV`` with exactly ``env`` as its environment, its output appended to ``log``."""

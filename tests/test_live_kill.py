@@ -73,6 +73,13 @@ def simulator() -> Iterator[str]:
         yield url
 
 
+@pytest.fixture
+def fork_server() -> Iterator[ForkServer]:
+    """Restarts forked from one server that imported the executor (tests/forked_executor.py), stopped afterwards."""
+    with ForkServer() as server:
+        yield server
+
+
 def live_executor(tmp_path: Path, url: str, state_dir: Path, env: dict[str, str] | None = None,
                   starter: Any = None) -> Executor:
     return Executor(tmp_path, "--cpu", "off", "--mode", "live", "--exchange", "binance", "--exchange-url", url,
@@ -180,11 +187,11 @@ def check_ledger_equals_exchange(state: State, state_dir: Path, url: str) -> Non
 
 
 @pytest.mark.timeout(1200)  # 105 restarts: minutes on a machine whose cores are busy with other work
-def test_kill_9_of_a_live_executor_never_sends_an_intent_twice(tmp_path: Path, simulator: str) -> None:
+def test_kill_9_of_a_live_executor_never_sends_an_intent_twice(tmp_path: Path, simulator: str,
+                                                                fork_server: ForkServer) -> None:
     print(f"seed {SEED}")
     rng = random.Random(SEED)
     state_dir = tmp_path / "state"
-    server = ForkServer()
     ways: Counter[str] = Counter()
     killed_at_points: list[str] = []
     restarts = 0
@@ -192,7 +199,7 @@ def test_kill_9_of_a_live_executor_never_sends_an_intent_twice(tmp_path: Path, s
     while restarts < RESTARTS:
         way = rng.choices(list(WAYS), weights=list(WAYS.values()))[0]
         env = {KILL_AT_ENV: f"{way}:1"} if way in ("submitting", "submitted") else {}
-        executor = live_executor(tmp_path / "runs", simulator, state_dir, env, starter=server.start)
+        executor = live_executor(tmp_path / "runs", simulator, state_dir, env, starter=fork_server.start)
         try:
             if way == "running":
                 status = ready(executor)
