@@ -3,7 +3,8 @@
 ``Executor(tmp_path, *args, strategy=...)`` starts one executor on a free port (or ``port``)
 replaying ``START`` to ``END`` of the bundled data (``window=False``: all of ``--data``) from the first bar, with charts off and fast
 trigger checks and revaluations; ``wait_status`` polls /status until a condition holds. ``launcher`` runs
-a script instead of ``python -m tradeexecutor.cli.main`` (tests/outage_launcher.py: a feed standing in for an exchange that goes down).
+a script instead of ``python -m tradeexecutor.cli.main`` (tests/outage_launcher.py: a feed standing in for an exchange that goes down);
+``starter`` forks it from a server that imported the executor already (tests/forked_executor.py).
 Used by tests/test_daemon_e2e.py and tests/test_wallboard_browser.py.
 """
 
@@ -36,7 +37,8 @@ class Executor:
 
     def __init__(self, tmp_path: Path, *args: str, strategy: str = "daemon_sma.py", state_dir: Path | None = None,
                  env: dict[str, str] | None = None, port: int | None = None, window: bool = True,
-                 headers: dict[str, str] | None = None, launcher: Path | None = None):
+                 headers: dict[str, str] | None = None, launcher: Path | None = None,
+                 starter: Callable[[list[str], dict[str, str], Path], Any] | None = None):
         tmp_path.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
         self.state_dir = state_dir or tmp_path / "state"
@@ -44,13 +46,20 @@ class Executor:
         self.headers = headers or {}
         self.log = tmp_path / f"executor-{self.port}-{time.monotonic_ns()}.log"
         program = [str(launcher)] if launcher is not None else ["-m", "tradeexecutor.cli.main"]
-        command = [sys.executable, *program, "start", str(STRATEGIES / strategy),
+        arguments = ["start", str(STRATEGIES / strategy),
                    "--state-dir", str(self.state_dir), "--port", str(self.port),
                    *(("--start", START, "--end", END) if window else ()), "--replay-start", "first", "--chart-seconds", "0", "--trigger-seconds", "0.5",
                    "--revaluation-seconds", "0.7", *args]
         environment = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+        #: A subprocess.Popen, or what ``starter`` returned in its place (the same methods).
+        self.process: Any
+        if starter is not None:
+            self.log.touch()
+            self.process = starter(arguments, environment, self.log)
+            return
         with open(self.log, "wb") as log:
-            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=environment)
+            self.process = subprocess.Popen([sys.executable, *program, *arguments], stdout=log,
+                                            stderr=subprocess.STDOUT, env=environment)
 
     def status(self) -> dict[str, Any] | None:
         """GET /status, None while the webhook does not answer."""

@@ -90,3 +90,12 @@ def test_the_web_servers_start_without_a_deprecation_warning_from_pyramid() -> N
     assert "pkg_resources is deprecated" in stderr_of("import pyramid.asset")  # the warning this is about
     assert stderr_of("import tradeexecutor.webhook.app, tradeexecutor.wallboard.app, "
                      "tradeexecutor.exchange_sim.app") == ""
+
+
+def test_the_daemon_imports_no_matplotlib() -> None:
+    """A running executor draws its charts in a child process (visual/renderer.py): the daemon's modules leave
+    matplotlib (about half a second of every start) to that child."""
+    code = ("import sys, tradeexecutor.cli.start_cmd, tradeexecutor.daemon.runner, tradeexecutor.daemon.publish; "
+            "print(sorted(name for name in sys.modules if name.startswith(('matplotlib', 'tradeexecutor.visual.'))))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert result.stdout.split("\n")[0] == "['tradeexecutor.visual.renderer', 'tradeexecutor.visual.series']"

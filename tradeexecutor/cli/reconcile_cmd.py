@@ -39,7 +39,7 @@ def reconcile_command(state_dir: Path, as_json: bool, **options: Any) -> None:
     """Reconcile the ledger in --state-dir with the exchange (the --exchange* settings); exit 0 clean, 1 mismatch."""
     from tradeexecutor.config import build_config
     from tradeexecutor.daemon.journal import JournalSink
-    from tradeexecutor.engine.reconcile import journal_reconciliation, reconcile, write_reconciliation
+    from tradeexecutor.engine.reconcile import reconcile, write_reconciliation
     from tradeexecutor.errors import StateError, TemporaryError
     from tradeexecutor.layout import RunFiles
     from tradeexecutor.ledger import Ledger, check_not_legacy
@@ -65,8 +65,8 @@ def reconcile_command(state_dir: Path, as_json: bool, **options: Any) -> None:
         journal = JournalSink(ledger, ledger.now)
         try:
             with ledger.begin_job("reconcile", ledger.now()) as job:
-                result = reconcile(state, venue, commit=lambda: job.commit(state), now=ledger.now, send=False)
-                journal_reconciliation(result, journal)
+                result = reconcile(state, venue, commit=lambda: job.commit(state), now=ledger.now, send=False,
+                                   journal=journal)
         except TemporaryError as error:
             click.echo(f"error: {config.exchange} could not be reached, nothing was changed: {error}; try again",
                        err=True)

@@ -64,7 +64,7 @@ from tradeexecutor.data.feed import PriceFeed, ReplayFeed
 from tradeexecutor.data.follow import CandleFileTail, FollowFeed
 from tradeexecutor.data.market import CloseColumns, MarketData
 from tradeexecutor.engine.engine import Engine, EventSink
-from tradeexecutor.engine.reconcile import Reconciliation, journal_reconciliation, reconcile, write_reconciliation
+from tradeexecutor.engine.reconcile import Reconciliation, reconcile, write_reconciliation
 from tradeexecutor.engine.risk import RiskLimits
 from tradeexecutor.engine.schedule import CycleSchedule, cycle_times
 from tradeexecutor.errors import StateCorruptError
@@ -425,8 +425,8 @@ def reconcile_at_start(store: Ledger, state: State, venue: Venue | None, journal
         logger.debug("reconciliation: %s", "; ".join(result.notes))
         return result
     with store.begin_job("reconcile", clock.now()) as job:
-        result = reconcile(state, venue, commit=lambda: job.commit(state), now=clock.now, symbols=symbols)
-        journal_reconciliation(result, journal)
+        result = reconcile(state, venue, commit=lambda: job.commit(state), now=clock.now, symbols=symbols,
+                           journal=journal)
     write_reconciliation(result, files.reconciliation)
     if result.clean:
         logger.info("reconciled with %s: clean (%d order(s) asked about)", result.venue, len(result.orders))

@@ -7,6 +7,9 @@ its outcome — instants a signal from outside hits only by luck. With
 counts from 1 in this process) the executor sends itself SIGKILL at the Nth pass through POINT:
 a real signal, nothing flushed, the files as a power cut leaves them. Unset (always, outside
 tests) a pass costs one comparison. This is not a setting: nobody runs an executor with it.
+
+The variable is read at the first pass, not at import: an executor forked from a process that
+imported the engine already (tests/forked_executor.py) obeys its own environment.
 """
 
 from __future__ import annotations
@@ -25,12 +28,16 @@ def _parse(text: str) -> tuple[str, int] | None:
     return (point, int(count or "1")) if point else None
 
 
-_target = _parse(os.environ.get(KILL_AT_ENV, ""))
+_unread = ("", 0)
+_target: tuple[str, int] | None = _unread
 _passes: dict[str, int] = {}
 
 
 def reached(point: str) -> None:
     """One pass through ``point``; the Nth pass (when the environment asks for it) never returns."""
+    global _target
+    if _target is _unread:
+        _target = _parse(os.environ.get(KILL_AT_ENV, ""))
     if _target is None or _target[0] != point:
         return
     _passes[point] = _passes.get(point, 0) + 1

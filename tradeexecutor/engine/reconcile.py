@@ -7,7 +7,8 @@ Run at start-up (``daemon/runner.py``) and by hand (``tradeexecutor reconcile``)
    found → *adopted* — its fills not yet applied are applied (fills that happened while the
    executor was down, or of an order whose answer never came) and it takes the venue's status
    (*completed* when that is terminal); never seen → sent now under the same id at start-up (it
-   never left: write-ahead), left for the executor when run by hand; we had it open and the venue
+   never left: write-ahead) and its outcome taken from the reply (a market order's fill moved the
+   balances pass 3 compares), left for the executor when run by hand; we had it open and the venue
    does not know it → marked ``unknown`` for a person, a **mismatch**.
 2. **Open orders on the exchange.** Those carrying this run's client-id prefix (``te<run8>-``) are
    ours: already adopted by pass 1 when the ledger has them open; one the ledger has ended or does
@@ -163,12 +164,14 @@ def vars_of(record: Any) -> dict[str, Any]:
 
 
 def reconcile(state: State, venue: Venue | None, *, commit: Callable[[], None], now: Callable[[], datetime],
-              send: bool = True, symbols: Sequence[str] = ()) -> Reconciliation:
+              send: bool = True, symbols: Sequence[str] = (), journal: EventSink | None = None) -> Reconciliation:
     """Reconcile ``state`` with ``venue`` (see the module docstring); ``commit`` makes the state durable.
 
     ``send`` lets the start-up send an order that never reached the venue (same id); by hand it is
     left for the executor. ``symbols`` are the strategy's instruments, whose base assets are compared
     too when the ledger has no position in them yet (a fresh state holds none: the account should not either). A venue that fails temporarily raises TemporaryError (nothing decided yet).
+    ``journal`` (the job's) gets the outcome (``journal_reconciliation``) before the last commit, so a kill -9 never
+    leaves fills applied here in the ledger without the ``reconciled`` line that counts them.
     """
     at = now()
     if venue is None:
@@ -182,6 +185,8 @@ def reconcile(state: State, venue: Venue | None, *, commit: Callable[[], None], 
     for position, order in router.pending():
         before, fills = order.status.value, len(order.fills)
         resolution = router.resolve_order(position, order, send=send)
+        if resolution == "sent":  # its outcome came with the reply (a market order filled): take it before pass 3
+            router.drain(commit=False)  # compares the balances it moved, or the ledger lags the exchange: safe mode
         symbol = state.instrument(order.instrument_id).symbol
         if resolution in ("sent", "unsent", "missing"):
             action = resolution
@@ -197,13 +202,16 @@ def reconcile(state: State, venue: Venue | None, *, commit: Callable[[], None], 
         elif action == "unsent":
             notes.append(f"order {order.client_order_id} ({symbol}) never reached the venue; the executor sends "
                          "it when it starts")
-    if orders and changed:
-        commit()
     exchange_orders = _exchange_orders(state, venue, mismatches)
     balances = _balances(state, venue, mismatches, symbols)
-    return Reconciliation(at=at, venue=venue.name, orders=tuple(orders), exchange_orders=tuple(exchange_orders),
-                          balances=tuple(balances), mismatches=tuple(mismatches), notes=tuple(notes),
-                          changed=changed)
+    result = Reconciliation(at=at, venue=venue.name, orders=tuple(orders), exchange_orders=tuple(exchange_orders),
+                            balances=tuple(balances), mismatches=tuple(mismatches), notes=tuple(notes),
+                            changed=changed)
+    if journal is not None:  # before the commit: the fills applied and the line that counts them, in one transaction
+        journal_reconciliation(result, journal)
+    if orders and changed:
+        commit()
+    return result
 
 
 def _exchange_orders(state: State, venue: Venue, mismatches: list[Mismatch]) -> list[ExchangeOrder]:

@@ -11,6 +11,19 @@ holds the loop's interpreter lock.
 
 from __future__ import annotations
 
-from tradeexecutor.visual.charts import FORMATS, SIZES, THEMES, render_all, render_charts, render_formats
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tradeexecutor.visual.charts import FORMATS, SIZES, THEMES, render_all, render_charts, render_formats
 
 __all__ = ["FORMATS", "SIZES", "THEMES", "render_all", "render_charts", "render_formats"]
+
+
+def __getattr__(name: str) -> Any:
+    """The chart functions, imported at their first use: matplotlib takes about half a second to import, and a
+    running executor never draws in its own process (``renderer``), so ``visual.series`` must not pull it in."""
+    if name in __all__:
+        from tradeexecutor.visual import charts
+
+        return getattr(charts, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
