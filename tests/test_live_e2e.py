@@ -124,6 +124,9 @@ def test_live_orders_go_to_the_exchange_and_the_ledger_equals_its_record(tmp_pat
         assert all(p.dust_quantity == 0.0 for p in closed)
     if fee_asset == "bnb":
         _check_bnb_fees(state, trades, fills, balances=http_json("GET", f"{simulator}/_sim/balances")[1])
+        filled = [e["fields"] for e in Journal(executor.state_dir / "journal.jsonl").read(limit=10_000)
+                  if e["event"] == "order_filled"]
+        assert filled and all(f["fee_currency"] == "BNB" and f["fee_value"] > 0 for f in filled)
         _check_bnb_reconciliation(executor.state_dir, simulator)
     # Each write-off is journaled with the position and the quantity.
     journaled = {e["fields"]["position_id"]: e["fields"]["quantity"]
