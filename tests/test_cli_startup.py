@@ -78,3 +78,15 @@ def test_reading_runs_and_clients_import_no_heavy_library(tmp_path: Path) -> Non
 def test_the_probe_sees_a_heavy_import() -> None:
     """The check can fail: a command that needs the engine does import pandas."""
     assert "pandas" in imported("backtest", "no-such-strategy.py")
+
+
+def test_the_web_servers_start_without_a_deprecation_warning_from_pyramid() -> None:
+    """pyramid imports pkg_resources, whose UserWarning every webhook, wallboard and simulator start printed."""
+    def stderr_of(code: str) -> str:
+        environment = {key: value for key, value in os.environ.items() if key != "PYTHONWARNINGS"}
+        return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                              env=environment).stderr
+
+    assert "pkg_resources is deprecated" in stderr_of("import pyramid.asset")  # the warning this is about
+    assert stderr_of("import tradeexecutor.webhook.app, tradeexecutor.wallboard.app, "
+                     "tradeexecutor.exchange_sim.app") == ""

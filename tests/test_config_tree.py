@@ -173,6 +173,7 @@ def test_the_old_flags_and_variables_keep_their_names() -> None:
     (lambda: EngineConfig(cycle_offset_seconds=-5.0), "--cycle-offset -5.0 must not be negative"),
     (lambda: ExecutionConfig(fill_timing="later"), "--fill-timing 'later' is not one of next_open, close"),
     (lambda: DaemonConfig(strategy_file=SMA, port=70000), "--port 70000 must be between 0 and 65535"),
+    (lambda: DaemonConfig(strategy_file=SMA, retry_max_seconds=7200.0), "--retry-max-seconds 7200.0 must be at most 3600"),
     (lambda: FeedConfig(replay_seconds=0.0),
      "--replay-seconds 0.0 must be positive (0.1 = ten bars a second)"),
     (lambda: DaemonConfig(strategy_file=SMA, chart_seconds=math.inf), "--chart-seconds inf is not a finite number"),

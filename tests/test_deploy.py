@@ -476,7 +476,7 @@ def test_env_example_is_generated_from_the_cli() -> None:
 
 
 # ---------------------------------------------------------------------------------------------------
-# The rehearsal pair: the exchange simulator and a paper executor against it (exchange-sim.yml)
+# The rehearsal: the exchange simulator, and a paper and a live executor against it (exchange-sim.yml)
 
 REHEARSAL_FILE = COMPOSE_DIR / "exchange-sim.yml"
 
@@ -484,7 +484,7 @@ REHEARSAL_FILE = COMPOSE_DIR / "exchange-sim.yml"
 @pytest.fixture(scope="module")
 def rehearsal() -> dict[str, Any]:
     document = yaml.safe_load(REHEARSAL_FILE.read_text(encoding="utf-8"))
-    assert isinstance(document, dict) and set(document["services"]) == {"exchange-sim", "paper-eurusd"}
+    assert isinstance(document, dict) and set(document["services"]) == {"exchange-sim", "paper-eurusd", "live-eurusd"}
     return document
 
 
@@ -519,21 +519,42 @@ def test_rehearsal_compose_pairs_the_simulator_with_a_paper_executor_by_service_
         assert (COMPOSE_DIR / source).exists()
 
 
+def test_rehearsal_compose_runs_a_live_executor_against_the_simulator(rehearsal: dict[str, Any]) -> None:
+    paper, live = rehearsal["services"]["paper-eurusd"], rehearsal["services"]["live-eurusd"]
+    assert live["command"] == ["start"] and live["env_file"] == ["live-eurusd.env"]
+    values = read_env_file(COMPOSE_DIR / "live-eurusd.env")
+    assert set(values) <= start_command_envvars(), sorted(set(values) - start_command_envvars())
+    assert (values["TRADEEXECUTOR_MODE"], values["TRADEEXECUTOR_EXCHANGE"]) == ("live", "binance")
+    port = read_env_file(COMPOSE_DIR / "exchange-sim.env")["TRADEEXECUTOR_SIM_PORT"]
+    assert values["TRADEEXECUTOR_EXCHANGE_URL"] == f"http://exchange-sim:{port}", "the simulator, by service name"
+    # The variables the env file names are the ones the compose file fills in.
+    named = {values["TRADEEXECUTOR_EXCHANGE_KEY_VARIABLE"], values["TRADEEXECUTOR_EXCHANGE_SECRET_VARIABLE"]}
+    assert named == set(live["environment"])
+    for key in ("build", "restart", "read_only", "depends_on", "healthcheck", "stop_signal"):
+        assert live[key] == paper[key], key
+    assert all(p.startswith("127.0.0.1:") for p in live["ports"]) and live["ports"] != paper["ports"]
+    (state,) = [v for v in live["volumes"] if v.split(":")[1] == "/state"]
+    assert state.split(":")[0] in rehearsal["volumes"] and state not in paper["volumes"], "a state of its own"
+
+
 def test_rehearsal_compose_holds_credential_names_never_values(rehearsal: dict[str, Any]) -> None:
     """The simulator's key and secret come from the shell by name (``${NAME:?why}``); no file holds a value."""
     environment = rehearsal["services"]["exchange-sim"]["environment"]
     for name in ("TRADEEXECUTOR_SIM_API_KEY", "TRADEEXECUTOR_SIM_API_SECRET"):
         assert re.fullmatch(rf"\$\{{{name}:\?[^}}]+\}}", environment[name]), f"{name}: {environment[name]!r}"
     assert "environment" not in rehearsal["services"]["paper-eurusd"], "paper mode needs no credentials"
-    for env_file in ("exchange-sim.env", "paper-eurusd.env"):
+    for name, value in rehearsal["services"]["live-eurusd"]["environment"].items():  # the simulator's, by name
+        assert re.fullmatch(r"\$\{TRADEEXECUTOR_SIM_API_(KEY|SECRET):\?[^}]+\}", value), f"{name}: {value!r}"
+    for env_file in ("exchange-sim.env", "paper-eurusd.env", "live-eurusd.env"):
         values = read_env_file(COMPOSE_DIR / env_file)
         assert not [k for k in values if re.search(r"KEY|SECRET|TOKEN|PASSWORD", k) and not k.endswith("_VARIABLE")
                     and not k.endswith("_ENV")], f"{env_file} sets a credential"
 
 
-@pytest.mark.timeout(240)
-def test_rehearsal_pair_runs_as_written(tmp_path: Path) -> None:
-    """Both env files as they are, outside Docker: the simulator serves, the executor paper trades on its prices.
+@pytest.mark.timeout(280)
+def test_rehearsal_runs_as_written(tmp_path: Path, rehearsal: dict[str, Any]) -> None:
+    """The env files as they are, outside Docker: the simulator serves, one executor paper trades on its prices and
+    the other trades live against it, signed with the simulator's key and secret (given by name, as Compose does).
 
     Only what Docker provides is replaced: the executor reaches the simulator on loopback instead of
     by service name, each on a free port, the strategy and state directory on the host's paths.
@@ -556,6 +577,14 @@ def test_rehearsal_pair_runs_as_written(tmp_path: Path) -> None:
                     "TRADEEXECUTOR_STRATEGY_FILE": str(ROOT / "strategies" / Path(
                         values["TRADEEXECUTOR_STRATEGY_FILE"]).name),
                     "TRADEEXECUTOR_STATE_DIR": str(tmp_path / "state"), "TRADEEXECUTOR_PORT": str(port)}
+    live_values, live_port = read_env_file(COMPOSE_DIR / "live-eurusd.env"), free_port()
+    # Compose's ${NAME:?why}: each credential variable of the live executor takes the named shell variable's value.
+    given = {name: sim_env[re.match(r"\$\{(\w+)", value).group(1)]  # type: ignore[union-attr]
+             for name, value in rehearsal["services"]["live-eurusd"]["environment"].items()}
+    live_env = {**clean, **live_values, **given, "TRADEEXECUTOR_EXCHANGE_URL": f"http://127.0.0.1:{sim_port}",
+                "TRADEEXECUTOR_STRATEGY_FILE": str(ROOT / "strategies" / Path(
+                    live_values["TRADEEXECUTOR_STRATEGY_FILE"]).name),
+                "TRADEEXECUTOR_STATE_DIR": str(tmp_path / "live-state"), "TRADEEXECUTOR_PORT": str(live_port)}
 
     def get(address: str) -> tuple[int, Any]:
         try:
@@ -577,20 +606,26 @@ def test_rehearsal_pair_runs_as_written(tmp_path: Path) -> None:
 
     processes: list[subprocess.Popen[bytes]] = []
     try:
-        sim_log, executor_log = tmp_path / "sim.log", tmp_path / "executor.log"
+        sim_log, executor_log, live_log = tmp_path / "sim.log", tmp_path / "executor.log", tmp_path / "live.log"
         with open(sim_log, "wb") as out:
             processes.append(subprocess.Popen([sys.executable, "-m", "tradeexecutor.cli.main", "exchange-sim"],
                                               env=sim_env, stdout=out, stderr=subprocess.STDOUT))
         poll(f"http://127.0.0.1:{sim_port}/api/v3/ping", processes[0], sim_log)  # the simulator's healthcheck
-        with open(executor_log, "wb") as out:
-            processes.append(subprocess.Popen([sys.executable, "-m", "tradeexecutor.cli.main", "start"],
-                                              env=executor_env, stdout=out, stderr=subprocess.STDOUT))
+        for env, log_path in ((executor_env, executor_log), (live_env, live_log)):  # both depend on the simulator
+            with open(log_path, "wb") as out:
+                processes.append(subprocess.Popen([sys.executable, "-m", "tradeexecutor.cli.main", "start"],
+                                                  env=env, stdout=out, stderr=subprocess.STDOUT))
         poll(f"http://127.0.0.1:{port}/healthz", processes[1], executor_log)
         status = poll(f"http://127.0.0.1:{port}/status", processes[1], executor_log)
         assert status["mode"] == "paper", status
         assert f"http://127.0.0.1:{sim_port}" in json.dumps(status), "prices come from the simulator"
         log = executor_log.read_text(encoding="utf-8")
         assert "warm-up 1h candles of EURUSD" in log and "rehearsal-secret" not in log
+        poll(f"http://127.0.0.1:{live_port}/healthz", processes[2], live_log)
+        live = poll(f"http://127.0.0.1:{live_port}/status", processes[2], live_log)
+        assert live["mode"] == "live" and live["prices"] == f"binance live prices via http://127.0.0.1:{sim_port}"
+        assert live["reconciliation"]["outcome"] == "clean" and not live["safe_mode"], live["reconciliation"]
+        assert "rehearsal-secret" not in live_log.read_text(encoding="utf-8")
     finally:
         for process in reversed(processes):
             process.terminate()
@@ -599,7 +634,7 @@ def test_rehearsal_pair_runs_as_written(tmp_path: Path) -> None:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait(10)
-    assert processes[1].returncode == 0, "SIGTERM stops the executor cleanly (exit 0)"
+    assert processes[1].returncode == processes[2].returncode == 0, "SIGTERM stops each executor cleanly (exit 0)"
 
 
 # ---------------------------------------------------------------------------------------------------

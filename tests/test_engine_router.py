@@ -260,3 +260,19 @@ def test_an_open_order_the_venue_does_not_know_is_left_unknown_for_a_person(tmp_
     assert order.status is OrderStatus.unknown and "left for a person" in (order.status_reason or "")
     assert venue.calls == [("fetch_order", order.client_order_id)] and done
     assert state.portfolio.cash == 10_000.0  # nothing was written off or resent
+
+
+def test_an_order_the_venue_accepted_once_and_lost_is_never_resent_by_a_later_resolution() -> None:
+    venue = twin()
+    state = new_state()
+    order = decide_open(state)
+    order.transition(OrderStatus.submitting, T0)
+    order.venue_order_id = "77"  # accepted by the venue ...
+    order.transition(OrderStatus.open, T0)
+    router = OrderRouter(state, venue, lambda: None, lambda: T0)
+    router.resolve()  # ... which no longer knows it: left unknown for a person
+    assert order.status is OrderStatus.unknown
+    for _ in range(2):  # each later resolution (a restart, a job of the running executor) asks, never resends
+        assert router.resolve_order(state.portfolio.open_positions[0], order) == "missing"
+    assert [method for method, _ in venue.calls] == ["fetch_order"] * 3
+    assert order.status is OrderStatus.unknown and state.portfolio.cash == 10_000.0

@@ -198,3 +198,38 @@ def test_an_exit_left_submitting_fills_on_restart_at_the_price_it_was_priced_at(
     if trigger == "stop_loss":
         exit_fill = final.portfolio.closed_positions[0].orders[-1].fills[0]
         assert exit_fill.price == 90.0 * (1 - 0.001)  # the gap's open, with slippage; not the level
+
+
+def test_live_an_unknown_entry_blocks_a_second_order_and_is_sent_again_at_the_next_settle_only_once_asked(
+        tmp_path: Path) -> None:
+    from tradeexecutor.venue import InMemoryVenue
+    from venue_contract import AAA
+
+    path = tmp_path / "scripted.py"
+    path.write_text(SCRIPTED.format(cycle="1d", instruments=["AAA"]))
+    strategy = load_strategy(path)
+    market = MarketData.from_long_frame(ohlc("AAA", PRICES), asset_types={"AAA": "equity"})
+    journal: list[tuple[str, dict[str, Any]]] = []
+
+    def sink(event: str, /, **fields: Any) -> None:
+        journal.append((event, fields))
+
+    engine = Engine(strategy, market, new_state(strategy, CONFIG, T0), config=CONFIG, events=sink)
+    venue = InMemoryVenue([AAA], {"USD": 10_000.0}, fee=0.001)
+    engine.live_venue = venue  # live mode: the exchange prices and fills
+    engine.start_write_ahead(lambda: None, lambda: T0)
+    engine.plan([open_long("AAA", value=1000)], 0, cycle_ns(0))
+    venue.fail_next("submit")  # the request never reached the exchange, and we cannot know that yet
+    engine.manage(1)
+    (order,) = orders(engine)
+    assert order.status is OrderStatus.unknown
+    assert [f["client_order_id"] for e, f in journal if e == "order_unknown"] == [order.client_order_id]
+    report = engine.plan([open_long("AAA", value=1000)], 1, cycle_ns(1))  # the next cycle wants in again
+    assert report.planned == 0 and "unknown outcome" in report.ignored[0] and orders(engine) == [order]
+    assert engine.settle_unknown() == [f"{order.client_order_id}: never reached the venue; sent"]
+    assert [m for m, c in venue.calls if c == order.client_order_id] == ["submit", "fetch_order", "submit"]
+    assert engine.settle_unknown() == []  # nothing unknown is left: nothing is asked, nothing sent
+    venue.advance({"AAA": 101.0}, T0)
+    engine.drain()
+    assert order.status is OrderStatus.filled
+    assert engine.state.portfolio.open_positions[0].quantity == order.fills[0].quantity

@@ -18,7 +18,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "tradeexecutor"
 #: A part is a top-level package or module of ``tradeexecutor`` (``__init__`` is the package root).
 LAYERS: list[set[str]] = [
     {"cli"},
-    {"daemon", "runs", "webhook", "wallboard", "exchange_sim"},
+    {"daemon", "runs", "webhook", "wallboard", "exchange_sim", "drill"},
     {"web", "settings"},
     {"backtest"},
     {"engine"},

@@ -156,6 +156,37 @@ def test_two_hundred_health_flaps_send_one_message_and_one_digest(tmp_path: Path
     assert notifier.counts()[("", "health", "suppressed")] == 199
 
 
+def test_safe_mode_and_a_risk_pause_are_not_also_sent_as_degraded_health(tmp_path: Path,
+                                                                         endpoint: LoopbackEndpoint) -> None:
+    """Each has its own message; the health watch adds one only when something else degrades health too."""
+    clock = FakeClock(T0)
+    daemon, ticker, _ = make(tmp_path, clock=clock, environ={VARIABLE: endpoint.url}, notify=notify(),
+                             health=HealthLimits(grace_seconds=60))
+    watch, notifier = daemon.health_watch, daemon.notifier
+    assert watch is not None and notifier is not None
+    try:
+        run_ticks(daemon, ticker, 2)
+        daemon.runstate.update(risk_paused=True, risk_pause_reason="max_drawdown 21.00 % over its limit 20.00 %")
+        watch.check()
+        daemon.runstate.update(safe_mode=True, safe_mode_reason="3 crashes within 10 minutes")
+        watch.check()
+        assert notifier.wait_idle(30)
+        assert endpoint.titles() == [] and watch.healthy
+        daemon.runstate.update(next_cycle_at=clock.now() - timedelta(seconds=90))
+        watch.check()
+        (post,) = endpoint.wait_for(lambda posts: len(posts) >= 1, what="health degraded")
+        daemon.runstate.update(next_cycle_at=clock.now() + timedelta(seconds=30))
+        watch.check()
+        endpoint.wait_for(lambda posts: len(posts) >= 2, what="health recovered")
+        assert notifier.wait_idle(30)
+    finally:
+        daemon.close()
+    assert endpoint.titles() == ["daemon_sma health degraded", "daemon_sma health recovered"]
+    for reason in ("next cycle is 90 s overdue (grace 60 s)", "max_drawdown 21.00 % over its limit 20.00 %",
+                   "safe mode: 3 crashes within 10 minutes"):
+        assert reason in post["message"]
+
+
 def test_the_daily_summary_goes_out_once_after_its_utc_time(tmp_path: Path, endpoint: LoopbackEndpoint) -> None:
     clock = FakeClock(datetime(2024, 1, 1, 23, 58, tzinfo=UTC))
     daemon, ticker, _ = make(tmp_path, clock=clock, environ={VARIABLE: endpoint.url},

@@ -190,3 +190,36 @@ def test_the_checkers_find_violations() -> None:
     assert copied_defaults("def f(*, crash_serve_seconds: float = 300): pass\n", declared) == {"crash_serve_seconds"}
     assert copied_defaults("class O:\n    crash_serve_seconds: float = 300.0\n", declared) == {"crash_serve_seconds"}
     assert copied_defaults("def f(crash_serve_seconds=5.0): pass\n", declared) == set()
+
+
+def test_an_environment_variable_has_one_default_across_the_commands() -> None:
+    """Two commands reading the same variable with different defaults would make one setting mean two things."""
+    import click
+
+    #: (variable, command) pairs whose default differs on purpose, with the reason.
+    allowed = {("TRADEEXECUTOR_RUNS_DIR", "wallboard"): "the wallboard shows runs only when told where they are"}
+
+    from tradeexecutor.cli.main import cli
+
+    seen: dict[str, set[tuple[str, str]]] = {}
+
+    def walk(command: click.Command, path: str) -> None:
+        for parameter in command.params:
+            envvar = parameter.envvar
+            names: list[str] = [envvar] if isinstance(envvar, str) else list(envvar or [])
+            for name in names:
+                if (name, path) not in allowed:
+                    default = parameter.default
+                    seen.setdefault(name, set()).add((repr(str(default) if isinstance(default, Path) else default),
+                                                      path))
+        if isinstance(command, click.Group):
+            context = click.Context(command)
+            for name in command.list_commands(context):
+                sub = command.get_command(context, name)
+                if sub is not None:
+                    walk(sub, f"{path} {name}".strip())
+
+    walk(cli, "")
+    assert "TRADEEXECUTOR_CLIENT_TIMEOUT" in seen and all(name in seen for name, _ in allowed)
+    differing = {name: sorted(uses) for name, uses in seen.items() if len({default for default, _ in uses}) > 1}
+    assert not differing, f"one variable, several defaults: {differing}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import gzip
+import http.client
 import random
 import zlib
 from array import array
@@ -21,12 +22,13 @@ from tradeexecutor.config import EngineConfig
 from tradeexecutor.daemon import CommandQueue, FakeClock, InMemoryTicker, build_daemon
 from tradeexecutor.data import generate_candles
 from tradeexecutor.data.source import load_market
-from tradeexecutor.kept_rows import Appended, KeptRows
+from tradeexecutor.kept_rows import CHUNK_MERGE, CHUNK_ROWS, Appended, KeptRows
 from tradeexecutor.layout import RunFiles
 from tradeexecutor.ledger import Ledger
 from tradeexecutor.settings import DaemonConfig, FeedConfig
 from tradeexecutor.state import Order, Position, State
 from tradeexecutor.stats import trades_csv
+from tradeexecutor.stats.summary import write_trades_csv
 from tradeexecutor.stats.trades_csv import TradesCsv
 from tradeexecutor.store import publish as store_publish
 from tradeexecutor.store.codec import (
@@ -37,16 +39,21 @@ from tradeexecutor.store.codec import (
     dumps_json,
     dumps_state,
     dumps_state_parts,
+    loads_state,
 )
 from tradeexecutor.store.publish import (
     GZIP_LEVEL,
     KEPT_PIECE_BYTES,
     KeptGzip,
     PositionListing,
-    etag_of,
+    PublishCache,
     positions_document,
+    public_files,
+    publish,
 )
 from tradeexecutor.strategy.loader import load_strategy
+from tradeexecutor.webhook import WebhookServer, create_app
+from tradeexecutor.webhook.options import WebhookOptions
 
 ROOT = Path(__file__).resolve().parent.parent
 STRATEGY = ROOT / "bench" / "strategies" / "sma_1m.py"
@@ -63,6 +70,70 @@ def test_kept_rows_splice_live_rows_by_id_and_rebuild_on_a_late_id() -> None:
     assert kept.joined([(4, b"live")], separator=b",") == b"2,3,live,6"
     assert kept.joined([(0, b"0")], separator=b",") == b"0,2,3,four,6"
     assert KeptRows().joined([(1, b"x")], separator=b",") == b"x" and KeptRows().joined() == b""
+
+
+def test_kept_rows_parts_reuse_their_chunks_and_join_to_the_rows() -> None:
+    """Chunks of CHUNK_ROWS, merged CHUNK_MERGE at a time, are the same objects while nothing is added;
+    the pieces always join to the rows in id order with the live rows spliced in."""
+    rng = random.Random(5)
+    kept, rows = KeptRows(), {}
+    previous: list[bytes] = []
+    for key in range(CHUNK_ROWS * CHUNK_MERGE * 3 + 7):
+        if rng.random() < 0.8:
+            rows[key] = b",%d" % key
+            kept.add(key, rows[key])
+        if key % 97 == 0 and rows:  # now and then a late id (a position closed out of order)
+            late = rng.choice(sorted(rows))
+            rows[late] = b",late%d" % late
+            kept.add(late, rows[late])
+        live = [(i, b"L%d" % i) for i in sorted(rng.sample(range(key + 3), min(key + 3, rng.randint(0, 3))))]
+        merged = {**rows, **{i: b"," + row for i, row in live}}
+        parts = kept.parts(live, separator=b",")
+        assert b"".join(parts) == b"".join(merged[i] for i in sorted(merged))[1:], key
+        again = kept.parts(live, separator=b",")
+        assert all(a is b for a, b in zip(parts, again, strict=True) if len(a) >= KEPT_PIECE_BYTES)
+        previous = again
+    assert len(previous) < CHUNK_MERGE + 12  # few pieces: merged chunks, the newest chunks and the spliced rows
+    assert max(len(part) for part in previous) > CHUNK_ROWS * CHUNK_MERGE * 3  # a merged chunk is one piece
+
+
+def test_public_files_equal_a_whole_publication_and_their_etags_change_exactly_with_the_bytes(tmp_path: Path) -> None:
+    """public_files (a running executor) against publish (everything afresh) on a busy growing run.
+
+    Every file's bytes are publish's; metadata.json names state.json's ETag; an ETag changes when
+    and only when its file's bytes do; a restarted executor (the state reloaded, empty caches)
+    gives the same ETags for the same state.
+    """
+    rng = random.Random(11)
+    state = State(name="etags")
+    state.add_instrument("SYN", "crypto", 0.001)
+    cache, writer = PublishCache(), TradesCsv()
+    files, fresh = RunFiles(tmp_path / "live"), RunFiles(tmp_path / "fresh")
+    meta = {"name": "etags", "mode": "replay"}
+    at = datetime(2024, 1, 1, tzinfo=UTC)
+    previous: dict[str, tuple[bytes, str]] = {}
+    for cycle in range(400):
+        if cycle % 7:  # some publications see no change
+            grow(state, rng, cycle)
+        documents = public_files(state, files, metadata=meta, orders_csv=writer.parts, cache=cache, now=at)
+        for name, document in documents.items():
+            data, etag = document.data(), document.etag
+            if name in previous:
+                assert (data == previous[name][0]) == (etag == previous[name][1]), (cycle, name)
+            previous[name] = (data, etag)
+        if cycle % 100 == 99:
+            publish(state, fresh, metadata=meta, orders_csv_writer=write_trades_csv, now=at)
+            for name in ("state.json", "positions.json", "orders.csv"):
+                assert documents[name].data() == (fresh.public / name).read_bytes(), (cycle, name)
+            assert gzip.decompress(documents["state.json.gz"].data()) == fresh.state_snapshot.read_bytes()
+            metadata = orjson.loads(documents["metadata.json"].data())
+            assert metadata.pop("etag") == documents["state.json"].etag
+            assert metadata == {k: v for k, v in orjson.loads(fresh.metadata.read_bytes()).items() if k != "etag"}
+    assert len(state.portfolio.closed_positions) > CHUNK_ROWS  # kept chunks are part of what was compared
+    reloaded = loads_state(dumps_state(state), source="test")
+    restarted = public_files(reloaded, files, metadata=meta, orders_csv=TradesCsv().parts, cache=PublishCache(),
+                             now=at)
+    assert {name: (d.data(), d.etag) for name, d in restarted.items()} == previous
 
 
 def test_appended_follows_one_list_and_notices_a_replaced_or_cut_one() -> None:
@@ -188,12 +259,41 @@ def test_the_kept_position_listing_equals_the_document() -> None:
         assert listing.data(state) == (dumps_json(document), len(document)), cycle
 
 
-@pytest.mark.timeout(280)
-def test_a_replay_executor_publishes_the_same_files_as_a_fresh_publication_after_many_cycles(tmp_path: Path) -> None:
-    """The bench's set-up, shortened: 5,000 completed cycles from a fast replay, then 150 cycle jobs, each publishing.
+def _get(port: int, path: str, **headers: str) -> tuple[int, dict[str, str], bytes]:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        connection.request("GET", path, headers={k.replace("_", "-"): v for k, v in headers.items()})
+        response = connection.getresponse()
+        return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
+    finally:
+        connection.close()
 
-    After every job the public files are what the state gives afresh, byte for byte: state.json (and
-    its gzip and ETag), positions.json and orders.csv, whose kept parts span more than a valuation block.
+
+def _replay_daemon(state_dir: Path, data: Path, clock: FakeClock) -> tuple[Any, list[InMemoryTicker]]:
+    tickers: list[InMemoryTicker] = []
+
+    def factory(commands: CommandQueue) -> InMemoryTicker:
+        tickers.append(InMemoryTicker(commands, clock))
+        return tickers[-1]
+
+    config = DaemonConfig(strategy_file=STRATEGY, state_dir=state_dir, watchdog_seconds=0, chart_seconds=0,
+                          publish_seconds=0.5, trigger_seconds=0, revaluation_seconds=0,
+                          feed=FeedConfig(data=(str(data),), replay_seconds=120.0, replay_start="first"))
+    return build_daemon(config, clock=clock, ticker_factory=factory, environ={}), tickers
+
+
+@pytest.mark.timeout(280)
+def test_a_replay_executor_serves_the_same_files_as_a_fresh_publication_after_many_cycles(tmp_path: Path) -> None:
+    """The bench's set-up, shortened: 1,928 completed cycles from a fast replay, then 150 cycle jobs, each publishing.
+
+    After every job the files the webhook serves from memory are what the state gives afresh, byte
+    for byte: state.json (and its gzip), positions.json and orders.csv, whose kept parts span more
+    than a valuation block and merged chunks; metadata.json names state.json's ETag. A change of
+    the state always changes the ETag, and no change keeps it. Over HTTP (a real server on the
+    daemon's RunState): Content-Length, a 304 for the current ETag, a 200 for the previous one
+    after a change, gzip. At the stop the files on disk equal the last publication; a restarted
+    executor serves the same bytes under the same ETags, so clients' copies stay valid, and
+    rewrites public/ (left stale and cut short, as a kill -9 between writes leaves it) from the ledger.
     """
     history, cycles = COLUMN_BLOCK + 904, 150
     frame = generate_candles(history + cycles + 5, frequency="1m", seed=3, symbol="SYN")
@@ -210,39 +310,71 @@ def test_a_replay_executor_publishes_the_same_files_as_a_fresh_publication_after
     ledger = Ledger(RunFiles(state_dir).ledger)
     ledger.save(state)
     ledger.close()
+    files = RunFiles(state_dir)
     clock = FakeClock(datetime(2024, 1, 1, tzinfo=UTC))
-    tickers: list[InMemoryTicker] = []
-
-    def factory(commands: CommandQueue) -> InMemoryTicker:
-        tickers.append(InMemoryTicker(commands, clock))
-        return tickers[0]
-
-    config = DaemonConfig(strategy_file=STRATEGY, state_dir=state_dir, watchdog_seconds=0, chart_seconds=0,
-                          publish_seconds=0.5, trigger_seconds=0, revaluation_seconds=0,
-                          feed=FeedConfig(data=(str(data),), replay_seconds=120.0, replay_start="first"))
-    daemon = build_daemon(config, clock=clock, ticker_factory=factory, environ={})
-    files = daemon.publisher.files
-    assert files is not None
+    daemon, tickers = _replay_daemon(state_dir, data, clock)
     closed_before = len(state.portfolio.closed_positions)
+    names = ("state.json", "state.json.gz", "positions.json", "orders.csv", "metadata.json")
+    server = WebhookServer(create_app(daemon.runstate, options=WebhookOptions(files=files)), port=0)
     try:
+        server.start()
+        port = server.effective_port
         daemon.start_jobs()
-        published = []
-        for _ in range(cycles):
+        published, previous = [], (b"", "")
+        for cycle in range(cycles):
             # 120 fake seconds a cycle: a publication is due after each unless one took over 12 s (cost / share).
             tickers[0].advance(120.0)
             daemon.loop.run_pending()
             live = daemon.loop.state
-            published.append(orjson.loads(files.metadata.read_bytes())["published_at"])
-            snapshot = files.state_snapshot.read_bytes()
+            documents = {name: daemon.runstate.public.get(name) for name in names}
+            assert all(documents.values()), documents
+            snapshot, etag = documents["state.json"].data(), documents["state.json"].etag
+            metadata = orjson.loads(documents["metadata.json"].data())
+            published.append(metadata["published_at"])
             assert snapshot == dumps_state(live)
-            assert gzip.decompress(files.state_snapshot_gz.read_bytes()) == snapshot
-            assert orjson.loads(files.metadata.read_bytes())["etag"] == etag_of(snapshot)
-            assert files.positions.read_bytes() == dumps_json(positions_document(live))
-            assert files.orders_csv.read_bytes() == pandas_csv(live)
+            assert gzip.decompress(documents["state.json.gz"].data()) == snapshot
+            assert metadata["etag"] == etag != documents["state.json.gz"].etag
+            assert documents["positions.json"].data() == dumps_json(positions_document(live))
+            assert documents["orders.csv"].data() == pandas_csv(live)
+            assert (etag == previous[1]) == (snapshot == previous[0]), cycle  # a change, and only one, changes it
+            if cycle % 10 == 0:
+                status, headers, body = _get(port, "/state")
+                assert (status, body, headers["etag"]) == (200, snapshot, etag)
+                assert int(headers["content-length"]) == len(snapshot)
+                assert _get(port, "/state", If_None_Match=etag)[0] == 304
+                if previous[0] != snapshot:
+                    assert _get(port, "/state", If_None_Match=previous[1])[0] == 200
+                status, headers, body = _get(port, "/state", Accept_Encoding="gzip")
+                assert headers["content-encoding"] == "gzip" and gzip.decompress(body) == snapshot
+                assert _get(port, "/state", Accept_Encoding="gzip", If_None_Match=headers["etag"])[0] == 304
+                assert _get(port, "/orders.csv")[2] == documents["orders.csv"].data()
+            previous = (snapshot, etag)
         assert daemon.feed.cursor == history - 1 + cycles and len(set(published)) == cycles
         assert len(daemon.loop.state.portfolio.closed_positions) > closed_before  # positions closed on the way
+        daemon.commands.stop("test")
+        daemon.loop.run_pending()  # the stop publishes and writes the files to disk
+        last = {name: daemon.runstate.public.get(name) for name in names}
+        for name, document in last.items():
+            assert document is not None and (files.public / name).read_bytes() == document.data(), name
     finally:
+        server.stop()
         daemon.close()
+    # As a kill -9 between two writes leaves them: public/ older than the ledger (here: older still, cut short).
+    files.state_snapshot.write_bytes(files.state_snapshot.read_bytes()[:1000])
+    files.orders_csv.write_bytes(files.orders_csv.read_bytes()[:-7])
+    again, _ = _replay_daemon(state_dir, data, FakeClock(datetime(2024, 1, 2, tzinfo=UTC)))
+    try:
+        again.loop.begin()
+        for name in ("state.json", "state.json.gz", "positions.json", "orders.csv"):
+            restarted, before = again.runstate.public.get(name), last[name]
+            assert restarted is not None and before is not None
+            assert (restarted.etag, restarted.data()) == (before.etag, before.data()), name
+        again.publisher.wait_written()  # the start-up publication rewrites public/ from the ledger
+        committed = again.loop.state
+        assert files.state_snapshot.read_bytes() == dumps_state(committed) == last["state.json"].data()
+        assert files.orders_csv.read_bytes() == pandas_csv(committed)
+    finally:
+        again.close()
 
 
 def test_a_publication_formats_only_open_and_newly_finished_positions(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -364,8 +364,8 @@ def test_fees_taken_in_the_base_asset_are_no_mismatch(tmp_path: Path) -> None:
 
 
 def test_an_exchange_unreachable_at_start_up_stops_the_start_cleanly_and_counts_no_crash(tmp_path: Path) -> None:
-    """No decision before reconciliation: an exchange that cannot be reached stops the start with the temporary
-    error (the CLI prints one line, exit 1, and a restart policy tries again); the state directory is released."""
+    """No decision before reconciliation: an exchange that cannot be reached stops the build with the temporary
+    error and the state directory released, so the CLI can try it again (daemon/startup_wait.py)."""
     from daemon_configs import daemon_config
     from executor_process import STRATEGIES
     from tradeexecutor.daemon import build_daemon

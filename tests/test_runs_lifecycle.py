@@ -46,7 +46,8 @@ def work(tmp_path: Path) -> Path:
     shutil.copy(STRATEGIES / "sma_crossover.py", tmp_path / "sma.py")
     (tmp_path / "bt.yaml").write_text(SPEC.format(strategy="sma.py", mode="backtest"))
     (tmp_path / "paper.yaml").write_text(SPEC.format(strategy="sma.py", mode="replay"))
-    (tmp_path / "live.yaml").write_text(SPEC.format(strategy="sma.py", mode="live"))
+    (tmp_path / "live.yaml").write_text("strategy_file: sma.py\nmode: live\nenvironment: {exchange: binance}\n"
+                                        "core: {exchange_key_variable: LIFE_KEY, exchange_secret_variable: LIFE_SECRET}\n")
     return tmp_path
 
 
@@ -272,8 +273,8 @@ def test_active_runs_cannot_be_reset_and_live_runs_never(runs: Runs, work: Path)
         start_run(runs, "paper")
 
     live, _ = runs.create(work / "live.yaml", ref="live")
-    with pytest.raises(ConfigError, match="live runs are not started through run specs yet"):
-        start_run(runs, "live")
+    with pytest.raises(ConfigError, match="is a live run and LIFE_KEY and LIFE_SECRET are not set"):
+        start_run(runs, "live", env={"LIFE_KEY": "", "OTHER": "x"})  # checked against the env the executor gets
     assert runs.resolve("live").status == "new"
     with pytest.raises(RunsError, match="live run: reset is refused"):
         runs.reset("live")

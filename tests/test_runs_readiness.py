@@ -25,7 +25,7 @@ VALUES = {KEY: f"k3y-{TOKEN}", SECRET: f"s3cr3t-{TOKEN}", USER: f"op-{TOKEN}", P
 
 def spec_file(folder: Path, mode: str) -> Path:
     path = folder / f"{mode}.yaml"
-    source = "exchange: binance" if mode == "paper" else "data: [stocks-daily]"  # paper's prices: an exchange's
+    source = "exchange: binance" if mode in ("paper", "live") else "data: [stocks-daily]"  # their prices: an exchange's
     path.write_text(f"strategy_file: {STRATEGY}\nmode: {mode}\nenvironment:\n  {source}\n")
     return path
 
@@ -98,6 +98,24 @@ def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if k not in VALUES}
     return subprocess.run([sys.executable, "-m", "tradeexecutor.cli.main", *args], check=False,
                           capture_output=True, text=True, timeout=120, env={**clean, **env})
+
+
+def test_a_live_spec_is_checked_by_the_variable_names_it_gives(tmp_path: Path) -> None:
+    path = tmp_path / "named.yaml"
+    path.write_text(f"strategy_file: {STRATEGY}\nmode: live\nenvironment:\n  exchange: binance\n"
+                    "core:\n  exchange_key_variable: BINANCE_KEY\n  exchange_secret_variable: BINANCE_SECRET\n")
+    readiness = check_spec(path, {"BINANCE_KEY": VALUES[KEY], SECRET: VALUES[SECRET]})
+    assert readiness.state is ReadinessState.missing_credentials
+    assert readiness.required == ("BINANCE_KEY", "BINANCE_SECRET") and readiness.missing == ("BINANCE_SECRET",)
+    assert {c.name: c.purpose for c in readiness.credentials if c.required} == {
+        "BINANCE_KEY": "exchange API key (live trading)", "BINANCE_SECRET": "exchange API secret (live trading)"}
+    assert check_spec(path, {"BINANCE_KEY": "k", "BINANCE_SECRET": "s"}).state is ReadinessState.configured
+    # A live spec without an exchange is refused when it loads, naming the key to add.
+    bare = tmp_path / "bare.yaml"
+    bare.write_text(f"strategy_file: {STRATEGY}\nmode: live\n")
+    refused = check_spec(bare, {KEY: "k", SECRET: "s"})
+    assert refused.state is ReadinessState.invalid_config
+    assert "environment.exchange: missing: mode live sends real orders" in refused.problems[0]
 
 
 def test_cli_check_live_with_secrets_writes_readiness_without_values(tmp_path: Path) -> None:

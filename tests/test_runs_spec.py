@@ -196,10 +196,18 @@ def test_environment_overrides_of_the_wrong_type_name_the_variable(env: dict[str
     assert message.startswith(expected), message
 
 
-def test_live_is_a_spec_mode_but_the_executor_refuses_it_without_an_exchange() -> None:
-    loaded = spec(mode="live")
-    with pytest.raises(ConfigError, match="--mode live sends real orders to an exchange and needs --exchange"):
+def test_a_live_spec_names_its_exchange_and_credential_variables_never_their_values() -> None:
+    assert "environment.exchange: missing: mode live sends real orders to an exchange" in error_of(mode="live")
+    named = {"exchange_key_variable": "SPEC_TEST_KEY", "exchange_secret_variable": "SPEC_TEST_SECRET"}
+    loaded = spec(mode="live", environment={"exchange": "binance", "exchange_url": "http://127.0.0.1:9"},
+                  core=named)  # loads without the credentials: they belong to the machine that starts the run
+    assert loaded.core.exchange_key_variable == "SPEC_TEST_KEY"
+    with pytest.raises(ConfigError, match="SPEC_TEST_KEY is not set"):  # ... which checks them by name
         loaded.daemon_config(Path("state"))
+    assert "must be an environment variable name" in error_of(
+        mode="live", environment={"exchange": "binance"}, core={"exchange_key_variable": "the key itself"})
+    assert "--data does not apply to --mode paper" not in error_of(
+        mode="live", environment={"exchange": "binance", "data": ["stocks-daily"]})
 
 
 def test_the_config_fingerprint_follows_the_config_not_the_paths_or_name(tmp_path: Path) -> None:

@@ -33,6 +33,7 @@ import pytest
 import yaml
 
 from notify_endpoint import LoopbackEndpoint
+from tradeexecutor.runs.registry import Registry
 
 pytestmark = pytest.mark.slow
 
@@ -105,19 +106,7 @@ class Daemon:
 
     def request(self, method: str, path: str, label: str, authorization: str | None,
                 headers: dict[str, str] | None = None) -> Exchange:
-        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=15)
-        all_headers = dict(headers or {})
-        if authorization is not None:
-            all_headers["Authorization"] = authorization
-        try:
-            connection.request(method, path, headers=all_headers)
-            response = connection.getresponse()
-            body = response.read()
-            if response.getheader("Content-Encoding") == "gzip":
-                body = gzip.decompress(body)
-            exchange = Exchange(label, method, path, response.status, response.getheaders(), body)
-        finally:
-            connection.close()
+        exchange = _request(self.port, method, path, label, authorization, headers)
         self.exchanges.append(exchange)
         return exchange
 
@@ -125,6 +114,24 @@ class Daemon:
         exchange = self.request("GET", path, "good", GOOD)
         assert exchange.status == 200, (path, exchange.status, exchange.body[:500])
         return json.loads(exchange.body)
+
+
+def _request(port: int, method: str, path: str, label: str, authorization: str | None,
+             headers: dict[str, str] | None = None) -> Exchange:
+    """One request to the webhook on ``port``, its body un-gzipped."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=15)
+    all_headers = dict(headers or {})
+    if authorization is not None:
+        all_headers["Authorization"] = authorization
+    try:
+        connection.request(method, path, headers=all_headers)
+        response = connection.getresponse()
+        body = response.read()
+        if response.getheader("Content-Encoding") == "gzip":
+            body = gzip.decompress(body)
+        return Exchange(label, method, path, response.status, response.getheaders(), body)
+    finally:
+        connection.close()
 
 
 def _wait(predicate: Any, what: str, daemon: Daemon, timeout: float = 60) -> Any:
@@ -369,3 +376,121 @@ def test_the_ccxt_venue_never_shows_its_credentials(caplog: pytest.LogCaptureFix
     assert len(shown) > 10
     hits = _secret_hits("\n".join(shown).encode())
     assert hits == [], hits
+
+
+#: The variables a live run spec names for its exchange credentials (names in the spec, values only in the
+#: environment of the command that starts the run).
+SPEC_KEY_VARIABLE, SPEC_SECRET_VARIABLE = "SCAN_BINANCE_KEY", "SCAN_BINANCE_SECRET"
+
+
+@pytest.mark.timeout(280)
+def test_a_live_run_spec_keeps_its_credentials_out_of_the_run(tmp_path: Path) -> None:
+    """A live run spec names its exchange and its credential variables; ``check`` reports them by name, ``runs create
+    --start`` trades against the exchange simulator through the unmodified ccxt client, and neither the key nor
+    the secret shows in the run folder (spec, registry, metadata, journal, ledger, executor.log, artifacts), the
+    commands' output or any response of the run's webhook."""
+    pytest.importorskip("ccxt")
+    from exchange_sim_helpers import http_json, simulator_process
+
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("TRADEEXECUTOR_")}
+    credentials = {SPEC_KEY_VARIABLE: EXCHANGE_KEY, SPEC_SECRET_VARIABLE: API_SECRET}
+    runs_dir = tmp_path / "runs"
+    output: list[bytes] = []
+    exchanges: list[Exchange] = []
+
+    def cli(*args: str, env: dict[str, str], expect: int = 0) -> str:
+        result = subprocess.run([sys.executable, "-m", "tradeexecutor.cli.main", *args], capture_output=True,
+                                env={**clean, "TRADEEXECUTOR_RUNS_DIR": str(runs_dir), **env}, timeout=150,
+                                cwd=tmp_path, check=False)
+        output.extend((result.stdout, result.stderr))
+        assert result.returncode == expect, (args, result.stdout.decode(), result.stderr.decode()[-3000:])
+        return result.stdout.decode() + result.stderr.decode()
+
+    with simulator_process("--speed", "3600", "--api-key-env", "SIM_KEY", "--api-secret-env", "SIM_SECRET",
+                           env={**clean, "SIM_KEY": EXCHANGE_KEY, "SIM_SECRET": API_SECRET}) as simulator:
+        spec = tmp_path / "live.yaml"
+        spec.write_text(f"strategy_file: {ROOT / 'tests' / 'strategies' / 'paper_flip.py'}\nmode: live\n"
+                        f"environment:\n  exchange: binance\n  exchange_url: {simulator}\n"
+                        f"core:\n  exchange_key_variable: {SPEC_KEY_VARIABLE}\n"
+                        f"  exchange_secret_variable: {SPEC_SECRET_VARIABLE}\n")
+        # Readiness by the spec's own variable names: set / not set, never the value.
+        missing = cli("check", str(spec), env={SPEC_KEY_VARIABLE: EXCHANGE_KEY}, expect=1)
+        assert f"{SPEC_KEY_VARIABLE}" in missing and f"problem: {SPEC_SECRET_VARIABLE} is not set" in missing
+        ready = cli("check", str(spec), env=credentials)
+        assert "mode live: configured" in ready and "TRADEEXECUTOR_EXCHANGE_API_KEY" not in ready
+        # Starting without the secret is one line naming the variable; the run stays new.
+        refused = cli("runs", "create", str(spec), "--ref", "live", "--start",
+                      env={SPEC_KEY_VARIABLE: EXCHANGE_KEY}, expect=2)
+        assert f"{SPEC_SECRET_VARIABLE} is not set" in refused and "Traceback" not in refused
+        try:
+            cli("runs", "start", "live", env=credentials)
+            with Registry(runs_dir) as registry:
+                record = registry.find("live")
+            assert record is not None
+            meta = json.loads((runs_dir / record.id / "metadata.json").read_text())
+            url = meta["executor"]["url"]
+            port = int(url.rsplit(":", 1)[1])
+            deadline = time.monotonic() + 200
+            status: dict[str, Any] = {}
+            while time.monotonic() < deadline and status.get("portfolio", {}).get("orders_filled", 0) < 2:
+                reply = _request(port, "GET", "/status", "poll", None)
+                exchanges.append(reply)
+                status = json.loads(reply.body) if reply.status == 200 else {}
+                time.sleep(0.2)
+            assert status["mode"] == "live" and status["portfolio"]["orders_filled"] >= 2, status
+            assert status["reconciliation"]["outcome"] == "clean" and not status["safe_mode"]
+            for path in ("/state", "/orders.csv", "/positions?status=all", "/logs?limit=1000&level=debug",
+                         "/logs/technical?limit=1000&level=debug", "/metrics", "/healthz"):
+                exchanges.append(_request(port, "GET", path, "good", None))
+                assert exchanges[-1].status == 200, path
+            cli("runs", "show", "live", env={})
+            cli("runs", "logs", "live", "--limit", "1000", env={})
+            cli("runs", "stop", "live", env={})
+        finally:
+            with Registry(runs_dir) as registry:
+                found = registry.find("live")
+            if found is not None and found.pid:
+                try:
+                    os.killpg(found.pid, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
+        code, orders = http_json("GET", f"{simulator}/_sim/orders")
+        assert code == 200 and len(orders) >= 2  # real orders reached the exchange, signed with the key
+    exchanges.extend(_runner_api_answers(tmp_path, runs_dir, clean, ("/api/runs", "/api/runs/live",
+                                                                     "/api/runs/live/logs?limit=1000",
+                                                                     "/api/runs/live/orders")))
+    folder = runs_dir / record.id
+    for artifact in ("metrics.json", "report.md", "orders.csv", "executor.log", "run_spec.yaml"):
+        assert (folder / artifact).stat().st_size > 0, artifact
+    assert SPEC_KEY_VARIABLE in (folder / "run_spec.yaml").read_text()  # the name is pinned, the value is not
+    leaks = [f"{name} in {path.relative_to(runs_dir)}" for path in runs_dir.rglob("*") if path.is_file()
+             for name in _secret_hits(_file_bytes(path))]
+    leaks += [f"{name} in a command's output" for name in _secret_hits(b"\n".join(output))]
+    leaks += [f"{name} in {e.method} {e.path}" for e in exchanges for name in _secret_hits(e.body)]
+    assert len(exchanges) > 7
+    assert not leaks, "secrets leaked:\n" + "\n".join(leaks)
+
+
+def _runner_api_answers(tmp_path: Path, runs_dir: Path, env: dict[str, str], paths: tuple[str, ...]) -> list[Exchange]:
+    """GET each path of the runner API of a wallboard over ``runs_dir`` (its own credentials), all answered 200."""
+    port = free_port()
+    auth = _basic("runner", PASSWORD)
+    process = subprocess.Popen([sys.executable, "-m", "tradeexecutor.cli.main", "wallboard", "--port", str(port)],
+                               cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               env={**env, "TRADEEXECUTOR_RUNS_DIR": str(runs_dir),
+                                    "TRADEEXECUTOR_RUNNER_USERNAME": "runner", "TRADEEXECUTOR_RUNNER_PASSWORD": PASSWORD})
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert process.poll() is None and time.monotonic() < deadline, "the wallboard did not answer"
+            try:
+                if _request(port, "GET", "/ping", "probe", None).status == 200:
+                    break
+            except OSError:
+                time.sleep(0.1)
+        answers = [_request(port, "GET", path, "runner", auth) for path in paths]
+    finally:
+        process.terminate()
+        process.wait(30)
+    assert [a.status for a in answers] == [200] * len(paths), [(a.path, a.status, a.body[:200]) for a in answers]
+    return answers

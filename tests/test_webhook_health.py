@@ -109,6 +109,22 @@ def test_loop_not_running_yet_is_503(server: WebhookServer, runstate: RunState) 
     _assert_unhealthy(server, "loop is not running")
 
 
+def test_start_up_waiting_for_the_exchange_is_an_outage_healthy_until_its_grace(runstate: RunState) -> None:
+    """daemon/startup_wait.py: status starting, the loop not running, an outage of the start-up job."""
+    now = _now()
+    outage = {"job": "start-up", "since": (now - timedelta(seconds=30)).isoformat(), "retries": 4,
+              "error_class": "TemporaryError", "error": "binance: NetworkError: down",
+              "next_retry_at": now.isoformat()}
+    runstate.update(status="starting", executor_running=False, next_cycle_at=None, outage=outage)
+    limits = HealthLimits(outage_grace_seconds=120)
+    assert assess_health(runstate, limits, now).healthy
+    verdict = assess_health(runstate, HealthLimits(outage_grace_seconds=10), now)
+    assert verdict.reasons == ["temporary failure for 30 s (grace 10 s): the start-up job retried 4 time(s), last "
+                               "TemporaryError: binance: NetworkError: down"]
+    runstate.update(outage=None)  # starting without an outage: the loop simply is not running yet
+    assert assess_health(runstate, limits, now).reasons == ["loop is not running (status starting)"]
+
+
 def test_overdue_next_cycle_beyond_grace_is_503(server: WebhookServer, runstate: RunState) -> None:
     runstate.update(next_cycle_at=_now() - timedelta(seconds=30))  # late, but within 60 s grace
     status, body = get(server, "/healthz")

@@ -8,11 +8,18 @@
 from __future__ import annotations
 
 import sys
+import warnings
 from collections.abc import Callable, Mapping
 from importlib import import_module
 from typing import Any
 
 __all__ = ["__version__", "lazy_exports"]
+
+# pyramid 2.x imports pkg_resources, which setuptools deprecates with a UserWarning that every start of the
+# webhook, the wallboard and the exchange simulator printed into the operator's log: nothing an operator (or
+# we, short of replacing pyramid) can act on. Only that one message is silenced; the pin on setuptools in
+# pyproject.toml keeps pkg_resources installed.
+warnings.filterwarnings("ignore", message="pkg_resources is deprecated as an API", category=UserWarning)
 
 
 def lazy_exports(package: str, exports: Mapping[str, str]) -> Callable[[str], Any]:

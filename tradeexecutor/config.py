@@ -195,6 +195,8 @@ def check_settings(config: Any) -> None:
         if low is not None and value < low:
             rule = "must not be negative" if low == 0 else f"must be at least {_plain(low)}"
             raise ConfigError(f"{label} {value} {rule}{hint}")
+        if high is not None and value > high:
+            raise ConfigError(f"{label} {value} must be at most {_plain(high)}{hint}")
         if about.above is not None and not value > about.above:
             rule = "must be positive" if about.above == 0 else f"must be above {_plain(about.above)}"
             raise ConfigError(f"{label} {value} {rule}{hint}")

@@ -6,6 +6,10 @@ encoded once and kept here; each publication encodes only the live rows (open po
 splices them in by id. :class:`Appended` tells what was appended to a list since the last look,
 and notices a list that was replaced or cut (a reloaded state), so the caller starts over.
 
+:meth:`KeptRows.parts` gives the same bytes as pieces: kept rows in frozen chunks of
+:data:`CHUNK_ROWS` rows that are the same ``bytes`` objects from call to call, so whoever holds
+a publication (the webhook's ETag, its lazy join) pays for a chunk once, not once a publication.
+
 >>> kept = KeptRows()
 >>> kept.add(1, b"a\\n"); kept.add(3, b"c\\n")
 >>> kept.joined([(2, b"b\\n")])
@@ -14,13 +18,19 @@ b'a\\nb\\nc\\n'
 
 from __future__ import annotations
 
-from bisect import bisect_left, insort
+from bisect import bisect_left, bisect_right, insort
 from collections.abc import Sequence
 from typing import Generic, TypeVar
 
-__all__ = ["Appended", "KeptRows"]
+__all__ = ["CHUNK_MERGE", "CHUNK_ROWS", "Appended", "KeptRows"]
 
 T = TypeVar("T")
+
+#: Kept rows are frozen into immutable chunks of this many rows (the pieces :meth:`KeptRows.parts` reuses).
+CHUNK_ROWS = 32
+#: Every this many chunks of CHUNK_ROWS are merged into one (once), so a long history is few pieces; merged
+#: chunks are not merged again, so a live row that falls inside one copies at most CHUNK_ROWS * CHUNK_MERGE rows.
+CHUNK_MERGE = 16
 
 
 class Appended(Generic[T]):
@@ -48,12 +58,21 @@ class KeptRows:
         self._rows: dict[int, bytes] = {}
         self._blob = bytearray()  # the rows joined in id order
         self._offsets = [0]  # where each row starts in _blob, and where the last ends
+        self._chunks: list[bytes] = []  # frozen rows, in order: chunks of CHUNK_ROWS and merged ones
+        self._starts: list[int] = []  # the first row of each chunk
+        self._merged: list[bool] = []  # whether each chunk is a merged one
+        self._frozen = 0  # rows in the chunks
+        self._stripped = (b"", b"")  # the last first part and it without the separator (see _strip)
+        #: Slices of rows outside whole chunks made by the last parts(), by (first row, end row): the
+        #: same objects again while no row is added. Emptied by add().
+        self._slices: dict[tuple[int, int], bytes] = {}
 
     def __len__(self) -> int:
         return len(self._ids)
 
     def add(self, key: int, row: bytes) -> None:
         """Keep a row; appended when its id is the largest, otherwise the joined bytes are rebuilt (rare)."""
+        self._slices = {}
         if key not in self._rows and (not self._ids or key > self._ids[-1]):
             self._rows[key] = row
             self._ids.append(key)
@@ -69,6 +88,7 @@ class KeptRows:
         for row_bytes in rows:
             offsets.append(offsets[-1] + len(row_bytes))
         self._offsets = offsets
+        self._chunks, self._starts, self._merged, self._frozen = [], [], [], 0  # freeze them afresh
 
     def joined(self, live: Sequence[tuple[int, bytes]] = (), separator: bytes = b"") -> bytes:
         """Every kept row and the ``live`` ones (sorted by id; a live id replaces a kept one), in id order.
@@ -76,17 +96,69 @@ class KeptRows:
         With a ``separator`` (``b","`` for a JSON array) rows are separated by it; kept rows must
         then have been added with the separator in front (``b"," + row``), which is dropped for the first.
         """
-        blob, offsets, ids = self._blob, self._offsets, self._ids
-        parts: list[bytes | bytearray] = []
+        return b"".join(self.parts(live, separator))
+
+    def parts(self, live: Sequence[tuple[int, bytes]] = (), separator: bytes = b"") -> list[bytes]:
+        """:meth:`joined`'s bytes as pieces whose join they are; complete chunks are the same objects each call."""
+        ids = self._ids
+        self._freeze()
+        slices, self._slices = self._slices, {}
+        parts: list[bytes] = []
         start = 0
         for key, row in live:
             at = bisect_left(ids, key, lo=start)
-            parts.append(blob[offsets[start]:offsets[at]])
+            self._range(start, at, parts, slices)
             parts.append(separator + row)
             start = at + 1 if at < len(ids) and ids[at] == key else at
-        parts.append(blob[offsets[start]:])
+        self._range(start, len(ids), parts, slices)
         if separator:
             first = next((i for i, part in enumerate(parts) if part), None)
             if first is not None:
-                parts[first] = parts[first][len(separator):]
-        return b"".join(parts)
+                parts[first] = self._strip(parts[first], len(separator))
+        return parts
+
+    def _strip(self, part: bytes, cut: int) -> bytes:
+        """``part`` without its first ``cut`` bytes; the same object again for the same part (a kept chunk)."""
+        source, stripped = self._stripped
+        if part is not source:
+            stripped = part[cut:]
+            self._stripped = (part, stripped)
+        return stripped
+
+    def _freeze(self) -> None:
+        """Freeze every complete chunk not frozen yet, merging CHUNK_MERGE unmerged ones into one."""
+        chunks, starts, merged, offsets, blob = self._chunks, self._starts, self._merged, self._offsets, self._blob
+        while self._frozen + CHUNK_ROWS <= len(self._ids):
+            first = self._frozen
+            chunks.append(bytes(blob[offsets[first]:offsets[first + CHUNK_ROWS]]))
+            starts.append(first)
+            merged.append(False)
+            self._frozen += CHUNK_ROWS
+            if len(merged) >= CHUNK_MERGE and not any(merged[-CHUNK_MERGE:]):
+                joined = b"".join(chunks[-CHUNK_MERGE:])
+                begins = starts[-CHUNK_MERGE]
+                del chunks[-CHUNK_MERGE:], starts[-CHUNK_MERGE:], merged[-CHUNK_MERGE:]
+                chunks.append(joined)
+                starts.append(begins)
+                merged.append(True)
+
+    def _range(self, start: int, end: int, parts: list[bytes], slices: dict[tuple[int, int], bytes]) -> None:
+        """Append the pieces of kept rows ``start`` to ``end``: whole frozen chunks as they are, the rest copied
+        (or the same copy as last time, from ``slices``, when no row was added since)."""
+        offsets, blob, chunks, starts = self._offsets, self._blob, self._chunks, self._starts
+        while start < end:
+            stop = end
+            if start < self._frozen:
+                chunk = bisect_right(starts, start) - 1
+                chunk_end = starts[chunk + 1] if chunk + 1 < len(starts) else self._frozen
+                if start == starts[chunk] and chunk_end <= end:
+                    parts.append(chunks[chunk])
+                    start = chunk_end
+                    continue
+                stop = min(end, chunk_end)
+            piece = slices.get((start, stop))
+            if piece is None:
+                piece = bytes(blob[offsets[start]:offsets[stop]])
+            self._slices[start, stop] = piece
+            parts.append(piece)
+            start = stop

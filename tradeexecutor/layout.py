@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["LEGACY_SPEC_FILE", "REGISTRY_FILE", "SPEC_FILE", "STRATEGY_FILE", "BacktestFiles", "RunFiles", "RunPaths", "SweepFiles"]
+__all__ = ["LEGACY_SPEC_FILE", "REGISTRY_FILE", "SPEC_FILE", "STRATEGY_FILE", "BacktestFiles", "DrillFiles", "RunFiles", "RunPaths", "SweepFiles"]
 
 #: A run folder's pinned spec, as the artifact contract names it.
 SPEC_FILE = "run_spec.yaml"
@@ -205,6 +205,37 @@ class RunPaths:
         """What a reset clears so the run can start fresh: the state directory and every artifact."""
         return (self.state, self.orders_csv, self.metrics_json, self.metrics_prom, self.report_md, self.report_html,
                 self.charts, self.readiness, self.executor_log)
+
+
+@dataclass(frozen=True)
+class DrillFiles:
+    """What ``tradeexecutor drill NAME`` writes into its run folder (``--out``, or a new folder under the runs folder).
+
+    The folder is laid out as a run's (:class:`RunPaths`: the strategy, the executor's state
+    directory and its log), plus the drill's own ``drills/`` folder.
+    """
+
+    #: The run folder.
+    root: Path
+
+    @property
+    def run(self) -> RunPaths:
+        """The run-folder files inside it: the strategy the drill writes, the executor's state and log."""
+        return RunPaths(self.root)
+
+    @property
+    def drills(self) -> Path:
+        """The drills' reports and the simulator's log."""
+        return self.root / "drills"
+
+    def report(self, name: str) -> Path:
+        """``drills/NAME.json``: what was injected, what the executor did, each check with pass or fail."""
+        return self.drills / f"{name}.json"
+
+    @property
+    def simulator_log(self) -> Path:
+        """stdout and stderr of the exchange simulator the drill started."""
+        return self.drills / "exchange-sim.log"
 
 
 @dataclass(frozen=True)

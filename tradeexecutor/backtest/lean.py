@@ -44,6 +44,9 @@ from tradeexecutor.strategy.intents import Intent
 __all__ = ["BacktestEngine"]
 
 _CREATED = OrderStatus.created
+#: See engine.engine._new: a record made without the class call's keyword dict.
+_new = object.__new__
+_init_position = Position.__init__
 _TERMINAL = frozenset(OrderStatus(s) for s in ("filled", "cancelled", "rejected", "expired"))
 
 
@@ -88,8 +91,12 @@ class BacktestEngine(Engine):
         except Exception as exc:
             note_strategy_failure(exc, self.strategy.path, _to_datetime(cycle_time_ns))
             raise
-        if not intents:
-            return
+        if intents:
+            self.take(intents, step, cycle_time_ns)
+
+    def take(self, intents: Any, step: int, cycle_time_ns: int) -> None:
+        """Engine.take: what a cycle's decide() returned (not empty) planned on the lean path when it can, else
+        through Engine.plan."""
         if type(intents) is not list:  # a tuple, a generator, anything else: Engine._checked takes it as it is
             intents = self._checked(intents)
             if not intents:
@@ -150,7 +157,8 @@ class BacktestEngine(Engine):
         for seq, (intent, instrument_id, position, price) in enumerate(plans):
             if position is None:
                 value = intent.value if intent.value is not None else equity * (intent.equity_fraction or 0.0)
-                position = Position(id=portfolio.next_position_id, instrument_id=instrument_id, opened_at=at)
+                position = _new(Position)  # Position(...) without the class call's keyword dict
+                _init_position(position, id=portfolio.next_position_id, instrument_id=instrument_id, opened_at=at)
                 portfolio.next_position_id += 1
                 open_positions.append(position)
                 order = self._new_order(position, _OPEN, at, ms, seq, value=value, reference_price=price,
@@ -194,7 +202,11 @@ class BacktestEngine(Engine):
                 if not is_buy:
                     waiting_sell_at = decided if waiting_sell_at is None else min(waiting_sell_at, decided)
                 continue
-            self._fill(position, order, self._open_mv[slot][index], _to_datetime(self._open_ns_mv[slot][index]))
+            open_ns = self._open_ns_mv[slot][index]
+            # A next-open fill usually happens at its decision's time (a cycle at a bar's close is the next bar's
+            # open): the order's own datetime then, one conversion less per fill (datetimes are immutable).
+            at = order.created_at if open_ns == decided else _to_datetime(open_ns)
+            self._fill(position, order, self._open_mv[slot][index], at)
         self.pending = still
 
     # -- fills --------------------------------------------------------------------------------

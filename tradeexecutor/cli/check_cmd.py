@@ -55,7 +55,8 @@ def check_command(spec: str, output: Path | None, as_json: bool, probe: bool, ru
         if exchange.exchange is None:  # no --exchange: the spec's own (a paper or live spec names one)
             from tradeexecutor.runs.spec import load_spec
 
-            exchange = load_spec(spec_path).daemon_config(Path("state")).exchange
+            loaded = load_spec(spec_path)  # a live spec's exchange, read without its credentials (a read-only probe)
+            exchange = loaded.daemon_config(Path("state"), mode="paper" if loaded.mode == "live" else loaded.mode).exchange
         readiness = replace(readiness, probe=probe_exchange(exchange))
     targets = [path for path in (RunPaths(run_dir).readiness if run_dir else None, output) if path is not None]
     for target in targets:

@@ -246,12 +246,19 @@ AUTH_OPTIONS = [
                  show_default=False, help="Basic-auth password of the webhook (prefer the environment variable)."),
 ]
 
+#: How long a client command waits for the executor's answer: one option and one default for every client
+#: command (they share ``TRADEEXECUTOR_CLIENT_TIMEOUT``), long enough for ``control``, whose answer comes after
+#: the executor's loop has done the action (the executor waits up to 10 s for its loop).
+TIMEOUT_OPTION = click.option("--timeout", type=FloatRange(min=0.1), default=30.0, show_default=True,
+                              envvar=env("CLIENT_TIMEOUT"), show_envvar=True,
+                              help="Seconds to wait for each answer (control: the executor waits up to 10 s for "
+                                   "its loop first).")
+
 _COMMON_OPTIONS = [
     *AUTH_OPTIONS,
     click.option("--timezone", "timezone_name", envvar=env("TIMEZONE"), show_envvar=True, default=None,
                  help="Show times in this IANA time zone (e.g. UTC, Europe/Helsinki); default: the local zone."),
-    click.option("--timeout", type=FloatRange(min=0.1), default=10.0, show_default=True,
-                 envvar=env("CLIENT_TIMEOUT"), show_envvar=True, help="Seconds to wait for each answer."),
+    TIMEOUT_OPTION,
 ]
 
 

@@ -16,8 +16,8 @@ from typing import Any
 
 import click
 
-from tradeexecutor.cli.client_cmd import AUTH_OPTIONS, Webhook
-from tradeexecutor.cli.common import FloatRange, env, user_errors
+from tradeexecutor.cli.client_cmd import AUTH_OPTIONS, TIMEOUT_OPTION, Webhook
+from tradeexecutor.cli.common import env, user_errors
 from tradeexecutor.control import ACTIONS, Action, action_named
 from tradeexecutor.errors import UserInputError
 
@@ -77,9 +77,7 @@ def _read_file(path: Path | None) -> dict[str, Any]:
 @click.option("--json", "as_json", is_flag=True, help="Print the executor's whole JSON answer.")
 @AUTH_OPTIONS[0]
 @AUTH_OPTIONS[1]
-@click.option("--timeout", type=FloatRange(min=0.1), default=30.0, show_default=True,
-              envvar=env("CLIENT_TIMEOUT"), show_envvar=True,
-              help="Seconds to wait for the answer (the executor waits up to 10 s for its loop).")
+@TIMEOUT_OPTION
 @user_errors
 def control_command(url: str, action: str, args: tuple[str, ...], params: tuple[str, ...], params_file: Path | None,
                     as_json: bool, username: str | None, password: str | None, timeout: float) -> None:

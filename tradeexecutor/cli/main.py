@@ -12,6 +12,7 @@ from tradeexecutor.cli.backtest_cmd import backtest_command
 from tradeexecutor.cli.check_cmd import check_command
 from tradeexecutor.cli.client_cmd import logs_command, status_command
 from tradeexecutor.cli.control_cmd import control_command
+from tradeexecutor.cli.drill_cmd import drill_command
 from tradeexecutor.cli.exchange_sim_cmd import exchange_sim_command
 from tradeexecutor.cli.metrics_cmd import metrics_group, report_command
 from tradeexecutor.cli.optimize_cmd import optimize_command
@@ -42,6 +43,7 @@ cli.add_command(exchange_sim_command)
 cli.add_command(wallboard_command)
 cli.add_command(state_group)
 cli.add_command(reconcile_command)
+cli.add_command(drill_command)
 
 
 def main() -> None:

@@ -116,8 +116,11 @@ def _build_and_run(config: DaemonConfig, log_buffer: RingBufferHandler | None, s
             backtest = prepare_backtest(config, signals=signals)
             return backtest.run(web(backtest.runstate, None))
         from tradeexecutor.daemon.runner import build_daemon
+        from tradeexecutor.daemon.startup_wait import build_when_reachable
 
-        daemon = build_daemon(config, signals=signals)
+        # An exchange that is down at start-up is waited for in-process, with /healthz and /status served meanwhile.
+        daemon = build_when_reachable(config, lambda: build_daemon(config, signals=signals),
+                                      lambda runstate: web(runstate, None).start(), signals)
         try:
             server = web(daemon.runstate, daemon.commands.submit,
                          daemon.notifier.counts if daemon.notifier is not None else None, daemon.commands.cast,

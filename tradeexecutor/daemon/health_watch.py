@@ -6,6 +6,10 @@ and applies the same rule (``runstate.health``). A change from healthy to unheal
 once as ``health_degraded`` with the reasons, the way back as ``health_recovered``; both are
 logged and handed to the notifier. Only a *running* executor is judged: starting, stopping,
 completing and crashing have notifications of their own, and must not read as degraded health.
+Neither do safe mode and a risk pause: each already sends its own message (``safe_mode``,
+``risk_limit_hit``), and a second "health degraded" for the same event taught operators to ignore
+one of them. They still make /healthz answer 503, and they are listed among the reasons when
+something else degrades health at the same time.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -43,7 +48,11 @@ class HealthWatch:
         snapshot = self.runstate.snapshot()
         if snapshot.status is not RunStatus.running:
             return
-        verdict = assess_health(snapshot, self.limits, self._now())
+        now = self._now()
+        verdict = assess_health(snapshot, self.limits, now)
+        if not verdict.healthy and assess_health(replace(snapshot, safe_mode=False, risk_paused=False),
+                                                 self.limits, now).healthy:
+            verdict = replace(verdict, healthy=True)  # only reasons notified on their own (module docstring)
         if verdict.healthy == self.healthy:
             return
         self.healthy = verdict.healthy

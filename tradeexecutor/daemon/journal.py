@@ -51,6 +51,8 @@ logger = logging.getLogger("tradeexecutor.journal")
 #: Events that deserve more than ``info``; everything else is info.
 _LEVELS = {
     "order_rejected": "warning",
+    "order_unknown": "warning",
+    "order_expired": "warning",
     "intent_ignored": "warning",
     "safe_mode": "warning",
     "risk_limit_hit": "warning",

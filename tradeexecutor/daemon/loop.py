@@ -29,7 +29,11 @@ engine/router.py): an order is committed ``submitting`` in the running job — t
 hook — before the venue sees it, and the job commits again with the outcome, which comes back as
 execution events drained on this thread (after each submit, and at the start of every job). The
 start-up job resolves every order a crash left ``submitting`` by its client order id, journaled
-``order_resolved``, before anything is decided (``Engine.resolve_orders``).
+``order_resolved``, before anything is decided (``Engine.resolve_orders``). In live mode every job
+starts the same way for an order whose reply never came (``unknown``): the exchange is asked about
+it by client order id and it is booked, or sent under the same id when it never arrived
+(``_settle``, ``Engine.settle_unknown``); while the exchange cannot be asked, the job fails
+temporarily and is retried with the outage's backoff.
 
 Idempotence. A cycle is identified by its timestamp; a cycle at or before
 ``last_completed_cycle`` never runs again. Progress is the close time of the last bar processed
@@ -193,6 +197,7 @@ class ExecutorLoop:
             logger.warning("starting with new entries paused: %s", self.state.risk.reason)
         self.runstate.update(status=RunStatus.running, executor_running=True)
         self.publisher.progress(self.state)
+        self.publisher.begin(self.state)
         self._guarded("start", self._started)
         if self.feed.finished:
             self._guarded("complete", self._complete)
@@ -398,7 +403,7 @@ class ExecutorLoop:
         ends at it, decide and save; publish."""
         if self.outcome is not None:
             return
-        self.engine.drain()  # outcomes the venue reported between jobs
+        self._settle()  # outcomes the venue reported between jobs; orders of unknown outcome asked about
         step = self.feed.advance()
         self.engine.follow_market()  # a growing feed appended candles: indicators extended on their tail
         if self._processed >= 0:
@@ -419,7 +424,7 @@ class ExecutorLoop:
         A replay checks each bar's triggers inside its cycle job (``Engine.manage``), so here it finds
         nothing new; the job matters for feeds whose bars arrive between cycles.
         """
-        self.engine.drain()
+        self._settle()
         step = self.feed.cursor
         fired = 0
         if step > self._checked_step and self.state.portfolio.open_positions:
@@ -434,7 +439,7 @@ class ExecutorLoop:
 
     def run_revaluation(self) -> None:
         """Mark open positions to the newest bar, stamp the valuation time, record equity, save."""
-        self.engine.drain()
+        self._settle()
         step = self.feed.cursor
         if step >= 0 and self.state.replay_cursor >= 0:
             equity = self.engine.revalue(step, self._now())
@@ -444,6 +449,18 @@ class ExecutorLoop:
             self.journal("revalued", step=step, equity=round(equity, 2))
         self.publisher.revaluation_done(self.state)
 
+    def _settle(self) -> None:
+        """The start of every job: apply what the venue reported since the last one, and (live mode) ask the
+        exchange about every order whose reply never came, journaled ``order_resolved`` and committed before
+        anything else happens. While the exchange stays unreachable this raises TemporaryError: the job is
+        retried with the outage's backoff, and nothing new is decided meanwhile."""
+        self.engine.drain()
+        resolved = self.engine.settle_unknown()
+        for line in resolved:
+            self.journal("order_resolved", detail=line)
+        if resolved:
+            self._commit()
+
     def run_charts(self) -> None:
         """Send the chart renderer what changed, now that it is idle (nothing is saved: charts are not state)."""
         self.publisher.send_charts(self.state)
@@ -451,7 +468,7 @@ class ExecutorLoop:
     def _operator_job(self, request: ActionRequest, command: Command) -> None:
         """An operator's close, close-all or reload-params: done, journaled (who, what, result) and committed as one
         job, then answered through the command's reply (after the commit, so "done" means saved)."""
-        self.engine.drain()
+        self._settle()
         if request.command == CommandKind.reload_params:
             result = self._reload_params(request)
         else:
@@ -486,12 +503,24 @@ class ExecutorLoop:
                 open_ids = ", ".join(str(p.id) for p in portfolio.open_positions) or "none"
                 return ActionResult(Outcome.not_found, f"no position {wanted}; open positions: {open_ids}",
                                     {"position_id": wanted})
+        busy = [(p, o) for p in targets if (o := self.engine.in_flight(p)) is not None]
+        if busy:  # live: a second exit must never be sent while one is in flight
+            position, order = busy[0]
+            return ActionResult(Outcome.conflict, f"position {position.id} has order {order.client_order_id} "
+                                f"{order.status.value} at the exchange; it is asked about at every job: close again "
+                                "once it has ended", {"position_id": position.id,
+                                                      "client_order_id": order.client_order_id})
         step = self.feed.cursor
         closed = [self._close_one(position, step, request.by or "operator") for position in targets]
         self.engine.record_valuation(step)  # replaces the bar's row: the closes changed cash and value
         equity, cash, _ = self.engine.valuation()
         what = f"position {targets[0].id}" if request.command == CommandKind.close else f"{len(closed)} position(s)"
-        return ActionResult(Outcome.done, f"closed {what}; cash {cash:.2f}",
+        pending = [c for c in closed if c.get("status", "filled") != "filled"]
+        message = f"closed {what}; cash {cash:.2f}"
+        if pending:  # live: refused, filled in part, or no reply (asked about at the next job)
+            message = (f"close of {what} sent; not filled: " + ", ".join(
+                f"position {c['position_id']} {c['status']}" for c in pending) + f"; cash {cash:.2f}")
+        return ActionResult(Outcome.done, message,
                             {"closed": closed, "cash": round(cash, 8), "equity": round(equity, 8)})
 
     def _close_one(self, position: Position, step: int, by: str) -> dict[str, object]:
@@ -502,8 +531,9 @@ class ExecutorLoop:
             return {"position_id": position.id, "symbol": symbol, "quantity": 0.0,
                     "note": "its opening order had not filled: cancelled"}
         return {"position_id": position.id, "symbol": symbol, "order_id": order.id,
-                "client_order_id": order.client_order_id, "quantity": order.filled_quantity,
-                "price": order.average_fill_price, "fee": order.fees, "realised_pnl": order.realised_pnl}
+                "client_order_id": order.client_order_id, "status": order.status.value,
+                "quantity": order.filled_quantity, "price": order.average_fill_price, "fee": order.fees,
+                "realised_pnl": order.realised_pnl}
 
     def _reload_params(self, request: ActionRequest) -> ActionResult:
         """New parameter values, checked as at start-up, used from the next cycle; refused with the reason, unchanged."""

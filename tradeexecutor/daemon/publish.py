@@ -22,6 +22,7 @@ the cycle time ever shows.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -39,11 +40,11 @@ from tradeexecutor.state import State
 from tradeexecutor.stats.formatting import key_figures
 from tradeexecutor.stats.running import RunningSummary
 from tradeexecutor.stats.trades_csv import TradesCsv
-from tradeexecutor.store.publish import PublishCache, publish
+from tradeexecutor.store.publish import PublicFile, PublishCache, public_files, write_public_files
 from tradeexecutor.visual.renderer import ChartRenderer
 from tradeexecutor.visual.series import DeltaFeed
 
-__all__ = ["CHART_TIME_SHARE", "PUBLISH_TIME_SHARE", "Publisher", "publication_due"]
+__all__ = ["CHART_TIME_SHARE", "DISK_SECONDS", "PUBLISH_TIME_SHARE", "Publisher", "publication_due"]
 
 
 logger = logging.getLogger("tradeexecutor.daemon")
@@ -91,6 +92,10 @@ class Publisher:
         self._published = PublishCache()
         #: orders.csv, with the lines of finished positions kept between publications.
         self._orders_csv = TradesCsv()
+        #: Writes the public files to disk off the loop's thread (at most one write at a time).
+        self._writer: threading.Thread | None = None
+        self._last_write: float | None = None
+        self._write_cost = 0.0  # wall seconds the last write to disk took
 
     # -- after each job ---------------------------------------------------------------------
 
@@ -109,13 +114,31 @@ class Publisher:
         if self._publish_due():
             self.files_now(state, summary)
 
-    def final(self, state: State) -> None:
-        """At the end of a run: figures and files, whatever the throttle says."""
-        self.progress(state)
-        self.files_now(state, self.runstate.snapshot().summary_statistics or {})
+    def begin(self, state: State) -> None:
+        """When the loop starts: the summary and the files of the state as loaded, so /state serves them from memory.
 
-    def files_now(self, state: State, summary: dict[str, Any]) -> None:
-        """Publish state.json(.gz), orders.csv, positions.json and metadata.json for the webhook."""
+        A restarted executor publishes the state it committed before it stopped: the same bytes
+        and, their pieces cut the same way, the same ETags, so clients' copies stay valid. It does
+        not count against ``publish_seconds``: the first cycle's result is published at once.
+        """
+        summary = _json_safe(self._summary.summary(state, self._benchmark(self.feed.cursor)).to_dict())
+        self.runstate.update(summary_statistics=summary)
+        self.files_now(state, summary)
+        self._last_publish = None
+
+    def final(self, state: State) -> None:
+        """At the end of a run: figures and files, written to disk now, whatever the throttles say."""
+        self.progress(state)
+        self.files_now(state, self.runstate.snapshot().summary_statistics or {}, write=True)
+
+    def files_now(self, state: State, summary: dict[str, Any], *, write: bool = False) -> None:
+        """Publish state.json(.gz), orders.csv, positions.json and metadata.json for the webhook.
+
+        The files are published in memory (``RunState.public``), at the cost of what changed: the
+        webhook serves them from there. They go to ``public/`` on disk off the loop's thread when a
+        write is due (:data:`DISK_SECONDS`, stretched like publications by the write's cost), and
+        at once, on this thread, with ``write`` (the end of a run).
+        """
         if self.files is None:
             return
         self._last_publish = self.clock.monotonic()
@@ -129,9 +152,38 @@ class Publisher:
             "completed_cycle": snapshot.completed_cycle,
             "key_figures": key_figures(summary),
         }
-        publish(state, self.files, metadata=metadata, orders_csv_writer=self._orders_csv, now=self.clock.now(),
-                cache=self._published)
+        documents = public_files(state, self.files, metadata=metadata, orders_csv=self._orders_csv.parts,
+                                 now=self.clock.now(), cache=self._published)
+        self.runstate.public.replace(documents)
         self._publish_cost = time.perf_counter() - started
+        if write:
+            self.wait_written()
+            self._write(documents)
+        elif self._write_due():
+            self._writer = threading.Thread(target=self._write, args=(documents,), name="public-files", daemon=True)
+            self._writer.start()
+
+    def _write_due(self) -> bool:
+        if self._writer is not None and self._writer.is_alive():
+            return False
+        return publication_due(self._last_write, self.clock.monotonic(), DISK_SECONDS, self._write_cost)
+
+    def _write(self, documents: dict[str, PublicFile]) -> None:
+        """Write one publication's files to ``public/`` (the writer thread, or the loop's at the end)."""
+        assert self.files is not None
+        self._last_write = self.clock.monotonic()
+        started = time.perf_counter()
+        try:
+            write_public_files(self.files, documents)
+        except OSError as exc:  # the webhook still serves them from memory; the next write tries again
+            logger.warning("writing the public files to %s failed: %s", self.files.public, exc)
+        self._write_cost = time.perf_counter() - started
+
+    def wait_written(self) -> None:
+        """Wait for a write of the public files to disk in progress (bounded by the disk itself)."""
+        writer = self._writer
+        if writer is not None:
+            writer.join()
 
     def _publish_due(self) -> bool:
         if self.files is None:
@@ -254,9 +306,10 @@ class Publisher:
             self.renderer.start()
 
     def close(self) -> None:
-        """Stop the chart renderer's process."""
+        """Stop the chart renderer's process; let a write of the public files in progress finish."""
         if self.renderer is not None:
             self.renderer.close()
+        self.wait_written()
 
     def _renderer_facts(self) -> dict[str, Any]:
         """/status's ``extra`` about the renderer: its process (None while there is none) and its last cost."""
@@ -299,6 +352,9 @@ class Publisher:
 
 #: Publishing files may take at most this share of the loop's time: the interval stretches as the state grows.
 PUBLISH_TIME_SHARE = 0.1
+#: Least seconds between writes of the public files to disk while running (the webhook serves them from memory);
+#: a run's end always writes them.
+DISK_SECONDS = 60.0
 #: The chart renderer may keep at most this share of one CPU busy (it runs beside the loop, not on it).
 CHART_TIME_SHARE = 0.25
 

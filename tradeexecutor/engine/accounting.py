@@ -20,6 +20,8 @@ _DUST = 1e-12
 _FILLED, _PARTIALLY_FILLED, _REJECTED, _CANCELLED = (
     OrderStatus.filled, OrderStatus.partially_filled, OrderStatus.rejected, OrderStatus.cancelled)
 _BUY = OrderSide.buy
+_new = object.__new__
+_init_fill = Fill.__init__
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,9 +63,10 @@ def apply_fill(portfolio: Portfolio, position: Position, order: Order, quantity:
 
     Returns the Fill; the position is closed (``closed_at`` set) when a sell brought it to zero.
     """
-    fill = Fill(id=portfolio.next_fill_id, order_id=order.id, quantity=quantity, price=price, at=at, fee=fee,
-                fee_currency=fee_currency, venue_trade_id=venue_trade_id, slippage=slippage, fee_price=fee_price,
-                fee_price_source=fee_price_source)
+    fill = _new(Fill)  # Fill(...) without the class call's keyword dict (see engine.engine._new)
+    _init_fill(fill, id=portfolio.next_fill_id, order_id=order.id, quantity=quantity, price=price, at=at, fee=fee,
+               fee_currency=fee_currency, venue_trade_id=venue_trade_id, slippage=slippage, fee_price=fee_price,
+               fee_price_source=fee_price_source)
     portfolio.next_fill_id += 1
     order.fills.append(fill)
     order.transition(_FILLED if complete else _PARTIALLY_FILLED, at)

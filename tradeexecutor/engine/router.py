@@ -39,10 +39,15 @@ from tradeexecutor.venue.model import (
     Venue,
 )
 
-__all__ = ["OrderRouter"]
+__all__ = ["OrderRouter", "said"]
 
 #: How ``resolve`` words a resolution that is not the venue's status of the order.
 _SAID = {"sent": "never reached the venue; sent", "missing": "unknown to the venue; left unknown"}
+
+def said(resolution: str) -> str:
+    """How a journal line words one of ``OrderRouter.resolve_order``'s answers."""
+    return _SAID.get(resolution, f"{resolution} at the venue")
+
 
 #: Statuses in which the venue may know the order.
 _SENT = frozenset({OrderStatus.submitting, OrderStatus.unknown, OrderStatus.open, OrderStatus.partially_filled})
@@ -175,7 +180,7 @@ class OrderRouter:
         pending = self.pending()
         for position, order in pending:
             resolution = self.resolve_order(position, order)
-            done.append(f"{order.client_order_id}: {_SAID.get(resolution, f'{resolution} at the venue')}")
+            done.append(f"{order.client_order_id}: {said(resolution)}")
         if pending:
             self.commit()
         return done
@@ -194,6 +199,8 @@ class OrderRouter:
         """
         report = self.venue.fetch_order(order.client_order_id)
         if report is None:
+            if order.status is OrderStatus.unknown and order.venue_order_id:
+                return "missing"  # the venue accepted it once and lost it since: for a person, never resent
             if order.status in (OrderStatus.submitting, OrderStatus.unknown):
                 if not send:
                     return "unsent"

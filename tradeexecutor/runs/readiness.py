@@ -18,7 +18,9 @@ The verdict is one of a closed set of states (:class:`ReadinessState`):
 =====================  ========================================================================
 
 Credentials by mode (:data:`REQUIRED_BY_MODE`): backtest, replay and paper (public prices) none; live
-``TRADEEXECUTOR_EXCHANGE_API_KEY`` and ``TRADEEXECUTOR_EXCHANGE_API_SECRET``. The webhook's
+the exchange's API key and secret, by default in ``TRADEEXECUTOR_EXCHANGE_API_KEY`` and
+``TRADEEXECUTOR_EXCHANGE_API_SECRET``; a live spec naming other variables
+(``core.exchange_key_variable`` / ``core.exchange_secret_variable``) is checked against those. The webhook's
 ``TRADEEXECUTOR_WEBHOOK_USERNAME`` / ``TRADEEXECUTOR_WEBHOOK_PASSWORD`` are optional in every mode
 and always reported.
 
@@ -193,17 +195,26 @@ def _present(environ: Mapping[str, str], name: str) -> bool:
 
 
 def assess_readiness(mode: str, environ: Mapping[str, str] = os.environ, *, spec: str | None = None,
-                     now: datetime | None = None) -> Readiness:
-    """The readiness of ``mode`` given the environment ``environ`` (names and presence only)."""
+                     now: datetime | None = None, exchange_variables: tuple[str, str] | None = None) -> Readiness:
+    """The readiness of ``mode`` given the environment ``environ`` (names and presence only).
+
+    ``exchange_variables`` are the names of the variables holding live mode's API key and secret when the config
+    names its own (a live spec's ``core.exchange_key_variable`` and ``core.exchange_secret_variable``).
+    """
     checked_at = now or datetime.now(UTC)
     required = REQUIRED_BY_MODE.get(mode)
+    purposes = dict(CREDENTIALS)
+    if mode == "live" and exchange_variables is not None:
+        required = exchange_variables
+        purposes.update(zip(exchange_variables, (CREDENTIALS[name] for name in REQUIRED_BY_MODE["live"]),
+                            strict=True))
     problems: list[str] = []
     if required is None:
         problems.append(f"unknown mode {mode!r}; use one of {', '.join(REQUIRED_BY_MODE)}")
         required = ()
     optional = [name for pair in OPTIONAL_PAIRS for name in pair if name not in required]
     statuses = tuple(
-        CredentialStatus(name=name, purpose=CREDENTIALS.get(name, name), required=name in required,
+        CredentialStatus(name=name, purpose=purposes.get(name, name), required=name in required,
                          present=_present(environ, name))
         for name in (*required, *optional)
     )
@@ -241,7 +252,8 @@ def check_spec(path: str | os.PathLike[str], environ: Mapping[str, str] = os.env
                          problems=(" ".join(str(exc).split()), *[p for p in base.problems
                                                                  if "is not set" not in p]),
                          spec=spec_text, checked_at=base.checked_at)
-    return assess_readiness(spec.mode, environ, spec=spec_text, now=now)
+    return assess_readiness(spec.mode, environ, spec=spec_text, now=now,
+                            exchange_variables=(spec.core.exchange_key_variable, spec.core.exchange_secret_variable))
 
 
 def _declared_mode(path: Path) -> str | None:

@@ -41,7 +41,7 @@ from tradeexecutor.ledger import load_state
 from tradeexecutor.runs.cast import cast_final
 from tradeexecutor.runs.registry import RunRecord, RunsError
 from tradeexecutor.runs.run import ACTIVE_STATUSES, Runs, process_alive
-from tradeexecutor.runs.spec import ENV_PREFIX, env_overrides
+from tradeexecutor.runs.spec import ENV_PREFIX, RunSpec, env_overrides
 from tradeexecutor.stats import write_trades_csv
 from tradeexecutor.strategy.failure import strategy_failure
 
@@ -125,14 +125,27 @@ def start_run(runs: Runs, ref_or_id: str, *, port: int | None = None,
     spec = runs.load_run_spec(record.id)
     paths = runs.paths(record.id)
     if record.mode == "live":
-        raise ConfigError(f"run {record.label}: live runs are not started through run specs yet; start live "
-                          "trading with tradeexecutor start --mode live --exchange NAME (docs/exchanges.md)")
-    spec.daemon_config(paths.state)  # settings the executor refuses stop here
+        _check_credentials(record, spec, env)  # against ``env``, which the executor gets; the rest checked as paper
+    spec.daemon_config(paths.state, **({"mode": "paper"} if record.mode == "live" else {}))  # refused settings stop here
     if record.mode == "backtest" and detach:
         return _start_backtest_detached(runs, record, env, tuple(notes))
     if record.mode == "backtest":
         return _run_backtest(runs, record, tuple(notes), CastConfig.from_env(env), charts=charts)
     return _start_detached(runs, record, port or free_port(spec.core.host), env, tuple(notes))
+
+
+def _check_credentials(record: RunRecord, spec: RunSpec, env: Mapping[str, str]) -> None:
+    """A live run starts only when the variables its spec names hold its API key and secret (names in the line,
+    never values): the executor gets them from this environment, and would refuse to start without them."""
+    from tradeexecutor.runs.readiness import assess_readiness
+
+    readiness = assess_readiness("live", env, exchange_variables=(spec.core.exchange_key_variable,
+                                                                  spec.core.exchange_secret_variable))
+    if readiness.missing:
+        raise ConfigError(f"run {record.label} is a live run and {' and '.join(readiness.missing)} "
+                          f"{'is' if len(readiness.missing) == 1 else 'are'} not set: export the exchange's API key "
+                          "and secret in the variables its spec names (core.exchange_key_variable, "
+                          "core.exchange_secret_variable), then start it again")
 
 
 def _check_startable(record: RunRecord) -> None:

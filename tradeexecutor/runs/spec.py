@@ -11,14 +11,16 @@ A spec has five top-level keys (``name`` is optional)::
       end: 2012-12-31
       replay_seconds: 0.1                   # replay: wall-clock seconds per replayed bar
       replay_start: warm                    # replay: warm, first or an ISO time
-      exchange: binance                     # paper: the exchange whose live prices it trades on
-      exchange_url: http://127.0.0.1:8765   # paper: a simulator, proxy or testnet instead
+      exchange: binance                     # paper and live: the exchange (its live prices; live: its orders)
+      exchange_url: http://127.0.0.1:8765   # paper and live: a simulator, proxy or testnet instead
     strategy:                               # parameter values, checked against the strategy's typed parameters
       fast: 10
       slow: 30
     core:                                   # the executor: money, fills, schedule, webhook, crash policy
       cash: 10000
       fee: 0.001
+      exchange_key_variable: BINANCE_KEY    # live: the NAMES of the variables holding the API key and secret;
+      exchange_secret_variable: BINANCE_SECRET  # the values stay in the environment, never in the spec
       ...
     optimize:                               # optional: how sweeps of this spec may vary the parameters
       constraints: ["fast < slow"]          # every search (grid, random, TPE) honours them
@@ -42,6 +44,7 @@ Example::
 from __future__ import annotations
 
 import difflib
+import functools
 import hashlib
 import json
 import os
@@ -74,8 +77,13 @@ __all__ = [
     "spec_from_dict",
 ]
 
-#: Modes a spec may name; ``live`` is accepted here and refused when the run starts.
+#: Modes a spec may name. A ``live`` spec names its exchange and the variables holding its credentials, never their
+#: values: whether they are set is checked when the run starts (and by ``tradeexecutor check``), not when it loads.
 SPEC_MODES = ("replay", "paper", "backtest", "live")
+#: The one line for a live spec without an exchange.
+LIVE_SPEC_NEEDS_EXCHANGE = ("missing: mode live sends real orders to an exchange; name it (a ccxt id such as binance; "
+                            "exchange_url for a simulator or testnet) and the variables holding its API key and secret "
+                            "in core.exchange_key_variable and core.exchange_secret_variable")
 #: Top-level keys of a spec.
 TOP_KEYS = ("strategy_file", "mode", "name", "environment", "strategy", "core", "optimize")
 #: Keys of the optional ``optimize`` section.
@@ -218,7 +226,8 @@ class RunSpec:
 
     def daemon_config(self, state_dir: Path, **extra: Any) -> DaemonConfig:
         """The settings of ``tradeexecutor start`` for this spec; ``extra`` sets DaemonConfig fields the spec has not
-        (``max_cycles``, ``chart_seconds``, ...) or overrides ``port``. Mode live raises ConfigError."""
+        (``max_cycles``, ``chart_seconds``, ...) or overrides ``port``. Mode live reads its credential variables
+        from the environment: one that is not set raises ConfigError naming it."""
         from tradeexecutor.settings import DaemonConfig
 
         values = {**self.config_values(), ("mode",): self.mode, ("params",): self.parameter_overrides(),
@@ -303,13 +312,21 @@ def spec_from_dict(d: Any, *, base_dir: str | os.PathLike[str], env: Mapping[str
 
 
 def _check_values(spec: RunSpec, v: _Validator) -> None:
-    """The range checks of the executor's own config objects, reported against the key that fails them."""
-    mode = "replay" if spec.mode == "live" else spec.mode  # live is refused when it starts; check the rest now
+    """The range checks of the executor's own config objects, reported against the key that fails them.
+
+    A live spec is checked as a paper one (the same exchange rules) without reading its credentials: the spec
+    names the variables, and whether they are set is a question for the machine that starts the run.
+    """
+    mode = spec.mode
+    if mode == "live":
+        if spec.environment.exchange is None:
+            raise v.error(v.label("environment.exchange"), LIVE_SPEC_NEEDS_EXCHANGE)
+        mode = "paper"
     try:
         spec.daemon_config(Path("state"), mode=mode)
         return
-    except ConfigError as exc:
-        whole = str(exc)
+    except ConfigError as exc:  # a live spec was checked as paper: its lines name the mode it has
+        whole = str(exc).replace("--mode paper", "--mode live") if spec.mode == "live" else str(exc)
     # One key at a time, on a replay (paper's own rule, an exchange, is a whole-spec line: PAPER_NEEDS_EXCHANGE).
     plain = RunSpec(strategy_file=spec.strategy_file, mode="replay" if mode == "paper" else mode,
                     environment=EnvironmentSection(), strategy={}, core=CoreSection(), source=None)
@@ -496,8 +513,15 @@ def _settings(section: str) -> dict[str, SettingPath]:
     """The settings of the executor's config tree that are keys of ``section``, key → setting, in tree order."""
     from tradeexecutor.settings import DaemonConfig
 
-    return {item.about.spec.split(".", 1)[1]: item for item in walk_settings(DaemonConfig)
-            if item.about.spec.startswith(section + ".")}
+    return dict(_section_settings(section, DaemonConfig))
+
+
+@functools.cache
+def _section_settings(section: str, tree: type) -> tuple[tuple[str, SettingPath], ...]:
+    """:func:`_settings`, walked once per process and tree: the tree is declared in code and does not change while
+    it runs, and a sweep fingerprints every point's config (walking it each time was a tenth of a point's cost)."""
+    return tuple((item.about.spec.split(".", 1)[1], item) for item in walk_settings(tree)
+                 if item.about.spec.startswith(section + "."))
 
 
 def _is_setting(name: str) -> bool:

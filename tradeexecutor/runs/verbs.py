@@ -119,7 +119,8 @@ def follow(runs: Runs, run: str, *, since: datetime | None = None, limit: int = 
 
 
 def orders(runs: Runs, run: str) -> str:
-    """``runs orders RUN``: the run's orders as CSV (the executor's published file while it runs)."""
+    """``runs orders RUN``: the run's orders as CSV (the executor's file in public/, at most a minute old, while
+    it runs)."""
     record = runs.resolve(run)
     paths = runs.paths(record.id)
     published = paths.state_files.orders_csv

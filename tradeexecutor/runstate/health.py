@@ -10,7 +10,9 @@ The rule fails when
 - the executor crashed: status ``error``, or a crash recorded by *this* process (a ``crashed_at``
   at or after ``started_at``; a crash from before a restart, restored from crash.json, does not
   make the restarted executor unhealthy);
-- the run is stopped or complete, or the loop is not running (yet);
+- the run is stopped or complete, or the loop is not running (yet) — except while start-up waits for
+  an exchange that is down (``daemon/startup_wait.py``): that is an outage, and the outage rule below
+  speaks for it, after its grace;
 - the executor is in safe mode (a crash loop): it manages positions but its strategy is no
   longer called, which needs an operator — the reason says why and until when;
 - a risk limit paused new entries (``--max-drawdown`` and the others): positions are still
@@ -93,7 +95,8 @@ def assess_health(snapshot: RunState, limits: HealthLimits, now: datetime | None
         reasons.append(f"executor crashed at {at}")
     if snapshot.status in (RunStatus.stopped, RunStatus.complete):
         reasons.append(f"executor is {snapshot.status.value}")
-    elif not snapshot.executor_running and not crashed:
+    elif not snapshot.executor_running and not crashed and not (snapshot.status == RunStatus.starting
+                                                                and snapshot.outage):
         reasons.append(f"loop is not running (status {snapshot.status.value})")
     if snapshot.safe_mode:
         reasons.append(f"safe mode: {snapshot.safe_mode_reason or 'the strategy is not called'}")

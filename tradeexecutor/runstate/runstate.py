@@ -29,6 +29,7 @@ from dataclasses_json import DataClassJsonMixin, config
 from tradeexecutor.runstate.crash import MAX_RECENT_CRASHES, CrashHistory
 from tradeexecutor.runstate.crash import serialise_exception as _serialise_exception
 from tradeexecutor.runstate.figures import PortfolioFigures
+from tradeexecutor.runstate.public import PublicDocuments
 from tradeexecutor.state.timestamps import datetime_field
 
 #: Environment variable that names the deployed git commit (set it in images without a .git directory).
@@ -204,6 +205,7 @@ class RunState(DataClassJsonMixin):
         """Give every instance its own lock (not a field: never serialised, copied or compared)."""
         self._lock = threading.RLock()
         self._export_cache: dict[Callable[..., Any], tuple[int, Any]] = {}
+        self._public = PublicDocuments()
         if not isinstance(self.status, RunStatus):
             self.status = RunStatus(self.status)
 
@@ -266,6 +268,11 @@ class RunState(DataClassJsonMixin):
         return rendered
 
     # -- locking and reading --------------------------------------------------------------------
+
+    @property
+    def public(self) -> PublicDocuments:
+        """The public files the loop published last, in memory (the webhook's /state, /orders.csv, ...)."""
+        return self._public
 
     @property
     def lock(self) -> threading.RLock:

@@ -94,6 +94,10 @@ class TradesCsv:
 
     def data(self, state: State) -> bytes:
         """The CSV bytes of ``state``."""
+        return b"".join(self.parts(state))
+
+    def parts(self, state: State) -> list[bytes]:
+        """The CSV bytes of ``state`` as pieces (kept chunks are the same objects from call to call)."""
         symbols = {instrument.id: instrument.symbol for instrument in state.instruments}
         portfolio = state.portfolio
         changes = [follower.appended(positions) for follower, positions in
@@ -107,7 +111,7 @@ class TradesCsv:
                     self._kept.add(order.id, self._rows.order(order, symbols))
         live = sorted((order.id, self._rows.order(order, symbols))
                       for position in portfolio.open_positions for order in position.orders)
-        return self._header + self._kept.joined(live)
+        return [self._header, *self._kept.parts(live)]
 
 
 def trades_csv_bytes(state: State) -> bytes:

@@ -17,7 +17,9 @@ complete, error, cycle_completed (``decisions``, ``planned``, ``executed``, ``re
 ``ignored``, ``duration``, ``lag``: seconds from the scheduler's boundary to the job's start, null when
 unscheduled), order_planned, order_filled, order_rejected (``reason``), order_cancelled,
 dust_written_off (``quantity``: what a close left below one lot; the position closed without it),
-order_resolved (``detail``: an order a restart found ``submitting``, asked about by client order id),
+order_resolved (``detail``: an order a restart found ``submitting``, or whose reply never came, asked about by
+client order id), order_unknown (live: a submit whose reply never came; asked about at the next job),
+order_expired (live: an order the exchange ended with only part, or none, of it filled),
 decision_resumed (``cycle_time``, ``orders``: a cycle whose orders a killed process committed), intent_ignored, trigger_fired (``trigger``, ``trigger_price``, ``price``), revalued, crashed,
 safe_mode, paused, resumed, risk_limit_hit (``limit``, ``value``, ``threshold``, ``bar_time``),
 risk_pause_lifted, stop_requested, operator_action and operator_refused (``action``, ``by``,
@@ -79,6 +81,8 @@ EVENTS: frozenset[str] = frozenset(
         "order_rejected",
         "order_cancelled",
         "order_resolved",
+        "order_unknown",
+        "order_expired",
         "decision_resumed",
         "intent_ignored",
         "trigger_fired",

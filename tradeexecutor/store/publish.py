@@ -1,27 +1,31 @@
-"""Publishing: the loop serialises the state once per change into ``public/``; the webhook serves those bytes.
+"""Publishing: the loop builds the public files once per change; the webhook serves those bytes.
 
-:func:`publish` writes, each file crash-safely (temp → fsync → rename → fsync dir):
+The files, by name under ``public/``:
 
-- ``public/state.json`` — exactly ``dumps_state(state)``;
-- ``public/state.json.gz`` — the same bytes gzip-compressed (fixed mtime, so equal states give equal files);
-- ``public/orders.csv`` — by the ``orders_csv_writer`` the caller passes (the loop passes a
-  ``stats.trades_csv.TradesCsv``, so the columns equal the backtest trades CSV; the store may not
-  import stats, a sibling layer);
-- ``public/positions.json`` — every position as a JSON list sorted by id, each with its
+- ``state.json`` — exactly ``dumps_state(state)``;
+- ``state.json.gz`` — the same bytes gzip-compressed (fixed mtime, so equal states give equal files);
+- ``orders.csv`` — the orders CSV (``stats.trades_csv``, the backtest trades CSV's columns; the
+  store may not import stats, a sibling layer, so the caller passes it);
+- ``positions.json`` — every position as a JSON list sorted by id, each with its
   ``status`` (open, closed, failed) and ``symbol``, for paged reads;
-- ``public/metadata.json`` — the caller's ``metadata`` plus ``published_at`` and ``etag``.
+- ``metadata.json`` — the caller's ``metadata`` plus ``published_at`` and ``etag`` (state.json's).
 
-The ETag returned is the sha256 of the state JSON bytes; the webhook derives the same value from
-``state.json`` when it loads the file, so a client can compare the two.
+Two ways, one per kind of owner:
 
-A running executor passes a :class:`PublishCache`: closed positions and complete valuation blocks
-are encoded once, positions.json keeps the entries of finished positions, and the gzip keeps the
-compressed form of each kept block (:class:`KeptGzip`), so a publication encodes and compresses
-what changed; what stays proportional to the history is copying, hashing and writing bytes.
+- :func:`public_files` (a running executor, after each change): the files in memory as
+  :class:`PublicFile` pieces, with a :class:`PublishCache` kept between calls so closed positions,
+  complete valuation blocks and finished orders are encoded once, ETags come from the pieces'
+  digests (:class:`PartsDigest`) and joining and compressing wait for the first reader. A
+  publication costs what changed, not the history: nothing the size of the state is hashed,
+  joined or written on the loop's thread. The webhook serves these from memory;
+  :func:`write_public_files` puts them on disk (crash-safely: temp → fsync → rename → fsync dir)
+  at a bounded cadence and at the end of a run (``daemon.publish``).
+- :func:`publish` (a state published once, a finished backtest): every file built and written
+  whole at once; the ETag is the sha256 of state.json, as the webhook derives it from files on disk.
 
-Example (on the loop thread, after a cycle)::
+Example (a finished backtest)::
 
-    snapshot = publish(state, files, metadata={"name": state.name, "mode": "replay"},
+    snapshot = publish(state, files, metadata={"name": state.name, "mode": "backtest"},
                        orders_csv_writer=write_trades_csv)
 """
 
@@ -30,6 +34,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import struct
+import threading
 import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -50,8 +55,9 @@ from tradeexecutor.store.codec import (
     position_to_dict,
 )
 
-__all__ = ["GZIP_LEVEL", "KeptGzip", "OrdersCsvWriter", "PositionListing", "PublishCache", "PublishedSnapshot",
-           "etag_of", "positions_document", "publish"]
+__all__ = ["GZIP_LEVEL", "KeptGzip", "OrdersCsvWriter", "PartsDigest", "PositionListing", "PublicFile",
+           "PublishCache", "PublishedSnapshot", "etag_of", "positions_document", "public_files", "publish",
+           "write_public_files"]
 
 #: Writes the orders CSV of a state to a path, atomically (``stats.write_trades_csv`` does).
 OrdersCsvWriter = Callable[[State, Path], object]
@@ -117,6 +123,11 @@ class PositionListing:
 
     def data(self, state: State) -> tuple[bytes, int]:
         """The bytes of positions.json and the number of positions in it."""
+        parts, count = self.parts(state)
+        return b"".join(parts), count
+
+    def parts(self, state: State) -> tuple[list[bytes], int]:
+        """positions.json as pieces (kept chunks are the same objects from call to call), and its positions."""
         symbols = {instrument.id: instrument.symbol for instrument in state.instruments}
         portfolio = state.portfolio
         lists = (("closed", portfolio.closed_positions), ("failed", portfolio.failed_positions))
@@ -129,7 +140,7 @@ class PositionListing:
             for position in positions:
                 self._kept.add(position.id, b"," + _entry(position, status, symbols))
         live = sorted((position.id, _entry(position, "open", symbols)) for position in portfolio.open_positions)
-        return b"[" + self._kept.joined(live, separator=b",") + b"]\n", len(self._kept) + len(live)
+        return [b"[", *self._kept.parts(live, separator=b","), b"]\n"], len(self._kept) + len(live)
 
 
 def _entry(position: Position, status: str, symbols: dict[int, str]) -> bytes:
@@ -194,13 +205,128 @@ class KeptGzip:
 _GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03"
 
 
+class PartsDigest:
+    """A strong ETag of a document given as pieces, each large piece hashed once while it stays in the document.
+
+    The tag is the sha256 of the pieces in order: a small piece by its length and bytes, a piece of
+    at least :data:`KEPT_PIECE_BYTES` by its own sha256, computed once for that ``bytes`` object
+    (kept blocks are the same objects from publication to publication). Different bytes always give
+    a different tag; the same state gives the same tag again, also after a restart, because its
+    pieces are cut by count (blocks of positions, rows and chunks), not by the run's history of
+    publications. One digest per document and owner; the loop's thread only.
+    """
+
+    def __init__(self) -> None:
+        self._kept: dict[int, tuple[bytes, bytes]] = {}  # id(piece) -> (piece, its sha256)
+
+    def etag(self, parts: list[bytes]) -> str:
+        """The quoted tag of ``b"".join(parts)`` cut as ``parts``."""
+        kept: dict[int, tuple[bytes, bytes]] = {}
+        outer = hashlib.sha256()
+        for piece in parts:
+            if len(piece) < KEPT_PIECE_BYTES:
+                outer.update(b"s%d:" % len(piece))
+                outer.update(piece)
+                continue
+            entry = self._kept.get(id(piece))
+            if entry is None or entry[0] is not piece:
+                entry = (piece, hashlib.sha256(piece).digest())  # holding it keeps its id unique
+            kept[id(piece)] = entry
+            outer.update(b"k")
+            outer.update(entry[1])
+        self._kept = kept
+        return '"' + outer.hexdigest() + '"'
+
+
 @dataclass
 class PublishCache:
-    """What a running executor keeps between publications, so each costs what changed (see publish)."""
+    """What a running executor keeps between publications, so each costs what changed (see public_files)."""
 
     fragments: PositionFragments = field(default_factory=PositionFragments)
     listing: PositionListing = field(default_factory=PositionListing)
     gzip: KeptGzip = field(default_factory=KeptGzip)
+    #: Held while the gzip is built: the webhook's threads and the disk writer build it lazily.
+    gzip_lock: threading.Lock = field(default_factory=threading.Lock)
+    #: A digest per document name, for its ETag.
+    digests: dict[str, PartsDigest] = field(default_factory=dict)
+
+    def etag(self, name: str, parts: list[bytes]) -> str:
+        """The ETag of document ``name`` cut as ``parts``."""
+        return self.digests.setdefault(name, PartsDigest()).etag(parts)
+
+    def compress(self, parts: list[bytes]) -> bytes:
+        """The gzip file of the pieces, under the lock."""
+        with self.gzip_lock:
+            return self.gzip.compress(parts)
+
+
+class PublicFile:
+    """One public file of one publication, held in memory: its ETag at once, its bytes built on first read.
+
+    Building (joining the pieces, compressing) happens once, on whichever thread reads first (a
+    webhook request, the disk writer), never on the loop's. Immutable otherwise: any thread may hold it.
+    """
+
+    def __init__(self, name: str, etag: str, build: Callable[[], bytes]) -> None:
+        #: The file's name under ``public/``.
+        self.name = name
+        #: Its strong ETag, quoted.
+        self.etag = etag
+        self._build: Callable[[], bytes] | None = build
+        self._data: bytes | None = None
+        self._lock = threading.Lock()
+
+    def data(self) -> bytes:
+        """The file's bytes (built on the first call)."""
+        data = self._data
+        if data is not None:
+            return data
+        with self._lock:
+            if self._data is None:
+                assert self._build is not None
+                self._data, self._build = self._build(), None  # the pieces are let go once joined
+            return self._data
+
+
+def public_files(
+    state: State,
+    files: RunFiles,
+    *,
+    metadata: Mapping[str, Any],
+    orders_csv: Callable[[State], list[bytes]],
+    cache: PublishCache,
+    now: datetime | None = None,
+) -> dict[str, PublicFile]:
+    """The public files of ``state`` by name, in memory, at the cost of what changed since the owner's last call.
+
+    The same bytes as :func:`publish` writes (metadata apart from its ``etag``), with ETags from
+    :class:`PartsDigest` rather than a hash of each whole file: state.json's is the ``etag`` in
+    metadata.json, state.json.gz's is it with ``-gzip`` (a representation of its own). Nothing is
+    joined, compressed or written here; :func:`write_public_files` puts them on disk. ``orders_csv``
+    gives the orders CSV as pieces (``stats.trades_csv.TradesCsv.parts``).
+    """
+    published_at = now or datetime.now(UTC)
+    state_parts = dumps_state_parts(state, cache.fragments)
+    etag = cache.etag("state", state_parts)
+    positions_parts, _ = cache.listing.parts(state)
+    csv_parts = orders_csv(state)
+    meta = dumps_json({**metadata, "published_at": published_at, "etag": etag})
+    documents = [
+        PublicFile(files.state_snapshot.name, etag, lambda: b"".join(state_parts)),
+        PublicFile(files.state_snapshot_gz.name, etag[:-1] + '-gzip"', lambda: cache.compress(state_parts)),
+        PublicFile(files.positions.name, cache.etag("positions", positions_parts), lambda: b"".join(positions_parts)),
+        PublicFile(files.orders_csv.name, cache.etag("orders", csv_parts), lambda: b"".join(csv_parts)),
+        PublicFile(files.metadata.name, etag_of(meta), lambda: meta),
+    ]
+    return {document.name: document for document in documents}
+
+
+def write_public_files(files: RunFiles, documents: Mapping[str, PublicFile]) -> None:
+    """Write each file crash-safely into ``public/``, metadata.json last (it names state.json's ETag)."""
+    files.public.mkdir(parents=True, exist_ok=True)
+    last = files.metadata.name
+    for name in [*(name for name in documents if name != last), *([last] if last in documents else [])]:
+        atomic_write_bytes(files.public / name, documents[name].data())
 
 
 def publish(
@@ -210,35 +336,24 @@ def publish(
     metadata: Mapping[str, Any],
     orders_csv_writer: OrdersCsvWriter,
     now: datetime | None = None,
-    cache: PublishCache | None = None,
 ) -> PublishedSnapshot:
-    """Write the public snapshot files of ``state`` (see the module docstring); call it once per change.
+    """Write the public snapshot files of ``state`` in one go (see the module docstring).
 
-    Pass the owner's ``cache`` to encode and compress only what changed since its last call.
-    ``metadata`` must be JSON-friendly (datetimes allowed) and must not carry secrets: it is served
-    as it is. Its keys ``published_at`` and ``etag`` are set here.
+    For a state published once (a finished backtest); a running executor keeps its files in memory
+    with :func:`public_files`. ``metadata`` must be JSON-friendly (datetimes allowed) and must not
+    carry secrets: it is served as it is. Its keys ``published_at`` and ``etag`` are set here.
     """
     published_at = now or datetime.now(UTC)
     public = files.public
     public.mkdir(parents=True, exist_ok=True)
-
-    if cache is not None:
-        parts = dumps_state_parts(state, cache.fragments)
-        data = b"".join(parts)
-        compressed = cache.gzip.compress(parts)
-        del parts
-    else:
-        data = dumps_state(state)
-        compressed = gzip.compress(data, compresslevel=GZIP_LEVEL, mtime=0)
+    data = dumps_state(state)
+    compressed = gzip.compress(data, compresslevel=GZIP_LEVEL, mtime=0)
     etag = etag_of(data)
-    if cache is not None:
-        positions_bytes, count = cache.listing.data(state)
-    else:
-        with gc_paused():
-            positions = positions_document(state)
-            positions_bytes = dumps_json(positions)
-        count = len(positions)
-        del positions
+    with gc_paused():
+        positions = positions_document(state)
+        positions_bytes = dumps_json(positions)
+    count = len(positions)
+    del positions
 
     orders_csv_writer(state, files.orders_csv)
     atomic_write_bytes(files.positions, positions_bytes)

@@ -90,6 +90,7 @@ class CycleContext:
     # -- set by the engine --------------------------------------------------------------
 
     def _move_to(self, step: int, timestamp_ns: int) -> None:
+        # backtest.lean.BacktestEngine.run_steps does the same inline: change both together.
         self._step = step
         self._timestamp_ns = timestamp_ns
         if self._default_closed is not None:

@@ -97,6 +97,23 @@ def open_long(
     >>> open_long("GOOG", fraction=1.0, stop_loss_pct=0.05)  # doctest: +ELLIPSIS
     Intent(action='open', symbol='GOOG', ...)
     """
+    if (value is None and stop_loss is None and stop_loss_pct is None and take_profit is None
+            and take_profit_pct is None and trailing_stop_pct is None):
+        # The common entry, sized by a fraction of equity and nothing else: an Intent is immutable, so the
+        # same one is handed out again (a backtest makes one per entry; building and checking it cost
+        # ~2 µs).
+        key = (symbol, fraction, note)
+        found = _PLAIN_OPENS.get(key)
+        if found is not None and type(fraction) is float:
+            return found
+        _fraction("fraction", fraction)
+        if fraction is None:
+            _exactly_one("open_long", value=value, fraction=fraction)
+        intent = Intent("open", symbol, equity_fraction=fraction, stop_loss=None, stop_loss_pct=None,
+                        take_profit=None, take_profit_pct=None, trailing_stop_pct=None, note=note)
+        if type(fraction) is float and (symbol is None or type(symbol) is str) and (note is None or type(note) is str):
+            _remember(_PLAIN_OPENS, key, intent)
+        return intent
     _exactly_one("open_long", value=value, fraction=fraction)
     _positive("value", value)
     _fraction("fraction", fraction)
@@ -129,7 +146,27 @@ def reduce(symbol: str | None = None, *, quantity: float | None = None, fraction
 
 def close(symbol: str | None = None, *, note: str | None = None) -> Intent:
     """Sell the whole open position."""
-    return Intent("close", symbol, note=note)
+    key = (symbol, note)
+    found = _CLOSES.get(key)
+    if found is not None:
+        return found  # immutable: the same close again (see open_long)
+    intent = Intent("close", symbol, note=note)
+    if (symbol is None or type(symbol) is str) and (note is None or type(note) is str):
+        _remember(_CLOSES, key, intent)
+    return intent
+
+
+#: Plain entries and closes already built, by their arguments (an Intent is frozen, so one can be shared).
+_PLAIN_OPENS: dict[tuple[Any, ...], Intent] = {}
+_CLOSES: dict[tuple[Any, ...], Intent] = {}
+#: Entries kept at most per cache: a strategy that writes a note per trade must not grow it without bound.
+_REMEMBERED = 1024
+
+
+def _remember(cache: dict[tuple[Any, ...], Intent], key: tuple[Any, ...], intent: Intent) -> None:
+    if len(cache) >= _REMEMBERED:
+        cache.clear()
+    cache[key] = intent
 
 
 def set_triggers(

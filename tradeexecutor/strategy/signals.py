@@ -73,16 +73,30 @@ def signal_decide(order: Mapping[str, Any], instruments: tuple[str, ...]) -> Cal
     options = dict(order)
     if "fraction" not in options and "value" not in options:
         options["fraction"] = 1.0 / len(instruments)
-    open_long(instruments[0], **options)  # a bad signal_order fails when the strategy loads, not at a cycle
+    # Intents are immutable: each instrument's entry and exit are built once (a bad signal_order fails when the
+    # strategy loads, not at a cycle) and handed out at every signal.
+    entries = {symbol: open_long(symbol, **options) for symbol in instruments}
+    exits = {symbol: close(symbol) for symbol in instruments}
+
+    if len(instruments) == 1:
+        entry, exit_ = entries[instruments[0]], exits[instruments[0]]
+
+        def decide_one(ctx: Any) -> list[Intent]:
+            # The context's one-instrument accessors (no symbol): the same values, without the symbol lookups.
+            if ctx.has_position():
+                return [exit_] if ctx.indicator(EXIT) > 0 else []
+            return [entry] if ctx.indicator(ENTRY) > 0 else []
+
+        return decide_one
 
     def decide(ctx: Any) -> list[Intent]:
         intents = []
         for symbol in ctx.symbols:
             if ctx.has_position(symbol):
                 if ctx.indicator(EXIT, symbol) > 0:
-                    intents.append(close(symbol))
+                    intents.append(exits[symbol])
             elif ctx.indicator(ENTRY, symbol) > 0:
-                intents.append(open_long(symbol, **options))
+                intents.append(entries[symbol])
         return intents
 
     return decide

@@ -145,8 +145,9 @@ class SimulatedVenue(BookVenue):
         if notional < instrument.min_notional:
             return _rejected(price, RejectReason.below_min_notional,
                              f"below minimum notional: {notional:.2f} < {instrument.min_notional:.2f}")
-        return SimulatedFill(quantity=size, price=price, fee=notional * self._fee,
-                             slippage=size * (price - reference_price))
+        fill = _new(SimulatedFill)  # SimulatedFill(...) without the class call's keyword dict: one per fill
+        _init_fill(fill, quantity=size, price=price, fee=notional * self._fee, slippage=size * (price - reference_price))
+        return fill
 
     def _affordable(self, quantity: float, price: float, cash: float) -> bool:
         """True when the cash pays for ``quantity``: both as the ledger debits it (value plus fee, in floats) and
@@ -206,10 +207,13 @@ class SimulatedVenue(BookVenue):
         if not closing and size < held and notional < instrument.min_notional:
             return _rejected(price, RejectReason.below_min_notional,
                              f"below minimum notional: {notional:.2f} < {instrument.min_notional:.2f}")
-        return SimulatedFill(quantity=size, price=price, fee=notional * self._fee,
-                             slippage=size * (reference_price - price))
+        fill = _new(SimulatedFill)  # SimulatedFill(...) without the class call's keyword dict: one per fill
+        _init_fill(fill, quantity=size, price=price, fee=notional * self._fee, slippage=size * (reference_price - price))
+        return fill
 
 
+_new = object.__new__
+_init_fill = SimulatedFill.__init__
 #: A float debit this far below the cash is below it exactly too (the float error is a few parts in 2**53).
 _SURELY_BELOW = 1.0 - 2.0**-48
 #: The largest quantity a float holds.

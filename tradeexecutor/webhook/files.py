@@ -1,14 +1,18 @@
 """GET /state, /positions, /orders.csv and /metadata: the files the loop published, served as bytes.
 
-Nothing here serialises the state. The loop writes ``public/`` once per change
-(``store.publish.publish``); each request ``stat``s the file it needs and, when the file is the
-one already in memory (same inode, mtime_ns and size), answers from the cached bytes. A changed
-file is read once, under a lock, together with its ETag (sha256 of the bytes) and any parsed
-form a route derives from it (positions.json is parsed once per change for paging).
+Nothing here serialises the state. A running executor's loop publishes its files in memory once
+per change (``RunState.public``, built by ``store.publish.public_files``): a request takes the
+current version of the file it needs, with the ETag the loop gave it, and its bytes (joined or
+compressed once per version, by the first request that needs them, then kept). Without such a
+version (a finished backtest, or an executor before its first publication) the file is read from
+``public/``: each request ``stat``s it and, when it is the one already in memory (same inode,
+mtime_ns and size), answers from the cached bytes; a changed file is read once, under a lock,
+with its ETag (sha256 of the bytes). Either way a route's parsed form is derived once per version
+(positions.json is parsed once per change for paging).
 
 ``/state`` sends ``state.json.gz`` with ``Content-Encoding: gzip`` to clients whose
 ``Accept-Encoding`` allows gzip and ``state.json`` to the rest; ``Vary: Accept-Encoding``; a
-strong ETag per representation (the plain one equals ``PublishedSnapshot.etag``) and 304 on a
+strong ETag per representation (the plain one is the ``etag`` in metadata.json) and 304 on a
 matching ``If-None-Match``. Every route is a JSON 404 until the first publish.
 """
 
@@ -29,8 +33,9 @@ from pyramid.request import Request
 from pyramid.response import Response
 
 from tradeexecutor.layout import RunFiles
+from tradeexecutor.runstate.public import PublicDocument
 from tradeexecutor.web.params import BadParameter, choice_param, int_param
-from tradeexecutor.webhook.app import add_json_route, get_options, json_error, json_response
+from tradeexecutor.webhook.app import add_json_route, get_options, get_runstate, json_error, json_response
 
 __all__ = ["CachedFile", "FileCache", "accepts_gzip", "get_file_cache", "includeme"]
 
@@ -60,10 +65,12 @@ class CachedFile:
     data: bytes
     #: (inode, mtime_ns, size) of the version read.
     key: FileKey
-    #: Strong ETag: the quoted sha256 of ``data``.
+    #: Strong ETag: the quoted sha256 of ``data`` read from disk, or the one the loop gave its document.
     etag: str
     #: Parsed forms derived from ``data`` by routes, by name; filled once per version.
     derived: dict[str, Any] = field(default_factory=dict)
+    #: The in-memory document this version came from (None: read from disk).
+    source: PublicDocument | None = None
 
 
 def _read_file(path: Path) -> tuple[bytes, FileKey]:
@@ -100,6 +107,20 @@ class FileCache:
             except FileNotFoundError:
                 return None
             cached = CachedFile(data=data, key=read_key, etag='"' + hashlib.sha256(data).hexdigest() + '"')
+            self._files[path] = cached
+            return cached
+
+    def published(self, path: Path, document: PublicDocument) -> CachedFile:
+        """The version of ``path`` the loop published in memory: its bytes built once, its ETag as given."""
+        cached = self._files.get(path)
+        if cached is not None and cached.source is document:
+            return cached
+        with self._lock:
+            cached = self._files.get(path)
+            if cached is not None and cached.source is document:
+                return cached
+            data = document.data()
+            cached = CachedFile(data=data, key=(-1, -1, len(data)), etag=document.etag, source=document)
             self._files[path] = cached
             return cached
 
@@ -194,6 +215,15 @@ def _serve(request: Request, cached: CachedFile, content_type: str, *, gzip: boo
     return response
 
 
+def _current(request: Request, path: Path) -> CachedFile | None:
+    """The current version of a public file: the loop's in-memory one, else the file on disk; None: none yet."""
+    cache = get_file_cache(request)
+    document = get_runstate(request).public.get(path.name)
+    if document is not None:
+        return cache.published(path, document)
+    return cache.get(path)
+
+
 def _files_or_404(request: Request) -> RunFiles | Response:
     """The run's files, or the 404 for an executor without a state directory."""
     files = get_options(request).files
@@ -215,12 +245,11 @@ def state(request: Request) -> Response:
     files = _files_or_404(request)
     if isinstance(files, Response):
         return files
-    cache = get_file_cache(request)
     gzip = accepts_gzip(request.headers.get("Accept-Encoding"))
-    cached = cache.get(files.state_snapshot_gz) if gzip else None
+    cached = _current(request, files.state_snapshot_gz) if gzip else None
     if cached is None:
         gzip = False
-        cached = cache.get(files.state_snapshot)
+        cached = _current(request, files.state_snapshot)
     if cached is None:
         return _not_published("state")
     response = _serve(request, cached, "application/json", gzip=gzip)
@@ -252,7 +281,7 @@ def positions(request: Request) -> Response:
     except BadParameter as exc:
         return exc.response()
     cache = get_file_cache(request)
-    cached = cache.get(files.positions)
+    cached = _current(request, files.positions)
     if cached is None:
         return _not_published("positions")
     index: dict[str, list[Any]] = cache.derive(cached, "positions", _index_positions)
@@ -269,7 +298,7 @@ def orders_csv(request: Request) -> Response:
     files = _files_or_404(request)
     if isinstance(files, Response):
         return files
-    cached = get_file_cache(request).get(files.orders_csv)
+    cached = _current(request, files.orders_csv)
     if cached is None:
         return _not_published("orders")
     response = _serve(request, cached, "text/csv; charset=utf-8")
@@ -282,7 +311,7 @@ def metadata(request: Request) -> Response:
     files = _files_or_404(request)
     if isinstance(files, Response):
         return files
-    cached = get_file_cache(request).get(files.metadata)
+    cached = _current(request, files.metadata)
     if cached is None:
         return _not_published("metadata")
     return _serve(request, cached, "application/json")
