@@ -489,6 +489,29 @@ def test_a_buy_fee_in_the_base_asset_books_the_net_quantity_and_its_value_as_the
     assert recompute_cash(start, portfolio, base_assets={"EUR"}) == portfolio.cash
 
 
+def test_a_fee_in_a_third_asset_keeps_its_currency_counts_its_value_and_takes_no_cash() -> None:
+    portfolio, position = _opened()
+    portfolio.fee_asset_balances["BNB"] = 1.0
+    start = portfolio.cash
+    buy, sell = _sent(1, "open"), _sent(2, "close")
+    position.orders += [buy, sell]
+    # Buy 10 EUR at 1.25, the fee 0.00005 BNB at 250 USD a BNB: worth 0.0125 USD; 12.5 USD paid, 10 EUR held.
+    fill = apply_fill(portfolio, position, buy, 10.0, 1.25, 0.00005, T0, fee_currency="BNB", base_asset=None,
+                      fee_price=250.0, fee_price_source="binance ticker BNB/USD last")
+    assert (fill.fee, fill.fee_currency, fill.fee_price) == (0.00005, "BNB", 250.0)
+    assert position.quantity == 10.0 and portfolio.cash == start - 12.5
+    assert position.fees_paid == pytest.approx(0.0125) and portfolio.fees_paid == pytest.approx(0.0125)
+    assert fill.realised_pnl == pytest.approx(-0.0125)
+    apply_fill(portfolio, position, sell, 10.0, 1.5, 0.00006, T0, fee_currency="BNB", fee_price=250.0)
+    assert position.quantity == 0.0 and portfolio.cash == pytest.approx(start - 12.5 + 15.0)
+    assert position.realised_pnl == pytest.approx(10 * 0.25 - 0.0125 - 0.015)
+    assert portfolio.fee_asset_balances == {"BNB": pytest.approx(1.0 - 0.00011)}
+    again = recompute_from_fills(position)
+    assert (again.quantity, again.cost_basis, again.realised_pnl, again.fees_paid) == (
+        position.quantity, position.cost_basis, position.realised_pnl, position.fees_paid)
+    assert recompute_cash(start, portfolio) == portfolio.cash
+
+
 def test_a_sell_fee_in_the_base_asset_leaves_the_position_on_top_of_the_quantity_sold() -> None:
     portfolio, position = _opened()
     start = portfolio.cash

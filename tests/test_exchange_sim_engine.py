@@ -19,6 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tradeexecutor.errors import ConfigError
 from tradeexecutor.exchange_sim import errors
 from tradeexecutor.exchange_sim.accounts import Accounts
 from tradeexecutor.exchange_sim.config import MarketSpec, SimConfig
@@ -101,6 +102,32 @@ def test_commission_is_charged_in_the_configured_asset(fee_asset: str, side: str
     assert (trade.commission, trade.commission_asset) == (fee, fee_asset_name)
     assert balance(engine, "USD") == (usd, 0)
     assert balance(engine, "XYZ") == (xyz, 0)
+
+
+def bnb_engine(bnb: str) -> Engine:
+    """``--fee-asset bnb``: XYZ/USD on the scripted path, BNB/USD flat at 250, ``bnb`` BNB held."""
+    bnb_market = MarketSpec(base="BNB", quote="USD", tick_size=D("0.01"), step_size=D("0.001"), min_notional=D("5"))
+    config = SimConfig(markets=(MARKET, bnb_market), api_key="k", api_secret="s", fee_asset="bnb",
+                       spread_bps=D(0), balances={"USD": D(10_000), "XYZ": D(10), "BNB": D(bnb)})
+    series = {"XYZUSD": replay_series(bars(BARS), bar_ms=1000, now_ms=T0, history=0),
+              "BNBUSD": replay_series(bars([(250, 250, 250, 250)] * len(BARS)), bar_ms=1000, now_ms=T0, history=0)}
+    return Engine(config, series, Accounts(config.balances, config.assets))
+
+
+def test_with_fee_asset_bnb_the_fee_is_paid_in_bnb_at_its_price_and_the_trade_moves_without_one() -> None:
+    engine = bnb_engine("0.001")
+    _, [trade] = engine.place(order("BUY", "MARKET", "2"), T0)  # 200 USD: a 0.2 USD fee is 0.0008 BNB at 250
+    assert (trade.commission, trade.commission_asset) == (D("0.0008"), "BNB")
+    assert balance(engine, "USD") == (D(10_000) - D(200), 0) and balance(engine, "XYZ") == (D(12), 0)
+    assert balance(engine, "BNB") == (D("0.0002"), 0)
+    _, [sell] = engine.place(order("SELL", "MARKET", "2", cid="c2"), T0)  # 0.0002 BNB cannot pay 0.0008
+    assert (sell.commission, sell.commission_asset) == (D("0.2"), "USD")  # as without BNB: in the asset received
+    assert balance(engine, "BNB") == (D("0.0002"), 0) and balance(engine, "USD") == (D(10_000) - D("0.2"), 0)
+
+
+def test_fee_asset_bnb_needs_a_bnb_market_in_each_quote() -> None:
+    with pytest.raises(ConfigError, match="add BNB/USD to --symbols"):
+        SimConfig(markets=(MARKET,), api_key="k", api_secret="s", fee_asset="bnb")
 
 
 def test_a_market_order_by_quote_amount_buys_whole_lots() -> None:

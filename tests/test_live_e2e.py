@@ -2,7 +2,10 @@
 
 The simulator replays the bundled hourly EURUSD as 1-second candles and charges its 0.1 % fee either in the
 quote currency (``--fee-asset quote``) or in the asset received (its default and Binance's: a buy's fee in
-EUR, which the ledger books as a net quantity; a close sells every whole lot and writes off the rest as dust). The executor (``--mode live --exchange binance --exchange-url
+EUR, which the ledger books as a net quantity; a close sells every whole lot and writes off the rest as dust),
+or prices EUR/USD and BNB/USD on a random walk and charges the fee in BNB (``--fee-asset bnb``, Binance's
+"pay fees with BNB"): the fill keeps the BNB amount, valued at the venue's BNB/USD ticker; USD cash is not
+touched by it; the ledger's BNB figure equals the account's, and ``tradeexecutor reconcile`` compares it. The executor (``--mode live --exchange binance --exchange-url
 URL``, the API key and secret in the variables the flags name) trades tests/strategies/paper_flip.py,
 which buys on one cycle and sells on the next. Its write-ahead router sends each order to the
 simulator as a market order under the order's client order id; the fills come back through the
@@ -13,17 +16,20 @@ the simulator charged, the same cash and holdings. A missing credential variable
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from exchange_sim_helpers import http_json, simulator_process
 from executor_process import STRATEGIES, Executor
+from tradeexecutor.engine.accounting import Holding, recompute_cash, recompute_from_fills
 from tradeexecutor.ledger import load_state
 from tradeexecutor.store.journal import Journal
 
@@ -37,18 +43,26 @@ CLEAN = {key: value for key, value in os.environ.items() if not key.startswith("
 FLIP = STRATEGIES / "paper_flip.py"
 
 
-@pytest.fixture(params=["quote", "received"])
+#: The BNB the account holds with ``--fee-asset bnb``: each 5 000 USD fill's fee is about 0.05 BNB.
+BNB_HELD = 2.0
+
+
+@pytest.fixture
 def simulator(request: pytest.FixtureRequest) -> Iterator[str]:
-    """A fresh ``tradeexecutor exchange-sim`` (its orders are this test's alone), fees in the quote currency or in
-    the asset received."""
-    with simulator_process("--speed", "3600", "--fee-asset", request.param,
+    """A fresh ``tradeexecutor exchange-sim`` (its orders are this test's alone), fees in the quote currency, in
+    the asset received, or in BNB (EUR/USD and BNB/USD on a random walk, 10 000 USD and some BNB held)."""
+    prices = ("--speed", "3600") if request.param != "bnb" else (
+        "--random-walk", "7", "--symbols", "EUR/USD,BNB/USD", "--balance", "USD=10000", "--balance", f"BNB={BNB_HELD}")
+    with simulator_process(*prices, "--fee-asset", request.param,
                            "--api-key-env", "SIM_KEY", "--api-secret-env", "SIM_SECRET",
                            env={**CLEAN, "SIM_KEY": KEY, "SIM_SECRET": SECRET}) as url:
         yield url
 
 
 @pytest.mark.timeout(290)
-def test_live_orders_go_to_the_exchange_and_the_ledger_equals_its_record(tmp_path: Path, simulator: str) -> None:
+@pytest.mark.parametrize("simulator", ["quote", "received", "bnb"], indirect=True)
+def test_live_orders_go_to_the_exchange_and_the_ledger_equals_its_record(tmp_path: Path, simulator: str,
+                                                                         request: pytest.FixtureRequest) -> None:
     executor = Executor(tmp_path, "--mode", "live", "--exchange", "binance", "--exchange-url", simulator,
                         "--exchange-key-variable", "MY_KEY", "--exchange-secret-variable", "MY_SECRET",
                         strategy="paper_flip.py", window=False, env={**CLEAN, "MY_KEY": KEY, "MY_SECRET": SECRET})
@@ -101,10 +115,19 @@ def test_live_orders_go_to_the_exchange_and_the_ledger_equals_its_record(tmp_pat
     closed = state.portfolio.closed_positions
     assert len(closed) >= 2 and all(p.quantity == 0.0 and p.closed_at is not None for p in closed), [
         (p.quantity, p.dust_quantity, [(o.purpose.value, o.status.value) for o in p.orders]) for p in closed]
-    if any(trade["commissionAsset"] == "EUR" for trade in trades):  # fees in the asset received
+    fee_asset = request.node.callspec.params["simulator"]
+    assert {trade["commissionAsset"] for trade in trades} == {"quote": {"USD"}, "received": {"EUR", "USD"},
+                                                              "bnb": {"BNB"}}[fee_asset]
+    if fee_asset == "received":  # fees in EUR leave dust
         assert any(p.dust_quantity > 0 for p in closed)
     else:
         assert all(p.dust_quantity == 0.0 for p in closed)
+    if fee_asset == "bnb":
+        _check_bnb_fees(state, trades, fills, balances=http_json("GET", f"{simulator}/_sim/balances")[1])
+        filled = [e["fields"] for e in Journal(executor.state_dir / "journal.jsonl").read(limit=10_000)
+                  if e["event"] == "order_filled"]
+        assert filled and all(f["fee_currency"] == "BNB" and f["fee_value"] > 0 for f in filled)
+        _check_bnb_reconciliation(executor.state_dir, simulator)
     # Each write-off is journaled with the position and the quantity.
     journaled = {e["fields"]["position_id"]: e["fields"]["quantity"]
                  for e in Journal(executor.state_dir / "journal.jsonl").read(limit=10_000)
@@ -120,6 +143,49 @@ def test_live_orders_go_to_the_exchange_and_the_ledger_equals_its_record(tmp_pat
     assert float(balances.get("EUR", {"free": 0})["free"]) == pytest.approx(held, abs=1e-9)
 
 
+def _check_bnb_fees(state: Any, trades: list[dict[str, Any]], fills: dict[Any, Any], balances: dict[str, Any]) -> None:
+    """Fees in BNB: kept in BNB, valued at the venue's BNB/USD ticker, in the positions' fees and P&L, not in cash."""
+    assert {trade["commissionAsset"] for trade in trades} == {"BNB"}
+    for trade in trades:
+        fill = fills[str(trade["id"])]
+        assert fill.fee_price is not None and fill.fee_price > 0
+        assert fill.fee_price_source.startswith("binance ticker BNB/USD last at ")
+        # the fee is 0.1 % of the trade, converted at the BNB price (the walk moves it a little by the ticker read)
+        assert fill.fee * fill.fee_price == pytest.approx(0.001 * fill.quantity * fill.price, rel=0.01)
+    for position in state.portfolio.all_positions():
+        values = [f.fee * f.fee_price for o in position.orders for f in o.fills]
+        assert position.fees_paid == pytest.approx(sum(values), rel=1e-12)
+        assert recompute_from_fills(position) == Holding(position.quantity, position.cost_basis,
+                                                         position.realised_pnl, position.fees_paid)
+    # USD cash moved by the trades alone: the replay of every fill without any fee is the ledger's cash
+    assert recompute_cash(10_000.0, state.portfolio) == pytest.approx(state.portfolio.cash, abs=1e-9)
+    assert state.portfolio.cash == pytest.approx(10_000.0 + sum(
+        (-1 if t["isBuyer"] else 1) * float(t["qty"]) * float(t["price"]) for t in trades), abs=1e-6)
+    paid = sum(float(t["commission"]) for t in trades)
+    assert float(balances["BNB"]["free"]) == pytest.approx(BNB_HELD - paid, abs=1e-9)
+    assert state.portfolio.fee_asset_balances["BNB"] == pytest.approx(BNB_HELD - paid, abs=1e-9)
+
+
+def _check_bnb_reconciliation(state_dir: Path, simulator: str) -> None:
+    """``tradeexecutor reconcile`` compares the BNB balance: clean as it is, a mismatch once BNB goes missing."""
+    command = [sys.executable, "-m", "tradeexecutor.cli.main", "reconcile", "--state-dir", str(state_dir), "--json",
+               "--exchange", "binance", "--exchange-url", simulator, "--exchange-key-variable", "MY_KEY",
+               "--exchange-secret-variable", "MY_SECRET"]
+    env = {**CLEAN, "MY_KEY": KEY, "MY_SECRET": SECRET}
+    clean = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120, check=False)
+    assert clean.returncode == 0, clean.stdout + clean.stderr
+    (bnb,) = [b for b in json.loads(clean.stdout)["balances"] if b["asset"] == "BNB"]
+    assert bnb["kind"] == "fee" and bnb["ok"] and bnb["ours"] == pytest.approx(bnb["venue"], abs=1e-9)
+    http_json("POST", f"{simulator}/_sim/balances", {"BNB": f"{bnb['venue'] - 0.01:.8f}"})  # a fee we never heard of
+    mismatch = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120, check=False)
+    assert mismatch.returncode == 1, mismatch.stdout + mismatch.stderr
+    (what,) = [m["what"] for m in json.loads(mismatch.stdout)["mismatches"]]
+    assert what.startswith("BNB: the venue holds") and "less than" in what
+    state = load_state(state_dir)
+    assert state is not None and state.portfolio.fee_asset_balances["BNB"] == pytest.approx(bnb["ours"])  # not fixed
+
+
+@pytest.mark.parametrize("simulator", ["quote"], indirect=True)  # the fee asset plays no part here
 def test_live_without_the_credential_variable_is_one_line_exit_2(tmp_path: Path, simulator: str) -> None:
     result = subprocess.run([sys.executable, "-m", "tradeexecutor.cli.main", "start", str(FLIP), "--mode", "live",
                              "--exchange", "binance", "--exchange-url", simulator, "--exchange-key-variable", "MY_KEY",

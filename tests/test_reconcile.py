@@ -31,6 +31,7 @@ from test_engine_router import T0, decide_open, new_state
 from test_venue_ccxt import ENVIRON, aaa_simulator, pin
 from test_venue_ccxt import aaa_venue as venue
 from tradeexecutor.config import CcxtVenueConfig
+from tradeexecutor.engine import accounting
 from tradeexecutor.engine.reconcile import Reconciliation, reconcile, write_reconciliation
 from tradeexecutor.engine.router import OrderRouter
 from tradeexecutor.layout import RunFiles
@@ -395,3 +396,37 @@ def test_an_exchange_unreachable_at_start_up_stops_the_start_cleanly_and_counts_
     assert not (tmp_path / "state" / "reconciliation.json").exists()
     daemon = build_daemon(daemon_config(**settings), environ={})  # the lock was released
     daemon.close()
+
+
+def test_a_fee_asset_s_balance_is_taken_once_then_compared_with_the_fees_booked_in_it(tmp_path: Path,
+                                                                                     running: Running) -> None:
+    """BNB (fees in a third asset): the first look records the account's balance; after a fee booked in it the
+    account must hold the figure less the fee (more is a note, less a mismatch); nothing is ever set from it."""
+    running.control("POST", "balances", {"BNB": "2"})
+    life = Life(tmp_path, venue(running), new_state())
+    first = life.reconcile()
+    assert first.clean and first.changed and life.state.portfolio.fee_asset_balances == {"BNB": 2.0}
+    assert not [b for b in first.balances if b.kind == "fee"]  # no fee paid in it yet: nothing to compare
+    order = decide_open(life.state)
+    life.router.send(order)
+    # The simulator charges AAA/USD fees in the asset received; a BNB fee is booked here as the venue would report
+    # it (a fill of nothing with a fee of 0.01 BNB at 300 USD), before the order's own fill comes in.
+    (position,) = life.state.portfolio.open_positions
+    accounting.apply_fill(life.state.portfolio, position, order, 0.0, 100.0, 0.01, _now(), fee_currency="BNB",
+                          fee_price=300.0, fee_price_source="test", venue_trade_id="bnb-fee", complete=False)
+    life.router.drain()
+    assert order.status is OrderStatus.filled and position.fees_paid > 3.0  # 0.01 BNB is worth 3 USD
+    assert life.state.portfolio.fee_asset_balances == {"BNB": pytest.approx(1.99)}
+    running.control("POST", "balances", {"BNB": "1.99"})
+    (check,) = [b for b in life.reconcile().balances if b.kind == "fee"]
+    assert (check.asset, check.ok) == ("BNB", True) and check.ours == pytest.approx(1.99)
+    running.control("POST", "balances", {"BNB": "2.5"})  # topped up: a note
+    topped = life.reconcile()
+    assert topped.clean and any(note.startswith("BNB: the venue holds 2.5, more than") for note in topped.notes)
+    running.control("POST", "balances", {"BNB": "1.5"})  # fees taken that the ledger never heard of
+    short = life.reconcile()
+    assert [m.what.split(",")[0] for m in short.mismatches] == ["BNB: the venue holds 1.5"]
+    life.close()
+    again = Life(tmp_path, venue(running))  # the figure survives a restart, and was not "fixed"
+    assert again.state.portfolio.fee_asset_balances == {"BNB": pytest.approx(1.99)}
+    again.close()

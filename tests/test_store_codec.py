@@ -82,6 +82,8 @@ fills = st.builds(
     venue_trade_id=optional_texts,
     slippage=floats,
     realised_pnl=floats,
+    fee_price=optional_floats,
+    fee_price_source=optional_texts,
 )
 
 orders = st.builds(
@@ -149,6 +151,7 @@ portfolios = st.builds(
     next_order_id=small_ids,
     next_fill_id=small_ids,
     fees_paid=floats,
+    fee_asset_balances=st.dictionaries(texts, floats, max_size=2),
 )
 
 

@@ -603,7 +603,8 @@ class ExecutorLoop:
         self.cycles += 1
         self.journal("cycle_completed", cycle_time=self.state.last_completed_cycle, step=step,
                      decisions=report.decisions, planned=report.planned, executed=report.executed,
-                     rejected=report.rejected, ignored=list(report.ignored), duration=round(report.duration, 6))
+                     rejected=report.rejected, ignored=list(report.ignored), duration=round(report.duration, 6),
+                     lag=None if self._job_lag is None else round(self._job_lag, 6))
         self._commit()  # the cycle and its journal lines, in one transaction
         return report
 

@@ -47,7 +47,8 @@ def cancel(order: Order, text: str, at: datetime) -> None:
 
 def apply_fill(portfolio: Portfolio, position: Position, order: Order, quantity: float, price: float,
                fee: float, at: datetime, *, slippage: float = 0.0, fee_currency: str = "USD",
-               venue_trade_id: str | None = None, complete: bool = True, base_asset: str | None = None) -> Fill:
+               venue_trade_id: str | None = None, complete: bool = True, base_asset: str | None = None,
+               fee_price: float | None = None, fee_price_source: str | None = None) -> Fill:
     """Record a fill of ``order`` and move the money: a buy pays value and fee, a sell realises P&L at the
     average entry price. ``complete`` says whether the order is now filled (else partially filled).
 
@@ -55,24 +56,35 @@ def apply_fill(portfolio: Portfolio, position: Position, order: Order, quantity:
     default) is not money: the position grows by the net quantity, cash moves by the value only, and
     the fee's value at the fill's price counts as the position's fee (in quote, like every other fee).
 
+    A fee in a third asset (``fee_price`` given: Binance's BNB) is not money either: the fill keeps the
+    fee's currency and amount, cash and the quantity move by the trade alone, and the fee's value
+    ``fee * fee_price`` (the venue's price of the fee currency, ``fee_price_source`` says which) counts
+    as the position's fee and against its P&L.
+
     Returns the Fill; the position is closed (``closed_at`` set) when a sell brought it to zero.
     """
     fill = _new(Fill)  # Fill(...) without the class call's keyword dict (see engine.engine._new)
     _init_fill(fill, id=portfolio.next_fill_id, order_id=order.id, quantity=quantity, price=price, at=at, fee=fee,
-               fee_currency=fee_currency, venue_trade_id=venue_trade_id, slippage=slippage)
+               fee_currency=fee_currency, venue_trade_id=venue_trade_id, slippage=slippage, fee_price=fee_price,
+               fee_price_source=fee_price_source)
     portfolio.next_fill_id += 1
     order.fills.append(fill)
     order.transition(_FILLED if complete else _PARTIALLY_FILLED, at)
     in_base = base_asset is not None and fee_currency == base_asset
-    portfolio.fees_paid += fee * price if in_base else fee
+    third = fee_price is not None
+    money_fee = fee * fee_price if fee_price is not None else fee  # what the fee is worth, in quote
+    portfolio.fees_paid += fee * price if in_base else money_fee
+    cash_fee = 0.0 if third else fee  # a fee in the base or a third asset takes no cash
+    if third and fee_currency in portfolio.fee_asset_balances:  # the account holds that much less of it
+        portfolio.fee_asset_balances[fee_currency] -= fee
     if order.side is _BUY:
-        fill.realised_pnl = _buy(position, quantity, price, fee, in_base)
-        portfolio.cash -= quantity * price if in_base else quantity * price + fee
+        fill.realised_pnl = _buy(position, quantity, price, money_fee, in_base)
+        portfolio.cash -= quantity * price if in_base else quantity * price + cash_fee
         if position.last_price is None:
             position.last_price = price  # valued from its first fill until the next mark
     else:
-        fill.realised_pnl = _sell(position, quantity, price, fee, in_base)
-        portfolio.cash += quantity * price if in_base else quantity * price - fee
+        fill.realised_pnl = _sell(position, quantity, price, money_fee, in_base)
+        portfolio.cash += quantity * price if in_base else quantity * price - cash_fee
         if position.quantity == 0.0:
             position.closed_at = at
     return fill
@@ -155,10 +167,11 @@ def recompute_from_fills(position: Position, base_assets: Collection[str] = ()) 
     fills = sorted(((f, o.is_buy) for o in position.orders for f in o.fills), key=lambda pair: pair[0].id)
     for fill, is_buy in fills:
         in_base = fill.fee_currency in base_assets
+        fee = fill.fee * fill.fee_price if fill.fee_price is not None else fill.fee
         if is_buy:
-            _buy(figures, fill.quantity, fill.price, fill.fee, in_base)
+            _buy(figures, fill.quantity, fill.price, fee, in_base)
         else:
-            _sell(figures, fill.quantity, fill.price, fill.fee, in_base)
+            _sell(figures, fill.quantity, fill.price, fee, in_base)
     if position.dust_quantity:  # written off after its last fill
         _write_off(figures)
     return Holding(figures.quantity, figures.cost_basis, figures.realised_pnl, figures.fees_paid)
@@ -166,11 +179,11 @@ def recompute_from_fills(position: Position, base_assets: Collection[str] = ()) 
 
 def recompute_cash(initial_cash: float, portfolio: Portfolio, base_assets: Collection[str] = ()) -> float:
     """Cash replayed from every fill of every position, in the order the fills were applied (a fee in
-    one of ``base_assets`` moved no cash)."""
+    one of ``base_assets``, or in a third asset, moved no cash)."""
     cash = initial_cash
     fills = sorted(((f, o.is_buy) for o in portfolio.all_orders() for f in o.fills), key=lambda pair: pair[0].id)
     for fill, is_buy in fills:
-        if fill.fee_currency in base_assets:
+        if fill.fee_currency in base_assets or fill.fee_price is not None:  # a fee in a third asset moves no cash
             cash += -fill.quantity * fill.price if is_buy else fill.quantity * fill.price
         elif is_buy:
             cash -= fill.quantity * fill.price + fill.fee

@@ -1058,6 +1058,8 @@ class Engine:
 
     def _filled_event(self, position: Position, order: Order, symbol: str, fill: SimulatedFill | Fill,
                       **extra: Any) -> None:
+        if isinstance(fill, Fill) and fill.fee_price is not None:  # a fee in a third asset (BNB): say which, and worth
+            extra.update(fee_currency=fill.fee_currency, fee_value=fill.fee * fill.fee_price)
         self.events("order_filled", order_id=order.id, client_order_id=order.client_order_id,
                     position_id=position.id, symbol=symbol, purpose=order.purpose.value,
                     side=order.side.value, quantity=fill.quantity if order.is_buy else -fill.quantity,

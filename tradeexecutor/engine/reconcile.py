@@ -20,6 +20,13 @@ Run at start-up (``daemon/runner.py``) and by hand (``tradeexecutor reconcile``)
    that asset; a difference beyond one lot step (the dust a close leaves behind) is a **mismatch**.
    The quote currency is a mismatch only when the account holds less than the executor's cash
    (an account may hold more than the executor was given).
+4. **Fee assets.** An asset that pays fees but is neither traded nor the quote (Binance's BNB):
+   the ledger keeps what the account should hold of it (``Portfolio.fee_asset_balances``: the
+   venue's balance when reconciliation saw it before any fee was paid in it, less every fee booked
+   in it since). Holding less than that (beyond 1e-8 and float slack) is a **mismatch** — fees
+   charged that the ledger does not have; holding more is a note (a top-up). Until a fee is paid
+   in it, each reconciliation takes the venue's balance of every such asset as the starting figure
+   (recording a figure the venue gives is not fixing money; it changes no cash or position).
 
 Applying the venue's fills is not "fixing money": they are the exchange's record of what
 happened to our orders. Nothing else is changed — a mismatch is reported (``Reconciliation``,
@@ -104,7 +111,8 @@ class BalanceCheck:
     venue: float
     #: How far apart they may be.
     tolerance: float
-    #: ``position`` (a base asset the positions hold) or ``quote`` (the executor's cash).
+    #: ``position`` (a base asset the positions hold), ``quote`` (the executor's cash) or ``fee`` (an asset that
+    #: pays fees, neither traded nor the quote: Binance's BNB).
     kind: str
     ok: bool
 
@@ -204,12 +212,15 @@ def reconcile(state: State, venue: Venue | None, *, commit: Callable[[], None], 
                          "it when it starts")
     exchange_orders = _exchange_orders(state, venue, mismatches)
     balances = _balances(state, venue, mismatches, symbols)
+    fee_checks, baselines = _fee_assets(state, venue, symbols, mismatches, notes)
+    balances += fee_checks
+    changed = changed or bool(baselines)
     result = Reconciliation(at=at, venue=venue.name, orders=tuple(orders), exchange_orders=tuple(exchange_orders),
                             balances=tuple(balances), mismatches=tuple(mismatches), notes=tuple(notes),
                             changed=changed)
     if journal is not None:  # before the commit: the fills applied and the line that counts them, in one transaction
         journal_reconciliation(result, journal)
-    if orders and changed:
+    if (orders and changed) or baselines:
         commit()
     return result
 
@@ -277,6 +288,45 @@ def _balances(state: State, venue: Venue, mismatches: list[Mismatch], extra: Seq
             mismatches.append(Mismatch(f"{quote}: the venue holds {theirs:g}, less than the executor's cash {ours:g}",
                                        quote, ours, theirs))
     return checks
+
+
+#: Absolute slack of the fee-asset comparison: the exchange's 8 decimals.
+_FEE_ASSET_SLACK = 1e-8
+
+
+def _fee_assets(state: State, venue: Venue, symbols: Sequence[str], mismatches: list[Mismatch],
+                notes: list[str]) -> tuple[list[BalanceCheck], bool]:
+    """Pass 4: assets that pay fees in a third asset (BNB) against the ledger's figure; starting figures taken
+    for such assets in which no fee was paid yet. Returns the checks and whether a starting figure was taken."""
+    held = venue.balances()
+    specs = venue.instruments(sorted({i.symbol for i in state.instruments} | set(symbols)))
+    traded = {spec.base for spec in specs.values()} | {spec.quote for spec in specs.values()}
+    paid = {f.fee_currency for o in state.portfolio.all_orders() for f in o.fills if f.fee_price is not None}
+    expected = state.portfolio.fee_asset_balances
+    checks: list[BalanceCheck] = []
+    taken = False
+    for asset in sorted((set(held) | paid) - traded):
+        balance = held.get(asset)
+        theirs = (balance.free + balance.locked) if balance is not None else 0.0
+        if asset not in paid or asset not in expected:
+            if asset in paid:  # fees were paid in it before any figure was known (none held at the last start)
+                notes.append(f"{asset}: fees were paid in it before its balance was known; {theirs:g} at the venue "
+                             "is taken as its figure from here")
+            if theirs > 0 and expected.get(asset) != theirs:
+                expected[asset] = theirs
+                taken = True
+            continue
+        ours = expected[asset]
+        tolerance = _FEE_ASSET_SLACK + _RELATIVE * max(abs(ours), abs(theirs))
+        ok = theirs >= ours - tolerance
+        checks.append(BalanceCheck(asset, ours, theirs, tolerance, "fee", ok))
+        if not ok:
+            mismatches.append(Mismatch(f"{asset}: the venue holds {theirs:g}, less than the {ours:g} the ledger expects "
+                                       "after the fees paid in it", asset, ours, theirs))
+        elif theirs > ours + tolerance:
+            notes.append(f"{asset}: the venue holds {theirs:g}, more than the {ours:g} the ledger expects after the "
+                         "fees paid in it (a top-up?)")
+    return checks, taken
 
 
 def write_reconciliation(result: Reconciliation, path: Path) -> Path:

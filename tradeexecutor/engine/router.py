@@ -133,7 +133,8 @@ class OrderRouter:
         accounting.apply_fill(self.state.portfolio, position, order, fill.quantity, fill.price, fill.fee, fill.at,
                               slippage=fill.slippage, fee_currency=fill.fee_currency,
                               venue_trade_id=fill.venue_trade_id, complete=complete,
-                              base_asset=self._base_asset(position, fill.fee_currency))
+                              base_asset=self._base_asset(position, fill.fee_currency),
+                              fee_price=fill.fee_price, fee_price_source=fill.fee_price_source)
         if complete and order.purpose is OrderPurpose.close and position.quantity != 0.0 and (
                 position.quantity < 0.0 or self._is_dust(position, fill.price)):
             accounting.write_off_dust(position, fill.at)

@@ -19,7 +19,9 @@ from tradeexecutor.errors import ConfigError
 
 #: How commission is charged: in the asset the trade brings in (Binance's default without BNB:
 #: the base on a buy, the quote on a sell), or always in the quote, or always in the base.
-FEE_ASSETS = ("received", "quote", "base")
+FEE_ASSETS = ("received", "quote", "base", "bnb")
+#: The asset ``--fee-asset bnb`` charges commission in (Binance's "pay fees with BNB").
+BNB = "BNB"
 
 #: Binance's alphabet and length for client order ids.
 CLIENT_ID_PATTERN = re.compile(r"^[a-zA-Z0-9_-]{1,36}$")
@@ -168,8 +170,9 @@ class SimConfig:
                                 text_default="0.001",
                                 help="Commission as a fraction of the traded amount (0.001 = 0.1 %).")
     fee_asset: str = setting("received", env="SIM_FEE_ASSET", choices=FEE_ASSETS,
-                             help="Charge commission in the asset received (Binance's default), always the quote, or "
-                                  "always the base.")
+                             help="Charge commission in the asset received (Binance's default), always the quote, "
+                                  "always the base, or in BNB (its value at the BNB/QUOTE market's last price, while "
+                                  "the account holds enough BNB; the asset received otherwise).")
     spread_bps: Decimal = setting(Decimal("2"), env="SIM_SPREAD_BPS", parse=_option_decimal("--spread-bps"),
                                   text_default="2",
                                   help="Bid-ask spread in basis points; market orders pay half of it.")
@@ -205,6 +208,12 @@ class SimConfig:
             raise ConfigError(f"fee {self.fee_rate} must be a fraction between 0 and 0.1 (0.001 = 0.1 %)")
         if self.fee_asset not in FEE_ASSETS:
             raise ConfigError(f"fee asset {self.fee_asset!r} must be one of {', '.join(FEE_ASSETS)}")
+        if self.fee_asset == "bnb":
+            pairs = {market.pair for market in self.markets}
+            missing = sorted({f"{BNB}/{m.quote}" for m in self.markets if m.quote != BNB} - pairs)
+            if missing:
+                raise ConfigError(f"--fee-asset bnb values each fee at a BNB market's price: add "
+                                  f"{', '.join(missing)} to --symbols")
         if not Decimal(0) <= self.spread_bps < Decimal(1000):
             raise ConfigError(f"spread {self.spread_bps} bps must be between 0 and 1000")
         for asset, amount in self.balances.items():

@@ -27,7 +27,7 @@ from decimal import Decimal
 
 from tradeexecutor.exchange_sim import errors
 from tradeexecutor.exchange_sim.accounts import Accounts, Overdrawn
-from tradeexecutor.exchange_sim.config import MarketSpec, SimConfig
+from tradeexecutor.exchange_sim.config import BNB, MarketSpec, SimConfig
 from tradeexecutor.exchange_sim.filters import check_order
 from tradeexecutor.exchange_sim.numbers import ZERO, commission, round_down, round_up, to_decimal
 from tradeexecutor.exchange_sim.orders import CANCELED, EXPIRED, Order, Trade
@@ -237,9 +237,18 @@ class Engine:
 
     def _fee_asset(self, market: MarketSpec, side: str) -> str:
         mode = self.config.fee_asset
-        if mode == "received":
+        if mode in ("received", "bnb"):
             return market.base if side == BUY else market.quote
         return market.quote if mode == "quote" else market.base
+
+    def _bnb_fee(self, market: MarketSpec, cost: Decimal, time_ms: int) -> Decimal | None:
+        """With ``--fee-asset bnb``: the fee on ``cost`` (quote) in BNB at the BNB/QUOTE market's last price, cut
+        to 8 decimals, when the account's free BNB covers it (as Binance does); None: charged as ``received``."""
+        if self.config.fee_asset != "bnb" or market.base == BNB or market.quote == BNB:
+            return None
+        price = self.last_price(f"{BNB}{market.quote}", time_ms)
+        fee = commission(cost / price, self.config.fee_rate)
+        return fee if ZERO < fee <= self.accounts.free(BNB) else None
 
     def _payment(self, side: str, market: MarketSpec, quantity: Decimal, price: Decimal) -> Decimal:
         """What a fill of ``quantity`` at ``price`` takes from the account, fee on top included."""
@@ -256,6 +265,11 @@ class Engine:
         cost = quantity * price
         fee = commission(quantity if fee_asset == market.base else cost, rate)
         pay = self._payment(order.side, market, quantity, price)
+        bnb_fee = self._bnb_fee(market, cost, time_ms)
+        if bnb_fee is not None:  # paid from the BNB balance: the trade's own assets move without a fee
+            fee_asset, fee = BNB, bnb_fee
+            pay = cost if order.side == BUY else quantity
+            self.accounts.spend(BNB, bnb_fee)
         if order.side == BUY:
             receive_asset, receive = market.base, quantity - (fee if fee_asset == market.base else ZERO)
         else:

@@ -132,7 +132,8 @@ def _content(conn: sqlite3.Connection, where: str) -> LedgerContent | None:
     head = checked_json(data, crc, "the head row")
     check_schema_version(head, source=where)
     state_fields = {key: head[key] for key in HEAD_STATE_KEYS}
-    portfolio = Portfolio(**{key: head["portfolio"][key] for key in HEAD_PORTFOLIO_KEYS})
+    portfolio = Portfolio(**{key: head["portfolio"][key] for key in HEAD_PORTFOLIO_KEYS},
+                          fee_asset_balances=dict(head["portfolio"].get("fee_asset_balances") or {}))
     instruments = [instrument_from_dict(checked_json(data, crc, f"instrument {i}"))
                    for i, data, crc in conn.execute("SELECT id, json, crc FROM instruments ORDER BY id")]
     orders = read_orders(conn, where)

@@ -63,6 +63,8 @@ def head_json(state: State) -> bytes:
     """The scalar part of the state: everything but instruments, positions and valuations (the risk figures too)."""
     d: dict[str, Any] = {key: getattr(state, key) for key in HEAD_STATE_KEYS + HEAD_OPTIONAL_KEYS}
     d["portfolio"] = {key: getattr(state.portfolio, key) for key in HEAD_PORTFOLIO_KEYS}
+    if state.portfolio.fee_asset_balances:  # absent until an account pays fees in a third asset (BNB)
+        d["portfolio"]["fee_asset_balances"] = dict(state.portfolio.fee_asset_balances)
     d["risk"] = state.risk.to_dict()
     return dumps_json(d)
 

@@ -189,6 +189,12 @@ class Fill:
     slippage: float = 0.0
     #: Profit or loss this fill realised, after its fee (a buy realises minus its fee).
     realised_pnl: float = 0.0
+    #: For a fee in a third asset (neither the instrument's base nor its quote, such as Binance's BNB): the fee
+    #: currency's price in the quote currency at the fill, which values the fee (``fee * fee_price``). None for a
+    #: fee in the quote or the base asset.
+    fee_price: float | None = None
+    #: Where ``fee_price`` came from, in words (``binance ticker BNB/USD last at the fill``).
+    fee_price_source: str | None = None
 
 
 @dataclass_json

@@ -36,6 +36,10 @@ class Portfolio:
     next_fill_id: int = 1
     #: Total fees paid over the life of the portfolio.
     fees_paid: float = 0.0
+    #: What the account should hold of each asset that pays fees but is neither traded nor the quote (Binance's
+    #: BNB): the venue's balance when reconciliation first saw the asset, less every fee booked in it since.
+    #: Reconciliation compares it with the venue's balance; nothing else moves it.
+    fee_asset_balances: dict[str, float] = field(default_factory=dict)
 
     def open_position_for(self, instrument_id: int) -> Position | None:
         """The open position in an instrument, if any."""

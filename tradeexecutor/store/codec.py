@@ -165,6 +165,8 @@ def _fill_to_dict(f: Fill) -> dict[str, Any]:
         "venue_trade_id": f.venue_trade_id,
         "slippage": f.slippage,
         "realised_pnl": f.realised_pnl,
+        "fee_price": f.fee_price,
+        "fee_price_source": f.fee_price_source,
     }
 
 
@@ -366,6 +368,7 @@ def _portfolio_to_dict(p: Portfolio, *, head_only: bool, fragments: PositionFrag
     d["next_order_id"] = p.next_order_id
     d["next_fill_id"] = p.next_fill_id
     d["fees_paid"] = p.fees_paid
+    d["fee_asset_balances"] = dict(p.fee_asset_balances)
     return d
 
 

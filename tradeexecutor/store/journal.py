@@ -14,7 +14,8 @@ one mapping for the same reason: no field name can clash with a parameter.
 
 Events the executor writes (:data:`EVENTS`; any other name is accepted too): started, stopped,
 complete, error, cycle_completed (``decisions``, ``planned``, ``executed``, ``rejected``,
-``ignored``, ``duration``), order_planned, order_filled, order_rejected (``reason``), order_cancelled,
+``ignored``, ``duration``, ``lag``: seconds from the scheduler's boundary to the job's start, null when
+unscheduled), order_planned, order_filled, order_rejected (``reason``), order_cancelled,
 dust_written_off (``quantity``: what a close left below one lot; the position closed without it),
 order_resolved (``detail``: an order a restart found ``submitting``, or whose reply never came, asked about by
 client order id), order_unknown (live: a submit whose reply never came; asked about at the next job),

@@ -383,11 +383,30 @@ class CcxtVenue:
 
     def _fill(self, trade: dict[str, Any], client_order_id: str, timestamp: Any) -> FillReport:
         fee = trade.get("fee") or {}
+        cost, currency = float(fee.get("cost") or 0.0), str(fee.get("currency") or "")
+        base, _, quote = str(trade.get("symbol") or "").partition("/")
+        fee_price, source = (None, None) if currency in ("", base, quote) else self._fee_price(currency, quote)
         return FillReport(
             client_order_id=client_order_id, venue_trade_id=str(trade["id"]), quantity=float(trade["amount"]),
-            price=float(trade["price"]), fee=float(fee.get("cost") or 0.0), fee_currency=str(fee.get("currency") or ""),
-            at=_time(timestamp) or self._now(),
+            price=float(trade["price"]), fee=cost, fee_currency=currency, at=_time(timestamp) or self._now(),
+            fee_price=fee_price, fee_price_source=source,
         )
+
+    def _fee_price(self, asset: str, quote: str) -> tuple[float, str]:
+        """A fee asset's price in ``quote`` (a fee in BNB on a EUR/USD fill): the last price of the exchange's
+        ASSET/QUOTE ticker read now, as the fill is read (or 1 / QUOTE/ASSET); 0 with the reason when the
+        exchange lists neither (the fee is then kept in its currency, but not valued)."""
+        markets = self.exchange.markets or {}
+        for pair, inverse in ((f"{asset}/{quote}", False), (f"{quote}/{asset}", True)):
+            if pair in markets:
+                ticker = self._call(self.exchange.fetch_ticker, pair)
+                last = float(ticker.get("last") or ticker.get("close") or 0.0)
+                if last > 0:
+                    when = _time(ticker.get("timestamp")) or self._now()
+                    return (1.0 / last if inverse else last,
+                            f"{self.config.exchange} ticker {pair} last{' (inverted)' if inverse else ''} at "
+                            f"{when.isoformat(timespec='milliseconds')}")
+        return 0.0, f"not valued: {self.config.exchange} lists no {asset}/{quote} market"
 
     def _now(self) -> datetime:
         return self.connection.now()

@@ -88,6 +88,10 @@ class FillReport:
     at: datetime
     #: Cost of slippage against the price the venue saw when the order arrived (simulations only).
     slippage: float = 0.0
+    #: A fee in a third asset (neither base nor quote, such as BNB): its price in the quote currency at the fill,
+    #: as the venue gave it, and where it came from (``Fill.fee_price``); None otherwise.
+    fee_price: float | None = None
+    fee_price_source: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
