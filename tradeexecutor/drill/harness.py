@@ -281,13 +281,13 @@ class Stage:
         return [order for position in state.portfolio.all_positions() for order in position.orders]
 
     def published_orders(self) -> dict[str, dict[str, Any]]:
-        """The orders of the state the running executor last published (public/state.json), by client order id.
+        """The orders of the state the running executor last published (its webhook's /state), by client order id.
 
-        The ledger itself is the executor's while it runs; this is the copy it publishes after each change.
+        The ledger itself is the executor's while it runs; /state is the copy it publishes after each change
+        (public/state.json on disk may be up to a minute behind it). Empty while the executor does not answer.
         """
-        try:
-            state = json.loads(self.files.run.state_files.state_snapshot.read_bytes())
-        except (OSError, ValueError):
+        code, state = http_json("GET", f"http://127.0.0.1:{self.port}/state", timeout=5)
+        if code != 200 or not isinstance(state, dict):
             return {}
         portfolio = state.get("portfolio", {})
         positions = [p for kind in ("open_positions", "closed_positions", "failed_positions")
