@@ -7,10 +7,25 @@ holds the loop's interpreter lock.
 
 >>> png = render_charts(state, {"GOOG": closes}, size="small", theme="dark")  # doctest: +SKIP
 >>> charts = render_all(state, {"GOOG": closes})  # {(size, theme, fmt): bytes}  # doctest: +SKIP
+
+The chart functions load on first use (PEP 562): a running executor imports only ``renderer``
+and ``series`` here, and so starts without matplotlib (about a third of its start-up), which only
+its renderer's child process needs.
 """
 
 from __future__ import annotations
 
-from tradeexecutor.visual.charts import FORMATS, SIZES, THEMES, render_all, render_charts, render_formats
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tradeexecutor.visual.charts import FORMATS, SIZES, THEMES, render_all, render_charts, render_formats
 
 __all__ = ["FORMATS", "SIZES", "THEMES", "render_all", "render_charts", "render_formats"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in __all__:
+        from tradeexecutor.visual import charts
+
+        return getattr(charts, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
