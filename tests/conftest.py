@@ -1,0 +1,27 @@
+"""Suite-wide collection order: the test files that declare the longest timeouts run first.
+
+``.ci/run`` hands whole files to pytest-xdist workers in collection order (``--dist loadfile``).
+A file of several minutes (tests/test_ledger_kill.py: hundreds of kill -9 restarts) handed out
+last keeps one worker busy after the others have finished; handed out first, it runs beside the
+rest. A test's ``@pytest.mark.timeout(N)`` is where it says it is long, so files are ordered by
+their largest N (pytest's default of 300 s for the others), longest first. The sort is stable:
+tests keep their order within a file, and files with the same figure keep theirs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+
+def _declared_seconds(item: pytest.Item) -> float:
+    mark = item.get_closest_marker("timeout")
+    return float(mark.args[0]) if mark is not None and mark.args else 0.0
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    longest: dict[Path, float] = {}
+    for item in items:
+        longest[item.path] = max(longest.get(item.path, 0.0), _declared_seconds(item))
+    items.sort(key=lambda item: -longest[item.path])
