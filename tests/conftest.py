@@ -1,6 +1,12 @@
-"""Suite-wide collection order: the test files that declare the longest timeouts run first.
+"""Suite-wide set-up: Ctrl+C reaches the suite's subprocesses, and the longest test files run first.
 
-``.ci/run`` hands whole files to pytest-xdist workers in collection order (``--dist loadfile``).
+*SIGINT.* A shell script that starts a command in the background (``pytest ... &``, nohup, some CI
+runners) starts it with SIGINT ignored, and an ignored signal stays ignored across exec: every
+executor and CLI process the tests start would ignore the Ctrl+C that tests send them (``logs --tail``
+stopping quietly, start-up holding its stop signals). So the test process puts Python's own
+handler back when it finds SIGINT ignored; its children then start with the default, as from a terminal.
+
+*Order.* ``.ci/run`` hands whole files to pytest-xdist workers in collection order (``--dist loadfile``).
 A file of several minutes (tests/test_ledger_kill.py: hundreds of kill -9 restarts) handed out
 last keeps one worker busy after the others have finished; handed out first, it runs beside the
 rest. A test's ``@pytest.mark.timeout(N)`` is where it says it is long, so files are ordered by
@@ -10,9 +16,13 @@ tests keep their order within a file, and files with the same figure keep theirs
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 import pytest
+
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _declared_seconds(item: pytest.Item) -> float:
