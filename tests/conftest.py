@@ -6,7 +6,8 @@ executor and CLI process the tests start would ignore the Ctrl+C that tests send
 stopping quietly, start-up holding its stop signals). So the test process puts Python's own
 handler back when it finds SIGINT ignored; its children then start with the default, as from a terminal.
 
-*Order.* ``.ci/run`` hands whole files to pytest-xdist workers in collection order (``--dist loadfile``).
+*Order.* ``.ci/run`` hands whole files to pytest-xdist workers in collection order (``--dist loadfile
+--no-loadscope-reorder``; by default xdist would hand out the files with the most tests first).
 A file of several minutes (tests/test_ledger_kill.py: hundreds of kill -9 restarts) handed out
 last keeps one worker busy after the others have finished; handed out first, it runs beside the
 rest. A test's ``@pytest.mark.timeout(N)`` is where it says it is long, so files are ordered by
