@@ -40,26 +40,46 @@ class Executor:
                  headers: dict[str, str] | None = None, launcher: Path | None = None,
                  starter: Callable[[list[str], dict[str, str], Path], Any] | None = None):
         tmp_path.mkdir(parents=True, exist_ok=True)
+        self._tmp_path = tmp_path
+        #: A free port picked here may be taken by another process (another test worker) before the executor
+        #: binds it; then wait_status starts it again on another (see _port_was_taken), ``tries`` times in all.
+        self._picked_port = port is None
+        self._tries = 3
         self.port = port or free_port()
         self.state_dir = state_dir or tmp_path / "state"
         #: Sent with every request (basic auth, when the executor has it on).
         self.headers = headers or {}
-        self.log = tmp_path / f"executor-{self.port}-{time.monotonic_ns()}.log"
         program = [str(launcher)] if launcher is not None else ["-m", "tradeexecutor.cli.main"]
-        arguments = ["start", str(STRATEGIES / strategy),
-                   "--state-dir", str(self.state_dir), "--port", str(self.port),
-                   *(("--start", START, "--end", END) if window else ()), "--replay-start", "first", "--chart-seconds", "0", "--trigger-seconds", "0.5",
-                   "--revaluation-seconds", "0.7", *args]
-        environment = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+        self._command = [sys.executable, *program, "start", str(STRATEGIES / strategy),
+                         "--state-dir", str(self.state_dir),
+                         *(("--start", START, "--end", END) if window else ()), "--replay-start", "first", "--chart-seconds", "0", "--trigger-seconds", "0.5",
+                         "--revaluation-seconds", "0.7", *args]
+        self._environment = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+        self._starter = starter
         #: A subprocess.Popen, or what ``starter`` returned in its place (the same methods).
         self.process: Any
-        if starter is not None:
+        self._launch()
+
+    def _launch(self) -> None:
+        self._tries -= 1
+        self.log = self._tmp_path / f"executor-{self.port}-{time.monotonic_ns()}.log"
+        if self._starter is not None:  # the arguments after the interpreter and program, as ``start`` takes them
             self.log.touch()
-            self.process = starter(arguments, environment, self.log)
+            arguments = [*self._command[self._command.index("start"):], "--port", str(self.port)]
+            self.process = self._starter(arguments, self._environment, self.log)
             return
         with open(self.log, "wb") as log:
-            self.process = subprocess.Popen([sys.executable, *program, *arguments], stdout=log,
-                                            stderr=subprocess.STDOUT, env=environment)
+            self.process = subprocess.Popen([*self._command, "--port", str(self.port)], stdout=log,
+                                            stderr=subprocess.STDOUT, env=self._environment)
+
+    def _port_was_taken(self) -> bool:
+        """The executor exited because the port this helper picked was bound meanwhile: the one case to start again.
+
+        ``start`` checks the port before it locks or writes its state directory, so nothing of the failed
+        start is left behind (tests/test_daemon_e2e.py proves it with a port in use).
+        """
+        return (self._picked_port and self._tries > 0 and self.process.returncode == 2
+                and "webhook cannot listen on" in self.output())
 
     def status(self) -> dict[str, Any] | None:
         """GET /status, None while the webhook does not answer."""
@@ -79,6 +99,10 @@ class Executor:
             if status is not None and predicate(status):
                 return status
             if self.process.poll() is not None:
+                if self._port_was_taken():
+                    self.port = free_port()
+                    self._launch()
+                    continue
                 raise AssertionError(f"executor exited with {self.process.returncode}:\n{self.output()}")
             time.sleep(0.05)
         raise AssertionError(f"timed out waiting for /status; last: {self.status()}\n{self.output()}")

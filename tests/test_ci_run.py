@@ -50,7 +50,7 @@ def _base_path(tmp_path: Path) -> str:
 
 
 EXPECTED = ['-m pip install -q setuptools>=68,<82 wheel', '-m pip install -q -e .[test]',
-            '-m pytest -q -p no:cacheprovider --co -q']
+            '-m pytest -q -p no:cacheprovider -n 4 --dist loadfile --no-loadscope-reorder --co -q']
 
 
 def test_ci_run_uses_the_interpreter_python_names(tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ import hashlib
 import random
 import shutil
 import sqlite3
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -21,6 +22,7 @@ import pytest
 from test_store_state_store import new_state, run_cycle
 from tradeexecutor.errors import SchemaVersionError, StateCorruptError
 from tradeexecutor.ledger import Ledger
+from tradeexecutor.ledger.files import _checksum
 from tradeexecutor.ledger.schema import LEDGER_FORMAT
 from tradeexecutor.store import dumps_state
 
@@ -190,6 +192,24 @@ def test_a_deleted_ledger_beside_its_wal_is_refused(pending: Path, tmp_path: Pat
     with pytest.raises(StateCorruptError, match="missing"):
         Ledger(folder / NAME).load()
     assert sorted(p.name for p in folder.iterdir()) == [f"{NAME}-shm", f"{NAME}-wal"]
+
+
+@pytest.mark.parametrize("order", ["<", ">"])
+def test_the_wal_checksum_is_sqlites_loop(order: str) -> None:
+    """The vectorised checksum equals SQLite's word loop (walChecksumBytes) on pages of random and of all-ones
+    words (the largest sums), continued from random states and over lengths of one to 600 pairs."""
+    def loop(data: bytes, s0: int, s1: int) -> tuple[int, int]:
+        words = struct.unpack(f"{order}{len(data) // 4}I", data)
+        for i in range(0, len(words), 2):
+            s0 = (s0 + words[i] + s1) & 0xFFFFFFFF
+            s1 = (s1 + words[i + 1] + s0) & 0xFFFFFFFF
+        return s0, s1
+
+    rng = random.Random(11)
+    for size in (8, 24, 4096, 4104, 8 * rng.randrange(1, 600), 8 * rng.randrange(1, 600)):
+        for data in (rng.randbytes(size), b"\xff" * size):
+            s0, s1 = rng.getrandbits(32), rng.getrandbits(32)
+            assert _checksum(data, s0, s1, order) == loop(data, s0, s1), (size, order)
 
 
 def test_a_truncated_wal_is_refused_where_committed_frames_are_cut(pending: Path, tmp_path: Path) -> None:

@@ -7,6 +7,10 @@ holds the loop's interpreter lock.
 
 >>> png = render_charts(state, {"GOOG": closes}, size="small", theme="dark")  # doctest: +SKIP
 >>> charts = render_all(state, {"GOOG": closes})  # {(size, theme, fmt): bytes}  # doctest: +SKIP
+
+The chart functions load on first use (PEP 562): a running executor imports only ``renderer``
+and ``series`` here, and so starts without matplotlib (about a third of its start-up), which only
+its renderer's child process needs.
 """
 
 from __future__ import annotations
