@@ -361,13 +361,14 @@ CHART_TIME_SHARE = 0.25
 
 def publication_due(last: float | None, now: float, interval: float, cost: float,
                     share: float = PUBLISH_TIME_SHARE) -> bool:
-    """True when the public files (or the charts) should be produced again.
+    """True when the public files (in memory, or their copy on disk) or the charts should be produced again.
 
-    Both grow with the run's history: the files serialise the whole state (about 0.6 s at 10,000
-    positions) and the charts prepare every valuation before downsampling (about 0.6 s for
-    eight images of a long run). Waiting at least ``cost / share`` keeps each under that share
-    of the time however large the state gets (of the loop's time for the files, of one CPU for the
-    chart renderer's process), while small states still refresh every ``interval``.
+    What may grow with the run's history is bounded this way: the disk copy of the public files is
+    written whole by the writer thread (about 20 ms of its CPU at 100k cycles), and the charts prepare
+    every valuation before downsampling (about 0.6 s for eight images of a long run); an in-memory
+    publication re-encodes only what changed. Waiting at least ``cost / share`` keeps each under that
+    share of the time however large the state gets (of a thread's or one CPU's time), while small
+    states still refresh every ``interval``.
     """
     if last is None:
         return True
