@@ -102,8 +102,10 @@ class Hung:
 
 def wallboard(serve: Callable[..., WebhookServer], targets: tuple[ExecutorTarget, ...] = (), *,
               environ: dict[str, str] | None = None, token: str | None = TOKEN, fleet: Any = None,
-              timeout: float = 1.0, runs_dir: Path | None = None) -> tuple[str, Poller, ChartStore]:
-    config = WallboardConfig(executors=targets, refresh_seconds=1, timeout_seconds=timeout, token=token,
+              timeout: float = 5.0, runs_dir: Path | None = None) -> tuple[str, Poller, ChartStore]:
+    """A wallboard over ``targets``; ``timeout`` is generous so that every live executor answers
+    /status, /summary and /healthz within it on a busy machine, and only a hung one runs it out."""
+    config = WallboardConfig(executors=targets, refresh_seconds=max(1.0, timeout), timeout_seconds=timeout, token=token,
                              environ=environ or {}, runs_dir=runs_dir)
     poller, charts = Poller(config, fleet), ChartStore()
     server = serve(create_app(config, poller, charts))
@@ -133,7 +135,7 @@ def test_each_executor_shows_its_own_status_or_why_it_cannot_be_read(serve: Call
     targets = parse_executors([f"alpha={running.url}", f"beta={crashed.url}", f"gamma={authed.url}",
                                f"delta={locked.url}", f"gone=http://127.0.0.1:{free_port()}", f"hung={hung.url}"])
     environ = {"TRADEEXECUTOR_WALLBOARD_GAMMA_USERNAME": "ops", "TRADEEXECUTOR_WALLBOARD_GAMMA_PASSWORD": "pw-of-gamma"}
-    url, poller, _ = wallboard(serve, targets, environ=environ, timeout=1.0)
+    url, poller, _ = wallboard(serve, targets, environ=environ)
     try:
         body = poller.poll_once()
     finally:
@@ -163,7 +165,7 @@ def test_each_executor_shows_its_own_status_or_why_it_cannot_be_read(serve: Call
     assert rows["gamma"]["auth"] == "TRADEEXECUTOR_WALLBOARD_GAMMA_USERNAME/PASSWORD"
     assert rows["delta"]["status"] == "refused" and "401" in rows["delta"]["problem"]
     assert rows["gone"]["status"] == "unreachable" and "connection refused" in rows["gone"]["problem"]
-    assert rows["hung"]["status"] == "unreachable" and "within 1 s" in rows["hung"]["problem"]
+    assert rows["hung"]["status"] == "unreachable" and "within 5 s" in rows["hung"]["problem"]
     for name in ("delta", "gone", "hung"):
         assert rows[name]["equity"] is None and rows[name]["stale"] is False
     assert b"pw-of-gamma" not in body  # credentials are names, never values
@@ -176,7 +178,7 @@ def test_a_page_request_never_waits_for_a_hung_executor(serve: Callable[..., Web
     hung_app = Hung()
     hung = serve(hung_app)
     alive = serve(executor_app(running_state("alive")))
-    url, poller, _ = wallboard(serve, parse_executors([f"hung={hung.url}", f"alive={alive.url}"]), timeout=1.0)
+    url, poller, _ = wallboard(serve, parse_executors([f"hung={hung.url}", f"alive={alive.url}"]))
     poller.start()
     try:
         assert hung_app.asked.wait(20), "the poller asked the hung executor"
@@ -287,7 +289,7 @@ def test_cast_charts_by_path_read_them_back_and_delete_them(serve: Callable[...,
     chart = request(url + "/api/wallboard/page1/chart1")[1]
     assert chart["series"] == CHART["series"] and chart["updates"] == 2 and chart["title"] == "SMA paper"
     page = request(url + "/api/wallboard/page1")[1]
-    assert page["page"] == "page1" and page["refresh_seconds"] == 1
+    assert page["page"] == "page1" and page["refresh_seconds"] == 5
     assert [c["chart"] for c in page["charts"]] == ["chart0", "chart1"]
     assert request(url + "/api/wallboard/empty")[1]["charts"] == []
     index = request(url + "/api/wallboard")[1]
