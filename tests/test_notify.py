@@ -378,3 +378,13 @@ def test_a_risk_message_says_whether_the_positions_were_closed(action: str, firs
                                               "action": action}, source="exec1")
     assert message is not None
     assert message.body.splitlines()[0] == first_line
+
+
+def test_a_trigger_whose_exit_did_not_fill_says_so_not_sold_zero() -> None:
+    """Live: a stop-loss's exit refused, filled in part or of unknown outcome is journaled without a price."""
+    fields = {"position_id": 4, "symbol": "GOOG", "trigger": "stop_loss", "trigger_price": 95.0, "price": None,
+              "quantity": 2.5, "client_order_id": "te-abc-1", "status": "unknown"}
+    message = format_event("trigger_fired", fields, source="exec1")
+    assert message is not None
+    assert "position 4: exit order te-abc-1 is unknown, 2.5 sold so far; the position stays protected" in message.body
+    assert "sold 0 at ?" not in message.body and "at ?" not in message.body

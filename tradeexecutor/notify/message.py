@@ -126,8 +126,13 @@ def _rejected(source: str, f: Mapping[str, Any], _: str) -> tuple[str, str, str,
 def _trigger(source: str, f: Mapping[str, Any], _: str) -> tuple[str, str, str, str]:
     symbol, trigger = str(f.get("symbol", "?")), str(f.get("trigger", "trigger"))
     level = f.get("trigger_price", f.get("level"))
-    body = _lines(f"position {f.get('position_id', '?')}: sold {_amount(f.get('quantity'))} at "
-                  f"{_amount(f.get('price'))}", f"trigger level: {_amount(level)}" if level is not None else "")
+    if f.get("price") is None and f.get("status"):
+        # Live: the exit order was refused, filled in part or its outcome is unknown; say so, not "sold 0 at ?".
+        done = f"position {f.get('position_id', '?')}: exit order {f.get('client_order_id', '?')} is {f['status']}, " \
+               f"{_amount(f.get('quantity') or 0)} sold so far; the position stays protected"
+    else:
+        done = f"position {f.get('position_id', '?')}: sold {_amount(f.get('quantity'))} at {_amount(f.get('price'))}"
+    body = _lines(done, f"trigger level: {_amount(level)}" if level is not None else "")
     return f"{source}: {trigger} fired on {symbol}", body, "warning", f"{symbol}/{trigger}"
 
 
