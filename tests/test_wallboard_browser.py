@@ -38,6 +38,10 @@ pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "wallboard-e2e-token"
+#: The wallboard's polling: each executor's three requests get 5 s, as on main's tests/test_wallboard.py (a
+#: 1.5 s timeout let a busy machine show a running executor as unreachable), and the timeout may not
+#: exceed the refresh period.
+POLLING = ("--refresh-seconds", "5", "--timeout-seconds", "5")
 USER, PASSWORD = "fleet-ops", "fleet-ops-pw-123"
 
 
@@ -155,7 +159,7 @@ def test_fleet_page_shows_running_crashed_and_unreachable_executors_sorts_and_re
     board = Wallboard(tmp_path, "--executor", f"alpha-running=http://127.0.0.1:{running.port}",
                       "--executor", f"beta-crashed=http://127.0.0.1:{crashed.port},gamma-gone={nobody}",
                       "--executor", f"delta-paper={paper.url.rstrip('/')}",
-                      "--refresh-seconds", "2", "--timeout-seconds", "1.5")
+                      *POLLING)
     processes.append(board)
     api = wait_for(lambda: (rows := board.executors()) and rows["alpha-running"]["status"] == "running" and rows,
                    "the first poll")
@@ -240,7 +244,7 @@ def test_fleet_page_shows_running_crashed_and_unreachable_executors_sorts_and_re
     wait_for(lambda: {row["name"]: row for row in rows_shown(page)}["alpha-running"]["cells"]["last_cycle_at"]["value"]
              != first, "a newer last cycle on the page", timeout=30)
     assert page.evaluate("window.loadedOnce") is True, "refreshed in place, not reloaded"
-    assert "refreshing every 2" in page.evaluate("document.getElementById('refresh-note').textContent")
+    assert "refreshing every 5" in page.evaluate("document.getElementById('refresh-note').textContent")
     assert page.errors() == []
     keep_screenshot(page.screenshot(), "wallboard-fleet.png", tmp_path)
 
@@ -290,7 +294,7 @@ def test_a_paper_run_casts_to_a_chart_then_stops_and_bad_targets_show_in_its_jou
     work.mkdir()
     shutil.copy(ROOT / "strategies" / "sma_crossover.py", work / "sma.py")
     (work / "paper.yaml").write_text(PAPER)
-    board = Wallboard(tmp_path, "--runs-dir", str(work / "runs"), "--refresh-seconds", "2", "--timeout-seconds", "1.5",
+    board = Wallboard(tmp_path, "--runs-dir", str(work / "runs"), *POLLING,
                       env={"TRADEEXECUTOR_WALLBOARD_TOKEN": TOKEN, "TRADEEXECUTOR_WEBHOOK_USERNAME": USER,
                            "TRADEEXECUTOR_WEBHOOK_PASSWORD": PASSWORD})
     processes.append(board)
