@@ -47,7 +47,7 @@ def exchange(running: Running) -> Any:
 
 
 def paths(running: Running) -> set[str]:
-    return {entry["path"] for entry in running.control("GET", "requests?limit=10000")[1]}
+    return {entry["path"] for entry in running.requests()}
 
 
 # -- reading ------------------------------------------------------------------------------------------

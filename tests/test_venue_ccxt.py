@@ -98,7 +98,7 @@ def test_every_api_base_points_at_the_url_and_only_spot_endpoints_are_called(run
     venue.fills_since(None)
     hosts = {base.split("/")[2] for base in _strings(venue.exchange.urls["api"])}
     assert hosts == {running.url.split("/")[2]}
-    _, requests = running.control("GET", "requests?limit=1000")
+    requests = running.requests()
     assert {r["path"] for r in requests} == {"/api/v3/exchangeInfo", "/api/v3/time", "/api/v3/account",
                                              "/api/v3/openOrders", "/api/v3/myTrades"}
     assert venue.exchange.enableRateLimit
@@ -159,7 +159,7 @@ def fault(running: Running, **spec: Any) -> None:
 
 
 def api_requests(running: Running) -> int:
-    return len(running.control("GET", "requests?limit=10000")[1])
+    return len(running.requests())
 
 
 @pytest.mark.parametrize("spec", [
@@ -179,7 +179,7 @@ def test_5xx_maintenance_and_timeouts_are_temporary_and_pass(running: Running, s
     assert not isinstance(caught.value, RateLimitedError)
     assert venue.balances()["USD"].free == 1000.0  # the fault passed: the next call goes through
     # A delayed request is logged when its answer finally leaves; wait for it, so it is not counted by a later test.
-    wait_for(lambda: [r["path"] for r in running.control("GET", "requests?limit=100")[1]].count("/api/v3/account") == 2,
+    wait_for(lambda: [r["path"] for r in running.requests()].count("/api/v3/account") == 2,
              timeout=30)
 
 
@@ -214,7 +214,7 @@ def test_after_a_418_ban_no_request_leaves_until_it_ends(running: Running) -> No
             venue.submit(OrderRequest(f"ban-{refused}", "AAA", OrderSide.buy, value=100.0))
         refused += 1
         time.sleep(0.05)
-    assert refused > 5 and api_requests(running) == sent, running.control("GET", "requests?limit=10")[1]
+    assert refused > 5 and api_requests(running) == sent, running.requests()[-10:]
     wait_for(lambda: not running.control("GET", "faults")[1], timeout=60)
     assert venue.balances()["USD"].free == 1000.0
 
@@ -418,7 +418,7 @@ def test_fills_are_paged_by_trade_id_on_binance_none_twice_none_missed(running: 
         venue.submit(OrderRequest(f"page-b{number}", "AAA", OrderSide.buy, quantity=1))
 
     def my_trades_requests() -> int:
-        return [r["path"] for r in running.control("GET", "requests?limit=10000")[1]].count("/api/v3/myTrades")
+        return [r["path"] for r in running.requests()].count("/api/v3/myTrades")
 
     before = my_trades_requests()
     second, cursor = venue.fills_since(cursor)

@@ -82,10 +82,10 @@ def test_a_failed_poll_is_temporary_and_the_gate_is_shared_with_the_venue(runnin
     running.control("POST", "faults", {"kind": "rate_limit", "retry_after": 30, "count": 1})
     with pytest.raises(RateLimitedError):
         venue.balances()
-    sent = len(running.control("GET", "requests?limit=10000")[1])
+    sent = len(running.requests())
     with pytest.raises(RateLimitedError):
         source.poll()  # the venue's 429 holds the candles back too: one address, one budget
-    assert len(running.control("GET", "requests?limit=10000")[1]) == sent
+    assert len(running.requests()) == sent
 
 
 def test_a_poll_that_fails_half_way_loses_no_candle(running: Running) -> None:
