@@ -63,7 +63,9 @@ def test_drill_passes_and_the_simulator_holds_one_order_per_intent(name: str, si
     code, orders = http_json("GET", f"{simulator}/_sim/orders")
     assert code == 200
     ids = Counter(order["clientOrderId"] for order in orders)
-    assert orders and all(count == 1 for count in ids.values()), ids
+    failed = [check for check in report["checks"] if not check["passed"]]
+    assert orders and all(count == 1 for count in ids.values()), (ids, failed, result.stdout[-3000:],
+                                                                  result.stderr[-3000:])
     state = load_state(files.run.state)
     assert state is not None
     ledger = {o.client_order_id: o for p in state.portfolio.all_positions() for o in p.orders}
@@ -75,7 +77,6 @@ def test_drill_passes_and_the_simulator_holds_one_order_per_intent(name: str, si
     assert report["injected"] and all("at" in item for item in report["injected"])
     assert report["journal"] and report["health"] and report["processes"]
     assert {row["client_order_id"] for row in report["orders"]["ledger"]} == set(ledger)
-    failed = [check for check in report["checks"] if not check["passed"]]
     assert (result.returncode, report["passed"], failed) == (0, True, []), result.stderr
     assert f"drill {name}: passed" in result.stdout
     # The credentials the simulator takes are never written: not in the report, the logs, the ledger or the journal.
