@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from collections import Counter
@@ -25,7 +26,8 @@ import pytest
 
 from exchange_sim_helpers import http_json, simulator_process
 from tradeexecutor.drill import DRILLS
-from tradeexecutor.drill.scenarios import KILL_AT_ENV
+from tradeexecutor.drill.harness import Stage
+from tradeexecutor.drill.scenarios import EXECUTOR_OPTIONS, KILL_AT_ENV, STEP_SECONDS, STRATEGIES
 from tradeexecutor.engine.crashpoint import KILL_AT_ENV as ENGINE_KILL_AT_ENV
 from tradeexecutor.layout import DrillFiles
 from tradeexecutor.ledger import load_state
@@ -84,6 +86,29 @@ def test_drill_passes_and_the_simulator_holds_one_order_per_intent(name: str, si
         if path.is_file():
             data = path.read_bytes()
             assert KEY.encode() not in data and SECRET.encode() not in data, path
+
+
+@pytest.mark.slow
+def test_an_executor_whose_port_was_taken_meanwhile_is_started_again_on_another(simulator: str,
+                                                                                 tmp_path: Path) -> None:
+    """The port a drill picks free may be bound by another process before its executor binds it: the executor
+    exits at once (nothing written) and the drill starts it again on another port, instead of failing with no order
+    placed. Here the port is taken for sure: a socket of the test listens on it."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        stage = Stage(DrillFiles(tmp_path / "run"), STRATEGIES["hold"], simulator, (KEY, SECRET))
+        try:
+            stage.port = taken.getsockname()[1]
+            stage.start_executor(EXECUTOR_OPTIONS)
+            assert stage.port != taken.getsockname()[1]
+            status = stage.wait_status(lambda s: True, STEP_SECONDS, "the second start to answer")
+            assert status["mode"] == "live"
+            assert [p["event"] for p in stage.record["processes"]] == [
+                "executor started", "executor exited: its port was taken meanwhile", "executor started"]
+        finally:
+            stage.close()
+    assert "cannot listen on" in stage.files.run.executor_log.read_text()
 
 
 def test_the_kill_point_is_the_engines() -> None:
