@@ -70,14 +70,21 @@ class Wallboard:
     """``tradeexecutor wallboard`` as a subprocess."""
 
     def __init__(self, tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = tmp_path / f"wallboard-{self.port}.log"
         clean = {k: v for k, v in os.environ.items() if not k.startswith("TRADEEXECUTOR_")}
-        with open(self.log, "wb") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "tradeexecutor.cli.main", "wallboard", "--port", str(self.port), *args],
-                stdout=log, stderr=subprocess.STDOUT, env={**clean, "PYTHONUNBUFFERED": "1", **(env or {})})
+        # A port picked free here may be bound by another process (another test worker) before the wallboard
+        # binds it: the wallboard then exits at once with "cannot listen on", and starts again on another.
+        for tries_left in (2, 1, 0):
+            self.port = free_port()
+            self.url = f"http://127.0.0.1:{self.port}"
+            self.log = tmp_path / f"wallboard-{self.port}.log"
+            with open(self.log, "wb") as log:
+                self.process = subprocess.Popen(
+                    [sys.executable, "-m", "tradeexecutor.cli.main", "wallboard", "--port", str(self.port), *args],
+                    stdout=log, stderr=subprocess.STDOUT, env={**clean, "PYTHONUNBUFFERED": "1", **(env or {})})
+            wait_for(lambda: self.process.poll() is not None or f"listening on {self.url}" in self.output(),
+                     "the wallboard to listen or exit", timeout=60)
+            if not (tries_left and self.process.poll() is not None and "cannot listen on" in self.output()):
+                break
         try:
             wait_for(lambda: self.process.poll() is None and get_json(self.url + "/healthz")["healthy"],
                      "the wallboard to answer", timeout=60)
