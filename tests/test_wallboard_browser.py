@@ -351,11 +351,12 @@ def test_a_paper_run_casts_to_a_chart_then_stops_and_bad_targets_show_in_its_jou
         stopped = runs(work, "cast", "caster", "-", env=env)
         assert stopped.stdout.strip() == "run caster stops casting: the executor took it"
         wait_for(lambda: "cast_stopped" in [e for e, _ in cast_events(work, "caster", env)], "cast_stopped")
-        time.sleep(1.0)  # a send already under way when the target changed may still land
-        settled = get_json(chart_url)["updates"]
+        # A send already under way when the target changed may still land, however late on a busy machine (the
+        # sender has at most one); nothing after it.
+        stopped_at = get_json(chart_url)["updates"]
         cycles = get_json(board.url + "/api/executors")["executors"][0]["cycles"]
         wait_for(lambda: board.executors()["caster"]["cycles"] >= cycles + 5, "five more cycles", timeout=60)
-        assert get_json(chart_url)["updates"] == settled, "casting stopped: the chart got no further updates"
+        assert get_json(chart_url)["updates"] <= stopped_at + 1, "casting stopped: the chart got no further updates"
 
         # A misspelt path, then an unreachable wallboard: each shows in the run's journal.
         runs(work, "cast", "caster", "/wallbord/page1/chart1", env=env)
@@ -368,7 +369,7 @@ def test_a_paper_run_casts_to_a_chart_then_stops_and_bad_targets_show_in_its_jou
                                     and dead in d], "the unreachable wallboard in the journal")
         assert "does not answer" in failure[-1]
         assert TOKEN not in json.dumps(journal(work, "caster", env))
-        assert get_json(chart_url)["updates"] == settled
+        assert get_json(chart_url)["updates"] <= stopped_at + 1
         assert "cast_failed" in (work / "runs").joinpath(
             json.loads(runs(work, "show", "caster", "--json", env=env).stdout)["run_id"], "executor.log").read_text()
     finally:
