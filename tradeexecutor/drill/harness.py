@@ -227,7 +227,7 @@ class Stage:
                 self.executor = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=environment)
             self.record["processes"].append({"event": "executor started", "at": now_iso(), "pid": self.executor.pid,
                                              "extra_environment": sorted(env or {})})
-            if not tries_left or not self._lost_its_port(offset):
+            if not self._lost_its_port(offset) or not tries_left:
                 break
             self.record["processes"].append({"event": "executor exited: its port was taken meanwhile",
                                              "at": now_iso(), "port": self.port})
