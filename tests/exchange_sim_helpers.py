@@ -89,6 +89,21 @@ class Running:
         """Call the control API: (status, decoded JSON)."""
         return http_json(method, f"{self.url}/_sim/{path}", body)
 
+    def requests(self, limit: int = 10_000) -> list[dict[str, Any]]:
+        """The simulator's request log, less requests for an executor's webhook (``STRAY_PATHS``).
+
+        The simulator listens on a port the OS chose, which an executor of another test may have had a moment
+        before; a wallboard or health check still polling that executor (or a port a test named as nobody's)
+        then asks the simulator for /status or /healthz. No exchange client asks for those paths, so leaving
+        them out hides nothing a test of the exchange's traffic checks; every other path is kept.
+        """
+        _, log = self.control("GET", f"requests?limit={limit}")
+        return [entry for entry in log if entry["path"] not in STRAY_PATHS]
+
+
+#: An executor's webhook paths that pollers ask for (wallboard, health checks): never an exchange API's.
+STRAY_PATHS = frozenset({"/status", "/summary", "/healthz", "/ping", "/metrics"})
+
 
 @contextmanager
 def serve(sim: ExchangeSimulator, threads: int = 4) -> Iterator[Running]:

@@ -3,7 +3,9 @@
 Each of N threads keeps one keep-alive connection and, until the process gets SIGTERM, sends a
 request for URL's path in two writes 20 ms apart (a slow sender), reads the response 256 bytes
 at a time with a pause after each read (a slow reader), and starts over. A connection the
-server closes is reopened. On SIGTERM it prints one JSON line: responses completed, by status.
+server closes is reopened. While running it prints ``OK n`` whenever the count n of 200 responses has grown
+(checked ten times a second), so a test can wait for work done instead of sleeping; on SIGTERM it prints one JSON
+line: responses completed, by status.
 
 A process of its own, so the pollers' interpreter lock never competes with the test's server.
 """
@@ -76,8 +78,13 @@ def main() -> None:
     for thread in threads:
         thread.start()
     print("READY", flush=True)
+    shown = 0
     while not stop.wait(0.1):
-        pass
+        with lock:
+            ok = statuses[200]
+        if ok > shown:
+            print(f"OK {ok}", flush=True)
+            shown = ok
     for thread in threads:
         thread.join(5)
     print(json.dumps({str(code): n for code, n in statuses.items()}), flush=True)

@@ -83,7 +83,9 @@ class Run:
         self.journal = Journal()
         self.clock = Clock()
         self.file = CastTargetFile(tmp_path / "state" / "cast.json")
-        self.caster = Caster(CastConfig(wallboard_url=wallboard_url, token=token, timeout_seconds=3), self.file,
+        # A generous reply timeout: every send here is answered (or refused) by a real server on loopback, and
+        # a busy machine must not turn a slow answer into a failure; waits end as soon as the send does.
+        self.caster = Caster(CastConfig(wallboard_url=wallboard_url, token=token, timeout_seconds=60), self.file,
                              self.journal, ChartFeed({"XYZ": (TIMES, CLOSES)}), title="Cast test",
                              source={"name": "Cast test"}, last_bars=lambda step: {"XYZ": step},
                              monotonic=self.clock)
@@ -98,7 +100,7 @@ class Run:
         self.caster.after_job(self.state, self.step)
 
     def settle(self) -> None:
-        assert self.caster.sender.flush(10), "the sender finished"
+        assert self.caster.sender.flush(120), "the sender finished"
 
     def close(self) -> None:
         self.caster.close(1)
@@ -219,7 +221,7 @@ def test_a_hung_wallboard_never_holds_up_the_loop(runs: Callable[..., Run]) -> N
 
     def hung(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
         asked.set()
-        release.wait(30)
+        release.wait(120)  # longer than the sender's 60 s timeout: the send stays hung until released
         start_response("200 OK", [("Content-Type", "application/json")])
         return [b"{}"]
 
@@ -227,7 +229,7 @@ def test_a_hung_wallboard_never_holds_up_the_loop(runs: Callable[..., Run]) -> N
         run = runs(server.url.rstrip("/"))
         run.caster.set_target("/wallboard/p/c")
         run.cycle()
-        assert asked.wait(20)
+        assert asked.wait(60)
         for _ in range(20):  # cycles go on while the send hangs; each replaces the data waiting
             run.cycle()
         assert not release.is_set() and run.caster.sender.delivered == 0

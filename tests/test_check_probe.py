@@ -55,7 +55,7 @@ def test_an_answering_exchange_is_probe_ok_and_the_probe_reads_only_the_clock_un
     code, record = probe(tmp_path, running.url)
     assert code == 0 and record["state"] == "configured"
     assert record["probe"]["state"] == "probe_ok" and record["probe"]["url"] == running.url
-    _, requests = running.control("GET", "requests?limit=100")
+    requests = running.requests()
     assert [(r["method"], r["path"]) for r in requests] == [("GET", "/api/v3/time")]
     assert not any("signature" in json.dumps(r) or "X-MBX-APIKEY" in json.dumps(r) for r in requests)
 
@@ -89,7 +89,7 @@ def test_without_probe_the_check_asks_nothing_of_the_network(tmp_path: Path, run
                              "--json", "--exchange-url", running.url], capture_output=True, text=True, timeout=120,
                             check=False)
     assert result.returncode == 0 and json.loads(result.stdout)["probe"] is None
-    assert running.control("GET", "requests?limit=100")[1] == []
+    assert running.requests() == []
 
 
 def test_without_exchange_options_the_probe_asks_the_exchange_the_spec_names(tmp_path: Path, running: Running) -> None:
@@ -102,5 +102,5 @@ def test_without_exchange_options_the_probe_asks_the_exchange_the_spec_names(tmp
     record = json.loads(result.stdout)
     assert record["probe"]["state"] == "probe_ok"
     assert record["probe"]["exchange"] == "binance" and record["probe"]["url"] == running.url
-    _, requests = running.control("GET", "requests?limit=100")
+    requests = running.requests()
     assert [(r["method"], r["path"]) for r in requests] == [("GET", "/api/v3/time")]

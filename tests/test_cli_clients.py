@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -320,23 +321,32 @@ def test_tail_follows_until_the_run_ends(executor: Executor) -> None:
         [sys.executable, "-m", "tradeexecutor.cli.main", "logs", executor.url, "--tail", "--interval", "0.1",
          "--format", "csv"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_clean_env())
+    lines: list[str] = []  # what it has printed so far (rows are flushed as each poll prints them)
+    assert process.stdout is not None
+    reader = threading.Thread(target=lambda: lines.extend(process.stdout or []), daemon=True)
+    reader.start()
     try:
-        time.sleep(1.5)  # let it print the first page and start polling
+        # Each write waits for the rows before it to be printed: the next one then comes in a later poll,
+        # however slowly the machine starts the CLI or runs its polls.
+        _wait_for(lambda: len(lines) >= 1 + len(JOURNAL), timeout=120)  # the header and the first page
         # two entries stamped with the same time as the last one seen, then later ones
         write_journal(executor.files.journal, [entry(4, "revalued"), entry(4, "trigger_fired")])
-        time.sleep(0.5)
+        _wait_for(lambda: len(lines) >= 3 + len(JOURNAL), timeout=60)
         write_journal(executor.files.journal, [entry(10, "cycle_completed", duration=0.5)])
-        time.sleep(0.5)
+        _wait_for(lambda: len(lines) >= 4 + len(JOURNAL), timeout=60)
         write_journal(executor.files.journal, [entry(11, "stopped", reason="complete")])
         executor.runstate.update(status="complete", executor_running=False)
-        out, err = process.communicate(timeout=30)
+        process.wait(60)
+        reader.join(60)
+        assert process.stderr is not None
+        err = process.stderr.read()
     finally:
         if process.poll() is None:
             process.kill()
             process.communicate()
     assert process.returncode == 0, err
     assert "Traceback" not in err
-    events = [row[2] for row in csv.reader(io.StringIO(out))]
+    events = [row[2] for row in csv.reader(io.StringIO("".join(lines)))]
     assert events[0] == "event"
     assert events[1:] == [e["event"] for e in JOURNAL] + ["revalued", "trigger_fired", "cycle_completed", "stopped"]
 

@@ -403,18 +403,24 @@ def test_crashes_are_remembered_with_their_times_across_restarts(tmp_path: Path)
 
 
 def test_watchdog_turns_a_hung_job_into_a_crash_with_every_thread_stack(tmp_path: Path) -> None:
-    daemon, _, _ = make(tmp_path, "daemon_hang.py", params={"hang_seconds": "1.5"}, watchdog_seconds=0.3)
+    # The job stays hung until the test releases it (two minutes at most): the watchdog fires however late
+    # a busy machine runs its thread, where a fixed 1.5 s sleep could end before it looked.
+    release = tmp_path / "release"
+    daemon, _, _ = make(tmp_path, "daemon_hang.py", params={"hang_seconds": "120", "release_file": str(release)},
+                        watchdog_seconds=0.3)
     try:
         daemon.watchdog.start()
         daemon.commands.put_tick(JobKind.cycle)
         worker = threading.Thread(target=daemon.loop.run_pending, name="executor-loop", daemon=True)
         worker.start()
-        assert daemon.watchdog.fired.wait(5)
+        assert daemon.watchdog.fired.wait(60)
         record = daemon.runstate.snapshot().exception
         assert record is not None and record["class_name"] == "JobHangError"
         stacks = {t["name"]: t["stack"] for t in record["thread_stacks"]["threads"]}
         assert "time.sleep" in stacks["executor-loop"]
-        worker.join(5)
+        release.touch()
+        worker.join(60)
+        assert not worker.is_alive()
     finally:
         daemon.close()
     crash = json.loads((tmp_path / "state" / "crash.json").read_text())

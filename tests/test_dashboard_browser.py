@@ -377,7 +377,7 @@ def test_page_shows_crash_class_message_frames_and_chain(
             runstate.set_fail(crash)
 
     # The running page picks the crash up on its own (refresh=1 s), without a reload.
-    page.wait_for("!document.getElementById('crash').hidden", timeout=10)
+    page.wait_for("!document.getElementById('crash').hidden", timeout=60)
     record = served.get_json("/status")["exception"]
     assert page.field("crash-class")["value"] == record["class"] == "tradeexecutor.errors.DataError"
     assert page.field("crash-message")["value"] == record["message"] == "cycle 42 failed: the price feed has a gap"

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from collections import Counter
@@ -25,7 +26,8 @@ import pytest
 
 from exchange_sim_helpers import http_json, simulator_process
 from tradeexecutor.drill import DRILLS
-from tradeexecutor.drill.scenarios import KILL_AT_ENV
+from tradeexecutor.drill.harness import Stage
+from tradeexecutor.drill.scenarios import EXECUTOR_OPTIONS, KILL_AT_ENV, STRATEGIES
 from tradeexecutor.engine.crashpoint import KILL_AT_ENV as ENGINE_KILL_AT_ENV
 from tradeexecutor.layout import DrillFiles
 from tradeexecutor.ledger import load_state
@@ -63,7 +65,9 @@ def test_drill_passes_and_the_simulator_holds_one_order_per_intent(name: str, si
     code, orders = http_json("GET", f"{simulator}/_sim/orders")
     assert code == 200
     ids = Counter(order["clientOrderId"] for order in orders)
-    assert orders and all(count == 1 for count in ids.values()), ids
+    failed = [check for check in report["checks"] if not check["passed"]]
+    assert orders and all(count == 1 for count in ids.values()), (ids, failed, result.stdout[-3000:],
+                                                                  result.stderr[-3000:])
     state = load_state(files.run.state)
     assert state is not None
     ledger = {o.client_order_id: o for p in state.portfolio.all_positions() for o in p.orders}
@@ -75,7 +79,6 @@ def test_drill_passes_and_the_simulator_holds_one_order_per_intent(name: str, si
     assert report["injected"] and all("at" in item for item in report["injected"])
     assert report["journal"] and report["health"] and report["processes"]
     assert {row["client_order_id"] for row in report["orders"]["ledger"]} == set(ledger)
-    failed = [check for check in report["checks"] if not check["passed"]]
     assert (result.returncode, report["passed"], failed) == (0, True, []), result.stderr
     assert f"drill {name}: passed" in result.stdout
     # The credentials the simulator takes are never written: not in the report, the logs, the ledger or the journal.
@@ -83,6 +86,30 @@ def test_drill_passes_and_the_simulator_holds_one_order_per_intent(name: str, si
         if path.is_file():
             data = path.read_bytes()
             assert KEY.encode() not in data and SECRET.encode() not in data, path
+
+
+@pytest.mark.slow
+def test_an_executor_whose_port_was_taken_meanwhile_is_started_again_on_another(simulator: str,
+                                                                                 tmp_path: Path) -> None:
+    """The port a drill picks free may be bound by another process before its executor binds it: the executor
+    exits at once (nothing written) and the drill starts it again on another port, instead of failing with no order
+    placed. Here the port is taken for sure: a socket of the test listens on it."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        stage = Stage(DrillFiles(tmp_path / "run"), STRATEGIES["hold"], simulator, (KEY, SECRET))
+        try:
+            stage.port = taken.getsockname()[1]
+            stage.start_executor(EXECUTOR_OPTIONS)  # returns once the webhook listens
+            assert stage.port != taken.getsockname()[1]
+            assert [p["event"] for p in stage.record["processes"]] == [
+                "executor started", "executor exited: its port was taken meanwhile", "executor started"]
+            assert stage.executor is not None and stage.executor.poll() is None
+            stage.executor.kill()  # what it does next is the drills' business: no graceful stop to wait for
+        finally:
+            stage.close()
+    log = stage.files.run.executor_log.read_text()
+    assert "cannot listen on" in log and f"listening on http://127.0.0.1:{stage.port}" in log
 
 
 def test_the_kill_point_is_the_engines() -> None:

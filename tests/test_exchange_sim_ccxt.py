@@ -47,7 +47,7 @@ def exchange(running: Running) -> Any:
 
 
 def paths(running: Running) -> set[str]:
-    return {entry["path"] for entry in running.control("GET", "requests?limit=10000")[1]}
+    return {entry["path"] for entry in running.requests()}
 
 
 # -- reading ------------------------------------------------------------------------------------------
@@ -133,7 +133,7 @@ def test_a_resting_limit_fills_when_the_market_reaches_it(running: Running, exch
     placed = exchange.create_order("BTC/USDT", "limit", "buy", 0.01, price, {"clientOrderId": "te-dip-1"})
     running.control("POST", "price", {"symbol": "BTCUSDT", "price": str(round(price * 0.99, 1)), "seconds": 30})
     filled = wait_for(lambda: (o := exchange.fetch_order(placed["id"], "BTC/USDT"))["status"] == "closed" and o,
-                      timeout=15)
+                      timeout=60)
     assert filled["average"] == price and filled["filled"] == 0.01
     [trade] = exchange.fetch_my_trades("BTC/USDT")
     assert trade["takerOrMaker"] == "maker" and trade["price"] == price
@@ -145,7 +145,7 @@ def test_partial_fills_show_as_an_open_order_with_a_filled_part(running: Running
     placed = exchange.create_order("EUR/USD", "limit", "buy", 100, ask * 1.01, {"clientOrderId": "te-part-1"})
     assert (placed["status"], placed["filled"], placed["remaining"]) == ("open", 50.0, 50.0)
     done = wait_for(lambda: (o := exchange.fetch_order(placed["id"], "EUR/USD"))["status"] == "closed" and o,
-                    timeout=15)
+                    timeout=60)
     assert done["filled"] == 100 and len(exchange.fetch_my_trades("EUR/USD")) == 2
     running.control("POST", "faults", {"kind": "partial_fill", "parts": 4, "count": 1})
     expired = exchange.create_order("EUR/USD", "market", "buy", 100, None, {"clientOrderId": "te-part-2"})

@@ -203,10 +203,10 @@ def test_policy_sends_one_per_window_and_a_digest_at_its_end_however_fast_it_fla
 
 
 def test_close_sends_the_digests_still_held_back(endpoint: LoopbackEndpoint) -> None:
-    sender = notifier(endpoint.url, cooldown_seconds=3600)
+    sender = notifier(endpoint.url, cooldown_seconds=3600, flush_seconds=120)
     for _ in range(5):
         sender("order_rejected", "warning", {"symbol": "GOOG", "reason": "no cash"})
-    sender.close()  # within flush_seconds
+    sender.close()  # within flush_seconds (generous: close() returns as soon as both are sent)
     titles = endpoint.wait_for(lambda posts: len(posts) >= 2)
     assert [post["title"] for post in titles] == ["exec1: order GOOG rejected",
                                                   "exec1: order GOOG rejected (and 4 more similar)"]
@@ -220,11 +220,13 @@ def _msg(kind: str, n: int) -> Message:
 
 
 def test_a_full_queue_drops_the_oldest_low_priority_message_first() -> None:
-    with LoopbackEndpoint(delay=3.0) as slow:
+    with LoopbackEndpoint() as slow:
+        # Held until the test ends (not a 3 s delay the submits below had to beat on a busy machine).
+        slow.hold()
         sender = notifier(slow.url, cooldown_seconds=0, queue_size=3, flush_seconds=0.2)
         (channel,) = sender.senders
         try:
-            sender.submit(_msg("order_filled", 0))  # taken by the thread, stuck on the slow endpoint
+            sender.submit(_msg("order_filled", 0))  # taken by the thread, stuck on the held endpoint
             deadline = time.monotonic() + 30
             while channel.queued() and time.monotonic() < deadline:
                 time.sleep(0.01)

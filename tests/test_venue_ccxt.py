@@ -72,7 +72,7 @@ def pin(running: Running, price: float) -> None:
     """Hold AAA at ``price`` from the next 1-second bar, and wait until the exchange shows it."""
     running.control("POST", "price", {"symbol": "AAAUSD", "price": str(price), "seconds": 3600})
     wait_for(lambda: Decimal(running.control("GET", "status")[1]["markets"]["AAAUSD"]["price"]) == Decimal(
-        str(price)), timeout=15)
+        str(price)), timeout=60)
 
 
 @pytest.fixture
@@ -98,7 +98,7 @@ def test_every_api_base_points_at_the_url_and_only_spot_endpoints_are_called(run
     venue.fills_since(None)
     hosts = {base.split("/")[2] for base in _strings(venue.exchange.urls["api"])}
     assert hosts == {running.url.split("/")[2]}
-    _, requests = running.control("GET", "requests?limit=1000")
+    requests = running.requests()
     assert {r["path"] for r in requests} == {"/api/v3/exchangeInfo", "/api/v3/time", "/api/v3/account",
                                              "/api/v3/openOrders", "/api/v3/myTrades"}
     assert venue.exchange.enableRateLimit
@@ -159,7 +159,7 @@ def fault(running: Running, **spec: Any) -> None:
 
 
 def api_requests(running: Running) -> int:
-    return len(running.control("GET", "requests?limit=10000")[1])
+    return len(running.requests())
 
 
 @pytest.mark.parametrize("spec", [
@@ -179,7 +179,7 @@ def test_5xx_maintenance_and_timeouts_are_temporary_and_pass(running: Running, s
     assert not isinstance(caught.value, RateLimitedError)
     assert venue.balances()["USD"].free == 1000.0  # the fault passed: the next call goes through
     # A delayed request is logged when its answer finally leaves; wait for it, so it is not counted by a later test.
-    wait_for(lambda: [r["path"] for r in running.control("GET", "requests?limit=100")[1]].count("/api/v3/account") == 2,
+    wait_for(lambda: [r["path"] for r in running.requests()].count("/api/v3/account") == 2,
              timeout=30)
 
 
@@ -194,17 +194,19 @@ def test_a_429_shuts_the_gate_for_its_retry_after(running: Running) -> None:
     with pytest.raises(RateLimitedError):
         venue.balances()  # held back by the gate, not sent
     assert api_requests(running) == sent
-    wait_for(lambda: venue.connection.gate.seconds_left == 0, timeout=10)
+    wait_for(lambda: venue.connection.gate.seconds_left == 0, timeout=60)
     assert venue.balances()["USD"].free == 1000.0
 
 
 def test_after_a_418_ban_no_request_leaves_until_it_ends(running: Running) -> None:
     venue = make_venue(running, 1000.0)
     venue.connect()
+    banned_at = time.monotonic()
     fault(running, kind="ban", seconds=4)
     with pytest.raises(RateLimitedError, match="418") as caught:
         venue.balances()
-    assert 2 <= caught.value.retry_after <= 5
+    # What is left of the 4 s ban when the answer came (within a second's rounding), however slow the machine.
+    assert 4 - (time.monotonic() - banned_at) - 1 <= caught.value.retry_after <= 5
     sent = api_requests(running)
     refused = 0
     while venue.connection.gate.seconds_left > 0:  # a loop retrying as fast as it can
@@ -212,8 +214,8 @@ def test_after_a_418_ban_no_request_leaves_until_it_ends(running: Running) -> No
             venue.submit(OrderRequest(f"ban-{refused}", "AAA", OrderSide.buy, value=100.0))
         refused += 1
         time.sleep(0.05)
-    assert refused > 5 and api_requests(running) == sent, running.control("GET", "requests?limit=10")[1]
-    wait_for(lambda: not running.control("GET", "faults")[1], timeout=10)
+    assert refused > 5 and api_requests(running) == sent, running.requests()[-10:]
+    wait_for(lambda: not running.control("GET", "faults")[1], timeout=60)
     assert venue.balances()["USD"].free == 1000.0
 
 
@@ -261,7 +263,7 @@ def test_partial_fills_arrive_as_they_happen(running: Running) -> None:
     assert isinstance(accepted, OrderAccepted) and isinstance(part, OrderFilled) and not part.complete
     assert part.fill.quantity == 5
     assert venue.fetch_order("part-1").status is OrderStatus.partially_filled  # type: ignore[union-attr]
-    later: list[Any] = wait_for(lambda: venue.poll() or None, timeout=15)
+    later: list[Any] = wait_for(lambda: venue.poll() or None, timeout=60)
     assert [type(e) for e in later] == [OrderFilled] and later[0].complete and later[0].fill.quantity == 5
     fills, _ = venue.fills_since(None)
     _, trades = running.control("GET", "trades")
@@ -370,12 +372,14 @@ def test_a_ban_lasts_until_the_time_binance_names_when_that_is_later_than_retry_
     venue.connect()
     connection = venue.connection
     connection.exchange.last_response_headers = {"Retry-After": "1"}
+    started = time.monotonic()  # what passes from here on is taken off the 30 s (a busy machine may stall)
     until = connection.now_ms() + 30_000
     ban = ccxt.DDoSProtection(f'binance 418 I\'m a teapot {{"code":-1003,"msg":"Way too much request weight used; '
                               f'IP banned until {until}. Please use WebSocket Streams for live updates."}}')
     translated = connection._translate(ban, submitting=False)
-    assert isinstance(translated, RateLimitedError) and 28 < translated.retry_after <= 30
-    assert 28 < connection.gate.seconds_left <= 30
+    waited = time.monotonic() - started
+    assert isinstance(translated, RateLimitedError) and 28 - waited < translated.retry_after <= 30
+    assert 28 - waited < connection.gate.seconds_left <= 30
 
 
 def test_cancelling_an_order_whose_submit_timed_out_finds_it_by_client_id(running: Running) -> None:
@@ -398,7 +402,7 @@ def test_cancelling_an_order_that_filled_first_reports_the_fill(running: Running
     venue.submit(OrderRequest("lim-2", "AAA", OrderSide.buy, type=OrderType.limit, quantity=5, limit_price=90.0))
     assert [type(e).__name__ for e in venue.poll()] == ["OrderAccepted"]
     pin(running, 80.0)  # the market reaches the limit: the exchange fills it, unasked
-    wait_for(lambda: running.control("GET", "trades")[1], timeout=15)
+    wait_for(lambda: running.control("GET", "trades")[1], timeout=60)
     venue.cancel("lim-2")  # too late: -2011, and the answer is what happened instead
     (filled,) = venue.poll()
     assert isinstance(filled, OrderFilled) and filled.complete and filled.fill.price == 90.0
@@ -416,7 +420,7 @@ def test_fills_are_paged_by_trade_id_on_binance_none_twice_none_missed(running: 
         venue.submit(OrderRequest(f"page-b{number}", "AAA", OrderSide.buy, quantity=1))
 
     def my_trades_requests() -> int:
-        return [r["path"] for r in running.control("GET", "requests?limit=10000")[1]].count("/api/v3/myTrades")
+        return [r["path"] for r in running.requests()].count("/api/v3/myTrades")
 
     before = my_trades_requests()
     second, cursor = venue.fills_since(cursor)

@@ -17,8 +17,9 @@ from tradeexecutor.config import ExecutionConfig
 from tradeexecutor.state import Instrument
 from tradeexecutor.venue.simulated import SimulatedVenue
 
-#: Wall-clock seconds one sizing may take before it counts as a hang (it takes microseconds).
-DEADLINE = 5.0
+#: Wall-clock seconds one sizing may take before it counts as a hang (it takes microseconds; generous, so a
+#: machine busy with other work never trips it, while a loop that never ends still fails).
+DEADLINE = 60.0
 
 
 @contextmanager

@@ -38,6 +38,10 @@ pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "wallboard-e2e-token"
+#: The wallboard's polling: each executor's three requests get 5 s, as on main's tests/test_wallboard.py (a
+#: 1.5 s timeout let a busy machine show a running executor as unreachable), and the timeout may not
+#: exceed the refresh period.
+POLLING = ("--refresh-seconds", "5", "--timeout-seconds", "5")
 USER, PASSWORD = "fleet-ops", "fleet-ops-pw-123"
 
 
@@ -66,14 +70,21 @@ class Wallboard:
     """``tradeexecutor wallboard`` as a subprocess."""
 
     def __init__(self, tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = tmp_path / f"wallboard-{self.port}.log"
         clean = {k: v for k, v in os.environ.items() if not k.startswith("TRADEEXECUTOR_")}
-        with open(self.log, "wb") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "tradeexecutor.cli.main", "wallboard", "--port", str(self.port), *args],
-                stdout=log, stderr=subprocess.STDOUT, env={**clean, "PYTHONUNBUFFERED": "1", **(env or {})})
+        # A port picked free here may be bound by another process (another test worker) before the wallboard
+        # binds it: the wallboard then exits at once with "cannot listen on", and starts again on another.
+        for tries_left in (2, 1, 0):
+            self.port = free_port()
+            self.url = f"http://127.0.0.1:{self.port}"
+            self.log = tmp_path / f"wallboard-{self.port}.log"
+            with open(self.log, "wb") as log:
+                self.process = subprocess.Popen(
+                    [sys.executable, "-m", "tradeexecutor.cli.main", "wallboard", "--port", str(self.port), *args],
+                    stdout=log, stderr=subprocess.STDOUT, env={**clean, "PYTHONUNBUFFERED": "1", **(env or {})})
+            wait_for(lambda: self.process.poll() is not None or f"listening on {self.url}" in self.output(),
+                     "the wallboard to listen or exit", timeout=60)
+            if not (tries_left and self.process.poll() is not None and "cannot listen on" in self.output()):
+                break
         try:
             wait_for(lambda: self.process.poll() is None and get_json(self.url + "/healthz")["healthy"],
                      "the wallboard to answer", timeout=60)
@@ -155,7 +166,7 @@ def test_fleet_page_shows_running_crashed_and_unreachable_executors_sorts_and_re
     board = Wallboard(tmp_path, "--executor", f"alpha-running=http://127.0.0.1:{running.port}",
                       "--executor", f"beta-crashed=http://127.0.0.1:{crashed.port},gamma-gone={nobody}",
                       "--executor", f"delta-paper={paper.url.rstrip('/')}",
-                      "--refresh-seconds", "2", "--timeout-seconds", "1.5")
+                      *POLLING)
     processes.append(board)
     api = wait_for(lambda: (rows := board.executors()) and rows["alpha-running"]["status"] == "running" and rows,
                    "the first poll")
@@ -240,7 +251,7 @@ def test_fleet_page_shows_running_crashed_and_unreachable_executors_sorts_and_re
     wait_for(lambda: {row["name"]: row for row in rows_shown(page)}["alpha-running"]["cells"]["last_cycle_at"]["value"]
              != first, "a newer last cycle on the page", timeout=30)
     assert page.evaluate("window.loadedOnce") is True, "refreshed in place, not reloaded"
-    assert "refreshing every 2" in page.evaluate("document.getElementById('refresh-note').textContent")
+    assert "refreshing every 5" in page.evaluate("document.getElementById('refresh-note').textContent")
     assert page.errors() == []
     keep_screenshot(page.screenshot(), "wallboard-fleet.png", tmp_path)
 
@@ -290,7 +301,7 @@ def test_a_paper_run_casts_to_a_chart_then_stops_and_bad_targets_show_in_its_jou
     work.mkdir()
     shutil.copy(ROOT / "strategies" / "sma_crossover.py", work / "sma.py")
     (work / "paper.yaml").write_text(PAPER)
-    board = Wallboard(tmp_path, "--runs-dir", str(work / "runs"), "--refresh-seconds", "2", "--timeout-seconds", "1.5",
+    board = Wallboard(tmp_path, "--runs-dir", str(work / "runs"), *POLLING,
                       env={"TRADEEXECUTOR_WALLBOARD_TOKEN": TOKEN, "TRADEEXECUTOR_WEBHOOK_USERNAME": USER,
                            "TRADEEXECUTOR_WEBHOOK_PASSWORD": PASSWORD})
     processes.append(board)
@@ -340,11 +351,12 @@ def test_a_paper_run_casts_to_a_chart_then_stops_and_bad_targets_show_in_its_jou
         stopped = runs(work, "cast", "caster", "-", env=env)
         assert stopped.stdout.strip() == "run caster stops casting: the executor took it"
         wait_for(lambda: "cast_stopped" in [e for e, _ in cast_events(work, "caster", env)], "cast_stopped")
-        time.sleep(1.0)  # a send already under way when the target changed may still land
-        settled = get_json(chart_url)["updates"]
+        # A send already under way when the target changed may still land, however late on a busy machine (the
+        # sender has at most one); nothing after it.
+        stopped_at = get_json(chart_url)["updates"]
         cycles = get_json(board.url + "/api/executors")["executors"][0]["cycles"]
         wait_for(lambda: board.executors()["caster"]["cycles"] >= cycles + 5, "five more cycles", timeout=60)
-        assert get_json(chart_url)["updates"] == settled, "casting stopped: the chart got no further updates"
+        assert get_json(chart_url)["updates"] <= stopped_at + 1, "casting stopped: the chart got no further updates"
 
         # A misspelt path, then an unreachable wallboard: each shows in the run's journal.
         runs(work, "cast", "caster", "/wallbord/page1/chart1", env=env)
@@ -357,7 +369,7 @@ def test_a_paper_run_casts_to_a_chart_then_stops_and_bad_targets_show_in_its_jou
                                     and dead in d], "the unreachable wallboard in the journal")
         assert "does not answer" in failure[-1]
         assert TOKEN not in json.dumps(journal(work, "caster", env))
-        assert get_json(chart_url)["updates"] == settled
+        assert get_json(chart_url)["updates"] <= stopped_at + 1
         assert "cast_failed" in (work / "runs").joinpath(
             json.loads(runs(work, "show", "caster", "--json", env=env).stdout)["run_id"], "executor.log").read_text()
     finally:

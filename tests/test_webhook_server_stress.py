@@ -49,8 +49,9 @@ CLOSING_CLIENTS = 2
 WARMUP_REQUESTS = 2
 #: Most requests one client sends per cycle.
 MAX_REQUESTS = 12
-#: Bound on the whole test, well under the suite's patience.
-TIME_LIMIT = 40.0
+#: Seconds any one wait of the test may take (a client's reply, the warm-up, a stop's drain): generous, for a
+#: machine whose cores are busy with other work; each ends as soon as what it waits for happens.
+PATIENCE = 60.0
 #: Larger than waitress's send_bytes (18000), so worker threads flush to the socket themselves.
 BIG = b"0123456789abcdef" * 4096  # 64 KiB
 #: Paths the clients pick from, with the exact body each must return.
@@ -190,13 +191,13 @@ def _client(cycle: Cycle, keep_alive: bool, seed: int) -> None:
     try:
         for number in range(MAX_REQUESTS):
             if number == WARMUP_REQUESTS:
-                cycle.warm.wait(timeout=10)
+                cycle.warm.wait(timeout=PATIENCE)
                 warmed = True
             if warmed and cycle.stopping.is_set() and rng.random() < 0.5:
                 break
             path = rng.choice(PATHS)
             if connection is None:
-                connection = http.client.HTTPConnection("127.0.0.1", cycle.port, timeout=10)
+                connection = http.client.HTTPConnection("127.0.0.1", cycle.port, timeout=PATIENCE)
             try:
                 status, body = _exchange(connection, path, keep_alive)
             except http.client.IncompleteRead as exc:  # a response cut short is never acceptable
@@ -244,30 +245,29 @@ def test_start_requests_stop_cycles_leave_no_error(problems: Problems) -> None:
     # One warm-up cycle so lazily opened descriptors (logging, imports) do not count as leaks.
     WebhookServer(app, port=0).start().stop()
     descriptors_before = _open_descriptors()
-    started = time.monotonic()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ResourceWarning)
-        completed, slowest_stop = _run_cycles(app, clients, started)
+        completed = _run_cycles(app, clients)
         gc.collect()
     for warning in caught:
         if issubclass(warning.category, ResourceWarning):
             problems.add(problems.unraisable, f"ResourceWarning: {warning.message}")
 
     assert completed >= CYCLES * clients * WARMUP_REQUESTS
-    assert slowest_stop < 2.0, f"a stop() took {slowest_stop:.2f} s"
+    # Every stop() drained its requests in flight before its deadline: one that ran it out logs "still busy"
+    # (a WARNING, so a problem above), whatever the machine's speed.
     assert _server_threads() == threads_before, "server threads left running"
     leaked = _open_descriptors() - descriptors_before
     assert leaked <= 2, f"{leaked} file descriptors leaked"
     assert not problems.all(), "\n".join(problems.all()[:20])
 
 
-def _run_cycles(app: Any, clients: int, started: float) -> tuple[int, float]:
-    """CYCLES start → requests → stop cycles; returns (requests completed, slowest stop())."""
+def _run_cycles(app: Any, clients: int) -> int:
+    """CYCLES start → requests → stop cycles; returns how many requests completed."""
     rng = random.Random(20240501)
     completed = 0
-    slowest_stop = 0.0
     for number in range(CYCLES):
-        server = WebhookServer(app, port=0, threads=4, stop_timeout=5.0).start()
+        server = WebhookServer(app, port=0, threads=4, stop_timeout=PATIENCE).start()
         cycle = Cycle(port=server.effective_port, warm=threading.Barrier(clients + 1))
         workers = [
             threading.Thread(
@@ -280,34 +280,35 @@ def _run_cycles(app: Any, clients: int, started: float) -> tuple[int, float]:
         for worker in workers:
             worker.start()
         try:
-            cycle.warm.wait(timeout=10)  # every client has had WARMUP_REQUESTS answered
+            cycle.warm.wait(timeout=PATIENCE)  # every client has had WARMUP_REQUESTS answered
         except threading.BrokenBarrierError:
             pass
         time.sleep(rng.uniform(0, 0.004))  # let requests get into flight
         cycle.stopping.set()
-        before_stop = time.monotonic()
         server.stop()
-        slowest_stop = max(slowest_stop, time.monotonic() - before_stop)
         for worker in workers:
-            worker.join(timeout=15)
+            worker.join(timeout=PATIENCE)
         assert not any(worker.is_alive() for worker in workers), f"cycle {number}: a client hung"
         assert not server.running
         assert not cycle.failures, f"cycle {number}: {cycle.failures}"
         with pytest.raises(OSError):  # the port is released at once
             socket.create_connection(("127.0.0.1", cycle.port), timeout=2).close()
         completed += cycle.completed
-        assert time.monotonic() - started < TIME_LIMIT, f"too slow: {number + 1} cycles"
-    return completed, slowest_stop
+    return completed
 
 
 def test_stop_is_bounded_when_a_handler_hangs(problems: Problems) -> None:
-    """A handler stuck past the timeout: stop() still returns promptly, says so, and nothing breaks later."""
-    entered, release = threading.Event(), threading.Event()
+    """A handler stuck past the timeout: stop() still returns promptly, says so, and nothing breaks later.
+
+    Promptly is shown by what happened, not by a stopwatch: stop() returned while the handler was still
+    stuck (it stays stuck until the test releases it, or for two minutes), so it did not wait for it."""
+    entered, release, returned = threading.Event(), threading.Event(), threading.Event()
 
     def hang_routes(config: Configurator) -> None:
         def hang(request: Request) -> Response:
             entered.set()
-            release.wait(10)
+            release.wait(120)
+            returned.set()
             return json_response({"hung": True})
 
         add_json_route(config, "stress_hang", "/hang", hang)
@@ -330,19 +331,17 @@ def test_stop_is_bounded_when_a_handler_hangs(problems: Problems) -> None:
 
     requester = threading.Thread(target=client, name="stress-hang-client")
     requester.start()
-    assert entered.wait(5)
-    before = time.monotonic()
+    assert entered.wait(60)
     server.stop(timeout=0.2)
-    elapsed = time.monotonic() - before
-    requester.join(5)
+    assert not returned.is_set(), "stop() waited for the stuck handler"
+    requester.join(60)
     assert not server.running
-    assert elapsed < 2.0, f"stop() took {elapsed:.2f} s"
     assert outcome and outcome[0] != "200", outcome  # its connection was closed, not answered
 
     release.set()  # the stuck worker returns now, after the server is gone
     for thread in threading.enumerate():
         if thread.name.startswith("webhook-"):  # the worker, then the thread closing the wake-up pipe
-            thread.join(5)
+            thread.join(60)
     assert _server_threads() == threads_before
     assert _open_descriptors() <= descriptors_before, (
         "the wake-up pipe was not closed after the worker returned"

@@ -205,22 +205,57 @@ class Stage:
     # -- the executor --------------------------------------------------------------------------------------------
 
     def start_executor(self, options: tuple[str, ...], env: dict[str, str] | None = None) -> None:
-        """``tradeexecutor start --mode live`` on the drill's strategy and state, its output appended to the log."""
+        """``tradeexecutor start --mode live`` on the drill's strategy and state, its output appended to the log.
+
+        Returns once its webhook listens (or it has exited, or START_SECONDS passed: the drill's own steps then
+        say what went wrong). A port picked free here can be bound by another process before the executor binds
+        it; the executor then exits at once with "cannot listen on" and nothing written, and is started again on
+        another port (three tries in all), where a drill on a busy machine used to fail having placed no order.
+        """
         self.port = self.port or free_port()
-        command = [sys.executable, "-m", "tradeexecutor.cli.main", "start", str(self.files.run.strategy),
-                   "--mode", "live", "--exchange", "binance", "--exchange-url", self.url,
-                   "--exchange-key-variable", KEY_VARIABLE, "--exchange-secret-variable", SECRET_VARIABLE,
-                   "--state-dir", str(self.files.run.state), "--port", str(self.port), "--chart-seconds", "0",
-                   "--cpu", "off", *options]
         environment = {**_clean_environment(), "PYTHONUNBUFFERED": "1", KEY_VARIABLE: self._key,
                        SECRET_VARIABLE: self._secret, **(env or {})}
-        with open(self.files.run.executor_log, "ab") as log:
-            self.executor = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=environment)
-        self.record["processes"].append({"event": "executor started", "at": now_iso(), "pid": self.executor.pid,
-                                         "extra_environment": sorted(env or {})})
+        for tries_left in (2, 1, 0):
+            command = [sys.executable, "-m", "tradeexecutor.cli.main", "start", str(self.files.run.strategy),
+                       "--mode", "live", "--exchange", "binance", "--exchange-url", self.url,
+                       "--exchange-key-variable", KEY_VARIABLE, "--exchange-secret-variable", SECRET_VARIABLE,
+                       "--state-dir", str(self.files.run.state), "--port", str(self.port), "--chart-seconds", "0",
+                       "--cpu", "off", *options]
+            log_path = self.files.run.executor_log
+            offset = log_path.stat().st_size if log_path.exists() else 0
+            with open(log_path, "ab") as log:
+                self.executor = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=environment)
+            self.record["processes"].append({"event": "executor started", "at": now_iso(), "pid": self.executor.pid,
+                                             "extra_environment": sorted(env or {})})
+            if not self._lost_its_port(offset) or not tries_left:
+                break
+            self.record["processes"].append({"event": "executor exited: its port was taken meanwhile",
+                                             "at": now_iso(), "port": self.port})
+            self.port = free_port()
+        url = f"http://127.0.0.1:{self.port}/healthz"
         if self._health is None:
-            self._health = _HealthWatch(f"http://127.0.0.1:{self.port}/healthz")
+            self._health = _HealthWatch(url)
             self._health.start()
+        self._health.url = url  # the port of this start (another one when its port was taken)
+
+    def _lost_its_port(self, offset: int) -> bool:
+        """Wait until the executor started at log ``offset`` listens or exits; True when it exited because the
+        port was taken."""
+        assert self.executor is not None
+        executor, listening = self.executor, f"listening on http://127.0.0.1:{self.port}"
+
+        def output() -> str:
+            with open(self.files.run.executor_log, "rb") as log:
+                log.seek(offset)
+                return log.read().decode(errors="replace")
+
+        try:
+            exited = wait_until(lambda: "exited" if executor.poll() is not None else
+                                ("listening" if listening in output() else None), START_SECONDS,
+                                "the executor's webhook did not start")
+        except DrillError:
+            return False  # still starting: the drill's own waits report what it does
+        return exited == "exited" and executor.returncode == 2 and "cannot listen on" in output()
 
     def status(self) -> dict[str, Any] | None:
         """The executor's /status, None while it does not answer."""
