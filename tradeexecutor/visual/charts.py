@@ -53,8 +53,6 @@ MAX_SYMBOLS = 4
 _DPI = 100
 #: The grid fill markers are thinned on: the largest figure's size in pixels.
 _MARKER_GRID = (round(max(w for w, _ in SIZES.values()) * _DPI), round(max(h for _, h in SIZES.values()) * _DPI))
-#: The most markers of one kind a panel can keep.
-_MARKER_CELLS = _MARKER_GRID[0] * _MARKER_GRID[1]
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,7 +240,8 @@ def _thin_markers(x: np.ndarray, y: np.ndarray, x_range: tuple[float, float],
 
     A panel is smaller than the figure, so a cell is at most a pixel wide and tall: every marker
     dropped lies within a pixel of a kept one of the same kind, drawn over it. The kept markers
-    are at most :data:`_MARKER_CELLS` (in practice, the cells the price path crosses).
+    are at most the grid's cells (in practice, the cells the price path crosses), however many
+    fills the history holds.
     """
     if len(x) <= 1:
         return x, y
