@@ -15,12 +15,12 @@ A failure inside a render is sent as ``("error", traceback)``; the parent then s
 child, so no half-applied series is drawn again. The child runs on the CPUs the executor is not
 pinned to (``daemon/affinity.py``), when the machine has any (see renderer.py for why).
 
-Memory. After each answer the child frees the render's garbage at once, after the answer (:func:`release_memory`):
+Memory. After each answer the child frees the render's garbage at once (:func:`release_memory`):
 a matplotlib figure is a web of reference cycles (figure, canvas, axes, artists, the Agg
 renderer with its 3.7 MiB pixel buffer), which only the cyclic garbage collector frees, and it
 ran too seldom for a process that makes four figures a render; then glibc kept the freed heap.
-Without it the child's RSS rose from 55 to 127 MiB in the 30-minute soak (and to about 150 MiB
-with a day of data); with it the child stays near its size after the first render
+Without it the child's RSS rose from 55 to 127 MiB in the 30-minute soak (and past 180 MiB in
+15 renders of a day of history); with it the child stays near its size after the first render
 (``docs/benchmarks.md``, "Chart renderer memory").
 """
 
