@@ -231,12 +231,13 @@ def soak(args: argparse.Namespace, directory: Path) -> dict[str, Any]:
                    "first_log_lines": log_errors[:5]},
         "orders": {"sent": len(sim_orders), "filled": sum(1 for o in sim_orders if o.get("status") == "FILLED")},
         "status_at_end": {key: metrics_status.get(key) for key in ("safe_mode", "outage", "prices")},
-        "rss_series": [(round(s["t"], 1), s["rss_kib"], s["fds"]) for s in samples],
+        "rss_series": [(round(s["t"], 1), s["rss_kib"], s["fds"], s["children_rss_kib"]) for s in samples],
     }
 
 
 def report(result: dict[str, Any]) -> str:
     rss, fds, lag, errors = result["rss_kib"], result["fds"], result["lag_ms"], result["errors"]
+    children = result["children_rss_kib"]
     lines = [f"{result['machine']}, load average at the end {result['load_average_end'][0]:.2f}; "
              f"{result['minutes']} min of 1-second cycles in {result['mode']} mode, an order every "
              f"{result['every']} cycles; {result['samples']} samples",
@@ -245,6 +246,8 @@ def report(result: dict[str, Any]) -> str:
              f"{rss['end'] / 1024:.1f} MiB | {rss['slope_per_min_second_half']:+.1f} KiB/min |",
              f"| open fds | {fds['start']} | {fds['middle']} | {fds['end']} | "
              f"{fds['slope_per_min_second_half']:+.3f} /min |",
+             f"| chart renderer RSS (children) | {children['start'] / 1024:.1f} MiB | | "
+             f"{children['end'] / 1024:.1f} MiB | {children['slope_per_min_second_half']:+.1f} KiB/min |",
              "", f"cycles {result['cycles']}; lag p50 {lag['p50']:.2f} ms, p99 {lag['p99']:.2f} ms, "
              f"max {lag['max']:.2f} ms ({lag['count']} cycles with a lag)",
              f"errors: {errors['journal']} journal, {errors['log_lines']} log lines, exit code "

@@ -7,6 +7,10 @@ behind. Colours are set on each artist instead of through ``rcParams`` for the s
 
 Lines are downsampled to at most :data:`MAX_POINTS` points (keeping each bucket's minimum
 and maximum, so peaks and crashes survive), which keeps a million-row state fast to draw.
+Fill markers are thinned to one per cell of a grid as fine as the figure's pixels
+(:func:`_thin_markers`): a marker dropped lies within a pixel of a kept one of the same kind,
+so the image looks the same, and a strategy trading every few seconds does not make every
+render draw (and every SVG carry) each of its fills since the start.
 
 What is drawn is a :class:`~tradeexecutor.visual.series.ChartSeries` (plain arrays): built
 from a State here, or kept up to date from deltas by the renderer process
@@ -47,6 +51,8 @@ MAX_POINTS = 2000
 MAX_SYMBOLS = 4
 
 _DPI = 100
+#: The grid fill markers are thinned on: the largest figure's size in pixels.
+_MARKER_GRID = (round(max(w for w, _ in SIZES.values()) * _DPI), round(max(h for _, h in SIZES.values()) * _DPI))
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,7 +205,7 @@ def _panel(
     fills: Fills,
     span: tuple[int, int] | None,
 ) -> _Panel:
-    """One symbol's closes inside the valuation span, downsampled, and its buy and sell fills."""
+    """One symbol's closes inside the valuation span, downsampled, and its buy and sell fills, thinned."""
     if prices is not None and len(prices[0]):
         stamps, closes = prices
         keep = np.isfinite(closes)
@@ -208,15 +214,47 @@ def _panel(
         stamps, closes = _downsample(stamps[keep], closes[keep], MAX_POINTS)
     else:
         stamps, closes = np.empty(0, np.int64), np.empty(0, np.float64)
+    # The grid spans what the panel shows: its closes, its fills and (shared x axis) the equity's span.
+    xs = [fills.times, stamps] + ([np.array(span, dtype=np.int64)] if span is not None else [])
+    x_all = np.concatenate(xs)
+    y_all = np.concatenate([fills.prices, closes])
+    y_all = y_all[np.isfinite(y_all)]
+    x_range = (float(x_all.min()), float(x_all.max())) if len(x_all) else (0.0, 0.0)
+    y_range = (float(y_all.min()), float(y_all.max())) if len(y_all) else (0.0, 0.0)
+    buy_times, buy_prices = _thin_markers(fills.times[fills.buys], fills.prices[fills.buys], x_range, y_range)
+    sell_times, sell_prices = _thin_markers(fills.times[~fills.buys], fills.prices[~fills.buys], x_range, y_range)
     return _Panel(
         symbol=symbol,
         times=_to_datetime64(stamps),
         closes=closes,
-        buy_times=_to_datetime64(fills.times[fills.buys]),
-        buy_prices=fills.prices[fills.buys],
-        sell_times=_to_datetime64(fills.times[~fills.buys]),
-        sell_prices=fills.prices[~fills.buys],
+        buy_times=_to_datetime64(buy_times),
+        buy_prices=buy_prices,
+        sell_times=_to_datetime64(sell_times),
+        sell_prices=sell_prices,
     )
+
+
+def _thin_markers(x: np.ndarray, y: np.ndarray, x_range: tuple[float, float],
+                  y_range: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
+    """The first marker in each cell of a grid of the largest figure's pixels laid over ``x_range`` by ``y_range``.
+
+    A panel is smaller than the figure, so a cell is at most a pixel wide and tall: every marker
+    dropped lies within a pixel of a kept one of the same kind, drawn over it. The kept markers
+    are at most the grid's cells (in practice, the cells the price path crosses), however many
+    fills the history holds.
+    """
+    if len(x) <= 1:
+        return x, y
+    columns, rows = _MARKER_GRID
+    width = (x_range[1] - x_range[0]) or 1.0
+    height = (y_range[1] - y_range[0]) or 1.0
+    column = np.clip(((x - x_range[0]) * (columns / width)).astype(np.int64), 0, columns - 1)
+    row = np.clip(np.nan_to_num((y - y_range[0]) * (rows / height)).astype(np.int64), 0, rows - 1)
+    _, first = np.unique(column * rows + row, return_index=True)
+    if len(first) == len(x):
+        return x, y
+    first.sort()
+    return x[first], y[first]
 
 
 def _downsample(x: np.ndarray, y: np.ndarray, max_points: int) -> tuple[np.ndarray, np.ndarray]:
