@@ -45,6 +45,7 @@ from tradeexecutor.store.publish import (
     GZIP_LEVEL,
     KEPT_PIECE_BYTES,
     KeptGzip,
+    PartsDigest,
     PositionListing,
     PublishCache,
     positions_document,
@@ -70,6 +71,29 @@ def test_kept_rows_splice_live_rows_by_id_and_rebuild_on_a_late_id() -> None:
     assert kept.joined([(4, b"live")], separator=b",") == b"2,3,live,6"
     assert kept.joined([(0, b"0")], separator=b",") == b"0,2,3,four,6"
     assert KeptRows().joined([(1, b"x")], separator=b",") == b"x" and KeptRows().joined() == b""
+
+
+def test_kept_rows_keep_each_row_once() -> None:
+    """Kept rows hold their bytes once (a frozen chunk or the unfrozen tail), not a dict, a joined copy and the chunks:
+    the memory traced for 5,000 rows of 200 bytes stays within their bytes plus the id and offset of each."""
+    import tracemalloc
+
+    rows, size = 5_000, 200
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        kept = KeptRows()
+        for key in range(1_000, 1_000 + rows):
+            kept.add(key, b"," + bytes([65 + key % 26]) * (size - 1))  # the row is dropped once kept
+            if key % 700 == 0:
+                kept.parts([(key + 1, b",live")], separator=b",")  # freezes the complete chunks
+        parts = kept.parts(separator=b",")
+        held = tracemalloc.get_traced_memory()[0] - before  # parts are the chunks themselves, and one small slice
+    finally:
+        tracemalloc.stop()
+    assert len(b"".join(parts)) == rows * size - 1
+    assert held < rows * size * 1.7, held  # its bytes, and about 72 bytes of id and offset a row; 3.4x before
+    assert kept.joined([(999, b"first")], separator=b",")[:6] == b"first,"
 
 
 def test_kept_rows_parts_reuse_their_chunks_and_join_to_the_rows() -> None:
@@ -412,6 +436,42 @@ def test_a_publication_formats_only_open_and_newly_finished_positions(monkeypatc
             assert len(formatted) == open_orders + sum(len(p.orders) for p in newly), cycle
             assert len(encoded) == len(portfolio.open_positions) + len(newly), cycle
     assert len(state.portfolio.closed_positions) > 100
+
+
+def test_the_etag_digests_each_run_of_kept_blocks_once_and_equals_a_fresh_digest() -> None:
+    """A run of the history's blocks (the same objects) costs one lookup: the tag equals a fresh digest's at every
+    step, also after blocks merged or the state was replaced, while the blocks hashed and the runs digested per
+    call stay bounded as the document grows to many blocks; equal bytes cut alike give equal tags."""
+    rng = random.Random(13)
+    state = State(name="runs")
+    state.add_instrument("SYN", "crypto", 0.001)
+    fragments, digest = PositionFragments(), PartsDigest()
+    previous = ("", b"")
+    previous_ids: set[int] = set()
+    for cycle in range(700):
+        grow(state, rng, cycle)
+        for _ in range(rng.choice([1, 30, 300])):
+            state.valuations.append(len(state.valuations) * 60_000 + 1, 1000.0 + rng.random(), 5.0, rng.random())
+        if cycle == 350:
+            state = copy.deepcopy(state)
+            fragments = PositionFragments()  # every piece a new object: every run digested afresh
+        parts = dumps_state_parts(state, fragments)
+        tag = digest.etag(parts)
+        large = [part for part in parts if len(part) >= KEPT_PIECE_BYTES]
+        # Exactly the blocks new since the last call are hashed; a run is digested again only when it changed.
+        assert digest.hashed == len({id(part) for part in large} - previous_ids), cycle
+        runs = sum(1 for i, part in enumerate(parts) if len(part) >= KEPT_PIECE_BYTES
+                   and (i == 0 or len(parts[i - 1]) < KEPT_PIECE_BYTES))
+        assert digest.new_runs <= runs <= 8, cycle
+        previous_ids = {id(part) for part in large}
+        if cycle % 25 == 0 or cycle in (350, 351):
+            copies = [bytes(bytearray(part)) for part in parts]  # equal bytes, other objects
+            assert tag == PartsDigest().etag(parts) == PartsDigest().etag(copies), cycle
+            assert digest.etag(parts) == tag and digest.new_runs == digest.hashed == 0, cycle  # nothing new
+        data = b"".join(parts)
+        assert (tag == previous[0]) == (data == previous[1]), cycle
+        previous = (tag, data)
+    assert len(large) > 60  # many kept blocks in the document at the end, hashed once each
 
 
 def test_the_kept_gzip_has_gzip_compress_header_and_decompresses_in_a_stream() -> None:

@@ -9,6 +9,8 @@ and notices a list that was replaced or cut (a reloaded state), so the caller st
 :meth:`KeptRows.parts` gives the same bytes as pieces: kept rows in frozen chunks of
 :data:`CHUNK_ROWS` rows that are the same ``bytes`` objects from call to call, so whoever holds
 a publication (the webhook's ETag, its lazy join) pays for a chunk once, not once a publication.
+Each row's bytes are kept once: in its frozen chunk, or in the unfrozen tail until its chunk is
+complete (a kept row costs its bytes and two list entries, its id and its offset).
 
 >>> kept = KeptRows()
 >>> kept.add(1, b"a\\n"); kept.add(3, b"c\\n")
@@ -18,7 +20,7 @@ b'a\\nb\\nc\\n'
 
 from __future__ import annotations
 
-from bisect import bisect_left, bisect_right, insort
+from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
 from typing import Generic, TypeVar
 
@@ -51,13 +53,17 @@ class Appended(Generic[T]):
 
 
 class KeptRows:
-    """Encoded rows by integer id, joined in id order; live rows are spliced in without copying the kept ones twice."""
+    """Encoded rows by integer id, joined in id order; live rows are spliced in without copying the kept ones twice.
+
+    The bytes of a row live in one place: the frozen chunk that holds it, or ``_tail`` (the rows
+    after the last complete chunk). ``_offsets`` are positions in the concatenation of all rows.
+    """
 
     def __init__(self) -> None:
         self._ids: list[int] = []  # sorted
-        self._rows: dict[int, bytes] = {}
-        self._blob = bytearray()  # the rows joined in id order
-        self._offsets = [0]  # where each row starts in _blob, and where the last ends
+        self._tail = bytearray()  # the rows not frozen yet, joined in id order
+        self._tail_at = 0  # where _tail starts in the concatenation of all rows
+        self._offsets = [0]  # where each row starts in the concatenation, and where the last ends
         self._chunks: list[bytes] = []  # frozen rows, in order: chunks of CHUNK_ROWS and merged ones
         self._starts: list[int] = []  # the first row of each chunk
         self._merged: list[bool] = []  # whether each chunk is a merged one
@@ -71,19 +77,22 @@ class KeptRows:
         return len(self._ids)
 
     def add(self, key: int, row: bytes) -> None:
-        """Keep a row; appended when its id is the largest, otherwise the joined bytes are rebuilt (rare)."""
+        """Keep a row; appended when its id is the largest, otherwise every row is joined afresh (rare)."""
         self._slices = {}
-        if key not in self._rows and (not self._ids or key > self._ids[-1]):
-            self._rows[key] = row
-            self._ids.append(key)
-            self._blob += row
-            self._offsets.append(len(self._blob))
+        ids = self._ids
+        if not ids or key > ids[-1]:
+            ids.append(key)
+            self._tail += row
+            self._offsets.append(self._offsets[-1] + len(row))
             return
-        if key not in self._rows:
-            insort(self._ids, key)
-        self._rows[key] = row
-        rows = [self._rows[i] for i in self._ids]
-        self._blob = bytearray(b"".join(rows))
+        rows = [self._slice(index, index + 1) for index in range(len(ids))]
+        at = bisect_left(ids, key)
+        if at < len(ids) and ids[at] == key:
+            rows[at] = row
+        else:
+            ids.insert(at, key)
+            rows.insert(at, row)
+        self._tail, self._tail_at = bytearray(b"".join(rows)), 0
         offsets = [0]
         for row_bytes in rows:
             offsets.append(offsets[-1] + len(row_bytes))
@@ -126,11 +135,15 @@ class KeptRows:
         return stripped
 
     def _freeze(self) -> None:
-        """Freeze every complete chunk not frozen yet, merging CHUNK_MERGE unmerged ones into one."""
-        chunks, starts, merged, offsets, blob = self._chunks, self._starts, self._merged, self._offsets, self._blob
+        """Freeze every complete chunk not frozen yet, merging CHUNK_MERGE unmerged ones into one; the frozen
+        rows leave the tail (their bytes are kept once, in the chunk)."""
+        chunks, starts, merged, offsets, tail = self._chunks, self._starts, self._merged, self._offsets, self._tail
+        if self._frozen + CHUNK_ROWS > len(self._ids):
+            return
+        at = self._tail_at
         while self._frozen + CHUNK_ROWS <= len(self._ids):
             first = self._frozen
-            chunks.append(bytes(blob[offsets[first]:offsets[first + CHUNK_ROWS]]))
+            chunks.append(bytes(tail[offsets[first] - at:offsets[first + CHUNK_ROWS] - at]))
             starts.append(first)
             merged.append(False)
             self._frozen += CHUNK_ROWS
@@ -141,11 +154,23 @@ class KeptRows:
                 chunks.append(joined)
                 starts.append(begins)
                 merged.append(True)
+        del tail[:offsets[self._frozen] - at]
+        self._tail_at = offsets[self._frozen]
+
+    def _slice(self, start: int, stop: int) -> bytes:
+        """The bytes of rows ``start`` to ``stop``, which lie in one chunk or all in the tail."""
+        offsets = self._offsets
+        if start >= self._frozen:
+            at = self._tail_at
+            return bytes(self._tail[offsets[start] - at:offsets[stop] - at])
+        chunk = bisect_right(self._starts, start) - 1
+        base = offsets[self._starts[chunk]]
+        return self._chunks[chunk][offsets[start] - base:offsets[stop] - base]
 
     def _range(self, start: int, end: int, parts: list[bytes], slices: dict[tuple[int, int], bytes]) -> None:
         """Append the pieces of kept rows ``start`` to ``end``: whole frozen chunks as they are, the rest copied
         (or the same copy as last time, from ``slices``, when no row was added since)."""
-        offsets, blob, chunks, starts = self._offsets, self._blob, self._chunks, self._starts
+        chunks, starts = self._chunks, self._starts
         while start < end:
             stop = end
             if start < self._frozen:
@@ -158,7 +183,7 @@ class KeptRows:
                 stop = min(end, chunk_end)
             piece = slices.get((start, stop))
             if piece is None:
-                piece = bytes(blob[offsets[start]:offsets[stop]])
+                piece = self._slice(start, stop)
             self._slices[start, stop] = piece
             parts.append(piece)
             start = stop

@@ -135,8 +135,6 @@ class InMemoryTicker:
         self.clock = clock
         self._specs: dict[JobKind, JobSpec] = {}
         self._next: dict[JobKind, datetime] = {}
-        #: Every (kind, run time) fired, for tests.
-        self.fired: list[tuple[JobKind, datetime]] = []
 
     def start(self, jobs: Sequence[JobSpec]) -> None:
         """Schedule ``jobs`` from the clock's current time."""
@@ -158,7 +156,6 @@ class InMemoryTicker:
         now = self.clock.now()
         due = sorted((at, kind) for kind, at in self._next.items() if at <= now)
         for at, kind in due:
-            self.fired.append((kind, at))
             self.commands.put_tick(kind, at)
             self._next[kind] = self._specs[kind].next_run_after(now)
         return [kind for _, kind in due]

@@ -206,36 +206,68 @@ _GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03"
 
 
 class PartsDigest:
-    """A strong ETag of a document given as pieces, each large piece hashed once while it stays in the document.
+    """A strong ETag of a document given as pieces, each run of large pieces hashed once while it stays in the document.
 
-    The tag is the sha256 of the pieces in order: a small piece by its length and bytes, a piece of
-    at least :data:`KEPT_PIECE_BYTES` by its own sha256, computed once for that ``bytes`` object
-    (kept blocks are the same objects from publication to publication). Different bytes always give
-    a different tag; the same state gives the same tag again, also after a restart, because its
-    pieces are cut by count (blocks of positions, rows and chunks), not by the run's history of
-    publications. One digest per document and owner; the loop's thread only.
+    The tag is the sha256 of the pieces in order: a small piece by its length and bytes, each
+    maximal run of pieces of at least :data:`KEPT_PIECE_BYTES` by one digest — the sha256 of its
+    pieces' own sha256s — computed once for those ``bytes`` objects (kept blocks are the same
+    objects from publication to publication, so a run of the history's blocks is recognised by
+    identity and costs one update, not one per block). Different bytes always give a different
+    tag; the same state gives the same tag again, also after a restart, because its pieces are cut
+    by count (blocks of positions, rows and chunks), not by the run's history of publications. One
+    digest per document and owner; the loop's thread only.
     """
 
     def __init__(self) -> None:
         self._kept: dict[int, tuple[bytes, bytes]] = {}  # id(piece) -> (piece, its sha256)
+        self._runs: dict[int, tuple[list[bytes], bytes]] = {}  # id(first piece) -> (the run's pieces, its digest)
+        #: Large pieces the last call hashed on their own (new ones), and runs whose digest it had to make.
+        self.hashed = 0
+        self.new_runs = 0
 
     def etag(self, parts: list[bytes]) -> str:
         """The quoted tag of ``b"".join(parts)`` cut as ``parts``."""
-        kept: dict[int, tuple[bytes, bytes]] = {}
+        runs: dict[int, tuple[list[bytes], bytes]] = {}
         outer = hashlib.sha256()
-        for piece in parts:
+        self.hashed = self.new_runs = 0
+        index, count = 0, len(parts)
+        while index < count:
+            piece = parts[index]
             if len(piece) < KEPT_PIECE_BYTES:
                 outer.update(b"s%d:" % len(piece))
                 outer.update(piece)
+                index += 1
                 continue
-            entry = self._kept.get(id(piece))
-            if entry is None or entry[0] is not piece:
-                entry = (piece, hashlib.sha256(piece).digest())  # holding it keeps its id unique
-            kept[id(piece)] = entry
-            outer.update(b"k")
-            outer.update(entry[1])
-        self._kept = kept
+            end = index + 1
+            while end < count and len(parts[end]) >= KEPT_PIECE_BYTES:
+                end += 1
+            run = parts[index:end]
+            known = self._runs.get(id(piece))
+            if known is None or len(known[0]) != len(run) or any(a is not b for a, b in zip(run, known[0])):
+                known = (run, self._run_digest(run))  # holding the pieces keeps their ids unique
+                self.new_runs += 1
+            runs[id(piece)] = known
+            outer.update(b"r")
+            outer.update(known[1])
+            index = end
+        self._runs = runs
+        self._kept = {id(piece): self._kept_entry(piece) for run, _ in runs.values() for piece in run} \
+            if self.new_runs else self._kept
         return '"' + outer.hexdigest() + '"'
+
+    def _run_digest(self, run: list[bytes]) -> bytes:
+        inner = hashlib.sha256()
+        for piece in run:
+            inner.update(self._kept_entry(piece)[1])
+        return inner.digest()
+
+    def _kept_entry(self, piece: bytes) -> tuple[bytes, bytes]:
+        entry = self._kept.get(id(piece))
+        if entry is None or entry[0] is not piece:
+            entry = (piece, hashlib.sha256(piece).digest())
+            self._kept[id(piece)] = entry
+            self.hashed += 1
+        return entry
 
 
 @dataclass
