@@ -18,8 +18,9 @@ per fill, with cash, quantity and the position's figures moved in place by the s
 (``accounting.book_quote_fill``) — and made into their ``Order`` and ``Fill`` objects once
 (:meth:`BacktestEngine.materialise`): at the end of the run, or as soon as anything else would
 read orders (``Engine.plan``, triggers, a rejection, the strategy's ``position()``, whose entry
-price comes from the orders). The ``Position`` objects are made in the loop as before: the
-strategy's ``has_position()`` and the marks read them.
+price comes from the orders). The ``Position`` objects are made in the loop as before (the
+strategy's ``has_position()`` and the marks read them), their ``opened_at`` and ``closed_at``
+written when their orders are made.
 
 The lean path handles what a rule-based strategy does on almost every cycle — open a position
 without protective orders, close one — and only while nobody listens for events (a backtest
@@ -82,10 +83,10 @@ class BacktestEngine(Engine):
         self._default_symbol = self.symbols[0] if len(self.symbols) == 1 else None
         #: The orders the lean path planned and not yet made into Order objects, in the order they were created:
         #: ``[id, position, purpose, decision ns, seq, quantity, value, reference price, note, fill, Order]``
-        #: with ``fill`` the tuple ``(id, quantity, price, fee, slippage, realised P&L, fill ns)`` once filled and
-        #: the Order once made (materialise). Per order, a list instead of an Order, a Fill, a client order id,
-        #: two datetimes and the status changes in the bar loop; the objects are made at the end of the run, and
-        #: before anything that reads orders runs (see materialise).
+        #: with ``fill`` the tuple ``(id, quantity, price, fee, slippage, realised P&L, fill ns, closes the
+        #: position)`` once filled and the Order once made (materialise). Per order, a list instead of an Order,
+        #: a Fill, a client order id, datetimes and status changes in the bar loop; the objects are made at the
+        #: end of the run, and before anything that reads orders runs (see materialise).
         self._records: list[list[Any]] = []
         #: True when materialise ran during fill_pending's loop (its waiting records become their Orders).
         self._made = False
@@ -184,8 +185,10 @@ class BacktestEngine(Engine):
             if position is None:
                 value = intent.value if intent.value is not None else equity * (intent.equity_fraction or 0.0)
                 position = _new(Position)  # Position(...) without the class call's keyword dict
+                # opened_at is its entry's decision time, written when the entry's record is made into its Order
+                # (materialise; nothing reads it before): one datetime less per position in the loop.
                 _init_position(position, id=portfolio.next_position_id, instrument_id=instrument_id,
-                               opened_at=_to_datetime(cycle_time_ns))
+                               opened_at=None)  # type: ignore[arg-type]  # until materialise
                 portfolio.next_position_id += 1
                 open_positions.append(position)
                 record: Any = [portfolio.next_order_id, position, _OPEN, cycle_time_ns, seq, None, value, price,
@@ -305,10 +308,12 @@ class BacktestEngine(Engine):
             self._fill_record(position, record, price, at_ns)
             return
         realised = accounting.book_quote_fill(portfolio, position, is_buy, fill.quantity, fill.price, fill.fee)
-        record[_FILL] = (portfolio.next_fill_id, fill.quantity, fill.price, fill.fee, fill.slippage, realised, at_ns)
+        closes = not is_buy and position.quantity == 0.0
+        record[_FILL] = (portfolio.next_fill_id, fill.quantity, fill.price, fill.fee, fill.slippage, realised, at_ns,
+                         closes)
         portfolio.next_fill_id += 1
-        if not is_buy and position.quantity == 0.0:
-            position.closed_at = _to_datetime(at_ns)
+        if closes:
+            # closed_at (the fill's time) is written when the record is made into its Order, as opened_at is.
             # accounting.retire_position, knowing the position has a fill (this one): to the closed list.
             open_positions = portfolio.open_positions
             for index, candidate in enumerate(open_positions):
@@ -343,7 +348,9 @@ class BacktestEngine(Engine):
         instruments = self._instruments
         for record in records:
             order_id, position, purpose, decided, seq, quantity, value, reference, note, fill, _ = record
-            at = position.opened_at if purpose is _OPEN else _to_datetime(decided)
+            at = _to_datetime(decided)
+            if purpose is _OPEN:
+                position.opened_at = at
             order = _new(Order)
             _init_order(order, id=order_id, client_order_id=client_order_id_ms(run, decided // 1_000_000, seq, purpose),
                         position_id=position.id, instrument_id=position.instrument_id, purpose=purpose,
@@ -354,7 +361,7 @@ class BacktestEngine(Engine):
             if fill is None:
                 created[order_id] = decided  # still waiting: fill_pending reads its decision time from here
                 continue
-            fill_id, filled, price, fee, slippage, realised, at_ns = fill
+            fill_id, filled, price, fee, slippage, realised, at_ns, closes = fill
             done = at if at_ns == decided else _to_datetime(at_ns)
             # created → submitting → filled, as _submit and the fill's transition leave it.
             order.status = _FILLED
@@ -365,6 +372,8 @@ class BacktestEngine(Engine):
                        slippage=slippage, fee_price=None, fee_price_source=None)
             made.realised_pnl = realised
             order.fills.append(made)
+            if closes:
+                position.closed_at = done
 
     # -- the general path sees Orders ---------------------------------------------------------
 
