@@ -20,6 +20,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
+from tradeexecutor.backtest import lean as lean_module
 from tradeexecutor.backtest import runner
 from tradeexecutor.backtest.lean import BacktestEngine
 from tradeexecutor.backtest.runner import new_state, run_backtest
@@ -236,4 +237,76 @@ def test_intents_yielded_by_a_generator_are_all_planned(tmp_path: Path, monkeypa
     config = EngineConfig(execution=ExecutionConfig(fee=0.001), initial_cash=10_000.0)
     lean = run_backtest(strategy, market, config, now=NOW).state
     assert len(lean.portfolio.closed_positions) > 20
+    assert _comparable(lean) == _comparable(_general(strategy, market, config, monkeypatch))
+
+
+@pytest.mark.parametrize("kept", [lean_module.RECORDS_KEPT, 8])
+def test_plain_orders_are_records_until_the_run_ends(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                     kept: int) -> None:
+    """The lean path keeps its orders and fills as records in the bar loop and makes the Orders and Fills
+    from them later — every RECORDS_KEPT records (the filled ones), and the rest at the end of the run: the
+    same objects, field by field, as the general path makes as it goes."""
+    monkeypatch.setattr(lean_module, "RECORDS_KEPT", kept)
+    root = Path(__file__).resolve().parents[1]
+    strategy = load_strategy(root / "bench" / "strategies" / "sma_1m.py", {"fast": 5, "slow": 20})
+    market = MarketData.from_long_frame(generate_candles(3_000, frequency="1m", seed=2, symbol="SYN"),
+                                        asset_types={"SYN": "equity"})
+    config = EngineConfig(execution=ExecutionConfig(fee=0.001, slippage_bps=2.0), initial_cash=10_000.0)
+    made: list[int] = []
+    original = BacktestEngine.materialise
+
+    def counting(self: BacktestEngine) -> None:
+        made.append(len(self._records))
+        original(self)
+
+    monkeypatch.setattr(BacktestEngine, "materialise", counting)
+    lean = run_backtest(strategy, market, config, now=NOW).state
+    orders = sorted(lean.portfolio.all_orders(), key=lambda o: o.id)
+    assert len(orders) > 100
+    if kept > len(orders):
+        assert made == [len(orders)]  # every order made at once, at the end
+    else:
+        assert len(made) == 1 and made[0] < kept  # made in batches in the loop; the last few at the end
+    assert all(order.status is OrderStatus.filled and len(order.fills) == 1 for order in orders[:-1])
+    assert _comparable(lean) == _comparable(_general(strategy, market, config, monkeypatch))
+
+
+READER = """
+from tradeexecutor.strategy.api import Integer, close, open_long
+
+name = "Position reader"
+description = "Reads its position (entry price from the orders) at every cycle it holds one."
+cycle_duration = "1m"
+instruments = ["S0"]
+parameters = {"fast": Integer(5, min=2, max=50), "slow": Integer(20, min=3, max=200)}
+
+
+def indicators(candles, parameters):
+    close_price = candles["close"]
+    return {"fast": close_price.rolling(parameters.fast).mean(), "slow": close_price.rolling(parameters.slow).mean()}
+
+
+def decide(ctx):
+    fast, slow = ctx.indicator("fast"), ctx.indicator("slow")
+    position = ctx.position()
+    if position is None and fast > slow:
+        return [open_long(fraction=1.0)]
+    if position is not None and fast < slow:
+        return [close(note=f"entry {position.entry_price!r} held {position.quantity!r}")]
+    return []
+"""
+
+
+def test_a_strategy_reading_its_position_sees_the_records_as_orders(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """position() reads the entry price from the position's orders: the records are made into Orders before
+    the strategy reads them, so it sees what the general path shows it (its notes say so, order by order)."""
+    path = tmp_path / "reader_probe.py"
+    path.write_text(READER)
+    strategy = load_strategy(path, {})
+    market = _market(1, 2_000)
+    config = EngineConfig(execution=ExecutionConfig(fee=0.001), initial_cash=10_000.0)
+    lean = run_backtest(strategy, market, config, now=NOW).state
+    notes = [order.note for order in lean.portfolio.all_orders() if order.note]
+    assert len(notes) > 20 and all("None" not in note for note in notes)
     assert _comparable(lean) == _comparable(_general(strategy, market, config, monkeypatch))

@@ -107,6 +107,7 @@ def run_backtest(
             visited = steps
             _visit_every_step(engine, holdings, due, progress)
     finally:
+        engine.materialise()  # the orders and fills the loop kept as records, made into the state's objects
         gc.unfreeze()
     if steps and open_positions:
         engine.mark_to_market(steps - 1)

@@ -90,6 +90,24 @@ def apply_fill(portfolio: Portfolio, position: Position, order: Order, quantity:
     return fill
 
 
+def book_quote_fill(portfolio: Portfolio, position: Position, is_buy: bool, quantity: float, price: float,
+                    fee: float) -> float:
+    """The money apply_fill moves for a fill whose fee is in the quote currency, without the Fill record; returns
+    the P&L the fill realised. The same float operations in the same order as apply_fill (a backtest books
+    fills with it and makes the records at the end: backtest/lean.py). The caller closes the position
+    (``closed_at``) when a sell brought its quantity to 0.0, as apply_fill does."""
+    portfolio.fees_paid += fee
+    if is_buy:
+        realised = _buy(position, quantity, price, fee, False)
+        portfolio.cash -= quantity * price + fee
+        if position.last_price is None:
+            position.last_price = price  # valued from its first fill until the next mark
+        return realised
+    realised = _sell(position, quantity, price, fee, False)
+    portfolio.cash += quantity * price - fee
+    return realised
+
+
 def _buy(holding: Position | _Figures, quantity: float, price: float, fee: float, in_base: bool = False) -> float:
     """A buy fill's effect on the figures; returns what it realised (minus its fee).
 

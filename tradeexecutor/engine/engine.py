@@ -417,6 +417,10 @@ class Engine:
         self.paused = paused
         self.context._set_paused(paused)
 
+    def materialise(self) -> None:
+        """Make the orders kept as records into Order objects: nothing here, the engine makes them as it goes
+        (backtest.lean.BacktestEngine keeps its plain ones as records until the end of the run)."""
+
     def quantities(self) -> list[float]:
         """The quantity held of each instrument, in ``symbols`` order (what a backtest records at fills)."""
         held = [0.0] * len(self.symbols)

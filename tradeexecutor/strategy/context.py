@@ -206,8 +206,13 @@ class CycleContext:
     def indicator(self, name: str, symbol: str | None = None, ago: int = 0) -> float:
         """An indicator's value at the last closed bar (``ago`` bars earlier); NaN before it exists."""
         if symbol is None and ago >= 0:  # the one-instrument fast path
-            default = self._default_values.get(name)
-            if default is not None:
+            # A subscript, not .get(): a method call per read costs a third of this path (4M reads in the
+            # 1M-bar benchmark); a name the fast path lacks falls through to the general path below.
+            try:
+                default = self._default_values[name]
+            except KeyError:
+                pass
+            else:
                 index = self._default_last - ago
                 return default[index] if index >= 0 else math.nan  # type: ignore[no-any-return]
         if ago < 0:
