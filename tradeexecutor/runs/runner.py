@@ -29,7 +29,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -44,6 +44,9 @@ from tradeexecutor.runs.run import ACTIVE_STATUSES, Runs, process_alive
 from tradeexecutor.runs.spec import ENV_PREFIX, RunSpec, env_overrides
 from tradeexecutor.stats import write_trades_csv
 from tradeexecutor.strategy.failure import strategy_failure
+
+if TYPE_CHECKING:
+    from tradeexecutor.state import State
 
 __all__ = ["StartResult", "executor_command", "free_port", "start_run", "stop_run", "supervise", "write_artifacts"]
 
@@ -90,16 +93,17 @@ def executor_command(paths: RunPaths, port: int) -> list[str]:
 
 
 def write_artifacts(runs: Runs, run_id: str, ending: Mapping[str, Any] | None = None, *,
-                    charts: bool = True, orders: bool = True) -> str | None:
+                    charts: bool = True, orders: bool = True, state: State | None = None) -> str | None:
     """Write the run's metrics, reports, charts and orders (runs.artifacts); a failure is a note, not an error.
 
     ``charts=False``: no charts now; the reports say how to draw them on demand. ``orders=False``:
-    orders.csv stays as the backtest wrote it.
+    orders.csv stays as the backtest wrote it. ``state``: the final state this process just saved
+    to the run's ledger (a backtest), so the reports need not read it back.
     """
     from tradeexecutor.runs.artifacts import write_artifacts as writer
 
     try:
-        writer(runs.paths(run_id).root, ending=ending, charts=charts, orders=orders)
+        writer(runs.paths(run_id).root, ending=ending, charts=charts, orders=orders, state=state)
     except Exception as exc:  # noqa: BLE001 - the run's result stands; its reports are secondary
         message = f"{type(exc).__name__}: {' '.join(str(exc).split())}"
         runs.journal(run_id, "artifacts_failed", {"error": message}, level="error")
@@ -209,7 +213,8 @@ def _run_backtest(runs: Runs, record: RunRecord, spec: RunSpec, notes: tuple[str
     fingerprints = {**meta.get("fingerprints", {}), "data": outcome.data}
     runs.record(run_id, "complete", status="complete", pid=None, summary=outcome.summary, fingerprints=fingerprints,
                 backtest={"bars": outcome.bars, "cycles": outcome.cycles, "seconds": round(outcome.seconds, 3)})
-    note = write_artifacts(runs, run_id, charts=charts, orders=False)  # execute_backtest wrote orders.csv
+    # execute_backtest wrote orders.csv and saved this state: the reports use it as it is, not read back
+    note = write_artifacts(runs, run_id, charts=charts, orders=False, state=outcome.state)
     failed = cast_final(runs, run_id, cast)  # when cast.json names a chart: the final data, once
     cast_note = f"warning: casting the final data failed: {failed}" if failed else None
     return StartResult(runs.registry.get(run_id) or record, notes + tuple(n for n in (note, cast_note) if n))
