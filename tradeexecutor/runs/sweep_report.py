@@ -126,19 +126,21 @@ class _RunJob:
 
 
 def _make_run(job: _RunJob) -> tuple[int, str, str | None]:
-    """Create the point's run and start it (backtest, state, report, charts); (index, run id, error)."""
+    """Create the point's run and run it (backtest, state, report; charts on demand); (index, run id, error)."""
     from tradeexecutor.runs.run import Runs
-    from tradeexecutor.runs.runner import start_run
+    from tradeexecutor.runs.runner import create_and_run_backtest
 
     runs = Runs(job.runs_dir, env={})  # the point's spec already holds every value; the environment must not
     try:
-        record, _ = runs.create(job.spec_file, ref=job.ref,  # created and swept: one registry transaction
-                                then=("swept", f"sweep point {job.index + 1}: {_label(job.values)}"),
-                                sweep={"index": job.index, "values": job.values})
-        outcome = start_run(runs, record.id, charts=False)  # drawn on demand: `tradeexecutor report RUN`
+        # created, swept and started: one folder write and one registry transaction, then complete
+        outcome = create_and_run_backtest(runs, job.spec_file, ref=job.ref,
+                                          then=("swept", f"sweep point {job.index + 1}: {_label(job.values)}"),
+                                          charts=False,  # drawn on demand: `tradeexecutor report RUN`
+                                          sweep={"index": job.index, "values": job.values})
+        run_id = outcome.record.id
         if outcome.record.status != "complete":
-            return job.index, record.id, f"run {record.id} ended {outcome.record.status}"
-        return job.index, record.id, None
+            return job.index, run_id, f"run {run_id} ended {outcome.record.status}"
+        return job.index, run_id, None
     except Exception as exc:  # noqa: BLE001 - one failed report must not stop the others
         return job.index, "", one_line(exc)
     finally:
