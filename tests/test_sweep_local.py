@@ -334,3 +334,34 @@ def table_with_runs(path: Path) -> list[dict[str, str]]:
 
     with open(path, newline="") as handle:
         return list(csv.DictReader(handle))
+
+
+def _sweep_with_runs(spec_path: Path, folder: Path, processes: int) -> SweepResult:
+    plan = plan_sweep(load_spec(spec_path, env={}), SweepOptions(params=GRID, processes=processes, best=2))
+    return run_sweep(plan, output_dir=folder, runs_dir=folder.parent / f"runs-{folder.name}")
+
+
+def test_one_process_draws_the_charts_beside_its_full_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On one process the sweep's charts are drawn in a thread while the full runs wait for the disk: the same
+    bytes as drawn by the main process beside a pool, every run complete; a failure there is the sweep's error."""
+    spec = write_spec(tmp_path)
+    alone = _sweep_with_runs(spec, tmp_path / "one", processes=1)
+    pooled = _sweep_with_runs(spec, tmp_path / "two", processes=2)
+    names = ["in_vs_out_of_sample.png", "walk_forward.png"]
+    for result in (alone, pooled):
+        assert sorted(path.name for path in (result.files[0].parent / "charts").iterdir()) == names
+        assert [bool(row.run_id) for row in result.results] == [True, True] + [False] * 7 and not result.note
+    for name in names:
+        drawn = (tmp_path / "one" / "charts" / name).read_bytes()
+        assert drawn.startswith(b"\x89PNG") and drawn == (tmp_path / "two" / "charts" / name).read_bytes()
+
+    import tradeexecutor.runs.sweep_report as sweep_report
+
+    def broken(*args: Any) -> dict[str, bytes]:
+        raise RuntimeError("chart drawing failed")
+
+    monkeypatch.setattr(sweep_report, "_charts", broken)
+    with pytest.raises(RuntimeError, match="chart drawing failed"):
+        _sweep_with_runs(spec, tmp_path / "three", processes=1)
+    made = json.loads((tmp_path / "three" / "reports.json").read_text())
+    assert len(made) == 2  # the runs went on beside the failed drawing, and are recorded

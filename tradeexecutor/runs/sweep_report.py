@@ -23,6 +23,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import threading
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -62,7 +63,9 @@ def finish(result: SweepResult, folder: SweepFolder, *, runs_dir: Path, progress
     charts: dict[str, bytes] = {}
     if plan.options.reports != "none":
         progress.phase("reports")
-        # The charts need the rows only: drawn here while worker processes make the full runs.
+        # The charts need the rows only: drawn while the full runs are made (by worker processes, or in this
+        # process while they wait for the disk); imported here, not in the drawing thread while the runs import.
+        import tradeexecutor.visual.sweep_charts  # noqa: F401
         _full_runs(result, folder, runs_dir=runs_dir, meanwhile=lambda: charts.update(_charts(result, curves)))
     files = [folder.files.results_csv, folder.files.results_md]
     if charts:
@@ -168,8 +171,8 @@ def write_point_spec(result: SweepResult, row: PointResult, folder: Path) -> Pat
 def _full_runs(result: SweepResult, folder: SweepFolder, *, runs_dir: Path, meanwhile: Callable[[], None]) -> None:
     """Make the full runs ``reports`` asks for (those not made before), in parallel; record their ids on the rows.
 
-    ``meanwhile`` is called once in this process: while worker processes make the runs, or after
-    the runs when they are made here.
+    ``meanwhile`` is called once in this process: while worker processes make the runs, or in a
+    thread beside them when they are made here (:func:`_in_this_process`).
     """
     plan = result.plan
     complete = [row for row in result.results if row.status == "complete"]
@@ -196,9 +199,7 @@ def _run_jobs(jobs: Sequence[_RunJob], processes: int | None,
               meanwhile: Callable[[], None]) -> Iterable[tuple[int, str, str | None]]:
     workers = max(1, min(processes or os.cpu_count() or 1, len(jobs)))
     if workers == 1:
-        for job in jobs:
-            yield _make_run(job)
-        meanwhile()
+        yield from _in_this_process(jobs, meanwhile)
         return
     import tradeexecutor.runs.artifacts  # noqa: F401 - imported once before forking, not in every worker
     import tradeexecutor.runs.runner  # noqa: F401
@@ -213,6 +214,34 @@ def _run_jobs(jobs: Sequence[_RunJob], processes: int | None,
             for future in futures:
                 future.cancel()
             raise
+
+
+def _in_this_process(jobs: Sequence[_RunJob], meanwhile: Callable[[], None]) -> Iterable[tuple[int, str, str | None]]:
+    """The runs one after the other here, ``meanwhile`` (the sweep's charts) in a thread of this process beside them.
+
+    A full run spends much of its time waiting for the disk (fsyncs, SQLite commits), when it
+    holds no GIL: the charts are drawn then. Only the thread touches matplotlib (the runs draw no
+    charts: on demand), each chart on a Figure of its own. An exception in the thread is raised
+    here, after the runs; on Ctrl+C the thread is left to finish on its own (it writes nothing).
+    """
+    if not jobs:
+        meanwhile()
+        return
+    failure: list[BaseException] = []
+
+    def draw() -> None:
+        try:
+            meanwhile()
+        except BaseException as exc:  # noqa: BLE001 - handed to the sweep's thread below
+            failure.append(exc)
+
+    thread = threading.Thread(target=draw, name="sweep-charts", daemon=True)
+    thread.start()
+    for job in jobs:
+        yield _make_run(job)
+    thread.join()
+    if failure:
+        raise failure[0]
 
 
 # ---------------------------------------------------------------------------------------------
