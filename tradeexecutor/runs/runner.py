@@ -199,7 +199,7 @@ def _run_backtest(runs: Runs, record: RunRecord, spec: RunSpec, notes: tuple[str
 
 def create_and_run_backtest(runs: Runs, spec_path: Path, *, ref: str | None = None,
                             then: tuple[str, str] | None = None, charts: bool = True,
-                            **metadata: Any) -> StartResult:
+                            env: Mapping[str, str] = os.environ, **metadata: Any) -> StartResult:
     """Create a backtest run already started by this process and run it to its end: a sweep's full run.
 
     The same run as ``runs.create`` then :func:`start_run` make, with the same timeline and journal
@@ -207,7 +207,8 @@ def create_and_run_backtest(runs: Runs, spec_path: Path, *, ref: str | None = No
     with the new folder and its registry row instead of in a transaction of its own, and the checks
     a start makes of a run that may have waited (an edited pinned strategy, leftover temporary files)
     are moot for a folder made a moment ago. A spec whose settings a start refuses, or that is not a
-    backtest, ends the run as ``error`` (raised, like start_run's errors).
+    backtest, ends the run as ``error`` (raised, like start_run's errors). ``env``: as for start_run
+    (the wallboard a run's cast.json may name).
     """
     record, _ = runs.create(spec_path, ref=ref, then=then, started_by=os.getpid(), **metadata)
 
@@ -218,7 +219,7 @@ def create_and_run_backtest(runs: Runs, spec_path: Path, *, ref: str | None = No
         spec.daemon_config(runs.paths(record.id).state)  # refused settings stop here, as in start_run
         return spec
 
-    return _backtest_started(runs, record, pinned_spec, (), CastConfig.from_env({}), charts=charts)
+    return _backtest_started(runs, record, pinned_spec, (), CastConfig.from_env(env), charts=charts)
 
 
 def _backtest_started(runs: Runs, record: RunRecord, spec_of: Callable[[], RunSpec], notes: tuple[str, ...],
