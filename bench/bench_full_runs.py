@@ -9,14 +9,16 @@ only); then, ``--runs`` times, a fresh runs folder and a copy of that sweep fold
 with ``--reports best`` (``--resume``: no point runs again), which makes the best 5 points' full
 runs — registry row, pinned spec and strategy, backtest, state, journal, orders, metrics,
 reports — and the sweep's two charts. Times that resumed sweep as a whole (no point is evaluated,
-so it is the default's fixed cost plus reading the rows back) and counts Python's fsyncs in it.
-Not a pytest test: timings are for people.
+so it is the default's fixed cost plus reading the rows back), its CPU seconds (this process's and its
+finished children's: on a busy machine wall time mostly measures the other work, CPU time much less so)
+and counts Python's fsyncs in it. Not a pytest test: timings are for people.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import statistics
 import sys
@@ -48,6 +50,7 @@ def main() -> None:
         real_fsync(fd)
 
     finishes: list[float] = []
+    cpus: list[float] = []
     counts: list[int] = []
     with tempfile.TemporaryDirectory() as work:
         rows = Path(work) / "rows"
@@ -59,18 +62,27 @@ def main() -> None:
             shutil.copytree(rows, folder)
             fsyncs[0] = 0
             os.fsync = counting_fsync
+            cpu = _cpu_seconds()
             started = time.perf_counter()
             run_sweep(plan, output_dir=folder, runs_dir=Path(work) / f"runs{number}", resume=True)
             elapsed = time.perf_counter() - started
+            cpu = _cpu_seconds() - cpu
             os.fsync = real_fsync
             if number:
                 finishes.append(elapsed)
+                cpus.append(cpu)
                 counts.append(fsyncs[0])
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"resumed default sweep (5 full runs + charts), {args.processes} process(es), median of {args.runs}: "
-          f"{statistics.median(finishes):.3f} s; "
+          f"{statistics.median(finishes):.3f} s, CPU {statistics.median(cpus):.3f} s; "
           f"fsyncs (Python's) per sweep {statistics.median(counts):.0f}; load average {load:.1f}")
-    print("all:", ", ".join(f"{t:.3f}" for t in finishes))
+    print("all:", ", ".join(f"{t:.3f}" for t in finishes), "| CPU:", ", ".join(f"{t:.3f}" for t in cpus))
+
+
+def _cpu_seconds() -> float:
+    """User and system CPU seconds of this process and of its children that have ended (the pool's workers)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 if __name__ == "__main__":

@@ -291,3 +291,28 @@ def test_render_runs_groups_families_over_runs() -> None:
     assert text.count("tradeexecutor_cycles_total{") == 3
     assert "tradeexecutor_run_sharpe{" not in text  # unknown: declared, no sample
     promtool_check(text.encode())
+
+
+def test_reports_from_the_saved_state_equal_reports_read_back(tmp_path: Path) -> None:
+    """A backtest run's reports are made from the state it has just saved (not read back): byte for byte the same."""
+    from datetime import UTC, datetime
+
+    from tradeexecutor.runs.executor import execute_backtest
+
+    runs = Runs(tmp_path / "runs", env={})
+    try:
+        record, _ = runs.create(write_spec(tmp_path))
+        paths = runs.paths(record.id)
+        outcome = execute_backtest(runs.load_run_spec(record.id), paths, record.id)
+    finally:
+        runs.close()
+    assert outcome.state is not None and outcome.summary["trade_count"] > 0
+    now = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
+    names = ("metrics.json", "metrics.prom", "report.md", "report.html")
+    write_artifacts(paths.root, now=now, charts=False, orders=False, state=outcome.state)
+    from_memory = {name: (paths.root / name).read_bytes() for name in names}
+    write_artifacts(paths.root, now=now, charts=False, orders=False)  # reads state/ledger.sqlite back
+    read_back = {name: (paths.root / name).read_bytes() for name in names}
+    for name in names:
+        assert from_memory[name] == read_back[name], name
+    assert json.loads(from_memory["metrics.json"])["summary"] == outcome.summary

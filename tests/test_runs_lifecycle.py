@@ -366,3 +366,80 @@ def test_kill_9_in_the_middle_of_a_backtest_leaves_an_error_never_complete(runs:
     runs.reset("sma")
     assert start_run(runs, "sma").record.status == "complete"
     assert paths.orders_csv.is_file() and paths.report_md.is_file() and paths.metrics_json.is_file()
+
+
+def _journal_steps(path: Path) -> list[tuple[str, dict[str, Any]]]:
+    """(event, fields without the run id) of every journal entry, in order: what happened, not when or to which run."""
+    entries = [json.loads(line) for line in path.read_text().splitlines()]
+    return [(entry["event"], {k: v for k, v in entry["fields"].items() if k != "run_id"}) for entry in entries]
+
+
+def test_a_run_created_started_is_the_run_create_then_start_makes(runs: Runs, work: Path) -> None:
+    """A sweep's full run is created already started (one folder write and registry insert, no start transaction):
+    its timeline, journal, state, orders, summary, fingerprints and reports are those of create + start, field by
+    field."""
+    from tradeexecutor.runs.runner import create_and_run_backtest
+    from tradeexecutor.runs.sweep_eval import result_fingerprint
+
+    record, _ = runs.create(work / "bt.yaml", ref="two-steps", then=("swept", "sweep point 1: fast=8"))
+    assert start_run(runs, "two-steps", charts=False).record.status == "complete"
+    one = create_and_run_backtest(runs, work / "bt.yaml", ref="one-step", then=("swept", "sweep point 1: fast=8"),
+                                  charts=False)
+    assert one.record.status == "complete" and one.record.ref == "one-step" and not one.notes
+    a, b = runs.paths(record.id), runs.paths(one.record.id)
+    meta_a, meta_b = runs.metadata(record.id), runs.metadata(one.record.id)
+    assert timeline(runs, one.record.id) == timeline(runs, record.id) == [
+        "created", "swept", "start_requested", "started", "complete"]
+    for key in ("status", "summary", "fingerprints", "strategy_version", "name", "mode", "error"):
+        assert meta_b[key] == meta_a[key], key
+    assert meta_b["backtest"]["bars"] == meta_a["backtest"]["bars"] and \
+        meta_b["backtest"]["cycles"] == meta_a["backtest"]["cycles"]
+    assert meta_b["started_at"] and meta_b["stopped_at"] and meta_b["executor"]["pid"] is None
+    assert _journal_steps(b.journal) == _journal_steps(a.journal)  # every step and engine event, same fields
+    assert b.orders_csv.read_bytes() == a.orders_csv.read_bytes()
+    state_a, state_b = load_state(a.state), load_state(b.state)
+    assert state_a is not None and state_b is not None
+    assert result_fingerprint(state_b) == result_fingerprint(state_a)
+    assert compute_summary(state_b).to_dict() == compute_summary(state_a).to_dict()
+    assert meta_b["summary"]["trade_count"] == compute_summary(state_b).trade_count > 0
+    doc_a, doc_b = (json.loads(p.metrics_json.read_text()) for p in (a, b))
+    for key in ("summary", "events", "checks", "strategy", "status"):
+        assert doc_b[key] == doc_a[key], key
+    volatile = {"started_at", "finished_at", "duration_seconds"}
+    assert {k: v for k, v in doc_b["run"].items() if k not in volatile} == \
+        {k: v for k, v in doc_a["run"].items() if k not in volatile}
+    assert runs.resolve("one-step").status == "complete" and runs.resolve("one-step").pid is None
+
+
+_DIE_AFTER_ORDERS_CREATED_STARTED = """
+import os, signal, sys
+from pathlib import Path
+import tradeexecutor.runs.executor as executor
+from tradeexecutor.runs.run import Runs
+from tradeexecutor.runs.runner import create_and_run_backtest
+real = executor.write_trades_csv
+def write_then_die(state, path):
+    real(state, path)
+    os.kill(os.getpid(), signal.SIGKILL)
+executor.write_trades_csv = write_then_die
+create_and_run_backtest(Runs(Path(sys.argv[1]), env={}), Path(sys.argv[2]), ref="sma")
+"""
+
+
+def test_kill_9_in_a_run_created_started_leaves_an_error_never_complete(runs: Runs, work: Path) -> None:
+    """Created started, then killed after its ledger and orders.csv but before ``complete``: the registry reports
+    error (its process is gone), no reports; a reset and a new start complete it."""
+    child = subprocess.run([sys.executable, "-c", _DIE_AFTER_ORDERS_CREATED_STARTED, str(work / "runs"),
+                            str(work / "bt.yaml")], capture_output=True, text=True, timeout=240)
+    assert child.returncode == -signal.SIGKILL, child.stderr
+    record = runs.resolve("sma")
+    paths = runs.paths(record.id)
+    assert paths.orders_csv.is_file(), "killed after orders.csv, as the test means"
+    assert record.status == "error"
+    meta = runs.metadata(record.id)
+    assert timeline(runs, record.id) == ["created", "start_requested", "started", "error"]
+    assert "ended without recording an outcome" in meta["error"] and meta["summary"] is None
+    assert not paths.metrics_json.exists() and not paths.report_md.exists()
+    runs.reset("sma")
+    assert start_run(runs, "sma").record.status == "complete"
+    assert paths.report_md.is_file() and paths.metrics_json.is_file()

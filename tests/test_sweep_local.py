@@ -334,3 +334,31 @@ def table_with_runs(path: Path) -> list[dict[str, str]]:
 
     with open(path, newline="") as handle:
         return list(csv.DictReader(handle))
+
+
+def _sweep_with_runs(spec_path: Path, folder: Path, best: int) -> SweepResult:
+    plan = plan_sweep(load_spec(spec_path, env={}), SweepOptions(params=GRID, processes=1, best=best))
+    return run_sweep(plan, output_dir=folder, runs_dir=folder.parent / f"runs-{folder.name}")
+
+
+def test_one_process_draws_the_charts_beside_its_full_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On one process the sweep's charts are drawn in a thread while the full runs wait for the disk: the same
+    bytes as drawn in the main thread, every run complete; a failure there is the sweep's error, after the runs."""
+    import tradeexecutor.runs.sweep_report as sweep_report
+
+    spec = write_spec(tmp_path)
+    alone = _sweep_with_runs(spec, tmp_path / "one", best=2)
+    assert [bool(row.run_id) for row in alone.results] == [True, True] + [False] * 7 and not alone.note
+    expected = sweep_report._charts(alone, sweep_report._walk_forward(alone, curves_needed=True))  # this thread
+    assert sorted(expected) == ["in_vs_out_of_sample.png", "walk_forward.png"]
+    assert sorted(path.name for path in (tmp_path / "one" / "charts").iterdir()) == sorted(expected)
+    for name, image in expected.items():
+        assert image.startswith(b"\x89PNG") and (tmp_path / "one" / "charts" / name).read_bytes() == image
+
+    def broken(*args: Any) -> dict[str, bytes]:
+        raise RuntimeError("chart drawing failed")
+
+    monkeypatch.setattr(sweep_report, "_charts", broken)
+    with pytest.raises(RuntimeError, match="chart drawing failed"):
+        _sweep_with_runs(spec, tmp_path / "two", best=1)
+    assert len(json.loads((tmp_path / "two" / "reports.json").read_text())) == 1  # the run was made and recorded

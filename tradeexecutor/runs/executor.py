@@ -19,6 +19,7 @@ from tradeexecutor.ledger import Ledger, check_not_legacy
 from tradeexecutor.runs.registry import RunsError
 from tradeexecutor.runs.run import data_fingerprints
 from tradeexecutor.runs.spec import RunSpec
+from tradeexecutor.state import State
 from tradeexecutor.stats import write_trades_csv
 from tradeexecutor.store.journal import Journal, encode_entry
 from tradeexecutor.store.lock import StateDirLock
@@ -40,6 +41,8 @@ class BacktestOutcome:
     seconds: float
     #: sha256 of every data file read, by path.
     data: dict[str, str]
+    #: The final state, as saved to the ledger: the run's reports are made from it without reading it back.
+    state: State | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass
@@ -80,4 +83,5 @@ def execute_backtest(spec: RunSpec, paths: RunPaths, run_id: str, *, now: dateti
         events.flush(paths.journal)
     finally:
         lock.release()
-    return BacktestOutcome(summary=summary, bars=result.bars, cycles=result.cycles, seconds=result.seconds, data=data)
+    return BacktestOutcome(summary=summary, bars=result.bars, cycles=result.cycles, seconds=result.seconds, data=data,
+                           state=result.state)

@@ -65,6 +65,8 @@ ACTIVE_STATUSES = ("starting", "running")
 RUNS_DIR_ENV = "TRADEEXECUTOR_RUNS_DIR"
 #: Spec keys ``runs set`` may change (besides every key of environment, strategy and core).
 SETTABLE_TOP_KEYS = ("mode", "name")
+#: The status a step of a new folder's timeline set, as its journal entry says (record() writes the same).
+_JOURNAL_STATUS = {"created": "new", "start_requested": "starting", "started": "running"}
 
 
 def default_runs_dir(env: Mapping[str, str] = os.environ) -> Path:
@@ -286,12 +288,18 @@ class Runs:
     # -- create ----------------------------------------------------------------------------------
 
     def create(self, spec_path: Path, *, ref: str | None = None, upsert: bool = False,
-               then: tuple[str, str] | None = None, **metadata: Any) -> tuple[RunRecord, bool]:
+               then: tuple[str, str] | None = None, started_by: int | None = None,
+               **metadata: Any) -> tuple[RunRecord, bool]:
         """A new run from the spec file (or, with ``upsert``, the new run holding ``ref`` updated); (run, created).
 
         Everything is validated before anything is written; a failure leaves no folder behind.
         ``then`` (event, detail) and ``metadata`` are recorded as a :meth:`record` right after
         ``created`` would, but in the new folder's own writes (a sweep's ``swept`` with its point).
+        ``started_by`` (a pid): the run is created already started by that process, which backtests
+        it right away (a sweep's full run, :func:`tradeexecutor.runs.runner.create_and_run_backtest`):
+        the timeline goes on with ``start_requested`` and ``started`` at the same moment and the run
+        is ``running`` under that pid, all in the folder's own writes and the registry row's insert —
+        what :meth:`record` would have written one transaction later. Not with ``upsert``.
         """
         from tradeexecutor.runs.spec import load_spec
 
@@ -299,6 +307,8 @@ class Runs:
             check_ref(ref)
         if upsert and ref is None:
             raise RunsError("--upsert needs --ref: it updates the run holding that ref while it is new")
+        if upsert and started_by is not None:
+            raise ValueError("a run created started is a new run, never an upsert")
         spec = load_spec(spec_path, env=self.env)
         strategy = spec.load_strategy()
         name = spec.name or strategy.name
@@ -331,10 +341,15 @@ class Runs:
             if then is not None:
                 meta["timeline"].append({"event": then[0], "at": meta["created_at"], "detail": then[1]})
                 meta.update(metadata)
+            if started_by is not None:
+                meta["timeline"] += [{"event": "start_requested", "at": meta["created_at"]},
+                                     {"event": "started", "at": meta["created_at"]}]
+                meta.update(status="running", started_at=meta["created_at"],
+                            executor={**meta["executor"], "pid": started_by})
             self._write_folder(run_id, meta, spec_text=_spec_text(spec, header),
                                strategy_bytes=strategy.source.encode("utf-8"))
-            record = RunRecord(id=run_id, ref=ref, name=name, mode=spec.mode, status="new",
-                               created_at=meta["created_at"], updated_at=meta["created_at"])
+            record = RunRecord(id=run_id, ref=ref, name=name, mode=spec.mode, status=meta["status"],
+                               created_at=meta["created_at"], updated_at=meta["created_at"], pid=started_by)
             self._insert(record)
             return record, True
 
@@ -375,9 +390,12 @@ class Runs:
                 atomic_write_bytes(building.strategy, strategy_bytes)
                 write_json(building.metadata, meta)
                 building.state.mkdir()
-                lines = [encode_entry(entry["event"], {"run_id": run_id, **({"status": "new"} if not n else {}),
+                # created (and what create was told came then), with the status each step set, as record() writes it
+                lines = [encode_entry(entry["event"], {"run_id": run_id,
+                                                       **({"status": _JOURNAL_STATUS[entry["event"]]}
+                                                          if entry["event"] in _JOURNAL_STATUS else {}),
                                                        **({"detail": entry["detail"]} if entry.get("detail") else {})})
-                         for n, entry in enumerate(meta["timeline"])]  # created (and what create was told came then)
+                         for entry in meta["timeline"]]
                 Journal(building.journal).append_encoded(b"".join(lines))
             os.rename(building.root, self.runs_dir / run_id)
         except BaseException:

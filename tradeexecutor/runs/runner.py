@@ -28,8 +28,9 @@ import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC
+from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -45,7 +46,10 @@ from tradeexecutor.runs.spec import ENV_PREFIX, RunSpec, env_overrides
 from tradeexecutor.stats import write_trades_csv
 from tradeexecutor.strategy.failure import strategy_failure
 
-__all__ = ["StartResult", "executor_command", "free_port", "start_run", "stop_run", "supervise", "write_artifacts"]
+if TYPE_CHECKING:
+    from tradeexecutor.state import State
+
+__all__ = ["StartResult", "create_and_run_backtest", "executor_command", "free_port", "start_run", "stop_run", "supervise", "write_artifacts"]
 
 logger = logging.getLogger("tradeexecutor.runs")
 
@@ -90,16 +94,17 @@ def executor_command(paths: RunPaths, port: int) -> list[str]:
 
 
 def write_artifacts(runs: Runs, run_id: str, ending: Mapping[str, Any] | None = None, *,
-                    charts: bool = True, orders: bool = True) -> str | None:
+                    charts: bool = True, orders: bool = True, state: State | None = None) -> str | None:
     """Write the run's metrics, reports, charts and orders (runs.artifacts); a failure is a note, not an error.
 
     ``charts=False``: no charts now; the reports say how to draw them on demand. ``orders=False``:
-    orders.csv stays as the backtest wrote it.
+    orders.csv stays as the backtest wrote it. ``state``: the final state this process just saved
+    to the run's ledger (a backtest), so the reports need not read it back.
     """
     from tradeexecutor.runs.artifacts import write_artifacts as writer
 
     try:
-        writer(runs.paths(run_id).root, ending=ending, charts=charts, orders=orders)
+        writer(runs.paths(run_id).root, ending=ending, charts=charts, orders=orders, state=state)
     except Exception as exc:  # noqa: BLE001 - the run's result stands; its reports are secondary
         message = f"{type(exc).__name__}: {' '.join(str(exc).split())}"
         runs.journal(run_id, "artifacts_failed", {"error": message}, level="error")
@@ -189,11 +194,43 @@ def _run_backtest(runs: Runs, record: RunRecord, spec: RunSpec, notes: tuple[str
         if fresh.updated_at != record.updated_at:
             spec = runs.load_run_spec(run_id)
         runs.record(run_id, "started", status="running", pid=os.getpid(), preceded_by=(("start_requested", "starting"),))
+    return _backtest_started(runs, record, lambda: spec, notes, cast, charts=charts)
+
+
+def create_and_run_backtest(runs: Runs, spec_path: Path, *, ref: str | None = None,
+                            then: tuple[str, str] | None = None, charts: bool = True,
+                            env: Mapping[str, str] = os.environ, **metadata: Any) -> StartResult:
+    """Create a backtest run already started by this process and run it to its end: a sweep's full run.
+
+    The same run as ``runs.create`` then :func:`start_run` make, with the same timeline and journal
+    (created, ``then``, start_requested, started, then complete or error), but the start is written
+    with the new folder and its registry row instead of in a transaction of its own, and the checks
+    a start makes of a run that may have waited (an edited pinned strategy, leftover temporary files)
+    are moot for a folder made a moment ago. A spec whose settings a start refuses, or that is not a
+    backtest, ends the run as ``error`` (raised, like start_run's errors). ``env``: as for start_run
+    (the wallboard a run's cast.json may name).
+    """
+    record, _ = runs.create(spec_path, ref=ref, then=then, started_by=os.getpid(), **metadata)
+
+    def pinned_spec() -> RunSpec:
+        spec = runs.load_run_spec(record.id)
+        if spec.mode != "backtest":
+            raise RunsError(f"run {record.label} is a {spec.mode} run, not a backtest")
+        spec.daemon_config(runs.paths(record.id).state)  # refused settings stop here, as in start_run
+        return spec
+
+    return _backtest_started(runs, record, pinned_spec, (), CastConfig.from_env(env), charts=charts)
+
+
+def _backtest_started(runs: Runs, record: RunRecord, spec_of: Callable[[], RunSpec], notes: tuple[str, ...],
+                      cast: CastConfig, *, charts: bool) -> StartResult:
+    """Backtest a run recorded ``running`` by this process: complete (then its reports), stopped, or error."""
+    run_id = record.id
     restore = _raise_on_sigterm()
     try:
         from tradeexecutor.runs.executor import execute_backtest
 
-        outcome = execute_backtest(spec, runs.paths(run_id), run_id)
+        outcome = execute_backtest(spec_of(), runs.paths(run_id), run_id)
     except (_StopSignal, KeyboardInterrupt):
         restore()
         runs.record(run_id, "stopped", status="stopped", pid=None, detail="stopped before the backtest finished")
@@ -209,7 +246,8 @@ def _run_backtest(runs: Runs, record: RunRecord, spec: RunSpec, notes: tuple[str
     fingerprints = {**meta.get("fingerprints", {}), "data": outcome.data}
     runs.record(run_id, "complete", status="complete", pid=None, summary=outcome.summary, fingerprints=fingerprints,
                 backtest={"bars": outcome.bars, "cycles": outcome.cycles, "seconds": round(outcome.seconds, 3)})
-    note = write_artifacts(runs, run_id, charts=charts, orders=False)  # execute_backtest wrote orders.csv
+    # execute_backtest wrote orders.csv and saved this state: the reports use it as it is, not read back
+    note = write_artifacts(runs, run_id, charts=charts, orders=False, state=outcome.state)
     failed = cast_final(runs, run_id, cast)  # when cast.json names a chart: the final data, once
     cast_note = f"warning: casting the final data failed: {failed}" if failed else None
     return StartResult(runs.registry.get(run_id) or record, notes + tuple(n for n in (note, cast_note) if n))

@@ -11,8 +11,10 @@ Written into the sweep's folder (next to sweep.json and points.jsonl):
 - ``specs/point-NNN.yaml`` — the spec of each point that became a full run.
 
 Full runs (``reports``: the best N, all, or none) are ordinary backtest runs in the runs folder,
-made through the registry like ``tradeexecutor runs create`` + ``start`` would make them — state,
-journal, metrics, orders, report — in parallel local processes. Their charts are drawn on demand
+the same runs ``tradeexecutor runs create`` + ``start`` would make — state, journal, metrics,
+orders, report — but each created already started (``runs.runner.create_and_run_backtest``: one
+folder write and registry insert instead of a start transaction after it), in parallel local
+processes; on one process the sweep's charts are drawn in a thread beside them. Their charts are drawn on demand
 (``tradeexecutor report RUN``; the reports say so): drawing them cost 0.3 s a run, most of a
 default sweep's time on a small grid, for images nobody may open. Their ids go to ``reports.json`` as they
 finish, so an interrupted or resumed sweep never makes a run twice.
@@ -23,6 +25,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import threading
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -62,7 +65,9 @@ def finish(result: SweepResult, folder: SweepFolder, *, runs_dir: Path, progress
     charts: dict[str, bytes] = {}
     if plan.options.reports != "none":
         progress.phase("reports")
-        # The charts need the rows only: drawn here while worker processes make the full runs.
+        # The charts need the rows only: drawn while the full runs are made (by worker processes, or in this
+        # process while they wait for the disk); imported here, not in the drawing thread while the runs import.
+        import tradeexecutor.visual.sweep_charts  # noqa: F401
         _full_runs(result, folder, runs_dir=runs_dir, meanwhile=lambda: charts.update(_charts(result, curves)))
     files = [folder.files.results_csv, folder.files.results_md]
     if charts:
@@ -126,19 +131,21 @@ class _RunJob:
 
 
 def _make_run(job: _RunJob) -> tuple[int, str, str | None]:
-    """Create the point's run and start it (backtest, state, report, charts); (index, run id, error)."""
+    """Create the point's run and run it (backtest, state, report; charts on demand); (index, run id, error)."""
     from tradeexecutor.runs.run import Runs
-    from tradeexecutor.runs.runner import start_run
+    from tradeexecutor.runs.runner import create_and_run_backtest
 
     runs = Runs(job.runs_dir, env={})  # the point's spec already holds every value; the environment must not
     try:
-        record, _ = runs.create(job.spec_file, ref=job.ref,  # created and swept: one registry transaction
-                                then=("swept", f"sweep point {job.index + 1}: {_label(job.values)}"),
-                                sweep={"index": job.index, "values": job.values})
-        outcome = start_run(runs, record.id, charts=False)  # drawn on demand: `tradeexecutor report RUN`
+        # created, swept and started: one folder write and one registry transaction, then complete
+        outcome = create_and_run_backtest(runs, job.spec_file, ref=job.ref,
+                                          then=("swept", f"sweep point {job.index + 1}: {_label(job.values)}"),
+                                          charts=False,  # drawn on demand: `tradeexecutor report RUN`
+                                          sweep={"index": job.index, "values": job.values})
+        run_id = outcome.record.id
         if outcome.record.status != "complete":
-            return job.index, record.id, f"run {record.id} ended {outcome.record.status}"
-        return job.index, record.id, None
+            return job.index, run_id, f"run {run_id} ended {outcome.record.status}"
+        return job.index, run_id, None
     except Exception as exc:  # noqa: BLE001 - one failed report must not stop the others
         return job.index, "", one_line(exc)
     finally:
@@ -166,8 +173,8 @@ def write_point_spec(result: SweepResult, row: PointResult, folder: Path) -> Pat
 def _full_runs(result: SweepResult, folder: SweepFolder, *, runs_dir: Path, meanwhile: Callable[[], None]) -> None:
     """Make the full runs ``reports`` asks for (those not made before), in parallel; record their ids on the rows.
 
-    ``meanwhile`` is called once in this process: while worker processes make the runs, or after
-    the runs when they are made here.
+    ``meanwhile`` is called once in this process: while worker processes make the runs, or in a
+    thread beside them when they are made here (:func:`_in_this_process`).
     """
     plan = result.plan
     complete = [row for row in result.results if row.status == "complete"]
@@ -194,9 +201,7 @@ def _run_jobs(jobs: Sequence[_RunJob], processes: int | None,
               meanwhile: Callable[[], None]) -> Iterable[tuple[int, str, str | None]]:
     workers = max(1, min(processes or os.cpu_count() or 1, len(jobs)))
     if workers == 1:
-        for job in jobs:
-            yield _make_run(job)
-        meanwhile()
+        yield from _in_this_process(jobs, meanwhile)
         return
     import tradeexecutor.runs.artifacts  # noqa: F401 - imported once before forking, not in every worker
     import tradeexecutor.runs.runner  # noqa: F401
@@ -211,6 +216,34 @@ def _run_jobs(jobs: Sequence[_RunJob], processes: int | None,
             for future in futures:
                 future.cancel()
             raise
+
+
+def _in_this_process(jobs: Sequence[_RunJob], meanwhile: Callable[[], None]) -> Iterable[tuple[int, str, str | None]]:
+    """The runs one after the other here, ``meanwhile`` (the sweep's charts) in a thread of this process beside them.
+
+    A full run spends much of its time waiting for the disk (fsyncs, SQLite commits), when it
+    holds no GIL: the charts are drawn then. Only the thread touches matplotlib (the runs draw no
+    charts: on demand), each chart on a Figure of its own. An exception in the thread is raised
+    here, after the runs; on Ctrl+C the thread is left to finish on its own (it writes nothing).
+    """
+    if not jobs:
+        meanwhile()
+        return
+    failure: list[BaseException] = []
+
+    def draw() -> None:
+        try:
+            meanwhile()
+        except BaseException as exc:  # noqa: BLE001 - handed to the sweep's thread below
+            failure.append(exc)
+
+    thread = threading.Thread(target=draw, name="sweep-charts", daemon=True)
+    thread.start()
+    for job in jobs:
+        yield _make_run(job)
+    thread.join()
+    if failure:
+        raise failure[0]
 
 
 # ---------------------------------------------------------------------------------------------
