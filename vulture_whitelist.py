@@ -8,6 +8,8 @@ any object's attribute. Dead code does not belong here: remove it instead.
 _ = object()
 
 # Called by frameworks, by name or through a protocol.
+_.setup  # SweepDataPlugin (runs/sweep_dask.py): Dask's worker calls it when the plugin arrives
+_.teardown  # SweepDataPlugin: Dask's worker calls it when the plugin is removed
 _.daemon_threads  # socketserver.ThreadingMixIn option (metrics serve)
 _.log_message  # http.server hook, silenced (metrics serve)
 _.collect  # prometheus_client Collector protocol (webhook/metrics.py, runs/metrics_text.py)

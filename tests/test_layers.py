@@ -51,8 +51,8 @@ DOORS: dict[str, set[str]] = {
     "ccxt": {"venue"},  # the exchange simulator must work without it
     "sqlite3": {"ledger", "runs/registry.py"},
     # Optional extras: only parameter sweeps use them, and only when asked for.
-    "distributed": {"runs/sweep_pool.py"},
-    "dask": {"runs/sweep_pool.py"},
+    "distributed": {"runs/sweep_pool.py", "runs/sweep_dask.py"},
+    "dask": {"runs/sweep_dask.py"},
     "optuna": {"runs/search.py"},
 }
 
@@ -191,7 +191,7 @@ def test_every_exception_is_still_needed() -> None:
     ("store/bad.py", "import sqlite3\n", "only ledger, runs/registry.py may import sqlite3"),
     ("runs/run.py", "import sqlite3\n", "may import sqlite3"),
     ("runs/sweep.py", "import optuna\n", "only runs/search.py may import optuna"),
-    ("runs/search.py", "from dask import delayed\n", "only runs/sweep_pool.py may import dask"),
+    ("runs/search.py", "from dask import delayed\n", "only runs/sweep_dask.py may import dask"),
     ("webhook/bad.py", "import tblib\n", "only runstate may import tblib"),
     ("daemon/bad.py", "import matplotlib.pyplot\n", "only visual may import matplotlib"),
     ("daemon/bad.py", "import apprise\n", "only notify may import apprise"),

@@ -1,9 +1,11 @@
 """Sweeps on a real Dask cluster (a loopback LocalCluster of two worker processes): the same rows and ranking as the
-local pool, the data sent to each worker once, a worker killed mid-sweep costing only a retry of its points, and an
+local pool, the data sent to each worker once (as a worker plugin, which Dask's memory manager leaves alone) and
+taken back at the end, a worker killed mid-sweep costing only a retry of its points, and an
 unreachable scheduler refused before anything is written."""
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import signal
@@ -14,7 +16,7 @@ import pytest
 
 from sweep_helpers import comparable, write_spec
 from tradeexecutor.errors import ConfigError
-from tradeexecutor.runs import sweep_pool
+from tradeexecutor.runs import sweep_dask
 from tradeexecutor.runs.spec import load_spec
 from tradeexecutor.runs.sweep import SweepOptions, plan_sweep, progress_callback, run_sweep
 from tradeexecutor.runs.sweep_eval import PointResult, load_counts
@@ -64,8 +66,10 @@ def test_cluster_sweep_equals_the_local_pool_and_sends_the_data_once(cluster: An
     assert len(ran) == 2 and all(row.fingerprints["data"] == result.plan.definition["data"] for row in result.results)
     with distributed.Client(cluster.scheduler_address) as client:
         counts = client.run(load_counts)
+        kept = client.run(lambda: sorted(importlib.import_module("tradeexecutor.runs.sweep_dask")._SHARED))
     token = result.plan.data.token
     assert sorted(count.get(token, 0) for count in counts.values()) == [1, 1]  # 9 points, one copy per worker
+    assert all(tokens == [] for tokens in kept.values()), kept  # and taken back when the sweep ended
 
 
 def test_a_worker_killed_mid_sweep_costs_only_a_retry_of_its_points(cluster: Any, paced: Path, local: Any,
@@ -98,7 +102,7 @@ def test_a_worker_killed_mid_sweep_costs_only_a_retry_of_its_points(cluster: Any
 
 def test_an_unreachable_scheduler_is_one_line_and_writes_nothing(paced: Path, tmp_path: Path,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sweep_pool, "CONNECT_SECONDS", 1.0)
+    monkeypatch.setattr(sweep_dask, "CONNECT_SECONDS", 1.0)
     with pytest.raises(ConfigError, match=r"--cluster tcp://127.0.0.1:9: cannot reach the Dask scheduler") as info:
         _on_cluster(paced, "tcp://127.0.0.1:9", tmp_path)
     assert "\n" not in str(info.value)
@@ -112,7 +116,7 @@ def test_dask_scheduler_address_in_the_environment_selects_the_cluster(paced: Pa
 
     from tradeexecutor.cli.main import cli as main
 
-    monkeypatch.setattr(sweep_pool, "CONNECT_SECONDS", 1.0)
+    monkeypatch.setattr(sweep_dask, "CONNECT_SECONDS", 1.0)
     folder = tmp_path / "out"
     result = CliRunner().invoke(main, ["optimize", str(paced), "--param", "fast=5,10", "--output", str(folder),
                                        "--runs-dir", str(tmp_path / "runs")],

@@ -6,7 +6,7 @@ is written (bad input is one ConfigError, exit 2). :func:`run_sweep` then
 
 1. opens the sweep's folder (runs.sweep_store) — new, or resumed: points already done are not run;
 2. asks the search (runs.search) for points, runs them on the executor (runs.sweep_pool: this
-   process, local processes, or a Dask cluster), persists each row as it arrives and tells the
+   process or local processes; runs.sweep_dask: a Dask cluster), persists each row as it arrives and tells the
    search its objective — the ranking statistic over the in-sample window;
 3. ranks the points on the in-sample window (the whole period with ``holdout=0``), picks each
    walk-forward fold's point on its train window (runs.walkforward), and writes results.csv and
@@ -55,7 +55,7 @@ from tradeexecutor.runs.sweep_eval import (
     market_fingerprint,
 )
 from tradeexecutor.runs.sweep_options import DEFAULT_TRIALS, REPORT_MODES, SweepOptions
-from tradeexecutor.runs.sweep_pool import DaskCluster, Executor, InProcess, LocalPool, require_distributed
+from tradeexecutor.runs.sweep_pool import Executor, InProcess, LocalPool, require_distributed
 from tradeexecutor.runs.sweep_store import SweepFolder
 from tradeexecutor.runs.walkforward import FoldResult, WindowPlan, plan_windows, select_folds
 from tradeexecutor.strategy.loader import load_strategy
@@ -227,6 +227,8 @@ def _search(plan: SweepPlan) -> Search:
 def _executor(plan: SweepPlan, points: int) -> Executor:
     options = plan.options
     if options.cluster:
+        from tradeexecutor.runs.sweep_dask import DaskCluster  # only here: the default needs no extra
+
         return DaskCluster(plan.data, options.cluster)
     processes = max(1, min(options.processes or os.cpu_count() or 1, points))
     if processes == 1:

@@ -9,15 +9,8 @@ All three take the sweep's :class:`~tradeexecutor.runs.sweep_eval.SweepData` onc
   once, through its initializer). Workers ignore SIGINT: Ctrl+C is the parent's to handle, and
   :meth:`LocalPool.close` stops them. A worker that dies loses only the points it held; they
   come back as ``lost`` rows, which ``--resume`` runs again.
-- :class:`DaskCluster` — ``tradeexecutor optimize --cluster tcp://scheduler:8786`` (or
-  ``DASK_SCHEDULER_ADDRESS``). The data is scattered to every worker once
-  (``client.scatter(data, broadcast=True)``) and each point's task refers to it, so only the
-  point's values travel with a task. A point whose worker dies is rescheduled by the scheduler
-  on another worker (up to ``distributed.scheduler.allowed-failures`` times, 3 by default) and
-  an exception is retried (:data:`DASK_RETRIES`); a point that still fails is a ``lost`` row.
-  Every worker must run the same tradeexecutor version as this process (checked on connecting).
-
-``distributed`` is imported only by :class:`DaskCluster`, so the default needs no extra.
+- :class:`~tradeexecutor.runs.sweep_dask.DaskCluster` — ``--cluster``: in its own module, imported
+  only then, so the default needs no extra (:func:`require_distributed` names it when missing).
 """
 
 from __future__ import annotations
@@ -31,18 +24,10 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Protocol
 
-from tradeexecutor import __version__
 from tradeexecutor.errors import ConfigError
 from tradeexecutor.runs.sweep_eval import PointResult, SweepData, evaluate, one_line
 
-__all__ = ["DASK_RETRIES", "INSTALL_HINT", "DaskCluster", "Executor", "InProcess", "LocalPool", "process_context",
-           "require_distributed"]
-
-#: Times Dask retries a point whose task raised (a point's own failure is a row, not an exception).
-DASK_RETRIES = 2
-#: Seconds to wait for the scheduler to answer, and for a first worker to join.
-CONNECT_SECONDS = 10.0
-WORKER_WAIT_SECONDS = 60.0
+__all__ = ["INSTALL_HINT", "Executor", "InProcess", "LocalPool", "process_context", "require_distributed"]
 
 INSTALL_HINT = 'pip install "tradeexecutor[distributed]"'
 
@@ -151,7 +136,7 @@ class LocalPool:
 
 
 # ---------------------------------------------------------------------------------------------
-# A Dask cluster
+# The Dask cluster's extra
 
 
 def require_distributed() -> Any:
@@ -162,78 +147,3 @@ def require_distributed() -> Any:
         raise ConfigError(f"--cluster needs Dask's distributed package, which is not installed: {INSTALL_HINT}") \
             from None
     return distributed
-
-
-def _package_version() -> str:
-    """Run on each worker: the tradeexecutor version it imports."""
-    import tradeexecutor
-
-    return str(tradeexecutor.__version__)
-
-
-class DaskCluster:
-    """Points run as tasks on the workers of an existing Dask cluster."""
-
-    def __init__(self, data: SweepData, address: str) -> None:
-        distributed = require_distributed()
-        self._distributed = distributed
-        try:
-            self.client = distributed.Client(address, timeout=f"{CONNECT_SECONDS:g}s", set_as_default=False)
-        except (OSError, TimeoutError, ValueError) as exc:
-            raise ConfigError(f"--cluster {address}: cannot reach the Dask scheduler ({one_line(exc)}); "
-                              "is it running, and is the address tcp://HOST:PORT?") from None
-        try:
-            self._check_workers(address)
-            self._data = self.client.scatter(data, broadcast=True, hash=False)
-        except BaseException:
-            self.client.close()
-            raise
-        self._token = data.token
-        self._pending: dict[str, tuple[Any, int, dict[str, Any]]] = {}
-
-    def _check_workers(self, address: str) -> None:
-        try:
-            self.client.wait_for_workers(1, timeout=WORKER_WAIT_SECONDS)
-        except TimeoutError:
-            raise ConfigError(f"--cluster {address}: no worker joined the scheduler within "
-                              f"{WORKER_WAIT_SECONDS:g} s; start workers with: dask worker {address}") from None
-        versions = self.client.run(_package_version)
-        wrong = {worker: version for worker, version in versions.items() if version != __version__}
-        if wrong:
-            listed = ", ".join(f"{worker} has {version}" for worker, version in sorted(wrong.items()))
-            raise ConfigError(f"--cluster {address}: workers must run tradeexecutor {__version__} like this process "
-                              f"({listed}); install the same version everywhere")
-        count = len(versions)
-        self.description = f"Dask cluster {address} ({count} worker{'s' if count != 1 else ''})"
-
-    def submit(self, index: int, values: Mapping[str, Any]) -> None:
-        point = dict(values)
-        key = f"tradeexecutor-point-{self._token}-{index}"
-        future = self.client.submit(evaluate, self._data, index, point, key=key, pure=False, retries=DASK_RETRIES)
-        self._pending[key] = (future, index, point)
-
-    def results(self) -> Iterator[PointResult]:
-        if not self._pending:
-            return
-        pending = [future for future, _, _ in self._pending.values()]
-        for future in self._distributed.as_completed(pending, loop=self.client.loop):
-            _, index, values = self._pending.pop(future.key)
-            if future.status == "finished":
-                row: PointResult = future.result()
-            else:
-                try:
-                    reason = one_line(future.exception())
-                except BaseException as exc:  # noqa: BLE001 - a cancelled future raises instead of answering
-                    reason = one_line(exc)
-                row = PointResult(index, values, "lost", None, error=f"failed on the cluster: {reason}")
-            future.release()
-            yield row
-
-    def close(self) -> None:
-        pending = [future for future, _, _ in self._pending.values()]
-        self._pending.clear()
-        try:
-            if pending:
-                self.client.cancel(pending)
-        finally:
-            self.client.close()
