@@ -63,8 +63,9 @@ def glibc_has_mallinfo2() -> bool:
 pytestmark = pytest.mark.skipif(not glibc_has_mallinfo2(), reason="glibc's allocator (mallinfo2, glibc 2.33+) only")
 
 
-def run(how: str) -> dict[str, dict[str, int]]:
-    env = {key: value for key, value in os.environ.items() if not key.startswith("MALLOC_")}  # glibc's own defaults
+def run(how: str, **extra: str) -> dict[str, dict[str, int]]:
+    env = {key: value for key, value in os.environ.items()  # glibc's own defaults, and ``extra``
+           if not key.startswith("MALLOC_") and key != "GLIBC_TUNABLES"} | extra
     result = subprocess.run([sys.executable, "-c", SCRIPT, how], env=env, capture_output=True, text=True,
                             timeout=120, check=True)
     counts: dict[str, dict[str, int]] = json.loads(result.stdout)
@@ -91,3 +92,11 @@ def test_with_the_fix_every_large_file_is_mapped_and_given_back() -> None:
     for freed in ("first_freed", "second_freed"):
         assert counts[freed]["mapped"] == before["mapped"], freed  # given back to the system when freed
     assert counts["second_freed"]["heap"] - before["heap"] < MIB  # the heap did not take the file
+
+
+def test_an_operators_own_threshold_is_left_as_it_is() -> None:
+    """MALLOC_MMAP_THRESHOLD_ (here 16 MiB, so neither file is mapped) wins over the executor's fix."""
+    counts = run("fixed", MALLOC_MMAP_THRESHOLD_=str(16 * MIB))
+    assert counts["fixed"] is False
+    assert counts["first_alive"]["mapped"] == counts["before"]["mapped"]
+    assert counts["first_alive"]["heap"] - counts["before"]["heap"] >= 7 * MIB

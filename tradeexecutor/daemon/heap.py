@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import ctypes
 import logging
+import os
 
 __all__ = ["MMAP_THRESHOLD", "return_large_blocks"]
 
@@ -41,8 +42,12 @@ def return_large_blocks(threshold: int = MMAP_THRESHOLD) -> bool:
     """Fix glibc's mmap threshold at ``threshold`` bytes for this process; False where that cannot be done.
 
     Process-wide and for good: call it once, early, in the executor's own process (``tradeexecutor
-    start``), not in a library's caller.
+    start``), not in a library's caller. An operator's own choice (``MALLOC_MMAP_THRESHOLD_`` or
+    ``glibc.malloc.mmap_threshold`` in ``GLIBC_TUNABLES``) is left as it is: False.
     """
+    if "MALLOC_MMAP_THRESHOLD_" in os.environ or "glibc.malloc.mmap_threshold" in os.environ.get("GLIBC_TUNABLES", ""):
+        logger.info("the mmap threshold is set in the environment: left as it is")
+        return False
     try:
         mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):  # not glibc: its allocator has no such threshold to fix
