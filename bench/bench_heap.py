@@ -12,13 +12,30 @@ ledger at start-up, and the caches a running executor keeps to publish its files
 (``store.publish.PublishCache`` and ``stats.trades_csv.TradesCsv``: the encoded pieces of
 state.json, positions.json and orders.csv) after two publications, next to the files' sizes.
 Memory Python does not trace (SQLite's page cache, the allocator's free lists) is not in it.
+
+``--daemon`` measures the whole process instead: a replay executor (``build_daemon``, the production
+wiring as bench/bench_job.py builds it: ledger, journal, publisher with the public files and their
+disk writer, chart renderer) resumes a ledger of ``--bars`` bars of the same backtest and runs
+``--cycles`` more cycles of flip_1m on the in-memory ticker (a closed position every ten cycles),
+each in a fresh interpreter, for glibc's defaults and with ``daemon.heap.return_large_blocks()`` (as
+``tradeexecutor start`` calls it), interleaved ``--rounds`` times. Every 100 cycles (after the disk
+writer finished) it reads VmRSS from /proc and SQLite's own memory (``sqlite3_status64``); the
+*resting* RSS of a window of 1,000 cycles is its smallest sample (the joined public files, alive
+for a moment after each read, are not resting memory). Reported: the resting RSS at the end and
+its growth over the second half, per closed position. A count of pages, not a time::
+
+    PYTHONPATH=. python bench/bench_heap.py --daemon --bars 20000 --cycles 10000 --rounds 2
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
 import gc
+import json
 import platform
+import statistics
+import subprocess
 import sys
 import tempfile
 import tracemalloc
@@ -40,12 +57,24 @@ from tradeexecutor.store.publish import PublishCache, public_files  # noqa: E402
 from tradeexecutor.strategy.loader import load_strategy  # noqa: E402
 
 STRATEGY = ROOT / "bench" / "strategies" / "flip_1m.py"
+#: Cycles between two samples of the daemon's memory, and samples in a window whose smallest is its resting RSS.
+SAMPLE_CYCLES = 100
+WINDOW = 10
+VARIANTS = ("glibc defaults", "return_large_blocks")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--bars", type=int, default=20_000)
+    parser.add_argument("--daemon", action="store_true", help="a replay executor's RSS per closed position")
+    parser.add_argument("--cycles", type=int, default=10_000, help="with --daemon: cycles run after --bars")
+    parser.add_argument("--rounds", type=int, default=1, help="with --daemon: runs of each variant, interleaved")
+    parser.add_argument("--child", choices=VARIANTS, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.child:
+        return daemon_child(args.bars, args.cycles, args.child)
+    if args.daemon:
+        return daemon_rounds(args.bars, args.cycles, args.rounds)
     print(f"python {platform.python_version()} on {platform.machine()}, checkout {ROOT}")
     with tempfile.TemporaryDirectory() as folder:
         data = Path(folder) / "candles.csv"
@@ -88,6 +117,91 @@ def main(argv: list[str] | None = None) -> int:
           f"the rest {(loaded - columns) / len(closed):,.0f} B per closed position")
     print(f"publication caches: {caches / 2**20:.1f} MiB = {caches / len(closed):,.0f} B per closed position; "
           f"the files: " + ", ".join(f"{name} {size / 2**20:.1f} MiB" for name, size in sorted(sizes.items())))
+    return 0
+
+
+def _memory() -> dict[str, int]:
+    """This process's VmRSS and RssAnon (KiB, /proc) and SQLite's memory in use (KiB)."""
+    values = {}
+    with open("/proc/self/status") as status:
+        for line in status:
+            key, _, value = line.partition(":")
+            if key in ("VmRSS", "RssAnon"):
+                values[key] = int(value.split()[0])
+    current, highest = ctypes.c_int64(), ctypes.c_int64()
+    ctypes.CDLL("libsqlite3.so.0").sqlite3_status64(0, ctypes.byref(current), ctypes.byref(highest), 0)
+    values["sqlite"] = current.value // 1024
+    return values
+
+
+def daemon_child(bars: int, cycles: int, variant: str) -> int:
+    """One run of the replay executor (a fresh interpreter): prints its samples as JSON lines."""
+    from tradeexecutor.daemon import CommandQueue, FakeClock, InMemoryTicker, build_daemon
+    from tradeexecutor.daemon.heap import return_large_blocks
+    from tradeexecutor.settings import DaemonConfig, FeedConfig
+
+    if variant == "return_large_blocks":
+        assert return_large_blocks()
+    with tempfile.TemporaryDirectory() as folder:
+        data = Path(folder) / "candles.csv"
+        generate_candles(bars + cycles + 30, frequency="1m", seed=1, symbol="SYN").to_csv(data, index_label="timestamp")
+        strategy = load_strategy(STRATEGY)
+        market, _ = load_market([str(data)], strategy.instruments)
+        state = run_backtest(strategy, market.between(None, market.step_time(bars - 1)), EngineConfig(),
+                             now=datetime(2024, 1, 1, tzinfo=UTC)).state
+        state.replay_cursor = bars - 1
+        files = RunFiles(Path(folder) / "state")
+        files.root.mkdir()
+        ledger = Ledger(files.ledger)
+        ledger.save(state)
+        ledger.close()
+        del state, market
+        clock = FakeClock(datetime(2024, 1, 1, tzinfo=UTC))
+        tickers: list[InMemoryTicker] = []
+
+        def factory(commands: CommandQueue) -> InMemoryTicker:
+            tickers.append(InMemoryTicker(commands, clock))
+            return tickers[0]
+
+        config = DaemonConfig(strategy_file=STRATEGY, state_dir=files.root, watchdog_seconds=0,
+                              feed=FeedConfig(data=(str(data),), replay_seconds=1.0, replay_start="first"))
+        daemon = build_daemon(config, clock=clock, ticker_factory=factory, environ={})
+        try:
+            daemon.publisher.start()
+            daemon.start_jobs()
+            for index in range(cycles + 1):
+                if index % SAMPLE_CYCLES == 0:
+                    daemon.publisher.wait_written()
+                    closed = len(daemon.loop.state.portfolio.closed_positions)
+                    print(json.dumps({"cycle": index, "closed": closed, **_memory()}), flush=True)
+                tickers[0].advance(1.0)
+                daemon.loop.run_pending()
+        finally:
+            daemon.close()
+    return 0
+
+
+def daemon_rounds(bars: int, cycles: int, rounds: int) -> int:
+    """Each variant ``rounds`` times, interleaved, in fresh interpreters; a line a run and the medians."""
+    results: dict[str, list[tuple[float, float, float]]] = {variant: [] for variant in VARIANTS}
+    for _ in range(rounds):
+        for variant in VARIANTS:
+            command = [sys.executable, __file__, "--bars", str(bars), "--cycles", str(cycles), "--child", variant]
+            output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+            samples = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
+            resting = [min(window, key=lambda sample: sample["VmRSS"])
+                       for window in (samples[at:at + WINDOW] for at in range(0, len(samples) - 1, WINDOW))]
+            first, middle, end = resting[1], resting[len(resting) // 2], resting[-1]  # resting[0]: start-up
+            per_position = (end["VmRSS"] - middle["VmRSS"]) * 1024 / max(1, end["closed"] - middle["closed"])
+            whole = (end["VmRSS"] - first["VmRSS"]) * 1024 / max(1, end["closed"] - first["closed"])
+            results[variant].append((end["VmRSS"] / 1024, per_position, end["sqlite"] / 1024))
+            print(f"{variant}: resting RSS at the end {end['VmRSS'] / 1024:.1f} MiB, second half "
+                  f"{per_position:,.0f} B per closed position ({end['closed'] - middle['closed']} closed), from the "
+                  f"second window {whole:,.0f} B; closed positions at the end {end['closed']:,}; "
+                  f"SQLite {end['sqlite'] / 1024:.1f} MiB", flush=True)
+    for variant, runs in results.items():
+        print(f"median of {len(runs)}, {variant}: resting RSS {statistics.median(r[0] for r in runs):.1f} MiB, "
+              f"{statistics.median(r[1] for r in runs):,.0f} B per closed position")
     return 0
 
 
