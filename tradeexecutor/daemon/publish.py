@@ -96,6 +96,8 @@ class Publisher:
         self._writer: threading.Thread | None = None
         self._last_write: float | None = None
         self._write_cost = 0.0  # wall seconds the last write to disk took
+        #: Name -> ETag of each public file as last written to disk: a write skips the files that did not change.
+        self._written: dict[str, str] = {}
 
     # -- after each job ---------------------------------------------------------------------
 
@@ -174,7 +176,7 @@ class Publisher:
         self._last_write = self.clock.monotonic()
         started = time.perf_counter()
         try:
-            write_public_files(self.files, documents)
+            write_public_files(self.files, documents, self._written)
         except OSError as exc:  # the webhook still serves them from memory; the next write tries again
             logger.warning("writing the public files to %s failed: %s", self.files.public, exc)
         self._write_cost = time.perf_counter() - started

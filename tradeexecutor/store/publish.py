@@ -42,7 +42,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from tradeexecutor.atomic import atomic_write_bytes
+from tradeexecutor.atomic import atomic_write_bytes, atomic_write_pieces
 from tradeexecutor.kept_rows import Appended, KeptRows
 from tradeexecutor.layout import RunFiles
 from tradeexecutor.state import Position, State
@@ -173,6 +173,10 @@ class KeptGzip:
 
     def compress(self, parts: list[bytes]) -> bytes:
         """The gzip file of ``b"".join(parts)``."""
+        return b"".join(self.segments(parts))
+
+    def segments(self, parts: list[bytes]) -> list[bytes]:
+        """The gzip file of ``b"".join(parts)`` as pieces: the header, the deflate segments (kept ones reused), the trailer."""
         kept: dict[int, tuple[bytes, bytes]] = {}
         out = [_GZIP_HEADER]
         pending: list[bytes] = []
@@ -194,7 +198,7 @@ class KeptGzip:
         out.append(self._segment(b"".join(pending), zlib.Z_FINISH))
         out.append(struct.pack("<II", crc, size & 0xFFFFFFFF))
         self._kept = kept  # pieces no longer in the snapshot are let go
-        return b"".join(out)
+        return out
 
     def _segment(self, data: bytes, mode: int) -> bytes:
         compressor = zlib.compressobj(self.level, zlib.DEFLATED, -zlib.MAX_WBITS)
@@ -286,37 +290,53 @@ class PublishCache:
         """The ETag of document ``name`` cut as ``parts``."""
         return self.digests.setdefault(name, PartsDigest()).etag(parts)
 
-    def compress(self, parts: list[bytes]) -> bytes:
-        """The gzip file of the pieces, under the lock."""
+    def compress(self, parts: list[bytes]) -> list[bytes]:
+        """The gzip file of the pieces, as pieces, under the lock."""
         with self.gzip_lock:
-            return self.gzip.compress(parts)
+            return self.gzip.segments(parts)
 
 
 class PublicFile:
     """One public file of one publication, held in memory: its ETag at once, its bytes built on first read.
 
-    Building (joining the pieces, compressing) happens once, on whichever thread reads first (a
-    webhook request, the disk writer), never on the loop's. Immutable otherwise: any thread may hold it.
+    Building (compressing, joining the pieces) happens once, on whichever thread reads first (a
+    webhook request, the disk writer), never on the loop's. The disk writer takes :meth:`pieces`,
+    not :meth:`data`, so it writes the kept blocks as they are instead of first copying the whole
+    history into one ``bytes``. Immutable otherwise: any thread may hold it.
     """
 
-    def __init__(self, name: str, etag: str, build: Callable[[], bytes]) -> None:
+    def __init__(self, name: str, etag: str, build: Callable[[], list[bytes]]) -> None:
         #: The file's name under ``public/``.
         self.name = name
         #: Its strong ETag, quoted.
         self.etag = etag
-        self._build: Callable[[], bytes] | None = build
+        self._build: Callable[[], list[bytes]] | None = build
+        self._pieces: list[bytes] | None = None
         self._data: bytes | None = None
         self._lock = threading.Lock()
 
+    def pieces(self) -> list[bytes]:
+        """The file's bytes as pieces in order (built on the first call; the joined bytes once :meth:`data` ran)."""
+        data = self._data
+        if data is not None:
+            return [data]
+        with self._lock:
+            if self._data is not None:
+                return [self._data]
+            if self._pieces is None:
+                assert self._build is not None
+                self._pieces, self._build = self._build(), None
+            return self._pieces
+
     def data(self) -> bytes:
-        """The file's bytes (built on the first call)."""
+        """The file's bytes (joined on the first call)."""
         data = self._data
         if data is not None:
             return data
+        pieces = self.pieces()
         with self._lock:
             if self._data is None:
-                assert self._build is not None
-                self._data, self._build = self._build(), None  # the pieces are let go once joined
+                self._data, self._pieces = b"".join(pieces), None  # the pieces are let go once joined
             return self._data
 
 
@@ -344,21 +364,37 @@ def public_files(
     csv_parts = orders_csv(state)
     meta = dumps_json({**metadata, "published_at": published_at, "etag": etag})
     documents = [
-        PublicFile(files.state_snapshot.name, etag, lambda: b"".join(state_parts)),
+        PublicFile(files.state_snapshot.name, etag, lambda: state_parts),
         PublicFile(files.state_snapshot_gz.name, etag[:-1] + '-gzip"', lambda: cache.compress(state_parts)),
-        PublicFile(files.positions.name, cache.etag("positions", positions_parts), lambda: b"".join(positions_parts)),
-        PublicFile(files.orders_csv.name, cache.etag("orders", csv_parts), lambda: b"".join(csv_parts)),
-        PublicFile(files.metadata.name, etag_of(meta), lambda: meta),
+        PublicFile(files.positions.name, cache.etag("positions", positions_parts), lambda: positions_parts),
+        PublicFile(files.orders_csv.name, cache.etag("orders", csv_parts), lambda: csv_parts),
+        PublicFile(files.metadata.name, etag_of(meta), lambda: [meta]),
     ]
     return {document.name: document for document in documents}
 
 
-def write_public_files(files: RunFiles, documents: Mapping[str, PublicFile]) -> None:
-    """Write each file crash-safely into ``public/``, metadata.json last (it names state.json's ETag)."""
+def write_public_files(files: RunFiles, documents: Mapping[str, PublicFile],
+                       written: dict[str, str] | None = None) -> list[str]:
+    """Write each file crash-safely into ``public/``, metadata.json last (it names state.json's ETag).
+
+    ``written`` (the writer's memory, name → ETag of the bytes it last put on disk) makes a write
+    cost what changed: a file whose ETag equals the one written before is left as it is (an ETag
+    changes exactly when the bytes do), and a file is entered only once its rename is done. A
+    new writer (an executor starting) has an empty memory, so it writes every file. Each file is
+    written piece by piece (:meth:`PublicFile.pieces`), not joined first. Returns the names written.
+    """
     files.public.mkdir(parents=True, exist_ok=True)
     last = files.metadata.name
+    done: list[str] = []
     for name in [*(name for name in documents if name != last), *([last] if last in documents else [])]:
-        atomic_write_bytes(files.public / name, documents[name].data())
+        document = documents[name]
+        if written is not None and written.get(name) == document.etag:
+            continue
+        atomic_write_pieces(files.public / name, document.pieces())
+        done.append(name)
+        if written is not None:
+            written[name] = document.etag
+    return done
 
 
 def publish(
