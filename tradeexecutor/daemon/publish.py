@@ -365,8 +365,8 @@ def publication_due(last: float | None, now: float, interval: float, cost: float
                     share: float = PUBLISH_TIME_SHARE) -> bool:
     """True when the public files (in memory, or their copy on disk) or the charts should be produced again.
 
-    What may grow with the run's history is bounded this way: the disk copy of the public files is
-    written whole by the writer thread (about 20 ms of its CPU at 100k cycles), and the charts prepare
+    What may grow with the run's history is bounded this way: the public files that changed are
+    written whole by the writer thread (about 12-15 ms of its CPU at 100k cycles), and the charts prepare
     every valuation before downsampling (about 0.6 s for eight images of a long run); an in-memory
     publication re-encodes only what changed. Waiting at least ``cost / share`` keeps each under that
     share of the time however large the state gets (of a thread's or one CPU's time), while small

@@ -19,7 +19,8 @@ Two ways, one per kind of owner:
   publication costs what changed, not the history: nothing the size of the state is hashed,
   joined or written on the loop's thread. The webhook serves these from memory;
   :func:`write_public_files` puts them on disk (crash-safely: temp → fsync → rename → fsync dir)
-  at a bounded cadence and at the end of a run (``daemon.publish``).
+  at a bounded cadence and at the end of a run (``daemon.publish``), only the files whose ETag
+  changed since the last write, each from its pieces.
 - :func:`publish` (a state published once, a finished backtest): every file built and written
   whole at once; the ETag is the sha256 of state.json, as the webhook derives it from files on disk.
 
