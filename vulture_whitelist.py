@@ -30,6 +30,7 @@ _.position_count  # Summary
 _.buy_and_hold_return  # Summary
 _.gzip_size  # PublishedSnapshot: tests/test_webhook_files.py
 _.hashed  # PartsDigest: pieces hashed by the last call, tests/test_publish_incremental.py
+_.new_runs  # PartsDigest: runs digested by the last call, tests/test_publish_incremental.py
 
 # The strategy API: strategy files call these (strategies/, tests/strategies/, docs/writing-a-strategy.md).
 _.average_price  # PositionView

@@ -24,12 +24,12 @@ import os
 import re
 import secrets
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
 
-__all__ = ["atomic_write_bytes", "atomic_write_text", "deferred_directory_fsyncs", "fsync_append", "fsync_directory",
+__all__ = ["atomic_write_bytes", "atomic_write_pieces", "atomic_write_text", "deferred_directory_fsyncs", "fsync_append", "fsync_directory",
            "install_temp_file", "remove_temp_files", "temp_path_for"]
 
 #: Names of temporary files: :func:`temp_path_for`'s, and the ``.NAME.XXXXXXXX.tmp`` (mkstemp) and
@@ -142,12 +142,22 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes | bytearray | m
     one file system. An existing target's permission bits are kept; a new file gets the usual
     0666 minus umask. On any error the temporary file is removed and the target is untouched.
     """
+    atomic_write_pieces(path, (data,))
+
+
+def atomic_write_pieces(path: str | os.PathLike[str], pieces: Iterable[bytes | bytearray | memoryview]) -> None:
+    """:func:`atomic_write_bytes` of the pieces' concatenation, written piece by piece, never joined in memory.
+
+    For a file kept as large blocks that do not change (the public files of a long run): joining
+    them first would copy the whole file once more in this process only to hand it to the kernel.
+    """
     target = os.path.abspath(os.fspath(path))
     tmp = temp_path_for(target)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_BINARY | _O_CLOEXEC, 0o666)
     try:
         try:
-            _write_all(fd, data)
+            for piece in pieces:
+                _write_all(fd, piece)
             try:
                 os.chmod(tmp, stat.S_IMODE(os.stat(target).st_mode))
             except FileNotFoundError:

@@ -19,7 +19,8 @@ Two ways, one per kind of owner:
   publication costs what changed, not the history: nothing the size of the state is hashed,
   joined or written on the loop's thread. The webhook serves these from memory;
   :func:`write_public_files` puts them on disk (crash-safely: temp → fsync → rename → fsync dir)
-  at a bounded cadence and at the end of a run (``daemon.publish``).
+  at a bounded cadence and at the end of a run (``daemon.publish``), only the files whose ETag
+  changed since the last write, each from its pieces.
 - :func:`publish` (a state published once, a finished backtest): every file built and written
   whole at once; the ETag is the sha256 of state.json, as the webhook derives it from files on disk.
 
@@ -33,6 +34,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import operator
 import struct
 import threading
 import zlib
@@ -42,7 +44,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from tradeexecutor.atomic import atomic_write_bytes
+from tradeexecutor.atomic import atomic_write_bytes, atomic_write_pieces
 from tradeexecutor.kept_rows import Appended, KeptRows
 from tradeexecutor.layout import RunFiles
 from tradeexecutor.state import Position, State
@@ -173,6 +175,10 @@ class KeptGzip:
 
     def compress(self, parts: list[bytes]) -> bytes:
         """The gzip file of ``b"".join(parts)``."""
+        return b"".join(self.segments(parts))
+
+    def segments(self, parts: list[bytes]) -> list[bytes]:
+        """The gzip file of ``b"".join(parts)`` as pieces: the header, the deflate segments (kept ones reused), the trailer."""
         kept: dict[int, tuple[bytes, bytes]] = {}
         out = [_GZIP_HEADER]
         pending: list[bytes] = []
@@ -194,7 +200,7 @@ class KeptGzip:
         out.append(self._segment(b"".join(pending), zlib.Z_FINISH))
         out.append(struct.pack("<II", crc, size & 0xFFFFFFFF))
         self._kept = kept  # pieces no longer in the snapshot are let go
-        return b"".join(out)
+        return out
 
     def _segment(self, data: bytes, mode: int) -> bytes:
         compressor = zlib.compressobj(self.level, zlib.DEFLATED, -zlib.MAX_WBITS)
@@ -212,24 +218,27 @@ class PartsDigest:
     maximal run of pieces of at least :data:`KEPT_PIECE_BYTES` by one digest — the sha256 of its
     pieces' own sha256s — computed once for those ``bytes`` objects (kept blocks are the same
     objects from publication to publication, so a run of the history's blocks is recognised by
-    identity and costs one update, not one per block). Different bytes always give a different
-    tag; the same state gives the same tag again, also after a restart, because its pieces are cut
-    by count (blocks of positions, rows and chunks), not by the run's history of publications. One
-    digest per document and owner; the loop's thread only.
+    identity). A run that is the one before with blocks appended at its end (a history growing)
+    costs the new blocks and one digest of the run's 32-byte block digests, compared by identity
+    at C speed: nothing per block of the history runs in Python. Different bytes always give a
+    different tag; the same state gives the same tag again, also after a restart, because its
+    pieces are cut by count (blocks of positions, rows and chunks), not by the run's history of
+    publications. One digest per document and owner; the loop's thread only.
     """
 
     def __init__(self) -> None:
-        self._kept: dict[int, tuple[bytes, bytes]] = {}  # id(piece) -> (piece, its sha256)
-        self._runs: dict[int, tuple[list[bytes], bytes]] = {}  # id(first piece) -> (the run's pieces, its digest)
+        #: id(first piece) -> (the run's pieces, their sha256s, the run's digest); holding the pieces keeps ids unique.
+        self._runs: dict[int, tuple[list[bytes], list[bytes], bytes]] = {}
         #: Large pieces the last call hashed on their own (new ones), and runs whose digest it had to make.
         self.hashed = 0
         self.new_runs = 0
 
     def etag(self, parts: list[bytes]) -> str:
         """The quoted tag of ``b"".join(parts)`` cut as ``parts``."""
-        runs: dict[int, tuple[list[bytes], bytes]] = {}
+        runs: dict[int, tuple[list[bytes], list[bytes], bytes]] = {}
         outer = hashlib.sha256()
         self.hashed = self.new_runs = 0
+        known_digests: dict[int, bytes] | None = None  # id -> sha256 of every large piece known, built when needed
         index, count = 0, len(parts)
         while index < count:
             piece = parts[index]
@@ -243,31 +252,42 @@ class PartsDigest:
                 end += 1
             run = parts[index:end]
             known = self._runs.get(id(piece))
-            if known is None or len(known[0]) != len(run) or any(a is not b for a, b in zip(run, known[0])):
-                known = (run, self._run_digest(run))  # holding the pieces keeps their ids unique
+            kept = 0 if known is None else _same_prefix(known[0], run)  # the known run's first pieces it still has
+            if known is None or kept != len(run) or kept != len(known[0]):
+                if known_digests is None:
+                    known_digests = {}
+                    for pieces, digests, _ in self._runs.values():
+                        known_digests.update(zip(map(id, pieces), digests))
+                digests = known[1][:kept] if known is not None and kept else []
+                for new in run[len(digests):]:
+                    digest = known_digests.get(id(new))
+                    if digest is None:
+                        digest = known_digests[id(new)] = hashlib.sha256(new).digest()
+                        self.hashed += 1
+                    digests.append(digest)
+                known = (run, digests, hashlib.sha256(b"".join(digests)).digest())
                 self.new_runs += 1
             runs[id(piece)] = known
             outer.update(b"r")
-            outer.update(known[1])
+            outer.update(known[2])
             index = end
         self._runs = runs
-        self._kept = {id(piece): self._kept_entry(piece) for run, _ in runs.values() for piece in run} \
-            if self.new_runs else self._kept
         return '"' + outer.hexdigest() + '"'
 
-    def _run_digest(self, run: list[bytes]) -> bytes:
-        inner = hashlib.sha256()
-        for piece in run:
-            inner.update(self._kept_entry(piece)[1])
-        return inner.digest()
 
-    def _kept_entry(self, piece: bytes) -> tuple[bytes, bytes]:
-        entry = self._kept.get(id(piece))
-        if entry is None or entry[0] is not piece:
-            entry = (piece, hashlib.sha256(piece).digest())
-            self._kept[id(piece)] = entry
-            self.hashed += 1
-        return entry
+def _same_prefix(known: list[bytes], run: list[bytes]) -> int:
+    """How many first pieces of ``run`` are those of ``known``, the same objects (compared at C speed, by halving)."""
+    same = min(len(known), len(run))
+    if all(map(operator.is_, known[:same], run)):
+        return same
+    low, high = 0, same  # the first ``low`` pieces are the same, the first ``high`` are not
+    while high - low > 1:
+        middle = (low + high) // 2
+        if all(map(operator.is_, known[low:middle], run[low:middle])):
+            low = middle
+        else:
+            high = middle
+    return low
 
 
 @dataclass
@@ -286,37 +306,53 @@ class PublishCache:
         """The ETag of document ``name`` cut as ``parts``."""
         return self.digests.setdefault(name, PartsDigest()).etag(parts)
 
-    def compress(self, parts: list[bytes]) -> bytes:
-        """The gzip file of the pieces, under the lock."""
+    def compress(self, parts: list[bytes]) -> list[bytes]:
+        """The gzip file of the pieces, as pieces, under the lock."""
         with self.gzip_lock:
-            return self.gzip.compress(parts)
+            return self.gzip.segments(parts)
 
 
 class PublicFile:
     """One public file of one publication, held in memory: its ETag at once, its bytes built on first read.
 
-    Building (joining the pieces, compressing) happens once, on whichever thread reads first (a
-    webhook request, the disk writer), never on the loop's. Immutable otherwise: any thread may hold it.
+    Building (compressing, joining the pieces) happens once, on whichever thread reads first (a
+    webhook request, the disk writer), never on the loop's. The disk writer takes :meth:`pieces`,
+    not :meth:`data`, so it writes the kept blocks as they are instead of first copying the whole
+    history into one ``bytes``. Immutable otherwise: any thread may hold it.
     """
 
-    def __init__(self, name: str, etag: str, build: Callable[[], bytes]) -> None:
+    def __init__(self, name: str, etag: str, build: Callable[[], list[bytes]]) -> None:
         #: The file's name under ``public/``.
         self.name = name
         #: Its strong ETag, quoted.
         self.etag = etag
-        self._build: Callable[[], bytes] | None = build
+        self._build: Callable[[], list[bytes]] | None = build
+        self._pieces: list[bytes] | None = None
         self._data: bytes | None = None
         self._lock = threading.Lock()
 
+    def pieces(self) -> list[bytes]:
+        """The file's bytes as pieces in order (built on the first call; the joined bytes once :meth:`data` ran)."""
+        data = self._data
+        if data is not None:
+            return [data]
+        with self._lock:
+            if self._data is not None:
+                return [self._data]
+            if self._pieces is None:
+                assert self._build is not None
+                self._pieces, self._build = self._build(), None
+            return self._pieces
+
     def data(self) -> bytes:
-        """The file's bytes (built on the first call)."""
+        """The file's bytes (joined on the first call)."""
         data = self._data
         if data is not None:
             return data
+        pieces = self.pieces()
         with self._lock:
             if self._data is None:
-                assert self._build is not None
-                self._data, self._build = self._build(), None  # the pieces are let go once joined
+                self._data, self._pieces = b"".join(pieces), None  # the pieces are let go once joined
             return self._data
 
 
@@ -344,21 +380,37 @@ def public_files(
     csv_parts = orders_csv(state)
     meta = dumps_json({**metadata, "published_at": published_at, "etag": etag})
     documents = [
-        PublicFile(files.state_snapshot.name, etag, lambda: b"".join(state_parts)),
+        PublicFile(files.state_snapshot.name, etag, lambda: state_parts),
         PublicFile(files.state_snapshot_gz.name, etag[:-1] + '-gzip"', lambda: cache.compress(state_parts)),
-        PublicFile(files.positions.name, cache.etag("positions", positions_parts), lambda: b"".join(positions_parts)),
-        PublicFile(files.orders_csv.name, cache.etag("orders", csv_parts), lambda: b"".join(csv_parts)),
-        PublicFile(files.metadata.name, etag_of(meta), lambda: meta),
+        PublicFile(files.positions.name, cache.etag("positions", positions_parts), lambda: positions_parts),
+        PublicFile(files.orders_csv.name, cache.etag("orders", csv_parts), lambda: csv_parts),
+        PublicFile(files.metadata.name, etag_of(meta), lambda: [meta]),
     ]
     return {document.name: document for document in documents}
 
 
-def write_public_files(files: RunFiles, documents: Mapping[str, PublicFile]) -> None:
-    """Write each file crash-safely into ``public/``, metadata.json last (it names state.json's ETag)."""
+def write_public_files(files: RunFiles, documents: Mapping[str, PublicFile],
+                       written: dict[str, str] | None = None) -> list[str]:
+    """Write each file crash-safely into ``public/``, metadata.json last (it names state.json's ETag).
+
+    ``written`` (the writer's memory, name → ETag of the bytes it last put on disk) makes a write
+    cost what changed: a file whose ETag equals the one written before is left as it is (an ETag
+    changes exactly when the bytes do), and a file is entered only once its rename is done. A
+    new writer (an executor starting) has an empty memory, so it writes every file. Each file is
+    written piece by piece (:meth:`PublicFile.pieces`), not joined first. Returns the names written.
+    """
     files.public.mkdir(parents=True, exist_ok=True)
     last = files.metadata.name
+    done: list[str] = []
     for name in [*(name for name in documents if name != last), *([last] if last in documents else [])]:
-        atomic_write_bytes(files.public / name, documents[name].data())
+        document = documents[name]
+        if written is not None and written.get(name) == document.etag:
+            continue
+        atomic_write_pieces(files.public / name, document.pieces())
+        done.append(name)
+        if written is not None:
+            written[name] = document.etag
+    return done
 
 
 def publish(
