@@ -50,7 +50,8 @@ def ours(path: Path, market: object) -> tuple[float, int, float]:
     return seconds, sum(1 for _ in result.state.portfolio.all_orders()), result.state.valuations.equity[-1]
 
 
-def vectorbt_run(frame: object) -> float | None:
+def vectorbt_run(frame: object) -> tuple[float, int, float] | None:
+    """Seconds, fills (orders) and final value of vectorbt's run, or None when it is not installed."""
     try:
         import vectorbt as vbt
     except ImportError:
@@ -61,9 +62,11 @@ def vectorbt_run(frame: object) -> float | None:
     slow = close.rolling(bench.SLOW).mean()
     entries = (fast.shift(1) < slow.shift(1)) & (fast > slow)
     exits = (fast.shift(1) > slow.shift(1)) & (fast < slow)
-    vbt.Portfolio.from_signals(close, entries.shift(1, fill_value=False), exits.shift(1, fill_value=False),
-                               price=frame["open"], init_cash=bench.CASH, size_granularity=1)  # type: ignore[index]
-    return time.perf_counter() - started
+    portfolio = vbt.Portfolio.from_signals(close, entries.shift(1, fill_value=False),
+                                           exits.shift(1, fill_value=False), price=frame["open"],  # type: ignore[index]
+                                           init_cash=bench.CASH, size_granularity=1)
+    seconds = time.perf_counter() - started
+    return seconds, int(portfolio.orders.count()), float(portfolio.final_value())
 
 
 def main() -> None:
@@ -88,7 +91,8 @@ def main() -> None:
         outcome["theirs"] = (int(stats["# Trades"]) * 2, float(stats["Equity Final [$]"]))
         vbt = vectorbt_run(frame)
         if vbt is not None:
-            times["vectorbt"].append(vbt)
+            times["vectorbt"].append(vbt[0])
+            outcome["vectorbt"] = vbt[1:]
     theirs = statistics.median(times["theirs"])
     print(f"{args.bars:,} bars; median of {args.repeat}; load average {os.getloadavg()[0]:.1f}")
     print()

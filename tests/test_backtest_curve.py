@@ -164,3 +164,36 @@ def test_rotation_on_bundled_stocks_matches(tmp_path: Path) -> None:
     curve = np.column_stack([fast.state.valuations.equity, fast.state.valuations.cash,
                              fast.state.valuations.exposure])
     np.testing.assert_allclose(curve, rows, rtol=1e-12, atol=1e-9)
+
+
+@pytest.mark.parametrize("increasing", [True, False])
+def test_each_step_takes_the_last_holdings_recorded_at_or_before_it(monkeypatch: pytest.MonkeyPatch,
+                                                                    increasing: bool) -> None:
+    """append_curve finds each step's holdings by a running count of the recorded steps (they increase, one
+    record a step): the same rows as a search per step, at chunk edges too, and the search itself when the
+    steps were recorded out of order or twice."""
+    frame = generate_candles(3_000, frequency="1m", seed=5, symbol="SYN", volatility=0.002)
+    market = MarketData.from_long_frame(frame, asset_types={"SYN": "equity"})
+    monkeypatch.setattr(curve, "CHUNK", 997)
+    rng = np.random.default_rng(7)
+    steps = sorted({0, 996, 997, 1993, 1994, 2999, *rng.choice(3_000, 300, replace=False).tolist()})
+    if not increasing:
+        steps = [*steps[:100], steps[99], *steps[100:]]  # a step recorded twice: the later record counts
+    holdings = curve.Holdings(1_000.0, ("SYN",))
+    for number, step in enumerate(steps):
+        holdings.steps.append(step)
+        holdings.cash.append(1_000.0 - number)
+        holdings.quantities.append(float(number % 4))
+    valuations = State(name="curve").valuations
+    curve.append_curve(holdings, market, valuations)
+    closes = market.bars["SYN"].close
+    last_closed = market.last_closed["SYN"]
+    expected_cash, expected_equity = [], []
+    for step in range(len(market)):
+        rows = [number for number, recorded in enumerate(steps) if recorded <= step]
+        cash = holdings.cash[rows[-1]] if rows else 1_000.0
+        held = holdings.quantities[rows[-1]] if rows else 0.0
+        expected_cash.append(cash)
+        expected_equity.append(cash + (held * closes[last_closed[step]] if held else 0.0))
+    assert list(valuations.cash) == expected_cash
+    assert list(valuations.equity) == expected_equity

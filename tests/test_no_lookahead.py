@@ -19,7 +19,7 @@ from tradeexecutor.config import EngineConfig, ExecutionConfig
 from tradeexecutor.data.market import MarketData
 from tradeexecutor.errors import LookaheadError, LookaheadRefusedError
 from tradeexecutor.state import OrderStatus
-from tradeexecutor.strategy.indicators import causality_cuts, compute_indicators
+from tradeexecutor.strategy.indicators import _first_difference, causality_cuts, compute_indicators
 from tradeexecutor.strategy.loader import load_strategy
 
 STRATEGIES = Path(__file__).parent / "strategies"
@@ -489,3 +489,22 @@ def test_next_open_never_fills_at_a_bar_that_opened_before_the_decision() -> Non
     assert sell.average_fill_price == frame.loc["2024-03-01 16:00", "open"].item()
     for trade in (buy, sell):
         assert trade.filled_at >= trade.created_at
+
+
+def test_prefix_comparison_is_bitwise_first_then_nan_aware_within_float_noise() -> None:
+    """The causality check compares each prefix's values bit for bit first (the usual case, one integer
+    comparison); anything else — a sign of zero, a last-bit difference, a real change — is judged as before."""
+    full = np.array([np.nan, np.nan, 1.0, 2.5, 0.0, 3.0])
+    assert _first_difference(full, full.copy()) is None  # NaNs included
+    signed = full.copy()
+    signed[4] = -0.0
+    assert _first_difference(full, signed) is None  # equal values, other bits
+    noisy = full.copy()
+    noisy[3] = np.nextafter(2.5, 3.0)
+    assert _first_difference(full, noisy) is None  # float noise
+    changed = full.copy()
+    changed[3] = 2.6
+    assert _first_difference(full, changed) == 3
+    appeared = full.copy()
+    appeared[1] = 0.5
+    assert _first_difference(full, appeared) == 1  # a value where the full run has NaN

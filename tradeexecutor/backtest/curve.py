@@ -67,11 +67,20 @@ def append_curve(holdings: Holdings, market: MarketData, valuations: ValuationSe
     held_slots = [(slot, symbol) for slot, symbol in enumerate(holdings.symbols)
                   if len(changes) and quantity_rows[:, slot].any()]
     timeline = market.timeline_ns
+    increasing = bool((changes[1:] > changes[:-1]).all())
     for start in range(0, len(market), chunk):
         stop = min(start + chunk, len(market))
-        steps = np.arange(start, stop, dtype=np.int64)
-        # For each step, the last record at or before it (-1: before the first fill).
-        which = np.searchsorted(changes, steps, side="right") - 1
+        # For each step, the last record at or before it (-1: before the first fill): the records before the
+        # chunk, plus a running count of those inside it (the recorded steps are increasing and distinct) —
+        # linear, where a binary search per step cost 1 % of a 1M-bar run.
+        if increasing:
+            first, after = np.searchsorted(changes, (start, stop))
+            which = np.zeros(stop - start, dtype=np.int64)
+            which[changes[first:after] - start] = 1
+            np.cumsum(which, out=which)
+            which += first - 1
+        else:  # steps recorded out of order or twice (not by Holdings.record): a search per step
+            which = np.searchsorted(changes, np.arange(start, stop, dtype=np.int64), side="right") - 1
         before = which < 0
         row = np.maximum(which, 0)
         cash = np.where(before, holdings.initial_cash, cash_rows[row] if len(changes) else 0.0)

@@ -239,6 +239,12 @@ def _check_causality(function: IndicatorFunction, frame: pd.DataFrame, parameter
 
 def _first_difference(full: np.ndarray, prefix: np.ndarray) -> int | None:
     """Index of the first value that differs beyond float noise (NaN equals NaN), or None."""
+    if full.shape == prefix.shape and full.dtype == prefix.dtype == np.float64 \
+            and np.array_equal(full.view(np.int64), prefix.view(np.int64)):
+        # Bit for bit the same, NaNs included: the usual answer, found in one integer comparison. The
+        # NaN-aware comparison below costs some 60 times as much (16 ms against 0.3 ms a million values),
+        # 5 % of a 1M-bar backtest over the causality check's 1.6M recomputed values an indicator.
+        return None
     if np.array_equal(full, prefix, equal_nan=True):
         return None
     same = np.isclose(full, prefix, rtol=1e-9, atol=1e-12, equal_nan=True)
