@@ -69,9 +69,14 @@ def append_curve(holdings: Holdings, market: MarketData, valuations: ValuationSe
     timeline = market.timeline_ns
     for start in range(0, len(market), chunk):
         stop = min(start + chunk, len(market))
-        steps = np.arange(start, stop, dtype=np.int64)
-        # For each step, the last record at or before it (-1: before the first fill).
-        which = np.searchsorted(changes, steps, side="right") - 1
+        # For each step, the last record at or before it (-1: before the first fill): the record at or before the
+        # chunk's start, plus a count of the records since (a cumulative sum, not a binary search per step).
+        first = int(np.searchsorted(changes, start, side="right")) - 1
+        inside = changes[first + 1:int(np.searchsorted(changes, stop, side="left"))]
+        marks = np.zeros(stop - start, dtype=np.int64)
+        marks[inside - start] = 1
+        which = np.cumsum(marks, out=marks)
+        which += first
         before = which < 0
         row = np.maximum(which, 0)
         cash = np.where(before, holdings.initial_cash, cash_rows[row] if len(changes) else 0.0)

@@ -75,7 +75,8 @@ def visit_signal_trades(engine: BacktestEngine, holdings: Holdings, due: np.ndar
     run is done) and the steps the per-step loop would have visited before it.
     """
     intents = signal_intents(engine._decide)
-    if intents is None or not isinstance(engine, BacktestEngine) or len(engine.symbols) != 1 or engine.pending or engine.state.portfolio.open_positions:
+    if (intents is None or not isinstance(engine, BacktestEngine) or len(engine.symbols) != 1 or engine.pending
+            or engine.state.portfolio.open_positions or holdings.steps):
         return None
     entry_intent, exit_intent = intents
     if (not engine._lean or engine.paused or engine.max_position_value or engine.router is not None
@@ -125,7 +126,8 @@ def visit_signal_trades(engine: BacktestEngine, holdings: Holdings, due: np.ndar
     instrument_id = engine.instrument_ids[symbol]
     instrument = engine._instruments[instrument_id]
     book = accounting.book_quote_fill
-    record_holdings = holdings.record
+    # Holdings.record, whose steps only grow here (each trade fills after the one before): three appends.
+    held_at, held_cash, held_quantity = holdings.steps.append, holdings.cash.append, holdings.quantities.append
     entry_value, entry_fraction = entry_intent.value, entry_intent.equity_fraction or 0.0
     entry_note, exit_note = entry_intent.note, exit_intent.note
     position: Any = None
@@ -193,7 +195,9 @@ def visit_signal_trades(engine: BacktestEngine, holdings: Holdings, due: np.ndar
         if len(records) >= RECORDS_KEPT:
             engine._make_filled()
             records = engine._records
-        record_holdings(fill_step, portfolio.cash, [0.0 + position.quantity] if open_positions else [0.0])
+        held_at(fill_step)
+        held_cash(portfolio.cash)
+        held_quantity(0.0 + position.quantity if open_positions else 0.0)  # Engine.quantities()
         if fills >= freeze_at:
             gc.freeze()
             freeze_at = fills + freeze_every
