@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tradeexecutor.backtest import runner
+from tradeexecutor.backtest import runner, signal_events
 from tradeexecutor.backtest.runner import BacktestResult, run_backtest
 from tradeexecutor.backtest.signal_events import visit_signal_trades
 from tradeexecutor.config import EngineConfig, ExecutionConfig
@@ -192,6 +192,7 @@ def test_the_trade_loop_leaves_the_per_step_loops_state_field_by_field(
         return calls[-1]
 
     monkeypatch.setattr(runner, "visit_signal_trades", counting)
+    monkeypatch.setattr(signal_events, "ROWS", 7)  # trades taken in many small batches, a rejection inside one
     fast = run_backtest(load_strategy(path, {}), market, config, now=NOW)
     reference = _per_step(path, market, config, monkeypatch)
     assert calls and calls[0] is not None, "the trade loop ran"
