@@ -223,3 +223,17 @@ def signals(candles, parameters):
     assert asdict(fast.state) == asdict(reference.state)
     assert [o.status for o in fast.state.portfolio.all_orders()] == [OrderStatus.created]
     assert fast.visited == reference.visited == 1
+
+
+def test_the_trade_loop_reports_progress_as_the_per_step_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    market = _market(25_000, seed=4)
+    config = EngineConfig(execution=ExecutionConfig(fee=0.001), initial_cash=10_000.0, check_indicator_lookahead=False)
+    seen: dict[str, list[int]] = {"trades": [], "steps": []}
+    run_backtest(load_strategy(BENCH / "sma_1m_signals.py", {}), market, config, progress=seen["trades"].append)
+    with monkeypatch.context() as patch:
+        patch.setattr(runner, "visit_signal_trades", lambda *args: None)
+        run_backtest(load_strategy(BENCH / "sma_1m_signals.py", {}), market, config, progress=seen["steps"].append)
+    for reported in seen.values():
+        # Each time the run passes a multiple of 10,000 steps, with the step it got to.
+        assert reported == sorted(reported) and len(reported) == 2
+        assert 10_000 <= reported[0] < 20_000 <= reported[1] < len(market)

@@ -214,6 +214,8 @@ def visit_signal_trades(engine: BacktestEngine, holdings: Holdings, due: np.ndar
         if progress is not None and fill_step >= report_at:
             progress(fill_step)
             report_at = (fill_step // 10_000 + 1) * 10_000
+    if progress is not None and go_on_from >= report_at:
+        progress(min(go_on_from, count))  # as the per-step loop reports the step it got to
     visited = signalled[signalled < go_on_from]
     if not at_close:
         done = fill_steps[:taken]
