@@ -247,6 +247,16 @@ def test_the_cuts_are_early_middle_and_last_and_bounded_in_cost() -> None:
         assert sum(cuts) <= 1.75 * bars + 2  # rows recomputed, whatever the length
 
 
+def test_a_prefix_is_compared_bit_for_bit_first_and_value_by_value_when_the_bits_differ() -> None:
+    full = np.array([np.nan, 0.0, 1.5, 2.0, 3.0])
+    assert _first_difference(full[:4], full[:4].copy()) is None  # the same bits
+    other_nan = np.frombuffer(np.array([0x7FF8000000000001], dtype=np.int64).tobytes(), dtype=np.float64)[0]
+    assert np.isnan(other_nan)
+    assert _first_difference(full[:4], np.array([other_nan, -0.0, 1.5, 2.0 + 1e-15])) is None  # equal values
+    assert _first_difference(full[:4], np.array([np.nan, 0.0, 1.5, 2.5])) == 3  # a real difference is found
+    assert _first_difference(full[:4], np.array([1.0, 0.0, 1.5, 2.0])) == 0  # a NaN warm-up filled in
+
+
 @pytest.mark.parametrize("seed", [0, 1])
 def test_honest_indicators_of_every_kind_on_two_instruments_are_accepted(seed: int) -> None:
     frame = pd.concat([random_walk_bars("AAA", 300, seed), random_walk_bars("BBB", 280, seed + 10)]).sort_index()

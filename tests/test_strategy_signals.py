@@ -7,19 +7,25 @@ the same candles; every trade and every valuation must be equal — exactly, not
 
 from __future__ import annotations
 
+from dataclasses import asdict
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
+from tradeexecutor.backtest import runner, signal_events
 from tradeexecutor.backtest.runner import BacktestResult, run_backtest
+from tradeexecutor.backtest.signal_events import visit_signal_trades
 from tradeexecutor.config import EngineConfig, ExecutionConfig
 from tradeexecutor.data import generate_candles
 from tradeexecutor.data.market import MarketData
 from tradeexecutor.errors import LookaheadRefusedError, StrategyLoadError
-from tradeexecutor.state import State
+from tradeexecutor.state import OrderStatus, State
 from tradeexecutor.strategy.loader import load_strategy
 
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
 BENCH = Path(__file__).resolve().parents[1] / "bench" / "strategies"
 
 HEADER = '''\
@@ -140,3 +146,94 @@ def test_bad_signal_strategies_are_refused_when_they_load(tmp_path: Path, extra:
     (tmp_path / "bad.py").write_text(SIGNALS.format(cycle="1m", signal_order='"fraction": 1.0') + extra)
     with pytest.raises(StrategyLoadError, match=message):
         load_strategy(tmp_path / "bad.py", {})
+
+
+BOTH = HEADER + '''
+signal_order = {{{signal_order}}}
+
+
+def signals(candles, parameters):
+    close_price = candles["close"]
+    fast = close_price.rolling(parameters.fast).mean()
+    slow = close_price.rolling(parameters.slow).mean()
+    return {{"entry": fast > slow, "exit": close_price < close_price.shift(1)}}  # often both at once
+'''
+
+
+def _per_step(strategy_path: Path, market: MarketData, config: EngineConfig,
+              monkeypatch: pytest.MonkeyPatch) -> BacktestResult:
+    """The run with every signal step visited by the per-step loop (backtest.signal_events switched off)."""
+    with monkeypatch.context() as patch:
+        patch.setattr(runner, "visit_signal_trades", lambda *args: None)
+        return run_backtest(load_strategy(strategy_path, {}), market, config, now=NOW)
+
+
+@pytest.mark.parametrize("fill_timing", ["next_open", "close"])
+@pytest.mark.parametrize(("source", "order", "min_notional"), [
+    pytest.param(SIGNALS, '"fraction": 1.0', 0.0, id="crossings"),
+    pytest.param(BOTH, '"fraction": 1.0', 0.0, id="entry-and-exit-on-one-bar"),  # the position's state decides
+    # equity falls below it after a few trades: a rejected entry, and the per-step loop goes on from there
+    pytest.param(SIGNALS, '"fraction": 1.0', 9_900.0, id="rejected-entry"),
+    pytest.param(BOTH, '"value": 2500.0', 0.0, id="fixed-value"),
+])
+def test_the_trade_loop_leaves_the_per_step_loops_state_field_by_field(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fill_timing: str, source: str, order: str,
+        min_notional: float) -> None:
+    path = tmp_path / "probe.py"
+    path.write_text(source.format(cycle="1m", signal_order=order))
+    market = _market(1_500, seed=7)
+    config = EngineConfig(execution=ExecutionConfig(fee=0.002, slippage_bps=3.0, fill_timing=fill_timing,
+                                                    min_notional=min_notional), initial_cash=10_000.0,
+                          check_indicator_lookahead=False)  # checked in its own tests; not the point here
+    calls: list[tuple[int, int] | None] = []
+
+    def counting(*args: Any) -> tuple[int, int] | None:
+        calls.append(visit_signal_trades(*args))
+        return calls[-1]
+
+    monkeypatch.setattr(runner, "visit_signal_trades", counting)
+    monkeypatch.setattr(signal_events, "ROWS", 7)  # trades taken in many small batches, a rejection inside one
+    fast = run_backtest(load_strategy(path, {}), market, config, now=NOW)
+    reference = _per_step(path, market, config, monkeypatch)
+    assert calls and calls[0] is not None, "the trade loop ran"
+    handed_over = calls[0][0] < len(market)
+    assert handed_over == (min_notional > 0)  # only a rejection sends the run back to the per-step loop
+    assert asdict(fast.state) == asdict(reference.state)  # orders, fills, positions, marks, valuations, ids
+    assert fast.visited == reference.visited
+    statuses = {o.status for o in fast.state.portfolio.all_orders()}
+    assert OrderStatus.filled in statuses
+    assert (OrderStatus.rejected in statuses) == (min_notional > 0)
+
+
+def test_an_entry_on_the_last_bar_waits_as_in_the_per_step_loop(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "last.py"
+    path.write_text(HEADER.format(cycle="1m") + '''
+def signals(candles, parameters):
+    last = candles["close"] * 0.0
+    entry = last.copy()
+    entry.iloc[-1] = 1.0  # only the last bar signals: the order can never fill
+    return {"entry": entry, "exit": last}
+''')
+    market = _market(500, seed=3)
+    config = EngineConfig(execution=ExecutionConfig(fill_timing="next_open"), initial_cash=10_000.0,
+                          check_indicator_lookahead=False)
+    fast = run_backtest(load_strategy(path, {}), market, config, now=NOW)
+    reference = _per_step(path, market, config, monkeypatch)
+    assert asdict(fast.state) == asdict(reference.state)
+    assert [o.status for o in fast.state.portfolio.all_orders()] == [OrderStatus.created]
+    assert fast.visited == reference.visited == 1
+
+
+def test_the_trade_loop_reports_progress_as_the_per_step_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    market = _market(25_000, seed=4)
+    config = EngineConfig(execution=ExecutionConfig(fee=0.001), initial_cash=10_000.0, check_indicator_lookahead=False)
+    seen: dict[str, list[int]] = {"trades": [], "steps": []}
+    run_backtest(load_strategy(BENCH / "sma_1m_signals.py", {}), market, config, progress=seen["trades"].append)
+    with monkeypatch.context() as patch:
+        patch.setattr(runner, "visit_signal_trades", lambda *args: None)
+        run_backtest(load_strategy(BENCH / "sma_1m_signals.py", {}), market, config, progress=seen["steps"].append)
+    for reported in seen.values():
+        # Each time the run passes a multiple of 10,000 steps, with the step it got to.
+        assert reported == sorted(reported) and len(reported) == 2
+        assert 10_000 <= reported[0] < 20_000 <= reported[1] < len(market)

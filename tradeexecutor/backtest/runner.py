@@ -14,6 +14,7 @@ import pandas as pd
 
 from tradeexecutor.backtest.curve import Holdings, append_curve
 from tradeexecutor.backtest.lean import BacktestEngine
+from tradeexecutor.backtest.signal_events import visit_signal_trades
 from tradeexecutor.config import EngineConfig
 from tradeexecutor.data.market import MarketData
 from tradeexecutor.engine.engine import Engine, EventSink, _to_datetime
@@ -103,7 +104,13 @@ def run_backtest(
     gc.freeze()
     try:
         if strategy.signals:
-            visited = _visit_signal_steps(engine, holdings, due, signal_steps(engine.indicators, market, due), progress)
+            signalled = signal_steps(engine.indicators, market, due)
+            # The trades alone where the rule allows it (backtest.signal_events), then the per-step loop from
+            # where that stopped (the end, unless a fill needs the engine's general path).
+            done = visit_signal_trades(engine, holdings, due, signalled, progress, FREEZE_EVERY)
+            start, visited = done if done is not None else (0, 0)
+            if start < steps:
+                visited += _visit_signal_steps(engine, holdings, due, signalled, progress, start)
         else:
             visited = steps
             _visit_every_step(engine, holdings, due, progress)
@@ -193,12 +200,13 @@ def _visit_every_step(engine: Engine, holdings: Holdings, due: np.ndarray, progr
 
 
 def _visit_signal_steps(engine: Engine, holdings: Holdings, due: np.ndarray, signalled: np.ndarray,
-                        progress: Callable[[int], None] | None) -> int:
+                        progress: Callable[[int], None] | None, start: int = 0) -> int:
     """The loop of a signals() strategy: only steps with a signal, a pending fill or a protective order to check.
 
     At any other step the full loop would do nothing: decide() returns no intent when no
-    instrument signals, nothing is pending, and no open position has a trigger. Returns the
-    number of steps visited.
+    instrument signals, nothing is pending, and no open position has a trigger. Starts at the
+    first signal at or after ``start``, or at ``start`` itself when an order waits there. Returns
+    the number of steps visited.
     """
     fill_pending = engine.fill_pending
     check_triggers = engine.check_triggers
@@ -211,10 +219,12 @@ def _visit_signal_steps(engine: Engine, holdings: Holdings, due: np.ndarray, sig
     cycle_at = memoryview(due)  # type: ignore[arg-type]
     targets = signalled.tolist()
     count = len(due)
-    fills = visited = k = 0
-    freeze_at = FREEZE_EVERY
-    report_at = 10_000
-    step = targets[0] if targets else count
+    k = int(np.searchsorted(signalled, start))
+    fills = engine.fills
+    visited = 0
+    freeze_at = fills + FREEZE_EVERY
+    report_at = (start // 10_000 + 1) * 10_000
+    step = start if engine.pending else (targets[k] if k < len(targets) else count)
     while step < count:
         visited += 1
         if engine.pending:

@@ -13,11 +13,14 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+
+import numpy as np
 
 from tradeexecutor.state.order import OrderPurpose
 
-__all__ = ["CLIENT_ORDER_ID_PATTERN", "client_order_id", "client_order_id_ms", "run_key"]
+__all__ = ["CLIENT_ORDER_ID_PATTERN", "client_order_id", "client_order_id_ms", "client_order_ids_ms", "run_key"]
 
 #: What every client order id matches (Binance: ``^[.A-Z:/a-z0-9_-]{1,36}$``; we use a subset).
 CLIENT_ORDER_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,36}$")
@@ -79,3 +82,49 @@ def client_order_id_ms(run: str, ms: int, seq: int, purpose: OrderPurpose, *, po
 
 #: The letter of each purpose, looked up without the enum's (slow) ``value`` property.
 _LETTERS = {purpose: purpose.value[0] for purpose in OrderPurpose}
+
+
+#: The code point of each purpose's letter (client_order_ids_ms).
+_LETTER_CODES = {purpose: ord(letter) for purpose, letter in _LETTERS.items()}
+#: Code points of the base-36 digits, indexed by digit (client_order_ids_ms).
+_DIGIT_CODES = np.frombuffer(_DIGITS.encode("ascii"), dtype=np.uint8).astype(np.uint32)
+
+
+def client_order_ids_ms(run: str, ms: Sequence[int], seqs: Sequence[int], purposes: Sequence[OrderPurpose]) -> list[str]:
+    """client_order_id_ms of many cycle orders at once, text for text the same (a backtest's records are made in
+    batches of thousands: one numpy pass over a table of code points instead of a string built per id).
+
+    Ids whose time has another number of digits than the batch's largest, or whose intent index needs more
+    than two digits, are written one by one.
+    """
+    count = len(ms)
+    if count == 0:
+        return []
+    try:
+        times = np.fromiter(ms, dtype=np.int64, count=count)
+        order = np.fromiter(seqs, dtype=np.int64, count=count)
+    except OverflowError:  # beyond 64 bits: one by one, which refuses it as too long
+        return [client_order_id_ms(run, m, seq, purpose) for m, seq, purpose in zip(ms, seqs, purposes, strict=True)]
+    largest = int(times.max())
+    digits = len(_base36(largest))
+    # "te" run "-" time "-" two-digit index, letter: one fixed width for the whole batch.
+    probe = client_order_id_ms(run, largest, 0, OrderPurpose.open)
+    width = len(probe)
+    codes = np.empty((count, width), dtype=np.uint32)
+    head = np.frombuffer(f"te{run}-".encode("ascii"), dtype=np.uint8)
+    codes[:, :len(head)] = head
+    at = len(head)
+    rest = times.copy()
+    for place in range(digits - 1, -1, -1):
+        codes[:, at + place] = _DIGIT_CODES[rest % 36]
+        rest //= 36
+    at += digits
+    codes[:, at] = ord("-")
+    codes[:, at + 1] = _DIGIT_CODES[order // 36 % 36]
+    codes[:, at + 2] = _DIGIT_CODES[order % 36]
+    codes[:, at + 3] = np.fromiter(map(_LETTER_CODES.__getitem__, purposes), dtype=np.uint32, count=count)
+    texts: list[str] = codes.view(f"<U{width}").ravel().tolist()
+    odd = np.flatnonzero((times < 0) | (order < 0) | (order >= 36) | (times < 36 ** (digits - 1)))
+    for index in odd.tolist():  # negative numbers raise there, as one by one
+        texts[index] = client_order_id_ms(run, int(times[index]), int(order[index]), purposes[index])
+    return texts

@@ -39,7 +39,7 @@ from tradeexecutor.data.market import MarketData
 from tradeexecutor.strategy.indicators import IndicatorStore
 from tradeexecutor.strategy.intents import Intent, close, open_long
 
-__all__ = ["ENTRY", "EXIT", "SIGNAL_NAMES", "combined_indicators", "signal_decide", "signal_steps"]
+__all__ = ["ENTRY", "EXIT", "SIGNAL_NAMES", "combined_indicators", "signal_decide", "signal_intents", "signal_steps"]
 
 ENTRY = "entry"
 EXIT = "exit"
@@ -87,6 +87,8 @@ def signal_decide(order: Mapping[str, Any], instruments: tuple[str, ...]) -> Cal
                 return [exit_] if ctx.indicator(EXIT) > 0 else []
             return [entry] if ctx.indicator(ENTRY) > 0 else []
 
+        # What the backtest's trade loop (backtest.signal_events) needs to run this rule without calling it.
+        decide_one._signal_intents = (entry, exit_)  # type: ignore[attr-defined]
         return decide_one
 
     def decide(ctx: Any) -> list[Intent]:
@@ -100,6 +102,11 @@ def signal_decide(order: Mapping[str, Any], instruments: tuple[str, ...]) -> Cal
         return intents
 
     return decide
+
+
+def signal_intents(decide: Callable[..., Any]) -> tuple[Intent, Intent] | None:
+    """The entry and exit intents of a one-instrument decide() built by :func:`signal_decide`; None for any other."""
+    return getattr(decide, "_signal_intents", None)
 
 
 def signal_steps(store: IndicatorStore, market: MarketData, due: np.ndarray) -> np.ndarray:
