@@ -30,7 +30,7 @@ from contextvars import ContextVar
 from pathlib import Path
 
 __all__ = ["atomic_write_bytes", "atomic_write_text", "deferred_directory_fsyncs", "deferred_fsyncs", "fsync_append",
-           "fsync_directory", "install_temp_file", "remove_temp_files", "temp_path_for"]
+           "fsync_directory", "fsyncs_deferred", "install_temp_file", "remove_temp_files", "temp_path_for"]
 
 #: Names of temporary files: :func:`temp_path_for`'s, and the ``.NAME.XXXXXXXX.tmp`` (mkstemp) and
 #: ``.state.json.bak.PID.tmp`` names earlier versions used, so their leftovers go too.
@@ -109,6 +109,20 @@ def deferred_fsyncs() -> Iterator[None]:
             _PENDING_FILES.reset(token)
             for path in files:
                 _fsync_path(path)
+
+
+def fsyncs_deferred(*paths: str | os.PathLike[str]) -> bool:
+    """True inside a :func:`deferred_fsyncs` block, whose pass will then fsync ``paths`` too (those that still exist).
+
+    For a writer whose files are made durable by someone else (SQLite): inside the block it may
+    skip its own syncs (``PRAGMA synchronous = OFF``) and leave its files to the pass.
+    """
+    pending = _PENDING_FILES.get()
+    if pending is None:
+        return False
+    for path in paths:
+        pending[os.path.abspath(os.fspath(path))] = None
+    return True
 
 
 def _fsync_path(path: str) -> None:

@@ -12,12 +12,13 @@ Written into the sweep's folder (next to sweep.json and points.jsonl):
 
 Full runs (``reports``: the best N, all, or none) are ordinary backtest runs in the runs folder,
 the same runs ``tradeexecutor runs create`` + ``start`` would make — state, journal, metrics,
-orders, report — but each created already started (``runs.runner.create_and_run_backtest``: one
-folder write and registry insert instead of a start transaction after it), in parallel local
-processes; on one process the sweep's charts are drawn in a thread beside them. Their charts are drawn on demand
+orders, report — but each built out of sight and committed with the others (``runs.sweep_runs``:
+a hidden folder, one fsync pass, then every run put in place and registered in one transaction,
+so an interrupted sweep leaves no half run), in parallel local processes; on one process the
+sweep's charts are drawn in a thread beside them. Their charts are drawn on demand
 (``tradeexecutor report RUN``; the reports say so): drawing them cost 0.3 s a run, most of a
-default sweep's time on a small grid, for images nobody may open. Their ids go to ``reports.json`` as they
-finish, so an interrupted or resumed sweep never makes a run twice.
+default sweep's time on a small grid, for images nobody may open. Their ids go to ``reports.json``
+once they are registered, so an interrupted or resumed sweep never makes a run twice.
 """
 
 from __future__ import annotations
