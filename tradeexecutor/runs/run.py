@@ -28,7 +28,6 @@ import json
 import os
 import secrets
 import shutil
-import sqlite3
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -429,7 +428,7 @@ class Runs:
                 try:
                     self.registry.insert(run.record)
                     outcomes.append((run, None))
-                except (RunsError, sqlite3.IntegrityError) as exc:
+                except Exception as exc:  # noqa: BLE001 - a taken ref (or id): no folder stays without its row
                     shutil.rmtree(self.runs_dir / run.record.id, ignore_errors=True)
                     outcomes.append((run, str(exc)))
         return outcomes
