@@ -337,3 +337,32 @@ def test_a_line_committed_apart_skips_the_running_jobs_lines_and_keeps_the_head_
     assert heard == ["started", "crashed", "crashed"]
     assert [orjson.loads(line)["event"] for line in mirror.read_bytes().splitlines()] == heard
     assert dumps_state(reloaded(path)) == dumps_state(state)
+
+
+def test_a_ledger_built_inside_deferred_fsyncs_leaves_its_syncs_to_the_pass(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """In a folder built out of sight (a sweep's full run) the ledger commits without syncing
+    (``synchronous = OFF``) and the block's one pass fsyncs the database and its WAL; elsewhere every commit syncs."""
+    from tradeexecutor import atomic
+
+    synced: list[str] = []
+    real = atomic._fsync_path
+
+    def recording(path: str) -> None:
+        synced.append(path)
+        real(path)
+
+    monkeypatch.setattr(atomic, "_fsync_path", recording)
+    built = tmp_path / "built" / "ledger.sqlite"
+    with atomic.deferred_fsyncs():
+        store = Ledger(built)
+        store.save(new_state())
+        assert store._conn is not None and store._conn.execute("PRAGMA synchronous").fetchone()[0] == 0
+        store.close()
+        assert synced == []
+    assert synced == [str(built), f"{built}-wal"]
+    assert read_ledger(LedgerFiles(built)) is not None
+    elsewhere = Ledger(tmp_path / "ledger.sqlite")
+    elsewhere.save(new_state())
+    assert elsewhere._conn is not None and elsewhere._conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    elsewhere.close()

@@ -374,27 +374,31 @@ def _journal_steps(path: Path) -> list[tuple[str, dict[str, Any]]]:
     return [(entry["event"], {k: v for k, v in entry["fields"].items() if k != "run_id"}) for entry in entries]
 
 
-def test_a_run_created_started_is_the_run_create_then_start_makes(runs: Runs, work: Path) -> None:
-    """A sweep's full run is created already started (one folder write and registry insert, no start transaction):
+def test_a_staged_run_is_the_run_create_then_start_makes(runs: Runs, work: Path) -> None:
+    """A sweep's full run is built out of sight, made durable in one pass and registered complete (runs.sweep_runs):
     its timeline, journal, state, orders, summary, fingerprints and reports are those of create + start, field by
-    field."""
-    from tradeexecutor.runs.runner import create_and_run_backtest
+    field, and every command reads it like any other."""
     from tradeexecutor.runs.sweep_eval import result_fingerprint
+    from tradeexecutor.runs.sweep_runs import build_runs
 
     record, _ = runs.create(work / "bt.yaml", ref="two-steps", then=("swept", "sweep point 1: fast=8"))
     assert start_run(runs, "two-steps", charts=False).record.status == "complete"
-    one = create_and_run_backtest(runs, work / "bt.yaml", ref="one-step", then=("swept", "sweep point 1: fast=8"),
-                                  charts=False)
-    assert one.record.status == "complete" and one.record.ref == "one-step" and not one.notes
-    a, b = runs.paths(record.id), runs.paths(one.record.id)
-    meta_a, meta_b = runs.metadata(record.id), runs.metadata(one.record.id)
-    assert timeline(runs, one.record.id) == timeline(runs, record.id) == [
+    [(staged, error)] = build_runs(runs, [(work / "bt.yaml", "one-step", ("swept", "sweep point 1: fast=8"), {})])
+    assert staged is not None and error is None
+    assert runs.registry.find_ref("one-step") is None and not runs.paths(staged.record.id).root.exists()  # unseen
+    [(committed, error)] = runs.commit_staged([staged])
+    assert error is None and not staged.paths.root.exists()
+    one = runs.resolve("one-step")
+    assert one.id == committed.record.id and one.status == "complete" and one.pid is None
+    a, b = runs.paths(record.id), runs.paths(one.id)
+    meta_a, meta_b = runs.metadata(record.id), runs.metadata(one.id)
+    assert timeline(runs, one.id) == timeline(runs, record.id) == [
         "created", "swept", "start_requested", "started", "complete"]
     for key in ("status", "summary", "fingerprints", "strategy_version", "name", "mode", "error"):
         assert meta_b[key] == meta_a[key], key
     assert meta_b["backtest"]["bars"] == meta_a["backtest"]["bars"] and \
         meta_b["backtest"]["cycles"] == meta_a["backtest"]["cycles"]
-    assert meta_b["started_at"] and meta_b["stopped_at"] and meta_b["executor"]["pid"] is None
+    assert meta_b["started_at"] and meta_b["stopped_at"] == one.updated_at and meta_b["executor"]["pid"] is None
     assert _journal_steps(b.journal) == _journal_steps(a.journal)  # every step and engine event, same fields
     assert b.orders_csv.read_bytes() == a.orders_csv.read_bytes()
     state_a, state_b = load_state(a.state), load_state(b.state)
@@ -408,38 +412,60 @@ def test_a_run_created_started_is_the_run_create_then_start_makes(runs: Runs, wo
     volatile = {"started_at", "finished_at", "duration_seconds"}
     assert {k: v for k, v in doc_b["run"].items() if k not in volatile} == \
         {k: v for k, v in doc_a["run"].items() if k not in volatile}
-    assert runs.resolve("one-step").status == "complete" and runs.resolve("one-step").pid is None
+    assert ".creating-" not in b.report_md.read_text() + b.metrics_json.read_text()  # no trace of the hidden folder
+    assert sorted(path.name for path in b.root.iterdir()) == sorted(path.name for path in a.root.iterdir())
 
 
-_DIE_AFTER_ORDERS_CREATED_STARTED = """
+def test_a_staged_run_whose_ref_was_taken_meanwhile_is_removed(runs: Runs, work: Path) -> None:
+    """commit_staged registers what it can: a run whose ref another command took meanwhile is removed, with why."""
+    from tradeexecutor.runs.sweep_runs import build_runs
+
+    [(staged, _)] = build_runs(runs, [(work / "bt.yaml", "taken", ("swept", "sweep point 1"), {})])
+    assert staged is not None
+    runs.create(work / "bt.yaml", ref="taken")
+    [(_, error)] = runs.commit_staged([staged])
+    assert error is not None and "ref 'taken' is taken" in error
+    assert not (runs.runs_dir / staged.record.id).exists() and not staged.paths.root.exists()
+    assert [record.ref for record in runs.registry.all()] == ["taken"]
+
+
+_DIE_AFTER_SECOND_ORDERS_IN_A_SWEEP = """
 import os, signal, sys
 from pathlib import Path
 import tradeexecutor.runs.executor as executor
-from tradeexecutor.runs.run import Runs
-from tradeexecutor.runs.runner import create_and_run_backtest
-real = executor.write_trades_csv
+from tradeexecutor.runs.spec import load_spec
+from tradeexecutor.runs.sweep import SweepOptions, plan_sweep, run_sweep
+real, calls = executor.write_trades_csv, []
 def write_then_die(state, path):
     real(state, path)
-    os.kill(os.getpid(), signal.SIGKILL)
+    calls.append(path)
+    if len(calls) == 2:
+        os.kill(os.getpid(), signal.SIGKILL)
 executor.write_trades_csv = write_then_die
-create_and_run_backtest(Runs(Path(sys.argv[1]), env={}), Path(sys.argv[2]), ref="sma")
+plan = plan_sweep(load_spec(Path(sys.argv[2]), env={}), SweepOptions(params=("fast=5,8,10",), processes=1, best=3))
+run_sweep(plan, output_dir=Path(sys.argv[3]), runs_dir=Path(sys.argv[1]))
 """
 
 
-def test_kill_9_in_a_run_created_started_leaves_an_error_never_complete(runs: Runs, work: Path) -> None:
-    """Created started, then killed after its ledger and orders.csv but before ``complete``: the registry reports
-    error (its process is gone), no reports; a reset and a new start complete it."""
-    child = subprocess.run([sys.executable, "-c", _DIE_AFTER_ORDERS_CREATED_STARTED, str(work / "runs"),
-                            str(work / "bt.yaml")], capture_output=True, text=True, timeout=240)
+def test_kill_9_while_a_sweep_makes_its_full_runs_leaves_no_half_run(runs: Runs, work: Path) -> None:
+    """A sweep killed mid-way through its full runs (the first built, the second after its ledger and orders): no
+    run is registered and no run folder is visible — a run is there complete or not at all; resumed, the sweep
+    makes them."""
+    from tradeexecutor.runs.spec import load_spec
+    from tradeexecutor.runs.sweep import SweepOptions, plan_sweep, run_sweep
+
+    folder = work / "sweep"
+    child = subprocess.run([sys.executable, "-c", _DIE_AFTER_SECOND_ORDERS_IN_A_SWEEP, str(work / "runs"),
+                            str(work / "bt.yaml"), str(folder)], capture_output=True, text=True, timeout=240)
     assert child.returncode == -signal.SIGKILL, child.stderr
-    record = runs.resolve("sma")
-    paths = runs.paths(record.id)
-    assert paths.orders_csv.is_file(), "killed after orders.csv, as the test means"
-    assert record.status == "error"
-    meta = runs.metadata(record.id)
-    assert timeline(runs, record.id) == ["created", "start_requested", "started", "error"]
-    assert "ended without recording an outcome" in meta["error"] and meta["summary"] is None
-    assert not paths.metrics_json.exists() and not paths.report_md.exists()
-    runs.reset("sma")
-    assert start_run(runs, "sma").record.status == "complete"
-    assert paths.report_md.is_file() and paths.metrics_json.is_file()
+    assert runs.registry.all() == []
+    names = [path.name for path in (work / "runs").iterdir()]
+    assert [name for name in names if not name.startswith((".", "registry.sqlite"))] == []
+    assert sum(name.startswith(".creating-") for name in names) == 2, "killed while building the second, as meant"
+    assert not (folder / "reports.json").exists()
+    plan = plan_sweep(load_spec(work / "bt.yaml", env={}), SweepOptions(params=("fast=5,8,10",), processes=1, best=3))
+    result = run_sweep(plan, output_dir=folder, runs_dir=work / "runs", resume=True)
+    assert result.resumed == 3 and result.evaluated == 0 and not result.note
+    made = sorted(row.run_id for row in result.results)
+    assert all(made) and sorted(record.id for record in runs.registry.all()) == made
+    assert all(runs.resolve(run_id).status == "complete" for run_id in made)

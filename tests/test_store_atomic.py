@@ -193,3 +193,40 @@ def test_a_deferring_block_that_raises_still_fsyncs_the_directories_it_touched(
         atomic_write_bytes(tmp_path / "a.json", b"{}")
         raise RuntimeError("the writer failed half-way")
     assert synced[-1] == str(tmp_path)
+
+
+def test_deferred_fsyncs_syncs_nothing_inside_then_each_file_once_then_each_directory(
+        tmp_path: Path, synced: list[str]) -> None:
+    """A folder built out of sight (a sweep's full run): no fsync while it is written; at the end one pass — every
+    file written (by its final name, once, however often written), then every directory touched."""
+    if not os.path.exists("/proc/self/fd"):
+        pytest.skip("needs /proc to name file descriptors")
+    state = tmp_path / "state"
+    state.mkdir()
+    ledger = temp_path_for(state / "ledger.sqlite")
+    Path(ledger).write_bytes(b"sqlite")
+    with atomic.deferred_fsyncs():
+        atomic_write_bytes(tmp_path / "metadata.json", b"{}")
+        fsync_append(tmp_path / "journal.jsonl", b"created\n")
+        install_temp_file(ledger, state / "ledger.sqlite")
+        with atomic.deferred_fsyncs():  # nested: joins the outer block
+            atomic_write_text(tmp_path / "metadata.json", "{\"status\": \"complete\"}")
+            fsync_append(tmp_path / "journal.jsonl", b"complete\n")
+        assert synced == [], "nothing fsynced inside the block"
+    assert synced == [str(tmp_path / "metadata.json"), str(tmp_path / "journal.jsonl"), str(state / "ledger.sqlite"),
+                      str(tmp_path), str(state)]
+    assert (tmp_path / "journal.jsonl").read_bytes() == b"created\ncomplete\n"
+    synced.clear()
+    atomic_write_bytes(tmp_path / "metadata.json", b"[]")  # outside: as ever, the file then its directory
+    assert len(synced) == 2 and synced[1] == str(tmp_path)
+
+
+def test_deferred_fsyncs_that_raises_still_makes_what_was_written_durable(tmp_path: Path, synced: list[str]) -> None:
+    if not os.path.exists("/proc/self/fd"):
+        pytest.skip("needs /proc to name file descriptors")
+    with pytest.raises(RuntimeError), atomic.deferred_fsyncs():
+        atomic_write_bytes(tmp_path / "a.json", b"{}")
+        atomic_write_bytes(tmp_path / "gone.json", b"{}")
+        os.unlink(tmp_path / "gone.json")  # removed before the pass: skipped
+        raise RuntimeError("the writer failed half-way")
+    assert synced == [str(tmp_path / "a.json"), str(tmp_path)]

@@ -362,3 +362,45 @@ def test_one_process_draws_the_charts_beside_its_full_runs(tmp_path: Path, monke
     with pytest.raises(RuntimeError, match="chart drawing failed"):
         _sweep_with_runs(spec, tmp_path / "two", best=1)
     assert len(json.loads((tmp_path / "two" / "reports.json").read_text())) == 1  # the run was made and recorded
+
+
+def test_full_runs_are_written_out_of_sight_then_fsynced_once_and_registered_in_one_transaction(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The default sweep's full runs: every file of a run fsynced once, all while the run is a hidden folder, never
+    again once it is visible; the runs put in place and registered in one registry transaction."""
+    from tradeexecutor.runs.registry import Registry
+
+    if not os.path.exists("/proc/self/fd"):
+        pytest.skip("needs /proc to name file descriptors")
+    spec = write_spec(tmp_path)
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def recording_fsync(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    transactions: list[str] = []
+    real_transaction = Registry.transaction
+
+    def counting_transaction(self: Registry) -> Any:
+        if not self._depth:
+            transactions.append(str(self.path))
+        return real_transaction(self)
+
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    monkeypatch.setattr(Registry, "transaction", counting_transaction)
+    result = _sweep_with_runs(spec, tmp_path / "one", best=2)
+    runs_dir = tmp_path / "runs-one"
+    made = [row.run_id for row in result.results if row.run_id]
+    assert len(made) == 2 and not result.note
+    assert len(transactions) == 1, "both runs registered in one transaction, and no other"
+    in_runs = [path for path in synced if path.startswith(str(runs_dir) + os.sep)]
+    assert in_runs and all(Path(path).relative_to(runs_dir).parts[0].startswith(".creating-") for path in in_runs)
+    assert len(in_runs) == len(set(in_runs)), "each file and folder once"
+    for run_id in made:
+        files = {str(path.relative_to(runs_dir / run_id)) for path in (runs_dir / run_id).rglob("*") if path.is_file()}
+        fsynced = {str(Path(path).relative_to(runs_dir / f".creating-{run_id}")) for path in in_runs
+                   if Path(path).relative_to(runs_dir).parts[0] == f".creating-{run_id}"}
+        assert files - {"state/executor.lock"} <= fsynced, run_id  # the lock file holds no data
+    assert synced.count(str(runs_dir)) == 1, "the runs folder once, after the renames"

@@ -29,8 +29,9 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
 
-__all__ = ["atomic_write_bytes", "atomic_write_pieces", "atomic_write_text", "deferred_directory_fsyncs", "fsync_append", "fsync_directory",
-           "install_temp_file", "remove_temp_files", "temp_path_for"]
+__all__ = ["atomic_write_bytes", "atomic_write_pieces", "atomic_write_text", "deferred_directory_fsyncs",
+           "deferred_fsyncs", "fsync_append", "fsync_directory", "fsyncs_deferred", "install_temp_file",
+           "remove_temp_files", "temp_path_for"]
 
 #: Names of temporary files: :func:`temp_path_for`'s, and the ``.NAME.XXXXXXXX.tmp`` (mkstemp) and
 #: ``.state.json.bak.PID.tmp`` names earlier versions used, so their leftovers go too.
@@ -41,6 +42,8 @@ _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 
 #: Directories whose fsync the innermost :func:`deferred_directory_fsyncs` block owes, or None outside one.
 _PENDING: ContextVar[dict[str, None] | None] = ContextVar("tradeexecutor_pending_directory_fsyncs", default=None)
+#: Files whose fsync the innermost :func:`deferred_fsyncs` block owes, or None outside one.
+_PENDING_FILES: ContextVar[dict[str, None] | None] = ContextVar("tradeexecutor_pending_file_fsyncs", default=None)
 
 
 def fsync_directory(directory: str | os.PathLike[str]) -> None:
@@ -81,6 +84,66 @@ def deferred_directory_fsyncs() -> Iterator[None]:
         _PENDING.reset(token)
         for directory in pending:
             fsync_directory(directory)
+
+
+@contextmanager
+def deferred_fsyncs() -> Iterator[None]:
+    """Within the block, write files without fsyncing them; fsync each file, then each directory, once at the end.
+
+    Only for files nobody reads until the block has ended: a folder built under a temporary name
+    (``.creating-RUN``) and renamed into place afterwards. A power cut inside the block may leave
+    any of its files torn or empty, so the caller makes them visible (the rename, the registry row)
+    only after the block. The pass runs on the way out also when the block raises (what was written
+    is made durable either way; the caller discards it). A file renamed or removed before the end is
+    skipped (its directory is still fsynced). Includes :func:`deferred_directory_fsyncs`; nested
+    blocks join the outermost one; per thread, like it.
+    """
+    if _PENDING_FILES.get() is not None:
+        yield
+        return
+    files: dict[str, None] = {}
+    with deferred_directory_fsyncs():  # its directories are fsynced when it ends: after the files below
+        token = _PENDING_FILES.set(files)
+        try:
+            yield
+        finally:
+            _PENDING_FILES.reset(token)
+            for path in files:
+                _fsync_path(path)
+
+
+def fsyncs_deferred(*paths: str | os.PathLike[str]) -> bool:
+    """True inside a :func:`deferred_fsyncs` block, whose pass will then fsync ``paths`` too (those that still exist).
+
+    For a writer whose files are made durable by someone else (SQLite): inside the block it may
+    skip its own syncs (``PRAGMA synchronous = OFF``) and leave its files to the pass.
+    """
+    pending = _PENDING_FILES.get()
+    if pending is None:
+        return False
+    for path in paths:
+        pending[os.path.abspath(os.fspath(path))] = None
+    return True
+
+
+def _fsync_path(path: str) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY | _O_BINARY | _O_CLOEXEC)
+    except FileNotFoundError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_file(fd: int, path: str) -> None:
+    """fsync the open file ``fd`` (named ``path`` once written) now, or at the end of a :func:`deferred_fsyncs` block."""
+    pending = _PENDING_FILES.get()
+    if pending is None:
+        os.fsync(fd)
+    else:
+        pending[path] = None
 
 
 def _directory_changed(directory: str) -> None:
@@ -162,7 +225,7 @@ def atomic_write_pieces(path: str | os.PathLike[str], pieces: Iterable[bytes | b
                 os.chmod(tmp, stat.S_IMODE(os.stat(target).st_mode))
             except FileNotFoundError:
                 pass
-            os.fsync(fd)
+            _fsync_file(fd, target)
         finally:
             os.close(fd)
     except BaseException:
@@ -181,7 +244,7 @@ def install_temp_file(tmp: str | os.PathLike[str], path: str | os.PathLike[str])
     try:
         fd = os.open(tmp, os.O_RDWR | _O_BINARY | _O_CLOEXEC)
         try:
-            os.fsync(fd)
+            _fsync_file(fd, os.path.abspath(os.fspath(path)))
         finally:
             os.close(fd)
     except BaseException:
@@ -231,7 +294,7 @@ def fsync_append(path: str | os.PathLike[str], data: bytes | bytearray | memoryv
         created = True
     try:
         _write_all(fd, data)
-        os.fsync(fd)
+        _fsync_file(fd, os.path.abspath(target))
     finally:
         os.close(fd)
     if created:

@@ -41,7 +41,7 @@ from typing import Any
 
 import orjson
 
-from tradeexecutor.atomic import atomic_write_bytes, install_temp_file, temp_path_for
+from tradeexecutor.atomic import atomic_write_bytes, fsyncs_deferred, install_temp_file, temp_path_for
 from tradeexecutor.errors import StateCorruptError
 from tradeexecutor.ledger.files import LedgerFiles
 from tradeexecutor.ledger.orders import RowMarks, delete_rows, write_orders
@@ -411,7 +411,10 @@ class Ledger:
             self._create()
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-        conn.execute("PRAGMA synchronous = FULL")
+        # A ledger built in a folder nobody sees yet (a sweep's full run, atomic.deferred_fsyncs) leaves its
+        # syncs to the folder's one pass, which fsyncs the database and its WAL; anywhere else, every commit.
+        deferred = fsyncs_deferred(self.path, f"{self.path}-wal")
+        conn.execute(f"PRAGMA synchronous = {'OFF' if deferred else 'FULL'}")
         # SQLite reuses a WAL from its start after each checkpoint but never shrinks it: one large
         # job (the first commit of a long history) would leave its size on disk until the executor stops.
         conn.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT}")
@@ -432,6 +435,8 @@ class Ledger:
             conn = sqlite3.connect(tmp, isolation_level=None)
             try:
                 conn.execute("PRAGMA journal_mode = OFF")  # a temporary file: no rollback journal beside it
+                if fsyncs_deferred():  # install_temp_file's fsync, in the pass (see _writer)
+                    conn.execute("PRAGMA synchronous = OFF")
                 conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
                 conn.execute(f"PRAGMA user_version = {LEDGER_FORMAT}")
                 conn.execute("BEGIN")

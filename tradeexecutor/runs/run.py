@@ -30,6 +30,7 @@ import secrets
 import shutil
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -51,10 +52,14 @@ __all__ = [
     "ACTIVE_STATUSES",
     "STATUSES",
     "Runs",
+    "StagedRun",
     "data_fingerprints",
     "default_runs_dir",
+    "iso_time",
     "new_run_id",
     "process_alive",
+    "read_metadata",
+    "record_in_folder",
 ]
 
 #: Every status a run can have, in lifecycle order.
@@ -84,8 +89,10 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _iso(moment: datetime) -> str:
+def iso_time(moment: datetime) -> str:
+    """A run's timeline time: UTC ISO 8601 with milliseconds."""
     return moment.astimezone(UTC).isoformat(timespec="milliseconds")
+
 
 
 def sha256_file(path: Path) -> str:
@@ -146,6 +153,69 @@ def write_json(path: Path, payload: Any) -> None:
     atomic_write_text(path, json.dumps(payload, indent=2, default=str) + "\n")
 
 
+def read_metadata(paths: RunPaths, run_id: str) -> dict[str, Any]:
+    """A run folder's metadata.json (RunsError when it is missing or damaged)."""
+    path = paths.metadata
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))  # type: ignore[no-any-return]
+    except FileNotFoundError:
+        raise RunsError(f"run {run_id}: {path} is missing; the run folder is incomplete") from None
+    except ValueError as exc:
+        raise RunsError(f"run {run_id}: {path} is not valid JSON: {exc}") from None
+
+
+def record_in_folder(paths: RunPaths, run_id: str, event: str, *, at: str, status: str | None = None,
+                     level: str = "info", detail: str | None = None, pid: int | str | None = "keep",
+                     port: int | str | None = "keep", preceded_by: Sequence[tuple[str, str | None]] = (),
+                     metadata: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """What :meth:`Runs.record` writes into the run's folder (metadata.json, one journal append); the new metadata.
+
+    Also used on a staged run's hidden folder (runs.sweep_runs), whose registry row comes later.
+    """
+    meta = read_metadata(paths, run_id)
+    timeline = meta.setdefault("timeline", [])
+    timeline.extend({"event": earlier, "at": at} for earlier, _ in preceded_by)
+    entry: dict[str, Any] = {"event": event, "at": at}
+    if detail:
+        entry["detail"] = detail
+    timeline.append(entry)
+    if status is not None:
+        meta["status"] = status
+    if event == "started":
+        meta["started_at"] = at
+    if status in ("complete", "stopped", "error"):
+        meta["stopped_at"] = at
+    if status == "error" and detail:
+        meta["error"] = detail
+    executor = dict(meta.get("executor") or {})
+    if pid != "keep":
+        executor["pid"] = pid
+    if port != "keep":
+        executor["port"] = port
+    if executor:
+        meta["executor"] = executor
+    meta.update(metadata or {})
+    write_json(paths.metadata, meta)
+    fields: dict[str, Any] = {"run_id": run_id}
+    if status is not None:
+        fields["status"] = status
+    if detail:
+        fields["detail"] = detail
+    lines = [encode_entry(earlier, {"run_id": run_id, **({"status": was} if was else {})})
+             for earlier, was in preceded_by]
+    lines.append(encode_entry(event, fields, level=level))
+    Journal(paths.journal).append_encoded(b"".join(lines))  # one fsync
+    return meta
+
+
+@dataclass(frozen=True)
+class StagedRun:
+    """A run built out of sight by :meth:`Runs.stage`: its future registry row and its hidden folder."""
+
+    record: RunRecord
+    paths: RunPaths
+
+
 class Runs:
     """The runs of one runs folder: the registry plus each run's folder."""
 
@@ -169,13 +239,7 @@ class Runs:
 
     def metadata(self, run_id: str) -> dict[str, Any]:
         """The run's metadata.json."""
-        path = self.paths(run_id).metadata
-        try:
-            return json.loads(path.read_text(encoding="utf-8"))  # type: ignore[no-any-return]
-        except FileNotFoundError:
-            raise RunsError(f"run {run_id}: {path} is missing; the run folder is incomplete") from None
-        except ValueError as exc:
-            raise RunsError(f"run {run_id}: {path} is not valid JSON: {exc}") from None
+        return read_metadata(self.paths(run_id), run_id)
 
     def resolve(self, ref_or_id: str) -> RunRecord:
         """The run with this id or ref, its status brought up to date."""
@@ -233,31 +297,9 @@ class Runs:
         backtest's ``start_requested`` before ``started``); the status ends as ``status``.
         """
         with self.registry.transaction():
-            at = _iso(when or self.clock())
-            meta = self.metadata(run_id)
-            timeline = meta.setdefault("timeline", [])
-            timeline.extend({"event": earlier, "at": at} for earlier, _ in preceded_by)
-            entry: dict[str, Any] = {"event": event, "at": at}
-            if detail:
-                entry["detail"] = detail
-            timeline.append(entry)
-            if status is not None:
-                meta["status"] = status
-            if event == "started":
-                meta["started_at"] = at
-            if status in ("complete", "stopped", "error"):
-                meta["stopped_at"] = at
-            if status == "error" and detail:
-                meta["error"] = detail
-            executor = dict(meta.get("executor") or {})
-            if pid != "keep":
-                executor["pid"] = pid
-            if port != "keep":
-                executor["port"] = port
-            if executor:
-                meta["executor"] = executor
-            meta.update(metadata)
-            write_json(self.paths(run_id).metadata, meta)
+            at = iso_time(when or self.clock())
+            meta = record_in_folder(self.paths(run_id), run_id, event, at=at, status=status, level=level,
+                                    detail=detail, pid=pid, port=port, preceded_by=preceded_by, metadata=metadata)
             row: dict[str, Any] = {"updated_at": at}
             if status is not None:
                 row["status"] = status
@@ -269,15 +311,6 @@ class Runs:
                 if key in metadata:
                     row[key] = metadata[key]
             self.registry.update(run_id, **row)
-            fields: dict[str, Any] = {"run_id": run_id}
-            if status is not None:
-                fields["status"] = status
-            if detail:
-                fields["detail"] = detail
-            lines = [encode_entry(earlier, {"run_id": run_id, **({"status": was} if was else {})})
-                     for earlier, was in preceded_by]
-            lines.append(encode_entry(event, fields, level=level))
-            Journal(self.paths(run_id).journal).append_encoded(b"".join(lines))  # one fsync
             return meta
 
     def journal(self, run_id: str, event: str, fields: Mapping[str, Any] | None = None, /, *,
@@ -288,18 +321,13 @@ class Runs:
     # -- create ----------------------------------------------------------------------------------
 
     def create(self, spec_path: Path, *, ref: str | None = None, upsert: bool = False,
-               then: tuple[str, str] | None = None, started_by: int | None = None,
+               then: tuple[str, str] | None = None,
                **metadata: Any) -> tuple[RunRecord, bool]:
         """A new run from the spec file (or, with ``upsert``, the new run holding ``ref`` updated); (run, created).
 
         Everything is validated before anything is written; a failure leaves no folder behind.
         ``then`` (event, detail) and ``metadata`` are recorded as a :meth:`record` right after
         ``created`` would, but in the new folder's own writes (a sweep's ``swept`` with its point).
-        ``started_by`` (a pid): the run is created already started by that process, which backtests
-        it right away (a sweep's full run, :func:`tradeexecutor.runs.runner.create_and_run_backtest`):
-        the timeline goes on with ``start_requested`` and ``started`` at the same moment and the run
-        is ``running`` under that pid, all in the folder's own writes and the registry row's insert —
-        what :meth:`record` would have written one transaction later. Not with ``upsert``.
         """
         from tradeexecutor.runs.spec import load_spec
 
@@ -307,8 +335,6 @@ class Runs:
             check_ref(ref)
         if upsert and ref is None:
             raise RunsError("--upsert needs --ref: it updates the run holding that ref while it is new")
-        if upsert and started_by is not None:
-            raise ValueError("a run created started is a new run, never an upsert")
         spec = load_spec(spec_path, env=self.env)
         strategy = spec.load_strategy()
         name = spec.name or strategy.name
@@ -335,23 +361,93 @@ class Runs:
                     self.record(existing.id, then[0], detail=then[1], **metadata)
                 return self.registry.get(existing.id) or existing, False
             run_id = self._free_id()
-            created = self.clock()
-            meta = self._new_metadata(run_id, ref, name, spec.mode, created, strategy.name, strategy.version,
-                                      fingerprints, source_info, copied_from=None)
-            if then is not None:
-                meta["timeline"].append({"event": then[0], "at": meta["created_at"], "detail": then[1]})
-                meta.update(metadata)
-            if started_by is not None:
-                meta["timeline"] += [{"event": "start_requested", "at": meta["created_at"]},
-                                     {"event": "started", "at": meta["created_at"]}]
-                meta.update(status="running", started_at=meta["created_at"],
-                            executor={**meta["executor"], "pid": started_by})
+            meta = self._initial_metadata(run_id, ref, name, spec.mode, strategy, fingerprints, source_info, then=then,
+                                          started_by=None, metadata=metadata)
             self._write_folder(run_id, meta, spec_text=_spec_text(spec, header),
                                strategy_bytes=strategy.source.encode("utf-8"))
             record = RunRecord(id=run_id, ref=ref, name=name, mode=spec.mode, status=meta["status"],
-                               created_at=meta["created_at"], updated_at=meta["created_at"], pid=started_by)
+                               created_at=meta["created_at"], updated_at=meta["created_at"])
             self._insert(record)
             return record, True
+
+    def stage(self, spec_path: Path, *, ref: str | None = None, then: tuple[str, str] | None = None,
+              started_by: int, **metadata: Any) -> StagedRun:
+        """The folder :meth:`create` would make, already started by process ``started_by``, built as ``.creating-RUN``.
+
+        Neither renamed into place nor registered: for a sweep's full runs (runs.sweep_runs). The
+        timeline goes on with ``start_requested`` and ``started`` at the moment of ``created`` (and
+        ``then``), as a start in this process would record them; the backtest runs into the hidden folder, which
+        :meth:`commit_staged` renames into place with its registry row once it is finished and
+        fsynced, so a crash leaves no half run — only a hidden folder no command lists.
+        """
+        from tradeexecutor.runs.spec import load_spec
+
+        if ref is not None:
+            check_ref(ref)
+            owner = self.registry.find_ref(ref)
+            if owner is not None:
+                raise RunsError(f"ref {ref!r} is taken by run {owner.id} ({owner.status}); choose another ref")
+        spec = load_spec(spec_path, env=self.env)
+        strategy = spec.load_strategy()
+        name = spec.name or strategy.name
+        source_info = {"spec": str(Path(spec_path).resolve()), "strategy_file": str(spec.strategy_file)}
+        fingerprints = self._fingerprints(spec, strategy.source, strategy.instruments)
+        header = (f"Run spec pinned from {source_info['spec']}\n"
+                  f"(strategy {source_info['strategy_file']}; environment overrides applied at creation).")
+        run_id = self._free_id()
+        meta = self._initial_metadata(run_id, ref, name, spec.mode, strategy, fingerprints, source_info, then=then,
+                                      started_by=started_by, metadata=metadata)
+        building = self._build_folder(run_id, meta, spec_text=_spec_text(spec, header),
+                                      strategy_bytes=strategy.source.encode("utf-8"))
+        record = RunRecord(id=run_id, ref=ref, name=name, mode=spec.mode, status=meta["status"],
+                           created_at=meta["created_at"], updated_at=meta["created_at"], pid=started_by)
+        return StagedRun(record=record, paths=building)
+
+    def commit_staged(self, staged: Sequence[StagedRun]) -> list[tuple[StagedRun, str | None]]:
+        """Rename finished staged folders into place, then register them all in one transaction; (run, error) each.
+
+        The folders must be complete and fsynced (runs.sweep_runs builds them inside
+        :func:`tradeexecutor.atomic.deferred_fsyncs`). The runs folder is fsynced once, after the
+        renames and before the rows: a row never names a folder a power cut could lose. A run whose
+        ref was taken meanwhile is removed, with its error.
+        """
+        placed: list[StagedRun] = []
+        outcomes: list[tuple[StagedRun, str | None]] = []
+        for run in staged:
+            try:
+                os.rename(run.paths.root, self.runs_dir / run.record.id)
+                placed.append(run)
+            except OSError as exc:
+                shutil.rmtree(run.paths.root, ignore_errors=True)
+                outcomes.append((run, f"cannot move {run.paths.root} into place: {exc}"))
+        if not placed:
+            return outcomes
+        fsync_directory(self.runs_dir)
+        with self.registry.transaction():
+            for run in placed:
+                try:
+                    self.registry.insert(run.record)
+                    outcomes.append((run, None))
+                except Exception as exc:  # noqa: BLE001 - a taken ref (or id): no folder stays without its row
+                    shutil.rmtree(self.runs_dir / run.record.id, ignore_errors=True)
+                    outcomes.append((run, str(exc)))
+        return outcomes
+
+    def _initial_metadata(self, run_id: str, ref: str | None, name: str, mode: str, strategy: Any,
+                          fingerprints: dict[str, Any], source_info: dict[str, Any], *, then: tuple[str, str] | None,
+                          started_by: int | None, metadata: Mapping[str, Any]) -> dict[str, Any]:
+        """A new run's metadata.json: created, then ``then`` and, with ``started_by``, already started (see create)."""
+        meta = self._new_metadata(run_id, ref, name, mode, self.clock(), strategy.name, strategy.version,
+                                  fingerprints, source_info, copied_from=None)
+        if then is not None:
+            meta["timeline"].append({"event": then[0], "at": meta["created_at"], "detail": then[1]})
+            meta.update(metadata)
+        if started_by is not None:
+            meta["timeline"] += [{"event": "start_requested", "at": meta["created_at"]},
+                                 {"event": "started", "at": meta["created_at"]}]
+            meta.update(status="running", started_at=meta["created_at"],
+                        executor={**meta["executor"], "pid": started_by})
+        return meta
 
     def _fingerprints(self, spec: RunSpec, source: str, instruments: tuple[str, ...]) -> dict[str, Any]:
         from tradeexecutor.strategy.loader import strategy_version
@@ -368,7 +464,7 @@ class Runs:
     def _new_metadata(self, run_id: str, ref: str | None, name: str, mode: str, created: datetime,
                       strategy_name: str, version: str, fingerprints: dict[str, Any], source: dict[str, Any],
                       copied_from: str | None) -> dict[str, Any]:
-        at = _iso(created)
+        at = iso_time(created)
         timeline: list[dict[str, Any]] = [{"event": "created", "at": at}]
         if copied_from:
             timeline[0]["detail"] = f"copy of {copied_from}"
@@ -381,6 +477,16 @@ class Runs:
 
     def _write_folder(self, run_id: str, meta: dict[str, Any], *, spec_text: str, strategy_bytes: bytes) -> None:
         """Build the folder under a temporary name and rename it into place: all or nothing."""
+        building = self._build_folder(run_id, meta, spec_text=spec_text, strategy_bytes=strategy_bytes)
+        try:
+            os.rename(building.root, self.runs_dir / run_id)
+        except BaseException:
+            shutil.rmtree(building.root, ignore_errors=True)
+            raise
+        fsync_directory(self.runs_dir)
+
+    def _build_folder(self, run_id: str, meta: dict[str, Any], *, spec_text: str, strategy_bytes: bytes) -> RunPaths:
+        """The run's folder as ``.creating-RUN`` (spec, strategy, metadata, journal, empty state/), fsynced."""
         self.runs_dir.mkdir(parents=True, exist_ok=True)
         building = RunPaths(self.runs_dir / f".creating-{run_id}")
         building.root.mkdir()
@@ -397,11 +503,10 @@ class Runs:
                                                        **({"detail": entry["detail"]} if entry.get("detail") else {})})
                          for entry in meta["timeline"]]
                 Journal(building.journal).append_encoded(b"".join(lines))
-            os.rename(building.root, self.runs_dir / run_id)
         except BaseException:
             shutil.rmtree(building.root, ignore_errors=True)
             raise
-        fsync_directory(self.runs_dir)
+        return building
 
     def _insert(self, record: RunRecord) -> None:
         try:

@@ -28,7 +28,6 @@ import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC
-from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
@@ -49,7 +48,7 @@ from tradeexecutor.strategy.failure import strategy_failure
 if TYPE_CHECKING:
     from tradeexecutor.state import State
 
-__all__ = ["StartResult", "create_and_run_backtest", "executor_command", "free_port", "start_run", "stop_run", "supervise", "write_artifacts"]
+__all__ = ["StartResult", "executor_command", "free_port", "start_run", "stop_run", "supervise", "write_artifacts"]
 
 logger = logging.getLogger("tradeexecutor.runs")
 
@@ -194,35 +193,10 @@ def _run_backtest(runs: Runs, record: RunRecord, spec: RunSpec, notes: tuple[str
         if fresh.updated_at != record.updated_at:
             spec = runs.load_run_spec(run_id)
         runs.record(run_id, "started", status="running", pid=os.getpid(), preceded_by=(("start_requested", "starting"),))
-    return _backtest_started(runs, record, lambda: spec, notes, cast, charts=charts)
+    return _backtest_started(runs, record, spec, notes, cast, charts=charts)
 
 
-def create_and_run_backtest(runs: Runs, spec_path: Path, *, ref: str | None = None,
-                            then: tuple[str, str] | None = None, charts: bool = True,
-                            env: Mapping[str, str] = os.environ, **metadata: Any) -> StartResult:
-    """Create a backtest run already started by this process and run it to its end: a sweep's full run.
-
-    The same run as ``runs.create`` then :func:`start_run` make, with the same timeline and journal
-    (created, ``then``, start_requested, started, then complete or error), but the start is written
-    with the new folder and its registry row instead of in a transaction of its own, and the checks
-    a start makes of a run that may have waited (an edited pinned strategy, leftover temporary files)
-    are moot for a folder made a moment ago. A spec whose settings a start refuses, or that is not a
-    backtest, ends the run as ``error`` (raised, like start_run's errors). ``env``: as for start_run
-    (the wallboard a run's cast.json may name).
-    """
-    record, _ = runs.create(spec_path, ref=ref, then=then, started_by=os.getpid(), **metadata)
-
-    def pinned_spec() -> RunSpec:
-        spec = runs.load_run_spec(record.id)
-        if spec.mode != "backtest":
-            raise RunsError(f"run {record.label} is a {spec.mode} run, not a backtest")
-        spec.daemon_config(runs.paths(record.id).state)  # refused settings stop here, as in start_run
-        return spec
-
-    return _backtest_started(runs, record, pinned_spec, (), CastConfig.from_env(env), charts=charts)
-
-
-def _backtest_started(runs: Runs, record: RunRecord, spec_of: Callable[[], RunSpec], notes: tuple[str, ...],
+def _backtest_started(runs: Runs, record: RunRecord, spec: RunSpec, notes: tuple[str, ...],
                       cast: CastConfig, *, charts: bool) -> StartResult:
     """Backtest a run recorded ``running`` by this process: complete (then its reports), stopped, or error."""
     run_id = record.id
@@ -230,7 +204,7 @@ def _backtest_started(runs: Runs, record: RunRecord, spec_of: Callable[[], RunSp
     try:
         from tradeexecutor.runs.executor import execute_backtest
 
-        outcome = execute_backtest(spec_of(), runs.paths(run_id), run_id)
+        outcome = execute_backtest(spec, runs.paths(run_id), run_id)
     except (_StopSignal, KeyboardInterrupt):
         restore()
         runs.record(run_id, "stopped", status="stopped", pid=None, detail="stopped before the backtest finished")

@@ -12,12 +12,13 @@ Written into the sweep's folder (next to sweep.json and points.jsonl):
 
 Full runs (``reports``: the best N, all, or none) are ordinary backtest runs in the runs folder,
 the same runs ``tradeexecutor runs create`` + ``start`` would make — state, journal, metrics,
-orders, report — but each created already started (``runs.runner.create_and_run_backtest``: one
-folder write and registry insert instead of a start transaction after it), in parallel local
-processes; on one process the sweep's charts are drawn in a thread beside them. Their charts are drawn on demand
+orders, report — but each built out of sight and committed with the others (``runs.sweep_runs``:
+a hidden folder, one fsync pass, then every run put in place and registered in one transaction,
+so an interrupted sweep leaves no half run), in parallel local processes; on one process the
+sweep's charts are drawn in a thread beside them. Their charts are drawn on demand
 (``tradeexecutor report RUN``; the reports say so): drawing them cost 0.3 s a run, most of a
-default sweep's time on a small grid, for images nobody may open. Their ids go to ``reports.json`` as they
-finish, so an interrupted or resumed sweep never makes a run twice.
+default sweep's time on a small grid, for images nobody may open. Their ids go to ``reports.json``
+once they are registered, so an interrupted or resumed sweep never makes a run twice.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import shutil
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -39,12 +41,13 @@ import yaml
 from tradeexecutor.atomic import atomic_write_bytes, atomic_write_text, deferred_directory_fsyncs
 from tradeexecutor.layout import SweepFiles
 from tradeexecutor.runs.ranking import RANKABLE, statistic
-from tradeexecutor.runs.sweep_eval import PointResult, canonical_values, equity_curve, one_line
+from tradeexecutor.runs.sweep_eval import PointResult, canonical_values, equity_curve
 from tradeexecutor.runs.sweep_pool import process_context
 from tradeexecutor.runs.walkforward import IN_SAMPLE, OUT_OF_SAMPLE, combine_curves
 from tradeexecutor.stats.formatting import format_statistic
 
 if TYPE_CHECKING:
+    from tradeexecutor.runs.run import StagedRun
     from tradeexecutor.runs.sweep import SweepProgress, SweepResult
     from tradeexecutor.runs.sweep_store import SweepFolder
 
@@ -130,26 +133,26 @@ class _RunJob:
     ref: str | None
 
 
-def _make_run(job: _RunJob) -> tuple[int, str, str | None]:
-    """Create the point's run and run it (backtest, state, report; charts on demand); (index, run id, error)."""
-    from tradeexecutor.runs.run import Runs
-    from tradeexecutor.runs.runner import create_and_run_backtest
+def _build(job: _RunJob) -> tuple[int, StagedRun | None, str | None]:
+    """Build the point's full run in a hidden folder, fsynced (runs.sweep_runs); (index, staged run, error)."""
+    return _build_all([job])[0]
 
-    runs = Runs(job.runs_dir, env={})  # the point's spec already holds every value; the environment must not
+
+def _build_all(jobs: Sequence[_RunJob]) -> list[tuple[int, StagedRun | None, str | None]]:
+    """Build the jobs' full runs in one durability pass (they share a runs folder: the sweep's)."""
+    from tradeexecutor.runs.run import Runs
+    from tradeexecutor.runs.sweep_runs import build_runs
+
+    if not jobs:
+        return []
+    runs = Runs(jobs[0].runs_dir, env={})  # the point's spec already holds every value; the environment must not
     try:
-        # created, swept and started: one folder write and one registry transaction, then complete
-        outcome = create_and_run_backtest(runs, job.spec_file, ref=job.ref,
-                                          then=("swept", f"sweep point {job.index + 1}: {_label(job.values)}"),
-                                          charts=False,  # drawn on demand: `tradeexecutor report RUN`
-                                          sweep={"index": job.index, "values": job.values})
-        run_id = outcome.record.id
-        if outcome.record.status != "complete":
-            return job.index, run_id, f"run {run_id} ended {outcome.record.status}"
-        return job.index, run_id, None
-    except Exception as exc:  # noqa: BLE001 - one failed report must not stop the others
-        return job.index, "", one_line(exc)
+        built = build_runs(runs, [(job.spec_file, job.ref, ("swept", f"sweep point {job.index + 1}: "
+                                                                     f"{_label(job.values)}"),
+                                   {"sweep": {"index": job.index, "values": job.values}}) for job in jobs])
     finally:
         runs.close()
+    return [(job.index, staged, error) for job, (staged, error) in zip(jobs, built, strict=True)]
 
 
 def _label(values: dict[str, Any]) -> str:
@@ -173,9 +176,14 @@ def write_point_spec(result: SweepResult, row: PointResult, folder: Path) -> Pat
 def _full_runs(result: SweepResult, folder: SweepFolder, *, runs_dir: Path, meanwhile: Callable[[], None]) -> None:
     """Make the full runs ``reports`` asks for (those not made before), in parallel; record their ids on the rows.
 
-    ``meanwhile`` is called once in this process: while worker processes make the runs, or in a
-    thread beside them when they are made here (:func:`_in_this_process`).
+    Each run is built in a hidden folder and made durable (runs.sweep_runs); when all are built, they
+    are put in place and registered in one transaction, and reports.json is written once. Ctrl+C
+    before that leaves no run (hidden folders are removed). ``meanwhile`` is called once in this process:
+    while worker processes build the runs, or in a thread beside them when they are built here
+    (:func:`_in_this_process`).
     """
+    from tradeexecutor.runs.run import Runs
+
     plan = result.plan
     complete = [row for row in result.results if row.status == "complete"]
     chosen = complete if plan.options.reports == "all" else complete[:plan.options.best]
@@ -187,27 +195,56 @@ def _full_runs(result: SweepResult, folder: SweepFolder, *, runs_dir: Path, mean
                 for row in chosen if canonical_values(row.values) not in made]
     by_index = {row.index: row for row in result.results}
     Path(runs_dir).mkdir(parents=True, exist_ok=True)
-    for index, run_id, error in _run_jobs(jobs, plan.options.processes, meanwhile):
-        row = by_index[index]
-        if run_id:
-            made[canonical_values(row.values)] = run_id
-            folder.save_reports(made)
-        if error:
-            result.note = (result.note + "; " if result.note else "") + f"report of point {index + 1} failed: {error}"
+    built: list[tuple[int, StagedRun | None, str | None]] = []
+    chart_failure: list[Exception] = []
+
+    def charts() -> None:
+        try:
+            meanwhile()
+        except Exception as exc:  # noqa: BLE001 - raised once the runs are in place: they stand on their own
+            chart_failure.append(exc)
+
+    try:
+        for outcome in _run_jobs(jobs, plan.options.processes, charts):
+            built.append(outcome)
+    except BaseException:
+        for _, staged, _ in built:
+            if staged is not None:
+                shutil.rmtree(staged.paths.root, ignore_errors=True)
+        raise
+    errors = {index: error for index, _, error in built if error}
+    staged_runs = {staged.record.id: index for index, staged, _ in built if staged is not None}
+    if staged_runs:
+        runs = Runs(Path(runs_dir), env={})
+        try:
+            committed = runs.commit_staged([staged for _, staged, _ in built if staged is not None])
+        finally:
+            runs.close()
+        for staged, error in committed:
+            index = staged_runs[staged.record.id]
+            if error:
+                errors[index] = error
+            else:
+                made[canonical_values(by_index[index].values)] = staged.record.id
+        folder.save_reports(made)
+    for index, error in sorted(errors.items()):
+        result.note = (result.note + "; " if result.note else "") + f"report of point {index + 1} failed: {error}"
     result.results = [row.with_run(made.get(canonical_values(row.values), "")) for row in result.results]
+    if chart_failure:
+        raise chart_failure[0]
 
 
 def _run_jobs(jobs: Sequence[_RunJob], processes: int | None,
-              meanwhile: Callable[[], None]) -> Iterable[tuple[int, str, str | None]]:
+              meanwhile: Callable[[], None]) -> Iterable[tuple[int, StagedRun | None, str | None]]:
     workers = max(1, min(processes or os.cpu_count() or 1, len(jobs)))
     if workers == 1:
         yield from _in_this_process(jobs, meanwhile)
         return
     import tradeexecutor.runs.artifacts  # noqa: F401 - imported once before forking, not in every worker
-    import tradeexecutor.runs.runner  # noqa: F401
+    import tradeexecutor.runs.sweep_runs  # noqa: F401
 
     with ProcessPoolExecutor(max_workers=workers, mp_context=process_context()) as pool:
-        futures = [pool.submit(_make_run, job) for job in jobs]  # a fork pool has started its workers by now
+        futures = [pool.submit(_build, job) for job in jobs]  # a fork pool has started its workers by now
         try:
             meanwhile()
             for future in as_completed(futures):
@@ -218,13 +255,14 @@ def _run_jobs(jobs: Sequence[_RunJob], processes: int | None,
             raise
 
 
-def _in_this_process(jobs: Sequence[_RunJob], meanwhile: Callable[[], None]) -> Iterable[tuple[int, str, str | None]]:
-    """The runs one after the other here, ``meanwhile`` (the sweep's charts) in a thread of this process beside them.
+def _in_this_process(jobs: Sequence[_RunJob],
+                     meanwhile: Callable[[], None]) -> Iterable[tuple[int, StagedRun | None, str | None]]:
+    """The runs one after the other here, in one durability pass, ``meanwhile`` (the sweep's charts) in a thread.
 
-    A full run spends much of its time waiting for the disk (fsyncs, SQLite commits), when it
-    holds no GIL: the charts are drawn then. Only the thread touches matplotlib (the runs draw no
-    charts: on demand), each chart on a Figure of its own. An exception in the thread is raised
-    here, after the runs; on Ctrl+C the thread is left to finish on its own (it writes nothing).
+    A full run spends part of its time waiting for the disk (the ledger's commits, the pass's
+    fsyncs), when it holds no GIL: the charts are drawn then. Only the thread touches matplotlib
+    (the runs draw no charts: on demand), each chart on a Figure of its own. An exception in the
+    thread is raised here, after the runs; on Ctrl+C the thread is left to finish on its own (it writes nothing).
     """
     if not jobs:
         meanwhile()
@@ -239,8 +277,7 @@ def _in_this_process(jobs: Sequence[_RunJob], meanwhile: Callable[[], None]) -> 
 
     thread = threading.Thread(target=draw, name="sweep-charts", daemon=True)
     thread.start()
-    for job in jobs:
-        yield _make_run(job)
+    yield from _build_all(jobs)
     thread.join()
     if failure:
         raise failure[0]
