@@ -108,7 +108,7 @@ def measure(history: int, cycles: int, folder: Path) -> tuple[list[float], float
 
     try:
         daemon.publisher.files_now = timed_files  # type: ignore[method-assign]
-        daemon.publisher._write = timed_disk  # type: ignore[method-assign]  # noqa: SLF001
+        daemon.publisher._write = timed_disk  # type: ignore[method-assign, assignment]  # noqa: SLF001
         daemon.publisher.start()
         renderer = daemon.publisher.renderer
         if renderer is not None:  # ready before the first cycle, so the first (full) delta goes in the warm-up
@@ -140,18 +140,20 @@ def main(argv: list[str] | None = None) -> int:
     print(f"python {platform.python_version()} on {platform.machine()}, {args.cycles} cycles each, "
           f"checkout {ROOT}")
     base: float | None = None
+    base_without: float | None = None
     worst = 0.0
     with tempfile.TemporaryDirectory() as folder:
         for history in [int(h) for h in args.histories.split(",")]:
             times, files, publications, disk = measure(history, args.cycles, Path(folder))
             mean, median = statistics.fmean(times), statistics.median(times)
             without = mean - files / len(times)
-            base = base or without
-            worst = max(worst, without / base)
+            base = base or mean
+            base_without = base_without or without
+            worst = max(worst, mean / base)  # the whole job, publication included, as the goal says
             print(f"after {history:>7,} cycles: CPU per cycle mean {mean * 1e3:6.2f} ms, median {median * 1e3:6.2f} ms, "
-                  f"max {max(times) * 1e3:7.1f} ms; of the mean, public files {files / len(times) * 1e3:6.2f} ms "
+                  f"max {max(times) * 1e3:7.1f} ms = {mean / base:4.2f}x the shortest history; of the mean, public files {files / len(times) * 1e3:6.2f} ms "
                   f"({publications} publications, {files / max(1, publications) * 1e3:6.2f} ms each), "
-                  f"the rest {without * 1e3:6.2f} ms = {without / base:4.2f}x the shortest history; "
+                  f"the rest {without * 1e3:6.2f} ms ({without / base_without:4.2f}x); "
                   f"{len(disk)} writes to disk, {statistics.median(disk or [0.0]) * 1e3:6.1f} ms each (median)")
     print(f"goal: flat (<= {GOAL_RATIO}x): {'met' if worst <= GOAL_RATIO else 'NOT met'} ({worst:.2f}x)")
     return 0
