@@ -233,3 +233,45 @@ def test_live_an_unknown_entry_blocks_a_second_order_and_is_sent_again_at_the_ne
     engine.drain()
     assert order.status is OrderStatus.filled
     assert engine.state.portfolio.open_positions[0].quantity == order.fills[0].quantity
+
+
+def test_live_a_fill_that_arrives_after_its_job_is_journaled_with_it_and_arms_the_triggers(tmp_path: Path) -> None:
+    """An order the exchange accepted but filled only later (it rested on the book) is booked by the next job's
+    drain: that fill is journaled ``order_filled`` in the same commit, and the opening fill sets the stop-loss."""
+    from tradeexecutor.venue import InMemoryVenue
+    from venue_contract import AAA
+
+    path = tmp_path / "scripted.py"
+    path.write_text(SCRIPTED.format(cycle="1d", instruments=["AAA"]))
+    strategy = load_strategy(path)
+    market = MarketData.from_long_frame(ohlc("AAA", PRICES), asset_types={"AAA": "equity"})
+    journal: list[tuple[str, dict[str, Any]]] = []
+    commits: list[list[str]] = []
+
+    def sink(event: str, /, **fields: Any) -> None:
+        journal.append((event, fields))
+
+    engine = Engine(strategy, market, new_state(strategy, CONFIG, T0), config=CONFIG, events=sink)
+    venue = InMemoryVenue([AAA], {"USD": 10_000.0}, fee=0.001)
+    venue.hold = True  # the exchange accepts the order and fills nothing yet
+    engine.live_venue = venue
+    engine.start_write_ahead(lambda: commits.append([e for e, _ in journal]), lambda: T0)
+    engine.plan([open_long("AAA", value=1000, stop_loss_pct=0.05)], 0, cycle_ns(0))
+    engine.manage(1)
+    (order,) = orders(engine)
+    position = engine.state.portfolio.open_positions[0]
+    assert order.status is OrderStatus.open and not order.fills and position.stop_loss is None
+    assert [o for _, o in engine.pending] == [order]
+    assert not [e for e, _ in journal if e == "order_filled"]
+
+    venue.hold = False
+    venue.advance({"AAA": 102.0}, T0)  # filled on the book between two jobs
+    assert engine.drain() > 0
+    assert order.status is OrderStatus.filled and len(order.fills) == 1
+    filled = [f for e, f in journal if e == "order_filled"]
+    assert [(f["client_order_id"], f["quantity"], f["price"]) for f in filled] == [
+        (order.client_order_id, order.fills[0].quantity, order.fills[0].price)]
+    assert commits[-1].count("order_filled") == 1  # committed together with the fill it describes
+    assert position.stop_loss == pytest.approx(order.fills[0].price * 0.95)
+    assert engine.pending == []
+    assert engine.drain() == 0 and len([e for e, _ in journal if e == "order_filled"]) == 1  # never twice

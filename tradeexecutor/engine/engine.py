@@ -276,8 +276,29 @@ class Engine:
 
     def drain(self) -> int:
         """Apply the outcomes the venue reported since the last call (committed when any); how many (0 without
-        write-ahead). The loop calls it at the start of each job; the engine after each order it sends."""
-        return self.router.drain() if self.router is not None else 0
+        write-ahead). The loop calls it at the start of each job; the engine after each order it sends.
+
+        Live mode: an order still open at the exchange when its job ended (resting, filled in part,
+        or accepted and not yet filled) is followed, and what it did meanwhile arrives here. Each new
+        fill is journaled ``order_filled`` in the transaction that books it, as a fill in its own job
+        is, and an opening order's first fill arms the position's triggers; an order that ended is
+        journaled (``order_expired``, ``order_rejected``). Without this the ledger would hold fills
+        the journal never mentions, and a position opened by a late fill would have no stop-loss.
+        """
+        router = self.router
+        if router is None:
+            return 0
+        if self.live_venue is None:
+            return router.drain()
+        followed = [(p, o, len(o.fills), p.quantity) for p, o in self.pending if not o.is_terminal]
+        count = router.drain(commit=False)
+        for position, order, fills, held in followed:
+            if len(order.fills) > fills or order.is_terminal:
+                self._after_send(position, order, fills, opening=order.side is _BUY and held == 0)
+        self.pending = [(p, o) for p, o in self.pending if not o.is_terminal]
+        if count:
+            router.commit()
+        return count
 
     def resolve_orders(self, now: datetime) -> list[str]:
         """On restart, before anything is decided: settle every order the ledger holds as possibly sent.
