@@ -197,3 +197,23 @@ def test_each_step_takes_the_last_holdings_recorded_at_or_before_it(monkeypatch:
         expected_equity.append(cash + (held * closes[last_closed[step]] if held else 0.0))
     assert list(valuations.cash) == expected_cash
     assert list(valuations.equity) == expected_equity
+
+
+def test_a_curve_appended_to_a_series_with_rows_keeps_them() -> None:
+    """A backtest's series is empty and takes the columns as made; one that has rows gets the new rows after its
+    own, the same rows, in typed columns."""
+    frame = generate_candles(1_500, frequency="1m", seed=5, symbol="SYN", volatility=0.002)
+    market = MarketData.from_long_frame(frame, asset_types={"SYN": "equity"})
+    holdings = curve.Holdings(1_000.0, ("SYN",))
+    for step, cash, quantity in ((10, 500.0, 4.0), (700, 1_010.0, 0.0), (1_200, 300.0, 7.5)):
+        holdings.record(step, cash, [quantity])
+    alone = State(name="curve").valuations
+    curve.append_curve(holdings, market, alone)
+    assert len(alone) == 1_500 and alone.cash[9] == 1_000.0 and alone.cash[10] == 500.0 and alone.cash[-1] == 300.0
+    twice = State(name="curve").valuations
+    curve.append_curve(holdings, market, twice)
+    curve.append_curve(holdings, market, twice)
+    for column in ("timestamp", "equity", "cash", "exposure"):
+        made, appended = getattr(alone, column), getattr(twice, column)
+        assert isinstance(appended, array) and appended.typecode == made.typecode
+        assert appended[:1_500] == made and appended[1_500:] == made

@@ -237,3 +237,13 @@ def test_the_trade_loop_reports_progress_as_the_per_step_loop(monkeypatch: pytes
         # Each time the run passes a multiple of 10,000 steps, with the step it got to.
         assert reported == sorted(reported) and len(reported) == 2
         assert 10_000 <= reported[0] < 20_000 <= reported[1] < len(market)
+
+
+def test_visited_steps_count_a_step_with_a_signal_and_a_fill_once() -> None:
+    """The trade loop reports the steps the per-step loop would have visited: the union of the signal steps and the
+    fill steps, counted by a search of one for the other (both increasing, distinct) — as np.union1d counts it."""
+    rng = np.random.default_rng(11)
+    for _ in range(300):
+        first = np.unique(rng.integers(0, 60, rng.integers(0, 40)))
+        second = np.unique(rng.integers(0, 60, rng.integers(0, 40)))
+        assert signal_events._union_size(first, second) == len(np.union1d(first, second))

@@ -58,7 +58,28 @@ CHUNK = 1 << 16
 
 
 def append_curve(holdings: Holdings, market: MarketData, valuations: ValuationSeries) -> None:
-    """Append a row per timeline step of ``market`` to ``valuations``, computed CHUNK steps at a time."""
+    """Append a row per timeline step of ``market`` to ``valuations``, computed CHUNK steps at a time.
+
+    The rows are written in place into columns made at their final length (numpy views of the typed
+    arrays), which become the series' columns when it is empty (a backtest's always is). Appending a
+    chunk at a time instead grew each column 16 times, the array's growth copying what it held each
+    time: 10 % of a 1M-bar signals() run, and twice the columns' memory at the moment of the copy.
+    """
+    rows = len(market)
+    timestamps = array("q", [0]) * rows
+    equity, cash, exposure = array("d", [0.0]) * rows, array("d", [0.0]) * rows, array("d", [0.0]) * rows
+    if rows:  # numpy views of the arrays' own memory (frombuffer refuses an empty buffer)
+        _value_rows(holdings, market, np.frombuffer(timestamps, dtype=np.int64), np.frombuffer(equity),
+                    np.frombuffer(cash), np.frombuffer(exposure))
+    if len(valuations):
+        valuations.extend(timestamps, equity, cash, exposure)
+    else:
+        valuations.timestamp, valuations.equity, valuations.cash, valuations.exposure = timestamps, equity, cash, exposure
+
+
+def _value_rows(holdings: Holdings, market: MarketData, timestamps: np.ndarray, equities: np.ndarray,
+                cashes: np.ndarray, exposures: np.ndarray) -> None:
+    """Write each step's time (ms), equity, cash and exposure into the given columns, CHUNK steps at a time."""
     chunk = CHUNK
     changes = np.asarray(holdings.steps, dtype=np.int64)  # the typed columns' own memory (buffer protocol)
     cash_rows = np.asarray(holdings.cash, dtype=np.float64)
@@ -68,6 +89,7 @@ def append_curve(holdings: Holdings, market: MarketData, valuations: ValuationSe
                   if len(changes) and quantity_rows[:, slot].any()]
     timeline = market.timeline_ns
     increasing = bool((changes[1:] > changes[:-1]).all())
+    np.floor_divide(timeline, 1_000_000, out=timestamps)
     for start in range(0, len(market), chunk):
         stop = min(start + chunk, len(market))
         # For each step, the last record at or before it (-1: before the first fill): the records before the
@@ -91,7 +113,7 @@ def append_curve(holdings: Holdings, market: MarketData, valuations: ValuationSe
             closes = market.bars[symbol].close[np.maximum(last, 0)]
             # A position is only ever held after a bar of its symbol closed, so ``last`` >= 0 where held != 0.
             value = value + np.where(held != 0.0, held * closes, 0.0)
-        equity = cash + value
+        equity = np.add(cash, value, out=equities[start:stop])
+        cashes[start:stop] = cash
         with np.errstate(divide="ignore", invalid="ignore"):
-            exposure = np.where(equity != 0.0, value / equity, 0.0)
-        valuations.extend(timeline[start:stop] // 1_000_000, equity, cash, exposure)
+            exposures[start:stop] = np.where(equity != 0.0, value / equity, 0.0)

@@ -36,8 +36,12 @@ from __future__ import annotations
 
 import gc
 from dataclasses import fields
+from datetime import datetime
 from operator import itemgetter
 from typing import Any
+
+import numpy as np
+import pandas as pd
 
 from tradeexecutor.engine import accounting
 from tradeexecutor.engine.engine import (
@@ -68,7 +72,7 @@ _FILLED = OrderStatus.filled
 #: Fields of a recorded order (BacktestEngine._records).
 _DECIDED, _QUANTITY, _VALUE, _FILL, _ORDER = 3, 5, 6, 9, 10
 _PURPOSE = 2
-_SEQ_OF, _PURPOSE_OF = itemgetter(4), itemgetter(_PURPOSE)
+_SEQ_OF, _PURPOSE_OF, _DECIDED_OF = itemgetter(4), itemgetter(_PURPOSE), itemgetter(_DECIDED)
 #: See engine.engine._new: a record made without the class call's keyword dict.
 _new = object.__new__
 _init_position = Position.__init__
@@ -86,6 +90,12 @@ _FILL_FIELDS = ("id", "order_id", "quantity", "price", "at", "fee", "fee_currenc
 if tuple(f.name for f in fields(Order)) != _ORDER_FIELDS or tuple(f.name for f in fields(Fill)) != _FILL_FIELDS:
     raise ImportError("backtest/lean.py: Order or Fill fields changed; update _ORDER_FIELDS, _FILL_FIELDS and _make")
 _TERMINAL = frozenset(OrderStatus(s) for s in ("filled", "cancelled", "rejected", "expired"))
+
+
+def _datetimes(ns: np.ndarray) -> list[datetime]:
+    """Epoch nanoseconds as aware UTC datetimes, each the one engine._to_datetime gives (microseconds, rounded
+    down): pandas makes them in one pass, half the time of a Python call each."""
+    return pd.to_datetime(ns // 1000, unit="us", utc=True).to_pydatetime().tolist()  # type: ignore[no-any-return]
 
 
 class BacktestEngine(Engine):
@@ -384,12 +394,13 @@ class BacktestEngine(Engine):
         _FILL_FIELDS: a keyword call costs half as much again, 77,500 objects in the 1M-bar benchmark)."""
         created = self._created_ns
         instruments = self._instruments
-        # The client order ids of the whole batch in one numpy pass (client_order_ids_ms).
-        cids = client_order_ids_ms(self.run_key, [record[_DECIDED] // 1_000_000 for record in records],
-                                   list(map(_SEQ_OF, records)), list(map(_PURPOSE_OF, records)))
-        for record, cid in zip(records, cids, strict=True):
+        decisions = np.fromiter(map(_DECIDED_OF, records), dtype=np.int64, count=len(records))
+        # The client order ids and decision times of the whole batch in one numpy pass each (client_order_ids_ms,
+        # _datetimes).
+        cids = client_order_ids_ms(self.run_key, (decisions // 1_000_000).tolist(), list(map(_SEQ_OF, records)),
+                                   list(map(_PURPOSE_OF, records)))
+        for record, cid, at in zip(records, cids, _datetimes(decisions), strict=True):
             order_id, position, purpose, decided, _seq, quantity, value, reference, note, fill, _ = record
-            at = _to_datetime(decided)
             if purpose is _OPEN:
                 position.opened_at = at
             side = _BUY if purpose is _OPEN else _SELL

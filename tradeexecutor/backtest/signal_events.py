@@ -219,5 +219,14 @@ def visit_signal_trades(engine: BacktestEngine, holdings: Holdings, due: np.ndar
     visited = signalled[signalled < go_on_from]
     if not at_close:
         done = fill_steps[:taken]
-        visited = np.union1d(visited, done[done < go_on_from])
+        return go_on_from, _union_size(visited, done[done < go_on_from])
     return go_on_from, len(visited)
+
+
+def _union_size(first: np.ndarray, second: np.ndarray) -> int:
+    """How many steps are in either of two increasing arrays of distinct steps: a binary search of one for the
+    other's steps (np.union1d sorts both again, 2 % of a 1M-bar run)."""
+    if not len(first) or not len(second):
+        return len(first) + len(second)
+    at = np.minimum(np.searchsorted(first, second), len(first) - 1)
+    return len(first) + len(second) - int(np.count_nonzero(first[at] == second))
