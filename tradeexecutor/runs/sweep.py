@@ -185,14 +185,16 @@ def plan_sweep(spec: RunSpec, options: SweepOptions) -> SweepPlan:
     symbols, frequencies = _strategy_needs(spec, axes, grid, base)
     environment = spec.environment
     markets: dict[str, MarketData] = {}
+    available: dict[str, dict[str, str | None]] = {}
     for key, frequency in frequencies.items():
-        markets[key], _ = load_market(list(environment.data), symbols, bar_frequency=frequency,
-                                      start=environment.start, end=environment.end)
+        markets[key], selection = load_market(list(environment.data), symbols, bar_frequency=frequency,
+                                              start=environment.start, end=environment.end)
+        available[key] = selection.available
     main = markets[frequency_key(strategy.bar_frequency)] if frequency_key(strategy.bar_frequency) in markets \
         else next(iter(markets.values()))
     windows = plan_windows(np.asarray(main.timeline_ns) // 1_000_000, options.holdout, options.walk_forward)
     data = SweepData(token=uuid.uuid4().hex, spec=spec, strategy_source=strategy.source, markets=markets,
-                     windows=windows.windows)
+                     windows=windows.windows, available=available)
     definition = {
         "config": spec.config_fingerprint(),
         "code": strategy.version,
