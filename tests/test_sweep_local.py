@@ -49,6 +49,9 @@ def test_one_process_and_a_pool_give_identical_rows_ranked_in_sample(tmp_path: P
     rows = pooled.results
     assert len(rows) == 9 and all(row.status == "complete" for row in rows)
     assert len({row.worker for row in rows}) == 2  # both processes worked
+    from tradeexecutor.runs.sweep_eval import worker_name
+
+    assert worker_name() in {row.worker for row in rows}  # this one too: it evaluates while its worker starts
     plan = pooled.plan
     for row in rows:
         assert row.fingerprints["data"] == plan.definition["data"]  # the worker held the very same candles
