@@ -38,12 +38,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import yaml
 
 from tradeexecutor.atomic import atomic_write_bytes, atomic_write_text, deferred_directory_fsyncs
 from tradeexecutor.errors import ConfigError
 from tradeexecutor.layout import SweepFiles
 from tradeexecutor.runs.ranking import RANKABLE, statistic
+from tradeexecutor.runs.spec import dump_spec
 from tradeexecutor.runs.sweep_eval import PointResult, SweepData, canonical_values, equity_curve
 from tradeexecutor.runs.sweep_pool import process_context
 from tradeexecutor.runs.walkforward import IN_SAMPLE, OUT_OF_SAMPLE, combine_curves
@@ -164,7 +164,7 @@ def write_point_spec(result: SweepResult, row: PointResult, folder: Path) -> Pat
     path = SweepFiles(folder).point_spec(row.index)
     path.parent.mkdir(parents=True, exist_ok=True)
     header = f"# Point {row.index + 1} of a sweep of {plan.spec.source or 'a run spec'}\n"
-    atomic_write_text(path, header + yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
+    atomic_write_text(path, header + dump_spec(data))
     return path
 
 
