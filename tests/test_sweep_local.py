@@ -382,6 +382,47 @@ def test_the_sweeps_charts_are_drawn_on_demand_from_its_chart_data(tmp_path: Pat
     assert (folder / "results.md").read_text() == drawn
 
 
+def test_full_runs_in_forked_workers_reuse_the_sweeps_data_and_match_their_rows(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Enough full runs for a process pool (here: the threshold lowered to 2): forked workers build them on the
+    market the sweep loaded (loading it again would fail here), and each run's summary, config and result
+    fingerprints are its row's."""
+    import tradeexecutor.runs.artifacts as artifacts
+    import tradeexecutor.runs.executor as executor
+    import tradeexecutor.runs.sweep_report as sweep_report
+    import tradeexecutor.runs.sweep_runs as sweep_runs
+    from tradeexecutor.ledger import load_state
+    from tradeexecutor.runs.sweep_eval import result_fingerprint
+
+    def not_again(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("loaded again")
+
+    builders = tmp_path / "builders"
+    reused = sweep_runs.reused_session
+
+    def noting_the_process(*args: Any) -> Any:
+        with open(builders, "a") as handle:
+            handle.write(f"{os.getpid()}\n")
+        return reused(*args)
+
+    monkeypatch.setattr(sweep_report, "POOL_MIN_RUNS", 2)
+    monkeypatch.setattr(executor, "open_session", not_again)  # the forked workers inherit the patches
+    monkeypatch.setattr(artifacts, "_prices_from_spec", not_again)
+    monkeypatch.setattr(sweep_runs, "reused_session", noting_the_process)
+    plan = plan_sweep(load_spec(write_spec(tmp_path), env={}),
+                      SweepOptions(params=("fast=5,10", "slow=20,30"), processes=2, reports="all"))
+    result = run_sweep(plan, output_dir=tmp_path / "out", runs_dir=tmp_path / "runs")
+    assert not result.note and all(row.run_id for row in result.results)
+    pids = builders.read_text().split()
+    assert len(pids) == 4 and str(os.getpid()) not in pids  # built in the pool's workers
+    for row in result.results:
+        meta = json.loads((tmp_path / "runs" / row.run_id / "metadata.json").read_text())
+        assert meta["status"] == "complete" and meta["summary"] == row.summary
+        assert meta["fingerprints"]["config"] == row.fingerprints["config"]
+        state = load_state(tmp_path / "runs" / row.run_id / "state")
+        assert state is not None and result_fingerprint(state) == row.fingerprints["result"]
+
+
 def test_a_sweep_without_chart_data_says_how_to_make_it(tmp_path: Path) -> None:
     """--reports none keeps no chart data: drawing its charts is one line naming the command that makes it, exit 2."""
     folder = tmp_path / "out"
