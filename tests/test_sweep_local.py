@@ -380,6 +380,9 @@ def test_the_sweeps_charts_are_drawn_on_demand_from_its_chart_data(tmp_path: Pat
     assert sweep_report.CHARTS_PENDING not in drawn and "(charts/walk_forward.png)" in drawn
     sweep_report.draw_charts(folder)  # again: the same files
     assert (folder / "results.md").read_text() == drawn
+    again = run_sweep(result.plan, output_dir=folder, runs_dir=folder.parent / f"runs-{folder.name}", resume=True)
+    assert again.resumed == 9 and not (folder / "charts" / "walk_forward.png").exists()  # stale charts go with it
+    assert sweep_report.CHARTS_PENDING in (folder / "results.md").read_text()
 
 
 def test_full_runs_in_forked_workers_reuse_the_sweeps_data_and_match_their_rows(

@@ -76,6 +76,8 @@ def finish(result: SweepResult, folder: SweepFolder, *, runs_dir: Path, progress
         inputs = chart_inputs(result, curves)
         charts = _chart_names(inputs)
         atomic_write_bytes(folder.files.chart_data, _encode_inputs(inputs))
+        for name in ("in_vs_out_of_sample.png", "walk_forward.png"):  # drawn from an earlier state of a resumed sweep
+            (folder.files.charts / name).unlink(missing_ok=True)
         files.append(folder.files.chart_data)
     atomic_write_text(files[0], results_csv(result))
     result.markdown = markdown_report(result, charts=charts, drawn=False, folder=folder.path)
