@@ -385,17 +385,20 @@ def test_the_sweeps_charts_are_drawn_on_demand_from_its_chart_data(tmp_path: Pat
     assert sweep_report.CHARTS_PENDING in (folder / "results.md").read_text()
 
 
-def test_full_runs_in_forked_workers_reuse_the_sweeps_data_and_match_their_rows(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Enough full runs for a process pool (here: the threshold lowered to 2): forked workers build them on the
-    market the sweep loaded (loading it again would fail here), and each run's summary, config and result
-    fingerprints are its row's."""
+@pytest.mark.parametrize("pool", ["the-points-pool", "a-pool-of-their-own"])
+def test_full_runs_in_worker_processes_reuse_the_sweeps_data_and_match_their_rows(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pool: str) -> None:
+    """Full runs built in other processes: by default the points' pool, still open, builds a share of them beside
+    this process; without it (here: the pool taken for broken, the threshold for a pool of their own lowered to 2)
+    forked workers build them all. Either way on the market the sweep loaded (loading it again fails here), and each
+    run's summary, config and result fingerprints are its row's."""
     import tradeexecutor.runs.artifacts as artifacts
     import tradeexecutor.runs.executor as executor
     import tradeexecutor.runs.sweep_report as sweep_report
     import tradeexecutor.runs.sweep_runs as sweep_runs
     from tradeexecutor.ledger import load_state
     from tradeexecutor.runs.sweep_eval import result_fingerprint
+    from tradeexecutor.runs.sweep_pool import LocalPool
 
     def not_again(*args: Any, **kwargs: Any) -> Any:
         raise AssertionError("loaded again")
@@ -408,7 +411,9 @@ def test_full_runs_in_forked_workers_reuse_the_sweeps_data_and_match_their_rows(
             handle.write(f"{os.getpid()}\n")
         return reused(*args)
 
-    monkeypatch.setattr(sweep_report, "POOL_MIN_RUNS", 2)
+    if pool == "a-pool-of-their-own":
+        monkeypatch.setattr(LocalPool, "healthy", property(lambda self: False))
+        monkeypatch.setattr(sweep_report, "POOL_MIN_RUNS", 2)
     monkeypatch.setattr(executor, "open_session", not_again)  # the forked workers inherit the patches
     monkeypatch.setattr(artifacts, "_prices_from_spec", not_again)
     monkeypatch.setattr(sweep_runs, "reused_session", noting_the_process)
@@ -417,7 +422,11 @@ def test_full_runs_in_forked_workers_reuse_the_sweeps_data_and_match_their_rows(
     result = run_sweep(plan, output_dir=tmp_path / "out", runs_dir=tmp_path / "runs")
     assert not result.note and all(row.run_id for row in result.results)
     pids = builders.read_text().split()
-    assert len(pids) == 4 and str(os.getpid()) not in pids  # built in the pool's workers
+    assert len(pids) == 4
+    if pool == "the-points-pool":
+        assert pids.count(str(os.getpid())) == 2 and len(set(pids)) == 2  # half here, half in the pool's worker
+    else:
+        assert str(os.getpid()) not in pids
     for row in result.results:
         meta = json.loads((tmp_path / "runs" / row.run_id / "metadata.json").read_text())
         assert meta["status"] == "complete" and meta["summary"] == row.summary

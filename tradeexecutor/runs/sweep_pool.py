@@ -19,17 +19,19 @@ import multiprocessing
 import signal
 import sys
 from collections import deque
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from tradeexecutor.errors import ConfigError
 from tradeexecutor.runs.sweep_eval import PointResult, SweepData, evaluate, one_line
 
-__all__ = ["INSTALL_HINT", "Executor", "InProcess", "LocalPool", "process_context", "require_distributed"]
+__all__ = ["INSTALL_HINT", "Executor", "InProcess", "LocalPool", "process_context", "require_distributed",
+           "worker_data"]
 
 INSTALL_HINT = 'pip install "tradeexecutor[distributed]"'
+T = TypeVar("T")
 
 
 class Executor(Protocol):
@@ -83,8 +85,13 @@ def _start_worker(data: SweepData) -> None:
 
 
 def _evaluate_in_worker(index: int, values: dict[str, Any]) -> PointResult:
+    return evaluate(worker_data(), index, values)
+
+
+def worker_data() -> SweepData:
+    """The sweep data of this pool worker process."""
     assert _DATA is not None, "worker started without sweep data"
-    return evaluate(_DATA, index, values)
+    return _DATA
 
 
 def process_context() -> Any:
@@ -118,6 +125,21 @@ class LocalPool:
 
     def submit(self, index: int, values: Mapping[str, Any]) -> None:
         self._queue.append((index, dict(values)))
+
+    @property
+    def workers(self) -> int:
+        """The pool's worker processes (this process not counted)."""
+        return self._workers
+
+    @property
+    def healthy(self) -> bool:
+        """False once a worker process has died (the pool takes no more work)."""
+        return not getattr(self._pool, "_broken", False)
+
+    def call(self, function: Callable[..., T], *args: Any) -> Future[T]:
+        """Run ``function(*args)`` in a worker, where :func:`worker_data` is this pool's sweep data (a sweep's
+        full runs, after its points: the workers are warm)."""
+        return self._pool.submit(function, *args)
 
     def _feed(self) -> None:
         """Hand queued points to the workers, up to IN_FLIGHT each."""

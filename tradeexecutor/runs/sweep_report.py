@@ -45,7 +45,7 @@ from tradeexecutor.layout import SweepFiles
 from tradeexecutor.runs.ranking import RANKABLE, statistic
 from tradeexecutor.runs.spec import dump_spec
 from tradeexecutor.runs.sweep_eval import PointResult, SweepData, canonical_values, equity_curve
-from tradeexecutor.runs.sweep_pool import process_context
+from tradeexecutor.runs.sweep_pool import LocalPool, process_context, worker_data
 from tradeexecutor.runs.walkforward import IN_SAMPLE, OUT_OF_SAMPLE, combine_curves
 from tradeexecutor.stats.formatting import format_statistic
 
@@ -64,15 +64,19 @@ PRINTED_ROWS = 20
 _SUFFIXES = (("", None), ("_is", IN_SAMPLE), ("_oos", OUT_OF_SAMPLE))
 
 
-def finish(result: SweepResult, folder: SweepFolder, *, runs_dir: Path, progress: SweepProgress) -> None:
-    """Everything after the points: walk-forward curve, full runs, tables and the charts' data (module docstring)."""
+def finish(result: SweepResult, folder: SweepFolder, *, runs_dir: Path, progress: SweepProgress,
+           helpers: LocalPool | None = None) -> None:
+    """Everything after the points: walk-forward curve, full runs, tables and the charts' data (module docstring).
+
+    ``helpers``: the points' local pool, still open: its workers build a share of the full runs.
+    """
     plan = result.plan
     curves = _walk_forward(result, curves_needed=plan.options.reports != "none")
     files = [folder.files.results_csv, folder.files.results_md]
     charts: list[str] = []
     if plan.options.reports != "none":
         progress.phase("reports")
-        _full_runs(result, folder, runs_dir=runs_dir)
+        _full_runs(result, folder, runs_dir=runs_dir, helpers=helpers)
         inputs = chart_inputs(result, curves)
         charts = _chart_names(inputs)
         atomic_write_bytes(folder.files.chart_data, _encode_inputs(inputs))
@@ -170,7 +174,7 @@ def write_point_spec(result: SweepResult, row: PointResult, folder: Path) -> Pat
     return path
 
 
-def _full_runs(result: SweepResult, folder: SweepFolder, *, runs_dir: Path) -> None:
+def _full_runs(result: SweepResult, folder: SweepFolder, *, runs_dir: Path, helpers: LocalPool | None) -> None:
     """Make the full runs ``reports`` asks for (those not made before), in parallel; record their ids on the rows.
 
     Each run is built in a hidden folder and made durable (runs.sweep_runs), from the sweep's data
@@ -193,7 +197,7 @@ def _full_runs(result: SweepResult, folder: SweepFolder, *, runs_dir: Path) -> N
     Path(runs_dir).mkdir(parents=True, exist_ok=True)
     built: list[tuple[int, StagedRun | None, str | None]] = []
     try:
-        for outcome in _run_jobs(jobs, plan.options.processes, plan.data):
+        for outcome in _run_jobs(jobs, plan.options.processes, plan.data, helpers):
             built.append(outcome)
     except BaseException:
         for _, staged, _ in built:
@@ -233,9 +237,34 @@ def _build_in_worker(job: _RunJob) -> tuple[int, StagedRun | None, str | None]:
     return _build_all([job], _RUN_DATA)[0]
 
 
-def _run_jobs(jobs: Sequence[_RunJob], processes: int | None,
-              data: SweepData) -> Iterable[tuple[int, StagedRun | None, str | None]]:
+def _build_in_helper(job: _RunJob) -> tuple[int, StagedRun | None, str | None]:
+    """One full run in a worker of the points' pool, on the sweep data it already holds."""
+    return _build_all([job], worker_data())[0]
+
+
+def _shared(jobs: Sequence[_RunJob], data: SweepData,
+            helpers: LocalPool) -> Iterable[tuple[int, StagedRun | None, str | None]]:
+    """The runs shared between this process and the points' pool workers, already started and warm (no new pool):
+    each worker builds an equal share, one job at a time; this process the rest, in one durability pass."""
+    share = len(jobs) // (helpers.workers + 1)
+    here, there = jobs[:len(jobs) - share * helpers.workers], jobs[len(jobs) - share * helpers.workers:]
+    futures = [helpers.call(_build_in_helper, job) for job in there]
+    try:
+        yield from _build_all(here, data)
+        for future in futures:
+            yield future.result()
+    except BaseException:
+        for future in futures:
+            future.cancel()
+        raise
+
+
+def _run_jobs(jobs: Sequence[_RunJob], processes: int | None, data: SweepData,
+              helpers: LocalPool | None) -> Iterable[tuple[int, StagedRun | None, str | None]]:
     global _RUN_DATA
+    if helpers is not None and len(jobs) > helpers.workers:
+        yield from _shared(jobs, data, helpers)
+        return
     workers = max(1, min(processes or os.cpu_count() or 1, len(jobs)))
     if workers == 1 or len(jobs) < POOL_MIN_RUNS:
         yield from _build_all(jobs, data)
