@@ -1,4 +1,4 @@
-"""Benchmark of a default sweep's fixed cost: the five full runs ``--reports best`` makes, and the sweep's charts.
+"""Benchmark of a default sweep's fixed cost: the five full runs ``--reports best`` makes, and its charts' data.
 
 Run from the repository root::
 
@@ -8,7 +8,7 @@ The 20-point grid of ``bench/bench_optimize.py`` is swept once with ``--reports 
 only); then, ``--runs`` times, a fresh runs folder and a copy of that sweep folder are finished
 with ``--reports best`` (``--resume``: no point runs again), which makes the best 5 points' full
 runs — registry row, pinned spec and strategy, backtest, state, journal, orders, metrics,
-reports — and the sweep's two charts. Times that resumed sweep as a whole (no point is evaluated,
+reports — and the data of the sweep's two charts (drawn on demand since issue 15's sixth round). Times that resumed sweep as a whole (no point is evaluated,
 so it is the default's fixed cost plus reading the rows back), its CPU seconds (this process's and its
 finished children's: on a busy machine wall time mostly measures the other work, CPU time much less so)
 and counts Python's fsyncs in it. Not a pytest test: timings are for people.
@@ -73,7 +73,7 @@ def main() -> None:
                 cpus.append(cpu)
                 counts.append(fsyncs[0])
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(f"resumed default sweep (5 full runs + charts), {args.processes} process(es), median of {args.runs}: "
+    print(f"resumed default sweep (5 full runs), {args.processes} process(es), median of {args.runs}: "
           f"{statistics.median(finishes):.3f} s, CPU {statistics.median(cpus):.3f} s; "
           f"fsyncs (Python's) per sweep {statistics.median(counts):.0f}; load average {load:.1f}")
     print("all:", ", ".join(f"{t:.3f}" for t in finishes), "| CPU:", ", ".join(f"{t:.3f}" for t in cpus))

@@ -20,7 +20,8 @@ Measured in one process, interleaved run by run, median of ``--runs``:
   check it, the candles read from the bundled file — is timed separately and shown beside it;
 - **ours, default** (``--reports best``): the same, also full runs (registry, state, journal,
   metrics, report.md/html; their charts are drawn on demand) for the best 5 points, and the
-  sweep's two charts. backtesting.py has no counterpart: its ``bt.plot()`` would be it;
+  data of the sweep's two charts (drawn on demand too: ``tradeexecutor report SWEEP_FOLDER``).
+  backtesting.py has no counterpart: its ``bt.plot()`` would be the charts;
 - with ``--cluster``: ours, default, on a 2-worker loopback Dask ``LocalCluster``
   (processes, one thread each; the cluster's start-up is not timed, sending it the data is);
 - for scale: the bare engine, ``run_backtest`` alone over the 20 points in one process.
@@ -64,8 +65,8 @@ from tradeexecutor.runs.sweep import SweepOptions, plan_sweep, run_sweep  # noqa
 from tradeexecutor.strategy.loader import load_strategy  # noqa: E402
 
 SPEC = ROOT / "strategies" / "specs" / "sma_crossover_backtest.yaml"
-#: The grids: ``small`` is issue 15's 20 points, where a sweep's fixed cost (the best 5's full runs and the
-#: sweep's charts) dominates; ``large`` is 200 points, a sweep's size where throughput decides.
+#: The grids: ``small`` is issue 15's 20 points, where a sweep's fixed cost (the best 5's full runs)
+#: dominates; ``large`` is 200 points, a sweep's size where throughput decides.
 GRIDS: dict[str, tuple[tuple[str, str], list[int], list[int]]] = {
     "small": (("fast=5..20:5", "slow=20,30,40,50,60"), [5, 10, 15, 20], [20, 30, 40, 50, 60]),
     "large": (("fast=5..50:5", "slow=60..250:10"), list(range(5, 55, 5)), list(range(60, 260, 10))),
@@ -183,7 +184,7 @@ def main() -> None:
         label = f"{count} process{'es' if count > 1 else ''}"
         measurements[f"backtesting.py Backtest.optimize, {label}"] = (lambda c=count: time_theirs(bt, c))
         measurements[f"ours, --reports none (rows only), {label}"] = (lambda c=count: time_ours(c, "none"))
-        measurements[f"ours, default (--reports best: full runs of the best 5 and charts), {label}"] = (
+        measurements[f"ours, default (--reports best: full runs of the best 5), {label}"] = (
             lambda c=count: time_ours(c, "best"))
     if cluster is not None:
         address = cluster.scheduler_address

@@ -374,16 +374,33 @@ def _journal_steps(path: Path) -> list[tuple[str, dict[str, Any]]]:
     return [(entry["event"], {k: v for k, v in entry["fields"].items() if k != "run_id"}) for entry in entries]
 
 
-def test_a_staged_run_is_the_run_create_then_start_makes(runs: Runs, work: Path) -> None:
+@pytest.mark.parametrize("sweep_data", [False, True], ids=["loading", "reusing-the-sweeps-data"])
+def test_a_staged_run_is_the_run_create_then_start_makes(runs: Runs, work: Path, sweep_data: bool,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     """A sweep's full run is built out of sight, made durable in one pass and registered complete (runs.sweep_runs):
     its timeline, journal, state, orders, summary, fingerprints and reports are those of create + start, field by
-    field, and every command reads it like any other."""
+    field, and every command reads it like any other — also when it backtests on the market and benchmark prices
+    the sweep already loaded (no session opened, no prices loaded again)."""
+    import tradeexecutor.runs.artifacts as artifacts
+    import tradeexecutor.runs.executor as executor
+    from tradeexecutor.runs.spec import load_spec
+    from tradeexecutor.runs.sweep import SweepOptions, plan_sweep
     from tradeexecutor.runs.sweep_eval import result_fingerprint
     from tradeexecutor.runs.sweep_runs import build_runs
 
     record, _ = runs.create(work / "bt.yaml", ref="two-steps", then=("swept", "sweep point 1: fast=8"))
     assert start_run(runs, "two-steps", charts=False).record.status == "complete"
-    [(staged, error)] = build_runs(runs, [(work / "bt.yaml", "one-step", ("swept", "sweep point 1: fast=8"), {})])
+    data = None
+    if sweep_data:
+        data = plan_sweep(load_spec(work / "bt.yaml", env={}), SweepOptions(params=("fast=8,9",))).data
+
+        def not_again(*args: Any, **kwargs: Any) -> Any:
+            raise AssertionError("loaded again")
+
+        monkeypatch.setattr(executor, "open_session", not_again)
+        monkeypatch.setattr(artifacts, "_prices_from_spec", not_again)
+    [(staged, error)] = build_runs(runs, [(work / "bt.yaml", "one-step", ("swept", "sweep point 1: fast=8"), {})],
+                                   data=data)
     assert staged is not None and error is None
     assert runs.registry.find_ref("one-step") is None and not runs.paths(staged.record.id).root.exists()  # unseen
     [(committed, error)] = runs.commit_staged([staged])

@@ -133,7 +133,7 @@ def test_cli_sweep_2x2_rows_match_the_runs_made_for_them(spec_path: Path, tmp_pa
     assert len(rows) == 4
     assert {(int(r["fast"]), int(r["slow"])) for r in rows} == {(5, 20), (5, 30), (10, 20), (10, 30)}
     assert (output / "results.md").read_text().startswith("# Sweep of")
-    assert (output / "charts" / "in_vs_out_of_sample.png").read_bytes().startswith(b"\x89PNG")
+    assert (output / "charts.npz").is_file()  # the sweep's charts are drawn on demand (tradeexecutor report)
     assert [float(r["total_return_is"]) for r in rows] == sorted((float(r["total_return_is"]) for r in rows),
                                                                  reverse=True)
     for row in rows:

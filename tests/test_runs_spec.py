@@ -46,6 +46,22 @@ def test_example_specs_load_and_round_trip(path: Path) -> None:
     assert loaded.daemon_config(Path("state")).mode == loaded.mode
 
 
+def test_specs_are_dumped_as_the_python_emitter_would() -> None:
+    """dump_spec (libyaml's emitter when PyYAML has it) writes the text PyYAML's own safe_dump writes, for every example
+    spec and for values that test quoting, unicode and long lines; and it reads back to the same spec."""
+    import yaml
+
+    from tradeexecutor.runs.spec import dump_spec
+
+    examples = [load_spec(path, env={}).to_dict() for path in sorted(SPECS.glob("*.yaml"))]
+    examples.append({**examples[0], "name": "Ünïcode: 'quoted' \"and\" # not a comment, " + "long " * 30,
+                     "strategy": {"fast": 5, "ratio": 0.1, "flag": True, "empty": None, "text": "yes", "num": "010"}})
+    for data in examples:
+        text = dump_spec(data)
+        assert text == yaml.safe_dump(data, sort_keys=False, allow_unicode=True, default_flow_style=False)
+        assert yaml.safe_load(text) == data
+
+
 def test_example_specs_cover_every_shipped_strategy() -> None:
     names = {p.name for p in SPECS.glob("*.yaml")}
     assert {"sma_crossover_backtest.yaml", "sma_crossover_replay.yaml", "eurusd_breakout_backtest.yaml",

@@ -49,6 +49,9 @@ def test_one_process_and_a_pool_give_identical_rows_ranked_in_sample(tmp_path: P
     rows = pooled.results
     assert len(rows) == 9 and all(row.status == "complete" for row in rows)
     assert len({row.worker for row in rows}) == 2  # both processes worked
+    from tradeexecutor.runs.sweep_eval import worker_name
+
+    assert worker_name() in {row.worker for row in rows}  # this one too: it evaluates while its worker starts
     plan = pooled.plan
     for row in rows:
         assert row.fingerprints["data"] == plan.definition["data"]  # the worker held the very same candles
@@ -100,6 +103,11 @@ def test_walk_forward_chooses_each_fold_on_its_train_window_and_chains_the_tests
     report = (tmp_path / "out" / "results.md").read_text()
     assert "## Walk-forward: 3 anchored folds" in report and "Combined out-of-sample (3 folds chained)" in report
     assert "| sharpe IS | sharpe OOS |" in report
+    assert not (tmp_path / "out" / "charts").exists()  # drawn on demand
+    from tradeexecutor.runs.sweep_report import draw_charts
+
+    draw_charts(tmp_path / "out")
+    report = (tmp_path / "out" / "results.md").read_text()
     for chart in ("in_vs_out_of_sample.png", "walk_forward.png"):
         assert (tmp_path / "out" / "charts" / chart).read_bytes().startswith(b"\x89PNG")
         assert f"(charts/{chart})" in report
@@ -285,7 +293,8 @@ def test_full_runs_can_be_made_later_without_running_a_point_again(tmp_path: Pat
 
 
 def test_the_default_makes_full_runs_of_the_best_five(tmp_path: Path) -> None:
-    """By default (--reports best) the best 5 points become full runs and the sweep draws its charts."""
+    """By default (--reports best) the best 5 points become full runs; the sweep's charts are drawn on demand by
+    ``tradeexecutor report FOLDER``, as the command it prints says."""
     folder, runs_dir = tmp_path / "out", tmp_path / "runs"
     done = cli("optimize", str(write_spec(tmp_path)), "--param", "fast=5,10,15", "--param", "slow=20,30", "--runs-dir",
                str(runs_dir), "--output", str(folder), "--quiet")
@@ -293,8 +302,13 @@ def test_the_default_makes_full_runs_of_the_best_five(tmp_path: Path) -> None:
     assert "5 full runs with reports" in done.stdout
     rows = list(csv.DictReader((folder / "results.csv").read_text().splitlines()))
     assert len(rows) == 6 and [bool(row["run_id"]) for row in rows] == [True] * 5 + [False]
+    assert not (folder / "charts").exists()  # the sweep's charts: on demand
+    assert f"the sweep's charts: tradeexecutor report {folder} draws them" in done.stdout
+    drawn = cli("report", str(folder))
+    assert drawn.returncode == 0, drawn.stderr
     assert sorted(path.name for path in (folder / "charts").iterdir()) == ["in_vs_out_of_sample.png",
                                                                            "walk_forward.png"]
+    assert "![In-sample against out-of-sample](charts/in_vs_out_of_sample.png)" in (folder / "results.md").read_text()
     from tradeexecutor.runs.registry import Registry
 
     with Registry(runs_dir) as registry:
@@ -302,8 +316,8 @@ def test_the_default_makes_full_runs_of_the_best_five(tmp_path: Path) -> None:
 
 
 def test_reports_none_makes_full_runs_on_demand_with_the_command_it_prints(tmp_path: Path) -> None:
-    """With --reports none no full run or chart is made; the printed command makes the best N's runs and the
-    sweep's charts without running a point again."""
+    """With --reports none no full run or chart data is made; the printed command makes the best N's runs and the
+    sweep's chart data without running a point again."""
     folder, runs_dir = tmp_path / "out", tmp_path / "runs"
     first = cli("optimize", str(write_spec(tmp_path)), "--param", "fast=5,10", "--param", "slow=20,30", "--best", "2",
                 "--reports", "none", "--runs-dir", str(runs_dir), "--output", str(folder), "--quiet")
@@ -317,7 +331,7 @@ def test_reports_none_makes_full_runs_on_demand_with_the_command_it_prints(tmp_p
     assert later.returncode == 0, later.stderr
     assert (folder / "points.jsonl").read_bytes() == points  # no point ran again
     assert "4 were already done and not run again" in later.stdout
-    assert (folder / "charts" / "in_vs_out_of_sample.png").read_bytes().startswith(b"\x89PNG")
+    assert (folder / "charts.npz").is_file() and not (folder / "charts").exists()  # drawn on demand
     made = [row["run_id"] for row in table_with_runs(folder / "results.csv")]
     assert [bool(run_id) for run_id in made] == [True, True, False, False]
     for run_id in made[:2]:
@@ -341,27 +355,94 @@ def _sweep_with_runs(spec_path: Path, folder: Path, best: int) -> SweepResult:
     return run_sweep(plan, output_dir=folder, runs_dir=folder.parent / f"runs-{folder.name}")
 
 
-def test_one_process_draws_the_charts_beside_its_full_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """On one process the sweep's charts are drawn in a thread while the full runs wait for the disk: the same
-    bytes as drawn in the main thread, every run complete; a failure there is the sweep's error, after the runs."""
+def test_the_sweeps_charts_are_drawn_on_demand_from_its_chart_data(tmp_path: Path) -> None:
+    """A default sweep draws no chart: it keeps what they draw (charts.npz) and results.md names the command; drawing
+    them later gives the bytes drawn straight from the sweep's result, and puts them in results.md."""
     import tradeexecutor.runs.sweep_report as sweep_report
 
-    spec = write_spec(tmp_path)
-    alone = _sweep_with_runs(spec, tmp_path / "one", best=2)
-    assert [bool(row.run_id) for row in alone.results] == [True, True] + [False] * 7 and not alone.note
-    expected = sweep_report._charts(alone, sweep_report._walk_forward(alone, curves_needed=True))  # this thread
+    folder = tmp_path / "one"
+    result = _sweep_with_runs(write_spec(tmp_path), folder, best=2)
+    assert [bool(row.run_id) for row in result.results] == [True, True] + [False] * 7 and not result.note
+    assert not (folder / "charts").exists() and (folder / "charts.npz").is_file()
+    pending = (folder / "results.md").read_text()
+    assert f"{sweep_report.CHARTS_PENDING} `tradeexecutor report {folder}` draws" in pending
+    assert "![" not in pending
+    expected = sweep_report.render_charts(sweep_report.chart_inputs(
+        result, sweep_report._walk_forward(result, curves_needed=True)))
     assert sorted(expected) == ["in_vs_out_of_sample.png", "walk_forward.png"]
-    assert sorted(path.name for path in (tmp_path / "one" / "charts").iterdir()) == sorted(expected)
+    written = sweep_report.draw_charts(folder)
+    assert sorted(path.name for path in (folder / "charts").iterdir()) == sorted(expected)
     for name, image in expected.items():
-        assert image.startswith(b"\x89PNG") and (tmp_path / "one" / "charts" / name).read_bytes() == image
+        assert image.startswith(b"\x89PNG") and (folder / "charts" / name).read_bytes() == image
+    assert (folder / "results.md") in written
+    drawn = (folder / "results.md").read_text()
+    assert drawn == sweep_report.markdown_report(result, charts=list(expected)) + "\n"
+    assert sweep_report.CHARTS_PENDING not in drawn and "(charts/walk_forward.png)" in drawn
+    sweep_report.draw_charts(folder)  # again: the same files
+    assert (folder / "results.md").read_text() == drawn
+    again = run_sweep(result.plan, output_dir=folder, runs_dir=folder.parent / f"runs-{folder.name}", resume=True)
+    assert again.resumed == 9 and not (folder / "charts" / "walk_forward.png").exists()  # stale charts go with it
+    assert sweep_report.CHARTS_PENDING in (folder / "results.md").read_text()
 
-    def broken(*args: Any) -> dict[str, bytes]:
-        raise RuntimeError("chart drawing failed")
 
-    monkeypatch.setattr(sweep_report, "_charts", broken)
-    with pytest.raises(RuntimeError, match="chart drawing failed"):
-        _sweep_with_runs(spec, tmp_path / "two", best=1)
-    assert len(json.loads((tmp_path / "two" / "reports.json").read_text())) == 1  # the run was made and recorded
+@pytest.mark.parametrize("pool", ["the-points-pool", "a-pool-of-their-own"])
+def test_full_runs_in_worker_processes_reuse_the_sweeps_data_and_match_their_rows(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pool: str) -> None:
+    """Full runs built in other processes: by default the points' pool, still open, builds a share of them beside
+    this process; without it (here: the pool taken for broken, the threshold for a pool of their own lowered to 2)
+    forked workers build them all. Either way on the market the sweep loaded (loading it again fails here), and each
+    run's summary, config and result fingerprints are its row's."""
+    import tradeexecutor.runs.artifacts as artifacts
+    import tradeexecutor.runs.executor as executor
+    import tradeexecutor.runs.sweep_report as sweep_report
+    import tradeexecutor.runs.sweep_runs as sweep_runs
+    from tradeexecutor.ledger import load_state
+    from tradeexecutor.runs.sweep_eval import result_fingerprint
+    from tradeexecutor.runs.sweep_pool import LocalPool
+
+    def not_again(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("loaded again")
+
+    builders = tmp_path / "builders"
+    reused = sweep_runs.reused_session
+
+    def noting_the_process(*args: Any) -> Any:
+        with open(builders, "a") as handle:
+            handle.write(f"{os.getpid()}\n")
+        return reused(*args)
+
+    if pool == "a-pool-of-their-own":
+        monkeypatch.setattr(LocalPool, "healthy", property(lambda self: False))
+        monkeypatch.setattr(sweep_report, "POOL_MIN_RUNS", 2)
+    monkeypatch.setattr(executor, "open_session", not_again)  # the forked workers inherit the patches
+    monkeypatch.setattr(artifacts, "_prices_from_spec", not_again)
+    monkeypatch.setattr(sweep_runs, "reused_session", noting_the_process)
+    plan = plan_sweep(load_spec(write_spec(tmp_path), env={}),
+                      SweepOptions(params=("fast=5,10", "slow=20,30"), processes=2, reports="all"))
+    result = run_sweep(plan, output_dir=tmp_path / "out", runs_dir=tmp_path / "runs")
+    assert not result.note and all(row.run_id for row in result.results)
+    pids = builders.read_text().split()
+    assert len(pids) == 4
+    if pool == "the-points-pool":
+        assert pids.count(str(os.getpid())) == 2 and len(set(pids)) == 2  # half here, half in the pool's worker
+    else:
+        assert str(os.getpid()) not in pids
+    for row in result.results:
+        meta = json.loads((tmp_path / "runs" / row.run_id / "metadata.json").read_text())
+        assert meta["status"] == "complete" and meta["summary"] == row.summary
+        assert meta["fingerprints"]["config"] == row.fingerprints["config"]
+        state = load_state(tmp_path / "runs" / row.run_id / "state")
+        assert state is not None and result_fingerprint(state) == row.fingerprints["result"]
+
+
+def test_a_sweep_without_chart_data_says_how_to_make_it(tmp_path: Path) -> None:
+    """--reports none keeps no chart data: drawing its charts is one line naming the command that makes it, exit 2."""
+    folder = tmp_path / "out"
+    _sweep(write_spec(tmp_path), folder)
+    done = cli("report", str(folder))
+    assert done.returncode == 2 and not (folder / "charts").exists()
+    assert "charts.npz is missing" in done.stderr and "--resume --reports best" in done.stderr
+    assert "Traceback" not in done.stderr
 
 
 def test_full_runs_are_written_out_of_sight_then_fsynced_once_and_registered_in_one_transaction(

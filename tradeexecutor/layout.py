@@ -295,8 +295,13 @@ class SweepFiles:
 
     @property
     def charts(self) -> Path:
-        """The sweep's chart images."""
+        """The sweep's chart images (drawn on demand: ``tradeexecutor report SWEEP_FOLDER``)."""
         return self.root / "charts"
+
+    @property
+    def chart_data(self) -> Path:
+        """What the sweep's charts draw, as numpy arrays: the charts are drawn from it on demand."""
+        return self.root / "charts.npz"
 
     def point_spec(self, index: int) -> Path:
         """The run spec of point ``index`` (0-based), as a full run of it uses."""

@@ -22,7 +22,7 @@ import click
 
 from tradeexecutor.cli.common import env, user_errors
 from tradeexecutor.errors import ConfigError
-from tradeexecutor.layout import RunPaths
+from tradeexecutor.layout import RunPaths, SweepFiles
 
 #: Default runs folder (``TRADEEXECUTOR_RUNS_DIR`` overrides it).
 DEFAULT_RUNS_DIR = "runs"
@@ -193,9 +193,19 @@ def serve_command(runs_dir: Path, host: str, port: int) -> None:
 @runs_dir_option
 @user_errors
 def report_command(run: str, runs_dir: Path) -> None:
-    """Regenerate the charts, report.md and report.html of RUN (a run folder, id or ref)."""
+    """Regenerate the charts, report.md and report.html of RUN (a run folder, id or ref), or draw a sweep's charts.
+
+    RUN may also be a sweep's folder (``tradeexecutor optimize --output``): its charts are drawn
+    on demand, as a run's are, and shown in its results.md.
+    """
     from tradeexecutor.runs.artifacts import write_report
 
+    if SweepFiles(Path(run)).definition.is_file():
+        from tradeexecutor.runs.sweep_report import draw_charts
+
+        written = draw_charts(Path(run))
+        click.echo("wrote " + ", ".join(str(path) for path in written))
+        return
     run_dir = resolve_run_dir(run, runs_dir)
     paths = RunPaths(run_dir)
     if not paths.metadata.exists() and not paths.state.is_dir():

@@ -3,7 +3,7 @@
 Every point gets a row (values, figures over the whole period, in-sample and out-of-sample, and
 fingerprints) in the sweep's folder as it finishes; by default (``--reports best``) the best
 ``--best`` points (5) also become full backtest runs with state, journal and report, and the sweep
-draws its charts; ``--reports all`` makes every point a full run, ``--reports none`` none (``--resume
+keeps its charts' data (``tradeexecutor report FOLDER`` draws them, on demand like a run's); ``--reports all`` makes every point a full run, ``--reports none`` none (``--resume
 --reports best`` makes them later without running a point again). Points run on local processes by
 default, or on a Dask cluster (``--cluster``, extra ``distributed``); ``--search random|tpe``
 samples the space with Optuna (extra ``search``). Bad options stop with one line and exit 2
@@ -114,10 +114,12 @@ def _print(result: SweepResult, folder: Path, add_output: bool) -> None:
     if runs:
         click.echo(f"{runs} full run{'s' if runs != 1 else ''} with reports: see the run column "
                    "(tradeexecutor runs show RUN; tradeexecutor report RUN draws its charts)")
+    if SweepFiles(folder).chart_data in result.files:
+        click.echo(f"the sweep's charts: {shlex.join(['tradeexecutor', 'report', str(folder)])} draws them")
     elif result.plan.options.reports == "none" and not result.failed:
         best = result.plan.options.best
         words = _without_option(shlex.split(_resume_command(folder, add_output)), "--reports")
-        click.echo(f"full runs (state, journal, report) of the best {best} and the sweep's charts, "
+        click.echo(f"full runs (state, journal, report) of the best {best} and the sweep's chart data, "
                    f"without running any point again: {shlex.join(words)} --reports best")
     if result.failed:
         click.echo(f"error: {result.failed} of {len(result.results)} points failed (see the status column)", err=True)
@@ -155,7 +157,7 @@ class _Progress:
     def phase(self, text: str) -> None:
         self.close()
         if not self.quiet and text == "reports":
-            click.echo("making full runs of the chosen points (report, charts, state)", err=True)
+            click.echo("making full runs of the chosen points (state, journal, report)", err=True)
 
     def close(self) -> None:
         if self.bar is not None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from tradeexecutor.backtest.session import open_session, run_session
+from tradeexecutor.backtest.session import Session, open_session, run_session
 from tradeexecutor.layout import RunFiles, RunPaths
 from tradeexecutor.ledger import Ledger, check_not_legacy
 from tradeexecutor.runs.registry import RunsError
@@ -63,10 +63,17 @@ class EventBuffer:
             self.entries.clear()
 
 
-def execute_backtest(spec: RunSpec, paths: RunPaths, run_id: str, *, now: datetime | None = None) -> BacktestOutcome:
-    """Backtest ``spec`` into ``paths``: state/ (one snapshot), orders.csv and the journal's order events."""
+def execute_backtest(spec: RunSpec, paths: RunPaths, run_id: str, *, now: datetime | None = None,
+                     session: Session | None = None) -> BacktestOutcome:
+    """Backtest ``spec`` into ``paths``: state/ (one snapshot), orders.csv and the journal's order events.
+
+    ``session``: the spec's strategy on its market, already opened and checked by the caller (a
+    sweep's full run reuses the market the sweep loaded); by default opened here from the spec.
+    """
     environment = spec.environment
-    session = open_session(spec.strategy_file, spec.strategy, environment.data, environment.start, environment.end)
+    if session is None:
+        session = open_session(spec.strategy_file, spec.strategy, environment.data, environment.start,
+                               environment.end)
     data = data_fingerprints(spec, session.strategy.instruments)
     lock = StateDirLock(paths.state).acquire()
     try:

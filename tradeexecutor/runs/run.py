@@ -144,7 +144,9 @@ def process_alive(pid: int | None) -> bool:
 def _spec_text(spec: RunSpec, header: str) -> str:
     data = spec.to_dict()
     data["strategy_file"] = STRATEGY_FILE
-    body = yaml.safe_dump(data, sort_keys=False, allow_unicode=True, default_flow_style=False)
+    from tradeexecutor.runs.spec import dump_spec
+
+    body = dump_spec(data)
     return "".join(f"# {line}\n" for line in header.splitlines()) + body
 
 

@@ -72,6 +72,7 @@ __all__ = [
     "CoreSection",
     "EnvironmentSection",
     "RunSpec",
+    "dump_spec",
     "env_overrides",
     "load_spec",
     "spec_from_dict",
@@ -82,6 +83,9 @@ __all__ = [
 SPEC_MODES = ("replay", "paper", "backtest", "live")
 #: The YAML loader for specs: safe, and libyaml's (several times faster) when PyYAML was built with it.
 SAFE_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+#: The YAML dumper for specs written out (a run's pinned spec, a sweep's point specs): libyaml's when PyYAML has it
+#: (a fifth of the pure-Python emitter's time; the same text, ``test_specs_are_dumped_as_the_python_emitter_would``).
+SAFE_DUMPER: type[yaml.SafeDumper] = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 #: The one line for a live spec without an exchange.
 LIVE_SPEC_NEEDS_EXCHANGE = ("missing: mode live sends real orders to an exchange; name it (a ccxt id such as binance; "
                             "exchange_url for a simulator or testnet) and the variables holding its API key and secret "
@@ -698,3 +702,8 @@ def _override_text(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
+
+
+def dump_spec(data: Mapping[str, Any]) -> str:
+    """A spec's plain data (:meth:`RunSpec.to_dict`) as YAML text, keys in their order, unicode kept."""
+    return yaml.dump(dict(data), Dumper=SAFE_DUMPER, sort_keys=False, allow_unicode=True, default_flow_style=False)

@@ -185,14 +185,16 @@ def plan_sweep(spec: RunSpec, options: SweepOptions) -> SweepPlan:
     symbols, frequencies = _strategy_needs(spec, axes, grid, base)
     environment = spec.environment
     markets: dict[str, MarketData] = {}
+    available: dict[str, dict[str, str | None]] = {}
     for key, frequency in frequencies.items():
-        markets[key], _ = load_market(list(environment.data), symbols, bar_frequency=frequency,
-                                      start=environment.start, end=environment.end)
+        markets[key], selection = load_market(list(environment.data), symbols, bar_frequency=frequency,
+                                              start=environment.start, end=environment.end)
+        available[key] = selection.available
     main = markets[frequency_key(strategy.bar_frequency)] if frequency_key(strategy.bar_frequency) in markets \
         else next(iter(markets.values()))
     windows = plan_windows(np.asarray(main.timeline_ns) // 1_000_000, options.holdout, options.walk_forward)
     data = SweepData(token=uuid.uuid4().hex, spec=spec, strategy_source=strategy.source, markets=markets,
-                     windows=windows.windows)
+                     windows=windows.windows, available=available)
     definition = {
         "config": spec.config_fingerprint(),
         "code": strategy.version,
@@ -249,8 +251,6 @@ def run_sweep(plan: SweepPlan, *, output_dir: Path, runs_dir: Path, resume: bool
     ConfigError before anything is written when the folder holds another sweep (or nothing to resume),
     or the cluster cannot be reached.
     """
-    from tradeexecutor.runs import sweep_report
-
     progress = progress or _Silent()
     folder = SweepFolder(output_dir)
     done = folder.check(plan.definition, resume=resume)
@@ -286,20 +286,38 @@ def run_sweep(plan: SweepPlan, *, output_dir: Path, runs_dir: Path, resume: bool
                 progress.advance(row)
     except KeyboardInterrupt:
         interrupted = True
-    finally:
+    except BaseException:
         executor.close()
+        raise
+    finally:
         folder.close()
-    seconds = time.perf_counter() - started
+    # A healthy local pool stays open for the full runs: its warm workers build some of them (runs.sweep_report).
+    helpers = executor if isinstance(executor, LocalPool) and executor.healthy and not interrupted else None
+    if helpers is None:
+        executor.close()
+    try:
+        return _finish(plan, folder, rows, runs_dir=runs_dir, progress=progress, helpers=helpers,
+                       seconds=time.perf_counter() - started, executor=executor.description, evaluated=evaluated,
+                       resumed=resumed, total=search.total, note=search.note, interrupted=interrupted)
+    finally:
+        if helpers is not None:
+            helpers.close()
+
+
+def _finish(plan: SweepPlan, folder: SweepFolder, rows: dict[str, PointResult], *, runs_dir: Path,
+            progress: SweepProgress, helpers: LocalPool | None, interrupted: bool, **counts: Any) -> SweepResult:
+    """Rank the rows, pick the folds, then (unless interrupted) the reports: runs.sweep_report.finish."""
+    from tradeexecutor.runs import sweep_report
+
     ranked = rank_results(list(rows.values()), plan.options.rank_by, plan.windows.ranking_window)
     folds = select_folds(ranked, plan.windows, plan.options.rank_by) if plan.windows.folds and not interrupted else []
     result = SweepResult(plan=plan, results=ranked, ranking_window=plan.windows.ranking_window, folds=folds,
-                         combined=None, seconds=seconds, executor=executor.description, evaluated=evaluated,
-                         resumed=resumed, total=search.total, note=search.note, interrupted=interrupted)
+                         combined=None, interrupted=interrupted, **counts)
     if interrupted:
         return result
     try:
         progress.phase("ranking")
-        sweep_report.finish(result, folder, runs_dir=runs_dir, progress=progress)
+        sweep_report.finish(result, folder, runs_dir=runs_dir, progress=progress, helpers=helpers)
     except KeyboardInterrupt:
         result.interrupted = True
     return result

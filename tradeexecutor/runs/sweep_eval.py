@@ -120,7 +120,7 @@ class SweepData:
     """Everything a worker needs for every point of one sweep, sent to each worker once."""
 
     def __init__(self, *, token: str, spec: RunSpec, strategy_source: str, markets: Mapping[str, MarketData],
-                 windows: tuple[Window, ...]) -> None:
+                 windows: tuple[Window, ...], available: Mapping[str, Mapping[str, str | None]] | None = None) -> None:
         #: Unique per sweep execution: what LOADS counts.
         self.token = token
         #: The sweep's spec (its strategy values are the base every point overrides).
@@ -128,6 +128,9 @@ class SweepData:
         self.strategy_source = strategy_source
         #: Bar frequency key (:func:`frequency_key`) → market data.
         self.markets = dict(markets)
+        #: Bar frequency key → every symbol the data holds, with its asset type (``DataSelection.available``):
+        #: what a full run checks its strategy against, as a fresh session would.
+        self.available = {key: dict(symbols) for key, symbols in (available or {}).items()}
         self.windows = windows
         self.engine: EngineConfig = spec.engine_config()
         self._prices: dict[str, dict[str, Any]] = {}

@@ -58,7 +58,8 @@ class SweepOptions:
                                      "combined out-of-sample curve.")
     reports: str = setting("best", env=None, choices=REPORT_MODES,
                            help="Which points also become full runs with state, journal and report, and whether "
-                                "the sweep draws its charts: the --best N (default), all, or none (every point "
+                                "the sweep keeps its charts' data (drawn on demand: tradeexecutor report "
+                                "SWEEP_FOLDER): the --best N (default), all, or none (every point "
                                 "always gets its row, figures and fingerprints). A sweep made with none makes them "
                                 "later with --resume --reports best, which runs no point again.")
     best: int = setting(DEFAULT_BEST, env=None, minimum=1,

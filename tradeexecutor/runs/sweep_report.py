@@ -1,4 +1,4 @@
-"""Finish a sweep: the walk-forward curve, full runs for the best points, results.csv, results.md and the sweep's charts.
+"""Finish a sweep: the walk-forward curve, full runs for the best points, results.csv, results.md and the charts' data.
 
 Written into the sweep's folder (next to sweep.json and points.jsonl):
 
@@ -6,19 +6,21 @@ Written into the sweep's folder (next to sweep.json and points.jsonl):
   statistics over the whole period, in-sample (``_is``) and out-of-sample (``_oos``) at full
   precision, status, error, the full run's id, and the point's fingerprints;
 - ``results.md`` — the same ranking for people, in-sample and out-of-sample side by side, then
-  the walk-forward folds and the combined out-of-sample result, and the charts;
-- ``charts/in_vs_out_of_sample.png`` and ``charts/walk_forward.png`` (unless ``reports="none"``);
+  the walk-forward folds and the combined out-of-sample result, and the charts once drawn;
+- ``charts.npz`` — what the sweep's charts draw (unless ``reports="none"``); the charts themselves,
+  ``charts/in_vs_out_of_sample.png`` and ``charts/walk_forward.png``, are drawn **on demand**, as a
+  run's own are: ``tradeexecutor report SWEEP_FOLDER`` (:func:`draw_charts`) draws them and puts
+  them in results.md. Two matplotlib charts cost about as much CPU as a 20-point grid's points;
 - ``specs/point-NNN.yaml`` — the spec of each point that became a full run.
 
 Full runs (``reports``: the best N, all, or none) are ordinary backtest runs in the runs folder,
 the same runs ``tradeexecutor runs create`` + ``start`` would make — state, journal, metrics,
 orders, report — but each built out of sight and committed with the others (``runs.sweep_runs``:
 a hidden folder, one fsync pass, then every run put in place and registered in one transaction,
-so an interrupted sweep leaves no half run), in parallel local processes; on one process the
-sweep's charts are drawn in a thread beside them. Their charts are drawn on demand
-(``tradeexecutor report RUN``; the reports say so): drawing them cost 0.3 s a run, most of a
-default sweep's time on a small grid, for images nobody may open. Their ids go to ``reports.json``
-once they are registered, so an interrupted or resumed sweep never makes a run twice.
+so an interrupted sweep leaves no half run), in parallel local processes, each backtesting on the
+market the sweep already loaded. Their charts are drawn on demand too (``tradeexecutor report
+RUN``; the reports say so). Their ids go to ``reports.json`` once they are registered, so an
+interrupted or resumed sweep never makes a run twice.
 """
 
 from __future__ import annotations
@@ -26,9 +28,9 @@ from __future__ import annotations
 import csv
 import io
 import os
+import shlex
 import shutil
-import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -36,13 +38,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import yaml
 
 from tradeexecutor.atomic import atomic_write_bytes, atomic_write_text, deferred_directory_fsyncs
+from tradeexecutor.errors import ConfigError
 from tradeexecutor.layout import SweepFiles
 from tradeexecutor.runs.ranking import RANKABLE, statistic
-from tradeexecutor.runs.sweep_eval import PointResult, canonical_values, equity_curve
-from tradeexecutor.runs.sweep_pool import process_context
+from tradeexecutor.runs.spec import dump_spec
+from tradeexecutor.runs.sweep_eval import PointResult, SweepData, canonical_values, equity_curve
+from tradeexecutor.runs.sweep_pool import LocalPool, process_context, worker_data
 from tradeexecutor.runs.walkforward import IN_SAMPLE, OUT_OF_SAMPLE, combine_curves
 from tradeexecutor.stats.formatting import format_statistic
 
@@ -61,25 +64,27 @@ PRINTED_ROWS = 20
 _SUFFIXES = (("", None), ("_is", IN_SAMPLE), ("_oos", OUT_OF_SAMPLE))
 
 
-def finish(result: SweepResult, folder: SweepFolder, *, runs_dir: Path, progress: SweepProgress) -> None:
-    """Everything after the points: walk-forward curve, full runs, tables and charts (module docstring)."""
+def finish(result: SweepResult, folder: SweepFolder, *, runs_dir: Path, progress: SweepProgress,
+           helpers: LocalPool | None = None) -> None:
+    """Everything after the points: walk-forward curve, full runs, tables and the charts' data (module docstring).
+
+    ``helpers``: the points' local pool, still open: its workers build a share of the full runs.
+    """
     plan = result.plan
     curves = _walk_forward(result, curves_needed=plan.options.reports != "none")
-    charts: dict[str, bytes] = {}
+    files = [folder.files.results_csv, folder.files.results_md]
+    charts: list[str] = []
     if plan.options.reports != "none":
         progress.phase("reports")
-        # The charts need the rows only: drawn while the full runs are made (by worker processes, or in this
-        # process while they wait for the disk); imported here, not in the drawing thread while the runs import.
-        import tradeexecutor.visual.sweep_charts  # noqa: F401
-        _full_runs(result, folder, runs_dir=runs_dir, meanwhile=lambda: charts.update(_charts(result, curves)))
-    files = [folder.files.results_csv, folder.files.results_md]
-    if charts:
-        folder.files.charts.mkdir(exist_ok=True)
-    for name, image in charts.items():
-        atomic_write_bytes(folder.files.charts / name, image)
-        files.append(folder.files.charts / name)
+        _full_runs(result, folder, runs_dir=runs_dir, helpers=helpers)
+        inputs = chart_inputs(result, curves)
+        charts = _chart_names(inputs)
+        atomic_write_bytes(folder.files.chart_data, _encode_inputs(inputs))
+        for name in ("in_vs_out_of_sample.png", "walk_forward.png"):  # drawn from an earlier state of a resumed sweep
+            (folder.files.charts / name).unlink(missing_ok=True)
+        files.append(folder.files.chart_data)
     atomic_write_text(files[0], results_csv(result))
-    result.markdown = markdown_report(result, charts=list(charts))
+    result.markdown = markdown_report(result, charts=charts, drawn=False, folder=folder.path)
     atomic_write_text(files[1], result.markdown + "\n")
     result.files = files
 
@@ -133,13 +138,8 @@ class _RunJob:
     ref: str | None
 
 
-def _build(job: _RunJob) -> tuple[int, StagedRun | None, str | None]:
-    """Build the point's full run in a hidden folder, fsynced (runs.sweep_runs); (index, staged run, error)."""
-    return _build_all([job])[0]
-
-
-def _build_all(jobs: Sequence[_RunJob]) -> list[tuple[int, StagedRun | None, str | None]]:
-    """Build the jobs' full runs in one durability pass (they share a runs folder: the sweep's)."""
+def _build_all(jobs: Sequence[_RunJob], data: SweepData | None) -> list[tuple[int, StagedRun | None, str | None]]:
+    """Build the jobs' full runs in one durability pass (they share a runs folder: the sweep's), from ``data``."""
     from tradeexecutor.runs.run import Runs
     from tradeexecutor.runs.sweep_runs import build_runs
 
@@ -149,7 +149,8 @@ def _build_all(jobs: Sequence[_RunJob]) -> list[tuple[int, StagedRun | None, str
     try:
         built = build_runs(runs, [(job.spec_file, job.ref, ("swept", f"sweep point {job.index + 1}: "
                                                                      f"{_label(job.values)}"),
-                                   {"sweep": {"index": job.index, "values": job.values}}) for job in jobs])
+                                   {"sweep": {"index": job.index, "values": job.values}}) for job in jobs],
+                           data=data)
     finally:
         runs.close()
     return [(job.index, staged, error) for job, (staged, error) in zip(jobs, built, strict=True)]
@@ -169,18 +170,17 @@ def write_point_spec(result: SweepResult, row: PointResult, folder: Path) -> Pat
     path = SweepFiles(folder).point_spec(row.index)
     path.parent.mkdir(parents=True, exist_ok=True)
     header = f"# Point {row.index + 1} of a sweep of {plan.spec.source or 'a run spec'}\n"
-    atomic_write_text(path, header + yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
+    atomic_write_text(path, header + dump_spec(data))
     return path
 
 
-def _full_runs(result: SweepResult, folder: SweepFolder, *, runs_dir: Path, meanwhile: Callable[[], None]) -> None:
+def _full_runs(result: SweepResult, folder: SweepFolder, *, runs_dir: Path, helpers: LocalPool | None) -> None:
     """Make the full runs ``reports`` asks for (those not made before), in parallel; record their ids on the rows.
 
-    Each run is built in a hidden folder and made durable (runs.sweep_runs); when all are built, they
-    are put in place and registered in one transaction, and reports.json is written once. Ctrl+C
-    before that leaves no run (hidden folders are removed). ``meanwhile`` is called once in this process:
-    while worker processes build the runs, or in a thread beside them when they are built here
-    (:func:`_in_this_process`).
+    Each run is built in a hidden folder and made durable (runs.sweep_runs), from the sweep's data
+    already in memory (its market and strategy source: no session opened again); when all are
+    built, they are put in place and registered in one transaction, and reports.json is written
+    once. Ctrl+C before that leaves no run (hidden folders are removed).
     """
     from tradeexecutor.runs.run import Runs
 
@@ -196,16 +196,8 @@ def _full_runs(result: SweepResult, folder: SweepFolder, *, runs_dir: Path, mean
     by_index = {row.index: row for row in result.results}
     Path(runs_dir).mkdir(parents=True, exist_ok=True)
     built: list[tuple[int, StagedRun | None, str | None]] = []
-    chart_failure: list[Exception] = []
-
-    def charts() -> None:
-        try:
-            meanwhile()
-        except Exception as exc:  # noqa: BLE001 - raised once the runs are in place: they stand on their own
-            chart_failure.append(exc)
-
     try:
-        for outcome in _run_jobs(jobs, plan.options.processes, charts):
+        for outcome in _run_jobs(jobs, plan.options.processes, plan.data, helpers):
             built.append(outcome)
     except BaseException:
         for _, staged, _ in built:
@@ -230,86 +222,165 @@ def _full_runs(result: SweepResult, folder: SweepFolder, *, runs_dir: Path, mean
     for index, error in sorted(errors.items()):
         result.note = (result.note + "; " if result.note else "") + f"report of point {index + 1} failed: {error}"
     result.results = [row.with_run(made.get(canonical_values(row.values), "")) for row in result.results]
-    if chart_failure:
-        raise chart_failure[0]
 
 
-def _run_jobs(jobs: Sequence[_RunJob], processes: int | None,
-              meanwhile: Callable[[], None]) -> Iterable[tuple[int, StagedRun | None, str | None]]:
+#: Fewer full runs than this are built in this process, whatever ``processes`` says: a run on the sweep's loaded
+#: market costs ~30 ms of CPU, a process pool ~0.2 s to start, so a pool pays only from about a dozen runs
+#: (the default's five: 0.41 s on two processes against 0.34 s on one, before this).
+POOL_MIN_RUNS = 16
+
+#: The sweep's data in a forked full-run worker (inherited from the parent; None: load it as ``runs start`` does).
+_RUN_DATA: SweepData | None = None
+
+
+def _build_in_worker(job: _RunJob) -> tuple[int, StagedRun | None, str | None]:
+    return _build_all([job], _RUN_DATA)[0]
+
+
+def _build_in_helper(job: _RunJob) -> tuple[int, StagedRun | None, str | None]:
+    """One full run in a worker of the points' pool, on the sweep data it already holds."""
+    return _build_all([job], worker_data())[0]
+
+
+def _shared(jobs: Sequence[_RunJob], data: SweepData,
+            helpers: LocalPool) -> Iterable[tuple[int, StagedRun | None, str | None]]:
+    """The runs shared between this process and the points' pool workers, already started and warm (no new pool):
+    each worker builds an equal share, one job at a time; this process the rest, in one durability pass."""
+    share = len(jobs) // (helpers.workers + 1)
+    here, there = jobs[:len(jobs) - share * helpers.workers], jobs[len(jobs) - share * helpers.workers:]
+    futures = [helpers.call(_build_in_helper, job) for job in there]
+    try:
+        yield from _build_all(here, data)
+        for future in futures:
+            yield future.result()
+    except BaseException:
+        for future in futures:
+            future.cancel()
+        raise
+
+
+def _run_jobs(jobs: Sequence[_RunJob], processes: int | None, data: SweepData,
+              helpers: LocalPool | None) -> Iterable[tuple[int, StagedRun | None, str | None]]:
+    global _RUN_DATA
+    if helpers is not None and len(jobs) > helpers.workers:
+        yield from _shared(jobs, data, helpers)
+        return
     workers = max(1, min(processes or os.cpu_count() or 1, len(jobs)))
-    if workers == 1:
-        yield from _in_this_process(jobs, meanwhile)
+    if workers == 1 or len(jobs) < POOL_MIN_RUNS:
+        yield from _build_all(jobs, data)
         return
     import tradeexecutor.runs.artifacts  # noqa: F401 - imported once before forking, not in every worker
     import tradeexecutor.runs.sweep_runs  # noqa: F401
 
-    with ProcessPoolExecutor(max_workers=workers, mp_context=process_context()) as pool:
-        futures = [pool.submit(_build, job) for job in jobs]  # a fork pool has started its workers by now
-        try:
-            meanwhile()
-            for future in as_completed(futures):
-                yield future.result()
-        except BaseException:
-            for future in futures:
-                future.cancel()
-            raise
-
-
-def _in_this_process(jobs: Sequence[_RunJob],
-                     meanwhile: Callable[[], None]) -> Iterable[tuple[int, StagedRun | None, str | None]]:
-    """The runs one after the other here, in one durability pass, ``meanwhile`` (the sweep's charts) in a thread.
-
-    A full run spends part of its time waiting for the disk (the ledger's commits, the pass's
-    fsyncs), when it holds no GIL: the charts are drawn then. Only the thread touches matplotlib
-    (the runs draw no charts: on demand), each chart on a Figure of its own. An exception in the
-    thread is raised here, after the runs; on Ctrl+C the thread is left to finish on its own (it writes nothing).
-    """
-    if not jobs:
-        meanwhile()
-        return
-    failure: list[BaseException] = []
-
-    def draw() -> None:
-        try:
-            meanwhile()
-        except BaseException as exc:  # noqa: BLE001 - handed to the sweep's thread below
-            failure.append(exc)
-
-    thread = threading.Thread(target=draw, name="sweep-charts", daemon=True)
-    thread.start()
-    yield from _build_all(jobs)
-    thread.join()
-    if failure:
-        raise failure[0]
+    context = process_context()
+    _RUN_DATA = data if context.get_start_method() == "fork" else None  # forked workers inherit it; nothing sent
+    try:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+            futures = [pool.submit(_build_in_worker, job) for job in jobs]
+            try:
+                for future in as_completed(futures):
+                    yield future.result()
+            except BaseException:
+                for future in futures:
+                    future.cancel()
+                raise
+    finally:
+        _RUN_DATA = None
 
 
 # ---------------------------------------------------------------------------------------------
-# Charts
+# Charts, on demand
+
+#: results.md's line where the charts go until they are drawn (``tradeexecutor report FOLDER`` replaces it).
+CHARTS_PENDING = "Charts (drawn on demand, not yet):"
+_TITLES = {"in_vs_out_of_sample.png": "In-sample against out-of-sample", "walk_forward.png": "Out-of-sample equity"}
 
 
-def _charts(result: SweepResult, curves: dict[str, Any]) -> dict[str, bytes]:
-    from tradeexecutor.visual.sweep_charts import render_in_out_of_sample, render_walk_forward
-
+def chart_inputs(result: SweepResult, curves: dict[str, Any]) -> dict[str, np.ndarray]:
+    """What the sweep's charts draw, as arrays (``charts.npz``): enough to draw them later without the data or a backtest."""
     plan = result.plan
-    charts: dict[str, bytes] = {}
+    inputs: dict[str, np.ndarray] = {}
     rank_by = plan.options.rank_by
     if plan.windows.folds:
         pairs = [(statistic(row, rank_by, IN_SAMPLE), statistic(row, rank_by, OUT_OF_SAMPLE))
                  for row in result.results]
-        xs = [a for a, b in pairs if a is not None and b is not None]
-        ys = [b for a, b in pairs if a is not None and b is not None]
-        best = pairs[0] if pairs and None not in pairs[0] else None
-        charts["in_vs_out_of_sample.png"] = render_in_out_of_sample(xs, ys, statistic=rank_by,
-                                                                    chosen=best)  # type: ignore[arg-type]
+        inputs["statistic"] = np.asarray(rank_by)
+        inputs["in_sample"] = np.asarray([a for a, b in pairs if a is not None and b is not None], dtype=np.float64)
+        inputs["out_of_sample"] = np.asarray([b for a, b in pairs if a is not None and b is not None],
+                                             dtype=np.float64)
+        inputs["chosen"] = np.asarray(pairs[0] if pairs and None not in pairs[0] else [], dtype=np.float64)
     if curves:
         folds = len(result.folds)
-        title = (f"Out-of-sample equity, walk-forward over {folds} folds" if folds > 1
-                 else "Out-of-sample equity of the best in-sample point")
-        charts["walk_forward.png"] = render_walk_forward(curves["times"], curves["equity"],
-                                                         boundaries_ms=curves["boundaries"],
-                                                         reference=curves["reference"] if folds > 1 else None,
-                                                         title=title)
+        inputs["title"] = np.asarray(f"Out-of-sample equity, walk-forward over {folds} folds" if folds > 1
+                                     else "Out-of-sample equity of the best in-sample point")
+        inputs["times"] = np.asarray(curves["times"])
+        inputs["equity"] = np.asarray(curves["equity"])
+        inputs["boundaries"] = np.asarray(curves["boundaries"], dtype=np.int64)
+        if folds > 1:
+            inputs["reference_times"], inputs["reference_equity"] = (np.asarray(part) for part in curves["reference"])
+    return inputs
+
+
+def _chart_names(inputs: dict[str, np.ndarray]) -> list[str]:
+    return [name for name, key in (("in_vs_out_of_sample.png", "statistic"), ("walk_forward.png", "times"))
+            if key in inputs]
+
+
+def _encode_inputs(inputs: dict[str, np.ndarray]) -> bytes:
+    buffer = io.BytesIO()
+    np.savez(buffer, **inputs)  # type: ignore[arg-type]  # numpy's stubs read ** as allow_pickle
+    return buffer.getvalue()
+
+
+def render_charts(inputs: dict[str, np.ndarray]) -> dict[str, bytes]:
+    """The sweep's charts as PNG bytes, by file name, from :func:`chart_inputs`."""
+    from tradeexecutor.visual.sweep_charts import render_in_out_of_sample, render_walk_forward
+
+    charts: dict[str, bytes] = {}
+    if "statistic" in inputs:
+        chosen = inputs["chosen"]
+        charts["in_vs_out_of_sample.png"] = render_in_out_of_sample(
+            inputs["in_sample"].tolist(), inputs["out_of_sample"].tolist(), statistic=str(inputs["statistic"]),
+            chosen=(float(chosen[0]), float(chosen[1])) if len(chosen) == 2 else None)
+    if "times" in inputs:
+        reference = ((inputs["reference_times"], inputs["reference_equity"]) if "reference_times" in inputs
+                     else None)
+        charts["walk_forward.png"] = render_walk_forward(inputs["times"], inputs["equity"],
+                                                         boundaries_ms=[int(b) for b in inputs["boundaries"]],
+                                                         reference=reference, title=str(inputs["title"]))
     return charts
+
+
+def draw_charts(folder: Path) -> list[Path]:
+    """Draw a finished sweep's charts into ``charts/`` from its ``charts.npz`` and show them in results.md; the files.
+
+    What ``tradeexecutor report SWEEP_FOLDER`` does: the default sweep leaves them undrawn (two
+    matplotlib charts cost about as much CPU as the 20-point grid itself). ConfigError when the sweep
+    has no chart data (``--reports none``; ``--resume --reports best`` makes it).
+    """
+    files = SweepFiles(Path(folder))
+    try:
+        with np.load(files.chart_data, allow_pickle=False) as archive:
+            inputs = {key: archive[key] for key in archive.files}
+    except FileNotFoundError:
+        raise ConfigError(f"{files.chart_data} is missing: this sweep has no charts (made with --reports none?); "
+                          f"run it again with --resume --reports best") from None
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{files.chart_data} is unreadable ({exc}); run the sweep again with --resume") from None
+    charts = render_charts(inputs)
+    written = []
+    with deferred_directory_fsyncs():
+        files.charts.mkdir(exist_ok=True)
+        for name, image in charts.items():
+            atomic_write_bytes(files.charts / name, image)
+            written.append(files.charts / name)
+    if files.results_md.exists():
+        text = files.results_md.read_text(encoding="utf-8")
+        links = "\n".join(f"![{_TITLES.get(name, name)}](charts/{name})" for name in charts)
+        lines = [links if line.startswith(CHARTS_PENDING) else line for line in text.split("\n")]
+        atomic_write_text(files.results_md, "\n".join(lines))
+        written.append(files.results_md)
+    return written
 
 
 # ---------------------------------------------------------------------------------------------
@@ -447,15 +518,18 @@ def walk_forward_lines(result: SweepResult) -> list[str]:
     return lines
 
 
-def markdown_report(result: SweepResult, *, charts: Sequence[str] = (), limit: int | None = None) -> str:
-    """results.md: header, ranked table, walk-forward, charts."""
+def markdown_report(result: SweepResult, *, charts: Sequence[str] = (), drawn: bool = True,
+                    folder: Path | None = None, limit: int | None = None) -> str:
+    """results.md: header, ranked table, walk-forward, charts (or, not ``drawn``, the command that draws them)."""
     lines = [*_header(result), "", *ranking_table(result, limit)]
     folds = walk_forward_lines(result)
     if folds:
         lines += ["", *folds]
-    titles = {"in_vs_out_of_sample.png": "In-sample against out-of-sample",
-              "walk_forward.png": "Out-of-sample equity"}
-    if charts:
+    if charts and drawn:
         lines.append("")
-        lines += [f"![{titles.get(name, name)}](charts/{name})" for name in charts]
+        lines += [f"![{_TITLES.get(name, name)}](charts/{name})" for name in charts]
+    elif charts:
+        command = shlex.join(["tradeexecutor", "report", str(folder or "SWEEP_FOLDER")])
+        lines += ["", f"{CHARTS_PENDING} `{command}` draws "
+                      + " and ".join(f"charts/{name}" for name in charts) + " and shows them here."]
     return "\n".join(lines)

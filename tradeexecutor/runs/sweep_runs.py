@@ -25,17 +25,25 @@ from pathlib import Path
 from typing import Any
 
 from tradeexecutor.atomic import deferred_fsyncs
+from tradeexecutor.backtest.session import Session
 from tradeexecutor.runs.registry import RunsError
 from tradeexecutor.runs.run import Runs, StagedRun, iso_time, read_metadata, record_in_folder
+from tradeexecutor.runs.spec import RunSpec
+from tradeexecutor.runs.sweep_eval import SweepData, frequency_key
 from tradeexecutor.store.journal import Journal
 from tradeexecutor.strategy.failure import strategy_failure
+from tradeexecutor.strategy.loader import check_universe
 
-__all__ = ["build_run", "build_runs"]
+__all__ = ["build_run", "build_runs", "reused_session"]
 
 
-def build_runs(runs: Runs, jobs: list[tuple[Path, str | None, tuple[str, str], dict[str, Any]]]
-               ) -> list[tuple[StagedRun | None, str | None]]:
+def build_runs(runs: Runs, jobs: list[tuple[Path, str | None, tuple[str, str], dict[str, Any]]], *,
+               data: SweepData | None = None) -> list[tuple[StagedRun | None, str | None]]:
     """Build each (spec file, ref, then, metadata) as a staged run, in one durability pass; (run or None, error) each.
+
+    ``data``: the sweep's data, already in this process — each run's backtest then reads the market the
+    sweep loaded (and its benchmark prices) instead of loading it again, when it is the market a fresh
+    session of the run's pinned spec would load (:func:`reused_session`).
 
     The staged folders are complete and fsynced when this returns; :meth:`Runs.commit_staged` puts
     them in place. On any BaseException (Ctrl+C) the folders built so far are removed, then it is raised.
@@ -44,7 +52,7 @@ def build_runs(runs: Runs, jobs: list[tuple[Path, str | None, tuple[str, str], d
     try:
         with deferred_fsyncs():
             for spec_file, ref, then, metadata in jobs:
-                built.append(build_run(runs, spec_file, ref=ref, then=then, metadata=metadata))
+                built.append(build_run(runs, spec_file, ref=ref, then=then, metadata=metadata, data=data))
     except BaseException:
         for staged, _ in built:
             if staged is not None:
@@ -54,7 +62,7 @@ def build_runs(runs: Runs, jobs: list[tuple[Path, str | None, tuple[str, str], d
 
 
 def build_run(runs: Runs, spec_file: Path, *, ref: str | None, then: tuple[str, str],
-              metadata: dict[str, Any]) -> tuple[StagedRun | None, str | None]:
+              metadata: dict[str, Any], data: SweepData | None = None) -> tuple[StagedRun | None, str | None]:
     """One staged run, backtested and recorded ``complete`` (or ``error``) in its hidden folder, with its reports.
 
     (None, error) when the run could not even be staged (a spec the loader refuses, a taken ref).
@@ -65,13 +73,34 @@ def build_run(runs: Runs, spec_file: Path, *, ref: str | None, then: tuple[str, 
     except Exception as exc:  # noqa: BLE001 - one point's failure is that point's note
         return None, " ".join(str(exc).split()) or type(exc).__name__
     try:
-        return _run(runs, staged)
+        return _run(runs, staged, data)
     except BaseException:
         shutil.rmtree(staged.paths.root, ignore_errors=True)
         raise
 
 
-def _run(runs: Runs, staged: StagedRun) -> tuple[StagedRun, str | None]:
+def reused_session(spec: RunSpec, data: SweepData | None) -> tuple[Session | None, dict[str, Any] | None]:
+    """The run's session on the sweep's market and its benchmark prices, or (None, None): open and load them as usual.
+
+    Reused only when it is what :func:`~tradeexecutor.backtest.session.open_session` and the reports
+    would load: the same data files and period, the strategy's bar frequency and exactly its symbols;
+    the strategy (the run's pinned copy) is checked against the data as a fresh session checks it.
+    Prices only when the sweep holds the data's own frequency (what the reports load) with those symbols.
+    """
+    if data is None or spec.environment.to_dict() != data.spec.environment.to_dict():
+        return None, None
+    strategy = spec.load_strategy()
+    key = frequency_key(strategy.bar_frequency)
+    market, available = data.markets.get(key), data.available.get(key)
+    if market is None or available is None or set(market.symbols) != set(strategy.instruments):
+        return None, None
+    check_universe(strategy, available)
+    native = data.markets.get("")
+    prices = data.prices("") if native is not None and set(native.symbols) == set(strategy.instruments) else None
+    return data.session(strategy), prices
+
+
+def _run(runs: Runs, staged: StagedRun, data: SweepData | None) -> tuple[StagedRun, str | None]:
     """As runner._backtest_started: the backtest, then complete with summary and fingerprints, then the reports."""
     from tradeexecutor.runs.artifacts import write_artifacts
     from tradeexecutor.runs.executor import execute_backtest
@@ -83,7 +112,8 @@ def _run(runs: Runs, staged: StagedRun) -> tuple[StagedRun, str | None]:
         if spec.mode != "backtest":
             raise RunsError(f"run {staged.record.label} is a {spec.mode} run, not a backtest")
         spec.daemon_config(paths.state)  # refused settings stop here, as in start_run
-        outcome = execute_backtest(spec, paths, run_id)
+        session, prices = reused_session(spec, data)
+        outcome = execute_backtest(spec, paths, run_id, session=session)
     except Exception as exc:  # noqa: BLE001 - recorded as the run's error, like a start's
         failure = strategy_failure(exc)
         message = failure.summary if failure else (" ".join(str(exc).split()) or type(exc).__name__)
@@ -96,7 +126,7 @@ def _run(runs: Runs, staged: StagedRun) -> tuple[StagedRun, str | None]:
                                       "backtest": {"bars": outcome.bars, "cycles": outcome.cycles,
                                                    "seconds": round(outcome.seconds, 3)}})
     try:  # charts on demand (`tradeexecutor report RUN`); the state saved a moment ago, not read back
-        write_artifacts(paths.root, charts=False, orders=False, state=outcome.state)
+        write_artifacts(paths.root, charts=False, orders=False, state=outcome.state, prices=prices)
     except Exception as exc:  # noqa: BLE001 - the run's result stands; its reports are secondary
         message = f"{type(exc).__name__}: {' '.join(str(exc).split())}"
         Journal(paths.journal).append("artifacts_failed", {"run_id": run_id, "error": message}, level="error")
