@@ -38,7 +38,7 @@ import operator
 import struct
 import threading
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -182,11 +182,11 @@ class KeptGzip:
         #: id(piece) -> (piece, its deflate segment, the piece's CRC-32)
         self._kept: dict[int, tuple[Piece, Piece, int]] = {}
 
-    def compress(self, parts: list[Piece]) -> bytes:
+    def compress(self, parts: Sequence[Piece]) -> bytes:
         """The gzip file of the pieces' bytes."""
         return joined(self.segments(parts))
 
-    def segments(self, parts: list[Piece]) -> list[Piece]:
+    def segments(self, parts: Sequence[Piece]) -> list[Piece]:
         """The gzip file of the pieces' bytes as pieces: the header, the deflate segments (kept ones reused), the trailer.
 
         A kept piece's CRC-32 is kept with its segment and extended over, so a spilled piece is
@@ -280,14 +280,14 @@ class PartsDigest:
 
     def __init__(self) -> None:
         #: id(first piece) -> (the run's pieces, their sha256s, the run's digest); holding the pieces keeps ids unique.
-        self._runs: dict[int, tuple[list[Piece], list[bytes], bytes]] = {}
+        self._runs: dict[int, tuple[Sequence[Piece], list[bytes], bytes]] = {}
         #: Large pieces the last call hashed on their own (new ones), and runs whose digest it had to make.
         self.hashed = 0
         self.new_runs = 0
 
-    def etag(self, parts: list[Piece]) -> str:
+    def etag(self, parts: Sequence[Piece]) -> str:
         """The quoted tag of the pieces' bytes cut as ``parts`` (a spilled piece's kept sha256 stands for its bytes)."""
-        runs: dict[int, tuple[list[Piece], list[bytes], bytes]] = {}
+        runs: dict[int, tuple[Sequence[Piece], list[bytes], bytes]] = {}
         outer = hashlib.sha256()
         self.hashed = self.new_runs = 0
         known_digests: dict[int, bytes] | None = None  # id -> sha256 of every large piece known, built when needed
@@ -327,7 +327,7 @@ class PartsDigest:
         return '"' + outer.hexdigest() + '"'
 
 
-def _same_prefix(known: list[Piece], run: list[Piece]) -> int:
+def _same_prefix(known: Sequence[Piece], run: Sequence[Piece]) -> int:
     """How many first pieces of ``run`` are those of ``known``, the same objects (compared at C speed, by halving)."""
     same = min(len(known), len(run))
     if all(map(operator.is_, known[:same], run)):
@@ -380,11 +380,11 @@ class PublishCache:
         for spill in self.spills():
             spill.close()
 
-    def etag(self, name: str, parts: list[Piece]) -> str:
+    def etag(self, name: str, parts: Sequence[Piece]) -> str:
         """The ETag of document ``name`` cut as ``parts``."""
         return self.digests.setdefault(name, PartsDigest()).etag(parts)
 
-    def compress(self, parts: list[Piece]) -> list[Piece]:
+    def compress(self, parts: Sequence[Piece]) -> list[Piece]:
         """The gzip file of the pieces, as pieces, under the lock."""
         with self.gzip_lock:
             return self.gzip.segments(parts)
@@ -399,17 +399,17 @@ class PublicFile:
     history into one ``bytes``. Immutable otherwise: any thread may hold it.
     """
 
-    def __init__(self, name: str, etag: str, build: Callable[[], list[Piece]]) -> None:
+    def __init__(self, name: str, etag: str, build: Callable[[], Sequence[Piece]]) -> None:
         #: The file's name under ``public/``.
         self.name = name
         #: Its strong ETag, quoted.
         self.etag = etag
-        self._build: Callable[[], list[Piece]] | None = build
-        self._pieces: list[Piece] | None = None
+        self._build: Callable[[], Sequence[Piece]] | None = build
+        self._pieces: Sequence[Piece] | None = None
         self._data: bytes | None = None
         self._lock = threading.Lock()
 
-    def pieces(self) -> list[Piece]:
+    def pieces(self) -> Sequence[Piece]:
         """The file's bytes as pieces in order (built on the first call; the joined bytes once :meth:`data` ran).
 
         Pieces may be ranges of spill files: read them with :func:`tradeexecutor.spill.resolve`.
