@@ -161,7 +161,6 @@ def daemon_child(bars: int, cycles: int, variant: str) -> int:
 
     if variant == "return_large_blocks":
         assert return_large_blocks()
-    spilled: int | None = None
     with tempfile.TemporaryDirectory() as folder:
         data = Path(folder) / "candles.csv"
         generate_candles(bars + cycles + 30, frequency="1m", seed=1, symbol="SYN").to_csv(data, index_label="timestamp")
