@@ -45,6 +45,7 @@ from tradeexecutor.store.codec import (
 from tradeexecutor.store.publish import (
     GZIP_LEVEL,
     KEPT_PIECE_BYTES,
+    SPILL_FILES,
     KeptGzip,
     PartsDigest,
     PositionListing,
@@ -387,6 +388,12 @@ def test_a_replay_executor_serves_the_same_files_as_a_fresh_publication_after_ma
     # As a kill -9 between two writes leaves them: public/ older than the ledger (here: older still, cut short).
     files.state_snapshot.write_bytes(files.state_snapshot.read_bytes()[:1000])
     files.orders_csv.write_bytes(files.orders_csv.read_bytes()[:-7])
+    # The closed history was kept in spill files; one of them damaged (a byte changed) is rebuilt from the ledger.
+    spilled = {path.name: path.stat().st_size for path in files.spill.iterdir()}
+    assert all(spilled[SPILL_FILES[name]] > 0 for name in ("closed", "positions", "orders", "gzip")), spilled
+    damaged = bytearray((files.spill / SPILL_FILES["orders"]).read_bytes())
+    damaged[len(damaged) // 2] ^= 0x04
+    (files.spill / SPILL_FILES["orders"]).write_bytes(bytes(damaged))
     again, _ = _replay_daemon(state_dir, data, FakeClock(datetime(2024, 1, 2, tzinfo=UTC)))
     try:
         again.loop.begin()
@@ -398,6 +405,9 @@ def test_a_replay_executor_serves_the_same_files_as_a_fresh_publication_after_ma
         committed = again.loop.state
         assert files.state_snapshot.read_bytes() == dumps_state(committed) == last["state.json"].data()
         assert files.orders_csv.read_bytes() == pandas_csv(committed)
+        assert {path.name: path.stat().st_size for path in files.spill.iterdir()}.items() >= {
+            name: spilled[name] for name in (SPILL_FILES["closed"], SPILL_FILES["positions"], SPILL_FILES["orders"])
+        }.items()  # reused (or rebuilt in place), not grown
     finally:
         again.close()
 

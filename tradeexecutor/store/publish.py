@@ -375,11 +375,6 @@ class PublishCache:
         found = [*self.fragments.spills(), self.listing.spill, self.gzip.spill]
         return [spill for spill in found if spill is not None]
 
-    def close(self) -> None:
-        """Close the spill files (a publication made before cannot be read afterwards)."""
-        for spill in self.spills():
-            spill.close()
-
     def etag(self, name: str, parts: Sequence[Piece]) -> str:
         """The ETag of document ``name`` cut as ``parts``."""
         return self.digests.setdefault(name, PartsDigest()).etag(parts)
