@@ -238,3 +238,36 @@ def test_kept_rows_with_a_spill_equal_those_without_through_late_ids_and_merges(
     merged = [part for part in parts if isinstance(part, Spilled) and len(part) > CHUNK_ROWS * 100]
     assert merged and all(part.read() for part in merged)  # read() checks the span's digest
     assert sum(len(part) for part in parts if isinstance(part, bytes)) < CHUNK_ROWS * 100
+
+
+def test_a_spill_file_that_cannot_be_written_leaves_the_rows_in_memory_and_the_files_right(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """A full disk (ENOSPC from every write, injected for a while): the blocks stay in memory with one warning
+    naming the file, merged blocks that include them are joined in memory, and every file stays exact."""
+    import errno
+    import os
+
+    state = State(name="spill")
+    state.add_instrument("SYN", "crypto", 0.001)
+    files = RunFiles(tmp_path / "live")
+    caches, memory = _spilled(files), (PublishCache(), TradesCsv())
+    real_pwrite = os.pwrite
+
+    def full(fd: int, data: object, offset: int) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    for step in range(12):
+        if step == 4:
+            monkeypatch.setattr(os, "pwrite", full)
+        if step == 8:
+            monkeypatch.setattr(os, "pwrite", real_pwrite)
+        _flip(state, CHUNK_ROWS * 4 + 3)
+        ours, theirs = _publish(state, files, caches), _publish(state, files, memory)
+        assert write_public_files(files, ours)
+        for name in ("state.json", "positions.json", "orders.csv"):
+            assert ours[name].etag == theirs[name].etag and (files.public / name).read_bytes() == theirs[name].data()
+    listing = caches[0].listing.spill
+    assert listing is not None and listing.failed > 0 and listing.written > 0
+    warnings = [r.getMessage() for r in caplog.records if "cannot be written" in r.getMessage()]
+    assert any(str(listing.path) in message for message in warnings)
+    assert len([m for m in warnings if str(listing.path) in m]) == 1  # once per file, not once per block

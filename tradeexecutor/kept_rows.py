@@ -174,7 +174,7 @@ class KeptRows:
                 if self.spill is None:
                     whole = b"".join(chunks[-CHUNK_MERGE:])  # type: ignore[arg-type]  # bytes without a spill
                 else:
-                    whole = self.spill.span(chunks[-CHUNK_MERGE:], self._group.digest())  # type: ignore[arg-type]
+                    whole = self.spill.span(chunks[-CHUNK_MERGE:], self._group.digest())
                     self._group = hashlib.sha256()
                 begins = starts[-CHUNK_MERGE]
                 del chunks[-CHUNK_MERGE:], starts[-CHUNK_MERGE:], merged[-CHUNK_MERGE:]

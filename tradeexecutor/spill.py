@@ -16,6 +16,8 @@ The file is a cache of what the ledger already holds, so it is never fsynced and
   reused when equal, and the file is cut there and written afresh from the first block that
   differs (a file that is missing, short, or damaged is rebuilt; one that matches is not
   rewritten);
+- a block that cannot be written (a full disk) stays in memory, as before spill files, with one
+  warning naming the file: a cache of the ledger is no reason to stop trading;
 - a range read back that is short or whose sha256 differs raises :class:`SpillDamagedError`
   naming the file (nothing half-written: the reader's atomic write is discarded), and marks the
   spill :attr:`~Spill.damaged`, so its owner starts over at its next publication and rebuilds it.
@@ -35,6 +37,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import logging
 import os
 import threading
 from collections.abc import Iterable, Iterator, Sequence
@@ -46,6 +49,8 @@ __all__ = ["READ_BYTES", "Piece", "Spill", "SpillDamagedError", "Spilled", "dige
 
 #: A spilled range is read back this many bytes at a time (the largest buffer a reader holds).
 READ_BYTES = 1 << 20
+
+logger = logging.getLogger(__name__)
 
 _O_BINARY = getattr(os, "O_BINARY", 0)
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
@@ -99,9 +104,11 @@ class Spill:
         self._lock = threading.Lock()
         #: Set by a reader that found a damaged range; the owner starts over (and rebuilds the file) when it sees it.
         self.damaged = False
-        #: Blocks written, and blocks found already in the file (a restart's reuse), since the spill was opened.
+        #: Blocks written, blocks found already in the file (a restart's reuse), and blocks that could not be
+        #: written (kept in memory instead), since the spill was opened.
         self.written = 0
         self.reused = 0
+        self.failed = 0
 
     def __del__(self) -> None:  # the last piece naming the file is gone
         fd = getattr(self, "_fd", -1)
@@ -123,32 +130,48 @@ class Spill:
             self._end = 0
             self.damaged = False
 
-    def keep(self, data: bytes) -> Spilled:
-        """Append ``data`` (or find it already at this place in the file) and return its piece."""
+    def keep(self, data: bytes) -> Piece:
+        """Append ``data`` (or find it already at this place in the file) and return its piece.
+
+        When the file cannot be written (a full disk), ``data`` itself is returned, kept in memory
+        as before spill files, with a warning: a cache of the ledger is no reason to stop trading.
+        """
         digest = hashlib.sha256(data).digest()
         with self._lock:
             at, length = self._end, len(data)
-            if at + length <= self._reusable and _pread(self._fd, length, at) == data:
-                self.reused += 1
-            else:
-                if at < self._reusable:  # the file differs from here (or ends): cut it, rebuild from here
-                    os.ftruncate(self._fd, at)
-                    self._reusable = at
-                view = memoryview(data)
-                offset = at
-                while view:
-                    written = os.pwrite(self._fd, view, offset)
-                    view, offset = view[written:], offset + written
-                self.written += 1
+            try:
+                if at + length <= self._reusable and _pread(self._fd, length, at) == data:
+                    self.reused += 1
+                else:
+                    if at < self._reusable:  # the file differs from here (or ends): cut it, rebuild from here
+                        os.ftruncate(self._fd, at)
+                        self._reusable = at
+                    view = memoryview(data)
+                    offset = at
+                    while view:
+                        written = os.pwrite(self._fd, view, offset)
+                        view, offset = view[written:], offset + written
+                    self.written += 1
+            except OSError as exc:
+                self._reusable = min(self._reusable, at)  # what lies from here on is not known any more
+                if not self.failed:
+                    logger.warning("spill file %s cannot be written (%s): keeping those rows in memory", self.path, exc)
+                self.failed += 1
+                return data
             self._end = at + length
         return Spilled(self, at, length, digest)
 
-    def span(self, pieces: Sequence[Spilled], digest: bytes) -> Spilled:
-        """One piece for consecutive blocks of this file (a merged block); ``digest`` is the sha256 of their bytes."""
+    def span(self, pieces: Sequence[Piece], digest: bytes) -> Piece:
+        """One piece for consecutive blocks of this file (a merged block); ``digest`` is the sha256 of their bytes.
+
+        Blocks that are not one run of this file (one was kept in memory: :meth:`keep` could not
+        write it) are joined in memory instead.
+        """
         first, last = pieces[0], pieces[-1]
-        if any(p.spill is not self for p in pieces) or any(
-                a.offset + a.length != b.offset for a, b in itertools.pairwise(pieces)):
-            raise ValueError("only consecutive blocks of one spill file make a span")
+        spilled = [p for p in pieces if isinstance(p, Spilled) and p.spill is self]
+        if len(spilled) != len(pieces) or any(a.offset + a.length != b.offset for a, b in itertools.pairwise(spilled)):
+            return joined(pieces)
+        assert isinstance(first, Spilled) and isinstance(last, Spilled)
         return Spilled(self, first.offset, last.offset + last.length - first.offset, digest)
 
     def cut(self, piece: Spilled, cut: int) -> Spilled:

@@ -374,7 +374,7 @@ class _Blocks:
                 hashes = self._hashes
                 if len(hashes) == level + 1:  # the first block of a new level: every byte so far
                     hashes.append(hashes[level].copy())
-                merged = spill.span(self.blocks[-BLOCK_MERGE:], hashes[level].digest())  # type: ignore[arg-type]
+                merged = spill.span(self.blocks[-BLOCK_MERGE:], hashes[level].digest())
                 for lower in range(level + 1):
                     hashes[lower] = hashlib.sha256()
             del self.blocks[-BLOCK_MERGE:], levels[-BLOCK_MERGE:]
