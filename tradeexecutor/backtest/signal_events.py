@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import gc
 from collections.abc import Callable, Iterator
+from math import isfinite
 from typing import Any
 
 import numpy as np
@@ -32,6 +33,7 @@ from tradeexecutor.engine import accounting
 from tradeexecutor.engine.engine import _CLOSE, _OPEN
 from tradeexecutor.state import Position
 from tradeexecutor.strategy.signals import ENTRY, EXIT, signal_intents
+from tradeexecutor.venue.simulated import _SURELY_BELOW, SimulatedVenue
 
 __all__ = ["trade_steps", "visit_signal_trades"]
 
@@ -92,7 +94,7 @@ def visit_signal_trades(engine: BacktestEngine, holdings: Holdings, due: np.ndar
         return None
     entry_intent, exit_intent = intents
     if (not engine._lean or engine.paused or engine.max_position_value or engine.router is not None
-            or engine._by_cid is not None or engine.triggers_armed or entry_intent.stop_loss is not None
+            or engine._by_cid is not None or engine.triggers_armed or type(engine.venue) is not SimulatedVenue or entry_intent.stop_loss is not None
             or entry_intent.take_profit is not None or entry_intent.stop_loss_pct is not None
             or entry_intent.take_profit_pct is not None or entry_intent.trailing_stop_pct is not None):
         return None
@@ -130,13 +132,19 @@ def visit_signal_trades(engine: BacktestEngine, holdings: Holdings, due: np.ndar
     stuck = np.flatnonzero(~fillable)
     taken = int(stuck[0]) + 1 if len(stuck) else len(steps)
 
+    # SimulatedVenue's prices for every trade at once: a buy's at the fill price raised by the slippage, a sell's
+    # lowered by it (the same float operations as SimulatedVenue.buy/sell; a NaN where nothing fills).
+    venue = engine.venue
+    slip, fee_rate = venue._slip, venue._fee
+    venue_price = np.where(entries, fill_price * (1.0 + slip), fill_price * (1.0 - slip))
+
     portfolio = engine.state.portfolio
     open_positions = portfolio.open_positions
     closed_positions = portfolio.closed_positions
     records = engine._records
-    venue = engine.venue
     instrument_id = engine.instrument_ids[symbol]
     instrument = engine._instruments[instrument_id]
+    round_quantity, min_notional = instrument.round_quantity, instrument.min_notional
     book = accounting.book_quote_fill
     # Holdings.record, whose steps only grow here (each trade fills after the one before): three appends.
     held_at, held_cash, held_quantity = holdings.steps.append, holdings.cash.append, holdings.quantities.append
@@ -147,8 +155,8 @@ def visit_signal_trades(engine: BacktestEngine, holdings: Holdings, due: np.ndar
     freeze_at = fills + freeze_every
     report_at = 10_000
     go_on_from = count
-    for index, is_entry, decided, price, fill_step, at_price, at_ns in _rows(
-            taken, entries, decided_ns, reference, fill_steps, fill_price, fill_ns):
+    for index, is_entry, decided, price, fill_step, at_price, at_ns, priced in _rows(
+            taken, entries, decided_ns, reference, fill_steps, fill_price, fill_ns, venue_price):
         # The decision: BacktestEngine._plan_lean for one plain open or close.
         if is_entry:
             # Sizing's equity: the cash, as valuation() gives it with no position open.
@@ -171,13 +179,32 @@ def visit_signal_trades(engine: BacktestEngine, holdings: Holdings, due: np.ndar
             engine.pending = waiting  # waits past this loop: for a later bar, or for ever
             go_on_from = min(fill_step, count)
             break
-        # The fill: BacktestEngine._fill_record for a plain fill, or the per-step loop from here when not plain.
+        # The fill: BacktestEngine._fill_record for a plain fill, or the per-step loop from here when not plain. The
+        # venue's pricing inline where its answer is plain — a buy of the wanted lots that the cash surely pays for
+        # (SimulatedVenue._affordable's first two tests), a close of a quantity held — and SimulatedVenue.buy/sell
+        # itself for the rest (exact affordability, a fit to the cash, a rejection): the same floats either way.
+        plain = True
         if is_entry:
-            fill = venue.buy(instrument, at_price, value=value, quantity=None, cash_available=portfolio.cash)
-            plain = fill.reject_reason is None
+            wanted = value / priced
+            size = round_quantity(wanted) if isfinite(wanted) else 0.0
+            notional = size * priced
+            debit = notional + notional * fee_rate
+            cash = portfolio.cash
+            if size > 0 and debit <= cash and debit <= cash * _SURELY_BELOW and not notional < min_notional:
+                quantity, fee, slippage = size, notional * fee_rate, size * (priced - at_price)
+            else:
+                fill = venue.buy(instrument, at_price, value=value, quantity=None, cash_available=cash)
+                plain = fill.reject_reason is None
+                quantity, priced, fee, slippage = fill.quantity, fill.price, fill.fee, fill.slippage
         else:
-            fill = venue.sell(instrument, at_price, quantity=record[5] or 0.0, held=position.quantity, closing=True)
-            plain = fill.reject_reason is None
+            quantity = position.quantity
+            if quantity > 0:
+                notional = quantity * priced
+                fee, slippage = notional * fee_rate, quantity * (at_price - priced)
+            else:
+                fill = venue.sell(instrument, at_price, quantity=record[5] or 0.0, held=quantity, closing=True)
+                plain = fill.reject_reason is None
+                quantity, priced, fee, slippage = fill.quantity, fill.price, fill.fee, fill.slippage
         if not plain:
             waiting = [(position, record)]
             engine.pending = waiting
@@ -190,10 +217,9 @@ def visit_signal_trades(engine: BacktestEngine, holdings: Holdings, due: np.ndar
                 engine.pending = []
             go_on_from = fill_step
             break
-        realised = book(portfolio, position, is_entry, fill.quantity, fill.price, fill.fee)
+        realised = book(portfolio, position, is_entry, quantity, priced, fee)
         closes_position = not is_entry and position.quantity == 0.0
-        record[9] = (portfolio.next_fill_id, fill.quantity, fill.price, fill.fee, fill.slippage, realised, at_ns,
-                     closes_position)
+        record[9] = (portfolio.next_fill_id, quantity, priced, fee, slippage, realised, at_ns, closes_position)
         portfolio.next_fill_id += 1
         if closes_position:
             open_positions.remove(position)
