@@ -1,0 +1,69 @@
+"""Memory probe for bench/bench_soak.py: where an executor's resident memory goes, sampled every 15 s.
+
+Python imports ``sitecustomize`` at start-up from ``PYTHONPATH``; with this directory on it and
+``SOAK_PROBE=DIR`` set, a ``tradeexecutor start`` process (and no other) starts a daemon thread that
+appends a line to ``DIR/probe.txt`` every 15 s: VmRSS (KiB), SQLite's heap
+(``sqlite3_status64(SQLITE_STATUS_MEMORY_USED)``, bytes), glibc's ``mallinfo2()`` in-use and arena
+bytes, the resident KiB of the main heap and of the other anonymous mappings (``/proc/self/smaps``)
+and ``len(gc.get_objects())``. Measurement only, never shipped::
+
+    PYTHONPATH=.:bench/soak_probe SOAK_PROBE=/tmp/probe python bench/bench_soak.py --minutes 5 --every 3600
+"""
+
+from __future__ import annotations
+
+import ctypes
+import gc
+import os
+import sys
+import threading
+import time
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in
+                ["arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost"]]
+
+
+def _sqlite_bytes() -> int:
+    current, highest = ctypes.c_int64(), ctypes.c_int64()
+    ctypes.CDLL("libsqlite3.so.0").sqlite3_status64(0, ctypes.byref(current), ctypes.byref(highest), 0)
+    return current.value
+
+
+def _resident() -> tuple[int, int, int]:
+    """VmRSS, the main heap's resident KiB and the other anonymous mappings' resident KiB."""
+    heap = anon = 0
+    kind = ""
+    with open("/proc/self/smaps") as smaps:
+        for line in smaps:
+            parts = line.split()
+            if "-" in parts[0] and len(parts) >= 5 and ":" in parts[3]:
+                name = parts[5] if len(parts) > 5 else ""
+                kind = "heap" if name == "[heap]" else ("anon" if not name else "")
+            elif parts[0] == "Rss:" and kind:
+                heap += int(parts[1]) if kind == "heap" else 0
+                anon += int(parts[1]) if kind == "anon" else 0
+    with open("/proc/self/status") as status:
+        rss = next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
+    return rss, heap, anon
+
+
+def _sample(path: str) -> None:
+    libc = ctypes.CDLL("libc.so.6")
+    libc.mallinfo2.restype = _MallInfo2
+    started = time.monotonic()
+    with open(path, "a", buffering=1) as out:
+        out.write("t rss_kib sqlite_bytes malloc_in_use_bytes malloc_arena_bytes heap_kib anon_kib gc_objects\n")
+        while True:
+            time.sleep(15)
+            info = libc.mallinfo2()
+            rss, heap, anon = _resident()
+            out.write(f"{time.monotonic() - started:.0f} {rss} {_sqlite_bytes()} {info.uordblks} {info.arena} "
+                      f"{heap} {anon} {len(gc.get_objects())}\n")
+
+
+if os.environ.get("SOAK_PROBE") and sys.argv[1:2] == ["start"]:
+    os.makedirs(os.environ["SOAK_PROBE"], exist_ok=True)
+    threading.Thread(target=_sample, args=(os.path.join(os.environ["SOAK_PROBE"], "probe.txt"),),
+                     name="soak-probe", daemon=True).start()
