@@ -10,10 +10,7 @@ and notices a list that was replaced or cut (a reloaded state), so the caller st
 :data:`CHUNK_ROWS` rows that are the same ``bytes`` objects from call to call, so whoever holds
 a publication (the webhook's ETag, its lazy join) pays for a chunk once, not once a publication.
 Each row's bytes are kept once: in its frozen chunk, or in the unfrozen tail until its chunk is
-complete (a kept row costs its bytes and two list entries, its id and its offset). Given a
-:class:`~tradeexecutor.spill.Spill` (a running executor's caches), frozen chunks go to its file
-and the pieces are :class:`~tradeexecutor.spill.Spilled` ranges, not bytes: a kept row then
-costs its two list entries and its share of a chunk's range (see :mod:`tradeexecutor.spill`).
+complete (a kept row costs its bytes and two list entries, its id and its offset).
 
 >>> kept = KeptRows()
 >>> kept.add(1, b"a\\n"); kept.add(3, b"c\\n")
@@ -23,12 +20,9 @@ b'a\\nb\\nc\\n'
 
 from __future__ import annotations
 
-import hashlib
 from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
 from typing import Generic, TypeVar
-
-from tradeexecutor.spill import Piece, Spill, Spilled, joined
 
 __all__ = ["CHUNK_MERGE", "CHUNK_ROWS", "Appended", "KeptRows"]
 
@@ -65,24 +59,19 @@ class KeptRows:
     after the last complete chunk). ``_offsets`` are positions in the concatenation of all rows.
     """
 
-    def __init__(self, spill: Spill | None = None) -> None:
-        #: Where frozen chunks go (None: they stay in memory as bytes).
-        self.spill = spill
-        if spill is not None:
-            spill.restart()  # this owner writes its chunks from the first again
-        self._group = hashlib.sha256()  # the bytes of the unmerged chunks since the last merged one (with a spill)
+    def __init__(self) -> None:
         self._ids: list[int] = []  # sorted
         self._tail = bytearray()  # the rows not frozen yet, joined in id order
         self._tail_at = 0  # where _tail starts in the concatenation of all rows
         self._offsets = [0]  # where each row starts in the concatenation, and where the last ends
-        self._chunks: list[Piece] = []  # frozen rows, in order: chunks of CHUNK_ROWS and merged ones
+        self._chunks: list[bytes] = []  # frozen rows, in order: chunks of CHUNK_ROWS and merged ones
         self._starts: list[int] = []  # the first row of each chunk
         self._merged: list[bool] = []  # whether each chunk is a merged one
         self._frozen = 0  # rows in the chunks
-        self._stripped: tuple[Piece, Piece] = (b"", b"")  # the last first part and it without the separator (see _strip)
+        self._stripped = (b"", b"")  # the last first part and it without the separator (see _strip)
         #: Slices of rows outside whole chunks made by the last parts(), by (first row, end row): the
         #: same objects again while no row is added. Emptied by add().
-        self._slices: dict[tuple[int, int], Piece] = {}
+        self._slices: dict[tuple[int, int], bytes] = {}
 
     def __len__(self) -> int:
         return len(self._ids)
@@ -96,10 +85,7 @@ class KeptRows:
             self._tail += row
             self._offsets.append(self._offsets[-1] + len(row))
             return
-        offsets = self._offsets
-        everything = joined(self._chunks) + bytes(self._tail)
-        rows = [everything[offsets[index]:offsets[index + 1]] for index in range(len(ids))]
-        del everything
+        rows = [self._slice(index, index + 1) for index in range(len(ids))]
         at = bisect_left(ids, key)
         if at < len(ids) and ids[at] == key:
             rows[at] = row
@@ -112,9 +98,6 @@ class KeptRows:
             offsets.append(offsets[-1] + len(row_bytes))
         self._offsets = offsets
         self._chunks, self._starts, self._merged, self._frozen = [], [], [], 0  # freeze them afresh
-        self._group = hashlib.sha256()
-        if self.spill is not None:
-            self.spill.restart()
 
     def joined(self, live: Sequence[tuple[int, bytes]] = (), separator: bytes = b"") -> bytes:
         """Every kept row and the ``live`` ones (sorted by id; a live id replaces a kept one), in id order.
@@ -122,14 +105,14 @@ class KeptRows:
         With a ``separator`` (``b","`` for a JSON array) rows are separated by it; kept rows must
         then have been added with the separator in front (``b"," + row``), which is dropped for the first.
         """
-        return joined(self.parts(live, separator))
+        return b"".join(self.parts(live, separator))
 
-    def parts(self, live: Sequence[tuple[int, bytes]] = (), separator: bytes = b"") -> list[Piece]:
+    def parts(self, live: Sequence[tuple[int, bytes]] = (), separator: bytes = b"") -> list[bytes]:
         """:meth:`joined`'s bytes as pieces whose join they are; complete chunks are the same objects each call."""
         ids = self._ids
         self._freeze()
         slices, self._slices = self._slices, {}
-        parts: list[Piece] = []
+        parts: list[bytes] = []
         start = 0
         for key, row in live:
             at = bisect_left(ids, key, lo=start)
@@ -143,11 +126,11 @@ class KeptRows:
                 parts[first] = self._strip(parts[first], len(separator))
         return parts
 
-    def _strip(self, part: Piece, cut: int) -> Piece:
+    def _strip(self, part: bytes, cut: int) -> bytes:
         """``part`` without its first ``cut`` bytes; the same object again for the same part (a kept chunk)."""
         source, stripped = self._stripped
         if part is not source:
-            stripped = part.spill.cut(part, cut) if isinstance(part, Spilled) else part[cut:]
+            stripped = part[cut:]
             self._stripped = (part, stripped)
         return stripped
 
@@ -160,25 +143,15 @@ class KeptRows:
         at = self._tail_at
         while self._frozen + CHUNK_ROWS <= len(self._ids):
             first = self._frozen
-            chunk = bytes(tail[offsets[first] - at:offsets[first + CHUNK_ROWS] - at])
-            if self.spill is None:
-                chunks.append(chunk)
-            else:
-                self._group.update(chunk)
-                chunks.append(self.spill.keep(chunk))
+            chunks.append(bytes(tail[offsets[first] - at:offsets[first + CHUNK_ROWS] - at]))
             starts.append(first)
             merged.append(False)
             self._frozen += CHUNK_ROWS
             if len(merged) >= CHUNK_MERGE and not any(merged[-CHUNK_MERGE:]):
-                whole: Piece
-                if self.spill is None:
-                    whole = b"".join(chunks[-CHUNK_MERGE:])  # type: ignore[arg-type]  # bytes without a spill
-                else:
-                    whole = self.spill.span(chunks[-CHUNK_MERGE:], self._group.digest())
-                    self._group = hashlib.sha256()
+                joined = b"".join(chunks[-CHUNK_MERGE:])
                 begins = starts[-CHUNK_MERGE]
                 del chunks[-CHUNK_MERGE:], starts[-CHUNK_MERGE:], merged[-CHUNK_MERGE:]
-                chunks.append(whole)
+                chunks.append(joined)
                 starts.append(begins)
                 merged.append(True)
         del tail[:offsets[self._frozen] - at]
@@ -192,11 +165,9 @@ class KeptRows:
             return bytes(self._tail[offsets[start] - at:offsets[stop] - at])
         chunk = bisect_right(self._starts, start) - 1
         base = offsets[self._starts[chunk]]
-        piece = self._chunks[chunk]
-        data = piece.read() if isinstance(piece, Spilled) else piece
-        return data[offsets[start] - base:offsets[stop] - base]
+        return self._chunks[chunk][offsets[start] - base:offsets[stop] - base]
 
-    def _range(self, start: int, end: int, parts: list[Piece], slices: dict[tuple[int, int], Piece]) -> None:
+    def _range(self, start: int, end: int, parts: list[bytes], slices: dict[tuple[int, int], bytes]) -> None:
         """Append the pieces of kept rows ``start`` to ``end``: whole frozen chunks as they are, the rest copied
         (or the same copy as last time, from ``slices``, when no row was added since)."""
         chunks, starts = self._chunks, self._starts

@@ -26,7 +26,6 @@ from typing import Any
 
 from tradeexecutor.atomic import atomic_write_bytes
 from tradeexecutor.kept_rows import Appended, KeptRows
-from tradeexecutor.spill import Piece, Spill, joined
 from tradeexecutor.state import Order, Position, State
 from tradeexecutor.stats.summary import TRADE_COLUMNS, trade_record
 
@@ -76,15 +75,13 @@ class TradesCsv:
     Lines of closed and failed positions are kept (positions are appended to those lists and
     never change once there); the lists are followed by identity, length and last item, and the
     kept lines start over when one is replaced or cut (a reloaded state) or a symbol changes.
-    One writer per state owner. With a ``spill`` (a running executor's) the kept lines live in its
-    file, not in memory (:mod:`tradeexecutor.spill`), and the pieces name ranges of it.
+    One writer per state owner.
     """
 
-    def __init__(self, spill: Spill | None = None) -> None:
+    def __init__(self) -> None:
         self._rows = _Rows()
         self._header = self._rows.line(list(TRADE_COLUMNS))
-        self._spill = spill
-        self._kept = KeptRows(spill)
+        self._kept = KeptRows()
         self._finished: tuple[Appended[Position], Appended[Position]] = (Appended(), Appended())
         self._symbols: dict[int, str] = {}
 
@@ -97,17 +94,16 @@ class TradesCsv:
 
     def data(self, state: State) -> bytes:
         """The CSV bytes of ``state``."""
-        return joined(self.parts(state))
+        return b"".join(self.parts(state))
 
-    def parts(self, state: State) -> list[Piece]:
+    def parts(self, state: State) -> list[bytes]:
         """The CSV bytes of ``state`` as pieces (kept chunks are the same objects from call to call)."""
         symbols = {instrument.id: instrument.symbol for instrument in state.instruments}
         portfolio = state.portfolio
         changes = [follower.appended(positions) for follower, positions in
                    zip(self._finished, (portfolio.closed_positions, portfolio.failed_positions), strict=True)]
-        damaged = self._spill is not None and self._spill.damaged  # a reader found its file damaged: rebuild it
-        if symbols != self._symbols or damaged or not all(followed for followed, _ in changes):
-            self._symbols, self._kept = symbols, KeptRows(self._spill)
+        if symbols != self._symbols or not all(followed for followed, _ in changes):
+            self._symbols, self._kept = symbols, KeptRows()
             changes = [(False, positions) for positions in (portfolio.closed_positions, portfolio.failed_positions)]
         for _, positions in changes:
             for position in positions:
