@@ -4,6 +4,7 @@ resume after an interruption (in-process, and Ctrl+C on the real command), the p
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import pty
@@ -16,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from sweep_helpers import cli, cli_env, comparable, table, write_spec
@@ -443,6 +445,23 @@ def test_a_sweep_without_chart_data_says_how_to_make_it(tmp_path: Path) -> None:
     assert done.returncode == 2 and not (folder / "charts").exists()
     assert "charts.npz is missing" in done.stderr and "--resume --reports best" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_damaged_chart_data_is_refused_by_name_and_left_as_it_is(tmp_path: Path) -> None:
+    """charts.npz cut short, or an archive without a chart's arrays: one line naming the file, exit 2, no chart drawn,
+    the file untouched."""
+    folder = tmp_path / "one"
+    _sweep_with_runs(write_spec(tmp_path), folder, best=1)
+    data = folder / "charts.npz"
+    whole = data.read_bytes()
+    buffer = io.BytesIO()
+    np.savez(buffer, statistic=np.array("sharpe"), in_sample=np.array([1.0]))
+    for damaged, said in ((whole[: len(whole) // 2], "is unreadable"), (buffer.getvalue(), "lacks chosen, out_of_sample")):
+        data.write_bytes(damaged)
+        done = cli("report", str(folder))
+        assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+        assert f"{data} {said}" in done.stderr and "--resume --reports best" in done.stderr
+        assert not (folder / "charts").exists() and data.read_bytes() == damaged
 
 
 def test_full_runs_are_written_out_of_sight_then_fsynced_once_and_registered_in_one_transaction(

@@ -30,6 +30,7 @@ import io
 import os
 import shlex
 import shutil
+import zipfile
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -332,6 +333,10 @@ def _encode_inputs(inputs: dict[str, np.ndarray]) -> bytes:
     return buffer.getvalue()
 
 
+#: What each chart of render_charts reads, by the key that asks for it (draw_charts refuses an archive without them).
+_CHART_KEYS = {"statistic": ("chosen", "in_sample", "out_of_sample"), "times": ("equity", "boundaries", "title")}
+
+
 def render_charts(inputs: dict[str, np.ndarray]) -> dict[str, bytes]:
     """The sweep's charts as PNG bytes, by file name, from :func:`chart_inputs`."""
     from tradeexecutor.visual.sweep_charts import render_in_out_of_sample, render_walk_forward
@@ -363,10 +368,16 @@ def draw_charts(folder: Path) -> list[Path]:
         with np.load(files.chart_data, allow_pickle=False) as archive:
             inputs = {key: archive[key] for key in archive.files}
     except FileNotFoundError:
-        raise ConfigError(f"{files.chart_data} is missing: this sweep has no charts (made with --reports none?); "
-                          f"run it again with --resume --reports best") from None
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"{files.chart_data} is unreadable ({exc}); run the sweep again with --resume") from None
+        raise ConfigError(f"{files.chart_data} is missing: this sweep has no chart data (made with --reports none, "
+                          "interrupted, or made before its charts were drawn on demand); run it again with --resume "
+                          "--reports best") from None
+    except (OSError, ValueError, zipfile.BadZipFile) as exc:  # cut short, or not an archive numpy wrote
+        raise ConfigError(f"{files.chart_data} is unreadable ({exc}); run the sweep again with --resume "
+                          "--reports best") from None
+    missing = [key for needs, keys in _CHART_KEYS.items() if needs in inputs for key in keys if key not in inputs]
+    if missing or not any(needs in inputs for needs in _CHART_KEYS):
+        raise ConfigError(f"{files.chart_data} lacks {', '.join(missing) or 'every chart'}: not chart data this "
+                          "version wrote; run the sweep again with --resume --reports best")
     charts = render_charts(inputs)
     written = []
     with deferred_directory_fsyncs():
