@@ -275,3 +275,45 @@ def test_live_a_fill_that_arrives_after_its_job_is_journaled_with_it_and_arms_th
     assert position.stop_loss == pytest.approx(order.fills[0].price * 0.95)
     assert engine.pending == []
     assert engine.drain() == 0 and len([e for e, _ in journal if e == "order_filled"]) == 1  # never twice
+
+
+def test_live_a_fill_made_while_the_executor_was_down_is_journaled_at_restart_and_arms_the_triggers(
+        tmp_path: Path) -> None:
+    """Restart with an order the exchange filled meanwhile: resolve_orders books it and journals ``order_filled``
+    (``resolved``) for the caller's one commit with its ``order_resolved`` lines, and the opening fill sets the stop."""
+    from tradeexecutor.venue import InMemoryVenue
+    from venue_contract import AAA
+
+    path = tmp_path / "scripted.py"
+    path.write_text(SCRIPTED.format(cycle="1d", instruments=["AAA"]))
+    strategy = load_strategy(path)
+    market = MarketData.from_long_frame(ohlc("AAA", PRICES), asset_types={"AAA": "equity"})
+    venue = InMemoryVenue([AAA], {"USD": 10_000.0}, fee=0.001)
+    venue.hold = True  # accepted, not filled, when the executor goes down
+    first = Engine(strategy, market, new_state(strategy, CONFIG, T0), config=CONFIG)
+    first.live_venue = venue
+    first.start_write_ahead(lambda: None, lambda: T0)
+    first.plan([open_long("AAA", value=1000, stop_loss_pct=0.05)], 0, cycle_ns(0))
+    first.manage(1)
+    (order,) = orders(first)
+    assert order.status is OrderStatus.open and not order.fills
+
+    venue.hold = False
+    venue.advance({"AAA": 102.0}, T0)  # filled while the executor was down
+    journal: list[tuple[str, dict[str, Any]]] = []
+    commits: list[int] = []
+
+    def sink(event: str, /, **fields: Any) -> None:
+        journal.append((event, fields))
+
+    again = Engine(strategy, market, first.state, config=CONFIG, events=sink)
+    again.live_venue = venue
+    again.start_write_ahead(lambda: commits.append(len(journal)), lambda: T0)
+    done = again.resolve_orders(T0)
+    assert done == [f"{order.client_order_id}: filled at the venue"] and commits == []  # the caller commits, with its lines
+    (restored,) = orders(again)
+    filled = [f for e, f in journal if e == "order_filled"]
+    assert [(f["client_order_id"], f["resolved"], f["price"]) for f in filled] == [
+        (order.client_order_id, True, restored.fills[0].price)]
+    position = again.state.portfolio.open_positions[0]
+    assert position.stop_loss == pytest.approx(restored.fills[0].price * 0.95) and again.pending == []

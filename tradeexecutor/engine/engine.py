@@ -313,8 +313,14 @@ class Engine:
         if router is None:
             return []
         if self.live_venue is not None:  # the exchange knows every order it was sent: its answer settles it
-            done = router.resolve()
+            # What the exchange did while we were down is journaled as its own job would have (order_filled with
+            # ``resolved``; an opening fill arms the triggers), in the caller's commit with the order_resolved lines.
+            followed = [(p, o, len(o.fills), p.quantity) for p, o in router.pending()]
+            done = router.resolve(commit=False)
             router.drain(commit=False)
+            for position, order, fills, held in followed:
+                if len(order.fills) > fills or order.is_terminal:
+                    self._after_send(position, order, fills, opening=order.side is _BUY and held == 0, resolved=True)
             self.pending = [(p, o) for p, o in self.pending if not o.is_terminal]
             return done
         self.venue.advance({}, now)  # the venue's clock, for what it reports

@@ -170,18 +170,19 @@ class OrderRouter:
 
     # -- restart ------------------------------------------------------------------------------
 
-    def resolve(self) -> list[str]:
+    def resolve(self, *, commit: bool = True) -> list[str]:
         """Resolve every order that may be at the venue, before anything new is decided; returns what was done.
 
         Asks the venue about each order by client order id: unknown to the venue → sent now with
         the same id (it never left); known → its fills and status taken from the venue.
+        ``commit=False`` leaves the commit to the caller, who journals what happened first.
         """
         done: list[str] = []
         pending = self.pending()
         for position, order in pending:
             resolution = self.resolve_order(position, order)
             done.append(f"{order.client_order_id}: {said(resolution)}")
-        if pending:
+        if pending and commit:
             self.commit()
         return done
 
