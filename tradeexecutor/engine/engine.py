@@ -164,6 +164,14 @@ _new = object.__new__
 _init_order = Order.__init__
 
 
+
+#: Live orders as they stood before the venue was asked about them: position, order, fill count, position quantity.
+_Followed = list[tuple[Position, Order, int, float]]
+
+
+def _followed(orders: Iterable[tuple[Position, Order]]) -> _Followed:
+    return [(p, o, len(o.fills), p.quantity) for p, o in orders]
+
 class Engine:
     """Runs a strategy against market data, changing only the state it was given."""
 
@@ -290,11 +298,9 @@ class Engine:
             return 0
         if self.live_venue is None:
             return router.drain()
-        followed = [(p, o, len(o.fills), p.quantity) for p, o in self.pending if not o.is_terminal]
+        followed = _followed((p, o) for p, o in self.pending if not o.is_terminal)
         count = router.drain(commit=False)
-        for position, order, fills, held in followed:
-            if len(order.fills) > fills or order.is_terminal:
-                self._after_send(position, order, fills, opening=order.side is _BUY and held == 0)
+        self._journal_changes(followed)
         self.pending = [(p, o) for p, o in self.pending if not o.is_terminal]
         if count:
             router.commit()
@@ -315,12 +321,10 @@ class Engine:
         if self.live_venue is not None:  # the exchange knows every order it was sent: its answer settles it
             # What the exchange did while we were down is journaled as its own job would have (order_filled with
             # ``resolved``; an opening fill arms the triggers), in the caller's commit with the order_resolved lines.
-            followed = [(p, o, len(o.fills), p.quantity) for p, o in router.pending()]
+            followed = _followed(router.pending())
             done = router.resolve(commit=False)
             router.drain(commit=False)
-            for position, order, fills, held in followed:
-                if len(order.fills) > fills or order.is_terminal:
-                    self._after_send(position, order, fills, opening=order.side is _BUY and held == 0, resolved=True)
+            self._journal_changes(followed, resolved=True)
             self.pending = [(p, o) for p, o in self.pending if not o.is_terminal]
             return done
         self.venue.advance({}, now)  # the venue's clock, for what it reports
@@ -1050,6 +1054,13 @@ class Engine:
             self.events("order_expired", **ids, status=order.status.value, quantity=order.quantity,
                         filled_quantity=order.filled_quantity, reason=order.status_reason or "")
         return bool(new)
+
+    def _journal_changes(self, followed: _Followed, *, resolved: bool = False) -> None:
+        """Live mode: journal what the exchange did with each followed order since ``followed`` was taken — its new
+        fills, or its end — as the order's own job would have (``_after_send``); orders with no news say nothing."""
+        for position, order, fills, held in followed:
+            if len(order.fills) > fills or order.is_terminal:
+                self._after_send(position, order, fills, opening=order.side is _BUY and held == 0, resolved=resolved)
 
     def _commit_outcome(self) -> None:
         """Write-ahead: commit an order's outcome together with its journal line (nothing to do in a backtest)."""
