@@ -22,7 +22,7 @@ for each such block (a write of the public files to disk took about 1 ms more, b
 The same process's threads (the loop, the web server's, the disk writer, the renderer's feed,
 SQLite's calls outside the GIL) each get a glibc arena of their own, up to eight per core. Each
 arena keeps the free space of its own high-water mark, and a thread's next peak may come from
-an arena other than the one that freed the last: a live soak's arenas grew about 800 B a cycle
+an arena other than the one that freed the last: a live soak's arenas grew 800 to 1,000 B a cycle
 of free space that was neither kept data nor given back. :func:`bound_arenas` caps their number
 (``M_ARENA_MAX``); the threads mostly allocate under the GIL, so they seldom wait for an arena's
 lock (``docs/benchmarks.md``, "What grows with the cycles, bounded").
