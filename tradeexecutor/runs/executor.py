@@ -1,7 +1,8 @@
 """Execute a backtest run in this process: its pinned strategy over its data, with state, orders and journal in the run folder.
 
 Nothing is written before the strategy and the data have loaded and checked out. The state is
-written to ``state/ledger.sqlite`` once, at the end (under the state directory's lock), every order goes to
+written to ``state/ledger.sqlite`` once, at the end (under the state directory's lock; built in memory and
+written as one file, :meth:`~tradeexecutor.ledger.Ledger.write_new`), every order goes to
 ``orders.csv``, and the engine's events (orders planned, filled, rejected, triggers) are appended
 to the run's ``journal.jsonl`` in one fsynced write at the end, so a long backtest does not pay an
 fsync per event.
@@ -84,8 +85,7 @@ def execute_backtest(spec: RunSpec, paths: RunPaths, run_id: str, *, now: dateti
         events = EventBuffer(run_id)
         outcome = run_session(session, spec.engine_config(), events=events, now=now)
         result, summary = outcome.backtest, outcome.summary.to_dict()
-        store.save(result.state)  # one transaction: the whole state of the run
-        store.close()
+        store.write_new(result.state)  # the whole state of the run, as one new file
         write_trades_csv(result.state, paths.orders_csv)
         events.flush(paths.journal)
     finally:
