@@ -146,6 +146,9 @@ def _build_all(jobs: Sequence[_RunJob], data: SweepData | None) -> list[tuple[in
 
     if not jobs:
         return []
+    if data is not None:
+        for job in jobs:  # a job is a point that completed in this sweep: its backtest passed the lookahead check
+            data.note_checked(job.values)
     runs = Runs(jobs[0].runs_dir, env={})  # the point's spec already holds every value; the environment must not
     try:
         built = build_runs(runs, [(job.spec_file, job.ref, ("swept", f"sweep point {job.index + 1}: "
