@@ -366,3 +366,67 @@ def test_a_ledger_built_inside_deferred_fsyncs_leaves_its_syncs_to_the_pass(
     elsewhere.save(new_state())
     assert elsewhere._conn is not None and elsewhere._conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
     elsewhere.close()
+
+
+def test_a_ledger_written_new_in_one_piece_is_the_one_save_and_close_leave(tmp_path: Path) -> None:
+    """write_new (a backtest run's state, written once) builds the ledger in memory and writes one file: the same
+    rows, head, schema and format as save + close on a new ledger, in WAL mode with nothing beside it; a process
+    opening it later continues it like any other; an existing ledger is never written over."""
+    state = new_state()
+    for i in range(30):  # open and closed positions, orders, fills, valuations
+        run_cycle(state, i)
+    saved, written = tmp_path / "saved" / "ledger.sqlite", tmp_path / "written" / "ledger.sqlite"
+    store = Ledger(saved)
+    store.save(state)
+    store.close()
+    Ledger(written).write_new(state)
+    assert [p.name for p in written.parent.iterdir()] == ["ledger.sqlite"]  # no WAL, -shm or temporary file left
+    a, b = read_ledger(LedgerFiles(saved), full_check=True), read_ledger(LedgerFiles(written), full_check=True)
+    assert a is not None and b is not None and (a.job, b.job) == (1, 1)
+    assert dumps_state(b.state) == dumps_state(a.state) == dumps_state(state)
+
+    def rows(path: Path) -> dict[str, list[tuple[object, ...]]]:
+        assert path.read_bytes()[18:20] == b"\x02\x02"  # WAL mode (the file format's write and read versions)
+        conn = sqlite3.connect(f"file:{path}?immutable=1", uri=True)
+        try:
+            tables = [name for (name,) in conn.execute("SELECT name FROM sqlite_schema ORDER BY name")]
+            found = {name: conn.execute(f"SELECT * FROM {name}").fetchall() for name in tables  # noqa: S608
+                     if name not in ("meta", "head") and not name.startswith("sqlite_")}
+            found["schema"] = conn.execute("SELECT type, name, sql FROM sqlite_schema ORDER BY name").fetchall()
+            found["format"] = [(conn.execute("PRAGMA application_id").fetchone()[0],
+                                conn.execute("PRAGMA user_version").fetchone()[0])]
+            found["head"] = [row[2:] for row in conn.execute("SELECT * FROM head")]  # after (id, ledger_id)
+            return found
+        finally:
+            conn.close()
+
+    assert rows(written) == rows(saved)
+    later = Ledger(written)  # the daemon's way in: read, then commit the changes
+    assert later.load() is not None
+    run_cycle(state, 30)
+    later.save(state)
+    later.close()
+    again = read_ledger(LedgerFiles(written), full_check=True)
+    assert again is not None and again.job == 2 and again.ledger_id == b.ledger_id
+    assert dumps_state(again.state) == dumps_state(state)
+    with pytest.raises(StateCorruptError, match="already there"):
+        Ledger(written).write_new(state)
+    assert read_ledger(LedgerFiles(written)) is not None
+
+
+def test_valuation_rows_are_the_rows_one_at_a_time_would_be(tmp_path: Path) -> None:
+    """The valuation rows packed in one pass (ledger.rows.valuation_rows) equal valuation_row's, value, type and
+    CRC, from any starting row, odd floats included."""
+    from tradeexecutor.ledger.rows import valuation_row, valuation_rows
+    from tradeexecutor.state import ValuationSeries
+
+    series = ValuationSeries()
+    for i in range(50):
+        series.append(1_700_000_000_000 + i * 60_000, 10_000.0 + i / 3, -0.0 if i % 7 == 0 else 1e-300 * i,
+                      float("nan") if i == 5 else (float("inf") if i == 6 else i / 49))
+    for start in (0, 1, 25, 49, 50, 60):
+        expected = [valuation_row(start + i, *row) for i, row in enumerate(
+            zip(series.timestamp[start:], series.equity[start:], series.cash[start:], series.exposure[start:]))]
+        got = valuation_rows(series, start)
+        assert [repr(row) for row in got] == [repr(row) for row in expected], start
+        assert [tuple(map(type, row)) for row in got] == [tuple(map(type, row)) for row in expected]

@@ -504,3 +504,59 @@ def test_full_runs_are_written_out_of_sight_then_fsynced_once_and_registered_in_
                    if Path(path).relative_to(runs_dir).parts[0] == f".creating-{run_id}"}
         assert files - {"state/executor.lock"} <= fsynced, run_id  # the lock file holds no data
     assert synced.count(str(runs_dir)) == 1, "the runs folder once, after the renames"
+
+
+def test_full_runs_and_the_walk_forward_curve_do_not_check_again_what_their_points_passed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The indicators' lookahead check runs once per point: a full run of a point that completed in this sweep (same
+    code, same values, the sweep's market) and the walk-forward curve's backtest of its choice skip it — it only
+    refuses, and it passed — and each run is still its row, bit for bit. Another code or other values are checked."""
+    import tradeexecutor.strategy.indicators as indicators
+    from tradeexecutor.ledger import load_state
+    from tradeexecutor.runs.sweep_eval import result_fingerprint
+    from tradeexecutor.strategy.loader import load_strategy_source
+
+    checked: list[int] = []
+    real = indicators._check_causality
+
+    def counting(*args: Any, **kwargs: Any) -> None:
+        checked.append(1)
+        real(*args, **kwargs)
+
+    monkeypatch.setattr(indicators, "_check_causality", counting)
+    plan = plan_sweep(load_spec(write_spec(tmp_path), env={}),
+                      SweepOptions(params=("fast=5,10", "slow=20,30"), processes=1, reports="best", best=2))
+    result = run_sweep(plan, output_dir=tmp_path / "out", runs_dir=tmp_path / "runs")
+    assert not result.note and [bool(row.run_id) for row in result.results] == [True, True, False, False]
+    assert result.combined is not None  # the walk-forward curve was backtested
+    assert len(checked) == 4  # one symbol: one check per point, none for the two full runs or the curve
+    for row in result.results[:2]:
+        meta = json.loads((tmp_path / "runs" / row.run_id / "metadata.json").read_text())
+        assert meta["summary"] == row.summary and meta["fingerprints"]["config"] == row.fingerprints["config"]
+        state = load_state(tmp_path / "runs" / row.run_id / "state")
+        assert state is not None and result_fingerprint(state) == row.fingerprints["result"]
+    data, best = plan.data, result.results[0]
+    values = {**data.spec.strategy, **best.values}
+    strategy = load_strategy_source(data.strategy_source, data.spec.strategy_file, values)
+    assert data.lookahead_checked(strategy, values)
+    assert not data.lookahead_checked(strategy, {**values, "fast": 7})  # values no point of the sweep had
+    edited = load_strategy_source(data.strategy_source + "\n# edited\n", data.spec.strategy_file, values)
+    assert not data.lookahead_checked(edited, values)  # other code
+
+
+def test_a_pool_starts_its_workers_when_it_is_made_not_at_its_first_point(tmp_path: Path) -> None:
+    """The workers of a LocalPool are forked when it is made, so they boot while the sweep writes its folder and
+    queues the points (the first worker point came back ~25 ms sooner under load); they still get only points."""
+    from tradeexecutor.runs.sweep_pool import LocalPool
+
+    plan = plan_sweep(load_spec(write_spec(tmp_path), env={}), SweepOptions(params=("fast=5,10",), processes=2))
+    pool = LocalPool(plan.data, 2)
+    try:
+        processes = list(pool._pool._processes.values())  # type: ignore[attr-defined]
+        assert len(processes) == 1 and processes[0].is_alive()  # before any point was submitted
+        pool.submit(0, plan.grid[0])
+        pool.submit(1, plan.grid[1])
+        rows = sorted(pool.results(), key=lambda row: row.index)
+        assert [row.status for row in rows] == ["complete", "complete"]
+    finally:
+        pool.close()

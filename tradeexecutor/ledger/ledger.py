@@ -44,9 +44,9 @@ import orjson
 from tradeexecutor.atomic import atomic_write_bytes, fsyncs_deferred, install_temp_file, temp_path_for
 from tradeexecutor.errors import StateCorruptError
 from tradeexecutor.ledger.files import LedgerFiles
-from tradeexecutor.ledger.orders import RowMarks, delete_rows, write_orders
+from tradeexecutor.ledger.orders import RowMarks, delete_rows, insert_rows, order_rows, write_orders
 from tradeexecutor.ledger.read import LedgerContent, read_ledger
-from tradeexecutor.ledger.rows import head_json, head_row, instrument_row, position_json, position_row, valuation_row
+from tradeexecutor.ledger.rows import head_json, head_row, instrument_row, position_json, position_row, valuation_rows
 from tradeexecutor.ledger.schema import APPLICATION_ID, LEDGER_FORMAT, TABLES, VIEWS
 from tradeexecutor.state import Portfolio, Position, State, ValuationSeries
 from tradeexecutor.store.codec import dumps_state
@@ -443,15 +443,8 @@ class Ledger:
                 conn.execute("PRAGMA journal_mode = OFF")  # a temporary file: no rollback journal beside it
                 if fsyncs_deferred():  # install_temp_file's fsync, in the pass (see _writer)
                     conn.execute("PRAGMA synchronous = OFF")
-                conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-                conn.execute(f"PRAGMA user_version = {LEDGER_FORMAT}")
                 conn.execute("BEGIN")
-                for sql in (*TABLES.values(), *VIEWS.values()):
-                    conn.execute(sql)
-                ledger_id = uuid.uuid4().hex
-                conn.executemany("INSERT INTO meta (key, value) VALUES (?, ?)", [
-                    ("ledger_id", ledger_id), ("created_at", self.now().isoformat())])
-                conn.execute("INSERT INTO head (id, ledger_id, job, json, crc) VALUES (1, ?, 0, x'', 0)", (ledger_id,))
+                ledger_id = self._initialise(conn)
                 conn.execute("COMMIT")
                 conn.execute("PRAGMA journal_mode = WAL")
             finally:
@@ -468,6 +461,48 @@ class Ledger:
         self._tracked = None
         self._has_state = False
 
+    def _initialise(self, conn: sqlite3.Connection) -> str:
+        """The format, schema, identity and empty head row of a new ledger, in ``conn``'s open transaction; its id."""
+        conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+        conn.execute(f"PRAGMA user_version = {LEDGER_FORMAT}")
+        for sql in (*TABLES.values(), *VIEWS.values()):
+            conn.execute(sql)
+        ledger_id = uuid.uuid4().hex
+        conn.executemany("INSERT INTO meta (key, value) VALUES (?, ?)", [
+            ("ledger_id", ledger_id), ("created_at", self.now().isoformat())])
+        conn.execute("INSERT INTO head (id, ledger_id, job, json, crc) VALUES (1, ?, 0, x'', 0)", (ledger_id,))
+        return ledger_id
+
+    def write_new(self, state: State) -> None:
+        """Write ``state`` as the first job of this ledger, which must not exist yet: built in memory, one file write.
+
+        For a ledger written once (a backtest run's state): the file :meth:`save` then :meth:`close` leave on a new
+        ledger — the same format, schema, identity, head (job 1) and rows, in WAL mode with no WAL pending — without
+        a temporary database, a write-ahead log, a checkpoint copying it back, or their fsyncs. The file is put in
+        place as :func:`~tradeexecutor.atomic.atomic_write_bytes` puts any (durable, or in a deferred pass).
+        StateCorruptError when there is a ledger (or its remains) already; ValueError with journal lines pending.
+        """
+        if self._pending or self.mirror is not None or self.on_commit is not None:
+            raise ValueError("write_new writes a state alone: no journal lines, mirror or listener")
+        if self.files.existing():
+            raise StateCorruptError(f"{self.path}: a ledger is already there; not writing a new one over it")
+        conn = sqlite3.connect(":memory:", isolation_level=None)
+        try:
+            conn.execute("BEGIN")
+            ledger_id = self._initialise(conn)
+            written, _ = self._write_all(conn, state)
+            data = head_json(state)
+            conn.execute(_UPSERT_HEAD, head_row(state, ledger_id, 1, data))
+            conn.execute("COMMIT")
+            image = bytearray(conn.serialize())
+        finally:
+            conn.close()
+        image[18] = image[19] = 2  # the file format's write and read versions: 2 is WAL mode (as _writer sets it)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(self.path, image)
+        self.ledger_id, self.job, self.last_commit_bytes = ledger_id, 1, written + len(data)
+        self._read_done, self._has_state, self._tracked, self._refusal = True, True, None, None
+
     def _write_all(self, conn: sqlite3.Connection, state: State) -> tuple[int, _Tracked]:
         """Replace every state row with ``state``'s."""
         for table in ("instruments", "positions", "orders", "fills", "valuations"):
@@ -475,13 +510,20 @@ class Ledger:
         written = 0
         conn.executemany(_UPSERT_INSTRUMENT, [instrument_row(i) for i in state.instruments])
         p = state.portfolio
+        # Every row of a table in one executemany (a full run's 30 positions: 150 statements fewer).
+        positions: list[tuple[Any, ...]] = []
+        orders: list[tuple[Any, ...]] = []
+        fills: list[tuple[Any, ...]] = []
         for where, items in (("open", p.open_positions), ("closed", p.closed_positions),
                              ("failed", p.failed_positions)):
             for index, position in enumerate(items):
-                written += self._write_position(conn, position, where, index, position_json(position), None)
+                data = position_json(position)
+                positions.append(position_row(position, where, index, data))
+                written += len(data) + order_rows(position, None, None, orders, fills)
+        conn.executemany(_UPSERT_POSITION, positions)
+        insert_rows(conn, orders, fills)
         v = state.valuations
-        conn.executemany(_UPSERT_VALUATION, [valuation_row(i, *row) for i, row in enumerate(
-            zip(v.timestamp, v.equity, v.cash, v.exposure))])
+        conn.executemany(_UPSERT_VALUATION, valuation_rows(v))
         written += 32 * len(v.timestamp)
         return written, _Tracked.of(state)
 
@@ -523,8 +565,7 @@ class Ledger:
         conn.executemany("DELETE FROM positions WHERE id = ?", [(pid,) for pid in gone])
         delete_rows(conn, (key for key in tracked.order_rows if key not in order_rows and key not in moved_rows))
         start = max(tracked.valuation_count - 1, 0)
-        rows = [valuation_row(start + i, *row) for i, row in enumerate(
-            zip(v.timestamp[start:], v.equity[start:], v.cash[start:], v.exposure[start:]))]
+        rows = valuation_rows(v, start)
         conn.executemany(_UPSERT_VALUATION, rows)
         written += 32 * len(rows)
         new = _Tracked(state=state, portfolio=p, valuations=v,

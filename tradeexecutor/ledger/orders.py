@@ -17,7 +17,7 @@ from tradeexecutor.ledger.rows import checked_json, text
 from tradeexecutor.state import Fill, Order, Position
 from tradeexecutor.store.codec import dumps_json, fill_from_dict, fill_to_dict, order_from_dict, order_to_dict
 
-__all__ = ["RowMarks", "delete_rows", "read_orders", "write_orders"]
+__all__ = ["RowMarks", "delete_rows", "insert_rows", "order_rows", "read_orders", "write_orders"]
 
 #: One statement writes a new or changed order.
 UPSERT_ORDER = (
@@ -70,24 +70,45 @@ def write_orders(conn: sqlite3.Connection | None, position: Position, known: Row
     ``written`` (when given) gets the marks of every order and fill of the position, written or not;
     with ``conn`` None nothing is written, only the marks are taken (rows just read or written).
     """
+    orders: list[tuple[Any, ...]] = []
+    fills: list[tuple[Any, ...]] = []
+    size = order_rows(position, known, written, orders, fills)
+    if conn is not None:
+        insert_rows(conn, orders, fills)
+    return size
+
+
+def order_rows(position: Position, known: RowMarks | None, written: RowMarks | None,
+               orders: list[tuple[Any, ...]], fills: list[tuple[Any, ...]]) -> int:
+    """Append to ``orders`` and ``fills`` the rows of the position's orders and fills not already in ``known`` as
+    they are (see write_orders); their bytes. A caller writing many positions inserts all their rows at once
+    (:func:`insert_rows`), not a statement per row."""
     size = 0
     for seq, order in enumerate(position.orders):
         data = order_json(order)
         key = ("order", order.id)
         if written is not None:
             written[key] = (seq, data)
-        if conn is not None and (known is None or known.get(key) != (seq, data)):
-            conn.execute(UPSERT_ORDER, _order_row(order, seq, data))
+        if known is None or known.get(key) != (seq, data):
+            orders.append(_order_row(order, seq, data))
             size += len(data)
         for fill_seq, fill in enumerate(order.fills):
             fill_data = fill_json(fill)
             fill_key = ("fill", fill.id)
             if written is not None:
                 written[fill_key] = (fill_seq, fill_data)
-            if conn is not None and (known is None or known.get(fill_key) != (fill_seq, fill_data)):
-                conn.execute(UPSERT_FILL, _fill_row(fill, position.id, fill_seq, fill_data))
+            if known is None or known.get(fill_key) != (fill_seq, fill_data):
+                fills.append(_fill_row(fill, position.id, fill_seq, fill_data))
                 size += len(fill_data)
     return size
+
+
+def insert_rows(conn: sqlite3.Connection, orders: list[tuple[Any, ...]], fills: list[tuple[Any, ...]]) -> None:
+    """Upsert order rows and fill rows made by :func:`order_rows`."""
+    if orders:
+        conn.executemany(UPSERT_ORDER, orders)
+    if fills:
+        conn.executemany(UPSERT_FILL, fills)
 
 
 def delete_rows(conn: sqlite3.Connection, keys: Iterable[tuple[str, int]]) -> None:

@@ -1,7 +1,8 @@
 """Execute a backtest run in this process: its pinned strategy over its data, with state, orders and journal in the run folder.
 
 Nothing is written before the strategy and the data have loaded and checked out. The state is
-written to ``state/ledger.sqlite`` once, at the end (under the state directory's lock), every order goes to
+written to ``state/ledger.sqlite`` once, at the end (under the state directory's lock; built in memory and
+written as one file, :meth:`~tradeexecutor.ledger.Ledger.write_new`), every order goes to
 ``orders.csv``, and the engine's events (orders planned, filled, rejected, triggers) are appended
 to the run's ``journal.jsonl`` in one fsynced write at the end, so a long backtest does not pay an
 fsync per event.
@@ -14,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from tradeexecutor.backtest.session import Session, open_session, run_session
+from tradeexecutor.config import EngineConfig
 from tradeexecutor.layout import RunFiles, RunPaths
 from tradeexecutor.ledger import Ledger, check_not_legacy
 from tradeexecutor.runs.registry import RunsError
@@ -64,11 +66,13 @@ class EventBuffer:
 
 
 def execute_backtest(spec: RunSpec, paths: RunPaths, run_id: str, *, now: datetime | None = None,
-                     session: Session | None = None) -> BacktestOutcome:
+                     session: Session | None = None, engine: EngineConfig | None = None) -> BacktestOutcome:
     """Backtest ``spec`` into ``paths``: state/ (one snapshot), orders.csv and the journal's order events.
 
     ``session``: the spec's strategy on its market, already opened and checked by the caller (a
     sweep's full run reuses the market the sweep loaded); by default opened here from the spec.
+    ``engine``: the spec's engine config as the caller adjusted it (a sweep's full run leaves out the
+    lookahead check its point already passed: runs.sweep_runs); by default the spec's.
     """
     environment = spec.environment
     if session is None:
@@ -82,10 +86,9 @@ def execute_backtest(spec: RunSpec, paths: RunPaths, run_id: str, *, now: dateti
         if store.load() is not None:  # an unreadable state stops here, untouched
             raise RunsError(f"{paths.state} already holds a state; reset the run to backtest it again")
         events = EventBuffer(run_id)
-        outcome = run_session(session, spec.engine_config(), events=events, now=now)
+        outcome = run_session(session, engine or spec.engine_config(), events=events, now=now)
         result, summary = outcome.backtest, outcome.summary.to_dict()
-        store.save(result.state)  # one transaction: the whole state of the run
-        store.close()
+        store.write_new(result.state)  # the whole state of the run, as one new file
         write_trades_csv(result.state, paths.orders_csv)
         events.flush(paths.journal)
     finally:

@@ -43,7 +43,7 @@ from tradeexecutor.runs.spec import RunSpec
 from tradeexecutor.state import State
 from tradeexecutor.stats import summarise_windows
 from tradeexecutor.strategy.failure import strategy_failure
-from tradeexecutor.strategy.loader import LoadedStrategy, load_strategy_source
+from tradeexecutor.strategy.loader import LoadedStrategy, load_strategy_source, strategy_version
 
 __all__ = ["LOADS", "PointResult", "SweepData", "Window", "evaluate", "load_counts", "market_fingerprint",
            "result_fingerprint"]
@@ -133,8 +133,12 @@ class SweepData:
         self.available = {key: dict(symbols) for key, symbols in (available or {}).items()}
         self.windows = windows
         self.engine: EngineConfig = spec.engine_config()
+        #: Strategy values (canonical_values of the whole strategy section) whose backtest in this sweep passed
+        #: the indicators' lookahead check: a full run of one of them need not check again (:meth:`lookahead_checked`).
+        self.checked: set[str] = set()
         self._prices: dict[str, dict[str, Any]] = {}
         self._fingerprint: str | None = None
+        self._version: str | None = None
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
@@ -164,6 +168,24 @@ class SweepData:
         """A point's session: its strategy on the market of its bar frequency, opened once for the whole sweep."""
         key = frequency_key(strategy.bar_frequency)
         return Session(strategy=strategy, market=self.market_for(strategy.bar_frequency), prices=self.prices(key))
+
+    def note_checked(self, values: Mapping[str, Any]) -> None:
+        """The point ``values`` completed in this sweep, so its backtest passed the lookahead check (when the sweep's
+        engine makes it): remember its strategy values."""
+        if self.engine.check_indicator_lookahead:
+            self.checked.add(canonical_values({**self.spec.strategy, **values}))
+
+    def lookahead_checked(self, strategy: LoadedStrategy, values: Mapping[str, Any]) -> bool:
+        """True when ``strategy``, loaded with the strategy ``values``, is a point of this sweep already checked for
+        lookahead: the same code (its sha256) and the same values (so the same parameters, indicators and
+        market: the check would find what it found then)."""
+        if self._version is None:
+            self._version = strategy_version(self.strategy_source)
+        try:
+            key = canonical_values(values)
+        except (TypeError, ValueError):  # a value JSON cannot hold: not one of the sweep's
+            return False
+        return strategy.version == self._version and key in self.checked
 
     def fingerprint(self) -> str:
         """:func:`market_fingerprint` of the markets as this process holds them (computed once here)."""
@@ -241,9 +263,14 @@ def evaluate(data: SweepData, index: int, values: Mapping[str, Any]) -> PointRes
 
 
 def equity_curve(data: SweepData, values: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray]:
-    """The point's valuation times (epoch ms) and equity, backtested again (for the walk-forward curve)."""
+    """The point's valuation times (epoch ms) and equity, backtested again (for the walk-forward curve).
+
+    ``values`` is a point that completed in this sweep — its backtest passed the lookahead check on this
+    code and market — so the check is not made again (it only refuses; the curve is the same).
+    """
     strategy = load_strategy_source(data.strategy_source, data.spec.strategy_file, {**data.spec.strategy, **values})
-    result = run_session(data.session(strategy), data.engine, summarise=lambda state, run: None).backtest
+    engine = replace(data.engine, check_indicator_lookahead=False)
+    result = run_session(data.session(strategy), engine, summarise=lambda state, run: None).backtest
     valuations = result.state.valuations
     return np.asarray(valuations.timestamp, dtype=np.int64), np.asarray(valuations.equity, dtype=np.float64)
 

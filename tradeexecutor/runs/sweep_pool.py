@@ -84,6 +84,10 @@ def _start_worker(data: SweepData) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C reaches the whole process group; the parent handles it
 
 
+def _started() -> None:
+    """A worker's first task: nothing, so that the executor starts its processes (see LocalPool)."""
+
+
 def _evaluate_in_worker(index: int, values: dict[str, Any]) -> PointResult:
     return evaluate(worker_data(), index, values)
 
@@ -122,6 +126,9 @@ class LocalPool:
                                          initializer=_start_worker, initargs=(data,))
         self._queue: deque[tuple[int, dict[str, Any]]] = deque()
         self._pending: dict[Future[PointResult], tuple[int, dict[str, Any]]] = {}
+        # The workers are started now (the executor starts them on its first task), so that they boot while this
+        # process writes the sweep's folder and queues the points, not after.
+        self._pool.submit(_started)
 
     def submit(self, index: int, values: Mapping[str, Any]) -> None:
         self._queue.append((index, dict(values)))

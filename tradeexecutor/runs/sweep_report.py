@@ -146,6 +146,9 @@ def _build_all(jobs: Sequence[_RunJob], data: SweepData | None) -> list[tuple[in
 
     if not jobs:
         return []
+    if data is not None:
+        for job in jobs:  # a job is a point that completed in this sweep: its backtest passed the lookahead check
+            data.note_checked(job.values)
     runs = Runs(jobs[0].runs_dir, env={})  # the point's spec already holds every value; the environment must not
     try:
         built = build_runs(runs, [(job.spec_file, job.ref, ("swept", f"sweep point {job.index + 1}: "
@@ -238,22 +241,24 @@ def _build_in_worker(job: _RunJob) -> tuple[int, StagedRun | None, str | None]:
     return _build_all([job], _RUN_DATA)[0]
 
 
-def _build_in_helper(job: _RunJob) -> tuple[int, StagedRun | None, str | None]:
-    """One full run in a worker of the points' pool, on the sweep data it already holds."""
-    return _build_all([job], worker_data())[0]
+def _build_in_helper(jobs: list[_RunJob]) -> list[tuple[int, StagedRun | None, str | None]]:
+    """A share of the full runs in a worker of the points' pool, on the sweep data it already holds, in one
+    durability pass (one registry opened, one fsync pass for the share, not one per run)."""
+    return _build_all(jobs, worker_data())
 
 
 def _shared(jobs: Sequence[_RunJob], data: SweepData,
             helpers: LocalPool) -> Iterable[tuple[int, StagedRun | None, str | None]]:
     """The runs shared between this process and the points' pool workers, already started and warm (no new pool):
-    each worker builds an equal share, one job at a time; this process the rest, in one durability pass."""
+    each worker builds an equal share, in one call; this process the rest, in one durability pass."""
     share = len(jobs) // (helpers.workers + 1)
     here, there = jobs[:len(jobs) - share * helpers.workers], jobs[len(jobs) - share * helpers.workers:]
-    futures = [helpers.call(_build_in_helper, job) for job in there]
+    futures = [helpers.call(_build_in_helper, list(there[start::helpers.workers]))
+               for start in range(min(helpers.workers, len(there)))]
     try:
         yield from _build_all(here, data)
         for future in futures:
-            yield future.result()
+            yield from future.result()
     except BaseException:
         for future in futures:
             future.cancel()

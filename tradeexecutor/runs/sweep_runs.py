@@ -113,7 +113,10 @@ def _run(runs: Runs, staged: StagedRun, data: SweepData | None) -> tuple[StagedR
             raise RunsError(f"run {staged.record.label} is a {spec.mode} run, not a backtest")
         spec.daemon_config(paths.state)  # refused settings stop here, as in start_run
         session, prices = reused_session(spec, data)
-        outcome = execute_backtest(spec, paths, run_id, session=session)
+        engine = spec.engine_config()
+        if session is not None and data is not None and data.lookahead_checked(session.strategy, spec.strategy):
+            engine = replace(engine, check_indicator_lookahead=False)  # its point passed it in this sweep
+        outcome = execute_backtest(spec, paths, run_id, session=session, engine=engine)
     except Exception as exc:  # noqa: BLE001 - recorded as the run's error, like a start's
         failure = strategy_failure(exc)
         message = failure.summary if failure else (" ".join(str(exc).split()) or type(exc).__name__)
