@@ -20,8 +20,8 @@ by field.
 
 from __future__ import annotations
 
-import gc
 from collections.abc import Callable, Iterator
+from itertools import chain
 from math import isfinite
 from typing import Any
 
@@ -74,14 +74,18 @@ ROWS = 4096
 
 def _rows(count: int, *columns: np.ndarray) -> Iterator[tuple[Any, ...]]:
     """``(index, column values...)`` for the first ``count`` rows, as Python numbers made ROWS rows at a time (all
-    at once, a 5M-bar run's 190,000 trades would hold some 35 MB of them at the run's memory peak)."""
-    for start in range(0, count, ROWS):
+    at once, a 5M-bar run's 190,000 trades would hold some 35 MB of them at the run's memory peak). The chunks'
+    zips are chained in C: a generator yielding each row would resume its frame once a trade."""
+
+    def chunk(start: int) -> Iterator[tuple[Any, ...]]:
         stop = min(start + ROWS, count)
-        yield from zip(range(start, stop), *(column[start:stop].tolist() for column in columns), strict=True)
+        return zip(range(start, stop), *(column[start:stop].tolist() for column in columns), strict=True)
+
+    return chain.from_iterable(map(chunk, range(0, count, ROWS)))
 
 
 def visit_signal_trades(engine: BacktestEngine, holdings: Holdings, due: np.ndarray, signalled: np.ndarray,
-                        progress: Callable[[int], None] | None, freeze_every: int) -> tuple[int, int] | None:
+                        progress: Callable[[int], None] | None) -> tuple[int, int] | None:
     """Run the trades of ``signalled`` (the steps where a cycle is due and a signal is set) on ``engine``.
 
     Returns None, with nothing done, when the strategy or the engine is not the simple case of the
@@ -152,7 +156,6 @@ def visit_signal_trades(engine: BacktestEngine, holdings: Holdings, due: np.ndar
     entry_note, exit_note = entry_intent.note, exit_intent.note
     position: Any = None
     fills = engine.fills
-    freeze_at = fills + freeze_every
     report_at = 10_000
     go_on_from = count
     for index, is_entry, decided, price, fill_step, at_price, at_ns, priced in _rows(
@@ -234,9 +237,6 @@ def visit_signal_trades(engine: BacktestEngine, holdings: Holdings, due: np.ndar
         held_at(fill_step)
         held_cash(portfolio.cash)
         held_quantity(0.0 + position.quantity if open_positions else 0.0)  # Engine.quantities()
-        if fills >= freeze_at:
-            gc.freeze()
-            freeze_at = fills + freeze_every
         if progress is not None and fill_step >= report_at:
             progress(fill_step)
             report_at = (fill_step // 10_000 + 1) * 10_000
