@@ -156,6 +156,9 @@ def visit_signal_trades(engine: BacktestEngine, holdings: Holdings, due: np.ndar
     entry_note, exit_note = entry_intent.note, exit_intent.note
     position: Any = None
     fills = engine.fills
+    # The portfolio's id counters and the engine's fill count, kept in locals while the loop runs (an attribute's
+    # read and write per trade each) and written back when it stops: nothing the loop calls reads them.
+    order_id, fill_id, position_id = portfolio.next_order_id, portfolio.next_fill_id, portfolio.next_position_id
     report_at = 10_000
     go_on_from = count
     for index, is_entry, decided, price, fill_step, at_price, at_ns, priced in _rows(
@@ -165,17 +168,15 @@ def visit_signal_trades(engine: BacktestEngine, holdings: Holdings, due: np.ndar
             # Sizing's equity: the cash, as valuation() gives it with no position open.
             value = entry_value if entry_value is not None else portfolio.cash * entry_fraction
             position = _new(Position)
-            _init_position(position, id=portfolio.next_position_id, instrument_id=instrument_id,
+            _init_position(position, id=position_id, instrument_id=instrument_id,
                            opened_at=None)  # type: ignore[arg-type]  # until materialise, as in _plan_lean
-            portfolio.next_position_id += 1
+            position_id += 1
             open_positions.append(position)
-            record: list[Any] = [portfolio.next_order_id, position, _OPEN, decided, 0, None, value, price, entry_note,
-                                 None, None]
+            record: list[Any] = [order_id, position, _OPEN, decided, 0, None, value, price, entry_note, None, None]
         else:
             position.last_price = price  # mark_to_market at the decision
-            record = [portfolio.next_order_id, position, _CLOSE, decided, 0, position.quantity, None, price,
-                      exit_note, None, None]
-        portfolio.next_order_id += 1
+            record = [order_id, position, _CLOSE, decided, 0, position.quantity, None, price, exit_note, None, None]
+        order_id += 1
         records.append(record)
         if index == taken - 1 and not at_close and (fill_step >= count or not fillable[index]):
             waiting: list[Any] = [(position, record)]  # a record in pending, as _plan_lean leaves it
@@ -213,24 +214,23 @@ def visit_signal_trades(engine: BacktestEngine, holdings: Holdings, due: np.ndar
             engine.pending = waiting
             if at_close:  # the per-step loop decides at this step again: undo the decision (nothing else moved)
                 records.pop()
-                portfolio.next_order_id -= 1
+                order_id -= 1
                 if is_entry:
                     open_positions.pop()
-                    portfolio.next_position_id -= 1
+                    position_id -= 1
                 engine.pending = []
             go_on_from = fill_step
             break
         realised = book(portfolio, position, is_entry, quantity, priced, fee)
         closes_position = not is_entry and position.quantity == 0.0
-        record[9] = (portfolio.next_fill_id, quantity, priced, fee, slippage, realised, at_ns, closes_position)
-        portfolio.next_fill_id += 1
+        record[9] = (fill_id, quantity, priced, fee, slippage, realised, at_ns, closes_position)
+        fill_id += 1
         if closes_position:
             open_positions.remove(position)
             closed_positions.append(position)
         elif at_close:
             position.last_price = price  # mark_to_market after a fill at the close
         fills += 1
-        engine.fills = fills
         if len(records) >= RECORDS_KEPT:
             engine._make_filled()
             records = engine._records
@@ -240,6 +240,8 @@ def visit_signal_trades(engine: BacktestEngine, holdings: Holdings, due: np.ndar
         if progress is not None and fill_step >= report_at:
             progress(fill_step)
             report_at = (fill_step // 10_000 + 1) * 10_000
+    portfolio.next_order_id, portfolio.next_fill_id, portfolio.next_position_id = order_id, fill_id, position_id
+    engine.fills = fills
     if progress is not None and go_on_from >= report_at:
         progress(min(go_on_from, count))  # as the per-step loop reports the step it got to
     visited = signalled[signalled < go_on_from]
