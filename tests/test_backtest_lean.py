@@ -17,8 +17,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tradeexecutor.backtest import lean as lean_module
 from tradeexecutor.backtest import runner
@@ -27,7 +30,7 @@ from tradeexecutor.backtest.runner import new_state, run_backtest
 from tradeexecutor.config import EngineConfig, ExecutionConfig
 from tradeexecutor.data import generate_candles
 from tradeexecutor.data.market import MarketData
-from tradeexecutor.engine.engine import Engine
+from tradeexecutor.engine.engine import Engine, _to_datetime
 from tradeexecutor.engine.schedule import cycle_times
 from tradeexecutor.state import OrderStatus, State, run_key
 from tradeexecutor.strategy.loader import LoadedStrategy, load_strategy
@@ -310,3 +313,17 @@ def test_a_strategy_reading_its_position_sees_the_records_as_orders(tmp_path: Pa
     notes = [order.note for order in lean.portfolio.all_orders() if order.note]
     assert len(notes) > 20 and all("None" not in note for note in notes)
     assert _comparable(lean) == _comparable(_general(strategy, market, config, monkeypatch))
+
+
+_NS = st.integers(min_value=-2_208_988_800_000_000_000, max_value=7_258_118_400_000_000_000)  # 1900 to 2200
+
+
+@settings(max_examples=100, deadline=None)
+@given(ns=st.lists(_NS, max_size=40) | st.lists(_NS.map(lambda n: n // 1_000_000_000 * 1_000_000_000), max_size=40))
+def test_a_batch_of_decision_times_is_the_engines_datetimes(ns: list[int]) -> None:
+    """_make's datetimes of a batch (whole seconds through datetime.fromtimestamp, anything else through pandas) are
+    engine._to_datetime's, value and time zone: the orders' times the lean path writes are the general path's."""
+    got = lean_module._datetimes(np.asarray(ns, dtype=np.int64))
+    want = [_to_datetime(n) for n in ns]
+    assert got == want
+    assert all(type(a) is datetime and a.tzinfo is UTC for a in got)

@@ -36,7 +36,8 @@ from __future__ import annotations
 
 import gc
 from dataclasses import fields
-from datetime import datetime
+from datetime import UTC, datetime
+from itertools import repeat
 from operator import itemgetter
 from typing import Any
 
@@ -94,7 +95,11 @@ _TERMINAL = frozenset(OrderStatus(s) for s in ("filled", "cancelled", "rejected"
 
 def _datetimes(ns: np.ndarray) -> list[datetime]:
     """Epoch nanoseconds as aware UTC datetimes, each the one engine._to_datetime gives (microseconds, rounded
-    down): pandas makes them in one pass, half the time of a Python call each."""
+    down): pandas makes them in one pass, half the time of a Python call each. Whole seconds (every decision of
+    a strategy cycling on minutes or longer) by ``datetime.fromtimestamp`` mapped in C over the integer seconds,
+    exact and a third faster again than pandas' fixed cost on a batch."""
+    if len(ns) and not (ns % 1_000_000_000).any():
+        return list(map(datetime.fromtimestamp, (ns // 1_000_000_000).tolist(), repeat(UTC, len(ns))))
     return pd.to_datetime(ns // 1000, unit="us", utc=True).to_pydatetime().tolist()  # type: ignore[no-any-return]
 
 

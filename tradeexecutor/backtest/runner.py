@@ -107,7 +107,18 @@ def run_backtest(
             signalled = signal_steps(engine.indicators, market, due)
             # The trades alone where the rule allows it (backtest.signal_events), then the per-step loop from
             # where that stopped (the end, unless a fill needs the engine's general path).
-            done = visit_signal_trades(engine, holdings, due, signalled, progress, FREEZE_EVERY)
+            # Its trades run with the collector off: no strategy code runs there and the loop makes no cyclic
+            # garbage, only the state's objects and records that live on, which the per-FREEZE_EVERY freezes of
+            # the other loops hand to the frozen generation anyway (1M-bar benchmark: 80 young collections,
+            # 5.5 ms, down to 2); frozen at once when it ends, returned to the collector below.
+            enabled = gc.isenabled()
+            gc.disable()
+            try:
+                done = visit_signal_trades(engine, holdings, due, signalled, progress)
+            finally:
+                gc.freeze()
+                if enabled:
+                    gc.enable()
             start, visited = done if done is not None else (0, 0)
             if start < steps:
                 visited += _visit_signal_steps(engine, holdings, due, signalled, progress, start)

@@ -20,8 +20,8 @@ by field.
 
 from __future__ import annotations
 
-import gc
 from collections.abc import Callable, Iterator
+from itertools import chain
 from math import isfinite
 from typing import Any
 
@@ -74,14 +74,18 @@ ROWS = 4096
 
 def _rows(count: int, *columns: np.ndarray) -> Iterator[tuple[Any, ...]]:
     """``(index, column values...)`` for the first ``count`` rows, as Python numbers made ROWS rows at a time (all
-    at once, a 5M-bar run's 190,000 trades would hold some 35 MB of them at the run's memory peak)."""
-    for start in range(0, count, ROWS):
+    at once, a 5M-bar run's 190,000 trades would hold some 35 MB of them at the run's memory peak). The chunks'
+    zips are chained in C: a generator yielding each row would resume its frame once a trade."""
+
+    def chunk(start: int) -> Iterator[tuple[Any, ...]]:
         stop = min(start + ROWS, count)
-        yield from zip(range(start, stop), *(column[start:stop].tolist() for column in columns), strict=True)
+        return zip(range(start, stop), *(column[start:stop].tolist() for column in columns), strict=True)
+
+    return chain.from_iterable(map(chunk, range(0, count, ROWS)))
 
 
 def visit_signal_trades(engine: BacktestEngine, holdings: Holdings, due: np.ndarray, signalled: np.ndarray,
-                        progress: Callable[[int], None] | None, freeze_every: int) -> tuple[int, int] | None:
+                        progress: Callable[[int], None] | None) -> tuple[int, int] | None:
     """Run the trades of ``signalled`` (the steps where a cycle is due and a signal is set) on ``engine``.
 
     Returns None, with nothing done, when the strategy or the engine is not the simple case of the
@@ -152,7 +156,9 @@ def visit_signal_trades(engine: BacktestEngine, holdings: Holdings, due: np.ndar
     entry_note, exit_note = entry_intent.note, exit_intent.note
     position: Any = None
     fills = engine.fills
-    freeze_at = fills + freeze_every
+    # The portfolio's id counters and the engine's fill count, kept in locals while the loop runs (an attribute's
+    # read and write per trade each) and written back when it stops: nothing the loop calls reads them.
+    order_id, fill_id, position_id = portfolio.next_order_id, portfolio.next_fill_id, portfolio.next_position_id
     report_at = 10_000
     go_on_from = count
     for index, is_entry, decided, price, fill_step, at_price, at_ns, priced in _rows(
@@ -162,17 +168,15 @@ def visit_signal_trades(engine: BacktestEngine, holdings: Holdings, due: np.ndar
             # Sizing's equity: the cash, as valuation() gives it with no position open.
             value = entry_value if entry_value is not None else portfolio.cash * entry_fraction
             position = _new(Position)
-            _init_position(position, id=portfolio.next_position_id, instrument_id=instrument_id,
+            _init_position(position, id=position_id, instrument_id=instrument_id,
                            opened_at=None)  # type: ignore[arg-type]  # until materialise, as in _plan_lean
-            portfolio.next_position_id += 1
+            position_id += 1
             open_positions.append(position)
-            record: list[Any] = [portfolio.next_order_id, position, _OPEN, decided, 0, None, value, price, entry_note,
-                                 None, None]
+            record: list[Any] = [order_id, position, _OPEN, decided, 0, None, value, price, entry_note, None, None]
         else:
             position.last_price = price  # mark_to_market at the decision
-            record = [portfolio.next_order_id, position, _CLOSE, decided, 0, position.quantity, None, price,
-                      exit_note, None, None]
-        portfolio.next_order_id += 1
+            record = [order_id, position, _CLOSE, decided, 0, position.quantity, None, price, exit_note, None, None]
+        order_id += 1
         records.append(record)
         if index == taken - 1 and not at_close and (fill_step >= count or not fillable[index]):
             waiting: list[Any] = [(position, record)]  # a record in pending, as _plan_lean leaves it
@@ -210,36 +214,34 @@ def visit_signal_trades(engine: BacktestEngine, holdings: Holdings, due: np.ndar
             engine.pending = waiting
             if at_close:  # the per-step loop decides at this step again: undo the decision (nothing else moved)
                 records.pop()
-                portfolio.next_order_id -= 1
+                order_id -= 1
                 if is_entry:
                     open_positions.pop()
-                    portfolio.next_position_id -= 1
+                    position_id -= 1
                 engine.pending = []
             go_on_from = fill_step
             break
         realised = book(portfolio, position, is_entry, quantity, priced, fee)
         closes_position = not is_entry and position.quantity == 0.0
-        record[9] = (portfolio.next_fill_id, quantity, priced, fee, slippage, realised, at_ns, closes_position)
-        portfolio.next_fill_id += 1
+        record[9] = (fill_id, quantity, priced, fee, slippage, realised, at_ns, closes_position)
+        fill_id += 1
         if closes_position:
             open_positions.remove(position)
             closed_positions.append(position)
         elif at_close:
             position.last_price = price  # mark_to_market after a fill at the close
         fills += 1
-        engine.fills = fills
         if len(records) >= RECORDS_KEPT:
             engine._make_filled()
             records = engine._records
         held_at(fill_step)
         held_cash(portfolio.cash)
         held_quantity(0.0 + position.quantity if open_positions else 0.0)  # Engine.quantities()
-        if fills >= freeze_at:
-            gc.freeze()
-            freeze_at = fills + freeze_every
         if progress is not None and fill_step >= report_at:
             progress(fill_step)
             report_at = (fill_step // 10_000 + 1) * 10_000
+    portfolio.next_order_id, portfolio.next_fill_id, portfolio.next_position_id = order_id, fill_id, position_id
+    engine.fills = fills
     if progress is not None and go_on_from >= report_at:
         progress(min(go_on_from, count))  # as the per-step loop reports the step it got to
     visited = signalled[signalled < go_on_from]
