@@ -108,7 +108,7 @@ def _walk_forward(result: SweepResult, *, curves_needed: bool) -> dict[str, Any]
         result.combined = dict(folds[0].test or {})
         if not curves_needed:
             return {}
-    curves = {fold.fold.number: equity_curve(plan.data, fold.chosen.values)  # type: ignore[union-attr]
+    curves = {fold.fold.number: equity_curve(plan.data, fold.chosen)  # type: ignore[arg-type]
               for fold in folds}
     ppy = (folds[0].chosen.summary or {}).get("periods_per_year")  # type: ignore[union-attr]
     combined = combine_curves(folds, curves, plan.spec.core.cash, ppy)
@@ -137,6 +137,8 @@ class _RunJob:
     spec_file: Path
     runs_dir: Path
     ref: str | None
+    #: The point's result fingerprint: its full run, made without the lookahead check, must come out the same.
+    result: str = ""
 
 
 def _build_all(jobs: Sequence[_RunJob], data: SweepData | None) -> list[tuple[int, StagedRun | None, str | None]]:
@@ -148,7 +150,7 @@ def _build_all(jobs: Sequence[_RunJob], data: SweepData | None) -> list[tuple[in
         return []
     if data is not None:
         for job in jobs:  # a job is a point that completed in this sweep: its backtest passed the lookahead check
-            data.note_checked(job.values)
+            data.note_checked(job.values, job.result)
     runs = Runs(jobs[0].runs_dir, env={})  # the point's spec already holds every value; the environment must not
     try:
         built = build_runs(runs, [(job.spec_file, job.ref, ("swept", f"sweep point {job.index + 1}: "
@@ -195,7 +197,7 @@ def _full_runs(result: SweepResult, folder: SweepFolder, *, runs_dir: Path, help
     prefix = plan.options.ref_prefix
     with deferred_directory_fsyncs():  # the point specs' folder is fsynced once, before any run reads them
         jobs = [_RunJob(row.index, row.values, write_point_spec(result, row, folder.path), Path(runs_dir),
-                        f"{prefix}-{row.index + 1:03d}" if prefix else None)
+                        f"{prefix}-{row.index + 1:03d}" if prefix else None, row.fingerprints.get("result", ""))
                 for row in chosen if canonical_values(row.values) not in made]
     by_index = {row.index: row for row in result.results}
     Path(runs_dir).mkdir(parents=True, exist_ok=True)
