@@ -414,6 +414,33 @@ def test_a_ledger_written_new_in_one_piece_is_the_one_save_and_close_leave(tmp_p
     assert read_ledger(LedgerFiles(written)) is not None
 
 
+def test_write_new_without_sqlite_serialize_saves_and_closes_instead(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Some Python/SQLite builds have no ``Connection.serialize``: write_new then writes the ledger as save + close
+    do, the same state at job 1, instead of failing with AttributeError."""
+    import types
+
+    import tradeexecutor.ledger.ledger as ledger_module
+
+    class NoSerialize(sqlite3.Connection):
+        def __getattribute__(self, name: str) -> object:
+            if name == "serialize":
+                raise AttributeError(f"'sqlite3.Connection' object has no attribute {name!r}")
+            return super().__getattribute__(name)
+
+    shim = types.SimpleNamespace(**{k: getattr(sqlite3, k) for k in dir(sqlite3) if not k.startswith("__")})
+    shim.connect = lambda *args, **kwargs: sqlite3.connect(*args, factory=NoSerialize, **kwargs)
+    monkeypatch.setattr(ledger_module, "sqlite3", shim)
+    state = new_state()
+    run_cycle(state, 0)
+    written = tmp_path / "ledger.sqlite"
+    store = Ledger(written)
+    store.write_new(state)
+    assert store._conn is None  # closed, as write_new leaves it
+    found = read_ledger(LedgerFiles(written), full_check=True)
+    assert found is not None and found.job == 1 and dumps_state(found.state) == dumps_state(state)
+
+
 def test_valuation_rows_are_the_rows_one_at_a_time_would_be(tmp_path: Path) -> None:
     """The valuation rows packed in one pass (ledger.rows.valuation_rows) equal valuation_row's, value, type and
     CRC, from any starting row, odd floats included."""
