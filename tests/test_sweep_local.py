@@ -607,6 +607,29 @@ def test_a_full_run_or_curve_that_skipped_the_check_and_differs_from_its_point_i
     assert np.array_equal(times, np.asarray(state.valuations.timestamp, dtype=np.int64))
 
 
+def test_a_sweep_removes_the_hidden_run_folders_a_killed_sweep_left(tmp_path: Path,
+                                                                   caplog: pytest.LogCaptureFixture) -> None:
+    """A ``kill -9`` mid full runs leaves ``.creating-RUN`` folders no command lists: the next sweep's full runs
+    remove those whose builder is gone (one info line), never one another live process is still building."""
+    import logging
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                          check=True)
+    runs_dir = tmp_path / "runs"
+    for name, pid in (("dead", int(gone.stdout)), ("live", os.getpid())):
+        (runs_dir / f".creating-{name}" / "state").mkdir(parents=True)
+        (runs_dir / f".creating-{name}" / "metadata.json").write_text(json.dumps({"executor": {"pid": pid}}))
+    (runs_dir / ".creating-new").mkdir()  # no metadata yet, just made: being built
+    plan = plan_sweep(load_spec(write_spec(tmp_path), env={}), SweepOptions(params=("fast=5,10",), processes=1,
+                                                                              reports="best", best=1))
+    with caplog.at_level(logging.INFO, logger="tradeexecutor.runs"):
+        result = run_sweep(plan, output_dir=tmp_path / "out", runs_dir=runs_dir)
+    assert not result.note and result.results[0].run_id
+    assert sorted(path.name for path in runs_dir.glob(".creating-*")) == [".creating-live", ".creating-new"]
+    lines = [record.getMessage() for record in caplog.records if "hidden run folder" in record.getMessage()]
+    assert lines == [f"removed 1 hidden run folder(s) a killed sweep left in {runs_dir}: .creating-dead"]
+
+
 def test_a_pool_starts_its_workers_when_it_is_made_not_at_its_first_point(tmp_path: Path) -> None:
     """The workers of a LocalPool are forked when it is made, so they boot while the sweep writes its folder and
     queues the points (the first worker point came back ~25 ms sooner under load); they still get only points."""

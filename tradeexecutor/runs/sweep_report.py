@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 import os
 import shlex
 import shutil
@@ -44,6 +45,7 @@ from tradeexecutor.atomic import atomic_write_bytes, atomic_write_text, deferred
 from tradeexecutor.errors import ConfigError
 from tradeexecutor.layout import SweepFiles
 from tradeexecutor.runs.ranking import RANKABLE, statistic
+from tradeexecutor.runs.run import remove_abandoned_staging
 from tradeexecutor.runs.spec import dump_spec
 from tradeexecutor.runs.sweep_eval import PointResult, SweepData, canonical_values, equity_curve
 from tradeexecutor.runs.sweep_pool import LocalPool, process_context, worker_data
@@ -56,6 +58,8 @@ if TYPE_CHECKING:
     from tradeexecutor.runs.sweep_store import SweepFolder
 
 __all__ = ["TABLE_STATISTICS", "finish", "markdown_report", "results_csv"]
+
+logger = logging.getLogger("tradeexecutor.runs")
 
 #: Statistics every results table shows (besides the ranking one).
 TABLE_STATISTICS: tuple[str, ...] = ("total_return", "sharpe", "max_drawdown", "trade_count")
@@ -201,6 +205,10 @@ def _full_runs(result: SweepResult, folder: SweepFolder, *, runs_dir: Path, help
                 for row in chosen if canonical_values(row.values) not in made]
     by_index = {row.index: row for row in result.results}
     Path(runs_dir).mkdir(parents=True, exist_ok=True)
+    stale = remove_abandoned_staging(Path(runs_dir))
+    if stale:
+        logger.info("removed %d hidden run folder(s) a killed sweep left in %s: %s", len(stale), runs_dir,
+                    ", ".join(stale))
     built: list[tuple[int, StagedRun | None, str | None]] = []
     try:
         for outcome in _run_jobs(jobs, plan.options.processes, plan.data, helpers):
