@@ -8,7 +8,8 @@ hidden ``.creating-RUN`` folder (:meth:`Runs.stage`) with no file fsynced as it 
 folder of the batch is fsynced in one pass, the folders are renamed into place and their
 registry rows (already ``complete``, or ``error``) inserted in one transaction
 (:meth:`Runs.commit_staged`). So a crash or Ctrl+C at any moment leaves no half run: a run is
-listed complete with all its files, or not at all (a hidden folder may stay behind). What this
+listed complete with all its files, or not at all (a ``kill -9`` may leave a hidden folder, which the next
+sweep removes: :func:`~tradeexecutor.runs.run.remove_abandoned_staging`). What this
 saves, per run, against a run created started and recorded complete in the registry: about 30
 fsyncs (each file and the journal on its own, the registry's four commits) and three registry
 transactions, which on a busy disk were most of a default sweep's time (docs/benchmarks.md).
