@@ -6,7 +6,7 @@ import os
 import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import orjson
 import pytest
@@ -412,6 +412,62 @@ def test_a_ledger_written_new_in_one_piece_is_the_one_save_and_close_leave(tmp_p
     with pytest.raises(StateCorruptError, match="already there"):
         Ledger(written).write_new(state)
     assert read_ledger(LedgerFiles(written)) is not None
+
+
+def test_write_new_without_sqlite_serialize_saves_and_closes_instead(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Some Python/SQLite builds have no ``Connection.serialize``: write_new then writes the ledger as save + close
+    do, the same state at job 1, instead of failing with AttributeError."""
+    import types
+
+    import tradeexecutor.ledger.ledger as ledger_module
+
+    class NoSerialize(sqlite3.Connection):
+        def __getattribute__(self, name: str) -> object:
+            if name == "serialize":
+                raise AttributeError(f"'sqlite3.Connection' object has no attribute {name!r}")
+            return super().__getattribute__(name)
+
+    shim = types.SimpleNamespace(**{k: getattr(sqlite3, k) for k in dir(sqlite3) if not k.startswith("__")})
+    shim.connect = lambda *args, **kwargs: sqlite3.connect(*args, factory=NoSerialize, **kwargs)
+    monkeypatch.setattr(ledger_module, "sqlite3", shim)
+    state = new_state()
+    run_cycle(state, 0)
+    written = tmp_path / "ledger.sqlite"
+    store = Ledger(written)
+    store.write_new(state)
+    assert store._conn is None  # closed, as write_new leaves it
+    found = read_ledger(LedgerFiles(written), full_check=True)
+    assert found is not None and found.job == 1 and dumps_state(found.state) == dumps_state(state)
+
+
+def test_marks_only_build_no_order_or_fill_row(monkeypatch: pytest.MonkeyPatch) -> None:
+    """write_orders with no connection (the marks a read or written state leaves, _Tracked.of, which the daemon
+    pays) takes every order's and fill's marks and bytes without building their rows (timestamps, CRC)."""
+    import tradeexecutor.ledger.orders as orders_module
+
+    state = new_state()
+    run_cycle(state, 0)
+    position = state.portfolio.open_positions[0]
+    position.orders.append(make_order(2, position.id, 1, "increase", position.opened_at, quantity=1.0,
+                                      fill_price=101.0, fill_id=2))
+    expected: dict[tuple[str, int], tuple[int, bytes]] = {}
+    size = orders_module.order_rows(position, None, expected, [], [])
+    built: list[str] = []
+    real_order, real_fill = orders_module._order_row, orders_module._fill_row
+    def counted(kind: str, real: Any) -> Any:
+        def row(*args: Any) -> Any:
+            built.append(kind)
+            return real(*args)
+        return row
+
+    monkeypatch.setattr(orders_module, "_order_row", counted("order", real_order))
+    monkeypatch.setattr(orders_module, "_fill_row", counted("fill", real_fill))
+    marks: dict[tuple[str, int], tuple[int, bytes]] = {}
+    assert orders_module.write_orders(None, position, None, marks) == size
+    assert marks == expected and len(marks) == 4 and built == []  # two orders, two fills: marks, no rows
+    orders_module.order_rows(position, None, None, [], [])  # the rows a write builds: counted as built
+    assert built == ["order", "fill", "order", "fill"]
 
 
 def test_valuation_rows_are_the_rows_one_at_a_time_would_be(tmp_path: Path) -> None:

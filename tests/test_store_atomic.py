@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import stat
 from pathlib import Path
 
@@ -234,3 +235,17 @@ def test_deferred_fsyncs_that_raises_still_makes_what_was_written_durable(tmp_pa
         os.unlink(tmp_path / "gone.json")  # removed before the pass: skipped
         raise RuntimeError("the writer failed half-way")
     assert synced == [str(tmp_path / "a.json"), str(tmp_path)]
+
+
+def test_a_folder_removed_inside_a_deferring_block_is_skipped_by_its_pass(tmp_path: Path) -> None:
+    """Ctrl+C while a sweep builds its full runs: the staged folder is removed, then the pass runs on the way out —
+    the KeyboardInterrupt comes through (exit 130, "interrupted"), not a FileNotFoundError for the folder."""
+    building = tmp_path / ".creating-r1"
+    for deferring in (atomic.deferred_fsyncs, atomic.deferred_directory_fsyncs):
+        with pytest.raises(KeyboardInterrupt), deferring():
+            (building / "state").mkdir(parents=True)
+            atomic_write_bytes(building / "state" / "ledger.sqlite", b"sqlite")
+            atomic_write_bytes(building / "metadata.json", b"{}")
+            shutil.rmtree(building)
+            raise KeyboardInterrupt
+        assert not building.exists()

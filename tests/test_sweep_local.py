@@ -14,13 +14,14 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
-from sweep_helpers import cli, cli_env, comparable, table, write_spec
+from sweep_helpers import PACED, cli, cli_env, comparable, table, write_spec
 from tradeexecutor.errors import ConfigError
 from tradeexecutor.runs.ranking import statistic
 from tradeexecutor.runs.spec import load_spec
@@ -542,6 +543,91 @@ def test_full_runs_and_the_walk_forward_curve_do_not_check_again_what_their_poin
     assert not data.lookahead_checked(strategy, {**values, "fast": 7})  # values no point of the sweep had
     edited = load_strategy_source(data.strategy_source + "\n# edited\n", data.spec.strategy_file, values)
     assert not data.lookahead_checked(edited, values)  # other code
+
+
+IMPURE = """\"\"\"SMA crossover whose indicators() remembers what it saw.\"\"\"
+from tradeexecutor.strategy.api import Integer, Symbol, close, open_long
+
+name = "SMA impure"
+cycle_duration = "1d"
+parameters = {"symbol": Symbol("GOOG", asset_type="equity", help="Stock"), "fast": Integer(10, min=2, max=500, help="F"),
+              "slow": Integer(30, min=3, max=1000, help="S")}
+seen = []
+
+
+def indicators(candles, parameters):
+    seen.append(len(candles))  # state kept between calls: the lookahead check calls it again on shorter slices
+    close_price = candles["close"]
+    return {"fast": close_price.rolling(parameters.fast).mean(), "slow": close_price.rolling(parameters.slow).mean()}
+
+
+def decide(ctx):
+    fast, slow = ctx.indicator("fast"), ctx.indicator("slow")
+    fast_before, slow_before = ctx.indicator("fast", ago=1), ctx.indicator("slow", ago=1)
+    if len(seen) > 1:  # the check ran: no trade
+        return []
+    if fast_before < slow_before and fast > slow and not ctx.has_position():
+        return [open_long(fraction=1.0)]
+    if fast_before > slow_before and fast < slow and ctx.has_position():
+        return [close()]
+    return []
+"""
+
+
+def test_a_full_run_or_curve_that_skipped_the_check_and_differs_from_its_point_is_made_again_with_it(
+        tmp_path: Path) -> None:
+    """An ``indicators()`` that keeps state can trade otherwise when the lookahead check does not call it again: the
+    full run and the walk-forward curve, which skip the check their point passed, are then backtested again with
+    it — the run is its row (as ``runs create`` + ``start`` make it: no trade), never silently another result."""
+    from tradeexecutor.backtest.session import run_session
+    from tradeexecutor.ledger import load_state
+    from tradeexecutor.runs.sweep_eval import equity_curve, result_fingerprint
+    from tradeexecutor.strategy.loader import load_strategy_source
+
+    (tmp_path / "impure.py").write_text(IMPURE)
+    spec = write_spec(tmp_path)
+    spec.write_text(spec.read_text().replace(str(PACED), str(tmp_path / "impure.py")).replace("  pause: 0.0\n", ""))
+    plan = plan_sweep(load_spec(spec, env={}), SweepOptions(params=("fast=5,10",), processes=1, reports="best",
+                                                             best=1))
+    result = run_sweep(plan, output_dir=tmp_path / "out", runs_dir=tmp_path / "runs")
+    row = result.results[0]
+    assert not result.note and row.run_id and row.summary and row.summary["trade_count"] == 0
+    meta = json.loads((tmp_path / "runs" / row.run_id / "metadata.json").read_text())
+    assert meta["summary"]["trade_count"] == 0  # 27 trades when the run skipped the check and kept its result
+    state = load_state(tmp_path / "runs" / row.run_id / "state")
+    assert state is not None and result_fingerprint(state) == row.fingerprints["result"]
+    data = plan.data
+    assert data is not None
+    times, equity = equity_curve(data, row)
+    fresh = load_strategy_source(data.strategy_source, data.spec.strategy_file, {**data.spec.strategy, **row.values})
+    unchecked = run_session(data.session(fresh), replace(data.engine, check_indicator_lookahead=False),
+                            summarise=lambda state, run: None).backtest.state
+    assert result_fingerprint(unchecked) != row.fingerprints["result"]  # what the curve had been: trades
+    assert np.array_equal(equity, np.asarray(state.valuations.equity, dtype=np.float64))
+    assert np.array_equal(times, np.asarray(state.valuations.timestamp, dtype=np.int64))
+
+
+def test_a_sweep_removes_the_hidden_run_folders_a_killed_sweep_left(tmp_path: Path,
+                                                                   caplog: pytest.LogCaptureFixture) -> None:
+    """A ``kill -9`` mid full runs leaves ``.creating-RUN`` folders no command lists: the next sweep's full runs
+    remove those whose builder is gone (one info line), never one another live process is still building."""
+    import logging
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                          check=True)
+    runs_dir = tmp_path / "runs"
+    for name, pid in (("dead", int(gone.stdout)), ("live", os.getpid())):
+        (runs_dir / f".creating-{name}" / "state").mkdir(parents=True)
+        (runs_dir / f".creating-{name}" / "metadata.json").write_text(json.dumps({"executor": {"pid": pid}}))
+    (runs_dir / ".creating-new").mkdir()  # no metadata yet, just made: being built
+    plan = plan_sweep(load_spec(write_spec(tmp_path), env={}), SweepOptions(params=("fast=5,10",), processes=1,
+                                                                              reports="best", best=1))
+    with caplog.at_level(logging.INFO, logger="tradeexecutor.runs"):
+        result = run_sweep(plan, output_dir=tmp_path / "out", runs_dir=runs_dir)
+    assert not result.note and result.results[0].run_id
+    assert sorted(path.name for path in runs_dir.glob(".creating-*")) == [".creating-live", ".creating-new"]
+    lines = [record.getMessage() for record in caplog.records if "hidden run folder" in record.getMessage()]
+    assert lines == [f"removed 1 hidden run folder(s) a killed sweep left in {runs_dir}: .creating-dead"]
 
 
 def test_a_pool_starts_its_workers_when_it_is_made_not_at_its_first_point(tmp_path: Path) -> None:

@@ -61,6 +61,21 @@ def fsync_directory(directory: str | os.PathLike[str]) -> None:
         os.close(fd)
 
 
+def _fsync_directory_if_there(directory: str) -> None:
+    """fsync_directory for a deferred pass: a directory removed since (a staged run discarded on Ctrl+C) is skipped,
+    as a removed file is — nothing in it is to be kept, and its parent's fsync makes the removal durable."""
+    try:
+        fd = os.open(directory, os.O_RDONLY | _O_CLOEXEC)
+    except (PermissionError, IsADirectoryError):  # pragma: no cover - Windows
+        return
+    except FileNotFoundError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 @contextmanager
 def deferred_directory_fsyncs() -> Iterator[None]:
     """Within the block, fsync each directory a rename or a new log touched once, at the end, not after every file.
@@ -83,7 +98,7 @@ def deferred_directory_fsyncs() -> Iterator[None]:
     finally:
         _PENDING.reset(token)
         for directory in pending:
-            fsync_directory(directory)
+            _fsync_directory_if_there(directory)
 
 
 @contextmanager
@@ -121,7 +136,7 @@ def deferred_fsyncs() -> Iterator[None]:
             _concurrently(_fsync_path, list(files))
         finally:
             if outer is None:
-                _concurrently(fsync_directory, list(directories))
+                _concurrently(_fsync_directory_if_there, list(directories))
 
 
 #: Threads of a :func:`deferred_fsyncs` pass.

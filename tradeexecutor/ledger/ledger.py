@@ -481,12 +481,18 @@ class Ledger:
         a temporary database, a write-ahead log, a checkpoint copying it back, or their fsyncs. The file is put in
         place as :func:`~tradeexecutor.atomic.atomic_write_bytes` puts any (durable, or in a deferred pass).
         StateCorruptError when there is a ledger (or its remains) already; ValueError with journal lines pending.
+        Without ``sqlite3.Connection.serialize`` (some Python/SQLite builds lack it) it is :meth:`save` then :meth:`close`.
         """
         if self._pending or self.mirror is not None or self.on_commit is not None:
             raise ValueError("write_new writes a state alone: no journal lines, mirror or listener")
         if self.files.existing():
             raise StateCorruptError(f"{self.path}: a ledger is already there; not writing a new one over it")
         conn = sqlite3.connect(":memory:", isolation_level=None)
+        if not hasattr(conn, "serialize"):  # a Python whose SQLite lacks sqlite3_serialize: the same file, the long way
+            conn.close()
+            self.save(state)
+            self.close()
+            return
         try:
             conn.execute("BEGIN")
             ledger_id = self._initialise(conn)

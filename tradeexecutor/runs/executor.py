@@ -10,6 +10,7 @@ fsync per event.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -66,13 +67,16 @@ class EventBuffer:
 
 
 def execute_backtest(spec: RunSpec, paths: RunPaths, run_id: str, *, now: datetime | None = None,
-                     session: Session | None = None, engine: EngineConfig | None = None) -> BacktestOutcome:
+                     session: Session | None = None, engine: EngineConfig | None = None,
+                     retry: Callable[[State], tuple[Session, EngineConfig] | None] | None = None) -> BacktestOutcome:
     """Backtest ``spec`` into ``paths``: state/ (one snapshot), orders.csv and the journal's order events.
 
     ``session``: the spec's strategy on its market, already opened and checked by the caller (a
     sweep's full run reuses the market the sweep loaded); by default opened here from the spec.
     ``engine``: the spec's engine config as the caller adjusted it (a sweep's full run leaves out the
     lookahead check its point already passed: runs.sweep_runs); by default the spec's.
+    ``retry``: called with the backtest's final state before anything is written; a (session, engine) it
+    returns is backtested instead (that full run did not come out as its point: made again with the check).
     """
     environment = spec.environment
     if session is None:
@@ -87,6 +91,10 @@ def execute_backtest(spec: RunSpec, paths: RunPaths, run_id: str, *, now: dateti
             raise RunsError(f"{paths.state} already holds a state; reset the run to backtest it again")
         events = EventBuffer(run_id)
         outcome = run_session(session, engine or spec.engine_config(), events=events, now=now)
+        again = retry(outcome.backtest.state) if retry is not None else None
+        if again is not None:
+            events = EventBuffer(run_id)
+            outcome = run_session(again[0], again[1], events=events, now=now)
         result, summary = outcome.backtest, outcome.summary.to_dict()
         store.write_new(result.state)  # the whole state of the run, as one new file
         write_trades_csv(result.state, paths.orders_csv)

@@ -60,6 +60,7 @@ __all__ = [
     "process_alive",
     "read_metadata",
     "record_in_folder",
+    "remove_abandoned_staging",
 ]
 
 #: Every status a run can have, in lifecycle order.
@@ -139,6 +140,41 @@ def process_alive(pid: int | None) -> bool:
         return "tradeexecutor" in command or "python" in command.lower() or not command
     except psutil.NoSuchProcess:
         return False
+
+
+#: A ``.creating-RUN`` folder with no readable metadata.json is abandoned once it is this old (its first files are
+#: written within milliseconds of the folder).
+STAGING_GRACE_SECONDS = 3600.0
+
+
+def remove_abandoned_staging(runs_dir: Path) -> list[str]:
+    """Remove the hidden ``.creating-RUN`` folders (:meth:`Runs.stage`) whose builder is gone; their names.
+
+    A sweep's full run is built there and renamed into place when finished; a ``kill -9`` (or a pool
+    worker stopped on Ctrl+C) leaves it behind, never listed. One is abandoned when the process that
+    staged it (its metadata's executor pid) is no longer alive — another sweep still building into the
+    same runs folder keeps its own — or, without readable metadata, when it is older than
+    :data:`STAGING_GRACE_SECONDS`.
+    """
+    removed: list[str] = []
+    try:
+        folders = [path for path in Path(runs_dir).iterdir() if path.name.startswith(".creating-") and path.is_dir()]
+    except FileNotFoundError:
+        return removed
+    for folder in sorted(folders):
+        try:
+            meta = json.loads((folder / "metadata.json").read_text(encoding="utf-8"))
+            pid = meta["executor"]["pid"]
+            abandoned = not process_alive(pid if isinstance(pid, int) else None)
+        except (OSError, ValueError, KeyError, TypeError):
+            try:
+                abandoned = datetime.now(UTC).timestamp() - folder.stat().st_mtime > STAGING_GRACE_SECONDS
+            except FileNotFoundError:
+                continue
+        if abandoned and folder.exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder.name)
+    return removed
 
 
 def _spec_text(spec: RunSpec, header: str) -> str:

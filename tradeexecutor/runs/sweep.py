@@ -44,7 +44,7 @@ from tradeexecutor.errors import ConfigError
 from tradeexecutor.runs.constraints import Constraint
 from tradeexecutor.runs.optimize import Axis, base_values, build_axes, build_grid, sweep_constraints
 from tradeexecutor.runs.ranking import RANKABLE, check_rank_by, rank_results, statistic
-from tradeexecutor.runs.run import data_fingerprints
+from tradeexecutor.runs.run import data_fingerprints, remove_abandoned_staging
 from tradeexecutor.runs.search import GridSearch, OptunaSearch, Search, require_optuna
 from tradeexecutor.runs.spec import RunSpec
 from tradeexecutor.runs.sweep_eval import (
@@ -295,13 +295,17 @@ def run_sweep(plan: SweepPlan, *, output_dir: Path, runs_dir: Path, resume: bool
     helpers = executor if isinstance(executor, LocalPool) and executor.healthy and not interrupted else None
     if helpers is None:
         executor.close()
+    result: SweepResult | None = None
     try:
-        return _finish(plan, folder, rows, runs_dir=runs_dir, progress=progress, helpers=helpers,
-                       seconds=time.perf_counter() - started, executor=executor.description, evaluated=evaluated,
-                       resumed=resumed, total=search.total, note=search.note, interrupted=interrupted)
+        result = _finish(plan, folder, rows, runs_dir=runs_dir, progress=progress, helpers=helpers,
+                         seconds=time.perf_counter() - started, executor=executor.description, evaluated=evaluated,
+                         resumed=resumed, total=search.total, note=search.note, interrupted=interrupted)
+        return result
     finally:
         if helpers is not None:
             helpers.close()
+            if result is None or result.interrupted:  # Ctrl+C while the workers built full runs: they are stopped,
+                remove_abandoned_staging(Path(runs_dir))  # not interrupted; the hidden folders they built go now
 
 
 def _finish(plan: SweepPlan, folder: SweepFolder, rows: dict[str, PointResult], *, runs_dir: Path,

@@ -134,8 +134,9 @@ class SweepData:
         self.windows = windows
         self.engine: EngineConfig = spec.engine_config()
         #: Strategy values (canonical_values of the whole strategy section) whose backtest in this sweep passed
-        #: the indicators' lookahead check: a full run of one of them need not check again (:meth:`lookahead_checked`).
-        self.checked: set[str] = set()
+        #: the indicators' lookahead check → that backtest's result_fingerprint: a full run of one of them need not
+        #: check again, as long as it comes out the same (:meth:`lookahead_checked`).
+        self.checked: dict[str, str] = {}
         self._prices: dict[str, dict[str, Any]] = {}
         self._fingerprint: str | None = None
         self._version: str | None = None
@@ -169,23 +170,27 @@ class SweepData:
         key = frequency_key(strategy.bar_frequency)
         return Session(strategy=strategy, market=self.market_for(strategy.bar_frequency), prices=self.prices(key))
 
-    def note_checked(self, values: Mapping[str, Any]) -> None:
-        """The point ``values`` completed in this sweep, so its backtest passed the lookahead check (when the sweep's
-        engine makes it): remember its strategy values."""
-        if self.engine.check_indicator_lookahead:
-            self.checked.add(canonical_values({**self.spec.strategy, **values}))
+    def note_checked(self, values: Mapping[str, Any], result: str) -> None:
+        """The point ``values`` completed in this sweep with the result fingerprint ``result``, so its backtest passed
+        the lookahead check (when the sweep's engine makes it): remember its strategy values and that result."""
+        if self.engine.check_indicator_lookahead and result:
+            self.checked[canonical_values({**self.spec.strategy, **values})] = result
 
-    def lookahead_checked(self, strategy: LoadedStrategy, values: Mapping[str, Any]) -> bool:
-        """True when ``strategy``, loaded with the strategy ``values``, is a point of this sweep already checked for
-        lookahead: the same code (its sha256) and the same values (so the same parameters, indicators and
-        market: the check would find what it found then)."""
+    def lookahead_checked(self, strategy: LoadedStrategy, values: Mapping[str, Any]) -> str | None:
+        """The result fingerprint of the checked backtest when ``strategy``, loaded with the strategy ``values``, is a
+        point of this sweep already checked for lookahead: the same code (its sha256) and the same values (so the
+        same parameters, indicators and market: the check would find what it found then); else None.
+
+        A backtest that skips the check must come out with that fingerprint: a strategy whose ``indicators()``
+        keeps state between calls can trade differently when the check (which calls it again on shorter slices)
+        does not run — such a backtest is made again with the check (:func:`checked_again`)."""
         if self._version is None:
             self._version = strategy_version(self.strategy_source)
         try:
             key = canonical_values(values)
         except (TypeError, ValueError):  # a value JSON cannot hold: not one of the sweep's
-            return False
-        return strategy.version == self._version and key in self.checked
+            return None
+        return self.checked.get(key) if strategy.version == self._version else None
 
     def fingerprint(self) -> str:
         """:func:`market_fingerprint` of the markets as this process holds them (computed once here)."""
@@ -262,15 +267,28 @@ def evaluate(data: SweepData, index: int, values: Mapping[str, Any]) -> PointRes
                            worker=worker_name())
 
 
-def equity_curve(data: SweepData, values: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+def checked_again(state: State, expected: str | None) -> bool:
+    """True when a backtest that skipped the lookahead check, expected to come out as its checked point did
+    (``expected``: that result fingerprint; None when the check was not skipped), came out otherwise — and must
+    be made again with the check, so it is what ``runs create`` + ``start`` makes."""
+    return expected is not None and result_fingerprint(state) != expected
+
+
+def equity_curve(data: SweepData, point: PointResult) -> tuple[np.ndarray, np.ndarray]:
     """The point's valuation times (epoch ms) and equity, backtested again (for the walk-forward curve).
 
-    ``values`` is a point that completed in this sweep — its backtest passed the lookahead check on this
-    code and market — so the check is not made again (it only refuses; the curve is the same).
+    ``point`` completed in this sweep — its backtest passed the lookahead check on this code and
+    market — so the check is not made again (it only refuses), unless the backtest does not come out
+    as the point's (an ``indicators()`` with state: :meth:`SweepData.lookahead_checked`): then it is.
     """
-    strategy = load_strategy_source(data.strategy_source, data.spec.strategy_file, {**data.spec.strategy, **values})
-    engine = replace(data.engine, check_indicator_lookahead=False)
+    values = {**data.spec.strategy, **point.values}
+    strategy = load_strategy_source(data.strategy_source, data.spec.strategy_file, values)
+    expected = point.fingerprints.get("result") if data.engine.check_indicator_lookahead else None
+    engine = replace(data.engine, check_indicator_lookahead=False) if expected else data.engine
     result = run_session(data.session(strategy), engine, summarise=lambda state, run: None).backtest
+    if checked_again(result.state, expected):
+        strategy = load_strategy_source(data.strategy_source, data.spec.strategy_file, values)
+        result = run_session(data.session(strategy), data.engine, summarise=lambda state, run: None).backtest
     valuations = result.state.valuations
     return np.asarray(valuations.timestamp, dtype=np.int64), np.asarray(valuations.equity, dtype=np.float64)
 

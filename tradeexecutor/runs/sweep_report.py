@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 import os
 import shlex
 import shutil
@@ -44,6 +45,7 @@ from tradeexecutor.atomic import atomic_write_bytes, atomic_write_text, deferred
 from tradeexecutor.errors import ConfigError
 from tradeexecutor.layout import SweepFiles
 from tradeexecutor.runs.ranking import RANKABLE, statistic
+from tradeexecutor.runs.run import remove_abandoned_staging
 from tradeexecutor.runs.spec import dump_spec
 from tradeexecutor.runs.sweep_eval import PointResult, SweepData, canonical_values, equity_curve
 from tradeexecutor.runs.sweep_pool import LocalPool, process_context, worker_data
@@ -56,6 +58,8 @@ if TYPE_CHECKING:
     from tradeexecutor.runs.sweep_store import SweepFolder
 
 __all__ = ["TABLE_STATISTICS", "finish", "markdown_report", "results_csv"]
+
+logger = logging.getLogger("tradeexecutor.runs")
 
 #: Statistics every results table shows (besides the ranking one).
 TABLE_STATISTICS: tuple[str, ...] = ("total_return", "sharpe", "max_drawdown", "trade_count")
@@ -108,7 +112,7 @@ def _walk_forward(result: SweepResult, *, curves_needed: bool) -> dict[str, Any]
         result.combined = dict(folds[0].test or {})
         if not curves_needed:
             return {}
-    curves = {fold.fold.number: equity_curve(plan.data, fold.chosen.values)  # type: ignore[union-attr]
+    curves = {fold.fold.number: equity_curve(plan.data, fold.chosen)  # type: ignore[arg-type]
               for fold in folds}
     ppy = (folds[0].chosen.summary or {}).get("periods_per_year")  # type: ignore[union-attr]
     combined = combine_curves(folds, curves, plan.spec.core.cash, ppy)
@@ -137,6 +141,8 @@ class _RunJob:
     spec_file: Path
     runs_dir: Path
     ref: str | None
+    #: The point's result fingerprint: its full run, made without the lookahead check, must come out the same.
+    result: str = ""
 
 
 def _build_all(jobs: Sequence[_RunJob], data: SweepData | None) -> list[tuple[int, StagedRun | None, str | None]]:
@@ -148,7 +154,7 @@ def _build_all(jobs: Sequence[_RunJob], data: SweepData | None) -> list[tuple[in
         return []
     if data is not None:
         for job in jobs:  # a job is a point that completed in this sweep: its backtest passed the lookahead check
-            data.note_checked(job.values)
+            data.note_checked(job.values, job.result)
     runs = Runs(jobs[0].runs_dir, env={})  # the point's spec already holds every value; the environment must not
     try:
         built = build_runs(runs, [(job.spec_file, job.ref, ("swept", f"sweep point {job.index + 1}: "
@@ -195,10 +201,14 @@ def _full_runs(result: SweepResult, folder: SweepFolder, *, runs_dir: Path, help
     prefix = plan.options.ref_prefix
     with deferred_directory_fsyncs():  # the point specs' folder is fsynced once, before any run reads them
         jobs = [_RunJob(row.index, row.values, write_point_spec(result, row, folder.path), Path(runs_dir),
-                        f"{prefix}-{row.index + 1:03d}" if prefix else None)
+                        f"{prefix}-{row.index + 1:03d}" if prefix else None, row.fingerprints.get("result", ""))
                 for row in chosen if canonical_values(row.values) not in made]
     by_index = {row.index: row for row in result.results}
     Path(runs_dir).mkdir(parents=True, exist_ok=True)
+    stale = remove_abandoned_staging(Path(runs_dir))
+    if stale:
+        logger.info("removed %d hidden run folder(s) a killed sweep left in %s: %s", len(stale), runs_dir,
+                    ", ".join(stale))
     built: list[tuple[int, StagedRun | None, str | None]] = []
     try:
         for outcome in _run_jobs(jobs, plan.options.processes, plan.data, helpers):

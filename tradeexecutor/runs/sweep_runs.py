@@ -8,12 +8,15 @@ hidden ``.creating-RUN`` folder (:meth:`Runs.stage`) with no file fsynced as it 
 folder of the batch is fsynced in one pass, the folders are renamed into place and their
 registry rows (already ``complete``, or ``error``) inserted in one transaction
 (:meth:`Runs.commit_staged`). So a crash or Ctrl+C at any moment leaves no half run: a run is
-listed complete with all its files, or not at all (a hidden folder may stay behind). What this
+listed complete with all its files, or not at all (a ``kill -9`` may leave a hidden folder, which the next
+sweep removes: :func:`~tradeexecutor.runs.run.remove_abandoned_staging`). What this
 saves, per run, against a run created started and recorded complete in the registry: about 30
 fsyncs (each file and the journal on its own, the registry's four commits) and three registry
 transactions, which on a busy disk were most of a default sweep's time (docs/benchmarks.md).
 
-The ledger (SQLite, ``synchronous=FULL``) still makes its own commits durable.
+The ledger is written as one new file (:meth:`~tradeexecutor.ledger.Ledger.write_new`) and fsynced in that
+same pass. A full run skips the indicators' lookahead check its point passed in this sweep, but is made again
+with it when it does not come out as its point's row (:meth:`SweepData.lookahead_checked`).
 """
 
 from __future__ import annotations
@@ -26,10 +29,12 @@ from typing import Any
 
 from tradeexecutor.atomic import deferred_fsyncs
 from tradeexecutor.backtest.session import Session
+from tradeexecutor.config import EngineConfig
 from tradeexecutor.runs.registry import RunsError
 from tradeexecutor.runs.run import Runs, StagedRun, iso_time, read_metadata, record_in_folder
 from tradeexecutor.runs.spec import RunSpec
-from tradeexecutor.runs.sweep_eval import SweepData, frequency_key
+from tradeexecutor.runs.sweep_eval import SweepData, checked_again, frequency_key
+from tradeexecutor.state import State
 from tradeexecutor.store.journal import Journal
 from tradeexecutor.strategy.failure import strategy_failure
 from tradeexecutor.strategy.loader import check_universe
@@ -114,9 +119,18 @@ def _run(runs: Runs, staged: StagedRun, data: SweepData | None) -> tuple[StagedR
         spec.daemon_config(paths.state)  # refused settings stop here, as in start_run
         session, prices = reused_session(spec, data)
         engine = spec.engine_config()
-        if session is not None and data is not None and data.lookahead_checked(session.strategy, spec.strategy):
-            engine = replace(engine, check_indicator_lookahead=False)  # its point passed it in this sweep
-        outcome = execute_backtest(spec, paths, run_id, session=session, engine=engine)
+        retry = None
+        if session is not None and data is not None:
+            sweep, checked = data, engine
+            expected = data.lookahead_checked(session.strategy, spec.strategy)
+            if expected is not None:  # its point passed the check in this sweep: not made again, if the same comes out
+                engine = replace(engine, check_indicator_lookahead=False)
+
+                def retry(state: State) -> tuple[Session, EngineConfig] | None:
+                    if not checked_again(state, expected):
+                        return None
+                    return sweep.session(spec.load_strategy()), checked  # loaded afresh, as `runs start` loads it
+        outcome = execute_backtest(spec, paths, run_id, session=session, engine=engine, retry=retry)
     except Exception as exc:  # noqa: BLE001 - recorded as the run's error, like a start's
         failure = strategy_failure(exc)
         message = failure.summary if failure else (" ".join(str(exc).split()) or type(exc).__name__)
