@@ -49,7 +49,7 @@ class Appended(Generic[T]):
         count, last = self._count, self._last
         followed = items is self._items and len(items) >= count and (not count or items[count - 1] is last)
         self._items, self._count, self._last = items, len(items), items[-1] if items else None
-        return (True, items[count:]) if followed else (False, items)
+        return (True, items[count:] if count else items) if followed else (False, items)  # never a whole copy
 
 
 class KeptRows:

@@ -39,7 +39,8 @@ class ListTail(Generic[T]):
         if not same:
             self.items = items
             self.seen = 0
-        new = items[self.seen:]
+        # From the start: the list itself, not a copy (a PackedPositions' copy would be every position as objects).
+        new = items[self.seen:] if self.seen else items
         self.seen = len(items)
         self.last = items[-1] if items else None
         return new

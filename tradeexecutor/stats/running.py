@@ -131,10 +131,11 @@ class _ClosedPositions:
             elif pnl < 0:
                 self.losses += 1
                 self.loss_total += pnl
-        for position in (*new_closed, *new_failed):
-            filled, rejected = order_counts(position.orders)
-            self.filled += filled
-            self.rejected += rejected
+        for positions in (new_closed, new_failed):  # one at a time: never every position as objects at once
+            for position in positions:
+                filled, rejected = order_counts(position.orders)
+                self.filled += filled
+                self.rejected += rejected
 
 
 class RunningSummary:
