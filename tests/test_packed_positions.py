@@ -20,11 +20,13 @@ from tradeexecutor.daemon import CommandQueue, FakeClock, InMemoryTicker, build_
 from tradeexecutor.data import generate_candles
 from tradeexecutor.data.source import load_market
 from tradeexecutor.errors import StateCorruptError
+from tradeexecutor.kept_rows import Appended
 from tradeexecutor.layout import RunFiles
 from tradeexecutor.ledger import Ledger
 from tradeexecutor.settings import DaemonConfig, FeedConfig
 from tradeexecutor.state import OrderStatus, PackedPositions, Position, State
 from tradeexecutor.state import packed as packed_module
+from tradeexecutor.state.growth import ListTail
 from tradeexecutor.store.codec import dumps_json, dumps_state
 from tradeexecutor.store.publish import positions_document
 from tradeexecutor.strategy.loader import load_strategy
@@ -266,3 +268,26 @@ def test_a_replay_executor_with_packed_closed_positions_publishes_what_it_did_wi
             assert document is not None and document.data() == after_files[-1][name], name
     finally:
         restarted.close()
+
+
+def test_followers_starting_over_iterate_the_packed_positions_not_a_copy(tmp_path: Path) -> None:
+    """At start-up every follower starts from the first position: it gets the sequence itself (read back a block
+    at a time as it iterates), never a list of every position as objects; then only what was appended."""
+    state, _ = _backtest(tmp_path, 1000)
+    positions = list(state.portfolio.closed_positions)
+    packed = PackedPositions(positions[:-2], keep=4, block=8)
+    tail: ListTail[Position] = ListTail()
+    appended: Appended[Position] = Appended()
+    assert tail.new_items(packed) is packed and appended.appended(packed) == (False, packed)
+    assert tail.new_items(packed) == [] and appended.appended(packed) == (True, [])
+    packed.append(positions[-2])
+    packed.append(positions[-1])
+    assert tail.new_items(packed) == positions[-2:] and appended.appended(packed) == (True, positions[-2:])
+    assert not tail.restarted
+    grown = PackedPositions(keep=4, block=8)  # a new state's list: followed while empty, then grown
+    fresh: Appended[Position] = Appended()
+    fresh_tail: ListTail[Position] = ListTail()
+    assert fresh.appended(grown) == (False, grown) and fresh_tail.new_items(grown) is grown
+    for position in positions:
+        grown.append(position)
+    assert grown.packed == 88 and fresh.appended(grown)[1] is grown and fresh_tail.new_items(grown) is grown
