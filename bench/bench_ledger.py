@@ -2,7 +2,7 @@
 
 Run from the repository root::
 
-    python bench/bench_ledger.py [--runs 3] [--jobs 50] [--sizes 100,1000,10000,100000]
+    python bench/bench_ledger.py [--runs 3] [--jobs 50] [--sizes 100,1000,10000,100000] [--cache-kib 2000,512]
 
 (a) Per-job commit, at each history size (closed positions of two filled orders each, 3 open ones, a
     valuation row per closed position), the sizes taking turns job by job: the median time of
@@ -14,7 +14,9 @@ Run from the repository root::
     row's CRC, the State rebuilt) side by side with ``State.from_json()`` of the same state's JSON,
     taking turns, median of ``--runs``. Goal: ≥ 20x.
 
-Uses the default configuration (``Ledger(path)``). Prints markdown tables. Not a pytest test.
+``--cache-kib A,B`` runs (a) once per write-connection cache size (``PRAGMA cache_size``, KiB), the
+ledgers of every size and cache taking turns job by job, and adds SQLite's heap after the jobs
+(``sqlite3_status64(MEMORY_USED)``, all ledgers open). Uses the default configuration (``Ledger(path)``). Prints markdown tables. Not a pytest test.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_state_store import build_state, median_ms  # noqa: E402
 
+import tradeexecutor.ledger.ledger as ledger_module  # noqa: E402
 from tradeexecutor.ledger import Ledger  # noqa: E402
 from tradeexecutor.state import State  # noqa: E402
 from tradeexecutor.store import dumps_state  # noqa: E402
@@ -45,13 +48,27 @@ def written_bytes() -> int:
     return 0
 
 
+def sqlite_heap() -> int:
+    """Bytes SQLite has allocated in this process (its page caches, schemas and statements)."""
+    import ctypes
+    import ctypes.util
+
+    current, highest = ctypes.c_int64(), ctypes.c_int64()
+    ctypes.CDLL(ctypes.util.find_library("sqlite3")).sqlite3_status64(0, ctypes.byref(current),
+                                                                       ctypes.byref(highest), 0)
+    return current.value
+
+
 class History:
     """One ledger of ``closed`` positions, and the state it holds, ready for jobs."""
 
-    def __init__(self, closed: int, folder: Path) -> None:
+    def __init__(self, closed: int, folder: Path, cache_kib: int | None = None) -> None:
         self.closed = closed
+        self.cache_kib = cache_kib
         self.state = build_state(closed, closed)
-        self.ledger = Ledger(folder / f"ledger-{closed}.sqlite")
+        if cache_kib is not None:  # read when the write connection opens (the first save below)
+            ledger_module.WRITER_CACHE_KIB = cache_kib
+        self.ledger = Ledger(folder / f"ledger-{closed}-{cache_kib}.sqlite")
         self.ledger.save(self.state)  # the first commit writes everything
         self.times: list[float] = []
         self.rows: list[int] = []
@@ -80,18 +97,24 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=50)
     parser.add_argument("--sizes", default="100,1000,10000,100000")
     parser.add_argument("--no-load", action="store_true", help="Only the per-job commits.")
+    parser.add_argument("--cache-kib", help="Comma-separated write-connection cache sizes to compare (KiB).")
     args = parser.parse_args()
+    caches: list[int | None] = [int(c) for c in args.cache_kib.split(",")] if args.cache_kib else [None]
     with tempfile.TemporaryDirectory(prefix="bench-ledger-", dir=".") as tmp:
         folder = Path(tmp)
-        histories = [History(int(size), folder) for size in args.sizes.split(",")]
+        histories = [History(int(size), folder, cache) for size in args.sizes.split(",") for cache in caches]
         for i in range(args.jobs):
             for history in histories:  # the sizes take turns, so a busy machine slows each alike
                 history.job(i)
-        print("| closed positions | commit per job (median) | row bytes | bytes written |")
-        print("|---:|---:|---:|---:|")
+        if args.cache_kib:
+            print(f"SQLite heap after the jobs, all {len(histories)} ledgers open: {sqlite_heap() / 1024:,.0f} KiB")
+            print()
+        print("| closed positions | cache | commit per job (median) | row bytes | bytes written |")
+        print("|---:|---:|---:|---:|---:|")
         for h in histories:
-            print(f"| {h.closed:,} | {statistics.median(h.times) * 1000:.2f} ms | {statistics.median(h.rows):,.0f} B "
-                  f"| {statistics.median(h.writes):,.0f} B |")
+            cache = "default" if h.cache_kib is None else f"{h.cache_kib:,} KiB"
+            print(f"| {h.closed:,} | {cache} | {statistics.median(h.times) * 1000:.2f} ms "
+                  f"| {statistics.median(h.rows):,.0f} B | {statistics.median(h.writes):,.0f} B |")
             h.ledger.close()
 
         if args.no_load:

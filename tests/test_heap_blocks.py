@@ -100,3 +100,54 @@ def test_an_operators_own_threshold_is_left_as_it_is() -> None:
     assert counts["fixed"] is False
     assert counts["first_alive"]["mapped"] == counts["before"]["mapped"]
     assert counts["first_alive"]["heap"] - counts["before"]["heap"] >= 7 * MIB
+
+
+ARENAS = r"""
+import ctypes, json, os, sys, threading
+from tradeexecutor.daemon.heap import bound_arenas
+
+bounded = sys.argv[1] == "bounded" and bound_arenas()
+barrier = threading.Barrier(7)
+held = []
+
+def work():
+    held.append(bytearray(64 * 1024 - 64))  # from malloc (beyond pymalloc's 512 B): the thread takes an arena
+    barrier.wait()  # every thread alive and holding its block at once
+
+threads = [threading.Thread(target=work) for _ in range(6)]
+for thread in threads:
+    thread.start()
+barrier.wait()
+read, write = os.pipe()
+saved = os.dup(2)
+os.dup2(write, 2)
+ctypes.CDLL(None).malloc_stats()  # one "Arena N:" paragraph per arena, on stderr
+os.dup2(saved, 2)
+os.close(write)
+report = os.read(read, 1 << 16).decode()
+for thread in threads:
+    thread.join()
+print(json.dumps({"bounded": bool(bounded), "arenas": report.count("Arena ")}))
+"""
+
+
+def arenas(how: str, **extra: str) -> dict[str, int]:
+    env = {key: value for key, value in os.environ.items()
+           if not key.startswith("MALLOC_") and key != "GLIBC_TUNABLES"} | extra
+    result = subprocess.run([sys.executable, "-c", ARENAS, how], env=env, capture_output=True, text=True,
+                            timeout=120, check=True)
+    counts: dict[str, int] = json.loads(result.stdout)
+    return counts
+
+
+def test_the_threads_share_at_most_two_arenas_when_bounded() -> None:
+    unbounded, bounded = arenas("default"), arenas("bounded")
+    assert unbounded["bounded"] is False and bounded["bounded"] is True
+    assert unbounded["arenas"] >= 4  # glibc's own way: an arena per thread, up to eight per core
+    assert bounded["arenas"] == 2
+
+
+def test_an_operators_own_arena_count_is_left_as_it_is() -> None:
+    counts = arenas("bounded", MALLOC_ARENA_MAX="3")
+    assert counts["bounded"] is False
+    assert counts["arenas"] == 3

@@ -106,9 +106,10 @@ def _build_and_run(config: DaemonConfig, log_buffer: RingBufferHandler | None, s
                              threads=config.webhook.threads)
 
     from tradeexecutor.daemon.affinity import CpuPinning
-    from tradeexecutor.daemon.heap import return_large_blocks
+    from tradeexecutor.daemon.heap import bound_arenas, return_large_blocks
 
     return_large_blocks()  # the public files, rebuilt each publication, are unmapped when freed (daemon/heap.py)
+    bound_arenas()  # before any thread starts: the threads share two arenas' free space (daemon/heap.py)
     pinning = CpuPinning(config.cpu)
     pinning.start()  # before any thread starts, so every later thread inherits the pin
     try:

@@ -19,6 +19,14 @@ position fell from 27 KB (8 to 39 KB) to 5.7 KB (``docs/benchmarks.md``, "What a
 executor keeps"). The cost is an ``mmap``/``munmap`` pair and the first touch of fresh pages
 for each such block (a write of the public files to disk took about 1 ms more, bench_job).
 
+The same process's threads (the loop, the web server's, the disk writer, the renderer's feed,
+SQLite's calls outside the GIL) each get a glibc arena of their own, up to eight per core. Each
+arena keeps the free space of its own high-water mark, and a thread's next peak may come from
+an arena other than the one that freed the last: a live soak's arenas grew 800 to 1,000 B a cycle
+of free space that was neither kept data nor given back. :func:`bound_arenas` caps their number
+(``M_ARENA_MAX``); the threads mostly allocate under the GIL, so they seldom wait for an arena's
+lock (``docs/benchmarks.md``, "What grows with the cycles, bounded").
+
 glibc only (Linux): elsewhere (musl, macOS) there is no ``mallopt`` and nothing is done.
 """
 
@@ -28,7 +36,7 @@ import ctypes
 import logging
 import os
 
-__all__ = ["MMAP_THRESHOLD", "return_large_blocks"]
+__all__ = ["ARENA_MAX", "MMAP_THRESHOLD", "bound_arenas", "return_large_blocks"]
 
 logger = logging.getLogger("tradeexecutor.daemon")
 
@@ -36,6 +44,22 @@ logger = logging.getLogger("tradeexecutor.daemon")
 MMAP_THRESHOLD = 128 * 1024
 #: ``mallopt``'s parameter number for the threshold (``M_MMAP_THRESHOLD`` in glibc's malloc.h).
 _M_MMAP_THRESHOLD = -3
+#: At most this many glibc arenas (the main one and one more) serve the process's threads.
+ARENA_MAX = 2
+#: ``mallopt``'s parameter number for the arena cap (``M_ARENA_MAX`` in glibc's malloc.h).
+_M_ARENA_MAX = -8
+
+
+def _mallopt(parameter: int, value: int) -> bool:
+    """glibc's ``mallopt(parameter, value)``; False where there is none (not glibc) or it refused."""
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):  # not glibc: its allocator has no such setting
+        logger.info("the allocator has no mallopt (not glibc): left to its own defaults")
+        return False
+    mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
+    mallopt.restype = ctypes.c_int
+    return bool(mallopt(parameter, value))
 
 
 def return_large_blocks(threshold: int = MMAP_THRESHOLD) -> bool:
@@ -48,11 +72,17 @@ def return_large_blocks(threshold: int = MMAP_THRESHOLD) -> bool:
     if "MALLOC_MMAP_THRESHOLD_" in os.environ or "glibc.malloc.mmap_threshold" in os.environ.get("GLIBC_TUNABLES", ""):
         logger.info("the mmap threshold is set in the environment: left as it is")
         return False
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):  # not glibc: its allocator has no such threshold to fix
-        logger.info("the allocator has no mallopt (not glibc): large freed blocks are left to it")
+    return _mallopt(_M_MMAP_THRESHOLD, threshold)
+
+
+def bound_arenas(arenas: int = ARENA_MAX) -> bool:
+    """Serve every thread of this process from at most ``arenas`` glibc arenas; False where that cannot be done.
+
+    Process-wide, and only for arenas made after the call: call it once, before any thread starts
+    (``tradeexecutor start``). An operator's own choice (``MALLOC_ARENA_MAX`` or
+    ``glibc.malloc.arena_max`` in ``GLIBC_TUNABLES``) is left as it is: False.
+    """
+    if "MALLOC_ARENA_MAX" in os.environ or "glibc.malloc.arena_max" in os.environ.get("GLIBC_TUNABLES", ""):
+        logger.info("the number of malloc arenas is set in the environment: left as it is")
         return False
-    mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
-    mallopt.restype = ctypes.c_int
-    return bool(mallopt(_M_MMAP_THRESHOLD, threshold))
+    return _mallopt(_M_ARENA_MAX, arenas)

@@ -58,6 +58,11 @@ __all__ = ["DEFAULT_JOURNAL_KEEP", "Job", "Ledger"]
 DEFAULT_JOURNAL_KEEP = 100_000
 #: Bytes the write-ahead log is cut back to after a checkpoint (SQLite checkpoints every 1,000 pages, 4 MiB).
 WAL_SIZE_LIMIT = 8 * 1024 * 1024
+#: KiB of database pages the write connection keeps in its cache (SQLite's default is 2,000 KiB). A job
+#: touches the right-hand edge of a few B-trees (head, journal, valuations, positions, orders, fills) and the
+#: journal's left-hand edge (retention): a few dozen pages. A bigger cache only fills, page by page, with the
+#: history the ledger grows by, and keeps it for good (``docs/benchmarks.md``, "What grows with the cycles").
+WRITER_CACHE_KIB = 512
 
 _UPSERT_POSITION = ("INSERT OR REPLACE INTO positions (id, list, list_index, instrument_id, opened_at, closed_at, "
                     "quantity, realised_pnl, json, crc) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
@@ -424,6 +429,7 @@ class Ledger:
         # SQLite reuses a WAL from its start after each checkpoint but never shrinks it: one large
         # job (the first commit of a long history) would leave its size on disk until the executor stops.
         conn.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT}")
+        conn.execute(f"PRAGMA cache_size = -{WRITER_CACHE_KIB}")
         if mode != "wal":
             conn.close()
             raise StateCorruptError(f"{self.path}: cannot use write-ahead logging (journal mode {mode})")
