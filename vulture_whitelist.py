@@ -57,6 +57,7 @@ _.evicted  # WebhookServer: tests/test_webhook_server_limits.py
 _.recompute_from_fills  # engine/accounting.py: tests replay the books from the fills (test_state_orders, test_daemon_e2e)
 _.recompute_cash  # engine/accounting.py: the same, for cash
 _.fail_next  # InMemoryVenue: tests script venue faults (test_venue_memory.py, test_engine_router.py)
+_.packed_bytes  # PackedPositions: bench/bench_heap.py reports the packed blocks' bytes
 
 # Kept ahead of its first user.
 _.stop_limit  # OrderType: the persisted order vocabulary (docs/orders.md); the engine sends market orders now

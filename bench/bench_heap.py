@@ -10,7 +10,9 @@ and a valuation row a bar; it is saved to a ledger. Measured with ``tracemalloc`
 allocated and still holds, a count, not a time): the state as the executor loads it from the
 ledger at start-up, and the caches a running executor keeps to publish its files
 (``store.publish.PublishCache`` and ``stats.trades_csv.TradesCsv``: the encoded pieces of
-state.json, positions.json and orders.csv) after two publications, next to the files' sizes.
+state.json, positions.json and orders.csv) after two publications, next to the files' sizes. The
+state is loaded twice: with its closed positions as a plain list (as a backtest keeps them) and as
+the executor loads it (``Ledger(keep_closed=...)``: a PackedPositions, state/packed.py).
 Memory Python does not trace (SQLite's page cache, the allocator's free lists) is not in it.
 
 ``--daemon`` measures the whole process instead: a replay executor (``build_daemon``, the production
@@ -57,6 +59,10 @@ from tradeexecutor.store.publish import PublishCache, public_files  # noqa: E402
 from tradeexecutor.strategy.loader import load_strategy  # noqa: E402
 
 STRATEGY = ROOT / "bench" / "strategies" / "flip_1m.py"
+try:  # closed positions packed past the newest few (the executor's form); None: a checkout from before it
+    from tradeexecutor.state.packed import DEFAULT_KEEP as KEEP_CLOSED
+except ImportError:
+    KEEP_CLOSED = None
 #: Cycles between two samples of the daemon's memory, and samples in a window whose smallest is its resting RSS.
 SAMPLE_CYCLES = 100
 WINDOW = 10
@@ -89,12 +95,19 @@ def main(argv: list[str] | None = None) -> int:
         gc.collect()
         tracemalloc.start()
         try:
-            start = tracemalloc.get_traced_memory()[0]
-            ledger = Ledger(files.ledger)
-            state = ledger.load()
-            assert state is not None
-            gc.collect()
-            loaded = tracemalloc.get_traced_memory()[0] - start
+            loads: dict[str, int] = {}
+            for form, keep in (("a plain list", None), ("as the executor loads it", KEEP_CLOSED)):
+                if form != "a plain list" and keep is None:
+                    continue  # a checkout from before PackedPositions
+                state = ledger = None  # the previous load (the ledger's marks hold its state) freed first
+                gc.collect()
+                start = tracemalloc.get_traced_memory()[0]
+                ledger = Ledger(files.ledger, keep_closed=keep) if keep is not None else Ledger(files.ledger)
+                state = ledger.load()
+                assert state is not None
+                gc.collect()
+                loads[form] = tracemalloc.get_traced_memory()[0] - start
+                ledger.close()
             cache, csv = PublishCache(), TradesCsv()
             start = tracemalloc.get_traced_memory()[0]
             for _ in range(2):
@@ -113,8 +126,12 @@ def main(argv: list[str] | None = None) -> int:
     columns = sum(len(column) * column.itemsize for column in (valuations.timestamp, valuations.equity,
                                                                  valuations.cash, valuations.exposure))
     print(f"{args.bars:,} bars: {len(closed):,} closed positions, {orders:,} orders, {len(valuations):,} valuation rows")
-    print(f"state loaded from the ledger: {loaded / 2**20:.1f} MiB; of it the valuation columns {columns / 2**20:.2f} MiB; "
-          f"the rest {(loaded - columns) / len(closed):,.0f} B per closed position")
+    for form, loaded in loads.items():
+        print(f"state loaded from the ledger, closed positions {form}: {loaded / 2**20:.2f} MiB; of it the valuation "
+              f"columns {columns / 2**20:.2f} MiB; the rest {(loaded - columns) / len(closed):,.0f} B per closed position")
+    if hasattr(closed, "packed_bytes"):
+        print(f"  {closed.packed:,} of the {len(closed):,} closed positions packed: {closed.packed_bytes() / closed.packed:,.0f} B "
+              f"each in the blocks, the newest {len(closed) - closed.packed} as objects")
     print(f"publication caches: {caches / 2**20:.1f} MiB = {caches / len(closed):,.0f} B per closed position; "
           f"the files: " + ", ".join(f"{name} {size / 2**20:.1f} MiB" for name, size in sorted(sizes.items())))
     return 0

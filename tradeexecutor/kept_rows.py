@@ -39,17 +39,17 @@ class Appended(Generic[T]):
     """Follows a list that only grows at its end, by identity, length and last item."""
 
     def __init__(self) -> None:
-        self._items: list[T] | None = None
+        self._items: Sequence[T] | None = None
         self._count = 0
         self._last: T | None = None
 
-    def appended(self, items: list[T]) -> tuple[bool, list[T]]:
+    def appended(self, items: Sequence[T]) -> tuple[bool, Sequence[T]]:
         """(True, the items appended since the last call) when ``items`` is the list followed, as it was;
         otherwise (False, every item), and ``items`` is followed from now on."""
         count, last = self._count, self._last
         followed = items is self._items and len(items) >= count and (not count or items[count - 1] is last)
         self._items, self._count, self._last = items, len(items), items[-1] if items else None
-        return (True, items[count:]) if followed else (False, items)
+        return (True, items[count:] if count else items) if followed else (False, items)  # never a whole copy
 
 
 class KeptRows:

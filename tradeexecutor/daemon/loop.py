@@ -497,7 +497,9 @@ class ExecutorLoop:
             wanted = request.position_id
             targets = [p for p in portfolio.open_positions if p.id == wanted]
             if not targets:
-                if any(p.id == wanted for p in (*portfolio.closed_positions, *portfolio.failed_positions)):
+                # Ids are handed out in order and positions never deleted: an id below the next that is not
+                # open is closed or failed — no scan of the (packed) history on the loop thread.
+                if wanted is not None and 0 < wanted < portfolio.next_position_id:
                     return ActionResult(Outcome.conflict, f"position {wanted} is already closed",
                                         {"position_id": wanted})
                 open_ids = ", ".join(str(p.id) for p in portfolio.open_positions) or "none"

@@ -73,7 +73,7 @@ from tradeexecutor.ledger import Ledger, check_not_legacy
 from tradeexecutor.notify import Notifier
 from tradeexecutor.runstate import CrashFile, RunState, RunStatus
 from tradeexecutor.settings import EXCHANGE_MODES, DaemonConfig
-from tradeexecutor.state import State
+from tradeexecutor.state import PackedPositions, State, packed
 from tradeexecutor.store.cast_target import CastTargetFile
 from tradeexecutor.store.lock import StateDirLock
 from tradeexecutor.venue import Venue
@@ -306,7 +306,8 @@ def build_daemon(config: DaemonConfig, *, clock: Clock | None = None, journal: E
                                strategy_version=strategy.version, source_code=strategy.source, now=clock.now())
     runstate.update(strategy_parameters=dict(strategy.parameters), prices=prices_description(config))
     lock = StateDirLock(config.state_dir).acquire()
-    store = Ledger(files.ledger, now=clock.now, mirror=files.journal, on_commit=notifier)
+    # Closed positions leave the heap as objects once far enough behind (state/packed.py): months of them.
+    store = Ledger(files.ledger, now=clock.now, mirror=files.journal, on_commit=notifier, keep_closed=packed.DEFAULT_KEEP)
     hang_journal: EventSink | None = None
     if journal is None:
         journal = JournalSink(store, clock.now)  # the ledger tells the notifier once a line is committed
@@ -320,6 +321,7 @@ def build_daemon(config: DaemonConfig, *, clock: Clock | None = None, journal: E
         state = store.load()
         if state is None:
             state = new_state(strategy, config.engine, clock.now())
+            state.portfolio.closed_positions = PackedPositions()
         else:
             if paper is not None:
                 check_paper_state(state, market, str(store.path))

@@ -32,7 +32,7 @@ import os
 import sqlite3
 import uuid
 import zlib
-from collections.abc import Callable, Mapping, Sized
+from collections.abc import Callable, Mapping, Sequence, Sized
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -80,7 +80,7 @@ class _Tracked:
     state: State
     portfolio: Portfolio
     valuations: ValuationSeries
-    closed: list[Position]
+    closed: Sequence[Position]
     closed_count: int
     last_closed: Position | None
     failed: list[Position]
@@ -170,7 +170,8 @@ class Ledger:
     def __init__(self, path: str | os.PathLike[str], *, journal_keep: int = DEFAULT_JOURNAL_KEEP,
                  now: Callable[[], datetime] = lambda: datetime.now(UTC),
                  mirror: str | os.PathLike[str] | None = None,
-                 on_commit: Callable[[str, str, Mapping[str, Any]], None] | None = None) -> None:
+                 on_commit: Callable[[str, str, Mapping[str, Any]], None] | None = None,
+                 keep_closed: int | None = None) -> None:
         """Use the ledger file ``path`` (created on the first commit); nothing is read until load or commit.
 
         ``mirror`` names a JSON-lines file (the state directory's ``journal.jsonl``) that gets each
@@ -181,6 +182,9 @@ class Ledger:
 
         ``on_commit`` hears each journal line once it is committed, as ``(event, level, fields)``
         (the notifier: a notification never claims what the ledger did not commit).
+
+        ``keep_closed`` (a running executor): the loaded state's closed positions are a PackedPositions
+        keeping that many as objects (state/packed.py); None: a plain list.
         """
         if journal_keep < 1:
             raise ValueError("journal_keep must be positive")
@@ -190,6 +194,8 @@ class Ledger:
         self.path = self.files.path
         #: Journal lines kept; older ones are deleted as new ones are committed.
         self.journal_keep = journal_keep
+        #: Closed positions a loaded state keeps as objects (the rest packed); None: all, in a list.
+        self.keep_closed = keep_closed
         #: Clock for journal lines.
         self.now = now
         #: Number of the last committed job.
@@ -229,7 +235,7 @@ class Ledger:
         """Like load, with the job number and identity; after a refusal every write is refused too."""
         self.close()
         try:
-            content = read_ledger(self.files, full_check=full_check)
+            content = read_ledger(self.files, full_check=full_check, keep_closed=self.keep_closed)
         except StateCorruptError as error:
             self._refusal = error
             raise

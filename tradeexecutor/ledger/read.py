@@ -30,7 +30,7 @@ from tradeexecutor.ledger.rows import (
     valuation_crc,
 )
 from tradeexecutor.ledger.schema import APPLICATION_ID, LEDGER_FORMAT, TABLES, VIEWS
-from tradeexecutor.state import Portfolio, RiskState, State, ValuationSeries
+from tradeexecutor.state import PackedPositions, Portfolio, Position, RiskState, State, ValuationSeries
 from tradeexecutor.state.timestamps import decode_datetime
 from tradeexecutor.store.codec import check_schema_version, gc_paused, instrument_from_dict, position_from_dict
 
@@ -74,17 +74,19 @@ def reader(files: LedgerFiles) -> Iterator[sqlite3.Connection]:
             conn.close()
 
 
-def read_ledger(files: LedgerFiles, *, full_check: bool = False) -> LedgerContent | None:
+def read_ledger(files: LedgerFiles, *, full_check: bool = False, keep_closed: int | None = None) -> LedgerContent | None:
     """The ledger's content, or None when there is no ledger; StateCorruptError/SchemaVersionError name the file.
 
-    ``full_check`` runs ``PRAGMA integrity_check`` instead of the quicker ``quick_check``.
+    ``full_check`` runs ``PRAGMA integrity_check`` instead of the quicker ``quick_check``. ``keep_closed``
+    (a running executor's state) reads the closed positions into a PackedPositions that keeps that many
+    as objects, packing the older ones as they are read; None: a plain list.
     """
     if not check_files(files):
         return None
     where = str(files.path)
     with refused_as_damaged(where), reader(files) as conn, gc_paused():
         _check_database(conn, where, full_check)
-        return _content(conn, where)
+        return _content(conn, where, keep_closed)
 
 
 @contextmanager
@@ -116,7 +118,7 @@ def _check_database(conn: sqlite3.Connection, where: str, full_check: bool) -> N
         raise ValueError(f"unexpected schema ({', '.join(sorted({name for name, _ in different}))})")
 
 
-def _content(conn: sqlite3.Connection, where: str) -> LedgerContent | None:
+def _content(conn: sqlite3.Connection, where: str, keep_closed: int | None) -> LedgerContent | None:
     """Rebuild the state from the rows, checking each row's CRC and how the rows refer to each other."""
     heads = conn.execute("SELECT id, ledger_id, job, json, crc FROM head").fetchall()
     if len(heads) != 1:
@@ -137,8 +139,10 @@ def _content(conn: sqlite3.Connection, where: str) -> LedgerContent | None:
     instruments = [instrument_from_dict(checked_json(data, crc, f"instrument {i}"))
                    for i, data, crc in conn.execute("SELECT id, json, crc FROM instruments ORDER BY id")]
     orders = read_orders(conn, where)
-    lists = {"open": portfolio.open_positions, "closed": portfolio.closed_positions,
-             "failed": portfolio.failed_positions}
+    if keep_closed is not None:
+        portfolio.closed_positions = PackedPositions(keep=keep_closed)
+    lists: dict[str, list[Position] | PackedPositions] = {
+        "open": portfolio.open_positions, "closed": portfolio.closed_positions, "failed": portfolio.failed_positions}
     for position_id, which, index, data, crc in conn.execute(
             "SELECT id, list, list_index, json, crc FROM positions ORDER BY list, list_index"):
         d = checked_json(data, crc, f"position {position_id}")

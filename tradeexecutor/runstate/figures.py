@@ -12,6 +12,7 @@ for the life of the process::
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -76,7 +77,7 @@ class _FrozenListCount:
         self.counts = OrderCounts()
         self.tail: ListTail[Position] = ListTail()
 
-    def update(self, items: list[Position]) -> OrderCounts:
+    def update(self, items: Sequence[Position]) -> OrderCounts:
         """Count the positions appended since the last call; start over if the list was replaced or shrank."""
         new = self.tail.new_items(items)
         if self.tail.restarted:

@@ -21,6 +21,7 @@ from tradeexecutor.state.order import (
     TimeInForce,
     TriggerKind,
 )
+from tradeexecutor.state.packed import PackedPositions
 from tradeexecutor.state.portfolio import Portfolio
 from tradeexecutor.state.position import Position
 from tradeexecutor.state.risk import RiskState
@@ -41,6 +42,7 @@ __all__ = [
     "OrderSide",
     "OrderStatus",
     "OrderType",
+    "PackedPositions",
     "Portfolio",
     "Position",
     "RejectReason",

@@ -8,6 +8,7 @@ loaded) it starts over from the first item and says so.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Generic, TypeVar
 
 __all__ = ["ListTail"]
@@ -21,13 +22,13 @@ class ListTail(Generic[T]):
     __slots__ = ("items", "last", "restarted", "seen")
 
     def __init__(self) -> None:
-        self.items: list[T] | None = None
+        self.items: Sequence[T] | None = None
         self.seen = 0
         self.last: T | None = None
         #: True when the last ``new_items`` call started over (new list, or one that shrank or changed).
         self.restarted = False
 
-    def new_items(self, items: list[T]) -> list[T]:
+    def new_items(self, items: Sequence[T]) -> Sequence[T]:
         """The items appended since the last call (all of them after a restart)."""
         same = (
             items is self.items
@@ -38,7 +39,8 @@ class ListTail(Generic[T]):
         if not same:
             self.items = items
             self.seen = 0
-        new = items[self.seen:]
+        # From the start: the list itself, not a copy (a PackedPositions' copy would be every position as objects).
+        new = items[self.seen:] if self.seen else items
         self.seen = len(items)
         self.last = items[-1] if items else None
         return new

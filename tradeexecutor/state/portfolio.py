@@ -4,11 +4,19 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any, cast
 
-from dataclasses_json import dataclass_json
+from dataclasses_json import DataClassJsonMixin, config, dataclass_json
 
 from tradeexecutor.state.order import Order
+from tradeexecutor.state.packed import PackedPositions
 from tradeexecutor.state.position import Position
+
+
+def _decode_closed(items: list[Any]) -> list[Position]:
+    """dataclasses-json's decoder of ``closed_positions``: a plain list (it cannot pick a class from the union)."""
+    decode = cast("type[DataClassJsonMixin]", Position).from_dict
+    return [item if isinstance(item, Position) else cast(Position, decode(item)) for item in items]
 
 
 @dataclass_json
@@ -24,8 +32,10 @@ class Portfolio:
     cash: float = 0.0
     #: Open positions, at most one per instrument for long-only spot.
     open_positions: list[Position] = field(default_factory=list)
-    #: Closed positions in the order they closed; immutable once here.
-    closed_positions: list[Position] = field(default_factory=list)
+    #: Closed positions in the order they closed; immutable once here. A list, or in a running executor's
+    #: state a PackedPositions (the newest as objects, older ones packed; state/packed.py).
+    closed_positions: list[Position] | PackedPositions = field(default_factory=list,
+                                                                metadata=config(decoder=_decode_closed))
     #: Positions none of whose orders filled; kept for the record, never traded.
     failed_positions: list[Position] = field(default_factory=list)
     #: Next Position.id to hand out.

@@ -20,7 +20,7 @@ totals over.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -118,7 +118,7 @@ class _ClosedPositions:
         self.wins = self.losses = self.filled = self.rejected = 0
         self.win_total = self.loss_total = 0.0
 
-    def update(self, closed: list[Position], failed: list[Position]) -> None:
+    def update(self, closed: Sequence[Position], failed: Sequence[Position]) -> None:
         new_closed, new_failed = self.closed.new_items(closed), self.failed.new_items(failed)
         if self.closed.restarted or self.failed.restarted:
             self.__init__()  # type: ignore[misc]  # another list: count everything again
@@ -131,10 +131,11 @@ class _ClosedPositions:
             elif pnl < 0:
                 self.losses += 1
                 self.loss_total += pnl
-        for position in (*new_closed, *new_failed):
-            filled, rejected = order_counts(position.orders)
-            self.filled += filled
-            self.rejected += rejected
+        for positions in (new_closed, new_failed):  # one at a time: never every position as objects at once
+            for position in positions:
+                filled, rejected = order_counts(position.orders)
+                self.filled += filled
+                self.rejected += rejected
 
 
 class RunningSummary:

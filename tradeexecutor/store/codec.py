@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import gc
 from array import array
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from numbers import Integral, Real
@@ -256,7 +256,7 @@ class PositionFragments:
         #: While dumps_state_parts runs: the pieces of each array, in the order of their markers.
         self._parts: list[list[bytes]] | None = None
 
-    def positions(self, name: str, positions: list[Position]) -> orjson.Fragment:
+    def positions(self, name: str, positions: Sequence[Position]) -> orjson.Fragment:
         """The JSON array of a list of finished positions (``name`` tells the lists apart)."""
         follower, blocks = self._lists.get(name) or (Appended(), _Blocks(POSITION_BLOCK))
         followed, new = follower.appended(positions)

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -77,7 +78,7 @@ class _Persisted:
 
     state: State
     portfolio: Portfolio
-    closed: list[Position]
+    closed: Sequence[Position]
     closed_count: int
     last_closed: Position | None
     failed: list[Position]

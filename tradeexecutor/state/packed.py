@@ -1,0 +1,160 @@
+"""PackedPositions: a running executor's closed positions, the newest as objects, the older ones packed.
+
+A closed position never changes again, yet as objects it costs about 2.9 KB of heap (datetimes,
+floats, two Orders and two Fills, their lists and strings: docs/benchmarks.md), kept for the life
+of a daemon that may run for months. PackedPositions keeps the newest ``keep`` of them as the
+objects they are and packs the older ones, ``block`` at a time, into one zlib-compressed pickle
+(about 150 B a position for a strategy's typical orders); reading one back makes new objects,
+equal to the packed ones field for field.
+
+It is the list interface the readers of ``Portfolio.closed_positions`` use: ``len``, iteration in
+close order, indexing and slicing (a slice is a list), ``append`` when a position closes, ``==``
+with a list. What it does not give is identity beyond the newest ``keep``: ``items[i] is items[i]``
+only holds there. The followers that remember how far they got in the list (``ListTail``,
+``kept_rows.Appended``, the ledger's marks) compare the last position they saw by identity; with
+``keep`` far above what closes between two of their looks (one job), that one is always an object,
+and a follower that did fall further behind counts everything again — slower, never wrong.
+
+A position is packed only once every one of its orders is terminal (nothing can change it any
+more): a position whose order is still open at the exchange stays an object, and so does every
+position after it, until it is done. Backtests keep a plain list (nothing to gain in a run that
+ends, and appends stay list appends); the daemon's state uses this (ledger ``keep_closed``).
+"""
+
+from __future__ import annotations
+
+import pickle
+import zlib
+from collections.abc import Iterable, Iterator, Sequence
+from typing import overload
+
+from tradeexecutor.state.position import Position
+
+__all__ = ["DEFAULT_BLOCK", "DEFAULT_KEEP", "PackedPositions"]
+
+#: Newest closed positions kept as objects: far more than one job closes, so followers find their last one.
+DEFAULT_KEEP = 256
+#: Positions packed together: zlib finds the repeats between them (field names, classes, currencies).
+DEFAULT_BLOCK = 64
+
+
+def _pack(positions: list[Position]) -> bytes:
+    return zlib.compress(pickle.dumps(positions, protocol=pickle.HIGHEST_PROTOCOL), 1)
+
+
+def _unpack(data: bytes) -> list[Position]:
+    positions: list[Position] = pickle.loads(zlib.decompress(data))  # noqa: S301 - our own bytes, never from outside
+    return positions
+
+
+class PackedPositions(Sequence[Position]):
+    """Closed positions in close order: the newest as objects, older ones packed (module docstring)."""
+
+    __slots__ = ("_blocks", "_cache", "_tail", "block", "keep")
+
+    def __init__(self, positions: Iterable[Position] = (), *, keep: int | None = None,
+                 block: int | None = None) -> None:
+        """``positions`` in close order; ``keep`` and ``block`` default to DEFAULT_KEEP and DEFAULT_BLOCK."""
+        keep = DEFAULT_KEEP if keep is None else keep
+        block = DEFAULT_BLOCK if block is None else block
+        if keep < 1 or block < 1:
+            raise ValueError("keep and block must be positive")
+        #: Newest positions kept as objects (at least this many, once there are).
+        self.keep = keep
+        #: Positions in one packed block.
+        self.block = block
+        self._blocks: list[bytes] = []  # block i holds positions [i * block, (i + 1) * block)
+        self._tail: list[Position] = []  # the positions after the last block, as objects
+        self._cache: tuple[int, list[Position]] | None = None  # the last block read back, for runs of indexing
+        for position in positions:
+            self.append(position)
+
+    def append(self, position: Position) -> None:
+        """A position that closed; the oldest objects are packed once there are ``keep + block`` of them."""
+        tail = self._tail
+        tail.append(position)
+        while len(tail) >= self.keep + self.block:
+            head = tail[:self.block]
+            if not all(order.is_terminal for p in head for order in p.orders):
+                return  # an order may still change: kept as objects until it is done
+            self._blocks.append(_pack(head))
+            del tail[:self.block]
+
+    @property
+    def packed(self) -> int:
+        """Positions held packed, not as objects."""
+        return len(self._blocks) * self.block
+
+    def packed_bytes(self) -> int:
+        """Bytes of the packed blocks (the compressed pickles alone)."""
+        return sum(len(data) for data in self._blocks)
+
+    def __len__(self) -> int:
+        return len(self._blocks) * self.block + len(self._tail)
+
+    def _block(self, number: int) -> list[Position]:
+        cache = self._cache
+        if cache is not None and cache[0] == number:
+            return cache[1]
+        positions = _unpack(self._blocks[number])
+        self._cache = (number, positions)
+        return positions
+
+    @overload
+    def __getitem__(self, index: int) -> Position: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[Position]: ...
+
+    def __getitem__(self, index: int | slice) -> Position | list[Position]:
+        count = len(self)
+        if isinstance(index, slice):
+            start, stop, step = index.indices(count)
+            if step != 1:
+                return [self[i] for i in range(start, stop, step)]
+            return self._range(start, stop)
+        if index < 0:
+            index += count
+        if not 0 <= index < count:
+            raise IndexError("closed position index out of range")
+        packed = self.packed
+        if index >= packed:
+            return self._tail[index - packed]
+        return self._block(index // self.block)[index % self.block]
+
+    def _range(self, start: int, stop: int) -> list[Position]:
+        """Positions [start, stop) as a list: whole blocks read back once each, the tail's objects as they are."""
+        packed, block = self.packed, self.block
+        found: list[Position] = []
+        at = start
+        while at < min(stop, packed):
+            number = at // block
+            first = number * block
+            found.extend(self._block(number)[at - first:min(stop, first + block) - first])
+            at = first + block
+        if stop > packed:
+            found.extend(self._tail[max(start, packed) - packed:stop - packed])
+        return found
+
+    def __iter__(self) -> Iterator[Position]:
+        blocks, tail = list(self._blocks), list(self._tail)  # as they are now: an append while iterating is not seen
+        for data in blocks:
+            yield from _unpack(data)
+        yield from tail
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, (list, PackedPositions)):
+            return NotImplemented
+        return len(self) == len(other) and all(a == b for a, b in zip(self, other, strict=True))
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, like a list
+
+    def __add__(self, other: Sequence[Position]) -> list[Position]:
+        """A list of these positions and then ``other``'s, as ``list + list`` gives."""
+        return [*self, *other]
+
+    def __radd__(self, other: Sequence[Position]) -> list[Position]:
+        return [*other, *self]
+
+    def __repr__(self) -> str:
+        return f"PackedPositions({len(self)} positions, {self.packed} packed, keep={self.keep})"
