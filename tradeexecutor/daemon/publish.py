@@ -36,11 +36,12 @@ from tradeexecutor.data.market import CloseColumns
 from tradeexecutor.layout import RunFiles
 from tradeexecutor.runstate import RunState, image_key
 from tradeexecutor.runstate.figures import FigureCounter
+from tradeexecutor.spill import Spill, SpillDamagedError
 from tradeexecutor.state import State
 from tradeexecutor.stats.formatting import key_figures
 from tradeexecutor.stats.running import RunningSummary
 from tradeexecutor.stats.trades_csv import TradesCsv
-from tradeexecutor.store.publish import PublicFile, PublishCache, public_files, write_public_files
+from tradeexecutor.store.publish import SPILL_FILES, PublicFile, PublishCache, public_files, write_public_files
 from tradeexecutor.visual.renderer import ChartRenderer
 from tradeexecutor.visual.series import DeltaFeed
 
@@ -88,10 +89,10 @@ class Publisher:
         self._last_publish: float | None = None
         self._publish_cost = 0.0  # wall seconds the last publication took
         self._figures = FigureCounter()
-        #: Kept parts of the public files (state.json and its gzip, positions.json).
-        self._published = PublishCache()
-        #: orders.csv, with the lines of finished positions kept between publications.
-        self._orders_csv = TradesCsv()
+        #: Kept parts of the public files (state.json and its gzip, positions.json); closed history in spill files.
+        self._published = PublishCache.spilled(files.spill) if files is not None else PublishCache()
+        #: orders.csv, with the lines of finished positions kept between publications (in a spill file).
+        self._orders_csv = TradesCsv(Spill(files.spill / SPILL_FILES["orders"]) if files is not None else None)
         #: Writes the public files to disk off the loop's thread (at most one write at a time).
         self._writer: threading.Thread | None = None
         self._last_write: float | None = None
@@ -178,6 +179,8 @@ class Publisher:
         try:
             write_public_files(self.files, documents, self._written)
         except OSError as exc:  # the webhook still serves them from memory; the next write tries again
+            logger.warning("writing the public files to %s failed: %s", self.files.public, exc)
+        except SpillDamagedError as exc:  # the files on disk stay as they were; the owner encodes those rows afresh next time
             logger.warning("writing the public files to %s failed: %s", self.files.public, exc)
         self._write_cost = time.perf_counter() - started
 

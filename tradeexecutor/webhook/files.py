@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import logging
 import os
 import threading
 from collections.abc import Callable
@@ -34,8 +35,11 @@ from pyramid.response import Response
 
 from tradeexecutor.layout import RunFiles
 from tradeexecutor.runstate.public import PublicDocument
+from tradeexecutor.spill import SpillDamagedError
 from tradeexecutor.web.params import BadParameter, choice_param, int_param
 from tradeexecutor.webhook.app import add_json_route, get_options, get_runstate, json_error, json_response
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["CachedFile", "FileCache", "accepts_gzip", "get_file_cache", "includeme"]
 
@@ -220,7 +224,10 @@ def _current(request: Request, path: Path) -> CachedFile | None:
     cache = get_file_cache(request)
     document = get_runstate(request).public.get(path.name)
     if document is not None:
-        return cache.published(path, document)
+        try:
+            return cache.published(path, document)
+        except SpillDamagedError as exc:  # the loop encodes those rows afresh at its next publication
+            logger.warning("serving %s from disk: %s", path.name, exc)
     return cache.get(path)
 
 

@@ -1,0 +1,286 @@
+"""Closed history's encoded rows in spill files: the same public files and ETags, the bytes off the heap,
+nothing rewritten across a restart, a damaged file rebuilt at start or refused (with its name) when read."""
+
+from __future__ import annotations
+
+import gc
+import gzip
+import random
+import tracemalloc
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from state_builders import make_order
+from test_trades_csv import grow, pandas_csv
+from tradeexecutor.kept_rows import CHUNK_MERGE, CHUNK_ROWS, KeptRows
+from tradeexecutor.layout import RunFiles
+from tradeexecutor.spill import Spill, SpillDamagedError, Spilled, joined
+from tradeexecutor.state import Position, State
+from tradeexecutor.stats.summary import write_trades_csv
+from tradeexecutor.stats.trades_csv import TradesCsv
+from tradeexecutor.store.codec import POSITION_BLOCK, dumps_json, dumps_state, loads_state
+from tradeexecutor.store.publish import (
+    SPILL_FILES,
+    PublicFile,
+    PublishCache,
+    positions_document,
+    public_files,
+    publish,
+    write_public_files,
+)
+
+AT = datetime(2024, 1, 1, tzinfo=UTC)
+META = {"name": "spill", "mode": "replay"}
+NAMES = ("state.json", "state.json.gz", "positions.json", "orders.csv", "metadata.json")
+
+
+def _spilled(files: RunFiles) -> tuple[PublishCache, TradesCsv]:
+    """A running executor's caches: closed history in spill files (daemon.publish builds them so)."""
+    return PublishCache.spilled(files.spill), TradesCsv(Spill(files.spill / SPILL_FILES["orders"]))
+
+
+def _publish(state: State, files: RunFiles, caches: tuple[PublishCache, TradesCsv]) -> dict[str, PublicFile]:
+    cache, writer = caches
+    return public_files(state, files, metadata=META, orders_csv=writer.parts, cache=cache, now=AT)
+
+
+def _flip(state: State, positions: int) -> None:
+    """``positions`` more positions, each opened and closed in order (a flip strategy's history)."""
+    portfolio = state.portfolio
+    for _ in range(positions):
+        at = AT + timedelta(minutes=portfolio.next_position_id)
+        position = Position(id=portfolio.next_position_id, instrument_id=1, opened_at=at, quantity=1.0)
+        portfolio.next_position_id += 1
+        for kind in ("open", "close"):
+            position.orders.append(make_order(portfolio.next_order_id, position.id, 1, kind, at, quantity=1.0,
+                                              fill_price=100.0 + position.id % 7))
+            portfolio.next_order_id += 1
+        position.closed_at = at
+        portfolio.closed_positions.append(position)
+
+
+def _fresh(state: State, directory: Path) -> RunFiles:
+    """Every file published afresh (no cache) into ``directory``."""
+    fresh = RunFiles(directory)
+    publish(state, fresh, metadata=META, orders_csv_writer=write_trades_csv, now=AT)
+    return fresh
+
+
+def _check_fresh(documents: dict[str, PublicFile], state: State, tmp_path: Path) -> None:
+    fresh = _fresh(state, tmp_path / "fresh")
+    for name in ("state.json", "positions.json", "orders.csv"):
+        assert documents[name].data() == (fresh.public / name).read_bytes(), name
+    assert gzip.decompress(documents["state.json.gz"].data()) == fresh.state_snapshot.read_bytes()
+
+
+def test_spilled_caches_give_the_in_memory_caches_files_on_a_busy_run(tmp_path: Path) -> None:
+    """Positions closed out of order, failed ones, open ones among closed ids: every publication's files
+    equal those of the in-memory caches, each ETag changes exactly when its bytes do, and the disk writer
+    writes the same bytes from the spills."""
+    rng = random.Random(13)
+    state = State(name="spill")
+    state.add_instrument("SYN", "crypto", 0.001)
+    files = RunFiles(tmp_path / "live")
+    spilled, memory = _spilled(files), (PublishCache(), TradesCsv())
+    previous: dict[str, tuple[str, bytes]] = {}
+    for cycle in range(700):
+        grow(state, rng, cycle)
+        if cycle % 35 and cycle != 699:
+            continue
+        ours, theirs = _publish(state, files, spilled), _publish(state, files, memory)
+        for name in NAMES:
+            assert ours[name].data() == theirs[name].data(), (cycle, name)
+            if name in previous:
+                assert (ours[name].etag == previous[name][0]) == (ours[name].data() == previous[name][1]), (cycle, name)
+            previous[name] = (ours[name].etag, ours[name].data())
+    assert len(state.portfolio.closed_positions) > CHUNK_ROWS * 4
+    final = _publish(state, files, spilled)  # not read yet: its pieces name ranges of the spill files
+    pieces = [piece for name in ("state.json", "positions.json", "orders.csv") for piece in final[name].pieces()]
+    assert sum(isinstance(piece, Spilled) for piece in pieces) >= 9
+    assert write_public_files(files, final) == list(NAMES)  # copied from the spills, each range checked
+    for name in NAMES:
+        assert (files.public / name).read_bytes() == theirs[name].data(), name
+
+
+def test_the_caches_keep_closed_history_in_their_spills_not_in_memory(tmp_path: Path) -> None:
+    """Counted: with spills the pieces in memory stay under a block's worth of rows while the history grows
+    fivefold, and the memory the caches hold (traced) is a small fraction of the in-memory caches'."""
+    state = State(name="spill")
+    state.add_instrument("SYN", "crypto", 0.001)
+    files = RunFiles(tmp_path / "live")
+    caches = _spilled(files)
+    in_memory: list[int] = []
+    for positions in (CHUNK_ROWS * CHUNK_MERGE, CHUNK_ROWS * CHUNK_MERGE * 4):
+        _flip(state, positions - len(state.portfolio.closed_positions))
+        documents = _publish(state, files, caches)
+        for name in ("positions.json", "orders.csv"):
+            in_memory.append(sum(len(piece) for piece in documents[name].pieces() if isinstance(piece, bytes)))
+        assert documents["positions.json"].data() == dumps_json(positions_document(state))
+        assert documents["orders.csv"].data() == pandas_csv(state)
+    row = len(dumps_json(positions_document(state))) // len(state.portfolio.closed_positions)
+    assert max(in_memory) < CHUNK_ROWS * row, in_memory  # at most the unfrozen rows, whatever the history
+    assert in_memory[2:] <= [size + CHUNK_ROWS * row for size in in_memory[:2]]
+
+    def held(make: object) -> int:
+        gc.collect()
+        tracemalloc.start()
+        try:
+            before = tracemalloc.get_traced_memory()[0]
+            kept = make()  # type: ignore[operator]
+            for _ in range(2):
+                documents = _publish(state, files, kept)
+                for name in ("state.json", "positions.json", "orders.csv"):
+                    documents[name].etag  # noqa: B018 - computed already; the pieces are held by the caches
+            del documents
+            gc.collect()
+            size = tracemalloc.get_traced_memory()[0] - before
+        finally:
+            tracemalloc.stop()
+        del kept
+        return size
+
+    spilled = held(lambda: _spilled(RunFiles(tmp_path / "held")))
+    memory = held(lambda: (PublishCache(), TradesCsv()))
+    closed = len(state.portfolio.closed_positions)
+    assert spilled < memory / 8, (spilled, memory)  # measured: 0.45 MB against 10.0 MB at 2,048 closed positions
+    assert spilled / closed < 400, spilled / closed  # measured 220 B (4,898 B in memory): ids, offsets and a range's share a row: bytes, not kilobytes
+
+
+def test_a_restarted_executor_reuses_its_spill_files_and_rewrites_nothing(tmp_path: Path) -> None:
+    """New caches (a restart) on the same spill files, the state reloaded: the same files and ETags, and
+    every block of closed history found in its file (compared byte for byte), none written again."""
+    state = State(name="spill")
+    state.add_instrument("SYN", "crypto", 0.001)
+    _flip(state, CHUNK_ROWS * CHUNK_MERGE + POSITION_BLOCK * 3 + 5)
+    files = RunFiles(tmp_path / "live")
+    before = _publish(state, files, _spilled(files))
+    sizes = {path.name: path.stat().st_size for path in files.spill.iterdir()}
+    reloaded = loads_state(dumps_state(state), source="test")
+    caches = _spilled(files)
+    after = _publish(reloaded, files, caches)
+    assert {name: (d.etag, d.data()) for name, d in after.items()} == {
+        name: (d.etag, d.data()) for name, d in before.items()}
+    spills = [*caches[0].spills(), caches[1]._spill]  # noqa: SLF001 - the writer's own spill
+    rows = {spill.path.name: (spill.written, spill.reused) for spill in spills if spill is not None}
+    for name in (SPILL_FILES["closed"], SPILL_FILES["positions"], SPILL_FILES["orders"]):
+        written, reused = rows[name]
+        assert written == 0 and reused > 0, (name, rows)
+    for name in (SPILL_FILES["closed"], SPILL_FILES["positions"], SPILL_FILES["orders"]):
+        assert (files.spill / name).stat().st_size == sizes[name], name
+
+
+def test_damaged_spill_files_are_rebuilt_from_the_state_at_start(tmp_path: Path) -> None:
+    """A byte changed in one file, another cut short, a third missing: the restarted caches compare, keep the
+    good prefix, rewrite from the first difference, and publish exactly the fresh files."""
+    state = State(name="spill")
+    state.add_instrument("SYN", "crypto", 0.001)
+    _flip(state, CHUNK_ROWS * 20)
+    files = RunFiles(tmp_path / "live")
+    _publish(state, files, _spilled(files))
+    positions, orders, closed = (files.spill / SPILL_FILES[name] for name in ("positions", "orders", "closed"))
+    data = bytearray(positions.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    positions.write_bytes(bytes(data))
+    orders.write_bytes(orders.read_bytes()[: orders.stat().st_size // 3])
+    closed.unlink()
+    caches = _spilled(files)
+    documents = _publish(loads_state(dumps_state(state), source="test"), files, caches)
+    _check_fresh(documents, state, tmp_path)
+    listing = caches[0].listing.spill
+    assert listing is not None and listing.reused > 0 and listing.written > 0  # the prefix kept, the rest rebuilt
+    assert write_public_files(files, documents) == list(NAMES)  # every range reads back and checks out
+
+
+def test_a_spill_damaged_under_a_running_executor_is_refused_by_name_then_given_up(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A range whose bytes changed after it was written: the disk writer raises SpillDamagedError naming the
+    file and leaves the public file as it was; the next publication encodes those rows afresh (kept in memory,
+    one warning naming the file) and writes the right bytes, and so does every one after it."""
+    state = State(name="spill")
+    state.add_instrument("SYN", "crypto", 0.001)
+    _flip(state, CHUNK_ROWS * 6)
+    files = RunFiles(tmp_path / "live")
+    caches = _spilled(files)
+    write_public_files(files, _publish(state, files, caches))
+    good = files.positions.read_bytes()
+    _flip(state, 3)
+    documents = _publish(state, files, caches)
+    path = files.spill / SPILL_FILES["positions"]
+    data = bytearray(path.read_bytes())
+    data[100] ^= 0x20
+    path.write_bytes(bytes(data))
+    with pytest.raises(SpillDamagedError, match=str(path)):
+        write_public_files(files, {"positions.json": documents["positions.json"]})
+    assert files.positions.read_bytes() == good  # nothing half-written
+    spill = caches[0].listing.spill
+    assert spill is not None and spill.damaged
+    for _ in range(3):
+        documents = _publish(state, files, caches)  # the owner sees the mark and encodes its rows afresh, in memory
+        write_public_files(files, documents)
+        assert files.positions.read_bytes() == dumps_json(positions_document(state))
+        _check_fresh(documents, state, tmp_path)
+        _flip(state, CHUNK_ROWS)
+    assert caches[0].listing.spill is None
+    given = [r.getMessage() for r in caplog.records if "kept in memory until a restart" in r.getMessage()]
+    assert len(given) == 1 and str(path) in given[0], given
+
+
+def test_kept_rows_with_a_spill_equal_those_without_through_late_ids_and_merges(tmp_path: Path) -> None:
+    """The same pieces' bytes with and without a spill (late ids rejoin everything); merged chunks are one
+    range of the file whose digest checks out, and the frozen rows are not in memory."""
+    rng = random.Random(3)
+    spilled, memory = KeptRows(Spill(tmp_path / "rows.spill")), KeptRows()
+    rows = 0
+    for key in range(CHUNK_ROWS * CHUNK_MERGE * 2 + 40):
+        if rng.random() < 0.9:
+            row = b",%d:" % key + b"x" * rng.randint(0, 90)
+            spilled.add(key, row)
+            memory.add(key, row)
+            rows += 1
+        if key % 211 == 0 and key:
+            late = rng.randrange(key)
+            spilled.add(late, b",late")
+            memory.add(late, b",late")
+        live = [(i, b"L%d" % i) for i in sorted(rng.sample(range(key + 2), min(key + 2, 2)))]
+        if key % 17 == 0:
+            assert joined(spilled.parts(live, b",")) == joined(memory.parts(live, b",")), key
+    parts = spilled.parts(separator=b",")
+    assert joined(parts) == joined(memory.parts(separator=b","))
+    merged = [part for part in parts if isinstance(part, Spilled) and len(part) > CHUNK_ROWS * 100]
+    assert merged and all(part.read() for part in merged)  # read() checks the span's digest
+    assert sum(len(part) for part in parts if isinstance(part, bytes)) < CHUNK_ROWS * 100
+
+
+def test_a_spill_file_that_cannot_be_written_leaves_the_rows_in_memory_and_the_files_right(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """A full disk (ENOSPC from every write, injected for a while): the blocks stay in memory with one warning
+    naming the file, merged blocks that include them are joined in memory, and every file stays exact."""
+    import errno
+    import os
+
+    state = State(name="spill")
+    state.add_instrument("SYN", "crypto", 0.001)
+    files = RunFiles(tmp_path / "live")
+    caches, memory = _spilled(files), (PublishCache(), TradesCsv())
+    real_pwrite = os.pwrite
+
+    def full(fd: int, data: object, offset: int) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    for step in range(12):
+        if step == 4:
+            monkeypatch.setattr(os, "pwrite", full)
+        if step == 8:
+            monkeypatch.setattr(os, "pwrite", real_pwrite)
+        _flip(state, CHUNK_ROWS * 4 + 3)
+        ours, theirs = _publish(state, files, caches), _publish(state, files, memory)
+        assert write_public_files(files, ours)
+        for name in ("state.json", "positions.json", "orders.csv"):
+            assert ours[name].etag == theirs[name].etag and (files.public / name).read_bytes() == theirs[name].data()
+    listing = caches[0].listing.spill
+    assert listing is not None and listing.failed > 0 and listing.written > 0
+    warnings = [r.getMessage() for r in caplog.records if "cannot be written" in r.getMessage()]
+    assert any(str(listing.path) in message for message in warnings)
+    assert len([m for m in warnings if str(listing.path) in m]) == 1  # once per file, not once per block
