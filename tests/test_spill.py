@@ -1,5 +1,7 @@
-"""Closed history's encoded rows in spill files: the same public files and ETags, the bytes off the heap,
-nothing rewritten across a restart, a damaged file rebuilt at start or refused (with its name) when read."""
+"""Closed history's encoded rows in spill files: the same public files, the bytes off the heap, nothing
+rewritten across a restart, a damaged file rebuilt at start; while running, append-only (a range an older
+publication holds is never rewritten, also by closes out of id order), a damaged range refused by name to a
+reader on another thread and, on the loop's thread, never a crash: the owner encodes afresh from the state."""
 
 from __future__ import annotations
 
@@ -16,9 +18,11 @@ from pathlib import Path
 import pytest
 
 from state_builders import make_order
+from test_publish_incremental import _get
 from test_trades_csv import grow, pandas_csv
 from tradeexecutor.kept_rows import CHUNK_MERGE, CHUNK_ROWS, KeptRows
 from tradeexecutor.layout import RunFiles
+from tradeexecutor.runstate import RunState
 from tradeexecutor.spill import Spill, SpillDamagedError, Spilled, joined
 from tradeexecutor.state import Position, State
 from tradeexecutor.stats.summary import write_trades_csv
@@ -28,11 +32,14 @@ from tradeexecutor.store.publish import (
     SPILL_FILES,
     PublicFile,
     PublishCache,
+    etag_of,
     positions_document,
     public_files,
     publish,
     write_public_files,
 )
+from tradeexecutor.webhook import WebhookServer, create_app
+from tradeexecutor.webhook.options import WebhookOptions
 
 AT = datetime(2024, 1, 1, tzinfo=UTC)
 META = {"name": "spill", "mode": "replay"}
@@ -427,3 +434,32 @@ def test_the_gzip_spill_grows_with_closed_history_only(tmp_path: Path) -> None:
         assert gzip.decompress(documents["state.json.gz"].data()) == documents["state.json"].data()
         sizes.append((files.spill / SPILL_FILES["gzip"]).stat().st_size)
     assert sizes[0] > 0 and sizes == [sizes[0]] * len(sizes), sizes  # grew ~3.8 KB a build before
+
+
+def test_the_webhook_serves_the_disk_copy_when_a_join_finds_a_damaged_range(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Over HTTP (a real server): a publication whose orders spill was damaged after it was written is not a
+    500; the webhook serves the copy on disk (its own ETag) with one warning naming the file, and the next
+    publication (the owner encodes afresh) is served from memory again with the right bytes."""
+    state = State(name="spill")
+    state.add_instrument("SYN", "crypto", 0.001)
+    _flip(state, CHUNK_ROWS * 4)
+    files = RunFiles(tmp_path / "live")
+    caches = _spilled(files)
+    write_public_files(files, _publish(state, files, caches))
+    on_disk = files.orders_csv.read_bytes()
+    _flip(state, 2)
+    runstate = RunState()
+    runstate.public.replace(_publish(state, files, caches))  # not read yet
+    _damage(files.spill / SPILL_FILES["orders"])
+    server = WebhookServer(create_app(runstate, options=WebhookOptions(files=files)), port=0)
+    try:
+        server.start()
+        status, headers, body = _get(server.effective_port, "/orders.csv")
+        assert (status, body) == (200, on_disk) and headers["etag"] == etag_of(on_disk)
+        assert any(str(files.spill / SPILL_FILES["orders"]) in r.getMessage() for r in caplog.records)
+        runstate.public.replace(_publish(state, files, caches))
+        status, _, body = _get(server.effective_port, "/orders.csv")
+        assert (status, body) == (200, pandas_csv(state))
+    finally:
+        server.stop()

@@ -14,6 +14,9 @@ complete (a kept row costs its bytes and two list entries, its id and its offset
 :class:`~tradeexecutor.spill.Spill` (a running executor's caches), frozen chunks go to its file
 and the pieces are :class:`~tradeexecutor.spill.Spilled` ranges, not bytes: a kept row then
 costs its two list entries and its share of a chunk's range (see :mod:`tradeexecutor.spill`).
+Then only the closed prefix is frozen (rows below the oldest open position's id, which no later
+close can land among), so the file is only appended to and a close out of id order costs the
+rows after the oldest open position, not the history.
 
 >>> kept = KeptRows()
 >>> kept.add(1, b"a\\n"); kept.add(3, b"c\\n")
