@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
             gc.collect()
             loaded = tracemalloc.get_traced_memory()[0] - start
             caches, sizes = _caches_held(state, files, spilled=False)
-            if hasattr(PublishCache, "spilled"):  # checkouts with spill files (branch i13-rss2 on)
+            if hasattr(PublishCache, "spilled"):  # checkouts with spill files
                 spilled, _ = _caches_held(state, files, spilled=True)
         finally:
             tracemalloc.stop()

@@ -78,7 +78,7 @@ class KeptRows:
         #: Where frozen chunks go (None: they stay in memory as bytes).
         self.spill = spill
         self._group = hashlib.sha256()  # with a spill: the bytes of the unmerged chunks since the last merged one
-        self._head: dict[tuple[int, int], bytes] = {}  # with a spill: (offset, length) of a row-0 chunk -> sha256 without the separator
+        self._head: dict[tuple[int, int, int], bytes] = {}  # with a spill: (offset, length, cut) of a row-0 piece -> sha256 without the separator
         self._head_group: Any = None  # the sha256 of the row-0 group's bytes without the separator, while it is unmerged
         self._ids: list[int] = []  # sorted
         self._tail = bytearray()  # the rows not frozen yet, joined in id order
@@ -155,7 +155,7 @@ class KeptRows:
         source, stripped = self._stripped
         if part is not source:
             if isinstance(part, Spilled):  # a spilled row-0 chunk: its digest without the separator was kept
-                stripped = part.spill.cut(part, cut, self._head.get((part.offset, part.length)))
+                stripped = part.spill.cut(part, cut, self._head.get((part.offset, part.length, cut)))
             else:
                 stripped = part[cut:]
             self._stripped = (part, stripped)
@@ -186,7 +186,7 @@ class KeptRows:
                 else:
                     whole = self.spill.span(chunks[-CHUNK_MERGE:], self._group.digest())
                     if begins == 0 and self._head_group is not None and isinstance(whole, Spilled):
-                        self._head[whole.offset, whole.length] = self._head_group.digest()
+                        self._head[whole.offset, whole.length, cut] = self._head_group.digest()
                     self._group, self._head_group = hashlib.sha256(), None
                 del chunks[-CHUNK_MERGE:], starts[-CHUNK_MERGE:], merged[-CHUNK_MERGE:]
                 chunks.append(whole)
@@ -206,7 +206,7 @@ class KeptRows:
             self._head_group.update(chunk)
         piece = self.spill.keep(chunk)
         if first == 0 and isinstance(piece, Spilled):
-            self._head[piece.offset, piece.length] = hashlib.sha256(chunk[cut:]).digest()
+            self._head[piece.offset, piece.length, cut] = hashlib.sha256(chunk[cut:]).digest()
         return piece
 
     def _slice(self, start: int, stop: int) -> bytes:

@@ -125,11 +125,6 @@ class Spill:
             os.close(fd)
             self._fd = -1
 
-    @property
-    def end(self) -> int:
-        """Bytes of the file handed out so far (every range lies below)."""
-        return self._end
-
     def close(self) -> None:
         """Close the file (pieces that name it cannot be read afterwards)."""
         with self._lock:
