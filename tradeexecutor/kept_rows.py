@@ -107,7 +107,13 @@ class KeptRows:
             self._offsets.append(self._offsets[-1] + len(row))
             return
         first = self._frozen if key > (ids[self._frozen - 1] if self._frozen else key - 1) else 0
-        rows = [self._slice(index, index + 1) for index in range(first, len(ids))]
+        if first or not self._frozen:
+            rows = [self._slice(index, index + 1) for index in range(first, len(ids))]
+        else:  # below the frozen chunks: every row, each chunk read once (a spill's on this thread)
+            everything = joined(self._chunks) + bytes(self._tail)
+            offsets = self._offsets
+            rows = [everything[offsets[index]:offsets[index + 1]] for index in range(len(ids))]
+            del everything
         at = bisect_left(ids, key, lo=first)
         if at < len(ids) and ids[at] == key:
             rows[at - first] = row
