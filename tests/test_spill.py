@@ -10,18 +10,26 @@ import gzip
 import itertools
 import queue
 import random
+import signal
 import threading
+import time
 import tracemalloc
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
+from executor_process import Executor
 from state_builders import make_order
 from test_publish_incremental import _get
 from test_trades_csv import grow, pandas_csv
+from tradeexecutor.backtest.runner import run_backtest
+from tradeexecutor.config import EngineConfig
+from tradeexecutor.data import generate_candles
+from tradeexecutor.data.source import load_market
 from tradeexecutor.kept_rows import CHUNK_MERGE, CHUNK_ROWS, KeptRows
 from tradeexecutor.layout import RunFiles
+from tradeexecutor.ledger import Ledger, load_state
 from tradeexecutor.runstate import RunState
 from tradeexecutor.spill import Spill, SpillDamagedError, Spilled, joined
 from tradeexecutor.state import Position, State
@@ -38,11 +46,13 @@ from tradeexecutor.store.publish import (
     publish,
     write_public_files,
 )
+from tradeexecutor.strategy.loader import load_strategy
 from tradeexecutor.webhook import WebhookServer, create_app
 from tradeexecutor.webhook.options import WebhookOptions
 
 AT = datetime(2024, 1, 1, tzinfo=UTC)
 META = {"name": "spill", "mode": "replay"}
+SMA_1M = Path(__file__).resolve().parents[1] / "bench" / "strategies" / "sma_1m.py"
 NAMES = ("state.json", "state.json.gz", "positions.json", "orders.csv", "metadata.json")
 
 
@@ -463,3 +473,57 @@ def test_the_webhook_serves_the_disk_copy_when_a_join_finds_a_damaged_range(
         assert (status, body) == (200, pandas_csv(state))
     finally:
         server.stop()
+
+
+@pytest.mark.timeout(280)
+def test_an_executor_killed_with_its_spill_files_half_written_restarts_and_publishes_the_ledgers_files(
+        tmp_path: Path) -> None:
+    """``tradeexecutor start`` as a subprocess on a saved run with hundreds of closed positions: killed (-9)
+    once its spill files hold closed history, one spill cut short (a kill in the middle of a write) and
+    another with a byte changed; started again and stopped: exit 0, no traceback, and public/ equals what the
+    ledger's state gives afresh."""
+    history = 7_000
+    frame = generate_candles(history + 400, frequency="1m", seed=3, symbol="SYN")
+    data = tmp_path / "candles.csv"
+    frame.to_csv(data, index_label="timestamp")
+    strategy = load_strategy(SMA_1M)
+    market, _ = load_market([str(data)], strategy.instruments)
+    state = run_backtest(strategy, market.between(None, market.step_time(history - 1)), EngineConfig(),
+                         now=datetime(2024, 1, 1, tzinfo=UTC)).state
+    assert len(state.portfolio.closed_positions) > CHUNK_ROWS * 3
+    state.replay_cursor = history - 1
+    state.last_bar_at = market.step_time(history - 1).to_pydatetime()
+    files = RunFiles(tmp_path / "state")
+    files.root.mkdir()
+    ledger = Ledger(files.ledger)
+    ledger.save(state)
+    ledger.close()
+    arguments = ("--data", str(data), "--replay-seconds", "0.05", "--crash-loop-count", "0")
+    first = Executor(tmp_path, *arguments, strategy=str(SMA_1M), state_dir=files.root, window=False)
+    try:
+        first.wait_status(lambda s: s["status"] == "running")
+        spills = [files.spill / SPILL_FILES[name] for name in ("closed", "positions", "orders")]
+        deadline = time.monotonic() + 120
+        while not all(path.exists() and path.stat().st_size > 0 for path in spills):
+            assert time.monotonic() < deadline and first.process.poll() is None, first.output()
+            time.sleep(0.05)
+    finally:
+        first.kill()
+    positions, orders = spills[1], spills[2]
+    positions.write_bytes(positions.read_bytes()[: positions.stat().st_size // 2])
+    _damage(orders)
+    again = Executor(tmp_path, *arguments, strategy=str(SMA_1M), state_dir=files.root, window=False)
+    try:
+        again.wait_status(lambda s: s["status"] == "running")
+        again.process.send_signal(signal.SIGTERM)
+        assert again.wait(120) == 0, again.output()
+    finally:
+        again.kill()
+    assert "Traceback" not in again.output() and " ERROR " not in again.output(), again.output()
+    committed = load_state(files.root)
+    assert committed is not None and len(committed.portfolio.closed_positions) >= len(state.portfolio.closed_positions)
+    assert files.state_snapshot.read_bytes() == dumps_state(committed)
+    assert gzip.decompress(files.state_snapshot_gz.read_bytes()) == dumps_state(committed)
+    assert files.positions.read_bytes() == dumps_json(positions_document(committed))
+    assert files.orders_csv.read_bytes() == pandas_csv(committed)
+    assert positions.stat().st_size > 0 and orders.stat().st_size > 0  # rebuilt from the first difference
