@@ -527,3 +527,49 @@ def test_an_executor_killed_with_its_spill_files_half_written_restarts_and_publi
     assert files.positions.read_bytes() == dumps_json(positions_document(committed))
     assert files.orders_csv.read_bytes() == pandas_csv(committed)
     assert positions.stat().st_size > 0 and orders.stat().st_size > 0  # rebuilt from the first difference
+
+
+def test_a_position_held_open_costs_each_publication_a_chunk_not_the_closes_after_it(tmp_path: Path) -> None:
+    """One position held open while thousands close after it: the rows after it are frozen in memory (as without a
+    spill), so the bytes a publication copies or hashes anew stay within a merged chunk however many closed since;
+    only chunks wholly below the held id are in the file, and once it closes the rest is appended, nothing rewritten."""
+    from tradeexecutor.store.publish import KEPT_PIECE_BYTES
+
+    spill = Spill(tmp_path / "rows.spill")
+    kept, memory = KeptRows(spill), KeptRows()
+    width = 48
+
+    def row(key: int) -> bytes:
+        return (b",%d:" % key).ljust(width, b"x")
+
+    held = CHUNK_ROWS * 3 + 5
+    for key in range(held):
+        kept.add(key, row(key))
+        memory.add(key, row(key))
+    live = [(held, row(held))]
+    previous = kept.parts(live, b",")
+    below = spill.path.stat().st_size
+    assert below == CHUNK_ROWS * 3 * width  # the chunks wholly below the held id, and nothing else
+    work = []
+    for key in range(held + 1, held + 1 + CHUNK_ROWS * CHUNK_MERGE * 4):
+        kept.add(key, row(key))
+        memory.add(key, row(key))
+        parts = kept.parts(live, b",")
+        seen = {id(part) for part in previous}  # previous holds its pieces: their ids are unique
+        # what a publication copies (new pieces) and what its ETag hashes (new large pieces, every small one)
+        work.append(sum(len(part) for part in parts if id(part) not in seen or len(part) < KEPT_PIECE_BYTES))
+        previous = parts
+    assert joined(previous) == joined(memory.parts(live, b","))
+    assert spill.path.stat().st_size == below  # nothing above the held id went to the file
+    # at most a merged group new, the unmerged chunks of two groups (the held id's and the last), the tail: 2 groups
+    assert max(work) <= (2 * CHUNK_ROWS * CHUNK_MERGE + CHUNK_ROWS) * width, max(work)
+    group = CHUNK_ROWS * CHUNK_MERGE
+    assert max(work[-group:]) <= max(work[group:2 * group])  # not growing with the closes since the held one
+    before = spill.path.read_bytes()
+    kept.add(held, row(held))
+    memory.add(held, row(held))
+    parts = kept.parts([], b",")
+    assert joined(parts) == joined(memory.parts([], b","))
+    assert spill.path.read_bytes()[:len(before)] == before  # appended to, never rewritten
+    assert sum(len(part) for part in parts if isinstance(part, bytes)) < CHUNK_ROWS * width  # the rest is spilled
+    assert len(parts) <= len(memory.parts([], b",")) + CHUNK_MERGE  # merged groups, as in memory

@@ -14,9 +14,10 @@ complete (a kept row costs its bytes and two list entries, its id and its offset
 :class:`~tradeexecutor.spill.Spill` (a running executor's caches), frozen chunks go to its file
 and the pieces are :class:`~tradeexecutor.spill.Spilled` ranges, not bytes: a kept row then
 costs its two list entries and its share of a chunk's range (see :mod:`tradeexecutor.spill`).
-Then only the closed prefix is frozen (rows below the oldest open position's id, which no later
-close can land among), so the file is only appended to and a close out of id order costs the
-rows after the oldest open position, not the history.
+Complete chunks are frozen in memory as without a spill (a close costs a chunk, whatever is
+still open); a frozen chunk goes to the file only once all its ids lie below the oldest open
+position's id (the *closed prefix*, which no later close can land among), so the file is only
+appended to and a close out of id order costs the rows after the spilled prefix, not the history.
 
 >>> kept = KeptRows()
 >>> kept.add(1, b"a\\n"); kept.add(3, b"c\\n")
@@ -67,11 +68,15 @@ class KeptRows:
     The bytes of a row live in one place: the frozen chunk that holds it, or ``_tail`` (the rows
     after the last complete chunk). ``_offsets`` are positions in the concatenation of all rows.
 
-    With a ``spill`` only the *closed prefix* is frozen: a chunk whose ids all lie below the first
-    live id (the oldest open position's), so no row can later land inside it. A row that closes
-    out of order joins the tail (its cost is the tail's rows, not the history's), and the spill
-    file is only ever appended to. A row below the frozen chunks (which the live ids rule out)
-    joins every row afresh, as without a spill.
+    With a ``spill`` chunks are frozen in memory as without one, and the first ``_spilled`` chunks
+    (the *spilled prefix*) are in its file: a chunk moves there, written once, when its ids all
+    lie below the first live id (the oldest open position's), so no row can later land inside it.
+    Chunks merge in aligned groups of CHUNK_MERGE (rows ``k * CHUNK_ROWS * CHUNK_MERGE`` on): a
+    group wholly in memory merges there (and is spilled as one block), one partly spilled merges
+    once its last chunk is spilled (one range of the file). A row that closes out of order above
+    the spilled prefix rejoins the rows after it (in memory, as without a spill it rejoins every
+    row); the spill file is only ever appended to. A row below the spilled prefix (which the live
+    ids rule out) joins every row afresh.
     """
 
     def __init__(self, spill: Spill | None = None) -> None:
@@ -88,6 +93,7 @@ class KeptRows:
         self._starts: list[int] = []  # the first row of each chunk
         self._merged: list[bool] = []  # whether each chunk is a merged one
         self._frozen = 0  # rows in the chunks
+        self._spilled = 0  # chunks offered to the spill (a prefix of _chunks; always 0 without one)
         self._stripped: tuple[Piece, Piece] = (b"", b"")  # the last first part and it without the separator (see _strip)
         #: Slices of rows outside whole chunks made by the last parts(), by (first row, end row): the
         #: same objects again while no row is added. Emptied by add().
@@ -97,19 +103,26 @@ class KeptRows:
         return len(self._ids)
 
     def add(self, key: int, row: bytes) -> None:
-        """Keep a row; appended when its id is the largest, else spliced into the tail (or, below the frozen
-        chunks, every row joined afresh: rare)."""
-        self._slices = {}
+        """Keep a row; appended when its id is the largest, else spliced into the tail, or the rows after the
+        spilled prefix rejoined (in memory), or, below the spilled prefix, every row joined afresh (rare)."""
         ids = self._ids
-        if not ids or key > ids[-1]:
+        if not ids or key > ids[-1]:  # the rows before are as they were: so are the slices of them kept
             ids.append(key)
             self._tail += row
             self._offsets.append(self._offsets[-1] + len(row))
             return
-        first = self._frozen if key > (ids[self._frozen - 1] if self._frozen else key - 1) else 0
-        if first or not self._frozen:
+        self._slices = {}
+        frozen = self._frozen
+        spilled = self._starts[self._spilled] if self._spilled < len(self._starts) else frozen  # rows in the file
+        if not frozen or key > ids[frozen - 1]:
+            first = frozen
+        elif spilled and key > ids[spilled - 1]:
+            first = spilled
+        else:
+            first = 0
+        if first or not frozen:  # rows in memory only (the tail, chunks above the spilled prefix)
             rows = [self._slice(index, index + 1) for index in range(first, len(ids))]
-        else:  # below the frozen chunks: every row, each chunk read once (a spill's on this thread)
+        else:  # below the spilled prefix: every row, each chunk read once (a spill's on this thread)
             everything = joined(self._chunks) + bytes(self._tail)
             offsets = self._offsets
             rows = [everything[offsets[index]:offsets[index + 1]] for index in range(len(ids))]
@@ -125,9 +138,13 @@ class KeptRows:
         for row_bytes in rows:
             offsets.append(offsets[-1] + len(row_bytes))
         self._tail, self._tail_at = bytearray(b"".join(rows)), offsets[first]
-        if not first:  # freeze them afresh (a spill's earlier ranges stay as they are: readers may hold them)
-            self._chunks, self._starts, self._merged, self._frozen = [], [], [], 0
-            self._group, self._head, self._head_group = hashlib.sha256(), {}, None
+        if first < frozen:  # freeze them afresh (a spill's earlier ranges stay as they are: readers may hold them)
+            kept = bisect_left(self._starts, first)
+            del self._chunks[kept:], self._starts[kept:], self._merged[kept:]
+            self._frozen = first
+            if not first:
+                self._spilled = 0
+                self._group, self._head, self._head_group = hashlib.sha256(), {}, None
 
     def joined(self, live: Sequence[tuple[int, bytes]] = (), separator: bytes = b"") -> bytes:
         """Every kept row and the ``live`` ones (sorted by id; a live id replaces a kept one), in id order.
@@ -168,48 +185,75 @@ class KeptRows:
         return stripped
 
     def _freeze(self, below: int | None, cut: int) -> None:
-        """Freeze every complete chunk not frozen yet (with a spill: whose ids lie ``below`` the first live id),
-        merging CHUNK_MERGE unmerged ones into one; the frozen rows leave the tail (their bytes are kept once,
-        in the chunk, or in the spill file)."""
+        """Freeze every complete chunk not frozen yet, merging aligned groups of CHUNK_MERGE; the frozen rows leave
+        the tail (their bytes are kept once, in the chunk). With a spill, each chunk whose ids all lie ``below``
+        the first live id (all of them when None) moves to its file, in order, as soon as it is frozen."""
         chunks, starts, merged, offsets, tail, ids = \
             self._chunks, self._starts, self._merged, self._offsets, self._tail, self._ids
         at = self._tail_at
-        while self._frozen + CHUNK_ROWS <= len(ids) and (below is None or ids[self._frozen + CHUNK_ROWS - 1] < below):
+        group = CHUNK_ROWS * CHUNK_MERGE
+        while self._frozen + CHUNK_ROWS <= len(ids):
             first = self._frozen
-            chunk = bytes(tail[offsets[first] - at:offsets[first + CHUNK_ROWS] - at])
-            if self.spill is None:
-                chunks.append(chunk)
-            else:
-                chunks.append(self._keep(chunk, first, cut))
+            chunks.append(bytes(tail[offsets[first] - at:offsets[first + CHUNK_ROWS] - at]))
             starts.append(first)
             merged.append(False)
             self._frozen += CHUNK_ROWS
-            if len(merged) >= CHUNK_MERGE and not any(merged[-CHUNK_MERGE:]):
-                begins = starts[-CHUNK_MERGE]
-                whole: Piece
-                if self.spill is None:
-                    whole = b"".join(chunks[-CHUNK_MERGE:])  # type: ignore[arg-type]  # bytes without a spill
-                else:
-                    whole = self.spill.span(chunks[-CHUNK_MERGE:], self._group.digest())
-                    if begins == 0 and self._head_group is not None and isinstance(whole, Spilled):
-                        self._head[whole.offset, whole.length, cut] = self._head_group.digest()
-                    self._group, self._head_group = hashlib.sha256(), None
+            if self.spill is not None:  # to the file chunk by chunk while it may (a restart compares them so)
+                self._spill(below, cut)
+            if (self._frozen % group == 0 and len(chunks) - CHUNK_MERGE >= self._spilled
+                    and starts[-CHUNK_MERGE] == self._frozen - group):  # a group all in memory: merged there
+                whole = b"".join(chunks[-CHUNK_MERGE:])  # type: ignore[arg-type]  # in memory: bytes
                 del chunks[-CHUNK_MERGE:], starts[-CHUNK_MERGE:], merged[-CHUNK_MERGE:]
                 chunks.append(whole)
-                starts.append(begins)
+                starts.append(self._frozen - group)
                 merged.append(True)
         if offsets[self._frozen] > at:
             del tail[:offsets[self._frozen] - at]
             self._tail_at = offsets[self._frozen]
+        if self.spill is not None:  # chunks (and merged groups) the oldest open position held back
+            self._spill(below, cut)
 
-    def _keep(self, chunk: bytes, first: int, cut: int) -> Piece:
-        """A chunk written to the spill; for row 0's chunk (and its merged group) the digest without the separator too."""
+    def _spill(self, below: int | None, cut: int) -> None:
+        """Move the chunks after the spilled prefix whose ids all lie ``below`` to the spill file, in order; a group
+        spilled chunk by chunk becomes one range once its last chunk is spilled."""
         assert self.spill is not None
-        self._group.update(chunk)
-        if first == 0:
-            self._head_group = hashlib.sha256(chunk[cut:])
-        elif self._head_group is not None:
-            self._head_group.update(chunk)
+        chunks, starts, merged, ids = self._chunks, self._starts, self._merged, self._ids
+        group = CHUNK_ROWS * CHUNK_MERGE
+        while self._spilled < len(chunks):
+            index = self._spilled
+            end = starts[index + 1] if index + 1 < len(starts) else self._frozen
+            if below is not None and ids[end - 1] >= below:
+                return
+            chunk = chunks[index]
+            assert isinstance(chunk, bytes)  # after the spilled prefix: in memory
+            chunks[index] = self._keep(chunk, starts[index], cut, merged[index])
+            self._spilled += 1
+            if merged[index] or end % group or index + 1 < CHUNK_MERGE or starts[index + 1 - CHUNK_MERGE] != end - group:
+                continue
+            whole = self.spill.span(chunks[index + 1 - CHUNK_MERGE:index + 1], self._group.digest())
+            begins = end - group
+            if begins == 0 and self._head_group is not None and isinstance(whole, Spilled):
+                self._head[whole.offset, whole.length, cut] = self._head_group.digest()
+            self._group, self._head_group = hashlib.sha256(), None
+            del chunks[index + 1 - CHUNK_MERGE:index + 1], starts[index + 1 - CHUNK_MERGE:index + 1]
+            del merged[index + 1 - CHUNK_MERGE:index + 1]
+            chunks.insert(index + 1 - CHUNK_MERGE, whole)
+            starts.insert(index + 1 - CHUNK_MERGE, begins)
+            merged.insert(index + 1 - CHUNK_MERGE, True)
+            self._spilled = index + 2 - CHUNK_MERGE
+
+    def _keep(self, chunk: bytes, first: int, cut: int, whole: bool) -> Piece:
+        """A chunk (a merged group when ``whole``) written to the spill; for row 0's chunk (and its group) the digest
+        without the separator too."""
+        assert self.spill is not None
+        if not whole:  # a group spilled chunk by chunk: its digest, for the range it becomes
+            if first % (CHUNK_ROWS * CHUNK_MERGE) == 0:
+                self._group = hashlib.sha256()
+            self._group.update(chunk)
+            if first == 0:
+                self._head_group = hashlib.sha256(chunk[cut:])
+            elif self._head_group is not None:
+                self._head_group.update(chunk)
         piece = self.spill.keep(chunk)
         if first == 0 and isinstance(piece, Spilled):
             self._head[piece.offset, piece.length, cut] = hashlib.sha256(chunk[cut:]).digest()
