@@ -21,10 +21,11 @@ import pytest
 
 from executor_process import Executor
 from state_builders import make_order
-from test_publish_incremental import _get
+from test_publish_incremental import _get, _replay_daemon
 from test_trades_csv import grow, pandas_csv
 from tradeexecutor.backtest.runner import run_backtest
 from tradeexecutor.config import EngineConfig
+from tradeexecutor.daemon.clock import FakeClock
 from tradeexecutor.data import generate_candles
 from tradeexecutor.data.source import load_market
 from tradeexecutor.kept_rows import CHUNK_MERGE, CHUNK_ROWS, KeptRows
@@ -37,6 +38,7 @@ from tradeexecutor.stats.summary import write_trades_csv
 from tradeexecutor.stats.trades_csv import TradesCsv
 from tradeexecutor.store.codec import POSITION_BLOCK, dumps_json, dumps_state, loads_state
 from tradeexecutor.store.publish import (
+    KEPT_PIECE_BYTES,
     SPILL_FILES,
     PublicFile,
     PublishCache,
@@ -533,8 +535,6 @@ def test_a_position_held_open_costs_each_publication_a_chunk_not_the_closes_afte
     """One position held open while thousands close after it: the rows after it are frozen in memory (as without a
     spill), so the bytes a publication copies or hashes anew stay within a merged chunk however many closed since;
     only chunks wholly below the held id are in the file, and once it closes the rest is appended, nothing rewritten."""
-    from tradeexecutor.store.publish import KEPT_PIECE_BYTES
-
     spill = Spill(tmp_path / "rows.spill")
     kept, memory = KeptRows(spill), KeptRows()
     width = 48
@@ -573,3 +573,33 @@ def test_a_position_held_open_costs_each_publication_a_chunk_not_the_closes_afte
     assert spill.path.read_bytes()[:len(before)] == before  # appended to, never rewritten
     assert sum(len(part) for part in parts if isinstance(part, bytes)) < CHUNK_ROWS * width  # the rest is spilled
     assert len(parts) <= len(memory.parts([], b",")) + CHUNK_MERGE  # merged groups, as in memory
+
+
+def test_an_executor_whose_spill_path_is_a_regular_file_starts_and_publishes_with_one_warning(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """``spill`` under the state directory is a regular file (an operator's or a tool's): the spill files cannot be
+    opened, so the caches keep closed history in memory, as before spill files; the executor starts, publishes
+    the files a fresh publication gives, and says so once, naming the path."""
+    data = tmp_path / "candles.csv"
+    generate_candles(300, frequency="1m", seed=1, symbol="SYN").to_csv(data, index_label="timestamp")
+    state_dir = tmp_path / "state"
+    state_dir.mkdir()
+    files = RunFiles(state_dir)
+    files.spill.write_text("not a directory")
+    daemon, tickers = _replay_daemon(state_dir, data, FakeClock(AT))
+    try:
+        daemon.start_jobs()
+        for _ in range(3):
+            tickers[0].advance(120.0)
+            daemon.loop.run_pending()
+        live = daemon.loop.state
+        document = daemon.runstate.public.get("state.json")
+        assert document is not None and document.data() == dumps_state(live)
+        daemon.commands.stop("test")
+        daemon.loop.run_pending()  # the stop publishes and writes the files to disk
+        assert files.state_snapshot.read_bytes() == dumps_state(daemon.loop.state)
+    finally:
+        daemon.close()
+    assert files.spill.read_text() == "not a directory"
+    warned = [r.getMessage() for r in caplog.records if "spill files" in r.getMessage()]
+    assert len(warned) == 1 and str(files.spill) in warned[0] and "in memory" in warned[0], warned

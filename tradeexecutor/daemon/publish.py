@@ -89,10 +89,9 @@ class Publisher:
         self._last_publish: float | None = None
         self._publish_cost = 0.0  # wall seconds the last publication took
         self._figures = FigureCounter()
-        #: Kept parts of the public files (state.json and its gzip, positions.json); closed history in spill files.
-        self._published = PublishCache.spilled(files.spill) if files is not None else PublishCache()
-        #: orders.csv, with the lines of finished positions kept between publications (in a spill file).
-        self._orders_csv = TradesCsv(Spill(files.spill / SPILL_FILES["orders"]) if files is not None else None)
+        #: Kept parts of the public files (state.json and its gzip, positions.json), and orders.csv with the
+        #: lines of finished positions kept between publications; closed history in spill files.
+        self._published, self._orders_csv = publication_caches(files)
         #: Writes the public files to disk off the loop's thread (at most one write at a time).
         self._writer: threading.Thread | None = None
         self._last_write: float | None = None
@@ -362,6 +361,27 @@ PUBLISH_TIME_SHARE = 0.1
 DISK_SECONDS = 60.0
 #: The chart renderer may keep at most this share of one CPU busy (it runs beside the loop, not on it).
 CHART_TIME_SHARE = 0.25
+
+
+def publication_caches(files: RunFiles | None) -> tuple[PublishCache, TradesCsv]:
+    """The publisher's caches: closed history in spill files under ``files.spill`` (in memory without files).
+
+    Spill files are a cache of the ledger: when they cannot be opened (``spill`` is a regular file, a
+    directory the service user cannot write) the caches keep those rows in memory, as before spill files,
+    with one warning naming the path; no reason not to trade.
+    """
+    if files is None:
+        return PublishCache(), TradesCsv()
+    cache: PublishCache | None = None
+    try:
+        cache = PublishCache.spilled(files.spill)
+        return cache, TradesCsv(Spill(files.spill / SPILL_FILES["orders"]))
+    except OSError as exc:
+        for spill in cache.spills() if cache is not None else []:
+            spill.close()
+        logger.warning("the spill files under %s cannot be opened (%s): keeping closed history's rows in memory "
+                       "(make it a directory the executor can write, then restart)", files.spill, exc)
+        return PublishCache(), TradesCsv()
 
 
 def publication_due(last: float | None, now: float, interval: float, cost: float,
