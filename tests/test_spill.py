@@ -451,8 +451,9 @@ def test_the_gzip_spill_grows_with_closed_history_only(tmp_path: Path) -> None:
 def test_the_webhook_serves_the_disk_copy_when_a_join_finds_a_damaged_range(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """Over HTTP (a real server): a publication whose orders spill was damaged after it was written is not a
-    500; the webhook serves the copy on disk (its own ETag) with one warning naming the file, and the next
-    publication (the owner encodes afresh) is served from memory again with the right bytes."""
+    500; the webhook serves the copy on disk (its own ETag) with one warning naming the file, and keeps
+    serving it for that publication without reading the spill again (the file repaired behind it changes
+    nothing) nor warning again; the next publication (the owner encodes afresh) is served from memory."""
     state = State(name="spill")
     state.add_instrument("SYN", "crypto", 0.001)
     _flip(state, CHUNK_ROWS * 4)
@@ -463,13 +464,18 @@ def test_the_webhook_serves_the_disk_copy_when_a_join_finds_a_damaged_range(
     _flip(state, 2)
     runstate = RunState()
     runstate.public.replace(_publish(state, files, caches))  # not read yet
+    intact = (files.spill / SPILL_FILES["orders"]).read_bytes()
     _damage(files.spill / SPILL_FILES["orders"])
     server = WebhookServer(create_app(runstate, options=WebhookOptions(files=files)), port=0)
     try:
         server.start()
         status, headers, body = _get(server.effective_port, "/orders.csv")
         assert (status, body) == (200, on_disk) and headers["etag"] == etag_of(on_disk)
-        assert any(str(files.spill / SPILL_FILES["orders"]) in r.getMessage() for r in caplog.records)
+        (files.spill / SPILL_FILES["orders"]).write_bytes(intact)  # a read now would succeed: none is made
+        for _ in range(5):
+            assert _get(server.effective_port, "/orders.csv")[::2] == (200, on_disk)
+        warned = [r.getMessage() for r in caplog.records if "serving orders.csv from disk" in r.getMessage()]
+        assert len(warned) == 1 and str(files.spill / SPILL_FILES["orders"]) in warned[0], warned
         runstate.public.replace(_publish(state, files, caches))
         status, _, body = _get(server.effective_port, "/orders.csv")
         assert (status, body) == (200, pandas_csv(state))
