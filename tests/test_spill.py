@@ -448,6 +448,29 @@ def test_the_gzip_spill_grows_with_closed_history_only(tmp_path: Path) -> None:
     assert sizes[0] > 0 and sizes == [sizes[0]] * len(sizes), sizes  # grew ~3.8 KB a build before
 
 
+def test_an_older_publications_gzip_built_after_a_newer_one_keeps_the_newer_segments(tmp_path: Path) -> None:
+    """Builds are lazy: a webhook request builds the newer publication's gzip, then the disk writer the older
+    one's. The older build is exact and leaves the kept segments alone, so the next build re-spills nothing."""
+    state = State(name="spill")
+    state.add_instrument("SYN", "crypto", 0.001)
+    files = RunFiles(tmp_path / "live")
+    caches = _spilled(files)
+    spill = files.spill / SPILL_FILES["gzip"]
+    _flip(state, POSITION_BLOCK * 4)
+    _publish(state, files, caches)["state.json.gz"].data()
+    for _ in range(3):
+        older = _publish(state, files, caches)  # the writer took this one
+        _flip(state, POSITION_BLOCK)  # a new block of closed positions
+        newer = _publish(state, files, caches)
+        assert gzip.decompress(newer["state.json.gz"].data()) == newer["state.json"].data()
+        size = spill.stat().st_size
+        assert gzip.decompress(older["state.json.gz"].data()) == older["state.json"].data()
+        _flip(state, 1)
+        newest = _publish(state, files, caches)
+        assert gzip.decompress(newest["state.json.gz"].data()) == newest["state.json"].data()
+        assert spill.stat().st_size == size  # grew by a re-spilled block a round before
+
+
 def test_the_webhook_serves_the_disk_copy_when_a_join_finds_a_damaged_range(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """Over HTTP (a real server): a publication whose orders spill was damaged after it was written is not a

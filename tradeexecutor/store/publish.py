@@ -34,11 +34,12 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import itertools
 import operator
 import struct
 import threading
 import zlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -200,13 +201,18 @@ class KeptGzip:
         self.spill = spill
         #: id(piece) -> (piece, its deflate segment, the piece's CRC-32)
         self._kept: dict[int, tuple[Piece, Piece, int]] = {}
+        self._latest = -1  # the newest publication built (see segments' ``publication``)
 
     def compress(self, parts: Sequence[Piece]) -> bytes:
         """The gzip file of the pieces' bytes."""
         return joined(self.segments(parts))
 
-    def segments(self, parts: Sequence[Piece]) -> list[Piece]:
+    def segments(self, parts: Sequence[Piece], publication: int | None = None) -> list[Piece]:
         """The gzip file of the pieces' bytes as pieces: the header, the deflate segments (kept ones reused), the trailer.
+
+        ``publication`` numbers the publication the pieces are from (builds are lazy: a webhook request
+        may build a newer one before the disk writer builds an older one). An older one's build uses
+        the kept segments but keeps nothing: it neither lets the newer pieces go nor spills its own.
 
         A kept piece's CRC-32 is kept with its segment and extended over, so a spilled piece is
         read back only when it is new to the gzip (CRC-32 is linear: see :func:`_crc32_extend`).
@@ -218,6 +224,7 @@ class KeptGzip:
         if spill is not None and spill.damaged:  # a reader found a kept segment damaged: compress afresh, in memory
             given_up(spill)
             self.spill, self._kept = None, {}
+        current = publication is None or publication >= self._latest
         kept: dict[int, tuple[Piece, Piece, int]] = {}
         out: list[Piece] = [_GZIP_HEADER]
         pending: list[bytes] = []
@@ -234,18 +241,21 @@ class KeptGzip:
                 pending = []
             entry = self._kept.get(id(piece))
             if entry is None or entry[0] is not piece:
-                entry = self._compressed(piece)  # holding the piece keeps its id unique
+                entry = self._compressed(piece, keep=current)  # holding the piece keeps its id unique
             kept[id(piece)] = entry
             crc = _crc32_extend(crc, entry[2], len(piece))
             out.append(entry[1])
         out.append(self._segment(b"".join(pending), zlib.Z_FINISH))
         out.append(struct.pack("<II", crc, size & 0xFFFFFFFF))
-        self._kept = kept  # pieces no longer in the snapshot are let go
+        if current:
+            self._kept = kept  # pieces no longer in the snapshot are let go
+            if publication is not None:
+                self._latest = publication
         return out
 
-    def _compressed(self, piece: Piece) -> tuple[Piece, Piece, int]:
+    def _compressed(self, piece: Piece, keep: bool = True) -> tuple[Piece, Piece, int]:
         """A large piece's kept entry: it, its deflate segment ended by a full flush, its CRC-32 (the segment of a
-        spilled piece goes to the gzip's spill; that of a piece in memory stays in memory)."""
+        spilled piece goes to the gzip's spill when ``keep``; that of a piece in memory stays in memory)."""
         compressor = zlib.compressobj(self.level, zlib.DEFLATED, -zlib.MAX_WBITS)
         crc = 0
         out: list[bytes] = []
@@ -254,7 +264,7 @@ class KeptGzip:
             out.append(compressor.compress(data))
         out.append(compressor.flush(zlib.Z_FULL_FLUSH))
         segment = b"".join(out)
-        if self.spill is None or not isinstance(piece, Spilled):
+        if self.spill is None or not keep or not isinstance(piece, Spilled):
             return piece, segment, crc
         return piece, self.spill.keep(segment), crc
 
@@ -385,6 +395,8 @@ class PublishCache:
     gzip_lock: threading.Lock = field(default_factory=threading.Lock)
     #: A digest per document name, for its ETag.
     digests: dict[str, PartsDigest] = field(default_factory=dict)
+    #: Numbers the publications (public_files calls), so an older one's lazy gzip build keeps nothing.
+    publications: Iterator[int] = field(default_factory=itertools.count)
 
     @classmethod
     def spilled(cls, directory: Path) -> PublishCache:
@@ -406,10 +418,10 @@ class PublishCache:
         """The ETag of document ``name`` cut as ``parts``."""
         return self.digests.setdefault(name, PartsDigest()).etag(parts)
 
-    def compress(self, parts: Sequence[Piece]) -> list[Piece]:
-        """The gzip file of the pieces, as pieces, under the lock."""
+    def compress(self, parts: Sequence[Piece], publication: int | None = None) -> list[Piece]:
+        """The gzip file of the pieces (of publication number ``publication``), as pieces, under the lock."""
         with self.gzip_lock:
-            return self.gzip.segments(parts)
+            return self.gzip.segments(parts, publication)
 
 
 class PublicFile:
@@ -477,6 +489,7 @@ def public_files(
     gives the orders CSV as pieces (``stats.trades_csv.TradesCsv.parts``).
     """
     published_at = now or datetime.now(UTC)
+    publication = next(cache.publications)
     state_parts = dumps_state_parts(state, cache.fragments)
     etag = cache.etag("state", state_parts)
     positions_parts, _ = cache.listing.parts(state)
@@ -484,7 +497,7 @@ def public_files(
     meta = dumps_json({**metadata, "published_at": published_at, "etag": etag})
     documents = [
         PublicFile(files.state_snapshot.name, etag, lambda: state_parts),
-        PublicFile(files.state_snapshot_gz.name, etag[:-1] + '-gzip"', lambda: cache.compress(state_parts)),
+        PublicFile(files.state_snapshot_gz.name, etag[:-1] + '-gzip"', lambda: cache.compress(state_parts, publication)),
         PublicFile(files.positions.name, cache.etag("positions", positions_parts), lambda: positions_parts),
         PublicFile(files.orders_csv.name, cache.etag("orders", csv_parts), lambda: csv_parts),
         PublicFile(files.metadata.name, etag_of(meta), lambda: [meta]),
