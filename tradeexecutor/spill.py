@@ -146,6 +146,8 @@ class Spill:
                     self.reused += 1
                 else:
                     if at < self._reusable:  # an earlier run's bytes differ from here: nobody holds them, cut
+                        logger.info("spill file %s: an earlier run's bytes differ from byte %d on (or end there); "
+                                    "rewriting it from there from the state", self.path, at)
                         os.ftruncate(self._fd, at)
                         self._reusable = at
                     view = memoryview(data)
