@@ -640,3 +640,30 @@ def test_an_executor_whose_spill_path_is_a_regular_file_starts_and_publishes_wit
     assert files.spill.read_text() == "not a directory"
     warned = [r.getMessage() for r in caplog.records if "spill files" in r.getMessage()]
     assert len(warned) == 1 and str(files.spill) in warned[0] and "in memory" in warned[0], warned
+
+
+def test_the_end_of_a_run_that_finds_a_spill_damaged_encodes_afresh_and_writes_the_files(tmp_path: Path) -> None:
+    """A spill damaged under a running executor, found by the stop's write of the public files: the write is
+    retried once after the owners encode afresh, so public/ holds the final state's files, not the older ones."""
+    frame = generate_candles(2_000, frequency="1m", seed=3, symbol="SYN")
+    data = tmp_path / "candles.csv"
+    frame.to_csv(data, index_label="timestamp")
+    state_dir = tmp_path / "state"
+    state_dir.mkdir()
+    files = RunFiles(state_dir)
+    daemon, tickers = _replay_daemon(state_dir, data, FakeClock(AT))
+    try:
+        daemon.start_jobs()
+        for _ in range(1_900):  # cycles until orders.csv's spill holds a chunk of closed history
+            if (files.spill / SPILL_FILES["orders"]).stat().st_size:
+                break
+            tickers[0].advance(120.0)
+            daemon.loop.run_pending()
+        assert (files.spill / SPILL_FILES["orders"]).stat().st_size
+        _damage(files.spill / SPILL_FILES["orders"])
+        daemon.commands.stop("test")
+        daemon.loop.run_pending()  # the stop publishes and writes the files to disk
+        assert files.orders_csv.read_bytes() == pandas_csv(daemon.loop.state)
+        assert files.state_snapshot.read_bytes() == dumps_state(daemon.loop.state)
+    finally:
+        daemon.close()

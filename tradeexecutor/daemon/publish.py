@@ -160,7 +160,11 @@ class Publisher:
         self._publish_cost = time.perf_counter() - started
         if write:
             self.wait_written()
-            self._write(documents)
+            if not self._write(documents):  # a damaged spill: its owner now encodes afresh; the end of a run retries once
+                documents = public_files(state, self.files, metadata=metadata, orders_csv=self._orders_csv.parts,
+                                         now=self.clock.now(), cache=self._published)
+                self.runstate.public.replace(documents)
+                self._write(documents)
         elif self._write_due():
             self._writer = threading.Thread(target=self._write, args=(documents,), name="public-files", daemon=True)
             self._writer.start()
@@ -170,18 +174,22 @@ class Publisher:
             return False
         return publication_due(self._last_write, self.clock.monotonic(), DISK_SECONDS, self._write_cost)
 
-    def _write(self, documents: dict[str, PublicFile]) -> None:
-        """Write one publication's files to ``public/`` (the writer thread, or the loop's at the end)."""
+    def _write(self, documents: dict[str, PublicFile]) -> bool:
+        """Write one publication's files to ``public/`` (the writer thread, or the loop's at the end); False when a
+        spill range was found damaged (the owner encodes those rows afresh at the next publication)."""
         assert self.files is not None
         self._last_write = self.clock.monotonic()
         started = time.perf_counter()
+        intact = True
         try:
             write_public_files(self.files, documents, self._written)
         except OSError as exc:  # the webhook still serves them from memory; the next write tries again
             logger.warning("writing the public files to %s failed: %s", self.files.public, exc)
         except SpillDamagedError as exc:  # the files on disk stay as they were; the owner encodes those rows afresh next time
             logger.warning("writing the public files to %s failed: %s", self.files.public, exc)
+            intact = False
         self._write_cost = time.perf_counter() - started
+        return intact
 
     def wait_written(self) -> None:
         """Wait for a write of the public files to disk in progress (bounded by the disk itself)."""
