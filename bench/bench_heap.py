@@ -10,7 +10,9 @@ and a valuation row a bar; it is saved to a ledger. Measured with ``tracemalloc`
 allocated and still holds, a count, not a time): the state as the executor loads it from the
 ledger at start-up, and the caches a running executor keeps to publish its files
 (``store.publish.PublishCache`` and ``stats.trades_csv.TradesCsv``: the encoded pieces of
-state.json, positions.json and orders.csv) after two publications, next to the files' sizes. The
+state.json and its gzip, positions.json and orders.csv) after two publications, next to the files'
+sizes: once kept in memory, and once (on checkouts that have them) with the spill files a running
+executor's caches write closed history to (``PublishCache.spilled``, ``tradeexecutor.spill``). The
 state is loaded twice: with its closed positions as a plain list (as a backtest keeps them) and as
 the executor loads it (``Ledger(keep_closed=...)``: a PackedPositions, state/packed.py).
 Memory Python does not trace (SQLite's page cache, the allocator's free lists) is not in it.
@@ -43,6 +45,7 @@ import tempfile
 import tracemalloc
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -82,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.daemon:
         return daemon_rounds(args.bars, args.cycles, args.rounds)
     print(f"python {platform.python_version()} on {platform.machine()}, checkout {ROOT}")
+    spilled: int | None = None
     with tempfile.TemporaryDirectory() as folder:
         data = Path(folder) / "candles.csv"
         generate_candles(args.bars, frequency="1m", seed=1, symbol="SYN").to_csv(data, index_label="timestamp")
@@ -108,15 +112,9 @@ def main(argv: list[str] | None = None) -> int:
                 gc.collect()
                 loads[form] = tracemalloc.get_traced_memory()[0] - start
                 ledger.close()
-            cache, csv = PublishCache(), TradesCsv()
-            start = tracemalloc.get_traced_memory()[0]
-            for _ in range(2):
-                documents = public_files(state, files, metadata={"name": "heap"}, orders_csv=csv.parts, cache=cache)
-                sizes = {name: len(document.data()) for name, document in documents.items()
-                         if not name.endswith(".gz")}
-                del documents
-            gc.collect()
-            caches = tracemalloc.get_traced_memory()[0] - start
+            caches, sizes = _caches_held(state, files, spilled=False)
+            if hasattr(PublishCache, "spilled"):  # checkouts with spill files
+                spilled, _ = _caches_held(state, files, spilled=True)
         finally:
             tracemalloc.stop()
         ledger.close()
@@ -132,9 +130,30 @@ def main(argv: list[str] | None = None) -> int:
     if hasattr(closed, "packed_bytes"):
         print(f"  {closed.packed:,} of the {len(closed):,} closed positions packed: {closed.packed_bytes() / closed.packed:,.0f} B "
               f"each in the blocks, the newest {len(closed) - closed.packed} as objects")
-    print(f"publication caches: {caches / 2**20:.1f} MiB = {caches / len(closed):,.0f} B per closed position; "
+    print(f"publication caches in memory: {caches / 2**20:.1f} MiB = {caches / len(closed):,.0f} B per closed position; "
           f"the files: " + ", ".join(f"{name} {size / 2**20:.1f} MiB" for name, size in sorted(sizes.items())))
+    if spilled is not None:
+        print(f"publication caches with spill files (a running executor's): {spilled / 2**20:.2f} MiB = "
+              f"{spilled / len(closed):,.0f} B per closed position")
     return 0
+
+
+def _caches_held(state: Any, files: RunFiles, *, spilled: bool) -> tuple[int, dict[str, int]]:
+    """Bytes the publication caches hold (traced) after two publications, the gzip built, and the files' sizes."""
+    if spilled:
+        from tradeexecutor.spill import Spill
+        from tradeexecutor.store.publish import SPILL_FILES
+
+        cache, csv = PublishCache.spilled(files.spill), TradesCsv(Spill(files.spill / SPILL_FILES["orders"]))
+    else:
+        cache, csv = PublishCache(), TradesCsv()
+    start = tracemalloc.get_traced_memory()[0]
+    for _ in range(2):
+        documents = public_files(state, files, metadata={"name": "heap"}, orders_csv=csv.parts, cache=cache)
+        sizes = {name: len(document.data()) for name, document in documents.items()}
+        del documents
+    gc.collect()
+    return tracemalloc.get_traced_memory()[0] - start, sizes
 
 
 def _memory() -> dict[str, int]:

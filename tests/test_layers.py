@@ -27,7 +27,7 @@ LAYERS: list[set[str]] = [
     {"data", "venue", "store", "runstate", "stats", "visual", "notify", "cast"},
     {"state"},
     {"config", "layout", "atomic", "control", "kept_rows"},
-    {"timeframe", "times"},
+    {"timeframe", "times", "spill"},
     {"errors", "__init__"},
 ]
 

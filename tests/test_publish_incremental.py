@@ -26,6 +26,7 @@ from tradeexecutor.kept_rows import CHUNK_MERGE, CHUNK_ROWS, Appended, KeptRows
 from tradeexecutor.layout import RunFiles
 from tradeexecutor.ledger import Ledger
 from tradeexecutor.settings import DaemonConfig, FeedConfig
+from tradeexecutor.spill import Piece, joined
 from tradeexecutor.state import Order, Position, State
 from tradeexecutor.stats import trades_csv
 from tradeexecutor.stats.summary import write_trades_csv
@@ -44,6 +45,7 @@ from tradeexecutor.store.codec import (
 from tradeexecutor.store.publish import (
     GZIP_LEVEL,
     KEPT_PIECE_BYTES,
+    SPILL_FILES,
     KeptGzip,
     PartsDigest,
     PositionListing,
@@ -91,7 +93,7 @@ def test_kept_rows_keep_each_row_once() -> None:
         held = tracemalloc.get_traced_memory()[0] - before  # parts are the chunks themselves, and one small slice
     finally:
         tracemalloc.stop()
-    assert len(b"".join(parts)) == rows * size - 1
+    assert len(joined(parts)) == rows * size - 1
     assert held < rows * size * 1.7, held  # its bytes, and about 72 bytes of id and offset a row; 3.4x before
     assert kept.joined([(999, b"first")], separator=b",")[:6] == b"first,"
 
@@ -101,7 +103,7 @@ def test_kept_rows_parts_reuse_their_chunks_and_join_to_the_rows() -> None:
     the pieces always join to the rows in id order with the live rows spliced in."""
     rng = random.Random(5)
     kept, rows = KeptRows(), {}
-    previous: list[bytes] = []
+    previous: list[Piece] = []
     for key in range(CHUNK_ROWS * CHUNK_MERGE * 3 + 7):
         if rng.random() < 0.8:
             rows[key] = b",%d" % key
@@ -113,7 +115,7 @@ def test_kept_rows_parts_reuse_their_chunks_and_join_to_the_rows() -> None:
         live = [(i, b"L%d" % i) for i in sorted(rng.sample(range(key + 3), min(key + 3, rng.randint(0, 3))))]
         merged = {**rows, **{i: b"," + row for i, row in live}}
         parts = kept.parts(live, separator=b",")
-        assert b"".join(parts) == b"".join(merged[i] for i in sorted(merged))[1:], key
+        assert joined(parts) == b"".join(merged[i] for i in sorted(merged))[1:], key
         again = kept.parts(live, separator=b",")
         assert all(a is b for a, b in zip(parts, again, strict=True) if len(a) >= KEPT_PIECE_BYTES)
         previous = again
@@ -208,14 +210,14 @@ def test_the_kept_gzip_decompresses_to_the_snapshot_and_compresses_each_kept_blo
         return real_segment(data, mode)
 
     kept._segment = watched  # type: ignore[method-assign]  # noqa: SLF001
-    previous: list[bytes] = []
+    previous: list[Piece] = []
     written = compressed_bytes = reused = 0
     for cycle in range(400):
         grow(state, rng, cycle)
         for _ in range(60):
             state.valuations.append(len(state.valuations) * 60_000 + 1, 1000.0 + rng.random(), 5.0, rng.random())
         parts = dumps_state_parts(state, fragments)
-        data = b"".join(parts)
+        data = joined(parts)
         compressed.clear()
         gz = kept.compress(parts)
         assert gzip.decompress(gz) == data, cycle
@@ -248,7 +250,7 @@ def test_kept_blocks_merge_so_a_long_run_is_few_pieces() -> None:
             grow(state, rng, cycle)
         cycle += 1
         parts = dumps_state_parts(state, fragments)
-        assert b"".join(parts) == dumps_state(state), cycle
+        assert joined(parts) == dumps_state(state), cycle
     assert len(state.portfolio.closed_positions) > POSITION_BLOCK * BLOCK_MERGE
     assert len(parts) < 4 * 2 * BLOCK_MERGE + 2 * 2 * BLOCK_MERGE + 40  # a few levels of blocks an array
 
@@ -386,6 +388,12 @@ def test_a_replay_executor_serves_the_same_files_as_a_fresh_publication_after_ma
     # As a kill -9 between two writes leaves them: public/ older than the ledger (here: older still, cut short).
     files.state_snapshot.write_bytes(files.state_snapshot.read_bytes()[:1000])
     files.orders_csv.write_bytes(files.orders_csv.read_bytes()[:-7])
+    # The closed history was kept in spill files; one of them damaged (a byte changed) is rebuilt from the ledger.
+    spilled = {path.name: path.stat().st_size for path in files.spill.iterdir()}
+    assert all(spilled[SPILL_FILES[name]] > 0 for name in ("closed", "positions", "orders", "gzip")), spilled
+    damaged = bytearray((files.spill / SPILL_FILES["orders"]).read_bytes())
+    damaged[len(damaged) // 2] ^= 0x04
+    (files.spill / SPILL_FILES["orders"]).write_bytes(bytes(damaged))
     again, _ = _replay_daemon(state_dir, data, FakeClock(datetime(2024, 1, 2, tzinfo=UTC)))
     try:
         again.loop.begin()
@@ -397,6 +405,9 @@ def test_a_replay_executor_serves_the_same_files_as_a_fresh_publication_after_ma
         committed = again.loop.state
         assert files.state_snapshot.read_bytes() == dumps_state(committed) == last["state.json"].data()
         assert files.orders_csv.read_bytes() == pandas_csv(committed)
+        assert {path.name: path.stat().st_size for path in files.spill.iterdir()}.items() >= {
+            name: spilled[name] for name in (SPILL_FILES["closed"], SPILL_FILES["positions"], SPILL_FILES["orders"])
+        }.items()  # reused (or rebuilt in place), not grown
     finally:
         again.close()
 
@@ -465,10 +476,10 @@ def test_the_etag_digests_each_run_of_kept_blocks_once_and_equals_a_fresh_digest
         assert digest.new_runs <= runs <= 8, cycle
         previous_ids = {id(part) for part in large}
         if cycle % 25 == 0 or cycle in (350, 351):
-            copies = [bytes(bytearray(part)) for part in parts]  # equal bytes, other objects
+            copies = [bytes(bytearray(joined([part]))) for part in parts]  # equal bytes, other objects
             assert tag == PartsDigest().etag(parts) == PartsDigest().etag(copies), cycle
             assert digest.etag(parts) == tag and digest.new_runs == digest.hashed == 0, cycle  # nothing new
-        data = b"".join(parts)
+        data = joined(parts)
         assert (tag == previous[0]) == (data == previous[1]), cycle
         previous = (tag, data)
     assert len(large) > 60  # many kept blocks in the document at the end, hashed once each

@@ -10,7 +10,14 @@ and notices a list that was replaced or cut (a reloaded state), so the caller st
 :data:`CHUNK_ROWS` rows that are the same ``bytes`` objects from call to call, so whoever holds
 a publication (the webhook's ETag, its lazy join) pays for a chunk once, not once a publication.
 Each row's bytes are kept once: in its frozen chunk, or in the unfrozen tail until its chunk is
-complete (a kept row costs its bytes and two list entries, its id and its offset).
+complete (a kept row costs its bytes and two list entries, its id and its offset). Given a
+:class:`~tradeexecutor.spill.Spill` (a running executor's caches), frozen chunks go to its file
+and the pieces are :class:`~tradeexecutor.spill.Spilled` ranges, not bytes: a kept row then
+costs its two list entries and its share of a chunk's range (see :mod:`tradeexecutor.spill`).
+Complete chunks are frozen in memory as without a spill (a close costs a chunk, whatever is
+still open); a frozen chunk goes to the file only once all its ids lie below the oldest open
+position's id (the *closed prefix*, which no later close can land among), so the file is only
+appended to and a close out of id order costs the rows after the spilled prefix, not the history.
 
 >>> kept = KeptRows()
 >>> kept.add(1, b"a\\n"); kept.add(3, b"c\\n")
@@ -20,9 +27,12 @@ b'a\\nb\\nc\\n'
 
 from __future__ import annotations
 
+import hashlib
 from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
+
+from tradeexecutor.spill import Piece, Spill, Spilled, joined
 
 __all__ = ["CHUNK_MERGE", "CHUNK_ROWS", "Appended", "KeptRows"]
 
@@ -57,47 +67,84 @@ class KeptRows:
 
     The bytes of a row live in one place: the frozen chunk that holds it, or ``_tail`` (the rows
     after the last complete chunk). ``_offsets`` are positions in the concatenation of all rows.
+
+    With a ``spill`` chunks are frozen in memory as without one, and the first ``_spilled`` chunks
+    (the *spilled prefix*) are in its file: a chunk moves there, written once, when its ids all
+    lie below the first live id (the oldest open position's), so no row can later land inside it.
+    Chunks merge in aligned groups of CHUNK_MERGE (rows ``k * CHUNK_ROWS * CHUNK_MERGE`` on): a
+    group wholly in memory merges there (and is spilled as one block), one partly spilled merges
+    once its last chunk is spilled (one range of the file). A row that closes out of order above
+    the spilled prefix rejoins the rows after it (in memory, as without a spill it rejoins every
+    row); the spill file is only ever appended to. A row below the spilled prefix (which the live
+    ids rule out) joins every row afresh.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, spill: Spill | None = None) -> None:
+        #: Where frozen chunks go (None: they stay in memory as bytes).
+        self.spill = spill
+        self._group = hashlib.sha256()  # with a spill: the bytes of the unmerged chunks since the last merged one
+        self._head: dict[tuple[int, int, int], bytes] = {}  # with a spill: (offset, length, cut) of a row-0 piece -> sha256 without the separator
+        self._head_group: Any = None  # the sha256 of the row-0 group's bytes without the separator, while it is unmerged
         self._ids: list[int] = []  # sorted
         self._tail = bytearray()  # the rows not frozen yet, joined in id order
         self._tail_at = 0  # where _tail starts in the concatenation of all rows
         self._offsets = [0]  # where each row starts in the concatenation, and where the last ends
-        self._chunks: list[bytes] = []  # frozen rows, in order: chunks of CHUNK_ROWS and merged ones
+        self._chunks: list[Piece] = []  # frozen rows, in order: chunks of CHUNK_ROWS and merged ones
         self._starts: list[int] = []  # the first row of each chunk
         self._merged: list[bool] = []  # whether each chunk is a merged one
         self._frozen = 0  # rows in the chunks
-        self._stripped = (b"", b"")  # the last first part and it without the separator (see _strip)
+        self._spilled = 0  # chunks offered to the spill (a prefix of _chunks; always 0 without one)
+        self._stripped: tuple[Piece, Piece] = (b"", b"")  # the last first part and it without the separator (see _strip)
         #: Slices of rows outside whole chunks made by the last parts(), by (first row, end row): the
         #: same objects again while no row is added. Emptied by add().
-        self._slices: dict[tuple[int, int], bytes] = {}
+        self._slices: dict[tuple[int, int], Piece] = {}
 
     def __len__(self) -> int:
         return len(self._ids)
 
     def add(self, key: int, row: bytes) -> None:
-        """Keep a row; appended when its id is the largest, otherwise every row is joined afresh (rare)."""
-        self._slices = {}
+        """Keep a row; appended when its id is the largest, else spliced into the tail, or the rows after the
+        spilled prefix rejoined (in memory), or, below the spilled prefix, every row joined afresh (rare)."""
         ids = self._ids
-        if not ids or key > ids[-1]:
+        if not ids or key > ids[-1]:  # the rows before are as they were: so are the slices of them kept
             ids.append(key)
             self._tail += row
             self._offsets.append(self._offsets[-1] + len(row))
             return
-        rows = [self._slice(index, index + 1) for index in range(len(ids))]
-        at = bisect_left(ids, key)
+        self._slices = {}
+        frozen = self._frozen
+        spilled = self._starts[self._spilled] if self._spilled < len(self._starts) else frozen  # rows in the file
+        if not frozen or key > ids[frozen - 1]:
+            first = frozen
+        elif spilled and key > ids[spilled - 1]:
+            first = spilled
+        else:
+            first = 0
+        if first or not frozen:  # rows in memory only (the tail, chunks above the spilled prefix)
+            rows = [self._slice(index, index + 1) for index in range(first, len(ids))]
+        else:  # below the spilled prefix: every row, each chunk read once (a spill's on this thread)
+            everything = joined(self._chunks) + bytes(self._tail)
+            offsets = self._offsets
+            rows = [everything[offsets[index]:offsets[index + 1]] for index in range(len(ids))]
+            del everything
+        at = bisect_left(ids, key, lo=first)
         if at < len(ids) and ids[at] == key:
-            rows[at] = row
+            rows[at - first] = row
         else:
             ids.insert(at, key)
-            rows.insert(at, row)
-        self._tail, self._tail_at = bytearray(b"".join(rows)), 0
-        offsets = [0]
+            rows.insert(at - first, row)
+        del self._offsets[first + 1:]
+        offsets = self._offsets
         for row_bytes in rows:
             offsets.append(offsets[-1] + len(row_bytes))
-        self._offsets = offsets
-        self._chunks, self._starts, self._merged, self._frozen = [], [], [], 0  # freeze them afresh
+        self._tail, self._tail_at = bytearray(b"".join(rows)), offsets[first]
+        if first < frozen:  # freeze them afresh (a spill's earlier ranges stay as they are: readers may hold them)
+            kept = bisect_left(self._starts, first)
+            del self._chunks[kept:], self._starts[kept:], self._merged[kept:]
+            self._frozen = first
+            if not first:
+                self._spilled = 0
+                self._group, self._head, self._head_group = hashlib.sha256(), {}, None
 
     def joined(self, live: Sequence[tuple[int, bytes]] = (), separator: bytes = b"") -> bytes:
         """Every kept row and the ``live`` ones (sorted by id; a live id replaces a kept one), in id order.
@@ -105,14 +152,14 @@ class KeptRows:
         With a ``separator`` (``b","`` for a JSON array) rows are separated by it; kept rows must
         then have been added with the separator in front (``b"," + row``), which is dropped for the first.
         """
-        return b"".join(self.parts(live, separator))
+        return joined(self.parts(live, separator))
 
-    def parts(self, live: Sequence[tuple[int, bytes]] = (), separator: bytes = b"") -> list[bytes]:
+    def parts(self, live: Sequence[tuple[int, bytes]] = (), separator: bytes = b"") -> list[Piece]:
         """:meth:`joined`'s bytes as pieces whose join they are; complete chunks are the same objects each call."""
         ids = self._ids
-        self._freeze()
+        self._freeze(live[0][0] if live and self.spill is not None else None, len(separator))
         slices, self._slices = self._slices, {}
-        parts: list[bytes] = []
+        parts: list[Piece] = []
         start = 0
         for key, row in live:
             at = bisect_left(ids, key, lo=start)
@@ -126,36 +173,91 @@ class KeptRows:
                 parts[first] = self._strip(parts[first], len(separator))
         return parts
 
-    def _strip(self, part: bytes, cut: int) -> bytes:
+    def _strip(self, part: Piece, cut: int) -> Piece:
         """``part`` without its first ``cut`` bytes; the same object again for the same part (a kept chunk)."""
         source, stripped = self._stripped
         if part is not source:
-            stripped = part[cut:]
+            if isinstance(part, Spilled):  # a spilled row-0 chunk: its digest without the separator was kept
+                stripped = part.spill.cut(part, cut, self._head.get((part.offset, part.length, cut)))
+            else:
+                stripped = part[cut:]
             self._stripped = (part, stripped)
         return stripped
 
-    def _freeze(self) -> None:
-        """Freeze every complete chunk not frozen yet, merging CHUNK_MERGE unmerged ones into one; the frozen
-        rows leave the tail (their bytes are kept once, in the chunk)."""
-        chunks, starts, merged, offsets, tail = self._chunks, self._starts, self._merged, self._offsets, self._tail
-        if self._frozen + CHUNK_ROWS > len(self._ids):
-            return
+    def _freeze(self, below: int | None, cut: int) -> None:
+        """Freeze every complete chunk not frozen yet, merging aligned groups of CHUNK_MERGE; the frozen rows leave
+        the tail (their bytes are kept once, in the chunk). With a spill, each chunk whose ids all lie ``below``
+        the first live id (all of them when None) moves to its file, in order, as soon as it is frozen."""
+        chunks, starts, merged, offsets, tail, ids = \
+            self._chunks, self._starts, self._merged, self._offsets, self._tail, self._ids
         at = self._tail_at
-        while self._frozen + CHUNK_ROWS <= len(self._ids):
+        group = CHUNK_ROWS * CHUNK_MERGE
+        while self._frozen + CHUNK_ROWS <= len(ids):
             first = self._frozen
             chunks.append(bytes(tail[offsets[first] - at:offsets[first + CHUNK_ROWS] - at]))
             starts.append(first)
             merged.append(False)
             self._frozen += CHUNK_ROWS
-            if len(merged) >= CHUNK_MERGE and not any(merged[-CHUNK_MERGE:]):
-                joined = b"".join(chunks[-CHUNK_MERGE:])
-                begins = starts[-CHUNK_MERGE]
+            if self.spill is not None:  # to the file chunk by chunk while it may (a restart compares them so)
+                self._spill(below, cut)
+            if (self._frozen % group == 0 and len(chunks) - CHUNK_MERGE >= self._spilled
+                    and starts[-CHUNK_MERGE] == self._frozen - group):  # a group all in memory: merged there
+                whole = b"".join(chunks[-CHUNK_MERGE:])  # type: ignore[arg-type]  # in memory: bytes
                 del chunks[-CHUNK_MERGE:], starts[-CHUNK_MERGE:], merged[-CHUNK_MERGE:]
-                chunks.append(joined)
-                starts.append(begins)
+                chunks.append(whole)
+                starts.append(self._frozen - group)
                 merged.append(True)
-        del tail[:offsets[self._frozen] - at]
-        self._tail_at = offsets[self._frozen]
+        if offsets[self._frozen] > at:
+            del tail[:offsets[self._frozen] - at]
+            self._tail_at = offsets[self._frozen]
+        if self.spill is not None:  # chunks (and merged groups) the oldest open position held back
+            self._spill(below, cut)
+
+    def _spill(self, below: int | None, cut: int) -> None:
+        """Move the chunks after the spilled prefix whose ids all lie ``below`` to the spill file, in order; a group
+        spilled chunk by chunk becomes one range once its last chunk is spilled."""
+        assert self.spill is not None
+        chunks, starts, merged, ids = self._chunks, self._starts, self._merged, self._ids
+        group = CHUNK_ROWS * CHUNK_MERGE
+        while self._spilled < len(chunks):
+            index = self._spilled
+            end = starts[index + 1] if index + 1 < len(starts) else self._frozen
+            if below is not None and ids[end - 1] >= below:
+                return
+            chunk = chunks[index]
+            assert isinstance(chunk, bytes)  # after the spilled prefix: in memory
+            chunks[index] = self._keep(chunk, starts[index], cut, merged[index])
+            self._spilled += 1
+            if merged[index] or end % group or index + 1 < CHUNK_MERGE or starts[index + 1 - CHUNK_MERGE] != end - group:
+                continue
+            whole = self.spill.span(chunks[index + 1 - CHUNK_MERGE:index + 1], self._group.digest())
+            begins = end - group
+            if begins == 0 and self._head_group is not None and isinstance(whole, Spilled):
+                self._head[whole.offset, whole.length, cut] = self._head_group.digest()
+            self._group, self._head_group = hashlib.sha256(), None
+            del chunks[index + 1 - CHUNK_MERGE:index + 1], starts[index + 1 - CHUNK_MERGE:index + 1]
+            del merged[index + 1 - CHUNK_MERGE:index + 1]
+            chunks.insert(index + 1 - CHUNK_MERGE, whole)
+            starts.insert(index + 1 - CHUNK_MERGE, begins)
+            merged.insert(index + 1 - CHUNK_MERGE, True)
+            self._spilled = index + 2 - CHUNK_MERGE
+
+    def _keep(self, chunk: bytes, first: int, cut: int, whole: bool) -> Piece:
+        """A chunk (a merged group when ``whole``) written to the spill; for row 0's chunk (and its group) the digest
+        without the separator too."""
+        assert self.spill is not None
+        if not whole:  # a group spilled chunk by chunk: its digest, for the range it becomes
+            if first % (CHUNK_ROWS * CHUNK_MERGE) == 0:
+                self._group = hashlib.sha256()
+            self._group.update(chunk)
+            if first == 0:
+                self._head_group = hashlib.sha256(chunk[cut:])
+            elif self._head_group is not None:
+                self._head_group.update(chunk)
+        piece = self.spill.keep(chunk)
+        if first == 0 and isinstance(piece, Spilled):
+            self._head[piece.offset, piece.length, cut] = hashlib.sha256(chunk[cut:]).digest()
+        return piece
 
     def _slice(self, start: int, stop: int) -> bytes:
         """The bytes of rows ``start`` to ``stop``, which lie in one chunk or all in the tail."""
@@ -165,9 +267,11 @@ class KeptRows:
             return bytes(self._tail[offsets[start] - at:offsets[stop] - at])
         chunk = bisect_right(self._starts, start) - 1
         base = offsets[self._starts[chunk]]
-        return self._chunks[chunk][offsets[start] - base:offsets[stop] - base]
+        piece = self._chunks[chunk]
+        data = piece.read() if isinstance(piece, Spilled) else piece  # a spill's: only when rows are joined afresh
+        return data[offsets[start] - base:offsets[stop] - base]
 
-    def _range(self, start: int, end: int, parts: list[bytes], slices: dict[tuple[int, int], bytes]) -> None:
+    def _range(self, start: int, end: int, parts: list[Piece], slices: dict[tuple[int, int], Piece]) -> None:
         """Append the pieces of kept rows ``start`` to ``end``: whole frozen chunks as they are, the rest copied
         (or the same copy as last time, from ``slices``, when no row was added since)."""
         chunks, starts = self._chunks, self._starts

@@ -91,6 +91,11 @@ class RunFiles:
         return self.root / "executor.lock"
 
     @property
+    def spill(self) -> Path:
+        """The publication caches' spill files: encoded rows of closed history, rebuilt from the ledger when damaged."""
+        return self.root / "spill"
+
+    @property
     def public(self) -> Path:
         """Snapshots served by the webhook."""
         return self.root / "public"

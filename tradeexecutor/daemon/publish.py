@@ -36,11 +36,12 @@ from tradeexecutor.data.market import CloseColumns
 from tradeexecutor.layout import RunFiles
 from tradeexecutor.runstate import RunState, image_key
 from tradeexecutor.runstate.figures import FigureCounter
+from tradeexecutor.spill import Spill, SpillDamagedError
 from tradeexecutor.state import State
 from tradeexecutor.stats.formatting import key_figures
 from tradeexecutor.stats.running import RunningSummary
 from tradeexecutor.stats.trades_csv import TradesCsv
-from tradeexecutor.store.publish import PublicFile, PublishCache, public_files, write_public_files
+from tradeexecutor.store.publish import SPILL_FILES, PublicFile, PublishCache, public_files, write_public_files
 from tradeexecutor.visual.renderer import ChartRenderer
 from tradeexecutor.visual.series import DeltaFeed
 
@@ -88,10 +89,9 @@ class Publisher:
         self._last_publish: float | None = None
         self._publish_cost = 0.0  # wall seconds the last publication took
         self._figures = FigureCounter()
-        #: Kept parts of the public files (state.json and its gzip, positions.json).
-        self._published = PublishCache()
-        #: orders.csv, with the lines of finished positions kept between publications.
-        self._orders_csv = TradesCsv()
+        #: Kept parts of the public files (state.json and its gzip, positions.json), and orders.csv with the
+        #: lines of finished positions kept between publications; closed history in spill files.
+        self._published, self._orders_csv = publication_caches(files)
         #: Writes the public files to disk off the loop's thread (at most one write at a time).
         self._writer: threading.Thread | None = None
         self._last_write: float | None = None
@@ -160,7 +160,11 @@ class Publisher:
         self._publish_cost = time.perf_counter() - started
         if write:
             self.wait_written()
-            self._write(documents)
+            if not self._write(documents):  # a damaged spill: its owner now encodes afresh; the end of a run retries once
+                documents = public_files(state, self.files, metadata=metadata, orders_csv=self._orders_csv.parts,
+                                         now=self.clock.now(), cache=self._published)
+                self.runstate.public.replace(documents)
+                self._write(documents)
         elif self._write_due():
             self._writer = threading.Thread(target=self._write, args=(documents,), name="public-files", daemon=True)
             self._writer.start()
@@ -170,16 +174,22 @@ class Publisher:
             return False
         return publication_due(self._last_write, self.clock.monotonic(), DISK_SECONDS, self._write_cost)
 
-    def _write(self, documents: dict[str, PublicFile]) -> None:
-        """Write one publication's files to ``public/`` (the writer thread, or the loop's at the end)."""
+    def _write(self, documents: dict[str, PublicFile]) -> bool:
+        """Write one publication's files to ``public/`` (the writer thread, or the loop's at the end); False when a
+        spill range was found damaged (the owner encodes those rows afresh at the next publication)."""
         assert self.files is not None
         self._last_write = self.clock.monotonic()
         started = time.perf_counter()
+        intact = True
         try:
             write_public_files(self.files, documents, self._written)
         except OSError as exc:  # the webhook still serves them from memory; the next write tries again
             logger.warning("writing the public files to %s failed: %s", self.files.public, exc)
+        except SpillDamagedError as exc:  # the files on disk stay as they were; the owner encodes those rows afresh next time
+            logger.warning("writing the public files to %s failed: %s", self.files.public, exc)
+            intact = False
         self._write_cost = time.perf_counter() - started
+        return intact
 
     def wait_written(self) -> None:
         """Wait for a write of the public files to disk in progress (bounded by the disk itself)."""
@@ -359,6 +369,27 @@ PUBLISH_TIME_SHARE = 0.1
 DISK_SECONDS = 60.0
 #: The chart renderer may keep at most this share of one CPU busy (it runs beside the loop, not on it).
 CHART_TIME_SHARE = 0.25
+
+
+def publication_caches(files: RunFiles | None) -> tuple[PublishCache, TradesCsv]:
+    """The publisher's caches: closed history in spill files under ``files.spill`` (in memory without files).
+
+    Spill files are a cache of the ledger: when they cannot be opened (``spill`` is a regular file, a
+    directory the service user cannot write) the caches keep those rows in memory, as before spill files,
+    with one warning naming the path; no reason not to trade.
+    """
+    if files is None:
+        return PublishCache(), TradesCsv()
+    cache: PublishCache | None = None
+    try:
+        cache = PublishCache.spilled(files.spill)
+        return cache, TradesCsv(Spill(files.spill / SPILL_FILES["orders"]))
+    except OSError as exc:
+        for spill in cache.spills() if cache is not None else []:
+            spill.close()
+        logger.warning("the spill files under %s cannot be opened (%s): keeping closed history's rows in memory "
+                       "(make it a directory the executor can write, then restart)", files.spill, exc)
+        return PublishCache(), TradesCsv()
 
 
 def publication_due(last: float | None, now: float, interval: float, cost: float,

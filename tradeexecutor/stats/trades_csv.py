@@ -26,6 +26,7 @@ from typing import Any
 
 from tradeexecutor.atomic import atomic_write_bytes
 from tradeexecutor.kept_rows import Appended, KeptRows
+from tradeexecutor.spill import Piece, Spill, SpillDamagedError, given_up, joined
 from tradeexecutor.state import Order, Position, State
 from tradeexecutor.stats.summary import TRADE_COLUMNS, trade_record
 
@@ -75,13 +76,15 @@ class TradesCsv:
     Lines of closed and failed positions are kept (positions are appended to those lists and
     never change once there); the lists are followed by identity, length and last item, and the
     kept lines start over when one is replaced or cut (a reloaded state) or a symbol changes.
-    One writer per state owner.
+    One writer per state owner. With a ``spill`` (a running executor's) the kept lines live in its
+    file, not in memory (:mod:`tradeexecutor.spill`), and the pieces name ranges of it.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, spill: Spill | None = None) -> None:
         self._rows = _Rows()
         self._header = self._rows.line(list(TRADE_COLUMNS))
-        self._kept = KeptRows()
+        self._spill = spill
+        self._kept = KeptRows(spill)
         self._finished: tuple[Appended[Position], Appended[Position]] = (Appended(), Appended())
         self._symbols: dict[int, str] = {}
 
@@ -94,16 +97,37 @@ class TradesCsv:
 
     def data(self, state: State) -> bytes:
         """The CSV bytes of ``state``."""
-        return b"".join(self.parts(state))
+        return joined(self.parts(state))
 
-    def parts(self, state: State) -> list[bytes]:
-        """The CSV bytes of ``state`` as pieces (kept chunks are the same objects from call to call)."""
+    def parts(self, state: State) -> list[Piece]:
+        """The CSV bytes of ``state`` as pieces (kept chunks are the same objects from call to call).
+
+        A spill found damaged (here, or by a reader on another thread) is given up: the lines are
+        encoded afresh from ``state`` and kept in memory, with one warning naming the file.
+        """
+        spill = self._spill
+        if spill is not None and spill.damaged:
+            self._give_up(spill, None)
+        try:
+            return self._parts(state)
+        except SpillDamagedError as error:
+            if self._spill is None:  # pragma: no cover - nothing is read back without a spill
+                raise
+            self._give_up(self._spill, error)
+            return self._parts(state)
+
+    def _give_up(self, spill: Spill, error: SpillDamagedError | None) -> None:
+        given_up(spill, error)
+        self._spill = None
+        self._finished = (Appended(), Appended())  # start over
+
+    def _parts(self, state: State) -> list[Piece]:
         symbols = {instrument.id: instrument.symbol for instrument in state.instruments}
         portfolio = state.portfolio
         changes = [follower.appended(positions) for follower, positions in
                    zip(self._finished, (portfolio.closed_positions, portfolio.failed_positions), strict=True)]
         if symbols != self._symbols or not all(followed for followed, _ in changes):
-            self._symbols, self._kept = symbols, KeptRows()
+            self._symbols, self._kept = symbols, KeptRows(self._spill)
             changes = [(False, positions) for positions in (portfolio.closed_positions, portfolio.failed_positions)]
         for _, positions in changes:
             for position in positions:

@@ -25,6 +25,7 @@ functions below; ``tests/test_store_codec.py`` fails until you do.
 from __future__ import annotations
 
 import gc
+import hashlib
 from array import array
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -36,6 +37,7 @@ import orjson
 
 from tradeexecutor.errors import SchemaVersionError, StateCorruptError
 from tradeexecutor.kept_rows import Appended
+from tradeexecutor.spill import Piece, Spill, SpillDamagedError, given_up, joined
 from tradeexecutor.state import (
     SCHEMA_VERSION,
     Fill,
@@ -248,20 +250,50 @@ class PositionFragments:
     those of encoding without the cache. A kept block is the same ``bytes`` object from write
     to write, which lets :func:`dumps_state_parts`'s callers keep work done on it (the gzip of
     the public snapshot). One cache per state owner.
+
+    ``spills`` (a running executor's publication cache) maps a list's name (``closed``, ``failed``)
+    to the :class:`~tradeexecutor.spill.Spill` its complete blocks go to: they are then ranges of
+    that file, not bytes in memory, and :func:`dumps_state_parts` gives them as such.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, spills: dict[str, Spill] | None = None) -> None:
+        self._spills = dict(spills or {})
         self._lists: dict[str, tuple[Appended[Position], _Blocks]] = {}
         self._columns: dict[str, tuple[Any, _Blocks]] = {}
         #: While dumps_state_parts runs: the pieces of each array, in the order of their markers.
-        self._parts: list[list[bytes]] | None = None
+        self._parts: list[list[Piece]] | None = None
+
+    def spills(self) -> list[Spill]:
+        """The spill files of the position lists."""
+        return list(self._spills.values())
 
     def positions(self, name: str, positions: Sequence[Position]) -> orjson.Fragment:
-        """The JSON array of a list of finished positions (``name`` tells the lists apart)."""
-        follower, blocks = self._lists.get(name) or (Appended(), _Blocks(POSITION_BLOCK))
+        """The JSON array of a list of finished positions (``name`` tells the lists apart).
+
+        A spill found damaged (a read here, or a reader on another thread) is given up: the list is
+        encoded afresh from ``positions`` and kept in memory, with one warning naming the file.
+        """
+        spill = self._spills.get(name)
+        if spill is not None and spill.damaged:
+            self._give_up(name, None)
+        try:
+            return self._positions(name, positions)
+        except SpillDamagedError as error:
+            if name not in self._spills:  # pragma: no cover - nothing is read back without a spill
+                raise
+            self._give_up(name, error)
+            return self._positions(name, positions)
+
+    def _give_up(self, name: str, error: SpillDamagedError | None) -> None:
+        given_up(self._spills.pop(name), error)
+        self._lists.pop(name, None)  # start over
+
+    def _positions(self, name: str, positions: Sequence[Position]) -> orjson.Fragment:
+        spill = self._spills.get(name)
+        follower, blocks = self._lists.get(name) or (Appended(), _Blocks(POSITION_BLOCK, spill))
         followed, new = follower.appended(positions)
         if not followed:
-            blocks = _Blocks(POSITION_BLOCK)
+            blocks = _Blocks(POSITION_BLOCK, spill)  # encoded afresh (a spill's earlier ranges stay as they are)
         self._lists[name] = (follower, blocks)
         if new:
             blocks.add([orjson.dumps(position_to_dict(p), default=_json_default) for p in new])
@@ -281,12 +313,12 @@ class PositionFragments:
             blocks.add_block(_dumps_rows(values[start:start + COLUMN_BLOCK]), COLUMN_BLOCK)
         return self._array(blocks.pieces(_dumps_rows(values[blocks.items:])))
 
-    def _array(self, pieces: list[bytes]) -> orjson.Fragment:
+    def _array(self, pieces: list[Piece]) -> orjson.Fragment:
         """The array as one fragment, or a marker for dumps_state_parts to replace by its pieces."""
         if self._parts is not None:
             self._parts.append(pieces)
             return orjson.Fragment(b"\x00%d\x00" % (len(self._parts) - 1))
-        return orjson.Fragment(b"".join(pieces))
+        return orjson.Fragment(joined(pieces))
 
 
 #: Finished positions encoded together and kept once complete.
@@ -312,11 +344,18 @@ class _Blocks:
     the blocks themselves, one after another, with no small piece between them. Every
     :data:`BLOCK_MERGE` blocks of one level are joined into one block of the next, so a long array
     is a few dozen pieces, not thousands (a new, larger block is encoded and compressed once).
+
+    With a ``spill`` each block is written to its file once and kept as its range; a merged block
+    is the range of the blocks it joins (written one after another), its sha256 taken from
+    hashes that follow each level's bytes as they are written, so nothing is read back.
     """
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, spill: Spill | None = None) -> None:
         self.size = size
-        self.blocks: list[bytes] = []
+        self.spill = spill
+        #: With a spill: the sha256 of the bytes since the last block of level >= i + 1 (the next merged block of level i + 1).
+        self._hashes = [hashlib.sha256()]
+        self.blocks: list[Piece] = []
         self._levels: list[int] = []  # each block's level: 0 for size items, 1 for BLOCK_MERGE of those...
         self.items = 0  # items in complete blocks
         self.open: list[bytes] = []  # encoded items after them (lists of positions only)
@@ -331,13 +370,29 @@ class _Blocks:
         self._joined_open = self._tail(b",".join(self.open))
 
     def add_block(self, block: bytes, items: int) -> None:
-        self.blocks.append(self._tail(block))
+        data = self._tail(block)
+        spill = self.spill
+        if spill is None:
+            self.blocks.append(data)
+        else:
+            for hasher in self._hashes:
+                hasher.update(data)
+            self.blocks.append(spill.keep(data))
         self._levels.append(0)
         self.items += items
         levels = self._levels
         while len(levels) >= BLOCK_MERGE and len(set(levels[-BLOCK_MERGE:])) == 1:
             level = levels[-1]
-            merged = b"".join(self.blocks[-BLOCK_MERGE:])
+            merged: Piece
+            if spill is None:
+                merged = b"".join(self.blocks[-BLOCK_MERGE:])  # type: ignore[arg-type]  # bytes without a spill
+            else:
+                hashes = self._hashes
+                if len(hashes) == level + 1:  # the first block of a new level: every byte so far
+                    hashes.append(hashes[level].copy())
+                merged = spill.span(self.blocks[-BLOCK_MERGE:], hashes[level].digest())
+                for lower in range(level + 1):
+                    hashes[lower] = hashlib.sha256()
             del self.blocks[-BLOCK_MERGE:], levels[-BLOCK_MERGE:]
             self.blocks.append(merged)
             levels.append(level + 1)
@@ -346,7 +401,7 @@ class _Blocks:
         """Items that follow the kept blocks, with the comma that separates them from those."""
         return b"," + items if items and self.blocks else items
 
-    def pieces(self, tail: bytes | None = None) -> list[bytes]:
+    def pieces(self, tail: bytes | None = None) -> list[Piece]:
         """``[``, the blocks, the rest (``tail`` for a column, else the open items) and ``]``: the array in pieces."""
         rest = self._joined_open if tail is None else self._tail(tail)
         return [b"[", *self.blocks, rest, b"]"] if rest else [b"[", *self.blocks, b"]"]
@@ -451,7 +506,7 @@ def dumps_state(state: State, fragments: PositionFragments | None = None) -> byt
     Pass the owner's ``fragments`` cache to encode only what changed since the last call.
     """
     if fragments is not None:
-        return b"".join(dumps_state_parts(state, fragments))
+        return joined(dumps_state_parts(state, fragments))
     with gc_paused():
         d = _state_to_dict(state)
         data = dumps_json(d)
@@ -459,7 +514,7 @@ def dumps_state(state: State, fragments: PositionFragments | None = None) -> byt
     return data
 
 
-def dumps_state_parts(state: State, fragments: PositionFragments) -> list[bytes]:
+def dumps_state_parts(state: State, fragments: PositionFragments) -> list[Piece]:
     """dumps_state's bytes in pieces whose join is the file: kept blocks are the same objects from call to call.
 
     The arrays that only grow are written as markers (a NUL byte, which encoded JSON never holds:
@@ -472,7 +527,7 @@ def dumps_state_parts(state: State, fragments: PositionFragments) -> list[bytes]
         arrays = fragments._parts  # noqa: SLF001
     finally:
         fragments._parts = None  # noqa: SLF001
-    parts: list[bytes] = []
+    parts: list[Piece] = []
     for index, text in enumerate(skeleton.split(b"\x00")):
         if index % 2:
             parts.extend(arrays[int(text)])

@@ -34,11 +34,12 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import itertools
 import operator
 import struct
 import threading
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -47,6 +48,7 @@ from typing import Any
 from tradeexecutor.atomic import atomic_write_bytes, atomic_write_pieces
 from tradeexecutor.kept_rows import Appended, KeptRows
 from tradeexecutor.layout import RunFiles
+from tradeexecutor.spill import Piece, Spill, SpillDamagedError, Spilled, digest_of, given_up, joined, resolve
 from tradeexecutor.state import Position, State
 from tradeexecutor.store.codec import (
     PositionFragments,
@@ -57,7 +59,7 @@ from tradeexecutor.store.codec import (
     position_to_dict,
 )
 
-__all__ = ["GZIP_LEVEL", "KeptGzip", "OrdersCsvWriter", "PartsDigest", "PositionListing", "PublicFile",
+__all__ = ["GZIP_LEVEL", "SPILL_FILES", "KeptGzip", "OrdersCsvWriter", "PartsDigest", "PositionListing", "PublicFile",
            "PublishCache", "PublishedSnapshot", "etag_of", "positions_document", "public_files", "publish",
            "write_public_files"]
 
@@ -115,28 +117,52 @@ class PositionListing:
 
     Finished positions never change, so each is encoded once (:class:`~tradeexecutor.kept_rows.KeptRows`);
     a write encodes only the open positions and splices them in by id. The bytes equal
-    ``dumps_json(positions_document(state))``. One listing per state owner.
+    ``dumps_json(positions_document(state))``. One listing per state owner; with a ``spill`` the
+    kept entries live in its file, not in memory (:mod:`tradeexecutor.spill`).
     """
 
-    def __init__(self) -> None:
-        self._kept = KeptRows()
+    def __init__(self, spill: Spill | None = None) -> None:
+        #: Where the kept entries go (None: in memory; also once the file was given up, see parts).
+        self.spill = spill
+        self._kept = KeptRows(spill)
         self._finished: tuple[Appended[Position], Appended[Position]] = (Appended(), Appended())
         self._symbols: dict[int, str] = {}
 
     def data(self, state: State) -> tuple[bytes, int]:
         """The bytes of positions.json and the number of positions in it."""
         parts, count = self.parts(state)
-        return b"".join(parts), count
+        return joined(parts), count
 
-    def parts(self, state: State) -> tuple[list[bytes], int]:
-        """positions.json as pieces (kept chunks are the same objects from call to call), and its positions."""
+    def parts(self, state: State) -> tuple[list[Piece], int]:
+        """positions.json as pieces (kept chunks are the same objects from call to call), and its positions.
+
+        A spill found damaged (here, or by a reader on another thread) is given up: the entries are
+        encoded afresh from ``state`` and kept in memory, with one warning naming the file.
+        """
+        spill = self.spill
+        if spill is not None and spill.damaged:
+            self._give_up(spill, None)
+        try:
+            return self._parts(state)
+        except SpillDamagedError as error:
+            if self.spill is None:  # pragma: no cover - nothing is read back without a spill
+                raise
+            self._give_up(self.spill, error)
+            return self._parts(state)
+
+    def _give_up(self, spill: Spill, error: SpillDamagedError | None) -> None:
+        given_up(spill, error)
+        self.spill = None
+        self._finished = (Appended(), Appended())  # start over
+
+    def _parts(self, state: State) -> tuple[list[Piece], int]:
         symbols = {instrument.id: instrument.symbol for instrument in state.instruments}
         portfolio = state.portfolio
         lists = (("closed", portfolio.closed_positions), ("failed", portfolio.failed_positions))
         changes = [(status, *follower.appended(positions)) for follower, (status, positions) in
                    zip(self._finished, lists, strict=True)]
         if symbols != self._symbols or not all(followed for _, followed, _ in changes):
-            self._symbols, self._kept = symbols, KeptRows()
+            self._symbols, self._kept = symbols, KeptRows(self.spill)
             changes = [(status, False, positions) for status, positions in lists]
         for status, _, positions in changes:
             for position in positions:
@@ -169,42 +195,104 @@ class KeptGzip:
     pieces are cut the same way for the same state, so equal states give equal files.
     """
 
-    def __init__(self, level: int = GZIP_LEVEL) -> None:
+    def __init__(self, level: int = GZIP_LEVEL, spill: Spill | None = None) -> None:
         self.level = level
-        self._kept: dict[int, tuple[bytes, bytes]] = {}  # id(piece) -> (piece, its deflate segment)
+        #: Where the kept segments go (None: they stay in memory).
+        self.spill = spill
+        #: id(piece) -> (piece, its deflate segment, the piece's CRC-32)
+        self._kept: dict[int, tuple[Piece, Piece, int]] = {}
+        self._latest = -1  # the newest publication built (see segments' ``publication``)
 
-    def compress(self, parts: list[bytes]) -> bytes:
-        """The gzip file of ``b"".join(parts)``."""
-        return b"".join(self.segments(parts))
+    def compress(self, parts: Sequence[Piece]) -> bytes:
+        """The gzip file of the pieces' bytes."""
+        return joined(self.segments(parts))
 
-    def segments(self, parts: list[bytes]) -> list[bytes]:
-        """The gzip file of ``b"".join(parts)`` as pieces: the header, the deflate segments (kept ones reused), the trailer."""
-        kept: dict[int, tuple[bytes, bytes]] = {}
-        out = [_GZIP_HEADER]
+    def segments(self, parts: Sequence[Piece], publication: int | None = None) -> list[Piece]:
+        """The gzip file of the pieces' bytes as pieces: the header, the deflate segments (kept ones reused), the trailer.
+
+        ``publication`` numbers the publication the pieces are from (builds are lazy: a webhook request
+        may build a newer one before the disk writer builds an older one). An older one's build uses
+        the kept segments but keeps nothing: it neither lets the newer pieces go nor spills its own.
+
+        A kept piece's CRC-32 is kept with its segment and extended over, so a spilled piece is
+        read back only when it is new to the gzip (CRC-32 is linear: see :func:`_crc32_extend`).
+        Only the segments of spilled pieces (closed history, kept for good) go to the gzip's own
+        spill; a large piece in memory (the state's skeleton, a tail of rows) keeps its segment in
+        memory, let go with the piece, so the spill grows with the history, not with each build.
+        """
+        spill = self.spill
+        if spill is not None and spill.damaged:  # a reader found a kept segment damaged: compress afresh, in memory
+            given_up(spill)
+            self.spill, self._kept = None, {}
+        current = publication is None or publication >= self._latest
+        kept: dict[int, tuple[Piece, Piece, int]] = {}
+        out: list[Piece] = [_GZIP_HEADER]
         pending: list[bytes] = []
         crc = size = 0
         for piece in parts:
-            crc = zlib.crc32(piece, crc)
             size += len(piece)
             if len(piece) < KEPT_PIECE_BYTES:
-                pending.append(piece)
+                data = piece.read() if isinstance(piece, Spilled) else piece
+                crc = zlib.crc32(data, crc)
+                pending.append(data)
                 continue
             if pending:
                 out.append(self._segment(b"".join(pending), zlib.Z_FULL_FLUSH))
                 pending = []
             entry = self._kept.get(id(piece))
             if entry is None or entry[0] is not piece:
-                entry = (piece, self._segment(piece, zlib.Z_FULL_FLUSH))  # holding it keeps its id unique
+                entry = self._compressed(piece, keep=current)  # holding the piece keeps its id unique
             kept[id(piece)] = entry
+            crc = _crc32_extend(crc, entry[2], len(piece))
             out.append(entry[1])
         out.append(self._segment(b"".join(pending), zlib.Z_FINISH))
         out.append(struct.pack("<II", crc, size & 0xFFFFFFFF))
-        self._kept = kept  # pieces no longer in the snapshot are let go
+        if current:
+            self._kept = kept  # pieces no longer in the snapshot are let go
+            if publication is not None:
+                self._latest = publication
         return out
+
+    def _compressed(self, piece: Piece, keep: bool = True) -> tuple[Piece, Piece, int]:
+        """A large piece's kept entry: it, its deflate segment ended by a full flush, its CRC-32 (the segment of a
+        spilled piece goes to the gzip's spill when ``keep``; that of a piece in memory stays in memory)."""
+        compressor = zlib.compressobj(self.level, zlib.DEFLATED, -zlib.MAX_WBITS)
+        crc = 0
+        out: list[bytes] = []
+        for data in resolve([piece]):
+            crc = zlib.crc32(data, crc)
+            out.append(compressor.compress(data))
+        out.append(compressor.flush(zlib.Z_FULL_FLUSH))
+        segment = b"".join(out)
+        if self.spill is None or not keep or not isinstance(piece, Spilled):
+            return piece, segment, crc
+        return piece, self.spill.keep(segment), crc
 
     def _segment(self, data: bytes, mode: int) -> bytes:
         compressor = zlib.compressobj(self.level, zlib.DEFLATED, -zlib.MAX_WBITS)
         return compressor.compress(data) + compressor.flush(mode)
+
+
+#: Zero bytes, for extending a CRC-32 over a piece's length without its bytes.
+_ZEROS = bytes(1 << 16)
+
+
+def _crc32_extend(crc: int, piece_crc: int, length: int) -> int:
+    """The CRC-32 of (what gave ``crc``) followed by a piece of ``length`` bytes whose own CRC-32 is ``piece_crc``.
+
+    CRC-32 is affine in the message: crc(A + B) = crc(A + zeros) ^ crc(B) ^ crc(zeros), zeros
+    as long as B. Running over zeros is the C loop of zlib.crc32 over a small buffer held once,
+    so a history's kept pieces cost no reads and no memory, only a pass of their length.
+    """
+    zero = 0
+    left = length
+    while left:
+        step = min(left, len(_ZEROS))
+        view = _ZEROS if step == len(_ZEROS) else _ZEROS[:step]
+        crc = zlib.crc32(view, crc)
+        zero = zlib.crc32(view, zero)
+        left -= step
+    return crc ^ piece_crc ^ zero
 
 
 #: gzip's member header: magic, deflate, no flags, mtime 0, no extra flags, OS Unix (gzip.compress's with mtime 0).
@@ -215,7 +303,8 @@ class PartsDigest:
     """A strong ETag of a document given as pieces, each run of large pieces hashed once while it stays in the document.
 
     The tag is the sha256 of the pieces in order: a small piece by its length and bytes, each
-    maximal run of pieces of at least :data:`KEPT_PIECE_BYTES` by one digest — the sha256 of its
+    maximal run of pieces of at least :data:`KEPT_PIECE_BYTES` (or spilled: their bytes are never read
+    on the loop's thread) by one digest — the sha256 of its
     pieces' own sha256s — computed once for those ``bytes`` objects (kept blocks are the same
     objects from publication to publication, so a run of the history's blocks is recognised by
     identity). A run that is the one before with blocks appended at its end (a history growing)
@@ -228,27 +317,27 @@ class PartsDigest:
 
     def __init__(self) -> None:
         #: id(first piece) -> (the run's pieces, their sha256s, the run's digest); holding the pieces keeps ids unique.
-        self._runs: dict[int, tuple[list[bytes], list[bytes], bytes]] = {}
+        self._runs: dict[int, tuple[Sequence[Piece], list[bytes], bytes]] = {}
         #: Large pieces the last call hashed on their own (new ones), and runs whose digest it had to make.
         self.hashed = 0
         self.new_runs = 0
 
-    def etag(self, parts: list[bytes]) -> str:
-        """The quoted tag of ``b"".join(parts)`` cut as ``parts``."""
-        runs: dict[int, tuple[list[bytes], list[bytes], bytes]] = {}
+    def etag(self, parts: Sequence[Piece]) -> str:
+        """The quoted tag of the pieces' bytes cut as ``parts`` (a spilled piece's kept sha256 stands for its bytes)."""
+        runs: dict[int, tuple[Sequence[Piece], list[bytes], bytes]] = {}
         outer = hashlib.sha256()
         self.hashed = self.new_runs = 0
         known_digests: dict[int, bytes] | None = None  # id -> sha256 of every large piece known, built when needed
         index, count = 0, len(parts)
         while index < count:
             piece = parts[index]
-            if len(piece) < KEPT_PIECE_BYTES:
+            if not isinstance(piece, Spilled) and len(piece) < KEPT_PIECE_BYTES:
                 outer.update(b"s%d:" % len(piece))
                 outer.update(piece)
                 index += 1
                 continue
             end = index + 1
-            while end < count and len(parts[end]) >= KEPT_PIECE_BYTES:
+            while end < count and (isinstance(parts[end], Spilled) or len(parts[end]) >= KEPT_PIECE_BYTES):
                 end += 1
             run = parts[index:end]
             known = self._runs.get(id(piece))
@@ -262,7 +351,7 @@ class PartsDigest:
                 for new in run[len(digests):]:
                     digest = known_digests.get(id(new))
                     if digest is None:
-                        digest = known_digests[id(new)] = hashlib.sha256(new).digest()
+                        digest = known_digests[id(new)] = digest_of(new)
                         self.hashed += 1
                     digests.append(digest)
                 known = (run, digests, hashlib.sha256(b"".join(digests)).digest())
@@ -275,7 +364,7 @@ class PartsDigest:
         return '"' + outer.hexdigest() + '"'
 
 
-def _same_prefix(known: list[bytes], run: list[bytes]) -> int:
+def _same_prefix(known: Sequence[Piece], run: Sequence[Piece]) -> int:
     """How many first pieces of ``run`` are those of ``known``, the same objects (compared at C speed, by halving)."""
     same = min(len(known), len(run))
     if all(map(operator.is_, known[:same], run)):
@@ -290,6 +379,11 @@ def _same_prefix(known: list[bytes], run: list[bytes]) -> int:
     return low
 
 
+#: The spill files of a running executor's publication caches, by what they keep (under ``RunFiles.spill``).
+SPILL_FILES = {"closed": "state-closed.spill", "failed": "state-failed.spill", "positions": "positions.spill",
+               "gzip": "state-gzip.spill", "orders": "orders.spill"}
+
+
 @dataclass
 class PublishCache:
     """What a running executor keeps between publications, so each costs what changed (see public_files)."""
@@ -301,15 +395,33 @@ class PublishCache:
     gzip_lock: threading.Lock = field(default_factory=threading.Lock)
     #: A digest per document name, for its ETag.
     digests: dict[str, PartsDigest] = field(default_factory=dict)
+    #: Numbers the publications (public_files calls), so an older one's lazy gzip build keeps nothing.
+    publications: Iterator[int] = field(default_factory=itertools.count)
 
-    def etag(self, name: str, parts: list[bytes]) -> str:
+    @classmethod
+    def spilled(cls, directory: Path) -> PublishCache:
+        """A cache whose kept blocks of closed history live in spill files in ``directory`` (a running executor's).
+
+        One file per cache: state.json's closed and failed positions, positions.json's entries,
+        the gzip's segments (orders.csv's lines are the TradesCsv's, with a spill of its own).
+        """
+        spills = {name: Spill(directory / SPILL_FILES[name]) for name in ("closed", "failed")}
+        return cls(fragments=PositionFragments(spills), listing=PositionListing(Spill(directory / SPILL_FILES["positions"])),
+                   gzip=KeptGzip(spill=Spill(directory / SPILL_FILES["gzip"])))
+
+    def spills(self) -> list[Spill]:
+        """The spill files this cache writes (none for an in-memory cache)."""
+        found = [*self.fragments.spills(), self.listing.spill, self.gzip.spill]
+        return [spill for spill in found if spill is not None]
+
+    def etag(self, name: str, parts: Sequence[Piece]) -> str:
         """The ETag of document ``name`` cut as ``parts``."""
         return self.digests.setdefault(name, PartsDigest()).etag(parts)
 
-    def compress(self, parts: list[bytes]) -> list[bytes]:
-        """The gzip file of the pieces, as pieces, under the lock."""
+    def compress(self, parts: Sequence[Piece], publication: int | None = None) -> list[Piece]:
+        """The gzip file of the pieces (of publication number ``publication``), as pieces, under the lock."""
         with self.gzip_lock:
-            return self.gzip.segments(parts)
+            return self.gzip.segments(parts, publication)
 
 
 class PublicFile:
@@ -321,18 +433,21 @@ class PublicFile:
     history into one ``bytes``. Immutable otherwise: any thread may hold it.
     """
 
-    def __init__(self, name: str, etag: str, build: Callable[[], list[bytes]]) -> None:
+    def __init__(self, name: str, etag: str, build: Callable[[], Sequence[Piece]]) -> None:
         #: The file's name under ``public/``.
         self.name = name
         #: Its strong ETag, quoted.
         self.etag = etag
-        self._build: Callable[[], list[bytes]] | None = build
-        self._pieces: list[bytes] | None = None
+        self._build: Callable[[], Sequence[Piece]] | None = build
+        self._pieces: Sequence[Piece] | None = None
         self._data: bytes | None = None
         self._lock = threading.Lock()
 
-    def pieces(self) -> list[bytes]:
-        """The file's bytes as pieces in order (built on the first call; the joined bytes once :meth:`data` ran)."""
+    def pieces(self) -> Sequence[Piece]:
+        """The file's bytes as pieces in order (built on the first call; the joined bytes once :meth:`data` ran).
+
+        Pieces may be ranges of spill files: read them with :func:`tradeexecutor.spill.resolve`.
+        """
         data = self._data
         if data is not None:
             return [data]
@@ -352,7 +467,7 @@ class PublicFile:
         pieces = self.pieces()
         with self._lock:
             if self._data is None:
-                self._data, self._pieces = b"".join(pieces), None  # the pieces are let go once joined
+                self._data, self._pieces = joined(pieces), None  # the pieces are let go once joined
             return self._data
 
 
@@ -361,7 +476,7 @@ def public_files(
     files: RunFiles,
     *,
     metadata: Mapping[str, Any],
-    orders_csv: Callable[[State], list[bytes]],
+    orders_csv: Callable[[State], list[Piece]],
     cache: PublishCache,
     now: datetime | None = None,
 ) -> dict[str, PublicFile]:
@@ -374,6 +489,7 @@ def public_files(
     gives the orders CSV as pieces (``stats.trades_csv.TradesCsv.parts``).
     """
     published_at = now or datetime.now(UTC)
+    publication = next(cache.publications)
     state_parts = dumps_state_parts(state, cache.fragments)
     etag = cache.etag("state", state_parts)
     positions_parts, _ = cache.listing.parts(state)
@@ -381,7 +497,7 @@ def public_files(
     meta = dumps_json({**metadata, "published_at": published_at, "etag": etag})
     documents = [
         PublicFile(files.state_snapshot.name, etag, lambda: state_parts),
-        PublicFile(files.state_snapshot_gz.name, etag[:-1] + '-gzip"', lambda: cache.compress(state_parts)),
+        PublicFile(files.state_snapshot_gz.name, etag[:-1] + '-gzip"', lambda: cache.compress(state_parts, publication)),
         PublicFile(files.positions.name, cache.etag("positions", positions_parts), lambda: positions_parts),
         PublicFile(files.orders_csv.name, cache.etag("orders", csv_parts), lambda: csv_parts),
         PublicFile(files.metadata.name, etag_of(meta), lambda: [meta]),
@@ -406,7 +522,7 @@ def write_public_files(files: RunFiles, documents: Mapping[str, PublicFile],
         document = documents[name]
         if written is not None and written.get(name) == document.etag:
             continue
-        atomic_write_pieces(files.public / name, document.pieces())
+        atomic_write_pieces(files.public / name, resolve(document.pieces()))
         done.append(name)
         if written is not None:
             written[name] = document.etag

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import logging
 import os
 import threading
 from collections.abc import Callable
@@ -34,8 +35,11 @@ from pyramid.response import Response
 
 from tradeexecutor.layout import RunFiles
 from tradeexecutor.runstate.public import PublicDocument
+from tradeexecutor.spill import SpillDamagedError
 from tradeexecutor.web.params import BadParameter, choice_param, int_param
 from tradeexecutor.webhook.app import add_json_route, get_options, get_runstate, json_error, json_response
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["CachedFile", "FileCache", "accepts_gzip", "get_file_cache", "includeme"]
 
@@ -87,6 +91,9 @@ class FileCache:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._files: dict[Path, CachedFile] = {}
+        #: The loop's document whose bytes could not be had, by path (a damaged spill range): served from disk
+        #: without reading it again nor warning again, until the next publication brings another document.
+        self._failed: dict[Path, PublicDocument] = {}
 
     def get(self, path: Path) -> CachedFile | None:
         """The current version of ``path``, None when it does not exist (not published yet)."""
@@ -110,16 +117,31 @@ class FileCache:
             self._files[path] = cached
             return cached
 
-    def published(self, path: Path, document: PublicDocument) -> CachedFile:
-        """The version of ``path`` the loop published in memory: its bytes built once, its ETag as given."""
+    def published(self, path: Path, document: PublicDocument) -> CachedFile | None:
+        """The version of ``path`` the loop published in memory: its bytes built once, its ETag as given.
+
+        None when its bytes cannot be had (a spill range found damaged: the loop encodes those rows
+        afresh at its next publication): one warning, and the document is remembered, so later
+        requests for it go to the disk copy without reading the spill or warning again.
+        """
         cached = self._files.get(path)
         if cached is not None and cached.source is document:
             return cached
+        if self._failed.get(path) is document:
+            return None
         with self._lock:
             cached = self._files.get(path)
             if cached is not None and cached.source is document:
                 return cached
-            data = document.data()
+            if self._failed.get(path) is document:
+                return None
+            try:
+                data = document.data()
+            except SpillDamagedError as exc:
+                self._failed[path] = document
+                logger.warning("serving %s from disk: %s", path.name, exc)
+                return None
+            self._failed.pop(path, None)
             cached = CachedFile(data=data, key=(-1, -1, len(data)), etag=document.etag, source=document)
             self._files[path] = cached
             return cached
@@ -220,7 +242,9 @@ def _current(request: Request, path: Path) -> CachedFile | None:
     cache = get_file_cache(request)
     document = get_runstate(request).public.get(path.name)
     if document is not None:
-        return cache.published(path, document)
+        cached = cache.published(path, document)
+        if cached is not None:
+            return cached
     return cache.get(path)
 
 
