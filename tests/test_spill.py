@@ -643,8 +643,9 @@ def test_an_executor_whose_spill_path_is_a_regular_file_starts_and_publishes_wit
 
 
 def test_the_end_of_a_run_that_finds_a_spill_damaged_encodes_afresh_and_writes_the_files(tmp_path: Path) -> None:
-    """A spill damaged under a running executor, found by the stop's write of the public files: the write is
-    retried once after the owners encode afresh, so public/ holds the final state's files, not the older ones."""
+    """Spills damaged under a running executor, found by the stop's write of the public files: each failed write
+    finds one and its owner encodes afresh, and the write is retried until public/ holds the final state's files
+    (two damaged here: a single retry left orders.csv and metadata.json older than state.json)."""
     frame = generate_candles(2_000, frequency="1m", seed=3, symbol="SYN")
     data = tmp_path / "candles.csv"
     frame.to_csv(data, index_label="timestamp")
@@ -654,13 +655,15 @@ def test_the_end_of_a_run_that_finds_a_spill_damaged_encodes_afresh_and_writes_t
     daemon, tickers = _replay_daemon(state_dir, data, FakeClock(AT))
     try:
         daemon.start_jobs()
-        for _ in range(1_900):  # cycles until orders.csv's spill holds a chunk of closed history
-            if (files.spill / SPILL_FILES["orders"]).stat().st_size:
+        damaged = [files.spill / SPILL_FILES[name] for name in ("orders", "closed")]
+        for _ in range(1_900):  # cycles until orders.csv's and the closed list's spills hold a chunk of closed history
+            if all(path.stat().st_size for path in damaged):
                 break
             tickers[0].advance(120.0)
             daemon.loop.run_pending()
-        assert (files.spill / SPILL_FILES["orders"]).stat().st_size
-        _damage(files.spill / SPILL_FILES["orders"])
+        for path in damaged:
+            assert path.stat().st_size
+            _damage(path)
         daemon.commands.stop("test")
         daemon.loop.run_pending()  # the stop publishes and writes the files to disk
         assert files.orders_csv.read_bytes() == pandas_csv(daemon.loop.state)

@@ -160,10 +160,15 @@ class Publisher:
         self._publish_cost = time.perf_counter() - started
         if write:
             self.wait_written()
-            if not self._write(documents):  # a damaged spill: its owner now encodes afresh; the end of a run retries once
+            # A damaged spill: its owner now encodes afresh. Each failed write finds one damaged spill and gives it
+            # up, so retrying once per spill file ends with every file of the final state written.
+            for _ in range(len(SPILL_FILES)):
+                if self._write(documents):
+                    break
                 documents = public_files(state, self.files, metadata=metadata, orders_csv=self._orders_csv.parts,
                                          now=self.clock.now(), cache=self._published)
                 self.runstate.public.replace(documents)
+            else:
                 self._write(documents)
         elif self._write_due():
             self._writer = threading.Thread(target=self._write, args=(documents,), name="public-files", daemon=True)
