@@ -163,7 +163,7 @@ def remove_abandoned_staging(runs_dir: Path) -> list[str]:
         return removed
     for folder in sorted(folders):
         try:
-            meta = json.loads((folder / "metadata.json").read_text(encoding="utf-8"))
+            meta = json.loads(RunPaths(folder).metadata.read_text(encoding="utf-8"))
             pid = meta["executor"]["pid"]
             abandoned = not process_alive(pid if isinstance(pid, int) else None)
         except (OSError, ValueError, KeyError, TypeError):
