@@ -221,3 +221,57 @@ def test_a_late_fill_of_the_entry_reopens_the_position_with_what_the_exchange_bo
     assert recompute_cash(state.initial_cash, state.portfolio) == state.portfolio.cash
     figures = recompute_from_fills(position)
     assert (figures.quantity, figures.cost_basis) == (position.quantity, position.cost_basis)
+
+
+# -- against the exchange simulator, through the unmodified ccxt client --------------------------------------
+
+
+def test_against_the_simulator_a_limit_entry_filled_in_part_is_cancelled_by_close_and_the_books_agree(
+        tmp_path: Path) -> None:
+    """A limit entry the simulator fills in part (its partial-fill fault: the first part at once, the next an hour
+    later) and holds open; the strategy's close() cancels it at the exchange and sells what it bought. Afterwards
+    the simulator's orders, trades and balances are the ledger's."""
+    pytest.importorskip("ccxt")
+    from exchange_sim_helpers import serve
+    from test_venue_ccxt import aaa_simulator, aaa_venue, pin
+    from tradeexecutor.state import OrderType
+
+    with serve(aaa_simulator(), threads=4) as running:
+        running.control("POST", "reset")
+        pin(running, 100.0)
+        path = tmp_path / "scripted.py"
+        path.write_text(SCRIPTED.format(cycle="1d", instruments=["AAA"]))
+        strategy = load_strategy(path)
+        market = MarketData.from_long_frame(ohlc("AAA", [100.0] * 5), asset_types={"AAA": "equity"})
+        journal: Journal = []
+        engine = Engine(strategy, market, new_run_state(strategy, CONFIG, T0), config=CONFIG,
+                        events=lambda event, /, **fields: journal.append((event, fields)))
+        engine.live_venue = aaa_venue(running)
+        engine.start_write_ahead(lambda: None, lambda: T0)
+        engine.plan([open_long("AAA", value=1000)], 0, cycle_ns(0))
+        (entry,) = orders(engine)
+        entry.type, entry.limit_price, entry.quantity, entry.value = OrderType.limit, 101.0, 10.0, None  # a limit
+        running.control("POST", "faults", {"kind": "partial_fill", "parts": 2, "interval": 3600, "count": 1})
+        engine.manage(1)
+        assert entry.status is OrderStatus.partially_filled and entry.filled_quantity == 5.0
+
+        engine.plan([close("AAA")], 1, cycle_ns(1))
+        assert entry.status is OrderStatus.cancelled and entry.filled_quantity == 5.0
+        assert [f["client_order_id"] for e, f in journal if e == "order_cancelled"] == [entry.client_order_id]
+        engine.manage(2)  # the close: a market sell the simulator fills on arrival
+        sold = orders(engine)[-1]
+        assert sold.purpose is OrderPurpose.close and sold.status is OrderStatus.filled and sold.filled_quantity == 5.0
+        assert engine.state.portfolio.open_positions == [] and len(engine.state.portfolio.closed_positions) == 1
+
+        _, exchange_orders = running.control("GET", "orders")
+        assert sorted((o["clientOrderId"], o["status"], float(o["executedQty"])) for o in exchange_orders) == sorted(
+            [(entry.client_order_id, "CANCELED", 5.0), (sold.client_order_id, "FILLED", 5.0)])
+        _, trades = running.control("GET", "trades")
+        ours = sorted((f.venue_trade_id, f.quantity, f.price, f.fee)
+                      for o in engine.state.portfolio.all_orders() for f in o.fills)
+        assert ours == sorted((str(t["id"]), float(t["qty"]), float(t["price"]), float(t["commission"]))
+                              for t in trades)
+        _, balances = running.control("GET", "balances")
+        assert float(balances["AAA"]["free"]) == 0.0 and float(balances["AAA"].get("locked", 0)) == 0.0
+        assert engine.state.portfolio.cash == pytest.approx(float(balances["USD"]["free"]), abs=1e-6)
+        assert float(balances["USD"].get("locked", 0)) == 0.0  # nothing left resting on the book
