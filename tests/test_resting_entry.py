@@ -152,6 +152,31 @@ def test_a_stop_loss_fires_on_a_position_bought_in_part_cancelling_the_rest_firs
     check_books(engine, venue)
 
 
+def test_a_cancel_whose_answer_was_lost_is_journaled_when_the_exchange_confirms_and_close_then_goes_on(
+        tmp_path: Path) -> None:
+    """The exchange cancelled the entry but its answer never came: the job fails temporarily (retried by the loop)
+    with nothing sold, the next drain applies the exchange's cancel (``order_cancelled``, once), and the close
+    taken again sells what the entry bought."""
+    from tradeexecutor.errors import TemporaryError
+
+    journal: Journal = []
+    engine, venue, entry = live_engine(tmp_path, journal)
+    venue.fail_next("cancel", after_effect=True)
+    with pytest.raises(TemporaryError):
+        engine.plan([close("AAA")], 1, cycle_ns(1))
+    assert entry.status is OrderStatus.partially_filled and len(orders(engine)) == 1  # nothing else decided
+    assert engine.drain() > 0
+    assert entry.status is OrderStatus.cancelled
+    assert [(f["client_order_id"], f["reason"]) for e, f in journal if e == "order_cancelled"] == [
+        (entry.client_order_id, "cancelled by close() before it filled")]
+    assert not [e for e, _ in journal if e == "order_expired"]
+    report = engine.plan([close("AAA")], 1, cycle_ns(1))
+    assert report.planned == 1 and orders(engine)[-1].quantity == 5.0
+    sell_it(engine, venue, 2)
+    assert engine.state.portfolio.open_positions == [] and len([e for e, _ in journal if e == "order_cancelled"]) == 1
+    check_books(engine, venue)
+
+
 # -- the router: a close filled while the entry still rested ----------------------------------------------------
 
 
