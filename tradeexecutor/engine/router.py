@@ -130,6 +130,10 @@ class OrderRouter:
     def _apply_fill(self, position: Position, order: Order, fill: FillReport, complete: bool) -> None:
         if any(f.venue_trade_id == fill.venue_trade_id for f in order.fills):
             return  # already applied
+        if order.is_buy and not position.is_open:
+            # A late fill of an entry that still rested when a close sold everything: the account holds base
+            # asset again, so the position does too (reopened, with what the fill bought), as the exchange says.
+            position.closed_at = None
         accounting.apply_fill(self.state.portfolio, position, order, fill.quantity, fill.price, fill.fee, fill.at,
                               slippage=fill.slippage, fee_currency=fill.fee_currency,
                               venue_trade_id=fill.venue_trade_id, complete=complete,
@@ -158,7 +162,14 @@ class OrderRouter:
         return spec.base if spec is not None else None
 
     def _retire_if_done(self, position: Position) -> None:
-        if not position.is_open or (position.quantity <= 0 and all(o.is_terminal for o in position.orders)):
+        """Retire a position that holds nothing once every one of its orders has ended.
+
+        Never while one may still change at the venue (an entry resting when a close sold what it had
+        bought): ``_find`` looks only at open positions, so the venue's later news of that order — its
+        cancel, or a fill of base asset the account then holds — would be ignored and the ledger would
+        drift from the exchange.
+        """
+        if (not position.is_open or position.quantity <= 0) and all(o.is_terminal for o in position.orders):
             accounting.retire_position(self.state.portfolio, position)
 
     def _find(self, client_order_id: str) -> tuple[Position, Order] | None:
