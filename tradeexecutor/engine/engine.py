@@ -636,8 +636,7 @@ class Engine:
                 cancelled += 1
                 if self.live_venue is None:  # live: journaled by _cancel once the exchange has confirmed it
                     self._cancelled_event(position, order, reason)
-                if position.quantity <= 0 and position.is_open and all(o.is_terminal for o in position.orders):
-                    self._retire(position)
+                accounting.retire_if_done(self.state.portfolio, position)
         self.pending = [(p, o) for p, o in self.pending if not o.is_terminal]
         return cancelled
 
@@ -1120,31 +1119,26 @@ class Engine:
             followed += _followed([(position, order)])
         self._cancelling[order.client_order_id] = text
         router.venue.cancel(order.client_order_id)
-        router.drain(commit=False)  # the caller commits, with the journal lines
+        router.drain(commit=False)
         self._journal_changes(followed)
+        router.commit()  # the cancel's outcome with its journal lines, now: a later failure in this job keeps them
 
     def _cancel_for_exit(self, position: Position, text: str, at: datetime) -> bool:
         """Before a whole position is sold: cancel its entries and increases still waiting (live: resting at the
         exchange, perhaps filled in part). True when it then holds nothing — every other order of it cancelled too
         and the position retired once all have ended — so there is nothing to sell; False: sell what it holds,
         including what the exchange filled before the cancel reached it."""
-        for order in list(position.orders):
-            if order.side is _BUY and not order.is_terminal:
-                self._cancel(order, text, at)
+        if self.live_venue is not None:  # a backtest or replay sells what it holds and lets an increase fill later
+            for order in list(position.orders):
+                if order.side is _BUY and not order.is_terminal:
+                    self._cancel(order, text, at)
         if position.quantity > 0:
             return False
         for order in list(position.orders):
             if not order.is_terminal:
                 self._cancel(order, text, at)
-        if all(o.is_terminal for o in position.orders):
-            self._retire(position)
+        accounting.retire_if_done(self.state.portfolio, position)
         return True
-
-    def _retire(self, position: Position) -> None:
-        """Retire ``position`` unless the router already has (a drained cancel retires a position that holds
-        nothing, and a position is retired once)."""
-        if any(p is position for p in self.state.portfolio.open_positions):
-            accounting.retire_position(self.state.portfolio, position)
 
     def _cancelled_event(self, position: Position, order: Order, reason: str) -> None:
         self.events("order_cancelled", order_id=order.id, client_order_id=order.client_order_id,
@@ -1165,8 +1159,7 @@ class Engine:
     def _reject(self, position: Position, order: Order, reason: RejectReason, text: str, at: datetime) -> None:
         accounting.reject(order, reason, text, at)
         self._rejected_event(position, order)
-        if position.quantity <= 0 and position.is_open and not any(not o.is_terminal for o in position.orders):
-            accounting.retire_position(self.state.portfolio, position)
+        accounting.retire_if_done(self.state.portfolio, position)
 
     def _rejected_event(self, position: Position, order: Order) -> None:
         if self._journal:
