@@ -349,3 +349,42 @@ def test_live_the_cancel_of_a_resting_entry_is_committed_with_its_journal_line_i
         (entry.status, len([e for e, _ in journal if e == "order_cancelled"])))
     engine.plan([close("AAA")], 1, cycle_ns(1))
     assert (OrderStatus.cancelled, 1) in seen
+
+
+def test_live_no_exit_is_sent_while_the_exchange_still_answers_that_the_entry_is_open(tmp_path: Path) -> None:
+    """The exchange takes the cancel but has not ended the entry yet: selling now could sell more than the position
+    turns out to hold, so the close is a temporary failure (the job is retried), nothing sold; once the exchange
+    says the entry ended, the close taken again sells what it bought."""
+    from tradeexecutor.errors import TemporaryError
+
+    journal: Journal = []
+    engine, venue, entry = live_engine(tmp_path, journal)
+    acknowledged: list[str] = []
+    venue.cancel = acknowledged.append  # type: ignore[method-assign,assignment]  # taken, not yet applied by the exchange
+    with pytest.raises(TemporaryError, match="has not confirmed the cancel"):
+        engine.plan([close("AAA")], 1, cycle_ns(1))
+    assert acknowledged == [entry.client_order_id]
+    assert entry.status is OrderStatus.partially_filled and [o.purpose for o in orders(engine)] == [OrderPurpose.open]
+    with pytest.raises(TemporaryError):  # an operator's close waits too
+        engine.close_now(engine.state.portfolio.open_positions[0], 1, by="operator")
+    assert [o.purpose for o in orders(engine)] == [OrderPurpose.open]
+    del venue.cancel  # the exchange now ends the entry
+    venue.cancel(entry.client_order_id)
+    report = engine.plan([close("AAA")], 1, cycle_ns(1))
+    assert report.planned == 1 and orders(engine)[-1].quantity == 5.0
+    sell_it(engine, venue, 2)
+    assert engine.state.portfolio.open_positions == []
+    check_books(engine, venue)
+
+
+def test_live_a_risk_pause_counts_only_the_entries_the_exchange_confirmed_cancelled(tmp_path: Path) -> None:
+    journal: Journal = []
+    engine, venue, entry = live_engine(tmp_path, journal)
+    acknowledged: list[str] = []
+    venue.cancel = acknowledged.append  # type: ignore[method-assign,assignment]  # taken, not yet applied by the exchange
+    assert engine.cancel_entries(1, "cancelled: risk limit hit") == 0
+    assert acknowledged == [entry.client_order_id] and not [e for e, _ in journal if e == "order_cancelled"]
+    del venue.cancel
+    assert engine.cancel_entries(1, "cancelled: risk limit hit") == 1
+    assert entry.status is OrderStatus.cancelled
+    assert [f["reason"] for e, f in journal if e == "order_cancelled"] == ["cancelled: risk limit hit"]

@@ -46,7 +46,7 @@ from tradeexecutor.data.market import MarketData
 from tradeexecutor.engine import accounting, triggers
 from tradeexecutor.engine.risk import position_value_refusal
 from tradeexecutor.engine.router import OrderRouter, said
-from tradeexecutor.errors import InvariantError
+from tradeexecutor.errors import InvariantError, TemporaryError
 from tradeexecutor.state import (
     DEFAULT_QUANTITY_STEP,
     Fill,
@@ -603,9 +603,14 @@ class Engine:
         bar gapped through it) — all a restart needs to fill it exactly as it would have been.
         """
         at = _to_datetime(at_ns)
-        for _, other in self.pending:  # first: (live) a fill the exchange made before the cancel is sold too
-            if other.position_id == position.id and not other.is_terminal:
+        live = self.live_venue is not None
+        if live:  # first: a fill the exchange made before the cancel is sold too; every buy, followed or not
+            self._cancel_buys(position, cancelled, at)
+        for _, other in self.pending:
+            if other.position_id == position.id and not other.is_terminal and not (live and other.side is _BUY):
                 self._cancel(other, cancelled, at)
+        if live:
+            self._require_buys_ended(position)
         order = self._new_order(position, _CLOSE, at, at_ns // 1_000_000, 0, quantity=position.quantity,
                                 reference_price=price, trigger=trigger, trigger_price=trigger_price, note=note,
                                 position_exit=True)
@@ -623,7 +628,9 @@ class Engine:
         return order, fill
 
     def cancel_entries(self, step: int, reason: str) -> int:
-        """Cancel every entry or increase still waiting to fill (journaled as ``order_cancelled``); how many.
+        """Cancel every entry or increase still waiting to fill (journaled as ``order_cancelled``); how many were
+        (live: how many the exchange confirmed cancelled — one it has not yet stays followed, and is journaled
+        when it confirms).
 
         A risk limit's pause stops new entries, and an entry a cycle planned before it would
         otherwise fill at the next bar's open, after the pause.
@@ -633,7 +640,7 @@ class Engine:
         for position, order in self.pending:
             if not order.is_terminal and order.side is _BUY:
                 self._cancel(order, reason, at)
-                cancelled += 1
+                cancelled += order.status is OrderStatus.cancelled
                 if self.live_venue is None:  # live: journaled by _cancel once the exchange has confirmed it
                     self._cancelled_event(position, order, reason)
                 accounting.retire_if_done(self.state.portfolio, position)
@@ -1128,17 +1135,35 @@ class Engine:
         exchange, perhaps filled in part). True when it then holds nothing — every other order of it cancelled too
         and the position retired once all have ended — so there is nothing to sell; False: sell what it holds,
         including what the exchange filled before the cancel reached it."""
-        if self.live_venue is not None:  # a backtest or replay sells what it holds and lets an increase fill later
-            for order in list(position.orders):
-                if order.side is _BUY and not order.is_terminal:
-                    self._cancel(order, text, at)
+        live = self.live_venue is not None
+        if live:  # a backtest or replay sells what it holds and lets a waiting increase fill later
+            self._cancel_buys(position, text, at)
         if position.quantity > 0:
+            if live:
+                self._require_buys_ended(position)
             return False
         for order in list(position.orders):
             if not order.is_terminal:
                 self._cancel(order, text, at)
         accounting.retire_if_done(self.state.portfolio, position)
         return True
+
+    def _cancel_buys(self, position: Position, text: str, at: datetime) -> None:
+        """Live mode: cancel every entry and increase of ``position`` not yet ended (at the exchange, tracked or not)."""
+        for order in list(position.orders):
+            if order.side is _BUY and not order.is_terminal:
+                self._cancel(order, text, at)
+
+    def _require_buys_ended(self, position: Position) -> None:
+        """Live mode, before an exit of ``position`` is sent (its buys cancelled): while the exchange has not
+        confirmed one ended (it still answers "open"), the exit is a TemporaryError — retried at the next job,
+        never sent: a fill still to come would be left unsold, or the exit would sell more than the position
+        turns out to hold."""
+        waiting = [o.client_order_id for o in position.orders if o.side is _BUY and not o.is_terminal]
+        if waiting:
+            raise TemporaryError(
+                f"position {position.id}: the exchange has not confirmed the cancel of {', '.join(waiting)}; "
+                "its exit is taken again at the next job, once the exchange says the order ended")
 
     def _cancelled_event(self, position: Position, order: Order, reason: str) -> None:
         self.events("order_cancelled", order_id=order.id, client_order_id=order.client_order_id,
