@@ -18,7 +18,7 @@ import pytest
 
 from scripted import SCRIPTED, ohlc
 from test_engine_router import T0, decide_open, new_state
-from test_engine_writeahead import CONFIG, cycle_ns, orders
+from test_engine_writeahead import CONFIG, cycle_ns, make_engine, orders
 from tradeexecutor.backtest.runner import new_state as new_run_state
 from tradeexecutor.data.market import MarketData
 from tradeexecutor.engine.accounting import recompute_cash, recompute_from_fills
@@ -26,7 +26,7 @@ from tradeexecutor.engine.engine import Engine
 from tradeexecutor.engine.router import OrderRouter
 from tradeexecutor.ledger import Ledger
 from tradeexecutor.state import Order, OrderPurpose, OrderSide, OrderStatus, State, client_order_id, run_key
-from tradeexecutor.strategy.api import open_long
+from tradeexecutor.strategy.api import open_long, reduce
 from tradeexecutor.strategy.intents import close
 from tradeexecutor.strategy.loader import load_strategy
 from tradeexecutor.venue import InMemoryVenue
@@ -300,3 +300,91 @@ def test_against_the_simulator_a_limit_entry_filled_in_part_is_cancelled_by_clos
         assert float(balances["AAA"]["free"]) == 0.0 and float(balances["AAA"].get("locked", 0)) == 0.0
         assert engine.state.portfolio.cash == pytest.approx(float(balances["USD"]["free"]), abs=1e-6)
         assert float(balances["USD"].get("locked", 0)) == 0.0  # nothing left resting on the book
+
+
+# -- one rule for retiring a position, and the cancel's outcome committed at once ------------------------------
+
+
+def _close_then_reduce(tmp_path: Path, write_ahead: bool) -> Engine:
+    """Open AAA, then a cycle ``[close, reduce(fraction=0.5)]`` (the reduce is refused: nothing left to sell),
+    then a new entry."""
+    tmp_path.mkdir()
+    engine = make_engine(tmp_path)
+    if write_ahead:  # paper, replay and live: the router applies the close's fill while the reduce is still created
+        engine.start_write_ahead(lambda: None, lambda: T0)
+    engine.plan([open_long("AAA", value=1000)], 0, cycle_ns(0))
+    engine.manage(1)
+    engine.plan([close("AAA"), reduce("AAA", fraction=0.5)], 1, cycle_ns(1))
+    engine.manage(2)
+    return engine
+
+
+def test_write_ahead_a_reduce_refused_after_the_close_retires_the_position_as_a_backtest_does(tmp_path: Path) -> None:
+    engine = _close_then_reduce(tmp_path / "paper", write_ahead=True)
+    portfolio = engine.state.portfolio
+    assert [(o.purpose, o.status) for o in orders(engine)] == [
+        (OrderPurpose.open, OrderStatus.filled), (OrderPurpose.close, OrderStatus.filled),
+        (OrderPurpose.reduce, OrderStatus.rejected)]
+    assert portfolio.open_positions == [] and len(portfolio.closed_positions) == 1  # no empty position left open
+    report = engine.plan([open_long("AAA", value=500)], 2, cycle_ns(2))
+    assert report.planned == 1 and not report.ignored  # the next entry is not refused
+    engine.manage(3)
+    backtest = _close_then_reduce(tmp_path / "backtest", write_ahead=False)
+    backtest.plan([open_long("AAA", value=500)], 2, cycle_ns(2))
+    backtest.manage(3)
+    for state in (engine.state, backtest.state):
+        assert [(p.id, p.quantity) for p in state.portfolio.open_positions] == [(2, pytest.approx(4.9, rel=0.1))]
+    assert engine.state.portfolio.cash == pytest.approx(backtest.state.portfolio.cash, abs=1e-9)
+
+
+def test_live_the_cancel_of_a_resting_entry_is_committed_with_its_journal_line_in_the_same_call(
+        tmp_path: Path) -> None:
+    """A later temporary failure in the same job must not lose the cancel's journal line while its fills stay
+    booked: the cancel commits as soon as it is journaled, before the close is even queued."""
+    journal: Journal = []
+    engine, _, entry = live_engine(tmp_path, journal)
+    seen: list[tuple[OrderStatus, int]] = []
+    assert engine.router is not None
+    engine.router.commit = lambda: seen.append(  # type: ignore[method-assign]
+        (entry.status, len([e for e, _ in journal if e == "order_cancelled"])))
+    engine.plan([close("AAA")], 1, cycle_ns(1))
+    assert (OrderStatus.cancelled, 1) in seen
+
+
+def test_live_no_exit_is_sent_while_the_exchange_still_answers_that_the_entry_is_open(tmp_path: Path) -> None:
+    """The exchange takes the cancel but has not ended the entry yet: selling now could sell more than the position
+    turns out to hold, so the close is a temporary failure (the job is retried), nothing sold; once the exchange
+    says the entry ended, the close taken again sells what it bought."""
+    from tradeexecutor.errors import TemporaryError
+
+    journal: Journal = []
+    engine, venue, entry = live_engine(tmp_path, journal)
+    acknowledged: list[str] = []
+    venue.cancel = acknowledged.append  # type: ignore[method-assign,assignment]  # taken, not yet applied by the exchange
+    with pytest.raises(TemporaryError, match="has not confirmed the cancel"):
+        engine.plan([close("AAA")], 1, cycle_ns(1))
+    assert acknowledged == [entry.client_order_id]
+    assert entry.status is OrderStatus.partially_filled and [o.purpose for o in orders(engine)] == [OrderPurpose.open]
+    with pytest.raises(TemporaryError):  # an operator's close waits too
+        engine.close_now(engine.state.portfolio.open_positions[0], 1, by="operator")
+    assert [o.purpose for o in orders(engine)] == [OrderPurpose.open]
+    del venue.cancel  # the exchange now ends the entry
+    venue.cancel(entry.client_order_id)
+    report = engine.plan([close("AAA")], 1, cycle_ns(1))
+    assert report.planned == 1 and orders(engine)[-1].quantity == 5.0
+    sell_it(engine, venue, 2)
+    assert engine.state.portfolio.open_positions == []
+    check_books(engine, venue)
+
+
+def test_live_a_risk_pause_counts_only_the_entries_the_exchange_confirmed_cancelled(tmp_path: Path) -> None:
+    journal: Journal = []
+    engine, venue, entry = live_engine(tmp_path, journal)
+    acknowledged: list[str] = []
+    venue.cancel = acknowledged.append  # type: ignore[method-assign,assignment]  # taken, not yet applied by the exchange
+    assert engine.cancel_entries(1, "cancelled: risk limit hit") == 0
+    assert acknowledged == [entry.client_order_id] and not [e for e, _ in journal if e == "order_cancelled"]
+    del venue.cancel
+    assert engine.cancel_entries(1, "cancelled: risk limit hit") == 1
+    assert entry.status is OrderStatus.cancelled
+    assert [f["reason"] for e, f in journal if e == "order_cancelled"] == ["cancelled: risk limit hit"]

@@ -46,7 +46,7 @@ from tradeexecutor.data.market import MarketData
 from tradeexecutor.engine import accounting, triggers
 from tradeexecutor.engine.risk import position_value_refusal
 from tradeexecutor.engine.router import OrderRouter, said
-from tradeexecutor.errors import InvariantError
+from tradeexecutor.errors import InvariantError, TemporaryError
 from tradeexecutor.state import (
     DEFAULT_QUANTITY_STEP,
     Fill,
@@ -603,9 +603,14 @@ class Engine:
         bar gapped through it) — all a restart needs to fill it exactly as it would have been.
         """
         at = _to_datetime(at_ns)
-        for _, other in self.pending:  # first: (live) a fill the exchange made before the cancel is sold too
-            if other.position_id == position.id and not other.is_terminal:
+        live = self.live_venue is not None
+        if live:  # first: a fill the exchange made before the cancel is sold too; every buy, followed or not
+            self._cancel_buys(position, cancelled, at)
+        for _, other in self.pending:
+            if other.position_id == position.id and not other.is_terminal and not (live and other.side is _BUY):
                 self._cancel(other, cancelled, at)
+        if live:
+            self._require_buys_ended(position)
         order = self._new_order(position, _CLOSE, at, at_ns // 1_000_000, 0, quantity=position.quantity,
                                 reference_price=price, trigger=trigger, trigger_price=trigger_price, note=note,
                                 position_exit=True)
@@ -623,7 +628,9 @@ class Engine:
         return order, fill
 
     def cancel_entries(self, step: int, reason: str) -> int:
-        """Cancel every entry or increase still waiting to fill (journaled as ``order_cancelled``); how many.
+        """Cancel every entry or increase still waiting to fill (journaled as ``order_cancelled``); how many were
+        (live: how many the exchange confirmed cancelled — one it has not yet stays followed, and is journaled
+        when it confirms).
 
         A risk limit's pause stops new entries, and an entry a cycle planned before it would
         otherwise fill at the next bar's open, after the pause.
@@ -633,11 +640,10 @@ class Engine:
         for position, order in self.pending:
             if not order.is_terminal and order.side is _BUY:
                 self._cancel(order, reason, at)
-                cancelled += 1
+                cancelled += order.status is OrderStatus.cancelled
                 if self.live_venue is None:  # live: journaled by _cancel once the exchange has confirmed it
                     self._cancelled_event(position, order, reason)
-                if position.quantity <= 0 and position.is_open and all(o.is_terminal for o in position.orders):
-                    self._retire(position)
+                accounting.retire_if_done(self.state.portfolio, position)
         self.pending = [(p, o) for p, o in self.pending if not o.is_terminal]
         return cancelled
 
@@ -1120,31 +1126,44 @@ class Engine:
             followed += _followed([(position, order)])
         self._cancelling[order.client_order_id] = text
         router.venue.cancel(order.client_order_id)
-        router.drain(commit=False)  # the caller commits, with the journal lines
+        router.drain(commit=False)
         self._journal_changes(followed)
+        router.commit()  # the cancel's outcome with its journal lines, now: a later failure in this job keeps them
 
     def _cancel_for_exit(self, position: Position, text: str, at: datetime) -> bool:
         """Before a whole position is sold: cancel its entries and increases still waiting (live: resting at the
         exchange, perhaps filled in part). True when it then holds nothing — every other order of it cancelled too
         and the position retired once all have ended — so there is nothing to sell; False: sell what it holds,
         including what the exchange filled before the cancel reached it."""
-        for order in list(position.orders):
-            if order.side is _BUY and not order.is_terminal:
-                self._cancel(order, text, at)
+        live = self.live_venue is not None
+        if live:  # a backtest or replay sells what it holds and lets a waiting increase fill later
+            self._cancel_buys(position, text, at)
         if position.quantity > 0:
+            if live:
+                self._require_buys_ended(position)
             return False
         for order in list(position.orders):
             if not order.is_terminal:
                 self._cancel(order, text, at)
-        if all(o.is_terminal for o in position.orders):
-            self._retire(position)
+        accounting.retire_if_done(self.state.portfolio, position)
         return True
 
-    def _retire(self, position: Position) -> None:
-        """Retire ``position`` unless the router already has (a drained cancel retires a position that holds
-        nothing, and a position is retired once)."""
-        if any(p is position for p in self.state.portfolio.open_positions):
-            accounting.retire_position(self.state.portfolio, position)
+    def _cancel_buys(self, position: Position, text: str, at: datetime) -> None:
+        """Live mode: cancel every entry and increase of ``position`` not yet ended (at the exchange, tracked or not)."""
+        for order in list(position.orders):
+            if order.side is _BUY and not order.is_terminal:
+                self._cancel(order, text, at)
+
+    def _require_buys_ended(self, position: Position) -> None:
+        """Live mode, before an exit of ``position`` is sent (its buys cancelled): while the exchange has not
+        confirmed one ended (it still answers "open"), the exit is a TemporaryError — retried at the next job,
+        never sent: a fill still to come would be left unsold, or the exit would sell more than the position
+        turns out to hold."""
+        waiting = [o.client_order_id for o in position.orders if o.side is _BUY and not o.is_terminal]
+        if waiting:
+            raise TemporaryError(
+                f"position {position.id}: the exchange has not confirmed the cancel of {', '.join(waiting)}; "
+                "its exit is taken again at the next job, once the exchange says the order ended")
 
     def _cancelled_event(self, position: Position, order: Order, reason: str) -> None:
         self.events("order_cancelled", order_id=order.id, client_order_id=order.client_order_id,
@@ -1165,8 +1184,7 @@ class Engine:
     def _reject(self, position: Position, order: Order, reason: RejectReason, text: str, at: datetime) -> None:
         accounting.reject(order, reason, text, at)
         self._rejected_event(position, order)
-        if position.quantity <= 0 and position.is_open and not any(not o.is_terminal for o in position.orders):
-            accounting.retire_position(self.state.portfolio, position)
+        accounting.retire_if_done(self.state.portfolio, position)
 
     def _rejected_event(self, position: Position, order: Order) -> None:
         if self._journal:

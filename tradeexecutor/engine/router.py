@@ -125,7 +125,7 @@ class OrderRouter:
             accounting.cancel(order, event.text, event.at)
         elif isinstance(event, OrderExpired):
             order.transition(OrderStatus.expired, event.at, "time in force ran out")
-        self._retire_if_done(position)
+        accounting.retire_if_done(self.state.portfolio, position)
 
     def _apply_fill(self, position: Position, order: Order, fill: FillReport, complete: bool) -> None:
         if any(f.venue_trade_id == fill.venue_trade_id for f in order.fills):
@@ -160,17 +160,6 @@ class OrderRouter:
             return None
         spec = self.venue.instruments([instrument.symbol]).get(instrument.symbol)
         return spec.base if spec is not None else None
-
-    def _retire_if_done(self, position: Position) -> None:
-        """Retire a position that holds nothing once every one of its orders has ended.
-
-        Never while one may still change at the venue (an entry resting when a close sold what it had
-        bought): ``_find`` looks only at open positions, so the venue's later news of that order — its
-        cancel, or a fill of base asset the account then holds — would be ignored and the ledger would
-        drift from the exchange.
-        """
-        if (not position.is_open or position.quantity <= 0) and all(o.is_terminal for o in position.orders):
-            accounting.retire_position(self.state.portfolio, position)
 
     def _find(self, client_order_id: str) -> tuple[Position, Order] | None:
         for position in self.state.portfolio.open_positions:
@@ -239,7 +228,7 @@ class OrderRouter:
             self._apply_fill(position, order, fill, complete)
         status = report.status
         if order.is_terminal or order.status is status:
-            self._retire_if_done(position)
+            accounting.retire_if_done(self.state.portfolio, position)
             return
         if status is OrderStatus.open and order.status in (OrderStatus.submitting, OrderStatus.unknown):
             order.transition(OrderStatus.open, at, "resolved on restart")
@@ -247,5 +236,5 @@ class OrderRouter:
             accounting.reject(order, report.reject_reason or RejectReason.venue, report.reason or "rejected", at)
         elif status in (OrderStatus.cancelled, OrderStatus.expired):
             order.transition(status, at, report.reason or f"{status.value} at the venue")
-        self._retire_if_done(position)
+        accounting.retire_if_done(self.state.portfolio, position)
 
