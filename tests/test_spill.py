@@ -21,8 +21,9 @@ from pathlib import Path
 import pytest
 
 from executor_process import Executor
+from replay_daemon import replay_daemon
 from state_builders import make_order
-from test_publish_incremental import _get, _replay_daemon
+from test_publish_incremental import _get
 from test_trades_csv import grow, pandas_csv
 from tradeexecutor.backtest.runner import run_backtest
 from tradeexecutor.config import EngineConfig
@@ -623,7 +624,7 @@ def test_an_executor_whose_spill_path_is_a_regular_file_starts_and_publishes_wit
     state_dir.mkdir()
     files = RunFiles(state_dir)
     files.spill.write_text("not a directory")
-    daemon, tickers = _replay_daemon(state_dir, data, FakeClock(AT))
+    daemon, tickers = replay_daemon(SMA_1M, state_dir, data, FakeClock(AT))
     try:
         daemon.start_jobs()
         for _ in range(3):
@@ -652,7 +653,7 @@ def test_the_end_of_a_run_that_finds_a_spill_damaged_encodes_afresh_and_writes_t
     state_dir = tmp_path / "state"
     state_dir.mkdir()
     files = RunFiles(state_dir)
-    daemon, tickers = _replay_daemon(state_dir, data, FakeClock(AT))
+    daemon, tickers = replay_daemon(SMA_1M, state_dir, data, FakeClock(AT))
     try:
         daemon.start_jobs()
         damaged = [files.spill / SPILL_FILES[name] for name in ("orders", "closed")]
@@ -670,3 +671,4 @@ def test_the_end_of_a_run_that_finds_a_spill_damaged_encodes_afresh_and_writes_t
         assert files.state_snapshot.read_bytes() == dumps_state(daemon.loop.state)
     finally:
         daemon.close()
+
