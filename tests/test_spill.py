@@ -672,3 +672,38 @@ def test_the_end_of_a_run_that_finds_a_spill_damaged_encodes_afresh_and_writes_t
     finally:
         daemon.close()
 
+
+@pytest.mark.parametrize("with_spill", [True, False])
+def test_a_close_out_of_order_rejoins_from_the_chunk_that_holds_it_not_every_row(tmp_path: Path,
+                                                                                  with_spill: bool) -> None:
+    """A position held open from the very start (nothing can be spilled below it) while hundreds close after it,
+    and two of those closing late, hundreds of rows out of order: each late close copies the rows from the
+    frozen chunk that holds its place on (at most a merged group and what follows it), and the chunks before
+    stay the same objects; the bytes equal the rows in id order. Main (and the code before) rejoined every row."""
+    spill = Spill(tmp_path / "rows.spill") if with_spill else None
+    kept = KeptRows(spill)
+    width = 40
+
+    def row(key: int, late: bool = False) -> bytes:
+        return (b",%d:%s" % (key, b"late" if late else b"")).ljust(width, b"x")
+
+    group = CHUNK_ROWS * CHUNK_MERGE
+    end = group * 3 + CHUNK_ROWS + 9  # three merged groups, a chunk and a tail after the held id 0
+    late = (end - 300, end - 40)  # closed after the rest, 300 and 40 rows out of order
+    rows = {key: row(key) for key in range(1, end) if key not in late}
+    for key in sorted(rows):
+        kept.add(key, rows[key])
+    live = [(0, row(0)[1:])]  # live rows come without the separator
+    previous = kept.parts(live, b",")
+    for key in late:
+        kept.add(key, row(key, late=True))
+        rows[key] = row(key, late=True)
+        parts = kept.parts(live, b",")
+        assert joined(parts) == row(0)[1:] + b"".join(rows[k] for k in sorted(rows)), key
+        seen = {id(part) for part in previous}  # previous holds its pieces: their ids are unique
+        copied = sum(len(part) for part in parts if id(part) not in seen)
+        assert copied <= (group + 2 * CHUNK_ROWS) * width, (key, copied)  # every row: about 1,600 rows
+        previous = parts
+    assert kept.rejoined <= 2 * (group + 2 * CHUNK_ROWS), kept.rejoined  # two late closes: every row would be 3,100
+    if spill is not None:
+        assert spill.path.stat().st_size == 0  # nothing lies below the held id
