@@ -333,7 +333,7 @@ class BacktestEngine(Engine):
         # trade loop does (backtest.signal_events): a buy of the wanted lots that the cash surely pays for (the
         # first two tests of SimulatedVenue._affordable), a close of a held quantity. Everything else — exact
         # affordability, a fit to the cash, a rejection, another venue — asks the venue itself. A call with
-        # keywords and a frozen SimulatedFill per fill were a third of the decide() path's fill.
+        # keywords and a frozen SimulatedFill per fill were a quarter of the decide() path's fill.
         inline = type(venue) is SimulatedVenue
         if is_buy:
             plain = position.quantity == 0 and position.stop_loss_pct is None \
