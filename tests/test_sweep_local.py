@@ -37,6 +37,11 @@ def _sweep(spec_path: Path, folder: Path, **options: Any) -> SweepResult:
     return run_sweep(plan, output_dir=folder, runs_dir=folder.parent / "runs")
 
 
+#: Every fork of this process (os.fork: multiprocessing's fork start method), by the process forking.
+_FORKS: list[int] = []
+os.register_at_fork(before=lambda: _FORKS.append(os.getpid()))
+
+
 def _number(value: float | None) -> float:
     """A statistic that must exist here (a sweep of healthy points has every figure)."""
     assert value is not None
@@ -168,6 +173,20 @@ def test_resume_refuses_another_sweep_and_damaged_rows(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"points.jsonl:4: not a point row; the file is left as it is"):
         run_sweep(plan, output_dir=folder, runs_dir=tmp_path / "runs", resume=True)
     assert points.read_text() == damaged
+
+
+def test_a_resumed_sweep_with_nothing_left_to_run_forks_no_pool(tmp_path: Path) -> None:
+    """--resume with every point done and --reports none has nothing to run: no worker process is forked (starting
+    and stopping a pool cost about as much as a small grid's points), and the rows are the first sweep's."""
+    spec, folder = write_spec(tmp_path), tmp_path / "one"
+    forks = len(_FORKS)
+    first = _sweep(spec, folder, processes=2)
+    assert first.executor == "2 processes" and len(_FORKS) > forks  # a pool when points are left: its worker forked
+    forks = len(_FORKS)
+    plan = plan_sweep(load_spec(spec, env={}), SweepOptions(params=GRID, reports="none", processes=2))
+    again = run_sweep(plan, output_dir=folder, runs_dir=tmp_path / "runs", resume=True)
+    assert len(_FORKS) == forks and again.executor == "1 process"
+    assert again.resumed == 9 and again.evaluated == 0 and comparable(again.results) == comparable(first.results)
 
 
 def _read_pty(master: int, process: subprocess.Popen[bytes]) -> bytes:
