@@ -479,10 +479,14 @@ def test_full_runs_no_more_than_the_open_pools_workers_fork_no_second_pool(
     monkeypatch.setattr(sweep_report, "POOL_MIN_RUNS", 2)
     plan = plan_sweep(load_spec(write_spec(tmp_path), env={}),
                       SweepOptions(params=("fast=5,10", "slow=20,30"), processes=4, best=2))
+    forks = len(_FORKS)
     result = run_sweep(plan, output_dir=tmp_path / "out", runs_dir=tmp_path / "runs")
     made = [row for row in result.results if row.run_id]
     assert not result.note and len(result.results) == 4 and len(made) == 2
-    assert builders.read_text().split() == [str(os.getpid())] * 2  # built beside the open pool, not in a new one
+    assert len(_FORKS) - forks == 3  # the points' pool's three workers, and no second pool for the runs
+    pids = builders.read_text().split()
+    # One run a process, not both here while three warm workers wait: this process and one of the pool's workers.
+    assert len(pids) == 2 and str(os.getpid()) in pids and len(set(pids)) == 2, pids
     for row in made:
         state = load_state(tmp_path / "runs" / row.run_id / "state")
         assert state is not None and result_fingerprint(state) == row.fingerprints["result"]

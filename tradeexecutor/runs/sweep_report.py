@@ -260,9 +260,10 @@ def _build_in_helper(jobs: list[_RunJob]) -> list[tuple[int, StagedRun | None, s
 def _shared(jobs: Sequence[_RunJob], data: SweepData,
             helpers: LocalPool) -> Iterable[tuple[int, StagedRun | None, str | None]]:
     """The runs shared between this process and the points' pool workers, already started and warm (no new pool):
-    each worker builds an equal share, in one call; this process the rest, in one durability pass."""
-    share = len(jobs) // (helpers.workers + 1)
-    here, there = jobs[:len(jobs) - share * helpers.workers], jobs[len(jobs) - share * helpers.workers:]
+    each worker builds an equal share, in one call; this process the first share, in one durability pass. A share
+    is the runs over the processes rounded up, so runs no more than the workers are one a process, never all here."""
+    share = -(-len(jobs) // (helpers.workers + 1))
+    here, there = jobs[:share], jobs[share:]
     futures = [helpers.call(_build_in_helper, list(there[start::helpers.workers]))
                for start in range(min(helpers.workers, len(there)))]
     try:
