@@ -18,7 +18,11 @@ __all__ = ["PublicDocument", "PublicDocuments"]
 
 
 class PublicDocument(Protocol):
-    """One version of one public file (``store.publish.PublicFile`` is one)."""
+    """One version of one public file (``store.publish.PublicFile`` is one).
+
+    It must allow weak references (no ``__slots__`` without ``__weakref__``): the webhook remembers a
+    document whose bytes could not be had by a weak reference, so that it is forgotten with its publication.
+    """
 
     @property
     def etag(self) -> str:

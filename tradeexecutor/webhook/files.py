@@ -24,7 +24,6 @@ import logging
 import os
 import threading
 import weakref
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -100,7 +99,8 @@ class FileCache:
         #: from disk without reading them again nor warning again. Requests of several publications may be in
         #: flight at once (one still holds an older document), so each is remembered by identity, weakly (a
         #: publication nobody holds is forgotten with it), and at most FAILED_KEPT a path.
-        self._failed: dict[Path, deque[weakref.ref[PublicDocument]]] = {}
+        #: Each path's tuple is replaced whole under the lock, never changed in place, so readers need no lock.
+        self._failed: dict[Path, tuple[weakref.ref[PublicDocument], ...]] = {}
 
     def get(self, path: Path) -> CachedFile | None:
         """The current version of ``path``, None when it does not exist (not published yet)."""
@@ -145,7 +145,7 @@ class FileCache:
             try:
                 data = document.data()
             except SpillDamagedError as exc:
-                self._failed.setdefault(path, deque(maxlen=FAILED_KEPT)).append(weakref.ref(document))
+                self._failed[path] = (*self._failed.get(path, ()), weakref.ref(document))[-FAILED_KEPT:]
                 logger.warning("serving %s from disk: %s", path.name, str(exc))  # the text: a kept record pins no frames
                 return None
             cached = CachedFile(data=data, key=(-1, -1, len(data)), etag=document.etag, source=document)
@@ -153,8 +153,8 @@ class FileCache:
             return cached
 
     def _has_failed(self, path: Path, document: PublicDocument) -> bool:
-        """Whether ``document``'s bytes could not be had (see ``_failed``); a copy of the deque: another thread may add."""
-        return any(ref() is document for ref in tuple(self._failed.get(path, ())))
+        """Whether ``document``'s bytes could not be had (see ``_failed``: an immutable tuple, safe to read unlocked)."""
+        return any(ref() is document for ref in self._failed.get(path, ()))
 
     def derive(self, cached: CachedFile, name: str, build: Callable[[bytes], Any]) -> Any:
         """``build(cached.data)``, computed once per file version and kept with it."""
