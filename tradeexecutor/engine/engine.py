@@ -46,7 +46,7 @@ from tradeexecutor.data.market import MarketData
 from tradeexecutor.engine import accounting, triggers
 from tradeexecutor.engine.risk import position_value_refusal
 from tradeexecutor.engine.router import OrderRouter, said
-from tradeexecutor.errors import InvariantError
+from tradeexecutor.errors import InvariantError, TemporaryError
 from tradeexecutor.state import (
     DEFAULT_QUANTITY_STEP,
     Fill,
@@ -124,6 +124,8 @@ def _intent_order(intent: Intent) -> int:
 #: Enum members bound once: a member looked up on its class is a Python-level __getattr__ call,
 #: and these are used for every order of a long backtest.
 _BUY, _SELL = OrderSide.buy, OrderSide.sell
+#: Statuses of an order the exchange has acknowledged and holds open (a cancel can end it).
+_RESTING = frozenset({OrderStatus.open, OrderStatus.partially_filled})
 _OPEN, _INCREASE, _REDUCE, _CLOSE = OrderPurpose.open, OrderPurpose.increase, OrderPurpose.reduce, OrderPurpose.close
 _SUBMITTING, _CREATED, _FILLED, _REJECTED, _UNKNOWN = (
     OrderStatus.submitting, OrderStatus.created, OrderStatus.filled, OrderStatus.rejected, OrderStatus.unknown)
@@ -247,6 +249,9 @@ class Engine:
         #: With write-ahead, the orders of decisions that may be taken again (the cycle a crash interrupted, and
         #: later ones) by client order id: the same decision finds its order instead of making a second one.
         self._by_cid: dict[str, tuple[Position, Order]] | None = None
+        #: Live mode: the reason of each cancel asked of the exchange and not yet confirmed, by client order id
+        #: (journaled ``order_cancelled`` with it once the exchange has cancelled the order).
+        self._cancelling: dict[str, str] = {}
 
     def start_write_ahead(self, commit: Callable[[], None], now: Callable[[], datetime]) -> None:
         """Send every order from now on through a venue, write-ahead (the daemon's way).
@@ -380,12 +385,15 @@ class Engine:
         """Live mode: the position's order that is at (or may be at) the exchange and not yet ended, if any.
 
         While one is, no trigger fires and no operator close is sent for the position: a second
-        exit for the same intent must never be sent while the first one's outcome is unknown.
+        exit for the same intent must never be sent while the first one's outcome is unknown. An entry
+        or increase the exchange holds open (resting, perhaps filled in part) is not in flight: the
+        exit cancels it first (``_exit_now``), so a position bought in part is still protected.
         """
         if self.live_venue is None:
             return None
         for order in position.orders:
-            if not order.is_terminal and order.status is not _CREATED:
+            if not order.is_terminal and order.status is not _CREATED and not (
+                    order.side is _BUY and order.status in _RESTING):
                 return order
         return None
 
@@ -570,12 +578,8 @@ class Engine:
         not filled yet holds nothing to sell: its order is cancelled and it is retired, as the
         strategy's ``close()`` does (None: no order).
         """
-        if position.quantity <= 0:
-            at = _to_datetime(int(self.market.timeline_ns[step]))
-            for _, pending in self.pending:
-                if pending.position_id == position.id and not pending.is_terminal:
-                    self._cancel(pending, f"cancelled by {by} before it filled", at)
-            accounting.retire_position(self.state.portfolio, position)
+        if self._cancel_for_exit(position, f"cancelled by {by} before it filled",
+                                 _to_datetime(int(self.market.timeline_ns[step]))):
             return None
         slot = self._slot[position.instrument_id]
         index = int(self._last_closed[slot][step])
@@ -599,12 +603,17 @@ class Engine:
         bar gapped through it) — all a restart needs to fill it exactly as it would have been.
         """
         at = _to_datetime(at_ns)
+        live = self.live_venue is not None
+        if live:  # first: a fill the exchange made before the cancel is sold too; every buy, followed or not
+            self._cancel_buys(position, cancelled, at)
+        for _, other in self.pending:
+            if other.position_id == position.id and not other.is_terminal and not (live and other.side is _BUY):
+                self._cancel(other, cancelled, at)
+        if live:
+            self._require_buys_ended(position)
         order = self._new_order(position, _CLOSE, at, at_ns // 1_000_000, 0, quantity=position.quantity,
                                 reference_price=price, trigger=trigger, trigger_price=trigger_price, note=note,
                                 position_exit=True)
-        for _, other in self.pending:
-            if other.position_id == position.id and not other.is_terminal:
-                self._cancel(other, cancelled, at)
         if self.router is not None:
             return order, self._exit_through_venue(position, order, price, at, apply_slippage=apply_slippage)
         instrument = self.state.instrument(position.instrument_id)
@@ -619,7 +628,9 @@ class Engine:
         return order, fill
 
     def cancel_entries(self, step: int, reason: str) -> int:
-        """Cancel every entry or increase still waiting to fill (journaled as ``order_cancelled``); how many.
+        """Cancel every entry or increase still waiting to fill (journaled as ``order_cancelled``); how many were
+        (live: how many the exchange confirmed cancelled — one it has not yet stays followed, and is journaled
+        when it confirms).
 
         A risk limit's pause stops new entries, and an entry a cycle planned before it would
         otherwise fill at the next bar's open, after the pause.
@@ -629,12 +640,10 @@ class Engine:
         for position, order in self.pending:
             if not order.is_terminal and order.side is _BUY:
                 self._cancel(order, reason, at)
-                cancelled += 1
-                self.events("order_cancelled", order_id=order.id, client_order_id=order.client_order_id,
-                            position_id=position.id, symbol=self.symbol_of[order.instrument_id],
-                            purpose=order.purpose.value, reason=reason)
-                if position.quantity <= 0 and position.is_open and all(o.is_terminal for o in position.orders):
-                    accounting.retire_position(self.state.portfolio, position)
+                cancelled += order.status is OrderStatus.cancelled
+                if self.live_venue is None:  # live: journaled by _cancel once the exchange has confirmed it
+                    self._cancelled_event(position, order, reason)
+                accounting.retire_if_done(self.state.portfolio, position)
         self.pending = [(p, o) for p, o in self.pending if not o.is_terminal]
         return cancelled
 
@@ -822,11 +831,7 @@ class Engine:
             self._queue(position, self._new_order(position, _INCREASE, at, ms, seq, value=value,
                                                   reference_price=price, note=intent.note), report)
         elif action == "close":
-            if position.quantity <= 0:
-                for _, pending in self.pending:
-                    if pending.position_id == position.id and not pending.is_terminal:
-                        self._cancel(pending, "cancelled by close() before it filled", at)
-                accounting.retire_position(self.state.portfolio, position)
+            if self._cancel_for_exit(position, "cancelled by close() before it filled", at):
                 return None
             self._queue(position, self._new_order(position, _CLOSE, at, ms, seq,
                                                   quantity=position.quantity, reference_price=price,
@@ -1026,7 +1031,8 @@ class Engine:
         caller journals a complete fill itself (``journal_fills`` False: an exit's journal line
         names its trigger or operator). The first fill of an opening order arms the position's
         triggers. A refusal is ``order_rejected``; an order the exchange ended with nothing (more)
-        filled is ``order_expired``; a reply that never came is ``order_unknown``, asked about at
+        filled is ``order_expired`` (``order_cancelled`` with its reason when we asked for the cancel:
+        ``_cancel``); a reply that never came is ``order_unknown``, asked about at
         the next job (``settle_unknown``).
         """
         new = order.fills[count:]
@@ -1034,6 +1040,7 @@ class Engine:
             self.fills += 1
             if opening:
                 self._arm_triggers(position, new[0].price)
+        cancelled = self._cancelling.pop(order.client_order_id, None) if order.is_terminal else None
         if not self._journal:
             return bool(new)
         symbol = self.symbol_of[order.instrument_id]
@@ -1050,6 +1057,8 @@ class Engine:
         elif order.status is _UNKNOWN:
             self.events("order_unknown", **ids, reason=order.status_reason or "",
                         next_step="asked about by client order id at the next job; never sent again blind")
+        elif cancelled is not None and order.status is OrderStatus.cancelled:
+            self._cancelled_event(position, order, cancelled)
         elif order.status in (OrderStatus.expired, OrderStatus.cancelled):
             self.events("order_expired", **ids, status=order.status.value, quantity=order.quantity,
                         filled_quantity=order.filled_quantity, reason=order.status_reason or "")
@@ -1093,10 +1102,73 @@ class Engine:
         return order.fills[-1]
 
     def _cancel(self, order: Order, text: str, at: datetime) -> None:
-        """Cancel an order not yet filled; one the venue may hold (sent before a restart) is cancelled there too."""
-        if self.router is not None and order.status is not _CREATED:
-            self.router.venue.cancel(order.client_order_id)
-        accounting.cancel(order, text, at)
+        """Cancel an order not yet filled; one the venue may hold (sent before a restart) is cancelled there too.
+
+        Live mode: the exchange decides. The cancel is asked for and its answer applied at once
+        (``OrderRouter.drain``): fills it made before the cancel reached it are booked and journaled
+        ``order_filled`` (partial), the cancel is journaled ``order_cancelled`` with ``text``, and an
+        order it had filled completely first stays filled. An order it has not confirmed ended stays
+        followed as any open order (and its position open: the router retires none with an order
+        that may still change); its cancel or fill arrives with a later drain. A TemporaryError (the
+        exchange unreachable) escapes to the loop boundary, which retries the job.
+        """
+        router = self.router
+        if router is None or order.status is _CREATED:
+            accounting.cancel(order, text, at)
+            return
+        if self.live_venue is None:  # the simulated venue in this process: the cancel is certain
+            router.venue.cancel(order.client_order_id)
+            accounting.cancel(order, text, at)
+            return
+        followed = _followed((p, o) for p, o in self.pending if not o.is_terminal)
+        if all(f[1] is not order for f in followed):
+            position = next(p for p in self.state.portfolio.open_positions if p.id == order.position_id)
+            followed += _followed([(position, order)])
+        self._cancelling[order.client_order_id] = text
+        router.venue.cancel(order.client_order_id)
+        router.drain(commit=False)
+        self._journal_changes(followed)
+        router.commit()  # the cancel's outcome with its journal lines, now: a later failure in this job keeps them
+
+    def _cancel_for_exit(self, position: Position, text: str, at: datetime) -> bool:
+        """Before a whole position is sold: cancel its entries and increases still waiting (live: resting at the
+        exchange, perhaps filled in part). True when it then holds nothing — every other order of it cancelled too
+        and the position retired once all have ended — so there is nothing to sell; False: sell what it holds,
+        including what the exchange filled before the cancel reached it."""
+        live = self.live_venue is not None
+        if live:  # a backtest or replay sells what it holds and lets a waiting increase fill later
+            self._cancel_buys(position, text, at)
+        if position.quantity > 0:
+            if live:
+                self._require_buys_ended(position)
+            return False
+        for order in list(position.orders):
+            if not order.is_terminal:
+                self._cancel(order, text, at)
+        accounting.retire_if_done(self.state.portfolio, position)
+        return True
+
+    def _cancel_buys(self, position: Position, text: str, at: datetime) -> None:
+        """Live mode: cancel every entry and increase of ``position`` not yet ended (at the exchange, tracked or not)."""
+        for order in list(position.orders):
+            if order.side is _BUY and not order.is_terminal:
+                self._cancel(order, text, at)
+
+    def _require_buys_ended(self, position: Position) -> None:
+        """Live mode, before an exit of ``position`` is sent (its buys cancelled): while the exchange has not
+        confirmed one ended (it still answers "open"), the exit is a TemporaryError — retried at the next job,
+        never sent: a fill still to come would be left unsold, or the exit would sell more than the position
+        turns out to hold."""
+        waiting = [o.client_order_id for o in position.orders if o.side is _BUY and not o.is_terminal]
+        if waiting:
+            raise TemporaryError(
+                f"position {position.id}: the exchange has not confirmed the cancel of {', '.join(waiting)}; "
+                "its exit is taken again at the next job, once the exchange says the order ended")
+
+    def _cancelled_event(self, position: Position, order: Order, reason: str) -> None:
+        self.events("order_cancelled", order_id=order.id, client_order_id=order.client_order_id,
+                    position_id=position.id, symbol=self.symbol_of[order.instrument_id],
+                    purpose=order.purpose.value, reason=reason)
 
     def _filled_event(self, position: Position, order: Order, symbol: str, fill: SimulatedFill | Fill,
                       **extra: Any) -> None:
@@ -1112,8 +1184,7 @@ class Engine:
     def _reject(self, position: Position, order: Order, reason: RejectReason, text: str, at: datetime) -> None:
         accounting.reject(order, reason, text, at)
         self._rejected_event(position, order)
-        if position.quantity <= 0 and position.is_open and not any(not o.is_terminal for o in position.orders):
-            accounting.retire_position(self.state.portfolio, position)
+        accounting.retire_if_done(self.state.portfolio, position)
 
     def _rejected_event(self, position: Position, order: Order) -> None:
         if self._journal:

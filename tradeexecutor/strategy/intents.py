@@ -145,7 +145,8 @@ def reduce(symbol: str | None = None, *, quantity: float | None = None, fraction
 
 
 def close(symbol: str | None = None, *, note: str | None = None) -> Intent:
-    """Sell the whole open position."""
+    """Sell the whole open position. Live, its entries and increases still resting at the exchange are cancelled
+    first, and what they filled meanwhile is sold too (elsewhere a waiting increase fills after the close)."""
     key = (symbol, note)
     found = _CLOSES.get(key)
     if found is not None:

@@ -1,0 +1,390 @@
+"""Live mode: an entry the exchange filled in part and still holds open when the position is closed (issue 13's
+"partial fills mishandled").
+
+The close cancels the entry at the exchange first — what the exchange filled before the cancel reached it
+is booked and sold too — and a position is never retired while one of its orders may still change at the
+exchange, so the exchange's later news of it (its cancel, or a late fill of base asset) is applied, never
+ignored. Through the real Engine and OrderRouter against the in-memory exchange twin, with a real ledger
+file for the restart; the ledger's cash and quantities are checked against the exchange's balances.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from scripted import SCRIPTED, ohlc
+from test_engine_router import T0, decide_open, new_state
+from test_engine_writeahead import CONFIG, cycle_ns, make_engine, orders
+from tradeexecutor.backtest.runner import new_state as new_run_state
+from tradeexecutor.data.market import MarketData
+from tradeexecutor.engine.accounting import recompute_cash, recompute_from_fills
+from tradeexecutor.engine.engine import Engine
+from tradeexecutor.engine.router import OrderRouter
+from tradeexecutor.ledger import Ledger
+from tradeexecutor.state import Order, OrderPurpose, OrderSide, OrderStatus, State, client_order_id, run_key
+from tradeexecutor.strategy.api import open_long, reduce
+from tradeexecutor.strategy.intents import close
+from tradeexecutor.strategy.loader import load_strategy
+from tradeexecutor.venue import InMemoryVenue
+from tradeexecutor.venue.model import FillReport, OrderCancelled, OrderFilled
+from venue_contract import AAA
+
+Journal = list[tuple[str, dict[str, Any]]]
+
+
+def live_engine(tmp_path: Path, journal: Journal, prices: list[Any] | None = None,
+                stop_loss_pct: float | None = None) -> tuple[Engine, InMemoryVenue, Order]:
+    """A live engine whose entry (10 AAA at 100) the exchange filled half of and still holds open."""
+    path = tmp_path / "scripted.py"
+    path.write_text(SCRIPTED.format(cycle="1d", instruments=["AAA"]))
+    strategy = load_strategy(path)
+    market = MarketData.from_long_frame(ohlc("AAA", prices or [100.0, 101.0, 102.0, 103.0, 104.0]),
+                                        asset_types={"AAA": "equity"})
+
+    def sink(event: str, /, **fields: Any) -> None:
+        journal.append((event, fields))
+
+    engine = Engine(strategy, market, new_run_state(strategy, CONFIG, T0), config=CONFIG, events=sink)
+    venue = InMemoryVenue([AAA], {"USD": 10_000.0}, fee=0.001)
+    venue.hold = True  # accepted; it rests on the book
+    engine.live_venue = venue
+    engine.start_write_ahead(lambda: None, lambda: T0)
+    engine.plan([open_long("AAA", value=1000, stop_loss_pct=stop_loss_pct)], 0, cycle_ns(0))
+    engine.manage(1)
+    (entry,) = orders(engine)
+    venue.hold = False
+    venue.partial = [0.5, 0.5]
+    venue.advance({"AAA": 100.0}, T0)  # the exchange fills half of it
+    engine.drain()
+    assert entry.status is OrderStatus.partially_filled and entry.filled_quantity == 5.0
+    assert [o for _, o in engine.pending] == [entry]
+    return engine, venue, entry
+
+
+def check_books(engine: Engine, venue: InMemoryVenue) -> None:
+    """The ledger equals the exchange: every fill of it ours, cash and the quantity held the same."""
+    state = engine.state
+    venue_fills = sorted((f.client_order_id, f.venue_trade_id, f.quantity, f.price) for f in venue.fills_since(None)[0])
+    ours = sorted((o.client_order_id, f.venue_trade_id, f.quantity, f.price)
+                  for o in state.portfolio.all_orders() for f in o.fills)
+    assert ours == venue_fills
+    for position in state.portfolio.all_positions():
+        figures = recompute_from_fills(position)
+        assert (figures.quantity, figures.cost_basis) == (position.quantity, position.cost_basis)
+    assert state.portfolio.cash == venue.balances()["USD"].free
+    assert recompute_cash(state.initial_cash, state.portfolio) == pytest.approx(state.portfolio.cash, abs=1e-9)
+    held = venue.balances().get("AAA")
+    assert sum(p.quantity for p in state.portfolio.open_positions) == (held.free if held else 0.0)
+
+
+def sell_it(engine: Engine, venue: InMemoryVenue, step: int) -> Order:
+    """Send the planned close at the next bar and let the exchange fill it; the close."""
+    engine.manage(step)
+    venue.partial = []
+    venue.advance({"AAA": 101.0}, T0)
+    engine.drain()
+    sold = orders(engine)[-1]
+    assert sold.purpose is OrderPurpose.close and sold.status is OrderStatus.filled
+    return sold
+
+
+def test_close_cancels_the_resting_entry_at_the_exchange_and_sells_what_it_bought(tmp_path: Path) -> None:
+    journal: Journal = []
+    engine, venue, entry = live_engine(tmp_path, journal)
+    position = engine.state.portfolio.open_positions[0]
+    report = engine.plan([close("AAA")], 1, cycle_ns(1))
+    assert report.planned == 1 and not report.ignored
+    assert ("cancel", entry.client_order_id) in venue.calls  # asked of the exchange, in the close's own job
+    assert entry.status is OrderStatus.cancelled and entry.filled_quantity == 5.0
+    assert venue.fetch_order(entry.client_order_id).status is OrderStatus.cancelled  # type: ignore[union-attr]
+    cancelled = [f for e, f in journal if e == "order_cancelled"]
+    assert [(f["client_order_id"], f["reason"]) for f in cancelled] == [
+        (entry.client_order_id, "cancelled by close() before it filled")]
+    planned = orders(engine)[-1]
+    assert planned.purpose is OrderPurpose.close and planned.quantity == 5.0
+    sold = sell_it(engine, venue, 2)
+    assert sold.filled_quantity == 5.0
+    assert engine.state.portfolio.open_positions == [] and list(engine.state.portfolio.closed_positions) == [position]
+    assert engine.pending == []
+    check_books(engine, venue)
+    assert len([e for e, _ in journal if e == "order_cancelled"]) == 1
+
+
+def test_a_fill_the_exchange_made_before_the_cancel_reached_it_is_booked_and_sold_too(tmp_path: Path) -> None:
+    journal: Journal = []
+    engine, venue, entry = live_engine(tmp_path, journal)
+    venue.advance({"AAA": 100.5}, T0)  # the exchange fills the rest; the executor has not heard of it yet
+    engine.plan([close("AAA")], 1, cycle_ns(1))
+    assert ("cancel", entry.client_order_id) in venue.calls  # too late: the exchange had nothing left to cancel
+    assert entry.status is OrderStatus.filled and entry.filled_quantity == 10.0
+    filled = [f for e, f in journal if e == "order_filled" and f["client_order_id"] == entry.client_order_id]
+    assert [f["quantity"] for f in filled] == [5.0, 5.0]  # the late fill journaled with the fill that books it
+    assert not [e for e, _ in journal if e == "order_cancelled"]
+    planned = orders(engine)[-1]
+    assert planned.purpose is OrderPurpose.close and planned.quantity == 10.0  # all the exchange bought
+    sold = sell_it(engine, venue, 2)
+    assert sold.filled_quantity == 10.0 and engine.state.portfolio.open_positions == []
+    check_books(engine, venue)
+
+
+def test_a_stop_loss_fires_on_a_position_bought_in_part_cancelling_the_rest_first(tmp_path: Path) -> None:
+    """A resting entry is not an exit in flight: the stop still protects what was bought, and the exit cancels
+    the entry at the exchange before it sells (nothing is bought after the stop sold)."""
+    journal: Journal = []
+    engine, venue, entry = live_engine(tmp_path, journal, prices=[100.0, 100.0, (99.0, 99.0, 90.0, 91.0), 91.0, 91.0],
+                                       stop_loss_pct=0.05)
+    position = engine.state.portfolio.open_positions[0]
+    assert position.stop_loss == pytest.approx(95.0) and engine.in_flight(position) is None
+    venue.partial = []
+    venue.hold = True  # the exit rests until the exchange is given a price
+    assert engine.check_triggers(2) == 1
+    assert entry.status is OrderStatus.cancelled and entry.filled_quantity == 5.0
+    exit_order = orders(engine)[-1]
+    assert exit_order.trigger is not None and exit_order.quantity == 5.0
+    venue.hold = False
+    venue.advance({"AAA": 91.0}, T0)
+    engine.drain()
+    assert exit_order.status is OrderStatus.filled and engine.state.portfolio.open_positions == []
+    check_books(engine, venue)
+
+
+def test_a_cancel_whose_answer_was_lost_is_journaled_when_the_exchange_confirms_and_close_then_goes_on(
+        tmp_path: Path) -> None:
+    """The exchange cancelled the entry but its answer never came: the job fails temporarily (retried by the loop)
+    with nothing sold, the next drain applies the exchange's cancel (``order_cancelled``, once), and the close
+    taken again sells what the entry bought."""
+    from tradeexecutor.errors import TemporaryError
+
+    journal: Journal = []
+    engine, venue, entry = live_engine(tmp_path, journal)
+    venue.fail_next("cancel", after_effect=True)
+    with pytest.raises(TemporaryError):
+        engine.plan([close("AAA")], 1, cycle_ns(1))
+    assert entry.status is OrderStatus.partially_filled and len(orders(engine)) == 1  # nothing else decided
+    assert engine.drain() > 0
+    assert entry.status is OrderStatus.cancelled
+    assert [(f["client_order_id"], f["reason"]) for e, f in journal if e == "order_cancelled"] == [
+        (entry.client_order_id, "cancelled by close() before it filled")]
+    assert not [e for e, _ in journal if e == "order_expired"]
+    report = engine.plan([close("AAA")], 1, cycle_ns(1))
+    assert report.planned == 1 and orders(engine)[-1].quantity == 5.0
+    sell_it(engine, venue, 2)
+    assert engine.state.portfolio.open_positions == [] and len([e for e, _ in journal if e == "order_cancelled"]) == 1
+    check_books(engine, venue)
+
+
+# -- the router: a close filled while the entry still rested ----------------------------------------------------
+
+
+def _close_order(state: State, quantity: float) -> Order:
+    position = state.portfolio.open_positions[0]
+    order = Order(id=state.portfolio.next_order_id, position_id=position.id, instrument_id=1,
+                  client_order_id=client_order_id(run_key(state.name, state.created_at), T0, 1, OrderPurpose.close),
+                  purpose=OrderPurpose.close, side=OrderSide.sell, created_at=T0, quantity=quantity)
+    state.portfolio.next_order_id += 1
+    position.orders.append(order)
+    order.transition(OrderStatus.submitting, T0)
+    return order
+
+
+def _sold_while_resting(tmp_path: Path) -> tuple[Ledger, Order]:
+    """A ledger holding a position whose close sold the 5 AAA bought while the rest of its entry still rested."""
+    state = new_state()
+    router = OrderRouter(state, InMemoryVenue(), lambda: None, lambda: T0 + timedelta(minutes=1))
+    entry = decide_open(state)
+    entry.transition(OrderStatus.submitting, T0)
+    entry.transition(OrderStatus.open, T0)
+    cid = entry.client_order_id
+    router.apply(OrderFilled(cid, FillReport(cid, "t1", 5.0, 100.0, 0.5, "USD", T0), complete=False))
+    sold = _close_order(state, 5.0)
+    router.apply(OrderFilled(sold.client_order_id, FillReport(sold.client_order_id, "t2", 5.0, 101.0, 0.505, "USD", T0),
+                             complete=True))
+    (position,) = state.portfolio.open_positions  # holds nothing, and is not retired: its entry may still change
+    assert position.quantity == 0.0 and not position.is_open and entry.status is OrderStatus.partially_filled
+    assert len(state.portfolio.closed_positions) == 0
+    ledger = Ledger(tmp_path / "ledger.sqlite")
+    ledger.save(state)
+    return ledger, entry
+
+
+def _restarted(ledger: Ledger) -> tuple[State, OrderRouter]:
+    state = ledger.load()
+    assert state is not None
+    return state, OrderRouter(state, InMemoryVenue(), lambda: ledger.save(state), lambda: T0 + timedelta(minutes=3))
+
+
+def test_the_exchanges_later_cancel_of_the_entry_is_applied_and_retires_the_position(tmp_path: Path) -> None:
+    ledger, entry = _sold_while_resting(tmp_path)
+    state, router = _restarted(ledger)
+    assert [o.client_order_id for _, o in router.pending()] == [entry.client_order_id]  # followed after a restart
+    router.apply(OrderCancelled(entry.client_order_id, T0 + timedelta(minutes=2)))
+    (restored,) = [o for o in state.portfolio.all_orders() if o.client_order_id == entry.client_order_id]
+    assert restored.status is OrderStatus.cancelled
+    assert state.portfolio.open_positions == [] and len(state.portfolio.closed_positions) == 1
+    assert state.portfolio.cash == 10_000.0 - (5.0 * 100.0 + 0.5) + (5.0 * 101.0 - 0.505)
+    assert recompute_cash(state.initial_cash, state.portfolio) == state.portfolio.cash
+
+
+def test_a_late_fill_of_the_entry_reopens_the_position_with_what_the_exchange_bought(tmp_path: Path) -> None:
+    ledger, entry = _sold_while_resting(tmp_path)
+    state, router = _restarted(ledger)
+    cid = entry.client_order_id
+    router.apply(OrderFilled(cid, FillReport(cid, "t3", 5.0, 102.0, 0.51, "USD", T0 + timedelta(minutes=2)),
+                             complete=True))
+    router.commit()
+    committed = ledger.load()
+    assert committed is not None
+    state = committed
+    (position,) = state.portfolio.open_positions
+    assert position.is_open and position.quantity == 5.0 and position.cost_basis == 5.0 * 102.0
+    assert [o.status for o in position.orders] == [OrderStatus.filled, OrderStatus.filled]
+    assert state.portfolio.cash == 10_000.0 - (5.0 * 100.0 + 0.5) + (5.0 * 101.0 - 0.505) - (5.0 * 102.0 + 0.51)
+    assert recompute_cash(state.initial_cash, state.portfolio) == state.portfolio.cash
+    figures = recompute_from_fills(position)
+    assert (figures.quantity, figures.cost_basis) == (position.quantity, position.cost_basis)
+
+
+# -- against the exchange simulator, through the unmodified ccxt client --------------------------------------
+
+
+def test_against_the_simulator_a_limit_entry_filled_in_part_is_cancelled_by_close_and_the_books_agree(
+        tmp_path: Path) -> None:
+    """A limit entry the simulator fills in part (its partial-fill fault: the first part at once, the next an hour
+    later) and holds open; the strategy's close() cancels it at the exchange and sells what it bought. Afterwards
+    the simulator's orders, trades and balances are the ledger's."""
+    pytest.importorskip("ccxt")
+    from exchange_sim_helpers import serve
+    from test_venue_ccxt import aaa_simulator, aaa_venue, pin
+    from tradeexecutor.state import OrderType
+
+    with serve(aaa_simulator(), threads=4) as running:
+        running.control("POST", "reset")
+        pin(running, 100.0)
+        path = tmp_path / "scripted.py"
+        path.write_text(SCRIPTED.format(cycle="1d", instruments=["AAA"]))
+        strategy = load_strategy(path)
+        market = MarketData.from_long_frame(ohlc("AAA", [100.0] * 5), asset_types={"AAA": "equity"})
+        journal: Journal = []
+        engine = Engine(strategy, market, new_run_state(strategy, CONFIG, T0), config=CONFIG,
+                        events=lambda event, /, **fields: journal.append((event, fields)))
+        engine.live_venue = aaa_venue(running)
+        engine.start_write_ahead(lambda: None, lambda: T0)
+        engine.plan([open_long("AAA", value=1000)], 0, cycle_ns(0))
+        (entry,) = orders(engine)
+        entry.type, entry.limit_price, entry.quantity, entry.value = OrderType.limit, 101.0, 10.0, None  # a limit
+        running.control("POST", "faults", {"kind": "partial_fill", "parts": 2, "interval": 3600, "count": 1})
+        engine.manage(1)
+        assert entry.status is OrderStatus.partially_filled and entry.filled_quantity == 5.0
+
+        engine.plan([close("AAA")], 1, cycle_ns(1))
+        assert entry.status is OrderStatus.cancelled and entry.filled_quantity == 5.0
+        assert [f["client_order_id"] for e, f in journal if e == "order_cancelled"] == [entry.client_order_id]
+        engine.manage(2)  # the close: a market sell the simulator fills on arrival
+        sold = orders(engine)[-1]
+        assert sold.purpose is OrderPurpose.close and sold.status is OrderStatus.filled and sold.filled_quantity == 5.0
+        assert engine.state.portfolio.open_positions == [] and len(engine.state.portfolio.closed_positions) == 1
+
+        _, exchange_orders = running.control("GET", "orders")
+        assert sorted((o["clientOrderId"], o["status"], float(o["executedQty"])) for o in exchange_orders) == sorted(
+            [(entry.client_order_id, "CANCELED", 5.0), (sold.client_order_id, "FILLED", 5.0)])
+        _, trades = running.control("GET", "trades")
+        ours = sorted((f.venue_trade_id, f.quantity, f.price, f.fee)
+                      for o in engine.state.portfolio.all_orders() for f in o.fills)
+        assert ours == sorted((str(t["id"]), float(t["qty"]), float(t["price"]), float(t["commission"]))
+                              for t in trades)
+        _, balances = running.control("GET", "balances")
+        assert float(balances["AAA"]["free"]) == 0.0 and float(balances["AAA"].get("locked", 0)) == 0.0
+        assert engine.state.portfolio.cash == pytest.approx(float(balances["USD"]["free"]), abs=1e-6)
+        assert float(balances["USD"].get("locked", 0)) == 0.0  # nothing left resting on the book
+
+
+# -- one rule for retiring a position, and the cancel's outcome committed at once ------------------------------
+
+
+def _close_then_reduce(tmp_path: Path, write_ahead: bool) -> Engine:
+    """Open AAA, then a cycle ``[close, reduce(fraction=0.5)]`` (the reduce is refused: nothing left to sell),
+    then a new entry."""
+    tmp_path.mkdir()
+    engine = make_engine(tmp_path)
+    if write_ahead:  # paper, replay and live: the router applies the close's fill while the reduce is still created
+        engine.start_write_ahead(lambda: None, lambda: T0)
+    engine.plan([open_long("AAA", value=1000)], 0, cycle_ns(0))
+    engine.manage(1)
+    engine.plan([close("AAA"), reduce("AAA", fraction=0.5)], 1, cycle_ns(1))
+    engine.manage(2)
+    return engine
+
+
+def test_write_ahead_a_reduce_refused_after_the_close_retires_the_position_as_a_backtest_does(tmp_path: Path) -> None:
+    engine = _close_then_reduce(tmp_path / "paper", write_ahead=True)
+    portfolio = engine.state.portfolio
+    assert [(o.purpose, o.status) for o in orders(engine)] == [
+        (OrderPurpose.open, OrderStatus.filled), (OrderPurpose.close, OrderStatus.filled),
+        (OrderPurpose.reduce, OrderStatus.rejected)]
+    assert portfolio.open_positions == [] and len(portfolio.closed_positions) == 1  # no empty position left open
+    report = engine.plan([open_long("AAA", value=500)], 2, cycle_ns(2))
+    assert report.planned == 1 and not report.ignored  # the next entry is not refused
+    engine.manage(3)
+    backtest = _close_then_reduce(tmp_path / "backtest", write_ahead=False)
+    backtest.plan([open_long("AAA", value=500)], 2, cycle_ns(2))
+    backtest.manage(3)
+    for state in (engine.state, backtest.state):
+        assert [(p.id, p.quantity) for p in state.portfolio.open_positions] == [(2, pytest.approx(4.9, rel=0.1))]
+    assert engine.state.portfolio.cash == pytest.approx(backtest.state.portfolio.cash, abs=1e-9)
+
+
+def test_live_the_cancel_of_a_resting_entry_is_committed_with_its_journal_line_in_the_same_call(
+        tmp_path: Path) -> None:
+    """A later temporary failure in the same job must not lose the cancel's journal line while its fills stay
+    booked: the cancel commits as soon as it is journaled, before the close is even queued."""
+    journal: Journal = []
+    engine, _, entry = live_engine(tmp_path, journal)
+    seen: list[tuple[OrderStatus, int]] = []
+    assert engine.router is not None
+    engine.router.commit = lambda: seen.append(  # type: ignore[method-assign]
+        (entry.status, len([e for e, _ in journal if e == "order_cancelled"])))
+    engine.plan([close("AAA")], 1, cycle_ns(1))
+    assert (OrderStatus.cancelled, 1) in seen
+
+
+def test_live_no_exit_is_sent_while_the_exchange_still_answers_that_the_entry_is_open(tmp_path: Path) -> None:
+    """The exchange takes the cancel but has not ended the entry yet: selling now could sell more than the position
+    turns out to hold, so the close is a temporary failure (the job is retried), nothing sold; once the exchange
+    says the entry ended, the close taken again sells what it bought."""
+    from tradeexecutor.errors import TemporaryError
+
+    journal: Journal = []
+    engine, venue, entry = live_engine(tmp_path, journal)
+    acknowledged: list[str] = []
+    venue.cancel = acknowledged.append  # type: ignore[method-assign,assignment]  # taken, not yet applied by the exchange
+    with pytest.raises(TemporaryError, match="has not confirmed the cancel"):
+        engine.plan([close("AAA")], 1, cycle_ns(1))
+    assert acknowledged == [entry.client_order_id]
+    assert entry.status is OrderStatus.partially_filled and [o.purpose for o in orders(engine)] == [OrderPurpose.open]
+    with pytest.raises(TemporaryError):  # an operator's close waits too
+        engine.close_now(engine.state.portfolio.open_positions[0], 1, by="operator")
+    assert [o.purpose for o in orders(engine)] == [OrderPurpose.open]
+    del venue.cancel  # the exchange now ends the entry
+    venue.cancel(entry.client_order_id)
+    report = engine.plan([close("AAA")], 1, cycle_ns(1))
+    assert report.planned == 1 and orders(engine)[-1].quantity == 5.0
+    sell_it(engine, venue, 2)
+    assert engine.state.portfolio.open_positions == []
+    check_books(engine, venue)
+
+
+def test_live_a_risk_pause_counts_only_the_entries_the_exchange_confirmed_cancelled(tmp_path: Path) -> None:
+    journal: Journal = []
+    engine, venue, entry = live_engine(tmp_path, journal)
+    acknowledged: list[str] = []
+    venue.cancel = acknowledged.append  # type: ignore[method-assign,assignment]  # taken, not yet applied by the exchange
+    assert engine.cancel_entries(1, "cancelled: risk limit hit") == 0
+    assert acknowledged == [entry.client_order_id] and not [e for e, _ in journal if e == "order_cancelled"]
+    del venue.cancel
+    assert engine.cancel_entries(1, "cancelled: risk limit hit") == 1
+    assert entry.status is OrderStatus.cancelled
+    assert [f["reason"] for e, f in journal if e == "order_cancelled"] == ["cancelled: risk limit hit"]
