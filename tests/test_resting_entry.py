@@ -10,10 +10,12 @@ file for the restart; the ledger's cash and quantities are checked against the e
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 
 from scripted import SCRIPTED, ohlc
@@ -388,3 +390,132 @@ def test_live_a_risk_pause_counts_only_the_entries_the_exchange_confirmed_cancel
     assert engine.cancel_entries(1, "cancelled: risk limit hit") == 1
     assert entry.status is OrderStatus.cancelled
     assert [f["reason"] for e, f in journal if e == "order_cancelled"] == ["cancelled: risk limit hit"]
+
+
+# -- the cancels of a cycle's exits come in one pass before any order of the cycle is made ------------------------
+
+
+def _two_instruments(tmp_path: Path, journal: Journal) -> tuple[Engine, InMemoryVenue, dict[str, Any], Order]:
+    """A live engine on AAA and BBB: BBB's entry filled; AAA's filled half and still rests at the exchange."""
+    path = tmp_path / "scripted.py"
+    path.write_text(SCRIPTED.format(cycle="1d", instruments=["AAA", "BBB"]))
+    strategy = load_strategy(path)
+    frame = pd.concat([ohlc("AAA", [100.0] * 5), ohlc("BBB", [50.0] * 5)])
+    market = MarketData.from_long_frame(frame, asset_types={"AAA": "equity", "BBB": "equity"})
+    engine = Engine(strategy, market, new_run_state(strategy, CONFIG, T0), config=CONFIG,
+                    events=lambda event, /, **fields: journal.append((event, fields)))
+    venue = InMemoryVenue([AAA, dataclasses.replace(AAA, symbol="BBB", base="BBB")], {"USD": 10_000.0}, fee=0.001)
+    engine.live_venue = venue
+    engine.start_write_ahead(lambda: None, lambda: T0)
+    engine.plan([open_long("BBB", value=1000)], 0, cycle_ns(0))
+    engine.manage(1)
+    venue.advance({"BBB": 50.0}, T0)
+    engine.drain()
+    venue.hold = True
+    engine.plan([open_long("AAA", value=1000)], 1, cycle_ns(1))
+    engine.manage(2)
+    venue.hold = False
+    venue.partial = [0.5, 0.5]
+    venue.advance({"AAA": 100.0}, T0)
+    engine.drain()
+    entry = next(o for o in orders(engine) if o.status is OrderStatus.partially_filled)
+    assert engine.symbol_of[entry.instrument_id] == "AAA" and entry.filled_quantity == 5.0
+    return engine, venue, strategy.decide.__globals__, entry
+
+
+def test_live_an_unconfirmed_cancel_fails_the_cycle_before_any_order_so_the_retry_makes_every_close_once(
+        tmp_path: Path) -> None:
+    """``[close(BBB), close(AAA)]`` while AAA's entry rests: the exchange takes the cancel but has not ended it. The
+    cycle fails temporarily with nothing of it made (BBB's close included), so the retried cycle — as the loop
+    takes it: the strategy asked again, then planned — is not mistaken for one decided before a restart, and
+    makes both closes; each is sent and filled exactly once."""
+    from tradeexecutor.errors import TemporaryError
+
+    journal: Journal = []
+    engine, venue, module, entry = _two_instruments(tmp_path, journal)
+    module["SCRIPT"][pd.Timestamp(cycle_ns(2), tz="UTC")] = [close("BBB"), close("AAA")]
+    before = [o.client_order_id for o in orders(engine)]
+    acknowledged: list[str] = []
+    venue.cancel = acknowledged.append  # type: ignore[method-assign,assignment]  # taken, not yet applied
+    with pytest.raises(TemporaryError, match="has not confirmed the cancel"):
+        engine.plan(engine.ask_strategy(2, cycle_ns(2)), 2, cycle_ns(2))
+    assert acknowledged == [entry.client_order_id]
+    assert [o.client_order_id for o in orders(engine)] == before  # nothing of the cycle, BBB's close included
+    assert [f["client_order_id"] for e, f in journal if e == "order_cancel_requested"] == [entry.client_order_id]
+    del venue.cancel
+    venue.cancel(entry.client_order_id)  # the exchange ends the entry; the next job's drain hears of it
+    engine.drain()
+    assert entry.status is OrderStatus.cancelled
+    intents = engine.ask_strategy(2, cycle_ns(2))  # the retried job
+    assert [i.action for i in intents] == ["close", "close"]
+    report = engine.plan(intents, 2, cycle_ns(2))
+    assert report.planned == 2 and not report.ignored
+    engine.manage(3)
+    venue.advance({"AAA": 100.0, "BBB": 50.0}, T0)
+    engine.drain()
+    closes = [o for o in orders(engine) if o.purpose is OrderPurpose.close]
+    assert sorted((engine.symbol_of[o.instrument_id], o.status, o.filled_quantity) for o in closes) == [
+        ("AAA", OrderStatus.filled, 5.0), ("BBB", OrderStatus.filled, 20.0)]
+    assert sorted(cid for call, cid in venue.calls if call == "submit") == sorted(
+        [o.client_order_id for o in orders(engine) if o.purpose is OrderPurpose.open]
+        + [o.client_order_id for o in closes])  # each close sent once
+    assert engine.state.portfolio.open_positions == [] and engine.pending == []
+    assert [f["client_order_id"] for e, f in journal if e == "order_cancelled"] == [entry.client_order_id]
+
+
+def _resting_unfilled(tmp_path: Path, journal: Journal) -> tuple[Engine, InMemoryVenue, Order]:
+    path = tmp_path / "scripted.py"
+    path.write_text(SCRIPTED.format(cycle="1d", instruments=["AAA"]))
+    strategy = load_strategy(path)
+    market = MarketData.from_long_frame(ohlc("AAA", [100.0] * 5), asset_types={"AAA": "equity"})
+    engine = Engine(strategy, market, new_run_state(strategy, CONFIG, T0), config=CONFIG,
+                    events=lambda event, /, **fields: journal.append((event, fields)))
+    venue = InMemoryVenue([AAA], {"USD": 10_000.0}, fee=0.001)
+    venue.hold = True  # accepted; it rests on the book, nothing filled
+    engine.live_venue = venue
+    engine.start_write_ahead(lambda: None, lambda: T0)
+    engine.plan([open_long("AAA", value=1000)], 0, cycle_ns(0))
+    engine.manage(1)
+    (entry,) = orders(engine)
+    assert entry.status is OrderStatus.open and engine.state.portfolio.open_positions[0].quantity == 0.0
+    venue.hold = False
+    return engine, venue, entry
+
+
+def test_live_a_close_of_a_position_holding_nothing_waits_for_the_exchange_to_confirm_the_entrys_cancel(
+        tmp_path: Path) -> None:
+    """Nothing filled yet: the close cancels the entry; until the exchange confirms, the position is not retired
+    (its entry may still fill) and the cycle fails temporarily; once confirmed, the position is retired with
+    nothing sold."""
+    from tradeexecutor.errors import TemporaryError
+
+    journal: Journal = []
+    engine, venue, entry = _resting_unfilled(tmp_path, journal)
+    (position,) = engine.state.portfolio.open_positions
+    acknowledged: list[str] = []
+    venue.cancel = acknowledged.append  # type: ignore[method-assign,assignment]
+    with pytest.raises(TemporaryError, match="has not confirmed the cancel"):
+        engine.plan([close("AAA")], 1, cycle_ns(1))
+    assert engine.state.portfolio.open_positions == [position] and entry.status is OrderStatus.open
+    del venue.cancel
+    venue.cancel(entry.client_order_id)
+    engine.drain()
+    report = engine.plan([close("AAA")], 1, cycle_ns(1))
+    assert report.planned == 0 and [o.purpose for o in orders(engine)] == [OrderPurpose.open]
+    assert engine.state.portfolio.open_positions == [] and list(engine.state.portfolio.failed_positions) == [position]
+    assert [f["client_order_id"] for e, f in journal if e == "order_cancelled"] == [entry.client_order_id]
+    check_books(engine, venue)
+
+
+def test_live_a_fill_that_lands_before_the_cancel_of_an_unfilled_entry_is_booked_and_then_closed(
+        tmp_path: Path) -> None:
+    journal: Journal = []
+    engine, venue, entry = _resting_unfilled(tmp_path, journal)
+    venue.advance({"AAA": 100.0}, T0)  # the exchange fills the entry; the executor has not heard yet
+    report = engine.plan([close("AAA")], 1, cycle_ns(1))
+    assert entry.status is OrderStatus.filled and entry.filled_quantity == 10.0
+    assert report.planned == 1 and orders(engine)[-1].purpose is OrderPurpose.close
+    assert orders(engine)[-1].quantity == 10.0
+    sold = sell_it(engine, venue, 2)
+    assert sold.filled_quantity == 10.0 and engine.state.portfolio.open_positions == []
+    check_books(engine, venue)

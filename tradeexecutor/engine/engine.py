@@ -129,6 +129,8 @@ _RESTING = frozenset({OrderStatus.open, OrderStatus.partially_filled})
 _OPEN, _INCREASE, _REDUCE, _CLOSE = OrderPurpose.open, OrderPurpose.increase, OrderPurpose.reduce, OrderPurpose.close
 _SUBMITTING, _CREATED, _FILLED, _REJECTED, _UNKNOWN = (
     OrderStatus.submitting, OrderStatus.created, OrderStatus.filled, OrderStatus.rejected, OrderStatus.unknown)
+#: Why an order of a position the strategy's close() sells whole is cancelled.
+_CLOSED_BY_STRATEGY = "cancelled by close() before it filled"
 #: The purpose of the order each order-making intent action creates.
 _PURPOSE_OF = {"open": _OPEN, "increase": _INCREASE, "reduce": _REDUCE, "close": _CLOSE}
 
@@ -515,8 +517,8 @@ class Engine:
 
         Returns how many positions a trigger closed.
         """
-        fired = 0
         live = self.live_venue is not None
+        hits: list[tuple[Position, str, float, float, int]] = []
         for position in list(self.state.portfolio.open_positions):
             if position.quantity <= 0 or not triggers.has_triggers(position) or (
                     live and self.in_flight(position)):
@@ -530,11 +532,15 @@ class Engine:
                 if hit is not None:
                     kind, level, price = hit
                     at_ns = open_ns if price == open_ else close_ns  # at the open when it gapped there
-                    self._exit_on_trigger(position, kind, level, price, at_ns)
-                    fired += 1
+                    hits.append((position, kind, level, price, at_ns))
                     break
-                triggers.update_high_water(position, high)
-        return fired
+                triggers.update_high_water(position, high)  # the same on a retry: the highest high stays
+        if live and hits:  # every exit's resting buys ended before the first exit is sent (or none is)
+            self.end_buys_before_exits((position, f"cancelled: position closed by {kind}", _to_datetime(at_ns))
+                                       for position, kind, _, _, at_ns in hits)
+        for position, kind, level, price, at_ns in hits:
+            self._exit_on_trigger(position, kind, level, price, at_ns)
+        return len(hits)
 
     def _trigger_bars(self, slot: int, index: int) -> Iterable[tuple[float, float, float, int, int]]:
         bars = self._bars[slot]
@@ -578,8 +584,9 @@ class Engine:
         not filled yet holds nothing to sell: its order is cancelled and it is retired, as the
         strategy's ``close()`` does (None: no order).
         """
-        if self._cancel_for_exit(position, f"cancelled by {by} before it filled",
-                                 _to_datetime(int(self.market.timeline_ns[step]))):
+        at = _to_datetime(int(self.market.timeline_ns[step]))
+        self.end_buys_before_exits([(position, f"cancelled by {by} before it filled", at)])
+        if self._close_empty(position, f"cancelled by {by} before it filled", at):
             return None
         slot = self._slot[position.instrument_id]
         index = int(self._last_closed[slot][step])
@@ -603,14 +610,10 @@ class Engine:
         bar gapped through it) — all a restart needs to fill it exactly as it would have been.
         """
         at = _to_datetime(at_ns)
-        live = self.live_venue is not None
-        if live:  # first: a fill the exchange made before the cancel is sold too; every buy, followed or not
-            self._cancel_buys(position, cancelled, at)
+        self._buys_ended(position)  # live: ended by the caller's end_buys_before_exits; what they filled is sold too
         for _, other in self.pending:
-            if other.position_id == position.id and not other.is_terminal and not (live and other.side is _BUY):
+            if other.position_id == position.id and not other.is_terminal:
                 self._cancel(other, cancelled, at)
-        if live:
-            self._require_buys_ended(position)
         order = self._new_order(position, _CLOSE, at, at_ns // 1_000_000, 0, quantity=position.quantity,
                                 reference_price=price, trigger=trigger, trigger_price=trigger_price, note=note,
                                 position_exit=True)
@@ -653,18 +656,20 @@ class Engine:
         What a risk limit does with ``--risk-close-positions`` (``kind`` is ``risk_limit``): each sale
         is journaled as ``trigger_fired``, as a stop-loss's is, and cancels the position's waiting orders.
         """
-        sold = 0
+        exits: list[tuple[Position, float, int]] = []
         for position in list(self.state.portfolio.open_positions):
             slot = self._slot[position.instrument_id]
             index = int(self._last_closed[slot][step])
             if position.quantity <= 0 or index < 0 or self.in_flight(position):
                 continue  # (live) an order in flight: its outcome first
             bars = self._bars[slot]
-            price = bars.close.item(index)
-            self._exit_on_trigger(position, kind, price, price, int(bars.close_time_ns[index]))
-            sold += 1
+            exits.append((position, bars.close.item(index), int(bars.close_time_ns[index])))
+        self.end_buys_before_exits((position, f"cancelled: position closed by {kind}", _to_datetime(at_ns))
+                                   for position, _, at_ns in exits)
+        for position, price, at_ns in exits:
+            self._exit_on_trigger(position, kind, price, price, at_ns)
         self.pending = [(p, o) for p, o in self.pending if not o.is_terminal]
-        return sold
+        return len(exits)
 
     # -- 3. marks ----------------------------------------------------------------------------
 
@@ -774,6 +779,8 @@ class Engine:
             self.mark_to_market(step)  # sizing reads the marks; a backtest does not mark every bar
         equity = self.valuation()[0]
         ordered = sorted(intents, key=_intent_order)  # sells, then buys, then trigger changes
+        if self.live_venue is not None:  # before the first order of the cycle is created: nothing to lose on a retry
+            self.end_buys_before_exits(self._closes(ordered, step, ms, at))
         for seq, intent in enumerate(ordered):
             symbol = self.context._symbol(intent.symbol)
             instrument_id = self.instrument_ids[symbol]
@@ -789,6 +796,24 @@ class Engine:
             self._fill_at_close(step, report)
             self.mark_to_market(step)
         return report
+
+    def _closes(self, ordered: list[Intent], step: int, ms: int, at: datetime) -> list[tuple[Position, str, datetime]]:
+        """The positions the cycle's ``close()`` intents (``ordered``, as planned) will sell whole or retire: each
+        with a closed bar to price it, no order of unknown outcome, and not closed already by this cycle's
+        decision taken before a restart (``_plan_one`` refuses or re-finds the others)."""
+        found: list[tuple[Position, str, datetime]] = []
+        for seq, intent in enumerate(ordered):
+            if intent.action != "close":
+                continue
+            instrument_id = self.instrument_ids[self.context._symbol(intent.symbol)]
+            position = self.state.portfolio.open_position_for(instrument_id)
+            if position is None or self._last_closed[self._slot[instrument_id]][step] < 0 or any(
+                    o.status is _UNKNOWN for o in position.orders):
+                continue
+            if self._by_cid is not None and client_order_id_ms(self.run_key, ms, seq, _CLOSE) in self._by_cid:
+                continue
+            found.append((position, _CLOSED_BY_STRATEGY, at))
+        return found
 
     def _plan_one(self, intent: Intent, seq: int, instrument_id: int, position: Position | None,
                   price: float | None, equity: float, at: datetime, ms: int, report: CycleReport) -> str | None:
@@ -831,8 +856,9 @@ class Engine:
             self._queue(position, self._new_order(position, _INCREASE, at, ms, seq, value=value,
                                                   reference_price=price, note=intent.note), report)
         elif action == "close":
-            if self._cancel_for_exit(position, "cancelled by close() before it filled", at):
+            if self._close_empty(position, _CLOSED_BY_STRATEGY, at):
                 return None
+            self._buys_ended(position)  # live: ended by plan's end_buys_before_exits
             self._queue(position, self._new_order(position, _CLOSE, at, ms, seq,
                                                   quantity=position.quantity, reference_price=price,
                                                   note=intent.note), report)
@@ -1110,60 +1136,88 @@ class Engine:
         order it had filled completely first stays filled. An order it has not confirmed ended stays
         followed as any open order (and its position open: the router retires none with an order
         that may still change); its cancel or fill arrives with a later drain. A TemporaryError (the
-        exchange unreachable) escapes to the loop boundary, which retries the job.
+        exchange unreachable) escapes to the loop boundary, which retries the job. The request is on
+        record before the exchange sees it (``order_cancel_requested``, committed): after a kill -9 the
+        restart asks the exchange about the order (still open, or cancelled: reconciliation adopts it).
+        An order never sent (``created``) is cancelled here alone, journaled ``order_cancelled`` at once.
         """
         router = self.router
+        live = self.live_venue is not None
         if router is None or order.status is _CREATED:
             accounting.cancel(order, text, at)
+            if live and router is not None:
+                self._cancelled_event(self._open_position_of(order), order, text)
             return
-        if self.live_venue is None:  # the simulated venue in this process: the cancel is certain
+        if not live:  # the simulated venue in this process: the cancel is certain
             router.venue.cancel(order.client_order_id)
             accounting.cancel(order, text, at)
             return
+        position = self._open_position_of(order)
         followed = _followed((p, o) for p, o in self.pending if not o.is_terminal)
         if all(f[1] is not order for f in followed):
-            position = next(p for p in self.state.portfolio.open_positions if p.id == order.position_id)
             followed += _followed([(position, order)])
         self._cancelling[order.client_order_id] = text
+        if self._journal:
+            self.events("order_cancel_requested", order_id=order.id, client_order_id=order.client_order_id,
+                        position_id=position.id, symbol=self.symbol_of[order.instrument_id],
+                        purpose=order.purpose.value, reason=text)
+        router.commit()  # the request on record before the exchange sees it
         router.venue.cancel(order.client_order_id)
         router.drain(commit=False)
         self._journal_changes(followed)
         router.commit()  # the cancel's outcome with its journal lines, now: a later failure in this job keeps them
 
-    def _cancel_for_exit(self, position: Position, text: str, at: datetime) -> bool:
-        """Before a whole position is sold: cancel its entries and increases still waiting (live: resting at the
-        exchange, perhaps filled in part). True when it then holds nothing — every other order of it cancelled too
-        and the position retired once all have ended — so there is nothing to sell; False: sell what it holds,
-        including what the exchange filled before the cancel reached it."""
-        live = self.live_venue is not None
-        if live:  # a backtest or replay sells what it holds and lets a waiting increase fill later
-            self._cancel_buys(position, text, at)
+    def _open_position_of(self, order: Order) -> Position:
+        """The open position ``order`` belongs to (an order not yet ended keeps its position open)."""
+        return next(p for p in self.state.portfolio.open_positions if p.id == order.position_id)
+
+    def end_buys_before_exits(self, exits: Iterable[tuple[Position, str, datetime]]) -> None:
+        """Live mode, before any order of a job is planned or sent: the one pass that cancels, at the exchange, the
+        entries and increases not yet ended of every position the job is about to sell whole (``exits``: the
+        position, the cancel's reason, its time), then requires the exchange to have confirmed that each ended.
+
+        All the cancels come first, all the checks after: a TemporaryError (an entry the exchange still answers
+        "open") leaves nothing of the job created or sent — only the cancels, updates of orders that exist,
+        committed — so the retried job (a cycle asks the strategy again, a trigger check sees the bar again)
+        plans every exit once. Selling before the exchange says the entry ended could leave a later fill unsold,
+        or sell more than the position turns out to hold. Backtest, replay and paper: nothing to do (their waiting
+        increase fills after the close, as it always has; a position holding nothing has its entry cancelled).
+        """
+        if self.live_venue is None:
+            return
+        exits = list(exits)
+        for position, text, at in exits:
+            for order in list(position.orders):
+                if order.side is _BUY and not order.is_terminal:
+                    self._cancel(order, text, at)
+        waiting = [o.client_order_id for position, _, _ in exits for o in position.orders
+                   if o.side is _BUY and not o.is_terminal]
+        if waiting:
+            raise TemporaryError(
+                f"the exchange has not confirmed the cancel of {', '.join(dict.fromkeys(waiting))}; nothing of this "
+                "job was sent: it is taken again at the next try, once the exchange says the order ended")
+
+    def _buys_ended(self, position: Position) -> None:
+        """Live mode, as an exit of ``position`` is made: ``end_buys_before_exits`` has ended its buys (a bug if not:
+        a TemporaryError here, half-way through a job, would lose the job's other orders)."""
+        if self.live_venue is None:
+            return
+        waiting = [o.client_order_id for o in position.orders if o.side is _BUY and not o.is_terminal]
+        if waiting:
+            raise InvariantError(f"position {position.id}: an exit made while its buys {', '.join(waiting)} may still "
+                                 "fill; end_buys_before_exits must run first")
+
+    def _close_empty(self, position: Position, text: str, at: datetime) -> bool:
+        """A position closed whole that holds nothing (its entry not filled): every order of it not yet ended is
+        cancelled, and it is retired once all have ended (True: nothing to sell). False: it holds something to sell
+        — live, perhaps what the exchange filled before the cancel reached it."""
         if position.quantity > 0:
-            if live:
-                self._require_buys_ended(position)
             return False
         for order in list(position.orders):
             if not order.is_terminal:
                 self._cancel(order, text, at)
         accounting.retire_if_done(self.state.portfolio, position)
         return True
-
-    def _cancel_buys(self, position: Position, text: str, at: datetime) -> None:
-        """Live mode: cancel every entry and increase of ``position`` not yet ended (at the exchange, tracked or not)."""
-        for order in list(position.orders):
-            if order.side is _BUY and not order.is_terminal:
-                self._cancel(order, text, at)
-
-    def _require_buys_ended(self, position: Position) -> None:
-        """Live mode, before an exit of ``position`` is sent (its buys cancelled): while the exchange has not
-        confirmed one ended (it still answers "open"), the exit is a TemporaryError — retried at the next job,
-        never sent: a fill still to come would be left unsold, or the exit would sell more than the position
-        turns out to hold."""
-        waiting = [o.client_order_id for o in position.orders if o.side is _BUY and not o.is_terminal]
-        if waiting:
-            raise TemporaryError(
-                f"position {position.id}: the exchange has not confirmed the cancel of {', '.join(waiting)}; "
-                "its exit is taken again at the next job, once the exchange says the order ended")
 
     def _cancelled_event(self, position: Position, order: Order, reason: str) -> None:
         self.events("order_cancelled", order_id=order.id, client_order_id=order.client_order_id,
