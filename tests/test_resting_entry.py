@@ -395,24 +395,31 @@ def test_live_a_risk_pause_counts_only_the_entries_the_exchange_confirmed_cancel
 # -- the cancels of a cycle's exits come in one pass before any order of the cycle is made ------------------------
 
 
-def _two_instruments(tmp_path: Path, journal: Journal) -> tuple[Engine, InMemoryVenue, dict[str, Any], Order]:
-    """A live engine on AAA and BBB: BBB's entry filled; AAA's filled half and still rests at the exchange."""
+def _two_instruments(tmp_path: Path, journal: Journal, *, crash: bool = False,
+                     ) -> tuple[Engine, InMemoryVenue, dict[str, Any], Order]:
+    """A live engine on AAA and BBB: BBB's entry filled; AAA's filled half and still rests at the exchange. With
+    ``crash`` both have a 5 % stop-loss, and bar 3 falls through both stops."""
     path = tmp_path / "scripted.py"
     path.write_text(SCRIPTED.format(cycle="1d", instruments=["AAA", "BBB"]))
     strategy = load_strategy(path)
-    frame = pd.concat([ohlc("AAA", [100.0] * 5), ohlc("BBB", [50.0] * 5)])
+    aaa: list[Any] = [100.0] * 5
+    bbb: list[Any] = [50.0] * 5
+    if crash:
+        aaa[3], bbb[3] = (99.0, 99.0, 90.0, 91.0), (49.0, 49.0, 45.0, 46.0)
+    frame = pd.concat([ohlc("AAA", aaa), ohlc("BBB", bbb)])
     market = MarketData.from_long_frame(frame, asset_types={"AAA": "equity", "BBB": "equity"})
     engine = Engine(strategy, market, new_run_state(strategy, CONFIG, T0), config=CONFIG,
                     events=lambda event, /, **fields: journal.append((event, fields)))
     venue = InMemoryVenue([AAA, dataclasses.replace(AAA, symbol="BBB", base="BBB")], {"USD": 10_000.0}, fee=0.001)
     engine.live_venue = venue
     engine.start_write_ahead(lambda: None, lambda: T0)
-    engine.plan([open_long("BBB", value=1000)], 0, cycle_ns(0))
+    stop = 0.05 if crash else None
+    engine.plan([open_long("BBB", value=1000, stop_loss_pct=stop)], 0, cycle_ns(0))
     engine.manage(1)
     venue.advance({"BBB": 50.0}, T0)
     engine.drain()
     venue.hold = True
-    engine.plan([open_long("AAA", value=1000)], 1, cycle_ns(1))
+    engine.plan([open_long("AAA", value=1000, stop_loss_pct=stop)], 1, cycle_ns(1))
     engine.manage(2)
     venue.hold = False
     venue.partial = [0.5, 0.5]
@@ -519,3 +526,34 @@ def test_live_a_fill_that_lands_before_the_cancel_of_an_unfilled_entry_is_booked
     sold = sell_it(engine, venue, 2)
     assert sold.filled_quantity == 10.0 and engine.state.portfolio.open_positions == []
     check_books(engine, venue)
+
+
+def test_live_a_trigger_check_whose_entry_cancel_is_unconfirmed_sends_no_exit_and_the_retry_fires_each_once(
+        tmp_path: Path) -> None:
+    """Both stops are hit on bar 3; AAA's entry still rests and the exchange has not confirmed its cancel. The check
+    fails temporarily before any exit is made (BBB's stop included); checked again on the same bar once the
+    exchange ended the entry, each stop fires once, and a third check of the bar fires nothing."""
+    from tradeexecutor.errors import TemporaryError
+
+    journal: Journal = []
+    engine, venue, _, entry = _two_instruments(tmp_path, journal, crash=True)
+    before = [o.client_order_id for o in orders(engine)]
+    acknowledged: list[str] = []
+    venue.cancel = acknowledged.append  # type: ignore[method-assign,assignment]
+    with pytest.raises(TemporaryError, match="has not confirmed the cancel"):
+        engine.check_triggers(3)
+    assert [o.client_order_id for o in orders(engine)] == before and not [e for e, _ in journal if e == "trigger_fired"]
+    del venue.cancel
+    venue.cancel(entry.client_order_id)
+    engine.drain()
+    assert engine.check_triggers(3) == 2  # the same bar, seen again by the retried job
+    assert engine.check_triggers(3) == 0
+    venue.advance({"AAA": 91.0, "BBB": 46.0}, T0)  # the exchange fills the exits
+    engine.drain()
+    assert engine.check_triggers(3) == 0
+    exits = [o for o in orders(engine) if o.trigger is not None]
+    assert sorted((engine.symbol_of[o.instrument_id], o.status, o.filled_quantity) for o in exits) == [
+        ("AAA", OrderStatus.filled, 5.0), ("BBB", OrderStatus.filled, 20.0)]
+    assert len([cid for call, cid in venue.calls if call == "submit" and cid in {o.client_order_id for o in exits}]) == 2
+    assert sorted(f["symbol"] for e, f in journal if e == "trigger_fired") == ["AAA", "BBB"]
+    assert engine.state.portfolio.open_positions == []

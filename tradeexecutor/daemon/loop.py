@@ -168,6 +168,9 @@ class ExecutorLoop:
         self._processed = feed.cursor if (self.state.last_bar_at is not None or self.state.replay_cursor >= 0) else -1
         self._resumed_at = self._processed  # the last bar a previous process processed (-1: none)
         self._checked_step = feed.cursor  # newest bar whose triggers have been checked
+        #: A bar the feed delivered to a cycle job that failed temporarily before managing it (None: none): the
+        #: retried job takes it instead of the next one.
+        self._delivered: int | None = None
         self._jobs: dict[JobKind, Callable[[], None]] = {
             JobKind.cycle: self.run_cycle,
             JobKind.triggers: self.run_trigger_check,
@@ -404,7 +407,10 @@ class ExecutorLoop:
         if self.outcome is not None:
             return
         self._settle()  # outcomes the venue reported between jobs; orders of unknown outcome asked about
-        step = self.feed.advance()
+        # A bar delivered to a job that then failed temporarily, before its management was saved, is this job's bar
+        # again: the feed has moved past it, and its fills and triggers must not be lost (nor taken twice).
+        step = self._delivered if self._delivered is not None else self.feed.advance()
+        self._delivered = step
         self.engine.follow_market()  # a growing feed appended candles: indicators extended on their tail
         if self._processed >= 0:
             self._decide_ended(self._processed)
@@ -580,6 +586,7 @@ class ExecutorLoop:
         self._processed = step
         self._checked_step = step
         self._commit()
+        self._delivered = None
 
     def _decide(self, step: int, cycle_ns: int) -> CycleReport | None:
         """Ask the strategy and plan its trades; the second commit. None when it was not asked or failed.
