@@ -28,7 +28,7 @@ from tradeexecutor.engine.engine import Engine
 from tradeexecutor.engine.router import OrderRouter
 from tradeexecutor.ledger import Ledger
 from tradeexecutor.state import Order, OrderPurpose, OrderSide, OrderStatus, State, client_order_id, run_key
-from tradeexecutor.strategy.api import open_long, reduce
+from tradeexecutor.strategy.api import increase, open_long, reduce
 from tradeexecutor.strategy.intents import close
 from tradeexecutor.strategy.loader import load_strategy
 from tradeexecutor.venue import InMemoryVenue
@@ -557,3 +557,50 @@ def test_live_a_trigger_check_whose_entry_cancel_is_unconfirmed_sends_no_exit_an
     assert len([cid for call, cid in venue.calls if call == "submit" and cid in {o.client_order_id for o in exits}]) == 2
     assert sorted(f["symbol"] for e, f in journal if e == "trigger_fired") == ["AAA", "BBB"]
     assert engine.state.portfolio.open_positions == []
+
+
+# -- [close(X), increase(X)] in one cycle: one rule on every path --------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["backtest", "lean", "paper", "live"])
+def test_an_increase_of_a_position_the_same_cycle_closes_is_refused_alike_on_every_path(
+        tmp_path: Path, mode: str) -> None:
+    """A backtest used to buy into the position after its close had retired it (base asset bought that no open
+    position held), paper mode stopped with an InvariantError: every path now ignores the increase with its reason,
+    sells the position whole and holds nothing after."""
+    from tradeexecutor.backtest.lean import BacktestEngine
+
+    journal: Journal = []
+    path = tmp_path / "scripted.py"
+    path.write_text(SCRIPTED.format(cycle="1d", instruments=["AAA"]))
+    strategy = load_strategy(path)
+    market = MarketData.from_long_frame(ohlc("AAA", [100.0, 101.0, 102.0, 103.0]), asset_types={"AAA": "equity"})
+    cls = BacktestEngine if mode == "lean" else Engine
+    engine = cls(strategy, market, new_run_state(strategy, CONFIG, T0), config=CONFIG,
+                 events=None if mode in ("backtest", "lean") else lambda e, /, **f: journal.append((e, f)))
+    venue = InMemoryVenue([AAA], {"USD": 10_000.0}, fee=0.001)
+    if mode == "live":
+        engine.live_venue = venue
+    if mode in ("paper", "live"):
+        engine.start_write_ahead(lambda: None, lambda: T0)
+
+    def bar(step: int, price: float) -> None:
+        engine.manage(step)
+        if mode == "live":  # the exchange fills what was sent
+            venue.advance({"AAA": price}, T0)
+            engine.drain()
+
+    engine.take([open_long("AAA", value=1000)], 0, cycle_ns(0))
+    bar(1, 101.0)
+    report = engine.plan([close("AAA"), increase("AAA", value=500)], 1, cycle_ns(1))
+    assert report.planned == 1 and len(report.ignored) == 1
+    assert report.ignored[0].startswith("increase AAA: the position is being closed (order ")
+    bar(2, 102.0)
+    engine.materialise()
+    assert [(o.purpose, o.status) for o in orders(engine)] == [
+        (OrderPurpose.open, OrderStatus.filled), (OrderPurpose.close, OrderStatus.filled)]
+    assert engine.state.portfolio.open_positions == [] and len(engine.state.portfolio.closed_positions) == 1
+    assert recompute_cash(engine.state.initial_cash, engine.state.portfolio) == pytest.approx(
+        engine.state.portfolio.cash, abs=1e-9)
+    if mode == "paper":
+        assert [f["action"] for e, f in journal if e == "intent_ignored"] == ["increase"]

@@ -849,6 +849,10 @@ class Engine:
         if position is None:
             return "no open position"
         if action == "increase":
+            closing = next((o for o in position.orders if o.purpose is _CLOSE and not o.is_terminal), None)
+            if closing is not None:  # every mode alike: never a buy into a position its close is selling whole
+                return (f"the position is being closed (order {closing.client_order_id}); open_long() a new one once "
+                        "the close has filled")
             value = intent.value if intent.value is not None else equity * (intent.equity_fraction or 0.0)
             refusal = position_value_refusal(self._value_held(position), value, self.max_position_value)
             if refusal:
