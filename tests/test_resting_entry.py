@@ -604,3 +604,32 @@ def test_an_increase_of_a_position_the_same_cycle_closes_is_refused_alike_on_eve
         engine.state.portfolio.cash, abs=1e-9)
     if mode == "paper":
         assert [f["action"] for e, f in journal if e == "intent_ignored"] == ["increase"]
+
+
+def test_live_an_operators_close_all_sells_none_while_one_entrys_cancel_is_unconfirmed_then_each_once(
+        tmp_path: Path) -> None:
+    """close-all (the loop's operator job calls ``close_all_now``): AAA's entry rests and its cancel is unconfirmed,
+    so BBB is not sold either — the operator is answered "failed temporarily, try again" with nothing sold, and
+    the retry closes both, each with one order."""
+    from tradeexecutor.errors import TemporaryError
+
+    journal: Journal = []
+    engine, venue, _, entry = _two_instruments(tmp_path, journal)
+    positions = list(engine.state.portfolio.open_positions)
+    before = [o.client_order_id for o in orders(engine)]
+    acknowledged: list[str] = []
+    venue.cancel = acknowledged.append  # type: ignore[method-assign,assignment]
+    with pytest.raises(TemporaryError, match="has not confirmed the cancel"):
+        engine.close_all_now(positions, 2, by="operator")
+    assert [o.client_order_id for o in orders(engine)] == before and acknowledged == [entry.client_order_id]
+    del venue.cancel
+    venue.cancel(entry.client_order_id)
+    engine.drain()
+    exits = engine.close_all_now(positions, 2, by="operator")
+    assert all(order is not None and order.status is OrderStatus.open for order in exits)  # sent, resting
+    venue.advance({"AAA": 100.0, "BBB": 50.0}, T0)
+    engine.drain()
+    closes = [o for o in orders(engine) if o.purpose is OrderPurpose.close]
+    assert sorted((engine.symbol_of[o.instrument_id], o.status, o.filled_quantity) for o in closes) == [
+        ("AAA", OrderStatus.filled, 5.0), ("BBB", OrderStatus.filled, 20.0)]
+    assert engine.state.portfolio.open_positions == []

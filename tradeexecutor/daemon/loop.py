@@ -93,7 +93,7 @@ from tradeexecutor.engine.schedule import CycleSchedule
 from tradeexecutor.errors import TemporaryError, UserInputError
 from tradeexecutor.ledger import Job, Ledger
 from tradeexecutor.runstate import RunState, RunStatus
-from tradeexecutor.state import Position
+from tradeexecutor.state import Order, Position
 from tradeexecutor.strategy.loader import with_parameters
 from tradeexecutor.venue.ccxt_errors import scrub
 
@@ -519,7 +519,9 @@ class ExecutorLoop:
                                 "once it has ended", {"position_id": position.id,
                                                       "client_order_id": order.client_order_id})
         step = self.feed.cursor
-        closed = [self._close_one(position, step, request.by or "operator") for position in targets]
+        by = request.by or "operator"
+        closed = [self._closed(position, order)
+                  for position, order in zip(targets, self.engine.close_all_now(targets, step, by=by), strict=True)]
         self.engine.record_valuation(step)  # replaces the bar's row: the closes changed cash and value
         equity, cash, _ = self.engine.valuation()
         what = f"position {targets[0].id}" if request.command == CommandKind.close else f"{len(closed)} position(s)"
@@ -531,10 +533,10 @@ class ExecutorLoop:
         return ActionResult(Outcome.done, message,
                             {"closed": closed, "cash": round(cash, 8), "equity": round(equity, 8)})
 
-    def _close_one(self, position: Position, step: int, by: str) -> dict[str, object]:
-        """Close one position through the engine's exit path; what happened, JSON-safe."""
+    def _closed(self, position: Position, order: Order | None) -> dict[str, object]:
+        """What the engine's exit path did with one position of an operator's close (``order``: its exit, None when
+        it held nothing), JSON-safe."""
         symbol = self.engine.symbol_of[position.instrument_id]
-        order = self.engine.close_now(position, step, by=by)
         if order is None:
             return {"position_id": position.id, "symbol": symbol, "quantity": 0.0,
                     "note": "its opening order had not filled: cancelled"}

@@ -574,6 +574,14 @@ class Engine:
                         client_order_id=order.client_order_id, status=order.status.value)
         self._commit_outcome()
 
+    def close_all_now(self, positions: list[Position], step: int, *, by: str) -> list[Order | None]:
+        """Close each of ``positions`` at once (an operator's close or close-all): ``close_now`` for each, after one
+        pass that ends the resting buys of all of them (``end_buys_before_exits``), so a temporary failure leaves
+        none of them sold — the operator's retry closes them all, none twice."""
+        at = _to_datetime(int(self.market.timeline_ns[step]))
+        self.end_buys_before_exits((position, f"cancelled by {by} before it filled", at) for position in positions)
+        return [self.close_now(position, step, by=by) for position in positions]
+
     def close_now(self, position: Position, step: int, *, by: str) -> Order | None:
         """Close ``position`` at once at the last close known at ``step`` (an operator's close).
 
