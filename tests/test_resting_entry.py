@@ -27,7 +27,16 @@ from tradeexecutor.engine.accounting import recompute_cash, recompute_from_fills
 from tradeexecutor.engine.engine import Engine
 from tradeexecutor.engine.router import OrderRouter
 from tradeexecutor.ledger import Ledger
-from tradeexecutor.state import Order, OrderPurpose, OrderSide, OrderStatus, State, client_order_id, run_key
+from tradeexecutor.state import (
+    Order,
+    OrderPurpose,
+    OrderSide,
+    OrderStatus,
+    State,
+    TriggerKind,
+    client_order_id,
+    run_key,
+)
 from tradeexecutor.strategy.api import increase, open_long, reduce
 from tradeexecutor.strategy.intents import close
 from tradeexecutor.strategy.loader import load_strategy
@@ -632,4 +641,41 @@ def test_live_an_operators_close_all_sells_none_while_one_entrys_cancel_is_uncon
     closes = [o for o in orders(engine) if o.purpose is OrderPurpose.close]
     assert sorted((engine.symbol_of[o.instrument_id], o.status, o.filled_quantity) for o in closes) == [
         ("AAA", OrderStatus.filled, 5.0), ("BBB", OrderStatus.filled, 20.0)]
+    assert engine.state.portfolio.open_positions == []
+
+
+def test_live_a_risk_limits_exits_waiting_for_an_entrys_cancel_are_taken_when_the_retry_sees_the_hit_again(
+        tmp_path: Path) -> None:
+    """With --risk-close-positions a drawdown hit sells every position; AAA's entry cancel is unconfirmed, so nothing
+    is sold and the job fails temporarily — and the hit is not kept, or the retried job (already paused) would
+    never sell. The retry sees the hit again and sells both, once."""
+    from tradeexecutor.config import RiskConfig
+    from tradeexecutor.daemon.risk_guard import RiskGuard
+    from tradeexecutor.engine.risk import RiskLimits
+    from tradeexecutor.errors import TemporaryError
+    from tradeexecutor.runstate import RunState
+
+    journal: Journal = []
+    engine, venue, _, entry = _two_instruments(tmp_path, journal, crash=True)
+    guard = RiskGuard(RiskLimits(RiskConfig(max_drawdown=0.01, risk_close_positions=True)), engine, RunState(),
+                      lambda event, /, **fields: journal.append((event, fields)))
+    engine.record_valuation(2)
+    assert not guard.check(2)
+    engine.mark_to_market(3)
+    engine.record_valuation(3)
+    before = [o.client_order_id for o in orders(engine)]
+    acknowledged: list[str] = []
+    venue.cancel = acknowledged.append  # type: ignore[method-assign,assignment]
+    with pytest.raises(TemporaryError, match="has not confirmed the cancel"):
+        guard.check(3)
+    assert not engine.state.risk.paused and [o.client_order_id for o in orders(engine)] == before
+    del venue.cancel
+    venue.cancel(entry.client_order_id)
+    engine.drain()
+    assert guard.check(3) and engine.state.risk.limit == "max_drawdown"
+    venue.advance({"AAA": 91.0, "BBB": 46.0}, T0)
+    engine.drain()
+    exits = [o for o in orders(engine) if o.purpose is OrderPurpose.close]
+    assert sorted((engine.symbol_of[o.instrument_id], o.trigger, o.status) for o in exits) == [
+        ("AAA", TriggerKind.risk_limit, OrderStatus.filled), ("BBB", TriggerKind.risk_limit, OrderStatus.filled)]
     assert engine.state.portfolio.open_positions == []

@@ -10,10 +10,12 @@ loop then pauses entries (``ExecutorLoop._apply_pause`` reads ``state.risk``).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 from tradeexecutor.engine.engine import Engine, EventSink
 from tradeexecutor.engine.risk import RiskLimits, daily_loss, drawdown
+from tradeexecutor.errors import TemporaryError
 from tradeexecutor.runstate import RunState
 from tradeexecutor.state import TriggerKind
 
@@ -38,6 +40,7 @@ class RiskGuard:
         valuations, risk = state.valuations, state.risk
         if not valuations.timestamp:
             return False
+        before = dataclasses.replace(risk)
         hit = self.limits.observe(risk, valuations.timestamp[-1], valuations.equity[-1],
                                   state.portfolio.closed_positions)
         if hit is None:
@@ -48,10 +51,17 @@ class RiskGuard:
         self.journal("risk_limit_hit", limit=hit.limit, value=round(hit.value, 6), threshold=hit.threshold,
                      bar_time=hit.at, equity=round(valuations.equity[-1], 2),
                      action="entries paused, positions closed" if close else "entries paused")
-        self.engine.cancel_entries(step, f"cancelled: risk limit {hit.limit} hit")
-        if close and self.engine.exit_all(step, TriggerKind.risk_limit.value):
-            self.engine.mark_to_market(step)
-            self.engine.record_valuation(step)
+        try:
+            self.engine.cancel_entries(step, f"cancelled: risk limit {hit.limit} hit")
+            if close and self.engine.exit_all(step, TriggerKind.risk_limit.value):
+                self.engine.mark_to_market(step)
+                self.engine.record_valuation(step)
+        except TemporaryError:
+            # Live: an entry's cancel not yet confirmed, so no position was sold. The figures go back to what they
+            # were, so the retried job sees the hit again and sells then (a pause already recorded would not).
+            for name in (f.name for f in dataclasses.fields(risk)):
+                setattr(risk, name, getattr(before, name))
+            raise
         return True
 
     def lift(self, by: str) -> bool:
