@@ -783,12 +783,12 @@ class Engine:
         ms = cycle_time_ns // 1_000_000
         if self._by_cid:  # decisions before this cycle are never taken again
             self._by_cid = {cid: found for cid, found in self._by_cid.items() if found[1].created_at >= at}
+        ordered = sorted(intents, key=_intent_order)  # sells, then buys, then trigger changes
+        if self.live_venue is not None:  # before the first order of the cycle is created: nothing to lose on a retry
+            self.end_buys_before_exits(self._closes(ordered, step, ms, at))  # (what it books counts in the sizing)
         if self.state.portfolio.open_positions:
             self.mark_to_market(step)  # sizing reads the marks; a backtest does not mark every bar
         equity = self.valuation()[0]
-        ordered = sorted(intents, key=_intent_order)  # sells, then buys, then trigger changes
-        if self.live_venue is not None:  # before the first order of the cycle is created: nothing to lose on a retry
-            self.end_buys_before_exits(self._closes(ordered, step, ms, at))
         for seq, intent in enumerate(ordered):
             symbol = self.context._symbol(intent.symbol)
             instrument_id = self.instrument_ids[symbol]
