@@ -679,3 +679,25 @@ def test_live_a_risk_limits_exits_waiting_for_an_entrys_cancel_are_taken_when_th
     assert sorted((engine.symbol_of[o.instrument_id], o.trigger, o.status) for o in exits) == [
         ("AAA", TriggerKind.risk_limit, OrderStatus.filled), ("BBB", TriggerKind.risk_limit, OrderStatus.filled)]
     assert engine.state.portfolio.open_positions == []
+
+
+def test_live_a_cancel_request_is_committed_with_its_journal_line_before_the_exchange_sees_it(tmp_path: Path) -> None:
+    """kill -9 between the two: the ledger says the cancel was asked for, and the restart asks the exchange about the
+    entry (adopting its cancel, if it happened)."""
+    journal: Journal = []
+    engine, venue, entry = live_engine(tmp_path, journal)
+    seen: list[tuple[str, object]] = []
+    assert engine.router is not None
+    engine.router.commit = lambda: seen.append(  # type: ignore[method-assign]
+        ("commit", [e for e, _ in journal].count("order_cancel_requested")))
+    real = venue.cancel
+
+    def cancel(client_order_id: str) -> None:
+        seen.append(("cancel", client_order_id))
+        real(client_order_id)
+
+    venue.cancel = cancel  # type: ignore[method-assign]
+    engine.plan([close("AAA")], 1, cycle_ns(1))
+    asked = seen.index(("cancel", entry.client_order_id))
+    assert ("commit", 1) in seen[:asked]
+    assert [f["reason"] for e, f in journal if e == "order_cancel_requested"] == ["cancelled by close() before it filled"]
