@@ -11,7 +11,9 @@ file for the restart; the ledger's cash and quantities are checked against the e
 from __future__ import annotations
 
 import dataclasses
+import time
 from datetime import timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -701,3 +703,78 @@ def test_live_a_cancel_request_is_committed_with_its_journal_line_before_the_exc
     asked = seen.index(("cancel", entry.client_order_id))
     assert ("commit", 1) in seen[:asked]
     assert [f["reason"] for e, f in journal if e == "order_cancel_requested"] == ["cancelled by close() before it filled"]
+
+
+def test_against_the_simulator_a_cycle_whose_entry_cancel_fails_makes_both_closes_once_on_the_retry(
+        tmp_path: Path) -> None:
+    """Through the unmodified ccxt client: BBB bought, AAA's limit entry filled in part and resting. The cycle
+    ``[close(BBB), close(AAA)]`` meets a 503 on the entry's cancel: nothing of it is sent (BBB's close included);
+    the retried cycle asks the strategy again and the simulator ends with exactly one close per instrument, the
+    entry cancelled with its half, and no base asset left."""
+    pytest.importorskip("ccxt")
+    from exchange_sim_helpers import API_KEY, API_SECRET, serve, wait_for
+    from test_venue_ccxt import ENVIRON
+    from tradeexecutor.config import CcxtVenueConfig
+    from tradeexecutor.errors import TemporaryError
+    from tradeexecutor.exchange_sim import ExchangeSimulator, MarketSpec, SimConfig
+    from tradeexecutor.exchange_sim.prices import random_walk_series
+    from tradeexecutor.state import OrderType
+    from tradeexecutor.venue.ccxt_venue import CcxtVenue
+
+    now = int(time.time() * 1000)
+    markets = tuple(MarketSpec(base=base, quote="USD", tick_size=Decimal("0.01"), step_size=Decimal(1),
+                               min_notional=Decimal(10)) for base in ("AAA", "BBB"))
+    config = SimConfig(markets=markets, api_key=API_KEY, api_secret=API_SECRET, fee_rate=Decimal("0.001"),
+                       fee_asset="quote", spread_bps=Decimal(0),
+                       balances={"USD": Decimal(10_000), "AAA": Decimal(0), "BBB": Decimal(0)})
+    series = {f"{base}USD": random_walk_series(seed=seed, now_ms=now, start_price=price)
+              for base, seed, price in (("AAA", 5, 100.0), ("BBB", 6, 50.0))}
+    with serve(ExchangeSimulator(config, series), threads=4) as running:
+        for symbol, price in (("AAAUSD", "100"), ("BBBUSD", "50")):
+            running.control("POST", "price", {"symbol": symbol, "price": price, "seconds": 3600})
+        wait_for(lambda: [Decimal(m["price"]) for m in running.control("GET", "status")[1]["markets"].values()]
+                 == [Decimal(100), Decimal(50)], timeout=60)
+        path = tmp_path / "scripted.py"
+        path.write_text(SCRIPTED.format(cycle="1d", instruments=["AAA", "BBB"]))
+        strategy = load_strategy(path)
+        market = MarketData.from_long_frame(pd.concat([ohlc("AAA", [100.0] * 5), ohlc("BBB", [50.0] * 5)]),
+                                            asset_types={"AAA": "equity", "BBB": "equity"})
+        journal: Journal = []
+        engine = Engine(strategy, market, new_run_state(strategy, CONFIG, T0), config=CONFIG,
+                        events=lambda event, /, **fields: journal.append((event, fields)))
+        engine.live_venue = CcxtVenue(CcxtVenueConfig(exchange="binance", url=running.url, quote="USD",
+                                                      symbols=("AAA", "BBB")), environ=ENVIRON)
+        engine.start_write_ahead(lambda: None, lambda: T0)
+        engine.plan([open_long("AAA", value=1000), open_long("BBB", value=1000)], 0, cycle_ns(0))
+        entry = next(o for o in orders(engine) if engine.symbol_of[o.instrument_id] == "AAA")
+        entry.type, entry.limit_price, entry.quantity, entry.value = OrderType.limit, 101.0, 10.0, None
+        running.control("POST", "faults", {"kind": "partial_fill", "parts": 2, "interval": 3600, "count": 1,
+                                           "symbol": "AAAUSD"})
+        engine.manage(1)
+        assert entry.status is OrderStatus.partially_filled and entry.filled_quantity == 5.0
+        assert [o.status for o in orders(engine) if o is not entry] == [OrderStatus.filled]
+        before = [o.client_order_id for o in orders(engine)]
+
+        running.control("POST", "faults", {"kind": "error", "path": "/api/v3/order", "method": "DELETE",
+                                           "count": 1})
+        engine.strategy.decide.__globals__["SCRIPT"][pd.Timestamp(cycle_ns(1), tz="UTC")] = [
+            close("BBB"), close("AAA")]
+        with pytest.raises(TemporaryError):
+            engine.plan(engine.ask_strategy(1, cycle_ns(1)), 1, cycle_ns(1))
+        assert [o.client_order_id for o in orders(engine)] == before and entry.status is OrderStatus.partially_filled
+
+        engine.drain()  # the retried job
+        report = engine.plan(engine.ask_strategy(1, cycle_ns(1)), 1, cycle_ns(1))
+        assert report.planned == 2 and entry.status is OrderStatus.cancelled and entry.filled_quantity == 5.0
+        engine.manage(2)  # the closes: market sells the simulator fills on arrival
+        assert engine.state.portfolio.open_positions == [] and engine.pending == []
+
+        _, exchange_orders = running.control("GET", "orders")
+        sells = sorted((o["symbol"], o["status"], float(o["executedQty"])) for o in exchange_orders
+                       if o["side"] == "SELL")
+        assert sells == [("AAAUSD", "FILLED", 5.0), ("BBBUSD", "FILLED", 20.0)]  # one close each, sent once
+        assert (entry.client_order_id, "CANCELED", 5.0) in [
+            (o["clientOrderId"], o["status"], float(o["executedQty"])) for o in exchange_orders]
+        _, balances = running.control("GET", "balances")
+        assert float(balances["AAA"]["free"]) == 0.0 and float(balances["BBB"]["free"]) == 0.0
+        assert engine.state.portfolio.cash == pytest.approx(float(balances["USD"]["free"]), abs=1e-6)
