@@ -406,8 +406,8 @@ def test_live_a_risk_pause_counts_only_the_entries_the_exchange_confirmed_cancel
 # -- the cancels of a cycle's exits come in one pass before any order of the cycle is made ------------------------
 
 
-def _two_instruments(tmp_path: Path, journal: Journal, *, crash: bool = False,
-                     ) -> tuple[Engine, InMemoryVenue, dict[str, Any], Order]:
+def _two_instruments(tmp_path: Path, journal: Journal, *,
+                     crash: bool = False) -> tuple[Engine, InMemoryVenue, dict[str, Any], Order]:
     """A live engine on AAA and BBB: BBB's entry filled; AAA's filled half and still rests at the exchange. With
     ``crash`` both have a 5 % stop-loss, and bar 3 falls through both stops."""
     path = tmp_path / "scripted.py"
