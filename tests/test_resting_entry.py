@@ -34,6 +34,7 @@ from tradeexecutor.state import (
     OrderPurpose,
     OrderSide,
     OrderStatus,
+    Position,
     State,
     TriggerKind,
     client_order_id,
@@ -406,10 +407,12 @@ def test_live_a_risk_pause_counts_only_the_entries_the_exchange_confirmed_cancel
 # -- the cancels of a cycle's exits come in one pass before any order of the cycle is made ------------------------
 
 
-def _two_instruments(tmp_path: Path, journal: Journal, *,
-                     crash: bool = False) -> tuple[Engine, InMemoryVenue, dict[str, Any], Order]:
+def _two_instruments(tmp_path: Path, journal: Journal, *, crash: bool = False,
+                     trail: bool = False) -> tuple[Engine, InMemoryVenue, dict[str, Any], Order]:
     """A live engine on AAA and BBB: BBB's entry filled; AAA's filled half and still rests at the exchange. With
-    ``crash`` both have a 5 % stop-loss, and bar 3 falls through both stops."""
+    ``crash`` both have a 5 % stop-loss, and bar 3 falls through both stops. With ``trail`` AAA's 5 % stop-loss is
+    hit on bar 3 while BBB, with a 5 % trailing stop from 50, rises to a high of 60 and a low of 56 (no hit: its
+    stop is 47.5 before the bar; 57 had the bar's own high counted)."""
     path = tmp_path / "scripted.py"
     path.write_text(SCRIPTED.format(cycle="1d", instruments=["AAA", "BBB"]))
     strategy = load_strategy(path)
@@ -417,6 +420,8 @@ def _two_instruments(tmp_path: Path, journal: Journal, *,
     bbb: list[Any] = [50.0] * 5
     if crash:
         aaa[3], bbb[3] = (99.0, 99.0, 90.0, 91.0), (49.0, 49.0, 45.0, 46.0)
+    if trail:
+        aaa[3], bbb[3] = (99.0, 99.0, 90.0, 91.0), (50.0, 60.0, 56.0, 58.0)
     frame = pd.concat([ohlc("AAA", aaa), ohlc("BBB", bbb)])
     market = MarketData.from_long_frame(frame, asset_types={"AAA": "equity", "BBB": "equity"})
     engine = Engine(strategy, market, new_run_state(strategy, CONFIG, T0), config=CONFIG,
@@ -424,8 +429,9 @@ def _two_instruments(tmp_path: Path, journal: Journal, *,
     venue = InMemoryVenue([AAA, dataclasses.replace(AAA, symbol="BBB", base="BBB")], {"USD": 10_000.0}, fee=0.001)
     engine.live_venue = venue
     engine.start_write_ahead(lambda: None, lambda: T0)
-    stop = 0.05 if crash else None
-    engine.plan([open_long("BBB", value=1000, stop_loss_pct=stop)], 0, cycle_ns(0))
+    stop = 0.05 if crash or trail else None
+    engine.plan([open_long("BBB", value=1000, stop_loss_pct=None if trail else stop,
+                           trailing_stop_pct=0.05 if trail else None)], 0, cycle_ns(0))
     engine.manage(1)
     venue.advance({"BBB": 50.0}, T0)
     engine.drain()
@@ -568,6 +574,53 @@ def test_live_a_trigger_check_whose_entry_cancel_is_unconfirmed_sends_no_exit_an
     assert len([cid for call, cid in venue.calls if call == "submit" and cid in {o.client_order_id for o in exits}]) == 2
     assert sorted(f["symbol"] for e, f in journal if e == "trigger_fired") == ["AAA", "BBB"]
     assert engine.state.portfolio.open_positions == []
+
+
+def _bbb(engine: Engine) -> Position:
+    return next(p for p in engine.state.portfolio.open_positions if engine.symbol_of[p.instrument_id] == "BBB")
+
+
+def test_live_a_retried_trigger_check_does_not_count_the_bars_high_in_a_trailing_stop_it_checks_again(
+        tmp_path: Path) -> None:
+    """AAA's stop is hit on bar 3 while its entry's cancel is unconfirmed: the check fails temporarily. BBB's
+    trailing stop was checked against its high-water from before the bar (50: stop 47.5, low 56, no hit); the
+    failed check leaves that high-water as it was, in memory and in every commit the cancel made, so the retry
+    does not sell BBB against a stop of 57 that counts the bar's own high of 60."""
+    from tradeexecutor.errors import TemporaryError
+
+    journal: Journal = []
+    engine, venue, _, entry = _two_instruments(tmp_path, journal, trail=True)
+    taken = _bbb(engine).high_water_at  # bar 2, checked by the job that bought AAA
+    assert engine.router is not None
+    committed: list[float | None] = []
+    engine.router.commit = lambda: committed.append(_bbb(engine).high_water)  # type: ignore[method-assign]
+    acknowledged: list[str] = []
+    venue.cancel = acknowledged.append  # type: ignore[method-assign,assignment]
+    with pytest.raises(TemporaryError, match="has not confirmed the cancel"):
+        engine.check_triggers(3)
+    assert committed and set(committed) == {50.0}  # what a kill -9 there would leave: the bar not taken in
+    assert _bbb(engine).high_water == 50.0 and _bbb(engine).high_water_at == taken
+    del venue.cancel
+    venue.cancel(entry.client_order_id)
+    engine.drain()
+    assert engine.check_triggers(3) == 1  # the retried job, the same bar
+    assert [f["symbol"] for e, f in journal if e == "trigger_fired"] == ["AAA"]
+    assert _bbb(engine).high_water == 60.0
+
+
+def test_a_trigger_check_of_a_bar_already_taken_in_leaves_the_trailing_stop_alone(tmp_path: Path) -> None:
+    """A job that checked bar 3's triggers and then failed (the risk guard, a later step of a cycle), or whose
+    commit a restart finds, checks bar 3 again: the bar is marked taken in (``high_water_at``), so the second check
+    neither fires BBB's trailing stop against a high-water that includes the bar's high nor raises it again."""
+    journal: Journal = []
+    engine, venue, _, entry = _two_instruments(tmp_path, journal, trail=True)
+    venue.cancel(entry.client_order_id)
+    engine.drain()
+    assert engine.check_triggers(3) == 1
+    bbb = _bbb(engine)
+    assert bbb.high_water == 60.0 and bbb.high_water_at is not None
+    assert engine.check_triggers(3) == 0  # checked again: BBB's low of 56 is under 57, yet nothing fires
+    assert [f["symbol"] for e, f in journal if e == "trigger_fired"] == ["AAA"] and bbb.is_open
 
 
 # -- [close(X), increase(X)] in one cycle: one rule on every path --------------------------------------------------

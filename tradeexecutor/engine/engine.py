@@ -519,6 +519,11 @@ class Engine:
         """
         live = self.live_venue is not None
         hits: list[tuple[Position, str, float, float, int]] = []
+        #: Each trailing position's high-water raised by this bar, and the newest bar it took in: applied only once
+        #: the exits' pass succeeded (and then marked, ``high_water_at``), so a retried check, or one after a
+        #: restart, sees the high-water from before the bar (a bar checked against a high-water that includes its
+        #: own high could fire a stop the first check did not).
+        raised: list[tuple[Position, float | None, int]] = []
         for position in list(self.state.portfolio.open_positions):
             if position.quantity <= 0 or not triggers.has_triggers(position) or (
                     live and self.in_flight(position)):
@@ -527,17 +532,29 @@ class Engine:
             index = int(self._closing_at[slot][step])
             if index < 0:
                 continue
+            taken = position.high_water_at
+            taken_ns = -1 if taken is None else _ns(taken)  # bars up to this one were checked already
+            high_water, took = position.high_water, -1
             for open_, high, low, open_ns, close_ns in self._trigger_bars(slot, index):
+                if open_ns <= taken_ns:
+                    continue  # checked before (a retried job, a restart): its high is in the high-water already
                 hit = triggers.check_bar(position, open_, high, low)
                 if hit is not None:
                     kind, level, price = hit
                     at_ns = open_ns if price == open_ else close_ns  # at the open when it gapped there
                     hits.append((position, kind, level, price, at_ns))
                     break
-                triggers.update_high_water(position, high)  # the same on a retry: the highest high stays
+                if position.trailing_stop_pct is not None:
+                    triggers.update_high_water(position, high)  # the next fine bar is checked against it
+                    took = open_ns
+            if took >= 0:
+                raised.append((position, position.high_water, took))
+                position.high_water = high_water  # as it was, until the pass below succeeded (its commits too)
         if live and hits:  # every exit's resting buys ended before the first exit is sent (or none is)
             self.end_buys_before_exits((position, f"cancelled: position closed by {kind}", _to_datetime(at_ns))
                                        for position, kind, _, _, at_ns in hits)
+        for position, high_water, took in raised:
+            position.high_water, position.high_water_at = high_water, _to_datetime(took)
         for position, kind, level, price, at_ns in hits:
             self._exit_on_trigger(position, kind, level, price, at_ns)
         return len(hits)
