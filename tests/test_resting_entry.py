@@ -623,6 +623,57 @@ def test_a_trigger_check_of_a_bar_already_taken_in_leaves_the_trailing_stop_alon
     assert [f["symbol"] for e, f in journal if e == "trigger_fired"] == ["AAA"] and bbb.is_open
 
 
+def _entry_of_unknown_outcome(tmp_path: Path, journal: Journal, *, arrived: bool) -> tuple[Engine, InMemoryVenue, Order]:
+    """A live engine whose entry's submit reply never came (``unknown``): the exchange never got it, or (``arrived``)
+    got it and holds it open."""
+    path = tmp_path / "scripted.py"
+    path.write_text(SCRIPTED.format(cycle="1d", instruments=["AAA"]))
+    strategy = load_strategy(path)
+    market = MarketData.from_long_frame(ohlc("AAA", [100.0] * 5), asset_types={"AAA": "equity"})
+    engine = Engine(strategy, market, new_run_state(strategy, CONFIG, T0), config=CONFIG,
+                    events=lambda event, /, **fields: journal.append((event, fields)))
+    venue = InMemoryVenue([AAA], {"USD": 10_000.0}, fee=0.001)
+    engine.live_venue = venue
+    engine.start_write_ahead(lambda: None, lambda: T0)
+    engine.plan([open_long("AAA", value=1000)], 0, cycle_ns(0))
+    venue.hold = arrived
+    venue.fail_next("submit", after_effect=arrived)
+    if arrived:
+        venue.poll = lambda: []  # type: ignore[method-assign]  # its acceptance lost on the way too
+    engine.manage(1)
+    if arrived:
+        del venue.poll
+        venue.poll()
+    (entry,) = orders(engine)
+    assert entry.status is OrderStatus.unknown
+    return engine, venue, entry
+
+
+def test_live_a_risk_pause_ends_an_entry_the_exchange_never_got_and_it_is_never_sent(tmp_path: Path) -> None:
+    """The entry's submit reply never came and the exchange never got it. The risk pause's cancel asks the exchange
+    first, ends the entry here (journaled ``order_cancelled``, no cancel sent), and the next job's settle_unknown,
+    finding nothing unknown, sends nothing: no entry is bought after the pause."""
+    journal: Journal = []
+    engine, venue, entry = _entry_of_unknown_outcome(tmp_path, journal, arrived=False)
+    assert engine.cancel_entries(1, "cancelled: risk limit max_drawdown hit") == 1
+    assert entry.status is OrderStatus.cancelled
+    assert engine.settle_unknown() == []
+    assert [call for call, _ in venue.calls if call in ("submit", "cancel")] == ["submit"]
+    assert [f["reason"] for e, f in journal if e == "order_cancelled"] == ["cancelled: risk limit max_drawdown hit"]
+    assert engine.state.portfolio.open_positions == [] and engine.pending == []
+
+
+def test_live_a_risk_pause_cancels_at_the_exchange_an_entry_of_unknown_outcome_it_did_get(tmp_path: Path) -> None:
+    """The entry's submit reply never came, but the exchange got it and holds it open: asked first, it is taken
+    as open, then cancelled at the exchange as any resting entry."""
+    journal: Journal = []
+    engine, venue, entry = _entry_of_unknown_outcome(tmp_path, journal, arrived=True)
+    assert engine.cancel_entries(1, "cancelled: risk limit max_drawdown hit") == 1
+    assert entry.status is OrderStatus.cancelled
+    assert [call for call, _ in venue.calls if call in ("submit", "cancel")] == ["submit", "cancel"]
+    assert engine.settle_unknown() == [] and engine.state.portfolio.open_positions == []
+
+
 # -- [close(X), increase(X)] in one cycle: one rule on every path --------------------------------------------------
 
 

@@ -1186,6 +1186,15 @@ class Engine:
         if all(f[1] is not order for f in followed):
             followed += _followed([(position, order)])
         self._cancelling[order.client_order_id] = text
+        if order.status in (_UNKNOWN, _SUBMITTING) and not order.venue_order_id:
+            # Its reply never came: asked about first. Never arrived — it ends here, and is never sent (the next
+            # job's settle_unknown would send it: an entry bought after all); arrived — taken as the exchange has it.
+            if router.resolve_order(position, order, send=False) == "unsent":
+                accounting.cancel(order, text, at)
+            if order.is_terminal:
+                self._journal_changes(followed)
+                router.commit()
+                return
         if self._journal:
             self.events("order_cancel_requested", order_id=order.id, client_order_id=order.client_order_id,
                         position_id=position.id, symbol=self.symbol_of[order.instrument_id],
