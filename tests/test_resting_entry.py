@@ -531,6 +531,18 @@ def test_live_a_close_of_a_position_holding_nothing_waits_for_the_exchange_to_co
     check_books(engine, venue)
 
 
+def test_live_a_close_whose_entry_cancel_the_exchange_confirms_at_once_is_not_reported_ignored(tmp_path: Path) -> None:
+    """Nothing filled and the exchange confirms the cancel at once: the pass before the cycle's orders retires the
+    position, and the close is done, not an ``intent_ignored`` "no open position" warning (as on every other path)."""
+    journal: Journal = []
+    engine, venue, entry = _resting_unfilled(tmp_path, journal)
+    report = engine.plan([close("AAA")], 1, cycle_ns(1))
+    assert engine.state.portfolio.open_positions == [] and entry.status is OrderStatus.cancelled
+    assert report.ignored == [] and [e for e, _ in journal if e == "intent_ignored"] == []
+    assert [f["client_order_id"] for e, f in journal if e == "order_cancelled"] == [entry.client_order_id]
+    check_books(engine, venue)
+
+
 def test_live_a_fill_that_lands_before_the_cancel_of_an_unfilled_entry_is_booked_and_then_closed(
         tmp_path: Path) -> None:
     journal: Journal = []

@@ -801,8 +801,11 @@ class Engine:
         if self._by_cid:  # decisions before this cycle are never taken again
             self._by_cid = {cid: found for cid, found in self._by_cid.items() if found[1].created_at >= at}
         ordered = sorted(intents, key=_intent_order)  # sells, then buys, then trigger changes
+        ended: set[int] = set()  # instruments whose close the pass below finished: it held nothing, now retired
         if self.live_venue is not None:  # before the first order of the cycle is created: nothing to lose on a retry
-            self.end_buys_before_exits(self._closes(ordered, step, ms, at))  # (what it books counts in the sizing)
+            closes = self._closes(ordered, step, ms, at)
+            self.end_buys_before_exits(closes)  # (what it books counts in the sizing)
+            ended = {p.instrument_id for p, _, _ in closes if all(q is not p for q in self.state.portfolio.open_positions)}
         if self.state.portfolio.open_positions:
             self.mark_to_market(step)  # sizing reads the marks; a backtest does not mark every bar
         equity = self.valuation()[0]
@@ -810,6 +813,8 @@ class Engine:
             symbol = self.context._symbol(intent.symbol)
             instrument_id = self.instrument_ids[symbol]
             position = self.state.portfolio.open_position_for(instrument_id)
+            if position is None and intent.action == "close" and instrument_id in ended:
+                continue  # done by the pass: its entry's cancel confirmed, nothing bought, the position retired
             slot = self._slot[instrument_id]
             last = int(self._last_closed[slot][step])
             price = self._bars[slot].close.item(last) if last >= 0 else None
