@@ -784,19 +784,49 @@ def test_live_a_risk_limits_exits_waiting_for_an_entrys_cancel_are_taken_when_th
     before = [o.client_order_id for o in orders(engine)]
     acknowledged: list[str] = []
     venue.cancel = acknowledged.append  # type: ignore[method-assign,assignment]
-    with pytest.raises(TemporaryError, match="has not confirmed the cancel"):
-        guard.check(3)
-    assert not engine.state.risk.paused and [o.client_order_id for o in orders(engine)] == before
+    for _ in range(2):  # the outage's retries
+        with pytest.raises(TemporaryError, match="has not confirmed the cancel"):
+            guard.check(3)
+        assert not engine.state.risk.paused and [o.client_order_id for o in orders(engine)] == before
     del venue.cancel
     venue.cancel(entry.client_order_id)
     engine.drain()
     assert guard.check(3) and engine.state.risk.limit == "max_drawdown"
+    # journaled once each, not once per retry: the hit when it is done, the cancel when first asked
+    assert [e for e, _ in journal].count("risk_limit_hit") == 1
+    assert [f["client_order_id"] for e, f in journal if e == "order_cancel_requested"] == [entry.client_order_id]
     venue.advance({"AAA": 91.0, "BBB": 46.0}, T0)
     engine.drain()
     exits = [o for o in orders(engine) if o.purpose is OrderPurpose.close]
     assert sorted((engine.symbol_of[o.instrument_id], o.trigger, o.status) for o in exits) == [
         ("AAA", TriggerKind.risk_limit, OrderStatus.filled), ("BBB", TriggerKind.risk_limit, OrderStatus.filled)]
     assert engine.state.portfolio.open_positions == []
+
+
+def test_live_no_commit_of_a_risk_pause_comes_before_its_exits_exist(tmp_path: Path) -> None:
+    """Every commit the risk guard's cancels and exits make is a state a kill -9 may leave; none says "paused" while
+    no exit exists (a restart, already paused, would never sell). The pause comes after the exits."""
+    from tradeexecutor.config import RiskConfig
+    from tradeexecutor.daemon.risk_guard import RiskGuard
+    from tradeexecutor.engine.risk import RiskLimits
+    from tradeexecutor.runstate import RunState
+
+    journal: Journal = []
+    engine, _, _, _ = _two_instruments(tmp_path, journal, crash=True)
+    guard = RiskGuard(RiskLimits(RiskConfig(max_drawdown=0.01, risk_close_positions=True)), engine, RunState(),
+                      lambda event, /, **fields: journal.append((event, fields)))
+    engine.record_valuation(2)
+    assert not guard.check(2)
+    engine.mark_to_market(3)
+    engine.record_valuation(3)
+    committed: list[tuple[bool, int]] = []
+    assert engine.router is not None
+    engine.router.commit = lambda: committed.append((  # type: ignore[method-assign]
+        engine.state.risk.paused, len([o for o in orders(engine) if o.purpose is OrderPurpose.close])))
+    assert guard.check(3)  # the exchange confirms the entry's cancel at once
+    assert committed and not [paused for paused, exits in committed if paused and exits == 0]
+    assert engine.state.risk.paused and len([o for o in orders(engine) if o.purpose is OrderPurpose.close]) == 2
+    assert [e for e, _ in journal].count("risk_limit_hit") == 1
 
 
 def test_live_a_cancel_request_is_committed_with_its_journal_line_before_the_exchange_sees_it(tmp_path: Path) -> None:

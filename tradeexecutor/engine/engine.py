@@ -1190,7 +1190,8 @@ class Engine:
         followed = _followed((p, o) for p, o in self.pending if not o.is_terminal)
         if all(f[1] is not order for f in followed):
             followed += _followed([(position, order)])
-        self._cancelling[order.client_order_id] = text
+        asked = order.client_order_id in self._cancelling  # a retried job asks again: journaled once
+        text = self._cancelling.setdefault(order.client_order_id, text)
         if order.status in (_UNKNOWN, _SUBMITTING) and not order.venue_order_id:
             # Its reply never came: asked about first. Never arrived — it ends here, and is never sent (the next
             # job's settle_unknown would send it: an entry bought after all); arrived — taken as the exchange has it.
@@ -1200,7 +1201,7 @@ class Engine:
                 self._journal_changes(followed)
                 router.commit()
                 return
-        if self._journal:
+        if self._journal and not asked:
             self.events("order_cancel_requested", order_id=order.id, client_order_id=order.client_order_id,
                         position_id=position.id, symbol=self.symbol_of[order.instrument_id],
                         purpose=order.purpose.value, reason=text)
