@@ -656,32 +656,23 @@ class Engine:
         return order, fill
 
     def cancel_entries(self, step: int, reason: str) -> int:
-        """Cancel every entry or increase still waiting to fill (journaled as ``order_cancelled``); how many were.
+        """Cancel every entry or increase still waiting to fill (journaled as ``order_cancelled``); how many were
+        (live: how many the exchange confirmed cancelled — one it has not yet stays followed, and is journaled
+        when it confirms).
 
         A risk limit's pause stops new entries, and an entry a cycle planned before it would
-        otherwise fill at the next bar's open, after the pause. Live, the exchange decides: what
-        an entry filled before the cancel reached it is booked (and sold by ``exit_all``), and while
-        the exchange has not confirmed that one ended this is a TemporaryError, as for an exit
-        (``end_buys_before_exits``) — the pause is not recorded, the job is retried — so no entry
-        fills after all into a position the pause leaves open (or ``exit_all`` passed by holding nothing).
+        otherwise fill at the next bar's open, after the pause.
         """
         at = _to_datetime(int(self.market.timeline_ns[step]))
         cancelled = 0
-        asked: list[Order] = []
         for position, order in self.pending:
             if not order.is_terminal and order.side is _BUY:
                 self._cancel(order, reason, at)
-                asked.append(order)
                 cancelled += order.status is OrderStatus.cancelled
                 if self.live_venue is None:  # live: journaled by _cancel once the exchange has confirmed it
                     self._cancelled_event(position, order, reason)
                 accounting.retire_if_done(self.state.portfolio, position)
         self.pending = [(p, o) for p, o in self.pending if not o.is_terminal]
-        waiting = [o.client_order_id for o in asked if not o.is_terminal]
-        if waiting:
-            raise TemporaryError(
-                f"the exchange has not confirmed the cancel of {', '.join(waiting)}; the risk pause is taken again "
-                "at the next try, once the exchange says the order ended")
         return cancelled
 
     def exit_all(self, step: int, kind: str) -> int:
