@@ -686,6 +686,78 @@ def test_live_a_risk_pause_cancels_at_the_exchange_an_entry_of_unknown_outcome_i
     assert engine.settle_unknown() == [] and engine.state.portfolio.open_positions == []
 
 
+def test_live_a_risk_pause_ends_an_entry_of_unknown_outcome_here_when_the_exchange_cannot_be_asked(
+        tmp_path: Path) -> None:
+    """The entry's submit reply never came, and the exchange is still unreachable when the risk pause cancels it (the
+    same outage): the entry ends here as cancelled, journaled, and the retried job's settle_unknown — finding nothing
+    unknown — never sends it. Had it arrived after all, reconciliation would report the mismatch."""
+    journal: Journal = []
+    engine, venue, entry = _entry_of_unknown_outcome(tmp_path, journal, arrived=False)
+    venue.fail_next("fetch_order")
+    assert engine.cancel_entries(1, "cancelled: risk limit max_drawdown hit") == 1
+    assert entry.status is OrderStatus.cancelled
+    assert engine.settle_unknown() == []
+    assert [call for call, _ in venue.calls if call in ("submit", "cancel")] == ["submit"]
+    assert [f["reason"] for e, f in journal if e == "order_cancelled"] == ["cancelled: risk limit max_drawdown hit"]
+    assert engine.state.portfolio.open_positions == [] and engine.pending == []
+
+
+def test_live_a_cancel_that_failed_before_its_request_was_on_record_journals_the_request_when_retried(
+        tmp_path: Path) -> None:
+    """The entry's submit reply never came; the exchange has it, but the outage returns while its fills are read (the
+    order now has the exchange's id): the job fails before the cancel is asked for. The retry records the request
+    (``order_cancel_requested``, once) before cancelling at the exchange; the entry is never sent again."""
+    from tradeexecutor.errors import TemporaryError
+
+    journal: Journal = []
+    engine, venue, entry = _entry_of_unknown_outcome(tmp_path, journal, arrived=True)
+    fills_since = venue.fills_since
+
+    def unreachable(cursor: Any) -> Any:
+        del venue.fills_since
+        raise TemporaryError("the exchange is unreachable")
+
+    venue.fills_since = unreachable  # type: ignore[method-assign]
+    with pytest.raises(TemporaryError, match="unreachable"):
+        engine.cancel_entries(1, "cancelled: risk limit max_drawdown hit")
+    assert venue.fills_since == fills_since and entry.venue_order_id and entry.status is OrderStatus.unknown
+    assert not [e for e, _ in journal if e in ("order_cancel_requested", "order_cancelled")]
+    engine.settle_unknown()  # the retried job's start
+    assert entry.status in (OrderStatus.unknown, OrderStatus.open)
+    assert engine.cancel_entries(1, "cancelled: risk limit max_drawdown hit") == 1
+    assert entry.status is OrderStatus.cancelled
+    assert [e for e, _ in journal if e in ("order_cancel_requested", "order_cancelled")] == [
+        "order_cancel_requested", "order_cancelled"]
+    assert [call for call, _ in venue.calls if call in ("submit", "cancel")] == ["submit", "cancel"]
+
+
+def test_live_an_entry_the_exchange_lost_does_not_keep_a_risk_close_from_selling_the_other_positions(
+        tmp_path: Path) -> None:
+    """An entry the exchange accepted and has lost since (``unknown`` with its id, left for a person) never confirms a
+    cancel. The risk pause counts only the cancels confirmed, so it does not wait for it: the pause is recorded and
+    --risk-close-positions sells BBB, held whole."""
+    from tradeexecutor.config import RiskConfig
+    from tradeexecutor.daemon.risk_guard import RiskGuard
+    from tradeexecutor.engine.risk import RiskLimits
+    from tradeexecutor.runstate import RunState
+
+    journal: Journal = []
+    engine, venue, _, entry = _two_instruments(tmp_path, journal)
+    del venue._orders[entry.client_order_id]  # the exchange lost it
+    position = next(p for p in engine.state.portfolio.open_positions if p.id == entry.position_id)
+    assert engine.router is not None and engine.router.resolve_order(position, entry) == "missing"
+    assert entry.status is OrderStatus.unknown and entry.venue_order_id
+    guard = RiskGuard(RiskLimits(RiskConfig(max_drawdown=0.5, risk_close_positions=True)), engine, RunState(),
+                      lambda event, /, **fields: journal.append((event, fields)))
+    engine.record_valuation(2)
+    engine.state.risk.peak_equity = 1e9  # as if equity had been far higher: the check hits
+    assert guard.check(2) and engine.state.risk.paused
+    venue.advance({"AAA": 100.0, "BBB": 50.0}, T0)
+    engine.drain()
+    assert [engine.symbol_of[p.instrument_id] for p in engine.state.portfolio.closed_positions] == ["BBB"]
+    assert entry.status is OrderStatus.unknown  # still for a person
+
+
 # -- [close(X), increase(X)] in one cycle: one rule on every path --------------------------------------------------
 
 

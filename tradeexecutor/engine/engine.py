@@ -1174,6 +1174,8 @@ class Engine:
         record before the exchange sees it (``order_cancel_requested``, committed): after a kill -9 the
         restart asks the exchange about the order (still open, or cancelled: reconciliation adopts it).
         An order never sent (``created``) is cancelled here alone, journaled ``order_cancelled`` at once.
+        One whose submit reply never came (no exchange id) is asked about first; if the exchange never got it, or
+        cannot be asked, it is cancelled here too and never sent (a retried job's ``settle_unknown`` would send it).
         """
         router = self.router
         live = self.live_venue is not None
@@ -1191,13 +1193,22 @@ class Engine:
         if all(f[1] is not order for f in followed):
             followed += _followed([(position, order)])
         asked = order.client_order_id in self._cancelling  # a retried job asks again: journaled once
-        text = self._cancelling.setdefault(order.client_order_id, text)
+        text = self._cancelling.get(order.client_order_id, text)
         if order.status in (_UNKNOWN, _SUBMITTING) and not order.venue_order_id:
             # Its reply never came: asked about first. Never arrived — it ends here, and is never sent (the next
             # job's settle_unknown would send it: an entry bought after all); arrived — taken as the exchange has it.
-            if router.resolve_order(position, order, send=False) == "unsent":
+            try:
+                unsent = router.resolve_order(position, order, send=False) == "unsent"
+            except TemporaryError:
+                if order.venue_order_id:  # the exchange has it (its fills not yet read): cancelled there, retried
+                    raise
+                # The exchange cannot be asked (the outage that lost the reply): it ends here, never sent, as an
+                # order never confirmed always did; should it have arrived after all, reconciliation reports it.
+                unsent = True
+            if unsent and not order.is_terminal:
                 accounting.cancel(order, text, at)
             if order.is_terminal:
+                self._cancelling[order.client_order_id] = text  # journaled order_cancelled by _after_send
                 self._journal_changes(followed)
                 router.commit()
                 return
@@ -1206,6 +1217,7 @@ class Engine:
                         position_id=position.id, symbol=self.symbol_of[order.instrument_id],
                         purpose=order.purpose.value, reason=text)
         router.commit()  # the request on record before the exchange sees it
+        self._cancelling[order.client_order_id] = text  # only now asked: a retry after a failure above journals it
         router.venue.cancel(order.client_order_id)
         router.drain(commit=False)
         self._journal_changes(followed)
