@@ -377,3 +377,53 @@ def test_a_batch_of_decision_times_is_the_engines_datetimes(ns: list[int]) -> No
     want = [_to_datetime(n) for n in ns]
     assert got == want
     assert all(type(a) is datetime and a.tzinfo is UTC for a in got)
+
+
+CLOSE_WHILE_INCREASING = '''\
+from tradeexecutor.strategy.api import close, increase, open_long
+name = "close_while_increasing"
+description = "closes S1 while its increase waits for S1's next bar"
+cycle_duration = "1m"
+instruments = ["S0", "S1"]
+parameters = {}
+def indicators(candles, parameters):
+    return {}
+done = set()
+def decide(ctx):
+    if ctx.bars_available("S0") == 5:
+        return [open_long("S1", value=1000.0)]
+    if not ctx.has_position("S1") or ctx.position("S1").quantity <= 0:
+        return []
+    if "increase" not in done:
+        done.add("increase")
+        return [increase("S1", value=1000.0)]
+    if "close" not in done:
+        done.add("close")
+        return [close("S1")]
+    return []
+'''
+
+
+def test_a_close_with_an_increase_still_waiting_gives_the_same_state_on_both_paths(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """S1 trades every third bar: the close is decided while the increase waits for S1's next bar. A backtest
+    (either path) sells what the position holds and lets the increase fill after it; only live mode cancels
+    the waiting increase first (an exchange holds it)."""
+    frames = [generate_candles(60, frequency="1m", seed=seed, symbol=f"S{seed}", volatility=0.002) for seed in (0, 1)]
+    frames[1] = frames[1].iloc[::3]
+    market = MarketData.from_long_frame(pd.concat(frames), asset_types={"S0": "equity", "S1": "equity"})
+    config = EngineConfig(execution=ExecutionConfig(fee=0.001, fill_timing="next_open"), initial_cash=10_000.0)
+    states = []
+    for general in (False, True):
+        path = tmp_path / f"close_while_increasing_{general}.py"  # a fresh module: its ``done`` starts empty
+        path.write_text(CLOSE_WHILE_INCREASING)
+        strategy = load_strategy(path, {})
+        states.append(_general(strategy, market, config, monkeypatch) if general
+                      else run_backtest(strategy, market, config, now=NOW).state)
+    lean, general_state = states
+    increases = [o for o in general_state.portfolio.all_orders() if o.purpose.value == "increase"]
+    closes = [o for o in general_state.portfolio.all_orders() if o.purpose.value == "close"]
+    assert len(increases) == 1 and len(closes) == 1
+    waited_until = increases[0].closed_at
+    assert waited_until is not None and increases[0].created_at < closes[0].created_at < waited_until  # the case
+    assert _comparable(lean) == _comparable(general_state)

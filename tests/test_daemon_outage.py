@@ -238,3 +238,45 @@ def test_the_outage_books_backoff_retry_after_and_other_jobs_failing_meanwhile()
     assert ended is not None and ended.retries == 6
     snapshot = runstate.snapshot()
     assert snapshot.outage is None and snapshot.temporary_failures == 8
+
+
+def test_a_cycle_job_failing_temporarily_after_its_bar_was_delivered_manages_that_bar_on_the_retry(
+        tmp_path: Path) -> None:
+    """The feed had delivered the bar when the job failed (live: an entry's cancel the exchange has not confirmed,
+    before the bar's stop-loss may be sent). The retried job takes that bar again — its fills and triggers are
+    not lost because the feed moved past it — and every bar is managed once, in order."""
+    from test_daemon_loop import make
+    from tradeexecutor.errors import TemporaryError
+
+    daemon, ticker, clock = make(tmp_path)
+    try:
+        ticker.advance(1)
+        daemon.loop.run_pending()
+        engine = daemon.loop.engine
+        real = engine.manage
+        failures = [TemporaryError("the exchange has not confirmed the cancel of X")]
+        managed: list[tuple[str, int]] = []
+
+        def manage(step: int) -> None:
+            if failures:
+                managed.append(("failed", step))
+                raise failures.pop()
+            managed.append(("managed", step))
+            real(step)
+
+        engine.manage = manage  # type: ignore[method-assign]
+        first = daemon.feed.cursor + 1
+        ticker.advance(1)
+        daemon.loop.run_pending()  # delivers bar ``first``, fails managing it
+        current = daemon.loop.outage.current
+        assert current is not None and daemon.loop.state.replay_cursor == first - 1
+        clock.advance((current.next_retry_at - clock.now()).total_seconds())
+        daemon.loop.run_pending()  # the retry
+        for _ in range(3):
+            ticker.advance(1)
+            daemon.loop.run_pending()
+        assert daemon.loop.outage.current is None
+        assert managed == [("failed", first)] + [("managed", step) for step in range(first, first + len(managed) - 1)]
+        assert len(managed) >= 4 and daemon.loop.state.replay_cursor == daemon.feed.cursor == managed[-1][1]
+    finally:
+        daemon.close()

@@ -93,7 +93,7 @@ from tradeexecutor.engine.schedule import CycleSchedule
 from tradeexecutor.errors import TemporaryError, UserInputError
 from tradeexecutor.ledger import Job, Ledger
 from tradeexecutor.runstate import RunState, RunStatus
-from tradeexecutor.state import Position
+from tradeexecutor.state import Order, Position
 from tradeexecutor.strategy.loader import with_parameters
 from tradeexecutor.venue.ccxt_errors import scrub
 
@@ -168,6 +168,9 @@ class ExecutorLoop:
         self._processed = feed.cursor if (self.state.last_bar_at is not None or self.state.replay_cursor >= 0) else -1
         self._resumed_at = self._processed  # the last bar a previous process processed (-1: none)
         self._checked_step = feed.cursor  # newest bar whose triggers have been checked
+        #: A bar the feed delivered to a cycle job that failed temporarily before managing it (None: none): the
+        #: retried job takes it instead of the next one.
+        self._delivered: int | None = None
         self._jobs: dict[JobKind, Callable[[], None]] = {
             JobKind.cycle: self.run_cycle,
             JobKind.triggers: self.run_trigger_check,
@@ -404,7 +407,10 @@ class ExecutorLoop:
         if self.outcome is not None:
             return
         self._settle()  # outcomes the venue reported between jobs; orders of unknown outcome asked about
-        step = self.feed.advance()
+        # A bar delivered to a job that then failed temporarily, before its management was saved, is this job's bar
+        # again: the feed has moved past it, and its fills and triggers must not be lost (nor taken twice).
+        step = self._delivered if self._delivered is not None else self.feed.advance()
+        self._delivered = step
         self.engine.follow_market()  # a growing feed appended candles: indicators extended on their tail
         if self._processed >= 0:
             self._decide_ended(self._processed)
@@ -513,7 +519,9 @@ class ExecutorLoop:
                                 "once it has ended", {"position_id": position.id,
                                                       "client_order_id": order.client_order_id})
         step = self.feed.cursor
-        closed = [self._close_one(position, step, request.by or "operator") for position in targets]
+        by = request.by or "operator"
+        closed = [self._closed(position, order)
+                  for position, order in zip(targets, self.engine.close_all_now(targets, step, by=by), strict=True)]
         self.engine.record_valuation(step)  # replaces the bar's row: the closes changed cash and value
         equity, cash, _ = self.engine.valuation()
         what = f"position {targets[0].id}" if request.command == CommandKind.close else f"{len(closed)} position(s)"
@@ -525,10 +533,10 @@ class ExecutorLoop:
         return ActionResult(Outcome.done, message,
                             {"closed": closed, "cash": round(cash, 8), "equity": round(equity, 8)})
 
-    def _close_one(self, position: Position, step: int, by: str) -> dict[str, object]:
-        """Close one position through the engine's exit path; what happened, JSON-safe."""
+    def _closed(self, position: Position, order: Order | None) -> dict[str, object]:
+        """What the engine's exit path did with one position of an operator's close (``order``: its exit, None when
+        it held nothing), JSON-safe."""
         symbol = self.engine.symbol_of[position.instrument_id]
-        order = self.engine.close_now(position, step, by=by)
         if order is None:
             return {"position_id": position.id, "symbol": symbol, "quantity": 0.0,
                     "note": "its opening order had not filled: cancelled"}
@@ -580,6 +588,7 @@ class ExecutorLoop:
         self._processed = step
         self._checked_step = step
         self._commit()
+        self._delivered = None
 
     def _decide(self, step: int, cycle_ns: int) -> CycleReport | None:
         """Ask the strategy and plan its trades; the second commit. None when it was not asked or failed.

@@ -10,12 +10,13 @@ loop then pauses entries (``ExecutorLoop._apply_pause`` reads ``state.risk``).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 from tradeexecutor.engine.engine import Engine, EventSink
 from tradeexecutor.engine.risk import RiskLimits, daily_loss, drawdown
 from tradeexecutor.runstate import RunState
-from tradeexecutor.state import TriggerKind
+from tradeexecutor.state import RiskState, TriggerKind
 
 __all__ = ["RiskGuard"]
 
@@ -33,25 +34,37 @@ class RiskGuard:
         self.journal = journal
 
     def check(self, step: int) -> bool:
-        """Fold the newest valuation and the positions closed since the last check in; True when a limit was hit."""
+        """Fold the newest valuation and the positions closed since the last check in; True when a limit was hit.
+
+        A hit is observed on a copy of the figures and recorded (the pause, its ``risk_limit_hit`` line) only once
+        its cancels and exits exist: they commit as they are made (live: a cancel request before the exchange sees
+        it, an exit before it is sent), and a commit that already said "paused" with no exit made would, after a
+        kill -9, leave the positions unsold for good (a paused guard sees no hit again). Live, an entry's cancel
+        the exchange has not confirmed is a TemporaryError: nothing is recorded, the retried job sees the hit again
+        and journals it once, when it is done.
+        """
         state = self.state
         valuations, risk = state.valuations, state.risk
         if not valuations.timestamp:
             return False
-        hit = self.limits.observe(risk, valuations.timestamp[-1], valuations.equity[-1],
+        observed = dataclasses.replace(risk)
+        hit = self.limits.observe(observed, valuations.timestamp[-1], valuations.equity[-1],
                                   state.portfolio.closed_positions)
         if hit is None:
+            _take(risk, observed)
             self.publish()
             return False
         close = self.limits.config.risk_close_positions
-        logger.warning("%s", risk.reason)
-        self.journal("risk_limit_hit", limit=hit.limit, value=round(hit.value, 6), threshold=hit.threshold,
-                     bar_time=hit.at, equity=round(valuations.equity[-1], 2),
-                     action="entries paused, positions closed" if close else "entries paused")
+        equity = valuations.equity[-1]
         self.engine.cancel_entries(step, f"cancelled: risk limit {hit.limit} hit")
         if close and self.engine.exit_all(step, TriggerKind.risk_limit.value):
             self.engine.mark_to_market(step)
             self.engine.record_valuation(step)
+        _take(risk, observed)
+        logger.warning("%s", risk.reason)
+        self.journal("risk_limit_hit", limit=hit.limit, value=round(hit.value, 6), threshold=hit.threshold,
+                     bar_time=hit.at, equity=round(equity, 2),
+                     action="entries paused, positions closed" if close else "entries paused")
         return True
 
     def lift(self, by: str) -> bool:
@@ -75,3 +88,9 @@ class RiskGuard:
         snapshot = self.runstate  # the loop's thread is its writer: reading the live fields is safe here
         if (figures, risk.paused, risk.reason) != (snapshot.risk, snapshot.risk_paused, snapshot.risk_pause_reason):
             self.runstate.update(risk=figures, risk_paused=risk.paused, risk_pause_reason=risk.reason)
+
+
+def _take(risk: RiskState, observed: RiskState) -> None:
+    """Make ``risk`` (the state's own object, which others hold) what ``observed`` says."""
+    for name in (f.name for f in dataclasses.fields(risk)):
+        setattr(risk, name, getattr(observed, name))

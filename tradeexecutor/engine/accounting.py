@@ -210,6 +210,22 @@ def recompute_cash(initial_cash: float, portfolio: Portfolio, base_assets: Colle
     return cash
 
 
+def retire_if_done(portfolio: Portfolio, position: Position) -> bool:
+    """Retire ``position`` if it is done: it sold everything (or holds nothing) and every one of its orders has
+    ended; whether it was retired now. The one rule for every place that may retire a position.
+
+    Never while an order may still change (an entry resting at the exchange when a close sold what it had
+    bought: its later cancel or fill must still find the position), and never twice (a position another
+    path already retired is left alone).
+    """
+    if (position.is_open and position.quantity > 0) or not all(o.is_terminal for o in position.orders):
+        return False
+    if not any(p is position for p in portfolio.open_positions):
+        return False
+    retire_position(portfolio, position)
+    return True
+
+
 def retire_position(portfolio: Portfolio, position: Position) -> None:
     """Move a closed position to closed_positions, or one that never filled to failed_positions."""
     if position in portfolio.open_positions:

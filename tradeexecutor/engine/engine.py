@@ -46,7 +46,7 @@ from tradeexecutor.data.market import MarketData
 from tradeexecutor.engine import accounting, triggers
 from tradeexecutor.engine.risk import position_value_refusal
 from tradeexecutor.engine.router import OrderRouter, said
-from tradeexecutor.errors import InvariantError
+from tradeexecutor.errors import InvariantError, TemporaryError
 from tradeexecutor.state import (
     DEFAULT_QUANTITY_STEP,
     Fill,
@@ -124,9 +124,13 @@ def _intent_order(intent: Intent) -> int:
 #: Enum members bound once: a member looked up on its class is a Python-level __getattr__ call,
 #: and these are used for every order of a long backtest.
 _BUY, _SELL = OrderSide.buy, OrderSide.sell
+#: Statuses of an order the exchange has acknowledged and holds open (a cancel can end it).
+_RESTING = frozenset({OrderStatus.open, OrderStatus.partially_filled})
 _OPEN, _INCREASE, _REDUCE, _CLOSE = OrderPurpose.open, OrderPurpose.increase, OrderPurpose.reduce, OrderPurpose.close
 _SUBMITTING, _CREATED, _FILLED, _REJECTED, _UNKNOWN = (
     OrderStatus.submitting, OrderStatus.created, OrderStatus.filled, OrderStatus.rejected, OrderStatus.unknown)
+#: Why an order of a position the strategy's close() sells whole is cancelled.
+_CLOSED_BY_STRATEGY = "cancelled by close() before it filled"
 #: The purpose of the order each order-making intent action creates.
 _PURPOSE_OF = {"open": _OPEN, "increase": _INCREASE, "reduce": _REDUCE, "close": _CLOSE}
 
@@ -247,6 +251,9 @@ class Engine:
         #: With write-ahead, the orders of decisions that may be taken again (the cycle a crash interrupted, and
         #: later ones) by client order id: the same decision finds its order instead of making a second one.
         self._by_cid: dict[str, tuple[Position, Order]] | None = None
+        #: Live mode: the reason of each cancel asked of the exchange and not yet confirmed, by client order id
+        #: (journaled ``order_cancelled`` with it once the exchange has cancelled the order).
+        self._cancelling: dict[str, str] = {}
 
     def start_write_ahead(self, commit: Callable[[], None], now: Callable[[], datetime]) -> None:
         """Send every order from now on through a venue, write-ahead (the daemon's way).
@@ -380,12 +387,15 @@ class Engine:
         """Live mode: the position's order that is at (or may be at) the exchange and not yet ended, if any.
 
         While one is, no trigger fires and no operator close is sent for the position: a second
-        exit for the same intent must never be sent while the first one's outcome is unknown.
+        exit for the same intent must never be sent while the first one's outcome is unknown. An entry
+        or increase the exchange holds open (resting, perhaps filled in part) is not in flight: the
+        exit cancels it first (``_exit_now``), so a position bought in part is still protected.
         """
         if self.live_venue is None:
             return None
         for order in position.orders:
-            if not order.is_terminal and order.status is not _CREATED:
+            if not order.is_terminal and order.status is not _CREATED and not (
+                    order.side is _BUY and order.status in _RESTING):
                 return order
         return None
 
@@ -507,8 +517,13 @@ class Engine:
 
         Returns how many positions a trigger closed.
         """
-        fired = 0
         live = self.live_venue is not None
+        hits: list[tuple[Position, str, float, float, int]] = []
+        #: Each trailing position's high-water raised by this bar, and the newest bar it took in: applied only once
+        #: the exits' pass succeeded (and then marked, ``high_water_at``), so a retried check, or one after a
+        #: restart, sees the high-water from before the bar (a bar checked against a high-water that includes its
+        #: own high could fire a stop the first check did not).
+        raised: list[tuple[Position, float | None, int]] = []
         for position in list(self.state.portfolio.open_positions):
             if position.quantity <= 0 or not triggers.has_triggers(position) or (
                     live and self.in_flight(position)):
@@ -517,16 +532,32 @@ class Engine:
             index = int(self._closing_at[slot][step])
             if index < 0:
                 continue
+            taken = position.high_water_at
+            taken_ns = -1 if taken is None else _ns(taken)  # bars up to this one were checked already
+            high_water, took = position.high_water, -1
             for open_, high, low, open_ns, close_ns in self._trigger_bars(slot, index):
+                if open_ns <= taken_ns:
+                    continue  # checked before (a retried job, a restart): its high is in the high-water already
                 hit = triggers.check_bar(position, open_, high, low)
                 if hit is not None:
                     kind, level, price = hit
                     at_ns = open_ns if price == open_ else close_ns  # at the open when it gapped there
-                    self._exit_on_trigger(position, kind, level, price, at_ns)
-                    fired += 1
+                    hits.append((position, kind, level, price, at_ns))
                     break
-                triggers.update_high_water(position, high)
-        return fired
+                if position.trailing_stop_pct is not None:
+                    triggers.update_high_water(position, high)  # the next fine bar is checked against it
+                    took = open_ns
+            if took >= 0:
+                raised.append((position, position.high_water, took))
+                position.high_water = high_water  # as it was, until the pass below succeeded (its commits too)
+        if live and hits:  # every exit's resting buys ended before the first exit is sent (or none is)
+            self.end_buys_before_exits((position, f"cancelled: position closed by {kind}", _to_datetime(at_ns))
+                                       for position, kind, _, _, at_ns in hits)
+        for position, high_water, took in raised:
+            position.high_water, position.high_water_at = high_water, _to_datetime(took)
+        for position, kind, level, price, at_ns in hits:
+            self._exit_on_trigger(position, kind, level, price, at_ns)
+        return len(hits)
 
     def _trigger_bars(self, slot: int, index: int) -> Iterable[tuple[float, float, float, int, int]]:
         bars = self._bars[slot]
@@ -560,6 +591,14 @@ class Engine:
                         client_order_id=order.client_order_id, status=order.status.value)
         self._commit_outcome()
 
+    def close_all_now(self, positions: list[Position], step: int, *, by: str) -> list[Order | None]:
+        """Close each of ``positions`` at once (an operator's close or close-all): ``close_now`` for each, after one
+        pass that ends the resting buys of all of them (``end_buys_before_exits``), so a temporary failure leaves
+        none of them sold — the operator's retry closes them all, none twice."""
+        at = _to_datetime(int(self.market.timeline_ns[step]))
+        self.end_buys_before_exits((position, f"cancelled by {by} before it filled", at) for position in positions)
+        return [self.close_now(position, step, by=by) for position in positions]
+
     def close_now(self, position: Position, step: int, *, by: str) -> Order | None:
         """Close ``position`` at once at the last close known at ``step`` (an operator's close).
 
@@ -570,12 +609,9 @@ class Engine:
         not filled yet holds nothing to sell: its order is cancelled and it is retired, as the
         strategy's ``close()`` does (None: no order).
         """
-        if position.quantity <= 0:
-            at = _to_datetime(int(self.market.timeline_ns[step]))
-            for _, pending in self.pending:
-                if pending.position_id == position.id and not pending.is_terminal:
-                    self._cancel(pending, f"cancelled by {by} before it filled", at)
-            accounting.retire_position(self.state.portfolio, position)
+        at = _to_datetime(int(self.market.timeline_ns[step]))
+        self.end_buys_before_exits([(position, f"cancelled by {by} before it filled", at)])
+        if self._close_empty(position, f"cancelled by {by} before it filled", at):
             return None
         slot = self._slot[position.instrument_id]
         index = int(self._last_closed[slot][step])
@@ -599,12 +635,13 @@ class Engine:
         bar gapped through it) — all a restart needs to fill it exactly as it would have been.
         """
         at = _to_datetime(at_ns)
-        order = self._new_order(position, _CLOSE, at, at_ns // 1_000_000, 0, quantity=position.quantity,
-                                reference_price=price, trigger=trigger, trigger_price=trigger_price, note=note,
-                                position_exit=True)
+        self._buys_ended(position)  # live: ended by the caller's end_buys_before_exits; what they filled is sold too
         for _, other in self.pending:
             if other.position_id == position.id and not other.is_terminal:
                 self._cancel(other, cancelled, at)
+        order = self._new_order(position, _CLOSE, at, at_ns // 1_000_000, 0, quantity=position.quantity,
+                                reference_price=price, trigger=trigger, trigger_price=trigger_price, note=note,
+                                position_exit=True)
         if self.router is not None:
             return order, self._exit_through_venue(position, order, price, at, apply_slippage=apply_slippage)
         instrument = self.state.instrument(position.instrument_id)
@@ -619,7 +656,9 @@ class Engine:
         return order, fill
 
     def cancel_entries(self, step: int, reason: str) -> int:
-        """Cancel every entry or increase still waiting to fill (journaled as ``order_cancelled``); how many.
+        """Cancel every entry or increase still waiting to fill (journaled as ``order_cancelled``); how many were
+        (live: how many the exchange confirmed cancelled — one it has not yet stays followed, and is journaled
+        when it confirms).
 
         A risk limit's pause stops new entries, and an entry a cycle planned before it would
         otherwise fill at the next bar's open, after the pause.
@@ -629,12 +668,10 @@ class Engine:
         for position, order in self.pending:
             if not order.is_terminal and order.side is _BUY:
                 self._cancel(order, reason, at)
-                cancelled += 1
-                self.events("order_cancelled", order_id=order.id, client_order_id=order.client_order_id,
-                            position_id=position.id, symbol=self.symbol_of[order.instrument_id],
-                            purpose=order.purpose.value, reason=reason)
-                if position.quantity <= 0 and position.is_open and all(o.is_terminal for o in position.orders):
-                    accounting.retire_position(self.state.portfolio, position)
+                cancelled += order.status is OrderStatus.cancelled
+                if self.live_venue is None:  # live: journaled by _cancel once the exchange has confirmed it
+                    self._cancelled_event(position, order, reason)
+                accounting.retire_if_done(self.state.portfolio, position)
         self.pending = [(p, o) for p, o in self.pending if not o.is_terminal]
         return cancelled
 
@@ -644,18 +681,20 @@ class Engine:
         What a risk limit does with ``--risk-close-positions`` (``kind`` is ``risk_limit``): each sale
         is journaled as ``trigger_fired``, as a stop-loss's is, and cancels the position's waiting orders.
         """
-        sold = 0
+        exits: list[tuple[Position, float, int]] = []
         for position in list(self.state.portfolio.open_positions):
             slot = self._slot[position.instrument_id]
             index = int(self._last_closed[slot][step])
             if position.quantity <= 0 or index < 0 or self.in_flight(position):
                 continue  # (live) an order in flight: its outcome first
             bars = self._bars[slot]
-            price = bars.close.item(index)
-            self._exit_on_trigger(position, kind, price, price, int(bars.close_time_ns[index]))
-            sold += 1
+            exits.append((position, bars.close.item(index), int(bars.close_time_ns[index])))
+        self.end_buys_before_exits((position, f"cancelled: position closed by {kind}", _to_datetime(at_ns))
+                                   for position, _, at_ns in exits)
+        for position, price, at_ns in exits:
+            self._exit_on_trigger(position, kind, price, price, at_ns)
         self.pending = [(p, o) for p, o in self.pending if not o.is_terminal]
-        return sold
+        return len(exits)
 
     # -- 3. marks ----------------------------------------------------------------------------
 
@@ -761,14 +800,21 @@ class Engine:
         ms = cycle_time_ns // 1_000_000
         if self._by_cid:  # decisions before this cycle are never taken again
             self._by_cid = {cid: found for cid, found in self._by_cid.items() if found[1].created_at >= at}
+        ordered = sorted(intents, key=_intent_order)  # sells, then buys, then trigger changes
+        ended: set[int] = set()  # instruments whose close the pass below finished: it held nothing, now retired
+        if self.live_venue is not None:  # before the first order of the cycle is created: nothing to lose on a retry
+            closes = self._closes(ordered, step, ms, at)
+            self.end_buys_before_exits(closes)  # (what it books counts in the sizing)
+            ended = {p.instrument_id for p, _, _ in closes if all(q is not p for q in self.state.portfolio.open_positions)}
         if self.state.portfolio.open_positions:
             self.mark_to_market(step)  # sizing reads the marks; a backtest does not mark every bar
         equity = self.valuation()[0]
-        ordered = sorted(intents, key=_intent_order)  # sells, then buys, then trigger changes
         for seq, intent in enumerate(ordered):
             symbol = self.context._symbol(intent.symbol)
             instrument_id = self.instrument_ids[symbol]
             position = self.state.portfolio.open_position_for(instrument_id)
+            if position is None and intent.action == "close" and instrument_id in ended:
+                continue  # done by the pass: its entry's cancel confirmed, nothing bought, the position retired
             slot = self._slot[instrument_id]
             last = int(self._last_closed[slot][step])
             price = self._bars[slot].close.item(last) if last >= 0 else None
@@ -780,6 +826,24 @@ class Engine:
             self._fill_at_close(step, report)
             self.mark_to_market(step)
         return report
+
+    def _closes(self, ordered: list[Intent], step: int, ms: int, at: datetime) -> list[tuple[Position, str, datetime]]:
+        """The positions the cycle's ``close()`` intents (``ordered``, as planned) will sell whole or retire: each
+        with a closed bar to price it, no order of unknown outcome, and not closed already by this cycle's
+        decision taken before a restart (``_plan_one`` refuses or re-finds the others)."""
+        found: list[tuple[Position, str, datetime]] = []
+        for seq, intent in enumerate(ordered):
+            if intent.action != "close":
+                continue
+            instrument_id = self.instrument_ids[self.context._symbol(intent.symbol)]
+            position = self.state.portfolio.open_position_for(instrument_id)
+            if position is None or self._last_closed[self._slot[instrument_id]][step] < 0 or any(
+                    o.status is _UNKNOWN for o in position.orders):
+                continue
+            if self._by_cid is not None and client_order_id_ms(self.run_key, ms, seq, _CLOSE) in self._by_cid:
+                continue
+            found.append((position, _CLOSED_BY_STRATEGY, at))
+        return found
 
     def _plan_one(self, intent: Intent, seq: int, instrument_id: int, position: Position | None,
                   price: float | None, equity: float, at: datetime, ms: int, report: CycleReport) -> str | None:
@@ -815,6 +879,10 @@ class Engine:
         if position is None:
             return "no open position"
         if action == "increase":
+            closing = next((o for o in position.orders if o.purpose is _CLOSE and not o.is_terminal), None)
+            if closing is not None:  # every mode alike: never a buy into a position its close is selling whole
+                return (f"the position is being closed (order {closing.client_order_id}); open_long() a new one once "
+                        "the close has filled")
             value = intent.value if intent.value is not None else equity * (intent.equity_fraction or 0.0)
             refusal = position_value_refusal(self._value_held(position), value, self.max_position_value)
             if refusal:
@@ -822,12 +890,9 @@ class Engine:
             self._queue(position, self._new_order(position, _INCREASE, at, ms, seq, value=value,
                                                   reference_price=price, note=intent.note), report)
         elif action == "close":
-            if position.quantity <= 0:
-                for _, pending in self.pending:
-                    if pending.position_id == position.id and not pending.is_terminal:
-                        self._cancel(pending, "cancelled by close() before it filled", at)
-                accounting.retire_position(self.state.portfolio, position)
+            if self._close_empty(position, _CLOSED_BY_STRATEGY, at):
                 return None
+            self._buys_ended(position)  # live: ended by plan's end_buys_before_exits
             self._queue(position, self._new_order(position, _CLOSE, at, ms, seq,
                                                   quantity=position.quantity, reference_price=price,
                                                   note=intent.note), report)
@@ -1026,7 +1091,8 @@ class Engine:
         caller journals a complete fill itself (``journal_fills`` False: an exit's journal line
         names its trigger or operator). The first fill of an opening order arms the position's
         triggers. A refusal is ``order_rejected``; an order the exchange ended with nothing (more)
-        filled is ``order_expired``; a reply that never came is ``order_unknown``, asked about at
+        filled is ``order_expired`` (``order_cancelled`` with its reason when we asked for the cancel:
+        ``_cancel``); a reply that never came is ``order_unknown``, asked about at
         the next job (``settle_unknown``).
         """
         new = order.fills[count:]
@@ -1034,6 +1100,7 @@ class Engine:
             self.fills += 1
             if opening:
                 self._arm_triggers(position, new[0].price)
+        cancelled = self._cancelling.pop(order.client_order_id, None) if order.is_terminal else None
         if not self._journal:
             return bool(new)
         symbol = self.symbol_of[order.instrument_id]
@@ -1050,6 +1117,8 @@ class Engine:
         elif order.status is _UNKNOWN:
             self.events("order_unknown", **ids, reason=order.status_reason or "",
                         next_step="asked about by client order id at the next job; never sent again blind")
+        elif cancelled is not None and order.status is OrderStatus.cancelled:
+            self._cancelled_event(position, order, cancelled)
         elif order.status in (OrderStatus.expired, OrderStatus.cancelled):
             self.events("order_expired", **ids, status=order.status.value, quantity=order.quantity,
                         filled_quantity=order.filled_quantity, reason=order.status_reason or "")
@@ -1093,10 +1162,123 @@ class Engine:
         return order.fills[-1]
 
     def _cancel(self, order: Order, text: str, at: datetime) -> None:
-        """Cancel an order not yet filled; one the venue may hold (sent before a restart) is cancelled there too."""
-        if self.router is not None and order.status is not _CREATED:
-            self.router.venue.cancel(order.client_order_id)
-        accounting.cancel(order, text, at)
+        """Cancel an order not yet filled; one the venue may hold (sent before a restart) is cancelled there too.
+
+        Live mode: the exchange decides. The cancel is asked for and its answer applied at once
+        (``OrderRouter.drain``): fills it made before the cancel reached it are booked and journaled
+        ``order_filled`` (partial), the cancel is journaled ``order_cancelled`` with ``text``, and an
+        order it had filled completely first stays filled. An order it has not confirmed ended stays
+        followed as any open order (and its position open: the router retires none with an order
+        that may still change); its cancel or fill arrives with a later drain. A TemporaryError (the
+        exchange unreachable) escapes to the loop boundary, which retries the job. The request is on
+        record before the exchange sees it (``order_cancel_requested``, committed): after a kill -9 the
+        restart asks the exchange about the order (still open, or cancelled: reconciliation adopts it).
+        An order never sent (``created``) is cancelled here alone, journaled ``order_cancelled`` at once.
+        One whose submit reply never came (no exchange id) is asked about first; if the exchange never got it, or
+        cannot be asked, it is cancelled here too and never sent (a retried job's ``settle_unknown`` would send it).
+        """
+        router = self.router
+        live = self.live_venue is not None
+        if router is None or order.status is _CREATED:
+            accounting.cancel(order, text, at)
+            if live and router is not None:
+                self._cancelled_event(self._open_position_of(order), order, text)
+            return
+        if not live:  # the simulated venue in this process: the cancel is certain
+            router.venue.cancel(order.client_order_id)
+            accounting.cancel(order, text, at)
+            return
+        position = self._open_position_of(order)
+        followed = _followed((p, o) for p, o in self.pending if not o.is_terminal)
+        if all(f[1] is not order for f in followed):
+            followed += _followed([(position, order)])
+        asked = order.client_order_id in self._cancelling  # a retried job asks again: journaled once
+        text = self._cancelling.get(order.client_order_id, text)
+        if order.status in (_UNKNOWN, _SUBMITTING) and not order.venue_order_id:
+            # Its reply never came: asked about first. Never arrived — it ends here, and is never sent (the next
+            # job's settle_unknown would send it: an entry bought after all); arrived — taken as the exchange has it.
+            try:
+                unsent = router.resolve_order(position, order, send=False) == "unsent"
+            except TemporaryError:
+                if order.venue_order_id:  # the exchange has it (its fills not yet read): cancelled there, retried
+                    raise
+                # The exchange cannot be asked (the outage that lost the reply): it ends here, never sent, as an
+                # order never confirmed always did; should it have arrived after all, reconciliation reports it.
+                unsent = True
+            if unsent and not order.is_terminal:
+                accounting.cancel(order, text, at)
+            if order.is_terminal:
+                self._cancelling[order.client_order_id] = text  # journaled order_cancelled by _after_send
+                self._journal_changes(followed)
+                router.commit()
+                return
+        if self._journal and not asked:
+            self.events("order_cancel_requested", order_id=order.id, client_order_id=order.client_order_id,
+                        position_id=position.id, symbol=self.symbol_of[order.instrument_id],
+                        purpose=order.purpose.value, reason=text)
+        router.commit()  # the request on record before the exchange sees it
+        self._cancelling[order.client_order_id] = text  # only now asked: a retry after a failure above journals it
+        router.venue.cancel(order.client_order_id)
+        router.drain(commit=False)
+        self._journal_changes(followed)
+        router.commit()  # the cancel's outcome with its journal lines, now: a later failure in this job keeps them
+
+    def _open_position_of(self, order: Order) -> Position:
+        """The open position ``order`` belongs to (an order not yet ended keeps its position open)."""
+        return next(p for p in self.state.portfolio.open_positions if p.id == order.position_id)
+
+    def end_buys_before_exits(self, exits: Iterable[tuple[Position, str, datetime]]) -> None:
+        """Live mode, before any order of a job is planned or sent: the one pass that cancels, at the exchange, the
+        entries and increases not yet ended of every position the job is about to sell whole (``exits``: the
+        position, the cancel's reason, its time), then requires the exchange to have confirmed that each ended.
+
+        All the cancels come first, all the checks after: a TemporaryError (an entry the exchange still answers
+        "open") leaves nothing of the job created or sent — only the cancels, updates of orders that exist,
+        committed — so the retried job (a cycle asks the strategy again, a trigger check sees the bar again)
+        plans every exit once. Selling before the exchange says the entry ended could leave a later fill unsold,
+        or sell more than the position turns out to hold. Backtest, replay and paper: nothing to do (their waiting
+        increase fills after the close, as it always has; a position holding nothing has its entry cancelled).
+        """
+        if self.live_venue is None:
+            return
+        exits = list(exits)
+        for position, text, at in exits:
+            for order in list(position.orders):
+                if order.side is _BUY and not order.is_terminal:
+                    self._cancel(order, text, at)
+        waiting = [o.client_order_id for position, _, _ in exits for o in position.orders
+                   if o.side is _BUY and not o.is_terminal]
+        if waiting:
+            raise TemporaryError(
+                f"the exchange has not confirmed the cancel of {', '.join(dict.fromkeys(waiting))}; nothing of this "
+                "job was sent: it is taken again at the next try, once the exchange says the order ended")
+
+    def _buys_ended(self, position: Position) -> None:
+        """Live mode, as an exit of ``position`` is made: ``end_buys_before_exits`` has ended its buys (a bug if not:
+        a TemporaryError here, half-way through a job, would lose the job's other orders)."""
+        if self.live_venue is None:
+            return
+        waiting = [o.client_order_id for o in position.orders if o.side is _BUY and not o.is_terminal]
+        if waiting:
+            raise InvariantError(f"position {position.id}: an exit made while its buys {', '.join(waiting)} may still "
+                                 "fill; end_buys_before_exits must run first")
+
+    def _close_empty(self, position: Position, text: str, at: datetime) -> bool:
+        """A position closed whole that holds nothing (its entry not filled): every order of it not yet ended is
+        cancelled, and it is retired once all have ended (True: nothing to sell). False: it holds something to sell
+        — live, perhaps what the exchange filled before the cancel reached it."""
+        if position.quantity > 0:
+            return False
+        for order in list(position.orders):
+            if not order.is_terminal:
+                self._cancel(order, text, at)
+        accounting.retire_if_done(self.state.portfolio, position)
+        return True
+
+    def _cancelled_event(self, position: Position, order: Order, reason: str) -> None:
+        self.events("order_cancelled", order_id=order.id, client_order_id=order.client_order_id,
+                    position_id=position.id, symbol=self.symbol_of[order.instrument_id],
+                    purpose=order.purpose.value, reason=reason)
 
     def _filled_event(self, position: Position, order: Order, symbol: str, fill: SimulatedFill | Fill,
                       **extra: Any) -> None:
@@ -1112,8 +1294,7 @@ class Engine:
     def _reject(self, position: Position, order: Order, reason: RejectReason, text: str, at: datetime) -> None:
         accounting.reject(order, reason, text, at)
         self._rejected_event(position, order)
-        if position.quantity <= 0 and position.is_open and not any(not o.is_terminal for o in position.orders):
-            accounting.retire_position(self.state.portfolio, position)
+        accounting.retire_if_done(self.state.portfolio, position)
 
     def _rejected_event(self, position: Position, order: Order) -> None:
         if self._journal:

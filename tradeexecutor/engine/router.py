@@ -125,11 +125,15 @@ class OrderRouter:
             accounting.cancel(order, event.text, event.at)
         elif isinstance(event, OrderExpired):
             order.transition(OrderStatus.expired, event.at, "time in force ran out")
-        self._retire_if_done(position)
+        accounting.retire_if_done(self.state.portfolio, position)
 
     def _apply_fill(self, position: Position, order: Order, fill: FillReport, complete: bool) -> None:
         if any(f.venue_trade_id == fill.venue_trade_id for f in order.fills):
             return  # already applied
+        if order.is_buy and not position.is_open:
+            # A late fill of an entry that still rested when a close sold everything: the account holds base
+            # asset again, so the position does too (reopened, with what the fill bought), as the exchange says.
+            position.closed_at = None
         accounting.apply_fill(self.state.portfolio, position, order, fill.quantity, fill.price, fill.fee, fill.at,
                               slippage=fill.slippage, fee_currency=fill.fee_currency,
                               venue_trade_id=fill.venue_trade_id, complete=complete,
@@ -156,10 +160,6 @@ class OrderRouter:
             return None
         spec = self.venue.instruments([instrument.symbol]).get(instrument.symbol)
         return spec.base if spec is not None else None
-
-    def _retire_if_done(self, position: Position) -> None:
-        if not position.is_open or (position.quantity <= 0 and all(o.is_terminal for o in position.orders)):
-            accounting.retire_position(self.state.portfolio, position)
 
     def _find(self, client_order_id: str) -> tuple[Position, Order] | None:
         for position in self.state.portfolio.open_positions:
@@ -228,7 +228,7 @@ class OrderRouter:
             self._apply_fill(position, order, fill, complete)
         status = report.status
         if order.is_terminal or order.status is status:
-            self._retire_if_done(position)
+            accounting.retire_if_done(self.state.portfolio, position)
             return
         if status is OrderStatus.open and order.status in (OrderStatus.submitting, OrderStatus.unknown):
             order.transition(OrderStatus.open, at, "resolved on restart")
@@ -236,5 +236,5 @@ class OrderRouter:
             accounting.reject(order, report.reject_reason or RejectReason.venue, report.reason or "rejected", at)
         elif status in (OrderStatus.cancelled, OrderStatus.expired):
             order.transition(status, at, report.reason or f"{status.value} at the venue")
-        self._retire_if_done(position)
+        accounting.retire_if_done(self.state.portfolio, position)
 

@@ -223,6 +223,7 @@ def position_to_dict(p: Position) -> dict[str, Any]:
         "take_profit": p.take_profit,
         "trailing_stop_pct": p.trailing_stop_pct,
         "high_water": p.high_water,
+        "high_water_at": p.high_water_at,
         "stop_loss_pct": p.stop_loss_pct,
         "take_profit_pct": p.take_profit_pct,
         "last_price": p.last_price,
@@ -600,9 +601,10 @@ def position_from_dict(d: dict[str, Any]) -> Position:
     """One Position, with its orders, from its dict."""
     kw = _fields(d, "a position")
     kw["opened_at"] = _dt(kw["opened_at"])
-    value = kw.get("last_valued_at")
-    if value is not None:
-        kw["last_valued_at"] = _dt(value)
+    for key in ("last_valued_at", "high_water_at"):
+        value = kw.get(key)
+        if value is not None:
+            kw[key] = _dt(value)
     value = kw.get("closed_at")
     if value is not None:
         kw["closed_at"] = _dt(value)

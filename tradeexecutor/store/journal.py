@@ -16,6 +16,8 @@ Events the executor writes (:data:`EVENTS`; any other name is accepted too): sta
 complete, error, cycle_completed (``decisions``, ``planned``, ``executed``, ``rejected``,
 ``ignored``, ``duration``, ``lag``: seconds from the scheduler's boundary to the job's start, null when
 unscheduled), order_planned, order_filled, order_rejected (``reason``), order_cancelled,
+order_cancel_requested (live: a cancel asked of the exchange, committed before it is sent; ``order_cancelled``
+follows once the exchange confirms it),
 dust_written_off (``quantity``: what a close left below one lot; the position closed without it),
 order_resolved (``detail``: an order a restart found ``submitting``, or whose reply never came, asked about by
 client order id), order_unknown (live: a submit whose reply never came; asked about at the next job),
@@ -80,6 +82,7 @@ EVENTS: frozenset[str] = frozenset(
         "order_filled",
         "order_rejected",
         "order_cancelled",
+        "order_cancel_requested",
         "order_resolved",
         "order_unknown",
         "order_expired",

@@ -127,7 +127,8 @@ def open_long(
 
 def increase(symbol: str | None = None, *, value: float | None = None, fraction: float | None = None,
              note: str | None = None) -> Intent:
-    """Buy more of an open position: ``value`` in cash or ``fraction`` of portfolio equity."""
+    """Buy more of an open position: ``value`` in cash or ``fraction`` of portfolio equity (ignored, with the reason,
+    while the position's close has not filled)."""
     _exactly_one("increase", value=value, fraction=fraction)
     _positive("value", value)
     _fraction("fraction", fraction)
@@ -145,7 +146,10 @@ def reduce(symbol: str | None = None, *, quantity: float | None = None, fraction
 
 
 def close(symbol: str | None = None, *, note: str | None = None) -> Intent:
-    """Sell the whole open position."""
+    """Sell the whole open position. Live, its entries and increases still resting at the exchange are cancelled
+    first, and what they filled meanwhile is sold too; until the exchange confirms those cancels the cycle is
+    retried, its strategy asked again (elsewhere an increase from an earlier cycle still waiting fills first and is
+    sold with the rest)."""
     key = (symbol, note)
     found = _CLOSES.get(key)
     if found is not None:
