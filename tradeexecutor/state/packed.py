@@ -30,12 +30,23 @@ from typing import overload
 
 from tradeexecutor.state.position import Position
 
-__all__ = ["DEFAULT_BLOCK", "DEFAULT_KEEP", "PackedPositions"]
+__all__ = ["DEFAULT_BLOCK", "DEFAULT_KEEP", "PackedPositions", "daemon_keep"]
 
-#: Newest closed positions kept as objects: far more than one job closes, so followers find their last one.
-DEFAULT_KEEP = 256
+#: Newest closed positions kept as objects (at least): far more than one job closes, so followers find their
+#: last one. Objects cost about 2.9 KB a position and at most ``keep + block`` of them are alive: 96 at 32 and
+#: 64, about 0.3 MB, reached after 96 closes (at 256 it was 320, 0.9 MB, which a 1-second strategy closing a
+#: position every 10 s reached only after 53 minutes; docs/benchmarks.md, "The soak's executor RSS flat").
+DEFAULT_KEEP = 32
 #: Positions packed together: zlib finds the repeats between them (field names, classes, currencies).
 DEFAULT_BLOCK = 64
+
+
+def daemon_keep(instruments: int) -> int | None:
+    """Closed positions a running executor over ``instruments`` instruments keeps as objects: DEFAULT_KEEP, or
+    twice the instruments when that is more (a job seldom closes more than one position an instrument, and a
+    follower that finds its last position packed counts everything again: slower, never wrong). None when
+    DEFAULT_KEEP is None (no packing)."""
+    return None if DEFAULT_KEEP is None else max(DEFAULT_KEEP, 2 * instruments)
 
 
 def _pack(positions: list[Position]) -> bytes:

@@ -67,8 +67,11 @@ class CcxtVenue:
 
     #: Trades asked for per request when paging by trade id (Binance's largest page).
     trade_page = 1000
-    #: Ended orders, refusals and trade → order lookups remembered, newest kept.
-    max_kept = 10_000
+    #: Ended orders, refusals and trade → order lookups remembered, newest kept: more than a job sends, so a
+    #: fill read after its order ended still finds it here. One forgotten costs a ``fetch_order`` if asked
+    #: about again, never a resend (the ledger knows it ended). About 1.4 KB a closed position's two orders:
+    #: at 10,000 that was 7 MB, and a linear search per trade (docs/benchmarks.md, "The soak's executor RSS flat").
+    max_kept = 256
 
     def __init__(self, config: CcxtVenueConfig, connection: CcxtConnection | None = None, *,
                  environ: Mapping[str, str] | None = None):
