@@ -305,3 +305,39 @@ def test_followers_starting_over_iterate_the_packed_positions_not_a_copy(tmp_pat
     for position in positions:
         grown.append(position)
     assert grown.packed == 88 and fresh.appended(grown)[1] is grown and fresh_tail.new_items(grown) is grown
+
+
+def test_a_running_executor_holds_at_most_keep_plus_block_closed_positions_as_objects(tmp_path: Path) -> None:
+    """Counted, never timed: an executor resuming a ledger of 199 closed positions and closing more holds the
+    newest ``daemon_keep`` (32 for one instrument) to ``keep + block`` (96) of them as objects, and the collector
+    objects reachable from the list are those of at most 96 positions (a list holds 8 or more for every one);
+    a new state starts with the same list; a universe of many instruments keeps twice their number, so one
+    job's closes stay objects."""
+    state, data = _backtest(tmp_path, 2000, extra=45)
+    folder = tmp_path / "run"
+    folder.mkdir()
+    ledger = Ledger(RunFiles(folder).ledger)
+    ledger.save(state)
+    ledger.close()
+    daemon, tickers = _replay_daemon(folder, data, FakeClock(datetime(2024, 1, 1, tzinfo=UTC)))
+    try:
+        daemon.start_jobs()
+        for _ in range(40):
+            tickers[0].advance(120.0)
+            daemon.loop.run_pending()
+        closed = daemon.loop.state.portfolio.closed_positions
+        assert isinstance(closed, PackedPositions) and closed.keep == packed_module.daemon_keep(1) == 32
+        assert len(closed) >= len(state.portfolio.closed_positions) + 3 >= 200  # closed while running, too
+        objects = len(closed) - closed.packed
+        assert closed.keep <= objects < closed.keep + closed.block == 96
+        assert _tracked_reachable(closed) < 12 * 96 < 8 * len(closed)
+    finally:
+        daemon.close()
+    fresh, _ = _replay_daemon(tmp_path / "fresh", data, FakeClock(datetime(2024, 1, 1, tzinfo=UTC)))
+    try:
+        fresh.loop.begin()  # a new state: its empty list packs with the same keep
+        started = fresh.loop.state.portfolio.closed_positions
+        assert isinstance(started, PackedPositions) and started.keep == 32 and len(started) == 0
+    finally:
+        fresh.close()
+    assert packed_module.daemon_keep(40) == 80 and packed_module.daemon_keep(3) == 32
