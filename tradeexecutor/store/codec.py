@@ -254,7 +254,7 @@ class PositionFragments:
     ``spills`` (a running executor's publication cache) maps a list's name (``closed``, ``failed``)
     or a valuation column's (``timestamp``, ``equity``, ``cash``, ``exposure``) to the
     :class:`~tradeexecutor.spill.Spill` its complete blocks go to: they are then ranges of that
-    file, not bytes in memory, and :func:`dumps_state_parts` gives them as such. (A column's JSON
+    file, not bytes in memory, and :func:`dumps_state_parts` gives them as such. (The columns' JSON
     is about 65 bytes a row, a row a cycle for the life of a running executor.)
     """
 
