@@ -66,3 +66,4 @@ _.fok  # TimeInForce: the same
 _.TemporaryError  # DESIGN.md's retry class: temporary failures are retried at the loop boundary (venues)
 _.last_commit_bytes  # Ledger: tests/test_ledger.py and bench/bench_ledger.py measure a commit
 _.reused  # Spill: tests/test_spill.py counts the blocks a restart found in its spill file instead of writing them
+_.rejoined  # KeptRows: tests/test_spill.py and bench/bench_late_close.py count the rows a close out of id order copies again

@@ -206,6 +206,56 @@ def test_a_journalled_backtest_takes_the_general_path_and_gets_every_event(tmp_p
     assert isinstance(BacktestEngine, type) and issubclass(BacktestEngine, Engine)
 
 
+KNIFE_EDGE = """
+from tradeexecutor.strategy.api import close, open_long
+
+name = "Knife-edge probe"
+description = "All-in entries whose float cost equals the cash while the exact cost is above it."
+cycle_duration = "1m"
+instruments = ["S0"]
+parameters = {}
+{body}
+"""
+
+KNIFE_DECIDE = """
+def decide(ctx):
+    if not ctx.has_position():
+        return [open_long(fraction=1.0)]
+    return [close()] if ctx.bars_available() % 2 == 0 else []
+"""
+
+KNIFE_SIGNALS = """
+signal_order = {"fraction": 1.0}
+
+
+def signals(candles, parameters):
+    odd = candles["volume"] > 1.5
+    return {"entry": ~odd, "exit": odd}
+"""
+
+
+@pytest.mark.parametrize("body", [KNIFE_DECIDE, KNIFE_SIGNALS], ids=["decide", "signals"])
+def test_an_entry_the_float_cost_affords_but_the_exact_cost_does_not_is_sized_as_the_venue_sizes_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, body: str) -> None:
+    """The lean fill and the signals() trade loop price plain fills inline (SimulatedVenue's float operations);
+    an entry whose float debit is at the cash but whose exact cost is above it (10 lots at 0.1 from a cash of
+    1.0: 10 * 0.1 is 1.0 in floats, 1.0000000000000000555 exactly) is the venue's to size: 9 lots, as the
+    general path (SimulatedVenue.buy, exact affordability) sizes it."""
+    path = tmp_path / "knife_edge.py"
+    path.write_text(KNIFE_EDGE.replace("{body}", body))
+    strategy = load_strategy(path, {})
+    bars = 12
+    times = pd.date_range("2024-01-01", periods=bars, freq="1min", tz=UTC)
+    frame = pd.DataFrame({"symbol": "S0", "open": 0.1, "high": 0.1, "low": 0.1, "close": 0.1,
+                          "volume": np.where(np.arange(bars) % 4 == 3, 2.0, 1.0)}, index=times)
+    market = MarketData.from_long_frame(frame, asset_types={"S0": "equity"})
+    config = EngineConfig(execution=ExecutionConfig(fee=0.0), initial_cash=1.0)
+    lean = run_backtest(strategy, market, config, now=NOW).state
+    entries = [order for order in lean.portfolio.all_orders() if order.purpose.value == "open"]
+    assert len(entries) >= 2 and {order.fills[0].quantity for order in entries} == {9.0}
+    assert _comparable(lean) == _comparable(_general(strategy, market, config, monkeypatch))
+
+
 GENERATOR = """
 from tradeexecutor.strategy.api import Integer, close, open_long
 

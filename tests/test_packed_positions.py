@@ -15,16 +15,16 @@ from typing import Any, cast
 import pytest
 from dataclasses_json import DataClassJsonMixin
 
+from replay_daemon import replay_daemon
 from tradeexecutor.backtest.runner import run_backtest
 from tradeexecutor.config import EngineConfig
-from tradeexecutor.daemon import CommandQueue, FakeClock, InMemoryTicker, build_daemon
+from tradeexecutor.daemon import FakeClock
 from tradeexecutor.data import generate_candles
 from tradeexecutor.data.source import load_market
 from tradeexecutor.errors import StateCorruptError
 from tradeexecutor.kept_rows import Appended
 from tradeexecutor.layout import RunFiles
 from tradeexecutor.ledger import Ledger
-from tradeexecutor.settings import DaemonConfig, FeedConfig
 from tradeexecutor.state import OrderStatus, PackedPositions, Position, State
 from tradeexecutor.state import packed as packed_module
 from tradeexecutor.state.growth import ListTail
@@ -210,22 +210,9 @@ def test_a_damaged_closed_position_in_the_ledger_is_refused_naming_the_file(tmp_
         Ledger(files.ledger, keep_closed=4).load()
 
 
-def _replay_daemon(state_dir: Path, data: Path, clock: FakeClock) -> tuple[Any, list[InMemoryTicker]]:
-    tickers: list[InMemoryTicker] = []
-
-    def factory(commands: CommandQueue) -> InMemoryTicker:
-        tickers.append(InMemoryTicker(commands, clock))
-        return tickers[-1]
-
-    config = DaemonConfig(strategy_file=STRATEGY, state_dir=state_dir, watchdog_seconds=0, chart_seconds=0,
-                          publish_seconds=0.5, trigger_seconds=0, revaluation_seconds=0,
-                          feed=FeedConfig(data=(str(data),), replay_seconds=120.0, replay_start="first"))
-    return build_daemon(config, clock=clock, ticker_factory=factory, environ={}), tickers
-
-
 def _run(state_dir: Path, data: Path, cycles: int) -> tuple[list[dict[str, bytes]], list[Any], State]:
     """``cycles`` cycle jobs of a replay executor: the public files and the summary after each, and the state."""
-    daemon, tickers = _replay_daemon(state_dir, data, FakeClock(datetime(2024, 1, 1, tzinfo=UTC)))
+    daemon, tickers = replay_daemon(STRATEGY, state_dir, data, FakeClock(datetime(2024, 1, 1, tzinfo=UTC)))
     files: list[dict[str, bytes]] = []
     summaries: list[Any] = []
     try:
@@ -273,7 +260,7 @@ def test_a_replay_executor_with_packed_closed_positions_publishes_what_it_did_wi
         assert before == after and set(after) == set(NAMES), cycle
     assert after_files[-1]["state.json"] == dumps_state(_plain(packed)) == dumps_state(objects)
     assert after_files[-1]["positions.json"] == dumps_json(positions_document(_plain(packed)))
-    restarted, _ = _replay_daemon(folders["packed"], data, FakeClock(datetime(2024, 1, 2, tzinfo=UTC)))
+    restarted, _ = replay_daemon(STRATEGY, folders["packed"], data, FakeClock(datetime(2024, 1, 2, tzinfo=UTC)))
     try:
         restarted.loop.begin()
         assert isinstance(restarted.loop.state.portfolio.closed_positions, PackedPositions)
@@ -319,7 +306,7 @@ def test_a_running_executor_holds_at_most_keep_plus_block_closed_positions_as_ob
     ledger = Ledger(RunFiles(folder).ledger)
     ledger.save(state)
     ledger.close()
-    daemon, tickers = _replay_daemon(folder, data, FakeClock(datetime(2024, 1, 1, tzinfo=UTC)))
+    daemon, tickers = replay_daemon(STRATEGY, folder, data, FakeClock(datetime(2024, 1, 1, tzinfo=UTC)))
     try:
         daemon.start_jobs()
         for _ in range(40):
@@ -333,7 +320,7 @@ def test_a_running_executor_holds_at_most_keep_plus_block_closed_positions_as_ob
         assert _tracked_reachable(closed) < 12 * 96 < 8 * len(closed)
     finally:
         daemon.close()
-    fresh, _ = _replay_daemon(tmp_path / "fresh", data, FakeClock(datetime(2024, 1, 1, tzinfo=UTC)))
+    fresh, _ = replay_daemon(STRATEGY, tmp_path / "fresh", data, FakeClock(datetime(2024, 1, 1, tzinfo=UTC)))
     try:
         fresh.loop.begin()  # a new state: its empty list packs with the same keep
         started = fresh.loop.state.portfolio.closed_positions

@@ -16,16 +16,16 @@ from typing import Any
 import orjson
 import pytest
 
+from replay_daemon import replay_daemon
 from test_trades_csv import grow, pandas_csv
 from tradeexecutor.backtest.runner import run_backtest
 from tradeexecutor.config import EngineConfig
-from tradeexecutor.daemon import CommandQueue, FakeClock, InMemoryTicker, build_daemon
+from tradeexecutor.daemon import FakeClock
 from tradeexecutor.data import generate_candles
 from tradeexecutor.data.source import load_market
 from tradeexecutor.kept_rows import CHUNK_MERGE, CHUNK_ROWS, Appended, KeptRows
 from tradeexecutor.layout import RunFiles
 from tradeexecutor.ledger import Ledger
-from tradeexecutor.settings import DaemonConfig, FeedConfig
 from tradeexecutor.spill import Piece, joined
 from tradeexecutor.state import Order, Position, State
 from tradeexecutor.stats import trades_csv
@@ -295,19 +295,6 @@ def _get(port: int, path: str, **headers: str) -> tuple[int, dict[str, str], byt
         connection.close()
 
 
-def _replay_daemon(state_dir: Path, data: Path, clock: FakeClock) -> tuple[Any, list[InMemoryTicker]]:
-    tickers: list[InMemoryTicker] = []
-
-    def factory(commands: CommandQueue) -> InMemoryTicker:
-        tickers.append(InMemoryTicker(commands, clock))
-        return tickers[-1]
-
-    config = DaemonConfig(strategy_file=STRATEGY, state_dir=state_dir, watchdog_seconds=0, chart_seconds=0,
-                          publish_seconds=0.5, trigger_seconds=0, revaluation_seconds=0,
-                          feed=FeedConfig(data=(str(data),), replay_seconds=120.0, replay_start="first"))
-    return build_daemon(config, clock=clock, ticker_factory=factory, environ={}), tickers
-
-
 @pytest.mark.timeout(280)
 def test_a_replay_executor_serves_the_same_files_as_a_fresh_publication_after_many_cycles(tmp_path: Path) -> None:
     """The bench's set-up, shortened: 1,928 completed cycles from a fast replay, then 150 cycle jobs, each publishing.
@@ -338,7 +325,7 @@ def test_a_replay_executor_serves_the_same_files_as_a_fresh_publication_after_ma
     ledger.close()
     files = RunFiles(state_dir)
     clock = FakeClock(datetime(2024, 1, 1, tzinfo=UTC))
-    daemon, tickers = _replay_daemon(state_dir, data, clock)
+    daemon, tickers = replay_daemon(STRATEGY, state_dir, data, clock)
     closed_before = len(state.portfolio.closed_positions)
     names = ("state.json", "state.json.gz", "positions.json", "orders.csv", "metadata.json")
     server = WebhookServer(create_app(daemon.runstate, options=WebhookOptions(files=files)), port=0)
@@ -352,8 +339,9 @@ def test_a_replay_executor_serves_the_same_files_as_a_fresh_publication_after_ma
             tickers[0].advance(120.0)
             daemon.loop.run_pending()
             live = daemon.loop.state
-            documents = {name: daemon.runstate.public.get(name) for name in names}
-            assert all(documents.values()), documents
+            found = {name: daemon.runstate.public.get(name) for name in names}
+            documents = {name: document for name, document in found.items() if document is not None}
+            assert len(documents) == len(names), found
             snapshot, etag = documents["state.json"].data(), documents["state.json"].etag
             metadata = orjson.loads(documents["metadata.json"].data())
             published.append(metadata["published_at"])
@@ -379,9 +367,11 @@ def test_a_replay_executor_serves_the_same_files_as_a_fresh_publication_after_ma
         assert len(daemon.loop.state.portfolio.closed_positions) > closed_before  # positions closed on the way
         daemon.commands.stop("test")
         daemon.loop.run_pending()  # the stop publishes and writes the files to disk
-        last = {name: daemon.runstate.public.get(name) for name in names}
+        found = {name: daemon.runstate.public.get(name) for name in names}
+        last = {name: document for name, document in found.items() if document is not None}
+        assert len(last) == len(names), found
         for name, document in last.items():
-            assert document is not None and (files.public / name).read_bytes() == document.data(), name
+            assert (files.public / name).read_bytes() == document.data(), name
     finally:
         server.stop()
         daemon.close()
@@ -394,12 +384,12 @@ def test_a_replay_executor_serves_the_same_files_as_a_fresh_publication_after_ma
     damaged = bytearray((files.spill / SPILL_FILES["orders"]).read_bytes())
     damaged[len(damaged) // 2] ^= 0x04
     (files.spill / SPILL_FILES["orders"]).write_bytes(bytes(damaged))
-    again, _ = _replay_daemon(state_dir, data, FakeClock(datetime(2024, 1, 2, tzinfo=UTC)))
+    again, _ = replay_daemon(STRATEGY, state_dir, data, FakeClock(datetime(2024, 1, 2, tzinfo=UTC)))
     try:
         again.loop.begin()
         for name in ("state.json", "state.json.gz", "positions.json", "orders.csv"):
             restarted, before = again.runstate.public.get(name), last[name]
-            assert restarted is not None and before is not None
+            assert restarted is not None
             assert (restarted.etag, restarted.data()) == (before.etag, before.data()), name
         again.publisher.wait_written()  # the start-up publication rewrites public/ from the ledger
         committed = again.loop.state

@@ -15,14 +15,16 @@ import signal
 import threading
 import time
 import tracemalloc
+import weakref
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from executor_process import Executor
+from replay_daemon import replay_daemon
 from state_builders import make_order
-from test_publish_incremental import _get, _replay_daemon
+from test_publish_incremental import _get
 from test_trades_csv import grow, pandas_csv
 from tradeexecutor.backtest.runner import run_backtest
 from tradeexecutor.config import EngineConfig
@@ -33,6 +35,7 @@ from tradeexecutor.kept_rows import CHUNK_MERGE, CHUNK_ROWS, KeptRows
 from tradeexecutor.layout import RunFiles
 from tradeexecutor.ledger import Ledger, load_state
 from tradeexecutor.runstate import RunState
+from tradeexecutor.runstate.public import PublicDocument, PublicDocuments
 from tradeexecutor.spill import Spill, SpillDamagedError, Spilled, joined
 from tradeexecutor.state import Position, State
 from tradeexecutor.stats.summary import write_trades_csv
@@ -59,6 +62,7 @@ from tradeexecutor.store.publish import (
 )
 from tradeexecutor.strategy.loader import load_strategy
 from tradeexecutor.webhook import WebhookServer, create_app
+from tradeexecutor.webhook.files import FAILED_KEPT, FileCache
 from tradeexecutor.webhook.options import WebhookOptions
 
 AT = datetime(2024, 1, 1, tzinfo=UTC)
@@ -522,6 +526,98 @@ def test_the_webhook_serves_the_disk_copy_when_a_join_finds_a_damaged_range(
         server.stop()
 
 
+
+class _HeldDocuments(PublicDocuments):
+    """The loop's documents, where a request marked by :meth:`hold` takes its document and then waits until released:
+    a request descheduled between taking the current publication and building its bytes, as on a busy machine."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.held = threading.Event()  # the held request has taken its document
+        self.release = threading.Event()
+        self._hold: str | None = None
+
+    def hold(self, name: str) -> None:
+        self._hold = name
+
+    def get(self, name: str) -> PublicDocument | None:
+        document = super().get(name)
+        if name == self._hold:
+            self._hold = None
+            self.held.set()
+            assert self.release.wait(120)
+        return document
+
+
+def test_the_webhook_remembers_each_publication_whose_spill_range_was_damaged_while_an_older_one_is_served(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Over HTTP (a real server): a request of publication 1 is still in flight when publication 2 comes, whose
+    orders.csv lies partly in a range damaged afterwards. A request of publication 2 is served the disk copy with
+    one warning; the late request of publication 1 (its range intact) is served its own bytes from memory; and
+    later requests of publication 2 still get the disk copy without reading the spill again nor warning again.
+    (The memo held one document a path: publication 1's request cleared it, and the next one warned again.)"""
+    state = State(name="spill")
+    state.add_instrument("SYN", "crypto", 0.001)
+    _flip(state, CHUNK_ROWS * 2)
+    files = RunFiles(tmp_path / "live")
+    caches = _spilled(files)
+    write_public_files(files, _publish(state, files, caches))  # the disk copy: older than both publications
+    on_disk = files.orders_csv.read_bytes()
+    spill = files.spill / SPILL_FILES["orders"]
+    runstate = RunState()
+    held = _HeldDocuments()
+    runstate._public = held  # noqa: SLF001 - the documents a request takes, one request held after taking them
+    _flip(state, 2)
+    held.replace(_publish(state, files, caches))  # publication 1
+    first_bytes, size = pandas_csv(state), spill.stat().st_size
+    server = WebhookServer(create_app(runstate, options=WebhookOptions(files=files)), port=0)
+    late: list[tuple[int, dict[str, str], bytes]] = []
+    request = threading.Thread(target=lambda: late.append(_get(server.effective_port, "/orders.csv")))
+    try:
+        server.start()
+        held.hold("orders.csv")
+        request.start()
+        assert held.held.wait(120)  # the late request holds publication 1's document, its bytes not built yet
+        _flip(state, CHUNK_ROWS)
+        held.replace(_publish(state, files, caches))  # publication 2
+        assert spill.stat().st_size > size  # it spilled blocks that publication 1 does not hold
+        damaged = bytearray(spill.read_bytes())
+        damaged[-1] ^= 0x10  # in the last of them
+        spill.write_bytes(bytes(damaged))
+        assert _get(server.effective_port, "/orders.csv")[::2] == (200, on_disk)
+        held.release.set()
+        request.join(120)
+        assert [(status, body) for status, _, body in late] == [(200, first_bytes)]  # its own, from memory
+        for _ in range(3):
+            assert _get(server.effective_port, "/orders.csv")[::2] == (200, on_disk)
+        warned = [r.getMessage() for r in caplog.records if "serving orders.csv from disk" in r.getMessage()]
+        assert len(warned) == 1 and str(spill) in warned[0], warned
+    finally:
+        held.release.set()
+        server.stop()
+
+
+
+def test_the_webhooks_memo_of_damaged_publications_is_bounded_and_lets_them_go(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Many publications whose bytes cannot be had: the newest FAILED_KEPT are remembered (no read, no warning
+    again), older ones are forgotten (a read and a warning again), and none is kept alive by the memo."""
+    spill = Spill(tmp_path / "rows.spill")
+    piece = spill.keep(b"rows")
+    _damage(spill.path)
+    cache, path = FileCache(), tmp_path / "orders.csv"
+    documents = [PublicFile("orders.csv", f'"{i}"', lambda: [piece]) for i in range(FAILED_KEPT + 3)]
+    assert all(cache.published(path, document) is None for document in documents)
+    warned = len(caplog.records)
+    assert [cache.published(path, document) for document in documents[3:]] == [None] * FAILED_KEPT
+    assert len(caplog.records) == warned  # remembered: not read again
+    assert cache.published(path, documents[0]) is None and len(caplog.records) == warned + 1  # forgotten: read
+    alive = weakref.ref(documents[-1])
+    del documents
+    gc.collect()
+    assert alive() is None
+
+
 @pytest.mark.timeout(280)
 def test_an_executor_killed_with_its_spill_files_half_written_restarts_and_publishes_the_ledgers_files(
         tmp_path: Path) -> None:
@@ -631,7 +727,7 @@ def test_an_executor_whose_spill_path_is_a_regular_file_starts_and_publishes_wit
     state_dir.mkdir()
     files = RunFiles(state_dir)
     files.spill.write_text("not a directory")
-    daemon, tickers = _replay_daemon(state_dir, data, FakeClock(AT))
+    daemon, tickers = replay_daemon(SMA_1M, state_dir, data, FakeClock(AT))
     try:
         daemon.start_jobs()
         for _ in range(3):
@@ -660,7 +756,7 @@ def test_the_end_of_a_run_that_finds_a_spill_damaged_encodes_afresh_and_writes_t
     state_dir = tmp_path / "state"
     state_dir.mkdir()
     files = RunFiles(state_dir)
-    daemon, tickers = _replay_daemon(state_dir, data, FakeClock(AT))
+    daemon, tickers = replay_daemon(SMA_1M, state_dir, data, FakeClock(AT))
     try:
         daemon.start_jobs()
         damaged = [files.spill / SPILL_FILES[name] for name in ("orders", "closed")]
@@ -678,6 +774,42 @@ def test_the_end_of_a_run_that_finds_a_spill_damaged_encodes_afresh_and_writes_t
         assert files.state_snapshot.read_bytes() == dumps_state(daemon.loop.state)
     finally:
         daemon.close()
+
+
+@pytest.mark.parametrize("with_spill", [True, False])
+def test_a_close_out_of_order_rejoins_from_the_chunk_that_holds_it_not_every_row(tmp_path: Path,
+                                                                                  with_spill: bool) -> None:
+    """A position held open from the very start (nothing can be spilled below it) while hundreds close after it,
+    and two of those closing late, hundreds of rows out of order: each late close copies the rows from the
+    frozen chunk that holds its place on (at most a merged group and what follows it), and the chunks before
+    stay the same objects; the bytes equal the rows in id order. Main (and the code before) rejoined every row."""
+    spill = Spill(tmp_path / "rows.spill") if with_spill else None
+    kept = KeptRows(spill)
+    width = 40
+
+    def row(key: int, late: bool = False) -> bytes:
+        return (b",%d:%s" % (key, b"late" if late else b"")).ljust(width, b"x")
+
+    group = CHUNK_ROWS * CHUNK_MERGE
+    end = group * 3 + CHUNK_ROWS + 9  # three merged groups, a chunk and a tail after the held id 0
+    late = (end - 300, end - 40)  # closed after the rest, 300 and 40 rows out of order
+    rows = {key: row(key) for key in range(1, end) if key not in late}
+    for key in sorted(rows):
+        kept.add(key, rows[key])
+    live = [(0, row(0)[1:])]  # live rows come without the separator
+    previous = kept.parts(live, b",")
+    for key in late:
+        kept.add(key, row(key, late=True))
+        rows[key] = row(key, late=True)
+        parts = kept.parts(live, b",")
+        assert joined(parts) == row(0)[1:] + b"".join(rows[k] for k in sorted(rows)), key
+        seen = {id(part) for part in previous}  # previous holds its pieces: their ids are unique
+        copied = sum(len(part) for part in parts if id(part) not in seen)
+        assert copied <= (group + 2 * CHUNK_ROWS) * width, (key, copied)  # every row: about 1,600 rows
+        previous = parts
+    assert kept.rejoined <= 2 * (group + 2 * CHUNK_ROWS), kept.rejoined  # two late closes: every row would be 3,100
+    if spill is not None:
+        assert spill.path.stat().st_size == 0  # nothing lies below the held id
 
 
 def test_the_valuation_columns_keep_their_blocks_in_spills_reused_on_restart_and_given_up_when_damaged(

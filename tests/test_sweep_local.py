@@ -37,6 +37,11 @@ def _sweep(spec_path: Path, folder: Path, **options: Any) -> SweepResult:
     return run_sweep(plan, output_dir=folder, runs_dir=folder.parent / "runs")
 
 
+#: Every fork of this process (os.fork: multiprocessing's fork start method), by the process forking.
+_FORKS: list[int] = []
+os.register_at_fork(before=lambda: _FORKS.append(os.getpid()))
+
+
 def _number(value: float | None) -> float:
     """A statistic that must exist here (a sweep of healthy points has every figure)."""
     assert value is not None
@@ -168,6 +173,20 @@ def test_resume_refuses_another_sweep_and_damaged_rows(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"points.jsonl:4: not a point row; the file is left as it is"):
         run_sweep(plan, output_dir=folder, runs_dir=tmp_path / "runs", resume=True)
     assert points.read_text() == damaged
+
+
+def test_a_resumed_sweep_with_nothing_left_to_run_forks_no_pool(tmp_path: Path) -> None:
+    """--resume with every point done and --reports none has nothing to run: no worker process is forked (starting
+    and stopping a pool cost about as much as a small grid's points), and the rows are the first sweep's."""
+    spec, folder = write_spec(tmp_path), tmp_path / "one"
+    forks = len(_FORKS)
+    first = _sweep(spec, folder, processes=2)
+    assert first.executor == "2 processes" and len(_FORKS) > forks  # a pool when points are left: its worker forked
+    forks = len(_FORKS)
+    plan = plan_sweep(load_spec(spec, env={}), SweepOptions(params=GRID, reports="none", processes=2))
+    again = run_sweep(plan, output_dir=folder, runs_dir=tmp_path / "runs", resume=True)
+    assert len(_FORKS) == forks and again.executor == "1 process"
+    assert again.resumed == 9 and again.evaluated == 0 and comparable(again.results) == comparable(first.results)
 
 
 def _read_pty(master: int, process: subprocess.Popen[bytes]) -> bytes:
@@ -388,6 +407,23 @@ def test_the_sweeps_charts_are_drawn_on_demand_from_its_chart_data(tmp_path: Pat
     assert sweep_report.CHARTS_PENDING in (folder / "results.md").read_text()
 
 
+def _note_builders(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The file in which each full run notes the process that builds it (its pid, a line; forked workers inherit
+    the patch)."""
+    import tradeexecutor.runs.sweep_runs as sweep_runs
+
+    builders = tmp_path / "builders"
+    reused = sweep_runs.reused_session
+
+    def noting_the_process(*args: Any) -> Any:
+        with open(builders, "a") as handle:
+            handle.write(f"{os.getpid()}\n")
+        return reused(*args)
+
+    monkeypatch.setattr(sweep_runs, "reused_session", noting_the_process)
+    return builders
+
+
 @pytest.mark.parametrize("pool", ["the-points-pool", "a-pool-of-their-own"])
 def test_full_runs_in_worker_processes_reuse_the_sweeps_data_and_match_their_rows(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pool: str) -> None:
@@ -398,7 +434,6 @@ def test_full_runs_in_worker_processes_reuse_the_sweeps_data_and_match_their_row
     import tradeexecutor.runs.artifacts as artifacts
     import tradeexecutor.runs.executor as executor
     import tradeexecutor.runs.sweep_report as sweep_report
-    import tradeexecutor.runs.sweep_runs as sweep_runs
     from tradeexecutor.ledger import load_state
     from tradeexecutor.runs.sweep_eval import result_fingerprint
     from tradeexecutor.runs.sweep_pool import LocalPool
@@ -406,20 +441,12 @@ def test_full_runs_in_worker_processes_reuse_the_sweeps_data_and_match_their_row
     def not_again(*args: Any, **kwargs: Any) -> Any:
         raise AssertionError("loaded again")
 
-    builders = tmp_path / "builders"
-    reused = sweep_runs.reused_session
-
-    def noting_the_process(*args: Any) -> Any:
-        with open(builders, "a") as handle:
-            handle.write(f"{os.getpid()}\n")
-        return reused(*args)
-
+    builders = _note_builders(tmp_path, monkeypatch)
     if pool == "a-pool-of-their-own":
         monkeypatch.setattr(LocalPool, "healthy", property(lambda self: False))
         monkeypatch.setattr(sweep_report, "POOL_MIN_RUNS", 2)
     monkeypatch.setattr(executor, "open_session", not_again)  # the forked workers inherit the patches
     monkeypatch.setattr(artifacts, "_prices_from_spec", not_again)
-    monkeypatch.setattr(sweep_runs, "reused_session", noting_the_process)
     plan = plan_sweep(load_spec(write_spec(tmp_path), env={}),
                       SweepOptions(params=("fast=5,10", "slow=20,30"), processes=2, reports="all"))
     result = run_sweep(plan, output_dir=tmp_path / "out", runs_dir=tmp_path / "runs")
@@ -434,6 +461,29 @@ def test_full_runs_in_worker_processes_reuse_the_sweeps_data_and_match_their_row
         meta = json.loads((tmp_path / "runs" / row.run_id / "metadata.json").read_text())
         assert meta["status"] == "complete" and meta["summary"] == row.summary
         assert meta["fingerprints"]["config"] == row.fingerprints["config"]
+        state = load_state(tmp_path / "runs" / row.run_id / "state")
+        assert state is not None and result_fingerprint(state) == row.fingerprints["result"]
+
+
+
+def test_full_runs_no_more_than_the_open_pools_workers_fork_no_second_pool(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The best two points' full runs while the points' pool (three workers for four points) is still open: no
+    pool of their own is forked beside it (the threshold for one lowered to 2: one was forked before); each run's
+    fingerprints are its row's."""
+    import tradeexecutor.runs.sweep_report as sweep_report
+    from tradeexecutor.ledger import load_state
+    from tradeexecutor.runs.sweep_eval import result_fingerprint
+
+    builders = _note_builders(tmp_path, monkeypatch)
+    monkeypatch.setattr(sweep_report, "POOL_MIN_RUNS", 2)
+    plan = plan_sweep(load_spec(write_spec(tmp_path), env={}),
+                      SweepOptions(params=("fast=5,10", "slow=20,30"), processes=4, best=2))
+    result = run_sweep(plan, output_dir=tmp_path / "out", runs_dir=tmp_path / "runs")
+    made = [row for row in result.results if row.run_id]
+    assert not result.note and len(result.results) == 4 and len(made) == 2
+    assert builders.read_text().split() == [str(os.getpid())] * 2  # built beside the open pool, not in a new one
+    for row in made:
         state = load_state(tmp_path / "runs" / row.run_id / "state")
         assert state is not None and result_fingerprint(state) == row.fingerprints["result"]
 

@@ -195,6 +195,25 @@ def test_round_quantity_drops_less_than_a_lot(step: float, quantity: float) -> N
     assert Fraction(quantity) - Fraction(rounded) < exact_step + resolution
 
 
+@settings(max_examples=300, deadline=None)
+@given(step=STEPS, quantity=st.one_of(st.floats(0.0, 1e20), log_uniform(1e-9, 1e20), st.floats(-1e6, 0.0)),
+       near=st.integers(1, 2**40), nudge=st.integers(-4, 4))
+@example(step=1.0, quantity=96.74470349230918, near=1, nudge=0)  # the benchmark's first all-in buy
+@example(step=0.1, quantity=0.3, near=3, nudge=1)
+def test_round_quantity_inline_is_lot_count_then_lot_quantity(step: float, quantity: float, near: int,
+                                                                nudge: int) -> None:
+    # round_quantity's inline usual case does lot_count's and lot_quantity's operations itself: the same float
+    # for any quantity, and a hair under a whole number of lots too, where lot_count compares the neighbours.
+    instrument = Instrument(id=1, symbol="X", asset_type="crypto", quantity_step=step)
+    edge = float((near - Fraction(1, 10**9)) * Fraction(repr(step)))  # at the tolerance: lot_count's doubt
+    for _ in range(abs(nudge)):
+        edge = math.nextafter(edge, math.inf if nudge > 0 else -math.inf)
+    for wanted in (quantity, edge):
+        finest = wanted / step >= 2.0**53  # finer than the float resolves: kept as it is
+        expected = wanted if finest else instrument.lot_quantity(instrument.lot_count(wanted))
+        assert instrument.round_quantity(wanted) == expected
+
+
 def test_a_long_lived_book_keeps_its_recent_fills_only_and_cursors_still_count_from_the_first(
         monkeypatch: pytest.MonkeyPatch) -> None:
     from datetime import UTC, datetime

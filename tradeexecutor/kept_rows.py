@@ -17,7 +17,7 @@ costs its two list entries and its share of a chunk's range (see :mod:`tradeexec
 Complete chunks are frozen in memory as without a spill (a close costs a chunk, whatever is
 still open); a frozen chunk goes to the file only once all its ids lie below the oldest open
 position's id (the *closed prefix*, which no later close can land among), so the file is only
-appended to and a close out of id order costs the rows after the spilled prefix, not the history.
+appended to and a close out of id order costs the rows from the chunk that holds its place on, not the history.
 
 >>> kept = KeptRows()
 >>> kept.add(1, b"a\\n"); kept.add(3, b"c\\n")
@@ -74,9 +74,9 @@ class KeptRows:
     Chunks merge in aligned groups of CHUNK_MERGE (rows ``k * CHUNK_ROWS * CHUNK_MERGE`` on): a
     group wholly in memory merges there (and is spilled as one block), one partly spilled merges
     once its last chunk is spilled (one range of the file). A row that closes out of order above
-    the spilled prefix rejoins the rows after it (in memory, as without a spill it rejoins every
-    row); the spill file is only ever appended to. A row below the spilled prefix (which the live
-    ids rule out) joins every row afresh.
+    the spilled prefix rejoins the rows from the chunk that holds its place on (in memory; the
+    chunks before it stay as they are, with or without a spill); the spill file is only ever
+    appended to. A row below the spilled prefix (which the live ids rule out) joins every row afresh.
     """
 
     def __init__(self, spill: Spill | None = None) -> None:
@@ -95,6 +95,9 @@ class KeptRows:
         self._frozen = 0  # rows in the chunks
         self._spilled = 0  # chunks offered to the spill (a prefix of _chunks; always 0 without one)
         self._stripped: tuple[Piece, Piece] = (b"", b"")  # the last first part and it without the separator (see _strip)
+        #: Kept rows copied again by adds out of id order (each such add re-joins the rows from the chunk that
+        #: holds its place on): a count of work, for the tests and benchmarks.
+        self.rejoined = 0
         #: Slices of rows outside whole chunks made by the last parts(), by (first row, end row): the
         #: same objects again while no row is added. Emptied by add().
         self._slices: dict[tuple[int, int], Piece] = {}
@@ -103,8 +106,9 @@ class KeptRows:
         return len(self._ids)
 
     def add(self, key: int, row: bytes) -> None:
-        """Keep a row; appended when its id is the largest, else spliced into the tail, or the rows after the
-        spilled prefix rejoined (in memory), or, below the spilled prefix, every row joined afresh (rare)."""
+        """Keep a row; appended when its id is the largest, else spliced into the tail, or the rows from the frozen
+        chunk that holds its place on rejoined (in memory, above the spilled prefix), or, below the spilled
+        prefix, every row joined afresh (rare: the live ids rule it out)."""
         ids = self._ids
         if not ids or key > ids[-1]:  # the rows before are as they were: so are the slices of them kept
             ids.append(key)
@@ -113,14 +117,14 @@ class KeptRows:
             return
         self._slices = {}
         frozen = self._frozen
-        spilled = self._starts[self._spilled] if self._spilled < len(self._starts) else frozen  # rows in the file
-        if not frozen or key > ids[frozen - 1]:
-            first = frozen
-        elif spilled and key > ids[spilled - 1]:
-            first = spilled
-        else:
-            first = 0
-        if first or not frozen:  # rows in memory only (the tail, chunks above the spilled prefix)
+        if not frozen or key > ids[frozen - 1]:  # among the tail's rows
+            first, in_memory = frozen, True
+        else:  # from the chunk that holds the key's place on; in the file (below the spilled prefix): every row
+            chunk = bisect_right(self._starts, bisect_left(ids, key)) - 1
+            in_memory = chunk >= self._spilled
+            first = self._starts[chunk] if in_memory else 0
+        self.rejoined += len(ids) - first
+        if in_memory:  # rows in memory only (the tail, chunks above the spilled prefix)
             rows = [self._slice(index, index + 1) for index in range(first, len(ids))]
         else:  # below the spilled prefix: every row, each chunk read once (a spill's on this thread)
             everything = joined(self._chunks) + bytes(self._tail)

@@ -47,12 +47,16 @@ import itertools
 import logging
 import os
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 from tradeexecutor.errors import StateError
 
-__all__ = ["READ_BYTES", "Piece", "Spill", "SpillDamagedError", "Spilled", "digest_of", "given_up", "joined", "resolve"]
+__all__ = ["READ_BYTES", "Piece", "Spill", "SpillDamagedError", "Spilled", "digest_of", "given_up", "joined", "resolve",
+           "unless_damaged"]
+
+T = TypeVar("T")
 
 #: A spilled range is read back this many bytes at a time (the largest buffer a reader holds).
 READ_BYTES = 1 << 20
@@ -265,3 +269,27 @@ def given_up(spill: Spill, error: SpillDamagedError | None = None) -> None:
         spill.abandoned = True
         what = str(error) if error is not None else f"spill file {spill.path} was found damaged by a reader"
         logger.warning("%s; those rows are encoded afresh from the state and kept in memory until a restart", what)
+
+
+def unless_damaged(spill: Spill | None, build: Callable[[], T], forget: Callable[[], None]) -> T:
+    """``build()`` of an owner whose kept rows live in ``spill``; when that spill is damaged, given up and built afresh.
+
+    The one give-up rule of every spill's owner (the publication caches): a spill a reader on another
+    thread marked :attr:`~Spill.damaged` is given up before building; a build that finds it damaged
+    (:class:`SpillDamagedError`) gives it up and builds again. Giving up is :func:`given_up` (one
+    warning naming the file) and the owner's ``forget``, which drops the spill and what it kept, so
+    the next build encodes the rows afresh from the state, in memory. Without a spill (or once given
+    up) a :class:`SpillDamagedError` is not this spill's and propagates.
+    """
+    if spill is not None and spill.damaged:
+        given_up(spill)
+        forget()
+        spill = None
+    try:
+        return build()
+    except SpillDamagedError as error:
+        if spill is None:  # pragma: no cover - nothing is read back without a spill
+            raise
+        given_up(spill, error)
+        forget()
+        return build()

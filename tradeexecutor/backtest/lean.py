@@ -38,6 +38,7 @@ import gc
 from dataclasses import fields
 from datetime import UTC, datetime
 from itertools import repeat
+from math import isfinite
 from operator import itemgetter
 from typing import Any
 
@@ -62,6 +63,7 @@ from tradeexecutor.state.client_id import client_order_ids_ms
 from tradeexecutor.strategy.failure import note_strategy_failure
 from tradeexecutor.strategy.intents import Intent
 from tradeexecutor.strategy.loader import LoadedStrategy
+from tradeexecutor.venue.simulated import _SURELY_BELOW, SimulatedVenue
 
 __all__ = ["RECORDS_KEPT", "BacktestEngine"]
 
@@ -326,25 +328,54 @@ class BacktestEngine(Engine):
         portfolio = self.state.portfolio
         instrument = self._instruments[position.instrument_id]
         is_buy = record[_PURPOSE] is _OPEN
+        venue = self.venue
+        # SimulatedVenue's plain answers priced inline with its float operations in its order, as the signals()
+        # trade loop does (backtest.signal_events): a buy of the wanted lots that the cash surely pays for (the
+        # first two tests of SimulatedVenue._affordable), a close of a held quantity. Everything else — exact
+        # affordability, a fit to the cash, a rejection, another venue — asks the venue itself. A call with
+        # keywords and a frozen SimulatedFill per fill were a quarter of the decide() path's fill.
+        inline = type(venue) is SimulatedVenue
         if is_buy:
-            fill = self.venue.buy(instrument, price, value=record[_VALUE], quantity=record[_QUANTITY],
-                                  cash_available=portfolio.cash)
-            plain = fill.reject_reason is None and position.quantity == 0 and position.stop_loss_pct is None \
+            plain = position.quantity == 0 and position.stop_loss_pct is None \
                 and position.take_profit_pct is None and position.trailing_stop_pct is None
+            value = record[_VALUE]
+            if inline and plain and record[_QUANTITY] is None and value is not None:
+                fee_rate = venue._fee
+                priced = price * (1.0 + venue._slip)
+                wanted = value / priced
+                quantity = instrument.round_quantity(wanted) if isfinite(wanted) else 0.0
+                notional = quantity * priced
+                debit = notional + notional * fee_rate
+                cash = portfolio.cash
+                inline = quantity > 0 and debit <= cash and debit <= cash * _SURELY_BELOW \
+                    and not notional < instrument.min_notional
+                if inline:
+                    fee, slippage = notional * fee_rate, quantity * (priced - price)
+            else:
+                inline = False
+            if not inline:
+                fill = venue.buy(instrument, price, value=value, quantity=record[_QUANTITY], cash_available=portfolio.cash)
+                plain = plain and fill.reject_reason is None
+                quantity, priced, fee, slippage = fill.quantity, fill.price, fill.fee, fill.slippage
         else:
-            plain = position.quantity > 0
+            quantity = position.quantity
+            plain = quantity > 0
             if plain:
-                fill = self.venue.sell(instrument, price, quantity=record[_QUANTITY] or 0.0, held=position.quantity,
-                                       closing=True)
-                plain = fill.reject_reason is None
+                if inline:
+                    priced = price * (1.0 - venue._slip)
+                    notional = quantity * priced
+                    fee, slippage = notional * venue._fee, quantity * (price - priced)
+                else:
+                    fill = venue.sell(instrument, price, quantity=record[_QUANTITY] or 0.0, held=quantity, closing=True)
+                    plain = fill.reject_reason is None
+                    quantity, priced, fee, slippage = fill.quantity, fill.price, fill.fee, fill.slippage
         if not plain:
             self.materialise()
             self._fill_record(position, record, price, at_ns)
             return
-        realised = accounting.book_quote_fill(portfolio, position, is_buy, fill.quantity, fill.price, fill.fee)
+        realised = accounting.book_quote_fill(portfolio, position, is_buy, quantity, priced, fee)
         closes = not is_buy and position.quantity == 0.0
-        record[_FILL] = (portfolio.next_fill_id, fill.quantity, fill.price, fill.fee, fill.slippage, realised, at_ns,
-                         closes)
+        record[_FILL] = (portfolio.next_fill_id, quantity, priced, fee, slippage, realised, at_ns, closes)
         portfolio.next_fill_id += 1
         if closes:
             # closed_at (the fill's time) is written when the record is made into its Order, as opened_at is.

@@ -238,6 +238,13 @@ def _executor(plan: SweepPlan, points: int) -> Executor:
     return LocalPool(plan.data, processes)
 
 
+def _remaining(plan: SweepPlan, search: Search, done: Mapping[str, PointResult]) -> int:
+    """How many points are still to evaluate: exactly for a grid; for a search, its trials less the rows done."""
+    if plan.options.search == "grid":
+        return sum(1 for point in plan.grid if canonical_values(point) not in done)
+    return max(0, search.total - len(done))
+
+
 def _objective(plan: SweepPlan, row: PointResult) -> float | None:
     if row.status != "complete":
         return None
@@ -255,7 +262,9 @@ def run_sweep(plan: SweepPlan, *, output_dir: Path, runs_dir: Path, resume: bool
     folder = SweepFolder(output_dir)
     done = folder.check(plan.definition, resume=resume)
     search = _search(plan)
-    executor = _executor(plan, search.total)
+    # No pool when nothing is left to evaluate (a resume with every point done): starting and stopping one costs
+    # about what a small grid's points do, and the full runs make their own choice (runs.sweep_report).
+    executor = _executor(plan, search.total if _remaining(plan, search, done) else 0)
     rows: dict[str, PointResult] = {}
     indices: dict[str, int] = {}
     evaluated = resumed = 0

@@ -278,7 +278,7 @@ def _shared(jobs: Sequence[_RunJob], data: SweepData,
 def _run_jobs(jobs: Sequence[_RunJob], processes: int | None, data: SweepData,
               helpers: LocalPool | None) -> Iterable[tuple[int, StagedRun | None, str | None]]:
     global _RUN_DATA
-    if helpers is not None and len(jobs) > helpers.workers:
+    if helpers is not None:  # the points' pool is open and warm: its workers take a share, never a second pool beside it
         yield from _shared(jobs, data, helpers)
         return
     workers = max(1, min(processes or os.cpu_count() or 1, len(jobs)))

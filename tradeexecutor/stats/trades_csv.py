@@ -26,7 +26,7 @@ from typing import Any
 
 from tradeexecutor.atomic import atomic_write_bytes
 from tradeexecutor.kept_rows import Appended, KeptRows
-from tradeexecutor.spill import Piece, Spill, SpillDamagedError, given_up, joined
+from tradeexecutor.spill import Piece, Spill, joined, unless_damaged
 from tradeexecutor.state import Order, Position, State
 from tradeexecutor.stats.summary import TRADE_COLUMNS, trade_record
 
@@ -100,24 +100,11 @@ class TradesCsv:
         return joined(self.parts(state))
 
     def parts(self, state: State) -> list[Piece]:
-        """The CSV bytes of ``state`` as pieces (kept chunks are the same objects from call to call).
+        """The CSV bytes of ``state`` as pieces (kept chunks are the same objects from call to call); a damaged
+        spill is given up and the lines encoded afresh, in memory (:func:`~tradeexecutor.spill.unless_damaged`)."""
+        return unless_damaged(self._spill, lambda: self._parts(state), self._forget_spill)
 
-        A spill found damaged (here, or by a reader on another thread) is given up: the lines are
-        encoded afresh from ``state`` and kept in memory, with one warning naming the file.
-        """
-        spill = self._spill
-        if spill is not None and spill.damaged:
-            self._give_up(spill, None)
-        try:
-            return self._parts(state)
-        except SpillDamagedError as error:
-            if self._spill is None:  # pragma: no cover - nothing is read back without a spill
-                raise
-            self._give_up(self._spill, error)
-            return self._parts(state)
-
-    def _give_up(self, spill: Spill, error: SpillDamagedError | None) -> None:
-        given_up(spill, error)
+    def _forget_spill(self) -> None:
         self._spill = None
         self._finished = (Appended(), Appended())  # start over
 

@@ -37,7 +37,7 @@ import orjson
 
 from tradeexecutor.errors import SchemaVersionError, StateCorruptError
 from tradeexecutor.kept_rows import Appended
-from tradeexecutor.spill import Piece, Spill, SpillDamagedError, given_up, joined
+from tradeexecutor.spill import Piece, Spill, joined, unless_damaged
 from tradeexecutor.state import (
     SCHEMA_VERSION,
     Fill,
@@ -275,19 +275,11 @@ class PositionFragments:
         A spill found damaged (a read here, or a reader on another thread) is given up: the list is
         encoded afresh from ``positions`` and kept in memory, with one warning naming the file.
         """
-        spill = self._spills.get(name)
-        if spill is not None and spill.damaged:
-            self._give_up(name, None)
-        try:
-            return self._positions(name, positions)
-        except SpillDamagedError as error:
-            if name not in self._spills:  # pragma: no cover - nothing is read back without a spill
-                raise
-            self._give_up(name, error)
-            return self._positions(name, positions)
+        return unless_damaged(self._spills.get(name), lambda: self._positions(name, positions),
+                              lambda: self._forget_spill(name))
 
-    def _give_up(self, name: str, error: SpillDamagedError | None) -> None:
-        given_up(self._spills.pop(name), error)
+    def _forget_spill(self, name: str) -> None:
+        del self._spills[name]
         self._lists.pop(name, None)  # start over
         self._columns.pop(name, None)
 
@@ -307,16 +299,8 @@ class PositionFragments:
 
         A damaged spill is given up as in :meth:`positions`: the column is encoded afresh, in memory.
         """
-        spill = self._spills.get(name)
-        if spill is not None and spill.damaged:
-            self._give_up(name, None)
-        try:
-            return self._column(name, values)
-        except SpillDamagedError as error:
-            if name not in self._spills:  # pragma: no cover - nothing is read back without a spill
-                raise
-            self._give_up(name, error)
-            return self._column(name, values)
+        return unless_damaged(self._spills.get(name), lambda: self._column(name, values),
+                              lambda: self._forget_spill(name))
 
     def _column(self, name: str, values: Any) -> orjson.Fragment:
         rows = len(values)

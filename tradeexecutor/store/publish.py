@@ -48,7 +48,7 @@ from typing import Any
 from tradeexecutor.atomic import atomic_write_bytes, atomic_write_pieces
 from tradeexecutor.kept_rows import Appended, KeptRows
 from tradeexecutor.layout import RunFiles
-from tradeexecutor.spill import Piece, Spill, SpillDamagedError, Spilled, digest_of, given_up, joined, resolve
+from tradeexecutor.spill import Piece, Spill, Spilled, digest_of, given_up, joined, resolve, unless_damaged
 from tradeexecutor.state import Position, State
 from tradeexecutor.store.codec import (
     VALUATION_COLUMNS,
@@ -135,24 +135,11 @@ class PositionListing:
         return joined(parts), count
 
     def parts(self, state: State) -> tuple[list[Piece], int]:
-        """positions.json as pieces (kept chunks are the same objects from call to call), and its positions.
+        """positions.json as pieces (kept chunks are the same objects from call to call), and its positions; a
+        damaged spill is given up and the entries encoded afresh, in memory (:func:`~tradeexecutor.spill.unless_damaged`)."""
+        return unless_damaged(self.spill, lambda: self._parts(state), self._forget_spill)
 
-        A spill found damaged (here, or by a reader on another thread) is given up: the entries are
-        encoded afresh from ``state`` and kept in memory, with one warning naming the file.
-        """
-        spill = self.spill
-        if spill is not None and spill.damaged:
-            self._give_up(spill, None)
-        try:
-            return self._parts(state)
-        except SpillDamagedError as error:
-            if self.spill is None:  # pragma: no cover - nothing is read back without a spill
-                raise
-            self._give_up(self.spill, error)
-            return self._parts(state)
-
-    def _give_up(self, spill: Spill, error: SpillDamagedError | None) -> None:
-        given_up(spill, error)
+    def _forget_spill(self) -> None:
         self.spill = None
         self._finished = (Appended(), Appended())  # start over
 

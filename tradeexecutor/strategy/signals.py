@@ -117,5 +117,10 @@ def signal_steps(store: IndicatorStore, market: MarketData, due: np.ndarray) -> 
             continue
         either = (values[ENTRY] > 0) | (values[EXIT] > 0)
         last = market.last_closed[symbol]
-        hits |= (last >= 0) & either[np.maximum(last, 0)]
-    return np.flatnonzero(hits & (due != 0))
+        # Each step's last closed bar's signal (a step before the first bar reads bar 0 by ``clip``, then is
+        # masked out): no 8-byte-a-step temporary of clipped indices, as np.maximum(last, 0) made.
+        signalled = either.take(last, mode="clip")
+        signalled &= last >= 0
+        hits |= signalled
+    hits &= due != 0
+    return np.flatnonzero(hits)

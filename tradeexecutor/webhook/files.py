@@ -23,6 +23,8 @@ import io
 import logging
 import os
 import threading
+import weakref
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,6 +58,9 @@ _CACHE_SETTING = "tradeexecutor.file_cache"
 _STREAM_THRESHOLD = 256 * 1024
 #: Block size the server reads such bodies in.
 _STREAM_BLOCK = 256 * 1024
+
+#: Documents of one path whose bytes could not be had that are remembered at most (publications in flight at once).
+FAILED_KEPT = 8
 
 #: Identifies one version of a file: (inode, mtime_ns, size).
 FileKey = tuple[int, int, int]
@@ -91,9 +96,11 @@ class FileCache:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._files: dict[Path, CachedFile] = {}
-        #: The loop's document whose bytes could not be had, by path (a damaged spill range): served from disk
-        #: without reading it again nor warning again, until the next publication brings another document.
-        self._failed: dict[Path, PublicDocument] = {}
+        #: The loop's documents whose bytes could not be had (a damaged spill range), by path, newest last: served
+        #: from disk without reading them again nor warning again. Requests of several publications may be in
+        #: flight at once (one still holds an older document), so each is remembered by identity, weakly (a
+        #: publication nobody holds is forgotten with it), and at most FAILED_KEPT a path.
+        self._failed: dict[Path, deque[weakref.ref[PublicDocument]]] = {}
 
     def get(self, path: Path) -> CachedFile | None:
         """The current version of ``path``, None when it does not exist (not published yet)."""
@@ -127,24 +134,27 @@ class FileCache:
         cached = self._files.get(path)
         if cached is not None and cached.source is document:
             return cached
-        if self._failed.get(path) is document:
+        if self._has_failed(path, document):
             return None
         with self._lock:
             cached = self._files.get(path)
             if cached is not None and cached.source is document:
                 return cached
-            if self._failed.get(path) is document:
+            if self._has_failed(path, document):
                 return None
             try:
                 data = document.data()
             except SpillDamagedError as exc:
-                self._failed[path] = document
-                logger.warning("serving %s from disk: %s", path.name, exc)
+                self._failed.setdefault(path, deque(maxlen=FAILED_KEPT)).append(weakref.ref(document))
+                logger.warning("serving %s from disk: %s", path.name, str(exc))  # the text: a kept record pins no frames
                 return None
-            self._failed.pop(path, None)
             cached = CachedFile(data=data, key=(-1, -1, len(data)), etag=document.etag, source=document)
             self._files[path] = cached
             return cached
+
+    def _has_failed(self, path: Path, document: PublicDocument) -> bool:
+        """Whether ``document``'s bytes could not be had (see ``_failed``); a copy of the deque: another thread may add."""
+        return any(ref() is document for ref in tuple(self._failed.get(path, ())))
 
     def derive(self, cached: CachedFile, name: str, build: Callable[[bytes], Any]) -> Any:
         """``build(cached.data)``, computed once per file version and kept with it."""
