@@ -37,7 +37,8 @@ from tradeexecutor.ledger import Ledger, load_state
 from tradeexecutor.runstate import RunState
 from tradeexecutor.runstate.public import PublicDocument, PublicDocuments
 from tradeexecutor.spill import Spill, SpillDamagedError, Spilled, joined
-from tradeexecutor.state import Position, State
+from tradeexecutor.state import PackedPositions, Position, State
+from tradeexecutor.state.packed import daemon_keep
 from tradeexecutor.stats.summary import write_trades_csv
 from tradeexecutor.stats.trades_csv import TradesCsv
 from tradeexecutor.store.codec import (
@@ -857,3 +858,39 @@ def test_the_valuation_columns_keep_their_blocks_in_spills_reused_on_restart_and
     healed = _publish(state, files, restarted)  # the equity column encoded afresh, in memory
     assert write_public_files(files, healed) == list(NAMES) and files.state_snapshot.read_bytes() == dumps_state(state)
     assert SPILL_FILES["equity"] not in {spill.path.name for spill in restarted[0].spills()}
+
+
+def test_followers_that_fall_behind_the_packing_append_only_the_new_closes_to_the_spills(tmp_path: Path) -> None:
+    """Counted, never timed: a fast replay closes dozens of positions between two publications, more than the
+    daemon keeps as objects (keep 32), so the last position each follower saw has been packed by its next look.
+    The followers (state.json's blocks, positions.json, orders.csv) find their place by count and id all the
+    same: every spill file grows by exactly the bytes it grows by for a plain list that packs nothing, and every
+    file equals the plain list's byte for byte. Before, each publication appended the whole closed history again
+    (the state's closed spill grew 10x the history's rows in 10 publications, where it now grows 0.2x)."""
+    keep = daemon_keep(1)
+    states: dict[str, State] = {}
+    lists: tuple[tuple[str, list[Position] | PackedPositions], ...] = (("packed", PackedPositions(keep=keep)),
+                                                                        ("list", []))
+    for name, closed in lists:
+        state = State(name="spill")
+        state.add_instrument("SYN", "crypto", 0.001)
+        state.portfolio.closed_positions = closed
+        states[name] = state
+    files = {name: RunFiles(tmp_path / name) for name in states}
+    caches = {name: _spilled(files[name]) for name in states}
+
+    def sizes(name: str) -> dict[str, int]:
+        return {p.name: p.stat().st_size for p in sorted(files[name].spill.iterdir())}
+
+    for closes in [2000] + [keep + 8] * 10:  # each look behind by more than the objects kept
+        documents = {}
+        for name, state in states.items():
+            _flip(state, closes)
+            documents[name] = _publish(state, files[name], caches[name])
+        for document in ("state.json", "positions.json", "orders.csv"):
+            assert documents["packed"][document].data() == documents["list"][document].data(), document
+        assert sizes("packed") == sizes("list"), (sizes("packed"), sizes("list"))
+    closed = states["packed"].portfolio.closed_positions
+    assert isinstance(closed, PackedPositions) and closed.packed > len(closed) - keep - closed.block
+    assert sizes("packed")["state-closed.spill"] > 0
+    _check_fresh(documents["packed"], states["packed"], tmp_path)
