@@ -246,8 +246,9 @@ def test_a_replay_executor_with_packed_closed_positions_publishes_what_it_did_wi
         ledger = Ledger(RunFiles(folder).ledger)
         ledger.save(state)
         ledger.close()
-    monkeypatch.setattr(packed_module, "DEFAULT_KEEP", None)  # the ledger reads a plain list, as before packing
-    before_files, before_summaries, objects = _run(folders["objects"], data, cycles)
+    with monkeypatch.context() as unpacked:  # the ledger reads a plain list, as before packing
+        unpacked.setattr(packed_module, "daemon_keep", lambda instruments: None)
+        before_files, before_summaries, objects = _run(folders["objects"], data, cycles)
     assert isinstance(objects.portfolio.closed_positions, list)
     monkeypatch.setattr(packed_module, "DEFAULT_KEEP", 4)
     monkeypatch.setattr(packed_module, "DEFAULT_BLOCK", 4)
