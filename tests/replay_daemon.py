@@ -13,7 +13,9 @@ from tradeexecutor.daemon import CommandQueue, Daemon, FakeClock, InMemoryTicker
 from tradeexecutor.settings import DaemonConfig, FeedConfig
 
 
-def replay_daemon(strategy: Path, state_dir: Path, data: Path, clock: FakeClock) -> tuple[Daemon, list[InMemoryTicker]]:
+def replay_daemon(strategy: Path, state_dir: Path, data: Path, clock: FakeClock, *, replay_seconds: float = 120.0,
+                  publish_seconds: float = 0.5,
+                  params: dict[str, str] | None = None) -> tuple[Daemon, list[InMemoryTicker]]:
     """The daemon (jobs not started) and the list its ticker lands in once :meth:`Daemon.start_jobs` made it."""
     tickers: list[InMemoryTicker] = []
 
@@ -22,6 +24,7 @@ def replay_daemon(strategy: Path, state_dir: Path, data: Path, clock: FakeClock)
         return tickers[-1]
 
     config = DaemonConfig(strategy_file=strategy, state_dir=state_dir, watchdog_seconds=0, chart_seconds=0,
-                          publish_seconds=0.5, trigger_seconds=0, revaluation_seconds=0,
-                          feed=FeedConfig(data=(str(data),), replay_seconds=120.0, replay_start="first"))
+                          publish_seconds=publish_seconds, trigger_seconds=0, revaluation_seconds=0,
+                          params=params or {},
+                          feed=FeedConfig(data=(str(data),), replay_seconds=replay_seconds, replay_start="first"))
     return build_daemon(config, clock=clock, ticker_factory=factory, environ={}), tickers

@@ -246,8 +246,9 @@ def test_a_replay_executor_with_packed_closed_positions_publishes_what_it_did_wi
         ledger = Ledger(RunFiles(folder).ledger)
         ledger.save(state)
         ledger.close()
-    monkeypatch.setattr(packed_module, "DEFAULT_KEEP", None)  # the ledger reads a plain list, as before packing
-    before_files, before_summaries, objects = _run(folders["objects"], data, cycles)
+    with monkeypatch.context() as unpacked:  # the ledger reads a plain list, as before packing
+        unpacked.setattr(packed_module, "daemon_keep", lambda instruments: None)
+        before_files, before_summaries, objects = _run(folders["objects"], data, cycles)
     assert isinstance(objects.portfolio.closed_positions, list)
     monkeypatch.setattr(packed_module, "DEFAULT_KEEP", 4)
     monkeypatch.setattr(packed_module, "DEFAULT_BLOCK", 4)
@@ -292,3 +293,114 @@ def test_followers_starting_over_iterate_the_packed_positions_not_a_copy(tmp_pat
     for position in positions:
         grown.append(position)
     assert grown.packed == 88 and fresh.appended(grown)[1] is grown and fresh_tail.new_items(grown) is grown
+
+
+def test_followers_that_fell_behind_the_packing_take_only_what_followed_their_place(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Counted: a follower whose last position was packed since its last look (more than ``keep + block`` closed
+    in between) still finds its place, by count and id, and gets only the positions after it, reading back the
+    blocks that hold them and the one that holds its place, never the blocks before; a list that was replaced
+    (another state) is still started over."""
+    state, _ = _backtest(tmp_path, 1000)
+    positions = list(state.portfolio.closed_positions)
+    assert len(positions) >= 90
+    packed = PackedPositions(positions[:10], keep=4, block=8)
+    tail: ListTail[Position] = ListTail()
+    appended: Appended[Position] = Appended()
+    tail.new_items(packed)
+    appended.appended(packed)
+    reads: list[int] = []
+    unpack = packed_module._unpack
+
+    def counted(data: bytes) -> list[Position]:
+        reads.append(len(data))
+        return unpack(data)
+
+    monkeypatch.setattr(packed_module, "_unpack", counted)
+    for position in positions[10:60]:  # position 9, the followers' last, is packed now
+        packed.append(position)
+    assert packed.packed >= 48 and packed.holds(9, positions[9]) and not packed.holds(9, positions[10])
+    assert tail.new_items(packed) == positions[10:60] and not tail.restarted
+    assert appended.appended(packed) == (True, positions[10:60])
+    assert len(reads) <= 2 * (packed.packed // packed.block - 1)  # blocks 1.. for each follower, none twice in a row
+    for position in positions[60:90]:
+        packed.append(position)
+    assert tail.new_items(packed) == positions[60:90] and appended.appended(packed) == (True, positions[60:90])
+    other = PackedPositions(positions[:90], keep=4, block=8)  # equal, another object: a reload
+    assert tail.new_items(other) is other and tail.restarted and appended.appended(other) == (False, other)
+
+
+@pytest.mark.timeout(280)
+def test_a_fast_replay_closing_more_than_keep_between_publications_spills_each_close_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Counted, never timed: a replay executor of flip_1m closing a position every other bar at 0.02 s a bar closes
+    about 50 between two 2-second publications, more than the 32 it keeps as objects. Its spill files hold the
+    same bytes as with 256 kept (which no follower falls behind), about a closed position's row once, and the
+    public files are the same; before, every publication appended the whole closed history again."""
+    state, data = _backtest(tmp_path, 2000, extra=1510)
+    results = {}
+    for keep in (32, 256):
+        monkeypatch.setattr(packed_module, "DEFAULT_KEEP", keep)
+        folder = tmp_path / f"keep{keep}"
+        folder.mkdir()
+        ledger = Ledger(RunFiles(folder).ledger)
+        ledger.save(state)
+        ledger.close()
+        clock = FakeClock(datetime(2024, 1, 1, tzinfo=UTC))
+        daemon, tickers = replay_daemon(STRATEGY, folder, data, clock, replay_seconds=0.02, publish_seconds=2.0,
+                                        params={"every": "1"})
+        try:
+            daemon.start_jobs()
+            for _ in range(1500):
+                tickers[0].advance(0.02)
+                daemon.loop.run_pending()
+            closed = daemon.loop.state.portfolio.closed_positions
+            assert isinstance(closed, PackedPositions) and closed.keep == keep
+            count, encoded = len(closed), len(dumps_state(daemon.loop.state))
+        finally:
+            daemon.close()
+        files = RunFiles(folder)
+        spills = {p.name: p.stat().st_size for p in sorted(files.spill.iterdir())}
+        public = {name: (files.public / name).read_bytes() for name in ("state.json", "positions.json", "orders.csv")}
+        results[keep] = (count, spills, public, encoded)
+    (count, spills, public, encoded), (count_256, spills_256, public_256, _) = results[32], results[256]
+    assert count == count_256 >= len(state.portfolio.closed_positions) + 600  # ~50 closes a publication
+    assert spills == spills_256, (spills, spills_256)
+    assert public == public_256
+    assert 0 < spills["state-closed.spill"] < encoded, (spills, encoded)  # before: 3.4x the spill of keep 256 here
+
+
+def test_a_running_executor_holds_at_most_keep_plus_block_closed_positions_as_objects(tmp_path: Path) -> None:
+    """Counted, never timed: an executor resuming a ledger of 199 closed positions and closing more holds the
+    newest ``daemon_keep`` (32 for one instrument) to ``keep + block`` (96) of them as objects, and the collector
+    objects reachable from the list are those of at most 96 positions (a list holds 8 or more for every one);
+    a new state starts with the same list; a universe of many instruments keeps twice their number, so one
+    job's closes stay objects."""
+    state, data = _backtest(tmp_path, 2000, extra=45)
+    folder = tmp_path / "run"
+    folder.mkdir()
+    ledger = Ledger(RunFiles(folder).ledger)
+    ledger.save(state)
+    ledger.close()
+    daemon, tickers = replay_daemon(STRATEGY, folder, data, FakeClock(datetime(2024, 1, 1, tzinfo=UTC)))
+    try:
+        daemon.start_jobs()
+        for _ in range(40):
+            tickers[0].advance(120.0)
+            daemon.loop.run_pending()
+        closed = daemon.loop.state.portfolio.closed_positions
+        assert isinstance(closed, PackedPositions) and closed.keep == packed_module.daemon_keep(1) == 32
+        assert len(closed) >= len(state.portfolio.closed_positions) + 3 >= 200  # closed while running, too
+        objects = len(closed) - closed.packed
+        assert closed.keep <= objects < closed.keep + closed.block == 96
+        assert _tracked_reachable(closed) < 12 * 96 < 8 * len(closed)
+    finally:
+        daemon.close()
+    fresh, _ = replay_daemon(STRATEGY, tmp_path / "fresh", data, FakeClock(datetime(2024, 1, 1, tzinfo=UTC)))
+    try:
+        fresh.loop.begin()  # a new state: its empty list packs with the same keep
+        started = fresh.loop.state.portfolio.closed_positions
+        assert isinstance(started, PackedPositions) and started.keep == 32 and len(started) == 0
+    finally:
+        fresh.close()
+    assert packed_module.daemon_keep(40) == 80 and packed_module.daemon_keep(3) == 32

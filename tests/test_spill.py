@@ -37,10 +37,19 @@ from tradeexecutor.ledger import Ledger, load_state
 from tradeexecutor.runstate import RunState
 from tradeexecutor.runstate.public import PublicDocument, PublicDocuments
 from tradeexecutor.spill import Spill, SpillDamagedError, Spilled, joined
-from tradeexecutor.state import Position, State
+from tradeexecutor.state import PackedPositions, Position, State
+from tradeexecutor.state.packed import daemon_keep
 from tradeexecutor.stats.summary import write_trades_csv
 from tradeexecutor.stats.trades_csv import TradesCsv
-from tradeexecutor.store.codec import POSITION_BLOCK, dumps_json, dumps_state, loads_state
+from tradeexecutor.store.codec import (
+    BLOCK_MERGE,
+    COLUMN_BLOCK,
+    POSITION_BLOCK,
+    VALUATION_COLUMNS,
+    dumps_json,
+    dumps_state,
+    loads_state,
+)
 from tradeexecutor.store.publish import (
     KEPT_PIECE_BYTES,
     SPILL_FILES,
@@ -802,3 +811,86 @@ def test_a_close_out_of_order_rejoins_from_the_chunk_that_holds_it_not_every_row
     assert kept.rejoined <= 2 * (group + 2 * CHUNK_ROWS), kept.rejoined  # two late closes: every row would be 3,100
     if spill is not None:
         assert spill.path.stat().st_size == 0  # nothing lies below the held id
+
+
+def test_the_valuation_columns_keep_their_blocks_in_spills_reused_on_restart_and_given_up_when_damaged(
+        tmp_path: Path) -> None:
+    """Counted, never timed: 33,000 valuation rows (a row a cycle: nine hours of 1-second cycles) publish the
+    bytes of a fresh encoding while state.json's pieces in memory hold under two blocks of rows; a row more
+    publishes the right bytes again; a restart finds every column block in its file and writes none; a column
+    spill damaged under the executor is refused on read, then given up, and the next publication is right."""
+    state = State(name="spill")
+    state.add_instrument("SYN", "crypto", 0.001)
+    rows = COLUMN_BLOCK * BLOCK_MERGE * 2 + 100  # two merged blocks of each column, then single ones
+    stamps = [1_700_000_000_000 + 1000 * i for i in range(rows)]
+    state.valuations.extend(stamps, [10_000.0 + i / 7 for i in range(rows)], [9_000.0 - i / 3 for i in range(rows)],
+                            [(i % 5) / 10 for i in range(rows)])
+    files = RunFiles(tmp_path / "live")
+    caches = _spilled(files)
+    documents = _publish(state, files, caches)
+    pieces = documents["state.json"].pieces()  # before a read, which joins them
+    whole = documents["state.json"].data()
+    assert whole == dumps_state(state) == _publish(state, files, (PublishCache(), TradesCsv()))["state.json"].data()
+    in_memory = sum(len(piece) for piece in pieces if isinstance(piece, bytes))
+    row = len(whole) // rows
+    assert sum(isinstance(piece, Spilled) for piece in pieces) >= 4 * 2, pieces  # the merged blocks, per column
+    assert in_memory < 2 * COLUMN_BLOCK * row, (in_memory, len(whole))  # measured: the open block's rows
+    state.valuations.append(stamps[-1] + 1000, 1.5, 2.5, 0.0)
+    grown = _publish(state, files, caches)
+    assert grown["state.json"].data() == dumps_state(state) and grown["state.json"].etag != documents["state.json"].etag
+    columns = [SPILL_FILES[name] for name in VALUATION_COLUMNS]
+    sizes = {name: (files.spill / name).stat().st_size for name in columns}
+    assert all(sizes.values()), sizes
+    restarted = _spilled(files)
+    state = loads_state(dumps_state(state), source="test")  # the restart's state, read back
+    again = _publish(state, files, restarted)
+    assert again["state.json"].data() == dumps_state(state) and again["state.json"].etag == grown["state.json"].etag
+    spills = {spill.path.name: (spill.written, spill.reused) for spill in restarted[0].spills()}
+    assert all(spills[name][0] == 0 and spills[name][1] > 0 for name in columns), spills
+    assert {name: (files.spill / name).stat().st_size for name in columns} == sizes
+    write_public_files(files, again)
+    good = files.state_snapshot.read_bytes()
+    _damage(files.spill / SPILL_FILES["equity"])
+    state.valuations.append(stamps[-1] + 2000, 3.5, 4.5, 0.0)  # a change, so state.json is written again
+    with pytest.raises(SpillDamagedError, match=SPILL_FILES["equity"]):
+        write_public_files(files, _publish(state, files, restarted))
+    assert files.state_snapshot.read_bytes() == good  # nothing half-written
+    healed = _publish(state, files, restarted)  # the equity column encoded afresh, in memory
+    assert write_public_files(files, healed) == list(NAMES) and files.state_snapshot.read_bytes() == dumps_state(state)
+    assert SPILL_FILES["equity"] not in {spill.path.name for spill in restarted[0].spills()}
+
+
+def test_followers_that_fall_behind_the_packing_append_only_the_new_closes_to_the_spills(tmp_path: Path) -> None:
+    """Counted, never timed: a fast replay closes dozens of positions between two publications, more than the
+    daemon keeps as objects (keep 32), so the last position each follower saw has been packed by its next look.
+    The followers (state.json's blocks, positions.json, orders.csv) find their place by count and id all the
+    same: every spill file grows by exactly the bytes it grows by for a plain list that packs nothing, and every
+    file equals the plain list's byte for byte. Before, each publication appended the whole closed history again
+    (the state's closed spill grew 10x the history's rows in 10 publications, where it now grows 0.2x)."""
+    keep = daemon_keep(1)
+    states: dict[str, State] = {}
+    lists: tuple[tuple[str, list[Position] | PackedPositions], ...] = (("packed", PackedPositions(keep=keep)),
+                                                                        ("list", []))
+    for name, closed in lists:
+        state = State(name="spill")
+        state.add_instrument("SYN", "crypto", 0.001)
+        state.portfolio.closed_positions = closed
+        states[name] = state
+    files = {name: RunFiles(tmp_path / name) for name in states}
+    caches = {name: _spilled(files[name]) for name in states}
+
+    def sizes(name: str) -> dict[str, int]:
+        return {p.name: p.stat().st_size for p in sorted(files[name].spill.iterdir())}
+
+    for closes in [2000] + [keep + 8] * 10:  # each look behind by more than the objects kept
+        documents = {}
+        for name, state in states.items():
+            _flip(state, closes)
+            documents[name] = _publish(state, files[name], caches[name])
+        for document in ("state.json", "positions.json", "orders.csv"):
+            assert documents["packed"][document].data() == documents["list"][document].data(), document
+        assert sizes("packed") == sizes("list"), (sizes("packed"), sizes("list"))
+    closed = states["packed"].portfolio.closed_positions
+    assert isinstance(closed, PackedPositions) and closed.packed > len(closed) - keep - closed.block
+    assert sizes("packed")["state-closed.spill"] > 0
+    _check_fresh(documents["packed"], states["packed"], tmp_path)

@@ -483,3 +483,32 @@ def test_memory_stays_bounded_over_many_orders_and_open_ones_are_never_forgotten
     assert "keep-open" in venue._orders and "many-5" in venue._orders  # open, and the newest ended
     report = venue.fetch_order("many-0")  # forgotten here, still known to the exchange
     assert report is not None and report.status is OrderStatus.filled
+
+
+def test_a_restart_reading_every_trade_asks_about_each_ended_order_once_more_than_it_follows(
+        running: Running) -> None:
+    """Counted: more ended orders on the exchange than the venue follows (``max_kept``): a restarted venue reading
+    every trade (``fills_since(None)``) asks the exchange once for each trade's order, then remembers the answer
+    under its own, larger bound (``max_order_lookups``), so reading every trade again asks nothing; with that
+    bound below the orders, each read asks again (the memory stays within it)."""
+    venue = make_venue(running, 10_000.0)
+    pin(running, 100.0)
+    for number in range(8):
+        venue.submit(OrderRequest(f"ended-{number}", "AAA", OrderSide.buy, quantity=1))
+    venue.poll()
+
+    def order_lookups(before: int) -> int:
+        return sum(1 for r in running.requests()[before:] if r["path"] == "/api/v3/order" and r["method"] == "GET")
+
+    for lookups_kept, again in ((CcxtVenue.max_order_lookups, 0), (5, 8)):
+        restarted = aaa_venue(running)
+        restarted.max_kept = 3  # fewer than the ended orders, as 256 are for a long-running exchange account
+        restarted.max_order_lookups = lookups_kept
+        asked = []
+        for _ in range(2):
+            before = len(running.requests())
+            fills, _ = restarted.fills_since(None)
+            assert [f.client_order_id for f in fills] == [f"ended-{n}" for n in range(8)]
+            asked.append(order_lookups(before))
+            assert len(restarted._client_ids) <= min(lookups_kept, 8)
+        assert asked == [8, again], (lookups_kept, asked)

@@ -34,7 +34,7 @@ from typing import Any, Generic, TypeVar
 
 from tradeexecutor.spill import Piece, Spill, Spilled, joined
 
-__all__ = ["CHUNK_MERGE", "CHUNK_ROWS", "Appended", "KeptRows"]
+__all__ = ["CHUNK_MERGE", "CHUNK_ROWS", "Appended", "KeptRows", "grown"]
 
 T = TypeVar("T")
 
@@ -45,8 +45,22 @@ CHUNK_ROWS = 32
 CHUNK_MERGE = 16
 
 
+def grown(items: Sequence[Any], followed: Sequence[Any] | None, count: int, last: Any) -> bool:
+    """Whether ``items`` is the list ``followed``, grown at its end only since it was ``count`` long with ``last``
+    at its end. A list shows that by identity (``items[count - 1] is last``). A sequence that reads old items back
+    as new objects (a PackedPositions: ``items[i] is items[i]`` fails where it packed them) answers through its own
+    ``holds(index, item)``, by something that does not depend on objects, so a follower that fell behind its
+    packing still finds its place instead of starting over (and re-encoding every item it already handed on)."""
+    if items is not followed or len(items) < count:
+        return False
+    if not count:
+        return True
+    holds = getattr(items, "holds", None)
+    return bool(holds(count - 1, last)) if holds is not None else items[count - 1] is last
+
+
 class Appended(Generic[T]):
-    """Follows a list that only grows at its end, by identity, length and last item."""
+    """Follows a list that only grows at its end, by identity, length and last item (see :func:`grown`)."""
 
     def __init__(self) -> None:
         self._items: Sequence[T] | None = None
@@ -57,7 +71,7 @@ class Appended(Generic[T]):
         """(True, the items appended since the last call) when ``items`` is the list followed, as it was;
         otherwise (False, every item), and ``items`` is followed from now on."""
         count, last = self._count, self._last
-        followed = items is self._items and len(items) >= count and (not count or items[count - 1] is last)
+        followed = grown(items, self._items, count, last)
         self._items, self._count, self._last = items, len(items), items[-1] if items else None
         return (True, items[count:] if count else items) if followed else (False, items)  # never a whole copy
 

@@ -8,6 +8,11 @@ bytes, the resident KiB of the main heap and of the other anonymous mappings (``
 and ``len(gc.get_objects())``. Measurement only, never shipped::
 
     PYTHONPATH=.:bench/soak_probe SOAK_PROBE=/tmp/probe python bench/bench_soak.py --minutes 5 --every 3600
+
+With ``SOAK_TRACE=FRAMES`` as well, ``tracemalloc`` runs from start-up with that many frames a trace, and
+every 60 s the probe writes ``DIR/snapshot-SECONDS.pickle`` (after ``gc.collect()``) with the executor's
+completed cycles and closed positions so far in ``DIR/snapshots.txt``: two snapshots of the second half,
+compared with ``bench/soak_trace.py``, give the growing allocation sites per cycle and per closed position.
 """
 
 from __future__ import annotations
@@ -49,6 +54,34 @@ def _resident() -> tuple[int, int, int]:
     return rss, heap, anon
 
 
+def _counts() -> tuple[int, int]:
+    """Completed cycles and closed positions of the running daemon's state, found among the collector's objects."""
+    from tradeexecutor.state.state import State  # noqa: PLC0415 - only once the daemon runs
+
+    for obj in gc.get_objects():
+        if isinstance(obj, State):
+            return obj.cycles_completed, len(obj.portfolio.closed_positions)
+    return -1, -1
+
+
+def _snapshots(directory: str) -> None:
+    import tracemalloc  # noqa: PLC0415
+
+    started = time.monotonic()
+    with open(os.path.join(directory, "snapshots.txt"), "a", buffering=1) as out:
+        while True:
+            time.sleep(60)
+            gc.collect()
+            seconds = round(time.monotonic() - started)
+            try:
+                cycles, closed = _counts()
+            except Exception as error:  # noqa: BLE001 - measurement only
+                cycles, closed = -1, -1
+                out.write(f"# counts failed: {error!r}\n")
+            tracemalloc.take_snapshot().dump(os.path.join(directory, f"snapshot-{seconds}.pickle"))
+            out.write(f"{seconds} {cycles} {closed} {tracemalloc.get_traced_memory()[0]}\n")
+
+
 def _sample(path: str) -> None:
     libc = ctypes.CDLL("libc.so.6")
     libc.mallinfo2.restype = _MallInfo2
@@ -67,3 +100,8 @@ if os.environ.get("SOAK_PROBE") and sys.argv[1:2] == ["start"]:
     os.makedirs(os.environ["SOAK_PROBE"], exist_ok=True)
     threading.Thread(target=_sample, args=(os.path.join(os.environ["SOAK_PROBE"], "probe.txt"),),
                      name="soak-probe", daemon=True).start()
+    if os.environ.get("SOAK_TRACE"):
+        import tracemalloc
+
+        tracemalloc.start(int(os.environ["SOAK_TRACE"]))
+        threading.Thread(target=_snapshots, args=(os.environ["SOAK_PROBE"],), name="soak-trace", daemon=True).start()

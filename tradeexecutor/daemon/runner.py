@@ -307,7 +307,8 @@ def build_daemon(config: DaemonConfig, *, clock: Clock | None = None, journal: E
     runstate.update(strategy_parameters=dict(strategy.parameters), prices=prices_description(config))
     lock = StateDirLock(config.state_dir).acquire()
     # Closed positions leave the heap as objects once far enough behind (state/packed.py): months of them.
-    store = Ledger(files.ledger, now=clock.now, mirror=files.journal, on_commit=notifier, keep_closed=packed.DEFAULT_KEEP)
+    keep_closed = packed.daemon_keep(len(market.symbols))
+    store = Ledger(files.ledger, now=clock.now, mirror=files.journal, on_commit=notifier, keep_closed=keep_closed)
     hang_journal: EventSink | None = None
     if journal is None:
         journal = JournalSink(store, clock.now)  # the ledger tells the notifier once a line is committed
@@ -321,7 +322,7 @@ def build_daemon(config: DaemonConfig, *, clock: Clock | None = None, journal: E
         state = store.load()
         if state is None:
             state = new_state(strategy, config.engine, clock.now())
-            state.portfolio.closed_positions = PackedPositions()
+            state.portfolio.closed_positions = PackedPositions(keep=keep_closed)
         else:
             if paper is not None:
                 check_paper_state(state, market, str(store.path))

@@ -43,6 +43,7 @@ import orjson
 
 from tradeexecutor.atomic import atomic_write_bytes, fsyncs_deferred, install_temp_file, temp_path_for
 from tradeexecutor.errors import StateCorruptError
+from tradeexecutor.kept_rows import grown
 from tradeexecutor.ledger.files import LedgerFiles
 from tradeexecutor.ledger.orders import RowMarks, delete_rows, insert_rows, order_rows, write_orders
 from tradeexecutor.ledger.read import LedgerContent, read_ledger
@@ -117,7 +118,7 @@ class _Tracked:
             return False
         for items, known, count, last in ((p.closed_positions, self.closed, self.closed_count, self.last_closed),
                                           (p.failed_positions, self.failed, self.failed_count, self.last_failed)):
-            if items is not known or len(items) < count or (count and items[count - 1] is not last):
+            if not grown(items, known, count, last):
                 return False
         columns = (v.timestamp, v.equity, v.cash, v.exposure)
         if any(a is not b or len(a) < self.valuation_count for a, b in zip(columns, self.columns)):

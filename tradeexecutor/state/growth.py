@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Generic, TypeVar
 
+from tradeexecutor.kept_rows import grown
+
 __all__ = ["ListTail"]
 
 T = TypeVar("T")
@@ -30,11 +32,7 @@ class ListTail(Generic[T]):
 
     def new_items(self, items: Sequence[T]) -> Sequence[T]:
         """The items appended since the last call (all of them after a restart)."""
-        same = (
-            items is self.items
-            and len(items) >= self.seen
-            and (self.seen == 0 or items[self.seen - 1] is self.last)
-        )
+        same = grown(items, self.items, self.seen, self.last)
         self.restarted = not same
         if not same:
             self.items = items

@@ -11,9 +11,12 @@ It is the list interface the readers of ``Portfolio.closed_positions`` use: ``le
 close order, indexing and slicing (a slice is a list), ``append`` when a position closes, ``==``
 with a list. What it does not give is identity beyond the newest ``keep``: ``items[i] is items[i]``
 only holds there. The followers that remember how far they got in the list (``ListTail``,
-``kept_rows.Appended``, the ledger's marks) compare the last position they saw by identity; with
-``keep`` far above what closes between two of their looks (one job), that one is always an object,
-and a follower that did fall further behind counts everything again — slower, never wrong.
+``kept_rows.Appended``, the ledger's and state store's marks: ``kept_rows.grown``) remember a count
+and the last position they saw, and ask :meth:`PackedPositions.holds` whether it is still there: by
+identity among the objects, by its id where it has been packed since (a position's id is unique in
+a portfolio, and nothing here is ever replaced or removed). So a follower that fell behind by more
+than ``keep`` (a fast replay closes dozens of positions between two publications) still takes only
+the positions after its place, reading back just the blocks that hold them.
 
 A position is packed only once every one of its orders is terminal (nothing can change it any
 more): a position whose order is still open at the exchange stays an object, and so does every
@@ -30,12 +33,23 @@ from typing import overload
 
 from tradeexecutor.state.position import Position
 
-__all__ = ["DEFAULT_BLOCK", "DEFAULT_KEEP", "PackedPositions"]
+__all__ = ["DEFAULT_BLOCK", "DEFAULT_KEEP", "PackedPositions", "daemon_keep"]
 
-#: Newest closed positions kept as objects: far more than one job closes, so followers find their last one.
-DEFAULT_KEEP = 256
+#: Newest closed positions kept as objects (at least): more than one job closes, so the ledger's commit after it
+#: finds its marks among the objects (a follower further behind finds its place by id: ``holds``). Objects cost about 2.9 KB a position and at most ``keep + block`` of them are alive: 96 at 32 and
+#: 64, about 0.3 MB, reached after 96 closes (at 256 it was 320, 0.9 MB, which a 1-second strategy closing a
+#: position every 10 s reached only after 53 minutes; docs/benchmarks.md, "The soak's executor RSS flat").
+DEFAULT_KEEP = 32
 #: Positions packed together: zlib finds the repeats between them (field names, classes, currencies).
 DEFAULT_BLOCK = 64
+
+
+def daemon_keep(instruments: int) -> int:
+    """Closed positions a running executor over ``instruments`` instruments keeps as objects: DEFAULT_KEEP, or
+    twice the instruments when that is more (a job seldom closes more than one position an instrument, so the
+    ledger's commit after it finds its marks among the objects; a follower that fell further behind finds its
+    place by id, see :meth:`PackedPositions.holds`)."""
+    return max(DEFAULT_KEEP, 2 * instruments)
 
 
 def _pack(positions: list[Position]) -> bytes:
@@ -91,6 +105,15 @@ class PackedPositions(Sequence[Position]):
 
     def __len__(self) -> int:
         return len(self._blocks) * self.block + len(self._tail)
+
+    def holds(self, index: int, item: Position) -> bool:
+        """Whether ``item`` is the position at ``index`` (0 <= index < len): the object itself while it is one,
+        else by id (a packed position reads back as a new object, equal field for field). For followers that
+        remember their place (``kept_rows.grown``); reads back at most the one block that holds ``index``."""
+        packed = self.packed
+        if index >= packed:
+            return self._tail[index - packed] is item
+        return self._block(index // self.block)[index % self.block].id == item.id
 
     def _block(self, number: int) -> list[Position]:
         cache = self._cache

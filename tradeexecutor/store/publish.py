@@ -51,6 +51,7 @@ from tradeexecutor.layout import RunFiles
 from tradeexecutor.spill import Piece, Spill, Spilled, digest_of, given_up, joined, resolve, unless_damaged
 from tradeexecutor.state import Position, State
 from tradeexecutor.store.codec import (
+    VALUATION_COLUMNS,
     PositionFragments,
     dumps_json,
     dumps_state,
@@ -368,7 +369,8 @@ def _same_prefix(known: Sequence[Piece], run: Sequence[Piece]) -> int:
 
 #: The spill files of a running executor's publication caches, by what they keep (under ``RunFiles.spill``).
 SPILL_FILES = {"closed": "state-closed.spill", "failed": "state-failed.spill", "positions": "positions.spill",
-               "gzip": "state-gzip.spill", "orders": "orders.spill"}
+               "gzip": "state-gzip.spill", "orders": "orders.spill",
+               **{column: f"state-{column}.spill" for column in VALUATION_COLUMNS}}
 
 
 @dataclass
@@ -389,10 +391,10 @@ class PublishCache:
     def spilled(cls, directory: Path) -> PublishCache:
         """A cache whose kept blocks of closed history live in spill files in ``directory`` (a running executor's).
 
-        One file per cache: state.json's closed and failed positions, positions.json's entries,
-        the gzip's segments (orders.csv's lines are the TradesCsv's, with a spill of its own).
+        One file per cache: state.json's closed and failed positions and its valuation columns,
+        positions.json's entries, the gzip's segments (orders.csv's lines are the TradesCsv's, with a spill of its own).
         """
-        spills = {name: Spill(directory / SPILL_FILES[name]) for name in ("closed", "failed")}
+        spills = {name: Spill(directory / SPILL_FILES[name]) for name in ("closed", "failed", *VALUATION_COLUMNS)}
         return cls(fragments=PositionFragments(spills), listing=PositionListing(Spill(directory / SPILL_FILES["positions"])),
                    gzip=KeptGzip(spill=Spill(directory / SPILL_FILES["gzip"])))
 

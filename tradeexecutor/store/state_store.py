@@ -49,6 +49,7 @@ import orjson
 
 from tradeexecutor.atomic import atomic_write_bytes, fsync_append, fsync_directory, temp_path_for
 from tradeexecutor.errors import SchemaVersionError, StateCorruptError, StateError
+from tradeexecutor.kept_rows import grown
 from tradeexecutor.layout import RunFiles
 from tradeexecutor.state import SCHEMA_VERSION, Portfolio, Position, State, ValuationSeries
 from tradeexecutor.store.codec import (
@@ -123,7 +124,7 @@ class _Persisted:
             (portfolio.closed_positions, self.closed, self.closed_count, self.last_closed),
             (portfolio.failed_positions, self.failed, self.failed_count, self.last_failed),
         ):
-            if items is not known or len(items) < count or (count and items[count - 1] is not last):
+            if not grown(items, known, count, last):
                 return False
         for name, column, count in zip(VALUATION_COLUMNS, self.columns, self.column_counts):
             current = getattr(state.valuations, name)

@@ -68,8 +68,17 @@ class CcxtVenue:
 
     #: Trades asked for per request when paging by trade id (Binance's largest page).
     trade_page = 1000
-    #: Ended orders, refusals and trade → order lookups remembered, newest kept.
-    max_kept = 10_000
+    #: Ended orders and refusals remembered, newest kept: more than a job sends, so a fill read after its order
+    #: ended still finds it here. One forgotten is asked about with a ``fetch_order`` if a trade of it is read
+    #: again, never sent again (the ledger knows it ended). About 0.7 KB an ended order (1.4 KB a closed
+    #: position's two): at 10,000 that was 7 MB, and each trade searched them all (docs/benchmarks.md, "The
+    #: soak's executor RSS flat").
+    max_kept = 256
+    #: Exchange order id → client order id learnt by ``fetch_order`` for trades of orders not followed (a restart
+    #: reading every trade, ``fills_since(None)``), newest kept. Its own bound, far above ``max_kept``: an entry
+    #: is two short strings (about 0.2 KB), and one forgotten is a GET /order again for each of its trades at each
+    #: such read (with ``max_kept`` an exchange of 300 ended orders cost 300 lookups on every read).
+    max_order_lookups = 10_000
 
     def __init__(self, config: CcxtVenueConfig, connection: CcxtConnection | None = None, *,
                  environ: Mapping[str, str] | None = None):
@@ -85,6 +94,7 @@ class CcxtVenue:
         #: Orders refused before or by the exchange (the exchange keeps no record of a refusal).
         self._refused: dict[str, OrderReport] = {}
         self._events: list[ExecutionEvent] = []
+        #: Exchange order id → client order id of trades' orders not followed (``max_order_lookups``).
         self._client_ids: dict[str, str] = {}
 
     def __repr__(self) -> str:
@@ -391,7 +401,7 @@ class CcxtVenue:
             if tracked.venue_order_id == order_id:
                 return tracked.client_order_id
         if order_id not in self._client_ids:
-            _bounded(self._client_ids, self.max_kept)
+            _bounded(self._client_ids, self.max_order_lookups)
             self._client_ids[order_id] = self._client_id_of(self._call(self.exchange.fetch_order, order_id, market))
         return self._client_ids[order_id]
 
