@@ -404,3 +404,41 @@ def test_a_running_executor_holds_at_most_keep_plus_block_closed_positions_as_ob
     finally:
         fresh.close()
     assert packed_module.daemon_keep(40) == 80 and packed_module.daemon_keep(3) == 32
+
+
+def test_a_ledger_whose_commits_fall_behind_the_packing_writes_only_what_followed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The ledger's commit follows the closed positions like the publications do: with two kept as objects and
+    blocks of two, commits of 40, 7 and 30 closes each find the last position they wrote already packed. Only the
+    first commit is a full write (a follower that lost its place would write everything again), and the state read
+    back from the ledger is the live one, every id in order."""
+    from tradeexecutor.ledger import ledger as ledger_module
+    from tradeexecutor.ledger import load_state
+
+    state, _ = _backtest(tmp_path, 1000)
+    every = list(state.portfolio.closed_positions)
+    assert len(every) >= 87, len(every)
+    state.portfolio.closed_positions = PackedPositions(every[:10], keep=2, block=2)
+    folder = tmp_path / "follower"
+    folder.mkdir()
+    ledger = Ledger(RunFiles(folder).ledger, keep_closed=2)
+    full: list[int] = []
+    write_all = ledger_module.Ledger._write_all
+
+    def counting(self: Ledger, *args: Any) -> Any:
+        full.append(1)
+        return write_all(self, *args)
+
+    monkeypatch.setattr(ledger_module.Ledger, "_write_all", counting)
+    ledger.save(state)
+    for step in (40, 7, 30):
+        count = len(state.portfolio.closed_positions)
+        for position in every[count:count + step]:
+            state.portfolio.closed_positions.append(position)
+        ledger.save(state)
+    ledger.close()
+    assert full == [1], full
+    loaded = load_state(folder)
+    assert loaded is not None
+    assert [p.id for p in loaded.portfolio.closed_positions] == [p.id for p in every[:87]]
+    assert dumps_state(loaded) == dumps_state(state)
