@@ -70,7 +70,7 @@ class Position(HoldingFigures):
     trailing_stop_pct: float | None = None
     #: Highest price seen since the position opened, for the trailing stop.
     high_water: float | None = None
-    #: Open time of the newest bar whose high ``high_water`` took in (None: none yet). A check of that bar again
+    #: Open time of the newest bar whose high raised ``high_water`` (None: none yet). A check of that bar again
     #: (a job retried, or taken again after a restart) skips it: it was checked against the high-water from
     #: before it, and a second check against one that includes its own high could fire a stop the first did not.
     high_water_at: datetime | None = datetime_field()
