@@ -24,6 +24,7 @@ from scripted import SCRIPTED, ohlc
 from test_engine_router import T0, decide_open, new_state
 from test_engine_writeahead import CONFIG, cycle_ns, make_engine, orders
 from tradeexecutor.backtest.runner import new_state as new_run_state
+from tradeexecutor.daemon.risk_guard import RiskGuard
 from tradeexecutor.data.market import MarketData
 from tradeexecutor.engine.accounting import recompute_cash, recompute_from_fills
 from tradeexecutor.engine.engine import Engine
@@ -731,24 +732,39 @@ def test_live_a_cancel_that_failed_before_its_request_was_on_record_journals_the
     assert [call for call, _ in venue.calls if call in ("submit", "cancel")] == ["submit", "cancel"]
 
 
+def _risk_guard(engine: Engine, journal: Journal, *, max_drawdown: float) -> RiskGuard:
+    """The daemon's risk guard over ``engine`` with --risk-close-positions, journaling into ``journal``."""
+    from tradeexecutor.config import RiskConfig
+    from tradeexecutor.engine.risk import RiskLimits
+    from tradeexecutor.runstate import RunState
+
+    return RiskGuard(RiskLimits(RiskConfig(max_drawdown=max_drawdown, risk_close_positions=True)), engine, RunState(),
+                     lambda event, /, **fields: journal.append((event, fields)))
+
+
+def _drawdown_at_step_3(engine: Engine, journal: Journal) -> RiskGuard:
+    """A 1 % drawdown guard that passes at step 2 and whose limit step 3's marks hit (the crash of
+    ``_two_instruments``): the caller's ``guard.check(3)`` is the one that acts."""
+    guard = _risk_guard(engine, journal, max_drawdown=0.01)
+    engine.record_valuation(2)
+    assert not guard.check(2)
+    engine.mark_to_market(3)
+    engine.record_valuation(3)
+    return guard
+
+
 def test_live_an_entry_the_exchange_lost_does_not_keep_a_risk_close_from_selling_the_other_positions(
         tmp_path: Path) -> None:
     """An entry the exchange accepted and has lost since (``unknown`` with its id, left for a person) never confirms a
     cancel. The risk pause counts only the cancels confirmed, so it does not wait for it: the pause is recorded and
     --risk-close-positions sells BBB, held whole."""
-    from tradeexecutor.config import RiskConfig
-    from tradeexecutor.daemon.risk_guard import RiskGuard
-    from tradeexecutor.engine.risk import RiskLimits
-    from tradeexecutor.runstate import RunState
-
     journal: Journal = []
     engine, venue, _, entry = _two_instruments(tmp_path, journal)
     del venue._orders[entry.client_order_id]  # the exchange lost it
     position = next(p for p in engine.state.portfolio.open_positions if p.id == entry.position_id)
     assert engine.router is not None and engine.router.resolve_order(position, entry) == "missing"
     assert entry.status is OrderStatus.unknown and entry.venue_order_id
-    guard = RiskGuard(RiskLimits(RiskConfig(max_drawdown=0.5, risk_close_positions=True)), engine, RunState(),
-                      lambda event, /, **fields: journal.append((event, fields)))
+    guard = _risk_guard(engine, journal, max_drawdown=0.5)
     engine.record_valuation(2)
     engine.state.risk.peak_equity = 1e9  # as if equity had been far higher: the check hits
     assert guard.check(2) and engine.state.risk.paused
@@ -839,20 +855,11 @@ def test_live_a_risk_limits_exits_waiting_for_an_entrys_cancel_are_taken_when_th
     """With --risk-close-positions a drawdown hit sells every position; AAA's entry cancel is unconfirmed, so nothing
     is sold and the job fails temporarily — and the hit is not kept, or the retried job (already paused) would
     never sell. The retry sees the hit again and sells both, once."""
-    from tradeexecutor.config import RiskConfig
-    from tradeexecutor.daemon.risk_guard import RiskGuard
-    from tradeexecutor.engine.risk import RiskLimits
     from tradeexecutor.errors import TemporaryError
-    from tradeexecutor.runstate import RunState
 
     journal: Journal = []
     engine, venue, _, entry = _two_instruments(tmp_path, journal, crash=True)
-    guard = RiskGuard(RiskLimits(RiskConfig(max_drawdown=0.01, risk_close_positions=True)), engine, RunState(),
-                      lambda event, /, **fields: journal.append((event, fields)))
-    engine.record_valuation(2)
-    assert not guard.check(2)
-    engine.mark_to_market(3)
-    engine.record_valuation(3)
+    guard = _drawdown_at_step_3(engine, journal)
     before = [o.client_order_id for o in orders(engine)]
     acknowledged: list[str] = []
     venue.cancel = acknowledged.append  # type: ignore[method-assign,assignment]
@@ -878,19 +885,9 @@ def test_live_a_risk_limits_exits_waiting_for_an_entrys_cancel_are_taken_when_th
 def test_live_no_commit_of_a_risk_pause_comes_before_its_exits_exist(tmp_path: Path) -> None:
     """Every commit the risk guard's cancels and exits make is a state a kill -9 may leave; none says "paused" while
     no exit exists (a restart, already paused, would never sell). The pause comes after the exits."""
-    from tradeexecutor.config import RiskConfig
-    from tradeexecutor.daemon.risk_guard import RiskGuard
-    from tradeexecutor.engine.risk import RiskLimits
-    from tradeexecutor.runstate import RunState
-
     journal: Journal = []
     engine, _, _, _ = _two_instruments(tmp_path, journal, crash=True)
-    guard = RiskGuard(RiskLimits(RiskConfig(max_drawdown=0.01, risk_close_positions=True)), engine, RunState(),
-                      lambda event, /, **fields: journal.append((event, fields)))
-    engine.record_valuation(2)
-    assert not guard.check(2)
-    engine.mark_to_market(3)
-    engine.record_valuation(3)
+    guard = _drawdown_at_step_3(engine, journal)
     committed: list[tuple[bool, int]] = []
     assert engine.router is not None
     engine.router.commit = lambda: committed.append((  # type: ignore[method-assign]
