@@ -300,6 +300,9 @@ def run_sweep(plan: SweepPlan, *, output_dir: Path, runs_dir: Path, resume: bool
         raise
     finally:
         folder.close()
+    if interrupted:  # Ctrl+C can land between a point's line and its count: the file, which --resume reads, is the record
+        for key, row in folder.kept().items():
+            rows.setdefault(key, row)
     # A healthy local pool stays open for the full runs: its warm workers build some of them (runs.sweep_report).
     helpers = executor if isinstance(executor, LocalPool) and executor.healthy and not interrupted else None
     if helpers is None:

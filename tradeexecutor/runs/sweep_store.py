@@ -85,9 +85,10 @@ class SweepFolder:
             changed = sorted(key for key in set(before) | set(after) if before.get(key) != after.get(key))
             raise ConfigError(f"{self.path} holds a different sweep (changed: {', '.join(changed) or 'definition'}); "
                               "resume with the same spec, data and options, or choose another --output")
-        return self._done()
+        return self.kept()
 
-    def _done(self) -> dict[str, PointResult]:
+    def kept(self) -> dict[str, PointResult]:
+        """The points points.jsonl holds, done (not lost), by point key: what ``--resume`` skips."""
         done: dict[str, PointResult] = {}
         if not self.points_path.exists():
             return done
