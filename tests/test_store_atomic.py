@@ -249,3 +249,68 @@ def test_a_folder_removed_inside_a_deferring_block_is_skipped_by_its_pass(tmp_pa
             shutil.rmtree(building)
             raise KeyboardInterrupt
         assert not building.exists()
+
+
+@pytest.fixture
+def renames(monkeypatch: pytest.MonkeyPatch, synced: list[str]) -> list[str]:
+    """Record each rename into place among the fsyncs (``rename:`` and the target), still really renaming."""
+    real_replace = os.replace
+
+    def recording_replace(source: str, target: str) -> None:
+        synced.append(f"rename:{target}")
+        real_replace(source, target)
+
+    monkeypatch.setattr(atomic.os, "replace", recording_replace)
+    return synced
+
+
+def test_files_written_together_are_each_fsynced_before_any_rename_then_each_folder_once(
+        tmp_path: Path, renames: list[str]) -> None:
+    """Several files replaced at once (a sweep's point specs, its closing files): every temporary file fsynced first
+    (one pass), then the renames in the order given, then each folder once — not a file and a folder per file."""
+    if not os.path.exists("/proc/self/fd"):
+        pytest.skip("needs /proc to name file descriptors")
+    (tmp_path / "specs").mkdir()
+    (tmp_path / "results.csv").write_bytes(b"old")
+    os.chmod(tmp_path / "results.csv", 0o600)
+    files = [(tmp_path / "specs" / "point-001.yaml", b"one"), (tmp_path / "results.csv", b"two"),
+             (str(tmp_path / "results.md"), b"three")]
+    atomic.atomic_write_files(files)
+    for path, data in files:
+        assert Path(path).read_bytes() == data
+    assert stat.S_IMODE((tmp_path / "results.csv").stat().st_mode) == 0o600  # an existing file's bits are kept
+    assert sorted(os.listdir(tmp_path)) == ["results.csv", "results.md", "specs"]
+    assert os.listdir(tmp_path / "specs") == ["point-001.yaml"]
+    assert len(renames) == 3 + 3 + 2
+    fsynced_first = renames[:3]
+    assert sorted(os.path.basename(path).split(".")[1] for path in fsynced_first) == ["point-001", "results", "results"]
+    assert all(os.path.basename(path).startswith(".") and path.endswith(".tmp") for path in fsynced_first)
+    assert renames[3:6] == [f"rename:{path}" for path, _ in files]
+    assert sorted(renames[6:]) == sorted([str(tmp_path / "specs"), str(tmp_path)])
+
+
+def test_files_written_together_in_a_deferring_block_are_its_pass(tmp_path: Path, synced: list[str]) -> None:
+    if not os.path.exists("/proc/self/fd"):
+        pytest.skip("needs /proc to name file descriptors")
+    with atomic.deferred_fsyncs():
+        atomic.atomic_write_files([(tmp_path / "a", b"a"), (tmp_path / "b", b"b")])
+        assert synced == []
+    assert sorted(synced[:2]) == [str(tmp_path / "a"), str(tmp_path / "b")] and synced[2:] == [str(tmp_path)]
+
+
+def test_files_written_together_that_fail_before_the_renames_touch_no_target(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One file that cannot be written (its folder is missing), or an fsync that fails: no target is replaced, no
+    temporary file stays."""
+    (tmp_path / "a").write_bytes(b"old")
+    with pytest.raises(FileNotFoundError):
+        atomic.atomic_write_files([(tmp_path / "a", b"new"), (tmp_path / "missing" / "b", b"b")])
+    assert os.listdir(tmp_path) == ["a"] and (tmp_path / "a").read_bytes() == b"old"
+
+    def failing_fsync(fd: int) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(atomic.os, "fsync", failing_fsync)
+    with pytest.raises(OSError, match="Input/output"):
+        atomic.atomic_write_files([(tmp_path / "a", b"new"), (tmp_path / "c", b"c")])
+    assert os.listdir(tmp_path) == ["a"] and (tmp_path / "a").read_bytes() == b"old"

@@ -561,6 +561,48 @@ def test_full_runs_are_written_out_of_sight_then_fsynced_once_and_registered_in_
     assert synced.count(str(runs_dir)) == 1, "the runs folder once, after the renames"
 
 
+def test_the_point_specs_and_the_closing_files_are_each_written_together_in_one_fsync_pass(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A default sweep's point specs: every one fsynced before any is renamed into place, all before the first run is
+    staged, their folder once; its closing files (charts.npz, results.csv, results.md) likewise, results.md last —
+    so the sweep folder is fsynced three times (sweep.json, reports.json, the closing files), not once a file."""
+    import tradeexecutor.atomic as atomic
+
+    if not os.path.exists("/proc/self/fd"):
+        pytest.skip("needs /proc to name file descriptors")
+    spec = write_spec(tmp_path)
+    events: list[str] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def recording_fsync(fd: int) -> None:
+        events.append(f"fsync:{os.readlink(f'/proc/self/fd/{fd}')}")
+        real_fsync(fd)
+
+    def recording_replace(source: str, target: str) -> None:
+        events.append(f"rename:{target}")
+        real_replace(source, target)
+
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    monkeypatch.setattr(atomic.os, "replace", recording_replace)
+    folder = tmp_path / "one"
+    result = _sweep_with_runs(spec, folder, best=3)
+    assert len([row for row in result.results if row.run_id]) == 3 and not result.note
+    specs = str(folder / "specs")
+    spec_syncs = [i for i, event in enumerate(events) if event.startswith(f"fsync:{specs}{os.sep}.point-")]
+    spec_renames = [i for i, event in enumerate(events) if event.startswith(f"rename:{specs}{os.sep}")]
+    assert len(spec_syncs) == len(spec_renames) == 3 and max(spec_syncs) < min(spec_renames)
+    assert events.count(f"fsync:{specs}") == 1
+    first_run = min(i for i, event in enumerate(events) if ".creating-" in event)
+    assert events.index(f"fsync:{specs}") < first_run
+    closing = [str(folder / name) for name in ("charts.npz", "results.csv", "results.md")]
+    renamed = [event[len("rename:"):] for event in events if event.startswith("rename:")]
+    assert renamed[-3:] == closing
+    closing_syncs = [i for i, event in enumerate(events)
+                     if any(event.startswith(f"fsync:{folder}{os.sep}.{Path(path).name}.") for path in closing)]
+    assert len(closing_syncs) == 3 and max(closing_syncs) < events.index(f"rename:{closing[0]}")
+    assert events.count(f"fsync:{folder}") == 3  # sweep.json, reports.json, then the closing files together
+
+
 def test_full_runs_and_the_walk_forward_curve_do_not_check_again_what_their_points_passed(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The indicators' lookahead check runs once per point: a full run of a point that completed in this sweep (same

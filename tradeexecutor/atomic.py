@@ -24,12 +24,13 @@ import os
 import re
 import secrets
 import stat
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
 
-__all__ = ["atomic_write_bytes", "atomic_write_pieces", "atomic_write_text", "deferred_directory_fsyncs",
+__all__ = ["atomic_write_bytes", "atomic_write_files", "atomic_write_pieces", "atomic_write_text",
+           "deferred_directory_fsyncs",
            "deferred_fsyncs", "fsync_append", "fsync_directory", "fsyncs_deferred", "install_temp_file",
            "remove_temp_files", "temp_path_for"]
 
@@ -276,6 +277,52 @@ def atomic_write_pieces(path: str | os.PathLike[str], pieces: Iterable[bytes | b
         _discard(tmp)
         raise
     _replace(tmp, target)
+
+
+def atomic_write_files(files: Sequence[tuple[str | os.PathLike[str], bytes | bytearray | memoryview]]) -> None:
+    """Replace several files at once, each as :func:`atomic_write_bytes` replaces one: fsynced before its rename.
+
+    Every temporary file is written first, then all are fsynced in one pass from a few threads (as
+    :func:`deferred_fsyncs`' pass: a journaling filesystem commits concurrent fsyncs together), then each is
+    renamed into place in the order given and each directory fsynced once at the end (or by an enclosing
+    :func:`deferred_directory_fsyncs` block). So a crash leaves each file old or new, never torn — as one
+    call per file would — at about the cost of one durable write, not one per file (a sweep's closing files
+    and its point specs: docs/benchmarks.md). Inside a :func:`deferred_fsyncs` block the files are that
+    block's, as any write there. On an error before the renames no target is touched and no temporary file
+    stays; a rename that fails leaves the earlier files replaced and removes the later temporary files.
+    """
+    written: list[tuple[str, str]] = []  # (temporary file, target)
+    try:
+        for path, data in files:
+            target = os.path.abspath(os.fspath(path))
+            tmp = temp_path_for(target)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_BINARY | _O_CLOEXEC, 0o666)
+            written.append((tmp, target))
+            try:
+                _write_all(fd, data)
+                try:
+                    os.chmod(tmp, stat.S_IMODE(os.stat(target).st_mode))
+                except FileNotFoundError:
+                    pass
+            finally:
+                os.close(fd)
+        pending = _PENDING_FILES.get()
+        if pending is None:
+            _concurrently(_fsync_path, [tmp for tmp, _ in written])
+        else:
+            pending.update(dict.fromkeys(target for _, target in written))
+    except BaseException:
+        for tmp, _ in written:
+            _discard(tmp)
+        raise
+    with deferred_directory_fsyncs():
+        for index, (tmp, target) in enumerate(written):
+            try:
+                _replace(tmp, target)
+            except BaseException:
+                for later, _ in written[index + 1:]:
+                    _discard(later)
+                raise
 
 
 def install_temp_file(tmp: str | os.PathLike[str], path: str | os.PathLike[str]) -> None:
