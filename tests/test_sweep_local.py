@@ -603,6 +603,38 @@ def test_the_point_specs_and_the_closing_files_are_each_written_together_in_one_
     assert events.count(f"fsync:{folder}") == 3  # sweep.json, reports.json, then the closing files together
 
 
+def test_a_full_runs_reports_take_its_backtests_summary_computed_over_the_same_prices(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A full run's reports use the summary its backtest computed (the same state, the sweep's same price mapping as the
+    benchmark) instead of computing it again; it is the summary a fresh computation over the saved ledger gives."""
+    import json
+
+    import tradeexecutor.runs.artifacts as artifacts
+    from tradeexecutor.ledger import load_state
+    from tradeexecutor.runs.sweep_eval import SweepData
+
+    computed: list[int] = []
+    real = artifacts.compute_summary
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        computed.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(artifacts, "compute_summary", counting)
+    result = _sweep_with_runs(write_spec(tmp_path), tmp_path / "one", best=2)
+    made = [row.run_id for row in result.results if row.run_id]
+    assert len(made) == 2 and not result.note
+    assert computed == []
+    data = result.plan.data
+    assert isinstance(data, SweepData)
+    for run_id in made:
+        folder = tmp_path / "runs-one" / run_id
+        metrics = json.loads((folder / "metrics.json").read_text())
+        metadata = json.loads((folder / "metadata.json").read_text())
+        again = real(load_state(folder / "state"), benchmark_prices=dict(data.prices(""))).to_dict()
+        assert metrics["summary"] == json.loads(json.dumps(again)) == metadata["summary"]
+
+
 def test_full_runs_and_the_walk_forward_curve_do_not_check_again_what_their_points_passed(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The indicators' lookahead check runs once per point: a full run of a point that completed in this sweep (same

@@ -143,7 +143,9 @@ def _run(runs: Runs, staged: StagedRun, data: SweepData | None) -> tuple[StagedR
                                       "backtest": {"bars": outcome.bars, "cycles": outcome.cycles,
                                                    "seconds": round(outcome.seconds, 3)}})
     try:  # charts on demand (`tradeexecutor report RUN`); the state saved a moment ago, not read back
-        write_artifacts(paths.root, charts=False, orders=False, state=outcome.state, prices=prices)
+        same = prices is not None and outcome.benchmark is prices  # the backtest's benchmark: its summary stands
+        write_artifacts(paths.root, charts=False, orders=False, state=outcome.state, prices=prices,
+                        summary=outcome.computed if same else None)
     except Exception as exc:  # noqa: BLE001 - the run's result stands; its reports are secondary
         message = f"{type(exc).__name__}: {' '.join(str(exc).split())}"
         Journal(paths.journal).append("artifacts_failed", {"run_id": run_id, "error": message}, level="error")
