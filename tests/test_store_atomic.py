@@ -273,8 +273,9 @@ def test_files_written_together_are_each_fsynced_before_any_rename_then_each_fol
     (tmp_path / "specs").mkdir()
     (tmp_path / "results.csv").write_bytes(b"old")
     os.chmod(tmp_path / "results.csv", 0o600)
-    files = [(tmp_path / "specs" / "point-001.yaml", b"one"), (tmp_path / "results.csv", b"two"),
-             (str(tmp_path / "results.md"), b"three")]
+    files: list[tuple[str | os.PathLike[str], bytes]] = [
+        (tmp_path / "specs" / "point-001.yaml", b"one"), (tmp_path / "results.csv", b"two"),
+        (str(tmp_path / "results.md"), b"three")]
     atomic.atomic_write_files(files)
     for path, data in files:
         assert Path(path).read_bytes() == data

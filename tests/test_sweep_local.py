@@ -631,7 +631,9 @@ def test_a_full_runs_reports_take_its_backtests_summary_computed_over_the_same_p
         folder = tmp_path / "runs-one" / run_id
         metrics = json.loads((folder / "metrics.json").read_text())
         metadata = json.loads((folder / "metadata.json").read_text())
-        again = real(load_state(folder / "state"), benchmark_prices=dict(data.prices(""))).to_dict()
+        saved = load_state(folder / "state")
+        assert saved is not None
+        again = real(saved, benchmark_prices=dict(data.prices(""))).to_dict()
         assert metrics["summary"] == json.loads(json.dumps(again)) == metadata["summary"]
 
 

@@ -12,7 +12,6 @@ new setting is one edit. Values are checked once, in ``__post_init__``, by :func
 
 from __future__ import annotations
 
-import functools
 import math
 import re
 from collections.abc import Callable, Iterator, Mapping
@@ -156,7 +155,11 @@ def build_config(config: type[Any], values: Mapping[tuple[str, ...], Any], **giv
     return _build(config, (), values, given)
 
 
-@functools.cache
+#: :func:`_declared`'s answers, by class.
+_DECLARED: dict[type, tuple[tuple[tuple[Field[Any], Setting | None], ...], tuple[tuple[str, Setting, str], ...],
+                            dict[str, str]]] = {}
+
+
 def _declared(config: type[Any]) -> tuple[tuple[tuple[Field[Any], Setting | None], ...],
                                           tuple[tuple[str, Setting, str], ...], dict[str, str]]:
     """A config class's fields with their Settings; (name, Setting, option) of each setting; name → option.
@@ -164,9 +167,12 @@ def _declared(config: type[Any]) -> tuple[tuple[tuple[Field[Any], Setting | None
     Read once per class: the declarations are code and do not change while the process runs, and walking them
     on every config built was a third of reading a run spec (a sweep reads one per full run: docs/benchmarks.md).
     """
-    items = tuple((item, setting_of(item)) for item in fields(config))
-    declared = tuple((item.name, about, about.option(item.name)) for item, about in items if about is not None)
-    return items, declared, {name: label for name, _, label in declared}
+    known = _DECLARED.get(config)
+    if known is None:
+        items = tuple((item, setting_of(item)) for item in fields(config))
+        declared = tuple((item.name, about, about.option(item.name)) for item, about in items if about is not None)
+        known = _DECLARED[config] = (items, declared, {name: label for name, _, label in declared})
+    return known
 
 
 def _build(config: type[Any], prefix: tuple[str, ...], values: Mapping[tuple[str, ...], Any],
