@@ -315,3 +315,66 @@ def test_files_written_together_that_fail_before_the_renames_touch_no_target(
     with pytest.raises(OSError, match="Input/output"):
         atomic.atomic_write_files([(tmp_path / "a", b"new"), (tmp_path / "c", b"c")])
     assert os.listdir(tmp_path) == ["a"] and (tmp_path / "a").read_bytes() == b"old"
+
+
+def test_a_finished_folder_is_fsynced_in_the_background_before_the_deferring_block_ends(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """sync_finished: a folder built and done with inside a deferred_fsyncs block (a sweep's full run) has its part of the
+    pass started at once, on another thread, while the block goes on; the block's end waits for it and fsyncs the rest.
+    Every file and directory still once; outside a block, nothing to do."""
+    if not os.path.exists("/proc/self/fd"):
+        pytest.skip("needs /proc to name file descriptors")
+    import threading
+
+    done = tmp_path / "done"
+    calls: list[tuple[str, str]] = []
+    early = threading.Event()
+    real_fsync = os.fsync
+
+    def recording_fsync(fd: int) -> None:
+        path = os.readlink(f"/proc/self/fd/{fd}")
+        calls.append((path, threading.current_thread().name))
+        if path == str(done):
+            early.set()
+        real_fsync(fd)
+
+    monkeypatch.setattr(atomic.os, "fsync", recording_fsync)
+    with atomic.deferred_fsyncs():
+        done.mkdir()
+        atomic_write_bytes(done / "metadata.json", b"{}")
+        atomic_write_bytes(tmp_path / "later.json", b"{}")
+        atomic.sync_finished(done)
+        assert early.wait(60), "the finished folder's fsyncs started inside the block"
+        during = list(calls)
+    assert {path for path, _ in during} == {str(done / "metadata.json"), str(done)}
+    assert all(name.startswith("fsync-early") or name.startswith("fsync-pass") for _, name in during)
+    assert sorted(path for path, _ in calls) == sorted([str(done / "metadata.json"), str(done),
+                                                        str(tmp_path / "later.json"), str(tmp_path)])
+    calls.clear()
+    atomic.sync_finished(done)  # outside a block: nothing is owed
+    assert calls == []
+
+
+def test_a_failed_early_fsync_is_raised_when_the_deferring_block_ends(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The block's end waits for the early syncs and raises the first that failed, after the rest of the pass ran."""
+    if not os.path.exists("/proc/self/fd"):
+        pytest.skip("needs /proc to name file descriptors")
+    done = tmp_path / "done"
+    done.mkdir()
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def failing_fsync(fd: int) -> None:
+        path = os.readlink(f"/proc/self/fd/{fd}")
+        if path == str(done / "a.json"):
+            raise OSError(5, "Input/output error")
+        synced.append(path)
+        real_fsync(fd)
+
+    monkeypatch.setattr(atomic.os, "fsync", failing_fsync)
+    with pytest.raises(OSError, match="Input/output"), atomic.deferred_fsyncs():
+        atomic_write_bytes(done / "a.json", b"{}")
+        atomic.sync_finished(done)
+        atomic_write_bytes(tmp_path / "b.json", b"{}")
+    assert str(tmp_path / "b.json") in synced and str(tmp_path) in synced

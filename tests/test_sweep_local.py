@@ -637,6 +637,44 @@ def test_a_full_runs_reports_take_its_backtests_summary_computed_over_the_same_p
         assert metrics["summary"] == json.loads(json.dumps(again)) == metadata["summary"]
 
 
+def test_each_full_run_is_synced_as_soon_as_it_is_built_and_all_before_any_is_put_in_place(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each staged run, once built, has its part of the fsync pass started (sync_finished on its hidden folder) while the
+    next one is built; every run folder is renamed into place only after the pass has ended."""
+    import tradeexecutor.atomic as atomic
+    import tradeexecutor.runs.sweep_runs as sweep_runs
+
+    events: list[str] = []
+    real_sync, real_rename = atomic.sync_finished, os.rename
+
+    def recording_sync(folder: Any) -> None:
+        events.append(f"sync:{Path(folder).name}")
+        real_sync(folder)
+
+    def recording_rename(source: Any, target: Any) -> None:
+        if Path(source).name.startswith(".creating-"):
+            events.append(f"rename:{Path(source).name}")
+        real_rename(source, target)
+
+    real_wait = atomic._Early.wait
+
+    def recording_wait(self: Any) -> None:
+        real_wait(self)
+        events.append("pass waited")
+
+    monkeypatch.setattr(sweep_runs, "sync_finished", recording_sync)
+    monkeypatch.setattr(os, "rename", recording_rename)
+    monkeypatch.setattr(atomic._Early, "wait", recording_wait)
+    result = _sweep_with_runs(write_spec(tmp_path), tmp_path / "one", best=3)
+    made = [row.run_id for row in result.results if row.run_id]
+    assert len(made) == 3 and not result.note
+    hidden = [f".creating-{run_id}" for run_id in made]
+    assert sorted(event for event in events if event.startswith("sync:")) == sorted(f"sync:{name}" for name in hidden)
+    renames = [i for i, event in enumerate(events) if event.startswith("rename:")]
+    assert len(renames) == 3 and events.index("pass waited") < min(renames)
+    assert max(i for i, event in enumerate(events) if event.startswith("sync:")) < events.index("pass waited")
+
+
 def test_full_runs_and_the_walk_forward_curve_do_not_check_again_what_their_points_passed(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The indicators' lookahead check runs once per point: a full run of a point that completed in this sweep (same
