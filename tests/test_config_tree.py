@@ -196,3 +196,45 @@ def test_the_spec_fingerprint_did_not_move_with_the_tree(tmp_path: Path) -> None
     must give the same canonical config as the hand-written sections did (this value was computed on them)."""
     loaded = run_spec.load_spec(ROOT / "strategies" / "specs" / "sma_crossover_backtest.yaml", env={})
     assert loaded.config_fingerprint() == "c286f44ae3a879c5e1b62cb605f6faa99b749b3d2d2c41e0b4b9ce06d9224e3d"
+
+
+def test_a_config_class_is_read_once_and_still_checks_every_setting(monkeypatch: pytest.MonkeyPatch,
+                                                                   tmp_path: Path) -> None:
+    """Building configs and reading run specs walks each class's declarations once per process (a sweep reads a spec
+    per full run); a second tree (a new class) is walked for itself, and every bound is still checked."""
+    import tradeexecutor.config as config_module
+
+    build_config(DaemonConfig, {("state_dir",): tmp_path}, strategy_file=SMA)  # each class of the tree read
+    run_spec.spec_from_dict({"strategy_file": str(SMA), "mode": "backtest"}, base_dir=tmp_path, env={})
+    calls: list[type] = []
+    real_fields = config_module.fields
+
+    def counting_fields(item: Any) -> Any:
+        calls.append(item if isinstance(item, type) else type(item))
+        return real_fields(item)
+
+    monkeypatch.setattr(config_module, "fields", counting_fields)
+    built = build_config(DaemonConfig, {("engine", "execution", "fee"): 0.002, ("state_dir",): tmp_path},
+                         strategy_file=SMA)
+    assert built.engine.execution.fee == 0.002
+    spec = run_spec.spec_from_dict({"strategy_file": str(SMA), "mode": "backtest", "core": {"fee": 0.003}},
+                                   base_dir=tmp_path, env={})
+    assert spec.daemon_config(tmp_path).engine.execution.fee == 0.003
+    assert calls == []
+    with pytest.raises(ConfigError, match="--port 70000 must be between 0 and 65535"):
+        DaemonConfig(strategy_file=SMA, port=70000)
+    with pytest.raises(ConfigError, match="--chart-seconds inf is not a finite number"):
+        DaemonConfig(strategy_file=SMA, chart_seconds=math.inf)
+
+    @dataclass(frozen=True)
+    class ProbeConfig:
+        wait_seconds: float = setting(1.0, above=0, help="A class no test built before.")
+
+        def __post_init__(self) -> None:
+            check_settings(self)
+
+    with pytest.raises(ConfigError, match=r"--wait-seconds 0\.0 must be positive"):
+        ProbeConfig(wait_seconds=0.0)
+    assert calls == [ProbeConfig]  # a class not read before, once
+    ProbeConfig(wait_seconds=2.0)
+    assert calls == [ProbeConfig]

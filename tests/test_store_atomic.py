@@ -249,3 +249,132 @@ def test_a_folder_removed_inside_a_deferring_block_is_skipped_by_its_pass(tmp_pa
             shutil.rmtree(building)
             raise KeyboardInterrupt
         assert not building.exists()
+
+
+@pytest.fixture
+def renames(monkeypatch: pytest.MonkeyPatch, synced: list[str]) -> list[str]:
+    """Record each rename into place among the fsyncs (``rename:`` and the target), still really renaming."""
+    real_replace = os.replace
+
+    def recording_replace(source: str, target: str) -> None:
+        synced.append(f"rename:{target}")
+        real_replace(source, target)
+
+    monkeypatch.setattr(atomic.os, "replace", recording_replace)
+    return synced
+
+
+def test_files_written_together_are_each_fsynced_before_any_rename_then_each_folder_once(
+        tmp_path: Path, renames: list[str]) -> None:
+    """Several files replaced at once (a sweep's point specs, its closing files): every temporary file fsynced first
+    (one pass), then the renames in the order given, then each folder once — not a file and a folder per file."""
+    if not os.path.exists("/proc/self/fd"):
+        pytest.skip("needs /proc to name file descriptors")
+    (tmp_path / "specs").mkdir()
+    (tmp_path / "results.csv").write_bytes(b"old")
+    os.chmod(tmp_path / "results.csv", 0o600)
+    files: list[tuple[str | os.PathLike[str], bytes]] = [
+        (tmp_path / "specs" / "point-001.yaml", b"one"), (tmp_path / "results.csv", b"two"),
+        (str(tmp_path / "results.md"), b"three")]
+    atomic.atomic_write_files(files)
+    for path, data in files:
+        assert Path(path).read_bytes() == data
+    assert stat.S_IMODE((tmp_path / "results.csv").stat().st_mode) == 0o600  # an existing file's bits are kept
+    assert sorted(os.listdir(tmp_path)) == ["results.csv", "results.md", "specs"]
+    assert os.listdir(tmp_path / "specs") == ["point-001.yaml"]
+    assert len(renames) == 3 + 3 + 2
+    fsynced_first = renames[:3]
+    assert sorted(os.path.basename(path).split(".")[1] for path in fsynced_first) == ["point-001", "results", "results"]
+    assert all(os.path.basename(path).startswith(".") and path.endswith(".tmp") for path in fsynced_first)
+    assert renames[3:6] == [f"rename:{path}" for path, _ in files]
+    assert sorted(renames[6:]) == sorted([str(tmp_path / "specs"), str(tmp_path)])
+
+
+def test_files_written_together_in_a_deferring_block_are_its_pass(tmp_path: Path, synced: list[str]) -> None:
+    if not os.path.exists("/proc/self/fd"):
+        pytest.skip("needs /proc to name file descriptors")
+    with atomic.deferred_fsyncs():
+        atomic.atomic_write_files([(tmp_path / "a", b"a"), (tmp_path / "b", b"b")])
+        assert synced == []
+    assert sorted(synced[:2]) == [str(tmp_path / "a"), str(tmp_path / "b")] and synced[2:] == [str(tmp_path)]
+
+
+def test_files_written_together_that_fail_before_the_renames_touch_no_target(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One file that cannot be written (its folder is missing), or an fsync that fails: no target is replaced, no
+    temporary file stays."""
+    (tmp_path / "a").write_bytes(b"old")
+    with pytest.raises(FileNotFoundError):
+        atomic.atomic_write_files([(tmp_path / "a", b"new"), (tmp_path / "missing" / "b", b"b")])
+    assert os.listdir(tmp_path) == ["a"] and (tmp_path / "a").read_bytes() == b"old"
+
+    def failing_fsync(fd: int) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(atomic.os, "fsync", failing_fsync)
+    with pytest.raises(OSError, match="Input/output"):
+        atomic.atomic_write_files([(tmp_path / "a", b"new"), (tmp_path / "c", b"c")])
+    assert os.listdir(tmp_path) == ["a"] and (tmp_path / "a").read_bytes() == b"old"
+
+
+def test_a_finished_folder_is_fsynced_in_the_background_before_the_deferring_block_ends(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """sync_finished: a folder built and done with inside a deferred_fsyncs block (a sweep's full run) has its part of the
+    pass started at once, on another thread, while the block goes on; the block's end waits for it and fsyncs the rest.
+    Every file and directory still once; outside a block, nothing to do."""
+    if not os.path.exists("/proc/self/fd"):
+        pytest.skip("needs /proc to name file descriptors")
+    import threading
+
+    done = tmp_path / "done"
+    calls: list[tuple[str, str]] = []
+    early = threading.Event()
+    real_fsync = os.fsync
+
+    def recording_fsync(fd: int) -> None:
+        path = os.readlink(f"/proc/self/fd/{fd}")
+        calls.append((path, threading.current_thread().name))
+        if path == str(done):
+            early.set()
+        real_fsync(fd)
+
+    monkeypatch.setattr(atomic.os, "fsync", recording_fsync)
+    with atomic.deferred_fsyncs():
+        done.mkdir()
+        atomic_write_bytes(done / "metadata.json", b"{}")
+        atomic_write_bytes(tmp_path / "later.json", b"{}")
+        atomic.sync_finished(done)
+        assert early.wait(60), "the finished folder's fsyncs started inside the block"
+        during = list(calls)
+    assert {path for path, _ in during} == {str(done / "metadata.json"), str(done)}
+    assert all(name.startswith("fsync-early") or name.startswith("fsync-pass") for _, name in during)
+    assert sorted(path for path, _ in calls) == sorted([str(done / "metadata.json"), str(done),
+                                                        str(tmp_path / "later.json"), str(tmp_path)])
+    calls.clear()
+    atomic.sync_finished(done)  # outside a block: nothing is owed
+    assert calls == []
+
+
+def test_a_failed_early_fsync_is_raised_when_the_deferring_block_ends(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The block's end waits for the early syncs and raises the first that failed, after the rest of the pass ran."""
+    if not os.path.exists("/proc/self/fd"):
+        pytest.skip("needs /proc to name file descriptors")
+    done = tmp_path / "done"
+    done.mkdir()
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def failing_fsync(fd: int) -> None:
+        path = os.readlink(f"/proc/self/fd/{fd}")
+        if path == str(done / "a.json"):
+            raise OSError(5, "Input/output error")
+        synced.append(path)
+        real_fsync(fd)
+
+    monkeypatch.setattr(atomic.os, "fsync", failing_fsync)
+    with pytest.raises(OSError, match="Input/output"), atomic.deferred_fsyncs():
+        atomic_write_bytes(done / "a.json", b"{}")
+        atomic.sync_finished(done)
+        atomic_write_bytes(tmp_path / "b.json", b"{}")
+    assert str(tmp_path / "b.json") in synced and str(tmp_path) in synced

@@ -585,6 +585,120 @@ def test_full_runs_are_written_out_of_sight_then_fsynced_once_and_registered_in_
     assert synced.count(str(runs_dir)) == 1, "the runs folder once, after the renames"
 
 
+def test_the_point_specs_and_the_closing_files_are_each_written_together_in_one_fsync_pass(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A default sweep's point specs: every one fsynced before any is renamed into place, all before the first run is
+    staged, their folder once; its closing files (charts.npz, results.csv, results.md) likewise, results.md last —
+    so the sweep folder is fsynced three times (sweep.json, reports.json, the closing files), not once a file."""
+    import tradeexecutor.atomic as atomic
+
+    if not os.path.exists("/proc/self/fd"):
+        pytest.skip("needs /proc to name file descriptors")
+    spec = write_spec(tmp_path)
+    events: list[str] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def recording_fsync(fd: int) -> None:
+        events.append(f"fsync:{os.readlink(f'/proc/self/fd/{fd}')}")
+        real_fsync(fd)
+
+    def recording_replace(source: str, target: str) -> None:
+        events.append(f"rename:{target}")
+        real_replace(source, target)
+
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    monkeypatch.setattr(atomic.os, "replace", recording_replace)
+    folder = tmp_path / "one"
+    result = _sweep_with_runs(spec, folder, best=3)
+    assert len([row for row in result.results if row.run_id]) == 3 and not result.note
+    specs = str(folder / "specs")
+    spec_syncs = [i for i, event in enumerate(events) if event.startswith(f"fsync:{specs}{os.sep}.point-")]
+    spec_renames = [i for i, event in enumerate(events) if event.startswith(f"rename:{specs}{os.sep}")]
+    assert len(spec_syncs) == len(spec_renames) == 3 and max(spec_syncs) < min(spec_renames)
+    assert events.count(f"fsync:{specs}") == 1
+    first_run = min(i for i, event in enumerate(events) if ".creating-" in event)
+    assert events.index(f"fsync:{specs}") < first_run
+    closing = [str(folder / name) for name in ("charts.npz", "results.csv", "results.md")]
+    renamed = [event[len("rename:"):] for event in events if event.startswith("rename:")]
+    assert renamed[-3:] == closing
+    closing_syncs = [i for i, event in enumerate(events)
+                     if any(event.startswith(f"fsync:{folder}{os.sep}.{Path(path).name}.") for path in closing)]
+    assert len(closing_syncs) == 3 and max(closing_syncs) < events.index(f"rename:{closing[0]}")
+    assert events.count(f"fsync:{folder}") == 3  # sweep.json, reports.json, then the closing files together
+
+
+def test_a_full_runs_reports_take_its_backtests_summary_computed_over_the_same_prices(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A full run's reports use the summary its backtest computed (the same state, the sweep's same price mapping as the
+    benchmark) instead of computing it again; it is the summary a fresh computation over the saved ledger gives."""
+    import json
+
+    import tradeexecutor.runs.artifacts as artifacts
+    from tradeexecutor.ledger import load_state
+    from tradeexecutor.runs.sweep_eval import SweepData
+
+    computed: list[int] = []
+    real = artifacts.compute_summary
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        computed.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(artifacts, "compute_summary", counting)
+    result = _sweep_with_runs(write_spec(tmp_path), tmp_path / "one", best=2)
+    made = [row.run_id for row in result.results if row.run_id]
+    assert len(made) == 2 and not result.note
+    assert computed == []
+    data = result.plan.data
+    assert isinstance(data, SweepData)
+    for run_id in made:
+        folder = tmp_path / "runs-one" / run_id
+        metrics = json.loads((folder / "metrics.json").read_text())
+        metadata = json.loads((folder / "metadata.json").read_text())
+        saved = load_state(folder / "state")
+        assert saved is not None
+        again = real(saved, benchmark_prices=dict(data.prices(""))).to_dict()
+        assert metrics["summary"] == json.loads(json.dumps(again)) == metadata["summary"]
+
+
+def test_each_full_run_is_synced_as_soon_as_it_is_built_and_all_before_any_is_put_in_place(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each staged run, once built, has its part of the fsync pass started (sync_finished on its hidden folder) while the
+    next one is built; every run folder is renamed into place only after the pass has ended."""
+    import tradeexecutor.atomic as atomic
+    import tradeexecutor.runs.sweep_runs as sweep_runs
+
+    events: list[str] = []
+    real_sync, real_rename = atomic.sync_finished, os.rename
+
+    def recording_sync(folder: Any) -> None:
+        events.append(f"sync:{Path(folder).name}")
+        real_sync(folder)
+
+    def recording_rename(source: Any, target: Any) -> None:
+        if Path(source).name.startswith(".creating-"):
+            events.append(f"rename:{Path(source).name}")
+        real_rename(source, target)
+
+    real_wait = atomic._Early.wait
+
+    def recording_wait(self: Any) -> None:
+        real_wait(self)
+        events.append("pass waited")
+
+    monkeypatch.setattr(sweep_runs, "sync_finished", recording_sync)
+    monkeypatch.setattr(os, "rename", recording_rename)
+    monkeypatch.setattr(atomic._Early, "wait", recording_wait)
+    result = _sweep_with_runs(write_spec(tmp_path), tmp_path / "one", best=3)
+    made = [row.run_id for row in result.results if row.run_id]
+    assert len(made) == 3 and not result.note
+    hidden = [f".creating-{run_id}" for run_id in made]
+    assert sorted(event for event in events if event.startswith("sync:")) == sorted(f"sync:{name}" for name in hidden)
+    renames = [i for i, event in enumerate(events) if event.startswith("rename:")]
+    assert len(renames) == 3 and events.index("pass waited") < min(renames)
+    assert max(i for i, event in enumerate(events) if event.startswith("sync:")) < events.index("pass waited")
+
+
 def test_full_runs_and_the_walk_forward_curve_do_not_check_again_what_their_points_passed(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The indicators' lookahead check runs once per point: a full run of a point that completed in this sweep (same

@@ -24,14 +24,16 @@ import os
 import re
 import secrets
 import stat
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
 
-__all__ = ["atomic_write_bytes", "atomic_write_pieces", "atomic_write_text", "deferred_directory_fsyncs",
+__all__ = ["atomic_write_bytes", "atomic_write_files", "atomic_write_pieces", "atomic_write_text",
+           "deferred_directory_fsyncs",
            "deferred_fsyncs", "fsync_append", "fsync_directory", "fsyncs_deferred", "install_temp_file",
-           "remove_temp_files", "temp_path_for"]
+           "remove_temp_files", "sync_finished", "temp_path_for"]
 
 #: Names of temporary files: :func:`temp_path_for`'s, and the ``.NAME.XXXXXXXX.tmp`` (mkstemp) and
 #: ``.state.json.bak.PID.tmp`` names earlier versions used, so their leftovers go too.
@@ -44,6 +46,31 @@ _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _PENDING: ContextVar[dict[str, None] | None] = ContextVar("tradeexecutor_pending_directory_fsyncs", default=None)
 #: Files whose fsync the innermost :func:`deferred_fsyncs` block owes, or None outside one.
 _PENDING_FILES: ContextVar[dict[str, None] | None] = ContextVar("tradeexecutor_pending_file_fsyncs", default=None)
+
+
+class _Early:
+    """The syncs :func:`sync_finished` started in one :func:`deferred_fsyncs` block, on a pool of that block's own
+    (never one shared by the process: a forked child would inherit a pool whose threads it does not have)."""
+
+    def __init__(self) -> None:
+        self.futures: list[Future[None]] = []
+        self.pool: ThreadPoolExecutor | None = None
+
+    def start(self, files: list[str], directories: list[str]) -> None:
+        if self.pool is None:
+            self.pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="fsync-early")
+        self.futures.append(self.pool.submit(_sync_early, files, directories))
+
+    def wait(self) -> None:
+        """Wait for every sync started; then raise the first that failed."""
+        if self.pool is not None:
+            self.pool.shutdown(wait=True)
+        for future in self.futures:
+            future.result()
+
+
+#: The early syncs of the innermost :func:`deferred_fsyncs` block, or None outside one.
+_EARLY: ContextVar[_Early | None] = ContextVar("tradeexecutor_early_fsyncs", default=None)
 
 
 def fsync_directory(directory: str | os.PathLike[str]) -> None:
@@ -122,21 +149,56 @@ def deferred_fsyncs() -> Iterator[None]:
         yield
         return
     files: dict[str, None] = {}
+    early = _Early()
     outer = _PENDING.get()  # an enclosing deferred_directory_fsyncs block owes the directories, when there is one
     directories: dict[str, None] = {} if outer is None else outer
     directory_token = _PENDING.set(directories) if outer is None else None
-    token = _PENDING_FILES.set(files)
+    token, early_token = _PENDING_FILES.set(files), _EARLY.set(early)
     try:
         yield
     finally:
         _PENDING_FILES.reset(token)
+        _EARLY.reset(early_token)
         if directory_token is not None:
             _PENDING.reset(directory_token)
         try:
-            _concurrently(_fsync_path, list(files))
+            try:
+                early.wait()
+            finally:
+                _concurrently(_fsync_path, list(files))
         finally:
             if outer is None:
                 _concurrently(_fsync_directory_if_there, list(directories))
+
+
+def sync_finished(folder: str | os.PathLike[str]) -> None:
+    """In a :func:`deferred_fsyncs` block, start its pass now, in the background, for ``folder``: the files and
+    directories at or under it that the block owes. Outside one, nothing (they were fsynced as written).
+
+    For a folder the caller has finished and will not write into again in the block (a sweep's full run, once
+    built): its fsyncs wait on the disk while this thread builds the next one, instead of all at the block's end.
+    The block's end still waits for them (and raises the first that failed) before it returns, so nothing written
+    in the block is durable any later than before, and nothing is made visible earlier.
+    """
+    files, early, directories = _PENDING_FILES.get(), _EARLY.get(), _PENDING.get()
+    if files is None or early is None or directories is None:
+        return
+    root = os.path.abspath(os.fspath(folder))
+    under = root + os.sep
+    mine = [path for path in files if path == root or path.startswith(under)]
+    folders = [path for path in directories if path == root or path.startswith(under)]
+    for path in mine:
+        del files[path]
+    for path in folders:
+        del directories[path]
+    if mine or folders:
+        early.start(mine, folders)
+
+
+def _sync_early(files: list[str], directories: list[str]) -> None:
+    """One finished folder's part of the pass: its files, then its directories (as the pass orders them)."""
+    _concurrently(_fsync_path, files)
+    _concurrently(_fsync_directory_if_there, directories)
 
 
 #: Threads of a :func:`deferred_fsyncs` pass.
@@ -276,6 +338,52 @@ def atomic_write_pieces(path: str | os.PathLike[str], pieces: Iterable[bytes | b
         _discard(tmp)
         raise
     _replace(tmp, target)
+
+
+def atomic_write_files(files: Sequence[tuple[str | os.PathLike[str], bytes | bytearray | memoryview]]) -> None:
+    """Replace several files at once, each as :func:`atomic_write_bytes` replaces one: fsynced before its rename.
+
+    Every temporary file is written first, then all are fsynced in one pass from a few threads (as
+    :func:`deferred_fsyncs`' pass: a journaling filesystem commits concurrent fsyncs together), then each is
+    renamed into place in the order given and each directory fsynced once at the end (or by an enclosing
+    :func:`deferred_directory_fsyncs` block). So a crash leaves each file old or new, never torn — as one
+    call per file would — at about the cost of one durable write, not one per file (a sweep's closing files
+    and its point specs: docs/benchmarks.md). Inside a :func:`deferred_fsyncs` block the files are that
+    block's, as any write there. On an error before the renames no target is touched and no temporary file
+    stays; a rename that fails leaves the earlier files replaced and removes the later temporary files.
+    """
+    written: list[tuple[str, str]] = []  # (temporary file, target)
+    try:
+        for path, data in files:
+            target = os.path.abspath(os.fspath(path))
+            tmp = temp_path_for(target)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_BINARY | _O_CLOEXEC, 0o666)
+            written.append((tmp, target))
+            try:
+                _write_all(fd, data)
+                try:
+                    os.chmod(tmp, stat.S_IMODE(os.stat(target).st_mode))
+                except FileNotFoundError:
+                    pass
+            finally:
+                os.close(fd)
+        pending = _PENDING_FILES.get()
+        if pending is None:
+            _concurrently(_fsync_path, [tmp for tmp, _ in written])
+        else:
+            pending.update(dict.fromkeys(target for _, target in written))
+    except BaseException:
+        for tmp, _ in written:
+            _discard(tmp)
+        raise
+    with deferred_directory_fsyncs():
+        for index, (tmp, target) in enumerate(written):
+            try:
+                _replace(tmp, target)
+            except BaseException:
+                for later, _ in written[index + 1:]:
+                    _discard(later)
+                raise
 
 
 def install_temp_file(tmp: str | os.PathLike[str], path: str | os.PathLike[str]) -> None:

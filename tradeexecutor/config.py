@@ -155,14 +155,34 @@ def build_config(config: type[Any], values: Mapping[tuple[str, ...], Any], **giv
     return _build(config, (), values, given)
 
 
+#: :func:`_declared`'s answers, by class.
+_DECLARED: dict[type, tuple[tuple[tuple[Field[Any], Setting | None], ...], tuple[tuple[str, Setting, str], ...],
+                            dict[str, str]]] = {}
+
+
+def _declared(config: type[Any]) -> tuple[tuple[tuple[Field[Any], Setting | None], ...],
+                                          tuple[tuple[str, Setting, str], ...], dict[str, str]]:
+    """A config class's fields with their Settings; (name, Setting, option) of each setting; name → option.
+
+    Read once per class: the declarations are code and do not change while the process runs, and walking them
+    on every config built was a third of reading a run spec (a sweep reads one per full run: docs/benchmarks.md).
+    """
+    known = _DECLARED.get(config)
+    if known is None:
+        items = tuple((item, setting_of(item)) for item in fields(config))
+        declared = tuple((item.name, about, about.option(item.name)) for item, about in items if about is not None)
+        known = _DECLARED[config] = (items, declared, {name: label for name, _, label in declared})
+    return known
+
+
 def _build(config: type[Any], prefix: tuple[str, ...], values: Mapping[tuple[str, ...], Any],
            given: Mapping[str, Any]) -> Any:
     kwargs: dict[str, Any] = dict(given)
-    for item in fields(config):
+    for item, about in _declared(config)[0]:
         path = (*prefix, item.name)
         if path in values:
             kwargs[item.name] = values[path]
-        elif setting_of(item) is None and item.name not in kwargs:
+        elif about is None and item.name not in kwargs:
             default = item.default_factory() if item.default_factory is not MISSING else item.default
             if (is_dataclass(default) and not isinstance(default, type)
                     and any(key[:len(path)] == path for key in values)):
@@ -176,14 +196,12 @@ def check_settings(config: Any) -> None:
     Called first in each config's ``__post_init__``; errors name the option (``--port 70000 must be
     between 0 and 65535``), which is how run specs map them back to their key.
     """
-    check_finite_fields(config, {item.name: about.option(item.name) for item in fields(config)
-                                 if (about := setting_of(item)) is not None})
-    for item in fields(config):
-        about = setting_of(item)
-        value = getattr(config, item.name)
-        if about is None or value is None:
+    _, declared, labels = _declared(type(config))
+    check_finite_fields(config, labels)
+    for name, about, label in declared:
+        value = getattr(config, name)
+        if value is None:
             continue
-        label = about.option(item.name)
         hint = f" ({about.hint})" if about.hint else ""
         if about.choices and value not in about.choices:
             raise ConfigError(f"{label} {value!r} is not one of {', '.join(about.choices)}")
@@ -252,7 +270,7 @@ def check_finite_fields(config: Any, labels: Mapping[str, str] | None = None) ->
     The error names the field as its command-line option (``--trigger-seconds``, or ``labels[name]``
     where the option is called otherwise), which is how run specs map it back to their own key.
     """
-    for item in fields(config):
+    for item, _ in _declared(type(config))[0]:
         value = getattr(config, item.name)
         if isinstance(value, float):
             try:

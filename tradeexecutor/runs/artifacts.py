@@ -150,7 +150,7 @@ class RunFacts:
 def write_artifacts(run_dir: Path, *, prices: Mapping[str, pd.Series] | None = None,
                     thresholds: Thresholds | None = None, now: datetime | None = None,
                     ending: Mapping[str, Any] | None = None, charts: bool = True, orders: bool = True,
-                    state: State | None = None) -> None:
+                    state: State | None = None, summary: Summary | None = None) -> None:
     """Write every artifact of the module docstring into ``run_dir`` from its state, journals and metadata.
 
     ``ending`` (``status``, ``stopped_at``, ``error``) overlays metadata.json: a supervisor writes the
@@ -166,10 +166,13 @@ def write_artifacts(run_dir: Path, *, prices: Mapping[str, pd.Series] | None = N
     ``state``: the final state the caller has just saved to the run's ledger, used instead of reading
     the ledger back (a sweep's full run: the read was a tenth of its time; the reports are the same,
     ``test_reports_from_the_saved_state_equal_reports_read_back``).
+    ``summary``: that state's summary with ``prices`` as its benchmark, when the caller computed it already (a
+    sweep's full run: its backtest's own, over the same prices; not computed a second time).
     Each file is replaced atomically; the folders are fsynced once, at the end.
     """
     paths = RunPaths(Path(run_dir))
-    facts = collect_run(paths.root, prices=prices, thresholds=thresholds, now=now, ending=ending, state=state)
+    facts = collect_run(paths.root, prices=prices, thresholds=thresholds, now=now, ending=ending, state=state,
+                        summary=summary)
     with deferred_directory_fsyncs():
         if orders:
             write_trades_csv(facts.state, paths.orders_csv)
@@ -187,16 +190,19 @@ def write_report(run_dir: Path, *, prices: Mapping[str, pd.Series] | None = None
 
 def collect_run(run_dir: Path, *, prices: Mapping[str, pd.Series] | None = None,
                 thresholds: Thresholds | None = None, now: datetime | None = None,
-                ending: Mapping[str, Any] | None = None, state: State | None = None) -> RunFacts:
+                ending: Mapping[str, Any] | None = None, state: State | None = None,
+                summary: Summary | None = None) -> RunFacts:
     """Read a run folder once: metadata, state, summary, journals, crash record, checks and the metrics document.
 
     ``state``: the run's final state as its ledger holds it, when the caller has it in memory (not read again).
+    ``summary``: that state's summary with ``prices`` as the benchmark, when the caller has it (not computed again).
     """
     run_dir = Path(run_dir)
     paths = RunPaths(run_dir)
     state_files = paths.state_files
     metadata = {**_read_json(paths.metadata), **(ending or {})}
     state_dir = paths.state
+    reuse = summary is not None and state is not None  # a summary is taken only with the state it is of
     loaded = state if state is not None else load_state(state_dir) if state_files.ledger.exists() else None
     state = loaded if loaded is not None else State(name=str(metadata.get("name") or ""))
     price_note = None
@@ -204,7 +210,8 @@ def collect_run(run_dir: Path, *, prices: Mapping[str, pd.Series] | None = None,
         price_map, price_note = _prices_from_spec(run_dir, state)
     else:
         price_map = dict(prices)
-    summary = compute_summary(state, benchmark_prices=price_map or None)
+    if not reuse or summary is None or not price_map:
+        summary = compute_summary(state, benchmark_prices=price_map or None)
     counts, notable, omitted = _journal_events(paths.journal, state_files.journal)
     history = CrashFile.for_state_dir(state_dir).load() if state_files.crash.exists() else None
     crash_count = max(history.crash_count if history else 0, counts.get("crashed", 0))

@@ -10,7 +10,7 @@ fsync per event.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -23,7 +23,7 @@ from tradeexecutor.runs.registry import RunsError
 from tradeexecutor.runs.run import data_fingerprints
 from tradeexecutor.runs.spec import RunSpec
 from tradeexecutor.state import State
-from tradeexecutor.stats import write_trades_csv
+from tradeexecutor.stats import Summary, write_trades_csv
 from tradeexecutor.store.journal import Journal, encode_entry
 from tradeexecutor.store.lock import StateDirLock
 
@@ -46,6 +46,10 @@ class BacktestOutcome:
     data: dict[str, str]
     #: The final state, as saved to the ledger: the run's reports are made from it without reading it back.
     state: State | None = field(default=None, repr=False, compare=False)
+    #: ``summary`` as computed, and the benchmark prices it was computed with (the session's ``prices``, the very
+    #: mapping): reports of the same state with those same prices are this summary, not computed again.
+    computed: Summary | None = field(default=None, repr=False, compare=False)
+    benchmark: Mapping[str, Any] | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass
@@ -102,4 +106,4 @@ def execute_backtest(spec: RunSpec, paths: RunPaths, run_id: str, *, now: dateti
     finally:
         lock.release()
     return BacktestOutcome(summary=summary, bars=result.bars, cycles=result.cycles, seconds=result.seconds, data=data,
-                           state=result.state)
+                           state=result.state, computed=outcome.summary, benchmark=outcome.session.prices)

@@ -533,13 +533,27 @@ def _section_settings(section: str, tree: type) -> tuple[tuple[str, SettingPath]
 def _is_setting(name: str) -> bool:
     from tradeexecutor.settings import DaemonConfig
 
-    return any(item.path == (name,) for item in walk_settings(DaemonConfig))
+    return (name,) in _setting_paths(DaemonConfig)
+
+
+@functools.cache
+def _setting_paths(tree: type) -> frozenset[tuple[str, ...]]:
+    """Every setting's path in ``tree``, walked once per process and tree (each spec read asks of ``mode``)."""
+    return frozenset(item.path for item in walk_settings(tree))
 
 
 def _fields(section: str) -> tuple[_Field, ...]:
     """How each key of ``section`` is checked in a spec and parsed from its variable, from the setting's type."""
+    from tradeexecutor.settings import DaemonConfig
+
+    return _section_fields(section, DaemonConfig)
+
+
+@functools.cache
+def _section_fields(section: str, tree: type) -> tuple[_Field, ...]:
+    """:func:`_fields`, once per process and tree, as :func:`_section_settings` (a sweep reads a spec per full run)."""
     table = []
-    for key, item in _settings(section).items():
+    for key, item in _section_settings(section, tree):
         special = _SPECIAL.get(f"{section}.{key}")
         if special is not None:
             check, parse = special

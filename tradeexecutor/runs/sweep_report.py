@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from tradeexecutor.atomic import atomic_write_bytes, atomic_write_text, deferred_directory_fsyncs
+from tradeexecutor.atomic import atomic_write_bytes, atomic_write_files, atomic_write_text, deferred_directory_fsyncs
 from tradeexecutor.errors import ConfigError
 from tradeexecutor.layout import SweepFiles
 from tradeexecutor.runs.ranking import RANKABLE, statistic
@@ -78,19 +78,20 @@ def finish(result: SweepResult, folder: SweepFolder, *, runs_dir: Path, progress
     plan = result.plan
     curves = _walk_forward(result, curves_needed=plan.options.reports != "none")
     files = [folder.files.results_csv, folder.files.results_md]
+    closing: list[tuple[Path, bytes]] = []
     charts: list[str] = []
     if plan.options.reports != "none":
         progress.phase("reports")
         _full_runs(result, folder, runs_dir=runs_dir, helpers=helpers)
         inputs = chart_inputs(result, curves)
         charts = _chart_names(inputs)
-        atomic_write_bytes(folder.files.chart_data, _encode_inputs(inputs))
         for name in ("in_vs_out_of_sample.png", "walk_forward.png"):  # drawn from an earlier state of a resumed sweep
             (folder.files.charts / name).unlink(missing_ok=True)
         files.append(folder.files.chart_data)
-    atomic_write_text(files[0], results_csv(result))
+        closing.append((folder.files.chart_data, _encode_inputs(inputs)))
     result.markdown = markdown_report(result, charts=charts, drawn=False, folder=folder.path)
-    atomic_write_text(files[1], result.markdown + "\n")
+    closing += [(files[0], results_csv(result).encode("utf-8")), (files[1], (result.markdown + "\n").encode("utf-8"))]
+    atomic_write_files(closing)  # one fsync pass and one of the folder, not one of each per file; results.md last
     result.files = files
 
 
@@ -170,8 +171,9 @@ def _label(values: dict[str, Any]) -> str:
     return " ".join(f"{key}={value}" for key, value in values.items())
 
 
-def write_point_spec(result: SweepResult, row: PointResult, folder: Path) -> Path:
-    """``specs/point-NNN.yaml``: the sweep's spec with the point's values (absolute paths, so it works anywhere)."""
+def point_spec(result: SweepResult, row: PointResult, folder: Path) -> tuple[Path, str]:
+    """``specs/point-NNN.yaml`` and its text: the sweep's spec with the point's values (absolute paths, so it works
+    anywhere). Its folder is made; the file is the caller's to write (:func:`_full_runs` writes them together)."""
     plan = result.plan
     data = plan.spec.to_dict()
     data["mode"] = "backtest"
@@ -180,8 +182,7 @@ def write_point_spec(result: SweepResult, row: PointResult, folder: Path) -> Pat
     path = SweepFiles(folder).point_spec(row.index)
     path.parent.mkdir(parents=True, exist_ok=True)
     header = f"# Point {row.index + 1} of a sweep of {plan.spec.source or 'a run spec'}\n"
-    atomic_write_text(path, header + dump_spec(data))
-    return path
+    return path, header + dump_spec(data)
 
 
 def _full_runs(result: SweepResult, folder: SweepFolder, *, runs_dir: Path, helpers: LocalPool | None) -> None:
@@ -199,10 +200,12 @@ def _full_runs(result: SweepResult, folder: SweepFolder, *, runs_dir: Path, help
     chosen = complete if plan.options.reports == "all" else complete[:plan.options.best]
     made = folder.reports()
     prefix = plan.options.ref_prefix
-    with deferred_directory_fsyncs():  # the point specs' folder is fsynced once, before any run reads them
-        jobs = [_RunJob(row.index, row.values, write_point_spec(result, row, folder.path), Path(runs_dir),
-                        f"{prefix}-{row.index + 1:03d}" if prefix else None, row.fingerprints.get("result", ""))
-                for row in chosen if canonical_values(row.values) not in made]
+    specs = [(row, *point_spec(result, row, folder.path)) for row in chosen
+             if canonical_values(row.values) not in made]
+    # Each durable before any run reads it, in one fsync pass and one of their folder (not one of each per spec).
+    atomic_write_files([(path, text.encode("utf-8")) for _, path, text in specs])
+    jobs = [_RunJob(row.index, row.values, path, Path(runs_dir), f"{prefix}-{row.index + 1:03d}" if prefix else None,
+                    row.fingerprints.get("result", "")) for row, path, _ in specs]
     by_index = {row.index: row for row in result.results}
     Path(runs_dir).mkdir(parents=True, exist_ok=True)
     stale = remove_abandoned_staging(Path(runs_dir))

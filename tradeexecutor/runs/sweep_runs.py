@@ -14,6 +14,8 @@ saves, per run, against a run created started and recorded complete in the regis
 fsyncs (each file and the journal on its own, the registry's four commits) and three registry
 transactions, which on a busy disk were most of a default sweep's time (docs/benchmarks.md).
 
+A run's part of that pass starts as soon as the run is built (:func:`~tradeexecutor.atomic.sync_finished`), in the
+background while the next one is built; the pass still ends before any run is put in place.
 The ledger is written as one new file (:meth:`~tradeexecutor.ledger.Ledger.write_new`) and fsynced in that
 same pass. A full run skips the indicators' lookahead check its point passed in this sweep, but is made again
 with it when it does not come out as its point's row (:meth:`SweepData.lookahead_checked`).
@@ -27,7 +29,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from tradeexecutor.atomic import deferred_fsyncs
+from tradeexecutor.atomic import deferred_fsyncs, sync_finished
 from tradeexecutor.backtest.session import Session
 from tradeexecutor.config import EngineConfig
 from tradeexecutor.runs.registry import RunsError
@@ -58,6 +60,8 @@ def build_runs(runs: Runs, jobs: list[tuple[Path, str | None, tuple[str, str], d
         with deferred_fsyncs():
             for spec_file, ref, then, metadata in jobs:
                 built.append(build_run(runs, spec_file, ref=ref, then=then, metadata=metadata, data=data))
+                if built[-1][0] is not None:  # finished: its fsyncs wait on the disk while the next run is built
+                    sync_finished(built[-1][0].paths.root)
     except BaseException:
         for staged, _ in built:
             if staged is not None:
@@ -143,7 +147,9 @@ def _run(runs: Runs, staged: StagedRun, data: SweepData | None) -> tuple[StagedR
                                       "backtest": {"bars": outcome.bars, "cycles": outcome.cycles,
                                                    "seconds": round(outcome.seconds, 3)}})
     try:  # charts on demand (`tradeexecutor report RUN`); the state saved a moment ago, not read back
-        write_artifacts(paths.root, charts=False, orders=False, state=outcome.state, prices=prices)
+        same = prices is not None and outcome.benchmark is prices  # the backtest's benchmark: its summary stands
+        write_artifacts(paths.root, charts=False, orders=False, state=outcome.state, prices=prices,
+                        summary=outcome.computed if same else None)
     except Exception as exc:  # noqa: BLE001 - the run's result stands; its reports are secondary
         message = f"{type(exc).__name__}: {' '.join(str(exc).split())}"
         Journal(paths.journal).append("artifacts_failed", {"run_id": run_id, "error": message}, level="error")
