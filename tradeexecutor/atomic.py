@@ -50,7 +50,11 @@ _PENDING_FILES: ContextVar[dict[str, None] | None] = ContextVar("tradeexecutor_p
 
 class _Early:
     """The syncs :func:`sync_finished` started in one :func:`deferred_fsyncs` block, on a pool of that block's own
-    (never one shared by the process: a forked child would inherit a pool whose threads it does not have)."""
+    (never one shared by the process: a forked child would inherit a pool whose threads it does not have).
+
+    Do not fork inside a block once :func:`sync_finished` has run in it: the child inherits this block's pool
+    without its threads, and ``ThreadPoolExecutor`` counts the parent's idle threads as its own, so the child's
+    next sync waits for ever. Nothing forks there today (the sweep's pool forks its workers before any block)."""
 
     def __init__(self) -> None:
         self.futures: list[Future[None]] = []

@@ -147,7 +147,9 @@ def _run(runs: Runs, staged: StagedRun, data: SweepData | None) -> tuple[StagedR
                                       "backtest": {"bars": outcome.bars, "cycles": outcome.cycles,
                                                    "seconds": round(outcome.seconds, 3)}})
     try:  # charts on demand (`tradeexecutor report RUN`); the state saved a moment ago, not read back
-        same = prices is not None and outcome.benchmark is prices  # the backtest's benchmark: its summary stands
+        # The backtest's benchmark: its summary stands. Defensive: whenever a full run has prices they are the
+        # backtest's (only a strategy without bar_frequency has a native market, and it has no prices here).
+        same = prices is not None and outcome.benchmark is prices
         write_artifacts(paths.root, charts=False, orders=False, state=outcome.state, prices=prices,
                         summary=outcome.computed if same else None)
     except Exception as exc:  # noqa: BLE001 - the run's result stands; its reports are secondary
