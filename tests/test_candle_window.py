@@ -1,0 +1,333 @@
+"""The live feed keeps a bounded window of candles (issue 13): ``MarketData.drop_before``, and every holder of a step
+or bar index rebased — the feed's cursor, the loop's steps, the engine's and the context's columns, the indicators,
+the chart feeds — so that a windowed feed trades exactly like the unbounded one while it holds a bounded number of
+bars."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from itertools import pairwise
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from daemon_configs import daemon_config
+from exchange_sim_helpers import Running, make_simulator, serve, wait_for
+from tradeexecutor.backtest import run_backtest
+from tradeexecutor.cast.feed import ChartFeed
+from tradeexecutor.config import CcxtVenueConfig, EngineConfig
+from tradeexecutor.daemon import CommandQueue, FakeClock, InMemoryTicker, build_daemon
+from tradeexecutor.daemon.paper import CANDLE_WINDOW, WARM_UP_CANDLES, ExchangeFeed, open_paper_session
+from tradeexecutor.daemon.runner import Daemon
+from tradeexecutor.data.bundled import load_bundled
+from tradeexecutor.data.market import CloseColumns, MarketData
+from tradeexecutor.data.source import load_market
+from tradeexecutor.engine.engine import Engine
+from tradeexecutor.ledger import load_state
+from tradeexecutor.runstate import RunState
+from tradeexecutor.settings import DaemonConfig
+from tradeexecutor.state import State
+from tradeexecutor.strategy.loader import load_strategy
+from tradeexecutor.visual.series import DeltaFeed, SeriesBuilder
+
+STRATEGIES = Path(__file__).parent / "strategies"
+WINDOW_STOP = STRATEGIES / "window_stop.py"
+T0 = datetime(2024, 1, 1, tzinfo=UTC)
+NOON = 12 * 3600
+DAY = timedelta(days=1)
+
+
+def candles_of(whole: MarketData, step: int) -> dict[str, tuple[float, float, float, float, float]]:
+    """The candles of ``whole`` closing at ``step``, as MarketData.append takes them."""
+    candles = {}
+    for symbol in whole.symbols:
+        index = int(whole.closing_at[symbol][step])
+        if index >= 0:
+            bars = whole.bars[symbol]
+            candles[symbol] = (bars.open[index], bars.high[index], bars.low[index], bars.close[index],
+                               bars.volume[index])
+    return candles
+
+
+def two_symbols_with_gaps() -> pd.DataFrame:
+    """GOOG and IBM daily candles where IBM lacks every fifth day: steps where it has no bar closing (-1)."""
+    frame = load_bundled("stocks-daily")
+    frame = frame[frame["symbol"].isin(["GOOG", "IBM"]) & (frame.index >= "2004-07-01") & (frame.index < "2006-01-01")]
+    keep = np.ones(len(frame), dtype=bool)
+    keep[np.flatnonzero((frame["symbol"] == "IBM").to_numpy())[::5]] = False
+    return frame[keep]
+
+
+def expected_indices(column: np.ndarray, cut: int) -> np.ndarray:
+    return np.where(column >= 0, column - cut, -1)
+
+
+# -- MarketData.drop_before ----------------------------------------------------------------------
+
+
+def test_dropping_the_oldest_steps_keeps_what_every_kept_step_sees() -> None:
+    frame = two_symbols_with_gaps()
+    whole = MarketData.from_long_frame(frame, DAY)
+    assert (whole.closing_at["IBM"] == -1).any()  # the gaps are there
+    first = 40
+    grown = MarketData.from_long_frame(frame[frame.index + DAY <= whole.step_time(first - 1)], DAY)
+    assert len(grown) == first
+    old_close, old_last = grown.bars["GOOG"].close, grown.last_closed["IBM"]
+    old_rows = (old_close.copy(), old_last.copy())
+    drops, held = 0, []
+    for step in range(first, len(whole)):
+        grown.append(int(whole.timeline_ns[step]), candles_of(whole, step))
+        if len(grown) >= 50:  # keep 25 steps, as a window of 25 does
+            drops += 1
+            generation = grown.generation
+            assert grown.drop_before(len(grown) - 25) == 25 and grown.generation == generation + 1
+        held.append(max(len(grown), *(len(bars) for bars in grown.bars.values())))
+    assert drops > 10 and grown.dropped == len(whole) - len(grown)
+    assert max(held) <= 50 + 1  # a symbol holds at most its bar at the window's first step more
+    offset = grown.dropped
+    np.testing.assert_array_equal(grown.timeline_ns, whole.timeline_ns[offset:])
+    for symbol in whole.symbols:
+        cut = grown.dropped_bars[symbol]
+        assert cut > 0
+        for name in ("open_time_ns", "close_time_ns", "open", "high", "low", "close", "volume"):
+            np.testing.assert_array_equal(getattr(grown.bars[symbol], name), getattr(whole.bars[symbol], name)[cut:])
+        for name in ("last_closed", "closing_at"):
+            np.testing.assert_array_equal(getattr(grown, name)[symbol],
+                                          expected_indices(getattr(whole, name)[symbol][offset:], cut))
+        pd.testing.assert_frame_equal(grown.bars[symbol].frame, whole.bars[symbol].frame.iloc[cut:], check_freq=False)
+    assert (grown.closing_at["IBM"] == -1).any()
+    # Views taken before any drop still hold their rows; the buffers stay the size the window needs.
+    np.testing.assert_array_equal(old_close, old_rows[0])
+    np.testing.assert_array_equal(old_last, old_rows[1])
+    assert len(grown._timeline._buffer) <= 128
+    assert all(len(column._buffer) <= 128 for column in grown.bars["GOOG"]._columns.values())
+
+
+def test_a_symbol_without_a_bar_yet_keeps_none_after_a_drop() -> None:
+    index = pd.date_range("2024-01-01", periods=10, freq="1D", tz="UTC")
+    early = pd.DataFrame({"open": 1.0, "high": 1.0, "low": 1.0, "close": np.arange(10.0), "volume": 0.0}, index=index)
+    late = early.iloc[6:]
+    market = MarketData({"A": early, "B": late}, DAY)
+    market.drop_before(3)  # B has no bar closed at step 3: none of its bars may go
+    assert market.dropped_bars == {"A": 3, "B": 0}
+    assert market.last_closed["B"].tolist() == [-1, -1, -1, 0, 1, 2, 3]
+    assert market.closing_at["B"].tolist() == [-1, -1, -1, 0, 1, 2, 3]
+    assert market.last_closed["A"].tolist() == list(range(7)) and market.bars["A"].close[0] == 3.0
+
+
+# -- the engine, the context and the indicators across drops ------------------------------------------
+
+
+def test_the_context_and_indicators_read_the_same_values_after_the_window_moved() -> None:
+    frame = load_bundled("stocks-daily")
+    frame = frame[frame["symbol"] == "GOOG"].drop(columns="symbol").iloc[:300]
+    whole = MarketData({"GOOG": frame}, DAY)
+    market = MarketData({"GOOG": frame.iloc[:60]}, DAY)
+    strategy = load_strategy(WINDOW_STOP)
+    engine = Engine(strategy, market, State(name=strategy.name), config=EngineConfig())
+    reference = Engine(strategy, whole, State(name=strategy.name), config=EngineConfig())
+    drops = 0
+    for index in range(60, 300):
+        if len(market) >= 64:
+            market.drop_before(len(market) - 32)
+            drops += 1
+        step = market.append(int(whole.timeline_ns[index]), candles_of(whole, index))
+        engine.follow_market()
+        engine.context._move_to(step, int(market.timeline_ns[step]))
+        reference.context._move_to(index, int(whole.timeline_ns[index]))
+        ctx, expected = engine.context, reference.context
+        assert ctx.timestamp == expected.timestamp and ctx.close() == expected.close()
+        assert ctx.bars_available() <= 64
+        for name in ("fast", "slow"):
+            assert ctx.indicator(name) == pytest.approx(expected.indicator(name), rel=1e-12)
+            assert ctx.indicator(name, ago=5) == pytest.approx(expected.indicator(name, ago=5), rel=1e-12)
+        assert ctx.bar(ago=7) == expected.bar(ago=7)
+        pd.testing.assert_frame_equal(ctx.candles(bars=20), expected.candles(bars=20), check_freq=False)
+        assert len(engine.indicators.values["GOOG"]["slow"]) == len(market.bars["GOOG"])
+    assert drops > 5
+
+
+# -- the chart feeds across drops ------------------------------------------------------------------
+
+
+def test_chart_feeds_send_each_bar_once_in_its_place_after_drops() -> None:
+    frame = load_bundled("stocks-daily")
+    frame = frame[frame["symbol"] == "GOOG"].drop(columns="symbol").iloc[:200]
+    whole = MarketData({"GOOG": frame}, DAY)
+    market = MarketData({"GOOG": frame.iloc[:30]}, DAY)
+    closes = CloseColumns(market)
+    deltas, builder = DeltaFeed(closes), SeriesBuilder()
+    cast, cast_whole = ChartFeed(closes), ChartFeed(CloseColumns(whole))
+    state = State(name="t")
+    state.valuations.append(int(market.timeline_ns[0]) // 1_000_000, 1.0, 1.0, 0.0)
+    seen = dict(market.dropped_bars)
+    for index in range(30, 200):
+        if len(market) >= 40:
+            market.drop_before(len(market) - 20)
+        step = market.append(int(whole.timeline_ns[index]), candles_of(whole, index))
+        deltas.prices.update(closes)  # what the publisher does when the market changed (Publisher._chart_prices)
+        if market.dropped_bars["GOOG"] != seen["GOOG"]:
+            deltas.drop_bars("GOOG", market.dropped_bars["GOOG"] - seen["GOOG"])
+            seen = dict(market.dropped_bars)
+        if index % 3 == 0:  # charts are cut now and then, not every bar
+            builder.apply(deltas.delta(state, {"GOOG": int(market.last_closed["GOOG"][step])}))
+            cast.update(state, {"GOOG": int(market.last_closed["GOOG"][step])})
+            cast_whole.update(state, {"GOOG": index})
+    assert market.dropped > 100
+    times, values = builder.series().prices["GOOG"]
+    last = 198  # the newest bar charted (index 198 is the last multiple of 3)
+    np.testing.assert_array_equal(times, whole.bars["GOOG"].close_time_ns[: last + 1] // 1_000_000)
+    np.testing.assert_array_equal(values, whole.bars["GOOG"].close[: last + 1])
+    assert cast.closes["GOOG"].points() == cast_whole.closes["GOOG"].points()
+    assert cast.key == cast_whole.key
+
+
+# -- the daemon on a windowed feed ------------------------------------------------------------------
+
+
+def goog_lines() -> list[str]:
+    frame = load_bundled("stocks-daily")
+    frame = frame[(frame["symbol"] == "GOOG") & (frame.index >= "2005-01-01") & (frame.index <= "2006-12-31")]
+    lines = ["timestamp,open,high,low,close,volume"]
+    for at, row in frame.iterrows():
+        lines.append(f"{at.isoformat()},{row.open!r},{row.high!r},{row.low!r},{row.close!r},{row.volume!r}")
+    return lines
+
+
+def write(path: Path, lines: list[str], mode: str = "w") -> None:
+    with path.open(mode) as handle:
+        handle.write("".join(line + "\n" for line in lines))
+
+
+def windowed_daemon(tmp_path: Path, data: Path, window: int | None) -> tuple[Daemon, InMemoryTicker]:
+    clock = FakeClock(T0)
+    tickers: list[InMemoryTicker] = []
+
+    def factory(commands: CommandQueue) -> InMemoryTicker:
+        tickers.append(InMemoryTicker(commands, clock))
+        return tickers[0]
+
+    daemon = build_daemon(daemon_config(
+        strategy_file=WINDOW_STOP, state_dir=tmp_path / "state", data=(str(data),), follow=True, replay_seconds=1.0,
+        replay_start="first", trigger_seconds=0, revaluation_seconds=0, chart_seconds=0, watchdog_seconds=0,
+        engine=EngineConfig(cycle_offset_seconds=NOON)), clock=clock, ticker_factory=factory, environ={})
+    daemon.feed.window = window  # type: ignore[attr-defined]  # a FollowFeed: the exchange's feed sets its own
+    daemon.start_jobs()
+    return daemon, tickers[0]
+
+
+def run_ticks(daemon: Daemon, ticker: InMemoryTicker, seconds: int, window: int, held: list[int]) -> None:
+    for _ in range(seconds):
+        ticker.advance(1.0)
+        assert daemon.loop.run_pending() is None, daemon.loop.outcome
+        market = daemon.feed.market
+        if not market.dropped:  # the history loaded at start-up is delivered whole before the window applies
+            continue
+        held.append(max(len(market), *(len(bars) for bars in market.bars.values()),
+                        *(len(v) for values in daemon.engine.indicators.values.values() for v in values.values())))
+
+
+def orders(state: State) -> list[tuple]:
+    portfolio = state.portfolio
+    positions = portfolio.closed_positions + portfolio.open_positions + portfolio.failed_positions
+    return sorted((o.id, o.purpose, o.status, str(o.created_at), o.filled_quantity, o.average_fill_price,
+                   o.trigger.value if o.trigger else None) for p in positions for o in p.orders)
+
+
+def test_a_windowed_feed_trades_like_the_whole_history_across_a_restart(tmp_path: Path) -> None:
+    """Fills at the next bar's open and stop/trailing triggers at a bar's low are priced at the bars an unbounded
+    feed (the backtest) prices them at, while the market holds at most twice the window; a restart after many drops
+    resumes at the right bar. Without the loop's rebase the cycles are decided at the wrong steps; without the
+    engine's columns taken again the prices are read from the wrong bars."""
+    window = 20
+    path = tmp_path / "goog.csv"
+    lines = goog_lines()
+    write(path, lines[:60])
+    daemon, ticker = windowed_daemon(tmp_path, path, window)
+    held: list[int] = []
+    try:
+        run_ticks(daemon, ticker, 70, window, held)
+        for chunk in range(60, 303, 9):
+            write(path, lines[chunk:chunk + 9], "a")
+            run_ticks(daemon, ticker, 11, window, held)
+        assert daemon.feed.market.dropped > 200  # many windows dropped before the restart
+        newest = pd.Timestamp(lines[302].split(",")[0]) + DAY  # the last line written is bar 301
+        assert daemon.feed.market.step_time(daemon.feed.cursor) == newest
+    finally:
+        daemon.close()  # no stop: like a crash between two jobs
+    saved = load_state(tmp_path / "state")
+    assert saved is not None and saved.replay_cursor == 301  # counted from the loaded data's first step
+    assert saved.last_bar_at == newest.to_pydatetime()
+    write(path, lines[303:], "a")
+    daemon, ticker = windowed_daemon(tmp_path, path, window)
+    try:
+        run_ticks(daemon, ticker, len(lines), window, held)
+        market = daemon.feed.market
+        assert market.step_time(daemon.feed.cursor) == pd.Timestamp(lines[-1].split(",")[0]) + DAY
+        assert market.dropped > 0
+        final = daemon.engine.state
+    finally:
+        daemon.close()
+    # After every job: steps, bars and indicator values. The window drops before a read of new candles, which brings
+    # up to 9 here (a chunk of lines; the exchange's feed: a poll's, one candle while it keeps up).
+    assert len(held) > 400 and max(held) <= 2 * window - 1 + 9
+    strategy = load_strategy(WINDOW_STOP)
+    market, _ = load_market([str(path)], strategy.instruments)
+    expected = run_backtest(strategy, market, EngineConfig(cycle_offset_seconds=NOON)).state
+    triggers = [row[-1] for row in orders(expected) if row[-1]]
+    assert "stop_loss" in triggers and "trailing_stop" in triggers, triggers  # both fire in this data
+    assert orders(final) == orders(expected)
+    assert final.valuations.timestamp == expected.valuations.timestamp
+    assert final.valuations.equity == pytest.approx(expected.valuations.equity)
+    assert final.cycles_completed == expected.cycles_completed
+
+
+# -- the exchange's feed (paper and live mode) -------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def running() -> Iterator[Running]:
+    pytest.importorskip("ccxt")
+    with serve(make_simulator()) as running:
+        yield running
+
+
+def exchange_feed(running: Running) -> ExchangeFeed:
+    config = DaemonConfig(strategy_file=STRATEGIES / "paper_flip.py", mode="paper",
+                          exchange=CcxtVenueConfig(exchange="binance", url=running.url))
+    market = open_paper_session(config, checkpoint=lambda _: None)
+    return market.feed(RunState.create("window", mode="paper"), monotonic=lambda: 0.0)
+
+
+def test_the_exchanges_feed_keeps_a_window_and_the_same_candles_as_an_unbounded_one(running: Running) -> None:
+    running.control("POST", "reset")
+    feed, unbounded = exchange_feed(running), exchange_feed(running)
+    assert feed.window == CANDLE_WINDOW == WARM_UP_CANDLES  # what a restart loads
+    unbounded.window = None
+    feed.window = 8  # the default's 1,000 one-second bars would take 17 minutes to drop
+    warm_up = len(feed.market)
+    delivered: list[int] = []
+    held = []
+
+    def take() -> bool:
+        while (step := feed.advance()) is not None:
+            delivered.append(int(feed.market.timeline_ns[step]))
+            held.append(len(feed.market))
+        return feed.market.dropped >= warm_up + 3 * 8  # three windows past the warm-up's drop
+
+    wait_for(take, timeout=90)
+    while unbounded.advance() is not None:
+        pass
+    assert unbounded.market.dropped == 0 and len(unbounded.market) > warm_up + 3 * 8
+    assert max(held[2:]) <= 2 * 8  # once the warm-up was dropped (at the second advance)
+    assert all(b - a == 1_000_000_000 for a, b in pairwise(delivered))  # none lost, none twice
+    kept = feed.market.bars["EURUSD"]
+    whole = unbounded.market.bars["EURUSD"]
+    at = np.searchsorted(whole.close_time_ns, kept.close_time_ns)
+    shared = at < len(whole)
+    assert shared.sum() >= 8
+    np.testing.assert_array_equal(whole.close_time_ns[at[shared]], kept.close_time_ns[shared])
+    np.testing.assert_array_equal(whole.close[at[shared]], kept.close[shared])
