@@ -23,9 +23,11 @@ from tradeexecutor.daemon import CommandQueue, FakeClock, InMemoryTicker, build_
 from tradeexecutor.daemon.paper import CANDLE_WINDOW, WARM_UP_CANDLES, ExchangeFeed, open_paper_session
 from tradeexecutor.daemon.runner import Daemon
 from tradeexecutor.data.bundled import load_bundled
+from tradeexecutor.data.follow import FollowFeed
 from tradeexecutor.data.market import CloseColumns, MarketData
 from tradeexecutor.data.source import load_market
 from tradeexecutor.engine.engine import Engine
+from tradeexecutor.errors import TemporaryError
 from tradeexecutor.ledger import load_state
 from tradeexecutor.runstate import RunState
 from tradeexecutor.settings import DaemonConfig
@@ -331,3 +333,37 @@ def test_the_exchanges_feed_keeps_a_window_and_the_same_candles_as_an_unbounded_
     assert shared.sum() >= 8
     np.testing.assert_array_equal(whole.close_time_ns[at[shared]], kept.close_time_ns[shared])
     np.testing.assert_array_equal(whole.close[at[shared]], kept.close[shared])
+
+
+class FlakyTail:
+    """A candle tail that fails (an exchange out of reach) until it is given candles."""
+
+    path = "flaky"
+
+    def __init__(self) -> None:
+        self.frame: pd.DataFrame | None = None
+        self.failing = True
+
+    def read(self) -> pd.DataFrame | None:
+        if self.failing:
+            raise TemporaryError("the exchange cannot be reached")
+        frame, self.frame = self.frame, None
+        return frame
+
+
+def test_a_read_that_fails_drops_nothing() -> None:
+    """The window moves only once the new candles were read: a failed read leaves the market and the cursor as the
+    loop's other jobs (revaluation, triggers, an operator's close) knew them, with the engine's columns of before."""
+    frame = load_bundled("stocks-daily")
+    frame = frame[frame["symbol"] == "GOOG"].iloc[:12]
+    market = MarketData.from_long_frame(frame.iloc[:8], DAY)
+    tail = FlakyTail()
+    feed = FollowFeed(market, [tail], start=7, window=4)
+    assert feed.advance() == 7  # the loaded bars first
+    with pytest.raises(TemporaryError):
+        feed.advance()
+    assert market.dropped == 0 and feed.cursor == 7 and len(market) == 8
+    tail.frame, tail.failing = frame.iloc[8:10], False
+    assert feed.advance() == 4 and market.dropped == 4 and len(market) == 6  # 4 kept up to the cursor, 2 read
+    assert market.step_time(4) == pd.Timestamp(frame.index[8]) + DAY
+    assert feed.advance() == 5 and feed.advance() is None

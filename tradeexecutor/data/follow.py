@@ -113,16 +113,19 @@ class FollowFeed(ReplayFeed):
     def advance(self) -> int | None:
         """The next bar not yet processed, reading the appended lines when every loaded bar was; None: no new bar."""
         if self._cursor >= len(self.market) - 1:
-            self._keep_window()
             self._pull()
+            self._keep_window()
         return super().advance() if self._cursor < len(self.market) - 1 else None
 
     def _keep_window(self) -> None:
-        """Drop the oldest steps once the market holds twice the window, keeping the window's newest steps.
+        """Drop the oldest steps once the market holds twice the window: the window's steps up to the last delivered
+        one stay, and the candles just read.
 
-        Called only when every step was delivered, at the start of the cycle job that asks for the
-        next: the cursor (and ``start``) are rebased here, the loop rebases what it holds by the
-        market's ``dropped``, and everything keeping columns takes them again by ``generation``.
+        Called only when every step was delivered and the read of new candles returned (a read that
+        failed drops nothing: the loop's other jobs must not find the market moved under columns
+        the cycle job has not taken again), in the cycle job that asks for the next step: the cursor
+        (and ``start``) are rebased here, the loop rebases what it holds by the market's
+        ``dropped`` at once, and everything keeping columns takes them again by ``generation``.
         """
         window = self.window
         if window is None or len(self.market) < 2 * window:
