@@ -32,7 +32,8 @@ from tradeexecutor.ledger import load_state
 from tradeexecutor.runstate import RunState
 from tradeexecutor.settings import DaemonConfig
 from tradeexecutor.state import State
-from tradeexecutor.strategy.loader import load_strategy
+from tradeexecutor.stats.running import RunningSummary
+from tradeexecutor.strategy.loader import load_strategy, with_parameters
 from tradeexecutor.visual.series import DeltaFeed, SeriesBuilder
 
 STRATEGIES = Path(__file__).parent / "strategies"
@@ -367,3 +368,104 @@ def test_a_read_that_fails_drops_nothing() -> None:
     assert feed.advance() == 4 and market.dropped == 4 and len(market) == 6  # 4 kept up to the cursor, 2 read
     assert market.step_time(4) == pd.Timestamp(frame.index[8]) + DAY
     assert feed.advance() == 5 and feed.advance() is None
+
+
+# -- Review round: reloading parameters, expanding indicators and buy-and-hold across a drop ---------------------
+
+WINDOW_OBV = STRATEGIES / "window_obv.py"
+
+
+def goog(n: int) -> pd.DataFrame:
+    """The first ``n`` daily GOOG candles of the bundled stocks."""
+    frame = load_bundled("stocks-daily")
+    return frame[frame["symbol"] == "GOOG"].drop(columns="symbol").iloc[:n]
+
+
+def test_reload_params_after_a_drop_keeps_indicator_values_aligned_with_their_bars() -> None:
+    """Engine.use_strategy (an operator's reload_params) computes the indicators again over the window: the store
+    must know the bars the market had already dropped, or the next extend drops that many values again from the
+    front of values computed over the window (a later bar's value at an earlier index: lookahead)."""
+    frame = goog(300)
+    whole = MarketData({"GOOG": frame}, DAY)
+    market = MarketData({"GOOG": frame.iloc[:60]}, DAY)
+    strategy = load_strategy(WINDOW_STOP)
+    engine = Engine(strategy, market, State(name=strategy.name), config=EngineConfig())
+    index = 60
+    while market.dropped == 0 or len(market) < 50:  # one drop (64 -> 32), then grow past the dropped count
+        if len(market) >= 64:
+            market.drop_before(len(market) - 32)
+        market.append(int(whole.timeline_ns[index]), candles_of(whole, index))
+        engine.follow_market()
+        index += 1
+    assert 0 < market.dropped < len(market)
+    engine.use_strategy(with_parameters(engine.strategy, {"slow": 9}))  # reload_params
+    market.append(int(whole.timeline_ns[index]), candles_of(whole, index))
+    engine.follow_market()
+    # The new bar's values came from its tail (found on this extend), not from the whole window computed again as
+    # after a drop the store did not know of.
+    assert engine.indicators.tails["GOOG"] is not None
+    reference = Engine(with_parameters(strategy, {"slow": 9}), whole, State(name="r"), config=EngineConfig())
+    offset = market.dropped_bars["GOOG"]
+    got = engine.indicators.values["GOOG"]["slow"]
+    want = reference.indicators.values["GOOG"]["slow"][offset: offset + len(got)]
+    assert len(got) == len(market.bars["GOOG"])
+    # The first 8 values are the SMA's warm-up over the window (NaN, as after a restart): compare the rest.
+    assert np.isnan(got[:8]).all()
+    np.testing.assert_allclose(got[8:], want[8:])
+
+
+def test_an_expanding_indicator_is_computed_over_the_window_after_a_drop_as_after_a_restart() -> None:
+    """An indicator with no tail window (a cumulative sum) is computed over the whole history: after a drop the kept
+    values were computed over the longer history, and new ones over the window only would make a jump between
+    ctx.indicator(ago=1) and ctx.indicator() that neither the unbounded feed nor a restart shows (a crossing strategy
+    would trade on a crossing that is not there). Every value is computed again over the window, as a restart does."""
+    frame = goog(300)
+    market = MarketData({"GOOG": frame.iloc[:60]}, DAY)
+    whole = MarketData({"GOOG": frame}, DAY)
+    strategy = load_strategy(WINDOW_OBV)
+    engine = Engine(strategy, market, State(name=strategy.name), config=EngineConfig())
+    drops = 0
+    for index in range(60, 200):
+        if len(market) >= 64:
+            market.drop_before(len(market) - 32)
+            drops += 1
+        step = market.append(int(whole.timeline_ns[index]), candles_of(whole, index))
+        engine.follow_market()
+        assert engine.indicators.tails.get("GOOG") is None  # a cumulative sum has no tail window
+        engine.context._move_to(step, int(market.timeline_ns[step]))
+        # What a restart on this window computes: every value over the same bars.
+        restart = Engine(strategy, MarketData({"GOOG": market.bars["GOOG"].frame}, DAY), State(name="r"),
+                         config=EngineConfig())
+        values = restart.indicators.values["GOOG"]["obv"]
+        ctx = engine.context
+        assert ctx.indicator("obv") == pytest.approx(values[-1])
+        assert ctx.indicator("obv", ago=1) == pytest.approx(values[-2])
+    assert drops >= 3
+
+
+def test_buy_and_hold_in_the_summary_keeps_its_start_price_after_a_drop() -> None:
+    """The publisher's running summary (/status summary_statistics, public files) finds buy-and-hold's start close
+    at the first valuation's time among the market's bars: once the window dropped that bar, the search would land
+    on the window's first bar and the figure would silently change its start price. Computed every cycle (as the
+    publisher does), it keeps the start close it found and equals the unbounded feed's figure."""
+    frame = goog(200)
+    whole = MarketData({"GOOG": frame}, DAY)
+    market = MarketData({"GOOG": frame.iloc[:10]}, DAY)
+    state = State(name="t")
+    windowed, unbounded = RunningSummary(), RunningSummary()
+
+    def bench(m: MarketData, newest: int) -> dict[str, tuple[np.ndarray, np.ndarray, int]]:
+        bars = m.bars["GOOG"]
+        return {"GOOG": (bars.close_time_ns, bars.close, newest)}
+
+    for index in range(10, 200):
+        if len(market) >= 64:
+            market.drop_before(len(market) - 32)
+        step = market.append(int(whole.timeline_ns[index]), candles_of(whole, index))
+        state.valuations.append(int(market.timeline_ns[step]) // 1_000_000, 100.0, 100.0, 0.0)
+        got = windowed.summary(state, bench(market, len(market.bars["GOOG"]) - 1)).buy_and_hold_return
+        want = unbounded.summary(state, bench(whole, index)).buy_and_hold_return
+        assert got == pytest.approx(want)
+    assert market.dropped > 64
+    start = frame["close"].iloc[10]
+    assert want == pytest.approx(frame["close"].iloc[199] / start - 1.0)
