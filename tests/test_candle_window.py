@@ -259,6 +259,10 @@ def test_a_windowed_feed_trades_like_the_whole_history_across_a_restart(tmp_path
         assert daemon.feed.market.dropped > 200  # many windows dropped before the restart
         newest = pd.Timestamp(lines[302].split(",")[0]) + DAY  # the last line written is bar 301
         assert daemon.feed.market.step_time(daemon.feed.cursor) == newest
+        extra = daemon.runstate.snapshot().extra  # /status: the cursor counts the dropped steps; the bars held now
+        assert extra["replay_dropped"] == daemon.feed.market.dropped
+        assert extra["replay_cursor"] - extra["replay_dropped"] == daemon.feed.cursor
+        assert extra["replay_bars"] == len(daemon.feed.market)
     finally:
         daemon.close()  # no stop: like a crash between two jobs
     saved = load_state(tmp_path / "state")

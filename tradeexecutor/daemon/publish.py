@@ -245,6 +245,7 @@ class Publisher:
             **self._renderer_facts(),
             "replay_cursor": state.replay_cursor,
             "replay_bars": len(self.feed.market),
+            "replay_dropped": self.feed.market.dropped,  # steps a live feed's window dropped: replay_cursor counts them
             "cycles_completed_total": state.cycles_completed,
             "open_positions": len(state.portfolio.open_positions),
             "next_order_id": state.portfolio.next_order_id,

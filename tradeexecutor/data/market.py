@@ -47,11 +47,14 @@ class Growing:
         return self.view()
 
     def drop_front(self, count: int, shift: int = 0) -> np.ndarray:
-        """Forget the first ``count`` rows and subtract ``shift`` from the kept rows that are not negative (bar
-        indices: -1, "none", stays); returns the new view.
+        """Forget the first ``count`` rows and subtract ``shift`` from each kept row that is not negative; returns the
+        new view.
 
-        The kept rows go to a new buffer of the same room: views taken before stay as they were
-        (rows in a view never change), and the room stays what the window needs, not what it once held.
+        ``shift`` is for columns of bar indices: -1 ("no bar") stays -1, and the caller makes sure no
+        other kept row is below ``shift``. The kept rows are copied to a new buffer of the old one's
+        capacity (at least 16): views taken before keep the old buffer, so their rows never change,
+        and the capacity stays what the column reached before its first drop (for a windowed feed,
+        room for the window's top, which it never exceeds again): it neither shrinks nor grows.
         """
         kept = self._buffer[count: self.size]
         buffer = np.empty(max(16, len(self._buffer)), dtype=self._buffer.dtype)
