@@ -473,3 +473,64 @@ def test_buy_and_hold_in_the_summary_keeps_its_start_price_after_a_drop() -> Non
     assert market.dropped > 64
     start = frame["close"].iloc[10]
     assert want == pytest.approx(frame["close"].iloc[199] / start - 1.0)
+
+
+def test_a_paper_daemon_on_the_exchange_crosses_drops_with_orders_in_flight(running: Running, tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """The in-process daemon in paper mode against the simulator, with the window made small: paper_flip orders every
+    one-second cycle and each fills at the next candle's open, so fills are pending whenever the window drops.
+    Every fill is priced at the open of the candle after its decision (as the unbounded feed has it), the market
+    holds a bounded number of bars, and no cycle is skipped or decided twice."""
+    running.control("POST", "reset")
+    monkeypatch.setattr("tradeexecutor.daemon.paper.CANDLE_WINDOW", 8)
+    clock = FakeClock(datetime.now(UTC))
+    tickers: list[InMemoryTicker] = []
+
+    def factory(commands: CommandQueue) -> InMemoryTicker:
+        tickers.append(InMemoryTicker(commands, clock))
+        return tickers[0]
+
+    daemon = build_daemon(daemon_config(
+        strategy_file=STRATEGIES / "paper_flip.py", state_dir=tmp_path / "state", mode="paper",
+        exchange=CcxtVenueConfig(exchange="binance", url=running.url), trigger_seconds=0, revaluation_seconds=0,
+        chart_seconds=0, watchdog_seconds=0), clock=clock, ticker_factory=factory, environ={})
+    held: list[int] = []
+    try:
+        assert daemon.feed.window == 8  # type: ignore[attr-defined]
+        daemon.start_jobs()
+        ticker = tickers[0]
+        market = daemon.feed.market
+
+        def tick() -> bool:
+            ticker.advance(0.25)
+            assert daemon.loop.run_pending() is None, daemon.loop.outcome
+            if market.dropped:
+                held.append(max(len(market), *(len(bars) for bars in market.bars.values())))
+            return market.dropped >= WARM_UP_CANDLES + 4 * 8 and len(filled(daemon.engine.state)) >= 20
+
+        wait_for(tick, timeout=120, interval=0.25)
+        state = daemon.engine.state
+    finally:
+        daemon.close()
+    assert max(held) <= 2 * 8 + 1  # the window's top, and the candle read before the next drop
+    unbounded = exchange_feed(running)
+    unbounded.window = None
+    while unbounded.advance() is not None:
+        pass
+    bars = unbounded.market.bars["EURUSD"]
+    fills = filled(state)
+    assert len(fills) >= 20
+    for order in fills:
+        # Decided at the close of the candle closing at created_at; filled at the next candle's open.
+        at = int(np.searchsorted(bars.close_time_ns, pd.Timestamp(order.created_at).value))
+        assert bars.close_time_ns[at] == pd.Timestamp(order.created_at).value
+        assert float(order.average_fill_price) == pytest.approx(float(bars.open[at + 1]))
+    cycles = [int(stamp) for stamp in state.valuations.timestamp]
+    assert all(b - a == 1_000 for a, b in pairwise(cycles))  # one valuation a candle: none skipped, none twice
+
+
+def filled(state: State) -> list:
+    """The filled orders of every position."""
+    portfolio = state.portfolio
+    positions = portfolio.closed_positions + portfolio.open_positions + portfolio.failed_positions
+    return [order for position in positions for order in position.orders if order.status == "filled"]
