@@ -89,7 +89,9 @@ class ChartFeed:
         self.equity = Downsampled(max_points)
         self.closes = {symbol: Downsampled(max_points) for symbol in symbols}
         self._equity_taken = 0  # valuation rows appended (all but the newest)
-        self._close_next: dict[str, int | None] = dict.fromkeys(symbols)  # next bar index to take
+        # The close time (ms) of the newest bar taken, not its index: a live feed's window drops the oldest bars,
+        # which moves every index but no time.
+        self._close_taken: dict[str, int | None] = dict.fromkeys(symbols)
         self._provisional: tuple[int, float] | None = None
         #: Changes whenever what the chart shows changed (compare to skip sending the same data twice).
         self.key: tuple[Any, ...] = ()
@@ -105,16 +107,21 @@ class ChartFeed:
         first_ms = valuations.timestamp[0] if rows else None
         for symbol in self._symbols:
             times, closes = self._prices[symbol]
-            start = self._close_next[symbol]
-            if start is None:
+            taken = self._close_taken[symbol]
+            if taken is None:
                 if first_ms is None:
                     continue
                 start = int(np.searchsorted(times, first_ms, side="left"))
+            else:
+                start = int(np.searchsorted(times, taken, side="right"))
             last = min(int(last_bars.get(symbol, -1)), len(times) - 1)
             for i in range(start, last + 1):
                 self.closes[symbol].add(int(times[i]), float(closes[i]))
-            self._close_next[symbol] = max(start, last + 1)
-        self.key = (rows, self._provisional, tuple(self._close_next.values()))
+            if last >= start:
+                self._close_taken[symbol] = int(times[last])
+            elif taken is None and start > 0:
+                self._close_taken[symbol] = int(times[start - 1])  # before the first valuation: never taken
+        self.key = (rows, self._provisional, tuple(self._close_taken.values()))
         return self.key
 
     @property

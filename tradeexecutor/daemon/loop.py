@@ -168,6 +168,8 @@ class ExecutorLoop:
         self._processed = feed.cursor if (self.state.last_bar_at is not None or self.state.replay_cursor >= 0) else -1
         self._resumed_at = self._processed  # the last bar a previous process processed (-1: none)
         self._checked_step = feed.cursor  # newest bar whose triggers have been checked
+        #: The market's dropped steps when the steps above were last rebased (a live feed keeps a window).
+        self._dropped = feed.market.dropped
         #: A bar the feed delivered to a cycle job that failed temporarily before managing it (None: none): the
         #: retried job takes it instead of the next one.
         self._delivered: int | None = None
@@ -411,6 +413,7 @@ class ExecutorLoop:
         # again: the feed has moved past it, and its fills and triggers must not be lost (nor taken twice).
         step = self._delivered if self._delivered is not None else self.feed.advance()
         self._delivered = step
+        self._rebase()  # the feed may have dropped its oldest steps before the new bar (its window)
         self.engine.follow_market()  # a growing feed appended candles: indicators extended on their tail
         if self._processed >= 0:
             self._decide_ended(self._processed)
@@ -578,12 +581,25 @@ class ExecutorLoop:
             return None
         return cycle_ns
 
+    def _rebase(self) -> None:
+        """Move the steps the loop holds by what the feed's window dropped since the last look (none on a replay).
+
+        A step that was dropped becomes -1 ("none"): only the restart's resumed step can be that old.
+        """
+        dropped = self.feed.market.dropped - self._dropped
+        if not dropped:
+            return
+        self._dropped = self.feed.market.dropped
+        self._processed, self._resumed_at, self._checked_step = (
+            max(-1, step - dropped) if step >= 0 else step
+            for step in (self._processed, self._resumed_at, self._checked_step))
+
     def _manage(self, step: int) -> None:
         """Fills, triggers and marks of the bar, its valuation and the cursor: the first commit, before any decision."""
         self.engine.manage(step)
         self.engine.record_valuation(step)
         self._check_risk(step)
-        self.state.replay_cursor = step
+        self.state.replay_cursor = step + self.feed.market.dropped  # counted from the loaded data's first step
         self.state.last_bar_at = self.feed.market.step_time(step).to_pydatetime()
         self._processed = step
         self._checked_step = step

@@ -50,13 +50,17 @@ from tradeexecutor.venue.ccxt_connection import CcxtConnection
 from tradeexecutor.venue.ccxt_venue import CcxtVenue
 from tradeexecutor.venue.model import InstrumentSpec
 
-__all__ = ["WARM_UP_CANDLES", "ExchangeCandles", "ExchangeFeed", "PaperMarket", "check_paper_state",
+__all__ = ["CANDLE_WINDOW", "WARM_UP_CANDLES", "ExchangeCandles", "ExchangeFeed", "PaperMarket", "check_paper_state",
            "open_paper_session", "poll_period", "prices_description"]
 
 logger = logging.getLogger("tradeexecutor.daemon")
 
 #: Closed candles fetched at start-up as the warm-up history (Binance serves at most 1000 klines a request).
 WARM_UP_CANDLES = 1000
+#: Bars the running feed keeps in memory: the warm-up's, what a restart would load. The feed drops the oldest
+#: once it holds twice this many, so it holds 1,000-2,000 bars (about 170 KB a symbol) instead of a bar a cycle
+#: for ever, and ctx history and the indicators see at least the last 1,000 bars, as after a restart.
+CANDLE_WINDOW = WARM_UP_CANDLES
 
 
 def poll_period(timeframe: timedelta) -> timedelta:
@@ -138,7 +142,7 @@ class PaperMarket:
 
         report()
         return ExchangeFeed(market, [ExchangeCandles(self.source, report)], start=len(market) - 1,
-                            monotonic=monotonic)
+                            monotonic=monotonic, window=CANDLE_WINDOW)
 
 
 def open_paper_session(config: DaemonConfig, *, checkpoint: Checkpoint,

@@ -75,6 +75,7 @@ class Publisher:
         self._closes = CloseColumns(feed.market)
         self._charts = DeltaFeed(self._closes)
         self._generation = feed.market.generation
+        self._dropped_bars = dict(feed.market.dropped_bars)  # as the chart feed knows them (a live feed's window)
         #: The summary statistics, updated with each job's new rows and positions only.
         self._summary = RunningSummary()
         self._last_chart: float | None = None
@@ -244,6 +245,7 @@ class Publisher:
             **self._renderer_facts(),
             "replay_cursor": state.replay_cursor,
             "replay_bars": len(self.feed.market),
+            "replay_dropped": self.feed.market.dropped,  # steps a live feed's window dropped: replay_cursor counts them
             "cycles_completed_total": state.cycles_completed,
             "open_positions": len(state.portfolio.open_positions),
             "next_order_id": state.portfolio.next_order_id,
@@ -365,6 +367,10 @@ class Publisher:
             return
         self._generation = market.generation
         self._charts.prices.update(self._closes)
+        for symbol, dropped in market.dropped_bars.items():
+            if dropped != self._dropped_bars[symbol]:
+                self._charts.drop_bars(symbol, dropped - self._dropped_bars[symbol])
+                self._dropped_bars[symbol] = dropped
 
 
 #: Publishing files may take at most this share of the loop's time: the interval stretches as the state grows.

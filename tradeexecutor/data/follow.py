@@ -7,6 +7,10 @@ the market as new steps (``MarketData.append``). A bar is appended once every in
 a candle at its time, or a later candle shows that one will not come. The feed never finishes:
 candles keep arriving until the executor is stopped.
 
+With a ``window`` (the exchange's feed in paper and live mode: ``daemon/paper.py``) the market
+holds a bounded number of bars: once it holds twice the window, the oldest are dropped down to
+the window, as a restart would load them (``MarketData.drop_before``).
+
 The writer appends whole lines in time order (a partial last line waits for its newline); a
 line that is bad, out of order or repeated is a DataError naming the file and line.
 """
@@ -87,9 +91,14 @@ class FollowFeed(ReplayFeed):
     """Replays the loaded candles, then delivers each candle appended to the followed file (see the module docstring)."""
 
     def __init__(self, market: MarketData, tails: Sequence[CandleTail], *, start: int = 0,
-                 monotonic: Callable[[], float] = time.monotonic) -> None:
+                 monotonic: Callable[[], float] = time.monotonic, window: int | None = None) -> None:
         super().__init__(market, start=start, monotonic=monotonic)
         self.tails = list(tails)
+        if window is not None and window < 1:
+            raise ValueError(f"a candle window of {window} bars keeps nothing")
+        #: Steps kept in memory (None: all): once the market holds twice as many, the oldest are dropped down to
+        #: this many, ending at the last delivered step (``MarketData.drop_before``).
+        self.window = window
         self._held = pd.DataFrame()  # candles of the newest time, waiting for the other instruments'
         self._loaded_until: int | None = int(market.timeline_ns[-1])  # the first read repeats what was loaded
 
@@ -105,7 +114,25 @@ class FollowFeed(ReplayFeed):
         """The next bar not yet processed, reading the appended lines when every loaded bar was; None: no new bar."""
         if self._cursor >= len(self.market) - 1:
             self._pull()
+            self._keep_window()
         return super().advance() if self._cursor < len(self.market) - 1 else None
+
+    def _keep_window(self) -> None:
+        """Drop the oldest steps once the market holds twice the window: the window's steps up to the last delivered
+        one stay, and the candles just read.
+
+        Called only when every step was delivered and the read of new candles returned (a read that
+        failed drops nothing: the loop's other jobs must not find the market moved under columns
+        the cycle job has not taken again), in the cycle job that asks for the next step: the cursor
+        (and ``start``) are rebased here, the loop rebases what it holds by the market's
+        ``dropped`` at once, and everything keeping columns takes them again by ``generation``.
+        """
+        window = self.window
+        if window is None or len(self.market) < 2 * window:
+            return
+        dropped = self.market.drop_before(self._cursor + 1 - window)
+        self._cursor -= dropped
+        self.start = max(0, self.start - dropped)
 
     def _pull(self) -> None:
         """Append the complete new times of the candles read since the last pull to the market."""

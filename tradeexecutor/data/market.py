@@ -46,6 +46,26 @@ class Growing:
         self.size += 1
         return self.view()
 
+    def drop_front(self, count: int, shift: int = 0) -> np.ndarray:
+        """Forget the first ``count`` rows and subtract ``shift`` from each kept row that is not negative; returns the
+        new view.
+
+        ``shift`` is for columns of bar indices: -1 ("no bar") stays -1, and the caller makes sure no
+        other kept row is below ``shift``. The kept rows are copied to a new buffer of the old one's
+        capacity (at least 16): views taken before keep the old buffer, so their rows never change,
+        and the capacity stays what the column reached before its first drop (for a windowed feed,
+        room for the window's top, which it never exceeds again): it neither shrinks nor grows.
+        """
+        kept = self._buffer[count: self.size]
+        buffer = np.empty(max(16, len(self._buffer)), dtype=self._buffer.dtype)
+        rows = buffer[: len(kept)]
+        rows[:] = kept
+        if shift:
+            np.subtract(rows, shift, out=rows, where=rows >= 0)
+        self._buffer = buffer
+        self.size = len(kept)
+        return self.view()
+
 
 #: pandas >= 3 always copies on write: a column read from a frame is a read-only view that no later write to
 #: the frame (or to a frame made from it) can change, so the columns can share the frame's memory.
@@ -150,6 +170,12 @@ class SymbolBars:
             setattr(self, name, self._columns[name].append(value))
         self._frame = None
 
+    def drop_front(self, count: int) -> None:
+        """Forget the first ``count`` candles (a windowed live feed, ``MarketData.drop_before``)."""
+        for name in BAR_COLUMNS:
+            setattr(self, name, self._columns[name].drop_front(count))
+        self._frame = None
+
 
 class MarketData:
     """Candles of one or many instruments, aligned on a timeline of bar close times.
@@ -158,6 +184,11 @@ class MarketData:
     new step, so a feed of live candles extends the same object the engine reads. A step, once
     made, never changes; ``generation`` counts appends, so readers that keep columns know when
     to take them again.
+
+    A live feed keeps a window (``drop_before``): the oldest steps and bars are forgotten and the
+    rest move to the front, so every step and bar index anyone holds must be rebased by the
+    counts ``dropped`` and ``dropped_bars`` grew by (see ``FollowFeed``'s window). A market
+    nothing drops from (a replay, a backtest) keeps both at 0.
     """
 
     def __init__(self, frames: Mapping[str, pd.DataFrame], frequency: timedelta,
@@ -172,8 +203,12 @@ class MarketData:
                 raise DataError(f"no candles for {symbol} in the selected range")
             self.bars[symbol] = SymbolBars(symbol, (asset_types or {}).get(symbol), _utc_ns_index(frame), freq_ns)
         self.symbols: tuple[str, ...] = tuple(self.bars)
-        #: Appends since construction.
+        #: Appends (and drops) since construction.
         self.generation = 0
+        #: Timeline steps dropped from the front so far: step ``s`` now was step ``s + dropped`` when made.
+        self.dropped = 0
+        #: Each symbol's bars dropped from the front so far: its bar ``i`` now was bar ``i + dropped_bars[s]``.
+        self.dropped_bars = dict.fromkeys(self.bars, 0)
         closes = [bars.close_time_ns for bars in self.bars.values()]
         # One instrument whose bars close in strictly increasing time is its own timeline, and its bar i
         # is both the last closed and the one closing at step i: the three columns share one array each
@@ -225,6 +260,31 @@ class MarketData:
             self.closing_at[symbol] = self._closing_at[symbol].append(len(bars) - 1 if symbol in candles else -1)
         self.generation += 1
         return len(self.timeline_ns) - 1
+
+    def drop_before(self, step: int) -> int:
+        """Forget the timeline steps before ``step`` and each symbol's bars before the one last closed at ``step``.
+
+        Step ``step`` becomes step 0 and every symbol keeps its bar visible there, so what any kept
+        step sees is unchanged; the per-step bar indices are rebased with the bars. Returns the steps
+        dropped (``dropped`` and ``dropped_bars`` grow by what went). Only between jobs: whoever
+        holds a step or bar index rebases it (``FollowFeed.advance`` and ``ExecutorLoop`` do).
+        """
+        if step <= 0:
+            return 0
+        if step >= len(self.timeline_ns):
+            raise ValueError(f"cannot drop the steps before {step}: the market has {len(self.timeline_ns)}")
+        for symbol, bars in self.bars.items():
+            cut = max(0, int(self.last_closed[symbol][step]))
+            # Every kept step's bar index is at least the one at ``step`` (they only grow) or -1 (none closed yet,
+            # or none closing then), which stays -1.
+            self.last_closed[symbol] = self._last_closed[symbol].drop_front(step, cut)
+            self.closing_at[symbol] = self._closing_at[symbol].drop_front(step, cut)
+            bars.drop_front(cut)
+            self.dropped_bars[symbol] += cut
+        self.timeline_ns = self._timeline.drop_front(step)
+        self.dropped += step
+        self.generation += 1
+        return step
 
     # -- construction -------------------------------------------------------------------
 
@@ -365,18 +425,22 @@ class CloseColumns(Mapping[str, tuple[np.ndarray, np.ndarray]]):
     """Each symbol's (bar close times in epoch ms, closes), for charts: kept up to date as the market grows.
 
     The millisecond column is extended by the appended bars only, so reading it after each job
-    costs what was appended, not the history.
+    costs what was appended, not the history (and made again when a live feed's window moved).
     """
 
     def __init__(self, market: MarketData) -> None:
         self.market = market
         self._ms = {symbol: Growing(bars.close_time_ns // 1_000_000) for symbol, bars in market.bars.items()}
         self._generation = market.generation
+        self._dropped = market.dropped
 
     def __getitem__(self, symbol: str) -> tuple[np.ndarray, np.ndarray]:
         market = self.market
         if market.generation != self._generation:
             self._generation = market.generation
+            if market.dropped != self._dropped:  # a live feed's window moved: taken again, once a window
+                self._dropped = market.dropped
+                self._ms = {name: Growing(bars.close_time_ns // 1_000_000) for name, bars in market.bars.items()}
             for name, column in self._ms.items():
                 for close_ns in market.bars[name].close_time_ns[column.size:].tolist():
                     column.append(close_ns // 1_000_000)

@@ -156,6 +156,8 @@ class RunningSummary:
         self._drawdowns = _Drawdowns()
         self._exposed = 0
         self._positions = _ClosedPositions()
+        #: Each symbol's close at the first valuation, kept once found: a live feed's window may drop that bar later.
+        self._start_closes: dict[str, float] = {}
 
     def summary(self, state: State, benchmark: Mapping[str, tuple[np.ndarray, np.ndarray, int]] | None = None
                 ) -> Summary:
@@ -304,7 +306,7 @@ class RunningSummary:
             rejected_trade_count=rejected,
             exposure_time=exposed / rows if rows else None,
             fees_paid=float(portfolio.fees_paid),
-            buy_and_hold_return=_buy_and_hold(benchmark, first_ms, last_ms) if benchmark else None,
+            buy_and_hold_return=_buy_and_hold(benchmark, first_ms, last_ms, self._start_closes) if benchmark else None,
             open_positions=len(portfolio.open_positions),
             periods_per_year=ppy,
         )
@@ -319,15 +321,24 @@ def _period_return(previous: float, equity: float) -> float | None:
 
 
 def _buy_and_hold(benchmark: Mapping[str, tuple[np.ndarray, np.ndarray, int]], first_ms: int | None,
-                  last_ms: int | None) -> float | None:
-    """compute_summary's buy-and-hold from sorted close-time (ns) and close columns: two binary searches a symbol."""
+                  last_ms: int | None, start_closes: dict[str, float]) -> float | None:
+    """compute_summary's buy-and-hold from sorted close-time (ns) and close columns: two binary searches a symbol.
+
+    The start close found for a symbol is kept in ``start_closes``: a live feed's window drops its oldest bars,
+    and a search for the first valuation's time among the bars left would land on the window's first bar.
+    """
     if first_ms is None or last_ms is None:
         return None
     results: list[float] = []
-    for stamps, closes, newest in benchmark.values():
-        begin = int(np.searchsorted(stamps, first_ms * 1_000_000, side="left"))
+    for symbol, (stamps, closes, newest) in benchmark.items():
         end = min(int(np.searchsorted(stamps, last_ms * 1_000_000, side="right")), newest + 1)
-        if end <= begin or not closes[begin] > 0:
+        start = start_closes.get(symbol)
+        if start is None:
+            begin = int(np.searchsorted(stamps, first_ms * 1_000_000, side="left"))
+            if end <= begin or not closes[begin] > 0:
+                continue
+            start = start_closes[symbol] = float(closes[begin])
+        elif end <= 0:
             continue
-        results.append(float(closes[end - 1] / closes[begin] - 1.0))
+        results.append(float(closes[end - 1] / start - 1.0))
     return _safe(math.fsum(results) / len(results)) if results else None

@@ -41,15 +41,25 @@ class IndicatorStore:
     values: the indicator step runs on the last ``tails[symbol]`` bars only — a window found at
     start-up (:func:`find_tail`) over which it gives the same values as on the whole history — or
     on the whole history when no such window exists (an expanding statistic needs it). Either
-    way only the new bars' values are added: a value a cycle has seen never changes.
+    way only the new bars' values are added: a value a cycle has seen never changes while the
+    window stays. When a live feed's window drops the oldest bars, their values are dropped with
+    them; a symbol with a tail keeps the rest (each was computed over its tail, as a restart
+    computes it), and a symbol without one (a cumulative sum, an expanding statistic) has every
+    value computed again over the window in one call, so that kept and new values are computed
+    over the same bars, as after a restart, and no jump appears between them.
     """
 
-    def __init__(self, values: dict[str, dict[str, np.ndarray]] | None = None):
+    def __init__(self, values: dict[str, dict[str, np.ndarray]] | None = None,
+                 dropped: Mapping[str, int] | None = None):
+        """``dropped``: the bars the market had already dropped from each symbol's front when ``values`` were
+        computed (``MarketData.dropped_bars``), so that only later drops are taken from the values."""
         self.values: dict[str, dict[str, np.ndarray]] = values or {}
         #: Bars the indicator step needs to give a bar's value, per symbol (None: the whole history).
         self.tails: dict[str, int | None] = {}
         self._columns: dict[str, dict[str, Growing]] = {}
         self._tail_checked_at: dict[str, int] = {}
+        #: Bars the market had dropped from each symbol's front when last extended (a live feed's window).
+        self._dropped: dict[str, int] = dict(dropped or {})
 
     def names(self, symbol: str) -> list[str]:
         """Indicator names computed for ``symbol``."""
@@ -65,19 +75,37 @@ class IndicatorStore:
             if values is None:
                 continue
             have = len(next(iter(values.values()))) if values else len(bars)
+            gone = market.dropped_bars[symbol] - self._dropped.get(symbol, 0)
+            if gone:  # the window moved: the values of the dropped bars go with them
+                self._dropped[symbol] = market.dropped_bars[symbol]
+                if self.tails.get(symbol) is None:
+                    # No tail: the kept values were computed over the longer history and new ones would be over
+                    # the window (a jump between them); all again over the window, as a restart computes them.
+                    values.update(_compute_one(function, bars.frame, parameters, symbol, where))
+                    self._columns.pop(symbol, None)
+                    continue
+                columns = self._growing(symbol, values)
+                for name, column in columns.items():
+                    values[name] = column.drop_front(min(gone, column.size))
+                have = max(0, have - gone)
             if have >= len(bars):
                 continue
             self._retune(function, bars, parameters, symbol, where)
             tail = self.tails.get(symbol)
-            columns = self._columns.get(symbol)
-            if columns is None:
-                columns = self._columns[symbol] = {name: Growing(array) for name, array in values.items()}
+            columns = self._growing(symbol, values)
             for end in range(have + 1, len(bars) + 1):
                 frame = bars.tail_frame(end if tail is None else tail, end)
                 fresh = _compute_one(function, frame, parameters, symbol, where)
                 for name, column in columns.items():
                     latest = fresh.get(name)
                     values[name] = column.append(np.nan if latest is None else latest.item(-1))
+
+    def _growing(self, symbol: str, values: dict[str, np.ndarray]) -> dict[str, Growing]:
+        """The growing columns behind ``symbol``'s values, made at the first extension."""
+        columns = self._columns.get(symbol)
+        if columns is None:
+            columns = self._columns[symbol] = {name: Growing(array) for name, array in values.items()}
+        return columns
 
     def _retune(self, function: IndicatorFunction, bars: SymbolBars, parameters: Any, symbol: str,
                 where: str) -> None:
@@ -183,7 +211,7 @@ def compute_indicators(
     """Compute indicators for every symbol; with ``check_causality`` recompute them on the prefixes of
     :func:`causality_cuts` and raise LookaheadRefusedError (naming ``where``, the strategy file) when
     a value before a cut changes once the bars from the cut on are left out."""
-    store = IndicatorStore()
+    store = IndicatorStore(dropped=market.dropped_bars)
     if function is None:
         return store
     for symbol, bars in market.bars.items():

@@ -129,6 +129,9 @@ class DeltaFeed:
         """Forget what was sent: the next delta holds everything (for a renderer that lost its copy)."""
         self._rows = 0
         self._bars = dict.fromkeys(self.prices, 0)
+        #: Bars dropped from the front of each symbol's columns since the renderer's copy began (a live feed's
+        #: window): the renderer's index of column index ``i`` is ``i + _shift[symbol]``.
+        self._shift = dict.fromkeys(self.prices, 0)
         self._sent_open: set[int] = set()  # ids of fills sent while their position was open
         self._closed: ListTail[Position] = ListTail()
         self._failed: ListTail[Position] = ListTail()
@@ -145,9 +148,21 @@ class DeltaFeed:
         for symbol, (times, closes) in self.prices.items():
             first, end = self._bars[symbol], newest.get(symbol, -1) + 1
             if end > first:
-                prices[symbol] = (first, times[first:end], closes[first:end])
+                prices[symbol] = (first + self._shift[symbol], times[first:end], closes[first:end])
                 self._bars[symbol] = end
         return ChartDelta(state.name or "", start, stamps, equity, self._new_fills(state), prices)
+
+    def drop_bars(self, symbol: str, count: int) -> None:
+        """``count`` bars were dropped from the front of ``symbol``'s columns (a live feed's window moved).
+
+        Bars sent keep their place in the renderer's copy; bars dropped before they were sent would
+        leave a gap there, so then everything is sent again (``reset``).
+        """
+        if count > self._bars[symbol]:
+            self.reset()
+            return
+        self._bars[symbol] -= count
+        self._shift[symbol] += count
 
     def _new_fills(self, state: State) -> tuple[Fill, ...]:
         """Fills not sent yet: open positions are looked at whole, closed and failed ones once, when they move there."""
