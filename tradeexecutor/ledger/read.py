@@ -13,10 +13,13 @@ from __future__ import annotations
 import shutil
 import sqlite3
 import tempfile
+import threading
+from array import array
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 from tradeexecutor.errors import StateCorruptError
@@ -32,9 +35,35 @@ from tradeexecutor.ledger.rows import (
 from tradeexecutor.ledger.schema import APPLICATION_ID, LEDGER_FORMAT, TABLES, VIEWS
 from tradeexecutor.state import PackedPositions, Portfolio, Position, RiskState, State, ValuationSeries
 from tradeexecutor.state.timestamps import decode_datetime
+from tradeexecutor.state.valuation import ROWS_BLOCK, Older
 from tradeexecutor.store.codec import check_schema_version, gc_paused, instrument_from_dict, position_from_dict
 
-__all__ = ["LedgerContent", "read_ledger", "reader", "refused_as_damaged"]
+__all__ = ["LedgerContent", "older_valuations", "read_ledger", "reader", "refused_as_damaged"]
+
+
+def _valuations(conn: sqlite3.Connection, tail: Older | None) -> ValuationSeries:
+    """Every valuation row, checked; with ``tail``, only the rows a running executor's tail keeps stay in memory."""
+    stamps, equity_column, cash_column, exposure_column = columns = (
+        array("q"), array("d"), array("d"), array("d"))
+    dropped = 0  # rows before the arrays' first (a tail's)
+    for index, timestamp, equity, cash, exposure, crc in conn.execute(
+            "SELECT idx, timestamp, equity, cash, exposure, crc FROM valuations ORDER BY idx"):
+        if index != dropped + len(stamps) or valuation_crc(timestamp, equity, cash, exposure) != crc:
+            raise ValueError(f"valuation row {index} is damaged")
+        stamps.append(timestamp)
+        equity_column.append(equity)
+        cash_column.append(cash)
+        exposure_column.append(exposure)
+        if tail is not None and len(stamps) >= 4 * ROWS_BLOCK:  # never more than a few blocks while reading
+            for column in columns:
+                del column[:2 * ROWS_BLOCK]
+            dropped += 2 * ROWS_BLOCK
+    valuations = ValuationSeries(*columns)
+    if tail is None:
+        return valuations
+    series = ValuationSeries.tail(tail, dropped, valuations)
+    series.release(len(series))
+    return series
 
 
 @dataclass
@@ -74,19 +103,68 @@ def reader(files: LedgerFiles) -> Iterator[sqlite3.Connection]:
             conn.close()
 
 
-def read_ledger(files: LedgerFiles, *, full_check: bool = False, keep_closed: int | None = None) -> LedgerContent | None:
+def read_ledger(files: LedgerFiles, *, full_check: bool = False, keep_closed: int | None = None,
+                tail: Older | None = None) -> LedgerContent | None:
     """The ledger's content, or None when there is no ledger; StateCorruptError/SchemaVersionError name the file.
 
     ``full_check`` runs ``PRAGMA integrity_check`` instead of the quicker ``quick_check``. ``keep_closed``
     (a running executor's state) reads the closed positions into a PackedPositions that keeps that many
-    as objects, packing the older ones as they are read; None: a plain list.
+    as objects, packing the older ones as they are read; None: a plain list. ``tail`` (a running
+    executor's state, :func:`older_valuations` of these files) keeps only the valuation rows a tail
+    keeps (``ValuationSeries.release``) in memory, every row still read and checked; None: every row.
     """
     if not check_files(files):
         return None
     where = str(files.path)
     with refused_as_damaged(where), reader(files) as conn, gc_paused():
         _check_database(conn, where, full_check)
-        return _content(conn, where, keep_closed)
+        return _content(conn, where, keep_closed, tail)
+
+
+def older_valuations(files: LedgerFiles) -> Older:
+    """A tail's reader of older valuation rows: committed rows of the ledger, each row's CRC checked.
+
+    Each call opens its own read-only connection (any thread may call; a connection kept open
+    could outlive the file it opened), which sees what was committed, never a job's rows half
+    written. The last range read, when it is at most a block, is kept (its four columns, 32 KiB):
+    the readers that take a range take it column by column.
+    """
+    where = str(files.path)
+    lock = threading.Lock()
+    last: list[tuple[int, int, dict[str, array[Any]]]] = []
+
+    def older(name: str, start: int, stop: int) -> array[Any]:
+        with lock:
+            if last and last[0][:2] == (start, stop):
+                return array(last[0][2][name].typecode, last[0][2][name])
+        columns: dict[str, array[Any]] = {"timestamp": array("q"), "equity": array("d"), "cash": array("d"),
+                                          "exposure": array("d")}
+        stamps, equity, cash, exposure = columns.values()
+        with refused_as_damaged(where):
+            conn = sqlite3.connect(_uri(files.path, mode="ro"), uri=True)
+            try:
+                index = start
+                for idx, timestamp, value, money, exposed, crc in conn.execute(
+                        "SELECT idx, timestamp, equity, cash, exposure, crc FROM valuations "
+                        "WHERE idx >= ? AND idx < ? ORDER BY idx", (start, stop)):
+                    if idx != index or valuation_crc(timestamp, value, money, exposed) != crc:
+                        raise ValueError(f"valuation row {index} is damaged or missing")
+                    stamps.append(timestamp)
+                    equity.append(value)
+                    cash.append(money)
+                    exposure.append(exposed)
+                    index += 1
+            finally:
+                conn.close()
+            if index != stop:
+                raise ValueError(f"valuation rows {index}..{stop} are missing")
+        if stop - start <= ROWS_BLOCK:
+            with lock:
+                last[:] = [(start, stop, columns)]
+            return array(columns[name].typecode, columns[name])
+        return columns[name]
+
+    return older
 
 
 @contextmanager
@@ -118,7 +196,7 @@ def _check_database(conn: sqlite3.Connection, where: str, full_check: bool) -> N
         raise ValueError(f"unexpected schema ({', '.join(sorted({name for name, _ in different}))})")
 
 
-def _content(conn: sqlite3.Connection, where: str, keep_closed: int | None) -> LedgerContent | None:
+def _content(conn: sqlite3.Connection, where: str, keep_closed: int | None, tail: Older | None) -> LedgerContent | None:
     """Rebuild the state from the rows, checking each row's CRC and how the rows refer to each other."""
     heads = conn.execute("SELECT id, ledger_id, job, json, crc FROM head").fetchall()
     if len(heads) != 1:
@@ -155,15 +233,7 @@ def _content(conn: sqlite3.Connection, where: str, keep_closed: int | None) -> L
         items.append(position)
     if orders:
         raise ValueError(f"orders of unknown positions {sorted(orders)[:5]}")
-    valuations = ValuationSeries()
-    for index, timestamp, equity, cash, exposure, crc in conn.execute(
-            "SELECT idx, timestamp, equity, cash, exposure, crc FROM valuations ORDER BY idx"):
-        if index != len(valuations.timestamp) or valuation_crc(timestamp, equity, cash, exposure) != crc:
-            raise ValueError(f"valuation row {index} is damaged")
-        valuations.timestamp.append(timestamp)
-        valuations.equity.append(equity)
-        valuations.cash.append(cash)
-        valuations.exposure.append(exposure)
+    valuations = _valuations(conn, tail)
     state_fields["created_at"] = decode_datetime(state_fields["created_at"])
     state_fields["last_completed_cycle"] = decode_datetime(state_fields["last_completed_cycle"])
     for key in HEAD_OPTIONAL_KEYS:  # the progress time (last_bar_at): absent from older ledgers
