@@ -203,6 +203,13 @@ def test_a_ledger_reads_a_tail_checks_every_row_and_refuses_a_damaged_one_by_nam
     assert rows == 3000 and len(tail.valuations) == rows and tail.valuations.in_memory <= 2 * 1024
     assert tail.valuations.in_memory == rows - (rows - 1) // 1024 * 1024 + 1024  # the open block and one more
     assert dumps_state(tail) == dumps_state(plain) == dumps_state(state)
+    older = tail_ledger.older_valuations
+    queries = older.queries
+    assert tail.valuations.timestamp[:100] == plain.valuations.timestamp[:100]  # one query for the four columns
+    assert tail.valuations.cash[:100] == plain.valuations.cash[:100] and older.queries == queries + 1
+    older.forget()  # as a commit does
+    assert tail.valuations.equity[:100] == plain.valuations.equity[:100] and older.queries == queries + 2
+    older.forget()
     tail_ledger.close()
     with sqlite3.connect(path) as conn:  # a row only in the ledger, damaged under the executor
         conn.execute("UPDATE valuations SET equity = equity + 1 WHERE idx = 17")

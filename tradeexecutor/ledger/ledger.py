@@ -46,7 +46,7 @@ from tradeexecutor.errors import StateCorruptError
 from tradeexecutor.kept_rows import grown
 from tradeexecutor.ledger.files import LedgerFiles
 from tradeexecutor.ledger.orders import RowMarks, delete_rows, insert_rows, order_rows, write_orders
-from tradeexecutor.ledger.read import LedgerContent, older_valuations, read_ledger
+from tradeexecutor.ledger.read import LedgerContent, OlderRows, read_ledger
 from tradeexecutor.ledger.rows import head_json, head_row, instrument_row, position_json, position_row, valuation_rows
 from tradeexecutor.ledger.schema import APPLICATION_ID, LEDGER_FORMAT, TABLES, VIEWS
 from tradeexecutor.state import Portfolio, Position, State, ValuationSeries
@@ -205,7 +205,7 @@ class Ledger:
         #: Whether a loaded state keeps only a tail of its valuation rows in memory.
         self.tail_valuations = tail_valuations
         #: Reads committed valuation rows back (a tail's older rows).
-        self.older_valuations = older_valuations(self.files)
+        self.older_valuations = OlderRows(self.files)
         #: Clock for journal lines.
         self.now = now
         #: Number of the last committed job.
@@ -367,6 +367,7 @@ class Ledger:
         self.last_commit_bytes = written
         if state is not None and new_tracked is not None:
             state.valuations.release(new_tracked.valuation_count)  # a tail forgets what is durable now
+        self.older_valuations.forget()  # and what the last job's readers read back
         if lines and self.mirror is not None:
             self._publish_lines(conn, lines)
         if lines and self.on_commit is not None:

@@ -38,7 +38,7 @@ from tradeexecutor.state.timestamps import decode_datetime
 from tradeexecutor.state.valuation import ROWS_BLOCK, Older
 from tradeexecutor.store.codec import check_schema_version, gc_paused, instrument_from_dict, position_from_dict
 
-__all__ = ["LedgerContent", "older_valuations", "read_ledger", "reader", "refused_as_damaged"]
+__all__ = ["LedgerContent", "OlderRows", "read_ledger", "reader", "refused_as_damaged"]
 
 
 def _valuations(conn: sqlite3.Connection, tail: Older | None) -> ValuationSeries:
@@ -110,7 +110,7 @@ def read_ledger(files: LedgerFiles, *, full_check: bool = False, keep_closed: in
     ``full_check`` runs ``PRAGMA integrity_check`` instead of the quicker ``quick_check``. ``keep_closed``
     (a running executor's state) reads the closed positions into a PackedPositions that keeps that many
     as objects, packing the older ones as they are read; None: a plain list. ``tail`` (a running
-    executor's state, :func:`older_valuations` of these files) keeps only the valuation rows a tail
+    executor's state, the :class:`OlderRows` of these files) keeps only the valuation rows a tail
     keeps (``ValuationSeries.release``) in memory, every row still read and checked; None: every row.
     """
     if not check_files(files):
@@ -121,27 +121,43 @@ def read_ledger(files: LedgerFiles, *, full_check: bool = False, keep_closed: in
         return _content(conn, where, keep_closed, tail)
 
 
-def older_valuations(files: LedgerFiles) -> Older:
-    """A tail's reader of older valuation rows: committed rows of the ledger, each row's CRC checked.
+class OlderRows:
+    """Reads committed valuation rows back from a ledger, each row's CRC checked: a tail's older rows (an ``Older``).
 
-    Each call opens its own read-only connection (any thread may call; a connection kept open
+    Each read opens its own read-only connection (any thread may call; a connection kept open
     could outlive the file it opened), which sees what was committed, never a job's rows half
-    written. The last range read, when it is at most a block, is kept (its four columns, 32 KiB):
-    the readers that take a range take it column by column.
+    written. A read fetches the four columns of its rows (the CRC covers all four) and keeps the
+    three it was not asked for, by range, until that column of that range is asked for or until
+    :meth:`forget` (the ledger calls it after each commit): the readers that take a range take it
+    column by column (the summary's fold, the chart feed, state.json's column blocks at start-up),
+    so a range costs one query, not four. What is kept lasts until the next commit at most.
     """
-    where = str(files.path)
-    lock = threading.Lock()
-    last: list[tuple[int, int, dict[str, array[Any]]]] = []
 
-    def older(name: str, start: int, stop: int) -> array[Any]:
-        with lock:
-            if last and last[0][:2] == (start, stop):
-                return array(last[0][2][name].typecode, last[0][2][name])
+    def __init__(self, files: LedgerFiles) -> None:
+        self.files = files
+        self._lock = threading.Lock()
+        self._kept: dict[tuple[int, int], dict[str, array[Any]]] = {}
+        #: Queries made (a count for tests and benchmarks).
+        self.queries = 0
+
+    def forget(self) -> None:
+        """Drop the columns kept from earlier reads."""
+        with self._lock:
+            self._kept.clear()
+
+    def __call__(self, name: str, start: int, stop: int) -> array[Any]:
+        with self._lock:
+            kept = self._kept.get((start, stop))
+            if kept is not None and name in kept:
+                column = kept.pop(name)
+                if not kept:
+                    del self._kept[(start, stop)]
+                return column
         columns: dict[str, array[Any]] = {"timestamp": array("q"), "equity": array("d"), "cash": array("d"),
                                           "exposure": array("d")}
         stamps, equity, cash, exposure = columns.values()
-        with refused_as_damaged(where):
-            conn = sqlite3.connect(_uri(files.path, mode="ro"), uri=True)
+        with refused_as_damaged(str(self.files.path)):
+            conn = sqlite3.connect(_uri(self.files.path, mode="ro"), uri=True)
             try:
                 index = start
                 for idx, timestamp, value, money, exposed, crc in conn.execute(
@@ -158,13 +174,11 @@ def older_valuations(files: LedgerFiles) -> Older:
                 conn.close()
             if index != stop:
                 raise ValueError(f"valuation rows {index}..{stop} are missing")
-        if stop - start <= ROWS_BLOCK:
-            with lock:
-                last[:] = [(start, stop, columns)]
-            return array(columns[name].typecode, columns[name])
-        return columns[name]
-
-    return older
+        self.queries += 1
+        column = columns.pop(name)
+        with self._lock:
+            self._kept[(start, stop)] = columns
+        return column
 
 
 @contextmanager
