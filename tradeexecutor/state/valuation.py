@@ -219,10 +219,12 @@ class ValuationSeries:
 
     @classmethod
     def tail(cls, older: Older, start: int = 0, rows: ValuationSeries | None = None) -> ValuationSeries:
-        """A running executor's series: ``rows``' columns (default none) are rows ``start`` on; older ones via ``older``."""
+        """A running executor's series: ``rows``' plain columns (default none) are rows ``start`` on; older ones via ``older``."""
         rows = rows if rows is not None else cls()
-        return cls(*(TailColumn(name, _plain(column), start, older) for name, column in (
-            ("timestamp", rows.timestamp), ("equity", rows.equity), ("cash", rows.cash), ("exposure", rows.exposure))))
+        columns = {name: getattr(rows, name) for name in ("timestamp", "equity", "cash", "exposure")}
+        if any(isinstance(column, TailColumn) for column in columns.values()):
+            raise TypeError("the rows of a tail are plain arrays")
+        return cls(*(TailColumn(name, column, start, older) for name, column in columns.items()))
 
     @property
     def in_memory(self) -> int:
@@ -248,7 +250,3 @@ class ValuationSeries:
                 assert isinstance(column, TailColumn)
                 column.drop_before(keep_from)
 
-
-def _plain(column: Any) -> Any:
-    """The rows of a column as a plain array (a TailColumn's rows in memory)."""
-    return column.rows if isinstance(column, TailColumn) else column
