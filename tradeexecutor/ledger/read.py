@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from tradeexecutor.errors import StateCorruptError
+from tradeexecutor.errors import StateCorruptError, TemporaryError
 from tradeexecutor.ledger.files import RECOVER, LedgerFiles, check_files
 from tradeexecutor.ledger.orders import read_orders
 from tradeexecutor.ledger.rows import (
@@ -174,19 +174,46 @@ class OlderRows:
                 conn.close()
             if index != stop:
                 raise ValueError(f"valuation rows {index}..{stop} are missing")
-        self.queries += 1
         column = columns.pop(name)
         with self._lock:
+            self.queries += 1
             self._kept[(start, stop)] = columns
         return column
 
 
+#: SQLite's primary result codes that say another connection holds the file for now: the read may be tried again.
+_BUSY = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
+#: Those that say reading failed for a reason outside the file's content (it could not be opened: too many
+#: open files; the disk, memory, permissions, an interrupt); the ledger's statements are fixed, so the other
+#: codes (a malformed database, not a database, an unsupported format, a missing table) are the file's damage.
+_OPERATIONAL = frozenset({
+    sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_NOMEM, sqlite3.SQLITE_FULL, sqlite3.SQLITE_PERM,
+    sqlite3.SQLITE_READONLY, sqlite3.SQLITE_INTERRUPT, sqlite3.SQLITE_AUTH, sqlite3.SQLITE_NOLFS,
+    sqlite3.SQLITE_PROTOCOL, sqlite3.SQLITE_MISUSE, sqlite3.SQLITE_INTERNAL,
+})
+
+
 @contextmanager
 def refused_as_damaged(where: str) -> Iterator[None]:
-    """Turn what reading a damaged ledger raises (SQLite's errors, a wrong shape) into a StateCorruptError naming it."""
+    """Turn what reading a damaged ledger raises (SQLite's errors about its content, a wrong shape) into a
+    StateCorruptError naming it.
+
+    Only damage is reported as damage: telling the operator to recover a ledger that is fine (too many
+    open files, a disk error, another connection's lock) would have them replace good rows. A busy or
+    locked file is a TemporaryError (the loop tries the job again); the other operational errors, and
+    the ones that carry no SQLite code (raised by Python's module itself), pass as they are.
+    """
     try:
         yield
     except sqlite3.DatabaseError as error:
+        code = getattr(error, "sqlite_errorcode", None)
+        if not isinstance(code, int):
+            raise
+        primary = code & 0xFF  # an extended code keeps its primary code in the low byte
+        if primary in _BUSY:
+            raise TemporaryError(f"{where}: SQLite could not read it now ({error})") from error
+        if primary in _OPERATIONAL:
+            raise
         raise StateCorruptError(f"{where}: SQLite cannot read it ({error}); {RECOVER}") from error
     except (ValueError, TypeError, KeyError, AttributeError) as error:
         detail = f"missing field {error.args[0]!r}" if isinstance(error, KeyError) else " ".join(str(error).split())
