@@ -244,6 +244,7 @@ class Ledger:
     def read(self, *, full_check: bool = False) -> LedgerContent | None:
         """Like load, with the job number and identity; after a refusal every write is refused too."""
         self.close()
+        self.older_valuations.forget()  # what was read back before belongs to the state being replaced
         try:
             content = read_ledger(self.files, full_check=full_check, keep_closed=self.keep_closed,
                                   tail=self.older_valuations if self.tail_valuations else None)

@@ -9,6 +9,7 @@ index an array, and see the same rows.
 
 from __future__ import annotations
 
+import operator
 from array import array
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -44,6 +45,10 @@ class TailColumn:
     Only the rows in memory change: ``append``, ``extend`` and assigning to one of them (the newest
     row is replaced in place, see :meth:`ValuationSeries.append`). :meth:`drop_before` forgets the
     rows below a place the ledger holds; reading them afterwards costs a query, never a wrong row.
+
+    It belongs to the loop thread, as the state does: the loop appends and releases rows between
+    the readers' calls, so a reader on another thread would see rows move (the stats and charts
+    read it on the loop thread, through the state). Reading older rows back is safe from any thread.
     """
 
     __slots__ = ("name", "older", "rows", "start")
@@ -83,6 +88,7 @@ class TailColumn:
             if stop > self.start:
                 older.extend(self.rows[:stop - self.start])
             return older
+        key = operator.index(key)  # a numpy integer too, as an array takes it
         index = key + len(self) if key < 0 else key
         if not 0 <= index < len(self):
             raise IndexError("valuation row index out of range")
@@ -91,6 +97,7 @@ class TailColumn:
         return self.older(self.name, index, index + 1)[0]
 
     def __setitem__(self, key: int, value: Any) -> None:
+        key = operator.index(key)
         index = key + len(self) if key < 0 else key
         if not self.start <= index < len(self):
             raise IndexError(f"valuation row {key} is not in memory (rows before {self.start} are only in the ledger)")
