@@ -19,7 +19,7 @@ from tradeexecutor.daemon import FakeClock
 from tradeexecutor.daemon import runner as runner_module
 from tradeexecutor.data import generate_candles
 from tradeexecutor.data.source import load_market
-from tradeexecutor.errors import StateCorruptError
+from tradeexecutor.errors import StateCorruptError, TemporaryError
 from tradeexecutor.layout import RunFiles
 from tradeexecutor.ledger import Ledger
 from tradeexecutor.ledger import read as read_module
@@ -322,3 +322,100 @@ def test_a_damaged_column_spill_of_a_tail_is_refused_by_name_and_healed_from_the
     assert durable is not None and files.state_snapshot.read_bytes() == dumps_state(tail) == dumps_state(durable)
     assert tail.valuations.in_memory <= 2 * BLOCK
     ledger.close()
+
+
+@pytest.mark.timeout(300)
+def test_steady_state_reads_no_older_rows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """docs/benchmarks.md's claim: every read-back of older rows happens at start-up. Once the first jobs ran (the
+    summary's, the charts' and state.json's first pass), 116 more cycles crossing seven blocks read nothing back."""
+    _small_blocks(monkeypatch)
+    _state, data, folders = _ledgers(tmp_path, ("tail",), 2000, 130)
+    daemon, tickers = replay_daemon(STRATEGY, folders["tail"], data, FakeClock(datetime(2024, 1, 1, tzinfo=UTC)))
+    try:
+        daemon.start_jobs()
+        older = daemon.loop.store.older_valuations
+        counts = []
+        for _ in range(120):
+            tickers[0].advance(120.0)
+            daemon.loop.run_pending()
+            counts.append(older.queries)
+        assert counts[0] > 0 and len(daemon.loop.state.valuations) > 2000 + 7 * BLOCK  # start-up did read back
+        assert counts[-1] == counts[3], counts
+    finally:
+        daemon.close()
+
+
+def _committed_tail(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Ledger, State]:
+    """A ledger of 300 valuation rows, opened as a running executor opens it: most rows only in the ledger."""
+    _small_blocks(monkeypatch)
+    _state, _data, folders = _ledgers(tmp_path, ("ledger",), 300, 0)
+    ledger = Ledger(RunFiles(folders["ledger"]).ledger, tail_valuations=True)
+    tail = ledger.load()
+    assert tail is not None and tail.valuations.timestamp.start > 0  # type: ignore[union-attr]
+    return ledger, tail
+
+
+def test_a_read_back_that_fails_for_want_of_a_file_descriptor_is_not_reported_as_damage(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Too many open files (EMFILE) makes SQLite answer "unable to open database file": an operational error that
+    passes as it is, not a StateCorruptError telling the operator to recover a ledger that is fine."""
+    import os
+    import resource
+
+    ledger, tail = _committed_tail(tmp_path, monkeypatch)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (len(os.listdir("/proc/self/fd")), hard))  # no descriptor left
+        with pytest.raises(sqlite3.OperationalError, match="unable to open") as raised:
+            tail.valuations.equity[3]
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert not isinstance(raised.value, StateCorruptError)
+    assert tail.valuations.equity[3] == _FullLedger(ledger.path).load().valuations.equity[3]  # type: ignore[union-attr]
+    ledger.close()
+
+
+def test_a_read_back_of_a_locked_ledger_is_temporary_not_damage(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another connection holding the ledger exclusively makes SQLite answer "database is locked" (after its
+    5 s busy wait): a TemporaryError the loop tries again, not damage; once the lock is gone the rows read back."""
+    ledger, tail = _committed_tail(tmp_path, monkeypatch)
+    holder = sqlite3.connect(ledger.path, isolation_level=None)
+    try:
+        holder.execute("PRAGMA locking_mode = EXCLUSIVE")
+        holder.execute("BEGIN EXCLUSIVE")
+        with pytest.raises(TemporaryError, match=f"{ledger.path.name}.*locked"):
+            tail.valuations.cash[5]
+        holder.execute("ROLLBACK")
+    finally:
+        holder.close()
+    assert tail.valuations.cash[5] == _FullLedger(ledger.path).load().valuations.cash[5]  # type: ignore[union-attr]
+    ledger.close()
+
+
+def test_negative_zero_in_valuation_rows_reads_back_undamaged(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SQLite stores -0.0 as 0.0: a row written with -0.0 (exposure of nothing open over negative equity) must not fail
+    its CRC when read back, whole at start-up (plain and tail), by a tail's read-back, or after an incremental commit.
+    Positions, orders and fills are CRC'd over their JSON blob (kept byte for byte), so only valuation rows had it."""
+    _small_blocks(monkeypatch)
+    state, _data, folders = _ledgers(tmp_path, ("ledger",), 300, 0)
+    for name in ("equity", "cash", "exposure"):
+        for index in (2, 150, 299):
+            getattr(state.valuations, name)[index] = -0.0
+    path = RunFiles(folders["ledger"]).ledger
+    writer = Ledger(path)
+    writer.save(state)  # rewrites every row
+    writer.close()
+    plain = Ledger(path).load()
+    ledger = Ledger(path, tail_valuations=True)
+    tail = ledger.load()
+    assert plain is not None and tail is not None and tail.valuations.timestamp.start > 2  # type: ignore[union-attr]
+    for name in ("equity", "cash", "exposure"):
+        assert getattr(plain.valuations, name)[2] == getattr(tail.valuations, name)[2] == 0.0  # read back
+        assert str(getattr(tail.valuations, name)[150]) == "0.0"
+    tail.valuations.append(tail.valuations.timestamp[-1] + 60_000, -0.0, -0.0, -0.0)
+    ledger.save(tail)  # the incremental commit's rows
+    ledger.close()
+    again = Ledger(path, tail_valuations=True).load()
+    assert again is not None and again.valuations.exposure[-1] == 0.0 and len(again.valuations) == 301
+    assert again.valuations.equity[:] == Ledger(path).load().valuations.equity[:]  # type: ignore[union-attr]
