@@ -142,6 +142,7 @@ def test_a_tail_column_answers_what_the_array_answers_by_absolute_row(tmp_path: 
         assert isinstance(column, TailColumn) and len(column) == rows
         for index in (0, 1, 999, 1000, 1001, rows - 1, -1, -300, -301, -rows):
             assert column[index] == whole[index], index
+            assert column[np.int64(index)] == whole[index], index  # a numpy integer key, as an array takes it
         for key in (slice(None), slice(0, 5), slice(995, 1005), slice(1000, None), slice(-5, None), slice(10, 3),
                     slice(None, None, 7), slice(1200, 900, -3), slice(-2000, 2000)):
             assert column[key] == whole[key], key

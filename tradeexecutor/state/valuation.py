@@ -13,7 +13,7 @@ import operator
 from array import array
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, SupportsIndex
 
 from dataclasses_json import config, dataclass_json
 
@@ -76,7 +76,7 @@ class TailColumn:
     def __len__(self) -> int:
         return self.start + len(self.rows)
 
-    def __getitem__(self, key: int | slice) -> Any:
+    def __getitem__(self, key: SupportsIndex | slice) -> Any:
         if isinstance(key, slice):
             start, stop, step = key.indices(len(self))
             if step != 1:
@@ -96,7 +96,7 @@ class TailColumn:
             return self.rows[index - self.start]
         return self.older(self.name, index, index + 1)[0]
 
-    def __setitem__(self, key: int, value: Any) -> None:
+    def __setitem__(self, key: SupportsIndex, value: Any) -> None:
         key = operator.index(key)
         index = key + len(self) if key < 0 else key
         if not self.start <= index < len(self):
