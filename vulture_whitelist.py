@@ -67,3 +67,4 @@ _.TemporaryError  # DESIGN.md's retry class: temporary failures are retried at t
 _.last_commit_bytes  # Ledger: tests/test_ledger.py and bench/bench_ledger.py measure a commit
 _.reused  # Spill: tests/test_spill.py counts the blocks a restart found in its spill file instead of writing them
 _.rejoined  # KeptRows: tests/test_spill.py and bench/bench_late_close.py count the rows a close out of id order copies again
+_.queries  # OlderRows: tests/test_valuation_tail.py counts the ledger queries a tail's older rows cost

@@ -263,6 +263,7 @@ def test_a_column_cut_or_replaced_is_encoded_afresh() -> None:
     assert dumps_state(state, fragments) == dumps_state(state)
     for column in (state.valuations.timestamp, state.valuations.equity, state.valuations.cash,
                    state.valuations.exposure):
+        assert isinstance(column, array)  # a plain series (a running executor's tail only grows)
         del column[COLUMN_BLOCK - 2:]
     assert dumps_state(state, fragments) == dumps_state(state)
     state.valuations.equity = array("d", [7.0] * len(state.valuations.timestamp))

@@ -100,17 +100,21 @@ class ChartFeed:
         """Take the valuation rows and bars (up to ``last_bars[symbol]``, inclusive) not taken yet; the new key."""
         valuations = state.valuations
         rows = len(valuations)
-        for i in range(self._equity_taken, rows - 1):
-            self.equity.add(valuations.timestamp[i], valuations.equity[i])
+        if rows - 1 > self._equity_taken:  # a slice of each column: a running executor's older rows are read once
+            first = self._equity_taken
+            for ms, equity in zip(valuations.timestamp[first:rows - 1], valuations.equity[first:rows - 1]):
+                self.equity.add(ms, equity)
         self._equity_taken = max(self._equity_taken, rows - 1)
         self._provisional = (valuations.timestamp[-1], valuations.equity[-1]) if rows else None
-        first_ms = valuations.timestamp[0] if rows else None
+        first_ms: int | None = None
         for symbol in self._symbols:
             times, closes = self._prices[symbol]
             taken = self._close_taken[symbol]
             if taken is None:
-                if first_ms is None:
+                if not rows:
                     continue
+                if first_ms is None:  # only until every symbol started: the first row may be the ledger's, not memory's
+                    first_ms = valuations.timestamp[0]
                 start = int(np.searchsorted(times, first_ms, side="left"))
             else:
                 start = int(np.searchsorted(times, taken, side="right"))

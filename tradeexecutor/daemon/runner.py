@@ -308,7 +308,9 @@ def build_daemon(config: DaemonConfig, *, clock: Clock | None = None, journal: E
     lock = StateDirLock(config.state_dir).acquire()
     # Closed positions leave the heap as objects once far enough behind (state/packed.py): months of them.
     keep_closed = packed.daemon_keep(len(market.symbols))
-    store = Ledger(files.ledger, now=clock.now, mirror=files.journal, on_commit=notifier, keep_closed=keep_closed)
+    # So do valuation rows once committed: the state keeps a tail of them in memory (state/valuation.py).
+    store = Ledger(files.ledger, now=clock.now, mirror=files.journal, on_commit=notifier, keep_closed=keep_closed,
+                   tail_valuations=True)
     hang_journal: EventSink | None = None
     if journal is None:
         journal = JournalSink(store, clock.now)  # the ledger tells the notifier once a line is committed
@@ -323,6 +325,7 @@ def build_daemon(config: DaemonConfig, *, clock: Clock | None = None, journal: E
         if state is None:
             state = new_state(strategy, config.engine, clock.now())
             state.portfolio.closed_positions = PackedPositions(keep=keep_closed)
+            state.valuations = store.new_valuations()
         else:
             if paper is not None:
                 check_paper_state(state, market, str(store.path))

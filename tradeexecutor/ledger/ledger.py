@@ -46,7 +46,7 @@ from tradeexecutor.errors import StateCorruptError
 from tradeexecutor.kept_rows import grown
 from tradeexecutor.ledger.files import LedgerFiles
 from tradeexecutor.ledger.orders import RowMarks, delete_rows, insert_rows, order_rows, write_orders
-from tradeexecutor.ledger.read import LedgerContent, read_ledger
+from tradeexecutor.ledger.read import LedgerContent, OlderRows, read_ledger
 from tradeexecutor.ledger.rows import head_json, head_row, instrument_row, position_json, position_row, valuation_rows
 from tradeexecutor.ledger.schema import APPLICATION_ID, LEDGER_FORMAT, TABLES, VIEWS
 from tradeexecutor.state import Portfolio, Position, State, ValuationSeries
@@ -172,7 +172,7 @@ class Ledger:
                  now: Callable[[], datetime] = lambda: datetime.now(UTC),
                  mirror: str | os.PathLike[str] | None = None,
                  on_commit: Callable[[str, str, Mapping[str, Any]], None] | None = None,
-                 keep_closed: int | None = None) -> None:
+                 keep_closed: int | None = None, tail_valuations: bool = False) -> None:
         """Use the ledger file ``path`` (created on the first commit); nothing is read until load or commit.
 
         ``mirror`` names a JSON-lines file (the state directory's ``journal.jsonl``) that gets each
@@ -186,6 +186,11 @@ class Ledger:
 
         ``keep_closed`` (a running executor): the loaded state's closed positions are a PackedPositions
         keeping that many as objects (state/packed.py); None: a plain list.
+
+        ``tail_valuations`` (a running executor): the loaded state's valuation series keeps only a tail
+        in memory and reads older rows back from this ledger (state/valuation.py ``TailColumn``); each
+        commit lets it forget the rows it made durable (``ValuationSeries.release``). Give a new state
+        :meth:`new_valuations`. False: every row in memory.
         """
         if journal_keep < 1:
             raise ValueError("journal_keep must be positive")
@@ -197,6 +202,10 @@ class Ledger:
         self.journal_keep = journal_keep
         #: Closed positions a loaded state keeps as objects (the rest packed); None: all, in a list.
         self.keep_closed = keep_closed
+        #: Whether a loaded state keeps only a tail of its valuation rows in memory.
+        self.tail_valuations = tail_valuations
+        #: Reads committed valuation rows back (a tail's older rows).
+        self.older_valuations = OlderRows(self.files)
         #: Clock for journal lines.
         self.now = now
         #: Number of the last committed job.
@@ -235,8 +244,10 @@ class Ledger:
     def read(self, *, full_check: bool = False) -> LedgerContent | None:
         """Like load, with the job number and identity; after a refusal every write is refused too."""
         self.close()
+        self.older_valuations.forget()  # what was read back before belongs to the state being replaced
         try:
-            content = read_ledger(self.files, full_check=full_check, keep_closed=self.keep_closed)
+            content = read_ledger(self.files, full_check=full_check, keep_closed=self.keep_closed,
+                                  tail=self.older_valuations if self.tail_valuations else None)
         except StateCorruptError as error:
             self._refusal = error
             raise
@@ -249,6 +260,10 @@ class Ledger:
         return content
 
     # -- jobs -------------------------------------------------------------------------------------
+
+    def new_valuations(self) -> ValuationSeries:
+        """An empty valuation series for a new state: a tail over this ledger's rows when ``tail_valuations``."""
+        return ValuationSeries.tail(self.older_valuations) if self.tail_valuations else ValuationSeries()
 
     def begin_job(self, kind: str, at: datetime) -> Job:
         """A job whose journal lines commit with its state changes: ``with ledger.begin_job(...) as job:``."""
@@ -351,6 +366,9 @@ class Ledger:
             self._has_state = True
         self._tracked = new_tracked
         self.last_commit_bytes = written
+        if state is not None and new_tracked is not None:
+            state.valuations.release(new_tracked.valuation_count)  # a tail forgets what is durable now
+        self.older_valuations.forget()  # and what the last job's readers read back
         if lines and self.mirror is not None:
             self._publish_lines(conn, lines)
         if lines and self.on_commit is not None:

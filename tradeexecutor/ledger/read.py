@@ -13,13 +13,16 @@ from __future__ import annotations
 import shutil
 import sqlite3
 import tempfile
+import threading
+from array import array
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
-from tradeexecutor.errors import StateCorruptError
+from tradeexecutor.errors import StateCorruptError, TemporaryError
 from tradeexecutor.ledger.files import RECOVER, LedgerFiles, check_files
 from tradeexecutor.ledger.orders import read_orders
 from tradeexecutor.ledger.rows import (
@@ -32,9 +35,35 @@ from tradeexecutor.ledger.rows import (
 from tradeexecutor.ledger.schema import APPLICATION_ID, LEDGER_FORMAT, TABLES, VIEWS
 from tradeexecutor.state import PackedPositions, Portfolio, Position, RiskState, State, ValuationSeries
 from tradeexecutor.state.timestamps import decode_datetime
+from tradeexecutor.state.valuation import ROWS_BLOCK, Older
 from tradeexecutor.store.codec import check_schema_version, gc_paused, instrument_from_dict, position_from_dict
 
-__all__ = ["LedgerContent", "read_ledger", "reader", "refused_as_damaged"]
+__all__ = ["LedgerContent", "OlderRows", "read_ledger", "reader", "refused_as_damaged"]
+
+
+def _valuations(conn: sqlite3.Connection, tail: Older | None) -> ValuationSeries:
+    """Every valuation row, checked; with ``tail``, only the rows a running executor's tail keeps stay in memory."""
+    stamps, equity_column, cash_column, exposure_column = columns = (
+        array("q"), array("d"), array("d"), array("d"))
+    dropped = 0  # rows before the arrays' first (a tail's)
+    for index, timestamp, equity, cash, exposure, crc in conn.execute(
+            "SELECT idx, timestamp, equity, cash, exposure, crc FROM valuations ORDER BY idx"):
+        if index != dropped + len(stamps) or valuation_crc(timestamp, equity, cash, exposure) != crc:
+            raise ValueError(f"valuation row {index} is damaged")
+        stamps.append(timestamp)
+        equity_column.append(equity)
+        cash_column.append(cash)
+        exposure_column.append(exposure)
+        if tail is not None and len(stamps) >= 4 * ROWS_BLOCK:  # never more than a few blocks while reading
+            for column in columns:
+                del column[:2 * ROWS_BLOCK]
+            dropped += 2 * ROWS_BLOCK
+    valuations = ValuationSeries(*columns)
+    if tail is None:
+        return valuations
+    series = ValuationSeries.tail(tail, dropped, valuations)
+    series.release(len(series))
+    return series
 
 
 @dataclass
@@ -74,27 +103,117 @@ def reader(files: LedgerFiles) -> Iterator[sqlite3.Connection]:
             conn.close()
 
 
-def read_ledger(files: LedgerFiles, *, full_check: bool = False, keep_closed: int | None = None) -> LedgerContent | None:
+def read_ledger(files: LedgerFiles, *, full_check: bool = False, keep_closed: int | None = None,
+                tail: Older | None = None) -> LedgerContent | None:
     """The ledger's content, or None when there is no ledger; StateCorruptError/SchemaVersionError name the file.
 
     ``full_check`` runs ``PRAGMA integrity_check`` instead of the quicker ``quick_check``. ``keep_closed``
     (a running executor's state) reads the closed positions into a PackedPositions that keeps that many
-    as objects, packing the older ones as they are read; None: a plain list.
+    as objects, packing the older ones as they are read; None: a plain list. ``tail`` (a running
+    executor's state, the :class:`OlderRows` of these files) keeps only the valuation rows a tail
+    keeps (``ValuationSeries.release``) in memory, every row still read and checked; None: every row.
     """
     if not check_files(files):
         return None
     where = str(files.path)
     with refused_as_damaged(where), reader(files) as conn, gc_paused():
         _check_database(conn, where, full_check)
-        return _content(conn, where, keep_closed)
+        return _content(conn, where, keep_closed, tail)
+
+
+class OlderRows:
+    """Reads committed valuation rows back from a ledger, each row's CRC checked: a tail's older rows (an ``Older``).
+
+    Each read opens its own read-only connection (any thread may call; a connection kept open
+    could outlive the file it opened), which sees what was committed, never a job's rows half
+    written. A read fetches the four columns of its rows (the CRC covers all four) and keeps the
+    three it was not asked for, by range, until that column of that range is asked for or until
+    :meth:`forget` (the ledger calls it after each commit): the readers that take a range take it
+    column by column (the summary's fold, the chart feed, state.json's column blocks at start-up),
+    so a range costs one query, not four. What is kept lasts until the next commit at most.
+    """
+
+    def __init__(self, files: LedgerFiles) -> None:
+        self.files = files
+        self._lock = threading.Lock()
+        self._kept: dict[tuple[int, int], dict[str, array[Any]]] = {}
+        #: Queries made (a count for tests and benchmarks).
+        self.queries = 0
+
+    def forget(self) -> None:
+        """Drop the columns kept from earlier reads."""
+        with self._lock:
+            self._kept.clear()
+
+    def __call__(self, name: str, start: int, stop: int) -> array[Any]:
+        with self._lock:
+            kept = self._kept.get((start, stop))
+            if kept is not None and name in kept:
+                column = kept.pop(name)
+                if not kept:
+                    del self._kept[(start, stop)]
+                return column
+        columns: dict[str, array[Any]] = {"timestamp": array("q"), "equity": array("d"), "cash": array("d"),
+                                          "exposure": array("d")}
+        stamps, equity, cash, exposure = columns.values()
+        with refused_as_damaged(str(self.files.path)):
+            conn = sqlite3.connect(_uri(self.files.path, mode="ro"), uri=True)
+            try:
+                index = start
+                for idx, timestamp, value, money, exposed, crc in conn.execute(
+                        "SELECT idx, timestamp, equity, cash, exposure, crc FROM valuations "
+                        "WHERE idx >= ? AND idx < ? ORDER BY idx", (start, stop)):
+                    if idx != index or valuation_crc(timestamp, value, money, exposed) != crc:
+                        raise ValueError(f"valuation row {index} is damaged or missing")
+                    stamps.append(timestamp)
+                    equity.append(value)
+                    cash.append(money)
+                    exposure.append(exposed)
+                    index += 1
+            finally:
+                conn.close()
+            if index != stop:
+                raise ValueError(f"valuation rows {index}..{stop} are missing")
+        column = columns.pop(name)
+        with self._lock:
+            self.queries += 1
+            self._kept[(start, stop)] = columns
+        return column
+
+
+#: SQLite's primary result codes that say another connection holds the file for now: the read may be tried again.
+_BUSY = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
+#: Those that say reading failed for a reason outside the file's content (it could not be opened: too many
+#: open files; the disk, memory, permissions, an interrupt); the ledger's statements are fixed, so the other
+#: codes (a malformed database, not a database, an unsupported format, a missing table) are the file's damage.
+_OPERATIONAL = frozenset({
+    sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_NOMEM, sqlite3.SQLITE_FULL, sqlite3.SQLITE_PERM,
+    sqlite3.SQLITE_READONLY, sqlite3.SQLITE_INTERRUPT, sqlite3.SQLITE_AUTH, sqlite3.SQLITE_NOLFS,
+    sqlite3.SQLITE_PROTOCOL, sqlite3.SQLITE_MISUSE, sqlite3.SQLITE_INTERNAL,
+})
 
 
 @contextmanager
 def refused_as_damaged(where: str) -> Iterator[None]:
-    """Turn what reading a damaged ledger raises (SQLite's errors, a wrong shape) into a StateCorruptError naming it."""
+    """Turn what reading a damaged ledger raises (SQLite's errors about its content, a wrong shape) into a
+    StateCorruptError naming it.
+
+    Only damage is reported as damage: telling the operator to recover a ledger that is fine (too many
+    open files, a disk error, another connection's lock) would have them replace good rows. A busy or
+    locked file is a TemporaryError (the loop tries the job again); the other operational errors, and
+    the ones that carry no SQLite code (raised by Python's module itself), pass as they are.
+    """
     try:
         yield
     except sqlite3.DatabaseError as error:
+        code = getattr(error, "sqlite_errorcode", None)
+        if not isinstance(code, int):
+            raise
+        primary = code & 0xFF  # an extended code keeps its primary code in the low byte
+        if primary in _BUSY:
+            raise TemporaryError(f"{where}: SQLite could not read it now ({error})") from error
+        if primary in _OPERATIONAL:
+            raise
         raise StateCorruptError(f"{where}: SQLite cannot read it ({error}); {RECOVER}") from error
     except (ValueError, TypeError, KeyError, AttributeError) as error:
         detail = f"missing field {error.args[0]!r}" if isinstance(error, KeyError) else " ".join(str(error).split())
@@ -118,7 +237,7 @@ def _check_database(conn: sqlite3.Connection, where: str, full_check: bool) -> N
         raise ValueError(f"unexpected schema ({', '.join(sorted({name for name, _ in different}))})")
 
 
-def _content(conn: sqlite3.Connection, where: str, keep_closed: int | None) -> LedgerContent | None:
+def _content(conn: sqlite3.Connection, where: str, keep_closed: int | None, tail: Older | None) -> LedgerContent | None:
     """Rebuild the state from the rows, checking each row's CRC and how the rows refer to each other."""
     heads = conn.execute("SELECT id, ledger_id, job, json, crc FROM head").fetchall()
     if len(heads) != 1:
@@ -155,15 +274,7 @@ def _content(conn: sqlite3.Connection, where: str, keep_closed: int | None) -> L
         items.append(position)
     if orders:
         raise ValueError(f"orders of unknown positions {sorted(orders)[:5]}")
-    valuations = ValuationSeries()
-    for index, timestamp, equity, cash, exposure, crc in conn.execute(
-            "SELECT idx, timestamp, equity, cash, exposure, crc FROM valuations ORDER BY idx"):
-        if index != len(valuations.timestamp) or valuation_crc(timestamp, equity, cash, exposure) != crc:
-            raise ValueError(f"valuation row {index} is damaged")
-        valuations.timestamp.append(timestamp)
-        valuations.equity.append(equity)
-        valuations.cash.append(cash)
-        valuations.exposure.append(exposure)
+    valuations = _valuations(conn, tail)
     state_fields["created_at"] = decode_datetime(state_fields["created_at"])
     state_fields["last_completed_cycle"] = decode_datetime(state_fields["last_completed_cycle"])
     for key in HEAD_OPTIONAL_KEYS:  # the progress time (last_bar_at): absent from older ledgers

@@ -105,8 +105,8 @@ def valuation_crc(timestamp: int, equity: float, cash: float, exposure: float) -
 
 
 def valuation_row(index: int, timestamp: Any, equity: Any, cash: Any, exposure: Any) -> tuple[Any, ...]:
-    """A ``valuations`` row (numpy numbers become Python ones)."""
-    values = (int(timestamp), float(equity), float(cash), float(exposure))
+    """A ``valuations`` row (numpy numbers become Python ones, -0.0 becomes 0.0: see :func:`valuation_rows`)."""
+    values = (int(timestamp), float(equity) + 0.0, float(cash) + 0.0, float(exposure) + 0.0)
     return (index, *values, valuation_crc(*values))
 
 
@@ -115,6 +115,10 @@ def valuation_rows(valuations: ValuationSeries, start: int = 0) -> list[tuple[An
 
     The columns are packed as _VALUATION packs a row in one pass, so that a row costs one CRC call and
     one tuple, not four conversions and a pack (a full run's 2,000 rows: a fifth of its ledger save).
+
+    -0.0 is written as 0.0, before the CRC: SQLite stores a REAL with no fraction as an integer, so
+    -0.0 comes back as 0.0, and a CRC of -0.0's bytes would refuse the row as damaged when read back
+    (an exposure of 0.0 / negative equity is -0.0). Adding 0.0 turns -0.0 into 0.0 and changes nothing else.
     """
     columns: tuple[Any, ...] = (valuations.timestamp, valuations.equity, valuations.cash, valuations.exposure)
     count = len(columns[0]) - start
@@ -125,6 +129,8 @@ def valuation_rows(valuations: ValuationSeries, start: int = 0) -> list[tuple[An
     for name, column in zip(_VALUATION_FIELDS, columns, strict=True):
         field: Any = packed[name]
         field[:] = column[start:]
+        if name != "timestamp":
+            field += 0.0  # -0.0 + 0.0 is 0.0: the number SQLite gives back
         lists.append(field.tolist())
     data = memoryview(packed.tobytes())
     size = _VALUATION.size

@@ -1,19 +1,156 @@
-"""Portfolio value over time, kept column by column because a backtest appends a row per bar."""
+"""Portfolio value over time, kept column by column because a backtest appends a row per bar.
+
+A backtest keeps every row in memory (plain typed arrays). A running executor appends a row a cycle
+for months, and every row is in its ledger once committed, so it keeps only a tail: each column is
+a :class:`TailColumn`, the newest rows in memory and the older ones read back from the ledger when
+asked for (start-up, a follower that fell far behind). Readers index it by absolute row, as they
+index an array, and see the same rows.
+"""
 
 from __future__ import annotations
 
+import operator
 from array import array
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, SupportsIndex
 
 from dataclasses_json import config, dataclass_json
 
 if TYPE_CHECKING:
-    FloatColumn = array[float]
-    IntColumn = array[int]
+    from typing import TypeAlias
+
+    FloatColumn: TypeAlias = "array[float] | TailColumn"
+    IntColumn: TypeAlias = "array[int] | TailColumn"
 else:  # array is not subscriptable at run time before Python 3.12, and dataclasses-json evaluates the hints
     FloatColumn = IntColumn = array
+
+__all__ = ["ROWS_BLOCK", "Older", "TailColumn", "ValuationSeries"]
+
+#: Rows of a column that make a block: state.json's column cache encodes (and spills) them together
+#: (store/codec.py), and a running executor's tail drops them from memory together.
+ROWS_BLOCK = 1024
+
+#: Rows ``[start, stop)`` of the column named (``timestamp``, ``equity``, ``cash``, ``exposure``) as
+#: committed to the ledger, checked (a damaged row raises, naming the file).
+Older = Callable[[str, int, int], "array[Any]"]
+
+
+class TailColumn:
+    """A running executor's valuation column: rows from :attr:`start` on in memory, the older ones from the ledger.
+
+    It answers what an ``array`` answers, by absolute row: ``len`` counts every row, ``c[i]``,
+    ``c[-1]``, ``c[a:b]`` (an ``array``), iteration, ``tolist()``, ``np.asarray(c)`` (through
+    ``__array__``: a copy, as a numpy array cannot view two places), ``==`` with an array or list.
+    Only the rows in memory change: ``append``, ``extend`` and assigning to one of them (the newest
+    row is replaced in place, see :meth:`ValuationSeries.append`). :meth:`drop_before` forgets the
+    rows below a place the ledger holds; reading them afterwards costs a query, never a wrong row.
+
+    It belongs to the loop thread, as the state does: the loop appends and releases rows between
+    the readers' calls, so a reader on another thread would see rows move (the stats and charts
+    read it on the loop thread, through the state). Reading older rows back is safe from any thread.
+    """
+
+    __slots__ = ("name", "older", "rows", "start")
+
+    def __init__(self, name: str, rows: array[Any], start: int, older: Older) -> None:
+        #: Which column this is (the ledger's column name).
+        self.name = name
+        #: The rows in memory: rows ``start`` to the end.
+        self.rows = rows
+        #: Absolute index of ``rows[0]``: how many older rows are only in the ledger.
+        self.start = start
+        #: Reads older rows back from the ledger.
+        self.older = older
+
+    @property
+    def typecode(self) -> str:
+        """The array type code of the rows ('q' or 'd')."""
+        return self.rows.typecode
+
+    @property
+    def itemsize(self) -> int:
+        """Bytes a row (8)."""
+        return self.rows.itemsize
+
+    def __len__(self) -> int:
+        return self.start + len(self.rows)
+
+    def __getitem__(self, key: SupportsIndex | slice) -> Any:
+        if isinstance(key, slice):
+            start, stop, step = key.indices(len(self))
+            if step != 1:
+                return self[start:max(start, stop)][::step] if step > 0 else array(self.typecode, self.tolist()[key])
+            stop = max(start, stop)
+            if start >= self.start or start == stop:
+                return self.rows[start - self.start:stop - self.start]
+            older = self.older(self.name, start, min(stop, self.start))
+            if stop > self.start:
+                older.extend(self.rows[:stop - self.start])
+            return older
+        key = operator.index(key)  # a numpy integer too, as an array takes it
+        index = key + len(self) if key < 0 else key
+        if not 0 <= index < len(self):
+            raise IndexError("valuation row index out of range")
+        if index >= self.start:
+            return self.rows[index - self.start]
+        return self.older(self.name, index, index + 1)[0]
+
+    def __setitem__(self, key: SupportsIndex, value: Any) -> None:
+        key = operator.index(key)
+        index = key + len(self) if key < 0 else key
+        if not self.start <= index < len(self):
+            raise IndexError(f"valuation row {key} is not in memory (rows before {self.start} are only in the ledger)")
+        self.rows[index - self.start] = value
+
+    def append(self, value: Any) -> None:
+        """Add a row at the end."""
+        self.rows.append(value)
+
+    def extend(self, values: Iterable[Any]) -> None:
+        """Add rows at the end."""
+        self.rows.extend(values)
+
+    def frombytes(self, data: Any) -> None:
+        """Add rows at the end from a buffer of the column's type."""
+        self.rows.frombytes(data)
+
+    def drop_before(self, index: int) -> None:
+        """Forget the rows below ``index`` (the ledger holds them); a place at or below :attr:`start` changes nothing."""
+        if index > self.start:
+            del self.rows[:index - self.start]
+            self.start = index
+
+    def __iter__(self) -> Iterator[Any]:
+        for begin in range(0, self.start, ROWS_BLOCK):  # a block at a time: never all the older rows at once
+            yield from self.older(self.name, begin, min(begin + ROWS_BLOCK, self.start))
+        yield from self.rows[:]  # a copy: rows appended while iterating are not seen, as with an array's iter of a copy
+
+    def tolist(self) -> list[Any]:
+        """Every row as a list of Python numbers."""
+        return self[:].tolist()  # type: ignore[no-any-return]
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> Any:
+        import numpy as np  # only the readers that take a whole column need it
+
+        rows = self[:]
+        whole = np.frombuffer(rows, dtype=np.int64 if self.typecode == "q" else np.float64) if rows else \
+            np.empty(0, dtype=np.int64 if self.typecode == "q" else np.float64)
+        return whole if dtype is None else whole.astype(dtype, copy=False)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, TailColumn):
+            other = other[:]
+        if isinstance(other, array):
+            return self[:] == other
+        if isinstance(other, list):
+            return self.tolist() == other
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"TailColumn({self.name!r}, rows {self.start}..{len(self)} in memory)"
 
 
 def _floats(values: Iterable[float] = ()) -> FloatColumn:
@@ -86,3 +223,37 @@ class ValuationSeries:
 
     def __len__(self) -> int:
         return len(self.timestamp)
+
+    @classmethod
+    def tail(cls, older: Older, start: int = 0, rows: ValuationSeries | None = None) -> ValuationSeries:
+        """A running executor's series: ``rows``' plain columns (default none) are rows ``start`` on; older ones via ``older``."""
+        rows = rows if rows is not None else cls()
+        columns = {name: getattr(rows, name) for name in ("timestamp", "equity", "cash", "exposure")}
+        if any(isinstance(column, TailColumn) for column in columns.values()):
+            raise TypeError("the rows of a tail are plain arrays")
+        return cls(*(TailColumn(name, column, start, older) for name, column in columns.items()))
+
+    @property
+    def in_memory(self) -> int:
+        """Rows held in memory (all of them unless a tail)."""
+        column = self.timestamp
+        return len(column.rows) if isinstance(column, TailColumn) else len(column)
+
+    def release(self, committed: int) -> None:
+        """Forget rows in memory that the ledger holds (its first ``committed`` rows), whole blocks at a time.
+
+        Kept: the rows from one block before the newest block boundary at or before the committed
+        rows (state.json's column cache re-encodes the rows after its last complete block at each
+        publication and keeps one block of slack for a publication that lags), and whatever is not
+        committed yet; so at most ``2 * ROWS_BLOCK`` rows plus those of a job not committed. A plain
+        series (a backtest's) keeps everything.
+        """
+        if not isinstance(self.timestamp, TailColumn):
+            return
+        held = min(committed, len(self))
+        keep_from = ((held - 1) // ROWS_BLOCK - 1) * ROWS_BLOCK if held > 0 else 0
+        if keep_from > self.timestamp.start:
+            for column in (self.timestamp, self.equity, self.cash, self.exposure):
+                assert isinstance(column, TailColumn)
+                column.drop_before(keep_from)
+

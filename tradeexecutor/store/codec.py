@@ -57,6 +57,7 @@ from tradeexecutor.state import (
     ValuationSeries,
 )
 from tradeexecutor.state.migrate import migrate_state_dict
+from tradeexecutor.state.valuation import ROWS_BLOCK, TailColumn
 
 __all__ = [
     "VALUATION_COLUMNS",
@@ -114,7 +115,7 @@ def _json_default(value: Any) -> Any:
     """Encode what orjson does not know natively: datetime subclasses, typed arrays and numpy/pandas numbers."""
     if isinstance(value, datetime):  # pandas.Timestamp and other subclasses
         return value.isoformat()
-    if isinstance(value, array):  # the valuation columns (state/valuation.py)
+    if isinstance(value, (array, TailColumn)):  # the valuation columns (state/valuation.py)
         return value.tolist()
     if isinstance(value, Integral):
         return int(value)
@@ -327,8 +328,9 @@ class PositionFragments:
 
 #: Finished positions encoded together and kept once complete.
 POSITION_BLOCK = 32
-#: Rows of a valuation column encoded together and kept once complete.
-COLUMN_BLOCK = 1024
+#: Rows of a valuation column encoded together and kept once complete (a running executor's tail keeps
+#: whole blocks of these in memory: state/valuation.py).
+COLUMN_BLOCK = ROWS_BLOCK
 
 
 def _dumps_rows(values: Any) -> bytes:
