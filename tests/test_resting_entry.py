@@ -321,7 +321,7 @@ def test_against_the_simulator_a_limit_entry_filled_in_part_is_cancelled_by_clos
 
 
 def _close_then_reduce(tmp_path: Path, write_ahead: bool) -> Engine:
-    """Open AAA, then a cycle ``[close, reduce(fraction=0.5)]`` (the reduce is refused: nothing left to sell),
+    """Open AAA, then a cycle ``[close, reduce(fraction=0.5)]`` (the reduce is ignored: the close sells it whole),
     then a new entry."""
     tmp_path.mkdir()
     engine = make_engine(tmp_path)
@@ -334,12 +334,11 @@ def _close_then_reduce(tmp_path: Path, write_ahead: bool) -> Engine:
     return engine
 
 
-def test_write_ahead_a_reduce_refused_after_the_close_retires_the_position_as_a_backtest_does(tmp_path: Path) -> None:
+def test_write_ahead_a_reduce_after_the_close_leaves_the_position_retired_as_a_backtest_does(tmp_path: Path) -> None:
     engine = _close_then_reduce(tmp_path / "paper", write_ahead=True)
     portfolio = engine.state.portfolio
     assert [(o.purpose, o.status) for o in orders(engine)] == [
-        (OrderPurpose.open, OrderStatus.filled), (OrderPurpose.close, OrderStatus.filled),
-        (OrderPurpose.reduce, OrderStatus.rejected)]
+        (OrderPurpose.open, OrderStatus.filled), (OrderPurpose.close, OrderStatus.filled)]  # the reduce ignored
     assert portfolio.open_positions == [] and len(portfolio.closed_positions) == 1  # no empty position left open
     report = engine.plan([open_long("AAA", value=500)], 2, cycle_ns(2))
     assert report.planned == 1 and not report.ignored  # the next entry is not refused

@@ -388,14 +388,15 @@ class Engine:
 
         While one is, no trigger fires and no operator close is sent for the position: a second
         exit for the same intent must never be sent while the first one's outcome is unknown. An entry
-        or increase the exchange holds open (resting, perhaps filled in part) is not in flight: the
-        exit cancels it first (``_exit_now``), so a position bought in part is still protected.
+        increase or reduce the exchange holds open (resting, perhaps filled in part) is not in flight: the
+        exit's pass cancels it first (``end_orders_before_exits``), so a position bought in part, or with a limit
+        reduce resting, is still protected. A resting close is: it already sells the position whole.
         """
         if self.live_venue is None:
             return None
         for order in position.orders:
             if not order.is_terminal and order.status is not _CREATED and not (
-                    order.side is _BUY and order.status in _RESTING):
+                    order.status in _RESTING and order.purpose is not _CLOSE):
                 return order
         return None
 
@@ -553,7 +554,7 @@ class Engine:
                 raised.append((position, position.high_water, took))
                 position.high_water = high_water  # as it was, until the pass below succeeded (its commits too)
         if live and hits:  # every exit's resting buys ended before the first exit is sent (or none is)
-            self.end_buys_before_exits((position, f"cancelled: position closed by {kind}", _to_datetime(at_ns))
+            self.end_orders_before_exits((position, f"cancelled: position closed by {kind}", _to_datetime(at_ns))
                                        for position, kind, _, _, at_ns in hits)
         for position, high_water, took in raised:
             position.high_water, position.high_water_at = high_water, _to_datetime(took)
@@ -595,10 +596,10 @@ class Engine:
 
     def close_all_now(self, positions: list[Position], step: int, *, by: str) -> list[Order | None]:
         """Close each of ``positions`` at once (an operator's close or close-all): ``close_now`` for each, after one
-        pass that ends the resting buys of all of them (``end_buys_before_exits``), so a temporary failure leaves
+        pass that ends the resting buys of all of them (``end_orders_before_exits``), so a temporary failure leaves
         none of them sold — the operator's retry closes them all, none twice."""
         at = _to_datetime(int(self.market.timeline_ns[step]))
-        self.end_buys_before_exits((position, f"cancelled by {by} before it filled", at) for position in positions)
+        self.end_orders_before_exits((position, f"cancelled by {by} before it filled", at) for position in positions)
         return [self.close_now(position, step, by=by) for position in positions]
 
     def close_now(self, position: Position, step: int, *, by: str) -> Order | None:
@@ -612,7 +613,7 @@ class Engine:
         strategy's ``close()`` does (None: no order).
         """
         at = _to_datetime(int(self.market.timeline_ns[step]))
-        self.end_buys_before_exits([(position, f"cancelled by {by} before it filled", at)])
+        self.end_orders_before_exits([(position, f"cancelled by {by} before it filled", at)])
         if self._close_empty(position, f"cancelled by {by} before it filled", at):
             return None
         slot = self._slot[position.instrument_id]
@@ -637,7 +638,7 @@ class Engine:
         bar gapped through it) — all a restart needs to fill it exactly as it would have been.
         """
         at = _to_datetime(at_ns)
-        self._buys_ended(position)  # live: ended by the caller's end_buys_before_exits; what they filled is sold too
+        self._orders_ended(position)  # live: ended by the caller's end_orders_before_exits; what they filled is sold too
         for _, other in self.pending:
             if other.position_id == position.id and not other.is_terminal:
                 self._cancel(other, cancelled, at)
@@ -691,7 +692,7 @@ class Engine:
                 continue  # (live) an order in flight: its outcome first
             bars = self._bars[slot]
             exits.append((position, bars.close.item(index), int(bars.close_time_ns[index])))
-        self.end_buys_before_exits((position, f"cancelled: position closed by {kind}", _to_datetime(at_ns))
+        self.end_orders_before_exits((position, f"cancelled: position closed by {kind}", _to_datetime(at_ns))
                                    for position, _, at_ns in exits)
         for position, price, at_ns in exits:
             self._exit_on_trigger(position, kind, price, price, at_ns)
@@ -806,7 +807,7 @@ class Engine:
         ended: set[int] = set()  # instruments whose close the pass below finished: it held nothing, now retired
         if self.live_venue is not None:  # before the first order of the cycle is created: nothing to lose on a retry
             closes = self._closes(ordered, step, ms, at)
-            self.end_buys_before_exits(closes)  # (what it books counts in the sizing)
+            self.end_orders_before_exits(closes)  # (what it books counts in the sizing)
             ended = {p.instrument_id for p, _, _ in closes if all(q is not p for q in self.state.portfolio.open_positions)}
         if self.state.portfolio.open_positions:
             self.mark_to_market(step)  # sizing reads the marks; a backtest does not mark every bar
@@ -880,11 +881,13 @@ class Engine:
             return None
         if position is None:
             return "no open position"
-        if action == "increase":
+        if action == "increase" or action == "reduce":
             closing = next((o for o in position.orders if o.purpose is _CLOSE and not o.is_terminal), None)
-            if closing is not None:  # every mode alike: never a buy into a position its close is selling whole
-                return (f"the position is being closed (order {closing.client_order_id}); open_long() a new one once "
-                        "the close has filled")
+            if closing is not None:  # every mode alike: never a buy into, nor a second sell of, a position sold whole
+                return (f"the position is being closed (order {closing.client_order_id}); " + (
+                    "open_long() a new one once the close has filled" if action == "increase"
+                    else "the close sells all of it"))
+        if action == "increase":
             value = intent.value if intent.value is not None else equity * (intent.equity_fraction or 0.0)
             refusal = position_value_refusal(self._value_held(position), value, self.max_position_value)
             if refusal:
@@ -894,7 +897,7 @@ class Engine:
         elif action == "close":
             if self._close_empty(position, _CLOSED_BY_STRATEGY, at):
                 return None
-            self._buys_ended(position)  # live: ended by plan's end_buys_before_exits
+            self._orders_ended(position)  # live: ended by plan's end_orders_before_exits
             self._queue(position, self._new_order(position, _CLOSE, at, ms, seq,
                                                   quantity=position.quantity, reference_price=price,
                                                   note=intent.note), report)
@@ -1229,41 +1232,44 @@ class Engine:
         """The open position ``order`` belongs to (an order not yet ended keeps its position open)."""
         return next(p for p in self.state.portfolio.open_positions if p.id == order.position_id)
 
-    def end_buys_before_exits(self, exits: Iterable[tuple[Position, str, datetime]]) -> None:
-        """Live mode, before any order of a job is planned or sent: the one pass that cancels, at the exchange, the
-        entries and increases not yet ended of every position the job is about to sell whole (``exits``: the
-        position, the cancel's reason, its time), then requires the exchange to have confirmed that each ended.
+    def end_orders_before_exits(self, exits: Iterable[tuple[Position, str, datetime]]) -> None:
+        """Live mode, before any order of a job is planned or sent: the one pass that cancels, at the exchange, every
+        order not yet ended of each position the job is about to sell whole (``exits``: the position, the cancel's
+        reason, its time) — entries and increases, and sells (a ``reduce`` resting at the exchange) — then requires
+        the exchange to have confirmed that each ended.
 
-        All the cancels come first, all the checks after: a TemporaryError (an entry the exchange still answers
+        All the cancels come first, all the checks after: a TemporaryError (an order the exchange still answers
         "open") leaves nothing of the job created or sent — only the cancels, updates of orders that exist,
         committed — so the retried job (a cycle asks the strategy again, a trigger check sees the bar again)
-        plans every exit once. Selling before the exchange says the entry ended could leave a later fill unsold,
-        or sell more than the position turns out to hold. Backtest, replay and paper: nothing to do (their waiting
-        increase fills after the close, as it always has; a position holding nothing has its entry cancelled).
+        plans every exit once. Selling before the exchange says a buy ended could leave a later fill unsold,
+        or sell more than the position turns out to hold; selling while an earlier sell still rests could sell
+        twice (both fill, or the exchange's balance check refuses one). Backtest, replay and paper: nothing to do
+        (their waiting orders fill after the close, as they always have; a position holding nothing has its
+        entry cancelled).
         """
         if self.live_venue is None:
             return
         exits = list(exits)
         for position, text, at in exits:
             for order in list(position.orders):
-                if order.side is _BUY and not order.is_terminal:
+                if not order.is_terminal:
                     self._cancel(order, text, at)
-        waiting = [o.client_order_id for position, _, _ in exits for o in position.orders
-                   if o.side is _BUY and not o.is_terminal]
+        waiting = [o.client_order_id for position, _, _ in exits for o in position.orders if not o.is_terminal]
         if waiting:
             raise TemporaryError(
                 f"the exchange has not confirmed the cancel of {', '.join(dict.fromkeys(waiting))}; nothing of this "
                 "job was sent: it is taken again at the next try, once the exchange says the order ended")
 
-    def _buys_ended(self, position: Position) -> None:
-        """Live mode, as an exit of ``position`` is made: ``end_buys_before_exits`` has ended its buys (a bug if not:
-        a TemporaryError here, half-way through a job, would lose the job's other orders)."""
+    def _orders_ended(self, position: Position) -> None:
+        """Live mode, as an exit of ``position`` is made: ``end_orders_before_exits`` has ended its orders (a bug if
+        not: a TemporaryError here, half-way through a job, would lose the job's other orders). Orders this job
+        created and has not sent yet (``[reduce(X), close(X)]``: the reduce) are the job's own."""
         if self.live_venue is None:
             return
-        waiting = [o.client_order_id for o in position.orders if o.side is _BUY and not o.is_terminal]
+        waiting = [o.client_order_id for o in position.orders if not o.is_terminal and o.status is not _CREATED]
         if waiting:
-            raise InvariantError(f"position {position.id}: an exit made while its buys {', '.join(waiting)} may still "
-                                 "fill; end_buys_before_exits must run first")
+            raise InvariantError(f"position {position.id}: an exit made while its orders {', '.join(waiting)} may "
+                                 "still fill; end_orders_before_exits must run first")
 
     def _close_empty(self, position: Position, text: str, at: datetime) -> bool:
         """A position closed whole that holds nothing (its entry not filled): every order of it not yet ended is

@@ -1,0 +1,263 @@
+"""Live mode: a sell of the position still resting at the exchange when the position is sold whole (issue 13).
+
+A limit ``reduce`` rests at the exchange; a ``close()``, a stop-loss, an operator's close or a risk close
+then sells the position whole. The exit's pass cancels the resting sell at the exchange first and waits for
+the exchange to confirm it ended (as it does for a resting entry), so the two sells never both reach the
+book: the close sells what the reduce left, and the ledger never books more sold than held. And a cycle's
+``[close(X), reduce(X)]`` ignores the reduce on every path, as it ignores an increase.
+
+Through the real Engine and OrderRouter against the in-memory exchange twin, and through the unmodified ccxt
+client against the exchange simulator; the books are checked against the exchange's.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from scripted import SCRIPTED, ohlc
+from test_engine_router import T0
+from test_engine_writeahead import CONFIG, cycle_ns, orders
+from test_resting_entry import Journal, check_books
+from tradeexecutor.backtest.runner import new_state as new_run_state
+from tradeexecutor.data.market import MarketData
+from tradeexecutor.engine.accounting import recompute_cash
+from tradeexecutor.engine.engine import Engine
+from tradeexecutor.errors import TemporaryError
+from tradeexecutor.state import Order, OrderPurpose, OrderStatus
+from tradeexecutor.strategy.api import open_long, reduce
+from tradeexecutor.strategy.intents import close
+from tradeexecutor.venue import InMemoryVenue
+from venue_contract import AAA
+
+
+def _resting_reduce(tmp_path: Path, journal: Journal, prices: list[Any] | None = None,
+                    stop_loss_pct: float | None = None) -> tuple[Engine, InMemoryVenue, Order]:
+    """A live engine holding 10 AAA whose reduce of 4 the exchange accepted and holds on its book (a limit sell
+    above the market), nothing of it filled."""
+    path = tmp_path / "scripted.py"
+    path.write_text(SCRIPTED.format(cycle="1d", instruments=["AAA"]))
+    from tradeexecutor.strategy.loader import load_strategy
+
+    strategy = load_strategy(path)
+    market = MarketData.from_long_frame(ohlc("AAA", prices or [100.0] * 6), asset_types={"AAA": "equity"})
+    engine = Engine(strategy, market, new_run_state(strategy, CONFIG, T0), config=CONFIG,
+                    events=lambda event, /, **fields: journal.append((event, fields)))
+    venue = InMemoryVenue([AAA], {"USD": 10_000.0}, fee=0.001)
+    engine.live_venue = venue
+    engine.start_write_ahead(lambda: None, lambda: T0)
+    engine.plan([open_long("AAA", value=1000, stop_loss_pct=stop_loss_pct)], 0, cycle_ns(0))
+    engine.manage(1)
+    venue.advance({"AAA": 100.0}, T0)
+    engine.drain()
+    (position,) = engine.state.portfolio.open_positions
+    assert position.quantity == 10.0
+    engine.plan([reduce("AAA", quantity=4.0)], 1, cycle_ns(1))
+    venue.hold = True  # accepted; it rests on the book
+    engine.manage(2)
+    sell = orders(engine)[-1]
+    assert sell.purpose is OrderPurpose.reduce and sell.status is OrderStatus.open and not sell.fills
+    venue.hold = False
+    return engine, venue, sell
+
+
+def _submitted(venue: InMemoryVenue) -> list[str]:
+    return [cid for call, cid in venue.calls if call == "submit"]
+
+
+def test_live_a_close_behind_a_resting_reduce_sends_nothing_until_the_exchange_confirms_the_reduces_cancel(
+        tmp_path: Path) -> None:
+    """The exchange takes the reduce's cancel but has not ended it: the cycle fails temporarily with no close made
+    or sent (both sells could otherwise fill); once the exchange says the reduce ended, the close taken again
+    sells all the position holds, once."""
+    journal: Journal = []
+    engine, venue, sell = _resting_reduce(tmp_path, journal)
+    (position,) = engine.state.portfolio.open_positions
+    sent = _submitted(venue)
+    acknowledged: list[str] = []
+    venue.cancel = acknowledged.append  # type: ignore[method-assign,assignment]  # taken, not yet applied
+    with pytest.raises(TemporaryError, match=f"has not confirmed the cancel of {sell.client_order_id}"):
+        engine.plan([close("AAA")], 2, cycle_ns(2))
+    assert acknowledged == [sell.client_order_id]
+    assert [o.purpose for o in orders(engine)] == [OrderPurpose.open, OrderPurpose.reduce]  # no close made
+    engine.manage(3)
+    assert _submitted(venue) == sent  # nor sent
+    del venue.cancel
+    venue.cancel(sell.client_order_id)
+    engine.drain()
+    assert sell.status is OrderStatus.cancelled
+    report = engine.plan([close("AAA")], 2, cycle_ns(2))
+    assert report.planned == 1 and not report.ignored
+    closing = orders(engine)[-1]
+    assert closing.purpose is OrderPurpose.close and closing.quantity == position.quantity
+    engine.manage(3)
+    venue.advance({"AAA": 101.0}, T0)
+    engine.drain()
+    assert closing.status is OrderStatus.filled and closing.filled_quantity == position.orders[0].filled_quantity
+    assert engine.state.portfolio.open_positions == [] and engine.pending == []
+    assert [(f["client_order_id"], f["reason"]) for e, f in journal if e == "order_cancelled"] == [
+        (sell.client_order_id, "cancelled by close() before it filled")]
+    assert [f["client_order_id"] for e, f in journal if e == "order_cancel_requested"] == [sell.client_order_id]
+    check_books(engine, venue)
+
+
+def test_live_what_a_resting_reduce_sold_before_its_cancel_is_booked_and_the_close_sells_only_the_rest(
+        tmp_path: Path) -> None:
+    journal: Journal = []
+    engine, venue, sell = _resting_reduce(tmp_path, journal)
+    (position,) = engine.state.portfolio.open_positions
+    held = position.quantity
+    venue.partial = [0.5, 0.5]
+    venue.advance({"AAA": 102.0}, T0)  # the exchange sells half the reduce; the executor has not heard yet
+    venue.partial = []
+    engine.plan([close("AAA")], 2, cycle_ns(2))
+    assert sell.status is OrderStatus.cancelled and sell.filled_quantity == 2.0
+    closing = orders(engine)[-1]
+    assert closing.purpose is OrderPurpose.close and closing.quantity == held - 2.0
+    engine.manage(3)
+    venue.advance({"AAA": 101.0}, T0)
+    engine.drain()
+    assert closing.filled_quantity == held - 2.0 and engine.state.portfolio.open_positions == []
+    assert sum(o.filled_quantity for o in position.orders if not o.is_buy) == held  # never more sold than held
+    check_books(engine, venue)
+
+
+def test_live_a_stop_loss_fires_on_a_position_with_a_resting_reduce_cancelling_the_reduce_first(
+        tmp_path: Path) -> None:
+    """A resting reduce is not an exit in flight: the stop still protects the position (it used to wait for the
+    limit sell to end, unprotected), and the exit cancels the reduce at the exchange before it sells."""
+    journal: Journal = []
+    engine, venue, sell = _resting_reduce(tmp_path, journal, prices=[100.0, 100.0, 100.0, (99.0, 99.0, 90.0, 91.0),
+                                                                      91.0, 91.0], stop_loss_pct=0.05)
+    (position,) = engine.state.portfolio.open_positions
+    assert engine.in_flight(position) is None
+    venue.hold = True  # the exit rests until the exchange is given a price
+    assert engine.check_triggers(3) == 1
+    assert sell.status is OrderStatus.cancelled and not sell.fills
+    exit_order = orders(engine)[-1]
+    assert exit_order.trigger is not None and exit_order.quantity == position.quantity
+    assert engine.in_flight(position) is exit_order  # a resting exit is in flight: no second one
+    assert engine.check_triggers(3) == 0
+    assert venue.calls.index(("submit", exit_order.client_order_id)) > venue.calls.index(("cancel", sell.client_order_id))
+    venue.hold = False
+    venue.advance({"AAA": 91.0}, T0)
+    engine.drain()
+    assert exit_order.status is OrderStatus.filled and engine.state.portfolio.open_positions == []
+    check_books(engine, venue)
+
+
+def test_live_an_operators_close_of_a_position_with_a_resting_reduce_cancels_it_and_waits_for_the_exchange(
+        tmp_path: Path) -> None:
+    journal: Journal = []
+    engine, venue, sell = _resting_reduce(tmp_path, journal)
+    (position,) = engine.state.portfolio.open_positions
+    assert engine.in_flight(position) is None  # the loop's operator job does not refuse it
+    acknowledged: list[str] = []
+    venue.cancel = acknowledged.append  # type: ignore[method-assign,assignment]
+    with pytest.raises(TemporaryError, match="has not confirmed the cancel"):
+        engine.close_all_now([position], 3, by="operator")
+    assert [o.purpose for o in orders(engine)] == [OrderPurpose.open, OrderPurpose.reduce]
+    del venue.cancel
+    venue.cancel(sell.client_order_id)
+    engine.drain()
+    (exit_order,) = engine.close_all_now([position], 3, by="operator")
+    assert exit_order is not None and exit_order.status is OrderStatus.open and exit_order.quantity == 10.0
+    assert sell.status is OrderStatus.cancelled
+    venue.advance({"AAA": 100.0}, T0)
+    engine.drain()
+    assert exit_order.status is OrderStatus.filled and engine.state.portfolio.open_positions == []
+    check_books(engine, venue)
+
+
+# -- [close(X), reduce(X)] in one cycle: the reduce ignored on every path --------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["backtest", "lean", "paper", "live"])
+def test_a_reduce_of_a_position_the_same_cycle_closes_is_ignored_alike_on_every_path(tmp_path: Path, mode: str) -> None:
+    """Live used to send both sells when the close rested; a backtest created the reduce and had it refused. Every
+    path now ignores the reduce with its reason, and the close sells the position whole."""
+    from tradeexecutor.backtest.lean import BacktestEngine
+    from tradeexecutor.strategy.loader import load_strategy
+
+    journal: Journal = []
+    path = tmp_path / "scripted.py"
+    path.write_text(SCRIPTED.format(cycle="1d", instruments=["AAA"]))
+    strategy = load_strategy(path)
+    market = MarketData.from_long_frame(ohlc("AAA", [100.0, 101.0, 102.0, 103.0]), asset_types={"AAA": "equity"})
+    cls = BacktestEngine if mode == "lean" else Engine
+    engine = cls(strategy, market, new_run_state(strategy, CONFIG, T0), config=CONFIG,
+                 events=None if mode in ("backtest", "lean") else lambda e, /, **f: journal.append((e, f)))
+    venue = InMemoryVenue([AAA], {"USD": 10_000.0}, fee=0.001)
+    if mode == "live":
+        engine.live_venue = venue
+    if mode in ("paper", "live"):
+        engine.start_write_ahead(lambda: None, lambda: T0)
+
+    def bar(step: int, price: float) -> None:
+        engine.manage(step)
+        if mode == "live":  # the exchange fills what was sent
+            venue.advance({"AAA": price}, T0)
+            engine.drain()
+
+    engine.take([open_long("AAA", value=1000)], 0, cycle_ns(0))
+    bar(1, 101.0)
+    report = engine.plan([close("AAA"), reduce("AAA", fraction=0.5)], 1, cycle_ns(1))
+    assert report.planned == 1 and report.ignored == [
+        f"reduce AAA: the position is being closed (order {orders(engine)[-1].client_order_id}); "
+        "the close sells all of it"]
+    if mode == "live":
+        venue.hold = True  # the close rests at the exchange: the reduce must not be sent beside it
+    bar(2, 102.0)
+    if mode == "live":
+        assert [c for c in _submitted(venue)] == [o.client_order_id for o in orders(engine)]
+        venue.hold = False
+        venue.advance({"AAA": 102.0}, T0)
+        engine.drain()
+    engine.materialise()
+    assert [(o.purpose, o.status) for o in orders(engine)] == [
+        (OrderPurpose.open, OrderStatus.filled), (OrderPurpose.close, OrderStatus.filled)]
+    assert engine.state.portfolio.open_positions == [] and len(engine.state.portfolio.closed_positions) == 1
+    assert recompute_cash(engine.state.initial_cash, engine.state.portfolio) == pytest.approx(
+        engine.state.portfolio.cash, abs=1e-9)
+    if mode in ("paper", "live"):
+        assert [(f["action"], f["symbol"]) for e, f in journal if e == "intent_ignored"] == [("reduce", "AAA")]
+    if mode == "live":
+        check_books(engine, venue)
+
+
+@pytest.mark.parametrize("mode", ["backtest", "paper", "live"])
+def test_a_reduce_before_a_close_in_one_cycle_stays_valid_and_the_close_sells_what_is_left(
+        tmp_path: Path, mode: str) -> None:
+    from tradeexecutor.strategy.loader import load_strategy
+
+    path = tmp_path / "scripted.py"
+    path.write_text(SCRIPTED.format(cycle="1d", instruments=["AAA"]))
+    strategy = load_strategy(path)
+    market = MarketData.from_long_frame(ohlc("AAA", [100.0, 101.0, 102.0, 103.0]), asset_types={"AAA": "equity"})
+    engine = Engine(strategy, market, new_run_state(strategy, CONFIG, T0), config=CONFIG)
+    venue = InMemoryVenue([AAA], {"USD": 10_000.0}, fee=0.001)
+    if mode == "live":
+        engine.live_venue = venue
+    if mode in ("paper", "live"):
+        engine.start_write_ahead(lambda: None, lambda: T0)
+
+    def bar(step: int, price: float) -> None:
+        engine.manage(step)
+        if mode == "live":
+            venue.advance({"AAA": price}, T0)
+            engine.drain()
+
+    engine.take([open_long("AAA", value=1000)], 0, cycle_ns(0))
+    bar(1, 101.0)
+    held = engine.state.portfolio.open_positions[0].quantity
+    report = engine.plan([reduce("AAA", quantity=2.0), close("AAA")], 1, cycle_ns(1))
+    assert report.planned == 2 and not report.ignored
+    bar(2, 102.0)
+    sells = [(o.purpose, o.status, o.filled_quantity) for o in orders(engine) if not o.is_buy]
+    assert sells == [(OrderPurpose.reduce, OrderStatus.filled, 2.0),
+                     (OrderPurpose.close, OrderStatus.filled, pytest.approx(held - 2.0))]
+    assert engine.state.portfolio.open_positions == []
+    if mode == "live":
+        check_books(engine, venue)
