@@ -261,3 +261,64 @@ def test_a_reduce_before_a_close_in_one_cycle_stays_valid_and_the_close_sells_wh
     assert engine.state.portfolio.open_positions == []
     if mode == "live":
         check_books(engine, venue)
+
+
+# -- against the exchange simulator, through the unmodified ccxt client --------------------------------------
+
+
+def test_against_the_simulator_a_close_behind_a_resting_limit_reduce_cancels_it_first_and_sells_once(
+        tmp_path: Path) -> None:
+    """A limit reduce above the market rests on the simulator's book. The strategy's close() meets a 503 on the
+    reduce's cancel: nothing is sent (the close included); the retried cycle cancels it, confirmed, and sells the
+    rest. The simulator ends with the reduce cancelled, one close filled, no base asset, and the ledger's books."""
+    pytest.importorskip("ccxt")
+    from exchange_sim_helpers import serve
+    from test_venue_ccxt import aaa_simulator, aaa_venue, pin
+    from tradeexecutor.state import OrderType
+    from tradeexecutor.strategy.loader import load_strategy
+
+    with serve(aaa_simulator(), threads=4) as running:
+        running.control("POST", "reset")
+        pin(running, 100.0)
+        path = tmp_path / "scripted.py"
+        path.write_text(SCRIPTED.format(cycle="1d", instruments=["AAA"]))
+        strategy = load_strategy(path)
+        market = MarketData.from_long_frame(ohlc("AAA", [100.0] * 5), asset_types={"AAA": "equity"})
+        journal: Journal = []
+        engine = Engine(strategy, market, new_run_state(strategy, CONFIG, T0), config=CONFIG,
+                        events=lambda event, /, **fields: journal.append((event, fields)))
+        engine.live_venue = aaa_venue(running)
+        engine.start_write_ahead(lambda: None, lambda: T0)
+        engine.plan([open_long("AAA", value=1000)], 0, cycle_ns(0))
+        engine.manage(1)  # a market buy the simulator fills on arrival
+        (position,) = engine.state.portfolio.open_positions
+        held = position.quantity
+        assert held > 4.0
+        engine.plan([reduce("AAA", quantity=4.0)], 1, cycle_ns(1))
+        sell = orders(engine)[-1]
+        sell.type, sell.limit_price = OrderType.limit, 120.0  # a limit sell above the market: it rests
+        engine.manage(2)
+        assert sell.status is OrderStatus.open and not sell.fills
+
+        running.control("POST", "faults", {"kind": "error", "path": "/api/v3/order", "method": "DELETE",
+                                           "count": 1})
+        with pytest.raises(TemporaryError):
+            engine.plan([close("AAA")], 2, cycle_ns(2))
+        assert [o.purpose for o in orders(engine)] == [OrderPurpose.open, OrderPurpose.reduce]  # no close made
+
+        engine.drain()  # the retried job
+        report = engine.plan([close("AAA")], 2, cycle_ns(2))
+        assert report.planned == 1 and sell.status is OrderStatus.cancelled
+        engine.manage(3)  # the close: a market sell the simulator fills on arrival
+        closing = orders(engine)[-1]
+        assert closing.purpose is OrderPurpose.close and closing.status is OrderStatus.filled
+        assert closing.filled_quantity == held and engine.state.portfolio.open_positions == []
+
+        _, exchange_orders = running.control("GET", "orders")
+        sells = sorted((o["clientOrderId"], o["status"], float(o["executedQty"])) for o in exchange_orders
+                       if o["side"] == "SELL")
+        assert sells == sorted([(sell.client_order_id, "CANCELED", 0.0), (closing.client_order_id, "FILLED", held)])
+        _, balances = running.control("GET", "balances")
+        assert float(balances["AAA"]["free"]) == 0.0 and float(balances["AAA"].get("locked", 0)) == 0.0
+        assert engine.state.portfolio.cash == pytest.approx(float(balances["USD"]["free"]), abs=1e-6)
+        assert [f["client_order_id"] for e, f in journal if e == "order_cancel_requested"] == [sell.client_order_id]
