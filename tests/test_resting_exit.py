@@ -322,3 +322,132 @@ def test_against_the_simulator_a_close_behind_a_resting_limit_reduce_cancels_it_
         assert float(balances["AAA"]["free"]) == 0.0 and float(balances["AAA"].get("locked", 0)) == 0.0
         assert engine.state.portfolio.cash == pytest.approx(float(balances["USD"]["free"]), abs=1e-6)
         assert [f["client_order_id"] for e, f in journal if e == "order_cancel_requested"] == [sell.client_order_id]
+
+
+# -- an order the exchange lost: said plainly, never retried for ever ---------------------------------------------
+
+
+def _lost_words(cid: str) -> str:
+    return f"needs an operator: order {cid} unknown to the exchange; run `tradeexecutor reconcile`"
+
+
+def test_live_a_resting_order_the_exchange_lost_is_said_to_need_an_operator_and_its_cancel_is_not_retried_for_ever(
+        tmp_path: Path) -> None:
+    """The exchange no longer knows the resting reduce (lost, not a network failure): its cancel can never be
+    confirmed. Asked about, it is left ``unknown`` for a person (nothing resent, no money changed), journaled
+    ``order_lost`` once with what to do, and named in ``Engine.lost`` for the daemon's safe mode. The job fails
+    once with those words; the retry leaves the position alone (its close ignored with the same words) instead
+    of asking the exchange again and again."""
+    journal: Journal = []
+    engine, venue, sell = _resting_reduce(tmp_path, journal)
+    (position,) = engine.state.portfolio.open_positions
+    cid = sell.client_order_id
+    del venue._orders[cid]  # the exchange lost it
+    cash, held = engine.state.portfolio.cash, position.quantity
+    with pytest.raises(TemporaryError, match=_lost_words(cid).replace("(", r"\(").replace("`", ".")):
+        engine.plan([close("AAA")], 2, cycle_ns(2))
+    assert sell.status is OrderStatus.unknown and sell.venue_order_id and engine.lost == {cid: _lost_words(cid)}
+    assert [(f["client_order_id"], f["reason"]) for e, f in journal if e == "order_lost"] == [(cid, _lost_words(cid))]
+    assert (engine.state.portfolio.cash, position.quantity) == (cash, held)  # no money fixed by itself
+    report = engine.plan([close("AAA")], 2, cycle_ns(2))  # the retried job
+    assert report.planned == 0 and report.ignored == [f"close AAA: {_lost_words(cid)}"]
+    assert engine.in_flight(position) is sell and engine.check_triggers(3) == 0  # no exit beside it
+    assert venue.calls.count(("cancel", cid)) == 1  # asked once, not for ever
+    assert [e for e, _ in journal].count("order_lost") == 1
+    assert engine.settle_unknown() == []  # never resent blind
+
+
+def test_live_an_unconfirmed_cancel_the_exchange_still_holds_open_is_an_outage_not_a_lost_order(tmp_path: Path) -> None:
+    journal: Journal = []
+    engine, venue, sell = _resting_reduce(tmp_path, journal)
+    venue.cancel = lambda cid: None  # type: ignore[method-assign,assignment]  # taken, not yet applied
+    with pytest.raises(TemporaryError, match="has not confirmed the cancel"):
+        engine.plan([close("AAA")], 2, cycle_ns(2))
+    venue.fail_next("fetch_order")  # and once the exchange cannot even be asked
+    with pytest.raises(TemporaryError, match="has not confirmed the cancel"):
+        engine.plan([close("AAA")], 2, cycle_ns(2))
+    assert sell.status is OrderStatus.open and engine.lost == {} and not [e for e, _ in journal if e == "order_lost"]
+
+
+def test_against_the_simulator_a_resting_reduce_the_exchange_lost_needs_an_operator(tmp_path: Path) -> None:
+    """Through the unmodified ccxt client: the simulator forgets every order (its reset) while the limit reduce
+    rests. The close's cancel meets Binance's -2011 and the order is nowhere to be found: lost, said so, once."""
+    pytest.importorskip("ccxt")
+    from exchange_sim_helpers import serve
+    from test_venue_ccxt import aaa_simulator, aaa_venue, pin
+    from tradeexecutor.state import OrderType
+    from tradeexecutor.strategy.loader import load_strategy
+
+    with serve(aaa_simulator(), threads=4) as running:
+        running.control("POST", "reset")
+        pin(running, 100.0)
+        path = tmp_path / "scripted.py"
+        path.write_text(SCRIPTED.format(cycle="1d", instruments=["AAA"]))
+        strategy = load_strategy(path)
+        market = MarketData.from_long_frame(ohlc("AAA", [100.0] * 5), asset_types={"AAA": "equity"})
+        journal: Journal = []
+        engine = Engine(strategy, market, new_run_state(strategy, CONFIG, T0), config=CONFIG,
+                        events=lambda event, /, **fields: journal.append((event, fields)))
+        engine.live_venue = aaa_venue(running)
+        engine.start_write_ahead(lambda: None, lambda: T0)
+        engine.plan([open_long("AAA", value=1000)], 0, cycle_ns(0))
+        engine.manage(1)
+        engine.plan([reduce("AAA", quantity=4.0)], 1, cycle_ns(1))
+        sell = orders(engine)[-1]
+        sell.type, sell.limit_price = OrderType.limit, 120.0
+        engine.manage(2)
+        assert sell.status is OrderStatus.open
+        running.control("POST", "reset")  # the exchange forgets it
+        cid = sell.client_order_id
+        with pytest.raises(TemporaryError, match="needs an operator"):
+            engine.plan([close("AAA")], 2, cycle_ns(2))
+        assert sell.status is OrderStatus.unknown and engine.lost == {cid: _lost_words(cid)}
+        report = engine.plan([close("AAA")], 2, cycle_ns(2))
+        assert report.planned == 0 and report.ignored == [f"close AAA: {_lost_words(cid)}"]
+        assert [f["client_order_id"] for e, f in journal if e == "order_lost"] == [cid]
+
+
+def test_the_daemon_says_an_operator_is_needed_in_status_healthz_and_the_journal_once_the_engine_finds_a_lost_order(
+        tmp_path: Path) -> None:
+    """The daemon's half: a job during which the engine found a lost order (``Engine.lost``, and the exits' pass
+    failing temporarily with the words, as above) puts the executor in safe mode with those words — /status's
+    ``safe_mode_reason``, /healthz's reason, a ``safe_mode`` journal line — instead of an outage alone; the job's
+    retry then runs through (the outage ends) and nothing is retried for ever."""
+    from test_daemon_loop import _journal, make
+    from tradeexecutor.config import HealthLimits
+    from tradeexecutor.runstate.health import assess_health
+
+    daemon, ticker, clock = make(tmp_path)
+    try:
+        ticker.advance(1)
+        daemon.loop.run_pending()
+        engine = daemon.loop.engine
+        real = engine.manage
+        words = _lost_words("te0123abcd-lqx0hs00-00r")
+
+        def manage(step: int) -> None:
+            if not engine.lost:  # the exits' pass: the exchange answered it does not know the order
+                engine.lost["te0123abcd-lqx0hs00-00r"] = words
+                raise TemporaryError(f"{words}; nothing of this job was sent: it is taken again without that position")
+            real(step)
+
+        engine.manage = manage  # type: ignore[method-assign]
+        ticker.advance(1)
+        daemon.loop.run_pending()
+        snapshot = daemon.runstate.snapshot()
+        assert snapshot.safe_mode and snapshot.safe_mode_reason == words
+        verdict = assess_health(snapshot, HealthLimits())
+        assert not verdict.healthy and f"safe mode: {words}" in verdict.reasons
+        current = daemon.loop.outage.current
+        assert current is not None
+        clock.advance((current.next_retry_at - clock.now()).total_seconds())
+        daemon.loop.run_pending()  # the retry runs through
+        for _ in range(2):
+            ticker.advance(1)
+            daemon.loop.run_pending()
+        assert daemon.loop.outage.current is None and daemon.loop.outcome is None
+        assert daemon.runstate.snapshot().safe_mode_reason == words
+    finally:
+        daemon.close()
+    lines = [(e["event"], e["fields"].get("reason")) for e in _journal(tmp_path) if e["event"] == "safe_mode"]
+    assert lines == [("safe_mode", words)]

@@ -159,6 +159,8 @@ class ExecutorLoop:
         self.outcome: LoopOutcome | None = None
         #: Safe mode: the strategy is not called; positions are still managed.
         self.safe_mode = safe_mode
+        #: How many of the engine's lost orders (``Engine.lost``) safe mode already names: a new one names them again.
+        self._lost_seen = 0
         self.operator_paused = False
         #: The risk limits, checked after every job that values the portfolio (None: not checked).
         self.risk = risk
@@ -344,6 +346,10 @@ class ExecutorLoop:
             self._scope = None
             if self.watchdog is not None:
                 self.watchdog.job_finished()
+        if len(self.engine.lost) > self._lost_seen and self.outcome is None:
+            self._lost_seen = len(self.engine.lost)
+            reason = "; ".join(self.engine.lost.values())
+            self._guarded("safe_mode", lambda: self._enter_safe_mode(reason))
 
     def _failed_temporarily(self, job: str, exc: TemporaryError, *, retry: bool) -> None:
         """Book a temporary failure and journal it in a job of its own (the failed job's lines died with it)."""

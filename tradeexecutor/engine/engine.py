@@ -254,6 +254,9 @@ class Engine:
         #: Live mode: the reason of each cancel asked of the exchange and not yet confirmed, by client order id
         #: (journaled ``order_cancelled`` with it once the exchange has cancelled the order).
         self._cancelling: dict[str, str] = {}
+        #: Live mode: orders this process found lost — accepted by the exchange once, unknown to it when their
+        #: cancel was asked about — by client order id, with the words for a person (``_ask_after_cancel``).
+        self.lost: dict[str, str] = {}
 
     def start_write_ahead(self, commit: Callable[[], None], now: Callable[[], datetime]) -> None:
         """Send every order from now on through a venue, write-ahead (the daemon's way).
@@ -864,8 +867,9 @@ class Engine:
         if position is not None and action != "set_triggers":
             unknown = next((o for o in position.orders if o.status is _UNKNOWN), None)
             if unknown is not None:  # (live) never a second order while one's outcome is unknown
-                return (f"order {unknown.client_order_id} of this position has an unknown outcome; no new order "
-                        "until the exchange has answered about it")
+                lost = self.lost.get(unknown.client_order_id)
+                return lost or (f"order {unknown.client_order_id} of this position has an unknown outcome; no new "
+                                "order until the exchange has answered about it")
         if action in ("open", "increase") and self.paused:
             return "paused: no new positions"
         if action == "open":
@@ -1106,6 +1110,9 @@ class Engine:
             if opening:
                 self._arm_triggers(position, new[0].price)
         cancelled = self._cancelling.pop(order.client_order_id, None) if order.is_terminal else None
+        if order.status is _UNKNOWN and order.venue_order_id and order.client_order_id not in self.lost:
+            self._lost(position, order)  # the exchange had it and no longer knows it
+            return bool(new)
         if not self._journal:
             return bool(new)
         symbol = self.symbol_of[order.instrument_id]
@@ -1133,7 +1140,8 @@ class Engine:
         """Live mode: journal what the exchange did with each followed order since ``followed`` was taken — its new
         fills, or its end — as the order's own job would have (``_after_send``); orders with no news say nothing."""
         for position, order, fills, held in followed:
-            if len(order.fills) > fills or order.is_terminal:
+            if len(order.fills) > fills or order.is_terminal or (  # news: fills, its end, or the exchange lost it
+                    order.status is _UNKNOWN and order.venue_order_id and order.client_order_id not in self.lost):
                 self._after_send(position, order, fills, opening=order.side is _BUY and held == 0, resolved=resolved)
 
     def _commit_outcome(self) -> None:
@@ -1226,7 +1234,43 @@ class Engine:
         router.venue.cancel(order.client_order_id)
         router.drain(commit=False)
         self._journal_changes(followed)
+        if not order.is_terminal:
+            self._ask_after_cancel(position, order)
         router.commit()  # the cancel's outcome with its journal lines, now: a later failure in this job keeps them
+
+    def _ask_after_cancel(self, position: Position, order: Order) -> None:
+        """Live mode: the exchange did not confirm a cancel; ask it about the order by client order id.
+
+        Still open (the cancel taken, not yet applied), or the exchange unreachable: the order stays followed and
+        the caller waits (an exit's pass fails temporarily: an outage, retried). Ended after all (its news lost on
+        the way): taken as the exchange has it. Unknown to the exchange although it had accepted the order: lost
+        (``_lost``) — no retry would ever confirm its cancel.
+        """
+        router = self.router
+        assert router is not None
+        before = _followed([(position, order)])
+        try:
+            router.resolve_order(position, order, send=False)
+        except TemporaryError:
+            return  # the exchange cannot be asked now: the cancel stays unconfirmed, asked again at the retry
+        self._journal_changes(before)
+
+    def _lost(self, position: Position, order: Order) -> None:
+        """Live mode: an order the exchange accepted once answers that it does not know it (not a network failure).
+
+        It is left ``unknown`` for a person (``OrderRouter``: nothing resent, no money fixed), journaled
+        ``order_lost`` once with what to do, and named in :attr:`lost`, which the daemon turns into safe mode
+        ("needs an operator", in /status and /healthz). This process never exits the position meanwhile: its
+        order of unknown outcome keeps every exit away (``in_flight``, ``_closes``), so a retried job goes on
+        with the other positions instead of asking the exchange about it for ever.
+        """
+        cid = order.client_order_id
+        self._cancelling.pop(cid, None)
+        message = f"needs an operator: order {cid} unknown to the exchange; run `tradeexecutor reconcile`"
+        self.lost[cid] = message
+        self.events("order_lost", order_id=order.id, client_order_id=cid, position_id=position.id,
+                    symbol=self.symbol_of[order.instrument_id], purpose=order.purpose.value,
+                    venue_order_id=order.venue_order_id, reason=message)
 
     def _open_position_of(self, order: Order) -> Position:
         """The open position ``order`` belongs to (an order not yet ended keeps its position open)."""
@@ -1255,6 +1299,10 @@ class Engine:
                 if not order.is_terminal:
                     self._cancel(order, text, at)
         waiting = [o.client_order_id for position, _, _ in exits for o in position.orders if not o.is_terminal]
+        lost = [self.lost[cid] for cid in waiting if cid in self.lost]
+        if lost:  # the retry leaves their positions alone (an order of unknown outcome) and exits the others
+            raise TemporaryError(f"{'; '.join(lost)}; nothing of this job was sent: it is taken again without "
+                                 "that position")
         if waiting:
             raise TemporaryError(
                 f"the exchange has not confirmed the cancel of {', '.join(dict.fromkeys(waiting))}; nothing of this "

@@ -33,6 +33,7 @@ from tradeexecutor.venue.model import (
     OrderCancelled,
     OrderExpired,
     OrderFilled,
+    OrderLost,
     OrderRejected,
     OrderReport,
     OrderRequest,
@@ -47,6 +48,12 @@ _SAID = {"sent": "never reached the venue; sent", "missing": "unknown to the ven
 def said(resolution: str) -> str:
     """How a journal line words one of ``OrderRouter.resolve_order``'s answers."""
     return _SAID.get(resolution, f"{resolution} at the venue")
+
+
+def lost_reason(order: Order) -> str:
+    """The status reason of an order the venue had and no longer knows (before it is made ``unknown``)."""
+    return (f"the venue does not know order {order.client_order_id}, which was {order.status.value}; left for a "
+            "person to reconcile")
 
 
 #: Statuses in which the venue may know the order.
@@ -125,6 +132,8 @@ class OrderRouter:
             accounting.cancel(order, event.text, event.at)
         elif isinstance(event, OrderExpired):
             order.transition(OrderStatus.expired, event.at, "time in force ran out")
+        elif isinstance(event, OrderLost) and order.status is not OrderStatus.unknown:
+            order.transition(OrderStatus.unknown, event.at, lost_reason(order))
         accounting.retire_if_done(self.state.portfolio, position)
 
     def _apply_fill(self, position: Position, order: Order, fill: FillReport, complete: bool) -> None:
@@ -210,9 +219,7 @@ class OrderRouter:
                 self.commit()
                 self._submit(order)
                 return "sent"
-            order.transition(OrderStatus.unknown, self.now(),
-                             f"the venue does not know order {order.client_order_id}, which was "
-                             f"{order.status.value}; left for a person to reconcile")
+            order.transition(OrderStatus.unknown, self.now(), lost_reason(order))
             return "missing"
         self._take_report(position, order, report)
         return report.status.value

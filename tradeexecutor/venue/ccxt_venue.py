@@ -38,6 +38,7 @@ from tradeexecutor.venue.model import (
     OrderCancelled,
     OrderExpired,
     OrderFilled,
+    OrderLost,
     OrderRejected,
     OrderReport,
     OrderRequest,
@@ -343,8 +344,24 @@ class CcxtVenue:
     # -- reading the exchange's answers ---------------------------------------------------------------
 
     def _refresh(self, tracked: _Tracked) -> None:
-        """Ask the exchange about a followed order and queue what changed."""
-        self._take(self._call(self.exchange.fetch_order, tracked.venue_order_id, tracked.market), announce=False)
+        """Ask the exchange about a followed order and queue what changed.
+
+        An order the exchange answers it does not know (-2013), by its id nor by our client order id, is lost:
+        ``OrderLost`` is queued once and the order is no longer followed (asking again would never learn more;
+        ``fetch_order`` still asks, for a person's reconcile). It used to end the job as a crash, every job.
+        """
+        import ccxt
+
+        try:
+            order = self._call(self.exchange.fetch_order, tracked.venue_order_id, tracked.market,
+                               answers=(ccxt.OrderNotFound,))
+        except ccxt.OrderNotFound:
+            order = self._find(tracked.market, tracked.client_order_id)
+            if order is None:
+                del self._orders[tracked.client_order_id]
+                self._events.append(OrderLost(tracked.client_order_id, self._now()))
+                return
+        self._take(order, announce=False)
 
     def _take(self, order: dict[str, Any], *, announce: bool) -> None:
         """Queue the events an order's state brings that were not queued before: accepted, fills, the end."""

@@ -164,8 +164,17 @@ class OrderExpired:
     at: datetime
 
 
+@dataclass(frozen=True, slots=True)
+class OrderLost:
+    """The venue accepted the order once and now answers that it does not know it (not a network failure): its
+    outcome can no longer be learnt from the venue. Left for a person; never resent."""
+
+    client_order_id: str
+    at: datetime
+
+
 #: Everything a venue reports about orders, keyed by client order id.
-ExecutionEvent = OrderAccepted | OrderFilled | OrderRejected | OrderCancelled | OrderExpired
+ExecutionEvent = OrderAccepted | OrderFilled | OrderRejected | OrderCancelled | OrderExpired | OrderLost
 
 
 @runtime_checkable
