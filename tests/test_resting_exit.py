@@ -451,3 +451,51 @@ def test_the_daemon_says_an_operator_is_needed_in_status_healthz_and_the_journal
         daemon.close()
     lines = [(e["event"], e["fields"].get("reason")) for e in _journal(tmp_path) if e["event"] == "safe_mode"]
     assert lines == [("safe_mode", words)]
+
+
+# -- a cancel request journaled once per order, across restarts ------------------------------------------------
+
+
+def test_live_a_cancel_request_is_journaled_once_across_a_restart_and_its_confirmation_keeps_its_reason(
+        tmp_path: Path) -> None:
+    """The close asked the exchange to cancel the resting reduce (``order_cancel_requested``, committed) and the
+    exchange had not confirmed it when the process died. The restarted process — a new engine on the ledger, told
+    of its journal's requests as the daemon's start-up does — asks again at the retried close without a second
+    request line, and the exchange's cancel is journaled ``order_cancelled`` with the request's reason."""
+    from tradeexecutor.daemon.journal import JournalSink
+    from tradeexecutor.ledger import Ledger
+    from tradeexecutor.strategy.loader import load_strategy
+
+    journal: Journal = []
+    engine, venue, sell = _resting_reduce(tmp_path, journal)
+    ledger = Ledger(tmp_path / "ledger.sqlite", now=lambda: T0)
+    sink = JournalSink(ledger, lambda: T0)
+    engine.events, engine._journal = sink, True
+    assert engine.router is not None
+    engine.router.commit = lambda: ledger.save(engine.state)  # type: ignore[method-assign]
+    ledger.save(engine.state)
+    venue.cancel = lambda cid: None  # type: ignore[method-assign,assignment]  # taken, not yet applied
+    with pytest.raises(TemporaryError, match="has not confirmed the cancel"):
+        engine.plan([close("AAA")], 2, cycle_ns(2))
+    ledger.close()  # the process dies; what it committed stands
+
+    restarted = Ledger(tmp_path / "ledger.sqlite", now=lambda: T0)
+    state = restarted.load()
+    assert state is not None
+    strategy = load_strategy(tmp_path / "scripted.py")
+    again = Engine(strategy, engine.market, state, config=CONFIG, events=JournalSink(restarted, lambda: T0))
+    again.live_venue = venue
+    again.cancels_asked_before(restarted.journaled("order_cancel_requested"))
+    again.start_write_ahead(lambda: restarted.save(state), lambda: T0)
+    again.resolve_orders(T0)
+    with pytest.raises(TemporaryError, match="has not confirmed the cancel"):  # the retried close
+        again.plan([close("AAA")], 2, cycle_ns(2))
+    del venue.cancel
+    venue.cancel(sell.client_order_id)  # the exchange ends it at last
+    again.drain()
+    restarted.save(state)
+    requested = restarted.journaled("order_cancel_requested")
+    assert [f["client_order_id"] for f in requested] == [sell.client_order_id]  # once, not once per process
+    assert [(f["client_order_id"], f["reason"]) for f in restarted.journaled("order_cancelled")] == [
+        (sell.client_order_id, "cancelled by close() before it filled")]
+    restarted.close()

@@ -333,6 +333,7 @@ def build_daemon(config: DaemonConfig, *, clock: Clock | None = None, journal: E
         engine.max_position_value = config.risk.max_position_value
         if config.mode == "live":
             engine.live_venue = venue  # the loop's write-ahead router sends every order to the exchange
+            engine.cancels_asked_before(store.journaled("order_cancel_requested"))  # journaled once, across restarts
         feed: ReplayFeed
         if paper is not None:
             feed = paper.feed(runstate, monotonic=clock.monotonic)

@@ -34,7 +34,7 @@ the daemon drives it from a feed on wall-clock cycles.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -257,6 +257,19 @@ class Engine:
         #: Live mode: orders this process found lost — accepted by the exchange once, unknown to it when their
         #: cancel was asked about — by client order id, with the words for a person (``_ask_after_cancel``).
         self.lost: dict[str, str] = {}
+
+    def cancels_asked_before(self, requests: Iterable[Mapping[str, Any]]) -> None:
+        """Live mode, at start-up: the cancels an earlier process asked for (the fields of its journaled
+        ``order_cancel_requested`` lines, ``Ledger.journaled``) of orders not yet ended, taken as asked for here
+        too: the retried exit asks the exchange again without a second ``order_cancel_requested`` line (once per
+        order across restarts), and the order's end, when the exchange confirms it, is journaled
+        ``order_cancelled`` with the request's reason."""
+        waiting = {o.client_order_id for p in self.state.portfolio.open_positions for o in p.orders
+                   if not o.is_terminal}
+        for fields in requests:
+            cid = fields.get("client_order_id")
+            if cid in waiting:
+                self._cancelling[cid] = str(fields.get("reason") or "")
 
     def start_write_ahead(self, commit: Callable[[], None], now: Callable[[], datetime]) -> None:
         """Send every order from now on through a venue, write-ahead (the daemon's way).
