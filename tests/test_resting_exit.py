@@ -499,3 +499,38 @@ def test_live_a_cancel_request_is_journaled_once_across_a_restart_and_its_confir
     assert [(f["client_order_id"], f["reason"]) for f in restarted.journaled("order_cancelled")] == [
         (sell.client_order_id, "cancelled by close() before it filled")]
     restarted.close()
+
+
+# -- --risk-close-positions: an entry that fills after the pause is sold -----------------------------------------
+
+
+def test_live_an_entry_the_exchange_fills_after_the_risk_pause_is_sold_at_the_next_check(tmp_path: Path) -> None:
+    """The drawdown hit pauses entries and asks the exchange to cancel the resting entry; the pause does not wait
+    for the cancel, and the exchange fills the entry instead. With --risk-close-positions the position it opened is
+    sold at the guard's next check (a trigger exit, ``risk_limit``), and no entry is ever sent again."""
+    from test_resting_entry import _resting_unfilled, _risk_guard
+
+    journal: Journal = []
+    engine, venue, entry = _resting_unfilled(tmp_path, journal)
+    guard = _risk_guard(engine, journal, max_drawdown=0.5)
+    engine.record_valuation(1)
+    engine.state.risk.peak_equity = 1e9  # as if equity had been far higher: the check hits
+    venue.cancel = lambda cid: None  # type: ignore[method-assign,assignment]  # taken, not yet applied
+    assert guard.check(1) and engine.state.risk.paused
+    assert entry.status is OrderStatus.open and not [o for o in orders(engine) if o.purpose is OrderPurpose.close]
+    del venue.cancel
+    venue.advance({"AAA": 100.0}, T0)  # the exchange fills the entry rather than cancelling it
+    engine.drain()
+    (position,) = engine.state.portfolio.open_positions
+    assert position.quantity == 10.0 and entry.status is OrderStatus.filled
+    engine.record_valuation(2)
+    assert not guard.check(2)  # no new hit: already paused
+    (exit_order,) = [o for o in orders(engine) if o.purpose is OrderPurpose.close]
+    assert exit_order.trigger is not None and exit_order.trigger.value == "risk_limit"
+    venue.advance({"AAA": 100.0}, T0)
+    engine.drain()
+    assert exit_order.status is OrderStatus.filled and engine.state.portfolio.open_positions == []
+    engine.record_valuation(3)
+    assert not guard.check(3)
+    assert [o.purpose for o in orders(engine)] == [OrderPurpose.open, OrderPurpose.close]  # nothing bought again
+    check_books(engine, venue)
