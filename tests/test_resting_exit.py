@@ -211,7 +211,7 @@ def test_a_reduce_of_a_position_the_same_cycle_closes_is_ignored_alike_on_every_
         venue.hold = True  # the close rests at the exchange: the reduce must not be sent beside it
     bar(2, 102.0)
     if mode == "live":
-        assert [c for c in _submitted(venue)] == [o.client_order_id for o in orders(engine)]
+        assert _submitted(venue) == [o.client_order_id for o in orders(engine)]
         venue.hold = False
         venue.advance({"AAA": 102.0}, T0)
         engine.drain()

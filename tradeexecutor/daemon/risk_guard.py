@@ -74,10 +74,10 @@ class RiskGuard:
         exchange filled after the pause was recorded (before its cancel reached it, or while the cancel was
         unconfirmed: the pause does not wait for it). Through the same trigger exit as the hit's (``exit_all``:
         its resting orders ended first, none with an exit in flight); nothing new is ever bought."""
-        if any(p.quantity > 0 for p in self.state.portfolio.open_positions):
-            if self.engine.exit_all(step, TriggerKind.risk_limit.value):
-                self.engine.mark_to_market(step)
-                self.engine.record_valuation(step)
+        if any(p.quantity > 0 for p in self.state.portfolio.open_positions) and self.engine.exit_all(
+                step, TriggerKind.risk_limit.value):
+            self.engine.mark_to_market(step)
+            self.engine.record_valuation(step)
 
     def lift(self, by: str) -> bool:
         """An operator resumed: lift the risk pause, re-basing the figures at the current equity; False when
