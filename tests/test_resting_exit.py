@@ -534,3 +534,26 @@ def test_live_an_entry_the_exchange_fills_after_the_risk_pause_is_sold_at_the_ne
     assert not guard.check(3)
     assert [o.purpose for o in orders(engine)] == [OrderPurpose.open, OrderPurpose.close]  # nothing bought again
     check_books(engine, venue)
+
+
+def test_live_an_order_whose_fills_could_not_be_read_yet_is_not_taken_for_lost(tmp_path: Path) -> None:
+    """``unknown`` with the exchange's id is not always lost: the submit reply never came, the exchange has the
+    entry (its id now known) and the outage returned while its fills were read. The next job's drain must not say
+    "needs an operator" of it; asked again, it is the open order it is."""
+    from test_resting_entry import _entry_of_unknown_outcome
+
+    journal: Journal = []
+    engine, venue, entry = _entry_of_unknown_outcome(tmp_path, journal, arrived=True)
+    fills_since = venue.fills_since
+
+    def unreachable(cursor: Any) -> Any:
+        del venue.fills_since
+        raise TemporaryError("the exchange is unreachable")
+
+    venue.fills_since = unreachable  # type: ignore[method-assign]
+    with pytest.raises(TemporaryError, match="unreachable"):
+        engine.cancel_entries(1, "cancelled: risk limit max_drawdown hit")
+    assert venue.fills_since == fills_since and entry.venue_order_id and entry.status is OrderStatus.unknown
+    engine.drain()  # the next job's start
+    engine.settle_unknown()
+    assert engine.lost == {} and not [e for e, _ in journal if e == "order_lost"]

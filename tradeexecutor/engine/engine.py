@@ -1123,8 +1123,8 @@ class Engine:
             if opening:
                 self._arm_triggers(position, new[0].price)
         cancelled = self._cancelling.pop(order.client_order_id, None) if order.is_terminal else None
-        if order.status is _UNKNOWN and order.venue_order_id and order.client_order_id not in self.lost:
-            self._lost(position, order)  # the exchange had it and no longer knows it
+        if self._newly_lost(order):
+            self._lost(position, order)
             return bool(new)
         if not self._journal:
             return bool(new)
@@ -1153,8 +1153,7 @@ class Engine:
         """Live mode: journal what the exchange did with each followed order since ``followed`` was taken — its new
         fills, or its end — as the order's own job would have (``_after_send``); orders with no news say nothing."""
         for position, order, fills, held in followed:
-            if len(order.fills) > fills or order.is_terminal or (  # news: fills, its end, or the exchange lost it
-                    order.status is _UNKNOWN and order.venue_order_id and order.client_order_id not in self.lost):
+            if len(order.fills) > fills or order.is_terminal or self._newly_lost(order):  # news, or lost
                 self._after_send(position, order, fills, opening=order.side is _BUY and held == 0, resolved=resolved)
 
     def _commit_outcome(self) -> None:
@@ -1267,6 +1266,13 @@ class Engine:
         except TemporaryError:
             return  # the exchange cannot be asked now: the cancel stays unconfirmed, asked again at the retry
         self._journal_changes(before)
+
+    def _newly_lost(self, order: Order) -> bool:
+        """Live mode: the exchange had ``order`` and has just answered that it no longer knows it (the router says
+        which), and this engine has not said so yet."""
+        router = self.router
+        cid = order.client_order_id
+        return router is not None and cid in router.lost and cid not in self.lost and order.status is _UNKNOWN
 
     def _lost(self, position: Position, order: Order) -> None:
         """Live mode: an order the exchange accepted once answers that it does not know it (not a network failure).

@@ -69,6 +69,10 @@ class OrderRouter:
         self.venue = venue
         self.commit = commit
         self.now = now
+        #: Client order ids of the orders the venue had and answered it no longer knows (left ``unknown`` here, for
+        #: a person); rare, kept for the process. An order ``unknown`` with the venue's id is not always one: its
+        #: fills may only not have been read yet.
+        self.lost: set[str] = set()
 
     # -- sending --------------------------------------------------------------------------------
 
@@ -132,8 +136,10 @@ class OrderRouter:
             accounting.cancel(order, event.text, event.at)
         elif isinstance(event, OrderExpired):
             order.transition(OrderStatus.expired, event.at, "time in force ran out")
-        elif isinstance(event, OrderLost) and order.status is not OrderStatus.unknown:
-            order.transition(OrderStatus.unknown, event.at, lost_reason(order))
+        elif isinstance(event, OrderLost):
+            self.lost.add(order.client_order_id)
+            if order.status is not OrderStatus.unknown:
+                order.transition(OrderStatus.unknown, event.at, lost_reason(order))
         accounting.retire_if_done(self.state.portfolio, position)
 
     def _apply_fill(self, position: Position, order: Order, fill: FillReport, complete: bool) -> None:
@@ -210,6 +216,7 @@ class OrderRouter:
         report = self.venue.fetch_order(order.client_order_id)
         if report is None:
             if order.status is OrderStatus.unknown and order.venue_order_id:
+                self.lost.add(order.client_order_id)
                 return "missing"  # the venue accepted it once and lost it since: for a person, never resent
             if order.status in (OrderStatus.submitting, OrderStatus.unknown):
                 if not send:
@@ -220,6 +227,7 @@ class OrderRouter:
                 self._submit(order)
                 return "sent"
             order.transition(OrderStatus.unknown, self.now(), lost_reason(order))
+            self.lost.add(order.client_order_id)
             return "missing"
         self._take_report(position, order, report)
         return report.status.value
