@@ -4,8 +4,10 @@ The arithmetic is ``engine/risk.py``'s; this module is what the loop does with i
 run on the loop's thread inside a job, before the job's commit, so the running figures, the
 pause and the journal lines commit with the job's other changes (and a restart finds them in
 the ledger). On a hit it journals ``risk_limit_hit``, cancels entries still waiting to fill and,
-with ``--risk-close-positions``, sells every position through the engine's trigger exit; the
-loop then pauses entries (``ExecutorLoop._apply_pause`` reads ``state.risk``).
+with ``--risk-close-positions``, sells every position through the engine's trigger exit — and, while
+paused, at every later check any position that holds something again (live: an entry the exchange
+filled before its cancel reached it); the loop then pauses entries (``ExecutorLoop._apply_pause``
+reads ``state.risk``).
 """
 
 from __future__ import annotations
