@@ -569,7 +569,7 @@ class Engine:
             if took >= 0:
                 raised.append((position, position.high_water, took))
                 position.high_water = high_water  # as it was, until the pass below succeeded (its commits too)
-        if live and hits:  # every exit's resting buys ended before the first exit is sent (or none is)
+        if live and hits:  # every exit's resting orders ended before the first exit is sent (or none is)
             self.end_orders_before_exits((position, f"cancelled: position closed by {kind}", _to_datetime(at_ns))
                                        for position, kind, _, _, at_ns in hits)
         for position, high_water, took in raised:
@@ -612,7 +612,7 @@ class Engine:
 
     def close_all_now(self, positions: list[Position], step: int, *, by: str) -> list[Order | None]:
         """Close each of ``positions`` at once (an operator's close or close-all): ``close_now`` for each, after one
-        pass that ends the resting buys of all of them (``end_orders_before_exits``), so a temporary failure leaves
+        pass that ends the resting orders of all of them (``end_orders_before_exits``), so a temporary failure leaves
         none of them sold — the operator's retry closes them all, none twice."""
         at = _to_datetime(int(self.market.timeline_ns[step]))
         self.end_orders_before_exits((position, f"cancelled by {by} before it filled", at) for position in positions)
