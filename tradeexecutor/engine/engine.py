@@ -1262,7 +1262,10 @@ class Engine:
         assert router is not None
         before = _followed([(position, order)])
         try:
-            router.resolve_order(position, order, send=False)
+            report = router.venue.fetch_order(order.client_order_id)  # one request: this runs at every retry
+            if report is not None and report.status in _RESTING:
+                return  # the cancel taken, not yet applied: asked again at the retry
+            router.resolve_order(position, order, send=False)  # its end and fills, or lost (rare: read it all)
         except TemporaryError:
             return  # the exchange cannot be asked now: the cancel stays unconfirmed, asked again at the retry
         self._journal_changes(before)
