@@ -371,7 +371,9 @@ def test_live_an_unconfirmed_cancel_the_exchange_still_holds_open_is_an_outage_n
 
 def test_against_the_simulator_a_resting_reduce_the_exchange_lost_needs_an_operator(tmp_path: Path) -> None:
     """Through the unmodified ccxt client: the simulator forgets every order (its reset) while the limit reduce
-    rests. The close's cancel meets Binance's -2011 and the order is nowhere to be found: lost, said so, once."""
+    rests. The next job's poll meets Binance's -2013 for it, by its id and by our client order id: lost (it used to
+    end every job as a crash), said once, no longer asked about, and the close that follows is ignored with the
+    words for a person — nothing sent for that position."""
     pytest.importorskip("ccxt")
     from exchange_sim_helpers import serve
     from test_venue_ccxt import aaa_simulator, aaa_venue, pin
@@ -399,12 +401,21 @@ def test_against_the_simulator_a_resting_reduce_the_exchange_lost_needs_an_opera
         assert sell.status is OrderStatus.open
         running.control("POST", "reset")  # the exchange forgets it
         cid = sell.client_order_id
-        with pytest.raises(TemporaryError, match="needs an operator"):
-            engine.plan([close("AAA")], 2, cycle_ns(2))
+        engine.drain()  # the next job's start
         assert sell.status is OrderStatus.unknown and engine.lost == {cid: _lost_words(cid)}
+        assert [(f["client_order_id"], f["reason"]) for e, f in journal if e == "order_lost"] == [
+            (cid, _lost_words(cid))]
+        _, asked = running.control("GET", "requests")
+        lookups = [r for r in asked if (r["method"], r["path"]) == ("GET", "/api/v3/order")]
+        assert any(r["status"] == 400 for r in lookups)  # the exchange answered "does not exist"
+        assert engine.drain() == 0 and engine.drain() == 0  # no longer followed: the poll does not ask again
+        _, again = running.control("GET", "requests")
+        assert [r for r in again if r not in asked and (r["method"], r["path"]) == ("GET", "/api/v3/order")] == []
         report = engine.plan([close("AAA")], 2, cycle_ns(2))
         assert report.planned == 0 and report.ignored == [f"close AAA: {_lost_words(cid)}"]
-        assert [f["client_order_id"] for e, f in journal if e == "order_lost"] == [cid]
+        _, after = running.control("GET", "requests")
+        assert [r for r in after if r not in again and r["method"] in ("POST", "DELETE")] == []  # nothing sent
+        assert [e for e, _ in journal].count("order_lost") == 1
 
 
 def test_the_daemon_says_an_operator_is_needed_in_status_healthz_and_the_journal_once_the_engine_finds_a_lost_order(
