@@ -458,10 +458,15 @@ def test_the_daemon_says_an_operator_is_needed_in_status_healthz_and_the_journal
             daemon.loop.run_pending()
         assert daemon.loop.outage.current is None and daemon.loop.outcome is None
         assert daemon.runstate.snapshot().safe_mode_reason == words
+        other = _lost_words("te0123abcd-lqx0hs00-01r")
+        engine.lost["te0123abcd-lqx0hs00-01r"] = other  # a second one, found by a later job's poll
+        ticker.advance(1)
+        daemon.loop.run_pending()
+        assert daemon.runstate.snapshot().safe_mode_reason == f"{words}; {other}"  # each named
     finally:
         daemon.close()
     lines = [(e["event"], e["fields"].get("reason")) for e in _journal(tmp_path) if e["event"] == "safe_mode"]
-    assert lines == [("safe_mode", words)]
+    assert lines == [("safe_mode", words), ("safe_mode", f"{words}; {other}")]
 
 
 # -- a cancel request journaled once per order, across restarts ------------------------------------------------
