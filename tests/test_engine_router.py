@@ -17,6 +17,7 @@ import pytest
 
 from tradeexecutor.engine.accounting import recompute_cash, recompute_from_fills
 from tradeexecutor.engine.router import OrderRouter
+from tradeexecutor.errors import TemporaryError
 from tradeexecutor.state import (
     Order,
     OrderPurpose,
@@ -29,6 +30,7 @@ from tradeexecutor.state import (
 )
 from tradeexecutor.store import StateStore
 from tradeexecutor.venue import InMemoryVenue, OrderFilled, Venue
+from tradeexecutor.venue.model import LOST_AFTER, LOST_AFTER_ANSWERS, NotFoundAnswers
 from venue_contract import AAA
 
 T0 = datetime(2024, 5, 1, tzinfo=UTC)
@@ -255,10 +257,16 @@ def test_an_open_order_the_venue_does_not_know_is_left_unknown_for_a_person(tmp_
     order = decide_open(state)
     order.transition(OrderStatus.submitting, T0)
     order.transition(OrderStatus.open, T0)  # we believed it open; the venue has no record of it
-    router = OrderRouter(state, venue, lambda: None, lambda: T0)
-    done = router.resolve()
+    now = [T0]
+    router = OrderRouter(state, venue, lambda: None, lambda: now[0])
+    for _ in range(LOST_AFTER_ANSWERS - 1):  # maybe the exchange's lag: an outage, the order as it was
+        with pytest.raises(TemporaryError, match="does not know order"):
+            router.resolve()
+        assert order.status is OrderStatus.open and not router.lost
+        now[0] += LOST_AFTER / (LOST_AFTER_ANSWERS - 1)
+    done = router.resolve()  # the answer has lasted
     assert order.status is OrderStatus.unknown and "left for a person" in (order.status_reason or "")
-    assert venue.calls == [("fetch_order", order.client_order_id)] and done
+    assert venue.calls == [("fetch_order", order.client_order_id)] * LOST_AFTER_ANSWERS and done
     assert state.portfolio.cash == 10_000.0  # nothing was written off or resent
 
 
@@ -269,10 +277,11 @@ def test_an_order_the_venue_accepted_once_and_lost_is_never_resent_by_a_later_re
     order.transition(OrderStatus.submitting, T0)
     order.venue_order_id = "77"  # accepted by the venue ...
     order.transition(OrderStatus.open, T0)
-    router = OrderRouter(state, venue, lambda: None, lambda: T0)
-    router.resolve()  # ... which no longer knows it: left unknown for a person
+    router = OrderRouter(state, venue, lambda: None, lambda: T0, NotFoundAnswers(answers=1, span=timedelta(0)))
+    router.resolve()  # ... which no longer knows it (at once, by this router's rule): left unknown for a person
     assert order.status is OrderStatus.unknown
     for _ in range(2):  # each later resolution (a restart, a job of the running executor) asks, never resends
-        assert router.resolve_order(state.portfolio.open_positions[0], order) == "missing"
+        assert OrderRouter(state, venue, lambda: None, lambda: T0).resolve_order(  # one look: lost before
+            state.portfolio.open_positions[0], order) == "missing"
     assert [method for method, _ in venue.calls] == ["fetch_order"] * 3
     assert order.status is OrderStatus.unknown and state.portfolio.cash == 10_000.0

@@ -45,7 +45,7 @@ from tradeexecutor.strategy.api import increase, open_long, reduce
 from tradeexecutor.strategy.intents import close
 from tradeexecutor.strategy.loader import load_strategy
 from tradeexecutor.venue import InMemoryVenue
-from tradeexecutor.venue.model import FillReport, OrderCancelled, OrderFilled
+from tradeexecutor.venue.model import FillReport, NotFoundAnswers, OrderCancelled, OrderFilled
 from venue_contract import AAA
 
 Journal = list[tuple[str, dict[str, Any]]]
@@ -761,7 +761,9 @@ def test_live_an_entry_the_exchange_lost_does_not_keep_a_risk_close_from_selling
     engine, venue, _, entry = _two_instruments(tmp_path, journal)
     del venue._orders[entry.client_order_id]  # the exchange lost it
     position = next(p for p in engine.state.portfolio.open_positions if p.id == entry.position_id)
-    assert engine.router is not None and engine.router.resolve_order(position, entry) == "missing"
+    assert engine.router is not None
+    engine.router.not_found = NotFoundAnswers(answers=1, span=timedelta(0))  # the answer taken as lasting at once
+    assert engine.router.resolve_order(position, entry) == "missing"
     assert entry.status is OrderStatus.unknown and entry.venue_order_id
     guard = _risk_guard(engine, journal, max_drawdown=0.5)
     engine.record_valuation(2)

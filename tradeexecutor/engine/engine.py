@@ -254,8 +254,9 @@ class Engine:
         #: Live mode: the reason of each cancel asked of the exchange and not yet confirmed, by client order id
         #: (journaled ``order_cancelled`` with it once the exchange has cancelled the order).
         self._cancelling: dict[str, str] = {}
-        #: Live mode: orders this process found lost — accepted by the exchange once, unknown to it when their
-        #: cancel was asked about — by client order id, with the words for a person (``_ask_after_cancel``).
+        #: Live mode: orders this process found lost — accepted by the exchange once, unknown to it (for long enough:
+        #: ``NotFoundAnswers``) when their cancel was asked about or the poll followed them — by client order id, with
+        #: the words for a person (``_lost``).
         self.lost: dict[str, str] = {}
 
     def cancels_asked_before(self, requests: Iterable[Mapping[str, Any]]) -> None:
@@ -1255,8 +1256,10 @@ class Engine:
 
         Still open (the cancel taken, not yet applied), or the exchange unreachable: the order stays followed and
         the caller waits (an exit's pass fails temporarily: an outage, retried). Ended after all (its news lost on
-        the way): taken as the exchange has it. Unknown to the exchange although it had accepted the order: lost
-        (``_lost``) — no retry would ever confirm its cancel.
+        the way): taken as the exchange has it. Unknown to the exchange although it had accepted the order: an
+        outage too while that may be the exchange's lag (``OrderRouter.resolve_order`` raises TemporaryError until
+        the answer has persisted: ``NotFoundAnswers``), then lost (``_lost``) — no retry would ever confirm its
+        cancel.
         """
         router = self.router
         assert router is not None

@@ -9,7 +9,10 @@ Run at start-up (``daemon/runner.py``) and by hand (``tradeexecutor reconcile``)
    (*completed* when that is terminal); never seen → sent now under the same id at start-up (it
    never left: write-ahead) and its outcome taken from the reply (a market order's fill moved the
    balances pass 3 compares), left for the executor when run by hand; we had it open and the venue
-   does not know it → marked ``unknown`` for a person, a **mismatch**.
+   does not know it → marked ``unknown`` for a person, a **mismatch**. Reconciliation looks once (a
+   restart, a person's command): it does not wait out the exchange's "does not exist" lag as a running
+   executor does (``NotFoundAnswers``) — that lag lasts moments after an order is placed, and a restart
+   or a person comes later; a mismatch changes no money either way.
 2. **Open orders on the exchange.** Those carrying this run's client-id prefix (``te<run8>-``) are
    ours: already adopted by pass 1 when the ledger has them open; one the ledger has ended or does
    not hold at all is a **mismatch** (the ledger commits every order before sending it, so only a
@@ -42,7 +45,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +54,7 @@ from tradeexecutor.engine.engine import EventSink
 from tradeexecutor.engine.router import OrderRouter
 from tradeexecutor.state import State
 from tradeexecutor.state.client_id import run_key
-from tradeexecutor.venue.model import Venue
+from tradeexecutor.venue.model import NotFoundAnswers, Venue
 
 __all__ = ["BalanceCheck", "ExchangeOrder", "Mismatch", "OrderCheck", "Reconciliation", "journal_reconciliation",
            "reconcile", "write_reconciliation"]
@@ -185,7 +188,7 @@ def reconcile(state: State, venue: Venue | None, *, commit: Callable[[], None], 
     if venue is None:
         return Reconciliation(at=at, venue="simulated", notes=(
             "fills are simulated inside the executor: there is no venue outside it to compare with",))
-    router = OrderRouter(state, venue, commit, now)
+    router = OrderRouter(state, venue, commit, now, NotFoundAnswers(answers=1, span=timedelta(0)))  # one look
     orders: list[OrderCheck] = []
     mismatches: list[Mismatch] = []
     notes: list[str] = []

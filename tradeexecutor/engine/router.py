@@ -13,6 +13,10 @@ The rules of docs/orders.md, in one place:
   are skipped, so a replayed event or a fill seen both by ``poll`` and ``fetch_order`` moves money once.
 - **Reconciliation never fixes money.** An order the venue says it never saw although we had it
   ``open`` is not resent or written off: it is left ``unknown`` with the reason, for a person.
+- **"Not found" is lost only when it lasts.** An exchange may answer that it does not know an order it
+  accepted a moment ago (Binance's -2013 lag): for an order held as working, until that answer has
+  persisted (``NotFoundAnswers``: ``LOST_AFTER_ANSWERS`` answers over ``LOST_AFTER``) ``resolve_order``
+  raises TemporaryError — an outage, asked again at the retry — and the order stays as it was.
 
 ``commit`` is the caller's (the loop's) way to make the state durable — the same job's commit
 in the daemon, a no-op in a backtest. The router mutates the state on the caller's thread only.
@@ -29,6 +33,7 @@ from tradeexecutor.state import Order, OrderPurpose, OrderStatus, Position, Reje
 from tradeexecutor.venue.model import (
     ExecutionEvent,
     FillReport,
+    NotFoundAnswers,
     OrderAccepted,
     OrderCancelled,
     OrderExpired,
@@ -58,13 +63,15 @@ def lost_reason(order: Order) -> str:
 
 #: Statuses in which the venue may know the order.
 _SENT = frozenset({OrderStatus.submitting, OrderStatus.unknown, OrderStatus.open, OrderStatus.partially_filled})
+#: Statuses of an order the venue accepted and we hold as working.
+_WORKING = frozenset({OrderStatus.open, OrderStatus.partially_filled})
 
 
 class OrderRouter:
     """Moves orders between the state and one venue; see the module docstring for the rules it keeps."""
 
     def __init__(self, state: State, venue: Venue, commit: Callable[[], None],
-                 now: Callable[[], datetime]) -> None:
+                 now: Callable[[], datetime], not_found: NotFoundAnswers | None = None) -> None:
         self.state = state
         self.venue = venue
         self.commit = commit
@@ -73,6 +80,8 @@ class OrderRouter:
         #: a person); rare, kept for the process. An order ``unknown`` with the venue's id is not always one: its
         #: fills may only not have been read yet.
         self.lost: set[str] = set()
+        #: The "does not exist" answers to ``resolve_order`` of orders the venue accepted: lost once they persist.
+        self.not_found = not_found if not_found is not None else NotFoundAnswers()
 
     # -- sending --------------------------------------------------------------------------------
 
@@ -210,13 +219,19 @@ class OrderRouter:
 
         ``sent``: the venue never saw it and it was sent now, with the same id (``unsent`` when
         ``send`` is False: left for the executor to send). ``missing``: we had it open and the venue
-        does not know it — left ``unknown`` for a person. Otherwise the venue's status of it
-        (``open``, ``filled``, ...), whose fills not yet applied have been applied.
+        does not know it, and has said so long enough (``not_found``) — left ``unknown`` for a person;
+        before that, TemporaryError (the order unchanged, asked again at the retry). Otherwise the
+        venue's status of it (``open``, ``filled``, ...), whose fills not yet applied have been applied.
         """
-        report = self.venue.fetch_order(order.client_order_id)
+        cid = order.client_order_id
+        report = self.venue.fetch_order(cid)
         if report is None:
+            # An order we hold as working may be the exchange's lag; one already unknown with the exchange's id was
+            # found lost before (this process or an earlier one): one look.
+            if order.status in _WORKING and not self.not_found.lost(cid, self.now()):
+                raise TemporaryError(self.not_found.waiting(cid))
             if order.status is OrderStatus.unknown and order.venue_order_id:
-                self.lost.add(order.client_order_id)
+                self.lost.add(cid)
                 return "missing"  # the venue accepted it once and lost it since: for a person, never resent
             if order.status in (OrderStatus.submitting, OrderStatus.unknown):
                 if not send:
@@ -227,8 +242,9 @@ class OrderRouter:
                 self._submit(order)
                 return "sent"
             order.transition(OrderStatus.unknown, self.now(), lost_reason(order))
-            self.lost.add(order.client_order_id)
+            self.lost.add(cid)
             return "missing"
+        self.not_found.found(cid)
         self._take_report(position, order, report)
         return report.status.value
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -34,6 +34,7 @@ from tradeexecutor.venue.model import (
     ExecutionEvent,
     FillReport,
     InstrumentSpec,
+    NotFoundAnswers,
     OrderAccepted,
     OrderCancelled,
     OrderExpired,
@@ -82,7 +83,7 @@ class CcxtVenue:
     max_order_lookups = 10_000
 
     def __init__(self, config: CcxtVenueConfig, connection: CcxtConnection | None = None, *,
-                 environ: Mapping[str, str] | None = None):
+                 environ: Mapping[str, str] | None = None, now: Callable[[], datetime] | None = None):
         self.config = config
         self.name = config.exchange or "exchange"
         self.connection = connection if connection is not None else CcxtConnection(config, environ=environ)
@@ -97,6 +98,10 @@ class CcxtVenue:
         self._events: list[ExecutionEvent] = []
         #: Exchange order id → client order id of trades' orders not followed (``max_order_lookups``).
         self._client_ids: dict[str, str] = {}
+        #: Followed orders the exchange has lately answered it does not know: lost only once that persists.
+        self._not_found = NotFoundAnswers()
+        #: The clock of events and of ``_not_found`` (tests drive it): the exchange's time by default.
+        self._clock = now
 
     def __repr__(self) -> str:
         return f"CcxtVenue({self.config.exchange}, url={self.config.url!r})"
@@ -241,8 +246,12 @@ class CcxtVenue:
                 tracked.venue_order_id = report.venue_order_id
                 if tracked.status is OrderStatus.unknown:
                     tracked.status = OrderStatus.open  # adopted: the next poll brings its fills and its end
+                self._not_found.found(client_order_id)
                 return report
-        self._orders.pop(client_order_id, None)  # the exchange never saw it: sending it now is not a resend
+        if tracked is None or not tracked.venue_order_id:
+            self._orders.pop(client_order_id, None)  # the exchange never saw it: sending it now is not a resend
+        # One it accepted stays followed: "does not exist" may be the exchange's lag (NotFoundAnswers), and the poll
+        # goes on asking until the order is found or the answer persists (lost).
         return None
 
     def _find(self, market: str, client_order_id: str) -> dict[str, Any] | None:
@@ -346,9 +355,12 @@ class CcxtVenue:
     def _refresh(self, tracked: _Tracked) -> None:
         """Ask the exchange about a followed order and queue what changed.
 
-        An order the exchange answers it does not know (-2013), by its id nor by our client order id, is lost:
-        ``OrderLost`` is queued once and the order is no longer followed (asking again would never learn more;
-        ``fetch_order`` still asks, for a person's reconcile). It used to end the job as a crash, every job.
+        An order the exchange answers it does not know (-2013), by its id nor by our client order id, is lost only
+        when that answer persists (``NotFoundAnswers``: ``LOST_AFTER_ANSWERS`` polls over ``LOST_AFTER``): Binance
+        answers -2013 for an order it accepted a moment ago, and this poll follows right after the submit. Until then
+        it stays followed and the poll says nothing of it; then ``OrderLost`` is queued once and the order is no
+        longer followed (asking again would never learn more; ``fetch_order`` still asks, for a person's
+        reconcile). It used to end the job as a crash, every job.
         """
         import ccxt
 
@@ -358,9 +370,11 @@ class CcxtVenue:
         except ccxt.OrderNotFound:
             order = self._find(tracked.market, tracked.client_order_id)
             if order is None:
-                del self._orders[tracked.client_order_id]
-                self._events.append(OrderLost(tracked.client_order_id, self._now()))
+                if self._not_found.lost(tracked.client_order_id, self._now()):
+                    del self._orders[tracked.client_order_id]
+                    self._events.append(OrderLost(tracked.client_order_id, self._now()))
                 return
+        self._not_found.found(tracked.client_order_id)
         self._take(order, announce=False)
 
     def _take(self, order: dict[str, Any], *, announce: bool) -> None:
@@ -450,7 +464,7 @@ class CcxtVenue:
         return 0.0, f"not valued: {self.config.exchange} lists no {asset}/{quote} market"
 
     def _now(self) -> datetime:
-        return self.connection.now()
+        return self._clock() if self._clock is not None else self.connection.now()
 
 
 def _open_orders_costs(exchange: Any) -> tuple[float, float]:
