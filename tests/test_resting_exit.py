@@ -325,6 +325,54 @@ def test_against_the_simulator_a_close_behind_a_resting_limit_reduce_cancels_it_
         assert [f["client_order_id"] for e, f in journal if e == "order_cancel_requested"] == [sell.client_order_id]
 
 
+def test_a_cancel_the_exchange_applied_while_the_executor_was_down_is_journaled_order_cancelled_at_the_restart(
+        tmp_path: Path) -> None:
+    """docs/orders.md: a restart that finds the order cancelled journals ``order_cancelled`` with the request's
+    reason. The daemon's start-up order (runner.build_daemon): ``cancels_asked_before``, then ``reconcile_at_start``
+    (which adopts the order as cancelled: it journals the line), then the loop's start job (``resolve_orders``).
+    Once, with the reason of the request the earlier process journaled. (The review's reproducer: never journaled.)"""
+    from tradeexecutor.daemon.clock import FakeClock
+    from tradeexecutor.daemon.journal import JournalSink
+    from tradeexecutor.daemon.runner import reconcile_at_start
+    from tradeexecutor.layout import RunFiles
+    from tradeexecutor.ledger import Ledger
+    from tradeexecutor.strategy.loader import load_strategy
+
+    journal: Journal = []
+    engine, venue, sell = _resting_reduce(tmp_path, journal)
+    ledger = Ledger(tmp_path / "ledger.sqlite", now=lambda: T0)
+    engine.events, engine._journal = JournalSink(ledger, lambda: T0), True
+    assert engine.router is not None
+    engine.router.commit = lambda: ledger.save(engine.state)  # type: ignore[method-assign]
+    ledger.save(engine.state)
+    venue.cancel = lambda cid: None  # type: ignore[method-assign,assignment]  # taken, not yet applied
+    with pytest.raises(TemporaryError, match="has not confirmed the cancel"):
+        engine.plan([close("AAA")], 2, cycle_ns(2))
+    ledger.close()  # the process dies
+    del venue.cancel
+    venue.cancel(sell.client_order_id)  # the exchange applies the cancel while the executor is down
+
+    restarted = Ledger(tmp_path / "ledger.sqlite", now=lambda: T0)
+    state = restarted.load()
+    assert state is not None
+    sink = JournalSink(restarted, lambda: T0)
+    again = Engine(load_strategy(tmp_path / "scripted.py"), engine.market, state, config=CONFIG, events=sink)
+    again.live_venue = venue
+    again.cancels_asked_before(restarted.journaled("order_cancel_requested"))
+    result = reconcile_at_start(restarted, state, venue, sink, RunFiles(tmp_path), FakeClock(T0), ["AAA"])
+    assert result.clean, result.mismatches
+    again.start_write_ahead(lambda: restarted.save(state), lambda: T0)
+    again.resolve_orders(T0)  # the loop's start job
+    restarted.save(state)
+    (reloaded,) = [o for p in state.portfolio.all_positions() for o in p.orders
+                   if o.client_order_id == sell.client_order_id]
+    assert reloaded.status is OrderStatus.cancelled
+    assert [(f["client_order_id"], f["reason"]) for f in restarted.journaled("order_cancelled")] == [
+        (sell.client_order_id, "cancelled by close() before it filled")]
+    assert [f["client_order_id"] for f in restarted.journaled("order_cancel_requested")] == [sell.client_order_id]
+    restarted.close()
+
+
 # -- an order the exchange lost: said plainly, never retried for ever ---------------------------------------------
 
 

@@ -430,7 +430,7 @@ def reconcile_at_start(store: Ledger, state: State, venue: Venue | None, journal
         return result
     with store.begin_job("reconcile", clock.now()) as job:
         result = reconcile(state, venue, commit=lambda: job.commit(state), now=clock.now, symbols=symbols,
-                           journal=journal)
+                           journal=journal, cancels_asked=store.journaled("order_cancel_requested"))
     write_reconciliation(result, files.reconciliation)
     if result.clean:
         logger.info("reconciled with %s: clean (%d order(s) asked about)", result.venue, len(result.orders))
