@@ -1284,8 +1284,8 @@ class Engine:
         """Live mode: an order the exchange accepted once answers that it does not know it (not a network failure).
 
         It is left ``unknown`` for a person (``OrderRouter``: nothing resent, no money fixed), journaled
-        ``order_lost`` once with what to do, and named in :attr:`lost`, which the daemon turns into safe mode
-        ("needs an operator", in /status and /healthz). This process never exits the position meanwhile: its
+        ``order_lost`` once per process with what to do, and named in :attr:`lost`, which the daemon turns into
+        safe mode ("needs an operator", in /status and /healthz). This process never exits the position meanwhile: its
         order of unknown outcome keeps every exit away (``in_flight``, ``_closes``), so a retried job goes on
         with the other positions instead of asking the exchange about it for ever.
         """
