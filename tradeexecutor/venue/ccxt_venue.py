@@ -233,7 +233,8 @@ class CcxtVenue:
             self._take(reply, announce=False)
 
     def fetch_order(self, client_order_id: str) -> OrderReport | None:
-        """What the exchange knows of the order; None when no watched market has it (it may then be sent again)."""
+        """What the exchange knows of the order; None when no watched market has it (it may then be sent again, unless
+        the exchange had accepted it: that one stays followed)."""
         if client_order_id in self._refused:
             return self._refused[client_order_id]
         tracked = self._orders.get(client_order_id)
