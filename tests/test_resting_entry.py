@@ -762,7 +762,7 @@ def test_live_an_entry_the_exchange_lost_does_not_keep_a_risk_close_from_selling
     del venue._orders[entry.client_order_id]  # the exchange lost it
     position = next(p for p in engine.state.portfolio.open_positions if p.id == entry.position_id)
     assert engine.router is not None
-    engine.router.not_found = NotFoundAnswers(answers=1, span=timedelta(0))  # the answer taken as lasting at once
+    engine.router.not_found = NotFoundAnswers.one_look()  # the answer taken as lasting at once
     assert engine.router.resolve_order(position, entry) == "missing"
     assert entry.status is OrderStatus.unknown and entry.venue_order_id
     guard = _risk_guard(engine, journal, max_drawdown=0.5)

@@ -66,7 +66,7 @@ from tradeexecutor.strategy.failure import note_strategy_failure
 from tradeexecutor.strategy.indicators import IndicatorStore, compute_indicators
 from tradeexecutor.strategy.intents import KEEP, Intent
 from tradeexecutor.strategy.loader import LoadedStrategy
-from tradeexecutor.venue.model import Venue
+from tradeexecutor.venue.model import NotFoundAnswers, Venue
 from tradeexecutor.venue.simulated import SimulatedFill, SimulatedVenue
 
 
@@ -293,7 +293,8 @@ class Engine:
             held[symbol] = held.get(symbol, 0.0) + position.quantity
         instruments = [self.state.instrument(iid) for iid in self.instrument_ids.values()]
         self.venue = SimulatedVenue.mirroring(self.config.execution, instruments, portfolio.cash, held)
-        self.router = OrderRouter(self.state, self.venue, commit, now)
+        # The simulated venue answers from this process's memory, with no lag: its "never seen" is believed at once.
+        self.router = OrderRouter(self.state, self.venue, commit, now, NotFoundAnswers.one_look())
         self._remember_decisions()
 
     def _remember_decisions(self) -> None:
@@ -377,8 +378,10 @@ class Engine:
         blind. Here each is asked about by its client order id (``OrderRouter.resolve_order``):
         the exchange has it — its fills and status are taken (journaled ``order_filled`` with
         ``resolved``, and an opening fill arms the position's triggers); it never arrived — it is
-        sent now under the same id. A TemporaryError (the exchange still unreachable) escapes to
-        the loop boundary, which retries the job with backoff; nothing new is decided meanwhile.
+        sent now under the same id, once the exchange's "does not exist" has lasted (``NotFoundAnswers``:
+        its -2013 right after accepting an order is a lag, and a resend then a second order). A
+        TemporaryError (the exchange still unreachable, or not finding the order for too short a while)
+        escapes to the loop boundary, which retries the job with backoff; nothing new is decided meanwhile.
         Returns one line per order, for the journal (``order_resolved``); the caller commits.
         """
         router = self.router
@@ -1228,8 +1231,10 @@ class Engine:
             except TemporaryError:
                 if order.venue_order_id:  # the exchange has it (its fills not yet read): cancelled there, retried
                     raise
-                # The exchange cannot be asked (the outage that lost the reply): it ends here, never sent, as an
-                # order never confirmed always did; should it have arrived after all, reconciliation reports it.
+                # The exchange cannot be asked (the outage that lost the reply), or does not know the order yet (maybe
+                # its lag: NotFoundAnswers): it ends here, never sent, as an order never confirmed always did; should
+                # it have arrived after all, reconciliation reports it.
+                router.not_found.found(order.client_order_id)  # ended: no "does not exist" count kept for it
                 unsent = True
             if unsent and not order.is_terminal:
                 accounting.cancel(order, text, at)

@@ -47,7 +47,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -193,7 +193,7 @@ def reconcile(state: State, venue: Venue | None, *, commit: Callable[[], None], 
     if venue is None:
         return Reconciliation(at=at, venue="simulated", notes=(
             "fills are simulated inside the executor: there is no venue outside it to compare with",))
-    router = OrderRouter(state, venue, commit, now, NotFoundAnswers(answers=1, span=timedelta(0)))  # one look
+    router = OrderRouter(state, venue, commit, now, NotFoundAnswers.one_look())
     reasons = {str(f.get("client_order_id")): str(f.get("reason") or "") for f in cancels_asked}
     orders: list[OrderCheck] = []
     mismatches: list[Mismatch] = []

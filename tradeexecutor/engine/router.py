@@ -13,8 +13,9 @@ The rules of docs/orders.md, in one place:
   are skipped, so a replayed event or a fill seen both by ``poll`` and ``fetch_order`` moves money once.
 - **Reconciliation never fixes money.** An order the venue says it never saw although we had it
   ``open`` is not resent or written off: it is left ``unknown`` with the reason, for a person.
-- **"Not found" is lost only when it lasts.** An exchange may answer that it does not know an order it
-  accepted a moment ago (Binance's -2013 lag): for an order held as working, until that answer has
+- **"Not found" is believed only when it lasts.** An exchange may answer that it does not know an order it
+  accepted a moment ago (Binance's -2013 lag): for an order held as working, and for one whose submit's
+  reply never came (no exchange id: "never arrived" would send it again), until that answer has
   persisted (``NotFoundAnswers``: ``LOST_AFTER_ANSWERS`` answers over ``LOST_AFTER``) ``resolve_order``
   raises TemporaryError — an outage, asked again at the retry — and the order stays as it was.
 
@@ -218,18 +219,23 @@ class OrderRouter:
         """Ask the venue about one order by client order id and bring it up to date; says what happened.
 
         ``sent``: the venue never saw it and it was sent now, with the same id (``unsent`` when
-        ``send`` is False: left for the executor to send). ``missing``: we had it open and the venue
-        does not know it, and has said so long enough (``not_found``) — left ``unknown`` for a person;
-        before that, TemporaryError (the order unchanged, asked again at the retry). Otherwise the
-        venue's status of it (``open``, ``filled``, ...), whose fills not yet applied have been applied.
+        ``send`` is False: left for the executor to send) — only once the venue has said so long enough
+        (``not_found``). ``missing``: we had it open and the venue does not know it, and has said so long
+        enough — left ``unknown`` for a person. Before either, TemporaryError (the order unchanged, asked
+        again at the retry). Otherwise the venue's status of it (``open``, ``filled``, ...), whose fills
+        not yet applied have been applied.
         """
         cid = order.client_order_id
         report = self.venue.fetch_order(cid)
         if report is None:
-            # An order we hold as working may be the exchange's lag; one already unknown with the exchange's id was
-            # found lost before (this process or an earlier one): one look.
-            if order.status in _WORKING and not self.not_found.lost(cid, self.now()):
-                raise TemporaryError(self.not_found.waiting(cid))
+            # An order we hold as working may be the exchange's lag, and so may one whose submit's reply never came
+            # (no exchange id): Binance answers -2013 for moments after it accepted an order, and a market order it
+            # filled is no longer open, so a resend would be a second order, not a refused duplicate. Both wait for
+            # the answer to last. One already unknown with the exchange's id was found lost before: one look.
+            working = order.status in _WORKING
+            unconfirmed = order.status in (OrderStatus.submitting, OrderStatus.unknown) and not order.venue_order_id
+            if (working or unconfirmed) and not self.not_found.lost(cid, self.now()):
+                raise TemporaryError(self.not_found.waiting(cid, "lost" if working else "taken as never arrived"))
             if order.status is OrderStatus.unknown and order.venue_order_id:
                 self.lost.add(cid)
                 return "missing"  # the venue accepted it once and lost it since: for a person, never resent

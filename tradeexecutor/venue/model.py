@@ -187,8 +187,9 @@ LOST_AFTER = timedelta(seconds=60)
 
 
 class NotFoundAnswers:
-    """Per order the venue accepted once, its "does not exist" answers since it last found the order: the one rule
-    (``LOST_AFTER_ANSWERS`` over ``LOST_AFTER``) by which a "not found" is a loss rather than a passing outage.
+    """Per order the venue accepted once (or may have: a submit whose reply never came), its "does not exist" answers
+    since it last found the order: the one rule (``LOST_AFTER_ANSWERS`` over ``LOST_AFTER``) by which a "not found"
+    is believed (a loss, or an order that never arrived) rather than a passing outage.
 
     Rare and short-lived entries: one is dropped when the order is found again or taken as lost.
     """
@@ -198,6 +199,12 @@ class NotFoundAnswers:
         self.span = span
         #: Client order id → (the first "does not exist" answer's time, how many since).
         self._since: dict[str, tuple[datetime, int]] = {}
+
+    @classmethod
+    def one_look(cls) -> NotFoundAnswers:
+        """The first "does not exist" believed: for a venue that cannot lag (the simulated venue, in this process),
+        and for reconciliation, which comes after the lag (a restart, a person's command)."""
+        return cls(answers=1, span=timedelta(0))
 
     def lost(self, client_order_id: str, now: datetime) -> bool:
         """Count one more "does not exist" answer at ``now``; True (and forgotten) once the rule is met."""
@@ -213,12 +220,13 @@ class NotFoundAnswers:
         """The venue knows the order (again): its count starts over."""
         self._since.pop(client_order_id, None)
 
-    def waiting(self, client_order_id: str) -> str:
-        """Words for an outage: how long the venue has not found the order, and what happens next."""
+    def waiting(self, client_order_id: str, verdict: str = "lost") -> str:
+        """Words for an outage: how long the venue has not found the order, and what happens next (``verdict``:
+        what the order is taken as once the rule is met)."""
         first, count = self._since.get(client_order_id, (None, 0))
         return (f"the exchange answered {count} time(s) that it does not know order {client_order_id}"
-                f"{f' since {first.isoformat()}' if first else ''}; taken as a passing lag and asked again (it is lost "
-                f"only after {self.answers} such answers over {self.span.total_seconds():g} s)")
+                f"{f' since {first.isoformat()}' if first else ''}; taken as a passing lag and asked again (it is "
+                f"{verdict} only after {self.answers} such answers over {self.span.total_seconds():g} s)")
 
 
 #: Everything a venue reports about orders, keyed by client order id.
