@@ -347,11 +347,11 @@ class Engine:
             # What the exchange did while we were down is journaled as its own job would have (order_filled with
             # ``resolved``; an opening fill arms the triggers), in the caller's commit with the order_resolved lines.
             followed = _followed(router.pending())
-            done = router.resolve(commit=False)
+            resolved, error = router.resolve_each(router.pending())
             router.drain(commit=False)
             self._journal_changes(followed, resolved=True)
             self.pending = [(p, o) for p, o in self.pending if not o.is_terminal]
-            return done
+            return self._settled([f"{o.client_order_id}: {said(r)}" for _, o, r in resolved], error)
         self.venue.advance({}, now)  # the venue's clock, for what it reports
         done = router.resolve()
         for position, order in self.pending:
@@ -392,16 +392,29 @@ class Engine:
         if not unknown:
             return []
         before = {o.client_order_id: (len(o.fills), p.quantity) for p, o in unknown}
-        done = [f"{order.client_order_id}: {said(router.resolve_order(position, order))}" for position, order in unknown]
+        resolved, error = router.resolve_each(unknown)  # one order's TemporaryError does not skip the others' outcome
         router.drain(commit=False)
-        for position, order in unknown:
+        for position, order, _ in resolved:
             count, held = before[order.client_order_id]
             self._after_send(position, order, count, opening=order.side is _BUY and held == 0, resolved=True)
-        for position, order in unknown:
+        for position, order, _ in resolved:
             if not order.is_terminal and all(o is not order for _, o in self.pending):
                 self.pending.append((position, order))  # still open at the exchange: followed as any open order
         self.pending = [(p, o) for p, o in self.pending if not o.is_terminal]
-        return done
+        return self._settled([f"{o.client_order_id}: {said(r)}" for _, o, r in resolved], error)
+
+    def _settled(self, done: list[str], error: TemporaryError | None) -> list[str]:
+        """``done`` for the caller to journal and commit; or, when one order could not be settled (``error``), the
+        others' lines journaled and committed here before the error is raised: a failed job's uncommitted lines are
+        dropped, and an order found filled is no longer asked about at the retry, so its ``order_filled`` and armed
+        stop would be lost with them."""
+        if error is None:
+            return done
+        for line in done:
+            self.events("order_resolved", detail=line)
+        if done:
+            self._commit_outcome()
+        raise error
 
     def in_flight(self, position: Position) -> Order | None:
         """Live mode: the position's order that is at (or may be at) the exchange and not yet ended, if any.

@@ -25,7 +25,7 @@ in the daemon, a no-op in a backtest. The router mutates the state on the caller
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from tradeexecutor.engine import accounting, crashpoint
@@ -200,16 +200,34 @@ class OrderRouter:
 
         Asks the venue about each order by client order id: unknown to the venue → sent now with
         the same id (it never left); known → its fills and status taken from the venue.
-        ``commit=False`` leaves the commit to the caller, who journals what happened first.
+        ``commit=False`` leaves the commit to the caller, who journals what happened first. A
+        TemporaryError on one order (``resolve_each``) is raised once every other order was asked about
+        and, with ``commit``, the ones resolved committed.
         """
-        done: list[str] = []
-        pending = self.pending()
-        for position, order in pending:
-            resolution = self.resolve_order(position, order)
-            done.append(f"{order.client_order_id}: {said(resolution)}")
-        if pending and commit:
+        resolved, error = self.resolve_each(self.pending())
+        if resolved and commit:
             self.commit()
-        return done
+        if error is not None:
+            raise error
+        return [f"{order.client_order_id}: {said(resolution)}" for _, order, resolution in resolved]
+
+    def resolve_each(self, orders: Sequence[tuple[Position, Order]], *, send: bool = True
+                     ) -> tuple[list[tuple[Position, Order, str]], TemporaryError | None]:
+        """``resolve_order`` for each of ``orders``; the ones resolved with what happened, and the first TemporaryError.
+
+        One order's TemporaryError (the exchange unreachable, or its "does not exist" not yet lasted)
+        leaves that order as it was and does not stop the others: an order found filled before it
+        must still be journaled and have its triggers armed by the caller, who then raises the error
+        (the failed orders are asked again at the retry, the found ones are no longer pending then).
+        """
+        resolved: list[tuple[Position, Order, str]] = []
+        error: TemporaryError | None = None
+        for position, order in orders:
+            try:
+                resolved.append((position, order, self.resolve_order(position, order, send=send)))
+            except TemporaryError as exc:
+                error = error or exc
+        return resolved, error
 
     def pending(self) -> list[tuple[Position, Order]]:
         """Every order the venue may know (submitting, unknown, open, partially filled), with its position."""
