@@ -569,6 +569,49 @@ def test_live_a_cancel_asked_about_during_the_exchanges_lag_is_an_outage_then_co
     check_books(engine, venue)
 
 
+@pytest.mark.parametrize("found_by", ["fetch_order", "poll"])
+def test_live_does_not_exist_counts_only_in_a_row_a_found_order_starts_the_count_over(tmp_path: Path,
+                                                                                       found_by: str) -> None:
+    """A resting reduce whose cancel the exchange has not confirmed answers "does not exist" (its lag), is then found
+    — resting when asked after the cancel (``_ask_after_cancel``), or in the poll's news (a fill of part of it) —
+    then "does not exist" again: the count starts over at that answer, so the order is not taken for lost until the
+    rule (``LOST_AFTER_ANSWERS`` answers over ``LOST_AFTER``) is met after it. It used to count on across the find
+    and call it lost one answer early."""
+    journal: Journal = []
+    engine, venue, sell = _resting_reduce(tmp_path, journal)
+    cid = sell.client_order_id
+    now = [T0]
+    assert engine.router is not None
+    engine.router.now = lambda: now[0]  # type: ignore[method-assign]
+    step = LOST_AFTER / (LOST_AFTER_ANSWERS - 1)
+    fetch_order = venue.fetch_order
+    known = [False]
+    venue.cancel = lambda cid: None  # type: ignore[method-assign,assignment]  # taken, not yet applied
+    venue.fetch_order = lambda cid: fetch_order(cid) if known[0] else None  # type: ignore[method-assign]
+    with pytest.raises(TemporaryError, match="has not confirmed the cancel"):  # "does not exist": 1
+        engine.plan([close("AAA")], 2, cycle_ns(2))
+    now[0] += step
+    if found_by == "fetch_order":
+        known[0] = True  # found resting: the cancel not applied yet
+        with pytest.raises(TemporaryError, match="has not confirmed the cancel"):
+            engine.plan([close("AAA")], 2, cycle_ns(2))
+        known[0] = False
+    else:
+        venue.partial = [0.5, 0.5]
+        venue.advance({"AAA": 1000.0}, T0)  # the book crosses the reduce's limit: half filled, in the poll's news
+        engine.drain()
+        assert sell.status is OrderStatus.partially_filled
+    now[0] += step
+    for _ in range(LOST_AFTER_ANSWERS - 1):  # "does not exist" again, over the span since the first: one short
+        with pytest.raises(TemporaryError, match="has not confirmed the cancel"):
+            engine.plan([close("AAA")], 2, cycle_ns(2))
+        assert engine.lost == {} and sell.status is not OrderStatus.unknown
+        now[0] += step
+    with pytest.raises(TemporaryError, match=_lost_words(cid).replace("(", r"\(").replace("`", ".")):
+        engine.plan([close("AAA")], 2, cycle_ns(2))  # the rule met after the find: lost
+    assert engine.lost == {cid: _lost_words(cid)}
+
+
 def test_the_daemon_says_an_operator_is_needed_in_status_healthz_and_the_journal_once_the_engine_finds_a_lost_order(
         tmp_path: Path) -> None:
     """The daemon's half: a job during which the engine found a lost order (``Engine.lost``, and the exits' pass

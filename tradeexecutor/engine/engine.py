@@ -1284,6 +1284,8 @@ class Engine:
         before = _followed([(position, order)])
         try:
             report = router.venue.fetch_order(order.client_order_id)  # one request: this runs at every retry
+            if report is not None:
+                router.not_found.found(order.client_order_id)  # "does not exist" counts in a row: it starts over
             if report is not None and report.status in _RESTING:
                 return  # the cancel taken, not yet applied: asked again at the retry
             router.resolve_order(position, order, send=False)  # its end and fills, or lost (rare: read it all)

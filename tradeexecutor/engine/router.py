@@ -133,6 +133,8 @@ class OrderRouter:
         if found is None:
             return  # not ours (another client of the same account), or an order already terminal
         position, order = found
+        if not isinstance(event, OrderLost):  # the venue knows the order: a "does not exist" count starts over
+            self.not_found.found(order.client_order_id)
         if isinstance(event, OrderAccepted):
             order.venue_order_id = event.venue_order_id
             if order.status in (OrderStatus.submitting, OrderStatus.unknown):

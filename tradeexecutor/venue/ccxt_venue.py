@@ -375,7 +375,6 @@ class CcxtVenue:
                     del self._orders[tracked.client_order_id]
                     self._events.append(OrderLost(tracked.client_order_id, self._now()))
                 return
-        self._not_found.found(tracked.client_order_id)
         self._take(order, announce=False)
 
     def _take(self, order: dict[str, Any], *, announce: bool) -> None:
@@ -384,6 +383,7 @@ class CcxtVenue:
         tracked = self._orders.get(cid)
         if tracked is None:
             return
+        self._not_found.found(cid)  # the exchange answered with it (a poll, a submit's or a cancel's reply): in a row
         at = _time(order.get("timestamp")) or self._now()
         tracked.venue_order_id = str(order["id"])
         report = self._report(order)
