@@ -587,7 +587,7 @@ def test_live_does_not_exist_counts_only_in_a_row_a_found_order_starts_the_count
     fetch_order = venue.fetch_order
     known = [False]
     venue.cancel = lambda cid: None  # type: ignore[method-assign,assignment]  # taken, not yet applied
-    venue.fetch_order = lambda cid: fetch_order(cid) if known[0] else None  # type: ignore[method-assign]
+    venue.fetch_order = lambda cid: fetch_order(cid) if known[0] else None  # type: ignore[method-assign,assignment]
     with pytest.raises(TemporaryError, match="has not confirmed the cancel"):  # "does not exist": 1
         engine.plan([close("AAA")], 2, cycle_ns(2))
     now[0] += step
