@@ -17,6 +17,7 @@ import pytest
 
 from tradeexecutor.engine.accounting import recompute_cash, recompute_from_fills
 from tradeexecutor.engine.router import OrderRouter
+from tradeexecutor.errors import TemporaryError
 from tradeexecutor.state import (
     Order,
     OrderPurpose,
@@ -29,6 +30,7 @@ from tradeexecutor.state import (
 )
 from tradeexecutor.store import StateStore
 from tradeexecutor.venue import InMemoryVenue, OrderFilled, Venue
+from tradeexecutor.venue.model import LOST_AFTER, LOST_AFTER_ANSWERS, NotFoundAnswers
 from venue_contract import AAA
 
 T0 = datetime(2024, 5, 1, tzinfo=UTC)
@@ -63,7 +65,7 @@ class Process:
     """One life of the executor: its state (loaded from disk) and a router whose commits may die."""
 
     def __init__(self, directory: Path, venue: Venue, die_at_commit: int | None = None,
-                 state: State | None = None) -> None:
+                 state: State | None = None, now: Callable[[], datetime] | None = None) -> None:
         self.store = StateStore(directory)
         loaded = self.store.load()
         current = state if loaded is None else loaded
@@ -71,7 +73,7 @@ class Process:
         self.state: State = current
         self.commits = 0
         self.die_at_commit = die_at_commit
-        self.router = OrderRouter(self.state, venue, self.commit, lambda: T0 + timedelta(minutes=1))
+        self.router = OrderRouter(self.state, venue, self.commit, now or (lambda: T0 + timedelta(minutes=1)))
 
     def commit(self) -> None:
         self.commits += 1
@@ -197,6 +199,10 @@ def test_a_submit_that_timed_out_is_unknown_and_asked_about_not_resent(tmp_path:
 
 
 def test_a_submit_that_failed_before_reaching_the_venue_is_sent_once_more_with_the_same_id(tmp_path: Path) -> None:
+    """A submit whose reply never came, and which never reached the venue, is sent again under the same id — but
+    only once "does not exist" has lasted (``LOST_AFTER_ANSWERS`` answers over ``LOST_AFTER``, the injected clock
+    driven): before that the answer may be the exchange's lag after accepting it (Binance's -2013), and a resend
+    then would be a second order. Until then an outage: TemporaryError, the order unknown, nothing sent."""
     venue = twin()
     state = new_state()
     order = decide_open(state)
@@ -204,10 +210,21 @@ def test_a_submit_that_failed_before_reaching_the_venue_is_sent_once_more_with_t
     process = Process(tmp_path, venue, state=state)
     process.router.send(order)
     assert order.status is OrderStatus.unknown and venue.fetch_order(order.client_order_id) is None
-    restarted = Process(tmp_path, venue)
-    done = restarted.router.resolve()
+    now = [T0 + timedelta(minutes=1)]
+    restarted = Process(tmp_path, venue, now=lambda: now[0])
+    (loaded,) = restarted.state.portfolio.open_positions[0].orders
+
+    def submits() -> list[str]:
+        return [c for m, c in venue.calls if m == "submit"]
+
+    for _ in range(LOST_AFTER_ANSWERS - 1):  # within the span: maybe the lag, asked again at the retry
+        with pytest.raises(TemporaryError, match="taken as never arrived only after"):
+            restarted.router.resolve()
+        assert loaded.status is OrderStatus.unknown and submits() == [order.client_order_id]  # not resent
+        now[0] += LOST_AFTER / (LOST_AFTER_ANSWERS - 1)
+    done = restarted.router.resolve()  # the answer has lasted: it never arrived
     assert done == [f"{order.client_order_id}: never reached the venue; sent"]
-    assert [c for m, c in venue.calls if m == "submit"] == [order.client_order_id] * 2  # the first never arrived
+    assert submits() == [order.client_order_id] * 2  # the first never arrived; resent exactly once
     market_moves(venue)
     restarted.router.drain()
     check_books(restarted.state, venue)
@@ -255,10 +272,16 @@ def test_an_open_order_the_venue_does_not_know_is_left_unknown_for_a_person(tmp_
     order = decide_open(state)
     order.transition(OrderStatus.submitting, T0)
     order.transition(OrderStatus.open, T0)  # we believed it open; the venue has no record of it
-    router = OrderRouter(state, venue, lambda: None, lambda: T0)
-    done = router.resolve()
+    now = [T0]
+    router = OrderRouter(state, venue, lambda: None, lambda: now[0])
+    for _ in range(LOST_AFTER_ANSWERS - 1):  # maybe the exchange's lag: an outage, the order as it was
+        with pytest.raises(TemporaryError, match="does not know order"):
+            router.resolve()
+        assert order.status is OrderStatus.open and not router.lost
+        now[0] += LOST_AFTER / (LOST_AFTER_ANSWERS - 1)
+    done = router.resolve()  # the answer has lasted
     assert order.status is OrderStatus.unknown and "left for a person" in (order.status_reason or "")
-    assert venue.calls == [("fetch_order", order.client_order_id)] and done
+    assert venue.calls == [("fetch_order", order.client_order_id)] * LOST_AFTER_ANSWERS and done
     assert state.portfolio.cash == 10_000.0  # nothing was written off or resent
 
 
@@ -269,10 +292,11 @@ def test_an_order_the_venue_accepted_once_and_lost_is_never_resent_by_a_later_re
     order.transition(OrderStatus.submitting, T0)
     order.venue_order_id = "77"  # accepted by the venue ...
     order.transition(OrderStatus.open, T0)
-    router = OrderRouter(state, venue, lambda: None, lambda: T0)
-    router.resolve()  # ... which no longer knows it: left unknown for a person
+    router = OrderRouter(state, venue, lambda: None, lambda: T0, NotFoundAnswers.one_look())
+    router.resolve()  # ... which no longer knows it (at once, by this router's rule): left unknown for a person
     assert order.status is OrderStatus.unknown
     for _ in range(2):  # each later resolution (a restart, a job of the running executor) asks, never resends
-        assert router.resolve_order(state.portfolio.open_positions[0], order) == "missing"
+        assert OrderRouter(state, venue, lambda: None, lambda: T0).resolve_order(  # one look: lost before
+            state.portfolio.open_positions[0], order) == "missing"
     assert [method for method, _ in venue.calls] == ["fetch_order"] * 3
     assert order.status is OrderStatus.unknown and state.portfolio.cash == 10_000.0

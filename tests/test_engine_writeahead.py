@@ -19,10 +19,12 @@ from tradeexecutor.config import EngineConfig, ExecutionConfig
 from tradeexecutor.data.market import MarketData
 from tradeexecutor.engine.accounting import recompute_cash
 from tradeexecutor.engine.engine import Engine
+from tradeexecutor.errors import TemporaryError
 from tradeexecutor.ledger import Ledger
 from tradeexecutor.state import Order, OrderStatus, State
 from tradeexecutor.strategy.api import open_long
 from tradeexecutor.strategy.loader import load_strategy
+from tradeexecutor.venue.model import LOST_AFTER, LOST_AFTER_ANSWERS
 
 T0 = datetime(2024, 6, 1, tzinfo=UTC)
 PRICES: list[Any] = [100.0, 101.0, 103.0, 99.0, 104.0]
@@ -217,7 +219,8 @@ def test_live_an_unknown_entry_blocks_a_second_order_and_is_sent_again_at_the_ne
     engine = Engine(strategy, market, new_state(strategy, CONFIG, T0), config=CONFIG, events=sink)
     venue = InMemoryVenue([AAA], {"USD": 10_000.0}, fee=0.001)
     engine.live_venue = venue  # live mode: the exchange prices and fills
-    engine.start_write_ahead(lambda: None, lambda: T0)
+    now = [T0]
+    engine.start_write_ahead(lambda: None, lambda: now[0])
     engine.plan([open_long("AAA", value=1000)], 0, cycle_ns(0))
     venue.fail_next("submit")  # the request never reached the exchange, and we cannot know that yet
     engine.manage(1)
@@ -226,8 +229,14 @@ def test_live_an_unknown_entry_blocks_a_second_order_and_is_sent_again_at_the_ne
     assert [f["client_order_id"] for e, f in journal if e == "order_unknown"] == [order.client_order_id]
     report = engine.plan([open_long("AAA", value=1000)], 1, cycle_ns(1))  # the next cycle wants in again
     assert report.planned == 0 and "unknown outcome" in report.ignored[0] and orders(engine) == [order]
-    assert engine.settle_unknown() == [f"{order.client_order_id}: never reached the venue; sent"]
-    assert [m for m, c in venue.calls if c == order.client_order_id] == ["submit", "fetch_order", "submit"]
+    for _ in range(LOST_AFTER_ANSWERS - 1):  # "not found" may be the exchange's lag: an outage, nothing sent
+        with pytest.raises(TemporaryError, match="taken as never arrived only after"):
+            engine.settle_unknown()
+        assert order.status is OrderStatus.unknown
+        now[0] += LOST_AFTER / (LOST_AFTER_ANSWERS - 1)
+    assert engine.settle_unknown() == [f"{order.client_order_id}: never reached the venue; sent"]  # it lasted
+    assert [m for m, c in venue.calls if c == order.client_order_id] == [
+        "submit", *["fetch_order"] * LOST_AFTER_ANSWERS, "submit"]
     assert engine.settle_unknown() == []  # nothing unknown is left: nothing is asked, nothing sent
     venue.advance({"AAA": 101.0}, T0)
     engine.drain()

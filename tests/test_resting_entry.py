@@ -45,7 +45,7 @@ from tradeexecutor.strategy.api import increase, open_long, reduce
 from tradeexecutor.strategy.intents import close
 from tradeexecutor.strategy.loader import load_strategy
 from tradeexecutor.venue import InMemoryVenue
-from tradeexecutor.venue.model import FillReport, OrderCancelled, OrderFilled
+from tradeexecutor.venue.model import FillReport, NotFoundAnswers, OrderCancelled, OrderFilled
 from venue_contract import AAA
 
 Journal = list[tuple[str, dict[str, Any]]]
@@ -321,7 +321,7 @@ def test_against_the_simulator_a_limit_entry_filled_in_part_is_cancelled_by_clos
 
 
 def _close_then_reduce(tmp_path: Path, write_ahead: bool) -> Engine:
-    """Open AAA, then a cycle ``[close, reduce(fraction=0.5)]`` (the reduce is refused: nothing left to sell),
+    """Open AAA, then a cycle ``[close, reduce(fraction=0.5)]`` (the reduce is ignored: the close sells it whole),
     then a new entry."""
     tmp_path.mkdir()
     engine = make_engine(tmp_path)
@@ -334,12 +334,11 @@ def _close_then_reduce(tmp_path: Path, write_ahead: bool) -> Engine:
     return engine
 
 
-def test_write_ahead_a_reduce_refused_after_the_close_retires_the_position_as_a_backtest_does(tmp_path: Path) -> None:
+def test_write_ahead_a_reduce_after_the_close_leaves_the_position_retired_as_a_backtest_does(tmp_path: Path) -> None:
     engine = _close_then_reduce(tmp_path / "paper", write_ahead=True)
     portfolio = engine.state.portfolio
     assert [(o.purpose, o.status) for o in orders(engine)] == [
-        (OrderPurpose.open, OrderStatus.filled), (OrderPurpose.close, OrderStatus.filled),
-        (OrderPurpose.reduce, OrderStatus.rejected)]
+        (OrderPurpose.open, OrderStatus.filled), (OrderPurpose.close, OrderStatus.filled)]  # the reduce ignored
     assert portfolio.open_positions == [] and len(portfolio.closed_positions) == 1  # no empty position left open
     report = engine.plan([open_long("AAA", value=500)], 2, cycle_ns(2))
     assert report.planned == 1 and not report.ignored  # the next entry is not refused
@@ -762,7 +761,9 @@ def test_live_an_entry_the_exchange_lost_does_not_keep_a_risk_close_from_selling
     engine, venue, _, entry = _two_instruments(tmp_path, journal)
     del venue._orders[entry.client_order_id]  # the exchange lost it
     position = next(p for p in engine.state.portfolio.open_positions if p.id == entry.position_id)
-    assert engine.router is not None and engine.router.resolve_order(position, entry) == "missing"
+    assert engine.router is not None
+    engine.router.not_found = NotFoundAnswers.one_look()  # the answer taken as lasting at once
+    assert engine.router.resolve_order(position, entry) == "missing"
     assert entry.status is OrderStatus.unknown and entry.venue_order_id
     guard = _risk_guard(engine, journal, max_drawdown=0.5)
     engine.record_valuation(2)

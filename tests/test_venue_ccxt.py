@@ -12,7 +12,7 @@ and a skewed exchange clock is measured and corrected so orders go through.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -62,11 +62,12 @@ def make_venue(running: Running, cash: float, **settings: Any) -> CcxtVenue:
     return aaa_venue(running, **settings)
 
 
-def aaa_venue(running: Running, **settings: Any) -> CcxtVenue:
+def aaa_venue(running: Running, now: Callable[[], datetime] | None = None, **settings: Any) -> CcxtVenue:
     """A venue on the simulator's AAA/USD market as a new process makes it: it knows nothing of what an earlier
-    one sent (the default 10 s reply timeout; ``timeout_seconds`` for tests of timeouts)."""
+    one sent (the default 10 s reply timeout; ``timeout_seconds`` for tests of timeouts; ``now`` for tests that
+    drive the venue's clock)."""
     config = CcxtVenueConfig(exchange="binance", url=running.url, quote="USD", symbols=("AAA",), **settings)
-    return CcxtVenue(config, environ=ENVIRON)
+    return CcxtVenue(config, environ=ENVIRON, now=now)
 
 
 def pin(running: Running, price: float) -> None:

@@ -9,14 +9,16 @@ intent, and the state's fills, position and cash are the simulator's own record.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
 from exchange_sim_helpers import Running, serve
-from test_engine_router import Process, decide_open, new_state, one_job, send_all_created
+from test_engine_router import T0, Process, decide_open, new_state, one_job, send_all_created
 from test_venue_ccxt import aaa_simulator, pin
 from test_venue_ccxt import aaa_venue as venue
+from tradeexecutor.errors import TemporaryError
 from tradeexecutor.state import OrderStatus, State
 from tradeexecutor.store import StateStore
 
@@ -84,4 +86,35 @@ def test_an_answer_lost_after_the_exchange_accepted_is_resolved_by_client_id(tmp
     assert order.status is OrderStatus.filled and len(order.fills) == 1
     first.router.drain()  # the venue's own later events change nothing
     assert len(order.fills) == 1
+    check_against_the_exchange(first.state, running, order.client_order_id)
+
+
+def test_a_lagging_not_found_after_a_lost_reply_is_asked_again_not_resent(tmp_path: Path, running: Running) -> None:
+    """The submit's reply is lost after the exchange accepted (and filled) the market order, and the exchange's
+    query side then answers -2013 for it twice (Binance's lag right after an order is placed). A single "does not
+    exist" used to be taken as "never arrived" and the order sent again: a second, filled order (Binance refuses a
+    duplicate client order id only while the first is open). Now it is an outage until the answer lasts
+    (``NotFoundAnswers``); the third question finds the order and its fill is booked once."""
+    state = new_state()
+    order = decide_open(state)
+    running.control("POST", "faults", {"kind": "timeout", "hang_seconds": 8, "count": 1})
+    now = [T0 + timedelta(minutes=1)]
+    first = Process(tmp_path, venue(running, timeout_seconds=2), state=state, now=lambda: now[0])
+    first.router.send(order)
+    assert order.status is OrderStatus.unknown and not order.venue_order_id  # its reply never came
+    assert running.control("POST", "faults", {"kind": "error", "path": "/api/v3/order", "method": "GET",
+                                              "status": 400, "code": -2013, "msg": "Order does not exist.",
+                                              "count": 2})[0] == 200
+    for _ in range(2):  # the lag: an outage, asked again at the retry (the clock moves, less than the span)
+        with pytest.raises(TemporaryError, match="does not know order"):
+            first.router.resolve()
+        assert order.status is OrderStatus.unknown
+        now[0] += timedelta(seconds=5)
+    _, asked = running.control("GET", "requests")
+    assert [r["status"] for r in asked if (r["method"], r["path"]) == ("GET", "/api/v3/order")] == [400, 400]
+    assert first.router.resolve() == [f"{order.client_order_id}: filled at the venue"]
+    first.router.drain()
+    assert order.status is OrderStatus.filled and len(order.fills) == 1
+    _, posted = running.control("GET", "requests")
+    assert len([r for r in posted if (r["method"], r["path"]) == ("POST", "/api/v3/order")]) == 1  # never resent
     check_against_the_exchange(first.state, running, order.client_order_id)

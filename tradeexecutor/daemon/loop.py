@@ -159,6 +159,10 @@ class ExecutorLoop:
         self.outcome: LoopOutcome | None = None
         #: Safe mode: the strategy is not called; positions are still managed.
         self.safe_mode = safe_mode
+        #: How many of the engine's lost orders (``Engine.lost``) safe mode already names: a new one names them again.
+        self._lost_seen = 0
+        #: Safe mode's reason when the first lost order came (kept in front of the lost orders' words).
+        self._safe_reason_before_lost: str | None = None
         self.operator_paused = False
         #: The risk limits, checked after every job that values the portfolio (None: not checked).
         self.risk = risk
@@ -346,6 +350,17 @@ class ExecutorLoop:
             self._scope = None
             if self.watchdog is not None:
                 self.watchdog.job_finished()
+        if len(self.engine.lost) > self._lost_seen and self.outcome is None:
+            self._needs_operator()
+
+    def _needs_operator(self) -> None:
+        """The engine found orders the exchange lost (``Engine.lost``): safe mode, its reason naming each and what to
+        do, after any reason it had already (a crash loop, a reconciliation mismatch)."""
+        if self._lost_seen == 0 and self.safe_mode:
+            self._safe_reason_before_lost = self.runstate.snapshot().safe_mode_reason
+        self._lost_seen = len(self.engine.lost)
+        reason = "; ".join([r for r in (self._safe_reason_before_lost,) if r] + list(self.engine.lost.values()))
+        self._guarded("safe_mode", lambda: self._enter_safe_mode(reason))
 
     def _failed_temporarily(self, job: str, exc: TemporaryError, *, retry: bool) -> None:
         """Book a temporary failure and journal it in a job of its own (the failed job's lines died with it)."""

@@ -4,8 +4,10 @@ The arithmetic is ``engine/risk.py``'s; this module is what the loop does with i
 run on the loop's thread inside a job, before the job's commit, so the running figures, the
 pause and the journal lines commit with the job's other changes (and a restart finds them in
 the ledger). On a hit it journals ``risk_limit_hit``, cancels entries still waiting to fill and,
-with ``--risk-close-positions``, sells every position through the engine's trigger exit; the
-loop then pauses entries (``ExecutorLoop._apply_pause`` reads ``state.risk``).
+with ``--risk-close-positions``, sells every position through the engine's trigger exit — and, while
+paused, at every later check any position that holds something again (live: an entry the exchange
+filled before its cancel reached it); the loop then pauses entries (``ExecutorLoop._apply_pause``
+reads ``state.risk``).
 """
 
 from __future__ import annotations
@@ -47,6 +49,8 @@ class RiskGuard:
         valuations, risk = state.valuations, state.risk
         if not valuations.timestamp:
             return False
+        if risk.paused and self.limits.config.risk_close_positions:
+            self._sell_what_filled_since(step)
         observed = dataclasses.replace(risk)
         hit = self.limits.observe(observed, valuations.timestamp[-1], valuations.equity[-1],
                                   state.portfolio.closed_positions)
@@ -66,6 +70,16 @@ class RiskGuard:
                      bar_time=hit.at, equity=round(equity, 2),
                      action="entries paused, positions closed" if close else "entries paused")
         return True
+
+    def _sell_what_filled_since(self, step: int) -> None:
+        """Paused with --risk-close-positions: sell every position that holds something again — live, an entry the
+        exchange filled after the pause was recorded (before its cancel reached it, or while the cancel was
+        unconfirmed: the pause does not wait for it). Through the same trigger exit as the hit's (``exit_all``:
+        its resting orders ended first, none with an exit in flight); nothing new is ever bought."""
+        if any(p.quantity > 0 for p in self.state.portfolio.open_positions) and self.engine.exit_all(
+                step, TriggerKind.risk_limit.value):
+            self.engine.mark_to_market(step)
+            self.engine.record_valuation(step)
 
     def lift(self, by: str) -> bool:
         """An operator resumed: lift the risk pause, re-basing the figures at the current equity; False when

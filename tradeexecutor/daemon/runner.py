@@ -336,6 +336,7 @@ def build_daemon(config: DaemonConfig, *, clock: Clock | None = None, journal: E
         engine.max_position_value = config.risk.max_position_value
         if config.mode == "live":
             engine.live_venue = venue  # the loop's write-ahead router sends every order to the exchange
+            engine.cancels_asked_before(store.journaled("order_cancel_requested"))  # journaled once, across restarts
         feed: ReplayFeed
         if paper is not None:
             feed = paper.feed(runstate, monotonic=clock.monotonic)
@@ -432,7 +433,7 @@ def reconcile_at_start(store: Ledger, state: State, venue: Venue | None, journal
         return result
     with store.begin_job("reconcile", clock.now()) as job:
         result = reconcile(state, venue, commit=lambda: job.commit(state), now=clock.now, symbols=symbols,
-                           journal=journal)
+                           journal=journal, cancels_asked=store.journaled("order_cancel_requested"))
     write_reconciliation(result, files.reconciliation)
     if result.clean:
         logger.info("reconciled with %s: clean (%d order(s) asked about)", result.venue, len(result.orders))

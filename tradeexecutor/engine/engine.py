@@ -34,7 +34,7 @@ the daemon drives it from a feed on wall-clock cycles.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -66,7 +66,7 @@ from tradeexecutor.strategy.failure import note_strategy_failure
 from tradeexecutor.strategy.indicators import IndicatorStore, compute_indicators
 from tradeexecutor.strategy.intents import KEEP, Intent
 from tradeexecutor.strategy.loader import LoadedStrategy
-from tradeexecutor.venue.model import Venue
+from tradeexecutor.venue.model import NotFoundAnswers, Venue
 from tradeexecutor.venue.simulated import SimulatedFill, SimulatedVenue
 
 
@@ -254,6 +254,23 @@ class Engine:
         #: Live mode: the reason of each cancel asked of the exchange and not yet confirmed, by client order id
         #: (journaled ``order_cancelled`` with it once the exchange has cancelled the order).
         self._cancelling: dict[str, str] = {}
+        #: Live mode: orders this process found lost — accepted by the exchange once, unknown to it (for long enough:
+        #: ``NotFoundAnswers``) when their cancel was asked about or the poll followed them — by client order id, with
+        #: the words for a person (``_lost``).
+        self.lost: dict[str, str] = {}
+
+    def cancels_asked_before(self, requests: Iterable[Mapping[str, Any]]) -> None:
+        """Live mode, at start-up: the cancels an earlier process asked for (the fields of its journaled
+        ``order_cancel_requested`` lines, ``Ledger.journaled``) of orders not yet ended, taken as asked for here
+        too: the retried exit asks the exchange again without a second ``order_cancel_requested`` line (once per
+        order across restarts), and the order's end, when the exchange confirms it, is journaled
+        ``order_cancelled`` with the request's reason."""
+        waiting = {o.client_order_id for p in self.state.portfolio.open_positions for o in p.orders
+                   if not o.is_terminal}
+        for fields in requests:
+            cid = fields.get("client_order_id")
+            if cid in waiting:
+                self._cancelling[cid] = str(fields.get("reason") or "")
 
     def start_write_ahead(self, commit: Callable[[], None], now: Callable[[], datetime]) -> None:
         """Send every order from now on through a venue, write-ahead (the daemon's way).
@@ -276,7 +293,8 @@ class Engine:
             held[symbol] = held.get(symbol, 0.0) + position.quantity
         instruments = [self.state.instrument(iid) for iid in self.instrument_ids.values()]
         self.venue = SimulatedVenue.mirroring(self.config.execution, instruments, portfolio.cash, held)
-        self.router = OrderRouter(self.state, self.venue, commit, now)
+        # The simulated venue answers from this process's memory, with no lag: its "never seen" is believed at once.
+        self.router = OrderRouter(self.state, self.venue, commit, now, NotFoundAnswers.one_look())
         self._remember_decisions()
 
     def _remember_decisions(self) -> None:
@@ -329,11 +347,11 @@ class Engine:
             # What the exchange did while we were down is journaled as its own job would have (order_filled with
             # ``resolved``; an opening fill arms the triggers), in the caller's commit with the order_resolved lines.
             followed = _followed(router.pending())
-            done = router.resolve(commit=False)
+            resolved, error = router.resolve_each(router.pending())
             router.drain(commit=False)
             self._journal_changes(followed, resolved=True)
             self.pending = [(p, o) for p, o in self.pending if not o.is_terminal]
-            return done
+            return self._settled([f"{o.client_order_id}: {said(r)}" for _, o, r in resolved], error)
         self.venue.advance({}, now)  # the venue's clock, for what it reports
         done = router.resolve()
         for position, order in self.pending:
@@ -360,8 +378,10 @@ class Engine:
         blind. Here each is asked about by its client order id (``OrderRouter.resolve_order``):
         the exchange has it — its fills and status are taken (journaled ``order_filled`` with
         ``resolved``, and an opening fill arms the position's triggers); it never arrived — it is
-        sent now under the same id. A TemporaryError (the exchange still unreachable) escapes to
-        the loop boundary, which retries the job with backoff; nothing new is decided meanwhile.
+        sent now under the same id, once the exchange's "does not exist" has lasted (``NotFoundAnswers``:
+        its -2013 right after accepting an order is a lag, and a resend then a second order). A
+        TemporaryError (the exchange still unreachable, or not finding the order for too short a while)
+        escapes to the loop boundary, which retries the job with backoff; nothing new is decided meanwhile.
         Returns one line per order, for the journal (``order_resolved``); the caller commits.
         """
         router = self.router
@@ -372,30 +392,44 @@ class Engine:
         if not unknown:
             return []
         before = {o.client_order_id: (len(o.fills), p.quantity) for p, o in unknown}
-        done = [f"{order.client_order_id}: {said(router.resolve_order(position, order))}" for position, order in unknown]
+        resolved, error = router.resolve_each(unknown)  # one order's TemporaryError does not skip the others' outcome
         router.drain(commit=False)
-        for position, order in unknown:
+        for position, order, _ in resolved:
             count, held = before[order.client_order_id]
             self._after_send(position, order, count, opening=order.side is _BUY and held == 0, resolved=True)
-        for position, order in unknown:
+        for position, order, _ in resolved:
             if not order.is_terminal and all(o is not order for _, o in self.pending):
                 self.pending.append((position, order))  # still open at the exchange: followed as any open order
         self.pending = [(p, o) for p, o in self.pending if not o.is_terminal]
-        return done
+        return self._settled([f"{o.client_order_id}: {said(r)}" for _, o, r in resolved], error)
+
+    def _settled(self, done: list[str], error: TemporaryError | None) -> list[str]:
+        """``done`` for the caller to journal and commit; or, when one order could not be settled (``error``), the
+        others' lines journaled and committed here before the error is raised: a failed job's uncommitted lines are
+        dropped, and an order found filled is no longer asked about at the retry, so its ``order_filled`` and armed
+        stop would be lost with them."""
+        if error is None:
+            return done
+        for line in done:
+            self.events("order_resolved", detail=line)
+        if done:
+            self._commit_outcome()
+        raise error
 
     def in_flight(self, position: Position) -> Order | None:
         """Live mode: the position's order that is at (or may be at) the exchange and not yet ended, if any.
 
         While one is, no trigger fires and no operator close is sent for the position: a second
         exit for the same intent must never be sent while the first one's outcome is unknown. An entry
-        or increase the exchange holds open (resting, perhaps filled in part) is not in flight: the
-        exit cancels it first (``_exit_now``), so a position bought in part is still protected.
+        increase or reduce the exchange holds open (resting, perhaps filled in part) is not in flight: the
+        exit's pass cancels it first (``end_orders_before_exits``), so a position bought in part, or with a limit
+        reduce resting, is still protected. A resting close is: it already sells the position whole.
         """
         if self.live_venue is None:
             return None
         for order in position.orders:
             if not order.is_terminal and order.status is not _CREATED and not (
-                    order.side is _BUY and order.status in _RESTING):
+                    order.status in _RESTING and order.purpose is not _CLOSE):
                 return order
         return None
 
@@ -552,8 +586,8 @@ class Engine:
             if took >= 0:
                 raised.append((position, position.high_water, took))
                 position.high_water = high_water  # as it was, until the pass below succeeded (its commits too)
-        if live and hits:  # every exit's resting buys ended before the first exit is sent (or none is)
-            self.end_buys_before_exits((position, f"cancelled: position closed by {kind}", _to_datetime(at_ns))
+        if live and hits:  # every exit's resting orders ended before the first exit is sent (or none is)
+            self.end_orders_before_exits((position, f"cancelled: position closed by {kind}", _to_datetime(at_ns))
                                        for position, kind, _, _, at_ns in hits)
         for position, high_water, took in raised:
             position.high_water, position.high_water_at = high_water, _to_datetime(took)
@@ -595,10 +629,10 @@ class Engine:
 
     def close_all_now(self, positions: list[Position], step: int, *, by: str) -> list[Order | None]:
         """Close each of ``positions`` at once (an operator's close or close-all): ``close_now`` for each, after one
-        pass that ends the resting buys of all of them (``end_buys_before_exits``), so a temporary failure leaves
+        pass that ends the resting orders of all of them (``end_orders_before_exits``), so a temporary failure leaves
         none of them sold — the operator's retry closes them all, none twice."""
         at = _to_datetime(int(self.market.timeline_ns[step]))
-        self.end_buys_before_exits((position, f"cancelled by {by} before it filled", at) for position in positions)
+        self.end_orders_before_exits((position, f"cancelled by {by} before it filled", at) for position in positions)
         return [self.close_now(position, step, by=by) for position in positions]
 
     def close_now(self, position: Position, step: int, *, by: str) -> Order | None:
@@ -612,7 +646,7 @@ class Engine:
         strategy's ``close()`` does (None: no order).
         """
         at = _to_datetime(int(self.market.timeline_ns[step]))
-        self.end_buys_before_exits([(position, f"cancelled by {by} before it filled", at)])
+        self.end_orders_before_exits([(position, f"cancelled by {by} before it filled", at)])
         if self._close_empty(position, f"cancelled by {by} before it filled", at):
             return None
         slot = self._slot[position.instrument_id]
@@ -637,7 +671,7 @@ class Engine:
         bar gapped through it) — all a restart needs to fill it exactly as it would have been.
         """
         at = _to_datetime(at_ns)
-        self._buys_ended(position)  # live: ended by the caller's end_buys_before_exits; what they filled is sold too
+        self._orders_ended(position)  # live: ended by the caller's end_orders_before_exits; what they filled is sold too
         for _, other in self.pending:
             if other.position_id == position.id and not other.is_terminal:
                 self._cancel(other, cancelled, at)
@@ -691,7 +725,7 @@ class Engine:
                 continue  # (live) an order in flight: its outcome first
             bars = self._bars[slot]
             exits.append((position, bars.close.item(index), int(bars.close_time_ns[index])))
-        self.end_buys_before_exits((position, f"cancelled: position closed by {kind}", _to_datetime(at_ns))
+        self.end_orders_before_exits((position, f"cancelled: position closed by {kind}", _to_datetime(at_ns))
                                    for position, _, at_ns in exits)
         for position, price, at_ns in exits:
             self._exit_on_trigger(position, kind, price, price, at_ns)
@@ -806,7 +840,7 @@ class Engine:
         ended: set[int] = set()  # instruments whose close the pass below finished: it held nothing, now retired
         if self.live_venue is not None:  # before the first order of the cycle is created: nothing to lose on a retry
             closes = self._closes(ordered, step, ms, at)
-            self.end_buys_before_exits(closes)  # (what it books counts in the sizing)
+            self.end_orders_before_exits(closes)  # (what it books counts in the sizing)
             ended = {p.instrument_id for p, _, _ in closes if all(q is not p for q in self.state.portfolio.open_positions)}
         if self.state.portfolio.open_positions:
             self.mark_to_market(step)  # sizing reads the marks; a backtest does not mark every bar
@@ -863,8 +897,9 @@ class Engine:
         if position is not None and action != "set_triggers":
             unknown = next((o for o in position.orders if o.status is _UNKNOWN), None)
             if unknown is not None:  # (live) never a second order while one's outcome is unknown
-                return (f"order {unknown.client_order_id} of this position has an unknown outcome; no new order "
-                        "until the exchange has answered about it")
+                lost = self.lost.get(unknown.client_order_id)
+                return lost or (f"order {unknown.client_order_id} of this position has an unknown outcome; no new "
+                                "order until the exchange has answered about it")
         if action in ("open", "increase") and self.paused:
             return "paused: no new positions"
         if action == "open":
@@ -880,11 +915,13 @@ class Engine:
             return None
         if position is None:
             return "no open position"
-        if action == "increase":
+        if action == "increase" or action == "reduce":
             closing = next((o for o in position.orders if o.purpose is _CLOSE and not o.is_terminal), None)
-            if closing is not None:  # every mode alike: never a buy into a position its close is selling whole
-                return (f"the position is being closed (order {closing.client_order_id}); open_long() a new one once "
-                        "the close has filled")
+            if closing is not None:  # every mode alike: never a buy into, nor a second sell of, a position sold whole
+                return (f"the position is being closed (order {closing.client_order_id}); " + (
+                    "open_long() a new one once the close has filled" if action == "increase"
+                    else "the close sells all of it"))
+        if action == "increase":
             value = intent.value if intent.value is not None else equity * (intent.equity_fraction or 0.0)
             refusal = position_value_refusal(self._value_held(position), value, self.max_position_value)
             if refusal:
@@ -894,7 +931,7 @@ class Engine:
         elif action == "close":
             if self._close_empty(position, _CLOSED_BY_STRATEGY, at):
                 return None
-            self._buys_ended(position)  # live: ended by plan's end_buys_before_exits
+            self._orders_ended(position)  # live: ended by plan's end_orders_before_exits
             self._queue(position, self._new_order(position, _CLOSE, at, ms, seq,
                                                   quantity=position.quantity, reference_price=price,
                                                   note=intent.note), report)
@@ -1103,6 +1140,9 @@ class Engine:
             if opening:
                 self._arm_triggers(position, new[0].price)
         cancelled = self._cancelling.pop(order.client_order_id, None) if order.is_terminal else None
+        if self._newly_lost(order):
+            self._lost(position, order)
+            return bool(new)
         if not self._journal:
             return bool(new)
         symbol = self.symbol_of[order.instrument_id]
@@ -1130,7 +1170,7 @@ class Engine:
         """Live mode: journal what the exchange did with each followed order since ``followed`` was taken — its new
         fills, or its end — as the order's own job would have (``_after_send``); orders with no news say nothing."""
         for position, order, fills, held in followed:
-            if len(order.fills) > fills or order.is_terminal:
+            if len(order.fills) > fills or order.is_terminal or self._newly_lost(order):  # news, or lost
                 self._after_send(position, order, fills, opening=order.side is _BUY and held == 0, resolved=resolved)
 
     def _commit_outcome(self) -> None:
@@ -1204,8 +1244,10 @@ class Engine:
             except TemporaryError:
                 if order.venue_order_id:  # the exchange has it (its fills not yet read): cancelled there, retried
                     raise
-                # The exchange cannot be asked (the outage that lost the reply): it ends here, never sent, as an
-                # order never confirmed always did; should it have arrived after all, reconciliation reports it.
+                # The exchange cannot be asked (the outage that lost the reply), or does not know the order yet (maybe
+                # its lag: NotFoundAnswers): it ends here, never sent, as an order never confirmed always did; should
+                # it have arrived after all, reconciliation reports it.
+                router.not_found.found(order.client_order_id)  # ended: no "does not exist" count kept for it
                 unsent = True
             if unsent and not order.is_terminal:
                 accounting.cancel(order, text, at)
@@ -1223,47 +1265,104 @@ class Engine:
         router.venue.cancel(order.client_order_id)
         router.drain(commit=False)
         self._journal_changes(followed)
+        if not order.is_terminal:
+            self._ask_after_cancel(position, order)
         router.commit()  # the cancel's outcome with its journal lines, now: a later failure in this job keeps them
+
+    def _ask_after_cancel(self, position: Position, order: Order) -> None:
+        """Live mode: the exchange did not confirm a cancel; ask it about the order by client order id.
+
+        Still open (the cancel taken, not yet applied), or the exchange unreachable: the order stays followed and
+        the caller waits (an exit's pass fails temporarily: an outage, retried). Ended after all (its news lost on
+        the way): taken as the exchange has it. Unknown to the exchange although it had accepted the order: an
+        outage too while that may be the exchange's lag (``OrderRouter.resolve_order`` raises TemporaryError until
+        the answer has persisted: ``NotFoundAnswers``), then lost (``_lost``) — no retry would ever confirm its
+        cancel.
+        """
+        router = self.router
+        assert router is not None
+        before = _followed([(position, order)])
+        try:
+            report = router.venue.fetch_order(order.client_order_id)  # one request: this runs at every retry
+            if report is not None:
+                router.not_found.found(order.client_order_id)  # "does not exist" counts in a row: it starts over
+            if report is not None and report.status in _RESTING:
+                return  # the cancel taken, not yet applied: asked again at the retry
+            router.resolve_order(position, order, send=False)  # its end and fills, or lost (rare: read it all)
+        except TemporaryError:
+            return  # the exchange cannot be asked now: the cancel stays unconfirmed, asked again at the retry
+        self._journal_changes(before)
+
+    def _newly_lost(self, order: Order) -> bool:
+        """Live mode: the exchange had ``order`` and has just answered that it no longer knows it (the router says
+        which), and this engine has not said so yet."""
+        router = self.router
+        cid = order.client_order_id
+        return router is not None and cid in router.lost and cid not in self.lost and order.status is _UNKNOWN
+
+    def _lost(self, position: Position, order: Order) -> None:
+        """Live mode: an order the exchange accepted once answers that it does not know it (not a network failure).
+
+        It is left ``unknown`` for a person (``OrderRouter``: nothing resent, no money fixed), journaled
+        ``order_lost`` once per process with what to do, and named in :attr:`lost`, which the daemon turns into
+        safe mode ("needs an operator", in /status and /healthz). This process never exits the position meanwhile: its
+        order of unknown outcome keeps every exit away (``in_flight``, ``_closes``), so a retried job goes on
+        with the other positions instead of asking the exchange about it for ever.
+        """
+        cid = order.client_order_id
+        self._cancelling.pop(cid, None)
+        message = f"needs an operator: order {cid} unknown to the exchange; run `tradeexecutor reconcile`"
+        self.lost[cid] = message
+        self.events("order_lost", order_id=order.id, client_order_id=cid, position_id=position.id,
+                    symbol=self.symbol_of[order.instrument_id], purpose=order.purpose.value,
+                    venue_order_id=order.venue_order_id, reason=message)
 
     def _open_position_of(self, order: Order) -> Position:
         """The open position ``order`` belongs to (an order not yet ended keeps its position open)."""
         return next(p for p in self.state.portfolio.open_positions if p.id == order.position_id)
 
-    def end_buys_before_exits(self, exits: Iterable[tuple[Position, str, datetime]]) -> None:
-        """Live mode, before any order of a job is planned or sent: the one pass that cancels, at the exchange, the
-        entries and increases not yet ended of every position the job is about to sell whole (``exits``: the
-        position, the cancel's reason, its time), then requires the exchange to have confirmed that each ended.
+    def end_orders_before_exits(self, exits: Iterable[tuple[Position, str, datetime]]) -> None:
+        """Live mode, before any order of a job is planned or sent: the one pass that cancels, at the exchange, every
+        order not yet ended of each position the job is about to sell whole (``exits``: the position, the cancel's
+        reason, its time) — entries and increases, and sells (a ``reduce`` resting at the exchange) — then requires
+        the exchange to have confirmed that each ended.
 
-        All the cancels come first, all the checks after: a TemporaryError (an entry the exchange still answers
+        All the cancels come first, all the checks after: a TemporaryError (an order the exchange still answers
         "open") leaves nothing of the job created or sent — only the cancels, updates of orders that exist,
         committed — so the retried job (a cycle asks the strategy again, a trigger check sees the bar again)
-        plans every exit once. Selling before the exchange says the entry ended could leave a later fill unsold,
-        or sell more than the position turns out to hold. Backtest, replay and paper: nothing to do (their waiting
-        increase fills after the close, as it always has; a position holding nothing has its entry cancelled).
+        plans every exit once. Selling before the exchange says a buy ended could leave a later fill unsold,
+        or sell more than the position turns out to hold; selling while an earlier sell still rests could sell
+        twice (both fill, or the exchange's balance check refuses one). Backtest, replay and paper: nothing to do
+        (their waiting orders fill after the close, as they always have; a position holding nothing has its
+        entry cancelled).
         """
         if self.live_venue is None:
             return
         exits = list(exits)
         for position, text, at in exits:
             for order in list(position.orders):
-                if order.side is _BUY and not order.is_terminal:
+                if not order.is_terminal:
                     self._cancel(order, text, at)
-        waiting = [o.client_order_id for position, _, _ in exits for o in position.orders
-                   if o.side is _BUY and not o.is_terminal]
+        waiting = [o.client_order_id for position, _, _ in exits for o in position.orders if not o.is_terminal]
+        lost = [self.lost[cid] for cid in waiting if cid in self.lost]
+        if lost:  # the retry leaves their positions alone (an order of unknown outcome) and exits the others
+            raise TemporaryError(f"{'; '.join(lost)}; nothing of this job was sent: it is taken again without "
+                                 "that position")
         if waiting:
             raise TemporaryError(
                 f"the exchange has not confirmed the cancel of {', '.join(dict.fromkeys(waiting))}; nothing of this "
                 "job was sent: it is taken again at the next try, once the exchange says the order ended")
 
-    def _buys_ended(self, position: Position) -> None:
-        """Live mode, as an exit of ``position`` is made: ``end_buys_before_exits`` has ended its buys (a bug if not:
-        a TemporaryError here, half-way through a job, would lose the job's other orders)."""
+    def _orders_ended(self, position: Position) -> None:
+        """Live mode, as an exit of ``position`` is made: ``end_orders_before_exits`` has ended its orders (a bug if
+        not: a TemporaryError here, half-way through a job, would lose the job's other orders). Orders this job
+        created and has not sent yet (``[reduce(X), close(X)]``: the reduce) are the job's own."""
         if self.live_venue is None:
             return
-        waiting = [o.client_order_id for o in position.orders if o.side is _BUY and not o.is_terminal]
+        waiting = [o.client_order_id for o in position.orders if not o.is_terminal and o.status is not _CREATED]
         if waiting:
-            raise InvariantError(f"position {position.id}: an exit made while its buys {', '.join(waiting)} may still "
-                                 "fill; end_buys_before_exits must run first")
+            raise InvariantError(f"position {position.id}: an exit made while its orders {', '.join(waiting)} may "
+                                 "still fill; end_orders_before_exits must run first")
 
     def _close_empty(self, position: Position, text: str, at: datetime) -> bool:
         """A position closed whole that holds nothing (its entry not filled): every order of it not yet ended is

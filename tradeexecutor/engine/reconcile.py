@@ -9,7 +9,12 @@ Run at start-up (``daemon/runner.py``) and by hand (``tradeexecutor reconcile``)
    (*completed* when that is terminal); never seen → sent now under the same id at start-up (it
    never left: write-ahead) and its outcome taken from the reply (a market order's fill moved the
    balances pass 3 compares), left for the executor when run by hand; we had it open and the venue
-   does not know it → marked ``unknown`` for a person, a **mismatch**.
+   does not know it → marked ``unknown`` for a person, a **mismatch**. Reconciliation looks once (a
+   restart, a person's command): it does not wait out the exchange's "does not exist" lag as a running
+   executor does (``NotFoundAnswers``) — that lag lasts moments after an order is placed, and a restart
+   or a person comes later; a mismatch changes no money either way. An order found cancelled whose
+   cancel an earlier process asked for (its ``order_cancel_requested`` line, ``cancels_asked``) is
+   journaled ``order_cancelled`` with the request's reason, as the running executor would have.
 2. **Open orders on the exchange.** Those carrying this run's client-id prefix (``te<run8>-``) are
    ours: already adopted by pass 1 when the ledger has them open; one the ledger has ended or does
    not hold at all is a **mismatch** (the ledger commits every order before sending it, so only a
@@ -40,7 +45,7 @@ the result is clean, with a note saying so.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -49,9 +54,9 @@ from typing import Any
 from tradeexecutor.atomic import atomic_write_text
 from tradeexecutor.engine.engine import EventSink
 from tradeexecutor.engine.router import OrderRouter
-from tradeexecutor.state import State
+from tradeexecutor.state import OrderStatus, State
 from tradeexecutor.state.client_id import run_key
-from tradeexecutor.venue.model import Venue
+from tradeexecutor.venue.model import NotFoundAnswers, Venue
 
 __all__ = ["BalanceCheck", "ExchangeOrder", "Mismatch", "OrderCheck", "Reconciliation", "journal_reconciliation",
            "reconcile", "write_reconciliation"]
@@ -172,20 +177,24 @@ def vars_of(record: Any) -> dict[str, Any]:
 
 
 def reconcile(state: State, venue: Venue | None, *, commit: Callable[[], None], now: Callable[[], datetime],
-              send: bool = True, symbols: Sequence[str] = (), journal: EventSink | None = None) -> Reconciliation:
+              send: bool = True, symbols: Sequence[str] = (), journal: EventSink | None = None,
+              cancels_asked: Iterable[Mapping[str, Any]] = ()) -> Reconciliation:
     """Reconcile ``state`` with ``venue`` (see the module docstring); ``commit`` makes the state durable.
 
     ``send`` lets the start-up send an order that never reached the venue (same id); by hand it is
     left for the executor. ``symbols`` are the strategy's instruments, whose base assets are compared
     too when the ledger has no position in them yet (a fresh state holds none: the account should not either). A venue that fails temporarily raises TemporaryError (nothing decided yet).
     ``journal`` (the job's) gets the outcome (``journal_reconciliation``) before the last commit, so a kill -9 never
-    leaves fills applied here in the ledger without the ``reconciled`` line that counts them.
+    leaves fills applied here in the ledger without the ``reconciled`` line that counts them. ``cancels_asked``: the
+    fields of the journal's ``order_cancel_requested`` lines (``Ledger.journaled``): an order found cancelled whose
+    cancel was asked for is journaled ``order_cancelled`` with that request's reason.
     """
     at = now()
     if venue is None:
         return Reconciliation(at=at, venue="simulated", notes=(
             "fills are simulated inside the executor: there is no venue outside it to compare with",))
-    router = OrderRouter(state, venue, commit, now)
+    router = OrderRouter(state, venue, commit, now, NotFoundAnswers.one_look())
+    reasons = {str(f.get("client_order_id")): str(f.get("reason") or "") for f in cancels_asked}
     orders: list[OrderCheck] = []
     mismatches: list[Mismatch] = []
     notes: list[str] = []
@@ -207,6 +216,11 @@ def reconcile(state: State, venue: Venue | None, *, commit: Callable[[], None], 
             mismatches.append(Mismatch(f"order {order.client_order_id} ({symbol}) was {before} in the ledger but the "
                                        "venue does not know it; it is now unknown", symbol,
                                        client_order_id=order.client_order_id))
+        elif order.status is OrderStatus.cancelled and before != "cancelled" and order.client_order_id in reasons:
+            if journal is not None:  # the cancel an earlier process asked for, confirmed while it was down
+                journal("order_cancelled", order_id=order.id, client_order_id=order.client_order_id,
+                        position_id=position.id, symbol=symbol, purpose=order.purpose.value,
+                        reason=reasons[order.client_order_id])
         elif action == "unsent":
             notes.append(f"order {order.client_order_id} ({symbol}) never reached the venue; the executor sends "
                          "it when it starts")

@@ -13,6 +13,11 @@ The rules of docs/orders.md, in one place:
   are skipped, so a replayed event or a fill seen both by ``poll`` and ``fetch_order`` moves money once.
 - **Reconciliation never fixes money.** An order the venue says it never saw although we had it
   ``open`` is not resent or written off: it is left ``unknown`` with the reason, for a person.
+- **"Not found" is believed only when it lasts.** An exchange may answer that it does not know an order it
+  accepted a moment ago (Binance's -2013 lag): for an order held as working, and for one whose submit's
+  reply never came (no exchange id: "never arrived" would send it again), until that answer has
+  persisted (``NotFoundAnswers``: ``LOST_AFTER_ANSWERS`` answers over ``LOST_AFTER``) ``resolve_order``
+  raises TemporaryError — an outage, asked again at the retry — and the order stays as it was.
 
 ``commit`` is the caller's (the loop's) way to make the state durable — the same job's commit
 in the daemon, a no-op in a backtest. The router mutates the state on the caller's thread only.
@@ -20,7 +25,7 @@ in the daemon, a no-op in a backtest. The router mutates the state on the caller
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from tradeexecutor.engine import accounting, crashpoint
@@ -29,10 +34,12 @@ from tradeexecutor.state import Order, OrderPurpose, OrderStatus, Position, Reje
 from tradeexecutor.venue.model import (
     ExecutionEvent,
     FillReport,
+    NotFoundAnswers,
     OrderAccepted,
     OrderCancelled,
     OrderExpired,
     OrderFilled,
+    OrderLost,
     OrderRejected,
     OrderReport,
     OrderRequest,
@@ -49,19 +56,33 @@ def said(resolution: str) -> str:
     return _SAID.get(resolution, f"{resolution} at the venue")
 
 
+def lost_reason(order: Order) -> str:
+    """The status reason of an order the venue had and no longer knows (before it is made ``unknown``)."""
+    return (f"the venue does not know order {order.client_order_id}, which was {order.status.value}; left for a "
+            "person to reconcile")
+
+
 #: Statuses in which the venue may know the order.
 _SENT = frozenset({OrderStatus.submitting, OrderStatus.unknown, OrderStatus.open, OrderStatus.partially_filled})
+#: Statuses of an order the venue accepted and we hold as working.
+_WORKING = frozenset({OrderStatus.open, OrderStatus.partially_filled})
 
 
 class OrderRouter:
     """Moves orders between the state and one venue; see the module docstring for the rules it keeps."""
 
     def __init__(self, state: State, venue: Venue, commit: Callable[[], None],
-                 now: Callable[[], datetime]) -> None:
+                 now: Callable[[], datetime], not_found: NotFoundAnswers | None = None) -> None:
         self.state = state
         self.venue = venue
         self.commit = commit
         self.now = now
+        #: Client order ids of the orders the venue had and answered it no longer knows (left ``unknown`` here, for
+        #: a person); rare, kept for the process. An order ``unknown`` with the venue's id is not always one: its
+        #: fills may only not have been read yet.
+        self.lost: set[str] = set()
+        #: The "does not exist" answers to ``resolve_order`` of orders the venue accepted: lost once they persist.
+        self.not_found = not_found if not_found is not None else NotFoundAnswers()
 
     # -- sending --------------------------------------------------------------------------------
 
@@ -112,6 +133,8 @@ class OrderRouter:
         if found is None:
             return  # not ours (another client of the same account), or an order already terminal
         position, order = found
+        if not isinstance(event, OrderLost):  # the venue knows the order: a "does not exist" count starts over
+            self.not_found.found(order.client_order_id)
         if isinstance(event, OrderAccepted):
             order.venue_order_id = event.venue_order_id
             if order.status in (OrderStatus.submitting, OrderStatus.unknown):
@@ -125,6 +148,10 @@ class OrderRouter:
             accounting.cancel(order, event.text, event.at)
         elif isinstance(event, OrderExpired):
             order.transition(OrderStatus.expired, event.at, "time in force ran out")
+        elif isinstance(event, OrderLost):
+            self.lost.add(order.client_order_id)
+            if order.status is not OrderStatus.unknown:
+                order.transition(OrderStatus.unknown, event.at, lost_reason(order))
         accounting.retire_if_done(self.state.portfolio, position)
 
     def _apply_fill(self, position: Position, order: Order, fill: FillReport, complete: bool) -> None:
@@ -175,16 +202,34 @@ class OrderRouter:
 
         Asks the venue about each order by client order id: unknown to the venue → sent now with
         the same id (it never left); known → its fills and status taken from the venue.
-        ``commit=False`` leaves the commit to the caller, who journals what happened first.
+        ``commit=False`` leaves the commit to the caller, who journals what happened first. A
+        TemporaryError on one order (``resolve_each``) is raised once every other order was asked about
+        and, with ``commit``, the ones resolved committed.
         """
-        done: list[str] = []
-        pending = self.pending()
-        for position, order in pending:
-            resolution = self.resolve_order(position, order)
-            done.append(f"{order.client_order_id}: {said(resolution)}")
-        if pending and commit:
+        resolved, error = self.resolve_each(self.pending())
+        if resolved and commit:
             self.commit()
-        return done
+        if error is not None:
+            raise error
+        return [f"{order.client_order_id}: {said(resolution)}" for _, order, resolution in resolved]
+
+    def resolve_each(self, orders: Sequence[tuple[Position, Order]], *, send: bool = True
+                     ) -> tuple[list[tuple[Position, Order, str]], TemporaryError | None]:
+        """``resolve_order`` for each of ``orders``; the ones resolved with what happened, and the first TemporaryError.
+
+        One order's TemporaryError (the exchange unreachable, or its "does not exist" not yet lasted)
+        leaves that order as it was and does not stop the others: an order found filled before it
+        must still be journaled and have its triggers armed by the caller, who then raises the error
+        (the failed orders are asked again at the retry, the found ones are no longer pending then).
+        """
+        resolved: list[tuple[Position, Order, str]] = []
+        error: TemporaryError | None = None
+        for position, order in orders:
+            try:
+                resolved.append((position, order, self.resolve_order(position, order, send=send)))
+            except TemporaryError as exc:
+                error = error or exc
+        return resolved, error
 
     def pending(self) -> list[tuple[Position, Order]]:
         """Every order the venue may know (submitting, unknown, open, partially filled), with its position."""
@@ -194,13 +239,25 @@ class OrderRouter:
         """Ask the venue about one order by client order id and bring it up to date; says what happened.
 
         ``sent``: the venue never saw it and it was sent now, with the same id (``unsent`` when
-        ``send`` is False: left for the executor to send). ``missing``: we had it open and the venue
-        does not know it — left ``unknown`` for a person. Otherwise the venue's status of it
-        (``open``, ``filled``, ...), whose fills not yet applied have been applied.
+        ``send`` is False: left for the executor to send) — only once the venue has said so long enough
+        (``not_found``). ``missing``: we had it open and the venue does not know it, and has said so long
+        enough — left ``unknown`` for a person. Before either, TemporaryError (the order unchanged, asked
+        again at the retry). Otherwise the venue's status of it (``open``, ``filled``, ...), whose fills
+        not yet applied have been applied.
         """
-        report = self.venue.fetch_order(order.client_order_id)
+        cid = order.client_order_id
+        report = self.venue.fetch_order(cid)
         if report is None:
+            # An order we hold as working may be the exchange's lag, and so may one whose submit's reply never came
+            # (no exchange id): Binance answers -2013 for moments after it accepted an order, and a market order it
+            # filled is no longer open, so a resend would be a second order, not a refused duplicate. Both wait for
+            # the answer to last. One already unknown with the exchange's id was found lost before: one look.
+            working = order.status in _WORKING
+            unconfirmed = order.status in (OrderStatus.submitting, OrderStatus.unknown) and not order.venue_order_id
+            if (working or unconfirmed) and not self.not_found.lost(cid, self.now()):
+                raise TemporaryError(self.not_found.waiting(cid, "lost" if working else "taken as never arrived"))
             if order.status is OrderStatus.unknown and order.venue_order_id:
+                self.lost.add(cid)
                 return "missing"  # the venue accepted it once and lost it since: for a person, never resent
             if order.status in (OrderStatus.submitting, OrderStatus.unknown):
                 if not send:
@@ -210,10 +267,10 @@ class OrderRouter:
                 self.commit()
                 self._submit(order)
                 return "sent"
-            order.transition(OrderStatus.unknown, self.now(),
-                             f"the venue does not know order {order.client_order_id}, which was "
-                             f"{order.status.value}; left for a person to reconcile")
+            order.transition(OrderStatus.unknown, self.now(), lost_reason(order))
+            self.lost.add(cid)
             return "missing"
+        self.not_found.found(cid)
         self._take_report(position, order, report)
         return report.status.value
 

@@ -259,6 +259,15 @@ class Ledger:
         self._tracked = _Tracked.of(content.state) if content is not None else None
         return content
 
+    def journaled(self, event: str) -> list[dict[str, Any]]:
+        """The fields of the committed journal lines of ``event`` the ledger still keeps (its last ``journal_keep``
+        lines), oldest first: what an earlier process recorded, read once at start-up (a live executor's cancels
+        asked for and not yet confirmed, ``Engine.cancels_asked_before``). Empty without a ledger."""
+        if not self.path.exists():
+            return []
+        rows = self._writer().execute("SELECT line FROM journal WHERE event = ? ORDER BY seq", (event,))
+        return [orjson.loads(line)["fields"] for (line,) in rows]
+
     # -- jobs -------------------------------------------------------------------------------------
 
     def new_valuations(self) -> ValuationSeries:

@@ -22,6 +22,9 @@ dust_written_off (``quantity``: what a close left below one lot; the position cl
 order_resolved (``detail``: an order a restart found ``submitting``, or whose reply never came, asked about by
 client order id), order_unknown (live: a submit whose reply never came; asked about at the next job),
 order_expired (live: an order the exchange ended with only part, or none, of it filled),
+order_lost (live: an order the exchange accepted once and no longer knows — found when its cancel was not
+confirmed, or by the ccxt venue's poll — once that answer has lasted, ``NotFoundAnswers``; once per process;
+``reason`` says what a person does: the executor enters safe mode),
 decision_resumed (``cycle_time``, ``orders``: a cycle whose orders a killed process committed), intent_ignored, trigger_fired (``trigger``, ``trigger_price``, ``price``), revalued, crashed,
 safe_mode, paused, resumed, risk_limit_hit (``limit``, ``value``, ``threshold``, ``bar_time``),
 risk_pause_lifted, stop_requested, operator_action and operator_refused (``action``, ``by``,
@@ -86,6 +89,7 @@ EVENTS: frozenset[str] = frozenset(
         "order_resolved",
         "order_unknown",
         "order_expired",
+        "order_lost",
         "decision_resumed",
         "intent_ignored",
         "trigger_fired",

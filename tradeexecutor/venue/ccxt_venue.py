@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -34,10 +34,12 @@ from tradeexecutor.venue.model import (
     ExecutionEvent,
     FillReport,
     InstrumentSpec,
+    NotFoundAnswers,
     OrderAccepted,
     OrderCancelled,
     OrderExpired,
     OrderFilled,
+    OrderLost,
     OrderRejected,
     OrderReport,
     OrderRequest,
@@ -81,7 +83,7 @@ class CcxtVenue:
     max_order_lookups = 10_000
 
     def __init__(self, config: CcxtVenueConfig, connection: CcxtConnection | None = None, *,
-                 environ: Mapping[str, str] | None = None):
+                 environ: Mapping[str, str] | None = None, now: Callable[[], datetime] | None = None):
         self.config = config
         self.name = config.exchange or "exchange"
         self.connection = connection if connection is not None else CcxtConnection(config, environ=environ)
@@ -96,6 +98,10 @@ class CcxtVenue:
         self._events: list[ExecutionEvent] = []
         #: Exchange order id → client order id of trades' orders not followed (``max_order_lookups``).
         self._client_ids: dict[str, str] = {}
+        #: Followed orders the exchange has lately answered it does not know: lost only once that persists.
+        self._not_found = NotFoundAnswers()
+        #: The clock of events and of ``_not_found`` (tests drive it): the exchange's time by default.
+        self._clock = now
 
     def __repr__(self) -> str:
         return f"CcxtVenue({self.config.exchange}, url={self.config.url!r})"
@@ -227,7 +233,8 @@ class CcxtVenue:
             self._take(reply, announce=False)
 
     def fetch_order(self, client_order_id: str) -> OrderReport | None:
-        """What the exchange knows of the order; None when no watched market has it (it may then be sent again)."""
+        """What the exchange knows of the order; None when no watched market has it (it may then be sent again, unless
+        the exchange had accepted it: that one stays followed)."""
         if client_order_id in self._refused:
             return self._refused[client_order_id]
         tracked = self._orders.get(client_order_id)
@@ -240,8 +247,12 @@ class CcxtVenue:
                 tracked.venue_order_id = report.venue_order_id
                 if tracked.status is OrderStatus.unknown:
                     tracked.status = OrderStatus.open  # adopted: the next poll brings its fills and its end
+                self._not_found.found(client_order_id)
                 return report
-        self._orders.pop(client_order_id, None)  # the exchange never saw it: sending it now is not a resend
+        if tracked is None or not tracked.venue_order_id:
+            self._orders.pop(client_order_id, None)  # the exchange never saw it: sending it now is not a resend
+        # One it accepted stays followed: "does not exist" may be the exchange's lag (NotFoundAnswers), and the poll
+        # goes on asking until the order is found or the answer persists (lost).
         return None
 
     def _find(self, market: str, client_order_id: str) -> dict[str, Any] | None:
@@ -343,8 +354,28 @@ class CcxtVenue:
     # -- reading the exchange's answers ---------------------------------------------------------------
 
     def _refresh(self, tracked: _Tracked) -> None:
-        """Ask the exchange about a followed order and queue what changed."""
-        self._take(self._call(self.exchange.fetch_order, tracked.venue_order_id, tracked.market), announce=False)
+        """Ask the exchange about a followed order and queue what changed.
+
+        An order the exchange answers it does not know (-2013), by its id nor by our client order id, is lost only
+        when that answer persists (``NotFoundAnswers``: ``LOST_AFTER_ANSWERS`` polls over ``LOST_AFTER``): Binance
+        answers -2013 for an order it accepted a moment ago, and this poll follows right after the submit. Until then
+        it stays followed and the poll says nothing of it; then ``OrderLost`` is queued once and the order is no
+        longer followed (asking again would never learn more; ``fetch_order`` still asks, for a person's
+        reconcile). It used to end the job as a crash, every job.
+        """
+        import ccxt
+
+        try:
+            order = self._call(self.exchange.fetch_order, tracked.venue_order_id, tracked.market,
+                               answers=(ccxt.OrderNotFound,))
+        except ccxt.OrderNotFound:
+            order = self._find(tracked.market, tracked.client_order_id)
+            if order is None:
+                if self._not_found.lost(tracked.client_order_id, self._now()):
+                    del self._orders[tracked.client_order_id]
+                    self._events.append(OrderLost(tracked.client_order_id, self._now()))
+                return
+        self._take(order, announce=False)
 
     def _take(self, order: dict[str, Any], *, announce: bool) -> None:
         """Queue the events an order's state brings that were not queued before: accepted, fills, the end."""
@@ -352,6 +383,7 @@ class CcxtVenue:
         tracked = self._orders.get(cid)
         if tracked is None:
             return
+        self._not_found.found(cid)  # the exchange answered with it (a poll, a submit's or a cancel's reply): in a row
         at = _time(order.get("timestamp")) or self._now()
         tracked.venue_order_id = str(order["id"])
         report = self._report(order)
@@ -433,7 +465,7 @@ class CcxtVenue:
         return 0.0, f"not valued: {self.config.exchange} lists no {asset}/{quote} market"
 
     def _now(self) -> datetime:
-        return self.connection.now()
+        return self._clock() if self._clock is not None else self.connection.now()
 
 
 def _open_orders_costs(exchange: Any) -> tuple[float, float]:

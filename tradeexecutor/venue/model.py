@@ -14,18 +14,21 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Protocol, runtime_checkable
 
 from tradeexecutor.errors import InvariantError
 from tradeexecutor.state import OrderSide, OrderStatus, OrderType, RejectReason, TimeInForce
 
 __all__ = [
+    "LOST_AFTER",
+    "LOST_AFTER_ANSWERS",
     "Balance",
     "DuplicateOrderError",
     "ExecutionEvent",
     "FillReport",
     "InstrumentSpec",
+    "NotFoundAnswers",
     "OrderAccepted",
     "OrderCancelled",
     "OrderExpired",
@@ -164,8 +167,70 @@ class OrderExpired:
     at: datetime
 
 
+@dataclass(frozen=True, slots=True)
+class OrderLost:
+    """The venue accepted the order once and now answers that it does not know it (not a network failure): its
+    outcome can no longer be learnt from the venue. Left for a person; never resent."""
+
+    client_order_id: str
+    at: datetime
+
+
+#: An order the venue accepted is taken as lost only when it has answered "does not exist" for it at least this many
+#: times in a row (each poll, each question after a cancel) ...
+LOST_AFTER_ANSWERS = 3
+#: ... over at least this span since its first such answer. Binance answers -2013 for an order it accepted a
+#: moment ago (its query side lags its matching engine: ccxt/ccxt#1786; freqtrade asks 5 times with backoff), and the
+#: engine asks right after the submit: one answer, or two within milliseconds, is a lag, not a loss. A minute is
+#: far past any lag seen, and short next to the hours a lost order would otherwise go unnoticed.
+LOST_AFTER = timedelta(seconds=60)
+
+
+class NotFoundAnswers:
+    """Per order the venue accepted once (or may have: a submit whose reply never came), its "does not exist" answers
+    since it last found the order: the one rule (``LOST_AFTER_ANSWERS`` over ``LOST_AFTER``) by which a "not found"
+    is believed (a loss, or an order that never arrived) rather than a passing outage.
+
+    Rare and short-lived entries: one is dropped when the order is found again or taken as lost.
+    """
+
+    def __init__(self, answers: int = LOST_AFTER_ANSWERS, span: timedelta = LOST_AFTER) -> None:
+        self.answers = answers
+        self.span = span
+        #: Client order id → (the first "does not exist" answer's time, how many since).
+        self._since: dict[str, tuple[datetime, int]] = {}
+
+    @classmethod
+    def one_look(cls) -> NotFoundAnswers:
+        """The first "does not exist" believed: for a venue that cannot lag (the simulated venue, in this process),
+        and for reconciliation, which comes after the lag (a restart, a person's command)."""
+        return cls(answers=1, span=timedelta(0))
+
+    def lost(self, client_order_id: str, now: datetime) -> bool:
+        """Count one more "does not exist" answer at ``now``; True (and forgotten) once the rule is met."""
+        first, count = self._since.get(client_order_id, (now, 0))
+        count += 1
+        if count >= self.answers and now - first >= self.span:
+            self._since.pop(client_order_id, None)
+            return True
+        self._since[client_order_id] = (first, count)
+        return False
+
+    def found(self, client_order_id: str) -> None:
+        """The venue knows the order (again): its count starts over."""
+        self._since.pop(client_order_id, None)
+
+    def waiting(self, client_order_id: str, verdict: str = "lost") -> str:
+        """Words for an outage: how long the venue has not found the order, and what happens next (``verdict``:
+        what the order is taken as once the rule is met)."""
+        first, count = self._since.get(client_order_id, (None, 0))
+        return (f"the exchange answered {count} time(s) that it does not know order {client_order_id}"
+                f"{f' since {first.isoformat()}' if first else ''}; taken as a passing lag and asked again (it is "
+                f"{verdict} only after {self.answers} such answers over {self.span.total_seconds():g} s)")
+
+
 #: Everything a venue reports about orders, keyed by client order id.
-ExecutionEvent = OrderAccepted | OrderFilled | OrderRejected | OrderCancelled | OrderExpired
+ExecutionEvent = OrderAccepted | OrderFilled | OrderRejected | OrderCancelled | OrderExpired | OrderLost
 
 
 @runtime_checkable

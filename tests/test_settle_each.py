@@ -1,0 +1,82 @@
+"""Two unknown orders asked about at once, the first found filled, the second not found yet (its "does not exist" has
+not lasted: TemporaryError): the first's fill must be journaled, committed and its stop armed before the error escapes,
+for at the retry it is no longer unknown and never asked about again. Both ways of asking: every job's
+``Engine.settle_unknown`` and the start's ``Engine.resolve_orders``."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from scripted import SCRIPTED, ohlc
+from test_engine_router import T0
+from test_engine_writeahead import CONFIG, cycle_ns, orders
+from tradeexecutor.backtest.runner import new_state
+from tradeexecutor.data.market import MarketData
+from tradeexecutor.engine.engine import Engine
+from tradeexecutor.engine.router import said
+from tradeexecutor.errors import TemporaryError
+from tradeexecutor.state import OrderStatus
+from tradeexecutor.strategy.api import open_long
+from tradeexecutor.strategy.loader import load_strategy
+from tradeexecutor.venue import InMemoryVenue
+from tradeexecutor.venue.model import LOST_AFTER, LOST_AFTER_ANSWERS, InstrumentSpec
+from venue_contract import AAA
+
+
+class CcxtLike(InMemoryVenue):
+    """As the ccxt venue: an order whose submit reply never came has no exchange id, so its poll reports nothing
+    of it; only fetch_order (by client order id) finds it."""
+
+    def poll(self):  # type: ignore[override]
+        super().poll()
+        return []
+
+
+BBB = InstrumentSpec(symbol="BBB", lot_step=1.0, tick_size=0.01, min_notional=10.0, base="BBB", quote="USD")
+
+
+@pytest.mark.parametrize("ask", ["settle_unknown", "resolve_orders"])
+def test_a_found_unknown_order_before_a_lagging_one_is_journaled_and_its_stop_armed(tmp_path: Path, ask: str) -> None:
+    path = tmp_path / "scripted.py"
+    path.write_text(SCRIPTED.format(cycle="1d", instruments=["AAA", "BBB"]))
+    strategy = load_strategy(path)
+    frame = pd.concat([ohlc("AAA", [100.0] * 6), ohlc("BBB", [50.0] * 6)])
+    market = MarketData.from_long_frame(frame, asset_types={"AAA": "equity", "BBB": "equity"})
+    journal: list[tuple[str, dict[str, Any]]] = []
+    engine = Engine(strategy, market, new_state(strategy, CONFIG, T0), config=CONFIG,
+                    events=lambda event, /, **fields: journal.append((event, fields)))
+    venue = CcxtLike([AAA, BBB], {"USD": 10_000.0}, fee=0.001)
+    engine.live_venue = venue
+    now = [T0]
+    committed: list[int] = []  # the journal's length at each commit: what a failed job would keep
+    engine.start_write_ahead(lambda: committed.append(len(journal)), lambda: now[0])
+    engine.plan([open_long("AAA", value=1000, stop_loss_pct=0.1), open_long("BBB", value=1000, stop_loss_pct=0.1)],
+                0, cycle_ns(0))
+    venue.fail_next("submit", after_effect=True)  # AAA: the exchange took it, the reply was lost
+    venue.fail_next("submit")  # BBB: never reached the exchange
+    engine.manage(1)
+    a, b = orders(engine)
+    assert a.status is OrderStatus.unknown and b.status is OrderStatus.unknown
+    venue.advance({"AAA": 100.0, "BBB": 50.0}, T0)  # the exchange fills AAA
+
+    def settle() -> list[str]:
+        return engine.settle_unknown() if ask == "settle_unknown" else engine.resolve_orders(now[0])
+
+    for answer in range(LOST_AFTER_ANSWERS - 1):
+        engine.drain()  # as the loop's _settle: drain, then settle_unknown
+        with pytest.raises(TemporaryError):
+            settle()
+        if answer == 0:  # AAA's outcome is in the journal and committed although BBB's question failed
+            lines = journal[:committed[-1]]
+            assert [f["client_order_id"] for e, f in lines if e == "order_filled"] == [a.client_order_id]
+            assert [f["detail"] for e, f in lines if e == "order_resolved"] == [f"{a.client_order_id}: {said('filled')}"]
+            assert b.status is OrderStatus.unknown
+        now[0] += LOST_AFTER / (LOST_AFTER_ANSWERS - 1)
+    assert settle() == [f"{b.client_order_id}: {said('sent')}"]  # BBB's "does not exist" has lasted: sent now
+    position_a = next(p for p in engine.state.portfolio.open_positions if p.orders[0] is a)
+    assert a.status is OrderStatus.filled
+    assert position_a.stop_loss is not None, "AAA bought but its stop-loss was never armed"
+    assert [f["client_order_id"] for e, f in journal if e == "order_filled"].count(a.client_order_id) == 1
