@@ -27,16 +27,7 @@ of free space that was neither kept data nor given back. :func:`bound_arenas` ca
 (``M_ARENA_MAX``); the threads mostly allocate under the GIL, so they seldom wait for an arena's
 lock (``docs/benchmarks.md``, "What grows with the cycles, bounded").
 
-Neither setting stops glibc from keeping the free pages inside its heaps: a chunk freed in the middle
-of a heap stays resident until something is allocated there again, and a 1-second executor frees and
-allocates in a different pattern each job (orders, fills, the publication's pieces, SQLite's pages). Over
-an hour of the live soak, RSS rose 4.4 MiB; ``malloc_trim(0)`` called from outside (gdb) gave back 1.2 to
-1.4 MiB each time, and RSS right after each trim stayed level from one trim to the next (203,144 then
-203,112 KiB ten minutes later): what grew was free memory, not kept data. :class:`HeapTrim` does that
-from the inside, between jobs on the loop thread, once a minute (``docs/benchmarks.md``, "The heap's free
-pages given back").
-
-glibc only (Linux): elsewhere (musl, macOS) there is no ``mallopt`` or ``malloc_trim`` and nothing is done.
+glibc only (Linux): elsewhere (musl, macOS) there is no ``mallopt`` and nothing is done.
 """
 
 from __future__ import annotations
@@ -44,10 +35,8 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
-import time
-from collections.abc import Callable
 
-__all__ = ["ARENA_MAX", "MMAP_THRESHOLD", "TRIM_SECONDS", "HeapTrim", "bound_arenas", "return_large_blocks"]
+__all__ = ["ARENA_MAX", "MMAP_THRESHOLD", "bound_arenas", "return_large_blocks"]
 
 logger = logging.getLogger("tradeexecutor.daemon")
 
@@ -59,8 +48,6 @@ _M_MMAP_THRESHOLD = -3
 ARENA_MAX = 2
 #: ``mallopt``'s parameter number for the arena cap (``M_ARENA_MAX`` in glibc's malloc.h).
 _M_ARENA_MAX = -8
-#: Seconds between two trims of the heap by :class:`HeapTrim`.
-TRIM_SECONDS = 60.0
 
 
 def _mallopt(parameter: int, value: int) -> bool:
@@ -99,49 +86,3 @@ def bound_arenas(arenas: int = ARENA_MAX) -> bool:
         logger.info("the number of malloc arenas is set in the environment: left as it is")
         return False
     return _mallopt(_M_ARENA_MAX, arenas)
-
-
-def _malloc_trim() -> Callable[[int], int] | None:
-    """glibc's ``malloc_trim``, which hands the heaps' free pages back to the system; None elsewhere."""
-    try:
-        trim = ctypes.CDLL(None).malloc_trim
-    except (OSError, AttributeError):  # not glibc: nothing to call
-        return None
-    trim.argtypes = (ctypes.c_size_t,)
-    trim.restype = ctypes.c_int
-    return trim  # type: ignore[no-any-return]
-
-
-#: glibc's ``malloc_trim`` in this process, or None (not glibc).
-_GLIBC_TRIM = _malloc_trim()
-
-
-class HeapTrim:
-    """Call it after every job: at most once every ``seconds`` it hands the heaps' free pages back to the system.
-
-    On the loop thread and between jobs, so no job waits for it and no other thread allocates much
-    meanwhile (glibc locks each arena while it trims it). Its time is logged at debug level; in the soak
-    it took about a millisecond.
-    """
-
-    def __init__(self, seconds: float = TRIM_SECONDS, *, monotonic: Callable[[], float] = time.monotonic,
-                 trim: Callable[[int], int] | None = _GLIBC_TRIM) -> None:
-        """``trim``: glibc's ``malloc_trim`` (the default), or None where there is none: then it does nothing."""
-        self.seconds = seconds
-        self._monotonic = monotonic
-        self._trim = trim
-        self._due = monotonic() + seconds
-        #: Trims done so far.
-        self.trims = 0
-
-    def __call__(self) -> None:
-        if self._trim is None:
-            return
-        now = self._monotonic()
-        if now < self._due:
-            return
-        self._trim(0)
-        self.trims += 1
-        finished = self._monotonic()
-        self._due = finished + self.seconds
-        logger.debug("heap trimmed in %.2f ms", (finished - now) * 1000)

@@ -133,8 +133,7 @@ class ExecutorLoop:
                  cycle_limit: int = 0, safe_mode: bool = False, watchdog: Watchdog | None = None,
                  crash_loop: Callable[[], str | None] = lambda: None,
                  after_job: Callable[[], None] | None = None, caster: Caster | None = None,
-                 risk: RiskGuard | None = None, outage: Outage | None = None,
-                 between_jobs: Callable[[], None] | None = None) -> None:
+                 risk: RiskGuard | None = None, outage: Outage | None = None) -> None:
         self.engine = engine
         self.state = engine.state
         self.feed = feed
@@ -150,9 +149,6 @@ class ExecutorLoop:
         self._now = now
         #: Runs after every scheduled job that did not end the loop (the daily summary check).
         self.after_job = after_job
-        #: Runs after every scheduled job, outside any ledger job: housekeeping that must not fail one (the heap's
-        #: periodic trim, daemon/heap.py). None: nothing.
-        self.between_jobs = between_jobs
         #: When cycles end, from the strategy's cycle duration and offset, one step at a time (the data may grow).
         self.schedule = schedule
         #: Stop after this many strategy cycles (0: never).
@@ -276,8 +272,6 @@ class ExecutorLoop:
             if self.after_job is not None and self.outcome is None:
                 self._guarded("after_job", self.after_job)
             self._cast()
-            if self.between_jobs is not None:
-                self.between_jobs()
         elif command.kind is CommandKind.cast and self.caster is not None:  # a cast journals its own outcome
             caster = self.caster
             self._guarded("cast", lambda: caster.set_target(command.target, by=command.reason or "control"))

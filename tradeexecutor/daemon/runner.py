@@ -45,7 +45,6 @@ from tradeexecutor.daemon.commands import CommandQueue, JobKind
 from tradeexecutor.daemon.crash import CrashRecorder, Watchdog, crash_loop_reason
 from tradeexecutor.daemon.daily import DailySummary
 from tradeexecutor.daemon.health_watch import HealthWatch
-from tradeexecutor.daemon.heap import HeapTrim
 from tradeexecutor.daemon.journal import CommittedAtOnce, JournalSink
 from tradeexecutor.daemon.loop import ExecutorLoop, LoopOutcome
 from tradeexecutor.daemon.outage import Outage
@@ -402,8 +401,7 @@ def build_daemon(config: DaemonConfig, *, clock: Clock | None = None, journal: E
                         crash_loop=lambda: crash_loop_reason(crash_file, config.crash_loop_count,
                                                              config.crash_loop_minutes, clock.now()),
                         caster=caster, risk=RiskGuard(RiskLimits(config.risk), engine, runstate, journal),
-                        outage=Outage(runstate, clock.now, cap_seconds=config.retry_max_seconds),
-                        between_jobs=HeapTrim())
+                        outage=Outage(runstate, clock.now, cap_seconds=config.retry_max_seconds))
     health_watch = HealthWatch(runstate, config.health, notifier, clock.now) if notifier else None
     if paper is not None:
         logger.info("%s: %s mode on %s, %s candles, resuming after %s; state in %s", strategy.name, config.mode,
