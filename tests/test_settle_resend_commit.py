@@ -16,6 +16,7 @@ import pytest
 from scripted import SCRIPTED, ohlc
 from test_engine_router import T0
 from test_engine_writeahead import CONFIG, cycle_ns, orders
+from test_settle_each import BBB, CcxtLike
 from tradeexecutor.backtest.runner import new_state
 from tradeexecutor.data.market import MarketData
 from tradeexecutor.engine.engine import Engine
@@ -25,7 +26,6 @@ from tradeexecutor.state import OrderStatus
 from tradeexecutor.strategy.api import open_long
 from tradeexecutor.strategy.loader import load_strategy
 from tradeexecutor.venue.model import LOST_AFTER, LOST_AFTER_ANSWERS
-from test_settle_each import BBB, CcxtLike
 from venue_contract import AAA
 
 
