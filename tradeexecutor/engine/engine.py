@@ -347,11 +347,11 @@ class Engine:
             # What the exchange did while we were down is journaled as its own job would have (order_filled with
             # ``resolved``; an opening fill arms the triggers), in the caller's commit with the order_resolved lines.
             followed = _followed(router.pending())
-            resolved, error = router.resolve_each(router.pending())
+            resolved, error = router.resolve_each(router.pending(), send=False)  # asked first, nothing sent yet
             router.drain(commit=False)
             self._journal_changes(followed, resolved=True)
             self.pending = [(p, o) for p, o in self.pending if not o.is_terminal]
-            return self._settled([f"{o.client_order_id}: {said(r)}" for _, o, r in resolved], error)
+            return self._settled(resolved, error)
         self.venue.advance({}, now)  # the venue's clock, for what it reports
         done = router.resolve()
         for position, order in self.pending:
@@ -392,29 +392,63 @@ class Engine:
         if not unknown:
             return []
         before = {o.client_order_id: (len(o.fills), p.quantity) for p, o in unknown}
-        resolved, error = router.resolve_each(unknown)  # one order's TemporaryError does not skip the others' outcome
+        # One order's TemporaryError does not skip the others' outcome; nothing is sent until every outcome is saved.
+        resolved, error = router.resolve_each(unknown, send=False)
         router.drain(commit=False)
-        for position, order, _ in resolved:
+        for position, order, resolution in resolved:
+            if resolution == "unsent":
+                continue  # not sent yet: _settled sends it once the others' outcomes are saved
             count, held = before[order.client_order_id]
             self._after_send(position, order, count, opening=order.side is _BUY and held == 0, resolved=True)
-        for position, order, _ in resolved:
-            if not order.is_terminal and all(o is not order for _, o in self.pending):
+        for position, order, resolution in resolved:
+            if resolution != "unsent" and not order.is_terminal and all(o is not order for _, o in self.pending):
                 self.pending.append((position, order))  # still open at the exchange: followed as any open order
         self.pending = [(p, o) for p, o in self.pending if not o.is_terminal]
-        return self._settled([f"{o.client_order_id}: {said(r)}" for _, o, r in resolved], error)
+        return self._settled(resolved, error)
 
-    def _settled(self, done: list[str], error: TemporaryError | None) -> list[str]:
-        """``done`` for the caller to journal and commit; or, when one order could not be settled (``error``), the
-        others' lines journaled and committed here before the error is raised: a failed job's uncommitted lines are
-        dropped, and an order found filled is no longer asked about at the retry, so its ``order_filled`` and armed
-        stop would be lost with them."""
-        if error is None:
-            return done
-        for line in done:
+    def _settled(self, resolved: list[tuple[Position, Order, str]], error: TemporaryError | None) -> list[str]:
+        """The second and third phases of settling orders asked about with nothing sent (``resolve_each``,
+        ``send=False``); the lines for the caller to journal and commit.
+
+        When nothing is left to send and nothing failed, every line is the caller's. Otherwise the outcomes found
+        are journaled ``order_resolved`` and committed here first, with their ``order_filled`` lines and armed
+        stops: a send's write-ahead commit would otherwise save an order found filled without them (a kill -9
+        during that send: the order is terminal at the restart, never asked again), and a failed job's uncommitted
+        lines are dropped (``error``). Only then are the orders that never reached the venue sent
+        (``_send_unsent``); their lines are the caller's, or, with ``error``, journaled and committed here before
+        the error is raised.
+        """
+        found = [f"{o.client_order_id}: {said(r)}" for _, o, r in resolved if r != "unsent"]
+        unsent = [(p, o) for p, o, r in resolved if r == "unsent"]
+        if error is None and not unsent:
+            return found
+        for line in found:
             self.events("order_resolved", detail=line)
-        if done:
+        if found:
+            self._commit_outcome()
+        sent = [self._send_unsent(position, order) for position, order in unsent]
+        if error is None:
+            return sent
+        for line in sent:
+            self.events("order_resolved", detail=line)
+        if sent:
             self._commit_outcome()
         raise error
+
+    def _send_unsent(self, position: Position, order: Order) -> str:
+        """Send one order the exchange never saw, under its same client order id (committed as submitting first),
+        and journal what the exchange did with it (``_after_send``); its ``order_resolved`` line."""
+        router = self.router
+        assert router is not None, "only orders a router asked about are unsent"
+        opening = order.side is _BUY and position.quantity == 0
+        count = len(order.fills)
+        router.send_unsent(order)
+        router.drain(commit=False)
+        self._after_send(position, order, count, opening=opening, resolved=True)
+        if not order.is_terminal and all(o is not order for _, o in self.pending):
+            self.pending.append((position, order))  # open at the exchange: followed as any open order
+        self.pending = [(p, o) for p, o in self.pending if not o.is_terminal]
+        return f"{order.client_order_id}: {said('sent')}"
 
     def in_flight(self, position: Position) -> Order | None:
         """Live mode: the position's order that is at (or may be at) the exchange and not yet ended, if any.

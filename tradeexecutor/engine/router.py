@@ -94,6 +94,14 @@ class OrderRouter:
         crashpoint.reached("submitting")
         self._submit(order)
 
+    def send_unsent(self, order: Order) -> None:
+        """Send an order the venue never saw (``resolve_order``'s ``unsent``) under its same client order id:
+        committed as submitting first, as any send (write-ahead)."""
+        if order.status is OrderStatus.unknown:
+            order.transition(OrderStatus.submitting, self.now(), "the venue never saw it: sending")
+        self.commit()
+        self._submit(order)
+
     def _submit(self, order: Order) -> None:
         try:
             self.venue.submit(self.request(order))
@@ -262,10 +270,7 @@ class OrderRouter:
             if order.status in (OrderStatus.submitting, OrderStatus.unknown):
                 if not send:
                     return "unsent"
-                if order.status is OrderStatus.unknown:
-                    order.transition(OrderStatus.submitting, self.now(), "the venue never saw it: sending")
-                self.commit()
-                self._submit(order)
+                self.send_unsent(order)
                 return "sent"
             order.transition(OrderStatus.unknown, self.now(), lost_reason(order))
             self.lost.add(cid)

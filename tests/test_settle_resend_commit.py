@@ -1,0 +1,95 @@
+"""Settling in two phases: every order is asked about first with nothing sent, the outcomes found are journaled and
+committed, and only then are the orders the exchange never saw sent. Sent inside the asking pass (fix round 3), a
+resend's write-ahead commit saved an order found filled earlier in the same pass before its order_filled was journaled
+and its stop armed: kill -9 during the resend's submit, and the restart found that order terminal (never asked again),
+its position with no stop-loss and no order_filled in the journal. Both ``Engine.settle_unknown`` (every job's start)
+and ``Engine.resolve_orders`` (the start-up)."""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from scripted import SCRIPTED, ohlc
+from test_engine_router import T0
+from test_engine_writeahead import CONFIG, cycle_ns, orders
+from test_settle_each import BBB, CcxtLike
+from tradeexecutor.backtest.runner import new_state
+from tradeexecutor.data.market import MarketData
+from tradeexecutor.engine.engine import Engine
+from tradeexecutor.engine.router import said
+from tradeexecutor.errors import TemporaryError
+from tradeexecutor.state import OrderStatus
+from tradeexecutor.strategy.api import open_long
+from tradeexecutor.strategy.loader import load_strategy
+from tradeexecutor.venue.model import LOST_AFTER, LOST_AFTER_ANSWERS
+from venue_contract import AAA
+
+
+class Killed(BaseException):
+    """kill -9 while the resend is on the wire."""
+
+
+@pytest.mark.parametrize("ask", ["settle_unknown", "resolve_orders"])
+def test_a_resend_commit_does_not_commit_another_orders_fill_before_its_journal_and_stop(tmp_path: Path,
+                                                                                         ask: str) -> None:
+    path = tmp_path / "scripted.py"
+    path.write_text(SCRIPTED.format(cycle="1d", instruments=["AAA", "BBB"]))
+    strategy = load_strategy(path)
+    frame = pd.concat([ohlc("AAA", [100.0] * 6), ohlc("BBB", [50.0] * 6)])
+    market = MarketData.from_long_frame(frame, asset_types={"AAA": "equity", "BBB": "equity"})
+    journal: list[tuple[str, dict[str, Any]]] = []
+    engine = Engine(strategy, market, new_state(strategy, CONFIG, T0), config=CONFIG,
+                    events=lambda event, /, **fields: journal.append((event, fields)))
+    venue = CcxtLike([AAA, BBB], {"USD": 10_000.0}, fee=0.001)
+    engine.live_venue = venue
+    now = [T0]
+    commits: list[tuple[int, Any]] = []  # (journal length, a copy of the state) at each commit
+    engine.start_write_ahead(lambda: commits.append((len(journal), copy.deepcopy(engine.state))), lambda: now[0])
+    engine.plan([open_long("AAA", value=1000, stop_loss_pct=0.1), open_long("BBB", value=1000, stop_loss_pct=0.1)],
+                0, cycle_ns(0))
+    venue.fail_next("submit", after_effect=True)  # AAA: taken, reply lost
+    venue.fail_next("submit")  # BBB: never arrived
+    engine.manage(1)
+    a, b = orders(engine)
+    assert a.status is OrderStatus.unknown and b.status is OrderStatus.unknown
+    venue.advance({"AAA": 100.0, "BBB": 50.0}, T0)  # the exchange fills AAA
+    fetch = venue.fetch_order
+    blip = [True]
+
+    def fetch_order(cid: str):  # AAA's lookups fail (network) until the last pass; BBB answers "does not exist"
+        if cid == a.client_order_id and blip[0]:
+            raise TemporaryError("network blip")
+        return fetch(cid)
+    venue.fetch_order = fetch_order  # type: ignore[method-assign,assignment]
+
+    def settle() -> list[str]:
+        return engine.settle_unknown() if ask == "settle_unknown" else engine.resolve_orders(now[0])
+    for _ in range(LOST_AFTER_ANSWERS - 1):
+        with pytest.raises(TemporaryError):
+            settle()
+        now[0] += LOST_AFTER / (LOST_AFTER_ANSWERS - 1)
+    blip[0] = False
+    submit = venue.submit
+
+    def killed_submit(request):  # noqa: ANN001
+        raise Killed()
+    venue.submit = killed_submit  # type: ignore[method-assign,assignment]
+    with pytest.raises(Killed):
+        settle()  # AAA found filled, then BBB's lasting -2013: resent, write-ahead commit, kill -9
+    venue.submit = submit  # type: ignore[method-assign]
+    lines, state = commits[-1]  # what a restart reads
+    a2 = next(o for o in state.portfolio.all_orders() if o.client_order_id == a.client_order_id)
+    pos = next(p for p in state.portfolio.open_positions if any(o.client_order_id == a.client_order_id for o in p.orders))
+    filled_lines = [f for e, f in journal[:lines] if e == "order_filled" and f["client_order_id"] == a.client_order_id]
+    # A committed state in which AAA is filled must carry its order_filled line and its armed stop
+    assert a2.status is OrderStatus.filled, "AAA was found filled before BBB was sent"
+    assert len(filled_lines) == 1 and pos.stop_loss is not None, (
+        f"committed: AAA {a2.status.value}, stop_loss {pos.stop_loss}, order_filled lines {len(filled_lines)}")
+    resolved_lines = [f["detail"] for e, f in journal[:lines] if e == "order_resolved"]
+    assert resolved_lines == [f"{a.client_order_id}: {said('filled')}"]
+    b2 = next(o for o in state.portfolio.all_orders() if o.client_order_id == b.client_order_id)
+    assert b2.status is OrderStatus.submitting  # BBB committed before it was sent: the restart asks about it
