@@ -4,6 +4,8 @@ for at the retry it is no longer unknown and never asked about again. Both ways 
 ``Engine.settle_unknown`` and the start's ``Engine.resolve_orders``."""
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -38,26 +40,38 @@ class CcxtLike(InMemoryVenue):
 BBB = InstrumentSpec(symbol="BBB", lot_step=1.0, tick_size=0.01, min_notional=10.0, base="BBB", quote="USD")
 
 
-@pytest.mark.parametrize("ask", ["settle_unknown", "resolve_orders"])
-def test_a_found_unknown_order_before_a_lagging_one_is_journaled_and_its_stop_armed(tmp_path: Path, ask: str) -> None:
+Journal = list[tuple[str, dict[str, Any]]]
+
+
+def two_unknown_entries(tmp_path: Path, on_commit: Callable[[Engine, Journal], None],
+                        ) -> tuple[Engine, CcxtLike, Journal, list[datetime]]:
+    """A live engine with two entries of unknown outcome: AAA taken by the exchange with its reply lost, BBB that never
+    reached it; ``on_commit(engine, journal)`` runs at each write-ahead commit. Returns the engine, its venue, the
+    journal and the clock (a list of one time, moved by the caller)."""
     path = tmp_path / "scripted.py"
     path.write_text(SCRIPTED.format(cycle="1d", instruments=["AAA", "BBB"]))
     strategy = load_strategy(path)
     frame = pd.concat([ohlc("AAA", [100.0] * 6), ohlc("BBB", [50.0] * 6)])
     market = MarketData.from_long_frame(frame, asset_types={"AAA": "equity", "BBB": "equity"})
-    journal: list[tuple[str, dict[str, Any]]] = []
+    journal: Journal = []
     engine = Engine(strategy, market, new_state(strategy, CONFIG, T0), config=CONFIG,
                     events=lambda event, /, **fields: journal.append((event, fields)))
     venue = CcxtLike([AAA, BBB], {"USD": 10_000.0}, fee=0.001)
     engine.live_venue = venue
     now = [T0]
-    committed: list[int] = []  # the journal's length at each commit: what a failed job would keep
-    engine.start_write_ahead(lambda: committed.append(len(journal)), lambda: now[0])
+    engine.start_write_ahead(lambda: on_commit(engine, journal), lambda: now[0])
     engine.plan([open_long("AAA", value=1000, stop_loss_pct=0.1), open_long("BBB", value=1000, stop_loss_pct=0.1)],
                 0, cycle_ns(0))
     venue.fail_next("submit", after_effect=True)  # AAA: the exchange took it, the reply was lost
     venue.fail_next("submit")  # BBB: never reached the exchange
     engine.manage(1)
+    return engine, venue, journal, now
+
+
+@pytest.mark.parametrize("ask", ["settle_unknown", "resolve_orders"])
+def test_a_found_unknown_order_before_a_lagging_one_is_journaled_and_its_stop_armed(tmp_path: Path, ask: str) -> None:
+    committed: list[int] = []  # the journal's length at each commit: what a failed job would keep
+    engine, venue, journal, now = two_unknown_entries(tmp_path, lambda engine, journal: committed.append(len(journal)))
     a, b = orders(engine)
     assert a.status is OrderStatus.unknown and b.status is OrderStatus.unknown
     venue.advance({"AAA": 100.0, "BBB": 50.0}, T0)  # the exchange fills AAA

@@ -10,23 +10,15 @@ import copy
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 import pytest
 
-from scripted import SCRIPTED, ohlc
 from test_engine_router import T0
-from test_engine_writeahead import CONFIG, cycle_ns, orders
-from test_settle_each import BBB, CcxtLike
-from tradeexecutor.backtest.runner import new_state
-from tradeexecutor.data.market import MarketData
-from tradeexecutor.engine.engine import Engine
+from test_engine_writeahead import orders
+from test_settle_each import two_unknown_entries
 from tradeexecutor.engine.router import said
 from tradeexecutor.errors import TemporaryError
 from tradeexecutor.state import OrderStatus
-from tradeexecutor.strategy.api import open_long
-from tradeexecutor.strategy.loader import load_strategy
 from tradeexecutor.venue.model import LOST_AFTER, LOST_AFTER_ANSWERS
-from venue_contract import AAA
 
 
 class Killed(BaseException):
@@ -36,24 +28,9 @@ class Killed(BaseException):
 @pytest.mark.parametrize("ask", ["settle_unknown", "resolve_orders"])
 def test_a_resend_commit_does_not_commit_another_orders_fill_before_its_journal_and_stop(tmp_path: Path,
                                                                                          ask: str) -> None:
-    path = tmp_path / "scripted.py"
-    path.write_text(SCRIPTED.format(cycle="1d", instruments=["AAA", "BBB"]))
-    strategy = load_strategy(path)
-    frame = pd.concat([ohlc("AAA", [100.0] * 6), ohlc("BBB", [50.0] * 6)])
-    market = MarketData.from_long_frame(frame, asset_types={"AAA": "equity", "BBB": "equity"})
-    journal: list[tuple[str, dict[str, Any]]] = []
-    engine = Engine(strategy, market, new_state(strategy, CONFIG, T0), config=CONFIG,
-                    events=lambda event, /, **fields: journal.append((event, fields)))
-    venue = CcxtLike([AAA, BBB], {"USD": 10_000.0}, fee=0.001)
-    engine.live_venue = venue
-    now = [T0]
     commits: list[tuple[int, Any]] = []  # (journal length, a copy of the state) at each commit
-    engine.start_write_ahead(lambda: commits.append((len(journal), copy.deepcopy(engine.state))), lambda: now[0])
-    engine.plan([open_long("AAA", value=1000, stop_loss_pct=0.1), open_long("BBB", value=1000, stop_loss_pct=0.1)],
-                0, cycle_ns(0))
-    venue.fail_next("submit", after_effect=True)  # AAA: taken, reply lost
-    venue.fail_next("submit")  # BBB: never arrived
-    engine.manage(1)
+    engine, venue, journal, now = two_unknown_entries(
+        tmp_path, lambda engine, journal: commits.append((len(journal), copy.deepcopy(engine.state))))
     a, b = orders(engine)
     assert a.status is OrderStatus.unknown and b.status is OrderStatus.unknown
     venue.advance({"AAA": 100.0, "BBB": 50.0}, T0)  # the exchange fills AAA
