@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Callable
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -778,12 +779,9 @@ def test_live_an_entry_the_exchange_lost_does_not_keep_a_risk_close_from_selling
 # -- [close(X), increase(X)] in one cycle: one rule on every path --------------------------------------------------
 
 
-@pytest.mark.parametrize("mode", ["backtest", "lean", "paper", "live"])
-def test_an_increase_of_a_position_the_same_cycle_closes_is_refused_alike_on_every_path(
-        tmp_path: Path, mode: str) -> None:
-    """A backtest used to buy into the position after its close had retired it (base asset bought that no open
-    position held), paper mode stopped with an InvariantError: every path now ignores the increase with its reason,
-    sells the position whole and holds nothing after."""
+def held_on_every_path(tmp_path: Path, mode: str) -> tuple[Engine, InMemoryVenue, Journal, Callable[[int, float], None]]:
+    """An engine of ``mode`` (backtest, lean, paper, live against the in-memory exchange) holding AAA bought at the
+    first bar, and ``bar(step, price)``: manage a bar (live: the exchange fills what was sent at ``price``)."""
     from tradeexecutor.backtest.lean import BacktestEngine
 
     journal: Journal = []
@@ -808,6 +806,16 @@ def test_an_increase_of_a_position_the_same_cycle_closes_is_refused_alike_on_eve
 
     engine.take([open_long("AAA", value=1000)], 0, cycle_ns(0))
     bar(1, 101.0)
+    return engine, venue, journal, bar
+
+
+@pytest.mark.parametrize("mode", ["backtest", "lean", "paper", "live"])
+def test_an_increase_of_a_position_the_same_cycle_closes_is_refused_alike_on_every_path(
+        tmp_path: Path, mode: str) -> None:
+    """A backtest used to buy into the position after its close had retired it (base asset bought that no open
+    position held), paper mode stopped with an InvariantError: every path now ignores the increase with its reason,
+    sells the position whole and holds nothing after."""
+    engine, _venue, journal, bar = held_on_every_path(tmp_path, mode)
     report = engine.plan([close("AAA"), increase("AAA", value=500)], 1, cycle_ns(1))
     assert report.planned == 1 and len(report.ignored) == 1
     assert report.ignored[0].startswith("increase AAA: the position is being closed (order ")

@@ -20,7 +20,7 @@ import pytest
 from scripted import SCRIPTED, ohlc
 from test_engine_router import T0
 from test_engine_writeahead import CONFIG, cycle_ns, orders
-from test_resting_entry import Journal, check_books
+from test_resting_entry import Journal, check_books, held_on_every_path
 from tradeexecutor.backtest.runner import new_state as new_run_state
 from tradeexecutor.data.market import MarketData
 from tradeexecutor.engine.accounting import recompute_cash
@@ -179,31 +179,7 @@ def test_live_an_operators_close_of_a_position_with_a_resting_reduce_cancels_it_
 def test_a_reduce_of_a_position_the_same_cycle_closes_is_ignored_alike_on_every_path(tmp_path: Path, mode: str) -> None:
     """Live used to send both sells when the close rested; a backtest created the reduce and had it refused. Every
     path now ignores the reduce with its reason, and the close sells the position whole."""
-    from tradeexecutor.backtest.lean import BacktestEngine
-    from tradeexecutor.strategy.loader import load_strategy
-
-    journal: Journal = []
-    path = tmp_path / "scripted.py"
-    path.write_text(SCRIPTED.format(cycle="1d", instruments=["AAA"]))
-    strategy = load_strategy(path)
-    market = MarketData.from_long_frame(ohlc("AAA", [100.0, 101.0, 102.0, 103.0]), asset_types={"AAA": "equity"})
-    cls = BacktestEngine if mode == "lean" else Engine
-    engine = cls(strategy, market, new_run_state(strategy, CONFIG, T0), config=CONFIG,
-                 events=None if mode in ("backtest", "lean") else lambda e, /, **f: journal.append((e, f)))
-    venue = InMemoryVenue([AAA], {"USD": 10_000.0}, fee=0.001)
-    if mode == "live":
-        engine.live_venue = venue
-    if mode in ("paper", "live"):
-        engine.start_write_ahead(lambda: None, lambda: T0)
-
-    def bar(step: int, price: float) -> None:
-        engine.manage(step)
-        if mode == "live":  # the exchange fills what was sent
-            venue.advance({"AAA": price}, T0)
-            engine.drain()
-
-    engine.take([open_long("AAA", value=1000)], 0, cycle_ns(0))
-    bar(1, 101.0)
+    engine, venue, journal, bar = held_on_every_path(tmp_path, mode)
     report = engine.plan([close("AAA"), reduce("AAA", fraction=0.5)], 1, cycle_ns(1))
     assert report.planned == 1 and report.ignored == [
         f"reduce AAA: the position is being closed (order {orders(engine)[-1].client_order_id}); "
