@@ -24,7 +24,7 @@ from tradeexecutor.state import OrderStatus
 from tradeexecutor.strategy.api import open_long
 from tradeexecutor.strategy.loader import load_strategy
 from tradeexecutor.venue import InMemoryVenue
-from tradeexecutor.venue.model import LOST_AFTER, LOST_AFTER_ANSWERS, InstrumentSpec
+from tradeexecutor.venue.model import LOST_AFTER, LOST_AFTER_ANSWERS, InstrumentSpec, OrderReport
 from venue_contract import AAA
 
 
@@ -94,3 +94,37 @@ def test_a_found_unknown_order_before_a_lagging_one_is_journaled_and_its_stop_ar
     assert a.status is OrderStatus.filled
     assert position_a.stop_loss is not None, "AAA bought but its stop-loss was never armed"
     assert [f["client_order_id"] for e, f in journal if e == "order_filled"].count(a.client_order_id) == 1
+
+
+def test_a_followed_order_that_fills_while_others_are_asked_about_is_journaled_and_its_stop_armed(
+        tmp_path: Path) -> None:
+    """AAA is found open at the exchange (followed from then on) while BBB's "does not exist" has not lasted; the
+    exchange fills AAA after the job's first drain. The next settle's own drain (the ccxt venue's poll asks again
+    about every followed order) must journal AAA's fill and arm its stop, as ``Engine.drain`` does: otherwise the
+    position is open with no stop-loss and no ``order_filled`` line, and the next drain sees nothing new."""
+    engine, venue, journal, now = two_unknown_entries(tmp_path, lambda engine, journal: None)
+    a, b = orders(engine)
+    found: set[str] = set()
+    fetch, poll = venue.fetch_order, InMemoryVenue.poll
+
+    def fetch_order(client_order_id: str) -> OrderReport | None:  # as ccxt: an order found is followed from then on
+        report = fetch(client_order_id)
+        if report is not None:
+            found.add(client_order_id)
+        return report
+
+    venue.fetch_order = fetch_order  # type: ignore[method-assign]
+    venue.poll = lambda: [e for e in poll(venue) if e.client_order_id in found]  # type: ignore[method-assign]
+    with pytest.raises(TemporaryError):
+        engine.settle_unknown()  # AAA found open (not filled yet); BBB not found: the lag
+    assert a.status is not OrderStatus.unknown and not a.is_terminal and b.status is OrderStatus.unknown
+    engine.drain()  # the loop's _settle: drain first ...
+    venue.advance({"AAA": 100.0, "BBB": 50.0}, T0)  # ... the exchange fills AAA meanwhile ...
+    now[0] += LOST_AFTER / (LOST_AFTER_ANSWERS - 1)
+    with pytest.raises(TemporaryError):
+        engine.settle_unknown()  # ... then settle_unknown, whose drain takes AAA's fill
+    engine.drain()
+    position_a = next(p for p in engine.state.portfolio.open_positions if p.orders[0] is a)
+    assert a.status is OrderStatus.filled
+    assert [f["client_order_id"] for e, f in journal if e == "order_filled"].count(a.client_order_id) == 1
+    assert position_a.stop_loss is not None, "AAA bought but its stop-loss was never armed"

@@ -393,8 +393,13 @@ class Engine:
             return []
         before = {o.client_order_id: (len(o.fills), p.quantity) for p, o in unknown}
         # One order's TemporaryError does not skip the others' outcome; nothing is sent until every outcome is saved.
+        asked = {id(o) for _, o in unknown}
+        # The orders followed already: a fill the venue reports for one of them in this drain is journaled and arms
+        # its stop as in Engine.drain (the ccxt venue's poll asks again about every followed order).
+        followed = _followed((p, o) for p, o in self.pending if not o.is_terminal and id(o) not in asked)
         resolved, error = router.resolve_each(unknown, send=False)
         router.drain(commit=False)
+        self._journal_changes(followed)
         for position, order, resolution in resolved:
             if resolution == "unsent":
                 continue  # not sent yet: _settled sends it once the others' outcomes are saved
