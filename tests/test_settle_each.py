@@ -43,11 +43,12 @@ BBB = InstrumentSpec(symbol="BBB", lot_step=1.0, tick_size=0.01, min_notional=10
 Journal = list[tuple[str, dict[str, Any]]]
 
 
-def two_unknown_entries(tmp_path: Path, on_commit: Callable[[Engine, Journal], None],
+def two_unknown_entries(tmp_path: Path, on_commit: Callable[[Engine, Journal], None], *, aaa_taken: bool = True,
                         ) -> tuple[Engine, CcxtLike, Journal, list[datetime]]:
-    """A live engine with two entries of unknown outcome: AAA taken by the exchange with its reply lost, BBB that never
-    reached it; ``on_commit(engine, journal)`` runs at each write-ahead commit. Returns the engine, its venue, the
-    journal and the clock (a list of one time, moved by the caller)."""
+    """A live engine with two entries of unknown outcome: AAA taken by the exchange with its reply lost (or, not
+    ``aaa_taken``, never reaching it), BBB that never reached it; ``on_commit(engine, journal)`` runs at each
+    write-ahead commit. Returns the engine, its venue, the journal and the clock (a list of one time, moved by the
+    caller)."""
     path = tmp_path / "scripted.py"
     path.write_text(SCRIPTED.format(cycle="1d", instruments=["AAA", "BBB"]))
     strategy = load_strategy(path)
@@ -62,7 +63,7 @@ def two_unknown_entries(tmp_path: Path, on_commit: Callable[[Engine, Journal], N
     engine.start_write_ahead(lambda: on_commit(engine, journal), lambda: now[0])
     engine.plan([open_long("AAA", value=1000, stop_loss_pct=0.1), open_long("BBB", value=1000, stop_loss_pct=0.1)],
                 0, cycle_ns(0))
-    venue.fail_next("submit", after_effect=True)  # AAA: the exchange took it, the reply was lost
+    venue.fail_next("submit", after_effect=aaa_taken)  # AAA: the exchange took it, the reply was lost (or not)
     venue.fail_next("submit")  # BBB: never reached the exchange
     engine.manage(1)
     return engine, venue, journal, now

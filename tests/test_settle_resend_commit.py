@@ -70,3 +70,33 @@ def test_a_resend_commit_does_not_commit_another_orders_fill_before_its_journal_
     assert resolved_lines == [f"{a.client_order_id}: {said('filled')}"]
     b2 = next(o for o in state.portfolio.all_orders() if o.client_order_id == b.client_order_id)
     assert b2.status is OrderStatus.submitting  # BBB committed before it was sent: the restart asks about it
+
+
+def test_a_sent_orders_line_is_committed_with_the_next_sends_write_ahead(tmp_path: Path) -> None:
+    """Two orders that never reached the exchange, sent again in one settle: a kill -9 during the second's submit
+    leaves the first sent and committed (by the second's write-ahead commit) — with its ``order_resolved`` line,
+    which was journaled only after every send (a sent order without its line in the journal)."""
+    commits: list[tuple[int, Any]] = []
+    engine, venue, journal, now = two_unknown_entries(
+        tmp_path, lambda engine, journal: commits.append((len(journal), copy.deepcopy(engine.state))), aaa_taken=False)
+    a, b = orders(engine)
+    for _ in range(LOST_AFTER_ANSWERS - 1):
+        with pytest.raises(TemporaryError):
+            engine.settle_unknown()
+        now[0] += LOST_AFTER / (LOST_AFTER_ANSWERS - 1)
+    submit = venue.submit
+    sends: list[str] = []
+
+    def killed_at_the_second(request: Any) -> Any:
+        sends.append(request.client_order_id)
+        if len(sends) == 2:
+            raise Killed()
+        return submit(request)
+
+    venue.submit = killed_at_the_second  # type: ignore[method-assign]
+    with pytest.raises(Killed):
+        engine.settle_unknown()
+    lines, state = commits[-1]  # what a restart reads
+    first = next(o for o in state.portfolio.all_orders() if o.client_order_id == sends[0])
+    assert first.status is not OrderStatus.unknown  # sent, and committed so by the second's write-ahead
+    assert [f["detail"] for e, f in journal[:lines] if e == "order_resolved"] == [f"{sends[0]}: {said('sent')}"]

@@ -420,8 +420,9 @@ class Engine:
         stops: a send's write-ahead commit would otherwise save an order found filled without them (a kill -9
         during that send: the order is terminal at the restart, never asked again), and a failed job's uncommitted
         lines are dropped (``error``). Only then are the orders that never reached the venue sent
-        (``_send_unsent``); their lines are the caller's, or, with ``error``, journaled and committed here before
-        the error is raised.
+        (``_send_unsent``), each one's line journaled before the next send (whose write-ahead commit carries it);
+        the last one's line is the caller's, or, with ``error``, journaled and committed here before the error is
+        raised.
         """
         found = [f"{o.client_order_id}: {said(r)}" for _, o, r in resolved if r != "unsent"]
         unsent = [(p, o) for p, o, r in resolved if r == "unsent"]
@@ -431,10 +432,15 @@ class Engine:
             self.events("order_resolved", detail=line)
         if found:
             self._commit_outcome()
-        sent = [self._send_unsent(position, order) for position, order in unsent]
+        sent: list[str] = []
+        for position, order in unsent:
+            if sent:  # the previous send's line is journaled before this send, so its write-ahead commit carries it
+                self.events("order_resolved", detail=sent[-1])  # (a kill -9 during this send would lose it)
+            sent.append(self._send_unsent(position, order))
+        last = sent[-1:]  # the only line not journaled yet
         if error is None:
-            return sent
-        for line in sent:
+            return last
+        for line in last:
             self.events("order_resolved", detail=line)
         if sent:
             self._commit_outcome()
