@@ -79,7 +79,7 @@ def test_a_sent_orders_line_is_committed_with_the_next_sends_write_ahead(tmp_pat
     commits: list[tuple[int, Any]] = []
     engine, venue, journal, now = two_unknown_entries(
         tmp_path, lambda engine, journal: commits.append((len(journal), copy.deepcopy(engine.state))), aaa_taken=False)
-    a, b = orders(engine)
+    assert [o.status for o in orders(engine)] == [OrderStatus.unknown, OrderStatus.unknown]  # neither reached it
     for _ in range(LOST_AFTER_ANSWERS - 1):
         with pytest.raises(TemporaryError):
             engine.settle_unknown()
