@@ -267,6 +267,27 @@ def test_a_late_fill_of_the_entry_reopens_the_position_with_what_the_exchange_bo
 # -- against the exchange simulator, through the unmodified ccxt client --------------------------------------
 
 
+def simulator_engine(tmp_path: Path, running: Any, venue: Any = None) -> tuple[Engine, Journal]:
+    """A live engine on AAA (the scripted strategy, daily bars at 100) trading through the real ccxt client against
+    the running ``exchange-sim`` (reset, AAA pinned at 100), write-ahead on, and its journal; ``venue``: the ccxt
+    venue to use (default ``aaa_venue(running)``)."""
+    from test_venue_ccxt import aaa_venue, pin
+    from tradeexecutor.strategy.loader import load_strategy
+
+    running.control("POST", "reset")
+    pin(running, 100.0)
+    path = tmp_path / "scripted.py"
+    path.write_text(SCRIPTED.format(cycle="1d", instruments=["AAA"]))
+    strategy = load_strategy(path)
+    market = MarketData.from_long_frame(ohlc("AAA", [100.0] * 5), asset_types={"AAA": "equity"})
+    journal: Journal = []
+    engine = Engine(strategy, market, new_run_state(strategy, CONFIG, T0), config=CONFIG,
+                    events=lambda event, /, **fields: journal.append((event, fields)))
+    engine.live_venue = venue if venue is not None else aaa_venue(running)
+    engine.start_write_ahead(lambda: None, lambda: T0)
+    return engine, journal
+
+
 def test_against_the_simulator_a_limit_entry_filled_in_part_is_cancelled_by_close_and_the_books_agree(
         tmp_path: Path) -> None:
     """A limit entry the simulator fills in part (its partial-fill fault: the first part at once, the next an hour
@@ -274,21 +295,11 @@ def test_against_the_simulator_a_limit_entry_filled_in_part_is_cancelled_by_clos
     the simulator's orders, trades and balances are the ledger's."""
     pytest.importorskip("ccxt")
     from exchange_sim_helpers import serve
-    from test_venue_ccxt import aaa_simulator, aaa_venue, pin
+    from test_venue_ccxt import aaa_simulator
     from tradeexecutor.state import OrderType
 
     with serve(aaa_simulator(), threads=4) as running:
-        running.control("POST", "reset")
-        pin(running, 100.0)
-        path = tmp_path / "scripted.py"
-        path.write_text(SCRIPTED.format(cycle="1d", instruments=["AAA"]))
-        strategy = load_strategy(path)
-        market = MarketData.from_long_frame(ohlc("AAA", [100.0] * 5), asset_types={"AAA": "equity"})
-        journal: Journal = []
-        engine = Engine(strategy, market, new_run_state(strategy, CONFIG, T0), config=CONFIG,
-                        events=lambda event, /, **fields: journal.append((event, fields)))
-        engine.live_venue = aaa_venue(running)
-        engine.start_write_ahead(lambda: None, lambda: T0)
+        engine, journal = simulator_engine(tmp_path, running)
         engine.plan([open_long("AAA", value=1000)], 0, cycle_ns(0))
         (entry,) = orders(engine)
         entry.type, entry.limit_price, entry.quantity, entry.value = OrderType.limit, 101.0, 10.0, None  # a limit

@@ -20,7 +20,7 @@ import pytest
 from scripted import SCRIPTED, ohlc
 from test_engine_router import T0
 from test_engine_writeahead import CONFIG, cycle_ns, orders
-from test_resting_entry import Journal, check_books, held_on_every_path
+from test_resting_entry import Journal, check_books, held_on_every_path, simulator_engine
 from tradeexecutor.backtest.runner import new_state as new_run_state
 from tradeexecutor.data.market import MarketData
 from tradeexecutor.engine.accounting import recompute_cash
@@ -250,22 +250,11 @@ def test_against_the_simulator_a_close_behind_a_resting_limit_reduce_cancels_it_
     rest. The simulator ends with the reduce cancelled, one close filled, no base asset, and the ledger's books."""
     pytest.importorskip("ccxt")
     from exchange_sim_helpers import serve
-    from test_venue_ccxt import aaa_simulator, aaa_venue, pin
+    from test_venue_ccxt import aaa_simulator
     from tradeexecutor.state import OrderType
-    from tradeexecutor.strategy.loader import load_strategy
 
     with serve(aaa_simulator(), threads=4) as running:
-        running.control("POST", "reset")
-        pin(running, 100.0)
-        path = tmp_path / "scripted.py"
-        path.write_text(SCRIPTED.format(cycle="1d", instruments=["AAA"]))
-        strategy = load_strategy(path)
-        market = MarketData.from_long_frame(ohlc("AAA", [100.0] * 5), asset_types={"AAA": "equity"})
-        journal: Journal = []
-        engine = Engine(strategy, market, new_run_state(strategy, CONFIG, T0), config=CONFIG,
-                        events=lambda event, /, **fields: journal.append((event, fields)))
-        engine.live_venue = aaa_venue(running)
-        engine.start_write_ahead(lambda: None, lambda: T0)
+        engine, journal = simulator_engine(tmp_path, running)
         engine.plan([open_long("AAA", value=1000)], 0, cycle_ns(0))
         engine.manage(1)  # a market buy the simulator fills on arrival
         (position,) = engine.state.portfolio.open_positions
@@ -411,23 +400,12 @@ def test_against_the_simulator_a_resting_reduce_the_exchange_lost_needs_an_opera
     for a person — nothing sent for that position."""
     pytest.importorskip("ccxt")
     from exchange_sim_helpers import serve
-    from test_venue_ccxt import aaa_simulator, aaa_venue, pin
+    from test_venue_ccxt import aaa_simulator, aaa_venue
     from tradeexecutor.state import OrderType
-    from tradeexecutor.strategy.loader import load_strategy
 
     with serve(aaa_simulator(), threads=4) as running:
-        running.control("POST", "reset")
-        pin(running, 100.0)
-        path = tmp_path / "scripted.py"
-        path.write_text(SCRIPTED.format(cycle="1d", instruments=["AAA"]))
-        strategy = load_strategy(path)
-        market = MarketData.from_long_frame(ohlc("AAA", [100.0] * 5), asset_types={"AAA": "equity"})
-        journal: Journal = []
-        engine = Engine(strategy, market, new_run_state(strategy, CONFIG, T0), config=CONFIG,
-                        events=lambda event, /, **fields: journal.append((event, fields)))
         now = [T0]
-        engine.live_venue = aaa_venue(running, now=lambda: now[0])
-        engine.start_write_ahead(lambda: None, lambda: T0)
+        engine, journal = simulator_engine(tmp_path, running, aaa_venue(running, now=lambda: now[0]))
         engine.plan([open_long("AAA", value=1000)], 0, cycle_ns(0))
         engine.manage(1)
         engine.plan([reduce("AAA", quantity=4.0)], 1, cycle_ns(1))
@@ -466,22 +444,11 @@ def test_against_the_simulator_a_momentary_order_does_not_exist_right_after_plac
     exchange, is followed, and what it sells is booked. (The review's reproducer: lost, safe mode, never booked.)"""
     pytest.importorskip("ccxt")
     from exchange_sim_helpers import serve
-    from test_venue_ccxt import aaa_simulator, aaa_venue, pin
+    from test_venue_ccxt import aaa_simulator, pin
     from tradeexecutor.state import OrderType
-    from tradeexecutor.strategy.loader import load_strategy
 
     with serve(aaa_simulator(), threads=4) as running:
-        running.control("POST", "reset")
-        pin(running, 100.0)
-        path = tmp_path / "scripted.py"
-        path.write_text(SCRIPTED.format(cycle="1d", instruments=["AAA"]))
-        strategy = load_strategy(path)
-        market = MarketData.from_long_frame(ohlc("AAA", [100.0] * 5), asset_types={"AAA": "equity"})
-        journal: Journal = []
-        engine = Engine(strategy, market, new_run_state(strategy, CONFIG, T0), config=CONFIG,
-                        events=lambda event, /, **fields: journal.append((event, fields)))
-        engine.live_venue = aaa_venue(running)
-        engine.start_write_ahead(lambda: None, lambda: T0)
+        engine, journal = simulator_engine(tmp_path, running)
         engine.plan([open_long("AAA", value=1000)], 0, cycle_ns(0))
         engine.manage(1)
         engine.plan([reduce("AAA", quantity=4.0)], 1, cycle_ns(1))
