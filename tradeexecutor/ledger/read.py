@@ -130,15 +130,21 @@ class OlderRows:
     three it was not asked for, by range, until that column of that range is asked for or until
     :meth:`forget` (the ledger calls it after each commit): the readers that take a range take it
     column by column (the summary's fold, the chart feed, state.json's column blocks at start-up),
-    so a range costs one query, not four. What is kept lasts until the next commit at most.
+    so a range costs one query, not four. What is kept lasts until the next commit at most, and only
+    for the :data:`KEPT_RANGES` newest ranges read: the start-up's readers take the history a block
+    at a time (``ValuationSeries.blocks``), so what is kept stays a few blocks, whatever its length.
     """
 
     def __init__(self, files: LedgerFiles) -> None:
         self.files = files
         self._lock = threading.Lock()
         self._kept: dict[tuple[int, int], dict[str, array[Any]]] = {}
-        #: Queries made (a count for tests and benchmarks).
+        #: Queries made, rows they read back, the most rows one query read and the most rows
+        #: kept at once (counts for tests and benchmarks: a pass a block at a time keeps them bounded).
         self.queries = 0
+        self.rows = 0
+        self.largest = 0
+        self.most_kept = 0
 
     def forget(self) -> None:
         """Drop the columns kept from earlier reads."""
@@ -177,8 +183,19 @@ class OlderRows:
         column = columns.pop(name)
         with self._lock:
             self.queries += 1
+            self.rows += stop - start
+            self.largest = max(self.largest, stop - start)
+            self._kept.pop((start, stop), None)
             self._kept[(start, stop)] = columns
+            while len(self._kept) > KEPT_RANGES:  # the oldest range read goes first
+                del self._kept[next(iter(self._kept))]
+            self.most_kept = max(self.most_kept, sum(b - a for a, b in self._kept))
         return column
+
+
+#: Ranges whose other columns :class:`OlderRows` keeps: a reader taking a block's columns in turn finds
+#: them, and a reader that never asks for some column (the summary: no cash) leaves at most this many behind.
+KEPT_RANGES = 4
 
 
 #: SQLite's primary result codes that say another connection holds the file for now: the read may be tried again.

@@ -233,6 +233,22 @@ class ValuationSeries:
             raise TypeError("the rows of a tail are plain arrays")
         return cls(*(TailColumn(name, column, start, older) for name, column in columns.items()))
 
+    def blocks(self, start: int, stop: int, names: tuple[str, ...]) -> Iterator[tuple[int, tuple[Any, ...]]]:
+        """Rows ``[start, stop)`` of the columns ``names``, a block at a time: ``(first row, (a slice of each))``.
+
+        The blocks are whole :data:`ROWS_BLOCK` blocks (the first and last cut to the range), so a tail's
+        older rows come back a block a query, the other columns of a block kept by the read for the
+        next one asked (``OlderRows``), and a reader of the whole history never holds more than a block
+        of it: what the start-up's readers take (the check, the summary's fold, the charts, state.json).
+        """
+        columns = tuple(getattr(self, name) for name in names)
+        block = ROWS_BLOCK
+        begin = start
+        while begin < stop:
+            end = min(stop, (begin // block + 1) * block)
+            yield begin, tuple(column[begin:end] for column in columns)
+            begin = end
+
     @property
     def in_memory(self) -> int:
         """Rows held in memory (all of them unless a tail)."""

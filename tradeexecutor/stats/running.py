@@ -183,10 +183,10 @@ class RunningSummary:
         start = self._folded
         if upto <= start:
             return
-        if upto - start > self.block_rows:
-            self._fold_block(np.asarray(valuations.timestamp[start:upto], dtype=np.int64),
-                             np.asarray(valuations.equity[start:upto], dtype=np.float64),
-                             np.asarray(valuations.exposure[start:upto], dtype=np.float64))
+        if upto - start > self.block_rows:  # a block of the valuation columns at a time: never the history at once
+            for _first, (stamps, equity, exposure) in valuations.blocks(start, upto, ("timestamp", "equity", "exposure")):
+                self._fold_block(np.frombuffer(stamps, dtype=np.int64), np.frombuffer(equity, dtype=np.float64),
+                                 np.frombuffer(exposure, dtype=np.float64))
         else:
             for index in range(start, upto):
                 self._fold_row(valuations.timestamp[index], valuations.equity[index], valuations.exposure[index])

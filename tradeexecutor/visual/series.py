@@ -141,8 +141,11 @@ class DeltaFeed:
         valuations = state.valuations
         count = len(valuations)
         start = 0 if count < self._rows else max(0, self._rows - 1)
-        stamps = np.asarray(valuations.timestamp[start:count], dtype=np.int64)
-        equity = np.asarray(valuations.equity[start:count], dtype=np.float64)
+        stamps, equity = np.empty(count - start, dtype=np.int64), np.empty(count - start, dtype=np.float64)
+        for first, (some_stamps, some_equity) in valuations.blocks(start, count, ("timestamp", "equity")):
+            # a block at a time into the delta's own arrays: the first delta's rows are held once, never twice
+            stamps[first - start:first - start + len(some_stamps)] = np.frombuffer(some_stamps, dtype=np.int64)
+            equity[first - start:first - start + len(some_equity)] = np.frombuffer(some_equity, dtype=np.float64)
         self._rows = count
         prices: dict[str, tuple[int, np.ndarray, np.ndarray]] = {}
         for symbol, (times, closes) in self.prices.items():
