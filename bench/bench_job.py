@@ -33,13 +33,17 @@ the smallest N.
 from __future__ import annotations
 
 import argparse
+import gc
+import json
 import platform
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -61,10 +65,13 @@ WARMUP = 20
 GOAL_RATIO = 1.5
 
 
-def measure(history: int, cycles: int, folder: Path) -> tuple[list[float], float, int, list[float], float]:
+def measure(history: int, cycles: int, folder: Path) -> dict[str, Any]:
     """CPU seconds of each of ``cycles`` cycle jobs after ``history`` completed ones, of the public files in all,
-    how many publications those were, the CPU seconds of each write of the files to disk (its own thread), and
-    the start-up's CPU seconds (see the module docstring)."""
+    how many publications those were, the CPU seconds of each write of the files to disk (its own thread), the
+    start-up's CPU seconds and peak RSS, and its reads of the ledger's valuation rows (see the module docstring).
+
+    The executor runs in a process of its own (this script with ``--run``), so that its peak RSS is the
+    start-up's, not the backtest's that made the history."""
     frame = generate_candles(history + WARMUP + cycles + 5, frequency="1m", seed=1, symbol=SYMBOL)
     data = folder / f"candles-{history}.csv"
     frame.to_csv(data, index_label="timestamp")
@@ -80,6 +87,32 @@ def measure(history: int, cycles: int, folder: Path) -> tuple[list[float], float
     ledger = Ledger(RunFiles(state_dir).ledger)
     ledger.save(state)
     ledger.close()
+    del state, prefix, market, frame
+    run = subprocess.run([sys.executable, __file__, "--run", str(data), str(state_dir), str(history), str(cycles)],
+                         check=True, capture_output=True, text=True)
+    if "\n" in run.stdout.rstrip():
+        print(run.stdout.rstrip().rpartition("\n")[0])
+    return json.loads(run.stdout.rstrip().rpartition("\n")[2])  # type: ignore[no-any-return]
+
+
+def _rss_mib(field: str) -> float:
+    """This process's resident set (``VmRSS``) or its peak since the last :func:`_reset_peak` (``VmHWM``), MiB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no {field} in /proc/self/status")
+
+
+def _reset_peak() -> None:
+    """Start the peak resident set (``VmHWM``) again from the current one (Linux >= 4.0: ``clear_refs`` 5)."""
+    Path("/proc/self/clear_refs").write_text("5")
+
+
+def run_executor(data: Path, state_dir: Path, history: int, cycles: int) -> dict[str, Any]:
+    """The executor's part of :func:`measure`, in this process: the figures as a dict."""
+    gc.collect()
+    _reset_peak()
+    before_rss = _rss_mib("VmRSS")
     clock = FakeClock(datetime(2024, 1, 1, tzinfo=UTC))
     tickers: list[InMemoryTicker] = []
 
@@ -135,20 +168,29 @@ def measure(history: int, cycles: int, folder: Path) -> tuple[list[float], float
                 times.append(time.process_time() - started)
             elif index == 0:
                 startup += time.process_time() - started
+                startup_rss = _rss_mib("VmHWM")  # the peak from building the daemon to the end of the first job
+                older = getattr(daemon.loop.state.valuations.timestamp, "older", None)  # a tail's OlderRows
+                reads = {key: getattr(older, key, None) for key in ("queries", "rows", "largest", "most_kept")}
         assert daemon.feed.cursor == history - 1 + WARMUP + cycles, daemon.feed.cursor
         daemon.publisher.wait_written()
         valuations = daemon.loop.state.valuations
         print(f"  valuation rows: {len(valuations):,}, in memory {getattr(valuations, 'in_memory', len(valuations)):,}")
     finally:
         daemon.close()
-    return times, files_cpu[0], publications[0], disk_cpu, startup
+    return {"times": times, "files": files_cpu[0], "publications": publications[0], "disk": disk_cpu,
+            "startup": startup, "rss_before": before_rss, "rss_startup": startup_rss, "reads": reads}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--histories", default="1000,10000,100000")
     parser.add_argument("--cycles", type=int, default=300)
+    parser.add_argument("--run", nargs=4, metavar=("DATA", "STATE_DIR", "HISTORY", "CYCLES"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.run:
+        data, state_dir, history, cycles = args.run
+        print(json.dumps(run_executor(Path(data), Path(state_dir), int(history), int(cycles))))
+        return 0
     print(f"python {platform.python_version()} on {platform.machine()}, {args.cycles} cycles each, "
           f"checkout {ROOT}")
     base: float | None = None
@@ -156,7 +198,9 @@ def main(argv: list[str] | None = None) -> int:
     worst = 0.0
     with tempfile.TemporaryDirectory() as folder:
         for history in [int(h) for h in args.histories.split(",")]:
-            times, files, publications, disk, startup = measure(history, args.cycles, Path(folder))
+            figures = measure(history, args.cycles, Path(folder))
+            times, files, publications, disk = figures["times"], figures["files"], figures["publications"], figures["disk"]
+            startup = figures["startup"]
             mean, median = statistics.fmean(times), statistics.median(times)
             without = mean - files / len(times)
             base = base or mean
@@ -168,6 +212,11 @@ def main(argv: list[str] | None = None) -> int:
                   f"the rest {without * 1e3:6.2f} ms ({without / base_without:4.2f}x); "
                   f"{len(disk)} writes to disk, {statistics.median(disk or [0.0]) * 1e3:6.1f} ms each (median); "
                   f"start-up {startup * 1e3:7.1f} ms")
+            reads = figures["reads"]
+            print(f"  start-up: peak RSS {figures['rss_startup']:.1f} MiB, {figures['rss_startup'] - figures['rss_before']:+.1f} "
+                  f"MiB over the executor process's RSS before building the daemon; valuation rows read back from the ledger "
+                  f"{reads['rows']} in {reads['queries']} queries, the largest {reads['largest']} rows, at most "
+                  f"{reads['most_kept']} rows' other columns kept")
     print(f"goal: flat (<= {GOAL_RATIO}x): {'met' if worst <= GOAL_RATIO else 'NOT met'} ({worst:.2f}x)")
     return 0
 
