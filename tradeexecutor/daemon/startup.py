@@ -15,6 +15,7 @@ from tradeexecutor.data.feed import PriceFeed, step_closing_at
 from tradeexecutor.data.market import MarketData
 from tradeexecutor.errors import ConfigError, StateError
 from tradeexecutor.state import State
+from tradeexecutor.state.valuation import TailColumn
 from tradeexecutor.strategy.indicators import IndicatorStore
 from tradeexecutor.strategy.loader import LoadedStrategy
 from tradeexecutor.timeframe import utc_timestamp
@@ -65,9 +66,12 @@ def check_loaded_state(state: State, strategy: LoadedStrategy, market: MarketDat
 
 def _increasing(state: State) -> bool:
     """Whether the valuation times strictly increase, read a block at a time (a running executor's older rows
-    come back from its ledger: never the whole history at once)."""
+    come back from its ledger: never the whole history at once), from the last row its load checked on."""
+    stamps = state.valuations.timestamp
+    rows = len(stamps)
+    known = min(stamps.increasing_to, rows) if isinstance(stamps, TailColumn) else 0
     previous: int | None = None
-    for _first, (block,) in state.valuations.blocks(0, len(state.valuations), ("timestamp",)):
+    for _first, (block,) in state.valuations.blocks(max(0, known - 1), rows, ("timestamp",)):
         stamps = np.frombuffer(block, dtype=np.int64)
         if (previous is not None and stamps[0] <= previous) or not bool(np.all(np.diff(stamps) > 0)):
             return False

@@ -51,7 +51,7 @@ class TailColumn:
     read it on the loop thread, through the state). Reading older rows back is safe from any thread.
     """
 
-    __slots__ = ("name", "older", "rows", "start")
+    __slots__ = ("increasing_to", "name", "older", "rows", "start")
 
     def __init__(self, name: str, rows: array[Any], start: int, older: Older) -> None:
         #: Which column this is (the ledger's column name).
@@ -62,6 +62,9 @@ class TailColumn:
         self.start = start
         #: Reads older rows back from the ledger.
         self.older = older
+        #: Rows from the first known to strictly increase (a timestamp column whose load checked them as it
+        #: read them: the start-up check need not read them back again); 0 when not known.
+        self.increasing_to = 0
 
     @property
     def typecode(self) -> str:

@@ -316,10 +316,18 @@ class PositionFragments:
         complete = (rows - 1) // COLUMN_BLOCK * COLUMN_BLOCK if rows else 0
         kept = min((self._kept_rows(name, values) for name, values in columns.items()), default=complete)
         for upto in range(kept + COLUMN_BLOCK, complete, COLUMN_BLOCK):  # the last block: column() below
-            for name, values in columns.items():
-                unless_damaged(self._spills.get(name), lambda n=name, v=values, u=upto: self._column(n, v, u),
-                               lambda n=name: self._forget_spill(n))
+            self.keep_blocks(columns, upto)
         return {name: self.column(name, values) for name, values in columns.items()}
+
+    def keep_blocks(self, columns: Mapping[str, Any], upto: int) -> None:
+        """Encode and keep each column's complete blocks before row ``upto`` (a block of each column in turn).
+
+        What :meth:`columns` does block by block; the start-up's pass (``daemon/publish.py``) calls it
+        beside the other readers of the same block, so the ledger is read once.
+        """
+        for name, values in columns.items():
+            unless_damaged(self._spills.get(name), lambda n=name, v=values: self._column(n, v, upto),
+                           lambda n=name: self._forget_spill(n))
 
     def _kept_rows(self, name: str, values: Any) -> int:
         """Rows of ``values`` whose blocks are kept (0 when the column is not the one followed)."""
@@ -337,7 +345,7 @@ class PositionFragments:
         # A block is kept once a row after it exists: only the newest row may change in place.
         complete = (rows - 1) // COLUMN_BLOCK * COLUMN_BLOCK if rows else 0
         if upto is not None:
-            complete = min(complete, upto)
+            complete = min(complete, upto // COLUMN_BLOCK * COLUMN_BLOCK)
         while blocks.items < complete:
             start = blocks.items
             blocks.add_block(_dumps_rows(values[start:start + COLUMN_BLOCK]), COLUMN_BLOCK)
