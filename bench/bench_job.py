@@ -125,6 +125,8 @@ def run_executor(data: Path, state_dir: Path, history: int, cycles: int) -> dict
     startup = time.process_time()
     daemon = build_daemon(config, clock=clock, ticker_factory=factory, environ={})
     startup = time.process_time() - startup
+    built_peak, built_rss = _rss_mib("VmHWM"), _rss_mib("VmRSS")  # the load and the start-up check
+    _reset_peak()
     times: list[float] = []
     files_cpu = [0.0]
     publications = [0]
@@ -168,7 +170,7 @@ def run_executor(data: Path, state_dir: Path, history: int, cycles: int) -> dict
                 times.append(time.process_time() - started)
             elif index == 0:
                 startup += time.process_time() - started
-                startup_rss = _rss_mib("VmHWM")  # the peak from building the daemon to the end of the first job
+                startup_rss = _rss_mib("VmHWM")  # the peak from the daemon built to the end of the first job
                 older = getattr(daemon.loop.state.valuations.timestamp, "older", None)  # a tail's OlderRows
                 reads = {key: getattr(older, key, None) for key in ("queries", "rows", "largest", "most_kept")}
         assert daemon.feed.cursor == history - 1 + WARMUP + cycles, daemon.feed.cursor
@@ -178,7 +180,8 @@ def run_executor(data: Path, state_dir: Path, history: int, cycles: int) -> dict
     finally:
         daemon.close()
     return {"times": times, "files": files_cpu[0], "publications": publications[0], "disk": disk_cpu,
-            "startup": startup, "rss_before": before_rss, "rss_startup": startup_rss, "reads": reads}
+            "startup": startup, "rss_before": before_rss, "rss_startup": max(built_peak, startup_rss),
+            "rss_built_peak": built_peak, "rss_built": built_rss, "rss_first_job_peak": startup_rss, "reads": reads}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -214,7 +217,9 @@ def main(argv: list[str] | None = None) -> int:
                   f"start-up {startup * 1e3:7.1f} ms")
             reads = figures["reads"]
             print(f"  start-up: peak RSS {figures['rss_startup']:.1f} MiB, {figures['rss_startup'] - figures['rss_before']:+.1f} "
-                  f"MiB over the executor process's RSS before building the daemon; valuation rows read back from the ledger "
+                  f"MiB over the executor process's RSS before building the daemon (building it: peak "
+                  f"{figures['rss_built_peak'] - figures['rss_before']:+.1f}, then {figures['rss_built'] - figures['rss_before']:+.1f}; "
+                  f"the first job: peak {figures['rss_first_job_peak'] - figures['rss_before']:+.1f}); valuation rows read back from the ledger "
                   f"{reads['rows']} in {reads['queries']} queries, the largest {reads['largest']} rows, at most "
                   f"{reads['most_kept']} rows' other columns kept")
     print(f"goal: flat (<= {GOAL_RATIO}x): {'met' if worst <= GOAL_RATIO else 'NOT met'} ({worst:.2f}x)")
