@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from test_valuation_tail import BLOCK, NAMES, STRATEGY, _FullLedger, _ledgers, _small_blocks
 from tradeexecutor.daemon import CommandQueue, Daemon, FakeClock, InMemoryTicker, build_daemon
 from tradeexecutor.daemon import runner as runner_module
 from tradeexecutor.errors import StateError
@@ -27,8 +28,6 @@ from tradeexecutor.state import valuation as valuation_module
 from tradeexecutor.state.valuation import TailColumn
 from tradeexecutor.store.codec import dumps_state
 from tradeexecutor.visual.series import ChartDelta
-
-from test_valuation_tail import BLOCK, NAMES, STRATEGY, _FullLedger, _ledgers, _small_blocks
 
 #: The summary's figures that come from the returns' running moments: merged a block at a time, they can
 #: differ from main's single fold over the whole history in the last bits (the sums are added in another order).

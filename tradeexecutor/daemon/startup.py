@@ -67,9 +67,9 @@ def check_loaded_state(state: State, strategy: LoadedStrategy, market: MarketDat
 def _increasing(state: State) -> bool:
     """Whether the valuation times strictly increase, read a block at a time (a running executor's older rows
     come back from its ledger: never the whole history at once), from the last row its load checked on."""
-    stamps = state.valuations.timestamp
-    rows = len(stamps)
-    known = min(stamps.increasing_to, rows) if isinstance(stamps, TailColumn) else 0
+    column = state.valuations.timestamp
+    rows = len(column)
+    known = min(column.increasing_to, rows) if isinstance(column, TailColumn) else 0
     previous: int | None = None
     for _first, (block,) in state.valuations.blocks(max(0, known - 1), rows, ("timestamp",)):
         stamps = np.frombuffer(block, dtype=np.int64)

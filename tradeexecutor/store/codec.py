@@ -326,13 +326,19 @@ class PositionFragments:
         beside the other readers of the same block, so the ledger is read once.
         """
         for name, values in columns.items():
-            unless_damaged(self._spills.get(name), lambda n=name, v=values: self._column(n, v, upto),
-                           lambda n=name: self._forget_spill(n))
+            self._keep_blocks(name, values, upto)
+
+    def _keep_blocks(self, name: str, values: Any, upto: int) -> None:
+        unless_damaged(self._spills.get(name), lambda: self._column(name, values, upto),
+                       lambda: self._forget_spill(name))
 
     def _kept_rows(self, name: str, values: Any) -> int:
         """Rows of ``values`` whose blocks are kept (0 when the column is not the one followed)."""
-        known, blocks = self._columns.get(name) or (None, None)
-        return blocks.items if blocks is not None and known is values and len(values) >= blocks.items else 0
+        entry = self._columns.get(name)
+        if entry is None:
+            return 0
+        known, blocks = entry
+        return blocks.items if known is values and len(values) >= blocks.items else 0
 
     def _column(self, name: str, values: Any, upto: int | None = None) -> orjson.Fragment:
         """The column's array, its complete blocks kept; with ``upto``, only its blocks before that row kept (no array)."""
