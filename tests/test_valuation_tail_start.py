@@ -23,11 +23,11 @@ from tradeexecutor.layout import RunFiles
 from tradeexecutor.ledger import Ledger
 from tradeexecutor.ledger import read as read_module
 from tradeexecutor.settings import DaemonConfig, FeedConfig
-from tradeexecutor.state import ValuationSeries
+from tradeexecutor.state import State, ValuationSeries
 from tradeexecutor.state import valuation as valuation_module
 from tradeexecutor.state.valuation import TailColumn
 from tradeexecutor.store.codec import dumps_state
-from tradeexecutor.visual.series import ChartDelta
+from tradeexecutor.visual.series import ChartDelta, DeltaFeed
 
 #: The summary's figures that come from the returns' running moments: merged a block at a time, they can
 #: differ from main's single fold over the whole history in the last bits (the sums are added in another order).
@@ -174,3 +174,32 @@ def test_valuation_times_that_do_not_increase_are_refused_at_start_up(
     assert tail.valuations.timestamp.increasing_to == 0 and (row < tail.valuations.timestamp.start) == (where == "older")
     with pytest.raises(StateError, match="valuation times do not strictly increase"):
         _daemon(folder, data, FakeClock(datetime(2024, 1, 2, tzinfo=UTC)))
+
+
+def test_a_first_delta_cut_from_rows_taken_ahead_is_the_delta_cut_whole(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``DeltaFeed.take`` (the start-up's pass) then ``delta``: the same first delta as a feed that took nothing,
+    with rows appended between (within the room and past it); rows taken ahead that outgrew their room (no delta
+    came: a renderer that never starts) are dropped rather than held for good."""
+    monkeypatch.setattr(valuation_module, "ROWS_BLOCK", BLOCK)
+    rows = 100
+    state = State()
+
+    def grown(more: int) -> None:
+        for i in range(rows, rows + more):
+            state.valuations.append(1_700_000_000_000 + 60_000 * i, 1000.0 - i, 500.0, 0.0)
+
+    for more, ahead in ((0, rows - 1), (BLOCK, rows - 1), (BLOCK + 1, 0)):
+        state.valuations = ValuationSeries()
+        for i in range(rows):
+            state.valuations.append(1_700_000_000_000 + 60_000 * i, 1000.0 + i, 500.0, (i % 3) / 3)
+        feed = DeltaFeed({})
+        for upto in range(BLOCK, rows + BLOCK, BLOCK):
+            feed.take(state, upto)
+        assert feed.taken_ahead == rows - 1  # never the newest row: it may still change
+        grown(more)
+        feed.drop_outgrown(state)
+        assert feed.taken_ahead == ahead, more
+        delta, whole = feed.delta(state, {}), DeltaFeed({}).delta(state, {})
+        assert delta.rows_from == whole.rows_from == 0 and len(delta.stamps) == rows + more
+        assert np.array_equal(delta.stamps, whole.stamps) and np.array_equal(delta.equity, whole.equity)
+        assert feed.taken_ahead == 0  # used once

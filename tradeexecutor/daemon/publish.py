@@ -294,6 +294,7 @@ class Publisher:
         cycle's chart does not wait for the next job.
         """
         renderer = self.renderer
+        self._charts.drop_outgrown(state)
         if renderer is None or self.feed.cursor < 0 or self._chart_mark(state) == self._charted:
             return
         if not publication_due(self._last_chart, self.clock.monotonic(), self.chart_seconds,

@@ -147,6 +147,18 @@ class DeltaFeed:
             equity[first:first + len(some_equity)] = np.frombuffer(some_equity, dtype=np.float64)
         self._early = (series, stamps, equity, max(filled, upto))
 
+    @property
+    def taken_ahead(self) -> int:
+        """Rows taken ahead (:meth:`take`) and held for the first delta: 0 when none."""
+        return self._early[3] if self._early is not None else 0
+
+    def drop_outgrown(self, state: State) -> None:
+        """Forget the rows taken ahead once the series has outgrown their room (no first delta came in time: a
+        renderer that does not start), so they are not held for good; the first delta then reads them again."""
+        if self._early is not None and (self._early[0] is not state.valuations
+                                        or len(state.valuations) > len(self._early[1])):
+            self._early = None
+
     def reset(self) -> None:
         """Forget what was sent: the next delta holds everything (for a renderer that lost its copy)."""
         self._rows = 0
