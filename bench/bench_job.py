@@ -21,7 +21,10 @@ the warm-up, and the wait for the start-up write of the public files lies outsid
 measured cycle; what follows are the per-cycle deltas and writes a long run pays. Start-up is
 reported apart: this process's CPU from building the daemon (the ledger read, the start-up checks)
 to the end of its first cycle job (the first publication: the summary, state.json and the chart
-feed over the whole history), the chart renderer's wait excluded. The mean
+feed over the whole history), the chart renderer's wait excluded, split into building the daemon and the rest;
+with its peak RSS (the executor runs in a process of its own, ``--run``, so that the peak is not the backtest's:
+``VmHWM`` is reset before building the daemon and read after building it and after the first job) and, for a
+running executor's tail, the valuation rows it read back from the ledger (``OlderRows``' counts). The mean
 (publication and chart deltas amortised) and the median; the public files' CPU in all and per
 publication (publications are throttled by their wall time, ``publication_due``, so their share
 per cycle hides what one costs), and the CPU of each write of the files to ``public/`` by the
