@@ -68,3 +68,4 @@ _.last_commit_bytes  # Ledger: tests/test_ledger.py and bench/bench_ledger.py me
 _.reused  # Spill: tests/test_spill.py counts the blocks a restart found in its spill file instead of writing them
 _.rejoined  # KeptRows: tests/test_spill.py and bench/bench_late_close.py count the rows a close out of id order copies again
 _.queries  # OlderRows: tests/test_valuation_tail.py counts the ledger queries a tail's older rows cost
+_.taken_ahead  # DeltaFeed: tests/test_valuation_tail_start.py counts the rows the start-up's pass took ahead for the first delta

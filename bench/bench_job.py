@@ -21,7 +21,10 @@ the warm-up, and the wait for the start-up write of the public files lies outsid
 measured cycle; what follows are the per-cycle deltas and writes a long run pays. Start-up is
 reported apart: this process's CPU from building the daemon (the ledger read, the start-up checks)
 to the end of its first cycle job (the first publication: the summary, state.json and the chart
-feed over the whole history), the chart renderer's wait excluded. The mean
+feed over the whole history), the chart renderer's wait excluded, split into building the daemon and the rest;
+with its peak RSS (the executor runs in a process of its own, ``--run``, so that the peak is not the backtest's:
+``VmHWM`` is reset before building the daemon and read after building it and after the first job) and, for a
+running executor's tail, the valuation rows it read back from the ledger (``OlderRows``' counts). The mean
 (publication and chart deltas amortised) and the median; the public files' CPU in all and per
 publication (publications are throttled by their wall time, ``publication_due``, so their share
 per cycle hides what one costs), and the CPU of each write of the files to ``public/`` by the
@@ -33,13 +36,17 @@ the smallest N.
 from __future__ import annotations
 
 import argparse
+import gc
+import json
 import platform
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -61,10 +68,13 @@ WARMUP = 20
 GOAL_RATIO = 1.5
 
 
-def measure(history: int, cycles: int, folder: Path) -> tuple[list[float], float, int, list[float], float]:
+def measure(history: int, cycles: int, folder: Path) -> dict[str, Any]:
     """CPU seconds of each of ``cycles`` cycle jobs after ``history`` completed ones, of the public files in all,
-    how many publications those were, the CPU seconds of each write of the files to disk (its own thread), and
-    the start-up's CPU seconds (see the module docstring)."""
+    how many publications those were, the CPU seconds of each write of the files to disk (its own thread), the
+    start-up's CPU seconds and peak RSS, and its reads of the ledger's valuation rows (see the module docstring).
+
+    The executor runs in a process of its own (this script with ``--run``), so that its peak RSS is the
+    start-up's, not the backtest's that made the history."""
     frame = generate_candles(history + WARMUP + cycles + 5, frequency="1m", seed=1, symbol=SYMBOL)
     data = folder / f"candles-{history}.csv"
     frame.to_csv(data, index_label="timestamp")
@@ -80,6 +90,32 @@ def measure(history: int, cycles: int, folder: Path) -> tuple[list[float], float
     ledger = Ledger(RunFiles(state_dir).ledger)
     ledger.save(state)
     ledger.close()
+    del state, prefix, market, frame
+    run = subprocess.run([sys.executable, __file__, "--run", str(data), str(state_dir), str(history), str(cycles)],
+                         check=True, capture_output=True, text=True)
+    if "\n" in run.stdout.rstrip():
+        print(run.stdout.rstrip().rpartition("\n")[0])
+    return json.loads(run.stdout.rstrip().rpartition("\n")[2])  # type: ignore[no-any-return]
+
+
+def _rss_mib(field: str) -> float:
+    """This process's resident set (``VmRSS``) or its peak since the last :func:`_reset_peak` (``VmHWM``), MiB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no {field} in /proc/self/status")
+
+
+def _reset_peak() -> None:
+    """Start the peak resident set (``VmHWM``) again from the current one (Linux >= 4.0: ``clear_refs`` 5)."""
+    Path("/proc/self/clear_refs").write_text("5")
+
+
+def run_executor(data: Path, state_dir: Path, history: int, cycles: int) -> dict[str, Any]:
+    """The executor's part of :func:`measure`, in this process: the figures as a dict."""
+    gc.collect()
+    _reset_peak()
+    before_rss = _rss_mib("VmRSS")
     clock = FakeClock(datetime(2024, 1, 1, tzinfo=UTC))
     tickers: list[InMemoryTicker] = []
 
@@ -92,6 +128,9 @@ def measure(history: int, cycles: int, folder: Path) -> tuple[list[float], float
     startup = time.process_time()
     daemon = build_daemon(config, clock=clock, ticker_factory=factory, environ={})
     startup = time.process_time() - startup
+    build_cpu = startup  # the load and the start-up check
+    built_peak, built_rss = _rss_mib("VmHWM"), _rss_mib("VmRSS")  # the load and the start-up check
+    _reset_peak()
     times: list[float] = []
     files_cpu = [0.0]
     publications = [0]
@@ -135,20 +174,30 @@ def measure(history: int, cycles: int, folder: Path) -> tuple[list[float], float
                 times.append(time.process_time() - started)
             elif index == 0:
                 startup += time.process_time() - started
+                startup_rss = _rss_mib("VmHWM")  # the peak from the daemon built to the end of the first job
+                older = getattr(daemon.loop.state.valuations.timestamp, "older", None)  # a tail's OlderRows
+                reads = {key: getattr(older, key, None) for key in ("queries", "rows", "largest", "most_kept")}
         assert daemon.feed.cursor == history - 1 + WARMUP + cycles, daemon.feed.cursor
         daemon.publisher.wait_written()
         valuations = daemon.loop.state.valuations
         print(f"  valuation rows: {len(valuations):,}, in memory {getattr(valuations, 'in_memory', len(valuations)):,}")
     finally:
         daemon.close()
-    return times, files_cpu[0], publications[0], disk_cpu, startup
+    return {"times": times, "files": files_cpu[0], "publications": publications[0], "disk": disk_cpu,
+            "startup": startup, "build_cpu": build_cpu, "rss_before": before_rss, "rss_startup": max(built_peak, startup_rss),
+            "rss_built_peak": built_peak, "rss_built": built_rss, "rss_first_job_peak": startup_rss, "reads": reads}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--histories", default="1000,10000,100000")
     parser.add_argument("--cycles", type=int, default=300)
+    parser.add_argument("--run", nargs=4, metavar=("DATA", "STATE_DIR", "HISTORY", "CYCLES"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.run:
+        data, state_dir, history, cycles = args.run
+        print(json.dumps(run_executor(Path(data), Path(state_dir), int(history), int(cycles))))
+        return 0
     print(f"python {platform.python_version()} on {platform.machine()}, {args.cycles} cycles each, "
           f"checkout {ROOT}")
     base: float | None = None
@@ -156,7 +205,9 @@ def main(argv: list[str] | None = None) -> int:
     worst = 0.0
     with tempfile.TemporaryDirectory() as folder:
         for history in [int(h) for h in args.histories.split(",")]:
-            times, files, publications, disk, startup = measure(history, args.cycles, Path(folder))
+            figures = measure(history, args.cycles, Path(folder))
+            times, files, publications, disk = figures["times"], figures["files"], figures["publications"], figures["disk"]
+            startup = figures["startup"]
             mean, median = statistics.fmean(times), statistics.median(times)
             without = mean - files / len(times)
             base = base or mean
@@ -167,7 +218,14 @@ def main(argv: list[str] | None = None) -> int:
                   f"({publications} publications, {files / max(1, publications) * 1e3:6.2f} ms each), "
                   f"the rest {without * 1e3:6.2f} ms ({without / base_without:4.2f}x); "
                   f"{len(disk)} writes to disk, {statistics.median(disk or [0.0]) * 1e3:6.1f} ms each (median); "
-                  f"start-up {startup * 1e3:7.1f} ms")
+                  f"start-up {startup * 1e3:7.1f} ms (building the daemon {figures['build_cpu'] * 1e3:7.1f} ms)")
+            reads = figures["reads"]
+            print(f"  start-up: peak RSS {figures['rss_startup']:.1f} MiB, {figures['rss_startup'] - figures['rss_before']:+.1f} "
+                  f"MiB over the executor process's RSS before building the daemon (building it: peak "
+                  f"{figures['rss_built_peak'] - figures['rss_before']:+.1f}, then {figures['rss_built'] - figures['rss_before']:+.1f}; "
+                  f"the first job: peak {figures['rss_first_job_peak'] - figures['rss_before']:+.1f}); valuation rows read back from the ledger "
+                  f"{reads['rows']} in {reads['queries']} queries, the largest {reads['largest']} rows, at most "
+                  f"{reads['most_kept']} rows' other columns kept")
     print(f"goal: flat (<= {GOAL_RATIO}x): {'met' if worst <= GOAL_RATIO else 'NOT met'} ({worst:.2f}x)")
     return 0
 

@@ -100,10 +100,11 @@ class ChartFeed:
         """Take the valuation rows and bars (up to ``last_bars[symbol]``, inclusive) not taken yet; the new key."""
         valuations = state.valuations
         rows = len(valuations)
-        if rows - 1 > self._equity_taken:  # a slice of each column: a running executor's older rows are read once
+        if rows - 1 > self._equity_taken:  # a running executor's older rows are read once, a block at a time
             first = self._equity_taken
-            for ms, equity in zip(valuations.timestamp[first:rows - 1], valuations.equity[first:rows - 1]):
-                self.equity.add(ms, equity)
+            for _first, (stamps, values) in valuations.blocks(first, rows - 1, ("timestamp", "equity")):
+                for ms, equity in zip(stamps, values, strict=True):  # a block at a time: never the history at once
+                    self.equity.add(ms, equity)
         self._equity_taken = max(self._equity_taken, rows - 1)
         self._provisional = (valuations.timestamp[-1], valuations.equity[-1]) if rows else None
         first_ms: int | None = None

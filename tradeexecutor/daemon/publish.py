@@ -37,7 +37,7 @@ from tradeexecutor.layout import RunFiles
 from tradeexecutor.runstate import RunState, image_key
 from tradeexecutor.runstate.figures import FigureCounter
 from tradeexecutor.spill import Spill, SpillDamagedError
-from tradeexecutor.state import State
+from tradeexecutor.state import State, valuation
 from tradeexecutor.stats.formatting import key_figures
 from tradeexecutor.stats.running import RunningSummary
 from tradeexecutor.stats.trades_csv import TradesCsv
@@ -124,10 +124,33 @@ class Publisher:
         and, their pieces cut the same way, the same ETags, so clients' copies stay valid. It does
         not count against ``publish_seconds``: the first cycle's result is published at once.
         """
+        self._history_pass(state)
         summary = _json_safe(self._summary.summary(state, self._benchmark(self.feed.cursor)).to_dict())
         self.runstate.update(summary_statistics=summary)
         self.files_now(state, summary)
         self._last_publish = None
+
+    def _history_pass(self, state: State) -> None:
+        """The start-up's one pass over the valuation history, a block at a time, each block to every reader.
+
+        A restarted executor's summary, state.json and first chart delta each take every valuation row;
+        a running executor's older rows are only in its ledger (``TailColumn``), so taken reader after
+        reader they would be read back three times, and whole they would be held at once. Here each
+        block goes to the summary's fold, state.json's column blocks and the chart delta's rows in turn:
+        the ledger's ``OlderRows`` reads a block once for the three (it keeps a few blocks' columns) and
+        nothing holds more than a few blocks but the delta's own rows. What each reader makes is what
+        it makes taking them at its first call (the same blocks).
+        """
+        valuations = state.valuations
+        columns = {name: getattr(valuations, name) for name in ("timestamp", "equity", "cash", "exposure")}
+        block = valuation.ROWS_BLOCK
+        rows = len(valuations)
+        for upto in range(block, rows - 1 + block, block):
+            self._summary.fold(state, upto)
+            if self.files is not None:
+                self._published.fragments.keep_blocks(columns, upto)
+            if self.renderer is not None:
+                self._charts.take(state, upto)
 
     def final(self, state: State) -> None:
         """At the end of a run: figures and files, written to disk now, whatever the throttles say."""
@@ -271,6 +294,7 @@ class Publisher:
         cycle's chart does not wait for the next job.
         """
         renderer = self.renderer
+        self._charts.drop_outgrown(state)
         if renderer is None or self.feed.cursor < 0 or self._chart_mark(state) == self._charted:
             return
         if not publication_due(self._last_chart, self.clock.monotonic(), self.chart_seconds,

@@ -15,6 +15,7 @@ from tradeexecutor.data.feed import PriceFeed, step_closing_at
 from tradeexecutor.data.market import MarketData
 from tradeexecutor.errors import ConfigError, StateError
 from tradeexecutor.state import State
+from tradeexecutor.state.valuation import TailColumn
 from tradeexecutor.strategy.indicators import IndicatorStore
 from tradeexecutor.strategy.loader import LoadedStrategy
 from tradeexecutor.timeframe import utc_timestamp
@@ -46,13 +47,14 @@ def check_loaded_state(state: State, strategy: LoadedStrategy, market: MarketDat
     if cursor >= len(market):
         raise StateError(f"{where} replayed {cursor + 1} bars but the data has only {len(market)}: "
                          "the data changed since the state was written; restore it or use another --state-dir")
-    stamps = np.asarray(state.valuations.timestamp, dtype=np.int64)
-    if len(stamps) > 1 and not bool(np.all(np.diff(stamps) > 0)):
+    valuations = state.valuations
+    if not _increasing(state):
         raise StateError(f"{where} is inconsistent: its valuation times do not strictly increase")
-    if cursor >= 0 and len(stamps):
+    if cursor >= 0 and len(valuations):
         expected = int(market.timeline_ns[cursor]) // 1_000_000
-        if int(stamps[-1]) != expected:
-            raise StateError(f"{where} stops at a bar closing {utc_timestamp(int(stamps[-1]) * 1_000_000)} but bar "
+        last = int(valuations.timestamp[-1])
+        if last != expected:
+            raise StateError(f"{where} stops at a bar closing {utc_timestamp(last * 1_000_000)} but bar "
                              f"{cursor} of the data closes {market.step_time(cursor)}: the data changed since the "
                              "state was written; restore it or use another --state-dir")
     done = state.last_completed_cycle
@@ -60,6 +62,21 @@ def check_loaded_state(state: State, strategy: LoadedStrategy, market: MarketDat
     # puts it after the bar's close, e.g. HH:08 after an hourly bar closing at HH:00).
     if done is not None and cursor >= 0 and utc_timestamp(done) >= market.step_time(cursor) + strategy.cycle_duration:
         raise StateError(f"{where} is inconsistent: its last completed cycle {done} is after its replay cursor")
+
+
+def _increasing(state: State) -> bool:
+    """Whether the valuation times strictly increase, read a block at a time (a running executor's older rows
+    come back from its ledger: never the whole history at once), from the last row its load checked on."""
+    column = state.valuations.timestamp
+    rows = len(column)
+    known = min(column.increasing_to, rows) if isinstance(column, TailColumn) else 0
+    previous: int | None = None
+    for _first, (block,) in state.valuations.blocks(max(0, known - 1), rows, ("timestamp",)):
+        stamps = np.frombuffer(block, dtype=np.int64)
+        if (previous is not None and stamps[0] <= previous) or not bool(np.all(np.diff(stamps) > 0)):
+            return False
+        previous = int(stamps[-1])
+    return True
 
 
 def resume(feed: PriceFeed, state: State) -> None:

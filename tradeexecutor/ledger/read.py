@@ -35,7 +35,7 @@ from tradeexecutor.ledger.rows import (
 from tradeexecutor.ledger.schema import APPLICATION_ID, LEDGER_FORMAT, TABLES, VIEWS
 from tradeexecutor.state import PackedPositions, Portfolio, Position, RiskState, State, ValuationSeries
 from tradeexecutor.state.timestamps import decode_datetime
-from tradeexecutor.state.valuation import ROWS_BLOCK, Older
+from tradeexecutor.state.valuation import ROWS_BLOCK, Older, TailColumn
 from tradeexecutor.store.codec import check_schema_version, gc_paused, instrument_from_dict, position_from_dict
 
 __all__ = ["LedgerContent", "OlderRows", "read_ledger", "reader", "refused_as_damaged"]
@@ -46,10 +46,14 @@ def _valuations(conn: sqlite3.Connection, tail: Older | None) -> ValuationSeries
     stamps, equity_column, cash_column, exposure_column = columns = (
         array("q"), array("d"), array("d"), array("d"))
     dropped = 0  # rows before the arrays' first (a tail's)
+    previous, increasing = -(2**63), True  # whether the times strictly increase (a tail's start-up check uses it)
     for index, timestamp, equity, cash, exposure, crc in conn.execute(
             "SELECT idx, timestamp, equity, cash, exposure, crc FROM valuations ORDER BY idx"):
         if index != dropped + len(stamps) or valuation_crc(timestamp, equity, cash, exposure) != crc:
             raise ValueError(f"valuation row {index} is damaged")
+        if timestamp <= previous:
+            increasing = False
+        previous = timestamp
         stamps.append(timestamp)
         equity_column.append(equity)
         cash_column.append(cash)
@@ -63,6 +67,9 @@ def _valuations(conn: sqlite3.Connection, tail: Older | None) -> ValuationSeries
         return valuations
     series = ValuationSeries.tail(tail, dropped, valuations)
     series.release(len(series))
+    if increasing:
+        assert isinstance(series.timestamp, TailColumn)
+        series.timestamp.increasing_to = len(series)
     return series
 
 
@@ -126,19 +133,24 @@ class OlderRows:
 
     Each read opens its own read-only connection (any thread may call; a connection kept open
     could outlive the file it opened), which sees what was committed, never a job's rows half
-    written. A read fetches the four columns of its rows (the CRC covers all four) and keeps the
-    three it was not asked for, by range, until that column of that range is asked for or until
-    :meth:`forget` (the ledger calls it after each commit): the readers that take a range take it
-    column by column (the summary's fold, the chart feed, state.json's column blocks at start-up),
-    so a range costs one query, not four. What is kept lasts until the next commit at most.
+    written. A read fetches the four columns of its rows (the CRC covers all four) and keeps them,
+    by range, for the :data:`KEPT_RANGES` ranges read last and until :meth:`forget` (the ledger
+    calls it after each commit): the start-up's readers take the history a block at a time
+    (``ValuationSeries.blocks``), column by column and reader after reader (the start-up's pass,
+    ``daemon/publish.py``), so a block costs one query, and what is kept stays a few blocks
+    whatever the history's length. A read of more than :data:`ROWS_BLOCK` rows keeps nothing.
     """
 
     def __init__(self, files: LedgerFiles) -> None:
         self.files = files
         self._lock = threading.Lock()
         self._kept: dict[tuple[int, int], dict[str, array[Any]]] = {}
-        #: Queries made (a count for tests and benchmarks).
+        #: Queries made, rows they read back, the most rows one query read and the most rows
+        #: kept at once (counts for tests and benchmarks: a pass a block at a time keeps them bounded).
         self.queries = 0
+        self.rows = 0
+        self.largest = 0
+        self.most_kept = 0
 
     def forget(self) -> None:
         """Drop the columns kept from earlier reads."""
@@ -147,12 +159,10 @@ class OlderRows:
 
     def __call__(self, name: str, start: int, stop: int) -> array[Any]:
         with self._lock:
-            kept = self._kept.get((start, stop))
-            if kept is not None and name in kept:
-                column = kept.pop(name)
-                if not kept:
-                    del self._kept[(start, stop)]
-                return column
+            kept = self._kept.pop((start, stop), None)
+            if kept is not None:
+                self._kept[(start, stop)] = kept  # read last now
+                return kept[name][:]  # a copy: the caller may extend it
         columns: dict[str, array[Any]] = {"timestamp": array("q"), "equity": array("d"), "cash": array("d"),
                                           "exposure": array("d")}
         stamps, equity, cash, exposure = columns.values()
@@ -174,11 +184,21 @@ class OlderRows:
                 conn.close()
             if index != stop:
                 raise ValueError(f"valuation rows {index}..{stop} are missing")
-        column = columns.pop(name)
         with self._lock:
             self.queries += 1
-            self._kept[(start, stop)] = columns
-        return column
+            self.rows += stop - start
+            self.largest = max(self.largest, stop - start)
+            if stop - start <= ROWS_BLOCK:
+                self._kept[(start, stop)] = columns
+                while len(self._kept) > KEPT_RANGES:  # the range read longest ago goes first
+                    del self._kept[next(iter(self._kept))]
+                self.most_kept = max(self.most_kept, sum(b - a for a, b in self._kept))
+                return columns[name][:]
+        return columns[name]
+
+
+#: Ranges whose columns :class:`OlderRows` keeps (a block of four columns is 32 KiB).
+KEPT_RANGES = 4
 
 
 #: SQLite's primary result codes that say another connection holds the file for now: the read may be tried again.

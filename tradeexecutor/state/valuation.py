@@ -51,7 +51,7 @@ class TailColumn:
     read it on the loop thread, through the state). Reading older rows back is safe from any thread.
     """
 
-    __slots__ = ("name", "older", "rows", "start")
+    __slots__ = ("increasing_to", "name", "older", "rows", "start")
 
     def __init__(self, name: str, rows: array[Any], start: int, older: Older) -> None:
         #: Which column this is (the ledger's column name).
@@ -62,6 +62,9 @@ class TailColumn:
         self.start = start
         #: Reads older rows back from the ledger.
         self.older = older
+        #: Rows from the first known to strictly increase (a timestamp column whose load checked them as it
+        #: read them: the start-up check need not read them back again); 0 when not known.
+        self.increasing_to = 0
 
     @property
     def typecode(self) -> str:
@@ -232,6 +235,22 @@ class ValuationSeries:
         if any(isinstance(column, TailColumn) for column in columns.values()):
             raise TypeError("the rows of a tail are plain arrays")
         return cls(*(TailColumn(name, column, start, older) for name, column in columns.items()))
+
+    def blocks(self, start: int, stop: int, names: tuple[str, ...]) -> Iterator[tuple[int, tuple[Any, ...]]]:
+        """Rows ``[start, stop)`` of the columns ``names``, a block at a time: ``(first row, (a slice of each))``.
+
+        The blocks are whole :data:`ROWS_BLOCK` blocks (the first and last cut to the range), so a tail's
+        older rows come back a block a query, the other columns of a block kept by the read for the
+        next one asked (``OlderRows``), and a reader of the whole history never holds more than a block
+        of it: what the start-up's readers take (the check, the summary's fold, the charts, state.json).
+        """
+        columns = tuple(getattr(self, name) for name in names)
+        block = ROWS_BLOCK
+        begin = start
+        while begin < stop:
+            end = min(stop, (begin // block + 1) * block)
+            yield begin, tuple(column[begin:end] for column in columns)
+            begin = end
 
     @property
     def in_memory(self) -> int:

@@ -149,6 +149,7 @@ class RunningSummary:
     def _reset(self, valuations: object = None) -> None:
         self._valuations = valuations
         self._folded = 0  # rows folded into the totals (all but the newest)
+        self._many_to = 0  # fold() folds the rows before this with numpy, a block at a time (a start-up's pass)
         self._first_ms: int | None = None
         self._first_equity = 0.0
         self._previous: tuple[int, float] | None = None  # the last folded row
@@ -175,18 +176,35 @@ class RunningSummary:
         self._positions.update(state.portfolio.closed_positions, state.portfolio.failed_positions)
         return self._figures(state, benchmark)
 
+    def fold(self, state: State, upto: int) -> None:
+        """Fold the rows before ``upto`` now (never the newest), as :meth:`summary` would fold them.
+
+        The start-up's pass over a long history (``daemon/publish.py``) hands the summary a block at a
+        time, beside the other readers of the same block, so the ledger is read once; the figures are
+        those of folding at the first :meth:`summary` (the same blocks, ``ValuationSeries.blocks``).
+        """
+        valuations = state.valuations
+        rows = len(valuations)
+        if valuations is not self._valuations or rows < self._folded + (1 if self._folded else 0):
+            self._reset(valuations)
+        end = rows - 1  # what summary() would fold now, with numpy when many: so in every call of this pass
+        if end > self._many_to and end - self._folded > self.block_rows:
+            self._many_to = end
+        if self._folded < self._many_to:
+            self._fold(state, min(upto, self._many_to), many=True)
+
     # -- folding rows in ---------------------------------------------------------------------
 
-    def _fold(self, state: State, upto: int) -> None:
+    def _fold(self, state: State, upto: int, *, many: bool = False) -> None:
         """Fold rows [folded, upto) into the totals: one at a time, or with numpy when many (a restart)."""
         valuations = state.valuations
         start = self._folded
         if upto <= start:
             return
-        if upto - start > self.block_rows:
-            self._fold_block(np.asarray(valuations.timestamp[start:upto], dtype=np.int64),
-                             np.asarray(valuations.equity[start:upto], dtype=np.float64),
-                             np.asarray(valuations.exposure[start:upto], dtype=np.float64))
+        if many or upto - start > self.block_rows:  # a block of the valuation columns at a time: never the history at once
+            for _first, (stamps, equity, exposure) in valuations.blocks(start, upto, ("timestamp", "equity", "exposure")):
+                self._fold_block(np.frombuffer(stamps, dtype=np.int64), np.frombuffer(equity, dtype=np.float64),
+                                 np.frombuffer(exposure, dtype=np.float64))
         else:
             for index in range(start, upto):
                 self._fold_row(valuations.timestamp[index], valuations.equity[index], valuations.exposure[index])

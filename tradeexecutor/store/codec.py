@@ -27,7 +27,7 @@ from __future__ import annotations
 import gc
 import hashlib
 from array import array
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from numbers import Integral, Real
@@ -304,7 +304,44 @@ class PositionFragments:
         return unless_damaged(self._spills.get(name), lambda: self._column(name, values),
                               lambda: self._forget_spill(name))
 
-    def _column(self, name: str, values: Any) -> orjson.Fragment:
+    def columns(self, columns: Mapping[str, Any]) -> dict[str, orjson.Fragment]:
+        """The JSON arrays of a series' columns (:meth:`column` of each), blocks not kept yet encoded block-major.
+
+        A block of every column, then the next block of every column: a running executor's older rows
+        come back from its ledger a block at a time, one query for a block's four columns (``OlderRows``
+        keeps the others of a range), so the first publication after a start reads the history once,
+        never holding more than a block of it. The bytes are those of :meth:`column` taken one by one.
+        """
+        rows = min((len(values) for values in columns.values()), default=0)
+        complete = (rows - 1) // COLUMN_BLOCK * COLUMN_BLOCK if rows else 0
+        kept = min((self._kept_rows(name, values) for name, values in columns.items()), default=complete)
+        for upto in range(kept + COLUMN_BLOCK, complete, COLUMN_BLOCK):  # the last block: column() below
+            self.keep_blocks(columns, upto)
+        return {name: self.column(name, values) for name, values in columns.items()}
+
+    def keep_blocks(self, columns: Mapping[str, Any], upto: int) -> None:
+        """Encode and keep each column's complete blocks before row ``upto`` (a block of each column in turn).
+
+        What :meth:`columns` does block by block; the start-up's pass (``daemon/publish.py``) calls it
+        beside the other readers of the same block, so the ledger is read once.
+        """
+        for name, values in columns.items():
+            self._keep_blocks(name, values, upto)
+
+    def _keep_blocks(self, name: str, values: Any, upto: int) -> None:
+        unless_damaged(self._spills.get(name), lambda: self._column(name, values, upto),
+                       lambda: self._forget_spill(name))
+
+    def _kept_rows(self, name: str, values: Any) -> int:
+        """Rows of ``values`` whose blocks are kept (0 when the column is not the one followed)."""
+        entry = self._columns.get(name)
+        if entry is None:
+            return 0
+        known, blocks = entry
+        return blocks.items if known is values and len(values) >= blocks.items else 0
+
+    def _column(self, name: str, values: Any, upto: int | None = None) -> orjson.Fragment:
+        """The column's array, its complete blocks kept; with ``upto``, only its blocks before that row kept (no array)."""
         rows = len(values)
         spill = self._spills.get(name)
         known, blocks = self._columns.get(name) or (None, _Blocks(COLUMN_BLOCK, spill))
@@ -313,9 +350,13 @@ class PositionFragments:
         self._columns[name] = (values, blocks)  # held, so its id cannot be reused by another column
         # A block is kept once a row after it exists: only the newest row may change in place.
         complete = (rows - 1) // COLUMN_BLOCK * COLUMN_BLOCK if rows else 0
+        if upto is not None:
+            complete = min(complete, upto // COLUMN_BLOCK * COLUMN_BLOCK)
         while blocks.items < complete:
             start = blocks.items
             blocks.add_block(_dumps_rows(values[start:start + COLUMN_BLOCK]), COLUMN_BLOCK)
+        if upto is not None:
+            return orjson.Fragment(b"")
         return self._array(blocks.pieces(_dumps_rows(values[blocks.items:])))
 
     def _array(self, pieces: list[Piece]) -> orjson.Fragment:
@@ -456,7 +497,7 @@ def _state_to_dict(s: State, *, head_only: bool = False, fragments: PositionFrag
             "exposure": v.exposure,
         }
         if fragments is not None:
-            d["valuations"] = {key: fragments.column(key, column) for key, column in d["valuations"].items()}
+            d["valuations"] = fragments.columns(d["valuations"])
     d["last_completed_cycle"] = s.last_completed_cycle
     d["cycles_completed"] = s.cycles_completed
     d["replay_cursor"] = s.replay_cursor

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from tradeexecutor.state import Order, Portfolio, Position, State
+from tradeexecutor.state import Order, Portfolio, Position, State, valuation
 from tradeexecutor.state.growth import ListTail
 
 if TYPE_CHECKING:  # imported where used: the renderer process never needs pandas
@@ -123,7 +123,41 @@ class DeltaFeed:
     def __init__(self, prices: Mapping[str, Prices]) -> None:
         #: Every symbol's whole price columns (the replay's data); only bars up to the newest visible one are sent.
         self.prices = dict(prices)
+        #: Rows taken ahead for a first delta (:meth:`take`): the series, its stamps and equity (room for
+        #: ``ROWS_BLOCK`` more rows), and how many are filled.
+        self._early: tuple[object, np.ndarray, np.ndarray, int] | None = None
         self.reset()
+
+    def take(self, state: State, upto: int) -> None:
+        """Take the valuation rows before ``upto`` now, for the first delta (the one that holds every row).
+
+        The start-up's pass over a long history (``daemon/publish.py``) hands them a block at a time,
+        beside the other readers of the same block, so the ledger is read once; the first delta is cut
+        from these arrays (kept until it, whatever :meth:`reset` says: rows once committed never change).
+        """
+        valuations = state.valuations
+        early = self._early
+        if early is None or early[0] is not valuations:
+            size = len(valuations) + valuation.ROWS_BLOCK  # rows appended before the first delta fit
+            early = (valuations, np.empty(size, dtype=np.int64), np.empty(size, dtype=np.float64), 0)
+        series, stamps, equity, filled = early
+        upto = min(upto, len(valuations) - 1, len(stamps))  # never the newest row: it may still change
+        for first, (some_stamps, some_equity) in valuations.blocks(filled, upto, ("timestamp", "equity")):
+            stamps[first:first + len(some_stamps)] = np.frombuffer(some_stamps, dtype=np.int64)
+            equity[first:first + len(some_equity)] = np.frombuffer(some_equity, dtype=np.float64)
+        self._early = (series, stamps, equity, max(filled, upto))
+
+    @property
+    def taken_ahead(self) -> int:
+        """Rows taken ahead (:meth:`take`) and held for the first delta: 0 when none."""
+        return self._early[3] if self._early is not None else 0
+
+    def drop_outgrown(self, state: State) -> None:
+        """Forget the rows taken ahead once the series has outgrown their room (no first delta came in time: a
+        renderer that does not start), so they are not held for good; the first delta then reads them again."""
+        if self._early is not None and (self._early[0] is not state.valuations
+                                        or len(state.valuations) > len(self._early[1])):
+            self._early = None
 
     def reset(self) -> None:
         """Forget what was sent: the next delta holds everything (for a renderer that lost its copy)."""
@@ -141,8 +175,17 @@ class DeltaFeed:
         valuations = state.valuations
         count = len(valuations)
         start = 0 if count < self._rows else max(0, self._rows - 1)
-        stamps = np.asarray(valuations.timestamp[start:count], dtype=np.int64)
-        equity = np.asarray(valuations.equity[start:count], dtype=np.float64)
+        early, self._early = self._early, None
+        if start == 0 and early is not None and early[0] is valuations and count <= len(early[1]):
+            _series, stamps, equity, taken = early  # the rows taken ahead, the rest after them
+            stamps, equity = stamps[:count], equity[:count]
+        else:
+            stamps, equity = np.empty(count - start, dtype=np.int64), np.empty(count - start, dtype=np.float64)
+            taken = start
+        for first, (some_stamps, some_equity) in valuations.blocks(taken, count, ("timestamp", "equity")):
+            # a block at a time into the delta's own arrays: the first delta's rows are held once, never twice
+            stamps[first - start:first - start + len(some_stamps)] = np.frombuffer(some_stamps, dtype=np.int64)
+            equity[first - start:first - start + len(some_equity)] = np.frombuffer(some_equity, dtype=np.float64)
         self._rows = count
         prices: dict[str, tuple[int, np.ndarray, np.ndarray]] = {}
         for symbol, (times, closes) in self.prices.items():
