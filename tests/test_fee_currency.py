@@ -164,3 +164,69 @@ def test_a_live_buy_whose_fee_is_paid_in_bnb_reports_its_value_in_the_quote(tmp_
     fees, [(fill_fee, fill_json)] = _ledger_fees(tmp_path, engine.state)
     assert fees == order.fees and fill_fee == 0.004
     assert b'"fee_currency":"BNB"' in fill_json and b'"fee_price":250.0' in fill_json
+
+
+# -- files written before fills recorded fee_in_base ------------------------------------------------------------
+
+
+def _state_with_fees() -> object:
+    """A state with one AAA/USD position bought twice: a 0.01 AAA fee at 100 (1 USD) and a 0.5 USD fee."""
+    from tradeexecutor.state import State
+
+    state = State(name="fees", initial_cash=10_000.0)
+    state.portfolio.cash = 10_000.0
+    instrument = state.add_instrument("AAA", "crypto", 0.001)
+    position = Position(id=1, instrument_id=instrument.id, opened_at=T0)
+    state.portfolio.open_positions.append(position)
+    for number, (fee, currency) in enumerate([(0.01, "AAA"), (0.5, "USD")], start=1):
+        order = Order(id=number, client_order_id=f"c{number}", position_id=1, instrument_id=instrument.id,
+                      purpose=OrderPurpose.open, side=OrderSide.buy, created_at=T0, quantity=10.0)
+        order.transition(OrderStatus.submitting, T0)
+        position.orders.append(order)
+        apply_fill(state.portfolio, position, order, 10.0, 100.0, fee, T0, fee_currency=currency, base_asset="AAA")
+    return state
+
+
+def test_a_state_file_written_before_fee_in_base_reads_a_base_asset_fee_as_one() -> None:
+    from tradeexecutor.store.codec import state_from_dict, state_to_dict
+
+    d = state_to_dict(_state_with_fees())  # type: ignore[arg-type]
+    fills = [f for o in d["portfolio"]["open_positions"][0]["orders"] for f in o["fills"]]
+    assert [f.pop("fee_in_base") for f in fills] == [True, False]  # as an older tradeexecutor wrote them
+    state = state_from_dict(d)
+    (base_order, quote_order) = state.portfolio.open_positions[0].orders
+    assert [f.fee_in_base for f in base_order.fills + quote_order.fills] == [True, False]
+    assert (base_order.fees, quote_order.fees) == (1.0, 0.5)
+
+
+def test_a_ledger_written_before_fee_in_base_reads_a_base_asset_fee_as_one_and_keeps_its_rows(tmp_path: Path) -> None:
+    import zlib
+
+    from tradeexecutor.ledger import Ledger
+
+    path = tmp_path / "ledger.sqlite"
+    ledger = Ledger(path)
+    ledger.save(_state_with_fees())  # type: ignore[arg-type]
+    ledger.close()
+    conn = sqlite3.connect(path)
+    try:
+        with conn:
+            for fill_id, data in conn.execute("SELECT id, json FROM fills").fetchall():
+                old = data.replace(b',"fee_in_base":true', b"").replace(b',"fee_in_base":false', b"")
+                assert old != data
+                conn.execute("UPDATE fills SET json = ?, crc = ? WHERE id = ?", (old, zlib.crc32(old), fill_id))
+        rows = conn.execute("SELECT id, json FROM fills ORDER BY id").fetchall()
+    finally:
+        conn.close()
+    again = Ledger(path)
+    state = again.load()
+    again.close()
+    assert state is not None
+    (base_order, quote_order) = state.portfolio.open_positions[0].orders
+    assert [f.fee_in_base for f in base_order.fills + quote_order.fills] == [True, False]
+    assert (base_order.fees, quote_order.fees) == (1.0, 0.5)
+    conn = sqlite3.connect(path)
+    try:
+        assert conn.execute("SELECT id, json FROM fills ORDER BY id").fetchall() == rows  # read, never rewritten
+    finally:
+        conn.close()
