@@ -22,8 +22,9 @@ from pathlib import Path
 import pytest
 
 from tradeexecutor.engine.accounting import apply_fill
+from tradeexecutor.runstate.figures import figures_from_state
 from tradeexecutor.state import Order, OrderPurpose, OrderSide, OrderStatus, Portfolio, Position, fee_value
-from tradeexecutor.stats.summary import TRADE_COLUMNS, trades_frame
+from tradeexecutor.stats.summary import TRADE_COLUMNS, compute_summary, summary_table, trades_frame
 from tradeexecutor.stats.trades_csv import trades_csv_bytes
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -105,6 +106,17 @@ def _csv_row(state: object) -> dict[str, str]:
     return row
 
 
+def _check_summary_and_status(state: object, fees: float) -> None:
+    """The summary (whole run and a window), its table and the /status figures give ``fees`` and say it is USD."""
+    whole = compute_summary(state)  # type: ignore[arg-type]
+    window = compute_summary(state, window=(0, 2**62))  # type: ignore[arg-type]  # the fees of the fills inside
+    assert (whole.fees_paid, whole.fee_currency) == (fees, "USD") == (window.fees_paid, window.fee_currency)
+    table = dict(line.rsplit(None, 1) for line in summary_table(whole).splitlines() if line.startswith("Fee"))
+    assert {label.strip(): text for label, text in table.items()} == {"Fees paid": f"{fees:,.2f}", "Fee currency": "USD"}
+    figures = figures_from_state(state)  # type: ignore[arg-type]
+    assert (figures.fees_paid, figures.fee_currency) == (fees, "USD")
+
+
 def _ledger_fees(tmp_path: Path, state: object) -> tuple[float, list[tuple[float, bytes]]]:
     """The ledger's ``orders.fees`` of the one order, and its fills' (fee, json), after a save."""
     from tradeexecutor.ledger import Ledger
@@ -138,6 +150,7 @@ def test_a_live_buy_whose_fee_is_taken_in_the_base_asset_reports_its_value_in_th
     assert filled["fee_value"] == order.fees
     row = _csv_row(engine.state)  # type: ignore[attr-defined]
     assert (float(row["fee"]), row["fee_currency"]) == (order.fees, "USD")
+    _check_summary_and_status(engine.state, order.fees)  # type: ignore[attr-defined]
     frame = trades_frame(engine.state)  # type: ignore[attr-defined]
     assert frame["fee"].tolist() == [order.fees] and frame["fee_currency"].tolist() == ["USD"]
     fees, [(fill_fee, fill_json)] = _ledger_fees(tmp_path, engine.state)
@@ -161,6 +174,7 @@ def test_a_live_buy_whose_fee_is_paid_in_bnb_reports_its_value_in_the_quote(tmp_
     assert filled["fee_value"] == order.fees
     row = _csv_row(engine.state)  # type: ignore[attr-defined]
     assert (float(row["fee"]), row["fee_currency"]) == (order.fees, "USD")
+    _check_summary_and_status(engine.state, order.fees)  # type: ignore[attr-defined]
     fees, [(fill_fee, fill_json)] = _ledger_fees(tmp_path, engine.state)
     assert fees == order.fees and fill_fee == 0.004
     assert b'"fee_currency":"BNB"' in fill_json and b'"fee_price":250.0' in fill_json

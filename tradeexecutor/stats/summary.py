@@ -137,6 +137,9 @@ class Summary:
     open_positions: int
     #: Return periods per year used to annualise (given, or inferred from the rows).
     periods_per_year: float | None
+    #: The currency ``fees_paid`` (and every money figure) is in: the instruments' quote currency
+    #: (``State.quote_currency``; a fee in the base asset or in BNB is valued in it); None without instruments.
+    fee_currency: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-safe dict: NaN and infinities become None, so ``json.dumps`` never fails."""
@@ -349,6 +352,7 @@ def _summarise(run: _Run, benchmark_prices: dict[str, pd.Series] | None, periods
         buy_and_hold_return=buy_and_hold,
         open_positions=open_positions,
         periods_per_year=ppy,
+        fee_currency=run.state.quote_currency(),
     )
 
 
