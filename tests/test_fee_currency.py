@@ -18,14 +18,19 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from tradeexecutor.engine.accounting import apply_fill
 from tradeexecutor.runstate.figures import figures_from_state
-from tradeexecutor.state import Order, OrderPurpose, OrderSide, OrderStatus, Portfolio, Position, fee_value
+from tradeexecutor.state import Order, OrderPurpose, OrderSide, OrderStatus, Portfolio, Position, State, fee_value
 from tradeexecutor.stats.summary import TRADE_COLUMNS, compute_summary, summary_table, trades_frame
 from tradeexecutor.stats.trades_csv import trades_csv_bytes
+
+if TYPE_CHECKING:
+    from exchange_sim_helpers import Running
+    from tradeexecutor.engine.engine import Engine
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -56,7 +61,7 @@ def test_an_order_s_fees_are_its_fills_fees_valued_in_the_quote(kwargs: dict[str
 
 
 @pytest.fixture
-def simulator(request: pytest.FixtureRequest) -> Iterator[object]:
+def simulator(request: pytest.FixtureRequest) -> Iterator[Running]:
     """exchange-sim with AAA/USD (and BNB/USD at 250 with 1 BNB held, for ``bnb``), 0.1 % fees in
     ``request.param``'s asset, AAA held at 100."""
     pytest.importorskip("ccxt")
@@ -81,7 +86,7 @@ def simulator(request: pytest.FixtureRequest) -> Iterator[object]:
         yield running
 
 
-def _live_buy(tmp_path: Path, running: object) -> tuple[object, list[tuple[str, dict[str, object]]], Order]:
+def _live_buy(tmp_path: Path, running: Running) -> tuple[Engine, list[tuple[str, dict[str, Any]]], Order]:
     """A live engine's 1 000 USD buy of AAA filled by the simulator; the engine, its journal and the order."""
     from test_engine_writeahead import cycle_ns, orders
     from test_resting_entry import simulator_engine
@@ -99,30 +104,30 @@ def _live_buy(tmp_path: Path, running: object) -> tuple[object, list[tuple[str, 
     return engine, journal, order
 
 
-def _csv_row(state: object) -> dict[str, str]:
-    rows = list(csv.DictReader(io.StringIO(trades_csv_bytes(state).decode())))  # type: ignore[arg-type]
+def _csv_row(state: State) -> dict[str, str]:
+    rows = list(csv.DictReader(io.StringIO(trades_csv_bytes(state).decode())))
     assert tuple(rows[0]) == TRADE_COLUMNS
     (row,) = rows
     return row
 
 
-def _check_summary_and_status(state: object, fees: float) -> None:
+def _check_summary_and_status(state: State, fees: float) -> None:
     """The summary (whole run and a window), its table and the /status figures give ``fees`` and say it is USD."""
-    whole = compute_summary(state)  # type: ignore[arg-type]
-    window = compute_summary(state, window=(0, 2**62))  # type: ignore[arg-type]  # the fees of the fills inside
+    whole = compute_summary(state)
+    window = compute_summary(state, window=(0, 2**62))  # the fees of the fills inside
     assert (whole.fees_paid, whole.fee_currency) == (fees, "USD") == (window.fees_paid, window.fee_currency)
     table = dict(line.rsplit(None, 1) for line in summary_table(whole).splitlines() if line.startswith("Fee"))
     assert {label.strip(): text for label, text in table.items()} == {"Fees paid": f"{fees:,.2f}", "Fee currency": "USD"}
-    figures = figures_from_state(state)  # type: ignore[arg-type]
+    figures = figures_from_state(state)
     assert (figures.fees_paid, figures.fee_currency) == (fees, "USD")
 
 
-def _ledger_fees(tmp_path: Path, state: object) -> tuple[float, list[tuple[float, bytes]]]:
+def _ledger_fees(tmp_path: Path, state: State) -> tuple[float, list[tuple[float, bytes]]]:
     """The ledger's ``orders.fees`` of the one order, and its fills' (fee, json), after a save."""
     from tradeexecutor.ledger import Ledger
 
     ledger = Ledger(tmp_path / "ledger.sqlite")
-    ledger.save(state)  # type: ignore[arg-type]
+    ledger.save(state)
     ledger.close()
     conn = sqlite3.connect(tmp_path / "ledger.sqlite")
     try:
@@ -135,23 +140,23 @@ def _ledger_fees(tmp_path: Path, state: object) -> tuple[float, list[tuple[float
 
 @pytest.mark.parametrize("simulator", ["base"], indirect=True)
 def test_a_live_buy_whose_fee_is_taken_in_the_base_asset_reports_its_value_in_the_quote(
-        tmp_path: Path, simulator: object) -> None:
+        tmp_path: Path, simulator: Running) -> None:
     """The simulator takes the buy's 0.1 % fee in AAA: 10 AAA at 100 cost 0.01 AAA, worth 1 USD."""
     engine, journal, order = _live_buy(tmp_path, simulator)
     (fill,) = order.fills
-    (trade,) = simulator.control("GET", "trades")[1]  # type: ignore[attr-defined]
+    (trade,) = simulator.control("GET", "trades")[1]
     assert (trade["commissionAsset"], Decimal(trade["commission"]), Decimal(trade["qty"]),
             Decimal(trade["price"])) == ("AAA", Decimal("0.01"), Decimal(10), Decimal(100))
     assert (fill.fee, fill.fee_currency, fill.fee_in_base, fill.fee_price) == (0.01, "AAA", True, None)
     assert order.fees == 0.01 * 100.0  # not 0.01 "USD"
-    assert engine.state.portfolio.fees_paid == order.fees  # type: ignore[attr-defined]
+    assert engine.state.portfolio.fees_paid == order.fees
     (filled,) = [fields for event, fields in journal if event == "order_filled"]
     assert (filled["fee"], filled["fee_currency"]) == (0.01, "AAA")  # the amount charged, with its currency
     assert filled["fee_value"] == order.fees
-    row = _csv_row(engine.state)  # type: ignore[attr-defined]
+    row = _csv_row(engine.state)
     assert (float(row["fee"]), row["fee_currency"]) == (order.fees, "USD")
-    _check_summary_and_status(engine.state, order.fees)  # type: ignore[attr-defined]
-    frame = trades_frame(engine.state)  # type: ignore[attr-defined]
+    _check_summary_and_status(engine.state, order.fees)
+    frame = trades_frame(engine.state)
     assert frame["fee"].tolist() == [order.fees] and frame["fee_currency"].tolist() == ["USD"]
     fees, [(fill_fee, fill_json)] = _ledger_fees(tmp_path, engine.state)
     assert fees == order.fees and fill_fee == 0.01  # the order's in the quote, the fill's as charged
@@ -159,22 +164,22 @@ def test_a_live_buy_whose_fee_is_taken_in_the_base_asset_reports_its_value_in_th
 
 
 @pytest.mark.parametrize("simulator", ["bnb"], indirect=True)
-def test_a_live_buy_whose_fee_is_paid_in_bnb_reports_its_value_in_the_quote(tmp_path: Path, simulator: object) -> None:
+def test_a_live_buy_whose_fee_is_paid_in_bnb_reports_its_value_in_the_quote(tmp_path: Path, simulator: Running) -> None:
     """The simulator takes the buy's 0.1 % fee (1 USD on 10 AAA at 100) in BNB at 250: 0.004 BNB, worth 1 USD at the
     venue's BNB/USD ticker."""
     engine, journal, order = _live_buy(tmp_path, simulator)
     (fill,) = order.fills
-    (trade,) = simulator.control("GET", "trades")[1]  # type: ignore[attr-defined]
+    (trade,) = simulator.control("GET", "trades")[1]
     assert (trade["commissionAsset"], Decimal(trade["commission"])) == ("BNB", Decimal("0.004"))
     assert (fill.fee, fill.fee_currency, fill.fee_in_base, fill.fee_price) == (0.004, "BNB", False, 250.0)
     assert order.fees == 0.004 * 250.0  # not 0.004
-    assert engine.state.portfolio.fees_paid == order.fees  # type: ignore[attr-defined]
+    assert engine.state.portfolio.fees_paid == order.fees
     (filled,) = [fields for event, fields in journal if event == "order_filled"]
     assert (filled["fee"], filled["fee_currency"]) == (0.004, "BNB")
     assert filled["fee_value"] == order.fees
-    row = _csv_row(engine.state)  # type: ignore[attr-defined]
+    row = _csv_row(engine.state)
     assert (float(row["fee"]), row["fee_currency"]) == (order.fees, "USD")
-    _check_summary_and_status(engine.state, order.fees)  # type: ignore[attr-defined]
+    _check_summary_and_status(engine.state, order.fees)
     fees, [(fill_fee, fill_json)] = _ledger_fees(tmp_path, engine.state)
     assert fees == order.fees and fill_fee == 0.004
     assert b'"fee_currency":"BNB"' in fill_json and b'"fee_price":250.0' in fill_json
@@ -183,10 +188,8 @@ def test_a_live_buy_whose_fee_is_paid_in_bnb_reports_its_value_in_the_quote(tmp_
 # -- files written before fills recorded fee_in_base ------------------------------------------------------------
 
 
-def _state_with_fees() -> object:
+def _state_with_fees() -> State:
     """A state with one AAA/USD position bought twice: a 0.01 AAA fee at 100 (1 USD) and a 0.5 USD fee."""
-    from tradeexecutor.state import State
-
     state = State(name="fees", initial_cash=10_000.0)
     state.portfolio.cash = 10_000.0
     instrument = state.add_instrument("AAA", "crypto", 0.001)
@@ -204,7 +207,7 @@ def _state_with_fees() -> object:
 def test_a_state_file_written_before_fee_in_base_reads_a_base_asset_fee_as_one() -> None:
     from tradeexecutor.store.codec import state_from_dict, state_to_dict
 
-    d = state_to_dict(_state_with_fees())  # type: ignore[arg-type]
+    d = state_to_dict(_state_with_fees())
     fills = [f for o in d["portfolio"]["open_positions"][0]["orders"] for f in o["fills"]]
     assert [f.pop("fee_in_base") for f in fills] == [True, False]  # as an older tradeexecutor wrote them
     state = state_from_dict(d)
@@ -220,7 +223,7 @@ def test_a_ledger_written_before_fee_in_base_reads_a_base_asset_fee_as_one_and_k
 
     path = tmp_path / "ledger.sqlite"
     ledger = Ledger(path)
-    ledger.save(_state_with_fees())  # type: ignore[arg-type]
+    ledger.save(_state_with_fees())
     ledger.close()
     conn = sqlite3.connect(path)
     try:
