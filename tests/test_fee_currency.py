@@ -152,7 +152,7 @@ def test_a_live_buy_whose_fee_is_taken_in_the_base_asset_reports_its_value_in_th
     assert engine.state.portfolio.fees_paid == order.fees
     (filled,) = [fields for event, fields in journal if event == "order_filled"]
     assert (filled["fee"], filled["fee_currency"]) == (0.01, "AAA")  # the amount charged, with its currency
-    assert filled["fee_value"] == order.fees
+    assert (filled["fee_value"], filled["fee_value_currency"]) == (order.fees, "USD")
     row = _csv_row(engine.state)
     assert (float(row["fee"]), row["fee_currency"]) == (order.fees, "USD")
     _check_summary_and_status(engine.state, order.fees)
@@ -176,7 +176,7 @@ def test_a_live_buy_whose_fee_is_paid_in_bnb_reports_its_value_in_the_quote(tmp_
     assert engine.state.portfolio.fees_paid == order.fees
     (filled,) = [fields for event, fields in journal if event == "order_filled"]
     assert (filled["fee"], filled["fee_currency"]) == (0.004, "BNB")
-    assert filled["fee_value"] == order.fees
+    assert (filled["fee_value"], filled["fee_value_currency"]) == (order.fees, "USD")
     row = _csv_row(engine.state)
     assert (float(row["fee"]), row["fee_currency"]) == (order.fees, "USD")
     _check_summary_and_status(engine.state, order.fees)
