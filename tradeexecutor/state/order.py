@@ -211,7 +211,8 @@ class Fill:
     fee_price_source: str | None = None
     #: True when the fee was taken in the instrument's base asset (``fee_currency`` is the venue's base asset:
     #: Binance's default for a buy), as accounting found when it applied the fill; its value is ``fee * price``.
-    #: False for a fee in the quote currency or a third asset (and for fills recorded before this was kept).
+    #: False for a fee in the quote currency or a third asset. A fill recorded before this was kept is given it as
+    #: it is read (state/migrate.py ``mark_old_fill``).
     fee_in_base: bool = False
 
     @property
