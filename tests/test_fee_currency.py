@@ -216,6 +216,23 @@ def test_a_state_file_written_before_fee_in_base_reads_a_base_asset_fee_as_one()
     assert (base_order.fees, quote_order.fees) == (1.0, 0.5)
 
 
+def test_a_state_dict_mixing_new_and_old_fills_marks_every_old_fill() -> None:
+    """A log replayed over an old snapshot: the open position's fills are new, the closed one's old (the review's
+    case: one fill with ``fee_in_base`` used to end the marking, so the old base-asset fee read raw, 0.01)."""
+    from tradeexecutor.store.codec import state_from_dict, state_to_dict
+
+    state = _state_with_fees()
+    state.portfolio.closed_positions.append(state.portfolio.open_positions.pop(0))
+    state.portfolio.open_positions.append(_state_with_fees().portfolio.open_positions[0])
+    d = state_to_dict(state)
+    for order in d["portfolio"]["closed_positions"][0]["orders"]:
+        for fill in order["fills"]:
+            fill.pop("fee_in_base")
+    loaded = state_from_dict(d)
+    assert [o.fees for o in loaded.portfolio.closed_positions[0].orders] == [1.0, 0.5]
+    assert [o.fees for o in loaded.portfolio.open_positions[0].orders] == [1.0, 0.5]
+
+
 def test_a_ledger_written_before_fee_in_base_reads_a_base_asset_fee_as_one_and_keeps_its_rows(tmp_path: Path) -> None:
     import zlib
 

@@ -61,8 +61,9 @@ def mark_old_fill(fill: dict[str, Any], quote_currency: str | None) -> dict[str,
 
 
 def _mark_old_fills(d: dict[str, Any]) -> None:
-    """mark_old_fill for every fill of a schema-2 state dict written before fills recorded ``fee_in_base`` (a state
-    file is written whole: its first fill says whether the rest need it)."""
+    """mark_old_fill for every fill of a schema-2 state dict written before fills recorded ``fee_in_base``: each fill
+    on its own (a dict may mix new and old fills — a log replayed over an old snapshot — so one fill that has the
+    field says nothing about the others)."""
     portfolio = d.get("portfolio")
     if type(portfolio) is not dict:
         return
@@ -74,7 +75,7 @@ def _mark_old_fills(d: dict[str, Any]) -> None:
                     if type(fill) is not dict:
                         continue
                     if "fee_in_base" in fill:
-                        return
+                        continue
                     mark_old_fill(fill, quotes.get(order.get("instrument_id")))
 
 
