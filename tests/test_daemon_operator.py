@@ -66,6 +66,8 @@ def test_close_one_position_at_the_current_bar_through_the_trigger_exit_path(tmp
         assert portfolio.cash == pytest.approx(cash_before + quantity * fill_price - order.fees)
         assert result.details["cash"] == pytest.approx(portfolio.cash)
         assert [c["position_id"] for c in result.details["closed"]] == [position.id]
+        [closed] = result.details["closed"]
+        assert (closed["fee"], closed["fee_currency"]) == (order.fees, "USD")  # the fee says its currency
         # Committed as one job: the saved state has it closed, and the journal holds the fill and the action.
         saved = load_state(tmp_path / "state")
         assert saved is not None and [p.id for p in saved.portfolio.closed_positions] == [position.id]

@@ -16,6 +16,7 @@ the simulator charged, the same cash and holdings. A missing credential variable
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import signal
@@ -118,6 +119,7 @@ def test_live_orders_go_to_the_exchange_and_the_ledger_equals_its_record(tmp_pat
     fee_asset = request.node.callspec.params["simulator"]
     assert {trade["commissionAsset"] for trade in trades} == {"quote": {"USD"}, "received": {"EUR", "USD"},
                                                               "bnb": {"BNB"}}[fee_asset]
+    _check_fee_figures(state, executor.state_dir, trades)
     if fee_asset == "received":  # fees in EUR leave dust
         assert any(p.dust_quantity > 0 for p in closed)
     else:
@@ -141,6 +143,29 @@ def test_live_orders_go_to_the_exchange_and_the_ledger_equals_its_record(tmp_pat
     assert float(balances["USD"]["free"]) + float(balances["USD"]["locked"]) == pytest.approx(state.portfolio.cash,
                                                                                               abs=1e-6)
     assert float(balances.get("EUR", {"free": 0})["free"]) == pytest.approx(held, abs=1e-9)
+
+
+def _check_fee_figures(state: Any, state_dir: Path, trades: list[dict[str, Any]]) -> None:
+    """Every order's fee is one figure in USD, worked out from the exchange's own record: a USD commission as it
+    is, one in EUR (the base asset) at the trade's price, one in BNB at the fill's BNB/USD ticker price; the
+    published orders.csv says so (``fee``, ``fee_currency``), and the journal's fill lines name each fee's
+    currency, with its USD value when it is not USD."""
+    by_id = {str(t["id"]): t for t in trades}
+    with (state_dir / "public" / "orders.csv").open(newline="") as handle:
+        rows = {int(row["trade_id"]): row for row in csv.DictReader(handle)}
+    filled = [order for position in state.portfolio.all_positions() for order in position.orders if order.fills]
+    assert filled and {order.id for order in filled} <= set(rows)
+    for order in filled:
+        worth = 0.0
+        for fill in order.fills:
+            trade = by_id[fill.venue_trade_id]
+            fee, asset = float(trade["commission"]), trade["commissionAsset"]
+            worth += {"USD": fee, "EUR": fee * float(trade["price"])}.get(asset, fee * (fill.fee_price or 0.0))
+        assert order.fees == pytest.approx(worth, rel=1e-12) and worth > 0
+        assert float(rows[order.id]["fee"]) == order.fees and rows[order.id]["fee_currency"] == "USD"
+    lines = [e["fields"] for e in Journal(state_dir / "journal.jsonl").read(limit=10_000) if e["event"] == "order_filled"]
+    assert {line["fee_currency"] for line in lines} == {t["commissionAsset"] for t in trades}
+    assert all((line["fee_currency"] == "USD") == ("fee_value" not in line) for line in lines)
 
 
 def _check_bnb_fees(state: Any, trades: list[dict[str, Any]], fills: dict[Any, Any], balances: dict[str, Any]) -> None:

@@ -80,6 +80,14 @@ EVENTS: list[tuple[str, dict[str, Any], str, list[str], str]] = [
     ("health_recovered", {}, "exec1 health recovered", ["passes again"], "success"),
     ("order_filled", {"order_id": 7, "symbol": "GOOG", "purpose": "open", "quantity": 12.5, "price": 101.25,
                       "fee": 0.25}, "exec1: open GOOG filled", ["order 7: bought 12.5 at 101.25", "fee: 0.25"], "info"),
+    ("order_filled", {"order_id": 9, "symbol": "AAA", "purpose": "open", "quantity": 10.0, "price": 100.0, "fee": 0.01,
+                      "fee_currency": "AAA", "fee_value": 1.0, "fee_value_currency": "USD"},  # taken in the base asset
+     "exec1: open AAA filled", ["order 9: bought 10 at 100", "fee: 0.01 AAA (1.00 USD)"], "info"),
+    ("order_filled", {"order_id": 10, "symbol": "AAA", "purpose": "increase", "quantity": 10.0, "price": 100.0,
+                      "fee": 0.004, "fee_currency": "BNB", "fee_value": 1.0, "fee_value_currency": "USD"},  # in BNB
+     "exec1: increase AAA filled", ["fee: 0.004 BNB (1.00 USD)"], "info"),
+    ("order_filled", {"order_id": 11, "symbol": "AAA", "purpose": "close", "quantity": -10.0, "price": 100.0,
+                      "fee": 1.0, "fee_currency": "USD"}, "exec1: close AAA filled", ["fee: 1 USD"], "info"),
     ("order_rejected", {"order_id": 8, "symbol": "AAPL", "purpose": "open", "reason": "below minimum notional"},
      "exec1: open AAPL rejected", ["reason: below minimum notional"], "warning"),
     ("trigger_fired", {"position_id": 3, "symbol": "GOOG", "trigger": "stop_loss", "trigger_price": 95.0,

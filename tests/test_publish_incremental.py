@@ -409,7 +409,7 @@ def test_a_publication_formats_only_open_and_newly_finished_positions(monkeypatc
     encoded: list[int] = []
     real_record, real_entry = trades_csv.trade_record, store_publish._entry  # noqa: SLF001
 
-    def counted_record(order: Order, symbols: dict[int, str]) -> dict[str, Any]:
+    def counted_record(order: Order, symbols: dict[int, tuple[str, str]]) -> dict[str, Any]:
         formatted.append(order.id)
         return real_record(order, symbols)
 

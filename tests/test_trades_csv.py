@@ -52,7 +52,7 @@ def test_an_empty_state_is_the_header_alone(tmp_path: Path) -> None:
     assert written.read_bytes() == pandas_csv(state) == (
         b"trade_id,position_id,symbol,kind,status,side,planned_at,executed_at,planned_quantity,executed_quantity,"
         b"executed_price,value,fee,slippage,realised_pnl,trigger,trigger_price,reject_reason,note,"
-        b"client_order_id,reject_code\n")
+        b"client_order_id,reject_code,fee_currency\n")
 
 
 def grow(state: State, rng: random.Random, cycle: int) -> None:

@@ -254,6 +254,7 @@ def _expected(state: State) -> PortfolioFigures:
         orders_filled=sum(1 for t in trades if t.status == OrderStatus.filled),
         orders_rejected=sum(1 for t in trades if t.status == OrderStatus.rejected),
         fees_paid=state.portfolio.fees_paid,
+        fee_currency="USD",  # the backtest's instruments are quoted in USD
         updated_at=T0,
     )
 

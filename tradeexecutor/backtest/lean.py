@@ -89,7 +89,7 @@ _ORDER_FIELDS = ("id", "client_order_id", "position_id", "instrument_id", "purpo
                  "venue_order_id", "status_reason", "reject_reason", "trigger", "trigger_price", "note",
                  "submitted_at", "updated_at", "closed_at", "fills")
 _FILL_FIELDS = ("id", "order_id", "quantity", "price", "at", "fee", "fee_currency", "venue_trade_id", "slippage",
-                "realised_pnl", "fee_price", "fee_price_source")
+                "realised_pnl", "fee_price", "fee_price_source", "fee_in_base")
 if tuple(f.name for f in fields(Order)) != _ORDER_FIELDS or tuple(f.name for f in fields(Fill)) != _FILL_FIELDS:
     raise ImportError("backtest/lean.py: Order or Fill fields changed; update _ORDER_FIELDS, _FILL_FIELDS and _make")
 _TERMINAL = frozenset(OrderStatus(s) for s in ("filled", "cancelled", "rejected", "expired"))
@@ -451,7 +451,8 @@ class BacktestEngine(Engine):
                 done = at if at_ns == decided else _to_datetime(at_ns)
                 made = _new(Fill)
                 _init_fill(made, fill_id, order_id, filled, price, done, fee,
-                           instruments[position.instrument_id].quote_currency, None, slippage, realised, None, None)
+                           instruments[position.instrument_id].quote_currency, None, slippage, realised, None, None,
+                           False)
                 # created → submitting → filled at ``done``, as _submit and the fill's transition leave it.
                 _init_order(order, order_id, cid, position.id, position.instrument_id, purpose, side, at, _FILLED,
                             _MARKET, _GTC, quantity, value, None, None, reference, None, None, None, None, None,

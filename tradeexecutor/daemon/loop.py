@@ -561,6 +561,7 @@ class ExecutorLoop:
         return {"position_id": position.id, "symbol": symbol, "order_id": order.id,
                 "client_order_id": order.client_order_id, "status": order.status.value,
                 "quantity": order.filled_quantity, "price": order.average_fill_price, "fee": order.fees,
+                "fee_currency": self.engine.state.instrument(order.instrument_id).quote_currency,
                 "realised_pnl": order.realised_pnl}
 
     def _reload_params(self, request: ActionRequest) -> ActionResult:

@@ -12,7 +12,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 
-from tradeexecutor.state import Fill, Order, OrderSide, OrderStatus, Portfolio, Position, RejectReason
+from tradeexecutor.state import Fill, Order, OrderSide, OrderStatus, Portfolio, Position, RejectReason, fee_value
 
 #: Quantities below this are treated as zero when deciding a position is closed.
 _DUST = 1e-12
@@ -64,16 +64,16 @@ def apply_fill(portfolio: Portfolio, position: Position, order: Order, quantity:
     Returns the Fill; the position is closed (``closed_at`` set) when a sell brought it to zero.
     """
     fill = _new(Fill)  # Fill(...) without the class call's keyword dict (see engine.engine._new)
+    in_base = base_asset is not None and fee_currency == base_asset
     _init_fill(fill, id=portfolio.next_fill_id, order_id=order.id, quantity=quantity, price=price, at=at, fee=fee,
                fee_currency=fee_currency, venue_trade_id=venue_trade_id, slippage=slippage, fee_price=fee_price,
-               fee_price_source=fee_price_source)
+               fee_price_source=fee_price_source, fee_in_base=in_base)
     portfolio.next_fill_id += 1
     order.fills.append(fill)
     order.transition(_FILLED if complete else _PARTIALLY_FILLED, at)
-    in_base = base_asset is not None and fee_currency == base_asset
     third = fee_price is not None
-    money_fee = fee * fee_price if fee_price is not None else fee  # what the fee is worth, in quote
-    portfolio.fees_paid += fee * price if in_base else money_fee
+    money_fee = fee_value(fee, price, fee_price, False)  # a third asset's fee in quote (a base one: _buy, _sell)
+    portfolio.fees_paid += fee_value(fee, price, fee_price, in_base)
     cash_fee = 0.0 if third else fee  # a fee in the base or a third asset takes no cash
     if third and fee_currency in portfolio.fee_asset_balances:  # the account holds that much less of it
         portfolio.fee_asset_balances[fee_currency] -= fee
@@ -114,7 +114,7 @@ def _buy(holding: Position | _Figures, quantity: float, price: float, fee: float
     A fee in the base asset leaves the net quantity held at the fill's price; its value is the fee.
     """
     if in_base:
-        quantity, fee = quantity - fee, fee * price
+        quantity, fee = quantity - fee, fee_value(fee, price, None, True)
     holding.quantity += quantity
     holding.cost_basis += quantity * price
     holding.fees_paid += fee
@@ -128,7 +128,7 @@ def _sell(holding: Position | _Figures, quantity: float, price: float, fee: floa
     A fee in the base asset leaves the position on top of the quantity sold; its value is the fee.
     """
     if in_base:
-        return _sell(holding, quantity + fee, price, fee * price)
+        return _sell(holding, quantity + fee, price, fee_value(fee, price, None, True))
     if quantity - holding.quantity > _DUST:  # more than held: an exchange close also sold earlier closes' dust
         cost_removed = holding.cost_basis  # whose cost was written off already
     else:
@@ -180,12 +180,13 @@ def _write_off(holding: Position | _Figures) -> float:
 
 def recompute_from_fills(position: Position, base_assets: Collection[str] = ()) -> Holding:
     """The position's figures replayed from its fills in the order they were applied (by fill id);
-    a fill whose fee currency is in ``base_assets`` was applied with its fee in the base asset."""
+    a fill with ``fee_in_base``, or whose fee currency is in ``base_assets`` (a fill recorded before
+    ``fee_in_base`` was kept), was applied with its fee in the base asset."""
     figures = _Figures()
     fills = sorted(((f, o.is_buy) for o in position.orders for f in o.fills), key=lambda pair: pair[0].id)
     for fill, is_buy in fills:
-        in_base = fill.fee_currency in base_assets
-        fee = fill.fee * fill.fee_price if fill.fee_price is not None else fill.fee
+        in_base = fill.fee_in_base or fill.fee_currency in base_assets
+        fee = fee_value(fill.fee, fill.price, fill.fee_price, False)  # in the base: valued by _buy, _sell
         if is_buy:
             _buy(figures, fill.quantity, fill.price, fee, in_base)
         else:
@@ -197,11 +198,11 @@ def recompute_from_fills(position: Position, base_assets: Collection[str] = ()) 
 
 def recompute_cash(initial_cash: float, portfolio: Portfolio, base_assets: Collection[str] = ()) -> float:
     """Cash replayed from every fill of every position, in the order the fills were applied (a fee in
-    one of ``base_assets``, or in a third asset, moved no cash)."""
+    the base asset, as recompute_from_fills tells it, or in a third asset, moved no cash)."""
     cash = initial_cash
     fills = sorted(((f, o.is_buy) for o in portfolio.all_orders() for f in o.fills), key=lambda pair: pair[0].id)
     for fill, is_buy in fills:
-        if fill.fee_currency in base_assets or fill.fee_price is not None:  # a fee in a third asset moves no cash
+        if fill.fee_in_base or fill.fee_currency in base_assets or fill.fee_price is not None:  # no cash for the fee
             cash += -fill.quantity * fill.price if is_buy else fill.quantity * fill.price
         elif is_buy:
             cash -= fill.quantity * fill.price + fill.fee

@@ -1428,8 +1428,15 @@ class Engine:
 
     def _filled_event(self, position: Position, order: Order, symbol: str, fill: SimulatedFill | Fill,
                       **extra: Any) -> None:
-        if isinstance(fill, Fill) and fill.fee_price is not None:  # a fee in a third asset (BNB): say which, and worth
-            extra.update(fee_currency=fill.fee_currency, fee_value=fill.fee * fill.fee_price)
+        # The fee as charged, with its currency; one not in the quote currency (the base asset, or a third one such
+        # as BNB) also with what it is worth in the quote (Fill.quote_fee) and that currency, never a bare number.
+        quote = self.state.instrument(order.instrument_id).quote_currency
+        if isinstance(fill, Fill):
+            extra.update(fee_currency=fill.fee_currency)
+            if fill.fee_in_base or fill.fee_price is not None:
+                extra.update(fee_value=fill.quote_fee, fee_value_currency=quote)
+        else:
+            extra.update(fee_currency=quote)
         self.events("order_filled", order_id=order.id, client_order_id=order.client_order_id,
                     position_id=position.id, symbol=symbol, purpose=order.purpose.value,
                     side=order.side.value, quantity=fill.quantity if order.is_buy else -fill.quantity,

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import sqlite3
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from tradeexecutor.ledger.rows import checked_json, text
 from tradeexecutor.state import Fill, Order, Position
+from tradeexecutor.state.migrate import mark_old_fill
 from tradeexecutor.store.codec import dumps_json, fill_from_dict, fill_to_dict, order_from_dict, order_to_dict
 
 __all__ = ["RowMarks", "delete_rows", "insert_rows", "order_rows", "read_orders", "write_orders"]
@@ -122,14 +123,18 @@ def delete_rows(conn: sqlite3.Connection, keys: Iterable[tuple[str, int]]) -> No
     conn.executemany("DELETE FROM orders WHERE id = ?", [(i,) for kind, i in keys if kind == "order"])
 
 
-def read_orders(conn: sqlite3.Connection, where: str) -> dict[int, list[Order]]:
-    """Every order with its fills, grouped by position id in their order; ValueError naming a damaged row."""
-    fills: dict[int, list[Fill]] = {}
+def read_orders(conn: sqlite3.Connection, where: str, quotes: Mapping[int, str]) -> dict[int, list[Order]]:
+    """Every order with its fills, grouped by position id in their order; ValueError naming a damaged row.
+
+    ``quotes`` (instrument id → quote currency) tells a fill row written before fills recorded ``fee_in_base``
+    whether its fee was in the base asset (state/migrate.py ``mark_old_fill``); the row itself is left as it is.
+    """
+    fills: dict[int, list[dict[str, Any]]] = {}
     fill_positions: dict[int, int] = {}
     for fill_id, order_id, position_id, data, crc in conn.execute(
             "SELECT id, order_id, position_id, json, crc FROM fills ORDER BY order_id, seq"):
-        fill = fill_from_dict(checked_json(data, crc, f"fill {fill_id}"))
-        if fill.id != fill_id or fill.order_id != order_id:
+        fill = checked_json(data, crc, f"fill {fill_id}")
+        if type(fill) is not dict or fill.get("id") != fill_id or fill.get("order_id") != order_id:
             raise ValueError(f"{where}: fill row {fill_id} does not match its record")
         fills.setdefault(order_id, []).append(fill)
         fill_positions[order_id] = position_id
@@ -141,7 +146,8 @@ def read_orders(conn: sqlite3.Connection, where: str) -> dict[int, list[Order]]:
         order = order_from_dict(d)
         if order.id != order_id or order.position_id != position_id:
             raise ValueError(f"{where}: order row {order_id} does not match its record")
-        order.fills = fills.pop(order_id, [])
+        quote = quotes.get(order.instrument_id)
+        order.fills = [fill_from_dict(mark_old_fill(f, quote)) for f in fills.pop(order_id, [])]
         if order.fills and fill_positions[order_id] != position_id:
             raise ValueError(f"{where}: fills of order {order_id} name another position")
         found.setdefault(position_id, []).append(order)

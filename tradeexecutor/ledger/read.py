@@ -277,7 +277,7 @@ def _content(conn: sqlite3.Connection, where: str, keep_closed: int | None, tail
                           fee_asset_balances=dict(head["portfolio"].get("fee_asset_balances") or {}))
     instruments = [instrument_from_dict(checked_json(data, crc, f"instrument {i}"))
                    for i, data, crc in conn.execute("SELECT id, json, crc FROM instruments ORDER BY id")]
-    orders = read_orders(conn, where)
+    orders = read_orders(conn, where, {i.id: i.quote_currency for i in instruments})
     if keep_closed is not None:
         portfolio.closed_positions = PackedPositions(keep=keep_closed)
     lists: dict[str, list[Position] | PackedPositions] = {

@@ -113,8 +113,19 @@ def _filled(source: str, f: Mapping[str, Any], _: str) -> tuple[str, str, str, s
     side = "sold" if isinstance(quantity, (int, float)) and quantity < 0 else "bought"
     amount = abs(quantity) if isinstance(quantity, (int, float)) else quantity
     body = _lines(f"order {f.get('order_id', '?')}: {side} {_amount(amount)} at {_amount(f.get('price'))}",
-                  f"fee: {_number(f.get('fee'))}" if f.get("fee") is not None else "")
+                  _fee(f) if f.get("fee") is not None else "")
     return f"{source}: {f.get('purpose', 'order')} {symbol} filled", body, "info", symbol
+
+
+def _fee(f: Mapping[str, Any]) -> str:
+    """A fill line's fee with its currency (``fee: 0.25 USD``); one not in the quote with its worth in the quote
+    (``fee: 0.01 AAA (1.00 USD)``). Lines written before fills named the currency: the figure alone."""
+    text = f"fee: {_amount(f.get('fee'))}"
+    if f.get("fee_currency"):
+        text += f" {f['fee_currency']}"
+    if f.get("fee_value") is not None:
+        text += f" ({_number(f['fee_value'])}{' ' + str(f['fee_value_currency']) if f.get('fee_value_currency') else ''})"
+    return text
 
 
 def _rejected(source: str, f: Mapping[str, Any], _: str) -> tuple[str, str, str, str]:

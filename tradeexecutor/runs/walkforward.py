@@ -174,6 +174,8 @@ def combine_curves(folds: Sequence[FoldResult], curves: Mapping[int, tuple[np.nd
     summary = compute_summary(state, periods_per_year=periods_per_year).to_dict()
     for name in ("trade_count", "position_count", "rejected_trade_count", "fees_paid"):
         summary[name] = sum((r.test or {}).get(name) or 0 for r in folds)
+    # the chained curve has no instruments: its fees are in the folds' currency
+    summary["fee_currency"] = next((c for r in folds if (c := (r.test or {}).get("fee_currency"))), None)
     for name in ("win_rate", "profit_factor", "average_win", "average_loss", "exposure_time", "open_positions",
                  "buy_and_hold_return"):
         summary[name] = None  # not defined for a chained curve

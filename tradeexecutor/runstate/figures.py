@@ -43,8 +43,10 @@ class PortfolioFigures(DataClassJsonMixin):
     orders_filled: int = 0
     #: Orders rejected over the life of the state.
     orders_rejected: int = 0
-    #: Fees paid over the life of the state.
+    #: Fees paid over the life of the state, in ``fee_currency`` (a fee in the base asset or in BNB valued in it).
     fees_paid: float = 0.0
+    #: The currency of ``fees_paid`` and the other money figures: the instruments' quote (State.quote_currency).
+    fee_currency: str | None = None
     #: When these figures were computed; None until the loop fills them in the first time.
     updated_at: datetime | None = datetime_field()
 
@@ -118,6 +120,7 @@ class FigureCounter:
             orders_filled=open_counts.filled + closed.filled + failed.filled,
             orders_rejected=open_counts.rejected + closed.rejected + failed.rejected,
             fees_paid=float(portfolio.fees_paid),
+            fee_currency=state.quote_currency(),
             updated_at=now,
         )
 

@@ -20,6 +20,7 @@ from tradeexecutor.state.order import (
     RejectReason,
     TimeInForce,
     TriggerKind,
+    fee_value,
 )
 from tradeexecutor.state.packed import PackedPositions
 from tradeexecutor.state.portfolio import Portfolio
@@ -52,5 +53,6 @@ __all__ = [
     "TriggerKind",
     "ValuationSeries",
     "client_order_id",
+    "fee_value",
     "run_key",
 ]

@@ -17,7 +17,7 @@ from typing import Any
 from tradeexecutor.state.client_id import client_order_id, run_key
 from tradeexecutor.state.order import OrderPurpose, RejectReason
 
-__all__ = ["migrate_state_dict", "reject_reason_of"]
+__all__ = ["mark_old_fill", "migrate_state_dict", "reject_reason_of"]
 
 #: Words of schema-1 rejection reasons and the machine reason they mean.
 _REASONS = (
@@ -44,12 +44,49 @@ def _time(value: Any) -> datetime:
     return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
 
 
+def mark_old_fill(fill: dict[str, Any], quote_currency: str | None) -> dict[str, Any]:
+    """Give a fill dict written before fills recorded ``fee_in_base`` that flag, in place; returns it.
+
+    Accounting took a fee in the base asset when its currency was the venue's base asset; the ccxt venue values
+    any other currency that is not the quote as a third asset (``fee_price`` set), and a live instrument's quote
+    is the venue's. So an old fill's fee was in the base asset exactly when it has no ``fee_price`` and its
+    currency is neither empty nor its instrument's quote currency (``quote_currency``; None when unknown: left
+    false). A fill that has the key is left as it is.
+    """
+    if "fee_in_base" not in fill:
+        currency = fill.get("fee_currency", "")
+        fill["fee_in_base"] = (quote_currency is not None and fill.get("fee_price") is None
+                               and currency not in ("", quote_currency))
+    return fill
+
+
+def _mark_old_fills(d: dict[str, Any]) -> None:
+    """mark_old_fill for every fill of a schema-2 state dict written before fills recorded ``fee_in_base``: each fill
+    on its own (a dict may mix new and old fills — a log replayed over an old snapshot — so one fill that has the
+    field says nothing about the others)."""
+    portfolio = d.get("portfolio")
+    if type(portfolio) is not dict:
+        return
+    quotes = {i.get("id"): i.get("quote_currency", "USD") for i in d.get("instruments") or [] if type(i) is dict}
+    for key in ("open_positions", "closed_positions", "failed_positions"):
+        for position in portfolio.get(key) or []:
+            for order in (position.get("orders") or []) if type(position) is dict else []:
+                for fill in (order.get("fills") or []) if type(order) is dict else []:
+                    if type(fill) is not dict:
+                        continue
+                    if "fee_in_base" in fill:
+                        continue
+                    mark_old_fill(fill, quotes.get(order.get("instrument_id")))
+
+
 def migrate_state_dict(d: dict[str, Any]) -> dict[str, Any]:
-    """Bring a schema-1 state dict to schema 2 in place and return it; a schema-2 dict is returned as it is.
+    """Bring a schema-1 state dict to schema 2 in place and return it; a schema-2 dict is returned as it is, but for
+    ``fee_in_base`` given to fills written before fills kept it (:func:`mark_old_fill`).
 
     Raises KeyError, TypeError or ValueError on a shape schema 1 never had; the caller names the file.
     """
     if d.get("schema_version") != 1:
+        _mark_old_fills(d)
         return d
     created = d.get("created_at")
     run = run_key(str(d.get("name", "")), _time(created) if created is not None else None)
@@ -100,7 +137,8 @@ def _order(trade: dict[str, Any], run: str, seq: int, position_id: int | None,
             "price": trade["executed_price"],
             "at": trade["executed_at"],
             "fee": trade.get("fee", 0.0),
-            "fee_currency": "USD",
+            "fee_currency": "USD",  # schema 1 charged fees in the quote alone
+            "fee_in_base": False,
             "venue_trade_id": None,
             "slippage": trade.get("slippage", 0.0),
             "realised_pnl": trade.get("realised_pnl", 0.0),

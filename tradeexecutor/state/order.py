@@ -43,6 +43,7 @@ __all__ = [
     "RejectReason",
     "TimeInForce",
     "TriggerKind",
+    "fee_value",
 ]
 
 
@@ -160,6 +161,19 @@ _SUBMITTING = OrderStatus.submitting
 _BUY = OrderSide.buy
 
 
+def fee_value(fee: float, price: float, fee_price: float | None, in_base: bool) -> float:
+    """What a fill's fee is worth in the instrument's quote currency: the one valuation every figure uses.
+
+    A fee in the quote currency is itself; one in the base asset (Binance takes a buy's fee in the asset
+    bought) is worth ``fee * price`` at the fill's price; one in a third asset (Binance's BNB) is worth
+    ``fee * fee_price``, the venue's price of that asset in the quote at the fill. Fees in different
+    currencies are never added as they are: they are added as what this gives.
+    """
+    if in_base:
+        return fee * price
+    return fee * fee_price if fee_price is not None else fee
+
+
 class IllegalTransition(InvariantError):
     """A status change ORDER_TRANSITIONS does not allow: a bug in whoever asked for it."""
 
@@ -195,6 +209,17 @@ class Fill:
     fee_price: float | None = None
     #: Where ``fee_price`` came from, in words (``binance ticker BNB/USD last at the fill``).
     fee_price_source: str | None = None
+    #: True when the fee was taken in the instrument's base asset (``fee_currency`` is the venue's base asset:
+    #: Binance's default for a buy), as accounting found when it applied the fill; its value is ``fee * price``.
+    #: False for a fee in the quote currency or a third asset. A fill recorded before this was kept is given it as
+    #: it is read (state/migrate.py ``mark_old_fill``).
+    fee_in_base: bool = False
+
+    @property
+    def quote_fee(self) -> float:
+        """This fill's fee valued in the instrument's quote currency (:func:`fee_value`); ``fee`` is the amount
+        in ``fee_currency``."""
+        return fee_value(self.fee, self.price, self.fee_price, self.fee_in_base)
 
 
 @dataclass_json
@@ -306,8 +331,10 @@ class Order:
 
     @property
     def fees(self) -> float:
-        """Fees of all fills."""
-        return sum(f.fee for f in self.fills)
+        """Fees of all fills in the instrument's quote currency, each valued by :func:`fee_value` (a fee in the
+        base asset or in a third asset is never added as its raw amount); each Fill keeps its own amount and
+        currency."""
+        return sum(f.quote_fee for f in self.fills)
 
     @property
     def slippage(self) -> float:

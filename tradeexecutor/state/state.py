@@ -59,6 +59,12 @@ class State:
                 return instrument
         raise KeyError(f"no instrument with id {instrument_id}")
 
+    def quote_currency(self) -> str | None:
+        """The currency the state's money figures are in, fees included (``fees_paid``, ``Order.fees``): its
+        instruments' quote currency; several, sorted and joined with ``/``; None without instruments."""
+        quotes = sorted({instrument.quote_currency for instrument in self.instruments})
+        return "/".join(quotes) if quotes else None
+
     def instrument_by_symbol(self, symbol: str) -> Instrument | None:
         """Look an instrument up by symbol."""
         for instrument in self.instruments:

@@ -54,6 +54,7 @@ SUMMARY_ROWS: tuple[tuple[str, str, str], ...] = (
     ("open_positions", "Positions open", "int"),
     ("exposure_time", "Exposure time", "pct"),
     ("fees_paid", "Fees paid", "money"),
+    ("fee_currency", "Fee currency", "text"),
     ("buy_and_hold_return", "Buy and hold return", "pct"),
     ("periods_per_year", "Periods per year", "ratio"),
 )

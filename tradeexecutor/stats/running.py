@@ -327,6 +327,7 @@ class RunningSummary:
             buy_and_hold_return=_buy_and_hold(benchmark, first_ms, last_ms, self._start_closes) if benchmark else None,
             open_positions=len(portfolio.open_positions),
             periods_per_year=ppy,
+            fee_currency=state.quote_currency(),
         )
 
 

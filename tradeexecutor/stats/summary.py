@@ -35,6 +35,7 @@ __all__ = [
     "TRADE_COLUMNS",
     "Summary",
     "compute_summary",
+    "instrument_labels",
     "order_counts",
     "summarise_windows",
     "summary_table",
@@ -78,6 +79,7 @@ TRADE_COLUMNS: tuple[str, ...] = (
     "note",
     "client_order_id",
     "reject_code",
+    "fee_currency",
 )
 
 
@@ -135,6 +137,9 @@ class Summary:
     open_positions: int
     #: Return periods per year used to annualise (given, or inferred from the rows).
     periods_per_year: float | None
+    #: The currency ``fees_paid`` (and every money figure) is in: the instruments' quote currency
+    #: (``State.quote_currency``; a fee in the base asset or in BNB is valued in it); None without instruments.
+    fee_currency: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-safe dict: NaN and infinities become None, so ``json.dumps`` never fails."""
@@ -347,6 +352,7 @@ def _summarise(run: _Run, benchmark_prices: dict[str, pd.Series] | None, periods
         buy_and_hold_return=buy_and_hold,
         open_positions=open_positions,
         periods_per_year=ppy,
+        fee_currency=run.state.quote_currency(),
     )
 
 
@@ -469,7 +475,7 @@ def trades_frame(state: State) -> pd.DataFrame:
     or cancellation and ``reject_code`` the machine reason of a rejection. ``planned_at`` (created)
     and ``executed_at`` (its last fill, NaT without one) are ``datetime64[us, UTC]``.
     """
-    symbols = {instrument.id: instrument.symbol for instrument in state.instruments}
+    symbols = instrument_labels(state)
     orders = sorted(state.portfolio.all_orders(), key=lambda o: o.id)
     records = [trade_record(order, symbols) for order in orders]
     frame = pd.DataFrame.from_records(records, columns=list(TRADE_COLUMNS))
@@ -504,8 +510,16 @@ def write_trades_csv(state: State, path: str | os.PathLike[str]) -> Path:
     return TradesCsv()(state, path)
 
 
-def trade_record(order: Order, symbols: dict[int, str]) -> dict[str, Any]:
-    """The TRADE_COLUMNS values of one order (times as aware datetimes, None where missing)."""
+def instrument_labels(state: State) -> dict[int, tuple[str, str]]:
+    """Instrument id → (symbol, quote currency), what the trades table names each order's instrument and fee by."""
+    return {instrument.id: (instrument.symbol, instrument.quote_currency) for instrument in state.instruments}
+
+
+def trade_record(order: Order, symbols: dict[int, tuple[str, str]]) -> dict[str, Any]:
+    """The TRADE_COLUMNS values of one order (times as aware datetimes, None where missing); ``symbols`` as
+    :func:`instrument_labels` gives them. ``fee`` is the order's fees in its instrument's quote currency
+    (``Order.fees``: a fee in the base asset or a third one valued at the fill), ``fee_currency`` names it."""
+    symbol, quote = symbols.get(order.instrument_id, ("", ""))
     sign = 1.0 if order.is_buy else -1.0
     if order.fills:
         value: float | None = order.filled_value
@@ -519,7 +533,7 @@ def trade_record(order: Order, symbols: dict[int, str]) -> dict[str, Any]:
     return {
         "trade_id": order.id,
         "position_id": order.position_id,
-        "symbol": symbols.get(order.instrument_id, ""),
+        "symbol": symbol,
         "kind": order.purpose.value,
         "status": status.value,
         "side": order.side.value,
@@ -538,6 +552,7 @@ def trade_record(order: Order, symbols: dict[int, str]) -> dict[str, Any]:
         "note": order.note,
         "client_order_id": order.client_order_id,
         "reject_code": order.reject_reason.value if order.reject_reason is not None else None,
+        "fee_currency": quote or None,
     }
 
 

@@ -28,7 +28,7 @@ from tradeexecutor.atomic import atomic_write_bytes
 from tradeexecutor.kept_rows import Appended, KeptRows
 from tradeexecutor.spill import Piece, Spill, joined, unless_damaged
 from tradeexecutor.state import Order, Position, State
-from tradeexecutor.stats.summary import TRADE_COLUMNS, trade_record
+from tradeexecutor.stats.summary import TRADE_COLUMNS, instrument_labels, trade_record
 
 __all__ = ["TradesCsv", "trades_csv_bytes"]
 
@@ -65,7 +65,7 @@ class _Rows:
         self._writer.writerow(cells)
         return buffer.getvalue().encode("utf-8")
 
-    def order(self, order: Order, symbols: dict[int, str]) -> bytes:
+    def order(self, order: Order, symbols: dict[int, tuple[str, str]]) -> bytes:
         record = trade_record(order, symbols)
         return self.line([_cell(column, record[column]) for column in TRADE_COLUMNS])
 
@@ -75,7 +75,7 @@ class TradesCsv:
 
     Lines of closed and failed positions are kept (positions are appended to those lists and
     never change once there); the lists are followed by identity, length and last item, and the
-    kept lines start over when one is replaced or cut (a reloaded state) or a symbol changes.
+    kept lines start over when one is replaced or cut (a reloaded state) or a symbol or quote currency changes.
     One writer per state owner. With a ``spill`` (a running executor's) the kept lines live in its
     file, not in memory (:mod:`tradeexecutor.spill`), and the pieces name ranges of it.
     """
@@ -86,7 +86,7 @@ class TradesCsv:
         self._spill = spill
         self._kept = KeptRows(spill)
         self._finished: tuple[Appended[Position], Appended[Position]] = (Appended(), Appended())
-        self._symbols: dict[int, str] = {}
+        self._symbols: dict[int, tuple[str, str]] = {}
 
     def __call__(self, state: State, path: str | os.PathLike[str]) -> Path:
         """Write the CSV of ``state`` to ``path`` atomically; returns the path (the OrdersCsvWriter shape)."""
@@ -109,7 +109,7 @@ class TradesCsv:
         self._finished = (Appended(), Appended())  # start over
 
     def _parts(self, state: State) -> list[Piece]:
-        symbols = {instrument.id: instrument.symbol for instrument in state.instruments}
+        symbols = instrument_labels(state)
         portfolio = state.portfolio
         changes = [follower.appended(positions) for follower, positions in
                    zip(self._finished, (portfolio.closed_positions, portfolio.failed_positions), strict=True)]

@@ -170,6 +170,7 @@ def _fill_to_dict(f: Fill) -> dict[str, Any]:
         "realised_pnl": f.realised_pnl,
         "fee_price": f.fee_price,
         "fee_price_source": f.fee_price_source,
+        "fee_in_base": f.fee_in_base,
     }
 
 

@@ -312,6 +312,7 @@
     setFigure("unrealised_pnl", p.unrealised_pnl);
     setFigure("open_positions", p.open_positions ?? s.open_positions);
     setFigure("fees_paid", p.fees_paid ?? s.fees_paid);
+    setFigure("fee_currency", p.fee_currency ?? s.fee_currency);
 
     setFigure("orders_planned", p.orders_planned);
     setFigure("orders_filled", p.orders_filled ?? s.trade_count);
