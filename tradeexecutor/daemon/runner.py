@@ -337,6 +337,7 @@ def build_daemon(config: DaemonConfig, *, clock: Clock | None = None, journal: E
         if config.mode == "live":
             engine.live_venue = venue  # the loop's write-ahead router sends every order to the exchange
             engine.cancels_asked_before(store.journaled("order_cancel_requested"))  # journaled once, across restarts
+            engine.lost_before(store.journaled("order_lost"))  # so is a lost order; safe mode comes back with it
         feed: ReplayFeed
         if paper is not None:
             feed = paper.feed(runstate, monotonic=clock.monotonic)

@@ -6,13 +6,25 @@ Run at start-up (``daemon/runner.py``) and by hand (``tradeexecutor reconcile``)
    ``partially_filled``) is looked up by its client order id (``OrderRouter.resolve_order``):
    found → *adopted* — its fills not yet applied are applied (fills that happened while the
    executor was down, or of an order whose answer never came) and it takes the venue's status
-   (*completed* when that is terminal); never seen → sent now under the same id at start-up (it
-   never left: write-ahead) and its outcome taken from the reply (a market order's fill moved the
-   balances pass 3 compares), left for the executor when run by hand; we had it open and the venue
-   does not know it → marked ``unknown`` for a person, a **mismatch**. Reconciliation looks once (a
-   restart, a person's command): it does not wait out the exchange's "does not exist" lag as a running
-   executor does (``NotFoundAnswers``) — that lag lasts moments after an order is placed, and a restart
-   or a person comes later; a mismatch changes no money either way. An order found cancelled whose
+   (*completed* when that is terminal). Not found, two cases:
+
+   - an order whose submit never got a reply (``submitting`` or ``unknown``, no exchange order id) is
+     **never sent here**: one "does not exist" may be the exchange's lag (Binance answers -2013 for
+     moments after it accepted an order), and a market order it filled is no longer open, so it would
+     take the same client order id again — a second order after a kill -9 and a quick restart. At
+     start-up it is left ``unknown`` (*pending*, no mismatch): the running executor's settle path asks
+     again at every job under the lag rule (``NotFoundAnswers``: ``LOST_AFTER_ANSWERS`` answers over
+     ``LOST_AFTER``) and sends it, under the same id, only once the rule says it never arrived — or adopts
+     it if it shows up. By hand it is reported *unsent* and left as it is (the executor does the same).
+   - an order the venue had accepted (it has the exchange's order id) → marked ``unknown`` for a person,
+     a **mismatch**, on one look. The lag could explain a "does not exist" only for a restart within
+     moments of the acceptance, and for such an order a false mismatch is harmless: nothing is ever sent
+     again for an order with an exchange id, no money changes, and a person's ``tradeexecutor reconcile``,
+     run later, adopts it if the exchange shows it (``resolve_order`` takes any order it finds). Waiting
+     here instead would hold up the start-up, and following an order the exchange may have lost for good
+     is what the mismatch asks a person to decide.
+
+   An order found cancelled whose
    cancel an earlier process asked for (its ``order_cancel_requested`` line, ``cancels_asked``) is
    journaled ``order_cancelled`` with the request's reason, as the running executor would have.
 2. **Open orders on the exchange.** Those carrying this run's client-id prefix (``te<run8>-``) are
@@ -61,6 +73,10 @@ from tradeexecutor.venue.model import NotFoundAnswers, Venue
 __all__ = ["BalanceCheck", "ExchangeOrder", "Mismatch", "OrderCheck", "Reconciliation", "journal_reconciliation",
            "reconcile", "write_reconciliation"]
 
+#: Why an order whose submit never got a reply, and that the venue does not know at start-up, is left unknown.
+_PENDING_REASON = ("the venue does not know it at start-up and its submit never got a reply (maybe the exchange's "
+                   "lag): left unknown, asked again at every job, sent only once the exchange's answer has lasted")
+
 #: Relative slack of the balance comparison on top of one lot step (float sums of many fills).
 _RELATIVE = 1e-9
 
@@ -88,8 +104,9 @@ class OrderCheck:
     #: Its status in the ledger before, and after reconciliation.
     before: str
     after: str
-    #: ``adopted`` (the venue has it, still working), ``completed`` (the venue ended it), ``sent`` (it never
-    #: left: sent now), ``unsent`` (it never left; the executor sends it), ``missing`` (a mismatch).
+    #: ``adopted`` (the venue has it, still working), ``completed`` (the venue ended it), ``pending`` (at start-up:
+    #: the venue does not know it, its submit never got a reply; left ``unknown`` for the executor's settle path),
+    #: ``unsent`` (the same, by hand: only reported), ``missing`` (a mismatch).
     action: str
     #: Fills applied from the venue by this reconciliation.
     fills_applied: int = 0
@@ -177,12 +194,13 @@ def vars_of(record: Any) -> dict[str, Any]:
 
 
 def reconcile(state: State, venue: Venue | None, *, commit: Callable[[], None], now: Callable[[], datetime],
-              send: bool = True, symbols: Sequence[str] = (), journal: EventSink | None = None,
+              at_start: bool = True, symbols: Sequence[str] = (), journal: EventSink | None = None,
               cancels_asked: Iterable[Mapping[str, Any]] = ()) -> Reconciliation:
     """Reconcile ``state`` with ``venue`` (see the module docstring); ``commit`` makes the state durable.
 
-    ``send`` lets the start-up send an order that never reached the venue (same id); by hand it is
-    left for the executor. ``symbols`` are the strategy's instruments, whose base assets are compared
+    ``at_start``: the executor's start-up, which leaves an order the venue does not know and that never got a reply
+    ``unknown`` for its settle path (``pending``); by hand (False) it is only reported (``unsent``). Neither sends
+    anything. ``symbols`` are the strategy's instruments, whose base assets are compared
     too when the ledger has no position in them yet (a fresh state holds none: the account should not either). A venue that fails temporarily raises TemporaryError (nothing decided yet).
     ``journal`` (the job's) gets the outcome (``journal_reconciliation``) before the last commit, so a kill -9 never
     leaves fills applied here in the ledger without the ``reconciled`` line that counts them. ``cancels_asked``: the
@@ -201,16 +219,18 @@ def reconcile(state: State, venue: Venue | None, *, commit: Callable[[], None], 
     changed = False
     for position, order in router.pending():
         before, fills = order.status.value, len(order.fills)
-        resolution = router.resolve_order(position, order, send=send)
-        if resolution == "sent":  # its outcome came with the reply (a market order filled): take it before pass 3
-            router.drain(commit=False)  # compares the balances it moved, or the ledger lags the exchange: safe mode
+        resolution = router.resolve_order(position, order, send=False)  # one look: never sent from here
         symbol = state.instrument(order.instrument_id).symbol
-        if resolution in ("sent", "unsent", "missing"):
+        if resolution == "unsent" and at_start:
+            if order.status is OrderStatus.submitting:  # asked about again by the running executor's settle path
+                order.transition(OrderStatus.unknown, at, _PENDING_REASON)
+            action = "pending"
+        elif resolution in ("unsent", "missing"):
             action = resolution
         else:
             action = "completed" if order.is_terminal else "adopted"
         applied = len(order.fills) - fills
-        changed = changed or resolution != "unsent"
+        changed = changed or action != "unsent"
         orders.append(OrderCheck(order.client_order_id, symbol, before, order.status.value, action, applied))
         if action == "missing":
             mismatches.append(Mismatch(f"order {order.client_order_id} ({symbol}) was {before} in the ledger but the "
@@ -222,8 +242,11 @@ def reconcile(state: State, venue: Venue | None, *, commit: Callable[[], None], 
                         position_id=position.id, symbol=symbol, purpose=order.purpose.value,
                         reason=reasons[order.client_order_id])
         elif action == "unsent":
-            notes.append(f"order {order.client_order_id} ({symbol}) never reached the venue; the executor sends "
-                         "it when it starts")
+            notes.append(f"order {order.client_order_id} ({symbol}) is not known to the venue, and its submit never "
+                         "got a reply; nothing was sent: the executor asks again and sends it only once the "
+                         "exchange's answer has lasted (its lag), or adopts it if it shows up")
+        elif action == "pending":
+            notes.append(f"order {order.client_order_id} ({symbol}): {_PENDING_REASON}")
     exchange_orders = _exchange_orders(state, venue, mismatches)
     balances = _balances(state, venue, mismatches, symbols)
     fee_checks, baselines = _fee_assets(state, venue, symbols, mismatches, notes)

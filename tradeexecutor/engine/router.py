@@ -49,7 +49,8 @@ from tradeexecutor.venue.model import (
 __all__ = ["OrderRouter", "said"]
 
 #: How ``resolve`` words a resolution that is not the venue's status of the order.
-_SAID = {"sent": "never reached the venue; sent", "missing": "unknown to the venue; left unknown"}
+_SAID = {"sent": "never reached the venue; sent", "missing": "unknown to the venue; left unknown",
+         "ended": "never reached the venue; its cancel was asked for: ended, never sent"}
 
 def said(resolution: str) -> str:
     """How a journal line words one of ``OrderRouter.resolve_order``'s answers."""
