@@ -36,7 +36,9 @@ Run at start-up (``daemon/runner.py``) and by hand (``tradeexecutor reconcile``)
    balance (free plus locked) is compared with the open positions' quantity less the fees taken in
    that asset; a difference beyond one lot step (the dust a close leaves behind) is a **mismatch**.
    The quote currency is a mismatch only when the account holds less than the executor's cash
-   (an account may hold more than the executor was given).
+   (an account may hold more than the executor was given). The base and quote assets of an order
+   left *pending* (or *unsent*, by hand) are not compared, with a note: it may have filled at the
+   exchange unseen (the lag hides it), and the running executor books its fills once it finds it.
 4. **Fee assets.** An asset that pays fees but is neither traded nor the quote (Binance's BNB):
    the ledger keeps what the account should hold of it (``Portfolio.fee_asset_balances``: the
    venue's balance when reconciliation saw it before any fee was paid in it, less every fee booked
@@ -248,7 +250,10 @@ def reconcile(state: State, venue: Venue | None, *, commit: Callable[[], None], 
         elif action == "pending":
             notes.append(f"order {order.client_order_id} ({symbol}): {_PENDING_REASON}")
     exchange_orders = _exchange_orders(state, venue, mismatches)
-    balances = _balances(state, venue, mismatches, symbols)
+    # A pending order may have filled at the exchange (the very case the lag hides): the balances it would move are
+    # not compared now — the running executor books its fills from the exchange once it finds it.
+    unsettled = {c.symbol for c in orders if c.action in ("pending", "unsent")}
+    balances = _balances(state, venue, mismatches, symbols, unsettled, notes)
     fee_checks, baselines = _fee_assets(state, venue, symbols, mismatches, notes)
     balances += fee_checks
     changed = changed or bool(baselines)
@@ -280,8 +285,10 @@ def _exchange_orders(state: State, venue: Venue, mismatches: list[Mismatch]) -> 
     return found
 
 
-def _balances(state: State, venue: Venue, mismatches: list[Mismatch], extra: Sequence[str]) -> list[BalanceCheck]:
-    """Pass 3: each base asset the positions hold, and the quote currency, against the venue's balances."""
+def _balances(state: State, venue: Venue, mismatches: list[Mismatch], extra: Sequence[str],
+              unsettled: set[str], notes: list[str]) -> list[BalanceCheck]:
+    """Pass 3: each base asset the positions hold, and the quote currency, against the venue's balances. The assets
+    of ``unsettled`` symbols (an order of theirs pending: it may have filled unseen) are not compared, with a note."""
     symbols = sorted({state.instrument(p.instrument_id).symbol for p in state.portfolio.open_positions}
                      | {i.symbol for i in state.instruments} | set(extra))
     specs = venue.instruments(symbols)
@@ -302,8 +309,15 @@ def _balances(state: State, venue: Venue, mismatches: list[Mismatch], extra: Seq
                                        symbol))
             continue
         expected[spec.base] += position.quantity  # net of fees taken in the base asset (accounting.apply_fill)
+    skipped = {specs[symbol].base for symbol in unsettled if symbol in specs}
+    skipped |= {specs[symbol].quote for symbol in unsettled if symbol in specs}
+    for asset in sorted(skipped):
+        notes.append(f"{asset}: not compared — an order in it is pending (it may have filled at the exchange "
+                     "unseen); the executor books its fills once the exchange shows it")
     checks = []
     for asset, ours in sorted(expected.items()):
+        if asset in skipped:
+            continue
         balance = held.get(asset)
         theirs = (balance.free + balance.locked) if balance is not None else 0.0
         tolerance = steps.get(asset, 0.0) + _RELATIVE * max(abs(ours), abs(theirs))
@@ -313,7 +327,7 @@ def _balances(state: State, venue: Venue, mismatches: list[Mismatch], extra: Seq
             mismatches.append(Mismatch(f"{asset}: the venue holds {theirs:g}, the positions {ours:g} "
                                        f"(tolerance {tolerance:g})", asset, ours, theirs))
     quotes = sorted({spec.quote for spec in specs.values()})
-    if len(quotes) == 1:
+    if len(quotes) == 1 and quotes[0] not in skipped:
         quote = quotes[0]
         balance = held.get(quote)
         theirs = (balance.free + balance.locked) if balance is not None else 0.0
