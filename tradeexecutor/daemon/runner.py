@@ -336,6 +336,7 @@ def build_daemon(config: DaemonConfig, *, clock: Clock | None = None, journal: E
         engine.max_position_value = config.risk.max_position_value
         if config.mode == "live":
             engine.live_venue = venue  # the loop's write-ahead router sends every order to the exchange
+            engine.not_found_after = timedelta(seconds=config.exchange.not_found_seconds)
             engine.cancels_asked_before(store.journaled("order_cancel_requested"))  # journaled once, across restarts
             engine.lost_before(store.journaled("order_lost"))  # so is a lost order; safe mode comes back with it
         feed: ReplayFeed

@@ -66,7 +66,7 @@ from tradeexecutor.strategy.failure import note_strategy_failure
 from tradeexecutor.strategy.indicators import IndicatorStore, compute_indicators
 from tradeexecutor.strategy.intents import KEEP, Intent
 from tradeexecutor.strategy.loader import LoadedStrategy
-from tradeexecutor.venue.model import NotFoundAnswers, Venue
+from tradeexecutor.venue.model import LOST_AFTER, NotFoundAnswers, Venue
 from tradeexecutor.venue.simulated import SimulatedFill, SimulatedVenue
 
 
@@ -248,6 +248,9 @@ class Engine:
         #: Live mode: the venue outside the process (an exchange) the router sends every order to instead of a
         #: simulated mirror; set before ``start_write_ahead``. The exchange decides price, quantity and fee.
         self.live_venue: Venue | None = None
+        #: Live mode: the span over which the exchange's "does not exist" must last to be believed (``NotFoundAnswers``;
+        #: the exchange's ``--exchange-not-found-seconds``); set with :attr:`live_venue`.
+        self.not_found_after = LOST_AFTER
         #: With write-ahead, the orders of decisions that may be taken again (the cycle a crash interrupted, and
         #: later ones) by client order id: the same decision finds its order instead of making a second one.
         self._by_cid: dict[str, tuple[Position, Order]] | None = None
@@ -295,7 +298,7 @@ class Engine:
         """
         portfolio = self.state.portfolio
         if self.live_venue is not None:
-            self.router = OrderRouter(self.state, self.live_venue, commit, now)
+            self.router = OrderRouter(self.state, self.live_venue, commit, now, NotFoundAnswers(span=self.not_found_after))
             self._remember_decisions()
             return
         held: dict[str, float] = {}
