@@ -352,7 +352,9 @@ class Engine:
         in this process, has never seen one, so it is sent again under the same id and waits on the
         venue's book for the price it was sent for: the next bar's open (``fill_pending``), or for an
         exit of a whole position (a trigger's, an operator's close) the price its order records,
-        which is filled here. Returns one line per order, for the journal.
+        which is filled here. Returns one line per order, for the journal. Live mode: an order whose submit
+        never got a reply and that reconciliation did not find (``unknown``, no exchange id: maybe the exchange's
+        lag) is not asked about here — the start does not wait the lag out; every job's ``settle_unknown`` does.
         """
         router = self.router
         if router is None:
@@ -1310,8 +1312,10 @@ class Engine:
         record before the exchange sees it (``order_cancel_requested``, committed): after a kill -9 the
         restart asks the exchange about the order (still open, or cancelled: reconciliation adopts it).
         An order never sent (``created``) is cancelled here alone, journaled ``order_cancelled`` at once.
-        One whose submit reply never came (no exchange id) is asked about first; if the exchange never got it, or
-        cannot be asked, it is cancelled here too and never sent (a retried job's ``settle_unknown`` would send it).
+        One whose submit reply never came (no exchange id) is asked about first: found, it is cancelled at the
+        exchange as above; never arrived (the exchange's "does not exist" has lasted: ``NotFoundAnswers``), it is
+        cancelled here and never sent; not known yet (maybe the exchange's lag, during which it may fill) or not
+        askable, it stays followed with its cancel asked for (``_cancel_unconfirmed``) — never ended on one answer.
         """
         router = self.router
         live = self.live_venue is not None

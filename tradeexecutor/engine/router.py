@@ -7,8 +7,10 @@ The rules of docs/orders.md, in one place:
 - **A timeout is not a rejection.** When ``submit`` raises TemporaryError the order becomes
   ``unknown`` (committed), and only the venue's answer to ``fetch_order`` decides what it is.
 - **Never resend blind.** On restart (``resolve``), every order that may have reached the venue
-  is asked about by its client order id. The venue never saw it: it is sent now, with the same id.
-  The venue has it: its status and any fills not yet applied are taken from the venue.
+  is asked about by its client order id. The venue never saw it: it is sent now, with the same id
+  (``send=False``: the caller sends it, or not). The venue has it: its status and any fills not yet
+  applied are taken from the venue. Live, an exchange's "never saw" is believed only under the rule below,
+  so reconciliation at start-up (one look) sends nothing: it leaves the order for the settle path.
 - **Idempotent fills.** A fill is applied once: fills already on the order (same venue trade id)
   are skipped, so a replayed event or a fill seen both by ``poll`` and ``fetch_order`` moves money once.
 - **Reconciliation never fixes money.** An order the venue says it never saw although we had it
