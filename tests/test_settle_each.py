@@ -100,7 +100,7 @@ def test_the_start_up_leaves_orders_of_unknown_outcome_with_no_exchange_id_to_se
     exchange id (maybe the exchange's lag). ``resolve_orders`` asks nothing about it and fails nothing, so the start
     job neither waits for the lag nor fails (its ``started`` line would be dropped); the first job's
     ``settle_unknown`` asks, under the lag rule."""
-    engine, venue, journal, now = two_unknown_entries(tmp_path, lambda engine, journal: None)
+    engine, venue, _, now = two_unknown_entries(tmp_path, lambda engine, journal: None)
     a, b = orders(engine)
     venue.calls.clear()
     assert engine.resolve_orders(now[0]) == []
