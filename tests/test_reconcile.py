@@ -226,6 +226,29 @@ def test_an_order_that_never_got_a_reply_is_never_sent_by_reconciliation_at_star
     life.close()
 
 
+def test_an_order_the_exchange_took_during_its_lag_is_pending_at_start_up_and_the_balances_it_moved_not_compared(
+        tmp_path: Path, running: Running) -> None:
+    """The process died after sending a market buy the exchange took and filled, before the reply was read; the
+    restart's lookup meets the exchange's lag (the simulator's ``lag`` fault: -2013 once). The order is ``pending``,
+    nothing is sent, and the balances it moved — AAA bought, USD spent, which the ledger cannot know yet — are not
+    compared (with a note), so no mismatch; the fee asset likewise. It used to be sent again: a second order."""
+    life = Life(tmp_path, venue(running), new_state())
+    order = decide_open(life.state)
+    order.transition(OrderStatus.submitting, _now())
+    life.commit()
+    dead = venue(running)  # the process that died: its submit reached the exchange, its reply was never read
+    dead.submit(life.router.request(order))
+    assert [o["status"] for o in exchange_orders(running)] == ["FILLED"]
+    running.control("POST", "faults", {"kind": "lag", "lag_seconds": 3600, "count": 1})
+    result = life.reconcile()
+    assert result.clean, result.mismatches
+    assert [(c.action, c.after) for c in result.orders] == [("pending", "unknown")]
+    assert any(n.startswith("AAA: not compared") for n in result.notes)
+    assert any(n.startswith("USD: not compared") for n in result.notes)
+    assert [o["clientOrderId"] for o in exchange_orders(running)] == [order.client_order_id]  # nothing sent
+    life.close()
+
+
 def test_an_order_the_exchange_had_accepted_and_does_not_know_at_start_up_is_a_mismatch(
         tmp_path: Path, running: Running) -> None:
     """An order the exchange accepted (it has the exchange's id) that it does not know at start-up stays a mismatch

@@ -38,7 +38,8 @@ Run at start-up (``daemon/runner.py``) and by hand (``tradeexecutor reconcile``)
    The quote currency is a mismatch only when the account holds less than the executor's cash
    (an account may hold more than the executor was given). The base and quote assets of an order
    left *pending* (or *unsent*, by hand) are not compared, with a note: it may have filled at the
-   exchange unseen (the lag hides it), and the running executor books its fills once it finds it.
+   exchange unseen (the lag hides it), and the running executor books its fills once it finds it;
+   nor, then, are the fee assets of pass 4 (its fee may have been paid in one).
 4. **Fee assets.** An asset that pays fees but is neither traded nor the quote (Binance's BNB):
    the ledger keeps what the account should hold of it (``Portfolio.fee_asset_balances``: the
    venue's balance when reconciliation saw it before any fee was paid in it, less every fee booked
@@ -254,7 +255,7 @@ def reconcile(state: State, venue: Venue | None, *, commit: Callable[[], None], 
     # not compared now — the running executor books its fills from the exchange once it finds it.
     unsettled = {c.symbol for c in orders if c.action in ("pending", "unsent")}
     balances = _balances(state, venue, mismatches, symbols, unsettled, notes)
-    fee_checks, baselines = _fee_assets(state, venue, symbols, mismatches, notes)
+    fee_checks, baselines = _fee_assets(state, venue, symbols, mismatches, notes, bool(unsettled))
     balances += fee_checks
     changed = changed or bool(baselines)
     result = Reconciliation(at=at, venue=venue.name, orders=tuple(orders), exchange_orders=tuple(exchange_orders),
@@ -346,9 +347,10 @@ _FEE_ASSET_SLACK = 1e-8
 
 
 def _fee_assets(state: State, venue: Venue, symbols: Sequence[str], mismatches: list[Mismatch],
-                notes: list[str]) -> tuple[list[BalanceCheck], bool]:
+                notes: list[str], unsettled: bool = False) -> tuple[list[BalanceCheck], bool]:
     """Pass 4: assets that pay fees in a third asset (BNB) against the ledger's figure; starting figures taken
-    for such assets in which no fee was paid yet. Returns the checks and whether a starting figure was taken."""
+    for such assets in which no fee was paid yet. Returns the checks and whether a starting figure was taken.
+    ``unsettled``: an order is pending (it may have filled unseen, paying a fee): no figure is compared."""
     held = venue.balances()
     specs = venue.instruments(sorted({i.symbol for i in state.instruments} | set(symbols)))
     traded = {spec.base for spec in specs.values()} | {spec.quote for spec in specs.values()}
@@ -366,6 +368,9 @@ def _fee_assets(state: State, venue: Venue, symbols: Sequence[str], mismatches: 
             if theirs > 0 and expected.get(asset) != theirs:
                 expected[asset] = theirs
                 taken = True
+            continue
+        if unsettled:
+            notes.append(f"{asset}: not compared — an order is pending (it may have paid a fee in it unseen)")
             continue
         ours = expected[asset]
         tolerance = _FEE_ASSET_SLACK + _RELATIVE * max(abs(ours), abs(theirs))
