@@ -77,6 +77,7 @@ def test_a_restart_inside_the_exchanges_lag_never_sends_an_order_the_exchange_to
         try:
             status = second.wait_status(lambda s: s.get("status") == "running")
             assert status["reconciliation"]["outcome"] == "clean" and not status["safe_mode"], status
+            assert status["reconciliation"]["pending"] == 1, status["reconciliation"]
             record = json.loads((state_dir / "reconciliation.json").read_text())
             assert [(o["client_order_id"], o["action"]) for o in record["orders"]] == [(cid, "pending")]
             assert [f.get("fault") for f in sim(url, "GET", "requests?limit=1000")

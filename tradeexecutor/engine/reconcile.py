@@ -178,6 +178,7 @@ class Reconciliation:
         return {"outcome": self.outcome, "at": self.at.isoformat(), "venue": self.venue,
                 "orders": len(self.orders), "adopted": sum(o.action == "adopted" for o in self.orders),
                 "completed": sum(o.action == "completed" for o in self.orders),
+                "pending": sum(o.action in ("pending", "unsent") for o in self.orders),
                 "fills_applied": sum(o.fills_applied for o in self.orders),
                 "exchange_orders_ignored": sum(o.action == "ignored" for o in self.exchange_orders),
                 "mismatches": [m.what for m in self.mismatches]}
