@@ -873,6 +873,48 @@ def test_live_an_entry_the_exchange_lost_does_not_keep_a_risk_close_from_selling
     assert entry.status is OrderStatus.unknown  # still for a person
 
 
+def test_live_a_pauses_entry_waiting_out_the_exchanges_lag_holds_up_neither_the_risk_close_nor_the_next_jobs(
+        tmp_path: Path) -> None:
+    """BBB is held; AAA's entry never reached the exchange (its submit failed, no reply: ``unknown``). A risk limit
+    with --risk-close-positions: the pause asks for AAA's cancel — the exchange does not know it, maybe its lag — and
+    keeps it followed; the risk exit sells BBB in the same check, AAA's position left alone (an order of unknown
+    outcome). The next jobs' settle does not fail on AAA's wait; once the answer has lasted AAA ends, never sent."""
+    journal: Journal = []
+    path = tmp_path / "scripted.py"
+    path.write_text(SCRIPTED.format(cycle="1d", instruments=["AAA", "BBB"]))
+    strategy = load_strategy(path)
+    frame = pd.concat([ohlc("AAA", [100.0] * 5), ohlc("BBB", [50.0] * 5)])
+    market = MarketData.from_long_frame(frame, asset_types={"AAA": "equity", "BBB": "equity"})
+    engine = Engine(strategy, market, new_run_state(strategy, CONFIG, T0), config=CONFIG,
+                    events=lambda event, /, **fields: journal.append((event, fields)))
+    venue = InMemoryVenue([AAA, dataclasses.replace(AAA, symbol="BBB", base="BBB")], {"USD": 10_000.0}, fee=0.001)
+    engine.live_venue = venue
+    clock = [T0]
+    engine.start_write_ahead(lambda: None, lambda: clock[0])
+    engine.plan([open_long("BBB", value=1000)], 0, cycle_ns(0))
+    engine.manage(1)
+    venue.advance({"BBB": 50.0}, T0)
+    engine.drain()
+    engine.plan([open_long("AAA", value=1000)], 1, cycle_ns(1))
+    venue.fail_next("submit")  # never reached the exchange; the reply never came
+    engine.manage(2)
+    entry = next(o for o in orders(engine) if engine.symbol_of[o.instrument_id] == "AAA")
+    assert entry.status is OrderStatus.unknown and not entry.venue_order_id
+    guard = _risk_guard(engine, journal, max_drawdown=0.5)
+    engine.record_valuation(2)
+    engine.state.risk.peak_equity = 1e9  # as if equity had been far higher: the check hits
+    assert guard.check(2) and engine.state.risk.paused
+    assert entry.status is OrderStatus.unknown  # not ended on one "does not exist"
+    venue.advance({"AAA": 100.0, "BBB": 50.0}, T0)
+    engine.drain()
+    assert [engine.symbol_of[p.instrument_id] for p in engine.state.portfolio.closed_positions] == ["BBB"]
+    assert engine.settle_unknown() == []  # the next job's start: AAA's wait fails nothing
+    assert _until_the_rule(engine, clock)[-1] == [f"{entry.client_order_id}: {said('ended')}"]
+    assert entry.status is OrderStatus.cancelled and engine.state.portfolio.open_positions == []
+    assert [cid for call, cid in venue.calls if call == "submit"].count(entry.client_order_id) == 1
+    check_books(engine, venue)
+
+
 # -- [close(X), increase(X)] in one cycle: one rule on every path --------------------------------------------------
 
 
