@@ -46,7 +46,7 @@ from tradeexecutor.data.market import MarketData
 from tradeexecutor.engine import accounting, triggers
 from tradeexecutor.engine.risk import position_value_refusal
 from tradeexecutor.engine.router import OrderRouter, said
-from tradeexecutor.errors import InvariantError, TemporaryError
+from tradeexecutor.errors import ExchangeLagError, InvariantError, TemporaryError
 from tradeexecutor.state import (
     DEFAULT_QUANTITY_STEP,
     Fill,
@@ -390,7 +390,7 @@ class Engine:
         self.pending = [(p, o) for p, o in self.pending if not o.is_terminal]
         return done
 
-    def settle_unknown(self) -> list[str]:
+    def settle_unknown(self, *, hold: bool = True) -> list[str]:
         """Live mode, at every job boundary: ask the exchange about each order whose outcome is unknown.
 
         A reply that timed out left the order ``unknown`` (committed); it is never sent again
@@ -401,6 +401,10 @@ class Engine:
         its -2013 right after accepting an order is a lag, and a resend then a second order). A
         TemporaryError (the exchange still unreachable, or not finding the order for too short a while)
         escapes to the loop boundary, which retries the job with backoff; nothing new is decided meanwhile.
+        ``hold=False`` (the jobs that protect: trigger checks, revaluation and the risk check, an operator's close):
+        an order only waiting out the exchange's lag (``ExchangeLagError``) does not fail the job — the other
+        positions' stops and closes must not wait a minute on it; the order's own position stays out of every exit
+        meanwhile (``in_flight``). A real outage still fails the job, and the cycle job (``hold``) waits either way.
         An order whose cancel was asked for while the exchange did not know it (``_cancel_unconfirmed``) is asked
         about under the same rule but is never sent, and its wait fails no job (``_settle_cancelled``).
         Returns one line per order, for the journal (``order_resolved``); the caller commits.
@@ -423,6 +427,8 @@ class Engine:
         resolved, error = router.resolve_each([(p, o) for p, o in unknown if o.client_order_id not in self._cancelling],
                                               send=False)
         resolved += router.resolve_each(unwanted, send=False)[0]
+        if not hold and isinstance(error, ExchangeLagError):
+            error = None  # asked again at the next job; its position is in flight meanwhile
         router.drain(commit=False)
         self._journal_changes(followed)
         for position, order, resolution in resolved:
