@@ -18,9 +18,11 @@ Run at start-up (``daemon/runner.py``) and by hand (``tradeexecutor reconcile``)
      it if it shows up. By hand it is reported *unsent* and left as it is (the executor does the same).
    - an order the venue had accepted (it has the exchange's order id) → marked ``unknown`` for a person,
      a **mismatch**, on one look. The lag could explain a "does not exist" only for a restart within
-     moments of the acceptance, and for such an order a false mismatch is harmless: nothing is ever sent
-     again for an order with an exchange id, no money changes, and a person's ``tradeexecutor reconcile``,
-     run later, adopts it if the exchange shows it (``resolve_order`` takes any order it finds). Waiting
+     moments of the acceptance, and for such an order a false mismatch is not free: the order
+     (an open limit order the lag hid, say) becomes ``unknown`` and is no longer followed — its fills are not
+     booked and no stop is armed for them — until a person runs ``tradeexecutor reconcile``, which adopts it
+     if the exchange shows it (``resolve_order`` takes any order it finds); the start is in safe mode
+     meanwhile, which alerts. Nothing is ever sent again for it and no money changes by itself. Waiting
      here instead would hold up the start-up, and following an order the exchange may have lost for good
      is what the mismatch asks a person to decide.
 
@@ -36,10 +38,14 @@ Run at start-up (``daemon/runner.py``) and by hand (``tradeexecutor reconcile``)
    balance (free plus locked) is compared with the open positions' quantity less the fees taken in
    that asset; a difference beyond one lot step (the dust a close leaves behind) is a **mismatch**.
    The quote currency is a mismatch only when the account holds less than the executor's cash
-   (an account may hold more than the executor was given). The base and quote assets of an order
-   left *pending* (or *unsent*, by hand) are not compared, with a note: it may have filled at the
-   exchange unseen (the lag hides it), and the running executor books its fills once it finds it;
-   nor, then, are the fee assets of pass 4 (its fee may have been paid in one).
+   (an account may hold more than the executor was given). The assets an order left *pending* (or
+   *unsent*, by hand) may have moved — it may have filled at the exchange unseen (the lag hides it) —
+   are compared within what it could have done at most, with a note (``_pending_bounds``): a buy may have
+   lowered the quote by its value (or quantity at its limit or last price) plus ``_PENDING_SLACK`` and only
+   added base; a sell may have lowered the base by its quantity and only added quote. A shortfall beyond
+   that is a mismatch whatever the order did. The fee assets of pass 4 are then neither compared nor
+   given a starting figure (a fee in a third asset cannot be bounded without its price; the next
+   reconciliation compares them).
 4. **Fee assets.** An asset that pays fees but is neither traded nor the quote (Binance's BNB):
    the ledger keeps what the account should hold of it (``Portfolio.fee_asset_balances``: the
    venue's balance when reconciliation saw it before any fee was paid in it, less every fee booked
@@ -69,7 +75,7 @@ from typing import Any
 from tradeexecutor.atomic import atomic_write_text
 from tradeexecutor.engine.engine import EventSink
 from tradeexecutor.engine.router import OrderRouter
-from tradeexecutor.state import OrderStatus, State
+from tradeexecutor.state import Order, OrderSide, OrderStatus, Position, State
 from tradeexecutor.state.client_id import run_key
 from tradeexecutor.venue.model import NotFoundAnswers, Venue
 
@@ -252,9 +258,10 @@ def reconcile(state: State, venue: Venue | None, *, commit: Callable[[], None], 
         elif action == "pending":
             notes.append(f"order {order.client_order_id} ({symbol}): {_PENDING_REASON}")
     exchange_orders = _exchange_orders(state, venue, mismatches)
-    # A pending order may have filled at the exchange (the very case the lag hides): the balances it would move are
-    # not compared now — the running executor books its fills from the exchange once it finds it.
-    unsettled = {c.symbol for c in orders if c.action in ("pending", "unsent")}
+    # A pending order may have filled at the exchange (the very case the lag hides): the balances it may have moved
+    # are compared within what it could have done at most — the running executor books its fills once it finds it.
+    waiting = {c.client_order_id for c in orders if c.action in ("pending", "unsent")}
+    unsettled = [(p, o) for p, o in router.pending() if o.client_order_id in waiting]
     balances = _balances(state, venue, mismatches, symbols, unsettled, notes)
     fee_checks, baselines = _fee_assets(state, venue, symbols, mismatches, notes, bool(unsettled))
     balances += fee_checks
@@ -288,9 +295,10 @@ def _exchange_orders(state: State, venue: Venue, mismatches: list[Mismatch]) -> 
 
 
 def _balances(state: State, venue: Venue, mismatches: list[Mismatch], extra: Sequence[str],
-              unsettled: set[str], notes: list[str]) -> list[BalanceCheck]:
+              unsettled: Sequence[tuple[Position, Order]], notes: list[str]) -> list[BalanceCheck]:
     """Pass 3: each base asset the positions hold, and the quote currency, against the venue's balances. The assets
-    of ``unsettled`` symbols (an order of theirs pending: it may have filled unseen) are not compared, with a note."""
+    an ``unsettled`` order (pending: it may have filled unseen) may have moved are compared within what it could have
+    done at most (``_pending_bounds``), with a note."""
     symbols = sorted({state.instrument(p.instrument_id).symbol for p in state.portfolio.open_positions}
                      | {i.symbol for i in state.instruments} | set(extra))
     specs = venue.instruments(symbols)
@@ -311,36 +319,70 @@ def _balances(state: State, venue: Venue, mismatches: list[Mismatch], extra: Seq
                                        symbol))
             continue
         expected[spec.base] += position.quantity  # net of fees taken in the base asset (accounting.apply_fill)
-    skipped = {specs[symbol].base for symbol in unsettled if symbol in specs}
-    skipped |= {specs[symbol].quote for symbol in unsettled if symbol in specs}
-    for asset in sorted(skipped):
-        notes.append(f"{asset}: not compared — an order in it is pending (it may have filled at the exchange "
-                     "unseen); the executor books its fills once the exchange shows it")
+    below, above, unbounded = _pending_bounds(state, specs, unsettled)
+    for asset in sorted(set(below) | above | unbounded):
+        notes.append(f"{asset}: compared within what a pending order in it could have moved unseen (it may have "
+                     "filled at the exchange); the executor books its fills once the exchange shows it")
     checks = []
     for asset, ours in sorted(expected.items()):
-        if asset in skipped:
+        if asset in unbounded:
             continue
         balance = held.get(asset)
         theirs = (balance.free + balance.locked) if balance is not None else 0.0
         tolerance = steps.get(asset, 0.0) + _RELATIVE * max(abs(ours), abs(theirs))
-        ok = abs(theirs - ours) <= tolerance
+        ok = ours - below.get(asset, 0.0) - tolerance <= theirs and (asset in above or theirs <= ours + tolerance)
         checks.append(BalanceCheck(asset, ours, theirs, tolerance, "position", ok))
         if not ok:
             mismatches.append(Mismatch(f"{asset}: the venue holds {theirs:g}, the positions {ours:g} "
                                        f"(tolerance {tolerance:g})", asset, ours, theirs))
     quotes = sorted({spec.quote for spec in specs.values()})
-    if len(quotes) == 1 and quotes[0] not in skipped:
+    if len(quotes) == 1 and quotes[0] not in unbounded:
         quote = quotes[0]
         balance = held.get(quote)
         theirs = (balance.free + balance.locked) if balance is not None else 0.0
         ours = state.portfolio.cash
         tolerance = 0.01 + _RELATIVE * max(abs(ours), abs(theirs))
-        ok = theirs >= ours - tolerance
+        ok = theirs >= ours - below.get(quote, 0.0) - tolerance
         checks.append(BalanceCheck(quote, ours, theirs, tolerance, "quote", ok))
         if not ok:
             mismatches.append(Mismatch(f"{quote}: the venue holds {theirs:g}, less than the executor's cash {ours:g}",
                                        quote, ours, theirs))
     return checks
+
+
+#: What a pending buy may have spent beyond its notional at the last known price: its fee and a market order's move
+#: past that price (Binance's taker fee is 0.1 %); a bound, not an estimate.
+_PENDING_SLACK = 0.02
+
+
+def _pending_bounds(state: State, specs: Mapping[str, Any], unsettled: Sequence[tuple[Position, Order]]
+                    ) -> tuple[dict[str, float], set[str], set[str]]:
+    """What the pending orders could have moved unseen, at most: per asset how far below the ledger's figure the
+    venue may be, the assets that may be above it without bound (a buy only adds base), and the assets no bound is
+    known for (a buy with neither a value nor a price: not compared). A buy lowers the quote by at most its value
+    (or quantity at its limit or last known price) plus ``_PENDING_SLACK``; a sell lowers the base by at most its
+    quantity (or the position's, when it has none) and only adds quote."""
+    below: dict[str, float] = {}
+    above: set[str] = set()
+    unbounded: set[str] = set()
+    for position, order in unsettled:
+        symbol = state.instrument(order.instrument_id).symbol
+        spec = specs.get(symbol)
+        if spec is None:
+            continue
+        if order.side is OrderSide.buy:
+            above.add(spec.base)
+            price = order.limit_price or order.reference_price
+            spend = order.value if order.value is not None else (
+                order.quantity * price if order.quantity is not None and price else None)
+            if spend is None:
+                unbounded.add(spec.quote)
+            else:
+                below[spec.quote] = below.get(spec.quote, 0.0) + spend * (1 + _PENDING_SLACK)
+        else:
+            quantity = order.quantity if order.quantity is not None else position.quantity
+            below[spec.base] = below.get(spec.base, 0.0) + quantity
+    return below, above, unbounded
 
 
 #: Absolute slack of the fee-asset comparison: the exchange's 8 decimals.
@@ -351,7 +393,8 @@ def _fee_assets(state: State, venue: Venue, symbols: Sequence[str], mismatches: 
                 notes: list[str], unsettled: bool = False) -> tuple[list[BalanceCheck], bool]:
     """Pass 4: assets that pay fees in a third asset (BNB) against the ledger's figure; starting figures taken
     for such assets in which no fee was paid yet. Returns the checks and whether a starting figure was taken.
-    ``unsettled``: an order is pending (it may have filled unseen, paying a fee): no figure is compared."""
+    ``unsettled``: an order is pending (it may have filled unseen, paying a fee): no figure is compared nor taken
+    (a fee in a third asset cannot be bounded without its price)."""
     held = venue.balances()
     specs = venue.instruments(sorted({i.symbol for i in state.instruments} | set(symbols)))
     traded = {spec.base for spec in specs.values()} | {spec.quote for spec in specs.values()}
@@ -363,6 +406,10 @@ def _fee_assets(state: State, venue: Venue, symbols: Sequence[str], mismatches: 
         balance = held.get(asset)
         theirs = (balance.free + balance.locked) if balance is not None else 0.0
         if asset not in paid or asset not in expected:
+            if unsettled:  # a pending order may already have paid a fee in it unseen: no figure is taken now
+                notes.append(f"{asset}: no starting figure taken — an order is pending (it may have paid a fee in it "
+                             "unseen); taken at a later reconciliation")
+                continue
             if asset in paid:  # fees were paid in it before any figure was known (none held at the last start)
                 notes.append(f"{asset}: fees were paid in it before its balance was known; {theirs:g} at the venue "
                              "is taken as its figure from here")
