@@ -80,3 +80,5 @@ def test_a_real_outage_still_fails_the_protective_jobs(tmp_path: Path) -> None:
     with pytest.raises(TemporaryError) as raised:
         engine.settle_unknown(hold=False)
     assert not isinstance(raised.value, ExchangeLagError)
+    assert entry.status is OrderStatus.unknown  # asked again at the retry, nothing sent
+    assert [cid for call, cid in venue.calls if call == "submit"].count(entry.client_order_id) == 1
