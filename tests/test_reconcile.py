@@ -32,14 +32,16 @@ from test_venue_ccxt import ENVIRON, aaa_simulator, pin
 from test_venue_ccxt import aaa_venue as venue
 from tradeexecutor.config import CcxtVenueConfig
 from tradeexecutor.engine import accounting
-from tradeexecutor.engine.reconcile import Reconciliation, reconcile, write_reconciliation
+from tradeexecutor.engine.reconcile import Mismatch, Reconciliation, _balances, reconcile, write_reconciliation
 from tradeexecutor.engine.router import OrderRouter
 from tradeexecutor.layout import RunFiles
 from tradeexecutor.ledger import Ledger
 from tradeexecutor.state import Order, OrderPurpose, OrderSide, OrderStatus, OrderType, State
 from tradeexecutor.state.client_id import client_order_id, run_key
 from tradeexecutor.store.lock import StateDirLock
+from tradeexecutor.venue import InMemoryVenue
 from tradeexecutor.venue.ccxt_venue import CcxtVenue
+from tradeexecutor.venue.model import InstrumentSpec
 
 pytest.importorskip("ccxt")
 
@@ -538,3 +540,32 @@ def test_a_pending_sell_may_have_lowered_the_base_by_its_quantity_and_no_more(tm
     short = life.reconcile()
     assert [m.symbol for m in short.mismatches] == ["AAA"], short.notes
     life.close()
+
+
+def test_a_pending_sell_that_filled_with_its_fee_taken_in_the_base_is_no_mismatch() -> None:
+    """A venue that takes a sell's fee in the base asset (the simulator's ``--fee-asset base``): a pending reduce of
+    0.5 of 1.0 that filled unseen leaves 1.0 - 0.5 - 0.0005 — honest, yet below "the base lower by its quantity" (the
+    second review's must-fix; fails before: an AAA mismatch). A finer lot step than the simulator's whole unit, which
+    would hide the fee inside the tolerance."""
+    state = new_state()
+    decide_open(state)
+    (position,) = state.portfolio.open_positions
+    position.quantity = 1.0
+    state.portfolio.cash = 10_000.0
+    portfolio = state.portfolio
+    sell = Order(id=portfolio.next_order_id, position_id=position.id, instrument_id=1,
+                 client_order_id=client_order_id(run_key(state.name, state.created_at), T0 + timedelta(days=1), 0,
+                                                 OrderPurpose.reduce),
+                 purpose=OrderPurpose.reduce, side=OrderSide.sell, created_at=T0, quantity=0.5, reference_price=100.0)
+    portfolio.next_order_id += 1
+    position.orders.append(sell)
+    spec = InstrumentSpec(symbol="AAA", lot_step=1e-5, tick_size=0.01, min_notional=10.0, base="AAA", quote="USD")
+    venue = InMemoryVenue([spec], {"AAA": 1.0 - 0.5 - 0.5 * 0.001, "USD": 10_000.0 + 0.5 * 100.0})
+    mismatches: list[Mismatch] = []
+    notes: list[str] = []
+    _balances(state, venue, mismatches, ["AAA"], [(position, sell)], notes)
+    assert mismatches == []
+    assert any(n.startswith("AAA: compared within") for n in notes)
+    gone = InMemoryVenue([spec], {"AAA": 0.4, "USD": 10_050.0})  # more than the sell and its fee could take
+    _balances(state, gone, mismatches, ["AAA"], [(position, sell)], notes)
+    assert [m.symbol for m in mismatches] == ["AAA"]

@@ -42,7 +42,8 @@ Run at start-up (``daemon/runner.py``) and by hand (``tradeexecutor reconcile``)
    *unsent*, by hand) may have moved — it may have filled at the exchange unseen (the lag hides it) —
    are compared within what it could have done at most, with a note (``_pending_bounds``): a buy may have
    lowered the quote by its value (or quantity at its limit or last price) plus ``_PENDING_SLACK`` and only
-   added base; a sell may have lowered the base by its quantity and only added quote. A shortfall beyond
+   added base; a sell may have lowered the base by its quantity plus ``_PENDING_SLACK`` (a venue may take its fee
+   in the base) and only added quote. A shortfall beyond
    that is a mismatch whatever the order did. The fee assets of pass 4 are then neither compared nor
    given a starting figure (a fee in a third asset cannot be bounded without its price; the next
    reconciliation compares them).
@@ -350,8 +351,9 @@ def _balances(state: State, venue: Venue, mismatches: list[Mismatch], extra: Seq
     return checks
 
 
-#: What a pending buy may have spent beyond its notional at the last known price: its fee and a market order's move
-#: past that price (Binance's taker fee is 0.1 %); a bound, not an estimate.
+#: What a pending buy may have spent beyond its notional at the last known price (its fee and a market order's move
+#: past that price), and what a pending sell may have taken of the base beyond its quantity (its fee, when the venue
+#: takes it in the base); Binance's taker fee is 0.1 %.
 _PENDING_SLACK = 0.02
 
 
@@ -361,7 +363,7 @@ def _pending_bounds(state: State, specs: Mapping[str, Any], unsettled: Sequence[
     venue may be, the assets that may be above it without bound (a buy only adds base), and the assets no bound is
     known for (a buy with neither a value nor a price: not compared). A buy lowers the quote by at most its value
     (or quantity at its limit or last known price) plus ``_PENDING_SLACK``; a sell lowers the base by at most its
-    quantity (or the position's, when it has none) and only adds quote."""
+    quantity (or the position's, when it has none) plus ``_PENDING_SLACK`` (its fee in the base) and only adds quote."""
     below: dict[str, float] = {}
     above: set[str] = set()
     unbounded: set[str] = set()
@@ -381,7 +383,7 @@ def _pending_bounds(state: State, specs: Mapping[str, Any], unsettled: Sequence[
                 below[spec.quote] = below.get(spec.quote, 0.0) + spend * (1 + _PENDING_SLACK)
         else:
             quantity = order.quantity if order.quantity is not None else position.quantity
-            below[spec.base] = below.get(spec.base, 0.0) + quantity
+            below[spec.base] = below.get(spec.base, 0.0) + quantity * (1 + _PENDING_SLACK)
     return below, above, unbounded
 
 
