@@ -275,6 +275,21 @@ def test_a_timeout_after_accept_leaves_the_order_on_the_exchange(running: Runnin
         assert exchange.fetch_order(None, "EUR/USD", {"clientOrderId": client_id})["status"] == "closed"
 
 
+def test_a_lag_fault_answers_order_does_not_exist_for_an_order_it_accepted_then_shows_it(running: Running,
+                                                                                         exchange: Any) -> None:
+    """Binance's query lag: an order accepted moments ago is answered -2013 (ccxt's OrderNotFound) by a lookup, by
+    client order id or by id, for ``count`` lookups (or while younger than ``lag_seconds``); then it is there. The
+    order itself was accepted and filled; placing it is not affected."""
+    running.control("POST", "faults", {"kind": "lag", "lag_seconds": 600, "count": 2})
+    placed = exchange.create_order("EUR/USD", "market", "buy", 10, None, {"clientOrderId": "te-lag-1"})
+    assert placed["status"] == "closed"  # accepted and filled
+    raises_exactly(ccxt.OrderNotFound, lambda: exchange.fetch_order(None, "EUR/USD", {"clientOrderId": "te-lag-1"}))
+    raises_exactly(ccxt.OrderNotFound, lambda: exchange.fetch_order(placed["id"], "EUR/USD"))
+    assert exchange.fetch_order(None, "EUR/USD", {"clientOrderId": "te-lag-1"})["status"] == "closed"  # count used
+    assert [r.get("fault") for r in running.control("GET", "requests")[1] if r["method"] == "GET"
+            and r["path"] == "/api/v3/order"] == ["lag", "lag", None]
+
+
 @pytest.mark.parametrize(("fault", "expected"), [
     ({"kind": "reject", "count": 1}, "InsufficientFunds"),
     ({"kind": "reject", "msg": "Market is closed.", "count": 1}, "MarketClosed"),

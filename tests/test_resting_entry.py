@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -29,7 +29,7 @@ from tradeexecutor.daemon.risk_guard import RiskGuard
 from tradeexecutor.data.market import MarketData
 from tradeexecutor.engine.accounting import recompute_cash, recompute_from_fills
 from tradeexecutor.engine.engine import Engine
-from tradeexecutor.engine.router import OrderRouter
+from tradeexecutor.engine.router import OrderRouter, said
 from tradeexecutor.ledger import Ledger
 from tradeexecutor.state import (
     Order,
@@ -46,7 +46,14 @@ from tradeexecutor.strategy.api import increase, open_long, reduce
 from tradeexecutor.strategy.intents import close
 from tradeexecutor.strategy.loader import load_strategy
 from tradeexecutor.venue import InMemoryVenue
-from tradeexecutor.venue.model import FillReport, NotFoundAnswers, OrderCancelled, OrderFilled
+from tradeexecutor.venue.model import (
+    LOST_AFTER,
+    LOST_AFTER_ANSWERS,
+    FillReport,
+    NotFoundAnswers,
+    OrderCancelled,
+    OrderFilled,
+)
 from venue_contract import AAA
 
 Journal = list[tuple[str, dict[str, Any]]]
@@ -647,9 +654,11 @@ def test_a_trigger_check_of_a_bar_already_taken_in_leaves_the_trailing_stop_alon
     assert [f["symbol"] for e, f in journal if e == "trigger_fired"] == ["AAA"] and bbb.is_open
 
 
-def _entry_of_unknown_outcome(tmp_path: Path, journal: Journal, *, arrived: bool) -> tuple[Engine, InMemoryVenue, Order]:
+def _entry_of_unknown_outcome(tmp_path: Path, journal: Journal, *, arrived: bool, clock: list[datetime] | None = None,
+                              lag: int = 0) -> tuple[Engine, InMemoryVenue, Order]:
     """A live engine whose entry's submit reply never came (``unknown``): the exchange never got it, or (``arrived``)
-    got it and holds it open."""
+    got it and holds it open. ``clock``: the engine's clock (a list of one time the caller moves; T0 by default).
+    ``lag``: the exchange answers "does not exist" to that many lookups of the order first (Binance's -2013 lag)."""
     path = tmp_path / "scripted.py"
     path.write_text(SCRIPTED.format(cycle="1d", instruments=["AAA"]))
     strategy = load_strategy(path)
@@ -658,8 +667,20 @@ def _entry_of_unknown_outcome(tmp_path: Path, journal: Journal, *, arrived: bool
                     events=lambda event, /, **fields: journal.append((event, fields)))
     venue = InMemoryVenue([AAA], {"USD": 10_000.0}, fee=0.001)
     engine.live_venue = venue
-    engine.start_write_ahead(lambda: None, lambda: T0)
+    now = clock if clock is not None else [T0]
+    engine.start_write_ahead(lambda: None, lambda: now[0])
     engine.plan([open_long("AAA", value=1000)], 0, cycle_ns(0))
+    if lag:
+        fetch, lagging = venue.fetch_order, [lag]
+
+        def fetch_order(client_order_id: str) -> Any:
+            venue.calls.append(("fetch_order", client_order_id))
+            if lagging[0] > 0:
+                lagging[0] -= 1
+                return None
+            return fetch(client_order_id)
+
+        venue.fetch_order = fetch_order  # type: ignore[method-assign]
     venue.hold = arrived
     venue.fail_next("submit", after_effect=arrived)
     if arrived:
@@ -673,17 +694,40 @@ def _entry_of_unknown_outcome(tmp_path: Path, journal: Journal, *, arrived: bool
     return engine, venue, entry
 
 
-def test_live_a_risk_pause_ends_an_entry_the_exchange_never_got_and_it_is_never_sent(tmp_path: Path) -> None:
+PAUSED = "cancelled: risk limit max_drawdown hit"
+
+
+def _until_the_rule(engine: Engine, clock: list[datetime]) -> list[list[str]]:
+    """The next jobs' starts (``settle_unknown``), the clock moving so that the lag rule is met at the last: what each
+    returned. None of them fails: an order whose cancel was asked for holds up no job."""
+    said_each = []
+    for _ in range(LOST_AFTER_ANSWERS - 1):
+        clock[0] += LOST_AFTER / (LOST_AFTER_ANSWERS - 1)
+        said_each.append(engine.settle_unknown())
+    return said_each
+
+
+def test_live_a_risk_pause_ends_an_entry_the_exchange_never_got_only_once_its_answer_has_lasted_never_sending_it(
+        tmp_path: Path) -> None:
     """The entry's submit reply never came and the exchange never got it. The risk pause's cancel asks the exchange
-    first, ends the entry here (journaled ``order_cancelled``, no cancel sent), and the next job's settle_unknown,
-    finding nothing unknown, sends nothing: no entry is bought after the pause."""
+    first; one "does not exist" may be its lag, during which the entry may fill, so the entry is not ended on it (it
+    used to be): its cancel is asked for (``order_cancel_requested``, once), it stays followed, and the next jobs'
+    ``settle_unknown`` ask again without failing. Once the answer has lasted (``LOST_AFTER_ANSWERS`` over
+    ``LOST_AFTER``) it ends here, journaled ``order_cancelled``: never sent, no cancel sent, no entry bought."""
     journal: Journal = []
-    engine, venue, entry = _entry_of_unknown_outcome(tmp_path, journal, arrived=False)
-    assert engine.cancel_entries(1, "cancelled: risk limit max_drawdown hit") == 1
+    clock = [T0]
+    engine, venue, entry = _entry_of_unknown_outcome(tmp_path, journal, arrived=False, clock=clock)
+    assert engine.cancel_entries(1, PAUSED) == 0  # not confirmed ended yet
+    assert entry.status is OrderStatus.unknown and [o for _, o in engine.pending] == [entry]
+    assert [e for e, _ in journal if e.startswith("order_cancel")] == ["order_cancel_requested"]
+    said_each = _until_the_rule(engine, clock)
+    assert said_each[:-1] == [[]] * (LOST_AFTER_ANSWERS - 2)
+    assert said_each[-1] == [f"{entry.client_order_id}: {said('ended')}"]
     assert entry.status is OrderStatus.cancelled
     assert engine.settle_unknown() == []
     assert [call for call, _ in venue.calls if call in ("submit", "cancel")] == ["submit"]
-    assert [f["reason"] for e, f in journal if e == "order_cancelled"] == ["cancelled: risk limit max_drawdown hit"]
+    assert [(e, f["reason"]) for e, f in journal if e.startswith("order_cancel")] == [
+        ("order_cancel_requested", PAUSED), ("order_cancelled", PAUSED)]
     assert engine.state.portfolio.open_positions == [] and engine.pending == []
 
 
@@ -692,25 +736,67 @@ def test_live_a_risk_pause_cancels_at_the_exchange_an_entry_of_unknown_outcome_i
     as open, then cancelled at the exchange as any resting entry."""
     journal: Journal = []
     engine, venue, entry = _entry_of_unknown_outcome(tmp_path, journal, arrived=True)
-    assert engine.cancel_entries(1, "cancelled: risk limit max_drawdown hit") == 1
+    assert engine.cancel_entries(1, PAUSED) == 1
     assert entry.status is OrderStatus.cancelled
     assert [call for call, _ in venue.calls if call in ("submit", "cancel")] == ["submit", "cancel"]
     assert engine.settle_unknown() == [] and engine.state.portfolio.open_positions == []
 
 
-def test_live_a_risk_pause_ends_an_entry_of_unknown_outcome_here_when_the_exchange_cannot_be_asked(
+def test_live_a_risk_pause_keeps_following_an_entry_of_unknown_outcome_when_the_exchange_cannot_be_asked(
         tmp_path: Path) -> None:
     """The entry's submit reply never came, and the exchange is still unreachable when the risk pause cancels it (the
-    same outage): the entry ends here as cancelled, journaled, and the retried job's settle_unknown — finding nothing
-    unknown — never sends it. Had it arrived after all, reconciliation would report the mismatch."""
+    same outage): the entry is not ended blind (it used to be: had it arrived, its fill was booked by nobody); its
+    cancel is asked for and it stays followed. The exchange back, it is asked about under the lag rule and, never
+    having arrived, ends journaled ``order_cancelled``, never sent."""
     journal: Journal = []
-    engine, venue, entry = _entry_of_unknown_outcome(tmp_path, journal, arrived=False)
+    clock = [T0]
+    engine, venue, entry = _entry_of_unknown_outcome(tmp_path, journal, arrived=False, clock=clock)
     venue.fail_next("fetch_order")
-    assert engine.cancel_entries(1, "cancelled: risk limit max_drawdown hit") == 1
+    assert engine.cancel_entries(1, PAUSED) == 0
+    assert entry.status is OrderStatus.unknown
+    assert engine.settle_unknown() == []  # the first "does not exist": maybe the lag
+    assert _until_the_rule(engine, clock)[-1] == [f"{entry.client_order_id}: {said('ended')}"]
     assert entry.status is OrderStatus.cancelled
-    assert engine.settle_unknown() == []
     assert [call for call, _ in venue.calls if call in ("submit", "cancel")] == ["submit"]
-    assert [f["reason"] for e, f in journal if e == "order_cancelled"] == ["cancelled: risk limit max_drawdown hit"]
+    assert [f["reason"] for e, f in journal if e == "order_cancelled"] == [PAUSED]
+    assert engine.state.portfolio.open_positions == [] and engine.pending == []
+
+
+def test_live_an_entry_the_exchange_filled_during_its_lag_is_booked_not_ended_by_the_pauses_cancel(
+        tmp_path: Path) -> None:
+    """The entry's submit reply never came; the exchange took it but answers "does not exist" at first (its lag)
+    and fills it meanwhile. The pause's cancel, meeting that answer, keeps the entry followed (it used to end it as
+    never sent: the fill — base asset in the account, quote spent — was then seen only by reconciliation). The next
+    job's settle finds it filled: the fill is booked and journaled once, the position holds it (the guard's next check
+    sells it with --risk-close-positions), nothing is sent again and no cancel is journaled."""
+    journal: Journal = []
+    engine, venue, entry = _entry_of_unknown_outcome(tmp_path, journal, arrived=True, lag=1)
+    assert engine.cancel_entries(1, PAUSED) == 0
+    assert entry.status is OrderStatus.unknown
+    venue.hold = False
+    venue.advance({"AAA": 100.0}, T0)  # the exchange fills it
+    assert engine.settle_unknown() == [f"{entry.client_order_id}: {said('filled')}"]
+    assert entry.status is OrderStatus.filled
+    (position,) = engine.state.portfolio.open_positions
+    assert position.quantity == entry.filled_quantity > 0
+    assert [f["client_order_id"] for e, f in journal if e == "order_filled"] == [entry.client_order_id]
+    assert [e for e, _ in journal if e.startswith("order_cancel")] == ["order_cancel_requested"]
+    assert [call for call, _ in venue.calls if call in ("submit", "cancel")] == ["submit"]
+    check_books(engine, venue)
+
+
+def test_live_an_entry_found_open_after_its_lag_is_cancelled_at_the_exchange_by_the_settle(tmp_path: Path) -> None:
+    """As above, but the exchange holds the entry open when it first shows it: the cancel the pause asked for is sent
+    then (``order_cancelled`` with the pause's reason), the position retired; nothing is ever sent again."""
+    journal: Journal = []
+    engine, venue, entry = _entry_of_unknown_outcome(tmp_path, journal, arrived=True, lag=1)
+    assert engine.cancel_entries(1, PAUSED) == 0
+    assert engine.settle_unknown() == [f"{entry.client_order_id}: {said('open')}"]
+    engine.drain()
+    assert entry.status is OrderStatus.cancelled
+    assert [call for call, _ in venue.calls if call in ("submit", "cancel")] == ["submit", "cancel"]
+    assert [(e, f["reason"]) for e, f in journal if e.startswith("order_cancel")] == [
+        ("order_cancel_requested", PAUSED), ("order_cancelled", PAUSED)]
     assert engine.state.portfolio.open_positions == [] and engine.pending == []
 
 
@@ -785,6 +871,48 @@ def test_live_an_entry_the_exchange_lost_does_not_keep_a_risk_close_from_selling
     engine.drain()
     assert [engine.symbol_of[p.instrument_id] for p in engine.state.portfolio.closed_positions] == ["BBB"]
     assert entry.status is OrderStatus.unknown  # still for a person
+
+
+def test_live_a_pauses_entry_waiting_out_the_exchanges_lag_holds_up_neither_the_risk_close_nor_the_next_jobs(
+        tmp_path: Path) -> None:
+    """BBB is held; AAA's entry never reached the exchange (its submit failed, no reply: ``unknown``). A risk limit
+    with --risk-close-positions: the pause asks for AAA's cancel — the exchange does not know it, maybe its lag — and
+    keeps it followed; the risk exit sells BBB in the same check, AAA's position left alone (an order of unknown
+    outcome). The next jobs' settle does not fail on AAA's wait; once the answer has lasted AAA ends, never sent."""
+    journal: Journal = []
+    path = tmp_path / "scripted.py"
+    path.write_text(SCRIPTED.format(cycle="1d", instruments=["AAA", "BBB"]))
+    strategy = load_strategy(path)
+    frame = pd.concat([ohlc("AAA", [100.0] * 5), ohlc("BBB", [50.0] * 5)])
+    market = MarketData.from_long_frame(frame, asset_types={"AAA": "equity", "BBB": "equity"})
+    engine = Engine(strategy, market, new_run_state(strategy, CONFIG, T0), config=CONFIG,
+                    events=lambda event, /, **fields: journal.append((event, fields)))
+    venue = InMemoryVenue([AAA, dataclasses.replace(AAA, symbol="BBB", base="BBB")], {"USD": 10_000.0}, fee=0.001)
+    engine.live_venue = venue
+    clock = [T0]
+    engine.start_write_ahead(lambda: None, lambda: clock[0])
+    engine.plan([open_long("BBB", value=1000)], 0, cycle_ns(0))
+    engine.manage(1)
+    venue.advance({"BBB": 50.0}, T0)
+    engine.drain()
+    engine.plan([open_long("AAA", value=1000)], 1, cycle_ns(1))
+    venue.fail_next("submit")  # never reached the exchange; the reply never came
+    engine.manage(2)
+    entry = next(o for o in orders(engine) if engine.symbol_of[o.instrument_id] == "AAA")
+    assert entry.status is OrderStatus.unknown and not entry.venue_order_id
+    guard = _risk_guard(engine, journal, max_drawdown=0.5)
+    engine.record_valuation(2)
+    engine.state.risk.peak_equity = 1e9  # as if equity had been far higher: the check hits
+    assert guard.check(2) and engine.state.risk.paused
+    assert entry.status is OrderStatus.unknown  # not ended on one "does not exist"
+    venue.advance({"AAA": 100.0, "BBB": 50.0}, T0)
+    engine.drain()
+    assert [engine.symbol_of[p.instrument_id] for p in engine.state.portfolio.closed_positions] == ["BBB"]
+    assert engine.settle_unknown() == []  # the next job's start: AAA's wait fails nothing
+    assert _until_the_rule(engine, clock)[-1] == [f"{entry.client_order_id}: {said('ended')}"]
+    assert entry.status is OrderStatus.cancelled and engine.state.portfolio.open_positions == []
+    assert [cid for call, cid in venue.calls if call == "submit"].count(entry.client_order_id) == 1
+    check_books(engine, venue)
 
 
 # -- [close(X), increase(X)] in one cycle: one rule on every path --------------------------------------------------

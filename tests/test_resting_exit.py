@@ -30,7 +30,7 @@ from tradeexecutor.state import Order, OrderPurpose, OrderStatus
 from tradeexecutor.strategy.api import open_long, reduce
 from tradeexecutor.strategy.intents import close
 from tradeexecutor.venue import InMemoryVenue
-from tradeexecutor.venue.model import LOST_AFTER, LOST_AFTER_ANSWERS
+from tradeexecutor.venue.model import LOST_AFTER, LOST_AFTER_ANSWERS, NotFoundAnswers
 from venue_contract import AAA
 
 
@@ -651,6 +651,48 @@ def test_live_a_cancel_request_is_journaled_once_across_a_restart_and_its_confir
     assert [f["client_order_id"] for f in requested] == [sell.client_order_id]  # once, not once per process
     assert [(f["client_order_id"], f["reason"]) for f in restarted.journaled("order_cancelled")] == [
         (sell.client_order_id, "cancelled by close() before it filled")]
+    restarted.close()
+
+
+def test_live_order_lost_is_journaled_once_per_order_across_a_restart_and_its_words_come_back(tmp_path: Path) -> None:
+    """The exchange lost the resting reduce: ``order_lost`` is journaled and committed. The restarted process — a new
+    engine on the ledger, told of its journal's ``order_lost`` lines as the daemon's start-up does — finds the order
+    lost again when it resolves the ledger's orders, but journals no second ``order_lost`` (it used to, once per
+    process), and names it in ``Engine.lost`` with the same words, which the loop turns into safe mode again."""
+    from tradeexecutor.daemon.journal import JournalSink
+    from tradeexecutor.ledger import Ledger
+    from tradeexecutor.strategy.loader import load_strategy
+
+    journal: Journal = []
+    engine, venue, sell = _resting_reduce(tmp_path, journal)
+    cid = sell.client_order_id
+    ledger = Ledger(tmp_path / "ledger.sqlite", now=lambda: T0)
+    engine.events, engine._journal = JournalSink(ledger, lambda: T0), True
+    assert engine.router is not None
+    engine.router.commit = lambda: ledger.save(engine.state)  # type: ignore[method-assign]
+    engine.router.not_found = NotFoundAnswers.one_look()  # the answer taken as lasting at once
+    ledger.save(engine.state)
+    del venue._orders[cid]  # the exchange lost it
+    with pytest.raises(TemporaryError, match="needs an operator"):
+        engine.plan([close("AAA")], 2, cycle_ns(2))
+    ledger.save(engine.state)
+    assert [f["client_order_id"] for f in ledger.journaled("order_lost")] == [cid]
+    ledger.close()  # the process dies
+
+    restarted = Ledger(tmp_path / "ledger.sqlite", now=lambda: T0)
+    state = restarted.load()
+    assert state is not None
+    again = Engine(load_strategy(tmp_path / "scripted.py"), engine.market, state, config=CONFIG,
+                   events=JournalSink(restarted, lambda: T0))
+    again.live_venue = venue
+    again.lost_before(restarted.journaled("order_lost"))
+    again.start_write_ahead(lambda: restarted.save(state), lambda: T0)
+    again.resolve_orders(T0)  # asks the exchange about every order: this one is still unknown to it
+    report = again.plan([close("AAA")], 2, cycle_ns(2))
+    restarted.save(state)
+    assert [f["client_order_id"] for f in restarted.journaled("order_lost")] == [cid]  # once, not once per process
+    assert again.lost == {cid: _lost_words(cid)}
+    assert report.ignored == [f"close AAA: {_lost_words(cid)}"]
     restarted.close()
 
 

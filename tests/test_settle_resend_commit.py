@@ -2,8 +2,8 @@
 committed, and only then are the orders the exchange never saw sent. Sent inside the asking pass (fix round 3), a
 resend's write-ahead commit saved an order found filled earlier in the same pass before its order_filled was journaled
 and its stop armed: kill -9 during the resend's submit, and the restart found that order terminal (never asked again),
-its position with no stop-loss and no order_filled in the journal. Both ``Engine.settle_unknown`` (every job's start)
-and ``Engine.resolve_orders`` (the start-up)."""
+its position with no stop-loss and no order_filled in the journal. ``Engine.settle_unknown`` (every job's start; the
+start-up's ``Engine.resolve_orders`` leaves such orders to it: tests/test_settle_each.py)."""
 from __future__ import annotations
 
 import copy
@@ -25,9 +25,8 @@ class Killed(BaseException):
     """kill -9 while the resend is on the wire."""
 
 
-@pytest.mark.parametrize("ask", ["settle_unknown", "resolve_orders"])
-def test_a_resend_commit_does_not_commit_another_orders_fill_before_its_journal_and_stop(tmp_path: Path,
-                                                                                         ask: str) -> None:
+def test_a_resend_commit_does_not_commit_another_orders_fill_before_its_journal_and_stop(
+        tmp_path: Path) -> None:
     commits: list[tuple[int, Any]] = []  # (journal length, a copy of the state) at each commit
     engine, venue, journal, now = two_unknown_entries(
         tmp_path, lambda engine, journal: commits.append((len(journal), copy.deepcopy(engine.state))))
@@ -43,8 +42,7 @@ def test_a_resend_commit_does_not_commit_another_orders_fill_before_its_journal_
         return fetch(cid)
     venue.fetch_order = fetch_order  # type: ignore[method-assign,assignment]
 
-    def settle() -> list[str]:
-        return engine.settle_unknown() if ask == "settle_unknown" else engine.resolve_orders(now[0])
+    settle = engine.settle_unknown
     for _ in range(LOST_AFTER_ANSWERS - 1):
         with pytest.raises(TemporaryError):
             settle()

@@ -441,6 +441,16 @@ class CcxtVenueConfig:
                                      maximum=300,
                                      help="Seconds to wait for one exchange reply; an order whose reply does not "
                                           "come in time is asked about by its client order id, never resent.")
+    not_found_seconds: float = setting(60.0, flag="--exchange-not-found-seconds",
+                                       spec="core.exchange_not_found_seconds", fingerprint_when_set=True,
+                                       unit="seconds", minimum=0, above=0, maximum=3600,
+                                       help="How long the exchange's \"order does not exist\" must last (3 answers in "
+                                            "a row over at least this) before it is believed: an order it had "
+                                            "accepted is then lost, one whose reply never came is sent again. "
+                                            "Binance answers it for moments after it accepted an order; a minute is "
+                                            "far past that. Lower only for an exchange without that lag (a "
+                                            "simulator). Used by a running executor (`run`) only: `check` and "
+                                            "`reconcile` look once and send nothing.")
     #: Quote asset of symbols written without one (``EUR`` → ``EUR/USD`` when quote is USD).
     quote: str | None = None
     #: Symbols whose orders and trades are looked through for ids this process did not send itself.

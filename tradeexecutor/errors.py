@@ -16,6 +16,7 @@
     │   └── StateLockedError        another process holds the state lock
     ├── LookaheadError              a strategy asked for data from the future (LookaheadRefusedError too)
     ├── TemporaryError              transient failure (feed timeout); the loop may retry
+    │   └── ExchangeLagError        the exchange does not know an order yet, not for long enough to believe it
     └── InvariantError              the code broke its own rule (an illegal order transition): a bug
 
 An order that cannot be filled is *not* an exception: it becomes a rejected order with
@@ -79,6 +80,14 @@ class LookaheadError(TradeExecutorError):
 
 class TemporaryError(TradeExecutorError):
     """A transient failure (a feed that timed out); the loop may retry the job later."""
+
+
+class ExchangeLagError(TemporaryError):
+    """The exchange answers "does not exist" for an order whose submit never got a reply (or that it held), and that
+    answer has not lasted long enough to be believed (``NotFoundAnswers``): most likely its lag right after accepting
+    an order, not an outage. Only the jobs that decide something new wait on it (the cycle); the jobs that protect
+    the other positions (trigger checks, revaluation and the risk check, an operator's close) go on meanwhile —
+    while a real outage (a plain TemporaryError) fails them as it always did."""
 
 
 class LookaheadRefusedError(StrategyLoadError, LookaheadError):

@@ -4,7 +4,9 @@ The same reconciliation an executor runs before its first decision (``engine/rec
 every order the exchange may know is asked about by client order id and brought up to date (the
 fills the exchange reports are applied), the exchange's open orders are sorted into ours and
 others', and the balances are compared with the positions. A mismatch changes nothing. An order
-that never reached the exchange is left for the executor to send when it starts.
+whose submit never got a reply and that the exchange does not know is reported ``unsent`` and left
+as it is: nothing is sent (the executor, once started, sends it only after the exchange's answer has
+lasted, or adopts it).
 
 The result goes to ``reconciliation.json`` in the state directory and to the journal. Exit code:
 0 clean, 1 mismatch, 2 bad options or a missing credential, 3 a state directory that cannot be
@@ -65,7 +67,7 @@ def reconcile_command(state_dir: Path, as_json: bool, **options: Any) -> None:
         journal = JournalSink(ledger, ledger.now)
         try:
             with ledger.begin_job("reconcile", ledger.now()) as job:
-                result = reconcile(state, venue, commit=lambda: job.commit(state), now=ledger.now, send=False,
+                result = reconcile(state, venue, commit=lambda: job.commit(state), now=ledger.now, at_start=False,
                                    journal=journal)
         except TemporaryError as error:
             click.echo(f"error: {config.exchange} could not be reached, nothing was changed: {error}; try again",

@@ -33,7 +33,10 @@ start-up job resolves every order a crash left ``submitting`` by its client orde
 starts the same way for an order whose reply never came (``unknown``): the exchange is asked about
 it by client order id and it is booked, or sent under the same id when it never arrived
 (``_settle``, ``Engine.settle_unknown``); while the exchange cannot be asked, the job fails
-temporarily and is retried with the outage's backoff.
+temporarily and is retried with the outage's backoff. While such an order only waits out the
+exchange's "does not exist" lag (``ExchangeLagError``) only the cycle job fails so; the trigger
+checks, the revaluation with its risk check and an operator's job go on, that order's position
+kept out of every exit.
 
 Idempotence. A cycle is identified by its timestamp; a cycle at or before
 ``last_completed_cycle`` never runs again. Progress is the close time of the last bar processed
@@ -423,7 +426,7 @@ class ExecutorLoop:
         ends at it, decide and save; publish."""
         if self.outcome is not None:
             return
-        self._settle()  # outcomes the venue reported between jobs; orders of unknown outcome asked about
+        self._settle(hold=True)  # outcomes the venue reported between jobs; orders of unknown outcome asked about
         # A bar delivered to a job that then failed temporarily, before its management was saved, is this job's bar
         # again: the feed has moved past it, and its fills and triggers must not be lost (nor taken twice).
         step = self._delivered if self._delivered is not None else self.feed.advance()
@@ -448,7 +451,7 @@ class ExecutorLoop:
         A replay checks each bar's triggers inside its cycle job (``Engine.manage``), so here it finds
         nothing new; the job matters for feeds whose bars arrive between cycles.
         """
-        self._settle()
+        self._settle(hold=False)
         step = self.feed.cursor
         fired = 0
         if step > self._checked_step and self.state.portfolio.open_positions:
@@ -463,7 +466,7 @@ class ExecutorLoop:
 
     def run_revaluation(self) -> None:
         """Mark open positions to the newest bar, stamp the valuation time, record equity, save."""
-        self._settle()
+        self._settle(hold=False)
         step = self.feed.cursor
         if step >= 0 and self.state.replay_cursor >= 0:
             equity = self.engine.revalue(step, self._now())
@@ -473,13 +476,16 @@ class ExecutorLoop:
             self.journal("revalued", step=step, equity=round(equity, 2))
         self.publisher.revaluation_done(self.state)
 
-    def _settle(self) -> None:
+    def _settle(self, *, hold: bool) -> None:
         """The start of every job: apply what the venue reported since the last one, and (live mode) ask the
         exchange about every order whose reply never came, journaled ``order_resolved`` and committed before
         anything else happens. While the exchange stays unreachable this raises TemporaryError: the job is
-        retried with the outage's backoff, and nothing new is decided meanwhile."""
+        retried with the outage's backoff, and nothing new is decided meanwhile. An order only waiting out the
+        exchange's "does not exist" lag (``ExchangeLagError``) fails only the job that ``hold``s (the cycle: nothing
+        new decided while it waits); the jobs that protect (trigger checks, revaluation and the risk check, an
+        operator's close) go on, its own position out of every exit meanwhile (``Engine.in_flight``)."""
         self.engine.drain()
-        resolved = self.engine.settle_unknown()
+        resolved = self.engine.settle_unknown(hold=hold)
         for line in resolved:
             self.journal("order_resolved", detail=line)
         if resolved:
@@ -492,7 +498,7 @@ class ExecutorLoop:
     def _operator_job(self, request: ActionRequest, command: Command) -> None:
         """An operator's close, close-all or reload-params: done, journaled (who, what, result) and committed as one
         job, then answered through the command's reply (after the commit, so "done" means saved)."""
-        self._settle()
+        self._settle(hold=False)
         if request.command == CommandKind.reload_params:
             result = self._reload_params(request)
         else:

@@ -336,6 +336,7 @@ def build_daemon(config: DaemonConfig, *, clock: Clock | None = None, journal: E
         engine.max_position_value = config.risk.max_position_value
         if config.mode == "live":
             engine.live_venue = venue  # the loop's write-ahead router sends every order to the exchange
+            engine.not_found_after = timedelta(seconds=config.exchange.not_found_seconds)
             engine.cancels_asked_before(store.journaled("order_cancel_requested"))  # journaled once, across restarts
         feed: ReplayFeed
         if paper is not None:
@@ -364,6 +365,8 @@ def build_daemon(config: DaemonConfig, *, clock: Clock | None = None, journal: E
         lock.release()
         raise
     runstate.update(reconciliation=reconciliation.summary())
+    if config.mode == "live":  # after reconciliation, which may have found one of them (adopted): its words not kept
+        engine.lost_before(store.journaled("order_lost"))  # order_lost once per order; safe mode comes back with it
     if not reconciliation.clean:
         safe_reason = f"{safe_reason}; {reconciliation.reason}" if safe_reason else reconciliation.reason
     if safe_reason:

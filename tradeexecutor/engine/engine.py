@@ -46,7 +46,7 @@ from tradeexecutor.data.market import MarketData
 from tradeexecutor.engine import accounting, triggers
 from tradeexecutor.engine.risk import position_value_refusal
 from tradeexecutor.engine.router import OrderRouter, said
-from tradeexecutor.errors import InvariantError, TemporaryError
+from tradeexecutor.errors import ExchangeLagError, InvariantError, TemporaryError
 from tradeexecutor.state import (
     DEFAULT_QUANTITY_STEP,
     Fill,
@@ -66,7 +66,7 @@ from tradeexecutor.strategy.failure import note_strategy_failure
 from tradeexecutor.strategy.indicators import IndicatorStore, compute_indicators
 from tradeexecutor.strategy.intents import KEEP, Intent
 from tradeexecutor.strategy.loader import LoadedStrategy
-from tradeexecutor.venue.model import NotFoundAnswers, Venue
+from tradeexecutor.venue.model import LOST_AFTER, NotFoundAnswers, Venue
 from tradeexecutor.venue.simulated import SimulatedFill, SimulatedVenue
 
 
@@ -248,6 +248,9 @@ class Engine:
         #: Live mode: the venue outside the process (an exchange) the router sends every order to instead of a
         #: simulated mirror; set before ``start_write_ahead``. The exchange decides price, quantity and fee.
         self.live_venue: Venue | None = None
+        #: Live mode: the span over which the exchange's "does not exist" must last to be believed (``NotFoundAnswers``;
+        #: the exchange's ``--exchange-not-found-seconds``); set with :attr:`live_venue`.
+        self.not_found_after = LOST_AFTER
         #: With write-ahead, the orders of decisions that may be taken again (the cycle a crash interrupted, and
         #: later ones) by client order id: the same decision finds its order instead of making a second one.
         self._by_cid: dict[str, tuple[Position, Order]] | None = None
@@ -272,6 +275,17 @@ class Engine:
             if cid in waiting:
                 self._cancelling[cid] = str(fields.get("reason") or "")
 
+    def lost_before(self, lines: Iterable[Mapping[str, Any]]) -> None:
+        """Live mode, at start-up: the orders an earlier process found lost (the fields of its journaled ``order_lost``
+        lines, ``Ledger.journaled``) and still ``unknown``, taken as found lost here too: ``order_lost`` is journaled
+        once per order across restarts, and the loop enters safe mode with their words again (:attr:`lost`)."""
+        unknown = {o.client_order_id for p in self.state.portfolio.open_positions for o in p.orders
+                   if o.status is _UNKNOWN}
+        for fields in lines:
+            cid = fields.get("client_order_id")
+            if cid in unknown:
+                self.lost[cid] = str(fields.get("reason") or "")
+
     def start_write_ahead(self, commit: Callable[[], None], now: Callable[[], datetime]) -> None:
         """Send every order from now on through a venue, write-ahead (the daemon's way).
 
@@ -284,7 +298,7 @@ class Engine:
         """
         portfolio = self.state.portfolio
         if self.live_venue is not None:
-            self.router = OrderRouter(self.state, self.live_venue, commit, now)
+            self.router = OrderRouter(self.state, self.live_venue, commit, now, NotFoundAnswers(span=self.not_found_after))
             self._remember_decisions()
             return
         held: dict[str, float] = {}
@@ -338,7 +352,9 @@ class Engine:
         in this process, has never seen one, so it is sent again under the same id and waits on the
         venue's book for the price it was sent for: the next bar's open (``fill_pending``), or for an
         exit of a whole position (a trigger's, an operator's close) the price its order records,
-        which is filled here. Returns one line per order, for the journal.
+        which is filled here. Returns one line per order, for the journal. Live mode: an order whose submit
+        never got a reply and that reconciliation did not find (``unknown``, no exchange id: maybe the exchange's
+        lag) is not asked about here — the start does not wait the lag out; every job's ``settle_unknown`` does.
         """
         router = self.router
         if router is None:
@@ -346,8 +362,11 @@ class Engine:
         if self.live_venue is not None:  # the exchange knows every order it was sent: its answer settles it
             # What the exchange did while we were down is journaled as its own job would have (order_filled with
             # ``resolved``; an opening fill arms the triggers), in the caller's commit with the order_resolved lines.
-            followed = _followed(router.pending())
-            resolved, error = router.resolve_each(router.pending(), send=False)  # asked first, nothing sent yet
+            # An order whose submit reply never came and that reconciliation did not find (maybe the exchange's lag)
+            # is unknown: settle_unknown asks about it at every job under the lag rule, and this start does not wait.
+            pending = [(p, o) for p, o in router.pending() if not (o.status is _UNKNOWN and not o.venue_order_id)]
+            followed = _followed(pending)
+            resolved, error = router.resolve_each(pending, send=False)  # asked first, nothing sent yet
             router.drain(commit=False)
             self._journal_changes(followed, resolved=True)
             self.pending = [(p, o) for p, o in self.pending if not o.is_terminal]
@@ -371,7 +390,7 @@ class Engine:
         self.pending = [(p, o) for p, o in self.pending if not o.is_terminal]
         return done
 
-    def settle_unknown(self) -> list[str]:
+    def settle_unknown(self, *, hold: bool = True) -> list[str]:
         """Live mode, at every job boundary: ask the exchange about each order whose outcome is unknown.
 
         A reply that timed out left the order ``unknown`` (committed); it is never sent again
@@ -382,6 +401,12 @@ class Engine:
         its -2013 right after accepting an order is a lag, and a resend then a second order). A
         TemporaryError (the exchange still unreachable, or not finding the order for too short a while)
         escapes to the loop boundary, which retries the job with backoff; nothing new is decided meanwhile.
+        ``hold=False`` (the jobs that protect: trigger checks, revaluation and the risk check, an operator's close):
+        an order only waiting out the exchange's lag (``ExchangeLagError``) does not fail the job — the other
+        positions' stops and closes must not wait a minute on it; the order's own position stays out of every exit
+        meanwhile (``in_flight``). A real outage still fails the job, and the cycle job (``hold``) waits either way.
+        An order whose cancel was asked for while the exchange did not know it (``_cancel_unconfirmed``) is asked
+        about under the same rule but is never sent, and its wait fails no job (``_settle_cancelled``).
         Returns one line per order, for the journal (``order_resolved``); the caller commits.
         """
         router = self.router
@@ -397,7 +422,13 @@ class Engine:
         # The orders followed already: a fill the venue reports for one of them in this drain is journaled and arms
         # its stop as in Engine.drain (the ccxt venue's poll asks again about every followed order).
         followed = _followed((p, o) for p, o in self.pending if not o.is_terminal and id(o) not in asked)
-        resolved, error = router.resolve_each(unknown, send=False)
+        # An order whose cancel was asked for is no longer wanted: its lag (or an outage) does not fail the job.
+        unwanted = [(p, o) for p, o in unknown if o.client_order_id in self._cancelling]
+        resolved, error = router.resolve_each([(p, o) for p, o in unknown if o.client_order_id not in self._cancelling],
+                                              send=False)
+        resolved += router.resolve_each(unwanted, send=False)[0]
+        if not hold and isinstance(error, ExchangeLagError):
+            error = None  # asked again at the next job; its position is in flight meanwhile
         router.drain(commit=False)
         self._journal_changes(followed)
         for position, order, resolution in resolved:
@@ -408,8 +439,34 @@ class Engine:
         for position, order, resolution in resolved:
             if resolution != "unsent" and not order.is_terminal and all(o is not order for _, o in self.pending):
                 self.pending.append((position, order))  # still open at the exchange: followed as any open order
+        resolved = [self._settle_cancelled(p, o, r) for p, o, r in resolved]
         self.pending = [(p, o) for p, o in self.pending if not o.is_terminal]
         return self._settled(resolved, error)
+
+    def _settle_cancelled(self, position: Position, order: Order, resolution: str) -> tuple[Position, Order, str]:
+        """Live mode, in ``settle_unknown``: an order whose submit reply never came and whose cancel was asked for
+        before the exchange knew it (``_cancel_unconfirmed``), once the exchange has answered about it. The rule met
+        ("does not exist" has lasted: ``unsent``) — it ends here, journaled ``order_cancelled``, never sent (its
+        resolution ``ended``); found and still working — cancelled at the exchange now (``order_cancelled`` when it
+        confirms); found ended — taken as it is (a fill booked, its stop armed, by the caller). Any other order, or
+        one the exchange still does not know, is returned as it was."""
+        cid = order.client_order_id
+        text = self._cancelling.get(cid)
+        router = self.router
+        if text is None or router is None or order.is_terminal:
+            return position, order, resolution
+        if resolution == "unsent":
+            accounting.cancel(order, text, router.now())
+            self._after_send(position, order, len(order.fills), opening=False, resolved=True)  # order_cancelled
+            accounting.retire_if_done(self.state.portfolio, position)
+            return position, order, "ended"
+        if order.venue_order_id:  # found working at the exchange: the cancel asked for is sent now
+            followed = _followed([(position, order)])
+            router.venue.cancel(cid)
+            router.drain(commit=False)
+            self._journal_changes(followed)
+            accounting.retire_if_done(self.state.portfolio, position)
+        return position, order, resolution
 
     def _settled(self, resolved: list[tuple[Position, Order, str]], error: TemporaryError | None) -> list[str]:
         """The second and third phases of settling orders asked about with nothing sent (``resolve_each``,
@@ -1261,8 +1318,10 @@ class Engine:
         record before the exchange sees it (``order_cancel_requested``, committed): after a kill -9 the
         restart asks the exchange about the order (still open, or cancelled: reconciliation adopts it).
         An order never sent (``created``) is cancelled here alone, journaled ``order_cancelled`` at once.
-        One whose submit reply never came (no exchange id) is asked about first; if the exchange never got it, or
-        cannot be asked, it is cancelled here too and never sent (a retried job's ``settle_unknown`` would send it).
+        One whose submit reply never came (no exchange id) is asked about first: found, it is cancelled at the
+        exchange as above; never arrived (the exchange's "does not exist" has lasted: ``NotFoundAnswers``), it is
+        cancelled here and never sent; not known yet (maybe the exchange's lag, during which it may fill) or not
+        askable, it stays followed with its cancel asked for (``_cancel_unconfirmed``) — never ended on one answer.
         """
         router = self.router
         live = self.live_venue is not None
@@ -1282,18 +1341,19 @@ class Engine:
         asked = order.client_order_id in self._cancelling  # a retried job asks again: journaled once
         text = self._cancelling.get(order.client_order_id, text)
         if order.status in (_UNKNOWN, _SUBMITTING) and not order.venue_order_id:
-            # Its reply never came: asked about first. Never arrived — it ends here, and is never sent (the next
-            # job's settle_unknown would send it: an entry bought after all); arrived — taken as the exchange has it.
+            # Its reply never came: asked about first. Never arrived (the exchange's "does not exist" has lasted:
+            # NotFoundAnswers) — it ends here, and is never sent (the next job's settle_unknown would send it: an entry
+            # bought after all); arrived — taken as the exchange has it, and cancelled there below.
             try:
                 unsent = router.resolve_order(position, order, send=False) == "unsent"
             except TemporaryError:
                 if order.venue_order_id:  # the exchange has it (its fills not yet read): cancelled there, retried
                     raise
                 # The exchange cannot be asked (the outage that lost the reply), or does not know the order yet (maybe
-                # its lag: NotFoundAnswers): it ends here, never sent, as an order never confirmed always did; should
-                # it have arrived after all, reconciliation reports it.
-                router.not_found.found(order.client_order_id)  # ended: no "does not exist" count kept for it
-                unsent = True
+                # its lag, during which it may fill): it stays followed, its cancel asked for, and is never sent;
+                # settle_unknown asks again at every job under the same rule (_settle_cancelled).
+                self._cancel_unconfirmed(position, order, text, asked)
+                return
             if unsent and not order.is_terminal:
                 accounting.cancel(order, text, at)
             if order.is_terminal:
@@ -1313,6 +1373,26 @@ class Engine:
         if not order.is_terminal:
             self._ask_after_cancel(position, order)
         router.commit()  # the cancel's outcome with its journal lines, now: a later failure in this job keeps them
+
+    def _cancel_unconfirmed(self, position: Position, order: Order, text: str, asked: bool) -> None:
+        """Live mode: the cancel of an order whose submit reply never came (no exchange id) and that the exchange does
+        not know yet — maybe its lag — or cannot be asked about now. Nothing is sent to the exchange: the request is
+        journaled ``order_cancel_requested`` (once, across restarts too) and committed, and the order stays
+        ``unknown`` and followed. The next jobs' ``settle_unknown`` asks about it again under the one rule
+        (``NotFoundAnswers``) without failing the job for it (``_settle_cancelled``): found, it is taken as the
+        exchange has it and cancelled there (what it filled is booked, and held or sold as any late fill); the rule
+        met, it ends here as never sent (``order_cancelled``). Its position is left alone meanwhile (an order of
+        unknown outcome: ``in_flight``), the others are not."""
+        router = self.router
+        assert router is not None
+        if order.status is _SUBMITTING:  # (a start-up's order not yet resolved) asked about at each job from here
+            order.transition(_UNKNOWN, router.now(), "the exchange does not know it yet; its cancel is asked for")
+        if self._journal and not asked:
+            self.events("order_cancel_requested", order_id=order.id, client_order_id=order.client_order_id,
+                        position_id=position.id, symbol=self.symbol_of[order.instrument_id],
+                        purpose=order.purpose.value, reason=text)
+        self._cancelling[order.client_order_id] = text
+        router.commit()
 
     def _ask_after_cancel(self, position: Position, order: Order) -> None:
         """Live mode: the exchange did not confirm a cancel; ask it about the order by client order id.
@@ -1349,7 +1429,8 @@ class Engine:
         """Live mode: an order the exchange accepted once answers that it does not know it (not a network failure).
 
         It is left ``unknown`` for a person (``OrderRouter``: nothing resent, no money fixed), journaled
-        ``order_lost`` once per process with what to do, and named in :attr:`lost`, which the daemon turns into
+        ``order_lost`` once per order (across restarts: ``lost_before``) with what to do, and named in :attr:`lost`,
+        which the daemon turns into
         safe mode ("needs an operator", in /status and /healthz). This process never exits the position meanwhile: its
         order of unknown outcome keeps every exit away (``in_flight``, ``_closes``), so a retried job goes on
         with the other positions instead of asking the exchange about it for ever.

@@ -6,13 +6,27 @@ Run at start-up (``daemon/runner.py``) and by hand (``tradeexecutor reconcile``)
    ``partially_filled``) is looked up by its client order id (``OrderRouter.resolve_order``):
    found → *adopted* — its fills not yet applied are applied (fills that happened while the
    executor was down, or of an order whose answer never came) and it takes the venue's status
-   (*completed* when that is terminal); never seen → sent now under the same id at start-up (it
-   never left: write-ahead) and its outcome taken from the reply (a market order's fill moved the
-   balances pass 3 compares), left for the executor when run by hand; we had it open and the venue
-   does not know it → marked ``unknown`` for a person, a **mismatch**. Reconciliation looks once (a
-   restart, a person's command): it does not wait out the exchange's "does not exist" lag as a running
-   executor does (``NotFoundAnswers``) — that lag lasts moments after an order is placed, and a restart
-   or a person comes later; a mismatch changes no money either way. An order found cancelled whose
+   (*completed* when that is terminal). Not found, two cases:
+
+   - an order whose submit never got a reply (``submitting`` or ``unknown``, no exchange order id) is
+     **never sent here**: one "does not exist" may be the exchange's lag (Binance answers -2013 for
+     moments after it accepted an order), and a market order it filled is no longer open, so it would
+     take the same client order id again — a second order after a kill -9 and a quick restart. At
+     start-up it is left ``unknown`` (*pending*, no mismatch): the running executor's settle path asks
+     again at every job under the lag rule (``NotFoundAnswers``: ``LOST_AFTER_ANSWERS`` answers over
+     ``LOST_AFTER``) and sends it, under the same id, only once the rule says it never arrived — or adopts
+     it if it shows up. By hand it is reported *unsent* and left as it is (the executor does the same).
+   - an order the venue had accepted (it has the exchange's order id) → marked ``unknown`` for a person,
+     a **mismatch**, on one look. The lag could explain a "does not exist" only for a restart within
+     moments of the acceptance, and for such an order a false mismatch is not free: the order
+     (an open limit order the lag hid, say) becomes ``unknown`` and is no longer followed — its fills are not
+     booked and no stop is armed for them — until a person runs ``tradeexecutor reconcile``, which adopts it
+     if the exchange shows it (``resolve_order`` takes any order it finds); the start is in safe mode
+     meanwhile, which alerts. Nothing is ever sent again for it and no money changes by itself. Waiting
+     here instead would hold up the start-up, and following an order the exchange may have lost for good
+     is what the mismatch asks a person to decide.
+
+   An order found cancelled whose
    cancel an earlier process asked for (its ``order_cancel_requested`` line, ``cancels_asked``) is
    journaled ``order_cancelled`` with the request's reason, as the running executor would have.
 2. **Open orders on the exchange.** Those carrying this run's client-id prefix (``te<run8>-``) are
@@ -24,7 +38,15 @@ Run at start-up (``daemon/runner.py``) and by hand (``tradeexecutor reconcile``)
    balance (free plus locked) is compared with the open positions' quantity less the fees taken in
    that asset; a difference beyond one lot step (the dust a close leaves behind) is a **mismatch**.
    The quote currency is a mismatch only when the account holds less than the executor's cash
-   (an account may hold more than the executor was given).
+   (an account may hold more than the executor was given). The assets an order left *pending* (or
+   *unsent*, by hand) may have moved — it may have filled at the exchange unseen (the lag hides it) —
+   are compared within what it could have done at most, with a note (``_pending_bounds``): a buy may have
+   lowered the quote by its value (or quantity at its limit or last price) plus ``_PENDING_SLACK`` and only
+   added base; a sell may have lowered the base by its quantity plus ``_PENDING_SLACK`` (a venue may take its fee
+   in the base) and only added quote. A shortfall beyond
+   that is a mismatch whatever the order did. The fee assets of pass 4 are then neither compared nor
+   given a starting figure (a fee in a third asset cannot be bounded without its price; the next
+   reconciliation compares them).
 4. **Fee assets.** An asset that pays fees but is neither traded nor the quote (Binance's BNB):
    the ledger keeps what the account should hold of it (``Portfolio.fee_asset_balances``: the
    venue's balance when reconciliation saw it before any fee was paid in it, less every fee booked
@@ -54,12 +76,16 @@ from typing import Any
 from tradeexecutor.atomic import atomic_write_text
 from tradeexecutor.engine.engine import EventSink
 from tradeexecutor.engine.router import OrderRouter
-from tradeexecutor.state import OrderStatus, State
+from tradeexecutor.state import Order, OrderSide, OrderStatus, Position, State
 from tradeexecutor.state.client_id import run_key
 from tradeexecutor.venue.model import NotFoundAnswers, Venue
 
 __all__ = ["BalanceCheck", "ExchangeOrder", "Mismatch", "OrderCheck", "Reconciliation", "journal_reconciliation",
            "reconcile", "write_reconciliation"]
+
+#: Why an order whose submit never got a reply, and that the venue does not know at start-up, is left unknown.
+_PENDING_REASON = ("the venue does not know it at start-up and its submit never got a reply (maybe the exchange's "
+                   "lag): left unknown, asked again at every job, sent only once the exchange's answer has lasted")
 
 #: Relative slack of the balance comparison on top of one lot step (float sums of many fills).
 _RELATIVE = 1e-9
@@ -88,8 +114,9 @@ class OrderCheck:
     #: Its status in the ledger before, and after reconciliation.
     before: str
     after: str
-    #: ``adopted`` (the venue has it, still working), ``completed`` (the venue ended it), ``sent`` (it never
-    #: left: sent now), ``unsent`` (it never left; the executor sends it), ``missing`` (a mismatch).
+    #: ``adopted`` (the venue has it, still working), ``completed`` (the venue ended it), ``pending`` (at start-up:
+    #: the venue does not know it, its submit never got a reply; left ``unknown`` for the executor's settle path),
+    #: ``unsent`` (the same, by hand: only reported), ``missing`` (a mismatch).
     action: str
     #: Fills applied from the venue by this reconciliation.
     fills_applied: int = 0
@@ -158,6 +185,7 @@ class Reconciliation:
         return {"outcome": self.outcome, "at": self.at.isoformat(), "venue": self.venue,
                 "orders": len(self.orders), "adopted": sum(o.action == "adopted" for o in self.orders),
                 "completed": sum(o.action == "completed" for o in self.orders),
+                "pending": sum(o.action in ("pending", "unsent") for o in self.orders),
                 "fills_applied": sum(o.fills_applied for o in self.orders),
                 "exchange_orders_ignored": sum(o.action == "ignored" for o in self.exchange_orders),
                 "mismatches": [m.what for m in self.mismatches]}
@@ -177,12 +205,13 @@ def vars_of(record: Any) -> dict[str, Any]:
 
 
 def reconcile(state: State, venue: Venue | None, *, commit: Callable[[], None], now: Callable[[], datetime],
-              send: bool = True, symbols: Sequence[str] = (), journal: EventSink | None = None,
+              at_start: bool = True, symbols: Sequence[str] = (), journal: EventSink | None = None,
               cancels_asked: Iterable[Mapping[str, Any]] = ()) -> Reconciliation:
     """Reconcile ``state`` with ``venue`` (see the module docstring); ``commit`` makes the state durable.
 
-    ``send`` lets the start-up send an order that never reached the venue (same id); by hand it is
-    left for the executor. ``symbols`` are the strategy's instruments, whose base assets are compared
+    ``at_start``: the executor's start-up, which leaves an order the venue does not know and that never got a reply
+    ``unknown`` for its settle path (``pending``); by hand (False) it is only reported (``unsent``). Neither sends
+    anything. ``symbols`` are the strategy's instruments, whose base assets are compared
     too when the ledger has no position in them yet (a fresh state holds none: the account should not either). A venue that fails temporarily raises TemporaryError (nothing decided yet).
     ``journal`` (the job's) gets the outcome (``journal_reconciliation``) before the last commit, so a kill -9 never
     leaves fills applied here in the ledger without the ``reconciled`` line that counts them. ``cancels_asked``: the
@@ -201,16 +230,18 @@ def reconcile(state: State, venue: Venue | None, *, commit: Callable[[], None], 
     changed = False
     for position, order in router.pending():
         before, fills = order.status.value, len(order.fills)
-        resolution = router.resolve_order(position, order, send=send)
-        if resolution == "sent":  # its outcome came with the reply (a market order filled): take it before pass 3
-            router.drain(commit=False)  # compares the balances it moved, or the ledger lags the exchange: safe mode
+        resolution = router.resolve_order(position, order, send=False)  # one look: never sent from here
         symbol = state.instrument(order.instrument_id).symbol
-        if resolution in ("sent", "unsent", "missing"):
+        if resolution == "unsent" and at_start:
+            if order.status is OrderStatus.submitting:  # asked about again by the running executor's settle path
+                order.transition(OrderStatus.unknown, at, _PENDING_REASON)
+            action = "pending"
+        elif resolution in ("unsent", "missing"):
             action = resolution
         else:
             action = "completed" if order.is_terminal else "adopted"
         applied = len(order.fills) - fills
-        changed = changed or resolution != "unsent"
+        changed = changed or action != "unsent"
         orders.append(OrderCheck(order.client_order_id, symbol, before, order.status.value, action, applied))
         if action == "missing":
             mismatches.append(Mismatch(f"order {order.client_order_id} ({symbol}) was {before} in the ledger but the "
@@ -222,11 +253,18 @@ def reconcile(state: State, venue: Venue | None, *, commit: Callable[[], None], 
                         position_id=position.id, symbol=symbol, purpose=order.purpose.value,
                         reason=reasons[order.client_order_id])
         elif action == "unsent":
-            notes.append(f"order {order.client_order_id} ({symbol}) never reached the venue; the executor sends "
-                         "it when it starts")
+            notes.append(f"order {order.client_order_id} ({symbol}) is not known to the venue, and its submit never "
+                         "got a reply; nothing was sent: the executor asks again and sends it only once the "
+                         "exchange's answer has lasted (its lag), or adopts it if it shows up")
+        elif action == "pending":
+            notes.append(f"order {order.client_order_id} ({symbol}): {_PENDING_REASON}")
     exchange_orders = _exchange_orders(state, venue, mismatches)
-    balances = _balances(state, venue, mismatches, symbols)
-    fee_checks, baselines = _fee_assets(state, venue, symbols, mismatches, notes)
+    # A pending order may have filled at the exchange (the very case the lag hides): the balances it may have moved
+    # are compared within what it could have done at most — the running executor books its fills once it finds it.
+    waiting = {c.client_order_id for c in orders if c.action in ("pending", "unsent")}
+    unsettled = [(p, o) for p, o in router.pending() if o.client_order_id in waiting]
+    balances = _balances(state, venue, mismatches, symbols, unsettled, notes)
+    fee_checks, baselines = _fee_assets(state, venue, symbols, mismatches, notes, bool(unsettled))
     balances += fee_checks
     changed = changed or bool(baselines)
     result = Reconciliation(at=at, venue=venue.name, orders=tuple(orders), exchange_orders=tuple(exchange_orders),
@@ -257,8 +295,11 @@ def _exchange_orders(state: State, venue: Venue, mismatches: list[Mismatch]) -> 
     return found
 
 
-def _balances(state: State, venue: Venue, mismatches: list[Mismatch], extra: Sequence[str]) -> list[BalanceCheck]:
-    """Pass 3: each base asset the positions hold, and the quote currency, against the venue's balances."""
+def _balances(state: State, venue: Venue, mismatches: list[Mismatch], extra: Sequence[str],
+              unsettled: Sequence[tuple[Position, Order]], notes: list[str]) -> list[BalanceCheck]:
+    """Pass 3: each base asset the positions hold, and the quote currency, against the venue's balances. The assets
+    an ``unsettled`` order (pending: it may have filled unseen) may have moved are compared within what it could have
+    done at most (``_pending_bounds``), with a note."""
     symbols = sorted({state.instrument(p.instrument_id).symbol for p in state.portfolio.open_positions}
                      | {i.symbol for i in state.instruments} | set(extra))
     specs = venue.instruments(symbols)
@@ -279,24 +320,30 @@ def _balances(state: State, venue: Venue, mismatches: list[Mismatch], extra: Seq
                                        symbol))
             continue
         expected[spec.base] += position.quantity  # net of fees taken in the base asset (accounting.apply_fill)
+    below, above, unbounded = _pending_bounds(state, specs, unsettled)
+    for asset in sorted(set(below) | above | unbounded):
+        notes.append(f"{asset}: compared within what a pending order in it could have moved unseen (it may have "
+                     "filled at the exchange); the executor books its fills once the exchange shows it")
     checks = []
     for asset, ours in sorted(expected.items()):
+        if asset in unbounded:
+            continue
         balance = held.get(asset)
         theirs = (balance.free + balance.locked) if balance is not None else 0.0
         tolerance = steps.get(asset, 0.0) + _RELATIVE * max(abs(ours), abs(theirs))
-        ok = abs(theirs - ours) <= tolerance
+        ok = ours - below.get(asset, 0.0) - tolerance <= theirs and (asset in above or theirs <= ours + tolerance)
         checks.append(BalanceCheck(asset, ours, theirs, tolerance, "position", ok))
         if not ok:
             mismatches.append(Mismatch(f"{asset}: the venue holds {theirs:g}, the positions {ours:g} "
                                        f"(tolerance {tolerance:g})", asset, ours, theirs))
     quotes = sorted({spec.quote for spec in specs.values()})
-    if len(quotes) == 1:
+    if len(quotes) == 1 and quotes[0] not in unbounded:
         quote = quotes[0]
         balance = held.get(quote)
         theirs = (balance.free + balance.locked) if balance is not None else 0.0
         ours = state.portfolio.cash
         tolerance = 0.01 + _RELATIVE * max(abs(ours), abs(theirs))
-        ok = theirs >= ours - tolerance
+        ok = theirs >= ours - below.get(quote, 0.0) - tolerance
         checks.append(BalanceCheck(quote, ours, theirs, tolerance, "quote", ok))
         if not ok:
             mismatches.append(Mismatch(f"{quote}: the venue holds {theirs:g}, less than the executor's cash {ours:g}",
@@ -304,14 +351,52 @@ def _balances(state: State, venue: Venue, mismatches: list[Mismatch], extra: Seq
     return checks
 
 
+#: What a pending buy may have spent beyond its notional at the last known price (its fee and a market order's move
+#: past that price), and what a pending sell may have taken of the base beyond its quantity (its fee, when the venue
+#: takes it in the base); Binance's taker fee is 0.1 %.
+_PENDING_SLACK = 0.02
+
+
+def _pending_bounds(state: State, specs: Mapping[str, Any], unsettled: Sequence[tuple[Position, Order]]
+                    ) -> tuple[dict[str, float], set[str], set[str]]:
+    """What the pending orders could have moved unseen, at most: per asset how far below the ledger's figure the
+    venue may be, the assets that may be above it without bound (a buy only adds base), and the assets no bound is
+    known for (a buy with neither a value nor a price: not compared). A buy lowers the quote by at most its value
+    (or quantity at its limit or last known price) plus ``_PENDING_SLACK``; a sell lowers the base by at most its
+    quantity (or the position's, when it has none) plus ``_PENDING_SLACK`` (its fee in the base) and only adds quote."""
+    below: dict[str, float] = {}
+    above: set[str] = set()
+    unbounded: set[str] = set()
+    for position, order in unsettled:
+        symbol = state.instrument(order.instrument_id).symbol
+        spec = specs.get(symbol)
+        if spec is None:
+            continue
+        if order.side is OrderSide.buy:
+            above.add(spec.base)
+            price = order.limit_price or order.reference_price
+            spend = order.value if order.value is not None else (
+                order.quantity * price if order.quantity is not None and price else None)
+            if spend is None:
+                unbounded.add(spec.quote)
+            else:
+                below[spec.quote] = below.get(spec.quote, 0.0) + spend * (1 + _PENDING_SLACK)
+        else:
+            quantity = order.quantity if order.quantity is not None else position.quantity
+            below[spec.base] = below.get(spec.base, 0.0) + quantity * (1 + _PENDING_SLACK)
+    return below, above, unbounded
+
+
 #: Absolute slack of the fee-asset comparison: the exchange's 8 decimals.
 _FEE_ASSET_SLACK = 1e-8
 
 
 def _fee_assets(state: State, venue: Venue, symbols: Sequence[str], mismatches: list[Mismatch],
-                notes: list[str]) -> tuple[list[BalanceCheck], bool]:
+                notes: list[str], unsettled: bool = False) -> tuple[list[BalanceCheck], bool]:
     """Pass 4: assets that pay fees in a third asset (BNB) against the ledger's figure; starting figures taken
-    for such assets in which no fee was paid yet. Returns the checks and whether a starting figure was taken."""
+    for such assets in which no fee was paid yet. Returns the checks and whether a starting figure was taken.
+    ``unsettled``: an order is pending (it may have filled unseen, paying a fee): no figure is compared nor taken
+    (a fee in a third asset cannot be bounded without its price)."""
     held = venue.balances()
     specs = venue.instruments(sorted({i.symbol for i in state.instruments} | set(symbols)))
     traded = {spec.base for spec in specs.values()} | {spec.quote for spec in specs.values()}
@@ -323,12 +408,19 @@ def _fee_assets(state: State, venue: Venue, symbols: Sequence[str], mismatches: 
         balance = held.get(asset)
         theirs = (balance.free + balance.locked) if balance is not None else 0.0
         if asset not in paid or asset not in expected:
+            if unsettled:  # a pending order may already have paid a fee in it unseen: no figure is taken now
+                notes.append(f"{asset}: no starting figure taken — an order is pending (it may have paid a fee in it "
+                             "unseen); taken at a later reconciliation")
+                continue
             if asset in paid:  # fees were paid in it before any figure was known (none held at the last start)
                 notes.append(f"{asset}: fees were paid in it before its balance was known; {theirs:g} at the venue "
                              "is taken as its figure from here")
             if theirs > 0 and expected.get(asset) != theirs:
                 expected[asset] = theirs
                 taken = True
+            continue
+        if unsettled:
+            notes.append(f"{asset}: not compared — an order is pending (it may have paid a fee in it unseen)")
             continue
         ours = expected[asset]
         tolerance = _FEE_ASSET_SLACK + _RELATIVE * max(abs(ours), abs(theirs))

@@ -7,8 +7,10 @@ The rules of docs/orders.md, in one place:
 - **A timeout is not a rejection.** When ``submit`` raises TemporaryError the order becomes
   ``unknown`` (committed), and only the venue's answer to ``fetch_order`` decides what it is.
 - **Never resend blind.** On restart (``resolve``), every order that may have reached the venue
-  is asked about by its client order id. The venue never saw it: it is sent now, with the same id.
-  The venue has it: its status and any fills not yet applied are taken from the venue.
+  is asked about by its client order id. The venue never saw it: it is sent now, with the same id
+  (``send=False``: the caller sends it, or not). The venue has it: its status and any fills not yet
+  applied are taken from the venue. Live, an exchange's "never saw" is believed only under the rule below,
+  so reconciliation at start-up (one look) sends nothing: it leaves the order for the settle path.
 - **Idempotent fills.** A fill is applied once: fills already on the order (same venue trade id)
   are skipped, so a replayed event or a fill seen both by ``poll`` and ``fetch_order`` moves money once.
 - **Reconciliation never fixes money.** An order the venue says it never saw although we had it
@@ -29,7 +31,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from tradeexecutor.engine import accounting, crashpoint
-from tradeexecutor.errors import TemporaryError
+from tradeexecutor.errors import ExchangeLagError, TemporaryError
 from tradeexecutor.state import Order, OrderPurpose, OrderStatus, Position, RejectReason, State
 from tradeexecutor.venue.model import (
     ExecutionEvent,
@@ -49,7 +51,8 @@ from tradeexecutor.venue.model import (
 __all__ = ["OrderRouter", "said"]
 
 #: How ``resolve`` words a resolution that is not the venue's status of the order.
-_SAID = {"sent": "never reached the venue; sent", "missing": "unknown to the venue; left unknown"}
+_SAID = {"sent": "never reached the venue; sent", "missing": "unknown to the venue; left unknown",
+         "ended": "never reached the venue; its cancel was asked for: ended, never sent"}
 
 def said(resolution: str) -> str:
     """How a journal line words one of ``OrderRouter.resolve_order``'s answers."""
@@ -223,10 +226,11 @@ class OrderRouter:
 
     def resolve_each(self, orders: Sequence[tuple[Position, Order]], *, send: bool = True
                      ) -> tuple[list[tuple[Position, Order, str]], TemporaryError | None]:
-        """``resolve_order`` for each of ``orders``; the ones resolved with what happened, and the first TemporaryError.
+        """``resolve_order`` for each of ``orders``; the ones resolved with what happened, and the first TemporaryError
+        (the first that is not an ExchangeLagError, if any).
 
-        One order's TemporaryError (the exchange unreachable, or its "does not exist" not yet lasted)
-        leaves that order as it was and does not stop the others: an order found filled before it
+        One order's TemporaryError (the exchange unreachable, or ExchangeLagError: its "does not exist" not yet
+        lasted) leaves that order as it was and does not stop the others: an order found filled before it
         must still be journaled and have its triggers armed by the caller, who then raises the error
         (the failed orders are asked again at the retry, the found ones are no longer pending then).
         """
@@ -235,8 +239,9 @@ class OrderRouter:
         for position, order in orders:
             try:
                 resolved.append((position, order, self.resolve_order(position, order, send=send)))
-            except TemporaryError as exc:
-                error = error or exc
+            except TemporaryError as exc:  # a real outage outranks a lag: the caller may let a lag pass, never it
+                if error is None or (isinstance(error, ExchangeLagError) and not isinstance(exc, ExchangeLagError)):
+                    error = exc
         return resolved, error
 
     def pending(self) -> list[tuple[Position, Order]]:
@@ -263,7 +268,7 @@ class OrderRouter:
             working = order.status in _WORKING
             unconfirmed = order.status in (OrderStatus.submitting, OrderStatus.unknown) and not order.venue_order_id
             if (working or unconfirmed) and not self.not_found.lost(cid, self.now()):
-                raise TemporaryError(self.not_found.waiting(cid, "lost" if working else "taken as never arrived"))
+                raise ExchangeLagError(self.not_found.waiting(cid, "lost" if working else "taken as never arrived"))
             if order.status is OrderStatus.unknown and order.venue_order_id:
                 self.lost.add(cid)
                 return "missing"  # the venue accepted it once and lost it since: for a person, never resent

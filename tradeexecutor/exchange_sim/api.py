@@ -411,7 +411,14 @@ def get_order(sim: ExchangeSimulator, request: ApiRequest) -> Any:
     market = _market(sim, request)
     assert market is not None
     order_id, client_id = _order_ref(request)
-    return order_json(sim.engine.find(market.symbol, order_id, client_id))
+    order = sim.engine.find(market.symbol, order_id, client_id)
+    clock = sim.clock_ms()
+    for fault in sim.faults.find(("lag",), request.method, request.path, clock, market.symbol):
+        if request.now_ms - order.time_ms < float(fault.params["lag_seconds"]) * 1000:
+            sim.faults.use(fault, clock)  # accepted, but its query side does not show it yet (Binance's lag)
+            request.log["fault"] = "lag"
+            raise errors.no_such_order()
+    return order_json(order)
 
 
 def cancel_order(sim: ExchangeSimulator, request: ApiRequest) -> Any:

@@ -17,9 +17,13 @@ both (whichever ends first), or neither (until cleared). Kinds:
 ``partial_fill``  fill orders in ``parts`` (default 2) at least ``interval`` seconds (default 1)
                   apart; a market order fills its first part and expires
 ``clock_skew``    move the exchange's clock by ``ms`` (timestamps, serverTime, recvWindow checks)
+``lag``           Binance's query lag: a lookup of an order (``GET /api/v3/order``) placed less than
+                  ``lag_seconds`` (default 10) ago answers -2013 "Order does not exist." although
+                  the order was accepted; each such answer counts one use (``count``: N lookups)
 
 ``timeout`` applies to ``POST /api/v3/order`` unless scoped otherwise; ``reject`` and
-``partial_fill`` always to new orders; the others to every API path unless scoped.
+``partial_fill`` always to new orders; ``lag`` to ``GET /api/v3/order``; the others to every API path unless
+scoped.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ KINDS: dict[str, dict[str, tuple[type, Any]]] = {
     "reject": {"code": (int, -2010), "msg": (str, "Account has insufficient balance for requested action.")},
     "partial_fill": {"parts": (int, 2), "interval": (float, 1.0)},
     "clock_skew": {"ms": (int, 0)},
+    "lag": {"lag_seconds": (float, 10.0)},
 }
 
 #: Where a kind applies when no path is given: None means every API path.
@@ -49,6 +54,7 @@ _DEFAULT_SCOPE: dict[str, tuple[str | None, str | None]] = {
     "timeout": ("/api/v3/order", "POST"),
     "reject": ("/api/v3/order", "POST"),
     "partial_fill": ("/api/v3/order", "POST"),
+    "lag": ("/api/v3/order", "GET"),
 }
 
 _SCOPE_FIELDS = ("kind", "path", "method", "symbol", "count", "seconds")
@@ -219,5 +225,7 @@ def _check_params(kind: str, params: dict[str, Any]) -> None:
         raise FaultError("hang_seconds must be between 0 and 600")
     if kind == "partial_fill" and not (2 <= params["parts"] <= 100 and 0 <= params["interval"] <= 3600):
         raise FaultError("parts must be 2-100 and interval 0-3600 seconds")
+    if kind == "lag" and not 0 < params["lag_seconds"] <= 86400:
+        raise FaultError("lag_seconds must be between 0 and 86400")
     if kind == "clock_skew" and not abs(params["ms"]) <= 86_400_000:
         raise FaultError("ms must be within a day either way")

@@ -23,7 +23,7 @@ order_resolved (``detail``: an order a restart found ``submitting``, or whose re
 client order id), order_unknown (live: a submit whose reply never came; asked about at the next job),
 order_expired (live: an order the exchange ended with only part, or none, of it filled),
 order_lost (live: an order the exchange accepted once and no longer knows — found when its cancel was not
-confirmed, or by the ccxt venue's poll — once that answer has lasted, ``NotFoundAnswers``; once per process;
+confirmed, or by the ccxt venue's poll — once that answer has lasted, ``NotFoundAnswers``; once per order, across restarts;
 ``reason`` says what a person does: the executor enters safe mode),
 decision_resumed (``cycle_time``, ``orders``: a cycle whose orders a killed process committed), intent_ignored, trigger_fired (``trigger``, ``trigger_price``, ``price``), revalued, crashed,
 safe_mode, paused, resumed, risk_limit_hit (``limit``, ``value``, ``threshold``, ``bar_time``),

@@ -21,7 +21,7 @@ import json
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from tradeexecutor.config import CcxtVenueConfig
@@ -98,8 +98,10 @@ class CcxtVenue:
         self._events: list[ExecutionEvent] = []
         #: Exchange order id → client order id of trades' orders not followed (``max_order_lookups``).
         self._client_ids: dict[str, str] = {}
+        #: The span over which "does not exist" must last to be believed (``--exchange-not-found-seconds``).
+        self.not_found_after = timedelta(seconds=config.not_found_seconds)
         #: Followed orders the exchange has lately answered it does not know: lost only once that persists.
-        self._not_found = NotFoundAnswers()
+        self._not_found = NotFoundAnswers(span=self.not_found_after)
         #: The clock of events and of ``_not_found`` (tests drive it): the exchange's time by default.
         self._clock = now
 

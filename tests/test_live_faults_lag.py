@@ -1,0 +1,99 @@
+"""A kill -9 right after the exchange took a market order, and a restart inside the exchange's "does not exist" lag.
+
+Real processes: one ``tradeexecutor exchange-sim`` and a live executor (real ccxt) trading
+tests/strategies/paper_flip.py, a market order every cycle. The first executor kills itself right
+after the exchange accepted (and filled) its first order, before the outcome was committed: the
+ledger holds it ``submitting``, with no exchange order id. The simulator's ``lag`` fault then answers
+the restart's first lookup of it -2013 "Order does not exist." — Binance's query lag. Binance (and
+the simulator) accept a reused client order id once the first order is no longer open, so a start-up
+that believed that one answer and sent the order again made a second order for the same intent.
+
+The restarted executor must not: its reconciliation reports the order ``pending`` (no mismatch, no
+safe mode) and leaves it ``unknown``; the first job's settle asks again, finds it filled and adopts
+it. At the end the exchange holds each client order id once, and the ledger's order is the exchange's.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from exchange_sim_helpers import http_json, simulator_process
+from executor_process import Executor
+from test_live_faults_e2e import journaled, until
+from tradeexecutor.engine.crashpoint import KILL_AT_ENV
+from tradeexecutor.ledger import load_state
+from tradeexecutor.state import OrderStatus
+
+pytest.importorskip("ccxt")
+pytestmark = pytest.mark.slow
+
+KEY = "LiveLagKey0123456789"
+SECRET = "live-lag-secret-0123456789"
+CLEAN = {key: value for key, value in os.environ.items() if not key.startswith("TRADEEXECUTOR_")}
+
+
+def live_executor(tmp_path: Path, url: str, state_dir: Path, env: dict[str, str] | None = None) -> Executor:
+    return Executor(tmp_path, "--cpu", "off", "--mode", "live", "--exchange", "binance", "--exchange-url", url,
+                    "--exchange-key-variable", "MY_KEY", "--exchange-secret-variable", "MY_SECRET",
+                    strategy="paper_flip.py", window=False, state_dir=state_dir,
+                    env={**CLEAN, "MY_KEY": KEY, "MY_SECRET": SECRET, **(env or {})})
+
+
+def sim(url: str, method: str, path: str, body: Any = None) -> Any:
+    code, answer = http_json(method, f"{url}/_sim/{path}", body)
+    assert code == 200, (method, path, code, answer)
+    return answer
+
+
+@pytest.mark.timeout(600)
+def test_a_restart_inside_the_exchanges_lag_never_sends_an_order_the_exchange_took_a_second_time(
+        tmp_path: Path) -> None:
+    state_dir = tmp_path / "state"
+    with simulator_process("--speed", "3600", "--api-key-env", "SIM_KEY", "--api-secret-env", "SIM_SECRET",
+                           env={**CLEAN, "SIM_KEY": KEY, "SIM_SECRET": SECRET}) as url:
+        first = live_executor(tmp_path / "first", url, state_dir, {KILL_AT_ENV: "submitted:1"})
+        try:
+            assert first.wait(120) == -signal.SIGKILL, first.output()
+        finally:
+            first.kill()
+        state = load_state(state_dir)
+        assert state is not None
+        [killed] = [o for o in state.portfolio.all_orders() if o.status is OrderStatus.submitting]
+        cid = killed.client_order_id
+        assert not killed.venue_order_id
+        [taken] = [o for o in sim(url, "GET", "orders") if o["clientOrderId"] == cid]
+        assert taken["status"] == "FILLED"  # the exchange took it and filled it; the ledger never heard
+        # Binance's lag: the restart's first lookup of the order is answered "does not exist".
+        sim(url, "POST", "faults", {"kind": "lag", "lag_seconds": 3600, "count": 1})
+
+        second = live_executor(tmp_path / "second", url, state_dir)
+        try:
+            status = second.wait_status(lambda s: s.get("status") == "running")
+            assert status["reconciliation"]["outcome"] == "clean" and not status["safe_mode"], status
+            assert status["reconciliation"]["pending"] == 1, status["reconciliation"]
+            record = json.loads((state_dir / "reconciliation.json").read_text())
+            assert [(o["client_order_id"], o["action"]) for o in record["orders"]] == [(cid, "pending")]
+            assert [f.get("fault") for f in sim(url, "GET", "requests?limit=1000")
+                    if f["path"] == "/api/v3/order" and f["method"] == "GET"][:1] == ["lag"]
+            journaled(second, "order_resolved", lambda e: e["fields"]["detail"] == f"{cid}: filled at the venue")
+            until(second, lambda: [o for o in sim(url, "GET", "orders") if o["clientOrderId"] != cid],
+                  "the executor trading on after it adopted the order")
+            second.process.send_signal(signal.SIGTERM)
+            assert second.wait() == 0, second.output()
+        finally:
+            second.kill()
+        theirs = Counter(o["clientOrderId"] for o in sim(url, "GET", "orders"))
+        assert theirs[cid] == 1, f"the order the exchange took was sent again: {theirs}"
+        assert max(theirs.values()) == 1, theirs
+        state = load_state(state_dir)
+        assert state is not None
+        [adopted] = [o for o in state.portfolio.all_orders() if o.client_order_id == cid]
+        assert adopted.status is OrderStatus.filled and adopted.venue_order_id == str(taken["orderId"])
+        assert sum(f.quantity for f in adopted.fills) == pytest.approx(float(taken["executedQty"]), rel=1e-12)
