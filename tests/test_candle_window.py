@@ -23,8 +23,8 @@ from tradeexecutor.daemon import CommandQueue, FakeClock, InMemoryTicker, build_
 from tradeexecutor.daemon.paper import CANDLE_WINDOW, WARM_UP_CANDLES, ExchangeFeed, open_paper_session
 from tradeexecutor.daemon.runner import Daemon
 from tradeexecutor.data.bundled import load_bundled
-from tradeexecutor.data.follow import FollowFeed
-from tradeexecutor.data.market import CloseColumns, MarketData
+from tradeexecutor.data.follow import WINDOW_SLACK, FollowFeed
+from tradeexecutor.data.market import CloseColumns, Growing, MarketData
 from tradeexecutor.data.source import load_market
 from tradeexecutor.engine.engine import Engine
 from tradeexecutor.errors import TemporaryError
@@ -534,3 +534,81 @@ def filled(state: State) -> list:
     portfolio = state.portfolio
     positions = portfolio.closed_positions + portfolio.open_positions + portfolio.failed_positions
     return [order for position in positions for order in position.orders if order.status == "filled"]
+
+
+# -- A windowed market takes its columns' memory at start (issue 13, i13-flat3) ---------------------------------
+
+
+def growing_columns(market: MarketData, engine: Engine, closes: CloseColumns) -> list[Growing]:
+    """Every per-bar column kept for a windowed market: its own, the indicators', the chart feed's."""
+    columns = [market._timeline, *market._last_closed.values(), *market._closing_at.values()]
+    for bars in market.bars.values():
+        columns += bars._columns.values()
+    for values in engine.indicators._columns.values():
+        columns += values.values()
+    return columns + list(closes._ms.values())
+
+
+def test_a_windowed_market_allocates_its_columns_once_at_start_however_many_drops() -> None:
+    """A FollowFeed with a window reserves twice the window (and a read's slack) in every column of its market, of the
+    indicators and of the chart feed, with a spare buffer each, all written at start: across six drops no column
+    allocates another buffer, and the views a reader holds across a drop keep their rows."""
+    frame = load_bundled("stocks-daily")
+    frame = frame[frame["symbol"] == "GOOG"].iloc[:400]
+    window = 32
+    market = MarketData.from_long_frame(frame.iloc[:window], DAY)
+    tail = FlakyTail()
+    tail.failing = False
+    feed = FollowFeed(market, [tail], start=window - 1, window=window)
+    strategy = load_strategy(WINDOW_STOP)
+    engine = Engine(strategy, market, State(name=strategy.name), config=EngineConfig())
+    closes = CloseColumns(market)
+    assert feed.advance() == window - 1
+    tail.frame = frame.iloc[window:window + 1]
+    feed.advance()
+    engine.follow_market()
+    closes["GOOG"]
+    columns = growing_columns(market, engine, closes)
+    assert len(columns) == 10 + 2 + 1  # ten of the market's, the strategy's two indicators, the chart feed's
+    top = 2 * window + WINDOW_SLACK
+    assert all(column.capacity == top for column in columns)
+    allocated = {id(buffer) for column in columns for buffer in (column._buffer, column._spare)}
+    assert len(allocated) == 2 * len(columns)
+    held: np.ndarray | None = market.bars["GOOG"].close  # a reader's view across the first drop, then let go
+    rows = market.bars["GOOG"].close.copy()
+    for index in range(window + 1, 400):
+        tail.frame = frame.iloc[index:index + 1]
+        assert feed.advance() is not None
+        engine.follow_market()
+        closes["GOOG"]
+        now = growing_columns(market, engine, closes)
+        assert [column.capacity for column in now] == [top] * len(columns)
+        assert {id(column._buffer) for column in now} <= allocated, f"a column allocated a buffer at bar {index}"
+        if held is not None and market.dropped:
+            np.testing.assert_array_equal(held, rows)
+            held = None
+    assert market.dropped >= 6 * window
+    np.testing.assert_array_equal(market.bars["GOOG"].close, frame["close"].to_numpy()[market.dropped_bars["GOOG"]:])
+    np.testing.assert_array_equal(closes["GOOG"][0], market.bars["GOOG"].close_time_ns // 1_000_000)
+
+
+def test_a_column_takes_a_new_buffer_rather_than_write_one_a_view_still_reads() -> None:
+    """The spare is used again only when no view of it is left; a view kept across two drops keeps its rows, and a
+    buffer the column did not allocate (a frame's shared memory) is never written."""
+    column = Growing(np.arange(10.0))
+    column.reserve(40)
+    first, spare = id(column._buffer), id(column._spare)  # ids: a reference of the test's would count as a view
+    old = column.view()
+    column.drop_front(5)  # into the spare; the first buffer becomes the spare, still viewed by ``old``
+    assert (id(column._buffer), id(column._spare)) == (spare, first)
+    column.append(99.0)
+    column.drop_front(2)  # ``old`` still views the spare: a new buffer, never a write into ``old``'s rows
+    assert old.tolist() == list(np.arange(10.0)) and id(column._buffer) not in (first, spare)
+    assert id(column._spare) == spare
+    assert column.view().tolist() == [7.0, 8.0, 9.0, 99.0]
+    shared = np.arange(8.0)
+    shared.flags.writeable = False
+    unreserved = Growing(shared)
+    unreserved.drop_front(2)
+    unreserved.drop_front(2)
+    assert shared.tolist() == list(np.arange(8.0)) and unreserved.view().tolist() == [4.0, 5.0, 6.0, 7.0]

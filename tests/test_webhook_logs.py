@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import gc
 import http.client
 import json
 import logging
+import sys
 import threading
+import tracemalloc
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -15,8 +18,8 @@ from urllib.parse import urlencode
 import pytest
 
 from tradeexecutor.layout import RunFiles
-from tradeexecutor.runstate import RunState
-from tradeexecutor.runstate.logbuffer import RingBufferHandler
+from tradeexecutor.runstate import RunState, logbuffer
+from tradeexecutor.runstate.logbuffer import SLOT_BYTES, RingBufferHandler
 from tradeexecutor.store.journal import Journal
 from tradeexecutor.webhook import WebhookServer, create_app
 from tradeexecutor.webhook.options import WebhookOptions
@@ -280,3 +283,50 @@ def test_a_since_without_seconds_near_year_one_is_a_400_not_a_500(tmp_path) -> N
         except urllib.error.HTTPError as error:
             assert error.code == 400
             assert "since" in _json.loads(error.read())["error"]
+
+
+def test_ring_buffer_takes_its_memory_at_start_and_keeps_nothing_more_per_record() -> None:
+    """The ring's bytes are allocated (and written) when it is made: logging 3,000 records — three times round —
+    leaves nothing allocated by the handler alive (a deque of dicts held one dict, its strings and a tuple a record
+    until it was full), and it still answers the newest records."""
+    handler = RingBufferHandler(capacity=1000)
+    assert len(handler._ring) == 1000 * SLOT_BYTES
+    tracemalloc.start()
+    try:
+        before = tracemalloc.take_snapshot()
+        for i in range(3000):
+            handler.handle(_record(logging.INFO, "cycle %d done: equity %.2f, %s", i, 1000.0 + i, "x" * (i % 300)))
+        gc.collect()
+        after = tracemalloc.take_snapshot()
+    finally:
+        tracemalloc.stop()
+    ours = [tracemalloc.Filter(True, logbuffer.__file__)]
+    grown = sum(stat.size_diff for stat in after.filter_traces(ours).compare_to(before.filter_traces(ours), "filename"))
+    assert grown < 1024, f"{grown} bytes kept by the handler after 3,000 records"
+    assert len(handler._ring) == 1000 * SLOT_BYTES
+    newest = handler.records(limit=2)
+    assert [r["message"][:15] for r in newest] == ["cycle 2998 done", "cycle 2999 done"]
+    assert len(handler.records()) == 1000 and handler.records()[0]["message"].startswith("cycle 2000 done")
+
+
+def test_a_record_longer_than_its_slot_keeps_its_start_and_end_with_a_marker() -> None:
+    """A message or traceback too long for a slot is cut in its middle, visibly; short fields stay whole, characters
+    of several bytes are never split into garbage, and a stack is kept as a field of its own."""
+    handler = RingBufferHandler(capacity=2)
+    long = "begin " + "é" * 3000 + " end"
+    try:
+        raise RuntimeError("the last line says what broke")
+    except RuntimeError:
+        record = logging.LogRecord("tradeexecutor.t", logging.ERROR, __file__, 1, "%s", (long,), sys.exc_info())
+    record.stack_info = "Stack (most recent call last):\n" + "  frame\n" * 200
+    handler.handle(record)
+    handler.handle(_record(logging.INFO, "short and whole"))
+    cut, whole = handler.records()
+    assert whole["message"] == "short and whole" and "exception" not in whole and "stack" not in whole
+    assert cut["logger"] == "tradeexecutor.t" and cut["level"] == "error"
+    encoded = len(long.encode())
+    assert cut["message"].startswith("begin éé") and cut["message"].endswith("éé end")
+    assert f"…[cut from {encoded} bytes]…" in cut["message"] and "\ufffd" not in cut["message"]
+    assert cut["exception"].startswith("Traceback") and cut["exception"].endswith("RuntimeError: the last line says what broke")
+    assert cut["stack"].startswith("Stack (most recent call last)") and "…[cut from" in cut["stack"]
+    assert sum(len(cut[name].encode()) for name in ("logger", "message", "exception", "stack")) <= SLOT_BYTES

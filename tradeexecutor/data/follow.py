@@ -30,7 +30,10 @@ from tradeexecutor.data.feed import ReplayFeed
 from tradeexecutor.data.market import MarketData
 from tradeexecutor.errors import DataError
 
-__all__ = ["CandleFileTail", "CandleTail", "FollowFeed"]
+__all__ = ["WINDOW_SLACK", "CandleFileTail", "CandleTail", "FollowFeed"]
+
+#: Rows a windowed market reserves beyond twice its window: the candles of the read that reaches the top.
+WINDOW_SLACK = 16
 
 
 class CandleTail(Protocol):
@@ -99,6 +102,10 @@ class FollowFeed(ReplayFeed):
         #: Steps kept in memory (None: all): once the market holds twice as many, the oldest are dropped down to
         #: this many, ending at the last delivered step (``MarketData.drop_before``).
         self.window = window
+        if window is not None:
+            # The market's top: twice the window, plus the candles of the read that reaches it (a few at most
+            # when the executor keeps up). Its columns take that room at start, not while it runs.
+            market.reserve(2 * window + WINDOW_SLACK)
         self._held = pd.DataFrame()  # candles of the newest time, waiting for the other instruments'
         self._loaded_until: int | None = int(market.timeline_ns[-1])  # the first read repeats what was loaded
 

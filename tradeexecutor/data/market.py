@@ -7,8 +7,10 @@ every instrument, and for each step of it every instrument knows its last closed
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator, Mapping
 from datetime import timedelta
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -22,13 +24,40 @@ class Growing:
 
     The view is a new object after every append, so callers that keep a column must take it again
     (``MarketData.generation`` tells them when); the rows already in it never change.
+
+    A windowed column (a live feed's: :meth:`reserve`, then :meth:`drop_front` now and then) takes
+    its memory once: a buffer with room for the window's top and a second one the drops copy
+    into, both written at once so that their pages are resident from the start. The two then take
+    turns, a buffer being used again only when no view of it is left.
     """
 
-    __slots__ = ("_buffer", "size")
+    __slots__ = ("_buffer", "_spare", "size")
 
     def __init__(self, values: np.ndarray):
         self._buffer = np.ascontiguousarray(values)
         self.size = len(values)
+        #: The buffer the next drop copies into, once no view of it is left (None: one is allocated then).
+        self._spare: np.ndarray | None = None
+
+    @property
+    def capacity(self) -> int:
+        """Rows the buffer holds before an append must allocate a bigger one."""
+        return len(self._buffer)
+
+    def reserve(self, rows: int) -> None:
+        """Give the column room for ``rows`` rows and a spare buffer as big, both allocated and written now.
+
+        For a column whose top is known (a windowed live feed's): its memory is taken once, at start,
+        instead of by doublings and drops while it runs. The rows, and the views taken before, are unchanged.
+        """
+        if rows <= 0:
+            return
+        if rows > len(self._buffer):
+            bigger = _resident(rows, self._buffer.dtype)
+            bigger[: self.size] = self._buffer[: self.size]
+            self._buffer = bigger
+        if self._spare is None or len(self._spare) != len(self._buffer):
+            self._spare = _resident(len(self._buffer), self._buffer.dtype)
 
     def view(self) -> np.ndarray:
         """The rows so far, read-only."""
@@ -51,20 +80,55 @@ class Growing:
         new view.
 
         ``shift`` is for columns of bar indices: -1 ("no bar") stays -1, and the caller makes sure no
-        other kept row is below ``shift``. The kept rows are copied to a new buffer of the old one's
+        other kept row is below ``shift``. The kept rows are copied to another buffer of the old one's
         capacity (at least 16): views taken before keep the old buffer, so their rows never change,
         and the capacity stays what the column reached before its first drop (for a windowed feed,
-        room for the window's top, which it never exceeds again): it neither shrinks nor grows.
+        room for the window's top, which it never exceeds again): it neither shrinks nor grows. That
+        buffer is the spare when no view of the spare is left (the collector's count of references
+        to it is the column's own alone), else a new one; the old buffer becomes the spare.
         """
+        capacity = max(16, len(self._buffer))
+        if self._spare is not None and len(self._spare) == capacity and sys.getrefcount(self._spare) == _ONLY_OURS:
+            buffer = self._spare
+        else:
+            buffer = _resident(capacity, self._buffer.dtype)
         kept = self._buffer[count: self.size]
-        buffer = np.empty(max(16, len(self._buffer)), dtype=self._buffer.dtype)
         rows = buffer[: len(kept)]
         rows[:] = kept
         if shift:
             np.subtract(rows, shift, out=rows, where=rows >= 0)
+        old = self._buffer
+        # Only a buffer of the column's own may be written again: not the memory of the frame it started from.
+        self._spare = old if old.flags.owndata and old.flags.writeable else None
         self._buffer = buffer
         self.size = len(kept)
         return self.view()
+
+
+def _count_when_only_a_slot_holds() -> int:
+    """``sys.getrefcount`` of an object held by one ``__slots__`` attribute alone, read as :meth:`Growing.drop_front`
+    reads it.
+
+    Measured, not written down: the count includes the call's own reference(s), which CPython has changed
+    between versions (3.11–3.13 count 2; 3.14 may borrow the argument and count 1). A wrong constant would
+    either never reuse the spare (more allocation, still correct) or, if too high, write a buffer a view still
+    reads — so it is taken from the interpreter that runs.
+    """
+    probe = Growing(np.empty(1))
+    probe._spare = np.empty(1)
+    return sys.getrefcount(probe._spare)
+
+
+#: ``sys.getrefcount(self._spare)`` when only the column holds its spare (no view of it is left).
+_ONLY_OURS = _count_when_only_a_slot_holds()
+
+
+def _resident(rows: int, dtype: np.dtype[Any]) -> np.ndarray:
+    """A buffer of ``rows`` zeros, every page written: an allocator maps fresh pages lazily, so they would count in
+    the resident set only as rows are appended, a little each cycle."""
+    buffer = np.empty(rows, dtype=dtype)
+    buffer.fill(0)
+    return buffer
 
 
 #: pandas >= 3 always copies on write: a column read from a frame is a read-only view that no later write to
@@ -170,6 +234,12 @@ class SymbolBars:
             setattr(self, name, self._columns[name].append(value))
         self._frame = None
 
+    def reserve(self, rows: int) -> None:
+        """Room for ``rows`` candles in every column, allocated and written now (``MarketData.reserve``)."""
+        for name in BAR_COLUMNS:
+            self._columns[name].reserve(rows)
+            setattr(self, name, self._columns[name].view())
+
     def drop_front(self, count: int) -> None:
         """Forget the first ``count`` candles (a windowed live feed, ``MarketData.drop_before``)."""
         for name in BAR_COLUMNS:
@@ -209,6 +279,8 @@ class MarketData:
         self.dropped = 0
         #: Each symbol's bars dropped from the front so far: its bar ``i`` now was bar ``i + dropped_bars[s]``.
         self.dropped_bars = dict.fromkeys(self.bars, 0)
+        #: Rows reserved up front in each column (:meth:`reserve`, a windowed feed's top); 0: none.
+        self.reserved = 0
         closes = [bars.close_time_ns for bars in self.bars.values()]
         # One instrument whose bars close in strictly increasing time is its own timeline, and its bar i
         # is both the last closed and the one closing at step i: the three columns share one array each
@@ -260,6 +332,22 @@ class MarketData:
             self.closing_at[symbol] = self._closing_at[symbol].append(len(bars) - 1 if symbol in candles else -1)
         self.generation += 1
         return len(self.timeline_ns) - 1
+
+    def reserve(self, rows: int) -> None:
+        """Give every column (the timeline, the per-step bar indices, the bars) room for ``rows`` rows now, written once.
+
+        A windowed live feed knows its market's top (``FollowFeed``): its columns take that memory at
+        start instead of growing into it while the executor runs, and whoever keeps columns per bar
+        of this market (``CloseColumns``, ``IndicatorStore``) reserves as many (:attr:`reserved`).
+        """
+        self.reserved = max(self.reserved, rows)
+        self._timeline.reserve(rows)
+        self.timeline_ns = self._timeline.view()
+        for symbol, bars in self.bars.items():
+            for columns, views in ((self._last_closed, self.last_closed), (self._closing_at, self.closing_at)):
+                columns[symbol].reserve(rows)
+                views[symbol] = columns[symbol].view()
+            bars.reserve(rows)
 
     def drop_before(self, step: int) -> int:
         """Forget the timeline steps before ``step`` and each symbol's bars before the one last closed at ``step``.
@@ -431,16 +519,20 @@ class CloseColumns(Mapping[str, tuple[np.ndarray, np.ndarray]]):
     def __init__(self, market: MarketData) -> None:
         self.market = market
         self._ms = {symbol: Growing(bars.close_time_ns // 1_000_000) for symbol, bars in market.bars.items()}
+        for column in self._ms.values():
+            column.reserve(market.reserved)
         self._generation = market.generation
-        self._dropped = market.dropped
+        self._dropped_bars = dict(market.dropped_bars)
 
     def __getitem__(self, symbol: str) -> tuple[np.ndarray, np.ndarray]:
         market = self.market
         if market.generation != self._generation:
             self._generation = market.generation
-            if market.dropped != self._dropped:  # a live feed's window moved: taken again, once a window
-                self._dropped = market.dropped
-                self._ms = {name: Growing(bars.close_time_ns // 1_000_000) for name, bars in market.bars.items()}
+            for name, column in self._ms.items():
+                gone = market.dropped_bars[name] - self._dropped_bars[name]
+                if gone:  # a live feed's window moved: its oldest bars go, as from the market's own columns
+                    self._dropped_bars[name] = market.dropped_bars[name]
+                    column.drop_front(min(gone, column.size))
             for name, column in self._ms.items():
                 for close_ns in market.bars[name].close_time_ns[column.size:].tolist():
                     column.append(close_ns // 1_000_000)

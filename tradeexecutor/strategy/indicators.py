@@ -84,7 +84,7 @@ class IndicatorStore:
                     values.update(_compute_one(function, bars.frame, parameters, symbol, where))
                     self._columns.pop(symbol, None)
                     continue
-                columns = self._growing(symbol, values)
+                columns = self._growing(symbol, values, market.reserved)
                 for name, column in columns.items():
                     values[name] = column.drop_front(min(gone, column.size))
                 have = max(0, have - gone)
@@ -92,7 +92,7 @@ class IndicatorStore:
                 continue
             self._retune(function, bars, parameters, symbol, where)
             tail = self.tails.get(symbol)
-            columns = self._growing(symbol, values)
+            columns = self._growing(symbol, values, market.reserved)
             for end in range(have + 1, len(bars) + 1):
                 frame = bars.tail_frame(end if tail is None else tail, end)
                 fresh = _compute_one(function, frame, parameters, symbol, where)
@@ -100,11 +100,14 @@ class IndicatorStore:
                     latest = fresh.get(name)
                     values[name] = column.append(np.nan if latest is None else latest.item(-1))
 
-    def _growing(self, symbol: str, values: dict[str, np.ndarray]) -> dict[str, Growing]:
-        """The growing columns behind ``symbol``'s values, made at the first extension."""
+    def _growing(self, symbol: str, values: dict[str, np.ndarray], reserved: int) -> dict[str, Growing]:
+        """The growing columns behind ``symbol``'s values, made at the first extension with the room the market's
+        columns reserved (a windowed feed's)."""
         columns = self._columns.get(symbol)
         if columns is None:
             columns = self._columns[symbol] = {name: Growing(array) for name, array in values.items()}
+            for column in columns.values():
+                column.reserve(reserved)
         return columns
 
     def _retune(self, function: IndicatorFunction, bars: SymbolBars, parameters: Any, symbol: str,
