@@ -197,8 +197,8 @@ class ExecutorLoop:
         self.outage = outage if outage is not None else Outage(runstate, now)
         #: The last job that failed temporarily (for an operator's answer), cleared as each job starts.
         self._temporary: str | None = None
-        #: Paper and live: the cycle's duration and offset on the wall clock. Their cycle job wakes a quarter candle
-        #: (``poll_period``), so a deferred wake is a missed cycle only when a boundary passed since the outage
+        #: Paper and live: the cycle's duration and offset on the wall clock. Their cycle job wakes every quarter candle,
+        #: at least every 15 s (``poll_period``), so a deferred wake is a missed cycle only when a boundary passed since the outage
         #: began; None (the replay): every deferred tick is a bar not replayed, one missed cycle each.
         self.wall_cycle = wall_cycle
         #: The newest boundary journaled as ``cycle_missed`` (paper and live), so each is journaled once.
@@ -403,7 +403,7 @@ class ExecutorLoop:
     def _deferred(self, command: Command) -> None:
         """A scheduled tick of the job being retried arrived before its retry is due: a cycle boundary is missed.
 
-        In paper and live mode the tick is a wake of the cycle job, four a candle: only the cycle boundaries that
+        In paper and live mode the tick is a wake of the cycle job (every quarter candle, at least every 15 s): only the cycle boundaries that
         passed since the outage began (each once) are missed, at their own times, not the wakes'."""
         current = self.outage.current
         if command.job is not JobKind.cycle or current is None:
