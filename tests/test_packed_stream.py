@@ -3,9 +3,9 @@
 Counted with tracemalloc (zlib allocates through Python's raw allocator, which it traces): a new
 compressor a block (``zlib.compress``, as before) allocates about 290 KiB at each pack, most of it the
 deflate state (window, hash chains, pending buffer: four blocks of 64 KiB, below glibc's mmap threshold
-so from the heap); in a running executor the first of them took fresh heap pages that stayed resident
-under the packed block kept after it, the soak's step of ~260 KiB at its 96th close (docs/benchmarks.md,
-"The first pack's step"). The stream made once (``take_packer``, called by ``tradeexecutor start``)
+so from the heap); in a running executor the first of them took fresh pages that stayed resident under
+the packed block kept after it, part of the soak's step at its 96th close (docs/benchmarks.md, "The first
+pack's step"). The stream made once (``take_packer``, called by ``tradeexecutor start``)
 allocates only its output at a pack.
 """
 

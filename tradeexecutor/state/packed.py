@@ -25,10 +25,10 @@ ends, and appends stay list appends); the daemon's state uses this (ledger ``kee
 
 Every block is packed through one deflate stream a process (:class:`Packer`), not a new compressor a block:
 zlib's compressor state is about 260 KiB (window, hash chains, pending buffer: four blocks of 64 KiB, below
-glibc's mmap threshold, so from the heap). Made and freed a block, it was carved from the top of the heap at the
-first pack and stayed there as free space under the packed block kept after it: a step of +260 KiB of RSS at the
-executor's 96th close (minute 16 of the soak), the same in a standalone process with a heap like the daemon's
-(docs/benchmarks.md, "The first pack's step"). ``tradeexecutor start`` makes the stream at start
+glibc's mmap threshold, so from the heap). Made and freed a block, it was carved from the loop thread's arena at
+the first pack and stayed there as free space under the packed block kept after it: part of the soak's step of
+~250 KiB of RSS at the executor's 96th close, 100-180 KiB smaller with the stream (docs/benchmarks.md, "The first
+pack's step"). ``tradeexecutor start`` makes the stream at start
 (:func:`take_packer`), written through once so its pages are resident from then on; other processes make it at
 their first pack. Each block ends with a full flush (``Z_FULL_FLUSH``): nothing after it refers to what came
 before, so each block's bytes are a raw deflate stream that reads back on its own.
