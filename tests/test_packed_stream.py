@@ -12,10 +12,13 @@ allocates only its output at a pack.
 from __future__ import annotations
 
 import pickle
+import random
 import tracemalloc
 import zlib
 from collections.abc import Callable
 from pathlib import Path
+
+import pytest
 
 from test_packed_positions import _backtest
 from tradeexecutor.state import PackedPositions, Position
@@ -65,3 +68,27 @@ def test_each_block_reads_back_alone_from_one_stream(tmp_path: Path) -> None:
                    for i in range(0, closed.packed, 8))
     assert closed.packed_bytes() <= separate * 1.01
     assert list(closed) == positions
+
+
+def test_a_pack_that_raised_between_compress_and_flush_does_not_spoil_the_next_block() -> None:
+    """A pack that fails half-way (``compress`` already gave part of the block, ``flush`` raised, e.g. MemoryError)
+    must not leave the process's one stream holding the rest: the next block still reads back alone."""
+    packer = packed_module.Packer()
+    rng = random.Random(0)
+    first = pickle.dumps([rng.randbytes(64) for _ in range(3000)])  # ~200 KiB: compress returns output before flush
+    real = packer._stream
+
+    class FailingFlush:
+        def compress(self, data: bytes) -> bytes:
+            return real.compress(data)
+
+        def flush(self, mode: int) -> bytes:
+            raise MemoryError
+
+    packer._stream = FailingFlush()  # type: ignore[assignment]
+    with pytest.raises(MemoryError):
+        packer.pack(first)
+    if isinstance(packer._stream, FailingFlush):  # as a real stream that raised would be: the same object, kept
+        packer._stream = real
+    block = packer.pack(pickle.dumps(["next block"]))
+    assert pickle.loads(zlib.decompressobj(-zlib.MAX_WBITS).decompress(block)) == ["next block"]

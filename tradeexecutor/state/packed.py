@@ -91,7 +91,14 @@ class Packer:
     def pack(self, data: bytes) -> bytes:
         """``data`` deflated, ending on a full flush: it reads back alone (:func:`_unpack`)."""
         with self._lock:
-            return self._stream.compress(data) + self._stream.flush(zlib.Z_FULL_FLUSH)
+            try:
+                return self._stream.compress(data) + self._stream.flush(zlib.Z_FULL_FLUSH)
+            except BaseException:
+                # The stream may hold part of this block (compress returned some output, flush failed): the next
+                # block would start mid-block and not read back alone. A fresh stream starts clean (its memory is
+                # then taken at this pack, once).
+                self._stream = zlib.compressobj(1, zlib.DEFLATED, _RAW)
+                raise
 
 
 _packer: Packer | None = None

@@ -404,6 +404,7 @@ class CcxtVenue:
             trades = self._call(self.exchange.fetch_order_trades, tracked.venue_order_id, tracked.market)
         new = [t for t in trades if str(t.get("id")) not in tracked.trade_ids]
         ids = tracked.trade_ids if isinstance(tracked.trade_ids, set) else set(tracked.trade_ids)
+        tracked.trade_ids = ids  # each trade is seen as it is counted, even if a later one's fill fails (a fee's price)
         for index, trade in enumerate(new):
             ids.add(str(trade["id"]))
             tracked.filled += float(trade["amount"])
