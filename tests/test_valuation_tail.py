@@ -191,6 +191,45 @@ def test_release_keeps_the_open_block_one_block_more_and_whatever_is_not_committ
     assert behind.in_memory == block + 10
 
 
+def test_a_tail_takes_its_columns_memory_at_start_and_never_moves_it(tmp_path: Path) -> None:
+    """Counted: a tail's four columns get their room (TAIL_ROWS rows) when the tail is made; 6,000 rows appended
+    a row a cycle with a release after each, then a job of 200 rows not committed, then released: every column
+    keeps the buffer it was made with (its address and capacity unchanged) and the rows a plain series has. More
+    rows than the room double it once; it never shrinks."""
+    def older(name: str, start: int, stop: int) -> array[Any]:
+        column = getattr(plain, name)
+        return array(column.typecode, column[start:stop])
+
+    tail, plain = ValuationSeries.tail(older), ValuationSeries()
+    names = ("timestamp", "equity", "cash", "exposure")
+    columns = [getattr(tail, name) for name in names]
+    made = [(column.rows.address(), column.rows.capacity) for column in columns]
+    assert all(capacity == valuation_module.TAIL_ROWS for _, capacity in made)
+
+    def row(i: int) -> tuple[int, float, float, float]:
+        return 1_700_000_000_000 + 1000 * i, 1000.0 + i / 7, 900.0 - i / 3, (i % 4) / 4
+
+    for i in range(6000):
+        for series in (tail, plain):
+            series.append(*row(i))
+        tail.release(len(tail))
+        if i % 997 == 0 or i == 5999:
+            assert [(column.rows.address(), column.rows.capacity) for column in columns] == made, i
+            assert all(column[-1] == whole[-1] and column[tail.timestamp.start:] == whole[tail.timestamp.start:]  # type: ignore[union-attr]
+                       for column, whole in zip(columns, (getattr(plain, name) for name in names), strict=True))
+    for i in range(6000, 6200):  # a job's rows, committed only at its end
+        for series in (tail, plain):
+            series.append(*row(i))
+    assert tail.in_memory <= valuation_module.TAIL_ROWS
+    tail.release(len(tail))
+    assert [(column.rows.address(), column.rows.capacity) for column in columns] == made
+    for name in names:
+        assert getattr(tail, name) == getattr(plain, name)
+    tail.equity.extend([1.0] * valuation_module.TAIL_ROWS)  # beyond the room: doubled, once
+    plain.equity.extend([1.0] * valuation_module.TAIL_ROWS)
+    assert tail.equity.rows.capacity == 2 * valuation_module.TAIL_ROWS and tail.equity == plain.equity  # type: ignore[union-attr]
+
+
 def test_a_ledger_reads_a_tail_checks_every_row_and_refuses_a_damaged_one_by_name(tmp_path: Path) -> None:
     """Ledger(tail_valuations=True) loads the rows a plain load gives, holding at most two blocks of them; every row's
     CRC is still checked at load, and an older row read back later that was damaged is refused naming the file."""

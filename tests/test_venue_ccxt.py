@@ -11,6 +11,7 @@ and a skewed exchange clock is measured and corrected so orders go through.
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
@@ -484,6 +485,52 @@ def test_memory_stays_bounded_over_many_orders_and_open_ones_are_never_forgotten
     assert "keep-open" in venue._orders and "many-5" in venue._orders  # open, and the newest ended
     report = venue.fetch_order("many-0")  # forgotten here, still known to the exchange
     assert report is not None and report.status is OrderStatus.filled
+
+
+def _bytes(value: Any) -> int:
+    """Bytes of ``value`` and of what it holds (its slots, ``__dict__``, containers' items); enum members and
+    other shared singletons counted as nothing."""
+    if isinstance(value, (OrderSide, OrderStatus)):
+        return 0
+    size = sys.getsizeof(value)
+    if isinstance(value, (set, tuple, list)):
+        return size + sum(_bytes(item) for item in value)
+    if hasattr(value, "__dict__"):
+        size += _bytes_dict(vars(value))
+    for name in getattr(type(value), "__slots__", ()):
+        size += _bytes(getattr(value, name))
+    return size
+
+
+def _bytes_dict(values: dict[str, Any]) -> int:
+    return sys.getsizeof(values) + sum(_bytes(item) for item in values.values())
+
+
+def test_an_ended_order_kept_costs_a_few_hundred_bytes_and_its_trades_still_count_once(running: Running) -> None:
+    """Counted: up to ``max_kept`` (256) ended orders stay followed, so each record is small (slots, trade ids as a
+    tuple once ended): under 400 B for an order of one trade (574 B with a ``__dict__`` and a set; the strings
+    its own). An open order keeps a set; its trades read again after it ended are not reported twice."""
+    venue = make_venue(running, 10_000.0)
+    pin(running, 100.0)
+    venue.submit(OrderRequest("open-one", "AAA", OrderSide.buy, type=OrderType.limit, quantity=1, limit_price=50.0))
+    for number in range(4):
+        venue.submit(OrderRequest(f"ended-{number}", "AAA", OrderSide.buy, quantity=1))
+    events = venue.poll()
+    assert sum(isinstance(event, OrderFilled) for event in events) == 4
+    for number in range(4):
+        tracked = venue._orders[f"ended-{number}"]
+        assert tracked.status is OrderStatus.filled and isinstance(tracked.trade_ids, tuple)
+        assert len(tracked.trade_ids) == 1 and not hasattr(tracked, "__dict__")
+        assert _bytes(tracked) < 400, _bytes(tracked)
+    assert isinstance(venue._orders["open-one"].trade_ids, set)
+    ended = venue._orders["ended-0"]
+    report = venue.fetch_order("ended-0")  # asked about again: its reply's trades are known ones
+    assert report is not None and report.status is OrderStatus.filled
+    order = venue._call(venue.exchange.fetch_order, ended.venue_order_id, ended.market)
+    order["trades"] = venue._call(venue.exchange.fetch_order_trades, ended.venue_order_id, ended.market)
+    venue._take(order, announce=False)
+    assert not [event for event in venue.poll() if isinstance(event, OrderFilled)]
+    assert isinstance(venue._orders["ended-0"].trade_ids, tuple) and len(venue._orders["ended-0"].trade_ids) == 1
 
 
 def test_a_restart_reading_every_trade_asks_about_each_ended_order_once_more_than_it_follows(

@@ -22,18 +22,30 @@ A position is packed only once every one of its orders is terminal (nothing can 
 more): a position whose order is still open at the exchange stays an object, and so does every
 position after it, until it is done. Backtests keep a plain list (nothing to gain in a run that
 ends, and appends stay list appends); the daemon's state uses this (ledger ``keep_closed``).
+
+Every block is packed through one deflate stream a process (:class:`Packer`), not a new compressor a block:
+zlib's compressor state is about 260 KiB (window, hash chains, pending buffer: four blocks of 64 KiB, below
+glibc's mmap threshold, so from the heap). Made and freed a block, it was carved from the loop thread's arena at
+the first pack and stayed there as free space under the packed block kept after it: part of the soak's step of
+~250 KiB of RSS at the executor's 96th close, 100-180 KiB smaller with the stream (docs/benchmarks.md, "The first
+pack's step"). ``tradeexecutor start`` makes the stream at start
+(:func:`take_packer`), written through once so its pages are resident from then on; other processes make it at
+their first pack. Each block ends with a full flush (``Z_FULL_FLUSH``): nothing after it refers to what came
+before, so each block's bytes are a raw deflate stream that reads back on its own.
 """
 
 from __future__ import annotations
 
 import pickle
+import random
+import threading
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from typing import overload
 
 from tradeexecutor.state.position import Position
 
-__all__ = ["DEFAULT_BLOCK", "DEFAULT_KEEP", "PackedPositions", "daemon_keep"]
+__all__ = ["DEFAULT_BLOCK", "DEFAULT_KEEP", "PackedPositions", "Packer", "daemon_keep", "take_packer"]
 
 #: Newest closed positions kept as objects (at least): more than one job closes, so the ledger's commit after it
 #: finds its marks among the objects (a follower further behind finds its place by id: ``holds``). Objects cost about 2.9 KB a position and at most ``keep + block`` of them are alive: 96 at 32 and
@@ -52,12 +64,64 @@ def daemon_keep(instruments: int) -> int:
     return max(DEFAULT_KEEP, 2 * instruments)
 
 
+#: zlib's window bits for a raw deflate stream (no header or checksum: a block is a piece of one stream).
+_RAW = -zlib.MAX_WBITS
+#: Bytes written through a new stream at start: twice its window, so every page of its state is touched.
+_WARM_BYTES = 2 << zlib.MAX_WBITS
+#: ... in pieces of this many.
+_WARM_PIECE = 8192
+
+
+class Packer:
+    """One deflate stream (level 1) that packs block after block, its state allocated once (module docstring)."""
+
+    __slots__ = ("_lock", "_stream")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()  # the daemon packs on its loop thread; a reader's process may pack elsewhere
+        self._stream = zlib.compressobj(1, zlib.DEFLATED, _RAW)
+        # Bytes without repeats: every position enters the window and the hash chains and every byte is a literal,
+        # so the window, the chains and the pending buffer are all written now rather than at the first pack. In
+        # pieces, so that no piece nor its output is a large block of its own.
+        filler = random.Random(0)  # noqa: S311 - filler, not a secret
+        for _ in range(_WARM_BYTES // _WARM_PIECE):
+            self._stream.compress(filler.randbytes(_WARM_PIECE))
+        self._stream.flush(zlib.Z_FULL_FLUSH)
+
+    def pack(self, data: bytes) -> bytes:
+        """``data`` deflated, ending on a full flush: it reads back alone (:func:`_unpack`)."""
+        with self._lock:
+            try:
+                return self._stream.compress(data) + self._stream.flush(zlib.Z_FULL_FLUSH)
+            except BaseException:
+                # The stream may hold part of this block (compress returned some output, flush failed): the next
+                # block would start mid-block and not read back alone. A fresh stream starts clean (its memory is
+                # then taken at this pack, once).
+                self._stream = zlib.compressobj(1, zlib.DEFLATED, _RAW)
+                raise
+
+
+_packer: Packer | None = None
+_packer_made = threading.Lock()
+
+
+def take_packer() -> Packer:
+    """The process's one :class:`Packer`, made (and its memory taken) by the first call: ``tradeexecutor start``
+    calls this at start, so the executor's first pack allocates nothing new."""
+    global _packer  # noqa: PLW0603 - one stream a process, made once
+    with _packer_made:
+        if _packer is None:
+            _packer = Packer()
+        return _packer
+
+
 def _pack(positions: list[Position]) -> bytes:
-    return zlib.compress(pickle.dumps(positions, protocol=pickle.HIGHEST_PROTOCOL), 1)
+    return take_packer().pack(pickle.dumps(positions, protocol=pickle.HIGHEST_PROTOCOL))
 
 
 def _unpack(data: bytes) -> list[Position]:
-    positions: list[Position] = pickle.loads(zlib.decompress(data))  # noqa: S301 - our own bytes, never from outside
+    raw = zlib.decompressobj(_RAW).decompress(data)  # a piece of the stream, complete up to its full flush
+    positions: list[Position] = pickle.loads(raw)  # noqa: S301 - our own bytes, never from outside
     return positions
 
 

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 else:  # array is not subscriptable at run time before Python 3.12, and dataclasses-json evaluates the hints
     FloatColumn = IntColumn = array
 
-__all__ = ["ROWS_BLOCK", "Older", "TailColumn", "ValuationSeries"]
+__all__ = ["ROWS_BLOCK", "TAIL_ROWS", "FixedRows", "Older", "TailColumn", "ValuationSeries"]
 
 #: Rows of a column that make a block: state.json's column cache encodes (and spills) them together
 #: (store/codec.py), and a running executor's tail drops them from memory together.
@@ -34,6 +34,114 @@ ROWS_BLOCK = 1024
 #: Rows ``[start, stop)`` of the column named (``timestamp``, ``equity``, ``cash``, ``exposure``) as
 #: committed to the ledger, checked (a damaged row raises, naming the file).
 Older = Callable[[str, int, int], "array[Any]"]
+
+
+#: Rows a tail's column has room for from the start: the at most two blocks :meth:`ValuationSeries.release` keeps,
+#: and a quarter block more for a job's rows not committed yet (a job commits its rows when it ends: one a cycle).
+TAIL_ROWS = 2 * ROWS_BLOCK + ROWS_BLOCK // 4
+
+
+class FixedRows:
+    """A tail column's rows in memory: one typed array of fixed capacity, allocated and written when made.
+
+    A plain ``array`` grows by ``realloc`` as rows are appended and shrinks by it when the front rows are
+    dropped (CPython gives memory back when an array loses more than a few rows), so a running executor's
+    four columns moved about the heap for the first 2,048 cycles and again at each release, leaving holes
+    behind (docs/benchmarks.md, "The first pack's step"). Here the buffer is made at its full room at once;
+    appends write into it, dropping the front moves the kept rows down in place (``memmove``). More rows than
+    the room (a job that appended a quarter block without committing) double it, once; it never shrinks.
+    Answers what :class:`TailColumn` asks of its rows: ``len``, an index, a slice (a new ``array``), assigning
+    one row, ``append``, ``extend``, ``frombytes``, :meth:`drop_front`.
+    """
+
+    __slots__ = ("_buffer", "_count")
+
+    def __init__(self, rows: array[Any], capacity: int = TAIL_ROWS) -> None:
+        count = len(rows)
+        #: The room: ``capacity`` rows or more, zeros written through (resident from now on), the rows at its front.
+        self._buffer = array(rows.typecode, bytes(max(capacity, count) * rows.itemsize))
+        self._buffer[:count] = rows
+        self._count = count
+
+    @property
+    def typecode(self) -> str:
+        """The array type code of the rows."""
+        return self._buffer.typecode
+
+    @property
+    def itemsize(self) -> int:
+        """Bytes a row."""
+        return self._buffer.itemsize
+
+    @property
+    def capacity(self) -> int:
+        """Rows the buffer has room for."""
+        return len(self._buffer)
+
+    def address(self) -> int:
+        """Where the buffer is in memory: the same for as long as it was never made bigger."""
+        address: int = self._buffer.buffer_info()[0]
+        return address
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __getitem__(self, key: SupportsIndex | slice) -> Any:
+        if isinstance(key, slice):
+            return self._buffer[:self._count][key] if key.step not in (None, 1) else \
+                self._buffer[slice(*key.indices(self._count))]
+        index = operator.index(key)
+        index = index + self._count if index < 0 else index
+        if not 0 <= index < self._count:
+            raise IndexError("row index out of range")
+        return self._buffer[index]
+
+    def __setitem__(self, key: SupportsIndex, value: Any) -> None:
+        index = operator.index(key)
+        index = index + self._count if index < 0 else index
+        if not 0 <= index < self._count:
+            raise IndexError("row index out of range")
+        self._buffer[index] = value
+
+    def _room(self, rows: int) -> None:
+        """Room for ``rows`` more: the buffer doubled (once, as a rule) when it has not."""
+        capacity = len(self._buffer)
+        if self._count + rows > capacity:
+            more = max(capacity, self._count + rows - capacity)
+            self._buffer.frombytes(bytes(more * self._buffer.itemsize))
+
+    def append(self, value: Any) -> None:
+        """Add a row at the end."""
+        self._room(1)
+        self._buffer[self._count] = value
+        self._count += 1
+
+    def extend(self, values: Iterable[Any]) -> None:
+        """Add rows at the end."""
+        rows = values if isinstance(values, array) and values.typecode == self.typecode else \
+            array(self.typecode, values)
+        self.frombytes(memoryview(rows).cast("B"))
+
+    def frombytes(self, data: Any) -> None:
+        """Add rows at the end from a buffer of the column's type."""
+        with memoryview(data) as given, given.cast("B") as raw:
+            if len(raw) % self.itemsize:
+                raise ValueError("bytes length not a multiple of item size")
+            rows = len(raw) // self.itemsize
+            self._room(rows)
+            at = self._count * self.itemsize
+            with memoryview(self._buffer) as buffer, buffer.cast("B") as target:
+                target[at:at + len(raw)] = raw
+        self._count += rows
+
+    def drop_front(self, rows: int) -> None:
+        """Forget the first ``rows`` rows: the others move to the buffer's front, in place."""
+        rows = min(rows, self._count)
+        kept = self._count - rows
+        size = self.itemsize
+        with memoryview(self._buffer) as buffer, buffer.cast("B") as raw:
+            raw[:kept * size] = raw[rows * size:self._count * size]  # one memmove, no copy in between
+        self._count = kept
 
 
 class TailColumn:
@@ -56,8 +164,8 @@ class TailColumn:
     def __init__(self, name: str, rows: array[Any], start: int, older: Older) -> None:
         #: Which column this is (the ledger's column name).
         self.name = name
-        #: The rows in memory: rows ``start`` to the end.
-        self.rows = rows
+        #: The rows in memory: rows ``start`` to the end, in a buffer of :data:`TAIL_ROWS` made now.
+        self.rows = FixedRows(rows)
         #: Absolute index of ``rows[0]``: how many older rows are only in the ledger.
         self.start = start
         #: Reads older rows back from the ledger.
@@ -121,7 +229,7 @@ class TailColumn:
     def drop_before(self, index: int) -> None:
         """Forget the rows below ``index`` (the ledger holds them); a place at or below :attr:`start` changes nothing."""
         if index > self.start:
-            del self.rows[:index - self.start]
+            self.rows.drop_front(index - self.start)
             self.start = index
 
     def __iter__(self) -> Iterator[Any]:

@@ -52,9 +52,15 @@ _STATUSES = {"open": OrderStatus.open, "closed": OrderStatus.filled, "canceled":
              "cancelled": OrderStatus.cancelled, "expired": OrderStatus.expired, "rejected": OrderStatus.rejected}
 
 
-@dataclass
+@dataclass(slots=True)
 class _Tracked:
-    """An order this venue sent (or found) and follows until it is terminal."""
+    """An order this venue sent (or found) and follows until it is terminal.
+
+    Up to ``CcxtVenue.max_kept`` of them are kept after they end, so each is small: slots (no ``__dict__``), and an
+    ended order's trade ids as a tuple (a set of one id is 216 B, a tuple 48 B; an ended order's ids are looked up
+    only when its trades are read again, and a new one turns them back into a set). 574 B an ended order of one
+    trade before, 344 B after (tracemalloc, ids as Binance's).
+    """
 
     client_order_id: str
     market: str
@@ -62,7 +68,7 @@ class _Tracked:
     venue_order_id: str = ""
     status: OrderStatus = OrderStatus.open
     filled: float = 0.0
-    trade_ids: set[str] = field(default_factory=set)
+    trade_ids: set[str] | tuple[str, ...] = field(default_factory=set)
 
 
 class CcxtVenue:
@@ -397,13 +403,16 @@ class CcxtVenue:
             # The reply said it filled but not how (an ACK or RESULT reply, or an exchange that never says).
             trades = self._call(self.exchange.fetch_order_trades, tracked.venue_order_id, tracked.market)
         new = [t for t in trades if str(t.get("id")) not in tracked.trade_ids]
+        ids = tracked.trade_ids if isinstance(tracked.trade_ids, set) else set(tracked.trade_ids)
+        tracked.trade_ids = ids  # each trade is seen as it is counted, even if a later one's fill fails (a fee's price)
         for index, trade in enumerate(new):
-            tracked.trade_ids.add(str(trade["id"]))
+            ids.add(str(trade["id"]))
             tracked.filled += float(trade["amount"])
             complete = report.status is OrderStatus.filled and index == len(new) - 1
             self._events.append(OrderFilled(cid, self._fill(trade, cid, trade.get("timestamp") or order.get(
                 "timestamp")), complete))
         tracked.status = report.status
+        tracked.trade_ids = tuple(ids) if report.status in TERMINAL_STATUSES else ids  # kept small once ended
         if report.status is OrderStatus.cancelled:
             self._events.append(OrderCancelled(cid, _time(order.get("lastUpdateTimestamp")) or at))
         elif report.status is OrderStatus.expired:
