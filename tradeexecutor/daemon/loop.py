@@ -92,11 +92,12 @@ from tradeexecutor.daemon.publish import Publisher
 from tradeexecutor.daemon.risk_guard import RiskGuard
 from tradeexecutor.data.feed import PriceFeed
 from tradeexecutor.engine.engine import CycleReport, Engine, EventSink
+from tradeexecutor.engine.reconcile import journal_reconciliation, recheck_balances
 from tradeexecutor.engine.schedule import CycleSchedule
 from tradeexecutor.errors import TemporaryError, UserInputError
 from tradeexecutor.ledger import Job, Ledger
 from tradeexecutor.runstate import RunState, RunStatus
-from tradeexecutor.state import Order, Position
+from tradeexecutor.state import Order, OrderStatus, Position
 from tradeexecutor.strategy.loader import with_parameters
 from tradeexecutor.venue.ccxt_errors import scrub
 
@@ -136,7 +137,8 @@ class ExecutorLoop:
                  cycle_limit: int = 0, safe_mode: bool = False, watchdog: Watchdog | None = None,
                  crash_loop: Callable[[], str | None] = lambda: None,
                  after_job: Callable[[], None] | None = None, caster: Caster | None = None,
-                 risk: RiskGuard | None = None, outage: Outage | None = None) -> None:
+                 risk: RiskGuard | None = None, outage: Outage | None = None,
+                 recheck: frozenset[str] = frozenset()) -> None:
         self.engine = engine
         self.state = engine.state
         self.feed = feed
@@ -195,6 +197,9 @@ class ExecutorLoop:
         self.outage = outage if outage is not None else Outage(runstate, now)
         #: The last job that failed temporarily (for an operator's answer), cleared as each job starts.
         self._temporary: str | None = None
+        #: Live mode: the client order ids start-up reconciliation left pending (their balances compared loosely);
+        #: once all have settled the balances are compared again, strictly (``_recheck_balances``). Empty: done.
+        self._recheck = recheck
         engine.start_write_ahead(self._commit, now)  # every order committed submitting before the venue sees it
 
     # -- driving ------------------------------------------------------------------------------
@@ -490,6 +495,32 @@ class ExecutorLoop:
             self.journal("order_resolved", detail=line)
         if resolved:
             self._commit()
+        if self._recheck and self._pending_settled():
+            self._recheck_balances()
+
+    def _pending_settled(self) -> bool:
+        """Whether every order start-up reconciliation left pending has settled: none is still ``unknown`` without
+        the exchange's id (adopted, sent, or ended by a cancel; a retired position's order has ended)."""
+        return not any(o.client_order_id in self._recheck and o.status is OrderStatus.unknown and not o.venue_order_id
+                       for p in self.state.portfolio.open_positions for o in p.orders)
+
+    def _recheck_balances(self) -> None:
+        """The orders start-up left pending have settled: the balances start-up compared loosely for them (or not
+        at all: the fee assets without a figure) are compared again, strictly, with the ledger that now holds their
+        fills (``recheck_balances``), journaled ``balances_rechecked``. A difference is journaled
+        (``reconciliation_mismatch``, which notifies) and puts the executor in safe mode with the reason, as at
+        start-up; nothing is changed. A venue that cannot be asked fails the job temporarily: asked again at the retry.
+        """
+        venue = self.engine.live_venue
+        if venue is not None:
+            result = recheck_balances(self.state, venue, now=self._now, symbols=self.engine.symbols)
+            journal_reconciliation(result, self.journal, "balances_rechecked")
+            if not result.clean:
+                reason = f"once the orders pending at start-up settled, {result.reason}"
+                before = self.runstate.snapshot().safe_mode_reason if self.safe_mode else None
+                self._enter_safe_mode(f"{before}; {reason}" if before else reason)
+            self._commit()  # the lines, and a fee asset's first figure if one was taken
+        self._recheck = frozenset()
 
     def run_charts(self) -> None:
         """Send the chart renderer what changed, now that it is idle (nothing is saved: charts are not state)."""

@@ -93,7 +93,7 @@ from tradeexecutor.state.client_id import run_key
 from tradeexecutor.venue.model import NotFoundAnswers, Venue
 
 __all__ = ["BalanceCheck", "ExchangeOrder", "Mismatch", "OrderCheck", "Reconciliation", "journal_reconciliation",
-           "reconcile", "write_reconciliation"]
+           "recheck_balances", "reconcile", "write_reconciliation"]
 
 #: Why an order whose submit never got a reply, and that the venue does not know at start-up, is left unknown.
 _PENDING_REASON = ("the venue does not know it at start-up and its submit never got a reply (maybe the exchange's "
@@ -288,6 +288,21 @@ def reconcile(state: State, venue: Venue | None, *, commit: Callable[[], None], 
     if (orders and changed) or baselines:
         commit()
     return result
+
+
+def recheck_balances(state: State, venue: Venue, *, now: Callable[[], datetime], symbols: Sequence[str] = ()
+                     ) -> Reconciliation:
+    """Passes 3 and 4 again, strictly, once the orders start-up left pending have settled (the running executor's
+    settle path adopted or sent them): the balances they loosened or skipped are compared with the ledger that now
+    holds their fills. A fee asset still without a figure takes the account's now (start-up could not). Orders are
+    not asked about; nothing is changed but such a figure, and the caller commits when ``changed``. A venue that
+    fails temporarily raises TemporaryError."""
+    mismatches: list[Mismatch] = []
+    notes: list[str] = []
+    balances = _balances(state, venue, mismatches, symbols, (), notes)
+    fee_checks, baselines = _fee_assets(state, venue, symbols, mismatches, notes)
+    return Reconciliation(at=now(), venue=venue.name, balances=tuple(balances + fee_checks),
+                          mismatches=tuple(mismatches), notes=tuple(notes), changed=baselines)
 
 
 def _exchange_orders(state: State, venue: Venue, mismatches: list[Mismatch]) -> list[ExchangeOrder]:
@@ -498,8 +513,9 @@ def write_reconciliation(result: Reconciliation, path: Path) -> Path:
     return path
 
 
-def journal_reconciliation(result: Reconciliation, journal: EventSink) -> None:
-    """Journal the outcome (``reconciled``) and each mismatch (``reconciliation_mismatch``, which notifies)."""
-    journal("reconciled", **result.summary())
+def journal_reconciliation(result: Reconciliation, journal: EventSink, event: str = "reconciled") -> None:
+    """Journal the outcome (``event``: ``reconciled``, or ``balances_rechecked`` for ``recheck_balances``) and each
+    mismatch (``reconciliation_mismatch``, which notifies)."""
+    journal(event, **result.summary())
     for mismatch in result.mismatches:
         journal("reconciliation_mismatch", **{k: v for k, v in vars_of(mismatch).items() if v is not None})
