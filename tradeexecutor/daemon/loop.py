@@ -63,7 +63,9 @@ through (``outage_ended``); an operator's job that fails so is answered as faile
 Operator jobs. ``close``, ``close_all`` and ``reload_params`` (from the webhook's action sink) run
 as jobs of their own between the scheduled ones: the closes go through the engine's exit path
 (``Engine.close_now``, the one stop-losses take), new parameters are checked as at start-up and
-swapped in whole (``Engine.use_strategy``). Each journals ``operator_action`` or
+swapped in whole (``Engine.use_strategy``). Live, a position with an order in flight at the exchange
+(``Engine.in_flight``) is never exited a second time: a close of it is refused, and close-all closes the
+others and names it in its answer (``not_closed``, with why). Each journals ``operator_action`` or
 ``operator_refused`` (who, what, result) and, when it changed something, saves it with those lines
 in one transaction; only then is the requester answered through the command's reply.
 
@@ -566,13 +568,23 @@ class ExecutorLoop:
                 open_ids = ", ".join(str(p.id) for p in portfolio.open_positions) or "none"
                 return ActionResult(Outcome.not_found, f"no position {wanted}; open positions: {open_ids}",
                                     {"position_id": wanted})
+        # Live: a second exit must never be sent while an order of the position is in flight (an entry waiting out
+        # the exchange's lag, say). A close of it is refused; close-all closes the others and names these.
         busy = [(p, o) for p in targets if (o := self.engine.in_flight(p)) is not None]
-        if busy:  # live: a second exit must never be sent while one is in flight
+        not_closed = [{"position_id": p.id, "client_order_id": o.client_order_id, "purpose": o.purpose.value,
+                       "status": o.status.value, "reason": f"its {o.purpose.value} order {o.client_order_id} is "
+                       f"{o.status.value} at the exchange; it is asked about at every job: close again once it has "
+                       "ended"} for p, o in busy]
+        if busy and request.command == CommandKind.close:
             position, order = busy[0]
             return ActionResult(Outcome.conflict, f"position {position.id} has order {order.client_order_id} "
                                 f"{order.status.value} at the exchange; it is asked about at every job: close again "
                                 "once it has ended", {"position_id": position.id,
                                                       "client_order_id": order.client_order_id})
+        if busy and len(busy) == len(targets):
+            return ActionResult(Outcome.conflict, "no open position can be closed now: " + "; ".join(
+                f"position {n['position_id']}: {n['reason']}" for n in not_closed), {"not_closed": not_closed})
+        targets = [p for p in targets if all(p is not b for b, _ in busy)]
         step = self.feed.cursor
         by = request.by or "operator"
         closed = [self._closed(position, order)
@@ -585,8 +597,11 @@ class ExecutorLoop:
         if pending:  # live: refused, filled in part, or no reply (asked about at the next job)
             message = (f"close of {what} sent; not filled: " + ", ".join(
                 f"position {c['position_id']} {c['status']}" for c in pending) + f"; cash {cash:.2f}")
-        return ActionResult(Outcome.done, message,
-                            {"closed": closed, "cash": round(cash, 8), "equity": round(equity, 8)})
+        details: dict[str, object] = {"closed": closed, "cash": round(cash, 8), "equity": round(equity, 8)}
+        if not_closed:  # close-all: the positions left open, each with why
+            message += "; not closed: " + "; ".join(f"position {n['position_id']}: {n['reason']}" for n in not_closed)
+            details["not_closed"] = not_closed
+        return ActionResult(Outcome.done, message, details)
 
     def _closed(self, position: Position, order: Order | None) -> dict[str, object]:
         """What the engine's exit path did with one position of an operator's close (``order``: its exit, None when
