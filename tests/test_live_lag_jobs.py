@@ -149,4 +149,5 @@ def test_close_all_closes_what_it_can_and_names_the_position_whose_entry_waits_o
         assert state is not None
         assert [state.instrument(p.instrument_id).symbol for p in state.portfolio.open_positions] == ["GBPUSD"]
         assert [state.instrument(p.instrument_id).symbol for p in state.portfolio.closed_positions] == ["EURUSD"]
+        assert [(o["symbol"], o["side"]) for o in sim(url, "GET", "orders")][2:] == [("EURUSD", "SELL")]  # the close
         still_holding(second)
