@@ -6,9 +6,9 @@ exchange took (and filled) the GBPUSD entry, before its outcome was committed: t
 exchange id, while EURUSD is held. The simulator's ``lag`` fault then answers every lookup of it "does not exist", and
 the restarted executor (``--exchange-not-found-seconds 3600``) never believes that within the test: the entry stays
 pending (``ExchangeLagError``). Meanwhile the cycle job fails as an outage (nothing new decided), while the trigger
-checks, the revaluation and the operator's jobs go on (``ExecutorLoop._settle(hold=False)``): revaluations are
-journaled, trigger checks counted, and close-all closes EURUSD and names the GBPUSD position it cannot close, by id
-and why.
+checks, the revaluation and the operator's jobs go on (``ExecutorLoop._settle``), and the cycle still delivers and
+manages its bar before it fails: EURUSD's stop-loss fires, revaluations are journaled, and close-all closes EURUSD and
+names the GBPUSD position it cannot close, by id and why.
 """
 
 from __future__ import annotations
@@ -103,15 +103,22 @@ def still_holding(second: Executor) -> None:
 @pytest.mark.timeout(600)
 def test_while_an_entry_waits_out_the_lag_the_cycle_holds_and_triggers_revaluation_and_operators_go_on(
         tmp_path: Path) -> None:
-    """Counted: revaluations journaled after the cycle's outage began, trigger checks run, an operator's close of the
-    pending position answered (refused: its entry is in flight; not failed temporarily) — all while the cycle's
-    outage lasts and nothing new is sent (before i13-lag2's hold=False every job failed on the lag)."""
+    """Counted: revaluations journaled after the cycle's outage began, trigger checks run, EURUSD's stop-loss sells
+    it when its price falls through the stop, an operator's close of the pending position answered (refused: its
+    entry is in flight; not failed temporarily) — all while the cycle's outage lasts and nothing new is decided.
+    Fails before: the cycle held before delivering its bar, so the trigger checks saw no new bar and the stop never
+    fired while the lag lasted."""
     with gbp_entry_pending(tmp_path) as (url, second, cid):
         began = cycle_outage(second)
         until(second, lambda: len(after(second, began, "revalued")) >= 2, "revaluations after the cycle's outage began")
         checks = second.status()["position_trigger_checks"]  # type: ignore[index]
         until(second, lambda: second.status()["position_trigger_checks"] >= checks + 2,  # type: ignore[index]
               "trigger checks going on")
+        # The bars go on too: EURUSD falls through its 50 % stop, and the stop-loss sells it while the cycle holds.
+        price = float(sim(url, "GET", "status")["markets"]["EURUSD"]["price"])
+        sim(url, "POST", "price", {"symbol": "EURUSD", "price": str(round(price * 0.3, 3)), "seconds": 3600})
+        [fired] = journaled(second, "trigger_fired", lambda e: e["fields"]["symbol"] == "EURUSD")
+        assert fired["fields"]["trigger"] == "stop_loss" and fired["fields"]["quantity"] > 0, fired
         state = load_state(second.state_dir)
         assert state is not None
         gbp = next(p for p in state.portfolio.open_positions if state.instrument(p.instrument_id).symbol == "GBPUSD")
@@ -120,7 +127,9 @@ def test_while_an_entry_waits_out_the_lag_the_cycle_holds_and_triggers_revaluati
         assert f"has order {cid} unknown at the exchange" in close.stderr, close.stderr
         assert not events(second, "temporary_failure"), events(second, "temporary_failure")
         still_holding(second)
-        assert sorted(o["symbol"] for o in sim(url, "GET", "orders")) == ["EURUSD", "GBPUSD"]  # nothing new sent
+        # Nothing new was decided: the two entries and the stop-loss's sale are all the exchange got.
+        assert [(o["symbol"], o["side"]) for o in sim(url, "GET", "orders")] == [
+            ("EURUSD", "BUY"), ("GBPUSD", "BUY"), ("EURUSD", "SELL")]
 
 
 @pytest.mark.timeout(600)

@@ -34,9 +34,10 @@ starts the same way for an order whose reply never came (``unknown``): the excha
 it by client order id and it is booked, or sent under the same id when it never arrived
 (``_settle``, ``Engine.settle_unknown``); while the exchange cannot be asked, the job fails
 temporarily and is retried with the outage's backoff. While such an order only waits out the
-exchange's "does not exist" lag (``ExchangeLagError``) only the cycle job fails so; the trigger
-checks, the revaluation with its risk check and an operator's job go on, that order's position
-kept out of every exit.
+exchange's "does not exist" lag (``ExchangeLagError``) only the cycle job fails so, and only after
+it has managed and saved its bar (fills, triggers, marks: the trigger checks see only the bars the
+cycle delivers), before anything is decided; the trigger checks, the revaluation with its risk check
+and an operator's job go on, that order's position kept out of every exit.
 
 Idempotence. A cycle is identified by its timestamp; a cycle at or before
 ``last_completed_cycle`` never runs again. Progress is the close time of the last bar processed
@@ -433,18 +434,24 @@ class ExecutorLoop:
         ends at it, decide and save; publish."""
         if self.outcome is not None:
             return
-        self._settle(hold=True)  # outcomes the venue reported between jobs; orders of unknown outcome asked about
+        self._settle()  # outcomes the venue reported between jobs; orders of unknown outcome asked about
+        # An order waiting out the exchange's "does not exist" lag holds up the decisions, not the bar: its fills,
+        # triggers and marks are managed and saved (the trigger checks see only the bars this job delivers).
+        lag = self.engine.lag
         # A bar delivered to a job that then failed temporarily, before its management was saved, is this job's bar
         # again: the feed has moved past it, and its fills and triggers must not be lost (nor taken twice).
         step = self._delivered if self._delivered is not None else self.feed.advance()
         self._delivered = step
         self._rebase()  # the feed may have dropped its oldest steps before the new bar (its window)
         self.engine.follow_market()  # a growing feed appended candles: indicators extended on their tail
-        if self._processed >= 0:
+        if self._processed >= 0 and lag is None:
             self._decide_ended(self._processed)
+        if step is not None and self.outcome is None:
+            self._manage(step)
+        if lag is not None:
+            raise lag  # nothing new is decided while it waits: an outage, the job retried with backoff
         if step is None or self.outcome is not None:
             return
-        self._manage(step)
         cycle_ns = self._cycle_due(step, warn=True)
         report = self._decide(step, cycle_ns) if cycle_ns is not None else None
         if self.outcome is not None:
@@ -458,7 +465,7 @@ class ExecutorLoop:
         A replay checks each bar's triggers inside its cycle job (``Engine.manage``), so here it finds
         nothing new; the job matters for feeds whose bars arrive between cycles.
         """
-        self._settle(hold=False)
+        self._settle()
         step = self.feed.cursor
         fired = 0
         if step > self._checked_step and self.state.portfolio.open_positions:
@@ -473,7 +480,7 @@ class ExecutorLoop:
 
     def run_revaluation(self) -> None:
         """Mark open positions to the newest bar, stamp the valuation time, record equity, save."""
-        self._settle(hold=False)
+        self._settle()
         step = self.feed.cursor
         if step >= 0 and self.state.replay_cursor >= 0:
             equity = self.engine.revalue(step, self._now())
@@ -483,16 +490,16 @@ class ExecutorLoop:
             self.journal("revalued", step=step, equity=round(equity, 2))
         self.publisher.revaluation_done(self.state)
 
-    def _settle(self, *, hold: bool) -> None:
+    def _settle(self) -> None:
         """The start of every job: apply what the venue reported since the last one, and (live mode) ask the
         exchange about every order whose reply never came, journaled ``order_resolved`` and committed before
         anything else happens. While the exchange stays unreachable this raises TemporaryError: the job is
         retried with the outage's backoff, and nothing new is decided meanwhile. An order only waiting out the
-        exchange's "does not exist" lag (``ExchangeLagError``) fails only the job that ``hold``s (the cycle: nothing
-        new decided while it waits); the jobs that protect (trigger checks, revaluation and the risk check, an
-        operator's close) go on, its own position out of every exit meanwhile (``Engine.in_flight``)."""
+        exchange's "does not exist" lag (``ExchangeLagError``, ``Engine.lag``) fails no job here: the jobs that
+        protect (trigger checks, revaluation and the risk check, an operator's close) go on, its own position out of
+        every exit meanwhile (``Engine.in_flight``), and the cycle manages its bar, then fails before deciding."""
         self.engine.drain()
-        resolved = self.engine.settle_unknown(hold=hold)
+        resolved = self.engine.settle_unknown(hold=False)
         for line in resolved:
             self.journal("order_resolved", detail=line)
         if resolved:
@@ -531,7 +538,7 @@ class ExecutorLoop:
     def _operator_job(self, request: ActionRequest, command: Command) -> None:
         """An operator's close, close-all or reload-params: done, journaled (who, what, result) and committed as one
         job, then answered through the command's reply (after the commit, so "done" means saved)."""
-        self._settle(hold=False)
+        self._settle()
         if request.command == CommandKind.reload_params:
             result = self._reload_params(request)
         else:
