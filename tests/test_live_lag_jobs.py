@@ -9,6 +9,10 @@ pending (``ExchangeLagError``). Meanwhile the cycle job fails as an outage (noth
 checks, the revaluation and the operator's jobs go on (``ExecutorLoop._settle``), and the cycle still delivers and
 manages its bar before it fails: EURUSD's stop-loss fires, revaluations are journaled, and close-all closes EURUSD and
 names the GBPUSD position it cannot close, by id and why.
+
+A third test restarts an executor whose ledger holds an order the exchange lost (``order_lost`` journaled): its
+words are read back after reconciliation (``Engine.lost_before``), so ``order_lost`` stays one line across restarts
+and an order the exchange shows again is adopted without safe mode.
 """
 
 from __future__ import annotations
@@ -160,3 +164,107 @@ def test_close_all_closes_what_it_can_and_names_the_position_whose_entry_waits_o
         assert [state.instrument(p.instrument_id).symbol for p in state.portfolio.closed_positions] == ["EURUSD"]
         assert [(o["symbol"], o["side"]) for o in sim(url, "GET", "orders")][2:] == [("EURUSD", "SELL")]  # the close
         still_holding(second)
+
+
+def _lose_a_resting_sell(state_dir: Path, url: str) -> tuple[str, str]:
+    """What a live executor leaves when the exchange lost one of its orders: a limit sell of 1 EURUSD far above the
+    market, sent through the real ccxt venue (the exchange holds it open, with its id), then ``unknown`` with its
+    ``order_lost`` line — as the engine's poll writes them once "does not exist" has lasted. No strategy of the suite
+    rests an order on the simulator (its market orders fill or expire at once), so the ledger is written here, by
+    the same router and journal sink the executor uses, while no executor runs. Its client order id and words."""
+    from datetime import UTC, datetime, timedelta
+
+    from tradeexecutor.config import CcxtVenueConfig
+    from tradeexecutor.daemon.journal import JournalSink
+    from tradeexecutor.engine.router import OrderRouter, lost_reason
+    from tradeexecutor.layout import RunFiles
+    from tradeexecutor.ledger import Ledger
+    from tradeexecutor.state import Order, OrderPurpose, OrderSide, OrderType
+    from tradeexecutor.state.client_id import client_order_id, run_key
+    from tradeexecutor.venue.ccxt_venue import CcxtVenue
+
+    now = datetime.now(UTC)
+    ledger = Ledger(RunFiles(state_dir).ledger, now=lambda: now, mirror=RunFiles(state_dir).journal)
+    state = ledger.load()
+    assert state is not None
+    position = next(p for p in state.portfolio.open_positions if state.instrument(p.instrument_id).symbol == "EURUSD")
+    portfolio = state.portfolio
+    price = float(sim(url, "GET", "status")["markets"]["EURUSD"]["price"])
+    sell = Order(id=portfolio.next_order_id, position_id=position.id, instrument_id=position.instrument_id,
+                 client_order_id=client_order_id(run_key(state.name, state.created_at), now + timedelta(days=1), 0,
+                                                 OrderPurpose.reduce),
+                 purpose=OrderPurpose.reduce, side=OrderSide.sell, created_at=now, quantity=1.0,
+                 type=OrderType.limit, limit_price=round(price * 3, 3), reference_price=price)
+    portfolio.next_order_id += 1
+    position.orders.append(sell)
+    venue = CcxtVenue(CcxtVenueConfig(exchange="binance", url=url, quote="USD", symbols=("EURUSD", "GBPUSD"),
+                                      key_variable="MY_KEY", secret_variable="MY_SECRET"),
+                      environ={"MY_KEY": KEY, "MY_SECRET": SECRET})
+    router = OrderRouter(state, venue, lambda: ledger.save(state), lambda: now)
+    router.send(sell)
+    router.drain()
+    assert sell.status is OrderStatus.open and sell.venue_order_id, sell
+    cid = sell.client_order_id
+    words = f"needs an operator: order {cid} unknown to the exchange; run `tradeexecutor reconcile`"
+    sell.transition(OrderStatus.unknown, now, lost_reason(sell))
+    JournalSink(ledger, lambda: now)("order_lost", order_id=sell.id, client_order_id=cid, position_id=position.id,
+                                     symbol="EURUSD", purpose="reduce", venue_order_id=sell.venue_order_id,
+                                     reason=words)
+    ledger.save(state)
+    ledger.close()
+    return cid, words
+
+
+@pytest.mark.timeout(600)
+def test_order_lost_is_read_back_after_reconciliation_once_per_order_across_restarts(tmp_path: Path) -> None:
+    """``Engine.lost_before`` runs after start-up reconciliation: a lost order the exchange shows again at a restart is
+    adopted and its words are not kept (no safe mode); one it still does not know (the ``lag`` fault: every lookup
+    answers "does not exist") is a mismatch and safe mode with its words again — and ``order_lost`` stays one line
+    across every restart. A ``lost_before`` before reconciliation would keep the words of the adopted order."""
+    state_dir = tmp_path / "state"
+    with simulator_process("--random-walk", "7", "--volatility", "0", "--symbols", "EUR/USD,GBP/USD",
+                           "--balance", "USD=10000", "--api-key-env", "SIM_KEY", "--api-secret-env", "SIM_SECRET",
+                           env={**CLEAN, "SIM_KEY": KEY, "SIM_SECRET": SECRET}) as url:
+        first = executor(tmp_path / "first", url, state_dir)
+        try:
+            until(first, lambda: len(journaled(first, "order_filled")) == 2, "both entries filled")
+            first.process.send_signal(signal.SIGTERM)
+            assert first.wait() == 0, first.output()
+        finally:
+            first.kill()
+        cid, words = _lose_a_resting_sell(state_dir, url)
+
+        # The exchange still does not know it (its lookups answer -2013): a mismatch, and its words come back.
+        lag = sim(url, "POST", "faults", {"kind": "lag", "lag_seconds": 3600})
+        second = executor(tmp_path / "second", url, state_dir)
+        try:
+            status = second.wait_status(lambda s: s.get("status") == "running" and words in (
+                s.get("safe_mode_reason") or ""))
+            assert status["reconciliation"]["outcome"] == "mismatch", status["reconciliation"]
+            assert [e["fields"]["client_order_id"] for e in events(second, "order_lost")] == [cid]  # still one
+            second.process.send_signal(signal.SIGTERM)
+            assert second.wait() == 0, second.output()
+        finally:
+            second.kill()
+        assert [e["fields"]["client_order_id"] for e in events(second, "order_lost")] == [cid]
+
+        # The exchange shows it again: reconciliation adopts it, and its lost words are not kept.
+        sim(url, "DELETE", f"faults/{lag['id']}")
+        third = executor(tmp_path / "third", url, state_dir)
+        try:
+            status = third.wait_status(lambda s: s.get("status") == "running")
+            assert status["reconciliation"]["outcome"] == "clean", status["reconciliation"]
+            assert status["reconciliation"]["adopted"] == 1, status["reconciliation"]
+            started = until(third, lambda: events(third, "started")[2:], "the third start-up job")[0]
+            until(third, lambda: after(third, started, "revalued"), "a job after it")  # safe mode comes after a job
+            status = third.status()
+            assert status is not None and not status["safe_mode"], status["safe_mode_reason"]
+            third.process.send_signal(signal.SIGTERM)
+            assert third.wait() == 0, third.output()
+        finally:
+            third.kill()
+        assert [e["fields"]["client_order_id"] for e in events(third, "order_lost")] == [cid]
+        state = load_state(state_dir)
+        assert state is not None
+        [sell] = [o for o in state.portfolio.all_orders() if o.client_order_id == cid]
+        assert sell.status is OrderStatus.open  # followed again, as the exchange holds it
