@@ -137,7 +137,7 @@ def test_once_the_pending_order_settles_the_balances_are_compared_strictly_and_a
             [mismatch] = journaled(second, "reconciliation_mismatch")
             assert mismatch["fields"]["symbol"] == "EUR", mismatch
             assert mismatch["fields"]["venue"] == pytest.approx(held + 7.0), mismatch
-            status = second.wait_status(lambda s: s.get("safe_mode"))
+            status = second.wait_status(lambda s: s.get("safe_mode") is True)
             assert status["safe_mode_reason"].startswith("once the orders pending at start-up settled, "), status
             assert "EUR: the venue holds" in status["safe_mode_reason"], status
             second.process.send_signal(signal.SIGTERM)

@@ -257,8 +257,8 @@ def test_order_lost_is_read_back_after_reconciliation_once_per_order_across_rest
             assert status["reconciliation"]["adopted"] == 1, status["reconciliation"]
             started = until(third, lambda: events(third, "started")[2:], "the third start-up job")[0]
             until(third, lambda: after(third, started, "revalued"), "a job after it")  # safe mode comes after a job
-            status = third.status()
-            assert status is not None and not status["safe_mode"], status["safe_mode_reason"]
+            now = third.status()
+            assert now is not None and not now["safe_mode"], now
             third.process.send_signal(signal.SIGTERM)
             assert third.wait() == 0, third.output()
         finally:
