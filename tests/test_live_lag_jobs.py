@@ -70,7 +70,10 @@ def gbp_entry_pending(tmp_path: Path) -> Iterator[tuple[str, Executor, str]]:
         assert not killed.venue_order_id and state.instrument(killed.instrument_id).symbol == "GBPUSD"
         # Every lookup of it, for the test's length, is answered "does not exist" (Binance's lag).
         sim(url, "POST", "faults", {"kind": "lag", "lag_seconds": 3600, "count": 100_000})
-        second = executor(tmp_path / "second", url, state_dir, "--exchange-not-found-seconds", "3600")
+        # The cycle's retries (each manages one bar before failing on the lag) come every second, not at a backoff
+        # growing to a minute: the stop-loss's bar is reached within the test.
+        second = executor(tmp_path / "second", url, state_dir, "--exchange-not-found-seconds", "3600",
+                          "--retry-max-seconds", "1")
         try:
             status = second.wait_status(lambda s: s.get("status") == "running")
             assert status["reconciliation"]["outcome"] == "clean" and status["reconciliation"]["pending"] == 1
