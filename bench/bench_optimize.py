@@ -22,8 +22,9 @@ Measured in one process, interleaved run by run, median of ``--runs``:
   metrics, report.md/html; their charts are drawn on demand) for the best 5 points, and the
   data of the sweep's two charts (drawn on demand too: ``tradeexecutor report SWEEP_FOLDER``).
   backtesting.py has no counterpart: its ``bt.plot()`` would be the charts;
-- with ``--cluster``: ours, default, on a 2-worker loopback Dask ``LocalCluster``
-  (processes, one thread each; the cluster's start-up is not timed, sending it the data is);
+- with ``--cluster``: ours, ``--reports none`` and default, on a 2-worker loopback Dask
+  ``LocalCluster`` (processes, one thread each; the cluster's start-up is not timed, sending it
+  the data is; the default's full runs are made in this process, as the command makes them);
 - for scale: the bare engine, ``run_backtest`` alone over the 20 points in one process.
 
 Prints a markdown table with the machine's cores and load. Not a pytest test: timings are for people.
@@ -189,6 +190,8 @@ def main() -> None:
     if cluster is not None:
         address = cluster.scheduler_address
         measurements["ours, --reports none, Dask LocalCluster of 2 workers"] = lambda: time_ours(2, "none", address)
+        measurements["ours, default (--reports best), Dask LocalCluster of 2 workers"] = (
+            lambda: time_ours(2, "best", address))
     measurements["bare run_backtest, 1 process (for scale)"] = time_bare
     load_before = os.getloadavg()[0]
     for function in measurements.values():  # warm-up: imports, first-time caches, the pools' fork

@@ -1,8 +1,8 @@
-"""The vectorised signals() path against backtesting.py (and vectorbt when installed), side by side, 1M bars.
+"""The vectorised signals() path against backtesting.py (vectorbt and backtrader when installed), side by side, 1M bars.
 
 Run from the repository root::
 
-    PYTHONPATH=. python bench/bench_signals.py [--bars 1000000] [--repeat 3]
+    PYTHONPATH=. python bench/bench_signals.py [--bars 1000000] [--repeat 3] [--backtrader]
 
 One process, the data of bench/bench_backtest.py (SMA 10/30 crossover on synthetic 1-minute
 bars, all-in, fill at the next open, no fee), each engine timed in turn per round, medians:
@@ -13,7 +13,13 @@ bars, all-in, fill at the next open, no fee), each engine timed in turn per roun
 - backtesting.py 0.6.6: ``Backtest(...).run()`` with the same rules (bench_backtest.run_theirs);
 - vectorbt (if importable): ``Portfolio.from_signals`` on the same entries and exits with
   ``price=open`` shifted to the next bar — a vectorised simulator, a different class of tool,
-  shown for reference only.
+  shown for reference only;
+- backtrader (with ``--backtrader``, if importable): the same rule as an event-driven
+  ``bt.Strategy`` on a ``PandasData`` feed of the same candles. With ``cheat_on_open`` its
+  ``next_open`` sees the last bar's crossover (``bt.ind.CrossOver`` of the two SMAs, as
+  backtesting.py's ``crossover``) and the new bar's open, so it sizes all-in at the open it fills
+  at, as backtesting.py and we do; no fee. About a minute a run at 1M bars, so it runs once, after
+  the rounds (its row's median is of that one run).
 
 Checks that both of our runs made the same trades and final equity as backtesting.py.
 """
@@ -21,11 +27,13 @@ Checks that both of our runs made the same trades and final equity as backtestin
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 for entry in (str(ROOT), str(ROOT / "bench")):
@@ -69,14 +77,51 @@ def vectorbt_run(frame: object) -> tuple[float, int, float] | None:
     return seconds, int(portfolio.orders.count()), float(portfolio.final_value())
 
 
+def backtrader_run(frame: object) -> tuple[float, int, float] | None:
+    """Seconds, fills and final value of backtrader's run, or None when it is not installed."""
+    try:
+        import backtrader as bt
+    except ImportError:
+        return None
+
+    class SmaCross(bt.Strategy):  # type: ignore[misc]  # backtrader ships no type information
+        def __init__(self) -> None:
+            self.cross = bt.ind.CrossOver(bt.ind.SMA(self.data.close, period=bench.FAST),
+                                          bt.ind.SMA(self.data.close, period=bench.SLOW))
+            self.fills = 0
+
+        def notify_order(self, order: Any) -> None:
+            if order.status == order.Completed:
+                self.fills += 1
+
+        def next_open(self) -> None:  # the indicators still hold the last bar's values; the open is this bar's
+            if not self.position:
+                if self.cross[0] > 0:
+                    self.buy(size=math.floor(self.broker.getcash() * bench.ALL_IN / self.data.open[0]))
+            elif self.cross[0] < 0:
+                self.close()
+
+    columns = frame[["open", "high", "low", "close", "volume"]]  # type: ignore[index]
+    feed = bt.feeds.PandasData(dataname=columns.set_axis(columns.index.tz_localize(None)))
+    cerebro = bt.Cerebro(cheat_on_open=True, stdstats=False)
+    cerebro.adddata(feed)
+    cerebro.addstrategy(SmaCross)
+    cerebro.broker.setcash(bench.CASH)
+    started = time.perf_counter()
+    (strategy,) = cerebro.run()
+    seconds = time.perf_counter() - started
+    return seconds, strategy.fills, float(cerebro.broker.getvalue())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bars", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--backtrader", action="store_true", help="Also run backtrader once (about a minute).")
     args = parser.parse_args()
     frame, market, _ = bench.prepare(args.bars)
     ohlcv, _ = bench.their_frame(frame)
-    times: dict[str, list[float]] = {"signals": [], "decide": [], "theirs": [], "vectorbt": []}
+    times: dict[str, list[float]] = {"signals": [], "decide": [], "theirs": [], "vectorbt": [], "backtrader": []}
     outcome: dict[str, tuple[int, float]] = {}
     vectorbt_run(frame)  # warm-up: numba compiles on first use
     for _ in range(args.repeat):
@@ -93,13 +138,17 @@ def main() -> None:
         if vbt is not None:
             times["vectorbt"].append(vbt[0])
             outcome["vectorbt"] = vbt[1:]
+    backtrader = backtrader_run(frame) if args.backtrader else None
+    if backtrader is not None:
+        times["backtrader"].append(backtrader[0])
+        outcome["backtrader"] = backtrader[1:]
     theirs = statistics.median(times["theirs"])
     print(f"{args.bars:,} bars; median of {args.repeat}; load average {os.getloadavg()[0]:.1f}")
     print()
     print("| engine | median seconds | bars per second | backtesting.py / this | trades (fills) | final equity |")
     print("|---|---:|---:|---:|---:|---:|")
     labels = {"signals": "ours, signals()", "decide": "ours, decide()", "theirs": "backtesting.py",
-              "vectorbt": "vectorbt from_signals (reference)"}
+              "vectorbt": "vectorbt from_signals (reference)", "backtrader": "backtrader (one run)"}
     for key, label in labels.items():
         if not times[key]:
             continue

@@ -12,6 +12,7 @@ count, no safe mode.
 
 from __future__ import annotations
 
+import itertools
 import json
 import signal
 import urllib.error
@@ -166,6 +167,37 @@ def test_the_backoff_doubles_up_to_its_cap_and_a_retry_storm_never_makes_a_crash
         daemon.close()
 
 
+def test_paper_and_live_journal_each_cycle_boundary_missed_once_not_each_wake(tmp_path: Path) -> None:
+    """Paper and live wake the cycle job every quarter candle, at least every 15 s (``poll_period``): while the exchange is down only the
+    cycle boundaries that pass are missed cycles, each journaled once at its own time (a 1 s cycle down for ~10 s
+    misses about 10, not the 40 wakes). The replay's deferred ticks are bars not replayed, one missed cycle each."""
+    from datetime import datetime, timedelta
+
+    from test_daemon_loop import make
+    from tradeexecutor.errors import TemporaryError
+
+    daemon, ticker, clock = make(tmp_path, replay_seconds=0.25, retry_max_seconds=4.0)
+    try:
+        daemon.loop.wall_cycle = (timedelta(seconds=1), timedelta(0))  # what build_daemon gives paper and live
+        ticker.advance(1)
+        daemon.loop.run_pending()
+        daemon.feed.advance = _Down(daemon.feed.advance,  # type: ignore[method-assign]
+                                    TemporaryError("binance: OnMaintenance: binance System is under maintenance."))
+        for _ in range(40):  # ten seconds of wakes, a quarter second apart
+            ticker.advance(0.25)
+            daemon.loop.run_pending()
+        current = daemon.loop.outage.current
+        assert current is not None
+        since, last_wake = current.since, clock.now()
+    finally:
+        daemon.close()
+    events = _journal(tmp_path / "state")
+    missed = [datetime.fromisoformat(e["fields"]["boundary"]) for e in events if e["event"] == "cycle_missed"]
+    expected = [since.replace(microsecond=0) + timedelta(seconds=n) for n in range(1, 12)]
+    assert missed == [boundary for boundary in expected if since < boundary <= last_wake], (since, last_wake, missed)
+    assert 8 <= len(missed) <= 10
+
+
 def test_a_bug_in_a_job_is_still_a_crash(tmp_path: Path) -> None:
     from test_daemon_loop import make
 
@@ -280,3 +312,31 @@ def test_a_cycle_job_failing_temporarily_after_its_bar_was_delivered_manages_tha
         assert len(managed) >= 4 and daemon.loop.state.replay_cursor == daemon.feed.cursor == managed[-1][1]
     finally:
         daemon.close()
+
+
+def test_a_cycle_with_an_offset_misses_its_boundaries_at_the_offset(tmp_path: Path) -> None:
+    """A paper or live cycle with an offset (``cycle_offset``) is due at the offset past each period: the boundaries an
+    outage spans are journaled there, each once, not at whole periods nor at the wakes."""
+    from datetime import datetime, timedelta
+
+    from test_daemon_loop import make
+    from tradeexecutor.errors import TemporaryError
+
+    daemon, ticker, _ = make(tmp_path, replay_seconds=0.25, retry_max_seconds=4.0)
+    try:
+        assert daemon.loop.wall_cycle is None  # a replay: its deferred ticks are bars, not wakes
+        daemon.loop.wall_cycle = (timedelta(seconds=1), timedelta(seconds=0.5))
+        ticker.advance(1)
+        daemon.loop.run_pending()
+        daemon.feed.advance = _Down(daemon.feed.advance,  # type: ignore[method-assign]
+                                    TemporaryError("binance: OnMaintenance: binance System is under maintenance."))
+        for _ in range(40):
+            ticker.advance(0.25)
+            daemon.loop.run_pending()
+    finally:
+        daemon.close()
+    missed = [datetime.fromisoformat(e["fields"]["boundary"]) for e in _journal(tmp_path / "state")
+              if e["event"] == "cycle_missed"]
+    assert 8 <= len(missed) <= 10
+    assert all(boundary.microsecond == 500_000 for boundary in missed), missed
+    assert all(later - earlier == timedelta(seconds=1) for earlier, later in itertools.pairwise(missed))

@@ -994,3 +994,16 @@ def test_sweep_worker_image_runs_the_dask_commands_charts_and_operators_call(tmp
     assert worker["image"] == scheduler["image"] and worker["image"].endswith(":sweep-worker")
     assert worker["args"][0] == "dask-worker" and worker["args"][worker["args"].index("--nthreads") + 1] == "1"
     assert scheduler["args"] == ["dask-scheduler"]
+
+
+def test_the_helm_instructions_port_forward_the_service_the_dask_chart_names() -> None:
+    """The dask/dask chart names its scheduler service ``<fullname>-scheduler``, where fullname is the release name
+    when it contains 'dask' and ``<release>-dask`` otherwise (the chart's ``dask.fullname`` helper): ``helm install
+    sweeps dask/dask`` serves ``svc/sweeps-dask-scheduler``; the docs said ``svc/sweeps-scheduler``, which does not
+    exist."""
+    for path in (ROOT / "docs" / "optimize.md", DEPLOY / "dask" / "helm-values.yaml"):
+        text = path.read_text(encoding="utf-8")
+        (release,) = re.findall(r"helm install (\S+) dask/dask", text)
+        (service,) = re.findall(r"kubectl port-forward svc/(\S+) 8786", text)
+        fullname = release if "dask" in release else f"{release}-dask"
+        assert service == f"{fullname}-scheduler", path

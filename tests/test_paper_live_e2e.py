@@ -170,6 +170,22 @@ def test_a_bad_mode_and_exchange_combination_is_one_line(tmp_path: Path, args: t
     assert not (tmp_path / "state").exists()
 
 
+def test_an_example_strategy_whose_bars_the_exchange_has_not_closed_twice_yet_is_told_so(tmp_path: Path,
+                                                                                       simulator: str) -> None:
+    """strategies/eurusd_breakout.py reads 1h bars; the simulator plays hourly EURUSD as 1-second candles, so it has
+    closed at most one 1h candle of its own clock. One line says so (with one it said "cannot tell the bar frequency:
+    every instrument has fewer than two candles", which names neither the exchange nor the bars)."""
+    example = Path(__file__).parent.parent / "strategies" / "eurusd_breakout.py"
+    result = subprocess.run([sys.executable, "-m", "tradeexecutor.cli.main", "start", str(example), "--mode", "paper",
+                             "--exchange", "binance", "--exchange-url", simulator,
+                             "--state-dir", str(tmp_path / "state"), "--port", "0"],
+                            capture_output=True, text=True, timeout=180, env=CLEAN, cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    line = result.stderr.strip().splitlines()[-1]
+    assert re.match(r"error: binance has closed [01] 1h candles of EURUSD \(the strategy's bars are 1h; two are "
+                    r"needed to start\): try again once more have closed", line), line
+
+
 def test_a_spec_or_state_of_the_old_paper_is_told_to_use_replay(tmp_path: Path, simulator: str) -> None:
     spec = tmp_path / "old.yaml"
     spec.write_text(f"strategy_file: {FLIP}\nmode: paper\nenvironment:\n  data: [eurusd-hourly]\n")

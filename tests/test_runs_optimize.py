@@ -119,6 +119,19 @@ def test_cli_invalid_grid_is_one_line_exit_2_before_anything_runs(spec_path: Pat
     assert not runs_dir.exists() and not output.exists()
 
 
+def test_help_names_the_environment_variable_of_cluster() -> None:
+    """--cluster is also read from DASK_SCHEDULER_ADDRESS; its help says so, as every option with a variable does."""
+    from click.testing import CliRunner
+
+    from tradeexecutor.cli.main import cli as main
+
+    result = CliRunner().invoke(main, ["optimize", "--help"])
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    cluster = text[text.index("--cluster ADDRESS"):text.index("--output DIRECTORY")]
+    assert "[env var: DASK_SCHEDULER_ADDRESS]" in cluster
+
+
 def test_cli_sweep_2x2_rows_match_the_runs_made_for_them(spec_path: Path, tmp_path: Path) -> None:
     """Ranked in-sample; every point a full run (--reports all) whose own figures and fingerprints match its row."""
     runs_dir, output = tmp_path / "runs", tmp_path / "out"

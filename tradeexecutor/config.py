@@ -449,8 +449,8 @@ class CcxtVenueConfig:
                                             "accepted is then lost, one whose reply never came is sent again. "
                                             "Binance answers it for moments after it accepted an order; a minute is "
                                             "far past that. Lower only for an exchange without that lag (a "
-                                            "simulator). Used by a running executor (`run`) only: `check` and "
-                                            "`reconcile` look once and send nothing.")
+                                            "simulator). Used by a running executor (`start`, `runs start`) only: `check` "
+                                            "and `reconcile` look once and send nothing.")
     #: Quote asset of symbols written without one (``EUR`` → ``EUR/USD`` when quote is USD).
     quote: str | None = None
     #: Symbols whose orders and trades are looked through for ids this process did not send itself.

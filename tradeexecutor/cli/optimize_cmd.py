@@ -40,7 +40,7 @@ EXIT_INTERRUPTED = 130
 @click.command("optimize")
 @click.argument("spec_file", type=click.Path(dir_okay=False, path_type=Path))
 @config_options(SweepOptions, select=lambda item: item.name != "ref_prefix")
-@click.option("--cluster", default=None, envvar="DASK_SCHEDULER_ADDRESS", metavar="ADDRESS",
+@click.option("--cluster", default=None, envvar="DASK_SCHEDULER_ADDRESS", show_envvar=True, metavar="ADDRESS",
               help="Run the points on an existing Dask cluster, such as tcp://scheduler:8786 "
                    "(pip install \"tradeexecutor[distributed]\"; workers need the same tradeexecutor version).")
 @click.option("--output", type=click.Path(file_okay=False, path_type=Path), default=None,

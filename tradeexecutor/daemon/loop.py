@@ -82,7 +82,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import pandas as pd
 
@@ -102,6 +102,7 @@ from tradeexecutor.ledger import Job, Ledger
 from tradeexecutor.runstate import RunState, RunStatus
 from tradeexecutor.state import Order, OrderStatus, Position
 from tradeexecutor.strategy.loader import with_parameters
+from tradeexecutor.timeframe import next_boundary
 from tradeexecutor.venue.ccxt_errors import scrub
 
 __all__ = ["ExecutorLoop", "LoopOutcome"]
@@ -141,7 +142,8 @@ class ExecutorLoop:
                  crash_loop: Callable[[], str | None] = lambda: None,
                  after_job: Callable[[], None] | None = None, caster: Caster | None = None,
                  risk: RiskGuard | None = None, outage: Outage | None = None,
-                 recheck: frozenset[str] = frozenset()) -> None:
+                 recheck: frozenset[str] = frozenset(),
+                 wall_cycle: tuple[timedelta, timedelta] | None = None) -> None:
         self.engine = engine
         self.state = engine.state
         self.feed = feed
@@ -203,6 +205,12 @@ class ExecutorLoop:
         #: Live mode: the client order ids start-up reconciliation left pending (their balances compared loosely);
         #: once all have settled the balances are compared again, strictly (``_recheck_balances``). Empty: done.
         self._recheck = recheck
+        #: Paper and live: the cycle's duration and offset on the wall clock. Their cycle job wakes every quarter candle,
+        #: at least every 15 s (``poll_period``), so a deferred wake is a missed cycle only when a boundary passed since the outage
+        #: began; None (the replay): every deferred tick is a bar not replayed, one missed cycle each.
+        self.wall_cycle = wall_cycle
+        #: The newest boundary journaled as ``cycle_missed`` (paper and live), so each is journaled once.
+        self._missed_until: datetime | None = None
         engine.start_write_ahead(self._commit, now)  # every order committed submitting before the venue sees it
 
     # -- driving ------------------------------------------------------------------------------
@@ -401,11 +409,28 @@ class ExecutorLoop:
                          last_error_class=ended.error_class)
 
     def _deferred(self, command: Command) -> None:
-        """A scheduled tick of the job being retried arrived before its retry is due: a cycle boundary is missed."""
+        """A scheduled tick of the job being retried arrived before its retry is due: a cycle boundary is missed.
+
+        In paper and live mode the tick is a wake of the cycle job (every quarter candle, at least every 15 s): only the cycle boundaries that
+        passed since the outage began (each once) are missed, at their own times, not the wakes'."""
         current = self.outage.current
-        if command.job is JobKind.cycle and current is not None:
-            self.journal("cycle_missed", boundary=command.scheduled_at or self._now(),
-                         retry_at=current.next_retry_at, failing_since=current.since)
+        if command.job is not JobKind.cycle or current is None:
+            return
+        at = command.scheduled_at or self._now()
+        boundaries = [at]
+        if self.wall_cycle is not None:
+            period, offset = self.wall_cycle
+            since = max(current.since, self._missed_until or current.since)
+            boundaries = []
+            boundary = next_boundary(since, period, offset)
+            while boundary <= at:
+                boundaries.append(boundary)
+                boundary += period
+            if boundaries:
+                self._missed_until = boundaries[-1]
+        for boundary in boundaries:
+            self.journal("cycle_missed", boundary=boundary, retry_at=current.next_retry_at,
+                         failing_since=current.since)
 
     def _commit_crash(self, job: str) -> None:
         """Commit the crash's journal line alone; the ledger may be what failed, which must not count twice."""

@@ -169,10 +169,13 @@ def open_paper_session(config: DaemonConfig, *, checkpoint: Checkpoint,
                           f"{format_duration(frequency)} bars; it offers {', '.join(timeframes)}")
     source = CcxtCandleSource(connection, symbols, timeframe, limit=WARM_UP_CANDLES)
     history = source.poll()
-    missing = sorted(set(symbols) - set(history["symbol"] if history is not None else ()))
-    if history is None or missing:
-        raise DataError(f"{connection.name} returned no closed {timeframe} candles for {', '.join(missing)}; "
-                        "try again once the market has traded")
+    counts = history["symbol"].value_counts() if history is not None else pd.Series(dtype=int)
+    few = {symbol: int(counts.get(symbol, 0)) for symbol in symbols if counts.get(symbol, 0) < 2}
+    if history is None or few:  # bar times need two candles: a market younger than two bars (a new simulator)
+        closed = " and ".join(f"{count} {timeframe} candles of {symbol}" for symbol, count in few.items())
+        raise DataError(f"{connection.name} has closed {closed} (the strategy's bars are {timeframe}; two are needed "
+                        "to start): try again once more have closed, or give the strategy bars the exchange has "
+                        "history of")
     asset_types = {symbol: strategy.asset_types.get(symbol) or "crypto" for symbol in symbols}
     market = MarketData.from_long_frame(history, frequency, asset_types, symbols=symbols)
     checkpoint("the exchange's candles were loaded")

@@ -12,7 +12,9 @@ carries only the sweep's token, the point's index and its values. A scattered fu
 be sent the data again mid-sweep — and a worker that joins later gets no replica at all.
 
 A point whose worker dies is rescheduled by the scheduler on another worker (up to
-``distributed.scheduler.allowed-failures`` times, 3 by default) and an exception is retried
+``distributed.scheduler.allowed-failures`` times, 3 by default) — a point already finished whose
+result died with it before it was read too: ``as_completed`` hands it out, Dask marks it ``lost``
+meanwhile and computes it again, so it is waited for again — and an exception is retried
 (:data:`DASK_RETRIES`); a point that still fails is a ``lost`` row. Every worker must run the
 same tradeexecutor version as this process (checked on connecting). The plugin is removed when
 the sweep ends, and with it the data from every worker's memory.
@@ -130,7 +132,11 @@ class DaskCluster:
         if not self._pending:
             return
         pending = [future for future, _, _ in self._pending.values()]
-        for future in self._distributed.as_completed(pending, loop=self.client.loop):
+        completed = self._distributed.as_completed(pending, loop=self.client.loop)
+        for future in completed:
+            if future.status == "lost":  # finished, then its worker died before it was read: computed again
+                completed.add(future)
+                continue
             _, index, values = self._pending.pop(future.key)
             if future.status == "finished":
                 row: PointResult = future.result()
