@@ -630,6 +630,7 @@ class Engine:
     def fill_pending(self, step: int) -> None:
         """Fill orders created by an earlier cycle at the open of the first bar that starts after the decision."""
         still: list[tuple[Position, Order]] = []
+        live = self.live_venue is not None
         waiting_sell_at: int | None = None  # earliest decision whose sells have not filled yet
         for position, order in self.pending:
             if order.is_terminal:
@@ -646,6 +647,12 @@ class Engine:
                 if not is_buy:
                     created = _ns(order.created_at)
                     waiting_sell_at = created if waiting_sell_at is None else min(waiting_sell_at, created)
+                continue
+            if live and order.status is _UNKNOWN:
+                # Its reply never came: it is never sent again blind, and a bar brings it nothing. settle_unknown asks
+                # about it at every job (an order the exchange lost, the drain follows); passing it through _fill
+                # journaled order_unknown again at every bar for as long as the exchange's lag lasted.
+                still.append((position, order))
                 continue
             self._fill(position, order, bars.open.item(index), _to_datetime(int(bars.open_time_ns[index])))
             if not order.is_terminal:  # live: still open at the exchange, or its outcome not known yet
