@@ -26,6 +26,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 
 from exchange_sim_helpers import simulator_process
@@ -274,3 +275,41 @@ def test_order_lost_is_read_back_after_reconciliation_once_per_order_across_rest
         assert state is not None
         [sell] = [o for o in state.portfolio.all_orders() if o.client_order_id == cid]
         assert sell.status is OrderStatus.open  # followed again, as the exchange holds it
+
+
+def _bar_at(second: Executor) -> pd.Timestamp:
+    """The newest bar the executor has managed and saved."""
+    state = load_state(second.state_dir)
+    assert state is not None and state.last_bar_at is not None
+    return pd.Timestamp(state.last_bar_at)
+
+
+@pytest.mark.timeout(600)
+def test_the_cycles_of_the_bars_managed_during_the_lag_are_journaled_missed_never_decided_late(tmp_path: Path) -> None:
+    """Counted: while the entry waits out the lag the cycle manages bar after bar and decides none; once the lag ends,
+    each cycle of those bars (one-second cycles, at each bar's close) is either decided or journaled ``cycle_missed``
+    — none both — each missed line is written once, and no cycle older than one journaled missed is decided after
+    the lag (deciding an old bar's cycle after newer bars were managed would decide on stale state). Fails before:
+    the cycles of the bars managed during the lag were neither decided nor journaled missed (review of 2285677)."""
+    with gbp_entry_pending(tmp_path) as (url, second, _):
+        cycle_outage(second)
+        first = _bar_at(second)  # managed by a cycle job that then failed on the lag
+        until(second, lambda: _bar_at(second) >= first + pd.Timedelta(seconds=3), "three bars managed during the lag")
+        during = _bar_at(second)  # the newest bar managed while the lag still lasts
+        [lag] = [f for f in sim(url, "GET", "status")["faults"] if f["kind"] == "lag"]
+        sim(url, "DELETE", f"faults/{lag['id']}")
+        until(second, lambda: events(second, "outage_ended"), "the lag's outage ended")
+        [ended] = events(second, "outage_ended")
+        until(second, lambda: after(second, ended, "cycle_completed")[2:], "cycles decided after the lag")
+        lines = journal(second)
+        decided = [pd.Timestamp(e["fields"]["cycle_time"]) for e in lines if e["event"] == "cycle_completed"]
+        missed = [pd.Timestamp(e["fields"]["boundary"]) for e in lines if e["event"] == "cycle_missed"]
+        late = [pd.Timestamp(e["fields"]["cycle_time"]) for e in after(second, ended, "cycle_completed")]
+    assert len(set(missed)) == len(missed), missed  # each boundary once
+    assert decided == sorted(set(decided)), decided  # in order, each once
+    managed = list(pd.date_range(first, during, freq="1s"))
+    assert len(managed) >= 4
+    both = [t for t in managed if t in missed and t in decided]
+    neither = [t for t in managed if t not in missed and t not in decided]
+    assert not both and not neither, (both, neither, missed, decided)
+    assert min(late) > max(t for t in managed if t in missed), (late, managed, missed)

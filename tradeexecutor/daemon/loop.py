@@ -211,6 +211,12 @@ class ExecutorLoop:
         self.wall_cycle = wall_cycle
         #: The newest boundary journaled as ``cycle_missed`` (paper and live), so each is journaled once.
         self._missed_until: datetime | None = None
+        #: The cycle times (ns) journaled ``cycle_missed`` in the current outage, by either path: each once. Cleared
+        #: when the outage ends.
+        self._missed_ns: set[int] = set()
+        #: The newest cycle time (ns) a bar managed during the exchange's lag left undecided (``_lag_missed``):
+        #: it and older cycles are never decided.
+        self._lag_missed_ns = 0
         engine.start_write_ahead(self._commit, now)  # every order committed submitting before the venue sees it
 
     # -- driving ------------------------------------------------------------------------------
@@ -404,6 +410,7 @@ class ExecutorLoop:
         """The job ran through: when it was being retried, the outage is over (journaled with this job)."""
         ended = self.outage.succeeded(job)
         if ended is not None:
+            self._missed_ns.clear()
             self.journal("outage_ended", job=job, since=ended.since, retries=ended.retries,
                          seconds=round((self._now() - ended.since).total_seconds(), 3),
                          last_error_class=ended.error_class)
@@ -429,8 +436,33 @@ class ExecutorLoop:
             if boundaries:
                 self._missed_until = boundaries[-1]
         for boundary in boundaries:
+            ns = pd.Timestamp(boundary).value
+            if ns in self._missed_ns:
+                continue  # journaled already, as a cycle the lag left undecided (``_lag_missed``)
+            self._missed_ns.add(ns)
             self.journal("cycle_missed", boundary=boundary, retry_at=current.next_retry_at,
                          failing_since=current.since)
+
+    def _lag_missed(self, step: int) -> None:
+        """A cycle ends at ``step``, a bar managed while an order waits out the exchange's lag: that cycle is missed.
+
+        It is never decided later: by then newer bars have been managed (fills, triggers, marks), and the strategy
+        would decide on a bar that is no longer the market's. Journaled ``cycle_missed`` once, at its cycle time —
+        unless the outage's wall-clock boundaries (``_deferred``) journaled it already — and committed before the job
+        fails on the lag; ``_cycle_due`` refuses it from then on."""
+        cycle_ns = self._cycle_due(step)
+        if cycle_ns is None:
+            return
+        self._lag_missed_ns = cycle_ns
+        if cycle_ns in self._missed_ns:
+            return
+        self._missed_ns.add(cycle_ns)
+        current = self.outage.current
+        self.journal("cycle_missed", boundary=pd.Timestamp(cycle_ns, tz="UTC").to_pydatetime(),
+                     retry_at=current.next_retry_at if current else None,
+                     failing_since=current.since if current else self._now(), step=step,
+                     reason="an order waits out the exchange's lag: the bar was managed, its cycle not decided")
+        self._commit_lines()
 
     def _commit_crash(self, job: str) -> None:
         """Commit the crash's journal line alone; the ledger may be what failed, which must not count twice."""
@@ -469,11 +501,16 @@ class ExecutorLoop:
         self._delivered = step
         self._rebase()  # the feed may have dropped its oldest steps before the new bar (its window)
         self.engine.follow_market()  # a growing feed appended candles: indicators extended on their tail
-        if self._processed >= 0 and lag is None:
-            self._decide_ended(self._processed)
+        if self._processed >= 0:
+            if lag is None:
+                self._decide_ended(self._processed)
+            else:
+                self._lag_missed(self._processed)  # a newer bar (or the clock) shows its cycle ended: never decided
         if step is not None and self.outcome is None:
             self._manage(step)
         if lag is not None:
+            if step is not None and self.outcome is None:
+                self._lag_missed(step)
             raise lag  # nothing new is decided while it waits: an outage, the job retried with backoff
         if step is None or self.outcome is not None:
             return
@@ -674,6 +711,8 @@ class ExecutorLoop:
         cycle_ns = self.schedule.due(self.feed.market.timeline_ns, step, self.feed.known_until_ns)
         if not cycle_ns:
             return None
+        if cycle_ns <= self._lag_missed_ns:
+            return None  # journaled missed while the exchange's lag held the decisions (``_lag_missed``)
         done = self.state.last_completed_cycle
         if done is not None and cycle_ns <= pd.Timestamp(done).value:
             if warn:
