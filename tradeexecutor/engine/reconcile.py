@@ -290,17 +290,27 @@ def reconcile(state: State, venue: Venue | None, *, commit: Callable[[], None], 
     return result
 
 
+#: The statuses of an order sent (or being sent) whose reply has not come: it may have filled unseen.
+_IN_FLIGHT = frozenset({OrderStatus.submitting, OrderStatus.unknown})
+
+
 def recheck_balances(state: State, venue: Venue, *, now: Callable[[], datetime], symbols: Sequence[str] = ()
                      ) -> Reconciliation:
     """Passes 3 and 4 again, strictly, once the orders start-up left pending have settled (the running executor's
     settle path adopted or sent them): the balances they loosened or skipped are compared with the ledger that now
     holds their fills. A fee asset still without a figure takes the account's now (start-up could not). Orders are
     not asked about; nothing is changed but such a figure, and the caller commits when ``changed``. A venue that
-    fails temporarily raises TemporaryError."""
+    fails temporarily raises TemporaryError. An order in flight at this moment (sent or being sent, its reply not
+    come: ``submitting`` or ``unknown``, no exchange id — a stop-loss's exit sent during the lag, say) may have filled
+    unseen: the balances it may have moved are compared within the same bounds as at start-up, not strictly (a
+    strict comparison then is a false safe mode)."""
     mismatches: list[Mismatch] = []
     notes: list[str] = []
-    balances = _balances(state, venue, mismatches, symbols, (), notes)
-    fee_checks, baselines = _fee_assets(state, venue, symbols, mismatches, notes)
+    unsettled = [(p, o) for p in state.portfolio.open_positions for o in p.orders
+                 if o.status in _IN_FLIGHT and not o.venue_order_id]
+    balances = _balances(state, venue, mismatches, symbols, unsettled, notes)
+    fee_checks, baselines = _fee_assets(state, venue, symbols, mismatches, notes, bool(unsettled),
+                                        _pending_value(unsettled))
     return Reconciliation(at=now(), venue=venue.name, balances=tuple(balances + fee_checks),
                           mismatches=tuple(mismatches), notes=tuple(notes), changed=baselines)
 
