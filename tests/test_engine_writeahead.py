@@ -6,6 +6,8 @@ the engine. tests/test_writeahead_kill.py does the same with the real daemon and
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -24,7 +26,9 @@ from tradeexecutor.ledger import Ledger
 from tradeexecutor.state import Order, OrderStatus, State
 from tradeexecutor.strategy.api import open_long
 from tradeexecutor.strategy.loader import load_strategy
+from tradeexecutor.venue import InMemoryVenue
 from tradeexecutor.venue.model import LOST_AFTER, LOST_AFTER_ANSWERS
+from venue_contract import AAA
 
 T0 = datetime(2024, 6, 1, tzinfo=UTC)
 PRICES: list[Any] = [100.0, 101.0, 103.0, 99.0, 104.0]
@@ -41,6 +45,26 @@ def make_engine(tmp_path: Path, state: State | None = None, prices: list[Any] = 
     strategy = load_strategy(path)
     market = MarketData.from_long_frame(ohlc("AAA", prices), asset_types={"AAA": "equity"})
     return Engine(strategy, market, state or new_state(strategy, CONFIG, T0), config=CONFIG)
+
+
+def live_engine_over(tmp_path: Path, prices: Mapping[str, list[Any]], journal: list[tuple[str, dict[str, Any]]],
+                now: Callable[[], datetime]) -> tuple[Engine, InMemoryVenue]:
+    """A live engine on the scripted strategy over ``prices`` (symbol → daily bars, equities): write-ahead through an
+    InMemoryVenue holding 10 000 USD with a 0.1 % fee, each symbol an instrument like venue_contract's AAA; its
+    journal lines appended to ``journal``, ``now`` its clock (the state created at its first reading)."""
+    path = tmp_path / "scripted.py"
+    symbols = list(prices)
+    path.write_text(SCRIPTED.format(cycle="1d", instruments=symbols))
+    strategy = load_strategy(path)
+    frame = pd.concat([ohlc(symbol, bars) for symbol, bars in prices.items()])
+    market = MarketData.from_long_frame(frame, asset_types=dict.fromkeys(symbols, "equity"))
+    engine = Engine(strategy, market, new_state(strategy, CONFIG, now()), config=CONFIG,
+                    events=lambda event, /, **fields: journal.append((event, fields)))
+    venue = InMemoryVenue([dataclasses.replace(AAA, symbol=symbol, base=symbol) for symbol in symbols],
+                          {"USD": 10_000.0}, fee=0.001)
+    engine.live_venue = venue
+    engine.start_write_ahead(lambda: None, now)
+    return engine, venue
 
 
 def cycle_ns(i: int) -> int:

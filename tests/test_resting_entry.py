@@ -10,7 +10,6 @@ file for the restart; the ledger's cash and quantities are checked against the e
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -23,7 +22,7 @@ import pytest
 
 from scripted import SCRIPTED, ohlc
 from test_engine_router import T0, decide_open, new_state
-from test_engine_writeahead import CONFIG, cycle_ns, make_engine, orders
+from test_engine_writeahead import CONFIG, cycle_ns, live_engine_over, make_engine, orders
 from tradeexecutor.backtest.runner import new_state as new_run_state
 from tradeexecutor.daemon.risk_guard import RiskGuard
 from tradeexecutor.data.market import MarketData
@@ -432,22 +431,13 @@ def _two_instruments(tmp_path: Path, journal: Journal, *, crash: bool = False,
     ``crash`` both have a 5 % stop-loss, and bar 3 falls through both stops. With ``trail`` AAA's 5 % stop-loss is
     hit on bar 3 while BBB, with a 5 % trailing stop from 50, rises to a high of 60 and a low of 56 (no hit: its
     stop is 47.5 before the bar; 57 had the bar's own high counted)."""
-    path = tmp_path / "scripted.py"
-    path.write_text(SCRIPTED.format(cycle="1d", instruments=["AAA", "BBB"]))
-    strategy = load_strategy(path)
     aaa: list[Any] = [100.0] * 5
     bbb: list[Any] = [50.0] * 5
     if crash:
         aaa[3], bbb[3] = (99.0, 99.0, 90.0, 91.0), (49.0, 49.0, 45.0, 46.0)
     if trail:
         aaa[3], bbb[3] = (99.0, 99.0, 90.0, 91.0), (50.0, 60.0, 56.0, 58.0)
-    frame = pd.concat([ohlc("AAA", aaa), ohlc("BBB", bbb)])
-    market = MarketData.from_long_frame(frame, asset_types={"AAA": "equity", "BBB": "equity"})
-    engine = Engine(strategy, market, new_run_state(strategy, CONFIG, T0), config=CONFIG,
-                    events=lambda event, /, **fields: journal.append((event, fields)))
-    venue = InMemoryVenue([AAA, dataclasses.replace(AAA, symbol="BBB", base="BBB")], {"USD": 10_000.0}, fee=0.001)
-    engine.live_venue = venue
-    engine.start_write_ahead(lambda: None, lambda: T0)
+    engine, venue = live_engine_over(tmp_path, {"AAA": aaa, "BBB": bbb}, journal, lambda: T0)
     stop = 0.05 if crash or trail else None
     engine.plan([open_long("BBB", value=1000, stop_loss_pct=None if trail else stop,
                            trailing_stop_pct=0.05 if trail else None)], 0, cycle_ns(0))
@@ -463,7 +453,7 @@ def _two_instruments(tmp_path: Path, journal: Journal, *, crash: bool = False,
     engine.drain()
     entry = next(o for o in orders(engine) if o.status is OrderStatus.partially_filled)
     assert engine.symbol_of[entry.instrument_id] == "AAA" and entry.filled_quantity == 5.0
-    return engine, venue, strategy.decide.__globals__, entry
+    return engine, venue, engine.strategy.decide.__globals__, entry
 
 
 def test_live_an_unconfirmed_cancel_fails_the_cycle_before_any_order_so_the_retry_makes_every_close_once(
@@ -880,17 +870,8 @@ def test_live_a_pauses_entry_waiting_out_the_exchanges_lag_holds_up_neither_the_
     keeps it followed; the risk exit sells BBB in the same check, AAA's position left alone (an order of unknown
     outcome). The next jobs' settle does not fail on AAA's wait; once the answer has lasted AAA ends, never sent."""
     journal: Journal = []
-    path = tmp_path / "scripted.py"
-    path.write_text(SCRIPTED.format(cycle="1d", instruments=["AAA", "BBB"]))
-    strategy = load_strategy(path)
-    frame = pd.concat([ohlc("AAA", [100.0] * 5), ohlc("BBB", [50.0] * 5)])
-    market = MarketData.from_long_frame(frame, asset_types={"AAA": "equity", "BBB": "equity"})
-    engine = Engine(strategy, market, new_run_state(strategy, CONFIG, T0), config=CONFIG,
-                    events=lambda event, /, **fields: journal.append((event, fields)))
-    venue = InMemoryVenue([AAA, dataclasses.replace(AAA, symbol="BBB", base="BBB")], {"USD": 10_000.0}, fee=0.001)
-    engine.live_venue = venue
     clock = [T0]
-    engine.start_write_ahead(lambda: None, lambda: clock[0])
+    engine, venue = live_engine_over(tmp_path, {"AAA": [100.0] * 5, "BBB": [50.0] * 5}, journal, lambda: clock[0])
     engine.plan([open_long("BBB", value=1000)], 0, cycle_ns(0))
     engine.manage(1)
     venue.advance({"BBB": 50.0}, T0)

@@ -4,25 +4,18 @@ check, an operator's close; ``ExecutorLoop._settle``) lets an ``ExchangeLagError
 ``hold=True`` and a real outage still fail the job. Review reproducer (fails before: every job failed ~60 s)."""
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 import pytest
 
-from scripted import SCRIPTED, ohlc
 from test_engine_router import T0
-from test_engine_writeahead import CONFIG, cycle_ns, orders
-from tradeexecutor.backtest.runner import new_state as new_run_state
-from tradeexecutor.data.market import MarketData
+from test_engine_writeahead import cycle_ns, live_engine_over, orders
 from tradeexecutor.engine.engine import Engine
 from tradeexecutor.errors import ExchangeLagError, TemporaryError
 from tradeexecutor.state import Order, OrderStatus
 from tradeexecutor.strategy.api import open_long
-from tradeexecutor.strategy.loader import load_strategy
 from tradeexecutor.venue import InMemoryVenue
-from venue_contract import AAA
 
 
 def _bbb_stopped_aaa_pending(tmp_path: Path) -> tuple[Engine, InMemoryVenue, Order]:
@@ -30,16 +23,8 @@ def _bbb_stopped_aaa_pending(tmp_path: Path) -> tuple[Engine, InMemoryVenue, Ord
     and send, then a restart): unknown, no exchange id — what start-up reconciliation leaves pending. The clock does
     not move, so the lag rule is never met."""
     journal: list[tuple[str, dict[str, Any]]] = []
-    path = tmp_path / "scripted.py"
-    path.write_text(SCRIPTED.format(cycle="1d", instruments=["AAA", "BBB"]))
-    strategy = load_strategy(path)
-    frame = pd.concat([ohlc("AAA", [100.0] * 5), ohlc("BBB", [50.0, 50.0, 50.0, 30.0, 30.0])])
-    market = MarketData.from_long_frame(frame, asset_types={"AAA": "equity", "BBB": "equity"})
-    engine = Engine(strategy, market, new_run_state(strategy, CONFIG, T0), config=CONFIG,
-                    events=lambda event, /, **fields: journal.append((event, fields)))
-    venue = InMemoryVenue([AAA, dataclasses.replace(AAA, symbol="BBB", base="BBB")], {"USD": 10_000.0}, fee=0.001)
-    engine.live_venue = venue
-    engine.start_write_ahead(lambda: None, lambda: T0)
+    engine, venue = live_engine_over(tmp_path, {"AAA": [100.0] * 5, "BBB": [50.0, 50.0, 50.0, 30.0, 30.0]}, journal,
+                                lambda: T0)
     engine.plan([open_long("BBB", value=1000, stop_loss_pct=0.1)], 0, cycle_ns(0))
     engine.manage(1)
     venue.advance({"BBB": 50.0}, T0)

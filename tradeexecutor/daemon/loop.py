@@ -34,9 +34,10 @@ starts the same way for an order whose reply never came (``unknown``): the excha
 it by client order id and it is booked, or sent under the same id when it never arrived
 (``_settle``, ``Engine.settle_unknown``); while the exchange cannot be asked, the job fails
 temporarily and is retried with the outage's backoff. While such an order only waits out the
-exchange's "does not exist" lag (``ExchangeLagError``) only the cycle job fails so; the trigger
-checks, the revaluation with its risk check and an operator's job go on, that order's position
-kept out of every exit.
+exchange's "does not exist" lag (``ExchangeLagError``) only the cycle job fails so, and only after
+it has managed and saved its bar (fills, triggers, marks: the trigger checks see only the bars the
+cycle delivers), before anything is decided; the trigger checks, the revaluation with its risk check
+and an operator's job go on, that order's position kept out of every exit.
 
 Idempotence. A cycle is identified by its timestamp; a cycle at or before
 ``last_completed_cycle`` never runs again. Progress is the close time of the last bar processed
@@ -63,7 +64,9 @@ through (``outage_ended``); an operator's job that fails so is answered as faile
 Operator jobs. ``close``, ``close_all`` and ``reload_params`` (from the webhook's action sink) run
 as jobs of their own between the scheduled ones: the closes go through the engine's exit path
 (``Engine.close_now``, the one stop-losses take), new parameters are checked as at start-up and
-swapped in whole (``Engine.use_strategy``). Each journals ``operator_action`` or
+swapped in whole (``Engine.use_strategy``). Live, a position with an order in flight at the exchange
+(``Engine.in_flight``) is never exited a second time: a close of it is refused, and close-all closes the
+others and names it in its answer (``not_closed``, with why). Each journals ``operator_action`` or
 ``operator_refused`` (who, what, result) and, when it changed something, saves it with those lines
 in one transaction; only then is the requester answered through the command's reply.
 
@@ -92,11 +95,12 @@ from tradeexecutor.daemon.publish import Publisher
 from tradeexecutor.daemon.risk_guard import RiskGuard
 from tradeexecutor.data.feed import PriceFeed
 from tradeexecutor.engine.engine import CycleReport, Engine, EventSink
+from tradeexecutor.engine.reconcile import journal_reconciliation, recheck_balances
 from tradeexecutor.engine.schedule import CycleSchedule
 from tradeexecutor.errors import TemporaryError, UserInputError
 from tradeexecutor.ledger import Job, Ledger
 from tradeexecutor.runstate import RunState, RunStatus
-from tradeexecutor.state import Order, Position
+from tradeexecutor.state import Order, OrderStatus, Position
 from tradeexecutor.strategy.loader import with_parameters
 from tradeexecutor.timeframe import next_boundary
 from tradeexecutor.venue.ccxt_errors import scrub
@@ -138,6 +142,7 @@ class ExecutorLoop:
                  crash_loop: Callable[[], str | None] = lambda: None,
                  after_job: Callable[[], None] | None = None, caster: Caster | None = None,
                  risk: RiskGuard | None = None, outage: Outage | None = None,
+                 recheck: frozenset[str] = frozenset(),
                  wall_cycle: tuple[timedelta, timedelta] | None = None) -> None:
         self.engine = engine
         self.state = engine.state
@@ -197,12 +202,21 @@ class ExecutorLoop:
         self.outage = outage if outage is not None else Outage(runstate, now)
         #: The last job that failed temporarily (for an operator's answer), cleared as each job starts.
         self._temporary: str | None = None
+        #: Live mode: the client order ids start-up reconciliation left pending (their balances compared loosely);
+        #: once all have settled the balances are compared again, strictly (``_recheck_balances``). Empty: done.
+        self._recheck = recheck
         #: Paper and live: the cycle's duration and offset on the wall clock. Their cycle job wakes every quarter candle,
         #: at least every 15 s (``poll_period``), so a deferred wake is a missed cycle only when a boundary passed since the outage
         #: began; None (the replay): every deferred tick is a bar not replayed, one missed cycle each.
         self.wall_cycle = wall_cycle
         #: The newest boundary journaled as ``cycle_missed`` (paper and live), so each is journaled once.
         self._missed_until: datetime | None = None
+        #: The cycle times (ns) journaled ``cycle_missed`` in the current outage, by either path: each once. Cleared
+        #: when the outage ends.
+        self._missed_ns: set[int] = set()
+        #: The newest cycle time (ns) a bar managed during the exchange's lag left undecided (``_lag_missed``):
+        #: it and older cycles are never decided.
+        self._lag_missed_ns = 0
         engine.start_write_ahead(self._commit, now)  # every order committed submitting before the venue sees it
 
     # -- driving ------------------------------------------------------------------------------
@@ -396,6 +410,7 @@ class ExecutorLoop:
         """The job ran through: when it was being retried, the outage is over (journaled with this job)."""
         ended = self.outage.succeeded(job)
         if ended is not None:
+            self._missed_ns.clear()
             self.journal("outage_ended", job=job, since=ended.since, retries=ended.retries,
                          seconds=round((self._now() - ended.since).total_seconds(), 3),
                          last_error_class=ended.error_class)
@@ -421,8 +436,33 @@ class ExecutorLoop:
             if boundaries:
                 self._missed_until = boundaries[-1]
         for boundary in boundaries:
+            ns = pd.Timestamp(boundary).value
+            if ns in self._missed_ns:
+                continue  # journaled already, as a cycle the lag left undecided (``_lag_missed``)
+            self._missed_ns.add(ns)
             self.journal("cycle_missed", boundary=boundary, retry_at=current.next_retry_at,
                          failing_since=current.since)
+
+    def _lag_missed(self, step: int) -> None:
+        """A cycle ends at ``step``, a bar managed while an order waits out the exchange's lag: that cycle is missed.
+
+        It is never decided later: by then newer bars have been managed (fills, triggers, marks), and the strategy
+        would decide on a bar that is no longer the market's. Journaled ``cycle_missed`` once, at its cycle time —
+        unless the outage's wall-clock boundaries (``_deferred``) journaled it already — and committed before the job
+        fails on the lag; ``_cycle_due`` refuses it from then on."""
+        cycle_ns = self._cycle_due(step)
+        if cycle_ns is None:
+            return
+        self._lag_missed_ns = cycle_ns
+        if cycle_ns in self._missed_ns:
+            return
+        self._missed_ns.add(cycle_ns)
+        current = self.outage.current
+        self.journal("cycle_missed", boundary=pd.Timestamp(cycle_ns, tz="UTC").to_pydatetime(),
+                     retry_at=current.next_retry_at if current else None,
+                     failing_since=current.since if current else self._now(), step=step,
+                     reason="an order waits out the exchange's lag: the bar was managed, its cycle not decided")
+        self._commit_lines()
 
     def _commit_crash(self, job: str) -> None:
         """Commit the crash's journal line alone; the ledger may be what failed, which must not count twice."""
@@ -451,7 +491,10 @@ class ExecutorLoop:
         ends at it, decide and save; publish."""
         if self.outcome is not None:
             return
-        self._settle(hold=True)  # outcomes the venue reported between jobs; orders of unknown outcome asked about
+        self._settle()  # outcomes the venue reported between jobs; orders of unknown outcome asked about
+        # An order waiting out the exchange's "does not exist" lag holds up the decisions, not the bar: its fills,
+        # triggers and marks are managed and saved (the trigger checks see only the bars this job delivers).
+        lag = self.engine.lag
         # A bar delivered to a job that then failed temporarily, before its management was saved, is this job's bar
         # again: the feed has moved past it, and its fills and triggers must not be lost (nor taken twice).
         step = self._delivered if self._delivered is not None else self.feed.advance()
@@ -459,10 +502,18 @@ class ExecutorLoop:
         self._rebase()  # the feed may have dropped its oldest steps before the new bar (its window)
         self.engine.follow_market()  # a growing feed appended candles: indicators extended on their tail
         if self._processed >= 0:
-            self._decide_ended(self._processed)
+            if lag is None:
+                self._decide_ended(self._processed)
+            else:
+                self._lag_missed(self._processed)  # a newer bar (or the clock) shows its cycle ended: never decided
+        if step is not None and self.outcome is None:
+            self._manage(step)
+        if lag is not None:
+            if step is not None and self.outcome is None:
+                self._lag_missed(step)
+            raise lag  # nothing new is decided while it waits: an outage, the job retried with backoff
         if step is None or self.outcome is not None:
             return
-        self._manage(step)
         cycle_ns = self._cycle_due(step, warn=True)
         report = self._decide(step, cycle_ns) if cycle_ns is not None else None
         if self.outcome is not None:
@@ -476,7 +527,7 @@ class ExecutorLoop:
         A replay checks each bar's triggers inside its cycle job (``Engine.manage``), so here it finds
         nothing new; the job matters for feeds whose bars arrive between cycles.
         """
-        self._settle(hold=False)
+        self._settle()
         step = self.feed.cursor
         fired = 0
         if step > self._checked_step and self.state.portfolio.open_positions:
@@ -491,7 +542,7 @@ class ExecutorLoop:
 
     def run_revaluation(self) -> None:
         """Mark open positions to the newest bar, stamp the valuation time, record equity, save."""
-        self._settle(hold=False)
+        self._settle()
         step = self.feed.cursor
         if step >= 0 and self.state.replay_cursor >= 0:
             equity = self.engine.revalue(step, self._now())
@@ -501,20 +552,46 @@ class ExecutorLoop:
             self.journal("revalued", step=step, equity=round(equity, 2))
         self.publisher.revaluation_done(self.state)
 
-    def _settle(self, *, hold: bool) -> None:
+    def _settle(self) -> None:
         """The start of every job: apply what the venue reported since the last one, and (live mode) ask the
         exchange about every order whose reply never came, journaled ``order_resolved`` and committed before
         anything else happens. While the exchange stays unreachable this raises TemporaryError: the job is
         retried with the outage's backoff, and nothing new is decided meanwhile. An order only waiting out the
-        exchange's "does not exist" lag (``ExchangeLagError``) fails only the job that ``hold``s (the cycle: nothing
-        new decided while it waits); the jobs that protect (trigger checks, revaluation and the risk check, an
-        operator's close) go on, its own position out of every exit meanwhile (``Engine.in_flight``)."""
+        exchange's "does not exist" lag (``ExchangeLagError``, ``Engine.lag``) fails no job here: the jobs that
+        protect (trigger checks, revaluation and the risk check, an operator's close) go on, its own position out of
+        every exit meanwhile (``Engine.in_flight``), and the cycle manages its bar, then fails before deciding."""
         self.engine.drain()
-        resolved = self.engine.settle_unknown(hold=hold)
+        resolved = self.engine.settle_unknown(hold=False)
         for line in resolved:
             self.journal("order_resolved", detail=line)
         if resolved:
             self._commit()
+        if self._recheck and self._pending_settled():
+            self._recheck_balances()
+
+    def _pending_settled(self) -> bool:
+        """Whether every order start-up reconciliation left pending has settled: none is still ``unknown`` without
+        the exchange's id (adopted, sent, or ended by a cancel; a retired position's order has ended)."""
+        return not any(o.client_order_id in self._recheck and o.status is OrderStatus.unknown and not o.venue_order_id
+                       for p in self.state.portfolio.open_positions for o in p.orders)
+
+    def _recheck_balances(self) -> None:
+        """The orders start-up left pending have settled: the balances start-up compared loosely for them (or not
+        at all: the fee assets without a figure) are compared again, strictly, with the ledger that now holds their
+        fills (``recheck_balances``), journaled ``balances_rechecked``. A difference is journaled
+        (``reconciliation_mismatch``, which notifies) and puts the executor in safe mode with the reason, as at
+        start-up; nothing is changed. A venue that cannot be asked fails the job temporarily: asked again at the retry.
+        """
+        venue = self.engine.live_venue
+        if venue is not None:
+            result = recheck_balances(self.state, venue, now=self._now, symbols=self.engine.symbols)
+            journal_reconciliation(result, self.journal, "balances_rechecked")
+            if not result.clean:
+                reason = f"once the orders pending at start-up settled, {result.reason}"
+                before = self.runstate.snapshot().safe_mode_reason if self.safe_mode else None
+                self._enter_safe_mode(f"{before}; {reason}" if before else reason)
+            self._commit()  # the lines, and a fee asset's first figure if one was taken
+        self._recheck = frozenset()
 
     def run_charts(self) -> None:
         """Send the chart renderer what changed, now that it is idle (nothing is saved: charts are not state)."""
@@ -523,7 +600,7 @@ class ExecutorLoop:
     def _operator_job(self, request: ActionRequest, command: Command) -> None:
         """An operator's close, close-all or reload-params: done, journaled (who, what, result) and committed as one
         job, then answered through the command's reply (after the commit, so "done" means saved)."""
-        self._settle(hold=False)
+        self._settle()
         if request.command == CommandKind.reload_params:
             result = self._reload_params(request)
         else:
@@ -560,13 +637,23 @@ class ExecutorLoop:
                 open_ids = ", ".join(str(p.id) for p in portfolio.open_positions) or "none"
                 return ActionResult(Outcome.not_found, f"no position {wanted}; open positions: {open_ids}",
                                     {"position_id": wanted})
+        # Live: a second exit must never be sent while an order of the position is in flight (an entry waiting out
+        # the exchange's lag, say). A close of it is refused; close-all closes the others and names these.
         busy = [(p, o) for p in targets if (o := self.engine.in_flight(p)) is not None]
-        if busy:  # live: a second exit must never be sent while one is in flight
+        not_closed = [{"position_id": p.id, "client_order_id": o.client_order_id, "purpose": o.purpose.value,
+                       "status": o.status.value, "reason": f"its {o.purpose.value} order {o.client_order_id} is "
+                       f"{o.status.value} at the exchange; it is asked about at every job: close again once it has "
+                       "ended"} for p, o in busy]
+        if busy and request.command == CommandKind.close:
             position, order = busy[0]
             return ActionResult(Outcome.conflict, f"position {position.id} has order {order.client_order_id} "
                                 f"{order.status.value} at the exchange; it is asked about at every job: close again "
                                 "once it has ended", {"position_id": position.id,
                                                       "client_order_id": order.client_order_id})
+        if busy and len(busy) == len(targets):
+            return ActionResult(Outcome.conflict, "no open position can be closed now: " + "; ".join(
+                f"position {n['position_id']}: {n['reason']}" for n in not_closed), {"not_closed": not_closed})
+        targets = [p for p in targets if all(p is not b for b, _ in busy)]
         step = self.feed.cursor
         by = request.by or "operator"
         closed = [self._closed(position, order)
@@ -579,8 +666,11 @@ class ExecutorLoop:
         if pending:  # live: refused, filled in part, or no reply (asked about at the next job)
             message = (f"close of {what} sent; not filled: " + ", ".join(
                 f"position {c['position_id']} {c['status']}" for c in pending) + f"; cash {cash:.2f}")
-        return ActionResult(Outcome.done, message,
-                            {"closed": closed, "cash": round(cash, 8), "equity": round(equity, 8)})
+        details: dict[str, object] = {"closed": closed, "cash": round(cash, 8), "equity": round(equity, 8)}
+        if not_closed:  # close-all: the positions left open, each with why
+            message += "; not closed: " + "; ".join(f"position {n['position_id']}: {n['reason']}" for n in not_closed)
+            details["not_closed"] = not_closed
+        return ActionResult(Outcome.done, message, details)
 
     def _closed(self, position: Position, order: Order | None) -> dict[str, object]:
         """What the engine's exit path did with one position of an operator's close (``order``: its exit, None when
@@ -621,6 +711,8 @@ class ExecutorLoop:
         cycle_ns = self.schedule.due(self.feed.market.timeline_ns, step, self.feed.known_until_ns)
         if not cycle_ns:
             return None
+        if cycle_ns <= self._lag_missed_ns:
+            return None  # journaled missed while the exchange's lag held the decisions (``_lag_missed``)
         done = self.state.last_completed_cycle
         if done is not None and cycle_ns <= pd.Timestamp(done).value:
             if warn:

@@ -405,6 +405,7 @@ def build_daemon(config: DaemonConfig, *, clock: Clock | None = None, journal: E
                                                              config.crash_loop_minutes, clock.now()),
                         caster=caster, risk=RiskGuard(RiskLimits(config.risk), engine, runstate, journal),
                         outage=Outage(runstate, clock.now, cap_seconds=config.retry_max_seconds),
+                        recheck=frozenset(c.client_order_id for c in reconciliation.orders if c.action == "pending"),
                         wall_cycle=(strategy.cycle_duration, config.cycle_offset) if paper is not None else None)
     health_watch = HealthWatch(runstate, config.health, notifier, clock.now) if notifier else None
     if paper is not None:

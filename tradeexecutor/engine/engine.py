@@ -261,6 +261,9 @@ class Engine:
         #: ``NotFoundAnswers``) when their cancel was asked about or the poll followed them — by client order id, with
         #: the words for a person (``_lost``).
         self.lost: dict[str, str] = {}
+        #: Live mode: the ExchangeLagError the last ``settle_unknown(hold=False)`` let pass (an order still waiting out
+        #: the exchange's "does not exist" lag), None when no order waits; the cycle manages its bar, then raises it.
+        self.lag: ExchangeLagError | None = None
 
     def cancels_asked_before(self, requests: Iterable[Mapping[str, Any]]) -> None:
         """Live mode, at start-up: the cancels an earlier process asked for (the fields of its journaled
@@ -401,15 +404,17 @@ class Engine:
         its -2013 right after accepting an order is a lag, and a resend then a second order). A
         TemporaryError (the exchange still unreachable, or not finding the order for too short a while)
         escapes to the loop boundary, which retries the job with backoff; nothing new is decided meanwhile.
-        ``hold=False`` (the jobs that protect: trigger checks, revaluation and the risk check, an operator's close):
-        an order only waiting out the exchange's lag (``ExchangeLagError``) does not fail the job — the other
-        positions' stops and closes must not wait a minute on it; the order's own position stays out of every exit
-        meanwhile (``in_flight``). A real outage still fails the job, and the cycle job (``hold``) waits either way.
+        ``hold=False`` (the jobs that protect: trigger checks, revaluation and the risk check, an operator's close,
+        the cycle's management of its bar): an order only waiting out the exchange's lag (``ExchangeLagError``, kept
+        in :attr:`lag`) does not fail the job — the other positions' stops and closes must not wait a minute on it;
+        the order's own position stays out of every exit meanwhile (``in_flight``). A real outage still fails the
+        job; the cycle raises :attr:`lag` once its bar is managed, before anything is decided.
         An order whose cancel was asked for while the exchange did not know it (``_cancel_unconfirmed``) is asked
         about under the same rule but is never sent, and its wait fails no job (``_settle_cancelled``).
         Returns one line per order, for the journal (``order_resolved``); the caller commits.
         """
         router = self.router
+        self.lag = None
         if router is None or self.live_venue is None:
             return []
         # An order the exchange accepted once (it has an exchange id) and later did not know is left for a person.
@@ -427,7 +432,8 @@ class Engine:
         resolved, error = router.resolve_each([(p, o) for p, o in unknown if o.client_order_id not in self._cancelling],
                                               send=False)
         resolved += router.resolve_each(unwanted, send=False)[0]
-        if not hold and isinstance(error, ExchangeLagError):
+        self.lag = error if isinstance(error, ExchangeLagError) else None
+        if not hold and self.lag is not None:
             error = None  # asked again at the next job; its position is in flight meanwhile
         router.drain(commit=False)
         self._journal_changes(followed)
@@ -624,6 +630,7 @@ class Engine:
     def fill_pending(self, step: int) -> None:
         """Fill orders created by an earlier cycle at the open of the first bar that starts after the decision."""
         still: list[tuple[Position, Order]] = []
+        live = self.live_venue is not None
         waiting_sell_at: int | None = None  # earliest decision whose sells have not filled yet
         for position, order in self.pending:
             if order.is_terminal:
@@ -640,6 +647,12 @@ class Engine:
                 if not is_buy:
                     created = _ns(order.created_at)
                     waiting_sell_at = created if waiting_sell_at is None else min(waiting_sell_at, created)
+                continue
+            if live and order.status is _UNKNOWN:
+                # Its reply never came: it is never sent again blind, and a bar brings it nothing. settle_unknown asks
+                # about it at every job (an order the exchange lost, the drain follows); passing it through _fill
+                # journaled order_unknown again at every bar for as long as the exchange's lag lasted.
+                still.append((position, order))
                 continue
             self._fill(position, order, bars.open.item(index), _to_datetime(int(bars.open_time_ns[index])))
             if not order.is_terminal:  # live: still open at the exchange, or its outcome not known yet

@@ -44,9 +44,9 @@ Run at start-up (``daemon/runner.py``) and by hand (``tradeexecutor reconcile``)
    lowered the quote by its value (or quantity at its limit or last price) plus ``_PENDING_SLACK`` and only
    added base; a sell may have lowered the base by its quantity plus ``_PENDING_SLACK`` (a venue may take its fee
    in the base) and only added quote. A shortfall beyond
-   that is a mismatch whatever the order did. The fee assets of pass 4 are then neither compared nor
-   given a starting figure (a fee in a third asset cannot be bounded without its price; the next
-   reconciliation compares them).
+   that is a mismatch whatever the order did. The fee assets of pass 4 get no starting figure while an order is
+   pending (it may already have paid a fee in one); one that has a figure is compared within what the pending
+   orders' fees could have taken of it (``_pending_fee_value``, pass 4).
 4. **Fee assets.** An asset that pays fees but is neither traded nor the quote (Binance's BNB):
    the ledger keeps what the account should hold of it (``Portfolio.fee_asset_balances``: the
    venue's balance when reconciliation saw it before any fee was paid in it, less every fee booked
@@ -54,6 +54,18 @@ Run at start-up (``daemon/runner.py``) and by hand (``tradeexecutor reconcile``)
    charged that the ledger does not have; holding more is a note (a top-up). Until a fee is paid
    in it, each reconciliation takes the venue's balance of every such asset as the starting figure
    (recording a figure the venue gives is not fixing money; it changes no cash or position).
+   While an order is pending (it may have filled unseen, paying a fee in the asset) the figure may be lower by
+   what its fee could have taken: at most ``_PENDING_FEE_SHARE`` of the most the pending orders could have traded
+   (their value bound of pass 3, in the quote), in units of the asset at the lowest price the ledger booked a fee
+   in it at (``Fill.fee_price``: the only price of it the ledger holds). Binance's fee is 0.1 % of the trade
+   (0.075 % in BNB): the bound holds unless the asset's price fell below a twentieth of that lowest price. A
+   pending order whose value cannot be bounded (neither a value nor a price) leaves the fee assets uncompared,
+   with a note. A fee only lowers the asset: more is a note, as without a pending order.
+
+Once the orders pending at start-up have settled (adopted or sent by the running executor's settle path), the
+executor compares passes 3 and 4 again, strictly (``recheck_balances``): what start-up loosened or skipped for
+them is compared with the ledger that now holds their fills. A mismatch then is journaled and puts the executor
+in safe mode, as at start-up; nothing is fixed.
 
 Applying the venue's fills is not "fixing money": they are the exchange's record of what
 happened to our orders. Nothing else is changed — a mismatch is reported (``Reconciliation``,
@@ -81,7 +93,7 @@ from tradeexecutor.state.client_id import run_key
 from tradeexecutor.venue.model import NotFoundAnswers, Venue
 
 __all__ = ["BalanceCheck", "ExchangeOrder", "Mismatch", "OrderCheck", "Reconciliation", "journal_reconciliation",
-           "reconcile", "write_reconciliation"]
+           "recheck_balances", "reconcile", "write_reconciliation"]
 
 #: Why an order whose submit never got a reply, and that the venue does not know at start-up, is left unknown.
 _PENDING_REASON = ("the venue does not know it at start-up and its submit never got a reply (maybe the exchange's "
@@ -264,7 +276,8 @@ def reconcile(state: State, venue: Venue | None, *, commit: Callable[[], None], 
     waiting = {c.client_order_id for c in orders if c.action in ("pending", "unsent")}
     unsettled = [(p, o) for p, o in router.pending() if o.client_order_id in waiting]
     balances = _balances(state, venue, mismatches, symbols, unsettled, notes)
-    fee_checks, baselines = _fee_assets(state, venue, symbols, mismatches, notes, bool(unsettled))
+    fee_checks, baselines = _fee_assets(state, venue, symbols, mismatches, notes, bool(unsettled),
+                                        _pending_value(unsettled))
     balances += fee_checks
     changed = changed or bool(baselines)
     result = Reconciliation(at=at, venue=venue.name, orders=tuple(orders), exchange_orders=tuple(exchange_orders),
@@ -275,6 +288,31 @@ def reconcile(state: State, venue: Venue | None, *, commit: Callable[[], None], 
     if (orders and changed) or baselines:
         commit()
     return result
+
+
+#: The statuses of an order sent (or being sent) whose reply has not come: it may have filled unseen.
+_IN_FLIGHT = frozenset({OrderStatus.submitting, OrderStatus.unknown})
+
+
+def recheck_balances(state: State, venue: Venue, *, now: Callable[[], datetime], symbols: Sequence[str] = ()
+                     ) -> Reconciliation:
+    """Passes 3 and 4 again, strictly, once the orders start-up left pending have settled (the running executor's
+    settle path adopted or sent them): the balances they loosened or skipped are compared with the ledger that now
+    holds their fills. A fee asset still without a figure takes the account's now (start-up could not). Orders are
+    not asked about; nothing is changed but such a figure, and the caller commits when ``changed``. A venue that
+    fails temporarily raises TemporaryError. An order in flight at this moment (sent or being sent, its reply not
+    come: ``submitting`` or ``unknown``, no exchange id — a stop-loss's exit sent during the lag, say) may have filled
+    unseen: the balances it may have moved are compared within the same bounds as at start-up, not strictly (a
+    strict comparison then is a false safe mode)."""
+    mismatches: list[Mismatch] = []
+    notes: list[str] = []
+    unsettled = [(p, o) for p in state.portfolio.open_positions for o in p.orders
+                 if o.status in _IN_FLIGHT and not o.venue_order_id]
+    balances = _balances(state, venue, mismatches, symbols, unsettled, notes)
+    fee_checks, baselines = _fee_assets(state, venue, symbols, mismatches, notes, bool(unsettled),
+                                        _pending_value(unsettled))
+    return Reconciliation(at=now(), venue=venue.name, balances=tuple(balances + fee_checks),
+                          mismatches=tuple(mismatches), notes=tuple(notes), changed=baselines)
 
 
 def _exchange_orders(state: State, venue: Venue, mismatches: list[Mismatch]) -> list[ExchangeOrder]:
@@ -374,9 +412,7 @@ def _pending_bounds(state: State, specs: Mapping[str, Any], unsettled: Sequence[
             continue
         if order.side is OrderSide.buy:
             above.add(spec.base)
-            price = order.limit_price or order.reference_price
-            spend = order.value if order.value is not None else (
-                order.quantity * price if order.quantity is not None and price else None)
+            spend = _order_value(position, order)
             if spend is None:
                 unbounded.add(spec.quote)
             else:
@@ -387,20 +423,59 @@ def _pending_bounds(state: State, specs: Mapping[str, Any], unsettled: Sequence[
     return below, above, unbounded
 
 
+def _order_value(position: Position, order: Order) -> float | None:
+    """The quote value an order trades at most before ``_PENDING_SLACK``: its value, or its quantity (a sell's
+    position's, when it has none) at its limit or last known price; None when it has neither."""
+    price = order.limit_price or order.reference_price
+    quantity = order.quantity
+    if quantity is None and order.side is OrderSide.sell:
+        quantity = position.quantity
+    if order.value is not None:
+        return order.value
+    return quantity * price if quantity is not None and price else None
+
+
+def _pending_value(unsettled: Sequence[tuple[Position, Order]]) -> float | None:
+    """The most quote value the pending orders could have traded unseen, ``_PENDING_SLACK`` included (what a fee
+    in a third asset is a share of); None when one of them has no bound (``_order_value``)."""
+    total = 0.0
+    for position, order in unsettled:
+        value = _order_value(position, order)
+        if value is None:
+            return None
+        total += value * (1 + _PENDING_SLACK)
+    return total
+
+
+#: The share of a pending order's value its fee in a third asset (BNB) may have taken, at most: Binance's fee is
+#: 0.1 % of the trade (0.075 % paid in BNB), so twenty times that leaves room for the asset's price to have fallen
+#: to a twentieth of the lowest price the ledger booked a fee in it at.
+_PENDING_FEE_SHARE = 0.02
+
+
 #: Absolute slack of the fee-asset comparison: the exchange's 8 decimals.
 _FEE_ASSET_SLACK = 1e-8
 
 
 def _fee_assets(state: State, venue: Venue, symbols: Sequence[str], mismatches: list[Mismatch],
-                notes: list[str], unsettled: bool = False) -> tuple[list[BalanceCheck], bool]:
+                notes: list[str], unsettled: bool = False, pending_value: float | None = 0.0
+                ) -> tuple[list[BalanceCheck], bool]:
     """Pass 4: assets that pay fees in a third asset (BNB) against the ledger's figure; starting figures taken
     for such assets in which no fee was paid yet. Returns the checks and whether a starting figure was taken.
-    ``unsettled``: an order is pending (it may have filled unseen, paying a fee): no figure is compared nor taken
-    (a fee in a third asset cannot be bounded without its price)."""
+    ``unsettled``: an order is pending (it may have filled unseen, paying a fee): no starting figure is taken, and
+    a figure is compared within ``_PENDING_FEE_SHARE`` of ``pending_value`` (the most the pending orders could have
+    traded, ``_pending_value``; None: not compared), in the asset at the lowest price a fee in it was booked at."""
     held = venue.balances()
     specs = venue.instruments(sorted({i.symbol for i in state.instruments} | set(symbols)))
     traded = {spec.base for spec in specs.values()} | {spec.quote for spec in specs.values()}
-    paid = {f.fee_currency for o in state.portfolio.all_orders() for f in o.fills if f.fee_price is not None}
+    paid: set[str] = set()
+    lowest: dict[str, float] = {}  # per fee asset, the lowest price (in the quote) a fee in it was booked at
+    for order in state.portfolio.all_orders():
+        for fill in order.fills:
+            if fill.fee_price is not None:
+                paid.add(fill.fee_currency)
+                if fill.fee_price > 0:
+                    lowest[fill.fee_currency] = min(fill.fee_price, lowest.get(fill.fee_currency, fill.fee_price))
     expected = state.portfolio.fee_asset_balances
     checks: list[BalanceCheck] = []
     taken = False
@@ -419,12 +494,18 @@ def _fee_assets(state: State, venue: Venue, symbols: Sequence[str], mismatches: 
                 expected[asset] = theirs
                 taken = True
             continue
+        allowance = 0.0  # what a pending order's fee could have taken of it unseen
         if unsettled:
-            notes.append(f"{asset}: not compared — an order is pending (it may have paid a fee in it unseen)")
-            continue
+            if pending_value is None or asset not in lowest:
+                notes.append(f"{asset}: not compared — an order is pending (it may have paid a fee in it unseen) "
+                             "and no bound is known (its value, or a price of the asset)")
+                continue
+            allowance = pending_value * _PENDING_FEE_SHARE / lowest[asset]
+            notes.append(f"{asset}: compared within the {allowance:g} a pending order's fee could have taken of it "
+                         "unseen (it may have filled at the exchange)")
         ours = expected[asset]
         tolerance = _FEE_ASSET_SLACK + _RELATIVE * max(abs(ours), abs(theirs))
-        ok = theirs >= ours - tolerance
+        ok = theirs >= ours - allowance - tolerance
         checks.append(BalanceCheck(asset, ours, theirs, tolerance, "fee", ok))
         if not ok:
             mismatches.append(Mismatch(f"{asset}: the venue holds {theirs:g}, less than the {ours:g} the ledger expects "
@@ -442,8 +523,9 @@ def write_reconciliation(result: Reconciliation, path: Path) -> Path:
     return path
 
 
-def journal_reconciliation(result: Reconciliation, journal: EventSink) -> None:
-    """Journal the outcome (``reconciled``) and each mismatch (``reconciliation_mismatch``, which notifies)."""
-    journal("reconciled", **result.summary())
+def journal_reconciliation(result: Reconciliation, journal: EventSink, event: str = "reconciled") -> None:
+    """Journal the outcome (``event``: ``reconciled``, or ``balances_rechecked`` for ``recheck_balances``) and each
+    mismatch (``reconciliation_mismatch``, which notifies)."""
+    journal(event, **result.summary())
     for mismatch in result.mismatches:
         journal("reconciliation_mismatch", **{k: v for k, v in vars_of(mismatch).items() if v is not None})

@@ -1,0 +1,315 @@
+"""Which jobs of a live executor wait on an entry that waits out the exchange's "does not exist" lag, and what an
+operator's close-all does meanwhile — the daemon as a subprocess, real ccxt, ``tradeexecutor exchange-sim``.
+
+tests/strategies/live_two_hold.py buys EURUSD and GBPUSD when flat. The first executor is killed -9 right after the
+exchange took (and filled) the GBPUSD entry, before its outcome was committed: the ledger holds it ``submitting``, no
+exchange id, while EURUSD is held. The simulator's ``lag`` fault then answers every lookup of it "does not exist", and
+the restarted executor (``--exchange-not-found-seconds 3600``) never believes that within the test: the entry stays
+pending (``ExchangeLagError``). Meanwhile the cycle job fails as an outage (nothing new decided), while the trigger
+checks, the revaluation and the operator's jobs go on (``ExecutorLoop._settle``), and the cycle still delivers and
+manages its bar before it fails: EURUSD's stop-loss fires, revaluations are journaled, and close-all closes EURUSD and
+names the GBPUSD position it cannot close, by id and why.
+
+A third test restarts an executor whose ledger holds an order the exchange lost (``order_lost`` journaled): its
+words are read back after reconciliation (``Engine.lost_before``), so ``order_lost`` stays one line across restarts
+and an order the exchange shows again is adopted without safe mode.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import signal
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from exchange_sim_helpers import simulator_process
+from executor_process import Executor
+from test_live_faults_e2e import CLEAN, OPERATOR, control, events, journal, journaled, sim, until
+from tradeexecutor.engine.crashpoint import KILL_AT_ENV
+from tradeexecutor.ledger import load_state
+from tradeexecutor.state import OrderStatus
+
+pytest.importorskip("ccxt")
+pytestmark = pytest.mark.slow
+
+KEY = "LiveLagJobsKey0123456789"
+SECRET = "live-lag-jobs-secret-0123456789"
+#: The operator's credentials for /status (the webhook asks for them when control is on).
+AUTH = {"Authorization": "Basic " + base64.b64encode(
+    f"{OPERATOR['TRADEEXECUTOR_WEBHOOK_USERNAME']}:{OPERATOR['TRADEEXECUTOR_WEBHOOK_PASSWORD']}".encode()).decode()}
+
+
+def executor(tmp_path: Path, url: str, state_dir: Path, *args: str, env: dict[str, str] | None = None) -> Executor:
+    return Executor(tmp_path, "--cpu", "off", "--mode", "live", "--exchange", "binance", "--exchange-url", url,
+                    "--exchange-key-variable", "MY_KEY", "--exchange-secret-variable", "MY_SECRET", *args,
+                    strategy="live_two_hold.py", window=False, state_dir=state_dir, headers=AUTH,
+                    env={**CLEAN, **OPERATOR, "MY_KEY": KEY, "MY_SECRET": SECRET, **(env or {})})
+
+
+@contextmanager
+def gbp_entry_pending(tmp_path: Path) -> Iterator[tuple[str, Executor, str]]:
+    """The simulator's URL, the restarted executor (running, its GBPUSD entry pending) and that entry's client id."""
+    state_dir = tmp_path / "state"
+    with simulator_process("--random-walk", "7", "--volatility", "0", "--symbols", "EUR/USD,GBP/USD",
+                           "--balance", "USD=10000", "--api-key-env", "SIM_KEY", "--api-secret-env", "SIM_SECRET",
+                           env={**CLEAN, "SIM_KEY": KEY, "SIM_SECRET": SECRET}) as url:
+        first = executor(tmp_path / "first", url, state_dir, env={KILL_AT_ENV: "submitted:2"})
+        try:
+            assert first.wait(120) == -signal.SIGKILL, first.output()
+        finally:
+            first.kill()
+        state = load_state(state_dir)
+        assert state is not None
+        [killed] = [o for o in state.portfolio.all_orders() if o.status is OrderStatus.submitting]
+        assert not killed.venue_order_id and state.instrument(killed.instrument_id).symbol == "GBPUSD"
+        # Every lookup of it, for the test's length, is answered "does not exist" (Binance's lag).
+        sim(url, "POST", "faults", {"kind": "lag", "lag_seconds": 3600, "count": 100_000})
+        # The cycle's retries (each manages one bar before failing on the lag) come every second, not at a backoff
+        # growing to a minute: the stop-loss's bar is reached within the test.
+        second = executor(tmp_path / "second", url, state_dir, "--exchange-not-found-seconds", "3600",
+                          "--retry-max-seconds", "1")
+        try:
+            status = second.wait_status(lambda s: s.get("status") == "running")
+            assert status["reconciliation"]["outcome"] == "clean" and status["reconciliation"]["pending"] == 1
+            assert not status["safe_mode"], status
+            yield url, second, killed.client_order_id
+            second.process.send_signal(signal.SIGTERM)
+            assert second.wait() == 0, second.output()
+        finally:
+            second.kill()
+        theirs = Counter(o["clientOrderId"] for o in sim(url, "GET", "orders"))
+        assert theirs[killed.client_order_id] == 1 and max(theirs.values()) == 1, theirs
+
+
+def cycle_outage(second: Executor) -> dict[str, Any]:
+    """The cycle job's outage on the pending entry's lag (journaled once, when it began)."""
+    [began] = journaled(second, "outage_started", lambda e: e["fields"]["job"] == "cycle")
+    assert began["fields"]["error_class"] == "ExchangeLagError", began
+    return began
+
+
+def after(second: Executor, line: dict[str, Any], name: str) -> list[dict[str, Any]]:
+    """The journal's ``name`` lines written after ``line``, in the journal's order."""
+    lines = journal(second)
+    return [e for e in lines[lines.index(line) + 1:] if e["event"] == name]
+
+
+def still_holding(second: Executor) -> None:
+    """The cycle job is still failing on the lag: no outage has ended, and /status shows the cycle's outage."""
+    assert not events(second, "outage_ended")
+    status = second.status()
+    assert status is not None and (status["outage"] or {}).get("job") == "cycle", status
+
+
+@pytest.mark.timeout(600)
+def test_while_an_entry_waits_out_the_lag_the_cycle_holds_and_triggers_revaluation_and_operators_go_on(
+        tmp_path: Path) -> None:
+    """Counted: revaluations journaled after the cycle's outage began, trigger checks run, EURUSD's stop-loss sells
+    it when its price falls through the stop, an operator's close of the pending position answered (refused: its
+    entry is in flight; not failed temporarily) — all while the cycle's outage lasts and nothing new is decided.
+    Fails before: the cycle held before delivering its bar, so the trigger checks saw no new bar and the stop never
+    fired while the lag lasted."""
+    with gbp_entry_pending(tmp_path) as (url, second, cid):
+        began = cycle_outage(second)
+        until(second, lambda: len(after(second, began, "revalued")) >= 2, "revaluations after the cycle's outage began")
+        checks = second.status()["position_trigger_checks"]  # type: ignore[index]
+        until(second, lambda: second.status()["position_trigger_checks"] >= checks + 2,  # type: ignore[index]
+              "trigger checks going on")
+        # The bars go on too: EURUSD falls through its 50 % stop, and the stop-loss sells it while the cycle holds.
+        price = float(sim(url, "GET", "status")["markets"]["EURUSD"]["price"])
+        sim(url, "POST", "price", {"symbol": "EURUSD", "price": str(round(price * 0.3, 3)), "seconds": 3600})
+        [fired] = journaled(second, "trigger_fired", lambda e: e["fields"]["symbol"] == "EURUSD")
+        assert fired["fields"]["trigger"] == "stop_loss" and fired["fields"]["quantity"] > 0, fired
+        state = load_state(second.state_dir)
+        assert state is not None
+        gbp = next(p for p in state.portfolio.open_positions if state.instrument(p.instrument_id).symbol == "GBPUSD")
+        close = control(second, "close", str(gbp.id), "--json")
+        assert close.returncode == 1 and "answered 409: position" in close.stderr, (close.stdout, close.stderr)
+        assert f"has order {cid} unknown at the exchange" in close.stderr, close.stderr
+        assert not events(second, "temporary_failure"), events(second, "temporary_failure")
+        still_holding(second)
+        # The entry's unknown outcome is one warning, not one per bar managed while it waits (fails before: 6).
+        unknown = Counter(e["fields"]["client_order_id"] for e in events(second, "order_unknown"))
+        assert max(unknown.values(), default=0) <= 1, unknown
+        # Nothing new was decided: the two entries and the stop-loss's sale are all the exchange got.
+        assert [(o["symbol"], o["side"]) for o in sim(url, "GET", "orders")] == [
+            ("EURUSD", "BUY"), ("GBPUSD", "BUY"), ("EURUSD", "SELL")]
+
+
+@pytest.mark.timeout(600)
+def test_close_all_closes_what_it_can_and_names_the_position_whose_entry_waits_out_the_lag(tmp_path: Path) -> None:
+    """Close-all with GBPUSD's entry pending: EURUSD is sold and closed; GBPUSD's position is named in
+    ``not_closed`` with its entry's client order id and why, and stays open, its entry never sent again (issue 13 gap
+    3; fails before: close-all refused everything, EURUSD stayed open)."""
+    with gbp_entry_pending(tmp_path) as (url, second, cid):
+        cycle_outage(second)
+        state = load_state(second.state_dir)
+        assert state is not None
+        ids = {state.instrument(p.instrument_id).symbol: p.id for p in state.portfolio.open_positions}
+        result = control(second, "close-all", "--json")
+        assert result.returncode == 0, (result.stdout, result.stderr)
+        answer = json.loads(result.stdout)
+        assert answer["outcome"] == "done", answer
+        [closed] = answer["details"]["closed"]
+        assert (closed["position_id"], closed["symbol"], closed["status"]) == (ids["EURUSD"], "EURUSD", "filled")
+        [waiting] = answer["details"]["not_closed"]
+        assert (waiting["position_id"], waiting["client_order_id"], waiting["purpose"], waiting["status"]) == (
+            ids["GBPUSD"], cid, "open", "unknown"), waiting
+        assert f"not closed: position {ids['GBPUSD']}: its open order {cid} is unknown" in answer["message"], answer
+        [line] = journaled(second, "operator_action", lambda e: e["fields"]["action"] == "close_all")
+        assert [n["position_id"] for n in line["fields"]["not_closed"]] == [ids["GBPUSD"]], line
+        state = load_state(second.state_dir)
+        assert state is not None
+        assert [state.instrument(p.instrument_id).symbol for p in state.portfolio.open_positions] == ["GBPUSD"]
+        assert [state.instrument(p.instrument_id).symbol for p in state.portfolio.closed_positions] == ["EURUSD"]
+        assert [(o["symbol"], o["side"]) for o in sim(url, "GET", "orders")][2:] == [("EURUSD", "SELL")]  # the close
+        still_holding(second)
+
+
+def _lose_a_resting_sell(state_dir: Path, url: str) -> tuple[str, str]:
+    """What a live executor leaves when the exchange lost one of its orders: a limit sell of 1 EURUSD far above the
+    market, sent through the real ccxt venue (the exchange holds it open, with its id), then ``unknown`` with its
+    ``order_lost`` line — as the engine's poll writes them once "does not exist" has lasted. No strategy of the suite
+    rests an order on the simulator (its market orders fill or expire at once), so the ledger is written here, by
+    the same router and journal sink the executor uses, while no executor runs. Its client order id and words."""
+    from datetime import UTC, datetime, timedelta
+
+    from tradeexecutor.config import CcxtVenueConfig
+    from tradeexecutor.daemon.journal import JournalSink
+    from tradeexecutor.engine.router import OrderRouter, lost_reason
+    from tradeexecutor.layout import RunFiles
+    from tradeexecutor.ledger import Ledger
+    from tradeexecutor.state import Order, OrderPurpose, OrderSide, OrderType
+    from tradeexecutor.state.client_id import client_order_id, run_key
+    from tradeexecutor.venue.ccxt_venue import CcxtVenue
+
+    now = datetime.now(UTC)
+    ledger = Ledger(RunFiles(state_dir).ledger, now=lambda: now, mirror=RunFiles(state_dir).journal)
+    state = ledger.load()
+    assert state is not None
+    position = next(p for p in state.portfolio.open_positions if state.instrument(p.instrument_id).symbol == "EURUSD")
+    portfolio = state.portfolio
+    price = float(sim(url, "GET", "status")["markets"]["EURUSD"]["price"])
+    sell = Order(id=portfolio.next_order_id, position_id=position.id, instrument_id=position.instrument_id,
+                 client_order_id=client_order_id(run_key(state.name, state.created_at), now + timedelta(days=1), 0,
+                                                 OrderPurpose.reduce),
+                 purpose=OrderPurpose.reduce, side=OrderSide.sell, created_at=now, quantity=1.0,
+                 type=OrderType.limit, limit_price=round(price * 3, 3), reference_price=price)
+    portfolio.next_order_id += 1
+    position.orders.append(sell)
+    venue = CcxtVenue(CcxtVenueConfig(exchange="binance", url=url, quote="USD", symbols=("EURUSD", "GBPUSD"),
+                                      key_variable="MY_KEY", secret_variable="MY_SECRET"),
+                      environ={"MY_KEY": KEY, "MY_SECRET": SECRET})
+    router = OrderRouter(state, venue, lambda: ledger.save(state), lambda: now)
+    router.send(sell)
+    router.drain()
+    assert sell.status is OrderStatus.open and sell.venue_order_id, sell
+    cid = sell.client_order_id
+    words = f"needs an operator: order {cid} unknown to the exchange; run `tradeexecutor reconcile`"
+    sell.transition(OrderStatus.unknown, now, lost_reason(sell))
+    JournalSink(ledger, lambda: now)("order_lost", order_id=sell.id, client_order_id=cid, position_id=position.id,
+                                     symbol="EURUSD", purpose="reduce", venue_order_id=sell.venue_order_id,
+                                     reason=words)
+    ledger.save(state)
+    ledger.close()
+    return cid, words
+
+
+@pytest.mark.timeout(600)
+def test_order_lost_is_read_back_after_reconciliation_once_per_order_across_restarts(tmp_path: Path) -> None:
+    """``Engine.lost_before`` runs after start-up reconciliation: a lost order the exchange shows again at a restart is
+    adopted and its words are not kept (no safe mode); one it still does not know (the ``lag`` fault: every lookup
+    answers "does not exist") is a mismatch and safe mode with its words again — and ``order_lost`` stays one line
+    across every restart. A ``lost_before`` before reconciliation would keep the words of the adopted order."""
+    state_dir = tmp_path / "state"
+    with simulator_process("--random-walk", "7", "--volatility", "0", "--symbols", "EUR/USD,GBP/USD",
+                           "--balance", "USD=10000", "--api-key-env", "SIM_KEY", "--api-secret-env", "SIM_SECRET",
+                           env={**CLEAN, "SIM_KEY": KEY, "SIM_SECRET": SECRET}) as url:
+        first = executor(tmp_path / "first", url, state_dir)
+        try:
+            until(first, lambda: len(journaled(first, "order_filled")) == 2, "both entries filled")
+            first.process.send_signal(signal.SIGTERM)
+            assert first.wait() == 0, first.output()
+        finally:
+            first.kill()
+        cid, words = _lose_a_resting_sell(state_dir, url)
+
+        # The exchange still does not know it (its lookups answer -2013): a mismatch, and its words come back.
+        lag = sim(url, "POST", "faults", {"kind": "lag", "lag_seconds": 3600})
+        second = executor(tmp_path / "second", url, state_dir)
+        try:
+            status = second.wait_status(lambda s: s.get("status") == "running" and words in (
+                s.get("safe_mode_reason") or ""))
+            assert status["reconciliation"]["outcome"] == "mismatch", status["reconciliation"]
+            assert [e["fields"]["client_order_id"] for e in events(second, "order_lost")] == [cid]  # still one
+            second.process.send_signal(signal.SIGTERM)
+            assert second.wait() == 0, second.output()
+        finally:
+            second.kill()
+        assert [e["fields"]["client_order_id"] for e in events(second, "order_lost")] == [cid]
+
+        # The exchange shows it again: reconciliation adopts it, and its lost words are not kept.
+        sim(url, "DELETE", f"faults/{lag['id']}")
+        third = executor(tmp_path / "third", url, state_dir)
+        try:
+            status = third.wait_status(lambda s: s.get("status") == "running")
+            assert status["reconciliation"]["outcome"] == "clean", status["reconciliation"]
+            assert status["reconciliation"]["adopted"] == 1, status["reconciliation"]
+            started = until(third, lambda: events(third, "started")[2:], "the third start-up job")[0]
+            until(third, lambda: after(third, started, "revalued"), "a job after it")  # safe mode comes after a job
+            now = third.status()
+            assert now is not None and not now["safe_mode"], now
+            third.process.send_signal(signal.SIGTERM)
+            assert third.wait() == 0, third.output()
+        finally:
+            third.kill()
+        assert [e["fields"]["client_order_id"] for e in events(third, "order_lost")] == [cid]
+        state = load_state(state_dir)
+        assert state is not None
+        [sell] = [o for o in state.portfolio.all_orders() if o.client_order_id == cid]
+        assert sell.status is OrderStatus.open  # followed again, as the exchange holds it
+
+
+def _bar_at(second: Executor) -> pd.Timestamp:
+    """The newest bar the executor has managed and saved."""
+    state = load_state(second.state_dir)
+    assert state is not None and state.last_bar_at is not None
+    return pd.Timestamp(state.last_bar_at)
+
+
+@pytest.mark.timeout(600)
+def test_the_cycles_of_the_bars_managed_during_the_lag_are_journaled_missed_never_decided_late(tmp_path: Path) -> None:
+    """Counted: while the entry waits out the lag the cycle manages bar after bar and decides none; once the lag ends,
+    each cycle of those bars (one-second cycles, at each bar's close) is either decided or journaled ``cycle_missed``
+    — none both — each missed line is written once, and no cycle older than one journaled missed is decided after
+    the lag (deciding an old bar's cycle after newer bars were managed would decide on stale state). Fails before:
+    the cycles of the bars managed during the lag were neither decided nor journaled missed (review of 2285677)."""
+    with gbp_entry_pending(tmp_path) as (url, second, _):
+        cycle_outage(second)
+        first = _bar_at(second)  # managed by a cycle job that then failed on the lag
+        until(second, lambda: _bar_at(second) >= first + pd.Timedelta(seconds=3), "three bars managed during the lag")
+        during = _bar_at(second)  # the newest bar managed while the lag still lasts
+        [lag] = [f for f in sim(url, "GET", "status")["faults"] if f["kind"] == "lag"]
+        sim(url, "DELETE", f"faults/{lag['id']}")
+        until(second, lambda: events(second, "outage_ended"), "the lag's outage ended")
+        [ended] = events(second, "outage_ended")
+        until(second, lambda: after(second, ended, "cycle_completed")[2:], "cycles decided after the lag")
+        lines = journal(second)
+        decided = [pd.Timestamp(e["fields"]["cycle_time"]) for e in lines if e["event"] == "cycle_completed"]
+        missed = [pd.Timestamp(e["fields"]["boundary"]) for e in lines if e["event"] == "cycle_missed"]
+        late = [pd.Timestamp(e["fields"]["cycle_time"]) for e in after(second, ended, "cycle_completed")]
+    assert len(set(missed)) == len(missed), missed  # each boundary once
+    assert decided == sorted(set(decided)), decided  # in order, each once
+    managed = list(pd.date_range(first, during, freq="1s"))
+    assert len(managed) >= 4
+    both = [t for t in managed if t in missed and t in decided]
+    neither = [t for t in managed if t not in missed and t not in decided]
+    assert not both and not neither, (both, neither, missed, decided)
+    assert min(late) > max(t for t in managed if t in missed), (late, managed, missed)
