@@ -80,9 +80,10 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import pandas as pd
 
@@ -118,6 +119,10 @@ _COMMAND_EVENTS = {
 _OPERATOR_JOBS = (CommandKind.close, CommandKind.close_all, CommandKind.reload_params)
 
 logger = logging.getLogger("tradeexecutor.daemon")
+
+#: The ``reason`` of a ``cycle_missed`` line for a cycle the exchange's lag left undecided for good (a bar managed
+#: meanwhile, or a boundary passed meanwhile); read back at start-up (``ExecutorLoop.lag_missed_before``).
+LAG_MISSED = "an order waits out the exchange's lag: the bar was managed, its cycle not decided"
 
 
 @dataclass(frozen=True)
@@ -435,13 +440,27 @@ class ExecutorLoop:
                 boundary += period
             if boundaries:
                 self._missed_until = boundaries[-1]
+        lag = self.engine.lag is not None  # the outage is an order waiting out the exchange's lag
         for boundary in boundaries:
             ns = pd.Timestamp(boundary).value
+            if lag:  # a boundary missed while the lag holds the decisions is never decided, as a managed bar's
+                self._lag_missed_ns = max(self._lag_missed_ns, ns)
             if ns in self._missed_ns:
                 continue  # journaled already, as a cycle the lag left undecided (``_lag_missed``)
             self._missed_ns.add(ns)
+            extra = {"reason": LAG_MISSED} if lag else {}
             self.journal("cycle_missed", boundary=boundary, retry_at=current.next_retry_at,
-                         failing_since=current.since)
+                         failing_since=current.since, **extra)
+
+    def lag_missed_before(self, lines: Sequence[Mapping[str, Any]]) -> None:
+        """The ``cycle_missed`` lines an earlier process journaled (``Ledger.journaled``): the cycles it left undecided
+        for the exchange's lag (``reason`` ``LAG_MISSED``) stay undecided after a restart, as in the process that
+        journaled them — a restart must not decide a cycle the journal already says was missed."""
+        for fields in lines:
+            if fields.get("reason") == LAG_MISSED and fields.get("boundary"):
+                ns = pd.Timestamp(fields["boundary"]).value
+                self._lag_missed_ns = max(self._lag_missed_ns, ns)
+                self._missed_ns.add(ns)  # journaled once: not again by this process's lag
 
     def _lag_missed(self, step: int) -> None:
         """A cycle ends at ``step``, a bar managed while an order waits out the exchange's lag: that cycle is missed.
@@ -449,11 +468,13 @@ class ExecutorLoop:
         It is never decided later: by then newer bars have been managed (fills, triggers, marks), and the strategy
         would decide on a bar that is no longer the market's. Journaled ``cycle_missed`` once, at its cycle time —
         unless the outage's wall-clock boundaries (``_deferred``) journaled it already — and committed before the job
-        fails on the lag; ``_cycle_due`` refuses it from then on."""
-        cycle_ns = self._cycle_due(step)
-        if cycle_ns is None:
+        fails on the lag; ``_cycle_due`` refuses it from then on. A cycle older than a boundary the clock passed during
+        the lag (bars come at the retries' pace, behind the clock) is still journaled here, once."""
+        cycle_ns = self.schedule.due(self.feed.market.timeline_ns, step, self.feed.known_until_ns)
+        done = self.state.last_completed_cycle
+        if not cycle_ns or (done is not None and cycle_ns <= pd.Timestamp(done).value):
             return
-        self._lag_missed_ns = cycle_ns
+        self._lag_missed_ns = max(self._lag_missed_ns, cycle_ns)
         if cycle_ns in self._missed_ns:
             return
         self._missed_ns.add(cycle_ns)
@@ -461,7 +482,7 @@ class ExecutorLoop:
         self.journal("cycle_missed", boundary=pd.Timestamp(cycle_ns, tz="UTC").to_pydatetime(),
                      retry_at=current.next_retry_at if current else None,
                      failing_since=current.since if current else self._now(), step=step,
-                     reason="an order waits out the exchange's lag: the bar was managed, its cycle not decided")
+                     reason=LAG_MISSED)
         self._commit_lines()
 
     def _commit_crash(self, job: str) -> None:
