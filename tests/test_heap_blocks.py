@@ -20,6 +20,8 @@ import sys
 
 import pytest
 
+from tradeexecutor.daemon.heap import ARENA_MAX
+
 SCRIPT = r"""
 import ctypes, json, sys
 from tradeexecutor.daemon.heap import return_large_blocks
@@ -140,11 +142,11 @@ def arenas(how: str, **extra: str) -> dict[str, int]:
     return counts
 
 
-def test_the_threads_share_at_most_two_arenas_when_bounded() -> None:
+def test_the_threads_share_the_main_arena_when_bounded() -> None:
     unbounded, bounded = arenas("default"), arenas("bounded")
     assert unbounded["bounded"] is False and bounded["bounded"] is True
     assert unbounded["arenas"] >= 4  # glibc's own way: an arena per thread, up to eight per core
-    assert bounded["arenas"] == 2
+    assert bounded["arenas"] == ARENA_MAX == 1
 
 
 def test_an_operators_own_arena_count_is_left_as_it_is() -> None:

@@ -110,7 +110,7 @@ def _build_and_run(config: DaemonConfig, log_buffer: RingBufferHandler | None, s
     from tradeexecutor.state.packed import take_packer
 
     return_large_blocks()  # the public files, rebuilt each publication, are unmapped when freed (daemon/heap.py)
-    bound_arenas()  # before any thread starts: the threads share two arenas' free space (daemon/heap.py)
+    bound_arenas()  # before any thread starts: the threads share one arena's free space (daemon/heap.py)
     take_packer()  # the closed positions' deflate stream: its ~260 KiB taken now, not at the first pack (state/packed.py)
     pinning = CpuPinning(config.cpu)
     pinning.start()  # before any thread starts, so every later thread inherits the pin

@@ -24,8 +24,8 @@ SQLite's calls outside the GIL) each get a glibc arena of their own, up to eight
 arena keeps the free space of its own high-water mark, and a thread's next peak may come from
 an arena other than the one that freed the last: a live soak's arenas grew 800 to 1,000 B a cycle
 of free space that was neither kept data nor given back. :func:`bound_arenas` caps their number
-(``M_ARENA_MAX``); the threads mostly allocate under the GIL, so they seldom wait for an arena's
-lock (``docs/benchmarks.md``, "What grows with the cycles, bounded").
+(``M_ARENA_MAX``, to the main arena alone); the threads mostly allocate under the GIL, so they seldom wait for
+its lock (``docs/benchmarks.md``, "What grows with the cycles, bounded").
 
 glibc only (Linux): elsewhere (musl, macOS) there is no ``mallopt`` and nothing is done.
 """
@@ -44,8 +44,11 @@ logger = logging.getLogger("tradeexecutor.daemon")
 MMAP_THRESHOLD = 128 * 1024
 #: ``mallopt``'s parameter number for the threshold (``M_MMAP_THRESHOLD`` in glibc's malloc.h).
 _M_MMAP_THRESHOLD = -3
-#: At most this many glibc arenas (the main one and one more) serve the process's threads.
-ARENA_MAX = 2
+#: At most this many glibc arenas serve the process's threads: the main one alone. With two, the 30-minute soak's
+#: second half still rose ~30 KiB/min while the allocator's in-use memory stayed flat — free space kept by the
+#: second arena (the loop thread's); with one it rose 15 KiB/min in the first soak tried (docs/benchmarks.md). The
+#: threads allocate mostly under the GIL, so sharing one arena's lock costs them next to nothing.
+ARENA_MAX = 1
 #: ``mallopt``'s parameter number for the arena cap (``M_ARENA_MAX`` in glibc's malloc.h).
 _M_ARENA_MAX = -8
 
