@@ -46,7 +46,7 @@ MMAP_THRESHOLD = 128 * 1024
 _M_MMAP_THRESHOLD = -3
 #: At most this many glibc arenas serve the process's threads: the main one alone. With two, the 30-minute soak's
 #: second half still rose ~30 KiB/min while the allocator's in-use memory stayed flat — free space kept by the
-#: second arena (the loop thread's); with one it rose 15 KiB/min in the first soak tried (docs/benchmarks.md). The
+#: second arena (the loop thread's); with one it rose 15.0 and 11.3 KiB/min in two soaks (docs/benchmarks.md). The
 #: threads allocate mostly under the GIL, so sharing one arena's lock costs them next to nothing.
 ARENA_MAX = 1
 #: ``mallopt``'s parameter number for the arena cap (``M_ARENA_MAX`` in glibc's malloc.h).
