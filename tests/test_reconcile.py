@@ -529,16 +529,8 @@ def test_a_pending_sell_may_have_lowered_the_base_by_its_quantity_and_no_more(tm
     life.router.send(order)
     life.router.drain()
     (position,) = life.state.portfolio.open_positions
-    portfolio = life.state.portfolio
     half = position.quantity / 2
-    sell = Order(id=portfolio.next_order_id, position_id=position.id, instrument_id=1,
-                 client_order_id=client_order_id(run_key(life.state.name, life.state.created_at), T0 + timedelta(
-                     days=1), 0, OrderPurpose.reduce), purpose=OrderPurpose.reduce, side=OrderSide.sell,
-                 created_at=T0, quantity=half, reference_price=100.0)
-    portfolio.next_order_id += 1
-    position.orders.append(sell)
-    sell.transition(OrderStatus.submitting, _now())
-    life.commit()
+    _pending_reduce(life, half)
     running.control("POST", "balances", {"AAA": repr(half)})  # as if it had sold
     explained = life.reconcile()
     assert [c.action for c in explained.orders] == ["pending"] and explained.clean, explained.mismatches
