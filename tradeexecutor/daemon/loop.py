@@ -80,9 +80,10 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import pandas as pd
 
@@ -120,8 +121,8 @@ _OPERATOR_JOBS = (CommandKind.close, CommandKind.close_all, CommandKind.reload_p
 logger = logging.getLogger("tradeexecutor.daemon")
 
 #: The ``reason`` of a ``cycle_missed`` line for a cycle the exchange's lag left undecided for good (a bar managed
-#: meanwhile, or a boundary passed meanwhile). Kept in memory only: a restart during the lag may still decide the
-#: cycle of the bar it resumes at (the journal then has both lines for it).
+#: meanwhile, or a boundary passed meanwhile); read back at start-up (``ExecutorLoop.lag_missed_before``), so a
+#: restart never decides a cycle an earlier process journaled missed.
 LAG_MISSED = "an order waits out the exchange's lag: the bar was managed, its cycle not decided"
 
 
@@ -451,6 +452,22 @@ class ExecutorLoop:
             extra = {"reason": LAG_MISSED} if lag else {}
             self.journal("cycle_missed", boundary=boundary, retry_at=current.next_retry_at,
                          failing_since=current.since, **extra)
+
+    def lag_missed_before(self, lines: Sequence[Mapping[str, Any]]) -> None:
+        """The ``cycle_missed`` lines an earlier process journaled (``Ledger.journaled``): the cycles it left undecided
+        for the exchange's lag (``reason`` ``LAG_MISSED``) stay undecided after a restart, as in the process that
+        journaled them — a restart must not decide a cycle the journal already says was missed (the journal would
+        then have both lines for it). Lines at or before ``last_completed_cycle`` change nothing: those cycles never
+        run again anyway."""
+        done = self.state.last_completed_cycle
+        done_ns = pd.Timestamp(done).value if done is not None else 0
+        for fields in lines:
+            if fields.get("reason") != LAG_MISSED or not fields.get("boundary"):
+                continue
+            ns = pd.Timestamp(fields["boundary"]).value
+            if ns > done_ns:
+                self._lag_missed_ns = max(self._lag_missed_ns, ns)
+                self._missed_ns.add(ns)  # journaled once: not again by this process's lag
 
     def _lag_missed(self, step: int) -> None:
         """A cycle ends at ``step``, a bar managed while an order waits out the exchange's lag: that cycle is missed.
