@@ -19,11 +19,17 @@ A restart costs the start-up, not the imports: the processes are forked from a s
 imported the executor once (tests/forked_executor.py); the last one is a plain cold start.
 After each kill: the ledger opens; the exchange holds at most one order per client order id and
 each of them is in the ledger (committed before it was sent); money recomputed from the fills
-equals the stored figures; no cycle completed twice. At the end, after the cold start reconciled
-and was stopped: for every intent exactly one order on the exchange; the ledger's orders, fills
-and cash and holdings equal the exchange's orders, trades and balances; the journal tells what
-the ledger holds (a fill journaled once, as ``order_filled`` or counted by ``reconciled``; a
-cycle completed once).
+equals the stored figures; no cycle completed twice. At the end, after the cold start reconciled,
+decided a cycle and traded, and was stopped: for every intent exactly one order on the exchange; the
+ledger's orders, fills and cash and holdings equal the exchange's orders, trades and balances; the
+journal tells what the ledger holds (a fill journaled once, as ``order_filled`` or counted by
+``reconciled``; a cycle completed once).
+
+That it traded between the kills is counted per restart, not guessed from a total: a write-ahead
+restart ends only at its point, so it sent an order — a new one (each ``submitting`` restart's is,
+and a ``submitted`` restart's unless it was resending one a kill left unsent), each a different
+order that ended on the exchange. An executor that stopped deciding after a restart would never
+reach those points, and the final cold start must decide and trade after all the restarts.
 """
 
 from __future__ import annotations
@@ -205,6 +211,23 @@ def settled(executor: Executor, state_dir: Path) -> None:
         time.sleep(0.2)
 
 
+def decided_and_traded(executor: Executor, state_dir: Path, cycles: int, sent: set[str]) -> str:
+    """Wait until the executor completed a cycle more than the ledger's ``cycles`` and an order not among ``sent``
+    filled: it decides and trades (paper_flip orders every cycle). That order's client order id."""
+    deadline = time.monotonic() + 120
+    while True:
+        state = load_state(state_dir)
+        assert state is not None
+        new = [o.client_order_id for o in state.portfolio.all_orders()
+               if o.client_order_id not in sent and o.status is OrderStatus.filled]
+        if state.cycles_completed > cycles and new:
+            return new[0]
+        assert executor.process.poll() is None, executor.output()
+        assert time.monotonic() < deadline, (f"no cycle decided and traded: {state.cycles_completed} cycles "
+                                             f"(was {cycles}), new filled orders {new}\n{executor.output()[-3000:]}")
+        time.sleep(0.2)
+
+
 @pytest.mark.timeout(1200)  # 105 restarts: minutes on a machine whose cores are busy with other work
 def test_kill_9_of_a_live_executor_never_sends_an_intent_twice(tmp_path: Path, simulator: str,
                                                                 fork_server: ForkServer) -> None:
@@ -213,11 +236,16 @@ def test_kill_9_of_a_live_executor_never_sends_an_intent_twice(tmp_path: Path, s
     state_dir = tmp_path / "state"
     ways: Counter[str] = Counter()
     killed_at_points: list[str] = []
+    #: The orders a write-ahead restart sent for the first time (not a resend of one a kill left unsent): proof that
+    #: the process decided — or took up a decision an earlier kill left unsent — and traded.
+    traded: list[str] = []
     restarts = 0
+    state: State | None = None
     # A count of restarts, not a time limit: a busy machine is slower, not wrong.
     while restarts < RESTARTS:
         way = rng.choices(list(WAYS), weights=list(WAYS.values()))[0]
         env = {KILL_AT_ENV: f"{way}:1"} if way in ("submitting", "submitted") else {}
+        before = {o.client_order_id: o.status for o in sent_orders(state)} if state is not None else {}
         executor = live_executor(tmp_path / "runs", simulator, state_dir, env, starter=fork_server.start)
         try:
             if way == "running":
@@ -239,12 +267,22 @@ def test_kill_9_of_a_live_executor_never_sends_an_intent_twice(tmp_path: Path, s
         if way in ("submitting", "submitted"):  # it killed itself with one order committed submitting: that order, and only it
             pending = [o for o in state.portfolio.all_orders() if o.status is OrderStatus.submitting]
             assert len(pending) == 1, (way, pending)
-            killed_at_points.append(pending[0].client_order_id)
+            cid = pending[0].client_order_id
+            killed_at_points.append(cid)
+            if way == "submitting":  # only a first send passes this point (a resend of an unsent order does not)
+                assert cid not in before, (cid, before[cid])
+            if cid not in before:
+                traded.append(cid)
+            else:  # ``submitted`` at the resend of an order an earlier kill left unsent: no new trade
+                assert before[cid] in (OrderStatus.submitting, OrderStatus.unknown), (cid, before[cid])
+    assert state is not None
+    before_final = {o.client_order_id for o in sent_orders(state)}
     final = live_executor(tmp_path / "final", simulator, state_dir)
     try:
         status = final.wait_status(lambda s: s.get("status") == "running")
         assert status["reconciliation"]["outcome"] == "clean" and not status["safe_mode"], status
         settled(final, state_dir)
+        final_trade = decided_and_traded(final, state_dir, state.cycles_completed, before_final)
         final.process.send_signal(signal.SIGTERM)
         assert final.wait() == 0, final.output()
     finally:
@@ -254,6 +292,13 @@ def test_kill_9_of_a_live_executor_never_sends_an_intent_twice(tmp_path: Path, s
     # Every order a kill left submitting ended on the exchange once: sent by the next process, or taken from it.
     ends = {o.client_order_id: o.status for o in state.portfolio.all_orders()}
     assert all(ends[cid] in (OrderStatus.filled, OrderStatus.rejected) for cid in killed_at_points)
-    assert len(sent_orders(state)) > RESTARTS // 2, "the executor did not trade between the kills"
+    # It traded between the kills: every write-ahead restart that did not only resend an order left unsent sent an
+    # order of its own — each a different one, each ended on the exchange — and every ``submitting`` restart is such
+    # a one. A restarted executor that no longer decides never reaches those points (the restart is not killed: it
+    # fails above), and the final cold start, after all the restarts, decides and trades too.
+    assert len(traded) == len(set(traded)) >= ways["submitting"], (len(traded), len(set(traded)), ways)
+    assert set(traded) <= {o.client_order_id for o in sent_orders(state)}
+    assert final_trade in {o.client_order_id for o in sent_orders(state)}
     assert all(ways[way] for way in WAYS), ways
-    print(f"{restarts} restarts {dict(ways)}; {len(sent_orders(state))} orders, {state.cycles_completed} cycles")
+    print(f"{restarts} restarts {dict(ways)}; {len(sent_orders(state))} orders ({len(traded)} sent first by a "
+          f"write-ahead restart, {len(killed_at_points)} write-ahead kills), {state.cycles_completed} cycles")
