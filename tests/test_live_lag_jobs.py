@@ -13,6 +13,10 @@ names the GBPUSD position it cannot close, by id and why.
 A third test restarts an executor whose ledger holds an order the exchange lost (``order_lost`` journaled): its
 words are read back after reconciliation (``Engine.lost_before``), so ``order_lost`` stays one line across restarts
 and an order the exchange shows again is adopted without safe mode.
+
+The last two count the cycles of the bars managed during the lag: each journaled ``cycle_missed`` or decided, never
+both — within the process, and after a restart during the lag, which reads the lag's ``cycle_missed`` lines back
+(``ExecutorLoop.lag_missed_before``).
 """
 
 from __future__ import annotations

@@ -37,7 +37,10 @@ temporarily and is retried with the outage's backoff. While such an order only w
 exchange's "does not exist" lag (``ExchangeLagError``) only the cycle job fails so, and only after
 it has managed and saved its bar (fills, triggers, marks: the trigger checks see only the bars the
 cycle delivers), before anything is decided; the trigger checks, the revaluation with its risk check
-and an operator's job go on, that order's position kept out of every exit.
+and an operator's job go on, that order's position kept out of every exit. The cycles of the bars managed
+meanwhile (and the boundaries the clock passes meanwhile) are journaled ``cycle_missed`` with the reason
+``LAG_MISSED`` and never decided, not even by a process restarted during the lag: it reads those lines back
+from the journal at start-up (``lag_missed_before``).
 
 Idempotence. A cycle is identified by its timestamp; a cycle at or before
 ``last_completed_cycle`` never runs again. Progress is the close time of the last bar processed
@@ -220,8 +223,9 @@ class ExecutorLoop:
         #: The cycle times (ns) journaled ``cycle_missed`` in the current outage, by either path: each once. Cleared
         #: when the outage ends.
         self._missed_ns: set[int] = set()
-        #: The newest cycle time (ns) a bar managed during the exchange's lag left undecided (``_lag_missed``):
-        #: it and older cycles are never decided.
+        #: The newest cycle time (ns) a bar managed during the exchange's lag left undecided (``_lag_missed``), or
+        #: a boundary passed meanwhile (``_deferred``), in this process or, read back from the journal, an earlier
+        #: one (``lag_missed_before``): it and older cycles are never decided.
         self._lag_missed_ns = 0
         engine.start_write_ahead(self._commit, now)  # every order committed submitting before the venue sees it
 
