@@ -113,11 +113,11 @@ def _run(runs: Runs, staged: StagedRun, data: SweepData | None) -> tuple[StagedR
     """As runner._backtest_started: the backtest, then complete with summary and fingerprints, then the reports."""
     from tradeexecutor.runs.artifacts import write_artifacts
     from tradeexecutor.runs.executor import execute_backtest
-    from tradeexecutor.runs.spec import load_spec
 
     paths, run_id = staged.paths, staged.record.id
     try:
-        spec = load_spec(paths.spec, env={})  # the pinned spec, running the pinned strategy.py
+        # The pinned spec, running the pinned strategy.py: as staging made it, not parsed back from its file.
+        spec = staged.spec
         if spec.mode != "backtest":
             raise RunsError(f"run {staged.record.label} is a {spec.mode} run, not a backtest")
         spec.daemon_config(paths.state)  # refused settings stop here, as in start_run
