@@ -91,8 +91,9 @@ def _positional_count(function: Callable[..., Any]) -> tuple[int, int]:
 def _compile(source: str, filename: str) -> types.CodeType:
     """The module's code object, compiled once per source: a sweep loads the same strategy for every point.
 
-    Only compiling is shared; every load still executes the code into a fresh module, so no state
-    leaks from one load (one sweep point) to the next. The code guard reads the syntax tree first,
+    Only compiling is shared; every load of a strategy that runs still executes the code into a fresh
+    module, so no state leaks from one load (one sweep point) to the next (a load for declarations only may
+    share one: ``load_strategy(..., shared=True)``). The code guard reads the syntax tree first,
     so code that reaches past the cycle context is refused before any of it runs (a refusal is not
     cached: it is raised again on every load).
     """
