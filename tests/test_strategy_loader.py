@@ -508,39 +508,3 @@ def test_source_loads_like_the_file_and_every_load_is_a_fresh_module(tmp_path: P
     assert from_source.decide.__globals__["seen"] == []  # the second load did not inherit the first's list
     with pytest.raises(StrategyLoadError, match=r"/elsewhere/bad.py:1: syntax error"):
         load_strategy_source("def (:\n", "/elsewhere/bad.py")
-
-
-def test_a_shared_load_executes_the_module_once_per_source_and_a_running_load_never_shares_it(tmp_path: Path) -> None:
-    """``shared=True`` (reading declarations: spec checks, run records) executes a source once per process; an edited
-    file is executed again, and a load without it — the one a run backtests — is always a fresh module."""
-    from tradeexecutor.strategy import loader
-
-    path = tmp_path / "counted.py"
-    source = '''
-        """Counts how many times it was executed, in a module global."""
-        from tradeexecutor.strategy.api import Integer, Symbol
-        name = "counted"
-        cycle_duration = "1d"
-        parameters = {"symbol": Symbol("GOOG"), "n": Integer(1)}
-        executions = [0]
-        executions[0] += 1
-        def decide(ctx):
-            return []
-    '''
-    path.write_text(textwrap.dedent(source))
-    first = load_strategy(path, {"n": 2}, shared=True)
-    second = load_strategy(path, {"n": 3}, shared=True)
-    assert second.decide.__globals__ is first.decide.__globals__  # executed once, for both
-    assert (first.parameters["n"], second.parameters["n"]) == (2, 3)  # each load's own parameters
-    running = load_strategy(path, {"n": 3})
-    assert running.decide.__globals__ is not first.decide.__globals__  # the run's own module
-    assert running.decide.__globals__["executions"] == [1] and first.decide.__globals__["executions"] == [1]
-    path.write_text(textwrap.dedent(source.replace('name = "counted"', 'name = "edited"')))
-    edited = load_strategy(path, shared=True)
-    assert edited.name == "edited" and edited.decide.__globals__ is not first.decide.__globals__  # never stale
-    for number in range(loader.DECLARING_KEPT + 3):  # bounded: the oldest go
-        other = tmp_path / f"other{number}.py"
-        other.write_text(textwrap.dedent(source))
-        load_strategy(other, shared=True)
-    assert len(loader._DECLARING) == loader.DECLARING_KEPT
-    assert load_strategy(path, shared=True).decide.__globals__ is not edited.decide.__globals__  # evicted: again

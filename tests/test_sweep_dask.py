@@ -142,6 +142,7 @@ def test_points_finished_on_a_worker_that_dies_before_they_are_read_are_run_agai
         killed.update(pid=pid, keys=keys)
         os.kill(pid, signal.SIGKILL)
         futures = [future for future, _, _ in sweeps[0]._pending.values() if future.key in keys]
+        assert len(futures) == len(keys), (keys, futures)  # else the wait below returns at once: not deterministic
         seen: set[str] = set()
         for _ in range(1200):  # until the sweep's client knows: it reads them 'lost' until they are computed again
             seen.update(future.key for future in futures if future.status == "lost")

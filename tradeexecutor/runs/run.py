@@ -378,7 +378,7 @@ class Runs:
         if upsert and ref is None:
             raise RunsError("--upsert needs --ref: it updates the run holding that ref while it is new")
         spec = load_spec(spec_path, env=self.env)
-        strategy = spec.load_strategy(shared=True)  # its declarations: what the run records
+        strategy = spec.load_strategy()
         name = spec.name or strategy.name
         source_info = {"spec": str(Path(spec_path).resolve()), "strategy_file": str(spec.strategy_file)}
         fingerprints = self._fingerprints(spec, strategy.source, strategy.instruments)
@@ -430,7 +430,7 @@ class Runs:
             if owner is not None:
                 raise RunsError(f"ref {ref!r} is taken by run {owner.id} ({owner.status}); choose another ref")
         spec = load_spec(spec_path, env=self.env)
-        strategy = spec.load_strategy(shared=True)  # its declarations: what the run records
+        strategy = spec.load_strategy()
         name = spec.name or strategy.name
         source_info = {"spec": str(Path(spec_path).resolve()), "strategy_file": str(spec.strategy_file)}
         fingerprints = self._fingerprints(spec, strategy.source, strategy.instruments)

@@ -213,9 +213,9 @@ class RunSpec:
         """The strategy values as override text (name → text), as ``-p name=value`` would give them."""
         return {key: _override_text(value) for key, value in self.strategy.items()}
 
-    def load_strategy(self, *, shared: bool = False) -> LoadedStrategy:
-        """Load the strategy with the spec's parameter values (``shared``: for its declarations only, see the loader's)."""
-        return load_strategy(self.strategy_file, self.strategy, shared=shared)
+    def load_strategy(self) -> LoadedStrategy:
+        """Load the strategy with the spec's parameter values."""
+        return load_strategy(self.strategy_file, self.strategy)
 
     def config_values(self) -> dict[tuple[str, ...], Any]:
         """The ``environment`` and ``core`` values keyed by their place in the executor's config tree."""
@@ -646,7 +646,7 @@ class _Validator:
         if not isinstance(raw, Mapping):
             hint = " (the strategy module goes in strategy_file)" if isinstance(raw, str) else ""
             raise self.error("strategy", f"expected a mapping of parameter values, got {_type_name(raw)}{hint}")
-        loaded = load_strategy(strategy_file, shared=True)  # a broken module is its own one-line error
+        loaded = load_strategy(strategy_file)  # a broken module is its own one-line error
         specs = loaded.parameter_specs
         label = f"parameter of {loaded.name}"
         values: dict[str, Any] = {}
@@ -680,7 +680,7 @@ class _Validator:
                     raise ConfigError(f"{variable} (overrides strategy.{key}): {exc} "
                                       f"(expected {specs[key].kind})") from None
         if values:
-            load_strategy(strategy_file, values, shared=True)  # instruments(parameters) and the like see the values
+            load_strategy(strategy_file, values)  # instruments(parameters) and the like see the values
         return values
 
 
@@ -701,7 +701,7 @@ class _Validator:
             raise self.error("optimize.constraints", "expected a list of conditions such as [\"fast < slow\"]")
         from tradeexecutor.runs.constraints import parse_constraint
 
-        names = list(load_strategy(strategy_file, shared=True).parameter_specs)
+        names = list(load_strategy(strategy_file).parameter_specs)
         return tuple(parse_constraint(item, names, f"{self.where}: optimize.constraints[{index}]").text
                      for index, item in enumerate(items))
 

@@ -164,7 +164,7 @@ def _strategy_needs(spec: RunSpec, axes: tuple[Axis, ...], grid: tuple[dict[str,
     frequencies: dict[str, Any] = {}
     for point in [{}, *candidates]:
         try:
-            strategy = load_strategy(spec.strategy_file, {**spec.strategy, **point}, shared=True)
+            strategy = load_strategy(spec.strategy_file, {**spec.strategy, **point})
         except Exception:  # noqa: BLE001 - a combination the strategy refuses becomes that point's error row
             continue
         symbols.update(dict.fromkeys(strategy.instruments))
@@ -181,7 +181,7 @@ def plan_sweep(spec: RunSpec, options: SweepOptions) -> SweepPlan:
     grid: tuple[dict[str, Any], ...] = ()
     if options.search == "grid":
         grid = tuple(build_grid(spec, options.params, constraints=options.constraints))
-    strategy = load_strategy(spec.strategy_file, spec.strategy, shared=True)
+    strategy = load_strategy(spec.strategy_file, spec.strategy)
     symbols, frequencies = _strategy_needs(spec, axes, grid, base)
     environment = spec.environment
     markets: dict[str, MarketData] = {}

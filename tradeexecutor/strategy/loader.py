@@ -91,37 +91,14 @@ def _positional_count(function: Callable[..., Any]) -> tuple[int, int]:
 def _compile(source: str, filename: str) -> types.CodeType:
     """The module's code object, compiled once per source: a sweep loads the same strategy for every point.
 
-    Only compiling is shared; every load of a strategy that runs still executes the code into a fresh
-    module, so no state leaks from one load (one sweep point) to the next (a load for declarations only may
-    share one: ``load_strategy(..., shared=True)``). The code guard reads the syntax tree first,
+    Only compiling is shared; every load still executes the code into a fresh module, so no state
+    leaks from one load (one sweep point) to the next. The code guard reads the syntax tree first,
     so code that reaches past the cycle context is refused before any of it runs (a refusal is not
     cached: it is raised again on every load).
     """
     tree = ast.parse(source, filename)
     check_strategy_code(tree, filename)
     return compile(tree, filename, "exec")
-
-
-#: Modules executed for their declarations only (``shared=True``), by (source sha256, path), oldest first; bounded.
-_DECLARING: dict[tuple[str, str], types.ModuleType] = {}
-#: How many such modules a process keeps: a sweep or a spec check reads one strategy, a test suite a few dozen.
-DECLARING_KEPT = 8
-
-
-def _declaring_module(path: Path, source: str) -> types.ModuleType:
-    """The module of ``source`` at ``path`` as executed once in this process, to read what it declares.
-
-    Keyed by the source's sha256 (and the path, which errors and ``__file__`` name), so an edited file
-    is executed afresh, never read stale. Never run: nothing calls its ``decide`` or ``indicators``.
-    """
-    key = (strategy_version(source), str(path))
-    module = _DECLARING.pop(key, None)
-    if module is None:
-        module = _execute_module(path, source)
-        while len(_DECLARING) >= DECLARING_KEPT:
-            del _DECLARING[next(iter(_DECLARING))]
-    _DECLARING[key] = module  # the most recently used last
-    return module
 
 
 def _execute_module(path: Path, source: str) -> types.ModuleType:
@@ -160,19 +137,11 @@ def _user_line(exc: BaseException, filename: str) -> int | None:
     return line
 
 
-def load_strategy(path: str | Path, overrides: Mapping[str, Any] | None = None, *,
-                  shared: bool = False) -> LoadedStrategy:
+def load_strategy(path: str | Path, overrides: Mapping[str, Any] | None = None) -> LoadedStrategy:
     """Read, compile, execute and validate the strategy at ``path``.
 
     Every problem is a one-line StrategyLoadError or ParameterError (exit code 2) raised before
     anything is written.
-
-    ``shared``: for reading the strategy's declarations only (its name, parameters, instruments,
-    bar frequency — checking a spec, recording a run), never for running it: the module may be one
-    this process executed before from the same source (:func:`_declaring_module`). A strategy that
-    runs is loaded without it, into a fresh module, so nothing one run leaves in the module's globals
-    reaches another. A sweep's full run checked its spec and recorded its run with six executions of
-    the module; with this, one (the run's own) and none more for the sweep's other full runs.
     """
     path = Path(path)
     if not path.exists():
@@ -183,18 +152,16 @@ def load_strategy(path: str | Path, overrides: Mapping[str, Any] | None = None, 
         source = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise StrategyLoadError(f"{path}: cannot read strategy: {exc}") from None
-    return load_strategy_source(source, path, overrides, shared=shared)
+    return load_strategy_source(source, path, overrides)
 
 
-def load_strategy_source(source: str, path: str | Path, overrides: Mapping[str, Any] | None = None, *,
-                         shared: bool = False) -> LoadedStrategy:
+def load_strategy_source(source: str, path: str | Path, overrides: Mapping[str, Any] | None = None) -> LoadedStrategy:
     """Compile, execute and validate strategy ``source`` as if read from ``path`` (named in errors only).
 
     For a process that has the source but not the file: a sweep's worker on another machine.
-    ``shared``: as :func:`load_strategy`'s.
     """
     path = Path(path)
-    module = _declaring_module(path, source) if shared else _execute_module(path, source)
+    module = _execute_module(path, source)
     where = str(path)
 
     name = getattr(module, "name", None)
