@@ -402,6 +402,8 @@ def test_a_staged_run_is_the_run_create_then_start_makes(runs: Runs, work: Path,
     [(staged, error)] = build_runs(runs, [(work / "bt.yaml", "one-step", ("swept", "sweep point 1: fast=8"), {})],
                                    data=data)
     assert staged is not None and error is None
+    # The spec its backtest ran is the pinned one read back, to the type of every value (it is not read back any more)
+    assert repr(staged.spec) == repr(load_spec(staged.paths.spec, env={}))
     assert runs.registry.find_ref("one-step") is None and not runs.paths(staged.record.id).root.exists()  # unseen
     [(committed, error)] = runs.commit_staged([staged])
     assert error is None and not staged.paths.root.exists()

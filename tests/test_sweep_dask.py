@@ -102,13 +102,28 @@ def test_a_worker_killed_mid_sweep_costs_only_a_retry_of_its_points(cluster: Any
 
 
 def test_points_finished_on_a_worker_that_dies_before_they_are_read_are_run_again_not_lost(
-        cluster: Any, paced: Path, local: Any, tmp_path: Path) -> None:
+        cluster: Any, paced: Path, local: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A finished point waits in ``as_completed``'s queue until the sweep reads it; if its worker dies meanwhile,
     Dask marks it lost and computes it again. Read in that window it used to become a ``lost`` row
     ("failed on the cluster: NoneType: None") and its recomputation was released: a 1,994-point sweep with one
-    worker killed ended with 3 lost points and exit 1."""
+    worker killed ended with 3 lost points and exit 1.
+
+    The sweep is let go only once its own client has been told the killed worker's points are ``lost`` (they stay
+    so until computed again, a quarter of a second each): the sweep then reads every one of them in that window,
+    every time. Waiting on the test's client alone let the sweep's client hear of the loss late, read the points as
+    still finished and fetch them again: without the fix the test failed only 7 times in 10."""
     killed: dict[str, Any] = {}
     client = distributed.Client(cluster.scheduler_address)
+    sweeps: list[sweep_dask.DaskCluster] = []
+
+    class Recorded(sweep_dask.DaskCluster):
+        """The sweep's cluster, kept so the kill can wait on what the sweep's own client knows."""
+
+        def __init__(self, *args: Any) -> None:
+            super().__init__(*args)
+            sweeps.append(self)
+
+    monkeypatch.setattr(sweep_dask, "DaskCluster", Recorded)
 
     def kill_the_holder_of_unread_results(row: PointResult) -> None:
         if killed:
@@ -126,11 +141,15 @@ def test_points_finished_on_a_worker_that_dies_before_they_are_read_are_run_agai
         pid = client.run(os.getpid, workers=[address])[address]
         killed.update(pid=pid, keys=keys)
         os.kill(pid, signal.SIGKILL)
-        for _ in range(600):  # until the scheduler computes them again: the sweep's futures are 'lost' meanwhile
-            busy = {str(key) for held in client.processing().values() for key in held}
-            if busy & set(keys):
+        futures = [future for future, _, _ in sweeps[0]._pending.values() if future.key in keys]
+        assert len(futures) == len(keys), (keys, futures)  # else the wait below returns at once: not deterministic
+        seen: set[str] = set()
+        for _ in range(1200):  # until the sweep's client knows: it reads them 'lost' until they are computed again
+            seen.update(future.key for future in futures if future.status == "lost")
+            if len(seen) == len(futures):
                 return
-            time.sleep(0.01)
+            time.sleep(0.005)
+        raise AssertionError(f"the sweep's client never saw {sorted(set(keys) - seen)} lost")
 
     try:
         result = _on_cluster(paced, cluster.scheduler_address, tmp_path,

@@ -838,3 +838,28 @@ def test_a_pool_starts_its_workers_when_it_is_made_not_at_its_first_point(tmp_pa
         assert [row.status for row in rows] == ["complete", "complete"]
     finally:
         pool.close()
+
+
+@pytest.mark.parametrize("processes", [1, 2])
+def test_the_walk_forward_curve_is_read_from_its_points_full_run_not_backtested_again(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, processes: int) -> None:
+    """The out-of-sample chart draws the best in-sample point's equity curve: its full run, made in the sweep's own
+    process (with two, the run whose curve is drawn stays here), already has it — taken only when that run came out
+    as its point (the same result fingerprint), so the chart data is what backtesting the point again gives."""
+    import tradeexecutor.runs.sweep_report as sweep_report
+
+    def not_again(*args: Any) -> Any:
+        raise AssertionError("the curve was backtested again")
+
+    plan = plan_sweep(load_spec(write_spec(tmp_path), env={}),
+                      SweepOptions(params=("fast=5,10", "slow=20,30"), processes=processes, best=2))
+    with monkeypatch.context() as patch:
+        patch.setattr(sweep_report, "equity_curve", not_again)
+        result = run_sweep(plan, output_dir=tmp_path / "out", runs_dir=tmp_path / "runs")
+    assert not result.note and result.results[0].run_id and result.folds[0].chosen is not None
+    expected = sweep_report.chart_inputs(result, sweep_report._walk_forward(result, curves_needed=True))  # again, now
+    assert len(expected["times"]) > 100
+    with np.load(tmp_path / "out" / "charts.npz") as charts:
+        assert sorted(charts.files) == sorted(expected)
+        for key, array in expected.items():
+            assert np.array_equal(charts[key], array), key

@@ -30,7 +30,7 @@ import secrets
 import shutil
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -252,6 +252,10 @@ class StagedRun:
 
     record: RunRecord
     paths: RunPaths
+    #: The pinned spec as :func:`~tradeexecutor.runs.spec.load_spec` reads it back from the folder (its strategy file
+    #: the pinned ``strategy.py``): the staged run's backtest runs it without parsing and validating the file again,
+    #: which would load the strategy module twice more (tests/test_runs_optimize.py reads every one back to compare).
+    spec: RunSpec = field(compare=False, repr=False)
 
 
 class Runs:
@@ -439,7 +443,8 @@ class Runs:
                                       strategy_bytes=strategy.source.encode("utf-8"))
         record = RunRecord(id=run_id, ref=ref, name=name, mode=spec.mode, status=meta["status"],
                            created_at=meta["created_at"], updated_at=meta["created_at"], pid=started_by)
-        return StagedRun(record=record, paths=building)
+        pinned = replace(spec, strategy_file=building.strategy.resolve(), source=building.spec)
+        return StagedRun(record=record, paths=building, spec=pinned)
 
     def commit_staged(self, staged: Sequence[StagedRun]) -> list[tuple[StagedRun, str | None]]:
         """Rename finished staged folders into place, then register them all in one transaction; (run, error) each.

@@ -289,7 +289,12 @@ def equity_curve(data: SweepData, point: PointResult) -> tuple[np.ndarray, np.nd
     if checked_again(result.state, expected):
         strategy = load_strategy_source(data.strategy_source, data.spec.strategy_file, values)
         result = run_session(data.session(strategy), data.engine, summarise=lambda state, run: None).backtest
-    valuations = result.state.valuations
+    return valuation_curve(result.state)
+
+
+def valuation_curve(state: State) -> tuple[np.ndarray, np.ndarray]:
+    """A backtest's valuation times (epoch ms) and equity: what :func:`equity_curve` returns for its point."""
+    valuations = state.valuations
     return np.asarray(valuations.timestamp, dtype=np.int64), np.asarray(valuations.equity, dtype=np.float64)
 
 

@@ -32,7 +32,7 @@ import os
 import shlex
 import shutil
 import zipfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -47,7 +47,14 @@ from tradeexecutor.layout import SweepFiles
 from tradeexecutor.runs.ranking import RANKABLE, statistic
 from tradeexecutor.runs.run import remove_abandoned_staging
 from tradeexecutor.runs.spec import dump_spec
-from tradeexecutor.runs.sweep_eval import PointResult, SweepData, canonical_values, equity_curve
+from tradeexecutor.runs.sweep_eval import (
+    PointResult,
+    SweepData,
+    canonical_values,
+    equity_curve,
+    result_fingerprint,
+    valuation_curve,
+)
 from tradeexecutor.runs.sweep_pool import LocalPool, process_context, worker_data
 from tradeexecutor.runs.walkforward import IN_SAMPLE, OUT_OF_SAMPLE, combine_curves
 from tradeexecutor.stats.formatting import format_statistic
@@ -56,6 +63,7 @@ if TYPE_CHECKING:
     from tradeexecutor.runs.run import StagedRun
     from tradeexecutor.runs.sweep import SweepProgress, SweepResult
     from tradeexecutor.runs.sweep_store import SweepFolder
+    from tradeexecutor.state import State
 
 __all__ = ["TABLE_STATISTICS", "finish", "markdown_report", "results_csv"]
 
@@ -65,6 +73,8 @@ logger = logging.getLogger("tradeexecutor.runs")
 TABLE_STATISTICS: tuple[str, ...] = ("total_return", "sharpe", "max_drawdown", "trade_count")
 #: Rows of the ranking printed on the terminal (results.md has them all).
 PRINTED_ROWS = 20
+#: A point's valuation times (epoch ms) and equity, as :func:`~tradeexecutor.runs.sweep_eval.equity_curve` gives it.
+Curve = tuple[np.ndarray, np.ndarray]
 #: Window column suffixes: whole period, in-sample, out-of-sample.
 _SUFFIXES = (("", None), ("_is", IN_SAMPLE), ("_oos", OUT_OF_SAMPLE))
 
@@ -76,13 +86,16 @@ def finish(result: SweepResult, folder: SweepFolder, *, runs_dir: Path, progress
     ``helpers``: the points' local pool, still open: its workers build a share of the full runs.
     """
     plan = result.plan
-    curves = _walk_forward(result, curves_needed=plan.options.reports != "none")
     files = [folder.files.results_csv, folder.files.results_md]
     closing: list[tuple[Path, bytes]] = []
     charts: list[str] = []
-    if plan.options.reports != "none":
+    if plan.options.reports == "none":
+        _walk_forward(result, curves_needed=False)
+    else:
         progress.phase("reports")
-        _full_runs(result, folder, runs_dir=runs_dir, helpers=helpers)
+        # The full runs first: the curve of a fold's choice is read from its full run when this process made it.
+        made = _full_runs(result, folder, runs_dir=runs_dir, helpers=helpers)
+        curves = _walk_forward(result, curves_needed=True, known=made)
         inputs = chart_inputs(result, curves)
         charts = _chart_names(inputs)
         for name in ("in_vs_out_of_sample.png", "walk_forward.png"):  # drawn from an earlier state of a resumed sweep
@@ -99,12 +112,14 @@ def finish(result: SweepResult, folder: SweepFolder, *, runs_dir: Path, progress
 # Walk-forward
 
 
-def _walk_forward(result: SweepResult, *, curves_needed: bool) -> dict[str, Any]:
+def _walk_forward(result: SweepResult, *, curves_needed: bool, known: Mapping[int, Curve] | None = None) -> dict[str, Any]:
     """The combined out-of-sample result; each fold's choice backtested again for the curves the chart draws.
 
     With one fold the combined result is that fold's test window, as the row shows it; with more,
-    the chained curve of :func:`combine_curves`, which needs the choices' equity curves.
+    the chained curve of :func:`combine_curves`, which needs the choices' equity curves. ``known``: point index →
+    its curve, read from the point's full run (:func:`_full_runs`): that choice is not backtested again.
     """
+    known = known or {}
     plan = result.plan
     folds = result.folds
     if not folds or any(fold.chosen is None for fold in folds):
@@ -113,7 +128,7 @@ def _walk_forward(result: SweepResult, *, curves_needed: bool) -> dict[str, Any]
         result.combined = dict(folds[0].test or {})
         if not curves_needed:
             return {}
-    curves = {fold.fold.number: equity_curve(plan.data, fold.chosen)  # type: ignore[arg-type]
+    curves = {fold.fold.number: known.get(fold.chosen.index) or equity_curve(plan.data, fold.chosen)  # type: ignore[union-attr,arg-type]
               for fold in folds}
     ppy = (folds[0].chosen.summary or {}).get("periods_per_year")  # type: ignore[union-attr]
     combined = combine_curves(folds, curves, plan.spec.core.cash, ppy)
@@ -144,10 +159,17 @@ class _RunJob:
     ref: str | None
     #: The point's result fingerprint: its full run, made without the lookahead check, must come out the same.
     result: str = ""
+    #: The walk-forward chart draws this point's equity curve: read it from the full run when it is the point's.
+    curve: bool = False
 
 
-def _build_all(jobs: Sequence[_RunJob], data: SweepData | None) -> list[tuple[int, StagedRun | None, str | None]]:
-    """Build the jobs' full runs in one durability pass (they share a runs folder: the sweep's), from ``data``."""
+def _build_all(jobs: Sequence[_RunJob], data: SweepData | None,
+               curves: dict[int, Curve] | None = None) -> list[tuple[int, StagedRun | None, str | None]]:
+    """Build the jobs' full runs in one durability pass (they share a runs folder: the sweep's), from ``data``.
+
+    ``curves`` (in the sweep's own process): point index → equity curve, for each job that asks for its curve and
+    whose full run came out as its point (the same result fingerprint: the same curve, bit for bit), so the
+    walk-forward chart does not backtest that point again."""
     from tradeexecutor.runs.run import Runs
     from tradeexecutor.runs.sweep_runs import build_runs
 
@@ -156,12 +178,17 @@ def _build_all(jobs: Sequence[_RunJob], data: SweepData | None) -> list[tuple[in
     if data is not None:
         for job in jobs:  # a job is a point that completed in this sweep: its backtest passed the lookahead check
             data.note_checked(job.values, job.result)
+    def keep(position: int, state: State) -> None:
+        job = jobs[position]
+        if curves is not None and job.curve and job.result and result_fingerprint(state) == job.result:
+            curves[job.index] = valuation_curve(state)
+
     runs = Runs(jobs[0].runs_dir, env={})  # the point's spec already holds every value; the environment must not
     try:
         built = build_runs(runs, [(job.spec_file, job.ref, ("swept", f"sweep point {job.index + 1}: "
                                                                      f"{_label(job.values)}"),
                                    {"sweep": {"index": job.index, "values": job.values}}) for job in jobs],
-                           data=data)
+                           data=data, on_state=keep if curves is not None else None)
     finally:
         runs.close()
     return [(job.index, staged, error) for job, (staged, error) in zip(jobs, built, strict=True)]
@@ -185,8 +212,10 @@ def point_spec(result: SweepResult, row: PointResult, folder: Path) -> tuple[Pat
     return path, header + dump_spec(data)
 
 
-def _full_runs(result: SweepResult, folder: SweepFolder, *, runs_dir: Path, helpers: LocalPool | None) -> None:
+def _full_runs(result: SweepResult, folder: SweepFolder, *, runs_dir: Path,
+               helpers: LocalPool | None) -> dict[int, Curve]:
     """Make the full runs ``reports`` asks for (those not made before), in parallel; record their ids on the rows.
+    Returns the equity curves of the walk-forward's choices whose full runs this process made (:func:`_build_all`).
 
     Each run is built in a hidden folder and made durable (runs.sweep_runs), from the sweep's data
     already in memory (its market and strategy source: no session opened again); when all are
@@ -204,8 +233,9 @@ def _full_runs(result: SweepResult, folder: SweepFolder, *, runs_dir: Path, help
              if canonical_values(row.values) not in made]
     # Each durable before any run reads it, in one fsync pass and one of their folder (not one of each per spec).
     atomic_write_files([(path, text.encode("utf-8")) for _, path, text in specs])
+    chosen_by_folds = {fold.chosen.index for fold in result.folds if fold.chosen is not None}
     jobs = [_RunJob(row.index, row.values, path, Path(runs_dir), f"{prefix}-{row.index + 1:03d}" if prefix else None,
-                    row.fingerprints.get("result", "")) for row, path, _ in specs]
+                    row.fingerprints.get("result", ""), curve=row.index in chosen_by_folds) for row, path, _ in specs]
     by_index = {row.index: row for row in result.results}
     Path(runs_dir).mkdir(parents=True, exist_ok=True)
     stale = remove_abandoned_staging(Path(runs_dir))
@@ -213,8 +243,9 @@ def _full_runs(result: SweepResult, folder: SweepFolder, *, runs_dir: Path, help
         logger.info("removed %d hidden run folder(s) a killed sweep left in %s: %s", len(stale), runs_dir,
                     ", ".join(stale))
     built: list[tuple[int, StagedRun | None, str | None]] = []
+    curves: dict[int, Curve] = {}
     try:
-        for outcome in _run_jobs(jobs, plan.options.processes, plan.data, helpers):
+        for outcome in _run_jobs(jobs, plan.options.processes, plan.data, helpers, curves):
             built.append(outcome)
     except BaseException:
         for _, staged, _ in built:
@@ -239,6 +270,7 @@ def _full_runs(result: SweepResult, folder: SweepFolder, *, runs_dir: Path, help
     for index, error in sorted(errors.items()):
         result.note = (result.note + "; " if result.note else "") + f"report of point {index + 1} failed: {error}"
     result.results = [row.with_run(made.get(canonical_values(row.values), "")) for row in result.results]
+    return curves
 
 
 #: Fewer full runs than this are built in this process, whatever ``processes`` says: a run on the sweep's loaded
@@ -260,17 +292,19 @@ def _build_in_helper(jobs: list[_RunJob]) -> list[tuple[int, StagedRun | None, s
     return _build_all(jobs, worker_data())
 
 
-def _shared(jobs: Sequence[_RunJob], data: SweepData,
-            helpers: LocalPool) -> Iterable[tuple[int, StagedRun | None, str | None]]:
+def _shared(jobs: Sequence[_RunJob], data: SweepData, helpers: LocalPool,
+            curves: dict[int, Curve]) -> Iterable[tuple[int, StagedRun | None, str | None]]:
     """The runs shared between this process and the points' pool workers, already started and warm (no new pool):
     each worker builds an equal share, in one call; this process the first share, in one durability pass. A share
-    is the runs over the processes rounded up, so runs no more than the workers are one a process, never all here."""
+    is the runs over the processes rounded up, so runs no more than the workers are one a process, never all here.
+    Those whose curve the walk-forward chart draws come first, so they are made here and their curves kept."""
+    jobs = sorted(jobs, key=lambda job: not job.curve)  # stable: otherwise in rank order
     share = -(-len(jobs) // (helpers.workers + 1))
     here, there = jobs[:share], jobs[share:]
     futures = [helpers.call(_build_in_helper, list(there[start::helpers.workers]))
                for start in range(min(helpers.workers, len(there)))]
     try:
-        yield from _build_all(here, data)
+        yield from _build_all(here, data, curves)
         for future in futures:
             yield from future.result()
     except BaseException:
@@ -279,15 +313,15 @@ def _shared(jobs: Sequence[_RunJob], data: SweepData,
         raise
 
 
-def _run_jobs(jobs: Sequence[_RunJob], processes: int | None, data: SweepData,
-              helpers: LocalPool | None) -> Iterable[tuple[int, StagedRun | None, str | None]]:
+def _run_jobs(jobs: Sequence[_RunJob], processes: int | None, data: SweepData, helpers: LocalPool | None,
+              curves: dict[int, Curve]) -> Iterable[tuple[int, StagedRun | None, str | None]]:
     global _RUN_DATA
     if helpers is not None:  # the points' pool is open and warm: its workers take a share, never a second pool beside it
-        yield from _shared(jobs, data, helpers)
+        yield from _shared(jobs, data, helpers, curves)
         return
     workers = max(1, min(processes or os.cpu_count() or 1, len(jobs)))
     if workers == 1 or len(jobs) < POOL_MIN_RUNS:
-        yield from _build_all(jobs, data)
+        yield from _build_all(jobs, data, curves)
         return
     import tradeexecutor.runs.artifacts  # noqa: F401 - imported once before forking, not in every worker
     import tradeexecutor.runs.sweep_runs  # noqa: F401

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -45,12 +46,15 @@ __all__ = ["build_run", "build_runs", "reused_session"]
 
 
 def build_runs(runs: Runs, jobs: list[tuple[Path, str | None, tuple[str, str], dict[str, Any]]], *,
-               data: SweepData | None = None) -> list[tuple[StagedRun | None, str | None]]:
+               data: SweepData | None = None,
+               on_state: Callable[[int, State], None] | None = None) -> list[tuple[StagedRun | None, str | None]]:
     """Build each (spec file, ref, then, metadata) as a staged run, in one durability pass; (run or None, error) each.
 
     ``data``: the sweep's data, already in this process — each run's backtest then reads the market the
     sweep loaded (and its benchmark prices) instead of loading it again, when it is the market a fresh
     session of the run's pinned spec would load (:func:`reused_session`).
+    ``on_state``: called with a job's position and its backtest's final state, for each run that completes (the
+    sweep's walk-forward curve is read from it instead of being backtested again).
 
     The staged folders are complete and fsynced when this returns; :meth:`Runs.commit_staged` puts
     them in place. On any BaseException (Ctrl+C) the folders built so far are removed, then it is raised.
@@ -58,8 +62,10 @@ def build_runs(runs: Runs, jobs: list[tuple[Path, str | None, tuple[str, str], d
     built: list[tuple[StagedRun | None, str | None]] = []
     try:
         with deferred_fsyncs():
-            for spec_file, ref, then, metadata in jobs:
-                built.append(build_run(runs, spec_file, ref=ref, then=then, metadata=metadata, data=data))
+            for position, (spec_file, ref, then, metadata) in enumerate(jobs):
+                keep = None if on_state is None else (lambda state, at=position: on_state(at, state))
+                built.append(build_run(runs, spec_file, ref=ref, then=then, metadata=metadata, data=data,
+                                       on_state=keep))
                 if built[-1][0] is not None:  # finished: its fsyncs wait on the disk while the next run is built
                     sync_finished(built[-1][0].paths.root)
     except BaseException:
@@ -71,7 +77,8 @@ def build_runs(runs: Runs, jobs: list[tuple[Path, str | None, tuple[str, str], d
 
 
 def build_run(runs: Runs, spec_file: Path, *, ref: str | None, then: tuple[str, str],
-              metadata: dict[str, Any], data: SweepData | None = None) -> tuple[StagedRun | None, str | None]:
+              metadata: dict[str, Any], data: SweepData | None = None,
+              on_state: Callable[[State], None] | None = None) -> tuple[StagedRun | None, str | None]:
     """One staged run, backtested and recorded ``complete`` (or ``error``) in its hidden folder, with its reports.
 
     (None, error) when the run could not even be staged (a spec the loader refuses, a taken ref).
@@ -82,7 +89,7 @@ def build_run(runs: Runs, spec_file: Path, *, ref: str | None, then: tuple[str, 
     except Exception as exc:  # noqa: BLE001 - one point's failure is that point's note
         return None, " ".join(str(exc).split()) or type(exc).__name__
     try:
-        return _run(runs, staged, data)
+        return _run(runs, staged, data, on_state)
     except BaseException:
         shutil.rmtree(staged.paths.root, ignore_errors=True)
         raise
@@ -109,15 +116,16 @@ def reused_session(spec: RunSpec, data: SweepData | None) -> tuple[Session | Non
     return data.session(strategy), prices
 
 
-def _run(runs: Runs, staged: StagedRun, data: SweepData | None) -> tuple[StagedRun, str | None]:
+def _run(runs: Runs, staged: StagedRun, data: SweepData | None,
+         on_state: Callable[[State], None] | None = None) -> tuple[StagedRun, str | None]:
     """As runner._backtest_started: the backtest, then complete with summary and fingerprints, then the reports."""
     from tradeexecutor.runs.artifacts import write_artifacts
     from tradeexecutor.runs.executor import execute_backtest
-    from tradeexecutor.runs.spec import load_spec
 
     paths, run_id = staged.paths, staged.record.id
     try:
-        spec = load_spec(paths.spec, env={})  # the pinned spec, running the pinned strategy.py
+        # The pinned spec, running the pinned strategy.py: as staging made it, not parsed back from its file.
+        spec = staged.spec
         if spec.mode != "backtest":
             raise RunsError(f"run {staged.record.label} is a {spec.mode} run, not a backtest")
         spec.daemon_config(paths.state)  # refused settings stop here, as in start_run
@@ -141,6 +149,8 @@ def _run(runs: Runs, staged: StagedRun, data: SweepData | None) -> tuple[StagedR
         meta = record_in_folder(paths, run_id, "error", at=iso_time(runs.clock()), status="error", level="error",
                                 pid=None, detail=message)
         return _ended(staged, meta), f"run {run_id} ended error: {message}"
+    if on_state is not None and outcome.state is not None:
+        on_state(outcome.state)
     fingerprints = {**read_metadata(paths, run_id).get("fingerprints", {}), "data": outcome.data}
     meta = record_in_folder(paths, run_id, "complete", at=iso_time(runs.clock()), status="complete", pid=None,
                             metadata={"summary": outcome.summary, "fingerprints": fingerprints,
