@@ -20,6 +20,8 @@ from __future__ import annotations
 import base64
 import json
 import signal
+import urllib.error
+import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -86,6 +88,17 @@ def gbp_entry_pending(tmp_path: Path) -> Iterator[tuple[str, Executor, str]]:
             second.kill()
         theirs = Counter(o["clientOrderId"] for o in sim(url, "GET", "orders"))
         assert theirs[killed.client_order_id] == 1 and max(theirs.values()) == 1, theirs
+
+
+def post(executor: Executor, path: str) -> tuple[int, str]:
+    """POST ``path`` (no body) to the executor's webhook as the operator: the HTTP status and the raw body."""
+    request = urllib.request.Request(f"http://127.0.0.1:{executor.port}{path}", data=b"", method="POST",
+                                     headers=AUTH)
+    try:
+        with urllib.request.urlopen(request, timeout=120) as answer:
+            return answer.status, answer.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
 
 
 def cycle_outage(second: Executor) -> dict[str, Any]:
@@ -160,8 +173,8 @@ def test_close_all_closes_what_it_can_and_names_the_position_whose_entry_waits_o
         [closed] = answer["details"]["closed"]
         assert (closed["position_id"], closed["symbol"], closed["status"]) == (ids["EURUSD"], "EURUSD", "filled")
         [waiting] = answer["details"]["not_closed"]
-        assert (waiting["position_id"], waiting["client_order_id"], waiting["purpose"], waiting["status"]) == (
-            ids["GBPUSD"], cid, "open", "unknown"), waiting
+        assert (waiting["position_id"], waiting["symbol"], waiting["client_order_id"], waiting["purpose"],
+                waiting["status"]) == (ids["GBPUSD"], "GBPUSD", cid, "open", "unknown"), waiting
         assert f"not closed: position {ids['GBPUSD']}: its open order {cid} is unknown" in answer["message"], answer
         [line] = journaled(second, "operator_action", lambda e: e["fields"]["action"] == "close_all")
         assert [n["position_id"] for n in line["fields"]["not_closed"]] == [ids["GBPUSD"]], line
@@ -170,6 +183,14 @@ def test_close_all_closes_what_it_can_and_names_the_position_whose_entry_waits_o
         assert [state.instrument(p.instrument_id).symbol for p in state.portfolio.open_positions] == ["GBPUSD"]
         assert [state.instrument(p.instrument_id).symbol for p in state.portfolio.closed_positions] == ["EURUSD"]
         assert [(o["symbol"], o["side"]) for o in sim(url, "GET", "orders")][2:] == [("EURUSD", "SELL")]  # the close
+        # Again, over the webhook itself: GBPUSD, the one position open, cannot be closed — a 409 carrying the same
+        # structured not_closed, never a stack trace (fails before: the 409 named it in its message text only).
+        code, raw = post(second, "/control/close-all")
+        refused = json.loads(raw)
+        assert (code, refused["outcome"]) == (409, "conflict"), raw
+        assert refused["details"]["not_closed"] == [waiting], refused
+        assert "Traceback" not in raw and f"position {ids['GBPUSD']}: its open order {cid}" in refused["error"]
+        assert [(o["symbol"], o["side"]) for o in sim(url, "GET", "orders")][2:] == [("EURUSD", "SELL")]  # nothing sent
         still_holding(second)
 
 

@@ -651,7 +651,8 @@ class ExecutorLoop:
         # Live: a second exit must never be sent while an order of the position is in flight (an entry waiting out
         # the exchange's lag, say). A close of it is refused; close-all closes the others and names these.
         busy = [(p, o) for p in targets if (o := self.engine.in_flight(p)) is not None]
-        not_closed = [{"position_id": p.id, "client_order_id": o.client_order_id, "purpose": o.purpose.value,
+        not_closed = [{"position_id": p.id, "symbol": self.engine.symbol_of[p.instrument_id],
+                       "client_order_id": o.client_order_id, "purpose": o.purpose.value,
                        "status": o.status.value, "reason": f"its {o.purpose.value} order {o.client_order_id} is "
                        f"{o.status.value} at the exchange; it is asked about at every job: close again once it has "
                        "ended"} for p, o in busy]
