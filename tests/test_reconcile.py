@@ -740,3 +740,37 @@ def test_a_fee_asset_s_pending_allowance_is_priced_in_each_pending_order_s_own_q
         assert [m.what.split(",")[0] for m in short.mismatches] == [f"BNB: the venue holds {figure - 1.0:g}"]
         assert life.state.portfolio.fee_asset_balances == {"BNB": pytest.approx(figure)}  # nothing was set from it
         life.close()
+
+
+def test_a_trade_whose_order_the_exchange_s_lag_hides_does_not_stop_another_order_s_adoption(tmp_path: Path) -> None:
+    """A restart adopts an AAA/USDT buy whose reply never came, reading every trade to find its fills — among them a
+    BBB/JPY trade of an order this process does not follow, which the exchange's lag answers "does not exist" for
+    (the simulator's lag fault, on BBBJPY only). That trade is nobody's for this read: the buy is adopted with its one
+    fill (fails before: the lookup's OrderNotFound ended reconciliation as a VenueFailure — at start-up, a crash)."""
+    with serve(_two_quote_simulator()) as sim:
+        config = CcxtVenueConfig(exchange="binance", url=sim.url, quote="USDT", symbols=("AAA/USDT", "BBB/JPY"))
+        state = State(name="hidden-trade", created_at=T0, initial_cash=10_000.0)
+        state.portfolio.cash = 10_000.0
+        for symbol in ("AAA/USDT", "BBB/JPY"):
+            state.add_instrument(symbol, "crypto", 0.001)
+        first = Life(tmp_path, CcxtVenue(config, environ=ENVIRON), state)
+        order = _buy(first.state, "AAA/USDT", 1000.0, 100.0, day=1)
+        sim.control("POST", "faults", {"kind": "timeout", "mode": "drop", "count": 1})
+        first.router.send(order)  # taken and filled by the exchange; the reply dropped
+        assert order.status is OrderStatus.unknown and not order.venue_order_id
+        first.close()
+        ccxt_client(sim.url).create_order("BBB/JPY", "market", "buy", 1, None, {"clientOrderId": "manual-order-1"})
+        sim.control("POST", "faults", {"kind": "lag", "lag_seconds": 3600, "symbol": "BBBJPY"})
+
+        second = Life(tmp_path, CcxtVenue(config, environ=ENVIRON))
+        result = second.reconcile()
+        (check,) = result.orders
+        assert (check.client_order_id, check.after, check.action, check.fills_applied) == (
+            order.client_order_id, "filled", "completed", 1)
+        _, trades = sim.control("GET", "trades")
+        [mine] = [t for t in trades if t["symbol"] == "AAAUSDT"]
+        (fill,) = second.state.portfolio.open_positions[0].orders[0].fills
+        assert (fill.venue_trade_id, fill.quantity) == (str(mine["id"]), float(mine["qty"]))
+        # The someone else's BBB on the account is what reconciliation reports, as it would without the lag.
+        assert [m.symbol for m in result.mismatches] == ["BBB"], result.mismatches
+        second.close()
