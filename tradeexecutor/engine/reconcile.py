@@ -66,8 +66,11 @@ Run at start-up (``daemon/runner.py``) and by hand (``tradeexecutor reconcile``)
 
 Once the orders pending at start-up have settled (adopted or sent by the running executor's settle path), the
 executor compares passes 3 and 4 again, strictly (``recheck_balances``): what start-up loosened or skipped for
-them is compared with the ledger that now holds their fills. A mismatch then is journaled and puts the executor
-in safe mode, as at start-up; nothing is fixed.
+them is compared with the ledger that now holds their fills. An order in flight at that moment
+(``unconfirmed_orders``: a stop-loss's exit sent during the lag, say) bounds it as at start-up, and the result names
+it (``bounded_by``): the executor keeps the re-check armed and runs it again once those orders have settled, until
+one runs with nothing in flight — the strict comparison. Every run is journaled (``balances_rechecked``, with ``bounded_by``); a mismatch in
+any of them is journaled and puts the executor in safe mode, as at start-up; nothing is fixed.
 
 Applying the venue's fills is not "fixing money": they are the exchange's record of what
 happened to our orders. Nothing else is changed — a mismatch is reported (``Reconciliation``,
@@ -95,7 +98,7 @@ from tradeexecutor.state.client_id import run_key
 from tradeexecutor.venue.model import NotFoundAnswers, Venue
 
 __all__ = ["BalanceCheck", "ExchangeOrder", "Mismatch", "OrderCheck", "Reconciliation", "journal_reconciliation",
-           "recheck_balances", "reconcile", "write_reconciliation"]
+           "recheck_balances", "reconcile", "unconfirmed_orders", "write_reconciliation"]
 
 #: Why an order whose submit never got a reply, and that the venue does not know at start-up, is left unknown.
 _PENDING_REASON = ("the venue does not know it at start-up and its submit never got a reply (maybe the exchange's "
@@ -178,6 +181,9 @@ class Reconciliation:
     notes: tuple[str, ...] = ()
     #: Whether it changed the state (fills applied, statuses taken): the caller commits then.
     changed: bool = False
+    #: The client order ids of the orders that may have filled unseen (pending at start-up, in flight at a re-check):
+    #: the balances they may have moved were compared within bounds. Empty: every balance was compared strictly.
+    bounded_by: tuple[str, ...] = ()
 
     @property
     def clean(self) -> bool:
@@ -202,12 +208,13 @@ class Reconciliation:
                 "pending": sum(o.action in ("pending", "unsent") for o in self.orders),
                 "fills_applied": sum(o.fills_applied for o in self.orders),
                 "exchange_orders_ignored": sum(o.action == "ignored" for o in self.exchange_orders),
-                "mismatches": [m.what for m in self.mismatches]}
+                "bounded_by": list(self.bounded_by), "mismatches": [m.what for m in self.mismatches]}
 
     def to_dict(self) -> dict[str, Any]:
         """The whole record, JSON-safe, as reconciliation.json holds it."""
         return {"outcome": self.outcome, "at": self.at.isoformat(), "venue": self.venue,
                 "mismatches": [vars_of(m) for m in self.mismatches], "notes": list(self.notes),
+                "bounded_by": list(self.bounded_by),
                 "orders": [vars_of(o) for o in self.orders],
                 "exchange_orders": [vars_of(o) for o in self.exchange_orders],
                 "balances": [vars_of(b) for b in self.balances]}
@@ -283,7 +290,7 @@ def reconcile(state: State, venue: Venue | None, *, commit: Callable[[], None], 
     changed = changed or bool(baselines)
     result = Reconciliation(at=at, venue=venue.name, orders=tuple(orders), exchange_orders=tuple(exchange_orders),
                             balances=tuple(balances), mismatches=tuple(mismatches), notes=tuple(notes),
-                            changed=changed)
+                            changed=changed, bounded_by=tuple(o.client_order_id for _, o in unsettled))
     if journal is not None:  # before the commit: the fills applied and the line that counts them, in one transaction
         journal_reconciliation(result, journal)
     if (orders and changed) or baselines:
@@ -295,24 +302,32 @@ def reconcile(state: State, venue: Venue | None, *, commit: Callable[[], None], 
 _IN_FLIGHT = frozenset({OrderStatus.submitting, OrderStatus.unknown})
 
 
+def unconfirmed_orders(state: State) -> list[tuple[Position, Order]]:
+    """The open positions' orders sent (or being sent) whose reply has not come — ``submitting`` or ``unknown``, no
+    exchange id: they may have filled unseen, so the balances they may have moved can only be compared within bounds
+    (a stop-loss's exit sent during the exchange's lag, say)."""
+    return [(p, o) for p in state.portfolio.open_positions for o in p.orders
+            if o.status in _IN_FLIGHT and not o.venue_order_id]
+
+
 def recheck_balances(state: State, venue: Venue, *, now: Callable[[], datetime], symbols: Sequence[str] = ()
                      ) -> Reconciliation:
     """Passes 3 and 4 again, strictly, once the orders start-up left pending have settled (the running executor's
     settle path adopted or sent them): the balances they loosened or skipped are compared with the ledger that now
     holds their fills. A fee asset still without a figure takes the account's now (start-up could not). Orders are
     not asked about; nothing is changed but such a figure, and the caller commits when ``changed``. A venue that
-    fails temporarily raises TemporaryError. An order in flight at this moment (sent or being sent, its reply not
-    come: ``submitting`` or ``unknown``, no exchange id — a stop-loss's exit sent during the lag, say) may have filled
-    unseen: the balances it may have moved are compared within the same bounds as at start-up, not strictly (a
-    strict comparison then is a false safe mode)."""
+    fails temporarily raises TemporaryError. An order in flight at this moment (``unconfirmed_orders``: a
+    stop-loss's exit sent during the lag, say) may have filled unseen: the balances it may have moved are compared
+    within the same bounds as at start-up, not strictly (a strict comparison then is a false safe mode), and the
+    result names it (``bounded_by``): the caller compares again once it has settled."""
     mismatches: list[Mismatch] = []
     notes: list[str] = []
-    unsettled = [(p, o) for p in state.portfolio.open_positions for o in p.orders
-                 if o.status in _IN_FLIGHT and not o.venue_order_id]
+    unsettled = unconfirmed_orders(state)
     balances = _balances(state, venue, mismatches, symbols, unsettled, notes)
     fee_checks, baselines = _fee_assets(state, venue, symbols, mismatches, notes, unsettled)
     return Reconciliation(at=now(), venue=venue.name, balances=tuple(balances + fee_checks),
-                          mismatches=tuple(mismatches), notes=tuple(notes), changed=baselines)
+                          mismatches=tuple(mismatches), notes=tuple(notes), changed=baselines,
+                          bounded_by=tuple(o.client_order_id for _, o in unsettled))
 
 
 def _exchange_orders(state: State, venue: Venue, mismatches: list[Mismatch]) -> list[ExchangeOrder]:
