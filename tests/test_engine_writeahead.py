@@ -350,3 +350,36 @@ def test_live_a_fill_made_while_the_executor_was_down_is_journaled_at_restart_an
         (order.client_order_id, True, restored.fills[0].price)]
     position = again.state.portfolio.open_positions[0]
     assert position.stop_loss == pytest.approx(restored.fills[0].price * 0.95) and again.pending == []
+
+
+def test_live_a_followed_order_s_fill_taken_in_another_order_s_send_is_journaled_once_and_arms_its_stop(
+        tmp_path: Path) -> None:
+    """AAA's entry rests at the exchange (followed); the exchange fills it, and before any drain BBB's stop-loss sends
+    its exit, whose drain (the venue's poll: every followed order) brings AAA's fill too. It is booked there — and
+    must be journaled ``order_filled`` there, and arm AAA's stop, as ``Engine.drain`` would have: afterwards AAA's
+    fill is no news to any drain (review leftover; fails before: the ledger held a fill the journal never mentioned,
+    and AAA was bought with no stop-loss)."""
+    journal: list[tuple[str, dict[str, Any]]] = []
+    flat = [100.0] * 6
+    engine, venue = live_engine_over(tmp_path, {"AAA": flat, "BBB": [100.0] * 3 + [(100.0, 100.0, 85.0, 88.0)] * 3},
+                                     journal, lambda: T0)
+    engine.plan([open_long("BBB", value=1000, stop_loss_pct=0.1)], 0, cycle_ns(0))
+    engine.manage(1)
+    venue.advance({"BBB": 100.0}, T0)
+    engine.drain()
+    engine.plan([open_long("AAA", value=1000, stop_loss_pct=0.1)], 1, cycle_ns(1))
+    venue.hold = True  # accepted: it rests on the book
+    engine.manage(2)
+    venue.hold = False
+    entry = orders(engine)[-1]
+    assert entry.status is OrderStatus.open and not entry.fills
+    venue.advance({"AAA": 100.0}, T0)  # the exchange fills it; nobody has asked yet
+    assert engine.check_triggers(3) == 1  # BBB's stop: its exit's drain takes AAA's fill
+    assert entry.status is OrderStatus.filled
+    engine.drain()
+    aaa = next(p for p in engine.state.portfolio.open_positions if p.orders[0] is entry)
+    assert aaa.stop_loss is not None, "AAA bought but its stop-loss was never armed"
+    filled = [f["client_order_id"] for e, f in journal if e == "order_filled"]
+    assert filled.count(entry.client_order_id) == 1, filled
+    ledger = sorted(o.client_order_id for o in orders(engine) for _ in o.fills)
+    assert sorted(filled) == ledger  # the journal's fills are the ledger's

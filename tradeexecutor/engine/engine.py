@@ -1193,9 +1193,13 @@ class Engine:
         router = self.router
         assert router is not None
         if self.live_venue is not None:  # the exchange prices and fills it; its reply is drained at once
+            # The drain brings every followed order's news (the venue's poll), not only this one's: each is journaled
+            # here (and an entry's first fill arms its stop), as Engine.drain would have — after this it is no news.
+            others = _followed((p, o) for p, o in self.pending if o is not order and not o.is_terminal)
             if order.status is _CREATED:
                 router.send(order, at)
             router.drain(commit=False)
+            self._journal_changes(others)
             return
         venue = self.venue
         venue.advance({}, at)  # the venue's clock: what it reports is stamped with the bar's time
