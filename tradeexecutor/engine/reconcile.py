@@ -69,8 +69,9 @@ executor compares passes 3 and 4 again, strictly (``recheck_balances``): what st
 them is compared with the ledger that now holds their fills. An order in flight at that moment
 (``unconfirmed_orders``: a stop-loss's exit sent during the lag, say) bounds it as at start-up, and the result names
 it (``bounded_by``): the executor keeps the re-check armed and runs it again once those orders have settled, until
-one runs with nothing in flight — the strict comparison. Every run is journaled (``balances_rechecked``, with ``bounded_by``); a mismatch in
-any of them is journaled and puts the executor in safe mode, as at start-up; nothing is fixed.
+one runs with nothing in flight — the strict comparison. Every run is journaled (``balances_rechecked``, with
+``bounded_by``); a mismatch in any of them is journaled and puts the executor in safe mode, as at start-up;
+nothing is fixed.
 
 Applying the venue's fills is not "fixing money": they are the exchange's record of what
 happened to our orders. Nothing else is changed — a mismatch is reported (``Reconciliation``,
