@@ -48,10 +48,12 @@ def make_engine(tmp_path: Path, state: State | None = None, prices: list[Any] = 
 
 
 def live_engine_over(tmp_path: Path, prices: Mapping[str, list[Any]], journal: list[tuple[str, dict[str, Any]]],
-                now: Callable[[], datetime]) -> tuple[Engine, InMemoryVenue]:
+                now: Callable[[], datetime], venue_class: type[InMemoryVenue] = InMemoryVenue,
+                ) -> tuple[Engine, InMemoryVenue]:
     """A live engine on the scripted strategy over ``prices`` (symbol → daily bars, equities): write-ahead through an
-    InMemoryVenue holding 10 000 USD with a 0.1 % fee, each symbol an instrument like venue_contract's AAA; its
-    journal lines appended to ``journal``, ``now`` its clock (the state created at its first reading)."""
+    InMemoryVenue (or ``venue_class``) holding 10 000 USD with a 0.1 % fee, each symbol an instrument like
+    venue_contract's AAA; its journal lines appended to ``journal``, ``now`` its clock (the state created at its first
+    reading)."""
     path = tmp_path / "scripted.py"
     symbols = list(prices)
     path.write_text(SCRIPTED.format(cycle="1d", instruments=symbols))
@@ -60,8 +62,8 @@ def live_engine_over(tmp_path: Path, prices: Mapping[str, list[Any]], journal: l
     market = MarketData.from_long_frame(frame, asset_types=dict.fromkeys(symbols, "equity"))
     engine = Engine(strategy, market, new_state(strategy, CONFIG, now()), config=CONFIG,
                     events=lambda event, /, **fields: journal.append((event, fields)))
-    venue = InMemoryVenue([dataclasses.replace(AAA, symbol=symbol, base=symbol) for symbol in symbols],
-                          {"USD": 10_000.0}, fee=0.001)
+    venue = venue_class([dataclasses.replace(AAA, symbol=symbol, base=symbol) for symbol in symbols],
+                        {"USD": 10_000.0}, fee=0.001)
     engine.live_venue = venue
     engine.start_write_ahead(lambda: None, now)
     return engine, venue
