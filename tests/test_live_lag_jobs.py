@@ -90,9 +90,10 @@ def gbp_entry_pending(tmp_path: Path) -> Iterator[tuple[str, Executor, str]]:
         assert theirs[killed.client_order_id] == 1 and max(theirs.values()) == 1, theirs
 
 
-def post(executor: Executor, path: str) -> tuple[int, str]:
-    """POST ``path`` (no body) to the executor's webhook as the operator: the HTTP status and the raw body."""
-    request = urllib.request.Request(f"http://127.0.0.1:{executor.port}{path}", data=b"", method="POST",
+def post(executor: Executor, path: str, body: bytes = b"") -> tuple[int, str]:
+    """POST ``path`` (with ``body``, none by default) to the executor's webhook as the operator: the HTTP status and
+    the raw body."""
+    request = urllib.request.Request(f"http://127.0.0.1:{executor.port}{path}", data=body, method="POST",
                                      headers=AUTH)
     try:
         with urllib.request.urlopen(request, timeout=120) as answer:
@@ -146,6 +147,8 @@ def test_while_an_entry_waits_out_the_lag_the_cycle_holds_and_triggers_revaluati
         close = control(second, "close", str(gbp.id), "--json")
         assert close.returncode == 1 and "answered 409: position" in close.stderr, (close.stdout, close.stderr)
         assert f"has order {cid} unknown at the exchange" in close.stderr, close.stderr
+        code, raw = post(second, "/control/close", json.dumps({"position_id": gbp.id}).encode())
+        assert code == 409 and json.loads(raw)["details"] == {"position_id": gbp.id, "client_order_id": cid}, raw
         assert not events(second, "temporary_failure"), events(second, "temporary_failure")
         still_holding(second)
         # The entry's unknown outcome is one warning, not one per bar managed while it waits (fails before: 6).
