@@ -80,8 +80,10 @@ def test_close_one_position_at_the_current_bar_through_the_trigger_exit_path(tmp
 
         again = ask(daemon, "close", position_id=position.id)
         assert again.outcome is Outcome.conflict and "already closed" in again.message
+        assert again.details == {"position_id": position.id}  # the webhook's 409 carries it (details)
         unknown = ask(daemon, "close", position_id=99)
         assert unknown.outcome is Outcome.not_found and "no position 99" in unknown.message
+        assert unknown.details == {"position_id": 99}  # the webhook's 404 carries it
         refused = [e for e in journal(tmp_path) if e["event"] == "operator_refused"]
         assert [e["fields"]["outcome"] for e in refused] == ["conflict", "not_found"]
         assert all(e["level"] == "warning" for e in refused)
@@ -159,6 +161,7 @@ def test_invalid_parameters_are_refused_with_the_reason_and_nothing_changes(
         strategy, indicators = daemon.engine.strategy, daemon.engine.indicators
         result = ask(daemon, "reload_params", parameters=changes)
         assert result.outcome is Outcome.invalid and reason in result.message, result
+        assert result.details == {"parameters": dict(strategy.parameters)}  # those in use: the webhook's 400 too
         assert daemon.engine.strategy is strategy and daemon.engine.indicators is indicators
         assert daemon.runstate.snapshot().strategy_parameters["window"] == 3
         refused = [e for e in journal(tmp_path) if e["event"] == "operator_refused"]

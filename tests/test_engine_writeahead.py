@@ -48,10 +48,12 @@ def make_engine(tmp_path: Path, state: State | None = None, prices: list[Any] = 
 
 
 def live_engine_over(tmp_path: Path, prices: Mapping[str, list[Any]], journal: list[tuple[str, dict[str, Any]]],
-                now: Callable[[], datetime]) -> tuple[Engine, InMemoryVenue]:
+                now: Callable[[], datetime], venue_class: type[InMemoryVenue] = InMemoryVenue,
+                ) -> tuple[Engine, InMemoryVenue]:
     """A live engine on the scripted strategy over ``prices`` (symbol → daily bars, equities): write-ahead through an
-    InMemoryVenue holding 10 000 USD with a 0.1 % fee, each symbol an instrument like venue_contract's AAA; its
-    journal lines appended to ``journal``, ``now`` its clock (the state created at its first reading)."""
+    InMemoryVenue (or ``venue_class``) holding 10 000 USD with a 0.1 % fee, each symbol an instrument like
+    venue_contract's AAA; its journal lines appended to ``journal``, ``now`` its clock (the state created at its first
+    reading)."""
     path = tmp_path / "scripted.py"
     symbols = list(prices)
     path.write_text(SCRIPTED.format(cycle="1d", instruments=symbols))
@@ -60,8 +62,8 @@ def live_engine_over(tmp_path: Path, prices: Mapping[str, list[Any]], journal: l
     market = MarketData.from_long_frame(frame, asset_types=dict.fromkeys(symbols, "equity"))
     engine = Engine(strategy, market, new_state(strategy, CONFIG, now()), config=CONFIG,
                     events=lambda event, /, **fields: journal.append((event, fields)))
-    venue = InMemoryVenue([dataclasses.replace(AAA, symbol=symbol, base=symbol) for symbol in symbols],
-                          {"USD": 10_000.0}, fee=0.001)
+    venue = venue_class([dataclasses.replace(AAA, symbol=symbol, base=symbol) for symbol in symbols],
+                        {"USD": 10_000.0}, fee=0.001)
     engine.live_venue = venue
     engine.start_write_ahead(lambda: None, now)
     return engine, venue
@@ -350,3 +352,36 @@ def test_live_a_fill_made_while_the_executor_was_down_is_journaled_at_restart_an
         (order.client_order_id, True, restored.fills[0].price)]
     position = again.state.portfolio.open_positions[0]
     assert position.stop_loss == pytest.approx(restored.fills[0].price * 0.95) and again.pending == []
+
+
+def test_live_a_followed_order_s_fill_taken_in_another_order_s_send_is_journaled_once_and_arms_its_stop(
+        tmp_path: Path) -> None:
+    """AAA's entry rests at the exchange (followed); the exchange fills it, and before any drain BBB's stop-loss sends
+    its exit, whose drain (the venue's poll: every followed order) brings AAA's fill too. It is booked there — and
+    must be journaled ``order_filled`` there, and arm AAA's stop, as ``Engine.drain`` would have: afterwards AAA's
+    fill is no news to any drain (review leftover; fails before: the ledger held a fill the journal never mentioned,
+    and AAA was bought with no stop-loss)."""
+    journal: list[tuple[str, dict[str, Any]]] = []
+    flat = [100.0] * 6
+    engine, venue = live_engine_over(tmp_path, {"AAA": flat, "BBB": [100.0] * 3 + [(100.0, 100.0, 85.0, 88.0)] * 3},
+                                     journal, lambda: T0)
+    engine.plan([open_long("BBB", value=1000, stop_loss_pct=0.1)], 0, cycle_ns(0))
+    engine.manage(1)
+    venue.advance({"BBB": 100.0}, T0)
+    engine.drain()
+    engine.plan([open_long("AAA", value=1000, stop_loss_pct=0.1)], 1, cycle_ns(1))
+    venue.hold = True  # accepted: it rests on the book
+    engine.manage(2)
+    venue.hold = False
+    entry = orders(engine)[-1]
+    assert entry.status is OrderStatus.open and not entry.fills
+    venue.advance({"AAA": 100.0}, T0)  # the exchange fills it; nobody has asked yet
+    assert engine.check_triggers(3) == 1  # BBB's stop: its exit's drain takes AAA's fill
+    assert entry.status is OrderStatus.filled
+    engine.drain()
+    aaa = next(p for p in engine.state.portfolio.open_positions if p.orders[0] is entry)
+    assert aaa.stop_loss is not None, "AAA bought but its stop-loss was never armed"
+    filled = [f["client_order_id"] for e, f in journal if e == "order_filled"]
+    assert filled.count(entry.client_order_id) == 1, filled
+    ledger = sorted(o.client_order_id for o in orders(engine) for _ in o.fills)
+    assert sorted(filled) == ledger  # the journal's fills are the ledger's

@@ -41,9 +41,10 @@ from tradeexecutor.engine.reconcile import (
     write_reconciliation,
 )
 from tradeexecutor.engine.router import OrderRouter
+from tradeexecutor.exchange_sim import ExchangeSimulator
 from tradeexecutor.layout import RunFiles
 from tradeexecutor.ledger import Ledger
-from tradeexecutor.state import Order, OrderPurpose, OrderSide, OrderStatus, OrderType, State
+from tradeexecutor.state import Order, OrderPurpose, OrderSide, OrderStatus, OrderType, Position, State
 from tradeexecutor.state.client_id import client_order_id, run_key
 from tradeexecutor.store.lock import StateDirLock
 from tradeexecutor.venue import InMemoryVenue
@@ -642,3 +643,134 @@ def test_a_fee_asset_is_compared_within_what_a_pending_order_s_fee_could_have_ta
     assert [m.what.split(",")[0] for m in short.mismatches] == ["BNB: the venue holds 1.9"], short.notes
     assert life.state.portfolio.fee_asset_balances == {"BNB": pytest.approx(1.99)}  # nothing was set from it
     life.close()
+
+
+def _two_quote_simulator() -> ExchangeSimulator:
+    """AAA/USDT at 100 and BBB/JPY at 15 000, fees paid in BNB (0.1 %) at BNB/USDT 300 and BNB/JPY 45 000 — the same
+    BNB priced in two quote currencies 150 times apart; 10 BNB held. Flat prices, no spread."""
+    from tradeexecutor.exchange_sim import MarketSpec, SimConfig
+    from tradeexecutor.exchange_sim.prices import random_walk_series
+
+    now = int(time.time() * 1000)
+    prices = {("AAA", "USDT"): 100.0, ("BBB", "JPY"): 15_000.0, ("BNB", "USDT"): 300.0, ("BNB", "JPY"): 45_000.0}
+    markets = tuple(MarketSpec(base=base, quote=quote, tick_size=Decimal("0.01"), step_size=Decimal("0.001"),
+                               min_notional=Decimal(1)) for base, quote in prices)
+    config = SimConfig(markets=markets, api_key=API_KEY, api_secret=API_SECRET, fee_rate=Decimal("0.001"),
+                       fee_asset="bnb", spread_bps=Decimal(0),
+                       balances={"USDT": Decimal(10_000), "JPY": Decimal(10_000_000), "BNB": Decimal(10)})
+    series = {base + quote: random_walk_series(seed=3, now_ms=now, start_price=price, volatility=0.0)
+              for (base, quote), price in prices.items()}
+    return ExchangeSimulator(config, series)
+
+
+def _buy(state: State, symbol: str, value: float, price: float, day: int) -> Order:
+    """A decided market buy of ``value`` (in ``symbol``'s quote) opening a position, its client id from ``day``."""
+    portfolio = state.portfolio
+    instrument = state.instrument_by_symbol(symbol)
+    assert instrument is not None
+    position = Position(id=portfolio.next_position_id, instrument_id=instrument.id, opened_at=T0)
+    portfolio.next_position_id += 1
+    order = Order(id=portfolio.next_order_id, position_id=position.id, instrument_id=instrument.id,
+                  client_order_id=client_order_id(run_key(state.name, state.created_at), T0 + timedelta(days=day), 0,
+                                                  OrderPurpose.open),
+                  purpose=OrderPurpose.open, side=OrderSide.buy, created_at=T0, value=value, reference_price=price)
+    portfolio.next_order_id += 1
+    position.orders.append(order)
+    portfolio.open_positions.append(position)
+    return order
+
+
+def test_a_fee_asset_s_pending_allowance_is_priced_in_each_pending_order_s_own_quote(tmp_path: Path) -> None:
+    """Fees in BNB on two quote currencies (USDT and JPY). A fill's ``fee_price`` is BNB's price in that fill's quote
+    (the exchange's BNB/USDT or BNB/JPY ticker), so what a pending order's fee could have taken is worked out per
+    quote: its value in its quote at BNB's lowest price booked in *that* quote, summed in BNB (issue 13 review).
+
+    - Only a JPY fill booked, a 1000 USDT buy pending that really paid its 0.1 % (1/300 BNB): no BNB price in USDT is
+      known, so BNB is left uncompared with a note (fails before: its 1020 USDT was priced at 45 000 — a 0.00045 BNB
+      allowance — a false mismatch).
+    - Both quotes booked, a 1000 USDT and a 150 000 JPY buy pending: the allowance is 2 % of 1020 USDT at 300 plus
+      2 % of 153 000 JPY at 45 000, 0.136 BNB; their real fees are clean, 1 BNB gone is a mismatch (fails before:
+      all 154 020 "quote" at the lowest price, 300, allowed 10.3 BNB — the shortfall started clean)."""
+    with serve(_two_quote_simulator()) as sim:
+        config = CcxtVenueConfig(exchange="binance", url=sim.url, quote="USDT", symbols=("AAA/USDT", "BBB/JPY"))
+        state = State(name="two-quotes", created_at=T0, initial_cash=10_000.0)
+        state.portfolio.cash = 10_000.0
+        for symbol in ("AAA/USDT", "BBB/JPY"):
+            state.add_instrument(symbol, "crypto", 0.001)
+        life = Life(tmp_path, CcxtVenue(config, environ=ENVIRON), state)
+        assert life.reconcile().clean and life.state.portfolio.fee_asset_balances == {"BNB": 10.0}
+        bought = _buy(life.state, "BBB/JPY", 150_000.0, 15_000.0, day=1)
+        life.router.send(bought)
+        life.router.drain()
+        (fill,) = bought.fills
+        assert (fill.fee_currency, fill.fee_price, fill.fee) == ("BNB", 45_000.0, pytest.approx(150 / 45_000, abs=1e-8))  # cut to 8 decimals
+        figure = 10.0 - fill.fee
+        assert life.state.portfolio.fee_asset_balances == {"BNB": pytest.approx(figure)}
+
+        usdt = _buy(life.state, "AAA/USDT", 1000.0, 100.0, day=2)
+        usdt.transition(OrderStatus.submitting, _now())  # killed between commit and send: pending at start-up
+        life.commit()
+        sim.control("POST", "balances", {"BNB": repr(figure - 1000 * 0.001 / 300)})  # as if it filled, paying BNB
+        unpriced = life.reconcile()
+        assert [c.action for c in unpriced.orders] == ["pending"] and unpriced.clean, unpriced.mismatches
+        assert not [b for b in unpriced.balances if b.kind == "fee"]
+        assert ("BNB: not compared — an order is pending (it may have paid a fee in it unseen) and no bound is known "
+                "(no fee in it was booked on a USDT market, so no price of it in USDT is known)") in unpriced.notes
+
+        priced = _buy(life.state, "AAA/USDT", 1000.0, 100.0, day=3)  # a USDT fill: BNB's price in USDT booked
+        life.router.send(priced)
+        life.router.drain()
+        assert [(f.fee_currency, f.fee_price) for f in priced.fills] == [("BNB", 300.0)]
+        figure -= priced.fills[0].fee
+        jpy = _buy(life.state, "BBB/JPY", 150_000.0, 15_000.0, day=4)
+        jpy.transition(OrderStatus.submitting, _now())
+        life.commit()
+        paid = figure - 1000 * 0.001 / 300 - 150_000 * 0.001 / 45_000  # both filled unseen, paying 0.1 % in BNB
+        sim.control("POST", "balances", {"BNB": repr(paid)})
+        both = life.reconcile()
+        assert [c.action for c in both.orders] == ["pending", "pending"] and both.clean, both.mismatches
+        (check,) = [b for b in both.balances if b.kind == "fee"]
+        assert (check.asset, check.ours, check.venue, check.ok) == ("BNB", pytest.approx(figure), pytest.approx(paid),
+                                                                    True)
+        allowance = 1020 * 0.02 / 300 + 153_000 * 0.02 / 45_000
+        assert f"BNB: compared within the {allowance:g} a pending order's fee could have taken of it unseen (it may " \
+               "have filled at the exchange)" in both.notes, both.notes
+        sim.control("POST", "balances", {"BNB": repr(figure - 1.0)})  # far more than both fees could have taken
+        short = life.reconcile()
+        assert [m.what.split(",")[0] for m in short.mismatches] == [f"BNB: the venue holds {figure - 1.0:g}"]
+        assert life.state.portfolio.fee_asset_balances == {"BNB": pytest.approx(figure)}  # nothing was set from it
+        life.close()
+
+
+def test_a_trade_whose_order_the_exchange_s_lag_hides_does_not_stop_another_order_s_adoption(tmp_path: Path) -> None:
+    """A restart adopts an AAA/USDT buy whose reply never came, reading every trade to find its fills — among them a
+    BBB/JPY trade of an order this process does not follow, which the exchange's lag answers "does not exist" for
+    (the simulator's lag fault, on BBBJPY only). That trade is nobody's for this read: the buy is adopted with its one
+    fill (fails before: the lookup's OrderNotFound ended reconciliation as a VenueFailure — at start-up, a crash)."""
+    with serve(_two_quote_simulator()) as sim:
+        config = CcxtVenueConfig(exchange="binance", url=sim.url, quote="USDT", symbols=("AAA/USDT", "BBB/JPY"))
+        state = State(name="hidden-trade", created_at=T0, initial_cash=10_000.0)
+        state.portfolio.cash = 10_000.0
+        for symbol in ("AAA/USDT", "BBB/JPY"):
+            state.add_instrument(symbol, "crypto", 0.001)
+        first = Life(tmp_path, CcxtVenue(config, environ=ENVIRON), state)
+        order = _buy(first.state, "AAA/USDT", 1000.0, 100.0, day=1)
+        sim.control("POST", "faults", {"kind": "timeout", "mode": "drop", "count": 1})
+        first.router.send(order)  # taken and filled by the exchange; the reply dropped
+        assert order.status is OrderStatus.unknown and not order.venue_order_id
+        first.close()
+        ccxt_client(sim.url).create_order("BBB/JPY", "market", "buy", 1, None, {"clientOrderId": "manual-order-1"})
+        sim.control("POST", "faults", {"kind": "lag", "lag_seconds": 3600, "symbol": "BBBJPY"})
+
+        second = Life(tmp_path, CcxtVenue(config, environ=ENVIRON))
+        result = second.reconcile()
+        (check,) = result.orders
+        assert (check.client_order_id, check.after, check.action, check.fills_applied) == (
+            order.client_order_id, "filled", "completed", 1)
+        _, trades = sim.control("GET", "trades")
+        [mine] = [t for t in trades if t["symbol"] == "AAAUSDT"]
+        (fill,) = second.state.portfolio.open_positions[0].orders[0].fills
+        assert (fill.venue_trade_id, fill.quantity) == (str(mine["id"]), float(mine["qty"]))
+        # The someone else's BBB on the account is what reconciliation reports, as it would without the lag.
+        assert [m.symbol for m in result.mismatches] == ["BBB"], result.mismatches
+        second.close()

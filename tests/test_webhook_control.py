@@ -197,6 +197,36 @@ def test_the_loops_refusal_becomes_a_4xx_with_its_reason(outcome: Outcome, statu
                        "outcome": outcome.value}
 
 
+@pytest.mark.parametrize(("path", "body", "result", "status"), [
+    ("/control/close", b'{"position_id": 3}',  # the loop's answer for an id no position has
+     ActionResult(Outcome.not_found, "no position 3; open positions: 1, 2", {"position_id": 3}), 404),
+    ("/control/close", b'{"position_id": 3}',  # live: its order in flight (daemon/loop.py _close)
+     ActionResult(Outcome.conflict, "position 3 has order te-p3 unknown at the exchange; close again once it has "
+                  "ended", {"position_id": 3, "client_order_id": "te-p3"}), 409),
+    ("/control/reload-params", b'{"parameters": {"fast": 10}}',  # refused: the parameters kept, as they are
+     ActionResult(Outcome.invalid, "'fast' must be below 'slow'", {"parameters": {"fast": 5, "slow": 8}}), 400),
+])
+def test_a_refusal_carries_the_loops_details(path: str, body: bytes, result: ActionResult, status: int) -> None:
+    """A refusal's body names what the loop named (``details``), as a done answer's does: the position and its
+    order in flight, the parameters in use — not only in the message."""
+    server, _ = serve_jobs(result)
+    with server:
+        code, _, payload = call(server, path, headers=GOOD, body=body)
+    assert code == status
+    assert payload == {"error": result.message, "status": status, "command": JOBS[path][0],
+                       "outcome": result.outcome.value, "details": result.details}
+
+
+def test_a_failed_answer_has_no_details() -> None:
+    """The loop's ``failed`` answers (a temporary failure, a crash, the loop ended) carry none: no empty
+    ``details`` in the body either."""
+    server, _ = serve_jobs(ActionResult(Outcome.failed, "close failed temporarily (timeout); nothing changed"))
+    with server:
+        code, _, payload = call(server, "/control/close", headers=GOOD, body=b'{"position_id": 3}')
+    assert code == 503 and payload["outcome"] == "failed"
+    assert "details" not in payload, payload
+
+
 def test_a_busy_loop_gets_202_and_the_journal_tells() -> None:
     server, answering = serve_jobs(None, action_wait_seconds=0.2)
     with server:

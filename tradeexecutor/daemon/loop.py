@@ -99,12 +99,12 @@ from tradeexecutor.daemon.publish import Publisher
 from tradeexecutor.daemon.risk_guard import RiskGuard
 from tradeexecutor.data.feed import PriceFeed
 from tradeexecutor.engine.engine import CycleReport, Engine, EventSink
-from tradeexecutor.engine.reconcile import journal_reconciliation, recheck_balances
+from tradeexecutor.engine.reconcile import journal_reconciliation, recheck_balances, unconfirmed_orders
 from tradeexecutor.engine.schedule import CycleSchedule
 from tradeexecutor.errors import TemporaryError, UserInputError
 from tradeexecutor.ledger import Job, Ledger
 from tradeexecutor.runstate import RunState, RunStatus
-from tradeexecutor.state import Order, OrderStatus, Position
+from tradeexecutor.state import Order, Position
 from tradeexecutor.strategy.loader import with_parameters
 from tradeexecutor.timeframe import next_boundary
 from tradeexecutor.venue.ccxt_errors import scrub
@@ -212,7 +212,8 @@ class ExecutorLoop:
         #: The last job that failed temporarily (for an operator's answer), cleared as each job starts.
         self._temporary: str | None = None
         #: Live mode: the client order ids start-up reconciliation left pending (their balances compared loosely);
-        #: once all have settled the balances are compared again, strictly (``_recheck_balances``). Empty: done.
+        #: once all have settled the balances are compared again (``_recheck_balances``) — then the ids of the orders
+        #: in flight that bounded that comparison, until one runs with none. Empty: done, strictly.
         self._recheck = recheck
         #: Paper and live: the cycle's duration and offset on the wall clock. Their cycle job wakes every quarter candle,
         #: at least every 15 s (``poll_period``), so a deferred wake is a missed cycle only when a boundary passed since the outage
@@ -602,19 +603,22 @@ class ExecutorLoop:
             self._recheck_balances()
 
     def _pending_settled(self) -> bool:
-        """Whether every order start-up reconciliation left pending has settled: none is still ``unknown`` without
-        the exchange's id (adopted, sent, or ended by a cancel; a retired position's order has ended)."""
-        return not any(o.client_order_id in self._recheck and o.status is OrderStatus.unknown and not o.venue_order_id
-                       for p in self.state.portfolio.open_positions for o in p.orders)
+        """Whether every order the re-check waits for (``_recheck``) has settled: none is still in flight
+        (``unconfirmed_orders``: adopted, sent, or ended by a cancel; a retired position's order has ended)."""
+        return not any(o.client_order_id in self._recheck for _, o in unconfirmed_orders(self.state))
 
     def _recheck_balances(self) -> None:
-        """The orders start-up left pending have settled: the balances start-up compared loosely for them (or not
-        at all: the fee assets without a figure) are compared again, strictly, with the ledger that now holds their
-        fills (``recheck_balances``), journaled ``balances_rechecked``. A difference is journaled
+        """The orders the re-check waits for have settled: the balances start-up compared loosely for them (or not
+        at all: the fee assets without a figure) are compared again with the ledger that now holds their fills
+        (``recheck_balances``), journaled ``balances_rechecked``. A difference is journaled
         (``reconciliation_mismatch``, which notifies) and puts the executor in safe mode with the reason, as at
-        start-up; nothing is changed. A venue that cannot be asked fails the job temporarily: asked again at the retry.
+        start-up; nothing is changed. Another order in flight at this moment (a stop-loss's exit sent during the lag)
+        bounds the comparison: the re-check stays armed with it (``bounded_by``) and runs again once it has settled,
+        until a run with nothing in flight has compared strictly. A venue that cannot be asked fails the job
+        temporarily: asked again at the retry.
         """
         venue = self.engine.live_venue
+        bounded_by: frozenset[str] = frozenset()
         if venue is not None:
             result = recheck_balances(self.state, venue, now=self._now, symbols=self.engine.symbols)
             journal_reconciliation(result, self.journal, "balances_rechecked")
@@ -623,7 +627,8 @@ class ExecutorLoop:
                 before = self.runstate.snapshot().safe_mode_reason if self.safe_mode else None
                 self._enter_safe_mode(f"{before}; {reason}" if before else reason)
             self._commit()  # the lines, and a fee asset's first figure if one was taken
-        self._recheck = frozenset()
+            bounded_by = frozenset(result.bounded_by)
+        self._recheck = bounded_by
 
     def run_charts(self) -> None:
         """Send the chart renderer what changed, now that it is idle (nothing is saved: charts are not state)."""
@@ -672,7 +677,8 @@ class ExecutorLoop:
         # Live: a second exit must never be sent while an order of the position is in flight (an entry waiting out
         # the exchange's lag, say). A close of it is refused; close-all closes the others and names these.
         busy = [(p, o) for p in targets if (o := self.engine.in_flight(p)) is not None]
-        not_closed = [{"position_id": p.id, "client_order_id": o.client_order_id, "purpose": o.purpose.value,
+        not_closed = [{"position_id": p.id, "symbol": self.engine.symbol_of[p.instrument_id],
+                       "client_order_id": o.client_order_id, "purpose": o.purpose.value,
                        "status": o.status.value, "reason": f"its {o.purpose.value} order {o.client_order_id} is "
                        f"{o.status.value} at the exchange; it is asked about at every job: close again once it has "
                        "ended"} for p, o in busy]

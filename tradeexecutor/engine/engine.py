@@ -34,7 +34,7 @@ the daemon drives it from a feed on wall-clock cycles.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -340,9 +340,7 @@ class Engine:
             return 0
         if self.live_venue is None:
             return router.drain()
-        followed = _followed((p, o) for p, o in self.pending if not o.is_terminal)
-        count = router.drain(commit=False)
-        self._journal_changes(followed)
+        count = self._drain_journaled()
         self.pending = [(p, o) for p, o in self.pending if not o.is_terminal]
         if count:
             router.commit()
@@ -370,8 +368,7 @@ class Engine:
             pending = [(p, o) for p, o in router.pending() if not (o.status is _UNKNOWN and not o.venue_order_id)]
             followed = _followed(pending)
             resolved, error = router.resolve_each(pending, send=False)  # asked first, nothing sent yet
-            router.drain(commit=False)
-            self._journal_changes(followed, resolved=True)
+            self._drain_journaled(followed, resolved=True)
             self.pending = [(p, o) for p, o in self.pending if not o.is_terminal]
             return self._settled(resolved, error)
         self.venue.advance({}, now)  # the venue's clock, for what it reports
@@ -423,10 +420,6 @@ class Engine:
             return []
         before = {o.client_order_id: (len(o.fills), p.quantity) for p, o in unknown}
         # One order's TemporaryError does not skip the others' outcome; nothing is sent until every outcome is saved.
-        asked = {id(o) for _, o in unknown}
-        # The orders followed already: a fill the venue reports for one of them in this drain is journaled and arms
-        # its stop as in Engine.drain (the ccxt venue's poll asks again about every followed order).
-        followed = _followed((p, o) for p, o in self.pending if not o.is_terminal and id(o) not in asked)
         # An order whose cancel was asked for is no longer wanted: its lag (or an outage) does not fail the job.
         unwanted = [(p, o) for p, o in unknown if o.client_order_id in self._cancelling]
         resolved, error = router.resolve_each([(p, o) for p, o in unknown if o.client_order_id not in self._cancelling],
@@ -435,8 +428,7 @@ class Engine:
         self.lag = error if isinstance(error, ExchangeLagError) else None
         if not hold and self.lag is not None:
             error = None  # asked again at the next job; its position is in flight meanwhile
-        router.drain(commit=False)
-        self._journal_changes(followed)
+        self._drain_journaled(own=[o for _, o in unknown])  # the asked orders are journaled below, from ``before``
         for position, order, resolution in resolved:
             if resolution == "unsent":
                 continue  # not sent yet: _settled sends it once the others' outcomes are saved
@@ -467,10 +459,8 @@ class Engine:
             accounting.retire_if_done(self.state.portfolio, position)
             return position, order, "ended"
         if order.venue_order_id:  # found working at the exchange: the cancel asked for is sent now
-            followed = _followed([(position, order)])
             router.venue.cancel(cid)
-            router.drain(commit=False)
-            self._journal_changes(followed)
+            self._drain_journaled()
             accounting.retire_if_done(self.state.portfolio, position)
         return position, order, resolution
 
@@ -517,7 +507,7 @@ class Engine:
         opening = order.side is _BUY and position.quantity == 0
         count = len(order.fills)
         router.send_unsent(order)
-        router.drain(commit=False)
+        self._drain_journaled(own=[order])
         self._after_send(position, order, count, opening=opening, resolved=True)
         if not order.is_terminal and all(o is not order for _, o in self.pending):
             self.pending.append((position, order))  # open at the exchange: followed as any open order
@@ -1195,7 +1185,7 @@ class Engine:
         if self.live_venue is not None:  # the exchange prices and fills it; its reply is drained at once
             if order.status is _CREATED:
                 router.send(order, at)
-            router.drain(commit=False)
+            self._drain_journaled(own=[order])  # this order's outcome is the caller's (_after_send)
             return
         venue = self.venue
         venue.advance({}, at)  # the venue's clock: what it reports is stamped with the bar's time
@@ -1280,6 +1270,31 @@ class Engine:
             self.events("order_expired", **ids, status=order.status.value, quantity=order.quantity,
                         filled_quantity=order.filled_quantity, reason=order.status_reason or "")
         return bool(new)
+
+    def _drain_journaled(self, taken: Sequence[tuple[Position, Order, int, float]] = (), *, own: Iterable[Order] = (),
+                         resolved: bool = False) -> int:
+        """Live mode: the one way to drain the router — apply what the venue reports and journal every followed
+        order's news it brings; how many events (the caller commits).
+
+        The venue's poll brings the news of every order it follows (the ccxt venue asks again about each), not only of
+        the order the caller just sent, cancelled or asked about: a resting entry the exchange filled meanwhile is
+        booked by whichever drain comes first. So each drain journals it there — ``order_filled``, its end, and an
+        entry's first fill arms its stop (``_journal_changes``) — as ``Engine.drain`` would have; afterwards it is no
+        news to any other drain. Journaling only the caller's own order would leave such a fill in the ledger with no
+        ``order_filled`` line and its position with no stop-loss.
+
+        Every order the router may hear of (``OrderRouter.pending``: sent, not ended, of an open position) is taken as
+        it stands now, except those in ``taken`` — the caller's own earlier snapshot, from before it asked the exchange
+        about them (their news since then is journaled here) — and those in ``own``, whose outcome the caller journals
+        itself from its own count (``_after_send``).
+        """
+        router = self.router
+        assert router is not None and self.live_venue is not None, "live mode drains through the router"
+        skip = {id(o) for o in own} | {id(f[1]) for f in taken}
+        followed = [*taken, *_followed((p, o) for p, o in router.pending() if id(o) not in skip)]
+        count = router.drain(commit=False)
+        self._journal_changes(followed, resolved=resolved)
+        return count
 
     def _journal_changes(self, followed: _Followed, *, resolved: bool = False) -> None:
         """Live mode: journal what the exchange did with each followed order since ``followed`` was taken — its new
@@ -1381,8 +1396,7 @@ class Engine:
         router.commit()  # the request on record before the exchange sees it
         self._cancelling[order.client_order_id] = text  # only now asked: a retry after a failure above journals it
         router.venue.cancel(order.client_order_id)
-        router.drain(commit=False)
-        self._journal_changes(followed)
+        self._drain_journaled(followed)
         if not order.is_terminal:
             self._ask_after_cancel(position, order)
         router.commit()  # the cancel's outcome with its journal lines, now: a later failure in this job keeps them

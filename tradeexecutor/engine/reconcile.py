@@ -46,7 +46,7 @@ Run at start-up (``daemon/runner.py``) and by hand (``tradeexecutor reconcile``)
    in the base) and only added quote. A shortfall beyond
    that is a mismatch whatever the order did. The fee assets of pass 4 get no starting figure while an order is
    pending (it may already have paid a fee in one); one that has a figure is compared within what the pending
-   orders' fees could have taken of it (``_pending_fee_value``, pass 4).
+   orders' fees could have taken of it (``_fee_allowance``, pass 4).
 4. **Fee assets.** An asset that pays fees but is neither traded nor the quote (Binance's BNB):
    the ledger keeps what the account should hold of it (``Portfolio.fee_asset_balances``: the
    venue's balance when reconciliation saw it before any fee was paid in it, less every fee booked
@@ -55,17 +55,23 @@ Run at start-up (``daemon/runner.py``) and by hand (``tradeexecutor reconcile``)
    in it, each reconciliation takes the venue's balance of every such asset as the starting figure
    (recording a figure the venue gives is not fixing money; it changes no cash or position).
    While an order is pending (it may have filled unseen, paying a fee in the asset) the figure may be lower by
-   what its fee could have taken: at most ``_PENDING_FEE_SHARE`` of the most the pending orders could have traded
-   (their value bound of pass 3, in the quote), in units of the asset at the lowest price the ledger booked a fee
-   in it at (``Fill.fee_price``: the only price of it the ledger holds). Binance's fee is 0.1 % of the trade
-   (0.075 % in BNB): the bound holds unless the asset's price fell below a twentieth of that lowest price. A
-   pending order whose value cannot be bounded (neither a value nor a price) leaves the fee assets uncompared,
-   with a note. A fee only lowers the asset: more is a note, as without a pending order.
+   what its fee could have taken (``_fee_allowance``): per quote currency, at most ``_PENDING_FEE_SHARE`` of the
+   most the pending orders in that quote could have traded (their value bound of pass 3), in units of the asset at
+   the lowest price the ledger booked a fee in it at *in that quote* (``Fill.fee_price``, the only price of it the
+   ledger holds, is the asset's price in its fill's quote: the exchange's ASSET/QUOTE ticker), summed over the
+   quotes. Binance's fee is 0.1 % of the trade (0.075 % in BNB): the bound holds unless the asset's price fell
+   below a twentieth of that lowest price. A pending order whose value cannot be bounded (neither a value nor a
+   price), or whose quote no fee in the asset was ever booked in (no price of it in that quote), leaves the fee
+   asset uncompared, with a note. A fee only lowers the asset: more is a note, as without a pending order.
 
 Once the orders pending at start-up have settled (adopted or sent by the running executor's settle path), the
 executor compares passes 3 and 4 again, strictly (``recheck_balances``): what start-up loosened or skipped for
-them is compared with the ledger that now holds their fills. A mismatch then is journaled and puts the executor
-in safe mode, as at start-up; nothing is fixed.
+them is compared with the ledger that now holds their fills. An order in flight at that moment
+(``unconfirmed_orders``: a stop-loss's exit sent during the lag, say) bounds it as at start-up, and the result names
+it (``bounded_by``): the executor keeps the re-check armed and runs it again once those orders have settled, until
+one runs with nothing in flight — the strict comparison. Every run is journaled (``balances_rechecked``, with
+``bounded_by``); a mismatch in any of them is journaled and puts the executor in safe mode, as at start-up;
+nothing is fixed.
 
 Applying the venue's fills is not "fixing money": they are the exchange's record of what
 happened to our orders. Nothing else is changed — a mismatch is reported (``Reconciliation``,
@@ -93,7 +99,7 @@ from tradeexecutor.state.client_id import run_key
 from tradeexecutor.venue.model import NotFoundAnswers, Venue
 
 __all__ = ["BalanceCheck", "ExchangeOrder", "Mismatch", "OrderCheck", "Reconciliation", "journal_reconciliation",
-           "recheck_balances", "reconcile", "write_reconciliation"]
+           "recheck_balances", "reconcile", "unconfirmed_orders", "write_reconciliation"]
 
 #: Why an order whose submit never got a reply, and that the venue does not know at start-up, is left unknown.
 _PENDING_REASON = ("the venue does not know it at start-up and its submit never got a reply (maybe the exchange's "
@@ -176,6 +182,9 @@ class Reconciliation:
     notes: tuple[str, ...] = ()
     #: Whether it changed the state (fills applied, statuses taken): the caller commits then.
     changed: bool = False
+    #: The client order ids of the orders that may have filled unseen (pending at start-up, in flight at a re-check):
+    #: the balances they may have moved were compared within bounds. Empty: every balance was compared strictly.
+    bounded_by: tuple[str, ...] = ()
 
     @property
     def clean(self) -> bool:
@@ -200,12 +209,13 @@ class Reconciliation:
                 "pending": sum(o.action in ("pending", "unsent") for o in self.orders),
                 "fills_applied": sum(o.fills_applied for o in self.orders),
                 "exchange_orders_ignored": sum(o.action == "ignored" for o in self.exchange_orders),
-                "mismatches": [m.what for m in self.mismatches]}
+                "bounded_by": list(self.bounded_by), "mismatches": [m.what for m in self.mismatches]}
 
     def to_dict(self) -> dict[str, Any]:
         """The whole record, JSON-safe, as reconciliation.json holds it."""
         return {"outcome": self.outcome, "at": self.at.isoformat(), "venue": self.venue,
                 "mismatches": [vars_of(m) for m in self.mismatches], "notes": list(self.notes),
+                "bounded_by": list(self.bounded_by),
                 "orders": [vars_of(o) for o in self.orders],
                 "exchange_orders": [vars_of(o) for o in self.exchange_orders],
                 "balances": [vars_of(b) for b in self.balances]}
@@ -276,13 +286,12 @@ def reconcile(state: State, venue: Venue | None, *, commit: Callable[[], None], 
     waiting = {c.client_order_id for c in orders if c.action in ("pending", "unsent")}
     unsettled = [(p, o) for p, o in router.pending() if o.client_order_id in waiting]
     balances = _balances(state, venue, mismatches, symbols, unsettled, notes)
-    fee_checks, baselines = _fee_assets(state, venue, symbols, mismatches, notes, bool(unsettled),
-                                        _pending_value(unsettled))
+    fee_checks, baselines = _fee_assets(state, venue, symbols, mismatches, notes, unsettled)
     balances += fee_checks
     changed = changed or bool(baselines)
     result = Reconciliation(at=at, venue=venue.name, orders=tuple(orders), exchange_orders=tuple(exchange_orders),
                             balances=tuple(balances), mismatches=tuple(mismatches), notes=tuple(notes),
-                            changed=changed)
+                            changed=changed, bounded_by=tuple(o.client_order_id for _, o in unsettled))
     if journal is not None:  # before the commit: the fills applied and the line that counts them, in one transaction
         journal_reconciliation(result, journal)
     if (orders and changed) or baselines:
@@ -294,25 +303,32 @@ def reconcile(state: State, venue: Venue | None, *, commit: Callable[[], None], 
 _IN_FLIGHT = frozenset({OrderStatus.submitting, OrderStatus.unknown})
 
 
+def unconfirmed_orders(state: State) -> list[tuple[Position, Order]]:
+    """The open positions' orders sent (or being sent) whose reply has not come — ``submitting`` or ``unknown``, no
+    exchange id: they may have filled unseen, so the balances they may have moved can only be compared within bounds
+    (a stop-loss's exit sent during the exchange's lag, say)."""
+    return [(p, o) for p in state.portfolio.open_positions for o in p.orders
+            if o.status in _IN_FLIGHT and not o.venue_order_id]
+
+
 def recheck_balances(state: State, venue: Venue, *, now: Callable[[], datetime], symbols: Sequence[str] = ()
                      ) -> Reconciliation:
     """Passes 3 and 4 again, strictly, once the orders start-up left pending have settled (the running executor's
     settle path adopted or sent them): the balances they loosened or skipped are compared with the ledger that now
     holds their fills. A fee asset still without a figure takes the account's now (start-up could not). Orders are
     not asked about; nothing is changed but such a figure, and the caller commits when ``changed``. A venue that
-    fails temporarily raises TemporaryError. An order in flight at this moment (sent or being sent, its reply not
-    come: ``submitting`` or ``unknown``, no exchange id — a stop-loss's exit sent during the lag, say) may have filled
-    unseen: the balances it may have moved are compared within the same bounds as at start-up, not strictly (a
-    strict comparison then is a false safe mode)."""
+    fails temporarily raises TemporaryError. An order in flight at this moment (``unconfirmed_orders``: a
+    stop-loss's exit sent during the lag, say) may have filled unseen: the balances it may have moved are compared
+    within the same bounds as at start-up, not strictly (a strict comparison then is a false safe mode), and the
+    result names it (``bounded_by``): the caller compares again once it has settled."""
     mismatches: list[Mismatch] = []
     notes: list[str] = []
-    unsettled = [(p, o) for p in state.portfolio.open_positions for o in p.orders
-                 if o.status in _IN_FLIGHT and not o.venue_order_id]
+    unsettled = unconfirmed_orders(state)
     balances = _balances(state, venue, mismatches, symbols, unsettled, notes)
-    fee_checks, baselines = _fee_assets(state, venue, symbols, mismatches, notes, bool(unsettled),
-                                        _pending_value(unsettled))
+    fee_checks, baselines = _fee_assets(state, venue, symbols, mismatches, notes, unsettled)
     return Reconciliation(at=now(), venue=venue.name, balances=tuple(balances + fee_checks),
-                          mismatches=tuple(mismatches), notes=tuple(notes), changed=baselines)
+                          mismatches=tuple(mismatches), notes=tuple(notes), changed=baselines,
+                          bounded_by=tuple(o.client_order_id for _, o in unsettled))
 
 
 def _exchange_orders(state: State, venue: Venue, mismatches: list[Mismatch]) -> list[ExchangeOrder]:
@@ -435,16 +451,19 @@ def _order_value(position: Position, order: Order) -> float | None:
     return quantity * price if quantity is not None and price else None
 
 
-def _pending_value(unsettled: Sequence[tuple[Position, Order]]) -> float | None:
-    """The most quote value the pending orders could have traded unseen, ``_PENDING_SLACK`` included (what a fee
-    in a third asset is a share of); None when one of them has no bound (``_order_value``)."""
-    total = 0.0
+def _pending_values(state: State, specs: Mapping[str, Any], unsettled: Sequence[tuple[Position, Order]]
+                    ) -> dict[str, float] | None:
+    """The most value the pending orders could have traded unseen, ``_PENDING_SLACK`` included, per quote currency
+    (each order's value is in its own instrument's quote: what a fee in a third asset is a share of); None when one
+    of them has no bound (``_order_value``) or trades an instrument the venue does not list (its quote unknown)."""
+    totals: dict[str, float] = {}
     for position, order in unsettled:
+        spec = specs.get(state.instrument(order.instrument_id).symbol)
         value = _order_value(position, order)
-        if value is None:
+        if spec is None or value is None:
             return None
-        total += value * (1 + _PENDING_SLACK)
-    return total
+        totals[spec.quote] = totals.get(spec.quote, 0.0) + value * (1 + _PENDING_SLACK)
+    return totals
 
 
 #: The share of a pending order's value its fee in a third asset (BNB) may have taken, at most: Binance's fee is
@@ -458,24 +477,29 @@ _FEE_ASSET_SLACK = 1e-8
 
 
 def _fee_assets(state: State, venue: Venue, symbols: Sequence[str], mismatches: list[Mismatch],
-                notes: list[str], unsettled: bool = False, pending_value: float | None = 0.0
+                notes: list[str], unsettled: Sequence[tuple[Position, Order]] = ()
                 ) -> tuple[list[BalanceCheck], bool]:
     """Pass 4: assets that pay fees in a third asset (BNB) against the ledger's figure; starting figures taken
     for such assets in which no fee was paid yet. Returns the checks and whether a starting figure was taken.
-    ``unsettled``: an order is pending (it may have filled unseen, paying a fee): no starting figure is taken, and
-    a figure is compared within ``_PENDING_FEE_SHARE`` of ``pending_value`` (the most the pending orders could have
-    traded, ``_pending_value``; None: not compared), in the asset at the lowest price a fee in it was booked at."""
+    ``unsettled``: the orders pending (they may have filled unseen, paying a fee): no starting figure is taken, and
+    a figure is compared within what their fees could have taken (``_fee_allowance``)."""
     held = venue.balances()
     specs = venue.instruments(sorted({i.symbol for i in state.instruments} | set(symbols)))
     traded = {spec.base for spec in specs.values()} | {spec.quote for spec in specs.values()}
+    # A fill's fee_price is the fee asset's price in *that fill's* quote (the ccxt venue reads the exchange's
+    # ASSET/QUOTE ticker of the fill's market): kept per quote, never compared across quotes.
+    quote_of = {i.id: specs[i.symbol].quote for i in state.instruments if i.symbol in specs}
     paid: set[str] = set()
-    lowest: dict[str, float] = {}  # per fee asset, the lowest price (in the quote) a fee in it was booked at
+    lowest: dict[tuple[str, str], float] = {}  # per (fee asset, quote), the lowest price a fee in it was booked at
     for order in state.portfolio.all_orders():
+        quote = quote_of.get(order.instrument_id)
         for fill in order.fills:
             if fill.fee_price is not None:
                 paid.add(fill.fee_currency)
-                if fill.fee_price > 0:
-                    lowest[fill.fee_currency] = min(fill.fee_price, lowest.get(fill.fee_currency, fill.fee_price))
+                if fill.fee_price > 0 and quote is not None:
+                    key = (fill.fee_currency, quote)
+                    lowest[key] = min(fill.fee_price, lowest.get(key, fill.fee_price))
+    pending = _pending_values(state, specs, unsettled)
     expected = state.portfolio.fee_asset_balances
     checks: list[BalanceCheck] = []
     taken = False
@@ -496,11 +520,11 @@ def _fee_assets(state: State, venue: Venue, symbols: Sequence[str], mismatches: 
             continue
         allowance = 0.0  # what a pending order's fee could have taken of it unseen
         if unsettled:
-            if pending_value is None or asset not in lowest:
+            allowance, unknown = _fee_allowance(asset, pending, lowest)
+            if unknown:
                 notes.append(f"{asset}: not compared — an order is pending (it may have paid a fee in it unseen) "
-                             "and no bound is known (its value, or a price of the asset)")
+                             f"and no bound is known ({unknown})")
                 continue
-            allowance = pending_value * _PENDING_FEE_SHARE / lowest[asset]
             notes.append(f"{asset}: compared within the {allowance:g} a pending order's fee could have taken of it "
                          "unseen (it may have filled at the exchange)")
         ours = expected[asset]
@@ -514,6 +538,21 @@ def _fee_assets(state: State, venue: Venue, symbols: Sequence[str], mismatches: 
             notes.append(f"{asset}: the venue holds {theirs:g}, more than the {ours:g} the ledger expects after the "
                          "fees paid in it (a top-up?)")
     return checks, taken
+
+
+def _fee_allowance(asset: str, pending: Mapping[str, float] | None, lowest: Mapping[tuple[str, str], float]
+                   ) -> tuple[float, str]:
+    """What the pending orders' fees could have taken of ``asset`` at most, in units of it: per quote currency,
+    ``_PENDING_FEE_SHARE`` of the value they could have traded in it (``pending``, ``_pending_values``) at the lowest
+    price of the asset in that quote a fee was booked at (``lowest``), summed. With the reason when there is no bound
+    (an order with neither a value nor a price, or a quote in which no fee in the asset was ever booked): "" else."""
+    if pending is None:
+        return 0.0, "a pending order has neither a value nor a price"
+    missing = sorted(quote for quote in pending if (asset, quote) not in lowest)
+    if missing:
+        return 0.0, (f"no fee in it was booked on a {' or '.join(missing)} market, so no price of it in "
+                     f"{' or '.join(missing)} is known")
+    return sum(value * _PENDING_FEE_SHARE / lowest[(asset, quote)] for quote, value in pending.items()), ""
 
 
 def write_reconciliation(result: Reconciliation, path: Path) -> Path:

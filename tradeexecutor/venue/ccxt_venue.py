@@ -438,14 +438,29 @@ class CcxtVenue:
         return str(info.get("origClientOrderId") or order.get("clientOrderId") or "")
 
     def _client_id(self, trade: dict[str, Any], market: str) -> str:
-        """The client order id of a trade's order (trades name only the exchange's order id)."""
+        """The client order id of a trade's order (trades name only the exchange's order id); "" while the exchange
+        answers that the order does not exist.
+
+        The trade is the exchange's own record that the order exists, so "does not exist" is its lag right after
+        accepting the order (Binance's -2013): not a failure, nor a loss. The trade is then nobody's for this read and
+        its answer is not remembered (asked again at the next read). The one reader, ``OrderRouter._take_report``,
+        wants the trades of the order it has just found, which this venue follows from then on (``fetch_order``): a
+        trade of it never needs this lookup. An order of ours whose reply never came books its fills when it is found
+        itself. It used to end the job as a crash: a restart adopting one order while another was hidden.
+        """
+        import ccxt
+
         order_id = str(trade.get("order"))
         for tracked in self._orders.values():
             if tracked.venue_order_id == order_id:
                 return tracked.client_order_id
         if order_id not in self._client_ids:
+            try:
+                order = self._call(self.exchange.fetch_order, order_id, market, answers=(ccxt.OrderNotFound,))
+            except ccxt.OrderNotFound:
+                return ""
             _bounded(self._client_ids, self.max_order_lookups)
-            self._client_ids[order_id] = self._client_id_of(self._call(self.exchange.fetch_order, order_id, market))
+            self._client_ids[order_id] = self._client_id_of(order)
         return self._client_ids[order_id]
 
     def _fill(self, trade: dict[str, Any], client_order_id: str, timestamp: Any) -> FillReport:

@@ -141,8 +141,9 @@ def _job_view(action: Action) -> View:
                                   "message": "queued; the loop is busy, the journal will tell the result"},
                                  status=202)
         status = STATUS_OF[result.outcome]
-        if status != 200:
-            return json_error(status, result.message, command=command, outcome=result.outcome.value)
+        if status != 200:  # the loop's details too (close-all's ``not_closed``), as a done answer has them
+            extra = {"details": result.details} if result.details else {}
+            return json_error(status, result.message, command=command, outcome=result.outcome.value, **extra)
         return json_response({"command": command, "outcome": result.outcome.value, "message": result.message,
                               "details": result.details})
 
