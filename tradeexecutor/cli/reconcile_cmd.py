@@ -92,7 +92,9 @@ def _summary(result: Any) -> list[str]:
     lines = [f"reconciliation with {result.venue}: {result.outcome}"]
     lines += [f"  order {o.client_order_id} ({o.symbol}): {o.before} -> {o.after} ({o.action}, "
               f"{o.fills_applied} fill(s) applied)" for o in result.orders]
-    lines += [f"  {o.action}: open order {o.client_order_id} ({o.symbol}, {o.side})" for o in result.exchange_orders]
+    lines += [f"  {o.action}: open order {o.client_order_id} ({o.symbol}, {o.side})"
+              + (f" into position {o.position_id}, {o.fills_applied} fill(s) applied" if o.action == "adopted" else "")
+              + (f": {o.reason}" if o.reason else "") for o in result.exchange_orders]
     lines += [f"  balance {b.asset}: ours {b.ours:g}, venue {b.venue:g} ({'ok' if b.ok else 'MISMATCH'})"
               for b in result.balances]
     lines += [f"  note: {note}" for note in result.notes]
