@@ -3,7 +3,9 @@
 The same reconciliation an executor runs before its first decision (``engine/reconcile.py``):
 every order the exchange may know is asked about by client order id and brought up to date (the
 fills the exchange reports are applied), the exchange's open orders are sorted into ours and
-others', and the balances are compared with the positions. A mismatch changes nothing. An order
+others' — an open order of ours that the ledger does not hold at all (a restored backup's) is adopted:
+recorded in its position with its fills, journaled ``order_adopted`` — and the balances are compared
+with the positions. A mismatch changes nothing. An order
 whose submit never got a reply and that the exchange does not know is reported ``unsent`` and left
 as it is: nothing is sent (the executor, once started, sends it only after the exchange's answer has
 lasted, or adopts it).
