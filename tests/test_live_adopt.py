@@ -21,7 +21,7 @@ from exchange_sim_helpers import ccxt_client, simulator_process
 from executor_process import Executor
 from test_live_faults_e2e import CLEAN, journaled, sim, until
 from tradeexecutor.ledger import load_state
-from tradeexecutor.state import OrderPurpose, OrderStatus
+from tradeexecutor.state import Order, OrderPurpose, OrderStatus
 from tradeexecutor.state.client_id import client_order_id, run_key
 
 pytest.importorskip("ccxt")
@@ -94,7 +94,7 @@ def test_an_order_of_ours_the_ledger_does_not_hold_is_adopted_at_start_up_and_it
         assert state.portfolio.cash == pytest.approx(usd, abs=1e-6)
 
 
-def _order(state_dir: Path, cid: str) -> object:
+def _order(state_dir: Path, cid: str) -> Order:
     state = load_state(state_dir)
     assert state is not None
     (order,) = [o for o in state.portfolio.all_orders() if o.client_order_id == cid]
