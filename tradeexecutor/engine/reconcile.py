@@ -250,9 +250,11 @@ def reconcile(state: State, venue: Venue | None, *, commit: Callable[[], None], 
     ``at_start``: the executor's start-up, which leaves an order the venue does not know and that never got a reply
     ``unknown`` for its settle path (``pending``); by hand (False) it is only reported (``unsent``). Neither sends
     anything. ``symbols`` are the strategy's instruments, whose base assets are compared
-    too when the ledger has no position in them yet (a fresh state holds none: the account should not either). A venue that fails temporarily raises TemporaryError (nothing decided yet).
-    ``journal`` (the job's) gets the outcome (``journal_reconciliation``) before the last commit, so a kill -9 never
-    leaves fills applied here in the ledger without the ``reconciled`` line that counts them. ``cancels_asked``: the
+    too when the ledger has no position in them yet (a fresh state holds none: the account should not either), and the
+    only instruments an order of ours found on the exchange is adopted in (none given, by hand: the ledger's). A venue
+    that fails temporarily raises TemporaryError (nothing decided yet, nothing committed).
+    ``journal`` (the job's) gets each ``order_adopted`` line and the outcome (``journal_reconciliation``) before the
+    last commit, so a kill -9 never leaves fills applied here in the ledger without the lines that count them. ``cancels_asked``: the
     fields of the journal's ``order_cancel_requested`` lines (``Ledger.journaled``): an order found cancelled whose
     cancel was asked for is journaled ``order_cancelled`` with that request's reason.
     """
