@@ -276,6 +276,28 @@ def test_orders_of_ours_that_cannot_be_placed_stay_mismatches_with_the_reason_an
     assert life.state.portfolio.next_order_id == before and position.orders == [entry] and not result.changed
 
 
+def test_an_exit_naming_a_position_the_ledger_lost_never_lands_in_a_position_adoption_opens(
+        tmp_path: Path, running: Running) -> None:
+    """A restored ledger whose next position id is 1, and two orders of the history it lost: an entry (older) that
+    opens a position, and an exit of that history's position 1. The entry's new position takes id 1; the exit is
+    placed first, finds no position 1 open, and stays a mismatch — it is not the new position's (fails before: the
+    exit went into it)."""
+    life = Life(tmp_path, venue(running), new_state())
+    life.commit()
+    entry = ours(life.state, OrderPurpose.open, hours=2)
+    place(running, entry, "buy", 10, 95.0)
+    running.control("POST", "balances", {"AAA": "10"})  # what the lost position 1 bought
+    lost_exit = ours(life.state, OrderPurpose.close, hours=1, position_id=1)
+    place(running, lost_exit, "sell", 10, 150.0)
+    result = life.reconcile()
+    found = {o.client_order_id: (o.action, o.position_id) for o in result.exchange_orders}
+    assert found == {lost_exit: ("mismatch", None), entry: ("adopted", 1)}
+    (position,) = life.state.portfolio.open_positions
+    assert [o.client_order_id for o in position.orders] == [entry]
+    assert {m.client_order_id or m.symbol for m in result.mismatches} == {lost_exit, "AAA"}
+    life.close()
+
+
 def test_an_order_the_ledger_holds_ended_but_the_exchange_shows_open_stays_a_mismatch(
         tmp_path: Path, running: Running) -> None:
     life = Life(tmp_path, venue(running), new_state())

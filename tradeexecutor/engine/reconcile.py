@@ -354,7 +354,10 @@ def _exchange_orders(state: State, router: OrderRouter, mismatches: list[Mismatc
     working = {o.client_order_id for p in state.portfolio.open_positions for o in p.orders if not o.is_terminal}
     held: dict[str, Order] | None = None  # every ledger order by client id, read only when an order of ours needs it
     found = []
-    for report in router.venue.open_orders():
+    # Exits naming a position first: a position adoption opens takes the ledger's next id, which the history the
+    # ledger lost may have given another position — an exit of that one must not land in the new one.
+    reports = [(r, parse_client_order_id(r.client_order_id)) for r in router.venue.open_orders()]
+    for report, parts in sorted(reports, key=lambda pair: pair[1] is None or pair[1].position_id is None):
         cid = report.client_order_id
         if cid in working:
             continue
@@ -364,7 +367,6 @@ def _exchange_orders(state: State, router: OrderRouter, mismatches: list[Mismatc
         if held is None:
             held = {o.client_order_id: o for o in state.portfolio.all_orders()}
         ended = held.get(cid)
-        parts = parse_client_order_id(cid)
         if ended is not None:
             reason = f"the ledger has it {ended.status.value}"
         elif parts is None or parts.run != state_key:
