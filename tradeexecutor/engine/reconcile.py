@@ -198,7 +198,7 @@ class Reconciliation:
     mismatches: tuple[Mismatch, ...] = ()
     #: Facts that are no mismatch (nothing to compare with a simulated venue, orders left to send).
     notes: tuple[str, ...] = ()
-    #: Whether it changed the state (fills applied, statuses taken): the caller commits then.
+    #: Whether it changed the state (fills applied, statuses taken, orders adopted): the caller commits then.
     changed: bool = False
 
     @property
