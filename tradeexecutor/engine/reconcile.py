@@ -162,12 +162,18 @@ class ExchangeOrder:
     #: ``ignored`` (not ours), ``adopted`` (ours, not in the ledger: recorded and followed from now on) or
     #: ``mismatch`` (ours, and the ledger has it ended, or it could not be placed in a position: ``reason``).
     action: str
-    #: The position an adopted order went into.
+    #: The position an order recorded by adoption went into: an adopted one, or one adopted and then not found by its
+    #: lookup (a ``mismatch``, left unknown in the ledger); None for an order the ledger does not record.
     position_id: int | None = None
     #: Fills of an adopted order the exchange had made already, booked at adoption.
     fills_applied: int = 0
     #: Why an order of ours is a mismatch.
     reason: str | None = None
+
+    @property
+    def recorded(self) -> bool:
+        """Whether adoption recorded it in the ledger (the state changed: committed with its ``order_adopted``)."""
+        return self.position_id is not None
 
 
 @dataclass(frozen=True)
@@ -299,7 +305,7 @@ def reconcile(state: State, venue: Venue | None, *, commit: Callable[[], None], 
         elif action == "pending":
             notes.append(f"order {order.client_order_id} ({symbol}): {_PENDING_REASON}")
     exchange_orders = _exchange_orders(state, router, mismatches, symbols, journal)
-    changed = changed or any(o.action == "adopted" for o in exchange_orders)
+    changed = changed or any(o.recorded for o in exchange_orders)  # adopted, or adopted then lost: in the ledger
     # A pending order may have filled at the exchange (the very case the lag hides): the balances it may have moved
     # are compared within what it could have done at most — the running executor books its fills once it finds it.
     waiting = {c.client_order_id for c in orders if c.action in ("pending", "unsent")}
