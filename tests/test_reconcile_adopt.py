@@ -112,11 +112,17 @@ def test_a_resting_limit_order_of_ours_is_adopted_and_its_fill_booked_when_the_p
     assert (line["client_order_id"], line["position_id"], line["symbol"], line["purpose"]) == (cid, position.id,
                                                                                                 "AAA", "open")
     assert line["reason"] == "open on the exchange with this run's prefix, not in the ledger"
+    without_stops = (f"position {position.id} (AAA) adopted without stops: the id of the order that opened it does "
+                     "not carry its stop-loss or take-profit, and its decision is not taken again; close it by hand "
+                     f"(tradeexecutor control URL close {position.id}) if it must not run without them")
+    assert line["note"] == without_stops and without_stops in result.notes  # for a person: it runs without stops
+    assert position.stop_loss is None and position.take_profit is None
     assert recorder.commits == [["order_adopted", "reconciled"]]  # one transaction: the adoption and its lines
     assert recorder.events("reconciled")[0]["exchange_orders_adopted"] == 1
     record = json.loads(json.dumps(result.to_dict(), default=str))
     assert record["exchange_orders"][0]["action"] == "adopted"
     assert record["exchange_orders"][0]["position_id"] == position.id
+    assert without_stops in record["notes"]
 
     # Followed from then on, as any order the executor sent: the price crosses it, its fill is booked.
     pin(running, 90.0)
@@ -172,10 +178,13 @@ def test_an_exit_naming_an_open_position_is_adopted_into_it_and_closes_it_when_f
     assert position.quantity == 10
     cid = ours(life.state, OrderPurpose.close, hours=1, position_id=position.id)  # a trigger's or operator's exit
     place(running, cid, "sell", 10, 110.0)
-    result = Recorder(life).reconcile()
+    recorder = Recorder(life)
+    result = recorder.reconcile()
     assert result.clean, result.mismatches
     assert [(o.client_order_id, o.action, o.position_id) for o in result.exchange_orders] == [(cid, "adopted",
                                                                                                position.id)]
+    assert not [n for n in result.notes if "without stops" in n]  # no position opened by adoption
+    assert "note" not in recorder.events("order_adopted")[0]
     assert life.state.portfolio.open_positions == [position]
     assert [o.client_order_id for o in position.orders] == [entry.client_order_id, cid]
     exit_ = position.orders[1]
@@ -329,6 +338,8 @@ def test_the_reconcile_command_adopts_an_order_of_ours_by_hand(tmp_path: Path, r
     events = [json.loads(line) for line in (tmp_path / "journal.jsonl").read_text().splitlines()]
     (adopted,) = [e["fields"] for e in events if e["event"] == "order_adopted"]
     assert (adopted["client_order_id"], adopted["position_id"]) == (cid, 1)
+    assert adopted["note"].startswith("position 1 (AAA) adopted without stops")
+    assert [n for n in record["notes"] if "adopted without stops" in n] == [adopted["note"]]
     again = Life(tmp_path, venue(running))  # committed: the next reconciliation finds it in the ledger, working
     (position,) = again.state.portfolio.open_positions
     assert [o.client_order_id for o in position.orders] == [cid]

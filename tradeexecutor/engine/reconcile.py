@@ -38,14 +38,14 @@ Run at start-up (``daemon/runner.py``) and by hand (``tradeexecutor reconcile``)
    orders, as pass 1 books them: not fixing money), and followed from then on like any order the executor
    sent (the running executor journals its fills, arms its position's stops for them, and may cancel it; a
    position adoption opens has no stop-loss or take-profit of its own — the id does not carry the decision's
-   levels — until the strategy sets them). Where it goes
-   (``_placement``): an exit whose id names a position (``p<position>``, a trigger's or operator's) into
-   that position when the ledger holds it open; an order that opens exposure into a new position for its
+   levels — until the strategy sets them; a note, and the ``order_adopted`` line's ``note``, say so). Where
+   it goes (``_placement``): an exit whose id names a position (``p<position>``, a trigger's or operator's)
+   into that position when the ledger holds it open; an order that opens exposure into a new position for its
    instrument (an increase into the instrument's one open position when there is one); one that reduces
    or closes into the instrument's one open position. One that cannot be placed (no such position,
    several, one open already for an opening order, a side its purpose cannot have, an instrument the
-   strategy does not trade) stays a **mismatch** with the reason; so does one the ledger holds *ended*
-   while the exchange shows it open (the ledger contradicts the exchange). Each adoption is journaled
+   strategy does not trade, a type the venue does not map: never guessed) stays a **mismatch** with the
+   reason; so does one the ledger holds *ended* while the exchange shows it open (the ledger contradicts the exchange). Each adoption is journaled
    ``order_adopted`` and committed with its fills and the ``reconciled`` line. Other orders on the
    account (a person's, another bot's) are listed and ignored. Passes 3 and 4 come after adoption, with the
    adopted orders' fills booked, and are as strict as ever: a ledger behind the account (a restored backup)
@@ -105,7 +105,7 @@ from typing import Any
 from tradeexecutor.atomic import atomic_write_text
 from tradeexecutor.engine.engine import EventSink
 from tradeexecutor.engine.router import OrderRouter
-from tradeexecutor.state import Order, OrderPurpose, OrderSide, OrderStatus, OrderType, Position, State
+from tradeexecutor.state import Order, OrderPurpose, OrderSide, OrderStatus, Position, State
 from tradeexecutor.state.client_id import ClientOrderIdParts, parse_client_order_id, run_key
 from tradeexecutor.venue.model import NotFoundAnswers, OrderReport, Venue
 
@@ -304,7 +304,7 @@ def reconcile(state: State, venue: Venue | None, *, commit: Callable[[], None], 
                          "exchange's answer has lasted (its lag), or adopts it if it shows up")
         elif action == "pending":
             notes.append(f"order {order.client_order_id} ({symbol}): {_PENDING_REASON}")
-    exchange_orders = _exchange_orders(state, router, mismatches, symbols, journal)
+    exchange_orders = _exchange_orders(state, router, mismatches, notes, symbols, journal)
     changed = changed or any(o.recorded for o in exchange_orders)  # adopted, or adopted then lost: in the ledger
     # A pending order may have filled at the exchange (the very case the lag hides): the balances it may have moved
     # are compared within what it could have done at most — the running executor books its fills once it finds it.
@@ -350,11 +350,11 @@ def recheck_balances(state: State, venue: Venue, *, now: Callable[[], datetime],
                           mismatches=tuple(mismatches), notes=tuple(notes), changed=baselines)
 
 
-def _exchange_orders(state: State, router: OrderRouter, mismatches: list[Mismatch], symbols: Sequence[str],
-                     journal: EventSink | None) -> list[ExchangeOrder]:
+def _exchange_orders(state: State, router: OrderRouter, mismatches: list[Mismatch], notes: list[str],
+                     symbols: Sequence[str], journal: EventSink | None) -> list[ExchangeOrder]:
     """Pass 2: open orders on the exchange that are not ledger orders still working. Ours that the ledger does not
-    hold at all are adopted (``_adopt``); ours that it holds ended, or that cannot be placed, are mismatches; others'
-    are listed."""
+    hold at all are adopted (``_adopt``; a position one opens is a note); ours that it holds ended, or that cannot be
+    placed, are mismatches; others' are listed."""
     state_key = run_key(state.name, state.created_at)
     prefix = f"te{state_key}-"
     working = {o.client_order_id for p in state.portfolio.open_positions for o in p.orders if not o.is_terminal}
@@ -380,7 +380,7 @@ def _exchange_orders(state: State, router: OrderRouter, mismatches: list[Mismatc
         else:
             placed = _placement(state, report, parts, symbols)
             if not isinstance(placed, str):
-                adopted = _adopt(state, router, report, parts, placed, journal)
+                adopted = _adopt(state, router, report, parts, placed, notes, journal)
                 found.append(adopted)
                 working.add(cid)
                 if adopted.reason is not None:
@@ -413,6 +413,8 @@ def _placement(state: State, report: OrderReport, parts: ClientOrderIdParts, sym
     instrument = state.instrument_by_symbol(symbol)
     if instrument is None or (symbols and symbol not in symbols):
         return f"the strategy does not trade {symbol}"
+    if report.type is None:  # recorded as a guess (market), a stop order would lose what makes it one
+        return "its type is not known: the exchange's type of it is not one the executor maps"
     buys = parts.purpose in (OrderPurpose.open, OrderPurpose.increase)
     if buys != (report.side is OrderSide.buy):
         return f"a {report.side.value} order cannot {parts.purpose.value} a long position (its id's last letter)"
@@ -435,21 +437,31 @@ def _placement(state: State, report: OrderReport, parts: ClientOrderIdParts, sym
 
 
 def _adopt(state: State, router: OrderRouter, report: OrderReport, parts: ClientOrderIdParts,
-           position: Position | None, journal: EventSink | None) -> ExchangeOrder:
+           position: Position | None, notes: list[str], journal: EventSink | None) -> ExchangeOrder:
     """Record an order of ours found open on the exchange in ``position`` (None: a new one for its instrument), as
     the exchange reports it, and bring it up to date as pass 1 does (``resolve_order``: its fills booked, its status
-    taken; the venue follows it from here on); journaled ``order_adopted``."""
+    taken; the venue follows it from here on); journaled ``order_adopted``.
+
+    A new position has no stop-loss or take-profit: the order's id does not carry them and the decision that opened
+    it is not taken again. That is a note (and the ``order_adopted`` line's ``note``), for a person to see."""
     portfolio = state.portfolio
     instrument = state.instrument_by_symbol(report.symbol)
     assert instrument is not None, "an order is placed only in an instrument the ledger holds"
     at = router.now()
+    note: dict[str, str] = {}
     if position is None:
         position = Position(id=portfolio.next_position_id, instrument_id=instrument.id, opened_at=parts.at)
         portfolio.next_position_id += 1
         portfolio.open_positions.append(position)
+        note["note"] = (f"position {position.id} ({report.symbol}) adopted without stops: the id of the order that "
+                        "opened it does not carry its stop-loss or take-profit, and its decision is not taken again; "
+                        f"close it by hand (tradeexecutor control URL close {position.id}) if it must not run "
+                        "without them")
+        notes.append(note["note"])
+    assert report.type is not None, "an order of an unknown type is not placed (_placement)"
     order = Order(id=portfolio.next_order_id, client_order_id=report.client_order_id, position_id=position.id,
                   instrument_id=instrument.id, purpose=parts.purpose, side=report.side, created_at=parts.at,
-                  type=report.type or OrderType.market, quantity=report.quantity, limit_price=report.limit_price,
+                  type=report.type, quantity=report.quantity, limit_price=report.limit_price,
                   venue_order_id=report.venue_order_id, updated_at=at)
     portfolio.next_order_id += 1
     position.orders.append(order)
@@ -463,7 +475,7 @@ def _adopt(state: State, router: OrderRouter, report: OrderReport, parts: Client
     if journal is not None:
         journal("order_adopted", order_id=order.id, client_order_id=order.client_order_id, position_id=position.id,
                 symbol=report.symbol, purpose=order.purpose.value, side=order.side.value, status=order.status.value,
-                fills_applied=len(order.fills), reason=_ADOPTED)
+                fills_applied=len(order.fills), reason=_ADOPTED, **note)
     return ExchangeOrder(order.client_order_id, report.symbol, report.side.value, order.status.value,
                          "mismatch" if lost else "adopted", position_id=position.id, fills_applied=len(order.fills),
                          reason=lost)
