@@ -172,9 +172,10 @@ class OrderRouter:
 
     def _apply_fill(self, position: Position, order: Order, fill: FillReport, complete: bool) -> None:
         if self._booked(order, fill):
-            if complete and order.status is OrderStatus.partially_filled:
+            if complete and order.status is OrderStatus.partially_filled and self._all_booked(order):
                 # Booked as partial from a report read before this fill landed (``_take_report``); the venue now
-                # says it was the last: the order ended filled, its money already moved.
+                # says it was the last, and the fills booked are all of the order: it ended filled, its money
+                # already moved.
                 self._end_filled(position, order, fill.at)
             return  # already applied
         if order.is_buy and not position.is_open:
@@ -199,6 +200,22 @@ class OrderRouter:
         if order.purpose is OrderPurpose.close and position.quantity != 0.0 and (
                 position.quantity < 0.0 or self._is_dust(position, order.fills[-1].price)):
             accounting.write_off_dust(position, at)
+
+    def _all_booked(self, order: Order) -> bool:
+        """Whether the fills booked are all of ``order``'s, counted — never read off a "complete" flag alone: an
+        exchange's trade list may lag its order's status, and a fill missing when the order ends is never taken
+        (an ended order is not asked about again). Counted against the order's quantity; where that is not its
+        size (a close sells all the account holds; a buy by value has none), against what the venue's report says
+        filled. A venue that cannot answer now: not yet — the order stays ``partially_filled`` for a later look
+        (the next report, reconciliation), which is safe; ending it short is not."""
+        if order.quantity is not None and order.purpose is not OrderPurpose.close:
+            return _reaches(order.filled_quantity, order.quantity)
+        try:
+            report = self.venue.fetch_order(order.client_order_id)
+        except TemporaryError:
+            return False
+        return (report is not None and report.status is OrderStatus.filled
+                and _reaches(order.filled_quantity, report.filled_quantity))
 
     @staticmethod
     def _booked(order: Order, fill: FillReport) -> bool:
