@@ -200,19 +200,6 @@ def test_a_balance_changed_behind_its_back_is_a_mismatch_and_nothing_is_changed(
     second.close()
 
 
-def test_an_open_order_with_this_runs_prefix_the_ledger_does_not_have_is_a_mismatch(tmp_path: Path,
-                                                                                    running: Running) -> None:
-    life = Life(tmp_path, venue(running), new_state())
-    stray = decide_open(new_state())  # the same run key: what a restored backup would not know about
-    other = ccxt_client(running.url)
-    other.create_order("AAA/USD", "limit", "buy", 1, 50.0, {"clientOrderId": stray.client_order_id})
-    life.state.portfolio.open_positions.clear()
-    result = life.reconcile()
-    assert [(o.client_order_id, o.action) for o in result.exchange_orders] == [(stray.client_order_id, "mismatch")]
-    assert [m.client_order_id for m in result.mismatches] == [stray.client_order_id]
-    life.close()
-
-
 def test_an_order_that_never_got_a_reply_is_never_sent_by_reconciliation_at_start_up_nor_by_hand(
         tmp_path: Path, running: Running) -> None:
     """An order committed ``submitting`` whose submit never got a reply, which the exchange does not know: one

@@ -36,7 +36,7 @@ from tradeexecutor.state import (
     client_order_id,
     run_key,
 )
-from tradeexecutor.state.client_id import CLIENT_ORDER_ID_PATTERN
+from tradeexecutor.state.client_id import CLIENT_ORDER_ID_PATTERN, parse_client_order_id
 from tradeexecutor.state.migrate import migrate_state_dict
 from tradeexecutor.store import StateStore
 from tradeexecutor.store.codec import loads_state
@@ -155,6 +155,31 @@ def test_client_order_ids_are_deterministic_and_venue_safe(name: str, created: d
     first = client_order_id(run, at, seq, purpose, position_id=position)
     assert first == client_order_id(run_key(name, created), at, seq, purpose, position_id=position)
     assert CLIENT_ORDER_ID_PATTERN.match(first) and len(first) <= 36
+
+
+@settings(max_examples=200, deadline=None)
+@given(created=st.datetimes(timezones=st.just(UTC)),
+       at=st.datetimes(min_value=datetime(1970, 1, 2), max_value=datetime(9999, 1, 1), timezones=st.just(UTC)),
+       seq=st.integers(min_value=0, max_value=899), purpose=st.sampled_from(list(OrderPurpose)),
+       position=st.none() | st.integers(min_value=1, max_value=10**9))
+def test_an_id_reads_back_as_what_made_it(created: datetime, at: datetime, seq: int, purpose: OrderPurpose,
+                                          position: int | None) -> None:
+    """Reconciliation reads an order of ours it finds on the exchange by its id (the engine names a position only in
+    a close's id; an intent index below 900, which is all a decision ever reaches, is never read as a position)."""
+    run = run_key("SMA", created)
+    if position is not None:
+        purpose = OrderPurpose.close
+    parts = parse_client_order_id(client_order_id(run, at, seq, purpose, position_id=position))
+    assert parts is not None
+    assert (parts.run, parts.at, parts.purpose) == (run, at.replace(microsecond=at.microsecond // 1000 * 1000), purpose)
+    assert (parts.position_id, parts.seq) == ((position, None) if position is not None else (None, seq))
+
+
+def test_ids_not_ours_read_as_none() -> None:
+    run = run_key("SMA", T0)
+    made = client_order_id(run, T0, 0, OrderPurpose.open)
+    for other in ("manual-order-1", "", made[:-1] + "x", made.replace("te", "tx", 1), f"{made}o", "te12-1-00o"):
+        assert parse_client_order_id(other) is None, other
 
 
 def test_client_order_ids_differ_when_the_decision_differs() -> None:

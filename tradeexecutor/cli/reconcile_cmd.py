@@ -3,7 +3,9 @@
 The same reconciliation an executor runs before its first decision (``engine/reconcile.py``):
 every order the exchange may know is asked about by client order id and brought up to date (the
 fills the exchange reports are applied), the exchange's open orders are sorted into ours and
-others', and the balances are compared with the positions. A mismatch changes nothing. An order
+others' — an open order of ours that the ledger does not hold at all (a restored backup's) is adopted:
+recorded in its position with its fills, journaled ``order_adopted`` — and the balances are compared
+with the positions. A mismatch changes nothing. An order
 whose submit never got a reply and that the exchange does not know is reported ``unsent`` and left
 as it is: nothing is sent (the executor, once started, sends it only after the exchange's answer has
 lasted, or adopts it).
@@ -92,7 +94,9 @@ def _summary(result: Any) -> list[str]:
     lines = [f"reconciliation with {result.venue}: {result.outcome}"]
     lines += [f"  order {o.client_order_id} ({o.symbol}): {o.before} -> {o.after} ({o.action}, "
               f"{o.fills_applied} fill(s) applied)" for o in result.orders]
-    lines += [f"  {o.action}: open order {o.client_order_id} ({o.symbol}, {o.side})" for o in result.exchange_orders]
+    lines += [f"  {o.action}: open order {o.client_order_id} ({o.symbol}, {o.side})"
+              + (f" into position {o.position_id}, {o.fills_applied} fill(s) applied" if o.action == "adopted" else "")
+              + (f": {o.reason}" if o.reason else "") for o in result.exchange_orders]
     lines += [f"  balance {b.asset}: ours {b.ours:g}, venue {b.venue:g} ({'ok' if b.ok else 'MISMATCH'})"
               for b in result.balances]
     lines += [f"  note: {note}" for note in result.notes]

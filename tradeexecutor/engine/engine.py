@@ -369,6 +369,9 @@ class Engine:
             followed = _followed(pending)
             resolved, error = router.resolve_each(pending, send=False)  # asked first, nothing sent yet
             self._drain_journaled(followed, resolved=True)
+            # An order reconciliation adopted after this engine was built (open on the exchange with this run's
+            # prefix, not in the ledger) is followed from here on as any open order: its fills journaled, stops armed.
+            self.pending += [(p, o) for p, o, _ in resolved if all(o is not q for _, q in self.pending)]
             self.pending = [(p, o) for p, o in self.pending if not o.is_terminal]
             return self._settled(resolved, error)
         self.venue.advance({}, now)  # the venue's clock, for what it reports

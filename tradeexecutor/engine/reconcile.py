@@ -1,6 +1,6 @@
 """Reconciliation: the ledger's orders and positions against what the venue says, before the first decision.
 
-Run at start-up (``daemon/runner.py``) and by hand (``tradeexecutor reconcile``). Three passes:
+Run at start-up (``daemon/runner.py``) and by hand (``tradeexecutor reconcile``). Four passes:
 
 1. **Orders.** Every order the venue may know (``submitting``, ``unknown``, ``open``,
    ``partially_filled``) is looked up by its client order id (``OrderRouter.resolve_order``):
@@ -30,10 +30,27 @@ Run at start-up (``daemon/runner.py``) and by hand (``tradeexecutor reconcile``)
    cancel an earlier process asked for (its ``order_cancel_requested`` line, ``cancels_asked``) is
    journaled ``order_cancelled`` with the request's reason, as the running executor would have.
 2. **Open orders on the exchange.** Those carrying this run's client-id prefix (``te<run8>-``) are
-   ours: already adopted by pass 1 when the ledger has them open; one the ledger has ended or does
-   not hold at all is a **mismatch** (the ledger commits every order before sending it, so only a
-   restored backup or a second executor on the same run can cause it). Other orders on the
-   account (a person's, another bot's) are listed and ignored.
+   ours: already adopted by pass 1 when the ledger has them open. One the ledger does not hold at all
+   is **adopted** (the ledger commits every order before sending it, so only a restored backup — or a
+   second executor on the same run — can leave one it does not know): recorded as the exchange reports it
+   (its client and exchange ids, side, type, quantity, limit price, status) with the purpose its id's last
+   letter gives (``parse_client_order_id``), its fills booked (the exchange's record of what happened to our
+   orders, as pass 1 books them: not fixing money), and followed from then on like any order the executor
+   sent (the running executor journals its fills, arms its position's stops for them, and may cancel it; a
+   position adoption opens has no stop-loss or take-profit of its own — the id does not carry the decision's
+   levels — until the strategy sets them; a note, and the ``order_adopted`` line's ``note``, say so). Where
+   it goes (``_placement``): an exit whose id names a position (``p<position>``, a trigger's or operator's)
+   into that position when the ledger holds it open; an order that opens exposure into a new position for its
+   instrument (an increase into the instrument's one open position when there is one); one that reduces
+   or closes into the instrument's one open position. One that cannot be placed (no such position,
+   several, one open already for an opening order, a side its purpose cannot have, an instrument the
+   strategy does not trade, a type the venue does not map: never guessed) stays a **mismatch** with the
+   reason; so does one the ledger holds *ended* while the exchange shows it open (the ledger contradicts the exchange). Each adoption is journaled
+   ``order_adopted`` and committed with its fills and the ``reconciled`` line. Other orders on the
+   account (a person's, another bot's) are listed and ignored. Passes 3 and 4 come after adoption, with the
+   adopted orders' fills booked, and are as strict as ever: a ledger behind the account (a restored backup)
+   still differs from it in the fills of the orders it does not hold that have *ended* — nothing adopts
+   those — and that is a mismatch, safe mode.
 3. **Balances.** For each asset the positions hold (by each instrument's base asset), the venue's
    balance (free plus locked) is compared with the open positions' quantity less the fees taken in
    that asset; a difference beyond one lot step (the dust a close leaves behind) is a **mismatch**.
@@ -94,9 +111,9 @@ from typing import Any
 from tradeexecutor.atomic import atomic_write_text
 from tradeexecutor.engine.engine import EventSink
 from tradeexecutor.engine.router import OrderRouter
-from tradeexecutor.state import Order, OrderSide, OrderStatus, Position, State
-from tradeexecutor.state.client_id import run_key
-from tradeexecutor.venue.model import NotFoundAnswers, Venue
+from tradeexecutor.state import Order, OrderPurpose, OrderSide, OrderStatus, Position, State
+from tradeexecutor.state.client_id import ClientOrderIdParts, parse_client_order_id, run_key
+from tradeexecutor.venue.model import NotFoundAnswers, OrderReport, Venue
 
 __all__ = ["BalanceCheck", "ExchangeOrder", "Mismatch", "OrderCheck", "Reconciliation", "journal_reconciliation",
            "recheck_balances", "reconcile", "unconfirmed_orders", "write_reconciliation"]
@@ -148,8 +165,21 @@ class ExchangeOrder:
     symbol: str
     side: str
     status: str
-    #: ``ignored`` (not ours) or ``mismatch`` (ours, but the ledger does not have it open).
+    #: ``ignored`` (not ours), ``adopted`` (ours, not in the ledger: recorded and followed from now on) or
+    #: ``mismatch`` (ours, and the ledger has it ended, or it could not be placed in a position: ``reason``).
     action: str
+    #: The position an order recorded by adoption went into: an adopted one, or one adopted and then not found by its
+    #: lookup (a ``mismatch``, left unknown in the ledger); None for an order the ledger does not record.
+    position_id: int | None = None
+    #: Fills of an adopted order the exchange had made already, booked at adoption.
+    fills_applied: int = 0
+    #: Why an order of ours is a mismatch.
+    reason: str | None = None
+
+    @property
+    def recorded(self) -> bool:
+        """Whether adoption recorded it in the ledger (the state changed: committed with its ``order_adopted``)."""
+        return self.position_id is not None
 
 
 @dataclass(frozen=True)
@@ -180,7 +210,7 @@ class Reconciliation:
     mismatches: tuple[Mismatch, ...] = ()
     #: Facts that are no mismatch (nothing to compare with a simulated venue, orders left to send).
     notes: tuple[str, ...] = ()
-    #: Whether it changed the state (fills applied, statuses taken): the caller commits then.
+    #: Whether it changed the state (fills applied, statuses taken, orders adopted): the caller commits then.
     changed: bool = False
     #: The client order ids of the orders that may have filled unseen (pending at start-up, in flight at a re-check):
     #: the balances they may have moved were compared within bounds. Empty: every balance was compared strictly.
@@ -207,7 +237,9 @@ class Reconciliation:
                 "orders": len(self.orders), "adopted": sum(o.action == "adopted" for o in self.orders),
                 "completed": sum(o.action == "completed" for o in self.orders),
                 "pending": sum(o.action in ("pending", "unsent") for o in self.orders),
-                "fills_applied": sum(o.fills_applied for o in self.orders),
+                "fills_applied": (sum(o.fills_applied for o in self.orders)
+                                  + sum(o.fills_applied for o in self.exchange_orders)),
+                "exchange_orders_adopted": sum(o.action == "adopted" for o in self.exchange_orders),
                 "exchange_orders_ignored": sum(o.action == "ignored" for o in self.exchange_orders),
                 "bounded_by": list(self.bounded_by), "mismatches": [m.what for m in self.mismatches]}
 
@@ -234,9 +266,11 @@ def reconcile(state: State, venue: Venue | None, *, commit: Callable[[], None], 
     ``at_start``: the executor's start-up, which leaves an order the venue does not know and that never got a reply
     ``unknown`` for its settle path (``pending``); by hand (False) it is only reported (``unsent``). Neither sends
     anything. ``symbols`` are the strategy's instruments, whose base assets are compared
-    too when the ledger has no position in them yet (a fresh state holds none: the account should not either). A venue that fails temporarily raises TemporaryError (nothing decided yet).
-    ``journal`` (the job's) gets the outcome (``journal_reconciliation``) before the last commit, so a kill -9 never
-    leaves fills applied here in the ledger without the ``reconciled`` line that counts them. ``cancels_asked``: the
+    too when the ledger has no position in them yet (a fresh state holds none: the account should not either), and the
+    only instruments an order of ours found on the exchange is adopted in (none given, by hand: the ledger's). A venue
+    that fails temporarily raises TemporaryError (nothing decided yet, nothing committed).
+    ``journal`` (the job's) gets each ``order_adopted`` line and the outcome (``journal_reconciliation``) before the
+    last commit, so a kill -9 never leaves fills applied here in the ledger without the lines that count them. ``cancels_asked``: the
     fields of the journal's ``order_cancel_requested`` lines (``Ledger.journaled``): an order found cancelled whose
     cancel was asked for is journaled ``order_cancelled`` with that request's reason.
     """
@@ -280,7 +314,8 @@ def reconcile(state: State, venue: Venue | None, *, commit: Callable[[], None], 
                          "exchange's answer has lasted (its lag), or adopts it if it shows up")
         elif action == "pending":
             notes.append(f"order {order.client_order_id} ({symbol}): {_PENDING_REASON}")
-    exchange_orders = _exchange_orders(state, venue, mismatches)
+    exchange_orders = _exchange_orders(state, router, mismatches, notes, symbols, journal)
+    changed = changed or any(o.recorded for o in exchange_orders)  # adopted, or adopted then lost: in the ledger
     # A pending order may have filled at the exchange (the very case the lag hides): the balances it may have moved
     # are compared within what it could have done at most — the running executor books its fills once it finds it.
     waiting = {c.client_order_id for c in orders if c.action in ("pending", "unsent")}
@@ -294,7 +329,7 @@ def reconcile(state: State, venue: Venue | None, *, commit: Callable[[], None], 
                             changed=changed, bounded_by=tuple(o.client_order_id for _, o in unsettled))
     if journal is not None:  # before the commit: the fills applied and the line that counts them, in one transaction
         journal_reconciliation(result, journal)
-    if (orders and changed) or baselines:
+    if changed:
         commit()
     return result
 
@@ -331,22 +366,135 @@ def recheck_balances(state: State, venue: Venue, *, now: Callable[[], datetime],
                           bounded_by=tuple(o.client_order_id for _, o in unsettled))
 
 
-def _exchange_orders(state: State, venue: Venue, mismatches: list[Mismatch]) -> list[ExchangeOrder]:
-    """Pass 2: open orders on the exchange that are not ledger orders still working."""
-    prefix = f"te{run_key(state.name, state.created_at)}-"
+def _exchange_orders(state: State, router: OrderRouter, mismatches: list[Mismatch], notes: list[str],
+                     symbols: Sequence[str], journal: EventSink | None) -> list[ExchangeOrder]:
+    """Pass 2: open orders on the exchange that are not ledger orders still working. Ours that the ledger does not
+    hold at all are adopted (``_adopt``; a position one opens is a note); ours that it holds ended, or that cannot be
+    placed, are mismatches; others' are listed."""
+    state_key = run_key(state.name, state.created_at)
+    prefix = f"te{state_key}-"
     working = {o.client_order_id for p in state.portfolio.open_positions for o in p.orders if not o.is_terminal}
+    held: dict[str, Order] | None = None  # every ledger order by client id, read only when an order of ours needs it
     found = []
-    for report in venue.open_orders():
-        if report.client_order_id in working:
+    # Exits naming a position first: a position adoption opens takes the ledger's next id, which the history the
+    # ledger lost may have given another position — an exit of that one must not land in the new one.
+    reports = [(r, parse_client_order_id(r.client_order_id)) for r in router.venue.open_orders()]
+    for report, parts in sorted(reports, key=lambda pair: pair[1] is None or pair[1].position_id is None):
+        cid = report.client_order_id
+        if cid in working:
             continue
-        ours = report.client_order_id.startswith(prefix)
-        found.append(ExchangeOrder(report.client_order_id, report.symbol, report.side.value, report.status.value,
-                                   "mismatch" if ours else "ignored"))
-        if ours:
-            mismatches.append(Mismatch(f"order {report.client_order_id} ({report.symbol}) is open on the exchange "
-                                       "with this run's client-id prefix, but the ledger does not have it working",
-                                       report.symbol, client_order_id=report.client_order_id))
+        if not cid.startswith(prefix):
+            found.append(ExchangeOrder(cid, report.symbol, report.side.value, report.status.value, "ignored"))
+            continue
+        if held is None:
+            held = {o.client_order_id: o for o in state.portfolio.all_orders()}
+        ended = held.get(cid)
+        if ended is not None:
+            reason = f"the ledger has it {ended.status.value}"
+        elif parts is None or parts.run != state_key:
+            reason = "its id is not one this executor makes"
+        else:
+            placed = _placement(state, report, parts, symbols)
+            if not isinstance(placed, str):
+                adopted = _adopt(state, router, report, parts, placed, notes, journal)
+                found.append(adopted)
+                working.add(cid)
+                if adopted.reason is not None:
+                    mismatches.append(_ours_open(report, adopted.reason))
+                continue
+            reason = f"it could not be adopted: {placed}"
+        found.append(ExchangeOrder(cid, report.symbol, report.side.value, report.status.value, "mismatch",
+                                   reason=reason))
+        mismatches.append(_ours_open(report, reason))
     return found
+
+
+def _ours_open(report: OrderReport, reason: str) -> Mismatch:
+    """The mismatch of an order of ours open on the exchange that the ledger does not follow, and why."""
+    return Mismatch(f"order {report.client_order_id} ({report.symbol}) is open on the exchange with this run's "
+                    f"client-id prefix, but {reason}", report.symbol, client_order_id=report.client_order_id)
+
+
+#: Why an order is adopted, in its ``order_adopted`` line.
+_ADOPTED = "open on the exchange with this run's prefix, not in the ledger"
+
+
+def _placement(state: State, report: OrderReport, parts: ClientOrderIdParts, symbols: Sequence[str]
+               ) -> Position | str | None:
+    """Where an order of ours that the ledger does not hold goes: its position, None for a new one, or why it cannot
+    be placed. A position's exit (``p<position>`` in its id) goes into that position; an order that opens exposure
+    (open, increase) into a new position — an increase into the instrument's one open position when there is one —
+    and one that reduces or closes into the instrument's one open position."""
+    symbol = report.symbol
+    instrument = state.instrument_by_symbol(symbol)
+    if instrument is None or (symbols and symbol not in symbols):
+        return f"the strategy does not trade {symbol}"
+    if report.type is None:  # recorded as a guess (market), a stop order would lose what makes it one
+        return "its type is not known: the exchange's type of it is not one the executor maps"
+    buys = parts.purpose in (OrderPurpose.open, OrderPurpose.increase)
+    if buys != (report.side is OrderSide.buy):
+        return f"a {report.side.value} order cannot {parts.purpose.value} a long position (its id's last letter)"
+    candidates = [p for p in state.portfolio.open_positions if p.instrument_id == instrument.id]
+    if parts.position_id is not None:
+        named = [p for p in candidates if p.id == parts.position_id]
+        return named[0] if named else (f"its id names position {parts.position_id}, which the ledger does not hold "
+                                       f"open in {symbol}")
+    if len(candidates) > 1:
+        return (f"the ledger holds {len(candidates)} open positions in {symbol} "
+                f"({', '.join(str(p.id) for p in candidates)}): which one it belongs to is not known")
+    if parts.purpose is OrderPurpose.open:
+        return (f"it opens a position and the ledger holds position {candidates[0].id} open in {symbol} already"
+                if candidates else None)
+    if candidates:
+        return candidates[0]
+    if parts.purpose is OrderPurpose.increase:
+        return None
+    return f"it {parts.purpose.value}s a position and the ledger holds none open in {symbol}"
+
+
+def _adopt(state: State, router: OrderRouter, report: OrderReport, parts: ClientOrderIdParts,
+           position: Position | None, notes: list[str], journal: EventSink | None) -> ExchangeOrder:
+    """Record an order of ours found open on the exchange in ``position`` (None: a new one for its instrument), as
+    the exchange reports it, and bring it up to date as pass 1 does (``resolve_order``: its fills booked, its status
+    taken; the venue follows it from here on); journaled ``order_adopted``.
+
+    A new position has no stop-loss or take-profit: the order's id does not carry them and the decision that opened
+    it is not taken again. That is a note (and the ``order_adopted`` line's ``note``), for a person to see."""
+    portfolio = state.portfolio
+    instrument = state.instrument_by_symbol(report.symbol)
+    assert instrument is not None, "an order is placed only in an instrument the ledger holds"
+    at = router.now()
+    note: dict[str, str] = {}
+    if position is None:
+        position = Position(id=portfolio.next_position_id, instrument_id=instrument.id, opened_at=parts.at)
+        portfolio.next_position_id += 1
+        portfolio.open_positions.append(position)
+        note["note"] = (f"position {position.id} ({report.symbol}) adopted without stops: the id of the order that "
+                        "opened it does not carry its stop-loss or take-profit, and its decision is not taken again; "
+                        f"close it by hand (tradeexecutor control URL close {position.id}) if it must not run "
+                        "without them")
+        notes.append(note["note"])
+    assert report.type is not None, "an order of an unknown type is not placed (_placement)"
+    order = Order(id=portfolio.next_order_id, client_order_id=report.client_order_id, position_id=position.id,
+                  instrument_id=instrument.id, purpose=parts.purpose, side=report.side, created_at=parts.at,
+                  type=report.type, quantity=report.quantity, limit_price=report.limit_price,
+                  venue_order_id=report.venue_order_id, updated_at=at)
+    portfolio.next_order_id += 1
+    position.orders.append(order)
+    order.transition(OrderStatus.submitting, at, f"adopted: {_ADOPTED}")
+    resolution = router.resolve_order(position, order, send=False)  # one look, nothing sent: fills and status taken
+    lost = None
+    if resolution in ("unsent", "missing"):  # gone between the two looks: left unknown for a person, as a lost order
+        lost = "it was adopted, then its lookup by client order id did not find it: left unknown for a person"
+        if order.status is OrderStatus.submitting:
+            order.transition(OrderStatus.unknown, at, lost)
+    if journal is not None:
+        journal("order_adopted", order_id=order.id, client_order_id=order.client_order_id, position_id=position.id,
+                symbol=report.symbol, purpose=order.purpose.value, side=order.side.value, status=order.status.value,
+                fills_applied=len(order.fills), reason=_ADOPTED, **note)
+    return ExchangeOrder(order.client_order_id, report.symbol, report.side.value, order.status.value,
+                         "mismatch" if lost else "adopted", position_id=position.id, fills_applied=len(order.fills),
+                         reason=lost)
 
 
 def _balances(state: State, venue: Venue, mismatches: list[Mismatch], extra: Sequence[str],

@@ -59,6 +59,11 @@ def said(resolution: str) -> str:
     return _SAID.get(resolution, f"{resolution} at the venue")
 
 
+def _reaches(booked: float, whole: float) -> bool:
+    """Whether ``booked`` (the quantity of an order's fills) is all of ``whole``, to a float's rounding."""
+    return booked >= whole - 1e-9 * max(1.0, whole)
+
+
 def lost_reason(order: Order) -> str:
     """The status reason of an order the venue had and no longer knows (before it is made ``unknown``)."""
     return (f"the venue does not know order {order.client_order_id}, which was {order.status.value}; left for a "
@@ -166,7 +171,12 @@ class OrderRouter:
         accounting.retire_if_done(self.state.portfolio, position)
 
     def _apply_fill(self, position: Position, order: Order, fill: FillReport, complete: bool) -> None:
-        if any(f.venue_trade_id == fill.venue_trade_id for f in order.fills):
+        if self._booked(order, fill):
+            if complete and order.status is OrderStatus.partially_filled and self._all_booked(order):
+                # Booked as partial from a report read before this fill landed (``_take_report``); the venue now
+                # says it was the last, and the fills booked are all of the order: it ended filled, its money
+                # already moved.
+                self._end_filled(position, order, fill.at)
             return  # already applied
         if order.is_buy and not position.is_open:
             # A late fill of an entry that still rested when a close sold everything: the account holds base
@@ -177,9 +187,39 @@ class OrderRouter:
                               venue_trade_id=fill.venue_trade_id, complete=complete,
                               base_asset=self._base_asset(position, fill.fee_currency),
                               fee_price=fill.fee_price, fee_price_source=fill.fee_price_source)
-        if complete and order.purpose is OrderPurpose.close and position.quantity != 0.0 and (
-                position.quantity < 0.0 or self._is_dust(position, fill.price)):
-            accounting.write_off_dust(position, fill.at)
+        if complete:
+            self._write_off_dust(position, order, fill.at)
+
+    def _end_filled(self, position: Position, order: Order, at: datetime) -> None:
+        """End filled an order whose last fill was booked as partial (its money moved then)."""
+        order.transition(OrderStatus.filled, at, "filled at the venue")
+        self._write_off_dust(position, order, at)
+
+    def _write_off_dust(self, position: Position, order: Order, at: datetime) -> None:
+        """A close that ended filled: what it left (less than one lot, or below the minimum notional) is dust."""
+        if order.purpose is OrderPurpose.close and position.quantity != 0.0 and (
+                position.quantity < 0.0 or self._is_dust(position, order.fills[-1].price)):
+            accounting.write_off_dust(position, at)
+
+    def _all_booked(self, order: Order) -> bool:
+        """Whether the fills booked are all of ``order``'s, counted — never read off a "complete" flag alone: an
+        exchange's trade list may lag its order's status, and a fill missing when the order ends is never taken
+        (an ended order is not asked about again). Counted against the order's quantity; where that is not its
+        size (a close sells all the account holds; a buy by value has none), against what the venue's report says
+        filled. A venue that cannot answer now: not yet — the order stays ``partially_filled`` for a later look
+        (the next report, reconciliation), which is safe; ending it short is not."""
+        if order.quantity is not None and order.purpose is not OrderPurpose.close:
+            return _reaches(order.filled_quantity, order.quantity)
+        try:
+            report = self.venue.fetch_order(order.client_order_id)
+        except TemporaryError:
+            return False
+        return (report is not None and report.status is OrderStatus.filled
+                and _reaches(order.filled_quantity, report.filled_quantity))
+
+    @staticmethod
+    def _booked(order: Order, fill: FillReport) -> bool:
+        return any(f.venue_trade_id == fill.venue_trade_id for f in order.fills)
 
     def _is_dust(self, position: Position, price: float) -> bool:
         """Whether what a close left is less than one lot, or worth less than the minimum notional, at the venue."""
@@ -285,15 +325,29 @@ class OrderRouter:
         return report.status.value
 
     def _take_report(self, position: Position, order: Order, report: OrderReport) -> None:
-        """Bring one order up to what the venue reports: missing fills first, then the status."""
+        """Bring one order up to what the venue reports: missing fills first, then the status.
+
+        The report is read before the fills, so a report that says the order ended is never ahead of them; but a
+        fill may land between the two reads, under a report that still says open. Whether a fill ends the order
+        is therefore counted, not read off the status alone: the last fill ends it when the fills booked reach
+        what a "filled" report says filled, or the whole quantity the venue has for the order (not a close's: it
+        sells all the account holds, which may be more). A report that says filled ends an order whose fills were
+        all booked before (one booked as partial that way); so does the venue's "complete" event of a fill
+        booked (``_apply_fill``). Either way the money moved once, when the fill was booked."""
         at = self.now()
         order.venue_order_id = report.venue_order_id
         fills, _ = self.venue.fills_since(None)
         mine = [f for f in fills if f.client_order_id == order.client_order_id]
+        whole = report.filled_quantity if report.status is OrderStatus.filled else (
+            None if order.purpose is OrderPurpose.close else report.quantity)  # a close sells all held: its own size
         for index, fill in enumerate(mine):
-            complete = report.status is OrderStatus.filled and index == len(mine) - 1
+            booked = order.filled_quantity + (0.0 if self._booked(order, fill) else fill.quantity)
+            complete = index == len(mine) - 1 and whole is not None and _reaches(booked, whole)
             self._apply_fill(position, order, fill, complete)
         status = report.status
+        if status is OrderStatus.filled and order.fills and not order.is_terminal and _reaches(
+                order.filled_quantity, report.filled_quantity):
+            self._end_filled(position, order, at)
         if order.is_terminal or order.status is status:
             accounting.retire_if_done(self.state.portfolio, position)
             return

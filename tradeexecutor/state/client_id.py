@@ -14,13 +14,15 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
 from tradeexecutor.state.order import OrderPurpose
 
-__all__ = ["CLIENT_ORDER_ID_PATTERN", "client_order_id", "client_order_id_ms", "client_order_ids_ms", "run_key"]
+__all__ = ["CLIENT_ORDER_ID_PATTERN", "ClientOrderIdParts", "client_order_id", "client_order_id_ms", "client_order_ids_ms",
+           "parse_client_order_id", "run_key"]
 
 #: What every client order id matches (Binance: ``^[.A-Z:/a-z0-9_-]{1,36}$``; we use a subset).
 CLIENT_ORDER_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,36}$")
@@ -82,6 +84,46 @@ def client_order_id_ms(run: str, ms: int, seq: int, purpose: OrderPurpose, *, po
 
 #: The letter of each purpose, looked up without the enum's (slow) ``value`` property.
 _LETTERS = {purpose: purpose.value[0] for purpose in OrderPurpose}
+
+
+#: The purpose of each letter: the other way round, for reading an id back (parse_client_order_id).
+_PURPOSES = {letter: purpose for purpose, letter in _LETTERS.items()}
+#: What an id of ours looks like: run key, time, then a position's exit (``p<position>``, always a close) or an intent
+#: index (two digits below 36, else no leading zero), and the purpose's letter.
+_PARTS = re.compile(r"^te([0-9a-f]{8})-([1-9a-z][0-9a-z]*)-(?:p([1-9a-z][0-9a-z]*)(?=c$)|(0[0-9a-z]|[1-9a-z][0-9a-z]+))"
+                    r"([oirc])$")
+
+
+@dataclass(frozen=True, slots=True)
+class ClientOrderIdParts:
+    """What an id of ours says of its order: reconciliation reads an order it finds on the exchange with it."""
+
+    #: The run's key (``run_key``).
+    run: str
+    #: The decision's (or trigger's) time.
+    at: datetime
+    #: The order's purpose, from the id's last letter.
+    purpose: OrderPurpose
+    #: The position a trigger's or an operator's exit sells (``p<position>``); None for a cycle's order.
+    position_id: int | None
+    #: The intent's index among its decision's intents; None for a position's exit.
+    seq: int | None
+
+
+def parse_client_order_id(text: str) -> ClientOrderIdParts | None:
+    """The parts of an id ``client_order_id`` made, or None when it is not one of ours.
+
+    An intent index of 900 and more (``p0`` in base 36) with a close's letter reads as a position's exit: the one
+    place the format is ambiguous, which no strategy's decision of that many intents ever reaches.
+    """
+    found = _PARTS.match(text)
+    if found is None:
+        return None
+    run, time, position, seq, letter = found.groups()
+    at = _EPOCH + timedelta(milliseconds=int(time, 36))
+    return ClientOrderIdParts(run=run, at=at, purpose=_PURPOSES[letter],
+                              position_id=int(position, 36) if position is not None else None,
+                              seq=int(seq, 36) if seq is not None else None)
 
 
 #: The code point of each purpose's letter (client_order_ids_ms).

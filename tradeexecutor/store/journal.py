@@ -90,6 +90,7 @@ EVENTS: frozenset[str] = frozenset(
         "order_unknown",
         "order_expired",
         "order_lost",
+        "order_adopted",
         "decision_resumed",
         "intent_ignored",
         "trigger_fired",

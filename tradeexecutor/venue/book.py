@@ -54,7 +54,8 @@ class OrderRecord:
             client_order_id=self.request.client_order_id, venue_order_id=self.venue_order_id,
             symbol=self.request.symbol, side=self.request.side, status=self.status, filled_quantity=filled,
             average_price=self.filled_value / filled if filled else None, reject_reason=self.reject_reason,
-            reason=self.reason,
+            reason=self.reason, type=self.request.type, quantity=self.request.quantity,
+            limit_price=self.request.limit_price,
         )
 
 

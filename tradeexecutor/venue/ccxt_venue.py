@@ -50,6 +50,12 @@ __all__ = ["CcxtVenue"]
 #: ccxt's unified order status → ours.
 _STATUSES = {"open": OrderStatus.open, "closed": OrderStatus.filled, "canceled": OrderStatus.cancelled,
              "cancelled": OrderStatus.cancelled, "expired": OrderStatus.expired, "rejected": OrderStatus.rejected}
+#: ccxt's order type (Binance's, lower-cased) → ours; another is reported without a type.
+_TYPES = {"market": OrderType.market, "limit": OrderType.limit, "limit_maker": OrderType.limit,
+          "stop_loss": OrderType.stop, "take_profit": OrderType.stop, "stop_loss_limit": OrderType.stop_limit,
+          "take_profit_limit": OrderType.stop_limit}
+#: Our types that carry a limit price.
+_PRICED = frozenset({OrderType.limit, OrderType.stop_limit})
 
 
 @dataclass(slots=True)
@@ -425,11 +431,14 @@ class CcxtVenue:
         filled = float(order.get("filled") or 0.0)
         if status is OrderStatus.open and filled > 0:
             status = OrderStatus.partially_filled
+        kind = _TYPES.get(str(order.get("type")).lower())
         return OrderReport(
             client_order_id=self._client_id_of(order), venue_order_id=str(order["id"]),
             symbol=self._ours(str(order.get("symbol"))), side=OrderSide(str(order.get("side") or "buy")),
             status=status, filled_quantity=filled,
             average_price=float(order["average"]) if filled and order.get("average") else None,
+            type=kind, quantity=float(order["amount"]) if order.get("amount") else None,
+            limit_price=float(order["price"]) if kind in _PRICED and order.get("price") else None,
         )
 
     def _client_id_of(self, order: dict[str, Any]) -> str:
