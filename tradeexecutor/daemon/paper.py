@@ -43,14 +43,15 @@ from tradeexecutor.errors import ConfigError, DataError
 from tradeexecutor.runstate import RunState
 from tradeexecutor.settings import PAPER_NEEDS_EXCHANGE, REPLAY_HINT, DaemonConfig
 from tradeexecutor.state import State
-from tradeexecutor.strategy.loader import load_strategy
+from tradeexecutor.strategy.loader import LoadedStrategy, load_strategy, with_cycle_duration
 from tradeexecutor.timeframe import format_duration, utc_timestamp
 from tradeexecutor.venue.ccxt_candles import CcxtCandleSource
 from tradeexecutor.venue.ccxt_connection import CcxtConnection
 from tradeexecutor.venue.ccxt_venue import CcxtVenue
 from tradeexecutor.venue.model import InstrumentSpec
 
-__all__ = ["CANDLE_WINDOW", "WARM_UP_CANDLES", "ExchangeCandles", "ExchangeFeed", "PaperMarket", "check_paper_state",
+__all__ = ["CANDLE_WINDOW", "WARM_UP_CANDLES", "ExchangeCandles", "ExchangeFeed", "PaperMarket", "candles",
+           "check_paper_state", "cycles_description",
            "open_paper_session", "poll_period", "prices_description"]
 
 logger = logging.getLogger("tradeexecutor.daemon")
@@ -80,6 +81,14 @@ def prices_description(config: DaemonConfig) -> str:
         return f"{exchange.exchange} live prices" + (f" via {exchange.url}" if exchange.url else "")
     data = ", ".join(config.feed.data) if config.feed.data else "bundled data"
     return f"historical candles ({data}{', followed' if config.feed.follow else ''})"
+
+
+def cycles_description(strategy: LoadedStrategy) -> str:
+    """``1h cycles``, or ``1s cycles (the strategy declares 1h; --cycle-duration)`` when an operator shortened them."""
+    cycles = f"{format_duration(strategy.cycle_duration)} cycles"
+    if strategy.declared_cycle_duration is None:
+        return cycles
+    return f"{cycles} (the strategy declares {format_duration(strategy.declared_cycle_duration)}; --cycle-duration)"
 
 
 class ExchangeCandles:
@@ -157,6 +166,8 @@ def open_paper_session(config: DaemonConfig, *, checkpoint: Checkpoint,
     if config.exchange.exchange is None:
         raise ConfigError(PAPER_NEEDS_EXCHANGE)
     strategy = load_strategy(config.strategy_file, config.params)
+    if config.cycle_override is not None:
+        strategy = with_cycle_duration(strategy, config.cycle_override)
     checkpoint("the strategy was loaded")
     frequency = strategy.bar_frequency or strategy.cycle_duration
     timeframe = format_duration(frequency)
@@ -165,17 +176,18 @@ def open_paper_session(config: DaemonConfig, *, checkpoint: Checkpoint,
                                 private=config.mode == "live")
     timeframes = connection.exchange.timeframes or {}
     if timeframes and timeframe not in timeframes:
+        scaled = f" (--cycle-duration {config.cycle_duration})" if config.cycle_duration else ""
         raise ConfigError(f"{strategy.path}: {connection.name} has no {timeframe} candles for the strategy's "
-                          f"{format_duration(frequency)} bars; it offers {', '.join(timeframes)}")
+                          f"{format_duration(frequency)} bars{scaled}; it offers {', '.join(timeframes)}")
     source = CcxtCandleSource(connection, symbols, timeframe, limit=WARM_UP_CANDLES)
     history = source.poll()
     counts = history["symbol"].value_counts() if history is not None else pd.Series(dtype=int)
     few = {symbol: int(counts.get(symbol, 0)) for symbol in symbols if counts.get(symbol, 0) < 2}
     if history is None or few:  # bar times need two candles: a market younger than two bars (a new simulator)
-        closed = " and ".join(f"{count} {timeframe} candles of {symbol}" for symbol, count in few.items())
+        closed = " and ".join(f"{candles(count, timeframe)} of {symbol}" for symbol, count in few.items())
         raise DataError(f"{connection.name} has closed {closed} (the strategy's bars are {timeframe}; two are needed "
                         "to start): try again once more have closed, or give the strategy bars the exchange has "
-                        "history of")
+                        "history of (--cycle-duration runs it on shorter cycles and bars)")
     asset_types = {symbol: strategy.asset_types.get(symbol) or "crypto" for symbol in symbols}
     market = MarketData.from_long_frame(history, frequency, asset_types, symbols=symbols)
     checkpoint("the exchange's candles were loaded")
@@ -187,6 +199,11 @@ def open_paper_session(config: DaemonConfig, *, checkpoint: Checkpoint,
                                                    f"min notional {p.min_notional:g}" for s, p in specs.items()))
     session = Session(strategy=strategy, market=market, asset_types=asset_types)
     return PaperMarket(session=session, connection=connection, source=source, specs=specs, fee=fee, venue=venue)
+
+
+def candles(count: int, timeframe: str) -> str:
+    """``1 1h candle``, ``0 1h candles``: a count of candles in words."""
+    return f"{count} {timeframe} candle{'' if count == 1 else 's'}"
 
 
 def _taker_fee(connection: CcxtConnection, symbol: str) -> float:
