@@ -80,7 +80,7 @@ def test_a_run_spec_sets_it_under_core(tmp_path: Path) -> None:
     assert spec("paper", cycle_duration="1s").daemon_config(tmp_path / "state").cycle_override == timedelta(seconds=1)
     assert spec("paper", cycle_duration="1s").config_fingerprint() != spec("paper").config_fingerprint()
     assert spec("paper").config_fingerprint() == spec("paper", cycle_duration=None).config_fingerprint()  # type: ignore[arg-type]
-    with pytest.raises(ConfigError, match="^run spec: core.cycle_duration: applies to --mode paper and live"):
+    with pytest.raises(ConfigError, match=r"^run spec: core\.cycle_duration: applies to --mode paper and live"):
         spec("replay", cycle_duration="1s")  # when the spec is read, under its own key
     # The variable overrides the key, as every setting's does.
     overridden = spec_from_dict({"strategy_file": str(BREAKOUT), "mode": "paper", "environment": {"exchange": "binance"}},
@@ -113,16 +113,16 @@ def test_the_bars_keep_their_ratio_to_the_cycle() -> None:
 
 
 def test_a_longer_cycle_or_bars_of_a_fraction_of_a_second_are_refused(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="--cycle-duration 2h is longer than the 1h cycle eurusd_breakout.py "
-                                          "declares: .*never slower; give at most 1h"):
+    with pytest.raises(ConfigError, match=r"--cycle-duration 2h is longer than the 1h cycle eurusd_breakout\.py "
+                                          r"declares: .*never slower; give at most 1h"):
         with_cycle_duration(load_strategy(BREAKOUT), timedelta(hours=2))
     hourly_bars = tmp_path / "daily_on_hours.py"
     hourly_bars.write_text(SMA.read_text().replace('cycle_duration = "1d"', 'cycle_duration = "1d"\n'
                                                                             'bar_frequency = "1h"'))
     strategy = load_strategy(hourly_bars)
     assert strategy.bar_frequency == timedelta(hours=1)
-    with pytest.raises(ConfigError, match="--cycle-duration 1s scales the strategy's 1h bars \\(read on 1d cycles\\) "
-                                          "to 0.0416667 s, not a whole number of seconds"):
+    with pytest.raises(ConfigError, match=r"--cycle-duration 1s scales the strategy's 1h bars \(read on 1d cycles\) "
+                                          r"to 0\.0416667 s, not a whole number of seconds"):
         with_cycle_duration(strategy, timedelta(seconds=1))
     assert with_cycle_duration(strategy, timedelta(seconds=24)).bar_frequency == timedelta(seconds=1)
 
