@@ -527,15 +527,14 @@ def _report_md(facts: RunFacts, *, charts: bool = True) -> str:
     return "\n".join(lines)
 
 
-#: The files every run's report lists, whether or not a run of its mode writes them all.
-LISTED_FILES = ("metrics.json", "metrics.prom", "orders.csv", "charts/", "state/", "journal.jsonl")
-
-
 def listed_files(run_dir: Path) -> list[str]:
     """The files the report lists: every run's, then those only some runs have, when present: ``state/reconciliation.json``,
     the last reconciliation of the ledger with the venue, which every executor start writes (a backtest has none)."""
-    reconciliation = RunPaths(run_dir).state_files.reconciliation
-    return [*LISTED_FILES, *([reconciliation.relative_to(run_dir).as_posix()] if reconciliation.is_file() else [])]
+    paths = RunPaths(run_dir)
+    reconciliation = paths.state_files.reconciliation
+    every = [paths.metrics_json.name, paths.metrics_prom.name, paths.orders_csv.name, f"{paths.charts.name}/",
+             f"{paths.state.name}/", paths.journal.name]
+    return [*every, *([reconciliation.relative_to(run_dir).as_posix()] if reconciliation.is_file() else [])]
 
 
 _CSS = """
