@@ -5,7 +5,8 @@
 1. one public ccxt connection (no credentials: paper trading sends no order), pointed at
    ``--exchange-url`` when given;
 2. the strategy's candles from the exchange's public OHLCV (:class:`CcxtCandleSource`), at the
-   strategy's bar frequency (its cycle duration unless it reads another): the warm-up history is
+   strategy's bar frequency (its cycle duration unless it reads another; both shortened alike by an
+   operator's ``--cycle-duration``, ``strategy.loader.with_cycle_duration``): the warm-up history is
    the exchange's latest closed candles (up to :data:`WARM_UP_CANDLES`), so indicators have values
    at the first cycle;
 3. each instrument's lot step and minimum notional from the exchange's markets, and the
