@@ -153,3 +153,55 @@ def test_an_operators_own_arena_count_is_left_as_it_is() -> None:
     counts = arenas("bounded", MALLOC_ARENA_MAX="3")
     assert counts["bounded"] is False
     assert counts["arenas"] == 3
+
+
+#: The command line's own order (cli/main.py): ``start``'s early settings, then the imports, then the threads.
+#: ``late`` bounds the arenas after numpy's and pandas' imports instead, as ``start``'s body alone did before.
+ARENAS_CLI = r"""
+import ctypes, json, os, sys, threading
+sys.argv = ["tradeexecutor", sys.argv[1]]
+if sys.argv[1] == "late":
+    import numpy, pandas
+    from tradeexecutor.daemon.heap import bound_arenas
+    bound_arenas()
+else:
+    import tradeexecutor.cli.main  # runs the command line's early steps for sys.argv
+import numpy, pandas  # pandas imports pyarrow, whose threads start here and take an arena
+barrier = threading.Barrier(7)
+held = []
+
+def work():
+    held.append(bytearray(64 * 1024 - 64))
+    barrier.wait()
+
+threads = [threading.Thread(target=work) for _ in range(6)]
+for thread in threads:
+    thread.start()
+barrier.wait()
+read, write = os.pipe()
+saved = os.dup(2)
+os.dup2(write, 2)
+ctypes.CDLL(None).malloc_stats()
+os.dup2(saved, 2)
+os.close(write)
+report = os.read(read, 1 << 16).decode()
+for thread in threads:
+    thread.join()
+print(json.dumps({"arenas": report.count("Arena ")}))
+"""
+
+
+def cli_arenas(command: str) -> int:
+    env = {key: value for key, value in os.environ.items() if not key.startswith("MALLOC_") and key != "GLIBC_TUNABLES"}
+    result = subprocess.run([sys.executable, "-c", ARENAS_CLI, command], env=env, capture_output=True, text=True,
+                            timeout=120, check=True)
+    arenas: int = json.loads(result.stdout)["arenas"]
+    return arenas
+
+
+def test_start_bounds_the_arenas_before_pyarrows_threads_take_one() -> None:
+    """`tradeexecutor start` serves every thread from the main arena, pyarrow's included; bounded after pandas'
+    import (where `start`'s body did it), the process kept the arena pyarrow's threads took: two."""
+    assert cli_arenas("start") == ARENA_MAX == 1
+    assert cli_arenas("late") == 2
+    assert cli_arenas("backtest") >= 4  # other commands are left to glibc's own way

@@ -19,11 +19,21 @@ A restart costs the start-up, not the imports: the processes are forked from a s
 imported the executor once (tests/forked_executor.py); the last one is a plain cold start.
 After each kill: the ledger opens; the exchange holds at most one order per client order id and
 each of them is in the ledger (committed before it was sent); money recomputed from the fills
-equals the stored figures; no cycle completed twice. At the end, after the cold start reconciled
-and was stopped: for every intent exactly one order on the exchange; the ledger's orders, fills
-and cash and holdings equal the exchange's orders, trades and balances; the journal tells what
-the ledger holds (a fill journaled once, as ``order_filled`` or counted by ``reconciled``; a
-cycle completed once).
+equals the stored figures; no cycle completed twice. At the end, after the cold start reconciled,
+decided a cycle and traded, and was stopped: for every intent exactly one order on the exchange; the
+ledger's orders, fills and cash and holdings equal the exchange's orders, trades and balances; the
+journal tells what the ledger holds (a fill journaled once, as ``order_filled`` or counted by
+``reconciled``; a cycle completed once).
+
+That it keeps trading across the kills rests on two things, not on a total: a write-ahead restart
+is killed only at its point, so each must reach a send within ``Executor.wait(120)`` (a restarted
+executor that stopped deciding fails there) — a ``submitting`` restart's order is a new one, a
+``submitted`` restart's is new or the resend of one a kill left unsent; and the final cold start,
+after all the restarts, must decide a cycle and fill a new order. There is no rate floor: an
+executor that decides after a restart, however late within those 120 s, passes. (The total this
+test asked for before, more orders than ``RESTARTS // 2``, was such a floor; since a restart refuses
+the cycles an earlier process journaled missed for the exchange's lag, seed 1313 makes 49 orders
+where it made 63, and the floor no longer measured anything but that.)
 """
 
 from __future__ import annotations
@@ -145,6 +155,23 @@ def settled(executor: Executor, state_dir: Path) -> None:
         time.sleep(0.2)
 
 
+def decided_and_traded(executor: Executor, state_dir: Path, cycles: int, sent: set[str]) -> None:
+    """Wait until the executor completed a cycle more than the ledger's ``cycles`` and an order not among ``sent``
+    filled: it decides and trades (paper_flip orders every cycle)."""
+    deadline = time.monotonic() + 120
+    while True:
+        state = load_state(state_dir)
+        assert state is not None
+        new = [o.client_order_id for o in state.portfolio.all_orders()
+               if o.client_order_id not in sent and o.status is OrderStatus.filled]
+        if state.cycles_completed > cycles and new:
+            return
+        assert executor.process.poll() is None, executor.output()
+        assert time.monotonic() < deadline, (f"no cycle decided and traded: {state.cycles_completed} cycles "
+                                             f"(was {cycles}), new filled orders {new}\n{executor.output()[-3000:]}")
+        time.sleep(0.2)
+
+
 @pytest.mark.timeout(1200)  # 105 restarts: minutes on a machine whose cores are busy with other work
 def test_kill_9_of_a_live_executor_never_sends_an_intent_twice(tmp_path: Path, simulator: str,
                                                                 fork_server: ForkServer) -> None:
@@ -153,11 +180,16 @@ def test_kill_9_of_a_live_executor_never_sends_an_intent_twice(tmp_path: Path, s
     state_dir = tmp_path / "state"
     ways: Counter[str] = Counter()
     killed_at_points: list[str] = []
+    #: The orders a write-ahead restart sent for the first time (not a resend of one a kill left unsent), for the
+    #: summary line.
+    traded: list[str] = []
     restarts = 0
+    state: State | None = None
     # A count of restarts, not a time limit: a busy machine is slower, not wrong.
     while restarts < RESTARTS:
         way = rng.choices(list(WAYS), weights=list(WAYS.values()))[0]
         env = {KILL_AT_ENV: f"{way}:1"} if way in ("submitting", "submitted") else {}
+        before = {o.client_order_id: o.status for o in sent_orders(state)} if state is not None else {}
         executor = live_executor(tmp_path / "runs", simulator, state_dir, env, starter=fork_server.start)
         try:
             if way == "running":
@@ -179,12 +211,22 @@ def test_kill_9_of_a_live_executor_never_sends_an_intent_twice(tmp_path: Path, s
         if way in ("submitting", "submitted"):  # it killed itself with one order committed submitting: that order, and only it
             pending = [o for o in state.portfolio.all_orders() if o.status is OrderStatus.submitting]
             assert len(pending) == 1, (way, pending)
-            killed_at_points.append(pending[0].client_order_id)
+            cid = pending[0].client_order_id
+            killed_at_points.append(cid)
+            if way == "submitting":  # only a first send passes this point (a resend of an unsent order does not)
+                assert cid not in before, (cid, before[cid])
+            if cid not in before:
+                traded.append(cid)
+            else:  # ``submitted`` at the resend of an order an earlier kill left unsent: no new trade
+                assert before[cid] in (OrderStatus.submitting, OrderStatus.unknown), (cid, before[cid])
+    assert state is not None
+    before_final = {o.client_order_id for o in sent_orders(state)}
     final = live_executor(tmp_path / "final", simulator, state_dir)
     try:
         status = final.wait_status(lambda s: s.get("status") == "running")
         assert status["reconciliation"]["outcome"] == "clean" and not status["safe_mode"], status
         settled(final, state_dir)
+        decided_and_traded(final, state_dir, state.cycles_completed, before_final)
         final.process.send_signal(signal.SIGTERM)
         assert final.wait() == 0, final.output()
     finally:
@@ -195,6 +237,8 @@ def test_kill_9_of_a_live_executor_never_sends_an_intent_twice(tmp_path: Path, s
     # Every order a kill left submitting ended on the exchange once: sent by the next process, or taken from it.
     ends = {o.client_order_id: o.status for o in state.portfolio.all_orders()}
     assert all(ends[cid] in (OrderStatus.filled, OrderStatus.rejected) for cid in killed_at_points)
-    assert len(sent_orders(state)) > RESTARTS // 2, "the executor did not trade between the kills"
+    # Liveness was checked as it went (module docstring): each write-ahead restart reached its send, and the final
+    # cold start decided a cycle and filled a new order (``decided_and_traded``).
     assert all(ways[way] for way in WAYS), ways
-    print(f"{restarts} restarts {dict(ways)}; {len(sent_orders(state))} orders, {state.cycles_completed} cycles")
+    print(f"{restarts} restarts {dict(ways)}; {len(sent_orders(state))} orders ({len(traded)} sent first by a "
+          f"write-ahead restart, {len(killed_at_points)} write-ahead kills), {state.cycles_completed} cycles")

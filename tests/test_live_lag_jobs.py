@@ -13,6 +13,10 @@ names the GBPUSD position it cannot close, by id and why.
 A third test restarts an executor whose ledger holds an order the exchange lost (``order_lost`` journaled): its
 words are read back after reconciliation (``Engine.lost_before``), so ``order_lost`` stays one line across restarts
 and an order the exchange shows again is adopted without safe mode.
+
+The last two count the cycles of the bars managed during the lag: each journaled ``cycle_missed`` or decided, never
+both — within the process, and after a restart during the lag, which reads the lag's ``cycle_missed`` lines back
+(``ExecutorLoop.lag_missed_before``).
 """
 
 from __future__ import annotations
@@ -316,3 +320,32 @@ def test_the_cycles_of_the_bars_managed_during_the_lag_are_journaled_missed_neve
     # retries' pace) are missed for good too (fails before: 47, 48, 49 journaled missed, then decided after the lag).
     assert not set(missed) & set(decided), sorted(set(missed) & set(decided))
     assert min(late) > max(missed), (late, managed, missed)
+
+
+@pytest.mark.timeout(600)
+def test_a_cycle_journaled_missed_for_the_lag_stays_undecided_after_a_restart(tmp_path: Path) -> None:
+    """A restart while the lag holds must not decide a cycle the journal already says was missed: the next process
+    reads the lag's ``cycle_missed`` lines back (``ExecutorLoop.lag_missed_before``). Fails before: the restarted
+    process decided the cycle of the last bar the lag journaled missed, and journaled some boundaries missed twice."""
+    with gbp_entry_pending(tmp_path) as (url, second, _):
+        cycle_outage(second)
+        first = _bar_at(second)
+        until(second, lambda: _bar_at(second) >= first + pd.Timedelta(seconds=2), "bars managed during the lag")
+        second.process.send_signal(signal.SIGTERM)
+        assert second.wait() == 0, second.output()
+        [lag] = [f for f in sim(url, "GET", "status")["faults"] if f["kind"] == "lag"]
+        sim(url, "DELETE", f"faults/{lag['id']}")
+        third = executor(tmp_path / "third", url, second.state_dir)
+        try:
+            started = until(third, lambda: events(third, "started")[2:], "the third start-up job")[0]
+            until(third, lambda: after(third, started, "cycle_completed")[2:], "cycles decided after the restart")
+            lines = journal(third)
+            third.process.send_signal(signal.SIGTERM)
+            assert third.wait() == 0, third.output()
+        finally:
+            third.kill()
+    decided = [pd.Timestamp(e["fields"]["cycle_time"]) for e in lines if e["event"] == "cycle_completed"]
+    missed = [pd.Timestamp(e["fields"]["boundary"]) for e in lines if e["event"] == "cycle_missed"]
+    assert missed, "the lag journaled no missed cycle"
+    assert len(set(missed)) == len(missed), missed
+    assert not set(missed) & set(decided), (missed, decided)

@@ -8,7 +8,13 @@ both signals from there when the command is ``start`` and keeps them; ``start`` 
 StopSignals and takes them over (:func:`release`), so a signal in that moment is a stop during
 start-up like any later one: exit 0, nothing started. Every other command is left alone.
 
-This module imports only the standard library's ``signal`` and ``sys``: it must cost nothing.
+:func:`settle_heap` fixes glibc's allocator settings for ``start`` at the same moment (``daemon/heap.py``): the
+arena cap only binds threads whose first allocation comes after it, and importing pandas (as the commands do)
+imports pyarrow, whose threads take an arena of their own at once — set in ``start``'s body, the cap of one arena
+left the process two (counted with ``malloc_stats``; the 30-minute soak's second half then rose as with two).
+
+This module imports only the standard library's ``signal`` and ``sys`` (and, for ``start``, ``daemon/heap.py``'s
+``ctypes``): it must cost nothing.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from collections.abc import Sequence
 from types import FrameType
 from typing import Any
 
-__all__ = ["hold_stop_signals", "release"]
+__all__ = ["hold_stop_signals", "release", "settle_heap"]
 
 #: Signals held (numbers, oldest first) and the handlers the hold replaced.
 _held: list[int] = []
@@ -51,3 +57,17 @@ def release() -> tuple[list[int], dict[int, Any]]:
     _held.clear()
     _previous.clear()
     return held, previous
+
+
+def settle_heap(argv: Sequence[str] | None = None) -> None:
+    """For ``start`` (``sys.argv`` by default): glibc's mmap threshold and arena cap, before any import starts a thread.
+
+    An operator's own ``MALLOC_*`` settings are left as they are (``daemon/heap.py``).
+    """
+    args = sys.argv[1:] if argv is None else argv
+    if not args or args[0] != "start":
+        return
+    from tradeexecutor.daemon.heap import bound_arenas, return_large_blocks
+
+    return_large_blocks()
+    bound_arenas()

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from tradeexecutor.cli.early import hold_stop_signals
+from tradeexecutor.cli.early import hold_stop_signals, settle_heap
 
 hold_stop_signals()  # `start` only: SIGTERM is a graceful stop even while the commands load (cli/early.py)
+settle_heap()  # `start` only: one malloc arena, set before pyarrow's import starts threads that take one (cli/early.py)
 
 import click
 

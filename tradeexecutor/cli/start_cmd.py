@@ -109,8 +109,10 @@ def _build_and_run(config: DaemonConfig, log_buffer: RingBufferHandler | None, s
     from tradeexecutor.daemon.heap import bound_arenas, return_large_blocks
     from tradeexecutor.state.packed import take_packer
 
+    # The command line set both before pyarrow's import (through pandas) started threads (cli/early.py settle_heap); set again here for
+    # a start that did not come through it (a test's forked server), where they bind what is allocated from now on.
     return_large_blocks()  # the public files, rebuilt each publication, are unmapped when freed (daemon/heap.py)
-    bound_arenas()  # before any thread starts: the threads share one arena's free space (daemon/heap.py)
+    bound_arenas()  # the threads share one arena's free space (daemon/heap.py)
     take_packer()  # the closed positions' deflate stream: its ~260 KiB taken now, not at the first pack (state/packed.py)
     pinning = CpuPinning(config.cpu)
     pinning.start()  # before any thread starts, so every later thread inherits the pin

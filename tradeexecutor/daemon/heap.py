@@ -81,8 +81,9 @@ def return_large_blocks(threshold: int = MMAP_THRESHOLD) -> bool:
 def bound_arenas(arenas: int = ARENA_MAX) -> bool:
     """Serve every thread of this process from at most ``arenas`` glibc arenas; False where that cannot be done.
 
-    Process-wide, and only for arenas made after the call: call it once, before any thread starts
-    (``tradeexecutor start``). An operator's own choice (``MALLOC_ARENA_MAX`` or
+    Process-wide, and only for threads whose first allocation comes after the call: call it before any thread
+    starts — before pandas is imported, whose pyarrow starts threads that take an arena at once (``tradeexecutor start`` does it
+    first thing, ``cli/early.py``; called after that import, a cap of one left two arenas). An operator's own choice (``MALLOC_ARENA_MAX`` or
     ``glibc.malloc.arena_max`` in ``GLIBC_TUNABLES``) is left as it is: False.
     """
     if "MALLOC_ARENA_MAX" in os.environ or "glibc.malloc.arena_max" in os.environ.get("GLIBC_TUNABLES", ""):

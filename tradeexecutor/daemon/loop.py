@@ -37,7 +37,10 @@ temporarily and is retried with the outage's backoff. While such an order only w
 exchange's "does not exist" lag (``ExchangeLagError``) only the cycle job fails so, and only after
 it has managed and saved its bar (fills, triggers, marks: the trigger checks see only the bars the
 cycle delivers), before anything is decided; the trigger checks, the revaluation with its risk check
-and an operator's job go on, that order's position kept out of every exit.
+and an operator's job go on, that order's position kept out of every exit. The cycles of the bars managed
+meanwhile (and the boundaries the clock passes meanwhile) are journaled ``cycle_missed`` with the reason
+``LAG_MISSED`` and never decided, not even by a process restarted during the lag: it reads those lines back
+from the journal at start-up (``lag_missed_before``).
 
 Idempotence. A cycle is identified by its timestamp; a cycle at or before
 ``last_completed_cycle`` never runs again. Progress is the close time of the last bar processed
@@ -80,9 +83,10 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import pandas as pd
 
@@ -120,8 +124,8 @@ _OPERATOR_JOBS = (CommandKind.close, CommandKind.close_all, CommandKind.reload_p
 logger = logging.getLogger("tradeexecutor.daemon")
 
 #: The ``reason`` of a ``cycle_missed`` line for a cycle the exchange's lag left undecided for good (a bar managed
-#: meanwhile, or a boundary passed meanwhile). Kept in memory only: a restart during the lag may still decide the
-#: cycle of the bar it resumes at (the journal then has both lines for it).
+#: meanwhile, or a boundary passed meanwhile); read back at start-up (``ExecutorLoop.lag_missed_before``), so a
+#: restart never decides a cycle an earlier process journaled missed.
 LAG_MISSED = "an order waits out the exchange's lag: the bar was managed, its cycle not decided"
 
 
@@ -219,8 +223,9 @@ class ExecutorLoop:
         #: The cycle times (ns) journaled ``cycle_missed`` in the current outage, by either path: each once. Cleared
         #: when the outage ends.
         self._missed_ns: set[int] = set()
-        #: The newest cycle time (ns) a bar managed during the exchange's lag left undecided (``_lag_missed``):
-        #: it and older cycles are never decided.
+        #: The newest cycle time (ns) a bar managed during the exchange's lag left undecided (``_lag_missed``), or
+        #: a boundary passed meanwhile (``_deferred``), in this process or, read back from the journal, an earlier
+        #: one (``lag_missed_before``): it and older cycles are never decided.
         self._lag_missed_ns = 0
         engine.start_write_ahead(self._commit, now)  # every order committed submitting before the venue sees it
 
@@ -455,6 +460,22 @@ class ExecutorLoop:
             extra = {"reason": LAG_MISSED} if lag else {}
             self.journal("cycle_missed", boundary=boundary, retry_at=current.next_retry_at,
                          failing_since=current.since, **extra)
+
+    def lag_missed_before(self, lines: Sequence[Mapping[str, Any]]) -> None:
+        """The ``cycle_missed`` lines an earlier process journaled (``Ledger.journaled``): the cycles it left undecided
+        for the exchange's lag (``reason`` ``LAG_MISSED``) stay undecided after a restart, as in the process that
+        journaled them — a restart must not decide a cycle the journal already says was missed (the journal would
+        then have both lines for it). Lines at or before ``last_completed_cycle`` change nothing: those cycles never
+        run again anyway."""
+        done = self.state.last_completed_cycle
+        done_ns = pd.Timestamp(done).value if done is not None else 0
+        for fields in lines:
+            if fields.get("reason") != LAG_MISSED or not fields.get("boundary"):
+                continue
+            ns = pd.Timestamp(fields["boundary"]).value
+            if ns > done_ns:
+                self._lag_missed_ns = max(self._lag_missed_ns, ns)
+                self._missed_ns.add(ns)  # journaled once: not again by this process's lag
 
     def _lag_missed(self, step: int) -> None:
         """A cycle ends at ``step``, a bar managed while an order waits out the exchange's lag: that cycle is missed.
