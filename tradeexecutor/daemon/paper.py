@@ -40,7 +40,7 @@ from tradeexecutor.backtest.session import Checkpoint, Session
 from tradeexecutor.config import EngineConfig
 from tradeexecutor.data.follow import FollowFeed
 from tradeexecutor.data.market import MarketData
-from tradeexecutor.errors import ConfigError, DataError
+from tradeexecutor.errors import ConfigError, DataError, StateError
 from tradeexecutor.runstate import RunState
 from tradeexecutor.settings import PAPER_NEEDS_EXCHANGE, REPLAY_HINT, DaemonConfig
 from tradeexecutor.state import State
@@ -52,7 +52,7 @@ from tradeexecutor.venue.ccxt_venue import CcxtVenue
 from tradeexecutor.venue.model import InstrumentSpec
 
 __all__ = ["CANDLE_WINDOW", "WARM_UP_CANDLES", "ExchangeCandles", "ExchangeFeed", "PaperMarket", "candles",
-           "check_paper_state", "cycles_description",
+           "check_one_quote", "check_paper_state", "check_state_quotes", "cycles_description",
            "open_paper_session", "poll_period", "prices_description"]
 
 logger = logging.getLogger("tradeexecutor.daemon")
@@ -194,12 +194,43 @@ def open_paper_session(config: DaemonConfig, *, checkpoint: Checkpoint,
     checkpoint("the exchange's candles were loaded")
     venue = CcxtVenue(connection.config, connection)
     specs = venue.instruments(symbols)
+    check_one_quote(specs, connection.name, str(strategy.path))
     fee = max(_taker_fee(connection, symbol) for symbol in symbols)
     logger.info("%s: %d warm-up %s candles of %s; taker fee %g; %s", connection.name, len(market), timeframe,
                 ", ".join(symbols), fee, "; ".join(f"{s}: lot {p.lot_step:g}, tick {p.tick_size:g}, "
                                                    f"min notional {p.min_notional:g}" for s, p in specs.items()))
     session = Session(strategy=strategy, market=market, asset_types=asset_types)
     return PaperMarket(session=session, connection=connection, source=source, specs=specs, fee=fee, venue=venue)
+
+
+def check_one_quote(specs: Mapping[str, InstrumentSpec], exchange: str, where: str) -> None:
+    """Refuse instruments whose markets are priced in different currencies, naming each one's market.
+
+    A portfolio holds one cash: bought in USDT and USD at once, its cash would match neither balance, and the
+    reconciliation (which compares the cash with the one quote's balance) could not say so. A bare symbol is the
+    one market of its base (``CcxtConnection.market``), so the quote can differ per symbol without anyone
+    having written it; written out in full, the operator may have mixed them too.
+    """
+    quotes = {spec.quote for spec in specs.values()}
+    if len(quotes) > 1:
+        markets = ", ".join(f"{symbol}: {spec.base}/{spec.quote}" for symbol, spec in specs.items())
+        raise ConfigError(f"{where}: its instruments are priced in {' and '.join(sorted(quotes))} on {exchange} "
+                          f"({markets}); a portfolio has one cash: name markets of one quote in full "
+                          "(BASE/QUOTE) in the strategy's instruments")
+
+
+def check_state_quotes(state: State, specs: Mapping[str, InstrumentSpec], exchange: str, where: str) -> None:
+    """Refuse a state whose instrument was traded in another currency than its market is priced in now.
+
+    The state's cash is in the quote its instruments had; a bare symbol whose one market changed (GOOG/USD
+    delisted, GOOG/USDT listed) would otherwise carry that cash over as if it were in the new currency.
+    """
+    for symbol, spec in specs.items():
+        instrument = state.instrument_by_symbol(symbol)
+        if instrument is not None and instrument.quote_currency != spec.quote:
+            raise StateError(f"{where} traded {symbol} in {instrument.quote_currency}, but {exchange}'s {symbol} "
+                             f"market is {spec.base}/{spec.quote} now: its cash is not in {spec.quote}; name the "
+                             f"{instrument.quote_currency} market in full or use another --state-dir")
 
 
 def candles(count: int, timeframe: str) -> str:

@@ -51,6 +51,7 @@ from tradeexecutor.daemon.outage import Outage
 from tradeexecutor.daemon.paper import (
     PaperMarket,
     check_paper_state,
+    check_state_quotes,
     cycles_description,
     open_paper_session,
     poll_period,
@@ -334,6 +335,7 @@ def build_daemon(config: DaemonConfig, *, clock: Clock | None = None, journal: E
         else:
             if paper is not None:
                 check_paper_state(state, market, str(store.path))
+                check_state_quotes(state, paper.specs, paper.connection.name, str(store.path))
             check_loaded_state(state, strategy, market, store.path)
         if paper is not None:
             paper.apply_instruments(state, asset_types)
