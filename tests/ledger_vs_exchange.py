@@ -41,13 +41,35 @@ def journal(state_dir: Path) -> list[dict[str, Any]]:
     return [orjson.loads(line) for _, line in journal_rows(state_dir / "ledger.sqlite")]
 
 
+def refused_on_submit(sent: list[Order], url: str) -> set[str]:
+    """The client order ids of the orders the exchange refused when they were sent, proven so by its request log.
+
+    Such an order (Binance's -2010, insufficient balance) is no order of the exchange's: the ledger has it
+    rejected with no exchange order id, its reason the exchange's text, and the simulator answered at least as
+    many ``POST /api/v3/order`` with -2010.
+    """
+    refused = [o for o in sent if o.status is OrderStatus.rejected and o.venue_order_id is None]
+    assert all("insufficient balance" in (o.status_reason or "") for o in refused), [
+        (o.client_order_id, o.status_reason) for o in refused]
+    code, requests = http_json("GET", f"{url}/_sim/requests?limit=10000")
+    assert code == 200, requests
+    answered = sum(1 for r in requests if (r["method"], r["path"], r.get("code")) == ("POST", "/api/v3/order", -2010))
+    assert answered >= len(refused), (answered, [o.client_order_id for o in refused])
+    return {o.client_order_id for o in refused}
+
+
 def check_ledger_equals_exchange(state: State, state_dir: Path, url: str, *,
-                                 bases: Mapping[str, str] = EURUSD, quote: str = "USD") -> int:
+                                 bases: Mapping[str, str] = EURUSD, quote: str = "USD",
+                                 refusals: bool = False) -> int:
     """Orders, fills, cash and holdings of the ledger against the exchange's own record; the journal against both.
 
     ``bases``: each traded symbol's base asset (its holdings are the exchange's balance of it), ``quote``: the
     cash's asset. Returns how many fills a reconciliation took from the exchange (not from an order's own reply).
-    An order the exchange refused on submit is rejected in the ledger and absent from the exchange's orders.
+
+    ``refusals``: a caller whose run may meet the exchange's refusal of an order on submit (Binance's -2010,
+    insufficient balance: no order of the exchange's) says so; such an order is rejected in the ledger with no
+    exchange order id, and the simulator's request log must show at least as many order requests answered -2010,
+    each order's reason the insufficient-balance text. Off, every order sent must be one order on the exchange.
     """
     orders = list(state.portfolio.all_orders())
     sent = sent_orders(state)
@@ -55,9 +77,7 @@ def check_ledger_equals_exchange(state: State, state_dir: Path, url: str, *,
     # exchange, and the next start sends it (decision_resumed).
     assert all(o.is_terminal for o in sent), [(o.client_order_id, o.status) for o in sent if not o.is_terminal]
     theirs = exchange(url, "orders")
-    # An order the exchange refused when it was sent (Binance's -2010, insufficient balance) is no order of the
-    # exchange's: the ledger has it rejected, with no exchange order id.
-    refused = {o.client_order_id for o in sent if o.status is OrderStatus.rejected and o.venue_order_id is None}
+    refused = refused_on_submit(sent, url) if refusals else set()
     accepted = [o for o in sent if o.client_order_id not in refused]
     # For every intent exactly one order on the exchange, and it is the ledger's.
     assert Counter(o["clientOrderId"] for o in theirs) == Counter(o.client_order_id for o in accepted)
