@@ -229,3 +229,78 @@ def test_a_cycle_the_exchange_cannot_serve_is_one_line_and_writes_nothing(
     assert line.startswith("error: ") and fragment in line, line
     assert not (tmp_path / "state").exists()
 
+
+def start_refused(tmp_path: Path, strategy: Path, url: str, *args: str, state_dir: Path | None = None,
+                  env: dict[str, str] | None = None) -> tuple[int, str]:
+    """``tradeexecutor start`` that must end before it trades: (exit code, the last line of stderr)."""
+    result = subprocess.run([sys.executable, "-m", "tradeexecutor.cli.main", "start", str(strategy),
+                             "--exchange", "binance", "--exchange-url", url, "--port", "0", "--cpu", "off",
+                             "--state-dir", str(state_dir or tmp_path / "state"), *args],
+                            capture_output=True, text=True, timeout=180, env=env or CLEAN, cwd=tmp_path)
+    assert "Traceback" not in result.stderr, result.stderr
+    return result.returncode, result.stderr.strip().splitlines()[-1]
+
+
+#: Two stocks written out in full, one in USDT and one in USD: an operator's mix, refused as the bare names' is.
+MIXED_IN_FULL = '''"""Two stocks of different quotes, named in full."""
+name = "mixed quotes"
+cycle_duration = "1s"
+instruments = ["AAPL/USDT", "GOOG/USD"]
+
+
+def decide(ctx):
+    return []
+'''
+
+
+@pytest.mark.timeout(290)
+def test_instruments_priced_in_two_currencies_are_one_line_and_write_nothing(tmp_path: Path) -> None:
+    """AAPL is listed only against USDT, the other stocks only against USD: each bare name momentum_rotation trades
+    has one market, but its one cash would be spent in two currencies (and the reconciliation, which compares the
+    cash with one quote's balance, could not tell). Refused at start-up, live or paper, named or bare."""
+    prices = ("--data", "stocks-daily", "--symbols", "AAPL/USDT,GOOG/USD,IBM/USD,MSFT/USD")
+    full = tmp_path / "mixed_in_full.py"
+    full.write_text(MIXED_IN_FULL)
+    with simulator_process(*prices, "--api-key-env", "SIM_KEY", "--api-secret-env", "SIM_SECRET",
+                           env={**CLEAN, "SIM_KEY": KEY, "SIM_SECRET": SECRET}) as url:
+        bare = EXAMPLES[2]
+        code, line = start_refused(tmp_path, bare.path, url, "--mode", "live", *bare.args[1:],
+                                   "--exchange-key-variable", "MY_KEY", "--exchange-secret-variable", "MY_SECRET",
+                                   state_dir=tmp_path / "bare", env={**CLEAN, "MY_KEY": KEY, "MY_SECRET": SECRET})
+        assert code == 2 and line == (
+            f"error: {bare.path}: its instruments are priced in USD and USDT on binance (AAPL: AAPL/USDT, GOOG: "
+            "GOOG/USD, IBM: IBM/USD, MSFT: MSFT/USD); a portfolio has one cash: name markets of one quote in full "
+            "(BASE/QUOTE) in the strategy's instruments"), line
+        code, line = start_refused(tmp_path, full, url, "--mode", "paper", state_dir=tmp_path / "full")
+        assert code == 2 and "priced in USD and USDT on binance (AAPL/USDT: AAPL/USDT, GOOG/USD: GOOG/USD)" in line, line
+        assert http_json("GET", f"{url}/_sim/orders") == (200, [])
+    assert not (tmp_path / "bare").exists() and not (tmp_path / "full").exists()
+
+
+@pytest.mark.timeout(290)
+def test_a_state_traded_in_one_quote_is_refused_when_its_market_is_priced_in_another_now(tmp_path: Path) -> None:
+    """sma_crossover's bare GOOG was GOOG/USD; on restart the exchange lists only GOOG/USDT: the state's cash is in
+    USD, so carrying it over as USDT would be wrong. Refused (the state's exit code), the state left as it was."""
+    example = EXAMPLES[1]
+    env = {**CLEAN, "TRADEEXECUTOR_SIM_API_KEY": KEY, "TRADEEXECUTOR_SIM_API_SECRET": SECRET}
+    state_dir = tmp_path / "state"
+    with simulator_process("--data", "stocks-daily", "--symbols", "GOOG/USD", env=env) as usd:
+        executor = Executor(tmp_path / "usd", "--mode", "paper", "--exchange", "binance", "--exchange-url", usd,
+                            "--cpu", "off", *example.args[1:], strategy=str(example.path), state_dir=state_dir,
+                            window=False, env=CLEAN)
+        try:
+            executor.wait_status(lambda s: s.get("cycles", 0) >= 2)
+            executor.process.send_signal(signal.SIGTERM)
+            assert executor.wait() == 0, executor.output()
+        finally:
+            executor.kill()
+    state = load_state(state_dir)
+    assert state is not None and [i.quote_currency for i in state.instruments] == ["USD"]
+    ledger = (state_dir / "ledger.sqlite").read_bytes()
+    with simulator_process("--data", "stocks-daily", "--symbols", "GOOG/USDT", env=env) as usdt:
+        code, line = start_refused(tmp_path, example.path, usdt, "--mode", "paper", *example.args[1:],
+                                   state_dir=state_dir)
+    assert code == 3 and line.endswith(
+        "traded GOOG in USD, but binance's GOOG market is GOOG/USDT now: its cash is not in USDT; name the USD "
+        "market in full or use another --state-dir"), line
+    assert (state_dir / "ledger.sqlite").read_bytes() == ledger
