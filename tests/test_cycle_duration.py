@@ -18,7 +18,8 @@ from click.testing import CliRunner
 from tradeexecutor.cli.main import cli
 from tradeexecutor.config import CcxtVenueConfig
 from tradeexecutor.daemon.paper import candles, cycles_description
-from tradeexecutor.errors import ConfigError
+from tradeexecutor.daemon.startup import check_cycle_duration
+from tradeexecutor.errors import ConfigError, StateError
 from tradeexecutor.runs.spec import RunSpec, spec_from_dict
 from tradeexecutor.settings import DaemonConfig
 from tradeexecutor.strategy.loader import load_strategy, with_cycle_duration
@@ -134,3 +135,22 @@ def test_words_for_the_start_up_line() -> None:
         "1s cycles (the strategy declares 1h; --cycle-duration)")
     # "closed 1 1h candles" said "candles" of one.
     assert (candles(0, "1h"), candles(1, "1h"), candles(2, "1s")) == ("0 1h candles", "1 1h candle", "2 1s candles")
+
+
+def test_a_state_continues_only_on_the_cycles_its_last_process_ran() -> None:
+    """The journal's last ``started`` line names the operator's cycle (or none: the strategy's own); another cycle is
+    refused by name (tests/test_examples_live_e2e.py restarts a 1s paper run on 1m), the same one passes."""
+    own = load_strategy(BREAKOUT, {})
+    fast = with_cycle_duration(own, timedelta(seconds=1))
+    on_1s = {"cursor": 5, "cycle_duration": "1s", "declared_cycle_duration": "1h"}
+    check_cycle_duration([], fast, "ledger.sqlite")  # nothing journaled yet: a new state
+    check_cycle_duration([{"cursor": 3}, on_1s], fast, "ledger.sqlite")
+    check_cycle_duration([on_1s, {"cursor": 9}], own, "ledger.sqlite")
+    with pytest.raises(StateError) as error:
+        check_cycle_duration([{"cursor": 3}, on_1s], own, "ledger.sqlite")
+    assert str(error.value) == ("ledger.sqlite ran on 1s cycles (--cycle-duration), not 1h: use the same "
+                                "--cycle-duration or a new --state-dir")
+    with pytest.raises(StateError) as error:
+        check_cycle_duration([on_1s, {"cursor": 9}], fast, "ledger.sqlite")
+    assert str(error.value) == ("ledger.sqlite ran on 1h cycles (the strategy's own), not 1s: use the same "
+                                "--cycle-duration or a new --state-dir")

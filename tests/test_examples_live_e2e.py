@@ -304,3 +304,30 @@ def test_a_state_traded_in_one_quote_is_refused_when_its_market_is_priced_in_ano
         "traded GOOG in USD, but binance's GOOG market is GOOG/USDT now: its cash is not in USDT; name the USD "
         "market in full or use another --state-dir"), line
     assert (state_dir / "ledger.sqlite").read_bytes() == ledger
+
+
+@pytest.mark.timeout(290)
+def test_a_state_run_on_1_second_cycles_restarted_on_others_names_the_cycle_not_the_data(
+        tmp_path: Path, paper_simulators: dict[tuple[str, ...], str]) -> None:
+    """eurusd_breakout ran on 1-second cycles (--cycle-duration 1s); restarted on 1-minute cycles its bars and
+    valuations are on another grid: the refusal names the cycles, not "the data changed". (On the strategy's own 1h,
+    the simulator has too few hourly candles to get that far: test_cycle_duration checks that case's words.)"""
+    example = EXAMPLES[0]
+    url = paper_simulators[example.prices]
+    state_dir = tmp_path / "state"
+    executor = Executor(tmp_path / "first", "--mode", "paper", "--exchange", "binance", "--exchange-url", url,
+                        "--cpu", "off", *example.args[1:], strategy=str(example.path), state_dir=state_dir,
+                        window=False, env=CLEAN)
+    try:
+        executor.wait_status(lambda s: s.get("cycles", 0) >= 2)
+        executor.process.send_signal(signal.SIGTERM)
+        assert executor.wait() == 0, executor.output()
+    finally:
+        executor.kill()
+    ledger = (state_dir / "ledger.sqlite").read_bytes()
+    params = [arg for name, value in example.params.items() for arg in ("-p", f"{name}={value}")]
+    code, line = start_refused(tmp_path, example.path, url, "--mode", "paper", "--cycle-duration", "1m", *params,
+                               state_dir=state_dir)
+    assert code == 3 and line == (f"error: StateError: {state_dir / 'ledger.sqlite'} ran on 1s cycles (--cycle-duration), not 1m: "
+                                  "use the same --cycle-duration or a new --state-dir"), line
+    assert (state_dir / "ledger.sqlite").read_bytes() == ledger

@@ -61,7 +61,7 @@ from tradeexecutor.daemon.publish import Publisher
 from tradeexecutor.daemon.risk_guard import RiskGuard
 from tradeexecutor.daemon.scheduler import ApschedulerTicker, JobSpec, Ticker
 from tradeexecutor.daemon.signals import StopSignals
-from tradeexecutor.daemon.startup import check_loaded_state, replay_start_step, resume
+from tradeexecutor.daemon.startup import check_cycle_duration, check_loaded_state, replay_start_step, resume
 from tradeexecutor.data.feed import PriceFeed, ReplayFeed
 from tradeexecutor.data.follow import CandleFileTail, FollowFeed
 from tradeexecutor.data.market import CloseColumns, MarketData
@@ -334,6 +334,7 @@ def build_daemon(config: DaemonConfig, *, clock: Clock | None = None, journal: E
             state.valuations = store.new_valuations()
         else:
             if paper is not None:
+                check_cycle_duration(store.journaled("started"), strategy, str(store.path))
                 check_paper_state(state, market, str(store.path))
                 check_state_quotes(state, paper.specs, paper.connection.name, str(store.path))
             check_loaded_state(state, strategy, market, store.path)
