@@ -127,7 +127,7 @@ def test_a_symbol_without_a_quote_is_the_one_market_of_that_base(running: Runnin
 
 
 def test_a_symbol_without_a_quote_that_several_markets_trade_is_refused() -> None:
-    """With BTC/USDT and BTC/USD both listed, ``BTC`` could mean either: refused, naming a market to choose."""
+    """With BTC/USDT and BTC/USD both listed, ``BTC`` could mean either: refused, naming both to choose from."""
     from decimal import Decimal
 
     from exchange_sim_helpers import Clock
@@ -144,5 +144,8 @@ def test_a_symbol_without_a_quote_that_several_markets_trade_is_refused() -> Non
     with serve(ExchangeSimulator(config, series, clock=clock)) as two:
         connection = public(two)
         assert connection.market("BTC") is None and connection.market("BTCUSD") == "BTC/USD"
-        with pytest.raises(ConfigError, match="does not list BTC; name a market it lists, such as BTC/"):
+        assert connection.markets_of("BTC") == ["BTC/USD", "BTC/USDT"]
+        with pytest.raises(ConfigError) as error:
             CcxtCandleSource(connection, ["BTC"], "1s").poll()
+        assert str(error.value) == (f"BTC is no market of {connection.name}'s, and several trade it (BTC/USD, "
+                                    "BTC/USDT); name one in full, such as BTC/USD")

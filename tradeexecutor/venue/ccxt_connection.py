@@ -215,7 +215,8 @@ class CcxtConnection:
 
         The last is for strategies that name what they trade without a quote (``instruments = ["AAPL", "GOOG"]``):
         on an exchange where exactly one market trades it, that market is the only thing the name can mean; where
-        several do (BTC/USDT, BTC/EUR, ...), None, and the caller's error asks for the market by its full name.
+        several do (BTC/USDT, BTC/EUR, ...), None, and the caller's error names them (``markets_of``) and asks for
+        one by its full name.
         """
         self.connect()
         markets = self.exchange.markets or {}
@@ -226,8 +227,13 @@ class CcxtConnection:
             return str(by_id[symbol][0]["symbol"])
         if quote:
             return f"{symbol}/{quote}" if f"{symbol}/{quote}" in markets else None
-        based = [name for name, market in markets.items() if market.get("base") == symbol]
-        return str(based[0]) if len(based) == 1 else None
+        based = self.markets_of(symbol)
+        return based[0] if len(based) == 1 else None
+
+    def markets_of(self, base: str) -> list[str]:
+        """The ccxt symbols of the markets whose base asset is ``base`` (BTC: BTC/USDT, BTC/EUR, ...), sorted."""
+        self.connect()
+        return sorted(str(name) for name, market in (self.exchange.markets or {}).items() if market.get("base") == base)
 
     def call(self, function: Callable[..., T], *args: Any, submitting: bool = False,
               answers: tuple[type[BaseException], ...] = (), **kwargs: Any) -> T:
