@@ -17,7 +17,7 @@ from click.testing import CliRunner
 
 from tradeexecutor.cli.main import cli
 from tradeexecutor.config import CcxtVenueConfig
-from tradeexecutor.daemon.paper import candles, cycles_description
+from tradeexecutor.daemon.paper import candles, cycles_description, rehearsal_warning
 from tradeexecutor.daemon.startup import check_cycle_duration
 from tradeexecutor.errors import ConfigError, StateError
 from tradeexecutor.runs.spec import RunSpec, spec_from_dict
@@ -154,3 +154,15 @@ def test_a_state_continues_only_on_the_cycles_its_last_process_ran() -> None:
         check_cycle_duration([on_1s, {"cursor": 9}], fast, "ledger.sqlite")
     assert str(error.value) == ("ledger.sqlite ran on 1h cycles (the strategy's own), not 1s: use the same "
                                 "--cycle-duration or a new --state-dir")
+
+
+def test_a_shortened_cycle_on_the_exchange_itself_is_warned_about() -> None:
+    """Without --exchange-url the 1-second cycles would run on the real exchange's candles: a warning (not a
+    refusal: a paper run on real prices is harmless); with a simulator's URL, or without the setting, none."""
+    assert rehearsal_warning(paper(cycle_duration="1s")) == (
+        "--cycle-duration 1s on binance itself (no --exchange-url): shortened cycles are for rehearsals on a simulator "
+        "or testnet; the strategy's own cycles are what it was written for")
+    assert rehearsal_warning(paper()) is None
+    at_simulator = DaemonConfig(strategy_file=BREAKOUT, mode="paper", cycle_duration="1s",
+                                exchange=CcxtVenueConfig(exchange="binance", url="http://127.0.0.1:8765"))
+    assert rehearsal_warning(at_simulator) is None

@@ -53,7 +53,7 @@ from tradeexecutor.venue.model import InstrumentSpec
 
 __all__ = ["CANDLE_WINDOW", "WARM_UP_CANDLES", "ExchangeCandles", "ExchangeFeed", "PaperMarket", "candles",
            "check_one_quote", "check_paper_state", "check_state_quotes", "cycles_description",
-           "open_paper_session", "poll_period", "prices_description"]
+           "open_paper_session", "poll_period", "prices_description", "rehearsal_warning"]
 
 logger = logging.getLogger("tradeexecutor.daemon")
 
@@ -82,6 +82,20 @@ def prices_description(config: DaemonConfig) -> str:
         return f"{exchange.exchange} live prices" + (f" via {exchange.url}" if exchange.url else "")
     data = ", ".join(config.feed.data) if config.feed.data else "bundled data"
     return f"historical candles ({data}{', followed' if config.feed.follow else ''})"
+
+
+def rehearsal_warning(config: DaemonConfig) -> str | None:
+    """The warning for ``--cycle-duration`` on the exchange itself (no ``--exchange-url``), else None.
+
+    Shortened cycles are for rehearsing on a simulator or testnet: on the real exchange a strategy written for
+    days would trade on its seconds-long noise. Not refused — an operator may watch a paper run on real prices
+    so — but said at start-up.
+    """
+    if config.cycle_duration is None or config.exchange.url is not None:
+        return None
+    return (f"--cycle-duration {config.cycle_duration} on {config.exchange.exchange} itself (no --exchange-url): "
+            "shortened cycles are for rehearsals on a simulator or testnet; the strategy's own cycles are what it "
+            "was written for")
 
 
 def cycles_description(strategy: LoadedStrategy) -> str:
@@ -169,6 +183,9 @@ def open_paper_session(config: DaemonConfig, *, checkpoint: Checkpoint,
     strategy = load_strategy(config.strategy_file, config.params)
     if config.cycle_override is not None:
         strategy = with_cycle_duration(strategy, config.cycle_override)
+        warning = rehearsal_warning(config)
+        if warning:
+            logger.warning("%s", warning)
     checkpoint("the strategy was loaded")
     frequency = strategy.bar_frequency or strategy.cycle_duration
     timeframe = format_duration(frequency)
