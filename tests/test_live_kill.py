@@ -50,14 +50,14 @@ from typing import Any
 import orjson
 import pytest
 
-from exchange_sim_helpers import http_json, simulator_process
+from exchange_sim_helpers import simulator_process
 from executor_process import Executor
 from forked_executor import ForkServer
-from test_ledger_kill import journal_rows
+from ledger_vs_exchange import check_ledger_equals_exchange, exchange, journal, sent_orders
 from tradeexecutor.engine.accounting import recompute_cash, recompute_from_fills
 from tradeexecutor.engine.crashpoint import KILL_AT_ENV
 from tradeexecutor.ledger import load_state
-from tradeexecutor.state import Order, OrderStatus, State
+from tradeexecutor.state import OrderStatus, State
 
 pytest.importorskip("ccxt")
 pytestmark = pytest.mark.slow
@@ -102,17 +102,6 @@ def live_executor(tmp_path: Path, url: str, state_dir: Path, env: dict[str, str]
                     env={**CLEAN, "MY_KEY": KEY, "MY_SECRET": SECRET, **(env or {})})
 
 
-def exchange(url: str, what: str) -> Any:
-    code, payload = http_json("GET", f"{url}/_sim/{what}")
-    assert code == 200, payload
-    return payload
-
-
-def sent_orders(state: State) -> list[Order]:
-    """Every order that may have reached the exchange (created ones are committed before any is sent)."""
-    return [o for o in state.portfolio.all_orders() if o.status is not OrderStatus.created]
-
-
 def assert_money_from_fills(state: State) -> None:
     """Cash and every position's figures replayed from its fills (the simulator takes a buy's fee in EUR)."""
     base = {"EUR"}
@@ -121,10 +110,6 @@ def assert_money_from_fills(state: State) -> None:
         held = recompute_from_fills(position, base)
         assert (held.quantity, held.cost_basis, held.realised_pnl, held.fees_paid) == pytest.approx(
             (position.quantity, position.cost_basis, position.realised_pnl, position.fees_paid), abs=1e-6)
-
-
-def journal(state_dir: Path) -> list[dict[str, Any]]:
-    return [orjson.loads(line) for _, line in journal_rows(state_dir / "ledger.sqlite")]
 
 
 def ready(executor: Executor) -> dict[str, Any] | None:
@@ -153,51 +138,6 @@ def check_after_kill(state_dir: Path, url: str) -> State:
     cycles = [e["fields"]["cycle_time"] for e in journal(state_dir) if e["event"] == "cycle_completed"]
     assert len(cycles) == len(set(cycles)) == state.cycles_completed, "a cycle completed twice or went unjournaled"
     return state
-
-
-def check_ledger_equals_exchange(state: State, state_dir: Path, url: str) -> None:
-    """Orders, fills, cash and holdings of the ledger against the exchange's own record; the journal against both."""
-    orders = list(state.portfolio.all_orders())
-    sent = sent_orders(state)
-    # Every order sent has ended (market orders); one the stop left created (decided, not yet sent) is not on the
-    # exchange, and the next start sends it (decision_resumed).
-    assert all(o.is_terminal for o in sent), [(o.client_order_id, o.status) for o in sent if not o.is_terminal]
-    theirs = exchange(url, "orders")
-    # For every intent exactly one order on the exchange, and it is the ledger's.
-    assert Counter(o["clientOrderId"] for o in theirs) == Counter(o.client_order_id for o in sent)
-    by_cid = {o["clientOrderId"]: o for o in theirs}
-    for order in sent:
-        their = by_cid[order.client_order_id]
-        assert their["type"] == "MARKET" and their["side"] == order.side.value.upper()
-        assert order.venue_order_id == str(their["orderId"])
-        assert (order.status.value, their["status"]) in (("filled", "FILLED"), ("rejected", "REJECTED")), (
-            order.client_order_id, order.status, their["status"])
-        assert sum(f.quantity for f in order.fills) == pytest.approx(float(their["executedQty"]), rel=1e-12)
-    trades = exchange(url, "trades")
-    fills = {f.venue_trade_id: f for o in orders for f in o.fills}
-    assert sorted(str(t) for t in fills) == sorted(str(t["id"]) for t in trades), "ledger fills ≠ exchange trades"
-    for trade in trades:
-        fill = fills[str(trade["id"])]
-        assert (fill.quantity, fill.price, fill.fee) == pytest.approx(
-            (float(trade["qty"]), float(trade["price"]), float(trade["commission"])), rel=1e-12)
-        assert fill.fee_currency == trade["commissionAsset"]
-    balances = exchange(url, "balances")
-    closed = state.portfolio.closed_positions
-    held = sum(p.quantity for p in state.portfolio.open_positions) + sum(p.dust_quantity for p in closed)
-    assert float(balances["USD"]["free"]) + float(balances["USD"]["locked"]) == pytest.approx(state.portfolio.cash,
-                                                                                              abs=1e-6)
-    assert float(balances.get("EUR", {"free": 0})["free"]) == pytest.approx(held, abs=1e-9)
-    # The journal: each fill once, journaled when it came back (order_filled) or counted by the reconciliation
-    # that took it from the exchange after a kill; each cycle once.
-    entries = journal(state_dir)
-    filled = Counter(e["fields"]["client_order_id"] for e in entries if e["event"] == "order_filled")
-    assert max(filled.values(), default=1) == 1, "a fill was journaled twice"
-    assert set(filled) <= {o.client_order_id for o in orders if o.fills}
-    reconciled = sum(e["fields"]["fills_applied"] for e in entries if e["event"] == "reconciled")
-    assert len(filled) + reconciled == len(fills), (len(filled), reconciled, len(fills))
-    assert reconciled > 0, "no kill left a fill for a restart to take from the exchange"
-    cycles = [e["fields"]["cycle_time"] for e in entries if e["event"] == "cycle_completed"]
-    assert len(cycles) == len(set(cycles)) == state.cycles_completed
 
 
 def settled(executor: Executor, state_dir: Path) -> None:
@@ -292,7 +232,8 @@ def test_kill_9_of_a_live_executor_never_sends_an_intent_twice(tmp_path: Path, s
     finally:
         final.kill()
     state = check_after_kill(state_dir, simulator)  # the same invariants after a clean stop
-    check_ledger_equals_exchange(state, state_dir, simulator)
+    reconciled = check_ledger_equals_exchange(state, state_dir, simulator)
+    assert reconciled > 0, "no kill left a fill for a restart to take from the exchange"
     # Every order a kill left submitting ended on the exchange once: sent by the next process, or taken from it.
     ends = {o.client_order_id: o.status for o in state.portfolio.all_orders()}
     assert all(ends[cid] in (OrderStatus.filled, OrderStatus.rejected) for cid in killed_at_points)

@@ -8,6 +8,7 @@ import os
 import re
 import shutil
 import subprocess
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -316,3 +317,23 @@ def test_reports_from_the_saved_state_equal_reports_read_back(tmp_path: Path) ->
     for name in names:
         assert from_memory[name] == read_back[name], name
     assert json.loads(from_memory["metrics.json"])["summary"] == outcome.summary
+
+
+def test_the_report_lists_the_reconciliation_when_the_run_has_one(run_dir: Path, tmp_path: Path) -> None:
+    """reconciliation.json sits in state/ (every executor start writes one); a backtest run has none and the report
+    does not name it; once it is there, report.md lists it with the other files."""
+    from tradeexecutor.engine.reconcile import reconcile, write_reconciliation
+
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    write_report(run)
+    files = re.search(r"^Files: (.*)\.$", (run / "report.md").read_text(), flags=re.MULTILINE)
+    assert files is not None and "reconciliation" not in files.group(1)
+    assert files.group(1).split(", ")[:3] == ["`metrics.json`", "`metrics.prom`", "`orders.csv`"]
+    state = _state(run)
+    write_reconciliation(reconcile(state, None, commit=lambda: None, now=lambda: datetime.now(UTC)),
+                         run / "state" / "reconciliation.json")
+    write_report(run)
+    files = re.search(r"^Files: (.*)\.$", (run / "report.md").read_text(), flags=re.MULTILINE)
+    assert files is not None and files.group(1).endswith(", `state/reconciliation.json`")
+    assert json.loads((run / "state" / "reconciliation.json").read_text())["outcome"] == "clean"

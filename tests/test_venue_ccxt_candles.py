@@ -114,3 +114,38 @@ def test_a_poll_that_fails_half_way_loses_no_candle(running: Running) -> None:
 def test_a_symbol_the_exchange_does_not_list_is_a_config_error(running: Running) -> None:
     with pytest.raises(ConfigError, match="does not list NOPE"):
         CcxtCandleSource(public(running), ["NOPE"], "1m").poll()
+
+
+def test_a_symbol_without_a_quote_is_the_one_market_of_that_base(running: Running) -> None:
+    """``BTC`` and ``EUR`` (a strategy's ``instruments = ["BTC"]``): the simulator lists one market of each base, so
+    that market is what the name means; a name that is no market's base stays refused."""
+    connection = public(running)
+    assert (connection.market("BTC"), connection.market("EUR")) == ("BTC/USDT", "EUR/USD")
+    assert connection.market("USD") is None and connection.market("BTC", "USD") is None  # a quote asked is kept to
+    frame = CcxtCandleSource(connection, ["BTC"], "1s", limit=5).poll()
+    assert frame is not None and set(frame["symbol"]) == {"BTC"}
+
+
+def test_a_symbol_without_a_quote_that_several_markets_trade_is_refused() -> None:
+    """With BTC/USDT and BTC/USD both listed, ``BTC`` could mean either: refused, naming both to choose from."""
+    from decimal import Decimal
+
+    from exchange_sim_helpers import Clock
+    from tradeexecutor.exchange_sim import ExchangeSimulator, MarketSpec, SimConfig
+    from tradeexecutor.exchange_sim.prices import random_walk_series
+
+    clock = Clock()
+    now = int(clock() * 1000)
+    series = {name.replace("/", ""): random_walk_series(seed=i, now_ms=now, start_price=30_000)
+              for i, name in enumerate(("BTC/USDT", "BTC/USD"))}
+    config = SimConfig(markets=(MarketSpec.for_price("BTC/USDT", 30_000), MarketSpec.for_price("BTC/USD", 30_000)),
+                       api_key=API_KEY, api_secret=API_SECRET,
+                       balances={"USD": Decimal(10_000), "USDT": Decimal(10_000), "BTC": Decimal(0)})
+    with serve(ExchangeSimulator(config, series, clock=clock)) as two:
+        connection = public(two)
+        assert connection.market("BTC") is None and connection.market("BTCUSD") == "BTC/USD"
+        assert connection.markets_of("BTC") == ["BTC/USD", "BTC/USDT"]
+        with pytest.raises(ConfigError) as error:
+            CcxtCandleSource(connection, ["BTC"], "1s").poll()
+        assert str(error.value) == (f"BTC is no market of {connection.name}'s, and several trade it (BTC/USD, "
+                                    "BTC/USDT); name one in full, such as BTC/USD")

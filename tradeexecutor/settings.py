@@ -34,7 +34,8 @@ from tradeexecutor.errors import ConfigError
 from tradeexecutor.notify.config import NotifyConfig
 
 __all__ = ["CPU_SETTINGS", "CRASH_POLICIES", "DEFAULT_PORT", "EXCHANGE_MODES", "LOG_LEVELS", "MODES", "PAPER_NEEDS_EXCHANGE",
-           "REPLAY_HINT", "REPLAY_STARTS", "DaemonConfig", "FeedConfig", "check_cpu_setting", "parse_params"]
+           "REPLAY_HINT", "REPLAY_STARTS", "DaemonConfig", "FeedConfig", "check_cpu_setting", "check_cycle_duration",
+           "parse_params"]
 
 #: Execution modes. ``replay``: simulated fills on historical candles replayed on the clock (the default: no
 #: network, no credentials); ``paper``: simulated fills at an exchange's live prices (``--exchange``);
@@ -92,6 +93,27 @@ def check_paper(config: DaemonConfig) -> None:
         if value:
             raise ConfigError(f"{flag} does not apply to --mode {config.mode}, which takes its candles from "
                               f"{config.exchange.exchange}: drop {flag}, or use --mode replay for candle files")
+
+
+def check_cycle_duration(text: str, mode: str) -> str:
+    """``--cycle-duration`` normalised (`` 60s `` → ``1m``); ConfigError for bad text or a mode it does not apply to.
+
+    Only paper and live take it: their candles come from the exchange at whatever size is asked for, so a faster
+    cycle is a faster rehearsal of the same strategy. A replay or backtest reads candle files whose bar size is
+    fixed (and is sped up with --replay-seconds instead); giving it there is refused rather than silently ignored
+    or turned into a different strategy.
+    """
+    from tradeexecutor.timeframe import format_duration, parse_duration  # pandas: only when the setting is given
+
+    try:
+        duration = parse_duration(str(text).strip())
+    except ConfigError as exc:
+        raise ConfigError(f"--cycle-duration {text!r}: {exc}") from None
+    if mode not in EXCHANGE_MODES:
+        raise ConfigError(f"--cycle-duration applies to --mode paper and live, whose candles come from the exchange "
+                          f"at the size asked for; --mode {mode} replays candles of a fixed size: drop it (a replay "
+                          "is sped up with --replay-seconds)")
+    return format_duration(duration)
 
 
 def parse_params(values: Any) -> dict[str, str]:
@@ -218,11 +240,19 @@ class DaemonConfig:
     #: The exchange of paper and live mode: ccxt id, URL override, credential variable names, rate share
     #: (docs/exchanges.md).
     exchange: CcxtVenueConfig = field(default_factory=CcxtVenueConfig)
+    cycle_duration: str | None = setting(None, kind=str, spec="core.cycle_duration", fingerprint_when_set=True,
+                                         metavar="DURATION",
+                                         help="Paper and live only: run the strategy on cycles this long instead of "
+                                              "the cycle_duration it declares (1s, 1m, ...), its bar frequency "
+                                              "scaled alike, to rehearse it on an exchange or simulator in seconds "
+                                              "rather than days. Never longer than the strategy's own cycle.")
     log_level: str = setting("info", choices=LOG_LEVELS, help="Log verbosity on stderr.")
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ConfigError(f"unknown mode {self.mode!r}: use one of {', '.join(MODES)}")
+        if self.cycle_duration is not None:
+            object.__setattr__(self, "cycle_duration", check_cycle_duration(self.cycle_duration, self.mode))
         if self.mode in EXCHANGE_MODES:
             check_paper(self)
         if self.crash_policy not in CRASH_POLICIES:
@@ -234,6 +264,15 @@ class DaemonConfig:
     def cycle_limit(self) -> int:
         """Cycles after which the loop stops (0: none)."""
         return 1 if self.run_single_cycle else self.max_cycles
+
+    @property
+    def cycle_override(self) -> timedelta | None:
+        """The operator's cycle duration (``--cycle-duration``), None to keep the strategy's own."""
+        if self.cycle_duration is None:
+            return None
+        from tradeexecutor.timeframe import parse_duration  # pandas: only when the setting is given
+
+        return parse_duration(self.cycle_duration)
 
     @property
     def cycle_offset(self) -> timedelta:

@@ -106,7 +106,7 @@ from tradeexecutor.ledger import Job, Ledger
 from tradeexecutor.runstate import RunState, RunStatus
 from tradeexecutor.state import Order, Position
 from tradeexecutor.strategy.loader import with_parameters
-from tradeexecutor.timeframe import next_boundary
+from tradeexecutor.timeframe import format_duration, next_boundary
 from tradeexecutor.venue.ccxt_errors import scrub
 
 __all__ = ["ExecutorLoop", "LoopOutcome"]
@@ -249,8 +249,12 @@ class ExecutorLoop:
 
     def _started(self) -> None:
         """The start-up job: its journal lines (nothing in the state changed yet)."""
+        strategy = self.engine.strategy
+        shortened = ({"cycle_duration": format_duration(strategy.cycle_duration),
+                      "declared_cycle_duration": format_duration(strategy.declared_cycle_duration)}
+                     if strategy.declared_cycle_duration is not None else {})  # an operator's --cycle-duration
         self.journal("started", cursor=self.feed.cursor, last_bar_at=self.state.last_bar_at,
-                     cycles_completed=self.state.cycles_completed)
+                     cycles_completed=self.state.cycles_completed, **shortened)
         resolved = self.engine.resolve_orders(self._now())  # before anything new is decided
         for line in resolved:
             self.journal("order_resolved", detail=line)

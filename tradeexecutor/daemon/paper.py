@@ -5,7 +5,8 @@
 1. one public ccxt connection (no credentials: paper trading sends no order), pointed at
    ``--exchange-url`` when given;
 2. the strategy's candles from the exchange's public OHLCV (:class:`CcxtCandleSource`), at the
-   strategy's bar frequency (its cycle duration unless it reads another): the warm-up history is
+   strategy's bar frequency (its cycle duration unless it reads another; both shortened alike by an
+   operator's ``--cycle-duration``, ``strategy.loader.with_cycle_duration``): the warm-up history is
    the exchange's latest closed candles (up to :data:`WARM_UP_CANDLES`), so indicators have values
    at the first cycle;
 3. each instrument's lot step and minimum notional from the exchange's markets, and the
@@ -39,19 +40,20 @@ from tradeexecutor.backtest.session import Checkpoint, Session
 from tradeexecutor.config import EngineConfig
 from tradeexecutor.data.follow import FollowFeed
 from tradeexecutor.data.market import MarketData
-from tradeexecutor.errors import ConfigError, DataError
+from tradeexecutor.errors import ConfigError, DataError, StateError
 from tradeexecutor.runstate import RunState
 from tradeexecutor.settings import PAPER_NEEDS_EXCHANGE, REPLAY_HINT, DaemonConfig
 from tradeexecutor.state import State
-from tradeexecutor.strategy.loader import load_strategy
+from tradeexecutor.strategy.loader import LoadedStrategy, load_strategy, with_cycle_duration
 from tradeexecutor.timeframe import format_duration, utc_timestamp
 from tradeexecutor.venue.ccxt_candles import CcxtCandleSource
 from tradeexecutor.venue.ccxt_connection import CcxtConnection
 from tradeexecutor.venue.ccxt_venue import CcxtVenue
 from tradeexecutor.venue.model import InstrumentSpec
 
-__all__ = ["CANDLE_WINDOW", "WARM_UP_CANDLES", "ExchangeCandles", "ExchangeFeed", "PaperMarket", "check_paper_state",
-           "open_paper_session", "poll_period", "prices_description"]
+__all__ = ["CANDLE_WINDOW", "WARM_UP_CANDLES", "ExchangeCandles", "ExchangeFeed", "PaperMarket", "candles",
+           "check_one_quote", "check_paper_state", "check_state_quotes", "cycles_description",
+           "open_paper_session", "poll_period", "prices_description", "rehearsal_warning"]
 
 logger = logging.getLogger("tradeexecutor.daemon")
 
@@ -80,6 +82,28 @@ def prices_description(config: DaemonConfig) -> str:
         return f"{exchange.exchange} live prices" + (f" via {exchange.url}" if exchange.url else "")
     data = ", ".join(config.feed.data) if config.feed.data else "bundled data"
     return f"historical candles ({data}{', followed' if config.feed.follow else ''})"
+
+
+def rehearsal_warning(config: DaemonConfig) -> str | None:
+    """The warning for ``--cycle-duration`` on the exchange itself (no ``--exchange-url``), else None.
+
+    Shortened cycles are for rehearsing on a simulator or testnet: on the real exchange a strategy written for
+    days would trade on its seconds-long noise. Not refused — an operator may watch a paper run on real prices
+    so — but said at start-up.
+    """
+    if config.cycle_duration is None or config.exchange.url is not None:
+        return None
+    return (f"--cycle-duration {config.cycle_duration} on {config.exchange.exchange} itself (no --exchange-url): "
+            "shortened cycles are for rehearsals on a simulator or testnet; the strategy's own cycles are what it "
+            "was written for")
+
+
+def cycles_description(strategy: LoadedStrategy) -> str:
+    """``1h cycles``, or ``1s cycles (the strategy declares 1h; --cycle-duration)`` when an operator shortened them."""
+    cycles = f"{format_duration(strategy.cycle_duration)} cycles"
+    if strategy.declared_cycle_duration is None:
+        return cycles
+    return f"{cycles} (the strategy declares {format_duration(strategy.declared_cycle_duration)}; --cycle-duration)"
 
 
 class ExchangeCandles:
@@ -157,6 +181,11 @@ def open_paper_session(config: DaemonConfig, *, checkpoint: Checkpoint,
     if config.exchange.exchange is None:
         raise ConfigError(PAPER_NEEDS_EXCHANGE)
     strategy = load_strategy(config.strategy_file, config.params)
+    if config.cycle_override is not None:
+        strategy = with_cycle_duration(strategy, config.cycle_override)
+        warning = rehearsal_warning(config)
+        if warning:
+            logger.warning("%s", warning)
     checkpoint("the strategy was loaded")
     frequency = strategy.bar_frequency or strategy.cycle_duration
     timeframe = format_duration(frequency)
@@ -165,28 +194,65 @@ def open_paper_session(config: DaemonConfig, *, checkpoint: Checkpoint,
                                 private=config.mode == "live")
     timeframes = connection.exchange.timeframes or {}
     if timeframes and timeframe not in timeframes:
+        scaled = f" (--cycle-duration {config.cycle_duration})" if config.cycle_duration else ""
         raise ConfigError(f"{strategy.path}: {connection.name} has no {timeframe} candles for the strategy's "
-                          f"{format_duration(frequency)} bars; it offers {', '.join(timeframes)}")
+                          f"{format_duration(frequency)} bars{scaled}; it offers {', '.join(timeframes)}")
     source = CcxtCandleSource(connection, symbols, timeframe, limit=WARM_UP_CANDLES)
     history = source.poll()
     counts = history["symbol"].value_counts() if history is not None else pd.Series(dtype=int)
     few = {symbol: int(counts.get(symbol, 0)) for symbol in symbols if counts.get(symbol, 0) < 2}
     if history is None or few:  # bar times need two candles: a market younger than two bars (a new simulator)
-        closed = " and ".join(f"{count} {timeframe} candles of {symbol}" for symbol, count in few.items())
+        closed = " and ".join(f"{candles(count, timeframe)} of {symbol}" for symbol, count in few.items())
         raise DataError(f"{connection.name} has closed {closed} (the strategy's bars are {timeframe}; two are needed "
                         "to start): try again once more have closed, or give the strategy bars the exchange has "
-                        "history of")
+                        "history of (--cycle-duration runs it on shorter cycles and bars)")
     asset_types = {symbol: strategy.asset_types.get(symbol) or "crypto" for symbol in symbols}
     market = MarketData.from_long_frame(history, frequency, asset_types, symbols=symbols)
     checkpoint("the exchange's candles were loaded")
     venue = CcxtVenue(connection.config, connection)
     specs = venue.instruments(symbols)
+    check_one_quote(specs, connection.name, str(strategy.path))
     fee = max(_taker_fee(connection, symbol) for symbol in symbols)
     logger.info("%s: %d warm-up %s candles of %s; taker fee %g; %s", connection.name, len(market), timeframe,
                 ", ".join(symbols), fee, "; ".join(f"{s}: lot {p.lot_step:g}, tick {p.tick_size:g}, "
                                                    f"min notional {p.min_notional:g}" for s, p in specs.items()))
     session = Session(strategy=strategy, market=market, asset_types=asset_types)
     return PaperMarket(session=session, connection=connection, source=source, specs=specs, fee=fee, venue=venue)
+
+
+def check_one_quote(specs: Mapping[str, InstrumentSpec], exchange: str, where: str) -> None:
+    """Refuse instruments whose markets are priced in different currencies, naming each one's market.
+
+    A portfolio holds one cash: bought in USDT and USD at once, its cash would match neither balance, and the
+    reconciliation (which compares the cash with the one quote's balance) could not say so. A bare symbol is the
+    one market of its base (``CcxtConnection.market``), so the quote can differ per symbol without anyone
+    having written it; written out in full, the operator may have mixed them too.
+    """
+    quotes = {spec.quote for spec in specs.values()}
+    if len(quotes) > 1:
+        markets = ", ".join(f"{symbol}: {spec.base}/{spec.quote}" for symbol, spec in specs.items())
+        raise ConfigError(f"{where}: its instruments are priced in {' and '.join(sorted(quotes))} on {exchange} "
+                          f"({markets}); a portfolio has one cash: name markets of one quote in full "
+                          "(BASE/QUOTE) in the strategy's instruments")
+
+
+def check_state_quotes(state: State, specs: Mapping[str, InstrumentSpec], exchange: str, where: str) -> None:
+    """Refuse a state whose instrument was traded in another currency than its market is priced in now.
+
+    The state's cash is in the quote its instruments had; a bare symbol whose one market changed (GOOG/USD
+    delisted, GOOG/USDT listed) would otherwise carry that cash over as if it were in the new currency.
+    """
+    for symbol, spec in specs.items():
+        instrument = state.instrument_by_symbol(symbol)
+        if instrument is not None and instrument.quote_currency != spec.quote:
+            raise StateError(f"{where} traded {symbol} in {instrument.quote_currency}, but {exchange}'s {symbol} "
+                             f"market is {spec.base}/{spec.quote} now: its cash is not in {spec.quote}; name the "
+                             f"{instrument.quote_currency} market in full or use another --state-dir")
+
+
+def candles(count: int, timeframe: str) -> str:
+    """``1 1h candle``, ``0 1h candles``: a count of candles in words."""
+    return f"{count} {timeframe} candle{'' if count == 1 else 's'}"
 
 
 def _taker_fee(connection: CcxtConnection, symbol: str) -> float:

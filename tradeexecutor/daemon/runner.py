@@ -51,6 +51,8 @@ from tradeexecutor.daemon.outage import Outage
 from tradeexecutor.daemon.paper import (
     PaperMarket,
     check_paper_state,
+    check_state_quotes,
+    cycles_description,
     open_paper_session,
     poll_period,
     prices_description,
@@ -59,7 +61,7 @@ from tradeexecutor.daemon.publish import Publisher
 from tradeexecutor.daemon.risk_guard import RiskGuard
 from tradeexecutor.daemon.scheduler import ApschedulerTicker, JobSpec, Ticker
 from tradeexecutor.daemon.signals import StopSignals
-from tradeexecutor.daemon.startup import check_loaded_state, replay_start_step, resume
+from tradeexecutor.daemon.startup import check_cycle_duration, check_loaded_state, replay_start_step, resume
 from tradeexecutor.data.feed import PriceFeed, ReplayFeed
 from tradeexecutor.data.follow import CandleFileTail, FollowFeed
 from tradeexecutor.data.market import CloseColumns, MarketData
@@ -76,6 +78,7 @@ from tradeexecutor.settings import EXCHANGE_MODES, DaemonConfig
 from tradeexecutor.state import PackedPositions, State, packed
 from tradeexecutor.store.cast_target import CastTargetFile
 from tradeexecutor.store.lock import StateDirLock
+from tradeexecutor.timeframe import format_duration
 from tradeexecutor.venue import Venue
 
 __all__ = ["Daemon", "WebServer", "build_daemon", "replay_cycle_interval"]
@@ -304,7 +307,10 @@ def build_daemon(config: DaemonConfig, *, clock: Clock | None = None, journal: E
 
     runstate = RunState.create(strategy.path.stem, mode=config.mode, strategy_name=strategy.name,
                                strategy_version=strategy.version, source_code=strategy.source, now=clock.now())
-    runstate.update(strategy_parameters=dict(strategy.parameters), prices=prices_description(config))
+    runstate.update(strategy_parameters=dict(strategy.parameters), prices=prices_description(config),
+                    cycle_duration=format_duration(strategy.cycle_duration),
+                    declared_cycle_duration=format_duration(strategy.declared_cycle_duration)
+                    if strategy.declared_cycle_duration is not None else None)
     lock = StateDirLock(config.state_dir).acquire()
     # Closed positions leave the heap as objects once far enough behind (state/packed.py): months of them.
     keep_closed = packed.daemon_keep(len(market.symbols))
@@ -328,7 +334,9 @@ def build_daemon(config: DaemonConfig, *, clock: Clock | None = None, journal: E
             state.valuations = store.new_valuations()
         else:
             if paper is not None:
+                check_cycle_duration(store.journaled("started"), strategy, str(store.path))
                 check_paper_state(state, market, str(store.path))
+                check_state_quotes(state, paper.specs, paper.connection.name, str(store.path))
             check_loaded_state(state, strategy, market, store.path)
         if paper is not None:
             paper.apply_instruments(state, asset_types)
@@ -411,8 +419,9 @@ def build_daemon(config: DaemonConfig, *, clock: Clock | None = None, journal: E
         loop.lag_missed_before(store.journaled("cycle_missed"))
     health_watch = HealthWatch(runstate, config.health, notifier, clock.now) if notifier else None
     if paper is not None:
-        logger.info("%s: %s mode on %s, %s candles, resuming after %s; state in %s", strategy.name, config.mode,
-                    runstate.prices, paper.source.timeframe, market.step_time(feed.cursor), config.state_dir)
+        logger.info("%s: %s mode on %s, %s candles, %s, resuming after %s; state in %s", strategy.name,
+                    config.mode, runstate.prices, paper.source.timeframe, cycles_description(strategy),
+                    market.step_time(feed.cursor), config.state_dir)
     else:
         logger.info("%s: replay mode replaying %d bars (bar %d onwards, %s) at %gs per bar, resuming after bar %d; "
                     "state in %s", strategy.name, len(market), feed.start, market.step_time(feed.start).date(),

@@ -7,7 +7,9 @@ StateError naming the file, and the file is left as it is.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -18,9 +20,9 @@ from tradeexecutor.state import State
 from tradeexecutor.state.valuation import TailColumn
 from tradeexecutor.strategy.indicators import IndicatorStore
 from tradeexecutor.strategy.loader import LoadedStrategy
-from tradeexecutor.timeframe import utc_timestamp
+from tradeexecutor.timeframe import format_duration, utc_timestamp
 
-__all__ = ["check_loaded_state", "replay_start_step", "resume"]
+__all__ = ["check_cycle_duration", "check_loaded_state", "replay_start_step", "resume"]
 
 logger = logging.getLogger("tradeexecutor.daemon")
 
@@ -62,6 +64,26 @@ def check_loaded_state(state: State, strategy: LoadedStrategy, market: MarketDat
     # puts it after the bar's close, e.g. HH:08 after an hourly bar closing at HH:00).
     if done is not None and cursor >= 0 and utc_timestamp(done) >= market.step_time(cursor) + strategy.cycle_duration:
         raise StateError(f"{where} is inconsistent: its last completed cycle {done} is after its replay cursor")
+
+
+def check_cycle_duration(started: Sequence[Mapping[str, Any]], strategy: LoadedStrategy, where: str) -> None:
+    """Refuse to continue a state on other cycles than the last process ran it on (the journal's ``started`` lines).
+
+    Its bars, valuations and cycles are on that grid: continued on another, start-up would find its last bar
+    missing from the data and blame the data. A ``started`` line names ``cycle_duration`` when an operator's
+    ``--cycle-duration`` shortened the strategy's own; without it the process ran on the strategy's own cycle.
+    Nothing to compare when the journal kept no ``started`` line (a new state, or lines past the retention).
+    """
+    if not started:
+        return
+    last = started[-1]
+    own = format_duration(strategy.declared_cycle_duration or strategy.cycle_duration)
+    before = str(last.get("cycle_duration") or own)
+    now = format_duration(strategy.cycle_duration)
+    if before != now:
+        how = "--cycle-duration" if last.get("cycle_duration") else "the strategy's own"
+        raise StateError(f"{where} ran on {before} cycles ({how}), not {now}: use the same --cycle-duration or a "
+                         "new --state-dir")
 
 
 def _increasing(state: State) -> bool:

@@ -523,8 +523,18 @@ def _report_md(facts: RunFacts, *, charts: bool = True) -> str:
     lines.append("![Equity and prices](charts/equity.svg)" if charts else _charts_on_demand(facts))
     if facts.price_note:
         lines += ["", f"_{facts.price_note}_"]
-    lines += ["", "Files: `metrics.json`, `metrics.prom`, `orders.csv`, `charts/`, `state/`, `journal.jsonl`.", ""]
+    lines += ["", "Files: " + ", ".join(f"`{name}`" for name in listed_files(facts.run_dir)) + ".", ""]
     return "\n".join(lines)
+
+
+def listed_files(run_dir: Path) -> list[str]:
+    """The files the report lists: every run's, then those only some runs have, when present: ``state/reconciliation.json``,
+    the last reconciliation of the ledger with the venue, which every executor start writes (a backtest has none)."""
+    paths = RunPaths(run_dir)
+    reconciliation = paths.state_files.reconciliation
+    every = [paths.metrics_json.name, paths.metrics_prom.name, paths.orders_csv.name, f"{paths.charts.name}/",
+             f"{paths.state.name}/", paths.journal.name]
+    return [*every, *([reconciliation.relative_to(run_dir).as_posix()] if reconciliation.is_file() else [])]
 
 
 _CSS = """

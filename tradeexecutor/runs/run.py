@@ -11,7 +11,8 @@ The folder layout is a contract (the metrics and report writers rely on it)::
                           stopped_at, strategy_version, fingerprints {config, data {file: sha256}, code,
                           package_version}, source, copied_from, executor {pid, port, url}, summary, error
         journal.jsonl     the run's journal: lifecycle events (and a backtest's order events)
-        state/            the executor's state dir: ledger.sqlite, journal.jsonl, crash.json, public/
+        state/            the executor's state dir: ledger.sqlite, journal.jsonl, crash.json, public/ and the last
+                          reconciliation.json (every executor start writes one; a backtest has none)
         executor.log      stdout and stderr of a replay or paper run's executor
         orders.csv, metrics.json, metrics.prom, report.md, report.html, charts/, readiness.json
 

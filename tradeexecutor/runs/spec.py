@@ -512,6 +512,7 @@ _SPECIAL: dict[str, tuple[Callable[[Any, _Validator], Any], Callable[[str, _Vali
     "environment.replay_start": (_replay_start, _via_check(_replay_start)),
     "environment.exchange": (_optional_string, _via_check(_optional_string)),
     "environment.exchange_url": (_optional_string, _via_check(_optional_string)),
+    "core.cycle_duration": (_optional_string, _via_check(_optional_string)),
 }
 
 

@@ -152,6 +152,11 @@ class RunState(DataClassJsonMixin):
     status: RunStatus = RunStatus.new
     #: replay, paper, backtest or live (settings.MODES).
     mode: str = ""
+    #: The cycle duration the strategy runs on (``1h``), empty until an executor starts.
+    cycle_duration: str = ""
+    #: The cycle duration the strategy declares when an operator runs it on shorter cycles (``--cycle-duration``),
+    #: None when it runs on its own.
+    declared_cycle_duration: str | None = None
     #: Where the prices come from, in words for /status, the dashboard header and the wallboard:
     #: ``historical candles (stocks-daily)`` in a replay, ``binance live prices via http://127.0.0.1:8765`` in paper.
     prices: str = ""

@@ -12,10 +12,11 @@ import types
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from tradeexecutor.errors import ParameterError, StrategyLoadError
+from tradeexecutor.errors import ConfigError, ParameterError, StrategyLoadError
 from tradeexecutor.state.instrument import ASSET_TYPES
 from tradeexecutor.strategy.guard import check_strategy_code
 from tradeexecutor.strategy.intents import Intent
@@ -27,7 +28,7 @@ from tradeexecutor.strategy.parameters import (
     resolve_parameters,
     validate_specs,
 )
-from tradeexecutor.timeframe import parse_duration
+from tradeexecutor.timeframe import format_duration, parse_duration
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,9 @@ class LoadedStrategy:
     bar_frequency: timedelta | None = None
     #: Asset type expected per symbol, from Symbol parameters or the module's ``asset_types``.
     asset_types: Mapping[str, str] = field(default_factory=dict)
+    #: The cycle duration the module declares when an operator runs it on shorter cycles (:func:`with_cycle_duration`),
+    #: else None (``cycle_duration`` is the module's own).
+    declared_cycle_duration: timedelta | None = None
 
     def describe(self) -> dict[str, Any]:
         """A JSON-safe summary for run metadata and the status page."""
@@ -63,6 +67,8 @@ class LoadedStrategy:
             "cycle_duration": str(self.cycle_duration),
             "instruments": list(self.instruments),
             "parameters": dict(self.parameters),
+            **({"declared_cycle_duration": str(self.declared_cycle_duration)}
+               if self.declared_cycle_duration is not None else {}),
         }
 
 
@@ -300,6 +306,43 @@ def with_parameters(strategy: LoadedStrategy, changes: Mapping[str, Any]) -> Loa
             raise ParameterError(f"{where}: parameter {name!r} ({spec.kind}) chooses the data the executor loaded at "
                                  f"start; restart it with -p {name}={parameters[name]} to change it")
     return replace(strategy, parameters=parameters)
+
+
+def with_cycle_duration(strategy: LoadedStrategy, cycle: timedelta, *, option: str = "--cycle-duration") -> LoadedStrategy:
+    """The strategy on cycles of ``cycle`` instead of its own, its bar frequency scaled by the same factor.
+
+    An operator's rehearsal on faster bars (freqtrade's ``timeframe`` in a config overriding the
+    strategy's): a strategy declaring 1h cycles on 1h bars runs on 1s cycles and 1s bars; one reading
+    4h bars on 1h cycles reads 4s bars on 1s cycles. Scaling both keeps what the strategy counts in
+    bars (lookbacks, windows) meaning the same number of its cycles, so it decides as it would, only
+    sooner; the ``BarFrequency`` parameter keeps its text (the strategy's own vocabulary) while the
+    bars it names are scaled. Refused with one line: a cycle longer than the declared one (this is a
+    faster rehearsal; a slower strategy is another strategy, to be written as one), and bars that
+    would not be a whole number of seconds (no exchange serves them). The result's
+    ``declared_cycle_duration`` keeps the module's own cycle for /status and the journal.
+    """
+    declared = strategy.declared_cycle_duration or strategy.cycle_duration
+    if cycle > declared:
+        raise ConfigError(f"{option} {format_duration(cycle)} is longer than the {format_duration(declared)} cycle "
+                          f"{strategy.path.name} declares: it runs a strategy on faster cycles to rehearse it, never "
+                          f"slower; give at most {format_duration(declared)}")
+    if cycle == strategy.cycle_duration:
+        return strategy
+    bars = strategy.bar_frequency
+    if bars is not None:  # in the ratio it has to the cycle it runs on now (the declared one, or an earlier override)
+        seconds = Fraction(_micros(bars) * _micros(cycle), _micros(strategy.cycle_duration) * 1_000_000)
+        if seconds.denominator != 1:
+            raise ConfigError(f"{option} {format_duration(cycle)} scales the strategy's {format_duration(bars)} bars "
+                              f"(read on {format_duration(strategy.cycle_duration)} cycles) to {float(seconds):g} s, "
+                              "not a whole number of seconds: choose a cycle that keeps them whole")
+        bars = timedelta(seconds=int(seconds))
+    return replace(strategy, cycle_duration=cycle, bar_frequency=bars,
+                   declared_cycle_duration=None if cycle == declared else declared)
+
+
+def _micros(duration: timedelta) -> int:
+    """A duration in whole microseconds, for exact arithmetic."""
+    return duration // timedelta(microseconds=1)
 
 
 def check_universe(strategy: LoadedStrategy, available: Mapping[str, str | None]) -> dict[str, str]:

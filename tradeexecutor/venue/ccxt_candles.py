@@ -43,6 +43,10 @@ class CcxtCandleSource:
     def _market(self, symbol: str) -> str:
         if symbol not in self._markets:
             found = self.connection.market(symbol, self.quote)
+            several = self.connection.markets_of(symbol) if found is None and self.quote is None else []
+            if len(several) > 1:
+                raise ConfigError(f"{symbol} is no market of {self.connection.name}'s, and several trade it "
+                                  f"({', '.join(several)}); name one in full, such as {several[0]}")
             if found is None:
                 raise ConfigError(f"{self.connection.name} does not list {symbol}; name a market it lists, such as "
                                   f"{next(iter(self.connection.exchange.markets or {'BTC/USDT': 0}))}")

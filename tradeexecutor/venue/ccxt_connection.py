@@ -210,7 +210,14 @@ class CcxtConnection:
         return datetime.fromtimestamp(self.now_ms() / 1000, UTC)
 
     def market(self, symbol: str, quote: str | None = None) -> str | None:
-        """The ccxt market symbol for ``symbol``: itself, the exchange's market id, or ``symbol/quote``."""
+        """The ccxt market symbol for ``symbol``: itself, the exchange's market id, ``symbol/quote``, or the one
+        market whose base asset ``symbol`` is.
+
+        The last is for strategies that name what they trade without a quote (``instruments = ["AAPL", "GOOG"]``):
+        on an exchange where exactly one market trades it, that market is the only thing the name can mean; where
+        several do (BTC/USDT, BTC/EUR, ...), None, and the caller's error names them (``markets_of``) and asks for
+        one by its full name.
+        """
         self.connect()
         markets = self.exchange.markets or {}
         if symbol in markets:
@@ -218,9 +225,15 @@ class CcxtConnection:
         by_id = self.exchange.markets_by_id or {}
         if symbol in by_id:
             return str(by_id[symbol][0]["symbol"])
-        if quote and f"{symbol}/{quote}" in markets:
-            return f"{symbol}/{quote}"
-        return None
+        if quote:
+            return f"{symbol}/{quote}" if f"{symbol}/{quote}" in markets else None
+        based = self.markets_of(symbol)
+        return based[0] if len(based) == 1 else None
+
+    def markets_of(self, base: str) -> list[str]:
+        """The ccxt symbols of the markets whose base asset is ``base`` (BTC: BTC/USDT, BTC/EUR, ...), sorted."""
+        self.connect()
+        return sorted(str(name) for name, market in (self.exchange.markets or {}).items() if market.get("base") == base)
 
     def call(self, function: Callable[..., T], *args: Any, submitting: bool = False,
               answers: tuple[type[BaseException], ...] = (), **kwargs: Any) -> T:
