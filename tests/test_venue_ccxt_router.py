@@ -21,6 +21,7 @@ from test_venue_ccxt import aaa_venue as venue
 from tradeexecutor.errors import TemporaryError
 from tradeexecutor.state import OrderStatus, State
 from tradeexecutor.store import StateStore
+from tradeexecutor.venue.ccxt_venue import CcxtVenue
 
 pytest.importorskip("ccxt")
 
@@ -118,3 +119,40 @@ def test_a_lagging_not_found_after_a_lost_reply_is_asked_again_not_resent(tmp_pa
     _, posted = running.control("GET", "requests")
     assert len([r for r in posted if (r["method"], r["path"]) == ("POST", "/api/v3/order")]) == 1  # never resent
     check_against_the_exchange(first.state, running, order.client_order_id)
+
+
+def lagging(process_venue: CcxtVenue) -> CcxtVenue:
+    """The venue reading fills from the trade list (Binance's RESULT reply carries none)."""
+    process_venue.exchange.options["newOrderRespType"] = {"market": "RESULT", "limit": "RESULT"}
+    return process_venue
+
+
+def test_an_order_filled_while_the_trade_list_lags_is_booked_once_its_trade_is_listed_across_a_restart(
+        tmp_path: Path, running: Running) -> None:
+    """The exchange's trade list lags its order status (``trades_lag``): the buy by value reads filled, its trade
+    not listed. Neither the venue's polls nor a restart's resolution end it short of its fill: it stays working,
+    followed by the new process's venue, and once the trade is listed the fill is booked once and the order ends
+    filled — the state's fills, position and cash the simulator's own. It used to be left open with no fill, and
+    no longer asked about."""
+    state = new_state()
+    order = decide_open(state)
+    StateStore(tmp_path).save(state)
+    _, lag = running.control("POST", "faults", {"kind": "trades_lag"})
+    first = Process(tmp_path, lagging(venue(running)))
+    send_all_created(first)
+    for _ in range(3):
+        first.router.drain()
+    (sent,) = first.state.portfolio.open_positions[0].orders
+    assert sent.status is OrderStatus.open and not sent.fills
+    first.commit()
+    second = Process(tmp_path, lagging(venue(running)))  # a restart while the trade is still not listed
+    second.router.resolve()
+    second.router.drain()
+    (again,) = second.state.portfolio.open_positions[0].orders
+    assert again.client_order_id == order.client_order_id and again.status is OrderStatus.open and not again.fills
+    assert running.control("DELETE", f"faults/{lag['id']}")[0] == 200
+    second.router.drain()
+    assert again.status is OrderStatus.filled and len(again.fills) == 1
+    second.router.drain()
+    assert len(again.fills) == 1
+    check_against_the_exchange(second.state, running, order.client_order_id)
