@@ -625,3 +625,36 @@ def test_a_limit_order_cancelled_after_a_part_filled_while_its_trades_lag_ends_o
     assert [str(t["id"]) for t in trades] == [part.fill.venue_trade_id]
     report = venue.fetch_order("lag-l1")
     assert report is not None and report.status is OrderStatus.cancelled and report.filled_quantity == 5
+
+
+def test_a_fill_landing_between_the_order_read_and_the_trades_read_still_ends_the_order(running: Running) -> None:
+    """The trade list *ahead* of the status: the poll reads the order with two of its three parts filled, then its
+    trades with the third already in (all queued, none complete, as the order still read open); the next poll reads
+    it filled with no new trade. Its last trade is queued again, complete — once — so the order is ended."""
+    venue = make_venue(running, 10_000.0)
+    venue.exchange.options["newOrderRespType"] = {"market": "RESULT", "limit": "RESULT"}
+    pin(running, 100.0)
+    fault(running, kind="partial_fill", parts=3, interval=1.0, count=1)
+    venue.submit(OrderRequest("ahead-1", "AAA", OrderSide.buy, type=OrderType.limit, quantity=9, limit_price=101.0))
+    events = venue.poll()
+    wait_for(lambda: len(running.control("GET", "trades")[1]) == 2, timeout=30)  # two of its three parts landed
+    real = venue.exchange.fetch_order
+    calls = {"n": 0}
+
+    def order_then_a_fill_lands(*args: Any, **kwargs: Any) -> Any:
+        answer = real(*args, **kwargs)
+        calls["n"] += 1
+        if calls["n"] == 1:  # the third (last) part lands after the order was read, before its trades are
+            wait_for(lambda: len(running.control("GET", "trades")[1]) == 3, timeout=30)
+        return answer
+
+    venue.exchange.fetch_order = order_then_a_fill_lands
+    for _ in range(3):
+        events += venue.poll()
+    fills = [e for e in events if isinstance(e, OrderFilled)]
+    trades = {str(t["id"]) for t in running.control("GET", "trades")[1]}
+    assert {f.fill.venue_trade_id for f in fills} == trades and len(trades) == 3
+    assert [f.complete for f in fills].count(True) == 1 and fills[-1].complete  # the last again, complete, once
+    assert sum(f.fill.quantity for f in fills if not f.complete) == 9  # each trade's quantity queued once before
+    report = venue.fetch_order("ahead-1")
+    assert report is not None and report.status is OrderStatus.filled

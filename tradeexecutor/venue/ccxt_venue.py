@@ -422,7 +422,9 @@ class CcxtVenue:
         ``complete`` and with no end, and the order stays followed (its status here not terminal, so each poll asks
         again and ``_forget_ended`` keeps it); once they add up, the last is ``complete`` (filled) or the end is
         queued (cancelled, expired) — once: the end only as the order turns terminal here. Ending it short lost the
-        missing fill for good: an ended order is no longer asked about."""
+        missing fill for good: an ended order is no longer asked about. The other way round — the trade list ahead
+        of the status, every trade taken while the order still read open — the order reads filled with no new trade:
+        its last trade is queued again, complete (the router books a trade once and ends the order on it)."""
         cid = self._client_id_of(order)
         tracked = self._orders.get(cid)
         if tracked is None:
@@ -452,7 +454,17 @@ class CcxtVenue:
         if report.status in TERMINAL_STATUSES and not ended:
             tracked.status = OrderStatus.partially_filled  # its trades lag its status: followed until they add up
             return
-        was_ended, tracked.status = tracked.status in TERMINAL_STATUSES, report.status
+        was_ended = tracked.status in TERMINAL_STATUSES
+        if ended and not was_ended and report.status is OrderStatus.filled and not new and tracked.filled > 0:
+            # The trade list ran ahead of the status: an earlier poll read the order partly filled, then its trades
+            # with the last fill already in, queued without ``complete``. Its last trade again, complete: booked
+            # already, so the router only ends the order — after counting its fills (``_all_booked``).
+            listed = self._call(self.exchange.fetch_order_trades, tracked.venue_order_id, tracked.market)
+            if listed:
+                last = listed[-1]
+                self._events.append(OrderFilled(cid, self._fill(last, cid, last.get("timestamp") or order.get(
+                    "timestamp")), True))
+        tracked.status = report.status
         tracked.trade_ids = tuple(ids) if ended else ids  # kept small once ended
         if was_ended or not ended:
             return
