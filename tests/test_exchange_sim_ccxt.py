@@ -290,6 +290,26 @@ def test_a_lag_fault_answers_order_does_not_exist_for_an_order_it_accepted_then_
             and r["path"] == "/api/v3/order"] == ["lag", "lag", None]
 
 
+def test_a_trades_lag_fault_hides_the_trades_made_since_it_began_while_the_order_reads_filled(
+        running: Running, exchange: Any) -> None:
+    """The trade list lagging the order status: ``myTrades`` (by market, and by order — ccxt's
+    ``fetch_order_trades``) omits every trade made after the fault was added, for ``count`` answers that omit one,
+    while the order lookup already says it filled; a trade made before stays listed, and the simulator's own
+    record has them all."""
+    before = exchange.create_order("EUR/USD", "market", "buy", 10, None, {"clientOrderId": "te-tl-0"})
+    status, fault = running.control("POST", "faults", {"kind": "trades_lag", "count": 2})
+    assert status == 200 and fault["from_trade_id"] == 2 and fault["path"] == "/api/v3/myTrades"
+    placed = exchange.create_order("EUR/USD", "market", "buy", 10, None, {"clientOrderId": "te-tl-1"})
+    assert exchange.fetch_order(placed["id"], "EUR/USD")["filled"] == 10  # the order says filled
+    assert exchange.fetch_order_trades(placed["id"], "EUR/USD") == []  # its trade is not listed yet
+    assert [t["order"] for t in exchange.fetch_my_trades("EUR/USD")] == [before["id"]]
+    assert [t["order"] for t in exchange.fetch_order_trades(before["id"], "EUR/USD")] == [before["id"]]  # no use
+    assert [t["order"] for t in exchange.fetch_my_trades("EUR/USD")] == [before["id"], placed["id"]]  # count used
+    assert len(running.control("GET", "trades")[1]) == 2
+    assert [r.get("fault") for r in running.control("GET", "requests")[1]
+            if r["path"] == "/api/v3/myTrades"] == ["trades_lag", "trades_lag", None, None]
+
+
 @pytest.mark.parametrize(("fault", "expected"), [
     ({"kind": "reject", "count": 1}, "InsufficientFunds"),
     ({"kind": "reject", "msg": "Market is closed.", "count": 1}, "MarketClosed"),

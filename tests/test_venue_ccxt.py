@@ -560,3 +560,101 @@ def test_a_restart_reading_every_trade_asks_about_each_ended_order_once_more_tha
             asked.append(order_lookups(before))
             assert len(restarted._client_ids) <= min(lookups_kept, 8)
         assert asked == [8, again], (lookups_kept, asked)
+
+
+# -- the trade list lagging the order status (issue 13) --------------------------------------------------
+
+
+def lagging_venue(running: Running) -> tuple[CcxtVenue, int]:
+    """A venue whose replies do not carry their fills (Binance's RESULT reply: the trades are read from the trade
+    list), and a ``trades_lag`` fault hiding every trade from now on; the fault's id, to end it."""
+    venue = make_venue(running, 10_000.0)
+    venue.exchange.options["newOrderRespType"] = {"market": "RESULT", "limit": "RESULT"}
+    pin(running, 100.0)
+    status, lag = running.control("POST", "faults", {"kind": "trades_lag"})
+    assert status == 200
+    return venue, int(lag["id"])
+
+
+def test_a_market_order_filled_while_its_trades_lag_ends_once_they_are_read_not_before(running: Running) -> None:
+    """The order reads filled while the trade list does not list its trade yet: the venue queues no fill and no
+    end, goes on following the order (asking again each poll, the report saying partially filled), and once the
+    trade is listed queues it once, as the complete fill. It used to take the order as ended with no fill."""
+    venue, lag = lagging_venue(running)
+    venue.submit(OrderRequest("lag-m1", "AAA", OrderSide.buy, quantity=10))
+    assert [type(e) for e in venue.poll()] == [OrderAccepted]
+    for _ in range(3):
+        assert venue.poll() == []
+    report = venue.fetch_order("lag-m1")
+    assert report is not None and report.status is OrderStatus.partially_filled and report.filled_quantity == 10
+    venue.max_kept = 0  # an order still waiting for its trades is never forgotten
+    assert venue.poll() == [] and "lag-m1" in venue._orders
+    asked = [r.get("fault") for r in running.requests() if r["path"] == "/api/v3/myTrades"]
+    assert asked.count("trades_lag") >= 5  # the submit's, each poll's and the lookup's: asked, never assumed
+    assert running.control("DELETE", f"faults/{lag}")[0] == 200
+    (filled,) = venue.poll()
+    assert isinstance(filled, OrderFilled) and filled.complete and filled.fill.quantity == 10
+    assert venue.poll() == []
+    _, trades = running.control("GET", "trades")
+    assert [str(t["id"]) for t in trades] == [filled.fill.venue_trade_id]
+    report = venue.fetch_order("lag-m1")
+    assert report is not None and report.status is OrderStatus.filled
+
+
+def test_a_limit_order_cancelled_after_a_part_filled_while_its_trades_lag_ends_once_they_are_read(
+        running: Running) -> None:
+    """Cancelled after half filled, with the half's trade not yet listed: no end queued (and no fill) until the
+    trade is; then the half, not complete, and the cancel, each once."""
+    venue, lag = lagging_venue(running)
+    fault(running, kind="partial_fill", parts=2, interval=3600, count=1)
+    venue.submit(OrderRequest("lag-l1", "AAA", OrderSide.buy, type=OrderType.limit, quantity=10,
+                              limit_price=101.0))
+    assert [type(e) for e in venue.poll()] == [OrderAccepted]
+    venue.cancel("lag-l1")
+    for _ in range(3):
+        assert venue.poll() == []
+    report = venue.fetch_order("lag-l1")
+    assert report is not None and report.status is OrderStatus.partially_filled and report.filled_quantity == 5
+    assert running.control("GET", "orders")[1][0]["status"] == "CANCELED"
+    assert running.control("DELETE", f"faults/{lag}")[0] == 200
+    part, cancelled = venue.poll()
+    assert isinstance(part, OrderFilled) and not part.complete and part.fill.quantity == 5
+    assert type(cancelled).__name__ == "OrderCancelled"
+    assert venue.poll() == []
+    _, trades = running.control("GET", "trades")
+    assert [str(t["id"]) for t in trades] == [part.fill.venue_trade_id]
+    report = venue.fetch_order("lag-l1")
+    assert report is not None and report.status is OrderStatus.cancelled and report.filled_quantity == 5
+
+
+def test_a_fill_landing_between_the_order_read_and_the_trades_read_still_ends_the_order(running: Running) -> None:
+    """The trade list *ahead* of the status: the poll reads the order with two of its three parts filled, then its
+    trades with the third already in (all queued, none complete, as the order still read open); the next poll reads
+    it filled with no new trade. Its last trade is queued again, complete — once — so the order is ended."""
+    venue = make_venue(running, 10_000.0)
+    venue.exchange.options["newOrderRespType"] = {"market": "RESULT", "limit": "RESULT"}
+    pin(running, 100.0)
+    fault(running, kind="partial_fill", parts=3, interval=1.0, count=1)
+    venue.submit(OrderRequest("ahead-1", "AAA", OrderSide.buy, type=OrderType.limit, quantity=9, limit_price=101.0))
+    events = venue.poll()
+    wait_for(lambda: len(running.control("GET", "trades")[1]) == 2, timeout=30)  # two of its three parts landed
+    real = venue.exchange.fetch_order
+    calls = {"n": 0}
+
+    def order_then_a_fill_lands(*args: Any, **kwargs: Any) -> Any:
+        answer = real(*args, **kwargs)
+        calls["n"] += 1
+        if calls["n"] == 1:  # the third (last) part lands after the order was read, before its trades are
+            wait_for(lambda: len(running.control("GET", "trades")[1]) == 3, timeout=30)
+        return answer
+
+    venue.exchange.fetch_order = order_then_a_fill_lands
+    for _ in range(3):
+        events += venue.poll()
+    fills = [e for e in events if isinstance(e, OrderFilled)]
+    trades = {str(t["id"]) for t in running.control("GET", "trades")[1]}
+    assert {f.fill.venue_trade_id for f in fills} == trades and len(trades) == 3
+    assert [f.complete for f in fills].count(True) == 1 and fills[-1].complete  # the last again, complete, once
+    assert sum(f.fill.quantity for f in fills if not f.complete) == 9  # each trade's quantity queued once before
+    report = venue.fetch_order("ahead-1")
+    assert report is not None and report.status is OrderStatus.filled

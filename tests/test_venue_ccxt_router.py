@@ -19,8 +19,9 @@ from test_engine_router import T0, Process, decide_open, new_state, one_job, sen
 from test_venue_ccxt import aaa_simulator, pin
 from test_venue_ccxt import aaa_venue as venue
 from tradeexecutor.errors import TemporaryError
-from tradeexecutor.state import OrderStatus, State
+from tradeexecutor.state import OrderStatus, OrderType, State
 from tradeexecutor.store import StateStore
+from tradeexecutor.venue.ccxt_venue import CcxtVenue
 
 pytest.importorskip("ccxt")
 
@@ -118,3 +119,68 @@ def test_a_lagging_not_found_after_a_lost_reply_is_asked_again_not_resent(tmp_pa
     _, posted = running.control("GET", "requests")
     assert len([r for r in posted if (r["method"], r["path"]) == ("POST", "/api/v3/order")]) == 1  # never resent
     check_against_the_exchange(first.state, running, order.client_order_id)
+
+
+def lagging(process_venue: CcxtVenue) -> CcxtVenue:
+    """The venue reading fills from the trade list (Binance's RESULT reply carries none)."""
+    process_venue.exchange.options["newOrderRespType"] = {"market": "RESULT", "limit": "RESULT"}
+    return process_venue
+
+
+def test_an_order_filled_while_the_trade_list_lags_is_booked_once_its_trade_is_listed_across_a_restart(
+        tmp_path: Path, running: Running) -> None:
+    """The exchange's trade list lags its order status (``trades_lag``): the buy by value reads filled, its trade
+    not listed. Neither the venue's polls nor a restart's resolution end it short of its fill: it stays working,
+    followed by the new process's venue, and once the trade is listed the fill is booked once and the order ends
+    filled — the state's fills, position and cash the simulator's own. It used to be left open with no fill, and
+    no longer asked about."""
+    state = new_state()
+    order = decide_open(state)
+    StateStore(tmp_path).save(state)
+    _, lag = running.control("POST", "faults", {"kind": "trades_lag"})
+    first = Process(tmp_path, lagging(venue(running)))
+    send_all_created(first)
+    for _ in range(3):
+        first.router.drain()
+    (sent,) = first.state.portfolio.open_positions[0].orders
+    assert sent.status is OrderStatus.open and not sent.fills
+    first.commit()
+    second = Process(tmp_path, lagging(venue(running)))  # a restart while the trade is still not listed
+    second.router.resolve()
+    second.router.drain()
+    (again,) = second.state.portfolio.open_positions[0].orders
+    assert again.client_order_id == order.client_order_id and again.status is OrderStatus.open and not again.fills
+    assert running.control("DELETE", f"faults/{lag['id']}")[0] == 200
+    second.router.drain()
+    assert again.status is OrderStatus.filled and len(again.fills) == 1
+    second.router.drain()
+    assert len(again.fills) == 1
+    check_against_the_exchange(second.state, running, order.client_order_id)
+
+
+def test_a_limit_order_cancelled_after_a_part_filled_while_the_trade_list_lags_keeps_its_part_across_a_restart(
+        tmp_path: Path, running: Running) -> None:
+    """Half of a limit buy fills, it is cancelled, and the half's trade is not listed yet (``trades_lag``). A restart
+    resolving it then is told it is partially filled, not cancelled (``fetch_order``'s rule): ending it cancelled
+    with no fill would lose the half for good. Once the trade is listed the half is booked once and the order ends
+    cancelled, the state's fills, position and cash the simulator's own."""
+    state = new_state()
+    order = decide_open(state)
+    order.type, order.quantity, order.value, order.limit_price = OrderType.limit, 10.0, None, 101.0
+    StateStore(tmp_path).save(state)
+    running.control("POST", "faults", {"kind": "partial_fill", "parts": 2, "interval": 3600, "count": 1})
+    _, lag = running.control("POST", "faults", {"kind": "trades_lag"})
+    first = Process(tmp_path, lagging(venue(running)))
+    send_all_created(first)
+    first.router.venue.cancel(order.client_order_id)  # what a cancel intent does, after half filled
+    first.router.drain()
+    first.commit()
+    assert running.control("GET", "orders")[1][0]["status"] == "CANCELED"
+    second = Process(tmp_path, lagging(venue(running)))
+    assert second.router.resolve() == [f"{order.client_order_id}: partially_filled at the venue"]
+    (again,) = second.state.portfolio.open_positions[0].orders
+    assert not again.is_terminal and not again.fills
+    assert running.control("DELETE", f"faults/{lag['id']}")[0] == 200
+    second.router.drain()
+    assert again.status is OrderStatus.cancelled and [f.quantity for f in again.fills] == [5.0]
+    check_against_the_exchange(second.state, running, order.client_order_id)

@@ -3,7 +3,8 @@
 An unmodified exchange client (ccxt's ``binance`` class, with every API URL pointed at it) loads
 markets, reads tickers and klines, signs requests, places, queries and cancels orders, and sees
 Binance's errors, while a control API on ``/_sim/`` injects faults (latency, 5xx, maintenance,
-429, 418 bans, timeouts after an order was accepted, partial fills, rejections, clock skew) and
+429, 418 bans, timeouts after an order was accepted, partial fills, rejections, clock skew, an
+order lookup or a trade list lagging) and
 reads back the simulator's own record of orders, trades and balances.
 
 Layer 2 of docs/architecture.md: it imports only lower layers (data for candles and the random

@@ -458,13 +458,21 @@ def all_orders(sim: ExchangeSimulator, request: ApiRequest) -> Any:
 
 
 def my_trades(sim: ExchangeSimulator, request: ApiRequest) -> Any:
-    """GET /api/v3/myTrades."""
+    """GET /api/v3/myTrades (less the trades a ``trades_lag`` fault hides)."""
     market = _market(sim, request)
     assert market is not None
     trades = sim.engine.trade_list(market.symbol)
     order_id = parse_int(request.params, "orderId")
     if order_id is not None:
         trades = [trade for trade in trades if trade.order_id == order_id]
+    clock = sim.clock_ms()
+    for fault in sim.faults.find(("trades_lag",), request.method, request.path, clock, market.symbol):
+        assert fault.from_trade_id is not None, "a trades_lag fault knows where it starts"
+        shown = [trade for trade in trades if trade.trade_id < fault.from_trade_id]
+        if len(shown) < len(trades):  # the trade list lags the orders: a trade made since is not listed yet
+            trades = shown
+            sim.faults.use(fault, clock)
+            request.log["fault"] = "trades_lag"
     chosen = _window(trades, request.params, id_name="fromId", id_of=lambda t: t.trade_id,
                      time_of=lambda t: t.time_ms)
     return [trade_json(trade) for trade in chosen]

@@ -144,7 +144,7 @@ def _faults(sim: ExchangeSimulator, method: str, rest: str, environ: dict[str, A
         spec = _body(environ)
         if not isinstance(spec, dict):
             raise _Refused(400, "a fault is a JSON object with at least a kind")
-        return sim.faults.add(spec, clock).as_json()
+        return sim.faults.add(spec, clock, sim.engine.next_trade_id).as_json()
     if method == "DELETE" and not rest:
         sim.faults.clear()
         return {"cleared": True}

@@ -20,10 +20,14 @@ both (whichever ends first), or neither (until cleared). Kinds:
 ``lag``           Binance's query lag: a lookup of an order (``GET /api/v3/order``) placed less than
                   ``lag_seconds`` (default 10) ago answers -2013 "Order does not exist." although
                   the order was accepted; each such answer counts one use (``count``: N lookups)
+``trades_lag``    the trade list lagging the order status: ``GET /api/v3/myTrades`` omits every trade made
+                  after the fault was added (from ``from_trade_id``, the next trade id then), while the
+                  order lookups already say the order filled; each answer that omits a trade counts one
+                  use (``count``: N answers), ``seconds`` ends it on the clock, or it lasts until deleted
 
 ``timeout`` applies to ``POST /api/v3/order`` unless scoped otherwise; ``reject`` and
-``partial_fill`` always to new orders; ``lag`` to ``GET /api/v3/order``; the others to every API path unless
-scoped.
+``partial_fill`` always to new orders; ``lag`` to ``GET /api/v3/order``; ``trades_lag`` to
+``GET /api/v3/myTrades``; the others to every API path unless scoped.
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ KINDS: dict[str, dict[str, tuple[type, Any]]] = {
     "partial_fill": {"parts": (int, 2), "interval": (float, 1.0)},
     "clock_skew": {"ms": (int, 0)},
     "lag": {"lag_seconds": (float, 10.0)},
+    "trades_lag": {},
 }
 
 #: Where a kind applies when no path is given: None means every API path.
@@ -55,6 +60,7 @@ _DEFAULT_SCOPE: dict[str, tuple[str | None, str | None]] = {
     "reject": ("/api/v3/order", "POST"),
     "partial_fill": ("/api/v3/order", "POST"),
     "lag": ("/api/v3/order", "GET"),
+    "trades_lag": ("/api/v3/myTrades", "GET"),
 }
 
 _SCOPE_FIELDS = ("kind", "path", "method", "symbol", "count", "seconds")
@@ -78,6 +84,8 @@ class Fault:
     #: Clock time (ms, unskewed) it ends at; None: no time limit.
     until_ms: int | None
     params: dict[str, Any] = field(default_factory=dict)
+    #: ``trades_lag``: the first trade id it hides (the exchange's next trade id when it was added); None otherwise.
+    from_trade_id: int | None = None
 
     def applies(self, method: str, path: str, symbol: str | None, now_ms: int) -> bool:
         """True when the fault is alive and its scope covers this request."""
@@ -97,8 +105,9 @@ class Fault:
 
     def as_json(self) -> dict[str, Any]:
         """The fault as the control API lists it."""
+        since = {} if self.from_trade_id is None else {"from_trade_id": self.from_trade_id}
         return {"id": self.fault_id, "kind": self.kind, "path": self.path, "method": self.method,
-                "symbol": self.symbol, "remaining": self.remaining, "until_ms": self.until_ms, **self.params}
+                "symbol": self.symbol, "remaining": self.remaining, "until_ms": self.until_ms, **self.params, **since}
 
 
 class FaultBook:
@@ -108,8 +117,10 @@ class FaultBook:
         self._faults: list[Fault] = []
         self._next_id = 1
 
-    def add(self, spec: Mapping[str, Any], now_ms: int) -> Fault:
-        """Validate ``spec`` (the control API's JSON) and make it active; FaultError when it is wrong."""
+    def add(self, spec: Mapping[str, Any], now_ms: int, next_trade_id: int = 1) -> Fault:
+        """Validate ``spec`` (the control API's JSON) and make it active; FaultError when it is wrong.
+
+        ``next_trade_id``: the id the exchange's next trade will have, where a ``trades_lag`` starts hiding."""
         kind = spec.get("kind")
         if kind not in KINDS:
             raise FaultError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
@@ -137,6 +148,7 @@ class FaultBook:
         fault = Fault(
             fault_id=self._next_id, kind=kind, path=path, method=method, symbol=_optional_text(spec, "symbol"),
             remaining=count, until_ms=None if seconds is None else now_ms + int(seconds * 1000), params=params,
+            from_trade_id=next_trade_id if kind == "trades_lag" else None,
         )
         self._next_id += 1
         self._faults.append(fault)

@@ -367,6 +367,11 @@ class Engine:
         """Every order still kept, oldest first."""
         return [o for o in self.orders.values() if symbol is None or o.symbol == symbol]
 
+    @property
+    def next_trade_id(self) -> int:
+        """The id the next trade will have (a ``trades_lag`` fault hides it and every later one)."""
+        return self._next_trade_id
+
     def trade_list(self, symbol: str | None = None) -> list[Trade]:
         """Every trade still kept, oldest first."""
         return [t for t in self.trades if symbol is None or t.symbol == symbol]

@@ -13,6 +13,12 @@ Outcomes come back through ``poll``: the reply to a submit gives the accepted ev
 fills at once (Binance's FULL reply); orders still open are asked about on each poll and their
 new trades become fill events. The exchange keeps no record of an order it refused, so the venue
 keeps the refusals it saw, for ``fetch_order``.
+
+An order ends here only when its trades add up: an exchange's trade list may lag its order status (the
+order reads filled, or cancelled with a part filled, before ``myTrades`` lists every trade). Until the
+trades counted reach what the order says filled, its fills come without ``complete`` and without the
+end, ``fetch_order`` reports it ``partially_filled``, and it stays followed (never forgotten), asked
+again at each poll; then the last fill is ``complete`` or the end is queued, once (``_take``).
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -248,7 +254,11 @@ class CcxtVenue:
 
     def fetch_order(self, client_order_id: str) -> OrderReport | None:
         """What the exchange knows of the order; None when no watched market has it (it may then be sent again, unless
-        the exchange had accepted it: that one stays followed)."""
+        the exchange had accepted it: that one stays followed).
+
+        The rule of ``_take``: an order that ended with trades not yet listed (the trade list lagging the status) is
+        reported ``partially_filled`` with what it says filled, so a reader (the router's restart resolution,
+        reconciliation) never ends it short of a fill; it stays followed and a poll brings the fills and the end."""
         if client_order_id in self._refused:
             return self._refused[client_order_id]
         tracked = self._orders.get(client_order_id)
@@ -262,12 +272,24 @@ class CcxtVenue:
                 if tracked.status is OrderStatus.unknown:
                     tracked.status = OrderStatus.open  # adopted: the next poll brings its fills and its end
                 self._not_found.found(client_order_id)
+                if self._trades_lag(tracked, order, report):
+                    return replace(report, status=OrderStatus.partially_filled,
+                                   reason=f"{report.status.value} at the exchange; its trades not all listed yet")
                 return report
         if tracked is None or not tracked.venue_order_id:
             self._orders.pop(client_order_id, None)  # the exchange never saw it: sending it now is not a resend
         # One it accepted stays followed: "does not exist" may be the exchange's lag (NotFoundAnswers), and the poll
         # goes on asking until the order is found or the answer persists (lost).
         return None
+
+    def _trades_lag(self, tracked: _Tracked, order: dict[str, Any], report: OrderReport) -> bool:
+        """Whether an order the exchange says ended has fewer trades listed than it says filled (asked only when the
+        trades this venue counted fall short)."""
+        if report.status not in TERMINAL_STATUSES or not _short(tracked.filled, report.filled_quantity):
+            return False
+        trades = order.get("trades") or self._call(self.exchange.fetch_order_trades, report.venue_order_id,
+                                                   tracked.market)
+        return _short(sum(float(t["amount"]) for t in trades), report.filled_quantity)
 
     def _find(self, market: str, client_order_id: str) -> dict[str, Any] | None:
         import ccxt
@@ -392,7 +414,17 @@ class CcxtVenue:
         self._take(order, announce=False)
 
     def _take(self, order: dict[str, Any], *, announce: bool) -> None:
-        """Queue the events an order's state brings that were not queued before: accepted, fills, the end."""
+        """Queue the events an order's state brings that were not queued before: accepted, fills, the end.
+
+        Counted, not read off the status: an exchange's trade list may lag its order status (the order reads
+        filled — or cancelled, expired with a part filled — while ``fetch_order_trades`` does not list every trade
+        yet). While the trades counted fall short of what the order says filled, the new ones are queued without
+        ``complete`` and with no end, and the order stays followed (its status here not terminal, so each poll asks
+        again and ``_forget_ended`` keeps it); once they add up, the last is ``complete`` (filled) or the end is
+        queued (cancelled, expired) — once: the end only as the order turns terminal here. Ending it short lost the
+        missing fill for good: an ended order is no longer asked about. The other way round — the trade list ahead
+        of the status, every trade taken while the order still read open — the order reads filled with no new trade:
+        its last trade is queued again, complete (the router books a trade once and ends the order on it)."""
         cid = self._client_id_of(order)
         tracked = self._orders.get(cid)
         if tracked is None:
@@ -405,20 +437,37 @@ class CcxtVenue:
             self._events.append(OrderAccepted(cid, tracked.venue_order_id, at))
         trades = order.get("trades") or []
         known = tracked.filled + sum(float(t["amount"]) for t in trades if str(t.get("id")) not in tracked.trade_ids)
-        if report.filled_quantity > known + 1e-9 * max(1.0, report.filled_quantity):
+        if _short(known, report.filled_quantity):
             # The reply said it filled but not how (an ACK or RESULT reply, or an exchange that never says).
             trades = self._call(self.exchange.fetch_order_trades, tracked.venue_order_id, tracked.market)
         new = [t for t in trades if str(t.get("id")) not in tracked.trade_ids]
+        ended = report.status in TERMINAL_STATUSES and not _short(
+            tracked.filled + sum(float(t["amount"]) for t in new), report.filled_quantity)
         ids = tracked.trade_ids if isinstance(tracked.trade_ids, set) else set(tracked.trade_ids)
         tracked.trade_ids = ids  # each trade is seen as it is counted, even if a later one's fill fails (a fee's price)
         for index, trade in enumerate(new):
             ids.add(str(trade["id"]))
             tracked.filled += float(trade["amount"])
-            complete = report.status is OrderStatus.filled and index == len(new) - 1
+            complete = ended and report.status is OrderStatus.filled and index == len(new) - 1
             self._events.append(OrderFilled(cid, self._fill(trade, cid, trade.get("timestamp") or order.get(
                 "timestamp")), complete))
+        if report.status in TERMINAL_STATUSES and not ended:
+            tracked.status = OrderStatus.partially_filled  # its trades lag its status: followed until they add up
+            return
+        was_ended = tracked.status in TERMINAL_STATUSES
+        if ended and not was_ended and report.status is OrderStatus.filled and not new and tracked.filled > 0:
+            # The trade list ran ahead of the status: an earlier poll read the order partly filled, then its trades
+            # with the last fill already in, queued without ``complete``. Its last trade again, complete: booked
+            # already, so the router only ends the order — after counting its fills (``_all_booked``).
+            listed = self._call(self.exchange.fetch_order_trades, tracked.venue_order_id, tracked.market)
+            if listed:
+                last = listed[-1]
+                self._events.append(OrderFilled(cid, self._fill(last, cid, last.get("timestamp") or order.get(
+                    "timestamp")), True))
         tracked.status = report.status
-        tracked.trade_ids = tuple(ids) if report.status in TERMINAL_STATUSES else ids  # kept small once ended
+        tracked.trade_ids = tuple(ids) if ended else ids  # kept small once ended
+        if was_ended or not ended:
+            return
         if report.status is OrderStatus.cancelled:
             self._events.append(OrderCancelled(cid, _time(order.get("lastUpdateTimestamp")) or at))
         elif report.status is OrderStatus.expired:
@@ -515,6 +564,11 @@ def _open_orders_costs(exchange: Any) -> tuple[float, float]:
     if exchange.id.startswith("binance") and isinstance(entry, dict) and "cost" in entry and "noSymbol" in entry:
         return float(entry["cost"]), float(entry["noSymbol"])
     return 1.0, math.inf
+
+
+def _short(counted: float, filled: float) -> bool:
+    """Whether the trades counted fall short of what the exchange says filled (beyond float rounding)."""
+    return filled > counted + 1e-9 * max(1.0, filled)
 
 
 def _bounded(memory: dict[str, Any], limit: int) -> None:
