@@ -18,7 +18,6 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -28,7 +27,7 @@ import pytest
 from exchange_sim_helpers import API_KEY, API_SECRET, Running, ccxt_client, serve, wait_for
 from executor_process import free_port
 from test_engine_router import T0, decide_open, new_state
-from test_venue_ccxt import ENVIRON, aaa_simulator, pin
+from test_venue_ccxt import ENVIRON, aaa_at_100, aaa_simulator, pin, running  # noqa: F401  (fixtures)
 from test_venue_ccxt import aaa_venue as venue
 from tradeexecutor.config import CcxtVenueConfig
 from tradeexecutor.engine import accounting
@@ -58,17 +57,8 @@ def _now() -> datetime:
     return T0 + timedelta(minutes=1)
 
 
-@pytest.fixture(scope="module")
-def running() -> Iterator[Running]:
-    with serve(aaa_simulator(), threads=6) as running:
-        yield running
-
-
-@pytest.fixture(autouse=True)
-def fresh(running: Running) -> Iterator[None]:
-    running.control("POST", "reset")
-    pin(running, 100.0)
-    yield
+#: Each test starts from a fresh simulator account with AAA held at 100 (tests/test_venue_ccxt.py's fixtures).
+pytestmark = pytest.mark.usefixtures("aaa_at_100")
 
 
 

@@ -16,17 +16,16 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from exchange_sim_helpers import Running, ccxt_client, serve, wait_for
+from exchange_sim_helpers import Running, ccxt_client, wait_for
 from test_engine_router import T0, decide_open, new_state
 from test_reconcile import Life, _now, _reconcile_command, exchange_orders, limit_buy
-from test_venue_ccxt import aaa_simulator, pin
+from test_venue_ccxt import aaa_at_100, aaa_simulator, pin, running  # noqa: F401  (fixtures)
 from test_venue_ccxt import aaa_venue as venue
 from tradeexecutor.engine.reconcile import Reconciliation, reconcile
 from tradeexecutor.engine.router import OrderRouter
@@ -36,17 +35,8 @@ from tradeexecutor.state.client_id import client_order_id, run_key
 pytest.importorskip("ccxt")
 
 
-@pytest.fixture(scope="module")
-def running() -> Iterator[Running]:
-    with serve(aaa_simulator(), threads=6) as running:
-        yield running
-
-
-@pytest.fixture(autouse=True)
-def fresh(running: Running) -> Iterator[None]:
-    running.control("POST", "reset")
-    pin(running, 100.0)
-    yield
+#: Each test starts from a fresh simulator account with AAA held at 100 (tests/test_venue_ccxt.py's fixtures).
+pytestmark = pytest.mark.usefixtures("aaa_at_100")
 
 
 def ours(state: State, purpose: OrderPurpose, *, hours: int = 0, seq: int = 0, position_id: int | None = None) -> str:

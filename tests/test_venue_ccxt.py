@@ -71,6 +71,15 @@ def aaa_venue(running: Running, now: Callable[[], datetime] | None = None, **set
     return CcxtVenue(config, environ=ENVIRON, now=now)
 
 
+@pytest.fixture
+def aaa_at_100(running: Running) -> Iterator[None]:
+    """A fresh simulator account with AAA held at 100: where each reconciliation and router test starts (used by
+    tests/test_reconcile*.py and tests/test_venue_ccxt_router.py with this module's ``running``)."""
+    running.control("POST", "reset")
+    pin(running, 100.0)
+    yield
+
+
 def pin(running: Running, price: float) -> None:
     """Hold AAA at ``price`` from the next 1-second bar, and wait until the exchange shows it."""
     running.control("POST", "price", {"symbol": "AAAUSD", "price": str(price), "seconds": 3600})

@@ -8,15 +8,14 @@ intent, and the state's fills, position and cash are the simulator's own record.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
-from exchange_sim_helpers import Running, serve
+from exchange_sim_helpers import Running
 from test_engine_router import T0, Process, decide_open, new_state, one_job, send_all_created
-from test_venue_ccxt import aaa_simulator, pin
+from test_venue_ccxt import aaa_at_100, aaa_simulator, pin, running  # noqa: F401  (fixtures)
 from test_venue_ccxt import aaa_venue as venue
 from tradeexecutor.errors import TemporaryError
 from tradeexecutor.state import OrderStatus, OrderType, State
@@ -26,17 +25,8 @@ from tradeexecutor.venue.ccxt_venue import CcxtVenue
 pytest.importorskip("ccxt")
 
 
-@pytest.fixture(scope="module")
-def running() -> Iterator[Running]:
-    with serve(aaa_simulator(), threads=6) as running:
-        yield running
-
-
-@pytest.fixture(autouse=True)
-def fresh(running: Running) -> Iterator[None]:
-    running.control("POST", "reset")
-    pin(running, 100.0)
-    yield
+#: Each test starts from a fresh simulator account with AAA held at 100 (tests/test_venue_ccxt.py's fixtures).
+pytestmark = pytest.mark.usefixtures("aaa_at_100")
 
 
 
