@@ -104,11 +104,8 @@ def test_an_operators_own_threshold_is_left_as_it_is() -> None:
     assert counts["first_alive"]["heap"] - counts["before"]["heap"] >= 7 * MIB
 
 
-ARENAS = r"""
-import ctypes, json, os, sys, threading
-from tradeexecutor.daemon.heap import bound_arenas
-
-bounded = sys.argv[1] == "bounded" and bound_arenas()
+#: Six threads each holding a block from malloc at once, then glibc's own count of its arenas (``report``).
+COUNT_ARENAS = r"""
 barrier = threading.Barrier(7)
 held = []
 
@@ -129,6 +126,14 @@ os.close(write)
 report = os.read(read, 1 << 16).decode()
 for thread in threads:
     thread.join()
+"""
+
+ARENAS = r"""
+import ctypes, json, os, sys, threading
+from tradeexecutor.daemon.heap import bound_arenas
+
+bounded = sys.argv[1] == "bounded" and bound_arenas()
+""" + COUNT_ARENAS + r"""
 print(json.dumps({"bounded": bool(bounded), "arenas": report.count("Arena ")}))
 """
 
@@ -167,26 +172,7 @@ if sys.argv[1] == "late":
 else:
     import tradeexecutor.cli.main  # runs the command line's early steps for sys.argv
 import numpy, pandas  # pandas imports pyarrow, whose threads start here and take an arena
-barrier = threading.Barrier(7)
-held = []
-
-def work():
-    held.append(bytearray(64 * 1024 - 64))
-    barrier.wait()
-
-threads = [threading.Thread(target=work) for _ in range(6)]
-for thread in threads:
-    thread.start()
-barrier.wait()
-read, write = os.pipe()
-saved = os.dup(2)
-os.dup2(write, 2)
-ctypes.CDLL(None).malloc_stats()
-os.dup2(saved, 2)
-os.close(write)
-report = os.read(read, 1 << 16).decode()
-for thread in threads:
-    thread.join()
+""" + COUNT_ARENAS + r"""
 print(json.dumps({"arenas": report.count("Arena ")}))
 """
 
