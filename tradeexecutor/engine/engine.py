@@ -1438,7 +1438,7 @@ class Engine:
         assert router is not None
         before = _followed([(position, order)])
         try:
-            report = router.venue.fetch_order(order.client_order_id)  # one request: this runs at every retry
+            report = router.venue.fetch_order(order.client_order_id)  # one request (two while its trades lag its status): this runs at every retry
             if report is not None:
                 router.not_found.found(order.client_order_id)  # "does not exist" counts in a row: it starts over
             if report is not None and report.status in _RESTING:
