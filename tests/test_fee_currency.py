@@ -264,3 +264,32 @@ def test_a_ledger_written_before_fee_in_base_reads_a_base_asset_fee_as_one_and_k
         assert conn.execute("SELECT id, json FROM fills ORDER BY id").fetchall() == rows  # read, never rewritten
     finally:
         conn.close()
+
+
+@pytest.mark.parametrize("simulator", ["bnb"], indirect=True)
+def test_a_fill_whose_fee_cannot_be_valued_yet_is_read_again_not_lost(simulator: Running) -> None:
+    """A fee in BNB is valued at the BNB/USD ticker read as the fill is read. The ticker answering 503 makes that read
+    a TemporaryError; the trade is read again at the next poll — it was marked seen before its fee was valued, and
+    its fill never came (the order's later part then ended it short)."""
+    from exchange_sim_helpers import wait_for
+    from test_venue_ccxt import aaa_venue, fault
+    from tradeexecutor.errors import TemporaryError
+    from tradeexecutor.state import OrderType
+    from tradeexecutor.venue import OrderFilled, OrderRequest
+
+    venue = aaa_venue(simulator)
+    venue.exchange.options["newOrderRespType"] = {"market": "RESULT", "limit": "RESULT"}
+    fault(simulator, kind="partial_fill", parts=2, interval=1.0, count=1)
+    fault(simulator, kind="error", status=503, path="/api/v3/ticker/24hr", count=1)
+    with pytest.raises(TemporaryError):  # its first part filled at once; valuing its fee failed: an unknown outcome
+        venue.submit(OrderRequest("bnb-fee-1", "AAA", OrderSide.buy, type=OrderType.limit, quantity=10,
+                                  limit_price=101.0))
+    events = venue.poll()
+    wait_for(lambda: len(simulator.control("GET", "trades")[1]) == 2, timeout=30)  # its second part
+    for _ in range(3):
+        events += venue.poll()
+    fills = [e for e in events if isinstance(e, OrderFilled)]
+    trades = simulator.control("GET", "trades")[1]
+    assert sorted(f.fill.venue_trade_id for f in fills) == sorted(str(t["id"]) for t in trades)
+    assert sum(f.fill.quantity for f in fills) == 10 and fills[-1].complete
+    assert all(f.fill.fee_currency == "BNB" and f.fill.fee_price == 250.0 for f in fills)

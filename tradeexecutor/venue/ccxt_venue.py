@@ -444,13 +444,15 @@ class CcxtVenue:
         ended = report.status in TERMINAL_STATUSES and not _short(
             tracked.filled + sum(float(t["amount"]) for t in new), report.filled_quantity)
         ids = tracked.trade_ids if isinstance(tracked.trade_ids, set) else set(tracked.trade_ids)
-        tracked.trade_ids = ids  # each trade is seen as it is counted, even if a later one's fill fails (a fee's price)
+        tracked.trade_ids = ids  # each trade is seen as it is queued, even if a later one's fill fails (a fee's price)
         for index, trade in enumerate(new):
+            # The fill first: valuing a fee in a third asset reads its ticker, which may fail for now (TemporaryError);
+            # this trade and the later ones are then read again at the next poll — marked seen first, it was lost.
+            fill = self._fill(trade, cid, trade.get("timestamp") or order.get("timestamp"))
             ids.add(str(trade["id"]))
             tracked.filled += float(trade["amount"])
             complete = ended and report.status is OrderStatus.filled and index == len(new) - 1
-            self._events.append(OrderFilled(cid, self._fill(trade, cid, trade.get("timestamp") or order.get(
-                "timestamp")), complete))
+            self._events.append(OrderFilled(cid, fill, complete))
         if report.status in TERMINAL_STATUSES and not ended:
             tracked.status = OrderStatus.partially_filled  # its trades lag its status: followed until they add up
             return
