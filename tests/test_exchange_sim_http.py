@@ -231,7 +231,7 @@ def test_a_fault_with_seconds_ends_on_the_clock_and_can_be_removed(running: Runn
     ({"kind": "latency", "seconds_delay": "slow"}, "seconds_delay must be a number"),
     ({"kind": "timeout", "mode": "explode"}, "mode must be hang or drop"),
     ({"kind": "rate_limit", "count": 0}, "count must be"),
-    ({"kind": "partial_fill", "parts": 1}, "parts must be 2-100"),
+    ({"kind": "partial_fill", "parts": 1}, "parts must be 2-2000"),
     ({"kind": "lag", "lag_seconds": 0}, "lag_seconds must be between"),
     ({"kind": "latency", "colour": "red"}, "does not take colour"),
     ({"kind": "error", "path": "api/v3/order"}, "path must start with /"),

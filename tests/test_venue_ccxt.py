@@ -667,3 +667,22 @@ def test_a_fill_landing_between_the_order_read_and_the_trades_read_still_ends_th
     assert sum(f.fill.quantity for f in fills if not f.complete) == 9  # each trade's quantity queued once before
     report = venue.fetch_order("ahead-1")
     assert report is not None and report.status is OrderStatus.filled
+
+
+def test_an_order_of_more_fills_than_one_page_is_read_page_by_page(running: Running) -> None:
+    """Binance lists at most 1,000 trades a request and, without ``fromId``, the most recent: an order of 1,200 fills
+    read in one request had its first 200 never counted (and, since the trades must add up, was followed for ever)."""
+    venue = make_venue(running, 200_000.0)
+    venue.exchange.options["newOrderRespType"] = {"market": "RESULT", "limit": "RESULT"}
+    pin(running, 100.0)
+    fault(running, kind="partial_fill", parts=1200, interval=0.0, count=1)  # more fills than a page (1,000)
+    venue.submit(OrderRequest("pages-1", "AAA", OrderSide.buy, type=OrderType.limit, quantity=1200, limit_price=101.0))
+    wait_for(lambda: len(running.control("GET", "trades")[1]) == 1200, timeout=60)
+    events: list[Any] = []
+    for _ in range(2):
+        events += venue.poll()
+    fills = [e for e in events if isinstance(e, OrderFilled)]
+    assert len(fills) == len({f.fill.venue_trade_id for f in fills}) == 1200
+    assert sum(f.fill.quantity for f in fills) == 1200 and [f.complete for f in fills].count(True) == 1
+    report = venue.fetch_order("pages-1")
+    assert report is not None and report.status is OrderStatus.filled

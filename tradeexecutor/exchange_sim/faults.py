@@ -14,8 +14,8 @@ both (whichever ends first), or neither (until cleared). Kinds:
                   closes the connection at once, ``hang`` (default) waits ``hang_seconds`` (default
                   30) first, so the client times out
 ``reject``        refuse the next order(s) with -2010 (or ``code``) and ``msg``
-``partial_fill``  fill orders in ``parts`` (default 2) at least ``interval`` seconds (default 1)
-                  apart; a market order fills its first part and expires
+``partial_fill``  fill orders in ``parts`` (default 2, at most 2,000: more than a page of trades) at least
+                  ``interval`` seconds (default 1) apart; a market order fills its first part and expires
 ``clock_skew``    move the exchange's clock by ``ms`` (timestamps, serverTime, recvWindow checks)
 ``lag``           Binance's query lag: a lookup of an order (``GET /api/v3/order``) placed less than
                   ``lag_seconds`` (default 10) ago answers -2013 "Order does not exist." although
@@ -235,8 +235,8 @@ def _check_params(kind: str, params: dict[str, Any]) -> None:
         raise FaultError(f"mode must be hang or drop, got {params['mode']!r}")
     if kind == "timeout" and not 0 < params["hang_seconds"] <= 600:
         raise FaultError("hang_seconds must be between 0 and 600")
-    if kind == "partial_fill" and not (2 <= params["parts"] <= 100 and 0 <= params["interval"] <= 3600):
-        raise FaultError("parts must be 2-100 and interval 0-3600 seconds")
+    if kind == "partial_fill" and not (2 <= params["parts"] <= 2000 and 0 <= params["interval"] <= 3600):
+        raise FaultError("parts must be 2-2000 and interval 0-3600 seconds")
     if kind == "lag" and not 0 < params["lag_seconds"] <= 86400:
         raise FaultError("lag_seconds must be between 0 and 86400")
     if kind == "clock_skew" and not abs(params["ms"]) <= 86_400_000:

@@ -287,8 +287,7 @@ class CcxtVenue:
         trades this venue counted fall short)."""
         if report.status not in TERMINAL_STATUSES or not _short(tracked.filled, report.filled_quantity):
             return False
-        trades = order.get("trades") or self._call(self.exchange.fetch_order_trades, report.venue_order_id,
-                                                   tracked.market)
+        trades = order.get("trades") or self._order_trades(report.venue_order_id, tracked.market)
         return _short(sum(float(t["amount"]) for t in trades), report.filled_quantity)
 
     def _find(self, market: str, client_order_id: str) -> dict[str, Any] | None:
@@ -347,6 +346,22 @@ class CcxtVenue:
                 marks[market] = [since, seen, last_id]
         fills.sort(key=lambda f: (f.at, f.venue_trade_id))
         return fills, json.dumps(marks, sort_keys=True)
+
+    def _order_trades(self, venue_order_id: str, market: str) -> list[dict[str, Any]]:
+        """Every trade of one order, oldest first. Binance lists at most ``trade_page`` a request (500 unless asked)
+        and, without ``fromId``, the most recent ones: an order of more fills is read page by page from trade id 0,
+        or its first fills would never be counted and the order never add up."""
+        if not self.exchange.id.startswith("binance"):
+            return list(self._call(self.exchange.fetch_order_trades, venue_order_id, market))
+        trades: list[dict[str, Any]] = []
+        after = -1
+        while True:
+            page = self._call(self.exchange.fetch_order_trades, venue_order_id, market, None, self.trade_page,
+                              {"fromId": after + 1})
+            trades.extend(page)
+            if len(page) < self.trade_page:
+                return trades
+            after = max(int(t["id"]) for t in page)
 
     def _trades_after(self, market: str, since: int | None, last_id: str | None) -> list[dict[str, Any]]:
         """The market's trades from ``since`` (or after trade ``last_id``, where the exchange pages by id), oldest
@@ -439,7 +454,7 @@ class CcxtVenue:
         known = tracked.filled + sum(float(t["amount"]) for t in trades if str(t.get("id")) not in tracked.trade_ids)
         if _short(known, report.filled_quantity):
             # The reply said it filled but not how (an ACK or RESULT reply, or an exchange that never says).
-            trades = self._call(self.exchange.fetch_order_trades, tracked.venue_order_id, tracked.market)
+            trades = self._order_trades(tracked.venue_order_id, tracked.market)
         new = [t for t in trades if str(t.get("id")) not in tracked.trade_ids]
         ended = report.status in TERMINAL_STATUSES and not _short(
             tracked.filled + sum(float(t["amount"]) for t in new), report.filled_quantity)
@@ -461,7 +476,7 @@ class CcxtVenue:
             # The trade list ran ahead of the status: an earlier poll read the order partly filled, then its trades
             # with the last fill already in, queued without ``complete``. Its last trade again, complete: booked
             # already, so the router only ends the order — after counting its fills (``_all_booked``).
-            listed = self._call(self.exchange.fetch_order_trades, tracked.venue_order_id, tracked.market)
+            listed = self._order_trades(tracked.venue_order_id, tracked.market)
             if listed:
                 last = listed[-1]
                 self._events.append(OrderFilled(cid, self._fill(last, cid, last.get("timestamp") or order.get(
