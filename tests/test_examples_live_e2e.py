@@ -230,6 +230,18 @@ def test_a_cycle_the_exchange_cannot_serve_is_one_line_and_writes_nothing(
     assert not (tmp_path / "state").exists()
 
 
+def paper_cycles(folder: Path, url: str, example: Example, state_dir: Path) -> None:
+    """Run ``example`` in paper mode against the simulator at ``url`` until two cycles completed, then stop it."""
+    executor = Executor(folder, "--mode", "paper", "--exchange", "binance", "--exchange-url", url, "--cpu", "off",
+                        *example.args[1:], strategy=str(example.path), state_dir=state_dir, window=False, env=CLEAN)
+    try:
+        executor.wait_status(lambda s: s.get("cycles", 0) >= 2)
+        executor.process.send_signal(signal.SIGTERM)
+        assert executor.wait() == 0, executor.output()
+    finally:
+        executor.kill()
+
+
 def start_refused(tmp_path: Path, strategy: Path, url: str, *args: str, state_dir: Path | None = None,
                   env: dict[str, str] | None = None) -> tuple[int, str]:
     """``tradeexecutor start`` that must end before it trades: (exit code, the last line of stderr)."""
@@ -285,15 +297,7 @@ def test_a_state_traded_in_one_quote_is_refused_when_its_market_is_priced_in_ano
     env = {**CLEAN, "TRADEEXECUTOR_SIM_API_KEY": KEY, "TRADEEXECUTOR_SIM_API_SECRET": SECRET}
     state_dir = tmp_path / "state"
     with simulator_process("--data", "stocks-daily", "--symbols", "GOOG/USD", env=env) as usd:
-        executor = Executor(tmp_path / "usd", "--mode", "paper", "--exchange", "binance", "--exchange-url", usd,
-                            "--cpu", "off", *example.args[1:], strategy=str(example.path), state_dir=state_dir,
-                            window=False, env=CLEAN)
-        try:
-            executor.wait_status(lambda s: s.get("cycles", 0) >= 2)
-            executor.process.send_signal(signal.SIGTERM)
-            assert executor.wait() == 0, executor.output()
-        finally:
-            executor.kill()
+        paper_cycles(tmp_path / "usd", usd, example, state_dir)
     state = load_state(state_dir)
     assert state is not None and [i.quote_currency for i in state.instruments] == ["USD"]
     ledger = (state_dir / "ledger.sqlite").read_bytes()
@@ -315,15 +319,7 @@ def test_a_state_run_on_1_second_cycles_restarted_on_others_names_the_cycle_not_
     example = EXAMPLES[0]
     url = paper_simulators[example.prices]
     state_dir = tmp_path / "state"
-    executor = Executor(tmp_path / "first", "--mode", "paper", "--exchange", "binance", "--exchange-url", url,
-                        "--cpu", "off", *example.args[1:], strategy=str(example.path), state_dir=state_dir,
-                        window=False, env=CLEAN)
-    try:
-        executor.wait_status(lambda s: s.get("cycles", 0) >= 2)
-        executor.process.send_signal(signal.SIGTERM)
-        assert executor.wait() == 0, executor.output()
-    finally:
-        executor.kill()
+    paper_cycles(tmp_path / "first", url, example, state_dir)
     ledger = (state_dir / "ledger.sqlite").read_bytes()
     params = [arg for name, value in example.params.items() for arg in ("-p", f"{name}={value}")]
     code, line = start_refused(tmp_path, example.path, url, "--mode", "paper", "--cycle-duration", "1m", *params,

@@ -622,6 +622,20 @@ def test_a_fee_asset_is_compared_within_what_a_pending_order_s_fee_could_have_ta
     life.close()
 
 
+def _two_quote_config(sim: Running) -> CcxtVenueConfig:
+    """A venue on ``_two_quote_simulator``'s AAA/USDT and BBB/JPY."""
+    return CcxtVenueConfig(exchange="binance", url=sim.url, quote="USDT", symbols=("AAA/USDT", "BBB/JPY"))
+
+
+def _two_quote_state(name: str) -> State:
+    """A fresh state with 10,000 of cash and the two markets of ``_two_quote_simulator``."""
+    state = State(name=name, created_at=T0, initial_cash=10_000.0)
+    state.portfolio.cash = 10_000.0
+    for symbol in ("AAA/USDT", "BBB/JPY"):
+        state.add_instrument(symbol, "crypto", 0.001)
+    return state
+
+
 def _two_quote_simulator() -> ExchangeSimulator:
     """AAA/USDT at 100 and BBB/JPY at 15 000, fees paid in BNB (0.1 %) at BNB/USDT 300 and BNB/JPY 45 000 — the same
     BNB priced in two quote currencies 150 times apart; 10 BNB held. Flat prices, no spread."""
@@ -669,12 +683,8 @@ def test_a_fee_asset_s_pending_allowance_is_priced_in_each_pending_order_s_own_q
       2 % of 153 000 JPY at 45 000, 0.136 BNB; their real fees are clean, 1 BNB gone is a mismatch (fails before:
       all 154 020 "quote" at the lowest price, 300, allowed 10.3 BNB — the shortfall started clean)."""
     with serve(_two_quote_simulator()) as sim:
-        config = CcxtVenueConfig(exchange="binance", url=sim.url, quote="USDT", symbols=("AAA/USDT", "BBB/JPY"))
-        state = State(name="two-quotes", created_at=T0, initial_cash=10_000.0)
-        state.portfolio.cash = 10_000.0
-        for symbol in ("AAA/USDT", "BBB/JPY"):
-            state.add_instrument(symbol, "crypto", 0.001)
-        life = Life(tmp_path, CcxtVenue(config, environ=ENVIRON), state)
+        config = _two_quote_config(sim)
+        life = Life(tmp_path, CcxtVenue(config, environ=ENVIRON), _two_quote_state("two-quotes"))
         assert life.reconcile().clean and life.state.portfolio.fee_asset_balances == {"BNB": 10.0}
         bought = _buy(life.state, "BBB/JPY", 150_000.0, 15_000.0, day=1)
         life.router.send(bought)
@@ -725,12 +735,8 @@ def test_a_trade_whose_order_the_exchange_s_lag_hides_does_not_stop_another_orde
     (the simulator's lag fault, on BBBJPY only). That trade is nobody's for this read: the buy is adopted with its one
     fill (fails before: the lookup's OrderNotFound ended reconciliation as a VenueFailure — at start-up, a crash)."""
     with serve(_two_quote_simulator()) as sim:
-        config = CcxtVenueConfig(exchange="binance", url=sim.url, quote="USDT", symbols=("AAA/USDT", "BBB/JPY"))
-        state = State(name="hidden-trade", created_at=T0, initial_cash=10_000.0)
-        state.portfolio.cash = 10_000.0
-        for symbol in ("AAA/USDT", "BBB/JPY"):
-            state.add_instrument(symbol, "crypto", 0.001)
-        first = Life(tmp_path, CcxtVenue(config, environ=ENVIRON), state)
+        config = _two_quote_config(sim)
+        first = Life(tmp_path, CcxtVenue(config, environ=ENVIRON), _two_quote_state("hidden-trade"))
         order = _buy(first.state, "AAA/USDT", 1000.0, 100.0, day=1)
         sim.control("POST", "faults", {"kind": "timeout", "mode": "drop", "count": 1})
         first.router.send(order)  # taken and filled by the exchange; the reply dropped
