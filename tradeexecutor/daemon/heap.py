@@ -44,12 +44,11 @@ logger = logging.getLogger("tradeexecutor.daemon")
 MMAP_THRESHOLD = 128 * 1024
 #: ``mallopt``'s parameter number for the threshold (``M_MMAP_THRESHOLD`` in glibc's malloc.h).
 _M_MMAP_THRESHOLD = -3
-#: At most this many glibc arenas serve the process's threads: the main one alone. With two, the 30-minute soak's
-#: second half rose 23-33 KiB/min (six runs) while the allocator's in-use memory stayed flat — free space kept by the
-#: second arena (the loop thread's); with one set by this module 22.5 and 22.6 (two runs), with one set by
-#: ``MALLOC_ARENA_MAX=1`` in the environment 8.4-15.0 (three; why the two ways differ is not known — one arena either
-#: way by ``malloc_stats``), so the image sets the variable too (docs/benchmarks.md). The threads allocate mostly
-#: under the GIL, so sharing one arena's lock costs them next to nothing.
+#: At most this many glibc arenas serve the process's threads: the main one alone. In the 30-minute soak's second
+#: half the process rose 23-33 KiB/min with two arenas (six runs, median 28.6) and 8-36 with one (seven, median 18.7;
+#: set here or by ``MALLOC_ARENA_MAX=1``, no difference beyond that spread) while the allocator's in-use memory stayed
+#: flat (docs/benchmarks.md, "One glibc arena, set three ways"). The threads allocate mostly under the GIL, so sharing
+#: one arena's lock costs them next to nothing.
 ARENA_MAX = 1
 #: ``mallopt``'s parameter number for the arena cap (``M_ARENA_MAX`` in glibc's malloc.h).
 _M_ARENA_MAX = -8
