@@ -29,7 +29,7 @@ from executor_process import Executor
 from test_live_faults_e2e import journaled, until
 from tradeexecutor.engine.crashpoint import KILL_AT_ENV
 from tradeexecutor.ledger import load_state
-from tradeexecutor.state import OrderStatus
+from tradeexecutor.state import Order, OrderStatus
 
 pytest.importorskip("ccxt")
 pytestmark = pytest.mark.slow
@@ -52,12 +52,9 @@ def sim(url: str, method: str, path: str, body: Any = None) -> Any:
     return answer
 
 
-def killed_inside_the_lag(tmp_path: Path, url: str, state_dir: Path) -> tuple[str, dict[str, Any]]:
-    """A first executor killed -9 right after the exchange took (and filled) its first market order, before the
-    outcome was committed: the ledger holds it ``submitting`` with no exchange id. Then the simulator's ``lag``
-    fault: the restart's first lookup of it is answered "does not exist". Its client order id and the exchange's
-    record of it."""
-    first = live_executor(tmp_path / "first", url, state_dir, {KILL_AT_ENV: "submitted:1"})
+def killed_at_submitted(first: Executor, state_dir: Path) -> Order:
+    """Wait for ``first`` (started with a ``submitted`` kill point) to kill itself -9 once the exchange took an order,
+    before its outcome was committed; the one order the ledger holds ``submitting``, with no exchange id."""
     try:
         assert first.wait(120) == -signal.SIGKILL, first.output()
     finally:
@@ -65,8 +62,18 @@ def killed_inside_the_lag(tmp_path: Path, url: str, state_dir: Path) -> tuple[st
     state = load_state(state_dir)
     assert state is not None
     [killed] = [o for o in state.portfolio.all_orders() if o.status is OrderStatus.submitting]
-    cid = killed.client_order_id
     assert not killed.venue_order_id
+    return killed
+
+
+def killed_inside_the_lag(tmp_path: Path, url: str, state_dir: Path) -> tuple[str, dict[str, Any]]:
+    """A first executor killed -9 right after the exchange took (and filled) its first market order, before the
+    outcome was committed: the ledger holds it ``submitting`` with no exchange id. Then the simulator's ``lag``
+    fault: the restart's first lookup of it is answered "does not exist". Its client order id and the exchange's
+    record of it."""
+    killed = killed_at_submitted(live_executor(tmp_path / "first", url, state_dir, {KILL_AT_ENV: "submitted:1"}),
+                                 state_dir)
+    cid = killed.client_order_id
     [taken] = [o for o in sim(url, "GET", "orders") if o["clientOrderId"] == cid]
     assert taken["status"] == "FILLED"  # the exchange took it and filled it; the ledger never heard
     # Binance's lag: the restart's first lookup of the order is answered "does not exist".

@@ -38,6 +38,7 @@ import pytest
 from exchange_sim_helpers import simulator_process
 from executor_process import Executor
 from test_live_faults_e2e import CLEAN, OPERATOR, control, events, journal, journaled, sim, until
+from test_live_faults_lag import killed_at_submitted
 from tradeexecutor.engine.crashpoint import KILL_AT_ENV
 from tradeexecutor.ledger import load_state
 from tradeexecutor.state import OrderStatus
@@ -66,15 +67,10 @@ def gbp_entry_pending(tmp_path: Path) -> Iterator[tuple[str, Executor, str]]:
     with simulator_process("--random-walk", "7", "--volatility", "0", "--symbols", "EUR/USD,GBP/USD",
                            "--balance", "USD=10000", "--api-key-env", "SIM_KEY", "--api-secret-env", "SIM_SECRET",
                            env={**CLEAN, "SIM_KEY": KEY, "SIM_SECRET": SECRET}) as url:
-        first = executor(tmp_path / "first", url, state_dir, env={KILL_AT_ENV: "submitted:2"})
-        try:
-            assert first.wait(120) == -signal.SIGKILL, first.output()
-        finally:
-            first.kill()
+        killed = killed_at_submitted(executor(tmp_path / "first", url, state_dir, env={KILL_AT_ENV: "submitted:2"}),
+                                     state_dir)
         state = load_state(state_dir)
-        assert state is not None
-        [killed] = [o for o in state.portfolio.all_orders() if o.status is OrderStatus.submitting]
-        assert not killed.venue_order_id and state.instrument(killed.instrument_id).symbol == "GBPUSD"
+        assert state is not None and state.instrument(killed.instrument_id).symbol == "GBPUSD"
         # Every lookup of it, for the test's length, is answered "does not exist" (Binance's lag).
         sim(url, "POST", "faults", {"kind": "lag", "lag_seconds": 3600, "count": 100_000})
         # The cycle's retries (each manages one bar before failing on the lag) come every second, not at a backoff

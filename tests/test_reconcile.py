@@ -498,15 +498,20 @@ def test_no_fee_asset_figure_is_taken_while_an_order_is_pending(tmp_path: Path, 
     life.close()
 
 
+def _bought(tmp_path: Path, running: Running) -> tuple[Life, Position]:
+    """A fresh state whose first buy of AAA was sent and filled: the life and its one open position."""
+    life = Life(tmp_path, venue(running), new_state())
+    life.router.send(decide_open(life.state))
+    life.router.drain()
+    (position,) = life.state.portfolio.open_positions
+    return life, position
+
+
 def test_a_pending_sell_may_have_lowered_the_base_by_its_quantity_and_no_more(tmp_path: Path,
                                                                               running: Running) -> None:
     """A reduce of half the position whose submit never got a reply, pending at start-up: the account holding half
     the position's AAA is explained (it may have sold), holding none is not (fails before: AAA not compared)."""
-    life = Life(tmp_path, venue(running), new_state())
-    order = decide_open(life.state)
-    life.router.send(order)
-    life.router.drain()
-    (position,) = life.state.portfolio.open_positions
+    life, position = _bought(tmp_path, running)
     half = position.quantity / 2
     _pending_reduce(life, half)
     running.control("POST", "balances", {"AAA": repr(half)})  # as if it had sold
@@ -570,11 +575,7 @@ def test_the_strict_recheck_bounds_an_order_in_flight_at_that_moment_as_start_up
     flight at that moment (a stop-loss's exit sent during the lag, its reply never come: ``unknown``, no exchange id).
     The account holding what it would leave if it filled is explained, as at start-up; more gone than it could sell
     is still a mismatch (review should-fix; fails before: the recheck compared strictly, a false safe mode)."""
-    life = Life(tmp_path, venue(running), new_state())
-    order = decide_open(life.state)
-    life.router.send(order)
-    life.router.drain()
-    (position,) = life.state.portfolio.open_positions
+    life, position = _bought(tmp_path, running)
     half = position.quantity / 2
     sell = _pending_reduce(life, half)
     sell.transition(OrderStatus.unknown, _now(), "its reply never came")
