@@ -144,6 +144,12 @@ def _sample(path: str) -> None:
 
 
 if os.environ.get("SOAK_PROBE") and sys.argv[1:2] == ["start"]:
+    # The probe's threads start before cli/main.py's first line: a thread's first malloc before the arena cap
+    # takes a glibc arena of its own, which later threads then share round-robin with the main one (the probed
+    # executor had two arenas, the unprobed one). So the cap `start` sets first thing is set here first.
+    from tradeexecutor.cli.early import settle_heap
+
+    settle_heap()
     os.makedirs(os.environ["SOAK_PROBE"], exist_ok=True)
     threading.Thread(target=_sample, args=(os.path.join(os.environ["SOAK_PROBE"], "probe.txt"),),
                      name="soak-probe", daemon=True).start()
