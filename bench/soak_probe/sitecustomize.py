@@ -5,7 +5,13 @@ Python imports ``sitecustomize`` at start-up from ``PYTHONPATH``; with this dire
 appends a line to ``DIR/probe.txt`` every 15 s: VmRSS (KiB), SQLite's heap
 (``sqlite3_status64(SQLITE_STATUS_MEMORY_USED)``, bytes), glibc's ``mallinfo2()`` in-use and arena
 bytes, the resident KiB of the main heap and of the other anonymous mappings (``/proc/self/smaps``)
-and ``len(gc.get_objects())``. Measurement only, never shipped::
+and ``len(gc.get_objects())``, then glibc's free bytes in its arenas (``fordblks``) and its mmapped blocks
+(``hblkhd``). Every 60 s it also writes pymalloc's own statistics (``_PyObject_DebugMallocStats``, the
+text of ``sys._debugmallocstats()``, written to a file rather than to the process's stderr) to
+``DIR/pymalloc-SECONDS.txt`` and their totals as a line of ``DIR/pymalloc.txt``: pymalloc's arenas
+(1 MiB each, mmapped, outside ``mallinfo2``) allocated now, their highwater mark, the bytes in
+allocated blocks, in free blocks of used pools, in unused pools, and lost to quantization. Measurement only,
+never shipped::
 
     PYTHONPATH=.:bench/soak_probe SOAK_PROBE=/tmp/probe python bench/bench_soak.py --minutes 5 --every 3600
 
@@ -82,21 +88,68 @@ def _snapshots(directory: str) -> None:
             out.write(f"{seconds} {cycles} {closed} {tracemalloc.get_traced_memory()[0]}\n")
 
 
+#: The totals of ``_PyObject_DebugMallocStats`` written to ``pymalloc.txt``, by the start of their line.
+_PYMALLOC_TOTALS = {
+    "# arenas allocated current": "arenas",
+    "# arenas highwater mark": "arenas_highwater",
+    "# bytes in allocated blocks": "allocated_bytes",
+    "# bytes in available blocks": "available_bytes",
+    "unused pools": "unused_pool_bytes",
+    "# bytes lost to quantization": "quantization_bytes",
+}
+
+
+def _pymalloc(directory: str, seconds: int) -> str:
+    """pymalloc's statistics written to ``DIR/pymalloc-SECONDS.txt``; their totals as one line."""
+    libc = ctypes.CDLL("libc.so.6")
+    libc.fopen.restype = ctypes.c_void_p
+    libc.fopen.argtypes = [ctypes.c_char_p, ctypes.c_char_p]
+    libc.fclose.argtypes = [ctypes.c_void_p]
+    dump = ctypes.pythonapi._PyObject_DebugMallocStats  # PyDLL: called with the GIL held
+    dump.argtypes = [ctypes.c_void_p]
+    path = os.path.join(directory, f"pymalloc-{seconds}.txt")
+    stream = libc.fopen(path.encode(), b"w")
+    dump(stream)
+    libc.fclose(stream)
+    totals: dict[str, int] = {}
+    with open(path) as text:
+        for line in text:
+            label, _, value = line.partition("=")
+            for start, name in _PYMALLOC_TOTALS.items():
+                if start in label and name not in totals:
+                    totals[name] = int(value.strip().replace(",", ""))
+    return " ".join(str(totals.get(name, -1)) for name in _PYMALLOC_TOTALS.values())
+
+
 def _sample(path: str) -> None:
     libc = ctypes.CDLL("libc.so.6")
     libc.mallinfo2.restype = _MallInfo2
+    directory = os.path.dirname(path)
     started = time.monotonic()
-    with open(path, "a", buffering=1) as out:
-        out.write("t rss_kib sqlite_bytes malloc_in_use_bytes malloc_arena_bytes heap_kib anon_kib gc_objects\n")
+    with open(path, "a", buffering=1) as out, open(os.path.join(directory, "pymalloc.txt"), "a", buffering=1) as pym:
+        out.write("t rss_kib sqlite_bytes malloc_in_use_bytes malloc_arena_bytes heap_kib anon_kib gc_objects "
+                  "malloc_free_bytes malloc_mmap_bytes\n")
+        pym.write("t rss_kib " + " ".join(_PYMALLOC_TOTALS.values()) + "\n")
+        samples = 0
         while True:
             time.sleep(15)
+            samples += 1
+            seconds = round(time.monotonic() - started)
             info = libc.mallinfo2()
             rss, heap, anon = _resident()
-            out.write(f"{time.monotonic() - started:.0f} {rss} {_sqlite_bytes()} {info.uordblks} {info.arena} "
-                      f"{heap} {anon} {len(gc.get_objects())}\n")
+            out.write(f"{seconds} {rss} {_sqlite_bytes()} {info.uordblks} {info.arena} "
+                      f"{heap} {anon} {len(gc.get_objects())} {info.fordblks} {info.hblkhd}\n")
+            if samples % 4 == 0:
+                pym.write(f"{seconds} {rss} {_pymalloc(directory, seconds)}\n")
 
 
 if os.environ.get("SOAK_PROBE") and sys.argv[1:2] == ["start"]:
+    # The probe's threads start before cli/main.py's first line: a thread's first malloc before the arena cap
+    # takes a glibc arena of its own, which later threads then share round-robin with the main one (the probed
+    # executor had two arenas, the unprobed one). So the cap `start` sets first thing is set here first.
+    from tradeexecutor.cli.early import settle_heap
+
+    settle_heap()
     os.makedirs(os.environ["SOAK_PROBE"], exist_ok=True)
     threading.Thread(target=_sample, args=(os.path.join(os.environ["SOAK_PROBE"], "probe.txt"),),
                      name="soak-probe", daemon=True).start()
