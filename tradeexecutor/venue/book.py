@@ -105,6 +105,10 @@ class BookVenue:
         start = max(int(cursor) if cursor else 0, self._fills_dropped)
         return self._fills[start - self._fills_dropped:], str(self._fills_dropped + len(self._fills))
 
+    def order_fills(self, client_order_id: str) -> list[FillReport]:
+        """The fills of one order this venue still keeps (``MAX_KEPT_FILLS``), oldest first."""
+        return [fill for fill in self._fills if fill.client_order_id == client_order_id]
+
     def balances(self) -> dict[str, Balance]:
         """Free balance of every asset (market orders lock nothing)."""
         return {asset: Balance(asset, free) for asset, free in self._balances.items()}

@@ -18,7 +18,10 @@ An order ends here only when its trades add up: an exchange's trade list may lag
 order reads filled, or cancelled with a part filled, before ``myTrades`` lists every trade). Until the
 trades counted reach what the order says filled, its fills come without ``complete`` and without the
 end, ``fetch_order`` reports it ``partially_filled``, and it stays followed (never forgotten), asked
-again at each poll; then the last fill is ``complete`` or the end is queued, once (``_take``).
+again at each poll; then the last fill is ``complete`` or the end is queued, once (``_take``). If the trades stay
+missing (an exchange's bug, an order filled as its market was delisted), the order is still followed — ending it
+short would lose the missing fill — and once that has lasted (``FILLS_MISSING_AFTER_ANSWERS`` answers over
+``--exchange-fills-missing-seconds``) ``OrderFillsMissing`` is queued, once, for a person to see.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from tradeexecutor.state import TERMINAL_STATUSES, OrderSide, OrderStatus, Order
 from tradeexecutor.venue.ccxt_connection import CcxtConnection
 from tradeexecutor.venue.ccxt_errors import reject_reason
 from tradeexecutor.venue.model import (
+    FILLS_MISSING_AFTER_ANSWERS,
     Balance,
     DuplicateOrderError,
     ExecutionEvent,
@@ -45,6 +49,7 @@ from tradeexecutor.venue.model import (
     OrderCancelled,
     OrderExpired,
     OrderFilled,
+    OrderFillsMissing,
     OrderLost,
     OrderRejected,
     OrderReport,
@@ -120,6 +125,11 @@ class CcxtVenue:
         self.not_found_after = timedelta(seconds=config.not_found_seconds)
         #: Followed orders the exchange has lately answered it does not know: lost only once that persists.
         self._not_found = NotFoundAnswers(span=self.not_found_after)
+        #: The span over which an ended order's trades must stay missing before it is reported (``OrderFillsMissing``).
+        self.fills_missing_after = timedelta(seconds=config.fills_missing_seconds)
+        #: Followed orders the exchange says ended while their trades do not add up: the first such answer's time,
+        #: how many in a row, and whether ``OrderFillsMissing`` was queued. Rare; dropped as the order ends here.
+        self._short: dict[str, tuple[datetime, int, bool]] = {}
         #: The clock of events and of ``_not_found`` (tests drive it): the exchange's time by default.
         self._clock = now
 
@@ -347,6 +357,17 @@ class CcxtVenue:
         fills.sort(key=lambda f: (f.at, f.venue_trade_id))
         return fills, json.dumps(marks, sort_keys=True)
 
+    def order_fills(self, client_order_id: str) -> list[FillReport]:
+        """Every fill of one order, read from its own trades (``_order_trades``: page by page, that order only): the
+        cost of one order, not of the account's history. Empty when the exchange does not know it."""
+        tracked = self._orders.get(client_order_id)
+        if tracked is None or not tracked.venue_order_id:
+            if self.fetch_order(client_order_id) is None:
+                return []
+            tracked = self._orders[client_order_id]
+        return [self._fill(trade, client_order_id, trade.get("timestamp"))
+                for trade in self._order_trades(tracked.venue_order_id, tracked.market)]
+
     def _order_trades(self, venue_order_id: str, market: str) -> list[dict[str, Any]]:
         """Every trade of one order, oldest first. Binance lists at most ``trade_page`` a request (500 unless asked)
         and, without ``fromId``, the most recent ones: an order of more fills is read page by page from trade id 0,
@@ -424,6 +445,7 @@ class CcxtVenue:
             if order is None:
                 if self._not_found.lost(tracked.client_order_id, self._now()):
                     del self._orders[tracked.client_order_id]
+                    self._short.pop(tracked.client_order_id, None)
                     self._events.append(OrderLost(tracked.client_order_id, self._now()))
                 return
         self._take(order, announce=False)
@@ -470,7 +492,9 @@ class CcxtVenue:
             self._events.append(OrderFilled(cid, fill, complete))
         if report.status in TERMINAL_STATUSES and not ended:
             tracked.status = OrderStatus.partially_filled  # its trades lag its status: followed until they add up
+            self._still_short(cid, report.filled_quantity, tracked.filled)
             return
+        self._short.pop(cid, None)
         was_ended = tracked.status in TERMINAL_STATUSES
         if ended and not was_ended and report.status is OrderStatus.filled and not new and tracked.filled > 0:
             # The trade list ran ahead of the status: an earlier poll read the order partly filled, then its trades
@@ -491,6 +515,17 @@ class CcxtVenue:
             self._events.append(OrderExpired(cid, _time(order.get("lastUpdateTimestamp")) or at))
         elif report.status is OrderStatus.rejected:
             self._events.append(OrderRejected(cid, RejectReason.venue, "rejected by the exchange", at))
+
+    def _still_short(self, cid: str, filled: float, listed: float) -> None:
+        """One more answer that the order ended with trades missing: ``OrderFillsMissing`` queued once that has lasted
+        (``FILLS_MISSING_AFTER_ANSWERS`` answers in a row over ``fills_missing_after``), once per order."""
+        now = self._now()
+        first, answers, told = self._short.get(cid, (now, 0, False))
+        answers += 1
+        if not told and answers >= FILLS_MISSING_AFTER_ANSWERS and now - first >= self.fills_missing_after:
+            self._events.append(OrderFillsMissing(cid, filled, listed, first, now))
+            told = True
+        self._short[cid] = (first, answers, told)
 
     def _report(self, order: dict[str, Any]) -> OrderReport:
         status = _STATUSES.get(str(order.get("status")), OrderStatus.open)

@@ -1,0 +1,89 @@
+"""A live order the exchange says filled while its trade list never lists the trade: surfaced, followed, resolved.
+
+Real processes: one ``tradeexecutor exchange-sim`` with a ``trades_lag`` fault that hides every trade until it is
+deleted (the new order's reply lists none either), and a live executor (real ccxt) trading
+tests/strategies/paper_hold.py, whose first cycle buys. The exchange fills the buy at once; the executor follows
+it, never ends it short of its fill. With ``--exchange-fills-missing-seconds 1`` it reports the order once its
+trades have been missing for three answers over a second: one ``order_fills_missing`` journal line with both
+figures, the order in /status ``fills_missing``, a /healthz reason (503) and ``tradeexecutor_orders_fills_missing
+1`` — and it still asks the exchange about it, sends nothing else for it. Once the fault is deleted the fill is
+booked once, the order ends filled, ``order_fills_found`` is journaled and /status, /healthz and /metrics clear.
+It used to be followed for ever with nothing said anywhere.
+"""
+
+from __future__ import annotations
+
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from exchange_sim_helpers import simulator_process
+from executor_process import Executor
+from test_live_faults_e2e import events, healthz, journaled, until
+from test_live_faults_lag import CLEAN, KEY, SECRET, sim
+from tradeexecutor.ledger import load_state
+from tradeexecutor.state import OrderStatus
+
+pytest.importorskip("ccxt")
+pytestmark = pytest.mark.slow
+
+
+def gauge(executor: Executor, name: str) -> float | None:
+    """One sample of the executor's /metrics, None when it is not there."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{executor.port}/metrics", timeout=10) as response:
+        for line in response.read().decode().splitlines():
+            if line.startswith(f"{name} "):
+                return float(line.split()[1])
+    return None
+
+
+@pytest.mark.timeout(600)
+def test_an_order_whose_trades_never_come_is_surfaced_kept_followed_and_cleared_once_they_come(
+        tmp_path: Path) -> None:
+    state_dir = tmp_path / "state"
+    with simulator_process("--speed", "3600", "--api-key-env", "SIM_KEY", "--api-secret-env", "SIM_SECRET",
+                           env={**CLEAN, "SIM_KEY": KEY, "SIM_SECRET": SECRET}) as url:
+        lag = sim(url, "POST", "faults", {"kind": "trades_lag"})
+        executor = Executor(tmp_path, "--cpu", "off", "--mode", "live", "--exchange", "binance", "--exchange-url", url,
+                            "--exchange-key-variable", "MY_KEY", "--exchange-secret-variable", "MY_SECRET",
+                            "--exchange-fills-missing-seconds", "1", strategy="paper_hold.py", window=False,
+                            state_dir=state_dir, env={**CLEAN, "MY_KEY": KEY, "MY_SECRET": SECRET})
+        try:
+            [line] = journaled(executor, "order_fills_missing")
+            fields = line["fields"]
+            assert line["level"] == "warning"
+            [taken] = sim(url, "GET", "orders")
+            cid = taken["clientOrderId"]
+            assert taken["status"] == "FILLED" and fields["client_order_id"] == cid
+            assert fields["filled"] == pytest.approx(float(taken["executedQty"])) and fields["listed"] == 0
+            status = executor.wait_status(lambda s: bool(s.get("fills_missing")))
+            [shown] = status["fills_missing"]
+            assert shown["client_order_id"] == cid and shown["reason"] == fields["reason"]
+            assert not status["safe_mode"]
+            code, health = healthz(executor)
+            assert code == 503 and fields["reason"] in health["reasons"], health
+            assert gauge(executor, "tradeexecutor_orders_fills_missing") == 1
+            # Still followed: the exchange is asked about it again (the log grows), and nothing else is sent.
+            asked = len([r for r in sim(url, "GET", "requests?limit=10000") if r["path"] == "/api/v3/order"
+                         and r["method"] == "GET"])
+            until(executor, lambda: len([r for r in sim(url, "GET", "requests?limit=10000")
+                                         if r["path"] == "/api/v3/order" and r["method"] == "GET"]) > asked + 2,
+                  "the executor asking about the order again")
+            assert [o["clientOrderId"] for o in sim(url, "GET", "orders")] == [cid]
+            assert len(events(executor, "order_fills_missing")) == 1  # once per order
+            sim(url, "DELETE", f"faults/{lag['id']}")
+            [found] = journaled(executor, "order_fills_found")
+            assert found["fields"]["client_order_id"] == cid and found["fields"]["status"] == "filled"
+            status = executor.wait_status(lambda s: s.get("fills_missing") == [])
+            until(executor, lambda: healthz(executor)[0] == 200, "/healthz 200 again")
+            assert gauge(executor, "tradeexecutor_orders_fills_missing") == 0
+            assert len(events(executor, "order_fills_missing")) == 1
+        finally:
+            executor.kill()
+        [trade] = sim(url, "GET", "trades")
+        state = load_state(state_dir)
+        assert state is not None
+        [order] = [o for o in state.portfolio.all_orders() if o.client_order_id == cid]
+        assert order.status is OrderStatus.filled and [f.venue_trade_id for f in order.fills] == [str(trade["id"])]
+        assert [o["clientOrderId"] for o in sim(url, "GET", "orders")] == [cid]  # never resent
