@@ -26,7 +26,6 @@ short would lose the missing fill — and once that has lasted (``FILLS_MISSING_
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -94,17 +93,11 @@ class CcxtVenue:
     #: Trades asked for per request when paging by trade id (Binance's largest page).
     trade_page = 1000
     #: Ended orders and refusals remembered, newest kept: more than a job sends, so a fill read after its order
-    #: ended still finds it here. One forgotten is asked about with a ``fetch_order`` if a trade of it is read
+    #: ended still finds it here. One forgotten is asked about with a ``fetch_order`` if it is read
     #: again, never sent again (the ledger knows it ended). About 0.7 KB an ended order (1.4 KB a closed
     #: position's two): at 10,000 that was 7 MB, and each trade searched them all (docs/benchmarks.md, "The
     #: soak's executor RSS flat").
     max_kept = 256
-    #: Exchange order id → client order id learnt by ``fetch_order`` for trades of orders not followed (a restart
-    #: reading every trade, ``fills_since(None)``), newest kept. Its own bound, far above ``max_kept``: an entry
-    #: is two short strings (about 0.2 KB), and one forgotten is a GET /order again for each of its trades at each
-    #: such read (with ``max_kept`` an exchange of 300 ended orders cost 300 lookups on every read).
-    max_order_lookups = 10_000
-
     def __init__(self, config: CcxtVenueConfig, connection: CcxtConnection | None = None, *,
                  environ: Mapping[str, str] | None = None, now: Callable[[], datetime] | None = None):
         self.config = config
@@ -119,8 +112,6 @@ class CcxtVenue:
         #: Orders refused before or by the exchange (the exchange keeps no record of a refusal).
         self._refused: dict[str, OrderReport] = {}
         self._events: list[ExecutionEvent] = []
-        #: Exchange order id → client order id of trades' orders not followed (``max_order_lookups``).
-        self._client_ids: dict[str, str] = {}
         #: The span over which "does not exist" must last to be believed (``--exchange-not-found-seconds``).
         self.not_found_after = timedelta(seconds=config.not_found_seconds)
         #: Followed orders the exchange has lately answered it does not know: lost only once that persists.
@@ -331,40 +322,15 @@ class CcxtVenue:
         orders.sort(key=lambda o: (o.get("timestamp") or 0, str(o.get("id"))))
         return [self._report(order) for order in orders]
 
-    def fills_since(self, cursor: str | None) -> tuple[list[FillReport], str | None]:
-        """Trades on the watched markets after ``cursor``, and the cursor to pass next time.
-
-        The cursor is JSON: per market, the last trade's time, the ids seen at that time and the
-        last id. Binance pages by trade id (``fromId``): a time window there spans at most a day,
-        so after a longer quiet spell a time cursor would never move again. Other exchanges page
-        by time, the ids at the last instant keeping a trade from being handed out twice.
-        """
-        marks: dict[str, list[Any]] = json.loads(cursor) if cursor else {}
-        fills: list[FillReport] = []
-        for market in self._watched():
-            since, seen, last_id = marks.get(market, [None, [], None])
-            for trade in self._trades_after(market, since, last_id):
-                if str(trade["id"]) in seen:
-                    continue
-                fills.append(self._fill(trade, self._client_id(trade, market), trade["timestamp"]))
-                stamp = int(trade["timestamp"])
-                if since is None or stamp > since:
-                    since, seen = stamp, []
-                seen = sorted({*seen, str(trade["id"])})
-                last_id = str(trade["id"])
-            if since is not None:
-                marks[market] = [since, seen, last_id]
-        fills.sort(key=lambda f: (f.at, f.venue_trade_id))
-        return fills, json.dumps(marks, sort_keys=True)
-
     def order_fills(self, client_order_id: str) -> list[FillReport]:
         """Every fill of one order, read from its own trades (``_order_trades``: page by page, that order only): the
-        cost of one order, not of the account's history. Empty when the exchange does not know it."""
+        cost of one order, not of the account's history. Empty for an order the exchange refused or does not know."""
         tracked = self._orders.get(client_order_id)
         if tracked is None or not tracked.venue_order_id:
-            if self.fetch_order(client_order_id) is None:
+            self.fetch_order(client_order_id)  # follows it from now on, when the exchange has it
+            tracked = self._orders.get(client_order_id)
+            if tracked is None or not tracked.venue_order_id:  # refused, or never seen
                 return []
-            tracked = self._orders[client_order_id]
         return [self._fill(trade, client_order_id, trade.get("timestamp"))
                 for trade in self._order_trades(tracked.venue_order_id, tracked.market)]
 
@@ -379,21 +345,6 @@ class CcxtVenue:
         while True:
             page = self._call(self.exchange.fetch_order_trades, venue_order_id, market, None, self.trade_page,
                               {"fromId": after + 1})
-            trades.extend(page)
-            if len(page) < self.trade_page:
-                return trades
-            after = max(int(t["id"]) for t in page)
-
-    def _trades_after(self, market: str, since: int | None, last_id: str | None) -> list[dict[str, Any]]:
-        """The market's trades from ``since`` (or after trade ``last_id``, where the exchange pages by id), oldest
-        first, every page of them."""
-        if not self.exchange.id.startswith("binance") or last_id is None or not last_id.isdigit():
-            return sorted(self._call(self.exchange.fetch_my_trades, market, since),
-                          key=lambda t: (int(t["timestamp"]), str(t["id"])))
-        trades: list[dict[str, Any]] = []
-        after = int(last_id)
-        while True:
-            page = self._call(self.exchange.fetch_my_trades, market, None, self.trade_page, {"fromId": after + 1})
             trades.extend(page)
             if len(page) < self.trade_page:
                 return trades
@@ -546,32 +497,6 @@ class CcxtVenue:
         info = order.get("info") or {}
         # A cancel's reply names the cancel request's own id; the order's is origClientOrderId.
         return str(info.get("origClientOrderId") or order.get("clientOrderId") or "")
-
-    def _client_id(self, trade: dict[str, Any], market: str) -> str:
-        """The client order id of a trade's order (trades name only the exchange's order id); "" while the exchange
-        answers that the order does not exist.
-
-        The trade is the exchange's own record that the order exists, so "does not exist" is its lag right after
-        accepting the order (Binance's -2013): not a failure, nor a loss. The trade is then nobody's for this read and
-        its answer is not remembered (asked again at the next read). The one reader, ``OrderRouter._take_report``,
-        wants the trades of the order it has just found, which this venue follows from then on (``fetch_order``): a
-        trade of it never needs this lookup. An order of ours whose reply never came books its fills when it is found
-        itself. It used to end the job as a crash: a restart adopting one order while another was hidden.
-        """
-        import ccxt
-
-        order_id = str(trade.get("order"))
-        for tracked in self._orders.values():
-            if tracked.venue_order_id == order_id:
-                return tracked.client_order_id
-        if order_id not in self._client_ids:
-            try:
-                order = self._call(self.exchange.fetch_order, order_id, market, answers=(ccxt.OrderNotFound,))
-            except ccxt.OrderNotFound:
-                return ""
-            _bounded(self._client_ids, self.max_order_lookups)
-            self._client_ids[order_id] = self._client_id_of(order)
-        return self._client_ids[order_id]
 
     def _fill(self, trade: dict[str, Any], client_order_id: str, timestamp: Any) -> FillReport:
         fee = trade.get("fee") or {}

@@ -294,10 +294,6 @@ class Venue(Protocol):
         """Orders accepted and not yet terminal."""
         ...
 
-    def fills_since(self, cursor: str | None) -> tuple[list[FillReport], str | None]:
-        """Fills after ``cursor`` (all of them for None), and the cursor to pass next time."""
-        ...
-
     def order_fills(self, client_order_id: str) -> list[FillReport]:
         """Every fill of one order the venue lists, oldest first (its own trades only: the cost of one order, not
         of the account's history)."""
