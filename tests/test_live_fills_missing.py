@@ -24,6 +24,7 @@ from exchange_sim_helpers import simulator_process
 from executor_process import Executor
 from test_live_faults_e2e import events, healthz, journaled, until
 from test_live_faults_lag import CLEAN, KEY, SECRET, sim
+from tradeexecutor.cli.client_cmd import status_lines
 from tradeexecutor.ledger import load_state
 from tradeexecutor.state import OrderStatus
 
@@ -74,6 +75,9 @@ def test_an_order_whose_trades_never_come_is_surfaced_kept_followed_and_cleared_
             [shown] = status["fills_missing"]
             assert shown["client_order_id"] == cid and shown["reason"] == fields["reason"]
             assert not status["safe_mode"]
+            shown_lines = [line.split(":", 1)[1].strip() for line in status_lines(status, None)
+                           if line.startswith("fills missing:")]  # `tradeexecutor status`
+            assert shown_lines == [fields["reason"]]
             code, health = healthz(first)
             assert code == 503 and fields["reason"] in health["reasons"], health
             assert gauge(first, "tradeexecutor_orders_fills_missing") == 1
