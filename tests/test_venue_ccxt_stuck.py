@@ -5,7 +5,8 @@ injected, every figure counted at the simulator's request log:
 
 - an order the exchange says filled while its trades stay unlisted (``trades_lag`` until deleted) is reported once
   (``OrderFillsMissing``) after ``FILLS_MISSING_AFTER_ANSWERS`` polls over ``--exchange-fills-missing-seconds``, not
-  before and not again, stays followed, and its fill comes as usual once its trade is listed;
+  before and not again, stays followed — asked once a fifth of the span from then on, not at each poll — and its
+  fill comes as usual once its trade is listed;
 - a restart adopting one order reads that order and its own trades only, however many other orders the account
   traded (it read every trade of the market and looked up each other order);
 - a restart asking about orders while the exchange answers 503 stops at the first failed request.
@@ -26,6 +27,7 @@ from tradeexecutor.errors import TemporaryError
 from tradeexecutor.state import OrderPurpose, OrderSide, OrderStatus, client_order_id, run_key
 from tradeexecutor.store import StateStore
 from tradeexecutor.venue import OrderAccepted, OrderFilled, OrderRequest
+from tradeexecutor.venue.ccxt_venue import REPORTED_ASKED_PER_SPAN
 from tradeexecutor.venue.model import FILLS_MISSING_AFTER, FILLS_MISSING_AFTER_ANSWERS, OrderFillsMissing
 
 pytest.importorskip("ccxt")
@@ -55,14 +57,20 @@ def test_an_order_whose_trades_never_come_is_reported_once_after_the_span_and_st
     (said,) = stuck.poll()
     assert said == OrderFillsMissing("stuck-1", 10.0, 0.0, T0, T0 + FILLS_MISSING_AFTER)
     before = len(running.requests())
-    for _ in range(3):  # once per order: further polls still ask (followed), and say nothing more
-        now[0] += timedelta(minutes=5)
+    for _ in range(5):  # reported: asked once a fifth of the span (a minute), not at each poll
+        now[0] += timedelta(seconds=10)
         assert stuck.poll() == []
-    assert requests_since(running, before, "GET", "/api/v3/order") == 3  # still followed: asked at each poll
+    assert requests_since(running, before, "GET", "/api/v3/order") == 0
+    for _ in range(3):  # still followed, and said once per order
+        now[0] += FILLS_MISSING_AFTER / REPORTED_ASKED_PER_SPAN
+        assert stuck.poll() == []
+    assert requests_since(running, before, "GET", "/api/v3/order") == 3
     assert running.control("DELETE", f"faults/{lag['id']}")[0] == 200
+    assert stuck.poll() == []  # listed now, but not yet due: booked at the next ask
+    now[0] += FILLS_MISSING_AFTER / REPORTED_ASKED_PER_SPAN
     (filled,) = stuck.poll()
     assert isinstance(filled, OrderFilled) and filled.complete and filled.fill.quantity == 10
-    assert stuck._short == {}
+    assert stuck._missing == {}
     before = len(running.requests())
     assert stuck.poll() == []
     assert requests_since(running, before, "GET", "/api/v3/order") == 0  # ended: no longer asked about

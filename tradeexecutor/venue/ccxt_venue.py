@@ -87,6 +87,22 @@ class _Tracked:
     trade_ids: set[str] | tuple[str, ...] = field(default_factory=set)
 
 
+@dataclass(slots=True)
+class _Missing:
+    """A followed order the exchange says ended while its trades do not add up: since when, answers in a row."""
+
+    #: The first such answer, and the latest.
+    first: datetime
+    asked: datetime
+    answers: int = 0
+    #: Whether ``OrderFillsMissing`` was queued (once per order).
+    told: bool = False
+
+
+#: A reported order (``OrderFillsMissing``) is asked about this many times per ``--exchange-fills-missing-seconds``.
+REPORTED_ASKED_PER_SPAN = 5
+
+
 class CcxtVenue:
     """The venue interface over a ccxt exchange (spot)."""
 
@@ -118,9 +134,9 @@ class CcxtVenue:
         self._not_found = NotFoundAnswers(span=self.not_found_after)
         #: The span over which an ended order's trades must stay missing before it is reported (``OrderFillsMissing``).
         self.fills_missing_after = timedelta(seconds=config.fills_missing_seconds)
-        #: Followed orders the exchange says ended while their trades do not add up: the first such answer's time,
-        #: how many in a row, and whether ``OrderFillsMissing`` was queued. Rare; dropped as the order ends here.
-        self._short: dict[str, tuple[datetime, int, bool]] = {}
+        #: Followed orders the exchange says ended while their trades do not add up (``_Missing``). Rare; dropped as
+        #: the order ends here.
+        self._missing: dict[str, _Missing] = {}
         #: The clock of events and of ``_not_found`` (tests drive it): the exchange's time by default.
         self._clock = now
 
@@ -360,7 +376,7 @@ class CcxtVenue:
     def poll(self) -> list[ExecutionEvent]:
         """Events queued by submits and cancels, then what each followed open order did since the last poll."""
         for tracked in list(self._orders.values()):
-            if tracked.status not in TERMINAL_STATUSES and tracked.venue_order_id:
+            if tracked.status not in TERMINAL_STATUSES and tracked.venue_order_id and self._due(tracked.client_order_id):
                 self._refresh(tracked)
         events, self._events = self._events, []
         self._forget_ended()
@@ -396,7 +412,7 @@ class CcxtVenue:
             if order is None:
                 if self._not_found.lost(tracked.client_order_id, self._now()):
                     del self._orders[tracked.client_order_id]
-                    self._short.pop(tracked.client_order_id, None)
+                    self._missing.pop(tracked.client_order_id, None)
                     self._events.append(OrderLost(tracked.client_order_id, self._now()))
                 return
         self._take(order, announce=False)
@@ -445,7 +461,7 @@ class CcxtVenue:
             tracked.status = OrderStatus.partially_filled  # its trades lag its status: followed until they add up
             self._still_short(cid, report.filled_quantity, tracked.filled)
             return
-        self._short.pop(cid, None)
+        self._missing.pop(cid, None)
         was_ended = tracked.status in TERMINAL_STATUSES
         if ended and not was_ended and report.status is OrderStatus.filled and not new and tracked.filled > 0:
             # The trade list ran ahead of the status: an earlier poll read the order partly filled, then its trades
@@ -471,12 +487,22 @@ class CcxtVenue:
         """One more answer that the order ended with trades missing: ``OrderFillsMissing`` queued once that has lasted
         (``FILLS_MISSING_AFTER_ANSWERS`` answers in a row over ``fills_missing_after``), once per order."""
         now = self._now()
-        first, answers, told = self._short.get(cid, (now, 0, False))
-        answers += 1
-        if not told and answers >= FILLS_MISSING_AFTER_ANSWERS and now - first >= self.fills_missing_after:
-            self._events.append(OrderFillsMissing(cid, filled, listed, first, now))
-            told = True
-        self._short[cid] = (first, answers, told)
+        missing = self._missing.setdefault(cid, _Missing(now, now))
+        missing.answers += 1
+        missing.asked = now
+        if not missing.told and missing.answers >= FILLS_MISSING_AFTER_ANSWERS and (
+                now - missing.first >= self.fills_missing_after):
+            self._events.append(OrderFillsMissing(cid, filled, listed, missing.first, now))
+            missing.told = True
+
+    def _due(self, cid: str) -> bool:
+        """Whether the poll asks about a followed order now: always, except one reported with its trades missing
+        (``OrderFillsMissing``), asked once per ``fills_missing_after`` / ``REPORTED_ASKED_PER_SPAN`` (a minute by
+        default) — two requests a poll for weeks (each job polls) bought nothing but load on the rate limit; its
+        trades, once listed, are booked at most that much later."""
+        missing = self._missing.get(cid)
+        return missing is None or not missing.told or (
+            self._now() - missing.asked >= self.fills_missing_after / REPORTED_ASKED_PER_SPAN)
 
     def _report(self, order: dict[str, Any]) -> OrderReport:
         status = _STATUSES.get(str(order.get("status")), OrderStatus.open)
