@@ -114,6 +114,7 @@ class CcxtVenue:
     #: position's two): at 10,000 that was 7 MB, and each trade searched them all (docs/benchmarks.md, "The
     #: soak's executor RSS flat").
     max_kept = 256
+
     def __init__(self, config: CcxtVenueConfig, connection: CcxtConnection | None = None, *,
                  environ: Mapping[str, str] | None = None, now: Callable[[], datetime] | None = None):
         self.config = config
