@@ -33,7 +33,9 @@ class MissingFills:
     def before(self, state: State, lines: Iterable[Mapping[str, Any]]) -> None:
         """At start-up: the orders an earlier process journaled ``order_fills_missing`` (the fields of those lines)
         that have not ended since, taken as reported here too: the line is written once per order across restarts,
-        and /status shows them again at once (the venue's new count would take its span to say so again)."""
+        and /status shows them again at once (the venue's new count would take its span to say so again). Read before
+        the start-up's reconciliation: one whose trades came while no process ran is ended by it, and journaled
+        ``order_fills_found`` at the first ``news``."""
         waiting = {o.client_order_id for p in state.portfolio.open_positions for o in p.orders if not o.is_terminal}
         for fields in lines:
             cid = str(fields.get("client_order_id") or "")
