@@ -18,6 +18,7 @@ METRIC_NAMES: frozenset[str] = frozenset({
     "tradeexecutor_safe_mode",                       # 1 after a crash loop: strategy not called
     "tradeexecutor_paused",                          # 1 while an operator paused it
     "tradeexecutor_risk_paused",                     # 1 while a risk limit keeps entries paused
+    "tradeexecutor_orders_fills_missing",            # live: ended orders whose trades have not added up (followed)
     "tradeexecutor_risk_drawdown",                   # fraction below the equity peak
     "tradeexecutor_risk_daily_loss",                 # fraction below the UTC day's starting equity
     "tradeexecutor_risk_losing_streak",              # positions closed at a loss in a row

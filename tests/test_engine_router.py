@@ -89,10 +89,10 @@ def twin() -> InMemoryVenue:
 def check_books(state: State, venue: InMemoryVenue) -> None:
     """One venue order per client id, our fills = the venue's fills, figures = fills replayed."""
     submits = [cid for method, cid in venue.calls if method == "submit"]
-    accepted = {r.client_order_id for r in venue.open_orders()} | {
-        f.client_order_id for f in venue.fills_since(None)[0]}
+    every = [f for cid in dict.fromkeys(submits) for f in venue.order_fills(cid)]
+    accepted = {r.client_order_id for r in venue.open_orders()} | {f.client_order_id for f in every}
     assert len(accepted) <= len(set(submits))
-    venue_fills = sorted((f.client_order_id, f.venue_trade_id, f.quantity, f.price) for f in venue.fills_since(None)[0])
+    venue_fills = sorted((f.client_order_id, f.venue_trade_id, f.quantity, f.price) for f in every)
     ours = sorted((o.client_order_id, f.venue_trade_id, f.quantity, f.price)
                   for o in state.portfolio.all_orders() for f in o.fills)
     assert ours == venue_fills

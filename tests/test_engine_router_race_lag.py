@@ -23,9 +23,9 @@ class Lagging(Stale):
     shown: int | None = None
     scripted: list[ExecutionEvent] | None = None
 
-    def fills_since(self, cursor: str | None) -> tuple[list[FillReport], str | None]:
-        fills, cursor = super().fills_since(cursor)
-        return (fills if self.shown is None else fills[:self.shown]), cursor
+    def order_fills(self, client_order_id: str) -> list[FillReport]:
+        fills = super().order_fills(client_order_id)
+        return fills if self.shown is None else fills[:self.shown]
 
     def poll(self) -> list[ExecutionEvent]:
         if self.scripted is not None:

@@ -90,7 +90,9 @@ def live_engine(tmp_path: Path, journal: Journal, prices: list[Any] | None = Non
 def check_books(engine: Engine, venue: InMemoryVenue) -> None:
     """The ledger equals the exchange: every fill of it ours, cash and the quantity held the same."""
     state = engine.state
-    venue_fills = sorted((f.client_order_id, f.venue_trade_id, f.quantity, f.price) for f in venue.fills_since(None)[0])
+    sent = dict.fromkeys(cid for method, cid in venue.calls if method == "submit")
+    venue_fills = sorted((f.client_order_id, f.venue_trade_id, f.quantity, f.price)
+                         for cid in sent for f in venue.order_fills(cid))
     ours = sorted((o.client_order_id, f.venue_trade_id, f.quantity, f.price)
                   for o in state.portfolio.all_orders() for f in o.fills)
     assert ours == venue_fills
@@ -799,16 +801,16 @@ def test_live_a_cancel_that_failed_before_its_request_was_on_record_journals_the
 
     journal: Journal = []
     engine, venue, entry = _entry_of_unknown_outcome(tmp_path, journal, arrived=True)
-    fills_since = venue.fills_since
+    order_fills = venue.order_fills
 
-    def unreachable(cursor: Any) -> Any:
-        del venue.fills_since
+    def unreachable(client_order_id: Any) -> Any:
+        del venue.order_fills
         raise TemporaryError("the exchange is unreachable")
 
-    venue.fills_since = unreachable  # type: ignore[method-assign]
+    venue.order_fills = unreachable  # type: ignore[method-assign]
     with pytest.raises(TemporaryError, match="unreachable"):
         engine.cancel_entries(1, "cancelled: risk limit max_drawdown hit")
-    assert venue.fills_since == fills_since and entry.venue_order_id and entry.status is OrderStatus.unknown
+    assert venue.order_fills == order_fills and entry.venue_order_id and entry.status is OrderStatus.unknown
     assert not [e for e, _ in journal if e in ("order_cancel_requested", "order_cancelled")]
     engine.settle_unknown()  # the retried job's start
     assert entry.status in (OrderStatus.unknown, OrderStatus.open)

@@ -739,16 +739,16 @@ def test_live_an_order_whose_fills_could_not_be_read_yet_is_not_taken_for_lost(t
 
     journal: Journal = []
     engine, venue, entry = _entry_of_unknown_outcome(tmp_path, journal, arrived=True)
-    fills_since = venue.fills_since
+    order_fills = venue.order_fills
 
-    def unreachable(cursor: Any) -> Any:
-        del venue.fills_since
+    def unreachable(client_order_id: Any) -> Any:
+        del venue.order_fills
         raise TemporaryError("the exchange is unreachable")
 
-    venue.fills_since = unreachable  # type: ignore[method-assign]
+    venue.order_fills = unreachable  # type: ignore[method-assign]
     with pytest.raises(TemporaryError, match="unreachable"):
         engine.cancel_entries(1, "cancelled: risk limit max_drawdown hit")
-    assert venue.fills_since == fills_since and entry.venue_order_id and entry.status is OrderStatus.unknown
+    assert venue.order_fills == order_fills and entry.venue_order_id and entry.status is OrderStatus.unknown
     engine.drain()  # the next job's start
     engine.settle_unknown()
     assert engine.lost == {} and not [e for e, _ in journal if e == "order_lost"]

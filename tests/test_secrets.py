@@ -359,7 +359,7 @@ def test_the_ccxt_venue_never_shows_its_credentials(caplog: pytest.LogCaptureFix
         venue = CcxtVenue(settings, environ=environ)
         shown += [repr(venue), repr(venue.connection), repr(settings), str(venue.balances())]
         venue.submit(OrderRequest("scan-1", "BTC/USDT", OrderSide.buy, value=100.0))
-        shown += [repr(venue.poll()), repr(venue.fetch_order("scan-1")), repr(venue.fills_since(None))]
+        shown += [repr(venue.poll()), repr(venue.fetch_order("scan-1")), repr(venue.order_fills("scan-1"))]
         faults = [{"kind": "error", "status": 503}, {"kind": "rate_limit", "retry_after": 1},
                   {"kind": "timeout", "hang_seconds": 10}]
         for number, spec in enumerate(faults):

@@ -107,12 +107,12 @@ def test_every_api_base_points_at_the_url_and_only_spot_endpoints_are_called(run
     assert venue.instruments(["AAA"])["AAA"].tick_size == 0.01
     venue.balances()
     venue.open_orders()
-    venue.fills_since(None)
+    assert venue.order_fills("never-sent") == []
     hosts = {base.split("/")[2] for base in _strings(venue.exchange.urls["api"])}
     assert hosts == {running.url.split("/")[2]}
     requests = running.requests()
     assert {r["path"] for r in requests} == {"/api/v3/exchangeInfo", "/api/v3/time", "/api/v3/account",
-                                             "/api/v3/openOrders", "/api/v3/myTrades"}
+                                             "/api/v3/openOrders", "/api/v3/order"}
     assert venue.exchange.enableRateLimit
 
 
@@ -288,7 +288,7 @@ def test_a_timeout_after_accept_is_unknown_and_resolved_by_client_id_never_resen
     assert [o["clientOrderId"] for o in orders] == ["lost-1"]  # exactly one order on the exchange
     (event,) = venue.poll()  # adopted: its fill arrives like any other
     assert isinstance(event, OrderFilled) and event.complete
-    fills, _ = venue.fills_since(None)
+    fills = venue.order_fills("lost-1")
     assert [f.venue_trade_id for f in fills] == [event.fill.venue_trade_id]
 
 
@@ -317,7 +317,7 @@ def test_partial_fills_arrive_as_they_happen(running: Running) -> None:
     assert venue.fetch_order("part-1").status is OrderStatus.partially_filled  # type: ignore[union-attr]
     later: list[Any] = wait_for(lambda: venue.poll() or None, timeout=60)
     assert [type(e) for e in later] == [OrderFilled] and later[0].complete and later[0].fill.quantity == 5
-    fills, _ = venue.fills_since(None)
+    fills = venue.order_fills("part-1")
     _, trades = running.control("GET", "trades")
     assert sorted(f.venue_trade_id for f in fills) == sorted(str(t["id"]) for t in trades)
 
@@ -389,7 +389,7 @@ def test_a_reply_without_its_fills_has_them_fetched(running: Running) -> None:
     venue.submit(OrderRequest("result-1", "AAA", OrderSide.buy, value=1000.0))
     _accepted, filled = venue.poll()
     assert isinstance(filled, OrderFilled) and filled.complete and filled.fill.quantity == 10
-    assert venue.fills_since(None)[0] == [filled.fill]
+    assert venue.order_fills("result-1") == [filled.fill]
     assert venue.poll() == []
 
 
@@ -460,26 +460,6 @@ def test_cancelling_an_order_that_filled_first_reports_the_fill(running: Running
     assert isinstance(filled, OrderFilled) and filled.complete and filled.fill.price == 90.0
 
 
-def test_fills_are_paged_by_trade_id_on_binance_none_twice_none_missed(running: Running) -> None:
-    venue = make_venue(running, 10_000.0)
-    venue.trade_page = 2
-    pin(running, 100.0)
-    for number in range(3):
-        venue.submit(OrderRequest(f"page-a{number}", "AAA", OrderSide.buy, quantity=1))
-    first, cursor = venue.fills_since(None)
-    assert [f.client_order_id for f in first] == ["page-a0", "page-a1", "page-a2"]
-    for number in range(5):
-        venue.submit(OrderRequest(f"page-b{number}", "AAA", OrderSide.buy, quantity=1))
-
-    def my_trades_requests() -> int:
-        return [r["path"] for r in running.requests()].count("/api/v3/myTrades")
-
-    before = my_trades_requests()
-    second, cursor = venue.fills_since(cursor)
-    assert [f.client_order_id for f in second] == [f"page-b{n}" for n in range(5)]
-    assert my_trades_requests() - before == 3  # pages of 2, 2 and 1, each from the last trade id on
-    assert venue.fills_since(cursor) == ([], cursor)
-
 
 def test_memory_stays_bounded_over_many_orders_and_open_ones_are_never_forgotten(running: Running) -> None:
     venue = make_venue(running, 10_000.0)
@@ -541,37 +521,6 @@ def test_an_ended_order_kept_costs_a_few_hundred_bytes_and_its_trades_still_coun
     assert not [event for event in venue.poll() if isinstance(event, OrderFilled)]
     assert isinstance(venue._orders["ended-0"].trade_ids, tuple) and len(venue._orders["ended-0"].trade_ids) == 1
 
-
-def test_a_restart_reading_every_trade_asks_about_each_ended_order_once_more_than_it_follows(
-        running: Running) -> None:
-    """Counted: more ended orders on the exchange than the venue follows (``max_kept``): a restarted venue reading
-    every trade (``fills_since(None)``) asks the exchange once for each trade's order, then remembers the answer
-    under its own, larger bound (``max_order_lookups``), so reading every trade again asks nothing; with that
-    bound below the orders, each read asks again (the memory stays within it)."""
-    venue = make_venue(running, 10_000.0)
-    pin(running, 100.0)
-    for number in range(8):
-        venue.submit(OrderRequest(f"ended-{number}", "AAA", OrderSide.buy, quantity=1))
-    venue.poll()
-
-    def order_lookups(before: int) -> int:
-        return sum(1 for r in running.requests()[before:] if r["path"] == "/api/v3/order" and r["method"] == "GET")
-
-    for lookups_kept, again in ((CcxtVenue.max_order_lookups, 0), (5, 8)):
-        restarted = aaa_venue(running)
-        restarted.max_kept = 3  # fewer than the ended orders, as 256 are for a long-running exchange account
-        restarted.max_order_lookups = lookups_kept
-        asked = []
-        for _ in range(2):
-            before = len(running.requests())
-            fills, _ = restarted.fills_since(None)
-            assert [f.client_order_id for f in fills] == [f"ended-{n}" for n in range(8)]
-            asked.append(order_lookups(before))
-            assert len(restarted._client_ids) <= min(lookups_kept, 8)
-        assert asked == [8, again], (lookups_kept, asked)
-
-
-# -- the trade list lagging the order status (issue 13) --------------------------------------------------
 
 
 def lagging_venue(running: Running) -> tuple[CcxtVenue, int]:

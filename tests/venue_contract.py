@@ -116,9 +116,8 @@ class VenueContract:
         assert report is not None and report.status is OrderStatus.filled
         assert report.filled_quantity == 10 and report.average_price == 100.0 and report.venue_order_id
         assert venue.open_orders() == []
-        fills, cursor = venue.fills_since(None)
-        assert fills == [fill]
-        assert venue.fills_since(cursor) == ([], cursor)
+        assert venue.order_fills("b1") == [fill]
+        assert venue.order_fills("b1") == [fill]  # read again: the same, nothing consumed
         balances = venue.balances()
         assert balances["AAA"].free == 10
         assert balances["USD"].free == pytest.approx(10_000.0 - 1000.0 - 1.0)
@@ -131,8 +130,7 @@ class VenueContract:
         with pytest.raises(DuplicateOrderError, match="b1"):
             venue.submit(buy("b1", value=1000.0))
         harness.after(venue, 100.0, T0)
-        fills, _ = venue.fills_since(None)
-        assert len(fills) == 1 and venue.balances()["AAA"].free == 10
+        assert len(venue.order_fills("b1")) == 1 and venue.balances()["AAA"].free == 10
 
     def test_selling_what_is_not_held_is_rejected_with_a_reason(self, harness: Harness) -> None:
         venue = self.venue(harness)
@@ -144,7 +142,7 @@ class VenueContract:
         assert events[-1].text
         report = venue.fetch_order("s1")
         assert report is not None and report.status is OrderStatus.rejected
-        assert report.reject_reason is RejectReason.nothing_to_sell and venue.fills_since(None)[0] == []
+        assert report.reject_reason is RejectReason.nothing_to_sell and venue.order_fills("s1") == []
 
     def test_a_buy_the_cash_cannot_pay_for_is_rejected_and_cash_never_goes_negative(self, harness: Harness) -> None:
         venue = self.venue(harness, cash=50.0)
@@ -198,7 +196,7 @@ class VenueContract:
         assert [type(e) for e in events] == [OrderAccepted, OrderCancelled]
         report = venue.fetch_order("b1")
         assert report is not None and report.status is OrderStatus.cancelled and report.filled_quantity == 0
-        assert venue.fills_since(None)[0] == [] and venue.balances()["USD"].free == 10_000.0
+        assert venue.order_fills("b1") == [] and venue.balances()["USD"].free == 10_000.0
         venue.cancel("b1")  # cancelling a terminal order (or one never sent) changes nothing
         venue.cancel("never-sent")
         assert venue.poll() == []

@@ -451,6 +451,15 @@ class CcxtVenueConfig:
                                             "far past that. Lower only for an exchange without that lag (a "
                                             "simulator). Used by a running executor (`start`, `runs start`) only: `check` "
                                             "and `reconcile` look once and send nothing.")
+    fills_missing_seconds: float = setting(300.0, flag="--exchange-fills-missing-seconds",
+                                           spec="core.exchange_fills_missing_seconds", fingerprint_when_set=True,
+                                           unit="seconds", minimum=0, above=0, maximum=86400,
+                                           help="How long an order the exchange says ended may have fewer trades "
+                                                "listed than it says filled (3 answers in a row over at least "
+                                                "this) before it is reported: journaled order_fills_missing, in "
+                                                "/status, /healthz and /metrics. It is followed either way, never "
+                                                "ended short. Binance's trade list trails an order's status by "
+                                                "moments; five minutes is far past that.")
     #: Quote asset of symbols written without one (``EUR`` → ``EUR/USD`` when quote is USD).
     quote: str | None = None
     #: Symbols whose orders and trades are looked through for ids this process did not send itself.

@@ -207,6 +207,7 @@ def status_lines(payload: dict[str, Any], zone: tzinfo | None) -> list[str]:
         rows.append(("safe mode reason", str(payload["safe_mode_reason"])))
     if payload.get("risk_paused") and payload.get("risk_pause_reason"):
         rows.append(("risk pause", str(payload["risk_pause_reason"])))
+    rows += [("fills missing", str(order.get("reason"))) for order in payload.get("fills_missing") or []]
     rows.append(("mode", str(payload.get("mode") or "-")))
     if payload.get("prices"):
         rows.append(("prices", str(payload["prices"])))

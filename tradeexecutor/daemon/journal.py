@@ -63,6 +63,7 @@ _LEVELS = {
     "cycle_missed": "warning",
     "temporary_failure": "warning",
     "reconciliation_mismatch": "warning",
+    "order_fills_missing": "warning",
     "order_lost": "error",
     "crashed": "error",
     "error": "error",

@@ -392,6 +392,9 @@ class ExecutorLoop:
                 self.watchdog.job_finished()
         if len(self.engine.lost) > self._lost_seen and self.outcome is None:
             self._needs_operator()
+        missing = list(self.engine.missing_fills.orders.values())
+        if missing != self.runstate.fills_missing:  # rare news: orders whose trades the exchange does not list
+            self.runstate.update(fills_missing=missing)
 
     def _needs_operator(self) -> None:
         """The engine found orders the exchange lost (``Engine.lost``): safe mode, its reason naming each and what to

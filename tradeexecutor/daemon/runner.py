@@ -346,6 +346,7 @@ def build_daemon(config: DaemonConfig, *, clock: Clock | None = None, journal: E
             engine.live_venue = venue  # the loop's write-ahead router sends every order to the exchange
             engine.not_found_after = timedelta(seconds=config.exchange.not_found_seconds)
             engine.cancels_asked_before(store.journaled("order_cancel_requested"))  # journaled once, across restarts
+            engine.missing_fills.before(state, store.journaled("order_fills_missing"))  # once, across restarts too
         feed: ReplayFeed
         if paper is not None:
             feed = paper.feed(runstate, monotonic=clock.monotonic)

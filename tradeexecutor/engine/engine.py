@@ -44,6 +44,7 @@ import pandas as pd
 from tradeexecutor.config import EngineConfig
 from tradeexecutor.data.market import MarketData
 from tradeexecutor.engine import accounting, triggers
+from tradeexecutor.engine.fills_missing import MissingFills
 from tradeexecutor.engine.risk import position_value_refusal
 from tradeexecutor.engine.router import OrderRouter, said
 from tradeexecutor.errors import ExchangeLagError, InvariantError, TemporaryError
@@ -261,6 +262,9 @@ class Engine:
         #: ``NotFoundAnswers``) when their cancel was asked about or the poll followed them — by client order id, with
         #: the words for a person (``_lost``).
         self.lost: dict[str, str] = {}
+        #: Live mode: orders the exchange says ended while their trades have not added up for long enough (still
+        #: followed), with the words for /status, /healthz and /metrics (``MissingFills``).
+        self.missing_fills = MissingFills()
         #: Live mode: the ExchangeLagError the last ``settle_unknown(hold=False)`` let pass (an order still waiting out
         #: the exchange's "does not exist" lag), None when no order waits; the cycle manages its bar, then raises it.
         self.lag: ExchangeLagError | None = None
@@ -1297,6 +1301,8 @@ class Engine:
         followed = [*taken, *_followed((p, o) for p, o in router.pending() if id(o) not in skip)]
         count = router.drain(commit=False)
         self._journal_changes(followed, resolved=resolved)
+        if router.fills_missing or self.missing_fills.orders:
+            self.missing_fills.news(router, self.state, self.events, self.symbol_of)
         return count
 
     def _journal_changes(self, followed: _Followed, *, resolved: bool = False) -> None:

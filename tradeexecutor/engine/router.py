@@ -41,6 +41,7 @@ from tradeexecutor.venue.model import (
     OrderCancelled,
     OrderExpired,
     OrderFilled,
+    OrderFillsMissing,
     OrderLost,
     OrderRejected,
     OrderReport,
@@ -89,6 +90,10 @@ class OrderRouter:
         #: a person); rare, kept for the process. An order ``unknown`` with the venue's id is not always one: its
         #: fills may only not have been read yet.
         self.lost: set[str] = set()
+        #: Orders the venue says ended whose trades have not added up for long enough (``OrderFillsMissing``), by
+        #: client order id: news for the engine to journal and show; the order stays as it is, followed. Rare;
+        #: dropped by the engine once the order ends.
+        self.fills_missing: dict[str, OrderFillsMissing] = {}
         #: The "does not exist" answers to ``resolve_order`` of orders the venue accepted: lost once they persist.
         self.not_found = not_found if not_found is not None else NotFoundAnswers()
 
@@ -164,6 +169,8 @@ class OrderRouter:
             accounting.cancel(order, event.text, event.at)
         elif isinstance(event, OrderExpired):
             order.transition(OrderStatus.expired, event.at, "time in force ran out")
+        elif isinstance(event, OrderFillsMissing):
+            self.fills_missing[order.client_order_id] = event  # news only: nothing booked, ended or resent
         elif isinstance(event, OrderLost):
             self.lost.add(order.client_order_id)
             if order.status is not OrderStatus.unknown:
@@ -269,19 +276,22 @@ class OrderRouter:
         """``resolve_order`` for each of ``orders``; the ones resolved with what happened, and the first TemporaryError
         (the first that is not an ExchangeLagError, if any).
 
-        One order's TemporaryError (the exchange unreachable, or ExchangeLagError: its "does not exist" not yet
-        lasted) leaves that order as it was and does not stop the others: an order found filled before it
-        must still be journaled and have its triggers armed by the caller, who then raises the error
-        (the failed orders are asked again at the retry, the found ones are no longer pending then).
+        An ExchangeLagError (one order's "does not exist" not yet lasted) leaves that order as it was and does not
+        stop the others. Any other TemporaryError (the exchange unreachable, down, limiting us) ends the round there:
+        the next order's request would fail the same way, and N orders would cost N failing requests at every retry
+        of an outage. Either way the orders resolved before it are returned — an order found filled must still be
+        journaled and have its triggers armed by the caller, who then raises the error (the others are asked again
+        at the retry; the found ones are no longer pending then).
         """
         resolved: list[tuple[Position, Order, str]] = []
         error: TemporaryError | None = None
         for position, order in orders:
             try:
                 resolved.append((position, order, self.resolve_order(position, order, send=send)))
+            except ExchangeLagError as exc:
+                error = error or exc
             except TemporaryError as exc:  # a real outage outranks a lag: the caller may let a lag pass, never it
-                if error is None or (isinstance(error, ExchangeLagError) and not isinstance(exc, ExchangeLagError)):
-                    error = exc
+                return resolved, exc
         return resolved, error
 
     def pending(self) -> list[tuple[Position, Order]]:
@@ -336,8 +346,7 @@ class OrderRouter:
         booked (``_apply_fill``). Either way the money moved once, when the fill was booked."""
         at = self.now()
         order.venue_order_id = report.venue_order_id
-        fills, _ = self.venue.fills_since(None)
-        mine = [f for f in fills if f.client_order_id == order.client_order_id]
+        mine = self.venue.order_fills(order.client_order_id)  # its own trades: the cost of one order, not of history
         whole = report.filled_quantity if report.status is OrderStatus.filled else (
             None if order.purpose is OrderPurpose.close else report.quantity)  # a close sells all held: its own size
         for index, fill in enumerate(mine):

@@ -33,6 +33,7 @@ from tradeexecutor.exchange_sim.matching import (
 from tradeexecutor.exchange_sim.numbers import fmt, parse_amount, parse_int, round_down, to_decimal
 from tradeexecutor.exchange_sim.orders import (
     Order,
+    Trade,
     cancel_json,
     new_order_json,
     order_json,
@@ -403,7 +404,17 @@ def new_order(sim: ExchangeSimulator, request: ApiRequest) -> Any:
         raise
     if partial_fault:
         sim.faults.use(partial_fault[0], clock)
-    return new_order_json(order, response_type, trades)
+    return new_order_json(order, response_type, _listed(sim, market.symbol, trades, clock))
+
+
+def _listed(sim: ExchangeSimulator, symbol: str, trades: list[Trade], clock: int) -> list[Trade]:
+    """A new order's trades less those a live ``trades_lag`` fault hides: its FULL reply lists only what the trade
+    list does (as an exchange whose reply carries no fills), so an executor's one way to learn them is that list.
+    Not a use of the fault (its count is of ``myTrades`` answers)."""
+    for fault in sim.faults.active(clock):
+        if fault.kind == "trades_lag" and fault.symbol in (None, symbol) and fault.from_trade_id is not None:
+            trades = [trade for trade in trades if trade.trade_id < fault.from_trade_id]
+    return trades
 
 
 def get_order(sim: ExchangeSimulator, request: ApiRequest) -> Any:

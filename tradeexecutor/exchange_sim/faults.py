@@ -23,7 +23,8 @@ both (whichever ends first), or neither (until cleared). Kinds:
 ``trades_lag``    the trade list lagging the order status: ``GET /api/v3/myTrades`` omits every trade made
                   after the fault was added (from ``from_trade_id``, the next trade id then), while the
                   order lookups already say the order filled; each answer that omits a trade counts one
-                  use (``count``: N answers), ``seconds`` ends it on the clock, or it lasts until deleted
+                  use (``count``: N answers), ``seconds`` ends it on the clock, or it lasts until deleted; a new
+                  order's FULL reply leaves those trades out of its ``fills`` too (not a use)
 
 ``timeout`` applies to ``POST /api/v3/order`` unless scoped otherwise; ``reject`` and
 ``partial_fill`` always to new orders; ``lag`` to ``GET /api/v3/order``; ``trades_lag`` to

@@ -15,6 +15,9 @@ The rule fails when
   speaks for it, after its grace;
 - the executor is in safe mode (a crash loop): it manages positions but its strategy is no
   longer called, which needs an operator — the reason says why and until when;
+- live: an order the exchange says ended has had fewer trades listed than it says filled for longer than
+  ``--exchange-fills-missing-seconds`` (``RunState.fills_missing``): it is followed until they come, but a
+  person should know, as of a lost order (safe mode) — the reason names the order and both figures;
 - a risk limit paused new entries (``--max-drawdown`` and the others): positions are still
   managed, but the strategy can open nothing until an operator looks and resumes
   (``POST /control/resume``), so the probe says so with the limit, its figure and the setting;
@@ -100,6 +103,7 @@ def assess_health(snapshot: RunState, limits: HealthLimits, now: datetime | None
         reasons.append(f"loop is not running (status {snapshot.status.value})")
     if snapshot.safe_mode:
         reasons.append(f"safe mode: {snapshot.safe_mode_reason or 'the strategy is not called'}")
+    reasons.extend(str(order.get("reason")) for order in snapshot.fills_missing)
     if snapshot.risk_paused:
         reasons.append(snapshot.risk_pause_reason or "risk limit hit: new entries are paused")
     overdue = next_cycle_overdue(snapshot, now)

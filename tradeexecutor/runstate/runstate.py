@@ -181,6 +181,10 @@ class RunState(DataClassJsonMixin):
     safe_mode: bool = False
     #: Why safe mode is on.
     safe_mode_reason: str | None = None
+    #: Live: orders the exchange says ended while the trades it lists have not added up for long enough
+    #: (``--exchange-fills-missing-seconds``), still followed: client order id, symbol, filled (what the exchange says
+    #: filled), listed (what its trades add up to), since, reason. Empty when there are none.
+    fills_missing: list[dict[str, Any]] = field(default_factory=list)
     #: A temporary failure the loop is retrying (network, exchange down, rate limit): the job, since when, retries,
     #: the last error's class and scrubbed message, the next try (``daemon/outage.py``); None while there is none.
     outage: dict[str, Any] | None = None

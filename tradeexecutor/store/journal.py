@@ -25,6 +25,9 @@ order_expired (live: an order the exchange ended with only part, or none, of it 
 order_lost (live: an order the exchange accepted once and no longer knows — found when its cancel was not
 confirmed, or by the ccxt venue's poll — once that answer has lasted, ``NotFoundAnswers``; once per order, across restarts;
 ``reason`` says what a person does: the executor enters safe mode),
+order_fills_missing (live: an order the exchange says ended having filled ``filled`` while its trades add up to
+``listed`` only, for ``--exchange-fills-missing-seconds``; still followed, nothing resent; once per order, across
+restarts), order_fills_found (its trades came: booked, the order ended; ``status``, ``filled_quantity``),
 decision_resumed (``cycle_time``, ``orders``: a cycle whose orders a killed process committed), intent_ignored, trigger_fired (``trigger``, ``trigger_price``, ``price``), revalued, crashed,
 safe_mode, paused, resumed, risk_limit_hit (``limit``, ``value``, ``threshold``, ``bar_time``),
 risk_pause_lifted, stop_requested, operator_action and operator_refused (``action``, ``by``,
@@ -90,6 +93,8 @@ EVENTS: frozenset[str] = frozenset(
         "order_unknown",
         "order_expired",
         "order_lost",
+        "order_fills_missing",
+        "order_fills_found",
         "order_adopted",
         "decision_resumed",
         "intent_ignored",

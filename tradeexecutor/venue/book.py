@@ -30,7 +30,7 @@ __all__ = ["MAX_KEPT_FILLS", "BookVenue", "OrderRecord"]
 
 #: A holding this small is none (engine/accounting.py treats a position's quantity the same way).
 _DUST = 1e-12
-#: Fills a venue keeps for ``fills_since`` and restart resolution; older ones are dropped (bounded memory over months).
+#: Fills a venue keeps for ``order_fills`` (restart resolution); older ones are dropped (bounded memory over months).
 MAX_KEPT_FILLS = 10_000
 
 _TERMINAL = frozenset({OrderStatus.filled, OrderStatus.cancelled, OrderStatus.rejected, OrderStatus.expired})
@@ -68,7 +68,7 @@ class BookVenue:
         self._balances: dict[str, float] = dict(balances)
         self._orders: dict[str, OrderRecord] = {}
         self._fills: list[FillReport] = []
-        #: Fills dropped from the front of ``_fills`` (cursors and trade ids count from the first fill ever).
+        #: Fills dropped from the front of ``_fills`` (trade ids count from the first fill ever).
         self._fills_dropped = 0
         self._events: list[ExecutionEvent] = []
         self._next_order = 1
@@ -100,10 +100,9 @@ class BookVenue:
         """Orders on the book, oldest first."""
         return [r.report() for r in self._orders.values() if r.status not in _TERMINAL]
 
-    def fills_since(self, cursor: str | None) -> tuple[list[FillReport], str | None]:
-        """Fills after the cursor (the count of fills already handed out), of the last ``MAX_KEPT_FILLS`` kept."""
-        start = max(int(cursor) if cursor else 0, self._fills_dropped)
-        return self._fills[start - self._fills_dropped:], str(self._fills_dropped + len(self._fills))
+    def order_fills(self, client_order_id: str) -> list[FillReport]:
+        """The fills of one order this venue still keeps (``MAX_KEPT_FILLS``), oldest first."""
+        return [fill for fill in self._fills if fill.client_order_id == client_order_id]
 
     def balances(self) -> dict[str, Balance]:
         """Free balance of every asset (market orders lock nothing)."""

@@ -18,12 +18,14 @@ An order ends here only when its trades add up: an exchange's trade list may lag
 order reads filled, or cancelled with a part filled, before ``myTrades`` lists every trade). Until the
 trades counted reach what the order says filled, its fills come without ``complete`` and without the
 end, ``fetch_order`` reports it ``partially_filled``, and it stays followed (never forgotten), asked
-again at each poll; then the last fill is ``complete`` or the end is queued, once (``_take``).
+again at each poll; then the last fill is ``complete`` or the end is queued, once (``_take``). If the trades stay
+missing (an exchange's bug, an order filled as its market was delisted), the order is still followed — ending it
+short would lose the missing fill — and once that has lasted (``FILLS_MISSING_AFTER_ANSWERS`` answers over
+``--exchange-fills-missing-seconds``) ``OrderFillsMissing`` is queued, once, for a person to see.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -35,6 +37,7 @@ from tradeexecutor.state import TERMINAL_STATUSES, OrderSide, OrderStatus, Order
 from tradeexecutor.venue.ccxt_connection import CcxtConnection
 from tradeexecutor.venue.ccxt_errors import reject_reason
 from tradeexecutor.venue.model import (
+    FILLS_MISSING_AFTER_ANSWERS,
     Balance,
     DuplicateOrderError,
     ExecutionEvent,
@@ -45,6 +48,7 @@ from tradeexecutor.venue.model import (
     OrderCancelled,
     OrderExpired,
     OrderFilled,
+    OrderFillsMissing,
     OrderLost,
     OrderRejected,
     OrderReport,
@@ -83,22 +87,33 @@ class _Tracked:
     trade_ids: set[str] | tuple[str, ...] = field(default_factory=set)
 
 
+@dataclass(slots=True)
+class _Missing:
+    """A followed order the exchange says ended while its trades do not add up: since when, answers in a row."""
+
+    #: The first such answer, and the latest.
+    first: datetime
+    asked: datetime
+    answers: int = 0
+    #: Whether ``OrderFillsMissing`` was queued (once per order).
+    told: bool = False
+
+
+#: A reported order (``OrderFillsMissing``) is asked about this many times per ``--exchange-fills-missing-seconds``.
+REPORTED_ASKED_PER_SPAN = 5
+
+
 class CcxtVenue:
     """The venue interface over a ccxt exchange (spot)."""
 
     #: Trades asked for per request when paging by trade id (Binance's largest page).
     trade_page = 1000
     #: Ended orders and refusals remembered, newest kept: more than a job sends, so a fill read after its order
-    #: ended still finds it here. One forgotten is asked about with a ``fetch_order`` if a trade of it is read
+    #: ended still finds it here. One forgotten is asked about with a ``fetch_order`` if it is read
     #: again, never sent again (the ledger knows it ended). About 0.7 KB an ended order (1.4 KB a closed
     #: position's two): at 10,000 that was 7 MB, and each trade searched them all (docs/benchmarks.md, "The
     #: soak's executor RSS flat").
     max_kept = 256
-    #: Exchange order id → client order id learnt by ``fetch_order`` for trades of orders not followed (a restart
-    #: reading every trade, ``fills_since(None)``), newest kept. Its own bound, far above ``max_kept``: an entry
-    #: is two short strings (about 0.2 KB), and one forgotten is a GET /order again for each of its trades at each
-    #: such read (with ``max_kept`` an exchange of 300 ended orders cost 300 lookups on every read).
-    max_order_lookups = 10_000
 
     def __init__(self, config: CcxtVenueConfig, connection: CcxtConnection | None = None, *,
                  environ: Mapping[str, str] | None = None, now: Callable[[], datetime] | None = None):
@@ -114,12 +129,15 @@ class CcxtVenue:
         #: Orders refused before or by the exchange (the exchange keeps no record of a refusal).
         self._refused: dict[str, OrderReport] = {}
         self._events: list[ExecutionEvent] = []
-        #: Exchange order id → client order id of trades' orders not followed (``max_order_lookups``).
-        self._client_ids: dict[str, str] = {}
         #: The span over which "does not exist" must last to be believed (``--exchange-not-found-seconds``).
         self.not_found_after = timedelta(seconds=config.not_found_seconds)
         #: Followed orders the exchange has lately answered it does not know: lost only once that persists.
         self._not_found = NotFoundAnswers(span=self.not_found_after)
+        #: The span over which an ended order's trades must stay missing before it is reported (``OrderFillsMissing``).
+        self.fills_missing_after = timedelta(seconds=config.fills_missing_seconds)
+        #: Followed orders the exchange says ended while their trades do not add up (``_Missing``). Rare; dropped as
+        #: the order ends here.
+        self._missing: dict[str, _Missing] = {}
         #: The clock of events and of ``_not_found`` (tests drive it): the exchange's time by default.
         self._clock = now
 
@@ -321,31 +339,17 @@ class CcxtVenue:
         orders.sort(key=lambda o: (o.get("timestamp") or 0, str(o.get("id"))))
         return [self._report(order) for order in orders]
 
-    def fills_since(self, cursor: str | None) -> tuple[list[FillReport], str | None]:
-        """Trades on the watched markets after ``cursor``, and the cursor to pass next time.
-
-        The cursor is JSON: per market, the last trade's time, the ids seen at that time and the
-        last id. Binance pages by trade id (``fromId``): a time window there spans at most a day,
-        so after a longer quiet spell a time cursor would never move again. Other exchanges page
-        by time, the ids at the last instant keeping a trade from being handed out twice.
-        """
-        marks: dict[str, list[Any]] = json.loads(cursor) if cursor else {}
-        fills: list[FillReport] = []
-        for market in self._watched():
-            since, seen, last_id = marks.get(market, [None, [], None])
-            for trade in self._trades_after(market, since, last_id):
-                if str(trade["id"]) in seen:
-                    continue
-                fills.append(self._fill(trade, self._client_id(trade, market), trade["timestamp"]))
-                stamp = int(trade["timestamp"])
-                if since is None or stamp > since:
-                    since, seen = stamp, []
-                seen = sorted({*seen, str(trade["id"])})
-                last_id = str(trade["id"])
-            if since is not None:
-                marks[market] = [since, seen, last_id]
-        fills.sort(key=lambda f: (f.at, f.venue_trade_id))
-        return fills, json.dumps(marks, sort_keys=True)
+    def order_fills(self, client_order_id: str) -> list[FillReport]:
+        """Every fill of one order, read from its own trades (``_order_trades``: page by page, that order only): the
+        cost of one order, not of the account's history. Empty for an order the exchange refused or does not know."""
+        tracked = self._orders.get(client_order_id)
+        if tracked is None or not tracked.venue_order_id:
+            self.fetch_order(client_order_id)  # follows it from now on, when the exchange has it
+            tracked = self._orders.get(client_order_id)
+            if tracked is None or not tracked.venue_order_id:  # refused, or never seen
+                return []
+        return [self._fill(trade, client_order_id, trade.get("timestamp"))
+                for trade in self._order_trades(tracked.venue_order_id, tracked.market)]
 
     def _order_trades(self, venue_order_id: str, market: str) -> list[dict[str, Any]]:
         """Every trade of one order, oldest first. Binance lists at most ``trade_page`` a request (500 unless asked)
@@ -363,21 +367,6 @@ class CcxtVenue:
                 return trades
             after = max(int(t["id"]) for t in page)
 
-    def _trades_after(self, market: str, since: int | None, last_id: str | None) -> list[dict[str, Any]]:
-        """The market's trades from ``since`` (or after trade ``last_id``, where the exchange pages by id), oldest
-        first, every page of them."""
-        if not self.exchange.id.startswith("binance") or last_id is None or not last_id.isdigit():
-            return sorted(self._call(self.exchange.fetch_my_trades, market, since),
-                          key=lambda t: (int(t["timestamp"]), str(t["id"])))
-        trades: list[dict[str, Any]] = []
-        after = int(last_id)
-        while True:
-            page = self._call(self.exchange.fetch_my_trades, market, None, self.trade_page, {"fromId": after + 1})
-            trades.extend(page)
-            if len(page) < self.trade_page:
-                return trades
-            after = max(int(t["id"]) for t in page)
-
     def balances(self) -> dict[str, Balance]:
         """Free and locked balance of every asset the exchange reports."""
         balance = self._call(self.exchange.fetch_balance)
@@ -388,7 +377,7 @@ class CcxtVenue:
     def poll(self) -> list[ExecutionEvent]:
         """Events queued by submits and cancels, then what each followed open order did since the last poll."""
         for tracked in list(self._orders.values()):
-            if tracked.status not in TERMINAL_STATUSES and tracked.venue_order_id:
+            if tracked.status not in TERMINAL_STATUSES and tracked.venue_order_id and self._due(tracked.client_order_id):
                 self._refresh(tracked)
         events, self._events = self._events, []
         self._forget_ended()
@@ -424,6 +413,7 @@ class CcxtVenue:
             if order is None:
                 if self._not_found.lost(tracked.client_order_id, self._now()):
                     del self._orders[tracked.client_order_id]
+                    self._missing.pop(tracked.client_order_id, None)
                     self._events.append(OrderLost(tracked.client_order_id, self._now()))
                 return
         self._take(order, announce=False)
@@ -470,7 +460,9 @@ class CcxtVenue:
             self._events.append(OrderFilled(cid, fill, complete))
         if report.status in TERMINAL_STATUSES and not ended:
             tracked.status = OrderStatus.partially_filled  # its trades lag its status: followed until they add up
+            self._still_short(cid, report.filled_quantity, tracked.filled)
             return
+        self._missing.pop(cid, None)
         was_ended = tracked.status in TERMINAL_STATUSES
         if ended and not was_ended and report.status is OrderStatus.filled and not new and tracked.filled > 0:
             # The trade list ran ahead of the status: an earlier poll read the order partly filled, then its trades
@@ -492,6 +484,27 @@ class CcxtVenue:
         elif report.status is OrderStatus.rejected:
             self._events.append(OrderRejected(cid, RejectReason.venue, "rejected by the exchange", at))
 
+    def _still_short(self, cid: str, filled: float, listed: float) -> None:
+        """One more answer that the order ended with trades missing: ``OrderFillsMissing`` queued once that has lasted
+        (``FILLS_MISSING_AFTER_ANSWERS`` answers in a row over ``fills_missing_after``), once per order."""
+        now = self._now()
+        missing = self._missing.setdefault(cid, _Missing(now, now))
+        missing.answers += 1
+        missing.asked = now
+        if not missing.told and missing.answers >= FILLS_MISSING_AFTER_ANSWERS and (
+                now - missing.first >= self.fills_missing_after):
+            self._events.append(OrderFillsMissing(cid, filled, listed, missing.first, now))
+            missing.told = True
+
+    def _due(self, cid: str) -> bool:
+        """Whether the poll asks about a followed order now: always, except one reported with its trades missing
+        (``OrderFillsMissing``), asked once per ``fills_missing_after`` / ``REPORTED_ASKED_PER_SPAN`` (a minute by
+        default) — two requests a poll for weeks (each job polls) bought nothing but load on the rate limit; its
+        trades, once listed, are booked at most that much later."""
+        missing = self._missing.get(cid)
+        return missing is None or not missing.told or (
+            self._now() - missing.asked >= self.fills_missing_after / REPORTED_ASKED_PER_SPAN)
+
     def _report(self, order: dict[str, Any]) -> OrderReport:
         status = _STATUSES.get(str(order.get("status")), OrderStatus.open)
         filled = float(order.get("filled") or 0.0)
@@ -511,32 +524,6 @@ class CcxtVenue:
         info = order.get("info") or {}
         # A cancel's reply names the cancel request's own id; the order's is origClientOrderId.
         return str(info.get("origClientOrderId") or order.get("clientOrderId") or "")
-
-    def _client_id(self, trade: dict[str, Any], market: str) -> str:
-        """The client order id of a trade's order (trades name only the exchange's order id); "" while the exchange
-        answers that the order does not exist.
-
-        The trade is the exchange's own record that the order exists, so "does not exist" is its lag right after
-        accepting the order (Binance's -2013): not a failure, nor a loss. The trade is then nobody's for this read and
-        its answer is not remembered (asked again at the next read). The one reader, ``OrderRouter._take_report``,
-        wants the trades of the order it has just found, which this venue follows from then on (``fetch_order``): a
-        trade of it never needs this lookup. An order of ours whose reply never came books its fills when it is found
-        itself. It used to end the job as a crash: a restart adopting one order while another was hidden.
-        """
-        import ccxt
-
-        order_id = str(trade.get("order"))
-        for tracked in self._orders.values():
-            if tracked.venue_order_id == order_id:
-                return tracked.client_order_id
-        if order_id not in self._client_ids:
-            try:
-                order = self._call(self.exchange.fetch_order, order_id, market, answers=(ccxt.OrderNotFound,))
-            except ccxt.OrderNotFound:
-                return ""
-            _bounded(self._client_ids, self.max_order_lookups)
-            self._client_ids[order_id] = self._client_id_of(order)
-        return self._client_ids[order_id]
 
     def _fill(self, trade: dict[str, Any], client_order_id: str, timestamp: Any) -> FillReport:
         fee = trade.get("fee") or {}

@@ -21,6 +21,8 @@ from tradeexecutor.errors import InvariantError
 from tradeexecutor.state import OrderSide, OrderStatus, OrderType, RejectReason, TimeInForce
 
 __all__ = [
+    "FILLS_MISSING_AFTER",
+    "FILLS_MISSING_AFTER_ANSWERS",
     "LOST_AFTER",
     "LOST_AFTER_ANSWERS",
     "Balance",
@@ -33,6 +35,7 @@ __all__ = [
     "OrderCancelled",
     "OrderExpired",
     "OrderFilled",
+    "OrderFillsMissing",
     "OrderRejected",
     "OrderReport",
     "OrderRequest",
@@ -181,6 +184,31 @@ class OrderLost:
     at: datetime
 
 
+@dataclass(frozen=True, slots=True)
+class OrderFillsMissing:
+    """The exchange has said for long enough (``FILLS_MISSING_AFTER_ANSWERS`` answers over ``FILLS_MISSING_AFTER``)
+    that the order ended having filled ``filled``, while the trades it lists add up to ``listed`` only. Not an end:
+    the order stays followed, and its fills and end come as usual once the trades are listed. Queued once per
+    order a venue follows; news for a person, never a reason to resend or to fix money."""
+
+    client_order_id: str
+    #: What the exchange says the order filled, and what the trades it lists add up to.
+    filled: float
+    listed: float
+    #: The exchange's first such answer, and now.
+    since: datetime
+    at: datetime
+
+
+#: An order the exchange says ended is reported with its trades missing (``OrderFillsMissing``) once they have been
+#: missing at this many answers in a row (each poll asks) ...
+FILLS_MISSING_AFTER_ANSWERS = 3
+#: ... over at least this span (``--exchange-fills-missing-seconds``). Binance's trade list trails its order status
+#: by moments (an order's trades listed within a second or two of it reading filled): five minutes is far past any
+#: such lag, short next to the hours such an order would otherwise be followed unseen.
+FILLS_MISSING_AFTER = timedelta(minutes=5)
+
+
 #: An order the venue accepted is taken as lost only when it has answered "does not exist" for it at least this many
 #: times in a row (each poll, each question after a cancel) ...
 LOST_AFTER_ANSWERS = 3
@@ -235,7 +263,8 @@ class NotFoundAnswers:
 
 
 #: Everything a venue reports about orders, keyed by client order id.
-ExecutionEvent = OrderAccepted | OrderFilled | OrderRejected | OrderCancelled | OrderExpired | OrderLost
+ExecutionEvent = (OrderAccepted | OrderFilled | OrderRejected | OrderCancelled | OrderExpired | OrderLost
+                  | OrderFillsMissing)
 
 
 @runtime_checkable
@@ -265,8 +294,9 @@ class Venue(Protocol):
         """Orders accepted and not yet terminal."""
         ...
 
-    def fills_since(self, cursor: str | None) -> tuple[list[FillReport], str | None]:
-        """Fills after ``cursor`` (all of them for None), and the cursor to pass next time."""
+    def order_fills(self, client_order_id: str) -> list[FillReport]:
+        """Every fill of one order the venue lists, oldest first (its own trades only: the cost of one order, not
+        of the account's history)."""
         ...
 
     def balances(self) -> dict[str, Balance]:

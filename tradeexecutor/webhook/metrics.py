@@ -20,6 +20,8 @@ and dashboard: never rename one; add a new name and keep the old one working.
 ``tradeexecutor_healthy``                              1/0, the /healthz rule
 ``tradeexecutor_safe_mode``, ``tradeexecutor_paused``  1/0
 ``tradeexecutor_risk_paused``                          1 while a risk limit keeps entries paused
+``tradeexecutor_orders_fills_missing``                 live: orders the exchange says ended whose trades
+                                                       have not added up for long enough (still followed)
 ``tradeexecutor_risk_drawdown``, ``_risk_daily_loss``  fractions below the peak and the day's start
 ``tradeexecutor_risk_losing_streak``                   positions closed at a loss in a row
 ``tradeexecutor_cycles_total``                         counter (this process)
@@ -108,6 +110,7 @@ METRIC_NAMES: tuple[str, ...] = (
     "tradeexecutor_safe_mode",
     "tradeexecutor_paused",
     "tradeexecutor_risk_paused",
+    "tradeexecutor_orders_fills_missing",
     "tradeexecutor_risk_drawdown",
     "tradeexecutor_risk_daily_loss",
     "tradeexecutor_risk_losing_streak",
@@ -219,6 +222,8 @@ class RunStateCollector(Collector):
         yield _flag("tradeexecutor_paused", "1 while cycles are paused by an operator.", snapshot.paused)
         yield _flag("tradeexecutor_risk_paused", "1 while a risk limit keeps new entries paused (until an operator "
                     "resumes).", snapshot.risk_paused)
+        yield _gauge("tradeexecutor_orders_fills_missing", "Orders the exchange says ended whose trades have not added "
+                     "up for --exchange-fills-missing-seconds; still followed.", len(snapshot.fills_missing))
         risk = snapshot.risk
         yield _gauge("tradeexecutor_risk_drawdown", "Equity below its peak, as a fraction of the peak.",
                      risk.get("drawdown"))
