@@ -54,10 +54,12 @@ def cli(executor: Executor, *args: str, credentials: bool = True) -> subprocess.
 
 
 def one_line_error(result: subprocess.CompletedProcess[str], code: int) -> str:
+    """The error line of a refusal: one line, then only the answer's details, indented (no traceback)."""
     assert result.returncode == code, (result.returncode, result.stdout, result.stderr)
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in result.stderr, result.stderr
-    return lines[0]
+    first, *details = result.stderr.strip().splitlines()
+    assert first.startswith("error: ") and "Traceback" not in result.stderr, result.stderr
+    assert all(line.startswith("  ") for line in details), result.stderr
+    return first
 
 
 def positions(executor: Executor, status: str) -> list[dict[str, Any]]:
@@ -123,7 +125,9 @@ def test_operator_actions_over_http_and_the_cli(tmp_path: Path) -> None:
         # Refusals: already closed (409), unknown (404) — from HTTP and, as exit 1 with one line, from the CLI.
         code, answer = http(executor, "POST", "/control/close", {"position_id": first})
         assert code == 409 and "already closed" in answer["error"]
-        assert "409" in one_line_error(cli(executor, "close", str(first)), 1)
+        refused = cli(executor, "close", str(first))
+        assert "409" in one_line_error(refused, 1)
+        assert refused.stderr.splitlines()[1:] == [f"  position_id: {first}"], refused.stderr  # the details
         assert "no position 99" in one_line_error(cli(executor, "close", "99"), 1)
         assert "not a whole number" in one_line_error(cli(executor, "close", "first"), 2)
         assert "unknown action" in one_line_error(cli(executor, "explode"), 2)

@@ -193,6 +193,12 @@ def test_close_all_closes_what_it_can_and_names_the_position_whose_entry_waits_o
         assert (code, refused["outcome"]) == (409, "conflict"), raw
         assert refused["details"]["not_closed"] == [waiting], refused
         assert "Traceback" not in raw and f"position {ids['GBPUSD']}: its open order {cid}" in refused["error"]
+        # The CLI prints that refusal's details, each field of the position left open, and exits 1 (fails before: the
+        # message only).
+        result = control(second, "close-all")
+        assert result.returncode == 1 and "answered 409" in result.stderr.splitlines()[0], result.stderr
+        assert result.stderr.splitlines()[1:3] == ["  not_closed:", f"    - position_id: {ids['GBPUSD']}"], result.stderr
+        assert f"      client_order_id: {cid}" in result.stderr.splitlines() and "Traceback" not in result.stderr
         assert [(o["symbol"], o["side"]) for o in sim(url, "GET", "orders")][2:] == [("EURUSD", "SELL")]  # nothing sent
         still_holding(second)
 
