@@ -84,7 +84,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -215,6 +215,9 @@ class ExecutorLoop:
         #: once all have settled the balances are compared again (``_recheck_balances``) — then the ids of the orders
         #: in flight that bounded that comparison, until one runs with none. Empty: done, strictly.
         self._recheck = recheck
+        #: The mismatches (symbol or asset, client order id) a re-check already entered safe mode for: a bounded run
+        #: and the strict one after it that find the same difference enter (and journal ``safe_mode``) once.
+        self._recheck_found: set[tuple[str, str | None]] = set()
         #: Paper and live: the cycle's duration and offset on the wall clock. Their cycle job wakes every quarter candle,
         #: at least every 15 s (``poll_period``), so a deferred wake is a missed cycle only when a boundary passed since the outage
         #: began; None (the replay): every deferred tick is a bar not replayed, one missed cycle each.
@@ -616,7 +619,8 @@ class ExecutorLoop:
         at all: the fee assets without a figure) are compared again with the ledger that now holds their fills
         (``recheck_balances``), journaled ``balances_rechecked``. A difference is journaled
         (``reconciliation_mismatch``, which notifies) and puts the executor in safe mode with the reason, as at
-        start-up; nothing is changed. Another order in flight at this moment (a stop-loss's exit sent during the lag)
+        start-up — once per difference (its asset or order): a later run finding it again adds nothing to the reason
+        and journals no second ``safe_mode``; nothing is changed. Another order in flight at this moment (a stop-loss's exit sent during the lag)
         bounds the comparison: the re-check stays armed with it (``bounded_by``) and runs again once it has settled,
         until a run with nothing in flight has compared strictly. A venue that cannot be asked fails the job
         temporarily: asked again at the retry.
@@ -626,8 +630,10 @@ class ExecutorLoop:
         if venue is not None:
             result = recheck_balances(self.state, venue, now=self._now, symbols=self.engine.symbols)
             journal_reconciliation(result, self.journal, "balances_rechecked")
-            if not result.clean:
-                reason = f"once the orders pending at start-up settled, {result.reason}"
+            new = [m for m in result.mismatches if (m.symbol, m.client_order_id) not in self._recheck_found]
+            if new:  # what an earlier run found is in the reason already (its figures may have moved since)
+                self._recheck_found |= {(m.symbol, m.client_order_id) for m in new}
+                reason = f"once the orders pending at start-up settled, {replace(result, mismatches=tuple(new)).reason}"
                 before = self.runstate.snapshot().safe_mode_reason if self.safe_mode else None
                 self._enter_safe_mode(f"{before}; {reason}" if before else reason)
             self._commit()  # the lines, and a fee asset's first figure if one was taken
