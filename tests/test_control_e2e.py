@@ -125,9 +125,9 @@ def test_operator_actions_over_http_and_the_cli(tmp_path: Path) -> None:
         # Refusals: already closed (409), unknown (404) — from HTTP and, as exit 1 with one line, from the CLI.
         code, answer = http(executor, "POST", "/control/close", {"position_id": first})
         assert code == 409 and "already closed" in answer["error"]
-        refused = cli(executor, "close", str(first))
-        assert "409" in one_line_error(refused, 1)
-        assert refused.stderr.splitlines()[1:] == [f"  position_id: {first}"], refused.stderr  # the details
+        closed_again = cli(executor, "close", str(first))
+        assert "409" in one_line_error(closed_again, 1)
+        assert closed_again.stderr.splitlines()[1:] == [f"  position_id: {first}"], closed_again.stderr  # details
         assert "no position 99" in one_line_error(cli(executor, "close", "99"), 1)
         assert "not a whole number" in one_line_error(cli(executor, "close", "first"), 2)
         assert "unknown action" in one_line_error(cli(executor, "explode"), 2)

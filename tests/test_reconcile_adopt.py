@@ -378,7 +378,8 @@ def test_an_exit_resting_as_a_stop_order_is_adopted_with_its_stop_price_and_fill
     assert adopted[stop_market].status is OrderStatus.open and position.quantity == 6
     pin(running, 84.0)  # through 85: the stop-loss sells at the market
     wait_for(lambda: router.drain() and adopted[stop_market].status is OrderStatus.filled, timeout=30)
-    assert adopted[stop_market].average_fill_price is not None and adopted[stop_market].average_fill_price <= 85.0
+    sold_at = adopted[stop_market].average_fill_price
+    assert sold_at is not None and sold_at <= 85.0
     assert position.quantity == 3
     assert life.state.portfolio.cash == pytest.approx(balances(running)["USD"], abs=1e-9)
     life.close()
