@@ -275,11 +275,10 @@ class Ledger:
         return content
 
     def journaled(self, event: str) -> list[dict[str, Any]]:
-        """The fields of the committed journal lines of ``event`` (one of ``RECALLED``, which the retention spares),
-        oldest first: what an earlier process recorded, read once at start-up (a live executor's cancels asked for
-        and not yet confirmed, ``Engine.cancels_asked_before``). Empty without a ledger."""
-        if event not in RECALLED:
-            raise ValueError(f"{event!r} is not a recalled event: the retention may have deleted its lines")
+        """The fields of the committed journal lines of ``event`` the ledger still keeps, oldest first: what an
+        earlier process recorded, read once at start-up (a live executor's cancels asked for and not yet confirmed,
+        ``Engine.cancels_asked_before``). Empty without a ledger. Only the ``RECALLED`` events outlive the retention:
+        a new start-up read-back must add its event there."""
         if not self.path.exists():
             return []
         rows = self._writer().execute("SELECT line FROM journal WHERE event = ? ORDER BY seq", (event,))
