@@ -215,6 +215,8 @@ class Ledger:
         #: The journal's seq up to which lines past the retention were deleted by this process (each commit deletes
         #: only from here on, not again over the recalled lines spared below it).
         self._journal_cut = 0
+        #: Lines of each recalled event committed since its spared lines were last cut back to their bound.
+        self._recalled_since: dict[str, int] = {}
         #: Closed positions a loaded state keeps as objects (the rest packed); None: all, in a list.
         self.keep_closed = keep_closed
         #: Whether a loaded state keeps only a tail of its valuation rows in memory.
@@ -648,10 +650,17 @@ class Ledger:
             conn.execute(f"DELETE FROM journal WHERE seq > ? AND seq <= ? AND event NOT IN ({_RECALLED_LIST})",
                          (self._journal_cut, cut))
             self._journal_cut = cut
-        for event in {row[3] for row in rows} & RECALLED.keys():  # spared below the cut: only the newest few
+        for row in rows:
+            if row[3] in RECALLED:
+                self._recalled_since[row[3]] = self._recalled_since.get(row[3], 0) + 1
+        for event, since in list(self._recalled_since.items()):
+            # Spared below the cut: only the newest ``spare``. That scans the journal, so it runs once per tenth of
+            # ``spare`` new lines of the event (at most ``spare`` + a tenth stay): not per line of a long outage.
             spare = RECALLED[event] or self.journal_keep
-            conn.execute("DELETE FROM journal WHERE event = ? AND seq <= ? AND seq NOT IN "
-                         "(SELECT seq FROM journal WHERE event = ? ORDER BY seq DESC LIMIT ?)", (event, cut, event, spare))
+            if since >= max(1, spare // 10):
+                conn.execute("DELETE FROM journal WHERE event = ? AND seq <= ? AND seq NOT IN (SELECT seq FROM journal "
+                             "WHERE event = ? ORDER BY seq DESC LIMIT ?)", (event, cut, event, spare))
+                del self._recalled_since[event]
         return sum(len(line) for line in lines)
 
 
