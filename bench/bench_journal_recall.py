@@ -24,7 +24,6 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
 from test_store_state_store import new_state  # noqa: E402
-
 from tradeexecutor.ledger import Ledger  # noqa: E402
 
 
