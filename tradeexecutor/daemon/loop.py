@@ -99,7 +99,7 @@ from tradeexecutor.daemon.publish import Publisher
 from tradeexecutor.daemon.risk_guard import RiskGuard
 from tradeexecutor.data.feed import PriceFeed
 from tradeexecutor.engine.engine import CycleReport, Engine, EventSink
-from tradeexecutor.engine.reconcile import journal_reconciliation, recheck_balances, unconfirmed_orders
+from tradeexecutor.engine.reconcile import Mismatch, journal_reconciliation, recheck_balances, unconfirmed_orders
 from tradeexecutor.engine.schedule import CycleSchedule
 from tradeexecutor.errors import TemporaryError, UserInputError
 from tradeexecutor.ledger import Job, Ledger
@@ -464,6 +464,11 @@ class ExecutorLoop:
             extra = {"reason": LAG_MISSED} if lag else {}
             self.journal("cycle_missed", boundary=boundary, retry_at=current.next_retry_at,
                          failing_since=current.since, **extra)
+
+    def mismatched_at_start(self, mismatches: Sequence[Mismatch]) -> None:
+        """The differences start-up reconciliation found (its safe-mode reason names them already): a re-check
+        finding one again neither adds it to the reason nor journals ``safe_mode`` again (``_recheck_balances``)."""
+        self._recheck_found |= {(m.symbol, m.client_order_id) for m in mismatches}
 
     def lag_missed_before(self, lines: Sequence[Mapping[str, Any]]) -> None:
         """The ``cycle_missed`` lines an earlier process journaled (``Ledger.journaled``): the cycles it left undecided
