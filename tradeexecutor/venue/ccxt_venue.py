@@ -499,8 +499,10 @@ class CcxtVenue:
         filled = float(order.get("filled") or 0.0)
         if status is OrderStatus.open and filled > 0:
             status = OrderStatus.partially_filled
-        info = order.get("info") or {}
-        kind = _TYPES.get(str(info.get("type") or order.get("type")).lower())
+        # Binance's own type tells a stop from a limit (ccxt's unified type maps STOP_LOSS_LIMIT to "limit"); another
+        # exchange's raw type means something else (HTX "buy-limit", Bitstamp the side), so its unified one is read.
+        raw = (order.get("info") or {}).get("type") if self.exchange.id.startswith("binance") else None
+        kind = _TYPES.get(str(raw or order.get("type")).lower())
         stop = order.get("triggerPrice") or order.get("stopPrice")
         return OrderReport(
             client_order_id=self._client_id_of(order), venue_order_id=str(order["id"]),
