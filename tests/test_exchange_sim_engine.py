@@ -246,15 +246,20 @@ def test_a_stop_loss_waits_locked_until_the_path_reaches_its_stop_then_sells_at_
     assert balance(engine, "XYZ") == (D(8), 0)
 
 
-def test_a_stop_loss_limit_rests_at_its_limit_once_triggered_and_a_take_profit_buy_waits_for_the_fall() -> None:
+def test_a_triggered_stop_limit_trades_at_once_if_its_limit_is_reached_else_rests_at_its_limit() -> None:
     engine = make_engine()
     limit, _ = engine.place(stop("SELL", "STOP_LOSS_LIMIT", "1", "97", "99", cid="sl"), T0)
     profit, _ = engine.place(stop("BUY", "TAKE_PROFIT_LIMIT", "1", "96", "96.5", cid="tp"), T0)
     assert balance(engine, "USD") == (D(10_000) - D("96.5"), D("96.5"))
     trades = engine.advance(T0 + 9000)
-    # The dip triggers both; the buy rests at 96.5 and fills on the way down, the sell at 99 on the way back up.
-    assert [(t.order_id, t.price, t.is_maker) for t in trades] == [(profit.order_id, D("96.5"), True),
+    # The dip triggers both. The buy's limit (96.5) is above the ask at its trigger (96): it arrives marketable and
+    # takes the ask at once, as Binance's book would; the sell's (99) is above the bid at its trigger (97): it rests
+    # and fills as a maker at 99 on the way back up.
+    assert [(t.order_id, t.price, t.is_maker) for t in trades] == [(profit.order_id, D(96), False),
                                                                    (limit.order_id, D(99), True)]
+    bought = trades[0]
+    assert bought.time_ms == profit.working_ms and bought.price == engine.bid_ask("XYZUSD", bought.time_ms)[1]
+    assert limit.working_ms < trades[1].time_ms  # triggered, then rested until the path came back to 99
     assert (limit.status, profit.status) == ("FILLED", "FILLED") and balance(engine, "USD")[1] == 0
 
 

@@ -16,7 +16,8 @@ Stop orders (STOP_LOSS, TAKE_PROFIT and their _LIMIT forms) wait, not working, u
 price — a stop-loss sell at or below it, a take-profit sell at or above it, a buy the other way round; one that
 would trigger at once is refused (-2010), as Binance does. What they may spend is locked from the start. Triggered,
 a STOP_LOSS or TAKE_PROFIT trades as a market order at that moment's bid or ask (what the free balance cannot pay
-expires); a _LIMIT one rests at its limit price from then on, filling as a maker when the path reaches it.
+expires); a _LIMIT one arrives as a limit order: it trades at once as a taker at the bid or ask when that already
+reaches its limit, and otherwise rests at its limit price, filling as a maker when the path reaches it.
 
 Client order ids are unique among a symbol's *open* orders only: once an order is filled,
 canceled or expired its id may be used again, and a lookup by id finds the newest order.
@@ -343,6 +344,9 @@ class Engine:
                 if order.type in MARKET_ON_TRIGGER:
                     trades += self._trigger_market(order, market, time_ms)
                     continue
+                trades += self._trigger_limit(order, market, time_ms)
+                if not order.is_open:
+                    continue
                 again = self._next_touch(order, now_ms)
                 if again is not None:
                     heapq.heappush(events, (again, order_id))
@@ -389,6 +393,18 @@ class Engine:
         if order.is_open:
             self._close(order, EXPIRED, time_ms)
         return trades
+
+    def _trigger_limit(self, order: Order, market: MarketSpec, time_ms: int) -> list[Trade]:
+        """A STOP_LOSS_LIMIT or TAKE_PROFIT_LIMIT that triggered at ``time_ms`` arrives as a limit order: one whose
+        limit the bid or ask at that moment already reaches trades at once as a taker at that price (as Binance
+        places it on its book); otherwise, or for what a part plan leaves, it rests at its limit."""
+        bid, ask = self.bid_ask(order.symbol, time_ms)
+        touch = ask if order.side == BUY else bid
+        if (touch > order.price) if order.side == BUY else (touch < order.price):
+            return []
+        trade = self._fill(order, market, min(order.part_qty, order.remaining), touch, time_ms, maker=False)
+        order.next_fill_ms = time_ms + order.part_interval_ms
+        return [trade]
 
     def _next_touch(self, order: Order, now_ms: int) -> int | None:
         """When the path next reaches the order's price after it was last checked (and its part wait)."""
