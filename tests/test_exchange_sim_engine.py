@@ -259,7 +259,7 @@ def test_a_triggered_stop_limit_trades_at_once_if_its_limit_is_reached_else_rest
                                                                    (limit.order_id, D(99), True)]
     bought = trades[0]
     assert bought.time_ms == profit.working_ms and bought.price == engine.bid_ask("XYZUSD", bought.time_ms)[1]
-    assert limit.working_ms < trades[1].time_ms  # triggered, then rested until the path came back to 99
+    assert limit.working_ms is not None and limit.working_ms < trades[1].time_ms  # triggered, then rested until the path came back to 99
     assert (limit.status, profit.status) == ("FILLED", "FILLED") and balance(engine, "USD")[1] == 0
 
 
