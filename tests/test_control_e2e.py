@@ -53,11 +53,13 @@ def cli(executor: Executor, *args: str, credentials: bool = True) -> subprocess.
                           capture_output=True, text=True, env=environment, timeout=120, check=False)
 
 
-def one_line_error(result: subprocess.CompletedProcess[str], code: int) -> str:
+def one_line_error(result: subprocess.CompletedProcess[str], code: int, details: tuple[str, ...] = ()) -> str:
+    """The error line of a refusal, then exactly ``details`` (its answer's details, indented), and no traceback."""
     assert result.returncode == code, (result.returncode, result.stdout, result.stderr)
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in result.stderr, result.stderr
-    return lines[0]
+    first, *rest = result.stderr.strip("\n").splitlines()
+    assert first.startswith("error: ") and "Traceback" not in result.stderr, result.stderr
+    assert rest == list(details), result.stderr
+    return first
 
 
 def positions(executor: Executor, status: str) -> list[dict[str, Any]]:
@@ -120,11 +122,12 @@ def test_operator_actions_over_http_and_the_cli(tmp_path: Path) -> None:
         assert [p["id"] for p in positions(executor, "closed")] == [first]  # published at once
         assert [p["id"] for p in positions(executor, "open")] == [second]
 
-        # Refusals: already closed (409), unknown (404) — from HTTP and, as exit 1 with one line, from the CLI.
+        # Refusals: already closed (409), unknown (404) — from HTTP and, as exit 1 with the error line and the
+        # answer's details, from the CLI.
         code, answer = http(executor, "POST", "/control/close", {"position_id": first})
         assert code == 409 and "already closed" in answer["error"]
-        assert "409" in one_line_error(cli(executor, "close", str(first)), 1)
-        assert "no position 99" in one_line_error(cli(executor, "close", "99"), 1)
+        assert "409" in one_line_error(cli(executor, "close", str(first)), 1, (f"  position_id: {first}",))
+        assert "no position 99" in one_line_error(cli(executor, "close", "99"), 1, ("  position_id: 99",))
         assert "not a whole number" in one_line_error(cli(executor, "close", "first"), 2)
         assert "unknown action" in one_line_error(cli(executor, "explode"), 2)
 
@@ -145,7 +148,8 @@ def test_operator_actions_over_http_and_the_cli(tmp_path: Path) -> None:
         assert positions(executor, "open") == []
 
         # Parameters: refused with the reason (exit 2 / 400), nothing changed ...
-        refused = one_line_error(cli(executor, "reload-params", "-p", "window=1"), 2)
+        refused = one_line_error(cli(executor, "reload-params", "-p", "window=1"), 2, (
+            "  parameters:", "    entries: true", "    fraction: 0.3", "    window: 3", f"    log_file: {log}"))
         assert "'window': 1 is below the minimum 2" in refused
         code, answer = http(executor, "POST", "/control/reload-params", {"parameters": {"speed": 3}})
         assert code == 400 and "'speed' is not a parameter" in answer["error"]

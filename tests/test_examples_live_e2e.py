@@ -311,15 +311,27 @@ def test_a_state_traded_in_one_quote_is_refused_when_its_market_is_priced_in_ano
 
 
 @pytest.mark.timeout(290)
+@pytest.mark.parametrize("rotated", [False, True], ids=["kept", "rotated"])
 def test_a_state_run_on_1_second_cycles_restarted_on_others_names_the_cycle_not_the_data(
-        tmp_path: Path, paper_simulators: dict[tuple[str, ...], str]) -> None:
+        tmp_path: Path, paper_simulators: dict[tuple[str, ...], str], rotated: bool) -> None:
     """eurusd_breakout ran on 1-second cycles (--cycle-duration 1s); restarted on 1-minute cycles its bars and
     valuations are on another grid: the refusal names the cycles, not "the data changed". (On the strategy's own 1h,
-    the simulator has too few hourly candles to get that far: test_cycle_duration checks that case's words.)"""
+    the simulator has too few hourly candles to get that far: test_cycle_duration checks that case's words.)
+    ``rotated``: the journal's retention (a tiny ``journal_keep``) deleted every line the run journaled before the
+    restart but its ``started`` line, which it keeps (fails before: deleted, the refusal blamed the data)."""
     example = EXAMPLES[0]
     url = paper_simulators[example.prices]
     state_dir = tmp_path / "state"
     paper_cycles(tmp_path / "first", url, example, state_dir)
+    if rotated:
+        from tradeexecutor.ledger import Ledger
+
+        rotating = Ledger(state_dir / "ledger.sqlite", journal_keep=2)
+        for i in range(5):
+            rotating.append_apart("revalued", {"filler": i})
+        rotating.close()
+        kept = [(e["event"], e["fields"].get("filler")) for e in journal(state_dir)]
+        assert [line for line in kept if line[0] != "started"] == [("revalued", 3), ("revalued", 4)], kept
     ledger = (state_dir / "ledger.sqlite").read_bytes()
     params = [arg for name, value in example.params.items() for arg in ("-p", f"{name}={value}")]
     code, line = start_refused(tmp_path, example.path, url, "--mode", "paper", "--cycle-duration", "1m", *params,

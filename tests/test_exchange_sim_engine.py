@@ -216,6 +216,53 @@ def test_a_limit_maker_that_would_trade_at_once_is_refused() -> None:
     assert placed.status == "NEW"
 
 
+# -- stop orders -----------------------------------------------------------------------------------
+
+
+def stop(side: str, kind: str, qty: str, stop_price: str, price: str | None = None, cid: str = "s1") -> NewOrder:
+    return NewOrder(symbol="XYZUSD", side=side, type=kind, client_order_id=cid,
+                    time_in_force="GTC" if price is not None else None, quantity=D(qty),
+                    price=D(price) if price is not None else None, stop_price=D(stop_price))
+
+
+def test_a_stop_that_would_trigger_at_once_is_refused() -> None:
+    engine = make_engine()
+    with refused(-2010, "Stop price would trigger immediately."):
+        engine.place(stop("SELL", "STOP_LOSS", "1", "100"), T0)  # the price is 100: at its stop
+    with refused(-2010, "Stop price would trigger immediately."):
+        engine.place(stop("SELL", "TAKE_PROFIT", "1", "99"), T0)
+
+
+def test_a_stop_loss_waits_locked_until_the_path_reaches_its_stop_then_sells_at_the_bid() -> None:
+    engine = make_engine()
+    placed, trades = engine.place(stop("SELL", "STOP_LOSS", "2", "96"), T0)
+    assert (placed.status, placed.waiting, trades) == ("NEW", True, [])
+    assert balance(engine, "XYZ") == (D(8), D(2))  # what it may sell is locked from the start
+    assert engine.advance(T0 + 5000) == [] and placed.waiting  # flat at 100 so far
+    [trade] = engine.advance(T0 + 6000)  # the dip to 95 reaches 96 during the sixth bar
+    assert placed.status == "FILLED" and not placed.waiting and placed.working_ms == trade.time_ms
+    assert T0 + 5000 < trade.time_ms < T0 + 6000 and not trade.is_maker
+    assert trade.price == engine.bid_ask("XYZUSD", trade.time_ms)[0] == D(96)
+    assert balance(engine, "XYZ") == (D(8), 0)
+
+
+def test_a_triggered_stop_limit_trades_at_once_if_its_limit_is_reached_else_rests_at_its_limit() -> None:
+    engine = make_engine()
+    limit, _ = engine.place(stop("SELL", "STOP_LOSS_LIMIT", "1", "97", "99", cid="sl"), T0)
+    profit, _ = engine.place(stop("BUY", "TAKE_PROFIT_LIMIT", "1", "96", "96.5", cid="tp"), T0)
+    assert balance(engine, "USD") == (D(10_000) - D("96.5"), D("96.5"))
+    trades = engine.advance(T0 + 9000)
+    # The dip triggers both. The buy's limit (96.5) is above the ask at its trigger (96): it arrives marketable and
+    # takes the ask at once, as Binance's book would; the sell's (99) is above the bid at its trigger (97): it rests
+    # and fills as a maker at 99 on the way back up.
+    assert [(t.order_id, t.price, t.is_maker) for t in trades] == [(profit.order_id, D(96), False),
+                                                                   (limit.order_id, D(99), True)]
+    bought = trades[0]
+    assert bought.time_ms == profit.working_ms and bought.price == engine.bid_ask("XYZUSD", bought.time_ms)[1]
+    assert limit.working_ms is not None and limit.working_ms < trades[1].time_ms  # triggered, then rested until the path came back to 99
+    assert (limit.status, profit.status) == ("FILLED", "FILLED") and balance(engine, "USD")[1] == 0
+
+
 # -- partial fills ---------------------------------------------------------------------------------
 
 

@@ -158,6 +158,41 @@ def test_the_journal_keeps_only_its_retention(tmp_path: Path) -> None:
     assert events == list(range(150, 200))
 
 
+def test_the_retention_spares_the_lines_start_up_reads_back(tmp_path: Path) -> None:
+    """A tiny ``journal_keep``: the lines of the events a restart reads back (``RECALLED``) outlive the retention —
+    the newest ``started`` (an older one goes), each ``cycle_missed``, ``order_cancel_requested`` and ``order_lost``
+    up to ``journal_keep`` of them — while every other line past it is deleted (fails before: all were deleted)."""
+    path = tmp_path / "ledger.sqlite"
+    ledger = Ledger(path, journal_keep=3)
+    state = new_state()
+    ledger.append("started", {"cycle_duration": "1s", "run": 1})
+    ledger.append("cycle_missed", {"boundary": "2024-01-01T00:00:00+00:00", "reason": "lag"})
+    ledger.append("order_cancel_requested", {"client_order_id": "te1-a", "reason": "exit"})
+    ledger.append("order_lost", {"client_order_id": "te1-b", "reason": "lost"})
+    ledger.save(state)
+    ledger.append("started", {"cycle_duration": "1s", "run": 2})
+    for i in range(10):
+        ledger.append("revalued", {"i": i}, level="debug")
+        run_cycle(state, i)
+        ledger.save(state)
+    for i in range(5):  # more of one recalled event than journal_keep: its newest journal_keep stay
+        ledger.append("cycle_missed", {"boundary": f"2024-01-02T0{i}:00:00+00:00", "reason": "lag"})
+    for i in range(10, 20):
+        ledger.append("revalued", {"i": i}, level="debug")
+        ledger.save(state)
+    ledger.close()
+    reopened = Ledger(path, journal_keep=3)
+    assert reopened.journaled("started") == [{"cycle_duration": "1s", "run": 2}]
+    assert [f["boundary"][:13] for f in reopened.journaled("cycle_missed")] == [
+        "2024-01-02T02", "2024-01-02T03", "2024-01-02T04"]
+    assert reopened.journaled("order_cancel_requested") == [{"client_order_id": "te1-a", "reason": "exit"}]
+    assert reopened.journaled("order_lost") == [{"client_order_id": "te1-b", "reason": "lost"}]
+    others = [orjson.loads(line)["fields"]["i"] for (line,) in sqlite3.connect(path).execute(
+        "SELECT line FROM journal WHERE event = 'revalued' ORDER BY seq")]
+    assert others == [17, 18, 19] and reopened.journaled("revalued") == [{"i": 17}, {"i": 18}, {"i": 19}]
+    reopened.close()
+
+
 def test_a_ledger_created_but_never_committed_loads_as_new(tmp_path: Path) -> None:
     path = tmp_path / "ledger.sqlite"
     ledger = Ledger(path)

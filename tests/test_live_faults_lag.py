@@ -26,7 +26,7 @@ import pytest
 
 from exchange_sim_helpers import http_json, simulator_process
 from executor_process import Executor
-from test_live_faults_e2e import journaled, until
+from test_live_faults_e2e import events, journaled, until
 from tradeexecutor.engine.crashpoint import KILL_AT_ENV
 from tradeexecutor.ledger import load_state
 from tradeexecutor.state import Order, OrderStatus
@@ -119,6 +119,39 @@ def test_a_restart_inside_the_exchanges_lag_never_sends_an_order_the_exchange_to
         [adopted] = [o for o in state.portfolio.all_orders() if o.client_order_id == cid]
         assert adopted.status is OrderStatus.filled and adopted.venue_order_id == str(taken["orderId"])
         assert sum(f.quantity for f in adopted.fills) == pytest.approx(float(taken["executedQty"]), rel=1e-12)
+
+
+@pytest.mark.timeout(600)
+def test_a_difference_start_up_found_is_not_entered_again_when_the_recheck_finds_it(tmp_path: Path) -> None:
+    """The account's USD cut to 100 (start-up's mismatch, even within what the pending buy could have spent: safe
+    mode with the reason) and 7 EUR put on it (within the pending buy's bound at start-up). Once the buy settles, the
+    strict re-check finds both: it enters safe mode for EUR only — one more ``safe_mode`` line, the reason naming USD
+    once (review leftover; fails before: USD appended and journaled a second time)."""
+    state_dir = tmp_path / "state"
+    with simulator() as url:
+        cid, _ = killed_inside_the_lag(tmp_path, url, state_dir)
+        held = float(sim(url, "GET", "balances")["EUR"]["free"])
+        sim(url, "POST", "balances", {"EUR": repr(held + 7.0), "USD": "100"})
+        second = live_executor(tmp_path / "second", url, state_dir)
+        try:
+            status = second.wait_status(lambda s: s.get("status") == "running")
+            assert status["reconciliation"]["outcome"] == "mismatch" and status["safe_mode"], status
+            [at_start] = journaled(second, "safe_mode")
+            assert "USD: the venue holds 100" in at_start["fields"]["reason"], at_start
+            assert "EUR" not in at_start["fields"]["reason"], at_start
+            journaled(second, "order_resolved", lambda e: e["fields"]["detail"] == f"{cid}: filled at the venue")
+            [recheck] = journaled(second, "balances_rechecked")
+            assert recheck["fields"]["outcome"] == "mismatch", recheck
+            entered = journaled(second, "safe_mode", lambda e: e != at_start)
+            assert len(entered) == 1, entered
+            reason = entered[0]["fields"]["reason"]
+            assert "EUR: the venue holds" in reason and reason.count("USD: the venue holds") == 1, reason
+            assert second.wait_status(lambda s: s.get("safe_mode") is True)["safe_mode_reason"] == reason
+            second.process.send_signal(signal.SIGTERM)
+            assert second.wait() == 0, second.output()
+        finally:
+            second.kill()
+        assert len(events(second, "safe_mode")) == 2, events(second, "safe_mode")
 
 
 @pytest.mark.timeout(600)

@@ -193,8 +193,49 @@ def test_close_all_closes_what_it_can_and_names_the_position_whose_entry_waits_o
         assert (code, refused["outcome"]) == (409, "conflict"), raw
         assert refused["details"]["not_closed"] == [waiting], refused
         assert "Traceback" not in raw and f"position {ids['GBPUSD']}: its open order {cid}" in refused["error"]
+        # The CLI prints that refusal's details, each field of the position left open, and exits 1 (fails before: the
+        # message only).
+        result = control(second, "close-all")
+        assert result.returncode == 1 and "answered 409" in result.stderr.splitlines()[0], result.stderr
+        assert result.stderr.splitlines()[1:3] == ["  not_closed:", f"    - position_id: {ids['GBPUSD']}"], result.stderr
+        assert f"      client_order_id: {cid}" in result.stderr.splitlines() and "Traceback" not in result.stderr
         assert [(o["symbol"], o["side"]) for o in sim(url, "GET", "orders")][2:] == [("EURUSD", "SELL")]  # nothing sent
         still_holding(second)
+
+
+
+def gbp_adopted_with_the_eur_exit_in_flight(url: str, second: Executor, cid: str, usd_left: float | None = None
+                                            ) -> tuple[str, dict[str, Any], float]:
+    """From ``gbp_entry_pending``: EURUSD's stop-loss exit is sent during the lag and filled, its reply dropped (in
+    flight: ``unknown``, no exchange id), 7 EUR are put on the account (and its USD set to ``usd_left``), then the
+    lag ends for GBPUSD only, so its entry (``cid``) is adopted — the bounded re-check runs. The exit's client order id, the EURUSD lag fault (delete it to
+    let the exit settle) and the EUR dust the sale left."""
+    cycle_outage(second)
+    # EURUSD's exit reaches the exchange (which fills it) but its reply is dropped, and while the lag lasts the
+    # exchange does not show it: in flight.
+    sim(url, "POST", "faults", {"kind": "timeout", "mode": "drop", "count": 1, "symbol": "EURUSD"})
+    price = float(sim(url, "GET", "status")["markets"]["EURUSD"]["price"])
+    sim(url, "POST", "price", {"symbol": "EURUSD", "price": str(round(price * 0.3, 3)), "seconds": 3600})
+    journaled(second, "trigger_fired", lambda e: e["fields"]["symbol"] == "EURUSD")
+
+    def exit_in_flight() -> str | None:
+        state = load_state(second.state_dir)
+        assert state is not None
+        return next((o.client_order_id for o in state.portfolio.all_orders() if o.side.value == "sell"
+                     and o.status is OrderStatus.unknown and not o.venue_order_id), None)
+
+    exit_cid = until(second, exit_in_flight, "the EURUSD exit unknown, without the exchange's id")
+    until(second, lambda: [o for o in sim(url, "GET", "orders")
+                           if o["clientOrderId"] == exit_cid and o["status"] == "FILLED"], "the exit filled")
+    dust = float(sim(url, "GET", "balances")["EUR"]["free"])  # it sold the position: what a lot step leaves
+    assert dust < 0.001, dust
+    sim(url, "POST", "balances", {"EUR": repr(dust + 7.0)} | ({"USD": repr(usd_left)} if usd_left is not None else {}))
+    # The lag ends for GBPUSD only: its entry is adopted while the EURUSD exit stays in flight.
+    [everywhere] = [f for f in sim(url, "GET", "faults") if f["kind"] == "lag"]
+    eur_lag = sim(url, "POST", "faults", {"kind": "lag", "lag_seconds": 3600, "count": 100_000, "symbol": "EURUSD"})
+    sim(url, "DELETE", f"faults/{everywhere['id']}")
+    journaled(second, "order_resolved", lambda e: e["fields"]["detail"] == f"{cid}: filled at the venue")
+    return exit_cid, eur_lag, dust
 
 
 @pytest.mark.timeout(600)
@@ -206,32 +247,7 @@ def test_a_recheck_bounded_by_an_exit_in_flight_runs_again_strictly_once_that_ex
     explains are a mismatch, journaled, safe mode with the reason, nothing changed (review leftover; fails before:
     the bounded run was the only one, the executor traded on)."""
     with gbp_entry_pending(tmp_path) as (url, second, cid):
-        cycle_outage(second)
-        # EURUSD's exit reaches the exchange (which fills it) but its reply is dropped, and while the lag lasts the
-        # exchange does not show it: in flight.
-        sim(url, "POST", "faults", {"kind": "timeout", "mode": "drop", "count": 1, "symbol": "EURUSD"})
-        price = float(sim(url, "GET", "status")["markets"]["EURUSD"]["price"])
-        sim(url, "POST", "price", {"symbol": "EURUSD", "price": str(round(price * 0.3, 3)), "seconds": 3600})
-        journaled(second, "trigger_fired", lambda e: e["fields"]["symbol"] == "EURUSD")
-
-        def exit_in_flight() -> str | None:
-            state = load_state(second.state_dir)
-            assert state is not None
-            return next((o.client_order_id for o in state.portfolio.all_orders() if o.side.value == "sell"
-                         and o.status is OrderStatus.unknown and not o.venue_order_id), None)
-
-        exit_cid = until(second, exit_in_flight, "the EURUSD exit unknown, without the exchange's id")
-        until(second, lambda: [o for o in sim(url, "GET", "orders")
-                               if o["clientOrderId"] == exit_cid and o["status"] == "FILLED"], "the exit filled")
-        dust = float(sim(url, "GET", "balances")["EUR"]["free"])  # it sold the position: what a lot step leaves
-        assert dust < 0.001, dust
-        sim(url, "POST", "balances", {"EUR": repr(dust + 7.0)})
-        # The lag ends for GBPUSD only: its entry is adopted while the EURUSD exit stays in flight.
-        [everywhere] = [f for f in sim(url, "GET", "faults") if f["kind"] == "lag"]
-        eur_lag = sim(url, "POST", "faults", {"kind": "lag", "lag_seconds": 3600, "count": 100_000,
-                                              "symbol": "EURUSD"})
-        sim(url, "DELETE", f"faults/{everywhere['id']}")
-        journaled(second, "order_resolved", lambda e: e["fields"]["detail"] == f"{cid}: filled at the venue")
+        exit_cid, eur_lag, dust = gbp_adopted_with_the_eur_exit_in_flight(url, second, cid)
         [bounded] = journaled(second, "balances_rechecked")
         assert (bounded["fields"]["outcome"], bounded["fields"]["bounded_by"]) == ("clean", [exit_cid]), bounded
         assert not events(second, "reconciliation_mismatch")
@@ -249,6 +265,32 @@ def test_a_recheck_bounded_by_an_exit_in_flight_runs_again_strictly_once_that_ex
         # Nothing new decided: the two entries and the stop-loss's exit are all the exchange got.
         assert [(o["symbol"], o["side"]) for o in sim(url, "GET", "orders")] == [
             ("EURUSD", "BUY"), ("GBPUSD", "BUY"), ("EURUSD", "SELL")]
+
+
+@pytest.mark.timeout(600)
+def test_a_mismatch_the_bounded_recheck_found_is_not_entered_again_by_the_strict_one(tmp_path: Path) -> None:
+    """The account's USD cut to 100, far below the executor's cash: the bounded re-check (EURUSD's exit in flight, which can only bring USD in)
+    finds the shortfall and enters safe mode; the strict one after the exit settled finds it again, and the 7 EUR
+    as well. Safe mode is entered once per distinct difference: two ``safe_mode`` lines, the second naming only EUR,
+    and the reason names USD once (review leftover; fails before: the USD shortfall appended and journaled twice)."""
+    with gbp_entry_pending(tmp_path) as (url, second, cid):
+        exit_cid, eur_lag, _ = gbp_adopted_with_the_eur_exit_in_flight(url, second, cid, usd_left=100.0)
+        [bounded] = journaled(second, "balances_rechecked")
+        assert (bounded["fields"]["outcome"], bounded["fields"]["bounded_by"]) == ("mismatch", [exit_cid]), bounded
+        [first] = journaled(second, "safe_mode")
+        assert "USD: the venue holds" in first["fields"]["reason"] and "EUR" not in first["fields"]["reason"], first
+        sim(url, "DELETE", f"faults/{eur_lag['id']}")  # the exchange shows the exit: adopted, filled
+        journaled(second, "order_resolved", lambda e: e["fields"]["detail"] == f"{exit_cid}: filled at the venue")
+        strict = journaled(second, "balances_rechecked", lambda e: e != bounded)
+        assert [(e["fields"]["outcome"], e["fields"]["bounded_by"]) for e in strict] == [("mismatch", [])], strict
+        assert sorted(e["fields"]["symbol"] for e in events(second, "reconciliation_mismatch")) == ["EUR", "USD", "USD"]
+        entered = journaled(second, "safe_mode", lambda e: e != first)
+        assert len(entered) == 1, entered
+        reason = entered[0]["fields"]["reason"]
+        assert "EUR: the venue holds 7" in reason and reason.count("USD: the venue holds") == 1, reason
+        status = second.wait_status(lambda s: s.get("safe_mode") is True)
+        assert status["safe_mode_reason"] == reason, status
+        assert len(events(second, "safe_mode")) == 2, events(second, "safe_mode")
 
 
 def _lose_a_resting_sell(state_dir: Path, url: str) -> tuple[str, str]:

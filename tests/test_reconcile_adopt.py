@@ -336,3 +336,50 @@ def test_the_reconcile_command_adopts_an_order_of_ours_by_hand(tmp_path: Path, r
     followed = again.reconcile()
     assert followed.clean and [c.action for c in followed.orders] == ["adopted"] and followed.exchange_orders == ()
     again.close()
+
+
+def test_an_exit_resting_as_a_stop_order_is_adopted_with_its_stop_price_and_fills_once_the_stop_triggers(
+        tmp_path: Path, running: Running) -> None:
+    """A stop-loss-limit sell of ours (stop 90, limit 89) and a stop-loss (market) sell (stop 85), both open and not
+    working on the exchange: adopted as the stop orders they are, each with its stop price (and the limit its limit)
+    — before, the report carried no stop price and ccxt's unified type folds a spot stop-loss into ``limit`` or
+    ``market``, so they were recorded as a plain limit sell at 89 and a market sell. When AAA falls through 90, the
+    stop-loss-limit triggers and fills at its limit; the exchange simulator keeps the stop-loss waiting above 85."""
+    life = Life(tmp_path, venue(running), new_state())
+    life.router.send(decide_open(life.state))  # a market buy of 1000 USD: 10 AAA
+    life.router.drain()
+    (position,) = life.state.portfolio.open_positions
+    client = ccxt_client(running.url)
+    stop_limit = ours(life.state, OrderPurpose.close, hours=1, position_id=position.id)  # names its position
+    stop_market = ours(life.state, OrderPurpose.reduce, hours=2)  # the instrument's one open position
+    client.create_order("AAA/USD", "STOP_LOSS_LIMIT", "sell", 4, 89.0,
+                        {"clientOrderId": stop_limit, "stopPrice": 90.0, "timeInForce": "GTC"})
+    client.create_order("AAA/USD", "STOP_LOSS", "sell", 3, None, {"clientOrderId": stop_market, "stopPrice": 85.0})
+    raw = {o["clientOrderId"]: o for o in client.fetch_open_orders("AAA/USD")}
+    assert {cid: (o["info"]["type"], o["info"]["stopPrice"], o["info"]["isWorking"]) for cid, o in raw.items()} == {
+        stop_limit: ("STOP_LOSS_LIMIT", "90.00000000", False), stop_market: ("STOP_LOSS", "85.00000000", False)}
+    result = Recorder(life).reconcile()
+    assert result.clean, result.mismatches
+    assert sorted((o.client_order_id, o.action) for o in result.exchange_orders) == [(stop_limit, "adopted"),
+                                                                                    (stop_market, "adopted")]
+    adopted = {o.client_order_id: o for o in position.orders[1:]}
+    assert {cid: (o.type, o.quantity, o.limit_price, o.stop_price, o.status) for cid, o in adopted.items()} == {
+        stop_limit: (OrderType.stop_limit, 4.0, 89.0, 90.0, OrderStatus.open),
+        stop_market: (OrderType.stop, 3.0, None, 85.0, OrderStatus.open)}
+    # Through the stop of 90 to 88, not to that of 85: the stop-loss-limit works from then on, its limit of 89 above
+    # the market (a gap through a stop-limit leaves it resting, as on Binance); back at 89.5 it fills at 89.
+    pin(running, 88.0)
+    working = {o["clientOrderId"]: o["info"]["isWorking"] for o in client.fetch_open_orders("AAA/USD")}
+    assert working == {stop_limit: True, stop_market: False}, working
+    pin(running, 89.5)
+    router = OrderRouter(life.state, life.venue, life.commit, _now)
+    wait_for(lambda: router.drain() and adopted[stop_limit].status is OrderStatus.filled, timeout=30)
+    assert adopted[stop_limit].average_fill_price == pytest.approx(89.0)
+    assert adopted[stop_market].status is OrderStatus.open and position.quantity == 6
+    pin(running, 84.0)  # through 85: the stop-loss sells at the market
+    wait_for(lambda: router.drain() and adopted[stop_market].status is OrderStatus.filled, timeout=30)
+    sold_at = adopted[stop_market].average_fill_price
+    assert sold_at is not None and sold_at <= 85.0
+    assert position.quantity == 3
+    assert life.state.portfolio.cash == pytest.approx(balances(running)["USD"], abs=1e-9)
+    life.close()

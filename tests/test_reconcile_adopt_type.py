@@ -40,3 +40,22 @@ def test_an_order_of_ours_of_a_type_not_known_is_a_mismatch_not_a_guessed_market
     assert [(o.client_order_id, o.action, o.reason) for o in result.exchange_orders] == [(cid, "mismatch", reason)]
     assert [m.client_order_id for m in result.mismatches] == [cid] and not result.clean
     assert state.portfolio.open_positions == [] and not result.changed  # nothing recorded
+
+
+class StopWithoutItsPrice(InMemoryVenue):
+    """Reports its orders as stop orders without their stop price (an exchange whose answer leaves it out)."""
+
+    def open_orders(self) -> list[OrderReport]:
+        return [dataclasses.replace(r, type=OrderType.stop, stop_price=None) for r in super().open_orders()]
+
+
+def test_a_stop_order_of_ours_whose_stop_price_is_not_said_is_a_mismatch_not_a_stop_without_a_trigger() -> None:
+    state = new_state()
+    venue = StopWithoutItsPrice([AAA], {"USD": 10_000.0}, fee=0.001)
+    venue.hold = True
+    cid = client_order_id(run_key(state.name, state.created_at), T0, 0, OrderPurpose.open)
+    venue.submit(OrderRequest(cid, "AAA", OrderSide.buy, OrderType.limit, quantity=1.0, limit_price=50.0))
+    result = reconcile(state, venue, commit=lambda: None, now=lambda: T0, symbols=("AAA",))
+    reason = "it could not be adopted: it is a stop order and the exchange does not say its stop price"
+    assert [(o.client_order_id, o.action, o.reason) for o in result.exchange_orders] == [(cid, "mismatch", reason)]
+    assert state.portfolio.open_positions == [] and not result.changed

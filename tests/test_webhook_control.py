@@ -5,6 +5,9 @@ from __future__ import annotations
 import base64
 import http.client
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -290,3 +293,32 @@ def test_get_control_lists_the_actions_and_says_whether_they_are_taken() -> None
     with serve(auth_username=USER, auth_password=PASSWORD) as loopless:
         payload = call(loopless, "/control", method="GET", headers=GOOD)[2]
     assert payload["enabled"] is False and "no loop" in payload["reason"]
+
+
+def test_the_cli_prints_a_refusals_details_and_exits_1() -> None:
+    """``tradeexecutor control`` (a subprocess) against the real webhook: a 409 from close-all shows its message and
+    then ``details.not_closed`` — each position left open, its order in flight and why — and exits 1 (fails before:
+    only the message was printed)."""
+    not_closed = [{"position_id": 4, "symbol": "GBPUSD", "client_order_id": "te-p4-open", "purpose": "open",
+                   "status": "unknown", "reason": "its open order te-p4-open is unknown at the exchange"},
+                  {"position_id": 7, "symbol": "EURUSD", "client_order_id": "te-p7-open", "purpose": "open",
+                   "status": "submitted", "reason": "its open order te-p7-open is submitted at the exchange"}]
+    server, answering = serve_jobs(ActionResult(Outcome.conflict, "no open position can be closed now",
+                                                {"not_closed": not_closed}))
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("TRADEEXECUTOR_")}
+    environment.update(TRADEEXECUTOR_WEBHOOK_USERNAME=USER, TRADEEXECUTOR_WEBHOOK_PASSWORD=PASSWORD)
+    with server:
+        result = subprocess.run([sys.executable, "-m", "tradeexecutor.cli.main", "control", server.url, "close-all"],
+                                capture_output=True, text=True, env=environment, timeout=60, check=False)
+    assert result.returncode == 1, (result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr and result.stdout == ""
+    first, *rest = result.stderr.splitlines()
+    assert first.startswith("error: ") and first.endswith("answered 409: no open position can be closed now"), first
+    assert rest == ["  not_closed:",
+                    "    - position_id: 4", "      symbol: GBPUSD", "      client_order_id: te-p4-open",
+                    "      purpose: open", "      status: unknown",
+                    "      reason: its open order te-p4-open is unknown at the exchange",
+                    "    - position_id: 7", "      symbol: EURUSD", "      client_order_id: te-p7-open",
+                    "      purpose: open", "      status: submitted",
+                    "      reason: its open order te-p7-open is submitted at the exchange"], rest
+    assert len(answering.jobs) == 1

@@ -7,6 +7,7 @@ backtest's State, and their incremental counter.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import http.client
 import os
 import shutil
@@ -153,7 +154,8 @@ def test_values_match_the_runstate(server: WebhookServer, runstate: RunState, ba
     assert value(found, "tradeexecutor_unrealised_pnl") == pytest.approx(
         sum(p.unrealised_pnl for p in portfolio.open_positions))
     assert value(found, "tradeexecutor_open_positions") == len(portfolio.open_positions)
-    assert value(found, "tradeexecutor_fees_paid") == pytest.approx(portfolio.fees_paid)
+    assert backtest_state.quote_currency() == "USD"
+    assert value(found, "tradeexecutor_fees_paid", currency="USD") == pytest.approx(portfolio.fees_paid)
     trades = list(portfolio.all_orders())
     for state, status in (("planned", OrderStatus.created), ("filled", OrderStatus.filled),
                           ("rejected", OrderStatus.rejected)):
@@ -180,6 +182,16 @@ def test_values_follow_the_runstate_at_scrape_time(server: WebhookServer, runsta
     assert value(found, "tradeexecutor_status", status="error") == 1
     assert value(found, "tradeexecutor_status", status="running") == 0
     assert 119 <= value(found, "tradeexecutor_next_cycle_overdue_seconds") < 200
+
+
+def test_the_fees_name_their_currency_and_a_mix_of_quotes_says_so(server: WebhookServer, runstate: RunState) -> None:
+    """One series, labelled with the fees' currency; a state trading in two quotes sums their fees, and its label
+    joins both names so no rule reads the sum as one of them (fails before: no label)."""
+    figures = runstate.snapshot().portfolio
+    runstate.update(portfolio=dataclasses.replace(figures, fees_paid=3.5, fee_currency="USD/USDT"))
+    found = samples(scrape(server)[1])
+    fees = {labels: v for (name, labels), v in found.items() if name == "tradeexecutor_fees_paid"}
+    assert fees == {(("currency", "USD/USDT"),): 3.5}
 
 
 def test_time_dependent_values_are_computed_at_scrape_time(server: WebhookServer, runstate: RunState) -> None:

@@ -150,11 +150,19 @@ def _reason(reason: object) -> str:
 
 
 def _http_error(exc: HTTPError, where: str, *, authenticated: bool) -> UserInputError:
-    """One line for an error answer, using the webhook's ``{"error": ...}`` message when there is one."""
+    """One line for an error answer, using the webhook's ``{"error": ...}`` message when there is one, followed by
+    the answer's ``details`` when it has them: a control refusal names what the loop named there (close-all's
+    ``not_closed``, the position and its order in flight, the parameters in use), which the message alone does not
+    list."""
+    details: Any = None
     try:
-        message = str(json.loads(exc.read()).get("error") or exc.reason)
+        answer = json.loads(exc.read())
+        message = str(answer.get("error") or exc.reason)
+        details = answer.get("details")
     except (ValueError, AttributeError, OSError):
         message = str(exc.reason)
+    if details:
+        message += "\n" + "\n".join(detail_lines(details))
     if exc.code == 401:
         hint = "wrong username or password" if authenticated else (
             f"set {env('WEBHOOK_USERNAME')} and {env('WEBHOOK_PASSWORD')}")
@@ -162,6 +170,33 @@ def _http_error(exc: HTTPError, where: str, *, authenticated: bool) -> UserInput
     if exc.code == 400:
         return UserInputError(f"{where} answered 400: {message}")
     return ClientError(f"{where} answered {exc.code}: {message}")
+
+
+def detail_lines(value: Any, indent: str = "  ") -> list[str]:
+    """JSON ``details`` as indented ``name: value`` lines (lists as ``- `` items), for a person to read."""
+    if isinstance(value, dict):
+        lines: list[str] = []
+        for name, item in value.items():
+            if isinstance(item, dict | list) and item:
+                lines += [f"{indent}{name}:", *detail_lines(item, indent + "  ")]
+            else:
+                lines.append(f"{indent}{name}: {_scalar(item)}")
+        return lines
+    if isinstance(value, list):
+        lines = []
+        for item in value:
+            nested = detail_lines(item, indent + "  ")
+            if isinstance(item, dict | list) and nested:
+                lines += [f"{indent}- {nested[0].lstrip()}", *nested[1:]]
+            else:
+                lines.append(f"{indent}- {_scalar(item)}")
+        return lines
+    return [f"{indent}{_scalar(value)}"]
+
+
+def _scalar(value: Any) -> str:
+    """One JSON value as the operator reads it: strings bare, the rest (numbers, true, null, empty lists) as JSON."""
+    return value if isinstance(value, str) else json.dumps(value)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -5,7 +5,8 @@ routes come from, so the CLI and HTTP cannot drift apart. It speaks to the webho
 ``status`` and ``logs`` (same credentials, same one-line errors): exit 1 when the executor
 cannot be reached or refuses (401, 403, 404 no such position, 409 already closed, 503), exit 2
 for bad input (an unknown action, a position id that is no number, parameters the strategy
-refuses — the executor's reason is shown).
+refuses — the executor's reason is shown). A refusal's ``details`` follow its error line, indented
+(close-all's ``not_closed``: each position left open, its order in flight and why).
 """
 
 from __future__ import annotations

@@ -84,7 +84,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -99,7 +99,7 @@ from tradeexecutor.daemon.publish import Publisher
 from tradeexecutor.daemon.risk_guard import RiskGuard
 from tradeexecutor.data.feed import PriceFeed
 from tradeexecutor.engine.engine import CycleReport, Engine, EventSink
-from tradeexecutor.engine.reconcile import journal_reconciliation, recheck_balances, unconfirmed_orders
+from tradeexecutor.engine.reconcile import Mismatch, journal_reconciliation, recheck_balances, unconfirmed_orders
 from tradeexecutor.engine.schedule import CycleSchedule
 from tradeexecutor.errors import TemporaryError, UserInputError
 from tradeexecutor.ledger import Job, Ledger
@@ -215,6 +215,9 @@ class ExecutorLoop:
         #: once all have settled the balances are compared again (``_recheck_balances``) — then the ids of the orders
         #: in flight that bounded that comparison, until one runs with none. Empty: done, strictly.
         self._recheck = recheck
+        #: The mismatches (symbol or asset, client order id) a re-check already entered safe mode for: a bounded run
+        #: and the strict one after it that find the same difference enter (and journal ``safe_mode``) once.
+        self._recheck_found: set[tuple[str, str | None]] = set()
         #: Paper and live: the cycle's duration and offset on the wall clock. Their cycle job wakes every quarter candle,
         #: at least every 15 s (``poll_period``), so a deferred wake is a missed cycle only when a boundary passed since the outage
         #: began; None (the replay): every deferred tick is a bar not replayed, one missed cycle each.
@@ -465,6 +468,11 @@ class ExecutorLoop:
             self.journal("cycle_missed", boundary=boundary, retry_at=current.next_retry_at,
                          failing_since=current.since, **extra)
 
+    def mismatched_at_start(self, mismatches: Sequence[Mismatch]) -> None:
+        """The differences start-up reconciliation found (its safe-mode reason names them already): a re-check
+        finding one again neither adds it to the reason nor journals ``safe_mode`` again (``_recheck_balances``)."""
+        self._recheck_found |= {(m.symbol, m.client_order_id) for m in mismatches}
+
     def lag_missed_before(self, lines: Sequence[Mapping[str, Any]]) -> None:
         """The ``cycle_missed`` lines an earlier process journaled (``Ledger.journaled``): the cycles it left undecided
         for the exchange's lag (``reason`` ``LAG_MISSED``) stay undecided after a restart, as in the process that
@@ -619,7 +627,8 @@ class ExecutorLoop:
         at all: the fee assets without a figure) are compared again with the ledger that now holds their fills
         (``recheck_balances``), journaled ``balances_rechecked``. A difference is journaled
         (``reconciliation_mismatch``, which notifies) and puts the executor in safe mode with the reason, as at
-        start-up; nothing is changed. Another order in flight at this moment (a stop-loss's exit sent during the lag)
+        start-up — once per difference (its asset or order): a later run finding it again adds nothing to the reason
+        and journals no second ``safe_mode``; nothing is changed. Another order in flight at this moment (a stop-loss's exit sent during the lag)
         bounds the comparison: the re-check stays armed with it (``bounded_by``) and runs again once it has settled,
         until a run with nothing in flight has compared strictly. A venue that cannot be asked fails the job
         temporarily: asked again at the retry.
@@ -629,8 +638,10 @@ class ExecutorLoop:
         if venue is not None:
             result = recheck_balances(self.state, venue, now=self._now, symbols=self.engine.symbols)
             journal_reconciliation(result, self.journal, "balances_rechecked")
-            if not result.clean:
-                reason = f"once the orders pending at start-up settled, {result.reason}"
+            new = [m for m in result.mismatches if (m.symbol, m.client_order_id) not in self._recheck_found]
+            if new:  # what an earlier run found is in the reason already (its figures may have moved since)
+                self._recheck_found |= {(m.symbol, m.client_order_id) for m in new}
+                reason = f"once the orders pending at start-up settled, {replace(result, mismatches=tuple(new)).reason}"
                 before = self.runstate.snapshot().safe_mode_reason if self.safe_mode else None
                 self._enter_safe_mode(f"{before}; {reason}" if before else reason)
             self._commit()  # the lines, and a fee asset's first figure if one was taken

@@ -416,6 +416,7 @@ def build_daemon(config: DaemonConfig, *, clock: Clock | None = None, journal: E
                         outage=Outage(runstate, clock.now, cap_seconds=config.retry_max_seconds),
                         recheck=frozenset(c.client_order_id for c in reconciliation.orders if c.action == "pending"),
                         wall_cycle=(strategy.cycle_duration, config.cycle_offset) if paper is not None else None)
+    loop.mismatched_at_start(reconciliation.mismatches)  # in safe mode for them already: a re-check adds none again
     if config.mode == "live":  # the cycles an earlier process left undecided for the exchange's lag stay so
         loop.lag_missed_before(store.journaled("cycle_missed"))
     health_watch = HealthWatch(runstate, config.health, notifier, clock.now) if notifier else None

@@ -111,7 +111,7 @@ from typing import Any
 from tradeexecutor.atomic import atomic_write_text
 from tradeexecutor.engine.engine import EventSink
 from tradeexecutor.engine.router import OrderRouter
-from tradeexecutor.state import Order, OrderPurpose, OrderSide, OrderStatus, Position, State
+from tradeexecutor.state import Order, OrderPurpose, OrderSide, OrderStatus, OrderType, Position, State
 from tradeexecutor.state.client_id import ClientOrderIdParts, parse_client_order_id, run_key
 from tradeexecutor.venue.model import NotFoundAnswers, OrderReport, Venue
 
@@ -431,6 +431,8 @@ def _placement(state: State, report: OrderReport, parts: ClientOrderIdParts, sym
         return f"the strategy does not trade {symbol}"
     if report.type is None:  # recorded as a guess (market), a stop order would lose what makes it one
         return "its type is not known: the exchange's type of it is not one the executor maps"
+    if report.type in (OrderType.stop, OrderType.stop_limit) and report.stop_price is None:
+        return "it is a stop order and the exchange does not say its stop price"
     buys = parts.purpose in (OrderPurpose.open, OrderPurpose.increase)
     if buys != (report.side is OrderSide.buy):
         return f"a {report.side.value} order cannot {parts.purpose.value} a long position (its id's last letter)"
@@ -478,6 +480,7 @@ def _adopt(state: State, router: OrderRouter, report: OrderReport, parts: Client
     order = Order(id=portfolio.next_order_id, client_order_id=report.client_order_id, position_id=position.id,
                   instrument_id=instrument.id, purpose=parts.purpose, side=report.side, created_at=parts.at,
                   type=report.type, quantity=report.quantity, limit_price=report.limit_price,
+                  stop_price=report.stop_price,
                   venue_order_id=report.venue_order_id, updated_at=at)
     portfolio.next_order_id += 1
     position.orders.append(order)

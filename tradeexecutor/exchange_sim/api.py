@@ -23,9 +23,12 @@ from tradeexecutor.exchange_sim.klines import DEFAULT_LIMIT, klines, quote_volum
 from tradeexecutor.exchange_sim.matching import (
     BUY,
     LIMIT,
+    LIMIT_TYPES,
     MARKET,
+    MARKET_ON_TRIGGER,
     ORDER_TYPES,
     SELL,
+    STOP_TYPES,
     TIMES_IN_FORCE,
     NewOrder,
     PartialPlan,
@@ -357,7 +360,7 @@ def new_order(sim: ExchangeSimulator, request: ApiRequest) -> Any:
     side = _choice(params, "side", (BUY, SELL), errors.invalid_side())
     order_type = _choice(params, "type", ORDER_TYPES, errors.invalid_order_type())
     tif = params.get("timeInForce") or None
-    if order_type == LIMIT:
+    if order_type in LIMIT_TYPES:
         if tif is None:
             raise errors.mandatory("timeInForce")
         if tif not in TIMES_IN_FORCE:
@@ -366,7 +369,16 @@ def new_order(sim: ExchangeSimulator, request: ApiRequest) -> Any:
         raise errors.not_required("timeInForce")
     quantity = parse_amount(params, "quantity", required=order_type != MARKET)
     quote_qty = parse_amount(params, "quoteOrderQty", required=False)
-    if order_type == MARKET:
+    stop_price = parse_amount(params, "stopPrice", required=order_type in STOP_TYPES)
+    if stop_price is not None and order_type not in STOP_TYPES:
+        raise errors.not_required("stopPrice")
+    if order_type in MARKET_ON_TRIGGER:  # STOP_LOSS, TAKE_PROFIT: a quantity and the stop, no price
+        if params.get("price"):
+            raise errors.not_required("price")
+        if quote_qty is not None:
+            raise errors.not_required("quoteOrderQty")
+        price = None
+    elif order_type == MARKET:
         if quantity is None and quote_qty is None:
             raise errors.mandatory("quantity")
         if quantity is not None and quote_qty is not None:
@@ -384,7 +396,8 @@ def new_order(sim: ExchangeSimulator, request: ApiRequest) -> Any:
     if response_type not in ("ACK", "RESULT", "FULL"):
         raise errors.invalid_parameter("newOrderRespType")
     order_request = NewOrder(symbol=market.symbol, side=side, type=order_type, client_order_id=client_id,
-                             time_in_force=tif, quantity=quantity, quote_order_qty=quote_qty, price=price)
+                             time_in_force=tif, quantity=quantity, quote_order_qty=quote_qty, price=price,
+                             stop_price=stop_price)
     clock = sim.clock_ms()
     found = sim.faults.find(("reject",), request.method, request.path, clock, market.symbol)
     reject = None

@@ -12,6 +12,13 @@ A partial-fill plan (from a fault) splits an order into parts, one part per touc
 one per interval; a market order (and an IOC remainder) fills its first part and EXPIRES, as on
 Binance when the book is thin.
 
+Stop orders (STOP_LOSS, TAKE_PROFIT and their _LIMIT forms) wait, not working, until the path reaches their stop
+price — a stop-loss sell at or below it, a take-profit sell at or above it, a buy the other way round; one that
+would trigger at once is refused (-2010), as Binance does. What they may spend is locked from the start. Triggered,
+a STOP_LOSS or TAKE_PROFIT trades as a market order at that moment's bid or ask (what the free balance cannot pay
+expires); a _LIMIT one arrives as a limit order: it trades at once as a taker at the bid or ask when that already
+reaches its limit, and otherwise rests at its limit price, filling as a maker when the path reaches it.
+
 Client order ids are unique among a symbol's *open* orders only: once an order is filled,
 canceled or expired its id may be used again, and a lookup by id finds the newest order.
 """
@@ -38,10 +45,19 @@ SELL = "SELL"
 MARKET = "MARKET"
 LIMIT = "LIMIT"
 LIMIT_MAKER = "LIMIT_MAKER"
+STOP_LOSS = "STOP_LOSS"
+STOP_LOSS_LIMIT = "STOP_LOSS_LIMIT"
+TAKE_PROFIT = "TAKE_PROFIT"
+TAKE_PROFIT_LIMIT = "TAKE_PROFIT_LIMIT"
 
 #: Order types and times in force the exchange accepts.
-ORDER_TYPES = (LIMIT, LIMIT_MAKER, MARKET)
+ORDER_TYPES = (LIMIT, LIMIT_MAKER, MARKET, STOP_LOSS, STOP_LOSS_LIMIT, TAKE_PROFIT, TAKE_PROFIT_LIMIT)
 TIMES_IN_FORCE = ("GTC", "IOC", "FOK")
+#: The stop orders (they take ``stopPrice``), those that trade as a market order once triggered, and those that take
+#: a limit price and a time in force.
+STOP_TYPES = frozenset({STOP_LOSS, STOP_LOSS_LIMIT, TAKE_PROFIT, TAKE_PROFIT_LIMIT})
+MARKET_ON_TRIGGER = frozenset({STOP_LOSS, TAKE_PROFIT})
+LIMIT_TYPES = frozenset({LIMIT, STOP_LOSS_LIMIT, TAKE_PROFIT_LIMIT})
 
 
 @dataclass(frozen=True)
@@ -52,12 +68,14 @@ class NewOrder:
     side: str
     type: str
     client_order_id: str
-    #: GTC, IOC or FOK for LIMIT; None for MARKET and LIMIT_MAKER.
+    #: GTC, IOC or FOK for LIMIT and the _LIMIT stops; None for MARKET, LIMIT_MAKER, STOP_LOSS and TAKE_PROFIT.
     time_in_force: str | None = None
     quantity: Decimal | None = None
     #: A market order's size in the quote asset, instead of ``quantity``.
     quote_order_qty: Decimal | None = None
     price: Decimal | None = None
+    #: A stop order's trigger price (``stopPrice``); None for the others.
+    stop_price: Decimal | None = None
 
 
 @dataclass(frozen=True)
@@ -128,9 +146,14 @@ class Engine:
             quantity = round_down(request.quote_order_qty / touch, market.step_size)
         open_count = sum(1 for order in self.open_orders(request.symbol))
         check_order(market, quantity=quantity, price=request.price, reference=touch, open_orders=open_count)
-        marketable = request.type == MARKET or (
+        stop = request.stop_price
+        if stop is not None:
+            check_order(market, quantity=quantity, price=stop, reference=touch, open_orders=open_count)
+            if self._triggers(request.type, request.side, self.last_price(request.symbol, now_ms), stop):
+                raise errors.new_order_rejected("Stop price would trigger immediately.")
+        marketable = stop is None and (request.type == MARKET or (
             request.price is not None and (ask <= request.price if request.side == BUY else bid >= request.price)
-        )
+        ))
         if request.type == LIMIT_MAKER and marketable:
             raise errors.would_take()
         if reject is not None:
@@ -148,6 +171,8 @@ class Engine:
             orig_quote_order_qty=request.quote_order_qty or ZERO,
             update_time_ms=now_ms,
             checked_ms=now_ms,
+            stop_price=stop if stop is not None else ZERO,
+            waiting=stop is not None,
         )
         parts = partial.parts if partial is not None else 1
         order.part_qty = quantity if parts <= 1 else max(round_down(quantity / parts, market.step_size),
@@ -164,7 +189,7 @@ class Engine:
     def _reserve(self, order: Order, market: MarketSpec, touch: Decimal) -> None:
         """Lock (limit orders) or check (market orders) what the order may spend; -2010 when short."""
         pay_asset = market.quote if order.side == BUY else market.base
-        price = order.price if order.type != MARKET else touch
+        price = touch if order.type == MARKET else (order.price or order.stop_price)  # a STOP_LOSS: at its stop
         needed = self._payment(order.side, market, order.orig_qty, price)
         try:
             if order.type == MARKET:
@@ -180,6 +205,8 @@ class Engine:
                             now_ms: int) -> list[Trade]:
         """Trade what the order takes at once; expire what an IOC, FOK or market order cannot keep."""
         trades: list[Trade] = []
+        if order.waiting:  # a stop order: nothing until it triggers
+            return trades
         immediate = order.type == MARKET or order.time_in_force in ("IOC", "FOK")
         if marketable and not (order.time_in_force == "FOK" and order.part_qty < order.orig_qty):
             trades.append(self._fill(order, market, min(order.part_qty, order.remaining), touch, now_ms,
@@ -274,7 +301,7 @@ class Engine:
             receive_asset, receive = market.base, quantity - (fee if fee_asset == market.base else ZERO)
         else:
             receive_asset, receive = market.quote, cost - (fee if fee_asset == market.quote else ZERO)
-        if order.type == MARKET:
+        if not order.locked_asset:  # a market order, or a triggered STOP_LOSS / TAKE_PROFIT: from the free balance
             self.accounts.spend(market.quote if order.side == BUY else market.base, pay)
         else:
             final = quantity == order.remaining
@@ -303,7 +330,7 @@ class Engine:
         events: list[tuple[int, int]] = []
         for order in self._open.values():
             if order.type != MARKET:
-                touched = self._next_touch(order, now_ms)
+                touched = self._next_trigger(order, now_ms) if order.waiting else self._next_touch(order, now_ms)
                 if touched is not None:
                     events.append((touched, order.order_id))
         heapq.heapify(events)
@@ -312,6 +339,18 @@ class Engine:
             time_ms, order_id = heapq.heappop(events)
             order = self.orders[order_id]
             market = self.market(order.symbol)
+            if order.waiting:  # a stop order's trigger
+                order.waiting, order.checked_ms, order.working_ms = False, time_ms, time_ms
+                if order.type in MARKET_ON_TRIGGER:
+                    trades += self._trigger_market(order, market, time_ms)
+                    continue
+                trades += self._trigger_limit(order, market, time_ms)
+                if not order.is_open:
+                    continue
+                again = self._next_touch(order, now_ms)
+                if again is not None:
+                    heapq.heappush(events, (again, order_id))
+                continue
             trades.append(self._fill(order, market, min(order.part_qty, order.remaining), order.price, time_ms,
                                      maker=True))
             order.checked_ms = time_ms
@@ -323,6 +362,49 @@ class Engine:
         for order in self._open.values():
             order.checked_ms = max(order.checked_ms, now_ms)
         return trades
+
+    @staticmethod
+    def _triggers(kind: str, side: str, price: Decimal, stop: Decimal) -> bool:
+        """Whether a stop order of ``kind`` and ``side`` triggers at ``price``: a stop-loss sell (a take-profit buy)
+        at or below its stop, a stop-loss buy (a take-profit sell) at or above it."""
+        below = (side == SELL) == (kind in (STOP_LOSS, STOP_LOSS_LIMIT))
+        return price <= stop if below else price >= stop
+
+    def _next_trigger(self, order: Order, now_ms: int) -> int | None:
+        """When the path first reaches a waiting stop order's stop price after it was last checked."""
+        below = (order.side == SELL) == (order.type in (STOP_LOSS, STOP_LOSS_LIMIT))
+        return self.series[order.symbol].first_touch(order.checked_ms, now_ms, float(order.stop_price),
+                                                     at_or_below=below)
+
+    def _trigger_market(self, order: Order, market: MarketSpec, time_ms: int) -> list[Trade]:
+        """A STOP_LOSS or TAKE_PROFIT that triggered at ``time_ms``: what it locked is freed and it trades as a market
+        order at that moment's bid or ask, from the free balance; what that cannot pay, or a part plan leaves,
+        expires."""
+        if order.locked:
+            self.accounts.unlock(order.locked_asset, order.locked)
+        order.locked, order.locked_asset = ZERO, ""
+        bid, ask = self.bid_ask(order.symbol, time_ms)
+        touch = ask if order.side == BUY else bid
+        pay_asset = market.quote if order.side == BUY else market.base
+        quantity = min(order.part_qty, order.remaining)
+        trades = []
+        if self._payment(order.side, market, quantity, touch) <= self.accounts.free(pay_asset):
+            trades.append(self._fill(order, market, quantity, touch, time_ms, maker=False))
+        if order.is_open:
+            self._close(order, EXPIRED, time_ms)
+        return trades
+
+    def _trigger_limit(self, order: Order, market: MarketSpec, time_ms: int) -> list[Trade]:
+        """A STOP_LOSS_LIMIT or TAKE_PROFIT_LIMIT that triggered at ``time_ms`` arrives as a limit order: one whose
+        limit the bid or ask at that moment already reaches trades at once as a taker at that price (as Binance
+        places it on its book); otherwise, or for what a part plan leaves, it rests at its limit."""
+        bid, ask = self.bid_ask(order.symbol, time_ms)
+        touch = ask if order.side == BUY else bid
+        if (touch > order.price) if order.side == BUY else (touch < order.price):
+            return []
+        trade = self._fill(order, market, min(order.part_qty, order.remaining), touch, time_ms, maker=False)
+        order.next_fill_ms = time_ms + order.part_interval_ms
+        return [trade]
 
     def _next_touch(self, order: Order, now_ms: int) -> int | None:
         """When the path next reaches the order's price after it was last checked (and its part wait)."""

@@ -7,6 +7,9 @@ Order states (Binance's), and the only moves between them::
      └──────────────┴──► CANCELED   (cancel request)
                     └──► EXPIRED    (IOC/FOK/market remainder that could not fill)
 
+A stop order (STOP_LOSS, TAKE_PROFIT and their _LIMIT forms) is NEW and not working (``isWorking`` false,
+``workingTime`` -1) until the price reaches its ``stopPrice``; then it trades like a market or limit order.
+
 A refused order (-2010, -1013) never becomes an order: Binance keeps no record of it.
 """
 
@@ -94,6 +97,11 @@ class Order:
     next_fill_ms: int = 0
     part_interval_ms: int = 0
     trades: list[Trade] = field(default_factory=list)
+    #: A stop order's trigger price (zero for the others, as Binance reports), whether it still waits for it (not
+    #: working yet), and when it triggered.
+    stop_price: Decimal = ZERO
+    waiting: bool = False
+    working_ms: int | None = None
 
     @property
     def is_open(self) -> bool:
@@ -150,14 +158,26 @@ def order_json(order: Order) -> dict[str, Any]:
     return {
         **_common(order),
         **_amounts(order),
-        "stopPrice": fmt(ZERO),
+        "stopPrice": fmt(order.stop_price),
         "icebergQty": fmt(ZERO),
         "time": order.time_ms,
         "updateTime": order.update_time_ms or order.time_ms,
-        "isWorking": True,
-        "workingTime": order.time_ms,
+        "isWorking": not order.waiting,
+        "workingTime": _working_time(order),
         "selfTradePreventionMode": "EXPIRE_MAKER",
     }
+
+
+def _working_time(order: Order) -> int:
+    """When the order began working: at once, or (a stop order) when it triggered; -1 while it waits, as Binance."""
+    if order.waiting:
+        return -1
+    return order.working_ms if order.working_ms is not None else order.time_ms
+
+
+def _stop(order: Order) -> dict[str, Any]:
+    """A stop order's ``stopPrice`` (Binance sends it in a new order's and a cancel's reply only for those)."""
+    return {"stopPrice": fmt(order.stop_price)} if order.stop_price else {}
 
 
 def fill_json(trade: Trade) -> dict[str, Any]:
@@ -176,7 +196,8 @@ def new_order_json(order: Order, response_type: str, fills: list[Trade]) -> dict
     ack = {**_common(order), "transactTime": order.time_ms}
     if response_type == "ACK":
         return ack
-    result = {**ack, **_amounts(order), "workingTime": order.time_ms, "selfTradePreventionMode": "EXPIRE_MAKER"}
+    result = {**ack, **_amounts(order), **_stop(order), "workingTime": _working_time(order),
+              "selfTradePreventionMode": "EXPIRE_MAKER"}
     if response_type == "FULL":
         result["fills"] = [fill_json(trade) for trade in fills]
     return result
@@ -192,6 +213,7 @@ def cancel_json(order: Order, cancel_client_id: str, time_ms: int) -> dict[str, 
         "clientOrderId": cancel_client_id,
         "transactTime": time_ms,
         **_amounts(order),
+        **_stop(order),
         "selfTradePreventionMode": "EXPIRE_MAKER",
     }
 

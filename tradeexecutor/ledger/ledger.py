@@ -12,7 +12,8 @@ state did not commit. What a commit writes:
 - positions that moved to the closed or failed lists since the last commit, with their orders and fills
   (a closed or failed position never changes again, so it is written once);
 - valuation rows from the last persisted one on (``ValuationSeries.append`` may replace the last);
-- journal lines, and the deletion of lines past the retention (``journal_keep``).
+- journal lines, and the deletion of lines past the retention (``journal_keep``) — except the lines start-up reads
+  back (``RECALLED``), which a restart needs however long ago they were journaled.
 
 So a job costs O(what it changed), whatever the history. A state object the ledger has not seen
 (another State, a replaced list, a list that shrank) is written in full instead.
@@ -57,6 +58,17 @@ __all__ = ["DEFAULT_JOURNAL_KEEP", "Job", "Ledger"]
 
 #: Journal lines kept in the ledger; older lines are deleted as new ones are committed.
 DEFAULT_JOURNAL_KEEP = 100_000
+#: The events start-up reads back (:meth:`Ledger.journaled`) and how many of each the retention spares beyond its
+#: ``journal_keep`` newest lines (None: ``journal_keep``): the last ``started`` line (the cycles the last process ran
+#: on, ``check_cycle_duration``), and the lines of cycles missed for the exchange's lag, of cancels asked for and of
+#: orders found lost (``lag_missed_before``, ``cancels_asked_before``, ``lost_before``: once across restarts). A
+#: long-running executor journals more than ``journal_keep`` lines between restarts; deleted, a restart would not see
+#: them — another --cycle-duration taken, a missed cycle decided, a line journaled twice. Kept in the journal table
+#: itself (no other table: the ledger's format stays), each bounded, so the ledger stays bounded too.
+RECALLED: Mapping[str, int | None] = {"started": 1, "cycle_missed": None, "order_cancel_requested": None,
+                                      "order_lost": None}
+#: The recalled events as an SQL list (constant names, never input).
+_RECALLED_LIST = ", ".join(f"'{event}'" for event in RECALLED)
 #: Bytes the write-ahead log is cut back to after a checkpoint (SQLite checkpoints every 1,000 pages, 4 MiB).
 WAL_SIZE_LIMIT = 8 * 1024 * 1024
 #: KiB of database pages the write connection keeps in its cache (SQLite's default is 2,000 KiB). A job
@@ -198,8 +210,13 @@ class Ledger:
         self.files = LedgerFiles(Path(path))
         #: The ledger file.
         self.path = self.files.path
-        #: Journal lines kept; older ones are deleted as new ones are committed.
+        #: Journal lines kept; older ones are deleted as new ones are committed (``RECALLED`` ones apart).
         self.journal_keep = journal_keep
+        #: The journal's seq up to which lines past the retention were deleted by this process (each commit deletes
+        #: only from here on, not again over the recalled lines spared below it).
+        self._journal_cut = 0
+        #: Lines of each recalled event committed since its spared lines were last cut back to their bound.
+        self._recalled_since: dict[str, int] = {}
         #: Closed positions a loaded state keeps as objects (the rest packed); None: all, in a list.
         self.keep_closed = keep_closed
         #: Whether a loaded state keeps only a tail of its valuation rows in memory.
@@ -260,9 +277,10 @@ class Ledger:
         return content
 
     def journaled(self, event: str) -> list[dict[str, Any]]:
-        """The fields of the committed journal lines of ``event`` the ledger still keeps (its last ``journal_keep``
-        lines), oldest first: what an earlier process recorded, read once at start-up (a live executor's cancels
-        asked for and not yet confirmed, ``Engine.cancels_asked_before``). Empty without a ledger."""
+        """The fields of the committed journal lines of ``event`` the ledger still keeps, oldest first: what an
+        earlier process recorded, read once at start-up (a live executor's cancels asked for and not yet confirmed,
+        ``Engine.cancels_asked_before``). Empty without a ledger. Only the ``RECALLED`` events outlive the retention:
+        a new start-up read-back must add its event there."""
         if not self.path.exists():
             return []
         rows = self._writer().execute("SELECT line FROM journal WHERE event = ? ORDER BY seq", (event,))
@@ -627,7 +645,22 @@ class Ledger:
             rows.append((job, entry["at"], entry["level"], entry["event"], line, zlib.crc32(line)))
         conn.executemany(_INSERT_JOURNAL, rows)
         last = conn.execute("SELECT max(seq) FROM journal").fetchone()[0]
-        conn.execute("DELETE FROM journal WHERE seq <= ?", (last - self.journal_keep,))
+        cut = last - self.journal_keep
+        if cut > self._journal_cut:
+            conn.execute(f"DELETE FROM journal WHERE seq > ? AND seq <= ? AND event NOT IN ({_RECALLED_LIST})",
+                         (self._journal_cut, cut))
+            self._journal_cut = cut
+        for row in rows:
+            if row[3] in RECALLED:
+                self._recalled_since[row[3]] = self._recalled_since.get(row[3], 0) + 1
+        for event, since in list(self._recalled_since.items()):
+            # Spared below the cut: only the newest ``spare``. That scans the journal, so it runs once per tenth of
+            # ``spare`` new lines of the event (at most ``spare`` + a tenth stay): not per line of a long outage.
+            spare = RECALLED[event] or self.journal_keep
+            if since >= max(1, spare // 10):
+                conn.execute("DELETE FROM journal WHERE event = ? AND seq <= ? AND seq NOT IN (SELECT seq FROM journal "
+                             "WHERE event = ? ORDER BY seq DESC LIMIT ?)", (event, cut, event, spare))
+                del self._recalled_since[event]
         return sum(len(line) for line in lines)
 
 

@@ -55,7 +55,7 @@ class OrderRecord:
             symbol=self.request.symbol, side=self.request.side, status=self.status, filled_quantity=filled,
             average_price=self.filled_value / filled if filled else None, reject_reason=self.reject_reason,
             reason=self.reason, type=self.request.type, quantity=self.request.quantity,
-            limit_price=self.request.limit_price,
+            limit_price=self.request.limit_price, stop_price=self.request.stop_price,
         )
 
 

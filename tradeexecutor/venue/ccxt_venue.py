@@ -60,12 +60,14 @@ __all__ = ["CcxtVenue"]
 #: ccxt's unified order status → ours.
 _STATUSES = {"open": OrderStatus.open, "closed": OrderStatus.filled, "canceled": OrderStatus.cancelled,
              "cancelled": OrderStatus.cancelled, "expired": OrderStatus.expired, "rejected": OrderStatus.rejected}
-#: ccxt's order type (Binance's, lower-cased) → ours; another is reported without a type.
+#: The exchange's order type (Binance's, lower-cased: ccxt's unified one folds a spot stop-loss into ``market`` or
+#: ``limit``, so the raw one is read) → ours; another is reported without a type.
 _TYPES = {"market": OrderType.market, "limit": OrderType.limit, "limit_maker": OrderType.limit,
           "stop_loss": OrderType.stop, "take_profit": OrderType.stop, "stop_loss_limit": OrderType.stop_limit,
           "take_profit_limit": OrderType.stop_limit}
-#: Our types that carry a limit price.
+#: Our types that carry a limit price, and those that carry a stop (trigger) price.
 _PRICED = frozenset({OrderType.limit, OrderType.stop_limit})
+_STOPS = frozenset({OrderType.stop, OrderType.stop_limit})
 
 
 @dataclass(slots=True)
@@ -510,7 +512,11 @@ class CcxtVenue:
         filled = float(order.get("filled") or 0.0)
         if status is OrderStatus.open and filled > 0:
             status = OrderStatus.partially_filled
-        kind = _TYPES.get(str(order.get("type")).lower())
+        # Binance's own type tells a stop from a limit (ccxt's unified type maps STOP_LOSS_LIMIT to "limit"); another
+        # exchange's raw type means something else (HTX "buy-limit", Bitstamp the side), so its unified one is read.
+        raw = (order.get("info") or {}).get("type") if self.exchange.id.startswith("binance") else None
+        kind = _TYPES.get(str(raw or order.get("type")).lower())
+        stop = order.get("triggerPrice") or order.get("stopPrice")
         return OrderReport(
             client_order_id=self._client_id_of(order), venue_order_id=str(order["id"]),
             symbol=self._ours(str(order.get("symbol"))), side=OrderSide(str(order.get("side") or "buy")),
@@ -518,6 +524,7 @@ class CcxtVenue:
             average_price=float(order["average"]) if filled and order.get("average") else None,
             type=kind, quantity=float(order["amount"]) if order.get("amount") else None,
             limit_price=float(order["price"]) if kind in _PRICED and order.get("price") else None,
+            stop_price=float(stop) if kind in _STOPS and stop else None,
         )
 
     def _client_id_of(self, order: dict[str, Any]) -> str:

@@ -114,11 +114,13 @@ class OrderReport:
     average_price: float | None
     reject_reason: RejectReason | None = None
     reason: str | None = None
-    #: How the venue prices it, the quantity asked for and the limit price, when it says (reconciliation records an
-    #: order of ours it finds on the exchange that the ledger does not hold with them); None when it does not.
+    #: How the venue prices it, the quantity asked for, the limit price and a stop order's trigger price, when it says
+    #: (reconciliation records an order of ours it finds on the exchange that the ledger does not hold with them);
+    #: None when it does not.
     type: OrderType | None = None
     quantity: float | None = None
     limit_price: float | None = None
+    stop_price: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

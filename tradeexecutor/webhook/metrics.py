@@ -44,7 +44,8 @@ and dashboard: never rename one; add a new name and keep the old one working.
 ``tradeexecutor_portfolio_value``, ``_cash``,          once the loop has filled
 ``_unrealised_pnl``, ``_open_positions``,              ``RunState.portfolio``
 ``_orders{state="planned|filled|rejected"}``,
-``_fees_paid``
+``_fees_paid{currency}``                               ``currency``: the quote (several: joined
+                                                       with ``/``, their fees summed)
 ``tradeexecutor_notifications_total``                  counter ``{channel,event,outcome}``;
                                                        outcome sent, failed or dropped
 ``tradeexecutor_notifications_suppressed_total``       counter ``{event}``: held back by the
@@ -390,7 +391,13 @@ class RunStateCollector(Collector):
             orders.add_metric(["filled"], float(figures.orders_filled))
             orders.add_metric(["rejected"], float(figures.orders_rejected))
         yield orders
-        yield _gauge("tradeexecutor_fees_paid", "Fees paid over the life of the state.", value(figures.fees_paid))
+        # The name is kept; ``currency`` says what the number is in — a state trading several quote currencies
+        # sums them (``fee_currency`` joins them with /), so a rule must not read it as one of them.
+        fees = GaugeMetricFamily("tradeexecutor_fees_paid", "Fees paid over the life of the state, in `currency` "
+                                 "(several quote currencies: summed, joined with /).", labels=["currency"])
+        if known:
+            fees.add_metric([figures.fee_currency or ""], float(figures.fees_paid))
+        yield fees
 
 
 def build_registry(runstate: RunState, options: WebhookOptions) -> CollectorRegistry:
