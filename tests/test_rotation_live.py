@@ -6,7 +6,8 @@ decided quote value then asks for more than the account holds, and the exchange 
 live: a buy waits while a sell decided with or before it has not ended at the exchange (resting, of unknown
 outcome), and a value-sized buy is sent for at most the cash there is as it leaves, less a reserve for a quote fee —
 journaled ``order_capped`` and committed with the order ``submitting``, so the ledger holds exactly what was sent,
-across a crash too.
+across a crash too. And an order whose last fill was journaled ``partial`` before the exchange said it was the last
+has its end journaled (``order_completed``).
 
 Through the real Engine and OrderRouter against the in-memory exchange twin (with a real ledger file for the
 crashes), and through the unmodified ccxt client against the exchange simulator.
@@ -14,6 +15,7 @@ crashes), and through the unmodified ccxt client against the exchange simulator.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
@@ -30,7 +32,7 @@ from tradeexecutor.state import Order, OrderPurpose, OrderStatus, OrderType
 from tradeexecutor.strategy.api import open_long
 from tradeexecutor.strategy.intents import close
 from tradeexecutor.venue import InMemoryVenue
-from tradeexecutor.venue.model import NotFoundAnswers, OrderRequest
+from tradeexecutor.venue.model import ExecutionEvent, NotFoundAnswers, OrderFilled, OrderRequest
 
 Journal = list[tuple[str, dict[str, Any]]]
 #: Both stocks' daily bars: the decisions are taken at 100.
@@ -244,6 +246,59 @@ def test_a_crash_between_the_sells_fill_and_the_buys_send_resumes_with_the_ledge
     assert bought.value is not None and bought.value <= cash / 1.001
     assert len(capped(journal)) == (1 if point.startswith("before") else 0)
     assert final.portfolio.cash == venue.balances()["USD"].free
+
+
+# -- an order's end after its last fill was journaled partial ------------------------------------------------------
+
+
+class TradesAhead(InMemoryVenue):
+    """Reports each complete fill first as a part (the trade listed before the order reads filled) and its end at the
+    next poll — the ccxt venue's way when the exchange's trade list runs ahead of the order's status."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._ends: list[ExecutionEvent] = []
+
+    def poll(self) -> list[ExecutionEvent]:
+        ends, self._ends = self._ends, []
+        now: list[ExecutionEvent] = []
+        for event in super().poll():
+            if isinstance(event, OrderFilled) and event.complete:
+                now.append(dataclasses.replace(event, complete=False))
+                self._ends.append(event)
+            else:
+                now.append(event)
+        return [*ends, *now]
+
+
+@pytest.mark.parametrize("purpose", ["open", "close"])
+def test_an_order_whose_last_fill_was_journaled_partial_has_its_end_journaled(tmp_path: Path, purpose: str) -> None:
+    """A value-sized buy and a close have no size of their own to count the fill against: read as a part, it is
+    journaled ``order_filled`` ``partial``; the exchange's end comes with the next poll, and it used to leave no line
+    (the journal said the order was half filled while the ledger had it filled)."""
+    journal: Journal = []
+    engine, venue = live_engine_over(tmp_path, {"AAA": [100.0] * 6}, journal, _clock(), venue_class=TradesAhead)
+    engine.plan([open_long("AAA", value=1000.0)], 0, cycle_ns(0))
+    engine.manage(1)
+    if purpose == "close":
+        venue.advance({"AAA": 100.0}, T0)
+        engine.drain()
+        engine.drain()
+        engine.plan([close("AAA")], 1, cycle_ns(1))
+        engine.manage(2)
+    order = orders(engine)[-1]
+    assert order.purpose.value == purpose
+    journal.clear()
+    venue.advance({"AAA": 100.0}, T0)
+    engine.drain()
+    assert order.status is OrderStatus.partially_filled
+    assert [(e, f.get("partial")) for e, f in journal if f.get("client_order_id") == order.client_order_id] == [
+        ("order_filled", True)]
+    engine.drain()
+    assert order.status is OrderStatus.filled
+    ends = [f for e, f in journal if e == "order_completed"]
+    assert [(f["client_order_id"], f["filled_quantity"]) for f in ends] == [(order.client_order_id, 10.0)]
+    assert ends[0]["average_price"] == 100.0
 
 
 # -- against the exchange simulator, through ccxt ---------------------------------------------------------------------

@@ -1359,7 +1359,13 @@ class Engine:
                 self._filled_event(position, order, symbol, fill, **extra)
         ids = {"order_id": order.id, "client_order_id": order.client_order_id, "position_id": position.id,
                "symbol": symbol, "purpose": order.purpose.value}
-        if order.status is _REJECTED:
+        if order.status is _FILLED and not new:
+            # Its last fill was booked (and journaled) as partial — read before the exchange said it was the last (a
+            # value-sized buy or a close: no size of their own to count against) — and it ended filled now: the end
+            # is journaled, or the journal would leave it half filled.
+            self.events("order_completed", **ids, filled_quantity=order.filled_quantity,
+                        average_price=order.average_fill_price, fees=order.fees)
+        elif order.status is _REJECTED:
             self._rejected_event(position, order)
         elif order.status is _UNKNOWN:
             self.events("order_unknown", **ids, reason=order.status_reason or "",
