@@ -145,6 +145,42 @@ def test_live_a_rotations_buy_waits_for_a_sell_of_unknown_outcome_and_goes_once_
     assert engine.state.portfolio.cash == venue.balances()["USD"].free
 
 
+def test_live_a_buy_whose_sell_the_exchange_ended_unfilled_goes_sized_to_the_cash_there_is(tmp_path: Path) -> None:
+    """The exchange ends the sell with nothing filled (as Binance expires what a market order cannot fill): it brought
+    nothing, and the buy that waited for it goes at the next job for the cash there is, less the fee reserve."""
+    journal: Journal = []
+    engine, venue = holding_aaa(tmp_path, journal)
+    sell, buy = rotate(engine)
+    engine.manage(2)  # the sell is on the book (the twin fills at its next price); the buy waits
+    assert sell.status is OrderStatus.open and buy.status is OrderStatus.created
+    venue.cancel(sell.client_order_id)  # the exchange's doing, not ours
+    engine.manage(3)
+    assert sell.status is OrderStatus.cancelled and not sell.fills
+    assert submitted(venue)[-1] == buy.client_order_id
+    assert buy.value is not None and buy.value <= 90.1 / 1.001
+    assert buy.value == pytest.approx(90.1 / 1.001, abs=0.01)
+    assert [line["client_order_id"] for line in capped(journal)] == [buy.client_order_id]
+
+
+def test_live_filling_at_the_close_a_buy_after_a_resting_sell_waits_for_a_later_bar(tmp_path: Path) -> None:
+    """Fill timing ``close``: the cycle sends its orders at its own close. The sell rests, so the buy is not sent
+    beside it; the next bar's job sends it, once the sell has filled, sized to what it brought."""
+    journal: Journal = []
+    engine, venue = holding_aaa(tmp_path, journal)
+    engine.fill_at_close = True
+    venue.hold = True
+    sell, buy = rotate(engine)
+    assert sell.status is OrderStatus.open
+    assert buy.client_order_id not in submitted(venue) and buy.status is OrderStatus.created
+    venue.hold = False
+    venue.advance({"AAA": 95.0}, T0)
+    engine.manage(2)
+    assert sell.status is OrderStatus.filled and submitted(venue)[-1] == buy.client_order_id
+    cash = 90.1 + 99 * 95.0 * 0.999
+    assert buy.value is not None and buy.value <= cash / 1.001
+    assert buy.value == pytest.approx(cash / 1.001, abs=0.01)
+
+
 def test_live_a_limit_sell_resting_at_the_exchange_does_not_hold_the_buy_which_spends_only_the_free_cash(
         tmp_path: Path) -> None:
     """A limit sell (one reconciliation adopted) may rest for days: the buy does not wait for it, and is sized to the
