@@ -647,9 +647,9 @@ class Engine:
         A buy waits while a sell decided with or before it has not filled: its bar has not come yet, or (live) the
         exchange has not ended it — resting, filled in part, or of unknown outcome — so a rotation's buy is sent only
         once what its sell brought is in the cash, and is sized to that cash (``_value_to_send``). It stays ``created``
-        (never sent) and is tried again at the next job. A limit sell resting at the exchange (one reconciliation
-        adopted) may rest for days and holds nothing back (``_holds_entries``): the buy goes, sized to the cash
-        there is without it.
+        (never sent) and is tried again at the next bar (a sell filled on arrival holds nothing: the buy goes in the
+        same pass). A limit sell resting at the exchange (one reconciliation adopted) may rest for days and holds
+        nothing back (``_holds_entries``): the buy goes, sized to the cash there is without it.
         """
         still: list[tuple[Position, Order]] = []
         live = self.live_venue is not None
