@@ -649,12 +649,16 @@ class Engine:
         once what its sell brought is in the cash, and is sized to that cash (``_value_to_send``). It stays ``created``
         (never sent) and is tried again at the next bar (a sell filled on arrival holds nothing: the buy goes in the
         same pass). A limit sell resting at the exchange (one reconciliation adopted) may rest for days and holds
-        nothing back (``_holds_entries``): the buy goes, sized to the cash there is without it.
+        nothing back (``_holds_entries``): the buy goes, sized to the cash there is without it. A sell of unknown
+        outcome (its reply never came) holds the buys whatever its type until settle_unknown has its outcome: it may
+        have filled, and what it brought is what they may spend.
         """
         still: list[tuple[Position, Order]] = []
         live = self.live_venue is not None
         waiting_sell_at: int | None = None  # earliest decision whose sells have not filled yet
-        for position, order in self.pending:
+        # In decision order, sells before buys: the list is built so when planned, but a restart rebuilds it position
+        # by position, and a rebalance that sells a newer position and buys into an older one would send its buy first.
+        for position, order in sorted(self.pending, key=lambda po: (_ns(po[1].created_at), po[1].side is _BUY)):
             if order.is_terminal:
                 continue
             is_buy = order.side is _BUY
