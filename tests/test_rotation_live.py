@@ -441,3 +441,17 @@ def test_against_the_simulator_a_rotation_sells_then_buys_with_what_the_sell_bro
         _, balances = running.control("GET", "balances")
         assert engine.state.portfolio.cash == pytest.approx(float(balances["USD"]["free"]), abs=1e-6)
         assert float(balances["BBB"]["free"]) == buy.filled_quantity
+
+
+def test_a_value_already_on_the_tick_is_sent_as_it_is_and_one_between_ticks_rounded_down() -> None:
+    """ccxt truncates the string it makes of a float (``cost_to_precision``): the value in the ledger must be that.
+    Flooring the float's exact binary value cut 6767.83 (a hair below in binary) to 6767.82 — a cent taken, unsaid,
+    from about half of the values already on the tick (review of i13-rotate)."""
+    from tradeexecutor.engine.engine import _whole_ticks
+
+    precision = pytest.importorskip("ccxt.base.decimal_to_precision")
+    on_tick = [round(0.01 * n, 2) for n in range(600_000, 700_000, 37)]
+    for value in [*on_tick, 6767.83, 9890.199, 9890.2049999, 0.07, 123.456789]:
+        sent = float(precision.decimal_to_precision(value, precision.TRUNCATE, 0.01, precision.TICK_SIZE))
+        assert _whole_ticks(value, 0.01) == sent, value
+    assert _whole_ticks(6767.83, 0.01) == 6767.83 and _whole_ticks(9890.199, 0.01) == 9890.19

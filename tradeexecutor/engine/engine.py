@@ -141,11 +141,13 @@ _PURPOSE_OF = {"open": _OPEN, "increase": _INCREASE, "reduce": _REDUCE, "close":
 
 def _whole_ticks(value: float, tick: float) -> float:
     """``value`` rounded down to whole ``tick`` (exactly, then to the nearest float: what ccxt's truncation to the
-    tick sends); itself when there is no tick."""
+    tick sends); itself when there is no tick. Its shortest decimal form is truncated, as ccxt truncates the string
+    it makes of the float: the float's exact binary value of 6767.83 is a hair below it, and flooring that cut a
+    value already on the tick by one tick about half the time."""
     if tick <= 0.0 or not math.isfinite(value):
         return value
     step = Fraction(str(tick))
-    return float(math.floor(Fraction(value) / step) * step)
+    return float(math.floor(Fraction(repr(value)) / step) * step)
 
 
 def _holds_entries(order: Order) -> bool:
