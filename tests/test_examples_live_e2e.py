@@ -65,9 +65,9 @@ class Example:
     params: dict[str, str] = field(default_factory=dict)
     #: The ledger's symbol → the base asset the simulator's balances hold.
     bases: dict[str, str] = field(default_factory=dict)
-    #: Whether the exchange may refuse an order on submit (-2010, insufficient balance): only the rotation, whose
-    #: buy is sized at the decision's prices and may ask for more than the sell before it brought.
-    refusals: bool = False
+    #: Whether a decision sells one stock and buys another (the rotation): the run must show one, both filled — the
+    #: buy, sized at the decision's prices, sent once the sell had filled, for no more than the cash it brought.
+    rotates: bool = False
 
     @property
     def path(self) -> Path:
@@ -91,7 +91,7 @@ EXAMPLES = [
     Example("sma_crossover.py", "1d", STOCKS, {"fast": "2", "slow": "3"}, {"GOOG": "GOOG"}),
     # The leader of 5-bar returns changes every few bars: each change sells one stock and buys another.
     Example("momentum_rotation.py", "7d", STOCKS, {"lookback": "5"},
-            {symbol: symbol for symbol in ("AAPL", "GOOG", "IBM", "MSFT")}, refusals=True),
+            {symbol: symbol for symbol in ("AAPL", "GOOG", "IBM", "MSFT")}, rotates=True),
 ]
 IDS = [example.file.removesuffix(".py") for example in EXAMPLES]
 
@@ -148,15 +148,20 @@ def test_an_example_strategy_trades_live_on_1_second_candles_and_the_ledger_equa
     assert state is not None
     # Every order went to the exchange and came back filled, with the fee the exchange charged: the ledger's orders,
     # trades and balances are the simulator's own (no fill taken by a reconciliation: the run was never killed).
-    assert check_ledger_equals_exchange(state, executor.state_dir, simulator, bases=example.bases,
-                                        refusals=example.refusals) == 0
+    assert check_ledger_equals_exchange(state, executor.state_dir, simulator, bases=example.bases) == 0
     filled = [order for order in state.portfolio.all_orders() if order.fills]
     assert len(filled) >= ORDERS and {order.side.value for order in filled} == {"buy", "sell"}
     assert all(fill.fee > 0 for _, fill in fills_of(state))
-    # The one refusal a run may meet, the rotation's alone: its buy, sized at the decision's prices, asks for more
-    # than the sell before it brought (Binance's -2010, proven by the simulator's request log above); it is rejected.
+    # No order refused: the rotation's buy waited for its sell and asked for no more than the cash there was then.
     rejected = [order for order in state.portfolio.all_orders() if order.status.value == "rejected"]
-    assert all(example.refusals and o.side.value == "buy" for o in rejected), [o.status_reason for o in rejected]
+    assert rejected == [], [o.status_reason for o in rejected]
+    code, requests = http_json("GET", f"{simulator}/_sim/requests?limit=10000")
+    assert code == 200 and [r for r in requests if r.get("code") == -2010] == []
+    if example.rotates:  # a decision that sold one stock and bought another, both filled
+        by_decision: dict[Any, set[str]] = {}
+        for order in filled:
+            by_decision.setdefault(order.created_at, set()).add(order.side.value)
+        assert {"buy", "sell"} in by_decision.values(), sorted(by_decision.items())
     check_started_line(executor.state_dir, example)
     output = executor.output()
     assert KEY not in output and SECRET not in output

@@ -33,10 +33,12 @@ the daemon drives it from a feed on wall-clock cycles.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from fractions import Fraction
 from typing import Any, Protocol
 
 import pandas as pd
@@ -55,6 +57,7 @@ from tradeexecutor.state import (
     OrderPurpose,
     OrderSide,
     OrderStatus,
+    OrderType,
     Position,
     RejectReason,
     State,
@@ -125,6 +128,7 @@ def _intent_order(intent: Intent) -> int:
 #: Enum members bound once: a member looked up on its class is a Python-level __getattr__ call,
 #: and these are used for every order of a long backtest.
 _BUY, _SELL = OrderSide.buy, OrderSide.sell
+_MARKET = OrderType.market
 #: Statuses of an order the exchange has acknowledged and holds open (a cancel can end it).
 _RESTING = frozenset({OrderStatus.open, OrderStatus.partially_filled})
 _OPEN, _INCREASE, _REDUCE, _CLOSE = OrderPurpose.open, OrderPurpose.increase, OrderPurpose.reduce, OrderPurpose.close
@@ -134,6 +138,25 @@ _SUBMITTING, _CREATED, _FILLED, _REJECTED, _UNKNOWN = (
 _CLOSED_BY_STRATEGY = "cancelled by close() before it filled"
 #: The purpose of the order each order-making intent action creates.
 _PURPOSE_OF = {"open": _OPEN, "increase": _INCREASE, "reduce": _REDUCE, "close": _CLOSE}
+
+
+def _whole_ticks(value: float, tick: float) -> float:
+    """``value`` rounded down to whole ``tick`` (exactly, then to the nearest float: what ccxt's truncation to the
+    tick sends); itself when there is no tick. Its shortest decimal form is truncated, as ccxt truncates the string
+    it makes of the float: the float's exact binary value of 6767.83 is a hair below it, and flooring that cut a
+    value already on the tick by one tick about half the time."""
+    if tick <= 0.0 or not math.isfinite(value):
+        return value
+    step = Fraction(str(tick))
+    return float(math.floor(Fraction(repr(value)) / step) * step)
+
+
+def _holds_entries(order: Order) -> bool:
+    """Live mode: whether a sell the exchange has not ended yet holds back the buys decided with or after it (they
+    spend what it brings). A market order does: the engine's own exits, which the exchange ends in moments. A limit
+    sell resting at the exchange (one reconciliation adopted) does not: it may rest for days, and the buys go without
+    it, sized to the cash there is."""
+    return order.type is _MARKET
 
 
 def _is_position_exit(order: Order) -> bool:
@@ -625,11 +648,23 @@ class Engine:
     # -- 1. fills of waiting orders -------------------------------------------------------
 
     def fill_pending(self, step: int) -> None:
-        """Fill orders created by an earlier cycle at the open of the first bar that starts after the decision."""
+        """Fill orders created by an earlier cycle at the open of the first bar that starts after the decision.
+
+        A buy waits while a sell decided with or before it has not filled: its bar has not come yet, or (live) the
+        exchange has not ended it — resting, filled in part, or of unknown outcome — so a rotation's buy is sent only
+        once what its sell brought is in the cash, and is sized to that cash (``_value_to_send``). It stays ``created``
+        (never sent) and is tried again at the next bar (a sell filled on arrival holds nothing: the buy goes in the
+        same pass). A limit sell resting at the exchange (one reconciliation adopted) may rest for days and holds
+        nothing back (``_holds_entries``): the buy goes, sized to the cash there is without it. A sell of unknown
+        outcome (its reply never came) holds the buys whatever its type until settle_unknown has its outcome: it may
+        have filled, and what it brought is what they may spend.
+        """
         still: list[tuple[Position, Order]] = []
         live = self.live_venue is not None
         waiting_sell_at: int | None = None  # earliest decision whose sells have not filled yet
-        for position, order in self.pending:
+        # In decision order, sells before buys: the list is built so when planned, but a restart rebuilds it position
+        # by position, and a rebalance that sells a newer position and buys into an older one would send its buy first.
+        for position, order in sorted(self.pending, key=lambda po: (_ns(po[1].created_at), po[1].side is _BUY)):
             if order.is_terminal:
                 continue
             is_buy = order.side is _BUY
@@ -650,10 +685,16 @@ class Engine:
                 # about it at every job (an order the exchange lost, the drain follows); passing it through _fill
                 # journaled order_unknown again at every bar for as long as the exchange's lag lasted.
                 still.append((position, order))
+                if not is_buy:  # its outcome first: what it sold (or not) is what the entries after it may spend
+                    created = _ns(order.created_at)
+                    waiting_sell_at = created if waiting_sell_at is None else min(waiting_sell_at, created)
                 continue
             self._fill(position, order, bars.open.item(index), _to_datetime(int(bars.open_time_ns[index])))
             if not order.is_terminal:  # live: still open at the exchange, or its outcome not known yet
                 still.append((position, order))
+                if not is_buy and _holds_entries(order):
+                    created = _ns(order.created_at)
+                    waiting_sell_at = created if waiting_sell_at is None else min(waiting_sell_at, created)
         self.pending = still
 
     # -- 2. triggers -------------------------------------------------------------------------
@@ -1127,9 +1168,15 @@ class Engine:
                     side=order.side.value, value=order.value, quantity=order.quantity)
 
     def _fill_at_close(self, step: int, report: CycleReport) -> None:
+        """Fill the cycle's orders at its close, sells first; (live) a buy after a sell the exchange has not ended
+        waits for a later bar (``fill_pending``), as it does there."""
         pending, self.pending = self.pending, []
+        waiting = False
         for position, order in pending:
             if order.is_terminal:
+                continue
+            if waiting and order.side is _BUY:
+                self.pending.append((position, order))
                 continue
             slot = self._slot[order.instrument_id]
             index = int(self._last_closed[slot][step])
@@ -1140,6 +1187,7 @@ class Engine:
                 report.rejected += 1
             else:  # live: still open at the exchange, or its outcome not known yet
                 self.pending.append((position, order))
+                waiting = waiting or (order.side is _SELL and _holds_entries(order))
 
     # -- fills --------------------------------------------------------------------------
 
@@ -1184,14 +1232,16 @@ class Engine:
 
     # -- write-ahead (the daemon) --------------------------------------------------------------
 
-    def _send(self, order: Order, price: float, at: datetime, *, apply_slippage: bool = True) -> None:
-        """Write-ahead: commit the order submitting and submit it (unless a restart found it sent already), let the
-        venue price it at ``price``, apply and commit the outcome it reports (engine/router.py)."""
+    def _send(self, order: Order, price: float, at: datetime, *, apply_slippage: bool = True,
+              reason: str | None = None) -> None:
+        """Write-ahead: commit the order submitting (with ``reason``, when given) and submit it (unless a restart found
+        it sent already), let the venue price it at ``price``, apply and commit the outcome it reports
+        (engine/router.py)."""
         router = self.router
         assert router is not None
         if self.live_venue is not None:  # the exchange prices and fills it; its reply is drained at once
             if order.status is _CREATED:
-                router.send(order, at)
+                router.send(order, at, reason)
             self._drain_journaled(own=[order])  # this order's outcome is the caller's (_after_send)
             return
         venue = self.venue
@@ -1209,9 +1259,15 @@ class Engine:
             self._reject(position, order, RejectReason.nothing_to_sell,
                          "nothing to sell: the position holds no quantity", at)
             return False
+        reason = None
+        if self.live_venue is not None and order.status is _CREATED and order.side is _BUY and order.value is not None:
+            reason = self._value_to_send(position, order, at)
+            if order.is_terminal:  # the cash there is buys less than the exchange's minimum: refused here, never sent
+                self._commit_outcome()
+                return False
         opening = order.side is _BUY and position.quantity == 0
         count = len(order.fills)
-        self._send(order, price, at)
+        self._send(order, price, at, reason=reason)
         if self.live_venue is not None:  # filled, in part, refused, open, or of unknown outcome: as the exchange said
             self._after_send(position, order, count, opening=opening)
             self._commit_outcome()
@@ -1231,6 +1287,53 @@ class Engine:
             self._filled_event(position, order, self.symbol_of[order.instrument_id], fill)
         self._commit_outcome()
         return True
+
+    def _value_to_send(self, position: Position, order: Order, at: datetime) -> str | None:
+        """Live mode, as a value-sized entry (``created``) is about to be sent: the quote value it is sent for — capped
+        at what the account can pay now, less a reserve for a fee charged in the quote (the exchange's taker fee, the
+        engine's ``execution.fee``), and in whole ticks of the market's price (ccxt truncates a market buy's quote
+        amount to them) — made the order's value; the status reason to commit with it when capped, None otherwise.
+
+        The decision sized it at the cycle's prices (equity × fraction), before the sells of its job had filled;
+        what they brought (their fill prices, spread and fees) may be less, and an exchange refuses a market buy
+        of a quote value the balance cannot pay (Binance's -2010). What the account can pay is the lesser of the
+        ledger's cash (the strategy's own money, what this job's sells brought booked in it) and the exchange's free
+        balance of the quote (what it will accept: less while another order locks some). The value is set before
+        the order is committed ``submitting`` (write-ahead), so the ledger holds exactly what is sent and a restart
+        sends, or asks about, exactly that; a cap is journaled ``order_capped`` in the same commit (what the decision
+        asked, what is sent, why). Capped below the instrument's minimum notional: refused here, never sent
+        (``order_rejected``, insufficient cash)."""
+        router = self.router
+        asked = order.value
+        assert router is not None and asked is not None
+        instrument = self.state.instrument(order.instrument_id)
+        symbol, quote = instrument.symbol, instrument.quote_currency
+        cash = self.state.portfolio.cash
+        balance = router.venue.balances().get(quote)
+        free = balance.free if balance is not None else 0.0
+        available = max(0.0, min(cash, free))
+        fee = self.config.execution.fee
+        most = available / (1.0 + fee)
+        spec = router.venue.instruments([symbol]).get(symbol)
+        value = _whole_ticks(min(asked, most), spec.tick_size if spec is not None else 0.0)
+        order.value = value
+        if asked <= most:
+            return None
+        if value <= 0.0 or value < instrument.min_notional:
+            order.value = asked  # refused as decided: never sent
+            self._reject(position, order, RejectReason.insufficient_cash,
+                         f"not enough cash: {available:.2f} {quote} (the ledger's {cash:.2f}, the exchange's free "
+                         f"{free:.2f}) less a {fee:g} fee reserve is below the minimum order of "
+                         f"{instrument.min_notional:.2f}; {asked:.2f} was decided", at)
+            return None
+        reason = (f"value capped at {value:.2f} {quote} from the {asked:.2f} decided: the cash there is as it is sent, "
+                  f"{available:.2f} (the ledger's {cash:.2f}, the exchange's free {free:.2f}), less a {fee:g} fee "
+                  "reserve")
+        if self._journal:
+            self.events("order_capped", order_id=order.id, client_order_id=order.client_order_id,
+                        position_id=position.id, symbol=symbol, purpose=order.purpose.value, asked=asked,
+                        value=value, cash=cash, exchange_free=free, fee_rate=fee, reason=reason)
+        return reason
 
     def _after_send(self, position: Position, order: Order, count: int, *, opening: bool, resolved: bool = False,
                     journal_fills: bool = True) -> bool:
@@ -1266,7 +1369,13 @@ class Engine:
                 self._filled_event(position, order, symbol, fill, **extra)
         ids = {"order_id": order.id, "client_order_id": order.client_order_id, "position_id": position.id,
                "symbol": symbol, "purpose": order.purpose.value}
-        if order.status is _REJECTED:
+        if order.status is _FILLED and not new:
+            # Its last fill was booked (and journaled) as partial — read before the exchange said it was the last (a
+            # value-sized buy or a close: no size of their own to count against) — and it ended filled now: the end
+            # is journaled, or the journal would leave it half filled.
+            self.events("order_completed", **ids, filled_quantity=order.filled_quantity,
+                        average_price=order.average_fill_price, fees=order.fees)
+        elif order.status is _REJECTED:
             self._rejected_event(position, order)
         elif order.status is _UNKNOWN:
             self.events("order_unknown", **ids, reason=order.status_reason or "",

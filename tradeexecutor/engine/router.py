@@ -99,10 +99,10 @@ class OrderRouter:
 
     # -- sending --------------------------------------------------------------------------------
 
-    def send(self, order: Order, at: datetime | None = None) -> None:
-        """Commit the order as submitting (at ``at``, default now), then send it; a temporary failure leaves it
-        unknown (committed)."""
-        order.transition(OrderStatus.submitting, at or self.now())
+    def send(self, order: Order, at: datetime | None = None, reason: str | None = None) -> None:
+        """Commit the order as submitting (at ``at``, default now; ``reason`` its status reason), then send it; a
+        temporary failure leaves it unknown (committed)."""
+        order.transition(OrderStatus.submitting, at or self.now(), reason)
         self.commit()  # write-ahead: from here on the order may be at the venue
         crashpoint.reached("submitting")
         self._submit(order)

@@ -253,7 +253,8 @@ class Order:
     time_in_force: TimeInForce = TimeInForce.gtc
     #: Unsigned quantity asked for, or None when sized by value at the fill.
     quantity: float | None = None
-    #: Quote-currency value asked for (buys by value or equity fraction), or None.
+    #: Quote-currency value asked for (buys by value or equity fraction), or None. Live, it is what was sent: set as
+    #: the order is sent, capped at the cash there is then (journaled ``order_capped`` with what was decided).
     value: float | None = None
     #: Limit price, for limit and stop-limit orders.
     limit_price: float | None = None

@@ -22,6 +22,10 @@ dust_written_off (``quantity``: what a close left below one lot; the position cl
 order_resolved (``detail``: an order a restart found ``submitting``, or whose reply never came, asked about by
 client order id), order_unknown (live: a submit whose reply never came; asked about at the next job),
 order_expired (live: an order the exchange ended with only part, or none, of it filled),
+order_completed (live: an order whose last fill was journaled ``partial`` before the exchange said it was the last,
+ended filled: ``filled_quantity``, ``average_price``, ``fees``),
+order_capped (live: a value-sized entry sent for less than its decision asked — the cash there was when it was sent,
+less a fee reserve: ``asked``, ``value`` sent, ``cash``, ``exchange_free``, ``fee_rate``, ``reason``),
 order_lost (live: an order the exchange accepted once and no longer knows — found when its cancel was not
 confirmed, or by the ccxt venue's poll — once that answer has lasted, ``NotFoundAnswers``; once per order, across restarts;
 ``reason`` says what a person does: the executor enters safe mode),
@@ -92,6 +96,8 @@ EVENTS: frozenset[str] = frozenset(
         "order_resolved",
         "order_unknown",
         "order_expired",
+        "order_completed",
+        "order_capped",
         "order_lost",
         "order_fills_missing",
         "order_fills_found",
