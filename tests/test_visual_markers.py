@@ -91,7 +91,7 @@ def test_fills_in_different_cells_stay_apart() -> None:
     series = month_series(fills_of([T0], [1.5], [True]))
     pixels = pixels_of(series)
     # A marker's width (two cells) apart in time, or in price, or not at all: three markers.
-    step_x = 2 * MARKER_CELL_PIXELS / pixels.x_scale
+    step_x = math.ceil(2 * MARKER_CELL_PIXELS / pixels.x_scale)  # ms
     step_y = 2 * MARKER_CELL_PIXELS / pixels.y_scale
     at, price = T0 + 10 * DAY, 1.5
     times = [at, at, at + step_x, at + step_x, at, at]

@@ -295,7 +295,9 @@ def _panel_boxes(count: int) -> list[tuple[float, float]]:
     if not count:
         return []
     width, height = (inches * _DPI for inches in SIZES["large"])
-    grid = GridSpec(count + 1, 1, height_ratios=_height_ratios(count), hspace=_HSPACE, **_LARGE_MARGINS)
+    margins = _LARGE_MARGINS
+    grid = GridSpec(count + 1, 1, height_ratios=_height_ratios(count), hspace=_HSPACE, left=margins["left"],
+                    right=margins["right"], top=margins["top"], bottom=margins["bottom"])
     bottoms, tops, lefts, rights = grid.get_grid_positions(None)  # type: ignore[arg-type]  # None: no figure
     return [(float(rights[0] - lefts[0]) * width, float(tops[i] - bottoms[i]) * height) for i in range(1, count + 1)]
 
