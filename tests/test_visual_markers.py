@@ -12,12 +12,17 @@ from __future__ import annotations
 import math
 import re
 import xml.etree.ElementTree as ET
+from datetime import UTC, datetime, timedelta
 
 import matplotlib
 import numpy as np
+import pandas as pd
 import pytest
 from matplotlib.dates import date2num
 
+from state_builders import make_order
+from tradeexecutor.state import Position, State
+from tradeexecutor.visual import render_charts
 from tradeexecutor.visual.charts import (
     MARKER_CELL_PIXELS,
     _figure,
@@ -214,3 +219,25 @@ def test_a_fill_without_a_price_is_not_drawn_or_counted() -> None:
     series = month_series(fills_of([at, at + 1000, at + 2000], [1.1, float("nan"), 1.1], [True] * 3))
     buys = _prepare(series).panels[0].buys
     assert isinstance(buys, _Markers) and buys.counts.tolist() == [2]
+
+
+def test_a_state_with_bursts_of_fills_draws_titled_markers() -> None:
+    # Through a State, as the webhook's /visualisation and a run's charts/ and report.html (the SVG inline) get
+    # it: a position opened, then increased 20 times within 20 seconds at prices a tenth of a cent apart.
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    state = State(name="bursts", initial_cash=10_000.0)
+    index = pd.date_range(start, periods=30, freq="D", tz="UTC")
+    state.valuations.extend(list(index.as_unit("ms").asi8), [10_000.0] * 30, [10_000.0] * 30, [0.5] * 30)
+    instrument = state.add_instrument("GOOG", "equity", 1.0)
+    closes = pd.Series(np.linspace(100.0, 110.0, 30), index=index)
+    position = Position(id=1, instrument_id=instrument.id, opened_at=start)
+    at = start + timedelta(days=10, hours=12)
+    for k in range(21):
+        position.orders.append(make_order(k + 1, 1, instrument.id, "open" if k == 0 else "increase",
+                                          at + timedelta(seconds=k), quantity=1.0, fill_price=105.0 + k * 0.001))
+    position.orders.append(make_order(22, 1, instrument.id, "close", at + timedelta(days=5), quantity=21.0,
+                                      fill_price=107.0))
+    state.portfolio.closed_positions.append(position)
+    svg = render_charts(state, {"GOOG": closes}, size="large", fmt="svg")
+    assert svg_titles(svg) == ["21 buys, 2026-01-11 12:00:00 to 12:00:20 UTC, at 105 to 105.02"]
+    assert markers_drawn(svg) == 2  # the burst's one buy and the close's one sell
