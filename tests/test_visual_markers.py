@@ -31,6 +31,7 @@ from tradeexecutor.visual.charts import (
     _panel_pixels,
     _PanelPixels,
     _prepare,
+    _price,
     _with_titles,
     render_series,
 )
@@ -241,3 +242,12 @@ def test_a_state_with_bursts_of_fills_draws_titled_markers() -> None:
     svg = render_charts(state, {"GOOG": closes}, size="large", fmt="svg")
     assert svg_titles(svg) == ["21 buys, 2026-01-11 12:00:00 to 12:00:20 UTC, at 105 to 105.02"]
     assert markers_drawn(svg) == 2  # the burst's one buy and the close's one sell
+
+
+@pytest.mark.parametrize(("price", "text"), [(1.0990569123, "1.0990569"), (97_000.12, "97000.12"),
+                                             (123_456_789.4, "123456789"), (0.000012345678, "0.000012345678"),
+                                             (105.02000000000001, "105.02")])
+def test_tooltip_prices_are_plain_numbers(price: float, text: str) -> None:
+    # Eight significant digits, but never an exponent nor a rounded whole part (a price of 1.2e+08 or 123456790
+    # would not be the fills' prices).
+    assert _price(price) == text

@@ -474,7 +474,7 @@ def _marker_titles(markers: _Markers, side: str) -> list[str | None]:
         if count == 1:
             titles.append(None)
             continue
-        price = f"{low:,.8g}" if low == high else f"{low:,.8g} to {high:,.8g}"
+        price = _price(low) if low == high else f"{_price(low)} to {_price(high)}"
         titles.append(f"{count:,} {side}s, {_span(earliest, latest)} UTC, at {price}")
     return titles
 
@@ -550,6 +550,12 @@ def _number(value: float, _position: int | None = None) -> str:
     if magnitude >= 10:
         return f"{value:,.1f}".rstrip("0").rstrip(".")
     return f"{value:.4f}".rstrip("0").rstrip(".")
+
+
+def _price(value: float) -> str:
+    """A fill price in a tooltip: eight significant digits (every digit before the point, if more), no exponent."""
+    whole = len(str(int(abs(value)))) if math.isfinite(value) else 0
+    return str(np.format_float_positional(value, precision=max(8, whole), fractional=False, trim="-"))
 
 
 def _span(earliest: int, latest: int) -> str:
