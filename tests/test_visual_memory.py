@@ -3,8 +3,8 @@
 The renderer child (``visual/worker.py``) draws with :func:`render_once` and then calls
 :func:`release_memory`; these tests run the same two steps in this process, on a series that grows
 like the 1-second soak's, and count what is left alive: no matplotlib figure survives a render, the
-interpreter's tracked objects do not grow with the renders, and fill markers are bounded by the
-figure's pixels however many fills the history holds.
+interpreter's tracked objects do not grow with the renders. (Fill markers, bounded by the panel's
+cells however many fills the history holds: tests/test_visual_markers.py.)
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from tradeexecutor.visual.charts import _MARKER_GRID, _prepare
+from tradeexecutor.visual.charts import _prepare
 from tradeexecutor.visual.series import ChartDelta, ChartSeries, Fills, SeriesBuilder
 from tradeexecutor.visual.worker import release_memory, render_once
 
@@ -60,43 +60,10 @@ def test_renders_leave_no_figure_and_no_growing_objects_behind() -> None:
     assert builder.series().stamps.size == 1500
 
 
-def test_fill_markers_are_bounded_by_the_figures_pixels() -> None:
-    # A day of fills (one every 2.5 s) on a price that visits few pixel cells: repeated trades at the
-    # same few places, 43200 fills in all.
-    rng = np.random.default_rng(1)
-    rows = 86_400
-    stamps = T0 + np.arange(rows, dtype=np.int64) * 1000
-    closes = 1.1 + np.round(rng.normal(0, 1e-3, rows), 4)
-    picked = np.arange(0, rows, 2)[: 43_200]
-    few = (picked // 3600) * 3600  # fills bunched at 24 instants
-    fills = Fills("EURUSD", stamps[few], closes[picked], (np.arange(len(picked)) % 2 == 0))
-    series = ChartSeries("day", stamps, 10_000 + np.cumsum(rng.normal(size=rows)), {1: fills},
-                         {"EURUSD": (stamps, closes)})
-    panel = _prepare(series).panels[0]
-    kept = len(panel.buy_times) + len(panel.sell_times)
-    assert 0 < kept < len(picked) // 10, kept
-    # Every dropped fill has a kept marker of its kind in its pixel cell (so the image shows it).
-    x0, x1 = float(stamps[0]), float(stamps[-1])
-    y_all = np.concatenate([closes, fills.prices])
-    y0, y1 = float(y_all.min()), float(y_all.max())
-    columns, cell_rows = _MARKER_GRID
-
-    def cells(times: np.ndarray, prices: np.ndarray) -> set[tuple[int, int]]:
-        ms = times.astype("datetime64[ms]").astype(np.int64)
-        column = np.clip(((ms - x0) * (columns / (x1 - x0))).astype(np.int64), 0, columns - 1)
-        row = np.clip(((prices - y0) * (cell_rows / (y1 - y0))).astype(np.int64), 0, cell_rows - 1)
-        return set(zip(column.tolist(), row.tolist(), strict=True))
-
-    buys = fills.buys
-    assert cells(fills.times[buys], fills.prices[buys]) == cells(panel.buy_times, panel.buy_prices)
-    assert cells(fills.times[~buys], fills.prices[~buys]) == cells(panel.sell_times, panel.sell_prices)
-    assert len(panel.buy_times) == len(cells(panel.buy_times, panel.buy_prices))
-
-
 def test_few_fills_are_all_drawn() -> None:
     stamps = T0 + np.arange(100, dtype=np.int64) * 60_000
     closes = np.linspace(1.0, 2.0, 100)
     fills = Fills("EURUSD", stamps[::10], closes[::10], np.arange(10) % 2 == 0)
     series = ChartSeries("few", stamps, closes * 1000, {1: fills}, {"EURUSD": (stamps, closes)})
     panel = _prepare(series).panels[0]
-    assert len(panel.buy_times) == 5 and len(panel.sell_times) == 5
+    assert len(panel.buys.times) == 5 and len(panel.sells.times) == 5
