@@ -437,7 +437,8 @@ class Engine:
         the order's own position stays out of every exit meanwhile (``in_flight``). A real outage still fails the
         job; the cycle raises :attr:`lag` once its bar is managed, before anything is decided.
         An order whose cancel was asked for while the exchange did not know it (``_cancel_unconfirmed``) is asked
-        about under the same rule but is never sent, and its wait fails no job (``_settle_cancelled``).
+        about under the same rule but is never sent, and its wait fails no job (``_settle_cancelled``); an outage met
+        asking about the others ends the round before it (its lookup would fail the same way, at every retry).
         Returns one line per order, for the journal (``order_resolved``); the caller commits.
         """
         router = self.router
@@ -454,7 +455,8 @@ class Engine:
         unwanted = [(p, o) for p, o in unknown if o.client_order_id in self._cancelling]
         resolved, error = router.resolve_each([(p, o) for p, o in unknown if o.client_order_id not in self._cancelling],
                                               send=False)
-        resolved += router.resolve_each(unwanted, send=False)[0]
+        if error is None or isinstance(error, ExchangeLagError):  # an outage ends the round: theirs would fail too
+            resolved += router.resolve_each(unwanted, send=False)[0]
         self.lag = error if isinstance(error, ExchangeLagError) else None
         if not hold and self.lag is not None:
             error = None  # asked again at the next job; its position is in flight meanwhile
