@@ -694,14 +694,22 @@ class ExecutorLoop:
                                     {"position_id": wanted})
         # Live: a second exit must never be sent while an order of the position is in flight (an entry waiting out
         # the exchange's lag, say). A close of it is refused; close-all closes the others and names these.
+        # An order the exchange says ended while its trades are not all listed (``Engine.exit_waits``) is one too: the
+        # ledger booked part of it, so a close would be sized wrong; its reason says so (``exit_waiting``, once).
         busy = [(p, o) for p in targets if (o := self.engine.in_flight(p)) is not None]
+        waits = {p.id: self.engine.note_exit_waiting(p, f"operator {request.command}") for p, _ in busy}
         not_closed = [{"position_id": p.id, "symbol": self.engine.symbol_of[p.instrument_id],
                        "client_order_id": o.client_order_id, "purpose": o.purpose.value,
-                       "status": o.status.value, "reason": f"its {o.purpose.value} order {o.client_order_id} is "
-                       f"{o.status.value} at the exchange; it is asked about at every job: close again once it has "
-                       "ended"} for p, o in busy]
+                       "status": o.status.value, "reason": waits[p.id] or f"its {o.purpose.value} order "
+                       f"{o.client_order_id} is {o.status.value} at the exchange; it is asked about at every job: "
+                       "close again once it has ended"} for p, o in busy]
         if busy and request.command == CommandKind.close:
             position, order = busy[0]
+            waiting = waits[position.id]
+            if waiting is not None:
+                return ActionResult(Outcome.conflict, f"position {position.id} cannot be closed now: {waiting}",
+                                    {"position_id": position.id, "client_order_id": order.client_order_id,
+                                     "reason": waiting})
             return ActionResult(Outcome.conflict, f"position {position.id} has order {order.client_order_id} "
                                 f"{order.status.value} at the exchange; it is asked about at every job: close again "
                                 "once it has ended", {"position_id": position.id,
