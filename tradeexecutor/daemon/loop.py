@@ -68,8 +68,9 @@ Operator jobs. ``close``, ``close_all`` and ``reload_params`` (from the webhook'
 as jobs of their own between the scheduled ones: the closes go through the engine's exit path
 (``Engine.close_now``, the one stop-losses take), new parameters are checked as at start-up and
 swapped in whole (``Engine.use_strategy``). Live, a position with an order in flight at the exchange
-(``Engine.in_flight``) is never exited a second time: a close of it is refused, and close-all closes the
-others and names it in its answer (``not_closed``, with why). Each journals ``operator_action`` or
+(``Engine.in_flight``: one of unknown outcome, an exit already sent, or an order the exchange says ended while its
+trades are not all listed yet, ``Engine.exit_waits``) is never exited a second time: a close of it is refused, and
+close-all closes the others and names it in its answer (``not_closed``, with why). Each journals ``operator_action`` or
 ``operator_refused`` (who, what, result) and, when it changed something, saves it with those lines
 in one transaction; only then is the requester answered through the command's reply.
 
@@ -398,6 +399,9 @@ class ExecutorLoop:
         missing = list(self.engine.missing_fills.orders.values())
         if missing != self.runstate.fills_missing:  # rare news: orders whose trades the exchange does not list
             self.runstate.update(fills_missing=missing)
+        waiting = self.engine.waiting_exits()
+        if waiting != self.runstate.exits_waiting:  # from the first answer: the positions whose exits wait on them
+            self.runstate.update(exits_waiting=waiting)
 
     def _needs_operator(self) -> None:
         """The engine found orders the exchange lost (``Engine.lost``): safe mode, its reason naming each and what to

@@ -599,8 +599,8 @@ class Engine:
         order, short = found
         return (f"its {order.purpose.value} order {order.client_order_id} ended at the exchange having filled "
                 f"{short.filled:g} while the trades it lists add up to {short.listed:g} (since "
-                f"{short.at.isoformat()}); its exits wait until the trades are listed and booked, or an exit would be "
-                "sized on a quantity the exchange no longer holds")
+                f"{short.at.isoformat()}); its exits wait until the trades are listed and booked: sized on the part booked, "
+                "an exit would sell the wrong amount")
 
     def waiting_exits(self) -> list[dict[str, Any]]:
         """Live mode: each open position whose exits wait (``exit_waits``), with its order and why: for /status, from
