@@ -165,6 +165,14 @@ def _is_position_exit(order: Order) -> bool:
     return order.client_order_id.rsplit("-", 1)[-1].startswith("p")
 
 
+def _waiting_reason(order: Order, short: OrderEndedShort) -> str:
+    """Why the exits of ``order``'s position wait (``Engine.exit_waits``), in words for a person."""
+    return (f"its {order.purpose.value} order {order.client_order_id} ended at the exchange having filled "
+            f"{short.filled:g} while the trades it lists add up to {short.listed:g} (since {short.at.isoformat()}); "
+            "its exits wait until the trades are listed and booked: sized on the part booked, an exit would sell the "
+            "wrong amount")
+
+
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 
@@ -594,13 +602,7 @@ class Engine:
         ``exit_waiting`` once per order. The trades arriving end the wait: they are booked, the order ends, and the
         next exit goes as usual. Other positions' exits are not held."""
         found = self._ended_short(position)
-        if found is None:
-            return None
-        order, short = found
-        return (f"its {order.purpose.value} order {order.client_order_id} ended at the exchange having filled "
-                f"{short.filled:g} while the trades it lists add up to {short.listed:g} (since "
-                f"{short.at.isoformat()}); its exits wait until the trades are listed and booked: sized on the part booked, "
-                "an exit would sell the wrong amount")
+        return None if found is None else _waiting_reason(*found)
 
     def waiting_exits(self) -> list[dict[str, Any]]:
         """Live mode: each open position whose exits wait (``exit_waits``), with its order and why: for /status, from
@@ -623,11 +625,11 @@ class Engine:
         """Live mode: an exit of ``position`` (``exit_kind``: ``close``, ``reduce``, a trigger's kind, ``operator
         close``, ...) held back because its exits wait (``exit_waits``); journaled ``exit_waiting`` once per order.
         The reason, None when its exits do not wait."""
-        reason = self.exit_waits(position)
         found = self._ended_short(position)
-        if reason is None or found is None:
+        if found is None:
             return None
         order, short = found
+        reason = _waiting_reason(order, short)
         if order.client_order_id not in self._exit_waiting_told:
             self._exit_waiting_told.add(order.client_order_id)
             self.events("exit_waiting", position_id=position.id, symbol=self.symbol_of[position.instrument_id],
