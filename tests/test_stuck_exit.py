@@ -256,3 +256,28 @@ def test_a_restart_while_an_order_is_ended_short_keeps_it_followed_and_its_exits
     assert running.control("DELETE", f"faults/{lag}")[0] == 200
     restarted.drain()
     assert sell.status is OrderStatus.filled and aaa.quantity == 6.0 and router.ended_short == {}
+
+
+def test_a_stop_losss_sale_that_ended_short_is_never_sold_again_nor_cancelled(tmp_path: Path, running: Running) -> None:
+    """AAA's stop-loss sells it whole with the sale's trade unlisted: the ledger still holds the 10 AAA the account no
+    longer has. The next bar through the stop, the strategy's close() and a risk limit's close send nothing (a
+    second sale, or a cancel of the one the exchange ended); once the trade is listed the sale is booked and the
+    position closed, one sale at the exchange. Fails before: the close() sent a cancel and failed temporarily."""
+    engine, journal = fresh(tmp_path, running)
+    aaa, _ = both_held_with_stops(engine)
+    _, lag = running.control("POST", "faults", {"kind": "trades_lag", "symbol": "AAAUSD"})
+    engine.manage(3)  # both stops fire; AAA's sale ends at the exchange with no trade listed
+    sale = aaa.orders[-1]
+    assert sale.purpose is OrderPurpose.close and not sale.is_terminal and not sale.fills
+    assert aaa.is_open and aaa.quantity == 10.0 and held(running, "AAA") == 0.0
+    engine.manage(4)
+    report = engine.plan([close("AAA")], 4, cycle_ns(4))
+    assert report.planned == 0 and len(report.ignored) == 1 and sale.client_order_id in report.ignored[0]
+    assert engine.exit_all(4, "risk_limit") == 0
+    assert [side for _, side, _ in exchange_orders(running, "AAAUSD")] == ["BUY", "SELL"] and cancels(running) == []
+    assert [f["exit"] for f in events(journal, "exit_waiting")] == ["stop_loss"]  # the next bar's, then no more
+    assert running.control("DELETE", f"faults/{lag['id']}")[0] == 200
+    engine.drain()
+    assert sale.status is OrderStatus.filled and sale.filled_quantity == 10.0 and not aaa.is_open
+    assert engine.state.portfolio.open_positions == []
+    assert engine.state.portfolio.cash == pytest.approx(held(running, "USD"), abs=1e-6)
