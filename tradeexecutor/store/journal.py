@@ -34,7 +34,7 @@ order_fills_missing (live: an order the exchange says ended having filled ``fill
 restarts), order_fills_found (its trades came: booked, the order ended; ``status``, ``filled_quantity``),
 exit_waiting (live: an exit of a position held back — ``exit``: close, reduce, a trigger's kind, operator close —
 because an order of it ended at the exchange while its trades add up to ``listed`` of ``filled`` only; once per
-order; the exit goes once the trades are listed and booked),
+order and process; the exit goes once the trades are listed and booked),
 decision_resumed (``cycle_time``, ``orders``: a cycle whose orders a killed process committed), intent_ignored, trigger_fired (``trigger``, ``trigger_price``, ``price``), revalued, crashed,
 safe_mode, paused, resumed, risk_limit_hit (``limit``, ``value``, ``threshold``, ``bar_time``),
 risk_pause_lifted, stop_requested, operator_action and operator_refused (``action``, ``by``,
