@@ -19,7 +19,7 @@ from tradeexecutor.backtest.runner import new_state
 from tradeexecutor.data.market import MarketData
 from tradeexecutor.engine.engine import Engine
 from tradeexecutor.engine.router import said
-from tradeexecutor.errors import TemporaryError
+from tradeexecutor.errors import ExchangeLagError, TemporaryError
 from tradeexecutor.state import OrderStatus
 from tradeexecutor.strategy.api import open_long
 from tradeexecutor.strategy.loader import load_strategy
@@ -143,3 +143,21 @@ def test_a_followed_order_that_fills_while_others_are_asked_about_is_journaled_a
     assert a.status is OrderStatus.filled
     assert [f["client_order_id"] for e, f in journal if e == "order_filled"].count(a.client_order_id) == 1
     assert position_a.stop_loss is not None, "AAA bought but its stop-loss was never armed"
+
+
+def test_an_outage_ends_the_round_of_lookups_an_order_whose_cancel_was_asked_for_included(tmp_path: Path) -> None:
+    """Two orders of unknown outcome, BBB's cancel asked for (it is no longer wanted: ``_cancelling``), and the exchange
+    down (every lookup fails). ``settle_unknown`` asks about AAA, fails, and asks no more this round: the job fails as
+    an outage and is retried with its backoff. It went on to a second round for the orders whose cancel was asked for —
+    one more failing request per such order at every retry of an outage (fails before: two lookups)."""
+    engine, venue, _, _ = two_unknown_entries(tmp_path, lambda engine, journal: None)
+    a, b = orders(engine)
+    engine.cancels_asked_before([{"client_order_id": b.client_order_id, "reason": "cancelled by close()"}])
+    venue.calls.clear()
+    venue.fail_next("fetch_order")
+    venue.fail_next("fetch_order")  # the exchange down: the next lookup would fail too
+    with pytest.raises(TemporaryError) as raised:
+        engine.settle_unknown(hold=False)
+    assert not isinstance(raised.value, ExchangeLagError)  # an outage, which even the protecting jobs fail on
+    assert [cid for call, cid in venue.calls if call == "fetch_order"] == [a.client_order_id]
+    assert a.status is OrderStatus.unknown and b.status is OrderStatus.unknown

@@ -31,6 +31,7 @@ from tradeexecutor.venue import OrderAccepted, OrderFilled, OrderRejected, Order
 from tradeexecutor.venue.ccxt_connection import make_exchange
 from tradeexecutor.venue.ccxt_errors import RateLimitedError, VenueFailure
 from tradeexecutor.venue.ccxt_venue import CcxtVenue
+from tradeexecutor.venue.model import OrderEndedShort
 from venue_contract import FEE, Harness, VenueContract
 
 pytest.importorskip("ccxt")
@@ -537,10 +538,14 @@ def lagging_venue(running: Running) -> tuple[CcxtVenue, int]:
 def test_a_market_order_filled_while_its_trades_lag_ends_once_they_are_read_not_before(running: Running) -> None:
     """The order reads filled while the trade list does not list its trade yet: the venue queues no fill and no
     end, goes on following the order (asking again each poll, the report saying partially filled), and once the
-    trade is listed queues it once, as the complete fill. It used to take the order as ended with no fill."""
+    trade is listed queues it once, as the complete fill. It used to take the order as ended with no fill. The first
+    answer that it ended short is said at once (``OrderEndedShort``: its position's exits wait), once."""
     venue, lag = lagging_venue(running)
     venue.submit(OrderRequest("lag-m1", "AAA", OrderSide.buy, quantity=10))
-    assert [type(e) for e in venue.poll()] == [OrderAccepted]
+    accepted, short = venue.poll()
+    assert isinstance(accepted, OrderAccepted)
+    assert isinstance(short, OrderEndedShort) and (short.client_order_id, short.filled, short.listed) == (
+        "lag-m1", 10.0, 0.0)
     for _ in range(3):
         assert venue.poll() == []
     report = venue.fetch_order("lag-m1")
@@ -569,6 +574,10 @@ def test_a_limit_order_cancelled_after_a_part_filled_while_its_trades_lag_ends_o
                               limit_price=101.0))
     assert [type(e) for e in venue.poll()] == [OrderAccepted]
     venue.cancel("lag-l1")
+    (short,) = venue.poll()  # the cancel's reply: cancelled with half filled, no trade listed — said once
+    assert isinstance(short, OrderEndedShort) and (short.filled, short.listed) == (5.0, 0.0)
+    venue.cancel("lag-l1")  # ended at the exchange: nothing is sent
+    assert [r for r in running.requests() if r["method"] == "DELETE"][1:] == []
     for _ in range(3):
         assert venue.poll() == []
     report = venue.fetch_order("lag-l1")

@@ -243,6 +243,8 @@ def status_lines(payload: dict[str, Any], zone: tzinfo | None) -> list[str]:
     if payload.get("risk_paused") and payload.get("risk_pause_reason"):
         rows.append(("risk pause", str(payload["risk_pause_reason"])))
     rows += [("fills missing", str(order.get("reason"))) for order in payload.get("fills_missing") or []]
+    rows += [("exit waiting", f"position {waiting.get('position_id')} {waiting.get('symbol')}: {waiting.get('reason')}")
+             for waiting in payload.get("exits_waiting") or []]
     rows.append(("mode", str(payload.get("mode") or "-")))
     if payload.get("prices"):
         rows.append(("prices", str(payload["prices"])))

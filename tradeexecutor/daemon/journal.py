@@ -64,6 +64,7 @@ _LEVELS = {
     "temporary_failure": "warning",
     "reconciliation_mismatch": "warning",
     "order_fills_missing": "warning",
+    "exit_waiting": "warning",
     "order_lost": "error",
     "crashed": "error",
     "error": "error",

@@ -68,8 +68,9 @@ Operator jobs. ``close``, ``close_all`` and ``reload_params`` (from the webhook'
 as jobs of their own between the scheduled ones: the closes go through the engine's exit path
 (``Engine.close_now``, the one stop-losses take), new parameters are checked as at start-up and
 swapped in whole (``Engine.use_strategy``). Live, a position with an order in flight at the exchange
-(``Engine.in_flight``) is never exited a second time: a close of it is refused, and close-all closes the
-others and names it in its answer (``not_closed``, with why). Each journals ``operator_action`` or
+(``Engine.in_flight``: one of unknown outcome, an exit already sent, or an order the exchange says ended while its
+trades are not all listed yet, ``Engine.exit_waits``) is never exited a second time: a close of it is refused, and
+close-all closes the others and names it in its answer (``not_closed``, with why). Each journals ``operator_action`` or
 ``operator_refused`` (who, what, result) and, when it changed something, saves it with those lines
 in one transaction; only then is the requester answered through the command's reply.
 
@@ -398,6 +399,9 @@ class ExecutorLoop:
         missing = list(self.engine.missing_fills.orders.values())
         if missing != self.runstate.fills_missing:  # rare news: orders whose trades the exchange does not list
             self.runstate.update(fills_missing=missing)
+        waiting = self.engine.waiting_exits()
+        if waiting != self.runstate.exits_waiting:  # from the first answer: the positions whose exits wait on them
+            self.runstate.update(exits_waiting=waiting)
 
     def _needs_operator(self) -> None:
         """The engine found orders the exchange lost (``Engine.lost``): safe mode, its reason naming each and what to
@@ -694,14 +698,22 @@ class ExecutorLoop:
                                     {"position_id": wanted})
         # Live: a second exit must never be sent while an order of the position is in flight (an entry waiting out
         # the exchange's lag, say). A close of it is refused; close-all closes the others and names these.
+        # An order the exchange says ended while its trades are not all listed (``Engine.exit_waits``) is one too: the
+        # ledger booked part of it, so a close would be sized wrong; its reason says so (``exit_waiting``, once).
         busy = [(p, o) for p in targets if (o := self.engine.in_flight(p)) is not None]
+        waits = {p.id: self.engine.note_exit_waiting(p, f"operator {request.command}") for p, _ in busy}
         not_closed = [{"position_id": p.id, "symbol": self.engine.symbol_of[p.instrument_id],
                        "client_order_id": o.client_order_id, "purpose": o.purpose.value,
-                       "status": o.status.value, "reason": f"its {o.purpose.value} order {o.client_order_id} is "
-                       f"{o.status.value} at the exchange; it is asked about at every job: close again once it has "
-                       "ended"} for p, o in busy]
+                       "status": o.status.value, "reason": waits[p.id] or f"its {o.purpose.value} order "
+                       f"{o.client_order_id} is {o.status.value} at the exchange; it is asked about at every job: "
+                       "close again once it has ended"} for p, o in busy]
         if busy and request.command == CommandKind.close:
             position, order = busy[0]
+            waiting = waits[position.id]
+            if waiting is not None:
+                return ActionResult(Outcome.conflict, f"position {position.id} cannot be closed now: {waiting}",
+                                    {"position_id": position.id, "client_order_id": order.client_order_id,
+                                     "reason": waiting})
             return ActionResult(Outcome.conflict, f"position {position.id} has order {order.client_order_id} "
                                 f"{order.status.value} at the exchange; it is asked about at every job: close again "
                                 "once it has ended", {"position_id": position.id,

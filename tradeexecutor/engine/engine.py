@@ -70,7 +70,7 @@ from tradeexecutor.strategy.failure import note_strategy_failure
 from tradeexecutor.strategy.indicators import IndicatorStore, compute_indicators
 from tradeexecutor.strategy.intents import KEEP, Intent
 from tradeexecutor.strategy.loader import LoadedStrategy
-from tradeexecutor.venue.model import LOST_AFTER, NotFoundAnswers, Venue
+from tradeexecutor.venue.model import LOST_AFTER, NotFoundAnswers, OrderEndedShort, Venue
 from tradeexecutor.venue.simulated import SimulatedFill, SimulatedVenue
 
 
@@ -163,6 +163,14 @@ def _is_position_exit(order: Order) -> bool:
     """True for an exit of a whole position priced when it was created (a trigger's, an operator's close): its
     client order id names the position (``…-p<id><letter>``, state/client_id.py)."""
     return order.client_order_id.rsplit("-", 1)[-1].startswith("p")
+
+
+def _waiting_reason(order: Order, short: OrderEndedShort) -> str:
+    """Why the exits of ``order``'s position wait (``Engine.exit_waits``), in words for a person."""
+    return (f"its {order.purpose.value} order {order.client_order_id} ended at the exchange having filled "
+            f"{short.filled:g} while the trades it lists add up to {short.listed:g} (since {short.at.isoformat()}); "
+            "its exits wait until the trades are listed and booked: sized on the part booked, an exit would sell the "
+            "wrong amount")
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -288,6 +296,8 @@ class Engine:
         #: Live mode: orders the exchange says ended while their trades have not added up for long enough (still
         #: followed), with the words for /status, /healthz and /metrics (``MissingFills``).
         self.missing_fills = MissingFills()
+        #: Live mode: the orders whose held-back exit was journaled ``exit_waiting`` (once per order; ``exit_waits``).
+        self._exit_waiting_told: set[str] = set()
         #: Live mode: the ExchangeLagError the last ``settle_unknown(hold=False)`` let pass (an order still waiting out
         #: the exchange's "does not exist" lag), None when no order waits; the cycle manages its bar, then raises it.
         self.lag: ExchangeLagError | None = None
@@ -437,7 +447,8 @@ class Engine:
         the order's own position stays out of every exit meanwhile (``in_flight``). A real outage still fails the
         job; the cycle raises :attr:`lag` once its bar is managed, before anything is decided.
         An order whose cancel was asked for while the exchange did not know it (``_cancel_unconfirmed``) is asked
-        about under the same rule but is never sent, and its wait fails no job (``_settle_cancelled``).
+        about under the same rule but is never sent, and its wait fails no job (``_settle_cancelled``); an outage met
+        asking about the others ends the round before it (its lookup would fail the same way, at every retry).
         Returns one line per order, for the journal (``order_resolved``); the caller commits.
         """
         router = self.router
@@ -454,7 +465,8 @@ class Engine:
         unwanted = [(p, o) for p, o in unknown if o.client_order_id in self._cancelling]
         resolved, error = router.resolve_each([(p, o) for p, o in unknown if o.client_order_id not in self._cancelling],
                                               send=False)
-        resolved += router.resolve_each(unwanted, send=False)[0]
+        if error is None or isinstance(error, ExchangeLagError):  # an outage ends the round: theirs would fail too
+            resolved += router.resolve_each(unwanted, send=False)[0]
         self.lag = error if isinstance(error, ExchangeLagError) else None
         if not hold and self.lag is not None:
             error = None  # asked again at the next job; its position is in flight meanwhile
@@ -551,15 +563,80 @@ class Engine:
         exit for the same intent must never be sent while the first one's outcome is unknown. An entry
         increase or reduce the exchange holds open (resting, perhaps filled in part) is not in flight: the
         exit's pass cancels it first (``end_orders_before_exits``), so a position bought in part, or with a limit
-        reduce resting, is still protected. A resting close is: it already sells the position whole.
+        reduce resting, is still protected. A resting close is: it already sells the position whole. So is an order
+        the exchange says ended while its trades are not all listed yet (``exit_waits``), whatever its purpose:
+        nothing is left to cancel, and an exit sized on the part booked would sell the wrong amount.
         """
         if self.live_venue is None:
             return None
+        short = self._ended_short(position)
+        if short is not None:
+            return short[0]
         for order in position.orders:
             if not order.is_terminal and order.status is not _CREATED and not (
                     order.status in _RESTING and order.purpose is not _CLOSE):
                 return order
         return None
+
+    def _ended_short(self, position: Position) -> tuple[Order, OrderEndedShort] | None:
+        """Live mode: the position's order, not yet ended here, that the exchange says ended while the trades it lists
+        do not add up yet (``OrderRouter.ended_short``), with what the exchange said; None when it has none."""
+        router = self.router
+        if router is None or self.live_venue is None or not router.ended_short:
+            return None
+        for order in position.orders:
+            said_short = router.ended_short.get(order.client_order_id)
+            if said_short is not None and not order.is_terminal:
+                return order, said_short
+        return None
+
+    def exit_waits(self, position: Position) -> str | None:
+        """Live mode: why the position's exits wait, None when they do not.
+
+        They wait while an order of the position has ended at the exchange (filled, or cancelled or expired with a
+        part filled) and the trades the exchange lists do not add up to what it says filled yet: the ledger has
+        booked only part of that order, so a close, stop-loss, take-profit or reduce sized on the quantity booked
+        would sell the wrong amount (twice what was sold, or what was never bought), and its cancel would go to an
+        order already ended. A strategy's close or reduce of it is ignored with this reason (``intent_ignored``), a
+        trigger does not fire, an operator's close is refused with it and close-all leaves it open; each journals
+        ``exit_waiting`` once per order. The trades arriving end the wait: they are booked, the order ends, and the
+        next exit goes as usual. Other positions' exits are not held."""
+        found = self._ended_short(position)
+        return None if found is None else _waiting_reason(*found)
+
+    def waiting_exits(self) -> list[dict[str, Any]]:
+        """Live mode: each open position whose exits wait (``exit_waits``), with its order and why: for /status, from
+        the exchange's first answer that the order ended short (``fills_missing`` says so only after its span)."""
+        router = self.router
+        if router is None or not router.ended_short:
+            return []
+        shown: list[dict[str, Any]] = []
+        for position in self.state.portfolio.open_positions:
+            found = self._ended_short(position)
+            if found is not None:
+                order, short = found
+                shown.append({"position_id": position.id, "symbol": self.symbol_of[position.instrument_id],
+                              "client_order_id": order.client_order_id, "purpose": order.purpose.value,
+                              "filled": short.filled, "listed": short.listed, "since": short.at.isoformat(),
+                              "reason": self.exit_waits(position)})
+        return shown
+
+    def note_exit_waiting(self, position: Position, exit_kind: str) -> str | None:
+        """Live mode: an exit of ``position`` (``exit_kind``: ``close``, ``reduce``, a trigger's kind, ``operator
+        close``, ...) held back because its exits wait (``exit_waits``); journaled ``exit_waiting`` once per order.
+        The reason, None when its exits do not wait."""
+        found = self._ended_short(position)
+        if found is None:
+            return None
+        order, short = found
+        reason = _waiting_reason(order, short)
+        if order.client_order_id not in self._exit_waiting_told:
+            self._exit_waiting_told.add(order.client_order_id)
+            self.events("exit_waiting", position_id=position.id, symbol=self.symbol_of[position.instrument_id],
+                        exit=exit_kind, order_id=order.id, client_order_id=order.client_order_id,
+                        purpose=order.purpose.value, filled=short.filled, listed=short.listed,
+                        since=short.at.isoformat(), reason=reason)
+        return reason
 
     def follow_market(self) -> None:
         """Take in candles appended to the market since the last call (a growing feed).
@@ -712,8 +789,11 @@ class Engine:
         #: own high could fire a stop the first check did not).
         raised: list[tuple[Position, float | None, int]] = []
         for position in list(self.state.portfolio.open_positions):
-            if position.quantity <= 0 or not triggers.has_triggers(position) or (
-                    live and self.in_flight(position)):
+            if position.quantity <= 0 or not triggers.has_triggers(position):
+                continue
+            if live and self.in_flight(position):
+                if self.exit_waits(position):  # its order ended short: a stop the bar crosses waits, said once
+                    self._trigger_waits(position, step)
                 continue  # (live) an order in flight: its outcome first, then the triggers again
             slot = self._slot[position.instrument_id]
             index = int(self._closing_at[slot][step])
@@ -747,6 +827,19 @@ class Engine:
         for position, kind, level, price, at_ns in hits:
             self._exit_on_trigger(position, kind, level, price, at_ns)
         return len(hits)
+
+    def _trigger_waits(self, position: Position, step: int) -> None:
+        """Live mode: a position whose exits wait (``exit_waits``) is not checked; a trigger the bar at ``step`` crosses
+        is journaled ``exit_waiting`` (once per order) and fires at a later bar if the price is still through it."""
+        slot = self._slot[position.instrument_id]
+        index = int(self._closing_at[slot][step])
+        if index < 0:
+            return
+        for open_, high, low, _, _ in self._trigger_bars(slot, index):
+            hit = triggers.check_bar(position, open_, high, low)
+            if hit is not None:
+                self.note_exit_waiting(position, hit[0])
+                return
 
     def _trigger_bars(self, slot: int, index: int) -> Iterable[tuple[float, float, float, int, int]]:
         bars = self._bars[slot]
@@ -874,7 +967,10 @@ class Engine:
         for position in list(self.state.portfolio.open_positions):
             slot = self._slot[position.instrument_id]
             index = int(self._last_closed[slot][step])
-            if position.quantity <= 0 or index < 0 or self.in_flight(position):
+            if position.quantity <= 0 or index < 0:
+                continue
+            if self.in_flight(position):
+                self.note_exit_waiting(position, kind)  # (its order ended short: said once)
                 continue  # (live) an order in flight: its outcome first
             bars = self._bars[slot]
             exits.append((position, bars.close.item(index), int(bars.close_time_ns[index])))
@@ -1018,8 +1114,8 @@ class Engine:
 
     def _closes(self, ordered: list[Intent], step: int, ms: int, at: datetime) -> list[tuple[Position, str, datetime]]:
         """The positions the cycle's ``close()`` intents (``ordered``, as planned) will sell whole or retire: each
-        with a closed bar to price it, no order of unknown outcome, and not closed already by this cycle's
-        decision taken before a restart (``_plan_one`` refuses or re-finds the others)."""
+        with a closed bar to price it, no order of unknown outcome, no exit waiting (``exit_waits``), and not closed
+        already by this cycle's decision taken before a restart (``_plan_one`` refuses or re-finds the others)."""
         found: list[tuple[Position, str, datetime]] = []
         for seq, intent in enumerate(ordered):
             if intent.action != "close":
@@ -1027,7 +1123,7 @@ class Engine:
             instrument_id = self.instrument_ids[self.context._symbol(intent.symbol)]
             position = self.state.portfolio.open_position_for(instrument_id)
             if position is None or self._last_closed[self._slot[instrument_id]][step] < 0 or any(
-                    o.status is _UNKNOWN for o in position.orders):
+                    o.status is _UNKNOWN for o in position.orders) or self.exit_waits(position):
                 continue
             if self._by_cid is not None and client_order_id_ms(self.run_key, ms, seq, _CLOSE) in self._by_cid:
                 continue
@@ -1053,6 +1149,10 @@ class Engine:
                 lost = self.lost.get(unknown.client_order_id)
                 return lost or (f"order {unknown.client_order_id} of this position has an unknown outcome; no new "
                                 "order until the exchange has answered about it")
+            if action in ("close", "reduce"):
+                waits = self.note_exit_waiting(position, action)  # (live) an order of it ended short: sized wrong now
+                if waits is not None:
+                    return waits
         if action in ("open", "increase") and self.paused:
             return "paused: no new positions"
         if action == "open":
@@ -1468,6 +1568,8 @@ class Engine:
         exchange as above; never arrived (the exchange's "does not exist" has lasted: ``NotFoundAnswers``), it is
         cancelled here and never sent; not known yet (maybe the exchange's lag, during which it may fill) or not
         askable, it stays followed with its cancel asked for (``_cancel_unconfirmed``) — never ended on one answer.
+        One the exchange says ended while its trades are not all listed (``OrderRouter.ended_short``) is left alone:
+        nothing is sent or journaled — it ended there, and its trades, once listed, end it here.
         """
         router = self.router
         live = self.live_venue is not None
@@ -1475,6 +1577,8 @@ class Engine:
             accounting.cancel(order, text, at)
             if live and router is not None:
                 self._cancelled_event(self._open_position_of(order), order, text)
+            return
+        if live and order.client_order_id in router.ended_short:
             return
         if not live:  # the simulated venue in this process: the cancel is certain
             router.venue.cancel(order.client_order_id)

@@ -39,6 +39,7 @@ from tradeexecutor.venue.model import (
     NotFoundAnswers,
     OrderAccepted,
     OrderCancelled,
+    OrderEndedShort,
     OrderExpired,
     OrderFilled,
     OrderFillsMissing,
@@ -94,6 +95,11 @@ class OrderRouter:
         #: client order id: news for the engine to journal and show; the order stays as it is, followed. Rare;
         #: dropped by the engine once the order ends.
         self.fills_missing: dict[str, OrderFillsMissing] = {}
+        #: Orders the venue says ended (filled, or cancelled or expired with a part filled) whose fills have not all
+        #: come yet (``OrderEndedShort``, from its first such answer), by client order id. The ledger holds part of
+        #: what such an order did, so the engine holds its position's exits and sends no cancel for it
+        #: (``Engine.exit_waits``). Dropped as the order ends here (its fills add up) or is lost.
+        self.ended_short: dict[str, OrderEndedShort] = {}
         #: The "does not exist" answers to ``resolve_order`` of orders the venue accepted: lost once they persist.
         self.not_found = not_found if not_found is not None else NotFoundAnswers()
 
@@ -171,11 +177,20 @@ class OrderRouter:
             order.transition(OrderStatus.expired, event.at, "time in force ran out")
         elif isinstance(event, OrderFillsMissing):
             self.fills_missing[order.client_order_id] = event  # news only: nothing booked, ended or resent
+        elif isinstance(event, OrderEndedShort):
+            self.ended_short[order.client_order_id] = event  # its exits wait; nothing booked, ended or resent
         elif isinstance(event, OrderLost):
             self.lost.add(order.client_order_id)
+            self.ended_short.pop(order.client_order_id, None)  # lost outranks it: unknown, for a person
             if order.status is not OrderStatus.unknown:
                 order.transition(OrderStatus.unknown, event.at, lost_reason(order))
+        self._forget_ended_short(order)
         accounting.retire_if_done(self.state.portfolio, position)
+
+    def _forget_ended_short(self, order: Order) -> None:
+        """Drop ``order`` from :attr:`ended_short` once it has ended here: its fills added up and were booked."""
+        if order.is_terminal and self.ended_short:
+            self.ended_short.pop(order.client_order_id, None)
 
     def _apply_fill(self, position: Position, order: Order, fill: FillReport, complete: bool) -> None:
         if self._booked(order, fill):
@@ -358,6 +373,7 @@ class OrderRouter:
                 order.filled_quantity, report.filled_quantity):
             self._end_filled(position, order, at)
         if order.is_terminal or order.status is status:
+            self._forget_ended_short(order)
             accounting.retire_if_done(self.state.portfolio, position)
             return
         if status is OrderStatus.open and order.status in (OrderStatus.submitting, OrderStatus.unknown):
@@ -366,5 +382,6 @@ class OrderRouter:
             accounting.reject(order, report.reject_reason or RejectReason.venue, report.reason or "rejected", at)
         elif status in (OrderStatus.cancelled, OrderStatus.expired):
             order.transition(status, at, report.reason or f"{status.value} at the venue")
+        self._forget_ended_short(order)
         accounting.retire_if_done(self.state.portfolio, position)
 

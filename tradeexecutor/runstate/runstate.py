@@ -185,6 +185,10 @@ class RunState(DataClassJsonMixin):
     #: (``--exchange-fills-missing-seconds``), still followed: client order id, symbol, filled (what the exchange says
     #: filled), listed (what its trades add up to), since, reason. Empty when there are none.
     fills_missing: list[dict[str, Any]] = field(default_factory=list)
+    #: Live: open positions whose exits wait, from the exchange's first answer that an order of theirs ended while
+    #: the trades it lists do not add up yet (``Engine.waiting_exits``): position id, symbol, client order id,
+    #: purpose, filled, listed, since, reason. Empty when there are none; the trades arriving clear it.
+    exits_waiting: list[dict[str, Any]] = field(default_factory=list)
     #: A temporary failure the loop is retrying (network, exchange down, rate limit): the job, since when, retries,
     #: the last error's class and scrubbed message, the next try (``daemon/outage.py``); None while there is none.
     outage: dict[str, Any] | None = None

@@ -32,6 +32,9 @@ confirmed, or by the ccxt venue's poll — once that answer has lasted, ``NotFou
 order_fills_missing (live: an order the exchange says ended having filled ``filled`` while its trades add up to
 ``listed`` only, for ``--exchange-fills-missing-seconds``; still followed, nothing resent; once per order, across
 restarts), order_fills_found (its trades came: booked, the order ended; ``status``, ``filled_quantity``),
+exit_waiting (live: an exit of a position held back — ``exit``: close, reduce, a trigger's kind, operator close —
+because an order of it ended at the exchange while its trades add up to ``listed`` of ``filled`` only; once per
+order and process; the exit goes once the trades are listed and booked),
 decision_resumed (``cycle_time``, ``orders``: a cycle whose orders a killed process committed), intent_ignored, trigger_fired (``trigger``, ``trigger_price``, ``price``), revalued, crashed,
 safe_mode, paused, resumed, risk_limit_hit (``limit``, ``value``, ``threshold``, ``bar_time``),
 risk_pause_lifted, stop_requested, operator_action and operator_refused (``action``, ``by``,
@@ -101,6 +104,7 @@ EVENTS: frozenset[str] = frozenset(
         "order_lost",
         "order_fills_missing",
         "order_fills_found",
+        "exit_waiting",
         "order_adopted",
         "decision_resumed",
         "intent_ignored",

@@ -18,7 +18,9 @@ An order ends here only when its trades add up: an exchange's trade list may lag
 order reads filled, or cancelled with a part filled, before ``myTrades`` lists every trade). Until the
 trades counted reach what the order says filled, its fills come without ``complete`` and without the
 end, ``fetch_order`` reports it ``partially_filled``, and it stays followed (never forgotten), asked
-again at each poll; then the last fill is ``complete`` or the end is queued, once (``_take``). If the trades stay
+again at each poll; then the last fill is ``complete`` or the end is queued, once (``_take``). The first answer that
+says so queues ``OrderEndedShort`` (once per order: the engine then holds its position's exits and sends no cancel for
+it, as it ended at the exchange), and ``cancel`` sends nothing for such an order. If the trades stay
 missing (an exchange's bug, an order filled as its market was delisted), the order is still followed — ending it
 short would lose the missing fill — and once that has lasted (``FILLS_MISSING_AFTER_ANSWERS`` answers over
 ``--exchange-fills-missing-seconds``) ``OrderFillsMissing`` is queued, once, for a person to see.
@@ -46,6 +48,7 @@ from tradeexecutor.venue.model import (
     NotFoundAnswers,
     OrderAccepted,
     OrderCancelled,
+    OrderEndedShort,
     OrderExpired,
     OrderFilled,
     OrderFillsMissing,
@@ -260,8 +263,8 @@ class CcxtVenue:
         import ccxt
 
         tracked = self._orders.get(client_order_id)
-        if tracked is None or tracked.status in TERMINAL_STATUSES:
-            return
+        if tracked is None or tracked.status in TERMINAL_STATUSES or client_order_id in self._missing:
+            return  # (the last: the exchange said it ended, its trades not all listed yet — nothing to cancel)
         reply: dict[str, Any] | None
         try:
             reply = self._call(self.exchange.cancel_order, tracked.venue_order_id or None, tracked.market,
@@ -292,7 +295,12 @@ class CcxtVenue:
                 if tracked.status is OrderStatus.unknown:
                     tracked.status = OrderStatus.open  # adopted: the next poll brings its fills and its end
                 self._not_found.found(client_order_id)
-                if self._trades_lag(tracked, order, report):
+                listed = self._trades_lag(tracked, order, report)
+                if listed is not None:
+                    # Followed as ended short from this answer on (a restart's resolution asks here first): its
+                    # position's exits wait and no cancel is sent for it, before any poll has asked about it.
+                    tracked.status = OrderStatus.partially_filled
+                    self._still_short(client_order_id, report.filled_quantity, listed)
                     return replace(report, status=OrderStatus.partially_filled,
                                    reason=f"{report.status.value} at the exchange; its trades not all listed yet")
                 return report
@@ -302,13 +310,14 @@ class CcxtVenue:
         # goes on asking until the order is found or the answer persists (lost).
         return None
 
-    def _trades_lag(self, tracked: _Tracked, order: dict[str, Any], report: OrderReport) -> bool:
-        """Whether an order the exchange says ended has fewer trades listed than it says filled (asked only when the
-        trades this venue counted fall short)."""
+    def _trades_lag(self, tracked: _Tracked, order: dict[str, Any], report: OrderReport) -> float | None:
+        """What the trades listed add up to, when an order the exchange says ended has fewer trades listed than it
+        says filled; None otherwise (asked only when the trades this venue counted fall short)."""
         if report.status not in TERMINAL_STATUSES or not _short(tracked.filled, report.filled_quantity):
-            return False
+            return None
         trades = order.get("trades") or self._order_trades(report.venue_order_id, tracked.market)
-        return _short(sum(float(t["amount"]) for t in trades), report.filled_quantity)
+        listed = sum(float(t["amount"]) for t in trades)
+        return listed if _short(listed, report.filled_quantity) else None
 
     def _find(self, market: str, client_order_id: str) -> dict[str, Any] | None:
         import ccxt
@@ -487,10 +496,14 @@ class CcxtVenue:
             self._events.append(OrderRejected(cid, RejectReason.venue, "rejected by the exchange", at))
 
     def _still_short(self, cid: str, filled: float, listed: float) -> None:
-        """One more answer that the order ended with trades missing: ``OrderFillsMissing`` queued once that has lasted
-        (``FILLS_MISSING_AFTER_ANSWERS`` answers in a row over ``fills_missing_after``), once per order."""
+        """One more answer that the order ended with trades missing: ``OrderEndedShort`` queued at the first (once per
+        order), ``OrderFillsMissing`` once that has lasted (``FILLS_MISSING_AFTER_ANSWERS`` answers in a row over
+        ``fills_missing_after``), once per order."""
         now = self._now()
-        missing = self._missing.setdefault(cid, _Missing(now, now))
+        missing = self._missing.get(cid)
+        if missing is None:
+            missing = self._missing[cid] = _Missing(now, now)
+            self._events.append(OrderEndedShort(cid, filled, listed, now))
         missing.answers += 1
         missing.asked = now
         if not missing.told and missing.answers >= FILLS_MISSING_AFTER_ANSWERS and (

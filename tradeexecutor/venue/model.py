@@ -33,6 +33,7 @@ __all__ = [
     "NotFoundAnswers",
     "OrderAccepted",
     "OrderCancelled",
+    "OrderEndedShort",
     "OrderExpired",
     "OrderFilled",
     "OrderFillsMissing",
@@ -202,6 +203,22 @@ class OrderFillsMissing:
     at: datetime
 
 
+@dataclass(frozen=True, slots=True)
+class OrderEndedShort:
+    """The exchange's first answer that the order ended (filled, or cancelled or expired with a part filled) having
+    filled ``filled``, while the trades it lists add up to ``listed`` only — queued once per order a venue follows.
+    Not an end: the order stays followed, its fills and end come as usual once the trades are listed. Until then the
+    ledger holds only part of what it did at the exchange, so its position's exits wait (sized on the booked quantity
+    they would sell the wrong amount) and no cancel is sent for it (it ended there). ``OrderFillsMissing`` follows if
+    the trades stay missing for ``FILLS_MISSING_AFTER``."""
+
+    client_order_id: str
+    #: What the exchange says the order filled, and what the trades it lists add up to.
+    filled: float
+    listed: float
+    at: datetime
+
+
 #: An order the exchange says ended is reported with its trades missing (``OrderFillsMissing``) once they have been
 #: missing at this many answers in a row (each poll asks) ...
 FILLS_MISSING_AFTER_ANSWERS = 3
@@ -266,7 +283,7 @@ class NotFoundAnswers:
 
 #: Everything a venue reports about orders, keyed by client order id.
 ExecutionEvent = (OrderAccepted | OrderFilled | OrderRejected | OrderCancelled | OrderExpired | OrderLost
-                  | OrderFillsMissing)
+                  | OrderFillsMissing | OrderEndedShort)
 
 
 @runtime_checkable
