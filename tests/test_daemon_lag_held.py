@@ -1,5 +1,6 @@
 """A cycle the exchange's lag holds is decided once the lag clears while its bar is still the newest, and missed for
-good once a newer bar or boundary comes first — the daemon as a subprocess, real ccxt, ``tradeexecutor exchange-sim``.
+good once a newer bar or boundary comes first — within one process and across a restart — the daemon as a
+subprocess, real ccxt, ``tradeexecutor exchange-sim``.
 
 tests/strategies/live_two_hold_minute.py buys EURUSD and GBPUSD when flat, on 1-minute candles and cycles: a bar
 lasts sixty of the cycle job's 1 s retries. The first executor is killed -9 right after the exchange took (and
@@ -11,6 +12,9 @@ bar it manages so is held (``cycle_held``, ``ExecutorLoop._lag_cycle``). Then:
 - the lag clears before the next bar: the held cycle is decided then, once, late on its own bar; nothing is missed —
   not even by the outage's wall-clock boundaries, which pass the held one meanwhile (``_passed_boundaries``);
 - the lag outlasts the next bar: the held cycle is journaled ``cycle_missed`` once and never decided;
+- a restart while held, the lag cleared, the bar still the newest: the restart decides it, once
+  (``ExecutorLoop.lag_held_before`` reads the ``cycle_held`` line back);
+- a restart after the next bar came: the held cycle is journaled missed, once, never decided;
 - an ordinary outage (maintenance) across the wake-ups that journal the boundaries it passes: the held cycle is not
   journaled missed by it, and is decided when the exchange answers again.
 """
@@ -18,6 +22,7 @@ bar it manages so is held (``cycle_held``, ``ExecutorLoop._lag_cycle``). Then:
 from __future__ import annotations
 
 import signal
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -160,6 +165,56 @@ def test_a_held_cycle_a_newer_bar_overtakes_is_missed_once_and_never_decided(tmp
     assert missed(lines).count(at) == 1 and at not in decided(lines), (missed(lines), decided(lines))
     assert decided(lines).count(at + BAR) == 1 and at + BAR not in missed(lines), (missed(lines), decided(lines))
     assert len(set(missed(lines))) == len(missed(lines)) and not set(missed(lines)) & set(decided(lines))
+
+
+@pytest.mark.timeout(600)
+def test_a_restart_decides_the_held_cycle_once_while_its_bar_is_the_newest(tmp_path: Path) -> None:
+    """Stopped while a cycle is held, the lag cleared, restarted before the next bar: the restart reads the
+    ``cycle_held`` line back and decides that cycle, once, on its bar; nothing is missed. Fails before: the cycle was
+    journaled missed at once, the restart read that back and never decided it."""
+    with held_cycle(tmp_path) as (url, second, held):
+        at = boundary(held)
+        stop(second)
+        sim(url, "DELETE", f"faults/{lag_fault(url)['id']}")
+        third = executor(tmp_path / "third", url, second.state_dir)
+        try:
+            [completed] = journaled(third, "cycle_completed",
+                                    lambda e: pd.Timestamp(e["fields"]["cycle_time"]) == at)
+            assert pd.Timestamp(completed["at"]) < at + BAR, completed
+            stop(third)
+        finally:
+            third.kill()
+    lines = journal(third)
+    assert decided(lines).count(at) == 1 and at not in missed(lines), (missed(lines), decided(lines))
+    assert missed(lines) == [], missed(lines)
+
+
+@pytest.mark.timeout(600)
+def test_a_held_cycle_that_went_stale_while_the_executor_was_down_is_missed_after_the_restart(tmp_path: Path) -> None:
+    """Stopped while a cycle is held; the next bar closes while the executor is down; the lag cleared, restarted: the
+    held cycle is journaled missed once (the lag's reason) and never decided, the newer bar's cycle is decided. Fails
+    before ``lag_held_before``: the restart decided the held cycle on its stale bar, as a cycle it had interrupted
+    between its two commits."""
+    with held_cycle(tmp_path) as (url, second, held):
+        at = boundary(held)
+        stop(second)
+        # The next bar has closed and the exchange serves it (its candles are asked for a moment after the close).
+        deadline = time.monotonic() + 180
+        while pd.Timestamp.now(tz="UTC") < at + BAR + pd.Timedelta(seconds=2):
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        sim(url, "DELETE", f"faults/{lag_fault(url)['id']}")
+        third = executor(tmp_path / "third", url, second.state_dir)
+        try:
+            [line] = journaled(third, "cycle_missed", lambda e: boundary(e) == at)
+            assert line["fields"]["reason"] == LAG_MISSED, line
+            journaled(third, "cycle_completed", lambda e: pd.Timestamp(e["fields"]["cycle_time"]) > at)
+            stop(third)
+        finally:
+            third.kill()
+    lines = journal(third)
+    assert missed(lines).count(at) == 1 and at not in decided(lines), (missed(lines), decided(lines))
+    assert not set(missed(lines)) & set(decided(lines)), (missed(lines), decided(lines))
 
 
 @pytest.mark.timeout(600)

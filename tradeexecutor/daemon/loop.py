@@ -42,8 +42,9 @@ managed meanwhile is *held* (journaled ``cycle_held``): when the lag clears befo
 or the clock passes the next boundary, it is decided then, late, on its own bar. Once a newer bar or
 boundary has come first it is stale: journaled ``cycle_missed`` with the reason ``LAG_MISSED`` and never
 decided — as are the cycles of the older bars managed meanwhile and the boundaries the clock passed meanwhile
-but the newest (whose bar may still be held). A process restarted during the lag reads the missed lines back
-from the journal at start-up (``lag_missed_before``): a missed cycle stays undecided.
+but the newest (whose bar may still be held). A process restarted during the lag reads those lines back from
+the journal at start-up (``lag_missed_before``, ``lag_held_before``): a missed cycle stays undecided, a held
+one is decided if it is still current, else journaled missed.
 
 Idempotence. A cycle is identified by its timestamp; a cycle at or before
 ``last_completed_cycle`` never runs again. Progress is the close time of the last bar processed
@@ -131,7 +132,7 @@ logger = logging.getLogger("tradeexecutor.daemon")
 #: restart never decides a cycle an earlier process journaled missed.
 LAG_MISSED = "an order waits out the exchange's lag: the bar was managed, its cycle not decided"
 #: The ``reason`` of a ``cycle_held`` line: the cycle of a bar managed during the exchange's lag waits for it to
-#: clear (``ExecutorLoop._lag_cycle``).
+#: clear (``ExecutorLoop._lag_cycle``); read back at start-up (``ExecutorLoop.lag_held_before``).
 LAG_HELD = ("an order waits out the exchange's lag: the bar was managed; its cycle is decided once the lag clears, "
             "unless a newer bar or cycle boundary comes first (then it is missed)")
 
@@ -240,7 +241,7 @@ class ExecutorLoop:
         self._lag_missed_ns = 0
         #: The cycle time (ns) of the cycle the exchange's lag holds (0: none): due at the newest bar managed during
         #: the lag, decided once the lag clears unless a newer bar or boundary comes first (``_lag_cycle``,
-        #: ``_drop_stale_hold``); journaled ``cycle_held``.
+        #: ``_drop_stale_hold``); journaled ``cycle_held``, and read back at start-up (``lag_held_before``).
         self._held_ns = 0
         #: Set while the cycle job fails on the exchange's lag, until a try of it runs past the lag: the job that
         #: finds the lag cleared still misses the boundaries passed meanwhile (``_passed_boundaries``).
@@ -517,6 +518,20 @@ class ExecutorLoop:
             if ns > done_ns:
                 self._lag_missed_ns = max(self._lag_missed_ns, ns)
                 self._missed_ns.add(ns)  # journaled once: not again by this process's lag
+
+    def lag_held_before(self, lines: Sequence[Mapping[str, Any]]) -> None:
+        """The ``cycle_held`` lines an earlier process journaled (read after ``lag_missed_before``): a cycle it held for
+        the exchange's lag and neither decided nor journaled missed is held again. The first cycle job decides it
+        if it is still current — the lag cleared, no newer bar delivered, the next boundary not passed — and
+        journals it missed (never decided) once a newer bar or boundary came while this process was down
+        (``_drop_stale_hold``). Without this a restart would decide it on its stale bar at once, as a cycle it
+        interrupted between its two commits."""
+        newest = self._held_ns
+        for fields in lines:
+            if fields.get("boundary"):
+                newest = max(newest, pd.Timestamp(fields["boundary"]).value)
+        if newest > max(self._done_ns(), self._lag_missed_ns):
+            self._held_ns = newest
 
     def _done_ns(self) -> int:
         """The cycle time (ns) of ``last_completed_cycle`` (0: none)."""
