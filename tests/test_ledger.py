@@ -160,8 +160,9 @@ def test_the_journal_keeps_only_its_retention(tmp_path: Path) -> None:
 
 def test_the_retention_spares_the_lines_start_up_reads_back(tmp_path: Path) -> None:
     """A tiny ``journal_keep``: the lines of the events a restart reads back (``RECALLED``) outlive the retention —
-    the newest ``started`` (an older one goes), each ``cycle_missed``, ``order_cancel_requested`` and ``order_lost``
-    up to ``journal_keep`` of them — while every other line past it is deleted (fails before: all were deleted)."""
+    the newest ``started`` and the newest ``cycle_held`` (an older one goes), each ``cycle_missed``,
+    ``order_cancel_requested`` and ``order_lost`` up to ``journal_keep`` of them — while every other line past it is
+    deleted (fails before: all were deleted; the ``cycle_held`` lines too, before it was recalled)."""
     path = tmp_path / "ledger.sqlite"
     ledger = Ledger(path, journal_keep=3)
     state = new_state()
@@ -169,8 +170,10 @@ def test_the_retention_spares_the_lines_start_up_reads_back(tmp_path: Path) -> N
     ledger.append("cycle_missed", {"boundary": "2024-01-01T00:00:00+00:00", "reason": "lag"})
     ledger.append("order_cancel_requested", {"client_order_id": "te1-a", "reason": "exit"})
     ledger.append("order_lost", {"client_order_id": "te1-b", "reason": "lost"})
+    ledger.append("cycle_held", {"boundary": "2024-01-01T00:00:01+00:00", "reason": "lag"})
     ledger.save(state)
     ledger.append("started", {"cycle_duration": "1s", "run": 2})
+    ledger.append("cycle_held", {"boundary": "2024-01-01T00:00:02+00:00", "reason": "lag"})
     for i in range(10):
         ledger.append("revalued", {"i": i}, level="debug")
         run_cycle(state, i)
@@ -183,6 +186,7 @@ def test_the_retention_spares_the_lines_start_up_reads_back(tmp_path: Path) -> N
     ledger.close()
     reopened = Ledger(path, journal_keep=3)
     assert reopened.journaled("started") == [{"cycle_duration": "1s", "run": 2}]
+    assert reopened.journaled("cycle_held") == [{"boundary": "2024-01-01T00:00:02+00:00", "reason": "lag"}]
     assert [f["boundary"][:13] for f in reopened.journaled("cycle_missed")] == [
         "2024-01-02T02", "2024-01-02T03", "2024-01-02T04"]
     assert reopened.journaled("order_cancel_requested") == [{"client_order_id": "te1-a", "reason": "exit"}]

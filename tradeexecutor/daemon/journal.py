@@ -61,6 +61,7 @@ _LEVELS = {
     "operator_refused": "warning",
     "outage_started": "warning",
     "cycle_missed": "warning",
+    "cycle_held": "warning",
     "temporary_failure": "warning",
     "reconciliation_mismatch": "warning",
     "order_fills_missing": "warning",

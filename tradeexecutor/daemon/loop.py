@@ -37,10 +37,14 @@ temporarily and is retried with the outage's backoff. While such an order only w
 exchange's "does not exist" lag (``ExchangeLagError``) only the cycle job fails so, and only after
 it has managed and saved its bar (fills, triggers, marks: the trigger checks see only the bars the
 cycle delivers), before anything is decided; the trigger checks, the revaluation with its risk check
-and an operator's job go on, that order's position kept out of every exit. The cycles of the bars managed
-meanwhile (and the boundaries the clock passes meanwhile) are journaled ``cycle_missed`` with the reason
-``LAG_MISSED`` and never decided, not even by a process restarted during the lag: it reads those lines back
-from the journal at start-up (``lag_missed_before``).
+and an operator's job go on, that order's position kept out of every exit. A cycle due at the newest bar
+managed meanwhile is *held* (journaled ``cycle_held``): when the lag clears before a newer bar is delivered
+or the clock passes the next boundary, it is decided then, late, on its own bar. Once a newer bar or
+boundary has come first it is stale: journaled ``cycle_missed`` with the reason ``LAG_MISSED`` and never
+decided — as are the cycles of the older bars managed meanwhile and the boundaries the clock passed meanwhile
+but the newest (whose bar may still be held). A process restarted during the lag reads those lines back from
+the journal at start-up (``lag_missed_before``, ``lag_held_before``): a missed cycle stays undecided, a held
+one is decided if it is still current, else journaled missed.
 
 Idempotence. A cycle is identified by its timestamp; a cycle at or before
 ``last_completed_cycle`` never runs again. Progress is the close time of the last bar processed
@@ -128,6 +132,10 @@ logger = logging.getLogger("tradeexecutor.daemon")
 #: meanwhile, or a boundary passed meanwhile); read back at start-up (``ExecutorLoop.lag_missed_before``), so a
 #: restart never decides a cycle an earlier process journaled missed.
 LAG_MISSED = "an order waits out the exchange's lag: the bar was managed, its cycle not decided"
+#: The ``reason`` of a ``cycle_held`` line: the cycle of a bar managed during the exchange's lag waits for it to
+#: clear (``ExecutorLoop._lag_cycle``); read back at start-up (``ExecutorLoop.lag_held_before``).
+LAG_HELD = ("an order waits out the exchange's lag: the bar was managed; its cycle is decided once the lag clears, "
+            "unless a newer bar or cycle boundary comes first (then it is missed)")
 
 
 @dataclass(frozen=True)
@@ -228,10 +236,17 @@ class ExecutorLoop:
         #: The cycle times (ns) journaled ``cycle_missed`` in the current outage, by either path: each once. Cleared
         #: when the outage ends.
         self._missed_ns: set[int] = set()
-        #: The newest cycle time (ns) a bar managed during the exchange's lag left undecided (``_lag_missed``), or
-        #: a boundary passed meanwhile (``_deferred``), in this process or, read back from the journal, an earlier
-        #: one (``lag_missed_before``): it and older cycles are never decided.
+        #: The newest cycle time (ns) missed for the exchange's lag (``_miss_for_lag``: a bar managed during it, a held
+        #: cycle gone stale, or a boundary passed meanwhile), in this process or, read back from the journal, an
+        #: earlier one (``lag_missed_before``): it and older cycles are never decided.
         self._lag_missed_ns = 0
+        #: The cycle time (ns) of the cycle the exchange's lag holds (0: none): due at the newest bar managed during
+        #: the lag, decided once the lag clears unless a newer bar or boundary comes first (``_lag_cycle``,
+        #: ``_drop_stale_hold``); journaled ``cycle_held``, and read back at start-up (``lag_held_before``).
+        self._held_ns = 0
+        #: Set while the cycle job fails on the exchange's lag, until a try of it runs past the lag: the job that
+        #: finds the lag cleared still misses the boundaries passed meanwhile (``_passed_boundaries``).
+        self._lag_outage = False
         engine.start_write_ahead(self._commit, now)  # every order committed submitting before the venue sees it
 
     # -- driving ------------------------------------------------------------------------------
@@ -443,34 +458,50 @@ class ExecutorLoop:
     def _deferred(self, command: Command) -> None:
         """A scheduled tick of the job being retried arrived before its retry is due: a cycle boundary is missed.
 
-        In paper and live mode the tick is a wake of the cycle job (every quarter candle, at least every 15 s): only the cycle boundaries that
-        passed since the outage began (each once) are missed, at their own times, not the wakes'."""
+        In paper and live mode the tick is a wake of the cycle job (every quarter candle, at least every 15 s): only
+        the cycle boundaries that passed since the outage began (each once) are missed, at their own times, not the
+        wakes' (``_passed_boundaries``). The cycle the exchange's lag holds is not (``_held_ns``: decided once the
+        lag clears), unless the clock has passed the next boundary since (``_drop_stale_hold``)."""
         current = self.outage.current
         if command.job is not JobKind.cycle or current is None:
             return
+        self._drop_stale_hold(newer=False)
         at = command.scheduled_at or self._now()
-        boundaries = [at]
-        if self.wall_cycle is not None:
-            period, offset = self.wall_cycle
-            since = max(current.since, self._missed_until or current.since)
-            boundaries = []
-            boundary = next_boundary(since, period, offset)
-            while boundary <= at:
-                boundaries.append(boundary)
-                boundary += period
-            if boundaries:
-                self._missed_until = boundaries[-1]
         lag = self.engine.lag is not None  # the outage is an order waiting out the exchange's lag
+        boundaries = self._passed_boundaries(at, lag=lag) if self.wall_cycle is not None else [at]
         for boundary in boundaries:
             ns = pd.Timestamp(boundary).value
+            if ns == self._held_ns:
+                continue  # held for the lag: decided once it clears, or missed once a newer bar or boundary comes
             if lag:  # a boundary missed while the lag holds the decisions is never decided, as a managed bar's
-                self._lag_missed_ns = max(self._lag_missed_ns, ns)
+                self._miss_for_lag(ns)
+                continue
             if ns in self._missed_ns:
-                continue  # journaled already, as a cycle the lag left undecided (``_lag_missed``)
+                continue  # journaled already, as a cycle the lag left undecided (``_miss_for_lag``)
             self._missed_ns.add(ns)
-            extra = {"reason": LAG_MISSED} if lag else {}
             self.journal("cycle_missed", boundary=boundary, retry_at=current.next_retry_at,
-                         failing_since=current.since, **extra)
+                         failing_since=current.since)
+
+    def _passed_boundaries(self, at: datetime, *, lag: bool) -> list[datetime]:
+        """Paper and live: the cycle boundaries the clock passed by ``at`` since the outage began and not looked at
+        yet (each once), oldest first. While the exchange's lag holds the decisions (``lag``) the newest is left
+        out — its bar may still come and be held (``_lag_cycle``), or be decided once the lag clears — until a newer
+        boundary has passed: then it is stale, and missed."""
+        current = self.outage.current
+        if current is None or self.wall_cycle is None:
+            return []
+        period, offset = self.wall_cycle
+        since = max(current.since, self._missed_until or current.since)
+        boundaries = []
+        boundary = next_boundary(since, period, offset)
+        while boundary <= at:
+            boundaries.append(boundary)
+            boundary += period
+        if lag and boundaries:
+            boundaries.pop()  # the newest: looked at again once a newer one has passed
+        if boundaries:
+            self._missed_until = boundaries[-1]
+        return boundaries
 
     def mismatched_at_start(self, mismatches: Sequence[Mismatch]) -> None:
         """The differences start-up reconciliation found (its safe-mode reason names them already): a re-check
@@ -483,8 +514,7 @@ class ExecutorLoop:
         journaled them — a restart must not decide a cycle the journal already says was missed (the journal would
         then have both lines for it). Lines at or before ``last_completed_cycle`` change nothing: those cycles never
         run again anyway."""
-        done = self.state.last_completed_cycle
-        done_ns = pd.Timestamp(done).value if done is not None else 0
+        done_ns = self._done_ns()
         for fields in lines:
             if fields.get("reason") != LAG_MISSED or not fields.get("boundary"):
                 continue
@@ -493,27 +523,84 @@ class ExecutorLoop:
                 self._lag_missed_ns = max(self._lag_missed_ns, ns)
                 self._missed_ns.add(ns)  # journaled once: not again by this process's lag
 
-    def _lag_missed(self, step: int) -> None:
-        """A cycle ends at ``step``, a bar managed while an order waits out the exchange's lag: that cycle is missed.
+    def lag_held_before(self, lines: Sequence[Mapping[str, Any]]) -> None:
+        """The ``cycle_held`` lines an earlier process journaled (read after ``lag_missed_before``): a cycle it held for
+        the exchange's lag and neither decided nor journaled missed is held again. The first cycle job decides it
+        if it is still current — the lag cleared, no newer bar delivered, the next boundary not passed — and
+        journals it missed (never decided) once a newer bar or boundary came while this process was down
+        (``_drop_stale_hold``). Without this a restart would decide it on its stale bar at once, as a cycle it
+        interrupted between its two commits."""
+        newest = self._held_ns
+        for fields in lines:
+            if fields.get("boundary"):
+                newest = max(newest, pd.Timestamp(fields["boundary"]).value)
+        if newest > max(self._done_ns(), self._lag_missed_ns):
+            self._held_ns = newest
 
-        It is never decided later: by then newer bars have been managed (fills, triggers, marks), and the strategy
-        would decide on a bar that is no longer the market's. Journaled ``cycle_missed`` once, at its cycle time —
-        unless the outage's wall-clock boundaries (``_deferred``) journaled it already — and committed before the job
-        fails on the lag; ``_cycle_due`` refuses it from then on. A cycle older than a boundary the clock passed during
-        the lag (bars come at the retries' pace, behind the clock) is still journaled here, once."""
-        cycle_ns = self.schedule.due(self.feed.market.timeline_ns, step, self.feed.known_until_ns)
+    def _done_ns(self) -> int:
+        """The cycle time (ns) of ``last_completed_cycle`` (0: none)."""
         done = self.state.last_completed_cycle
-        if not cycle_ns or (done is not None and cycle_ns <= pd.Timestamp(done).value):
+        return pd.Timestamp(done).value if done is not None else 0
+
+    def _current(self, cycle_ns: int) -> bool:
+        """Whether the cycle at ``cycle_ns`` can still be decided on time: the clock has not passed the next boundary
+        (paper and live; a replay has no clock of its own)."""
+        if self.wall_cycle is None:
+            return True
+        period, offset = self.wall_cycle
+        return next_boundary(pd.Timestamp(cycle_ns, tz="UTC").to_pydatetime(), period, offset) > self._now()
+
+    def _lag_cycle(self, step: int, *, newer: bool) -> None:
+        """A bar managed while an order waits out the exchange's lag (``step``; ``newer``: a newer bar came since):
+        the cycle that ends at it, if one does and has not run, is held or missed.
+
+        Held (``_held_ns``, journaled ``cycle_held`` once and committed before the job fails on the lag) while it is
+        current — no newer bar, the next boundary not passed: the first cycle job that finds the lag cleared
+        decides it then, on its own bar (``_decide_ended``). Otherwise it is missed for good (``_miss_for_lag``):
+        deciding it after newer bars were managed (fills, triggers, marks) would decide on a bar that is no longer
+        the market's. A cycle older than a boundary the clock passed during the lag (bars come at the retries' pace,
+        behind the clock) is missed here too, journaled once."""
+        cycle_ns = self.schedule.due(self.feed.market.timeline_ns, step, self.feed.known_until_ns)
+        if not cycle_ns or cycle_ns <= self._done_ns() or cycle_ns == self._held_ns:
             return
+        if newer or cycle_ns <= self._lag_missed_ns or not self._current(cycle_ns):
+            self._miss_for_lag(cycle_ns, step=step)
+            return
+        self._held_ns = cycle_ns
+        current = self.outage.current
+        self.journal("cycle_held", boundary=pd.Timestamp(cycle_ns, tz="UTC").to_pydatetime(), step=step,
+                     bar_at=self.feed.market.step_time(step).to_pydatetime(),
+                     failing_since=current.since if current else self._now(), reason=LAG_HELD)
+        self._commit_lines()
+
+    def _drop_stale_hold(self, *, newer: bool) -> None:
+        """The held cycle (``_held_ns``) once a newer bar was delivered (``newer``) or the clock passed the next
+        boundary: missed for good (``_miss_for_lag``), never decided. Decided or missed already: no longer held."""
+        held = self._held_ns
+        if not held:
+            return
+        if held <= max(self._done_ns(), self._lag_missed_ns):
+            self._held_ns = 0
+        elif newer or not self._current(held):
+            self._miss_for_lag(held)
+
+    def _miss_for_lag(self, cycle_ns: int, *, step: int | None = None) -> None:
+        """The cycle at ``cycle_ns`` is missed for the exchange's lag: never decided (``_cycle_due`` refuses it and
+        every older one), journaled ``cycle_missed`` with the reason ``LAG_MISSED`` once — unless a line already
+        says so — and committed at once (the job fails on the lag next). A held cycle it passes goes with it."""
+        if 0 < self._held_ns <= cycle_ns:
+            held, self._held_ns = self._held_ns, 0
+            if held < cycle_ns:
+                self._miss_for_lag(held)
         self._lag_missed_ns = max(self._lag_missed_ns, cycle_ns)
         if cycle_ns in self._missed_ns:
             return
         self._missed_ns.add(cycle_ns)
         current = self.outage.current
+        where = {"step": step} if step is not None else {}
         self.journal("cycle_missed", boundary=pd.Timestamp(cycle_ns, tz="UTC").to_pydatetime(),
                      retry_at=current.next_retry_at if current else None,
-                     failing_since=current.since if current else self._now(), step=step,
-                     reason=LAG_MISSED)
+                     failing_since=current.since if current else self._now(), **where, reason=LAG_MISSED)
         self._commit_lines()
 
     def _commit_crash(self, job: str) -> None:
@@ -553,16 +640,22 @@ class ExecutorLoop:
         self._delivered = step
         self._rebase()  # the feed may have dropped its oldest steps before the new bar (its window)
         self.engine.follow_market()  # a growing feed appended candles: indicators extended on their tail
+        if lag is not None or self._lag_outage:  # the boundaries the clock passed during the lag, but the newest
+            for boundary in self._passed_boundaries(self._now(), lag=True):
+                self._miss_for_lag(pd.Timestamp(boundary).value)
         if self._processed >= 0:
+            self._drop_stale_hold(newer=step is not None)  # a newer bar or boundary came first: missed
             if lag is None:
-                self._decide_ended(self._processed)
-            else:
-                self._lag_missed(self._processed)  # a newer bar (or the clock) shows its cycle ended: never decided
+                self._decide_ended(self._processed)  # a held cycle still current is decided here, late, on its bar
+                self._held_ns = 0
+            else:  # a newer bar (or the clock) shows its cycle ended: held while current, else never decided
+                self._lag_cycle(self._processed, newer=step is not None)
+        self._lag_outage = lag is not None
         if step is not None and self.outcome is None:
             self._manage(step)
         if lag is not None:
             if step is not None and self.outcome is None:
-                self._lag_missed(step)
+                self._lag_cycle(step, newer=False)
             raise lag  # nothing new is decided while it waits: an outage, the job retried with backoff
         if step is None or self.outcome is not None:
             return
@@ -780,7 +873,7 @@ class ExecutorLoop:
         if not cycle_ns:
             return None
         if cycle_ns <= self._lag_missed_ns:
-            return None  # journaled missed while the exchange's lag held the decisions (``_lag_missed``)
+            return None  # journaled missed while the exchange's lag held the decisions (``_miss_for_lag``)
         done = self.state.last_completed_cycle
         if done is not None and cycle_ns <= pd.Timestamp(done).value:
             if warn:

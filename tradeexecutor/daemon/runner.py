@@ -419,6 +419,7 @@ def build_daemon(config: DaemonConfig, *, clock: Clock | None = None, journal: E
     loop.mismatched_at_start(reconciliation.mismatches)  # in safe mode for them already: a re-check adds none again
     if config.mode == "live":  # the cycles an earlier process left undecided for the exchange's lag stay so
         loop.lag_missed_before(store.journaled("cycle_missed"))
+        loop.lag_held_before(store.journaled("cycle_held"))  # after the missed lines: a held cycle missed since is not
     health_watch = HealthWatch(runstate, config.health, notifier, clock.now) if notifier else None
     if paper is not None:
         logger.info("%s: %s mode on %s, %s candles, %s, resuming after %s; state in %s", strategy.name,

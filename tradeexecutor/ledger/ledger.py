@@ -60,13 +60,15 @@ __all__ = ["DEFAULT_JOURNAL_KEEP", "Job", "Ledger"]
 DEFAULT_JOURNAL_KEEP = 100_000
 #: The events start-up reads back (:meth:`Ledger.journaled`) and how many of each the retention spares beyond its
 #: ``journal_keep`` newest lines (None: ``journal_keep``): the last ``started`` line (the cycles the last process ran
-#: on, ``check_cycle_duration``), and the lines of cycles missed for the exchange's lag, of cancels asked for and of
-#: orders found lost (``lag_missed_before``, ``cancels_asked_before``, ``lost_before``: once across restarts). A
+#: on, ``check_cycle_duration``), the last ``cycle_held`` line (the cycle the exchange's lag held, ``lag_held_before``:
+#: decided after a restart only while still current), and the lines of cycles missed for the exchange's lag, of
+#: cancels asked for and of orders found lost (``lag_missed_before``, ``cancels_asked_before``, ``lost_before``: once
+#: across restarts). A
 #: long-running executor journals more than ``journal_keep`` lines between restarts; deleted, a restart would not see
 #: them — another --cycle-duration taken, a missed cycle decided, a line journaled twice. Kept in the journal table
 #: itself (no other table: the ledger's format stays), each bounded, so the ledger stays bounded too.
-RECALLED: Mapping[str, int | None] = {"started": 1, "cycle_missed": None, "order_cancel_requested": None,
-                                      "order_lost": None}
+RECALLED: Mapping[str, int | None] = {"started": 1, "cycle_held": 1, "cycle_missed": None,
+                                      "order_cancel_requested": None, "order_lost": None}
 #: The recalled events as an SQL list (constant names, never input).
 _RECALLED_LIST = ", ".join(f"'{event}'" for event in RECALLED)
 #: Bytes the write-ahead log is cut back to after a checkpoint (SQLite checkpoints every 1,000 pages, 4 MiB).
