@@ -293,7 +293,7 @@ class CcxtVenue:
                     tracked.status = OrderStatus.open  # adopted: the next poll brings its fills and its end
                 self._not_found.found(client_order_id)
                 if self._trades_lag(tracked, order, report):
-                    return replace(report, status=OrderStatus.partially_filled,
+                    return replace(report, status=OrderStatus.partially_filled, ended=report.status,
                                    reason=f"{report.status.value} at the exchange; its trades not all listed yet")
                 return report
         if tracked is None or not tracked.venue_order_id:
