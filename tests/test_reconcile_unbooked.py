@@ -16,6 +16,7 @@ reproducers of the review: a bound loosened instead of exact would have hidden t
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
@@ -25,7 +26,7 @@ import pytest
 
 from exchange_sim_helpers import Running
 from test_engine_router import T0, decide_open, new_state
-from test_reconcile import Life, _now
+from test_reconcile import Life, _now, _reconcile_command
 from test_venue_ccxt import ENVIRON, aaa_at_100, aaa_simulator, pin, running  # noqa: F401  (fixtures)
 from test_venue_ccxt import aaa_venue as venue
 from tradeexecutor.engine.reconcile import Reconciliation, recheck_balances
@@ -251,3 +252,21 @@ def test_a_later_order_whose_trades_lag_bounds_the_recheck_and_the_strict_one_ru
     assert strict.clean and strict.bounded_by == () and strict.unbooked == (), strict
     assert held(running)["AAA"] == 15 == sum(p.quantity for p in second.state.portfolio.open_positions)
     second.close()
+
+
+def test_by_hand_the_reconcile_command_says_what_is_unbooked_and_the_range_it_compared_with(
+        tmp_path: Path, running: Running) -> None:
+    """``tradeexecutor reconcile`` while the executor is stopped: the order ``unbooked``, the note saying what the
+    exchange says and what happens next, each balance with the range it had to be in; clean (exit 0)."""
+    first, order, _ = a_buy_unbooked(tmp_path, running)
+    first.close()
+    done = _reconcile_command(tmp_path, running.url)
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    assert f"  order {order.client_order_id} (AAA): open -> partially_filled (unbooked, 0 fill(s) applied)" in lines
+    [aaa] = [line for line in lines if line.startswith("  balance AAA:")]
+    assert aaa == "  balance AAA: ours 0, venue 10, expected 8.8 to 11 (ok)", aaa  # 10·0.98 and 10, one lot either side
+    assert any(line.startswith(f"  note: order {order.client_order_id} (AAA): the exchange says it filled 10 "
+                               "(filled there), the ledger has booked 0") for line in lines), lines
+    record = json.loads((tmp_path / "reconciliation.json").read_text())
+    assert [u["client_order_id"] for u in record["unbooked"]] == [order.client_order_id]
