@@ -270,3 +270,33 @@ def test_by_hand_the_reconcile_command_says_what_is_unbooked_and_the_range_it_co
                                "(filled there), the ledger has booked 0") for line in lines), lines
     record = json.loads((tmp_path / "reconciliation.json").read_text())
     assert [u["client_order_id"] for u in record["unbooked"]] == [order.client_order_id]
+
+
+def test_a_buy_cancelled_with_a_part_filled_and_unlisted_is_bounded_by_that_part_and_ends_cancelled_once_listed(
+        tmp_path: Path, running: Running) -> None:
+    """Half of a limit buy of 10 fills, it is cancelled, and the half's trade is not listed: the exchange ended it
+    (cancelled) having filled 5. The restart bounds AAA by exactly those 5 (clean), leaves the order working, and
+    once the trade is listed books the 5 once and ends it cancelled; the strict re-check then passes."""
+    first = Life(tmp_path, venue(running), new_state())
+    order = decide_open(first.state)
+    order.type, order.quantity, order.value, order.limit_price = OrderType.limit, 10.0, None, 101.0
+    running.control("POST", "faults", {"kind": "partial_fill", "parts": 2, "interval": 3600, "count": 1})
+    fault = lag(running)
+    sent_unbooked(first, order)
+    first.venue.cancel(order.client_order_id)
+    first.router.drain()
+    assert running.control("GET", "orders")[1][0]["status"] == "CANCELED" and not order.fills
+    second = restarted(tmp_path, running, first)
+    result = second.reconcile()
+    assert result.clean, result.mismatches
+    (unbooked,) = result.unbooked
+    assert (unbooked.exchange_status, unbooked.filled, unbooked.missing) == ("cancelled", 5, 5)
+    assert check(result, "AAA").low == pytest.approx(5 * 0.98 - check(result, "AAA").tolerance)
+    (resolved,) = second.state.portfolio.open_positions[0].orders
+    assert resolved.status is OrderStatus.partially_filled and not resolved.fills  # not ended short
+    unlag(running, fault)
+    second.router.drain()
+    assert resolved.status is OrderStatus.cancelled and [f.quantity for f in resolved.fills] == [5]
+    strict = recheck_balances(second.state, second.venue, now=_now, symbols=("AAA",))
+    assert strict.clean and strict.bounded_by == (), strict
+    second.close()
