@@ -265,7 +265,8 @@ def test_by_hand_the_reconcile_command_says_what_is_unbooked_and_the_range_it_co
     lines = done.stdout.splitlines()
     assert f"  order {order.client_order_id} (AAA): open -> partially_filled (unbooked, 0 fill(s) applied)" in lines
     [aaa] = [line for line in lines if line.startswith("  balance AAA:")]
-    assert aaa == "  balance AAA: ours 0, venue 10, expected 8.8 to 11 (ok)", aaa  # 10·0.98 and 10, one lot either side
+    # 10 × 0.98 and 10, one lot either side.
+    assert aaa == "  balance AAA: ours 0, venue 10, expected 8.8 to 11 (ok)", aaa
     assert any(line.startswith(f"  note: order {order.client_order_id} (AAA): the exchange says it filled 10 "
                                "(filled there), the ledger has booked 0") for line in lines), lines
     record = json.loads((tmp_path / "reconciliation.json").read_text())

@@ -108,4 +108,6 @@ def _bounds(check: Any) -> str:
     """Where the venue's figure had to be when an order's fills not yet booked moved it (``BalanceCheck.low``)."""
     if check.low is None:
         return ""
-    return f", expected {check.low:g} to {check.high:g}" if check.high is not None else f", expected at least {check.low:g}"
+    if check.high is None:
+        return f", expected at least {check.low:g}"
+    return f", expected {check.low:g} to {check.high:g}"

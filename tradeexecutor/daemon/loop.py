@@ -640,8 +640,8 @@ class ExecutorLoop:
         and journals no second ``safe_mode``; nothing is changed. Another order in flight at this moment (a stop-loss's
         exit sent during the lag), or one whose fills the exchange has not all listed (``Unbooked``: a later order
         whose trades lag), bounds the comparison: the re-check stays armed with it (``bounded_by``) and runs again once
-        it has settled (its fills booked), until a run with nothing in flight or unbooked has compared strictly. A venue that cannot be asked fails the job
-        temporarily: asked again at the retry.
+        it has settled (its fills booked), until a run with nothing in flight or unbooked has compared strictly. A
+        venue that cannot be asked fails the job temporarily: asked again at the retry.
         """
         venue = self.engine.live_venue
         bounded_by: frozenset[str] = frozenset()

@@ -100,8 +100,8 @@ what the exchange said it filled. An order in flight at that moment (``unconfirm
 during the lag, say) bounds it as at start-up, and so does one the ledger holds working that the exchange says filled
 more of than is booked (asked about, nothing changed: a later order whose trades lag, bounded exactly as above); the
 result names them (``bounded_by``, and ``unbooked``): the executor keeps the re-check armed and runs it again once
-those orders have settled, until one runs with nothing in flight or unbooked — the strict comparison. Every run is journaled (``balances_rechecked``, with
-``bounded_by``); a mismatch in any of them is journaled and puts the executor in safe mode, as at start-up;
+those orders have settled, until one runs with nothing in flight or unbooked — the strict comparison. Every run is
+journaled (``balances_rechecked``, with ``bounded_by`` and ``unbooked``); a mismatch in any of them is journaled and puts the executor in safe mode, as at start-up;
 nothing is fixed.
 
 Applying the venue's fills is not "fixing money": they are the exchange's record of what
@@ -436,7 +436,8 @@ def recheck_balances(state: State, venue: Venue, *, now: Callable[[], datetime],
 def _bounded_by(unsettled: Sequence[tuple[Position, Order]], unbooked: Sequence[tuple[Position, Order, Unbooked]]
                 ) -> tuple[str, ...]:
     """The client order ids that bounded a comparison: the orders that may have filled unseen, then the unbooked."""
-    return tuple(dict.fromkeys([*(o.client_order_id for _, o in unsettled), *(u.client_order_id for _, _, u in unbooked)]))
+    return tuple(dict.fromkeys([*(o.client_order_id for _, o in unsettled),
+                                *(u.client_order_id for _, _, u in unbooked)]))
 
 
 def _unbooked(symbol: str, order: Order, report: OrderReport | None) -> Unbooked | None:
@@ -449,7 +450,8 @@ def _unbooked(symbol: str, order: Order, report: OrderReport | None) -> Unbooked
         return None
     value = None
     if report.average_price:  # the average of all its fills: what they traded, less what the fills booked did
-        value = max(0.0, report.filled_quantity * report.average_price - sum(f.quantity * f.price for f in order.fills))
+        booked_value = sum(f.quantity * f.price for f in order.fills)
+        value = max(0.0, report.filled_quantity * report.average_price - booked_value)
     return Unbooked(order.client_order_id, symbol, order.side.value, (report.ended or report.status).value,
                     report.filled_quantity, booked, report.filled_quantity - booked, report.average_price, value)
 
@@ -457,9 +459,9 @@ def _unbooked(symbol: str, order: Order, report: OrderReport | None) -> Unbooked
 def _unbooked_words(unbooked: Unbooked) -> str:
     """A note for a person: what the exchange says of an unbooked order, and what happens now."""
     return (f"the exchange says it filled {unbooked.filled:g} ({unbooked.exchange_status} there), the ledger has "
-            f"booked {unbooked.booked:g}: its trades "
-            f"are not all listed yet. Its balances are compared with the ledger's moved by the {unbooked.missing:g} not "
-            "booked; the executor follows it, books the fills as the exchange lists them, then compares again strictly")
+            f"booked {unbooked.booked:g}: its trades are not all listed yet. Its balances are compared with the "
+            f"ledger's moved by the {unbooked.missing:g} not booked; the executor follows it, books the fills as the "
+            "exchange lists them, then compares again strictly")
 
 
 #: Statuses of an order the venue holds and we hold as working: what a re-check asks the venue about.
