@@ -147,3 +147,56 @@ def test_a_real_balance_change_while_an_orders_trades_lag_is_still_safe_mode_wit
         assert len(events(second, "safe_mode")) == 1, events(second, "safe_mode")
         assert float(sim(url, "GET", "balances")["EUR"]["free"]) == 0  # nothing "fixed"
         booked_once(url, state_dir, cid)
+
+
+def orders_after(url: str, seen: set[str]) -> list[dict[str, Any]]:
+    """The exchange's orders not in ``seen``, filled."""
+    return [o for o in sim(url, "GET", "orders") if o["clientOrderId"] not in seen and o["status"] == "FILLED"]
+
+
+@pytest.mark.timeout(600)
+def test_a_later_order_whose_trades_lag_when_the_recheck_runs_bounds_it_instead_of_tripping_it(
+        tmp_path: Path) -> None:
+    """The review's second reproducer, in the daemon: start-up with an unbooked buy; the strategy (paper_add.py) adds
+    to the position every second. A second ``trades_lag`` hides the trades of the orders sent from some moment on;
+    the first is deleted, so the unbooked buy's fill (and the earlier adds') is listed and booked — and the re-check
+    it armed runs while later adds are filled at the exchange and unlisted (exchange ids: not among the unconfirmed
+    orders it used to bound). It bounds them as unbooked, names them, enters no safe mode, and stays armed; once their
+    trades are listed and booked the strict re-check runs, clean (fails before: safe mode, "EUR: the venue holds")."""
+    state_dir = tmp_path / "state"
+    with simulator() as url:
+        first_lag = sim(url, "POST", "faults", {"kind": "trades_lag"})
+        killed = killed_at_submitted(Executor(
+            tmp_path / "first", "--cpu", "off", "--mode", "live", "--exchange", "binance", "--exchange-url", url,
+            "--exchange-key-variable", "MY_KEY", "--exchange-secret-variable", "MY_SECRET", strategy="paper_add.py",
+            window=False, state_dir=state_dir, env={**CLEAN, "MY_KEY": KEY, "MY_SECRET": SECRET,
+                                                    KILL_AT_ENV: "submitted:1"}), state_dir)
+        cid = killed.client_order_id
+        second = Executor(tmp_path / "second", "--cpu", "off", "--mode", "live", "--exchange", "binance",
+                          "--exchange-url", url, "--exchange-key-variable", "MY_KEY", "--exchange-secret-variable",
+                          "MY_SECRET", strategy="paper_add.py", window=False, state_dir=state_dir,
+                          env={**CLEAN, "MY_KEY": KEY, "MY_SECRET": SECRET})
+        try:
+            status = second.wait_status(lambda s: s.get("status") == "running")
+            assert status["reconciliation"]["unbooked"] == [cid] and not status["safe_mode"], status
+            before = {o["clientOrderId"] for o in until(second, lambda: orders_after(url, {cid}),
+                                                        "an add sent while the first lag holds")} | {cid}
+            second_lag = sim(url, "POST", "faults", {"kind": "trades_lag"})
+            later = until(second, lambda: orders_after(url, before), "an add sent under the second lag")
+            sim(url, "DELETE", f"faults/{first_lag['id']}")
+            journaled(second, "order_filled", lambda e: e["fields"].get("client_order_id") == cid)
+            [bounded] = journaled(second, "balances_rechecked")
+            assert bounded["fields"]["outcome"] == "clean", bounded
+            named = bounded["fields"]["unbooked"]
+            assert later[0]["clientOrderId"] in named and cid not in named, bounded
+            assert bounded["fields"]["bounded_by"] == named, bounded
+            sim(url, "DELETE", f"faults/{second_lag['id']}")
+            [strict] = journaled(second, "balances_rechecked", lambda e: not e["fields"]["bounded_by"])
+            assert strict["fields"]["outcome"] == "clean" and strict["fields"]["unbooked"] == [], strict
+            assert not second.status()["safe_mode"]  # type: ignore[index]
+            second.process.send_signal(signal.SIGTERM)
+            assert second.wait() == 0, second.output()
+        finally:
+            second.kill()
+        assert not events(second, "safe_mode") and not events(second, "reconciliation_mismatch")
+        assert all(e["fields"]["outcome"] == "clean" for e in events(second, "balances_rechecked"))
