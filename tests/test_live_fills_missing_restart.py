@@ -31,11 +31,13 @@ pytest.importorskip("ccxt")
 pytestmark = pytest.mark.slow
 
 
-def live(tmp_path: Path, url: str, state_dir: Path, env: dict[str, str] | None = None) -> Executor:
-    """A live executor trading paper_hold.py (its first cycle buys EUR, then it holds) on the simulator."""
+def live(tmp_path: Path, url: str, state_dir: Path, env: dict[str, str] | None = None,
+         strategy: str = "paper_hold.py") -> Executor:
+    """A live executor on the simulator trading paper_hold.py (its first cycle buys EUR, then it holds), or
+    ``strategy``."""
     return Executor(tmp_path, "--cpu", "off", "--mode", "live", "--exchange", "binance", "--exchange-url", url,
                     "--exchange-key-variable", "MY_KEY", "--exchange-secret-variable", "MY_SECRET",
-                    strategy="paper_hold.py", window=False, state_dir=state_dir,
+                    strategy=strategy, window=False, state_dir=state_dir,
                     env={**CLEAN, "MY_KEY": KEY, "MY_SECRET": SECRET, **(env or {})})
 
 
@@ -166,16 +168,10 @@ def test_a_later_order_whose_trades_lag_when_the_recheck_runs_bounds_it_instead_
     state_dir = tmp_path / "state"
     with simulator() as url:
         first_lag = sim(url, "POST", "faults", {"kind": "trades_lag"})
-        killed = killed_at_submitted(Executor(
-            tmp_path / "first", "--cpu", "off", "--mode", "live", "--exchange", "binance", "--exchange-url", url,
-            "--exchange-key-variable", "MY_KEY", "--exchange-secret-variable", "MY_SECRET", strategy="paper_add.py",
-            window=False, state_dir=state_dir, env={**CLEAN, "MY_KEY": KEY, "MY_SECRET": SECRET,
-                                                    KILL_AT_ENV: "submitted:1"}), state_dir)
+        killed = killed_at_submitted(live(tmp_path / "first", url, state_dir, {KILL_AT_ENV: "submitted:1"},
+                                          strategy="paper_add.py"), state_dir)
         cid = killed.client_order_id
-        second = Executor(tmp_path / "second", "--cpu", "off", "--mode", "live", "--exchange", "binance",
-                          "--exchange-url", url, "--exchange-key-variable", "MY_KEY", "--exchange-secret-variable",
-                          "MY_SECRET", strategy="paper_add.py", window=False, state_dir=state_dir,
-                          env={**CLEAN, "MY_KEY": KEY, "MY_SECRET": SECRET})
+        second = live(tmp_path / "second", url, state_dir, strategy="paper_add.py")
         try:
             status = second.wait_status(lambda s: s.get("status") == "running")
             assert status["reconciliation"]["unbooked"] == [cid] and not status["safe_mode"], status
