@@ -4,8 +4,8 @@ The real ccxt client against the exchange simulator, whose ``trades_lag`` fault 
 is added (``GET /api/v3/myTrades`` and a new order's reply alike): the exchange says the order filled, its balances
 already hold what it bought, and the ledger has booked nothing. A restart's reconciliation compared the balances with
 the ledger strictly: a false mismatch (safe mode). Now the assets of such an order are compared with the ledger's
-figures moved by **exactly** the part not booked, one-sided by direction (a buy's fee may be taken in the base; the
-quote by the exchange's average price, or what the order's value, limit or last price allows without one); a real
+figures moved by **exactly** the part not booked, one-sided by direction (a fee may be taken in the base, a buy's or
+a sell's; the quote by the exchange's average price, or what the order's value, limit or last price allows without one); a real
 difference beyond that is still a mismatch. The order is followed from there (``OrderRouter.resolve_report``): its
 fill is booked once listed, and the strict re-check (``recheck_balances``) then passes — and a *later* order whose
 trades lag bounds the re-check the same way instead of tripping it.
@@ -17,19 +17,24 @@ reproducers of the review: a bound loosened instead of exact would have hidden t
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Iterator
 from dataclasses import replace
 from datetime import timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from exchange_sim_helpers import Running
+from exchange_sim_helpers import API_KEY, API_SECRET, Running, serve
 from test_engine_router import T0, decide_open, new_state
 from test_reconcile import Life, _now, _reconcile_command
 from test_venue_ccxt import ENVIRON, aaa_at_100, aaa_simulator, pin, running  # noqa: F401  (fixtures)
 from test_venue_ccxt import aaa_venue as venue
 from tradeexecutor.engine.reconcile import Reconciliation, recheck_balances
+from tradeexecutor.exchange_sim import ExchangeSimulator, MarketSpec, SimConfig
+from tradeexecutor.exchange_sim.prices import random_walk_series
 from tradeexecutor.state import Order, OrderPurpose, OrderSide, OrderStatus, OrderType, State
 from tradeexecutor.state.client_id import client_order_id, run_key
 from tradeexecutor.venue.ccxt_venue import CcxtVenue
@@ -158,8 +163,9 @@ def test_a_real_difference_beyond_the_unbooked_part_is_still_a_mismatch(tmp_path
 def test_a_sell_filled_at_the_exchange_with_its_trade_unlisted_is_bounded_the_other_way(
         tmp_path: Path, running: Running, aaa: str | None) -> None:
     """A booked buy of 10 AAA, then a sell of 4 filled with its trade unlisted: the account holds 6, the ledger 10 —
-    exactly the 4 not booked, clean; the USD at least the ledger's cash plus the sale less the slack. The account's
-    AAA put back to 10 (as if the sell had not happened) is a mismatch."""
+    the 4 not booked (down to 4 and the slack: a fee may be taken in the base), clean; the USD at least the ledger's
+    cash plus the sale less the slack. The account's AAA put back to 10 (as if the sell had not happened) is a
+    mismatch."""
     first = Life(tmp_path, venue(running), new_state())
     bought = decide_open(first.state)
     first.router.send(bought)
@@ -176,7 +182,7 @@ def test_a_sell_filled_at_the_exchange_with_its_trade_unlisted_is_bounded_the_ot
     (unbooked,) = result.unbooked
     assert (unbooked.client_order_id, unbooked.side, unbooked.missing) == (sold.client_order_id, "sell", 4)
     aaa_check, usd = check(result, "AAA"), check(result, "USD")
-    assert aaa_check.low == pytest.approx(6 - aaa_check.tolerance)
+    assert aaa_check.low == pytest.approx(6 - 4 * 0.02 - aaa_check.tolerance)
     assert aaa_check.high == pytest.approx(6 + aaa_check.tolerance)
     assert usd.ok and usd.venue > cash and usd.low == pytest.approx(cash + 400 * 0.98 - usd.tolerance)
     if aaa is None:
@@ -184,6 +190,48 @@ def test_a_sell_filled_at_the_exchange_with_its_trade_unlisted_is_bounded_the_ot
     else:
         (mismatch,) = result.mismatches
         assert (mismatch.symbol, mismatch.ours, mismatch.venue) == ("AAA", 10, 10)
+    second.close()
+
+
+@pytest.fixture(scope="module")
+def fee_in_base() -> Iterator[Running]:
+    """A second simulator like tests/test_venue_ccxt.py's, but a venue that takes every trade's fee in the base
+    (``fee_asset="base"``: a sell pays it in AAA, on top of the quantity sold) in lots of 0.001 (a buy's fee leaves a
+    fraction of one), AAA held at 100."""
+    market = MarketSpec(base="AAA", quote="USD", tick_size=Decimal("0.01"), step_size=Decimal("0.001"),
+                        min_notional=Decimal(10))
+    config = SimConfig(markets=(market,), api_key=API_KEY, api_secret=API_SECRET, fee_rate=Decimal("0.001"),
+                       fee_asset="base", spread_bps=Decimal(0), balances={"USD": Decimal(10_000), "AAA": Decimal(0)})
+    prices = {"AAAUSD": random_walk_series(seed=5, now_ms=int(time.time() * 1000), start_price=100.0)}
+    with serve(ExchangeSimulator(config, prices), threads=6) as running:
+        pin(running, 100.0)
+        yield running
+
+
+def test_a_sell_whose_fee_the_venue_took_in_the_base_is_bounded_down_to_the_part_and_its_fee(
+        tmp_path: Path, fee_in_base: Running) -> None:
+    """The review's reproducer: a venue that takes a sell's fee in the base. A booked buy of 10 AAA (9.99 held, its
+    fee taken in AAA), then a sell of 4 filled with its trade unlisted: the account gave 4.004 AAA (the 4 and its fee),
+    more than the 4 not booked. The base is bounded down to the part plus the slack, as a pending sell's is: clean.
+    Before, the sell's base had to be exactly ours − 4: a mismatch (safe mode) for the fee."""
+    first = Life(tmp_path, venue(fee_in_base), new_state())
+    bought = decide_open(first.state)
+    first.router.send(bought)
+    first.router.drain()
+    assert bought.status is OrderStatus.filled
+    ours = first.state.portfolio.open_positions[0].quantity
+    assert ours == pytest.approx(9.99)
+    lag(fee_in_base)
+    sold = exits(first.state, 4)
+    sent_unbooked(first, sold)
+    assert held(fee_in_base)["AAA"] == pytest.approx(ours - 4.004)
+    second = restarted(tmp_path, fee_in_base, first)
+    result = second.reconcile()
+    assert result.clean, result.mismatches
+    aaa = check(result, "AAA")
+    assert aaa.ok and aaa.venue == pytest.approx(ours - 4.004)
+    assert aaa.low == pytest.approx(ours - 4 * 1.02 - aaa.tolerance)
+    assert aaa.high == pytest.approx(ours - 4 + aaa.tolerance)
     second.close()
 
 

@@ -71,8 +71,9 @@ Run at start-up (``daemon/runner.py``) and by hand (``tradeexecutor reconcile``)
    booked), one-sided by direction (``_unbooked_bounds``): for a buy the base must be at least ours +
    missing·(1 − ``_PENDING_SLACK``) (a fee taken in the base) and at most ours + missing, the quote at least the cash
    less the part's value (the exchange's average price; without one what the order's value left, limit or last price
-   allows, with a note) plus the slack; for a sell the base must be ours − missing, the quote at least the cash plus
-   the part's value less the slack — each within the usual tolerance. A difference beyond that is a mismatch: the
+   allows, with a note) plus the slack; for a sell the base must be at most ours − missing and down to
+   ours − missing·(1 + ``_PENDING_SLACK``) (a fee taken in the base), the quote at least the cash plus the part's
+   value less the slack — each within the usual tolerance. A difference beyond that is a mismatch: the
    bound is not loosened to hide one. The fee assets of pass 4 get no starting figure while an order is
    pending (it may already have paid a fee in one); one that has a figure is compared within what the pending
    orders' fees could have taken of it (``_fee_allowance``, pass 4).
@@ -709,9 +710,10 @@ def _unbooked_bounds(state: State, specs: Mapping[str, Any], unbooked: Sequence[
     the fills less the fills booked), and slack ``_PENDING_SLACK`` (a fee): a buy added between
     ``missing·(1 − slack)`` (a fee taken in the base) and ``missing`` of the base, and took between ``value`` and
     ``value·(1 + slack)`` (a fee in the quote) of the quote — at most the order's value left, or ``missing`` at its
-    limit or last price, plus the slack, when the exchange gives no average price (a note says so); a sell took exactly
-    ``missing`` of the base and added at least ``value·(1 − slack)`` of the quote (``missing`` at its limit price less
-    the slack without an average price; nothing for a market sell then)."""
+    limit or last price, plus the slack, when the exchange gives no average price (a note says so); a sell took
+    between ``missing`` and ``missing·(1 + slack)`` (a fee taken in the base) of the base and added at least
+    ``value·(1 − slack)`` of the quote (``missing`` at its limit price less the slack without an average price;
+    nothing for a market sell then)."""
     shifts: dict[str, tuple[float, float]] = {}
     unbounded: set[str] = set()
 
@@ -738,7 +740,7 @@ def _unbooked_bounds(state: State, specs: Mapping[str, Any], unbooked: Sequence[
                              f"its {basis} allows for the {missing:g} not booked ({value:g} and the slack)")
             add(spec.quote, -value * (1 + _PENDING_SLACK), math.inf)
         else:
-            add(spec.base, -missing, -missing)
+            add(spec.base, -missing * (1 + _PENDING_SLACK), -missing)  # a fee the venue took in the base
             if value is None:
                 value = missing * order.limit_price if order.limit_price else 0.0
                 notes.append(f"{spec.quote}: the exchange gives no average price of order {cid}: its proceeds are "
