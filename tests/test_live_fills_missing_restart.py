@@ -175,9 +175,11 @@ def test_a_later_order_whose_trades_lag_when_the_recheck_runs_bounds_it_instead_
         try:
             status = second.wait_status(lambda s: s.get("status") == "running")
             assert status["reconciliation"]["unbooked"] == [cid] and not status["safe_mode"], status
-            before = {o["clientOrderId"] for o in until(second, lambda: orders_after(url, {cid}),
-                                                        "an add sent while the first lag holds")} | {cid}
+            until(second, lambda: orders_after(url, {cid}), "an add sent while the first lag holds")
             second_lag = sim(url, "POST", "faults", {"kind": "trades_lag"})
+            # Every order the exchange holds once the second lag is on (the daemon keeps sending): one sent after
+            # this is sure to trade under it, never before it.
+            before = {o["clientOrderId"] for o in sim(url, "GET", "orders")}
             later = until(second, lambda: orders_after(url, before), "an add sent under the second lag")
             sim(url, "DELETE", f"faults/{first_lag['id']}")
             journaled(second, "order_filled", lambda e: e["fields"].get("client_order_id") == cid)
