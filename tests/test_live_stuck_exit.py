@@ -151,9 +151,9 @@ def test_a_restart_while_an_entry_is_ended_short_shows_it_waiting_at_once_and_se
     """The executor is stopped while the EURUSD entry waits for its trade, and started again: the start-up asks the
     exchange about the entry, which still says filled with no trade listed — it is not ended, it is back in
     ``exits_waiting`` from the first job, an operator's close of it is refused with the reason, and nothing is sent
-    for it (no exit, no cancel, no second entry). Once the trade is listed it is booked once and the wait ends. (The
-    start-up's balance check finds the account holding what the unbooked fill bought and enters safe mode, for a
-    person: not asserted here, the start-up's handling of such orders is its own work.)"""
+    for it (no exit, no cancel, no second entry). The start-up's reconciliation is clean, not safe mode: it names the
+    entry ``unbooked`` and compares the account's balances with the ledger's moved by the part not booked. Once the
+    trade is listed it is booked once and the wait ends."""
     state_dir = tmp_path / "state"
     with simulator() as url:
         lag = sim(url, "POST", "faults", {"kind": "trades_lag", "symbol": "EURUSD"})
@@ -166,7 +166,9 @@ def test_a_restart_while_an_entry_is_ended_short_shows_it_waiting_at_once_and_se
             first.kill()
         second = executor(tmp_path / "second", url, state_dir)
         try:
-            _, again, _ = eur_waiting(second, url)
+            restarted, again, _ = eur_waiting(second, url)
+            assert not restarted["safe_mode"] and restarted["reconciliation"]["outcome"] == "clean", restarted
+            assert restarted["reconciliation"]["unbooked"] == [entry["clientOrderId"]], restarted["reconciliation"]
             assert (again["position_id"], again["client_order_id"]) == (waiting["position_id"],
                                                                          waiting["client_order_id"])
             refused_close(second, again)

@@ -97,8 +97,17 @@ def _summary(result: Any) -> list[str]:
     lines += [f"  {o.action}: open order {o.client_order_id} ({o.symbol}, {o.side})"
               + (f" into position {o.position_id}, {o.fills_applied} fill(s) applied" if o.action == "adopted" else "")
               + (f": {o.reason}" if o.reason else "") for o in result.exchange_orders]
-    lines += [f"  balance {b.asset}: ours {b.ours:g}, venue {b.venue:g} ({'ok' if b.ok else 'MISMATCH'})"
+    lines += [f"  balance {b.asset}: ours {b.ours:g}, venue {b.venue:g}{_bounds(b)} ({'ok' if b.ok else 'MISMATCH'})"
               for b in result.balances]
     lines += [f"  note: {note}" for note in result.notes]
     lines += [f"  mismatch: {m.what}" for m in result.mismatches]
     return lines
+
+
+def _bounds(check: Any) -> str:
+    """Where the venue's figure had to be when an order's fills not yet booked moved it (``BalanceCheck.low``)."""
+    if check.low is None:
+        return ""
+    if check.high is None:
+        return f", expected at least {check.low:g}"
+    return f", expected {check.low:g} to {check.high:g}"

@@ -160,7 +160,7 @@ class ExecutorLoop:
                  crash_loop: Callable[[], str | None] = lambda: None,
                  after_job: Callable[[], None] | None = None, caster: Caster | None = None,
                  risk: RiskGuard | None = None, outage: Outage | None = None,
-                 recheck: frozenset[str] = frozenset(),
+                 recheck: frozenset[str] = frozenset(), unbooked: Mapping[str, float] | None = None,
                  wall_cycle: tuple[timedelta, timedelta] | None = None) -> None:
         self.engine = engine
         self.state = engine.state
@@ -224,6 +224,9 @@ class ExecutorLoop:
         #: once all have settled the balances are compared again (``_recheck_balances``) — then the ids of the orders
         #: in flight that bounded that comparison, until one runs with none. Empty: done, strictly.
         self._recheck = recheck
+        #: Of those, the orders whose fills the exchange had not all listed (``Unbooked``), with what it said they
+        #: filled: settled once the ledger has booked that much (or they ended), not merely once confirmed.
+        self._unbooked: dict[str, float] = dict(unbooked or {})
         #: The mismatches (symbol or asset, client order id) a re-check already entered safe mode for: a bounded run
         #: and the strict one after it that find the same difference enter (and journal ``safe_mode``) once.
         self._recheck_found: set[tuple[str, str | None]] = set()
@@ -716,8 +719,14 @@ class ExecutorLoop:
 
     def _pending_settled(self) -> bool:
         """Whether every order the re-check waits for (``_recheck``) has settled: none is still in flight
-        (``unconfirmed_orders``: adopted, sent, or ended by a cancel; a retired position's order has ended)."""
-        return not any(o.client_order_id in self._recheck for _, o in unconfirmed_orders(self.state))
+        (``unconfirmed_orders``: adopted, sent, or ended by a cancel; a retired position's order has ended), and each
+        whose fills the exchange had not all listed (``_unbooked``) has them booked: the strict comparison before
+        then would find the account ahead of the ledger by exactly their part, a false safe mode."""
+        if any(o.client_order_id in self._recheck for _, o in unconfirmed_orders(self.state)):
+            return False
+        return not any(order.client_order_id in self._unbooked and not order.is_terminal
+                       and order.filled_quantity < self._unbooked[order.client_order_id] * (1 - 1e-9)
+                       for position in self.state.portfolio.open_positions for order in position.orders)
 
     def _recheck_balances(self) -> None:
         """The orders the re-check waits for have settled: the balances start-up compared loosely for them (or not
@@ -725,13 +734,15 @@ class ExecutorLoop:
         (``recheck_balances``), journaled ``balances_rechecked``. A difference is journaled
         (``reconciliation_mismatch``, which notifies) and puts the executor in safe mode with the reason, as at
         start-up — once per difference (its asset or order): a later run finding it again adds nothing to the reason
-        and journals no second ``safe_mode``; nothing is changed. Another order in flight at this moment (a stop-loss's exit sent during the lag)
-        bounds the comparison: the re-check stays armed with it (``bounded_by``) and runs again once it has settled,
-        until a run with nothing in flight has compared strictly. A venue that cannot be asked fails the job
-        temporarily: asked again at the retry.
+        and journals no second ``safe_mode``; nothing is changed. Another order in flight at this moment (a stop-loss's
+        exit sent during the lag), or one whose fills the exchange has not all listed (``Unbooked``: a later order
+        whose trades lag), bounds the comparison: the re-check stays armed with it (``bounded_by``) and runs again once
+        it has settled (its fills booked), until a run with nothing in flight or unbooked has compared strictly. A
+        venue that cannot be asked fails the job temporarily: asked again at the retry.
         """
         venue = self.engine.live_venue
         bounded_by: frozenset[str] = frozenset()
+        unbooked: dict[str, float] = {}
         if venue is not None:
             result = recheck_balances(self.state, venue, now=self._now, symbols=self.engine.symbols)
             journal_reconciliation(result, self.journal, "balances_rechecked")
@@ -743,7 +754,8 @@ class ExecutorLoop:
                 self._enter_safe_mode(f"{before}; {reason}" if before else reason)
             self._commit()  # the lines, and a fee asset's first figure if one was taken
             bounded_by = frozenset(result.bounded_by)
-        self._recheck = bounded_by
+            unbooked = {u.client_order_id: u.filled for u in result.unbooked}
+        self._recheck, self._unbooked = bounded_by, unbooked
 
     def run_charts(self) -> None:
         """Send the chart renderer what changed, now that it is idle (nothing is saved: charts are not state)."""

@@ -414,7 +414,8 @@ def build_daemon(config: DaemonConfig, *, clock: Clock | None = None, journal: E
                                                              config.crash_loop_minutes, clock.now()),
                         caster=caster, risk=RiskGuard(RiskLimits(config.risk), engine, runstate, journal),
                         outage=Outage(runstate, clock.now, cap_seconds=config.retry_max_seconds),
-                        recheck=frozenset(c.client_order_id for c in reconciliation.orders if c.action == "pending"),
+                        recheck=frozenset(reconciliation.bounded_by),  # pending and unbooked orders
+                        unbooked={u.client_order_id: u.filled for u in reconciliation.unbooked},
                         wall_cycle=(strategy.cycle_duration, config.cycle_offset) if paper is not None else None)
     loop.mismatched_at_start(reconciliation.mismatches)  # in safe mode for them already: a re-check adds none again
     if config.mode == "live":  # the cycles an earlier process left undecided for the exchange's lag stay so

@@ -26,7 +26,12 @@ Run at start-up (``daemon/runner.py``) and by hand (``tradeexecutor reconcile``)
      here instead would hold up the start-up, and following an order the exchange may have lost for good
      is what the mismatch asks a person to decide.
 
-   An order found cancelled whose
+   An order the venue reports having filled more than the fills it lists (its trade list trailing its status:
+   filled, or cancelled with a part filled, while ``myTrades`` does not list every trade yet) is **unbooked**
+   (``Unbooked``): the venue's report is handed to the router (``OrderRouter.resolve_report``), which books the
+   fills listed and leaves it working (``partially_filled``, the exchange's words its reason), never ended short;
+   the venue follows it and books the rest as the exchange lists them. Pass 3 bounds its assets by exactly the
+   part not booked. An order found cancelled whose
    cancel an earlier process asked for (its ``order_cancel_requested`` line, ``cancels_asked``) is
    journaled ``order_cancelled`` with the request's reason, as the running executor would have.
 2. **Open orders on the exchange.** Those carrying this run's client-id prefix (``te<run8>-``) are
@@ -61,7 +66,15 @@ Run at start-up (``daemon/runner.py``) and by hand (``tradeexecutor reconcile``)
    lowered the quote by its value (or quantity at its limit or last price) plus ``_PENDING_SLACK`` and only
    added base; a sell may have lowered the base by its quantity plus ``_PENDING_SLACK`` (a venue may take its fee
    in the base) and only added quote. A shortfall beyond
-   that is a mismatch whatever the order did. The fee assets of pass 4 get no starting figure while an order is
+   that is a mismatch whatever the order did. The assets an *unbooked* order moved are compared with the ledger's
+   figures moved by **exactly** its part not booked (``missing`` = what the exchange says filled less the fills
+   booked), one-sided by direction (``_unbooked_bounds``): for a buy the base must be at least ours +
+   missing·(1 − ``_PENDING_SLACK``) (a fee taken in the base) and at most ours + missing, the quote at least the cash
+   less the part's value (the exchange's average price; without one what the order's value left, limit or last price
+   allows, with a note) plus the slack; for a sell the base must be at most ours − missing and down to
+   ours − missing·(1 + ``_PENDING_SLACK``) (a fee taken in the base), the quote at least the cash plus the part's
+   value less the slack — each within the usual tolerance. A difference beyond that is a mismatch: the
+   bound is not loosened to hide one. The fee assets of pass 4 get no starting figure while an order is
    pending (it may already have paid a fee in one); one that has a figure is compared within what the pending
    orders' fees could have taken of it (``_fee_allowance``, pass 4).
 4. **Fee assets.** An asset that pays fees but is neither traded nor the quote (Binance's BNB):
@@ -83,11 +96,13 @@ Run at start-up (``daemon/runner.py``) and by hand (``tradeexecutor reconcile``)
 
 Once the orders pending at start-up have settled (adopted or sent by the running executor's settle path), the
 executor compares passes 3 and 4 again, strictly (``recheck_balances``): what start-up loosened or skipped for
-them is compared with the ledger that now holds their fills. An order in flight at that moment
-(``unconfirmed_orders``: a stop-loss's exit sent during the lag, say) bounds it as at start-up, and the result names
-it (``bounded_by``): the executor keeps the re-check armed and runs it again once those orders have settled, until
-one runs with nothing in flight — the strict comparison. Every run is journaled (``balances_rechecked``, with
-``bounded_by``); a mismatch in any of them is journaled and puts the executor in safe mode, as at start-up;
+them is compared with the ledger that now holds their fills. An *unbooked* order settles once the ledger has booked
+what the exchange said it filled. An order in flight at that moment (``unconfirmed_orders``: a stop-loss's exit sent
+during the lag, say) bounds it as at start-up, and so does one the ledger holds working that the exchange says filled
+more of than is booked (asked about, nothing changed: a later order whose trades lag, bounded exactly as above); the
+result names them (``bounded_by``, and ``unbooked``): the executor keeps the re-check armed and runs it again once
+those orders have settled, until one runs with nothing in flight or unbooked — the strict comparison. Every run is
+journaled (``balances_rechecked``, with ``bounded_by`` and ``unbooked``); a mismatch in any of them is journaled and puts the executor in safe mode, as at start-up;
 nothing is fixed.
 
 Applying the venue's fills is not "fixing money": they are the exchange's record of what
@@ -102,6 +117,7 @@ the result is clean, with a note saying so.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -115,8 +131,8 @@ from tradeexecutor.state import Order, OrderPurpose, OrderSide, OrderStatus, Ord
 from tradeexecutor.state.client_id import ClientOrderIdParts, parse_client_order_id, run_key
 from tradeexecutor.venue.model import NotFoundAnswers, OrderReport, Venue
 
-__all__ = ["BalanceCheck", "ExchangeOrder", "Mismatch", "OrderCheck", "Reconciliation", "journal_reconciliation",
-           "recheck_balances", "reconcile", "unconfirmed_orders", "write_reconciliation"]
+__all__ = ["BalanceCheck", "ExchangeOrder", "Mismatch", "OrderCheck", "Reconciliation", "Unbooked",
+           "journal_reconciliation", "recheck_balances", "reconcile", "unconfirmed_orders", "write_reconciliation"]
 
 #: Why an order whose submit never got a reply, and that the venue does not know at start-up, is left unknown.
 _PENDING_REASON = ("the venue does not know it at start-up and its submit never got a reply (maybe the exchange's "
@@ -151,7 +167,8 @@ class OrderCheck:
     after: str
     #: ``adopted`` (the venue has it, still working), ``completed`` (the venue ended it), ``pending`` (at start-up:
     #: the venue does not know it, its submit never got a reply; left ``unknown`` for the executor's settle path),
-    #: ``unsent`` (the same, by hand: only reported), ``missing`` (a mismatch).
+    #: ``unsent`` (the same, by hand: only reported), ``missing`` (a mismatch), ``unbooked`` (the venue says it
+    #: filled more than its trades list yet: followed, the balances bounded by that part; ``Unbooked``).
     action: str
     #: Fills applied from the venue by this reconciliation.
     fills_applied: int = 0
@@ -183,6 +200,31 @@ class ExchangeOrder:
 
 
 @dataclass(frozen=True)
+class Unbooked:
+    """An order the exchange says filled more of than the ledger has booked: the trades it lists trail its order
+    status (Binance's trade list by moments; an exchange's bug for longer). The account already holds what the
+    missing part moved, the ledger does not: the balances of its assets are compared with the ledger's figures moved
+    by **exactly** that part (``_unbooked_bounds``), not loosened. Not a mismatch: the order stays followed, its fills
+    are booked as the exchange lists them, and the executor then compares the balances again, strictly
+    (``recheck_balances``)."""
+
+    client_order_id: str
+    symbol: str
+    side: str
+    #: The exchange's status of it: ``filled``, ``cancelled`` or ``expired`` when it ended it; working else.
+    exchange_status: str
+    #: What the exchange says it filled, what the ledger has booked of it, and the difference.
+    filled: float
+    booked: float
+    missing: float
+    #: The exchange's average price of all its fills; None when it gives none.
+    average_price: float | None
+    #: The quote value of the part not booked (what the exchange says it traded less the fills booked); None without
+    #: an average price (then bounded by the order's value, limit or last price, with a note).
+    missing_value: float | None
+
+
+@dataclass(frozen=True)
 class BalanceCheck:
     """One asset: what the ledger expects the account to hold and what the venue says."""
 
@@ -195,6 +237,11 @@ class BalanceCheck:
     #: pays fees, neither traded nor the quote: Binance's BNB).
     kind: str
     ok: bool
+    #: The range the venue's figure had to be in, tolerance included, when an order's fills not yet booked
+    #: (``Unbooked``) moved it: the ledger's figure moved by exactly that part. None: within ``tolerance`` of ``ours``
+    #: (or of what a pending order could have moved).
+    low: float | None = None
+    high: float | None = None
 
 
 @dataclass(frozen=True)
@@ -212,9 +259,13 @@ class Reconciliation:
     notes: tuple[str, ...] = ()
     #: Whether it changed the state (fills applied, statuses taken, orders adopted): the caller commits then.
     changed: bool = False
-    #: The client order ids of the orders that may have filled unseen (pending at start-up, in flight at a re-check):
-    #: the balances they may have moved were compared within bounds. Empty: every balance was compared strictly.
+    #: The client order ids of the orders that may have filled unseen (pending at start-up, in flight at a re-check)
+    #: and of those whose fills the exchange has not all listed (``unbooked``): the balances they may have moved were
+    #: compared within bounds. Empty: every balance was compared strictly.
     bounded_by: tuple[str, ...] = ()
+    #: The orders the exchange says filled more of than the ledger has booked (its trade list lagging): the balances
+    #: of their assets were compared with the ledger's figures moved by exactly the part not booked.
+    unbooked: tuple[Unbooked, ...] = ()
 
     @property
     def clean(self) -> bool:
@@ -237,6 +288,7 @@ class Reconciliation:
                 "orders": len(self.orders), "adopted": sum(o.action == "adopted" for o in self.orders),
                 "completed": sum(o.action == "completed" for o in self.orders),
                 "pending": sum(o.action in ("pending", "unsent") for o in self.orders),
+                "unbooked": [u.client_order_id for u in self.unbooked],
                 "fills_applied": (sum(o.fills_applied for o in self.orders)
                                   + sum(o.fills_applied for o in self.exchange_orders)),
                 "exchange_orders_adopted": sum(o.action == "adopted" for o in self.exchange_orders),
@@ -248,6 +300,7 @@ class Reconciliation:
         return {"outcome": self.outcome, "at": self.at.isoformat(), "venue": self.venue,
                 "mismatches": [vars_of(m) for m in self.mismatches], "notes": list(self.notes),
                 "bounded_by": list(self.bounded_by),
+                "unbooked": [vars_of(u) for u in self.unbooked],
                 "orders": [vars_of(o) for o in self.orders],
                 "exchange_orders": [vars_of(o) for o in self.exchange_orders],
                 "balances": [vars_of(b) for b in self.balances]}
@@ -284,16 +337,24 @@ def reconcile(state: State, venue: Venue | None, *, commit: Callable[[], None], 
     mismatches: list[Mismatch] = []
     notes: list[str] = []
     changed = False
+    unbooked: list[tuple[Position, Order, Unbooked]] = []
     for position, order in router.pending():
         before, fills = order.status.value, len(order.fills)
-        resolution = router.resolve_order(position, order, send=False)  # one look: never sent from here
+        report = venue.fetch_order(order.client_order_id)  # one look: never sent from here
+        # The report is kept: what the exchange says filled bounds the balances while its trades are not all listed.
+        resolution = router.resolve_report(position, order, report, send=False)
         symbol = state.instrument(order.instrument_id).symbol
+        missing = _unbooked(symbol, order, report)
         if resolution == "unsent" and at_start:
             if order.status is OrderStatus.submitting:  # asked about again by the running executor's settle path
                 order.transition(OrderStatus.unknown, at, _PENDING_REASON)
             action = "pending"
         elif resolution in ("unsent", "missing"):
             action = resolution
+        elif missing is not None:
+            action = "unbooked"
+            unbooked.append((position, order, missing))
+            notes.append(f"order {order.client_order_id} ({symbol}): {_unbooked_words(missing)}")
         else:
             action = "completed" if order.is_terminal else "adopted"
         applied = len(order.fills) - fills
@@ -320,13 +381,15 @@ def reconcile(state: State, venue: Venue | None, *, commit: Callable[[], None], 
     # are compared within what it could have done at most — the running executor books its fills once it finds it.
     waiting = {c.client_order_id for c in orders if c.action in ("pending", "unsent")}
     unsettled = [(p, o) for p, o in router.pending() if o.client_order_id in waiting]
-    balances = _balances(state, venue, mismatches, symbols, unsettled, notes)
-    fee_checks, baselines = _fee_assets(state, venue, symbols, mismatches, notes, unsettled)
+    balances = _balances(state, venue, mismatches, symbols, unsettled, notes, unbooked)
+    fee_checks, baselines = _fee_assets(state, venue, symbols, mismatches, notes,
+                                        [*unsettled, *((p, o) for p, o, _ in unbooked)])
     balances += fee_checks
     changed = changed or bool(baselines)
     result = Reconciliation(at=at, venue=venue.name, orders=tuple(orders), exchange_orders=tuple(exchange_orders),
                             balances=tuple(balances), mismatches=tuple(mismatches), notes=tuple(notes),
-                            changed=changed, bounded_by=tuple(o.client_order_id for _, o in unsettled))
+                            changed=changed, bounded_by=_bounded_by(unsettled, unbooked),
+                            unbooked=tuple(u for _, _, u in unbooked))
     if journal is not None:  # before the commit: the fills applied and the line that counts them, in one transaction
         journal_reconciliation(result, journal)
     if changed:
@@ -350,8 +413,11 @@ def recheck_balances(state: State, venue: Venue, *, now: Callable[[], datetime],
                      ) -> Reconciliation:
     """Passes 3 and 4 again, strictly, once the orders start-up left pending have settled (the running executor's
     settle path adopted or sent them): the balances they loosened or skipped are compared with the ledger that now
-    holds their fills. A fee asset still without a figure takes the account's now (start-up could not). Orders are
-    not asked about; nothing is changed but such a figure, and the caller commits when ``changed``. A venue that
+    holds their fills. A fee asset still without a figure takes the account's now (start-up could not). The orders
+    the ledger holds working with an exchange id are asked about (``_unbooked_working``), nothing changed: one whose
+    fills the exchange has not all listed bounds its assets by exactly that part and is named (``unbooked``,
+    ``bounded_by``) — the caller compares again once it is booked. Nothing is changed but a fee asset's figure, and
+    the caller commits when ``changed``. A venue that
     fails temporarily raises TemporaryError. An order in flight at this moment (``unconfirmed_orders``: a
     stop-loss's exit sent during the lag, say) may have filled unseen: the balances it may have moved are compared
     within the same bounds as at start-up, not strictly (a strict comparison then is a false safe mode), and the
@@ -359,11 +425,64 @@ def recheck_balances(state: State, venue: Venue, *, now: Callable[[], datetime],
     mismatches: list[Mismatch] = []
     notes: list[str] = []
     unsettled = unconfirmed_orders(state)
-    balances = _balances(state, venue, mismatches, symbols, unsettled, notes)
-    fee_checks, baselines = _fee_assets(state, venue, symbols, mismatches, notes, unsettled)
+    unbooked = _unbooked_working(state, venue, notes)
+    balances = _balances(state, venue, mismatches, symbols, unsettled, notes, unbooked)
+    fee_checks, baselines = _fee_assets(state, venue, symbols, mismatches, notes,
+                                        [*unsettled, *((p, o) for p, o, _ in unbooked)])
     return Reconciliation(at=now(), venue=venue.name, balances=tuple(balances + fee_checks),
                           mismatches=tuple(mismatches), notes=tuple(notes), changed=baselines,
-                          bounded_by=tuple(o.client_order_id for _, o in unsettled))
+                          bounded_by=_bounded_by(unsettled, unbooked), unbooked=tuple(u for _, _, u in unbooked))
+
+
+def _bounded_by(unsettled: Sequence[tuple[Position, Order]], unbooked: Sequence[tuple[Position, Order, Unbooked]]
+                ) -> tuple[str, ...]:
+    """The client order ids that bounded a comparison: the orders that may have filled unseen, then the unbooked."""
+    return tuple(dict.fromkeys([*(o.client_order_id for _, o in unsettled),
+                                *(u.client_order_id for _, _, u in unbooked)]))
+
+
+def _unbooked(symbol: str, order: Order, report: OrderReport | None) -> Unbooked | None:
+    """The part of ``order`` the exchange says filled (``report``) that the ledger has not booked, once the fills
+    it lists are; None when the booked fills add up (or it does not know the order)."""
+    if report is None or order.is_terminal:
+        return None
+    booked = order.filled_quantity
+    if booked >= report.filled_quantity - 1e-9 * max(1.0, report.filled_quantity):
+        return None
+    value = None
+    if report.average_price:  # the average of all its fills: what they traded, less what the fills booked did
+        booked_value = sum(f.quantity * f.price for f in order.fills)
+        value = max(0.0, report.filled_quantity * report.average_price - booked_value)
+    return Unbooked(order.client_order_id, symbol, order.side.value, (report.ended or report.status).value,
+                    report.filled_quantity, booked, report.filled_quantity - booked, report.average_price, value)
+
+
+def _unbooked_words(unbooked: Unbooked) -> str:
+    """A note for a person: what the exchange says of an unbooked order, and what happens now."""
+    return (f"the exchange says it filled {unbooked.filled:g} ({unbooked.exchange_status} there), the ledger has "
+            f"booked {unbooked.booked:g}: its trades are not all listed yet. Its balances are compared with the "
+            f"ledger's moved by the {unbooked.missing:g} not booked; the executor follows it, books the fills as the "
+            "exchange lists them, then compares again strictly")
+
+
+#: Statuses of an order the venue holds and we hold as working: what a re-check asks the venue about.
+_HELD = frozenset({OrderStatus.submitting, OrderStatus.unknown, OrderStatus.open, OrderStatus.partially_filled})
+
+
+def _unbooked_working(state: State, venue: Venue, notes: list[str]) -> list[tuple[Position, Order, Unbooked]]:
+    """At a re-check: each order the ledger holds working with an exchange id, asked about (``fetch_order``, nothing
+    changed), whose fills the exchange has not all listed yet (a later order whose trades lag): its balances are
+    bounded by exactly the part not booked, as at start-up, and the re-check stays armed until it is booked."""
+    found = []
+    for position in state.portfolio.open_positions:
+        for order in position.orders:
+            if order.status in _HELD and order.venue_order_id:
+                symbol = state.instrument(order.instrument_id).symbol
+                missing = _unbooked(symbol, order, venue.fetch_order(order.client_order_id))
+                if missing is not None:
+                    found.append((position, order, missing))
+                    notes.append(f"order {order.client_order_id} ({symbol}): {_unbooked_words(missing)}")
+    return found
 
 
 def _exchange_orders(state: State, router: OrderRouter, mismatches: list[Mismatch], notes: list[str],
@@ -501,10 +620,12 @@ def _adopt(state: State, router: OrderRouter, report: OrderReport, parts: Client
 
 
 def _balances(state: State, venue: Venue, mismatches: list[Mismatch], extra: Sequence[str],
-              unsettled: Sequence[tuple[Position, Order]], notes: list[str]) -> list[BalanceCheck]:
+              unsettled: Sequence[tuple[Position, Order]], notes: list[str],
+              unbooked: Sequence[tuple[Position, Order, Unbooked]] = ()) -> list[BalanceCheck]:
     """Pass 3: each base asset the positions hold, and the quote currency, against the venue's balances. The assets
     an ``unsettled`` order (pending: it may have filled unseen) may have moved are compared within what it could have
-    done at most (``_pending_bounds``), with a note."""
+    done at most (``_pending_bounds``), with a note; those an ``unbooked`` order moved, with the ledger's figure moved
+    by exactly its part not booked (``_unbooked_bounds``)."""
     symbols = sorted({state.instrument(p.instrument_id).symbol for p in state.portfolio.open_positions}
                      | {i.symbol for i in state.instruments} | set(extra))
     specs = venue.instruments(symbols)
@@ -529,6 +650,9 @@ def _balances(state: State, venue: Venue, mismatches: list[Mismatch], extra: Seq
     for asset in sorted(set(below) | above | unbounded):
         notes.append(f"{asset}: compared within what a pending order in it could have moved unseen (it may have "
                      "filled at the exchange); the executor books its fills once the exchange shows it")
+    shifts, loose = _unbooked_bounds(state, specs, unbooked, notes)
+    unbounded |= loose
+    named = ", ".join(u.client_order_id for _, _, u in unbooked)
     checks = []
     for asset, ours in sorted(expected.items()):
         if asset in unbounded:
@@ -536,6 +660,18 @@ def _balances(state: State, venue: Venue, mismatches: list[Mismatch], extra: Seq
         balance = held.get(asset)
         theirs = (balance.free + balance.locked) if balance is not None else 0.0
         tolerance = steps.get(asset, 0.0) + _RELATIVE * max(abs(ours), abs(theirs))
+        if asset in shifts:  # exactly the part of an order the exchange filled that the ledger has not booked
+            least, most = shifts[asset]
+            low, high = ours + least - below.get(asset, 0.0) - tolerance, ours + most + tolerance
+            ok = low <= theirs and (asset in above or theirs <= high)
+            checks.append(BalanceCheck(asset, ours, theirs, tolerance, "position", ok, low,
+                                       None if asset in above else high))
+            if not ok:
+                mismatches.append(Mismatch(
+                    f"{asset}: the venue holds {theirs:g}, the positions {ours:g}, and {least:+g} to {most:+g} of "
+                    f"it the exchange says order(s) {named} filled that the ledger has not booked yet: between "
+                    f"{low:g} and {high if asset not in above else math.inf:g} expected", asset, ours, theirs))
+            continue
         ok = ours - below.get(asset, 0.0) - tolerance <= theirs and (asset in above or theirs <= ours + tolerance)
         checks.append(BalanceCheck(asset, ours, theirs, tolerance, "position", ok))
         if not ok:
@@ -548,12 +684,82 @@ def _balances(state: State, venue: Venue, mismatches: list[Mismatch], extra: Seq
         theirs = (balance.free + balance.locked) if balance is not None else 0.0
         ours = state.portfolio.cash
         tolerance = 0.01 + _RELATIVE * max(abs(ours), abs(theirs))
-        ok = theirs >= ours - below.get(quote, 0.0) - tolerance
-        checks.append(BalanceCheck(quote, ours, theirs, tolerance, "quote", ok))
-        if not ok:
+        least = shifts.get(quote, (0.0, math.inf))[0]
+        low = ours + least - below.get(quote, 0.0) - tolerance
+        ok = theirs >= low
+        checks.append(BalanceCheck(quote, ours, theirs, tolerance, "quote", ok,
+                                   low if quote in shifts else None))
+        if not ok and quote in shifts:
+            mismatches.append(Mismatch(
+                f"{quote}: the venue holds {theirs:g}, less than the executor's cash {ours:g} {least:+g} the exchange "
+                f"says order(s) {named} traded that the ledger has not booked yet (at least {low:g} expected)",
+                quote, ours, theirs))
+        elif not ok:
             mismatches.append(Mismatch(f"{quote}: the venue holds {theirs:g}, less than the executor's cash {ours:g}",
                                        quote, ours, theirs))
     return checks
+
+
+def _unbooked_bounds(state: State, specs: Mapping[str, Any], unbooked: Sequence[tuple[Position, Order, Unbooked]],
+                     notes: list[str]) -> tuple[dict[str, tuple[float, float]], set[str]]:
+    """How the part of each ``unbooked`` order not booked moved the account, one-sided by direction: per asset the
+    least and the most it moved it by (the quote's most is unbounded: an account may hold more than the executor's
+    cash), and the quote currencies no bound is known for (not compared, with a note).
+
+    With ``missing`` the quantity not booked and ``value`` its quote value (the exchange's average price of all
+    the fills less the fills booked), and slack ``_PENDING_SLACK`` (a fee): a buy added between
+    ``missing·(1 − slack)`` (a fee taken in the base) and ``missing`` of the base, and took between ``value`` and
+    ``value·(1 + slack)`` (a fee in the quote) of the quote — at most the order's value left, or ``missing`` at its
+    limit or last price, plus the slack, when the exchange gives no average price (a note says so); a sell took
+    between ``missing`` and ``missing·(1 + slack)`` (a fee taken in the base) of the base and added at least
+    ``value·(1 − slack)`` of the quote (``missing`` at its limit price less the slack without an average price;
+    nothing for a market sell then)."""
+    shifts: dict[str, tuple[float, float]] = {}
+    unbounded: set[str] = set()
+
+    def add(asset: str, least: float, most: float) -> None:
+        before = shifts.get(asset, (0.0, 0.0))
+        shifts[asset] = (before[0] + least, before[1] + most)
+
+    for _, order, unbooked_order in unbooked:
+        spec = specs.get(state.instrument(order.instrument_id).symbol)
+        if spec is None:
+            continue
+        missing, value = unbooked_order.missing, unbooked_order.missing_value
+        cid = unbooked_order.client_order_id
+        if order.side is OrderSide.buy:
+            add(spec.base, missing * (1 - _PENDING_SLACK), missing)
+            if value is None:
+                value, basis = _unbooked_spend(order, missing)
+                if value is None:
+                    unbounded.add(spec.quote)
+                    notes.append(f"{spec.quote}: not compared — order {cid}'s fills are not all booked and the "
+                                 "exchange gives no average price, nor has the order a value, limit or last price")
+                    continue
+                notes.append(f"{spec.quote}: the exchange gives no average price of order {cid}: compared within what "
+                             f"its {basis} allows for the {missing:g} not booked ({value:g} and the slack)")
+            add(spec.quote, -value * (1 + _PENDING_SLACK), math.inf)
+        else:
+            add(spec.base, -missing * (1 + _PENDING_SLACK), -missing)  # a fee the venue took in the base
+            if value is None:
+                value = missing * order.limit_price if order.limit_price else 0.0
+                notes.append(f"{spec.quote}: the exchange gives no average price of order {cid}: its proceeds are "
+                             + (f"taken as at least its limit price's ({value:g}, less the slack)" if value else
+                                "not counted (a market sell: no price is known to bound them)"))
+            add(spec.quote, value * (1 - _PENDING_SLACK), math.inf)
+    return shifts, unbounded
+
+
+def _unbooked_spend(order: Order, missing: float) -> tuple[float | None, str]:
+    """The most a buy's ``missing`` quantity not booked cost, before the slack, without the exchange's average price:
+    what is left of its value, or the quantity at its limit or last price; with what bounded it (None: nothing)."""
+    if order.value is not None:
+        return max(0.0, order.value - sum(f.quantity * f.price for f in order.fills)), "value left"
+    if order.limit_price:
+        return missing * order.limit_price, "limit price"
+    if order.reference_price:
+        return missing * order.reference_price, "last price"
+    return None, ""
 
 
 #: What a pending buy may have spent beyond its notional at the last known price (its fee and a market order's move

@@ -28,6 +28,7 @@ in the daemon, a no-op in a backtest. The router mutates the state on the caller
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import datetime
 
 from tradeexecutor.engine import accounting, crashpoint
@@ -76,6 +77,8 @@ def lost_reason(order: Order) -> str:
 _SENT = frozenset({OrderStatus.submitting, OrderStatus.unknown, OrderStatus.open, OrderStatus.partially_filled})
 #: Statuses of an order the venue accepted and we hold as working.
 _WORKING = frozenset({OrderStatus.open, OrderStatus.partially_filled})
+#: How an exchange ends an order that may have filled (in part).
+_ENDS = frozenset({OrderStatus.filled, OrderStatus.cancelled, OrderStatus.expired})
 
 
 class OrderRouter:
@@ -323,8 +326,20 @@ class OrderRouter:
         again at the retry). Otherwise the venue's status of it (``open``, ``filled``, ...), whose fills
         not yet applied have been applied.
         """
+        return self.resolve_report(position, order, self.venue.fetch_order(order.client_order_id), send=send)
+
+    def resolve_report(self, position: Position, order: Order, report: OrderReport | None, *,
+                       send: bool = True) -> str:
+        """``resolve_order`` with the venue's answer its caller read itself (``Venue.fetch_order``, None: it does not
+        know the order) — reconciliation keeps it, to bound the balances by what the exchange says filled
+        (``engine/reconcile.py``, ``Unbooked``); says what happened, as ``resolve_order``.
+
+        An order the exchange ended (``report.ended``, or a terminal status) whose trades it has not all listed yet is
+        never ended short: the fills listed are booked and it is left ``partially_filled`` with the reason, followed
+        from here (the venue polls it; its fills are booked as they come and it ends once they add up). Ending it at
+        the exchange's status with a fill missing lost that fill for good: an ended order is not asked about again.
+        When the fills listed add up it ends as the exchange says."""
         cid = order.client_order_id
-        report = self.venue.fetch_order(cid)
         if report is None:
             # An order we hold as working may be the exchange's lag, and so may one whose submit's reply never came
             # (no exchange id): Binance answers -2013 for moments after it accepted an order, and a market order it
@@ -346,7 +361,25 @@ class OrderRouter:
             self.lost.add(cid)
             return "missing"
         self.not_found.found(cid)
-        self._take_report(position, order, report)
+        ended = report.ended or (report.status if report.status in _ENDS else None)
+        # A cancel or expiry with a part filled is taken as working until its fills are counted (a filled one is
+        # counted by ``_take_report`` itself).
+        counted = ended is not None and ended is not OrderStatus.filled and report.filled_quantity > 0
+        self._take_report(position, order, replace(report, status=OrderStatus.partially_filled) if counted else report)
+        if ended is None or order.is_terminal:
+            return report.status.value
+        at = self.now()
+        if _reaches(order.filled_quantity, report.filled_quantity):
+            if ended is not OrderStatus.filled:
+                order.transition(ended, at, f"{ended.value} at the venue" if report.ended else (
+                    report.reason or f"{ended.value} at the venue"))
+            elif order.fills:
+                self._end_filled(position, order, at)
+        elif order.status is not OrderStatus.partially_filled:
+            order.transition(OrderStatus.partially_filled, at, (
+                f"{ended.value} at the exchange having filled {report.filled_quantity:g}, {order.filled_quantity:g} "
+                "of it booked: its trades not all listed yet; followed until they are"))
+        accounting.retire_if_done(self.state.portfolio, position)
         return report.status.value
 
     def _take_report(self, position: Position, order: Order, report: OrderReport) -> None:

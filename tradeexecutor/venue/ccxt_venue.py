@@ -301,7 +301,7 @@ class CcxtVenue:
                     # position's exits wait and no cancel is sent for it, before any poll has asked about it.
                     tracked.status = OrderStatus.partially_filled
                     self._still_short(client_order_id, report.filled_quantity, listed)
-                    return replace(report, status=OrderStatus.partially_filled,
+                    return replace(report, status=OrderStatus.partially_filled, ended=report.status,
                                    reason=f"{report.status.value} at the exchange; its trades not all listed yet")
                 return report
         if tracked is None or not tracked.venue_order_id:

@@ -122,6 +122,11 @@ class OrderReport:
     quantity: float | None = None
     limit_price: float | None = None
     stop_price: float | None = None
+    #: How the exchange ended an order the venue reports still working because the trades it lists do not yet add
+    #: up to what it says filled (its trade list lagging its order status): ``filled``, ``cancelled`` or ``expired``
+    #: with ``status`` ``partially_filled``; None otherwise. Reconciliation bounds the balances by the part not
+    #: booked (``engine/reconcile.py``, ``Unbooked``) and says the exchange ended it.
+    ended: OrderStatus | None = None
 
 
 @dataclass(frozen=True, slots=True)
