@@ -343,3 +343,41 @@ def test_a_cycle_with_an_offset_misses_its_boundaries_at_the_offset(tmp_path: Pa
     assert 8 <= len(missed) <= 10
     assert all(boundary.microsecond == 500_000 for boundary in missed), missed
     assert all(later - earlier == timedelta(seconds=1) for earlier, later in itertools.pairwise(missed))
+
+
+
+def test_a_restart_never_decides_a_cycle_an_outage_journaled_missed(tmp_path: Path) -> None:
+    """The ``cycle_missed`` lines an earlier process journaled for an ordinary outage (``OUTAGE_MISSED``) are read
+    back at start-up like the lag's (``ExecutorLoop.missed_before``; the runner does it in paper and live): that
+    cycle is not decided when its bar comes after the restart, the later ones are. A line without a reason (the
+    replay's ticks, older journals) is not read back. Fails before: only the lag's reason was read back."""
+    from datetime import datetime
+
+    from test_daemon_loop import make
+    from tradeexecutor.daemon.loop import OUTAGE_MISSED
+
+    def completed(state_dir: Path) -> list[datetime]:
+        return [datetime.fromisoformat(e["fields"]["cycle_time"]) for e in _journal(state_dir)
+                if e["event"] == "cycle_completed"]
+
+    def ticks(count: int, directory: Path, missed: list[dict[str, Any]] | None = None) -> None:
+        daemon, ticker, _ = make(directory)
+        try:
+            if missed is not None:
+                daemon.loop.missed_before(missed)
+            for _ in range(count):
+                ticker.advance(1)
+                daemon.loop.run_pending()
+        finally:
+            daemon.close()
+
+    ticks(6, tmp_path / "scout")  # the replay's cycle times, on a state of its own
+    times = completed(tmp_path / "scout" / "state")
+    ticks(2, tmp_path)
+    before = completed(tmp_path / "state")
+    assert before and before == times[:len(before)], (before, times)
+    skipped, unread = times[len(before)], times[len(before) + 1]
+    ticks(3, tmp_path, [{"boundary": skipped.isoformat(), "reason": OUTAGE_MISSED},
+                        {"boundary": unread.isoformat()}])
+    after = completed(tmp_path / "state")[len(before):]
+    assert skipped not in after and unread in after, (skipped, unread, after)
