@@ -103,7 +103,8 @@ def test_an_outage_across_two_boundaries_misses_the_older_once_and_decides_the_n
     Fails before: both were journaled missed, and both decided by the catch-up."""
     with down_after_a_cycle(tmp_path) as (url, executor, at, down):
         older, newer = at + CYCLE, at + 2 * CYCLE
-        clock_past(executor, newer + pd.Timedelta(seconds=17), "a wake-up of the cycle job after the newer boundary")
+        until(executor, lambda: pd.Timestamp.now(tz="UTC") > newer + pd.Timedelta(seconds=17),
+              "a wake-up of the cycle job after the newer boundary", timeout=420)
         [line] = journaled(executor, "cycle_missed", lambda e: boundary(e) == older)
         assert line["fields"]["reason"] == OUTAGE_MISSED, line
         assert pd.Timestamp(line["at"]) >= newer, line  # once the newer boundary had passed, not before
