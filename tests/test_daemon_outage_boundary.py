@@ -106,7 +106,7 @@ def test_an_outage_across_two_boundaries_misses_the_older_once_and_decides_the_n
         until(executor, lambda: pd.Timestamp.now(tz="UTC") > newer + pd.Timedelta(seconds=17),
               "a wake-up of the cycle job after the newer boundary", timeout=420)
         [line] = journaled(executor, "cycle_missed", lambda e: boundary(e) == older)
-        assert line["fields"]["reason"] == OUTAGE_MISSED, line
+        assert line["fields"].get("reason") == OUTAGE_MISSED, line
         assert pd.Timestamp(line["at"]) >= newer, line  # once the newer boundary had passed, not before
         assert pd.Timestamp.now(tz="UTC") < newer + CYCLE - pd.Timedelta(seconds=75), "too slow: the next boundary is near"
         sim(url, "DELETE", f"faults/{down['id']}")
