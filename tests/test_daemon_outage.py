@@ -170,7 +170,9 @@ def test_the_backoff_doubles_up_to_its_cap_and_a_retry_storm_never_makes_a_crash
 def test_paper_and_live_journal_each_cycle_boundary_missed_once_not_each_wake(tmp_path: Path) -> None:
     """Paper and live wake the cycle job every quarter candle, at least every 15 s (``poll_period``): while the exchange is down only the
     cycle boundaries that pass are missed cycles, each journaled once at its own time (a 1 s cycle down for ~10 s
-    misses about 10, not the 40 wakes). The replay's deferred ticks are bars not replayed, one missed cycle each."""
+    misses about 10, not the 40 wakes) — from the cycle being retried when the outage began, each once a newer
+    boundary has passed: the newest stays open (decided if the outage ends before the next). The replay's deferred
+    ticks are bars not replayed, one missed cycle each."""
     from datetime import datetime, timedelta
 
     from test_daemon_loop import make
@@ -193,8 +195,9 @@ def test_paper_and_live_journal_each_cycle_boundary_missed_once_not_each_wake(tm
         daemon.close()
     events = _journal(tmp_path / "state")
     missed = [datetime.fromisoformat(e["fields"]["boundary"]) for e in events if e["event"] == "cycle_missed"]
-    expected = [since.replace(microsecond=0) + timedelta(seconds=n) for n in range(1, 12)]
-    assert missed == [boundary for boundary in expected if since < boundary <= last_wake], (since, last_wake, missed)
+    expected = [since.replace(microsecond=0) + timedelta(seconds=n) for n in range(12)]
+    newest = last_wake.replace(microsecond=0)  # the newest boundary passed: open, not journaled
+    assert missed == [boundary for boundary in expected if boundary < newest], (since, last_wake, missed)
     assert 8 <= len(missed) <= 10
 
 
@@ -340,3 +343,41 @@ def test_a_cycle_with_an_offset_misses_its_boundaries_at_the_offset(tmp_path: Pa
     assert 8 <= len(missed) <= 10
     assert all(boundary.microsecond == 500_000 for boundary in missed), missed
     assert all(later - earlier == timedelta(seconds=1) for earlier, later in itertools.pairwise(missed))
+
+
+
+def test_a_restart_never_decides_a_cycle_an_outage_journaled_missed(tmp_path: Path) -> None:
+    """The ``cycle_missed`` lines an earlier process journaled for an ordinary outage (``OUTAGE_MISSED``) are read
+    back at start-up like the lag's (``ExecutorLoop.missed_before``; the runner does it in paper and live): that
+    cycle is not decided when its bar comes after the restart, the later ones are. A line without a reason (the
+    replay's ticks, older journals) is not read back. Fails before: only the lag's reason was read back."""
+    from datetime import datetime
+
+    from test_daemon_loop import make
+    from tradeexecutor.daemon.loop import OUTAGE_MISSED
+
+    def completed(state_dir: Path) -> list[datetime]:
+        return [datetime.fromisoformat(e["fields"]["cycle_time"]) for e in _journal(state_dir)
+                if e["event"] == "cycle_completed"]
+
+    def ticks(count: int, directory: Path, missed: list[dict[str, Any]] | None = None) -> None:
+        daemon, ticker, _ = make(directory)
+        try:
+            if missed is not None:
+                daemon.loop.missed_before(missed)
+            for _ in range(count):
+                ticker.advance(1)
+                daemon.loop.run_pending()
+        finally:
+            daemon.close()
+
+    ticks(6, tmp_path / "scout")  # the replay's cycle times, on a state of its own
+    times = completed(tmp_path / "scout" / "state")
+    ticks(2, tmp_path)
+    before = completed(tmp_path / "state")
+    assert before and before == times[:len(before)], (before, times)
+    skipped, unread = times[len(before)], times[len(before) + 1]
+    ticks(3, tmp_path, [{"boundary": skipped.isoformat(), "reason": OUTAGE_MISSED},
+                        {"boundary": unread.isoformat()}])
+    after = completed(tmp_path / "state")[len(before):]
+    assert skipped not in after and unread in after, (skipped, unread, after)

@@ -16,7 +16,7 @@ and an order the exchange shows again is adopted without safe mode.
 
 The last two count the cycles of the bars managed during the lag: each journaled ``cycle_missed`` or decided, never
 both — within the process, and after a restart during the lag, which reads the lag's ``cycle_missed`` lines back
-(``ExecutorLoop.lag_missed_before``).
+(``ExecutorLoop.missed_before``).
 """
 
 from __future__ import annotations
@@ -441,7 +441,7 @@ def test_the_cycles_of_the_bars_managed_during_the_lag_are_journaled_missed_neve
 @pytest.mark.timeout(600)
 def test_a_cycle_journaled_missed_for_the_lag_stays_undecided_after_a_restart(tmp_path: Path) -> None:
     """A restart while the lag holds must not decide a cycle the journal already says was missed: the next process
-    reads the lag's ``cycle_missed`` lines back (``ExecutorLoop.lag_missed_before``). Fails before: the restarted
+    reads the lag's ``cycle_missed`` lines back (``ExecutorLoop.missed_before``). Fails before: the restarted
     process decided the cycle of the last bar the lag journaled missed, and journaled some boundaries missed twice."""
     with gbp_entry_pending(tmp_path) as (url, second, _):
         cycle_outage(second)

@@ -43,7 +43,7 @@ or the clock passes the next boundary, it is decided then, late, on its own bar.
 boundary has come first it is stale: journaled ``cycle_missed`` with the reason ``LAG_MISSED`` and never
 decided — as are the cycles of the older bars managed meanwhile and the boundaries the clock passed meanwhile
 but the newest (whose bar may still be held). A process restarted during the lag reads those lines back from
-the journal at start-up (``lag_missed_before``, ``lag_held_before``): a missed cycle stays undecided, a held
+the journal at start-up (``missed_before``, ``lag_held_before``): a missed cycle stays undecided, a held
 one is decided if it is still current, else journaled missed.
 
 Idempotence. A cycle is identified by its timestamp; a cycle at or before
@@ -64,9 +64,15 @@ loop and the runner applies the crash policy; the restarted executor decides tha
 A temporary failure. A TemporaryError escaping a job (the network, an exchange down or in
 maintenance, a rate limit) is no bug: the job's uncommitted work is dropped as after a crash, but
 nothing is recorded as one. A scheduled job is tried again after a capped backoff
-(``daemon/outage.py``: the loop waits for it itself), its ticks arriving meanwhile are deferred (a
-cycle boundary journaled as ``cycle_missed``), and RunState shows the outage until the job runs
-through (``outage_ended``); an operator's job that fails so is answered as failed.
+(``daemon/outage.py``: the loop waits for it itself), its ticks arriving meanwhile are deferred, and
+RunState shows the outage until the job runs through (``outage_ended``); an operator's job that fails
+so is answered as failed. In paper and live mode the cycle job's deferred wakes look at the wall clock's
+cycle boundaries: the newest one passed during the outage stays open — if the job runs through before
+the next boundary, its cycle is decided then, late, on its own bar, and never journaled missed — and
+each older one (the cycle being retried when the outage began among them) is journaled ``cycle_missed``
+once (``OUTAGE_MISSED``) and never decided, not even when the catch-up delivers its bar, nor by a
+restart (``missed_before``). The same rule as for the exchange's lag; a replay's deferred tick is a bar
+not replayed, one ``cycle_missed`` each.
 
 Operator jobs. ``close``, ``close_all`` and ``reload_params`` (from the webhook's action sink) run
 as jobs of their own between the scheduled ones: the closes go through the engine's exit path
@@ -111,7 +117,7 @@ from tradeexecutor.ledger import Job, Ledger
 from tradeexecutor.runstate import RunState, RunStatus
 from tradeexecutor.state import Order, Position
 from tradeexecutor.strategy.loader import with_parameters
-from tradeexecutor.timeframe import format_duration, next_boundary
+from tradeexecutor.timeframe import floor_boundary, format_duration, next_boundary
 from tradeexecutor.venue.ccxt_errors import scrub
 
 __all__ = ["ExecutorLoop", "LoopOutcome"]
@@ -129,9 +135,15 @@ _OPERATOR_JOBS = (CommandKind.close, CommandKind.close_all, CommandKind.reload_p
 logger = logging.getLogger("tradeexecutor.daemon")
 
 #: The ``reason`` of a ``cycle_missed`` line for a cycle the exchange's lag left undecided for good (a bar managed
-#: meanwhile, or a boundary passed meanwhile); read back at start-up (``ExecutorLoop.lag_missed_before``), so a
+#: meanwhile, or a boundary passed meanwhile); read back at start-up (``ExecutorLoop.missed_before``), so a
 #: restart never decides a cycle an earlier process journaled missed.
 LAG_MISSED = "an order waits out the exchange's lag: the bar was managed, its cycle not decided"
+#: The ``reason`` of a ``cycle_missed`` line for a cycle boundary an ordinary outage (the exchange down, 5xx,
+#: maintenance: a plain TemporaryError) passed, once a newer boundary had passed too: the newest stays open while the
+#: outage lasts, decided late on its own bar if the outage ends before the next one. Read back at start-up like
+#: ``LAG_MISSED`` (``ExecutorLoop.missed_before``): a cycle journaled missed is never decided.
+OUTAGE_MISSED = ("the cycle job failed temporarily (an outage) and a newer cycle boundary passed before it ran again: "
+                 "not decided")
 #: The ``reason`` of a ``cycle_held`` line: the cycle of a bar managed during the exchange's lag waits for it to
 #: clear (``ExecutorLoop._lag_cycle``); read back at start-up (``ExecutorLoop.lag_held_before``).
 LAG_HELD = ("an order waits out the exchange's lag: the bar was managed; its cycle is decided once the lag clears, "
@@ -231,24 +243,25 @@ class ExecutorLoop:
         #: and the strict one after it that find the same difference enter (and journal ``safe_mode``) once.
         self._recheck_found: set[tuple[str, str | None]] = set()
         #: Paper and live: the cycle's duration and offset on the wall clock. Their cycle job wakes every quarter candle,
-        #: at least every 15 s (``poll_period``), so a deferred wake is a missed cycle only when a boundary passed since the outage
-        #: began; None (the replay): every deferred tick is a bar not replayed, one missed cycle each.
+        #: at least every 15 s (``poll_period``), so a deferred wake misses a cycle only when a newer boundary has passed
+        #: during the outage (``_passed_boundaries``); None (the replay): every deferred tick is a bar not replayed, one
+        #: missed cycle each.
         self.wall_cycle = wall_cycle
-        #: The newest boundary journaled as ``cycle_missed`` (paper and live), so each is journaled once.
+        #: The newest boundary looked at by ``_passed_boundaries`` (paper and live), so each is journaled once.
         self._missed_until: datetime | None = None
-        #: The cycle times (ns) journaled ``cycle_missed`` in the current outage, by either path: each once. Cleared
-        #: when the outage ends.
+        #: The cycle times (ns) journaled ``cycle_missed`` (``_miss_for_good``) and not yet passed by a completed cycle:
+        #: each once, even when a later bar of the outage's catch-up shows it again.
         self._missed_ns: set[int] = set()
-        #: The newest cycle time (ns) missed for the exchange's lag (``_miss_for_lag``: a bar managed during it, a held
-        #: cycle gone stale, or a boundary passed meanwhile), in this process or, read back from the journal, an
-        #: earlier one (``lag_missed_before``): it and older cycles are never decided.
-        self._lag_missed_ns = 0
+        #: The newest cycle time (ns) missed for good (``_miss_for_good``: a boundary an outage passed before a newer
+        #: one, a bar managed during the exchange's lag, a held cycle gone stale), in this process or, read back from
+        #: the journal, an earlier one (``missed_before``): it and older cycles are never decided.
+        self._missed_through_ns = 0
         #: The cycle time (ns) of the cycle the exchange's lag holds (0: none): due at the newest bar managed during
         #: the lag, decided once the lag clears unless a newer bar or boundary comes first (``_lag_cycle``,
         #: ``_drop_stale_hold``); journaled ``cycle_held``, and read back at start-up (``lag_held_before``).
         self._held_ns = 0
-        #: Set while the cycle job fails on the exchange's lag, until a try of it runs past the lag: the job that
-        #: finds the lag cleared still misses the boundaries passed meanwhile (``_passed_boundaries``).
+        #: Set while the cycle job fails on the exchange's lag, until a try of it runs past the lag: the boundaries
+        #: the job that finds the lag cleared misses (``_passed_boundaries``) carry the lag's reason.
         self._lag_outage = False
         engine.start_write_ahead(self._commit, now)  # every order committed submitting before the venue sees it
 
@@ -453,54 +466,58 @@ class ExecutorLoop:
         """The job ran through: when it was being retried, the outage is over (journaled with this job)."""
         ended = self.outage.succeeded(job)
         if ended is not None:
-            self._missed_ns.clear()
+            done_ns = self._done_ns()  # the missed ones still ahead of the decided cycles: the catch-up's bars show them
+            self._missed_ns = {ns for ns in self._missed_ns if ns > done_ns}
             self.journal("outage_ended", job=job, since=ended.since, retries=ended.retries,
                          seconds=round((self._now() - ended.since).total_seconds(), 3),
                          last_error_class=ended.error_class)
 
     def _deferred(self, command: Command) -> None:
-        """A scheduled tick of the job being retried arrived before its retry is due: a cycle boundary is missed.
+        """A scheduled tick of the job being retried arrived before its retry is due: a cycle boundary may be missed.
 
-        In paper and live mode the tick is a wake of the cycle job (every quarter candle, at least every 15 s): only
-        the cycle boundaries that passed since the outage began (each once) are missed, at their own times, not the
-        wakes' (``_passed_boundaries``). The cycle the exchange's lag holds is not (``_held_ns``: decided once the
-        lag clears), unless the clock has passed the next boundary since (``_drop_stale_hold``)."""
+        In paper and live mode the tick is a wake of the cycle job (every quarter candle, at least every 15 s): a
+        cycle is missed only once a newer boundary has passed during the outage (``_passed_boundaries``), journaled
+        once at its own time, not the wake's, and never decided afterwards (``_miss_for_good``) — the newest stays
+        open, to be decided late on its own bar if the outage ends before the next boundary. The cycle the
+        exchange's lag holds is missed once the clock has passed the next boundary (``_drop_stale_hold``). A replay
+        has no wall cycle: each deferred tick is a bar not replayed, one missed cycle."""
         current = self.outage.current
         if command.job is not JobKind.cycle or current is None:
             return
-        self._drop_stale_hold(newer=False)
         at = command.scheduled_at or self._now()
-        lag = self.engine.lag is not None  # the outage is an order waiting out the exchange's lag
-        boundaries = self._passed_boundaries(at, lag=lag) if self.wall_cycle is not None else [at]
-        for boundary in boundaries:
-            ns = pd.Timestamp(boundary).value
-            if ns == self._held_ns:
-                continue  # held for the lag: decided once it clears, or missed once a newer bar or boundary comes
-            if lag:  # a boundary missed while the lag holds the decisions is never decided, as a managed bar's
-                self._miss_for_lag(ns)
-                continue
-            if ns in self._missed_ns:
-                continue  # journaled already, as a cycle the lag left undecided (``_miss_for_lag``)
-            self._missed_ns.add(ns)
-            self.journal("cycle_missed", boundary=boundary, retry_at=current.next_retry_at,
-                         failing_since=current.since)
+        if self.wall_cycle is None:
+            self.journal("cycle_missed", boundary=at, retry_at=current.next_retry_at, failing_since=current.since)
+            return
+        self._drop_stale_hold(newer=False)
+        self._miss_passed(at, lag=self.engine.lag is not None or self._lag_outage)
 
-    def _passed_boundaries(self, at: datetime, *, lag: bool) -> list[datetime]:
-        """Paper and live: the cycle boundaries the clock passed by ``at`` since the outage began and not looked at
-        yet (each once), oldest first. While the exchange's lag holds the decisions (``lag``) the newest is left
-        out — its bar may still come and be held (``_lag_cycle``), or be decided once the lag clears — until a newer
-        boundary has passed: then it is stale, and missed."""
+    def _miss_passed(self, at: datetime, *, lag: bool) -> None:
+        """Paper and live, while the cycle job is being retried: each cycle boundary the outage passed before a newer
+        one had passed by ``at`` is missed for good (``_miss_for_good``), with the lag's reason when the outage is
+        the exchange's lag (``lag``), else the ordinary outage's."""
+        for boundary in self._passed_boundaries(at):
+            self._miss_for_good(pd.Timestamp(boundary).value, reason=LAG_MISSED if lag else OUTAGE_MISSED)
+
+    def _passed_boundaries(self, at: datetime) -> list[datetime]:
+        """Paper and live: the cycle boundaries the clock passed by ``at`` while the cycle job was being retried and not
+        looked at yet (each once), oldest first, but the newest passed: it stays open — its bar may still be decided
+        once the outage ends (or held, and decided once the exchange's lag clears: ``_lag_cycle``) — until a newer
+        boundary has passed; then it is stale, and missed. The first is the cycle due when the outage began (the one
+        being retried) unless it was decided before; then the first after the outage began."""
         current = self.outage.current
-        if current is None or self.wall_cycle is None:
+        if current is None or self.wall_cycle is None or current.job != JobKind.cycle.value:
             return []
         period, offset = self.wall_cycle
-        since = max(current.since, self._missed_until or current.since)
+        boundary = floor_boundary(current.since, period, offset)
+        if pd.Timestamp(boundary).value <= self._done_ns():
+            boundary += period
+        if self._missed_until is not None and self._missed_until >= boundary:
+            boundary = self._missed_until + period
         boundaries = []
-        boundary = next_boundary(since, period, offset)
         while boundary <= at:
             boundaries.append(boundary)
             boundary += period
-        if lag and boundaries:
+        if boundaries:
             boundaries.pop()  # the newest: looked at again once a newer one has passed
         if boundaries:
             self._missed_until = boundaries[-1]
@@ -511,23 +528,23 @@ class ExecutorLoop:
         finding one again neither adds it to the reason nor journals ``safe_mode`` again (``_recheck_balances``)."""
         self._recheck_found |= {(m.symbol, m.client_order_id) for m in mismatches}
 
-    def lag_missed_before(self, lines: Sequence[Mapping[str, Any]]) -> None:
-        """The ``cycle_missed`` lines an earlier process journaled (``Ledger.journaled``): the cycles it left undecided
-        for the exchange's lag (``reason`` ``LAG_MISSED``) stay undecided after a restart, as in the process that
-        journaled them — a restart must not decide a cycle the journal already says was missed (the journal would
-        then have both lines for it). Lines at or before ``last_completed_cycle`` change nothing: those cycles never
-        run again anyway."""
+    def missed_before(self, lines: Sequence[Mapping[str, Any]]) -> None:
+        """The ``cycle_missed`` lines an earlier process journaled (``Ledger.journaled``; paper and live): the cycles it
+        missed for good — for the exchange's lag (``reason`` ``LAG_MISSED``) or an outage that passed a newer boundary
+        (``OUTAGE_MISSED``) — stay undecided after a restart, as in the process that journaled them: a restart must not
+        decide a cycle the journal already says was missed (the journal would then have both lines for it). Lines at
+        or before ``last_completed_cycle`` change nothing: those cycles never run again anyway."""
         done_ns = self._done_ns()
         for fields in lines:
-            if fields.get("reason") != LAG_MISSED or not fields.get("boundary"):
+            if fields.get("reason") not in (LAG_MISSED, OUTAGE_MISSED) or not fields.get("boundary"):
                 continue
             ns = pd.Timestamp(fields["boundary"]).value
             if ns > done_ns:
-                self._lag_missed_ns = max(self._lag_missed_ns, ns)
-                self._missed_ns.add(ns)  # journaled once: not again by this process's lag
+                self._missed_through_ns = max(self._missed_through_ns, ns)
+                self._missed_ns.add(ns)  # journaled once: not again by this process
 
     def lag_held_before(self, lines: Sequence[Mapping[str, Any]]) -> None:
-        """The ``cycle_held`` lines an earlier process journaled (read after ``lag_missed_before``): a cycle it held for
+        """The ``cycle_held`` lines an earlier process journaled (read after ``missed_before``): a cycle it held for
         the exchange's lag and neither decided nor journaled missed is held again. The first cycle job decides it
         if it is still current — the lag cleared, no newer bar delivered, the next boundary not passed — and
         journals it missed (never decided) once a newer bar or boundary came while this process was down
@@ -537,7 +554,7 @@ class ExecutorLoop:
         for fields in lines:
             if fields.get("boundary"):
                 newest = max(newest, pd.Timestamp(fields["boundary"]).value)
-        if newest > max(self._done_ns(), self._lag_missed_ns):
+        if newest > max(self._done_ns(), self._missed_through_ns):
             self._held_ns = newest
 
     def _done_ns(self) -> int:
@@ -559,15 +576,15 @@ class ExecutorLoop:
 
         Held (``_held_ns``, journaled ``cycle_held`` once and committed before the job fails on the lag) while it is
         current — no newer bar, the next boundary not passed: the first cycle job that finds the lag cleared
-        decides it then, on its own bar (``_decide_ended``). Otherwise it is missed for good (``_miss_for_lag``):
+        decides it then, on its own bar (``_decide_ended``). Otherwise it is missed for good (``_miss_for_good``):
         deciding it after newer bars were managed (fills, triggers, marks) would decide on a bar that is no longer
         the market's. A cycle older than a boundary the clock passed during the lag (bars come at the retries' pace,
         behind the clock) is missed here too, journaled once."""
         cycle_ns = self.schedule.due(self.feed.market.timeline_ns, step, self.feed.known_until_ns)
         if not cycle_ns or cycle_ns <= self._done_ns() or cycle_ns == self._held_ns:
             return
-        if newer or cycle_ns <= self._lag_missed_ns or not self._current(cycle_ns):
-            self._miss_for_lag(cycle_ns, step=step)
+        if newer or cycle_ns <= self._missed_through_ns or not self._current(cycle_ns):
+            self._miss_for_good(cycle_ns, step=step)
             return
         self._held_ns = cycle_ns
         current = self.outage.current
@@ -578,24 +595,27 @@ class ExecutorLoop:
 
     def _drop_stale_hold(self, *, newer: bool) -> None:
         """The held cycle (``_held_ns``) once a newer bar was delivered (``newer``) or the clock passed the next
-        boundary: missed for good (``_miss_for_lag``), never decided. Decided or missed already: no longer held."""
+        boundary: missed for good (``_miss_for_good``), never decided. Decided or missed already: no longer held."""
         held = self._held_ns
         if not held:
             return
-        if held <= max(self._done_ns(), self._lag_missed_ns):
+        if held <= max(self._done_ns(), self._missed_through_ns):
             self._held_ns = 0
         elif newer or not self._current(held):
-            self._miss_for_lag(held)
+            self._miss_for_good(held)
 
-    def _miss_for_lag(self, cycle_ns: int, *, step: int | None = None) -> None:
-        """The cycle at ``cycle_ns`` is missed for the exchange's lag: never decided (``_cycle_due`` refuses it and
-        every older one), journaled ``cycle_missed`` with the reason ``LAG_MISSED`` once — unless a line already
-        says so — and committed at once (the job fails on the lag next). A held cycle it passes goes with it."""
+    def _miss_for_good(self, cycle_ns: int, *, reason: str = LAG_MISSED, step: int | None = None) -> None:
+        """The cycle at ``cycle_ns`` is missed for good (the exchange's lag, or an outage that passed a newer
+        boundary: ``reason``): never decided (``_cycle_due`` refuses it and every older one), journaled
+        ``cycle_missed`` with the reason once — unless a line already says so — and committed at once (the job may
+        fail next). A held cycle it passes goes with it. A cycle already decided is left alone."""
         if 0 < self._held_ns <= cycle_ns:
             held, self._held_ns = self._held_ns, 0
             if held < cycle_ns:
-                self._miss_for_lag(held)
-        self._lag_missed_ns = max(self._lag_missed_ns, cycle_ns)
+                self._miss_for_good(held)
+        if cycle_ns <= self._done_ns():
+            return
+        self._missed_through_ns = max(self._missed_through_ns, cycle_ns)
         if cycle_ns in self._missed_ns:
             return
         self._missed_ns.add(cycle_ns)
@@ -603,7 +623,7 @@ class ExecutorLoop:
         where = {"step": step} if step is not None else {}
         self.journal("cycle_missed", boundary=pd.Timestamp(cycle_ns, tz="UTC").to_pydatetime(),
                      retry_at=current.next_retry_at if current else None,
-                     failing_since=current.since if current else self._now(), **where, reason=LAG_MISSED)
+                     failing_since=current.since if current else self._now(), **where, reason=reason)
         self._commit_lines()
 
     def _commit_crash(self, job: str) -> None:
@@ -643,9 +663,8 @@ class ExecutorLoop:
         self._delivered = step
         self._rebase()  # the feed may have dropped its oldest steps before the new bar (its window)
         self.engine.follow_market()  # a growing feed appended candles: indicators extended on their tail
-        if lag is not None or self._lag_outage:  # the boundaries the clock passed during the lag, but the newest
-            for boundary in self._passed_boundaries(self._now(), lag=True):
-                self._miss_for_lag(pd.Timestamp(boundary).value)
+        # The boundaries the clock passed while this job was retried (the lag or an ordinary outage), but the newest.
+        self._miss_passed(self._now(), lag=lag is not None or self._lag_outage)
         if self._processed >= 0:
             self._drop_stale_hold(newer=step is not None)  # a newer bar or boundary came first: missed
             if lag is None:
@@ -884,8 +903,8 @@ class ExecutorLoop:
         cycle_ns = self.schedule.due(self.feed.market.timeline_ns, step, self.feed.known_until_ns)
         if not cycle_ns:
             return None
-        if cycle_ns <= self._lag_missed_ns:
-            return None  # journaled missed while the exchange's lag held the decisions (``_miss_for_lag``)
+        if cycle_ns <= self._missed_through_ns:
+            return None  # journaled missed: an outage passed a newer boundary, or the exchange's lag (``_miss_for_good``)
         done = self.state.last_completed_cycle
         if done is not None and cycle_ns <= pd.Timestamp(done).value:
             if warn:

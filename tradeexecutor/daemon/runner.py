@@ -418,8 +418,9 @@ def build_daemon(config: DaemonConfig, *, clock: Clock | None = None, journal: E
                         unbooked={u.client_order_id: u.filled for u in reconciliation.unbooked},
                         wall_cycle=(strategy.cycle_duration, config.cycle_offset) if paper is not None else None)
     loop.mismatched_at_start(reconciliation.mismatches)  # in safe mode for them already: a re-check adds none again
-    if config.mode == "live":  # the cycles an earlier process left undecided for the exchange's lag stay so
-        loop.lag_missed_before(store.journaled("cycle_missed"))
+    if paper is not None:  # the cycles an earlier process missed for good (an outage, the exchange's lag) stay so
+        loop.missed_before(store.journaled("cycle_missed"))
+    if config.mode == "live":
         loop.lag_held_before(store.journaled("cycle_held"))  # after the missed lines: a held cycle missed since is not
     health_watch = HealthWatch(runstate, config.health, notifier, clock.now) if notifier else None
     if paper is not None:

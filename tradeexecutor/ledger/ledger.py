@@ -61,8 +61,8 @@ DEFAULT_JOURNAL_KEEP = 100_000
 #: The events start-up reads back (:meth:`Ledger.journaled`) and how many of each the retention spares beyond its
 #: ``journal_keep`` newest lines (None: ``journal_keep``): the last ``started`` line (the cycles the last process ran
 #: on, ``check_cycle_duration``), the last ``cycle_held`` line (the cycle the exchange's lag held, ``lag_held_before``:
-#: decided after a restart only while still current), and the lines of cycles missed for the exchange's lag, of
-#: cancels asked for and of orders found lost (``lag_missed_before``, ``cancels_asked_before``, ``lost_before``: once
+#: decided after a restart only while still current), and the lines of cycles missed for good (an outage, the lag), of
+#: cancels asked for and of orders found lost (``missed_before``, ``cancels_asked_before``, ``lost_before``: once
 #: across restarts). A
 #: long-running executor journals more than ``journal_keep`` lines between restarts; deleted, a restart would not see
 #: them — another --cycle-duration taken, a missed cycle decided, a line journaled twice. Kept in the journal table
