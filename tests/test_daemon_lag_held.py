@@ -90,7 +90,8 @@ def stop(process: Executor) -> None:
 @contextmanager
 def held_cycle(tmp_path: Path, *, in_outage: bool = False) -> Iterator[tuple[str, Executor, dict[str, Any]]]:
     """The simulator's URL, the restarted executor (running, its GBPUSD entry waiting out the lag) and the
-    ``cycle_held`` line of the first cycle the lag held — with the time left to act on it before the next boundary.
+    ``cycle_held`` line of the first cycle the lag held with 40 s of its minute left (a slow start-up's first held
+    cycle is let go: the next bar's is held in turn) — time to act on it before the next boundary.
     The first executor is killed as it sends its entries, at the bar after its decision, so the restart's first
     cycle job manages that bar again and holds its cycle as the outage begins. ``in_outage``: the next one instead,
     held by a retry of the outage — a boundary the outage's wake-ups pass (``ExecutorLoop._deferred``), where the
@@ -112,8 +113,13 @@ def held_cycle(tmp_path: Path, *, in_outage: bool = False) -> Iterator[tuple[str
             [began] = journaled(second, "outage_started", lambda e: e["fields"]["job"] == "cycle")
             assert began["fields"]["error_class"] == "ExchangeLagError", began
             after = pd.Timestamp(began["at"]) if in_outage else pd.Timestamp(0, tz="UTC")
-            held = until(second, lambda: next((e for e in events(second, "cycle_held") if boundary(e) > after), None),
-                         "a cycle held for the lag", timeout=240)
+            for _ in range(3):  # too little of the held cycle's minute left to act on it: the next one, held in turn
+                held = until(second, lambda after=after: next(
+                    (e for e in events(second, "cycle_held") if boundary(e) > after), None),
+                    "a cycle held for the lag", timeout=240)
+                if pd.Timestamp.now(tz="UTC") < boundary(held) + BAR - pd.Timedelta(seconds=40):
+                    break
+                after = boundary(held)  # (overtaken by the next bar: journaled missed, as any held cycle it passes)
             assert held["fields"]["reason"].startswith("an order waits out the exchange's lag"), held
             assert pd.Timestamp(held["fields"]["bar_at"]) == boundary(held), held  # its bar closes on it
             assert pd.Timestamp.now(tz="UTC") < boundary(held) + BAR - pd.Timedelta(seconds=20), (
@@ -186,7 +192,7 @@ def test_a_restart_decides_the_held_cycle_once_while_its_bar_is_the_newest(tmp_p
             third.kill()
     lines = journal(third)
     assert decided(lines).count(at) == 1 and at not in missed(lines), (missed(lines), decided(lines))
-    assert missed(lines) == [], missed(lines)
+    assert all(m < at for m in missed(lines)), missed(lines)  # only held cycles the fixture let a newer bar overtake
 
 
 @pytest.mark.timeout(600)
