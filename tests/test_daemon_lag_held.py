@@ -25,6 +25,7 @@ import signal
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +83,11 @@ def lag_fault(url: str) -> dict[str, Any]:
     return lag
 
 
+def held_after(process: Executor, after: pd.Timestamp) -> dict[str, Any] | None:
+    """The first ``cycle_held`` line of a boundary after ``after``, None while there is none."""
+    return next((e for e in events(process, "cycle_held") if boundary(e) > after), None)
+
+
 def stop(process: Executor) -> None:
     process.process.send_signal(signal.SIGTERM)
     assert process.wait() == 0, process.output()
@@ -114,9 +120,7 @@ def held_cycle(tmp_path: Path, *, in_outage: bool = False) -> Iterator[tuple[str
             assert began["fields"]["error_class"] == "ExchangeLagError", began
             after = pd.Timestamp(began["at"]) if in_outage else pd.Timestamp(0, tz="UTC")
             for _ in range(3):  # too little of the held cycle's minute left to act on it: the next one, held in turn
-                held = until(second, lambda after=after: next(
-                    (e for e in events(second, "cycle_held") if boundary(e) > after), None),
-                    "a cycle held for the lag", timeout=240)
+                held = until(second, partial(held_after, second, after), "a cycle held for the lag", timeout=240)
                 if pd.Timestamp.now(tz="UTC") < boundary(held) + BAR - pd.Timedelta(seconds=40):
                     break
                 after = boundary(held)  # (overtaken by the next bar: journaled missed, as any held cycle it passes)

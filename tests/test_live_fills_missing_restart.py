@@ -23,9 +23,8 @@ from exchange_sim_helpers import simulator_process
 from executor_process import Executor
 from test_live_faults_e2e import events, journaled, until
 from test_live_faults_lag import CLEAN, KEY, SECRET, killed_at_submitted, sim
+from test_live_fills_missing import check_booked_once as booked_once
 from tradeexecutor.engine.crashpoint import KILL_AT_ENV
-from tradeexecutor.ledger import load_state
-from tradeexecutor.state import OrderStatus
 
 pytest.importorskip("ccxt")
 pytestmark = pytest.mark.slow
@@ -51,16 +50,6 @@ def taken(url: str) -> dict[str, Any]:
     [order] = sim(url, "GET", "orders")
     assert order["status"] == "FILLED", order
     return order  # type: ignore[no-any-return]
-
-
-def booked_once(url: str, state_dir: Path, cid: str) -> None:
-    """The ledger's order is filled with the exchange's one trade, booked once; the exchange holds that one order."""
-    [trade] = sim(url, "GET", "trades")
-    state = load_state(state_dir)
-    assert state is not None
-    [order] = [o for o in state.portfolio.all_orders() if o.client_order_id == cid]
-    assert order.status is OrderStatus.filled and [f.venue_trade_id for f in order.fills] == [str(trade["id"])]
-    assert [o["clientOrderId"] for o in sim(url, "GET", "orders")] == [cid]  # never resent
 
 
 @pytest.mark.timeout(600)

@@ -19,7 +19,6 @@ cancel at every retry.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -32,13 +31,12 @@ from exchange_sim_helpers import API_KEY, API_SECRET, Running, serve, wait_for
 from scripted import SCRIPTED, ohlc
 from test_engine_router import T0
 from test_engine_writeahead import CONFIG, cycle_ns
+from test_rotation_live import two_stock_simulator as two_markets
 from tradeexecutor.backtest.runner import new_state
 from tradeexecutor.config import CcxtVenueConfig
 from tradeexecutor.data.market import MarketData
 from tradeexecutor.engine.accounting import recompute_cash
 from tradeexecutor.engine.engine import Engine
-from tradeexecutor.exchange_sim import ExchangeSimulator, MarketSpec, SimConfig
-from tradeexecutor.exchange_sim.prices import random_walk_series
 from tradeexecutor.state import Order, OrderPurpose, OrderStatus, Position, State
 from tradeexecutor.strategy.api import open_long, reduce
 from tradeexecutor.strategy.intents import close
@@ -51,18 +49,6 @@ ENVIRON = {"TRADEEXECUTOR_EXCHANGE_API_KEY": API_KEY, "TRADEEXECUTOR_EXCHANGE_AP
 Journal = list[tuple[str, dict[str, Any]]]
 #: Daily bars of both markets: flat at 100, then a bar falling through a 10 % stop (90) and two opening below it.
 BARS: list[Any] = [100.0, 100.0, 100.0, (100.0, 100.0, 80.0, 85.0), (85.0, 85.0, 80.0, 85.0), (85.0, 85.0, 80.0, 85.0)]
-
-
-def two_markets() -> ExchangeSimulator:
-    """AAA/USD and BBB/USD (whole lots, 0.01 tick, 10 USD minimum), fee in USD, no spread, 10 000 USD."""
-    now = int(time.time() * 1000)
-    markets = tuple(MarketSpec(base=base, quote="USD", tick_size=Decimal("0.01"), step_size=Decimal(1),
-                               min_notional=Decimal(10)) for base in ("AAA", "BBB"))
-    config = SimConfig(markets=markets, api_key=API_KEY, api_secret=API_SECRET, fee_rate=Decimal("0.001"),
-                       fee_asset="quote", spread_bps=Decimal(0),
-                       balances={"USD": Decimal(10_000), "AAA": Decimal(0), "BBB": Decimal(0)})
-    return ExchangeSimulator(config, {f"{base}USD": random_walk_series(seed=seed, now_ms=now, start_price=100.0)
-                                      for seed, base in ((5, "AAA"), (6, "BBB"))})
 
 
 @pytest.fixture(scope="module")
