@@ -32,20 +32,14 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from exchange_sim_helpers import simulator_process
 from executor_process import Executor
 from test_live_faults_e2e import CLEAN, OPERATOR, events, journal, journaled, sim, until
-from test_live_faults_lag import killed_at_submitted
-from test_live_lag_jobs import AUTH
+from test_live_lag_jobs import AUTH, KEY, SECRET, gbp_entry_lagging
 from tradeexecutor.daemon.loop import LAG_MISSED
-from tradeexecutor.engine.crashpoint import KILL_AT_ENV
-from tradeexecutor.ledger import load_state
 
 pytest.importorskip("ccxt")
 pytestmark = pytest.mark.slow
 
-KEY = "LiveLagHeldKey0123456789"
-SECRET = "live-lag-held-secret-0123456789"
 #: The strategy's candles and cycles.
 BAR = pd.Timedelta(minutes=1)
 
@@ -103,15 +97,7 @@ def held_cycle(tmp_path: Path, *, in_outage: bool = False) -> Iterator[tuple[str
     held by a retry of the outage — a boundary the outage's wake-ups pass (``ExecutorLoop._deferred``), where the
     first held one is not (only the boundaries after the outage began are). The executor is killed on the way out
     if the test left it running."""
-    state_dir = tmp_path / "state"
-    with simulator_process("--random-walk", "7", "--volatility", "0", "--symbols", "EUR/USD,GBP/USD",
-                           "--balance", "USD=10000", "--api-key-env", "SIM_KEY", "--api-secret-env", "SIM_SECRET",
-                           env={**CLEAN, "SIM_KEY": KEY, "SIM_SECRET": SECRET}) as url:
-        killed = killed_at_submitted(executor(tmp_path / "first", url, state_dir, env={KILL_AT_ENV: "submitted:2"}),
-                                     state_dir)
-        state = load_state(state_dir)
-        assert state is not None and state.instrument(killed.instrument_id).symbol == "GBPUSD"
-        sim(url, "POST", "faults", {"kind": "lag", "lag_seconds": 3600, "count": 100_000})
+    with gbp_entry_lagging(tmp_path, executor) as (url, state_dir, _):
         second = executor(tmp_path / "second", url, state_dir)
         try:
             status = second.wait_status(lambda s: s.get("status") == "running")

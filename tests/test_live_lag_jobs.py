@@ -27,7 +27,7 @@ import signal
 import urllib.error
 import urllib.request
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -41,7 +41,7 @@ from test_live_faults_e2e import CLEAN, OPERATOR, control, events, journal, jour
 from test_live_faults_lag import killed_at_submitted
 from tradeexecutor.engine.crashpoint import KILL_AT_ENV
 from tradeexecutor.ledger import load_state
-from tradeexecutor.state import OrderStatus
+from tradeexecutor.state import Order, OrderStatus
 
 pytest.importorskip("ccxt")
 pytestmark = pytest.mark.slow
@@ -61,18 +61,26 @@ def executor(tmp_path: Path, url: str, state_dir: Path, *args: str, env: dict[st
 
 
 @contextmanager
-def gbp_entry_pending(tmp_path: Path) -> Iterator[tuple[str, Executor, str]]:
-    """The simulator's URL, the restarted executor (running, its GBPUSD entry pending) and that entry's client id."""
+def gbp_entry_lagging(tmp_path: Path, start: Callable[..., Executor]) -> Iterator[tuple[str, Path, Order]]:
+    """The simulator's URL (EURUSD and GBPUSD), the state directory and the GBPUSD entry a first executor (``start``,
+    as :func:`executor`) sent before it was killed -9, its outcome not committed; every lookup of that entry, for
+    the test's length, is answered "does not exist" (Binance's lag)."""
     state_dir = tmp_path / "state"
     with simulator_process("--random-walk", "7", "--volatility", "0", "--symbols", "EUR/USD,GBP/USD",
                            "--balance", "USD=10000", "--api-key-env", "SIM_KEY", "--api-secret-env", "SIM_SECRET",
                            env={**CLEAN, "SIM_KEY": KEY, "SIM_SECRET": SECRET}) as url:
-        killed = killed_at_submitted(executor(tmp_path / "first", url, state_dir, env={KILL_AT_ENV: "submitted:2"}),
+        killed = killed_at_submitted(start(tmp_path / "first", url, state_dir, env={KILL_AT_ENV: "submitted:2"}),
                                      state_dir)
         state = load_state(state_dir)
         assert state is not None and state.instrument(killed.instrument_id).symbol == "GBPUSD"
-        # Every lookup of it, for the test's length, is answered "does not exist" (Binance's lag).
         sim(url, "POST", "faults", {"kind": "lag", "lag_seconds": 3600, "count": 100_000})
+        yield url, state_dir, killed
+
+
+@contextmanager
+def gbp_entry_pending(tmp_path: Path) -> Iterator[tuple[str, Executor, str]]:
+    """The simulator's URL, the restarted executor (running, its GBPUSD entry pending) and that entry's client id."""
+    with gbp_entry_lagging(tmp_path, executor) as (url, state_dir, killed):
         # The cycle's retries (each manages one bar before failing on the lag) come every second, not at a backoff
         # growing to a minute: the stop-loss's bar is reached within the test.
         second = executor(tmp_path / "second", url, state_dir, "--exchange-not-found-seconds", "3600",
